@@ -1,0 +1,57 @@
+//! Generated Rust for the public contracts in `proto/`: shared types, gRPC services
+//! and integration events. Each protobuf package is a module with the same path.
+//!
+//! The contracts are the public API other teams build against; this crate only
+//! re-exports what `build.rs` generates from them.
+
+#![allow(missing_debug_implementations, unused_qualifications)]
+#![allow(clippy::all, clippy::pedantic)]
+
+/// The encoded `FileDescriptorSet` of every contract, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/aftersales_descriptor.bin"));
+
+pub mod aftersales {
+    pub mod common {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.common.v1.rs"));
+        }
+    }
+}
+
+pub use aftersales::common::v1 as common;
+
+#[cfg(test)]
+mod tests {
+    use super::common::{DeviceId, Money, device_id};
+    use prost::Message as _;
+
+    #[test]
+    fn money_round_trips_in_minor_units() {
+        let money = Money {
+            minor_units: 1999,
+            currency: "EUR".into(),
+        };
+        let decoded = Money::decode(money.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded, money);
+    }
+
+    #[test]
+    fn device_id_is_a_oneof() {
+        let id = DeviceId {
+            kind: Some(device_id::Kind::Imei("490154203237518".into())),
+        };
+        let decoded = DeviceId::decode(id.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded.kind, id.kind);
+    }
+
+    #[test]
+    fn descriptor_set_names_the_common_package() {
+        let set = prost_types::FileDescriptorSet::decode(super::FILE_DESCRIPTOR_SET).unwrap();
+        assert!(
+            set.file
+                .iter()
+                .any(|f| f.package() == "aftersales.common.v1")
+        );
+    }
+}

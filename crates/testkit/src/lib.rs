@@ -1,0 +1,86 @@
+//! Real, throwaway servers for tests: PostgreSQL and `nats-server` with JetStream.
+//!
+//! Each server runs from the binaries installed on the machine, on a free loopback
+//! port, in its own temporary directory, and is removed when dropped. Tests in one
+//! binary normally share one server ([`shared_postgres`]) and give each test its own
+//! database, so a suite pays for `initdb` once.
+//!
+//! A missing binary is an error that names the package to install; `scripts/test`
+//! installs them on a fresh machine.
+//!
+//! - [`postgres`]: `initdb` plus `postgres`, dropping root privileges when needed.
+//! - [`nats`]: `nats-server -js`.
+//! - [`process`]: the spawner that ties every child's life to the test process.
+
+pub mod nats;
+pub mod postgres;
+mod process;
+
+pub use nats::NatsServer;
+pub use postgres::{PostgresOptions, PostgresServer, shared_postgres};
+
+use std::path::PathBuf;
+
+/// Why a test server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// A server binary is not installed.
+    #[error("`{binary}` not found ({searched}); install it with: {install}")]
+    MissingBinary {
+        binary: &'static str,
+        searched: String,
+        install: &'static str,
+    },
+    /// A helper command ran but failed.
+    #[error("`{command}` failed: {output}")]
+    CommandFailed { command: String, output: String },
+    /// The server did not accept connections in time.
+    #[error("{server} did not become ready within {seconds}s; log: {log}")]
+    NotReady {
+        server: &'static str,
+        seconds: u64,
+        log: String,
+    },
+    #[error("i/o error while {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl TestkitError {
+    fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Io { action, source }
+    }
+}
+
+/// Finds `binary` in `PATH`.
+fn find_on_path(binary: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A free TCP port on 127.0.0.1. The port is released before returning, so a server
+/// started on it may still lose a race; callers retry on a failed start.
+fn free_port() -> Result<u16, TestkitError> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(TestkitError::io("binding a probe socket"))?;
+    let port = listener
+        .local_addr()
+        .map_err(TestkitError::io("reading the probe socket address"))?
+        .port();
+    Ok(port)
+}
+
+fn read_log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(2000);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    text[start..].to_string()
+}
