@@ -1,0 +1,35 @@
+//! The event-sourcing core every Aftersales service stands on.
+//!
+//! - [`decider`]: aggregates as pure `decide`/`evolve` functions, and how their
+//!   events are encoded and upcast.
+//! - [`handler`]: load, fold, decide, append with the expected version, retry.
+//! - [`store`]: the [`EventStore`] API; [`postgres`] and [`sqlite`] implement it and
+//!   [`any`] picks one from a URL. Both share the append algorithm in `append`.
+//! - [`chain`]: the per-stream hash chain and its verification.
+//! - [`follow`]: following the log live from a checkpoint, never skipping an event.
+
+pub mod any;
+mod append;
+pub mod chain;
+pub mod decider;
+pub mod error;
+pub mod event;
+pub mod follow;
+pub mod handler;
+pub mod postgres;
+pub mod sqlite;
+pub mod store;
+
+pub use any::AnyEventStore;
+pub use chain::{ChainBreak, VerifyReport, verify_events};
+pub use decider::{CodecError, Decider, DomainEvent, Upcasters};
+pub use error::{InputError, StoreError};
+pub use event::{
+    AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
+    StreamHead, StreamId,
+};
+pub use follow::{FollowOptions, follow};
+pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
+pub use postgres::PgEventStore;
+pub use sqlite::SqliteEventStore;
+pub use store::{EventStore, Limits, read_whole_stream};

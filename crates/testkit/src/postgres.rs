@@ -64,8 +64,9 @@ impl PostgresServer {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(TestkitError::io("restricting the PostgreSQL directory"))?;
         if let Some((uid, gid)) = run_as {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .map_err(TestkitError::io("handing the directory to the postgres user"))?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(
+                TestkitError::io("handing the directory to the postgres user"),
+            )?;
         }
         let data = dir.path().join("data");
 
@@ -174,8 +175,8 @@ fn start_postmaster(
         .stdout(log)
         .stderr(log_err);
     as_user(&mut postgres, run_as);
-    let mut child = process::spawn(postgres, libc::SIGQUIT)
-        .map_err(TestkitError::io("starting postgres"))?;
+    let mut child =
+        process::spawn(postgres, libc::SIGQUIT).map_err(TestkitError::io("starting postgres"))?;
 
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
@@ -234,10 +235,10 @@ fn run_checked(command: &mut Command) -> Result<(), TestkitError> {
 /// `pg_config --bindir`, then `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 fn find_bin_dir() -> Result<PathBuf, TestkitError> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(dir) = std::env::var_os("AFTERSALES_PG_BINDIR").map(PathBuf::from) {
-        if has_server(&dir) {
-            return Ok(dir);
-        }
+    if let Some(dir) = std::env::var_os("AFTERSALES_PG_BINDIR").map(PathBuf::from)
+        && has_server(&dir)
+    {
+        return Ok(dir);
     }
     if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
@@ -245,10 +246,10 @@ fn find_bin_dir() -> Result<PathBuf, TestkitError> {
             return Ok(dir);
         }
     }
-    if let Some(dir) = find_on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf)) {
-        if has_server(&dir) {
-            return Ok(dir);
-        }
+    if let Some(dir) = find_on_path("initdb").and_then(|p| p.parent().map(Path::to_path_buf))
+        && has_server(&dir)
+    {
+        return Ok(dir);
     }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -280,8 +281,8 @@ fn postgres_user_if_root() -> Result<Option<(u32, u32)>, TestkitError> {
     if euid != 0 {
         return Ok(None);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd")
-        .map_err(TestkitError::io("reading /etc/passwd"))?;
+    let passwd =
+        std::fs::read_to_string("/etc/passwd").map_err(TestkitError::io("reading /etc/passwd"))?;
     passwd
         .lines()
         .find_map(|line| {

@@ -39,7 +39,9 @@ pub(crate) fn spawn(command: Command, death_signal: i32) -> std::io::Result<Chil
             .name("testkit-spawner".into())
             .spawn(move || {
                 for request in rx {
-                    let _ = request.reply.send(spawn_here(request.command, request.death_signal));
+                    let _ = request
+                        .reply
+                        .send(spawn_here(request.command, request.death_signal));
                 }
                 // The sender lives in a static, so this loop only ends at process exit.
             })
@@ -72,7 +74,7 @@ fn spawn_here(mut command: Command, death_signal: i32) -> std::io::Result<Child>
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before prctl took effect.
-            if libc::getppid() != parent as libc::pid_t {
+            if libc::getppid().cast_unsigned() != parent {
                 return Err(std::io::Error::other("test process exited during spawn"));
             }
             Ok(())

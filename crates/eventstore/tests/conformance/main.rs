@@ -1,1 +1,54 @@
-fn main(){}
+//! The event store conformance suite: the same tests against PostgreSQL and SQLite,
+//! both real (a throwaway PostgreSQL cluster, a SQLite file in a temp dir).
+
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+mod counter;
+mod harness;
+mod postgres_only;
+mod suite;
+
+/// Instantiates every suite test once per backend.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    crate::suite::$test(crate::harness::Backend::postgres().await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    crate::suite::$test(crate::harness::Backend::sqlite().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    appends_and_reads_back_every_field,
+    expected_version_is_enforced_and_conflicts_write_nothing,
+    racing_exact_appends_have_exactly_one_winner,
+    racing_any_appends_all_land_in_order,
+    reappending_the_same_events_stores_them_once,
+    reused_event_ids_with_other_content_are_refused,
+    bad_input_gets_a_typed_error_and_writes_nothing,
+    reads_the_log_by_position_and_by_checkpoint,
+    follower_sees_every_event_once_under_concurrent_writers,
+    hash_chain_detects_edited_payload,
+    hash_chain_detects_edited_metadata,
+    hash_chain_detects_deleted_event,
+    hash_chain_detects_reordered_events,
+    trusted_head_detects_removed_tail,
+    history_cannot_be_changed_without_disabling_the_guard,
+    handler_decides_appends_and_refuses_without_writing,
+    handler_retries_a_lost_race_with_fresh_state,
+    handler_writes_a_repeated_command_once,
+    handler_loads_state_as_of_a_date,
+    upcasters_bring_old_events_to_the_current_shape,
+    snapshots_are_used_and_ignored_when_outdated,
+);

@@ -1,0 +1,105 @@
+//! Picking a backend from a URL at run time, without `dyn`.
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::event::{
+    AppendOutcome, Checkpoint, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StreamHead,
+    StreamId,
+};
+use crate::postgres::PgEventStore;
+use crate::sqlite::SqliteEventStore;
+use crate::store::{EventStore, Limits};
+
+/// Either backend, chosen by [`AnyEventStore::connect`] from the URL scheme.
+#[derive(Debug, Clone)]
+pub enum AnyEventStore {
+    Postgres(PgEventStore),
+    Sqlite(SqliteEventStore),
+}
+
+impl AnyEventStore {
+    /// `postgres://…` or `postgresql://…` for PostgreSQL, `sqlite:…` for SQLite.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgEventStore::connect(url).await?))
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteEventStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    pub fn with_limits(self, limits: Limits) -> Self {
+        match self {
+            Self::Postgres(s) => Self::Postgres(s.with_limits(limits)),
+            Self::Sqlite(s) => Self::Sqlite(s.with_limits(limits)),
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyEventStore::Postgres($store) => $call,
+            AnyEventStore::Sqlite($store) => $call,
+        }
+    };
+}
+
+impl EventStore for AnyEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        delegate!(self, s => s.append(stream, expected, events).await)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        delegate!(self, s => s.read_stream(stream, from_version, limit).await)
+    }
+
+    async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        delegate!(self, s => s.stream_head(stream).await)
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        delegate!(self, s => s.read_all(after_position, limit).await)
+    }
+
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        delegate!(self, s => s.read_log(after, limit).await)
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        delegate!(self, s => s.event_by_id(event_id).await)
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        delegate!(self, s => s.save_snapshot(snapshot).await)
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        delegate!(self, s => s.load_snapshot(stream).await)
+    }
+
+    fn appended(&self) -> &Notify {
+        delegate!(self, s => s.appended())
+    }
+}

@@ -1,0 +1,185 @@
+//! The append algorithm both backends share.
+//!
+//! No explicit transaction and no stream lock: read the stream's head, chain the new
+//! events onto it, and insert them all in one statement. The unique key on
+//! (stream, version) is the optimistic lock: if another writer got there first the
+//! insert fails as a whole and nothing is written. The unique key on the event id
+//! makes a retried append a no-op.
+
+use chrono::SubsecRound as _;
+use uuid::Uuid;
+
+use crate::chain::{Canonical, GENESIS};
+use crate::error::StoreError;
+use crate::event::{AppendOutcome, ExpectedVersion, NewEvent, RecordedEvent, StreamHead, StreamId};
+use crate::store::{Limits, validate_batch};
+
+/// How often an append with [`ExpectedVersion::Any`] re-reads the head after losing
+/// a race before it gives up.
+const ANY_VERSION_ATTEMPTS: u32 = 50;
+
+/// A new event with its place in the stream settled.
+#[derive(Debug)]
+pub(crate) struct ChainedEvent {
+    pub event: NewEvent,
+    pub stream_version: u64,
+    pub hash: [u8; 32],
+}
+
+/// Why an insert was refused.
+#[derive(Debug)]
+pub(crate) enum InsertError {
+    /// Some event id is stored already.
+    DuplicateEventId,
+    /// Another writer took one of the versions.
+    VersionTaken,
+    Store(StoreError),
+}
+
+/// What a backend provides to the shared algorithm.
+pub(crate) trait AppendBackend: Sync {
+    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError>;
+
+    /// Inserts all rows in one atomic statement; returns their positions in order.
+    async fn insert(
+        &self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> Result<Vec<u64>, InsertError>;
+
+    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError>;
+}
+
+pub(crate) async fn append<B: AppendBackend>(
+    backend: &B,
+    limits: &Limits,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    mut events: Vec<NewEvent>,
+) -> Result<AppendOutcome, StoreError> {
+    validate_batch(limits, &events)?;
+    // Stored timestamps keep microseconds; hash what will be read back.
+    for event in &mut events {
+        event.metadata.recorded_at = event.metadata.recorded_at.trunc_subsecs(6);
+    }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let head = backend.head(stream).await?;
+        let actual = head.map_or(0, |h| h.version);
+        if !expected.accepts(actual) {
+            return match already_appended(backend, stream, &events).await? {
+                Some(outcome) => Ok(outcome),
+                None => Err(StoreError::WrongExpectedVersion {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                }),
+            };
+        }
+        let rows = chain(stream, head, events);
+        match backend.insert(stream, &rows).await {
+            Ok(positions) => {
+                let (Some(first), Some(last)) = (positions.first(), positions.last()) else {
+                    return Err(StoreError::CorruptRow("insert returned no rows".into()));
+                };
+                return Ok(AppendOutcome {
+                    stream_version: actual + rows.len() as u64,
+                    first_position: *first,
+                    last_position: *last,
+                    duplicate: false,
+                });
+            }
+            Err(InsertError::Store(error)) => return Err(error),
+            Err(InsertError::DuplicateEventId) => {
+                events = rows.into_iter().map(|r| r.event).collect();
+                return match already_appended(backend, stream, &events).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(StoreError::IdempotencyConflict {
+                        event_id: events[0].event_id,
+                    }),
+                };
+            }
+            Err(InsertError::VersionTaken) => {
+                events = rows.into_iter().map(|r| r.event).collect();
+                if expected != ExpectedVersion::Any || attempts >= ANY_VERSION_ATTEMPTS {
+                    let actual = backend.head(stream).await?.map_or(0, |h| h.version);
+                    return match already_appended(backend, stream, &events).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(StoreError::WrongExpectedVersion {
+                            stream: stream.clone(),
+                            expected,
+                            actual,
+                        }),
+                    };
+                }
+            }
+        }
+    }
+}
+
+fn chain(stream: &StreamId, head: Option<StreamHead>, events: Vec<NewEvent>) -> Vec<ChainedEvent> {
+    let (mut version, mut previous) = head.map_or((0, GENESIS), |h| (h.version, h.hash));
+    events
+        .into_iter()
+        .map(|event| {
+            version += 1;
+            let hash = Canonical {
+                stream_id: stream.as_str(),
+                stream_version: version,
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+            }
+            .hash(&previous);
+            previous = hash;
+            ChainedEvent {
+                event,
+                stream_version: version,
+                hash,
+            }
+        })
+        .collect()
+}
+
+/// If every event of the batch is stored already, as this batch in this stream, the
+/// outcome of the earlier append; if none is, `None`; anything else is a conflict.
+async fn already_appended<B: AppendBackend>(
+    backend: &B,
+    stream: &StreamId,
+    events: &[NewEvent],
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let mut stored = backend.events_by_ids(&ids).await?;
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    stored.sort_by_key(|e| e.stream_version);
+    for event in events {
+        let same = stored
+            .iter()
+            .find(|s| s.event_id == event.event_id)
+            .is_some_and(|s| {
+                s.stream_id == *stream
+                    && s.event_type == event.event_type
+                    && s.schema_version == event.schema_version
+                    && s.payload == event.payload
+            });
+        if !same {
+            return Err(StoreError::IdempotencyConflict {
+                event_id: event.event_id,
+            });
+        }
+    }
+    let (Some(first), Some(last)) = (stored.first(), stored.last()) else {
+        return Ok(None);
+    };
+    Ok(Some(AppendOutcome {
+        stream_version: last.stream_version,
+        first_position: first.position,
+        last_position: last.position,
+        duplicate: true,
+    }))
+}

@@ -1,0 +1,83 @@
+//! Following the log live, from a checkpoint.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::Stream;
+
+use crate::error::StoreError;
+use crate::event::{Checkpoint, RecordedEvent};
+use crate::store::EventStore;
+
+/// How a follower reads.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowOptions {
+    /// Events fetched per read.
+    pub batch_size: usize,
+    /// How long an idle follower waits before polling again. Appends made through
+    /// the same store value wake it at once; this bounds the delay for appends
+    /// made by other processes.
+    pub poll_interval: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Every event after `after`, in follow order, forever: each exactly once, none
+/// skipped. Save each event's [`RecordedEvent::checkpoint`] once it is handled to
+/// resume from there. A read error ends the stream with that error.
+pub fn follow<S: EventStore>(
+    store: S,
+    after: Checkpoint,
+    options: FollowOptions,
+) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send {
+    struct State<S> {
+        store: S,
+        checkpoint: Checkpoint,
+        buffer: VecDeque<RecordedEvent>,
+        failed: bool,
+    }
+    let state = State {
+        store,
+        checkpoint: after,
+        buffer: VecDeque::new(),
+        failed: false,
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        if state.failed {
+            return None;
+        }
+        loop {
+            if let Some(event) = state.buffer.pop_front() {
+                state.checkpoint = event.checkpoint;
+                return Some((Ok(event), state));
+            }
+            let read = {
+                // Registered before the read, so an append between the read and the
+                // wait still wakes us.
+                let appended = state.store.appended().notified();
+                let read = state
+                    .store
+                    .read_log(state.checkpoint, options.batch_size)
+                    .await;
+                if matches!(&read, Ok(events) if events.is_empty()) {
+                    let _ = tokio::time::timeout(options.poll_interval, appended).await;
+                }
+                read
+            };
+            match read {
+                Ok(events) => state.buffer.extend(events),
+                Err(error) => {
+                    state.failed = true;
+                    return Some((Err(error), state));
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,327 @@
+//! Running commands against a decider: load the stream, fold it, decide, append with
+//! the expected version, and on a lost race try again with fresh state.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::decider::{CodecError, Decider, DomainEvent, Upcasters, encode};
+use crate::error::StoreError;
+use crate::event::{ExpectedVersion, Metadata, NewEvent, Snapshot, StreamId};
+use crate::store::{EventStore, STREAM_PAGE};
+
+/// Who sends a command, when, and as part of what.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    /// Set by callers that may retry: the events of a command with the same id are
+    /// written once, and a repeat returns [`Handled::duplicate`].
+    pub command_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub actor: String,
+    pub region: String,
+    /// The time the command is decided at; deciders never read a clock.
+    pub now: DateTime<Utc>,
+}
+
+impl CommandContext {
+    /// The id of the `index`th event this command produces: derived from the command
+    /// id when there is one, so a retried command reproduces it.
+    fn event_id(&self, index: usize) -> Uuid {
+        match self.command_id {
+            Some(command_id) => Uuid::new_v5(&command_id, &(index as u64).to_be_bytes()),
+            None => Uuid::now_v7(),
+        }
+    }
+
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id.or(self.command_id),
+            traceparent: self.traceparent.clone(),
+            tracestate: self.tracestate.clone(),
+            actor: self.actor.clone(),
+            region: self.region.clone(),
+            recorded_at: self.now,
+        }
+    }
+}
+
+/// A stream's state and the version it was folded up to.
+#[derive(Debug, Clone)]
+pub struct Loaded<S> {
+    pub state: S,
+    /// 0 for a stream with no events.
+    pub version: u64,
+}
+
+/// The result of a handled command.
+#[derive(Debug, Clone)]
+pub struct Handled<S, E> {
+    /// The state after the command.
+    pub state: S,
+    pub version: u64,
+    /// The events this command appended (empty for a no-op or a duplicate).
+    pub events: Vec<E>,
+    /// The command id was seen before; nothing was decided or written now.
+    pub duplicate: bool,
+}
+
+/// Why a command was not carried out. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError<E: std::error::Error + 'static> {
+    /// The decider refused the command.
+    #[error(transparent)]
+    Domain(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// Other writers kept winning the race for this stream.
+    #[error("stream {stream} kept changing; gave up after {attempts} attempts")]
+    Contention { stream: StreamId, attempts: u32 },
+}
+
+/// Handles commands for one kind of aggregate over one store.
+#[derive(Debug)]
+pub struct CommandHandler<D, S> {
+    store: S,
+    upcasters: Arc<Upcasters>,
+    max_attempts: u32,
+    snapshot_every: Option<u64>,
+    decider: PhantomData<fn() -> D>,
+}
+
+impl<D, S: Clone> Clone for CommandHandler<D, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            upcasters: Arc::clone(&self.upcasters),
+            max_attempts: self.max_attempts,
+            snapshot_every: self.snapshot_every,
+            decider: PhantomData,
+        }
+    }
+}
+
+impl<D: Decider, S: EventStore> CommandHandler<D, S> {
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            upcasters: Arc::new(Upcasters::new()),
+            max_attempts: 5,
+            snapshot_every: None,
+            decider: PhantomData,
+        }
+    }
+
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// Attempts per command when other writers win the race (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Saves a snapshot whenever a stream crosses a multiple of `every` events.
+    pub fn with_snapshots_every(mut self, every: u64) -> Self {
+        self.snapshot_every = Some(every.max(1));
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Decides `command` on the current state of `stream` and appends the events.
+    pub async fn handle(
+        &self,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        if ctx.command_id.is_some()
+            && let Some(first) = self.store.event_by_id(ctx.event_id(0)).await?
+        {
+            if first.stream_id != *stream {
+                return Err(StoreError::IdempotencyConflict {
+                    event_id: first.event_id,
+                }
+                .into());
+            }
+            let loaded = self.load(stream).await?;
+            return Ok(Handled {
+                state: loaded.state,
+                version: loaded.version,
+                events: Vec::new(),
+                duplicate: true,
+            });
+        }
+        for _ in 0..self.max_attempts {
+            let loaded = self.load(stream).await?;
+            let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
+            if events.is_empty() {
+                return Ok(Handled {
+                    state: loaded.state,
+                    version: loaded.version,
+                    events,
+                    duplicate: false,
+                });
+            }
+            let metadata = ctx.metadata();
+            let new_events = events
+                .iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    Ok(NewEvent {
+                        event_id: ctx.event_id(index),
+                        event_type: event.event_type().to_owned(),
+                        schema_version: event.schema_version(),
+                        payload: encode(event)?,
+                        metadata: metadata.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, CodecError>>()?;
+            let expected = match loaded.version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            match self.store.append(stream, expected, new_events).await {
+                Ok(outcome) => {
+                    let state = events.iter().fold(loaded.state, D::evolve);
+                    self.maybe_snapshot(
+                        stream,
+                        &state,
+                        loaded.version,
+                        outcome.stream_version,
+                        ctx.now,
+                    )
+                    .await;
+                    return Ok(Handled {
+                        state,
+                        version: outcome.stream_version,
+                        events,
+                        duplicate: outcome.duplicate,
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    tracing::debug!(stream = %stream, "lost an append race, deciding again");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(HandleError::Contention {
+            stream: stream.clone(),
+            attempts: self.max_attempts,
+        })
+    }
+
+    /// The current state of `stream`, from its newest usable snapshot on.
+    pub async fn load(&self, stream: &StreamId) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        let mut loaded = Loaded {
+            state: D::initial_state(),
+            version: 0,
+        };
+        if self.snapshot_every.is_some()
+            && let Some(snapshot) = self.store.load_snapshot(stream).await?
+            && snapshot.schema_version == D::STATE_VERSION
+        {
+            match serde_json::from_slice(&snapshot.payload) {
+                Ok(state) => {
+                    loaded = Loaded {
+                        state,
+                        version: snapshot.stream_version,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(stream = %stream, %error, "unreadable snapshot ignored");
+                }
+            }
+        }
+        self.fold_from(stream, loaded, None).await
+    }
+
+    /// The state of `stream` as it was at `as_of`: only events recorded by then.
+    pub async fn load_as_of(
+        &self,
+        stream: &StreamId,
+        as_of: DateTime<Utc>,
+    ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        let initial = Loaded {
+            state: D::initial_state(),
+            version: 0,
+        };
+        self.fold_from(stream, initial, Some(as_of)).await
+    }
+
+    async fn fold_from(
+        &self,
+        stream: &StreamId,
+        mut loaded: Loaded<D::State>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        loop {
+            let page = self
+                .store
+                .read_stream(stream, loaded.version + 1, STREAM_PAGE)
+                .await?;
+            let full = page.len() == STREAM_PAGE;
+            for recorded in page {
+                if as_of.is_some_and(|t| recorded.metadata.recorded_at > t) {
+                    return Ok(loaded);
+                }
+                let event: D::Event = self.upcasters.decode(
+                    &recorded.event_type,
+                    recorded.schema_version,
+                    &recorded.payload,
+                )?;
+                loaded.state = D::evolve(loaded.state, &event);
+                loaded.version = recorded.stream_version;
+            }
+            if !full {
+                return Ok(loaded);
+            }
+        }
+    }
+
+    async fn maybe_snapshot(
+        &self,
+        stream: &StreamId,
+        state: &D::State,
+        before: u64,
+        after: u64,
+        now: DateTime<Utc>,
+    ) {
+        let Some(every) = self.snapshot_every else {
+            return;
+        };
+        if before / every == after / every {
+            return;
+        }
+        let payload = match serde_json::to_vec(state) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::warn!(stream = %stream, %error, "state not snapshotted");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream_id: stream.clone(),
+            stream_version: after,
+            schema_version: D::STATE_VERSION,
+            payload,
+            taken_at: now,
+        };
+        // A snapshot only saves work; the command has already succeeded.
+        if let Err(error) = self.store.save_snapshot(&snapshot).await {
+            tracing::warn!(stream = %stream, error = %error, "snapshot not saved");
+        }
+    }
+}

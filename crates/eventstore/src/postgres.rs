@@ -1,0 +1,375 @@
+//! The PostgreSQL backend.
+//!
+//! Appends are two statements and no explicit transaction (see [`crate::append`]).
+//! Followers read with a horizon: only events whose writing transaction is older
+//! than every transaction in flight when the read began (`pg_snapshot_xmin`),
+//! ordered by (transaction id, position). Nothing can commit below that line any more, so the
+//! order is final and a checkpoint never skips a late commit.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Row as _, migrate::Migrator};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::append::{self, AppendBackend, ChainedEvent, InsertError};
+use crate::error::StoreError;
+use crate::event::{
+    AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
+    StreamHead, StreamId,
+};
+use crate::store::{EventStore, Limits, sql_limit, to_i64, to_u64};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+macro_rules! columns {
+    () => {
+        "position, transaction_id::text AS transaction_text, stream_id, stream_version, \
+         event_id, event_type, schema_version, payload, correlation_id, causation_id, \
+         traceparent, tracestate, actor, region, recorded_at, hash"
+    };
+}
+
+/// An event store in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+    limits: Limits,
+    appended: Arc<Notify>,
+}
+
+impl PgEventStore {
+    /// Connects to `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .connect(url)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool, applying pending migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        migrator().run(&pool).await.map_err(StoreError::Migration)?;
+        Ok(Self {
+            pool,
+            limits: Limits::default(),
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The pool, for projections and inboxes that share the service's database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// The event store's migrations. Services add their own with distinct versions to
+/// the same database, so migrations applied by others are not an error.
+fn migrator() -> Migrator {
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+impl AppendBackend for PgEventStore {
+    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
+             ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StreamHead {
+                version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+                hash: hash_from(row.try_get("hash")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert(
+        &self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> Result<Vec<u64>, InsertError> {
+        let n = rows.len();
+        let mut versions = Vec::with_capacity(n);
+        let mut event_ids = Vec::with_capacity(n);
+        let mut types = Vec::with_capacity(n);
+        let mut schema_versions = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut correlations = Vec::with_capacity(n);
+        let mut causations = Vec::with_capacity(n);
+        let mut traceparents = Vec::with_capacity(n);
+        let mut tracestates = Vec::with_capacity(n);
+        let mut actors = Vec::with_capacity(n);
+        let mut regions = Vec::with_capacity(n);
+        let mut recorded = Vec::with_capacity(n);
+        let mut hashes = Vec::with_capacity(n);
+        for row in rows {
+            let e = &row.event;
+            let m = &e.metadata;
+            versions
+                .push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
+            event_ids.push(e.event_id);
+            types.push(e.event_type.as_str());
+            schema_versions.push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
+            payloads.push(e.payload.as_slice());
+            correlations.push(m.correlation_id);
+            causations.push(m.causation_id);
+            traceparents.push(m.traceparent.as_deref());
+            tracestates.push(m.tracestate.as_deref());
+            actors.push(m.actor.as_str());
+            regions.push(m.region.as_str());
+            recorded.push(m.recorded_at);
+            hashes.push(row.hash.as_slice());
+        }
+        let result = sqlx::query(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+             schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+             actor, region, recorded_at, hash) \
+             SELECT $1, * FROM UNNEST($2::int8[], $3::uuid[], $4::text[], $5::int4[], \
+             $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::timestamptz[], $14::bytea[]) \
+             RETURNING position, stream_version",
+        )
+        .bind(stream.as_str())
+        .bind(versions)
+        .bind(event_ids)
+        .bind(types)
+        .bind(schema_versions)
+        .bind(payloads)
+        .bind(correlations)
+        .bind(causations)
+        .bind(traceparents)
+        .bind(tracestates)
+        .bind(actors)
+        .bind(regions)
+        .bind(recorded)
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await;
+        let returned = match result {
+            Ok(returned) => returned,
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(match db.constraint() {
+                    Some("events_event_id_key") => InsertError::DuplicateEventId,
+                    Some("events_stream_version_key") => InsertError::VersionTaken,
+                    _ => InsertError::Store(StoreError::Database(sqlx::Error::Database(db))),
+                });
+            }
+            Err(error) => return Err(InsertError::Store(error.into())),
+        };
+        let mut positions = returned
+            .iter()
+            .map(|row| -> Result<(i64, u64), StoreError> {
+                Ok((
+                    row.try_get("stream_version")?,
+                    to_u64(row.try_get("position")?, "position")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(InsertError::Store)?;
+        positions.sort_unstable();
+        Ok(positions
+            .into_iter()
+            .map(|(_, position)| position)
+            .collect())
+    }
+
+    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE event_id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let outcome = append::append(self, &self.limits, stream, expected, events).await?;
+        self.appended.notify_waiters();
+        Ok(outcome)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+             ORDER BY stream_version LIMIT $3"
+        ))
+        .bind(stream.as_str())
+        .bind(to_i64(from_version, "from_version")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        self.head(stream).await
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(to_i64(after_position, "after_position")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The horizon comes from an earlier statement than the scan: every transaction
+        // below it had finished when it was taken, so the later scan sees all of their
+        // rows, whichever snapshot each part of a single statement would have used.
+        let horizon: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                .fetch_one(&self.pool)
+                .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events \
+             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+               AND transaction_id < $4::text::xid8 \
+             ORDER BY transaction_id, position LIMIT $3"
+        ))
+        .bind(after.transaction.to_string())
+        .bind(to_i64(after.position, "position")?)
+        .bind(sql_limit(limit))
+        .bind(horizon)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        Ok(self.events_by_ids(&[event_id]).await?.pop())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (stream_id) DO UPDATE SET stream_version = EXCLUDED.stream_version, \
+               schema_version = EXCLUDED.schema_version, payload = EXCLUDED.payload, \
+               taken_at = EXCLUDED.taken_at \
+             WHERE snapshots.stream_version <= EXCLUDED.stream_version",
+        )
+        .bind(snapshot.stream_id.as_str())
+        .bind(to_i64(snapshot.stream_version, "stream_version")?)
+        .bind(i32::try_from(snapshot.schema_version).unwrap_or(i32::MAX))
+        .bind(&snapshot.payload)
+        .bind(snapshot.taken_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stream_version, schema_version, payload, taken_at FROM snapshots \
+             WHERE stream_id = $1",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Snapshot {
+                stream_id: stream.clone(),
+                stream_version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+                schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?)
+                    .map_err(|_| StoreError::CorruptRow("negative schema_version".into()))?,
+                payload: row.try_get("payload")?,
+                taken_at: row.try_get("taken_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    fn appended(&self) -> &Notify {
+        &self.appended
+    }
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let transaction: String = row.try_get("transaction_text")?;
+    let transaction = transaction
+        .parse()
+        .map_err(|_| StoreError::CorruptRow(format!("transaction id {transaction:?}")))?;
+    let position = to_u64(row.try_get("position")?, "position")?;
+    let stream_id: String = row.try_get("stream_id")?;
+    let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
+    Ok(RecordedEvent {
+        position,
+        checkpoint: Checkpoint {
+            transaction,
+            position,
+        },
+        stream_id: StreamId::parse(stream_id).map_err(|e| StoreError::CorruptRow(e.to_string()))?,
+        stream_version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: u32::try_from(row.try_get::<i32, _>("schema_version")?)
+            .map_err(|_| StoreError::CorruptRow("negative schema_version".into()))?,
+        payload: row.try_get("payload")?,
+        metadata: Metadata {
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+            actor: row.try_get("actor")?,
+            region: row.try_get("region")?,
+            recorded_at,
+        },
+        hash: hash_from(row.try_get("hash")?)?,
+    })
+}
+
+pub(crate) fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| StoreError::CorruptRow(format!("hash of {} bytes", b.len())))
+}

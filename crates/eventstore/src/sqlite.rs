@@ -1,0 +1,346 @@
+//! The SQLite backend: the embedded default for one machine.
+//!
+//! SQLite has one writer at a time, so appends go through a single-connection writer
+//! pool (queued fairly in process instead of spinning on `SQLITE_BUSY`), and reads use
+//! a separate pool in WAL mode. Positions are handed out under the write lock, in
+//! commit order, so followers read by position alone.
+
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row as _, Sqlite, migrate::Migrator};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::append::{self, AppendBackend, ChainedEvent, InsertError};
+use crate::error::StoreError;
+use crate::event::{
+    AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
+    StreamHead, StreamId,
+};
+use crate::postgres::hash_from;
+use crate::store::{EventStore, Limits, sql_limit, to_i64, to_u64};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+macro_rules! columns {
+    () => {
+        "position, stream_id, stream_version, event_id, event_type, schema_version, payload, \
+         correlation_id, causation_id, traceparent, tracestate, actor, region, recorded_at, hash"
+    };
+}
+
+/// An event store in a SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    limits: Limits,
+    appended: Arc<Notify>,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite:path/to/file.db`)
+    /// and applies pending migrations. Durable by default: WAL with
+    /// `synchronous=FULL`, so an acknowledged append survives a power cut.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(StoreError::Migration)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            reader,
+            limits: Limits::default(),
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The single-connection writer pool, for projections and inboxes that write to
+    /// the same file.
+    pub fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The read-only pool.
+    pub fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+fn migrator() -> Migrator {
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+impl AppendBackend for SqliteEventStore {
+    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stream_version, hash FROM events WHERE stream_id = ?1 \
+             ORDER BY stream_version DESC LIMIT 1",
+        )
+        .bind(stream.as_str().to_owned())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(StreamHead {
+                version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+                hash: hash_from(row.try_get("hash")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert(
+        &self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> Result<Vec<u64>, InsertError> {
+        let mut versions = Vec::with_capacity(rows.len());
+        for row in rows {
+            versions
+                .push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+             schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+             actor, region, recorded_at, hash) ",
+        );
+        query.push_values(rows.iter().zip(versions), |mut b, (row, version)| {
+            let e = &row.event;
+            let m = &e.metadata;
+            b.push_bind(stream.as_str().to_owned())
+                .push_bind(version)
+                .push_bind(e.event_id)
+                .push_bind(e.event_type.clone())
+                .push_bind(i64::from(e.schema_version))
+                .push_bind(e.payload.clone())
+                .push_bind(m.correlation_id)
+                .push_bind(m.causation_id)
+                .push_bind(m.traceparent.clone())
+                .push_bind(m.tracestate.clone())
+                .push_bind(m.actor.clone())
+                .push_bind(m.region.clone())
+                .push_bind(m.recorded_at.timestamp_micros())
+                .push_bind(row.hash.to_vec());
+        });
+        query.push(" RETURNING position, stream_version");
+        let result = query.build().fetch_all(&self.writer).await;
+        let returned = match result {
+            Ok(returned) => returned,
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                let message = db.message();
+                return Err(if message.contains("events.event_id") {
+                    InsertError::DuplicateEventId
+                } else if message.contains("events.stream_id") {
+                    InsertError::VersionTaken
+                } else {
+                    InsertError::Store(StoreError::Database(sqlx::Error::Database(db)))
+                });
+            }
+            Err(error) => return Err(InsertError::Store(error.into())),
+        };
+        let mut positions = returned
+            .iter()
+            .map(|row| -> Result<(i64, u64), StoreError> {
+                Ok((
+                    row.try_get("stream_version")?,
+                    to_u64(row.try_get("position")?, "position")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(InsertError::Store)?;
+        positions.sort_unstable();
+        Ok(positions
+            .into_iter()
+            .map(|(_, position)| position)
+            .collect())
+    }
+
+    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE event_id IN "
+        ));
+        query.push_tuples(ids, |mut b, id| {
+            b.push_bind(*id);
+        });
+        let rows = query.build().fetch_all(&self.writer).await?;
+        rows.iter().map(decode).collect()
+    }
+}
+
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let outcome = append::append(self, &self.limits, stream, expected, events).await?;
+        self.appended.notify_waiters();
+        Ok(outcome)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE stream_id = ?1 AND stream_version >= ?2 \
+             ORDER BY stream_version LIMIT ?3"
+        ))
+        .bind(stream.as_str().to_owned())
+        .bind(to_i64(from_version, "from_version")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        self.head(stream).await
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(to_i64(after_position, "after_position")?)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_log(
+        &self,
+        after: Checkpoint,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // One writer at a time: the committed prefix by position is final.
+        self.read_all(after.position, limit).await
+    }
+
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        Ok(self.events_by_ids(&[event_id]).await?.pop())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
+               schema_version = excluded.schema_version, payload = excluded.payload, \
+               taken_at = excluded.taken_at \
+             WHERE snapshots.stream_version <= excluded.stream_version",
+        )
+        .bind(snapshot.stream_id.as_str().to_owned())
+        .bind(to_i64(snapshot.stream_version, "stream_version")?)
+        .bind(i64::from(snapshot.schema_version))
+        .bind(snapshot.payload.clone())
+        .bind(snapshot.taken_at.timestamp_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT stream_version, schema_version, payload, taken_at FROM snapshots \
+             WHERE stream_id = ?1",
+        )
+        .bind(stream.as_str().to_owned())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(Snapshot {
+                stream_id: stream.clone(),
+                stream_version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+                schema_version: u32::try_from(row.try_get::<i64, _>("schema_version")?)
+                    .map_err(|_| StoreError::CorruptRow("schema_version out of range".into()))?,
+                payload: row.try_get("payload")?,
+                taken_at: micros_to_time(row.try_get("taken_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn appended(&self) -> &Notify {
+        &self.appended
+    }
+}
+
+fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::CorruptRow(format!("timestamp {micros} out of range")))
+}
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position = to_u64(row.try_get("position")?, "position")?;
+    let stream_id: String = row.try_get("stream_id")?;
+    Ok(RecordedEvent {
+        position,
+        checkpoint: Checkpoint {
+            transaction: 0,
+            position,
+        },
+        stream_id: StreamId::parse(stream_id).map_err(|e| StoreError::CorruptRow(e.to_string()))?,
+        stream_version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: u32::try_from(row.try_get::<i64, _>("schema_version")?)
+            .map_err(|_| StoreError::CorruptRow("schema_version out of range".into()))?,
+        payload: row.try_get("payload")?,
+        metadata: Metadata {
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            traceparent: row.try_get("traceparent")?,
+            tracestate: row.try_get("tracestate")?,
+            actor: row.try_get("actor")?,
+            region: row.try_get("region")?,
+            recorded_at: micros_to_time(row.try_get("recorded_at")?)?,
+        },
+        hash: hash_from(row.try_get("hash")?)?,
+    })
+}

@@ -1,0 +1,241 @@
+//! The event store API that every backend implements, and the checks every backend
+//! applies to input before touching the database.
+
+use std::future::Future;
+
+use uuid::Uuid;
+
+use crate::chain::{VerifyReport, verify_events};
+use crate::error::{InputError, StoreError};
+use crate::event::{
+    AppendOutcome, Checkpoint, ExpectedVersion, MAX_EVENT_TYPE_LEN, MAX_METADATA_FIELD_LEN,
+    NewEvent, RecordedEvent, Snapshot, StreamHead, StreamId,
+};
+
+/// Size limits enforced on every append, before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload of one event, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most events in one append.
+    pub max_events_per_append: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+            max_events_per_append: 1000,
+        }
+    }
+}
+
+/// An append-only log of events, grouped into streams, with a global order.
+///
+/// Implemented by [`crate::PgEventStore`], [`crate::SqliteEventStore`] and
+/// [`crate::AnyEventStore`], which picks one from a URL at run time.
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Appends `events` to `stream` if its version satisfies `expected`.
+    ///
+    /// All events are written or none. Re-appending events whose ids are stored
+    /// already succeeds with `duplicate: true` and writes nothing.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// Up to `limit` events of `stream` with version `>= from_version`, in order.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The stream's last version and hash, or `None` for an empty stream.
+    fn stream_head(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<StreamHead>, StoreError>> + Send;
+
+    /// Up to `limit` events with position `> after_position`, by position.
+    ///
+    /// For history and replay of a settled log. A live follower must use
+    /// [`EventStore::read_log`]: on PostgreSQL a transaction still in flight can
+    /// commit a lower position after a higher one is visible here.
+    fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// Up to `limit` events after `after`, in the order a follower must see them.
+    ///
+    /// Returns only events that can no longer be preceded by another commit, so
+    /// a follower that advances its checkpoint to each returned event's
+    /// [`RecordedEvent::checkpoint`] sees every event exactly once.
+    fn read_log(
+        &self,
+        after: Checkpoint,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+
+    /// The stored event with this id.
+    fn event_by_id(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, StoreError>> + Send;
+
+    /// Stores `snapshot` unless a newer one for the stream is stored already.
+    fn save_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest snapshot of `stream`.
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// Wakes followers in this process after each append.
+    fn appended(&self) -> &tokio::sync::Notify;
+
+    /// Recomputes the stream's hash chain and reports the first break, if any.
+    /// With `trusted_head`, an anchor kept outside this database, removal of the
+    /// stream's last events is detected too.
+    fn verify_stream(
+        &self,
+        stream: &StreamId,
+        trusted_head: Option<StreamHead>,
+    ) -> impl Future<Output = Result<VerifyReport, StoreError>> + Send {
+        async move {
+            let events = read_whole_stream(self, stream).await?;
+            Ok(verify_events(stream, &events, trusted_head))
+        }
+    }
+}
+
+/// Page size used when a whole stream is read.
+pub(crate) const STREAM_PAGE: usize = 1000;
+
+/// Every event of `stream`, in version order.
+pub async fn read_whole_stream<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let from = events.last().map_or(1, |e| e.stream_version + 1);
+        let page = store.read_stream(stream, from, STREAM_PAGE).await?;
+        let done = page.len() < STREAM_PAGE;
+        events.extend(page);
+        if done {
+            return Ok(events);
+        }
+    }
+}
+
+/// Rejects a batch that must not reach the database.
+pub(crate) fn validate_batch(limits: &Limits, events: &[NewEvent]) -> Result<(), InputError> {
+    if events.is_empty() {
+        return Err(InputError::new("events", "must not be empty"));
+    }
+    if events.len() > limits.max_events_per_append {
+        return Err(InputError::new(
+            "events",
+            format!(
+                "has {} events, at most {} per append",
+                events.len(),
+                limits.max_events_per_append
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    for event in events {
+        if !seen.insert(event.event_id) {
+            return Err(InputError::new(
+                "event_id",
+                format!("{} appears twice in one append", event.event_id),
+            ));
+        }
+        validate_event(limits, event)?;
+    }
+    Ok(())
+}
+
+fn validate_event(limits: &Limits, event: &NewEvent) -> Result<(), InputError> {
+    if event.event_id.is_nil() {
+        return Err(InputError::new("event_id", "must not be the nil uuid"));
+    }
+    let t = &event.event_type;
+    if t.is_empty()
+        || t.len() > MAX_EVENT_TYPE_LEN
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(InputError::new(
+            "event_type",
+            format!("must be 1 to {MAX_EVENT_TYPE_LEN} letters, digits, '.', '_' or '-'"),
+        ));
+    }
+    if event.schema_version == 0 || i32::try_from(event.schema_version).is_err() {
+        return Err(InputError::new(
+            "schema_version",
+            "must be between 1 and 2^31-1",
+        ));
+    }
+    if event.payload.len() > limits.max_payload_bytes {
+        return Err(InputError::new(
+            "payload",
+            format!(
+                "is {} bytes, at most {} allowed",
+                event.payload.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    let m = &event.metadata;
+    let text = |field: &'static str, value: &str, required: bool| {
+        if required && value.is_empty() {
+            return Err(InputError::new(field, "must not be empty"));
+        }
+        if value.len() > MAX_METADATA_FIELD_LEN {
+            return Err(InputError::new(
+                field,
+                format!("is longer than {MAX_METADATA_FIELD_LEN} bytes"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(InputError::new(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
+    };
+    text("actor", &m.actor, true)?;
+    text("region", &m.region, true)?;
+    text("traceparent", m.traceparent.as_deref().unwrap_or(""), false)?;
+    text("tracestate", m.tracestate.as_deref().unwrap_or(""), false)?;
+    Ok(())
+}
+
+/// Converts a stored signed integer, which the schema keeps non-negative.
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::CorruptRow(format!("negative {what}: {value}")))
+}
+
+/// Converts a caller's unsigned value into the database's signed integer.
+pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::InvalidInput(InputError::new(field, "is out of range")))
+}
+
+/// Converts a caller's limit into a SQL `LIMIT`.
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

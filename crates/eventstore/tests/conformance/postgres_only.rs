@@ -1,0 +1,129 @@
+//! PostgreSQL-specific proof that a follower never skips a late commit.
+//!
+//! SQLite has one writer at a time, so the hazard cannot arise there.
+
+use std::time::Duration;
+
+use aftersales_eventstore::{
+    AnyEventStore, Checkpoint, EventStore, ExpectedVersion, FollowOptions, follow,
+};
+use futures::StreamExt as _;
+use uuid::Uuid;
+
+use crate::harness::{Backend, events, stream};
+
+/// A transaction takes a lower position, then another commits a higher one first.
+/// Reading by position would pass the lower one by; the follower must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_waits_for_a_transaction_that_commits_late() {
+    let b = Backend::postgres().await;
+    let AnyEventStore::Postgres(pg) = &b.store else {
+        unreachable!()
+    };
+    let early = stream("early");
+    b.store
+        .append(&early, ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    let mut log = Box::pin(follow(
+        b.store.clone(),
+        Checkpoint::START,
+        FollowOptions::default(),
+    ));
+    let checkpoint = log.next().await.unwrap().unwrap().checkpoint;
+    drop(log);
+
+    // The slow writer: inserts (taking the next position) but has not committed.
+    let mut slow = pg.pool().begin().await.unwrap();
+    let slow_id = Uuid::now_v7();
+    let slow_position: i64 = sqlx::query_scalar(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, \
+         payload, correlation_id, actor, region, recorded_at, hash) \
+         VALUES ('slow', 1, $1, 'Noted', 1, '\\x7b7d', $1, 'test', 'eu', now(), \
+         decode(repeat('00', 32), 'hex')) RETURNING position",
+    )
+    .bind(slow_id)
+    .fetch_one(&mut *slow)
+    .await
+    .unwrap();
+
+    // The fast writer commits a higher position.
+    let fast = b
+        .store
+        .append(&stream("fast"), ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    assert!(fast.first_position > u64::try_from(slow_position).unwrap());
+
+    // Reading by position shows the hazard: the higher event is visible, the lower not yet.
+    let by_position = b.store.read_all(checkpoint.position, 10).await.unwrap();
+    assert_eq!(by_position.len(), 1);
+    assert_eq!(by_position[0].position, fast.first_position);
+
+    // The follower holds back instead of advancing past the gap.
+    assert!(b.store.read_log(checkpoint, 10).await.unwrap().is_empty());
+    let options = FollowOptions {
+        batch_size: 10,
+        poll_interval: Duration::from_millis(10),
+    };
+    let mut log = Box::pin(follow(b.store.clone(), checkpoint, options));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), log.next())
+            .await
+            .is_err(),
+        "nothing is delivered while an older transaction is in flight"
+    );
+
+    slow.commit().await.unwrap();
+    let first = log.next().await.unwrap().unwrap();
+    let second = log.next().await.unwrap().unwrap();
+    assert_eq!(
+        first.event_id, slow_id,
+        "the late commit is delivered, first"
+    );
+    assert_eq!(second.position, fast.first_position);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), log.next())
+            .await
+            .is_err(),
+        "and nothing twice"
+    );
+}
+
+/// A transaction that rolls back leaves a hole in positions that the follower
+/// passes without waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_passes_positions_of_rolled_back_appends() {
+    let b = Backend::postgres().await;
+    let AnyEventStore::Postgres(pg) = &b.store else {
+        unreachable!()
+    };
+    let mut aborted = pg.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, \
+         payload, correlation_id, actor, region, recorded_at, hash) \
+         VALUES ('gone', 1, $1, 'Noted', 1, '\\x7b7d', $1, 'test', 'eu', now(), \
+         decode(repeat('00', 32), 'hex'))",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&mut *aborted)
+    .await
+    .unwrap();
+    aborted.rollback().await.unwrap();
+    let after = b
+        .store
+        .append(&stream("after"), ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
+    // Other tests' transactions can hold the horizon back for a moment.
+    let mut read = Vec::new();
+    for _ in 0..1000 {
+        read = b.store.read_log(Checkpoint::START, 10).await.unwrap();
+        if !read.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].position, after.last_position);
+}
