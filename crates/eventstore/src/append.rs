@@ -50,6 +50,28 @@ pub(crate) trait AppendBackend: Sync {
     async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError>;
 }
 
+/// The positions an insert returned as (stream version, position) rows, in version
+/// order (`RETURNING` does not promise the insert order).
+pub(crate) fn positions_in_version_order<R>(rows: &[R]) -> Result<Vec<u64>, InsertError>
+where
+    R: sqlx::Row,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+{
+    let mut pairs = rows
+        .iter()
+        .map(|row| -> Result<(i64, u64), StoreError> {
+            Ok((
+                row.try_get("stream_version")?,
+                crate::store::to_u64(row.try_get("position")?, "position")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(InsertError::Store)?;
+    pairs.sort_unstable();
+    Ok(pairs.into_iter().map(|(_, position)| position).collect())
+}
+
 pub(crate) async fn append<B: AppendBackend>(
     backend: &B,
     limits: &Limits,
@@ -68,14 +90,7 @@ pub(crate) async fn append<B: AppendBackend>(
         let head = backend.head(stream).await?;
         let actual = head.map_or(0, |h| h.version);
         if !expected.accepts(actual) {
-            return match already_appended(backend, stream, &events).await? {
-                Some(outcome) => Ok(outcome),
-                None => Err(StoreError::WrongExpectedVersion {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                }),
-            };
+            return duplicate_or_conflict(backend, stream, expected, actual, &events).await;
         }
         let rows = chain(stream, head, events);
         match backend.insert(stream, &rows).await {
@@ -104,14 +119,7 @@ pub(crate) async fn append<B: AppendBackend>(
                 events = rows.into_iter().map(|r| r.event).collect();
                 if expected != ExpectedVersion::Any || attempts >= ANY_VERSION_ATTEMPTS {
                     let actual = backend.head(stream).await?.map_or(0, |h| h.version);
-                    return match already_appended(backend, stream, &events).await? {
-                        Some(outcome) => Ok(outcome),
-                        None => Err(StoreError::WrongExpectedVersion {
-                            stream: stream.clone(),
-                            expected,
-                            actual,
-                        }),
-                    };
+                    return duplicate_or_conflict(backend, stream, expected, actual, &events).await;
                 }
             }
         }
@@ -142,6 +150,25 @@ fn chain(stream: &StreamId, head: Option<StreamHead>, events: Vec<NewEvent>) -> 
             }
         })
         .collect()
+}
+
+/// A refused version check is a retried append if the events are stored already,
+/// and a conflict otherwise.
+async fn duplicate_or_conflict<B: AppendBackend>(
+    backend: &B,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, StoreError> {
+    match already_appended(backend, stream, events).await? {
+        Some(outcome) => Ok(outcome),
+        None => Err(StoreError::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        }),
+    }
 }
 
 /// If every event of the batch is stored already, as this batch in this stream, the

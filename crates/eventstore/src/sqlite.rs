@@ -169,21 +169,7 @@ impl AppendBackend for SqliteEventStore {
             }
             Err(error) => return Err(InsertError::Store(error.into())),
         };
-        let mut positions = returned
-            .iter()
-            .map(|row| -> Result<(i64, u64), StoreError> {
-                Ok((
-                    row.try_get("stream_version")?,
-                    to_u64(row.try_get("position")?, "position")?,
-                ))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(InsertError::Store)?;
-        positions.sort_unstable();
-        Ok(positions
-            .into_iter()
-            .map(|(_, position)| position)
-            .collect())
+        append::positions_in_version_order(&returned)
     }
 
     async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
