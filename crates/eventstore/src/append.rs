@@ -5,6 +5,11 @@
 //! (stream, version) is the optimistic lock: if another writer got there first the
 //! insert fails as a whole and nothing is written. The unique key on the event id
 //! makes a retried append a no-op.
+//!
+//! Each store remembers the heads it wrote last ([`HeadCache`]), so a process that
+//! keeps appending to a stream skips the head read. A cached head is always a true
+//! fact (events never change); it may only be stale as to being the *last* one, and
+//! then the insert fails on the unique key and the head is read again.
 
 use chrono::SubsecRound as _;
 use uuid::Uuid;
@@ -36,8 +41,38 @@ pub(crate) enum InsertError {
     Store(StoreError),
 }
 
+/// Most streams whose head a store remembers; past this the cache starts afresh.
+const HEAD_CACHE_STREAMS: usize = 16_384;
+
+/// The last head this process wrote, per stream.
+#[derive(Debug, Default)]
+pub(crate) struct HeadCache(std::sync::Mutex<std::collections::HashMap<StreamId, StreamHead>>);
+
+impl HeadCache {
+    fn get(&self, stream: &StreamId) -> Option<StreamHead> {
+        self.0.lock().ok()?.get(stream).copied()
+    }
+
+    fn put(&self, stream: &StreamId, head: StreamHead) {
+        if let Ok(mut heads) = self.0.lock() {
+            if heads.len() >= HEAD_CACHE_STREAMS && !heads.contains_key(stream) {
+                heads.clear();
+            }
+            heads.insert(stream.clone(), head);
+        }
+    }
+
+    fn forget(&self, stream: &StreamId) {
+        if let Ok(mut heads) = self.0.lock() {
+            heads.remove(stream);
+        }
+    }
+}
+
 /// What a backend provides to the shared algorithm.
 pub(crate) trait AppendBackend: Sync {
+    fn head_cache(&self) -> &HeadCache;
+
     async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError>;
 
     /// Inserts all rows in one atomic statement; returns their positions in order.
@@ -84,20 +119,40 @@ pub(crate) async fn append<B: AppendBackend>(
     for event in &mut events {
         event.metadata.recorded_at = event.metadata.recorded_at.trunc_subsecs(6);
     }
+    let cache = backend.head_cache();
     let mut attempts = 0;
+    let mut trust_cache = true;
     loop {
         attempts += 1;
-        let head = backend.head(stream).await?;
+        let cached = if trust_cache { cache.get(stream) } else { None };
+        let head = match cached {
+            Some(head) => Some(head),
+            None => backend.head(stream).await?,
+        };
         let actual = head.map_or(0, |h| h.version);
         if !expected.accepts(actual) {
+            if cached.is_some() {
+                // Another process may have appended since; judge by the real head.
+                trust_cache = false;
+                continue;
+            }
             return duplicate_or_conflict(backend, stream, expected, actual, &events).await;
         }
         let rows = chain(stream, head, events);
         match backend.insert(stream, &rows).await {
             Ok(positions) => {
-                let (Some(first), Some(last)) = (positions.first(), positions.last()) else {
+                let (Some(first), Some(last), Some(row)) =
+                    (positions.first(), positions.last(), rows.last())
+                else {
                     return Err(StoreError::CorruptRow("insert returned no rows".into()));
                 };
+                cache.put(
+                    stream,
+                    StreamHead {
+                        version: row.stream_version,
+                        hash: row.hash,
+                    },
+                );
                 return Ok(AppendOutcome {
                     stream_version: actual + rows.len() as u64,
                     first_position: *first,
@@ -116,6 +171,8 @@ pub(crate) async fn append<B: AppendBackend>(
                 };
             }
             Err(InsertError::VersionTaken) => {
+                cache.forget(stream);
+                trust_cache = false;
                 events = rows.into_iter().map(|r| r.event).collect();
                 if expected != ExpectedVersion::Any || attempts >= ANY_VERSION_ATTEMPTS {
                     let actual = backend.head(stream).await?.map_or(0, |h| h.version);

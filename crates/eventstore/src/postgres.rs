@@ -14,7 +14,7 @@ use sqlx::{Row as _, migrate::Migrator};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::append::{self, AppendBackend, ChainedEvent, InsertError};
+use crate::append::{self, AppendBackend, ChainedEvent, HeadCache, InsertError};
 use crate::error::StoreError;
 use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
@@ -38,6 +38,7 @@ pub struct PgEventStore {
     pool: PgPool,
     limits: Limits,
     appended: Arc<Notify>,
+    heads: Arc<HeadCache>,
 }
 
 impl PgEventStore {
@@ -57,6 +58,7 @@ impl PgEventStore {
             pool,
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
+            heads: Arc::default(),
         })
     }
 
@@ -83,6 +85,10 @@ fn migrator() -> Migrator {
 }
 
 impl AppendBackend for PgEventStore {
+    fn head_cache(&self) -> &HeadCache {
+        &self.heads
+    }
+
     async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
         let row = sqlx::query(
             "SELECT stream_version, hash FROM events WHERE stream_id = $1 \

@@ -18,7 +18,7 @@ use sqlx::{QueryBuilder, Row as _, Sqlite, migrate::Migrator};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::append::{self, AppendBackend, ChainedEvent, InsertError};
+use crate::append::{self, AppendBackend, ChainedEvent, HeadCache, InsertError};
 use crate::error::StoreError;
 use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
@@ -43,6 +43,7 @@ pub struct SqliteEventStore {
     reader: SqlitePool,
     limits: Limits,
     appended: Arc<Notify>,
+    heads: Arc<HeadCache>,
 }
 
 impl SqliteEventStore {
@@ -73,6 +74,7 @@ impl SqliteEventStore {
             reader,
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
+            heads: Arc::default(),
         })
     }
 
@@ -103,6 +105,10 @@ fn migrator() -> Migrator {
 }
 
 impl AppendBackend for SqliteEventStore {
+    fn head_cache(&self) -> &HeadCache {
+        &self.heads
+    }
+
     async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
         let row = sqlx::query(
             "SELECT stream_version, hash FROM events WHERE stream_id = ?1 \

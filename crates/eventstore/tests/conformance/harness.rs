@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 pub struct Backend {
     pub store: AnyEventStore,
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -21,6 +22,7 @@ impl Backend {
         .unwrap();
         Self {
             store: AnyEventStore::connect(&url).await.unwrap(),
+            url,
             _dir: None,
         }
     }
@@ -30,8 +32,14 @@ impl Backend {
         let url = format!("sqlite:{}", dir.path().join("events.db").display());
         Self {
             store: AnyEventStore::connect(&url).await.unwrap(),
+            url,
             _dir: Some(dir),
         }
+    }
+
+    /// Another store on the same database, as another process would open it.
+    pub async fn another_process(&self) -> AnyEventStore {
+        AnyEventStore::connect(&self.url).await.unwrap()
     }
 
     /// Runs raw SQL, bypassing the store: what a malicious or careless operator does.

@@ -53,4 +53,5 @@ conformance!(
     handler_loads_state_as_of_a_date,
     upcasters_bring_old_events_to_the_current_shape,
     snapshots_are_used_and_ignored_when_outdated,
+    stores_in_two_processes_never_overwrite_each_other,
 );

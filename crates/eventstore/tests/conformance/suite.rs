@@ -886,3 +886,33 @@ pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
     let plain = CommandHandler::<Counter, _>::new(b.store.clone());
     assert_eq!(plain.load(&s).await.unwrap().state.total, 25);
 }
+
+pub async fn stores_in_two_processes_never_overwrite_each_other(b: Backend) {
+    let other = b.another_process().await;
+    let s = stream("shared");
+    // Each store remembers the head it wrote last; the other one moves it on.
+    for round in 0..5u64 {
+        let (mine, theirs) = if round % 2 == 0 {
+            (&b.store, &other)
+        } else {
+            (&other, &b.store)
+        };
+        mine.append(&s, ExpectedVersion::Exact(round * 2), events(1))
+            .await
+            .unwrap();
+        let error = theirs
+            .append(&s, ExpectedVersion::Exact(round * 2), events(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, StoreError::WrongExpectedVersion { actual, .. } if actual == round * 2 + 1)
+        );
+        theirs
+            .append(&s, ExpectedVersion::Any, events(1))
+            .await
+            .unwrap();
+    }
+    let stored = b.store.read_stream(&s, 1, 100).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    assert!(b.store.verify_stream(&s, None).await.unwrap().is_intact());
+}
