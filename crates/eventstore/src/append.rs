@@ -154,7 +154,7 @@ pub(crate) async fn append<B: AppendBackend>(
                     },
                 );
                 return Ok(AppendOutcome {
-                    stream_version: actual + rows.len() as u64,
+                    stream_version: row.stream_version,
                     first_position: *first,
                     last_position: *last,
                     duplicate: false,

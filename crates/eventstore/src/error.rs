@@ -67,21 +67,3 @@ impl From<sqlx::Error> for StoreError {
         Self::Database(error)
     }
 }
-
-impl StoreError {
-    /// Whether retrying the same operation later may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::WrongExpectedVersion { .. } => true,
-            Self::Database(error) => matches!(
-                error,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
-            Self::InvalidInput(_)
-            | Self::IdempotencyConflict { .. }
-            | Self::Migration(_)
-            | Self::CorruptRow(_)
-            | Self::UnsupportedUrl(_) => false,
-        }
-    }
-}

@@ -156,13 +156,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 }
                 .into());
             }
-            let loaded = self.load(stream).await?;
-            return Ok(Handled {
-                state: loaded.state,
-                version: loaded.version,
-                events: Vec::new(),
-                duplicate: true,
-            });
+            return self.already_handled(stream).await;
         }
         for _ in 0..self.max_attempts {
             let loaded = self.load(stream).await?;
@@ -194,6 +188,8 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 v => ExpectedVersion::Exact(v),
             };
             match self.store.append(stream, expected, new_events).await {
+                // A concurrent run of the same command got there first.
+                Ok(outcome) if outcome.duplicate => return self.already_handled(stream).await,
                 Ok(outcome) => {
                     let state = events.iter().fold(loaded.state, D::evolve);
                     self.maybe_snapshot(
@@ -208,7 +204,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                         state,
                         version: outcome.stream_version,
                         events,
-                        duplicate: outcome.duplicate,
+                        duplicate: false,
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
@@ -220,6 +216,20 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         Err(HandleError::Contention {
             stream: stream.clone(),
             attempts: self.max_attempts,
+        })
+    }
+
+    /// The answer to a command whose events are stored already: the current state.
+    async fn already_handled(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        let loaded = self.load(stream).await?;
+        Ok(Handled {
+            state: loaded.state,
+            version: loaded.version,
+            events: Vec::new(),
+            duplicate: true,
         })
     }
 

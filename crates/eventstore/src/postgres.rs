@@ -20,7 +20,7 @@ use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamHead, StreamId,
 };
-use crate::store::{EventStore, Limits, sql_limit, to_i64, to_u64};
+use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -358,10 +358,4 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         },
         hash: hash_from(row.try_get("hash")?)?,
     })
-}
-
-pub(crate) fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| StoreError::CorruptRow(format!("hash of {} bytes", b.len())))
 }

@@ -24,8 +24,7 @@ use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamHead, StreamId,
 };
-use crate::postgres::hash_from;
-use crate::store::{EventStore, Limits, sql_limit, to_i64, to_u64};
+use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 

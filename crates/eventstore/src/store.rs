@@ -229,6 +229,13 @@ pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::CorruptRow(format!("negative {what}: {value}")))
 }
 
+/// Reads a stored 32-byte hash.
+pub(crate) fn hash_from(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| StoreError::CorruptRow(format!("hash of {} bytes", b.len())))
+}
+
 /// Converts a caller's unsigned value into the database's signed integer.
 pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError> {
     i64::try_from(value)

@@ -763,6 +763,32 @@ pub async fn handler_writes_a_repeated_command_once(b: Backend) {
     assert!(again.events.is_empty());
     assert_eq!(again.state.total, 3);
     assert_eq!(b.count().await, 1);
+    // The same command sent many times at once: written once, every answer the same.
+    let raced = stream("retry-race");
+    let mut racing = ctx(1);
+    racing.command_id = Some(Uuid::now_v7());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (handler, raced, racing) = (handler.clone(), raced.clone(), racing.clone());
+        tasks.push(tokio::spawn(async move {
+            handler
+                .handle(&raced, &counter::Command::Add(4), &racing)
+                .await
+        }));
+    }
+    let mut first_runs = 0;
+    for task in tasks {
+        let done = task.await.unwrap().unwrap();
+        assert_eq!((done.state.total, done.version), (4, 1));
+        if done.duplicate {
+            assert!(done.events.is_empty());
+        } else {
+            first_runs += 1;
+        }
+    }
+    assert_eq!(first_runs, 1);
+    assert_eq!(b.store.read_stream(&raced, 1, 10).await.unwrap().len(), 1);
+
     // The same command id against another stream is a conflict, not a silent no-op.
     let error = handler
         .handle(&stream("elsewhere"), &counter::Command::Add(3), &context)
