@@ -11,6 +11,7 @@ use crate::event::{
 use crate::postgres::PgEventStore;
 use crate::sqlite::SqliteEventStore;
 use crate::store::{EventStore, Limits};
+use crate::transaction::StoreTransaction;
 
 /// Either backend, chosen by [`AnyEventStore::connect`] from the URL scheme.
 #[derive(Debug, Clone)]
@@ -49,6 +50,18 @@ macro_rules! delegate {
 }
 
 impl EventStore for AnyEventStore {
+    async fn begin(&self) -> Result<StoreTransaction, StoreError> {
+        delegate!(self, s => s.begin().await)
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Checkpoint, StoreError> {
+        delegate!(self, s => s.load_checkpoint(name).await)
+    }
+
+    async fn save_checkpoint(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        delegate!(self, s => s.save_checkpoint(name, checkpoint).await)
+    }
+
     async fn append(
         &self,
         stream: &StreamId,

@@ -69,20 +69,23 @@ impl HeadCache {
     }
 }
 
-/// What a backend provides to the shared algorithm.
-pub(crate) trait AppendBackend: Sync {
-    fn head_cache(&self) -> &HeadCache;
+/// What a backend provides to the shared algorithm: a pool, or a caller's transaction.
+pub(crate) trait AppendBackend {
+    /// The heads this process wrote. `None` inside a caller's transaction: a head
+    /// written there is not a fact until it commits, and it may roll back.
+    fn head_cache(&self) -> Option<&HeadCache>;
 
-    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError>;
+    async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError>;
 
-    /// Inserts all rows in one atomic statement; returns their positions in order.
+    /// Inserts all rows atomically; returns their positions in order. A refused
+    /// insert leaves a caller's transaction usable.
     async fn insert(
-        &self,
+        &mut self,
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError>;
 
-    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError>;
 }
 
 /// The positions an insert returned as (stream version, position) rows, in version
@@ -108,7 +111,7 @@ where
 }
 
 pub(crate) async fn append<B: AppendBackend>(
-    backend: &B,
+    backend: &mut B,
     limits: &Limits,
     stream: &StreamId,
     expected: ExpectedVersion,
@@ -119,12 +122,14 @@ pub(crate) async fn append<B: AppendBackend>(
     for event in &mut events {
         event.metadata.recorded_at = event.metadata.recorded_at.trunc_subsecs(6);
     }
-    let cache = backend.head_cache();
     let mut attempts = 0;
     let mut trust_cache = true;
     loop {
         attempts += 1;
-        let cached = if trust_cache { cache.get(stream) } else { None };
+        let cached = match backend.head_cache() {
+            Some(cache) if trust_cache => cache.get(stream),
+            _ => None,
+        };
         let head = match cached {
             Some(head) => Some(head),
             None => backend.head(stream).await?,
@@ -146,13 +151,15 @@ pub(crate) async fn append<B: AppendBackend>(
                 else {
                     return Err(StoreError::CorruptRow("insert returned no rows".into()));
                 };
-                cache.put(
-                    stream,
-                    StreamHead {
-                        version: row.stream_version,
-                        hash: row.hash,
-                    },
-                );
+                if let Some(cache) = backend.head_cache() {
+                    cache.put(
+                        stream,
+                        StreamHead {
+                            version: row.stream_version,
+                            hash: row.hash,
+                        },
+                    );
+                }
                 return Ok(AppendOutcome {
                     stream_version: row.stream_version,
                     first_position: *first,
@@ -171,7 +178,9 @@ pub(crate) async fn append<B: AppendBackend>(
                 };
             }
             Err(InsertError::VersionTaken) => {
-                cache.forget(stream);
+                if let Some(cache) = backend.head_cache() {
+                    cache.forget(stream);
+                }
                 trust_cache = false;
                 events = rows.into_iter().map(|r| r.event).collect();
                 if expected != ExpectedVersion::Any || attempts >= ANY_VERSION_ATTEMPTS {
@@ -212,7 +221,7 @@ fn chain(stream: &StreamId, head: Option<StreamHead>, events: Vec<NewEvent>) -> 
 /// A refused version check is a retried append if the events are stored already,
 /// and a conflict otherwise.
 async fn duplicate_or_conflict<B: AppendBackend>(
-    backend: &B,
+    backend: &mut B,
     stream: &StreamId,
     expected: ExpectedVersion,
     actual: u64,
@@ -231,7 +240,7 @@ async fn duplicate_or_conflict<B: AppendBackend>(
 /// If every event of the batch is stored already, as this batch in this stream, the
 /// outcome of the earlier append; if none is, `None`; anything else is a conflict.
 async fn already_appended<B: AppendBackend>(
-    backend: &B,
+    backend: &mut B,
     stream: &StreamId,
     events: &[NewEvent],
 ) -> Result<Option<AppendOutcome>, StoreError> {

@@ -11,6 +11,7 @@ use crate::decider::{CodecError, Decider, DomainEvent, Upcasters, encode};
 use crate::error::StoreError;
 use crate::event::{ExpectedVersion, Metadata, NewEvent, Snapshot, StreamId};
 use crate::store::{EventStore, STREAM_PAGE};
+use crate::transaction::StoreTransaction;
 
 /// Who sends a command, when, and as part of what.
 #[derive(Debug, Clone)]
@@ -38,6 +39,23 @@ impl CommandContext {
         }
     }
 
+    fn new_events<E: DomainEvent>(&self, events: &[E]) -> Result<Vec<NewEvent>, CodecError> {
+        let metadata = self.metadata();
+        events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                Ok(NewEvent {
+                    event_id: self.event_id(index),
+                    event_type: event.event_type().to_owned(),
+                    schema_version: event.schema_version(),
+                    payload: encode(event)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect()
+    }
+
     fn metadata(&self) -> Metadata {
         Metadata {
             correlation_id: self.correlation_id,
@@ -48,6 +66,13 @@ impl CommandContext {
             region: self.region.clone(),
             recorded_at: self.now,
         }
+    }
+}
+
+fn expected_after(version: u64) -> ExpectedVersion {
+    match version {
+        0 => ExpectedVersion::NoStream,
+        v => ExpectedVersion::Exact(v),
     }
 }
 
@@ -169,24 +194,8 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                     duplicate: false,
                 });
             }
-            let metadata = ctx.metadata();
-            let new_events = events
-                .iter()
-                .enumerate()
-                .map(|(index, event)| {
-                    Ok(NewEvent {
-                        event_id: ctx.event_id(index),
-                        event_type: event.event_type().to_owned(),
-                        schema_version: event.schema_version(),
-                        payload: encode(event)?,
-                        metadata: metadata.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, CodecError>>()?;
-            let expected = match loaded.version {
-                0 => ExpectedVersion::NoStream,
-                v => ExpectedVersion::Exact(v),
-            };
+            let new_events = ctx.new_events(&events)?;
+            let expected = expected_after(loaded.version);
             match self.store.append(stream, expected, new_events).await {
                 // A concurrent run of the same command got there first.
                 Ok(outcome) if outcome.duplicate => return self.already_handled(stream).await,
@@ -216,6 +225,43 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         Err(HandleError::Contention {
             stream: stream.clone(),
             attempts: self.max_attempts,
+        })
+    }
+
+    /// Like [`Self::handle`], but appends inside `tx`, so the events commit with
+    /// the caller's other writes (a reaction's inbox record, for one).
+    ///
+    /// State is loaded from committed events, and a lost race is not retried here:
+    /// the caller rolls back and runs the whole unit again.
+    pub async fn handle_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        let loaded = self.load(stream).await?;
+        let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
+        if events.is_empty() {
+            return Ok(Handled {
+                state: loaded.state,
+                version: loaded.version,
+                events,
+                duplicate: false,
+            });
+        }
+        let new_events = ctx.new_events(&events)?;
+        let outcome = tx
+            .append(stream, expected_after(loaded.version), new_events)
+            .await?;
+        if outcome.duplicate {
+            return self.already_handled(stream).await;
+        }
+        Ok(Handled {
+            state: events.iter().fold(loaded.state, D::evolve),
+            version: outcome.stream_version,
+            events,
+            duplicate: false,
         })
     }
 

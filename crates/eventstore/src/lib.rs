@@ -7,6 +7,8 @@
 //!   [`any`] picks one from a URL. Both share the append algorithm in `append`.
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`follow`]: following the log live from a checkpoint, never skipping an event.
+//! - [`transaction`]: appends that commit together with a checkpoint or a reader's
+//!   own rows.
 
 pub mod any;
 mod append;
@@ -19,6 +21,7 @@ pub mod handler;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
+pub mod transaction;
 
 pub use any::AnyEventStore;
 pub use chain::{ChainBreak, VerifyReport, verify_events};
@@ -33,3 +36,4 @@ pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
 pub use postgres::PgEventStore;
 pub use sqlite::SqliteEventStore;
 pub use store::{EventStore, Limits, read_whole_stream};
+pub use transaction::{StoreTransaction, TransactionConnection};

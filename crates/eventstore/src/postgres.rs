@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row as _, migrate::Migrator};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -21,6 +21,7 @@ use crate::event::{
     StreamHead, StreamId,
 };
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
+use crate::transaction::StoreTransaction;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -84,125 +85,237 @@ fn migrator() -> Migrator {
     migrator
 }
 
-impl AppendBackend for PgEventStore {
-    fn head_cache(&self) -> &HeadCache {
-        &self.heads
+impl AppendBackend for &PgEventStore {
+    fn head_cache(&self) -> Option<&HeadCache> {
+        Some(&self.heads)
     }
 
-    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
-             ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(stream.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(StreamHead {
-                version: to_u64(row.try_get("stream_version")?, "stream_version")?,
-                hash: hash_from(row.try_get("hash")?)?,
-            })
-        })
-        .transpose()
+    async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        select_head(&self.pool, stream).await
     }
 
     async fn insert(
-        &self,
+        &mut self,
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
-        let n = rows.len();
-        let mut versions = Vec::with_capacity(n);
-        let mut event_ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut schema_versions = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut correlations = Vec::with_capacity(n);
-        let mut causations = Vec::with_capacity(n);
-        let mut traceparents = Vec::with_capacity(n);
-        let mut tracestates = Vec::with_capacity(n);
-        let mut actors = Vec::with_capacity(n);
-        let mut regions = Vec::with_capacity(n);
-        let mut recorded = Vec::with_capacity(n);
-        let mut hashes = Vec::with_capacity(n);
-        for row in rows {
-            let e = &row.event;
-            let m = &e.metadata;
-            versions
-                .push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
-            event_ids.push(e.event_id);
-            types.push(e.event_type.as_str());
-            schema_versions.push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
-            payloads.push(e.payload.as_slice());
-            correlations.push(m.correlation_id);
-            causations.push(m.causation_id);
-            traceparents.push(m.traceparent.as_deref());
-            tracestates.push(m.tracestate.as_deref());
-            actors.push(m.actor.as_str());
-            regions.push(m.region.as_str());
-            recorded.push(m.recorded_at);
-            hashes.push(row.hash.as_slice());
-        }
-        let result = sqlx::query(
-            "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-             schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
-             actor, region, recorded_at, hash) \
-             SELECT $1, * FROM UNNEST($2::int8[], $3::uuid[], $4::text[], $5::int4[], \
-             $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::timestamptz[], $14::bytea[]) \
-             RETURNING position, stream_version",
-        )
-        .bind(stream.as_str())
-        .bind(versions)
-        .bind(event_ids)
-        .bind(types)
-        .bind(schema_versions)
-        .bind(payloads)
-        .bind(correlations)
-        .bind(causations)
-        .bind(traceparents)
-        .bind(tracestates)
-        .bind(actors)
-        .bind(regions)
-        .bind(recorded)
-        .bind(hashes)
-        .fetch_all(&self.pool)
-        .await;
-        let returned = match result {
-            Ok(returned) => returned,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(match db.constraint() {
-                    Some("events_event_id_key") => InsertError::DuplicateEventId,
-                    Some("events_stream_version_key") => InsertError::VersionTaken,
-                    _ => InsertError::Store(StoreError::Database(sqlx::Error::Database(db))),
-                });
-            }
-            Err(error) => return Err(InsertError::Store(error.into())),
-        };
-        append::positions_in_version_order(&returned)
+        insert_rows(&self.pool, stream, rows).await
     }
 
-    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE event_id = ANY($1)"
-        ))
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
+    async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_by_ids(&self.pool, ids).await
     }
 }
 
+/// Appends inside a caller's transaction. A refused insert would abort the whole
+/// transaction in PostgreSQL, so each insert runs under a savepoint.
+pub(crate) struct PgTransactionBackend<'c>(pub &'c mut PgConnection);
+
+impl AppendBackend for PgTransactionBackend<'_> {
+    fn head_cache(&self) -> Option<&HeadCache> {
+        None
+    }
+
+    async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        select_head(&mut *self.0, stream).await
+    }
+
+    async fn insert(
+        &mut self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> Result<Vec<u64>, InsertError> {
+        let savepoint = |sql: &'static str| sqlx::raw_sql(sql);
+        savepoint("SAVEPOINT aftersales_append")
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| InsertError::Store(e.into()))?;
+        let result = insert_rows(&mut *self.0, stream, rows).await;
+        let end = if result.is_ok() {
+            "RELEASE SAVEPOINT aftersales_append"
+        } else {
+            "ROLLBACK TO SAVEPOINT aftersales_append"
+        };
+        savepoint(end)
+            .execute(&mut *self.0)
+            .await
+            .map_err(|e| InsertError::Store(e.into()))?;
+        result
+    }
+
+    async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_by_ids(&mut *self.0, ids).await
+    }
+}
+
+async fn select_head<'e>(
+    db: impl PgExecutor<'e>,
+    stream: &StreamId,
+) -> Result<Option<StreamHead>, StoreError> {
+    let row = sqlx::query(
+        "SELECT stream_version, hash FROM events WHERE stream_id = $1 \
+         ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(stream.as_str())
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| {
+        Ok(StreamHead {
+            version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+            hash: hash_from(row.try_get("hash")?)?,
+        })
+    })
+    .transpose()
+}
+
+async fn insert_rows<'e>(
+    db: impl PgExecutor<'e>,
+    stream: &StreamId,
+    rows: &[ChainedEvent],
+) -> Result<Vec<u64>, InsertError> {
+    let n = rows.len();
+    let mut versions = Vec::with_capacity(n);
+    let mut event_ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut schema_versions = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut correlations = Vec::with_capacity(n);
+    let mut causations = Vec::with_capacity(n);
+    let mut traceparents = Vec::with_capacity(n);
+    let mut tracestates = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
+    let mut regions = Vec::with_capacity(n);
+    let mut recorded = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    for row in rows {
+        let e = &row.event;
+        let m = &e.metadata;
+        versions.push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
+        event_ids.push(e.event_id);
+        types.push(e.event_type.as_str());
+        schema_versions.push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
+        payloads.push(e.payload.as_slice());
+        correlations.push(m.correlation_id);
+        causations.push(m.causation_id);
+        traceparents.push(m.traceparent.as_deref());
+        tracestates.push(m.tracestate.as_deref());
+        actors.push(m.actor.as_str());
+        regions.push(m.region.as_str());
+        recorded.push(m.recorded_at);
+        hashes.push(row.hash.as_slice());
+    }
+    let result = sqlx::query(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+         actor, region, recorded_at, hash) \
+         SELECT $1, * FROM UNNEST($2::int8[], $3::uuid[], $4::text[], $5::int4[], \
+         $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::timestamptz[], $14::bytea[]) \
+         RETURNING position, stream_version",
+    )
+    .bind(stream.as_str())
+    .bind(versions)
+    .bind(event_ids)
+    .bind(types)
+    .bind(schema_versions)
+    .bind(payloads)
+    .bind(correlations)
+    .bind(causations)
+    .bind(traceparents)
+    .bind(tracestates)
+    .bind(actors)
+    .bind(regions)
+    .bind(recorded)
+    .bind(hashes)
+    .fetch_all(db)
+    .await;
+    let returned = match result {
+        Ok(returned) => returned,
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(match db.constraint() {
+                Some("events_event_id_key") => InsertError::DuplicateEventId,
+                Some("events_stream_version_key") => InsertError::VersionTaken,
+                _ => InsertError::Store(StoreError::Database(sqlx::Error::Database(db))),
+            });
+        }
+        Err(error) => return Err(InsertError::Store(error.into())),
+    };
+    append::positions_in_version_order(&returned)
+}
+
+async fn select_by_ids<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[Uuid],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM events WHERE event_id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn upsert_checkpoint<'e>(
+    db: impl PgExecutor<'e>,
+    name: &str,
+    checkpoint: Checkpoint,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, transaction_id, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+           position = EXCLUDED.position, updated_at = now()",
+    )
+    .bind(name)
+    .bind(to_i64(checkpoint.transaction, "transaction")?)
+    .bind(to_i64(checkpoint.position, "position")?)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn select_checkpoint<'e>(
+    db: impl PgExecutor<'e>,
+    name: &str,
+) -> Result<Checkpoint, StoreError> {
+    let row = sqlx::query("SELECT transaction_id, position FROM checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(db)
+        .await?;
+    row.map_or(Ok(Checkpoint::START), |row| {
+        Ok(Checkpoint {
+            transaction: to_u64(row.try_get("transaction_id")?, "transaction_id")?,
+            position: to_u64(row.try_get("position")?, "position")?,
+        })
+    })
+}
+
 impl EventStore for PgEventStore {
+    async fn begin(&self) -> Result<StoreTransaction, StoreError> {
+        Ok(StoreTransaction::postgres(
+            self.pool.begin().await?,
+            self.limits,
+            Arc::clone(&self.appended),
+        ))
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Checkpoint, StoreError> {
+        select_checkpoint(&self.pool, name).await
+    }
+
+    async fn save_checkpoint(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        upsert_checkpoint(&self.pool, name, checkpoint).await
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let outcome = append::append(self, &self.limits, stream, expected, events).await?;
+        let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         self.appended.notify_waiters();
         Ok(outcome)
     }
@@ -228,7 +341,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
-        self.head(stream).await
+        select_head(&self.pool, stream).await
     }
 
     async fn read_all(
@@ -278,7 +391,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        Ok(self.events_by_ids(&[event_id]).await?.pop())
+        Ok(select_by_ids(&self.pool, &[event_id]).await?.pop())
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteExecutor, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row as _, Sqlite, migrate::Migrator};
 use tokio::sync::Notify;
@@ -25,6 +25,7 @@ use crate::event::{
     StreamHead, StreamId,
 };
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
+use crate::transaction::StoreTransaction;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -103,102 +104,206 @@ fn migrator() -> Migrator {
     migrator
 }
 
-impl AppendBackend for SqliteEventStore {
-    fn head_cache(&self) -> &HeadCache {
-        &self.heads
+impl AppendBackend for &SqliteEventStore {
+    fn head_cache(&self) -> Option<&HeadCache> {
+        Some(&self.heads)
     }
 
-    async fn head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
-        let row = sqlx::query(
-            "SELECT stream_version, hash FROM events WHERE stream_id = ?1 \
-             ORDER BY stream_version DESC LIMIT 1",
-        )
-        .bind(stream.as_str().to_owned())
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|row| {
-            Ok(StreamHead {
-                version: to_u64(row.try_get("stream_version")?, "stream_version")?,
-                hash: hash_from(row.try_get("hash")?)?,
-            })
-        })
-        .transpose()
+    async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        select_head(&self.reader, stream).await
     }
 
     async fn insert(
-        &self,
+        &mut self,
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
-        let mut versions = Vec::with_capacity(rows.len());
-        for row in rows {
-            versions
-                .push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
-        }
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-             schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
-             actor, region, recorded_at, hash) ",
-        );
-        query.push_values(rows.iter().zip(versions), |mut b, (row, version)| {
-            let e = &row.event;
-            let m = &e.metadata;
-            b.push_bind(stream.as_str().to_owned())
-                .push_bind(version)
-                .push_bind(e.event_id)
-                .push_bind(e.event_type.clone())
-                .push_bind(i64::from(e.schema_version))
-                .push_bind(e.payload.clone())
-                .push_bind(m.correlation_id)
-                .push_bind(m.causation_id)
-                .push_bind(m.traceparent.clone())
-                .push_bind(m.tracestate.clone())
-                .push_bind(m.actor.clone())
-                .push_bind(m.region.clone())
-                .push_bind(m.recorded_at.timestamp_micros())
-                .push_bind(row.hash.to_vec());
-        });
-        query.push(" RETURNING position, stream_version");
-        let result = query.build().fetch_all(&self.writer).await;
-        let returned = match result {
-            Ok(returned) => returned,
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                let message = db.message();
-                return Err(if message.contains("events.event_id") {
-                    InsertError::DuplicateEventId
-                } else if message.contains("events.stream_id") {
-                    InsertError::VersionTaken
-                } else {
-                    InsertError::Store(StoreError::Database(sqlx::Error::Database(db)))
-                });
-            }
-            Err(error) => return Err(InsertError::Store(error.into())),
-        };
-        append::positions_in_version_order(&returned)
+        insert_rows(&self.writer, stream, rows).await
     }
 
-    async fn events_by_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut query = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE event_id IN "
-        ));
-        query.push_tuples(ids, |mut b, id| {
-            b.push_bind(*id);
-        });
-        let rows = query.build().fetch_all(&self.writer).await?;
-        rows.iter().map(decode).collect()
+    async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_by_ids(&self.writer, ids).await
     }
 }
 
+/// Appends inside a caller's transaction. A refused statement rolls back only
+/// itself in SQLite, so no savepoint is needed.
+pub(crate) struct SqliteTransactionBackend<'c>(pub &'c mut SqliteConnection);
+
+impl AppendBackend for SqliteTransactionBackend<'_> {
+    fn head_cache(&self) -> Option<&HeadCache> {
+        None
+    }
+
+    async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
+        select_head(&mut *self.0, stream).await
+    }
+
+    async fn insert(
+        &mut self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> Result<Vec<u64>, InsertError> {
+        insert_rows(&mut *self.0, stream, rows).await
+    }
+
+    async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_by_ids(&mut *self.0, ids).await
+    }
+}
+
+async fn select_head<'e>(
+    db: impl SqliteExecutor<'e>,
+    stream: &StreamId,
+) -> Result<Option<StreamHead>, StoreError> {
+    let row = sqlx::query(
+        "SELECT stream_version, hash FROM events WHERE stream_id = ?1 \
+         ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(stream.as_str().to_owned())
+    .fetch_optional(db)
+    .await?;
+    row.map(|row| {
+        Ok(StreamHead {
+            version: to_u64(row.try_get("stream_version")?, "stream_version")?,
+            hash: hash_from(row.try_get("hash")?)?,
+        })
+    })
+    .transpose()
+}
+
+async fn insert_rows<'e>(
+    db: impl SqliteExecutor<'e>,
+    stream: &StreamId,
+    rows: &[ChainedEvent],
+) -> Result<Vec<u64>, InsertError> {
+    let mut versions = Vec::with_capacity(rows.len());
+    for row in rows {
+        versions.push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+         actor, region, recorded_at, hash) ",
+    );
+    query.push_values(rows.iter().zip(versions), |mut b, (row, version)| {
+        let e = &row.event;
+        let m = &e.metadata;
+        b.push_bind(stream.as_str().to_owned())
+            .push_bind(version)
+            .push_bind(e.event_id)
+            .push_bind(e.event_type.clone())
+            .push_bind(i64::from(e.schema_version))
+            .push_bind(e.payload.clone())
+            .push_bind(m.correlation_id)
+            .push_bind(m.causation_id)
+            .push_bind(m.traceparent.clone())
+            .push_bind(m.tracestate.clone())
+            .push_bind(m.actor.clone())
+            .push_bind(m.region.clone())
+            .push_bind(m.recorded_at.timestamp_micros())
+            .push_bind(row.hash.to_vec());
+    });
+    query.push(" RETURNING position, stream_version");
+    let result = query.build().fetch_all(db).await;
+    let returned = match result {
+        Ok(returned) => returned,
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            let message = db.message();
+            return Err(if message.contains("events.event_id") {
+                InsertError::DuplicateEventId
+            } else if message.contains("events.stream_id") {
+                InsertError::VersionTaken
+            } else {
+                InsertError::Store(StoreError::Database(sqlx::Error::Database(db)))
+            });
+        }
+        Err(error) => return Err(InsertError::Store(error.into())),
+    };
+    append::positions_in_version_order(&returned)
+}
+
+async fn select_by_ids<'e>(
+    db: impl SqliteExecutor<'e>,
+    ids: &[Uuid],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut query = QueryBuilder::<Sqlite>::new(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM events WHERE event_id IN "
+    ));
+    query.push_tuples(ids, |mut b, id| {
+        b.push_bind(*id);
+    });
+    let rows = query.build().fetch_all(db).await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn upsert_checkpoint<'e>(
+    db: impl SqliteExecutor<'e>,
+    name: &str,
+    checkpoint: Checkpoint,
+) -> Result<(), StoreError> {
+    #[allow(clippy::disallowed_methods)] // bookkeeping time, not a domain decision
+    let now = Utc::now().timestamp_micros();
+    sqlx::query(
+        "INSERT INTO checkpoints (name, transaction_id, position, updated_at) \
+         VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+           position = excluded.position, updated_at = excluded.updated_at",
+    )
+    .bind(name.to_owned())
+    .bind(to_i64(checkpoint.transaction, "transaction")?)
+    .bind(to_i64(checkpoint.position, "position")?)
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn select_checkpoint<'e>(
+    db: impl SqliteExecutor<'e>,
+    name: &str,
+) -> Result<Checkpoint, StoreError> {
+    let row = sqlx::query("SELECT transaction_id, position FROM checkpoints WHERE name = ?1")
+        .bind(name.to_owned())
+        .fetch_optional(db)
+        .await?;
+    row.map_or(Ok(Checkpoint::START), |row| {
+        Ok(Checkpoint {
+            transaction: to_u64(row.try_get("transaction_id")?, "transaction_id")?,
+            position: to_u64(row.try_get("position")?, "position")?,
+        })
+    })
+}
+
 impl EventStore for SqliteEventStore {
+    async fn begin(&self) -> Result<StoreTransaction, StoreError> {
+        // Take the write lock up front: a deferred transaction that reads first and
+        // writes later can fail with SQLITE_BUSY against another process.
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(StoreTransaction::sqlite(
+            tx,
+            self.limits,
+            Arc::clone(&self.appended),
+        ))
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Checkpoint, StoreError> {
+        select_checkpoint(&self.reader, name).await
+    }
+
+    async fn save_checkpoint(&self, name: &str, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        upsert_checkpoint(&self.writer, name, checkpoint).await
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let outcome = append::append(self, &self.limits, stream, expected, events).await?;
+        let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         self.appended.notify_waiters();
         Ok(outcome)
     }
@@ -224,7 +329,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
-        self.head(stream).await
+        select_head(&self.reader, stream).await
     }
 
     async fn read_all(
@@ -254,7 +359,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        Ok(self.events_by_ids(&[event_id]).await?.pop())
+        Ok(select_by_ids(&self.writer, &[event_id]).await?.pop())
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {

@@ -11,6 +11,7 @@ use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, MAX_EVENT_TYPE_LEN, MAX_METADATA_FIELD_LEN,
     NewEvent, RecordedEvent, Snapshot, StreamHead, StreamId,
 };
+use crate::transaction::StoreTransaction;
 
 /// Size limits enforced on every append, before anything is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,23 @@ impl Default for Limits {
 /// Implemented by [`crate::PgEventStore`], [`crate::SqliteEventStore`] and
 /// [`crate::AnyEventStore`], which picks one from a URL at run time.
 pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Opens a transaction on the store's database, for appends that must commit
+    /// with other writes (an inbox record, a checkpoint, read-model rows).
+    fn begin(&self) -> impl Future<Output = Result<StoreTransaction, StoreError>> + Send;
+
+    /// The named reader's checkpoint, or [`Checkpoint::START`] if it has none.
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Checkpoint, StoreError>> + Send;
+
+    /// Moves the named reader's checkpoint, on its own.
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: Checkpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Appends `events` to `stream` if its version satisfies `expected`.
     ///
     /// All events are written or none. Re-appending events whose ids are stored

@@ -54,4 +54,7 @@ conformance!(
     upcasters_bring_old_events_to_the_current_shape,
     snapshots_are_used_and_ignored_when_outdated,
     stores_in_two_processes_never_overwrite_each_other,
+    transaction_commits_events_and_checkpoint_together,
+    refused_append_leaves_the_transaction_usable,
+    handler_appends_inside_a_callers_transaction,
 );

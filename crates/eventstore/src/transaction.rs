@@ -1,0 +1,137 @@
+//! A unit of work in a service's own database: events appended, a checkpoint moved
+//! and read-model or inbox rows written, all committed together or not at all.
+//!
+//! Consumers use it so that a handler's effects and the record that an event was
+//! handled cannot be separated by a crash; projections use it to move their
+//! checkpoint with the rows they write.
+
+use std::sync::Arc;
+
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::Notify;
+
+use crate::append;
+use crate::error::StoreError;
+use crate::event::{AppendOutcome, Checkpoint, ExpectedVersion, NewEvent, StreamId};
+use crate::postgres::{self, PgTransactionBackend};
+use crate::sqlite::{self, SqliteTransactionBackend};
+use crate::store::Limits;
+
+/// An open transaction on an event store's database. Dropping it rolls back.
+#[derive(Debug)]
+pub struct StoreTransaction {
+    inner: Inner,
+    limits: Limits,
+    appended: Arc<Notify>,
+    wrote_events: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// The transaction's connection, for writes of a caller's own tables.
+#[derive(Debug)]
+pub enum TransactionConnection<'t> {
+    Postgres(&'t mut PgConnection),
+    Sqlite(&'t mut SqliteConnection),
+}
+
+impl StoreTransaction {
+    pub(crate) fn postgres(
+        tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        limits: Limits,
+        appended: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner: Inner::Postgres(tx),
+            limits,
+            appended,
+            wrote_events: false,
+        }
+    }
+
+    pub(crate) fn sqlite(
+        tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        limits: Limits,
+        appended: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner: Inner::Sqlite(tx),
+            limits,
+            appended,
+            wrote_events: false,
+        }
+    }
+
+    /// Appends like [`crate::EventStore::append`], visible to others only on commit.
+    pub async fn append(
+        &mut self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let outcome = match &mut self.inner {
+            Inner::Postgres(tx) => {
+                let mut backend = PgTransactionBackend(&mut **tx);
+                append::append(&mut backend, &self.limits, stream, expected, events).await?
+            }
+            Inner::Sqlite(tx) => {
+                let mut backend = SqliteTransactionBackend(&mut **tx);
+                append::append(&mut backend, &self.limits, stream, expected, events).await?
+            }
+        };
+        self.wrote_events |= !outcome.duplicate;
+        Ok(outcome)
+    }
+
+    /// Moves the named checkpoint, with everything else in this transaction.
+    pub async fn save_checkpoint(
+        &mut self,
+        name: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => postgres::upsert_checkpoint(&mut **tx, name, checkpoint).await,
+            Inner::Sqlite(tx) => sqlite::upsert_checkpoint(&mut **tx, name, checkpoint).await,
+        }
+    }
+
+    /// The named checkpoint as this transaction sees it.
+    pub async fn load_checkpoint(&mut self, name: &str) -> Result<Checkpoint, StoreError> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => postgres::select_checkpoint(&mut **tx, name).await,
+            Inner::Sqlite(tx) => sqlite::select_checkpoint(&mut **tx, name).await,
+        }
+    }
+
+    pub fn connection(&mut self) -> TransactionConnection<'_> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => TransactionConnection::Postgres(&mut **tx),
+            Inner::Sqlite(tx) => TransactionConnection::Sqlite(&mut **tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self.inner {
+            Inner::Postgres(tx) => tx.commit().await?,
+            Inner::Sqlite(tx) => tx.commit().await?,
+        }
+        if self.wrote_events {
+            self.appended.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Undoes everything; the same as dropping, but waits for the database.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.inner {
+            Inner::Postgres(tx) => tx.rollback().await?,
+            Inner::Sqlite(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
