@@ -76,11 +76,11 @@ impl StoreTransaction {
     ) -> Result<AppendOutcome, StoreError> {
         let outcome = match &mut self.inner {
             Inner::Postgres(tx) => {
-                let mut backend = PgTransactionBackend(&mut **tx);
+                let mut backend = PgTransactionBackend(tx);
                 append::append(&mut backend, &self.limits, stream, expected, events).await?
             }
             Inner::Sqlite(tx) => {
-                let mut backend = SqliteTransactionBackend(&mut **tx);
+                let mut backend = SqliteTransactionBackend(tx);
                 append::append(&mut backend, &self.limits, stream, expected, events).await?
             }
         };
@@ -110,8 +110,8 @@ impl StoreTransaction {
 
     pub fn connection(&mut self) -> TransactionConnection<'_> {
         match &mut self.inner {
-            Inner::Postgres(tx) => TransactionConnection::Postgres(&mut **tx),
-            Inner::Sqlite(tx) => TransactionConnection::Sqlite(&mut **tx),
+            Inner::Postgres(tx) => TransactionConnection::Postgres(tx),
+            Inner::Sqlite(tx) => TransactionConnection::Sqlite(tx),
         }
     }
 
