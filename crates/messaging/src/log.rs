@@ -1,0 +1,242 @@
+//! Embedded mode: a consumer follows the producer's event log directly (SQLite or
+//! PostgreSQL), so one process on one machine needs no broker. The handlers are
+//! the same as with JetStream.
+//!
+//! Events are applied in log order. The consumer's checkpoint in the source log is
+//! saved in the same transaction as each event's effects, and the inbox still
+//! records every handled event, so switching between modes never applies twice.
+//! A failing event is retried with backoff, in place; after the last attempt it is
+//! recorded in the `dead_letters` table and the consumer moves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_eventstore::{Checkpoint, EventStore};
+use tracing::Instrument as _;
+
+use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply};
+use crate::envelope::InboundEvent;
+use crate::error::{HandlerError, MessagingError};
+use crate::inbox::{self, StoredDeadLetter, open_dead_letters};
+use crate::shutdown::Shutdown;
+use crate::trace::{EVENT_LOG, consumer_span};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConsumerSettings {
+    pub retry: RetryPolicy,
+    pub batch_size: usize,
+    /// How often the source log is polled for appends from other processes
+    /// (appends in this process wake the consumer at once).
+    pub poll_interval: Duration,
+}
+
+impl Default for LogConsumerSettings {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Runs a [`Handler`] on another service's log, read directly.
+#[derive(Debug)]
+pub struct LogConsumer<Src, S, H> {
+    source: Src,
+    store: S,
+    subscription: Subscription,
+    handler: Arc<H>,
+    settings: LogConsumerSettings,
+}
+
+impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
+    pub fn new(
+        source: Src,
+        store: S,
+        subscription: Subscription,
+        handler: Arc<H>,
+        settings: LogConsumerSettings,
+    ) -> Self {
+        Self {
+            source,
+            store,
+            subscription,
+            handler,
+            settings,
+        }
+    }
+
+    /// Follows the source log until `shutdown`.
+    pub async fn run(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
+        let name = self.subscription.checkpoint_name();
+        let mut checkpoint = self.store.load_checkpoint(&name).await?;
+        let mut saved = checkpoint;
+        while !shutdown.is_requested() {
+            let batch = match self
+                .source
+                .read_log(checkpoint, self.settings.batch_size)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the source log; retrying");
+                    self.pause(
+                        self.settings.retry.max_delay.min(Duration::from_secs(5)),
+                        &mut shutdown,
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                if checkpoint != saved {
+                    self.store.save_checkpoint(&name, checkpoint).await?;
+                    saved = checkpoint;
+                }
+                tokio::select! {
+                    () = self.source.appended().notified() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = shutdown.requested() => {}
+                }
+                continue;
+            }
+            for recorded in batch {
+                if shutdown.is_requested() {
+                    break;
+                }
+                let at = recorded.checkpoint;
+                if self.subscription.wants(&recorded.event_type) {
+                    let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
+                    if !self.deliver(&name, at, &event, &mut shutdown).await? {
+                        break;
+                    }
+                    saved = at;
+                }
+                checkpoint = at;
+            }
+        }
+        if checkpoint != saved {
+            self.store.save_checkpoint(&name, checkpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one event, retrying in place. `false` if shutdown came first.
+    async fn deliver(
+        &self,
+        name: &str,
+        at: Checkpoint,
+        event: &InboundEvent,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, MessagingError> {
+        let mut attempt = 0u64;
+        loop {
+            attempt += 1;
+            let span = consumer_span(
+                EVENT_LOG,
+                &self.subscription.source,
+                &self.subscription.consumer,
+                event,
+                attempt,
+            );
+            let result = apply(
+                &self.store,
+                &self.subscription.consumer,
+                self.handler.as_ref(),
+                event,
+                AlsoCommit::Checkpoint(name, at),
+            )
+            .instrument(span)
+            .await;
+            let error = match result {
+                Ok(_) => return Ok(true),
+                Err(error) => error,
+            };
+            if error.is_permanent() || self.settings.retry.gives_up_after(attempt) {
+                self.bury(name, at, event, &error, attempt).await?;
+                return Ok(true);
+            }
+            let delay = self.settings.retry.delay(attempt);
+            tracing::warn!(%error, attempt, ?delay, consumer = %self.subscription.consumer, "handler failed; will retry");
+            if !self.pause(delay, shutdown).await {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Records a dead letter and moves the checkpoint past it, together.
+    async fn bury(
+        &self,
+        name: &str,
+        at: Checkpoint,
+        event: &InboundEvent,
+        error: &HandlerError,
+        attempts: u64,
+    ) -> Result<(), MessagingError> {
+        tracing::error!(%error, attempts, event_id = %event.event_id, consumer = %self.subscription.consumer, "gave up on an event; it is in dead_letters");
+        #[allow(clippy::disallowed_methods)] // when it failed, for operators
+        let failed_at = chrono::Utc::now();
+        let mut tx = self.store.begin().await?;
+        inbox::record_dead_letter(
+            &mut tx,
+            &StoredDeadLetter {
+                id: 0,
+                consumer: self.subscription.consumer.clone(),
+                source: self.subscription.source.clone(),
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                position: event.position,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                error: error.to_string(),
+                failed_at,
+            },
+        )
+        .await?;
+        tx.save_checkpoint(name, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// This consumer's dead letters not yet replayed.
+    pub async fn dead_letters(&self) -> Result<Vec<StoredDeadLetter>, MessagingError> {
+        Ok(open_dead_letters(&self.store, &self.subscription.consumer).await?)
+    }
+
+    /// Applies every open dead letter once more, each through the inbox and
+    /// resolved in the same transaction. Returns how many now succeeded; those that
+    /// fail again stay open.
+    pub async fn replay_dead_letters(&self) -> Result<usize, MessagingError> {
+        let mut replayed = 0;
+        for letter in self.dead_letters().await? {
+            let Some(recorded) = self.source.event_by_id(letter.event_id).await? else {
+                tracing::warn!(event_id = %letter.event_id, "dead letter's event is not in the source log");
+                continue;
+            };
+            let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
+            let result = apply(
+                &self.store,
+                &self.subscription.consumer,
+                self.handler.as_ref(),
+                &event,
+                AlsoCommit::ResolveDeadLetter(letter.id),
+            )
+            .await;
+            match result {
+                Ok(_) => replayed += 1,
+                Err(error) => {
+                    tracing::warn!(%error, event_id = %letter.event_id, "replay failed again");
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Sleeps; `false` if shutdown came first.
+    async fn pause(&self, delay: Duration, shutdown: &mut Shutdown) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = shutdown.requested() => false,
+        }
+    }
+}

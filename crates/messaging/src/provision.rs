@@ -1,0 +1,140 @@
+//! Creating or updating the region's JetStream streams at start-up, idempotently.
+//!
+//! Durability: a stream acknowledges a publish once the message is written, but the
+//! server only fsyncs its files every `sync_interval` (two minutes by default). An
+//! acknowledged message can then be lost if a machine loses power, even with
+//! replicas, if they fail together. Our server configurations set
+//! `jetstream { sync_interval: always }` (see `deploy/nats/`), which fsyncs before
+//! every acknowledgement; BENCHMARKS.md shows what it costs. Streams here never use
+//! the asynchronous persist mode.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::error::{ConfigError, MessagingError};
+use crate::names::Names;
+
+/// How a stream stores messages. The defaults are durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Copies kept in the cluster: 1 on one machine, 3 in production.
+    pub replicas: usize,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a re-publish. Must be
+    /// longer than the relay's longest retry pause.
+    pub duplicate_window: Duration,
+    /// Messages older than this are removed; `None` keeps them all.
+    pub max_age: Option<Duration>,
+    /// Oldest messages are removed past this size; `None` for no limit.
+    pub max_bytes: Option<i64>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            max_age: None,
+            max_bytes: None,
+        }
+    }
+}
+
+impl StreamSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ConfigError::new(
+                "replicas",
+                format!("{} must be between 1 and 5", self.replicas),
+            ));
+        }
+        if self.duplicate_window < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                "duplicate_window",
+                "must be at least one second",
+            ));
+        }
+        if let Some(max_age) = self.max_age
+            && max_age < self.duplicate_window
+        {
+            return Err(ConfigError::new(
+                "max_age",
+                "must not be shorter than the duplicate window",
+            ));
+        }
+        Ok(())
+    }
+
+    fn config(&self, name: String, subjects: Vec<String>, description: &str) -> stream::Config {
+        stream::Config {
+            name,
+            subjects,
+            description: Some(description.to_owned()),
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            num_replicas: self.replicas,
+            duplicate_window: self.duplicate_window,
+            max_age: self.max_age.unwrap_or(Duration::ZERO),
+            max_bytes: self.max_bytes.unwrap_or(-1),
+            allow_direct: true,
+            persist_mode: Some(stream::PersistenceMode::Default),
+            ..Default::default()
+        }
+    }
+}
+
+/// Connects to NATS, naming the connection after the service. Reconnects forever.
+pub async fn connect(url: &str, name: &str) -> Result<jetstream::Context, MessagingError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .max_reconnects(None)
+        .connect(url)
+        .await
+        .map_err(MessagingError::nats)?;
+    Ok(jetstream::new(client))
+}
+
+/// `service`'s event stream: `aftersales.<region>.<service>.>`.
+pub async fn ensure_service_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    service: &str,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, MessagingError> {
+    settings.validate()?;
+    let config = settings.config(
+        names.service_stream(service),
+        vec![names.service_subjects(service)],
+        &format!("Aftersales {service} events, region {}", names.region()),
+    );
+    js.create_or_update_stream(config)
+        .await
+        .map_err(MessagingError::nats)?;
+    js.get_stream(names.service_stream(service))
+        .await
+        .map_err(MessagingError::nats)
+}
+
+/// The region's dead-letter stream, which also carries operator replays.
+pub async fn ensure_dead_letter_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, MessagingError> {
+    settings.validate()?;
+    let config = settings.config(
+        names.dead_letter_stream(),
+        names.dead_letter_subjects(),
+        &format!(
+            "Aftersales dead letters and replays, region {}",
+            names.region()
+        ),
+    );
+    js.create_or_update_stream(config)
+        .await
+        .map_err(MessagingError::nats)?;
+    js.get_stream(names.dead_letter_stream())
+        .await
+        .map_err(MessagingError::nats)
+}

@@ -1,0 +1,250 @@
+//! The relay: a service's event log is its outbox. The relay follows it from a
+//! stored checkpoint, in log order, and publishes every event to the service's
+//! JetStream stream, never from inside a request.
+//!
+//! Publishes are pipelined: up to `max_in_flight` await their acknowledgement at
+//! once, and the checkpoint only moves past events whose acknowledgement came back.
+//! After a crash or an error the relay starts again from the checkpoint; events it
+//! publishes a second time carry the same `Nats-Msg-Id` (the event id) and
+//! JetStream drops them as duplicates within the stream's duplicate window.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use aftersales_eventstore::{Checkpoint, EventStore, RecordedEvent};
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::envelope::headers_for;
+use crate::error::{ConfigError, MessagingError};
+use crate::names::{Names, check_token};
+use crate::provision::StreamSettings;
+use crate::shutdown::Shutdown;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Publishes awaiting their acknowledgement at most.
+    pub max_in_flight: usize,
+    /// Events read from the log at a time.
+    pub batch_size: usize,
+    /// How often the checkpoint is saved while events flow.
+    pub checkpoint_every: Duration,
+    /// How often the log is polled for appends from other processes.
+    pub poll_interval: Duration,
+    pub first_retry_delay: Duration,
+    /// The longest pause between retries; must stay well inside the stream's
+    /// duplicate window so that a re-publish is still recognised.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 512,
+            batch_size: 1000,
+            checkpoint_every: Duration::from_millis(200),
+            poll_interval: Duration::from_millis(50),
+            first_retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RelaySettings {
+    pub fn validate(&self, stream: &StreamSettings) -> Result<(), ConfigError> {
+        if self.max_in_flight == 0 || self.batch_size == 0 {
+            return Err(ConfigError::new(
+                "relay",
+                "max_in_flight and batch_size must be positive",
+            ));
+        }
+        // A publish whose ack was lost is repeated after at most one retry pause
+        // plus the checkpoint interval; the duplicate window must cover both twice.
+        let longest = (self.max_retry_delay + self.checkpoint_every) * 2;
+        if stream.duplicate_window <= longest {
+            return Err(ConfigError::new(
+                "duplicate_window",
+                format!(
+                    "{:?} must be longer than twice the relay's longest retry ({longest:?})",
+                    stream.duplicate_window
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Publishes one service's log to JetStream.
+#[derive(Debug)]
+pub struct Relay<S> {
+    store: S,
+    js: jetstream::Context,
+    names: Names,
+    service: String,
+    settings: RelaySettings,
+}
+
+impl<S: EventStore> Relay<S> {
+    pub fn new(
+        store: S,
+        js: jetstream::Context,
+        names: Names,
+        service: impl Into<String>,
+        settings: RelaySettings,
+        stream: &StreamSettings,
+    ) -> Result<Self, ConfigError> {
+        let service = service.into();
+        check_token("service", &service)?;
+        settings.validate(stream)?;
+        Ok(Self {
+            store,
+            js,
+            names,
+            service,
+            settings,
+        })
+    }
+
+    /// The name the relay's checkpoint is stored under.
+    pub fn checkpoint_name(&self) -> String {
+        format!("relay:{}", self.names.service_stream(&self.service))
+    }
+
+    /// Relays until `shutdown`, retrying every failure with backoff. Returns after
+    /// the acknowledged prefix is checkpointed.
+    pub async fn run(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
+        let mut failures = 0u32;
+        while !shutdown.is_requested() {
+            match self.relay_until_error(&mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let delay = self
+                        .settings
+                        .first_retry_delay
+                        .saturating_mul(1u32 << failures.min(16))
+                        .min(self.settings.max_retry_delay);
+                    tracing::warn!(%error, ?delay, service = %self.service, "relay failed; resuming from its checkpoint");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shutdown.requested() => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn relay_until_error(&self, shutdown: &mut Shutdown) -> Result<(), MessagingError> {
+        let name = self.checkpoint_name();
+        let mut acked = self.store.load_checkpoint(&name).await?;
+        let mut saved = acked;
+        let mut read_from = acked;
+        let mut in_flight: VecDeque<(Checkpoint, PublishAckFuture)> = VecDeque::new();
+        let mut last_save = Instant::now();
+        let result = loop {
+            if shutdown.is_requested() {
+                break Ok(());
+            }
+            let batch = match self
+                .store
+                .read_log(read_from, self.settings.batch_size)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(error) => break Err(error.into()),
+            };
+            if batch.is_empty() {
+                // Caught up: settle everything, save, then wait for appends.
+                if let Err(error) = drain(&mut in_flight, &mut acked).await {
+                    break Err(error);
+                }
+                if acked != saved {
+                    self.store.save_checkpoint(&name, acked).await?;
+                    saved = acked;
+                    last_save = Instant::now();
+                }
+                tokio::select! {
+                    () = self.store.appended().notified() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = shutdown.requested() => {}
+                }
+                continue;
+            }
+            if let Some(last) = batch.last() {
+                read_from = last.checkpoint;
+            }
+            let mut failed = None;
+            for event in &batch {
+                while in_flight.len() >= self.settings.max_in_flight {
+                    if let Err(error) = settle_one(&mut in_flight, &mut acked).await {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+                if failed.is_some() {
+                    break;
+                }
+                match self.publish(event).await {
+                    Ok(ack) => in_flight.push_back((event.checkpoint, ack)),
+                    Err(error) => {
+                        failed = Some(error);
+                        break;
+                    }
+                }
+            }
+            if let Some(error) = failed {
+                break Err(error);
+            }
+            if last_save.elapsed() >= self.settings.checkpoint_every && acked != saved {
+                self.store.save_checkpoint(&name, acked).await?;
+                saved = acked;
+                last_save = Instant::now();
+            }
+        };
+        // Whatever else happened, keep what was acknowledged; the rest is published
+        // again on the next run and dropped by JetStream as a duplicate.
+        if result.is_ok() {
+            drain(&mut in_flight, &mut acked).await?;
+        }
+        if acked != saved {
+            self.store.save_checkpoint(&name, acked).await?;
+        }
+        result
+    }
+
+    async fn publish(&self, event: &RecordedEvent) -> Result<PublishAckFuture, MessagingError> {
+        let subject = self.names.event_subject(&self.service, &event.event_type);
+        let message = PublishMessage::build()
+            .payload(Bytes::copy_from_slice(&event.payload))
+            .headers(headers_for(&self.service, event))
+            .message_id(event.event_id.to_string());
+        self.js
+            .send_publish(subject, message)
+            .await
+            .map_err(MessagingError::nats)
+    }
+}
+
+/// Awaits the oldest publish's acknowledgement and moves `acked` past it.
+async fn settle_one(
+    in_flight: &mut VecDeque<(Checkpoint, PublishAckFuture)>,
+    acked: &mut Checkpoint,
+) -> Result<(), MessagingError> {
+    if let Some((checkpoint, ack)) = in_flight.pop_front() {
+        ack.await.map_err(MessagingError::nats)?;
+        *acked = checkpoint;
+    }
+    Ok(())
+}
+
+async fn drain(
+    in_flight: &mut VecDeque<(Checkpoint, PublishAckFuture)>,
+    acked: &mut Checkpoint,
+) -> Result<(), MessagingError> {
+    while !in_flight.is_empty() {
+        settle_one(in_flight, acked).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! Embedded mode: the same handler following the producer's log directly.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aftersales_eventstore::{AnyEventStore, EventStore};
+use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown};
+
+use crate::harness::{
+    Effects, append_events, assert_exactly_once, effect_ids, fast_retry, postgres_store,
+    sqlite_store, subscription, wait_for_effects,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn settings() -> LogConsumerSettings {
+    LogConsumerSettings {
+        retry: fast_retry(3),
+        batch_size: 100,
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+async fn applies_each_event_once_across_restarts(source: AnyEventStore, store: AnyEventStore) {
+    Effects::create_table(&store).await;
+    let effects = Effects::new();
+    let consumer = || {
+        LogConsumer::new(
+            source.clone(),
+            store.clone(),
+            subscription(),
+            Arc::clone(&effects),
+            settings(),
+        )
+    };
+    let (stop, shutdown) = Shutdown::new();
+    let first = consumer();
+    let running = tokio::spawn(async move { first.run(shutdown).await });
+    let mut events = append_events(&source, 1000, 20).await;
+    wait_for_effects(&store, 500, WAIT).await;
+    stop.trigger();
+    running.await.unwrap().unwrap();
+
+    // Appended while no consumer ran; the next one picks up at its checkpoint.
+    events.extend(append_events(&source, 1000, 20).await);
+    let (stop, shutdown) = Shutdown::new();
+    let second = consumer();
+    let running = tokio::spawn(async move { second.run(shutdown).await });
+    wait_for_effects(&store, 2000, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.trigger();
+    running.await.unwrap().unwrap();
+    assert_exactly_once(&effect_ids(&store).await, &events);
+    assert_eq!(effects.calls.load(Ordering::SeqCst), 2000);
+    let checkpoint = store
+        .load_checkpoint("consumer:effects:producer")
+        .await
+        .unwrap();
+    assert_ne!(checkpoint, aftersales_eventstore::Checkpoint::START);
+    assert!(
+        source.read_log(checkpoint, 1).await.unwrap().is_empty(),
+        "checkpoint at the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_consumer_applies_each_event_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_store(&dir, "producer.db").await;
+    let store = sqlite_store(&dir, "consumer.db").await;
+    applies_each_event_once_across_restarts(source, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_consumer_applies_each_event_once_across_restarts() {
+    applies_each_event_once_across_restarts(postgres_store().await, postgres_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_events_become_dead_letters_and_replay_once_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_store(&dir, "producer.db").await;
+    let store = sqlite_store(&dir, "consumer.db").await;
+    Effects::create_table(&store).await;
+    let effects = Effects::new();
+    effects.broken.store(true, Ordering::SeqCst);
+    let consumer = Arc::new(LogConsumer::new(
+        source.clone(),
+        store.clone(),
+        subscription(),
+        Arc::clone(&effects),
+        settings(),
+    ));
+    let (stop, shutdown) = Shutdown::new();
+    let running = {
+        let consumer = Arc::clone(&consumer);
+        tokio::spawn(async move { consumer.run(shutdown).await })
+    };
+    let events = append_events(&source, 3, 3).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while consumer.dead_letters().await.unwrap().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letters");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let letters = consumer.dead_letters().await.unwrap();
+    assert_eq!(effects.calls.load(Ordering::SeqCst), 9, "3 attempts each");
+    assert!(
+        letters
+            .iter()
+            .all(|l| l.attempts == 3 && l.error == "the handler is broken")
+    );
+    assert_eq!(
+        letters.iter().map(|l| l.event_id).collect::<Vec<_>>(),
+        events,
+        "in log order"
+    );
+    assert!(effect_ids(&store).await.is_empty());
+
+    effects.broken.store(false, Ordering::SeqCst);
+    assert_eq!(consumer.replay_dead_letters().await.unwrap(), 3);
+    assert_eq!(consumer.replay_dead_letters().await.unwrap(), 0);
+    assert!(consumer.dead_letters().await.unwrap().is_empty());
+    // The consumer moved on past the dead letters meanwhile.
+    let later = append_events(&source, 2, 2).await;
+    wait_for_effects(&store, 5, WAIT).await;
+    stop.trigger();
+    running.await.unwrap().unwrap();
+    let all: Vec<_> = events.into_iter().chain(later).collect();
+    assert_exactly_once(&effect_ids(&store).await, &all);
+}

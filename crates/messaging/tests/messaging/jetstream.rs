@@ -1,0 +1,174 @@
+//! Consumer behaviour on JetStream: dead letters and replay, progress
+//! acknowledgements for slow handlers, and trace continuation.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aftersales_messaging::trace::current_trace_context;
+use aftersales_messaging::{ConsumerSettings, DeadLetters, RetryPolicy};
+
+use crate::harness::{
+    CONSUMER, Pipeline, SOURCE, append_events, append_events_with, assert_exactly_once,
+    consumer_settings, effect_ids, fast_retry, names, wait_for_effects,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn wait_for_dead_letters(
+    dlq: &DeadLetters,
+    n: usize,
+) -> Vec<aftersales_messaging::DeadLetter> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let letters = dlq.list(CONSUMER).await.unwrap();
+        if letters.len() == n {
+            return letters;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} dead letters, expected {n}",
+            letters.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_event_is_dead_lettered_after_n_attempts_and_replayed_once() {
+    let mut p = Pipeline::postgres().await;
+    p.effects.broken.store(true, Ordering::SeqCst);
+    p.start_relay();
+    p.start_consumer(ConsumerSettings {
+        retry: fast_retry(4),
+        ..consumer_settings()
+    })
+    .await;
+    let events = append_events(&p.producer, 2, 2).await;
+    let dlq = DeadLetters::new(p.js.clone(), names());
+    let letters = wait_for_dead_letters(&dlq, 2).await;
+    assert_eq!(p.effects.calls.load(Ordering::SeqCst), 8, "4 attempts each");
+    assert!(effect_ids(&p.consumer).await.is_empty());
+    for letter in &letters {
+        assert_eq!(letter.attempts, 4);
+        assert_eq!(letter.error, "the handler is broken");
+        assert_eq!(letter.event_type.as_deref(), Some("Happened"));
+        assert_eq!(letter.subject, names().event_subject(SOURCE, "Happened"));
+        assert!(letter.event_id.is_some_and(|id| events.contains(&id)));
+    }
+
+    // Fixed: replaying applies each once, even if the operator replays twice.
+    p.effects.broken.store(false, Ordering::SeqCst);
+    for letter in &letters {
+        dlq.replay(CONSUMER, letter.sequence).await.unwrap();
+        dlq.replay(CONSUMER, letter.sequence).await.unwrap();
+    }
+    wait_for_effects(&p.consumer, 2, WAIT).await;
+    wait_for_dead_letters(&dlq, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    // A replay of a letter that is gone is refused and changes nothing.
+    assert!(dlq.replay(CONSUMER, letters[0].sequence).await.is_err());
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_can_never_be_handled_goes_to_the_dead_letters_at_once() {
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    p.start_consumer(consumer_settings()).await;
+    crate::harness::append_raw(&p.producer, b"not json").await;
+    let dlq = DeadLetters::new(p.js.clone(), names());
+    let letters = wait_for_dead_letters(&dlq, 1).await;
+    assert_eq!(letters[0].attempts, 1);
+    assert!(
+        letters[0].error.contains("expected"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(letters[0].payload, b"not json");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_sends_progress_instead_of_being_redelivered() {
+    let mut p = Pipeline::postgres().await;
+    *p.effects.slow.lock().unwrap() = Some(Duration::from_millis(1500));
+    p.start_relay();
+    p.start_consumer(ConsumerSettings {
+        ack_wait: Duration::from_millis(500),
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..fast_retry(1)
+        },
+        ..consumer_settings()
+    })
+    .await;
+    let events = append_events(&p.producer, 2, 1).await;
+    wait_for_effects(&p.consumer, 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut consumer =
+        p.js.get_stream(names().service_stream(SOURCE))
+            .await
+            .unwrap()
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(CONSUMER)
+            .await
+            .unwrap();
+    let info = consumer.info().await.unwrap();
+    // Every delivery, redeliveries included, takes a consumer sequence number.
+    assert_eq!(
+        info.delivered.consumer_sequence, 2,
+        "work in progress was redelivered"
+    );
+    assert_eq!(p.effects.calls.load(Ordering::SeqCst), 2);
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_span_continues_the_producer_trace() {
+    let exporter = crate::harness::exported_spans();
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    p.start_consumer(consumer_settings()).await;
+    let producer = tracing::info_span!("register device");
+    let (traceparent, _) = producer.in_scope(current_trace_context);
+    let traceparent = traceparent.expect("the producer span has a context");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    let (trace_id, producer_span_id) = (parts[1].to_owned(), parts[2].to_owned());
+    append_events_with(&p.producer, 1, 1, Some(traceparent.clone())).await;
+    wait_for_effects(&p.consumer, 1, WAIT).await;
+    p.stop().await;
+    drop(producer);
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let subject = names().event_subject(SOURCE, "Happened");
+    let process = spans
+        .iter()
+        .find(|s| s.span_context.trace_id().to_string() == trace_id && s.name != "register device")
+        .unwrap_or_else(|| {
+            panic!(
+                "no span in the producer's trace among {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(process.name, format!("process {subject}"));
+    assert_eq!(process.parent_span_id.to_string(), producer_span_id);
+    assert_eq!(process.span_kind, opentelemetry::trace::SpanKind::Consumer);
+    let attribute = |key: &str| {
+        process
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attribute("messaging.system").as_deref(), Some("nats"));
+    assert_eq!(attribute("messaging.destination.name"), Some(subject));
+    assert_eq!(
+        attribute("messaging.consumer.group.name").as_deref(),
+        Some(CONSUMER)
+    );
+    assert_eq!(
+        attribute("messaging.operation.type").as_deref(),
+        Some("process")
+    );
+}

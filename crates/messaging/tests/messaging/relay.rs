@@ -1,0 +1,156 @@
+//! The relay and a JetStream consumer together: every event applied exactly once,
+//! through broker crashes and relay crashes.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use aftersales_eventstore::{AnyEventStore, EventStore};
+use aftersales_messaging::{Names, Relay, RelaySettings, StreamSettings};
+
+use crate::harness::{
+    Pipeline, REGION, SOURCE, append_events, assert_exactly_once, consumer_settings, effect_ids,
+    names, wait_for_effects,
+};
+
+const EVENTS: usize = 10_000;
+const SETTLE: Duration = Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_ten_thousand_events_and_each_is_applied_once() {
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    p.start_consumer(consumer_settings()).await;
+    let events = append_events(&p.producer, EVENTS, 50).await;
+    wait_for_effects(&p.consumer, EVENTS, SETTLE).await;
+    // Anything applied twice would show up shortly after.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    assert_eq!(p.stream_messages().await, (EVENTS as u64, EVENTS as u64));
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_or_doubled_when_nats_server_is_killed_twice() {
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    p.start_consumer(consumer_settings()).await;
+    let mut events = Vec::with_capacity(EVENTS);
+    for third in 0..3 {
+        // Appends continue while the broker is down; the relay catches up later.
+        events.extend(append_events(&p.producer, EVENTS / 3 + usize::from(third == 0), 50).await);
+        if third < 2 {
+            wait_for_effects(&p.consumer, events.len() / 2, SETTLE).await;
+            p.nats.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            p.nats.restart().unwrap();
+        }
+    }
+    assert_eq!(events.len(), EVENTS);
+    wait_for_effects(&p.consumer, EVENTS, SETTLE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    // Acknowledged messages survived the kills, and re-publishes were dropped.
+    assert_eq!(p.stream_messages().await, (EVENTS as u64, EVENTS as u64));
+    p.stop().await;
+}
+
+/// The `aftersales-relay` binary, killed with SIGKILL when dropped.
+struct RelayProcess(Child);
+
+impl RelayProcess {
+    fn start(database_url: &str, nats_url: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_aftersales-relay"))
+            .env("DATABASE_URL", database_url)
+            .env("NATS_URL", nats_url)
+            .env("AFTERSALES_REGION", REGION)
+            .env("AFTERSALES_SERVICE", SOURCE)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_publish_and_checkpoint_causes_no_double_effects() {
+    let mut p = Pipeline::postgres().await;
+    let database_url = shared_url(&p.producer).await;
+    p.start_consumer(consumer_settings()).await;
+    let events = append_events(&p.producer, EVENTS, 50).await;
+    // The checkpoint name the binary uses.
+    let checkpoint_name = Relay::new(
+        p.producer.clone(),
+        p.js.clone(),
+        Names::new(REGION).unwrap(),
+        SOURCE,
+        RelaySettings::default(),
+        &StreamSettings::default(),
+    )
+    .unwrap()
+    .checkpoint_name();
+
+    let mut crashes_in_window = 0;
+    for _ in 0..6 {
+        let relay = RelayProcess::start(&database_url, &p.nats.url());
+        let before = p.stream_messages().await.0;
+        // Let it publish a few hundred more, then kill it mid-flight.
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while p.stream_messages().await.0 < (before + 300).min(EVENTS as u64) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay published nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        relay.kill();
+        let published = p.stream_messages().await.0;
+        let checkpointed = p.producer.load_checkpoint(&checkpoint_name).await.unwrap();
+        // Positions are 1..=EVENTS in order: one writer appended them all first.
+        if checkpointed.position < published {
+            crashes_in_window += 1;
+        }
+        if published >= EVENTS as u64 {
+            break;
+        }
+    }
+    assert!(
+        crashes_in_window >= 1,
+        "no kill landed between a publish and its checkpoint"
+    );
+    let relay = RelayProcess::start(&database_url, &p.nats.url());
+    wait_for_effects(&p.consumer, EVENTS, SETTLE).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(relay);
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    // Every re-published event was dropped as a duplicate.
+    assert_eq!(p.stream_messages().await, (EVENTS as u64, EVENTS as u64));
+    assert_eq!(
+        names().service_stream(SOURCE),
+        "AFTERSALES_TEST_REGION_PRODUCER"
+    );
+    p.stop().await;
+}
+
+/// The URL of a PostgreSQL store's database, for another process.
+async fn shared_url(store: &AnyEventStore) -> String {
+    let AnyEventStore::Postgres(pg) = store else {
+        panic!("a PostgreSQL store");
+    };
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    aftersales_testkit::shared_postgres().url(&database)
+}
