@@ -108,6 +108,32 @@ impl StoreTransaction {
         }
     }
 
+    /// Marks a point this transaction can go back to with
+    /// [`Self::rollback_to_savepoint`], undoing only what came after it. One at a
+    /// time: a consumer puts each event of a batch under one.
+    pub async fn savepoint(&mut self) -> Result<(), StoreError> {
+        self.raw("SAVEPOINT aftersales_unit").await
+    }
+
+    /// Undoes everything since [`Self::savepoint`]; the transaction stays usable.
+    pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        self.raw("ROLLBACK TO SAVEPOINT aftersales_unit").await?;
+        self.raw("RELEASE SAVEPOINT aftersales_unit").await
+    }
+
+    /// Keeps what came after [`Self::savepoint`] as part of the transaction.
+    pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
+        self.raw("RELEASE SAVEPOINT aftersales_unit").await
+    }
+
+    async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => sqlx::raw_sql(sql).execute(&mut **tx).await.map(drop)?,
+            Inner::Sqlite(tx) => sqlx::raw_sql(sql).execute(&mut **tx).await.map(drop)?,
+        }
+        Ok(())
+    }
+
     pub fn connection(&mut self) -> TransactionConnection<'_> {
         match &mut self.inner {
             Inner::Postgres(tx) => TransactionConnection::Postgres(tx),

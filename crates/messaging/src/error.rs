@@ -1,6 +1,6 @@
 //! Errors of the messaging layer.
 
-use aftersales_eventstore::StoreError;
+use aftersales_eventstore::{HandleError, StoreError};
 
 /// A setting that cannot work, named so the operator can fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,7 +39,7 @@ impl MessagingError {
 }
 
 /// Why a handler did not apply an event. Its transaction was rolled back.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
     /// Worth another try later (a lost race, a database hiccup, a peer down).
     #[error("{0}")]
@@ -48,6 +48,10 @@ pub enum HandlerError {
     /// dead letters, no retries.
     #[error("{0}")]
     Permanent(String),
+    /// Another writer moved the same stream first; deciding again at once will
+    /// likely succeed. Counts as transient.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl HandlerError {
@@ -70,11 +74,25 @@ impl From<StoreError> for HandlerError {
             StoreError::InvalidInput(_) | StoreError::IdempotencyConflict { .. } => {
                 Self::Permanent(error.to_string())
             }
-            StoreError::WrongExpectedVersion { .. }
-            | StoreError::Database(_)
+            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
+            StoreError::Database(_)
             | StoreError::Migration(_)
             | StoreError::CorruptRow(_)
             | StoreError::UnsupportedUrl(_) => Self::Transient(error.to_string()),
+        }
+    }
+}
+
+/// A command a reaction ran was refused or failed.
+impl<E: std::error::Error + 'static> From<HandleError<E>> for HandlerError {
+    fn from(error: HandleError<E>) -> Self {
+        match error {
+            // The domain said no; it will say so again. A reaction that expects a
+            // refusal handles it before it gets here.
+            HandleError::Domain(e) => Self::Permanent(e.to_string()),
+            HandleError::Codec(e) => Self::Permanent(e.to_string()),
+            HandleError::Store(e) => e.into(),
+            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::EventStore;
+use aftersales_eventstore::{EventStore, StoreTransaction};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt as _;
 use tracing::Instrument as _;
@@ -19,6 +19,7 @@ use tracing::Instrument as _;
 use crate::consumer::{AlsoCommit, Applied, Handler, RetryPolicy, Subscription, apply};
 use crate::envelope::InboundEvent;
 use crate::error::{ConfigError, HandlerError, MessagingError};
+use crate::inbox::record_handled;
 use crate::names::{Names, header};
 use crate::provision::{StreamSettings, ensure_dead_letter_stream};
 use crate::shutdown::Shutdown;
@@ -34,6 +35,8 @@ pub struct ConsumerSettings {
     /// the consumer, which keeps each alive with progress acknowledgements while it
     /// waits its turn, so a slow handler never causes redeliveries of the rest.
     pub max_in_flight: usize,
+    /// Events applied in one database transaction at most.
+    pub max_batch: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -42,6 +45,7 @@ impl Default for ConsumerSettings {
             retry: RetryPolicy::default(),
             ack_wait: Duration::from_secs(30),
             max_in_flight: 256,
+            max_batch: 64,
         }
     }
 }
@@ -50,6 +54,9 @@ impl ConsumerSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.ack_wait < Duration::from_millis(300) {
             return Err(ConfigError::new("ack_wait", "must be at least 300ms"));
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::new("max_batch", "must be positive"));
         }
         if !(1..=10_000).contains(&self.max_in_flight) {
             return Err(ConfigError::new(
@@ -74,6 +81,16 @@ pub struct JetStreamConsumer<S, H> {
     store: S,
     handler: Arc<H>,
     settings: ConsumerSettings,
+}
+
+/// A delivery with what was read from it.
+#[derive(Debug)]
+struct Delivery {
+    message: jetstream::Message,
+    attempt: u64,
+    sequence: u64,
+    event: InboundEvent,
+    span: tracing::Span,
 }
 
 /// Which of a consumer's two inputs a delivery came from.
@@ -197,16 +214,16 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
             .messages()
             .await
             .map_err(MessagingError::nats)?;
-        // Messages are handled one at a time, in delivery order. The server sends no
-        // more than max_in_flight unacknowledged, and all of them wait here.
+        // Messages are handled in delivery order, a batch at a time. The server sends
+        // no more than max_in_flight unacknowledged, and all of them wait here.
         let mut waiting: VecDeque<jetstream::Message> = VecDeque::new();
         let mut working: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         let mut progress = tokio::time::interval(self.settings.progress_every());
         loop {
-            if working.is_none()
-                && let Some(message) = waiting.pop_front()
-            {
-                working = Some(Box::pin(self.process(input, message)));
+            if working.is_none() && !waiting.is_empty() {
+                let take = waiting.len().min(self.settings.max_batch);
+                let batch: Vec<_> = waiting.drain(..take).collect();
+                working = Some(Box::pin(self.process_batch(input, batch)));
             }
             tokio::select! {
                 next = messages.next() => match next {
@@ -233,78 +250,176 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         }
     }
 
-    async fn process(&self, input: Input, message: jetstream::Message) {
-        let message = &message;
-        let (attempt, sequence) = match message.info() {
-            Ok(info) => (info.delivered.unsigned_abs(), info.stream_sequence),
-            Err(error) => {
-                tracing::warn!(%error, "delivery without JetStream info; leaving it to redelivery");
-                return;
+    /// Handles a batch of deliveries in one database transaction, each under its
+    /// own savepoint: one commit (one fsync) for the lot, and a failing event
+    /// undoes only its own effects.
+    async fn process_batch(&self, input: Input, messages: Vec<jetstream::Message>) {
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            let (attempt, sequence) = match message.info() {
+                Ok(info) => (info.delivered.unsigned_abs(), info.stream_sequence),
+                Err(error) => {
+                    tracing::warn!(%error, "delivery without JetStream info; leaving it to redelivery");
+                    continue;
+                }
+            };
+            match InboundEvent::from_message(message.headers.as_ref(), &message.payload) {
+                Ok(event) => {
+                    let span = consumer_span(
+                        NATS,
+                        message.subject.as_str(),
+                        &self.subscription.consumer,
+                        &event,
+                        attempt,
+                    );
+                    deliveries.push(Delivery {
+                        message,
+                        attempt,
+                        sequence,
+                        event,
+                        span,
+                    });
+                }
+                Err(error) => {
+                    let error = HandlerError::permanent(error);
+                    self.give_up(input, &message, None, &error, attempt, sequence)
+                        .await;
+                }
             }
-        };
-        let event = match InboundEvent::from_message(message.headers.as_ref(), &message.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                let error = HandlerError::permanent(error);
-                self.give_up(input, message, None, &error, attempt, sequence)
-                    .await;
-                return;
-            }
-        };
-        let span = consumer_span(
-            NATS,
-            message.subject.as_str(),
-            &self.subscription.consumer,
-            &event,
-            attempt,
-        );
-        let result = self
-            .apply_with_progress(message, &event)
-            .instrument(span.clone())
+        }
+        if deliveries.is_empty() {
+            return;
+        }
+        let mut outcomes = self
+            .with_progress(&deliveries, self.apply_batch(&deliveries))
             .await;
-        let _entered = span.enter();
-        match result {
-            Ok(applied) => {
-                if applied == Applied::AlreadyHandled {
-                    tracing::debug!(event_id = %event.event_id, "redelivery of a handled event");
-                }
-                if input == Input::Replays {
-                    self.forget_replay(message, sequence).await;
-                }
-                ack(message, AckKind::Ack).await;
-            }
-            Err(error) if error.is_permanent() || self.settings.retry.gives_up_after(attempt) => {
-                self.give_up(input, message, Some(&event), &error, attempt, sequence)
+        for (delivery, outcome) in deliveries.iter().zip(&mut outcomes) {
+            // Another event of the batch may have moved the same stream: try once
+            // more alone, now that the batch is in.
+            if matches!(outcome, Err(HandlerError::Conflict(_))) && deliveries.len() > 1 {
+                *outcome = self
+                    .with_progress(
+                        std::slice::from_ref(delivery),
+                        apply(
+                            &self.store,
+                            &self.subscription.consumer,
+                            self.handler.as_ref(),
+                            &delivery.event,
+                            AlsoCommit::Nothing,
+                        )
+                        .instrument(delivery.span.clone()),
+                    )
                     .await;
             }
+        }
+        for (delivery, outcome) in deliveries.iter().zip(outcomes) {
+            self.settle(input, delivery, outcome).await;
+        }
+    }
+
+    async fn apply_batch(&self, deliveries: &[Delivery]) -> Vec<Result<Applied, HandlerError>> {
+        let mut tx = match self.store.begin().await {
+            Ok(tx) => tx,
             Err(error) => {
-                let delay = self.settings.retry.delay(attempt);
-                tracing::warn!(%error, attempt, ?delay, "handler failed; will retry");
-                ack(message, AckKind::Nak(Some(delay))).await;
+                let error = HandlerError::from(error);
+                return deliveries.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let outcome = self
+                .apply_one(&mut tx, &delivery.event)
+                .instrument(delivery.span.clone())
+                .await;
+            outcomes.push(outcome);
+        }
+        match tx.commit().await {
+            Ok(()) => outcomes,
+            Err(error) => {
+                let error = HandlerError::from(error);
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.and(Err(error.clone())))
+                    .collect()
             }
         }
     }
 
-    /// Runs the handler, telling JetStream the work goes on while it does.
-    async fn apply_with_progress(
+    async fn apply_one(
         &self,
-        message: &jetstream::Message,
+        tx: &mut StoreTransaction,
         event: &InboundEvent,
     ) -> Result<Applied, HandlerError> {
-        let work = apply(
-            &self.store,
-            &self.subscription.consumer,
-            self.handler.as_ref(),
-            event,
-            AlsoCommit::Nothing,
-        );
+        tx.savepoint().await?;
+        let result = async {
+            if !record_handled(tx, &self.subscription.consumer, event.event_id).await? {
+                return Ok(Applied::AlreadyHandled);
+            }
+            self.handler.handle(event, tx).await?;
+            Ok(Applied::Handled)
+        }
+        .await;
+        match result {
+            Ok(applied) => {
+                tx.release_savepoint().await?;
+                Ok(applied)
+            }
+            Err(error) => {
+                tx.rollback_to_savepoint().await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `work`, telling JetStream the deliveries are still being worked on.
+    async fn with_progress<T>(&self, deliveries: &[Delivery], work: impl Future<Output = T>) -> T {
         tokio::pin!(work);
         let mut progress = tokio::time::interval(self.settings.progress_every());
         progress.tick().await;
         loop {
             tokio::select! {
                 result = &mut work => return result,
-                _ = progress.tick() => ack(message, AckKind::Progress).await,
+                _ = progress.tick() => {
+                    for delivery in deliveries {
+                        ack(&delivery.message, AckKind::Progress).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        input: Input,
+        delivery: &Delivery,
+        outcome: Result<Applied, HandlerError>,
+    ) {
+        let Delivery {
+            message,
+            attempt,
+            sequence,
+            event,
+            span,
+        } = delivery;
+        let _entered = span.enter();
+        match outcome {
+            Ok(applied) => {
+                if applied == Applied::AlreadyHandled {
+                    tracing::debug!(event_id = %event.event_id, "redelivery of a handled event");
+                }
+                if input == Input::Replays {
+                    self.forget_replay(message, *sequence).await;
+                }
+                ack(message, AckKind::Ack).await;
+            }
+            Err(error) if error.is_permanent() || self.settings.retry.gives_up_after(*attempt) => {
+                self.give_up(input, message, Some(event), &error, *attempt, *sequence)
+                    .await;
+            }
+            Err(error) => {
+                let delay = self.settings.retry.delay(*attempt);
+                tracing::warn!(%error, attempt, ?delay, "handler failed; will retry");
+                ack(message, AckKind::Nak(Some(delay))).await;
             }
         }
     }

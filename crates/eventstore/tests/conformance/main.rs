@@ -57,4 +57,5 @@ conformance!(
     transaction_commits_events_and_checkpoint_together,
     refused_append_leaves_the_transaction_usable,
     handler_appends_inside_a_callers_transaction,
+    savepoints_undo_part_of_a_transaction,
 );

@@ -1067,3 +1067,33 @@ pub async fn handler_appends_inside_a_callers_transaction(b: Backend) {
     let loaded = handler.load(&s).await.unwrap();
     assert_eq!((loaded.version, loaded.state.total), (1, 4));
 }
+
+pub async fn savepoints_undo_part_of_a_transaction(b: Backend) {
+    let kept = stream("kept");
+    let undone = stream("undone");
+    let mut tx = b.store.begin().await.unwrap();
+    tx.savepoint().await.unwrap();
+    tx.append(&kept, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    tx.release_savepoint().await.unwrap();
+    tx.savepoint().await.unwrap();
+    tx.append(&undone, ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    tx.rollback_to_savepoint().await.unwrap();
+    // Usable after going back, and the same stream can be written again.
+    tx.append(&undone, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(b.count().await, 2);
+    assert_eq!(
+        b.store.stream_head(&undone).await.unwrap().unwrap().version,
+        1
+    );
+    assert_eq!(
+        b.store.stream_head(&kept).await.unwrap().unwrap().version,
+        1
+    );
+}

@@ -172,3 +172,92 @@ async fn the_consumer_span_continues_the_producer_trace() {
         Some("process")
     );
 }
+
+/// Appends one event per handled event to a single stream, deciding on the
+/// committed head like a command handler does.
+struct Tally(aftersales_eventstore::AnyEventStore);
+
+impl aftersales_messaging::Handler for Tally {
+    async fn handle(
+        &self,
+        event: &aftersales_messaging::InboundEvent,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), aftersales_messaging::HandlerError> {
+        use aftersales_eventstore::{EventStore as _, ExpectedVersion, NewEvent, StreamId};
+        let stream = StreamId::parse("tally").unwrap();
+        let head = self.0.stream_head(&stream).await?.map_or(0, |h| h.version);
+        let expected = if head == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(head)
+        };
+        let counted = NewEvent {
+            event_id: uuid::Uuid::new_v5(&event.event_id, b"tally"),
+            event_type: "Counted".into(),
+            schema_version: 1,
+            payload: b"{}".to_vec(),
+            metadata: event.metadata.clone(),
+        };
+        tx.append(&stream, expected, vec![counted]).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_in_one_batch_that_move_the_same_stream_all_land_once() {
+    use aftersales_eventstore::{EventStore as _, StreamId, read_whole_stream};
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    let consumer = aftersales_messaging::JetStreamConsumer::new(
+        p.js.clone(),
+        names(),
+        crate::harness::subscription(),
+        p.consumer.clone(),
+        std::sync::Arc::new(Tally(p.consumer.clone())),
+        consumer_settings(),
+    )
+    .unwrap();
+    consumer
+        .provision(&aftersales_messaging::StreamSettings::default())
+        .await
+        .unwrap();
+    // Appended before the consumer starts, so they arrive in full batches.
+    let events = append_events(&p.producer, 300, 100).await;
+    let (stop, shutdown) = aftersales_messaging::Shutdown::new();
+    let running = tokio::spawn(async move { consumer.run(shutdown).await });
+    let tally = StreamId::parse("tally").unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while p
+        .consumer
+        .stream_head(&tally)
+        .await
+        .unwrap()
+        .map_or(0, |h| h.version)
+        < 300
+    {
+        assert!(tokio::time::Instant::now() < deadline, "tally incomplete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.trigger();
+    running.await.unwrap();
+    let counted = read_whole_stream(&p.consumer, &tally).await.unwrap();
+    assert_eq!(counted.len(), 300);
+    let expected: Vec<_> = events
+        .iter()
+        .map(|id| uuid::Uuid::new_v5(id, b"tally"))
+        .collect();
+    let mut got: Vec<_> = counted.iter().map(|e| e.event_id).collect();
+    got.sort();
+    let mut want = expected;
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        p.consumer
+            .verify_stream(&tally, None)
+            .await
+            .unwrap()
+            .is_intact()
+    );
+    p.stop().await;
+}
