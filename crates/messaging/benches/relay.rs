@@ -7,8 +7,8 @@
 //! show what durability costs.
 //!
 //! - throughput: `BENCH_RELAY_EVENTS` (default 20,000) stored events relayed from
-//!   the log to a fresh stream, against publishing the same payloads and headers
-//!   with the same number in flight (512) straight from memory. Alternating
+//!   the log to a fresh stream, against publishing the same messages (payloads and
+//!   headers, built beforehand) with the same number in flight (512) from memory. Alternating
 //!   rounds (raw, relay, relay, raw, …), `BENCH_ROUNDS` (default 3) of each; the
 //!   median is reported.
 //! - latency: `BENCH_LATENCY_SECONDS` (default 10) of appends at 1,000 events per
@@ -30,6 +30,7 @@ use aftersales_eventstore::{
     AnyEventStore, Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     StoreTransaction, StreamId,
 };
+use aftersales_messaging::envelope::headers_for;
 use aftersales_messaging::{
     ConsumerSettings, Handler, HandlerError, InboundEvent, JetStreamConsumer, Names, Relay,
     RelaySettings, Shutdown, StreamSettings, Subscription, connect, ensure_service_stream,
@@ -100,26 +101,16 @@ async fn fresh_stream(js: &jetstream::Context, names: &Names) {
 
 /// Publishes the events as the relay would, from memory, `IN_FLIGHT` at a time.
 async fn raw_publish(js: &jetstream::Context, names: &Names, events: &[RecordedEvent]) -> f64 {
-    // Headers are built before the clock starts: the baseline is the broker alone.
+    // The same messages the relay sends, built before the clock starts: the
+    // baseline is the client and the broker alone.
     let messages: Vec<(String, PublishMessage)> = events
         .iter()
         .map(|e| {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Aftersales-Event-Type", e.event_type.as_str());
-            headers.insert("Aftersales-Stream-Id", e.stream_id.as_str());
-            headers.insert(
-                "Aftersales-Stream-Version",
-                e.stream_version.to_string().as_str(),
-            );
-            headers.insert(
-                "traceparent",
-                e.metadata.traceparent.as_deref().unwrap_or(""),
-            );
             (
                 names.event_subject(SERVICE, &e.event_type),
                 PublishMessage::build()
                     .payload(e.payload.clone().into())
-                    .headers(headers)
+                    .headers(headers_for(SERVICE, e))
                     .message_id(e.event_id.to_string()),
             )
         })
@@ -301,9 +292,22 @@ async fn main() {
         .unwrap();
     let recorded = fill(&store, events).await;
     let last = recorded.last().unwrap().checkpoint;
+    let header_bytes: usize = recorded
+        .iter()
+        .flat_map(|e| {
+            headers_for(SERVICE, e)
+                .iter()
+                .map(|(name, values)| {
+                    let name: &str = name.as_ref();
+                    name.len() + values.iter().map(|v| v.as_str().len() + 4).sum::<usize>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .sum();
     println!(
-        "{events} events of {} bytes each on average",
-        recorded.iter().map(|e| e.payload.len()).sum::<usize>() / events
+        "{events} events: payload {} bytes, headers about {} bytes on average",
+        recorded.iter().map(|e| e.payload.len()).sum::<usize>() / events,
+        header_bytes / events
     );
 
     for (label, nats) in [

@@ -99,8 +99,9 @@ impl InboundEvent {
     }
 }
 
-/// The headers a relayed event carries. `Nats-Msg-Id` is set by the publish.
-pub(crate) fn headers_for(source: &str, event: &RecordedEvent) -> HeaderMap {
+/// The headers a relayed event carries from `source`. `Nats-Msg-Id` is set by
+/// the publish.
+pub fn headers_for(source: &str, event: &RecordedEvent) -> HeaderMap {
     let m = &event.metadata;
     let mut headers = HeaderMap::new();
     headers.insert(header::SOURCE, source);

@@ -30,6 +30,9 @@ pub enum MessagingError {
     Nats(String),
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A background task of ours panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
 impl MessagingError {

@@ -67,35 +67,42 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         }
     }
 
-    /// Follows the source log until `shutdown`.
+    /// Follows the source log until `shutdown`, resuming from the checkpoint after
+    /// any failure of either database.
     pub async fn run(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
+        let mut failures = 0u64;
+        while !shutdown.is_requested() {
+            match self.follow(&mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    failures += 1;
+                    let delay = self.settings.retry.delay(failures.min(6));
+                    tracing::warn!(%error, ?delay, consumer = %self.subscription.consumer, "consumer interrupted; resuming from its checkpoint");
+                    self.pause(delay, &mut shutdown).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn follow(&self, shutdown: &mut Shutdown) -> Result<(), MessagingError> {
         let name = self.subscription.checkpoint_name();
         let mut checkpoint = self.store.load_checkpoint(&name).await?;
         let mut saved = checkpoint;
         while !shutdown.is_requested() {
-            let batch = match self
+            // Registered before the read, so an append in between still wakes us.
+            let appended = self.source.appended().notified();
+            let batch = self
                 .source
                 .read_log(checkpoint, self.settings.batch_size)
-                .await
-            {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the source log; retrying");
-                    self.pause(
-                        self.settings.retry.max_delay.min(Duration::from_secs(5)),
-                        &mut shutdown,
-                    )
-                    .await;
-                    continue;
-                }
-            };
+                .await?;
             if batch.is_empty() {
                 if checkpoint != saved {
                     self.store.save_checkpoint(&name, checkpoint).await?;
                     saved = checkpoint;
                 }
                 tokio::select! {
-                    () = self.source.appended().notified() => {}
+                    () = appended => {}
                     () = tokio::time::sleep(self.settings.poll_interval) => {}
                     () = shutdown.requested() => {}
                 }
@@ -108,7 +115,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 let at = recorded.checkpoint;
                 if self.subscription.wants(&recorded.event_type) {
                     let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
-                    if !self.deliver(&name, at, &event, &mut shutdown).await? {
+                    if !self.deliver(&name, at, &event, shutdown).await? {
                         break;
                     }
                     saved = at;

@@ -11,9 +11,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use aftersales_eventstore::{Checkpoint, EventStore, RecordedEvent};
+use aftersales_eventstore::{Checkpoint, EventStore, RecordedEvent, StoreError};
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::envelope::headers_for;
@@ -143,37 +144,62 @@ impl<S: EventStore> Relay<S> {
         let mut read_from = acked;
         let mut in_flight: VecDeque<(Checkpoint, PublishAckFuture)> = VecDeque::new();
         let mut last_save = Instant::now();
+        // The previous read found nothing new either.
+        let mut idle = false;
+        let mut prefetched: Option<JoinHandle<Result<Vec<RecordedEvent>, StoreError>>> = None;
         let result = loop {
             if shutdown.is_requested() {
                 break Ok(());
             }
-            let batch = match self
-                .store
-                .read_log(read_from, self.settings.batch_size)
-                .await
-            {
+            // Registered before the read: an append between the read and the wait
+            // still wakes the relay (notify_waiters reaches futures once created).
+            let appended = self.store.appended().notified();
+            let read = match prefetched.take() {
+                Some(next) => match next.await {
+                    Ok(read) => read,
+                    Err(error) => break Err(MessagingError::Task(error.to_string())),
+                },
+                None => {
+                    self.store
+                        .read_log(read_from, self.settings.batch_size)
+                        .await
+                }
+            };
+            let batch = match read {
                 Ok(batch) => batch,
                 Err(error) => break Err(error.into()),
             };
             if batch.is_empty() {
-                // Caught up: settle everything, save, then wait for appends.
+                // Caught up: settle what is in flight; save when idle or due, not on
+                // every catch-up, which at a steady trickle is every event.
                 if let Err(error) = drain(&mut in_flight, &mut acked).await {
                     break Err(error);
                 }
-                if acked != saved {
+                if acked != saved && (idle || last_save.elapsed() >= self.settings.checkpoint_every)
+                {
                     self.store.save_checkpoint(&name, acked).await?;
                     saved = acked;
                     last_save = Instant::now();
                 }
+                idle = true;
                 tokio::select! {
-                    () = self.store.appended().notified() => {}
+                    () = appended => {}
                     () = tokio::time::sleep(self.settings.poll_interval) => {}
                     () = shutdown.requested() => {}
                 }
                 continue;
             }
+            idle = false;
             if let Some(last) = batch.last() {
                 read_from = last.checkpoint;
+            }
+            if batch.len() == self.settings.batch_size {
+                // More is likely waiting: read it while this batch is published.
+                let store = self.store.clone();
+                let (from, limit) = (read_from, self.settings.batch_size);
+                prefetched = Some(tokio::spawn(
+                    async move { store.read_log(from, limit).await },
+                ));
             }
             let mut failed = None;
             for event in &batch {
