@@ -261,3 +261,104 @@ async fn reactions_in_one_batch_that_move_the_same_stream_all_land_once() {
     );
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_is_idempotent_and_applies_changed_settings() {
+    use aftersales_messaging::{
+        JetStreamConsumer, Relay, RelaySettings, StreamSettings, Subscription,
+        ensure_service_stream,
+    };
+    let p = Pipeline::postgres().await;
+    let changed = StreamSettings {
+        duplicate_window: Duration::from_secs(300),
+        ..StreamSettings::default()
+    };
+    for settings in [&changed, &changed] {
+        ensure_service_stream(&p.js, &names(), SOURCE, settings)
+            .await
+            .unwrap();
+    }
+    let mut stream =
+        p.js.get_stream(names().service_stream(SOURCE))
+            .await
+            .unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert_eq!(config.duplicate_window, Duration::from_secs(300));
+    assert_eq!(
+        config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(config.num_replicas, 1);
+
+    // The consumer's filter follows the event types it is given.
+    for types in [vec!["Happened"], vec!["Happened", "AlsoHappened"]] {
+        let consumer = JetStreamConsumer::new(
+            p.js.clone(),
+            names(),
+            Subscription::new(CONSUMER, SOURCE, types).unwrap(),
+            p.consumer.clone(),
+            p.effects.clone(),
+            consumer_settings(),
+        )
+        .unwrap();
+        consumer
+            .provision(&StreamSettings::default())
+            .await
+            .unwrap();
+        consumer
+            .provision(&StreamSettings::default())
+            .await
+            .unwrap();
+    }
+    let mut durable = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(CONSUMER)
+        .await
+        .unwrap();
+    let mut filters = durable.info().await.unwrap().config.filter_subjects.clone();
+    filters.sort();
+    assert_eq!(
+        filters,
+        vec![
+            names().event_subject(SOURCE, "AlsoHappened"),
+            names().event_subject(SOURCE, "Happened"),
+        ]
+    );
+
+    // Settings that cannot work are refused before anything runs.
+    let bad = StreamSettings {
+        replicas: 0,
+        ..StreamSettings::default()
+    };
+    let error = ensure_service_stream(&p.js, &names(), SOURCE, &bad)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("replicas"), "{error}");
+    let short_window = StreamSettings {
+        duplicate_window: Duration::from_secs(5),
+        ..StreamSettings::default()
+    };
+    let error = Relay::new(
+        p.producer.clone(),
+        p.js.clone(),
+        names(),
+        SOURCE,
+        RelaySettings::default(),
+        &short_window,
+    )
+    .unwrap_err();
+    assert_eq!(error.field, "duplicate_window");
+    let error = JetStreamConsumer::new(
+        p.js.clone(),
+        names(),
+        crate::harness::subscription(),
+        p.consumer.clone(),
+        p.effects.clone(),
+        ConsumerSettings {
+            max_in_flight: 0,
+            ..consumer_settings()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(error.field, "max_in_flight");
+    p.stop().await;
+}
