@@ -162,7 +162,7 @@ async fn relay_all(
     }
     let elapsed = start.elapsed();
     stop.trigger();
-    task.await.unwrap().unwrap();
+    task.await.unwrap();
     count as f64 / elapsed.as_secs_f64()
 }
 
@@ -270,7 +270,7 @@ async fn latency(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.trigger();
-    relay_task.await.unwrap().unwrap();
+    relay_task.await.unwrap();
     consumer_task.await.unwrap();
     let mut samples = handler.samples.lock().unwrap().clone();
     samples.sort();

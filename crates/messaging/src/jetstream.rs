@@ -182,28 +182,19 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         );
     }
 
-    async fn consume(&self, input: Input, mut shutdown: Shutdown) {
-        let mut failures = 0u64;
-        while !shutdown.is_requested() {
-            match self.consume_until_error(input, &mut shutdown).await {
-                Ok(()) => return,
-                Err(error) => {
-                    failures += 1;
-                    let delay = self.settings.retry.delay(failures.min(6));
-                    tracing::warn!(%error, ?delay, consumer = %self.subscription.consumer, ?input, "consumer interrupted; resubscribing");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.requested() => {}
-                    }
-                }
-            }
-        }
+    async fn consume(&self, input: Input, shutdown: Shutdown) {
+        let what = format!("consumer {} ({input:?})", self.subscription.consumer);
+        shutdown
+            .supervise(&what, &self.settings.retry, |shutdown| {
+                self.consume_until_error(input, shutdown)
+            })
+            .await;
     }
 
     async fn consume_until_error(
         &self,
         input: Input,
-        shutdown: &mut Shutdown,
+        mut shutdown: Shutdown,
     ) -> Result<(), MessagingError> {
         let consumer = self.durable(input).await?;
         let mut messages = consumer
@@ -226,11 +217,21 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                 working = Some(Box::pin(self.process_batch(input, batch)));
             }
             tokio::select! {
-                next = messages.next() => match next {
-                    Some(Ok(message)) => waiting.push_back(message),
-                    Some(Err(error)) => return Err(MessagingError::nats(error)),
-                    None => return Err(MessagingError::Nats("message stream ended".into())),
-                },
+                next = messages.next() => {
+                    let error = match next {
+                        Some(Ok(message)) => {
+                            waiting.push_back(message);
+                            continue;
+                        }
+                        Some(Err(error)) => MessagingError::nats(error),
+                        None => MessagingError::Nats("message stream ended".into()),
+                    };
+                    // Finish the batch at hand before subscribing again.
+                    if let Some(work) = working.take() {
+                        work.await;
+                    }
+                    return Err(error);
+                }
                 () = async { if let Some(work) = working.as_mut() { work.await } }, if working.is_some() => {
                     working = None;
                 }

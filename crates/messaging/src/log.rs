@@ -69,23 +69,16 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
 
     /// Follows the source log until `shutdown`, resuming from the checkpoint after
     /// any failure of either database.
-    pub async fn run(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
-        let mut failures = 0u64;
-        while !shutdown.is_requested() {
-            match self.follow(&mut shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    failures += 1;
-                    let delay = self.settings.retry.delay(failures.min(6));
-                    tracing::warn!(%error, ?delay, consumer = %self.subscription.consumer, "consumer interrupted; resuming from its checkpoint");
-                    self.pause(delay, &mut shutdown).await;
-                }
-            }
-        }
-        Ok(())
+    pub async fn run(&self, shutdown: Shutdown) {
+        let what = format!("consumer {}", self.subscription.consumer);
+        shutdown
+            .supervise(&what, &self.settings.retry, |shutdown| {
+                self.follow(shutdown)
+            })
+            .await;
     }
 
-    async fn follow(&self, shutdown: &mut Shutdown) -> Result<(), MessagingError> {
+    async fn follow(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
         let name = self.subscription.checkpoint_name();
         let mut checkpoint = self.store.load_checkpoint(&name).await?;
         let mut saved = checkpoint;
@@ -115,7 +108,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 let at = recorded.checkpoint;
                 if self.subscription.wants(&recorded.event_type) {
                     let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
-                    if !self.deliver(&name, at, &event, shutdown).await? {
+                    if !self.deliver(&name, at, &event, &mut shutdown).await? {
                         break;
                     }
                     saved = at;

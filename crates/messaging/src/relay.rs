@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::consumer::RetryPolicy;
 use crate::envelope::headers_for;
 use crate::error::{ConfigError, MessagingError};
 use crate::names::{Names, check_token};
@@ -112,32 +113,21 @@ impl<S: EventStore> Relay<S> {
         format!("relay:{}", self.names.service_stream(&self.service))
     }
 
-    /// Relays until `shutdown`, retrying every failure with backoff. Returns after
-    /// the acknowledged prefix is checkpointed.
-    pub async fn run(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
-        let mut failures = 0u32;
-        while !shutdown.is_requested() {
-            match self.relay_until_error(&mut shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    let delay = self
-                        .settings
-                        .first_retry_delay
-                        .saturating_mul(1u32 << failures.min(16))
-                        .min(self.settings.max_retry_delay);
-                    tracing::warn!(%error, ?delay, service = %self.service, "relay failed; resuming from its checkpoint");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = shutdown.requested() => {}
-                    }
-                }
-            }
-        }
-        Ok(())
+    /// Relays until `shutdown`, resuming from the checkpoint after any failure
+    /// with backoff. Before it returns, the acknowledged prefix is checkpointed.
+    pub async fn run(&self, shutdown: Shutdown) {
+        let retry = RetryPolicy {
+            max_attempts: u32::MAX,
+            first_delay: self.settings.first_retry_delay,
+            max_delay: self.settings.max_retry_delay,
+        };
+        let what = format!("relay of {}", self.service);
+        shutdown
+            .supervise(&what, &retry, |shutdown| self.relay_until_error(shutdown))
+            .await;
     }
 
-    async fn relay_until_error(&self, shutdown: &mut Shutdown) -> Result<(), MessagingError> {
+    async fn relay_until_error(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {
         let name = self.checkpoint_name();
         let mut acked = self.store.load_checkpoint(&name).await?;
         let mut saved = acked;

@@ -45,7 +45,8 @@ async fn run() -> Result<(), String> {
         let _ = tokio::signal::ctrl_c().await;
         trigger.trigger();
     });
-    relay.run(shutdown).await.map_err(|e| e.to_string())
+    relay.run(shutdown).await;
+    Ok(())
 }
 
 #[tokio::main]

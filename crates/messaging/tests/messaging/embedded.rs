@@ -40,7 +40,7 @@ async fn applies_each_event_once_across_restarts(source: AnyEventStore, store: A
     let mut events = append_events(&source, 1000, 20).await;
     wait_for_effects(&store, 500, WAIT).await;
     stop.trigger();
-    running.await.unwrap().unwrap();
+    running.await.unwrap();
 
     // Appended while no consumer ran; the next one picks up at its checkpoint.
     events.extend(append_events(&source, 1000, 20).await);
@@ -50,7 +50,7 @@ async fn applies_each_event_once_across_restarts(source: AnyEventStore, store: A
     wait_for_effects(&store, 2000, WAIT).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.trigger();
-    running.await.unwrap().unwrap();
+    running.await.unwrap();
     assert_exactly_once(&effect_ids(&store).await, &events);
     assert_eq!(effects.calls.load(Ordering::SeqCst), 2000);
     let checkpoint = store
@@ -125,7 +125,7 @@ async fn failing_events_become_dead_letters_and_replay_once_fixed() {
     let later = append_events(&source, 2, 2).await;
     wait_for_effects(&store, 5, WAIT).await;
     stop.trigger();
-    running.await.unwrap().unwrap();
+    running.await.unwrap();
     let all: Vec<_> = events.into_iter().chain(later).collect();
     assert_exactly_once(&effect_ids(&store).await, &all);
 }

@@ -292,7 +292,7 @@ impl Pipeline {
         let (trigger, shutdown) = Shutdown::new();
         self.stop_relay = Some(trigger);
         self.tasks.push(tokio::spawn(async move {
-            relay.run(shutdown).await.unwrap();
+            relay.run(shutdown).await;
         }));
     }
 
