@@ -300,7 +300,7 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
             if matches!(outcome, Err(HandlerError::Conflict(_))) && deliveries.len() > 1 {
                 *outcome = self
                     .with_progress(
-                        std::slice::from_ref(delivery),
+                        &deliveries,
                         apply(
                             &self.store,
                             &self.subscription.consumer,
