@@ -17,9 +17,15 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.common.v1.rs"));
         }
     }
+    pub mod warranty {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.warranty.v1.rs"));
+        }
+    }
 }
 
 pub use aftersales::common::v1 as common;
+pub use aftersales::warranty::v1 as warranty;
 
 #[cfg(test)]
 mod tests {

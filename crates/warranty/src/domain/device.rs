@@ -1,0 +1,829 @@
+//! The device aggregate: registration under a policy, plans, accessories, voiding,
+//! ownership and claims. One stream per device.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aftersales_eventstore::{Decider, DomainEvent};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::coverage::{self, Decision};
+use super::policy::{PolicyTerms, Refund};
+use super::{
+    AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel, add_days, add_months,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePlan {
+    pub plan_id: String,
+    pub purchased_on: NaiveDate,
+    pub coverage_end: NaiveDate,
+    pub price_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessoryState {
+    pub kind: AccessoryKind,
+    pub purchase_date: NaiveDate,
+    pub coverage_end: NaiveDate,
+}
+
+/// A registered device, as its history leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceState {
+    pub key: DeviceKey,
+    pub model: String,
+    pub purchase_date: NaiveDate,
+    pub country: String,
+    pub channel: SalesChannel,
+    pub customer_id: String,
+    /// The policy version in force on the purchase date, as it was then.
+    pub terms: PolicyTerms,
+    pub base_end: NaiveDate,
+    /// Months the legal guarantee was extended by repairs.
+    pub legal_extension_months: u32,
+    pub plan: Option<ActivePlan>,
+    pub voided: Option<String>,
+    pub accessories: BTreeMap<String, AccessoryState>,
+    pub claims: BTreeSet<String>,
+    /// Per fault, until when a part replaced under a claim is covered.
+    pub part_cover: BTreeMap<FaultCategory, NaiveDate>,
+}
+
+impl DeviceState {
+    pub fn legal_guarantee_end(&self) -> Option<NaiveDate> {
+        let months = self.terms.statutory.legal_guarantee_months;
+        (months > 0).then(|| add_months(self.purchase_date, months + self.legal_extension_months))
+    }
+
+    /// The last day anything covers the phone: warranty, guarantee or plan.
+    pub fn coverage_end(&self) -> NaiveDate {
+        [
+            Some(self.base_end),
+            self.legal_guarantee_end(),
+            self.plan.as_ref().map(|p| p.coverage_end),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(self.base_end)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Register {
+        key: DeviceKey,
+        model: String,
+        purchase_date: NaiveDate,
+        country: String,
+        channel: SalesChannel,
+        customer_id: String,
+        /// Looked up from the policy table for the country and purchase date.
+        terms: PolicyTerms,
+        today: NaiveDate,
+    },
+    PurchasePlan {
+        plan_id: String,
+        today: NaiveDate,
+    },
+    CancelPlan {
+        today: NaiveDate,
+    },
+    RegisterAccessory {
+        serial: String,
+        kind: AccessoryKind,
+        purchase_date: NaiveDate,
+        today: NaiveDate,
+    },
+    Void {
+        reason: String,
+        evidence: Vec<String>,
+        today: NaiveDate,
+    },
+    TransferOwnership {
+        to: String,
+    },
+    /// Records a decision made by [`coverage::decide`] for the audit trail.
+    RecordDecision {
+        fault: FaultCategory,
+        decision: Decision,
+    },
+    RecordClaim {
+        repair_order_id: String,
+        fault: FaultCategory,
+        under_legal_guarantee: bool,
+        today: NaiveDate,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    DeviceRegistered {
+        key: DeviceKey,
+        model: String,
+        purchase_date: NaiveDate,
+        country: String,
+        channel: SalesChannel,
+        customer_id: String,
+        terms: PolicyTerms,
+        base_end: NaiveDate,
+    },
+    ExtendedWarrantyPurchased {
+        plan_id: String,
+        purchased_on: NaiveDate,
+        coverage_end: NaiveDate,
+        price_minor: i64,
+        currency: String,
+    },
+    ExtendedWarrantyCancelled {
+        plan_id: String,
+        cancelled_on: NaiveDate,
+        refund_minor: i64,
+        currency: String,
+    },
+    AccessoryRegistered {
+        serial: String,
+        kind: AccessoryKind,
+        purchase_date: NaiveDate,
+        coverage_end: NaiveDate,
+    },
+    WarrantyVoided {
+        reason: String,
+        evidence: Vec<String>,
+        voided_on: NaiveDate,
+    },
+    OwnershipTransferred {
+        from: String,
+        to: String,
+    },
+    CoverageDecided {
+        fault: FaultCategory,
+        decision: Decision,
+    },
+    ClaimRecorded {
+        repair_order_id: String,
+        fault: FaultCategory,
+        claimed_on: NaiveDate,
+        under_legal_guarantee: bool,
+        part_covered_until: NaiveDate,
+        legal_extension_months: u32,
+    },
+}
+
+impl DomainEvent for Event {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::DeviceRegistered { .. } => "DeviceRegistered",
+            Self::ExtendedWarrantyPurchased { .. } => "ExtendedWarrantyPurchased",
+            Self::ExtendedWarrantyCancelled { .. } => "ExtendedWarrantyCancelled",
+            Self::AccessoryRegistered { .. } => "AccessoryRegistered",
+            Self::WarrantyVoided { .. } => "WarrantyVoided",
+            Self::OwnershipTransferred { .. } => "OwnershipTransferred",
+            Self::CoverageDecided { .. } => "CoverageDecided",
+            Self::ClaimRecorded { .. } => "ClaimRecorded",
+        }
+    }
+}
+
+/// The device decider.
+#[derive(Debug)]
+pub struct Device;
+
+fn require(state: &Option<DeviceState>) -> Result<&DeviceState, DomainError> {
+    state
+        .as_ref()
+        .ok_or_else(|| DomainError::NotFound("device".into()))
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if value.len() > max || value.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}
+
+impl Decider for Device {
+    type Command = Command;
+    type Event = Event;
+    type State = Option<DeviceState>;
+    type Error = DomainError;
+
+    fn initial_state() -> Self::State {
+        None
+    }
+
+    fn decide(state: &Self::State, command: &Command) -> Result<Vec<Event>, DomainError> {
+        match command {
+            Command::Register {
+                key,
+                model,
+                purchase_date,
+                country,
+                channel,
+                customer_id,
+                terms,
+                today,
+            } => {
+                text("model", model, 100)?;
+                text("customer_id", customer_id, 100)?;
+                if purchase_date > today {
+                    return Err(DomainError::invalid("purchase_date", "is in the future"));
+                }
+                let registered = Event::DeviceRegistered {
+                    key: key.clone(),
+                    model: model.trim().to_owned(),
+                    purchase_date: *purchase_date,
+                    country: country.clone(),
+                    channel: *channel,
+                    customer_id: customer_id.trim().to_owned(),
+                    terms: terms.clone(),
+                    base_end: add_months(*purchase_date, terms.phone_months),
+                };
+                match state {
+                    None => Ok(vec![registered]),
+                    Some(existing) => {
+                        let same = existing.model == model.trim()
+                            && existing.purchase_date == *purchase_date
+                            && existing.country == *country
+                            && existing.channel == *channel
+                            && existing.customer_id == customer_id.trim();
+                        if same {
+                            Ok(Vec::new())
+                        } else {
+                            Err(DomainError::AlreadyExists(format!(
+                                "{} is registered with other details",
+                                existing.key
+                            )))
+                        }
+                    }
+                }
+            }
+            Command::PurchasePlan { plan_id, today } => {
+                let device = require(state)?;
+                if device.voided.is_some() {
+                    return Err(DomainError::Precondition("the warranty is voided".into()));
+                }
+                if let Some(plan) = &device.plan {
+                    return Err(DomainError::Precondition(format!(
+                        "plan {} is active already",
+                        plan.plan_id
+                    )));
+                }
+                let Some(plan) = device.terms.plans.iter().find(|p| p.id == *plan_id) else {
+                    return Err(DomainError::invalid(
+                        "plan",
+                        format!(
+                            "{plan_id:?} is not offered under policy {} v{}",
+                            device.terms.policy_id, device.terms.version
+                        ),
+                    ));
+                };
+                let window_end = add_days(device.purchase_date, plan.buy_within_days);
+                if *today > window_end || *today > device.base_end {
+                    return Err(DomainError::Precondition(format!(
+                        "{} can be bought until {} while the warranty runs",
+                        plan.id,
+                        window_end.min(device.base_end)
+                    )));
+                }
+                Ok(vec![Event::ExtendedWarrantyPurchased {
+                    plan_id: plan.id.clone(),
+                    purchased_on: *today,
+                    coverage_end: add_months(device.base_end, plan.extra_months),
+                    price_minor: plan.price_minor,
+                    currency: plan.currency.clone(),
+                }])
+            }
+            Command::CancelPlan { today } => {
+                let device = require(state)?;
+                let Some(plan) = &device.plan else {
+                    return Err(DomainError::Precondition("no plan is active".into()));
+                };
+                let refund_policy = device
+                    .terms
+                    .plans
+                    .iter()
+                    .find(|p| p.id == plan.plan_id)
+                    .map_or(Refund::None, |p| p.refund);
+                let refund_minor = match refund_policy {
+                    Refund::None => 0,
+                    Refund::ProRata => pro_rata(plan, device.base_end, *today),
+                };
+                Ok(vec![Event::ExtendedWarrantyCancelled {
+                    plan_id: plan.plan_id.clone(),
+                    cancelled_on: *today,
+                    refund_minor,
+                    currency: plan.currency.clone(),
+                }])
+            }
+            Command::RegisterAccessory {
+                serial,
+                kind,
+                purchase_date,
+                today,
+            } => {
+                let device = require(state)?;
+                if serial.len() < 4
+                    || serial.len() > 40
+                    || !serial
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(DomainError::invalid(
+                        "accessory_serial",
+                        "must be 4 to 40 letters, digits or '-'",
+                    ));
+                }
+                if purchase_date > today {
+                    return Err(DomainError::invalid("purchase_date", "is in the future"));
+                }
+                let months = device
+                    .terms
+                    .accessory_months
+                    .get(kind)
+                    .copied()
+                    .unwrap_or(0);
+                let coverage_end = add_months(*purchase_date, months);
+                match device.accessories.get(serial) {
+                    Some(a) if a.kind == *kind && a.purchase_date == *purchase_date => {
+                        Ok(Vec::new())
+                    }
+                    Some(_) => Err(DomainError::AlreadyExists(format!(
+                        "accessory {serial} is registered with other details"
+                    ))),
+                    None => Ok(vec![Event::AccessoryRegistered {
+                        serial: serial.clone(),
+                        kind: *kind,
+                        purchase_date: *purchase_date,
+                        coverage_end,
+                    }]),
+                }
+            }
+            Command::Void {
+                reason,
+                evidence,
+                today,
+            } => {
+                let device = require(state)?;
+                text("reason", reason, 500)?;
+                for item in evidence {
+                    text("evidence", item, 500)?;
+                }
+                if evidence.len() > 20 {
+                    return Err(DomainError::invalid("evidence", "at most 20 items"));
+                }
+                if device.voided.is_some() {
+                    return Err(DomainError::Precondition(
+                        "the warranty is voided already".into(),
+                    ));
+                }
+                Ok(vec![Event::WarrantyVoided {
+                    reason: reason.trim().to_owned(),
+                    evidence: evidence.clone(),
+                    voided_on: *today,
+                }])
+            }
+            Command::TransferOwnership { to } => {
+                let device = require(state)?;
+                text("new_customer_id", to, 100)?;
+                if device.customer_id == to.trim() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Event::OwnershipTransferred {
+                    from: device.customer_id.clone(),
+                    to: to.trim().to_owned(),
+                }])
+            }
+            Command::RecordDecision { fault, decision } => {
+                require(state)?;
+                Ok(vec![Event::CoverageDecided {
+                    fault: *fault,
+                    decision: decision.clone(),
+                }])
+            }
+            Command::RecordClaim {
+                repair_order_id,
+                fault,
+                under_legal_guarantee,
+                today,
+            } => {
+                let device = require(state)?;
+                text("repair_order_id", repair_order_id, 100)?;
+                if device.claims.contains(repair_order_id) {
+                    return Ok(Vec::new());
+                }
+                let decision = coverage::decide(device, *fault, *today);
+                if !decision.covered {
+                    return Err(DomainError::Precondition(format!(
+                        "not covered on {today}: {}",
+                        decision.reason.as_str()
+                    )));
+                }
+                let remaining = device.coverage_end();
+                let minimum = add_days(*today, device.terms.replaced_part.minimum_days);
+                let extends = *under_legal_guarantee
+                    && device.terms.repair_extension.as_ref().is_some_and(|ext| {
+                        *today >= ext.applies_from
+                            && !(ext.once && device.legal_extension_months > 0)
+                            && device
+                                .legal_guarantee_end()
+                                .is_some_and(|end| *today <= end)
+                    });
+                let legal_extension_months = device.legal_extension_months
+                    + if extends {
+                        device
+                            .terms
+                            .repair_extension
+                            .as_ref()
+                            .map_or(0, |e| e.months)
+                    } else {
+                        0
+                    };
+                Ok(vec![Event::ClaimRecorded {
+                    repair_order_id: repair_order_id.clone(),
+                    fault: *fault,
+                    claimed_on: *today,
+                    under_legal_guarantee: *under_legal_guarantee,
+                    part_covered_until: remaining.max(minimum),
+                    legal_extension_months,
+                }])
+            }
+        }
+    }
+
+    fn evolve(state: Self::State, event: &Event) -> Self::State {
+        if let Event::DeviceRegistered {
+            key,
+            model,
+            purchase_date,
+            country,
+            channel,
+            customer_id,
+            terms,
+            base_end,
+        } = event
+        {
+            return Some(DeviceState {
+                key: key.clone(),
+                model: model.clone(),
+                purchase_date: *purchase_date,
+                country: country.clone(),
+                channel: *channel,
+                customer_id: customer_id.clone(),
+                terms: terms.clone(),
+                base_end: *base_end,
+                legal_extension_months: 0,
+                plan: None,
+                voided: None,
+                accessories: BTreeMap::new(),
+                claims: BTreeSet::new(),
+                part_cover: BTreeMap::new(),
+            });
+        }
+        let mut device = state?;
+        match event {
+            Event::DeviceRegistered { .. } | Event::CoverageDecided { .. } => {}
+            Event::ExtendedWarrantyPurchased {
+                plan_id,
+                purchased_on,
+                coverage_end,
+                price_minor,
+                currency,
+            } => {
+                device.plan = Some(ActivePlan {
+                    plan_id: plan_id.clone(),
+                    purchased_on: *purchased_on,
+                    coverage_end: *coverage_end,
+                    price_minor: *price_minor,
+                    currency: currency.clone(),
+                });
+            }
+            Event::ExtendedWarrantyCancelled { .. } => device.plan = None,
+            Event::AccessoryRegistered {
+                serial,
+                kind,
+                purchase_date,
+                coverage_end,
+            } => {
+                device.accessories.insert(
+                    serial.clone(),
+                    AccessoryState {
+                        kind: *kind,
+                        purchase_date: *purchase_date,
+                        coverage_end: *coverage_end,
+                    },
+                );
+            }
+            Event::WarrantyVoided { reason, .. } => device.voided = Some(reason.clone()),
+            Event::OwnershipTransferred { to, .. } => device.customer_id = to.clone(),
+            Event::ClaimRecorded {
+                repair_order_id,
+                fault,
+                part_covered_until,
+                legal_extension_months,
+                ..
+            } => {
+                device.claims.insert(repair_order_id.clone());
+                let cover = device
+                    .part_cover
+                    .entry(*fault)
+                    .or_insert(*part_covered_until);
+                *cover = (*cover).max(*part_covered_until);
+                device.legal_extension_months = *legal_extension_months;
+            }
+        }
+        Some(device)
+    }
+}
+
+/// The unused share of a plan's price: its coverage runs from the end of the
+/// maker's warranty to the plan's end.
+fn pro_rata(plan: &ActivePlan, base_end: NaiveDate, today: NaiveDate) -> i64 {
+    let total = (plan.coverage_end - base_end).num_days().max(1);
+    let remaining = (plan.coverage_end - today.max(base_end))
+        .num_days()
+        .clamp(0, total);
+    plan.price_minor.saturating_mul(remaining) / total
+}
+
+#[cfg(test)]
+mod tests {
+    use aftersales_eventstore::Decider as _;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::PolicyTable;
+    use crate::domain::coverage::decide;
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn register(country: &str, purchase: NaiveDate, today: NaiveDate) -> Command {
+        let table = PolicyTable::builtin().unwrap();
+        Command::Register {
+            key: DeviceKey::imei("490154203237518").unwrap(),
+            model: "Phone 12".into(),
+            purchase_date: purchase,
+            country: country.into(),
+            channel: SalesChannel::RetailStore,
+            customer_id: "c-1".into(),
+            terms: table.in_force(country, purchase).unwrap().clone(),
+            today,
+        }
+    }
+
+    fn run(
+        state: Option<DeviceState>,
+        command: &Command,
+    ) -> Result<Option<DeviceState>, DomainError> {
+        let events = Device::decide(&state, command)?;
+        Ok(events.iter().fold(state, Device::evolve))
+    }
+
+    #[test]
+    fn registration_is_idempotent_and_refuses_other_details() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("DE", d, d)).unwrap();
+        assert!(
+            Device::decide(&state, &register("DE", d, d))
+                .unwrap()
+                .is_empty()
+        );
+        let other = register("FR", d, d);
+        assert!(matches!(
+            Device::decide(&state, &other),
+            Err(DomainError::AlreadyExists(_))
+        ));
+        let future = register("DE", date("2025-01-11"), d);
+        assert_eq!(
+            Device::decide(&None, &future).unwrap_err().field(),
+            Some("purchase_date")
+        );
+    }
+
+    #[test]
+    fn plans_only_inside_their_window_and_never_on_a_voided_warranty() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("DE", d, d)).unwrap();
+        let late = Command::PurchasePlan {
+            plan_id: "care-12".into(),
+            today: date("2025-03-12"),
+        };
+        assert!(matches!(
+            Device::decide(&state, &late),
+            Err(DomainError::Precondition(_))
+        ));
+        let unknown = Command::PurchasePlan {
+            plan_id: "gold".into(),
+            today: d,
+        };
+        assert_eq!(
+            Device::decide(&state, &unknown).unwrap_err().field(),
+            Some("plan")
+        );
+        let voided = run(
+            state.clone(),
+            &Command::Void {
+                reason: "tampering".into(),
+                evidence: vec![],
+                today: d,
+            },
+        )
+        .unwrap();
+        let buy = Command::PurchasePlan {
+            plan_id: "care-12".into(),
+            today: d,
+        };
+        assert!(matches!(
+            Device::decide(&voided, &buy),
+            Err(DomainError::Precondition(_))
+        ));
+        let bought = run(state, &buy).unwrap();
+        assert!(matches!(
+            Device::decide(&bought, &buy),
+            Err(DomainError::Precondition(_))
+        ));
+    }
+
+    #[test]
+    fn cancelling_refunds_the_unused_share() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("DE", d, d)).unwrap();
+        let state = run(
+            state,
+            &Command::PurchasePlan {
+                plan_id: "care-12".into(),
+                today: d,
+            },
+        )
+        .unwrap();
+        // Before the plan's period starts: all of it back.
+        let events = Device::decide(
+            &state,
+            &Command::CancelPlan {
+                today: date("2026-01-01"),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            events[0],
+            Event::ExtendedWarrantyCancelled {
+                refund_minor: 7900,
+                ..
+            }
+        ));
+        // Halfway through its year: about half.
+        let events = Device::decide(
+            &state,
+            &Command::CancelPlan {
+                today: date("2027-07-11"),
+            },
+        )
+        .unwrap();
+        let Event::ExtendedWarrantyCancelled { refund_minor, .. } = events[0] else {
+            panic!()
+        };
+        assert!((3900..=4000).contains(&refund_minor), "{refund_minor}");
+        // China's plans are not refunded.
+        let cn = run(None, &register("CN", d, d)).unwrap();
+        let cn = run(
+            cn,
+            &Command::PurchasePlan {
+                plan_id: "care-12".into(),
+                today: d,
+            },
+        )
+        .unwrap();
+        let events = Device::decide(&cn, &Command::CancelPlan { today: d }).unwrap();
+        assert!(matches!(
+            events[0],
+            Event::ExtendedWarrantyCancelled {
+                refund_minor: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn commands_on_an_unknown_device_are_not_found() {
+        let d = date("2025-01-10");
+        for command in [
+            Command::CancelPlan { today: d },
+            Command::TransferOwnership { to: "c-2".into() },
+            Command::Void {
+                reason: "x".into(),
+                evidence: vec![],
+                today: d,
+            },
+        ] {
+            assert!(matches!(
+                Device::decide(&None, &command),
+                Err(DomainError::NotFound(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn claims_are_recorded_once_and_only_when_covered() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("US", d, d)).unwrap();
+        let claim = |on: &str| Command::RecordClaim {
+            repair_order_id: "r-1".into(),
+            fault: FaultCategory::Battery,
+            under_legal_guarantee: false,
+            today: date(on),
+        };
+        let claimed = run(state.clone(), &claim("2025-06-01")).unwrap();
+        assert!(
+            Device::decide(&claimed, &claim("2025-06-01"))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            Device::decide(&state, &claim("2026-06-01")),
+            Err(DomainError::Precondition(_))
+        ));
+    }
+
+    fn country() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(crate::domain::policy::REQUIRED_COUNTRIES.to_vec())
+    }
+
+    fn day(offset: i64) -> NaiveDate {
+        date("2020-01-01") + chrono::Duration::days(offset)
+    }
+
+    proptest! {
+        #[test]
+        fn coverage_never_ends_before_purchase(country in country(), bought in 0i64..3000, plan in any::<bool>()) {
+            let purchase = day(bought);
+            let mut state = run(None, &register(country, purchase, purchase)).unwrap();
+            if plan {
+                state = run(state, &Command::PurchasePlan { plan_id: "care-24".into(), today: purchase }).unwrap();
+            }
+            let device = state.unwrap();
+            prop_assert!(device.base_end > purchase);
+            prop_assert!(device.coverage_end() >= device.base_end);
+            prop_assert!(device.plan.iter().all(|p| p.coverage_end > device.base_end));
+        }
+
+        #[test]
+        fn voided_means_never_covered(country in country(), bought in 0i64..3000, asked in -100i64..2000, fault in 0usize..13) {
+            let purchase = day(bought);
+            let state = run(None, &register(country, purchase, purchase)).unwrap();
+            let state = run(state, &Command::Void { reason: "tampering".into(), evidence: vec![], today: purchase }).unwrap();
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked));
+            prop_assert!(!decision.covered);
+            prop_assert_eq!(decision.remedy, crate::domain::Remedy::None);
+        }
+
+        #[test]
+        fn excluded_faults_are_never_covered(country in country(), bought in 0i64..3000, asked in 0i64..2000) {
+            let purchase = day(bought);
+            let state = run(None, &register(country, purchase, purchase)).unwrap();
+            for fault in FaultCategory::ALL.into_iter().filter(|f| f.is_excluded()) {
+                prop_assert!(!decide(state.as_ref().unwrap(), fault, purchase + chrono::Duration::days(asked)).covered);
+            }
+        }
+
+        #[test]
+        fn extending_never_shortens(country in country(), bought in 0i64..3000, claim_after in 0i64..700, legal in any::<bool>(), plan in any::<bool>()) {
+            let purchase = day(bought);
+            let mut state = run(None, &register(country, purchase, purchase)).unwrap();
+            let before = state.as_ref().unwrap().coverage_end();
+            if plan {
+                state = run(state, &Command::PurchasePlan { plan_id: "care-12".into(), today: purchase }).unwrap();
+                prop_assert!(state.as_ref().unwrap().coverage_end() >= before);
+            }
+            let before = state.as_ref().unwrap().coverage_end();
+            let claim = Command::RecordClaim {
+                repair_order_id: "r-1".into(),
+                fault: FaultCategory::Display,
+                under_legal_guarantee: legal,
+                today: purchase + chrono::Duration::days(claim_after),
+            };
+            if let Ok(after) = run(state, &claim) {
+                prop_assert!(after.as_ref().unwrap().coverage_end() >= before);
+            }
+        }
+
+        #[test]
+        fn every_date_gets_a_decision_that_explains_itself(country in country(), bought in 0i64..3000, asked in -400i64..4000, fault in 0usize..13) {
+            let purchase = day(bought);
+            let state = run(None, &register(country, purchase, purchase)).unwrap();
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked));
+            prop_assert_eq!(decision.covered, decision.remedy != crate::domain::Remedy::None);
+            prop_assert!(!decision.explanation.is_empty());
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The warranty service.
+//!
+//! - [`domain`]: pure rules (identities, policies, coverage, the device decider).
+
+pub mod domain;
