@@ -9,6 +9,8 @@
 //! - [`follow`]: following the log live from a checkpoint, never skipping an event.
 //! - [`transaction`]: appends that commit together with a checkpoint or a reader's
 //!   own rows.
+//! - [`projection`]: read models fed from the log, checkpointed in the same
+//!   transaction, rebuildable.
 
 pub mod any;
 mod append;
@@ -19,6 +21,7 @@ pub mod event;
 pub mod follow;
 pub mod handler;
 pub mod postgres;
+pub mod projection;
 pub mod sqlite;
 pub mod store;
 pub mod transaction;
@@ -34,6 +37,7 @@ pub use event::{
 pub use follow::{FollowOptions, follow};
 pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
 pub use postgres::PgEventStore;
+pub use projection::Projection;
 pub use sqlite::SqliteEventStore;
 pub use store::{EventStore, Limits, read_whole_stream};
 pub use transaction::{StoreTransaction, TransactionConnection};

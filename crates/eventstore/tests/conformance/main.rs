@@ -58,4 +58,5 @@ conformance!(
     refused_append_leaves_the_transaction_usable,
     handler_appends_inside_a_callers_transaction,
     savepoints_undo_part_of_a_transaction,
+    projections_catch_up_once_and_rebuild_from_the_start,
 );

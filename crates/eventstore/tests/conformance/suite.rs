@@ -1097,3 +1097,113 @@ pub async fn savepoints_undo_part_of_a_transaction(b: Backend) {
         1
     );
 }
+
+/// Counts events per stream into `projected`.
+struct PerStream;
+
+impl aftersales_eventstore::Projection for PerStream {
+    fn name(&self) -> &'static str {
+        "per-stream"
+    }
+
+    async fn apply(
+        &self,
+        event: &aftersales_eventstore::RecordedEvent,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), StoreError> {
+        use aftersales_eventstore::TransactionConnection;
+        let sql = "INSERT INTO projected (stream_id, n) VALUES ($1, 1) \
+                   ON CONFLICT (stream_id) DO UPDATE SET n = projected.n + 1";
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                sqlx::query(sql)
+                    .bind(event.stream_id.as_str())
+                    .execute(c)
+                    .await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                sqlx::query(sql)
+                    .bind(event.stream_id.as_str().to_owned())
+                    .execute(c)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(
+        &self,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), StoreError> {
+        use aftersales_eventstore::TransactionConnection;
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                sqlx::query("DELETE FROM projected").execute(c).await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                sqlx::query("DELETE FROM projected").execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
+    use aftersales_eventstore::projection;
+    b.exec("CREATE TABLE projected (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .await;
+    let streams = [stream("a"), stream("b"), stream("c")];
+    for s in &streams {
+        b.store
+            .append(s, ExpectedVersion::NoStream, events(400))
+            .await
+            .unwrap();
+    }
+    let mut reported = Vec::new();
+    let read = projection::catch_up(&b.store, &PerStream, |n| reported.push(n))
+        .await
+        .unwrap();
+    assert_eq!(read, 1200);
+    assert_eq!(reported, vec![500, 1000, 1200], "progress after each batch");
+    // Nothing new: nothing applied twice.
+    assert_eq!(
+        projection::catch_up(&b.store, &PerStream, |_| {})
+            .await
+            .unwrap(),
+        0
+    );
+    b.store
+        .append(&streams[0], ExpectedVersion::Exact(400), events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        projection::catch_up(&b.store, &PerStream, |_| {})
+            .await
+            .unwrap(),
+        1
+    );
+    let total = |b: &Backend| {
+        let store = b.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let sql = "SELECT CAST(SUM(n) AS BIGINT) FROM projected";
+            let n: i64 = match tx.connection() {
+                aftersales_eventstore::TransactionConnection::Postgres(c) => {
+                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+                }
+                aftersales_eventstore::TransactionConnection::Sqlite(c) => {
+                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+                }
+            };
+            n
+        }
+    };
+    assert_eq!(total(&b).await, 1201);
+    assert_eq!(
+        projection::rebuild(&b.store, &PerStream, |_| {})
+            .await
+            .unwrap(),
+        1201
+    );
+    assert_eq!(total(&b).await, 1201);
+}
