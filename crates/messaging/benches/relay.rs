@@ -30,7 +30,7 @@ use aftersales_eventstore::{
     AnyEventStore, Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     StoreTransaction, StreamId,
 };
-use aftersales_messaging::envelope::headers_for;
+use aftersales_messaging::envelope::{JSON, headers_for};
 use aftersales_messaging::{
     ConsumerSettings, Handler, HandlerError, InboundEvent, JetStreamConsumer, Names, Relay,
     RelaySettings, Shutdown, StreamSettings, Subscription, connect, ensure_service_stream,
@@ -110,7 +110,7 @@ async fn raw_publish(js: &jetstream::Context, names: &Names, events: &[RecordedE
                 names.event_subject(SERVICE, &e.event_type),
                 PublishMessage::build()
                     .payload(e.payload.clone().into())
-                    .headers(headers_for(SERVICE, e))
+                    .headers(headers_for(SERVICE, e, JSON))
                     .message_id(e.event_id.to_string()),
             )
         })
@@ -295,7 +295,7 @@ async fn main() {
     let header_bytes: usize = recorded
         .iter()
         .flat_map(|e| {
-            headers_for(SERVICE, e)
+            headers_for(SERVICE, e, JSON)
                 .iter()
                 .map(|(name, values)| {
                     let name: &str = name.as_ref();

@@ -22,7 +22,18 @@ pub struct InboundEvent {
     /// Position in the producer's log.
     pub position: u64,
     pub payload: Vec<u8>,
+    /// How the payload is encoded: `application/json` as stored, or
+    /// `application/protobuf; proto=<message>` for a public contract.
+    pub content_type: String,
     pub metadata: Metadata,
+}
+
+/// The content type of an event as the log stores it.
+pub const JSON: &str = "application/json";
+
+/// The content type of a protobuf integration event of message `name`.
+pub fn protobuf(name: &str) -> String {
+    format!("application/protobuf; proto={name}")
 }
 
 impl InboundEvent {
@@ -36,8 +47,14 @@ impl InboundEvent {
             stream_version: event.stream_version,
             position: event.position,
             payload: event.payload,
+            content_type: JSON.to_owned(),
             metadata: event.metadata,
         }
+    }
+
+    /// Decodes a protobuf payload (an integration event from `proto/`).
+    pub fn proto<M: prost::Message + Default>(&self) -> Result<M, prost::DecodeError> {
+        M::decode(self.payload.as_slice())
     }
 
     /// Decodes the JSON payload.
@@ -86,6 +103,7 @@ impl InboundEvent {
             stream_version: parse(header::STREAM_VERSION, &required(header::STREAM_VERSION)?)?,
             position: parse(header::POSITION, &required(header::POSITION)?)?,
             payload: payload.to_vec(),
+            content_type: optional(header::CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned()),
             metadata: Metadata {
                 correlation_id: parse(header::CORRELATION_ID, &required(header::CORRELATION_ID)?)?,
                 causation_id,
@@ -99,9 +117,9 @@ impl InboundEvent {
     }
 }
 
-/// The headers a relayed event carries from `source`. `Nats-Msg-Id` is set by
-/// the publish.
-pub fn headers_for(source: &str, event: &RecordedEvent) -> HeaderMap {
+/// The headers a relayed event carries from `source`, its payload encoded as
+/// `content_type`. `Nats-Msg-Id` is set by the publish.
+pub fn headers_for(source: &str, event: &RecordedEvent, content_type: &str) -> HeaderMap {
     let m = &event.metadata;
     let mut headers = HeaderMap::new();
     headers.insert(header::SOURCE, source);
@@ -139,7 +157,7 @@ pub fn headers_for(source: &str, event: &RecordedEvent) -> HeaderMap {
             .as_str(),
     );
     headers.insert(header::HASH, hex(&event.hash).as_str());
-    headers.insert(header::CONTENT_TYPE, "application/json");
+    headers.insert(header::CONTENT_TYPE, content_type);
     headers
 }
 
@@ -186,7 +204,7 @@ mod tests {
     #[test]
     fn headers_carry_everything_a_consumer_reads_back() {
         let event = recorded();
-        let headers = headers_for("repair", &event);
+        let headers = headers_for("repair", &event, JSON);
         let inbound = InboundEvent::from_message(Some(&headers), &event.payload).unwrap();
         assert_eq!(
             inbound,
@@ -199,7 +217,7 @@ mod tests {
     fn a_message_without_the_contract_headers_is_malformed() {
         let event = recorded();
         assert!(InboundEvent::from_message(None, b"{}").is_err());
-        let mut headers = headers_for("repair", &event);
+        let mut headers = headers_for("repair", &event, JSON);
         headers.insert(header::STREAM_VERSION, "three");
         let error = InboundEvent::from_message(Some(&headers), b"{}").unwrap_err();
         assert!(

@@ -33,5 +33,5 @@ pub use jetstream::{ConsumerSettings, JetStreamConsumer};
 pub use log::{LogConsumer, LogConsumerSettings};
 pub use names::Names;
 pub use provision::{StreamSettings, connect, ensure_dead_letter_stream, ensure_service_stream};
-pub use relay::{Relay, RelaySettings};
+pub use relay::{AsStored, Outbound, Relay, RelaySettings, Translate};
 pub use shutdown::{Shutdown, ShutdownTrigger};

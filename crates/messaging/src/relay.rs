@@ -9,6 +9,7 @@
 //! JetStream drops them as duplicates within the stream's duplicate window.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::{Checkpoint, EventStore, RecordedEvent, StoreError};
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::consumer::RetryPolicy;
-use crate::envelope::headers_for;
+use crate::envelope::{JSON, headers_for};
 use crate::error::{ConfigError, MessagingError};
 use crate::names::{Names, check_token};
 use crate::provision::StreamSettings;
@@ -77,14 +78,52 @@ impl RelaySettings {
     }
 }
 
+/// The message a relay publishes for a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub payload: Vec<u8>,
+    pub content_type: String,
+}
+
+/// Turns stored events into the public messages other services receive.
+pub trait Translate: Send + Sync + 'static {
+    /// `None` keeps the event private: it is not published, and the relay moves
+    /// on. An error stops the relay (retried with backoff) rather than skip an
+    /// event: nothing is published out of order or lost.
+    fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String>;
+}
+
+/// Publishes every event as stored (JSON).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsStored;
+
+impl Translate for AsStored {
+    fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        Ok(Some(Outbound {
+            payload: event.payload.clone(),
+            content_type: JSON.to_owned(),
+        }))
+    }
+}
+
 /// Publishes one service's log to JetStream.
-#[derive(Debug)]
 pub struct Relay<S> {
     store: S,
     js: jetstream::Context,
     names: Names,
     service: String,
     settings: RelaySettings,
+    translate: Arc<dyn Translate>,
+}
+
+impl<S> std::fmt::Debug for Relay<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("service", &self.service)
+            .field("names", &self.names)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: EventStore> Relay<S> {
@@ -105,7 +144,14 @@ impl<S: EventStore> Relay<S> {
             names,
             service,
             settings,
+            translate: Arc::new(AsStored),
         })
+    }
+
+    /// Publishes what `translate` makes of each event instead of the stored JSON.
+    pub fn with_translation(mut self, translate: Arc<dyn Translate>) -> Self {
+        self.translate = translate;
+        self
     }
 
     /// The name the relay's checkpoint is stored under.
@@ -132,7 +178,7 @@ impl<S: EventStore> Relay<S> {
         let mut acked = self.store.load_checkpoint(&name).await?;
         let mut saved = acked;
         let mut read_from = acked;
-        let mut in_flight: VecDeque<(Checkpoint, PublishAckFuture)> = VecDeque::new();
+        let mut in_flight: VecDeque<(Checkpoint, Option<PublishAckFuture>)> = VecDeque::new();
         let mut last_save = Instant::now();
         // The previous read found nothing new either.
         let mut idle = false;
@@ -230,33 +276,49 @@ impl<S: EventStore> Relay<S> {
         result
     }
 
-    async fn publish(&self, event: &RecordedEvent) -> Result<PublishAckFuture, MessagingError> {
+    /// Publishes the event's public form; `None` for a private event.
+    async fn publish(
+        &self,
+        event: &RecordedEvent,
+    ) -> Result<Option<PublishAckFuture>, MessagingError> {
+        let outbound = self.translate.translate(event).map_err(|reason| {
+            MessagingError::Malformed(format!(
+                "cannot translate {} {} for publishing: {reason}",
+                event.event_type, event.event_id
+            ))
+        })?;
+        let Some(outbound) = outbound else {
+            return Ok(None);
+        };
         let subject = self.names.event_subject(&self.service, &event.event_type);
         let message = PublishMessage::build()
-            .payload(Bytes::copy_from_slice(&event.payload))
-            .headers(headers_for(&self.service, event))
+            .headers(headers_for(&self.service, event, &outbound.content_type))
+            .payload(Bytes::from(outbound.payload))
             .message_id(event.event_id.to_string());
         self.js
             .send_publish(subject, message)
             .await
+            .map(Some)
             .map_err(MessagingError::nats)
     }
 }
 
 /// Awaits the oldest publish's acknowledgement and moves `acked` past it.
 async fn settle_one(
-    in_flight: &mut VecDeque<(Checkpoint, PublishAckFuture)>,
+    in_flight: &mut VecDeque<(Checkpoint, Option<PublishAckFuture>)>,
     acked: &mut Checkpoint,
 ) -> Result<(), MessagingError> {
     if let Some((checkpoint, ack)) = in_flight.pop_front() {
-        ack.await.map_err(MessagingError::nats)?;
+        if let Some(ack) = ack {
+            ack.await.map_err(MessagingError::nats)?;
+        }
         *acked = checkpoint;
     }
     Ok(())
 }
 
 async fn drain(
-    in_flight: &mut VecDeque<(Checkpoint, PublishAckFuture)>,
+    in_flight: &mut VecDeque<(Checkpoint, Option<PublishAckFuture>)>,
     acked: &mut Checkpoint,
 ) -> Result<(), MessagingError> {
     while !in_flight.is_empty() {

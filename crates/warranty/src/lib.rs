@@ -1,5 +1,14 @@
 //! The warranty service.
 //!
 //! - [`domain`]: pure rules (identities, policies, coverage, the device decider).
+//! - [`app`]: use cases over the event store: commands, questions, time travel.
+//! - [`api`]: the gRPC service `aftersales.warranty.v1.WarrantyService`.
+//! - [`projections`]: read models rebuilt from the log.
+//! - [`integration`]: the public events other services receive.
 
+pub mod api;
+pub mod app;
 pub mod domain;
+pub mod integration;
+pub mod projections;
+pub mod server;

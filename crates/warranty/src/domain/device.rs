@@ -132,6 +132,7 @@ pub enum Event {
         base_end: NaiveDate,
     },
     ExtendedWarrantyPurchased {
+        customer_id: String,
         plan_id: String,
         purchased_on: NaiveDate,
         coverage_end: NaiveDate,
@@ -139,6 +140,7 @@ pub enum Event {
         currency: String,
     },
     ExtendedWarrantyCancelled {
+        customer_id: String,
         plan_id: String,
         cancelled_on: NaiveDate,
         refund_minor: i64,
@@ -151,6 +153,7 @@ pub enum Event {
         coverage_end: NaiveDate,
     },
     WarrantyVoided {
+        customer_id: String,
         reason: String,
         evidence: Vec<String>,
         voided_on: NaiveDate,
@@ -170,6 +173,8 @@ pub enum Event {
         under_legal_guarantee: bool,
         part_covered_until: NaiveDate,
         legal_extension_months: u32,
+        /// The legal guarantee's end after this claim, if there is one.
+        legal_guarantee_end: Option<NaiveDate>,
     },
 }
 
@@ -296,6 +301,7 @@ impl Decider for Device {
                     )));
                 }
                 Ok(vec![Event::ExtendedWarrantyPurchased {
+                    customer_id: device.customer_id.clone(),
                     plan_id: plan.id.clone(),
                     purchased_on: *today,
                     coverage_end: add_months(device.base_end, plan.extra_months),
@@ -319,6 +325,7 @@ impl Decider for Device {
                     Refund::ProRata => pro_rata(plan, device.base_end, *today),
                 };
                 Ok(vec![Event::ExtendedWarrantyCancelled {
+                    customer_id: device.customer_id.clone(),
                     plan_id: plan.plan_id.clone(),
                     cancelled_on: *today,
                     refund_minor,
@@ -387,6 +394,7 @@ impl Decider for Device {
                     ));
                 }
                 Ok(vec![Event::WarrantyVoided {
+                    customer_id: device.customer_id.clone(),
                     reason: reason.trim().to_owned(),
                     evidence: evidence.clone(),
                     voided_on: *today,
@@ -448,6 +456,7 @@ impl Decider for Device {
                     } else {
                         0
                     };
+                let legal_months = device.terms.statutory.legal_guarantee_months;
                 Ok(vec![Event::ClaimRecorded {
                     repair_order_id: repair_order_id.clone(),
                     fault: *fault,
@@ -455,6 +464,9 @@ impl Decider for Device {
                     under_legal_guarantee: *under_legal_guarantee,
                     part_covered_until: remaining.max(minimum),
                     legal_extension_months,
+                    legal_guarantee_end: (legal_months > 0).then(|| {
+                        add_months(device.purchase_date, legal_months + legal_extension_months)
+                    }),
                 }])
             }
         }
@@ -498,6 +510,7 @@ impl Decider for Device {
                 coverage_end,
                 price_minor,
                 currency,
+                ..
             } => {
                 device.plan = Some(ActivePlan {
                     plan_id: plan_id.clone(),

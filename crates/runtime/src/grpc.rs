@@ -1,0 +1,114 @@
+//! Serving gRPC: the service's own routes plus `grpc.health.v1.Health` and server
+//! reflection (v1 and v1alpha) over every Aftersales contract.
+//!
+//! Shutdown is in two steps, so load balancers stop sending calls before the
+//! server stops taking them: when `shutdown` resolves, every service is reported
+//! NOT_SERVING, the server waits `drain_grace`, then stops accepting connections
+//! and lets calls in flight finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `addr` (port 0 picks a free port); returns the listener and its address.
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// A server builder with health and reflection already routed.
+#[derive(Debug)]
+pub struct Grpc {
+    health: HealthReporter,
+    services: Vec<&'static str>,
+}
+
+impl Grpc {
+    /// `services` are the fully qualified names reported SERVING, e.g.
+    /// `aftersales.warranty.v1.WarrantyService`.
+    pub async fn new(services: &[&'static str]) -> Result<(Self, Router), ServeError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for service in services.iter().copied().chain([""]) {
+            health
+                .set_service_status(service, ServingStatus::Serving)
+                .await;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aftersales_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(aftersales_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let router = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha);
+        Ok((
+            Self {
+                health,
+                services: services.to_vec(),
+            },
+            router,
+        ))
+    }
+
+    /// The health reporter, for services that change status themselves.
+    pub fn health(&self) -> &HealthReporter {
+        &self.health
+    }
+
+    /// Serves `router` on `listener` until `shutdown`, then drains.
+    pub async fn serve(
+        self,
+        router: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+        drain_grace: Duration,
+    ) -> Result<(), ServeError> {
+        let health = self.health.clone();
+        let services = self.services.clone();
+        let signal = async move {
+            shutdown.await;
+            for service in services.iter().copied().chain([""]) {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!(?drain_grace, "reporting NOT_SERVING, then draining");
+            tokio::time::sleep(drain_grace).await;
+        };
+        router
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,642 @@
+//! `aftersales.warranty.v1.WarrantyService` over gRPC: requests checked and turned
+//! into use cases, answers and errors turned into the contract's messages and codes.
+
+use aftersales_eventstore::{CommandContext, RecordedEvent, StreamHead};
+use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
+use aftersales_proto::warranty as pb;
+use aftersales_proto::warranty::warranty_service_server::WarrantyService;
+use chrono::{DateTime, NaiveDate, Utc};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::app::{AppError, Registration, Warranty, describe_break};
+use crate::domain::coverage::{Decision, Remedy};
+use crate::domain::device::DeviceState;
+use crate::domain::{AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel};
+use crate::projections::DeviceRow;
+
+/// The gRPC face of [`Warranty`].
+#[derive(Debug, Clone)]
+pub struct WarrantyApi {
+    app: Warranty,
+    region: String,
+}
+
+impl WarrantyApi {
+    pub fn new(app: Warranty, region: impl Into<String>) -> Self {
+        Self {
+            app,
+            region: region.into(),
+        }
+    }
+
+    /// Who asks, as part of what: from the request's metadata.
+    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let uuid = |name: &'static str| -> Result<Option<Uuid>, Status> {
+            header(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
+                })
+                .transpose()
+        };
+        #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
+        let now = Utc::now();
+        Ok(CommandContext {
+            command_id: uuid("x-command-id")?,
+            correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
+            causation_id: uuid("x-causation-id")?,
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            actor: header("x-actor")
+                .filter(|a| !a.is_empty() && a.len() <= 200)
+                .unwrap_or_else(|| "anonymous".into()),
+            region: self.region.clone(),
+            now,
+        })
+    }
+}
+
+fn status(error: AppError) -> Status {
+    match error {
+        AppError::Domain(DomainError::Invalid { field, reason }) => {
+            Status::invalid_argument(format!("{field}: {reason}"))
+        }
+        AppError::Domain(DomainError::NotFound(what)) => {
+            Status::not_found(format!("{what} not found"))
+        }
+        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
+        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
+        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
+        AppError::Internal(detail) => {
+            tracing::error!(%detail, "warranty request failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+fn device_key(id: Option<&DeviceId>) -> Result<DeviceKey, Status> {
+    let kind = id
+        .and_then(|id| id.kind.as_ref())
+        .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+    match kind {
+        device_id::Kind::Imei(imei) => DeviceKey::imei(imei),
+        device_id::Kind::Serial(serial) => DeviceKey::serial(serial),
+    }
+    .map_err(|e| status(e.into()))
+}
+
+fn to_device_id(key: &DeviceKey) -> DeviceId {
+    DeviceId {
+        kind: Some(match key {
+            DeviceKey::Imei(v) => device_id::Kind::Imei(v.clone()),
+            DeviceKey::Serial(v) => device_id::Kind::Serial(v.clone()),
+        }),
+    }
+}
+
+fn date(field: &str, value: &str) -> Result<NaiveDate, Status> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| invalid(field, "must be a date as YYYY-MM-DD"))
+}
+
+fn as_of(value: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {
+    value
+        .map(|t| {
+            u32::try_from(t.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+                .ok_or_else(|| invalid("as_of", "is not a valid timestamp"))
+        })
+        .transpose()
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn fault(value: i32) -> Result<FaultCategory, Status> {
+    use pb::FaultCategory as P;
+    Ok(match P::try_from(value).unwrap_or(P::Unspecified) {
+        P::Unspecified => {
+            return Err(invalid(
+                "fault_category",
+                "is required; one of the FaultCategory values",
+            ));
+        }
+        P::Display => FaultCategory::Display,
+        P::Battery => FaultCategory::Battery,
+        P::Camera => FaultCategory::Camera,
+        P::Audio => FaultCategory::Audio,
+        P::Connectivity => FaultCategory::Connectivity,
+        P::Charging => FaultCategory::Charging,
+        P::Buttons => FaultCategory::Buttons,
+        P::Sensors => FaultCategory::Sensors,
+        P::Software => FaultCategory::Software,
+        P::Mainboard => FaultCategory::Mainboard,
+        P::AccidentalDamage => FaultCategory::AccidentalDamage,
+        P::LiquidDamage => FaultCategory::LiquidDamage,
+        P::UnauthorizedRepair => FaultCategory::UnauthorizedRepair,
+    })
+}
+
+pub(crate) fn fault_to_proto(fault: FaultCategory) -> pb::FaultCategory {
+    use pb::FaultCategory as P;
+    match fault {
+        FaultCategory::Display => P::Display,
+        FaultCategory::Battery => P::Battery,
+        FaultCategory::Camera => P::Camera,
+        FaultCategory::Audio => P::Audio,
+        FaultCategory::Connectivity => P::Connectivity,
+        FaultCategory::Charging => P::Charging,
+        FaultCategory::Buttons => P::Buttons,
+        FaultCategory::Sensors => P::Sensors,
+        FaultCategory::Software => P::Software,
+        FaultCategory::Mainboard => P::Mainboard,
+        FaultCategory::AccidentalDamage => P::AccidentalDamage,
+        FaultCategory::LiquidDamage => P::LiquidDamage,
+        FaultCategory::UnauthorizedRepair => P::UnauthorizedRepair,
+    }
+}
+
+fn channel(value: i32) -> Result<SalesChannel, Status> {
+    use pb::SalesChannel as P;
+    Ok(match P::try_from(value).unwrap_or(P::Unspecified) {
+        P::Unspecified => {
+            return Err(invalid(
+                "channel",
+                "is required; one of the SalesChannel values",
+            ));
+        }
+        P::OnlineStore => SalesChannel::OnlineStore,
+        P::RetailStore => SalesChannel::RetailStore,
+        P::Carrier => SalesChannel::Carrier,
+        P::Reseller => SalesChannel::Reseller,
+        P::Refurbished => SalesChannel::Refurbished,
+    })
+}
+
+pub(crate) fn channel_to_proto(channel: SalesChannel) -> pb::SalesChannel {
+    match channel {
+        SalesChannel::OnlineStore => pb::SalesChannel::OnlineStore,
+        SalesChannel::RetailStore => pb::SalesChannel::RetailStore,
+        SalesChannel::Carrier => pb::SalesChannel::Carrier,
+        SalesChannel::Reseller => pb::SalesChannel::Reseller,
+        SalesChannel::Refurbished => pb::SalesChannel::Refurbished,
+    }
+}
+
+fn accessory_kind(value: i32) -> Result<AccessoryKind, Status> {
+    use pb::AccessoryKind as P;
+    Ok(match P::try_from(value).unwrap_or(P::Unspecified) {
+        P::Unspecified => {
+            return Err(invalid(
+                "kind",
+                "is required; one of the AccessoryKind values",
+            ));
+        }
+        P::Charger => AccessoryKind::Charger,
+        P::Cable => AccessoryKind::Cable,
+        P::Case => AccessoryKind::Case,
+        P::Earbuds => AccessoryKind::Earbuds,
+    })
+}
+
+pub(crate) fn accessory_kind_to_proto(kind: AccessoryKind) -> pb::AccessoryKind {
+    match kind {
+        AccessoryKind::Charger => pb::AccessoryKind::Charger,
+        AccessoryKind::Cable => pb::AccessoryKind::Cable,
+        AccessoryKind::Case => pb::AccessoryKind::Case,
+        AccessoryKind::Earbuds => pb::AccessoryKind::Earbuds,
+    }
+}
+
+fn remedy(remedy: Remedy) -> pb::Remedy {
+    match remedy {
+        Remedy::None => pb::Remedy::None,
+        Remedy::Repair => pb::Remedy::Repair,
+        Remedy::Exchange => pb::Remedy::Exchange,
+        Remedy::Refund => pb::Remedy::Refund,
+    }
+}
+
+fn opt_date(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+pub(crate) fn decision_to_proto(d: &Decision) -> pb::CoverageDecision {
+    pb::CoverageDecision {
+        covered: d.covered,
+        reason: d.reason.as_str().to_owned(),
+        explanation: d.explanation.clone(),
+        policy_id: d.policy_id.clone(),
+        policy_version: d.policy_version,
+        base_warranty_end: d.base_end.to_string(),
+        legal_guarantee_end: opt_date(d.legal_end),
+        extended_warranty_end: opt_date(d.extended_end),
+        remedy: remedy(d.remedy).into(),
+        decided_for: d.decided_for.to_string(),
+    }
+}
+
+fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
+    pb::Device {
+        device_id: Some(to_device_id(&d.key)),
+        model: d.model.clone(),
+        purchase_date: d.purchase_date.to_string(),
+        country_of_purchase: Some(CountryCode {
+            value: d.country.clone(),
+        }),
+        channel: channel_to_proto(d.channel).into(),
+        customer_id: d.customer_id.clone(),
+        policy_id: d.terms.policy_id.clone(),
+        policy_version: d.terms.version,
+        base_warranty_end: d.base_end.to_string(),
+        legal_guarantee_end: opt_date(d.legal_guarantee_end()),
+        extended_plan: d.plan.as_ref().map(|p| pb::ExtendedPlan {
+            plan_id: p.plan_id.clone(),
+            purchased_on: p.purchased_on.to_string(),
+            coverage_end: p.coverage_end.to_string(),
+            price: Some(Money {
+                minor_units: p.price_minor,
+                currency: p.currency.clone(),
+            }),
+        }),
+        voided: d.voided.is_some(),
+        void_reason: d.voided.clone().unwrap_or_default(),
+        accessories: d
+            .accessories
+            .iter()
+            .map(|(serial, a)| pb::Accessory {
+                serial: serial.clone(),
+                kind: accessory_kind_to_proto(a.kind).into(),
+                purchase_date: a.purchase_date.to_string(),
+                coverage_end: a.coverage_end.to_string(),
+            })
+            .collect(),
+        claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),
+        version,
+    }
+}
+
+fn summary(row: &DeviceRow) -> pb::DeviceSummary {
+    pb::DeviceSummary {
+        device_id: Some(to_device_id(&row.key)),
+        model: row.model.clone(),
+        purchase_date: row.purchase_date.to_string(),
+        warranty_end: row.coverage_end.to_string(),
+        voided: row.voided,
+    }
+}
+
+fn history_event(e: &RecordedEvent) -> pb::HistoryEvent {
+    pb::HistoryEvent {
+        version: e.stream_version,
+        event_id: e.event_id.to_string(),
+        event_type: e.event_type.clone(),
+        recorded_at: Some(timestamp(e.metadata.recorded_at)),
+        actor: e.metadata.actor.clone(),
+        correlation_id: e.metadata.correlation_id.to_string(),
+        payload_json: String::from_utf8_lossy(&e.payload).into_owned(),
+        hash: hex(&e.hash),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(field: &str, text: &str) -> Result<[u8; 32], Status> {
+    let bad = || invalid(field, "must be 64 hex digits");
+    if text.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+            .map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// The page size asked for, within 1..=500 (default 50).
+fn page_size(requested: u32) -> i64 {
+    i64::from(if requested == 0 {
+        50
+    } else {
+        requested.min(500)
+    })
+}
+
+impl WarrantyApi {
+    async fn device_response(&self, state: &DeviceState) -> Result<pb::Device, Status> {
+        let version = self
+            .app
+            .store()
+            .stream_head(
+                &aftersales_eventstore::StreamId::parse(state.key.stream_name())
+                    .map_err(|e| invalid("device_id", &e.to_string()))?,
+            )
+            .await
+            .map_err(|e| status(e.into()))?
+            .map_or(0, |h| h.version);
+        Ok(device_to_proto(state, version))
+    }
+}
+
+use aftersales_eventstore::EventStore as _;
+
+#[tonic::async_trait]
+impl WarrantyService for WarrantyApi {
+    async fn register_device(
+        &self,
+        request: Request<pb::RegisterDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let registration = Registration {
+            key: device_key(r.device_id.as_ref())?,
+            model: r.model,
+            purchase_date: date("purchase_date", &r.purchase_date)?,
+            country: r
+                .country_of_purchase
+                .map(|c| c.value.trim().to_ascii_uppercase())
+                .ok_or_else(|| invalid("country_of_purchase", "is required"))?,
+            channel: channel(r.channel)?,
+            customer_id: r.customer_id,
+        };
+        let state = self
+            .app
+            .register(registration, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<pb::GetDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let key = device_key(request.get_ref().device_id.as_ref())?;
+        let state = self.app.device(&key, None).await.map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn list_devices_by_customer(
+        &self,
+        request: Request<pb::ListDevicesByCustomerRequest>,
+    ) -> Result<Response<pb::ListDevicesByCustomerResponse>, Status> {
+        let r = request.into_inner();
+        if r.customer_id.trim().is_empty() {
+            return Err(invalid("customer_id", "is required"));
+        }
+        let limit = page_size(r.page_size);
+        let rows = self
+            .app
+            .devices_of_customer(r.customer_id.trim(), &r.page_token, limit)
+            .await
+            .map_err(status)?;
+        let next_page_token = if i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit {
+            rows.last().map(|r| r.stream_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListDevicesByCustomerResponse {
+            devices: rows.iter().map(summary).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn check_coverage(
+        &self,
+        request: Request<pb::CheckCoverageRequest>,
+    ) -> Result<Response<pb::CoverageDecision>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let decision = self
+            .app
+            .check_coverage(
+                &key,
+                fault(r.fault_category)?,
+                as_of(r.as_of.as_ref())?,
+                r.record_decision,
+                &ctx,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(decision_to_proto(&decision)))
+    }
+
+    async fn purchase_extended_warranty(
+        &self,
+        request: Request<pb::PurchaseExtendedWarrantyRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        if r.plan_id.trim().is_empty() {
+            return Err(invalid("plan_id", "is required"));
+        }
+        let state = self
+            .app
+            .purchase_plan(&key, r.plan_id.trim(), &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn cancel_extended_warranty(
+        &self,
+        request: Request<pb::CancelExtendedWarrantyRequest>,
+    ) -> Result<Response<pb::CancelExtendedWarrantyResponse>, Status> {
+        let ctx = self.context(&request)?;
+        let key = device_key(request.get_ref().device_id.as_ref())?;
+        let (state, refund, currency) = self.app.cancel_plan(&key, &ctx).await.map_err(status)?;
+        Ok(Response::new(pb::CancelExtendedWarrantyResponse {
+            device: Some(self.device_response(&state).await?),
+            refund: Some(Money {
+                minor_units: refund,
+                currency,
+            }),
+        }))
+    }
+
+    async fn register_accessory(
+        &self,
+        request: Request<pb::RegisterAccessoryRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let state = self
+            .app
+            .register_accessory(
+                &key,
+                &r.accessory_serial,
+                accessory_kind(r.kind)?,
+                date("purchase_date", &r.purchase_date)?,
+                &ctx,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn check_accessory_coverage(
+        &self,
+        request: Request<pb::CheckAccessoryCoverageRequest>,
+    ) -> Result<Response<pb::CoverageDecision>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let decision = self
+            .app
+            .check_accessory_coverage(
+                &key,
+                r.accessory_serial.trim(),
+                fault(r.fault_category)?,
+                as_of(r.as_of.as_ref())?,
+                ctx.now,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(decision_to_proto(&decision)))
+    }
+
+    async fn void_warranty(
+        &self,
+        request: Request<pb::VoidWarrantyRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let state = self
+            .app
+            .void(&key, &r.reason, r.evidence, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn transfer_ownership(
+        &self,
+        request: Request<pb::TransferOwnershipRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let state = self
+            .app
+            .transfer(&key, &r.new_customer_id, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.device_response(&state).await?))
+    }
+
+    async fn record_claim(
+        &self,
+        request: Request<pb::RecordClaimRequest>,
+    ) -> Result<Response<pb::RecordClaimResponse>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let (state, duplicate) = self
+            .app
+            .record_claim(
+                &key,
+                &r.repair_order_id,
+                fault(r.fault_category)?,
+                r.under_legal_guarantee,
+                &ctx,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RecordClaimResponse {
+            device: Some(self.device_response(&state).await?),
+            duplicate,
+        }))
+    }
+
+    async fn get_device_history(
+        &self,
+        request: Request<pb::GetDeviceHistoryRequest>,
+    ) -> Result<Response<pb::GetDeviceHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let events = self
+            .app
+            .history(&key, as_of(r.as_of.as_ref())?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetDeviceHistoryResponse {
+            events: events.iter().map(history_event).collect(),
+        }))
+    }
+
+    async fn verify_device_history(
+        &self,
+        request: Request<pb::VerifyDeviceHistoryRequest>,
+    ) -> Result<Response<pb::VerifyDeviceHistoryResponse>, Status> {
+        let r = request.into_inner();
+        let key = device_key(r.device_id.as_ref())?;
+        let trusted = if r.trusted_hash.is_empty() {
+            None
+        } else {
+            Some(StreamHead {
+                version: r.trusted_version,
+                hash: unhex("trusted_hash", &r.trusted_hash)?,
+            })
+        };
+        let report = self.app.verify(&key, trusted).await.map_err(status)?;
+        let (problem, first_bad_version) = report
+            .first_break
+            .as_ref()
+            .map(describe_break)
+            .unwrap_or_default();
+        Ok(Response::new(pb::VerifyDeviceHistoryResponse {
+            intact: report.is_intact(),
+            events_checked: report.events_checked,
+            problem,
+            first_bad_version,
+            head_hash: report.head.map(|h| hex(&h.hash)).unwrap_or_default(),
+        }))
+    }
+
+    async fn list_expiring_warranties(
+        &self,
+        request: Request<pb::ListExpiringWarrantiesRequest>,
+    ) -> Result<Response<pb::ListExpiringWarrantiesResponse>, Status> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        if r.days == 0 || r.days > 3650 {
+            return Err(invalid("days", "must be between 1 and 3650"));
+        }
+        let rows = self
+            .app
+            .expiring(ctx.now.date_naive(), r.days, page_size(r.page_size))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListExpiringWarrantiesResponse {
+            devices: rows.iter().map(summary).collect(),
+        }))
+    }
+}

@@ -1,0 +1,375 @@
+//! The warranty use cases over the event store: commands through the device
+//! decider, questions answered from the log (as of any time) or from projections.
+
+use std::sync::Arc;
+
+use aftersales_eventstore::{
+    AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, HandleError,
+    RecordedEvent, StoreError, StreamHead, StreamId, VerifyReport, read_whole_stream,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::coverage::{self, Decision};
+use crate::domain::device::{Command, Device, DeviceState};
+use crate::domain::{
+    AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, SalesChannel,
+};
+use crate::projections::{self, DeviceRow};
+
+/// Why a use case failed. Maps one to one onto gRPC codes.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Another command changed the device first (ABORTED: retry).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<HandleError<DomainError>> for AppError {
+    fn from(error: HandleError<DomainError>) -> Self {
+        match error {
+            HandleError::Domain(e) => Self::Domain(e),
+            HandleError::Store(e) => e.into(),
+            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
+            HandleError::Codec(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
+            StoreError::InvalidInput(e) => Self::Domain(DomainError::Invalid {
+                field: "request",
+                reason: e.to_string(),
+            }),
+            StoreError::IdempotencyConflict { .. } => Self::Domain(DomainError::AlreadyExists(
+                "this command id was used for another command".into(),
+            )),
+            StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::CorruptRow(_)
+            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// What registering a device needs.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub key: DeviceKey,
+    pub model: String,
+    pub purchase_date: NaiveDate,
+    pub country: String,
+    pub channel: SalesChannel,
+    pub customer_id: String,
+}
+
+/// The warranty service's use cases.
+#[derive(Debug, Clone)]
+pub struct Warranty {
+    store: AnyEventStore,
+    devices: CommandHandler<Device, AnyEventStore>,
+    policies: Arc<PolicyTable>,
+}
+
+fn stream(key: &DeviceKey) -> AppResult<StreamId> {
+    StreamId::parse(key.stream_name())
+        .map_err(|e| DomainError::invalid("device_id", e.to_string()).into())
+}
+
+impl Warranty {
+    pub fn new(store: AnyEventStore, policies: Arc<PolicyTable>) -> Self {
+        Self {
+            devices: CommandHandler::new(store.clone()).with_snapshots_every(100),
+            store,
+            policies,
+        }
+    }
+
+    pub fn store(&self) -> &AnyEventStore {
+        &self.store
+    }
+
+    async fn run(
+        &self,
+        key: &DeviceKey,
+        command: Command,
+        ctx: &CommandContext,
+    ) -> AppResult<(DeviceState, bool)> {
+        let handled = self.devices.handle(&stream(key)?, &command, ctx).await?;
+        let duplicate = handled.duplicate || handled.events.is_empty();
+        let state = handled
+            .state
+            .ok_or_else(|| DomainError::NotFound(key.to_string()))?;
+        Ok((state, duplicate))
+    }
+
+    pub async fn register(&self, r: Registration, ctx: &CommandContext) -> AppResult<DeviceState> {
+        if r.country.len() != 2 || !r.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(DomainError::invalid(
+                "country_of_purchase",
+                format!("{:?} is not an ISO 3166 alpha-2 code", r.country),
+            )
+            .into());
+        }
+        let terms = match self.policies.in_force(&r.country, r.purchase_date) {
+            Some(terms) => terms.clone(),
+            None if self.policies.countries().any(|c| c == r.country) => {
+                return Err(DomainError::invalid(
+                    "purchase_date",
+                    format!("is before any {} policy", r.country),
+                )
+                .into());
+            }
+            None => {
+                return Err(DomainError::invalid(
+                    "country_of_purchase",
+                    format!("we have no warranty policy for {}", r.country),
+                )
+                .into());
+            }
+        };
+        let command = Command::Register {
+            key: r.key.clone(),
+            model: r.model,
+            purchase_date: r.purchase_date,
+            country: r.country,
+            channel: r.channel,
+            customer_id: r.customer_id,
+            terms,
+            today: ctx.now.date_naive(),
+        };
+        Ok(self.run(&r.key, command, ctx).await?.0)
+    }
+
+    /// The device now, or as the log stood at `as_of`.
+    pub async fn device(
+        &self,
+        key: &DeviceKey,
+        as_of: Option<DateTime<Utc>>,
+    ) -> AppResult<DeviceState> {
+        let stream = stream(key)?;
+        let loaded = match as_of {
+            Some(at) => self.devices.load_as_of(&stream, at).await?,
+            None => self.devices.load(&stream).await?,
+        };
+        loaded
+            .state
+            .ok_or_else(|| DomainError::NotFound(key.to_string()).into())
+    }
+
+    /// Decides coverage from the log as it stood at `as_of` (or now), for that day.
+    /// With `record`, the decision is appended to the device's history.
+    pub async fn check_coverage(
+        &self,
+        key: &DeviceKey,
+        fault: FaultCategory,
+        as_of: Option<DateTime<Utc>>,
+        record: bool,
+        ctx: &CommandContext,
+    ) -> AppResult<Decision> {
+        let device = self.device(key, as_of).await?;
+        let on = as_of.unwrap_or(ctx.now).date_naive();
+        let decision = coverage::decide(&device, fault, on);
+        if record {
+            let command = Command::RecordDecision {
+                fault,
+                decision: decision.clone(),
+            };
+            self.run(key, command, ctx).await?;
+        }
+        Ok(decision)
+    }
+
+    pub async fn check_accessory_coverage(
+        &self,
+        key: &DeviceKey,
+        serial: &str,
+        fault: FaultCategory,
+        as_of: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AppResult<Decision> {
+        let device = self.device(key, as_of).await?;
+        let on = as_of.unwrap_or(now).date_naive();
+        coverage::decide_accessory(&device, serial, fault, on)
+            .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")).into())
+    }
+
+    pub async fn purchase_plan(
+        &self,
+        key: &DeviceKey,
+        plan_id: &str,
+        ctx: &CommandContext,
+    ) -> AppResult<DeviceState> {
+        let command = Command::PurchasePlan {
+            plan_id: plan_id.to_owned(),
+            today: ctx.now.date_naive(),
+        };
+        Ok(self.run(key, command, ctx).await?.0)
+    }
+
+    /// Cancels the active plan; the refund in minor units and its currency.
+    pub async fn cancel_plan(
+        &self,
+        key: &DeviceKey,
+        ctx: &CommandContext,
+    ) -> AppResult<(DeviceState, i64, String)> {
+        let command = Command::CancelPlan {
+            today: ctx.now.date_naive(),
+        };
+        let handled = self.devices.handle(&stream(key)?, &command, ctx).await?;
+        let refund = handled.events.iter().find_map(|e| {
+            if let crate::domain::Event::ExtendedWarrantyCancelled {
+                refund_minor,
+                currency,
+                ..
+            } = e
+            {
+                Some((*refund_minor, currency.clone()))
+            } else {
+                None
+            }
+        });
+        let (refund, currency) = refund.unwrap_or((0, String::new()));
+        let state = handled
+            .state
+            .ok_or_else(|| DomainError::NotFound(key.to_string()))?;
+        Ok((state, refund, currency))
+    }
+
+    pub async fn register_accessory(
+        &self,
+        key: &DeviceKey,
+        serial: &str,
+        kind: AccessoryKind,
+        purchase_date: NaiveDate,
+        ctx: &CommandContext,
+    ) -> AppResult<DeviceState> {
+        let command = Command::RegisterAccessory {
+            serial: serial.trim().to_owned(),
+            kind,
+            purchase_date,
+            today: ctx.now.date_naive(),
+        };
+        Ok(self.run(key, command, ctx).await?.0)
+    }
+
+    pub async fn void(
+        &self,
+        key: &DeviceKey,
+        reason: &str,
+        evidence: Vec<String>,
+        ctx: &CommandContext,
+    ) -> AppResult<DeviceState> {
+        let command = Command::Void {
+            reason: reason.to_owned(),
+            evidence,
+            today: ctx.now.date_naive(),
+        };
+        Ok(self.run(key, command, ctx).await?.0)
+    }
+
+    pub async fn transfer(
+        &self,
+        key: &DeviceKey,
+        to: &str,
+        ctx: &CommandContext,
+    ) -> AppResult<DeviceState> {
+        let command = Command::TransferOwnership { to: to.to_owned() };
+        Ok(self.run(key, command, ctx).await?.0)
+    }
+
+    /// Records a claim once per repair order; `true` if it was recorded before.
+    pub async fn record_claim(
+        &self,
+        key: &DeviceKey,
+        repair_order_id: &str,
+        fault: FaultCategory,
+        under_legal_guarantee: bool,
+        ctx: &CommandContext,
+    ) -> AppResult<(DeviceState, bool)> {
+        let command = Command::RecordClaim {
+            repair_order_id: repair_order_id.trim().to_owned(),
+            fault,
+            under_legal_guarantee,
+            today: ctx.now.date_naive(),
+        };
+        self.run(key, command, ctx).await
+    }
+
+    /// Every event of the device's history recorded up to `as_of`, with hashes.
+    pub async fn history(
+        &self,
+        key: &DeviceKey,
+        as_of: Option<DateTime<Utc>>,
+    ) -> AppResult<Vec<RecordedEvent>> {
+        let events = read_whole_stream(&self.store, &stream(key)?).await?;
+        if events.is_empty() {
+            return Err(DomainError::NotFound(key.to_string()).into());
+        }
+        Ok(events
+            .into_iter()
+            .filter(|e| as_of.is_none_or(|t| e.metadata.recorded_at <= t))
+            .collect())
+    }
+
+    /// Recomputes the device's hash chain; with a trusted head kept elsewhere, a
+    /// removed tail shows too.
+    pub async fn verify(
+        &self,
+        key: &DeviceKey,
+        trusted: Option<StreamHead>,
+    ) -> AppResult<VerifyReport> {
+        let stream = stream(key)?;
+        if self.store.stream_head(&stream).await?.is_none() && trusted.is_none() {
+            return Err(DomainError::NotFound(key.to_string()).into());
+        }
+        Ok(self.store.verify_stream(&stream, trusted).await?)
+    }
+
+    pub async fn devices_of_customer(
+        &self,
+        customer_id: &str,
+        after: &str,
+        limit: i64,
+    ) -> AppResult<Vec<DeviceRow>> {
+        Ok(projections::devices_of_customer(&self.store, customer_id, after, limit).await?)
+    }
+
+    pub async fn expiring(
+        &self,
+        today: NaiveDate,
+        days: u32,
+        limit: i64,
+    ) -> AppResult<Vec<DeviceRow>> {
+        let until = crate::domain::add_days(today, days);
+        Ok(projections::expiring_between(&self.store, today, until, limit).await?)
+    }
+}
+
+/// A chain break in words, and the first version it concerns.
+pub fn describe_break(problem: &ChainBreak) -> (String, u64) {
+    match problem {
+        ChainBreak::HashMismatch { version, .. } => (
+            format!("event {version} does not match its hash: edited or reordered"),
+            *version,
+        ),
+        ChainBreak::Gap { expected, found } => (
+            format!("event {expected} is missing (found {found})"),
+            *expected,
+        ),
+        ChainBreak::HeadMismatch { expected, .. } => (
+            "the history does not end in the trusted head: events were removed or changed"
+                .to_string(),
+            expected.version,
+        ),
+    }
+}

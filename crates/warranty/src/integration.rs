@@ -1,0 +1,188 @@
+//! The public events of the warranty service: each stored event becomes the
+//! protobuf message of the same name in `proto/aftersales/warranty/v1/events.proto`,
+//! published by the relay on `aftersales.<region>.warranty.<EventType>`.
+
+use aftersales_eventstore::RecordedEvent;
+use aftersales_messaging::envelope::protobuf;
+use aftersales_messaging::{Outbound, Translate};
+use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
+use aftersales_proto::warranty as pb;
+use prost::Message as _;
+
+use crate::api::{accessory_kind_to_proto, channel_to_proto, decision_to_proto, fault_to_proto};
+use crate::domain::{DeviceKey, Event};
+
+/// The device a stream belongs to: streams are named `device-imei-…` or
+/// `device-serial-…`.
+pub fn key_of_stream(stream_id: &str) -> Option<DeviceKey> {
+    if let Some(imei) = stream_id.strip_prefix("device-imei-") {
+        Some(DeviceKey::Imei(imei.to_owned()))
+    } else {
+        stream_id
+            .strip_prefix("device-serial-")
+            .map(|serial| DeviceKey::Serial(serial.to_owned()))
+    }
+}
+
+fn device_id(key: &DeviceKey) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(match key {
+            DeviceKey::Imei(v) => device_id::Kind::Imei(v.clone()),
+            DeviceKey::Serial(v) => device_id::Kind::Serial(v.clone()),
+        }),
+    })
+}
+
+/// Warranty's [`Translate`] for the relay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WarrantyEvents;
+
+impl Translate for WarrantyEvents {
+    fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        let key = key_of_stream(event.stream_id.as_str())
+            .ok_or_else(|| format!("stream {} is not a device", event.stream_id))?;
+        let domain: Event = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let id = device_id(&key);
+        let (name, payload) = match domain {
+            Event::DeviceRegistered {
+                model,
+                purchase_date,
+                country,
+                channel,
+                customer_id,
+                terms,
+                base_end,
+                ..
+            } => {
+                let legal = terms.statutory.legal_guarantee_months;
+                (
+                    "DeviceRegistered",
+                    pb::DeviceRegistered {
+                        device_id: id,
+                        model,
+                        purchase_date: purchase_date.to_string(),
+                        country_of_purchase: Some(CountryCode { value: country }),
+                        channel: channel_to_proto(channel).into(),
+                        customer_id,
+                        policy_id: terms.policy_id,
+                        policy_version: terms.version,
+                        base_warranty_end: base_end.to_string(),
+                        legal_guarantee_end: if legal > 0 {
+                            crate::domain::add_months(purchase_date, legal).to_string()
+                        } else {
+                            String::new()
+                        },
+                    }
+                    .encode_to_vec(),
+                )
+            }
+            Event::ExtendedWarrantyPurchased {
+                customer_id,
+                plan_id,
+                coverage_end,
+                price_minor,
+                currency,
+                ..
+            } => (
+                "ExtendedWarrantyPurchased",
+                pb::ExtendedWarrantyPurchased {
+                    device_id: id,
+                    customer_id,
+                    plan_id,
+                    coverage_end: coverage_end.to_string(),
+                    price: Some(Money {
+                        minor_units: price_minor,
+                        currency,
+                    }),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ExtendedWarrantyCancelled {
+                customer_id,
+                plan_id,
+                refund_minor,
+                currency,
+                ..
+            } => (
+                "ExtendedWarrantyCancelled",
+                pb::ExtendedWarrantyCancelled {
+                    device_id: id,
+                    customer_id,
+                    plan_id,
+                    refund: Some(Money {
+                        minor_units: refund_minor,
+                        currency,
+                    }),
+                }
+                .encode_to_vec(),
+            ),
+            Event::AccessoryRegistered {
+                serial,
+                kind,
+                coverage_end,
+                ..
+            } => (
+                "AccessoryRegistered",
+                pb::AccessoryRegistered {
+                    device_id: id,
+                    accessory_serial: serial,
+                    kind: accessory_kind_to_proto(kind).into(),
+                    coverage_end: coverage_end.to_string(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::WarrantyVoided {
+                customer_id,
+                reason,
+                ..
+            } => (
+                "WarrantyVoided",
+                pb::WarrantyVoided {
+                    device_id: id,
+                    customer_id,
+                    reason,
+                }
+                .encode_to_vec(),
+            ),
+            Event::OwnershipTransferred { from, to } => (
+                "OwnershipTransferred",
+                pb::OwnershipTransferred {
+                    device_id: id,
+                    previous_customer_id: from,
+                    new_customer_id: to,
+                }
+                .encode_to_vec(),
+            ),
+            Event::CoverageDecided { fault, decision } => (
+                "CoverageDecided",
+                pb::CoverageDecided {
+                    device_id: id,
+                    fault_category: fault_to_proto(fault).into(),
+                    decision: Some(decision_to_proto(&decision)),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ClaimRecorded {
+                repair_order_id,
+                fault,
+                legal_guarantee_end,
+                ..
+            } => (
+                "ClaimRecorded",
+                pb::ClaimRecorded {
+                    device_id: id,
+                    repair_order_id,
+                    fault_category: fault_to_proto(fault).into(),
+                    legal_guarantee_end: legal_guarantee_end
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                }
+                .encode_to_vec(),
+            ),
+        };
+        Ok(Some(Outbound {
+            payload,
+            content_type: protobuf(&format!("aftersales.warranty.v1.{name}")),
+        }))
+    }
+}

@@ -1,0 +1,39 @@
+//! `aftersales-warranty`: the warranty service binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The warranty service: devices, per-country policies, coverage decisions,
+/// extended plans. Every flag can also be set by the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "aftersales-warranty", version)]
+struct Cli {
+    #[command(flatten)]
+    config: aftersales_warranty::server::Config,
+    /// Log as JSON lines.
+    #[arg(long, env = "AFTERSALES_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    aftersales_runtime::logging::init(cli.log_json);
+    let running = match aftersales_warranty::server::start(cli.config).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("aftersales-warranty: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("warranty gRPC on {}", running.addr);
+    aftersales_runtime::signal::terminate().await;
+    match running.stop().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("aftersales-warranty: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The warranty service as a running process: configuration, the gRPC server, the
+//! projections and the relay, and an orderly stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_eventstore::{AnyEventStore, projection};
+use aftersales_messaging::{Names, Relay, RelaySettings, Shutdown, StreamSettings};
+use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
+use aftersales_runtime::grpc::{Grpc, bind};
+
+use crate::api::WarrantyApi;
+use crate::app::Warranty;
+use crate::domain::PolicyTable;
+use crate::domain::policy::REQUIRED_COUNTRIES;
+use crate::integration::WarrantyEvents;
+use crate::projections::{self, CoverageDecisions, DeviceDirectory};
+
+pub const SERVICE: &str = "warranty";
+pub const GRPC_SERVICE: &str = "aftersales.warranty.v1.WarrantyService";
+
+/// How the service runs. Flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_WARRANTY_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+    /// The service's own database: postgres://… or sqlite:path.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/warranty.db")]
+    pub database_url: String,
+    /// NATS with JetStream; unset runs without a broker (embedded mode).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This deployment's region: lower-case letters, digits and '-'.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    pub region: String,
+    /// A directory of policy files to use instead of the built-in ones.
+    #[arg(long, env = "AFTERSALES_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// JetStream replicas of the warranty stream.
+    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
+    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("policies: {0}")]
+    Policy(#[from] crate::domain::PolicyError),
+    #[error("DATABASE_URL: {0}")]
+    Store(#[from] aftersales_eventstore::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error("NATS: {0}")]
+    Messaging(#[from] aftersales_messaging::MessagingError),
+    #[error(transparent)]
+    Serve(#[from] aftersales_runtime::grpc::ServeError),
+}
+
+/// A started service: its address, and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: AnyEventStore,
+    stop: aftersales_messaging::ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Stops as on SIGTERM, and waits until everything has.
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.stop.trigger();
+        self.task
+            .await
+            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+/// Starts everything and returns once the gRPC port is bound.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let names = Names::new(config.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
+    let policies = match &config.policies {
+        Some(dir) => PolicyTable::load_dir(dir)?,
+        None => PolicyTable::builtin()?,
+    };
+    policies.require(REQUIRED_COUNTRIES)?;
+    if let Some(path) = config.database_url.strip_prefix("sqlite:")
+        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StartError::Config(format!(
+                "DATABASE_URL: cannot create {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let store = AnyEventStore::connect(&config.database_url).await?;
+    projections::migrate(&store).await?;
+
+    let relay = match &config.nats_url {
+        Some(url) => {
+            let js = aftersales_messaging::connect(url, "warranty").await?;
+            let stream = StreamSettings {
+                replicas: config.stream_replicas,
+                ..StreamSettings::default()
+            };
+            aftersales_messaging::ensure_service_stream(&js, &names, SERVICE, &stream).await?;
+            Some(
+                Relay::new(
+                    store.clone(),
+                    js,
+                    names.clone(),
+                    SERVICE,
+                    RelaySettings::default(),
+                    &stream,
+                )
+                .map_err(|e| StartError::Config(e.to_string()))?
+                .with_translation(Arc::new(WarrantyEvents)),
+            )
+        }
+        None => None,
+    };
+
+    let (listener, addr) = bind(config.listen).await?;
+    let app = Warranty::new(store.clone(), Arc::new(policies));
+    let api = WarrantyApi::new(app, config.region.clone());
+    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
+    let router = router.add_service(WarrantyServiceServer::new(api));
+    let (trigger, shutdown) = Shutdown::new();
+    let drain = Duration::from_secs(config.drain_grace_seconds);
+    let background_store = store.clone();
+    let task = tokio::spawn(async move {
+        let directory = DeviceDirectory::new(background_store.clone());
+        let stopped = |mut s: Shutdown| async move { s.requested().await };
+        let projections = async {
+            tokio::join!(
+                projection::run(
+                    &background_store,
+                    &directory,
+                    Duration::from_millis(200),
+                    stopped(shutdown.clone())
+                ),
+                projection::run(
+                    &background_store,
+                    &CoverageDecisions,
+                    Duration::from_millis(200),
+                    stopped(shutdown.clone())
+                ),
+            );
+        };
+        let relaying = async {
+            if let Some(relay) = &relay {
+                relay.run(shutdown.clone()).await;
+            }
+        };
+        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let (served, (), ()) = tokio::join!(serving, projections, relaying);
+        served.map_err(StartError::from)
+    });
+    tracing::info!(%addr, region = %config.region, "warranty service listening");
+    Ok(Running {
+        addr,
+        store,
+        stop: trigger,
+        task,
+    })
+}

@@ -1,0 +1,101 @@
+//! A warranty server on a fresh PostgreSQL database, and a client for it.
+
+use aftersales_proto::common::{CountryCode, DeviceId, device_id};
+use aftersales_proto::warranty as pb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_testkit::shared_postgres;
+use aftersales_warranty::server::{Config, Running, start};
+use tonic::transport::Channel;
+
+pub const REGION: &str = "test-region";
+
+pub struct Server {
+    pub running: Running,
+    pub client: WarrantyServiceClient<Channel>,
+}
+
+impl Server {
+    pub async fn start(nats_url: Option<String>) -> Self {
+        let database_url = shared_postgres().create_database().unwrap();
+        let running = start(Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url,
+            nats_url,
+            region: REGION.into(),
+            policies: None,
+            stream_replicas: 1,
+            drain_grace_seconds: 0,
+        })
+        .await
+        .unwrap();
+        let client = WarrantyServiceClient::connect(format!("http://{}", running.addr))
+            .await
+            .unwrap();
+        Self { running, client }
+    }
+
+    pub async fn events(&self) -> i64 {
+        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &self.running.store else {
+            panic!("PostgreSQL");
+        };
+        sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn sql(&self, sql: &'static str) {
+        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &self.running.store else {
+            panic!("PostgreSQL");
+        };
+        sqlx::raw_sql(sql).execute(pg.pool()).await.unwrap();
+    }
+}
+
+/// A valid IMEI from any number: 14 digits and their Luhn check digit.
+pub fn imei(n: u64) -> String {
+    let body = format!("{:014}", n % 100_000_000_000_000);
+    let check = (0..10)
+        .find(|d| aftersales_warranty::domain::ids::luhn_valid(&format!("{body}{d}")))
+        .unwrap();
+    format!("{body}{check}")
+}
+
+/// A fresh IMEI per call within a test binary.
+pub fn fresh_imei() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()) * 1_000_000;
+    imei(35_000_000_000_000 + seed + NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn by_imei(imei: &str) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(imei.into())),
+    })
+}
+
+pub fn registration(
+    imei: &str,
+    country: &str,
+    purchase_date: &str,
+    customer: &str,
+) -> pb::RegisterDeviceRequest {
+    pb::RegisterDeviceRequest {
+        device_id: by_imei(imei),
+        model: "Aurora 5".into(),
+        purchase_date: purchase_date.into(),
+        country_of_purchase: Some(CountryCode {
+            value: country.into(),
+        }),
+        channel: pb::SalesChannel::OnlineStore.into(),
+        customer_id: customer.into(),
+    }
+}
+
+/// Today and a day `days` ago, as the server sees dates (UTC).
+pub fn days_ago(days: i64) -> String {
+    #[allow(clippy::disallowed_methods)]
+    let today = chrono::Utc::now().date_naive();
+    (today - chrono::Duration::days(days)).to_string()
+}

@@ -1,0 +1,6 @@
+//! The warranty service over gRPC against a real PostgreSQL (and nats-server for
+//! the published events).
+#![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
+
+mod harness;
+mod service;
