@@ -100,6 +100,10 @@ impl EventStore for AnyEventStore {
         delegate!(self, s => s.read_log(after, limit).await)
     }
 
+    async fn log_end(&self) -> Result<Checkpoint, StoreError> {
+        delegate!(self, s => s.log_end().await)
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         delegate!(self, s => s.event_by_id(event_id).await)
     }

@@ -285,6 +285,18 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             state: D::initial_state(),
             version: 0,
         };
+        if let Some(every) = self.snapshot_every {
+            // A stream shorter than one snapshot interval has no snapshot: read it
+            // whole in one query instead of asking for a snapshot first.
+            let limit = usize::try_from(every)
+                .unwrap_or(STREAM_PAGE)
+                .min(STREAM_PAGE);
+            let head = self.store.read_stream(stream, 1, limit).await?;
+            if head.len() < limit {
+                self.fold_page(&mut loaded, head, None)?;
+                return Ok(loaded);
+            }
+        }
         if self.snapshot_every.is_some()
             && let Some(snapshot) = self.store.load_snapshot(stream).await?
             && snapshot.schema_version == D::STATE_VERSION
@@ -329,22 +341,35 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 .read_stream(stream, loaded.version + 1, STREAM_PAGE)
                 .await?;
             let full = page.len() == STREAM_PAGE;
-            for recorded in page {
-                if as_of.is_some_and(|t| recorded.metadata.recorded_at > t) {
-                    return Ok(loaded);
-                }
-                let event: D::Event = self.upcasters.decode(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    &recorded.payload,
-                )?;
-                loaded.state = D::evolve(loaded.state, &event);
-                loaded.version = recorded.stream_version;
-            }
-            if !full {
+            let reached_as_of = self.fold_page(&mut loaded, page, as_of)?;
+            if !full || reached_as_of {
                 return Ok(loaded);
             }
         }
+    }
+
+    /// Folds `page` onto `loaded`, stopping before the first event recorded after
+    /// `as_of`; `true` if it stopped there.
+    fn fold_page(
+        &self,
+        loaded: &mut Loaded<D::State>,
+        page: Vec<crate::event::RecordedEvent>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<bool, HandleError<D::Error>> {
+        for recorded in page {
+            if as_of.is_some_and(|t| recorded.metadata.recorded_at > t) {
+                return Ok(true);
+            }
+            let event: D::Event = self.upcasters.decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            )?;
+            let state = std::mem::replace(&mut loaded.state, D::initial_state());
+            loaded.state = D::evolve(state, &event);
+            loaded.version = recorded.stream_version;
+        }
+        Ok(false)
     }
 
     async fn maybe_snapshot(

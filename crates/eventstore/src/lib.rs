@@ -7,6 +7,7 @@
 //!   [`any`] picks one from a URL. Both share the append algorithm in `append`.
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`follow`]: following the log live from a checkpoint, never skipping an event.
+//! - [`cache`]: recently read states in memory, dropped as the log moves on.
 //! - [`transaction`]: appends that commit together with a checkpoint or a reader's
 //!   own rows.
 //! - [`projection`]: read models fed from the log, checkpointed in the same
@@ -14,6 +15,7 @@
 
 pub mod any;
 mod append;
+pub mod cache;
 pub mod chain;
 pub mod decider;
 pub mod error;
@@ -27,6 +29,7 @@ pub mod store;
 pub mod transaction;
 
 pub use any::AnyEventStore;
+pub use cache::StateCache;
 pub use chain::{ChainBreak, VerifyReport, verify_events};
 pub use decider::{CodecError, Decider, DomainEvent, Upcasters};
 pub use error::{InputError, StoreError};

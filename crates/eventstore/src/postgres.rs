@@ -390,6 +390,21 @@ impl EventStore for PgEventStore {
         rows.iter().map(decode).collect()
     }
 
+    async fn log_end(&self) -> Result<Checkpoint, StoreError> {
+        // Transactions below the horizon are over; any later one may still commit.
+        let horizon: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+                .fetch_one(&self.pool)
+                .await?;
+        let horizon: u64 = horizon
+            .parse()
+            .map_err(|_| StoreError::CorruptRow(format!("horizon {horizon:?}")))?;
+        Ok(Checkpoint {
+            transaction: horizon.saturating_sub(1),
+            position: i64::MAX.unsigned_abs(),
+        })
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         Ok(select_by_ids(&self.pool, &[event_id]).await?.pop())
     }

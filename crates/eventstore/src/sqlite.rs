@@ -358,6 +358,16 @@ impl EventStore for SqliteEventStore {
         self.read_all(after.position, limit).await
     }
 
+    async fn log_end(&self) -> Result<Checkpoint, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(Checkpoint {
+            transaction: 0,
+            position: to_u64(last, "position")?,
+        })
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         Ok(select_by_ids(&self.writer, &[event_id]).await?.pop())
     }

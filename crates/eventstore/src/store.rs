@@ -100,6 +100,11 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
+    /// A checkpoint to follow the log from when only what comes next matters: a
+    /// follower starting here sees every event committed from now on (and maybe a
+    /// few committed just before).
+    fn log_end(&self) -> impl Future<Output = Result<Checkpoint, StoreError>> + Send;
+
     /// The stored event with this id.
     fn event_by_id(
         &self,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, HandleError,
-    RecordedEvent, StoreError, StreamHead, StreamId, VerifyReport, read_whole_stream,
+    RecordedEvent, StateCache, StoreError, StreamHead, StreamId, VerifyReport, read_whole_stream,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -77,6 +77,8 @@ pub struct Registration {
 pub struct Warranty {
     store: AnyEventStore,
     devices: CommandHandler<Device, AnyEventStore>,
+    /// Current device states for questions; commands always load fresh.
+    cache: Arc<StateCache<Device>>,
     policies: Arc<PolicyTable>,
 }
 
@@ -89,9 +91,16 @@ impl Warranty {
     pub fn new(store: AnyEventStore, policies: Arc<PolicyTable>) -> Self {
         Self {
             devices: CommandHandler::new(store.clone()).with_snapshots_every(100),
+            cache: Arc::new(StateCache::new(100_000)),
             store,
             policies,
         }
+    }
+
+    /// The cache of device states; [`StateCache::follow`] must run for it to see
+    /// other processes' writes.
+    pub fn cache(&self) -> &Arc<StateCache<Device>> {
+        &self.cache
     }
 
     pub fn store(&self) -> &AnyEventStore {
@@ -104,7 +113,11 @@ impl Warranty {
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(DeviceState, bool)> {
-        let handled = self.devices.handle(&stream(key)?, &command, ctx).await?;
+        let stream = stream(key)?;
+        let handled = self.devices.handle(&stream, &command, ctx).await?;
+        if !handled.events.is_empty() {
+            self.cache.forget(&stream);
+        }
         let duplicate = handled.duplicate || handled.events.is_empty();
         let state = handled
             .state
@@ -157,9 +170,10 @@ impl Warranty {
         as_of: Option<DateTime<Utc>>,
     ) -> AppResult<DeviceState> {
         let stream = stream(key)?;
+        // Now: from the cache when it is there. Then: replayed from the log.
         let loaded = match as_of {
             Some(at) => self.devices.load_as_of(&stream, at).await?,
-            None => self.devices.load(&stream).await?,
+            None => self.cache.load(&self.devices, &stream).await?,
         };
         loaded
             .state
@@ -176,7 +190,16 @@ impl Warranty {
         record: bool,
         ctx: &CommandContext,
     ) -> AppResult<Decision> {
-        let device = self.device(key, as_of).await?;
+        // A decision kept for the record is made on the log itself, not the cache.
+        let device = match (record, as_of) {
+            (true, None) => self
+                .devices
+                .load(&stream(key)?)
+                .await?
+                .state
+                .ok_or_else(|| DomainError::NotFound(key.to_string()))?,
+            _ => self.device(key, as_of).await?,
+        };
         let on = as_of.unwrap_or(ctx.now).date_naive();
         let decision = coverage::decide(&device, fault, on);
         if record {
@@ -225,7 +248,9 @@ impl Warranty {
         let command = Command::CancelPlan {
             today: ctx.now.date_naive(),
         };
-        let handled = self.devices.handle(&stream(key)?, &command, ctx).await?;
+        let stream = stream(key)?;
+        let handled = self.devices.handle(&stream, &command, ctx).await?;
+        self.cache.forget(&stream);
         let refund = handled.events.iter().find_map(|e| {
             if let crate::domain::Event::ExtendedWarrantyCancelled {
                 refund_minor,

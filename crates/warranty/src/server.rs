@@ -132,6 +132,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let (listener, addr) = bind(config.listen).await?;
     let app = Warranty::new(store.clone(), Arc::new(policies));
+    let cache = Arc::clone(app.cache());
     let api = WarrantyApi::new(app, config.region.clone());
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(WarrantyServiceServer::new(api));
@@ -157,13 +158,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 ),
             );
         };
+        let caching = cache.follow(
+            &background_store,
+            Duration::from_millis(100),
+            stopped(shutdown.clone()),
+        );
         let relaying = async {
             if let Some(relay) = &relay {
                 relay.run(shutdown.clone()).await;
             }
         };
         let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
-        let (served, (), ()) = tokio::join!(serving, projections, relaying);
+        let (served, (), (), ()) = tokio::join!(serving, projections, relaying, caching);
         served.map_err(StartError::from)
     });
     tracing::info!(%addr, region = %config.region, "warranty service listening");

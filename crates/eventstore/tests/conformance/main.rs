@@ -59,4 +59,5 @@ conformance!(
     handler_appends_inside_a_callers_transaction,
     savepoints_undo_part_of_a_transaction,
     projections_catch_up_once_and_rebuild_from_the_start,
+    state_cache_drops_streams_the_log_moves_on,
 );

@@ -1207,3 +1207,67 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
     );
     assert_eq!(total(&b).await, 1201);
 }
+
+pub async fn state_cache_drops_streams_the_log_moves_on(b: Backend) {
+    use aftersales_eventstore::StateCache;
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let cache = std::sync::Arc::new(StateCache::<Counter>::new(100));
+    let s = stream("cached");
+    handler
+        .handle(&s, &counter::Command::Add(1), &ctx(1))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (cache, store) = (cache.clone(), b.store.clone());
+        tokio::spawn(async move {
+            cache
+                .follow(&store, Duration::from_millis(20), async {
+                    let _ = stopped.await;
+                })
+                .await;
+        })
+    };
+    // Let the follower find the log's end before the writes below.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cache.load(&handler, &s).await.unwrap().state.total, 1);
+
+    // A cache nobody invalidates shows that reads are served from memory.
+    let unfollowed = StateCache::<Counter>::new(100);
+    assert_eq!(unfollowed.load(&handler, &s).await.unwrap().state.total, 1);
+
+    // Another process writes: the cached state is dropped once the log shows it.
+    let other = CommandHandler::<Counter, _>::new(b.another_process().await);
+    other
+        .handle(&s, &counter::Command::Add(2), &ctx(2))
+        .await
+        .unwrap();
+    assert_eq!(unfollowed.load(&handler, &s).await.unwrap().state.total, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let total = cache.load(&handler, &s).await.unwrap().state.total;
+        if total == 3 {
+            break;
+        }
+        assert_eq!(total, 1, "either the old state or the new one");
+        assert!(tokio::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // This process writes and forgets: the next read is fresh at once.
+    handler
+        .handle(&s, &counter::Command::Add(4), &ctx(3))
+        .await
+        .unwrap();
+    cache.forget(&s);
+    assert_eq!(cache.load(&handler, &s).await.unwrap().state.total, 7);
+    // A stream with no events is not kept.
+    let empty = stream("empty");
+    assert_eq!(cache.load(&handler, &empty).await.unwrap().version, 0);
+    handler
+        .handle(&empty, &counter::Command::Add(5), &ctx(4))
+        .await
+        .unwrap();
+    assert_eq!(cache.load(&handler, &empty).await.unwrap().version, 1);
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+}
