@@ -923,3 +923,45 @@ async fn events_are_published_as_protobuf() {
     );
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_policy_files_stop_the_start_naming_file_and_field() {
+    let start = |dir: std::path::PathBuf| async move {
+        aftersales_warranty::server::start(aftersales_warranty::server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: "sqlite::memory:".into(),
+            nats_url: None,
+            region: REGION.into(),
+            policies: Some(dir),
+            stream_replicas: 1,
+            drain_grace_seconds: 0,
+        })
+        .await
+        .unwrap_err()
+        .to_string()
+    };
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&builtin).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let fr = dir.path().join("FR.toml");
+    let text =
+        std::fs::read_to_string(&fr)
+            .unwrap()
+            .replacen("phone_months = 24", "phone_months = 0", 1);
+    std::fs::write(&fr, text).unwrap();
+    let error = start(dir.path().to_path_buf()).await;
+    assert!(
+        error.contains("FR.toml") && error.contains("versions[0].phone_months"),
+        "{error}"
+    );
+
+    std::fs::remove_file(&fr).unwrap();
+    let error = start(dir.path().to_path_buf()).await;
+    assert!(
+        error.contains("FR"),
+        "a country we sell in is missing: {error}"
+    );
+}
