@@ -4,7 +4,7 @@
 //! Shutdown is in two steps, so load balancers stop sending calls before the
 //! server stops taking them: when `shutdown` resolves, every service is reported
 //! NOT_SERVING, the server waits `drain_grace`, then stops accepting connections
-//! and lets calls in flight finish.
+//! and lets calls in flight finish, for at most [`DRAIN_TIMEOUT`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +15,9 @@ use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+/// How long calls in flight may take to finish once the server stops accepting.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,6 +99,7 @@ impl Grpc {
     ) -> Result<(), ServeError> {
         let health = self.health.clone();
         let services = self.services.clone();
+        let (draining, drain_started) = tokio::sync::oneshot::channel();
         let signal = async move {
             shutdown.await;
             for service in services.iter().copied().chain([""]) {
@@ -105,10 +109,25 @@ impl Grpc {
             }
             tracing::info!(?drain_grace, "reporting NOT_SERVING, then draining");
             tokio::time::sleep(drain_grace).await;
+            let _ = draining.send(());
         };
-        router
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), signal)
-            .await?;
+        let serving = router.serve_with_incoming_shutdown(TcpIncoming::from(listener), signal);
+        tokio::pin!(serving);
+        // Calls in flight may finish; a client that keeps an idle connection open
+        // does not hold the process past DRAIN_TIMEOUT.
+        let overdue = async {
+            if drain_started.await.is_ok() {
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = &mut serving => served?,
+            () = overdue => {
+                tracing::warn!(?DRAIN_TIMEOUT, "connections still open after draining; closing them");
+            }
+        }
         Ok(())
     }
 }

@@ -1,0 +1,89 @@
+//! `aftersales`: the platform on one machine.
+//!
+//! `aftersales up` starts every service built so far in this one process, on the
+//! embedded default: SQLite event stores under a data directory, no broker. Today
+//! that is the warranty service; repair, logistics and notification join it as
+//! they are built.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "aftersales", version, about = "The Aftersales platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log as JSON lines.
+    #[arg(long, global = true, env = "AFTERSALES_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the services in this process, with SQLite under the data directory.
+    Up {
+        /// Where the services keep their databases.
+        #[arg(long, env = "AFTERSALES_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// The warranty service's gRPC address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        warranty_listen: SocketAddr,
+        /// This deployment's region.
+        #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+        region: String,
+    },
+}
+
+async fn up(data_dir: PathBuf, warranty_listen: SocketAddr, region: String) -> Result<(), String> {
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+    let database = |service: &str| {
+        format!(
+            "sqlite:{}",
+            data_dir.join(format!("{service}.db")).display()
+        )
+    };
+    let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        listen: warranty_listen,
+        database_url: database("warranty"),
+        nats_url: None,
+        region,
+        policies: None,
+        stream_replicas: 1,
+        drain_grace_seconds: 0,
+    })
+    .await
+    .map_err(|e| format!("warranty: {e}"))?;
+    println!("warranty     grpc://{}", warranty.addr);
+    println!("data in {}; Ctrl-C stops", data_dir.display());
+    aftersales_runtime::signal::terminate().await;
+    warranty
+        .stop()
+        .await
+        .map_err(|e| format!("warranty: {e}"))?;
+    println!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    aftersales_runtime::logging::init(cli.log_json);
+    let result = match cli.command {
+        Command::Up {
+            data_dir,
+            warranty_listen,
+            region,
+        } => up(data_dir, warranty_listen, region).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("aftersales: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `aftersales up` as a process: it serves, keeps its data, and stops on SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+use aftersales_proto::common::{CountryCode, DeviceId, device_id};
+use aftersales_proto::warranty as pb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+
+/// Starts `aftersales up` on a free port; its warranty address and the process.
+fn up(data: &std::path::Path) -> (String, std::process::Child) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args(["up", "--warranty-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr = line.split("grpc://").nth(1).unwrap().trim().to_owned();
+    std::thread::spawn(move || lines.for_each(drop));
+    (addr, child)
+}
+
+fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on a child we own.
+    unsafe {
+        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
+    }
+    child.wait().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let (addr, child) = up(data.path());
+    let mut client = WarrantyServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let imei = "490154203237518";
+    let id = Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(imei.into())),
+    });
+    client
+        .register_device(pb::RegisterDeviceRequest {
+            device_id: id.clone(),
+            model: "Aurora 5".into(),
+            purchase_date: "2025-11-01".into(),
+            country_of_purchase: Some(CountryCode { value: "IN".into() }),
+            channel: pb::SalesChannel::RetailStore.into(),
+            customer_id: "cust-1".into(),
+        })
+        .await
+        .unwrap();
+    assert!(terminate(child).success());
+    assert!(data.path().join("warranty.db").exists());
+
+    // Started again on the same data, it still knows the device.
+    let (addr, child) = up(data.path());
+    let mut client = WarrantyServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let device = client
+        .get_device(pb::GetDeviceRequest { device_id: id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(device.customer_id, "cust-1");
+    assert_eq!(device.policy_id, "in-limited");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        i32::from(tonic_health::pb::health_check_response::ServingStatus::Serving)
+    );
+    assert!(terminate(child).success());
+}
