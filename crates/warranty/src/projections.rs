@@ -36,8 +36,8 @@ macro_rules! on_store {
     };
 }
 
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// One set for both backends: the tables use only types and SQL both understand.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the read-model tables (the event store's own migrations are applied by
 /// the store; each set ignores the other's).
@@ -51,8 +51,8 @@ pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
         m
     };
     match store {
-        AnyEventStore::Postgres(s) => with_others(&POSTGRES).run(s.pool()).await,
-        AnyEventStore::Sqlite(s) => with_others(&SQLITE).run(s.writer()).await,
+        AnyEventStore::Postgres(s) => with_others(&MIGRATIONS).run(s.pool()).await,
+        AnyEventStore::Sqlite(s) => with_others(&MIGRATIONS).run(s.writer()).await,
     }
     .map_err(StoreError::Migration)
 }

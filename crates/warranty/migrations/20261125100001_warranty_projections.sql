@@ -1,4 +1,5 @@
 -- Read models of the warranty log, rebuildable from it (crates/warranty/src/projections.rs).
+-- One file for PostgreSQL and SQLite alike.
 -- Dates are ISO text (YYYY-MM-DD), which sorts as dates do, on both backends.
 
 CREATE TABLE warranty_devices (
