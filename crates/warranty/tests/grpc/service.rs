@@ -965,3 +965,89 @@ async fn bad_policy_files_stop_the_start_naming_file_and_field() {
         "a country we sell in is missing: {error}"
     );
 }
+
+#[tokio::test]
+async fn a_changed_policy_file_never_changes_past_decisions() {
+    use aftersales_warranty::server::{Config, start};
+    let database_url = aftersales_testkit::shared_postgres()
+        .create_database()
+        .unwrap();
+    let config = |policies: Option<std::path::PathBuf>| Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.clone(),
+        nats_url: None,
+        region: REGION.into(),
+        policies,
+        stream_replicas: 1,
+        drain_grace_seconds: 0,
+    };
+    let imei = fresh_imei();
+    let purchase = days_ago(400);
+    let running = start(config(None)).await.unwrap();
+    let mut client =
+        aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient::connect(
+            format!("http://{}", running.addr),
+        )
+        .await
+        .unwrap();
+    client
+        .register_device(registration(&imei, "US", &purchase, "cust-1"))
+        .await
+        .unwrap();
+    let before = client
+        .check_coverage(coverage(&imei, pb::FaultCategory::Display))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !before.covered,
+        "12 months in the US: {}",
+        before.explanation
+    );
+    running.stop().await.unwrap();
+
+    // The US file now gives 36 months, as the same version: registered devices keep
+    // the terms they were registered under.
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for entry in std::fs::read_dir(&builtin).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.ends_with("US.toml") {
+            text = text.replacen("phone_months = 12", "phone_months = 36", 1);
+        }
+        std::fs::write(dir.path().join(path.file_name().unwrap()), text).unwrap();
+    }
+    let running = start(config(Some(dir.path().to_path_buf()))).await.unwrap();
+    let mut client =
+        aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient::connect(
+            format!("http://{}", running.addr),
+        )
+        .await
+        .unwrap();
+    let after = client
+        .check_coverage(coverage(&imei, pb::FaultCategory::Display))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        after,
+        pb::CoverageDecision {
+            decided_for: after.decided_for.clone(),
+            ..before
+        }
+    );
+    // A device registered now gets the new terms.
+    let newer = fresh_imei();
+    client
+        .register_device(registration(&newer, "US", &purchase, "cust-2"))
+        .await
+        .unwrap();
+    let decision = client
+        .check_coverage(coverage(&newer, pb::FaultCategory::Display))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(decision.covered, "{}", decision.explanation);
+    running.stop().await.unwrap();
+}
