@@ -1,0 +1,36 @@
+//! The repair domain: pure rules, no I/O and no clock (time comes in commands).
+
+pub mod money;
+pub mod order;
+
+pub use money::Money;
+pub use order::{Command, Event, OrderState, RepairOrder, Stage};
+
+/// Why a command was refused. Each maps to one gRPC code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// INVALID_ARGUMENT, naming the field.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// NOT_FOUND.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// FAILED_PRECONDITION, naming the order's current state.
+    #[error("{action} is not allowed while the order is {state}")]
+    WrongState { action: &'static str, state: Stage },
+    /// FAILED_PRECONDITION for other reasons (an expired quote).
+    #[error("{0}")]
+    Precondition(String),
+    /// ALREADY_EXISTS.
+    #[error("{0}")]
+    AlreadyExists(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

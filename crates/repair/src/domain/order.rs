@@ -1,0 +1,1139 @@
+//! The repair order: one stream per order, driven through the state machine in
+//! `../shared/DESIGN.md` ("Repair"). Every refused transition names the stage the
+//! order is in, and writes nothing.
+
+use aftersales_eventstore::{Decider, DomainEvent};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{DomainError, Money};
+
+/// Where the order is in the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Walk-in, before check-in.
+    Opened,
+    /// Mail-in, before the inbound parcel is delivered.
+    AwaitingDevice,
+    Received,
+    Diagnosed,
+    Quoted,
+    Approved,
+    InRepair,
+    QcPassed,
+    ReadyForReturn,
+    Closed,
+    Cancelled,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::AwaitingDevice => "awaiting_device",
+            Self::Received => "received",
+            Self::Diagnosed => "diagnosed",
+            Self::Quoted => "quoted",
+            Self::Approved => "approved",
+            Self::InRepair => "in_repair",
+            Self::QcPassed => "qc_passed",
+            Self::ReadyForReturn => "ready_for_return",
+            Self::Closed => "closed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Every stage, for exhaustive tests.
+    pub const ALL: [Self; 11] = [
+        Self::Opened,
+        Self::AwaitingDevice,
+        Self::Received,
+        Self::Diagnosed,
+        Self::Quoted,
+        Self::Approved,
+        Self::InRepair,
+        Self::QcPassed,
+        Self::ReadyForReturn,
+        Self::Closed,
+        Self::Cancelled,
+    ];
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A postal address for a mail-in return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub recipient: String,
+    pub lines: Vec<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Channel {
+    WalkIn { center_id: String },
+    MailIn { address: Address },
+}
+
+/// What warranty answered, as repair recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Coverage {
+    Decided {
+        covered: bool,
+        reason: String,
+        policy_id: String,
+        policy_version: u32,
+    },
+    /// Warranty could not be asked; decided at diagnosis.
+    Pending { why: String },
+}
+
+impl Coverage {
+    pub fn is_covered(&self) -> bool {
+        matches!(self, Self::Decided { covered: true, .. })
+    }
+}
+
+/// The device's condition at intake, to settle damage disputes later.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Condition {
+    pub notes: String,
+    pub photos: Vec<String>,
+    pub liquid_indicator_tripped: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Part,
+    Labour,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteLine {
+    pub description: String,
+    pub kind: LineKind,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// 1 for the first quote; a revision needs a new approval.
+    pub revision: u32,
+    pub lines: Vec<QuoteLine>,
+    pub total: Money,
+    pub valid_until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartReplacement {
+    pub part_number: String,
+    pub old_serial: String,
+    pub new_serial: String,
+}
+
+/// A repair order as its history leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub order_id: String,
+    pub stage: Stage,
+    pub device: String,
+    pub channel: Channel,
+    pub customer_id: String,
+    pub symptoms: String,
+    pub coverage: Coverage,
+    pub condition: Option<Condition>,
+    pub fault: Option<String>,
+    pub quote: Option<Quote>,
+    /// False when the order returns unrepaired (a declined quote).
+    pub repaired: bool,
+    pub parts: Vec<PartReplacement>,
+    pub qc_failures: u32,
+}
+
+impl OrderState {
+    pub fn is_mail_in(&self) -> bool {
+        matches!(self.channel, Channel::MailIn { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Open {
+        order_id: String,
+        device: String,
+        channel: Channel,
+        customer_id: String,
+        symptoms: String,
+        coverage: Coverage,
+    },
+    CheckIn {
+        condition: Condition,
+        accessories: Vec<String>,
+    },
+    /// Logistics delivered the inbound parcel (mail-in).
+    ReceiveDevice {
+        shipment_id: String,
+    },
+    Diagnose {
+        fault: String,
+        fault_codes: Vec<String>,
+        technician: String,
+        coverage: Coverage,
+    },
+    IssueQuote {
+        lines: Vec<QuoteLine>,
+        valid_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    ApproveQuote {
+        now: DateTime<Utc>,
+    },
+    DeclineQuote,
+    StartRepair {
+        technician: String,
+    },
+    ReplacePart(PartReplacement),
+    RecordQc {
+        passed: bool,
+        notes: String,
+    },
+    MarkReadyForReturn,
+    ConfirmCollected,
+    /// Logistics delivered the outbound parcel (mail-in).
+    ReturnDelivered {
+        shipment_id: String,
+    },
+    Cancel {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    RepairOrderOpened {
+        order_id: String,
+        device: String,
+        channel: Channel,
+        customer_id: String,
+        symptoms: String,
+        coverage: Coverage,
+    },
+    DeviceCheckedIn {
+        condition: Condition,
+        accessories: Vec<String>,
+    },
+    DeviceReceived {
+        shipment_id: String,
+    },
+    Diagnosed {
+        fault: String,
+        fault_codes: Vec<String>,
+        technician: String,
+        coverage: Coverage,
+    },
+    QuoteIssued {
+        quote: Quote,
+    },
+    QuoteApproved {
+        revision: u32,
+    },
+    QuoteDeclined {
+        revision: u32,
+    },
+    RepairStarted {
+        technician: String,
+    },
+    PartReplaced(PartReplacement),
+    QcPassed {
+        notes: String,
+    },
+    QcFailed {
+        notes: String,
+    },
+    ReadyForReturn {
+        repaired: bool,
+    },
+    DeviceCollected,
+    ReturnDelivered {
+        shipment_id: String,
+    },
+    RepairCancelled {
+        reason: String,
+    },
+}
+
+impl DomainEvent for Event {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::RepairOrderOpened { .. } => "RepairOrderOpened",
+            Self::DeviceCheckedIn { .. } => "DeviceCheckedIn",
+            Self::DeviceReceived { .. } => "DeviceReceived",
+            Self::Diagnosed { .. } => "Diagnosed",
+            Self::QuoteIssued { .. } => "QuoteIssued",
+            Self::QuoteApproved { .. } => "QuoteApproved",
+            Self::QuoteDeclined { .. } => "QuoteDeclined",
+            Self::RepairStarted { .. } => "RepairStarted",
+            Self::PartReplaced(_) => "PartReplaced",
+            Self::QcPassed { .. } => "QcPassed",
+            Self::QcFailed { .. } => "QcFailed",
+            Self::ReadyForReturn { .. } => "ReadyForReturn",
+            Self::DeviceCollected => "DeviceCollected",
+            Self::ReturnDelivered { .. } => "ReturnDelivered",
+            Self::RepairCancelled { .. } => "RepairCancelled",
+        }
+    }
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if value.len() > max || value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses `action` unless the order is in one of `allowed`.
+fn expect(order: &OrderState, action: &'static str, allowed: &[Stage]) -> Result<(), DomainError> {
+    if allowed.contains(&order.stage) {
+        Ok(())
+    } else {
+        Err(DomainError::WrongState {
+            action,
+            state: order.stage,
+        })
+    }
+}
+
+/// The repair order decider.
+#[derive(Debug)]
+pub struct RepairOrder;
+
+impl Decider for RepairOrder {
+    type Command = Command;
+    type Event = Event;
+    type State = Option<OrderState>;
+    type Error = DomainError;
+
+    fn initial_state() -> Self::State {
+        None
+    }
+
+    fn decide(state: &Self::State, command: &Command) -> Result<Vec<Event>, DomainError> {
+        let Some(order) = state else {
+            let Command::Open {
+                order_id,
+                device,
+                channel,
+                customer_id,
+                symptoms,
+                coverage,
+            } = command
+            else {
+                return Err(DomainError::NotFound("repair order".into()));
+            };
+            text("order_id", order_id, 100)?;
+            text("device", device, 100)?;
+            text("customer_id", customer_id, 100)?;
+            text("symptoms", symptoms, 2000)?;
+            match channel {
+                Channel::WalkIn { center_id } => text("service_center", center_id, 100)?,
+                Channel::MailIn { address } => {
+                    text("contact_address.recipient", &address.recipient, 200)?;
+                    if address.lines.is_empty() {
+                        return Err(DomainError::invalid(
+                            "contact_address.lines",
+                            "must not be empty",
+                        ));
+                    }
+                    for line in &address.lines {
+                        text("contact_address.lines", line, 200)?;
+                    }
+                    text("contact_address.city", &address.city, 100)?;
+                    text("contact_address.country", &address.country, 2)?;
+                }
+            }
+            return Ok(vec![Event::RepairOrderOpened {
+                order_id: order_id.clone(),
+                device: device.clone(),
+                channel: channel.clone(),
+                customer_id: customer_id.clone(),
+                symptoms: symptoms.trim().to_owned(),
+                coverage: coverage.clone(),
+            }]);
+        };
+        use Stage as S;
+        match command {
+            Command::Open { .. } => Err(DomainError::AlreadyExists(format!(
+                "repair order {} exists",
+                order.order_id
+            ))),
+            Command::CheckIn {
+                condition,
+                accessories,
+            } => {
+                if order.is_mail_in() {
+                    return Err(DomainError::Precondition(
+                        "a mail-in device is received from its parcel, not checked in".into(),
+                    ));
+                }
+                expect(order, "check-in", &[S::Opened])?;
+                text("condition_notes", &condition.notes, 2000)?;
+                Ok(vec![Event::DeviceCheckedIn {
+                    condition: condition.clone(),
+                    accessories: accessories.clone(),
+                }])
+            }
+            Command::ReceiveDevice { shipment_id } => {
+                if order.stage == S::Received && order.is_mail_in() {
+                    return Ok(Vec::new()); // a repeated delivery notice
+                }
+                expect(order, "receiving the device", &[S::AwaitingDevice])?;
+                Ok(vec![Event::DeviceReceived {
+                    shipment_id: shipment_id.clone(),
+                }])
+            }
+            Command::Diagnose {
+                fault,
+                fault_codes,
+                technician,
+                coverage,
+            } => {
+                expect(order, "diagnosis", &[S::Received])?;
+                text("fault_category", fault, 50)?;
+                text("technician", technician, 100)?;
+                if matches!(coverage, Coverage::Pending { .. }) {
+                    return Err(DomainError::Precondition(
+                        "coverage must be decided at diagnosis".into(),
+                    ));
+                }
+                Ok(vec![Event::Diagnosed {
+                    fault: fault.clone(),
+                    fault_codes: fault_codes.clone(),
+                    technician: technician.clone(),
+                    coverage: coverage.clone(),
+                }])
+            }
+            Command::IssueQuote {
+                lines,
+                valid_until,
+                now,
+            } => {
+                expect(order, "a quote", &[S::Diagnosed, S::Quoted])?;
+                if order.coverage.is_covered() {
+                    return Err(DomainError::Precondition(
+                        "the repair is covered: no quote is needed".into(),
+                    ));
+                }
+                let Some(first) = lines.first() else {
+                    return Err(DomainError::invalid(
+                        "lines",
+                        "a quote needs at least one line",
+                    ));
+                };
+                let currency = first.amount.currency.clone();
+                let mut total: i64 = 0;
+                for line in lines {
+                    text("lines.description", &line.description, 200)?;
+                    if line.amount.currency != currency {
+                        return Err(DomainError::invalid(
+                            "lines.amount",
+                            "all lines must be in one currency",
+                        ));
+                    }
+                    total = total.checked_add(line.amount.minor_units).ok_or_else(|| {
+                        DomainError::invalid("lines.amount", "total is too large")
+                    })?;
+                }
+                if valid_until <= now {
+                    return Err(DomainError::invalid("valid_until", "must be in the future"));
+                }
+                let revision = order.quote.as_ref().map_or(1, |q| q.revision + 1);
+                Ok(vec![Event::QuoteIssued {
+                    quote: Quote {
+                        revision,
+                        lines: lines.clone(),
+                        total: Money {
+                            minor_units: total,
+                            currency,
+                        },
+                        valid_until: *valid_until,
+                    },
+                }])
+            }
+            Command::ApproveQuote { now } => {
+                expect(order, "approving the quote", &[S::Quoted])?;
+                let quote = order
+                    .quote
+                    .as_ref()
+                    .ok_or_else(|| DomainError::Precondition("no quote".into()))?;
+                if *now > quote.valid_until {
+                    return Err(DomainError::Precondition(format!(
+                        "quote {} expired at {}",
+                        quote.revision, quote.valid_until
+                    )));
+                }
+                Ok(vec![Event::QuoteApproved {
+                    revision: quote.revision,
+                }])
+            }
+            Command::DeclineQuote => {
+                expect(order, "declining the quote", &[S::Quoted])?;
+                let revision = order.quote.as_ref().map_or(0, |q| q.revision);
+                Ok(vec![
+                    Event::QuoteDeclined { revision },
+                    Event::ReadyForReturn { repaired: false },
+                ])
+            }
+            Command::StartRepair { technician } => {
+                text("technician", technician, 100)?;
+                match order.stage {
+                    S::Approved => {}
+                    S::Diagnosed if order.coverage.is_covered() => {}
+                    S::Diagnosed => {
+                        return Err(DomainError::Precondition(
+                            "not covered: the repair needs an approved quote".into(),
+                        ));
+                    }
+                    S::Opened
+                    | S::AwaitingDevice
+                    | S::Received
+                    | S::Quoted
+                    | S::InRepair
+                    | S::QcPassed
+                    | S::ReadyForReturn
+                    | S::Closed
+                    | S::Cancelled => {
+                        return Err(DomainError::WrongState {
+                            action: "starting the repair",
+                            state: order.stage,
+                        });
+                    }
+                }
+                Ok(vec![Event::RepairStarted {
+                    technician: technician.clone(),
+                }])
+            }
+            Command::ReplacePart(part) => {
+                expect(order, "replacing a part", &[S::InRepair])?;
+                text("part_number", &part.part_number, 100)?;
+                text("old_serial", &part.old_serial, 100)?;
+                text("new_serial", &part.new_serial, 100)?;
+                if part.old_serial == part.new_serial {
+                    return Err(DomainError::invalid(
+                        "new_serial",
+                        "must differ from old_serial",
+                    ));
+                }
+                Ok(vec![Event::PartReplaced(part.clone())])
+            }
+            Command::RecordQc { passed, notes } => {
+                expect(order, "a QC result", &[S::InRepair])?;
+                if !passed {
+                    text("notes", notes, 2000)?;
+                }
+                Ok(vec![if *passed {
+                    Event::QcPassed {
+                        notes: notes.clone(),
+                    }
+                } else {
+                    Event::QcFailed {
+                        notes: notes.clone(),
+                    }
+                }])
+            }
+            Command::MarkReadyForReturn => {
+                expect(order, "marking ready for return", &[S::QcPassed])?;
+                Ok(vec![Event::ReadyForReturn { repaired: true }])
+            }
+            Command::ConfirmCollected => {
+                if order.is_mail_in() {
+                    return Err(DomainError::Precondition(
+                        "a mail-in device is returned by parcel, not collected".into(),
+                    ));
+                }
+                expect(order, "confirming collection", &[S::ReadyForReturn])?;
+                Ok(vec![Event::DeviceCollected])
+            }
+            Command::ReturnDelivered { shipment_id } => {
+                if order.stage == S::Closed && order.is_mail_in() {
+                    return Ok(Vec::new()); // a repeated delivery notice
+                }
+                if !order.is_mail_in() {
+                    return Err(DomainError::Precondition(
+                        "a walk-in order has no return parcel".into(),
+                    ));
+                }
+                expect(order, "the return delivery", &[S::ReadyForReturn])?;
+                Ok(vec![Event::ReturnDelivered {
+                    shipment_id: shipment_id.clone(),
+                }])
+            }
+            Command::Cancel { reason } => {
+                expect(order, "cancelling", &[S::Opened, S::AwaitingDevice])?;
+                text("reason", reason, 500)?;
+                Ok(vec![Event::RepairCancelled {
+                    reason: reason.clone(),
+                }])
+            }
+        }
+    }
+
+    fn evolve(state: Self::State, event: &Event) -> Self::State {
+        if let Event::RepairOrderOpened {
+            order_id,
+            device,
+            channel,
+            customer_id,
+            symptoms,
+            coverage,
+        } = event
+        {
+            let stage = match channel {
+                Channel::WalkIn { .. } => Stage::Opened,
+                Channel::MailIn { .. } => Stage::AwaitingDevice,
+            };
+            return Some(OrderState {
+                order_id: order_id.clone(),
+                stage,
+                device: device.clone(),
+                channel: channel.clone(),
+                customer_id: customer_id.clone(),
+                symptoms: symptoms.clone(),
+                coverage: coverage.clone(),
+                condition: None,
+                fault: None,
+                quote: None,
+                repaired: false,
+                parts: Vec::new(),
+                qc_failures: 0,
+            });
+        }
+        let mut order = state?;
+        match event {
+            Event::RepairOrderOpened { .. } => {}
+            Event::DeviceCheckedIn { condition, .. } => {
+                order.condition = Some(condition.clone());
+                order.stage = Stage::Received;
+            }
+            Event::DeviceReceived { .. } => order.stage = Stage::Received,
+            Event::Diagnosed {
+                fault, coverage, ..
+            } => {
+                order.fault = Some(fault.clone());
+                order.coverage = coverage.clone();
+                order.stage = Stage::Diagnosed;
+            }
+            Event::QuoteIssued { quote } => {
+                order.quote = Some(quote.clone());
+                order.stage = Stage::Quoted;
+            }
+            Event::QuoteApproved { .. } => order.stage = Stage::Approved,
+            Event::QuoteDeclined { .. } => {}
+            Event::RepairStarted { .. } | Event::QcFailed { .. } => {
+                if matches!(event, Event::QcFailed { .. }) {
+                    order.qc_failures += 1;
+                }
+                order.stage = Stage::InRepair;
+            }
+            Event::PartReplaced(part) => order.parts.push(part.clone()),
+            Event::QcPassed { .. } => order.stage = Stage::QcPassed,
+            Event::ReadyForReturn { repaired } => {
+                order.repaired = *repaired;
+                order.stage = Stage::ReadyForReturn;
+            }
+            Event::DeviceCollected | Event::ReturnDelivered { .. } => order.stage = Stage::Closed,
+            Event::RepairCancelled { .. } => order.stage = Stage::Cancelled,
+        }
+        Some(order)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::wildcard_enum_match_arm)] // tests single out the cases they look at
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::TimeZone as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 2, hour, 0, 0).unwrap()
+    }
+
+    fn covered(yes: bool) -> Coverage {
+        Coverage::Decided {
+            covered: yes,
+            reason: if yes {
+                "within_base_warranty"
+            } else {
+                "expired"
+            }
+            .into(),
+            policy_id: "de-consumer".into(),
+            policy_version: 2,
+        }
+    }
+
+    fn open(mail_in: bool, coverage: Coverage) -> Command {
+        Command::Open {
+            order_id: "r-1".into(),
+            device: "imei:490154203237518".into(),
+            channel: if mail_in {
+                Channel::MailIn {
+                    address: Address {
+                        recipient: "Ana Lima".into(),
+                        lines: vec!["Rua A 1".into()],
+                        city: "Lisboa".into(),
+                        postal_code: "1000-001".into(),
+                        country: "PT".into(),
+                    },
+                }
+            } else {
+                Channel::WalkIn {
+                    center_id: "sc-berlin-01".into(),
+                }
+            },
+            customer_id: "cust-1".into(),
+            symptoms: "screen flickers".into(),
+            coverage,
+        }
+    }
+
+    /// One command of every kind, valid in content.
+    fn every_command() -> Vec<Command> {
+        vec![
+            open(false, covered(true)),
+            Command::CheckIn {
+                condition: Condition {
+                    notes: "scratch on the back".into(),
+                    ..Condition::default()
+                },
+                accessories: vec![],
+            },
+            Command::ReceiveDevice {
+                shipment_id: "s-1".into(),
+            },
+            Command::Diagnose {
+                fault: "display".into(),
+                fault_codes: vec!["E42".into()],
+                technician: "tech-7".into(),
+                coverage: covered(false),
+            },
+            Command::IssueQuote {
+                lines: vec![QuoteLine {
+                    description: "display".into(),
+                    kind: LineKind::Part,
+                    amount: Money::new("amount", 12_900, "EUR").unwrap(),
+                }],
+                valid_until: at(20),
+                now: at(10),
+            },
+            Command::ApproveQuote { now: at(11) },
+            Command::DeclineQuote,
+            Command::StartRepair {
+                technician: "tech-7".into(),
+            },
+            Command::ReplacePart(PartReplacement {
+                part_number: "DSP-5".into(),
+                old_serial: "A1".into(),
+                new_serial: "B2".into(),
+            }),
+            Command::RecordQc {
+                passed: true,
+                notes: String::new(),
+            },
+            Command::RecordQc {
+                passed: false,
+                notes: "dead pixel".into(),
+            },
+            Command::MarkReadyForReturn,
+            Command::ConfirmCollected,
+            Command::ReturnDelivered {
+                shipment_id: "s-2".into(),
+            },
+            Command::Cancel {
+                reason: "customer changed their mind".into(),
+            },
+        ]
+    }
+
+    fn run(
+        state: Option<OrderState>,
+        command: &Command,
+    ) -> Result<Option<OrderState>, DomainError> {
+        let events = RepairOrder::decide(&state, command)?;
+        Ok(events.iter().fold(state, RepairOrder::evolve))
+    }
+
+    /// The transitions the design allows: (from, to).
+    fn allowed() -> HashSet<(Stage, Stage)> {
+        use Stage as S;
+        [
+            (S::Opened, S::Received),
+            (S::AwaitingDevice, S::Received),
+            (S::Received, S::Diagnosed),
+            (S::Diagnosed, S::InRepair),
+            (S::Diagnosed, S::Quoted),
+            (S::Quoted, S::Quoted),
+            (S::Quoted, S::Approved),
+            (S::Quoted, S::ReadyForReturn),
+            (S::Approved, S::InRepair),
+            (S::InRepair, S::InRepair),
+            (S::InRepair, S::QcPassed),
+            (S::QcPassed, S::ReadyForReturn),
+            (S::ReadyForReturn, S::Closed),
+            (S::Opened, S::Cancelled),
+            (S::AwaitingDevice, S::Cancelled),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// Orders in every stage, walk-in and mail-in, covered and not.
+    fn orders_in_every_stage() -> HashMap<Stage, Vec<OrderState>> {
+        let mut found: HashMap<Stage, Vec<OrderState>> = HashMap::new();
+        for mail_in in [false, true] {
+            for cover in [true, false] {
+                let mut frontier =
+                    vec![run(None, &open(mail_in, covered(cover))).unwrap().unwrap()];
+                let mut seen = HashSet::new();
+                while let Some(order) = frontier.pop() {
+                    if !seen.insert((order.stage, order.quote.is_some(), order.qc_failures.min(1)))
+                    {
+                        continue;
+                    }
+                    found.entry(order.stage).or_default().push(order.clone());
+                    for command in every_command() {
+                        let command = match command {
+                            Command::Diagnose {
+                                fault,
+                                fault_codes,
+                                technician,
+                                ..
+                            } => Command::Diagnose {
+                                fault,
+                                fault_codes,
+                                technician,
+                                coverage: covered(cover),
+                            },
+                            other => other,
+                        };
+                        if let Ok(Some(next)) = run(Some(order.clone()), &command) {
+                            frontier.push(next);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_stage_is_reachable() {
+        let found = orders_in_every_stage();
+        for stage in Stage::ALL {
+            assert!(found.contains_key(&stage), "{stage} is never reached");
+        }
+    }
+
+    #[test]
+    fn every_command_in_every_stage_is_allowed_or_refused_naming_the_stage() {
+        let allowed = allowed();
+        for (stage, orders) in orders_in_every_stage() {
+            for order in orders {
+                for command in every_command() {
+                    match run(Some(order.clone()), &command) {
+                        Ok(Some(next)) => {
+                            if next.stage != stage {
+                                assert!(
+                                    allowed.contains(&(stage, next.stage)),
+                                    "{command:?} took {stage} to {}",
+                                    next.stage
+                                );
+                            }
+                        }
+                        Ok(None) => unreachable!("an order never disappears"),
+                        Err(DomainError::WrongState { state, .. }) => assert_eq!(state, stage),
+                        Err(DomainError::Precondition(_) | DomainError::AlreadyExists(_)) => {}
+                        Err(other) => panic!("{command:?} in {stage}: {other}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_write_nothing_and_name_the_stage() {
+        let order = run(None, &open(false, covered(true))).unwrap();
+        let error = RepairOrder::decide(&order, &Command::MarkReadyForReturn).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "marking ready for return is not allowed while the order is opened"
+        );
+        let unknown = RepairOrder::decide(&None, &Command::DeclineQuote).unwrap_err();
+        assert!(matches!(unknown, DomainError::NotFound(_)));
+    }
+
+    fn quoted(valid_until: DateTime<Utc>) -> Option<OrderState> {
+        let mut order = run(None, &open(false, covered(false))).unwrap();
+        for command in [
+            Command::CheckIn {
+                condition: Condition {
+                    notes: "ok".into(),
+                    ..Condition::default()
+                },
+                accessories: vec![],
+            },
+            Command::Diagnose {
+                fault: "display".into(),
+                fault_codes: vec![],
+                technician: "t".into(),
+                coverage: covered(false),
+            },
+            Command::IssueQuote {
+                lines: vec![QuoteLine {
+                    description: "display".into(),
+                    kind: LineKind::Part,
+                    amount: Money::new("amount", 100, "EUR").unwrap(),
+                }],
+                valid_until,
+                now: at(9),
+            },
+        ] {
+            order = run(order, &command).unwrap();
+        }
+        order
+    }
+
+    #[test]
+    fn an_expired_quote_cannot_be_approved_and_a_revision_needs_its_own_approval() {
+        let order = quoted(at(12));
+        assert!(matches!(
+            RepairOrder::decide(&order, &Command::ApproveQuote { now: at(13) }),
+            Err(DomainError::Precondition(_))
+        ));
+        let revised = run(
+            order,
+            &Command::IssueQuote {
+                lines: vec![QuoteLine {
+                    description: "display and frame".into(),
+                    kind: LineKind::Part,
+                    amount: Money::new("amount", 150, "EUR").unwrap(),
+                }],
+                valid_until: at(20),
+                now: at(13),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            revised.as_ref().unwrap().quote.as_ref().unwrap().revision,
+            2
+        );
+        assert_eq!(revised.as_ref().unwrap().stage, Stage::Quoted);
+        let approved = run(revised, &Command::ApproveQuote { now: at(14) }).unwrap();
+        assert_eq!(approved.unwrap().stage, Stage::Approved);
+    }
+
+    #[test]
+    fn a_quote_exactly_when_not_covered() {
+        let mut covered_order = run(None, &open(false, covered(true))).unwrap();
+        for command in [
+            Command::CheckIn {
+                condition: Condition {
+                    notes: "ok".into(),
+                    ..Condition::default()
+                },
+                accessories: vec![],
+            },
+            Command::Diagnose {
+                fault: "battery".into(),
+                fault_codes: vec![],
+                technician: "t".into(),
+                coverage: covered(true),
+            },
+        ] {
+            covered_order = run(covered_order, &command).unwrap();
+        }
+        let quote = Command::IssueQuote {
+            lines: vec![QuoteLine {
+                description: "battery".into(),
+                kind: LineKind::Part,
+                amount: Money::new("amount", 100, "EUR").unwrap(),
+            }],
+            valid_until: at(20),
+            now: at(10),
+        };
+        assert!(matches!(
+            RepairOrder::decide(&covered_order, &quote),
+            Err(DomainError::Precondition(_))
+        ));
+        let started = run(
+            covered_order,
+            &Command::StartRepair {
+                technician: "t".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(started.unwrap().stage, Stage::InRepair);
+
+        let uncovered = quoted(at(20));
+        let declined = run(uncovered, &Command::DeclineQuote).unwrap().unwrap();
+        assert_eq!(
+            (declined.stage, declined.repaired),
+            (Stage::ReadyForReturn, false)
+        );
+    }
+
+    #[test]
+    fn bad_quote_lines_are_invalid() {
+        let order = quoted(at(20));
+        let line = |units, currency: &str| QuoteLine {
+            description: "x".into(),
+            kind: LineKind::Labour,
+            amount: Money {
+                minor_units: units,
+                currency: currency.into(),
+            },
+        };
+        for (lines, field) in [
+            (vec![], "lines"),
+            (vec![line(100, "EUR"), line(100, "USD")], "lines.amount"),
+            (vec![line(i64::MAX, "EUR"), line(1, "EUR")], "lines.amount"),
+        ] {
+            let error = RepairOrder::decide(
+                &order,
+                &Command::IssueQuote {
+                    lines,
+                    valid_until: at(20),
+                    now: at(10),
+                },
+            )
+            .unwrap_err();
+            assert!(
+                matches!(error, DomainError::Invalid { field: f, .. } if f == field),
+                "{error}"
+            );
+        }
+        let past = RepairOrder::decide(
+            &order,
+            &Command::IssueQuote {
+                lines: vec![line(1, "EUR")],
+                valid_until: at(9),
+                now: at(10),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(
+            past,
+            DomainError::Invalid {
+                field: "valid_until",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn opening_needs_symptoms_a_center_or_an_address() {
+        let Command::Open {
+            order_id,
+            device,
+            customer_id,
+            coverage,
+            ..
+        } = open(false, covered(true))
+        else {
+            unreachable!()
+        };
+        let with = |channel: Channel, symptoms: &str| Command::Open {
+            order_id: order_id.clone(),
+            device: device.clone(),
+            channel,
+            customer_id: customer_id.clone(),
+            symptoms: symptoms.into(),
+            coverage: coverage.clone(),
+        };
+        let walk_in = Channel::WalkIn {
+            center_id: "sc-1".into(),
+        };
+        let field = |c: &Command| match RepairOrder::decide(&None, c).unwrap_err() {
+            DomainError::Invalid { field, .. } => field,
+            other => panic!("{other}"),
+        };
+        assert_eq!(field(&with(walk_in.clone(), "  ")), "symptoms");
+        assert_eq!(
+            field(&with(
+                Channel::WalkIn {
+                    center_id: String::new()
+                },
+                "dead"
+            )),
+            "service_center"
+        );
+        let no_address = Channel::MailIn {
+            address: Address {
+                recipient: "A".into(),
+                lines: vec![],
+                city: "B".into(),
+                postal_code: "1".into(),
+                country: "PT".into(),
+            },
+        };
+        assert_eq!(field(&with(no_address, "dead")), "contact_address.lines");
+    }
+
+    #[test]
+    fn repeated_delivery_notices_change_nothing() {
+        let order = run(None, &open(true, covered(true))).unwrap();
+        let receive = Command::ReceiveDevice {
+            shipment_id: "s-1".into(),
+        };
+        let received = run(order, &receive).unwrap();
+        assert!(RepairOrder::decide(&received, &receive).unwrap().is_empty());
+        assert!(matches!(
+            RepairOrder::decide(&received, &Command::ConfirmCollected),
+            Err(DomainError::Precondition(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn random_commands_never_leave_the_machine_and_replay_to_the_same_state(
+            mail_in in any::<bool>(),
+            cover in any::<bool>(),
+            picks in prop::collection::vec(0usize..15, 0..40),
+        ) {
+            let allowed = allowed();
+            let commands = every_command();
+            let mut state = run(None, &open(mail_in, covered(cover))).unwrap();
+            let mut history = RepairOrder::decide(&None, &open(mail_in, covered(cover))).unwrap();
+            for pick in picks {
+                let before = state.as_ref().unwrap().stage;
+                if let Ok(events) = RepairOrder::decide(&state, &commands[pick]) {
+                    state = events.iter().fold(state, RepairOrder::evolve);
+                    history.extend(events);
+                    let after = state.as_ref().unwrap().stage;
+                    prop_assert!(after == before || allowed.contains(&(before, after)), "{before} -> {after}");
+                }
+            }
+            prop_assert_eq!(RepairOrder::fold(&history), state);
+        }
+    }
+}

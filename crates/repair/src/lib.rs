@@ -1,0 +1,8 @@
+//! The repair service.
+//!
+//! - [`domain`]: pure rules: money, the repair order state machine as a decider.
+//!
+//! The gRPC API, service centers, reactions to logistics events, projections and the
+//! binary are to come (issue "Repair service").
+
+pub mod domain;
