@@ -1,5 +1,6 @@
 //! The repair domain: pure rules, no I/O and no clock (time comes in commands).
 
+pub mod centers;
 pub mod money;
 pub mod order;
 
