@@ -309,7 +309,11 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError>
 }
 
 /// Refuses `action` unless the order is in one of `allowed`.
-fn expect(order: &OrderState, action: &'static str, allowed: &[Stage]) -> Result<(), DomainError> {
+fn require_stage(
+    order: &OrderState,
+    action: &'static str,
+    allowed: &[Stage],
+) -> Result<(), DomainError> {
     if allowed.contains(&order.stage) {
         Ok(())
     } else {
@@ -392,7 +396,7 @@ impl Decider for RepairOrder {
                         "a mail-in device is received from its parcel, not checked in".into(),
                     ));
                 }
-                expect(order, "check-in", &[S::Opened])?;
+                require_stage(order, "check-in", &[S::Opened])?;
                 text("condition_notes", &condition.notes, 2000)?;
                 Ok(vec![Event::DeviceCheckedIn {
                     condition: condition.clone(),
@@ -403,7 +407,7 @@ impl Decider for RepairOrder {
                 if order.stage == S::Received && order.is_mail_in() {
                     return Ok(Vec::new()); // a repeated delivery notice
                 }
-                expect(order, "receiving the device", &[S::AwaitingDevice])?;
+                require_stage(order, "receiving the device", &[S::AwaitingDevice])?;
                 Ok(vec![Event::DeviceReceived {
                     shipment_id: shipment_id.clone(),
                 }])
@@ -414,7 +418,7 @@ impl Decider for RepairOrder {
                 technician,
                 coverage,
             } => {
-                expect(order, "diagnosis", &[S::Received])?;
+                require_stage(order, "diagnosis", &[S::Received])?;
                 text("fault_category", fault, 50)?;
                 text("technician", technician, 100)?;
                 if matches!(coverage, Coverage::Pending { .. }) {
@@ -434,7 +438,7 @@ impl Decider for RepairOrder {
                 valid_until,
                 now,
             } => {
-                expect(order, "a quote", &[S::Diagnosed, S::Quoted])?;
+                require_stage(order, "a quote", &[S::Diagnosed, S::Quoted])?;
                 if order.coverage.is_covered() {
                     return Err(DomainError::Precondition(
                         "the repair is covered: no quote is needed".into(),
@@ -477,7 +481,7 @@ impl Decider for RepairOrder {
                 }])
             }
             Command::ApproveQuote { now } => {
-                expect(order, "approving the quote", &[S::Quoted])?;
+                require_stage(order, "approving the quote", &[S::Quoted])?;
                 let quote = order
                     .quote
                     .as_ref()
@@ -493,7 +497,7 @@ impl Decider for RepairOrder {
                 }])
             }
             Command::DeclineQuote => {
-                expect(order, "declining the quote", &[S::Quoted])?;
+                require_stage(order, "declining the quote", &[S::Quoted])?;
                 let revision = order.quote.as_ref().map_or(0, |q| q.revision);
                 Ok(vec![
                     Event::QuoteDeclined { revision },
@@ -530,7 +534,7 @@ impl Decider for RepairOrder {
                 }])
             }
             Command::ReplacePart(part) => {
-                expect(order, "replacing a part", &[S::InRepair])?;
+                require_stage(order, "replacing a part", &[S::InRepair])?;
                 text("part_number", &part.part_number, 100)?;
                 text("old_serial", &part.old_serial, 100)?;
                 text("new_serial", &part.new_serial, 100)?;
@@ -543,7 +547,7 @@ impl Decider for RepairOrder {
                 Ok(vec![Event::PartReplaced(part.clone())])
             }
             Command::RecordQc { passed, notes } => {
-                expect(order, "a QC result", &[S::InRepair])?;
+                require_stage(order, "a QC result", &[S::InRepair])?;
                 if !passed {
                     text("notes", notes, 2000)?;
                 }
@@ -558,7 +562,7 @@ impl Decider for RepairOrder {
                 }])
             }
             Command::MarkReadyForReturn => {
-                expect(order, "marking ready for return", &[S::QcPassed])?;
+                require_stage(order, "marking ready for return", &[S::QcPassed])?;
                 Ok(vec![Event::ReadyForReturn { repaired: true }])
             }
             Command::ConfirmCollected => {
@@ -567,7 +571,7 @@ impl Decider for RepairOrder {
                         "a mail-in device is returned by parcel, not collected".into(),
                     ));
                 }
-                expect(order, "confirming collection", &[S::ReadyForReturn])?;
+                require_stage(order, "confirming collection", &[S::ReadyForReturn])?;
                 Ok(vec![Event::DeviceCollected])
             }
             Command::ReturnDelivered { shipment_id } => {
@@ -579,13 +583,13 @@ impl Decider for RepairOrder {
                         "a walk-in order has no return parcel".into(),
                     ));
                 }
-                expect(order, "the return delivery", &[S::ReadyForReturn])?;
+                require_stage(order, "the return delivery", &[S::ReadyForReturn])?;
                 Ok(vec![Event::ReturnDelivered {
                     shipment_id: shipment_id.clone(),
                 }])
             }
             Command::Cancel { reason } => {
-                expect(order, "cancelling", &[S::Opened, S::AwaitingDevice])?;
+                require_stage(order, "cancelling", &[S::Opened, S::AwaitingDevice])?;
                 text("reason", reason, 500)?;
                 Ok(vec![Event::RepairCancelled {
                     reason: reason.clone(),
