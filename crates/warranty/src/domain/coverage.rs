@@ -64,6 +64,37 @@ pub struct Decision {
     pub decided_for: NaiveDate,
 }
 
+/// The refusals every decision starts with: a voided warranty, a fault the user
+/// caused, a date before the purchase.
+fn refused(
+    device: &DeviceState,
+    fault: FaultCategory,
+    on: NaiveDate,
+    bought: NaiveDate,
+) -> Option<(Reason, Remedy, String)> {
+    if let Some(reason) = &device.voided {
+        Some((
+            Reason::Voided,
+            Remedy::None,
+            format!("the warranty was voided: {reason}"),
+        ))
+    } else if fault.is_excluded() {
+        Some((
+            Reason::ExcludedFault,
+            Remedy::None,
+            "accidental damage, liquid damage and unauthorized repair are never covered".into(),
+        ))
+    } else if on < bought {
+        Some((
+            Reason::BeforePurchase,
+            Remedy::None,
+            format!("bought on {bought}"),
+        ))
+    } else {
+        None
+    }
+}
+
 /// Decides whether `fault` on the phone is covered on `on`.
 pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Decision {
     let terms = &device.terms;
@@ -71,24 +102,9 @@ pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Deci
     let purchase = device.purchase_date;
     let legal_end = device.legal_guarantee_end();
     let extended_end = device.plan.as_ref().map(|p| p.coverage_end);
-    let (reason, remedy, explanation) = if let Some(reason) = &device.voided {
-        (
-            Reason::Voided,
-            Remedy::None,
-            format!("the warranty was voided: {reason}"),
-        )
-    } else if fault.is_excluded() {
-        (
-            Reason::ExcludedFault,
-            Remedy::None,
-            "accidental damage, liquid damage and unauthorized repair are never covered".into(),
-        )
-    } else if on < purchase {
-        (
-            Reason::BeforePurchase,
-            Remedy::None,
-            format!("the device was bought on {purchase}"),
-        )
+    let (reason, remedy, explanation) = if let Some(refusal) = refused(device, fault, on, purchase)
+    {
+        refusal
     } else if statutory.return_days > 0 && on <= add_days(purchase, statutory.return_days) {
         (
             Reason::WithinReturnWindow,
@@ -163,40 +179,25 @@ pub fn decide_accessory(
     on: NaiveDate,
 ) -> Option<Decision> {
     let accessory = device.accessories.get(serial)?;
-    let (reason, remedy, explanation) = if let Some(reason) = &device.voided {
-        (
-            Reason::Voided,
-            Remedy::None,
-            format!("the warranty was voided: {reason}"),
-        )
-    } else if fault.is_excluded() {
-        (
-            Reason::ExcludedFault,
-            Remedy::None,
-            "accidental damage, liquid damage and unauthorized repair are never covered".into(),
-        )
-    } else if on < accessory.purchase_date {
-        (
-            Reason::BeforePurchase,
-            Remedy::None,
-            format!("bought on {}", accessory.purchase_date),
-        )
-    } else if on <= accessory.coverage_end {
-        (
-            Reason::WithinBaseWarranty,
-            Remedy::Exchange,
-            format!(
-                "within the accessory warranty ending {}",
-                accessory.coverage_end
-            ),
-        )
-    } else {
-        (
-            Reason::Expired,
-            Remedy::None,
-            format!("the accessory warranty ended {}", accessory.coverage_end),
-        )
-    };
+    let (reason, remedy, explanation) =
+        if let Some(refusal) = refused(device, fault, on, accessory.purchase_date) {
+            refusal
+        } else if on <= accessory.coverage_end {
+            (
+                Reason::WithinBaseWarranty,
+                Remedy::Exchange,
+                format!(
+                    "within the accessory warranty ending {}",
+                    accessory.coverage_end
+                ),
+            )
+        } else {
+            (
+                Reason::Expired,
+                Remedy::None,
+                format!("the accessory warranty ended {}", accessory.coverage_end),
+            )
+        };
     Some(Decision {
         covered: remedy != Remedy::None,
         reason,
