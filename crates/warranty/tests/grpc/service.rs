@@ -1051,3 +1051,59 @@ async fn a_changed_policy_file_never_changes_past_decisions() {
     assert!(decision.covered, "{}", decision.explanation);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_command_repeated_with_its_command_id_is_applied_once() {
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    s.client
+        .register_device(registration(&imei, "DE", &days_ago(3), "cust-1"))
+        .await
+        .unwrap();
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let transfer = |to: &str| {
+        let mut request = tonic::Request::new(pb::TransferOwnershipRequest {
+            device_id: by_imei(&imei),
+            new_customer_id: to.into(),
+        });
+        request
+            .metadata_mut()
+            .insert("x-command-id", command_id.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-actor", "agent:42".parse().unwrap());
+        request
+    };
+    let first = s
+        .client
+        .transfer_ownership(transfer("cust-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = s
+        .client
+        .transfer_ownership(transfer("cust-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(s.events().await, 2, "registered, transferred once");
+    let history = s
+        .client
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(&imei),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.events[1].actor, "agent:42");
+    // The same command id for a different command is refused.
+    let (c, m) = code(s.client.transfer_ownership(transfer("cust-3")).await);
+    assert!(
+        matches!(c, Code::AlreadyExists | Code::FailedPrecondition),
+        "{c:?} {m}"
+    );
+    assert_eq!(s.events().await, 2);
+    s.running.stop().await.unwrap();
+}
