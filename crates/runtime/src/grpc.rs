@@ -61,15 +61,27 @@ impl Grpc {
                 .set_service_status(service, ServingStatus::Serving)
                 .await;
         }
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(aftersales_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| ServeError::Reflection(e.to_string()))?;
-        let reflection_alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(aftersales_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Every contract is described, but only the services this server runs are
+        // advertised.
+        let reflection = || {
+            services
+                .iter()
+                .copied()
+                .chain(["grpc.health.v1.Health"])
+                .fold(
+                    tonic_reflection::server::Builder::configure()
+                        .register_encoded_file_descriptor_set(aftersales_proto::FILE_DESCRIPTOR_SET)
+                        .register_encoded_file_descriptor_set(
+                            tonic_health::pb::FILE_DESCRIPTOR_SET,
+                        ),
+                    tonic_reflection::server::Builder::with_service_name,
+                )
+        };
+        let reflection_alpha = reflection()
             .build_v1alpha()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection = reflection()
+            .build_v1()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         let router = Server::builder()
             .add_service(health_service)

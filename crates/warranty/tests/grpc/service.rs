@@ -881,6 +881,13 @@ async fn health_and_reflection_are_served() {
         "{names:?}"
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    // Only what this server runs is advertised, not every contract it knows.
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("grpc.") || *n == "aftersales.warranty.v1.WarrantyService"),
+        "{names:?}"
+    );
     s.running.stop().await.unwrap();
 }
 
