@@ -17,6 +17,11 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.common.v1.rs"));
         }
     }
+    pub mod repair {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.repair.v1.rs"));
+        }
+    }
     pub mod warranty {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/aftersales.warranty.v1.rs"));
@@ -25,6 +30,7 @@ pub mod aftersales {
 }
 
 pub use aftersales::common::v1 as common;
+pub use aftersales::repair::v1 as repair;
 pub use aftersales::warranty::v1 as warranty;
 
 #[cfg(test)]

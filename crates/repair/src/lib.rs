@@ -6,4 +6,7 @@
 //! The gRPC API, service centers, reactions to logistics events, projections and the
 //! binary are to come (issue "Repair service").
 
+pub mod api;
+pub mod app;
 pub mod domain;
+pub mod server;

@@ -1,0 +1,529 @@
+//! `aftersales.repair.v1.RepairService` over gRPC.
+
+use aftersales_eventstore::CommandContext;
+use aftersales_proto::common::{CountryCode, GeoPoint as PbPoint, Money as PbMoney};
+use aftersales_proto::repair as pb;
+use aftersales_proto::repair::repair_service_server::RepairService;
+use aftersales_proto::warranty as wpb;
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::app::{AppError, Repairs, device_name};
+use crate::domain::centers::{GeoPoint, ServiceCenter};
+use crate::domain::order::{
+    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
+    QuoteLine, Stage,
+};
+use crate::domain::{DomainError, Money};
+
+#[derive(Debug, Clone)]
+pub struct RepairApi {
+    app: Repairs,
+    region: String,
+}
+
+impl RepairApi {
+    pub fn new(app: Repairs, region: impl Into<String>) -> Self {
+        Self {
+            app,
+            region: region.into(),
+        }
+    }
+
+    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let uuid = |name: &'static str| -> Result<Option<Uuid>, Status> {
+            header(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
+                })
+                .transpose()
+        };
+        #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
+        let now = Utc::now();
+        Ok(CommandContext {
+            command_id: uuid("x-command-id")?,
+            correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
+            causation_id: uuid("x-causation-id")?,
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            actor: header("x-actor")
+                .filter(|a| !a.is_empty() && a.len() <= 200)
+                .unwrap_or_else(|| "anonymous".into()),
+            region: self.region.clone(),
+            now,
+        })
+    }
+}
+
+fn status(error: AppError) -> Status {
+    match error {
+        AppError::Domain(DomainError::Invalid { field, reason }) => {
+            Status::invalid_argument(format!("{field}: {reason}"))
+        }
+        AppError::Domain(DomainError::NotFound(what)) => {
+            Status::not_found(format!("{what} not found"))
+        }
+        AppError::Domain(e @ DomainError::WrongState { .. }) => {
+            Status::failed_precondition(e.to_string())
+        }
+        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
+        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
+        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
+        AppError::Unavailable(why) => Status::unavailable(why),
+        AppError::Internal(detail) => {
+            tracing::error!(%detail, "repair request failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+fn order_id(id: &str) -> Result<&str, Status> {
+    let id = id.trim();
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(invalid("order_id", "1 to 64 letters, digits or '-'"));
+    }
+    Ok(id)
+}
+
+fn fault(value: i32) -> Result<wpb::FaultCategory, Status> {
+    match wpb::FaultCategory::try_from(value) {
+        Ok(wpb::FaultCategory::Unspecified) | Err(_) => Err(invalid(
+            "fault_category",
+            "is required; one of the FaultCategory values",
+        )),
+        Ok(f) => Ok(f),
+    }
+}
+
+fn timestamp(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
+    let t = t.ok_or_else(|| invalid(field, "is required"))?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+        .ok_or_else(|| invalid(field, "is not a valid timestamp"))
+}
+
+fn stage(s: Stage) -> pb::Stage {
+    match s {
+        Stage::Opened => pb::Stage::Opened,
+        Stage::AwaitingDevice => pb::Stage::AwaitingDevice,
+        Stage::Received => pb::Stage::Received,
+        Stage::Diagnosed => pb::Stage::Diagnosed,
+        Stage::Quoted => pb::Stage::Quoted,
+        Stage::Approved => pb::Stage::Approved,
+        Stage::InRepair => pb::Stage::InRepair,
+        Stage::QcPassed => pb::Stage::QcPassed,
+        Stage::ReadyForReturn => pb::Stage::ReadyForReturn,
+        Stage::Closed => pb::Stage::Closed,
+        Stage::Cancelled => pb::Stage::Cancelled,
+    }
+}
+
+fn money(m: &Money) -> PbMoney {
+    PbMoney {
+        minor_units: m.minor_units,
+        currency: m.currency.clone(),
+    }
+}
+
+fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
+    use aftersales_proto::common::{DeviceId, device_id};
+    let device_id = o
+        .device
+        .strip_prefix("imei:")
+        .map(|v| device_id::Kind::Imei(v.to_owned()))
+        .or_else(|| {
+            o.device
+                .strip_prefix("serial:")
+                .map(|v| device_id::Kind::Serial(v.to_owned()))
+        })
+        .map(|kind| DeviceId { kind: Some(kind) });
+    let (channel, center) = match &o.channel {
+        Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone()),
+        Channel::MailIn { .. } => (pb::Channel::MailIn, String::new()),
+    };
+    pb::RepairOrder {
+        order_id: o.order_id.clone(),
+        device_id,
+        channel: channel.into(),
+        service_center_id: center,
+        customer_id: o.customer_id.clone(),
+        symptoms: o.symptoms.clone(),
+        stage: stage(o.stage).into(),
+        coverage: Some(match &o.coverage {
+            Coverage::Decided {
+                covered,
+                reason,
+                policy_id,
+                policy_version,
+            } => pb::Coverage {
+                decided: true,
+                covered: *covered,
+                reason: reason.clone(),
+                policy_id: policy_id.clone(),
+                policy_version: *policy_version,
+            },
+            Coverage::Pending { why } => pb::Coverage {
+                decided: false,
+                reason: why.clone(),
+                ..Default::default()
+            },
+        }),
+        quote: o.quote.as_ref().map(|q| pb::Quote {
+            revision: q.revision,
+            lines: q
+                .lines
+                .iter()
+                .map(|l| pb::QuoteLine {
+                    description: l.description.clone(),
+                    is_labour: l.kind == LineKind::Labour,
+                    amount: Some(money(&l.amount)),
+                })
+                .collect(),
+            total: Some(money(&q.total)),
+            valid_until: Some(prost_types::Timestamp {
+                seconds: q.valid_until.timestamp(),
+                nanos: i32::try_from(q.valid_until.timestamp_subsec_nanos()).unwrap_or(0),
+            }),
+        }),
+        repaired: o.repaired,
+        parts_replaced: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
+        qc_failures: o.qc_failures,
+        version,
+    }
+}
+
+fn center_to_proto(c: &ServiceCenter) -> pb::ServiceCenter {
+    pb::ServiceCenter {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        country: Some(CountryCode {
+            value: c.country.clone(),
+        }),
+        city: c.city.clone(),
+        address: c.address.clone(),
+        location: Some(PbPoint {
+            latitude: c.latitude,
+            longitude: c.longitude,
+        }),
+        open_days: c.open_days.clone(),
+        hours: c.hours.clone(),
+        capabilities: c.capabilities.clone(),
+        daily_capacity: c.daily_capacity,
+    }
+}
+
+type Answer = Result<Response<pb::RepairOrder>, Status>;
+
+fn answer(result: Result<(OrderState, u64), AppError>) -> Answer {
+    let (order, version) = result.map_err(status)?;
+    Ok(Response::new(order_to_proto(&order, version)))
+}
+
+#[tonic::async_trait]
+impl RepairService for RepairApi {
+    async fn open_repair(&self, request: Request<pb::OpenRepairRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let device_id = r
+            .device_id
+            .clone()
+            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let device = device_name(&device_id)
+            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let channel = match pb::Channel::try_from(r.channel).unwrap_or(pb::Channel::Unspecified) {
+            pb::Channel::Unspecified => {
+                return Err(invalid("channel", "is required: walk-in or mail-in"));
+            }
+            pb::Channel::WalkIn => Channel::WalkIn {
+                center_id: r.service_center_id.trim().to_owned(),
+            },
+            pb::Channel::MailIn => {
+                let a = r
+                    .contact_address
+                    .ok_or_else(|| invalid("contact_address", "is required for mail-in"))?;
+                Channel::MailIn {
+                    address: Address {
+                        recipient: a.recipient,
+                        lines: a.lines,
+                        city: a.city,
+                        postal_code: a.postal_code,
+                        country: a.country.map(|c| c.value).unwrap_or_default(),
+                    },
+                }
+            }
+        };
+        let reported = wpb::FaultCategory::try_from(r.reported_fault)
+            .unwrap_or(wpb::FaultCategory::Unspecified);
+        let command = Command::Open {
+            order_id: Uuid::now_v7().to_string(),
+            device,
+            channel,
+            customer_id: r.customer_id,
+            symptoms: r.symptoms,
+            coverage: Coverage::Pending { why: String::new() },
+        };
+        answer(self.app.open(command, &device_id, reported, &ctx).await)
+    }
+
+    async fn check_in_device(&self, request: Request<pb::CheckInDeviceRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let command = Command::CheckIn {
+            condition: Condition {
+                notes: r.condition_notes,
+                photos: r.photos,
+                liquid_indicator_tripped: r.liquid_indicator_tripped,
+            },
+            accessories: r.accessories_received,
+        };
+        answer(
+            self.app
+                .command(order_id(&r.order_id)?, command, &ctx)
+                .await,
+        )
+    }
+
+    async fn diagnose(&self, request: Request<pb::DiagnoseRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let f = fault(r.fault_category)?;
+        answer(
+            self.app
+                .diagnose(
+                    order_id(&r.order_id)?,
+                    f,
+                    f.as_str_name(),
+                    r.fault_codes,
+                    &r.technician,
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn issue_quote(&self, request: Request<pb::IssueQuoteRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let mut lines = Vec::with_capacity(r.lines.len());
+        for line in r.lines {
+            let amount = line
+                .amount
+                .ok_or_else(|| invalid("lines.amount", "is required"))?;
+            lines.push(QuoteLine {
+                description: line.description,
+                kind: if line.is_labour {
+                    LineKind::Labour
+                } else {
+                    LineKind::Part
+                },
+                amount: Money::new("lines.amount", amount.minor_units, &amount.currency)
+                    .map_err(|e| status(e.into()))?,
+            });
+        }
+        let command = Command::IssueQuote {
+            lines,
+            valid_until: timestamp("valid_until", r.valid_until.as_ref())?,
+            now: ctx.now,
+        };
+        answer(
+            self.app
+                .command(order_id(&r.order_id)?, command, &ctx)
+                .await,
+        )
+    }
+
+    async fn approve_quote(&self, request: Request<pb::OrderRef>) -> Answer {
+        let ctx = self.context(&request)?;
+        answer(
+            self.app
+                .command(
+                    order_id(&request.get_ref().order_id)?,
+                    Command::ApproveQuote { now: ctx.now },
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn decline_quote(&self, request: Request<pb::OrderRef>) -> Answer {
+        let ctx = self.context(&request)?;
+        answer(
+            self.app
+                .command(
+                    order_id(&request.get_ref().order_id)?,
+                    Command::DeclineQuote,
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn start_repair(&self, request: Request<pb::StartRepairRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        answer(
+            self.app
+                .start(order_id(&r.order_id)?, &r.technician, &ctx)
+                .await,
+        )
+    }
+
+    async fn replace_part(&self, request: Request<pb::ReplacePartRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let command = Command::ReplacePart(PartReplacement {
+            part_number: r.part_number,
+            old_serial: r.old_serial,
+            new_serial: r.new_serial,
+        });
+        answer(
+            self.app
+                .command(order_id(&r.order_id)?, command, &ctx)
+                .await,
+        )
+    }
+
+    async fn record_qc_result(&self, request: Request<pb::RecordQcResultRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        answer(
+            self.app
+                .command(
+                    order_id(&r.order_id)?,
+                    Command::RecordQc {
+                        passed: r.passed,
+                        notes: r.notes,
+                    },
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn mark_ready_for_return(&self, request: Request<pb::OrderRef>) -> Answer {
+        let ctx = self.context(&request)?;
+        answer(
+            self.app
+                .command(
+                    order_id(&request.get_ref().order_id)?,
+                    Command::MarkReadyForReturn,
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn confirm_collected(&self, request: Request<pb::OrderRef>) -> Answer {
+        let ctx = self.context(&request)?;
+        answer(
+            self.app
+                .command(
+                    order_id(&request.get_ref().order_id)?,
+                    Command::ConfirmCollected,
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn cancel_repair(&self, request: Request<pb::CancelRepairRequest>) -> Answer {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        answer(
+            self.app
+                .command(
+                    order_id(&r.order_id)?,
+                    Command::Cancel { reason: r.reason },
+                    &ctx,
+                )
+                .await,
+        )
+    }
+
+    async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
+        answer(self.app.get(order_id(&request.get_ref().order_id)?).await)
+    }
+
+    async fn upsert_service_center(
+        &self,
+        request: Request<pb::ServiceCenter>,
+    ) -> Result<Response<pb::ServiceCenter>, Status> {
+        let ctx = self.context(&request)?;
+        let c = request.into_inner();
+        let location = c
+            .location
+            .ok_or_else(|| invalid("location", "is required"))?;
+        let center = ServiceCenter {
+            id: c.id,
+            name: c.name,
+            country: c.country.map(|c| c.value).unwrap_or_default(),
+            city: c.city,
+            address: c.address,
+            latitude: location.latitude,
+            longitude: location.longitude,
+            open_days: c.open_days,
+            hours: c.hours,
+            capabilities: c.capabilities,
+            daily_capacity: c.daily_capacity,
+        };
+        let stored = self.app.upsert_center(center, &ctx).await.map_err(status)?;
+        Ok(Response::new(center_to_proto(&stored)))
+    }
+
+    async fn get_service_center(
+        &self,
+        request: Request<pb::GetServiceCenterRequest>,
+    ) -> Result<Response<pb::ServiceCenter>, Status> {
+        let center = self
+            .app
+            .center(request.get_ref().id.trim())
+            .map_err(status)?;
+        Ok(Response::new(center_to_proto(&center)))
+    }
+
+    async fn find_nearest_centers(
+        &self,
+        request: Request<pb::FindNearestCentersRequest>,
+    ) -> Result<Response<pb::FindNearestCentersResponse>, Status> {
+        let r = request.into_inner();
+        let p = r.point.ok_or_else(|| invalid("point", "is required"))?;
+        let point = GeoPoint::new("point", p.latitude, p.longitude)
+            .map_err(|e| invalid("point", &e.reason))?;
+        let country = r
+            .country
+            .map(|c| c.value.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty());
+        let limit = if r.limit == 0 { 5 } else { r.limit.min(50) };
+        let (found, mail_in) = self.app.nearest(
+            point,
+            country.as_deref(),
+            usize::try_from(limit).unwrap_or(5),
+        );
+        Ok(Response::new(pb::FindNearestCentersResponse {
+            centers: found
+                .iter()
+                .map(|(c, d)| pb::NearbyCenter {
+                    center: Some(center_to_proto(c)),
+                    distance_km: *d,
+                })
+                .collect(),
+            recommend_mail_in: mail_in,
+            radius_km: self.app.radius_km,
+        }))
+    }
+}

@@ -1,0 +1,381 @@
+//! The repair use cases: orders through the decider, coverage asked of warranty,
+//! service centers kept in the log and in memory.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use aftersales_eventstore::{
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, ExpectedVersion, HandleError,
+    Metadata, NewEvent, StoreError, StreamId,
+};
+use aftersales_proto::common::DeviceId;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use tonic::transport::Channel as GrpcChannel;
+
+use crate::domain::DomainError;
+use crate::domain::centers::{self, GeoPoint, ServiceCenter};
+use crate::domain::order::{Command, Coverage, OrderState, RepairOrder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// ABORTED: another command changed the order first.
+    #[error("{0}")]
+    Conflict(String),
+    /// UNAVAILABLE: warranty could not be asked where its answer is required.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<HandleError<DomainError>> for AppError {
+    fn from(error: HandleError<DomainError>) -> Self {
+        match error {
+            HandleError::Domain(e) => Self::Domain(e),
+            HandleError::Store(e) => e.into(),
+            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
+            HandleError::Codec(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
+            StoreError::InvalidInput(e) => {
+                Self::Domain(DomainError::invalid("request", e.to_string()))
+            }
+            StoreError::IdempotencyConflict { .. }
+            | StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::CorruptRow(_)
+            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+const CENTER_EVENT: &str = "ServiceCenterUpserted";
+
+/// The repair service's use cases.
+#[derive(Debug, Clone)]
+pub struct Repairs {
+    store: AnyEventStore,
+    orders: CommandHandler<RepairOrder, AnyEventStore>,
+    centers: Arc<RwLock<BTreeMap<String, ServiceCenter>>>,
+    warranty: Option<WarrantyServiceClient<GrpcChannel>>,
+    /// How far to look for a center before recommending mail-in.
+    pub radius_km: f64,
+}
+
+/// How an order names its device: `imei:<digits>` or `serial:<value>`.
+pub fn device_name(id: &DeviceId) -> Option<String> {
+    match id.kind.as_ref()? {
+        aftersales_proto::common::device_id::Kind::Imei(v) => Some(format!("imei:{v}")),
+        aftersales_proto::common::device_id::Kind::Serial(v) => Some(format!("serial:{v}")),
+    }
+}
+
+fn device_id(name: &str) -> AppResult<DeviceId> {
+    use aftersales_proto::common::device_id::Kind;
+    let kind = if let Some(imei) = name.strip_prefix("imei:") {
+        Kind::Imei(imei.to_owned())
+    } else if let Some(serial) = name.strip_prefix("serial:") {
+        Kind::Serial(serial.to_owned())
+    } else {
+        return Err(AppError::Internal(format!("device {name:?} in an order")));
+    };
+    Ok(DeviceId { kind: Some(kind) })
+}
+
+fn order_stream(order_id: &str) -> AppResult<StreamId> {
+    StreamId::parse(format!("repair-{order_id}"))
+        .map_err(|e| DomainError::invalid("order_id", e.to_string()).into())
+}
+
+impl Repairs {
+    /// The built-in centers with every change recorded in the log applied.
+    pub async fn new(
+        store: AnyEventStore,
+        warranty: Option<WarrantyServiceClient<GrpcChannel>>,
+        radius_km: f64,
+    ) -> AppResult<Self> {
+        let mut known: BTreeMap<String, ServiceCenter> = centers::builtin()
+            .map_err(|e| AppError::Internal(format!("centers.toml: {e}")))?
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect();
+        let mut after = 0;
+        loop {
+            let page = store.read_all(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in page.iter().filter(|e| e.event_type == CENTER_EVENT) {
+                let center: ServiceCenter = serde_json::from_slice(&event.payload)
+                    .map_err(|e| AppError::Internal(format!("stored center: {e}")))?;
+                known.insert(center.id.clone(), center);
+            }
+        }
+        Ok(Self {
+            orders: CommandHandler::new(store.clone()),
+            store,
+            centers: Arc::new(RwLock::new(known)),
+            warranty,
+            radius_km,
+        })
+    }
+
+    async fn run(
+        &self,
+        order_id: &str,
+        command: Command,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let handled = self
+            .orders
+            .handle(&order_stream(order_id)?, &command, ctx)
+            .await?;
+        let state = handled
+            .state
+            .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
+        Ok((state, handled.version))
+    }
+
+    /// Asks warranty; `None` when it cannot be reached in time.
+    async fn ask_warranty(&self, device: &DeviceId, fault: wpb::FaultCategory) -> Option<Coverage> {
+        let mut client = self.warranty.clone()?;
+        let request = wpb::CheckCoverageRequest {
+            device_id: Some(device.clone()),
+            fault_category: fault.into(),
+            as_of: None,
+            record_decision: true,
+        };
+        match tokio::time::timeout(Duration::from_secs(2), client.check_coverage(request)).await {
+            Ok(Ok(answer)) => {
+                let d = answer.into_inner();
+                Some(Coverage::Decided {
+                    covered: d.covered,
+                    reason: d.reason,
+                    policy_id: d.policy_id,
+                    policy_version: d.policy_version,
+                })
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => Some(Coverage::Decided {
+                covered: false,
+                reason: "device_not_registered".into(),
+                policy_id: String::new(),
+                policy_version: 0,
+            }),
+            Ok(Err(status)) => {
+                tracing::warn!(%status, "warranty refused the coverage question");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("warranty did not answer in time");
+                None
+            }
+        }
+    }
+
+    pub fn center(&self, id: &str) -> AppResult<ServiceCenter> {
+        self.centers
+            .read()
+            .ok()
+            .and_then(|c| c.get(id).cloned())
+            .ok_or_else(|| DomainError::NotFound(format!("service center {id}")).into())
+    }
+
+    /// Opens an order; coverage is asked at once and recorded, or left pending
+    /// when warranty cannot be reached.
+    pub async fn open(
+        &self,
+        mut command: Command,
+        device_id: &DeviceId,
+        reported: wpb::FaultCategory,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let Command::Open {
+            order_id,
+            channel,
+            coverage,
+            ..
+        } = &mut command
+        else {
+            return Err(AppError::Internal("open takes an Open command".into()));
+        };
+        if let crate::domain::order::Channel::WalkIn { center_id } = channel
+            && !center_id.trim().is_empty()
+        {
+            self.center(center_id)?;
+        }
+        let id = order_id.clone();
+        let asked = if reported == wpb::FaultCategory::Unspecified {
+            wpb::FaultCategory::Mainboard
+        } else {
+            reported
+        };
+        *coverage = self
+            .ask_warranty(device_id, asked)
+            .await
+            .unwrap_or(Coverage::Pending {
+                why: "warranty did not answer; decided at diagnosis".into(),
+            });
+        self.run(&id, command, ctx).await
+    }
+
+    /// Diagnoses with warranty's final answer, which is required here.
+    pub async fn diagnose(
+        &self,
+        order_id: &str,
+        fault: wpb::FaultCategory,
+        fault_name: &str,
+        fault_codes: Vec<String>,
+        technician: &str,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let (order, _) = self.get(order_id).await?;
+        let coverage = self
+            .ask_warranty(&device_id(&order.device)?, fault)
+            .await
+            .ok_or_else(|| {
+                AppError::Unavailable("warranty cannot be reached; diagnose again shortly".into())
+            })?;
+        let command = Command::Diagnose {
+            fault: fault_name.to_owned(),
+            fault_codes,
+            technician: technician.to_owned(),
+            coverage,
+        };
+        self.run(order_id, command, ctx).await
+    }
+
+    /// Starts the repair; a covered repair records its claim with warranty first.
+    pub async fn start(
+        &self,
+        order_id: &str,
+        technician: &str,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let (order, _) = self.get(order_id).await?;
+        let command = Command::StartRepair {
+            technician: technician.to_owned(),
+        };
+        // Refuse an illegal start before telling warranty anything.
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
+            .map_err(AppError::Domain)?;
+        if order.coverage.is_covered() {
+            let mut client = self
+                .warranty
+                .clone()
+                .ok_or_else(|| AppError::Unavailable("no warranty service configured".into()))?;
+            let fault = order
+                .fault
+                .as_deref()
+                .and_then(wpb::FaultCategory::from_str_name)
+                .unwrap_or(wpb::FaultCategory::Unspecified);
+            let claim = wpb::RecordClaimRequest {
+                device_id: Some(device_id(&order.device)?),
+                repair_order_id: order_id.to_owned(),
+                fault_category: fault.into(),
+                under_legal_guarantee: false,
+            };
+            tokio::time::timeout(Duration::from_secs(2), client.record_claim(claim))
+                .await
+                .map_err(|_| {
+                    AppError::Unavailable("warranty did not record the claim in time".into())
+                })?
+                .map_err(|s| {
+                    AppError::Unavailable(format!(
+                        "warranty did not record the claim: {}",
+                        s.message()
+                    ))
+                })?;
+        }
+        self.run(order_id, command, ctx).await
+    }
+
+    pub async fn command(
+        &self,
+        order_id: &str,
+        command: Command,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        self.get(order_id).await?;
+        self.run(order_id, command, ctx).await
+    }
+
+    pub async fn get(&self, order_id: &str) -> AppResult<(OrderState, u64)> {
+        let loaded = self.orders.load(&order_stream(order_id)?).await?;
+        let state = loaded
+            .state
+            .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
+        Ok((state, loaded.version))
+    }
+
+    /// Records a center change in the log, then serves it.
+    pub async fn upsert_center(
+        &self,
+        center: ServiceCenter,
+        ctx: &CommandContext,
+    ) -> AppResult<ServiceCenter> {
+        center
+            .validate("center")
+            .map_err(|e| DomainError::Invalid {
+                field: "center",
+                reason: e.to_string(),
+            })?;
+        let stream = StreamId::parse(format!("center-{}", center.id))
+            .map_err(|e| DomainError::invalid("center.id", e.to_string()))?;
+        let event = NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: CENTER_EVENT.into(),
+            schema_version: 1,
+            payload: serde_json::to_vec(&center).map_err(|e| AppError::Internal(e.to_string()))?,
+            metadata: Metadata {
+                correlation_id: ctx.correlation_id,
+                causation_id: ctx.causation_id,
+                traceparent: ctx.traceparent.clone(),
+                tracestate: ctx.tracestate.clone(),
+                actor: ctx.actor.clone(),
+                region: ctx.region.clone(),
+                recorded_at: ctx.now,
+            },
+        };
+        self.store
+            .append(&stream, ExpectedVersion::Any, vec![event])
+            .await?;
+        if let Ok(mut centers) = self.centers.write() {
+            centers.insert(center.id.clone(), center.clone());
+        }
+        Ok(center)
+    }
+
+    /// Centers near `point`, or a mail-in recommendation.
+    pub fn nearest(
+        &self,
+        point: GeoPoint,
+        country: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(ServiceCenter, f64)>, bool) {
+        let centers: Vec<ServiceCenter> = self
+            .centers
+            .read()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default();
+        let found = centers::nearest(&centers, point, country, limit, self.radius_km);
+        (
+            found
+                .centers
+                .iter()
+                .map(|(c, d)| ((*c).clone(), *d))
+                .collect(),
+            found.recommend_mail_in,
+        )
+    }
+}

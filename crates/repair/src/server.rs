@@ -1,0 +1,127 @@
+//! The repair service as a running process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aftersales_eventstore::AnyEventStore;
+use aftersales_messaging::{Shutdown, ShutdownTrigger};
+use aftersales_proto::repair::repair_service_server::RepairServiceServer;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::grpc::{Grpc, bind};
+
+use crate::api::RepairApi;
+use crate::app::Repairs;
+
+pub const GRPC_SERVICE: &str = "aftersales.repair.v1.RepairService";
+
+/// How the service runs; flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_REPAIR_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub listen: SocketAddr,
+    /// The service's own database: postgres://… or sqlite:path.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/repair.db")]
+    pub database_url: String,
+    /// The warranty service, e.g. http://127.0.0.1:50051; unset leaves coverage
+    /// pending and refuses diagnosis.
+    #[arg(long, env = "AFTERSALES_WARRANTY_URL")]
+    pub warranty_url: Option<String>,
+    /// This deployment's region.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    pub region: String,
+    /// How far to look for a service center before recommending mail-in.
+    #[arg(long, env = "AFTERSALES_CENTER_RADIUS_KM", default_value_t = 100.0)]
+    pub center_radius_km: f64,
+    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
+    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Store(#[from] aftersales_eventstore::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+    #[error(transparent)]
+    Serve(#[from] aftersales_runtime::grpc::ServeError),
+}
+
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: AnyEventStore,
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.stop.trigger();
+        self.task
+            .await
+            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    if !(config.center_radius_km.is_finite() && config.center_radius_km > 0.0) {
+        return Err(StartError::Config(
+            "center radius must be a positive number of km".into(),
+        ));
+    }
+    if let Some(path) = config.database_url.strip_prefix("sqlite:")
+        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StartError::Config(format!(
+                "DATABASE_URL: cannot create {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let store = AnyEventStore::connect(&config.database_url).await?;
+    let warranty = match &config.warranty_url {
+        Some(url) => Some(WarrantyServiceClient::new(
+            tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy(),
+        )),
+        None => None,
+    };
+    let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
+    let (listener, addr) = bind(config.listen).await?;
+    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
+    let router = router.add_service(RepairServiceServer::new(RepairApi::new(
+        app,
+        config.region.clone(),
+    )));
+    let (trigger, mut shutdown) = Shutdown::new();
+    let drain = Duration::from_secs(config.drain_grace_seconds);
+    let task = tokio::spawn(async move {
+        grpc.serve(
+            router,
+            listener,
+            async move { shutdown.requested().await },
+            drain,
+        )
+        .await
+        .map_err(StartError::from)
+    });
+    tracing::info!(%addr, "repair service listening");
+    Ok(Running {
+        addr,
+        store,
+        stop: trigger,
+        task,
+    })
+}

@@ -1,0 +1,651 @@
+//! Repair journeys, refusals, coverage from warranty, and service centers.
+
+use std::time::Duration;
+
+use aftersales_proto::common::{Address, CountryCode, DeviceId, GeoPoint, Money, device_id};
+use aftersales_proto::repair as pb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_testkit::shared_postgres;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Platform {
+    warranty: aftersales_warranty::server::Running,
+    repair: aftersales_repair::server::Running,
+    w: WarrantyServiceClient<Channel>,
+    r: RepairServiceClient<Channel>,
+    repair_url: String,
+}
+
+fn repair_config(
+    database_url: String,
+    warranty_url: Option<String>,
+) -> aftersales_repair::server::Config {
+    aftersales_repair::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        warranty_url,
+        region: "test".into(),
+        center_radius_km: 150.0,
+        drain_grace_seconds: 0,
+    }
+}
+
+impl Platform {
+    async fn start() -> Self {
+        let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: shared_postgres().create_database().unwrap(),
+            nats_url: None,
+            region: "test".into(),
+            policies: None,
+            stream_replicas: 1,
+            drain_grace_seconds: 0,
+        })
+        .await
+        .unwrap();
+        let repair_url = shared_postgres().create_database().unwrap();
+        let repair = aftersales_repair::server::start(repair_config(
+            repair_url.clone(),
+            Some(format!("http://{}", warranty.addr)),
+        ))
+        .await
+        .unwrap();
+        let w = WarrantyServiceClient::connect(format!("http://{}", warranty.addr))
+            .await
+            .unwrap();
+        let r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+            .await
+            .unwrap();
+        Self {
+            warranty,
+            repair,
+            w,
+            r,
+            repair_url,
+        }
+    }
+
+    async fn stop(self) {
+        self.repair.stop().await.unwrap();
+        self.warranty.stop().await.unwrap();
+    }
+
+    async fn repair_events(&self) -> i64 {
+        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &self.repair.store else {
+            panic!()
+        };
+        sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    }
+}
+
+fn imei(n: u64) -> String {
+    let body = format!(
+        "{:014}",
+        36_000_000_000_000 + u64::from(std::process::id()) * 1000 + n
+    );
+    let check = (0..10)
+        .find(|d| aftersales_warranty::domain::ids::luhn_valid(&format!("{body}{d}")))
+        .unwrap();
+    format!("{body}{check}")
+}
+
+fn device(imei: &str) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(imei.into())),
+    })
+}
+
+fn days_ago(days: i64) -> String {
+    #[allow(clippy::disallowed_methods)]
+    let today = chrono::Utc::now().date_naive();
+    (today - chrono::Duration::days(days)).to_string()
+}
+
+async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
+    p.w.register_device(wpb::RegisterDeviceRequest {
+        device_id: device(imei),
+        model: "Aurora 5".into(),
+        purchase_date: days_ago(days),
+        country_of_purchase: Some(CountryCode {
+            value: country.into(),
+        }),
+        channel: wpb::SalesChannel::OnlineStore.into(),
+        customer_id: "cust-1".into(),
+    })
+    .await
+    .unwrap();
+}
+
+fn walk_in(imei: &str) -> pb::OpenRepairRequest {
+    pb::OpenRepairRequest {
+        device_id: device(imei),
+        channel: pb::Channel::WalkIn.into(),
+        service_center_id: "sc-berlin-01".into(),
+        customer_id: "cust-1".into(),
+        symptoms: "the screen flickers".into(),
+        contact_address: None,
+        reported_fault: wpb::FaultCategory::Display.into(),
+    }
+}
+
+fn order(id: &str) -> pb::OrderRef {
+    pb::OrderRef {
+        order_id: id.into(),
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.unwrap_err();
+    (s.code(), s.message().to_owned())
+}
+
+#[tokio::test]
+async fn a_covered_walk_in_repair_from_open_to_collected() {
+    let mut p = Platform::start().await;
+    let imei = imei(1);
+    register(&mut p, &imei, "DE", 100).await;
+    let opened = p.r.open_repair(walk_in(&imei)).await.unwrap().into_inner();
+    assert_eq!(opened.stage, i32::from(pb::Stage::Opened));
+    let coverage = opened.coverage.clone().unwrap();
+    assert!(coverage.decided && coverage.covered, "{coverage:?}");
+    assert_eq!(coverage.policy_id, "de-consumer");
+    let id = opened.order_id.clone();
+
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "hairline scratch on the back".into(),
+        photos: vec!["photo-1".into()],
+        liquid_indicator_tripped: false,
+        accessories_received: vec!["case".into()],
+    })
+    .await
+    .unwrap();
+    let diagnosed =
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec!["DSP-17".into()],
+            technician: "tech-7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(diagnosed.coverage.unwrap().covered);
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    // The covered repair recorded its claim with warranty.
+    let claimed =
+        p.w.get_device(wpb::GetDeviceRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(claimed.claims, 1);
+    p.r.replace_part(pb::ReplacePartRequest {
+        order_id: id.clone(),
+        part_number: "DSP-5".into(),
+        old_serial: "A1".into(),
+        new_serial: "B2".into(),
+    })
+    .await
+    .unwrap();
+    let failed =
+        p.r.record_qc_result(pb::RecordQcResultRequest {
+            order_id: id.clone(),
+            passed: false,
+            notes: "dead pixel".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (failed.stage, failed.qc_failures),
+        (i32::from(pb::Stage::InRepair), 1)
+    );
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    let closed =
+        p.r.confirm_collected(order(&id))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(closed.stage, i32::from(pb::Stage::Closed));
+    assert!(closed.repaired);
+    assert_eq!(closed.parts_replaced, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
+    let mut p = Platform::start().await;
+    let imei = imei(2);
+    register(&mut p, &imei, "US", 500).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let diagnosed =
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!diagnosed.coverage.unwrap().covered);
+    let (c, m) = code(
+        p.r.start_repair(pb::StartRepairRequest {
+            order_id: id.clone(),
+            technician: "tech-1".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+
+    #[allow(clippy::disallowed_methods)]
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    let quote = |valid_until: chrono::DateTime<chrono::Utc>| pb::IssueQuoteRequest {
+        order_id: id.clone(),
+        lines: vec![
+            pb::QuoteLine {
+                description: "battery".into(),
+                is_labour: false,
+                amount: Some(Money {
+                    minor_units: 4900,
+                    currency: "USD".into(),
+                }),
+            },
+            pb::QuoteLine {
+                description: "labour".into(),
+                is_labour: true,
+                amount: Some(Money {
+                    minor_units: 2500,
+                    currency: "USD".into(),
+                }),
+            },
+        ],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: valid_until.timestamp(),
+            nanos: 0,
+        }),
+    };
+    let quoted = p.r.issue_quote(quote(soon)).await.unwrap().into_inner();
+    assert_eq!(quoted.quote.unwrap().total.unwrap().minor_units, 7400);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (c, m) = code(p.r.approve_quote(order(&id)).await);
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    assert!(m.contains("expired"), "{m}");
+    #[allow(clippy::disallowed_methods)]
+    let later = chrono::Utc::now() + chrono::Duration::days(7);
+    let revised = p.r.issue_quote(quote(later)).await.unwrap().into_inner();
+    assert_eq!(revised.quote.unwrap().revision, 2);
+    p.r.approve_quote(order(&id)).await.unwrap();
+    let started =
+        p.r.start_repair(pb::StartRepairRequest {
+            order_id: id.clone(),
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.stage, i32::from(pb::Stage::InRepair));
+    let claims =
+        p.w.get_device(wpb::GetDeviceRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .claims;
+    assert_eq!(claims, 0, "a paid repair is no warranty claim");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn illegal_transitions_unknown_orders_and_bad_input_write_nothing() {
+    let mut p = Platform::start().await;
+    let imei = imei(3);
+    register(&mut p, &imei, "FR", 30).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let before = p.repair_events().await;
+    let (c, m) = code(p.r.mark_ready_for_return(order(&id)).await);
+    assert_eq!(c, Code::FailedPrecondition);
+    assert!(m.contains("opened"), "names the state: {m}");
+    let (c, _) = code(
+        p.r.get_repair(order("0198f0e8-0000-7000-8000-000000000000"))
+            .await,
+    );
+    assert_eq!(c, Code::NotFound);
+    let (c, _) = code(p.r.approve_quote(order("nope")).await);
+    assert_eq!(c, Code::NotFound);
+
+    let mut cases: Vec<(pb::OpenRepairRequest, &str)> = Vec::new();
+    let mut r = walk_in(&imei);
+    r.symptoms = "   ".into();
+    cases.push((r, "symptoms"));
+    let mut r = walk_in(&imei);
+    r.service_center_id = String::new();
+    cases.push((r, "service_center"));
+    let mut r = walk_in(&imei);
+    r.channel = pb::Channel::MailIn.into();
+    cases.push((r, "contact_address"));
+    let mut r = walk_in(&imei);
+    r.channel = pb::Channel::MailIn.into();
+    r.contact_address = Some(Address {
+        recipient: "Ana".into(),
+        lines: vec![],
+        city: "Lyon".into(),
+        region: String::new(),
+        postal_code: "69001".into(),
+        country: Some(CountryCode { value: "FR".into() }),
+        phone: String::new(),
+    });
+    cases.push((r, "contact_address.lines"));
+    let mut r = walk_in(&imei);
+    r.device_id = None;
+    cases.push((r, "device_id"));
+    let mut r = walk_in(&imei);
+    r.channel = 0;
+    cases.push((r, "channel"));
+    for (request, field) in cases {
+        let (c, m) = code(p.r.open_repair(request).await);
+        assert_eq!(c, Code::InvalidArgument, "{field}: {m}");
+        assert!(m.starts_with(field), "{field}: {m}");
+    }
+    let (c, _) = code(
+        p.r.open_repair(pb::OpenRepairRequest {
+            service_center_id: "sc-nowhere".into(),
+            ..walk_in(&imei)
+        })
+        .await,
+    );
+    assert_eq!(c, Code::NotFound);
+
+    // A quote's money: never negative, always an ISO 4217 currency.
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before_quote = p.repair_events().await;
+    for (units, currency, field) in [
+        (-1, "EUR", "lines.amount"),
+        (100, "EURO", "lines.amount"),
+        (100, "ABC", "lines.amount"),
+    ] {
+        let request = pb::IssueQuoteRequest {
+            order_id: id.clone(),
+            lines: vec![pb::QuoteLine {
+                description: "x".into(),
+                is_labour: true,
+                amount: Some(Money {
+                    minor_units: units,
+                    currency: currency.into(),
+                }),
+            }],
+            valid_until: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+        };
+        let (c, m) = code(p.r.issue_quote(request).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.starts_with(field), "{m}");
+    }
+    assert_eq!(p.repair_events().await, before_quote);
+    assert_eq!(before_quote, before + 1, "only the check-in was written");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn racing_decisions_on_one_quote_have_one_winner() {
+    let mut p = Platform::start().await;
+    let imei = imei(4);
+    register(&mut p, &imei, "US", 600).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Camera.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.issue_quote(pb::IssueQuoteRequest {
+        order_id: id.clone(),
+        lines: vec![pb::QuoteLine {
+            description: "camera".into(),
+            is_labour: false,
+            amount: Some(Money {
+                minor_units: 9900,
+                currency: "USD".into(),
+            }),
+        }],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: 4_000_000_000,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    let mut racers = Vec::new();
+    for approve in [true, false, true, false, true, false] {
+        let mut client = p.r.clone();
+        let id = id.clone();
+        racers.push(tokio::spawn(async move {
+            if approve {
+                client.approve_quote(order(&id)).await
+            } else {
+                client.decline_quote(order(&id)).await
+            }
+        }));
+    }
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(s) => assert!(
+                matches!(s.code(), Code::FailedPrecondition | Code::Aborted),
+                "{s:?}"
+            ),
+        }
+    }
+    assert_eq!(won, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn without_warranty_opening_works_and_coverage_is_decided_at_diagnosis() {
+    let database = shared_postgres().create_database().unwrap();
+    // Nothing listens on port 9: warranty is unreachable.
+    let repair = aftersales_repair::server::start(repair_config(
+        database,
+        Some("http://127.0.0.1:9".into()),
+    ))
+    .await
+    .unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+        .await
+        .unwrap();
+    let opened = r.open_repair(walk_in(&imei(5))).await.unwrap().into_inner();
+    let coverage = opened.coverage.unwrap();
+    assert!(!coverage.decided, "{coverage:?}");
+    r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: opened.order_id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (c, m) = code(
+        r.diagnose(pb::DiagnoseRequest {
+            order_id: opened.order_id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec![],
+            technician: "t".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::Unavailable, "{m}");
+    let still = r
+        .get_repair(order(&opened.order_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still.stage, i32::from(pb::Stage::Received));
+    repair.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn nearest_centers_mail_in_beyond_the_radius_and_centers_that_persist() {
+    let mut p = Platform::start().await;
+    let potsdam = Some(GeoPoint {
+        latitude: 52.3906,
+        longitude: 13.0645,
+    });
+    let near =
+        p.r.find_nearest_centers(pb::FindNearestCentersRequest {
+            point: potsdam,
+            country: None,
+            limit: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!near.recommend_mail_in);
+    assert_eq!(near.centers[0].center.as_ref().unwrap().id, "sc-berlin-01");
+    assert!(near.centers[0].distance_km < 40.0);
+
+    let alice_springs = Some(GeoPoint {
+        latitude: -23.698,
+        longitude: 133.8807,
+    });
+    let far =
+        p.r.find_nearest_centers(pb::FindNearestCentersRequest {
+            point: alice_springs,
+            country: Some(CountryCode { value: "AU".into() }),
+            limit: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(far.recommend_mail_in);
+    assert!(far.centers.is_empty());
+
+    let center = pb::ServiceCenter {
+        id: "sc-alice-springs-01".into(),
+        name: "Aftersales Alice Springs".into(),
+        country: Some(CountryCode { value: "AU".into() }),
+        city: "Alice Springs".into(),
+        address: vec!["Todd Mall 1".into()],
+        location: alice_springs,
+        open_days: vec!["mon".into(), "wed".into(), "fri".into()],
+        hours: "09:00-17:00".into(),
+        capabilities: vec!["battery".into()],
+        daily_capacity: 8,
+    };
+    p.r.upsert_service_center(center.clone()).await.unwrap();
+    let bad = pb::ServiceCenter {
+        location: Some(GeoPoint {
+            latitude: 200.0,
+            longitude: 0.0,
+        }),
+        ..center.clone()
+    };
+    assert_eq!(
+        code(p.r.upsert_service_center(bad).await).0,
+        Code::InvalidArgument
+    );
+    let found =
+        p.r.find_nearest_centers(pb::FindNearestCentersRequest {
+            point: alice_springs,
+            country: None,
+            limit: 3,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!found.recommend_mail_in);
+    assert_eq!(
+        found.centers[0].center.as_ref().unwrap().id,
+        "sc-alice-springs-01"
+    );
+
+    // Restarted on the same database, the change is still there.
+    let url = p.repair_url.clone();
+    let warranty_url = format!("http://{}", p.warranty.addr);
+    p.repair.stop().await.unwrap();
+    let repair = aftersales_repair::server::start(repair_config(url, Some(warranty_url)))
+        .await
+        .unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+        .await
+        .unwrap();
+    let stored = r
+        .get_service_center(pb::GetServiceCenterRequest {
+            id: "sc-alice-springs-01".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored, center);
+    assert_eq!(
+        code(
+            r.get_service_center(pb::GetServiceCenterRequest {
+                id: "sc-nowhere".into()
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+    repair.stop().await.unwrap();
+    p.warranty.stop().await.unwrap();
+}
