@@ -2,8 +2,8 @@
 //!
 //! `aftersales up` starts every service built so far in this one process, on the
 //! embedded default: SQLite event stores under a data directory, no broker. Today
-//! that is the warranty service; repair, logistics and notification join it as
-//! they are built.
+//! that is warranty and repair (which asks warranty over gRPC); logistics and
+//! notification join them as they are built.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,42 +24,60 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the services in this process, with SQLite under the data directory.
-    Up {
-        /// Where the services keep their databases.
-        #[arg(long, env = "AFTERSALES_DATA_DIR", default_value = "data")]
-        data_dir: PathBuf,
-        /// The warranty service's gRPC address.
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        warranty_listen: SocketAddr,
-        /// This deployment's region.
-        #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
-        region: String,
-    },
+    Up(Up),
 }
 
-async fn up(data_dir: PathBuf, warranty_listen: SocketAddr, region: String) -> Result<(), String> {
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+#[derive(Debug, clap::Args)]
+struct Up {
+    /// Where the services keep their databases.
+    #[arg(long, env = "AFTERSALES_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// The warranty service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    warranty_listen: SocketAddr,
+    /// The repair service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    repair_listen: SocketAddr,
+    /// This deployment's region.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    region: String,
+}
+
+async fn up(args: Up) -> Result<(), String> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     let database = |service: &str| {
         format!(
             "sqlite:{}",
-            data_dir.join(format!("{service}.db")).display()
+            args.data_dir.join(format!("{service}.db")).display()
         )
     };
     let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
-        listen: warranty_listen,
+        listen: args.warranty_listen,
         database_url: database("warranty"),
         nats_url: None,
-        region,
+        region: args.region.clone(),
         policies: None,
         stream_replicas: 1,
         drain_grace_seconds: 0,
     })
     .await
     .map_err(|e| format!("warranty: {e}"))?;
+    let repair = aftersales_repair::server::start(aftersales_repair::server::Config {
+        listen: args.repair_listen,
+        database_url: database("repair"),
+        warranty_url: Some(format!("http://{}", warranty.addr)),
+        region: args.region.clone(),
+        center_radius_km: 100.0,
+        drain_grace_seconds: 0,
+    })
+    .await
+    .map_err(|e| format!("repair: {e}"))?;
     println!("warranty     grpc://{}", warranty.addr);
-    println!("data in {}; Ctrl-C stops", data_dir.display());
+    println!("repair       grpc://{}", repair.addr);
+    println!("data in {}; Ctrl-C stops", args.data_dir.display());
     aftersales_runtime::signal::terminate().await;
+    repair.stop().await.map_err(|e| format!("repair: {e}"))?;
     warranty
         .stop()
         .await
@@ -73,11 +91,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     aftersales_runtime::logging::init(cli.log_json);
     let result = match cli.command {
-        Command::Up {
-            data_dir,
-            warranty_listen,
-            region,
-        } => up(data_dir, warranty_listen, region).await,
+        Command::Up(args) => up(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,38 +5,62 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
+use aftersales_proto::repair as rpb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 
-/// Starts `aftersales up` on a free port; its warranty address and the process.
-fn up(data: &std::path::Path) -> (String, std::process::Child) {
+/// Starts `aftersales up` on free ports; the warranty and repair addresses and the
+/// process.
+fn up(data: &std::path::Path) -> (String, String, Process) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
-        .args(["up", "--warranty-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--warranty-listen",
+            "127.0.0.1:0",
+            "--repair-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line.split("grpc://").nth(1).unwrap().trim().to_owned();
+    let mut address = || {
+        let line = lines.next().unwrap().unwrap();
+        line.split("grpc://").nth(1).unwrap().trim().to_owned()
+    };
+    let warranty = address();
+    let repair = address();
     std::thread::spawn(move || lines.for_each(drop));
-    (addr, child)
+    (warranty, repair, Process(child))
 }
 
-fn terminate(mut child: std::process::Child) -> std::process::ExitStatus {
+/// The `aftersales up` process, killed if a test fails before stopping it.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn terminate(mut child: Process) -> std::process::ExitStatus {
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on a child we own.
     unsafe {
-        libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
+        libc::kill(i32::try_from(child.0.id()).unwrap(), libc::SIGTERM);
     }
-    child.wait().unwrap()
+    child.0.wait().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
     let data = tempfile::tempdir().unwrap();
-    let (addr, child) = up(data.path());
+    let (addr, repair_addr, child) = up(data.path());
     let mut client = WarrantyServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -55,11 +79,34 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
         })
         .await
         .unwrap();
+    // Repair runs beside it and asks it about coverage.
+    let mut repair = RepairServiceClient::connect(format!("http://{repair_addr}"))
+        .await
+        .unwrap();
+    let opened = repair
+        .open_repair(rpb::OpenRepairRequest {
+            device_id: id.clone(),
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-bengaluru-01".into(),
+            customer_id: "cust-1".into(),
+            symptoms: "does not charge".into(),
+            contact_address: None,
+            reported_fault: pb::FaultCategory::Charging.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let coverage = opened.coverage.unwrap();
+    // Bought 2025-11-01 in India: warranty answered under its policy.
+    assert!(coverage.decided, "{coverage:?}");
+    assert_eq!(coverage.policy_id, "in-limited");
+    drop(repair);
     assert!(terminate(child).success());
+    assert!(data.path().join("repair.db").exists());
     assert!(data.path().join("warranty.db").exists());
 
     // Started again on the same data, it still knows the device.
-    let (addr, child) = up(data.path());
+    let (addr, _, child) = up(data.path());
     let mut client = WarrantyServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
