@@ -79,6 +79,7 @@ fn status(error: AppError) -> Status {
         AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
         AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
         AppError::Unavailable(why) => Status::unavailable(why),
+        AppError::Full(why) => Status::resource_exhausted(why),
         AppError::Internal(detail) => {
             tracing::error!(%detail, "repair request failed");
             Status::internal("internal error")
@@ -224,6 +225,44 @@ fn center_to_proto(c: &ServiceCenter) -> pb::ServiceCenter {
         hours: c.hours.clone(),
         capabilities: c.capabilities.clone(),
         daily_capacity: c.daily_capacity,
+    }
+}
+
+/// The directory's name of a stage.
+fn stage_name(s: pb::Stage) -> &'static str {
+    match s {
+        pb::Stage::Unspecified => "",
+        pb::Stage::Opened => Stage::Opened.as_str(),
+        pb::Stage::AwaitingDevice => Stage::AwaitingDevice.as_str(),
+        pb::Stage::Received => Stage::Received.as_str(),
+        pb::Stage::Diagnosed => Stage::Diagnosed.as_str(),
+        pb::Stage::Quoted => Stage::Quoted.as_str(),
+        pb::Stage::Approved => Stage::Approved.as_str(),
+        pb::Stage::InRepair => Stage::InRepair.as_str(),
+        pb::Stage::QcPassed => Stage::QcPassed.as_str(),
+        pb::Stage::ReadyForReturn => Stage::ReadyForReturn.as_str(),
+        pb::Stage::Closed => Stage::Closed.as_str(),
+        pb::Stage::Cancelled => Stage::Cancelled.as_str(),
+    }
+}
+
+fn summary(row: &crate::projections::OrderRow) -> pb::RepairSummary {
+    let stage = Stage::ALL
+        .into_iter()
+        .find(|s| s.as_str() == row.stage)
+        .map_or(pb::Stage::Unspecified, stage);
+    pb::RepairSummary {
+        order_id: row.order_id.clone(),
+        stage: stage.into(),
+        channel: if row.channel == "mail_in" {
+            pb::Channel::MailIn
+        } else {
+            pb::Channel::WalkIn
+        }
+        .into(),
+        service_center_id: row.center_id.clone(),
+        customer_id: row.customer_id.clone(),
+        opened_on: row.opened_on.clone(),
     }
 }
 
@@ -457,6 +496,76 @@ impl RepairService for RepairApi {
 
     async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
         answer(self.app.get(order_id(&request.get_ref().order_id)?).await)
+    }
+
+    async fn list_repairs_by_device(
+        &self,
+        request: Request<pb::ListRepairsByDeviceRequest>,
+    ) -> Result<Response<pb::ListRepairsResponse>, Status> {
+        let device = request
+            .into_inner()
+            .device_id
+            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let rows = self.app.orders_of_device(&device).await.map_err(status)?;
+        Ok(Response::new(pb::ListRepairsResponse {
+            repairs: rows.iter().map(summary).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn list_repairs_by_center(
+        &self,
+        request: Request<pb::ListRepairsByCenterRequest>,
+    ) -> Result<Response<pb::ListRepairsResponse>, Status> {
+        let r = request.into_inner();
+        let stage_filter = match pb::Stage::try_from(r.stage) {
+            Ok(pb::Stage::Unspecified) => None,
+            Ok(s) => Some(stage_name(s)),
+            Err(_) => return Err(invalid("stage", "is not a Stage value")),
+        };
+        let limit = i64::from(if r.page_size == 0 {
+            50
+        } else {
+            r.page_size.min(500)
+        });
+        let rows = self
+            .app
+            .orders_of_center(
+                r.service_center_id.trim(),
+                stage_filter,
+                &r.page_token,
+                limit,
+            )
+            .await
+            .map_err(status)?;
+        let next_page_token = if i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit {
+            rows.last().map(|r| r.order_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListRepairsResponse {
+            repairs: rows.iter().map(summary).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn verify_repair_history(
+        &self,
+        request: Request<pb::VerifyRepairHistoryRequest>,
+    ) -> Result<Response<pb::VerifyRepairHistoryResponse>, Status> {
+        let device = request
+            .into_inner()
+            .device_id
+            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let (orders, events, problem) = self.app.verify_device(&device).await.map_err(status)?;
+        let (first_bad_order_id, problem) = problem.unwrap_or_default();
+        Ok(Response::new(pb::VerifyRepairHistoryResponse {
+            intact: problem.is_empty(),
+            orders_checked: u32::try_from(orders).unwrap_or(u32::MAX),
+            events_checked: events,
+            problem,
+            first_bad_order_id,
+        }))
     }
 
     async fn upsert_service_center(

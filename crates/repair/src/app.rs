@@ -17,6 +17,7 @@ use tonic::transport::Channel as GrpcChannel;
 use crate::domain::DomainError;
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
 use crate::domain::order::{Command, Coverage, OrderState, RepairOrder};
+use crate::projections::{self, OrderRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -25,6 +26,9 @@ pub enum AppError {
     /// ABORTED: another command changed the order first.
     #[error("{0}")]
     Conflict(String),
+    /// RESOURCE_EXHAUSTED: the center is full that day.
+    #[error("{0}")]
+    Full(String),
     /// UNAVAILABLE: warranty could not be asked where its answer is required.
     #[error("{0}")]
     Unavailable(String),
@@ -212,7 +216,18 @@ impl Repairs {
         if let crate::domain::order::Channel::WalkIn { center_id } = channel
             && !center_id.trim().is_empty()
         {
-            self.center(center_id)?;
+            let center = self.center(center_id)?;
+            let today = ctx.now.date_naive();
+            let booked = projections::bookings(&self.store, &center.id, today).await?;
+            if center.next_available(today, &booked) != Some(today) {
+                let next = center
+                    .next_available(today, &booked)
+                    .map_or_else(|| "none within a year".to_owned(), |d| d.to_string());
+                return Err(AppError::Full(format!(
+                    "{} takes no more walk-in repairs today; next available: {next}",
+                    center.id
+                )));
+            }
         }
         let id = order_id.clone();
         let asked = if reported == wpb::FaultCategory::Unspecified {
@@ -316,6 +331,52 @@ impl Repairs {
             .state
             .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
         Ok((state, loaded.version))
+    }
+
+    /// Every order of a device, oldest first (from the order directory).
+    pub async fn orders_of_device(&self, device: &DeviceId) -> AppResult<Vec<OrderRow>> {
+        let name = device_name(device)
+            .ok_or_else(|| DomainError::invalid("device_id", "is required (imei or serial)"))?;
+        Ok(projections::orders_of_device(&self.store, &name).await?)
+    }
+
+    pub async fn orders_of_center(
+        &self,
+        center: &str,
+        stage: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> AppResult<Vec<OrderRow>> {
+        self.center(center)?;
+        Ok(projections::orders_of_center(&self.store, center, stage, after, limit).await?)
+    }
+
+    /// Verifies the hash chain of every order of a device: the first break, if any,
+    /// with the order it is in.
+    pub async fn verify_device(
+        &self,
+        device: &DeviceId,
+    ) -> AppResult<(usize, u64, Option<(String, String)>)> {
+        let orders = self.orders_of_device(device).await?;
+        if orders.is_empty() {
+            return Err(DomainError::NotFound("repair history of this device".into()).into());
+        }
+        let mut events = 0;
+        for order in &orders {
+            let report = self
+                .store
+                .verify_stream(&order_stream(&order.order_id)?, None)
+                .await?;
+            events += report.events_checked;
+            if let Some(problem) = report.first_break {
+                return Ok((
+                    orders.len(),
+                    events,
+                    Some((order.order_id.clone(), format!("{problem:?}"))),
+                ));
+            }
+        }
+        Ok((orders.len(), events, None))
     }
 
     /// Records a center change in the log, then serves it.

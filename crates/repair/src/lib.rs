@@ -9,4 +9,5 @@
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod projections;
 pub mod server;

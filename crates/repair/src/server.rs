@@ -89,6 +89,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         })?;
     }
     let store = AnyEventStore::connect(&config.database_url).await?;
+    crate::projections::migrate(&store).await?;
     let warranty = match &config.warranty_url {
         Some(url) => Some(WarrantyServiceClient::new(
             tonic::transport::Endpoint::from_shared(url.clone())
@@ -105,17 +106,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         app,
         config.region.clone(),
     )));
-    let (trigger, mut shutdown) = Shutdown::new();
+    let (trigger, shutdown) = Shutdown::new();
     let drain = Duration::from_secs(config.drain_grace_seconds);
+    let directory = crate::projections::OrderDirectory::new(store.clone());
+    let background = store.clone();
     let task = tokio::spawn(async move {
-        grpc.serve(
-            router,
-            listener,
-            async move { shutdown.requested().await },
-            drain,
-        )
-        .await
-        .map_err(StartError::from)
+        let stopped = |mut s: Shutdown| async move { s.requested().await };
+        let projecting = aftersales_eventstore::projection::run(
+            &background,
+            &directory,
+            Duration::from_millis(200),
+            stopped(shutdown.clone()),
+        );
+        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let (served, ()) = tokio::join!(serving, projecting);
+        served.map_err(StartError::from)
     });
     tracing::info!(%addr, "repair service listening");
     Ok(Running {

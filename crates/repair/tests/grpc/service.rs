@@ -649,3 +649,182 @@ async fn nearest_centers_mail_in_beyond_the_radius_and_centers_that_persist() {
     repair.stop().await.unwrap();
     p.warranty.stop().await.unwrap();
 }
+
+async fn eventually<T, F: Future<Output = T>>(
+    mut f: impl FnMut() -> F,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = f().await;
+        if ok(&value) || tokio::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_devices_repair_history_is_listed_and_verifiable() {
+    let mut p = Platform::start().await;
+    let imei = imei(6);
+    register(&mut p, &imei, "DE", 40).await;
+    let first =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.cancel_repair(pb::CancelRepairRequest {
+        order_id: first.clone(),
+        reason: "changed my mind".into(),
+    })
+    .await
+    .unwrap();
+    let second =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let list = eventually(
+        || {
+            let mut r = p.r.clone();
+            let imei = imei.clone();
+            async move {
+                r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                    device_id: device(&imei),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |l| l.repairs.len() == 2 && l.repairs[0].stage == i32::from(pb::Stage::Cancelled),
+    )
+    .await;
+    assert_eq!(
+        list.repairs
+            .iter()
+            .map(|r| r.order_id.as_str())
+            .collect::<Vec<_>>(),
+        [first.as_str(), second.as_str()]
+    );
+    assert_eq!(list.repairs[0].stage, i32::from(pb::Stage::Cancelled));
+    let at_center =
+        p.r.list_repairs_by_center(pb::ListRepairsByCenterRequest {
+            service_center_id: "sc-berlin-01".into(),
+            stage: pb::Stage::Opened.into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(at_center.repairs.iter().any(|r| r.order_id == second));
+    assert!(
+        !at_center.repairs.iter().any(|r| r.order_id == first),
+        "filtered by stage"
+    );
+
+    let intact =
+        p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(intact.intact, "{}", intact.problem);
+    let unknown = self::imei(7);
+    assert_eq!((intact.orders_checked, intact.events_checked), (2, 3));
+
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
+        panic!()
+    };
+    sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql("UPDATE events SET payload = convert_to(replace(convert_from(payload, 'UTF8'), 'changed my mind', 'device was fine'), 'UTF8') WHERE event_type = 'RepairCancelled'")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    let tampered =
+        p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!tampered.intact);
+    assert_eq!(tampered.first_bad_order_id, first);
+    assert_eq!(
+        code(
+            p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+                device_id: device(&unknown)
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_center_refuses_walk_ins_with_the_next_available_day() {
+    let mut p = Platform::start().await;
+    let everyday: Vec<String> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(String::from)
+        .to_vec();
+    p.r.upsert_service_center(pb::ServiceCenter {
+        id: "sc-tiny-01".into(),
+        name: "Tiny".into(),
+        country: Some(CountryCode { value: "DE".into() }),
+        city: "Berlin".into(),
+        address: vec!["Hof 1".into()],
+        location: Some(GeoPoint {
+            latitude: 52.5,
+            longitude: 13.4,
+        }),
+        open_days: everyday,
+        hours: "09:00-17:00".into(),
+        capabilities: vec![],
+        daily_capacity: 1,
+    })
+    .await
+    .unwrap();
+    let imei = imei(8);
+    register(&mut p, &imei, "DE", 10).await;
+    let open = || pb::OpenRepairRequest {
+        service_center_id: "sc-tiny-01".into(),
+        ..walk_in(&imei)
+    };
+    p.r.open_repair(open()).await.unwrap();
+    // Bookings come from the order directory, which follows the log.
+    let listed = eventually(
+        || {
+            let mut r = p.r.clone();
+            async move {
+                r.list_repairs_by_center(pb::ListRepairsByCenterRequest {
+                    service_center_id: "sc-tiny-01".into(),
+                    stage: pb::Stage::Unspecified.into(),
+                    page_size: 10,
+                    page_token: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |l| l.repairs.len() == 1,
+    )
+    .await;
+    assert_eq!(listed.repairs.len(), 1);
+    let (c, m) = code(p.r.open_repair(open()).await);
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    #[allow(clippy::disallowed_methods)]
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(1)).to_string();
+    assert!(m.contains(&tomorrow), "{m}");
+    p.stop().await;
+}

@@ -1,0 +1,231 @@
+//! Read models of the repair log: every order by device and by center, and the
+//! walk-in bookings per center and day. Rebuilt from the log with
+//! `aftersales_eventstore::projection::rebuild`.
+
+use std::collections::BTreeMap;
+
+use aftersales_eventstore::{
+    AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
+    StoreTransaction, TransactionConnection,
+};
+use chrono::NaiveDate;
+use sqlx::Row as _;
+
+use crate::domain::order::{Channel, Event, OrderState, RepairOrder};
+
+macro_rules! on_either {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            TransactionConnection::Postgres($c) => $body,
+            TransactionConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+macro_rules! on_store {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            AnyEventStore::Postgres(s) => {
+                let $pool = s.pool();
+                $body
+            }
+            AnyEventStore::Sqlite(s) => {
+                let $pool = s.reader();
+                $body
+            }
+        }
+    };
+}
+
+/// One set for both backends.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the read-model tables next to the event store's.
+pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
+    let mut migrator = sqlx::migrate::Migrator {
+        migrations: MIGRATIONS.migrations.clone(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    match store {
+        AnyEventStore::Postgres(s) => migrator.run(s.pool()).await,
+        AnyEventStore::Sqlite(s) => migrator.run(s.writer()).await,
+    }
+    .map_err(StoreError::Migration)
+}
+
+/// Orders by device and by center.
+#[derive(Debug, Clone)]
+pub struct OrderDirectory {
+    store: AnyEventStore,
+}
+
+impl OrderDirectory {
+    pub fn new(store: AnyEventStore) -> Self {
+        Self { store }
+    }
+}
+
+impl Projection for OrderDirectory {
+    fn name(&self) -> &'static str {
+        "repair-order-directory"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if !event.stream_id.as_str().starts_with("repair-") {
+            return Ok(());
+        }
+        // The order as of this event: the log holds it, committed.
+        let events = self
+            .store
+            .read_stream(
+                &event.stream_id,
+                1,
+                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
+            )
+            .await?;
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let opened_at = first.metadata.recorded_at;
+        let mut state: Option<OrderState> = None;
+        for recorded in &events {
+            let decoded: Event = serde_json::from_slice(&recorded.payload).map_err(|e| {
+                StoreError::CorruptRow(format!(
+                    "{} {}: {e}",
+                    recorded.event_type, recorded.event_id
+                ))
+            })?;
+            state = RepairOrder::evolve(state, &decoded);
+        }
+        let Some(order) = state else {
+            return Ok(());
+        };
+        let (channel, center) = match &order.channel {
+            Channel::WalkIn { center_id } => ("walk_in", center_id.clone()),
+            Channel::MailIn { .. } => ("mail_in", String::new()),
+        };
+        let sql = "INSERT INTO repair_orders (order_id, device, channel, center_id, customer_id, \
+                   stage, opened_on, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   ON CONFLICT (order_id) DO UPDATE SET stage = excluded.stage";
+        on_either!(tx.connection(), c => {
+            sqlx::query(sql)
+                .bind(order.order_id.clone())
+                .bind(order.device.clone())
+                .bind(channel)
+                .bind(center.clone())
+                .bind(order.customer_id.clone())
+                .bind(order.stage.as_str())
+                .bind(opened_at.date_naive().to_string())
+                .bind(opened_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .execute(c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_either!(tx.connection(), c => {
+            sqlx::query("DELETE FROM repair_orders").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// An order as the directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    pub order_id: String,
+    pub device: String,
+    pub channel: String,
+    pub center_id: String,
+    pub customer_id: String,
+    pub stage: String,
+    pub opened_on: String,
+}
+
+macro_rules! order_row {
+    ($row:expr) => {{
+        let row = $row;
+        OrderRow {
+            order_id: row.try_get("order_id")?,
+            device: row.try_get("device")?,
+            channel: row.try_get("channel")?,
+            center_id: row.try_get("center_id")?,
+            customer_id: row.try_get("customer_id")?,
+            stage: row.try_get("stage")?,
+            opened_on: row.try_get("opened_on")?,
+        }
+    }};
+}
+
+const COLUMNS: &str = "order_id, device, channel, center_id, customer_id, stage, opened_on";
+
+/// Every order of `device` (`imei:…` or `serial:…`), oldest first.
+pub async fn orders_of_device(
+    store: &AnyEventStore,
+    device: &str,
+) -> Result<Vec<OrderRow>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM repair_orders WHERE device = $1 ORDER BY opened_at, order_id"
+    ));
+    on_store!(store, pool => {
+        let rows = sqlx::query(sql).bind(device.to_owned()).fetch_all(pool).await?;
+        rows.iter().map(|r| Ok(order_row!(r))).collect()
+    })
+}
+
+/// A center's orders after `after` (an order id, for paging), in `stage` if given.
+pub async fn orders_of_center(
+    store: &AnyEventStore,
+    center: &str,
+    stage: Option<&str>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<OrderRow>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM repair_orders WHERE center_id = $1 AND ($2 = '' OR stage = $2) \
+         AND order_id > $3 ORDER BY order_id LIMIT $4"
+    ));
+    on_store!(store, pool => {
+        let rows = sqlx::query(sql)
+            .bind(center.to_owned())
+            .bind(stage.unwrap_or_default().to_owned())
+            .bind(after.to_owned())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(|r| Ok(order_row!(r))).collect()
+    })
+}
+
+/// Walk-in orders booked at `center` per day from `from` on, cancelled ones left out.
+pub async fn bookings(
+    store: &AnyEventStore,
+    center: &str,
+    from: NaiveDate,
+) -> Result<BTreeMap<NaiveDate, u32>, StoreError> {
+    let sql = "SELECT opened_on, COUNT(*) AS n FROM repair_orders WHERE center_id = $1 \
+               AND opened_on >= $2 AND stage <> 'cancelled' GROUP BY opened_on";
+    on_store!(store, pool => {
+        let rows = sqlx::query(sql)
+            .bind(center.to_owned())
+            .bind(from.to_string())
+            .fetch_all(pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let day: String = row.try_get("opened_on")?;
+                let n: i64 = row.try_get("n")?;
+                Ok((
+                    day.parse().map_err(|_| StoreError::CorruptRow(format!("opened_on {day:?}")))?,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
+    })
+}
