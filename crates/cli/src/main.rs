@@ -67,6 +67,7 @@ async fn up(args: Up) -> Result<(), String> {
         listen: args.repair_listen,
         database_url: database("repair"),
         warranty_url: Some(format!("http://{}", warranty.addr)),
+        nats_url: None,
         region: args.region.clone(),
         center_radius_km: 100.0,
         drain_grace_seconds: 0,

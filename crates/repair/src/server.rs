@@ -31,6 +31,10 @@ pub struct Config {
     /// pending and refuses diagnosis.
     #[arg(long, env = "AFTERSALES_WARRANTY_URL")]
     pub warranty_url: Option<String>,
+    /// NATS with JetStream; when set, repair reacts to logistics events and its own
+    /// events are relayed. Unset: no broker.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
     /// This deployment's region.
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     pub region: String,
@@ -52,6 +56,8 @@ pub enum StartError {
     App(#[from] crate::app::AppError),
     #[error(transparent)]
     Serve(#[from] aftersales_runtime::grpc::ServeError),
+    #[error("NATS: {0}")]
+    Messaging(#[from] aftersales_messaging::MessagingError),
 }
 
 #[derive(Debug)]
@@ -108,6 +114,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )));
     let (trigger, shutdown) = Shutdown::new();
     let drain = Duration::from_secs(config.drain_grace_seconds);
+    let messaging = match &config.nats_url {
+        Some(url) => {
+            let names = aftersales_messaging::Names::new(config.region.clone())
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            let js = aftersales_messaging::connect(url, "repair").await?;
+            let streams = aftersales_messaging::StreamSettings::default();
+            aftersales_messaging::ensure_service_stream(&js, &names, "repair", &streams).await?;
+            let relay = aftersales_messaging::Relay::new(
+                store.clone(),
+                js.clone(),
+                names.clone(),
+                "repair",
+                aftersales_messaging::RelaySettings::default(),
+                &streams,
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?;
+            let consumer = aftersales_messaging::JetStreamConsumer::new(
+                js,
+                names,
+                crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
+                store.clone(),
+                std::sync::Arc::new(crate::reactions::LogisticsReactions::new(
+                    store.clone(),
+                    config.region.clone(),
+                )),
+                aftersales_messaging::ConsumerSettings::default(),
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?;
+            Some((relay, consumer, streams))
+        }
+        None => None,
+    };
     let directory = crate::projections::OrderDirectory::new(store.clone());
     let background = store.clone();
     let task = tokio::spawn(async move {
@@ -118,8 +156,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Duration::from_millis(200),
             stopped(shutdown.clone()),
         );
+        let events = async {
+            if let Some((relay, consumer, streams)) = &messaging {
+                // The logistics stream is logistics' to create: until it exists the
+                // consumer keeps retrying.
+                if let Err(error) = consumer.provision(streams).await {
+                    tracing::warn!(%error, "logistics events not provisioned yet; the consumer retries");
+                }
+                tokio::join!(relay.run(shutdown.clone()), consumer.run(shutdown.clone()));
+            }
+        };
         let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
-        let (served, ()) = tokio::join!(serving, projecting);
+        let (served, (), ()) = tokio::join!(serving, projecting, events);
         served.map_err(StartError::from)
     });
     tracing::info!(%addr, "repair service listening");

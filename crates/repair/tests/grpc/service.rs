@@ -27,6 +27,7 @@ fn repair_config(
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url,
         warranty_url,
+        nats_url: None,
         region: "test".into(),
         center_radius_km: 150.0,
         drain_grace_seconds: 0,
@@ -826,5 +827,202 @@ async fn a_full_center_refuses_walk_ins_with_the_next_available_day() {
     #[allow(clippy::disallowed_methods)]
     let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(1)).to_string();
     assert!(m.contains(&tomorrow), "{m}");
+    p.stop().await;
+}
+
+/// Publishes a logistics `Delivered` as the logistics relay would, with `msg_id`
+/// as the JetStream message id (a redelivery keeps the event id, not always the
+/// message id).
+async fn publish_delivered(
+    js: &async_nats::jetstream::Context,
+    event_id: uuid::Uuid,
+    msg_id: &str,
+    order_id: &str,
+    direction: aftersales_proto::logistics::Direction,
+) {
+    use prost::Message as _;
+    let payload = aftersales_proto::logistics::Delivered {
+        shipment_id: format!("shp-{order_id}"),
+        repair_order_id: order_id.into(),
+        direction: direction.into(),
+        carrier: "sandbox".into(),
+        tracking_number: "SBX123".into(),
+        delivered_at: None,
+    }
+    .encode_to_vec();
+    #[allow(clippy::disallowed_methods)]
+    let recorded_at = chrono::Utc::now();
+    let recorded = aftersales_eventstore::RecordedEvent {
+        position: 1,
+        checkpoint: aftersales_eventstore::Checkpoint {
+            transaction: 0,
+            position: 1,
+        },
+        stream_id: aftersales_eventstore::StreamId::parse(format!("shipment-{order_id}")).unwrap(),
+        stream_version: 1,
+        event_id,
+        event_type: "Delivered".into(),
+        schema_version: 1,
+        payload: payload.clone(),
+        metadata: aftersales_eventstore::Metadata {
+            correlation_id: event_id,
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: "carrier:sandbox".into(),
+            region: "test".into(),
+            recorded_at,
+        },
+        hash: [0; 32],
+    };
+    let mut headers = aftersales_messaging::envelope::headers_for(
+        "logistics",
+        &recorded,
+        &aftersales_messaging::envelope::protobuf("aftersales.logistics.v1.Delivered"),
+    );
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(
+        "aftersales.test.logistics.Delivered",
+        headers,
+        payload.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn mail_in_orders_react_to_logistics_deliveries_exactly_once() {
+    use aftersales_proto::logistics::Direction;
+    let nats = aftersales_testkit::NatsServer::start().unwrap();
+    let js = aftersales_messaging::connect(&nats.url(), "test-logistics")
+        .await
+        .unwrap();
+    let names = aftersales_messaging::Names::new("test").unwrap();
+    aftersales_messaging::ensure_service_stream(
+        &js,
+        &names,
+        "logistics",
+        &aftersales_messaging::StreamSettings::default(),
+    )
+    .await
+    .unwrap();
+    let mut p = Platform::start().await;
+    // This test's repair service listens to NATS.
+    p.repair.stop().await.unwrap();
+    let mut config = repair_config(
+        p.repair_url.clone(),
+        Some(format!("http://{}", p.warranty.addr)),
+    );
+    config.nats_url = Some(nats.url());
+    p.repair = aftersales_repair::server::start(config).await.unwrap();
+    p.r = RepairServiceClient::connect(format!("http://{}", p.repair.addr))
+        .await
+        .unwrap();
+
+    let imei = imei(9);
+    register(&mut p, &imei, "GB", 60).await;
+    let opened =
+        p.r.open_repair(pb::OpenRepairRequest {
+            channel: pb::Channel::MailIn.into(),
+            service_center_id: String::new(),
+            contact_address: Some(Address {
+                recipient: "Sam Jones".into(),
+                lines: vec!["1 High St".into()],
+                city: "Leeds".into(),
+                region: String::new(),
+                postal_code: "LS1 1AA".into(),
+                country: Some(CountryCode { value: "GB".into() }),
+                phone: String::new(),
+            }),
+            ..walk_in(&imei)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.stage, i32::from(pb::Stage::AwaitingDevice));
+    let id = opened.order_id;
+
+    // The inbound delivery, published twice: once more as a re-publish with
+    // another message id (JetStream cannot drop it; the inbox must).
+    let inbound = uuid::Uuid::now_v7();
+    publish_delivered(&js, inbound, "m-1", &id, Direction::Inbound).await;
+    publish_delivered(&js, inbound, "m-2", &id, Direction::Inbound).await;
+    let received = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move { r.get_repair(order(&id)).await.unwrap().into_inner() }
+        },
+        |o| o.stage == i32::from(pb::Stage::Received),
+    )
+    .await;
+    assert_eq!(received.stage, i32::from(pb::Stage::Received));
+
+    // Through diagnosis and repair to the return parcel.
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Battery.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    let outbound = uuid::Uuid::now_v7();
+    publish_delivered(&js, outbound, "m-3", &id, Direction::Outbound).await;
+    publish_delivered(&js, outbound, "m-3", &id, Direction::Outbound).await;
+    let closed = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move { r.get_repair(order(&id)).await.unwrap().into_inner() }
+        },
+        |o| o.stage == i32::from(pb::Stage::Closed),
+    )
+    .await;
+    assert_eq!(closed.stage, i32::from(pb::Stage::Closed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
+        panic!()
+    };
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(format!("repair-{id}"))
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        types.iter().filter(|t| *t == "DeviceReceived").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| *t == "ReturnDelivered").count(),
+        1,
+        "{types:?}"
+    );
+    let handled: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE consumer = 'repair-from-logistics'")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(handled, 2, "one inbox row per delivery event");
     p.stop().await;
 }

@@ -1,0 +1,75 @@
+//! What repair does when other services' events arrive, exactly once each (the
+//! inbox and the order's new events commit together).
+//!
+//! - logistics `Delivered`, inbound: the mail-in device has arrived (`DeviceReceived`);
+//! - logistics `Delivered`, outbound: the device is back with its owner, the order
+//!   closes (`ReturnDelivered`).
+
+use aftersales_eventstore::{
+    AnyEventStore, CommandContext, CommandHandler, StoreTransaction, StreamId,
+};
+use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
+use aftersales_proto::logistics as lpb;
+use uuid::Uuid;
+
+use crate::domain::order::{Command, RepairOrder};
+
+/// The durable consumer of logistics events.
+pub fn subscription() -> Result<Subscription, ConfigError> {
+    Subscription::new("repair-from-logistics", "logistics", ["Delivered"])
+}
+
+/// Turns logistics deliveries into order transitions.
+#[derive(Debug, Clone)]
+pub struct LogisticsReactions {
+    orders: CommandHandler<RepairOrder, AnyEventStore>,
+    region: String,
+}
+
+impl LogisticsReactions {
+    pub fn new(store: AnyEventStore, region: impl Into<String>) -> Self {
+        Self {
+            orders: CommandHandler::new(store),
+            region: region.into(),
+        }
+    }
+}
+
+impl Handler for LogisticsReactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != "Delivered" {
+            return Ok(());
+        }
+        let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
+        let command = match lpb::Direction::try_from(delivered.direction) {
+            Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
+                shipment_id: delivered.shipment_id.clone(),
+            },
+            Ok(lpb::Direction::Outbound) => Command::ReturnDelivered {
+                shipment_id: delivered.shipment_id.clone(),
+            },
+            Ok(lpb::Direction::Unspecified) | Err(_) => {
+                return Err(HandlerError::permanent("Delivered without a direction"));
+            }
+        };
+        let stream = StreamId::parse(format!("repair-{}", delivered.repair_order_id))
+            .map_err(HandlerError::permanent)?;
+        let ctx = CommandContext {
+            // The same delivery always yields the same event ids.
+            command_id: Some(Uuid::new_v5(&event.event_id, b"repair")),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            tracestate: event.metadata.tracestate.clone(),
+            actor: "service:logistics".into(),
+            region: self.region.clone(),
+            now: event.metadata.recorded_at,
+        };
+        self.orders.handle_in(tx, &stream, &command, &ctx).await?;
+        Ok(())
+    }
+}
