@@ -15,3 +15,14 @@ CREATE TABLE repair_orders (
 CREATE INDEX repair_orders_device_idx ON repair_orders (device, opened_at);
 CREATE INDEX repair_orders_center_idx ON repair_orders (center_id, stage, order_id);
 CREATE INDEX repair_orders_booking_idx ON repair_orders (center_id, opened_on);
+
+-- Every step of every order, with the stage it left the order in.
+CREATE TABLE repair_timeline (
+    order_id    TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    event_type  TEXT NOT NULL,
+    stage       TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    PRIMARY KEY (order_id, version)
+);

@@ -1,6 +1,6 @@
 //! `aftersales.repair.v1.RepairService` over gRPC.
 
-use aftersales_eventstore::CommandContext;
+use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::common::{CountryCode, GeoPoint as PbPoint, Money as PbMoney};
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
@@ -496,6 +496,94 @@ impl RepairService for RepairApi {
 
     async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
         answer(self.app.get(order_id(&request.get_ref().order_id)?).await)
+    }
+
+    async fn get_repair_timeline(
+        &self,
+        request: Request<pb::OrderRef>,
+    ) -> Result<Response<pb::RepairTimeline>, Status> {
+        let id = order_id(&request.get_ref().order_id)?.to_owned();
+        let steps = self.app.timeline(&id).await.map_err(status)?;
+        Ok(Response::new(pb::RepairTimeline {
+            order_id: id,
+            steps: steps
+                .iter()
+                .map(|s| pb::TimelineStep {
+                    version: s.version,
+                    event_type: s.event_type.clone(),
+                    stage: Stage::ALL
+                        .into_iter()
+                        .find(|st| st.as_str() == s.stage)
+                        .map_or(pb::Stage::Unspecified, stage)
+                        .into(),
+                    actor: s.actor.clone(),
+                    at: Some(prost_types::Timestamp {
+                        seconds: s.at.timestamp(),
+                        nanos: i32::try_from(s.at.timestamp_subsec_nanos()).unwrap_or(0),
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
+    type WatchRepairStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::RepairOrder, Status>> + Send>>;
+
+    async fn watch_repair(
+        &self,
+        request: Request<pb::OrderRef>,
+    ) -> Result<Response<Self::WatchRepairStream>, Status> {
+        let id = order_id(&request.get_ref().order_id)?.to_owned();
+        let first = self.app.get(&id).await.map_err(status)?;
+        let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
+        let start = (self.app.clone(), id, Some(first), 0u64, false);
+        let stream = futures::stream::unfold(
+            start,
+            move |(app, id, pending, last, done)| async move {
+                if done {
+                    return None;
+                }
+                if let Some((order, version)) = pending {
+                    let finished = ended(&order);
+                    return Some((
+                        Ok(order_to_proto(&order, version)),
+                        (app, id, None, version, finished),
+                    ));
+                }
+                loop {
+                    let outcome = {
+                        // Registered before the read: an append in between still
+                        // wakes us; other processes' appends are seen by polling.
+                        let appended = app.store().appended().notified();
+                        match app.get(&id).await {
+                            Ok((order, version)) if version > last => Some(Ok((order, version))),
+                            Ok(_) => {
+                                tokio::select! {
+                                    () = appended => {}
+                                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                                }
+                                None
+                            }
+                            Err(error) => Some(Err(error)),
+                        }
+                    };
+                    match outcome {
+                        Some(Ok((order, version))) => {
+                            let finished = ended(&order);
+                            return Some((
+                                Ok(order_to_proto(&order, version)),
+                                (app, id, None, version, finished),
+                            ));
+                        }
+                        Some(Err(error)) => {
+                            return Some((Err(status(error)), (app, id, None, last, true)));
+                        }
+                        None => {}
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_repairs_by_device(

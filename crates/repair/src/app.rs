@@ -333,6 +333,16 @@ impl Repairs {
         Ok((state, loaded.version))
     }
 
+    pub fn store(&self) -> &AnyEventStore {
+        &self.store
+    }
+
+    /// Every step of an order (from the timeline projection).
+    pub async fn timeline(&self, order_id: &str) -> AppResult<Vec<projections::Step>> {
+        self.get(order_id).await?;
+        Ok(projections::timeline(&self.store, order_id).await?)
+    }
+
     /// Every order of a device, oldest first (from the order directory).
     pub async fn orders_of_device(&self, device: &DeviceId) -> AppResult<Vec<OrderRow>> {
         let name = device_name(device)

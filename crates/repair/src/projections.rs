@@ -112,7 +112,20 @@ impl Projection for OrderDirectory {
         let sql = "INSERT INTO repair_orders (order_id, device, channel, center_id, customer_id, \
                    stage, opened_on, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                    ON CONFLICT (order_id) DO UPDATE SET stage = excluded.stage";
+        let step = "INSERT INTO repair_timeline (order_id, version, event_type, stage, actor, at) \
+                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, version) DO NOTHING";
+        let version = i64::try_from(event.stream_version)
+            .map_err(|_| StoreError::CorruptRow("stream_version out of range".into()))?;
         on_either!(tx.connection(), c => {
+            sqlx::query(step)
+                .bind(order.order_id.clone())
+                .bind(version)
+                .bind(event.event_type.clone())
+                .bind(order.stage.as_str())
+                .bind(event.metadata.actor.clone())
+                .bind(event.metadata.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .execute(&mut *c)
+                .await?;
             sqlx::query(sql)
                 .bind(order.order_id.clone())
                 .bind(order.device.clone())
@@ -130,7 +143,8 @@ impl Projection for OrderDirectory {
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         on_either!(tx.connection(), c => {
-            sqlx::query("DELETE FROM repair_orders").execute(c).await?;
+            sqlx::query("DELETE FROM repair_orders").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM repair_timeline").execute(c).await?;
         });
         Ok(())
     }
@@ -225,6 +239,40 @@ pub async fn bookings(
                     day.parse().map_err(|_| StoreError::CorruptRow(format!("opened_on {day:?}")))?,
                     u32::try_from(n).unwrap_or(u32::MAX),
                 ))
+            })
+            .collect()
+    })
+}
+
+/// One step of an order's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub version: u64,
+    pub event_type: String,
+    pub stage: String,
+    pub actor: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every step of `order_id`, in order.
+pub async fn timeline(store: &AnyEventStore, order_id: &str) -> Result<Vec<Step>, StoreError> {
+    let sql = "SELECT version, event_type, stage, actor, at FROM repair_timeline \
+               WHERE order_id = $1 ORDER BY version";
+    on_store!(store, pool => {
+        let rows = sqlx::query(sql).bind(order_id.to_owned()).fetch_all(pool).await?;
+        rows.iter()
+            .map(|row| {
+                let version: i64 = row.try_get("version")?;
+                let at: String = row.try_get("at")?;
+                Ok(Step {
+                    version: u64::try_from(version).map_err(|_| StoreError::CorruptRow(format!("version {version}")))?,
+                    event_type: row.try_get("event_type")?,
+                    stage: row.try_get("stage")?,
+                    actor: row.try_get("actor")?,
+                    at: chrono::DateTime::parse_from_rfc3339(&at)
+                        .map_err(|_| StoreError::CorruptRow(format!("at {at:?}")))?
+                        .with_timezone(&chrono::Utc),
+                })
             })
             .collect()
     })

@@ -1026,3 +1026,121 @@ async fn mail_in_orders_react_to_logistics_deliveries_exactly_once() {
     assert_eq!(handled, 2, "one inbox row per delivery event");
     p.stop().await;
 }
+
+#[tokio::test]
+async fn watch_follows_an_order_live_and_the_timeline_names_who_did_what() {
+    let mut p = Platform::start().await;
+    let imei = imei(10);
+    register(&mut p, &imei, "IT", 20).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let mut watch = p.r.watch_repair(order(&id)).await.unwrap().into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.stage, i32::from(pb::Stage::Opened));
+
+    let mut check_in = tonic::Request::new(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    });
+    check_in
+        .metadata_mut()
+        .insert("x-actor", "staff:anna".parse().unwrap());
+    p.r.check_in_device(check_in).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.stage, i32::from(pb::Stage::Received));
+
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Audio.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    p.r.confirm_collected(order(&id)).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(update) = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        seen.push(update.stage);
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&i32::from(pb::Stage::Closed)),
+        "ends when closed: {seen:?}"
+    );
+
+    let timeline = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move {
+                r.get_repair_timeline(order(&id))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |t| t.steps.len() == 7,
+    )
+    .await;
+    let kinds: Vec<_> = timeline
+        .steps
+        .iter()
+        .map(|s| s.event_type.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "RepairOrderOpened",
+            "DeviceCheckedIn",
+            "Diagnosed",
+            "RepairStarted",
+            "QcPassed",
+            "ReadyForReturn",
+            "DeviceCollected"
+        ]
+    );
+    assert_eq!(timeline.steps[1].actor, "staff:anna");
+    assert_eq!(timeline.steps[1].stage, i32::from(pb::Stage::Received));
+    assert!(
+        timeline
+            .steps
+            .windows(2)
+            .all(|w| w[0].at.unwrap().seconds <= w[1].at.unwrap().seconds)
+    );
+    assert_eq!(
+        code(p.r.get_repair_timeline(order("no-such-order")).await).0,
+        Code::NotFound
+    );
+    assert_eq!(
+        code(p.r.watch_repair(order("no-such-order")).await).0,
+        Code::NotFound
+    );
+    p.stop().await;
+}
