@@ -26,3 +26,15 @@ CREATE TABLE repair_timeline (
     at          TEXT NOT NULL,
     PRIMARY KEY (order_id, version)
 );
+
+-- Time an order spent in a stage before each step that left it (or looped in it).
+CREATE TABLE repair_stage_durations (
+    order_id   TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    center_id  TEXT NOT NULL,
+    stage      TEXT NOT NULL,
+    seconds    BIGINT NOT NULL,
+    PRIMARY KEY (order_id, version)
+);
+
+CREATE INDEX repair_stage_durations_center_idx ON repair_stage_durations (center_id, stage);

@@ -228,6 +228,17 @@ fn center_to_proto(c: &ServiceCenter) -> pb::ServiceCenter {
     }
 }
 
+/// The nearest-rank percentile `p` (1..=100) of sorted `values`, as f64.
+fn percentile(sorted: &[i64], p: usize) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).clamp(1, sorted.len());
+    #[allow(clippy::cast_precision_loss)] // seconds, far below 2^52
+    let value = sorted[rank - 1] as f64;
+    value
+}
+
 /// The directory's name of a stage.
 fn stage_name(s: pb::Stage) -> &'static str {
     match s {
@@ -584,6 +595,31 @@ impl RepairService for RepairApi {
             },
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_center_stats(
+        &self,
+        request: Request<pb::GetCenterStatsRequest>,
+    ) -> Result<Response<pb::CenterStats>, Status> {
+        let center = request.into_inner().service_center_id.trim().to_owned();
+        let times = self.app.stage_times(&center).await.map_err(status)?;
+        let stages = Stage::ALL
+            .into_iter()
+            .filter_map(|st| {
+                let mut seconds = times.get(st.as_str())?.clone();
+                seconds.sort_unstable();
+                Some(pb::StageTurnaround {
+                    stage: stage(st).into(),
+                    p50_hours: percentile(&seconds, 50) / 3600.0,
+                    p90_hours: percentile(&seconds, 90) / 3600.0,
+                    orders: u32::try_from(seconds.len()).unwrap_or(u32::MAX),
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::CenterStats {
+            service_center_id: center,
+            stages,
+        }))
     }
 
     async fn list_repairs_by_device(

@@ -343,6 +343,12 @@ impl Repairs {
         Ok(projections::timeline(&self.store, order_id).await?)
     }
 
+    /// Per stage, every order's total seconds in it at `center`.
+    pub async fn stage_times(&self, center: &str) -> AppResult<BTreeMap<String, Vec<i64>>> {
+        self.center(center)?;
+        Ok(projections::stage_times(&self.store, center).await?)
+    }
+
     /// Every order of a device, oldest first (from the order directory).
     pub async fn orders_of_device(&self, device: &DeviceId) -> AppResult<Vec<OrderRow>> {
         let name = device_name(device)

@@ -93,6 +93,8 @@ impl Projection for OrderDirectory {
         };
         let opened_at = first.metadata.recorded_at;
         let mut state: Option<OrderState> = None;
+        // The stage before this event, and since when the order had been in it.
+        let mut before: Option<(crate::domain::order::Stage, chrono::DateTime<chrono::Utc>)> = None;
         for recorded in &events {
             let decoded: Event = serde_json::from_slice(&recorded.payload).map_err(|e| {
                 StoreError::CorruptRow(format!(
@@ -100,6 +102,12 @@ impl Projection for OrderDirectory {
                     recorded.event_type, recorded.event_id
                 ))
             })?;
+            if recorded.stream_version == event.stream_version {
+                before = state
+                    .as_ref()
+                    .map(|s| s.stage)
+                    .zip(Some(previous_at(&events, recorded)));
+            }
             state = RepairOrder::evolve(state, &decoded);
         }
         let Some(order) = state else {
@@ -112,6 +120,23 @@ impl Projection for OrderDirectory {
         let sql = "INSERT INTO repair_orders (order_id, device, channel, center_id, customer_id, \
                    stage, opened_on, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                    ON CONFLICT (order_id) DO UPDATE SET stage = excluded.stage";
+        if let Some((stage, since)) = before {
+            let seconds = (event.metadata.recorded_at - since).num_seconds().max(0);
+            let sql = "INSERT INTO repair_stage_durations (order_id, version, center_id, stage, seconds) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, version) DO NOTHING";
+            let version = i64::try_from(event.stream_version)
+                .map_err(|_| StoreError::CorruptRow("stream_version out of range".into()))?;
+            on_either!(tx.connection(), c => {
+                sqlx::query(sql)
+                    .bind(order.order_id.clone())
+                    .bind(version)
+                    .bind(center.clone())
+                    .bind(stage.as_str())
+                    .bind(seconds)
+                    .execute(c)
+                    .await?;
+            });
+        }
         let step = "INSERT INTO repair_timeline (order_id, version, event_type, stage, actor, at) \
                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, version) DO NOTHING";
         let version = i64::try_from(event.stream_version)
@@ -144,7 +169,8 @@ impl Projection for OrderDirectory {
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         on_either!(tx.connection(), c => {
             sqlx::query("DELETE FROM repair_orders").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM repair_timeline").execute(c).await?;
+            sqlx::query("DELETE FROM repair_timeline").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM repair_stage_durations").execute(c).await?;
         });
         Ok(())
     }
@@ -275,5 +301,34 @@ pub async fn timeline(store: &AnyEventStore, order_id: &str) -> Result<Vec<Step>
                 })
             })
             .collect()
+    })
+}
+
+/// When the event before `recorded` was recorded (or `recorded` itself, for the first).
+fn previous_at(
+    events: &[RecordedEvent],
+    recorded: &RecordedEvent,
+) -> chrono::DateTime<chrono::Utc> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.stream_version < recorded.stream_version)
+        .map_or(recorded.metadata.recorded_at, |e| e.metadata.recorded_at)
+}
+
+/// Per stage: every order's total seconds in it, at `center`.
+pub async fn stage_times(
+    store: &AnyEventStore,
+    center: &str,
+) -> Result<BTreeMap<String, Vec<i64>>, StoreError> {
+    let sql = "SELECT stage, order_id, CAST(SUM(seconds) AS BIGINT) AS total FROM repair_stage_durations \
+               WHERE center_id = $1 GROUP BY stage, order_id";
+    on_store!(store, pool => {
+        let rows = sqlx::query(sql).bind(center.to_owned()).fetch_all(pool).await?;
+        let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for row in &rows {
+            times.entry(row.try_get("stage")?).or_default().push(row.try_get("total")?);
+        }
+        Ok(times)
     })
 }

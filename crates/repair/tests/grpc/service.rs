@@ -1144,3 +1144,114 @@ async fn watch_follows_an_order_live_and_the_timeline_names_who_did_what() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn center_turnaround_and_projections_rebuilt_from_the_log() {
+    let mut p = Platform::start().await;
+    let imei = imei(11);
+    register(&mut p, &imei, "ZA", 20).await;
+    let open = || pb::OpenRepairRequest {
+        service_center_id: "sc-johannesburg-01".into(),
+        ..walk_in(&imei)
+    };
+    let slow = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+    // One order waits in `opened` for over a second before check-in; another not.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: slow.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let quick = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: quick.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stats = eventually(
+        || {
+            let mut r = p.r.clone();
+            async move {
+                r.get_center_stats(pb::GetCenterStatsRequest {
+                    service_center_id: "sc-johannesburg-01".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |s| {
+            s.stages
+                .iter()
+                .any(|t| t.stage == i32::from(pb::Stage::Opened) && t.orders == 2)
+        },
+    )
+    .await;
+    let opened = stats
+        .stages
+        .iter()
+        .find(|t| t.stage == i32::from(pb::Stage::Opened))
+        .unwrap();
+    assert_eq!(opened.orders, 2);
+    assert!(opened.p50_hours < 1.0 / 3600.0, "the quick one: {opened:?}");
+    assert!(opened.p90_hours >= 2.0 / 3600.0, "the slow one: {opened:?}");
+    assert_eq!(
+        code(
+            p.r.get_center_stats(pb::GetCenterStatsRequest {
+                service_center_id: "sc-nowhere".into()
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+
+    // Rebuilt from the log, the projections answer the same.
+    let by_device = || {
+        let mut r = p.r.clone();
+        let imei = imei.clone();
+        async move {
+            r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                device_id: device(&imei),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let timeline = |id: String| {
+        let mut r = p.r.clone();
+        async move {
+            r.get_repair_timeline(order(&id))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = (
+        by_device().await,
+        timeline(slow.clone()).await,
+        stats.clone(),
+    );
+    let directory = aftersales_repair::projections::OrderDirectory::new(p.repair.store.clone());
+    aftersales_eventstore::projection::rebuild(&p.repair.store, &directory, |_| {})
+        .await
+        .unwrap();
+    let after_stats =
+        p.r.clone()
+            .get_center_stats(pb::GetCenterStatsRequest {
+                service_center_id: "sc-johannesburg-01".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        (by_device().await, timeline(slow).await, after_stats),
+        before
+    );
+    p.stop().await;
+}
