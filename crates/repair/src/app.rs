@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, ExpectedVersion, HandleError,
-    Metadata, NewEvent, StoreError, StreamId,
+    Metadata, NewEvent, StoreError, StreamId, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -67,6 +67,12 @@ pub type AppResult<T> = Result<T, AppError>;
 
 const CENTER_EVENT: &str = "ServiceCenterUpserted";
 
+/// Every change to the centers, in one stream: read whole at start-up.
+fn centers_stream() -> StreamId {
+    #[allow(clippy::unwrap_used)] // a constant, valid stream id
+    StreamId::parse("service-centers").unwrap()
+}
+
 /// The repair service's use cases.
 #[derive(Debug, Clone)]
 pub struct Repairs {
@@ -115,16 +121,10 @@ impl Repairs {
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
-        let mut after = 0;
-        loop {
-            let page = store.read_all(after, 1000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for event in page.iter().filter(|e| e.event_type == CENTER_EVENT) {
-                let center: ServiceCenter = serde_json::from_slice(&event.payload)
-                    .map_err(|e| AppError::Internal(format!("stored center: {e}")))?;
-                known.insert(center.id.clone(), center);
-            }
+        for event in read_whole_stream(&store, &centers_stream()).await? {
+            let center: ServiceCenter = serde_json::from_slice(&event.payload)
+                .map_err(|e| AppError::Internal(format!("stored center: {e}")))?;
+            known.insert(center.id.clone(), center);
         }
         Ok(Self {
             orders: CommandHandler::new(store.clone()),
@@ -407,8 +407,7 @@ impl Repairs {
                 field: "center",
                 reason: e.to_string(),
             })?;
-        let stream = StreamId::parse(format!("center-{}", center.id))
-            .map_err(|e| DomainError::invalid("center.id", e.to_string()))?;
+        let stream = centers_stream();
         let event = NewEvent {
             event_id: uuid::Uuid::now_v7(),
             event_type: CENTER_EVENT.into(),

@@ -547,6 +547,22 @@ async fn without_warranty_opening_works_and_coverage_is_decided_at_diagnosis() {
 #[tokio::test]
 async fn nearest_centers_mail_in_beyond_the_radius_and_centers_that_persist() {
     let mut p = Platform::start().await;
+    let channel = Channel::from_shared(format!("http://{}", p.repair.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "aftersales.repair.v1.RepairService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        health.status,
+        i32::from(tonic_health::pb::health_check_response::ServingStatus::Serving)
+    );
     let potsdam = Some(GeoPoint {
         latitude: 52.3906,
         longitude: 13.0645,
