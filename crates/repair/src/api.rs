@@ -31,36 +31,9 @@ impl RepairApi {
         }
     }
 
+    /// Who asks, as part of what: from the request's metadata.
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        let header = |name: &str| {
-            request
-                .metadata()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let uuid = |name: &'static str| -> Result<Option<Uuid>, Status> {
-            header(name)
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
-                })
-                .transpose()
-        };
-        #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
-        let now = Utc::now();
-        Ok(CommandContext {
-            command_id: uuid("x-command-id")?,
-            correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
-            causation_id: uuid("x-causation-id")?,
-            traceparent: header("traceparent"),
-            tracestate: header("tracestate"),
-            actor: header("x-actor")
-                .filter(|a| !a.is_empty() && a.len() <= 200)
-                .unwrap_or_else(|| "anonymous".into()),
-            region: self.region.clone(),
-            now,
-        })
+        aftersales_runtime::request::command_context(request.metadata(), &self.region)
     }
 }
 

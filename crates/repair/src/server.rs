@@ -83,17 +83,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "center radius must be a positive number of km".into(),
         ));
     }
-    if let Some(path) = config.database_url.strip_prefix("sqlite:")
-        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StartError::Config(format!(
-                "DATABASE_URL: cannot create {}: {e}",
-                parent.display()
-            ))
-        })?;
-    }
+    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
+        .map_err(StartError::Config)?;
     let store = AnyEventStore::connect(&config.database_url).await?;
     crate::projections::migrate(&store).await?;
     let warranty = match &config.warranty_url {

@@ -7,7 +7,6 @@ use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::app::{AppError, Registration, Warranty, describe_break};
 use crate::domain::coverage::{Decision, Remedy};
@@ -32,35 +31,7 @@ impl WarrantyApi {
 
     /// Who asks, as part of what: from the request's metadata.
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        let header = |name: &str| {
-            request
-                .metadata()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let uuid = |name: &'static str| -> Result<Option<Uuid>, Status> {
-            header(name)
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
-                })
-                .transpose()
-        };
-        #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
-        let now = Utc::now();
-        Ok(CommandContext {
-            command_id: uuid("x-command-id")?,
-            correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
-            causation_id: uuid("x-causation-id")?,
-            traceparent: header("traceparent"),
-            tracestate: header("tracestate"),
-            actor: header("x-actor")
-                .filter(|a| !a.is_empty() && a.len() <= 200)
-                .unwrap_or_else(|| "anonymous".into()),
-            region: self.region.clone(),
-            now,
-        })
+        aftersales_runtime::request::command_context(request.metadata(), &self.region)
     }
 }
 

@@ -92,17 +92,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => PolicyTable::builtin()?,
     };
     policies.require(REQUIRED_COUNTRIES)?;
-    if let Some(path) = config.database_url.strip_prefix("sqlite:")
-        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            StartError::Config(format!(
-                "DATABASE_URL: cannot create {}: {e}",
-                parent.display()
-            ))
-        })?;
-    }
+    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
+        .map_err(StartError::Config)?;
     let store = AnyEventStore::connect(&config.database_url).await?;
     projections::migrate(&store).await?;
 

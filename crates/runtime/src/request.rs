@@ -1,0 +1,55 @@
+//! What a gRPC request says about who sends it, as part of what.
+
+use aftersales_eventstore::CommandContext;
+use chrono::Utc;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+use uuid::Uuid;
+
+/// The command context of a request, from its metadata:
+/// `x-command-id` (an idempotency key), `x-correlation-id`, `x-causation-id`,
+/// `x-actor`, `traceparent` and `tracestate`. A header that is there but malformed
+/// is INVALID_ARGUMENT naming it.
+pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandContext, Status> {
+    let header = |name: &str| {
+        metadata
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let uuid = |name: &'static str| -> Result<Option<Uuid>, Status> {
+        header(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
+            })
+            .transpose()
+    };
+    #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
+    let now = Utc::now();
+    Ok(CommandContext {
+        command_id: uuid("x-command-id")?,
+        correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
+        causation_id: uuid("x-causation-id")?,
+        traceparent: header("traceparent"),
+        tracestate: header("tracestate"),
+        actor: header("x-actor")
+            .filter(|a| !a.is_empty() && a.len() <= 200)
+            .unwrap_or_else(|| "anonymous".into()),
+        region: region.to_owned(),
+        now,
+    })
+}
+
+/// Creates the directory a `sqlite:` URL's file lives in, so a fresh machine needs
+/// no set-up; other URLs are left alone.
+pub fn ensure_sqlite_dir(database_url: &str) -> Result<(), String> {
+    if let Some(path) = database_url.strip_prefix("sqlite:")
+        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("DATABASE_URL: cannot create {}: {e}", parent.display()))?;
+    }
+    Ok(())
+}
