@@ -11,11 +11,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+
 #[derive(Debug, Parser)]
 #[command(name = "aftersales", version, about = "The Aftersales platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    endpoints: client::Endpoints,
     /// Log as JSON lines.
     #[arg(long, global = true, env = "AFTERSALES_LOG_JSON")]
     log_json: bool,
@@ -25,6 +29,12 @@ struct Cli {
 enum Command {
     /// Run the services in this process, with SQLite under the data directory.
     Up(Up),
+    /// Devices and their warranty.
+    #[command(subcommand)]
+    Device(client::Device),
+    /// Service centers.
+    #[command(subcommand)]
+    Center(client::Center),
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +103,8 @@ async fn main() -> ExitCode {
     aftersales_runtime::logging::init(cli.log_json);
     let result = match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Device(command) => client::device(command, &cli.endpoints).await,
+        Command::Center(command) => client::center(command, &cli.endpoints).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -135,3 +135,131 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
     );
     assert!(terminate(child).success());
 }
+
+/// Runs `aftersales <args>` against the given services; its stdout, or its stderr
+/// as the error.
+fn aftersales(warranty: &str, repair: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args([
+            "--warranty-url",
+            &format!("http://{warranty}"),
+            "--repair-url",
+            &format!("http://{repair}"),
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8(output.stderr).unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_talk_to_the_running_services() {
+    let data = tempfile::tempdir().unwrap();
+    let (warranty, repair, child) = up(data.path());
+    let registered = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "--json",
+            "device",
+            "register",
+            "--imei",
+            "356938035643809",
+            "--model",
+            "Aurora 5",
+            "--purchased",
+            "2026-10-01",
+            "--country",
+            "DE",
+            "--customer",
+            "cust-7",
+        ],
+    )
+    .unwrap();
+    let device: serde_json::Value = serde_json::from_str(&registered).unwrap();
+    assert_eq!(device["policy"], "de-consumer v2");
+    assert_eq!(device["warranty_end"], "2028-10-01");
+
+    let shown = aftersales(
+        &warranty,
+        &repair,
+        &["device", "show", "--imei", "356938035643809"],
+    )
+    .unwrap();
+    assert!(
+        shown.contains("customer_id") && shown.contains("cust-7"),
+        "{shown}"
+    );
+
+    let coverage = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "--json",
+            "device",
+            "coverage",
+            "--imei",
+            "356938035643809",
+            "--fault",
+            "liquid_damage",
+        ],
+    )
+    .unwrap();
+    let coverage: serde_json::Value = serde_json::from_str(&coverage).unwrap();
+    assert_eq!(
+        (coverage["covered"].as_bool(), coverage["reason"].as_str()),
+        (Some(false), Some("excluded_fault"))
+    );
+
+    let error = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "device",
+            "coverage",
+            "--imei",
+            "356938035643809",
+            "--fault",
+            "bad_luck",
+        ],
+    )
+    .unwrap_err();
+    assert!(error.contains("--fault"), "{error}");
+    let error = aftersales(&warranty, &repair, &["device", "show", "--imei", "123"]).unwrap_err();
+    assert!(
+        error.contains("InvalidArgument") && error.contains("device_id.imei"),
+        "{error}"
+    );
+
+    let nearest = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "--json", "center", "nearest", "--lat", "52.39", "--lon", "13.06",
+        ],
+    )
+    .unwrap();
+    let nearest: serde_json::Value = serde_json::from_str(&nearest).unwrap();
+    assert_eq!(nearest["centers"][0]["id"], "sc-berlin-01");
+    let outback = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "center",
+            "nearest",
+            "--lat",
+            "-23.7",
+            "--lon",
+            "133.88",
+            "--country",
+            "AU",
+        ],
+    )
+    .unwrap();
+    assert!(outback.contains("mail-in"), "{outback}");
+    assert!(terminate(child).success());
+}

@@ -1,0 +1,251 @@
+//! Commands for people, over gRPC: readable lines by default, `--json` for scripts.
+
+use aftersales_proto::common::{CountryCode, DeviceId, GeoPoint, device_id};
+use aftersales_proto::repair as rpb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use serde_json::json;
+
+/// Where the services are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Endpoints {
+    /// The warranty service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_WARRANTY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub warranty_url: String,
+    /// The repair service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_REPAIR_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub repair_url: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Device {
+    /// Register a phone under the policy of its country of purchase.
+    Register {
+        /// 15-digit IMEI.
+        #[arg(long)]
+        imei: String,
+        #[arg(long)]
+        model: String,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        purchased: String,
+        /// ISO country code, e.g. DE.
+        #[arg(long)]
+        country: String,
+        #[arg(long)]
+        customer: String,
+    },
+    /// Show a device and its warranty.
+    Show {
+        #[arg(long)]
+        imei: String,
+    },
+    /// Is this fault covered today?
+    Coverage {
+        #[arg(long)]
+        imei: String,
+        /// A fault category, e.g. display, battery, liquid_damage.
+        #[arg(long)]
+        fault: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Center {
+    /// Service centers near a point, or a mail-in recommendation.
+    Nearest {
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        #[arg(long)]
+        country: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        limit: u32,
+    },
+}
+
+fn imei(value: &str) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(value.to_owned())),
+    })
+}
+
+fn failed(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn warranty(
+    endpoints: &Endpoints,
+) -> Result<WarrantyServiceClient<tonic::transport::Channel>, String> {
+    WarrantyServiceClient::connect(endpoints.warranty_url.clone())
+        .await
+        .map_err(|e| format!("cannot reach warranty at {}: {e}", endpoints.warranty_url))
+}
+
+fn device_json(d: &wpb::Device) -> serde_json::Value {
+    json!({
+        "imei": d.device_id.as_ref().and_then(|i| i.kind.as_ref()).map(|k| match k {
+            device_id::Kind::Imei(v) | device_id::Kind::Serial(v) => v.clone(),
+        }),
+        "model": d.model,
+        "purchase_date": d.purchase_date,
+        "country": d.country_of_purchase.as_ref().map(|c| c.value.clone()),
+        "customer_id": d.customer_id,
+        "policy": format!("{} v{}", d.policy_id, d.policy_version),
+        "warranty_end": d.base_warranty_end,
+        "legal_guarantee_end": d.legal_guarantee_end,
+        "extended_plan": d.extended_plan.as_ref().map(|p| json!({"plan": p.plan_id, "until": p.coverage_end})),
+        "voided": d.voided,
+    })
+}
+
+fn print(json_out: bool, value: &serde_json::Value) {
+    if json_out {
+        println!("{value}");
+    } else if let Some(fields) = value.as_object() {
+        let width = fields.keys().map(String::len).max().unwrap_or(0);
+        for (key, field) in fields {
+            let text = match field {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".into(),
+                other @ (serde_json::Value::Bool(_)
+                | serde_json::Value::Number(_)
+                | serde_json::Value::Array(_)
+                | serde_json::Value::Object(_)) => other.to_string(),
+            };
+            println!("{key:width$}  {text}");
+        }
+    }
+}
+
+pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String> {
+    let mut client = warranty(endpoints).await?;
+    match command {
+        Device::Register {
+            imei: id,
+            model,
+            purchased,
+            country,
+            customer,
+        } => {
+            let d = client
+                .register_device(wpb::RegisterDeviceRequest {
+                    device_id: imei(&id),
+                    model,
+                    purchase_date: purchased,
+                    country_of_purchase: Some(CountryCode { value: country }),
+                    channel: wpb::SalesChannel::RetailStore.into(),
+                    customer_id: customer,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(endpoints.json, &device_json(&d));
+        }
+        Device::Show { imei: id } => {
+            let d = client
+                .get_device(wpb::GetDeviceRequest {
+                    device_id: imei(&id),
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(endpoints.json, &device_json(&d));
+        }
+        Device::Coverage { imei: id, fault } => {
+            let name = format!("FAULT_CATEGORY_{}", fault.trim().to_ascii_uppercase());
+            let category = wpb::FaultCategory::from_str_name(&name)
+                .filter(|f| *f != wpb::FaultCategory::Unspecified)
+                .ok_or_else(|| format!("--fault: {fault:?} is not a fault category"))?;
+            let d = client
+                .check_coverage(wpb::CheckCoverageRequest {
+                    device_id: imei(&id),
+                    fault_category: category.into(),
+                    as_of: None,
+                    record_decision: false,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(
+                endpoints.json,
+                &json!({
+                    "covered": d.covered,
+                    "reason": d.reason,
+                    "explanation": d.explanation,
+                    "remedy": wpb::Remedy::try_from(d.remedy).map(|r| r.as_str_name().trim_start_matches("REMEDY_").to_ascii_lowercase()).unwrap_or_default(),
+                    "policy": format!("{} v{}", d.policy_id, d.policy_version),
+                }),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String> {
+    let mut client = RepairServiceClient::connect(endpoints.repair_url.clone())
+        .await
+        .map_err(|e| format!("cannot reach repair at {}: {e}", endpoints.repair_url))?;
+    let Center::Nearest {
+        lat,
+        lon,
+        country,
+        limit,
+    } = command;
+    let found = client
+        .find_nearest_centers(rpb::FindNearestCentersRequest {
+            point: Some(GeoPoint {
+                latitude: lat,
+                longitude: lon,
+            }),
+            country: country.map(|value| CountryCode { value }),
+            limit,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let centers: Vec<_> = found
+        .centers
+        .iter()
+        .filter_map(|n| {
+            let c = n.center.as_ref()?;
+            Some(json!({"id": c.id, "name": c.name, "city": c.city, "distance_km": (n.distance_km * 10.0).round() / 10.0}))
+        })
+        .collect();
+    if endpoints.json {
+        println!(
+            "{}",
+            json!({"centers": centers, "recommend_mail_in": found.recommend_mail_in})
+        );
+    } else if found.recommend_mail_in {
+        println!(
+            "No service center within {} km: send the device by mail-in repair.",
+            found.radius_km
+        );
+    } else {
+        for c in &centers {
+            println!(
+                "{:>8} km  {}  ({})",
+                c["distance_km"],
+                c["name"].as_str().unwrap_or_default(),
+                c["id"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
