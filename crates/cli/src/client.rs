@@ -249,3 +249,164 @@ pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Repair {
+    /// Open a walk-in repair at a center (or `--mail-in` with an address).
+    Open {
+        #[arg(long)]
+        imei: String,
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        symptoms: String,
+        /// The service center, for a walk-in.
+        #[arg(long)]
+        center: Option<String>,
+        /// Send the device by mail; the return address lines follow.
+        #[arg(long, num_args = 1.., value_name = "LINE")]
+        mail_in: Vec<String>,
+        /// With --mail-in: city and ISO country code.
+        #[arg(long)]
+        city: Option<String>,
+        #[arg(long)]
+        country: Option<String>,
+    },
+    /// Show an order.
+    Show {
+        #[arg(long)]
+        order: String,
+    },
+    /// Every step of an order, with who and when.
+    Timeline {
+        #[arg(long)]
+        order: String,
+    },
+    /// Follow an order live until it is closed or cancelled.
+    Watch {
+        #[arg(long)]
+        order: String,
+    },
+}
+
+fn stage_name(stage: i32) -> String {
+    rpb::Stage::try_from(stage)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("STAGE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+fn order_json(o: &rpb::RepairOrder) -> serde_json::Value {
+    let coverage = o.coverage.clone().unwrap_or_default();
+    json!({
+        "order_id": o.order_id,
+        "stage": stage_name(o.stage),
+        "center": o.service_center_id,
+        "customer_id": o.customer_id,
+        "symptoms": o.symptoms,
+        "coverage": if coverage.decided {
+            format!("{} ({}, {} v{})", if coverage.covered { "covered" } else { "not covered" }, coverage.reason, coverage.policy_id, coverage.policy_version)
+        } else {
+            "pending".to_owned()
+        },
+        "quote_total": o.quote.as_ref().and_then(|q| q.total.as_ref()).map(|m| format!("{} {} (minor units)", m.minor_units, m.currency)),
+    })
+}
+
+pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String> {
+    let mut client = RepairServiceClient::connect(endpoints.repair_url.clone())
+        .await
+        .map_err(|e| format!("cannot reach repair at {}: {e}", endpoints.repair_url))?;
+    match command {
+        Repair::Open {
+            imei: id,
+            customer,
+            symptoms,
+            center,
+            mail_in,
+            city,
+            country,
+        } => {
+            let (channel, contact_address) = if mail_in.is_empty() {
+                (rpb::Channel::WalkIn, None)
+            } else {
+                let address = aftersales_proto::common::Address {
+                    recipient: customer.clone(),
+                    lines: mail_in,
+                    city: city.unwrap_or_default(),
+                    region: String::new(),
+                    postal_code: String::new(),
+                    country: country.map(|value| CountryCode { value }),
+                    phone: String::new(),
+                };
+                (rpb::Channel::MailIn, Some(address))
+            };
+            let order = client
+                .open_repair(rpb::OpenRepairRequest {
+                    device_id: imei(&id),
+                    channel: channel.into(),
+                    service_center_id: center.unwrap_or_default(),
+                    customer_id: customer,
+                    symptoms,
+                    contact_address,
+                    reported_fault: 0,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(endpoints.json, &order_json(&order));
+        }
+        Repair::Show { order } => {
+            let order = client
+                .get_repair(rpb::OrderRef { order_id: order })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(endpoints.json, &order_json(&order));
+        }
+        Repair::Timeline { order } => {
+            let timeline = client
+                .get_repair_timeline(rpb::OrderRef { order_id: order })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            for step in &timeline.steps {
+                let at = step.at.as_ref().map_or(0, |t| t.seconds);
+                let at = chrono::DateTime::from_timestamp(at, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                if endpoints.json {
+                    println!(
+                        "{}",
+                        json!({"version": step.version, "event": step.event_type, "stage": stage_name(step.stage), "actor": step.actor, "at": at})
+                    );
+                } else {
+                    println!(
+                        "{at}  {:<20} {:<18} {}",
+                        step.event_type,
+                        stage_name(step.stage),
+                        step.actor
+                    );
+                }
+            }
+        }
+        Repair::Watch { order } => {
+            let mut updates = client
+                .watch_repair(rpb::OrderRef { order_id: order })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            while let Some(update) = updates.message().await.map_err(failed)? {
+                if endpoints.json {
+                    println!("{}", order_json(&update));
+                } else {
+                    println!("{}  {}", update.order_id, stage_name(update.stage));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -35,6 +35,9 @@ enum Command {
     /// Service centers.
     #[command(subcommand)]
     Center(client::Center),
+    /// Repair orders.
+    #[command(subcommand)]
+    Repair(client::Repair),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +108,7 @@ async fn main() -> ExitCode {
         Command::Up(args) => up(args).await,
         Command::Device(command) => client::device(command, &cli.endpoints).await,
         Command::Center(command) => client::center(command, &cli.endpoints).await,
+        Command::Repair(command) => client::repair(command, &cli.endpoints).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

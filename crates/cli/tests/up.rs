@@ -160,6 +160,9 @@ fn aftersales(warranty: &str, repair: &str, args: &[&str]) -> Result<String, Str
 async fn client_commands_talk_to_the_running_services() {
     let data = tempfile::tempdir().unwrap();
     let (warranty, repair, child) = up(data.path());
+    // Bought a month ago in Germany: under the policy version in force since 2026-07-31.
+    #[allow(clippy::disallowed_methods)]
+    let purchased = chrono::Utc::now().date_naive() - chrono::Duration::days(30);
     let registered = aftersales(
         &warranty,
         &repair,
@@ -172,7 +175,7 @@ async fn client_commands_talk_to_the_running_services() {
             "--model",
             "Aurora 5",
             "--purchased",
-            "2026-10-01",
+            &purchased.to_string(),
             "--country",
             "DE",
             "--customer",
@@ -182,7 +185,10 @@ async fn client_commands_talk_to_the_running_services() {
     .unwrap();
     let device: serde_json::Value = serde_json::from_str(&registered).unwrap();
     assert_eq!(device["policy"], "de-consumer v2");
-    assert_eq!(device["warranty_end"], "2028-10-01");
+    let end = purchased
+        .checked_add_months(chrono::Months::new(24))
+        .unwrap();
+    assert_eq!(device["warranty_end"], end.to_string());
 
     let shown = aftersales(
         &warranty,
@@ -261,5 +267,81 @@ async fn client_commands_talk_to_the_running_services() {
     )
     .unwrap();
     assert!(outback.contains("mail-in"), "{outback}");
+
+    // A repair: open, show, follow live, and its timeline.
+    let opened = aftersales(
+        &warranty,
+        &repair,
+        &[
+            "--json",
+            "repair",
+            "open",
+            "--imei",
+            "356938035643809",
+            "--customer",
+            "cust-7",
+            "--symptoms",
+            "cracked screen",
+            "--center",
+            "sc-berlin-01",
+        ],
+    )
+    .unwrap();
+    let opened: serde_json::Value = serde_json::from_str(&opened).unwrap();
+    let order = opened["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["stage"], "opened");
+    assert!(
+        opened["coverage"].as_str().unwrap().starts_with("covered"),
+        "{opened}"
+    );
+    let shown = aftersales(&warranty, &repair, &["repair", "show", "--order", &order]).unwrap();
+    assert!(shown.contains("sc-berlin-01"), "{shown}");
+    let watcher = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args([
+            "--repair-url",
+            &format!("http://{repair}"),
+            "repair",
+            "watch",
+            "--order",
+            &order,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut client = RepairServiceClient::connect(format!("http://{repair}"))
+        .await
+        .unwrap();
+    client
+        .cancel_repair(rpb::CancelRepairRequest {
+            order_id: order.clone(),
+            reason: "customer changed their mind".into(),
+        })
+        .await
+        .unwrap();
+    let watched = watcher.wait_with_output().unwrap();
+    assert!(watched.status.success());
+    let watched = String::from_utf8(watched.stdout).unwrap();
+    assert!(
+        watched.contains("opened") && watched.trim_end().ends_with("cancelled"),
+        "{watched}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let timeline = loop {
+        let timeline = aftersales(
+            &warranty,
+            &repair,
+            &["repair", "timeline", "--order", &order],
+        )
+        .unwrap();
+        if timeline.contains("RepairCancelled") || std::time::Instant::now() > deadline {
+            break timeline;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        timeline.contains("RepairOrderOpened") && timeline.contains("RepairCancelled"),
+        "{timeline}"
+    );
     assert!(terminate(child).success());
 }
