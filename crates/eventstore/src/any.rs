@@ -32,6 +32,20 @@ impl AnyEventStore {
         }
     }
 
+    /// Applies a service's own migrations (read models, say) to the store's
+    /// database, beside the store's.
+    pub async fn run_migrations(
+        &self,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> Result<(), StoreError> {
+        let migrator = crate::store::shared_migrator(migrations);
+        match self {
+            Self::Postgres(s) => migrator.run(s.pool()).await,
+            Self::Sqlite(s) => migrator.run(s.writer()).await,
+        }
+        .map_err(StoreError::Migration)
+    }
+
     pub fn with_limits(self, limits: Limits) -> Self {
         match self {
             Self::Postgres(s) => Self::Postgres(s.with_limits(limits)),
@@ -119,4 +133,34 @@ impl EventStore for AnyEventStore {
     fn appended(&self) -> &Notify {
         delegate!(self, s => s.appended())
     }
+}
+
+/// Runs the same sqlx code on a [`crate::TransactionConnection`], whichever
+/// backend it is: `on_connection!(tx.connection(), c => query.execute(c).await?)`.
+/// For SQL both backends understand.
+#[macro_export]
+macro_rules! on_connection {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::TransactionConnection::Postgres($c) => $body,
+            $crate::TransactionConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// Runs the same sqlx read on an [`AnyEventStore`]'s pool (SQLite's read-only one).
+#[macro_export]
+macro_rules! on_read_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::AnyEventStore::Postgres(s) => {
+                let $pool = s.pool();
+                $body
+            }
+            $crate::AnyEventStore::Sqlite(s) => {
+                let $pool = s.reader();
+                $body
+            }
+        }
+    };
 }

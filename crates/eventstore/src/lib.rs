@@ -42,5 +42,5 @@ pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
 pub use postgres::PgEventStore;
 pub use projection::Projection;
 pub use sqlite::SqliteEventStore;
-pub use store::{EventStore, Limits, read_whole_stream};
+pub use store::{EventStore, Limits, read_whole_stream, shared_migrator};
 pub use transaction::{StoreTransaction, TransactionConnection};

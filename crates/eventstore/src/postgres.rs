@@ -77,12 +77,7 @@ impl PgEventStore {
 /// The event store's migrations. Services add their own with distinct versions to
 /// the same database, so migrations applied by others are not an error.
 fn migrator() -> Migrator {
-    let mut migrator = Migrator {
-        migrations: MIGRATOR.migrations.clone(),
-        ..Migrator::DEFAULT
-    };
-    migrator.set_ignore_missing(true);
-    migrator
+    crate::store::shared_migrator(&MIGRATOR)
 }
 
 impl AppendBackend for &PgEventStore {

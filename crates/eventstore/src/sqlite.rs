@@ -96,12 +96,7 @@ impl SqliteEventStore {
 }
 
 fn migrator() -> Migrator {
-    let mut migrator = Migrator {
-        migrations: MIGRATOR.migrations.clone(),
-        ..Migrator::DEFAULT
-    };
-    migrator.set_ignore_missing(true);
-    migrator
+    crate::store::shared_migrator(&MIGRATOR)
 }
 
 impl AppendBackend for &SqliteEventStore {

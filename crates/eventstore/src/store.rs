@@ -269,3 +269,14 @@ pub(crate) fn to_i64(value: u64, field: &'static str) -> Result<i64, StoreError>
 pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
+
+/// `migrations` as a migrator that shares its database: migrations applied by the
+/// store or by a service's read models (distinct versions) are not an error.
+pub fn shared_migrator(migrations: &sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate::Migrator {
+        migrations: migrations.migrations.clone(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}

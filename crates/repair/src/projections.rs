@@ -6,52 +6,19 @@ use std::collections::BTreeMap;
 
 use aftersales_eventstore::{
     AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
-    StoreTransaction, TransactionConnection,
+    StoreTransaction,
 };
 use chrono::NaiveDate;
 use sqlx::Row as _;
 
 use crate::domain::order::{Channel, Event, OrderState, RepairOrder};
 
-macro_rules! on_either {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            TransactionConnection::Postgres($c) => $body,
-            TransactionConnection::Sqlite($c) => $body,
-        }
-    };
-}
-
-macro_rules! on_store {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            AnyEventStore::Postgres(s) => {
-                let $pool = s.pool();
-                $body
-            }
-            AnyEventStore::Sqlite(s) => {
-                let $pool = s.reader();
-                $body
-            }
-        }
-    };
-}
-
 /// One set for both backends.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Creates the read-model tables next to the event store's.
 pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    let mut migrator = sqlx::migrate::Migrator {
-        migrations: MIGRATIONS.migrations.clone(),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    migrator.set_ignore_missing(true);
-    match store {
-        AnyEventStore::Postgres(s) => migrator.run(s.pool()).await,
-        AnyEventStore::Sqlite(s) => migrator.run(s.writer()).await,
-    }
-    .map_err(StoreError::Migration)
+    store.run_migrations(&MIGRATIONS).await
 }
 
 /// Orders by device and by center.
@@ -126,7 +93,7 @@ impl Projection for OrderDirectory {
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, version) DO NOTHING";
             let version = i64::try_from(event.stream_version)
                 .map_err(|_| StoreError::CorruptRow("stream_version out of range".into()))?;
-            on_either!(tx.connection(), c => {
+            aftersales_eventstore::on_connection!(tx.connection(), c => {
                 sqlx::query(sql)
                     .bind(order.order_id.clone())
                     .bind(version)
@@ -141,7 +108,7 @@ impl Projection for OrderDirectory {
                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, version) DO NOTHING";
         let version = i64::try_from(event.stream_version)
             .map_err(|_| StoreError::CorruptRow("stream_version out of range".into()))?;
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query(step)
                 .bind(order.order_id.clone())
                 .bind(version)
@@ -167,7 +134,7 @@ impl Projection for OrderDirectory {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM repair_orders").execute(&mut *c).await?;
             sqlx::query("DELETE FROM repair_timeline").execute(&mut *c).await?;
             sqlx::query("DELETE FROM repair_stage_durations").execute(c).await?;
@@ -213,7 +180,7 @@ pub async fn orders_of_device(
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM repair_orders WHERE device = $1 ORDER BY opened_at, order_id"
     ));
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql).bind(device.to_owned()).fetch_all(pool).await?;
         rows.iter().map(|r| Ok(order_row!(r))).collect()
     })
@@ -231,7 +198,7 @@ pub async fn orders_of_center(
         "SELECT {COLUMNS} FROM repair_orders WHERE center_id = $1 AND ($2 = '' OR stage = $2) \
          AND order_id > $3 ORDER BY order_id LIMIT $4"
     ));
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(center.to_owned())
             .bind(stage.unwrap_or_default().to_owned())
@@ -251,7 +218,7 @@ pub async fn bookings(
 ) -> Result<BTreeMap<NaiveDate, u32>, StoreError> {
     let sql = "SELECT opened_on, COUNT(*) AS n FROM repair_orders WHERE center_id = $1 \
                AND opened_on >= $2 AND stage <> 'cancelled' GROUP BY opened_on";
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(center.to_owned())
             .bind(from.to_string())
@@ -284,7 +251,7 @@ pub struct Step {
 pub async fn timeline(store: &AnyEventStore, order_id: &str) -> Result<Vec<Step>, StoreError> {
     let sql = "SELECT version, event_type, stage, actor, at FROM repair_timeline \
                WHERE order_id = $1 ORDER BY version";
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql).bind(order_id.to_owned()).fetch_all(pool).await?;
         rows.iter()
             .map(|row| {
@@ -323,7 +290,7 @@ pub async fn stage_times(
 ) -> Result<BTreeMap<String, Vec<i64>>, StoreError> {
     let sql = "SELECT stage, order_id, CAST(SUM(seconds) AS BIGINT) AS total FROM repair_stage_durations \
                WHERE center_id = $1 GROUP BY stage, order_id";
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql).bind(center.to_owned()).fetch_all(pool).await?;
         let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for row in &rows {

@@ -4,37 +4,12 @@
 
 use aftersales_eventstore::{
     AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
-    StoreTransaction, TransactionConnection,
+    StoreTransaction,
 };
 use chrono::NaiveDate;
 use sqlx::Row as _;
 
 use crate::domain::{Device, DeviceKey, DeviceState, Event};
-
-/// Runs the same query code on whichever backend a connection or store is.
-macro_rules! on_either {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            TransactionConnection::Postgres($c) => $body,
-            TransactionConnection::Sqlite($c) => $body,
-        }
-    };
-}
-
-macro_rules! on_store {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            AnyEventStore::Postgres(s) => {
-                let $pool = s.pool();
-                $body
-            }
-            AnyEventStore::Sqlite(s) => {
-                let $pool = s.reader();
-                $body
-            }
-        }
-    };
-}
 
 /// One set for both backends: the tables use only types and SQL both understand.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -42,19 +17,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Creates the read-model tables (the event store's own migrations are applied by
 /// the store; each set ignores the other's).
 pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    let with_others = |m: &sqlx::migrate::Migrator| {
-        let mut m = sqlx::migrate::Migrator {
-            migrations: m.migrations.clone(),
-            ..sqlx::migrate::Migrator::DEFAULT
-        };
-        m.set_ignore_missing(true);
-        m
-    };
-    match store {
-        AnyEventStore::Postgres(s) => with_others(&MIGRATIONS).run(s.pool()).await,
-        AnyEventStore::Sqlite(s) => with_others(&MIGRATIONS).run(s.writer()).await,
-    }
-    .map_err(StoreError::Migration)
+    store.run_migrations(&MIGRATIONS).await
 }
 
 fn decode(event: &RecordedEvent) -> Result<Event, StoreError> {
@@ -119,7 +82,7 @@ impl Projection for DeviceDirectory {
                    ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
                    model = excluded.model, coverage_end = excluded.coverage_end, \
                    voided = excluded.voided";
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query(sql)
                 .bind(event.stream_id.as_str().to_owned())
                 .bind(kind)
@@ -137,7 +100,7 @@ impl Projection for DeviceDirectory {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM warranty_devices").execute(c).await?;
         });
         Ok(())
@@ -171,7 +134,7 @@ impl Projection for CoverageDecisions {
         let sql = "INSERT INTO warranty_coverage_decisions (event_id, stream_id, policy_id, \
                    policy_version, fault, covered, reason, decided_for) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING";
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query(sql)
                 .bind(event.event_id.to_string())
                 .bind(event.stream_id.as_str().to_owned())
@@ -188,7 +151,7 @@ impl Projection for CoverageDecisions {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_either!(tx.connection(), c => {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM warranty_coverage_decisions").execute(c).await?;
         });
         Ok(())
@@ -247,7 +210,7 @@ pub async fn devices_of_customer(
         "SELECT {DEVICE_COLUMNS} FROM warranty_devices WHERE customer_id = $1 AND stream_id > $2 \
          ORDER BY stream_id LIMIT $3"
     ));
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(customer_id.to_owned())
             .bind(after.to_owned())
@@ -269,7 +232,7 @@ pub async fn expiring_between(
         "SELECT {DEVICE_COLUMNS} FROM warranty_devices WHERE coverage_end >= $1 \
          AND coverage_end <= $2 AND NOT voided ORDER BY coverage_end, stream_id LIMIT $3"
     ));
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(from.to_string())
             .bind(until.to_string())
@@ -289,7 +252,7 @@ pub async fn decisions_by_policy(
                SUM(CASE WHEN covered THEN 1 ELSE 0 END) AS covered \
                FROM warranty_coverage_decisions GROUP BY policy_id, policy_version \
                ORDER BY policy_id, policy_version";
-    on_store!(store, pool => {
+    aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql).fetch_all(pool).await?;
         rows.iter()
             .map(|row| {
