@@ -31,6 +31,17 @@ impl RepairApi {
         }
     }
 
+    /// Runs a command that needs nothing but the order's id.
+    async fn on_order(
+        &self,
+        request: Request<pb::OrderRef>,
+        command: impl FnOnce(&CommandContext) -> Command,
+    ) -> Answer {
+        let ctx = self.context(&request)?;
+        let id = order_id(&request.get_ref().order_id)?;
+        answer(self.app.command(id, command(&ctx), &ctx).await)
+    }
+
     /// Who asks, as part of what: from the request's metadata.
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         aftersales_runtime::request::command_context(request.metadata(), &self.region)
@@ -371,29 +382,12 @@ impl RepairService for RepairApi {
     }
 
     async fn approve_quote(&self, request: Request<pb::OrderRef>) -> Answer {
-        let ctx = self.context(&request)?;
-        answer(
-            self.app
-                .command(
-                    order_id(&request.get_ref().order_id)?,
-                    Command::ApproveQuote { now: ctx.now },
-                    &ctx,
-                )
-                .await,
-        )
+        self.on_order(request, |ctx| Command::ApproveQuote { now: ctx.now })
+            .await
     }
 
     async fn decline_quote(&self, request: Request<pb::OrderRef>) -> Answer {
-        let ctx = self.context(&request)?;
-        answer(
-            self.app
-                .command(
-                    order_id(&request.get_ref().order_id)?,
-                    Command::DeclineQuote,
-                    &ctx,
-                )
-                .await,
-        )
+        self.on_order(request, |_| Command::DeclineQuote).await
     }
 
     async fn start_repair(&self, request: Request<pb::StartRepairRequest>) -> Answer {
@@ -439,29 +433,12 @@ impl RepairService for RepairApi {
     }
 
     async fn mark_ready_for_return(&self, request: Request<pb::OrderRef>) -> Answer {
-        let ctx = self.context(&request)?;
-        answer(
-            self.app
-                .command(
-                    order_id(&request.get_ref().order_id)?,
-                    Command::MarkReadyForReturn,
-                    &ctx,
-                )
-                .await,
-        )
+        self.on_order(request, |_| Command::MarkReadyForReturn)
+            .await
     }
 
     async fn confirm_collected(&self, request: Request<pb::OrderRef>) -> Answer {
-        let ctx = self.context(&request)?;
-        answer(
-            self.app
-                .command(
-                    order_id(&request.get_ref().order_id)?,
-                    Command::ConfirmCollected,
-                    &ctx,
-                )
-                .await,
-        )
+        self.on_order(request, |_| Command::ConfirmCollected).await
     }
 
     async fn cancel_repair(&self, request: Request<pb::CancelRepairRequest>) -> Answer {
