@@ -13,7 +13,7 @@ use crate::app::{AppError, Repairs, device_name};
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
     Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
-    QuoteLine, Stage,
+    Quote, QuoteLine, Stage,
 };
 use crate::domain::{DomainError, Money};
 
@@ -125,66 +125,90 @@ fn money(m: &Money) -> PbMoney {
     }
 }
 
-fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
+/// `imei:…` or `serial:…`, as the order stores it.
+pub(crate) fn device_to_proto(device: &str) -> Option<aftersales_proto::common::DeviceId> {
     use aftersales_proto::common::{DeviceId, device_id};
-    let device_id = o
-        .device
+    device
         .strip_prefix("imei:")
         .map(|v| device_id::Kind::Imei(v.to_owned()))
         .or_else(|| {
-            o.device
+            device
                 .strip_prefix("serial:")
                 .map(|v| device_id::Kind::Serial(v.to_owned()))
         })
-        .map(|kind| DeviceId { kind: Some(kind) });
+        .map(|kind| DeviceId { kind: Some(kind) })
+}
+
+pub(crate) fn coverage_to_proto(coverage: &Coverage) -> pb::Coverage {
+    match coverage {
+        Coverage::Decided {
+            covered,
+            reason,
+            policy_id,
+            policy_version,
+        } => pb::Coverage {
+            decided: true,
+            covered: *covered,
+            reason: reason.clone(),
+            policy_id: policy_id.clone(),
+            policy_version: *policy_version,
+        },
+        Coverage::Pending { why } => pb::Coverage {
+            decided: false,
+            reason: why.clone(),
+            ..Default::default()
+        },
+    }
+}
+
+pub(crate) fn quote_to_proto(q: &Quote) -> pb::Quote {
+    pb::Quote {
+        revision: q.revision,
+        lines: q
+            .lines
+            .iter()
+            .map(|l| pb::QuoteLine {
+                description: l.description.clone(),
+                is_labour: l.kind == LineKind::Labour,
+                amount: Some(money(&l.amount)),
+            })
+            .collect(),
+        total: Some(money(&q.total)),
+        valid_until: Some(prost_types::Timestamp {
+            seconds: q.valid_until.timestamp(),
+            nanos: i32::try_from(q.valid_until.timestamp_subsec_nanos()).unwrap_or(0),
+        }),
+    }
+}
+
+pub(crate) fn address_to_proto(a: &Address) -> aftersales_proto::common::Address {
+    aftersales_proto::common::Address {
+        recipient: a.recipient.clone(),
+        lines: a.lines.clone(),
+        city: a.city.clone(),
+        postal_code: a.postal_code.clone(),
+        country: Some(CountryCode {
+            value: a.country.clone(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
     let (channel, center) = match &o.channel {
         Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone()),
         Channel::MailIn { .. } => (pb::Channel::MailIn, String::new()),
     };
     pb::RepairOrder {
         order_id: o.order_id.clone(),
-        device_id,
+        device_id: device_to_proto(&o.device),
         channel: channel.into(),
         service_center_id: center,
         customer_id: o.customer_id.clone(),
         symptoms: o.symptoms.clone(),
         stage: stage(o.stage).into(),
-        coverage: Some(match &o.coverage {
-            Coverage::Decided {
-                covered,
-                reason,
-                policy_id,
-                policy_version,
-            } => pb::Coverage {
-                decided: true,
-                covered: *covered,
-                reason: reason.clone(),
-                policy_id: policy_id.clone(),
-                policy_version: *policy_version,
-            },
-            Coverage::Pending { why } => pb::Coverage {
-                decided: false,
-                reason: why.clone(),
-                ..Default::default()
-            },
-        }),
-        quote: o.quote.as_ref().map(|q| pb::Quote {
-            revision: q.revision,
-            lines: q
-                .lines
-                .iter()
-                .map(|l| pb::QuoteLine {
-                    description: l.description.clone(),
-                    is_labour: l.kind == LineKind::Labour,
-                    amount: Some(money(&l.amount)),
-                })
-                .collect(),
-            total: Some(money(&q.total)),
-            valid_until: Some(prost_types::Timestamp {
-                seconds: q.valid_until.timestamp(),
-                nanos: i32::try_from(q.valid_until.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
-        }),
+        coverage: Some(coverage_to_proto(&o.coverage)),
+        quote: o.quote.as_ref().map(quote_to_proto),
         repaired: o.repaired,
         parts_replaced: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
         qc_failures: o.qc_failures,

@@ -2,13 +2,16 @@
 //!
 //! - [`domain`]: pure rules: money, the repair order state machine as a decider,
 //!   service centers (nearest by great-circle distance, daily capacity).
-//!
-//! The gRPC API, service centers, reactions to logistics events, projections and the
-//! binary are to come (issue "Repair service").
+//! - [`app`] and [`api`]: the commands and queries, over gRPC.
+//! - [`projections`]: read models fed from the log.
+//! - [`reactions`]: what logistics events do to orders.
+//! - [`integration`]: the public protobuf events the relay publishes.
+//! - [`server`]: the running process.
 
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod integration;
 pub mod projections;
 pub mod reactions;
 pub mod server;

@@ -120,7 +120,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 aftersales_messaging::RelaySettings::default(),
                 &streams,
             )
-            .map_err(|e| StartError::Config(e.to_string()))?;
+            .map_err(|e| StartError::Config(e.to_string()))?
+            .with_translation(std::sync::Arc::new(crate::integration::RepairEvents));
             let consumer = aftersales_messaging::JetStreamConsumer::new(
                 js,
                 names,

@@ -1,0 +1,54 @@
+//! The logistics domain: pure rules, no I/O and no clock (time comes in commands).
+
+pub mod custody;
+pub mod depots;
+pub mod shipment;
+pub mod tracking;
+
+pub use shipment::{Command, Event, Shipment, ShipmentState};
+pub use tracking::{Scan, Status};
+
+/// Why a command was refused. Each maps to one gRPC code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// INVALID_ARGUMENT, naming the field.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// NOT_FOUND.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// FAILED_PRECONDITION, saying what state the shipment is in.
+    #[error("{0}")]
+    Precondition(String),
+    /// ALREADY_EXISTS.
+    #[error("{0}")]
+    AlreadyExists(String),
+}
+
+impl DomainError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Printable text of at most `max` bytes; empty allowed only when `required` is false.
+pub(crate) fn text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), DomainError> {
+    if required && value.trim().is_empty() {
+        return Err(DomainError::invalid(field, "must not be empty"));
+    }
+    if value.len() > max || value.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}

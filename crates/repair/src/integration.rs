@@ -1,0 +1,161 @@
+//! The public events of the repair service: each stored event becomes the protobuf
+//! message of the same name in `proto/aftersales/repair/v1/events.proto`, published
+//! by the relay on `aftersales.<region>.repair.<EventType>`.
+//!
+//! Service-center upserts (stream `service-centers`) stay private.
+
+use aftersales_eventstore::RecordedEvent;
+use aftersales_messaging::envelope::protobuf;
+use aftersales_messaging::{Outbound, Translate};
+use aftersales_proto::repair as pb;
+use prost::Message as _;
+
+use crate::api::{address_to_proto, coverage_to_proto, device_to_proto, quote_to_proto};
+use crate::domain::order::{Channel, Event};
+
+/// The order a stream belongs to: streams are named `repair-<order id>`.
+fn order_of_stream(stream_id: &str) -> Option<&str> {
+    stream_id.strip_prefix("repair-")
+}
+
+/// Repair's [`Translate`] for the relay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairEvents;
+
+impl Translate for RepairEvents {
+    fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        let Some(order) = order_of_stream(event.stream_id.as_str()) else {
+            return Ok(None);
+        };
+        let order_id = order.to_owned();
+        let domain: Event = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let (name, payload) = match domain {
+            Event::RepairOrderOpened {
+                device,
+                channel,
+                customer_id,
+                symptoms,
+                coverage,
+                ..
+            } => {
+                let (kind, center, address) = match &channel {
+                    Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone(), None),
+                    Channel::MailIn { address } => (
+                        pb::Channel::MailIn,
+                        String::new(),
+                        Some(address_to_proto(address)),
+                    ),
+                };
+                (
+                    "RepairOrderOpened",
+                    pb::RepairOrderOpened {
+                        order_id,
+                        device_id: device_to_proto(&device),
+                        channel: kind.into(),
+                        service_center_id: center,
+                        customer_id,
+                        symptoms,
+                        contact_address: address,
+                        coverage: Some(coverage_to_proto(&coverage)),
+                    }
+                    .encode_to_vec(),
+                )
+            }
+            Event::DeviceCheckedIn {
+                condition,
+                accessories,
+            } => (
+                "DeviceCheckedIn",
+                pb::DeviceCheckedIn {
+                    order_id,
+                    condition_notes: condition.notes,
+                    liquid_indicator_tripped: condition.liquid_indicator_tripped,
+                    accessories,
+                }
+                .encode_to_vec(),
+            ),
+            Event::DeviceReceived { shipment_id } => (
+                "DeviceReceived",
+                pb::DeviceReceived {
+                    order_id,
+                    shipment_id,
+                }
+                .encode_to_vec(),
+            ),
+            Event::Diagnosed {
+                fault,
+                fault_codes,
+                coverage,
+                ..
+            } => (
+                "Diagnosed",
+                pb::Diagnosed {
+                    order_id,
+                    fault,
+                    fault_codes,
+                    coverage: Some(coverage_to_proto(&coverage)),
+                }
+                .encode_to_vec(),
+            ),
+            Event::QuoteIssued { quote } => (
+                "QuoteIssued",
+                pb::QuoteIssued {
+                    order_id,
+                    quote: Some(quote_to_proto(&quote)),
+                }
+                .encode_to_vec(),
+            ),
+            Event::QuoteApproved { revision } => (
+                "QuoteApproved",
+                pb::QuoteApproved { order_id, revision }.encode_to_vec(),
+            ),
+            Event::QuoteDeclined { revision } => (
+                "QuoteDeclined",
+                pb::QuoteDeclined { order_id, revision }.encode_to_vec(),
+            ),
+            Event::RepairStarted { .. } => (
+                "RepairStarted",
+                pb::RepairStarted { order_id }.encode_to_vec(),
+            ),
+            Event::PartReplaced(part) => (
+                "PartReplaced",
+                pb::PartReplaced {
+                    order_id,
+                    part_number: part.part_number,
+                    old_serial: part.old_serial,
+                    new_serial: part.new_serial,
+                }
+                .encode_to_vec(),
+            ),
+            Event::QcPassed { .. } => ("QcPassed", pb::QcPassed { order_id }.encode_to_vec()),
+            Event::QcFailed { notes } => (
+                "QcFailed",
+                pb::QcFailed { order_id, notes }.encode_to_vec(),
+            ),
+            Event::ReadyForReturn { repaired } => (
+                "ReadyForReturn",
+                pb::ReadyForReturn { order_id, repaired }.encode_to_vec(),
+            ),
+            Event::DeviceCollected => (
+                "DeviceCollected",
+                pb::DeviceCollected { order_id }.encode_to_vec(),
+            ),
+            Event::ReturnDelivered { shipment_id } => (
+                "ReturnDelivered",
+                pb::ReturnDelivered {
+                    order_id,
+                    shipment_id,
+                }
+                .encode_to_vec(),
+            ),
+            Event::RepairCancelled { reason } => (
+                "RepairCancelled",
+                pb::RepairCancelled { order_id, reason }.encode_to_vec(),
+            ),
+        };
+        Ok(Some(Outbound {
+            payload,
+            content_type: protobuf(&format!("aftersales.repair.v1.{name}")),
+        }))
+    }
+}
