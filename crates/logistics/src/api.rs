@@ -1,1 +1,399 @@
-//! todo
+//! `aftersales.logistics.v1.LogisticsService` over the use cases in [`crate::app`].
+
+use aftersales_eventstore::CommandContext;
+use aftersales_proto::common::{Address as PbAddress, CountryCode};
+use aftersales_proto::logistics as pb;
+use aftersales_proto::logistics::logistics_service_server::LogisticsService;
+use aftersales_runtime::request::{command_context, timestamp_from_proto};
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+
+pub use aftersales_runtime::request::timestamp_to_proto;
+
+use crate::app::{AppError, Logistics, NewShipment, ShipmentView};
+use crate::domain::DomainError;
+use crate::domain::shipment::{Address, Direction, Parcel, Purpose};
+use crate::domain::tracking::{Scan, Status as TrackingStatus};
+
+#[derive(Debug, Clone)]
+pub struct LogisticsApi {
+    app: Logistics,
+    region: String,
+}
+
+impl LogisticsApi {
+    pub fn new(app: Logistics, region: impl Into<String>) -> Self {
+        Self {
+            app,
+            region: region.into(),
+        }
+    }
+
+    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        command_context(request.metadata(), &self.region)
+    }
+}
+
+/// The gRPC status of a refused or failed request.
+pub fn status(error: AppError) -> Status {
+    match error {
+        AppError::Domain(DomainError::Invalid { field, reason }) => {
+            Status::invalid_argument(format!("{field}: {reason}"))
+        }
+        AppError::Domain(DomainError::NotFound(what)) => {
+            Status::not_found(format!("{what} not found"))
+        }
+        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
+        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
+        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
+        AppError::Unavailable(why) => Status::unavailable(why),
+        AppError::Internal(detail) => {
+            tracing::error!(%detail, "logistics request failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+pub fn direction_to_proto(d: Direction) -> pb::Direction {
+    match d {
+        Direction::Inbound => pb::Direction::Inbound,
+        Direction::Outbound => pb::Direction::Outbound,
+    }
+}
+
+pub fn status_to_proto(s: TrackingStatus) -> pb::TrackingStatus {
+    match s {
+        TrackingStatus::PreTransit => pb::TrackingStatus::PreTransit,
+        TrackingStatus::InTransit => pb::TrackingStatus::InTransit,
+        TrackingStatus::OutForDelivery => pb::TrackingStatus::OutForDelivery,
+        TrackingStatus::Delivered => pb::TrackingStatus::Delivered,
+        TrackingStatus::AvailableForPickup => pb::TrackingStatus::AvailableForPickup,
+        TrackingStatus::Exception => pb::TrackingStatus::Exception,
+        TrackingStatus::ReturnedToSender => pb::TrackingStatus::ReturnedToSender,
+    }
+}
+
+fn status_from_proto(value: i32) -> Result<TrackingStatus, Status> {
+    Ok(
+        match pb::TrackingStatus::try_from(value).unwrap_or(pb::TrackingStatus::Unspecified) {
+            pb::TrackingStatus::Unspecified => {
+                return Err(invalid(
+                    "status",
+                    "is required: pre_transit, in_transit, out_for_delivery, delivered, \
+                     available_for_pickup, exception or returned_to_sender",
+                ));
+            }
+            pb::TrackingStatus::PreTransit => TrackingStatus::PreTransit,
+            pb::TrackingStatus::InTransit => TrackingStatus::InTransit,
+            pb::TrackingStatus::OutForDelivery => TrackingStatus::OutForDelivery,
+            pb::TrackingStatus::Delivered => TrackingStatus::Delivered,
+            pb::TrackingStatus::AvailableForPickup => TrackingStatus::AvailableForPickup,
+            pb::TrackingStatus::Exception => TrackingStatus::Exception,
+            pb::TrackingStatus::ReturnedToSender => TrackingStatus::ReturnedToSender,
+        },
+    )
+}
+
+pub fn address_to_proto(a: &Address) -> PbAddress {
+    PbAddress {
+        recipient: a.recipient.clone(),
+        lines: a.lines.clone(),
+        city: a.city.clone(),
+        region: a.region.clone(),
+        postal_code: a.postal_code.clone(),
+        country: Some(CountryCode {
+            value: a.country.clone(),
+        }),
+        phone: a.phone.clone(),
+    }
+}
+
+pub fn address_from_proto(a: PbAddress) -> Address {
+    Address {
+        recipient: a.recipient,
+        lines: a.lines,
+        city: a.city,
+        region: a.region,
+        postal_code: a.postal_code,
+        country: a.country.map(|c| c.value).unwrap_or_default(),
+        phone: a.phone,
+    }
+}
+
+fn shipment_to_proto(view: &ShipmentView) -> pb::Shipment {
+    let s = &view.state;
+    let info = &s.info;
+    let last = s.tracking.current();
+    let state = if s.cancelled.is_some() {
+        pb::ShipmentState::Cancelled
+    } else {
+        match s.tracking.status() {
+            Some(TrackingStatus::Delivered) => pb::ShipmentState::Delivered,
+            Some(TrackingStatus::ReturnedToSender) => pb::ShipmentState::Returned,
+            _ if s.label.is_none() => pb::ShipmentState::LabelPending,
+            _ => pb::ShipmentState::Active,
+        }
+    };
+    pb::Shipment {
+        shipment_id: info.shipment_id.clone(),
+        direction: direction_to_proto(info.direction).into(),
+        repair_order_id: info.purpose.repair_order().unwrap_or_default().to_owned(),
+        accessory_replacement_id: info
+            .purpose
+            .accessory_replacement()
+            .unwrap_or_default()
+            .to_owned(),
+        from: Some(address_to_proto(&info.from)),
+        to: Some(address_to_proto(&info.to)),
+        parcel: Some(pb::Parcel {
+            weight_grams: info.parcel.weight_grams,
+            length_mm: info.parcel.length_mm,
+            width_mm: info.parcel.width_mm,
+            height_mm: info.parcel.height_mm,
+        }),
+        carrier: info.carrier.clone(),
+        tracking_number: s
+            .label
+            .as_ref()
+            .map(|l| l.tracking_number.clone())
+            .unwrap_or_default(),
+        state: state.into(),
+        status: s
+            .tracking
+            .status()
+            .map_or(pb::TrackingStatus::Unspecified, status_to_proto)
+            .into(),
+        last_location: last.map(|l| l.location.clone()).unwrap_or_default(),
+        last_scan_at: last.map(|l| timestamp_to_proto(l.occurred_at)),
+        stalled: s.is_stalled(),
+        scans: u32::try_from(s.tracking.scans().len()).unwrap_or(u32::MAX),
+        version: view.version,
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn shipment_answer(result: Result<ShipmentView, AppError>) -> Answer<pb::Shipment> {
+    result
+        .map(|view| Response::new(shipment_to_proto(&view)))
+        .map_err(status)
+}
+
+fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    let value = value.trim();
+    if value.is_empty() {
+        Err(invalid(field, "is required"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[tonic::async_trait]
+impl LogisticsService for LogisticsApi {
+    async fn create_shipment(
+        &self,
+        request: Request<pb::CreateShipmentRequest>,
+    ) -> Answer<pb::Shipment> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let direction =
+            match pb::Direction::try_from(r.direction).unwrap_or(pb::Direction::Unspecified) {
+                pb::Direction::Unspecified => {
+                    return Err(invalid("direction", "is required: inbound or outbound"));
+                }
+                pb::Direction::Inbound => Direction::Inbound,
+                pb::Direction::Outbound => Direction::Outbound,
+            };
+        let purpose = match (r.repair_order_id.trim(), r.accessory_replacement_id.trim()) {
+            (order, "") if !order.is_empty() => Purpose::RepairOrder(order.to_owned()),
+            ("", replacement) if !replacement.is_empty() => {
+                Purpose::AccessoryReplacement(replacement.to_owned())
+            }
+            _ => {
+                return Err(invalid(
+                    "repair_order_id",
+                    "exactly one of repair_order_id and accessory_replacement_id is required",
+                ));
+            }
+        };
+        let from = r.from.ok_or_else(|| invalid("from", "is required"))?;
+        let to = r.to.ok_or_else(|| invalid("to", "is required"))?;
+        let parcel = r.parcel.ok_or_else(|| invalid("parcel", "is required"))?;
+        let new = NewShipment {
+            direction,
+            purpose,
+            from: address_from_proto(from),
+            to: address_from_proto(to),
+            parcel: Parcel {
+                weight_grams: parcel.weight_grams,
+                length_mm: parcel.length_mm,
+                width_mm: parcel.width_mm,
+                height_mm: parcel.height_mm,
+            },
+            carrier: Some(r.carrier),
+        };
+        shipment_answer(self.app.create_shipment(new, &ctx).await)
+    }
+
+    async fn get_shipment(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Shipment> {
+        let id = required("shipment_id", &request.get_ref().shipment_id)?;
+        shipment_answer(self.app.shipment(id).await)
+    }
+
+    async fn list_shipments_by_repair(
+        &self,
+        request: Request<pb::ListShipmentsByRepairRequest>,
+    ) -> Answer<pb::ListShipmentsResponse> {
+        let id = required("repair_order_id", &request.get_ref().repair_order_id)?;
+        let views = self.app.shipments_of_order(id).await.map_err(status)?;
+        Ok(Response::new(pb::ListShipmentsResponse {
+            shipments: views.iter().map(shipment_to_proto).collect(),
+        }))
+    }
+
+    async fn get_tracking_timeline(
+        &self,
+        request: Request<pb::ShipmentRef>,
+    ) -> Answer<pb::TrackingTimeline> {
+        let id = required("shipment_id", &request.get_ref().shipment_id)?;
+        let view = self.app.shipment(id).await.map_err(status)?;
+        let s = &view.state;
+        Ok(Response::new(pb::TrackingTimeline {
+            shipment_id: s.info.shipment_id.clone(),
+            carrier: s.info.carrier.clone(),
+            tracking_number: s
+                .label
+                .as_ref()
+                .map(|l| l.tracking_number.clone())
+                .unwrap_or_default(),
+            status: s
+                .tracking
+                .status()
+                .map_or(pb::TrackingStatus::Unspecified, status_to_proto)
+                .into(),
+            scans: s
+                .tracking
+                .scans()
+                .iter()
+                .map(|scan| pb::Scan {
+                    carrier_event_id: scan.carrier_event_id.clone(),
+                    status: status_to_proto(scan.status).into(),
+                    location: scan.location.clone(),
+                    description: scan.description.clone(),
+                    occurred_at: Some(timestamp_to_proto(scan.occurred_at)),
+                    recorded_at: Some(timestamp_to_proto(scan.recorded_at)),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn record_tracking_event(
+        &self,
+        request: Request<pb::RecordTrackingEventRequest>,
+    ) -> Answer<pb::RecordTrackingEventResponse> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let carrier = required("carrier", &r.carrier)?.to_owned();
+        let tracking_number = required("tracking_number", &r.tracking_number)?.to_owned();
+        let scan = Scan {
+            carrier_event_id: r.carrier_event_id,
+            status: status_from_proto(r.status)?,
+            location: r.location,
+            description: r.description,
+            occurred_at: timestamp_from_proto("occurred_at", r.occurred_at.as_ref())?,
+            recorded_at: ctx.now,
+        };
+        let outcome = self
+            .app
+            .record_scan(&carrier, &tracking_number, scan, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RecordTrackingEventResponse {
+            shipment_id: outcome.shipment_id,
+            duplicate: outcome.duplicate,
+            status: outcome
+                .status
+                .map_or(pb::TrackingStatus::Unspecified, status_to_proto)
+                .into(),
+        }))
+    }
+
+    async fn cancel_shipment(
+        &self,
+        request: Request<pb::CancelShipmentRequest>,
+    ) -> Answer<pb::Shipment> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let id = required("shipment_id", &r.shipment_id)?;
+        shipment_answer(self.app.cancel(id, r.reason, &ctx).await)
+    }
+
+    async fn get_label(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Label> {
+        let id = required("shipment_id", &request.get_ref().shipment_id)?;
+        let view = self.app.shipment(id).await.map_err(status)?;
+        let label = view
+            .state
+            .label
+            .ok_or_else(|| Status::failed_precondition("the shipment has no label yet"))?;
+        Ok(Response::new(pb::Label {
+            shipment_id: view.state.info.shipment_id,
+            carrier: view.state.info.carrier,
+            tracking_number: label.tracking_number,
+            content_type: label.content_type,
+            document: label.document.into_bytes(),
+            barcode: label.barcode,
+        }))
+    }
+
+    async fn get_custody_timeline(
+        &self,
+        request: Request<pb::CustodyRequest>,
+    ) -> Answer<pb::CustodyTimeline> {
+        let id = required("repair_order_id", &request.get_ref().repair_order_id)?;
+        let steps = self.app.custody(id).await.map_err(status)?;
+        Ok(Response::new(pb::CustodyTimeline {
+            repair_order_id: id.to_owned(),
+            steps: steps
+                .into_iter()
+                .map(|s| pb::CustodyStep {
+                    at: Some(timestamp_to_proto(s.at)),
+                    holder: s.holder,
+                    evidence: s.evidence,
+                    location: s.location,
+                    shipment_id: s.shipment_id.unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn play_sandbox_script(
+        &self,
+        request: Request<pb::PlaySandboxScriptRequest>,
+    ) -> Answer<pb::PlaySandboxScriptResponse> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let id = required("shipment_id", &r.shipment_id)?;
+        if r.step_millis > 60_000 {
+            return Err(invalid("step_millis", "must be at most 60000"));
+        }
+        let view = self.app.shipment(id).await.map_err(status)?;
+        let count = self
+            .app
+            .play_sandbox(&view, &r.script, r.step_millis, ctx)
+            .map_err(status)?;
+        Ok(Response::new(pb::PlaySandboxScriptResponse {
+            scans_scheduled: u32::try_from(count).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+/// When a request says something happened; for the webhook too.
+pub fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{field}: not an RFC 3339 time ({e})"))
+}

@@ -1,1 +1,123 @@
-//! todo
+//! Read models of the logistics log: shipments by repair order and by how long
+//! they have been silent, and the tracking-number index. Rebuilt from the log with
+//! `aftersales_eventstore::projection::rebuild`.
+
+use aftersales_eventstore::{
+    AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
+    StoreTransaction, on_connection,
+};
+use chrono::{DateTime, Utc};
+
+use crate::domain::shipment::{Direction, Event, Shipment};
+
+/// One set for both backends.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the read-model tables next to the event store's.
+pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
+    store.run_migrations(&MIGRATIONS).await
+}
+
+/// How the read models write times: sortable as text.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Shipments and tracking numbers.
+#[derive(Debug, Clone)]
+pub struct ShipmentDirectory {
+    store: AnyEventStore,
+}
+
+impl ShipmentDirectory {
+    pub fn new(store: AnyEventStore) -> Self {
+        Self { store }
+    }
+}
+
+impl Projection for ShipmentDirectory {
+    fn name(&self) -> &'static str {
+        "logistics-shipments"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if !event.stream_id.as_str().starts_with("shipment-") {
+            return Ok(());
+        }
+        // The shipment as of this event: the log holds it, committed.
+        let recorded = self
+            .store
+            .read_stream(
+                &event.stream_id,
+                1,
+                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
+            )
+            .await?;
+        let mut events = Vec::with_capacity(recorded.len());
+        for r in &recorded {
+            events.push(serde_json::from_slice::<Event>(&r.payload).map_err(|e| {
+                StoreError::CorruptRow(format!("{} {}: {e}", r.event_type, r.event_id))
+            })?);
+        }
+        let (Some(state), Some(first)) = (Shipment::fold(&events), recorded.first()) else {
+            return Ok(());
+        };
+        let info = &state.info;
+        let tracking_number = state
+            .label
+            .as_ref()
+            .map(|l| l.tracking_number.clone())
+            .unwrap_or_default();
+        let last_activity = state.last_activity().unwrap_or(first.metadata.recorded_at);
+        let sql = "INSERT INTO shipments (shipment_id, direction, repair_order_id, \
+                   accessory_replacement_id, carrier, tracking_number, status, active, stalled, \
+                   last_activity_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                   ON CONFLICT (shipment_id) DO UPDATE SET tracking_number = excluded.tracking_number, \
+                   status = excluded.status, active = excluded.active, stalled = excluded.stalled, \
+                   last_activity_at = excluded.last_activity_at";
+        let index = "INSERT INTO tracking_numbers (carrier, tracking_number, shipment_id, issued_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        on_connection!(tx.connection(), c => {
+            sqlx::query(sql)
+                .bind(info.shipment_id.clone())
+                .bind(match info.direction {
+                    Direction::Inbound => "inbound",
+                    Direction::Outbound => "outbound",
+                })
+                .bind(info.purpose.repair_order().map(str::to_owned))
+                .bind(info.purpose.accessory_replacement().map(str::to_owned))
+                .bind(info.carrier.clone())
+                .bind(tracking_number.clone())
+                .bind(state.tracking.status().map_or("label_issued", |s| s.as_str()))
+                .bind(i32::from(state.is_active()))
+                .bind(i32::from(state.is_stalled()))
+                .bind(timestamp(last_activity))
+                .bind(timestamp(first.metadata.recorded_at))
+                .execute(&mut *c)
+                .await?;
+            if let (Some(issued), false) = (state.label_issued_at, tracking_number.is_empty()) {
+                sqlx::query(index)
+                    .bind(info.carrier.clone())
+                    .bind(tracking_number)
+                    .bind(info.shipment_id.clone())
+                    .bind(timestamp(issued))
+                    .execute(c)
+                    .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// The tracking-number index stays: it is written with each label, and
+    /// webhooks keep finding their shipments during a rebuild.
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM shipments").execute(c).await?;
+        });
+        Ok(())
+    }
+}

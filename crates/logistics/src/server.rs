@@ -1,1 +1,282 @@
-//! todo
+//! The logistics service as a running process: gRPC, the carrier webhook, the
+//! read models, the stall sweep, and (with NATS) the relay and the consumer of
+//! repair's events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_eventstore::{AnyEventStore, CommandContext};
+use aftersales_messaging::{Shutdown, ShutdownTrigger};
+use aftersales_proto::logistics::logistics_service_server::LogisticsServiceServer;
+use aftersales_runtime::grpc::{Grpc, bind};
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::api::LogisticsApi;
+use crate::app::{Logistics, builtin_carriers};
+use crate::domain::depots::Depots;
+use crate::webhook::WebhookSettings;
+
+pub const GRPC_SERVICE: &str = "aftersales.logistics.v1.LogisticsService";
+
+/// How the service runs; flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_LOGISTICS_LISTEN",
+        default_value = "127.0.0.1:50053"
+    )]
+    pub listen: SocketAddr,
+    /// The carrier webhook's HTTP address; it runs only with a webhook secret.
+    #[arg(
+        long,
+        env = "AFTERSALES_WEBHOOK_LISTEN",
+        default_value = "127.0.0.1:8053"
+    )]
+    pub webhook_listen: SocketAddr,
+    /// The secret carriers sign webhook requests with (at least 16 bytes). Unset:
+    /// no webhook; scans come by gRPC only.
+    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// How far a webhook signature's timestamp may be from now.
+    #[arg(
+        long,
+        env = "AFTERSALES_WEBHOOK_REPLAY_WINDOW_SECONDS",
+        default_value_t = 300
+    )]
+    pub webhook_replay_window_seconds: u64,
+    /// The service's own database: postgres://… or sqlite:path.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/logistics.db")]
+    pub database_url: String,
+    /// NATS with JetStream; when set, logistics reacts to repair events and its
+    /// own events are relayed. Unset: no broker.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This deployment's region.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    pub region: String,
+    /// A live shipment with no scan for this long is reported stalled.
+    #[arg(long, env = "AFTERSALES_STALL_AFTER_SECONDS", default_value_t = 72 * 3600)]
+    pub stall_after_seconds: u64,
+    /// How often to look for stalled shipments.
+    #[arg(long, env = "AFTERSALES_STALL_CHECK_SECONDS", default_value_t = 60)]
+    pub stall_check_seconds: u64,
+    /// Digits in a sandbox tracking number (1 to 18).
+    #[arg(long, env = "AFTERSALES_SANDBOX_TRACKING_DIGITS", default_value_t = 12)]
+    pub sandbox_tracking_digits: u32,
+    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
+    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Store(#[from] aftersales_eventstore::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Serve(#[from] aftersales_runtime::grpc::ServeError),
+    #[error("NATS: {0}")]
+    Messaging(#[from] aftersales_messaging::MessagingError),
+    #[error("webhook: {0}")]
+    Webhook(#[from] std::io::Error),
+}
+
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Where the carrier webhook listens, when it runs.
+    pub webhook_addr: Option<SocketAddr>,
+    pub store: AnyEventStore,
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.stop.trigger();
+        self.task
+            .await
+            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
+    let Some(secret) = &config.webhook_secret else {
+        return Ok(None);
+    };
+    if secret.len() < 16 {
+        return Err(StartError::Config(
+            "AFTERSALES_WEBHOOK_SECRET must be at least 16 bytes".into(),
+        ));
+    }
+    if config.webhook_replay_window_seconds == 0 {
+        return Err(StartError::Config(
+            "AFTERSALES_WEBHOOK_REPLAY_WINDOW_SECONDS must be at least 1".into(),
+        ));
+    }
+    Ok(Some(WebhookSettings {
+        secret: secret.as_bytes().to_vec(),
+        replay_window: Duration::from_secs(config.webhook_replay_window_seconds),
+    }))
+}
+
+/// Reports stalled shipments every `every` until shutdown.
+async fn sweep(
+    app: Logistics,
+    region: String,
+    silent_for: chrono::Duration,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.requested() => return,
+        }
+        #[allow(clippy::disallowed_methods)] // the sweep is where time enters
+        let now = Utc::now();
+        let ctx = CommandContext {
+            command_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: "system:stall-sweep".into(),
+            region: region.clone(),
+            now,
+        };
+        match app.sweep_stalled(silent_for, &ctx).await {
+            Ok(0) => {}
+            Ok(raised) => tracing::warn!(raised, "shipments reported stalled"),
+            Err(error) => tracing::warn!(%error, "stall sweep failed; retrying"),
+        }
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let webhook = webhook_settings(&config)?;
+    if config.stall_after_seconds == 0 || config.stall_check_seconds == 0 {
+        return Err(StartError::Config(
+            "stall-after and stall-check seconds must be at least 1".into(),
+        ));
+    }
+    let silent_for = chrono::Duration::seconds(
+        i64::try_from(config.stall_after_seconds)
+            .map_err(|_| StartError::Config("stall-after seconds out of range".into()))?,
+    );
+    let carriers = builtin_carriers(config.sandbox_tracking_digits).map_err(StartError::Config)?;
+    let depots = Depots::builtin().map_err(StartError::Config)?;
+    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
+        .map_err(StartError::Config)?;
+    let store = AnyEventStore::connect(&config.database_url).await?;
+    crate::projections::migrate(&store).await?;
+    let app = Logistics::new(store.clone(), carriers, depots);
+
+    let (listener, addr) = bind(config.listen).await?;
+    let webhook = match webhook {
+        Some(settings) => {
+            let (listener, addr) = crate::webhook::bind(config.webhook_listen).await?;
+            let router = crate::webhook::router(app.clone(), settings, config.region.clone());
+            Some((listener, addr, router))
+        }
+        None => {
+            tracing::info!("no AFTERSALES_WEBHOOK_SECRET: the carrier webhook is off");
+            None
+        }
+    };
+    let webhook_addr = webhook.as_ref().map(|(_, addr, _)| *addr);
+    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
+    let router = router.add_service(LogisticsServiceServer::new(LogisticsApi::new(
+        app.clone(),
+        config.region.clone(),
+    )));
+    let (trigger, shutdown) = Shutdown::new();
+    let drain = Duration::from_secs(config.drain_grace_seconds);
+    let messaging = match &config.nats_url {
+        Some(url) => {
+            let names = aftersales_messaging::Names::new(config.region.clone())
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            let js = aftersales_messaging::connect(url, "logistics").await?;
+            let streams = aftersales_messaging::StreamSettings::default();
+            aftersales_messaging::ensure_service_stream(&js, &names, "logistics", &streams).await?;
+            let relay = aftersales_messaging::Relay::new(
+                store.clone(),
+                js.clone(),
+                names.clone(),
+                "logistics",
+                aftersales_messaging::RelaySettings::default(),
+                &streams,
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?
+            .with_translation(Arc::new(crate::integration::LogisticsEvents));
+            let consumer = aftersales_messaging::JetStreamConsumer::new(
+                js,
+                names,
+                crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
+                store.clone(),
+                Arc::new(crate::reactions::RepairReactions::new(
+                    app.clone(),
+                    config.region.clone(),
+                )),
+                aftersales_messaging::ConsumerSettings::default(),
+            )
+            .map_err(|e| StartError::Config(e.to_string()))?;
+            Some((relay, consumer, streams))
+        }
+        None => None,
+    };
+    let directory = crate::projections::ShipmentDirectory::new(store.clone());
+    let background = store.clone();
+    let sweeper = sweep(
+        app,
+        config.region.clone(),
+        silent_for,
+        Duration::from_secs(config.stall_check_seconds),
+        shutdown.clone(),
+    );
+    let task = tokio::spawn(async move {
+        let stopped = |mut s: Shutdown| async move { s.requested().await };
+        let projecting = aftersales_eventstore::projection::run(
+            &background,
+            &directory,
+            Duration::from_millis(200),
+            stopped(shutdown.clone()),
+        );
+        let events = async {
+            if let Some((relay, consumer, streams)) = &messaging {
+                // The repair stream is repair's to create: until it exists the
+                // consumer keeps retrying.
+                if let Err(error) = consumer.provision(streams).await {
+                    tracing::warn!(%error, "repair events not provisioned yet; the consumer retries");
+                }
+                tokio::join!(relay.run(shutdown.clone()), consumer.run(shutdown.clone()));
+            }
+        };
+        let carrier_webhook = async {
+            if let Some((listener, _, router)) = webhook
+                && let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped(shutdown.clone()))
+                    .await
+            {
+                tracing::error!(%error, "carrier webhook stopped");
+            }
+        };
+        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let (served, (), (), (), ()) =
+            tokio::join!(serving, projecting, events, carrier_webhook, sweeper);
+        served.map_err(StartError::from)
+    });
+    tracing::info!(%addr, ?webhook_addr, "logistics service listening");
+    Ok(Running {
+        addr,
+        webhook_addr,
+        store,
+        stop: trigger,
+        task,
+    })
+}

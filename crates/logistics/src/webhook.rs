@@ -1,1 +1,292 @@
-//! todo
+//! Carrier scans over HTTP: `POST /v1/carriers/{carrier}/events`.
+//!
+//! The carrier signs each request with the shared secret:
+//! `X-Aftersales-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+//! A bad or missing signature, or a timestamp outside the replay window, is 401
+//! and records nothing. The body is one scan as JSON:
+//!
+//! ```json
+//! {"carrier_event_id": "e-1", "tracking_number": "SB0123", "status": "in_transit",
+//!  "location": "Leipzig hub", "description": "Sorted", "occurred_at": "2026-11-25T08:00:00Z"}
+//! ```
+//!
+//! Answers: 202 with the shipment, whether the scan was a duplicate, and the
+//! status now; 400 for malformed JSON or fields; 404 for an unknown carrier or
+//! tracking number; 409 when the shipment takes no scans (cancelled); 413 above
+//! the body limit; 503 when the store is unavailable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aftersales_eventstore::CommandContext;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use hmac::{Hmac, Mac as _};
+use serde::Deserialize;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::app::{AppError, Logistics};
+use crate::domain::DomainError;
+use crate::domain::tracking::{Scan, Status};
+
+pub const SIGNATURE_HEADER: &str = "x-aftersales-signature";
+/// Far above any real scan, far below what could hurt.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How requests are authenticated.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub secret: Vec<u8>,
+    /// How old (or how far ahead) a signature's timestamp may be.
+    pub replay_window: Duration,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("secret", &"<redacted>")
+            .field("replay_window", &self.replay_window)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Shared {
+    app: Logistics,
+    settings: WebhookSettings,
+    region: String,
+}
+
+/// The signature header for `body` at `unix_seconds`: what a carrier sends.
+pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
+    let tag = keyed(secret, unix_seconds, body).finalize().into_bytes();
+    format!("t={unix_seconds},v1={}", hex::encode(tag))
+}
+
+/// The MAC over `"<t>.<body>"`, before finalizing.
+fn keyed(secret: &[u8], unix_seconds: i64, body: &[u8]) -> Hmac<Sha256> {
+    #[allow(clippy::expect_used)] // HMAC takes keys of any length
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// Checks the signature header against the body, in constant time.
+fn verify(
+    settings: &WebhookSettings,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), &'static str> {
+    let value = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("missing signature")?;
+    let mut timestamp = None;
+    let mut signature = None;
+    for part in value.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", s)) => signature = hex::decode(s).ok(),
+            _ => {}
+        }
+    }
+    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+        return Err("malformed signature");
+    };
+    let window = i64::try_from(settings.replay_window.as_secs()).unwrap_or(i64::MAX);
+    if (now - timestamp).abs() > window {
+        return Err("signature timestamp outside the replay window");
+    }
+    keyed(&settings.secret, timestamp, body)
+        .verify_slice(&signature)
+        .map_err(|_| "bad signature")
+}
+
+#[derive(Debug, Deserialize)]
+struct ScanBody {
+    carrier_event_id: String,
+    tracking_number: String,
+    status: String,
+    #[serde(default)]
+    location: String,
+    #[serde(default)]
+    description: String,
+    occurred_at: String,
+}
+
+fn json(code: StatusCode, body: serde_json::Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    json(code, serde_json::json!({ "error": message.into() }))
+}
+
+async fn receive(
+    State(shared): State<Shared>,
+    Path(carrier): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
+    let now = Utc::now();
+    if let Err(why) = verify(&shared.settings, &headers, &body, now.timestamp()) {
+        tracing::warn!(%carrier, why, "webhook refused");
+        return error(StatusCode::UNAUTHORIZED, why);
+    }
+    let scan: ScanBody = match serde_json::from_slice(&body) {
+        Ok(scan) => scan,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    let Some(status) = Status::parse(&scan.status) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "status: {:?} is not one of the tracking statuses",
+                scan.status
+            ),
+        );
+    };
+    let occurred_at = match crate::api::parse_time("occurred_at", &scan.occurred_at) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let ctx = CommandContext {
+        command_id: None,
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        tracestate: None,
+        actor: format!("carrier:{carrier}"),
+        region: shared.region.clone(),
+        now,
+    };
+    let scan_record = Scan {
+        carrier_event_id: scan.carrier_event_id,
+        status,
+        location: scan.location,
+        description: scan.description,
+        occurred_at,
+        recorded_at: now,
+    };
+    match shared
+        .app
+        .record_scan(&carrier, &scan.tracking_number, scan_record, &ctx)
+        .await
+    {
+        Ok(outcome) => json(
+            StatusCode::ACCEPTED,
+            serde_json::json!({
+                "shipment_id": outcome.shipment_id,
+                "duplicate": outcome.duplicate,
+                "status": outcome.status.map(Status::as_str),
+            }),
+        ),
+        Err(AppError::Domain(DomainError::Invalid { field, reason })) => {
+            error(StatusCode::BAD_REQUEST, format!("{field}: {reason}"))
+        }
+        Err(AppError::Domain(DomainError::NotFound(what))) => {
+            error(StatusCode::NOT_FOUND, format!("{what} not found"))
+        }
+        Err(AppError::Domain(e)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(AppError::Conflict(why)) => error(StatusCode::CONFLICT, format!("{why}; retry")),
+        Err(AppError::Unavailable(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(AppError::Internal(detail)) => {
+            tracing::error!(%detail, "webhook scan failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+        }
+    }
+}
+
+/// The webhook's routes.
+pub fn router(app: Logistics, settings: WebhookSettings, region: String) -> Router {
+    Router::new()
+        .route("/v1/carriers/{carrier}/events", post(receive))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Shared {
+            app,
+            settings,
+            region,
+        })
+}
+
+/// Binds the webhook's listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WebhookSettings {
+        WebhookSettings {
+            secret: b"0123456789abcdef0123".to_vec(),
+            replay_window: Duration::from_secs(300),
+        }
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, value.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn a_signed_body_verifies_and_nothing_else_does() {
+        let s = settings();
+        let body = br#"{"a":1}"#;
+        let good = sign(&s.secret, 1_000, body);
+        assert_eq!(verify(&s, &headers(&good), body, 1_100), Ok(()));
+        assert_eq!(
+            verify(&s, &headers(&good), br#"{"a":2}"#, 1_100),
+            Err("bad signature")
+        );
+        assert_eq!(
+            verify(
+                &s,
+                &headers(&sign(b"another secret", 1_000, body)),
+                body,
+                1_100
+            ),
+            Err("bad signature")
+        );
+        assert_eq!(
+            verify(&s, &headers(&good), body, 1_000 + 301),
+            Err("signature timestamp outside the replay window")
+        );
+        assert_eq!(
+            verify(&s, &HeaderMap::new(), body, 1_000),
+            Err("missing signature")
+        );
+        assert_eq!(
+            verify(&s, &headers("v1=zz"), body, 1_000),
+            Err("malformed signature")
+        );
+        // The timestamp is signed: moving it breaks the signature.
+        let moved = good.replace("t=1000", "t=1100");
+        assert_eq!(
+            verify(&s, &headers(&moved), body, 1_100),
+            Err("bad signature")
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Embedded mode: a consumer follows the producer's event log directly (SQLite or
 //! PostgreSQL), so one process on one machine needs no broker. The handlers are
-//! the same as with JetStream.
+//! the same as with JetStream, and so are the payloads: the producer's
+//! [`Translate`] turns each stored event into its public form first.
 //!
 //! Events are applied in log order. The consumer's checkpoint in the source log is
 //! saved in the same transaction as each event's effects, and the inbox still
@@ -18,6 +19,7 @@ use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply};
 use crate::envelope::InboundEvent;
 use crate::error::{HandlerError, MessagingError};
 use crate::inbox::{self, StoredDeadLetter, open_dead_letters};
+use crate::relay::{AsStored, Translate};
 use crate::shutdown::Shutdown;
 use crate::trace::{EVENT_LOG, consumer_span};
 
@@ -41,13 +43,22 @@ impl Default for LogConsumerSettings {
 }
 
 /// Runs a [`Handler`] on another service's log, read directly.
-#[derive(Debug)]
 pub struct LogConsumer<Src, S, H> {
     source: Src,
     store: S,
     subscription: Subscription,
     handler: Arc<H>,
     settings: LogConsumerSettings,
+    translate: Arc<dyn Translate>,
+}
+
+impl<Src, S, H> std::fmt::Debug for LogConsumer<Src, S, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConsumer")
+            .field("subscription", &self.subscription)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
@@ -64,7 +75,16 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
             subscription,
             handler,
             settings,
+            translate: Arc::new(AsStored),
         }
+    }
+
+    /// Delivers what the producer's relay would publish instead of the stored
+    /// JSON: the producer's public contract.
+    #[must_use]
+    pub fn with_translation(mut self, translate: Arc<dyn Translate>) -> Self {
+        self.translate = translate;
+        self
     }
 
     /// Follows the source log until `shutdown`, resuming from the checkpoint after
@@ -106,8 +126,9 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                     break;
                 }
                 let at = recorded.checkpoint;
-                if self.subscription.wants(&recorded.event_type) {
-                    let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
+                if self.subscription.wants(&recorded.event_type)
+                    && let Some(event) = self.public(recorded)?
+                {
                     if !self.deliver(&name, at, &event, &mut shutdown).await? {
                         break;
                     }
@@ -213,7 +234,9 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 tracing::warn!(event_id = %letter.event_id, "dead letter's event is not in the source log");
                 continue;
             };
-            let event = InboundEvent::from_recorded(&self.subscription.source, recorded);
+            let Some(event) = self.public(recorded)? else {
+                continue;
+            };
             let result = apply(
                 &self.store,
                 &self.subscription.consumer,
@@ -230,6 +253,27 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
             }
         }
         Ok(replayed)
+    }
+
+    /// The event as the producer publishes it; `None` for a private one. An
+    /// event that cannot be translated stops the consumer (to be retried) rather
+    /// than be skipped.
+    fn public(
+        &self,
+        recorded: aftersales_eventstore::RecordedEvent,
+    ) -> Result<Option<InboundEvent>, MessagingError> {
+        let outbound = self.translate.translate(&recorded).map_err(|reason| {
+            MessagingError::Malformed(format!(
+                "cannot translate {} {}: {reason}",
+                recorded.event_type, recorded.event_id
+            ))
+        })?;
+        Ok(outbound.map(|outbound| {
+            let mut event = InboundEvent::from_recorded(&self.subscription.source, recorded);
+            event.payload = outbound.payload;
+            event.content_type = outbound.content_type;
+            event
+        }))
     }
 
     /// Sleeps; `false` if shutdown came first.

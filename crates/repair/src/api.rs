@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::app::{AppError, Repairs, device_name};
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
-    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
-    Quote, QuoteLine, Stage,
+    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement, Quote,
+    QuoteLine, Stage,
 };
 use crate::domain::{DomainError, Money};
 

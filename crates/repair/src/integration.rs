@@ -128,10 +128,9 @@ impl Translate for RepairEvents {
                 .encode_to_vec(),
             ),
             Event::QcPassed { .. } => ("QcPassed", pb::QcPassed { order_id }.encode_to_vec()),
-            Event::QcFailed { notes } => (
-                "QcFailed",
-                pb::QcFailed { order_id, notes }.encode_to_vec(),
-            ),
+            Event::QcFailed { notes } => {
+                ("QcFailed", pb::QcFailed { order_id, notes }.encode_to_vec())
+            }
             Event::ReadyForReturn { repaired } => (
                 "ReadyForReturn",
                 pb::ReadyForReturn { order_id, repaired }.encode_to_vec(),

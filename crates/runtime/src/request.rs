@@ -1,7 +1,7 @@
 //! What a gRPC request says about who sends it, as part of what.
 
 use aftersales_eventstore::CommandContext;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 use uuid::Uuid;
@@ -52,4 +52,23 @@ pub fn ensure_sqlite_dir(database_url: &str) -> Result<(), String> {
             .map_err(|e| format!("DATABASE_URL: cannot create {}: {e}", parent.display()))?;
     }
     Ok(())
+}
+
+/// A protobuf timestamp from a request; `field` names it in the error.
+pub fn timestamp_from_proto(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, Status> {
+    let t = t.ok_or_else(|| Status::invalid_argument(format!("{field}: is required")))?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+        .ok_or_else(|| Status::invalid_argument(format!("{field}: is not a valid timestamp")))
+}
+
+pub fn timestamp_to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
 }

@@ -84,3 +84,20 @@ fn read_log_tail(path: &std::path::Path) -> String {
         .unwrap_or(text.len());
     text[start..].to_string()
 }
+
+/// Polls `f` until `ok` holds or 20 seconds pass, and returns the last value:
+/// for read models and reactions that catch up asynchronously. The caller
+/// asserts on the value, so a timeout fails with what was last seen.
+pub async fn eventually<T, F: Future<Output = T>>(
+    mut f: impl FnMut() -> F,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let value = f().await;
+        if ok(&value) || tokio::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

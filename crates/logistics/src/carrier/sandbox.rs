@@ -98,7 +98,10 @@ fn address_lines(address: &Address) -> Vec<String> {
 
 /// A 100 × 150 mm shipping label: sender, recipient, and the tracking number as
 /// a Code 128 barcode (one `rect` per bar, 0.4 mm a module).
-pub fn render_label(shipment: &ShipmentInfo, tracking_number: &str) -> Result<String, CarrierError> {
+pub fn render_label(
+    shipment: &ShipmentInfo,
+    tracking_number: &str,
+) -> Result<String, CarrierError> {
     let code = code128::Code128::encode_str(tracking_number)
         .ok_or_else(|| CarrierError::Refused("tracking number is not Code 128 text".into()))?;
     let mut svg = String::new();
@@ -172,17 +175,29 @@ pub fn script(name: &str) -> Option<Vec<ScriptedScan>> {
         location,
         description,
     };
-    let accepted = s(Status::PreTransit, "Drop-off point", "Label scanned at drop-off");
+    let accepted = s(
+        Status::PreTransit,
+        "Drop-off point",
+        "Label scanned at drop-off",
+    );
     let picked = s(Status::InTransit, "Origin hub", "Picked up");
     let sorted = s(Status::InTransit, "Sorting center", "Sorted");
-    let out = s(Status::OutForDelivery, "Destination depot", "Out for delivery");
+    let out = s(
+        Status::OutForDelivery,
+        "Destination depot",
+        "Out for delivery",
+    );
     let delivered = s(Status::Delivered, "Destination", "Delivered, signed for");
     Some(match name {
         "" | "delivered" => vec![accepted, picked, sorted, out, delivered],
         "exception_then_delivered" => vec![
             accepted,
             picked,
-            s(Status::Exception, "Sorting center", "Damaged label, relabelled"),
+            s(
+                Status::Exception,
+                "Sorting center",
+                "Damaged label, relabelled",
+            ),
             sorted,
             out,
             delivered,
@@ -209,7 +224,8 @@ pub fn scripted_event_id(tracking_number: &str, script: &str, step: usize) -> St
 
 /// When the `step`th scan of a play started at `start` happens.
 pub fn scripted_time(start: DateTime<Utc>, step: usize, step_millis: u32) -> DateTime<Utc> {
-    start + chrono::Duration::milliseconds(i64::from(step_millis) * i64::try_from(step).unwrap_or(0))
+    start
+        + chrono::Duration::milliseconds(i64::from(step_millis) * i64::try_from(step).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -246,7 +262,11 @@ mod tests {
     pub(crate) fn decode_label(svg: &str) -> String {
         let mut bars: Vec<(u32, u8)> = Vec::new();
         for part in svg.split("data-x=\"").skip(1) {
-            let x: u32 = part.split('"').next().and_then(|v| v.parse().ok()).expect("x");
+            let x: u32 = part
+                .split('"')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("x");
             let w: u8 = part
                 .split("data-w=\"")
                 .nth(1)
@@ -260,9 +280,9 @@ mod tests {
             .enumerate()
             .map(|(i, &(x, width))| code128::Bar {
                 width,
-                space: bars
-                    .get(i + 1)
-                    .map_or(0, |&(next, _)| u8::try_from(next - x - u32::from(width)).expect("space")),
+                space: bars.get(i + 1).map_or(0, |&(next, _)| {
+                    u8::try_from(next - x - u32::from(width)).expect("space")
+                }),
             })
             .collect();
         code128::decode_str(&decoded).expect("a valid barcode")
@@ -275,7 +295,10 @@ mod tests {
         assert_eq!(label.tracking_number, carrier.tracking_number("s-1"));
         assert_eq!(label.tracking_number.len(), 14);
         assert!(label.document.starts_with("<?xml"));
-        assert!(label.document.contains("1 &lt;Main&gt; &amp; Street"), "text is escaped");
+        assert!(
+            label.document.contains("1 &lt;Main&gt; &amp; Street"),
+            "text is escaped"
+        );
         assert_eq!(decode_label(&label.document), label.tracking_number);
     }
 
@@ -290,8 +313,9 @@ mod tests {
     #[test]
     fn a_small_number_space_recycles_numbers() {
         let carrier = SandboxCarrier::new(1).expect("valid");
-        let numbers: std::collections::BTreeSet<_> =
-            (0..11).map(|i| carrier.tracking_number(&format!("s-{i}"))).collect();
+        let numbers: std::collections::BTreeSet<_> = (0..11)
+            .map(|i| carrier.tracking_number(&format!("s-{i}")))
+            .collect();
         assert!(numbers.len() <= 10);
         assert!(SandboxCarrier::new(0).is_err());
         assert!(SandboxCarrier::new(19).is_err());

@@ -50,7 +50,7 @@ pub fn holder_after_scan(
 /// The steps of custody in time order: each is the first evidence of a new
 /// holder; further evidence for the same holder is folded in.
 pub fn timeline(mut evidence: Vec<Custody>) -> Vec<Custody> {
-    evidence.sort_by(|a, b| a.at.cmp(&b.at));
+    evidence.sort_by_key(|e| e.at);
     let mut steps: Vec<Custody> = Vec::new();
     for item in evidence {
         if steps.last().is_some_and(|last| last.holder == item.holder) {
@@ -81,6 +81,7 @@ pub struct OrderState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Command {
     /// The order was opened: the customer holds the device.
     Opened {
@@ -98,6 +99,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Event {
     RepairOrderKnown {
         center_id: Option<String>,
@@ -242,19 +244,40 @@ mod tests {
         let holders: Vec<_> = steps.iter().map(|s| s.holder.as_str()).collect();
         assert_eq!(
             holders,
-            ["customer", "carrier:sandbox", "depot:Berlin", "carrier:sandbox", "customer"]
+            [
+                "customer",
+                "carrier:sandbox",
+                "depot:Berlin",
+                "carrier:sandbox",
+                "customer"
+            ]
         );
-        assert_eq!(steps[1].evidence, "in_transit", "the first evidence of a holder");
+        assert_eq!(
+            steps[1].evidence, "in_transit",
+            "the first evidence of a holder"
+        );
     }
 
     #[test]
     fn scans_name_the_holder() {
         let h = |d, s| holder_after_scan(d, s, "sandbox", "Berlin");
         assert_eq!(h(Direction::Inbound, Status::PreTransit), None);
-        assert_eq!(h(Direction::Inbound, Status::InTransit).as_deref(), Some("carrier:sandbox"));
-        assert_eq!(h(Direction::Inbound, Status::Delivered).as_deref(), Some("depot:Berlin"));
-        assert_eq!(h(Direction::Outbound, Status::Delivered).as_deref(), Some("customer"));
-        assert_eq!(h(Direction::Inbound, Status::ReturnedToSender).as_deref(), Some("customer"));
+        assert_eq!(
+            h(Direction::Inbound, Status::InTransit).as_deref(),
+            Some("carrier:sandbox")
+        );
+        assert_eq!(
+            h(Direction::Inbound, Status::Delivered).as_deref(),
+            Some("depot:Berlin")
+        );
+        assert_eq!(
+            h(Direction::Outbound, Status::Delivered).as_deref(),
+            Some("customer")
+        );
+        assert_eq!(
+            h(Direction::Inbound, Status::ReturnedToSender).as_deref(),
+            Some("customer")
+        );
     }
 
     #[test]
@@ -266,14 +289,27 @@ mod tests {
         };
         let events = OrderLogistics::decide(&OrderState::default(), &opened).expect("opened");
         let state = OrderLogistics::fold(&events);
-        assert!(OrderLogistics::decide(&state, &opened).expect("again").is_empty());
-        let checked = OrderLogistics::decide(&state, &Command::CheckedIn { at: at(2) }).expect("in");
+        assert!(
+            OrderLogistics::decide(&state, &opened)
+                .expect("again")
+                .is_empty()
+        );
+        let checked =
+            OrderLogistics::decide(&state, &Command::CheckedIn { at: at(2) }).expect("in");
         let Event::CustodyRecorded(custody) = &checked[0] else {
             panic!("custody expected, got {checked:?}");
         };
         assert_eq!(custody.holder, "service_center:de-ber-1");
-        assert!(OrderLogistics::decide(&OrderState::default(), &Command::CheckedIn { at: at(2) }).is_err());
-        let ship = Command::ReturnShipped { shipment_id: "s-2".into() };
-        assert!(OrderLogistics::decide(&state, &ship).is_err(), "walk-in has no parcel");
+        assert!(
+            OrderLogistics::decide(&OrderState::default(), &Command::CheckedIn { at: at(2) })
+                .is_err()
+        );
+        let ship = Command::ReturnShipped {
+            shipment_id: "s-2".into(),
+        };
+        assert!(
+            OrderLogistics::decide(&state, &ship).is_err(),
+            "walk-in has no parcel"
+        );
     }
 }

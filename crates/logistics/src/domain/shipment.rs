@@ -127,6 +127,17 @@ pub struct ShipmentInfo {
     pub carrier: String,
 }
 
+/// Which parcel an event is about: carried by every event after creation, so
+/// each can be read (and published) on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParcelRef {
+    pub shipment_id: String,
+    pub direction: Direction,
+    pub purpose: Purpose,
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentState {
     pub info: ShipmentInfo,
@@ -149,6 +160,20 @@ impl ShipmentState {
         self.stalled_at.is_some() && self.stalled_at == self.last_activity()
     }
 
+    pub fn parcel(&self) -> ParcelRef {
+        ParcelRef {
+            shipment_id: self.info.shipment_id.clone(),
+            direction: self.info.direction,
+            purpose: self.info.purpose.clone(),
+            carrier: self.info.carrier.clone(),
+            tracking_number: self
+                .label
+                .as_ref()
+                .map(|l| l.tracking_number.clone())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Live: labelled, not cancelled, not delivered or returned.
     pub fn is_active(&self) -> bool {
         self.label.is_some()
@@ -169,6 +194,7 @@ impl ShipmentState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Command {
     /// A new shipment with the label its carrier issued for it.
     Create {
@@ -189,33 +215,40 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Event {
     ShipmentCreated(ShipmentInfo),
     LabelIssued {
+        parcel: ParcelRef,
         label: Label,
         issued_at: DateTime<Utc>,
     },
     ScanRecorded(Scan),
     /// The status the scans now give changed.
     TrackingUpdated {
+        parcel: ParcelRef,
         status: Status,
         location: String,
         occurred_at: DateTime<Utc>,
     },
     Delivered {
+        parcel: ParcelRef,
         delivered_at: DateTime<Utc>,
         location: String,
     },
     ShipmentException {
+        parcel: ParcelRef,
         description: String,
         location: String,
         occurred_at: DateTime<Utc>,
     },
     ShipmentStalled {
+        parcel: ParcelRef,
         last_activity_at: DateTime<Utc>,
         silent_seconds: u64,
     },
     ShipmentCancelled {
+        parcel: ParcelRef,
         reason: String,
     },
 }
@@ -281,6 +314,13 @@ impl Decider for Shipment {
             return Ok(vec![
                 Event::ShipmentCreated(info.clone()),
                 Event::LabelIssued {
+                    parcel: ParcelRef {
+                        shipment_id: info.shipment_id.clone(),
+                        direction: info.direction,
+                        purpose: info.purpose.clone(),
+                        carrier: info.carrier.clone(),
+                        tracking_number: label.tracking_number.clone(),
+                    },
                     label: label.clone(),
                     issued_at: *now,
                 },
@@ -313,6 +353,7 @@ impl Decider for Shipment {
                     )));
                 }
                 Ok(vec![Event::ShipmentCancelled {
+                    parcel: shipment.parcel(),
                     reason: reason.clone(),
                 }])
             }
@@ -334,6 +375,7 @@ impl Decider for Shipment {
                     )));
                 }
                 Ok(vec![Event::ShipmentStalled {
+                    parcel: shipment.parcel(),
                     last_activity_at: last,
                     silent_seconds: u64::try_from(silent.num_seconds()).unwrap_or(0),
                 }])
@@ -355,7 +397,9 @@ impl Decider for Shipment {
         let mut shipment = state?;
         match event {
             Event::ShipmentCreated(_) => {}
-            Event::LabelIssued { label, issued_at } => {
+            Event::LabelIssued {
+                label, issued_at, ..
+            } => {
                 shipment.label = Some(label.clone());
                 shipment.label_issued_at = Some(*issued_at);
             }
@@ -363,7 +407,7 @@ impl Decider for Shipment {
             Event::ShipmentStalled {
                 last_activity_at, ..
             } => shipment.stalled_at = Some(*last_activity_at),
-            Event::ShipmentCancelled { reason } => shipment.cancelled = Some(reason.clone()),
+            Event::ShipmentCancelled { reason, .. } => shipment.cancelled = Some(reason.clone()),
             // Derived from the scans; announced for other services.
             Event::TrackingUpdated { .. }
             | Event::Delivered { .. }
@@ -384,16 +428,19 @@ fn scan_events(shipment: &ShipmentState, scan: &Scan) -> Vec<Event> {
     };
     if Some(current.status) != before {
         events.push(Event::TrackingUpdated {
+            parcel: shipment.parcel(),
             status: current.status,
             location: current.location.clone(),
             occurred_at: current.occurred_at,
         });
         match current.status {
             Status::Delivered => events.push(Event::Delivered {
+                parcel: shipment.parcel(),
                 delivered_at: current.occurred_at,
                 location: current.location.clone(),
             }),
             Status::Exception => events.push(Event::ShipmentException {
+                parcel: shipment.parcel(),
                 description: current.description.clone(),
                 location: current.location.clone(),
                 occurred_at: current.occurred_at,
@@ -481,7 +528,10 @@ mod tests {
         }
     }
 
-    fn apply(state: Option<ShipmentState>, command: &Command) -> (Option<ShipmentState>, Vec<Event>) {
+    fn apply(
+        state: Option<ShipmentState>,
+        command: &Command,
+    ) -> (Option<ShipmentState>, Vec<Event>) {
         let events = Shipment::decide(&state, command).expect("accepted");
         let state = events.iter().fold(state, Shipment::evolve);
         (state, events)
@@ -507,13 +557,18 @@ mod tests {
         assert!(Shipment::decide(&None, &create(blank)).is_err());
         assert_eq!(
             Shipment::decide(&labelled(), &create(info())),
-            Err(DomainError::AlreadyExists("shipment s-1 already exists".into()))
+            Err(DomainError::AlreadyExists(
+                "shipment s-1 already exists".into()
+            ))
         );
     }
 
     #[test]
     fn delivery_is_announced_once_and_never_undone() {
-        let (s, e) = apply(labelled(), &Command::RecordScan(scan("a", Status::InTransit, 5)));
+        let (s, e) = apply(
+            labelled(),
+            &Command::RecordScan(scan("a", Status::InTransit, 5)),
+        );
         assert_eq!(types(&e), ["ScanRecorded", "TrackingUpdated"]);
         let (s, e) = apply(s, &Command::RecordScan(scan("b", Status::Delivered, 9)));
         assert_eq!(types(&e), ["ScanRecorded", "TrackingUpdated", "Delivered"]);
@@ -528,16 +583,31 @@ mod tests {
 
     #[test]
     fn an_exception_is_announced() {
-        let (_, e) = apply(labelled(), &Command::RecordScan(scan("x", Status::Exception, 5)));
-        assert_eq!(types(&e), ["ScanRecorded", "TrackingUpdated", "ShipmentException"]);
+        let (_, e) = apply(
+            labelled(),
+            &Command::RecordScan(scan("x", Status::Exception, 5)),
+        );
+        assert_eq!(
+            types(&e),
+            ["ScanRecorded", "TrackingUpdated", "ShipmentException"]
+        );
     }
 
     #[test]
     fn scans_need_a_live_shipment() {
-        let refused = Shipment::decide(&None, &Command::RecordScan(scan("a", Status::InTransit, 1)));
+        let refused =
+            Shipment::decide(&None, &Command::RecordScan(scan("a", Status::InTransit, 1)));
         assert!(matches!(refused, Err(DomainError::NotFound(_))));
-        let (cancelled, _) = apply(labelled(), &Command::Cancel { reason: "order cancelled".into() });
-        let refused = Shipment::decide(&cancelled, &Command::RecordScan(scan("a", Status::InTransit, 1)));
+        let (cancelled, _) = apply(
+            labelled(),
+            &Command::Cancel {
+                reason: "order cancelled".into(),
+            },
+        );
+        let refused = Shipment::decide(
+            &cancelled,
+            &Command::RecordScan(scan("a", Status::InTransit, 1)),
+        );
         assert!(matches!(refused, Err(DomainError::Precondition(m)) if m.contains("cancelled")));
     }
 
@@ -547,36 +617,73 @@ mod tests {
         future.occurred_at = future.recorded_at + chrono::Duration::hours(3);
         assert!(matches!(
             Shipment::decide(&labelled(), &Command::RecordScan(future)),
-            Err(DomainError::Invalid { field: "occurred_at", .. })
+            Err(DomainError::Invalid {
+                field: "occurred_at",
+                ..
+            })
         ));
     }
 
     #[test]
     fn cancelling_only_before_pickup() {
-        let (s, _) = apply(labelled(), &Command::RecordScan(scan("p", Status::PreTransit, 1)));
-        let (s2, e) = apply(s.clone(), &Command::Cancel { reason: "order cancelled".into() });
+        let (s, _) = apply(
+            labelled(),
+            &Command::RecordScan(scan("p", Status::PreTransit, 1)),
+        );
+        let (s2, e) = apply(
+            s.clone(),
+            &Command::Cancel {
+                reason: "order cancelled".into(),
+            },
+        );
         assert_eq!(types(&e), ["ShipmentCancelled"]);
-        let (_, again) = apply(s2, &Command::Cancel { reason: "order cancelled".into() });
+        let (_, again) = apply(
+            s2,
+            &Command::Cancel {
+                reason: "order cancelled".into(),
+            },
+        );
         assert!(again.is_empty(), "cancelling twice is a no-op");
         let (s, _) = apply(s, &Command::RecordScan(scan("t", Status::InTransit, 2)));
-        let refused = Shipment::decide(&s, &Command::Cancel { reason: "too late".into() });
+        let refused = Shipment::decide(
+            &s,
+            &Command::Cancel {
+                reason: "too late".into(),
+            },
+        );
         assert!(matches!(refused, Err(DomainError::Precondition(m)) if m.contains("in_transit")));
     }
 
     #[test]
     fn stalled_once_per_silence() {
         let quiet = chrono::Duration::hours(48);
-        let early = Command::MarkStalled { now: at(60), silent_for: quiet };
+        let early = Command::MarkStalled {
+            now: at(60),
+            silent_for: quiet,
+        };
         assert!(Shipment::decide(&labelled(), &early).is_err());
-        let late = Command::MarkStalled { now: at(0) + quiet, silent_for: quiet };
+        let late = Command::MarkStalled {
+            now: at(0) + quiet,
+            silent_for: quiet,
+        };
         let (s, e) = apply(labelled(), &late);
         assert_eq!(types(&e), ["ShipmentStalled"]);
         let (s, e) = apply(s, &late);
         assert!(e.is_empty(), "already reported for this silence");
         let (s, _) = apply(s, &Command::RecordScan(scan("a", Status::InTransit, 3000)));
         assert!(!s.as_ref().expect("exists").is_stalled());
-        let (_, e) = apply(s, &Command::MarkStalled { now: at(3001) + quiet, silent_for: quiet });
-        assert_eq!(types(&e), ["ShipmentStalled"], "a new silence is reported again");
+        let (_, e) = apply(
+            s,
+            &Command::MarkStalled {
+                now: at(3001) + quiet,
+                silent_for: quiet,
+            },
+        );
+        assert_eq!(
+            types(&e),
+            ["ShipmentStalled"],
+            "a new silence is reported again"
+        );
     }
 
     fn any_status() -> impl Strategy<Value = Status> {

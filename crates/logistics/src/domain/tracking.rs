@@ -131,10 +131,10 @@ impl Tracking {
 /// Which shipment a carrier's scan is for when the carrier has used the tracking
 /// number more than once: the latest labelled at or before the scan happened,
 /// else (a carrier clock behind ours) the first one labelled.
-pub fn resolve_tracking_number<'a>(
-    labelled: &'a [(String, DateTime<Utc>)],
+pub fn resolve_tracking_number(
+    labelled: &[(String, DateTime<Utc>)],
     occurred_at: DateTime<Utc>,
-) -> Option<&'a str> {
+) -> Option<&str> {
     labelled
         .iter()
         .filter(|(_, issued)| *issued <= occurred_at)
@@ -171,7 +171,11 @@ mod tests {
         t.insert(scan("c", Status::OutForDelivery, 30));
         t.insert(scan("a", Status::PreTransit, 10));
         t.insert(scan("b", Status::InTransit, 20));
-        let ids: Vec<_> = t.scans().iter().map(|s| s.carrier_event_id.as_str()).collect();
+        let ids: Vec<_> = t
+            .scans()
+            .iter()
+            .map(|s| s.carrier_event_id.as_str())
+            .collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(t.status(), Some(Status::OutForDelivery));
     }
@@ -207,7 +211,10 @@ mod tests {
         let labelled = vec![("old".to_owned(), at(0)), ("new".to_owned(), at(30))];
         assert_eq!(resolve_tracking_number(&labelled, at(10)), Some("old"));
         assert_eq!(resolve_tracking_number(&labelled, at(31)), Some("new"));
-        assert_eq!(resolve_tracking_number(&[("only".to_owned(), at(30))], at(5)), Some("only"));
+        assert_eq!(
+            resolve_tracking_number(&[("only".to_owned(), at(30))], at(5)),
+            Some("only")
+        );
         assert_eq!(resolve_tracking_number(&[], at(5)), None);
     }
 }

@@ -7,7 +7,7 @@ use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
-use aftersales_testkit::shared_postgres;
+use aftersales_testkit::{eventually, shared_postgres};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -667,20 +667,6 @@ async fn nearest_centers_mail_in_beyond_the_radius_and_centers_that_persist() {
     p.warranty.stop().await.unwrap();
 }
 
-async fn eventually<T, F: Future<Output = T>>(
-    mut f: impl FnMut() -> F,
-    ok: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let value = f().await;
-        if ok(&value) || tokio::time::Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_devices_repair_history_is_listed_and_verifiable() {
     let mut p = Platform::start().await;
@@ -864,6 +850,7 @@ async fn publish_delivered(
         carrier: "sandbox".into(),
         tracking_number: "SBX123".into(),
         delivered_at: None,
+        accessory_replacement_id: String::new(),
     }
     .encode_to_vec();
     #[allow(clippy::disallowed_methods)]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::warranty as pb;
+use aftersales_testkit::eventually;
 use tonic::Code;
 
 use crate::harness::{REGION, Server, by_imei, days_ago, fresh_imei, registration};
@@ -701,20 +702,6 @@ async fn an_edited_row_fails_verification() {
         truncated.problem
     );
     s.running.stop().await.unwrap();
-}
-
-async fn eventually<T, F: Future<Output = T>>(
-    mut f: impl FnMut() -> F,
-    ok: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let value = f().await;
-        if ok(&value) || tokio::time::Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
