@@ -2,13 +2,17 @@
 //!
 //! `aftersales up` starts every service built so far in this one process, on the
 //! embedded default: SQLite event stores under a data directory, no broker. Today
-//! that is warranty and repair (which asks warranty over gRPC); logistics and
-//! notification join them as they are built.
+//! that is warranty, repair (which asks warranty over gRPC) and logistics; each
+//! service's consumers follow the other's log directly. Notification joins them
+//! when it is built.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown, ShutdownTrigger};
 use clap::{Parser, Subcommand};
 
 mod client;
@@ -51,6 +55,16 @@ struct Up {
     /// The repair service's gRPC address.
     #[arg(long, default_value = "127.0.0.1:50052")]
     repair_listen: SocketAddr,
+    /// The logistics service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50053")]
+    logistics_listen: SocketAddr,
+    /// The sandbox carrier plays this script on every parcel, so mail-in repairs
+    /// move on their own; `none` leaves scans to `PlaySandboxScript`.
+    #[arg(long, default_value = "delivered")]
+    sandbox_autoplay: String,
+    /// Milliseconds between autoplayed scans.
+    #[arg(long, default_value_t = 2000)]
+    sandbox_step_millis: u32,
     /// This deployment's region.
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     region: String,
@@ -87,10 +101,35 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("repair: {e}"))?;
+    let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
+        listen: args.logistics_listen,
+        webhook_listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        webhook_secret: None,
+        webhook_replay_window_seconds: 300,
+        database_url: database("logistics"),
+        nats_url: None,
+        region: args.region.clone(),
+        stall_after_seconds: 72 * 3600,
+        stall_check_seconds: 60,
+        sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
+        sandbox_step_millis: args.sandbox_step_millis,
+        sandbox_tracking_digits: 12,
+        drain_grace_seconds: 0,
+    })
+    .await
+    .map_err(|e| format!("logistics: {e}"))?;
+    let (stop_consumers, consumers) = embedded_consumers(&repair, &logistics, &args.region)?;
     println!("warranty     grpc://{}", warranty.addr);
     println!("repair       grpc://{}", repair.addr);
+    println!("logistics    grpc://{}", logistics.addr);
     println!("data in {}; Ctrl-C stops", args.data_dir.display());
     aftersales_runtime::signal::terminate().await;
+    stop_consumers.trigger();
+    let _ = consumers.await;
+    logistics
+        .stop()
+        .await
+        .map_err(|e| format!("logistics: {e}"))?;
     repair.stop().await.map_err(|e| format!("repair: {e}"))?;
     warranty
         .stop()
@@ -98,6 +137,43 @@ async fn up(args: Up) -> Result<(), String> {
         .map_err(|e| format!("warranty: {e}"))?;
     println!("stopped");
     Ok(())
+}
+
+/// Each service's consumers, reading the other service's log directly: what
+/// NATS carries in the distributed form.
+fn embedded_consumers(
+    repair: &aftersales_repair::server::Running,
+    logistics: &aftersales_logistics::server::Running,
+    region: &str,
+) -> Result<(ShutdownTrigger, tokio::task::JoinHandle<()>), String> {
+    let settings = LogConsumerSettings::default();
+    let to_logistics = LogConsumer::new(
+        repair.store.clone(),
+        logistics.store.clone(),
+        aftersales_logistics::reactions::subscription().map_err(|e| e.to_string())?,
+        Arc::new(aftersales_logistics::reactions::RepairReactions::new(
+            logistics.app.clone(),
+            region,
+        )),
+        settings.clone(),
+    )
+    .with_translation(Arc::new(aftersales_repair::integration::RepairEvents));
+    let to_repair = LogConsumer::new(
+        logistics.store.clone(),
+        repair.store.clone(),
+        aftersales_repair::reactions::subscription().map_err(|e| e.to_string())?,
+        Arc::new(aftersales_repair::reactions::LogisticsReactions::new(
+            repair.store.clone(),
+            region,
+        )),
+        settings,
+    )
+    .with_translation(Arc::new(aftersales_logistics::integration::LogisticsEvents));
+    let (trigger, shutdown) = Shutdown::new();
+    let task = tokio::spawn(async move {
+        tokio::join!(to_logistics.run(shutdown.clone()), to_repair.run(shutdown));
+    });
+    Ok((trigger, task))
 }
 
 #[tokio::main]

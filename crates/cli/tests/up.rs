@@ -13,6 +13,13 @@ use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 /// Starts `aftersales up` on free ports; the warranty and repair addresses and the
 /// process.
 fn up(data: &std::path::Path) -> (String, String, Process) {
+    let (warranty, repair, _, process) = up_all(data);
+    (warranty, repair, process)
+}
+
+/// Starts `aftersales up` on free ports, with sandbox parcels moving every 50 ms;
+/// the warranty, repair and logistics addresses and the process.
+fn up_all(data: &std::path::Path) -> (String, String, String, Process) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
             "up",
@@ -20,6 +27,10 @@ fn up(data: &std::path::Path) -> (String, String, Process) {
             "127.0.0.1:0",
             "--repair-listen",
             "127.0.0.1:0",
+            "--logistics-listen",
+            "127.0.0.1:0",
+            "--sandbox-step-millis",
+            "50",
             "--data-dir",
         ])
         .arg(data)
@@ -34,8 +45,9 @@ fn up(data: &std::path::Path) -> (String, String, Process) {
     };
     let warranty = address();
     let repair = address();
+    let logistics = address();
     std::thread::spawn(move || lines.for_each(drop));
-    (warranty, repair, Process(child))
+    (warranty, repair, logistics, Process(child))
 }
 
 /// The `aftersales up` process, killed if a test fails before stopping it.
@@ -342,6 +354,136 @@ async fn client_commands_talk_to_the_running_services() {
     assert!(
         timeline.contains("RepairOrderOpened") && timeline.contains("RepairCancelled"),
         "{timeline}"
+    );
+    assert!(terminate(child).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() {
+    use aftersales_proto::logistics as lpb;
+    use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
+    let data = tempfile::tempdir().unwrap();
+    let (warranty, repair, logistics, child) = up_all(data.path());
+    let id = Some(DeviceId {
+        kind: Some(device_id::Kind::Imei("353918057349918".into())),
+    });
+    #[allow(clippy::disallowed_methods)]
+    let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(40);
+    WarrantyServiceClient::connect(format!("http://{warranty}"))
+        .await
+        .unwrap()
+        .register_device(pb::RegisterDeviceRequest {
+            device_id: id.clone(),
+            model: "Aurora 5".into(),
+            purchase_date: bought.to_string(),
+            country_of_purchase: Some(CountryCode { value: "CN".into() }),
+            channel: pb::SalesChannel::OnlineStore.into(),
+            customer_id: "cust-9".into(),
+        })
+        .await
+        .unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{repair}"))
+        .await
+        .unwrap();
+    let order_id = r
+        .open_repair(rpb::OpenRepairRequest {
+            device_id: id,
+            channel: rpb::Channel::MailIn.into(),
+            service_center_id: String::new(),
+            customer_id: "cust-9".into(),
+            symptoms: "battery swells".into(),
+            contact_address: Some(aftersales_proto::common::Address {
+                recipient: "Li Wei".into(),
+                lines: vec!["88 Century Avenue".into()],
+                city: "Shanghai".into(),
+                region: String::new(),
+                postal_code: "200120".into(),
+                country: Some(CountryCode { value: "CN".into() }),
+                phone: String::new(),
+            }),
+            reported_fault: pb::FaultCategory::Battery.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let watcher = r.clone();
+    let stage_becomes = |stage: rpb::Stage| {
+        let r = watcher.clone();
+        let order_id = order_id.clone();
+        async move {
+            aftersales_testkit::eventually(
+                || {
+                    let mut r = r.clone();
+                    let order_id = order_id.clone();
+                    async move {
+                        r.get_repair(rpb::OrderRef { order_id })
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .stage
+                    }
+                },
+                |s| *s == i32::from(stage),
+            )
+            .await
+        }
+    };
+    // The inbound parcel is labelled and scanned to delivery with no one asking.
+    assert_eq!(
+        stage_becomes(rpb::Stage::Received).await,
+        i32::from(rpb::Stage::Received)
+    );
+    r.diagnose(rpb::DiagnoseRequest {
+        order_id: order_id.clone(),
+        fault_category: pb::FaultCategory::Battery.into(),
+        fault_codes: vec![],
+        technician: "tech-2".into(),
+    })
+    .await
+    .unwrap();
+    r.start_repair(rpb::StartRepairRequest {
+        order_id: order_id.clone(),
+        technician: "tech-2".into(),
+    })
+    .await
+    .unwrap();
+    r.record_qc_result(rpb::RecordQcResultRequest {
+        order_id: order_id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    r.mark_ready_for_return(rpb::OrderRef {
+        order_id: order_id.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        stage_becomes(rpb::Stage::Closed).await,
+        i32::from(rpb::Stage::Closed)
+    );
+    let shipments = LogisticsServiceClient::connect(format!("http://{logistics}"))
+        .await
+        .unwrap()
+        .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
+            repair_order_id: order_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .shipments;
+    assert_eq!(shipments.len(), 2);
+    assert!(
+        shipments
+            .iter()
+            .all(|s| s.state == i32::from(lpb::ShipmentState::Delivered))
+    );
+    assert_eq!(
+        shipments[0].to.as_ref().unwrap().city,
+        "Shenzhen",
+        "the depot serving CN"
     );
     assert!(terminate(child).success());
 }

@@ -8,6 +8,8 @@ use aftersales_eventstore::{
 };
 use chrono::{DateTime, Utc};
 
+use crate::app::Logistics;
+use crate::carrier::sandbox;
 use crate::domain::shipment::{Direction, Event, Shipment};
 
 /// One set for both backends.
@@ -118,6 +120,74 @@ impl Projection for ShipmentDirectory {
         on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM shipments").execute(c).await?;
         });
+        Ok(())
+    }
+}
+
+/// Plays a sandbox script on every new sandbox parcel. A follower of the log
+/// rather than a table: replaying it after a crash plays the same carrier events
+/// again, which the shipment ignores as duplicates.
+#[derive(Debug, Clone)]
+pub struct SandboxAutoplay {
+    app: Logistics,
+    script: String,
+    step_millis: u32,
+}
+
+impl SandboxAutoplay {
+    pub fn new(app: Logistics, script: String, step_millis: u32) -> Self {
+        Self {
+            app,
+            script,
+            step_millis,
+        }
+    }
+}
+
+impl Projection for SandboxAutoplay {
+    fn name(&self) -> &'static str {
+        "logistics-sandbox-autoplay"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        _tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if event.event_type != "LabelIssued" {
+            return Ok(());
+        }
+        let Ok(Event::LabelIssued { parcel, .. }) = serde_json::from_slice(&event.payload) else {
+            return Ok(());
+        };
+        if parcel.carrier != sandbox::NAME {
+            return Ok(());
+        }
+        // Only a shipment that exists in the log is played, so it is committed.
+        let view = match self.app.shipment(&parcel.shipment_id).await {
+            Ok(view) => view,
+            Err(error) => return Err(StoreError::CorruptRow(error.to_string())),
+        };
+        let ctx = aftersales_eventstore::CommandContext {
+            command_id: None,
+            correlation_id: event.metadata.correlation_id,
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            tracestate: event.metadata.tracestate.clone(),
+            actor: format!("carrier:{}", sandbox::NAME),
+            region: event.metadata.region.clone(),
+            now: event.metadata.recorded_at,
+        };
+        if let Err(error) = self
+            .app
+            .play_sandbox(&view, &self.script, self.step_millis, ctx)
+        {
+            tracing::warn!(%error, shipment_id = %parcel.shipment_id, "sandbox autoplay refused");
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, _tx: &mut StoreTransaction) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -64,6 +64,14 @@ pub struct Config {
     /// How often to look for stalled shipments.
     #[arg(long, env = "AFTERSALES_STALL_CHECK_SECONDS", default_value_t = 60)]
     pub stall_check_seconds: u64,
+    /// Plays this sandbox script on every new sandbox parcel, so parcels move on
+    /// their own (`delivered`, `exception_then_delivered`, `returned`, `lost`).
+    /// Unset: scans come from carriers, or `PlaySandboxScript`.
+    #[arg(long, env = "AFTERSALES_SANDBOX_AUTOPLAY")]
+    pub sandbox_autoplay: Option<String>,
+    /// Milliseconds between the scans of an autoplayed script.
+    #[arg(long, env = "AFTERSALES_SANDBOX_STEP_MILLIS", default_value_t = 2000)]
+    pub sandbox_step_millis: u32,
     /// Digits in a sandbox tracking number (1 to 18).
     #[arg(long, env = "AFTERSALES_SANDBOX_TRACKING_DIGITS", default_value_t = 12)]
     pub sandbox_tracking_digits: u32,
@@ -92,6 +100,8 @@ pub struct Running {
     /// Where the carrier webhook listens, when it runs.
     pub webhook_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
+    /// The use cases, for an embedding process that wires its own consumers.
+    pub app: Logistics,
     stop: ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
@@ -169,6 +179,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         i64::try_from(config.stall_after_seconds)
             .map_err(|_| StartError::Config("stall-after seconds out of range".into()))?,
     );
+    if let Some(script) = &config.sandbox_autoplay
+        && crate::carrier::sandbox::script(script).is_none()
+    {
+        return Err(StartError::Config(format!(
+            "AFTERSALES_SANDBOX_AUTOPLAY: {script:?} is not one of {}",
+            crate::carrier::sandbox::SCRIPTS.join(", ")
+        )));
+    }
     let carriers = builtin_carriers(config.sandbox_tracking_digits).map_err(StartError::Config)?;
     let depots = Depots::builtin().map_err(StartError::Config)?;
     aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
@@ -231,9 +249,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let directory = crate::projections::ShipmentDirectory::new(store.clone());
+    let autoplay = config.sandbox_autoplay.clone().map(|script| {
+        crate::projections::SandboxAutoplay::new(app.clone(), script, config.sandbox_step_millis)
+    });
     let background = store.clone();
     let sweeper = sweep(
-        app,
+        app.clone(),
         config.region.clone(),
         silent_for,
         Duration::from_secs(config.stall_check_seconds),
@@ -247,6 +268,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Duration::from_millis(200),
             stopped(shutdown.clone()),
         );
+        let autoplaying = async {
+            if let Some(autoplay) = &autoplay {
+                aftersales_eventstore::projection::run(
+                    &background,
+                    autoplay,
+                    Duration::from_millis(200),
+                    stopped(shutdown.clone()),
+                )
+                .await;
+            }
+        };
         let events = async {
             if let Some((relay, consumer, streams)) = &messaging {
                 // The repair stream is repair's to create: until it exists the
@@ -267,8 +299,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         };
         let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
-        let (served, (), (), (), ()) =
-            tokio::join!(serving, projecting, events, carrier_webhook, sweeper);
+        let (served, (), (), (), (), ()) = tokio::join!(
+            serving,
+            projecting,
+            autoplaying,
+            events,
+            carrier_webhook,
+            sweeper
+        );
         served.map_err(StartError::from)
     });
     tracing::info!(%addr, ?webhook_addr, "logistics service listening");
@@ -276,6 +314,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         webhook_addr,
         store,
+        app,
         stop: trigger,
         task,
     })

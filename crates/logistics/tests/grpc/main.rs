@@ -26,6 +26,8 @@ pub fn config(database_url: String) -> Config {
         region: "test".into(),
         stall_after_seconds: 72 * 3600,
         stall_check_seconds: 60,
+        sandbox_autoplay: None,
+        sandbox_step_millis: 2000,
         sandbox_tracking_digits: 12,
         drain_grace_seconds: 0,
     }
