@@ -5,7 +5,7 @@ use aftersales_proto::common::{CountryCode, GeoPoint as PbPoint, Money as PbMone
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
-use chrono::{DateTime, Utc};
+use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -94,14 +94,6 @@ fn fault(value: i32) -> Result<wpb::FaultCategory, Status> {
     }
 }
 
-fn timestamp(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
-    let t = t.ok_or_else(|| invalid(field, "is required"))?;
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| invalid(field, "is not a valid timestamp"))
-}
-
 fn stage(s: Stage) -> pb::Stage {
     match s {
         Stage::Opened => pb::Stage::Opened,
@@ -174,10 +166,7 @@ pub(crate) fn quote_to_proto(q: &Quote) -> pb::Quote {
             })
             .collect(),
         total: Some(money(&q.total)),
-        valid_until: Some(prost_types::Timestamp {
-            seconds: q.valid_until.timestamp(),
-            nanos: i32::try_from(q.valid_until.timestamp_subsec_nanos()).unwrap_or(0),
-        }),
+        valid_until: Some(timestamp_to_proto(q.valid_until)),
     }
 }
 
@@ -395,7 +384,7 @@ impl RepairService for RepairApi {
         }
         let command = Command::IssueQuote {
             lines,
-            valid_until: timestamp("valid_until", r.valid_until.as_ref())?,
+            valid_until: timestamp_from_proto("valid_until", r.valid_until.as_ref())?,
             now: ctx.now,
         };
         answer(
@@ -502,10 +491,7 @@ impl RepairService for RepairApi {
                         .map_or(pb::Stage::Unspecified, stage)
                         .into(),
                     actor: s.actor.clone(),
-                    at: Some(prost_types::Timestamp {
-                        seconds: s.at.timestamp(),
-                        nanos: i32::try_from(s.at.timestamp_subsec_nanos()).unwrap_or(0),
-                    }),
+                    at: Some(timestamp_to_proto(s.at)),
                 })
                 .collect(),
         }))

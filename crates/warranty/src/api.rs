@@ -5,6 +5,7 @@ use aftersales_eventstore::{CommandContext, RecordedEvent, StreamHead};
 use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
+use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
 
@@ -84,20 +85,8 @@ fn date(field: &str, value: &str) -> Result<NaiveDate, Status> {
 
 fn as_of(value: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {
     value
-        .map(|t| {
-            u32::try_from(t.nanos)
-                .ok()
-                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-                .ok_or_else(|| invalid("as_of", "is not a valid timestamp"))
-        })
+        .map(|t| timestamp_from_proto("as_of", Some(t)))
         .transpose()
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 fn fault(value: i32) -> Result<FaultCategory, Status> {
@@ -279,7 +268,7 @@ fn history_event(e: &RecordedEvent) -> pb::HistoryEvent {
         version: e.stream_version,
         event_id: e.event_id.to_string(),
         event_type: e.event_type.clone(),
-        recorded_at: Some(timestamp(e.metadata.recorded_at)),
+        recorded_at: Some(timestamp_to_proto(e.metadata.recorded_at)),
         actor: e.metadata.actor.clone(),
         correlation_id: e.metadata.correlation_id.to_string(),
         payload_json: String::from_utf8_lossy(&e.payload).into_owned(),
