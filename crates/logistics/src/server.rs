@@ -217,34 +217,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
-            let names = aftersales_messaging::Names::new(config.region.clone())
-                .map_err(|e| StartError::Config(e.to_string()))?;
-            let js = aftersales_messaging::connect(url, "logistics").await?;
-            let streams = aftersales_messaging::StreamSettings::default();
-            aftersales_messaging::ensure_service_stream(&js, &names, "logistics", &streams).await?;
-            let relay = aftersales_messaging::Relay::new(
-                store.clone(),
-                js.clone(),
-                names.clone(),
+            let bus = aftersales_messaging::Bus::connect(
+                url,
+                &config.region,
                 "logistics",
-                aftersales_messaging::RelaySettings::default(),
-                &streams,
+                aftersales_messaging::StreamSettings::default(),
             )
-            .map_err(|e| StartError::Config(e.to_string()))?
-            .with_translation(Arc::new(crate::integration::LogisticsEvents));
-            let consumer = aftersales_messaging::JetStreamConsumer::new(
-                js,
-                names,
+            .await?;
+            let relay = bus.relay(store.clone(), Arc::new(crate::integration::LogisticsEvents))?;
+            let consumer = bus.consumer(
                 crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
                 store.clone(),
                 Arc::new(crate::reactions::RepairReactions::new(
                     app.clone(),
                     config.region.clone(),
                 )),
-                aftersales_messaging::ConsumerSettings::default(),
-            )
-            .map_err(|e| StartError::Config(e.to_string()))?;
-            Some((relay, consumer, streams))
+            )?;
+            Some((bus, relay, consumer))
         }
         None => None,
     };
@@ -280,13 +269,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         };
         let events = async {
-            if let Some((relay, consumer, streams)) = &messaging {
-                // The repair stream is repair's to create: until it exists the
-                // consumer keeps retrying.
-                if let Err(error) = consumer.provision(streams).await {
-                    tracing::warn!(%error, "repair events not provisioned yet; the consumer retries");
-                }
-                tokio::join!(relay.run(shutdown.clone()), consumer.run(shutdown.clone()));
+            if let Some((bus, relay, consumer)) = &messaging {
+                tokio::join!(
+                    relay.run(shutdown.clone()),
+                    bus.consume(consumer, shutdown.clone())
+                );
             }
         };
         let carrier_webhook = async {

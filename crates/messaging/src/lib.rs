@@ -10,7 +10,9 @@
 //! - [`log`]: embedded mode, following the producer's log directly.
 //! - [`provision`]: streams created or updated at start-up, durable by default.
 //! - [`trace`]: the producer's trace continued by the consumer.
+//! - [`bus`]: all of it for one service: its stream, relay and consumers.
 
+pub mod bus;
 pub mod consumer;
 pub mod dlq;
 pub mod envelope;
@@ -24,6 +26,7 @@ pub mod relay;
 pub mod shutdown;
 pub mod trace;
 
+pub use bus::Bus;
 pub use consumer::{Handler, RetryPolicy, Subscription};
 pub use dlq::{DeadLetter, DeadLetters};
 pub use envelope::InboundEvent;

@@ -107,34 +107,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
-            let names = aftersales_messaging::Names::new(config.region.clone())
-                .map_err(|e| StartError::Config(e.to_string()))?;
-            let js = aftersales_messaging::connect(url, "repair").await?;
-            let streams = aftersales_messaging::StreamSettings::default();
-            aftersales_messaging::ensure_service_stream(&js, &names, "repair", &streams).await?;
-            let relay = aftersales_messaging::Relay::new(
-                store.clone(),
-                js.clone(),
-                names.clone(),
+            let bus = aftersales_messaging::Bus::connect(
+                url,
+                &config.region,
                 "repair",
-                aftersales_messaging::RelaySettings::default(),
-                &streams,
+                aftersales_messaging::StreamSettings::default(),
             )
-            .map_err(|e| StartError::Config(e.to_string()))?
-            .with_translation(std::sync::Arc::new(crate::integration::RepairEvents));
-            let consumer = aftersales_messaging::JetStreamConsumer::new(
-                js,
-                names,
+            .await?;
+            let relay = bus.relay(
+                store.clone(),
+                std::sync::Arc::new(crate::integration::RepairEvents),
+            )?;
+            let consumer = bus.consumer(
                 crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
                 store.clone(),
                 std::sync::Arc::new(crate::reactions::LogisticsReactions::new(
                     store.clone(),
                     config.region.clone(),
                 )),
-                aftersales_messaging::ConsumerSettings::default(),
-            )
-            .map_err(|e| StartError::Config(e.to_string()))?;
-            Some((relay, consumer, streams))
+            )?;
+            Some((bus, relay, consumer))
         }
         None => None,
     };
@@ -149,13 +141,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             stopped(shutdown.clone()),
         );
         let events = async {
-            if let Some((relay, consumer, streams)) = &messaging {
-                // The logistics stream is logistics' to create: until it exists the
-                // consumer keeps retrying.
-                if let Err(error) = consumer.provision(streams).await {
-                    tracing::warn!(%error, "logistics events not provisioned yet; the consumer retries");
-                }
-                tokio::join!(relay.run(shutdown.clone()), consumer.run(shutdown.clone()));
+            if let Some((bus, relay, consumer)) = &messaging {
+                tokio::join!(
+                    relay.run(shutdown.clone()),
+                    bus.consume(consumer, shutdown.clone())
+                );
             }
         };
         let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::{AnyEventStore, projection};
-use aftersales_messaging::{Names, Relay, RelaySettings, Shutdown, StreamSettings};
+use aftersales_messaging::{Names, Shutdown, StreamSettings};
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::grpc::{Grpc, bind};
 
@@ -86,7 +86,8 @@ impl Running {
 
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let names = Names::new(config.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
+    // A bad region stops the start before anything is touched.
+    Names::new(config.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
     let policies = match &config.policies {
         Some(dir) => PolicyTable::load_dir(dir)?,
         None => PolicyTable::builtin()?,
@@ -99,24 +100,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let relay = match &config.nats_url {
         Some(url) => {
-            let js = aftersales_messaging::connect(url, "warranty").await?;
-            let stream = StreamSettings {
+            let streams = StreamSettings {
                 replicas: config.stream_replicas,
                 ..StreamSettings::default()
             };
-            aftersales_messaging::ensure_service_stream(&js, &names, SERVICE, &stream).await?;
-            Some(
-                Relay::new(
-                    store.clone(),
-                    js,
-                    names.clone(),
-                    SERVICE,
-                    RelaySettings::default(),
-                    &stream,
-                )
-                .map_err(|e| StartError::Config(e.to_string()))?
-                .with_translation(Arc::new(WarrantyEvents)),
-            )
+            let bus =
+                aftersales_messaging::Bus::connect(url, &config.region, SERVICE, streams).await?;
+            Some(bus.relay(store.clone(), Arc::new(WarrantyEvents))?)
         }
         None => None,
     };

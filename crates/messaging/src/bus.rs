@@ -1,0 +1,92 @@
+//! A service on NATS in a few calls: connect, provision its own stream, relay its
+//! log, and consume other services' events. What every service binary does with
+//! `NATS_URL` set.
+
+use std::sync::Arc;
+
+use aftersales_eventstore::EventStore;
+use async_nats::jetstream;
+
+use crate::consumer::{Handler, Subscription};
+use crate::error::MessagingError;
+use crate::jetstream::{ConsumerSettings, JetStreamConsumer};
+use crate::names::Names;
+use crate::provision::{StreamSettings, connect, ensure_service_stream};
+use crate::relay::{Relay, RelaySettings, Translate};
+use crate::shutdown::Shutdown;
+
+/// One service's connection to JetStream, with its own stream provisioned.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    js: jetstream::Context,
+    names: Names,
+    service: String,
+    streams: StreamSettings,
+}
+
+impl Bus {
+    /// Connects as `service` and creates or updates its stream.
+    pub async fn connect(
+        url: &str,
+        region: &str,
+        service: &str,
+        streams: StreamSettings,
+    ) -> Result<Self, MessagingError> {
+        let names = Names::new(region.to_owned())?;
+        let js = connect(url, service).await?;
+        ensure_service_stream(&js, &names, service, &streams).await?;
+        Ok(Self {
+            js,
+            names,
+            service: service.to_owned(),
+            streams,
+        })
+    }
+
+    /// The relay of this service's log, publishing what `translate` makes of it.
+    pub fn relay<S: EventStore>(
+        &self,
+        store: S,
+        translate: Arc<dyn Translate>,
+    ) -> Result<Relay<S>, MessagingError> {
+        Ok(Relay::new(
+            store,
+            self.js.clone(),
+            self.names.clone(),
+            self.service.clone(),
+            RelaySettings::default(),
+            &self.streams,
+        )?
+        .with_translation(translate))
+    }
+
+    /// A durable consumer of another service's events.
+    pub fn consumer<S: EventStore, H: Handler>(
+        &self,
+        subscription: Subscription,
+        store: S,
+        handler: Arc<H>,
+    ) -> Result<JetStreamConsumer<S, H>, MessagingError> {
+        Ok(JetStreamConsumer::new(
+            self.js.clone(),
+            self.names.clone(),
+            subscription,
+            store,
+            handler,
+            ConsumerSettings::default(),
+        )?)
+    }
+
+    /// Runs `consumer` until `shutdown`. The source's stream is its service's to
+    /// create: until it exists the consumer keeps retrying.
+    pub async fn consume<S: EventStore, H: Handler>(
+        &self,
+        consumer: &JetStreamConsumer<S, H>,
+        shutdown: Shutdown,
+    ) {
+        if let Err(error) = consumer.provision(&self.streams).await {
+            tracing::warn!(%error, "source events not provisioned yet; the consumer retries");
+        }
+        consumer.run(shutdown).await;
+    }
+}
