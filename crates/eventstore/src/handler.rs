@@ -231,8 +231,9 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     /// Like [`Self::handle`], but appends inside `tx`, so the events commit with
     /// the caller's other writes (a reaction's inbox record, for one).
     ///
-    /// State is loaded from committed events, and a lost race is not retried here:
-    /// the caller rolls back and runs the whole unit again.
+    /// State is what `tx` sees (see [`Self::load_in`]), so two commands on one
+    /// stream in one transaction build on each other. A lost race is not retried
+    /// here: the caller rolls back and runs the whole unit again.
     pub async fn handle_in(
         &self,
         tx: &mut StoreTransaction,
@@ -240,7 +241,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
-        let loaded = self.load(stream).await?;
+        let loaded = self.load_in(tx, stream).await?;
         let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
         if events.is_empty() {
             return Ok(Handled {
@@ -314,6 +315,27 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             }
         }
         self.fold_from(stream, loaded, None).await
+    }
+
+    /// The state of `stream` as `tx` sees it, its own uncommitted appends
+    /// included: committed history (from a snapshot) first, then the rest read
+    /// through the transaction. Earlier handlers in one batch see each other.
+    pub async fn load_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+    ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        let mut loaded = self.load(stream).await?;
+        loop {
+            let page = tx
+                .read_stream(stream, loaded.version + 1, STREAM_PAGE)
+                .await?;
+            let full = page.len() == STREAM_PAGE;
+            self.fold_page(&mut loaded, page, None)?;
+            if !full {
+                return Ok(loaded);
+            }
+        }
     }
 
     /// The state of `stream` as it was at `as_of`: only events recorded by then.

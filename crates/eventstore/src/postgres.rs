@@ -104,6 +104,28 @@ impl AppendBackend for &PgEventStore {
 
 /// Appends inside a caller's transaction. A refused insert would abort the whole
 /// transaction in PostgreSQL, so each insert runs under a savepoint.
+/// A stream's events from `from_version` on, through any executor (the pool,
+/// or a transaction that must see its own appends).
+pub(crate) async fn select_stream<'e, E: PgExecutor<'e>>(
+    executor: E,
+    stream: &StreamId,
+    from_version: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+         ORDER BY stream_version LIMIT $3"
+    ))
+    .bind(stream.as_str())
+    .bind(to_i64(from_version, "from_version")?)
+    .bind(sql_limit(limit))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) struct PgTransactionBackend<'c>(pub &'c mut PgConnection);
 
 impl AppendBackend for PgTransactionBackend<'_> {
@@ -321,18 +343,7 @@ impl EventStore for PgEventStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE stream_id = $1 AND stream_version >= $2 \
-             ORDER BY stream_version LIMIT $3"
-        ))
-        .bind(stream.as_str())
-        .bind(to_i64(from_version, "from_version")?)
-        .bind(sql_limit(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
+        select_stream(&self.pool, stream, from_version, limit).await
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {

@@ -123,6 +123,28 @@ impl AppendBackend for &SqliteEventStore {
 
 /// Appends inside a caller's transaction. A refused statement rolls back only
 /// itself in SQLite, so no savepoint is needed.
+/// A stream's events from `from_version` on, through any executor (the read
+/// pool, or a transaction that must see its own appends).
+pub(crate) async fn select_stream<'e, E: SqliteExecutor<'e>>(
+    executor: E,
+    stream: &StreamId,
+    from_version: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM events WHERE stream_id = ?1 AND stream_version >= ?2 \
+         ORDER BY stream_version LIMIT ?3"
+    ))
+    .bind(stream.as_str().to_owned())
+    .bind(to_i64(from_version, "from_version")?)
+    .bind(sql_limit(limit))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) struct SqliteTransactionBackend<'c>(pub &'c mut SqliteConnection);
 
 impl AppendBackend for SqliteTransactionBackend<'_> {
@@ -309,18 +331,7 @@ impl EventStore for SqliteEventStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events WHERE stream_id = ?1 AND stream_version >= ?2 \
-             ORDER BY stream_version LIMIT ?3"
-        ))
-        .bind(stream.as_str().to_owned())
-        .bind(to_i64(from_version, "from_version")?)
-        .bind(sql_limit(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(decode).collect()
+        select_stream(&self.reader, stream, from_version, limit).await
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::append;
 use crate::error::StoreError;
-use crate::event::{AppendOutcome, Checkpoint, ExpectedVersion, NewEvent, StreamId};
+use crate::event::{AppendOutcome, Checkpoint, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use crate::postgres::{self, PgTransactionBackend};
 use crate::sqlite::{self, SqliteTransactionBackend};
 use crate::store::Limits;
@@ -86,6 +86,24 @@ impl StoreTransaction {
         };
         self.wrote_events |= !outcome.duplicate;
         Ok(outcome)
+    }
+
+    /// A stream's events from `from_version` on as this transaction sees them:
+    /// what others committed and what it appended itself.
+    pub async fn read_stream(
+        &mut self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match &mut self.inner {
+            Inner::Postgres(tx) => {
+                postgres::select_stream(&mut **tx, stream, from_version, limit).await
+            }
+            Inner::Sqlite(tx) => {
+                sqlite::select_stream(&mut **tx, stream, from_version, limit).await
+            }
+        }
     }
 
     /// Moves the named checkpoint, with everything else in this transaction.

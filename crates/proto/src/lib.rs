@@ -22,6 +22,11 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.logistics.v1.rs"));
         }
     }
+    pub mod notification {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.notification.v1.rs"));
+        }
+    }
     pub mod repair {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/aftersales.repair.v1.rs"));
@@ -36,6 +41,7 @@ pub mod aftersales {
 
 pub use aftersales::common::v1 as common;
 pub use aftersales::logistics::v1 as logistics;
+pub use aftersales::notification::v1 as notification;
 pub use aftersales::repair::v1 as repair;
 pub use aftersales::warranty::v1 as warranty;
 

@@ -1,4 +1,5 @@
-//! Real, throwaway servers for tests: PostgreSQL and `nats-server` with JetStream.
+//! Real, throwaway servers for tests: PostgreSQL, `nats-server` with JetStream, and
+//! an SMTP listener.
 //!
 //! Each server runs from the binaries installed on the machine, on a free loopback
 //! port, in its own temporary directory, and is removed when dropped. Tests in one
@@ -10,14 +11,17 @@
 //!
 //! - [`postgres`]: `initdb` plus `postgres`, dropping root privileges when needed.
 //! - [`nats`]: `nats-server -js`.
+//! - [`smtp`]: `aiosmtpd` writing what it receives into a Maildir.
 //! - [`process`]: the spawner that ties every child's life to the test process.
 
 pub mod nats;
 pub mod postgres;
 mod process;
+pub mod smtp;
 
 pub use nats::{NatsOptions, NatsServer};
 pub use postgres::{PostgresOptions, PostgresServer, shared_postgres};
+pub use smtp::SmtpServer;
 
 use std::path::PathBuf;
 

@@ -57,6 +57,7 @@ conformance!(
     transaction_commits_events_and_checkpoint_together,
     refused_append_leaves_the_transaction_usable,
     handler_appends_inside_a_callers_transaction,
+    commands_in_one_transaction_see_each_others_events,
     savepoints_undo_part_of_a_transaction,
     projections_catch_up_once_and_rebuild_from_the_start,
     state_cache_drops_streams_the_log_moves_on,

@@ -1068,6 +1068,28 @@ pub async fn handler_appends_inside_a_callers_transaction(b: Backend) {
     assert_eq!((loaded.version, loaded.state.total), (1, 4));
 }
 
+/// A consumer's batch runs several commands in one transaction: the second must
+/// decide on the first's events, not on the committed state alone.
+pub async fn commands_in_one_transaction_see_each_others_events(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("counter-batch");
+    let mut tx = b.store.begin().await.unwrap();
+    handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(4), &ctx(1))
+        .await
+        .unwrap();
+    // Deciding on committed state alone, the Reset would expect no stream and be
+    // refused as a conflict with the Add above.
+    let reset = handler
+        .handle_in(&mut tx, &s, &counter::Command::Reset, &ctx(2))
+        .await
+        .unwrap();
+    assert_eq!((reset.version, reset.state.total), (2, 0));
+    tx.commit().await.unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!((loaded.version, loaded.state.additions), (2, 1));
+}
+
 pub async fn savepoints_undo_part_of_a_transaction(b: Backend) {
     let kept = stream("kept");
     let undone = stream("undone");

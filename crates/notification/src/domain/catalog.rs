@@ -1,0 +1,216 @@
+//! Every kind of message the service sends. A kind names its template, the topic
+//! a customer can opt out of, whether it interrupts quiet hours (urgent: the
+//! customer must act, or something went wrong) and whether the law requires it
+//! whatever the opt-outs (transactional).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    RepairUpdates,
+    Shipping,
+    Warranty,
+    Reminders,
+    Offers,
+}
+
+impl Topic {
+    pub const ALL: [Self; 5] = [
+        Self::RepairUpdates,
+        Self::Shipping,
+        Self::Warranty,
+        Self::Reminders,
+        Self::Offers,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RepairUpdates => "repair_updates",
+            Self::Shipping => "shipping",
+            Self::Warranty => "warranty",
+            Self::Reminders => "reminders",
+            Self::Offers => "offers",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    RepairOpened,
+    DeviceReceived,
+    DiagnosedCovered,
+    QuoteIssued,
+    RepairStarted,
+    QcPassed,
+    ReadyForPickup,
+    ShippedBack,
+    Delivered,
+    RepairCancelled,
+    LabelReady,
+    ShipmentException,
+    ShipmentStalled,
+    DeviceRegistered,
+    WarrantyExtended,
+    WarrantyVoided,
+    ReminderWarrantyExpiring,
+    ReminderQuoteWaiting,
+    ReminderPickupWaiting,
+}
+
+/// What a kind is, for the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub topic: Topic,
+    pub urgent: bool,
+    pub transactional: bool,
+    /// The variables its templates may use; every one is given.
+    pub variables: &'static [&'static str],
+}
+
+impl Kind {
+    pub const ALL: [Self; 19] = [
+        Self::RepairOpened,
+        Self::DeviceReceived,
+        Self::DiagnosedCovered,
+        Self::QuoteIssued,
+        Self::RepairStarted,
+        Self::QcPassed,
+        Self::ReadyForPickup,
+        Self::ShippedBack,
+        Self::Delivered,
+        Self::RepairCancelled,
+        Self::LabelReady,
+        Self::ShipmentException,
+        Self::ShipmentStalled,
+        Self::DeviceRegistered,
+        Self::WarrantyExtended,
+        Self::WarrantyVoided,
+        Self::ReminderWarrantyExpiring,
+        Self::ReminderQuoteWaiting,
+        Self::ReminderPickupWaiting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RepairOpened => "repair_opened",
+            Self::DeviceReceived => "device_received",
+            Self::DiagnosedCovered => "diagnosed_covered",
+            Self::QuoteIssued => "quote_issued",
+            Self::RepairStarted => "repair_started",
+            Self::QcPassed => "qc_passed",
+            Self::ReadyForPickup => "ready_for_pickup",
+            Self::ShippedBack => "shipped_back",
+            Self::Delivered => "delivered",
+            Self::RepairCancelled => "repair_cancelled",
+            Self::LabelReady => "label_ready",
+            Self::ShipmentException => "shipment_exception",
+            Self::ShipmentStalled => "shipment_stalled",
+            Self::DeviceRegistered => "device_registered",
+            Self::WarrantyExtended => "warranty_extended",
+            Self::WarrantyVoided => "warranty_voided",
+            Self::ReminderWarrantyExpiring => "reminder_warranty_expiring",
+            Self::ReminderQuoteWaiting => "reminder_quote_waiting",
+            Self::ReminderPickupWaiting => "reminder_pickup_waiting",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    pub fn spec(self) -> Spec {
+        use Topic::{Offers, Reminders, RepairUpdates, Shipping, Warranty};
+        let spec = |topic, urgent, transactional, variables| Spec {
+            topic,
+            urgent,
+            transactional,
+            variables,
+        };
+        match self {
+            Self::RepairOpened => spec(
+                RepairUpdates,
+                false,
+                false,
+                &["order_id", "device", "channel"],
+            ),
+            Self::DeviceReceived => spec(RepairUpdates, false, false, &["order_id"]),
+            Self::DiagnosedCovered => spec(RepairUpdates, false, false, &["order_id", "fault"]),
+            Self::QuoteIssued => spec(
+                RepairUpdates,
+                true,
+                true,
+                &["order_id", "total", "valid_until"],
+            ),
+            Self::RepairStarted => spec(RepairUpdates, false, false, &["order_id"]),
+            Self::QcPassed => spec(RepairUpdates, false, false, &["order_id"]),
+            Self::ReadyForPickup => spec(RepairUpdates, false, true, &["order_id"]),
+            Self::ShippedBack => spec(
+                Shipping,
+                false,
+                false,
+                &["order_id", "carrier", "tracking_number"],
+            ),
+            Self::Delivered => spec(Shipping, false, false, &["order_id"]),
+            Self::RepairCancelled => spec(RepairUpdates, false, true, &["order_id", "reason"]),
+            Self::LabelReady => spec(
+                Shipping,
+                false,
+                true,
+                &["order_id", "carrier", "tracking_number"],
+            ),
+            Self::ShipmentException => spec(
+                Shipping,
+                true,
+                true,
+                &["order_id", "tracking_number", "description"],
+            ),
+            Self::ShipmentStalled => spec(Shipping, false, false, &["order_id", "tracking_number"]),
+            Self::DeviceRegistered => spec(Warranty, false, false, &["model", "warranty_end"]),
+            Self::WarrantyExtended => spec(Warranty, false, true, &["plan", "coverage_end"]),
+            Self::WarrantyVoided => spec(Warranty, false, true, &["reason"]),
+            Self::ReminderWarrantyExpiring => {
+                spec(Offers, false, false, &["model", "warranty_end"])
+            }
+            Self::ReminderQuoteWaiting => spec(Reminders, false, false, &["order_id", "total"]),
+            Self::ReminderPickupWaiting => spec(Reminders, false, false, &["order_id"]),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.as_str()), Some(kind));
+        }
+        for topic in Topic::ALL {
+            assert_eq!(Topic::parse(topic.as_str()), Some(topic));
+        }
+    }
+
+    #[test]
+    fn what_needs_action_or_went_wrong_is_urgent_and_required() {
+        for kind in [Kind::QuoteIssued, Kind::ShipmentException] {
+            assert!(kind.spec().urgent && kind.spec().transactional, "{kind}");
+        }
+        assert!(
+            !Kind::ReminderWarrantyExpiring.spec().transactional,
+            "an offer is never forced"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! `aftersales-notification`: the notification service binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The notification service: customers told at every step, in their language,
+/// within their preferences. Every flag can also be set by the environment
+/// variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "aftersales-notification", version)]
+struct Cli {
+    #[command(flatten)]
+    config: aftersales_notification::server::Config,
+    /// Log as JSON lines.
+    #[arg(long, env = "AFTERSALES_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    aftersales_runtime::logging::init(cli.log_json);
+    let running = match aftersales_notification::server::start(cli.config).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("aftersales-notification: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("notification gRPC on {}", running.addr);
+    aftersales_runtime::signal::terminate().await;
+    match running.stop().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("aftersales-notification: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

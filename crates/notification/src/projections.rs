@@ -1,0 +1,135 @@
+//! Read models of the notification log: the notifications (the in-app inbox and
+//! the send queue) and the reminders waiting to fire. Rebuilt from the log with
+//! `aftersales_eventstore::projection::rebuild`.
+
+use aftersales_eventstore::{
+    AnyEventStore, Decider, EventStore as _, Projection, RecordedEvent, StoreError,
+    StoreTransaction, on_connection,
+};
+use chrono::{DateTime, Utc};
+
+use crate::domain::notification::Notification;
+use crate::domain::reminder::Reminder;
+
+/// One set for both backends.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the read-model tables next to the event store's.
+pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
+    store.run_migrations(&MIGRATIONS).await
+}
+
+/// How the read models write times: sortable as text.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The notifications and reminders.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    store: AnyEventStore,
+}
+
+impl Queues {
+    pub fn new(store: AnyEventStore) -> Self {
+        Self { store }
+    }
+
+    /// The stream as of `event`, folded; and the first event's position.
+    async fn fold<D: Decider>(&self, event: &RecordedEvent) -> Result<(D::State, u64), StoreError>
+    where
+        D::Event: serde::de::DeserializeOwned,
+    {
+        let recorded = self
+            .store
+            .read_stream(
+                &event.stream_id,
+                1,
+                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
+            )
+            .await?;
+        let mut state = D::initial_state();
+        for r in &recorded {
+            let decoded: D::Event = serde_json::from_slice(&r.payload).map_err(|e| {
+                StoreError::CorruptRow(format!("{} {}: {e}", r.event_type, r.event_id))
+            })?;
+            state = D::evolve(state, &decoded);
+        }
+        Ok((state, recorded.first().map_or(0, |r| r.position)))
+    }
+}
+
+impl Projection for Queues {
+    fn name(&self) -> &'static str {
+        "notification-queues"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let stream = event.stream_id.as_str();
+        if let Some(id) = stream.strip_prefix("notification-") {
+            let (state, seq) = self.fold::<Notification>(event).await?;
+            let Some(n) = state else { return Ok(()) };
+            let seq = i64::try_from(seq)
+                .map_err(|_| StoreError::CorruptRow("position out of range".into()))?;
+            let sql = "INSERT INTO notifications (notification_id, customer_id, channel, kind, \
+                       topic, language, subject, body, urgent, status, next_attempt_at, lease_until, \
+                       is_read, created_at, source_event_id, seq) VALUES \
+                       ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                       ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status, \
+                       next_attempt_at = excluded.next_attempt_at, lease_until = excluded.lease_until, \
+                       is_read = excluded.is_read";
+            let m = &n.message;
+            on_connection!(tx.connection(), c => {
+                sqlx::query(sql)
+                    .bind(id.to_owned())
+                    .bind(m.customer_id.clone())
+                    .bind(m.channel.as_str())
+                    .bind(m.kind.as_str())
+                    .bind(m.topic.as_str())
+                    .bind(m.language.clone())
+                    .bind(m.subject.clone())
+                    .bind(m.text.clone())
+                    .bind(i32::from(m.urgent))
+                    .bind(n.status.as_str())
+                    .bind(n.next_attempt_at.map(timestamp))
+                    .bind(n.lease_until.map(timestamp))
+                    .bind(i32::from(n.read_at.is_some()))
+                    .bind(timestamp(n.created_at))
+                    .bind(m.source_event_id.clone())
+                    .bind(seq)
+                    .execute(c)
+                    .await?;
+            });
+        } else if stream.starts_with("reminder-") {
+            let (state, _) = self.fold::<Reminder>(event).await?;
+            let Some(r) = state else { return Ok(()) };
+            let sql = "INSERT INTO reminders (reminder_id, kind, customer_id, due_at, status) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reminder_id) DO UPDATE SET \
+                       kind = excluded.kind, customer_id = excluded.customer_id, \
+                       due_at = excluded.due_at, status = excluded.status";
+            on_connection!(tx.connection(), c => {
+                sqlx::query(sql)
+                    .bind(stream.to_owned())
+                    .bind(r.kind.as_str())
+                    .bind(r.customer_id.clone())
+                    .bind(timestamp(r.due_at))
+                    .bind(r.status.as_str())
+                    .execute(c)
+                    .await?;
+            });
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM notifications").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM reminders").execute(c).await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,597 @@
+//! What the other services' events make here, exactly once each: the inbox row,
+//! the messages and the reminders commit together, and every id derives from the
+//! source event.
+//!
+//! - repair: each step that matters to a customer is a message; a quote starts a
+//!   reminder that its answer cancels; a walk-in device ready for pickup starts one
+//!   that collection cancels. `RepairOrderOpened` also records whose order it is.
+//! - logistics: the inbound label (with instructions), the device shipped back and
+//!   delivered, exceptions (urgent) and stalled parcels.
+//! - warranty: registered, extended and voided; registration starts the reminder
+//!   30 days before the warranty ends, an extension moves it, voiding cancels it.
+
+use std::collections::BTreeMap;
+
+use aftersales_eventstore::{CommandContext, StoreTransaction};
+use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
+use aftersales_proto::common::{DeviceId, Money, device_id};
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::repair as rpb;
+use aftersales_proto::warranty as wpb;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::app::{AppError, Notifications};
+use crate::domain::catalog::Kind;
+use crate::domain::facts::OrderFacts;
+use crate::domain::reminder;
+
+/// The durable consumers, one per source service.
+pub fn subscriptions() -> Result<[Subscription; 3], ConfigError> {
+    Ok([
+        Subscription::new(
+            "notification-from-repair",
+            "repair",
+            [
+                "RepairOrderOpened",
+                "DeviceReceived",
+                "Diagnosed",
+                "QuoteIssued",
+                "QuoteApproved",
+                "QuoteDeclined",
+                "RepairStarted",
+                "QcPassed",
+                "ReadyForReturn",
+                "DeviceCollected",
+                "RepairCancelled",
+            ],
+        )?,
+        Subscription::new(
+            "notification-from-logistics",
+            "logistics",
+            [
+                "LabelIssued",
+                "Delivered",
+                "ShipmentException",
+                "ShipmentStalled",
+            ],
+        )?,
+        Subscription::new(
+            "notification-from-warranty",
+            "warranty",
+            [
+                "DeviceRegistered",
+                "ExtendedWarrantyPurchased",
+                "WarrantyVoided",
+            ],
+        )?,
+    ])
+}
+
+/// When reminders fall due.
+#[derive(Debug, Clone, Copy)]
+pub struct ReminderSettings {
+    pub quote_waiting: Duration,
+    pub pickup_waiting: Duration,
+    pub before_warranty_end: Duration,
+}
+
+impl Default for ReminderSettings {
+    fn default() -> Self {
+        Self {
+            quote_waiting: Duration::hours(48),
+            pickup_waiting: Duration::days(7),
+            before_warranty_end: Duration::days(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationReactions {
+    app: Notifications,
+    region: String,
+    reminders: ReminderSettings,
+}
+
+fn vars<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The last four characters of an IMEI or serial: enough for the owner.
+fn device_tail(id: Option<&DeviceId>) -> String {
+    let value = match id.and_then(|d| d.kind.as_ref()) {
+        Some(device_id::Kind::Imei(v) | device_id::Kind::Serial(v)) => v.as_str(),
+        None => "",
+    };
+    value
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
+}
+
+/// `imei-…` or `serial-…`, for a reminder's stream.
+fn device_key(id: Option<&DeviceId>) -> Option<String> {
+    match id?.kind.as_ref()? {
+        device_id::Kind::Imei(v) => Some(format!("imei-{v}")),
+        device_id::Kind::Serial(v) => Some(format!("serial-{v}")),
+    }
+}
+
+/// `EUR 129.00`: minor units in the currency's own exponent.
+pub fn money(m: Option<&Money>) -> String {
+    let Some(m) = m else { return String::new() };
+    let exponent = match m.currency.as_str() {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
+        _ => 2,
+    };
+    if exponent == 0 {
+        return format!("{} {}", m.currency, m.minor_units);
+    }
+    let scale = 10i64.pow(exponent);
+    let sign = if m.minor_units < 0 { "-" } else { "" };
+    let abs = m.minor_units.unsigned_abs();
+    let scale_u = scale.unsigned_abs();
+    format!(
+        "{} {sign}{}.{:0width$}",
+        m.currency,
+        abs / scale_u,
+        abs % scale_u,
+        width = exponent as usize
+    )
+}
+
+fn date(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.date_naive().to_string())
+        .unwrap_or_default()
+}
+
+fn failed(error: AppError) -> HandlerError {
+    match error {
+        // A template that does not render, or a refused command, will not
+        // change by retrying: to the dead letters, loudly.
+        AppError::Domain(e) => HandlerError::permanent(e),
+        AppError::Template(e) => HandlerError::permanent(e),
+        AppError::Conflict(why) => HandlerError::Conflict(why),
+        AppError::Internal(why) => HandlerError::transient(why),
+    }
+}
+
+fn decode<M: prost::Message + Default>(event: &InboundEvent) -> Result<M, HandlerError> {
+    event.proto().map_err(HandlerError::permanent)
+}
+
+impl NotificationReactions {
+    pub fn new(app: Notifications, region: impl Into<String>, reminders: ReminderSettings) -> Self {
+        Self {
+            app,
+            region: region.into(),
+            reminders,
+        }
+    }
+
+    fn context(&self, event: &InboundEvent, what: &[u8]) -> CommandContext {
+        CommandContext {
+            command_id: Some(Uuid::new_v5(&event.event_id, what)),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            tracestate: event.metadata.tracestate.clone(),
+            actor: format!("service:{}", event.source),
+            region: self.region.clone(),
+            now: event.metadata.recorded_at,
+        }
+    }
+
+    async fn notify(
+        &self,
+        tx: &mut StoreTransaction,
+        event: &InboundEvent,
+        kind: Kind,
+        customer_id: &str,
+        variables: BTreeMap<String, String>,
+    ) -> Result<(), HandlerError> {
+        self.app
+            .notify_in(
+                tx,
+                event.event_id,
+                kind,
+                customer_id,
+                &variables,
+                &self.context(event, b"notify"),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn remind(
+        &self,
+        tx: &mut StoreTransaction,
+        event: &InboundEvent,
+        reminder_id: &str,
+        command: reminder::Command,
+    ) -> Result<(), HandlerError> {
+        let ctx = self.context(event, reminder_id.as_bytes());
+        self.app
+            .remind_in(tx, reminder_id, command, &ctx)
+            .await
+            .map_err(failed)
+    }
+
+    async fn cancel(
+        &self,
+        tx: &mut StoreTransaction,
+        event: &InboundEvent,
+        reminder_id: &str,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        let command = reminder::Command::Cancel {
+            reason: reason.to_owned(),
+        };
+        self.remind(tx, event, reminder_id, command).await
+    }
+
+    /// Whose order it is; an order not opened yet here is retried later.
+    async fn customer_of(&self, order_id: &str) -> Result<OrderFacts, HandlerError> {
+        self.app
+            .order(order_id)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| {
+                HandlerError::transient(format!("order {order_id} is not known here yet"))
+            })
+    }
+
+    async fn repair(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let at = event.metadata.recorded_at;
+        if event.event_type == "RepairOrderOpened" {
+            let e: rpb::RepairOrderOpened = decode(event)?;
+            let walk_in = e.channel == i32::from(rpb::Channel::WalkIn);
+            let facts = OrderFacts {
+                customer_id: e.customer_id.clone(),
+                walk_in,
+                device: device_tail(e.device_id.as_ref()),
+            };
+            self.app
+                .learn_order_in(
+                    tx,
+                    &e.order_id,
+                    facts.clone(),
+                    &self.context(event, b"order"),
+                )
+                .await
+                .map_err(failed)?;
+            let channel = if walk_in { "walk_in" } else { "mail_in" };
+            return self
+                .notify(
+                    tx,
+                    event,
+                    Kind::RepairOpened,
+                    &e.customer_id,
+                    vars([
+                        ("order_id", e.order_id),
+                        ("device", facts.device),
+                        ("channel", channel.to_owned()),
+                    ]),
+                )
+                .await;
+        }
+        // Every other repair event names its order first (field 1).
+        let order_id = match event.event_type.as_str() {
+            "DeviceReceived" => decode::<rpb::DeviceReceived>(event)?.order_id,
+            "Diagnosed" => decode::<rpb::Diagnosed>(event)?.order_id,
+            "QuoteIssued" => decode::<rpb::QuoteIssued>(event)?.order_id,
+            "QuoteApproved" => decode::<rpb::QuoteApproved>(event)?.order_id,
+            "QuoteDeclined" => decode::<rpb::QuoteDeclined>(event)?.order_id,
+            "RepairStarted" => decode::<rpb::RepairStarted>(event)?.order_id,
+            "QcPassed" => decode::<rpb::QcPassed>(event)?.order_id,
+            "ReadyForReturn" => decode::<rpb::ReadyForReturn>(event)?.order_id,
+            "DeviceCollected" => decode::<rpb::DeviceCollected>(event)?.order_id,
+            "RepairCancelled" => decode::<rpb::RepairCancelled>(event)?.order_id,
+            _ => return Ok(()),
+        };
+        let order = self.customer_of(&order_id).await?;
+        let customer = order.customer_id.as_str();
+        let quote_reminder = format!("reminder-quote-{order_id}");
+        let pickup_reminder = format!("reminder-pickup-{order_id}");
+        let just_order = || vars([("order_id", order_id.clone())]);
+        match event.event_type.as_str() {
+            "DeviceReceived" => {
+                self.notify(tx, event, Kind::DeviceReceived, customer, just_order())
+                    .await
+            }
+            "Diagnosed" => {
+                let e: rpb::Diagnosed = decode(event)?;
+                if !e.coverage.is_some_and(|c| c.decided && c.covered) {
+                    return Ok(()); // a quote follows
+                }
+                let v = vars([("order_id", order_id.clone()), ("fault", e.fault)]);
+                self.notify(tx, event, Kind::DiagnosedCovered, customer, v)
+                    .await
+            }
+            "QuoteIssued" => {
+                let e: rpb::QuoteIssued = decode(event)?;
+                let quote = e.quote.unwrap_or_default();
+                let total = money(quote.total.as_ref());
+                let v = vars([
+                    ("order_id", order_id.clone()),
+                    ("total", total.clone()),
+                    ("valid_until", date(quote.valid_until.as_ref())),
+                ]);
+                self.notify(tx, event, Kind::QuoteIssued, customer, v)
+                    .await?;
+                let schedule = reminder::Command::Schedule {
+                    kind: Kind::ReminderQuoteWaiting,
+                    customer_id: customer.to_owned(),
+                    due_at: at + self.reminders.quote_waiting,
+                    variables: vars([("order_id", order_id.clone()), ("total", total)]),
+                };
+                self.remind(tx, event, &quote_reminder, schedule).await
+            }
+            "QuoteApproved" | "QuoteDeclined" => {
+                self.cancel(tx, event, &quote_reminder, "the quote was answered")
+                    .await
+            }
+            "RepairStarted" => {
+                self.notify(tx, event, Kind::RepairStarted, customer, just_order())
+                    .await
+            }
+            "QcPassed" => {
+                self.notify(tx, event, Kind::QcPassed, customer, just_order())
+                    .await
+            }
+            "ReadyForReturn" if order.walk_in => {
+                self.notify(tx, event, Kind::ReadyForPickup, customer, just_order())
+                    .await?;
+                let schedule = reminder::Command::Schedule {
+                    kind: Kind::ReminderPickupWaiting,
+                    customer_id: customer.to_owned(),
+                    due_at: at + self.reminders.pickup_waiting,
+                    variables: just_order(),
+                };
+                self.remind(tx, event, &pickup_reminder, schedule).await
+            }
+            "DeviceCollected" => self.cancel(tx, event, &pickup_reminder, "collected").await,
+            "RepairCancelled" => {
+                let e: rpb::RepairCancelled = decode(event)?;
+                let v = vars([("order_id", order_id.clone()), ("reason", e.reason)]);
+                self.notify(tx, event, Kind::RepairCancelled, customer, v)
+                    .await?;
+                self.cancel(tx, event, &quote_reminder, "the order was cancelled")
+                    .await?;
+                self.cancel(tx, event, &pickup_reminder, "the order was cancelled")
+                    .await
+            }
+            // Mail-in: "shipped back" comes from logistics.
+            _ => Ok(()),
+        }
+    }
+
+    async fn logistics(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let inbound = i32::from(lpb::Direction::Inbound);
+        let (order_id, kind, v) = match event.event_type.as_str() {
+            "LabelIssued" => {
+                let e: lpb::LabelIssued = decode(event)?;
+                let kind = if e.direction == inbound {
+                    Kind::LabelReady
+                } else {
+                    Kind::ShippedBack
+                };
+                let v = vars([
+                    ("order_id", e.repair_order_id.clone()),
+                    ("carrier", e.carrier),
+                    ("tracking_number", e.tracking_number),
+                ]);
+                (e.repair_order_id, kind, v)
+            }
+            "Delivered" => {
+                let e: lpb::Delivered = decode(event)?;
+                if e.direction == inbound {
+                    return Ok(()); // repair's DeviceReceived says it
+                }
+                (
+                    e.repair_order_id.clone(),
+                    Kind::Delivered,
+                    vars([("order_id", e.repair_order_id)]),
+                )
+            }
+            "ShipmentException" => {
+                let e: lpb::ShipmentException = decode(event)?;
+                let v = vars([
+                    ("order_id", e.repair_order_id.clone()),
+                    ("tracking_number", e.tracking_number),
+                    ("description", e.description),
+                ]);
+                (e.repair_order_id, Kind::ShipmentException, v)
+            }
+            "ShipmentStalled" => {
+                let e: lpb::ShipmentStalled = decode(event)?;
+                let v = vars([
+                    ("order_id", e.repair_order_id.clone()),
+                    ("tracking_number", e.tracking_number),
+                ]);
+                (e.repair_order_id, Kind::ShipmentStalled, v)
+            }
+            _ => return Ok(()),
+        };
+        if order_id.is_empty() {
+            return Ok(()); // an accessory replacement: no repair customer to tell
+        }
+        let order = self.customer_of(&order_id).await?;
+        self.notify(tx, event, kind, &order.customer_id, v).await
+    }
+
+    async fn warranty(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let now = event.metadata.recorded_at;
+        match event.event_type.as_str() {
+            "DeviceRegistered" => {
+                let e: wpb::DeviceRegistered = decode(event)?;
+                let v = vars([
+                    ("model", e.model.clone()),
+                    ("warranty_end", e.base_warranty_end.clone()),
+                ]);
+                self.notify(tx, event, Kind::DeviceRegistered, &e.customer_id, v)
+                    .await?;
+                self.expiry_reminder(
+                    tx,
+                    event,
+                    e.device_id.as_ref(),
+                    &e.customer_id,
+                    &e.model,
+                    &e.base_warranty_end,
+                    now,
+                )
+                .await
+            }
+            "ExtendedWarrantyPurchased" => {
+                let e: wpb::ExtendedWarrantyPurchased = decode(event)?;
+                let v = vars([
+                    ("plan", e.plan_id.clone()),
+                    ("coverage_end", e.coverage_end.clone()),
+                ]);
+                self.notify(tx, event, Kind::WarrantyExtended, &e.customer_id, v)
+                    .await?;
+                let model = match device_key(e.device_id.as_ref()) {
+                    Some(key) => self
+                        .app
+                        .reminder(&format!("reminder-warranty-{key}"))
+                        .await
+                        .map_err(failed)?
+                        .and_then(|r| r.variables.get("model").cloned()),
+                    None => None,
+                }
+                .unwrap_or_else(|| "device".into());
+                self.expiry_reminder(
+                    tx,
+                    event,
+                    e.device_id.as_ref(),
+                    &e.customer_id,
+                    &model,
+                    &e.coverage_end,
+                    now,
+                )
+                .await
+            }
+            "WarrantyVoided" => {
+                let e: wpb::WarrantyVoided = decode(event)?;
+                self.notify(
+                    tx,
+                    event,
+                    Kind::WarrantyVoided,
+                    &e.customer_id,
+                    vars([("reason", e.reason)]),
+                )
+                .await?;
+                match device_key(e.device_id.as_ref()) {
+                    Some(key) => {
+                        self.cancel(tx, event, &format!("reminder-warranty-{key}"), "voided")
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The reminder before `end` (a date): due `before_warranty_end` earlier at
+    /// 09:00 UTC, or now if that is past; none once the warranty has ended.
+    #[allow(clippy::too_many_arguments)]
+    async fn expiry_reminder(
+        &self,
+        tx: &mut StoreTransaction,
+        event: &InboundEvent,
+        device: Option<&DeviceId>,
+        customer_id: &str,
+        model: &str,
+        end: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        let Some(key) = device_key(device) else {
+            return Err(HandlerError::permanent("a warranty event without a device"));
+        };
+        let end_date = NaiveDate::parse_from_str(end, "%Y-%m-%d")
+            .map_err(|e| HandlerError::permanent(format!("warranty end {end:?}: {e}")))?;
+        let reminder_id = format!("reminder-warranty-{key}");
+        if end_date < now.date_naive() {
+            return self
+                .cancel(tx, event, &reminder_id, "the warranty has ended")
+                .await;
+        }
+        let nine = end_date
+            .and_hms_opt(9, 0, 0)
+            .map(|t| t.and_utc())
+            .ok_or_else(|| HandlerError::permanent("warranty end out of range"))?;
+        let schedule = reminder::Command::Schedule {
+            kind: Kind::ReminderWarrantyExpiring,
+            customer_id: customer_id.to_owned(),
+            due_at: (nine - self.reminders.before_warranty_end).max(now),
+            variables: vars([
+                ("model", model.to_owned()),
+                ("warranty_end", end.to_owned()),
+            ]),
+        };
+        self.remind(tx, event, &reminder_id, schedule).await
+    }
+}
+
+impl Handler for NotificationReactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        match event.source.as_str() {
+            "repair" => self.repair(event, tx).await,
+            "logistics" => self.logistics(event, tx).await,
+            "warranty" => self.warranty(event, tx).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_written_in_the_currencys_own_units() {
+        let m = |minor_units, currency: &str| {
+            money(Some(&Money {
+                minor_units,
+                currency: currency.into(),
+            }))
+        };
+        assert_eq!(m(12900, "EUR"), "EUR 129.00");
+        assert_eq!(m(5, "EUR"), "EUR 0.05");
+        assert_eq!(m(1500, "JPY"), "JPY 1500");
+        assert_eq!(m(1234, "KWD"), "KWD 1.234");
+        assert_eq!(m(-250, "USD"), "USD -2.50");
+    }
+
+    #[test]
+    fn only_the_devices_last_four_characters_are_shown() {
+        let id = DeviceId {
+            kind: Some(device_id::Kind::Imei("490154203237518".into())),
+        };
+        assert_eq!(device_tail(Some(&id)), "7518");
+    }
+}

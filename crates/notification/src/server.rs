@@ -1,0 +1,274 @@
+//! The notification service as a running process: gRPC, the read models, the
+//! send and reminder loop, and (with NATS) the consumers of warranty, repair and
+//! logistics events and the relay of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_eventstore::AnyEventStore;
+use aftersales_messaging::{Shutdown, ShutdownTrigger};
+use aftersales_proto::notification::notification_service_server::NotificationServiceServer;
+use aftersales_runtime::grpc::{Grpc, bind};
+
+use crate::api::NotificationApi;
+use crate::app::{Notifications, SendSettings};
+use crate::channels::{HttpProvider, Senders, Smtp};
+use crate::domain::Channel;
+use crate::reactions::{NotificationReactions, ReminderSettings};
+use crate::templates::Templates;
+
+pub const GRPC_SERVICE: &str = "aftersales.notification.v1.NotificationService";
+
+/// How the service runs; flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_NOTIFICATION_LISTEN",
+        default_value = "127.0.0.1:50054"
+    )]
+    pub listen: SocketAddr,
+    /// The service's own database: postgres://… or sqlite:path.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:data/notification.db"
+    )]
+    pub database_url: String,
+    /// NATS with JetStream; when set, notification reacts to the other services'
+    /// events. Unset: no broker.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This deployment's region.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    pub region: String,
+    /// The SMTP server for email: smtp://host:port, smtp://host:port?tls=required
+    /// or smtps://host:port, with user:password@ if needed. Unset: no email.
+    #[arg(long, env = "AFTERSALES_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of email.
+    #[arg(
+        long,
+        env = "AFTERSALES_EMAIL_FROM",
+        default_value = "Aftersales <no-reply@aftersales.invalid>"
+    )]
+    pub email_from: String,
+    /// The SMS provider's endpoint (HTTP POST, JSON). Unset: no SMS.
+    #[arg(long, env = "AFTERSALES_SMS_URL")]
+    pub sms_url: Option<String>,
+    /// The push provider's endpoint (HTTP POST, JSON). Unset: no push.
+    #[arg(long, env = "AFTERSALES_PUSH_URL")]
+    pub push_url: Option<String>,
+    /// Attempts per message before it is marked failed.
+    #[arg(long, env = "AFTERSALES_SEND_MAX_ATTEMPTS", default_value_t = 6)]
+    pub send_max_attempts: u32,
+    /// The first retry's delay; each next one doubles, with jitter.
+    #[arg(
+        long,
+        env = "AFTERSALES_SEND_RETRY_BASE_MILLIS",
+        default_value_t = 2000
+    )]
+    pub send_retry_base_millis: u64,
+    /// The longest delay between attempts.
+    #[arg(
+        long,
+        env = "AFTERSALES_SEND_RETRY_MAX_SECONDS",
+        default_value_t = 3600
+    )]
+    pub send_retry_max_seconds: u64,
+    /// An attempt with no outcome after this long counts as interrupted.
+    #[arg(long, env = "AFTERSALES_SEND_LEASE_SECONDS", default_value_t = 60)]
+    pub send_lease_seconds: u64,
+    /// How often due messages and reminders are looked for.
+    #[arg(
+        long,
+        env = "AFTERSALES_DISPATCH_INTERVAL_MILLIS",
+        default_value_t = 250
+    )]
+    pub dispatch_interval_millis: u64,
+    /// A quote unanswered this long gets a reminder.
+    #[arg(long, env = "AFTERSALES_QUOTE_REMINDER_SECONDS", default_value_t = 48 * 3600)]
+    pub quote_reminder_seconds: u64,
+    /// A device ready this long and not collected gets a reminder.
+    #[arg(long, env = "AFTERSALES_PICKUP_REMINDER_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub pickup_reminder_seconds: u64,
+    /// Days before a warranty ends that its reminder goes out.
+    #[arg(long, env = "AFTERSALES_WARRANTY_REMINDER_DAYS", default_value_t = 30)]
+    pub warranty_reminder_days: u32,
+    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
+    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("DATABASE_URL: {0}")]
+    Store(#[from] aftersales_eventstore::StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Serve(#[from] aftersales_runtime::grpc::ServeError),
+    #[error("NATS: {0}")]
+    Messaging(#[from] aftersales_messaging::MessagingError),
+    #[error(transparent)]
+    Templates(#[from] crate::templates::TemplateError),
+}
+
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: AnyEventStore,
+    /// The use cases and reactions, for an embedding process that wires its own
+    /// consumers.
+    pub reactions: NotificationReactions,
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.stop.trigger();
+        self.task
+            .await
+            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+fn seconds(name: &str, value: u64) -> Result<chrono::Duration, StartError> {
+    i64::try_from(value)
+        .ok()
+        .filter(|v| *v > 0)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(|| StartError::Config(format!("{name} must be a positive number of seconds")))
+}
+
+fn senders(config: &Config) -> Result<Senders, StartError> {
+    let http = |url: &Option<String>, channel, name: &str| {
+        url.as_deref()
+            .map(|u| {
+                HttpProvider::new(u, channel)
+                    .map(|p| Arc::new(p) as Arc<dyn crate::channels::Sender>)
+                    .map_err(|e| StartError::Config(format!("{name}: {e}")))
+            })
+            .transpose()
+    };
+    Ok(Senders {
+        email: config
+            .smtp_url
+            .as_deref()
+            .map(|url| {
+                Smtp::new(url, &config.email_from)
+                    .map(|s| Arc::new(s) as Arc<dyn crate::channels::Sender>)
+                    .map_err(StartError::Config)
+            })
+            .transpose()?,
+        sms: http(&config.sms_url, Channel::Sms, "AFTERSALES_SMS_URL")?,
+        push: http(&config.push_url, Channel::Push, "AFTERSALES_PUSH_URL")?,
+    })
+}
+
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    if config.send_max_attempts == 0 || config.send_retry_base_millis == 0 {
+        return Err(StartError::Config(
+            "send attempts and retry base must be at least 1".into(),
+        ));
+    }
+    let settings = SendSettings {
+        max_attempts: config.send_max_attempts,
+        retry_base: chrono::Duration::milliseconds(
+            i64::try_from(config.send_retry_base_millis)
+                .map_err(|_| StartError::Config("retry base out of range".into()))?,
+        ),
+        retry_max: seconds(
+            "AFTERSALES_SEND_RETRY_MAX_SECONDS",
+            config.send_retry_max_seconds,
+        )?,
+        lease: seconds("AFTERSALES_SEND_LEASE_SECONDS", config.send_lease_seconds)?,
+    };
+    let reminders = ReminderSettings {
+        quote_waiting: seconds(
+            "AFTERSALES_QUOTE_REMINDER_SECONDS",
+            config.quote_reminder_seconds,
+        )?,
+        pickup_waiting: seconds(
+            "AFTERSALES_PICKUP_REMINDER_SECONDS",
+            config.pickup_reminder_seconds,
+        )?,
+        before_warranty_end: chrono::Duration::days(i64::from(config.warranty_reminder_days)),
+    };
+    let senders = senders(&config)?;
+    let templates = Arc::new(Templates::builtin()?);
+    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
+        .map_err(StartError::Config)?;
+    let store = AnyEventStore::connect(&config.database_url).await?;
+    crate::projections::migrate(&store).await?;
+    let app = Notifications::new(store.clone(), templates, senders, settings);
+    let reactions = NotificationReactions::new(app.clone(), config.region.clone(), reminders);
+
+    let (listener, addr) = bind(config.listen).await?;
+    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
+    let router = router.add_service(NotificationServiceServer::new(NotificationApi::new(
+        app.clone(),
+        config.region.clone(),
+    )));
+    let (trigger, shutdown) = Shutdown::new();
+    let drain = Duration::from_secs(config.drain_grace_seconds);
+    let messaging = match &config.nats_url {
+        Some(url) => {
+            let bus = aftersales_messaging::Bus::connect(
+                url,
+                &config.region,
+                "notification",
+                aftersales_messaging::StreamSettings::default(),
+            )
+            .await?;
+            let relay = bus.relay(store.clone(), Arc::new(aftersales_messaging::AsStored))?;
+            let handler = Arc::new(reactions.clone());
+            let [repair, logistics, warranty] =
+                crate::reactions::subscriptions().map_err(|e| StartError::Config(e.to_string()))?;
+            let consumers = [
+                bus.consumer(repair, store.clone(), Arc::clone(&handler))?,
+                bus.consumer(logistics, store.clone(), Arc::clone(&handler))?,
+                bus.consumer(warranty, store.clone(), handler)?,
+            ];
+            Some((bus, relay, consumers))
+        }
+        None => None,
+    };
+    let queues = crate::projections::Queues::new(store.clone());
+    let background = store.clone();
+    let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
+    let sending = crate::dispatch::run(app, config.region.clone(), every, shutdown.clone());
+    let task = tokio::spawn(async move {
+        let stopped = |mut s: Shutdown| async move { s.requested().await };
+        let projecting = aftersales_eventstore::projection::run(
+            &background,
+            &queues,
+            Duration::from_millis(100),
+            stopped(shutdown.clone()),
+        );
+        let events = async {
+            if let Some((bus, relay, [repair, logistics, warranty])) = &messaging {
+                tokio::join!(
+                    relay.run(shutdown.clone()),
+                    bus.consume(repair, shutdown.clone()),
+                    bus.consume(logistics, shutdown.clone()),
+                    bus.consume(warranty, shutdown.clone()),
+                );
+            }
+        };
+        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let (served, (), (), ()) = tokio::join!(serving, projecting, events, sending);
+        served.map_err(StartError::from)
+    });
+    tracing::info!(%addr, "notification service listening");
+    Ok(Running {
+        addr,
+        store,
+        reactions,
+        stop: trigger,
+        task,
+    })
+}

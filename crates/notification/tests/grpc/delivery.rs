@@ -1,0 +1,392 @@
+//! Messages from source events: once per channel whatever the redeliveries,
+//! retried through a provider outage, deferred by quiet hours, held back by
+//! opt-outs, and reminders that survive a restart.
+
+use std::time::Duration;
+
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::notification as pb;
+use aftersales_proto::repair as rpb;
+use aftersales_testkit::eventually;
+use uuid::Uuid;
+
+use crate::{Harness, notification_id, opened, preferences, publish, readable};
+
+async fn delivery(h: &Harness, id: &str) -> Option<pb::Delivery> {
+    h.client
+        .clone()
+        .get_delivery(pb::NotificationRef {
+            notification_id: id.into(),
+        })
+        .await
+        .ok()
+        .map(tonic::Response::into_inner)
+}
+
+async fn inbox(h: &Harness, customer: &str) -> Vec<pb::Notification> {
+    h.client
+        .clone()
+        .list_notifications(pb::ListNotificationsRequest {
+            customer_id: customer.into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_event_delivered_five_times_sends_one_email() {
+    let mut h = Harness::start(0, |_| {}).await;
+    h.client
+        .set_preferences(preferences("cust-a", &[pb::ChannelKind::Email]))
+        .await
+        .unwrap();
+    let event = Uuid::now_v7();
+    for attempt in 0..5 {
+        publish(
+            &h.js,
+            "repair",
+            "RepairOrderOpened",
+            &opened("ord-a", "cust-a"),
+            event,
+            &format!("m-{attempt}"),
+        )
+        .await;
+    }
+    let mail = eventually(|| async { h.smtp.messages() }, |m| !m.is_empty()).await;
+    assert_eq!(mail.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mail = h.smtp.messages();
+    assert_eq!(mail.len(), 1, "one email for five deliveries");
+    let email = &readable(&mail[0]);
+    assert!(
+        email.contains("device ending 7518"),
+        "the last four digits: {email}"
+    );
+    assert!(!email.contains("490154203237518"), "never the whole IMEI");
+    assert!(
+        email.contains("Subject: Your repair ord-a is open"),
+        "{email}"
+    );
+    assert!(email.contains("To: cust-a@example.com"), "{email}");
+    assert!(email.contains("multipart/alternative"), "{email}");
+    assert!(
+        email.contains("text/plain") && email.contains("text/html"),
+        "{email}"
+    );
+    let id = notification_id(event, "email");
+    assert!(
+        email.contains(&format!("<{id}@aftersales>")),
+        "the Message-ID names the notification"
+    );
+    let inbox = eventually(|| inbox(&h, "cust-a"), |i| !i.is_empty()).await;
+    assert_eq!(inbox.len(), 1, "one inbox entry too");
+    assert_eq!(inbox[0].kind, "repair_opened");
+    let d = delivery(&h, &id).await.unwrap();
+    assert_eq!(d.attempts.len(), 1);
+    assert_eq!(d.notification.unwrap().status, "delivered");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_down_for_three_attempts_then_up_delivers_exactly_once() {
+    let mut h = Harness::start(3, |_| {}).await;
+    h.client
+        .set_preferences(preferences("cust-b", &[pb::ChannelKind::Sms]))
+        .await
+        .unwrap();
+    let event = Uuid::now_v7();
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-b", "cust-b"),
+        event,
+        "m-1",
+    )
+    .await;
+    let id = notification_id(event, "sms");
+    let d = eventually(
+        || delivery(&h, &id),
+        |d| {
+            d.as_ref()
+                .and_then(|d| d.notification.as_ref())
+                .is_some_and(|n| n.status == "delivered")
+        },
+    )
+    .await
+    .unwrap();
+    let outcomes: Vec<_> = d.attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["failed", "failed", "failed", "delivered"]);
+    assert!(d.attempts[0].error.contains("503"), "{:?}", d.attempts[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.sms.delivered(), 1, "exactly one message arrived");
+    let requests = h.sms.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 4);
+    assert!(
+        requests.iter().all(|r| r.0 == id),
+        "one idempotency key for every attempt"
+    );
+    // Every attempt is an event in the notification's stream.
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &h.running.as_ref().unwrap().store
+    else {
+        panic!()
+    };
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE stream_id = $1 AND event_type = 'AttemptStarted'",
+    )
+    .bind(format!("notification-{id}"))
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempts, 4);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_defer_a_message_but_not_an_urgent_one() {
+    let mut h = Harness::start(0, |_| {}).await;
+    #[allow(clippy::disallowed_methods)]
+    let now = chrono::Utc::now();
+    let start = (now - chrono::Duration::hours(1))
+        .format("%H:%M")
+        .to_string();
+    let end_at = now + chrono::Duration::hours(2);
+    let mut prefs = preferences("cust-c", &[pb::ChannelKind::Email]);
+    prefs.quiet_hours = Some(pb::QuietHours {
+        start,
+        end: end_at.format("%H:%M").to_string(),
+        time_zone: "Etc/UTC".into(),
+    });
+    h.client.set_preferences(prefs).await.unwrap();
+    let event = Uuid::now_v7();
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-c", "cust-c"),
+        event,
+        "m-1",
+    )
+    .await;
+    let id = notification_id(event, "email");
+    let d = eventually(|| delivery(&h, &id), Option::is_some)
+        .await
+        .unwrap();
+    let n = d.notification.unwrap();
+    assert_eq!(n.status, "scheduled");
+    let next = d.next_attempt_at.unwrap().seconds;
+    let expected = end_at.timestamp() - end_at.timestamp() % 60;
+    assert_eq!(next, expected, "deferred to the end of the quiet hours");
+    // An exception on the parcel is urgent: it goes now.
+    let exception = Uuid::now_v7();
+    let urgent = lpb::ShipmentException {
+        shipment_id: "shp-1".into(),
+        repair_order_id: "ord-c".into(),
+        tracking_number: "SB123".into(),
+        description: "address not found".into(),
+        direction: lpb::Direction::Inbound.into(),
+        ..Default::default()
+    };
+    publish(
+        &h.js,
+        "logistics",
+        "ShipmentException",
+        &urgent,
+        exception,
+        "m-2",
+    )
+    .await;
+    let mail = eventually(|| async { h.smtp.messages() }, |m| !m.is_empty()).await;
+    assert_eq!(mail.len(), 1);
+    let email = readable(&mail[0]);
+    assert!(email.contains("A problem with your parcel"), "{email}");
+    assert!(email.contains("address not found"), "{email}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_holds_except_for_what_the_law_requires() {
+    let mut h = Harness::start(0, |_| {}).await;
+    let mut prefs = preferences("cust-d", &[pb::ChannelKind::Email]);
+    prefs.opted_out_topics = vec!["repair_updates".into()];
+    prefs.language = "de".into();
+    h.client.set_preferences(prefs).await.unwrap();
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-d", "cust-d"),
+        Uuid::now_v7(),
+        "m-1",
+    )
+    .await;
+    let started = rpb::RepairStarted {
+        order_id: "ord-d".into(),
+    };
+    publish(
+        &h.js,
+        "repair",
+        "RepairStarted",
+        &started,
+        Uuid::now_v7(),
+        "m-2",
+    )
+    .await;
+    let cancelled = rpb::RepairCancelled {
+        order_id: "ord-d".into(),
+        reason: "Kunde hat storniert".into(),
+    };
+    publish(
+        &h.js,
+        "repair",
+        "RepairCancelled",
+        &cancelled,
+        Uuid::now_v7(),
+        "m-3",
+    )
+    .await;
+    let mail = eventually(|| async { h.smtp.messages() }, |m| !m.is_empty()).await;
+    let inbox = eventually(|| inbox(&h, "cust-d"), |i| i.len() == 3).await;
+    assert_eq!(inbox.len(), 3, "the inbox keeps every step");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mail = if mail.len() == 1 {
+        h.smtp.messages()
+    } else {
+        mail
+    };
+    assert_eq!(mail.len(), 1, "only the cancellation is emailed");
+    let email = readable(&mail[0]);
+    assert!(email.contains("Kunde hat storniert"), "in German: {email}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_due_while_the_service_is_down_fires_once_after_restart() {
+    let mut h = Harness::start(0, |c| c.quote_reminder_seconds = 2).await;
+    h.client
+        .set_preferences(preferences("cust-e", &[pb::ChannelKind::Email]))
+        .await
+        .unwrap();
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-e", "cust-e"),
+        Uuid::now_v7(),
+        "m-1",
+    )
+    .await;
+    let quote = rpb::QuoteIssued {
+        order_id: "ord-e".into(),
+        quote: Some(rpb::Quote {
+            revision: 1,
+            lines: vec![],
+            total: Some(aftersales_proto::common::Money {
+                minor_units: 12900,
+                currency: "EUR".into(),
+            }),
+            valid_until: None,
+        }),
+    };
+    publish(
+        &h.js,
+        "repair",
+        "QuoteIssued",
+        &quote,
+        Uuid::now_v7(),
+        "m-2",
+    )
+    .await;
+    let kinds =
+        |items: &[pb::Notification]| items.iter().map(|n| n.kind.clone()).collect::<Vec<_>>();
+    let before = eventually(
+        || inbox(&h, "cust-e"),
+        |i| kinds(i).contains(&"quote_issued".to_owned()),
+    )
+    .await;
+    assert!(!kinds(&before).contains(&"reminder_quote_waiting".to_owned()));
+    h.stop().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // due while down
+    h.restart().await;
+    let after = eventually(
+        || inbox(&h, "cust-e"),
+        |i| kinds(i).contains(&"reminder_quote_waiting".to_owned()),
+    )
+    .await;
+    let reminder = after
+        .iter()
+        .find(|n| n.kind == "reminder_quote_waiting")
+        .unwrap();
+    assert!(reminder.body.contains("EUR 129.00"), "{}", reminder.body);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = inbox(&h, "cust-e").await;
+    assert_eq!(
+        kinds(&after)
+            .iter()
+            .filter(|k| *k == "reminder_quote_waiting")
+            .count(),
+        1
+    );
+    let reminders = h
+        .smtp
+        .messages()
+        .iter()
+        .filter(|m| m.contains("Reminder: your repair quote is waiting"))
+        .count();
+    assert_eq!(reminders, 1, "one reminder email");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_quote_cancels_its_reminder() {
+    let mut h = Harness::start(0, |c| c.quote_reminder_seconds = 1).await;
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-f", "cust-f"),
+        Uuid::now_v7(),
+        "m-1",
+    )
+    .await;
+    let quote = rpb::QuoteIssued {
+        order_id: "ord-f".into(),
+        quote: Some(rpb::Quote::default()),
+    };
+    publish(
+        &h.js,
+        "repair",
+        "QuoteIssued",
+        &quote,
+        Uuid::now_v7(),
+        "m-2",
+    )
+    .await;
+    publish(
+        &h.js,
+        "repair",
+        "QuoteApproved",
+        &rpb::QuoteApproved {
+            order_id: "ord-f".into(),
+            revision: 1,
+        },
+        Uuid::now_v7(),
+        "m-3",
+    )
+    .await;
+    let items = eventually(|| inbox(&h, "cust-f"), |i| i.len() >= 2).await;
+    assert_eq!(items.len(), 2);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        inbox(&h, "cust-f")
+            .await
+            .iter()
+            .all(|n| n.kind != "reminder_quote_waiting"),
+        "no reminder for an answered quote"
+    );
+    h.stop().await;
+}

@@ -1,0 +1,282 @@
+//! The notification service for real: PostgreSQL, a real nats-server carrying the
+//! other services' events, a real SMTP listener (aiosmtpd) and a real HTTP SMS
+//! provider.
+#![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
+
+mod delivery;
+mod preferences;
+
+use std::sync::{Arc, Mutex};
+
+use aftersales_notification::server::{Config, Running, start};
+use aftersales_proto::notification as pb;
+use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
+use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+pub fn config(database_url: String) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        nats_url: None,
+        region: "test".into(),
+        smtp_url: None,
+        email_from: "Aftersales <no-reply@aftersales.test>".into(),
+        sms_url: None,
+        push_url: None,
+        send_max_attempts: 6,
+        send_retry_base_millis: 50,
+        send_retry_max_seconds: 2,
+        send_lease_seconds: 30,
+        dispatch_interval_millis: 50,
+        quote_reminder_seconds: 48 * 3600,
+        pickup_reminder_seconds: 7 * 24 * 3600,
+        warranty_reminder_days: 30,
+        drain_grace_seconds: 0,
+    }
+}
+
+/// A real HTTP SMS provider: answers 503 to the first `fail_first` requests, then
+/// 200, and keeps every request's idempotency key and status.
+#[derive(Debug, Clone, Default)]
+pub struct Provider {
+    pub requests: Arc<Mutex<Vec<(String, u16, String)>>>,
+    fail_first: usize,
+}
+
+impl Provider {
+    pub async fn start(fail_first: usize) -> (Self, String) {
+        let provider = Self {
+            requests: Arc::default(),
+            fail_first,
+        };
+        let state = provider.clone();
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let state = state.clone();
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut requests = state.requests.lock().unwrap();
+                    let code = if requests.len() < state.fail_first {
+                        503
+                    } else {
+                        200
+                    };
+                    requests.push((key, code, body));
+                    axum::http::StatusCode::from_u16(code).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (provider, format!("http://{addr}/sms"))
+    }
+
+    pub fn delivered(&self) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.1 == 200)
+            .count()
+    }
+}
+
+/// The service with its real neighbours.
+#[derive(Debug)]
+pub struct Harness {
+    pub nats: NatsServer,
+    pub smtp: SmtpServer,
+    pub sms: Provider,
+    pub js: async_nats::jetstream::Context,
+    pub database_url: String,
+    pub running: Option<Running>,
+    pub client: NotificationServiceClient<Channel>,
+    restart_config: Option<Config>,
+}
+
+impl Harness {
+    pub async fn start(sms_failures: usize, adjust: impl Fn(&mut Config)) -> Self {
+        let nats = NatsServer::start().unwrap();
+        let smtp = SmtpServer::start().unwrap();
+        let (sms, sms_url) = Provider::start(sms_failures).await;
+        let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
+            .await
+            .unwrap();
+        let names = aftersales_messaging::Names::new("test").unwrap();
+        for service in ["repair", "logistics", "warranty"] {
+            aftersales_messaging::ensure_service_stream(
+                &js,
+                &names,
+                service,
+                &aftersales_messaging::StreamSettings::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let database_url = shared_postgres().create_database().unwrap();
+        let mut cfg = config(database_url.clone());
+        cfg.nats_url = Some(nats.url());
+        cfg.smtp_url = Some(smtp.url());
+        cfg.sms_url = Some(sms_url);
+        adjust(&mut cfg);
+        let running = start(cfg.clone()).await.unwrap();
+        let client = NotificationServiceClient::connect(format!("http://{}", running.addr))
+            .await
+            .unwrap();
+        Self {
+            nats,
+            smtp,
+            sms,
+            js,
+            database_url,
+            running: Some(running),
+            client,
+            restart_config: Some(cfg),
+        }
+    }
+}
+
+impl Harness {
+    /// Stops the service (its data stays).
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await.unwrap();
+        }
+    }
+
+    /// Starts it again on the same data.
+    pub async fn restart(&mut self) {
+        let cfg = self.restart_config.clone().unwrap();
+        let running = start(cfg).await.unwrap();
+        self.client = NotificationServiceClient::connect(format!("http://{}", running.addr))
+            .await
+            .unwrap();
+        self.running = Some(running);
+    }
+}
+
+/// Publishes a protobuf event as `source`'s relay would, with `msg_id` as the
+/// JetStream message id (a re-publish with another id is a redelivery the
+/// broker cannot drop).
+pub async fn publish<M: prost::Message>(
+    js: &async_nats::jetstream::Context,
+    source: &str,
+    event_type: &str,
+    message: &M,
+    event_id: Uuid,
+    msg_id: &str,
+) {
+    #[allow(clippy::disallowed_methods)]
+    let recorded_at = chrono::Utc::now();
+    let payload = message.encode_to_vec();
+    let recorded = aftersales_eventstore::RecordedEvent {
+        position: 1,
+        checkpoint: aftersales_eventstore::Checkpoint {
+            transaction: 0,
+            position: 1,
+        },
+        stream_id: aftersales_eventstore::StreamId::parse(format!("{source}-{event_id}")).unwrap(),
+        stream_version: 1,
+        event_id,
+        event_type: event_type.into(),
+        schema_version: 1,
+        payload: payload.clone(),
+        metadata: aftersales_eventstore::Metadata {
+            correlation_id: event_id,
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: format!("service:{source}"),
+            region: "test".into(),
+            recorded_at,
+        },
+        hash: [0; 32],
+    };
+    let package = match source {
+        "warranty" => "warranty",
+        "logistics" => "logistics",
+        _ => "repair",
+    };
+    let mut headers = aftersales_messaging::envelope::headers_for(
+        source,
+        &recorded,
+        &aftersales_messaging::envelope::protobuf(&format!("aftersales.{package}.v1.{event_type}")),
+    );
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(
+        format!("aftersales.test.{source}.{event_type}"),
+        headers,
+        payload.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+/// The notification id a source event makes on a channel.
+pub fn notification_id(source: Uuid, channel: &str) -> String {
+    Uuid::new_v5(&source, channel.as_bytes()).to_string()
+}
+
+pub fn preferences(customer: &str, channels: &[pb::ChannelKind]) -> pb::Preferences {
+    pb::Preferences {
+        customer_id: customer.into(),
+        email: format!("{customer}@example.com"),
+        phone: "+4930123456".into(),
+        push_token: String::new(),
+        channels: channels.iter().map(|c| i32::from(*c)).collect(),
+        language: "en".into(),
+        quiet_hours: None,
+        opted_out_topics: vec![],
+        version: 0,
+    }
+}
+
+/// A repair order opened for `customer`.
+pub fn opened(order_id: &str, customer: &str) -> aftersales_proto::repair::RepairOrderOpened {
+    aftersales_proto::repair::RepairOrderOpened {
+        order_id: order_id.into(),
+        device_id: Some(aftersales_proto::common::DeviceId {
+            kind: Some(aftersales_proto::common::device_id::Kind::Imei(
+                "490154203237518".into(),
+            )),
+        }),
+        channel: aftersales_proto::repair::Channel::WalkIn.into(),
+        service_center_id: "sc-berlin-01".into(),
+        customer_id: customer.into(),
+        symptoms: "screen".into(),
+        contact_address: None,
+        coverage: None,
+    }
+}
+
+/// A received email with its quoted-printable parts decoded, for reading what the
+/// customer reads.
+pub fn readable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
