@@ -2,9 +2,9 @@
 //!
 //! `aftersales up` starts every service built so far in this one process, on the
 //! embedded default: SQLite event stores under a data directory, no broker. Today
-//! that is warranty, repair (which asks warranty over gRPC) and logistics; each
-//! service's consumers follow the other's log directly. Notification joins them
-//! when it is built.
+//! that is all four: warranty, repair (which asks warranty over gRPC), logistics
+//! and notification, each service's consumers following the others' logs
+//! directly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +65,19 @@ struct Up {
     /// Milliseconds between autoplayed scans.
     #[arg(long, default_value_t = 2000)]
     sandbox_step_millis: u32,
+    /// The notification service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50054")]
+    notification_listen: SocketAddr,
+    /// Email goes out through this SMTP server (smtp://host:port); unset, customers
+    /// are told in the in-app inbox only.
+    #[arg(long, env = "AFTERSALES_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The SMS provider's endpoint; unset, no SMS.
+    #[arg(long, env = "AFTERSALES_SMS_URL")]
+    sms_url: Option<String>,
+    /// The push provider's endpoint; unset, no push.
+    #[arg(long, env = "AFTERSALES_PUSH_URL")]
+    push_url: Option<String>,
     /// This deployment's region.
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     region: String,
@@ -118,14 +131,47 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("logistics: {e}"))?;
-    let (stop_consumers, consumers) = embedded_consumers(&repair, &logistics, &args.region)?;
+    let notification =
+        aftersales_notification::server::start(aftersales_notification::server::Config {
+            listen: args.notification_listen,
+            database_url: database("notification"),
+            nats_url: None,
+            region: args.region.clone(),
+            smtp_url: args.smtp_url.clone(),
+            email_from: "Aftersales <no-reply@aftersales.invalid>".into(),
+            sms_url: args.sms_url.clone(),
+            push_url: args.push_url.clone(),
+            send_max_attempts: 6,
+            send_retry_base_millis: 2000,
+            send_retry_max_seconds: 3600,
+            send_lease_seconds: 60,
+            dispatch_interval_millis: 250,
+            quote_reminder_seconds: 48 * 3600,
+            pickup_reminder_seconds: 7 * 24 * 3600,
+            warranty_reminder_days: 30,
+            drain_grace_seconds: 0,
+        })
+        .await
+        .map_err(|e| format!("notification: {e}"))?;
+    let services = Services {
+        warranty: &warranty,
+        repair: &repair,
+        logistics: &logistics,
+        notification: &notification,
+    };
+    let (stop_consumers, consumers) = embedded_consumers(&services, &args.region)?;
     println!("warranty     grpc://{}", warranty.addr);
     println!("repair       grpc://{}", repair.addr);
     println!("logistics    grpc://{}", logistics.addr);
+    println!("notification grpc://{}", notification.addr);
     println!("data in {}; Ctrl-C stops", args.data_dir.display());
     aftersales_runtime::signal::terminate().await;
     stop_consumers.trigger();
     let _ = consumers.await;
+    notification
+        .stop()
+        .await
+        .map_err(|e| format!("notification: {e}"))?;
     logistics
         .stop()
         .await
@@ -139,39 +185,81 @@ async fn up(args: Up) -> Result<(), String> {
     Ok(())
 }
 
-/// Each service's consumers, reading the other service's log directly: what
-/// NATS carries in the distributed form.
+/// The services `up` runs.
+struct Services<'a> {
+    warranty: &'a aftersales_warranty::server::Running,
+    repair: &'a aftersales_repair::server::Running,
+    logistics: &'a aftersales_logistics::server::Running,
+    notification: &'a aftersales_notification::server::Running,
+}
+
+/// Each service's consumers, reading the other services' logs directly: what
+/// NATS carries in the distributed form, with the same public payloads.
 fn embedded_consumers(
-    repair: &aftersales_repair::server::Running,
-    logistics: &aftersales_logistics::server::Running,
+    s: &Services<'_>,
     region: &str,
 ) -> Result<(ShutdownTrigger, tokio::task::JoinHandle<()>), String> {
     let settings = LogConsumerSettings::default();
+    let repair_events = Arc::new(aftersales_repair::integration::RepairEvents);
+    let logistics_events = Arc::new(aftersales_logistics::integration::LogisticsEvents);
     let to_logistics = LogConsumer::new(
-        repair.store.clone(),
-        logistics.store.clone(),
+        s.repair.store.clone(),
+        s.logistics.store.clone(),
         aftersales_logistics::reactions::subscription().map_err(|e| e.to_string())?,
         Arc::new(aftersales_logistics::reactions::RepairReactions::new(
-            logistics.app.clone(),
+            s.logistics.app.clone(),
             region,
         )),
         settings.clone(),
     )
-    .with_translation(Arc::new(aftersales_repair::integration::RepairEvents));
+    .with_translation(repair_events.clone());
     let to_repair = LogConsumer::new(
-        logistics.store.clone(),
-        repair.store.clone(),
+        s.logistics.store.clone(),
+        s.repair.store.clone(),
         aftersales_repair::reactions::subscription().map_err(|e| e.to_string())?,
         Arc::new(aftersales_repair::reactions::LogisticsReactions::new(
-            repair.store.clone(),
+            s.repair.store.clone(),
             region,
         )),
+        settings.clone(),
+    )
+    .with_translation(logistics_events.clone());
+    let [from_repair, from_logistics, from_warranty] =
+        aftersales_notification::reactions::subscriptions().map_err(|e| e.to_string())?;
+    let notify = Arc::new(s.notification.reactions.clone());
+    let notify_repair = LogConsumer::new(
+        s.repair.store.clone(),
+        s.notification.store.clone(),
+        from_repair,
+        Arc::clone(&notify),
+        settings.clone(),
+    )
+    .with_translation(repair_events);
+    let notify_logistics = LogConsumer::new(
+        s.logistics.store.clone(),
+        s.notification.store.clone(),
+        from_logistics,
+        Arc::clone(&notify),
+        settings.clone(),
+    )
+    .with_translation(logistics_events);
+    let notify_warranty = LogConsumer::new(
+        s.warranty.store.clone(),
+        s.notification.store.clone(),
+        from_warranty,
+        notify,
         settings,
     )
-    .with_translation(Arc::new(aftersales_logistics::integration::LogisticsEvents));
+    .with_translation(Arc::new(aftersales_warranty::integration::WarrantyEvents));
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(async move {
-        tokio::join!(to_logistics.run(shutdown.clone()), to_repair.run(shutdown));
+        tokio::join!(
+            to_logistics.run(shutdown.clone()),
+            to_repair.run(shutdown.clone()),
+            notify_repair.run(shutdown.clone()),
+            notify_logistics.run(shutdown.clone()),
+            notify_warranty.run(shutdown),
+        );
     });
     Ok((trigger, task))
 }

@@ -13,13 +13,13 @@ use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 /// Starts `aftersales up` on free ports; the warranty and repair addresses and the
 /// process.
 fn up(data: &std::path::Path) -> (String, String, Process) {
-    let (warranty, repair, _, process) = up_all(data);
+    let (warranty, repair, _, _, process) = up_all(data);
     (warranty, repair, process)
 }
 
 /// Starts `aftersales up` on free ports, with sandbox parcels moving every 50 ms;
-/// the warranty, repair and logistics addresses and the process.
-fn up_all(data: &std::path::Path) -> (String, String, String, Process) {
+/// the warranty, repair, logistics and notification addresses and the process.
+fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
             "up",
@@ -28,6 +28,8 @@ fn up_all(data: &std::path::Path) -> (String, String, String, Process) {
             "--repair-listen",
             "127.0.0.1:0",
             "--logistics-listen",
+            "127.0.0.1:0",
+            "--notification-listen",
             "127.0.0.1:0",
             "--sandbox-step-millis",
             "50",
@@ -46,8 +48,9 @@ fn up_all(data: &std::path::Path) -> (String, String, String, Process) {
     let warranty = address();
     let repair = address();
     let logistics = address();
+    let notification = address();
     std::thread::spawn(move || lines.for_each(drop));
-    (warranty, repair, logistics, Process(child))
+    (warranty, repair, logistics, notification, Process(child))
 }
 
 /// The `aftersales up` process, killed if a test fails before stopping it.
@@ -363,7 +366,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
     use aftersales_proto::logistics as lpb;
     use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
     let data = tempfile::tempdir().unwrap();
-    let (warranty, repair, logistics, child) = up_all(data.path());
+    let (warranty, repair, logistics, notification, child) = up_all(data.path());
     let id = Some(DeviceId {
         kind: Some(device_id::Kind::Imei("353918057349918".into())),
     });
@@ -485,5 +488,51 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         "Shenzhen",
         "the depot serving CN"
     );
+    // The customer was told every step, in the in-app inbox.
+    let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
+        format!("http://{notification}"),
+    )
+    .await
+    .unwrap();
+    let kinds = aftersales_testkit::eventually(
+        || {
+            let mut inbox = inbox.clone();
+            async move {
+                let mut kinds: Vec<String> = inbox
+                    .list_notifications(aftersales_proto::notification::ListNotificationsRequest {
+                        customer_id: "cust-9".into(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .notifications
+                    .into_iter()
+                    .map(|n| n.kind)
+                    .collect();
+                kinds.sort();
+                kinds
+            }
+        },
+        |k| k.len() >= 9,
+    )
+    .await;
+    for kind in [
+        "device_registered",
+        "repair_opened",
+        "label_ready",
+        "device_received",
+        "diagnosed_covered",
+        "repair_started",
+        "qc_passed",
+        "shipped_back",
+        "delivered",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from {kinds:?}"
+        );
+    }
     assert!(terminate(child).success());
 }

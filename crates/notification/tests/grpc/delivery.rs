@@ -390,3 +390,94 @@ async fn an_answered_quote_cancels_its_reminder() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warranty_events_are_told_and_a_warranty_ending_soon_is_reminded_once() {
+    use aftersales_proto::warranty as wpb;
+    let mut h = Harness::start(0, |_| {}).await;
+    let mut prefs = preferences("cust-w", &[pb::ChannelKind::Push]);
+    prefs.push_token = "push-token-0123456789".into();
+    prefs.language = "zh-CN".into();
+    h.client.set_preferences(prefs).await.unwrap();
+    let device = Some(aftersales_proto::common::DeviceId {
+        kind: Some(aftersales_proto::common::device_id::Kind::Imei(
+            "356938035643809".into(),
+        )),
+    });
+    #[allow(clippy::disallowed_methods)]
+    let ends = (chrono::Utc::now() + chrono::Duration::days(20))
+        .date_naive()
+        .to_string();
+    let registered = wpb::DeviceRegistered {
+        device_id: device.clone(),
+        model: "Aurora 5".into(),
+        customer_id: "cust-w".into(),
+        base_warranty_end: ends.clone(),
+        ..Default::default()
+    };
+    let event = Uuid::now_v7();
+    publish(
+        &h.js,
+        "warranty",
+        "DeviceRegistered",
+        &registered,
+        event,
+        "m-1",
+    )
+    .await;
+    let kinds =
+        |items: &[pb::Notification]| items.iter().map(|n| n.kind.clone()).collect::<Vec<_>>();
+    // Ending within 30 days: the reminder is due at once.
+    let items = eventually(|| inbox(&h, "cust-w"), |i| i.len() == 2).await;
+    let mut got = kinds(&items);
+    got.sort();
+    assert_eq!(got, ["device_registered", "reminder_warranty_expiring"]);
+    let reminder = items
+        .iter()
+        .find(|n| n.kind == "reminder_warranty_expiring")
+        .unwrap();
+    assert_eq!(reminder.language, "zh-CN");
+    assert!(reminder.subject.contains(&ends), "{}", reminder.subject);
+    // Both went out by push, in Chinese, with the token.
+    let pushed = eventually(
+        || async { h.sms.requests.lock().unwrap().len() },
+        |n| *n == 2,
+    )
+    .await;
+    assert_eq!(pushed, 2);
+    let bodies: Vec<String> = h
+        .sms
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.2.clone())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .all(|b| b.contains("push-token-0123456789") && b.contains("\"title\"")),
+        "{bodies:?}"
+    );
+    assert!(bodies.iter().any(|b| b.contains("已登记")), "{bodies:?}");
+    // Voided: told, and the (already fired) reminder is not fired again.
+    let voided = wpb::WarrantyVoided {
+        device_id: device,
+        customer_id: "cust-w".into(),
+        reason: "tampering found".into(),
+    };
+    publish(
+        &h.js,
+        "warranty",
+        "WarrantyVoided",
+        &voided,
+        Uuid::now_v7(),
+        "m-2",
+    )
+    .await;
+    let items = eventually(|| inbox(&h, "cust-w"), |i| i.len() == 3).await;
+    assert_eq!(kinds(&items)[0], "warranty_voided");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(inbox(&h, "cust-w").await.len(), 3);
+    h.stop().await;
+}

@@ -37,7 +37,7 @@ pub fn config(database_url: String) -> Config {
     }
 }
 
-/// A real HTTP SMS provider: answers 503 to the first `fail_first` requests, then
+/// A real HTTP SMS and push provider (`/sms`, `/push`): answers 503 to the first `fail_first` requests, then
 /// 200, and keeps every request's idempotency key and status.
 #[derive(Debug, Clone, Default)]
 pub struct Provider {
@@ -53,7 +53,7 @@ impl Provider {
         };
         let state = provider.clone();
         let app = axum::Router::new().route(
-            "/sms",
+            "/{channel}",
             axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
                 let state = state.clone();
                 async move {
@@ -125,6 +125,7 @@ impl Harness {
         let mut cfg = config(database_url.clone());
         cfg.nats_url = Some(nats.url());
         cfg.smtp_url = Some(smtp.url());
+        cfg.push_url = Some(sms_url.replace("/sms", "/push"));
         cfg.sms_url = Some(sms_url);
         adjust(&mut cfg);
         let running = start(cfg.clone()).await.unwrap();
