@@ -272,7 +272,7 @@ async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
     assert_eq!(c, Code::FailedPrecondition, "{m}");
 
     #[allow(clippy::disallowed_methods)]
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(800);
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
     let quote = |valid_until: chrono::DateTime<chrono::Utc>| pb::IssueQuoteRequest {
         order_id: id.clone(),
         lines: vec![
@@ -293,14 +293,11 @@ async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
                 }),
             },
         ],
-        valid_until: Some(prost_types::Timestamp {
-            seconds: valid_until.timestamp(),
-            nanos: 0,
-        }),
+        valid_until: Some(aftersales_runtime::request::timestamp_to_proto(valid_until)),
     };
     let quoted = p.r.issue_quote(quote(soon)).await.unwrap().into_inner();
     assert_eq!(quoted.quote.unwrap().total.unwrap().minor_units, 7400);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let (c, m) = code(p.r.approve_quote(order(&id)).await);
     assert_eq!(c, Code::FailedPrecondition, "{m}");
     assert!(m.contains("expired"), "{m}");
