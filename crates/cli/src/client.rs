@@ -26,6 +26,22 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50052"
     )]
     pub repair_url: String,
+    /// The logistics service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_LOGISTICS_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub logistics_url: String,
+    /// The notification service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_NOTIFICATION_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub notification_url: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -79,6 +95,17 @@ pub enum Center {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Warranty {
+    /// Buy an extended-warranty plan for a device (e.g. care-12, care-24).
+    Extend {
+        #[arg(long)]
+        imei: String,
+        #[arg(long)]
+        plan: String,
+    },
+}
+
 fn imei(value: &str) -> Option<DeviceId> {
     Some(DeviceId {
         kind: Some(device_id::Kind::Imei(value.to_owned())),
@@ -89,12 +116,31 @@ fn failed(status: tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-async fn warranty(
+/// A channel to `url`, or a message naming the service that cannot be reached.
+pub async fn connect(service: &str, url: &str) -> Result<tonic::transport::Channel, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("{service} URL {url:?}: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(3));
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {service} at {url}: {e}"))
+}
+
+pub async fn warranty(
     endpoints: &Endpoints,
 ) -> Result<WarrantyServiceClient<tonic::transport::Channel>, String> {
-    WarrantyServiceClient::connect(endpoints.warranty_url.clone())
-        .await
-        .map_err(|e| format!("cannot reach warranty at {}: {e}", endpoints.warranty_url))
+    Ok(WarrantyServiceClient::new(
+        connect("warranty", &endpoints.warranty_url).await?,
+    ))
+}
+
+pub async fn repair_client(
+    endpoints: &Endpoints,
+) -> Result<RepairServiceClient<tonic::transport::Channel>, String> {
+    Ok(RepairServiceClient::new(
+        connect("repair", &endpoints.repair_url).await?,
+    ))
 }
 
 fn device_json(d: &wpb::Device) -> serde_json::Value {
@@ -133,7 +179,39 @@ fn print(json_out: bool, value: &serde_json::Value) {
     }
 }
 
+/// A valid IMEI, or a message saying why not (before any service is asked).
+fn checked_imei(value: &str) -> Result<String, String> {
+    if value.len() != 15 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("--imei {value:?}: an IMEI is 15 digits"));
+    }
+    if !aftersales_warranty::domain::ids::luhn_valid(value) {
+        return Err(format!("--imei {value}: the check digit is wrong (Luhn)"));
+    }
+    Ok(value.to_owned())
+}
+
+pub async fn warranty_command(command: Warranty, endpoints: &Endpoints) -> Result<(), String> {
+    let Warranty::Extend { imei: id, plan } = command;
+    let id = checked_imei(&id)?;
+    let d = warranty(endpoints)
+        .await?
+        .purchase_extended_warranty(wpb::PurchaseExtendedWarrantyRequest {
+            device_id: imei(&id),
+            plan_id: plan,
+        })
+        .await
+        .map_err(failed)?
+        .into_inner();
+    print(endpoints.json, &device_json(&d));
+    Ok(())
+}
+
 pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String> {
+    match &command {
+        Device::Register { imei, .. } | Device::Show { imei } | Device::Coverage { imei, .. } => {
+            checked_imei(imei)?;
+        }
+    }
     let mut client = warranty(endpoints).await?;
     match command {
         Device::Register {
@@ -198,9 +276,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
 }
 
 pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String> {
-    let mut client = RepairServiceClient::connect(endpoints.repair_url.clone())
-        .await
-        .map_err(|e| format!("cannot reach repair at {}: {e}", endpoints.repair_url))?;
+    let mut client = repair_client(endpoints).await?;
     let Center::Nearest {
         lat,
         lon,
@@ -287,6 +363,65 @@ pub enum Repair {
         #[arg(long)]
         order: String,
     },
+    /// Staff: move an order one step on.
+    Advance {
+        #[arg(long)]
+        order: String,
+        #[arg(long, value_enum)]
+        step: Step,
+        /// diagnose: the fault category (display, battery, …).
+        #[arg(long)]
+        fault: Option<String>,
+        #[arg(long, default_value = "staff")]
+        technician: String,
+        /// quote: the total in minor units (cents), and its currency.
+        #[arg(long)]
+        amount: Option<i64>,
+        #[arg(long)]
+        currency: Option<String>,
+        /// quote: days it stays valid.
+        #[arg(long, default_value_t = 14)]
+        valid_days: i64,
+        /// check-in, qc-pass, qc-fail: notes; cancel: the reason.
+        #[arg(long, default_value = "")]
+        notes: String,
+    },
+}
+
+/// The steps staff take on an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    CheckIn,
+    Diagnose,
+    Quote,
+    Approve,
+    Decline,
+    Start,
+    QcPass,
+    QcFail,
+    Ready,
+    Collected,
+    Cancel,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Shipment {
+    /// The parcels of a repair order and every scan of each.
+    Track {
+        #[arg(long)]
+        order: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Notify {
+    /// A customer's in-app inbox, newest first.
+    Inbox {
+        #[arg(long)]
+        customer: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 fn stage_name(stage: i32) -> String {
@@ -313,14 +448,154 @@ fn order_json(o: &rpb::RepairOrder) -> serde_json::Value {
             "pending".to_owned()
         },
         "quote_total": o.quote.as_ref().and_then(|q| q.total.as_ref()).map(|m| format!("{} {} (minor units)", m.minor_units, m.currency)),
+        "qc_failures": o.qc_failures,
     })
 }
 
+fn fault_category(fault: &str) -> Result<wpb::FaultCategory, String> {
+    let name = format!("FAULT_CATEGORY_{}", fault.trim().to_ascii_uppercase());
+    wpb::FaultCategory::from_str_name(&name)
+        .filter(|f| *f != wpb::FaultCategory::Unspecified)
+        .ok_or_else(|| format!("--fault: {fault:?} is not a fault category"))
+}
+
+async fn advance(
+    client: &mut RepairServiceClient<tonic::transport::Channel>,
+    order_id: String,
+    step: Step,
+    fields: AdvanceFields,
+) -> Result<rpb::RepairOrder, tonic::Status> {
+    let order = || rpb::OrderRef {
+        order_id: order_id.clone(),
+    };
+    let answer = match step {
+        Step::CheckIn => {
+            client
+                .check_in_device(rpb::CheckInDeviceRequest {
+                    order_id: order_id.clone(),
+                    condition_notes: fields.notes,
+                    ..Default::default()
+                })
+                .await
+        }
+        Step::Diagnose => {
+            client
+                .diagnose(rpb::DiagnoseRequest {
+                    order_id: order_id.clone(),
+                    fault_category: fields.fault.into(),
+                    fault_codes: vec![],
+                    technician: fields.technician,
+                })
+                .await
+        }
+        Step::Quote => {
+            client
+                .issue_quote(rpb::IssueQuoteRequest {
+                    order_id: order_id.clone(),
+                    lines: vec![rpb::QuoteLine {
+                        description: "repair".into(),
+                        is_labour: false,
+                        amount: fields.amount,
+                    }],
+                    valid_until: Some(aftersales_runtime::request::timestamp_to_proto(
+                        fields.valid_until,
+                    )),
+                })
+                .await
+        }
+        Step::Approve => client.approve_quote(order()).await,
+        Step::Decline => client.decline_quote(order()).await,
+        Step::Start => {
+            client
+                .start_repair(rpb::StartRepairRequest {
+                    order_id: order_id.clone(),
+                    technician: fields.technician,
+                })
+                .await
+        }
+        Step::QcPass | Step::QcFail => {
+            client
+                .record_qc_result(rpb::RecordQcResultRequest {
+                    order_id: order_id.clone(),
+                    passed: step == Step::QcPass,
+                    notes: fields.notes,
+                })
+                .await
+        }
+        Step::Ready => client.mark_ready_for_return(order()).await,
+        Step::Collected => client.confirm_collected(order()).await,
+        Step::Cancel => {
+            client
+                .cancel_repair(rpb::CancelRepairRequest {
+                    order_id: order_id.clone(),
+                    reason: fields.notes,
+                })
+                .await
+        }
+    };
+    answer.map(tonic::Response::into_inner)
+}
+
+/// What `repair advance` passes to the step.
+struct AdvanceFields {
+    fault: wpb::FaultCategory,
+    technician: String,
+    amount: Option<aftersales_proto::common::Money>,
+    valid_until: chrono::DateTime<chrono::Utc>,
+    notes: String,
+}
+
 pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String> {
-    let mut client = RepairServiceClient::connect(endpoints.repair_url.clone())
-        .await
-        .map_err(|e| format!("cannot reach repair at {}: {e}", endpoints.repair_url))?;
+    if let Repair::Open { imei, .. } = &command {
+        checked_imei(imei)?;
+    }
+    let mut client = repair_client(endpoints).await?;
     match command {
+        Repair::Advance {
+            order,
+            step,
+            fault,
+            technician,
+            amount,
+            currency,
+            valid_days,
+            notes,
+        } => {
+            let fault = match (step, fault) {
+                (Step::Diagnose, None) => return Err("--step diagnose needs --fault".into()),
+                (_, Some(f)) => fault_category(&f)?,
+                (_, None) => wpb::FaultCategory::Unspecified,
+            };
+            let amount = match (step, amount, currency) {
+                (Step::Quote, Some(minor_units), Some(currency)) => {
+                    Some(aftersales_proto::common::Money {
+                        minor_units,
+                        currency: currency.to_ascii_uppercase(),
+                    })
+                }
+                (Step::Quote, _, _) => {
+                    return Err("--step quote needs --amount (minor units) and --currency".into());
+                }
+                _ => None,
+            };
+            if !(1..=90).contains(&valid_days) {
+                return Err("--valid-days must be 1 to 90".into());
+            }
+            #[allow(clippy::disallowed_methods)] // a person's command starts now
+            let valid_until = chrono::Utc::now() + chrono::Duration::days(valid_days);
+            let fields = AdvanceFields {
+                fault,
+                technician,
+                amount,
+                valid_until,
+                notes,
+            };
+            let updated = advance(&mut client, order, step, fields)
+                .await
+                .map_err(failed)?;
+            print(endpoints.json, &order_json(&updated));
+            return Ok(());
+        }
         Repair::Open {
             imei: id,
             customer,
@@ -407,6 +682,129 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn status_name(status: i32) -> String {
+    aftersales_proto::logistics::TrackingStatus::try_from(status)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("TRACKING_STATUS_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+fn time(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+}
+
+pub async fn shipment(command: Shipment, endpoints: &Endpoints) -> Result<(), String> {
+    use aftersales_proto::logistics as lpb;
+    let Shipment::Track { order } = command;
+    let mut client = lpb::logistics_service_client::LogisticsServiceClient::new(
+        connect("logistics", &endpoints.logistics_url).await?,
+    );
+    let shipments = client
+        .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
+            repair_order_id: order.clone(),
+        })
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .shipments;
+    if shipments.is_empty() {
+        return Err(format!(
+            "no shipments for order {order} (a walk-in, or not labelled yet)"
+        ));
+    }
+    for s in shipments {
+        let timeline = client
+            .get_tracking_timeline(lpb::ShipmentRef {
+                shipment_id: s.shipment_id.clone(),
+            })
+            .await
+            .map_err(failed)?
+            .into_inner();
+        let direction = lpb::Direction::try_from(s.direction)
+            .map(|d| {
+                d.as_str_name()
+                    .trim_start_matches("DIRECTION_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if endpoints.json {
+            println!(
+                "{}",
+                json!({
+                    "shipment_id": s.shipment_id,
+                    "direction": direction,
+                    "carrier": s.carrier,
+                    "tracking_number": s.tracking_number,
+                    "status": status_name(s.status),
+                    "stalled": s.stalled,
+                    "scans": timeline.scans.iter().map(|scan| json!({
+                        "status": status_name(scan.status),
+                        "location": scan.location,
+                        "at": time(scan.occurred_at.as_ref()),
+                    })).collect::<Vec<_>>(),
+                })
+            );
+        } else {
+            println!(
+                "{direction} {} {} ({}){}",
+                s.carrier,
+                s.tracking_number,
+                status_name(s.status),
+                if s.stalled { ", stalled" } else { "" }
+            );
+            for scan in &timeline.scans {
+                println!(
+                    "  {}  {:<22} {}",
+                    time(scan.occurred_at.as_ref()),
+                    status_name(scan.status),
+                    scan.location
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn notify(command: Notify, endpoints: &Endpoints) -> Result<(), String> {
+    use aftersales_proto::notification as npb;
+    let Notify::Inbox { customer, limit } = command;
+    let inbox = npb::notification_service_client::NotificationServiceClient::new(
+        connect("notification", &endpoints.notification_url).await?,
+    )
+    .list_notifications(npb::ListNotificationsRequest {
+        customer_id: customer,
+        page_size: limit,
+        page_token: String::new(),
+    })
+    .await
+    .map_err(failed)?
+    .into_inner();
+    for n in &inbox.notifications {
+        if endpoints.json {
+            println!(
+                "{}",
+                json!({"id": n.notification_id, "kind": n.kind, "subject": n.subject, "body": n.body, "read": n.read, "at": time(n.created_at.as_ref())})
+            );
+        } else {
+            println!(
+                "{} {}  {}",
+                if n.read { " " } else { "*" },
+                time(n.created_at.as_ref()),
+                n.subject
+            );
+        }
+    }
+    if !endpoints.json {
+        println!("{} unread", inbox.unread);
     }
     Ok(())
 }

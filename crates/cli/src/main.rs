@@ -16,6 +16,7 @@ use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown, ShutdownT
 use clap::{Parser, Subcommand};
 
 mod client;
+mod operator;
 
 #[derive(Debug, Parser)]
 #[command(name = "aftersales", version, about = "The Aftersales platform")]
@@ -42,6 +43,27 @@ enum Command {
     /// Repair orders.
     #[command(subcommand)]
     Repair(client::Repair),
+    /// Extended warranty.
+    #[command(subcommand)]
+    Warranty(client::Warranty),
+    /// Parcels of mail-in repairs.
+    #[command(subcommand)]
+    Shipment(client::Shipment),
+    /// What customers were told.
+    #[command(subcommand)]
+    Notify(client::Notify),
+    /// Operators: rebuild read models from the log.
+    #[command(subcommand)]
+    Projections(operator::Projections),
+    /// Operators: verify and export a device's tamper-evident history.
+    #[command(subcommand)]
+    Audit(operator::Audit),
+    /// Operators: dead letters.
+    #[command(subcommand)]
+    Dlq(operator::Dlq),
+    /// Operators: the JetStream streams and consumers.
+    #[command(subcommand)]
+    Streams(operator::Streams),
 }
 
 #[derive(Debug, clap::Args)]
@@ -273,6 +295,13 @@ async fn main() -> ExitCode {
         Command::Device(command) => client::device(command, &cli.endpoints).await,
         Command::Center(command) => client::center(command, &cli.endpoints).await,
         Command::Repair(command) => client::repair(command, &cli.endpoints).await,
+        Command::Warranty(command) => client::warranty_command(command, &cli.endpoints).await,
+        Command::Shipment(command) => client::shipment(command, &cli.endpoints).await,
+        Command::Notify(command) => client::notify(command, &cli.endpoints).await,
+        Command::Projections(command) => operator::projections(command).await,
+        Command::Audit(command) => operator::audit(command, &cli.endpoints).await,
+        Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
+        Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

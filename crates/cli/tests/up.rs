@@ -252,8 +252,8 @@ async fn client_commands_talk_to_the_running_services() {
     assert!(error.contains("--fault"), "{error}");
     let error = aftersales(&warranty, &repair, &["device", "show", "--imei", "123"]).unwrap_err();
     assert!(
-        error.contains("InvalidArgument") && error.contains("device_id.imei"),
-        "{error}"
+        error.contains("an IMEI is 15 digits"),
+        "checked before asking: {error}"
     );
 
     let nearest = aftersales(
@@ -535,4 +535,245 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         );
     }
     assert!(terminate(child).success());
+}
+
+/// Runs `aftersales <args>` against all four services; stdout, or stderr as the
+/// error.
+fn run(urls: &[&str; 4], args: &[&str]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args([
+            "--warranty-url",
+            &format!("http://{}", urls[0]),
+            "--repair-url",
+            &format!("http://{}", urls[1]),
+            "--logistics-url",
+            &format!("http://{}", urls[2]),
+            "--notification-url",
+            &format!("http://{}", urls[3]),
+        ])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(stderr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
+    let data = tempfile::tempdir().unwrap();
+    let (w, r, l, n, child) = up_all(data.path());
+    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str()];
+    let imei = "352099001761481";
+    #[allow(clippy::disallowed_methods)]
+    let bought = (chrono::Utc::now().date_naive() - chrono::Duration::days(20)).to_string();
+    run(
+        &urls,
+        &[
+            "device",
+            "register",
+            "--imei",
+            imei,
+            "--model",
+            "Aurora 5",
+            "--purchased",
+            &bought,
+            "--country",
+            "DE",
+            "--customer",
+            "cust-ops",
+        ],
+    )
+    .unwrap();
+    let extended: serde_json::Value = serde_json::from_str(
+        &run(
+            &urls,
+            &[
+                "--json", "warranty", "extend", "--imei", imei, "--plan", "care-12",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(extended["extended_plan"]["plan"], "care-12", "{extended}");
+
+    let opened: serde_json::Value = serde_json::from_str(
+        &run(
+            &urls,
+            &[
+                "--json",
+                "repair",
+                "open",
+                "--imei",
+                imei,
+                "--customer",
+                "cust-ops",
+                "--symptoms",
+                "no sound",
+                "--center",
+                "sc-berlin-01",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let order = opened["order_id"].as_str().unwrap().to_owned();
+    for step in [
+        vec!["check-in", "--notes", "scratched"],
+        vec!["diagnose", "--fault", "audio"],
+        vec!["start"],
+        vec!["qc-fail", "--notes", "crackle"],
+        vec!["qc-pass"],
+        vec!["ready"],
+        vec!["collected"],
+    ] {
+        let mut args = vec!["--json", "repair", "advance", "--order", &order, "--step"];
+        args.extend(step.iter().copied());
+        run(&urls, &args).unwrap_or_else(|e| panic!("{step:?}: {e}"));
+    }
+    let shown: serde_json::Value = serde_json::from_str(
+        &run(&urls, &["--json", "repair", "show", "--order", &order]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (shown["stage"].as_str(), shown["qc_failures"].as_u64()),
+        (Some("closed"), Some(1))
+    );
+    let refused = run(
+        &urls,
+        &["repair", "advance", "--order", &order, "--step", "start"],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("FailedPrecondition") && refused.contains("closed"),
+        "{refused}"
+    );
+
+    let inbox = aftersales_testkit::eventually(
+        || async { run(&urls, &["notify", "inbox", "--customer", "cust-ops"]).unwrap() },
+        |text| text.contains("ready for pickup"),
+    )
+    .await;
+    assert!(inbox.contains("unread"), "{inbox}");
+    let walk_in = run(&urls, &["shipment", "track", "--order", &order]).unwrap_err();
+    assert!(walk_in.contains("no shipments"), "{walk_in}");
+
+    let verified = run(&urls, &["audit", "verify", "--device", imei]).unwrap();
+    assert!(
+        verified.contains("warranty: intact") && verified.contains("repair:   intact"),
+        "{verified}"
+    );
+    let export = run(&urls, &["audit", "export", "--device", imei]).unwrap();
+    let lines: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["service"] == "warranty" && l["type"] == "ExtendedWarrantyPurchased")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["service"] == "repair" && l["type"] == "QcFailed")
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["hash"].as_str().is_some_and(|h| h.len() == 64)),
+        "every event has its hash"
+    );
+    assert!(terminate(child).success());
+
+    // Operators, on the stopped platform's files.
+    let dir = data.path().to_str().unwrap();
+    for service in ["warranty", "repair", "logistics", "notification"] {
+        run(
+            &urls,
+            &["projections", "rebuild", service, "--data-dir", dir],
+        )
+        .unwrap();
+    }
+    let unknown = run(
+        &urls,
+        &[
+            "projections",
+            "rebuild",
+            "repair",
+            "nonsense",
+            "--data-dir",
+            dir,
+        ],
+    )
+    .unwrap_err();
+    assert!(unknown.contains("no projection"), "{unknown}");
+    let letters = run(&urls, &["dlq", "list", "--embedded", "--data-dir", dir]);
+    assert!(letters.is_ok(), "{letters:?}");
+
+    // One raw SQL edit, past the guard trigger: the audit catches it.
+    let db = format!("sqlite:{}", data.path().join("warranty.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER events_no_update; \
+         UPDATE events SET payload = replace(payload, 'Aurora 5', 'Aurora 9') \
+         WHERE event_type = 'DeviceRegistered';",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let (w, r, l, n, child) = up_all(data.path());
+    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str()];
+    let broken = run(&urls, &["audit", "verify", "--device", imei]).unwrap_err();
+    assert!(broken.contains("tampered"), "{broken}");
+    assert!(terminate(child).success());
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
+    let urls = ["127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1"];
+    let unknown = run(&urls, &["device", "show", "--imie", "352099001761481"]).unwrap_err();
+    assert!(
+        unknown.contains("unexpected argument '--imie'"),
+        "{unknown}"
+    );
+    let luhn = run(&urls, &["device", "show", "--imei", "352099001761482"]).unwrap_err();
+    assert!(luhn.contains("check digit"), "{luhn}");
+    let short = run(
+        &urls,
+        &[
+            "repair",
+            "open",
+            "--imei",
+            "12345",
+            "--customer",
+            "c",
+            "--symptoms",
+            "x",
+        ],
+    )
+    .unwrap_err();
+    assert!(short.contains("15 digits"), "{short}");
+    let down = run(&urls, &["device", "show", "--imei", "352099001761481"]).unwrap_err();
+    assert!(
+        down.contains("cannot reach warranty at http://127.0.0.1:1"),
+        "{down}"
+    );
+    let down = run(&urls, &["notify", "inbox", "--customer", "c"]).unwrap_err();
+    assert!(down.contains("cannot reach notification"), "{down}");
+    let step = run(
+        &urls,
+        &["repair", "advance", "--order", "o", "--step", "teleport"],
+    )
+    .unwrap_err();
+    assert!(step.contains("invalid value 'teleport'"), "{step}");
 }

@@ -652,6 +652,33 @@ impl RepairService for RepairApi {
         }))
     }
 
+    async fn get_repair_history(
+        &self,
+        request: Request<pb::VerifyRepairHistoryRequest>,
+    ) -> Result<Response<pb::RepairHistory>, Status> {
+        let device = request
+            .into_inner()
+            .device_id
+            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let history = self.app.device_history(&device).await.map_err(status)?;
+        Ok(Response::new(pb::RepairHistory {
+            events: history
+                .into_iter()
+                .map(|(order_id, e)| pb::RepairHistoryEvent {
+                    order_id,
+                    version: e.stream_version,
+                    event_id: e.event_id.to_string(),
+                    event_type: e.event_type,
+                    recorded_at: Some(timestamp_to_proto(e.metadata.recorded_at)),
+                    actor: e.metadata.actor,
+                    correlation_id: e.metadata.correlation_id.to_string(),
+                    payload_json: String::from_utf8_lossy(&e.payload).into_owned(),
+                    hash: e.hash.iter().map(|b| format!("{b:02x}")).collect(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn upsert_service_center(
         &self,
         request: Request<pb::ServiceCenter>,

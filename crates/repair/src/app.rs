@@ -395,6 +395,24 @@ impl Repairs {
         Ok((orders.len(), events, None))
     }
 
+    /// Every stored event of every order of a device, order by order.
+    pub async fn device_history(
+        &self,
+        device: &DeviceId,
+    ) -> AppResult<Vec<(String, aftersales_eventstore::RecordedEvent)>> {
+        let orders = self.orders_of_device(device).await?;
+        if orders.is_empty() {
+            return Err(DomainError::NotFound("repair history of this device".into()).into());
+        }
+        let mut history = Vec::new();
+        for order in &orders {
+            for event in read_whole_stream(&self.store, &order_stream(&order.order_id)?).await? {
+                history.push((order.order_id.clone(), event));
+            }
+        }
+        Ok(history)
+    }
+
     /// Records a center change in the log, then serves it.
     pub async fn upsert_center(
         &self,

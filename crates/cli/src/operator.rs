@@ -1,0 +1,561 @@
+//! Commands for operators: rebuild read models, audit a device's history,
+//! dead letters, and what the streams hold.
+
+use std::time::Instant;
+
+use aftersales_eventstore::projection::{self, Projection};
+use aftersales_eventstore::{AnyEventStore, EventStore as _};
+use aftersales_messaging::{DeadLetters, Names, open_dead_letters};
+use aftersales_proto::common::{DeviceId, device_id};
+use aftersales_proto::repair as rpb;
+use aftersales_proto::warranty as wpb;
+use futures::StreamExt as _;
+use serde_json::json;
+
+use crate::client::{Endpoints, repair_client, warranty};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Warranty,
+    Repair,
+    Logistics,
+    Notification,
+}
+
+impl Service {
+    pub const ALL: [Self; 4] = [
+        Self::Warranty,
+        Self::Repair,
+        Self::Logistics,
+        Self::Notification,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Warranty => "warranty",
+            Self::Repair => "repair",
+            Self::Logistics => "logistics",
+            Self::Notification => "notification",
+        }
+    }
+
+    /// Its durable consumers of other services' events.
+    fn consumers(self) -> &'static [&'static str] {
+        match self {
+            Self::Warranty => &[],
+            Self::Repair => &["repair-from-logistics"],
+            Self::Logistics => &["logistics-from-repair"],
+            Self::Notification => &[
+                "notification-from-repair",
+                "notification-from-logistics",
+                "notification-from-warranty",
+            ],
+        }
+    }
+}
+
+/// Where a service's database is: `--database-url`, or its file under the data
+/// directory `aftersales up` uses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Database {
+    /// The service's database (postgres://… or sqlite:…).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Where `aftersales up` keeps its SQLite files.
+    #[arg(long, env = "AFTERSALES_DATA_DIR", default_value = "data")]
+    data_dir: std::path::PathBuf,
+}
+
+impl Database {
+    async fn open(&self, service: Service) -> Result<AnyEventStore, String> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let file = self.data_dir.join(format!("{}.db", service.name()));
+                if !file.exists() {
+                    return Err(format!(
+                        "{} has no database at {} (give --database-url or --data-dir)",
+                        service.name(),
+                        file.display()
+                    ));
+                }
+                format!("sqlite:{}", file.display())
+            }
+        };
+        AnyEventStore::connect(&url)
+            .await
+            .map_err(|e| format!("{}: {e}", service.name()))
+    }
+}
+
+/// Where NATS is, for the distributed form.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Nats {
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    region: String,
+}
+
+impl Nats {
+    async fn connect(&self) -> Result<(async_nats::jetstream::Context, Names), String> {
+        let names = Names::new(self.region.clone()).map_err(|e| format!("--region: {e}"))?;
+        let connect = aftersales_messaging::connect(&self.nats_url, "aftersales-cli");
+        let js = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| format!("cannot reach NATS at {}", self.nats_url))?
+            .map_err(|e| format!("cannot reach NATS at {}: {e}", self.nats_url))?;
+        Ok((js, names))
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Projections {
+    /// Empty a service's read models and fill them again from its log.
+    Rebuild {
+        #[arg(value_enum)]
+        service: Service,
+        /// One projection by name; all of the service's if left out.
+        projection: Option<String>,
+        #[command(flatten)]
+        database: Database,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Audit {
+    /// Check the hash chains of a device's warranty and repair history.
+    Verify {
+        #[arg(long)]
+        device: String,
+    },
+    /// A device's whole history as JSON lines, each event with its hash.
+    Export {
+        #[arg(long)]
+        device: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Dlq {
+    /// Messages consumers gave up on: from NATS, or with --embedded from the
+    /// services' own databases (`aftersales up`).
+    List {
+        /// One consumer; every one if left out.
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        embedded: bool,
+        #[command(flatten)]
+        nats: Nats,
+        #[command(flatten)]
+        database: Database,
+    },
+    /// Put dead letters back for their consumer to try again (NATS).
+    Replay {
+        #[arg(long)]
+        consumer: String,
+        /// One letter by its sequence; all of the consumer's if left out.
+        #[arg(long)]
+        sequence: Option<u64>,
+        #[command(flatten)]
+        nats: Nats,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Streams {
+    /// Messages and bytes per service stream, and each consumer's backlog.
+    Stats {
+        #[command(flatten)]
+        nats: Nats,
+    },
+}
+
+async fn rebuild_one<P: Projection>(
+    store: &AnyEventStore,
+    projection: &P,
+    total: u64,
+) -> Result<(), String> {
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:28} [{bar:30}] {pos}/{len} events, {per_sec}, {eta} left",
+        )
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> "),
+    );
+    bar.set_message(projection.name());
+    let started = Instant::now();
+    let applied = projection::rebuild(store, projection, |read| bar.set_position(read))
+        .await
+        .map_err(|e| format!("{}: {e}", projection.name()))?;
+    bar.finish();
+    let seconds = started.elapsed().as_secs_f64().max(0.001);
+    #[allow(clippy::cast_precision_loss)] // a rate to show
+    let rate = applied as f64 / seconds;
+    eprintln!(
+        "{}: {applied} events in {seconds:.1} s ({rate:.0} events/s)",
+        projection.name()
+    );
+    Ok(())
+}
+
+pub async fn projections(command: Projections) -> Result<(), String> {
+    let Projections::Rebuild {
+        service,
+        projection,
+        database,
+    } = command;
+    let store = database.open(service).await?;
+    let total = store.log_end().await.map_err(|e| e.to_string())?.position;
+    let wanted = |name: &str| projection.as_deref().is_none_or(|p| p == name);
+    let mut matched = false;
+    match service {
+        Service::Warranty => {
+            aftersales_warranty::projections::migrate(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let devices = aftersales_warranty::projections::DeviceDirectory::new(store.clone());
+            if wanted(devices.name()) {
+                matched = true;
+                rebuild_one(&store, &devices, total).await?;
+            }
+            let decisions = aftersales_warranty::projections::CoverageDecisions;
+            if wanted(decisions.name()) {
+                matched = true;
+                rebuild_one(&store, &decisions, total).await?;
+            }
+        }
+        Service::Repair => {
+            aftersales_repair::projections::migrate(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let orders = aftersales_repair::projections::OrderDirectory::new(store.clone());
+            if wanted(orders.name()) {
+                matched = true;
+                rebuild_one(&store, &orders, total).await?;
+            }
+        }
+        Service::Logistics => {
+            aftersales_logistics::projections::migrate(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let shipments =
+                aftersales_logistics::projections::ShipmentDirectory::new(store.clone());
+            if wanted(shipments.name()) {
+                matched = true;
+                rebuild_one(&store, &shipments, total).await?;
+            }
+        }
+        Service::Notification => {
+            aftersales_notification::projections::migrate(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let queues = aftersales_notification::projections::Queues::new(store.clone());
+            if wanted(queues.name()) {
+                matched = true;
+                rebuild_one(&store, &queues, total).await?;
+            }
+        }
+    }
+    if !matched {
+        return Err(format!(
+            "{} has no projection {:?}",
+            service.name(),
+            projection.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+fn device(imei: &str) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(imei.to_owned())),
+    })
+}
+
+fn failed(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> {
+    match command {
+        Audit::Verify { device: imei } => {
+            let w = warranty(endpoints)
+                .await?
+                .verify_device_history(wpb::VerifyDeviceHistoryRequest {
+                    device_id: device(&imei),
+                    ..Default::default()
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let r = match repair_client(endpoints)
+                .await?
+                .verify_repair_history(rpb::VerifyRepairHistoryRequest {
+                    device_id: device(&imei),
+                })
+                .await
+            {
+                Ok(r) => Some(r.into_inner()),
+                Err(status) if status.code() == tonic::Code::NotFound => None,
+                Err(status) => return Err(failed(status)),
+            };
+            let repair_intact = r.as_ref().is_none_or(|r| r.intact);
+            let report = json!({
+                "device": imei,
+                "warranty": {"intact": w.intact, "events": w.events_checked, "problem": w.problem, "head": w.head_hash},
+                "repair": r.as_ref().map(|r| json!({"intact": r.intact, "orders": r.orders_checked, "events": r.events_checked, "problem": r.problem, "order": r.first_bad_order_id})),
+                "intact": w.intact && repair_intact,
+            });
+            if endpoints.json {
+                println!("{report}");
+            } else {
+                println!(
+                    "warranty: {} ({} events){}",
+                    if w.intact { "intact" } else { "BROKEN" },
+                    w.events_checked,
+                    if w.problem.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", w.problem)
+                    }
+                );
+                match &r {
+                    Some(r) => println!(
+                        "repair:   {} ({} orders, {} events){}",
+                        if r.intact { "intact" } else { "BROKEN" },
+                        r.orders_checked,
+                        r.events_checked,
+                        if r.problem.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": order {} {}", r.first_bad_order_id, r.problem)
+                        }
+                    ),
+                    None => println!("repair:   no repairs"),
+                }
+            }
+            if w.intact && repair_intact {
+                Ok(())
+            } else {
+                Err(format!("the history of {imei} has been tampered with"))
+            }
+        }
+        Audit::Export { device: imei } => {
+            let w = warranty(endpoints)
+                .await?
+                .get_device_history(wpb::GetDeviceHistoryRequest {
+                    device_id: device(&imei),
+                    as_of: None,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let time = |t: Option<&prost_types::Timestamp>| {
+                t.and_then(|t| {
+                    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                })
+                .map(|t| t.to_rfc3339())
+            };
+            let payload =
+                |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or(json!(text));
+            for e in &w.events {
+                println!(
+                    "{}",
+                    json!({"service": "warranty", "stream": format!("device-imei-{imei}"), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
+                );
+            }
+            match repair_client(endpoints)
+                .await?
+                .get_repair_history(rpb::VerifyRepairHistoryRequest {
+                    device_id: device(&imei),
+                })
+                .await
+            {
+                Ok(history) => {
+                    for e in history.into_inner().events {
+                        println!(
+                            "{}",
+                            json!({"service": "repair", "stream": format!("repair-{}", e.order_id), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
+                        );
+                    }
+                    Ok(())
+                }
+                Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
+                Err(status) => Err(failed(status)),
+            }
+        }
+    }
+}
+
+fn all_consumers() -> impl Iterator<Item = (Service, &'static str)> {
+    Service::ALL
+        .into_iter()
+        .flat_map(|s| s.consumers().iter().map(move |c| (s, *c)))
+}
+
+pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
+    match command {
+        Dlq::List {
+            consumer,
+            embedded,
+            nats,
+            database,
+        } => {
+            let wanted = |c: &str| consumer.as_deref().is_none_or(|w| w == c);
+            if let Some(c) = &consumer
+                && !all_consumers().any(|(_, known)| known == c)
+            {
+                return Err(format!(
+                    "no consumer {c:?}; they are: {}",
+                    all_consumers()
+                        .map(|(_, c)| c)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let mut count = 0;
+            if embedded {
+                for service in Service::ALL {
+                    let consumers: Vec<_> =
+                        service.consumers().iter().filter(|c| wanted(c)).collect();
+                    if consumers.is_empty() {
+                        continue;
+                    }
+                    let store = database.open(service).await?;
+                    for c in consumers {
+                        for l in open_dead_letters(&store, c)
+                            .await
+                            .map_err(|e| e.to_string())?
+                        {
+                            count += 1;
+                            println!(
+                                "{}",
+                                if endpoints.json {
+                                    json!({"consumer": l.consumer, "id": l.id, "event_id": l.event_id.to_string(), "type": l.event_type, "attempts": l.attempts, "error": l.error, "failed_at": l.failed_at.to_rfc3339()}).to_string()
+                                } else {
+                                    format!(
+                                        "{} #{}  {} {}  after {} attempts: {}",
+                                        l.consumer,
+                                        l.id,
+                                        l.event_type,
+                                        l.event_id,
+                                        l.attempts,
+                                        l.error
+                                    )
+                                }
+                            );
+                        }
+                    }
+                }
+            } else {
+                let (js, names) = nats.connect().await?;
+                let letters = DeadLetters::new(js, names);
+                for (_, c) in all_consumers().filter(|(_, c)| wanted(c)) {
+                    for l in letters.list(c).await.map_err(|e| e.to_string())? {
+                        count += 1;
+                        println!(
+                            "{}",
+                            if endpoints.json {
+                                json!({"consumer": l.consumer, "sequence": l.sequence, "subject": l.subject, "event_id": l.event_id.map(|e| e.to_string()), "type": l.event_type, "attempts": l.attempts, "error": l.error, "failed_at": l.failed_at}).to_string()
+                            } else {
+                                format!(
+                                    "{} #{}  {}  after {} attempts: {}",
+                                    l.consumer, l.sequence, l.subject, l.attempts, l.error
+                                )
+                            }
+                        );
+                    }
+                }
+            }
+            if !endpoints.json {
+                eprintln!("{count} dead letters");
+            }
+            Ok(())
+        }
+        Dlq::Replay {
+            consumer,
+            sequence,
+            nats,
+        } => {
+            let (js, names) = nats.connect().await?;
+            let letters = DeadLetters::new(js, names);
+            let sequences = match sequence {
+                Some(s) => vec![s],
+                None => letters
+                    .list(&consumer)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|l| l.sequence)
+                    .collect(),
+            };
+            for s in &sequences {
+                letters
+                    .replay(&consumer, *s)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            eprintln!("{} put back for {consumer}", sequences.len());
+            Ok(())
+        }
+    }
+}
+
+pub async fn streams(command: Streams, endpoints: &Endpoints) -> Result<(), String> {
+    let Streams::Stats { nats } = command;
+    let (js, names) = nats.connect().await?;
+    let mut streams: Vec<String> = Service::ALL
+        .iter()
+        .map(|s| names.service_stream(s.name()))
+        .collect();
+    streams.push(names.dead_letter_stream());
+    for name in streams {
+        let mut stream = match js.get_stream(&name).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                if !endpoints.json {
+                    println!("{name}: not created yet");
+                }
+                continue;
+            }
+        };
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| format!("{name}: {e}"))?
+            .clone();
+        let mut consumers = Vec::new();
+        let mut listing = stream.consumers();
+        while let Some(consumer) = listing.next().await {
+            let c = consumer.map_err(|e| format!("{name}: {e}"))?;
+            consumers.push(json!({"name": c.name, "pending": c.num_pending, "ack_pending": c.num_ack_pending, "redelivered": c.num_redelivered}));
+        }
+        if endpoints.json {
+            println!(
+                "{}",
+                json!({"stream": name, "messages": info.state.messages, "bytes": info.state.bytes, "first_sequence": info.state.first_sequence, "last_sequence": info.state.last_sequence, "consumers": consumers})
+            );
+        } else {
+            println!(
+                "{name}: {} messages, {} bytes, sequences {}..{}",
+                info.state.messages,
+                info.state.bytes,
+                info.state.first_sequence,
+                info.state.last_sequence
+            );
+            for c in &consumers {
+                println!(
+                    "  {:<32} pending {:>6}  unacknowledged {:>5}  redelivered {:>5}",
+                    c["name"].as_str().unwrap_or_default(),
+                    c["pending"],
+                    c["ack_pending"],
+                    c["redelivered"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
