@@ -87,6 +87,9 @@ struct Up {
     /// Milliseconds between autoplayed scans.
     #[arg(long, default_value_t = 2000)]
     sandbox_step_millis: u32,
+    /// Prometheus metrics of all four services, on `http://<address>/metrics`.
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    metrics_listen: SocketAddr,
     /// The notification service's gRPC address.
     #[arg(long, default_value = "127.0.0.1:50054")]
     notification_listen: SocketAddr,
@@ -122,6 +125,7 @@ async fn up(args: Up) -> Result<(), String> {
         policies: None,
         stream_replicas: 1,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     })
     .await
     .map_err(|e| format!("warranty: {e}"))?;
@@ -133,6 +137,7 @@ async fn up(args: Up) -> Result<(), String> {
         region: args.region.clone(),
         center_radius_km: 100.0,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     })
     .await
     .map_err(|e| format!("repair: {e}"))?;
@@ -150,6 +155,7 @@ async fn up(args: Up) -> Result<(), String> {
         sandbox_step_millis: args.sandbox_step_millis,
         sandbox_tracking_digits: 12,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     })
     .await
     .map_err(|e| format!("logistics: {e}"))?;
@@ -172,6 +178,7 @@ async fn up(args: Up) -> Result<(), String> {
             pickup_reminder_seconds: 7 * 24 * 3600,
             warranty_reminder_days: 30,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
@@ -182,13 +189,21 @@ async fn up(args: Up) -> Result<(), String> {
         notification: &notification,
     };
     let (stop_consumers, consumers) = embedded_consumers(&services, &args.region)?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = aftersales_runtime::metrics::serve(args.metrics_listen, async move {
+        let _ = metrics_stopped.await;
+    })
+    .await
+    .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
     println!("warranty     grpc://{}", warranty.addr);
     println!("repair       grpc://{}", repair.addr);
     println!("logistics    grpc://{}", logistics.addr);
     println!("notification grpc://{}", notification.addr);
+    println!("metrics      http://{metrics}/metrics");
     println!("data in {}; Ctrl-C stops", args.data_dir.display());
     aftersales_runtime::signal::terminate().await;
     stop_consumers.trigger();
+    let _ = stop_metrics.send(());
     let _ = consumers.await;
     notification
         .stop()

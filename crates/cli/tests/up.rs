@@ -31,6 +31,8 @@ fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
             "127.0.0.1:0",
             "--notification-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--sandbox-step-millis",
             "50",
             "--data-dir",

@@ -110,6 +110,22 @@ where
     Ok(pairs.into_iter().map(|(_, position)| position).collect())
 }
 
+/// Counts committed appends for `aftersales_events_appended_total`, by stream
+/// category (the stream id up to its first `-`: `device`, `repair`, …).
+pub(crate) fn record_appended(stream: &StreamId, outcome: &AppendOutcome) {
+    if outcome.duplicate {
+        return;
+    }
+    let category = stream
+        .as_str()
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let events = outcome.last_position.saturating_sub(outcome.first_position) + 1;
+    metrics::counter!("aftersales_events_appended_total", "category" => category).increment(events);
+}
+
 pub(crate) async fn append<B: AppendBackend>(
     backend: &mut B,
     limits: &Limits,

@@ -172,6 +172,18 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        let started = std::time::Instant::now();
+        let result = self.decide_and_append(stream, command, ctx).await;
+        record_command::<D>(&result, started);
+        result
+    }
+
+    async fn decide_and_append(
+        &self,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
         if ctx.command_id.is_some()
             && let Some(first) = self.store.event_by_id(ctx.event_id(0)).await?
         {
@@ -235,6 +247,19 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     /// stream in one transaction build on each other. A lost race is not retried
     /// here: the caller rolls back and runs the whole unit again.
     pub async fn handle_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        let started = std::time::Instant::now();
+        let result = self.decide_and_append_in(tx, stream, command, ctx).await;
+        record_command::<D>(&result, started);
+        result
+    }
+
+    async fn decide_and_append_in(
         &self,
         tx: &mut StoreTransaction,
         stream: &StreamId,
@@ -427,4 +452,33 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             tracing::warn!(stream = %stream, error = %error, "snapshot not saved");
         }
     }
+}
+
+/// What [`CommandHandler::handle`] answers.
+type HandleResult<D> = Result<
+    Handled<<D as Decider>::State, <D as Decider>::Event>,
+    HandleError<<D as Decider>::Error>,
+>;
+
+/// `aftersales_commands_total{aggregate,outcome}` and the command's duration.
+fn record_command<D: Decider>(result: &HandleResult<D>, started: std::time::Instant) {
+    let aggregate = std::any::type_name::<D>()
+        .rsplit("::")
+        .next()
+        .unwrap_or_default();
+    let outcome = match result {
+        Ok(handled) if handled.duplicate => "duplicate",
+        Ok(handled) if handled.events.is_empty() => "unchanged",
+        Ok(_) => "applied",
+        Err(HandleError::Domain(_)) => "rejected",
+        Err(
+            HandleError::Contention { .. }
+            | HandleError::Store(StoreError::WrongExpectedVersion { .. }),
+        ) => "conflict",
+        Err(HandleError::Store(_) | HandleError::Codec(_)) => "error",
+    };
+    metrics::counter!("aftersales_commands_total", "aggregate" => aggregate, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("aftersales_command_duration_seconds", "aggregate" => aggregate)
+        .record(started.elapsed().as_secs_f64());
 }

@@ -333,6 +333,7 @@ impl EventStore for PgEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
+        append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
         Ok(outcome)
     }

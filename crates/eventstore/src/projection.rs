@@ -45,12 +45,18 @@ pub async fn catch_up<S: EventStore, P: Projection>(
 ) -> Result<u64, StoreError> {
     let name = checkpoint_name(projection);
     let mut checkpoint = store.load_checkpoint(&name).await?;
+    let end = store.log_end().await?;
+    let lag =
+        metrics::gauge!("aftersales_projection_lag_events", "projection" => projection.name());
     let mut read = 0u64;
     loop {
         let batch = store.read_log(checkpoint, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.checkpoint) else {
+            lag.set(0.0);
             return Ok(read);
         };
+        #[allow(clippy::cast_precision_loss)] // a gauge
+        lag.set(end.position.saturating_sub(last.position) as f64);
         let mut tx = store.begin().await?;
         for event in &batch {
             projection.apply(event, &mut tx).await?;

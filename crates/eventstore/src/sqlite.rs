@@ -321,6 +321,7 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
+        append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
         Ok(outcome)
     }

@@ -25,6 +25,8 @@ pub struct StoreTransaction {
     limits: Limits,
     appended: Arc<Notify>,
     wrote_events: bool,
+    /// Counted once committed.
+    appends: Vec<(StreamId, AppendOutcome)>,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ impl StoreTransaction {
             limits,
             appended,
             wrote_events: false,
+            appends: Vec::new(),
         }
     }
 
@@ -64,6 +67,7 @@ impl StoreTransaction {
             limits,
             appended,
             wrote_events: false,
+            appends: Vec::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl StoreTransaction {
             }
         };
         self.wrote_events |= !outcome.duplicate;
+        self.appends.push((stream.clone(), outcome));
         Ok(outcome)
     }
 
@@ -166,6 +171,9 @@ impl StoreTransaction {
         }
         if self.wrote_events {
             self.appended.notify_waiters();
+        }
+        for (stream, outcome) in &self.appends {
+            append::record_appended(stream, outcome);
         }
         Ok(())
     }

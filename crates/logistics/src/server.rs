@@ -78,6 +78,13 @@ pub struct Config {
     /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
     #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
     pub drain_grace_seconds: u64,
+    /// Prometheus metrics on `http://<address>/metrics`.
+    #[arg(
+        long,
+        env = "AFTERSALES_METRICS_LISTEN",
+        default_value = "127.0.0.1:9103"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +104,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the carrier webhook listens, when it runs.
     pub webhook_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
@@ -214,6 +223,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.region.clone(),
     )));
     let (trigger, shutdown) = Shutdown::new();
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            let mut stop = shutdown.clone();
+            Some(
+                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
+                    .await
+                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
@@ -299,6 +319,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(%addr, ?webhook_addr, "logistics service listening");
     Ok(Running {
         addr,
+        metrics_addr,
         webhook_addr,
         store,
         app,

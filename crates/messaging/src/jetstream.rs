@@ -258,7 +258,17 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         let mut deliveries = Vec::with_capacity(messages.len());
         for message in messages {
             let (attempt, sequence) = match message.info() {
-                Ok(info) => (info.delivered.unsigned_abs(), info.stream_sequence),
+                Ok(info) => {
+                    let consumer = self.subscription.consumer.clone();
+                    #[allow(clippy::cast_precision_loss)] // a gauge
+                    metrics::gauge!("aftersales_consumer_pending", "consumer" => consumer.clone())
+                        .set(info.pending as f64);
+                    if info.delivered > 1 {
+                        metrics::counter!("aftersales_consumer_redeliveries_total", "consumer" => consumer)
+                            .increment(1);
+                    }
+                    (info.delivered.unsigned_abs(), info.stream_sequence)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "delivery without JetStream info; leaving it to redelivery");
                     continue;
@@ -403,6 +413,20 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
             span,
         } = delivery;
         let _entered = span.enter();
+        let outcome_name = match &outcome {
+            Ok(Applied::Handled) => "applied",
+            Ok(Applied::AlreadyHandled) => "duplicate",
+            Err(error) if error.is_permanent() || self.settings.retry.gives_up_after(*attempt) => {
+                "dead_lettered"
+            }
+            Err(_) => "retried",
+        };
+        metrics::counter!(
+            "aftersales_consumer_events_total",
+            "consumer" => self.subscription.consumer.clone(),
+            "outcome" => outcome_name
+        )
+        .increment(1);
         match outcome {
             Ok(applied) => {
                 if applied == Applied::AlreadyHandled {
@@ -470,6 +494,8 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         };
         match stored {
             Ok(()) => {
+                metrics::counter!("aftersales_dead_letters_total", "consumer" => self.subscription.consumer.clone())
+                    .increment(1);
                 tracing::error!(%error, attempt, event_id = ?event.map(|e| e.event_id), consumer = %self.subscription.consumer, "gave up on an event; it is in the dead-letter stream");
                 if input == Input::Replays {
                     self.forget_replay(message, sequence).await;

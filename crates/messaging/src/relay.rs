@@ -211,6 +211,7 @@ impl<S: EventStore> Relay<S> {
                 if let Err(error) = drain(&mut in_flight, &mut acked).await {
                     break Err(error);
                 }
+                metrics::gauge!("aftersales_relay_lag_events", "stream" => name.clone()).set(0.0);
                 if acked != saved && (idle || last_save.elapsed() >= self.settings.checkpoint_every)
                 {
                     self.store.save_checkpoint(&name, acked).await?;
@@ -228,6 +229,11 @@ impl<S: EventStore> Relay<S> {
             idle = false;
             if let Some(last) = batch.last() {
                 read_from = last.checkpoint;
+                // Read but not yet acknowledged: how far the stream is behind.
+                #[allow(clippy::cast_precision_loss)] // a gauge
+                let behind = last.position.saturating_sub(acked.position) as f64;
+                metrics::gauge!("aftersales_relay_lag_events", "stream" => name.clone())
+                    .set(behind);
             }
             if batch.len() == self.settings.batch_size {
                 // More is likely waiting: read it while this batch is published.
@@ -249,7 +255,13 @@ impl<S: EventStore> Relay<S> {
                     break;
                 }
                 match self.publish(event).await {
-                    Ok(ack) => in_flight.push_back((event.checkpoint, ack)),
+                    Ok(ack) => {
+                        if ack.is_some() {
+                            metrics::counter!("aftersales_relay_published_total", "stream" => name.clone())
+                                .increment(1);
+                        }
+                        in_flight.push_back((event.checkpoint, ack));
+                    }
                     Err(error) => {
                         failed = Some(error);
                         break;

@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::{Router as TonicRouter, TcpIncoming};
+use tower_layer::{Identity, Stack};
+
+use crate::metrics::GrpcMetrics;
+
+/// A service's routes behind the metrics layer.
+pub type Router = TonicRouter<Stack<GrpcMetrics, Identity>>;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -83,7 +89,10 @@ impl Grpc {
         let reflection = reflection()
             .build_v1()
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        // Every call is counted and timed (crate::metrics).
+        crate::metrics::handle();
         let router = Server::builder()
+            .layer(GrpcMetrics)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha);

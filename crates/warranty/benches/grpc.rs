@@ -120,6 +120,7 @@ async fn main() {
         policies: None,
         stream_replicas: 1,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     })
     .await
     .unwrap();

@@ -49,6 +49,13 @@ pub struct Config {
     /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
     #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
     pub drain_grace_seconds: u64,
+    /// Prometheus metrics on `http://<address>/metrics`.
+    #[arg(
+        long,
+        env = "AFTERSALES_METRICS_LISTEN",
+        default_value = "127.0.0.1:9101"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
     stop: aftersales_messaging::ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
@@ -118,6 +127,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(WarrantyServiceServer::new(api));
     let (trigger, shutdown) = Shutdown::new();
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => {
+            let mut stop = shutdown.clone();
+            Some(
+                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
+                    .await
+                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
+            )
+        }
+        None => None,
+    };
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let background_store = store.clone();
     let task = tokio::spawn(async move {
@@ -156,6 +176,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tracing::info!(%addr, region = %config.region, "warranty service listening");
     Ok(Running {
         addr,
+        metrics_addr,
         store,
         stop: trigger,
         task,

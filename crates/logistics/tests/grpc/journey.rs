@@ -34,6 +34,7 @@ impl Platform {
             policies: None,
             stream_replicas: 1,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .unwrap();
@@ -45,6 +46,7 @@ impl Platform {
             region: "test".into(),
             center_radius_km: 100.0,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .unwrap();

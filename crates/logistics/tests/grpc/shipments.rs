@@ -444,3 +444,88 @@ async fn a_silent_shipment_is_reported_stalled_once() {
     assert_eq!(again, 2);
     s.running.stop().await.unwrap();
 }
+
+/// `GET /metrics`, as Prometheus scrapes it.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample whose line starts with `series` (labels included).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_calls_commands_and_appends() {
+    let mut s = Server::start().await;
+    let created = s
+        .client
+        .create_shipment(new_shipment("order-metrics"))
+        .await
+        .unwrap()
+        .into_inner();
+    s.client
+        .record_tracking_event(scan(&created.tracking_number, "m1", S::InTransit, now()))
+        .await
+        .unwrap();
+    let missing = s
+        .client
+        .record_tracking_event(scan("SB000000000001", "m2", S::InTransit, now()))
+        .await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+    let text = scrape(s.running.metrics_addr.unwrap()).await;
+    let created_calls = sample(
+        &text,
+        "aftersales_grpc_requests_total{method=\"/aftersales.logistics.v1.LogisticsService/CreateShipment\",code=\"0\"}",
+    );
+    assert!(created_calls.is_some_and(|n| n >= 1.0), "{text}");
+    let not_found = sample(
+        &text,
+        "aftersales_grpc_requests_total{method=\"/aftersales.logistics.v1.LogisticsService/RecordTrackingEvent\",code=\"5\"}",
+    );
+    assert!(not_found.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        sample(
+            &text,
+            "aftersales_commands_total{aggregate=\"Shipment\",outcome=\"applied\"}"
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "aftersales_events_appended_total{category=\"shipment\"}"
+        )
+        .is_some_and(|n| n >= 4.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("aftersales_grpc_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aftersales_command_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aftersales_projection_lag_events{projection=\"logistics-shipments\"}"),
+        "{text}"
+    );
+    s.running.stop().await.unwrap();
+}

@@ -34,6 +34,7 @@ pub fn config(database_url: String) -> Config {
         pickup_reminder_seconds: 7 * 24 * 3600,
         warranty_reminder_days: 30,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     }
 }
 

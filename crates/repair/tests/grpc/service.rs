@@ -31,6 +31,7 @@ fn repair_config(
         region: "test".into(),
         center_radius_km: 150.0,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     }
 }
 
@@ -44,6 +45,7 @@ impl Platform {
             policies: None,
             stream_replicas: 1,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .unwrap();

@@ -25,6 +25,7 @@ impl Server {
             policies: None,
             stream_replicas: 1,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .unwrap();

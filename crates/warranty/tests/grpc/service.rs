@@ -929,6 +929,7 @@ async fn bad_policy_files_stop_the_start_naming_file_and_field() {
             policies: Some(dir),
             stream_replicas: 1,
             drain_grace_seconds: 0,
+            metrics_listen: None,
         })
         .await
         .unwrap_err()
@@ -974,6 +975,7 @@ async fn a_changed_policy_file_never_changes_past_decisions() {
         policies,
         stream_replicas: 1,
         drain_grace_seconds: 0,
+        metrics_listen: None,
     };
     let imei = fresh_imei();
     let purchase = days_ago(400);
