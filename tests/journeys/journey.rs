@@ -1,0 +1,366 @@
+//! The mail-in journey out of warranty (quote, QC failure, return by parcel) and
+//! the covered walk-in, across the four processes; every step's email arrives
+//! once; the audit passes, then fails after one raw SQL edit.
+
+use std::time::Duration;
+
+use aftersales_proto::common::{Address, CountryCode, DeviceId, device_id};
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::notification as npb;
+use aftersales_proto::repair as rpb;
+use aftersales_proto::warranty as wpb;
+use aftersales_testkit::eventually;
+
+use crate::{Clients, Platform, imei};
+
+fn device(imei: &str) -> Option<DeviceId> {
+    Some(DeviceId {
+        kind: Some(device_id::Kind::Imei(imei.into())),
+    })
+}
+
+pub async fn register(c: &mut Clients, imei: &str, customer: &str, days_ago: i64) {
+    #[allow(clippy::disallowed_methods)]
+    let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(days_ago);
+    c.warranty
+        .register_device(wpb::RegisterDeviceRequest {
+            device_id: device(imei),
+            model: "Aurora 5".into(),
+            purchase_date: bought.to_string(),
+            country_of_purchase: Some(CountryCode { value: "DE".into() }),
+            channel: wpb::SalesChannel::OnlineStore.into(),
+            customer_id: customer.into(),
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn wants_email(c: &mut Clients, customer: &str) {
+    c.notification
+        .set_preferences(npb::Preferences {
+            customer_id: customer.into(),
+            email: format!("{customer}@example.com"),
+            channels: vec![npb::ChannelKind::Email.into()],
+            language: "en".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+pub fn mail_in(imei: &str, customer: &str) -> rpb::OpenRepairRequest {
+    rpb::OpenRepairRequest {
+        device_id: device(imei),
+        channel: rpb::Channel::MailIn.into(),
+        service_center_id: String::new(),
+        customer_id: customer.into(),
+        symptoms: "battery drains".into(),
+        contact_address: Some(Address {
+            recipient: "Ana Weber".into(),
+            lines: vec!["Torstrasse 1".into()],
+            city: "Berlin".into(),
+            region: String::new(),
+            postal_code: "10119".into(),
+            country: Some(CountryCode { value: "DE".into() }),
+            phone: String::new(),
+        }),
+        reported_fault: wpb::FaultCategory::Battery.into(),
+    }
+}
+
+pub async fn stage(c: &Clients, order: &str) -> Option<rpb::Stage> {
+    let mut repair = c.repair.clone();
+    let order = repair
+        .get_repair(rpb::OrderRef {
+            order_id: order.into(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    rpb::Stage::try_from(order.stage).ok()
+}
+
+async fn reaches(c: &Clients, order: &str, wanted: rpb::Stage) {
+    let got = eventually(|| stage(c, order), |s| *s == Some(wanted)).await;
+    assert_eq!(got, Some(wanted), "order {order}");
+}
+
+fn order_ref(order: &str) -> rpb::OrderRef {
+    rpb::OrderRef {
+        order_id: order.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_processes() {
+    let mut p = Platform::start(40);
+    let mut c = p.clients().await;
+    let old = imei(1);
+    wants_email(&mut c, "cust-mail").await;
+    register(&mut c, &old, "cust-mail", 3 * 365).await; // long out of warranty
+
+    let order = c
+        .repair
+        .open_repair(mail_in(&old, "cust-mail"))
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    // Label, inbound scans and delivery: the sandbox carrier does it all.
+    reaches(&c, &order, rpb::Stage::Received).await;
+    let diagnosed = c
+        .repair
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: order.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec!["BAT-01".into()],
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!diagnosed.coverage.unwrap().covered, "out of warranty");
+    #[allow(clippy::disallowed_methods)]
+    let valid_until = chrono::Utc::now() + chrono::Duration::days(7);
+    c.repair
+        .issue_quote(rpb::IssueQuoteRequest {
+            order_id: order.clone(),
+            lines: vec![rpb::QuoteLine {
+                description: "battery".into(),
+                is_labour: false,
+                amount: Some(aftersales_proto::common::Money {
+                    minor_units: 8900,
+                    currency: "EUR".into(),
+                }),
+            }],
+            valid_until: Some(prost_types_timestamp(valid_until)),
+        })
+        .await
+        .unwrap();
+    c.repair.approve_quote(order_ref(&order)).await.unwrap();
+    c.repair
+        .start_repair(rpb::StartRepairRequest {
+            order_id: order.clone(),
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap();
+    for passed in [false, true] {
+        c.repair
+            .record_qc_result(rpb::RecordQcResultRequest {
+                order_id: order.clone(),
+                passed,
+                notes: if passed {
+                    "ok".into()
+                } else {
+                    "charging port loose".into()
+                },
+            })
+            .await
+            .unwrap();
+    }
+    c.repair
+        .mark_ready_for_return(order_ref(&order))
+        .await
+        .unwrap();
+    // Outbound parcel, scans, delivery, closed.
+    reaches(&c, &order, rpb::Stage::Closed).await;
+    let shipments = c
+        .logistics
+        .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
+            repair_order_id: order.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .shipments;
+    assert_eq!(shipments.len(), 2);
+    assert!(
+        shipments
+            .iter()
+            .all(|s| s.state == i32::from(lpb::ShipmentState::Delivered))
+    );
+
+    // Every step the customer cares about arrived by email, once.
+    let opened = format!("Your repair {order} is open");
+    let subjects = [
+        opened.as_str(),
+        "Your shipping label is ready",
+        "We have received your device",
+        "Action needed: approve your repair quote",
+        "Your repair has started",
+        "Your device passed quality control",
+        "Your device is on its way back",
+        "Your device has been delivered",
+    ];
+    eventually(
+        || async {
+            subjects
+                .iter()
+                .all(|s| p.emails_containing(&format!("Subject: {s}")) >= 1)
+        },
+        |all| *all,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for subject in subjects {
+        assert_eq!(
+            p.emails_containing(&format!("Subject: {subject}")),
+            1,
+            "{subject}"
+        );
+    }
+    assert!(p.emails_containing("EUR 89.00") >= 1, "the quote's total");
+
+    // The covered walk-in, ending in collection.
+    let recent = imei(2);
+    wants_email(&mut c, "cust-walk").await;
+    register(&mut c, &recent, "cust-walk", 30).await;
+    let walk_in = c
+        .repair
+        .open_repair(rpb::OpenRepairRequest {
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-berlin-01".into(),
+            contact_address: None,
+            ..mail_in(&recent, "cust-walk")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    c.repair
+        .check_in_device(rpb::CheckInDeviceRequest {
+            order_id: walk_in.clone(),
+            condition_notes: "as new".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let diagnosed = c
+        .repair
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: walk_in.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(diagnosed.coverage.unwrap().covered);
+    c.repair
+        .start_repair(rpb::StartRepairRequest {
+            order_id: walk_in.clone(),
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .record_qc_result(rpb::RecordQcResultRequest {
+            order_id: walk_in.clone(),
+            passed: true,
+            notes: String::new(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .mark_ready_for_return(order_ref(&walk_in))
+        .await
+        .unwrap();
+    c.repair
+        .confirm_collected(order_ref(&walk_in))
+        .await
+        .unwrap();
+    assert_eq!(stage(&c, &walk_in).await, Some(rpb::Stage::Closed));
+    let told = eventually(
+        || async { p.emails_containing("Subject: Your device is ready for pickup") },
+        |n| *n >= 1,
+    )
+    .await;
+    assert_eq!(told, 1);
+    let claims = c
+        .warranty
+        .get_device_history(wpb::GetDeviceHistoryRequest {
+            device_id: device(&recent),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        claims
+            .events
+            .iter()
+            .any(|e| e.event_type == "ClaimRecorded"),
+        "the covered repair's claim"
+    );
+
+    // Audit: intact everywhere, then one raw edit in repair's database is caught.
+    for id in [&old, &recent] {
+        let w = c
+            .warranty
+            .verify_device_history(wpb::VerifyDeviceHistoryRequest {
+                device_id: device(id),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let r = c
+            .repair
+            .verify_repair_history(rpb::VerifyRepairHistoryRequest {
+                device_id: device(id),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(w.intact && r.intact, "{w:?} {r:?}");
+    }
+    let pool = sqlx::PgPool::connect(&p.databases[1]).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let edited = sqlx::query(
+        "UPDATE events SET payload = convert_to(replace(convert_from(payload, 'UTF8'), \
+         'tech-1', 'tech-9'), 'UTF8') WHERE stream_id = $1 AND event_type = 'RepairStarted'",
+    )
+    .bind(format!("repair-{order}"))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(edited.rows_affected(), 1);
+    sqlx::raw_sql("ALTER TABLE events ENABLE TRIGGER USER")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = c
+        .repair
+        .verify_repair_history(rpb::VerifyRepairHistoryRequest {
+            device_id: device(&old),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.intact && r.first_bad_order_id == order, "{r:?}");
+
+    // SIGTERM: each process reports NOT_SERVING, drains and exits cleanly.
+    for service in [
+        &mut p.notification,
+        &mut p.logistics,
+        &mut p.repair,
+        &mut p.warranty,
+    ] {
+        let status = service.terminate().unwrap();
+        assert!(status.success(), "{} exited with {status}", service.name);
+    }
+}
+
+fn prost_types_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}

@@ -1,0 +1,280 @@
+//! Journeys across the four service binaries, each a separate OS process, on a
+//! real PostgreSQL (one database per service), a real nats-server and a real SMTP
+//! listener. The test drives only the public gRPC APIs, as staff and customers
+//! would; parcels move by the sandbox carrier's autoplay.
+#![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
+
+mod crash;
+mod journey;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
+
+/// A service binary from this workspace's target directory, built if missing.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let package = name.to_owned();
+        let status = Command::new(cargo)
+            .args(["build", "-p", &package, "--bin", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building {name}");
+    }
+    path
+}
+
+/// One service process; killed when dropped.
+#[derive(Debug)]
+pub struct Service {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn spawn(name: &'static str, env: Vec<(String, String)>) -> Self {
+        let mut service = Self {
+            name,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            env,
+            child: None,
+        };
+        service.start();
+        service
+    }
+
+    fn start(&mut self) {
+        let mut command = Command::new(binary(&format!("aftersales-{}", self.name)));
+        command
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                format!("AFTERSALES_{}_LISTEN", self.name.to_uppercase()),
+                self.addr.to_string(),
+            )
+            .env("AFTERSALES_METRICS_LISTEN", "127.0.0.1:0")
+            .env("AFTERSALES_DRAIN_GRACE_SECONDS", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{} exited at start", self.name))
+            .unwrap();
+        self.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        std::thread::spawn(move || lines.for_each(drop));
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown, no flush, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same address and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.start()));
+            match attempt {
+                Ok(()) => return,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    #[allow(clippy::disallowed_methods)] // a blocking restart, briefly
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) on a child we own.
+        unsafe {
+            libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM);
+        }
+        child.wait().ok()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The platform: infrastructure and the four processes.
+#[derive(Debug)]
+pub struct Platform {
+    pub nats: NatsServer,
+    pub smtp: SmtpServer,
+    pub databases: [String; 4],
+    pub warranty: Service,
+    pub repair: Service,
+    pub logistics: Service,
+    pub notification: Service,
+}
+
+impl Platform {
+    pub fn start(autoplay_step_millis: u32) -> Self {
+        let nats = NatsServer::start().unwrap();
+        let smtp = SmtpServer::start().unwrap();
+        let databases = std::array::from_fn(|_| shared_postgres().create_database().unwrap());
+        let common = |db: &str| {
+            vec![
+                ("DATABASE_URL".to_owned(), db.to_owned()),
+                ("NATS_URL".to_owned(), nats.url()),
+                ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
+            ]
+        };
+        let warranty = Service::spawn("warranty", common(&databases[0]));
+        let mut repair_env = common(&databases[1]);
+        repair_env.push(("AFTERSALES_WARRANTY_URL".into(), warranty.url()));
+        let repair = Service::spawn("repair", repair_env);
+        let mut logistics_env = common(&databases[2]);
+        logistics_env.push(("AFTERSALES_SANDBOX_AUTOPLAY".into(), "delivered".into()));
+        logistics_env.push((
+            "AFTERSALES_SANDBOX_STEP_MILLIS".into(),
+            autoplay_step_millis.to_string(),
+        ));
+        logistics_env.push(("AFTERSALES_WEBHOOK_LISTEN".into(), "127.0.0.1:0".into()));
+        let logistics = Service::spawn("logistics", logistics_env);
+        let mut notification_env = common(&databases[3]);
+        notification_env.push(("AFTERSALES_SMTP_URL".into(), smtp.url()));
+        notification_env.push(("AFTERSALES_SEND_RETRY_BASE_MILLIS".into(), "200".into()));
+        notification_env.push(("AFTERSALES_SEND_LEASE_SECONDS".into(), "5".into()));
+        let notification = Service::spawn("notification", notification_env);
+        Self {
+            nats,
+            smtp,
+            databases,
+            warranty,
+            repair,
+            logistics,
+            notification,
+        }
+    }
+
+    pub async fn clients(&self) -> Clients {
+        let channel = |url: String| {
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy()
+        };
+        Clients {
+            warranty: aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient::new(
+                channel(self.warranty.url()),
+            ),
+            repair: aftersales_proto::repair::repair_service_client::RepairServiceClient::new(channel(
+                self.repair.url(),
+            )),
+            logistics:
+                aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient::new(
+                    channel(self.logistics.url()),
+                ),
+            notification:
+                aftersales_proto::notification::notification_service_client::NotificationServiceClient::new(
+                    channel(self.notification.url()),
+                ),
+        }
+    }
+
+    /// Emails received whose decoded text contains `needle`.
+    pub fn emails_containing(&self, needle: &str) -> usize {
+        self.smtp
+            .messages()
+            .iter()
+            .filter(|m| readable(m).contains(needle))
+            .count()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub warranty: aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient<
+        tonic::transport::Channel,
+    >,
+    pub repair: aftersales_proto::repair::repair_service_client::RepairServiceClient<
+        tonic::transport::Channel,
+    >,
+    pub logistics: aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient<
+        tonic::transport::Channel,
+    >,
+    pub notification:
+        aftersales_proto::notification::notification_service_client::NotificationServiceClient<
+            tonic::transport::Channel,
+        >,
+}
+
+/// A received email with quoted-printable decoded.
+pub fn readable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A valid IMEI from a number.
+pub fn imei(n: u64) -> String {
+    let body = format!(
+        "{:014}",
+        35_100_000_000_000 + u64::from(std::process::id()) * 1000 + n
+    );
+    let luhn = |s: &str| {
+        let sum: u32 = s
+            .chars()
+            .rev()
+            .enumerate()
+            .map(|(i, c)| {
+                let d = c.to_digit(10).unwrap();
+                if i % 2 == 1 {
+                    if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        sum.is_multiple_of(10)
+    };
+    let check = (0..10).find(|d| luhn(&format!("{body}{d}"))).unwrap();
+    format!("{body}{check}")
+}
