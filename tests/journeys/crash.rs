@@ -72,9 +72,11 @@ async fn fifty_journeys_survive_a_kill_of_every_service_with_every_effect_once()
     let mut p = Platform::start(100);
     let mut c = p.clients().await;
     let mut orders = Vec::new();
+    let mut devices = Vec::new();
     for i in 0..ORDERS {
         let customer = format!("cust-crash-{i}");
         let id = imei(100 + i);
+        devices.push(id.clone());
         wants_email(&mut c, &customer).await;
         register(&mut c, &id, &customer, 60).await;
         let order = c
@@ -165,6 +167,28 @@ async fn fifty_journeys_survive_a_kill_of_every_service_with_every_effect_once()
             .into_inner()
             .shipments;
         assert_eq!(shipments.len(), 2, "{order}: one parcel each way");
+    }
+    // Every device's history is intact in both services.
+    for id in &devices {
+        let device = Some(aftersales_proto::common::DeviceId {
+            kind: Some(aftersales_proto::common::device_id::Kind::Imei(id.clone())),
+        });
+        let w = c
+            .warranty
+            .verify_device_history(wpb::VerifyDeviceHistoryRequest {
+                device_id: device.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let r = c
+            .repair
+            .verify_repair_history(rpb::VerifyRepairHistoryRequest { device_id: device })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(w.intact && r.intact, "{id}: {w:?} {r:?}");
     }
     // Emails: one per step and customer, unless a send was cut off by the kill
     // (then marked `unknown`, never sent twice).

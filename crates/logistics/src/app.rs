@@ -427,6 +427,27 @@ impl Logistics {
         Ok(raised)
     }
 
+    /// Plays `script` again on every live sandbox parcel, as a carrier keeps
+    /// scanning whatever happened to us: scans already recorded come back as
+    /// duplicates (scripted carrier event ids are fixed), the missing ones land.
+    /// For a restart after a crash cut scripts short. Returns how many parcels.
+    pub async fn resume_sandbox(
+        &self,
+        script: &str,
+        step_millis: u32,
+        ctx: &CommandContext,
+    ) -> AppResult<usize> {
+        let sql = "SELECT shipment_id FROM shipments WHERE active = 1 AND carrier = $1";
+        let ids: Vec<String> = on_read_pool!(&self.store, pool => {
+            sqlx::query_scalar(sql).bind(sandbox::NAME).fetch_all(pool).await?
+        });
+        for id in &ids {
+            let view = self.shipment(id).await?;
+            self.play_sandbox(&view, script, step_millis, ctx.clone())?;
+        }
+        Ok(ids.len())
+    }
+
     /// Plays a sandbox script on a shipment in the background: each scan goes
     /// through [`Self::record_scan`] like a carrier's. Returns the scans to come.
     pub fn play_sandbox(

@@ -258,6 +258,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let directory = crate::projections::ShipmentDirectory::new(store.clone());
+    if let Some(script) = &config.sandbox_autoplay {
+        // Scripts cut short by a crash go on; the read model first takes in the
+        // whole log so no live parcel is missed.
+        aftersales_eventstore::projection::catch_up(&store, &directory, |_| {}).await?;
+        #[allow(clippy::disallowed_methods)] // the restart is where time enters
+        let now = Utc::now();
+        let ctx = CommandContext {
+            command_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: format!("carrier:{}", crate::carrier::sandbox::NAME),
+            region: config.region.clone(),
+            now,
+        };
+        let resumed = app
+            .resume_sandbox(script, config.sandbox_step_millis, &ctx)
+            .await
+            .map_err(|e| StartError::Config(format!("resuming sandbox parcels: {e}")))?;
+        if resumed > 0 {
+            tracing::info!(resumed, "sandbox parcels resumed");
+        }
+    }
     let autoplay = config.sandbox_autoplay.clone().map(|script| {
         crate::projections::SandboxAutoplay::new(app.clone(), script, config.sandbox_step_millis)
     });

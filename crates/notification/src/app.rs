@@ -13,6 +13,7 @@ use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::channels::{Outgoing, SendError, Senders};
+use crate::domain::Channel;
 use crate::domain::DomainError;
 use crate::domain::catalog::Kind;
 use crate::domain::facts::{self, Order, OrderFacts};
@@ -393,9 +394,9 @@ impl Notifications {
                 Err(e) => return Err(e),
             }
         }
-        let due: Vec<String> = on_read_pool!(&self.store, pool => {
+        let due: Vec<(String, String)> = on_read_pool!(&self.store, pool => {
             sqlx::query(
-                "SELECT notification_id FROM notifications \
+                "SELECT notification_id, channel FROM notifications \
                  WHERE status IN ('scheduled', 'retrying') AND next_attempt_at <= $1 \
                  ORDER BY next_attempt_at LIMIT 64",
             )
@@ -403,13 +404,27 @@ impl Notifications {
             .fetch_all(pool)
             .await?
             .iter()
-            .map(|r| r.try_get(0))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_, sqlx::Error>>()?
         });
-        let attempts = due.iter().map(|id| self.attempt(id, ctx));
-        let results = futures::future::join_all(attempts).await;
+        // Email goes one at a time: an email cut off by a crash is never sent
+        // again (SMTP cannot deduplicate), so at most one is ever in doubt. SMS
+        // and push carry an idempotency key and go together.
+        let (emails, others): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|(_, channel)| channel == Channel::Email.as_str());
+        let concurrent =
+            futures::future::join_all(others.iter().map(|(id, _)| self.attempt(id, ctx)));
+        let sequential = async {
+            let mut results = Vec::with_capacity(emails.len());
+            for (id, _) in &emails {
+                results.push(self.attempt(id, ctx).await);
+            }
+            results
+        };
+        let (concurrent, sequential) = tokio::join!(concurrent, sequential);
         let mut attempted = 0;
-        for result in results {
+        for result in concurrent.into_iter().chain(sequential) {
             match result {
                 Ok(true) => attempted += 1,
                 Ok(false) => {}
