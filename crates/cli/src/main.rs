@@ -16,6 +16,7 @@ use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown, ShutdownT
 use clap::{Parser, Subcommand};
 
 mod client;
+mod demo;
 mod operator;
 
 #[derive(Debug, Parser)]
@@ -87,6 +88,9 @@ struct Up {
     /// Milliseconds between autoplayed scans.
     #[arg(long, default_value_t = 2000)]
     sandbox_step_millis: u32,
+    /// Seed demo data (devices in six countries, repairs in every stage) once.
+    #[arg(long)]
+    demo: bool,
     /// Prometheus metrics of all four services, on `http://<address>/metrics`.
     #[arg(long, default_value = "127.0.0.1:9100")]
     metrics_listen: SocketAddr,
@@ -109,6 +113,10 @@ struct Up {
 }
 
 async fn up(args: Up) -> Result<(), String> {
+    // Installed first: Ctrl-C or SIGTERM during start-up or seeding still stops
+    // cleanly.
+    let terminate = aftersales_runtime::signal::terminate();
+    tokio::pin!(terminate);
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     let database = |service: &str| {
@@ -200,8 +208,31 @@ async fn up(args: Up) -> Result<(), String> {
     println!("logistics    grpc://{}", logistics.addr);
     println!("notification grpc://{}", notification.addr);
     println!("metrics      http://{metrics}/metrics");
-    println!("data in {}; Ctrl-C stops", args.data_dir.display());
-    aftersales_runtime::signal::terminate().await;
+    let endpoints = client::Endpoints {
+        warranty_url: format!("http://{}", warranty.addr),
+        repair_url: format!("http://{}", repair.addr),
+        logistics_url: format!("http://{}", logistics.addr),
+        notification_url: format!("http://{}", notification.addr),
+        json: false,
+    };
+    let seeding = async {
+        if args.demo {
+            demo::seed(&endpoints, args.smtp_url.is_some()).await
+        } else {
+            Ok(())
+        }
+    };
+    let interrupted = tokio::select! {
+        seeded = seeding => {
+            seeded?;
+            false
+        }
+        () = &mut terminate => true,
+    };
+    if !interrupted {
+        println!("data in {}; Ctrl-C stops", args.data_dir.display());
+        terminate.await;
+    }
     stop_consumers.trigger();
     let _ = stop_metrics.send(());
     let _ = consumers.await;

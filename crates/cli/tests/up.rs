@@ -20,6 +20,11 @@ fn up(data: &std::path::Path) -> (String, String, Process) {
 /// Starts `aftersales up` on free ports, with sandbox parcels moving every 50 ms;
 /// the warranty, repair, logistics and notification addresses and the process.
 fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
+    up_with(data, &[])
+}
+
+/// `up_all` with more arguments.
+fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, String, Process) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
             "up",
@@ -38,6 +43,7 @@ fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -778,4 +784,95 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
     )
     .unwrap_err();
     assert!(step.contains("invalid value 'teleport'"), "{step}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
+    use rpb::Stage as S;
+    let data = tempfile::tempdir().unwrap();
+    let (_, repair, _, _, child) = up_with(data.path(), &["--demo"]);
+    let r = RepairServiceClient::connect(format!("http://{repair}"))
+        .await
+        .unwrap();
+    let centers = [
+        "sc-berlin-01",
+        "sc-paris-01",
+        "sc-madrid-01",
+        "sc-shanghai-01",
+        "sc-bengaluru-01",
+        "sc-newyork-01",
+        "sc-sydney-01",
+        "sc-johannesburg-01",
+    ];
+    let every = [
+        S::Opened,
+        S::Received,
+        S::Diagnosed,
+        S::Quoted,
+        S::Approved,
+        S::InRepair,
+        S::QcPassed,
+        S::ReadyForReturn,
+        S::Closed,
+        S::Cancelled,
+    ];
+    let stages = || {
+        let r = r.clone();
+        async move {
+            let mut stages = std::collections::BTreeSet::new();
+            let mut orders = 0;
+            for center in centers {
+                let listed = r
+                    .clone()
+                    .list_repairs_by_center(rpb::ListRepairsByCenterRequest {
+                        service_center_id: center.into(),
+                        stage: 0,
+                        page_size: 50,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .repairs;
+                orders += listed.len();
+                stages.extend(listed.iter().map(|o| o.stage));
+            }
+            (stages, orders)
+        }
+    };
+    let (seen, orders) = aftersales_testkit::eventually(stages, |(s, _)| {
+        every.iter().all(|stage| s.contains(&i32::from(*stage)))
+    })
+    .await;
+    for stage in every {
+        assert!(
+            seen.contains(&i32::from(stage)),
+            "{stage:?} missing: {seen:?}"
+        );
+    }
+    assert!(terminate(child).success());
+    // Started again with --demo, nothing is added.
+    let (_, repair, _, _, child) = up_with(data.path(), &["--demo"]);
+    let r = RepairServiceClient::connect(format!("http://{repair}"))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut again = 0;
+    for center in centers {
+        again += r
+            .clone()
+            .list_repairs_by_center(rpb::ListRepairsByCenterRequest {
+                service_center_id: center.into(),
+                stage: 0,
+                page_size: 50,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .repairs
+            .len();
+    }
+    assert_eq!(again, orders, "seeded once");
+    assert!(terminate(child).success());
 }

@@ -20,6 +20,8 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     aftersales_runtime::logging::init(cli.log_json);
+    // Installed first: a SIGTERM during start-up still stops cleanly.
+    let terminate = aftersales_runtime::signal::terminate();
     let running = match aftersales_logistics::server::start(cli.config).await {
         Ok(running) => running,
         Err(error) => {
@@ -31,7 +33,7 @@ async fn main() -> ExitCode {
     if let Some(webhook) = running.webhook_addr {
         println!("carrier webhook on http://{webhook}/v1/carriers/{{carrier}}/events");
     }
-    aftersales_runtime::signal::terminate().await;
+    terminate.await;
     match running.stop().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

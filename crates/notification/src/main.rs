@@ -21,6 +21,8 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     aftersales_runtime::logging::init(cli.log_json);
+    // Installed first: a SIGTERM during start-up still stops cleanly.
+    let terminate = aftersales_runtime::signal::terminate();
     let running = match aftersales_notification::server::start(cli.config).await {
         Ok(running) => running,
         Err(error) => {
@@ -29,7 +31,7 @@ async fn main() -> ExitCode {
         }
     };
     println!("notification gRPC on {}", running.addr);
-    aftersales_runtime::signal::terminate().await;
+    terminate.await;
     match running.stop().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,25 +1,37 @@
 //! Termination requests from the operating system.
 
-/// Resolves on SIGTERM (what Kubernetes and systemd send) or Ctrl-C.
-pub async fn terminate() {
-    let ctrl_c = async {
+use std::future::Future;
+
+/// Resolves on SIGTERM (what Kubernetes and systemd send) or Ctrl-C (SIGINT).
+///
+/// The handlers are installed when this is called, not when it is first polled:
+/// call it before starting up, and a signal during start-up still stops the
+/// process cleanly instead of killing it.
+pub fn terminate() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(int) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
