@@ -346,6 +346,39 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
         .into_inner();
     assert!(!r.intact && r.first_bad_order_id == order, "{r:?}");
 
+    // Operators see the streams and an empty dead-letter queue.
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(crate::binary("aftersales"))
+            .args(args)
+            .args(["--nats-url", &p.nats.url(), "--region", "e2e"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let stats = cli(&["--json", "streams", "stats"]);
+    let repair_stream: serde_json::Value = stats
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|s| s["stream"] == "AFTERSALES_E2E_REPAIR")
+        .unwrap();
+    assert!(
+        repair_stream["messages"].as_u64().unwrap() >= 15,
+        "{repair_stream}"
+    );
+    let consumers = repair_stream["consumers"].as_array().unwrap();
+    assert!(
+        consumers
+            .iter()
+            .any(|c| c["name"] == "logistics-from-repair" && c["pending"] == 0),
+        "{repair_stream}"
+    );
+    assert_eq!(cli(&["dlq", "list"]), "", "no dead letters");
+
     // SIGTERM: each process reports NOT_SERVING, drains and exits cleanly.
     for service in [
         &mut p.notification,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
 
 /// A service binary from this workspace's target directory, built if missing.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe
         .parent()
@@ -26,7 +26,11 @@ fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let package = name.to_owned();
+        let package = if name == "aftersales" {
+            "aftersales-cli".to_owned()
+        } else {
+            name.to_owned()
+        };
         let status = Command::new(cargo)
             .args(["build", "-p", &package, "--bin", name])
             .status()
