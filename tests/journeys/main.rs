@@ -6,6 +6,7 @@
 
 mod crash;
 mod journey;
+mod trace;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -146,6 +147,11 @@ pub struct Platform {
 
 impl Platform {
     pub fn start(autoplay_step_millis: u32) -> Self {
+        Self::start_with(autoplay_step_millis, &[])
+    }
+
+    /// With `extra` environment for every service.
+    pub fn start_with(autoplay_step_millis: u32, extra: &[(&str, String)]) -> Self {
         let nats = NatsServer::start().unwrap();
         let smtp = SmtpServer::start().unwrap();
         let databases = std::array::from_fn(|_| shared_postgres().create_database().unwrap());
@@ -155,6 +161,9 @@ impl Platform {
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
             ]
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
+            .collect::<Vec<_>>()
         };
         let warranty = Service::spawn("warranty", common(&databases[0]));
         let mut repair_env = common(&databases[1]);

@@ -335,7 +335,12 @@ fn embedded_consumers(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    aftersales_runtime::logging::init(cli.log_json);
+    let (name, region) = if let Command::Up(args) = &cli.command {
+        ("up", args.region.clone())
+    } else {
+        ("cli", "local".to_owned())
+    };
+    let telemetry = aftersales_runtime::telemetry::init(name, &region, cli.log_json);
     let result = match cli.command {
         Command::Up(args) => up(args).await,
         Command::Device(command) => client::device(command, &cli.endpoints).await,
@@ -349,6 +354,7 @@ async fn main() -> ExitCode {
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

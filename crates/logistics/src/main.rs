@@ -19,7 +19,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    aftersales_runtime::logging::init(cli.log_json);
+    let telemetry =
+        aftersales_runtime::telemetry::init("logistics", &cli.config.region, cli.log_json);
     // Installed first: a SIGTERM during start-up still stops cleanly.
     let terminate = aftersales_runtime::signal::terminate();
     let running = match aftersales_logistics::server::start(cli.config).await {
@@ -34,7 +35,9 @@ async fn main() -> ExitCode {
         println!("carrier webhook on http://{webhook}/v1/carriers/{{carrier}}/events");
     }
     terminate.await;
-    match running.stop().await {
+    let stopped = running.stop().await;
+    telemetry.shutdown();
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("aftersales-logistics: {error}");

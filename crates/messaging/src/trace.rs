@@ -3,9 +3,6 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::envelope::InboundEvent;
@@ -15,17 +12,7 @@ pub const NATS: &str = "nats";
 /// `messaging.system` for embedded mode, where a consumer reads the producer's log.
 pub const EVENT_LOG: &str = "aftersales_event_log";
 
-/// The current span's context as W3C `traceparent` and `tracestate` values, for a
-/// command's metadata. `None` when no OpenTelemetry layer is recording.
-pub fn current_trace_context() -> (Option<String>, Option<String>) {
-    let context = tracing::Span::current().context();
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    (
-        carrier.remove("traceparent"),
-        carrier.remove("tracestate").filter(|s| !s.is_empty()),
-    )
-}
+pub use aftersales_runtime::telemetry::current_trace_context;
 
 /// The producer's context, if the event carries a valid one.
 fn parent_context(event: &InboundEvent) -> Option<opentelemetry::Context> {
@@ -35,8 +22,7 @@ fn parent_context(event: &InboundEvent) -> Option<opentelemetry::Context> {
     if let Some(tracestate) = &event.metadata.tracestate {
         carrier.insert("tracestate".to_owned(), tracestate.clone());
     }
-    let context = TraceContextPropagator::new().extract(&carrier);
-    context.span().span_context().is_valid().then_some(context)
+    aftersales_runtime::telemetry::extract(&carrier)
 }
 
 /// The span a consumer handles one delivery in, a child of the producer's span.

@@ -20,7 +20,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    aftersales_runtime::logging::init(cli.log_json);
+    let telemetry =
+        aftersales_runtime::telemetry::init("notification", &cli.config.region, cli.log_json);
     // Installed first: a SIGTERM during start-up still stops cleanly.
     let terminate = aftersales_runtime::signal::terminate();
     let running = match aftersales_notification::server::start(cli.config).await {
@@ -32,7 +33,9 @@ async fn main() -> ExitCode {
     };
     println!("notification gRPC on {}", running.addr);
     terminate.await;
-    match running.stop().await {
+    let stopped = running.stop().await;
+    telemetry.shutdown();
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("aftersales-notification: {error}");

@@ -176,12 +176,14 @@ impl NotificationReactions {
     }
 
     fn context(&self, event: &InboundEvent, what: &[u8]) -> CommandContext {
+        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
         CommandContext {
             command_id: Some(Uuid::new_v5(&event.event_id, what)),
             correlation_id: event.metadata.correlation_id,
             causation_id: Some(event.event_id),
-            traceparent: event.metadata.traceparent.clone(),
-            tracestate: event.metadata.tracestate.clone(),
+            // The consumer's span, itself the producer's child, when recorded.
+            traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
+            tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
             actor: format!("service:{}", event.source),
             region: self.region.clone(),
             now: event.metadata.recorded_at,

@@ -12,7 +12,7 @@ use aftersales_eventstore::{
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
-use tonic::transport::Channel as GrpcChannel;
+use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
 
 use crate::domain::DomainError;
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};

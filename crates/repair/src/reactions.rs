@@ -58,13 +58,15 @@ impl Handler for LogisticsReactions {
         };
         let stream = StreamId::parse(format!("repair-{}", delivered.repair_order_id))
             .map_err(HandlerError::permanent)?;
+        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
         let ctx = CommandContext {
             // The same delivery always yields the same event ids.
             command_id: Some(Uuid::new_v5(&event.event_id, b"repair")),
             correlation_id: event.metadata.correlation_id,
             causation_id: Some(event.event_id),
-            traceparent: event.metadata.traceparent.clone(),
-            tracestate: event.metadata.tracestate.clone(),
+            // The consumer's span, itself the producer's child, when recorded.
+            traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
+            tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
             actor: "service:logistics".into(),
             region: self.region.clone(),
             now: event.metadata.recorded_at,

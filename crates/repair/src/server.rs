@@ -98,10 +98,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     crate::projections::migrate(&store).await?;
     let warranty = match &config.warranty_url {
         Some(url) => Some(WarrantyServiceClient::new(
-            tonic::transport::Endpoint::from_shared(url.clone())
-                .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
-                .connect_timeout(Duration::from_secs(2))
-                .connect_lazy(),
+            aftersales_runtime::telemetry::traced(
+                tonic::transport::Endpoint::from_shared(url.clone())
+                    .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .connect_lazy(),
+            ),
         )),
         None => None,
     };

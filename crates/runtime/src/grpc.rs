@@ -16,9 +16,10 @@ use tonic::transport::server::{Router as TonicRouter, TcpIncoming};
 use tower_layer::{Identity, Stack};
 
 use crate::metrics::GrpcMetrics;
+use crate::telemetry::GrpcTracing;
 
-/// A service's routes behind the metrics layer.
-pub type Router = TonicRouter<Stack<GrpcMetrics, Identity>>;
+/// A service's routes behind the tracing and metrics layers.
+pub type Router = TonicRouter<Stack<GrpcTracing, Stack<GrpcMetrics, Identity>>>;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -93,6 +94,7 @@ impl Grpc {
         crate::metrics::handle();
         let router = Server::builder()
             .layer(GrpcMetrics)
+            .layer(GrpcTracing)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha);

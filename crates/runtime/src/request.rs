@@ -27,12 +27,15 @@ pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandCo
     };
     #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
     let now = Utc::now();
+    let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     Ok(CommandContext {
         command_id: uuid("x-command-id")?,
         correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),
         causation_id: uuid("x-causation-id")?,
-        traceparent: header("traceparent"),
-        tracestate: header("tracestate"),
+        // The server span (a child of the caller's, see `telemetry`) when spans
+        // are recorded, so what this command causes continues from it.
+        traceparent: traceparent.or_else(|| header("traceparent")),
+        tracestate: tracestate.or_else(|| header("tracestate")),
         actor: header("x-actor")
             .filter(|a| !a.is_empty() && a.len() <= 200)
             .unwrap_or_else(|| "anonymous".into()),

@@ -1,0 +1,291 @@
+//! Tracing for a service process: logs to stderr (text, or JSON lines with the
+//! current span and its trace id), and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set, every span exported by OTLP/gRPC with the service's name, version and
+//! region as resource attributes. W3C trace context is the propagator, so a
+//! trace crosses gRPC metadata and NATS headers alike.
+//!
+//! The standard OpenTelemetry variables apply (`OTEL_EXPORTER_OTLP_ENDPOINT`,
+//! `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_BSP_SCHEDULE_DELAY`, …);
+//! `AFTERSALES_TRACE_FILTER` chooses the exported spans (default `info`),
+//! independently of `RUST_LOG` for logs.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The exporter behind the SDK's batch processor, which exports from its own
+/// thread where tonic finds no Tokio reactor: each export runs on a small
+/// runtime of its own.
+#[derive(Debug)]
+struct OnOwnRuntime {
+    runtime: tokio::runtime::Runtime,
+    inner: opentelemetry_otlp::SpanExporter,
+}
+
+impl SpanExporter for OnOwnRuntime {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        std::future::ready(self.runtime.block_on(self.inner.export(batch)))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Flushes spans on the way out.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is still buffered. Call before the process exits.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            // The provider's shutdown blocks; keep it off the async workers.
+            let _ = std::thread::spawn(move || provider.shutdown()).join();
+        }
+    }
+}
+
+fn otlp(service: &str, region: &str) -> Result<Option<SdkTracerProvider>, String> {
+    let Some(endpoint) = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        return Ok(None);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-export")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("OTLP runtime: {e}"))?;
+    let inner = {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .map_err(|e| format!("OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}: {e}"))?
+    };
+    let resource = Resource::builder()
+        .with_service_name(format!("aftersales-{service}"))
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.namespace", "aftersales"),
+            KeyValue::new("cloud.region", region.to_owned()),
+            KeyValue::new("aftersales.region", region.to_owned()),
+        ])
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(OnOwnRuntime { runtime, inner })
+            .with_resource(resource)
+            .build(),
+    ))
+}
+
+/// Installs logging and, if configured, OTLP export for `service`
+/// (`warranty`, …) in `region`. Call once, first thing in `main`.
+pub fn init(service: &str, region: &str, json: bool) -> Telemetry {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt.boxed()
+    };
+    let (provider, problem) = match otlp(service, region) {
+        Ok(provider) => (provider, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    // Spans are exported whatever RUST_LOG says of logs; the transport's own
+    // are left out.
+    let spans = || {
+        tracing_subscriber::EnvFilter::try_from_env("AFTERSALES_TRACE_FILTER").unwrap_or_else(
+            |_| {
+                tracing_subscriber::EnvFilter::new(
+                    "info,h2=off,hyper=off,tower=off,tonic=off,sqlx=off",
+                )
+            },
+        )
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("aftersales"))
+            .with_filter(spans())
+    });
+    let installed = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter()))
+        .with(otel)
+        .try_init();
+    if let Err(error) = installed {
+        eprintln!("logging was set up already: {error}");
+    }
+    if let Some(problem) = problem {
+        tracing::error!(%problem, "spans are not exported");
+    }
+    if provider.is_some() {
+        global::set_tracer_provider(provider.clone().unwrap_or_default());
+    }
+    Telemetry { provider }
+}
+
+/// The current span's context as W3C `traceparent` and `tracestate`, for a
+/// command's metadata or an outgoing call. `None` when no span is recorded.
+pub fn current_trace_context() -> (Option<String>, Option<String>) {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return (None, None);
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    (
+        carrier.remove("traceparent"),
+        carrier.remove("tracestate").filter(|s| !s.is_empty()),
+    )
+}
+
+/// The remote parent a carrier of W3C headers names, if valid.
+pub fn extract(headers: &HashMap<String, String>) -> Option<opentelemetry::Context> {
+    let context = TraceContextPropagator::new().extract(headers);
+    context.span().span_context().is_valid().then_some(context)
+}
+
+/// A server span for every gRPC call, the child of the caller's span when the
+/// request carries `traceparent`. Health checks and reflection are left out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcTracing;
+
+impl<S> tower_layer::Layer<S> for GrpcTracing {
+    type Service = Traced<S>;
+
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Traced<S> {
+    inner: S,
+}
+
+type BoxFuture<T, E> = std::pin::Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for Traced<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    R: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
+        let path = request.uri().path().to_owned();
+        if path.starts_with("/grpc.") {
+            return Box::pin(self.inner.call(request));
+        }
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or(("", &path));
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = request.headers().get(name)?.to_str().ok()?;
+                Some((name.to_owned(), value.to_owned()))
+            })
+            .collect();
+        if let Some(parent) = extract(&carrier) {
+            let _ = span.set_parent(parent);
+        }
+        let trace_id = span.context().span().span_context().trace_id();
+        if trace_id != opentelemetry::trace::TraceId::INVALID {
+            span.record("trace_id", tracing::field::display(trace_id));
+        }
+        let call = self.inner.call(request).instrument(span.clone());
+        Box::pin(async move {
+            let result = call.await;
+            if let Ok(response) = &result {
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0");
+                span.record("rpc.grpc.status_code", code);
+            }
+            result
+        })
+    }
+}
+
+/// A client interceptor that sends the current span's context with every call.
+pub fn inject(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let (traceparent, tracestate) = current_trace_context();
+    for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
+        if let Some(value) = value.and_then(|v| v.parse().ok()) {
+            request.metadata_mut().insert(name, value);
+        }
+    }
+    Ok(request)
+}
+
+/// A gRPC channel whose calls carry the caller's trace context.
+pub type TracedChannel = tonic::service::interceptor::InterceptedService<
+    tonic::transport::Channel,
+    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+>;
+
+/// `channel` with [`inject`] on every call.
+pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, inject as fn(_) -> _)
+}
