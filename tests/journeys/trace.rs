@@ -120,18 +120,18 @@ async fn a_customers_repair_is_one_trace_through_all_four_services() {
     assert!(shipments >= 1);
 
     let open = "aftersales.repair.v1.RepairService/OpenRepair";
+    // Spans arrive in batches from four processes: wait for the last hop's.
     let spans = eventually(
         || async { receiver.spans.lock().unwrap().clone() },
         |spans| {
             let Some(root) = spans.iter().find(|s| s.name == open) else {
                 return false;
             };
-            let services: BTreeSet<&str> = spans
-                .iter()
-                .filter(|s| s.trace_id == root.trace_id)
-                .map(|s| s.service.as_str())
-                .collect();
-            services.len() == 4
+            let in_trace = || spans.iter().filter(|s| s.trace_id == root.trace_id);
+            let services: BTreeSet<&str> = in_trace().map(|s| s.service.as_str()).collect();
+            let label_told = in_trace()
+                .any(|s| s.service == "aftersales-notification" && s.name.contains(".logistics."));
+            services.len() == 4 && label_told
         },
     )
     .await;

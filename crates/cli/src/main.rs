@@ -65,6 +65,14 @@ enum Command {
     /// Operators: the JetStream streams and consumers.
     #[command(subcommand)]
     Streams(operator::Streams),
+    /// Exit 0 if the gRPC server at `--url` reports SERVING (for health checks).
+    Health {
+        #[arg(long)]
+        url: String,
+        /// A service name; the server as a whole if left out.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -253,6 +261,23 @@ async fn up(args: Up) -> Result<(), String> {
     Ok(())
 }
 
+async fn health(url: &str, service: String) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = client::connect("the server", url).await?;
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest { service })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .status;
+    if status == i32::from(ServingStatus::Serving) {
+        println!("SERVING");
+        Ok(())
+    } else {
+        Err(format!("not serving ({status})"))
+    }
+}
+
 /// The services `up` runs.
 struct Services<'a> {
     warranty: &'a aftersales_warranty::server::Running,
@@ -353,6 +378,7 @@ async fn main() -> ExitCode {
         Command::Audit(command) => operator::audit(command, &cli.endpoints).await,
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
+        Command::Health { url, service } => health(&url, service).await,
     };
     telemetry.shutdown();
     match result {

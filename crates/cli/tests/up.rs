@@ -840,10 +840,12 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
             (stages, orders)
         }
     };
-    let (seen, orders) = aftersales_testkit::eventually(stages, |(s, _)| {
-        every.iter().all(|stage| s.contains(&i32::from(*stage)))
+    // Eleven walk-in orders (the twelfth device is sent by mail, to no center).
+    let (seen, orders) = aftersales_testkit::eventually(stages, |(s, n)| {
+        *n == 11 && every.iter().all(|stage| s.contains(&i32::from(*stage)))
     })
     .await;
+    assert_eq!(orders, 11);
     for stage in every {
         assert!(
             seen.contains(&i32::from(stage)),

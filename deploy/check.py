@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Checks the deployment files without a Docker engine or a cluster.
+
+- docker-compose.yml: parsed and validated as a Compose specification (the
+  compose_spec package, a Rust implementation of the spec), then the rules the
+  platform needs: every service healthy-checked, started after what it needs.
+- every Kubernetes overlay, rendered by `kubectl kustomize` (paths given on the
+  command line): each service a Deployment with gRPC probes, resources, a
+  disruption budget, a graceful-shutdown window longer than the drain, its own
+  database Secret; the region set everywhere; NATS with a JetStream domain and
+  gateways.
+
+Each rule is also run against a broken copy, which must fail: a check that
+cannot fail is no check.
+
+Usage: deploy/check.py <rendered overlay>...   (scripts/test renders them)
+"""
+
+import copy
+import json
+import sys
+
+import compose_spec
+import yaml
+
+SERVICES = {"warranty": 50051, "repair": 50052, "logistics": 50053, "notification": 50054}
+DRAIN_SECONDS = 10  # runtime::grpc::DRAIN_TIMEOUT
+
+
+class Invalid(Exception):
+    pass
+
+
+def require(condition, message):
+    if not condition:
+        raise Invalid(message)
+
+
+def check_compose(doc):
+    try:
+        spec = compose_spec.PyCompose.from_json(json.dumps(doc))
+        spec.validate()
+    except Exception as error:  # the binding raises plain ValueErrors
+        raise Invalid(f"not a valid Compose file: {error}") from error
+    services = doc["services"]
+    for name in ("nats", "postgres", "otel-collector", "jaeger"):
+        require(name in services, f"compose: no {name} service")
+    nats = services["nats"]
+    require(
+        any("deploy/nats/nats.conf" in v for v in nats.get("volumes", [])),
+        "compose: NATS must run with deploy/nats/nats.conf (fsync before acknowledging)",
+    )
+    for name, port in SERVICES.items():
+        s = services.get(name)
+        require(s is not None, f"compose: no {name} service")
+        require(s.get("build") == ".", f"compose: {name} must be built from ./Dockerfile")
+        require(f"aftersales-{name}" in s.get("command", []), f"compose: {name} runs its binary")
+        require("healthcheck" in s, f"compose: {name} has no health check")
+        require(
+            str(port) in " ".join(s["healthcheck"]["test"]),
+            f"compose: {name}'s health check asks its gRPC port {port}",
+        )
+        depends = s.get("depends_on", {})
+        for infra in ("nats", "postgres"):
+            require(
+                depends.get(infra, {}).get("condition") == "service_healthy",
+                f"compose: {name} must wait for a healthy {infra}",
+            )
+        env = s.get("environment", {})
+        require(env.get("DATABASE_URL", "").endswith(f"/{name}"), f"compose: {name} has its own database")
+        require("OTEL_EXPORTER_OTLP_ENDPOINT" in env, f"compose: {name} exports spans")
+    require(
+        services["repair"]["depends_on"].get("warranty", {}).get("condition") == "service_healthy",
+        "compose: repair must wait for a healthy warranty",
+    )
+
+
+def by_kind(objects, kind):
+    return {o["metadata"]["name"]: o for o in objects if o and o.get("kind") == kind}
+
+
+def check_overlay(objects, name):
+    namespaces = [o for o in objects if o and o.get("kind") == "Namespace"]
+    require(len(namespaces) == 1, f"{name}: one namespace")
+    namespace = namespaces[0]["metadata"]["name"]
+    for o in objects:
+        if o and o.get("kind") != "Namespace":
+            require(
+                o["metadata"].get("namespace") == namespace,
+                f"{name}: {o['kind']} {o['metadata']['name']} outside {namespace}",
+            )
+    configs = [o for o in by_kind(objects, "ConfigMap").values() if "AFTERSALES_REGION" in o.get("data", {})]
+    require(len(configs) == 1, f"{name}: one aftersales ConfigMap")
+    region = configs[0]["data"]["AFTERSALES_REGION"]
+    require(region not in ("", "unset"), f"{name}: the region is not set")
+    deployments = by_kind(objects, "Deployment")
+    budgets = by_kind(objects, "PodDisruptionBudget")
+    secrets = by_kind(objects, "Secret")
+    for service, port in SERVICES.items():
+        d = deployments.get(service)
+        require(d is not None, f"{name}: no {service} Deployment")
+        pod = d["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            require(
+                container.get(probe, {}).get("grpc", {}).get("port") == port,
+                f"{name}: {service} needs a gRPC {probe} on {port}",
+            )
+        resources = container.get("resources", {})
+        require(
+            {"cpu", "memory"} <= set(resources.get("requests", {})) and "memory" in resources.get("limits", {}),
+            f"{name}: {service} needs cpu and memory requests and a memory limit",
+        )
+        env = {e["name"]: e for e in container.get("env", [])}
+        grace = int(env["AFTERSALES_DRAIN_GRACE_SECONDS"]["value"])
+        require(
+            pod.get("terminationGracePeriodSeconds", 30) > grace + DRAIN_SECONDS,
+            f"{name}: {service}'s termination grace must exceed its drain ({grace} + {DRAIN_SECONDS} s)",
+        )
+        secret = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+        require(secret.startswith(f"{service}-database"), f"{name}: {service} reads another's database")
+        require(secret in secrets, f"{name}: {service}'s database Secret {secret} is not rendered")
+        labels = d["spec"]["selector"]["matchLabels"]
+        require(
+            any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets.values()),
+            f"{name}: {service} has no PodDisruptionBudget",
+        )
+    conf = next(
+        (o["data"]["nats.conf"] for o in by_kind(objects, "ConfigMap").values() if "nats.conf" in o.get("data", {})),
+        "",
+    )
+    require(f"domain: {region}" in conf, f"{name}: NATS needs JetStream domain {region}")
+    require("sync_interval: always" in conf, f"{name}: NATS must fsync before acknowledging")
+    require("gateway" in conf and f"name: {region}" in conf, f"{name}: NATS needs a gateway named {region}")
+    require(by_kind(objects, "StatefulSet").get("nats", {}).get("spec", {}).get("replicas") == 3, f"{name}: three NATS servers")
+    return region
+
+
+def must_fail(check, broken, what):
+    try:
+        check(broken)
+    except Invalid:
+        return
+    raise SystemExit(f"self-test: a broken {what} passed the checks")
+
+
+def main(paths):
+    compose = yaml.safe_load(open("docker-compose.yml"))
+    check_compose(compose)
+    broken = copy.deepcopy(compose)
+    del broken["services"]["postgres"]
+    must_fail(check_compose, broken, "compose file (no postgres)")
+    broken = copy.deepcopy(compose)
+    del broken["services"]["repair"]["healthcheck"]
+    must_fail(check_compose, broken, "compose file (a service without a health check)")
+    print("docker-compose.yml: valid")
+
+    regions = set()
+    for path in paths:
+        objects = list(yaml.safe_load_all(open(path)))
+        regions.add(check_overlay(objects, path))
+        broken = copy.deepcopy(objects)
+        for o in broken:
+            if o and o.get("kind") == "Deployment" and o["metadata"]["name"] == "repair":
+                del o["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+        must_fail(lambda b: check_overlay(b, path), broken, "overlay (no readiness probe)")
+        broken = [o for o in copy.deepcopy(objects) if not (o and o.get("kind") == "PodDisruptionBudget")]
+        must_fail(lambda b: check_overlay(b, path), broken, "overlay (no disruption budgets)")
+        print(f"{path}: valid")
+    if paths:
+        require(len(regions) == len(paths), "every overlay is its own region")
+    print(f"regions: {', '.join(sorted(regions))}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except Invalid as error:
+        raise SystemExit(f"deploy/check.py: {error}")
