@@ -48,11 +48,18 @@ pub fn consumer_span(
         aftersales.event_type = %event.event_type,
         aftersales.stream_id = %event.stream_id,
         aftersales.delivery_attempt = attempt,
+        trace_id = tracing::field::Empty,
     );
-    if let Some(parent) = parent_context(event)
-        && let Err(error) = span.set_parent(parent)
-    {
-        tracing::debug!(%error, "could not continue the producer's trace");
+    if let Some(parent) = parent_context(event) {
+        use opentelemetry::trace::TraceContextExt as _;
+        // Logs in this span carry the trace id, recorded or not.
+        span.record(
+            "trace_id",
+            tracing::field::display(parent.span().span_context().trace_id()),
+        );
+        if let Err(error) = span.set_parent(parent) {
+            tracing::debug!(%error, "could not continue the producer's trace");
+        }
     }
     span
 }

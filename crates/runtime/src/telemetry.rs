@@ -245,11 +245,19 @@ where
                 Some((name.to_owned(), value.to_owned()))
             })
             .collect();
-        if let Some(parent) = extract(&carrier) {
+        let parent = extract(&carrier);
+        let parent_trace = parent
+            .as_ref()
+            .map(|p| p.span().span_context().trace_id());
+        if let Some(parent) = parent {
             let _ = span.set_parent(parent);
         }
-        let trace_id = span.context().span().span_context().trace_id();
-        if trace_id != opentelemetry::trace::TraceId::INVALID {
+        // Logs in this call carry the trace id: the span's when spans are
+        // recorded, else the caller's.
+        let trace_id = Some(span.context().span().span_context().trace_id())
+            .filter(|id| *id != opentelemetry::trace::TraceId::INVALID)
+            .or(parent_trace);
+        if let Some(trace_id) = trace_id {
             span.record("trace_id", tracing::field::display(trace_id));
         }
         let call = self.inner.call(request).instrument(span.clone());
