@@ -192,8 +192,30 @@ async fn fifty_journeys_survive_a_kill_of_every_service_with_every_effect_once()
     }
     // Emails: one per step and customer, unless a send was cut off by the kill
     // (then marked `unknown`, never sent twice).
-    tokio::time::sleep(Duration::from_millis(2000)).await;
     let notification_db = sqlx::PgPool::connect(&p.databases[3]).await.unwrap();
+    // Nine messages per customer (registered, opened, label, received, covered,
+    // started, QC passed, shipped back, delivered), each in the inbox and by
+    // email; emails go one at a time: wait until all are requested and none is
+    // waiting or in flight.
+    let expected = i64::try_from(9 * ORDERS).unwrap();
+    let drained = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (requested, waiting): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE status IN ('scheduled', 'retrying', 'sending')) \
+             FROM notifications WHERE channel = 'email'",
+        )
+        .fetch_one(&notification_db)
+        .await
+        .unwrap();
+        if requested == expected && waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < drained,
+            "{requested} of {expected} emails requested, {waiting} still waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let unknown: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM notifications WHERE channel = 'email' AND status = 'unknown'",
     )

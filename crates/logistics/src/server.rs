@@ -351,3 +351,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         task,
     })
 }
+
+impl aftersales_runtime::service::Running for Running {
+    type Error = StartError;
+
+    fn banner(&self) -> Vec<String> {
+        let mut lines = vec![format!("logistics gRPC on {}", self.addr)];
+        if let Some(webhook) = self.webhook_addr {
+            lines.push(format!(
+                "carrier webhook on http://{webhook}/v1/carriers/{{carrier}}/events"
+            ));
+        }
+        lines
+    }
+
+    async fn stop(self) -> Result<(), StartError> {
+        Running::stop(self).await
+    }
+}

@@ -20,26 +20,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry =
-        aftersales_runtime::telemetry::init("notification", &cli.config.region, cli.log_json);
-    // Installed first: a SIGTERM during start-up still stops cleanly.
-    let terminate = aftersales_runtime::signal::terminate();
-    let running = match aftersales_notification::server::start(cli.config).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("aftersales-notification: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("notification gRPC on {}", running.addr);
-    terminate.await;
-    let stopped = running.stop().await;
-    telemetry.shutdown();
-    match stopped {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("aftersales-notification: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let region = cli.config.region.clone();
+    let start = aftersales_notification::server::start(cli.config);
+    aftersales_runtime::service::main("notification", &region, cli.log_json, start).await
 }

@@ -183,3 +183,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         task,
     })
 }
+
+impl aftersales_runtime::service::Running for Running {
+    type Error = StartError;
+
+    fn banner(&self) -> Vec<String> {
+        vec![format!("repair gRPC on {}", self.addr)]
+    }
+
+    async fn stop(self) -> Result<(), StartError> {
+        Running::stop(self).await
+    }
+}

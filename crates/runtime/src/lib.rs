@@ -4,11 +4,13 @@
 //!   reports NOT_SERVING and drains in-flight calls before it stops.
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
 //! - [`request`]: the command context a gRPC request carries.
+//! - [`service`]: a service binary's life, from telemetry to a clean stop.
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
 
 pub mod grpc;
 pub mod metrics;
 pub mod request;
+pub mod service;
 pub mod signal;
 pub mod telemetry;

@@ -246,9 +246,7 @@ where
             })
             .collect();
         let parent = extract(&carrier);
-        let parent_trace = parent
-            .as_ref()
-            .map(|p| p.span().span_context().trace_id());
+        let parent_trace = parent.as_ref().map(|p| p.span().span_context().trace_id());
         if let Some(parent) = parent {
             let _ = span.set_parent(parent);
         }
@@ -260,7 +258,12 @@ where
         if let Some(trace_id) = trace_id {
             span.record("trace_id", tracing::field::display(trace_id));
         }
-        let call = self.inner.call(request).instrument(span.clone());
+        // In the span both while the handler is made and while it runs.
+        let call = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        }
+        .instrument(span.clone());
         Box::pin(async move {
             let result = call.await;
             if let Ok(response) = &result {
@@ -296,4 +299,82 @@ pub type TracedChannel = tonic::service::interceptor::InterceptedService<
 /// `channel` with [`inject`] on every call.
 pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
     tonic::service::interceptor::InterceptedService::new(channel, inject as fn(_) -> _)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A gRPC handler that logs one line.
+    #[derive(Clone)]
+    struct Logs;
+
+    impl tower_service::Service<http::Request<()>> for Logs {
+        type Response = http::Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<http::Response<()>, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            tracing::info!("handling");
+            std::future::ready(Ok(http::Response::new(())))
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn json_logs_in_a_call_carry_the_callers_trace_id() {
+        use tower_layer::Layer as _;
+        use tower_service::Service as _;
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut service = GrpcTracing.layer(Logs);
+        let request = http::Request::builder()
+            .uri("/aftersales.repair.v1.RepairService/OpenRepair")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(())
+            .unwrap_or_default();
+        let _ = service.call(request).await;
+        let logged = String::from_utf8(buffer.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(logged.contains("handling"), "{logged}");
+        assert!(
+            logged.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""),
+            "{logged}"
+        );
+        assert!(logged.contains("\"rpc.method\":\"OpenRepair\""), "{logged}");
+    }
 }

@@ -19,26 +19,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry =
-        aftersales_runtime::telemetry::init("warranty", &cli.config.region, cli.log_json);
-    // Installed first: a SIGTERM during start-up still stops cleanly.
-    let terminate = aftersales_runtime::signal::terminate();
-    let running = match aftersales_warranty::server::start(cli.config).await {
-        Ok(running) => running,
-        Err(error) => {
-            eprintln!("aftersales-warranty: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("warranty gRPC on {}", running.addr);
-    terminate.await;
-    let stopped = running.stop().await;
-    telemetry.shutdown();
-    match stopped {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("aftersales-warranty: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let region = cli.config.region.clone();
+    let start = aftersales_warranty::server::start(cli.config);
+    aftersales_runtime::service::main("warranty", &region, cli.log_json, start).await
 }

@@ -182,3 +182,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         task,
     })
 }
+
+impl aftersales_runtime::service::Running for Running {
+    type Error = StartError;
+
+    fn banner(&self) -> Vec<String> {
+        vec![format!("warranty gRPC on {}", self.addr)]
+    }
+
+    async fn stop(self) -> Result<(), StartError> {
+        Running::stop(self).await
+    }
+}

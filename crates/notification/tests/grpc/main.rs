@@ -261,24 +261,4 @@ pub fn opened(order_id: &str, customer: &str) -> aftersales_proto::repair::Repai
     }
 }
 
-/// A received email with its quoted-printable parts decoded, for reading what the
-/// customer reads.
-pub fn readable(raw: &str) -> String {
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use aftersales_testkit::smtp::readable;
