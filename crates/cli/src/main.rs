@@ -154,6 +154,7 @@ async fn up(args: Up) -> Result<(), String> {
         center_radius_km: 100.0,
         drain_grace_seconds: 0,
         metrics_listen: None,
+        stream_replicas: 1,
     })
     .await
     .map_err(|e| format!("repair: {e}"))?;
@@ -172,6 +173,7 @@ async fn up(args: Up) -> Result<(), String> {
         sandbox_tracking_digits: 12,
         drain_grace_seconds: 0,
         metrics_listen: None,
+        stream_replicas: 1,
     })
     .await
     .map_err(|e| format!("logistics: {e}"))?;
@@ -195,6 +197,7 @@ async fn up(args: Up) -> Result<(), String> {
             warranty_reminder_days: 30,
             drain_grace_seconds: 0,
             metrics_listen: None,
+            stream_replicas: 1,
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;

@@ -78,6 +78,9 @@ pub struct Config {
     /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
     #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
     pub drain_grace_seconds: u64,
+    /// JetStream replicas of the logistics stream (3 in production).
+    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -241,7 +244,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 url,
                 &config.region,
                 "logistics",
-                aftersales_messaging::StreamSettings::default(),
+                aftersales_messaging::StreamSettings {
+                    replicas: config.stream_replicas,
+                    ..aftersales_messaging::StreamSettings::default()
+                },
             )
             .await?;
             let relay = bus.relay(store.clone(), Arc::new(crate::integration::LogisticsEvents))?;

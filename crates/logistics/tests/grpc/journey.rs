@@ -47,6 +47,7 @@ impl Platform {
             center_radius_km: 100.0,
             drain_grace_seconds: 0,
             metrics_listen: None,
+            stream_replicas: 1,
         })
         .await
         .unwrap();

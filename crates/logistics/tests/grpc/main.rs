@@ -31,6 +31,7 @@ pub fn config(database_url: String) -> Config {
         sandbox_tracking_digits: 12,
         drain_grace_seconds: 0,
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        stream_replicas: 1,
     }
 }
 

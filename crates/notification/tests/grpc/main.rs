@@ -35,6 +35,7 @@ pub fn config(database_url: String) -> Config {
         warranty_reminder_days: 30,
         drain_grace_seconds: 0,
         metrics_listen: None,
+        stream_replicas: 1,
     }
 }
 

@@ -32,6 +32,7 @@ fn repair_config(
         center_radius_km: 150.0,
         drain_grace_seconds: 0,
         metrics_listen: None,
+        stream_replicas: 1,
     }
 }
 
