@@ -259,13 +259,21 @@ async fn a_mail_in_repair_from_open_to_closed_driven_by_the_sandbox_carrier() {
     );
 
     // Every reaction happened once: two shipments, one receipt, one return.
-    let timeline =
-        p.r.get_repair_timeline(rpb::OrderRef {
-            order_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // The timeline is a read model: it follows the log shortly after.
+    let timeline = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move {
+                r.get_repair_timeline(rpb::OrderRef { order_id: id })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |t| t.steps.iter().any(|s| s.event_type == "ReturnDelivered"),
+    )
+    .await;
     let steps: Vec<_> = timeline
         .steps
         .iter()
