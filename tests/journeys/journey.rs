@@ -165,15 +165,24 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
         .unwrap();
     // Outbound parcel, scans, delivery, closed.
     reaches(&c, &order, rpb::Stage::Closed).await;
-    let shipments = c
-        .logistics
-        .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
-            repair_order_id: order.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .shipments;
+    // Listed from a read model, which follows the log shortly after.
+    let shipments = eventually(
+        || {
+            let mut l = c.logistics.clone();
+            let order = order.clone();
+            async move {
+                l.list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
+                    repair_order_id: order,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .shipments
+            }
+        },
+        |s| s.len() == 2,
+    )
+    .await;
     assert_eq!(shipments.len(), 2);
     assert!(
         shipments

@@ -475,16 +475,27 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         stage_becomes(rpb::Stage::Closed).await,
         i32::from(rpb::Stage::Closed)
     );
-    let shipments = LogisticsServiceClient::connect(format!("http://{logistics}"))
+    let parcels = LogisticsServiceClient::connect(format!("http://{logistics}"))
         .await
-        .unwrap()
-        .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
-            repair_order_id: order_id,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .shipments;
+        .unwrap();
+    // Listed from a read model, which follows the log shortly after.
+    let shipments = aftersales_testkit::eventually(
+        || {
+            let mut l = parcels.clone();
+            let order_id = order_id.clone();
+            async move {
+                l.list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
+                    repair_order_id: order_id,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .shipments
+            }
+        },
+        |s| s.len() == 2,
+    )
+    .await;
     assert_eq!(shipments.len(), 2);
     assert!(
         shipments
