@@ -226,17 +226,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.region.clone(),
     )));
     let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr = match config.metrics_listen {
-        Some(addr) => {
-            let mut stop = shutdown.clone();
-            Some(
-                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
-                    .await
-                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let metrics_addr =
+        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
+            .await
+            .map_err(StartError::Config)?;
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
@@ -244,10 +237,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 url,
                 &config.region,
                 "logistics",
-                aftersales_messaging::StreamSettings {
-                    replicas: config.stream_replicas,
-                    ..aftersales_messaging::StreamSettings::default()
-                },
+                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
             )
             .await?;
             let relay = bus.relay(store.clone(), Arc::new(crate::integration::LogisticsEvents))?;
@@ -300,12 +290,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown.clone(),
     );
     let task = tokio::spawn(async move {
-        let stopped = |mut s: Shutdown| async move { s.requested().await };
         let projecting = aftersales_eventstore::projection::run(
             &background,
             &directory,
             Duration::from_millis(200),
-            stopped(shutdown.clone()),
+            shutdown.stopped(),
         );
         let autoplaying = async {
             if let Some(autoplay) = &autoplay {
@@ -313,7 +302,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     &background,
                     autoplay,
                     Duration::from_millis(200),
-                    stopped(shutdown.clone()),
+                    shutdown.stopped(),
                 )
                 .await;
             }
@@ -329,13 +318,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let carrier_webhook = async {
             if let Some((listener, _, router)) = webhook
                 && let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(shutdown.clone()))
+                    .with_graceful_shutdown(shutdown.stopped())
                     .await
             {
                 tracing::error!(%error, "carrier webhook stopped");
             }
         };
-        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
         let (served, (), (), (), (), ()) = tokio::join!(
             serving,
             projecting,

@@ -29,6 +29,16 @@ pub struct StreamSettings {
     pub max_bytes: Option<i64>,
 }
 
+impl StreamSettings {
+    /// The defaults, with `replicas` copies.
+    pub fn with_replicas(replicas: usize) -> Self {
+        Self {
+            replicas,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for StreamSettings {
     fn default() -> Self {
         Self {

@@ -48,6 +48,13 @@ impl Shutdown {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 
+    /// A future of its own that resolves when shutdown is requested, for
+    /// servers that take one.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut shutdown = self.clone();
+        async move { shutdown.requested().await }
+    }
+
     /// Runs `run` until it returns `Ok` or shutdown is requested. After each
     /// failure it logs, waits per `retry` (from the first delay again once a run
     /// was healthy for a while) and runs it again: loops that must not die, such

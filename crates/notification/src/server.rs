@@ -226,17 +226,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.region.clone(),
     )));
     let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr = match config.metrics_listen {
-        Some(addr) => {
-            let mut stop = shutdown.clone();
-            Some(
-                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
-                    .await
-                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let metrics_addr =
+        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
+            .await
+            .map_err(StartError::Config)?;
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
@@ -244,10 +237,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 url,
                 &config.region,
                 "notification",
-                aftersales_messaging::StreamSettings {
-                    replicas: config.stream_replicas,
-                    ..aftersales_messaging::StreamSettings::default()
-                },
+                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
             )
             .await?;
             let relay = bus.relay(store.clone(), Arc::new(aftersales_messaging::AsStored))?;
@@ -268,12 +258,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
     let sending = crate::dispatch::run(app, config.region.clone(), every, shutdown.clone());
     let task = tokio::spawn(async move {
-        let stopped = |mut s: Shutdown| async move { s.requested().await };
         let projecting = aftersales_eventstore::projection::run(
             &background,
             &queues,
             Duration::from_millis(100),
-            stopped(shutdown.clone()),
+            shutdown.stopped(),
         );
         let events = async {
             if let Some((bus, relay, [repair, logistics, warranty])) = &messaging {
@@ -285,7 +274,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 );
             }
         };
-        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
         let (served, (), (), ()) = tokio::join!(serving, projecting, events, sending);
         served.map_err(StartError::from)
     });

@@ -118,17 +118,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.region.clone(),
     )));
     let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr = match config.metrics_listen {
-        Some(addr) => {
-            let mut stop = shutdown.clone();
-            Some(
-                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
-                    .await
-                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let metrics_addr =
+        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
+            .await
+            .map_err(StartError::Config)?;
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let messaging = match &config.nats_url {
         Some(url) => {
@@ -136,10 +129,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 url,
                 &config.region,
                 "repair",
-                aftersales_messaging::StreamSettings {
-                    replicas: config.stream_replicas,
-                    ..aftersales_messaging::StreamSettings::default()
-                },
+                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
             )
             .await?;
             let relay = bus.relay(
@@ -161,12 +151,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let directory = crate::projections::OrderDirectory::new(store.clone());
     let background = store.clone();
     let task = tokio::spawn(async move {
-        let stopped = |mut s: Shutdown| async move { s.requested().await };
         let projecting = aftersales_eventstore::projection::run(
             &background,
             &directory,
             Duration::from_millis(200),
-            stopped(shutdown.clone()),
+            shutdown.stopped(),
         );
         let events = async {
             if let Some((bus, relay, consumer)) = &messaging {
@@ -176,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 );
             }
         };
-        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
         let (served, (), ()) = tokio::join!(serving, projecting, events);
         served.map_err(StartError::from)
     });

@@ -66,6 +66,20 @@ pub async fn serve(
     Ok(local)
 }
 
+/// [`serve`] when an address is configured; the error names the address.
+pub async fn serve_if(
+    addr: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<SocketAddr>, String> {
+    match addr {
+        Some(addr) => serve(addr, shutdown)
+            .await
+            .map(Some)
+            .map_err(|e| format!("metrics on {addr}: {e}")),
+        None => Ok(None),
+    }
+}
+
 /// Counts and times every gRPC call by method and status code.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcMetrics;

@@ -109,10 +109,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let relay = match &config.nats_url {
         Some(url) => {
-            let streams = StreamSettings {
-                replicas: config.stream_replicas,
-                ..StreamSettings::default()
-            };
+            let streams = StreamSettings::with_replicas(config.stream_replicas);
             let bus =
                 aftersales_messaging::Bus::connect(url, &config.region, SERVICE, streams).await?;
             Some(bus.relay(store.clone(), Arc::new(WarrantyEvents))?)
@@ -127,49 +124,41 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(WarrantyServiceServer::new(api));
     let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr = match config.metrics_listen {
-        Some(addr) => {
-            let mut stop = shutdown.clone();
-            Some(
-                aftersales_runtime::metrics::serve(addr, async move { stop.requested().await })
-                    .await
-                    .map_err(|e| StartError::Config(format!("metrics on {addr}: {e}")))?,
-            )
-        }
-        None => None,
-    };
+    let metrics_addr =
+        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
+            .await
+            .map_err(StartError::Config)?;
     let drain = Duration::from_secs(config.drain_grace_seconds);
     let background_store = store.clone();
     let task = tokio::spawn(async move {
         let directory = DeviceDirectory::new(background_store.clone());
-        let stopped = |mut s: Shutdown| async move { s.requested().await };
         let projections = async {
             tokio::join!(
                 projection::run(
                     &background_store,
                     &directory,
                     Duration::from_millis(200),
-                    stopped(shutdown.clone())
+                    shutdown.stopped()
                 ),
                 projection::run(
                     &background_store,
                     &CoverageDecisions,
                     Duration::from_millis(200),
-                    stopped(shutdown.clone())
+                    shutdown.stopped()
                 ),
             );
         };
         let caching = cache.follow(
             &background_store,
             Duration::from_millis(100),
-            stopped(shutdown.clone()),
+            shutdown.stopped(),
         );
         let relaying = async {
             if let Some(relay) = &relay {
                 relay.run(shutdown.clone()).await;
             }
         };
-        let serving = grpc.serve(router, listener, stopped(shutdown.clone()), drain);
+        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
         let (served, (), (), ()) = tokio::join!(serving, projections, relaying, caching);
         served.map_err(StartError::from)
     });

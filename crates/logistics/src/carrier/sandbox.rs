@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
 use super::{Carrier, CarrierError, CarrierFuture};
@@ -220,12 +219,6 @@ pub const SCRIPTS: [&str; 4] = ["delivered", "exception_then_delivered", "return
 /// playing the same script twice reports the same events (duplicates).
 pub fn scripted_event_id(tracking_number: &str, script: &str, step: usize) -> String {
     format!("{tracking_number}-{script}-{step}")
-}
-
-/// When the `step`th scan of a play started at `start` happens.
-pub fn scripted_time(start: DateTime<Utc>, step: usize, step_millis: u32) -> DateTime<Utc> {
-    start
-        + chrono::Duration::milliseconds(i64::from(step_millis) * i64::try_from(step).unwrap_or(0))
 }
 
 #[cfg(test)]
