@@ -28,7 +28,7 @@ impl AnyEventStore {
         } else if url.starts_with("sqlite:") {
             Ok(Self::Sqlite(SqliteEventStore::connect(url).await?))
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_owned()))
+            Err(StoreError::unsupported_url(url))
         }
     }
 

@@ -1,5 +1,6 @@
 //! Errors of the store layer.
 
+use aftersales_core::{Error, ErrorKind};
 use uuid::Uuid;
 
 use crate::event::{ExpectedVersion, StreamId};
@@ -57,13 +58,98 @@ pub enum StoreError {
     #[error("stored row is unreadable: {0}")]
     CorruptRow(String),
 
-    /// The connection URL names no supported backend.
-    #[error("unsupported database url {0:?}: use postgres://… or sqlite:…")]
-    UnsupportedUrl(String),
+    /// The connection URL names no supported backend. Only its scheme is kept: the
+    /// rest may hold a password.
+    #[error("unsupported database url scheme {scheme:?}: use postgres://… or sqlite:…")]
+    UnsupportedUrl { scheme: String },
+}
+
+impl StoreError {
+    /// An unsupported URL, keeping nothing of it but its scheme.
+    pub fn unsupported_url(url: &str) -> Self {
+        let scheme = url
+            .split_once(':')
+            .map_or("", |(scheme, _)| scheme)
+            .chars()
+            .take(32)
+            .collect();
+        Self::UnsupportedUrl { scheme }
+    }
+
+    /// What this failure means to a caller; see [`aftersales_core::ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidInput(_) => ErrorKind::InvalidArgument,
+            Self::WrongExpectedVersion { .. } => ErrorKind::Conflict,
+            Self::IdempotencyConflict { .. } => ErrorKind::AlreadyExists,
+            Self::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => ErrorKind::Unavailable,
+            Self::Database(_)
+            | Self::Migration(_)
+            | Self::CorruptRow(_)
+            | Self::UnsupportedUrl { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::InvalidInput(input) => Error::invalid(input.field, input.reason.clone()),
+            StoreError::IdempotencyConflict { .. } => {
+                Error::already_exists("this x-command-id was used for another request")
+                    .with_source(error)
+            }
+            StoreError::WrongExpectedVersion { .. } => {
+                Error::conflict(format!("{error}; retry")).with_source(error)
+            }
+            StoreError::Database(_)
+            | StoreError::Migration(_)
+            | StoreError::CorruptRow(_)
+            | StoreError::UnsupportedUrl { .. } => {
+                Error::new(error.kind(), "event store").with_source(error)
+            }
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         Self::Database(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_url_keeps_only_its_scheme() {
+        let error = StoreError::unsupported_url("mysql://admin:hunter2@db:3306/warranty");
+        let mut shown = format!("{error} {error:?}");
+        shown.push_str(&Error::from(error).chain());
+        assert!(shown.contains("mysql"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("admin"), "{shown}");
+    }
+
+    #[test]
+    fn a_database_failure_keeps_its_cause_for_the_log() {
+        let error = Error::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert!(
+            error.chain().contains("pool timed out"),
+            "{}",
+            error.chain()
+        );
+    }
+
+    #[test]
+    fn a_reused_command_id_is_already_exists() {
+        let error = Error::from(StoreError::IdempotencyConflict {
+            event_id: Uuid::nil(),
+        });
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
     }
 }

@@ -111,6 +111,20 @@ pub enum HandleError<E: std::error::Error + 'static> {
     Contention { stream: StreamId, attempts: u32 },
 }
 
+impl<E> From<HandleError<E>> for aftersales_core::Error
+where
+    E: std::error::Error + Into<aftersales_core::Error> + 'static,
+{
+    fn from(error: HandleError<E>) -> Self {
+        match error {
+            HandleError::Domain(e) => e.into(),
+            HandleError::Store(e) => e.into(),
+            HandleError::Codec(e) => Self::internal("event codec").with_source(e),
+            e @ HandleError::Contention { .. } => Self::conflict(format!("{e}; retry")),
+        }
+    }
+}
+
 /// Handles commands for one kind of aggregate over one store.
 #[derive(Debug)]
 pub struct CommandHandler<D, S> {

@@ -10,8 +10,10 @@ use tonic::{Request, Response, Status};
 
 pub use aftersales_runtime::request::timestamp_to_proto;
 
-use crate::app::{AppError, Logistics, NewShipment, ShipmentView};
-use crate::domain::DomainError;
+use aftersales_core::Error;
+use aftersales_runtime::errors::{invalid, status};
+
+use crate::app::{Logistics, NewShipment, ShipmentView};
 use crate::domain::shipment::{Address, Direction, Parcel, Purpose};
 use crate::domain::tracking::{Scan, Status as TrackingStatus};
 
@@ -32,30 +34,6 @@ impl LogisticsApi {
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         command_context(request.metadata(), &self.region)
     }
-}
-
-/// The gRPC status of a refused or failed request.
-pub fn status(error: AppError) -> Status {
-    match error {
-        AppError::Domain(DomainError::Invalid { field, reason }) => {
-            Status::invalid_argument(format!("{field}: {reason}"))
-        }
-        AppError::Domain(DomainError::NotFound(what)) => {
-            Status::not_found(format!("{what} not found"))
-        }
-        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
-        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
-        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
-        AppError::Unavailable(why) => Status::unavailable(why),
-        AppError::Internal(detail) => {
-            tracing::error!(%detail, "logistics request failed");
-            Status::internal("internal error")
-        }
-    }
-}
-
-fn invalid(field: &str, reason: &str) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
 }
 
 pub fn direction_to_proto(d: Direction) -> pb::Direction {
@@ -177,7 +155,7 @@ fn shipment_to_proto(view: &ShipmentView) -> pb::Shipment {
 
 type Answer<T> = Result<Response<T>, Status>;
 
-fn shipment_answer(result: Result<ShipmentView, AppError>) -> Answer<pb::Shipment> {
+fn shipment_answer(result: Result<ShipmentView, Error>) -> Answer<pb::Shipment> {
     result
         .map(|view| Response::new(shipment_to_proto(&view)))
         .map_err(status)

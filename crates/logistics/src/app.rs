@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
+use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, StoreError,
-    StoreTransaction, StreamId, on_connection, on_read_pool,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, StoreError, StoreTransaction,
+    StreamId, on_connection, on_read_pool,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 use uuid::Uuid;
 
+use crate::carrier::Carriers;
 use crate::carrier::sandbox::{self, SandboxCarrier};
-use crate::carrier::{CarrierError, Carriers};
 use crate::domain::DomainError;
 use crate::domain::custody::{self, Custody, OrderLogistics, OrderState};
 use crate::domain::depots::Depots;
@@ -23,63 +24,8 @@ use crate::domain::shipment::{
 use crate::domain::tracking::{Scan, Status, resolve_tracking_number};
 use crate::projections::timestamp;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// ABORTED: another command changed the shipment first.
-    #[error("{0}")]
-    Conflict(String),
-    /// UNAVAILABLE: the carrier could not be reached.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<HandleError<DomainError>> for AppError {
-    fn from(error: HandleError<DomainError>) -> Self {
-        match error {
-            HandleError::Domain(e) => Self::Domain(e),
-            HandleError::Store(e) => e.into(),
-            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
-            HandleError::Codec(e) => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
-            StoreError::InvalidInput(e) => {
-                Self::Domain(DomainError::invalid("request", e.to_string()))
-            }
-            StoreError::IdempotencyConflict { .. }
-            | StoreError::Database(_)
-            | StoreError::Migration(_)
-            | StoreError::CorruptRow(_)
-            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
-        }
-    }
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.to_string())
-    }
-}
-
-impl From<CarrierError> for AppError {
-    fn from(error: CarrierError) -> Self {
-        match error {
-            CarrierError::Refused(why) => Self::Domain(DomainError::Precondition(why)),
-            CarrierError::Unavailable(why) => Self::Unavailable(why),
-        }
-    }
-}
-
-pub type AppResult<T> = Result<T, AppError>;
+/// Why a use case failed: the shared error, its kind saying the gRPC code.
+pub type AppResult<T> = Result<T, Error>;
 
 pub fn shipment_stream(shipment_id: &str) -> AppResult<StreamId> {
     StreamId::parse(format!("shipment-{shipment_id}"))
@@ -195,7 +141,7 @@ impl Logistics {
         let handled = self.shipments.handle_in(tx, &stream, &command, ctx).await?;
         let state = handled
             .state
-            .ok_or_else(|| AppError::Internal("a created shipment has no state".into()))?;
+            .ok_or_else(|| Error::internal("a created shipment has no state"))?;
         if let Some(label) = &state.label {
             let issued = timestamp(state.label_issued_at.unwrap_or(ctx.now));
             let sql = "INSERT INTO tracking_numbers (carrier, tracking_number, shipment_id, issued_at) \
@@ -296,17 +242,17 @@ impl Logistics {
                 .bind(carrier)
                 .bind(tracking_number)
                 .fetch_all(pool)
-                .await?
+                .await.map_err(StoreError::from)?
                 .iter()
                 .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, sqlx::Error>>()?
+                .collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)?
         });
         let labelled: Vec<(String, DateTime<Utc>)> = rows
             .into_iter()
             .map(|(id, at)| {
                 DateTime::parse_from_rfc3339(&at)
                     .map(|t| (id, t.with_timezone(&Utc)))
-                    .map_err(|e| AppError::Internal(format!("tracking_numbers.issued_at: {e}")))
+                    .map_err(|e| Error::internal(format!("tracking_numbers.issued_at: {e}")))
             })
             .collect::<AppResult<_>>()?;
         resolve_tracking_number(&labelled, occurred_at)
@@ -345,7 +291,7 @@ impl Logistics {
         let sql = "SELECT shipment_id FROM shipments WHERE repair_order_id = $1 \
                    ORDER BY created_at, shipment_id";
         let ids: Vec<String> = on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql).bind(order_id).fetch_all(pool).await?
+            sqlx::query_scalar(sql).bind(order_id).fetch_all(pool).await.map_err(StoreError::from)?
         });
         let mut views = Vec::with_capacity(ids.len());
         for id in ids {
@@ -409,7 +355,7 @@ impl Logistics {
         let sql = "SELECT shipment_id FROM shipments \
                    WHERE active = 1 AND stalled = 0 AND last_activity_at < $1";
         let ids: Vec<String> = on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql).bind(cutoff).fetch_all(pool).await?
+            sqlx::query_scalar(sql).bind(cutoff).fetch_all(pool).await.map_err(StoreError::from)?
         });
         let mut raised = 0;
         for id in ids {
@@ -420,7 +366,8 @@ impl Logistics {
             match self.run(&id, &command, ctx).await {
                 Ok((_, true)) => raised += 1,
                 // Heard of since the read model was written, or already raised.
-                Ok((_, false)) | Err(AppError::Domain(DomainError::Precondition(_))) => {}
+                Ok((_, false)) => {}
+                Err(e) if e.kind() == ErrorKind::FailedPrecondition => {}
                 Err(e) => return Err(e),
             }
         }
@@ -439,7 +386,7 @@ impl Logistics {
     ) -> AppResult<usize> {
         let sql = "SELECT shipment_id FROM shipments WHERE active = 1 AND carrier = $1";
         let ids: Vec<String> = on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql).bind(sandbox::NAME).fetch_all(pool).await?
+            sqlx::query_scalar(sql).bind(sandbox::NAME).fetch_all(pool).await.map_err(StoreError::from)?
         });
         for id in &ids {
             let view = self.shipment(id).await?;

@@ -16,7 +16,7 @@ use aftersales_proto::repair as rpb;
 use uuid::Uuid;
 
 use crate::api::address_from_proto;
-use crate::app::{AppError, Logistics, NewShipment, PHONE_PARCEL, order_stream, shipment_stream};
+use crate::app::{Logistics, NewShipment, PHONE_PARCEL, order_stream, shipment_stream};
 use crate::domain::DomainError;
 use crate::domain::custody::{Command as OrderCommand, MailIn};
 use crate::domain::shipment::{Command as ShipmentCommand, Direction, Purpose};
@@ -73,7 +73,12 @@ impl RepairReactions {
     ) -> Result<(), HandlerError> {
         self.app
             .orders()
-            .handle_in(tx, &order_stream(order_id).map_err(failed)?, command, ctx)
+            .handle_in(
+                tx,
+                &order_stream(order_id).map_err(HandlerError::from)?,
+                command,
+                ctx,
+            )
             .await?;
         Ok(())
     }
@@ -103,7 +108,7 @@ impl RepairReactions {
                 self.app
                     .create_shipment_in(tx, &shipment_id, new, &self.context(event, b"inbound"))
                     .await
-                    .map_err(failed)?;
+                    .map_err(HandlerError::from)?;
                 OrderCommand::Opened {
                     center_id: None,
                     mail_in: Some(MailIn {
@@ -138,7 +143,11 @@ impl RepairReactions {
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
         let ready: rpb::ReadyForReturn = event.proto().map_err(HandlerError::permanent)?;
-        let order = self.app.order(&ready.order_id).await.map_err(failed)?;
+        let order = self
+            .app
+            .order(&ready.order_id)
+            .await
+            .map_err(HandlerError::from)?;
         if !order.known {
             return Err(HandlerError::transient(format!(
                 "order {} is not known here yet",
@@ -160,7 +169,7 @@ impl RepairReactions {
         self.app
             .create_shipment_in(tx, &shipment_id, new, &self.context(event, b"outbound"))
             .await
-            .map_err(failed)?;
+            .map_err(HandlerError::from)?;
         self.on_order(
             tx,
             &ready.order_id,
@@ -176,14 +185,18 @@ impl RepairReactions {
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
         let cancelled: rpb::RepairCancelled = event.proto().map_err(HandlerError::permanent)?;
-        let order = self.app.order(&cancelled.order_id).await.map_err(failed)?;
+        let order = self
+            .app
+            .order(&cancelled.order_id)
+            .await
+            .map_err(HandlerError::from)?;
         let Some(mail_in) = order.mail_in else {
             return Ok(());
         };
         let command = ShipmentCommand::Cancel {
             reason: format!("repair order cancelled: {}", cancelled.reason),
         };
-        let stream = shipment_stream(&mail_in.inbound_shipment_id).map_err(failed)?;
+        let stream = shipment_stream(&mail_in.inbound_shipment_id).map_err(HandlerError::from)?;
         let ctx = self.context(event, b"cancel");
         match self
             .app
@@ -214,23 +227,19 @@ impl RepairReactions {
             let e: rpb::DeviceCollected = event.proto().map_err(HandlerError::permanent)?;
             (e.order_id, OrderCommand::Collected { at })
         };
-        if !self.app.order(&order_id).await.map_err(failed)?.known {
+        if !self
+            .app
+            .order(&order_id)
+            .await
+            .map_err(HandlerError::from)?
+            .known
+        {
             return Err(HandlerError::transient(format!(
                 "order {order_id} is not known here yet"
             )));
         }
         self.on_order(tx, &order_id, &command, &self.context(event, b"order"))
             .await
-    }
-}
-
-/// A use case's failure as a consumer sees it: refusals are final, the rest
-/// worth retrying.
-fn failed(error: AppError) -> HandlerError {
-    match error {
-        AppError::Domain(e) => HandlerError::permanent(e),
-        AppError::Conflict(why) => HandlerError::Conflict(why),
-        AppError::Unavailable(why) | AppError::Internal(why) => HandlerError::transient(why),
     }
 }
 

@@ -31,8 +31,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::app::{AppError, Logistics};
-use crate::domain::DomainError;
+use aftersales_core::ErrorKind;
+
+use crate::app::Logistics;
 use crate::domain::tracking::{Scan, Status};
 
 pub const SIGNATURE_HEADER: &str = "x-aftersales-signature";
@@ -199,18 +200,21 @@ async fn receive(
                 "status": outcome.status.map(Status::as_str),
             }),
         ),
-        Err(AppError::Domain(DomainError::Invalid { field, reason })) => {
-            error(StatusCode::BAD_REQUEST, format!("{field}: {reason}"))
-        }
-        Err(AppError::Domain(DomainError::NotFound(what))) => {
-            error(StatusCode::NOT_FOUND, format!("{what} not found"))
-        }
-        Err(AppError::Domain(e)) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(AppError::Conflict(why)) => error(StatusCode::CONFLICT, format!("{why}; retry")),
-        Err(AppError::Unavailable(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
-        Err(AppError::Internal(detail)) => {
-            tracing::error!(%detail, "webhook scan failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "try again later")
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::AlreadyExists | ErrorKind::FailedPrecondition => StatusCode::CONFLICT,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+                ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+                ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+                ErrorKind::Unavailable | ErrorKind::Internal => {
+                    tracing::error!(error = %e.chain(), "webhook scan failed");
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+                }
+            };
+            error(code, e.message().to_owned())
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Errors of the messaging layer.
 
+use aftersales_core::Retry;
 use aftersales_eventstore::{HandleError, StoreError};
 
 /// A setting that cannot work, named so the operator can fix it.
@@ -71,31 +72,49 @@ impl HandlerError {
     }
 }
 
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::InvalidInput(_) | StoreError::IdempotencyConflict { .. } => {
-                Self::Permanent(error.to_string())
-            }
-            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
-            StoreError::Database(_)
-            | StoreError::Migration(_)
-            | StoreError::CorruptRow(_)
-            | StoreError::UnsupportedUrl(_) => Self::Transient(error.to_string()),
+/// The retry decision comes from the one table ([`aftersales_core::ErrorKind::retry`]).
+impl From<aftersales_core::Error> for HandlerError {
+    fn from(error: aftersales_core::Error) -> Self {
+        let text = error.chain();
+        match error.kind().retry() {
+            Retry::Never => Self::Permanent(text),
+            Retry::Later => Self::Transient(text),
+            Retry::AtOnce => Self::Conflict(text),
         }
     }
 }
 
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        aftersales_core::Error::from(error).into()
+    }
+}
+
 /// A command a reaction ran was refused or failed.
-impl<E: std::error::Error + 'static> From<HandleError<E>> for HandlerError {
+impl<E> From<HandleError<E>> for HandlerError
+where
+    E: std::error::Error + Into<aftersales_core::Error> + 'static,
+{
     fn from(error: HandleError<E>) -> Self {
-        match error {
-            // The domain said no; it will say so again. A reaction that expects a
-            // refusal handles it before it gets here.
-            HandleError::Domain(e) => Self::Permanent(e.to_string()),
-            HandleError::Codec(e) => Self::Permanent(e.to_string()),
-            HandleError::Store(e) => e.into(),
-            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
-        }
+        aftersales_core::Error::from(error).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_retry_by_the_table() {
+        use aftersales_core::Error;
+        assert!(HandlerError::from(Error::invalid("payload", "not protobuf")).is_permanent());
+        assert!(matches!(
+            HandlerError::from(Error::unavailable("warranty down")),
+            HandlerError::Transient(_)
+        ));
+        assert!(matches!(
+            HandlerError::from(Error::conflict("lost a race")),
+            HandlerError::Conflict(_)
+        ));
     }
 }

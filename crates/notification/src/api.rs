@@ -11,8 +11,9 @@ use aftersales_runtime::request::{command_context, timestamp_to_proto};
 use chrono::NaiveTime;
 use tonic::{Request, Response, Status};
 
-use crate::app::{AppError, InboxItem, Notifications};
-use crate::domain::DomainError;
+use aftersales_runtime::errors::{invalid, status};
+
+use crate::app::{InboxItem, Notifications};
 use crate::domain::catalog::Topic;
 use crate::domain::notification::{NotificationState, Outcome};
 use crate::domain::preferences::{Channel, Preferences, QuietHours};
@@ -34,31 +35,6 @@ impl NotificationApi {
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         command_context(request.metadata(), &self.region)
     }
-}
-
-pub fn status(error: AppError) -> Status {
-    match error {
-        AppError::Domain(DomainError::Invalid { field, reason }) => {
-            Status::invalid_argument(format!("{field}: {reason}"))
-        }
-        AppError::Domain(DomainError::NotFound(what)) => {
-            Status::not_found(format!("{what} not found"))
-        }
-        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
-        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
-        AppError::Template(e) => {
-            tracing::error!(error = %e, "a template does not render");
-            Status::internal("internal error")
-        }
-        AppError::Internal(detail) => {
-            tracing::error!(%detail, "notification request failed");
-            Status::internal("internal error")
-        }
-    }
-}
-
-fn invalid(field: &str, reason: &str) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
 }
 
 fn customer(value: &str) -> Result<&str, Status> {

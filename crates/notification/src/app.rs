@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, StoreError,
     StoreTransaction, StreamId, on_read_pool,
@@ -23,56 +24,21 @@ use crate::domain::preferences::{self, CustomerPreferences, Preferences};
 use crate::domain::reminder::{self, Reminder, ReminderState};
 use crate::mask;
 use crate::projections::timestamp;
-use crate::templates::{TemplateError, Templates};
+use crate::templates::Templates;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// ABORTED: another command changed the stream first.
-    #[error("{0}")]
-    Conflict(String),
-    /// A template that does not render: a defect, never a blank message.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error("internal error")]
-    Internal(String),
+/// Why a use case failed: the shared error, its kind saying the gRPC code.
+pub type AppResult<T> = Result<T, Error>;
+
+/// A refusal or a lost race: the stream moved on, so there is nothing left to do.
+fn settled_elsewhere(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::InvalidArgument
+            | ErrorKind::NotFound
+            | ErrorKind::FailedPrecondition
+            | ErrorKind::Conflict
+    )
 }
-
-impl From<HandleError<DomainError>> for AppError {
-    fn from(error: HandleError<DomainError>) -> Self {
-        match error {
-            HandleError::Domain(e) => Self::Domain(e),
-            HandleError::Store(e) => e.into(),
-            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
-            HandleError::Codec(e) => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
-            StoreError::InvalidInput(e) => {
-                Self::Domain(DomainError::invalid("request", e.to_string()))
-            }
-            StoreError::IdempotencyConflict { .. }
-            | StoreError::Database(_)
-            | StoreError::Migration(_)
-            | StoreError::CorruptRow(_)
-            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
-        }
-    }
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Internal(error.to_string())
-    }
-}
-
-pub type AppResult<T> = Result<T, AppError>;
 
 fn stream(prefix: &str, id: &str, field: &'static str) -> AppResult<StreamId> {
     StreamId::parse(format!("{prefix}-{id}"))
@@ -271,12 +237,12 @@ impl Notifications {
         let sql = "SELECT reminder_id FROM reminders WHERE status = 'pending' AND due_at <= $1 \
                    ORDER BY due_at LIMIT 100";
         let due: Vec<String> = on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql).bind(timestamp(ctx.now)).fetch_all(pool).await?
+            sqlx::query_scalar(sql).bind(timestamp(ctx.now)).fetch_all(pool).await.map_err(StoreError::from)?
         });
         let mut fired = 0;
         for reminder_id in due {
-            let id = StreamId::parse(reminder_id.clone())
-                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let id =
+                StreamId::parse(reminder_id.clone()).map_err(|e| Error::internal(e.to_string()))?;
             let mut tx = self.store.begin().await?;
             let handled = match self
                 .reminders
@@ -378,7 +344,7 @@ impl Notifications {
             )
             .bind(now.clone())
             .fetch_all(pool)
-            .await?
+            .await.map_err(StoreError::from)?
         });
         for id in expired {
             match self
@@ -390,7 +356,8 @@ impl Notifications {
                     status = state.status.as_str(),
                     "an attempt was interrupted"
                 ),
-                Ok(_) | Err(AppError::Domain(_) | AppError::Conflict(_)) => {}
+                Ok(_) => {}
+                Err(e) if settled_elsewhere(&e) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -402,10 +369,10 @@ impl Notifications {
             )
             .bind(now)
             .fetch_all(pool)
-            .await?
+            .await.map_err(StoreError::from)?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, sqlx::Error>>()?
+            .collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)?
         });
         // Email goes one at a time: an email cut off by a crash is never sent
         // again (SMTP cannot deduplicate), so at most one is ever in doubt. SMS
@@ -445,7 +412,8 @@ impl Notifications {
                 let number = state.attempts.last().map_or(1, |a| a.number);
                 (state, number)
             }
-            Ok((_, false)) | Err(AppError::Domain(_) | AppError::Conflict(_)) => return Ok(false),
+            Ok((_, false)) => return Ok(false),
+            Err(e) if settled_elsewhere(&e) => return Ok(false),
             Err(e) => return Err(e),
         };
         let m = &state.message;
@@ -522,11 +490,11 @@ impl Notifications {
                 .bind(before_seq.unwrap_or(i64::MAX))
                 .bind(i64::from(limit))
                 .fetch_all(pool)
-                .await?
+                .await.map_err(StoreError::from)?
                 .iter()
                 .map(InboxItem::from_row)
-                .collect::<Result<_, sqlx::Error>>()?;
-            let unread = sqlx::query_scalar(unread_sql).bind(customer_id).fetch_one(pool).await?;
+                .collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)?;
+            let unread = sqlx::query_scalar(unread_sql).bind(customer_id).fetch_one(pool).await.map_err(StoreError::from)?;
             (rows, unread)
         });
         Ok((rows, u32::try_from(unread).unwrap_or(u32::MAX)))
@@ -546,10 +514,10 @@ impl Notifications {
                 .bind(customer_id)
                 .bind(after_seq)
                 .fetch_all(pool)
-                .await?
+                .await.map_err(StoreError::from)?
                 .iter()
                 .map(InboxItem::from_row)
-                .collect::<Result<_, sqlx::Error>>()?
+                .collect::<Result<_, sqlx::Error>>().map_err(StoreError::from)?
         }))
     }
 
@@ -557,7 +525,7 @@ impl Notifications {
     pub async fn inbox_head(&self, customer_id: &str) -> AppResult<i64> {
         let sql = "SELECT COALESCE(MAX(seq), 0) FROM notifications WHERE customer_id = $1 AND channel = 'in_app'";
         Ok(on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql).bind(customer_id).fetch_one(pool).await?
+            sqlx::query_scalar(sql).bind(customer_id).fetch_one(pool).await.map_err(StoreError::from)?
         }))
     }
 }

@@ -21,7 +21,7 @@ use aftersales_proto::warranty as wpb;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::app::{AppError, Notifications};
+use crate::app::Notifications;
 use crate::domain::catalog::Kind;
 use crate::domain::facts::OrderFacts;
 use crate::domain::reminder;
@@ -151,17 +151,6 @@ fn date(t: Option<&prost_types::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
-fn failed(error: AppError) -> HandlerError {
-    match error {
-        // A template that does not render, or a refused command, will not
-        // change by retrying: to the dead letters, loudly.
-        AppError::Domain(e) => HandlerError::permanent(e),
-        AppError::Template(e) => HandlerError::permanent(e),
-        AppError::Conflict(why) => HandlerError::Conflict(why),
-        AppError::Internal(why) => HandlerError::transient(why),
-    }
-}
-
 fn decode<M: prost::Message + Default>(event: &InboundEvent) -> Result<M, HandlerError> {
     event.proto().map_err(HandlerError::permanent)
 }
@@ -208,7 +197,7 @@ impl NotificationReactions {
                 &self.context(event, b"notify"),
             )
             .await
-            .map_err(failed)?;
+            .map_err(HandlerError::from)?;
         Ok(())
     }
 
@@ -223,7 +212,7 @@ impl NotificationReactions {
         self.app
             .remind_in(tx, reminder_id, command, &ctx)
             .await
-            .map_err(failed)
+            .map_err(HandlerError::from)
     }
 
     async fn cancel(
@@ -244,7 +233,7 @@ impl NotificationReactions {
         self.app
             .order(order_id)
             .await
-            .map_err(failed)?
+            .map_err(HandlerError::from)?
             .ok_or_else(|| {
                 HandlerError::transient(format!("order {order_id} is not known here yet"))
             })
@@ -272,7 +261,7 @@ impl NotificationReactions {
                     &self.context(event, b"order"),
                 )
                 .await
-                .map_err(failed)?;
+                .map_err(HandlerError::from)?;
             let channel = if walk_in { "walk_in" } else { "mail_in" };
             return self
                 .notify(
@@ -476,7 +465,7 @@ impl NotificationReactions {
                         .app
                         .reminder(&format!("reminder-warranty-{key}"))
                         .await
-                        .map_err(failed)?
+                        .map_err(HandlerError::from)?
                         .and_then(|r| r.variables.get("model").cloned()),
                     None => None,
                 }

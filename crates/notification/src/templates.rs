@@ -32,6 +32,13 @@ pub enum TemplateError {
     },
 }
 
+/// A template that does not render is a defect, never a blank message.
+impl From<TemplateError> for aftersales_core::Error {
+    fn from(error: TemplateError) -> Self {
+        Self::internal("rendering a message").with_source(error)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     /// The language used: the customer's, or the fallback.

@@ -9,13 +9,16 @@ use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{AppError, Repairs, device_name};
+use aftersales_core::Error;
+use aftersales_runtime::errors::{invalid, status};
+
+use crate::app::{Repairs, device_name};
+use crate::domain::Money;
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
     Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement, Quote,
     QuoteLine, Stage,
 };
-use crate::domain::{DomainError, Money};
 
 #[derive(Debug, Clone)]
 pub struct RepairApi {
@@ -46,33 +49,6 @@ impl RepairApi {
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         aftersales_runtime::request::command_context(request.metadata(), &self.region)
     }
-}
-
-fn status(error: AppError) -> Status {
-    match error {
-        AppError::Domain(DomainError::Invalid { field, reason }) => {
-            Status::invalid_argument(format!("{field}: {reason}"))
-        }
-        AppError::Domain(DomainError::NotFound(what)) => {
-            Status::not_found(format!("{what} not found"))
-        }
-        AppError::Domain(e @ DomainError::WrongState { .. }) => {
-            Status::failed_precondition(e.to_string())
-        }
-        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
-        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
-        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
-        AppError::Unavailable(why) => Status::unavailable(why),
-        AppError::Full(why) => Status::resource_exhausted(why),
-        AppError::Internal(detail) => {
-            tracing::error!(%detail, "repair request failed");
-            Status::internal("internal error")
-        }
-    }
-}
-
-fn invalid(field: &str, reason: &str) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
 }
 
 fn order_id(id: &str) -> Result<&str, Status> {
@@ -276,7 +252,7 @@ fn summary(row: &crate::projections::OrderRow) -> pb::RepairSummary {
 
 type Answer = Result<Response<pb::RepairOrder>, Status>;
 
-fn answer(result: Result<(OrderState, u64), AppError>) -> Answer {
+fn answer(result: Result<(OrderState, u64), Error>) -> Answer {
     let (order, version) = result.map_err(status)?;
     Ok(Response::new(order_to_proto(&order, version)))
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use aftersales_core::Error;
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, ExpectedVersion, HandleError,
-    Metadata, NewEvent, StoreError, StreamId, read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, ExpectedVersion, Metadata,
+    NewEvent, StreamId, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -19,51 +20,8 @@ use crate::domain::centers::{self, GeoPoint, ServiceCenter};
 use crate::domain::order::{Command, Coverage, OrderState, RepairOrder};
 use crate::projections::{self, OrderRow};
 
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// ABORTED: another command changed the order first.
-    #[error("{0}")]
-    Conflict(String),
-    /// RESOURCE_EXHAUSTED: the center is full that day.
-    #[error("{0}")]
-    Full(String),
-    /// UNAVAILABLE: warranty could not be asked where its answer is required.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<HandleError<DomainError>> for AppError {
-    fn from(error: HandleError<DomainError>) -> Self {
-        match error {
-            HandleError::Domain(e) => Self::Domain(e),
-            HandleError::Store(e) => e.into(),
-            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
-            HandleError::Codec(e) => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
-            StoreError::InvalidInput(e) => {
-                Self::Domain(DomainError::invalid("request", e.to_string()))
-            }
-            StoreError::IdempotencyConflict { .. }
-            | StoreError::Database(_)
-            | StoreError::Migration(_)
-            | StoreError::CorruptRow(_)
-            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
-        }
-    }
-}
-
-pub type AppResult<T> = Result<T, AppError>;
+/// Why a use case failed: the shared error, its kind saying the gRPC code.
+pub type AppResult<T> = Result<T, Error>;
 
 const CENTER_EVENT: &str = "ServiceCenterUpserted";
 
@@ -99,7 +57,7 @@ fn device_id(name: &str) -> AppResult<DeviceId> {
     } else if let Some(serial) = name.strip_prefix("serial:") {
         Kind::Serial(serial.to_owned())
     } else {
-        return Err(AppError::Internal(format!("device {name:?} in an order")));
+        return Err(Error::internal(format!("device {name:?} in an order")));
     };
     Ok(DeviceId { kind: Some(kind) })
 }
@@ -117,13 +75,13 @@ impl Repairs {
         radius_km: f64,
     ) -> AppResult<Self> {
         let mut known: BTreeMap<String, ServiceCenter> = centers::builtin()
-            .map_err(|e| AppError::Internal(format!("centers.toml: {e}")))?
+            .map_err(|e| Error::internal(format!("centers.toml: {e}")))?
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
         for event in read_whole_stream(&store, &centers_stream()).await? {
             let center: ServiceCenter = serde_json::from_slice(&event.payload)
-                .map_err(|e| AppError::Internal(format!("stored center: {e}")))?;
+                .map_err(|e| Error::internal(format!("stored center: {e}")))?;
             known.insert(center.id.clone(), center);
         }
         Ok(Self {
@@ -211,7 +169,7 @@ impl Repairs {
             ..
         } = &mut command
         else {
-            return Err(AppError::Internal("open takes an Open command".into()));
+            return Err(Error::internal("open takes an Open command"));
         };
         if let crate::domain::order::Channel::WalkIn { center_id } = channel
             && !center_id.trim().is_empty()
@@ -223,7 +181,7 @@ impl Repairs {
                 let next = center
                     .next_available(today, &booked)
                     .map_or_else(|| "none within a year".to_owned(), |d| d.to_string());
-                return Err(AppError::Full(format!(
+                return Err(Error::exhausted(format!(
                     "{} takes no more walk-in repairs today; next available: {next}",
                     center.id
                 )));
@@ -259,7 +217,7 @@ impl Repairs {
             .ask_warranty(&device_id(&order.device)?, fault)
             .await
             .ok_or_else(|| {
-                AppError::Unavailable("warranty cannot be reached; diagnose again shortly".into())
+                Error::unavailable("warranty cannot be reached; diagnose again shortly")
             })?;
         let command = Command::Diagnose {
             fault: fault_name.to_owned(),
@@ -283,12 +241,12 @@ impl Repairs {
         };
         // Refuse an illegal start before telling warranty anything.
         <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
-            .map_err(AppError::Domain)?;
+            .map_err(Error::from)?;
         if order.coverage.is_covered() {
             let mut client = self
                 .warranty
                 .clone()
-                .ok_or_else(|| AppError::Unavailable("no warranty service configured".into()))?;
+                .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
             let fault = order
                 .fault
                 .as_deref()
@@ -302,11 +260,9 @@ impl Repairs {
             };
             tokio::time::timeout(Duration::from_secs(2), client.record_claim(claim))
                 .await
-                .map_err(|_| {
-                    AppError::Unavailable("warranty did not record the claim in time".into())
-                })?
+                .map_err(|_| Error::unavailable("warranty did not record the claim in time"))?
                 .map_err(|s| {
-                    AppError::Unavailable(format!(
+                    Error::unavailable(format!(
                         "warranty did not record the claim: {}",
                         s.message()
                     ))
@@ -430,7 +386,7 @@ impl Repairs {
             event_id: uuid::Uuid::now_v7(),
             event_type: CENTER_EVENT.into(),
             schema_version: 1,
-            payload: serde_json::to_vec(&center).map_err(|e| AppError::Internal(e.to_string()))?,
+            payload: serde_json::to_vec(&center).map_err(|e| Error::internal(e.to_string()))?,
             metadata: Metadata {
                 correlation_id: ctx.correlation_id,
                 causation_id: ctx.causation_id,

@@ -62,8 +62,8 @@ pub enum StartError {
     Store(#[from] aftersales_eventstore::StoreError),
     #[error("{0}")]
     Config(String),
-    #[error(transparent)]
-    App(#[from] crate::app::AppError),
+    #[error("{}", .0.chain())]
+    App(#[from] aftersales_core::Error),
     #[error(transparent)]
     Serve(#[from] aftersales_runtime::grpc::ServeError),
     #[error("NATS: {0}")]

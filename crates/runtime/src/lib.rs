@@ -1,5 +1,6 @@
 //! What every service binary shares.
 //!
+//! - [`errors`]: a use case's error as a gRPC status, through the one table.
 //! - [`grpc`]: a gRPC server with the health service and server reflection, that
 //!   reports NOT_SERVING and drains in-flight calls before it stops.
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
@@ -8,6 +9,7 @@
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
 
+pub mod errors;
 pub mod grpc;
 pub mod metrics;
 pub mod request;

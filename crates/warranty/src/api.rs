@@ -9,11 +9,12 @@ use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
 
-use crate::app::{AppError, Registration, Warranty, describe_break};
+use crate::app::{Registration, Warranty, describe_break};
 use crate::domain::coverage::{Decision, Remedy};
 use crate::domain::device::DeviceState;
-use crate::domain::{AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel};
+use crate::domain::{AccessoryKind, DeviceKey, FaultCategory, SalesChannel};
 use crate::projections::DeviceRow;
+use aftersales_runtime::errors::{invalid, status};
 
 /// The gRPC face of [`Warranty`].
 #[derive(Debug, Clone)]
@@ -34,28 +35,6 @@ impl WarrantyApi {
     fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         aftersales_runtime::request::command_context(request.metadata(), &self.region)
     }
-}
-
-fn status(error: AppError) -> Status {
-    match error {
-        AppError::Domain(DomainError::Invalid { field, reason }) => {
-            Status::invalid_argument(format!("{field}: {reason}"))
-        }
-        AppError::Domain(DomainError::NotFound(what)) => {
-            Status::not_found(format!("{what} not found"))
-        }
-        AppError::Domain(DomainError::AlreadyExists(what)) => Status::already_exists(what),
-        AppError::Domain(DomainError::Precondition(why)) => Status::failed_precondition(why),
-        AppError::Conflict(why) => Status::aborted(format!("{why}; retry")),
-        AppError::Internal(detail) => {
-            tracing::error!(%detail, "warranty request failed");
-            Status::internal("internal error")
-        }
-    }
-}
-
-fn invalid(field: &str, reason: &str) -> Status {
-    Status::invalid_argument(format!("{field}: {reason}"))
 }
 
 fn device_key(id: Option<&DeviceId>) -> Result<DeviceKey, Status> {
@@ -313,7 +292,7 @@ impl WarrantyApi {
             .store()
             .stream_head(
                 &aftersales_eventstore::StreamId::parse(state.key.stream_name())
-                    .map_err(|e| invalid("device_id", &e.to_string()))?,
+                    .map_err(|e| invalid("device_id", e.to_string()))?,
             )
             .await
             .map_err(|e| status(e.into()))?

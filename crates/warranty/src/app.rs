@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use aftersales_core::Error;
 use aftersales_eventstore::{
-    AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, HandleError,
-    RecordedEvent, StateCache, StoreError, StreamHead, StreamId, VerifyReport, read_whole_stream,
+    AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RecordedEvent,
+    StateCache, StreamHead, StreamId, VerifyReport, read_whole_stream,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -16,50 +17,8 @@ use crate::domain::{
 };
 use crate::projections::{self, DeviceRow};
 
-/// Why a use case failed. Maps one to one onto gRPC codes.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// Another command changed the device first (ABORTED: retry).
-    #[error("{0}")]
-    Conflict(String),
-    /// Storage failed; details are logged, not returned.
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<HandleError<DomainError>> for AppError {
-    fn from(error: HandleError<DomainError>) -> Self {
-        match error {
-            HandleError::Domain(e) => Self::Domain(e),
-            HandleError::Store(e) => e.into(),
-            e @ HandleError::Contention { .. } => Self::Conflict(e.to_string()),
-            HandleError::Codec(e) => Self::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::WrongExpectedVersion { .. } => Self::Conflict(error.to_string()),
-            StoreError::InvalidInput(e) => Self::Domain(DomainError::Invalid {
-                field: "request",
-                reason: e.to_string(),
-            }),
-            StoreError::IdempotencyConflict { .. } => Self::Domain(DomainError::AlreadyExists(
-                "this command id was used for another command".into(),
-            )),
-            StoreError::Database(_)
-            | StoreError::Migration(_)
-            | StoreError::CorruptRow(_)
-            | StoreError::UnsupportedUrl(_) => Self::Internal(error.to_string()),
-        }
-    }
-}
-
-pub type AppResult<T> = Result<T, AppError>;
+/// Why a use case failed: the shared error, its kind saying the gRPC code.
+pub type AppResult<T> = Result<T, Error>;
 
 /// What registering a device needs.
 #[derive(Debug, Clone)]

@@ -21,6 +21,17 @@ pub enum CarrierError {
     Unavailable(String),
 }
 
+impl From<CarrierError> for aftersales_core::Error {
+    fn from(error: CarrierError) -> Self {
+        match error {
+            CarrierError::Refused(why) => Self::precondition(format!("the carrier refused: {why}")),
+            CarrierError::Unavailable(why) => {
+                Self::unavailable(format!("the carrier is unavailable: {why}"))
+            }
+        }
+    }
+}
+
 pub type CarrierFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CarrierError>> + Send + 'a>>;
 
 /// One carrier's API.

@@ -34,6 +34,17 @@ impl DomainError {
     }
 }
 
+impl From<DomainError> for aftersales_core::Error {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, reason } => Self::invalid(field, reason),
+            DomainError::NotFound(what) => Self::not_found(what),
+            DomainError::Precondition(why) => Self::precondition(why),
+            DomainError::AlreadyExists(what) => Self::already_exists(what),
+        }
+    }
+}
+
 /// Printable text of at most `max` bytes; empty allowed only when `required` is false.
 pub(crate) fn text(
     field: &'static str,

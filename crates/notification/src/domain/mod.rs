@@ -33,6 +33,16 @@ pub enum DomainError {
     Precondition(String),
 }
 
+impl From<DomainError> for aftersales_core::Error {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, reason } => Self::invalid(field, reason),
+            DomainError::NotFound(what) => Self::not_found(what),
+            DomainError::Precondition(why) => Self::precondition(why),
+        }
+    }
+}
+
 impl DomainError {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid {

@@ -35,3 +35,15 @@ impl DomainError {
         }
     }
 }
+
+impl From<DomainError> for aftersales_core::Error {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, reason } => Self::invalid(field, reason),
+            DomainError::NotFound(what) => Self::not_found(what),
+            e @ DomainError::WrongState { .. } => Self::precondition(e.to_string()),
+            DomainError::Precondition(why) => Self::precondition(why),
+            DomainError::AlreadyExists(what) => Self::already_exists(what),
+        }
+    }
+}

@@ -137,3 +137,14 @@ pub fn add_days(date: chrono::NaiveDate, days: u32) -> chrono::NaiveDate {
     date.checked_add_days(chrono::Days::new(u64::from(days)))
         .unwrap_or(chrono::NaiveDate::MAX)
 }
+
+impl From<DomainError> for aftersales_core::Error {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, reason } => Self::invalid(field, reason),
+            DomainError::NotFound(what) => Self::not_found(what),
+            DomainError::AlreadyExists(what) => Self::already_exists(what),
+            DomainError::Precondition(why) => Self::precondition(why),
+        }
+    }
+}
