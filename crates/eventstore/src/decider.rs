@@ -5,6 +5,7 @@
 //! no clock (time comes in the command), so domain tests need no database.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -49,9 +50,19 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync {
     fn event_type(&self) -> &'static str;
 
     /// The current schema version of this event's type. Older stored versions are
-    /// brought up to date by [`Upcasters`] before decoding.
+    /// brought up to date by [`DomainEvent::upcasters`] before decoding.
     fn schema_version(&self) -> u32 {
         1
+    }
+
+    /// How stored events of older schema versions become this type. Every reader
+    /// (the command handler, projections, the relay's translation, reactions) decodes
+    /// through [`crate::RecordedEvent::decode`], which applies them.
+    fn upcasters() -> &'static Upcasters
+    where
+        Self: Sized,
+    {
+        Upcasters::none()
     }
 }
 
@@ -97,6 +108,12 @@ impl std::fmt::Debug for Upcasters {
 impl Upcasters {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No steps: every stored version decodes as it is.
+    pub fn none() -> &'static Self {
+        static NONE: LazyLock<Upcasters> = LazyLock::new(Upcasters::new);
+        &NONE
     }
 
     /// Registers the step that turns `event_type` at version `from` into `from + 1`.

@@ -25,9 +25,7 @@ impl InputError {
 
 /// Everything an event store operation can fail with.
 ///
-/// Maps to gRPC as: `InvalidInput` INVALID_ARGUMENT, `WrongExpectedVersion` ABORTED
-/// (retry with fresh state), `IdempotencyConflict` ALREADY_EXISTS, the rest
-/// UNAVAILABLE or INTERNAL.
+/// [`StoreError::kind`] says what each means to a caller.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Bad input; nothing was written.
@@ -45,6 +43,10 @@ pub enum StoreError {
     /// An event id is already stored with other content, or only part of a batch is.
     #[error("event {event_id} is already stored with different content")]
     IdempotencyConflict { event_id: Uuid },
+
+    /// An `x-command-id` already named another request, or another stream.
+    #[error("command id {command_id} was used for another request")]
+    CommandIdReused { command_id: Uuid },
 
     /// The database failed or could not be reached.
     #[error("database error")]
@@ -81,7 +83,9 @@ impl StoreError {
         match self {
             Self::InvalidInput(_) => ErrorKind::InvalidArgument,
             Self::WrongExpectedVersion { .. } => ErrorKind::Conflict,
-            Self::IdempotencyConflict { .. } => ErrorKind::AlreadyExists,
+            Self::IdempotencyConflict { .. } | Self::CommandIdReused { .. } => {
+                ErrorKind::AlreadyExists
+            }
             Self::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             ) => ErrorKind::Unavailable,
@@ -97,7 +101,7 @@ impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match &error {
             StoreError::InvalidInput(input) => Error::invalid(input.field, input.reason.clone()),
-            StoreError::IdempotencyConflict { .. } => {
+            StoreError::IdempotencyConflict { .. } | StoreError::CommandIdReused { .. } => {
                 Error::already_exists("this x-command-id was used for another request")
                     .with_source(error)
             }
@@ -111,6 +115,13 @@ impl From<StoreError> for Error {
                 Error::new(error.kind(), "event store").with_source(error)
             }
         }
+    }
+}
+
+/// A stored event today's code cannot read (even after upcasting).
+impl From<crate::CodecError> for StoreError {
+    fn from(error: crate::CodecError) -> Self {
+        Self::CorruptRow(error.to_string())
     }
 }
 

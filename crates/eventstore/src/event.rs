@@ -168,6 +168,14 @@ pub struct RecordedEvent {
     pub hash: [u8; 32],
 }
 
+impl RecordedEvent {
+    /// The event as today's code knows it: older schema versions are upcast first
+    /// ([`crate::DomainEvent::upcasters`]). The one way every reader decodes.
+    pub fn decode<E: crate::DomainEvent>(&self) -> Result<E, crate::CodecError> {
+        E::upcasters().decode(&self.event_type, self.schema_version, &self.payload)
+    }
+}
+
 /// The result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {

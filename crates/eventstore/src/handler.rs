@@ -2,12 +2,11 @@
 //! the expected version, and on a lost race try again with fresh state.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::decider::{CodecError, Decider, DomainEvent, Upcasters, encode};
+use crate::decider::{CodecError, Decider, DomainEvent, encode};
 use crate::error::StoreError;
 use crate::event::{ExpectedVersion, Metadata, NewEvent, Snapshot, StreamId};
 use crate::store::{EventStore, STREAM_PAGE};
@@ -27,9 +26,20 @@ pub struct CommandContext {
     pub region: String,
     /// The time the command is decided at; deciders never read a clock.
     pub now: DateTime<Utc>,
+    /// A digest of the request the command came from. With a `command_id`, the key
+    /// is bound to this request: a retry of it finds the earlier result, another
+    /// request under the same key is refused ([`StoreError::CommandIdReused`]).
+    pub request_fingerprint: Option<[u8; 32]>,
 }
 
 impl CommandContext {
+    /// The id of a `kind` of object this command creates: derived from the command id
+    /// when there is one, so a retried create makes the same object, not a second.
+    pub fn derived_id(&self, kind: &[u8]) -> Uuid {
+        self.command_id
+            .map_or_else(Uuid::now_v7, |id| Uuid::new_v5(&id, kind))
+    }
+
     /// The id of the `index`th event this command produces: derived from the command
     /// id when there is one, so a retried command reproduces it.
     fn event_id(&self, index: usize) -> Uuid {
@@ -129,7 +139,6 @@ where
 #[derive(Debug)]
 pub struct CommandHandler<D, S> {
     store: S,
-    upcasters: Arc<Upcasters>,
     max_attempts: u32,
     snapshot_every: Option<u64>,
     decider: PhantomData<fn() -> D>,
@@ -139,7 +148,6 @@ impl<D, S: Clone> Clone for CommandHandler<D, S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            upcasters: Arc::clone(&self.upcasters),
             max_attempts: self.max_attempts,
             snapshot_every: self.snapshot_every,
             decider: PhantomData,
@@ -151,16 +159,10 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
-            upcasters: Arc::new(Upcasters::new()),
             max_attempts: 5,
             snapshot_every: None,
             decider: PhantomData,
         }
-    }
-
-    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
-        self.upcasters = Arc::new(upcasters);
-        self
     }
 
     /// Attempts per command when other writers win the race (at least 1).
@@ -198,6 +200,12 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        if let (Some(command_id), Some(fingerprint)) = (ctx.command_id, &ctx.request_fingerprint) {
+            let mut tx = self.store.begin().await?;
+            tx.claim_command(command_id, fingerprint, stream, ctx.now)
+                .await?;
+            tx.commit().await?;
+        }
         if ctx.command_id.is_some()
             && let Some(first) = self.store.event_by_id(ctx.event_id(0)).await?
         {
@@ -280,6 +288,27 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        if let (Some(command_id), Some(fingerprint)) = (ctx.command_id, &ctx.request_fingerprint) {
+            tx.claim_command(command_id, fingerprint, stream, ctx.now)
+                .await?;
+        }
+        if ctx.command_id.is_some()
+            && let Some(first) = tx.event_by_id(ctx.event_id(0)).await?
+        {
+            if first.stream_id != *stream {
+                return Err(StoreError::IdempotencyConflict {
+                    event_id: first.event_id,
+                }
+                .into());
+            }
+            let loaded = self.load_in(tx, stream).await?;
+            return Ok(Handled {
+                state: loaded.state,
+                version: loaded.version,
+                events: Vec::new(),
+                duplicate: true,
+            });
+        }
         let loaded = self.load_in(tx, stream).await?;
         let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
         if events.is_empty() {
@@ -421,11 +450,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             if as_of.is_some_and(|t| recorded.metadata.recorded_at > t) {
                 return Ok(true);
             }
-            let event: D::Event = self.upcasters.decode(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.payload,
-            )?;
+            let event: D::Event = recorded.decode()?;
             let state = std::mem::replace(&mut loaded.state, D::initial_state());
             loaded.state = D::evolve(state, &event);
             loaded.version = recorded.stream_version;

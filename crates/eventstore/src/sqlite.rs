@@ -240,7 +240,7 @@ async fn insert_rows<'e>(
     append::positions_in_version_order(&returned)
 }
 
-async fn select_by_ids<'e>(
+pub(crate) async fn select_by_ids<'e>(
     db: impl SqliteExecutor<'e>,
     ids: &[Uuid],
 ) -> Result<Vec<RecordedEvent>, StoreError> {

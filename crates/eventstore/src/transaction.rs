@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use tokio::sync::Notify;
@@ -109,6 +112,73 @@ impl StoreTransaction {
                 sqlite::select_stream(&mut **tx, stream, from_version, limit).await
             }
         }
+    }
+
+    /// Records that `command_id` is used for the request with `fingerprint` (first
+    /// aimed at `stream`), or checks that an earlier use was the same request.
+    ///
+    /// The key is kept even when the command is then refused, so a key names one
+    /// request for good. [`StoreError::CommandIdReused`] when it named another.
+    pub async fn claim_command(
+        &mut self,
+        command_id: Uuid,
+        fingerprint: &[u8; 32],
+        stream: &StreamId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let stored: Vec<u8> = match &mut self.inner {
+            Inner::Postgres(tx) => {
+                sqlx::query(
+                    "INSERT INTO command_keys (command_id, fingerprint, stream_id, recorded_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (command_id) DO NOTHING",
+                )
+                .bind(command_id)
+                .bind(fingerprint.as_slice())
+                .bind(stream.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query_scalar("SELECT fingerprint FROM command_keys WHERE command_id = $1")
+                    .bind(command_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+            Inner::Sqlite(tx) => {
+                sqlx::query(
+                    "INSERT INTO command_keys (command_id, fingerprint, stream_id, recorded_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (command_id) DO NOTHING",
+                )
+                .bind(command_id)
+                .bind(fingerprint.as_slice())
+                .bind(stream.as_str())
+                .bind(now.timestamp_micros())
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query_scalar("SELECT fingerprint FROM command_keys WHERE command_id = ?1")
+                    .bind(command_id)
+                    .fetch_one(&mut **tx)
+                    .await?
+            }
+        };
+        // The stream explains a key; it is not compared, as one request may write
+        // several streams, and the same request always aims at the same ones.
+        if stored == fingerprint.as_slice() {
+            Ok(())
+        } else {
+            Err(StoreError::CommandIdReused { command_id })
+        }
+    }
+
+    /// The stored event with this id, as this transaction sees it.
+    pub async fn event_by_id(
+        &mut self,
+        event_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let mut found = match &mut self.inner {
+            Inner::Postgres(tx) => postgres::select_by_ids(&mut **tx, &[event_id]).await?,
+            Inner::Sqlite(tx) => sqlite::select_by_ids(&mut **tx, &[event_id]).await?,
+        };
+        Ok(found.pop())
     }
 
     /// Moves the named checkpoint, with everything else in this transaction.

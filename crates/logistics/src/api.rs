@@ -4,7 +4,7 @@ use aftersales_eventstore::CommandContext;
 use aftersales_proto::common::{Address as PbAddress, CountryCode};
 use aftersales_proto::logistics as pb;
 use aftersales_proto::logistics::logistics_service_server::LogisticsService;
-use aftersales_runtime::request::{command_context, timestamp_from_proto};
+use aftersales_runtime::request::timestamp_from_proto;
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
@@ -31,8 +31,8 @@ impl LogisticsApi {
         }
     }
 
-    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        command_context(request.metadata(), &self.region)
+    fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        aftersales_runtime::request::command_context_for(request, &self.region)
     }
 }
 

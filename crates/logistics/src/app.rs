@@ -11,7 +11,6 @@ use aftersales_eventstore::{
 };
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
-use uuid::Uuid;
 
 use crate::carrier::Carriers;
 use crate::carrier::sandbox::{self, SandboxCarrier};
@@ -170,10 +169,7 @@ impl Logistics {
         new: NewShipment,
         ctx: &CommandContext,
     ) -> AppResult<ShipmentView> {
-        let shipment_id = ctx
-            .command_id
-            .map_or_else(Uuid::now_v7, |id| Uuid::new_v5(&id, b"shipment"))
-            .to_string();
+        let shipment_id = ctx.derived_id(b"shipment").to_string();
         let mut tx = self.store.begin().await?;
         let view = self
             .create_shipment_in(&mut tx, &shipment_id, new, ctx)

@@ -49,7 +49,7 @@ impl Translate for LogisticsEvents {
         if !event.stream_id.as_str().starts_with("shipment-") {
             return Ok(None);
         }
-        let domain: Event = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let domain: Event = event.decode().map_err(|e| e.to_string())?;
         let (name, payload) = match domain {
             Event::ShipmentCreated(info) => {
                 let c = Common::of(ParcelRef {

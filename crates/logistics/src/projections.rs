@@ -61,9 +61,7 @@ impl Projection for ShipmentDirectory {
             .await?;
         let mut events = Vec::with_capacity(recorded.len());
         for r in &recorded {
-            events.push(serde_json::from_slice::<Event>(&r.payload).map_err(|e| {
-                StoreError::CorruptRow(format!("{} {}: {e}", r.event_type, r.event_id))
-            })?);
+            events.push(r.decode::<Event>()?);
         }
         let (Some(state), Some(first)) = (Shipment::fold(&events), recorded.first()) else {
             return Ok(());
@@ -157,7 +155,7 @@ impl Projection for SandboxAutoplay {
         if event.event_type != "LabelIssued" {
             return Ok(());
         }
-        let Ok(Event::LabelIssued { parcel, .. }) = serde_json::from_slice(&event.payload) else {
+        let Ok(Event::LabelIssued { parcel, .. }) = event.decode() else {
             return Ok(());
         };
         if parcel.carrier != sandbox::NAME {
@@ -177,6 +175,7 @@ impl Projection for SandboxAutoplay {
             actor: format!("carrier:{}", sandbox::NAME),
             region: event.metadata.region.clone(),
             now: event.metadata.recorded_at,
+            request_fingerprint: None,
         };
         if let Err(error) = self
             .app

@@ -61,6 +61,7 @@ impl RepairReactions {
             actor: "service:repair".into(),
             region: self.region.clone(),
             now: event.metadata.recorded_at,
+            request_fingerprint: None,
         }
     }
 

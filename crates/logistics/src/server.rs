@@ -171,6 +171,7 @@ async fn sweep(
             actor: "system:stall-sweep".into(),
             region: region.clone(),
             now,
+            request_fingerprint: None,
         };
         match app.sweep_stalled(silent_for, &ctx).await {
             Ok(0) => {}
@@ -269,6 +270,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             actor: format!("carrier:{}", crate::carrier::sandbox::NAME),
             region: config.region.clone(),
             now,
+            request_fingerprint: None,
         };
         let resumed = app
             .resume_sandbox(script, config.sandbox_step_millis, &ctx)

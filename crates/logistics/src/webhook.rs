@@ -178,6 +178,7 @@ async fn receive(
         actor: format!("carrier:{carrier}"),
         region: shared.region.clone(),
         now,
+        request_fingerprint: None,
     };
     let scan_record = Scan {
         carrier_event_id: scan.carrier_event_id,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::notification as pb;
 use aftersales_proto::notification::notification_service_server::NotificationService;
-use aftersales_runtime::request::{command_context, timestamp_to_proto};
+use aftersales_runtime::request::timestamp_to_proto;
 use chrono::NaiveTime;
 use tonic::{Request, Response, Status};
 
@@ -32,8 +32,8 @@ impl NotificationApi {
         }
     }
 
-    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        command_context(request.metadata(), &self.region)
+    fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        aftersales_runtime::request::command_context_for(request, &self.region)
     }
 }
 

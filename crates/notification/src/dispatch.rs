@@ -24,6 +24,7 @@ fn context(region: &str, actor: &str) -> CommandContext {
         actor: actor.into(),
         region: region.into(),
         now,
+        request_fingerprint: None,
     }
 }
 

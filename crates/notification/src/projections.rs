@@ -50,9 +50,7 @@ impl Queues {
             .await?;
         let mut state = D::initial_state();
         for r in &recorded {
-            let decoded: D::Event = serde_json::from_slice(&r.payload).map_err(|e| {
-                StoreError::CorruptRow(format!("{} {}: {e}", r.event_type, r.event_id))
-            })?;
+            let decoded: D::Event = r.decode()?;
             state = D::evolve(state, &decoded);
         }
         Ok((state, recorded.first().map_or(0, |r| r.position)))

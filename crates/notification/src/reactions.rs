@@ -176,6 +176,7 @@ impl NotificationReactions {
             actor: format!("service:{}", event.source),
             region: self.region.clone(),
             now: event.metadata.recorded_at,
+            request_fingerprint: None,
         }
     }
 

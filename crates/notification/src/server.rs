@@ -1,6 +1,7 @@
 //! The notification service as a running process: gRPC, the read models, the
 //! send and reminder loop, and (with NATS) the consumers of warranty, repair and
-//! logistics events and the relay of its own.
+//! logistics events. Its own events are private (they carry contact data and
+//! message bodies) and are never relayed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,7 +241,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
             )
             .await?;
-            let relay = bus.relay(store.clone(), Arc::new(aftersales_messaging::AsStored))?;
             let handler = Arc::new(reactions.clone());
             let [repair, logistics, warranty] =
                 crate::reactions::subscriptions().map_err(|e| StartError::Config(e.to_string()))?;
@@ -249,7 +249,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 bus.consumer(logistics, store.clone(), Arc::clone(&handler))?,
                 bus.consumer(warranty, store.clone(), handler)?,
             ];
-            Some((bus, relay, consumers))
+            Some((bus, consumers))
         }
         None => None,
     };
@@ -265,9 +265,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             shutdown.stopped(),
         );
         let events = async {
-            if let Some((bus, relay, [repair, logistics, warranty])) = &messaging {
+            if let Some((bus, [repair, logistics, warranty])) = &messaging {
                 tokio::join!(
-                    relay.run(shutdown.clone()),
                     bus.consume(repair, shutdown.clone()),
                     bus.consume(logistics, shutdown.clone()),
                     bus.consume(warranty, shutdown.clone()),

@@ -7,7 +7,6 @@ use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use aftersales_core::Error;
 use aftersales_runtime::errors::{invalid, status};
@@ -46,8 +45,8 @@ impl RepairApi {
     }
 
     /// Who asks, as part of what: from the request's metadata.
-    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context(request.metadata(), &self.region)
+    fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        aftersales_runtime::request::command_context_for(request, &self.region)
     }
 }
 
@@ -293,7 +292,7 @@ impl RepairService for RepairApi {
         let reported = wpb::FaultCategory::try_from(r.reported_fault)
             .unwrap_or(wpb::FaultCategory::Unspecified);
         let command = Command::Open {
-            order_id: Uuid::now_v7().to_string(),
+            order_id: ctx.derived_id(b"repair-order").to_string(),
             device,
             channel,
             customer_id: r.customer_id,

@@ -28,7 +28,7 @@ impl Translate for RepairEvents {
             return Ok(None);
         };
         let order_id = order.to_owned();
-        let domain: Event = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let domain: Event = event.decode().map_err(|e| e.to_string())?;
         let (name, payload) = match domain {
             Event::RepairOrderOpened {
                 device,

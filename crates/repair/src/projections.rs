@@ -63,12 +63,7 @@ impl Projection for OrderDirectory {
         // The stage before this event, and since when the order had been in it.
         let mut before: Option<(crate::domain::order::Stage, chrono::DateTime<chrono::Utc>)> = None;
         for recorded in &events {
-            let decoded: Event = serde_json::from_slice(&recorded.payload).map_err(|e| {
-                StoreError::CorruptRow(format!(
-                    "{} {}: {e}",
-                    recorded.event_type, recorded.event_id
-                ))
-            })?;
+            let decoded: Event = recorded.decode()?;
             if recorded.stream_version == event.stream_version {
                 before = state
                     .as_ref()

@@ -70,6 +70,7 @@ impl Handler for LogisticsReactions {
             actor: "service:logistics".into(),
             region: self.region.clone(),
             now: event.metadata.recorded_at,
+            request_fingerprint: None,
         };
         self.orders.handle_in(tx, &stream, &command, &ctx).await?;
         Ok(())

@@ -41,7 +41,42 @@ pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandCo
             .unwrap_or_else(|| "anonymous".into()),
         region: region.to_owned(),
         now,
+        request_fingerprint: None,
     })
+}
+
+/// The command context of a request, bound to its body: with an `x-command-id`, a
+/// retry of the same request finds its earlier result and another request under the
+/// same key is ALREADY_EXISTS.
+pub fn command_context_for<M: prost::Message>(
+    request: &tonic::Request<M>,
+    region: &str,
+) -> Result<CommandContext, Status> {
+    let mut ctx = command_context(request.metadata(), region)?;
+    if ctx.command_id.is_some() {
+        ctx.request_fingerprint = Some(fingerprint(request.get_ref()));
+    }
+    Ok(ctx)
+}
+
+/// SHA-256 of a message's type and encoding. Our requests have no map fields, so
+/// prost encodes equal messages to equal bytes.
+pub fn fingerprint<M: prost::Message>(message: &M) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(std::any::type_name::<M>().as_bytes());
+    hasher.update([0]);
+    hasher.update(message.encode_to_vec());
+    hasher.finalize().into()
+}
+
+/// A request carrying `command_id` as its `x-command-id`, for a caller that retries.
+pub fn with_command_id<M>(message: M, command_id: Uuid) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = command_id.to_string().parse() {
+        request.metadata_mut().insert("x-command-id", value);
+    }
+    request
 }
 
 /// Creates the directory a `sqlite:` URL's file lives in, so a fresh machine needs

@@ -32,8 +32,8 @@ impl WarrantyApi {
     }
 
     /// Who asks, as part of what: from the request's metadata.
-    fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context(request.metadata(), &self.region)
+    fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
+        aftersales_runtime::request::command_context_for(request, &self.region)
     }
 }
 

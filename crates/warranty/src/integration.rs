@@ -41,7 +41,7 @@ impl Translate for WarrantyEvents {
     fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
         let key = key_of_stream(event.stream_id.as_str())
             .ok_or_else(|| format!("stream {} is not a device", event.stream_id))?;
-        let domain: Event = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let domain: Event = event.decode().map_err(|e| e.to_string())?;
         let id = device_id(&key);
         let (name, payload) = match domain {
             Event::DeviceRegistered {

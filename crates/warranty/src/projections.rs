@@ -21,9 +21,7 @@ pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
 }
 
 fn decode(event: &RecordedEvent) -> Result<Event, StoreError> {
-    serde_json::from_slice(&event.payload).map_err(|e| {
-        StoreError::CorruptRow(format!("{} {}: {e}", event.event_type, event.event_id))
-    })
+    Ok(event.decode()?)
 }
 
 /// Devices by customer, and by the last day anything covers them.

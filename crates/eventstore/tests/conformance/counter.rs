@@ -1,6 +1,8 @@
 //! A small aggregate to drive the command handler in tests.
 
-use aftersales_eventstore::{Decider, DomainEvent};
+use std::sync::LazyLock;
+
+use aftersales_eventstore::{Decider, DomainEvent, Upcasters};
 use serde::{Deserialize, Serialize};
 
 pub struct Counter;
@@ -34,6 +36,20 @@ impl DomainEvent for Event {
             Self::Added { .. } => 2,
             Self::Reset => 1,
         }
+    }
+
+    fn upcasters() -> &'static Upcasters {
+        static STEPS: LazyLock<Upcasters> = LazyLock::new(|| {
+            Upcasters::new().register("Added", 1, |mut value| {
+                let n = value
+                    .as_object_mut()
+                    .and_then(|o| o.remove("n"))
+                    .ok_or("v1 Added without n")?;
+                value["amount"] = n;
+                Ok(value)
+            })
+        });
+        &STEPS
     }
 }
 

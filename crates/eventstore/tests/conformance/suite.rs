@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use aftersales_eventstore::{
     ChainBreak, Checkpoint, CommandContext, CommandHandler, EventStore, ExpectedVersion,
-    FollowOptions, HandleError, Limits, NewEvent, Snapshot, StoreError, StreamId, Upcasters,
-    follow,
+    FollowOptions, HandleError, Limits, NewEvent, Snapshot, StoreError, StreamId, follow,
 };
 use futures::StreamExt as _;
 use uuid::Uuid;
@@ -660,6 +659,7 @@ fn ctx(seconds: i64) -> CommandContext {
         actor: m.actor,
         region: m.region,
         now: m.recorded_at,
+        request_fingerprint: None,
     }
 }
 
@@ -827,23 +827,30 @@ pub async fn upcasters_bring_old_events_to_the_current_shape(b: Backend) {
         .await
         .unwrap();
 
-    let plain = CommandHandler::<Counter, _>::new(b.store.clone());
-    assert!(matches!(
-        plain.load(&s).await.unwrap_err(),
-        HandleError::Codec(_)
-    ));
-
-    let upcasters = Upcasters::new().register("Added", 1, |mut value| {
-        let n = value
-            .as_object_mut()
-            .and_then(|o| o.remove("n"))
-            .ok_or("v1 Added without n")?;
-        value["amount"] = n;
-        Ok(value)
-    });
-    let handler = CommandHandler::<Counter, _>::new(b.store.clone()).with_upcasters(upcasters);
+    // Read as stored, v1 is not today's shape; every reader decodes through the
+    // event type's upcasters instead.
+    let stored = b.store.read_stream(&s, 1, 10).await.unwrap();
+    assert!(serde_json::from_slice::<counter::Event>(&stored[0].payload).is_err());
+    assert_eq!(
+        stored[0].decode::<counter::Event>().unwrap(),
+        counter::Event::Added { amount: 9 }
+    );
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
     let loaded = handler.load(&s).await.unwrap();
     assert_eq!(loaded.state.total, 9);
+
+    // A version no step leads from is refused, never guessed at.
+    let mut unknown = event("Added", r#"{"type":"Added","count":1}"#);
+    unknown.schema_version = 7;
+    let other = stream("legacy-unknown");
+    b.store
+        .append(&other, ExpectedVersion::NoStream, vec![unknown])
+        .await
+        .unwrap();
+    assert!(matches!(
+        handler.load(&other).await.unwrap_err(),
+        HandleError::Codec(_)
+    ));
     // The stored bytes are untouched: the chain still verifies.
     assert!(b.store.verify_stream(&s, None).await.unwrap().is_intact());
 }

@@ -530,3 +530,35 @@ async fn metrics_count_calls_commands_and_appends() {
     );
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn create_shipment_retried_with_its_command_id_creates_one() {
+    use aftersales_runtime::request::with_command_id;
+    let mut s = Server::start().await;
+    let command_id = uuid::Uuid::new_v4();
+    let first = s
+        .client
+        .create_shipment(with_command_id(new_shipment("order-idem"), command_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let events = s.events().await;
+    let again = s
+        .client
+        .create_shipment(with_command_id(new_shipment("order-idem"), command_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.shipment_id, first.shipment_id);
+    assert_eq!(again.tracking_number, first.tracking_number);
+    assert_eq!(s.events().await, events, "a retry writes nothing");
+
+    let reused = s
+        .client
+        .create_shipment(with_command_id(new_shipment("order-other"), command_id))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(s.events().await, events);
+    s.running.stop().await.unwrap();
+}

@@ -223,3 +223,54 @@ async fn the_inbox_pages_marks_read_streams_live_and_an_operator_can_resend() {
     assert_eq!(inbox_resend.code(), Code::FailedPrecondition);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_retried_with_their_command_id_are_saved_once() {
+    use aftersales_runtime::request::with_command_id;
+    let mut h = Harness::start(0, |_| {}).await;
+    let command_id = Uuid::new_v4();
+    let good = preferences("cust-idem", &[pb::ChannelKind::Email]);
+    let first = h
+        .client
+        .set_preferences(with_command_id(good.clone(), command_id))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = h
+        .client
+        .set_preferences(with_command_id(good.clone(), command_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.version, 1);
+    assert_eq!(again, first, "the retry answers what the first call saved");
+
+    let mut other = good.clone();
+    other.language = "de".into();
+    let reused = h
+        .client
+        .set_preferences(with_command_id(other, command_id))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    let saved = h
+        .client
+        .get_preferences(pb::CustomerRef {
+            customer_id: "cust-idem".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(saved.version, 1, "nothing more was saved");
+    assert_eq!(saved.language, first.language);
+
+    // Preferences hold contact data: they never leave the service. A relay would
+    // have published them within milliseconds.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stream = aftersales_messaging::Names::new("test")
+        .unwrap()
+        .service_stream("notification");
+    let mut stream = h.js.get_stream(stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+    h.stop().await;
+}

@@ -1258,3 +1258,38 @@ async fn center_turnaround_and_projections_rebuilt_from_the_log() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn open_repair_retried_with_its_command_id_opens_one_order() {
+    use aftersales_runtime::request::with_command_id;
+    let mut p = Platform::start().await;
+    let imei = imei(901);
+    register(&mut p, &imei, "DE", 30).await;
+    let command_id = uuid::Uuid::new_v4();
+    let first =
+        p.r.open_repair(with_command_id(walk_in(&imei), command_id))
+            .await
+            .unwrap()
+            .into_inner();
+    let events = p.repair_events().await;
+    let again =
+        p.r.open_repair(with_command_id(walk_in(&imei), command_id))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        again.order_id, first.order_id,
+        "the retry answers the same order"
+    );
+    assert_eq!(p.repair_events().await, events, "and writes nothing");
+
+    let mut other = walk_in(&imei);
+    other.symptoms = "the battery swells".into();
+    let reused =
+        p.r.open_repair(with_command_id(other, command_id))
+            .await
+            .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(p.repair_events().await, events);
+    p.stop().await;
+}

@@ -1094,15 +1094,56 @@ async fn a_command_repeated_with_its_command_id_is_applied_once() {
         .unwrap()
         .into_inner();
     assert_eq!(history.events[1].actor, "agent:42");
-    // The first request with a command id wins: a later one with the same id is
-    // answered with the outcome of the first, and nothing more is written.
+    // A command id names one request: the same id with another body is refused and
+    // nothing more is written.
     let reused = s
         .client
         .transfer_ownership(transfer("cust-3"))
         .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(s.events().await, 2);
+    s.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn register_device_retried_with_its_command_id_registers_once() {
+    use aftersales_runtime::request::with_command_id;
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    let command_id = uuid::Uuid::new_v4();
+    let first = s
+        .client
+        .register_device(with_command_id(
+            registration(&imei, "DE", &days_ago(3), "cust-1"),
+            command_id,
+        ))
+        .await
         .unwrap()
         .into_inner();
-    assert_eq!(reused.customer_id, "cust-2");
-    assert_eq!(s.events().await, 2);
+    let again = s
+        .client
+        .register_device(with_command_id(
+            registration(&imei, "DE", &days_ago(3), "cust-1"),
+            command_id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let events = s.events().await;
+
+    // The same key for another device is refused, and that device is not registered.
+    let other = fresh_imei();
+    let reused = s
+        .client
+        .register_device(with_command_id(
+            registration(&other, "DE", &days_ago(3), "cust-1"),
+            command_id,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(s.events().await, events);
     s.running.stop().await.unwrap();
 }
