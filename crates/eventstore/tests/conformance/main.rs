@@ -52,6 +52,7 @@ conformance!(
     handler_writes_a_repeated_command_once,
     handler_loads_state_as_of_a_date,
     upcasters_bring_old_events_to_the_current_shape,
+    a_command_id_names_one_request,
     snapshots_are_used_and_ignored_when_outdated,
     stores_in_two_processes_never_overwrite_each_other,
     transaction_commits_events_and_checkpoint_together,

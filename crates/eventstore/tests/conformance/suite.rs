@@ -817,6 +817,70 @@ pub async fn handler_loads_state_as_of_a_date(b: Backend) {
     assert_eq!(exact.state.total, 7);
 }
 
+pub async fn a_command_id_names_one_request(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("keyed");
+    let mut first = ctx(0);
+    first.command_id = Some(Uuid::new_v4());
+    first.request_fingerprint = Some([1; 32]);
+    let done = handler
+        .handle(&s, &counter::Command::Add(2), &first)
+        .await
+        .unwrap();
+    assert!(!done.duplicate);
+
+    // The same request again, a moment later: its earlier result, nothing written.
+    let mut retry = first.clone();
+    retry.now = at(5);
+    let again = handler
+        .handle(&s, &counter::Command::Add(2), &retry)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.state.total, 2);
+
+    // Another request under the same key, even to another stream: refused.
+    let mut reused = first.clone();
+    reused.request_fingerprint = Some([2; 32]);
+    for target in [&s, &stream("keyed-elsewhere")] {
+        let error = handler
+            .handle(target, &counter::Command::Add(5), &reused)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HandleError::Store(StoreError::CommandIdReused { .. })
+            ),
+            "{error:?}"
+        );
+    }
+    // The same inside a transaction, as reactions and multi-write commands use it.
+    let mut tx = b.store.begin().await.unwrap();
+    let error = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(5), &reused)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Store(StoreError::CommandIdReused { .. })
+    ));
+    let replayed = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(2), &retry)
+        .await
+        .unwrap();
+    assert!(replayed.duplicate);
+    tx.commit().await.unwrap();
+    assert_eq!(b.store.read_stream(&s, 1, 10).await.unwrap().len(), 1);
+    assert!(
+        b.store
+            .read_stream(&stream("keyed-elsewhere"), 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn upcasters_bring_old_events_to_the_current_shape(b: Backend) {
     let s = stream("legacy");
     // Written by an older release: v1 of Added had `n`.
