@@ -236,6 +236,11 @@ pub async fn projections(command: Projections) -> Result<(), String> {
                 matched = true;
                 rebuild_one(&store, &orders, total).await?;
             }
+            let centers = aftersales_repair::projections::CenterDirectory;
+            if wanted(centers.name()) {
+                matched = true;
+                rebuild_one(&store, &centers, total).await?;
+            }
         }
         Service::Logistics => {
             aftersales_logistics::projections::migrate(&store)

@@ -280,3 +280,48 @@ pub fn shared_migrator(migrations: &sqlx::migrate::Migrator) -> sqlx::migrate::M
     migrator.set_ignore_missing(true);
     migrator
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// The store's migrations and every service's share one `_sqlx_migrations`
+    /// table, so a version used twice stops a service at start-up.
+    #[test]
+    fn migration_versions_are_unique_across_the_workspace() {
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("crates/");
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut dirs = vec![
+            crates.join("eventstore/migrations/postgres"),
+            crates.join("eventstore/migrations/sqlite"),
+        ];
+        for entry in std::fs::read_dir(crates).expect("crates/ lists") {
+            let dir = entry.expect("an entry").path().join("migrations");
+            if dir.is_dir() && !dir.ends_with("eventstore/migrations") {
+                dirs.push(dir);
+            }
+        }
+        for (i, dir) in dirs.iter().enumerate() {
+            for file in std::fs::read_dir(dir).expect("migrations list") {
+                let name = file
+                    .expect("a file")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                let version = name.split('_').next().unwrap_or_default().to_owned();
+                // The store's two backends share versions by design.
+                let owner = if i < 2 {
+                    "eventstore".to_owned()
+                } else {
+                    dir.display().to_string()
+                };
+                if let Some(other) = seen.insert(version.clone(), owner.clone()) {
+                    assert_eq!(other, owner, "migration version {version} is used twice");
+                }
+            }
+        }
+        assert!(seen.len() > 3, "found the migrations: {seen:?}");
+    }
+}

@@ -687,6 +687,7 @@ impl RepairService for RepairApi {
         let center = self
             .app
             .center(request.get_ref().id.trim())
+            .await
             .map_err(status)?;
         Ok(Response::new(center_to_proto(&center)))
     }
@@ -704,11 +705,15 @@ impl RepairService for RepairApi {
             .map(|c| c.value.trim().to_ascii_uppercase())
             .filter(|c| !c.is_empty());
         let limit = if r.limit == 0 { 5 } else { r.limit.min(50) };
-        let (found, mail_in) = self.app.nearest(
-            point,
-            country.as_deref(),
-            usize::try_from(limit).unwrap_or(5),
-        );
+        let (found, mail_in) = self
+            .app
+            .nearest(
+                point,
+                country.as_deref(),
+                usize::try_from(limit).unwrap_or(5),
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::FindNearestCentersResponse {
             centers: found
                 .iter()

@@ -2,13 +2,13 @@
 //! service centers kept in the log and in memory.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Error;
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, ExpectedVersion, Metadata,
-    NewEvent, StreamId, read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, StreamId, projection,
+    read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -16,19 +16,17 @@ use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
 
 use crate::domain::DomainError;
+use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
 use crate::domain::order::{Command, Coverage, OrderState, RepairOrder};
-use crate::projections::{self, OrderRow};
+use crate::projections::{self, CenterDirectory, OrderRow};
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
 
-const CENTER_EVENT: &str = "ServiceCenterUpserted";
-
-/// Every change to the centers, in one stream: read whole at start-up.
-fn centers_stream() -> StreamId {
-    #[allow(clippy::unwrap_used)] // a constant, valid stream id
-    StreamId::parse("service-centers").unwrap()
+fn center_stream(center_id: &str) -> AppResult<StreamId> {
+    StreamId::parse(format!("service-center-{center_id}"))
+        .map_err(|e| DomainError::invalid("center.id", e.to_string()).into())
 }
 
 /// The repair service's use cases.
@@ -36,7 +34,9 @@ fn centers_stream() -> StreamId {
 pub struct Repairs {
     store: AnyEventStore,
     orders: CommandHandler<RepairOrder, AnyEventStore>,
-    centers: Arc<RwLock<BTreeMap<String, ServiceCenter>>>,
+    centers: CommandHandler<Center, AnyEventStore>,
+    /// `centers.toml`; the read model holds every change made through the API.
+    builtin_centers: Arc<BTreeMap<String, ServiceCenter>>,
     warranty: Option<WarrantyServiceClient<GrpcChannel>>,
     /// How far to look for a center before recommending mail-in.
     pub radius_km: f64,
@@ -68,26 +68,21 @@ fn order_stream(order_id: &str) -> AppResult<StreamId> {
 }
 
 impl Repairs {
-    /// The built-in centers with every change recorded in the log applied.
     pub async fn new(
         store: AnyEventStore,
         warranty: Option<WarrantyServiceClient<GrpcChannel>>,
         radius_km: f64,
     ) -> AppResult<Self> {
-        let mut known: BTreeMap<String, ServiceCenter> = centers::builtin()
+        let builtin = centers::builtin()
             .map_err(|e| Error::internal(format!("centers.toml: {e}")))?
             .into_iter()
             .map(|c| (c.id.clone(), c))
             .collect();
-        for event in read_whole_stream(&store, &centers_stream()).await? {
-            let center: ServiceCenter = serde_json::from_slice(&event.payload)
-                .map_err(|e| Error::internal(format!("stored center: {e}")))?;
-            known.insert(center.id.clone(), center);
-        }
         Ok(Self {
             orders: CommandHandler::new(store.clone()),
+            centers: CommandHandler::new(store.clone()),
             store,
-            centers: Arc::new(RwLock::new(known)),
+            builtin_centers: Arc::new(builtin),
             warranty,
             radius_km,
         })
@@ -145,11 +140,14 @@ impl Repairs {
         }
     }
 
-    pub fn center(&self, id: &str) -> AppResult<ServiceCenter> {
-        self.centers
-            .read()
-            .ok()
-            .and_then(|c| c.get(id).cloned())
+    /// A center as every replica serves it: its last change, or its built-in entry.
+    pub async fn center(&self, id: &str) -> AppResult<ServiceCenter> {
+        if let Some(center) = projections::changed_center(&self.store, id).await? {
+            return Ok(center);
+        }
+        self.builtin_centers
+            .get(id)
+            .cloned()
             .ok_or_else(|| DomainError::NotFound(format!("service center {id}")).into())
     }
 
@@ -174,7 +172,7 @@ impl Repairs {
         if let crate::domain::order::Channel::WalkIn { center_id } = channel
             && !center_id.trim().is_empty()
         {
-            let center = self.center(center_id)?;
+            let center = self.center(center_id).await?;
             let today = ctx.now.date_naive();
             let booked = projections::bookings(&self.store, &center.id, today).await?;
             if center.next_available(today, &booked) != Some(today) {
@@ -301,7 +299,7 @@ impl Repairs {
 
     /// Per stage, every order's total seconds in it at `center`.
     pub async fn stage_times(&self, center: &str) -> AppResult<BTreeMap<String, Vec<i64>>> {
-        self.center(center)?;
+        self.center(center).await?;
         Ok(projections::stage_times(&self.store, center).await?)
     }
 
@@ -319,7 +317,7 @@ impl Repairs {
         after: &str,
         limit: i64,
     ) -> AppResult<Vec<OrderRow>> {
-        self.center(center)?;
+        self.center(center).await?;
         Ok(projections::orders_of_center(&self.store, center, stage, after, limit).await?)
     }
 
@@ -369,63 +367,58 @@ impl Repairs {
         Ok(history)
     }
 
-    /// Records a center change in the log, then serves it.
+    /// Records a center change in its stream; the read model serves it to every
+    /// replica, this one as soon as the call returns.
     pub async fn upsert_center(
         &self,
         center: ServiceCenter,
         ctx: &CommandContext,
     ) -> AppResult<ServiceCenter> {
-        center
-            .validate("center")
-            .map_err(|e| DomainError::Invalid {
-                field: "center",
-                reason: e.to_string(),
-            })?;
-        let stream = centers_stream();
-        let event = NewEvent {
-            event_id: uuid::Uuid::now_v7(),
-            event_type: CENTER_EVENT.into(),
-            schema_version: 1,
-            payload: serde_json::to_vec(&center).map_err(|e| Error::internal(e.to_string()))?,
-            metadata: Metadata {
-                correlation_id: ctx.correlation_id,
-                causation_id: ctx.causation_id,
-                traceparent: ctx.traceparent.clone(),
-                tracestate: ctx.tracestate.clone(),
-                actor: ctx.actor.clone(),
-                region: ctx.region.clone(),
-                recorded_at: ctx.now,
-            },
-        };
-        self.store
-            .append(&stream, ExpectedVersion::Any, vec![event])
+        let stream = center_stream(&center.id)?;
+        let handled = self
+            .centers
+            .handle(&stream, &CenterCommand::Upsert(center), ctx)
             .await?;
-        if let Ok(mut centers) = self.centers.write() {
-            centers.insert(center.id.clone(), center.clone());
+        let center = handled
+            .state
+            .ok_or_else(|| Error::internal("an upserted center has no state"))?;
+        // Read your writes: this replica serves the change once the call returns.
+        // The read model follows the log below the oldest transaction in flight, so
+        // it may take a moment; past the deadline every replica still converges.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            projection::catch_up(&self.store, &CenterDirectory, |_| {}).await?;
+            let served = projections::changed_center(&self.store, &center.id).await?;
+            if served.as_ref() == Some(&center) {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                tracing::warn!(center_id = %center.id, "the center read model lags behind an upsert");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(center)
     }
 
     /// Centers near `point`, or a mail-in recommendation.
-    pub fn nearest(
+    pub async fn nearest(
         &self,
         point: GeoPoint,
         country: Option<&str>,
         limit: usize,
-    ) -> (Vec<(ServiceCenter, f64)>, bool) {
-        let centers: Vec<ServiceCenter> = self
-            .centers
-            .read()
-            .map(|c| c.values().cloned().collect())
-            .unwrap_or_default();
+    ) -> AppResult<(Vec<(ServiceCenter, f64)>, bool)> {
+        let mut all = (*self.builtin_centers).clone();
+        all.extend(projections::changed_centers(&self.store).await?);
+        let centers: Vec<ServiceCenter> = all.into_values().collect();
         let found = centers::nearest(&centers, point, country, limit, self.radius_km);
-        (
+        Ok((
             found
                 .centers
                 .iter()
                 .map(|(c, d)| ((*c).clone(), *d))
                 .collect(),
             found.recommend_mail_in,
-        )
+        ))
     }
 }

@@ -11,6 +11,8 @@ use aftersales_eventstore::{
 use chrono::NaiveDate;
 use sqlx::Row as _;
 
+use crate::domain::center;
+use crate::domain::centers::ServiceCenter;
 use crate::domain::order::{Channel, Event, OrderState, RepairOrder};
 
 /// One set for both backends.
@@ -19,6 +21,87 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Creates the read-model tables next to the event store's.
 pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
     store.run_migrations(&MIGRATIONS).await
+}
+
+/// Service centers changed through the API, newest upsert first; every replica
+/// reads them from here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CenterDirectory;
+
+impl Projection for CenterDirectory {
+    fn name(&self) -> &'static str {
+        "repair-center-directory"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if event.event_type != center::UPSERTED {
+            return Ok(());
+        }
+        let center::Event::ServiceCenterUpserted { center } = event.decode()?;
+        let json = serde_json::to_string(&center)
+            .map_err(|e| StoreError::CorruptRow(format!("center {}: {e}", center.id)))?;
+        let position = i64::try_from(event.position)
+            .map_err(|_| StoreError::CorruptRow("position out of range".into()))?;
+        let sql = "INSERT INTO service_centers (center_id, center, position) VALUES ($1, $2, $3) \
+                   ON CONFLICT (center_id) DO UPDATE SET center = excluded.center, \
+                   position = excluded.position WHERE service_centers.position < excluded.position";
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
+            sqlx::query(sql)
+                .bind(center.id.clone())
+                .bind(json.clone())
+                .bind(position)
+                .execute(c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM service_centers").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// The centers changed through the API, by id.
+pub async fn changed_centers(
+    store: &AnyEventStore,
+) -> Result<BTreeMap<String, ServiceCenter>, StoreError> {
+    let rows: Vec<(String, String)> = aftersales_eventstore::on_read_pool!(store, pool => {
+        sqlx::query_as("SELECT center_id, center FROM service_centers")
+            .fetch_all(pool)
+            .await?
+    });
+    rows.into_iter()
+        .map(|(id, json)| {
+            serde_json::from_str(&json)
+                .map(|center| (id.clone(), center))
+                .map_err(|e| StoreError::CorruptRow(format!("service_centers {id}: {e}")))
+        })
+        .collect()
+}
+
+/// One center changed through the API.
+pub async fn changed_center(
+    store: &AnyEventStore,
+    id: &str,
+) -> Result<Option<ServiceCenter>, StoreError> {
+    let json: Option<String> = aftersales_eventstore::on_read_pool!(store, pool => {
+        sqlx::query_scalar("SELECT center FROM service_centers WHERE center_id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+    });
+    json.map(|json| {
+        serde_json::from_str(&json)
+            .map_err(|e| StoreError::CorruptRow(format!("service_centers {id}: {e}")))
+    })
+    .transpose()
 }
 
 /// Orders by device and by center.

@@ -89,19 +89,23 @@ fn read_log_tail(path: &std::path::Path) -> String {
     text[start..].to_string()
 }
 
-/// Polls `f` until `ok` holds or 20 seconds pass, and returns the last value:
-/// for read models and reactions that catch up asynchronously. The caller
-/// asserts on the value, so a timeout fails with what was last seen.
-pub async fn eventually<T, F: Future<Output = T>>(
+/// Polls `f` every 50 ms until `ok` holds of its value, and returns that value.
+/// After 20 s it fails the test with the last value it saw, so a failure says what
+/// the system did instead.
+pub async fn eventually<T: std::fmt::Debug, F: Future<Output = T>>(
     mut f: impl FnMut() -> F,
     ok: impl Fn(&T) -> bool,
 ) -> T {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let value = f().await;
-        if ok(&value) || tokio::time::Instant::now() > deadline {
+        if ok(&value) {
             return value;
         }
+        assert!(
+            tokio::time::Instant::now() <= deadline,
+            "not true within 20 s; last seen: {value:#?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

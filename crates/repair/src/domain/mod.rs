@@ -1,5 +1,6 @@
 //! The repair domain: pure rules, no I/O and no clock (time comes in commands).
 
+pub mod center;
 pub mod centers;
 pub mod money;
 pub mod order;
@@ -25,6 +26,9 @@ pub enum DomainError {
     /// ALREADY_EXISTS.
     #[error("{0}")]
     AlreadyExists(String),
+    /// INVALID_ARGUMENT: a service center, naming its field (`center.location`).
+    #[error(transparent)]
+    InvalidCenter(centers::CenterError),
 }
 
 impl DomainError {
@@ -44,6 +48,7 @@ impl From<DomainError> for aftersales_core::Error {
             e @ DomainError::WrongState { .. } => Self::precondition(e.to_string()),
             DomainError::Precondition(why) => Self::precondition(why),
             DomainError::AlreadyExists(what) => Self::already_exists(what),
+            DomainError::InvalidCenter(e) => Self::invalid(e.field, e.reason),
         }
     }
 }

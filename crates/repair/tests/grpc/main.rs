@@ -2,4 +2,7 @@
 //! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
-mod service;
+mod centers;
+mod harness;
+mod history;
+mod orders;

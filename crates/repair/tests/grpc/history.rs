@@ -1,0 +1,547 @@
+//! A device's history, reactions to logistics, the live watch, turnaround and
+//! projections rebuilt from the log.
+
+use std::time::Duration;
+
+use aftersales_proto::common::{Address, CountryCode};
+use aftersales_proto::repair as pb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_testkit::eventually;
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_devices_repair_history_is_listed_and_verifiable() {
+    let mut p = Platform::start().await;
+    let imei = imei(6);
+    register(&mut p, &imei, "DE", 40).await;
+    let first =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.cancel_repair(pb::CancelRepairRequest {
+        order_id: first.clone(),
+        reason: "changed my mind".into(),
+    })
+    .await
+    .unwrap();
+    let second =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let list = eventually(
+        || {
+            let mut r = p.r.clone();
+            let imei = imei.clone();
+            async move {
+                r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                    device_id: device(&imei),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |l| l.repairs.len() == 2 && l.repairs[0].stage == i32::from(pb::Stage::Cancelled),
+    )
+    .await;
+    assert_eq!(
+        list.repairs
+            .iter()
+            .map(|r| r.order_id.as_str())
+            .collect::<Vec<_>>(),
+        [first.as_str(), second.as_str()]
+    );
+    assert_eq!(list.repairs[0].stage, i32::from(pb::Stage::Cancelled));
+    let at_center =
+        p.r.list_repairs_by_center(pb::ListRepairsByCenterRequest {
+            service_center_id: "sc-berlin-01".into(),
+            stage: pb::Stage::Opened.into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(at_center.repairs.iter().any(|r| r.order_id == second));
+    assert!(
+        !at_center.repairs.iter().any(|r| r.order_id == first),
+        "filtered by stage"
+    );
+
+    let intact =
+        p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(intact.intact, "{}", intact.problem);
+    let unknown = self::imei(7);
+    assert_eq!((intact.orders_checked, intact.events_checked), (2, 3));
+
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
+        panic!()
+    };
+    sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    sqlx::raw_sql("UPDATE events SET payload = convert_to(replace(convert_from(payload, 'UTF8'), 'changed my mind', 'device was fine'), 'UTF8') WHERE event_type = 'RepairCancelled'")
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    let tampered =
+        p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!tampered.intact);
+    assert_eq!(tampered.first_bad_order_id, first);
+    assert_eq!(
+        code(
+            p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
+                device_id: device(&unknown)
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+    p.stop().await;
+}
+
+/// Publishes a logistics `Delivered` as the logistics relay would, with `msg_id`
+/// as the JetStream message id (a redelivery keeps the event id, not always the
+/// message id).
+async fn publish_delivered(
+    js: &async_nats::jetstream::Context,
+    event_id: uuid::Uuid,
+    msg_id: &str,
+    order_id: &str,
+    direction: aftersales_proto::logistics::Direction,
+) {
+    use prost::Message as _;
+    let payload = aftersales_proto::logistics::Delivered {
+        shipment_id: format!("shp-{order_id}"),
+        repair_order_id: order_id.into(),
+        direction: direction.into(),
+        carrier: "sandbox".into(),
+        tracking_number: "SBX123".into(),
+        delivered_at: None,
+        accessory_replacement_id: String::new(),
+    }
+    .encode_to_vec();
+    #[allow(clippy::disallowed_methods)]
+    let recorded_at = chrono::Utc::now();
+    let recorded = aftersales_eventstore::RecordedEvent {
+        position: 1,
+        checkpoint: aftersales_eventstore::Checkpoint {
+            transaction: 0,
+            position: 1,
+        },
+        stream_id: aftersales_eventstore::StreamId::parse(format!("shipment-{order_id}")).unwrap(),
+        stream_version: 1,
+        event_id,
+        event_type: "Delivered".into(),
+        schema_version: 1,
+        payload: payload.clone(),
+        metadata: aftersales_eventstore::Metadata {
+            correlation_id: event_id,
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: "carrier:sandbox".into(),
+            region: "test".into(),
+            recorded_at,
+        },
+        hash: [0; 32],
+    };
+    let mut headers = aftersales_messaging::envelope::headers_for(
+        "logistics",
+        &recorded,
+        &aftersales_messaging::envelope::protobuf("aftersales.logistics.v1.Delivered"),
+    );
+    headers.insert("Nats-Msg-Id", msg_id);
+    js.publish_with_headers(
+        "aftersales.test.logistics.Delivered",
+        headers,
+        payload.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn mail_in_orders_react_to_logistics_deliveries_exactly_once() {
+    use aftersales_proto::logistics::Direction;
+    let nats = aftersales_testkit::NatsServer::start().unwrap();
+    let js = aftersales_messaging::connect(&nats.url(), "test-logistics")
+        .await
+        .unwrap();
+    let names = aftersales_messaging::Names::new("test").unwrap();
+    aftersales_messaging::ensure_service_stream(
+        &js,
+        &names,
+        "logistics",
+        &aftersales_messaging::StreamSettings::default(),
+    )
+    .await
+    .unwrap();
+    let mut p = Platform::start().await;
+    // This test's repair service listens to NATS.
+    p.repair.stop().await.unwrap();
+    let mut config = repair_config(
+        p.repair_url.clone(),
+        Some(format!("http://{}", p.warranty.addr)),
+    );
+    config.nats_url = Some(nats.url());
+    p.repair = aftersales_repair::server::start(config).await.unwrap();
+    p.r = RepairServiceClient::connect(format!("http://{}", p.repair.addr))
+        .await
+        .unwrap();
+
+    let imei = imei(9);
+    register(&mut p, &imei, "GB", 60).await;
+    let opened =
+        p.r.open_repair(pb::OpenRepairRequest {
+            channel: pb::Channel::MailIn.into(),
+            service_center_id: String::new(),
+            contact_address: Some(Address {
+                recipient: "Sam Jones".into(),
+                lines: vec!["1 High St".into()],
+                city: "Leeds".into(),
+                region: String::new(),
+                postal_code: "LS1 1AA".into(),
+                country: Some(CountryCode { value: "GB".into() }),
+                phone: String::new(),
+            }),
+            ..walk_in(&imei)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.stage, i32::from(pb::Stage::AwaitingDevice));
+    let id = opened.order_id;
+
+    // The inbound delivery, published twice: once more as a re-publish with
+    // another message id (JetStream cannot drop it; the inbox must).
+    let inbound = uuid::Uuid::now_v7();
+    publish_delivered(&js, inbound, "m-1", &id, Direction::Inbound).await;
+    publish_delivered(&js, inbound, "m-2", &id, Direction::Inbound).await;
+    let received = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move { r.get_repair(order(&id)).await.unwrap().into_inner() }
+        },
+        |o| o.stage == i32::from(pb::Stage::Received),
+    )
+    .await;
+    assert_eq!(received.stage, i32::from(pb::Stage::Received));
+
+    // Through diagnosis and repair to the return parcel.
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Battery.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    let outbound = uuid::Uuid::now_v7();
+    publish_delivered(&js, outbound, "m-3", &id, Direction::Outbound).await;
+    publish_delivered(&js, outbound, "m-3", &id, Direction::Outbound).await;
+    let closed = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move { r.get_repair(order(&id)).await.unwrap().into_inner() }
+        },
+        |o| o.stage == i32::from(pb::Stage::Closed),
+    )
+    .await;
+    assert_eq!(closed.stage, i32::from(pb::Stage::Closed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
+        panic!()
+    };
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(format!("repair-{id}"))
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        types.iter().filter(|t| *t == "DeviceReceived").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| *t == "ReturnDelivered").count(),
+        1,
+        "{types:?}"
+    );
+    let handled: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM inbox WHERE consumer = 'repair-from-logistics'")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+    assert_eq!(handled, 2, "one inbox row per delivery event");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn watch_follows_an_order_live_and_the_timeline_names_who_did_what() {
+    let mut p = Platform::start().await;
+    let imei = imei(10);
+    register(&mut p, &imei, "IT", 20).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let mut watch = p.r.watch_repair(order(&id)).await.unwrap().into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.stage, i32::from(pb::Stage::Opened));
+
+    let mut check_in = tonic::Request::new(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    });
+    check_in
+        .metadata_mut()
+        .insert("x-actor", "staff:anna".parse().unwrap());
+    p.r.check_in_device(check_in).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.stage, i32::from(pb::Stage::Received));
+
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Audio.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    p.r.confirm_collected(order(&id)).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(update) = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        seen.push(update.stage);
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&i32::from(pb::Stage::Closed)),
+        "ends when closed: {seen:?}"
+    );
+
+    let timeline = eventually(
+        || {
+            let mut r = p.r.clone();
+            let id = id.clone();
+            async move {
+                r.get_repair_timeline(order(&id))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |t| t.steps.len() == 7,
+    )
+    .await;
+    let kinds: Vec<_> = timeline
+        .steps
+        .iter()
+        .map(|s| s.event_type.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "RepairOrderOpened",
+            "DeviceCheckedIn",
+            "Diagnosed",
+            "RepairStarted",
+            "QcPassed",
+            "ReadyForReturn",
+            "DeviceCollected"
+        ]
+    );
+    assert_eq!(timeline.steps[1].actor, "staff:anna");
+    assert_eq!(timeline.steps[1].stage, i32::from(pb::Stage::Received));
+    assert!(
+        timeline
+            .steps
+            .windows(2)
+            .all(|w| w[0].at.unwrap().seconds <= w[1].at.unwrap().seconds)
+    );
+    assert_eq!(
+        code(p.r.get_repair_timeline(order("no-such-order")).await).0,
+        Code::NotFound
+    );
+    assert_eq!(
+        code(p.r.watch_repair(order("no-such-order")).await).0,
+        Code::NotFound
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn center_turnaround_and_projections_rebuilt_from_the_log() {
+    let mut p = Platform::start().await;
+    let imei = imei(11);
+    register(&mut p, &imei, "ZA", 20).await;
+    let open = || pb::OpenRepairRequest {
+        service_center_id: "sc-johannesburg-01".into(),
+        ..walk_in(&imei)
+    };
+    let slow = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+    // One order waits in `opened` for over a second before check-in; another not.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: slow.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let quick = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: quick.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stats = eventually(
+        || {
+            let mut r = p.r.clone();
+            async move {
+                r.get_center_stats(pb::GetCenterStatsRequest {
+                    service_center_id: "sc-johannesburg-01".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |s| {
+            s.stages
+                .iter()
+                .any(|t| t.stage == i32::from(pb::Stage::Opened) && t.orders == 2)
+        },
+    )
+    .await;
+    let opened = stats
+        .stages
+        .iter()
+        .find(|t| t.stage == i32::from(pb::Stage::Opened))
+        .unwrap();
+    assert_eq!(opened.orders, 2);
+    assert!(opened.p50_hours < 1.0 / 3600.0, "the quick one: {opened:?}");
+    assert!(opened.p90_hours >= 2.0 / 3600.0, "the slow one: {opened:?}");
+    assert_eq!(
+        code(
+            p.r.get_center_stats(pb::GetCenterStatsRequest {
+                service_center_id: "sc-nowhere".into()
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+
+    // Rebuilt from the log, the projections answer the same.
+    let by_device = || {
+        let mut r = p.r.clone();
+        let imei = imei.clone();
+        async move {
+            r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                device_id: device(&imei),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let timeline = |id: String| {
+        let mut r = p.r.clone();
+        async move {
+            r.get_repair_timeline(order(&id))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let before = (
+        by_device().await,
+        timeline(slow.clone()).await,
+        stats.clone(),
+    );
+    let directory = aftersales_repair::projections::OrderDirectory::new(p.repair.store.clone());
+    aftersales_eventstore::projection::rebuild(&p.repair.store, &directory, |_| {})
+        .await
+        .unwrap();
+    let after_stats =
+        p.r.clone()
+            .get_center_stats(pb::GetCenterStatsRequest {
+                service_center_id: "sc-johannesburg-01".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        (by_device().await, timeline(slow).await, after_stats),
+        before
+    );
+    p.stop().await;
+}

@@ -1,0 +1,442 @@
+//! Orders from open to closed, refusals, races and idempotent opening.
+
+use std::time::Duration;
+
+use aftersales_proto::common::{Address, CountryCode, Money};
+use aftersales_proto::repair as pb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_testkit::shared_postgres;
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_covered_walk_in_repair_from_open_to_collected() {
+    let mut p = Platform::start().await;
+    let imei = imei(1);
+    register(&mut p, &imei, "DE", 100).await;
+    let opened = p.r.open_repair(walk_in(&imei)).await.unwrap().into_inner();
+    assert_eq!(opened.stage, i32::from(pb::Stage::Opened));
+    let coverage = opened.coverage.clone().unwrap();
+    assert!(coverage.decided && coverage.covered, "{coverage:?}");
+    assert_eq!(coverage.policy_id, "de-consumer");
+    let id = opened.order_id.clone();
+
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "hairline scratch on the back".into(),
+        photos: vec!["photo-1".into()],
+        liquid_indicator_tripped: false,
+        accessories_received: vec!["case".into()],
+    })
+    .await
+    .unwrap();
+    let diagnosed =
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec!["DSP-17".into()],
+            technician: "tech-7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(diagnosed.coverage.unwrap().covered);
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    // The covered repair recorded its claim with warranty.
+    let claimed =
+        p.w.get_device(wpb::GetDeviceRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(claimed.claims, 1);
+    p.r.replace_part(pb::ReplacePartRequest {
+        order_id: id.clone(),
+        part_number: "DSP-5".into(),
+        old_serial: "A1".into(),
+        new_serial: "B2".into(),
+    })
+    .await
+    .unwrap();
+    let failed =
+        p.r.record_qc_result(pb::RecordQcResultRequest {
+            order_id: id.clone(),
+            passed: false,
+            notes: "dead pixel".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (failed.stage, failed.qc_failures),
+        (i32::from(pb::Stage::InRepair), 1)
+    );
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    let closed =
+        p.r.confirm_collected(order(&id))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(closed.stage, i32::from(pb::Stage::Closed));
+    assert!(closed.repaired);
+    assert_eq!(closed.parts_replaced, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
+    let mut p = Platform::start().await;
+    let imei = imei(2);
+    register(&mut p, &imei, "US", 500).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let diagnosed =
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!diagnosed.coverage.unwrap().covered);
+    let (c, m) = code(
+        p.r.start_repair(pb::StartRepairRequest {
+            order_id: id.clone(),
+            technician: "tech-1".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+
+    #[allow(clippy::disallowed_methods)]
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let quote = |valid_until: chrono::DateTime<chrono::Utc>| pb::IssueQuoteRequest {
+        order_id: id.clone(),
+        lines: vec![
+            pb::QuoteLine {
+                description: "battery".into(),
+                is_labour: false,
+                amount: Some(Money {
+                    minor_units: 4900,
+                    currency: "USD".into(),
+                }),
+            },
+            pb::QuoteLine {
+                description: "labour".into(),
+                is_labour: true,
+                amount: Some(Money {
+                    minor_units: 2500,
+                    currency: "USD".into(),
+                }),
+            },
+        ],
+        valid_until: Some(aftersales_runtime::request::timestamp_to_proto(valid_until)),
+    };
+    let quoted = p.r.issue_quote(quote(soon)).await.unwrap().into_inner();
+    assert_eq!(quoted.quote.unwrap().total.unwrap().minor_units, 7400);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (c, m) = code(p.r.approve_quote(order(&id)).await);
+    assert_eq!(c, Code::FailedPrecondition, "{m}");
+    assert!(m.contains("expired"), "{m}");
+    #[allow(clippy::disallowed_methods)]
+    let later = chrono::Utc::now() + chrono::Duration::days(7);
+    let revised = p.r.issue_quote(quote(later)).await.unwrap().into_inner();
+    assert_eq!(revised.quote.unwrap().revision, 2);
+    p.r.approve_quote(order(&id)).await.unwrap();
+    let started =
+        p.r.start_repair(pb::StartRepairRequest {
+            order_id: id.clone(),
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.stage, i32::from(pb::Stage::InRepair));
+    let claims =
+        p.w.get_device(wpb::GetDeviceRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .claims;
+    assert_eq!(claims, 0, "a paid repair is no warranty claim");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn illegal_transitions_unknown_orders_and_bad_input_write_nothing() {
+    let mut p = Platform::start().await;
+    let imei = imei(3);
+    register(&mut p, &imei, "FR", 30).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let before = p.repair_events().await;
+    let (c, m) = code(p.r.mark_ready_for_return(order(&id)).await);
+    assert_eq!(c, Code::FailedPrecondition);
+    assert!(m.contains("opened"), "names the state: {m}");
+    let (c, _) = code(
+        p.r.get_repair(order("0198f0e8-0000-7000-8000-000000000000"))
+            .await,
+    );
+    assert_eq!(c, Code::NotFound);
+    let (c, _) = code(p.r.approve_quote(order("nope")).await);
+    assert_eq!(c, Code::NotFound);
+
+    let mut cases: Vec<(pb::OpenRepairRequest, &str)> = Vec::new();
+    let mut r = walk_in(&imei);
+    r.symptoms = "   ".into();
+    cases.push((r, "symptoms"));
+    let mut r = walk_in(&imei);
+    r.service_center_id = String::new();
+    cases.push((r, "service_center"));
+    let mut r = walk_in(&imei);
+    r.channel = pb::Channel::MailIn.into();
+    cases.push((r, "contact_address"));
+    let mut r = walk_in(&imei);
+    r.channel = pb::Channel::MailIn.into();
+    r.contact_address = Some(Address {
+        recipient: "Ana".into(),
+        lines: vec![],
+        city: "Lyon".into(),
+        region: String::new(),
+        postal_code: "69001".into(),
+        country: Some(CountryCode { value: "FR".into() }),
+        phone: String::new(),
+    });
+    cases.push((r, "contact_address.lines"));
+    let mut r = walk_in(&imei);
+    r.device_id = None;
+    cases.push((r, "device_id"));
+    let mut r = walk_in(&imei);
+    r.channel = 0;
+    cases.push((r, "channel"));
+    for (request, field) in cases {
+        let (c, m) = code(p.r.open_repair(request).await);
+        assert_eq!(c, Code::InvalidArgument, "{field}: {m}");
+        assert!(m.starts_with(field), "{field}: {m}");
+    }
+    let (c, _) = code(
+        p.r.open_repair(pb::OpenRepairRequest {
+            service_center_id: "sc-nowhere".into(),
+            ..walk_in(&imei)
+        })
+        .await,
+    );
+    assert_eq!(c, Code::NotFound);
+
+    // A quote's money: never negative, always an ISO 4217 currency.
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before_quote = p.repair_events().await;
+    for (units, currency, field) in [
+        (-1, "EUR", "lines.amount"),
+        (100, "EURO", "lines.amount"),
+        (100, "ABC", "lines.amount"),
+    ] {
+        let request = pb::IssueQuoteRequest {
+            order_id: id.clone(),
+            lines: vec![pb::QuoteLine {
+                description: "x".into(),
+                is_labour: true,
+                amount: Some(Money {
+                    minor_units: units,
+                    currency: currency.into(),
+                }),
+            }],
+            valid_until: Some(prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
+        };
+        let (c, m) = code(p.r.issue_quote(request).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.starts_with(field), "{m}");
+    }
+    assert_eq!(p.repair_events().await, before_quote);
+    assert_eq!(before_quote, before + 1, "only the check-in was written");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn racing_decisions_on_one_quote_have_one_winner() {
+    let mut p = Platform::start().await;
+    let imei = imei(4);
+    register(&mut p, &imei, "US", 600).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: id.clone(),
+        fault_category: wpb::FaultCategory::Camera.into(),
+        fault_codes: vec![],
+        technician: "t".into(),
+    })
+    .await
+    .unwrap();
+    p.r.issue_quote(pb::IssueQuoteRequest {
+        order_id: id.clone(),
+        lines: vec![pb::QuoteLine {
+            description: "camera".into(),
+            is_labour: false,
+            amount: Some(Money {
+                minor_units: 9900,
+                currency: "USD".into(),
+            }),
+        }],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: 4_000_000_000,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    let mut racers = Vec::new();
+    for approve in [true, false, true, false, true, false] {
+        let mut client = p.r.clone();
+        let id = id.clone();
+        racers.push(tokio::spawn(async move {
+            if approve {
+                client.approve_quote(order(&id)).await
+            } else {
+                client.decline_quote(order(&id)).await
+            }
+        }));
+    }
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(s) => assert!(
+                matches!(s.code(), Code::FailedPrecondition | Code::Aborted),
+                "{s:?}"
+            ),
+        }
+    }
+    assert_eq!(won, 1);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn without_warranty_opening_works_and_coverage_is_decided_at_diagnosis() {
+    let database = shared_postgres().create_database().unwrap();
+    // Nothing listens on port 9: warranty is unreachable.
+    let repair = aftersales_repair::server::start(repair_config(
+        database,
+        Some("http://127.0.0.1:9".into()),
+    ))
+    .await
+    .unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+        .await
+        .unwrap();
+    let opened = r.open_repair(walk_in(&imei(5))).await.unwrap().into_inner();
+    let coverage = opened.coverage.unwrap();
+    assert!(!coverage.decided, "{coverage:?}");
+    r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: opened.order_id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (c, m) = code(
+        r.diagnose(pb::DiagnoseRequest {
+            order_id: opened.order_id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec![],
+            technician: "t".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::Unavailable, "{m}");
+    let still = r
+        .get_repair(order(&opened.order_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(still.stage, i32::from(pb::Stage::Received));
+    repair.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn open_repair_retried_with_its_command_id_opens_one_order() {
+    use aftersales_runtime::request::with_command_id;
+    let mut p = Platform::start().await;
+    let imei = imei(901);
+    register(&mut p, &imei, "DE", 30).await;
+    let command_id = uuid::Uuid::new_v4();
+    let first =
+        p.r.open_repair(with_command_id(walk_in(&imei), command_id))
+            .await
+            .unwrap()
+            .into_inner();
+    let events = p.repair_events().await;
+    let again =
+        p.r.open_repair(with_command_id(walk_in(&imei), command_id))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(
+        again.order_id, first.order_id,
+        "the retry answers the same order"
+    );
+    assert_eq!(p.repair_events().await, events, "and writes nothing");
+
+    let mut other = walk_in(&imei);
+    other.symptoms = "the battery swells".into();
+    let reused =
+        p.r.open_repair(with_command_id(other, command_id))
+            .await
+            .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    assert_eq!(p.repair_events().await, events);
+    p.stop().await;
+}
