@@ -127,77 +127,57 @@ async fn up(args: Up) -> Result<(), String> {
     tokio::pin!(terminate);
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
-    let database = |service: &str| {
-        format!(
-            "sqlite:{}",
-            args.data_dir.join(format!("{service}.db")).display()
-        )
+    // Each service at its own defaults, but for what one process on one machine
+    // needs: its own SQLite file, no broker, no separate metrics, a quick stop.
+    let common = |service: &str| aftersales_runtime::config::Common {
+        database_url: Some(
+            format!(
+                "sqlite:{}",
+                args.data_dir.join(format!("{service}.db")).display()
+            )
+            .into(),
+        ),
+        region: args.region.clone(),
+        drain_grace_seconds: 0,
+        ..Default::default()
     };
     let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: common("warranty"),
         listen: args.warranty_listen,
-        database_url: database("warranty"),
-        nats_url: None,
-        region: args.region.clone(),
-        policies: None,
-        stream_replicas: 1,
-        drain_grace_seconds: 0,
         metrics_listen: None,
+        ..Default::default()
     })
     .await
     .map_err(|e| format!("warranty: {e}"))?;
     let repair = aftersales_repair::server::start(aftersales_repair::server::Config {
+        common: common("repair"),
         listen: args.repair_listen,
-        database_url: database("repair"),
         warranty_url: Some(format!("http://{}", warranty.addr)),
-        nats_url: None,
-        region: args.region.clone(),
-        center_radius_km: 100.0,
-        drain_grace_seconds: 0,
         metrics_listen: None,
-        stream_replicas: 1,
+        ..Default::default()
     })
     .await
     .map_err(|e| format!("repair: {e}"))?;
     let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
+        common: common("logistics"),
         listen: args.logistics_listen,
         webhook_listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-        webhook_secret: None,
-        webhook_replay_window_seconds: 300,
-        database_url: database("logistics"),
-        nats_url: None,
-        region: args.region.clone(),
-        stall_after_seconds: 72 * 3600,
-        stall_check_seconds: 60,
         sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
         sandbox_step_millis: args.sandbox_step_millis,
-        sandbox_tracking_digits: 12,
-        drain_grace_seconds: 0,
         metrics_listen: None,
-        stream_replicas: 1,
+        ..Default::default()
     })
     .await
     .map_err(|e| format!("logistics: {e}"))?;
     let notification =
         aftersales_notification::server::start(aftersales_notification::server::Config {
+            common: common("notification"),
             listen: args.notification_listen,
-            database_url: database("notification"),
-            nats_url: None,
-            region: args.region.clone(),
-            smtp_url: args.smtp_url.clone(),
-            email_from: "Aftersales <no-reply@aftersales.invalid>".into(),
-            sms_url: args.sms_url.clone(),
-            push_url: args.push_url.clone(),
-            send_max_attempts: 6,
-            send_retry_base_millis: 2000,
-            send_retry_max_seconds: 3600,
-            send_lease_seconds: 60,
-            dispatch_interval_millis: 250,
-            quote_reminder_seconds: 48 * 3600,
-            pickup_reminder_seconds: 7 * 24 * 3600,
-            warranty_reminder_days: 30,
-            drain_grace_seconds: 0,
+            smtp_url: args.smtp_url.clone().map(Into::into),
+            sms_url: args.sms_url.clone().map(Into::into),
+            push_url: args.push_url.clone().map(Into::into),
             metrics_listen: None,
-            stream_replicas: 1,
+            ..Default::default()
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;

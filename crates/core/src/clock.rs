@@ -2,7 +2,8 @@
 //!
 //! Deciders never read a clock: a command carries its time. The edges (the API,
 //! background sweeps, consumers) ask a [`Clock`], which is the [`SystemClock`] in a
-//! running service and a [`ManualClock`] in a test that moves time by hand, so a
+//! running service. Tests move time by hand: a [`ManualClock`] stands still until
+//! told, a [`ShiftedClock`] runs with the system and jumps ahead when told, so a
 //! reminder due in 48 hours is tested in milliseconds.
 
 use std::fmt::Debug;
@@ -49,6 +50,10 @@ impl ManualClock {
         Self::at(SystemClock.now())
     }
 
+    pub fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn set(&self, now: DateTime<Utc>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = now;
     }
@@ -61,7 +66,38 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        ManualClock::now(self)
+    }
+}
+
+/// The system's time shifted by however far a test has moved it: time goes on as
+/// usual (retries back off, leases run out) and a test jumps ahead by days at once.
+/// Clones share one shift.
+#[derive(Debug, Clone, Default)]
+pub struct ShiftedClock(Arc<Mutex<Duration>>);
+
+impl ShiftedClock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut shift = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *shift += by;
+    }
+
+    pub fn shared(&self) -> SharedClock {
+        Arc::new(self.clone())
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        ShiftedClock::now(self)
     }
 }
 
@@ -77,5 +113,15 @@ mod tests {
         assert_eq!(shared.now(), start);
         clock.advance(Duration::hours(48));
         assert_eq!(shared.now(), start + Duration::hours(48));
+    }
+
+    #[test]
+    fn a_shifted_clock_runs_with_the_system_and_jumps_when_told() {
+        let clock = ShiftedClock::new();
+        let before = SystemClock.now();
+        clock.advance(Duration::days(3));
+        let shifted = clock.now();
+        assert!(shifted >= before + Duration::days(3));
+        assert!(shifted < SystemClock.now() + Duration::days(3) + Duration::seconds(1));
     }
 }

@@ -8,5 +8,5 @@
 pub mod clock;
 pub mod error;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock};
 pub use error::{Error, ErrorKind, FieldViolation, Retry};

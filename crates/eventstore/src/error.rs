@@ -125,6 +125,13 @@ impl From<crate::CodecError> for StoreError {
     }
 }
 
+/// The database's files could not be reached.
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Database(sqlx::Error::Io(error))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         Self::Database(error)

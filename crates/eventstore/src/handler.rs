@@ -33,6 +33,22 @@ pub struct CommandContext {
 }
 
 impl CommandContext {
+    /// A command the service gives itself (a sweep, a scheduled step): no
+    /// idempotency key, a correlation of its own, `actor` such as `system:stall-sweep`.
+    pub fn system(actor: impl Into<String>, region: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Self {
+            command_id: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: actor.into(),
+            region: region.into(),
+            now,
+            request_fingerprint: None,
+        }
+    }
+
     /// The id of a `kind` of object this command creates: derived from the command id
     /// when there is one, so a retried create makes the same object, not a second.
     pub fn derived_id(&self, kind: &[u8]) -> Uuid {

@@ -4,6 +4,7 @@ use aftersales_eventstore::CommandContext;
 use aftersales_proto::common::{Address as PbAddress, CountryCode};
 use aftersales_proto::logistics as pb;
 use aftersales_proto::logistics::logistics_service_server::LogisticsService;
+use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_from_proto;
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
@@ -20,19 +21,16 @@ use crate::domain::tracking::{Scan, Status as TrackingStatus};
 #[derive(Debug, Clone)]
 pub struct LogisticsApi {
     app: Logistics,
-    region: String,
+    requests: Requests,
 }
 
 impl LogisticsApi {
-    pub fn new(app: Logistics, region: impl Into<String>) -> Self {
-        Self {
-            app,
-            region: region.into(),
-        }
+    pub fn new(app: Logistics, requests: Requests) -> Self {
+        Self { app, requests }
     }
 
     fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context_for(request, &self.region)
+        self.requests.context(request)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aftersales_core::{Error, ErrorKind};
+use aftersales_core::{Error, ErrorKind, SharedClock};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, StoreError, StoreTransaction,
     StreamId, on_connection, on_read_pool,
@@ -74,6 +74,7 @@ pub struct ScanOutcome {
 /// The logistics service's use cases.
 #[derive(Debug, Clone)]
 pub struct Logistics {
+    clock: SharedClock,
     store: AnyEventStore,
     shipments: CommandHandler<Shipment, AnyEventStore>,
     orders: CommandHandler<OrderLogistics, AnyEventStore>,
@@ -82,14 +83,25 @@ pub struct Logistics {
 }
 
 impl Logistics {
-    pub fn new(store: AnyEventStore, carriers: Carriers, depots: Depots) -> Self {
+    pub fn new(
+        store: AnyEventStore,
+        carriers: Carriers,
+        depots: Depots,
+        clock: SharedClock,
+    ) -> Self {
         Self {
+            clock,
             shipments: CommandHandler::new(store.clone()),
             orders: CommandHandler::new(store.clone()),
             store,
             carriers,
             depots: Arc::new(depots),
         }
+    }
+
+    /// The time, as this service reads it (the system's, or a test's).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn store(&self) -> &AnyEventStore {
@@ -431,8 +443,7 @@ impl Logistics {
                     tokio::time::sleep(std::time::Duration::from_millis(u64::from(step_millis)))
                         .await;
                 }
-                #[allow(clippy::disallowed_methods)] // the sandbox is the carrier's clock
-                let now = Utc::now();
+                let now = app.now();
                 let scan = Scan {
                     carrier_event_id: sandbox::scripted_event_id(
                         &label.tracking_number,

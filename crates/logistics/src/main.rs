@@ -11,15 +11,12 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     config: aftersales_logistics::server::Config,
-    /// Log as JSON lines.
-    #[arg(long, env = "AFTERSALES_LOG_JSON")]
-    log_json: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let region = cli.config.region.clone();
+    let (region, log_json) = (cli.config.common.region.clone(), cli.config.common.log_json);
     let start = aftersales_logistics::server::start(cli.config);
-    aftersales_runtime::service::main("logistics", &region, cli.log_json, start).await
+    aftersales_runtime::service::main("logistics", &region, log_json, start).await
 }

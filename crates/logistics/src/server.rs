@@ -9,9 +9,9 @@ use std::time::Duration;
 use aftersales_eventstore::{AnyEventStore, CommandContext};
 use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::logistics::logistics_service_server::LogisticsServiceServer;
+use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
-use chrono::Utc;
-use uuid::Uuid;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::LogisticsApi;
 use crate::app::{Logistics, builtin_carriers};
@@ -23,6 +23,9 @@ pub const GRPC_SERVICE: &str = "aftersales.logistics.v1.LogisticsService";
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
     /// gRPC address to listen on.
     #[arg(
         long,
@@ -39,8 +42,8 @@ pub struct Config {
     pub webhook_listen: SocketAddr,
     /// The secret carriers sign webhook requests with (at least 16 bytes). Unset:
     /// no webhook; scans come by gRPC only.
-    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
+    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRET", value_parser = secret, hide_env_values = true)]
+    pub webhook_secret: Option<SecretString>,
     /// How far a webhook signature's timestamp may be from now.
     #[arg(
         long,
@@ -48,16 +51,6 @@ pub struct Config {
         default_value_t = 300
     )]
     pub webhook_replay_window_seconds: u64,
-    /// The service's own database: postgres://… or sqlite:path.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/logistics.db")]
-    pub database_url: String,
-    /// NATS with JetStream; when set, logistics reacts to repair events and its
-    /// own events are relayed. Unset: no broker.
-    #[arg(long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
-    /// This deployment's region.
-    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
-    pub region: String,
     /// A live shipment with no scan for this long is reported stalled.
     #[arg(long, env = "AFTERSALES_STALL_AFTER_SECONDS", default_value_t = 72 * 3600)]
     pub stall_after_seconds: u64,
@@ -75,12 +68,6 @@ pub struct Config {
     /// Digits in a sandbox tracking number (1 to 18).
     #[arg(long, env = "AFTERSALES_SANDBOX_TRACKING_DIGITS", default_value_t = 12)]
     pub sandbox_tracking_digits: u32,
-    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
-    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
-    pub drain_grace_seconds: u64,
-    /// JetStream replicas of the logistics stream (3 in production).
-    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -88,6 +75,13 @@ pub struct Config {
         default_value = "127.0.0.1:9103"
     )]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +125,7 @@ fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartErr
     let Some(secret) = &config.webhook_secret else {
         return Ok(None);
     };
+    let secret = secret.expose_secret();
     if secret.len() < 16 {
         return Err(StartError::Config(
             "AFTERSALES_WEBHOOK_SECRET must be at least 16 bytes".into(),
@@ -160,19 +155,7 @@ async fn sweep(
             () = tokio::time::sleep(every) => {}
             () = shutdown.requested() => return,
         }
-        #[allow(clippy::disallowed_methods)] // the sweep is where time enters
-        let now = Utc::now();
-        let ctx = CommandContext {
-            command_id: None,
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            traceparent: None,
-            tracestate: None,
-            actor: "system:stall-sweep".into(),
-            region: region.clone(),
-            now,
-            request_fingerprint: None,
-        };
+        let ctx = CommandContext::system("system:stall-sweep", region.clone(), app.now());
         match app.sweep_stalled(silent_for, &ctx).await {
             Ok(0) => {}
             Ok(raised) => tracing::warn!(raised, "shipments reported stalled"),
@@ -202,17 +185,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let carriers = builtin_carriers(config.sandbox_tracking_digits).map_err(StartError::Config)?;
     let depots = Depots::builtin().map_err(StartError::Config)?;
-    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
-        .map_err(StartError::Config)?;
-    let store = AnyEventStore::connect(&config.database_url).await?;
+    let store = config.common.open_store("logistics").await?;
     crate::projections::migrate(&store).await?;
-    let app = Logistics::new(store.clone(), carriers, depots);
+    let app = Logistics::new(store.clone(), carriers, depots, config.common.clock.clone());
 
     let (listener, addr) = bind(config.listen).await?;
     let webhook = match webhook {
         Some(settings) => {
             let (listener, addr) = crate::webhook::bind(config.webhook_listen).await?;
-            let router = crate::webhook::router(app.clone(), settings, config.region.clone());
+            let router =
+                crate::webhook::router(app.clone(), settings, config.common.region.clone());
             Some((listener, addr, router))
         }
         None => {
@@ -224,21 +206,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(LogisticsServiceServer::new(LogisticsApi::new(
         app.clone(),
-        config.region.clone(),
+        aftersales_runtime::request::Requests::new(
+            config.common.region.clone(),
+            config.common.clock.clone(),
+        ),
     )));
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr =
         aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
             .await
             .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.drain_grace_seconds);
-    let messaging = match &config.nats_url {
+    let drain = Duration::from_secs(config.common.drain_grace_seconds);
+    let messaging = match config.common.nats_url() {
         Some(url) => {
             let bus = aftersales_messaging::Bus::connect(
                 url,
-                &config.region,
+                &config.common.region,
                 "logistics",
-                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
+                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
             )
             .await?;
             let relay = bus.relay(store.clone(), Arc::new(crate::integration::LogisticsEvents))?;
@@ -247,7 +232,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 store.clone(),
                 Arc::new(crate::reactions::RepairReactions::new(
                     app.clone(),
-                    config.region.clone(),
+                    config.common.region.clone(),
                 )),
             )?;
             Some((bus, relay, consumer))
@@ -259,19 +244,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         // Scripts cut short by a crash go on; the read model first takes in the
         // whole log so no live parcel is missed.
         aftersales_eventstore::projection::catch_up(&store, &directory, |_| {}).await?;
-        #[allow(clippy::disallowed_methods)] // the restart is where time enters
-        let now = Utc::now();
-        let ctx = CommandContext {
-            command_id: None,
-            correlation_id: Uuid::now_v7(),
-            causation_id: None,
-            traceparent: None,
-            tracestate: None,
-            actor: format!("carrier:{}", crate::carrier::sandbox::NAME),
-            region: config.region.clone(),
-            now,
-            request_fingerprint: None,
-        };
+        let ctx = CommandContext::system(
+            format!("carrier:{}", crate::carrier::sandbox::NAME),
+            config.common.region.clone(),
+            app.now(),
+        );
         let resumed = app
             .resume_sandbox(script, config.sandbox_step_millis, &ctx)
             .await
@@ -286,7 +263,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let background = store.clone();
     let sweeper = sweep(
         app.clone(),
-        config.region.clone(),
+        config.common.region.clone(),
         silent_for,
         Duration::from_secs(config.stall_check_seconds),
         shutdown.clone(),

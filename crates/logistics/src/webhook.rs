@@ -25,7 +25,6 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Utc;
 use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -143,8 +142,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
-    let now = Utc::now();
+    let now = shared.app.now();
     if let Err(why) = verify(&shared.settings, &headers, &body, now.timestamp()) {
         tracing::warn!(%carrier, why, "webhook refused");
         return error(StatusCode::UNAUTHORIZED, why);

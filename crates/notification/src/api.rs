@@ -7,6 +7,7 @@ use std::time::Duration;
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::notification as pb;
 use aftersales_proto::notification::notification_service_server::NotificationService;
+use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_to_proto;
 use chrono::NaiveTime;
 use tonic::{Request, Response, Status};
@@ -21,19 +22,16 @@ use crate::domain::preferences::{Channel, Preferences, QuietHours};
 #[derive(Debug, Clone)]
 pub struct NotificationApi {
     app: Notifications,
-    region: String,
+    requests: Requests,
 }
 
 impl NotificationApi {
-    pub fn new(app: Notifications, region: impl Into<String>) -> Self {
-        Self {
-            app,
-            region: region.into(),
-        }
+    pub fn new(app: Notifications, requests: Requests) -> Self {
+        Self { app, requests }
     }
 
     fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context_for(request, &self.region)
+        self.requests.context(request)
     }
 }
 

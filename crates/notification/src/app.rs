@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aftersales_core::{Error, ErrorKind};
+use aftersales_core::{Error, ErrorKind, SharedClock};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, StoreError,
     StoreTransaction, StreamId, on_read_pool,
@@ -65,6 +65,7 @@ fn jitter() -> f64 {
 /// The notification service's use cases.
 #[derive(Debug, Clone)]
 pub struct Notifications {
+    clock: SharedClock,
     store: AnyEventStore,
     preferences: CommandHandler<CustomerPreferences, AnyEventStore>,
     notifications: CommandHandler<Notification, AnyEventStore>,
@@ -81,8 +82,10 @@ impl Notifications {
         templates: Arc<Templates>,
         senders: Senders,
         settings: SendSettings,
+        clock: SharedClock,
     ) -> Self {
         Self {
+            clock,
             preferences: CommandHandler::new(store.clone()),
             notifications: CommandHandler::new(store.clone()),
             reminders: CommandHandler::new(store.clone()),
@@ -442,8 +445,7 @@ impl Notifications {
                 },
             },
         };
-        #[allow(clippy::disallowed_methods)] // the outcome's time
-        let finished = Utc::now();
+        let finished = self.now();
         match &sent {
             Sent::Delivered => {
                 tracing::info!(notification_id = %id, channel = m.channel.as_str(), %to, number, "delivered")
@@ -469,6 +471,11 @@ impl Notifications {
         };
         self.run(id, &finish, &ctx).await?;
         Ok(true)
+    }
+
+    /// The time, as this service reads it (the system's, or a test's).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// A page of a customer's inbox, newest first, and the unread count.

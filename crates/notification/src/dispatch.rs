@@ -7,40 +7,29 @@ use std::time::Duration;
 
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_messaging::Shutdown;
-use chrono::Utc;
-use uuid::Uuid;
 
 use crate::app::Notifications;
-
-fn context(region: &str, actor: &str) -> CommandContext {
-    #[allow(clippy::disallowed_methods)] // the loop is where time enters
-    let now = Utc::now();
-    CommandContext {
-        command_id: None,
-        correlation_id: Uuid::now_v7(),
-        causation_id: None,
-        traceparent: None,
-        tracestate: None,
-        actor: actor.into(),
-        region: region.into(),
-        now,
-        request_fingerprint: None,
-    }
-}
 
 /// Sends and fires until `shutdown`, every `every` and whenever the log grows.
 pub async fn run(app: Notifications, region: String, every: Duration, mut shutdown: Shutdown) {
     loop {
         let appended = app.store().appended().notified();
         match app
-            .fire_due_reminders(&context(&region, "system:reminders"))
+            .fire_due_reminders(&CommandContext::system(
+                "system:reminders",
+                &region,
+                app.now(),
+            ))
             .await
         {
             Ok(0) => {}
             Ok(fired) => tracing::info!(fired, "reminders fired"),
             Err(error) => tracing::warn!(%error, "reminder sweep failed; retrying"),
         }
-        if let Err(error) = app.send_due(&context(&region, "system:sender")).await {
+        if let Err(error) = app
+            .send_due(&CommandContext::system("system:sender", &region, app.now()))
+            .await
+        {
             tracing::warn!(%error, "send pass failed; retrying");
         }
         tokio::select! {

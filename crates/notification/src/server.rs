@@ -10,7 +10,9 @@ use std::time::Duration;
 use aftersales_eventstore::AnyEventStore;
 use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::notification::notification_service_server::NotificationServiceServer;
+use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::NotificationApi;
 use crate::app::{Notifications, SendSettings};
@@ -24,6 +26,9 @@ pub const GRPC_SERVICE: &str = "aftersales.notification.v1.NotificationService";
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
     /// gRPC address to listen on.
     #[arg(
         long,
@@ -31,24 +36,10 @@ pub struct Config {
         default_value = "127.0.0.1:50054"
     )]
     pub listen: SocketAddr,
-    /// The service's own database: postgres://… or sqlite:path.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite:data/notification.db"
-    )]
-    pub database_url: String,
-    /// NATS with JetStream; when set, notification reacts to the other services'
-    /// events. Unset: no broker.
-    #[arg(long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
-    /// This deployment's region.
-    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
-    pub region: String,
     /// The SMTP server for email: smtp://host:port, smtp://host:port?tls=required
     /// or smtps://host:port, with user:password@ if needed. Unset: no email.
-    #[arg(long, env = "AFTERSALES_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    #[arg(long, env = "AFTERSALES_SMTP_URL", value_parser = secret, hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
     /// The sender of email.
     #[arg(
         long,
@@ -57,11 +48,11 @@ pub struct Config {
     )]
     pub email_from: String,
     /// The SMS provider's endpoint (HTTP POST, JSON). Unset: no SMS.
-    #[arg(long, env = "AFTERSALES_SMS_URL")]
-    pub sms_url: Option<String>,
+    #[arg(long, env = "AFTERSALES_SMS_URL", value_parser = secret, hide_env_values = true)]
+    pub sms_url: Option<SecretString>,
     /// The push provider's endpoint (HTTP POST, JSON). Unset: no push.
-    #[arg(long, env = "AFTERSALES_PUSH_URL")]
-    pub push_url: Option<String>,
+    #[arg(long, env = "AFTERSALES_PUSH_URL", value_parser = secret, hide_env_values = true)]
+    pub push_url: Option<SecretString>,
     /// Attempts per message before it is marked failed.
     #[arg(long, env = "AFTERSALES_SEND_MAX_ATTEMPTS", default_value_t = 6)]
     pub send_max_attempts: u32,
@@ -98,12 +89,6 @@ pub struct Config {
     /// Days before a warranty ends that its reminder goes out.
     #[arg(long, env = "AFTERSALES_WARRANTY_REMINDER_DAYS", default_value_t = 30)]
     pub warranty_reminder_days: u32,
-    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
-    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
-    pub drain_grace_seconds: u64,
-    /// JetStream replicas of the notification stream (3 in production).
-    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -111,6 +96,13 @@ pub struct Config {
         default_value = "127.0.0.1:9104"
     )]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,9 +150,10 @@ fn seconds(name: &str, value: u64) -> Result<chrono::Duration, StartError> {
 }
 
 fn senders(config: &Config) -> Result<Senders, StartError> {
-    let http = |url: &Option<String>, channel, name: &str| {
-        url.as_deref()
+    let http = |url: &Option<SecretString>, channel, name: &str| {
+        url.as_ref()
             .map(|u| {
+                let u = u.expose_secret();
                 HttpProvider::new(u, channel)
                     .map(|p| Arc::new(p) as Arc<dyn crate::channels::Sender>)
                     .map_err(|e| StartError::Config(format!("{name}: {e}")))
@@ -170,9 +163,9 @@ fn senders(config: &Config) -> Result<Senders, StartError> {
     Ok(Senders {
         email: config
             .smtp_url
-            .as_deref()
+            .as_ref()
             .map(|url| {
-                Smtp::new(url, &config.email_from)
+                Smtp::new(url.expose_secret(), &config.email_from)
                     .map(|s| Arc::new(s) as Arc<dyn crate::channels::Sender>)
                     .map_err(StartError::Config)
             })
@@ -213,32 +206,40 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let senders = senders(&config)?;
     let templates = Arc::new(Templates::builtin()?);
-    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
-        .map_err(StartError::Config)?;
-    let store = AnyEventStore::connect(&config.database_url).await?;
+    let store = config.common.open_store("notification").await?;
     crate::projections::migrate(&store).await?;
-    let app = Notifications::new(store.clone(), templates, senders, settings);
-    let reactions = NotificationReactions::new(app.clone(), config.region.clone(), reminders);
+    let app = Notifications::new(
+        store.clone(),
+        templates,
+        senders,
+        settings,
+        config.common.clock.clone(),
+    );
+    let reactions =
+        NotificationReactions::new(app.clone(), config.common.region.clone(), reminders);
 
     let (listener, addr) = bind(config.listen).await?;
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(NotificationServiceServer::new(NotificationApi::new(
         app.clone(),
-        config.region.clone(),
+        aftersales_runtime::request::Requests::new(
+            config.common.region.clone(),
+            config.common.clock.clone(),
+        ),
     )));
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr =
         aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
             .await
             .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.drain_grace_seconds);
-    let messaging = match &config.nats_url {
+    let drain = Duration::from_secs(config.common.drain_grace_seconds);
+    let messaging = match config.common.nats_url() {
         Some(url) => {
             let bus = aftersales_messaging::Bus::connect(
                 url,
-                &config.region,
+                &config.common.region,
                 "notification",
-                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
+                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
             )
             .await?;
             let handler = Arc::new(reactions.clone());
@@ -256,7 +257,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let queues = crate::projections::Queues::new(store.clone());
     let background = store.clone();
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
-    let sending = crate::dispatch::run(app, config.region.clone(), every, shutdown.clone());
+    let sending = crate::dispatch::run(app, config.common.region.clone(), every, shutdown.clone());
     let task = tokio::spawn(async move {
         let projecting = aftersales_eventstore::projection::run(
             &background,

@@ -5,6 +5,7 @@ use aftersales_proto::common::{CountryCode, GeoPoint as PbPoint, Money as PbMone
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
+use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
@@ -22,15 +23,12 @@ use crate::domain::order::{
 #[derive(Debug, Clone)]
 pub struct RepairApi {
     app: Repairs,
-    region: String,
+    requests: Requests,
 }
 
 impl RepairApi {
-    pub fn new(app: Repairs, region: impl Into<String>) -> Self {
-        Self {
-            app,
-            region: region.into(),
-        }
+    pub fn new(app: Repairs, requests: Requests) -> Self {
+        Self { app, requests }
     }
 
     /// Runs a command that needs nothing but the order's id.
@@ -46,7 +44,7 @@ impl RepairApi {
 
     /// Who asks, as part of what: from the request's metadata.
     fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context_for(request, &self.region)
+        self.requests.context(request)
     }
 }
 

@@ -7,6 +7,7 @@ use aftersales_eventstore::AnyEventStore;
 use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::repair::repair_service_server::RepairServiceServer;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
 use aftersales_runtime::grpc::{Grpc, bind};
 
 use crate::api::RepairApi;
@@ -17,6 +18,9 @@ pub const GRPC_SERVICE: &str = "aftersales.repair.v1.RepairService";
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
     /// gRPC address to listen on.
     #[arg(
         long,
@@ -24,29 +28,13 @@ pub struct Config {
         default_value = "127.0.0.1:50052"
     )]
     pub listen: SocketAddr,
-    /// The service's own database: postgres://… or sqlite:path.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/repair.db")]
-    pub database_url: String,
     /// The warranty service, e.g. http://127.0.0.1:50051; unset leaves coverage
     /// pending and refuses diagnosis.
     #[arg(long, env = "AFTERSALES_WARRANTY_URL")]
     pub warranty_url: Option<String>,
-    /// NATS with JetStream; when set, repair reacts to logistics events and its own
-    /// events are relayed. Unset: no broker.
-    #[arg(long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
-    /// This deployment's region.
-    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
-    pub region: String,
     /// How far to look for a service center before recommending mail-in.
     #[arg(long, env = "AFTERSALES_CENTER_RADIUS_KM", default_value_t = 100.0)]
     pub center_radius_km: f64,
-    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
-    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
-    pub drain_grace_seconds: u64,
-    /// JetStream replicas of the repair stream (3 in production).
-    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -54,6 +42,13 @@ pub struct Config {
         default_value = "127.0.0.1:9102"
     )]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "center radius must be a positive number of km".into(),
         ));
     }
-    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
-        .map_err(StartError::Config)?;
-    let store = AnyEventStore::connect(&config.database_url).await?;
+    let store = config.common.open_store("repair").await?;
     crate::projections::migrate(&store).await?;
     let warranty = match &config.warranty_url {
         Some(url) => Some(WarrantyServiceClient::new(
@@ -115,21 +108,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(RepairServiceServer::new(RepairApi::new(
         app,
-        config.region.clone(),
+        aftersales_runtime::request::Requests::new(
+            config.common.region.clone(),
+            config.common.clock.clone(),
+        ),
     )));
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr =
         aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
             .await
             .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.drain_grace_seconds);
-    let messaging = match &config.nats_url {
+    let drain = Duration::from_secs(config.common.drain_grace_seconds);
+    let messaging = match config.common.nats_url() {
         Some(url) => {
             let bus = aftersales_messaging::Bus::connect(
                 url,
-                &config.region,
+                &config.common.region,
                 "repair",
-                aftersales_messaging::StreamSettings::with_replicas(config.stream_replicas),
+                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
             )
             .await?;
             let relay = bus.relay(
@@ -141,7 +137,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 store.clone(),
                 std::sync::Arc::new(crate::reactions::LogisticsReactions::new(
                     store.clone(),
-                    config.region.clone(),
+                    config.common.region.clone(),
                 )),
             )?;
             Some((bus, relay, consumer))

@@ -1,5 +1,7 @@
 //! What every service binary shares.
 //!
+//! - [`config`]: the flags every service shares, secrets kept secret, and each
+//!   service's defaults read from its own flags.
 //! - [`errors`]: a use case's error as a gRPC status, through the one table.
 //! - [`grpc`]: a gRPC server with the health service and server reflection, that
 //!   reports NOT_SERVING and drains in-flight calls before it stops.
@@ -9,6 +11,7 @@
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
 
+pub mod config;
 pub mod errors;
 pub mod grpc;
 pub mod metrics;

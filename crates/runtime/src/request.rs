@@ -1,5 +1,6 @@
 //! What a gRPC request says about who sends it, as part of what.
 
+use aftersales_core::clock::SharedClock;
 use aftersales_eventstore::CommandContext;
 use chrono::{DateTime, Utc};
 use tonic::Status;
@@ -10,7 +11,11 @@ use uuid::Uuid;
 /// `x-command-id` (an idempotency key), `x-correlation-id`, `x-causation-id`,
 /// `x-actor`, `traceparent` and `tracestate`. A header that is there but malformed
 /// is INVALID_ARGUMENT naming it.
-pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandContext, Status> {
+pub fn command_context(
+    metadata: &MetadataMap,
+    region: &str,
+    now: DateTime<Utc>,
+) -> Result<CommandContext, Status> {
     let header = |name: &str| {
         metadata
             .get(name)
@@ -25,8 +30,6 @@ pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandCo
             })
             .transpose()
     };
-    #[allow(clippy::disallowed_methods)] // the API boundary is where time enters
-    let now = Utc::now();
     let (traceparent, tracestate) = crate::telemetry::current_trace_context();
     Ok(CommandContext {
         command_id: uuid("x-command-id")?,
@@ -45,18 +48,35 @@ pub fn command_context(metadata: &MetadataMap, region: &str) -> Result<CommandCo
     })
 }
 
-/// The command context of a request, bound to its body: with an `x-command-id`, a
-/// retry of the same request finds its earlier result and another request under the
-/// same key is ALREADY_EXISTS.
-pub fn command_context_for<M: prost::Message>(
-    request: &tonic::Request<M>,
-    region: &str,
-) -> Result<CommandContext, Status> {
-    let mut ctx = command_context(request.metadata(), region)?;
-    if ctx.command_id.is_some() {
-        ctx.request_fingerprint = Some(fingerprint(request.get_ref()));
+/// What a service's API needs to turn requests into commands: its region and its
+/// clock (the API is where time enters a command).
+#[derive(Debug, Clone)]
+pub struct Requests {
+    pub region: String,
+    pub clock: SharedClock,
+}
+
+impl Requests {
+    pub fn new(region: impl Into<String>, clock: SharedClock) -> Self {
+        Self {
+            region: region.into(),
+            clock,
+        }
     }
-    Ok(ctx)
+
+    /// The command context of a request, bound to its body: with an
+    /// `x-command-id`, a retry of the same request finds its earlier result and
+    /// another request under the same key is ALREADY_EXISTS.
+    pub fn context<M: prost::Message>(
+        &self,
+        request: &tonic::Request<M>,
+    ) -> Result<CommandContext, Status> {
+        let mut ctx = command_context(request.metadata(), &self.region, self.clock.now())?;
+        if ctx.command_id.is_some() {
+            ctx.request_fingerprint = Some(fingerprint(request.get_ref()));
+        }
+        Ok(ctx)
+    }
 }
 
 /// SHA-256 of a message's type and encoding. Our requests have no map fields, so
@@ -77,19 +97,6 @@ pub fn with_command_id<M>(message: M, command_id: Uuid) -> tonic::Request<M> {
         request.metadata_mut().insert("x-command-id", value);
     }
     request
-}
-
-/// Creates the directory a `sqlite:` URL's file lives in, so a fresh machine needs
-/// no set-up; other URLs are left alone.
-pub fn ensure_sqlite_dir(database_url: &str) -> Result<(), String> {
-    if let Some(path) = database_url.strip_prefix("sqlite:")
-        && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("DATABASE_URL: cannot create {}: {e}", parent.display()))?;
-    }
-    Ok(())
 }
 
 /// A protobuf timestamp from a request; `field` names it in the error.

@@ -113,14 +113,10 @@ async fn main() {
     let devices = env_usize("BENCH_DEVICES", 5000);
     let pg = PostgresServer::start(PostgresOptions::Durable).unwrap();
     let running = start(Config {
+        common: aftersales_runtime::config::Common::test(pg.create_database().unwrap()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: pg.create_database().unwrap(),
-        nats_url: None,
-        region: "bench".into(),
-        policies: None,
-        stream_replicas: 1,
-        drain_grace_seconds: 0,
         metrics_listen: None,
+        ..Config::default()
     })
     .await
     .unwrap();

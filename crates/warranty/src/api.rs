@@ -5,6 +5,7 @@ use aftersales_eventstore::{CommandContext, RecordedEvent, StreamHead};
 use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
+use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
@@ -20,20 +21,17 @@ use aftersales_runtime::errors::{invalid, status};
 #[derive(Debug, Clone)]
 pub struct WarrantyApi {
     app: Warranty,
-    region: String,
+    requests: Requests,
 }
 
 impl WarrantyApi {
-    pub fn new(app: Warranty, region: impl Into<String>) -> Self {
-        Self {
-            app,
-            region: region.into(),
-        }
+    pub fn new(app: Warranty, requests: Requests) -> Self {
+        Self { app, requests }
     }
 
     /// Who asks, as part of what: from the request's metadata.
     fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
-        aftersales_runtime::request::command_context_for(request, &self.region)
+        self.requests.context(request)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use aftersales_eventstore::{AnyEventStore, projection};
 use aftersales_messaging::{Names, Shutdown, StreamSettings};
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
+use aftersales_runtime::config::Common;
 use aftersales_runtime::grpc::{Grpc, bind};
 
 use crate::api::WarrantyApi;
@@ -24,6 +25,9 @@ pub const GRPC_SERVICE: &str = "aftersales.warranty.v1.WarrantyService";
 /// How the service runs. Flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
     /// gRPC address to listen on.
     #[arg(
         long,
@@ -31,24 +35,9 @@ pub struct Config {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: SocketAddr,
-    /// The service's own database: postgres://… or sqlite:path.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:data/warranty.db")]
-    pub database_url: String,
-    /// NATS with JetStream; unset runs without a broker (embedded mode).
-    #[arg(long, env = "NATS_URL")]
-    pub nats_url: Option<String>,
-    /// This deployment's region: lower-case letters, digits and '-'.
-    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
-    pub region: String,
     /// A directory of policy files to use instead of the built-in ones.
     #[arg(long, env = "AFTERSALES_POLICIES")]
     pub policies: Option<PathBuf>,
-    /// JetStream replicas of the warranty stream.
-    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
-    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
-    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
-    pub drain_grace_seconds: u64,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -56,6 +45,13 @@ pub struct Config {
         default_value = "127.0.0.1:9101"
     )]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,22 +92,21 @@ impl Running {
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     // A bad region stops the start before anything is touched.
-    Names::new(config.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
+    Names::new(config.common.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
     let policies = match &config.policies {
         Some(dir) => PolicyTable::load_dir(dir)?,
         None => PolicyTable::builtin()?,
     };
     policies.require(REQUIRED_COUNTRIES)?;
-    aftersales_runtime::request::ensure_sqlite_dir(&config.database_url)
-        .map_err(StartError::Config)?;
-    let store = AnyEventStore::connect(&config.database_url).await?;
+    let store = config.common.open_store("warranty").await?;
     projections::migrate(&store).await?;
 
-    let relay = match &config.nats_url {
+    let relay = match config.common.nats_url() {
         Some(url) => {
-            let streams = StreamSettings::with_replicas(config.stream_replicas);
+            let streams = StreamSettings::with_replicas(config.common.stream_replicas);
             let bus =
-                aftersales_messaging::Bus::connect(url, &config.region, SERVICE, streams).await?;
+                aftersales_messaging::Bus::connect(url, &config.common.region, SERVICE, streams)
+                    .await?;
             Some(bus.relay(store.clone(), Arc::new(WarrantyEvents))?)
         }
         None => None,
@@ -120,7 +115,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (listener, addr) = bind(config.listen).await?;
     let app = Warranty::new(store.clone(), Arc::new(policies));
     let cache = Arc::clone(app.cache());
-    let api = WarrantyApi::new(app, config.region.clone());
+    let api = WarrantyApi::new(
+        app,
+        aftersales_runtime::request::Requests::new(
+            config.common.region.clone(),
+            config.common.clock.clone(),
+        ),
+    );
     let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
     let router = router.add_service(WarrantyServiceServer::new(api));
     let (trigger, shutdown) = Shutdown::new();
@@ -128,7 +129,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
             .await
             .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.drain_grace_seconds);
+    let drain = Duration::from_secs(config.common.drain_grace_seconds);
     let background_store = store.clone();
     let task = tokio::spawn(async move {
         let directory = DeviceDirectory::new(background_store.clone());
@@ -162,7 +163,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let (served, (), (), ()) = tokio::join!(serving, projections, relaying, caching);
         served.map_err(StartError::from)
     });
-    tracing::info!(%addr, region = %config.region, "warranty service listening");
+    tracing::info!(%addr, region = %config.common.region, "warranty service listening");
     Ok(Running {
         addr,
         metrics_addr,

@@ -10,6 +10,7 @@ use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
 use aftersales_testkit::{NatsServer, eventually, shared_postgres};
 use tonic::transport::Channel;
 
@@ -27,32 +28,26 @@ struct Platform {
 impl Platform {
     async fn start(nats: &NatsServer) -> Self {
         let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+            common: Common::test(shared_postgres().create_database().unwrap())
+                .with_nats(nats.url()),
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: shared_postgres().create_database().unwrap(),
-            nats_url: Some(nats.url()),
-            region: "test".into(),
-            policies: None,
-            stream_replicas: 1,
-            drain_grace_seconds: 0,
             metrics_listen: None,
+            ..Default::default()
         })
         .await
         .unwrap();
         let repair = aftersales_repair::server::start(aftersales_repair::server::Config {
+            common: Common::test(shared_postgres().create_database().unwrap())
+                .with_nats(nats.url()),
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: shared_postgres().create_database().unwrap(),
             warranty_url: Some(format!("http://{}", warranty.addr)),
-            nats_url: Some(nats.url()),
-            region: "test".into(),
-            center_radius_km: 100.0,
-            drain_grace_seconds: 0,
             metrics_listen: None,
-            stream_replicas: 1,
+            ..Default::default()
         })
         .await
         .unwrap();
         let mut logistics_config = config(shared_postgres().create_database().unwrap());
-        logistics_config.nats_url = Some(nats.url());
+        logistics_config.common = logistics_config.common.with_nats(nats.url());
         let logistics = aftersales_logistics::server::start(logistics_config)
             .await
             .unwrap();

@@ -17,21 +17,12 @@ pub const SECRET: &str = "test-webhook-secret-0123456789";
 
 pub fn config(database_url: String) -> Config {
     Config {
+        common: aftersales_runtime::config::Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secret: Some(SECRET.into()),
-        webhook_replay_window_seconds: 300,
-        database_url,
-        nats_url: None,
-        region: "test".into(),
-        stall_after_seconds: 72 * 3600,
-        stall_check_seconds: 60,
-        sandbox_autoplay: None,
-        sandbox_step_millis: 2000,
-        sandbox_tracking_digits: 12,
-        drain_grace_seconds: 0,
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        stream_replicas: 1,
+        ..Config::default()
     }
 }
 

@@ -391,8 +391,10 @@ async fn a_reused_tracking_number_is_not_confused_with_an_old_shipment() {
 
 #[tokio::test]
 async fn a_silent_shipment_is_reported_stalled_once() {
+    // The default 72 hours of silence, passed on a manual clock.
+    let clock = aftersales_core::ShiftedClock::new();
     let mut cfg = config(shared_postgres().create_database().unwrap());
-    cfg.stall_after_seconds = 1;
+    cfg.common.clock = std::sync::Arc::new(clock.clone());
     cfg.stall_check_seconds = 1;
     let mut s = Server::start_with(cfg).await;
     let created = s
@@ -414,13 +416,14 @@ async fn a_silent_shipment_is_reported_stalled_once() {
                     .into_inner()
             }
         };
+    clock.advance(chrono::Duration::hours(73));
     let stalled = eventually(
         || get(&mut s.client, created.shipment_id.clone()),
         |s| s.stalled,
     )
     .await;
     assert!(stalled.stalled);
-    // More sweeps pass; still one report for one silence.
+    // More sweeps pass (one a second); still one report for one silence.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let aftersales_eventstore::AnyEventStore::Postgres(pg) = &s.running.store else {
         panic!()
@@ -436,11 +439,17 @@ async fn a_silent_shipment_is_reported_stalled_once() {
     assert_eq!(count().await, 1);
     // A scan ends the silence; a new silence is reported again.
     s.client
-        .record_tracking_event(scan(&created.tracking_number, "s1", S::InTransit, now()))
+        .record_tracking_event(scan(
+            &created.tracking_number,
+            "s1",
+            S::InTransit,
+            clock.now(),
+        ))
         .await
         .unwrap();
     let moving = get(&mut s.client, created.shipment_id.clone()).await;
     assert!(!moving.stalled);
+    clock.advance(chrono::Duration::hours(73));
     let again = eventually(count, |n| *n == 2).await;
     assert_eq!(again, 2);
     s.running.stop().await.unwrap();

@@ -266,7 +266,8 @@ async fn an_opt_out_holds_except_for_what_the_law_requires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reminder_due_while_the_service_is_down_fires_once_after_restart() {
-    let mut h = Harness::start(0, |c| c.quote_reminder_seconds = 2).await;
+    // The default 48 hours, passed on the service's clock while it is down.
+    let mut h = Harness::start(0, |_| {}).await;
     h.client
         .set_preferences(preferences("cust-e", &[pb::ChannelKind::Email]))
         .await
@@ -310,7 +311,7 @@ async fn a_reminder_due_while_the_service_is_down_fires_once_after_restart() {
     .await;
     assert!(!kinds(&before).contains(&"reminder_quote_waiting".to_owned()));
     h.stop().await;
-    tokio::time::sleep(Duration::from_millis(2500)).await; // due while down
+    h.clock.advance(chrono::Duration::hours(49)); // due while down
     h.restart().await;
     let after = eventually(
         || inbox(&h, "cust-e"),
@@ -343,7 +344,7 @@ async fn a_reminder_due_while_the_service_is_down_fires_once_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answered_quote_cancels_its_reminder() {
-    let mut h = Harness::start(0, |c| c.quote_reminder_seconds = 1).await;
+    let mut h = Harness::start(0, |_| {}).await;
     publish(
         &h.js,
         "repair",
@@ -380,7 +381,9 @@ async fn an_answered_quote_cancels_its_reminder() {
     .await;
     let items = eventually(|| inbox(&h, "cust-f"), |i| i.len() >= 2).await;
     assert_eq!(items.len(), 2);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Past when the reminder would have been due, and a few send passes on.
+    h.clock.advance(chrono::Duration::hours(49));
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         inbox(&h, "cust-f")
             .await

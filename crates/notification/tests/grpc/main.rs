@@ -17,25 +17,15 @@ use uuid::Uuid;
 
 pub fn config(database_url: String) -> Config {
     Config {
+        common: aftersales_runtime::config::Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url,
-        nats_url: None,
-        region: "test".into(),
-        smtp_url: None,
         email_from: "Aftersales <no-reply@aftersales.test>".into(),
-        sms_url: None,
-        push_url: None,
-        send_max_attempts: 6,
         send_retry_base_millis: 50,
         send_retry_max_seconds: 2,
         send_lease_seconds: 30,
         dispatch_interval_millis: 50,
-        quote_reminder_seconds: 48 * 3600,
-        pickup_reminder_seconds: 7 * 24 * 3600,
-        warranty_reminder_days: 30,
-        drain_grace_seconds: 0,
         metrics_listen: None,
-        stream_replicas: 1,
+        ..Config::default()
     }
 }
 
@@ -101,6 +91,8 @@ pub struct Harness {
     pub database_url: String,
     pub running: Option<Running>,
     pub client: NotificationServiceClient<Channel>,
+    /// The time the service reads; a test moves it instead of sleeping.
+    pub clock: aftersales_core::ShiftedClock,
     restart_config: Option<Config>,
 }
 
@@ -124,11 +116,13 @@ impl Harness {
             .unwrap();
         }
         let database_url = shared_postgres().create_database().unwrap();
+        let clock = aftersales_core::ShiftedClock::new();
         let mut cfg = config(database_url.clone());
-        cfg.nats_url = Some(nats.url());
-        cfg.smtp_url = Some(smtp.url());
-        cfg.push_url = Some(sms_url.replace("/sms", "/push"));
-        cfg.sms_url = Some(sms_url);
+        cfg.common = cfg.common.with_nats(nats.url());
+        cfg.common.clock = Arc::new(clock.clone());
+        cfg.smtp_url = Some(smtp.url().into());
+        cfg.push_url = Some(sms_url.replace("/sms", "/push").into());
+        cfg.sms_url = Some(sms_url.into());
         adjust(&mut cfg);
         let running = start(cfg.clone()).await.unwrap();
         let client = NotificationServiceClient::connect(format!("http://{}", running.addr))
@@ -142,6 +136,7 @@ impl Harness {
             database_url,
             running: Some(running),
             client,
+            clock,
             restart_config: Some(cfg),
         }
     }

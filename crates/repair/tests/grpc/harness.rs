@@ -1,10 +1,12 @@
 //! Repair and warranty running for real on PostgreSQL, and request builders.
 
+use aftersales_core::ShiftedClock;
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
 use aftersales_testkit::shared_postgres;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -15,6 +17,8 @@ pub struct Platform {
     pub w: WarrantyServiceClient<Channel>,
     pub r: RepairServiceClient<Channel>,
     pub repair_url: String,
+    /// The time both services read; a test moves it instead of sleeping.
+    pub clock: ShiftedClock,
 }
 
 pub fn repair_config(
@@ -22,39 +26,35 @@ pub fn repair_config(
     warranty_url: Option<String>,
 ) -> aftersales_repair::server::Config {
     aftersales_repair::server::Config {
+        common: Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url,
         warranty_url,
-        nats_url: None,
-        region: "test".into(),
         center_radius_km: 150.0,
-        drain_grace_seconds: 0,
         metrics_listen: None,
-        stream_replicas: 1,
     }
 }
 
 impl Platform {
     pub async fn start() -> Self {
+        let clock = ShiftedClock::new();
         let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+            common: Common {
+                clock: std::sync::Arc::new(clock.clone()),
+                ..Common::test(shared_postgres().create_database().unwrap())
+            },
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: shared_postgres().create_database().unwrap(),
-            nats_url: None,
-            region: "test".into(),
-            policies: None,
-            stream_replicas: 1,
-            drain_grace_seconds: 0,
             metrics_listen: None,
+            ..Default::default()
         })
         .await
         .unwrap();
         let repair_url = shared_postgres().create_database().unwrap();
-        let repair = aftersales_repair::server::start(repair_config(
+        let mut config = repair_config(
             repair_url.clone(),
             Some(format!("http://{}", warranty.addr)),
-        ))
-        .await
-        .unwrap();
+        );
+        config.common.clock = std::sync::Arc::new(clock.clone());
+        let repair = aftersales_repair::server::start(config).await.unwrap();
         let w = WarrantyServiceClient::connect(format!("http://{}", warranty.addr))
             .await
             .unwrap();
@@ -67,6 +67,7 @@ impl Platform {
             w,
             r,
             repair_url,
+            clock,
         }
     }
 

@@ -205,7 +205,7 @@ async fn mail_in_orders_react_to_logistics_deliveries_exactly_once() {
         p.repair_url.clone(),
         Some(format!("http://{}", p.warranty.addr)),
     );
-    config.nats_url = Some(nats.url());
+    config.common = config.common.with_nats(nats.url());
     p.repair = aftersales_repair::server::start(config).await.unwrap();
     p.r = RepairServiceClient::connect(format!("http://{}", p.repair.addr))
         .await

@@ -1,7 +1,5 @@
 //! Orders from open to closed, refusals, races and idempotent opening.
 
-use std::time::Duration;
-
 use aftersales_proto::common::{Address, CountryCode, Money};
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
@@ -136,8 +134,7 @@ async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
     );
     assert_eq!(c, Code::FailedPrecondition, "{m}");
 
-    #[allow(clippy::disallowed_methods)]
-    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let soon = p.clock.now() + chrono::Duration::hours(2);
     let quote = |valid_until: chrono::DateTime<chrono::Utc>| pb::IssueQuoteRequest {
         order_id: id.clone(),
         lines: vec![
@@ -162,12 +159,12 @@ async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
     };
     let quoted = p.r.issue_quote(quote(soon)).await.unwrap().into_inner();
     assert_eq!(quoted.quote.unwrap().total.unwrap().minor_units, 7400);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Three hours on, without waiting them.
+    p.clock.advance(chrono::Duration::hours(3));
     let (c, m) = code(p.r.approve_quote(order(&id)).await);
     assert_eq!(c, Code::FailedPrecondition, "{m}");
     assert!(m.contains("expired"), "{m}");
-    #[allow(clippy::disallowed_methods)]
-    let later = chrono::Utc::now() + chrono::Duration::days(7);
+    let later = p.clock.now() + chrono::Duration::days(7);
     let revised = p.r.issue_quote(quote(later)).await.unwrap().into_inner();
     assert_eq!(revised.quote.unwrap().revision, 2);
     p.r.approve_quote(order(&id)).await.unwrap();

@@ -3,6 +3,7 @@
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
 use aftersales_testkit::shared_postgres;
 use aftersales_warranty::server::{Config, Running, start};
 use tonic::transport::Channel;
@@ -18,14 +19,14 @@ impl Server {
     pub async fn start(nats_url: Option<String>) -> Self {
         let database_url = shared_postgres().create_database().unwrap();
         let running = start(Config {
+            common: Common {
+                nats_url: nats_url.map(Into::into),
+                region: REGION.into(),
+                ..Common::test(database_url)
+            },
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url,
-            nats_url,
-            region: REGION.into(),
-            policies: None,
-            stream_replicas: 1,
-            drain_grace_seconds: 0,
             metrics_listen: None,
+            ..Config::default()
         })
         .await
         .unwrap();

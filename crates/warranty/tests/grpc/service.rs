@@ -922,13 +922,9 @@ async fn events_are_published_as_protobuf() {
 async fn bad_policy_files_stop_the_start_naming_file_and_field() {
     let start = |dir: std::path::PathBuf| async move {
         aftersales_warranty::server::start(aftersales_warranty::server::Config {
+            common: aftersales_runtime::config::Common::test("sqlite::memory:"),
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: "sqlite::memory:".into(),
-            nats_url: None,
-            region: REGION.into(),
             policies: Some(dir),
-            stream_replicas: 1,
-            drain_grace_seconds: 0,
             metrics_listen: None,
         })
         .await
@@ -968,13 +964,9 @@ async fn a_changed_policy_file_never_changes_past_decisions() {
         .create_database()
         .unwrap();
     let config = |policies: Option<std::path::PathBuf>| Config {
+        common: aftersales_runtime::config::Common::test(database_url.clone()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: database_url.clone(),
-        nats_url: None,
-        region: REGION.into(),
         policies,
-        stream_replicas: 1,
-        drain_grace_seconds: 0,
         metrics_listen: None,
     };
     let imei = fresh_imei();

@@ -1,0 +1,138 @@
+//! The configuration every service binary shares, and each service's defaults read
+//! from its own flags, so nothing restates them (`aftersales up`, tests).
+//!
+//! Connection strings can hold passwords: they are [`SecretString`]s, which print as
+//! `[REDACTED]` in `Debug`, and `--help` never shows their environment values.
+
+use std::convert::Infallible;
+
+use aftersales_core::{SharedClock, SystemClock};
+use aftersales_eventstore::{AnyEventStore, StoreError};
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// Flags and environment variables of every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// The service's own database: postgres://… or sqlite:path. Unset:
+    /// `sqlite:data/<service>.db`.
+    #[arg(long, env = "DATABASE_URL", value_parser = secret, hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// NATS with JetStream; unset runs without a broker (embedded mode).
+    #[arg(long, env = "NATS_URL", value_parser = secret, hide_env_values = true)]
+    pub nats_url: Option<SecretString>,
+    /// This deployment's region: lower-case letters, digits and '-'.
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    pub region: String,
+    /// JetStream replicas of the service's stream (3 in production).
+    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
+    #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "AFTERSALES_LOG_JSON")]
+    pub log_json: bool,
+    /// Where the service reads the time: the system's, or a test's manual clock.
+    #[arg(skip = SystemClock::shared())]
+    pub clock: SharedClock,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl Common {
+    /// What tests run a service with: `database_url`, region `test`, no drain wait.
+    pub fn test(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: Some(database_url.into().into()),
+            region: "test".into(),
+            drain_grace_seconds: 0,
+            ..Self::default()
+        }
+    }
+
+    /// The same with NATS at `nats_url`.
+    #[must_use]
+    pub fn with_nats(mut self, nats_url: impl Into<String>) -> Self {
+        self.nats_url = Some(nats_url.into().into());
+        self
+    }
+
+    /// The database to use, `sqlite:data/<service>.db` when none is set.
+    pub fn database_url(&self, service: &str) -> SecretString {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:data/{service}.db").into())
+    }
+
+    /// Opens the service's own store (a new SQLite file's directory is created, so
+    /// a fresh machine needs no set-up) with the store's migrations applied.
+    pub async fn open_store(&self, service: &str) -> Result<AnyEventStore, StoreError> {
+        let url = self.database_url(service);
+        let url = url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite:")
+            && let Some(parent) = std::path::Path::new(path.trim_start_matches("//")).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(StoreError::from)?;
+        }
+        AnyEventStore::connect(url).await
+    }
+
+    /// The NATS URL, exposed for connecting.
+    pub fn nats_url(&self) -> Option<&str> {
+        self.nats_url.as_ref().map(|u| u.expose_secret())
+    }
+}
+
+/// A secret from a flag or the environment.
+pub fn secret(value: &str) -> Result<SecretString, Infallible> {
+    Ok(SecretString::from(value))
+}
+
+/// `T` with every flag at its default, ignoring the environment: the one place a
+/// service's defaults live is its flags.
+pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command =
+        T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None::<&str>));
+    match command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches))
+    {
+        Ok(parsed) => parsed,
+        // Every flag has a default or is optional; a test below holds each service to it.
+        Err(error) => panic!("a flag without a default: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ignore_the_environment_and_secrets_never_print() {
+        let common: Common = defaults();
+        assert_eq!(common.region, "local");
+        assert_eq!(common.drain_grace_seconds, 5);
+        assert!(common.database_url.is_none());
+        let configured = Common {
+            database_url: Some("postgres://svc:hunter2@db/svc".into()),
+            nats_url: Some("nats://user:s3cret@nats:4222".into()),
+            ..common
+        };
+        let printed = format!("{configured:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert_eq!(
+            configured.database_url("warranty").expose_secret(),
+            "postgres://svc:hunter2@db/svc"
+        );
+        assert_eq!(
+            Common::default().database_url("repair").expose_secret(),
+            "sqlite:data/repair.db"
+        );
+    }
+}
