@@ -28,11 +28,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
+    // Every message knows its name (`prost::Name::NAME`): an event's type on NATS is
+    // its message's name, so subscriptions and translations name types from code.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
         .emit_rerun_if_changed(false)
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }
 

@@ -889,3 +889,118 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
     assert_eq!(again, orders, "seeded once");
     assert!(terminate(child).success());
 }
+
+/// The commands of the README's "With the platform up" block, one per line, with
+/// continuations joined and comments dropped.
+fn readme_commands() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("With the platform up, from another terminal")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's example block");
+    let mut commands: Vec<String> = Vec::new();
+    let mut continued = false;
+    for line in block.lines() {
+        let code = line.split('#').next().unwrap_or_default().trim_end();
+        let (code, continues) = match code.strip_suffix('\\') {
+            Some(code) => (code, true),
+            None => (code, false),
+        };
+        if continued {
+            if let Some(last) = commands.last_mut() {
+                last.push(' ');
+                last.push_str(code.trim());
+            }
+        } else if let Some(command) = code.trim().strip_prefix("aftersales ") {
+            commands.push(command.to_owned());
+        }
+        continued = continues;
+    }
+    commands
+}
+
+/// Splits a command line into words as a shell would for plain and double-quoted words.
+fn words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_examples_work_as_written_after_the_demo() {
+    let commands = readme_commands();
+    assert!(commands.len() >= 8, "{commands:?}");
+    let data = tempfile::tempdir().unwrap();
+    let (w, r, l, n, child) = up_with(data.path(), &["--demo"]);
+    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str()];
+    // The demo's devices are registered first; wait until they are.
+    aftersales_testkit::eventually(
+        || async { run(&urls, &["device", "show", "--imei", "356938035643809"]).is_ok() },
+        |seeded| *seeded,
+    )
+    .await;
+    let mut order = String::new();
+    for command in &commands {
+        let command = command.replace("<id>", &order);
+        let args = words(&command);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if args.get(1) == Some(&"watch") {
+            // A live stream: it prints the order, then waits for more.
+            let mut watch = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+                .args(["--repair-url", &format!("http://{}", urls[1])])
+                .args(&args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            BufReader::new(watch.stdout.take().unwrap())
+                .read_line(&mut first)
+                .unwrap();
+            let _ = watch.kill();
+            let _ = watch.wait();
+            assert!(first.contains(&order), "{command}: {first}");
+            continue;
+        }
+        let out = run(&urls, &args).unwrap_or_else(|e| panic!("aftersales {command}: {e}"));
+        if command.starts_with("device coverage") {
+            assert!(
+                out.contains("covered") && !out.contains("not covered"),
+                "{command}: {out}"
+            );
+        }
+        if command.starts_with("repair open") {
+            order = out
+                .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+                .find(|w| uuid::Uuid::parse_str(w).is_ok())
+                .unwrap_or_else(|| panic!("no order id in: {out}"))
+                .to_owned();
+        }
+    }
+    assert!(!order.is_empty(), "the README opens a repair");
+    assert!(terminate(child).success());
+}

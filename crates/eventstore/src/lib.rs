@@ -12,6 +12,7 @@
 //!   own rows.
 //! - [`projection`]: read models fed from the log, checkpointed in the same
 //!   transaction, rebuildable.
+//! - [`testing`]: given/when/then for deciders.
 
 pub mod any;
 mod append;
@@ -26,6 +27,7 @@ pub mod postgres;
 pub mod projection;
 pub mod sqlite;
 pub mod store;
+pub mod testing;
 pub mod transaction;
 
 pub use any::AnyEventStore;

@@ -8,7 +8,7 @@ use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::logistics as pb;
-use prost::Message as _;
+use prost::{Message as _, Name as _};
 
 use crate::api::{address_to_proto, direction_to_proto, status_to_proto, timestamp_to_proto};
 use crate::domain::shipment::{Event, ParcelRef};
@@ -60,7 +60,7 @@ impl Translate for LogisticsEvents {
                     tracking_number: String::new(),
                 });
                 (
-                    "ShipmentCreated",
+                    pb::ShipmentCreated::NAME,
                     pb::ShipmentCreated {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -76,7 +76,7 @@ impl Translate for LogisticsEvents {
             Event::LabelIssued { parcel, label, .. } => {
                 let c = Common::of(parcel);
                 (
-                    "LabelIssued",
+                    pb::LabelIssued::NAME,
                     pb::LabelIssued {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -98,7 +98,7 @@ impl Translate for LogisticsEvents {
             } => {
                 let c = Common::of(parcel);
                 (
-                    "TrackingUpdated",
+                    pb::TrackingUpdated::NAME,
                     pb::TrackingUpdated {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -120,7 +120,7 @@ impl Translate for LogisticsEvents {
             } => {
                 let c = Common::of(parcel);
                 (
-                    "Delivered",
+                    pb::Delivered::NAME,
                     pb::Delivered {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -141,7 +141,7 @@ impl Translate for LogisticsEvents {
             } => {
                 let c = Common::of(parcel);
                 (
-                    "ShipmentException",
+                    pb::ShipmentException::NAME,
                     pb::ShipmentException {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -163,7 +163,7 @@ impl Translate for LogisticsEvents {
             } => {
                 let c = Common::of(parcel);
                 (
-                    "ShipmentStalled",
+                    pb::ShipmentStalled::NAME,
                     pb::ShipmentStalled {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
@@ -180,7 +180,7 @@ impl Translate for LogisticsEvents {
             Event::ShipmentCancelled { parcel, reason } => {
                 let c = Common::of(parcel);
                 (
-                    "ShipmentCancelled",
+                    pb::ShipmentCancelled::NAME,
                     pb::ShipmentCancelled {
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,

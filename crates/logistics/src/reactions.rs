@@ -13,6 +13,7 @@
 use aftersales_eventstore::{CommandContext, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::repair as rpb;
+use prost::Name;
 use uuid::Uuid;
 
 use crate::api::address_from_proto;
@@ -22,11 +23,11 @@ use crate::domain::custody::{Command as OrderCommand, MailIn};
 use crate::domain::shipment::{Command as ShipmentCommand, Direction, Purpose};
 
 const EVENT_TYPES: [&str; 5] = [
-    "RepairOrderOpened",
-    "ReadyForReturn",
-    "RepairCancelled",
-    "DeviceCheckedIn",
-    "DeviceCollected",
+    <rpb::RepairOrderOpened as Name>::NAME,
+    <rpb::ReadyForReturn as Name>::NAME,
+    <rpb::RepairCancelled as Name>::NAME,
+    <rpb::DeviceCheckedIn as Name>::NAME,
+    <rpb::DeviceCollected as Name>::NAME,
 ];
 
 /// The durable consumer of repair events.
@@ -221,7 +222,7 @@ impl RepairReactions {
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
         let at = event.metadata.recorded_at;
-        let (order_id, command) = if event.event_type == "DeviceCheckedIn" {
+        let (order_id, command) = if event.event_type == <rpb::DeviceCheckedIn as Name>::NAME {
             let e: rpb::DeviceCheckedIn = event.proto().map_err(HandlerError::permanent)?;
             (e.order_id, OrderCommand::CheckedIn { at })
         } else {
@@ -251,11 +252,15 @@ impl Handler for RepairReactions {
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
-            "RepairOrderOpened" => self.opened(event, tx).await,
-            "ReadyForReturn" => self.ready_for_return(event, tx).await,
-            "RepairCancelled" => self.cancelled(event, tx).await,
-            "DeviceCheckedIn" | "DeviceCollected" => self.custody(event, tx).await,
-            _ => Ok(()),
+            <rpb::RepairOrderOpened as Name>::NAME => self.opened(event, tx).await,
+            <rpb::ReadyForReturn as Name>::NAME => self.ready_for_return(event, tx).await,
+            <rpb::RepairCancelled as Name>::NAME => self.cancelled(event, tx).await,
+            <rpb::DeviceCheckedIn as Name>::NAME | <rpb::DeviceCollected as Name>::NAME => {
+                self.custody(event, tx).await
+            }
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not an event this consumer handles"
+            ))),
         }
     }
 }

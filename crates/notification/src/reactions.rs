@@ -19,6 +19,7 @@ use aftersales_proto::logistics as lpb;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use prost::Name;
 use uuid::Uuid;
 
 use crate::app::Notifications;
@@ -33,36 +34,36 @@ pub fn subscriptions() -> Result<[Subscription; 3], ConfigError> {
             "notification-from-repair",
             "repair",
             [
-                "RepairOrderOpened",
-                "DeviceReceived",
-                "Diagnosed",
-                "QuoteIssued",
-                "QuoteApproved",
-                "QuoteDeclined",
-                "RepairStarted",
-                "QcPassed",
-                "ReadyForReturn",
-                "DeviceCollected",
-                "RepairCancelled",
+                <rpb::RepairOrderOpened as Name>::NAME,
+                <rpb::DeviceReceived as Name>::NAME,
+                <rpb::Diagnosed as Name>::NAME,
+                <rpb::QuoteIssued as Name>::NAME,
+                <rpb::QuoteApproved as Name>::NAME,
+                <rpb::QuoteDeclined as Name>::NAME,
+                <rpb::RepairStarted as Name>::NAME,
+                <rpb::QcPassed as Name>::NAME,
+                <rpb::ReadyForReturn as Name>::NAME,
+                <rpb::DeviceCollected as Name>::NAME,
+                <rpb::RepairCancelled as Name>::NAME,
             ],
         )?,
         Subscription::new(
             "notification-from-logistics",
             "logistics",
             [
-                "LabelIssued",
-                "Delivered",
-                "ShipmentException",
-                "ShipmentStalled",
+                <lpb::LabelIssued as Name>::NAME,
+                <lpb::Delivered as Name>::NAME,
+                <lpb::ShipmentException as Name>::NAME,
+                <lpb::ShipmentStalled as Name>::NAME,
             ],
         )?,
         Subscription::new(
             "notification-from-warranty",
             "warranty",
             [
-                "DeviceRegistered",
-                "ExtendedWarrantyPurchased",
-                "WarrantyVoided",
+                <wpb::DeviceRegistered as Name>::NAME,
+                <wpb::ExtendedWarrantyPurchased as Name>::NAME,
+                <wpb::WarrantyVoided as Name>::NAME,
             ],
         )?,
     ])
@@ -246,7 +247,7 @@ impl NotificationReactions {
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
         let at = event.metadata.recorded_at;
-        if event.event_type == "RepairOrderOpened" {
+        if event.event_type == <rpb::RepairOrderOpened as Name>::NAME {
             let e: rpb::RepairOrderOpened = decode(event)?;
             let walk_in = e.channel == i32::from(rpb::Channel::WalkIn);
             let facts = OrderFacts {
@@ -280,17 +281,21 @@ impl NotificationReactions {
         }
         // Every other repair event names its order first (field 1).
         let order_id = match event.event_type.as_str() {
-            "DeviceReceived" => decode::<rpb::DeviceReceived>(event)?.order_id,
-            "Diagnosed" => decode::<rpb::Diagnosed>(event)?.order_id,
-            "QuoteIssued" => decode::<rpb::QuoteIssued>(event)?.order_id,
-            "QuoteApproved" => decode::<rpb::QuoteApproved>(event)?.order_id,
-            "QuoteDeclined" => decode::<rpb::QuoteDeclined>(event)?.order_id,
-            "RepairStarted" => decode::<rpb::RepairStarted>(event)?.order_id,
-            "QcPassed" => decode::<rpb::QcPassed>(event)?.order_id,
-            "ReadyForReturn" => decode::<rpb::ReadyForReturn>(event)?.order_id,
-            "DeviceCollected" => decode::<rpb::DeviceCollected>(event)?.order_id,
-            "RepairCancelled" => decode::<rpb::RepairCancelled>(event)?.order_id,
-            _ => return Ok(()),
+            <rpb::DeviceReceived as Name>::NAME => decode::<rpb::DeviceReceived>(event)?.order_id,
+            <rpb::Diagnosed as Name>::NAME => decode::<rpb::Diagnosed>(event)?.order_id,
+            <rpb::QuoteIssued as Name>::NAME => decode::<rpb::QuoteIssued>(event)?.order_id,
+            <rpb::QuoteApproved as Name>::NAME => decode::<rpb::QuoteApproved>(event)?.order_id,
+            <rpb::QuoteDeclined as Name>::NAME => decode::<rpb::QuoteDeclined>(event)?.order_id,
+            <rpb::RepairStarted as Name>::NAME => decode::<rpb::RepairStarted>(event)?.order_id,
+            <rpb::QcPassed as Name>::NAME => decode::<rpb::QcPassed>(event)?.order_id,
+            <rpb::ReadyForReturn as Name>::NAME => decode::<rpb::ReadyForReturn>(event)?.order_id,
+            <rpb::DeviceCollected as Name>::NAME => decode::<rpb::DeviceCollected>(event)?.order_id,
+            <rpb::RepairCancelled as Name>::NAME => decode::<rpb::RepairCancelled>(event)?.order_id,
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "{other}: not an event this consumer handles"
+                )));
+            }
         };
         let order = self.customer_of(&order_id).await?;
         let customer = order.customer_id.as_str();
@@ -298,11 +303,11 @@ impl NotificationReactions {
         let pickup_reminder = format!("reminder-pickup-{order_id}");
         let just_order = || vars([("order_id", order_id.clone())]);
         match event.event_type.as_str() {
-            "DeviceReceived" => {
+            <rpb::DeviceReceived as Name>::NAME => {
                 self.notify(tx, event, Kind::DeviceReceived, customer, just_order())
                     .await
             }
-            "Diagnosed" => {
+            <rpb::Diagnosed as Name>::NAME => {
                 let e: rpb::Diagnosed = decode(event)?;
                 if !e.coverage.is_some_and(|c| c.decided && c.covered) {
                     return Ok(()); // a quote follows
@@ -311,7 +316,7 @@ impl NotificationReactions {
                 self.notify(tx, event, Kind::DiagnosedCovered, customer, v)
                     .await
             }
-            "QuoteIssued" => {
+            <rpb::QuoteIssued as Name>::NAME => {
                 let e: rpb::QuoteIssued = decode(event)?;
                 let quote = e.quote.unwrap_or_default();
                 let total = money(quote.total.as_ref());
@@ -330,19 +335,19 @@ impl NotificationReactions {
                 };
                 self.remind(tx, event, &quote_reminder, schedule).await
             }
-            "QuoteApproved" | "QuoteDeclined" => {
+            <rpb::QuoteApproved as Name>::NAME | <rpb::QuoteDeclined as Name>::NAME => {
                 self.cancel(tx, event, &quote_reminder, "the quote was answered")
                     .await
             }
-            "RepairStarted" => {
+            <rpb::RepairStarted as Name>::NAME => {
                 self.notify(tx, event, Kind::RepairStarted, customer, just_order())
                     .await
             }
-            "QcPassed" => {
+            <rpb::QcPassed as Name>::NAME => {
                 self.notify(tx, event, Kind::QcPassed, customer, just_order())
                     .await
             }
-            "ReadyForReturn" if order.walk_in => {
+            <rpb::ReadyForReturn as Name>::NAME if order.walk_in => {
                 self.notify(tx, event, Kind::ReadyForPickup, customer, just_order())
                     .await?;
                 let schedule = reminder::Command::Schedule {
@@ -353,8 +358,10 @@ impl NotificationReactions {
                 };
                 self.remind(tx, event, &pickup_reminder, schedule).await
             }
-            "DeviceCollected" => self.cancel(tx, event, &pickup_reminder, "collected").await,
-            "RepairCancelled" => {
+            <rpb::DeviceCollected as Name>::NAME => {
+                self.cancel(tx, event, &pickup_reminder, "collected").await
+            }
+            <rpb::RepairCancelled as Name>::NAME => {
                 let e: rpb::RepairCancelled = decode(event)?;
                 let v = vars([("order_id", order_id.clone()), ("reason", e.reason)]);
                 self.notify(tx, event, Kind::RepairCancelled, customer, v)
@@ -365,7 +372,10 @@ impl NotificationReactions {
                     .await
             }
             // Mail-in: "shipped back" comes from logistics.
-            _ => Ok(()),
+            <rpb::ReadyForReturn as Name>::NAME => Ok(()),
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not an event this consumer handles"
+            ))),
         }
     }
 
@@ -376,7 +386,7 @@ impl NotificationReactions {
     ) -> Result<(), HandlerError> {
         let inbound = i32::from(lpb::Direction::Inbound);
         let (order_id, kind, v) = match event.event_type.as_str() {
-            "LabelIssued" => {
+            <lpb::LabelIssued as Name>::NAME => {
                 let e: lpb::LabelIssued = decode(event)?;
                 let kind = if e.direction == inbound {
                     Kind::LabelReady
@@ -390,7 +400,7 @@ impl NotificationReactions {
                 ]);
                 (e.repair_order_id, kind, v)
             }
-            "Delivered" => {
+            <lpb::Delivered as Name>::NAME => {
                 let e: lpb::Delivered = decode(event)?;
                 if e.direction == inbound {
                     return Ok(()); // repair's DeviceReceived says it
@@ -401,7 +411,7 @@ impl NotificationReactions {
                     vars([("order_id", e.repair_order_id)]),
                 )
             }
-            "ShipmentException" => {
+            <lpb::ShipmentException as Name>::NAME => {
                 let e: lpb::ShipmentException = decode(event)?;
                 let v = vars([
                     ("order_id", e.repair_order_id.clone()),
@@ -410,7 +420,7 @@ impl NotificationReactions {
                 ]);
                 (e.repair_order_id, Kind::ShipmentException, v)
             }
-            "ShipmentStalled" => {
+            <lpb::ShipmentStalled as Name>::NAME => {
                 let e: lpb::ShipmentStalled = decode(event)?;
                 let v = vars([
                     ("order_id", e.repair_order_id.clone()),
@@ -418,7 +428,11 @@ impl NotificationReactions {
                 ]);
                 (e.repair_order_id, Kind::ShipmentStalled, v)
             }
-            _ => return Ok(()),
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "{other}: not an event this consumer handles"
+                )));
+            }
         };
         if order_id.is_empty() {
             return Ok(()); // an accessory replacement: no repair customer to tell
@@ -434,7 +448,7 @@ impl NotificationReactions {
     ) -> Result<(), HandlerError> {
         let now = event.metadata.recorded_at;
         match event.event_type.as_str() {
-            "DeviceRegistered" => {
+            <wpb::DeviceRegistered as Name>::NAME => {
                 let e: wpb::DeviceRegistered = decode(event)?;
                 let v = vars([
                     ("model", e.model.clone()),
@@ -453,7 +467,7 @@ impl NotificationReactions {
                 )
                 .await
             }
-            "ExtendedWarrantyPurchased" => {
+            <wpb::ExtendedWarrantyPurchased as Name>::NAME => {
                 let e: wpb::ExtendedWarrantyPurchased = decode(event)?;
                 let v = vars([
                     ("plan", e.plan_id.clone()),
@@ -482,7 +496,7 @@ impl NotificationReactions {
                 )
                 .await
             }
-            "WarrantyVoided" => {
+            <wpb::WarrantyVoided as Name>::NAME => {
                 let e: wpb::WarrantyVoided = decode(event)?;
                 self.notify(
                     tx,
@@ -500,7 +514,9 @@ impl NotificationReactions {
                     None => Ok(()),
                 }
             }
-            _ => Ok(()),
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not an event this consumer handles"
+            ))),
         }
     }
 
@@ -555,7 +571,9 @@ impl Handler for NotificationReactions {
             "repair" => self.repair(event, tx).await,
             "logistics" => self.logistics(event, tx).await,
             "warranty" => self.warranty(event, tx).await,
-            _ => Ok(()),
+            other => Err(HandlerError::permanent(format!(
+                "events from {other} are not consumed here"
+            ))),
         }
     }
 }

@@ -8,7 +8,7 @@ use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::repair as pb;
-use prost::Message as _;
+use prost::{Message as _, Name as _};
 
 use crate::api::{address_to_proto, coverage_to_proto, device_to_proto, quote_to_proto};
 use crate::domain::order::{Channel, Event};
@@ -47,7 +47,7 @@ impl Translate for RepairEvents {
                     ),
                 };
                 (
-                    "RepairOrderOpened",
+                    pb::RepairOrderOpened::NAME,
                     pb::RepairOrderOpened {
                         order_id,
                         device_id: device_to_proto(&device),
@@ -65,7 +65,7 @@ impl Translate for RepairEvents {
                 condition,
                 accessories,
             } => (
-                "DeviceCheckedIn",
+                pb::DeviceCheckedIn::NAME,
                 pb::DeviceCheckedIn {
                     order_id,
                     condition_notes: condition.notes,
@@ -75,7 +75,7 @@ impl Translate for RepairEvents {
                 .encode_to_vec(),
             ),
             Event::DeviceReceived { shipment_id } => (
-                "DeviceReceived",
+                pb::DeviceReceived::NAME,
                 pb::DeviceReceived {
                     order_id,
                     shipment_id,
@@ -88,7 +88,7 @@ impl Translate for RepairEvents {
                 coverage,
                 ..
             } => (
-                "Diagnosed",
+                pb::Diagnosed::NAME,
                 pb::Diagnosed {
                     order_id,
                     fault,
@@ -98,7 +98,7 @@ impl Translate for RepairEvents {
                 .encode_to_vec(),
             ),
             Event::QuoteIssued { quote } => (
-                "QuoteIssued",
+                pb::QuoteIssued::NAME,
                 pb::QuoteIssued {
                     order_id,
                     quote: Some(quote_to_proto(&quote)),
@@ -106,19 +106,19 @@ impl Translate for RepairEvents {
                 .encode_to_vec(),
             ),
             Event::QuoteApproved { revision } => (
-                "QuoteApproved",
+                pb::QuoteApproved::NAME,
                 pb::QuoteApproved { order_id, revision }.encode_to_vec(),
             ),
             Event::QuoteDeclined { revision } => (
-                "QuoteDeclined",
+                pb::QuoteDeclined::NAME,
                 pb::QuoteDeclined { order_id, revision }.encode_to_vec(),
             ),
             Event::RepairStarted { .. } => (
-                "RepairStarted",
+                pb::RepairStarted::NAME,
                 pb::RepairStarted { order_id }.encode_to_vec(),
             ),
             Event::PartReplaced(part) => (
-                "PartReplaced",
+                pb::PartReplaced::NAME,
                 pb::PartReplaced {
                     order_id,
                     part_number: part.part_number,
@@ -127,20 +127,24 @@ impl Translate for RepairEvents {
                 }
                 .encode_to_vec(),
             ),
-            Event::QcPassed { .. } => ("QcPassed", pb::QcPassed { order_id }.encode_to_vec()),
-            Event::QcFailed { notes } => {
-                ("QcFailed", pb::QcFailed { order_id, notes }.encode_to_vec())
-            }
+            Event::QcPassed { .. } => (
+                pb::QcPassed::NAME,
+                pb::QcPassed { order_id }.encode_to_vec(),
+            ),
+            Event::QcFailed { notes } => (
+                pb::QcFailed::NAME,
+                pb::QcFailed { order_id, notes }.encode_to_vec(),
+            ),
             Event::ReadyForReturn { repaired } => (
-                "ReadyForReturn",
+                pb::ReadyForReturn::NAME,
                 pb::ReadyForReturn { order_id, repaired }.encode_to_vec(),
             ),
             Event::DeviceCollected => (
-                "DeviceCollected",
+                pb::DeviceCollected::NAME,
                 pb::DeviceCollected { order_id }.encode_to_vec(),
             ),
             Event::ReturnDelivered { shipment_id } => (
-                "ReturnDelivered",
+                pb::ReturnDelivered::NAME,
                 pb::ReturnDelivered {
                     order_id,
                     shipment_id,
@@ -148,7 +152,7 @@ impl Translate for RepairEvents {
                 .encode_to_vec(),
             ),
             Event::RepairCancelled { reason } => (
-                "RepairCancelled",
+                pb::RepairCancelled::NAME,
                 pb::RepairCancelled { order_id, reason }.encode_to_vec(),
             ),
         };

@@ -10,13 +10,18 @@ use aftersales_eventstore::{
 };
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::logistics as lpb;
+use prost::Name;
 use uuid::Uuid;
 
 use crate::domain::order::{Command, RepairOrder};
 
 /// The durable consumer of logistics events.
 pub fn subscription() -> Result<Subscription, ConfigError> {
-    Subscription::new("repair-from-logistics", "logistics", ["Delivered"])
+    Subscription::new(
+        "repair-from-logistics",
+        "logistics",
+        [<lpb::Delivered as Name>::NAME],
+    )
 }
 
 /// Turns logistics deliveries into order transitions.
@@ -41,8 +46,11 @@ impl Handler for LogisticsReactions {
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
-        if event.event_type != "Delivered" {
-            return Ok(());
+        if event.event_type != <lpb::Delivered as Name>::NAME {
+            return Err(HandlerError::permanent(format!(
+                "{}: not an event this consumer handles",
+                event.event_type
+            )));
         }
         let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
         let command = match lpb::Direction::try_from(delivered.direction) {

@@ -7,7 +7,7 @@ use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
 use aftersales_proto::warranty as pb;
-use prost::Message as _;
+use prost::{Message as _, Name as _};
 
 use crate::api::{accessory_kind_to_proto, channel_to_proto, decision_to_proto, fault_to_proto};
 use crate::domain::{DeviceKey, Event};
@@ -56,7 +56,7 @@ impl Translate for WarrantyEvents {
             } => {
                 let legal = terms.statutory.legal_guarantee_months;
                 (
-                    "DeviceRegistered",
+                    pb::DeviceRegistered::NAME,
                     pb::DeviceRegistered {
                         device_id: id,
                         model,
@@ -84,7 +84,7 @@ impl Translate for WarrantyEvents {
                 currency,
                 ..
             } => (
-                "ExtendedWarrantyPurchased",
+                pb::ExtendedWarrantyPurchased::NAME,
                 pb::ExtendedWarrantyPurchased {
                     device_id: id,
                     customer_id,
@@ -104,7 +104,7 @@ impl Translate for WarrantyEvents {
                 currency,
                 ..
             } => (
-                "ExtendedWarrantyCancelled",
+                pb::ExtendedWarrantyCancelled::NAME,
                 pb::ExtendedWarrantyCancelled {
                     device_id: id,
                     customer_id,
@@ -122,7 +122,7 @@ impl Translate for WarrantyEvents {
                 coverage_end,
                 ..
             } => (
-                "AccessoryRegistered",
+                pb::AccessoryRegistered::NAME,
                 pb::AccessoryRegistered {
                     device_id: id,
                     accessory_serial: serial,
@@ -136,7 +136,7 @@ impl Translate for WarrantyEvents {
                 reason,
                 ..
             } => (
-                "WarrantyVoided",
+                pb::WarrantyVoided::NAME,
                 pb::WarrantyVoided {
                     device_id: id,
                     customer_id,
@@ -145,7 +145,7 @@ impl Translate for WarrantyEvents {
                 .encode_to_vec(),
             ),
             Event::OwnershipTransferred { from, to } => (
-                "OwnershipTransferred",
+                pb::OwnershipTransferred::NAME,
                 pb::OwnershipTransferred {
                     device_id: id,
                     previous_customer_id: from,
@@ -154,7 +154,7 @@ impl Translate for WarrantyEvents {
                 .encode_to_vec(),
             ),
             Event::CoverageDecided { fault, decision } => (
-                "CoverageDecided",
+                pb::CoverageDecided::NAME,
                 pb::CoverageDecided {
                     device_id: id,
                     fault_category: fault_to_proto(fault).into(),
@@ -168,7 +168,7 @@ impl Translate for WarrantyEvents {
                 legal_guarantee_end,
                 ..
             } => (
-                "ClaimRecorded",
+                pb::ClaimRecorded::NAME,
                 pb::ClaimRecorded {
                     device_id: id,
                     repair_order_id,

@@ -85,6 +85,8 @@ impl Decider for Center {
 
 #[cfg(test)]
 mod tests {
+    use aftersales_eventstore::testing::given;
+
     use super::*;
     use crate::domain::centers;
 
@@ -96,26 +98,35 @@ mod tests {
             .unwrap()
     }
 
+    fn upserted(center: ServiceCenter) -> Event {
+        Event::ServiceCenterUpserted { center }
+    }
+
     #[test]
     fn an_upsert_is_recorded_once_and_an_unchanged_one_not_at_all() {
-        let center = berlin();
-        let events = Center::decide(&None, &Command::Upsert(center.clone())).unwrap();
-        assert_eq!(events.len(), 1);
-        let state = Center::fold(&events);
-        assert!(
-            Center::decide(&state, &Command::Upsert(center))
-                .unwrap()
-                .is_empty()
-        );
+        given::<Center>([])
+            .when(Command::Upsert(berlin()))
+            .then([upserted(berlin())]);
+        given::<Center>([upserted(berlin())])
+            .when(Command::Upsert(berlin()))
+            .then([]);
+        let mut moved = berlin();
+        moved.daily_capacity += 1;
+        given::<Center>([upserted(berlin())])
+            .when(Command::Upsert(moved.clone()))
+            .then([upserted(moved)]);
     }
 
     #[test]
     fn an_invalid_center_names_its_field() {
         let mut center = berlin();
         center.latitude = 200.0;
-        let error = Center::decide(&None, &Command::Upsert(center)).unwrap_err();
-        let error = aftersales_core::Error::from(error);
-        assert_eq!(error.violations()[0].field, "center.location");
+        given::<Center>([upserted(berlin())])
+            .when(Command::Upsert(center))
+            .then_refused(|error| {
+                let error = aftersales_core::Error::from(error.clone());
+                error.violations()[0].field == "center.location"
+            });
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The repair order: one stream per order, driven through the state machine in
-//! `../shared/DESIGN.md` ("Repair"). Every refused transition names the stage the
-//! order is in, and writes nothing.
+//! `docs/domain.md` ("Repair"). Every refused transition names the stage the order
+//! is in, and writes nothing.
 
 use aftersales_eventstore::{Decider, DomainEvent};
 use chrono::{DateTime, Utc};
