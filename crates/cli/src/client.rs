@@ -56,7 +56,7 @@ pub enum Device {
         imei: String,
         #[arg(long)]
         model: String,
-        /// YYYY-MM-DD.
+        /// YYYY-MM-DD, or `today`.
         #[arg(long)]
         purchased: String,
         /// ISO country code, e.g. DE.
@@ -225,7 +225,12 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                 .register_device(wpb::RegisterDeviceRequest {
                     device_id: imei(&id),
                     model,
-                    purchase_date: purchased,
+                    purchase_date: if purchased == "today" {
+                        #[allow(clippy::disallowed_methods)] // a person's command starts now
+                        chrono::Utc::now().date_naive().to_string()
+                    } else {
+                        purchased
+                    },
                     country_of_purchase: Some(CountryCode { value: country }),
                     channel: wpb::SalesChannel::RetailStore.into(),
                     customer_id: customer,
