@@ -181,13 +181,9 @@ fn print(json_out: bool, value: &serde_json::Value) {
 
 /// A valid IMEI, or a message saying why not (before any service is asked).
 fn checked_imei(value: &str) -> Result<String, String> {
-    if value.len() != 15 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("--imei {value:?}: an IMEI is 15 digits"));
-    }
-    if !aftersales_warranty::domain::ids::luhn_valid(value) {
-        return Err(format!("--imei {value}: the check digit is wrong (Luhn)"));
-    }
-    Ok(value.to_owned())
+    aftersales_core::types::Imei::parse("--imei", value)
+        .map(|imei| imei.to_string())
+        .map_err(|e| format!("--imei {value:?}: {}", e.reason))
 }
 
 pub async fn warranty_command(command: Warranty, endpoints: &Endpoints) -> Result<(), String> {

@@ -138,7 +138,7 @@ fn with_check_digit(imei: &str) -> String {
     let body = &imei[..14];
     (0..10)
         .map(|d| format!("{body}{d}"))
-        .find(|candidate| aftersales_warranty::domain::ids::luhn_valid(candidate))
+        .find(|candidate| aftersales_core::types::luhn_valid(candidate))
         .unwrap_or_else(|| imei.to_owned())
 }
 

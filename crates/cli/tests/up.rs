@@ -260,7 +260,7 @@ async fn client_commands_talk_to_the_running_services() {
     assert!(error.contains("--fault"), "{error}");
     let error = aftersales(&warranty, &repair, &["device", "show", "--imei", "123"]).unwrap_err();
     assert!(
-        error.contains("an IMEI is 15 digits"),
+        error.contains("must be exactly 15 digits"),
         "checked before asking: {error}"
     );
 

@@ -85,8 +85,8 @@ fn stage(s: Stage) -> pb::Stage {
 
 fn money(m: &Money) -> PbMoney {
     PbMoney {
-        minor_units: m.minor_units,
-        currency: m.currency.clone(),
+        minor_units: m.minor_units(),
+        currency: m.currency().to_string(),
     }
 }
 

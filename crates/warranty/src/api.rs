@@ -49,8 +49,8 @@ fn device_key(id: Option<&DeviceId>) -> Result<DeviceKey, Status> {
 fn to_device_id(key: &DeviceKey) -> DeviceId {
     DeviceId {
         kind: Some(match key {
-            DeviceKey::Imei(v) => device_id::Kind::Imei(v.clone()),
-            DeviceKey::Serial(v) => device_id::Kind::Serial(v.clone()),
+            DeviceKey::Imei(v) => device_id::Kind::Imei(v.to_string()),
+            DeviceKey::Serial(v) => device_id::Kind::Serial(v.to_string()),
         }),
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use aftersales_core::Error;
+use aftersales_core::types::CountryCode;
 use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RecordedEvent,
     StateCache, StreamHead, StreamId, VerifyReport, read_whole_stream,
@@ -85,13 +86,7 @@ impl Warranty {
     }
 
     pub async fn register(&self, r: Registration, ctx: &CommandContext) -> AppResult<DeviceState> {
-        if r.country.len() != 2 || !r.country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(DomainError::invalid(
-                "country_of_purchase",
-                format!("{:?} is not an ISO 3166 alpha-2 code", r.country),
-            )
-            .into());
-        }
+        CountryCode::parse("country_of_purchase", &r.country)?;
         let terms = match self.policies.in_force(&r.country, r.purchase_date) {
             Some(terms) => terms.clone(),
             None if self.policies.countries().any(|c| c == r.country) => {

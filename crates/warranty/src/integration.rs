@@ -15,20 +15,15 @@ use crate::domain::{DeviceKey, Event};
 /// The device a stream belongs to: streams are named `device-imei-…` or
 /// `device-serial-…`.
 pub fn key_of_stream(stream_id: &str) -> Option<DeviceKey> {
-    if let Some(imei) = stream_id.strip_prefix("device-imei-") {
-        Some(DeviceKey::Imei(imei.to_owned()))
-    } else {
-        stream_id
-            .strip_prefix("device-serial-")
-            .map(|serial| DeviceKey::Serial(serial.to_owned()))
-    }
+    let name = stream_id.strip_prefix("device-")?.replacen('-', ":", 1);
+    DeviceKey::from_name("stream_id", &name).ok()
 }
 
 fn device_id(key: &DeviceKey) -> Option<DeviceId> {
     Some(DeviceId {
         kind: Some(match key {
-            DeviceKey::Imei(v) => device_id::Kind::Imei(v.clone()),
-            DeviceKey::Serial(v) => device_id::Kind::Serial(v.clone()),
+            DeviceKey::Imei(v) => device_id::Kind::Imei(v.to_string()),
+            DeviceKey::Serial(v) => device_id::Kind::Serial(v.to_string()),
         }),
     })
 }

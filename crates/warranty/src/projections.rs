@@ -70,10 +70,7 @@ impl Projection for DeviceDirectory {
         let Some(device) = self.state_at(event).await? else {
             return Ok(());
         };
-        let (kind, value) = match &device.key {
-            DeviceKey::Imei(v) => ("imei", v.clone()),
-            DeviceKey::Serial(v) => ("serial", v.clone()),
-        };
+        let (kind, value) = (device.key.kind(), device.key.value().to_owned());
         let sql = "INSERT INTO warranty_devices (stream_id, id_kind, id_value, customer_id, model, \
                    country, purchase_date, coverage_end, voided) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -180,11 +177,8 @@ macro_rules! device_row {
         };
         DeviceRow {
             stream_id: row.try_get("stream_id")?,
-            key: if kind == "imei" {
-                DeviceKey::Imei(value)
-            } else {
-                DeviceKey::Serial(value)
-            },
+            key: DeviceKey::from_name("id_value", &format!("{kind}:{value}"))
+                .map_err(|e| StoreError::CorruptRow(format!("warranty_devices: {e}")))?,
             customer_id: row.try_get("customer_id")?,
             model: row.try_get("model")?,
             purchase_date: date("purchase_date")?,

@@ -67,9 +67,8 @@ impl Address {
         text(field, &self.region, 100, false)?;
         text(field, &self.postal_code, 20, false)?;
         text(field, &self.phone, 40, false)?;
-        if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(bad("country must be an ISO 3166-1 alpha-2 code such as DE"));
-        }
+        aftersales_core::types::CountryCode::parse(field, &self.country)
+            .map_err(|_| bad("country must be an ISO 3166-1 alpha-2 code such as DE"))?;
         Ok(())
     }
 }

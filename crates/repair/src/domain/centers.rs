@@ -115,12 +115,8 @@ impl ServiceCenter {
                 return Err(CenterError::new(field(name), "1 to 200 bytes"));
             }
         }
-        if self.country.len() != 2 || !self.country.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(CenterError::new(
-                field("country"),
-                "an ISO 3166 alpha-2 code",
-            ));
-        }
+        aftersales_core::types::CountryCode::parse("country", &self.country)
+            .map_err(|e| CenterError::new(field("country"), e.reason))?;
         if self.address.is_empty() {
             return Err(CenterError::new(field("address"), "at least one line"));
         }

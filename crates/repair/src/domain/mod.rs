@@ -2,10 +2,9 @@
 
 pub mod center;
 pub mod centers;
-pub mod money;
 pub mod order;
 
-pub use money::Money;
+pub use aftersales_core::types::Money;
 pub use order::{Command, Event, OrderState, RepairOrder, Stage};
 
 /// Why a command was refused. Each maps to one gRPC code.
@@ -36,6 +35,15 @@ impl DomainError {
         Self::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<aftersales_core::types::ParseError> for DomainError {
+    fn from(error: aftersales_core::types::ParseError) -> Self {
+        Self::Invalid {
+            field: error.field,
+            reason: error.reason,
         }
     }
 }

@@ -450,17 +450,17 @@ impl Decider for RepairOrder {
                         "a quote needs at least one line",
                     ));
                 };
-                let currency = first.amount.currency.clone();
+                let currency = first.amount.currency().clone();
                 let mut total: i64 = 0;
                 for line in lines {
                     text("lines.description", &line.description, 200)?;
-                    if line.amount.currency != currency {
+                    if *line.amount.currency() != currency {
                         return Err(DomainError::invalid(
                             "lines.amount",
                             "all lines must be in one currency",
                         ));
                     }
-                    total = total.checked_add(line.amount.minor_units).ok_or_else(|| {
+                    total = total.checked_add(line.amount.minor_units()).ok_or_else(|| {
                         DomainError::invalid("lines.amount", "total is too large")
                     })?;
                 }
@@ -472,10 +472,7 @@ impl Decider for RepairOrder {
                     quote: Quote {
                         revision,
                         lines: lines.clone(),
-                        total: Money {
-                            minor_units: total,
-                            currency,
-                        },
+                        total: Money::new("lines.amount", total, currency.as_str())?,
                         valid_until: *valid_until,
                     },
                 }])
@@ -1012,10 +1009,7 @@ mod tests {
         let line = |units, currency: &str| QuoteLine {
             description: "x".into(),
             kind: LineKind::Labour,
-            amount: Money {
-                minor_units: units,
-                currency: currency.into(),
-            },
+            amount: Money::new("amount", units, currency).unwrap(),
         };
         for (lines, field) in [
             (vec![], "lines"),

@@ -138,6 +138,15 @@ pub fn add_days(date: chrono::NaiveDate, days: u32) -> chrono::NaiveDate {
         .unwrap_or(chrono::NaiveDate::MAX)
 }
 
+impl From<aftersales_core::types::ParseError> for DomainError {
+    fn from(error: aftersales_core::types::ParseError) -> Self {
+        Self::Invalid {
+            field: error.field,
+            reason: error.reason,
+        }
+    }
+}
+
 impl From<DomainError> for aftersales_core::Error {
     fn from(error: DomainError) -> Self {
         match error {

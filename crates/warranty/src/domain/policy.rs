@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use aftersales_core::types::{CountryCode, Currency};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -188,12 +189,7 @@ impl PolicyTable {
                 reason,
             };
             let country = parsed.country.clone();
-            if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(fail(
-                    "country",
-                    format!("{country:?} is not an ISO 3166 alpha-2 code"),
-                ));
-            }
+            CountryCode::parse("country", &country).map_err(|e| fail("country", e.reason))?;
             if table.countries.contains_key(&country) {
                 return Err(fail(
                     "country",
@@ -302,14 +298,8 @@ impl PolicyTable {
                     if plan.price_minor <= 0 {
                         return Err(fail(&pat("price_minor"), "must be positive".into()));
                     }
-                    if plan.currency.len() != 3
-                        || !plan.currency.bytes().all(|b| b.is_ascii_uppercase())
-                    {
-                        return Err(fail(
-                            &pat("currency"),
-                            format!("{:?} is not an ISO 4217 code", plan.currency),
-                        ));
-                    }
+                    Currency::parse("currency", &plan.currency)
+                        .map_err(|e| fail(&pat("currency"), e.reason))?;
                     if plan.buy_within_days == 0 || plan.buy_within_days > 3650 {
                         return Err(fail(
                             &pat("buy_within_days"),
