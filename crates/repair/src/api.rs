@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use aftersales_core::Error;
 use aftersales_runtime::errors::{invalid, status};
 
-use crate::app::{Repairs, device_name};
+use crate::app::{Repairs, device_key, device_to_proto};
 use crate::domain::Money;
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
@@ -90,20 +90,6 @@ fn money(m: &Money) -> PbMoney {
     }
 }
 
-/// `imei:…` or `serial:…`, as the order stores it.
-pub(crate) fn device_to_proto(device: &str) -> Option<aftersales_proto::common::DeviceId> {
-    use aftersales_proto::common::{DeviceId, device_id};
-    device
-        .strip_prefix("imei:")
-        .map(|v| device_id::Kind::Imei(v.to_owned()))
-        .or_else(|| {
-            device
-                .strip_prefix("serial:")
-                .map(|v| device_id::Kind::Serial(v.to_owned()))
-        })
-        .map(|kind| DeviceId { kind: Some(kind) })
-}
-
 pub(crate) fn coverage_to_proto(coverage: &Coverage) -> pb::Coverage {
     match coverage {
         Coverage::Decided {
@@ -163,7 +149,7 @@ fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
     };
     pb::RepairOrder {
         order_id: o.order_id.clone(),
-        device_id: device_to_proto(&o.device),
+        device_id: Some(device_to_proto(&o.device)),
         channel: channel.into(),
         service_center_id: center,
         customer_id: o.customer_id.clone(),
@@ -259,12 +245,8 @@ impl RepairService for RepairApi {
     async fn open_repair(&self, request: Request<pb::OpenRepairRequest>) -> Answer {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let device_id = r
-            .device_id
-            .clone()
-            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let device = device_name(&device_id)
-            .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
+        let device = device_key(r.device_id.as_ref()).map_err(status)?;
+        let device_id = device_to_proto(&device);
         let channel = match pb::Channel::try_from(r.channel).unwrap_or(pb::Channel::Unspecified) {
             pb::Channel::Unspecified => {
                 return Err(invalid("channel", "is required: walk-in or mail-in"));

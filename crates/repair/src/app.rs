@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Error;
+use aftersales_core::types::DeviceKey;
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, StreamId, projection,
     read_whole_stream,
@@ -50,16 +51,25 @@ pub fn device_name(id: &DeviceId) -> Option<String> {
     }
 }
 
-fn device_id(name: &str) -> AppResult<DeviceId> {
+/// A device key as the contracts carry it.
+pub fn device_to_proto(key: &DeviceKey) -> DeviceId {
     use aftersales_proto::common::device_id::Kind;
-    let kind = if let Some(imei) = name.strip_prefix("imei:") {
-        Kind::Imei(imei.to_owned())
-    } else if let Some(serial) = name.strip_prefix("serial:") {
-        Kind::Serial(serial.to_owned())
-    } else {
-        return Err(Error::internal(format!("device {name:?} in an order")));
-    };
-    Ok(DeviceId { kind: Some(kind) })
+    DeviceId {
+        kind: Some(match key {
+            DeviceKey::Imei(v) => Kind::Imei(v.to_string()),
+            DeviceKey::Serial(v) => Kind::Serial(v.to_string()),
+        }),
+    }
+}
+
+/// A request's device, parsed: `device_id.imei` or `device_id.serial` names a bad one.
+pub fn device_key(id: Option<&DeviceId>) -> AppResult<DeviceKey> {
+    use aftersales_proto::common::device_id::Kind;
+    match id.and_then(|id| id.kind.as_ref()) {
+        Some(Kind::Imei(v)) => Ok(DeviceKey::imei(v)?),
+        Some(Kind::Serial(v)) => Ok(DeviceKey::serial(v)?),
+        None => Err(Error::invalid("device_id", "is required (imei or serial)")),
+    }
 }
 
 fn order_stream(order_id: &str) -> AppResult<StreamId> {
@@ -212,7 +222,7 @@ impl Repairs {
     ) -> AppResult<(OrderState, u64)> {
         let (order, _) = self.get(order_id).await?;
         let coverage = self
-            .ask_warranty(&device_id(&order.device)?, fault)
+            .ask_warranty(&device_to_proto(&order.device), fault)
             .await
             .ok_or_else(|| {
                 Error::unavailable("warranty cannot be reached; diagnose again shortly")
@@ -251,7 +261,7 @@ impl Repairs {
                 .and_then(wpb::FaultCategory::from_str_name)
                 .unwrap_or(wpb::FaultCategory::Unspecified);
             let claim = wpb::RecordClaimRequest {
-                device_id: Some(device_id(&order.device)?),
+                device_id: Some(device_to_proto(&order.device)),
                 repair_order_id: order_id.to_owned(),
                 fault_category: fault.into(),
                 under_legal_guarantee: false,

@@ -198,7 +198,7 @@ impl Projection for OrderDirectory {
                 .await?;
             sqlx::query(sql)
                 .bind(order.order_id.clone())
-                .bind(order.device.clone())
+                .bind(order.device.name())
                 .bind(channel)
                 .bind(center.clone())
                 .bind(order.customer_id.clone())

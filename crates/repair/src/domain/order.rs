@@ -2,7 +2,10 @@
 //! `docs/domain.md` ("Repair"). Every refused transition names the stage the order
 //! is in, and writes nothing.
 
-use aftersales_eventstore::{Decider, DomainEvent};
+use std::sync::LazyLock;
+
+use aftersales_core::types::{CountryCode, DeviceKey};
+use aftersales_eventstore::{Decider, DomainEvent, Upcasters};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -146,7 +149,7 @@ pub struct PartReplacement {
 pub struct OrderState {
     pub order_id: String,
     pub stage: Stage,
-    pub device: String,
+    pub device: DeviceKey,
     pub channel: Channel,
     pub customer_id: String,
     pub symptoms: String,
@@ -170,7 +173,7 @@ impl OrderState {
 pub enum Command {
     Open {
         order_id: String,
-        device: String,
+        device: DeviceKey,
         channel: Channel,
         customer_id: String,
         symptoms: String,
@@ -221,9 +224,10 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
+    /// v2: `device` is a device key; v1 stored it as `imei:…` or `serial:…`.
     RepairOrderOpened {
         order_id: String,
-        device: String,
+        device: DeviceKey,
         channel: Channel,
         customer_id: String,
         symptoms: String,
@@ -293,6 +297,41 @@ impl DomainEvent for Event {
             Self::RepairCancelled { .. } => "RepairCancelled",
         }
     }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::RepairOrderOpened { .. } => 2,
+            Self::DeviceCheckedIn { .. }
+            | Self::DeviceReceived { .. }
+            | Self::Diagnosed { .. }
+            | Self::QuoteIssued { .. }
+            | Self::QuoteApproved { .. }
+            | Self::QuoteDeclined { .. }
+            | Self::RepairStarted { .. }
+            | Self::PartReplaced(_)
+            | Self::QcPassed { .. }
+            | Self::QcFailed { .. }
+            | Self::ReadyForReturn { .. }
+            | Self::DeviceCollected
+            | Self::ReturnDelivered { .. }
+            | Self::RepairCancelled { .. } => 1,
+        }
+    }
+
+    fn upcasters() -> &'static Upcasters {
+        static STEPS: LazyLock<Upcasters> = LazyLock::new(|| {
+            Upcasters::new().register("RepairOrderOpened", 1, |mut payload| {
+                let name = payload
+                    .get("device")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or("v1 RepairOrderOpened without a device name")?;
+                let key = DeviceKey::from_name("device", name).map_err(|e| e.to_string())?;
+                payload["device"] = serde_json::to_value(key).map_err(|e| e.to_string())?;
+                Ok(payload)
+            })
+        });
+        &STEPS
+    }
 }
 
 fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
@@ -352,7 +391,6 @@ impl Decider for RepairOrder {
                 return Err(DomainError::NotFound("repair order".into()));
             };
             text("order_id", order_id, 100)?;
-            text("device", device, 100)?;
             text("customer_id", customer_id, 100)?;
             text("symptoms", symptoms, 2000)?;
             match channel {
@@ -369,7 +407,7 @@ impl Decider for RepairOrder {
                         text("contact_address.lines", line, 200)?;
                     }
                     text("contact_address.city", &address.city, 100)?;
-                    text("contact_address.country", &address.country, 2)?;
+                    CountryCode::parse("contact_address.country", &address.country)?;
                 }
             }
             return Ok(vec![Event::RepairOrderOpened {
@@ -460,9 +498,11 @@ impl Decider for RepairOrder {
                             "all lines must be in one currency",
                         ));
                     }
-                    total = total.checked_add(line.amount.minor_units()).ok_or_else(|| {
-                        DomainError::invalid("lines.amount", "total is too large")
-                    })?;
+                    total = total
+                        .checked_add(line.amount.minor_units())
+                        .ok_or_else(|| {
+                            DomainError::invalid("lines.amount", "total is too large")
+                        })?;
                 }
                 if valid_until <= now {
                     return Err(DomainError::invalid("valid_until", "must be in the future"));
@@ -696,7 +736,7 @@ mod tests {
     fn open(mail_in: bool, coverage: Coverage) -> Command {
         Command::Open {
             order_id: "r-1".into(),
-            device: "imei:490154203237518".into(),
+            device: DeviceKey::imei("490154203237518").unwrap(),
             channel: if mail_in {
                 Channel::MailIn {
                     address: Address {

@@ -545,3 +545,112 @@ async fn center_turnaround_and_projections_rebuilt_from_the_log() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() {
+    use aftersales_eventstore::{EventStore as _, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use aftersales_repair::domain::order::{Channel, Coverage, Event};
+    use prost::Message as _;
+
+    // Written by the previous release: RepairOrderOpened v1 named the device
+    // `imei:<digits>`.
+    let imei = imei(31);
+    let order_id = uuid::Uuid::now_v7().to_string();
+    let today = Event::RepairOrderOpened {
+        order_id: order_id.clone(),
+        device: aftersales_core::types::DeviceKey::imei(&imei).unwrap(),
+        channel: Channel::WalkIn {
+            center_id: "sc-berlin-01".into(),
+        },
+        customer_id: "cust-old".into(),
+        symptoms: "flickers".into(),
+        coverage: Coverage::Pending {
+            why: "warranty did not answer".into(),
+        },
+    };
+    let mut v1 = serde_json::to_value(&today).unwrap();
+    v1["device"] = serde_json::Value::String(format!("imei:{imei}"));
+    let url = aftersales_testkit::shared_postgres()
+        .create_database()
+        .unwrap();
+    let store = aftersales_eventstore::AnyEventStore::connect(&url)
+        .await
+        .unwrap();
+    store
+        .append(
+            &StreamId::parse(format!("repair-{order_id}")).unwrap(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "RepairOrderOpened".into(),
+                schema_version: 1,
+                payload: serde_json::to_vec(&v1).unwrap(),
+                metadata: Metadata {
+                    correlation_id: uuid::Uuid::now_v7(),
+                    causation_id: None,
+                    traceparent: None,
+                    tracestate: None,
+                    actor: "customer:cust-old".into(),
+                    region: "test".into(),
+                    recorded_at: aftersales_core::Clock::now(&aftersales_core::SystemClock)
+                        - chrono::Duration::hours(1),
+                },
+            }],
+        )
+        .await
+        .unwrap();
+
+    // Today's release on that log, with NATS.
+    let nats = aftersales_testkit::NatsServer::start().unwrap();
+    let mut config = repair_config(url, None);
+    config.common = config.common.with_nats(nats.url());
+    let repair = aftersales_repair::server::start(config).await.unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+        .await
+        .unwrap();
+
+    // The handler folds it.
+    let order = r.get_repair(order(&order_id)).await.unwrap().into_inner();
+    assert_eq!(order.device_id, device(&imei));
+    // The projection lists it by device.
+    let listed = eventually(
+        || {
+            let mut r = r.clone();
+            let device_id = device(&imei);
+            async move {
+                r.list_repairs_by_device(pb::ListRepairsByDeviceRequest { device_id })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .repairs
+            }
+        },
+        |repairs| !repairs.is_empty(),
+    )
+    .await;
+    assert_eq!(listed[0].order_id, order_id);
+    // The relay publishes it under today's contract.
+    let js = aftersales_messaging::connect(&nats.url(), "test-reader")
+        .await
+        .unwrap();
+    let names = aftersales_messaging::Names::new("test").unwrap();
+    let stream = js.get_stream(names.service_stream("repair")).await.unwrap();
+    let published = eventually(
+        || async {
+            stream
+                .get_last_raw_message_by_subject("aftersales.test.repair.RepairOrderOpened")
+                .await
+                .ok()
+                .map(|m| m.payload)
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let opened = aftersales_proto::repair::RepairOrderOpened::decode(published).unwrap();
+    assert_eq!(
+        (opened.order_id, opened.device_id),
+        (order_id, device(&imei))
+    );
+    repair.stop().await.unwrap();
+}
