@@ -8,9 +8,10 @@ use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::logistics as pb;
+use aftersales_runtime::request::timestamp_to_proto;
 use prost::{Message as _, Name as _};
 
-use crate::api::{address_to_proto, direction_to_proto, status_to_proto, timestamp_to_proto};
+use crate::convert::{address_to_proto, direction_to_proto, status_to_proto};
 use crate::domain::shipment::{Event, ParcelRef};
 
 /// Logistics' [`Translate`] for the relay.

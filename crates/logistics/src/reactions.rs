@@ -16,8 +16,8 @@ use aftersales_proto::repair as rpb;
 use prost::Name;
 use uuid::Uuid;
 
-use crate::api::address_from_proto;
 use crate::app::{Logistics, NewShipment, PHONE_PARCEL, order_stream, shipment_stream};
+use crate::convert::address_from_proto;
 use crate::domain::DomainError;
 use crate::domain::custody::{Command as OrderCommand, MailIn};
 use crate::domain::shipment::{Command as ShipmentCommand, Direction, Purpose};

@@ -160,7 +160,7 @@ async fn receive(
             ),
         );
     };
-    let occurred_at = match crate::api::parse_time("occurred_at", &scan.occurred_at) {
+    let occurred_at = match crate::convert::parse_time("occurred_at", &scan.occurred_at) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

@@ -5,6 +5,7 @@
 //! - [`templates`]: messages rendered per kind and language (minijinja, strict).
 //! - [`channels`]: email over SMTP (lettre), SMS and push over HTTP.
 //! - [`app`] and [`api`]: the use cases, over gRPC.
+//! - [`convert`]: between domain types and the protobuf contracts.
 //! - [`reactions`]: what warranty, repair and logistics events make.
 //! - [`dispatch`]: the sender of due notifications and the reminder sweep.
 //! - [`projections`]: the inbox and the queues, fed from the log.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod channels;
+pub mod convert;
 pub mod dispatch;
 pub mod domain;
 pub mod mask;

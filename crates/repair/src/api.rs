@@ -1,22 +1,23 @@
 //! `aftersales.repair.v1.RepairService` over gRPC.
 
+use aftersales_core::Error;
 use aftersales_eventstore::{CommandContext, EventStore as _};
-use aftersales_proto::common::{CountryCode, GeoPoint as PbPoint, Money as PbMoney};
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
+use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
-use aftersales_core::Error;
-use aftersales_runtime::errors::{invalid, status};
-
-use crate::app::{Repairs, device_key, device_to_proto};
+use crate::app::Repairs;
+use crate::convert::{
+    center_to_proto, device_key, device_to_proto, order_to_proto, stage, stage_name, summary,
+};
 use crate::domain::Money;
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
-    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement, Quote,
+    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
     QuoteLine, Stage,
 };
 
@@ -67,123 +68,6 @@ fn fault(value: i32) -> Result<wpb::FaultCategory, Status> {
     }
 }
 
-fn stage(s: Stage) -> pb::Stage {
-    match s {
-        Stage::Opened => pb::Stage::Opened,
-        Stage::AwaitingDevice => pb::Stage::AwaitingDevice,
-        Stage::Received => pb::Stage::Received,
-        Stage::Diagnosed => pb::Stage::Diagnosed,
-        Stage::Quoted => pb::Stage::Quoted,
-        Stage::Approved => pb::Stage::Approved,
-        Stage::InRepair => pb::Stage::InRepair,
-        Stage::QcPassed => pb::Stage::QcPassed,
-        Stage::ReadyForReturn => pb::Stage::ReadyForReturn,
-        Stage::Closed => pb::Stage::Closed,
-        Stage::Cancelled => pb::Stage::Cancelled,
-    }
-}
-
-fn money(m: &Money) -> PbMoney {
-    PbMoney {
-        minor_units: m.minor_units(),
-        currency: m.currency().to_string(),
-    }
-}
-
-pub(crate) fn coverage_to_proto(coverage: &Coverage) -> pb::Coverage {
-    match coverage {
-        Coverage::Decided {
-            covered,
-            reason,
-            policy_id,
-            policy_version,
-        } => pb::Coverage {
-            decided: true,
-            covered: *covered,
-            reason: reason.clone(),
-            policy_id: policy_id.clone(),
-            policy_version: *policy_version,
-        },
-        Coverage::Pending { why } => pb::Coverage {
-            decided: false,
-            reason: why.clone(),
-            ..Default::default()
-        },
-    }
-}
-
-pub(crate) fn quote_to_proto(q: &Quote) -> pb::Quote {
-    pb::Quote {
-        revision: q.revision,
-        lines: q
-            .lines
-            .iter()
-            .map(|l| pb::QuoteLine {
-                description: l.description.clone(),
-                is_labour: l.kind == LineKind::Labour,
-                amount: Some(money(&l.amount)),
-            })
-            .collect(),
-        total: Some(money(&q.total)),
-        valid_until: Some(timestamp_to_proto(q.valid_until)),
-    }
-}
-
-pub(crate) fn address_to_proto(a: &Address) -> aftersales_proto::common::Address {
-    aftersales_proto::common::Address {
-        recipient: a.recipient.clone(),
-        lines: a.lines.clone(),
-        city: a.city.clone(),
-        postal_code: a.postal_code.clone(),
-        country: Some(CountryCode {
-            value: a.country.clone(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
-    let (channel, center) = match &o.channel {
-        Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone()),
-        Channel::MailIn { .. } => (pb::Channel::MailIn, String::new()),
-    };
-    pb::RepairOrder {
-        order_id: o.order_id.clone(),
-        device_id: Some(device_to_proto(&o.device)),
-        channel: channel.into(),
-        service_center_id: center,
-        customer_id: o.customer_id.clone(),
-        symptoms: o.symptoms.clone(),
-        stage: stage(o.stage).into(),
-        coverage: Some(coverage_to_proto(&o.coverage)),
-        quote: o.quote.as_ref().map(quote_to_proto),
-        repaired: o.repaired,
-        parts_replaced: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
-        qc_failures: o.qc_failures,
-        version,
-    }
-}
-
-fn center_to_proto(c: &ServiceCenter) -> pb::ServiceCenter {
-    pb::ServiceCenter {
-        id: c.id.clone(),
-        name: c.name.clone(),
-        country: Some(CountryCode {
-            value: c.country.clone(),
-        }),
-        city: c.city.clone(),
-        address: c.address.clone(),
-        location: Some(PbPoint {
-            latitude: c.latitude,
-            longitude: c.longitude,
-        }),
-        open_days: c.open_days.clone(),
-        hours: c.hours.clone(),
-        capabilities: c.capabilities.clone(),
-        daily_capacity: c.daily_capacity,
-    }
-}
-
 /// The nearest-rank percentile `p` (1..=100) of sorted `values`, as f64.
 fn percentile(sorted: &[i64], p: usize) -> f64 {
     if sorted.is_empty() {
@@ -193,44 +77,6 @@ fn percentile(sorted: &[i64], p: usize) -> f64 {
     #[allow(clippy::cast_precision_loss)] // seconds, far below 2^52
     let value = sorted[rank - 1] as f64;
     value
-}
-
-/// The directory's name of a stage.
-fn stage_name(s: pb::Stage) -> &'static str {
-    match s {
-        pb::Stage::Unspecified => "",
-        pb::Stage::Opened => Stage::Opened.as_str(),
-        pb::Stage::AwaitingDevice => Stage::AwaitingDevice.as_str(),
-        pb::Stage::Received => Stage::Received.as_str(),
-        pb::Stage::Diagnosed => Stage::Diagnosed.as_str(),
-        pb::Stage::Quoted => Stage::Quoted.as_str(),
-        pb::Stage::Approved => Stage::Approved.as_str(),
-        pb::Stage::InRepair => Stage::InRepair.as_str(),
-        pb::Stage::QcPassed => Stage::QcPassed.as_str(),
-        pb::Stage::ReadyForReturn => Stage::ReadyForReturn.as_str(),
-        pb::Stage::Closed => Stage::Closed.as_str(),
-        pb::Stage::Cancelled => Stage::Cancelled.as_str(),
-    }
-}
-
-fn summary(row: &crate::projections::OrderRow) -> pb::RepairSummary {
-    let stage = Stage::ALL
-        .into_iter()
-        .find(|s| s.as_str() == row.stage)
-        .map_or(pb::Stage::Unspecified, stage);
-    pb::RepairSummary {
-        order_id: row.order_id.clone(),
-        stage: stage.into(),
-        channel: if row.channel == "mail_in" {
-            pb::Channel::MailIn
-        } else {
-            pb::Channel::WalkIn
-        }
-        .into(),
-        service_center_id: row.center_id.clone(),
-        customer_id: row.customer_id.clone(),
-        opened_on: row.opened_on.clone(),
-    }
 }
 
 type Answer = Result<Response<pb::RepairOrder>, Status>;

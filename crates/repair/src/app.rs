@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Error;
-use aftersales_core::types::DeviceKey;
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, StreamId, projection,
     read_whole_stream,
@@ -16,6 +15,7 @@ use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
 
+use crate::convert::{device_name, device_to_proto};
 use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
@@ -41,35 +41,6 @@ pub struct Repairs {
     warranty: Option<WarrantyServiceClient<GrpcChannel>>,
     /// How far to look for a center before recommending mail-in.
     pub radius_km: f64,
-}
-
-/// How an order names its device: `imei:<digits>` or `serial:<value>`.
-pub fn device_name(id: &DeviceId) -> Option<String> {
-    match id.kind.as_ref()? {
-        aftersales_proto::common::device_id::Kind::Imei(v) => Some(format!("imei:{v}")),
-        aftersales_proto::common::device_id::Kind::Serial(v) => Some(format!("serial:{v}")),
-    }
-}
-
-/// A device key as the contracts carry it.
-pub fn device_to_proto(key: &DeviceKey) -> DeviceId {
-    use aftersales_proto::common::device_id::Kind;
-    DeviceId {
-        kind: Some(match key {
-            DeviceKey::Imei(v) => Kind::Imei(v.to_string()),
-            DeviceKey::Serial(v) => Kind::Serial(v.to_string()),
-        }),
-    }
-}
-
-/// A request's device, parsed: `device_id.imei` or `device_id.serial` names a bad one.
-pub fn device_key(id: Option<&DeviceId>) -> AppResult<DeviceKey> {
-    use aftersales_proto::common::device_id::Kind;
-    match id.and_then(|id| id.kind.as_ref()) {
-        Some(Kind::Imei(v)) => Ok(DeviceKey::imei(v)?),
-        Some(Kind::Serial(v)) => Ok(DeviceKey::serial(v)?),
-        None => Err(Error::invalid("device_id", "is required (imei or serial)")),
-    }
 }
 
 fn order_stream(order_id: &str) -> AppResult<StreamId> {

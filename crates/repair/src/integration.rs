@@ -10,8 +10,7 @@ use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::repair as pb;
 use prost::{Message as _, Name as _};
 
-use crate::api::{address_to_proto, coverage_to_proto, quote_to_proto};
-use crate::app::device_to_proto;
+use crate::convert::{address_to_proto, coverage_to_proto, device_to_proto, quote_to_proto};
 use crate::domain::order::{Channel, Event};
 
 /// The order a stream belongs to: streams are named `repair-<order id>`.

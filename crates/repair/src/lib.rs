@@ -1,8 +1,9 @@
 //! The repair service.
 //!
-//! - [`domain`]: pure rules: money, the repair order state machine as a decider,
+//! - [`domain`]: pure rules: the repair order state machine as a decider,
 //!   service centers (nearest by great-circle distance, daily capacity).
 //! - [`app`] and [`api`]: the commands and queries, over gRPC.
+//! - [`convert`]: between domain types and the protobuf contracts.
 //! - [`projections`]: read models fed from the log.
 //! - [`reactions`]: what logistics events do to orders.
 //! - [`integration`]: the public protobuf events the relay publishes.
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+pub mod convert;
 pub mod domain;
 pub mod integration;
 pub mod projections;

@@ -9,7 +9,9 @@ use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
 use aftersales_proto::warranty as pb;
 use prost::{Message as _, Name as _};
 
-use crate::api::{accessory_kind_to_proto, channel_to_proto, decision_to_proto, fault_to_proto};
+use crate::convert::{
+    accessory_kind_to_proto, channel_to_proto, decision_to_proto, fault_to_proto,
+};
 use crate::domain::{DeviceKey, Event};
 
 /// The device a stream belongs to: streams are named `device-imei-…` or
