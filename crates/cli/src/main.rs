@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown, ShutdownTrigger};
+use aftersales_messaging::{LogConsumer, LogConsumerSettings};
+use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use clap::{Parser, Subcommand};
 
 mod client;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::{AnyEventStore, CommandContext};
-use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::logistics::logistics_service_server::LogisticsServiceServer;
 use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
+use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::LogisticsApi;

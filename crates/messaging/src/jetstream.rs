@@ -184,11 +184,10 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
 
     async fn consume(&self, input: Input, shutdown: Shutdown) {
         let what = format!("consumer {} ({input:?})", self.subscription.consumer);
-        shutdown
-            .supervise(&what, &self.settings.retry, |shutdown| {
-                self.consume_until_error(input, shutdown)
-            })
-            .await;
+        crate::shutdown::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
+            self.consume_until_error(input, shutdown)
+        })
+        .await;
     }
 
     async fn consume_until_error(

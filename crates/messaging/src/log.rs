@@ -91,11 +91,10 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
     /// any failure of either database.
     pub async fn run(&self, shutdown: Shutdown) {
         let what = format!("consumer {}", self.subscription.consumer);
-        shutdown
-            .supervise(&what, &self.settings.retry, |shutdown| {
-                self.follow(shutdown)
-            })
-            .await;
+        crate::shutdown::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
+            self.follow(shutdown)
+        })
+        .await;
     }
 
     async fn follow(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {

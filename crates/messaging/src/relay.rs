@@ -168,9 +168,10 @@ impl<S: EventStore> Relay<S> {
             max_delay: self.settings.max_retry_delay,
         };
         let what = format!("relay of {}", self.service);
-        shutdown
-            .supervise(&what, &retry, |shutdown| self.relay_until_error(shutdown))
-            .await;
+        crate::shutdown::supervise(shutdown, &what, &retry, |shutdown| {
+            self.relay_until_error(shutdown)
+        })
+        .await;
     }
 
     async fn relay_until_error(&self, mut shutdown: Shutdown) -> Result<(), MessagingError> {

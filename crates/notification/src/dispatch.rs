@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aftersales_eventstore::{CommandContext, EventStore as _};
-use aftersales_messaging::Shutdown;
+use aftersales_runtime::shutdown::Shutdown;
 
 use crate::app::Notifications;
 

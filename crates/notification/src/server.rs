@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::AnyEventStore;
-use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::notification::notification_service_server::NotificationServiceServer;
 use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
+use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::NotificationApi;

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aftersales_eventstore::AnyEventStore;
-use aftersales_messaging::{Shutdown, ShutdownTrigger};
 use aftersales_proto::repair::repair_service_server::RepairServiceServer;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::grpc::{Grpc, bind};
+use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
 
 use crate::api::RepairApi;
 use crate::app::Repairs;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::{AnyEventStore, projection};
-use aftersales_messaging::{Names, Shutdown, StreamSettings};
+use aftersales_messaging::{Names, StreamSettings};
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::grpc::{Grpc, bind};
+use aftersales_runtime::shutdown::Shutdown;
 
 use crate::api::WarrantyApi;
 use crate::app::Warranty;
@@ -75,7 +76,7 @@ pub struct Running {
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
-    stop: aftersales_messaging::ShutdownTrigger,
+    stop: aftersales_runtime::shutdown::ShutdownTrigger,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
 
