@@ -101,3 +101,17 @@ pub fn days_ago(days: i64) -> String {
     let today = chrono::Utc::now().date_naive();
     (today - chrono::Duration::days(days)).to_string()
 }
+
+pub fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code, String) {
+    let status = result.unwrap_err();
+    (status.code(), status.message().to_owned())
+}
+
+pub fn coverage(imei: &str, fault: pb::FaultCategory) -> pb::CheckCoverageRequest {
+    pb::CheckCoverageRequest {
+        device_id: by_imei(imei),
+        fault_category: fault.into(),
+        as_of: None,
+        record_decision: false,
+    }
+}

@@ -2,5 +2,7 @@
 //! the published events).
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod devices;
 mod harness;
-mod service;
+mod history;
+mod process;
