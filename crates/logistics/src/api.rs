@@ -194,7 +194,7 @@ impl LogisticsService for LogisticsApi {
         let label = view
             .state
             .label
-            .ok_or_else(|| Status::failed_precondition("the shipment has no label yet"))?;
+            .ok_or_else(|| status(Error::precondition("the shipment has no label yet")))?;
         Ok(Response::new(pb::Label {
             shipment_id: view.state.info.shipment_id,
             carrier: view.state.info.carrier,

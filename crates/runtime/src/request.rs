@@ -26,7 +26,7 @@ pub fn command_context(
         header(name)
             .map(|v| {
                 v.parse()
-                    .map_err(|_| Status::invalid_argument(format!("{name}: not a UUID")))
+                    .map_err(|_| crate::errors::invalid(name, "not a UUID"))
             })
             .transpose()
     };
@@ -104,11 +104,11 @@ pub fn timestamp_from_proto(
     field: &str,
     t: Option<&prost_types::Timestamp>,
 ) -> Result<DateTime<Utc>, Status> {
-    let t = t.ok_or_else(|| Status::invalid_argument(format!("{field}: is required")))?;
+    let t = t.ok_or_else(|| crate::errors::invalid(field, "is required"))?;
     u32::try_from(t.nanos)
         .ok()
         .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| Status::invalid_argument(format!("{field}: is not a valid timestamp")))
+        .ok_or_else(|| crate::errors::invalid(field, "is not a valid timestamp"))
 }
 
 pub fn timestamp_to_proto(t: DateTime<Utc>) -> prost_types::Timestamp {
