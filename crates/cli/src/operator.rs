@@ -210,58 +210,24 @@ pub async fn projections(command: Projections) -> Result<(), String> {
     let store = database.open(service).await?;
     let total = store.log_end().await.map_err(|e| e.to_string())?.position;
     let wanted = |name: &str| projection.as_deref().is_none_or(|p| p == name);
+    let migrated = match service {
+        Service::Warranty => aftersales_warranty::projections::migrate(&store).await,
+        Service::Repair => aftersales_repair::projections::migrate(&store).await,
+        Service::Logistics => aftersales_logistics::projections::migrate(&store).await,
+        Service::Notification => aftersales_notification::projections::migrate(&store).await,
+    };
+    migrated.map_err(|e| e.to_string())?;
+    let all = match service {
+        Service::Warranty => aftersales_warranty::projections::all(&store),
+        Service::Repair => aftersales_repair::projections::all(&store),
+        Service::Logistics => aftersales_logistics::projections::all(&store),
+        Service::Notification => aftersales_notification::projections::all(&store),
+    };
     let mut matched = false;
-    match service {
-        Service::Warranty => {
-            aftersales_warranty::projections::migrate(&store)
-                .await
-                .map_err(|e| e.to_string())?;
-            let devices = aftersales_warranty::projections::DeviceDirectory::new(store.clone());
-            if wanted(devices.name()) {
-                matched = true;
-                rebuild_one(&store, &devices, total).await?;
-            }
-            let decisions = aftersales_warranty::projections::CoverageDecisions;
-            if wanted(decisions.name()) {
-                matched = true;
-                rebuild_one(&store, &decisions, total).await?;
-            }
-        }
-        Service::Repair => {
-            aftersales_repair::projections::migrate(&store)
-                .await
-                .map_err(|e| e.to_string())?;
-            let orders = aftersales_repair::projections::OrderDirectory::new(store.clone());
-            if wanted(orders.name()) {
-                matched = true;
-                rebuild_one(&store, &orders, total).await?;
-            }
-            let centers = aftersales_repair::projections::CenterDirectory;
-            if wanted(centers.name()) {
-                matched = true;
-                rebuild_one(&store, &centers, total).await?;
-            }
-        }
-        Service::Logistics => {
-            aftersales_logistics::projections::migrate(&store)
-                .await
-                .map_err(|e| e.to_string())?;
-            let shipments =
-                aftersales_logistics::projections::ShipmentDirectory::new(store.clone());
-            if wanted(shipments.name()) {
-                matched = true;
-                rebuild_one(&store, &shipments, total).await?;
-            }
-        }
-        Service::Notification => {
-            aftersales_notification::projections::migrate(&store)
-                .await
-                .map_err(|e| e.to_string())?;
-            let queues = aftersales_notification::projections::Queues::new(store.clone());
-            if wanted(queues.name()) {
-                matched = true;
-                rebuild_one(&store, &queues, total).await?;
-            }
+    for each in &all {
+        if wanted(each.name()) {
+            matched = true;
+            rebuild_one(&store, each, total).await?;
         }
     }
     if !matched {

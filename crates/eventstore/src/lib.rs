@@ -42,7 +42,7 @@ pub use event::{
 pub use follow::{FollowOptions, follow};
 pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
 pub use postgres::PgEventStore;
-pub use projection::Projection;
+pub use projection::{AnyProjection, Projection, Projections};
 pub use sqlite::SqliteEventStore;
 pub use store::{EventStore, Limits, read_whole_stream, shared_migrator};
 pub use transaction::{StoreTransaction, TransactionConnection};

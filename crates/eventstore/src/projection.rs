@@ -3,7 +3,10 @@
 //! event twice or skips one; a projection can be reset and rebuilt from the start.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use crate::error::StoreError;
 use crate::event::{Checkpoint, RecordedEvent};
@@ -103,5 +106,146 @@ pub async fn run<S: EventStore, P: Projection>(
             () = tokio::time::sleep(poll_interval) => {}
             () = &mut stop => return,
         }
+    }
+}
+
+/// A service's projections as one list, whatever their types: what its binary
+/// runs, what `aftersales up` runs, and what an operator rebuilds.
+pub type Projections = Vec<Arc<dyn AnyProjection>>;
+
+/// [`Projection`] behind a pointer, for lists of different projections.
+pub trait AnyProjection: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    fn apply_boxed<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        tx: &'a mut StoreTransaction,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    fn reset_boxed<'a>(
+        &'a self,
+        tx: &'a mut StoreTransaction,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+impl<P: Projection> AnyProjection for P {
+    fn name(&self) -> &'static str {
+        Projection::name(self)
+    }
+
+    fn apply_boxed<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        tx: &'a mut StoreTransaction,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.apply(event, tx))
+    }
+
+    fn reset_boxed<'a>(
+        &'a self,
+        tx: &'a mut StoreTransaction,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.reset(tx))
+    }
+}
+
+impl Projection for Arc<dyn AnyProjection + '_> {
+    fn name(&self) -> &'static str {
+        AnyProjection::name(self.as_ref())
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        // Through the pointer: `Arc<dyn …>` is itself an `AnyProjection` (it is a
+        // `Projection`), and calling that would come straight back here.
+        self.as_ref().apply_boxed(event, tx).await
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        self.as_ref().reset_boxed(tx).await
+    }
+}
+
+/// Runs every projection of `projections` until `stop` resolves, each as [`run`]
+/// does; `stop` makes one such future per projection.
+pub async fn run_all<S: EventStore, F: Future<Output = ()>>(
+    store: &S,
+    projections: &[Arc<dyn AnyProjection>],
+    poll_interval: Duration,
+    stop: impl Fn() -> F,
+) {
+    futures::future::join_all(
+        projections
+            .iter()
+            .map(|projection| run(store, projection, poll_interval, stop())),
+    )
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Counting;
+
+    impl Projection for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+
+        async fn apply(
+            &self,
+            _: &RecordedEvent,
+            _: &mut StoreTransaction,
+        ) -> Result<(), StoreError> {
+            Err(StoreError::CorruptRow("applied".into()))
+        }
+
+        async fn reset(&self, _: &mut StoreTransaction) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A listed projection answers as itself (no recursion through the pointer).
+    #[tokio::test]
+    async fn a_listed_projection_is_the_projection_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("p.db").display());
+        let store = crate::AnyEventStore::connect(&url).await.unwrap();
+        let listed: Projections = vec![Arc::new(Counting)];
+        assert_eq!(Projection::name(&listed[0]), "counting");
+        let event = crate::NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "Tested".into(),
+            schema_version: 1,
+            payload: b"{}".to_vec(),
+            metadata: crate::Metadata {
+                correlation_id: uuid::Uuid::now_v7(),
+                causation_id: None,
+                traceparent: None,
+                tracestate: None,
+                actor: "test".into(),
+                region: "test".into(),
+                recorded_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            },
+        };
+        store
+            .append(
+                &crate::StreamId::parse("s-1").unwrap(),
+                crate::ExpectedVersion::Any,
+                vec![event],
+            )
+            .await
+            .unwrap();
+        let recorded = store.read_all(0, 1).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        listed[0].reset(&mut tx).await.unwrap();
+        let error = listed[0].apply(&recorded[0], &mut tx).await.unwrap_err();
+        assert!(error.to_string().contains("applied"), "{error}");
     }
 }

@@ -268,12 +268,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_secs(config.stall_check_seconds),
         shutdown.clone(),
     );
+    let projections = crate::projections::all(&background);
     let task = tokio::spawn(async move {
-        let projecting = aftersales_eventstore::projection::run(
+        let projecting = aftersales_eventstore::projection::run_all(
             &background,
-            &directory,
+            &projections,
             Duration::from_millis(200),
-            shutdown.stopped(),
+            || shutdown.stopped(),
         );
         let autoplaying = async {
             if let Some(autoplay) = &autoplay {

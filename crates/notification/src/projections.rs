@@ -14,6 +14,12 @@ use crate::domain::reminder::Reminder;
 /// One set for both backends.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Every read model of the notification log: what the service runs and an
+/// operator rebuilds.
+pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
+    vec![std::sync::Arc::new(Queues::new(store.clone()))]
+}
+
 /// Creates the read-model tables next to the event store's.
 pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
     store.run_migrations(&MIGRATIONS).await

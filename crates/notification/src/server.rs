@@ -254,16 +254,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let queues = crate::projections::Queues::new(store.clone());
     let background = store.clone();
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
     let sending = crate::dispatch::run(app, config.common.region.clone(), every, shutdown.clone());
+    let projections = crate::projections::all(&background);
     let task = tokio::spawn(async move {
-        let projecting = aftersales_eventstore::projection::run(
+        let projecting = aftersales_eventstore::projection::run_all(
             &background,
-            &queues,
+            &projections,
             Duration::from_millis(100),
-            shutdown.stopped(),
+            || shutdown.stopped(),
         );
         let events = async {
             if let Some((bus, [repair, logistics, warranty])) = &messaging {

@@ -23,6 +23,15 @@ pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
     store.run_migrations(&MIGRATIONS).await
 }
 
+/// Every read model of the repair log: what the service runs and an operator
+/// rebuilds.
+pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
+    vec![
+        std::sync::Arc::new(OrderDirectory::new(store.clone())),
+        std::sync::Arc::new(CenterDirectory),
+    ]
+}
+
 /// Service centers changed through the API, newest upsert first; every replica
 /// reads them from here.
 #[derive(Debug, Clone, Copy, Default)]

@@ -144,25 +144,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let directory = crate::projections::OrderDirectory::new(store.clone());
+    let projections = crate::projections::all(&store);
     let background = store.clone();
     let task = tokio::spawn(async move {
-        let projecting = async {
-            tokio::join!(
-                aftersales_eventstore::projection::run(
-                    &background,
-                    &directory,
-                    Duration::from_millis(200),
-                    shutdown.stopped(),
-                ),
-                aftersales_eventstore::projection::run(
-                    &background,
-                    &crate::projections::CenterDirectory,
-                    Duration::from_millis(200),
-                    shutdown.stopped(),
-                ),
-            );
-        };
+        let projecting = aftersales_eventstore::projection::run_all(
+            &background,
+            &projections,
+            Duration::from_millis(200),
+            || shutdown.stopped(),
+        );
         let events = async {
             if let Some((bus, relay, consumer)) = &messaging {
                 tokio::join!(

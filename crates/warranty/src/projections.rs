@@ -11,6 +11,15 @@ use sqlx::Row as _;
 
 use crate::domain::{Device, DeviceKey, DeviceState, Event};
 
+/// Every read model of the warranty log: what the service runs and an operator
+/// rebuilds.
+pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
+    vec![
+        std::sync::Arc::new(DeviceDirectory::new(store.clone())),
+        std::sync::Arc::new(CoverageDecisions),
+    ]
+}
+
 /// One set for both backends: the tables use only types and SQL both understand.
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -18,7 +18,7 @@ use crate::app::Warranty;
 use crate::domain::PolicyTable;
 use crate::domain::policy::REQUIRED_COUNTRIES;
 use crate::integration::WarrantyEvents;
-use crate::projections::{self, CoverageDecisions, DeviceDirectory};
+use crate::projections;
 
 pub const SERVICE: &str = "warranty";
 pub const GRPC_SERVICE: &str = "aftersales.warranty.v1.WarrantyService";
@@ -133,23 +133,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let drain = Duration::from_secs(config.common.drain_grace_seconds);
     let background_store = store.clone();
     let task = tokio::spawn(async move {
-        let directory = DeviceDirectory::new(background_store.clone());
-        let projections = async {
-            tokio::join!(
-                projection::run(
-                    &background_store,
-                    &directory,
-                    Duration::from_millis(200),
-                    shutdown.stopped()
-                ),
-                projection::run(
-                    &background_store,
-                    &CoverageDecisions,
-                    Duration::from_millis(200),
-                    shutdown.stopped()
-                ),
-            );
-        };
+        let all = projections::all(&background_store);
+        let projections =
+            projection::run_all(&background_store, &all, Duration::from_millis(200), || {
+                shutdown.stopped()
+            });
         let caching = cache.follow(
             &background_store,
             Duration::from_millis(100),
