@@ -10,7 +10,7 @@ use aftersales_eventstore::{AnyEventStore, CommandContext};
 use aftersales_proto::logistics::logistics_service_server::LogisticsServiceServer;
 use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use aftersales_runtime::shutdown::Shutdown;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::LogisticsApi;
@@ -86,6 +86,8 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] aftersales_runtime::service::TaskFailed),
     #[error("DATABASE_URL: {0}")]
     Store(#[from] aftersales_eventstore::StoreError),
     #[error("{0}")]
@@ -108,16 +110,12 @@ pub struct Running {
     pub store: AnyEventStore,
     /// The use cases, for an embedding process that wires its own consumers.
     pub app: Logistics,
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), StartError>>,
+    background: aftersales_runtime::service::Background<StartError>,
 }
 
 impl Running {
     pub async fn stop(self) -> Result<(), StartError> {
-        self.stop.trigger();
-        self.task
-            .await
-            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+        self.background.stop().await
     }
 }
 
@@ -269,7 +267,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown.clone(),
     );
     let projections = crate::projections::all(&background);
-    let task = tokio::spawn(async move {
+    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
         let projecting = aftersales_eventstore::projection::run_all(
             &background,
             &projections,
@@ -322,8 +320,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         webhook_addr,
         store,
         app,
-        stop: trigger,
-        task,
+        background,
     })
 }
 

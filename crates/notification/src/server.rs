@@ -11,7 +11,7 @@ use aftersales_eventstore::AnyEventStore;
 use aftersales_proto::notification::notification_service_server::NotificationServiceServer;
 use aftersales_runtime::config::{Common, secret};
 use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use aftersales_runtime::shutdown::Shutdown;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::NotificationApi;
@@ -107,6 +107,8 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] aftersales_runtime::service::TaskFailed),
     #[error("DATABASE_URL: {0}")]
     Store(#[from] aftersales_eventstore::StoreError),
     #[error("{0}")]
@@ -128,16 +130,12 @@ pub struct Running {
     /// The use cases and reactions, for an embedding process that wires its own
     /// consumers.
     pub reactions: NotificationReactions,
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), StartError>>,
+    background: aftersales_runtime::service::Background<StartError>,
 }
 
 impl Running {
     pub async fn stop(self) -> Result<(), StartError> {
-        self.stop.trigger();
-        self.task
-            .await
-            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+        self.background.stop().await
     }
 }
 
@@ -258,7 +256,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
     let sending = crate::dispatch::run(app, config.common.region.clone(), every, shutdown.clone());
     let projections = crate::projections::all(&background);
-    let task = tokio::spawn(async move {
+    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
         let projecting = aftersales_eventstore::projection::run_all(
             &background,
             &projections,
@@ -284,8 +282,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics_addr,
         store,
         reactions,
-        stop: trigger,
-        task,
+        background,
     })
 }
 

@@ -8,7 +8,7 @@ use aftersales_proto::repair::repair_service_server::RepairServiceServer;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use aftersales_runtime::shutdown::Shutdown;
 
 use crate::api::RepairApi;
 use crate::app::Repairs;
@@ -53,6 +53,8 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] aftersales_runtime::service::TaskFailed),
     #[error("DATABASE_URL: {0}")]
     Store(#[from] aftersales_eventstore::StoreError),
     #[error("{0}")]
@@ -71,16 +73,12 @@ pub struct Running {
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), StartError>>,
+    background: aftersales_runtime::service::Background<StartError>,
 }
 
 impl Running {
     pub async fn stop(self) -> Result<(), StartError> {
-        self.stop.trigger();
-        self.task
-            .await
-            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+        self.background.stop().await
     }
 }
 
@@ -146,7 +144,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let projections = crate::projections::all(&store);
     let background = store.clone();
-    let task = tokio::spawn(async move {
+    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
         let projecting = aftersales_eventstore::projection::run_all(
             &background,
             &projections,
@@ -170,8 +168,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         metrics_addr,
         store,
-        stop: trigger,
-        task,
+        background,
     })
 }
 

@@ -7,6 +7,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
+use crate::shutdown::ShutdownTrigger;
+
 /// A started service, as its binary sees it.
 pub trait Running: Send {
     type Error: Display;
@@ -48,5 +50,38 @@ where
             eprintln!("aftersales-{name}: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A started service's work (its gRPC server and every loop beside it), stopped by
+/// one trigger and awaited as one task.
+#[derive(Debug)]
+pub struct Background<E> {
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), E>>,
+}
+
+/// The background task itself failed: it panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("server task failed: {0}")]
+pub struct TaskFailed(String);
+
+impl<E: From<TaskFailed> + Send + 'static> Background<E> {
+    pub fn spawn(
+        stop: ShutdownTrigger,
+        work: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) -> Self {
+        Self {
+            stop,
+            task: tokio::spawn(work),
+        }
+    }
+
+    /// Stops as on SIGTERM, and waits until everything has.
+    pub async fn stop(self) -> Result<(), E> {
+        self.stop.trigger();
+        self.task
+            .await
+            .map_err(|e| E::from(TaskFailed(e.to_string())))?
     }
 }

@@ -57,6 +57,8 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] aftersales_runtime::service::TaskFailed),
     #[error("policies: {0}")]
     Policy(#[from] crate::domain::PolicyError),
     #[error("DATABASE_URL: {0}")]
@@ -76,17 +78,13 @@ pub struct Running {
     /// Where `/metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
     pub store: AnyEventStore,
-    stop: aftersales_runtime::shutdown::ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), StartError>>,
+    background: aftersales_runtime::service::Background<StartError>,
 }
 
 impl Running {
     /// Stops as on SIGTERM, and waits until everything has.
     pub async fn stop(self) -> Result<(), StartError> {
-        self.stop.trigger();
-        self.task
-            .await
-            .map_err(|e| StartError::Config(format!("server task failed: {e}")))?
+        self.background.stop().await
     }
 }
 
@@ -132,7 +130,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .map_err(StartError::Config)?;
     let drain = Duration::from_secs(config.common.drain_grace_seconds);
     let background_store = store.clone();
-    let task = tokio::spawn(async move {
+    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
         let all = projections::all(&background_store);
         let projections =
             projection::run_all(&background_store, &all, Duration::from_millis(200), || {
@@ -157,8 +155,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         metrics_addr,
         store,
-        stop: trigger,
-        task,
+        background,
     })
 }
 
