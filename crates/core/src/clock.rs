@@ -2,8 +2,8 @@
 //!
 //! Deciders never read a clock: a command carries its time. The edges (the API,
 //! background sweeps, consumers) ask a [`Clock`], which is the [`SystemClock`] in a
-//! running service. Tests move time by hand: a [`ManualClock`] stands still until
-//! told, a [`ShiftedClock`] runs with the system and jumps ahead when told, so a
+//! running service. Tests move time by hand with a [`ShiftedClock`]: it runs with
+//! the system (retries back off, leases run out) and jumps ahead when told, so a
 //! reminder due in 48 hours is tested in milliseconds.
 
 use std::fmt::Debug;
@@ -33,40 +33,6 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         #[allow(clippy::disallowed_methods)] // the one place that reads the system clock
         Utc::now()
-    }
-}
-
-/// A clock that moves only when told; clones share one time.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl ManualClock {
-    pub fn at(now: DateTime<Utc>) -> Self {
-        Self(Arc::new(Mutex::new(now)))
-    }
-
-    /// Starts at the system's time, then moves only by hand.
-    pub fn starting_now() -> Self {
-        Self::at(SystemClock.now())
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub fn set(&self, now: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = now;
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        ManualClock::now(self)
     }
 }
 
@@ -104,16 +70,6 @@ impl Clock for ShiftedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_manual_clock_moves_only_when_told_and_clones_share_it() {
-        let start = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
-        let clock = ManualClock::at(start);
-        let shared: SharedClock = Arc::new(clock.clone());
-        assert_eq!(shared.now(), start);
-        clock.advance(Duration::hours(48));
-        assert_eq!(shared.now(), start + Duration::hours(48));
-    }
 
     #[test]
     fn a_shifted_clock_runs_with_the_system_and_jumps_when_told() {

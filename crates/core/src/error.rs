@@ -198,14 +198,6 @@ impl Error {
         Self::new(ErrorKind::Unavailable, message)
     }
 
-    pub fn permission_denied(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::PermissionDenied, message)
-    }
-
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unauthenticated, message)
-    }
-
     /// INTERNAL: `context` says what was being done, for the log.
     pub fn internal(context: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, context)

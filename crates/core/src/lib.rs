@@ -11,5 +11,5 @@ pub mod clock;
 pub mod error;
 pub mod types;
 
-pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock};
+pub use clock::{Clock, SharedClock, ShiftedClock, SystemClock};
 pub use error::{Error, ErrorKind, FieldViolation, Retry};

@@ -24,6 +24,11 @@ impl ParseError {
             reason: reason.into(),
         }
     }
+
+    /// A value that is missing altogether.
+    pub fn required(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(field, reason)
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -146,21 +151,30 @@ impl DeviceKey {
         format!("{}:{}", self.kind(), self.value())
     }
 
+    /// A key from its [`DeviceKey::kind`] and [`DeviceKey::value`].
+    pub fn from_parts(field: &'static str, kind: &str, value: &str) -> Result<Self, ParseError> {
+        match kind {
+            "imei" => Imei::parse(field, value).map(Self::Imei),
+            "serial" => Serial::parse(field, value).map(Self::Serial),
+            _ => Err(ParseError::new(field, "must be an imei or a serial")),
+        }
+    }
+
     /// The inverse of [`DeviceKey::name`].
     pub fn from_name(field: &'static str, name: &str) -> Result<Self, ParseError> {
-        match name.split_once(':') {
-            Some(("imei", v)) => Imei::parse(field, v).map(Self::Imei),
-            Some(("serial", v)) => Serial::parse(field, v).map(Self::Serial),
-            _ => Err(ParseError::new(
-                field,
-                "must be imei:<digits> or serial:<value>",
-            )),
-        }
+        let (kind, value) = name.split_once(':').unwrap_or((name, ""));
+        Self::from_parts(field, kind, value)
     }
 
     /// The event stream of this device's warranty history.
     pub fn stream_name(&self) -> String {
         format!("device-{}-{}", self.kind(), self.value())
+    }
+
+    /// The inverse of [`DeviceKey::stream_name`]; `None` for any other stream.
+    pub fn from_stream_name(stream: &str) -> Option<Self> {
+        let (kind, value) = stream.strip_prefix("device-")?.split_once('-')?;
+        Self::from_parts("stream_id", kind, value).ok()
     }
 }
 
@@ -309,6 +323,11 @@ mod tests {
         assert_eq!(key.name(), "imei:490154203237518");
         assert_eq!(DeviceKey::from_name("device", &key.name()).unwrap(), key);
         assert_eq!(key.stream_name(), "device-imei-490154203237518");
+        assert_eq!(
+            DeviceKey::from_stream_name(&key.stream_name()),
+            Some(key.clone())
+        );
+        assert_eq!(DeviceKey::from_stream_name("repair-1"), None);
         let serial = DeviceKey::serial("ab12cd34").unwrap();
         assert_eq!(serial.value(), "AB12CD34");
     }

@@ -79,3 +79,36 @@ mod tests {
         );
     }
 }
+
+/// A device as the contracts carry it and as every service knows it, converted in
+/// one place.
+mod device {
+    use aftersales_core::types::{DeviceKey, ParseError};
+
+    use crate::common::{DeviceId, device_id::Kind};
+
+    impl From<&DeviceKey> for DeviceId {
+        fn from(key: &DeviceKey) -> Self {
+            let kind = match key {
+                DeviceKey::Imei(v) => Kind::Imei(v.to_string()),
+                DeviceKey::Serial(v) => Kind::Serial(v.to_string()),
+            };
+            Self { kind: Some(kind) }
+        }
+    }
+
+    impl DeviceId {
+        /// A request's device, parsed: `device_id`, `device_id.imei` or
+        /// `device_id.serial` names what is wrong.
+        pub fn parse(id: Option<&Self>) -> Result<DeviceKey, ParseError> {
+            match id.and_then(|id| id.kind.as_ref()) {
+                Some(Kind::Imei(v)) => DeviceKey::imei(v),
+                Some(Kind::Serial(v)) => DeviceKey::serial(v),
+                None => Err(ParseError::required(
+                    "device_id",
+                    "is required (imei or serial)",
+                )),
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 use aftersales_core::Error;
 use aftersales_eventstore::{CommandContext, EventStore as _};
+use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
@@ -11,9 +12,7 @@ use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
 use crate::app::Repairs;
-use crate::convert::{
-    center_to_proto, device_key, device_to_proto, order_to_proto, stage, stage_name, summary,
-};
+use crate::convert::{center_to_proto, device_key, order_to_proto, stage, stage_name, summary};
 use crate::domain::Money;
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
@@ -92,7 +91,7 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let device = device_key(r.device_id.as_ref()).map_err(status)?;
-        let device_id = device_to_proto(&device);
+        let device_id = DeviceId::from(&device);
         let channel = match pb::Channel::try_from(r.channel).unwrap_or(pb::Channel::Unspecified) {
             pb::Channel::Unspecified => {
                 return Err(invalid("channel", "is required: walk-in or mail-in"));

@@ -15,7 +15,7 @@ use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
 
-use crate::convert::{device_name, device_to_proto};
+use crate::convert::device_key;
 use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
@@ -193,7 +193,7 @@ impl Repairs {
     ) -> AppResult<(OrderState, u64)> {
         let (order, _) = self.get(order_id).await?;
         let coverage = self
-            .ask_warranty(&device_to_proto(&order.device), fault)
+            .ask_warranty(&DeviceId::from(&order.device), fault)
             .await
             .ok_or_else(|| {
                 Error::unavailable("warranty cannot be reached; diagnose again shortly")
@@ -232,7 +232,7 @@ impl Repairs {
                 .and_then(wpb::FaultCategory::from_str_name)
                 .unwrap_or(wpb::FaultCategory::Unspecified);
             let claim = wpb::RecordClaimRequest {
-                device_id: Some(device_to_proto(&order.device)),
+                device_id: Some(DeviceId::from(&order.device)),
                 repair_order_id: order_id.to_owned(),
                 fault_category: fault.into(),
                 under_legal_guarantee: false,
@@ -286,8 +286,7 @@ impl Repairs {
 
     /// Every order of a device, oldest first (from the order directory).
     pub async fn orders_of_device(&self, device: &DeviceId) -> AppResult<Vec<OrderRow>> {
-        let name = device_name(device)
-            .ok_or_else(|| DomainError::invalid("device_id", "is required (imei or serial)"))?;
+        let name = device_key(Some(device))?.name();
         Ok(projections::orders_of_device(&self.store, &name).await?)
     }
 

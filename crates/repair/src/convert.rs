@@ -1,7 +1,6 @@
 //! Between the domain's types and the `aftersales.repair.v1` contracts: every
 //! conversion in one place, for the API and the relay alike.
 
-use aftersales_core::Error;
 use aftersales_core::types::DeviceKey;
 use aftersales_proto::common::{CountryCode, DeviceId, GeoPoint as PbPoint, Money as PbMoney};
 use aftersales_proto::repair as pb;
@@ -94,7 +93,7 @@ pub fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
     };
     pb::RepairOrder {
         order_id: o.order_id.clone(),
-        device_id: Some(device_to_proto(&o.device)),
+        device_id: Some(DeviceId::from(&o.device)),
         channel: channel.into(),
         service_center_id: center,
         customer_id: o.customer_id.clone(),
@@ -167,31 +166,7 @@ pub fn summary(row: &crate::projections::OrderRow) -> pb::RepairSummary {
     }
 }
 
-/// How an order names its device: `imei:<digits>` or `serial:<value>`.
-pub fn device_name(id: &DeviceId) -> Option<String> {
-    match id.kind.as_ref()? {
-        aftersales_proto::common::device_id::Kind::Imei(v) => Some(format!("imei:{v}")),
-        aftersales_proto::common::device_id::Kind::Serial(v) => Some(format!("serial:{v}")),
-    }
-}
-
-/// A device key as the contracts carry it.
-pub fn device_to_proto(key: &DeviceKey) -> DeviceId {
-    use aftersales_proto::common::device_id::Kind;
-    DeviceId {
-        kind: Some(match key {
-            DeviceKey::Imei(v) => Kind::Imei(v.to_string()),
-            DeviceKey::Serial(v) => Kind::Serial(v.to_string()),
-        }),
-    }
-}
-
-/// A request's device, parsed: `device_id.imei` or `device_id.serial` names a bad one.
+/// A request's device, or INVALID_ARGUMENT naming what is wrong with it.
 pub fn device_key(id: Option<&DeviceId>) -> AppResult<DeviceKey> {
-    use aftersales_proto::common::device_id::Kind;
-    match id.and_then(|id| id.kind.as_ref()) {
-        Some(Kind::Imei(v)) => Ok(DeviceKey::imei(v)?),
-        Some(Kind::Serial(v)) => Ok(DeviceKey::serial(v)?),
-        None => Err(Error::invalid("device_id", "is required (imei or serial)")),
-    }
+    Ok(DeviceId::parse(id)?)
 }

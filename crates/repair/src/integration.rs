@@ -7,10 +7,11 @@
 use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
+use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
 use prost::{Message as _, Name as _};
 
-use crate::convert::{address_to_proto, coverage_to_proto, device_to_proto, quote_to_proto};
+use crate::convert::{address_to_proto, coverage_to_proto, quote_to_proto};
 use crate::domain::order::{Channel, Event};
 
 /// The order a stream belongs to: streams are named `repair-<order id>`.
@@ -50,7 +51,7 @@ impl Translate for RepairEvents {
                     pb::RepairOrderOpened::NAME,
                     pb::RepairOrderOpened {
                         order_id,
-                        device_id: Some(device_to_proto(&device)),
+                        device_id: Some(DeviceId::from(&device)),
                         channel: kind.into(),
                         service_center_id: center,
                         customer_id,

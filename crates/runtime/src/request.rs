@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// `x-command-id` (an idempotency key), `x-correlation-id`, `x-causation-id`,
 /// `x-actor`, `traceparent` and `tracestate`. A header that is there but malformed
 /// is INVALID_ARGUMENT naming it.
-pub fn command_context(
+fn command_context(
     metadata: &MetadataMap,
     region: &str,
     now: DateTime<Utc>,

@@ -2,7 +2,7 @@
 //! API and the relay alike.
 
 use aftersales_eventstore::RecordedEvent;
-use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
+use aftersales_proto::common::{CountryCode, DeviceId, Money};
 use aftersales_proto::warranty as pb;
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::timestamp_to_proto;
@@ -14,24 +14,9 @@ use crate::domain::device::DeviceState;
 use crate::domain::{AccessoryKind, DeviceKey, FaultCategory, SalesChannel};
 use crate::projections::DeviceRow;
 
+/// A request's device, or INVALID_ARGUMENT naming what is wrong with it.
 pub fn device_key(id: Option<&DeviceId>) -> Result<DeviceKey, Status> {
-    let kind = id
-        .and_then(|id| id.kind.as_ref())
-        .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-    match kind {
-        device_id::Kind::Imei(imei) => DeviceKey::imei(imei),
-        device_id::Kind::Serial(serial) => DeviceKey::serial(serial),
-    }
-    .map_err(|e| status(e.into()))
-}
-
-pub fn to_device_id(key: &DeviceKey) -> DeviceId {
-    DeviceId {
-        kind: Some(match key {
-            DeviceKey::Imei(v) => device_id::Kind::Imei(v.to_string()),
-            DeviceKey::Serial(v) => device_id::Kind::Serial(v.to_string()),
-        }),
-    }
+    DeviceId::parse(id).map_err(|e| status(e.into()))
 }
 
 pub fn fault(value: i32) -> Result<FaultCategory, Status> {
@@ -160,7 +145,7 @@ pub fn decision_to_proto(d: &Decision) -> pb::CoverageDecision {
 
 pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
     pb::Device {
-        device_id: Some(to_device_id(&d.key)),
+        device_id: Some(DeviceId::from(&d.key)),
         model: d.model.clone(),
         purchase_date: d.purchase_date.to_string(),
         country_of_purchase: Some(CountryCode {
@@ -200,7 +185,7 @@ pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
 
 pub fn summary(row: &DeviceRow) -> pb::DeviceSummary {
     pb::DeviceSummary {
-        device_id: Some(to_device_id(&row.key)),
+        device_id: Some(DeviceId::from(&row.key)),
         model: row.model.clone(),
         purchase_date: row.purchase_date.to_string(),
         warranty_end: row.coverage_end.to_string(),

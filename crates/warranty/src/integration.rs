@@ -5,7 +5,7 @@
 use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
-use aftersales_proto::common::{CountryCode, DeviceId, Money, device_id};
+use aftersales_proto::common::{CountryCode, DeviceId, Money};
 use aftersales_proto::warranty as pb;
 use prost::{Message as _, Name as _};
 
@@ -14,32 +14,16 @@ use crate::convert::{
 };
 use crate::domain::{DeviceKey, Event};
 
-/// The device a stream belongs to: streams are named `device-imei-…` or
-/// `device-serial-…`.
-pub fn key_of_stream(stream_id: &str) -> Option<DeviceKey> {
-    let name = stream_id.strip_prefix("device-")?.replacen('-', ":", 1);
-    DeviceKey::from_name("stream_id", &name).ok()
-}
-
-fn device_id(key: &DeviceKey) -> Option<DeviceId> {
-    Some(DeviceId {
-        kind: Some(match key {
-            DeviceKey::Imei(v) => device_id::Kind::Imei(v.to_string()),
-            DeviceKey::Serial(v) => device_id::Kind::Serial(v.to_string()),
-        }),
-    })
-}
-
 /// Warranty's [`Translate`] for the relay.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WarrantyEvents;
 
 impl Translate for WarrantyEvents {
     fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
-        let key = key_of_stream(event.stream_id.as_str())
+        let key = DeviceKey::from_stream_name(event.stream_id.as_str())
             .ok_or_else(|| format!("stream {} is not a device", event.stream_id))?;
         let domain: Event = event.decode().map_err(|e| e.to_string())?;
-        let id = device_id(&key);
+        let id = Some(DeviceId::from(&key));
         let (name, payload) = match domain {
             Event::DeviceRegistered {
                 model,

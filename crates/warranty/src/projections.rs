@@ -29,10 +29,6 @@ pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
     store.run_migrations(&MIGRATIONS).await
 }
 
-fn decode(event: &RecordedEvent) -> Result<Event, StoreError> {
-    Ok(event.decode()?)
-}
-
 /// Devices by customer, and by the last day anything covers them.
 #[derive(Debug, Clone)]
 pub struct DeviceDirectory {
@@ -57,7 +53,7 @@ impl DeviceDirectory {
             .await?;
         let mut state = None;
         for recorded in &events {
-            state = Device::evolve(state, &decode(recorded)?);
+            state = Device::evolve(state, &recorded.decode::<Event>()?);
         }
         Ok(state)
     }
@@ -128,7 +124,7 @@ impl Projection for CoverageDecisions {
         if event.event_type != "CoverageDecided" {
             return Ok(());
         }
-        let Event::CoverageDecided { fault, decision } = decode(event)? else {
+        let Event::CoverageDecided { fault, decision } = event.decode()? else {
             return Ok(());
         };
         let fault = serde_json::to_value(fault)
@@ -186,7 +182,7 @@ macro_rules! device_row {
         };
         DeviceRow {
             stream_id: row.try_get("stream_id")?,
-            key: DeviceKey::from_name("id_value", &format!("{kind}:{value}"))
+            key: DeviceKey::from_parts("id_value", &kind, &value)
                 .map_err(|e| StoreError::CorruptRow(format!("warranty_devices: {e}")))?,
             customer_id: row.try_get("customer_id")?,
             model: row.try_get("model")?,

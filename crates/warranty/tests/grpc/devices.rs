@@ -134,9 +134,16 @@ async fn bad_input_gets_invalid_argument_naming_the_field_and_stores_nothing() {
     r.model = "x".repeat(5000);
     cases.push((r, "model"));
     for (request, field) in cases {
-        let (code, message) = code(s.client.register_device(request).await);
-        assert_eq!(code, Code::InvalidArgument, "{field}: {message}");
+        let status = s.client.register_device(request).await.unwrap_err();
+        let message = status.message();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {message}");
         assert!(message.starts_with(field), "{field}: {message}");
+        // The field by machine too, as google.rpc.BadRequest.
+        let violations = aftersales_runtime::errors::field_violations(&status);
+        assert!(
+            violations.iter().any(|(f, _)| f.starts_with(field)),
+            "{field}: {violations:?}"
+        );
     }
     assert_eq!(s.events().await, 0, "a refused request stores nothing");
 
