@@ -11,7 +11,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir /out \
  && cp target/release/aftersales target/release/aftersales-warranty \
        target/release/aftersales-repair target/release/aftersales-logistics \
-       target/release/aftersales-notification target/release/aftersales-relay /out/
+       target/release/aftersales-notification /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -6,6 +6,7 @@
 
 mod crash;
 mod journey;
+mod relay;
 mod trace;
 
 use std::io::{BufRead as _, BufReader};

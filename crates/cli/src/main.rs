@@ -1,19 +1,14 @@
 //! `aftersales`: the platform on one machine.
 //!
-//! `aftersales up` starts every service built so far in this one process, on the
-//! embedded default: SQLite event stores under a data directory, no broker. Today
-//! that is all four: warranty, repair (which asks warranty over gRPC), logistics
-//! and notification, each service's consumers following the others' logs
-//! directly.
+//! `aftersales up` starts every service in this one process, on the embedded
+//! default: SQLite event stores under a data directory, no broker. Repair asks
+//! warranty over gRPC; each service's consumers follow the others' logs directly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
-use aftersales_messaging::{LogConsumer, LogConsumerSettings};
-use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use aftersales_runtime::service::Embedded;
 use clap::{Parser, Subcommand};
 
 mod client;
@@ -66,6 +61,8 @@ enum Command {
     /// Operators: the JetStream streams and consumers.
     #[command(subcommand)]
     Streams(operator::Streams),
+    /// Operators: relay a service's log to JetStream while the service is down.
+    Relay(Relay),
     /// Exit 0 if the gRPC server at `--url` reports SERVING (for health checks).
     Health {
         #[arg(long)]
@@ -74,6 +71,40 @@ enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct Relay {
+    #[arg(value_parser = operator::service)]
+    service: &'static aftersales_runtime::service::Description,
+    /// The service's database: postgres://… or sqlite:path.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    nats_url: String,
+    #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+    region: String,
+    #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
+}
+
+async fn relay(args: Relay) -> Result<(), String> {
+    let terminate = aftersales_runtime::signal::terminate();
+    let common = aftersales_runtime::config::Common {
+        database_url: Some(args.database_url.into()),
+        nats_url: Some(args.nats_url.into()),
+        region: args.region,
+        stream_replicas: args.stream_replicas,
+        ..Default::default()
+    };
+    let (trigger, shutdown) = aftersales_core::Shutdown::new();
+    let relaying = aftersales_runtime::service::relay(args.service, &common, shutdown);
+    tokio::pin!(relaying);
+    tokio::select! {
+        relayed = &mut relaying => return relayed.map_err(|e| e.to_string()),
+        () = terminate => trigger.trigger(),
+    }
+    relaying.await.map_err(|e| e.to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,24 +213,6 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
-    let services = Services {
-        warranty: &warranty,
-        repair: &repair,
-        logistics: &logistics,
-        notification: &notification,
-    };
-    let (stop_consumers, consumers) = embedded_consumers(&services, &args.region)?;
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics = aftersales_runtime::metrics::serve(args.metrics_listen, async move {
-        let _ = metrics_stopped.await;
-    })
-    .await
-    .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
-    println!("warranty     grpc://{}", warranty.addr);
-    println!("repair       grpc://{}", repair.addr);
-    println!("logistics    grpc://{}", logistics.addr);
-    println!("notification grpc://{}", notification.addr);
-    println!("metrics      http://{metrics}/metrics");
     let endpoints = client::Endpoints {
         warranty_url: format!("http://{}", warranty.addr),
         repair_url: format!("http://{}", repair.addr),
@@ -207,6 +220,18 @@ async fn up(args: Up) -> Result<(), String> {
         notification_url: format!("http://{}", notification.addr),
         json: false,
     };
+    let platform = Embedded::start(vec![warranty, repair, logistics, notification])
+        .map_err(|e| e.to_string())?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = aftersales_runtime::metrics::serve(args.metrics_listen, async move {
+        let _ = metrics_stopped.await;
+    })
+    .await
+    .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    for service in platform.services() {
+        println!("{:<12} grpc://{}", service.name, service.addr);
+    }
+    println!("{:<12} http://{metrics}/metrics", "metrics");
     let seeding = async {
         if args.demo {
             demo::seed(&endpoints, args.smtp_url.is_some()).await
@@ -225,22 +250,8 @@ async fn up(args: Up) -> Result<(), String> {
         println!("data in {}; Ctrl-C stops", args.data_dir.display());
         terminate.await;
     }
-    stop_consumers.trigger();
     let _ = stop_metrics.send(());
-    let _ = consumers.await;
-    notification
-        .stop()
-        .await
-        .map_err(|e| format!("notification: {e}"))?;
-    logistics
-        .stop()
-        .await
-        .map_err(|e| format!("logistics: {e}"))?;
-    repair.stop().await.map_err(|e| format!("repair: {e}"))?;
-    warranty
-        .stop()
-        .await
-        .map_err(|e| format!("warranty: {e}"))?;
+    platform.stop().await.map_err(|e| e.to_string())?;
     println!("stopped");
     Ok(())
 }
@@ -260,85 +271,6 @@ async fn health(url: &str, service: String) -> Result<(), String> {
     } else {
         Err(format!("not serving ({status})"))
     }
-}
-
-/// The services `up` runs.
-struct Services<'a> {
-    warranty: &'a aftersales_warranty::server::Running,
-    repair: &'a aftersales_repair::server::Running,
-    logistics: &'a aftersales_logistics::server::Running,
-    notification: &'a aftersales_notification::server::Running,
-}
-
-/// Each service's consumers, reading the other services' logs directly: what
-/// NATS carries in the distributed form, with the same public payloads.
-fn embedded_consumers(
-    s: &Services<'_>,
-    region: &str,
-) -> Result<(ShutdownTrigger, tokio::task::JoinHandle<()>), String> {
-    let settings = LogConsumerSettings::default();
-    let repair_events = Arc::new(aftersales_repair::integration::RepairEvents);
-    let logistics_events = Arc::new(aftersales_logistics::integration::LogisticsEvents);
-    let to_logistics = LogConsumer::new(
-        s.repair.store.clone(),
-        s.logistics.store.clone(),
-        aftersales_logistics::reactions::subscription().map_err(|e| e.to_string())?,
-        Arc::new(aftersales_logistics::reactions::RepairReactions::new(
-            s.logistics.app.clone(),
-            region,
-        )),
-        settings.clone(),
-    )
-    .with_translation(repair_events.clone());
-    let to_repair = LogConsumer::new(
-        s.logistics.store.clone(),
-        s.repair.store.clone(),
-        aftersales_repair::reactions::subscription().map_err(|e| e.to_string())?,
-        Arc::new(aftersales_repair::reactions::LogisticsReactions::new(
-            s.repair.store.clone(),
-            region,
-        )),
-        settings.clone(),
-    )
-    .with_translation(logistics_events.clone());
-    let [from_repair, from_logistics, from_warranty] =
-        aftersales_notification::reactions::subscriptions().map_err(|e| e.to_string())?;
-    let notify = Arc::new(s.notification.reactions.clone());
-    let notify_repair = LogConsumer::new(
-        s.repair.store.clone(),
-        s.notification.store.clone(),
-        from_repair,
-        Arc::clone(&notify),
-        settings.clone(),
-    )
-    .with_translation(repair_events);
-    let notify_logistics = LogConsumer::new(
-        s.logistics.store.clone(),
-        s.notification.store.clone(),
-        from_logistics,
-        Arc::clone(&notify),
-        settings.clone(),
-    )
-    .with_translation(logistics_events);
-    let notify_warranty = LogConsumer::new(
-        s.warranty.store.clone(),
-        s.notification.store.clone(),
-        from_warranty,
-        notify,
-        settings,
-    )
-    .with_translation(Arc::new(aftersales_warranty::integration::WarrantyEvents));
-    let (trigger, shutdown) = Shutdown::new();
-    let task = tokio::spawn(async move {
-        tokio::join!(
-            to_logistics.run(shutdown.clone()),
-            to_repair.run(shutdown.clone()),
-            notify_repair.run(shutdown.clone()),
-            notify_logistics.run(shutdown.clone()),
-            notify_warranty.run(shutdown),
-        );
-    });
-    Ok((trigger, task))
 }
 
 #[tokio::main]
@@ -362,6 +294,7 @@ async fn main() -> ExitCode {
         Command::Audit(command) => operator::audit(command, &cli.endpoints).await,
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
+        Command::Relay(args) => relay(args).await,
         Command::Health { url, service } => health(&url, service).await,
     };
     telemetry.shutdown();

@@ -9,49 +9,30 @@ use aftersales_messaging::{DeadLetters, Names, open_dead_letters};
 use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
+use aftersales_runtime::service::Description;
 use futures::StreamExt as _;
 use serde_json::json;
 
 use crate::client::{Endpoints, repair_client, warranty};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Service {
-    Warranty,
-    Repair,
-    Logistics,
-    Notification,
-}
+/// Every service, as it describes itself: the one place services are listed.
+pub static SERVICES: [&Description; 4] = [
+    &aftersales_warranty::server::SERVICE,
+    &aftersales_repair::server::SERVICE,
+    &aftersales_logistics::server::SERVICE,
+    &aftersales_notification::server::SERVICE,
+];
 
-impl Service {
-    pub const ALL: [Self; 4] = [
-        Self::Warranty,
-        Self::Repair,
-        Self::Logistics,
-        Self::Notification,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Warranty => "warranty",
-            Self::Repair => "repair",
-            Self::Logistics => "logistics",
-            Self::Notification => "notification",
-        }
-    }
-
-    /// Its durable consumers of other services' events.
-    fn consumers(self) -> &'static [&'static str] {
-        match self {
-            Self::Warranty => &[],
-            Self::Repair => &["repair-from-logistics"],
-            Self::Logistics => &["logistics-from-repair"],
-            Self::Notification => &[
-                "notification-from-repair",
-                "notification-from-logistics",
-                "notification-from-warranty",
-            ],
-        }
-    }
+/// A service named on the command line.
+pub fn service(name: &str) -> Result<&'static Description, String> {
+    SERVICES
+        .iter()
+        .copied()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
+            format!("no service {name:?}; they are: {}", names.join(", "))
+        })
 }
 
 /// Where a service's database is: `--database-url`, or its file under the data
@@ -67,15 +48,15 @@ pub struct Database {
 }
 
 impl Database {
-    async fn open(&self, service: Service) -> Result<AnyEventStore, String> {
+    async fn open(&self, service: &Description) -> Result<AnyEventStore, String> {
         let url = match &self.database_url {
             Some(url) => url.clone(),
             None => {
-                let file = self.data_dir.join(format!("{}.db", service.name()));
+                let file = self.data_dir.join(format!("{}.db", service.name));
                 if !file.exists() {
                     return Err(format!(
                         "{} has no database at {} (give --database-url or --data-dir)",
-                        service.name(),
+                        service.name,
                         file.display()
                     ));
                 }
@@ -84,7 +65,7 @@ impl Database {
         };
         AnyEventStore::connect(&url)
             .await
-            .map_err(|e| format!("{}: {e}", service.name()))
+            .map_err(|e| format!("{}: {e}", service.name))
     }
 }
 
@@ -113,8 +94,8 @@ impl Nats {
 pub enum Projections {
     /// Empty a service's read models and fill them again from its log.
     Rebuild {
-        #[arg(value_enum)]
-        service: Service,
+        #[arg(value_parser = service)]
+        service: &'static Description,
         /// One projection by name; all of the service's if left out.
         projection: Option<String>,
         #[command(flatten)]
@@ -210,19 +191,8 @@ pub async fn projections(command: Projections) -> Result<(), String> {
     let store = database.open(service).await?;
     let total = store.log_end().await.map_err(|e| e.to_string())?.position;
     let wanted = |name: &str| projection.as_deref().is_none_or(|p| p == name);
-    let migrated = match service {
-        Service::Warranty => aftersales_warranty::projections::migrate(&store).await,
-        Service::Repair => aftersales_repair::projections::migrate(&store).await,
-        Service::Logistics => aftersales_logistics::projections::migrate(&store).await,
-        Service::Notification => aftersales_notification::projections::migrate(&store).await,
-    };
-    migrated.map_err(|e| e.to_string())?;
-    let all = match service {
-        Service::Warranty => aftersales_warranty::projections::all(&store),
-        Service::Repair => aftersales_repair::projections::all(&store),
-        Service::Logistics => aftersales_logistics::projections::all(&store),
-        Service::Notification => aftersales_notification::projections::all(&store),
-    };
+    service.migrate(&store).await.map_err(|e| e.to_string())?;
+    let all = (service.projections)(&store);
     let mut matched = false;
     for each in &all {
         if wanted(each.name()) {
@@ -233,7 +203,7 @@ pub async fn projections(command: Projections) -> Result<(), String> {
     if !matched {
         return Err(format!(
             "{} has no projection {:?}",
-            service.name(),
+            service.name,
             projection.unwrap_or_default()
         ));
     }
@@ -361,10 +331,15 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
     }
 }
 
-fn all_consumers() -> impl Iterator<Item = (Service, &'static str)> {
-    Service::ALL
-        .into_iter()
-        .flat_map(|s| s.consumers().iter().map(move |c| (s, *c)))
+/// Every service's durable consumers, with the service.
+fn all_consumers() -> Result<Vec<(&'static Description, String)>, String> {
+    let mut all = Vec::new();
+    for service in SERVICES {
+        for consumer in service.consumers().map_err(|e| e.to_string())? {
+            all.push((service, consumer));
+        }
+    }
+    Ok(all)
 }
 
 pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
@@ -376,22 +351,27 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
             database,
         } => {
             let wanted = |c: &str| consumer.as_deref().is_none_or(|w| w == c);
+            let known = all_consumers()?;
             if let Some(c) = &consumer
-                && !all_consumers().any(|(_, known)| known == c)
+                && !known.iter().any(|(_, k)| k == c)
             {
                 return Err(format!(
                     "no consumer {c:?}; they are: {}",
-                    all_consumers()
-                        .map(|(_, c)| c)
+                    known
+                        .iter()
+                        .map(|(_, c)| c.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
             }
             let mut count = 0;
             if embedded {
-                for service in Service::ALL {
-                    let consumers: Vec<_> =
-                        service.consumers().iter().filter(|c| wanted(c)).collect();
+                for service in SERVICES {
+                    let consumers: Vec<_> = known
+                        .iter()
+                        .filter(|(s, c)| s.name == service.name && wanted(c))
+                        .map(|(_, c)| c)
+                        .collect();
                     if consumers.is_empty() {
                         continue;
                     }
@@ -424,7 +404,7 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
             } else {
                 let (js, names) = nats.connect().await?;
                 let letters = DeadLetters::new(js, names);
-                for (_, c) in all_consumers().filter(|(_, c)| wanted(c)) {
+                for (_, c) in known.iter().filter(|(_, c)| wanted(c)) {
                     for l in letters.list(c).await.map_err(|e| e.to_string())? {
                         count += 1;
                         println!(
@@ -478,9 +458,9 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
 pub async fn streams(command: Streams, endpoints: &Endpoints) -> Result<(), String> {
     let Streams::Stats { nats } = command;
     let (js, names) = nats.connect().await?;
-    let mut streams: Vec<String> = Service::ALL
+    let mut streams: Vec<String> = SERVICES
         .iter()
-        .map(|s| names.service_stream(s.name()))
+        .map(|s| names.service_stream(s.name))
         .collect();
     streams.push(names.dead_letter_stream());
     for name in streams {

@@ -12,19 +12,14 @@ use crate::app::Logistics;
 use crate::carrier::sandbox;
 use crate::domain::shipment::{Direction, Event, Shipment};
 
-/// One set for both backends.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The read models' tables, one set for both backends.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every rebuildable read model of the logistics log: what the service runs and an
 /// operator rebuilds. (Sandbox autoplay follows the log too, but acts rather than
 /// records, so it is started on its own and never rebuilt.)
 pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
     vec![std::sync::Arc::new(ShipmentDirectory::new(store.clone()))]
-}
-
-/// Creates the read-model tables next to the event store's.
-pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    store.run_migrations(&MIGRATIONS).await
 }
 
 /// How the read models write times: sortable as text.

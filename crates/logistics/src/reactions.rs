@@ -30,9 +30,13 @@ const EVENT_TYPES: [&str; 5] = [
     <rpb::DeviceCollected as Name>::NAME,
 ];
 
-/// The durable consumer of repair events.
-pub fn subscription() -> Result<Subscription, ConfigError> {
-    Subscription::new("logistics-from-repair", "repair", EVENT_TYPES)
+/// The durable consumers of other services' events: repair's.
+pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
+    Ok(vec![Subscription::new(
+        "logistics-from-repair",
+        "repair",
+        EVENT_TYPES,
+    )?])
 }
 
 #[derive(Debug, Clone)]

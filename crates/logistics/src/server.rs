@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::{AnyEventStore, CommandContext};
+use aftersales_core::Shutdown;
+use aftersales_eventstore::CommandContext;
 use aftersales_proto::logistics::logistics_service_server::LogisticsServiceServer;
 use aftersales_runtime::config::{Common, secret};
-use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::Shutdown;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Endpoint, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::LogisticsApi;
@@ -18,7 +20,18 @@ use crate::app::{Logistics, builtin_carriers};
 use crate::domain::depots::Depots;
 use crate::webhook::WebhookSettings;
 
-pub const GRPC_SERVICE: &str = "aftersales.logistics.v1.LogisticsService";
+/// The logistics service, as its binary, `aftersales up` and operators see it.
+pub static SERVICE: Description = Description {
+    name: "logistics",
+    grpc_services: &["aftersales.logistics.v1.LogisticsService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: crate::reactions::subscriptions,
+    publishes: Some(|| Arc::new(crate::integration::LogisticsEvents)),
+};
+
+/// The name of the carrier webhook's endpoint in [`Running::endpoint`].
+pub const WEBHOOK: &str = "webhook";
 
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
@@ -84,41 +97,6 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Task(#[from] aftersales_runtime::service::TaskFailed),
-    #[error("DATABASE_URL: {0}")]
-    Store(#[from] aftersales_eventstore::StoreError),
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Serve(#[from] aftersales_runtime::grpc::ServeError),
-    #[error("NATS: {0}")]
-    Messaging(#[from] aftersales_messaging::MessagingError),
-    #[error("webhook: {0}")]
-    Webhook(#[from] std::io::Error),
-}
-
-#[derive(Debug)]
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served, when it is.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Where the carrier webhook listens, when it runs.
-    pub webhook_addr: Option<SocketAddr>,
-    pub store: AnyEventStore,
-    /// The use cases, for an embedding process that wires its own consumers.
-    pub app: Logistics,
-    background: aftersales_runtime::service::Background<StartError>,
-}
-
-impl Running {
-    pub async fn stop(self) -> Result<(), StartError> {
-        self.background.stop().await
-    }
-}
-
 fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
     let Some(secret) = &config.webhook_secret else {
         return Ok(None);
@@ -162,6 +140,7 @@ async fn sweep(
     }
 }
 
+/// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let webhook = webhook_settings(&config)?;
     if config.stall_after_seconds == 0 || config.stall_check_seconds == 0 {
@@ -183,68 +162,51 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let carriers = builtin_carriers(config.sandbox_tracking_digits).map_err(StartError::Config)?;
     let depots = Depots::builtin().map_err(StartError::Config)?;
-    let store = config.common.open_store("logistics").await?;
-    crate::projections::migrate(&store).await?;
-    let app = Logistics::new(store.clone(), carriers, depots, config.common.clock.clone());
-
-    let (listener, addr) = bind(config.listen).await?;
-    let webhook = match webhook {
-        Some(settings) => {
-            let (listener, addr) = crate::webhook::bind(config.webhook_listen).await?;
-            let router =
-                crate::webhook::router(app.clone(), settings, config.common.region.clone());
-            Some((listener, addr, router))
-        }
-        None => {
-            tracing::info!("no AFTERSALES_WEBHOOK_SECRET: the carrier webhook is off");
-            None
-        }
-    };
-    let webhook_addr = webhook.as_ref().map(|(_, addr, _)| *addr);
-    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
-    let router = router.add_service(LogisticsServiceServer::new(LogisticsApi::new(
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
+    let app = Logistics::new(store.clone(), carriers, depots, common.clock.clone());
+    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let mut assembly = Assembly::new(LogisticsServiceServer::new(LogisticsApi::new(
         app.clone(),
-        aftersales_runtime::request::Requests::new(
-            config.common.region.clone(),
-            config.common.clock.clone(),
-        ),
-    )));
-    let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr =
-        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
-            .await
-            .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.common.drain_grace_seconds);
-    let messaging = match config.common.nats_url() {
-        Some(url) => {
-            let bus = aftersales_messaging::Bus::connect(
-                url,
-                &config.common.region,
-                "logistics",
-                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
-            )
-            .await?;
-            let relay = bus.relay(store.clone(), Arc::new(crate::integration::LogisticsEvents))?;
-            let consumer = bus.consumer(
-                crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
-                store.clone(),
-                Arc::new(crate::reactions::RepairReactions::new(
-                    app.clone(),
-                    config.common.region.clone(),
-                )),
-            )?;
-            Some((bus, relay, consumer))
+        requests,
+    )))
+    .consumer(crate::reactions::RepairReactions::new(
+        app.clone(),
+        common.region.clone(),
+    ));
+    match webhook {
+        Some(settings) => {
+            let (listener, addr) = crate::webhook::bind(config.webhook_listen)
+                .await
+                .map_err(|e| StartError::Config(format!("webhook: {e}")))?;
+            let router = crate::webhook::router(app.clone(), settings, common.region.clone());
+            assembly = assembly
+                .endpoint(Endpoint {
+                    name: WEBHOOK,
+                    addr,
+                    banner: format!(
+                        "carrier webhook on http://{addr}/v1/carriers/{{carrier}}/events"
+                    ),
+                })
+                .task(move |shutdown| async move {
+                    if let Err(error) = axum::serve(listener, router)
+                        .with_graceful_shutdown(shutdown.stopped())
+                        .await
+                    {
+                        tracing::error!(%error, "carrier webhook stopped");
+                    }
+                });
         }
-        None => None,
-    };
-    let directory = crate::projections::ShipmentDirectory::new(store.clone());
+        None => tracing::info!("no AFTERSALES_WEBHOOK_SECRET: the carrier webhook is off"),
+    }
     if let Some(script) = &config.sandbox_autoplay {
         // Scripts cut short by a crash go on; the read model first takes in the
         // whole log so no live parcel is missed.
+        let directory = crate::projections::ShipmentDirectory::new(store.clone());
         aftersales_eventstore::projection::catch_up(&store, &directory, |_| {}).await?;
         let ctx = CommandContext::system(
             format!("carrier:{}", crate::carrier::sandbox::NAME),
-            config.common.region.clone(),
+            common.region.clone(),
             app.now(),
         );
         let resumed = app
@@ -254,90 +216,28 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         if resumed > 0 {
             tracing::info!(resumed, "sandbox parcels resumed");
         }
-    }
-    let autoplay = config.sandbox_autoplay.clone().map(|script| {
-        crate::projections::SandboxAutoplay::new(app.clone(), script, config.sandbox_step_millis)
-    });
-    let background = store.clone();
-    let sweeper = sweep(
-        app.clone(),
-        config.common.region.clone(),
-        silent_for,
-        Duration::from_secs(config.stall_check_seconds),
-        shutdown.clone(),
-    );
-    let projections = crate::projections::all(&background);
-    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
-        let projecting = aftersales_eventstore::projection::run_all(
-            &background,
-            &projections,
-            Duration::from_millis(200),
-            || shutdown.stopped(),
+        let autoplay = crate::projections::SandboxAutoplay::new(
+            app.clone(),
+            script.clone(),
+            config.sandbox_step_millis,
         );
-        let autoplaying = async {
-            if let Some(autoplay) = &autoplay {
-                aftersales_eventstore::projection::run(
-                    &background,
-                    autoplay,
-                    Duration::from_millis(200),
-                    shutdown.stopped(),
-                )
-                .await;
-            }
-        };
-        let events = async {
-            if let Some((bus, relay, consumer)) = &messaging {
-                tokio::join!(
-                    relay.run(shutdown.clone()),
-                    bus.consume(consumer, shutdown.clone())
-                );
-            }
-        };
-        let carrier_webhook = async {
-            if let Some((listener, _, router)) = webhook
-                && let Err(error) = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.stopped())
-                    .await
-            {
-                tracing::error!(%error, "carrier webhook stopped");
-            }
-        };
-        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
-        let (served, (), (), (), (), ()) = tokio::join!(
-            serving,
-            projecting,
-            autoplaying,
-            events,
-            carrier_webhook,
-            sweeper
-        );
-        served.map_err(StartError::from)
-    });
-    tracing::info!(%addr, ?webhook_addr, "logistics service listening");
-    Ok(Running {
-        addr,
-        metrics_addr,
-        webhook_addr,
-        store,
-        app,
-        background,
-    })
-}
-
-impl aftersales_runtime::service::Running for Running {
-    type Error = StartError;
-
-    fn banner(&self) -> Vec<String> {
-        let mut lines = vec![format!("logistics gRPC on {}", self.addr)];
-        if let Some(webhook) = self.webhook_addr {
-            lines.push(format!(
-                "carrier webhook on http://{webhook}/v1/carriers/{{carrier}}/events"
-            ));
-        }
-        lines
+        let log = store.clone();
+        assembly = assembly.task(move |shutdown| async move {
+            aftersales_eventstore::projection::run(
+                &log,
+                &autoplay,
+                Duration::from_millis(200),
+                shutdown.stopped(),
+            )
+            .await;
+        });
     }
-
-    async fn stop(self) -> Result<(), StartError> {
-        Running::stop(self).await
-    }
+    let region = common.region.clone();
+    let every = Duration::from_secs(config.stall_check_seconds);
+    let assembly = assembly.task(move |shutdown| sweep(app, region, silent_for, every, shutdown));
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
+    };
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
 }

@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aftersales_core::Shutdown;
 use aftersales_eventstore::{
     AnyEventStore, Checkpoint, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
     StoreTransaction, StreamId,
@@ -33,7 +34,7 @@ use aftersales_eventstore::{
 use aftersales_messaging::envelope::{JSON, headers_for};
 use aftersales_messaging::{
     ConsumerSettings, Handler, HandlerError, InboundEvent, JetStreamConsumer, Names, Relay,
-    RelaySettings, Shutdown, StreamSettings, Subscription, connect, ensure_service_stream,
+    RelaySettings, StreamSettings, Subscription, connect, ensure_service_stream,
 };
 use aftersales_testkit::{NatsOptions, NatsServer, PostgresOptions, PostgresServer};
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};

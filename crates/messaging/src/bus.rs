@@ -13,7 +13,7 @@ use crate::jetstream::{ConsumerSettings, JetStreamConsumer};
 use crate::names::Names;
 use crate::provision::{StreamSettings, connect, ensure_service_stream};
 use crate::relay::{Relay, RelaySettings, Translate};
-use crate::shutdown::Shutdown;
+use aftersales_core::Shutdown;
 
 /// One service's connection to JetStream, with its own stream provisioned.
 #[derive(Debug, Clone)]

@@ -2,6 +2,8 @@
 //! the retry policy, and applying one event exactly once.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_eventstore::{Checkpoint, EventStore, StoreTransaction};
@@ -25,6 +27,62 @@ pub trait Handler: Send + Sync + 'static {
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Any [`Handler`], so that one list holds a service's reactions whatever their
+/// types (the service description, embedded mode).
+#[derive(Clone)]
+pub struct AnyHandler(Arc<dyn ErasedHandler>);
+
+impl AnyHandler {
+    pub fn new(handler: impl Handler) -> Self {
+        Self(Arc::new(handler))
+    }
+}
+
+impl std::fmt::Debug for AnyHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnyHandler")
+    }
+}
+
+type HandleFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// [`Handler`] made object-safe: the future boxed.
+trait ErasedHandler: Send + Sync + 'static {
+    fn handle_boxed<'a>(
+        &'a self,
+        event: &'a InboundEvent,
+        tx: &'a mut StoreTransaction,
+    ) -> HandleFuture<'a>;
+}
+
+impl<H: Handler> ErasedHandler for H {
+    fn handle_boxed<'a>(
+        &'a self,
+        event: &'a InboundEvent,
+        tx: &'a mut StoreTransaction,
+    ) -> HandleFuture<'a> {
+        Box::pin(self.handle(event, tx))
+    }
+}
+
+impl Handler for AnyHandler {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        self.0.handle_boxed(event, tx).await
+    }
+}
+
+/// One subscription and what handles it: a consumer, before it knows whether its
+/// events come from JetStream or straight from the producer's log.
+#[derive(Debug, Clone)]
+pub struct Reaction {
+    pub subscription: Subscription,
+    pub handler: AnyHandler,
 }
 
 /// Which events a consumer wants, and under what durable name.

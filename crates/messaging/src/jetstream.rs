@@ -22,8 +22,8 @@ use crate::error::{ConfigError, HandlerError, MessagingError};
 use crate::inbox::record_handled;
 use crate::names::{Names, header};
 use crate::provision::{StreamSettings, ensure_dead_letter_stream};
-use crate::shutdown::Shutdown;
 use crate::trace::{NATS, consumer_span};
+use aftersales_core::Shutdown;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerSettings {
@@ -184,7 +184,7 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
 
     async fn consume(&self, input: Input, shutdown: Shutdown) {
         let what = format!("consumer {} ({input:?})", self.subscription.consumer);
-        crate::shutdown::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
+        crate::supervise::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
             self.consume_until_error(input, shutdown)
         })
         .await;

@@ -23,11 +23,11 @@ pub mod log;
 pub mod names;
 pub mod provision;
 pub mod relay;
-pub mod shutdown;
+mod supervise;
 pub mod trace;
 
 pub use bus::Bus;
-pub use consumer::{Handler, RetryPolicy, Subscription};
+pub use consumer::{AnyHandler, Handler, Reaction, RetryPolicy, Subscription};
 pub use dlq::{DeadLetter, DeadLetters};
 pub use envelope::InboundEvent;
 pub use error::{ConfigError, HandlerError, MessagingError};
@@ -37,4 +37,3 @@ pub use log::{LogConsumer, LogConsumerSettings};
 pub use names::Names;
 pub use provision::{StreamSettings, connect, ensure_dead_letter_stream, ensure_service_stream};
 pub use relay::{AsStored, Outbound, Relay, RelaySettings, Translate};
-pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -20,8 +20,8 @@ use crate::envelope::InboundEvent;
 use crate::error::{HandlerError, MessagingError};
 use crate::inbox::{self, StoredDeadLetter, open_dead_letters};
 use crate::relay::{AsStored, Translate};
-use crate::shutdown::Shutdown;
 use crate::trace::{EVENT_LOG, consumer_span};
+use aftersales_core::Shutdown;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConsumerSettings {
@@ -91,7 +91,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
     /// any failure of either database.
     pub async fn run(&self, shutdown: Shutdown) {
         let what = format!("consumer {}", self.subscription.consumer);
-        crate::shutdown::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
+        crate::supervise::supervise(shutdown, &what, &self.settings.retry, |shutdown| {
             self.follow(shutdown)
         })
         .await;

@@ -23,7 +23,7 @@ use crate::envelope::{JSON, headers_for};
 use crate::error::{ConfigError, MessagingError};
 use crate::names::{Names, check_token};
 use crate::provision::StreamSettings;
-use crate::shutdown::Shutdown;
+use aftersales_core::Shutdown;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelaySettings {
@@ -168,7 +168,7 @@ impl<S: EventStore> Relay<S> {
             max_delay: self.settings.max_retry_delay,
         };
         let what = format!("relay of {}", self.service);
-        crate::shutdown::supervise(shutdown, &what, &retry, |shutdown| {
+        crate::supervise::supervise(shutdown, &what, &retry, |shutdown| {
             self.relay_until_error(shutdown)
         })
         .await;

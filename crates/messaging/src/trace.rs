@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::envelope::InboundEvent;
@@ -12,7 +15,26 @@ pub const NATS: &str = "nats";
 /// `messaging.system` for embedded mode, where a consumer reads the producer's log.
 pub const EVENT_LOG: &str = "aftersales_event_log";
 
-pub use aftersales_runtime::telemetry::current_trace_context;
+/// The current span's context as W3C `traceparent` and `tracestate`, for a
+/// command's metadata or an outgoing call. `None` when no span is recorded.
+pub fn current_trace_context() -> (Option<String>, Option<String>) {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return (None, None);
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    (
+        carrier.remove("traceparent"),
+        carrier.remove("tracestate").filter(|s| !s.is_empty()),
+    )
+}
+
+/// The remote parent a carrier of W3C headers names, if valid.
+pub fn extract(headers: &HashMap<String, String>) -> Option<opentelemetry::Context> {
+    let context = TraceContextPropagator::new().extract(headers);
+    context.span().span_context().is_valid().then_some(context)
+}
 
 /// The producer's context, if the event carries a valid one.
 fn parent_context(event: &InboundEvent) -> Option<opentelemetry::Context> {
@@ -22,7 +44,7 @@ fn parent_context(event: &InboundEvent) -> Option<opentelemetry::Context> {
     if let Some(tracestate) = &event.metadata.tracestate {
         carrier.insert("tracestate".to_owned(), tracestate.clone());
     }
-    aftersales_runtime::telemetry::extract(&carrier)
+    extract(&carrier)
 }
 
 /// The span a consumer handles one delivery in, a child of the producer's span.

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use aftersales_core::shutdown::Shutdown;
 use aftersales_eventstore::{CommandContext, EventStore as _};
-use aftersales_runtime::shutdown::Shutdown;
 
 use crate::app::Notifications;
 

@@ -11,18 +11,13 @@ use chrono::{DateTime, Utc};
 use crate::domain::notification::Notification;
 use crate::domain::reminder::Reminder;
 
-/// One set for both backends.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The read models' tables, one set for both backends.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every read model of the notification log: what the service runs and an
 /// operator rebuilds.
 pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
     vec![std::sync::Arc::new(Queues::new(store.clone()))]
-}
-
-/// Creates the read-model tables next to the event store's.
-pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    store.run_migrations(&MIGRATIONS).await
 }
 
 /// How the read models write times: sortable as text.

@@ -28,8 +28,8 @@ use crate::domain::facts::OrderFacts;
 use crate::domain::reminder;
 
 /// The durable consumers, one per source service.
-pub fn subscriptions() -> Result<[Subscription; 3], ConfigError> {
-    Ok([
+pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
+    Ok(vec![
         Subscription::new(
             "notification-from-repair",
             "repair",

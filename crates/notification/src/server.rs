@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::AnyEventStore;
 use aftersales_proto::notification::notification_service_server::NotificationServiceServer;
 use aftersales_runtime::config::{Common, secret};
-use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::Shutdown;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::NotificationApi;
@@ -21,7 +21,16 @@ use crate::domain::Channel;
 use crate::reactions::{NotificationReactions, ReminderSettings};
 use crate::templates::Templates;
 
-pub const GRPC_SERVICE: &str = "aftersales.notification.v1.NotificationService";
+/// The notification service, as its binary, `aftersales up` and operators see
+/// it. Its events carry contact data and message bodies: none is published.
+pub static SERVICE: Description = Description {
+    name: "notification",
+    grpc_services: &["aftersales.notification.v1.NotificationService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: crate::reactions::subscriptions,
+    publishes: None,
+};
 
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
@@ -105,40 +114,6 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Task(#[from] aftersales_runtime::service::TaskFailed),
-    #[error("DATABASE_URL: {0}")]
-    Store(#[from] aftersales_eventstore::StoreError),
-    #[error("{0}")]
-    Config(String),
-    #[error(transparent)]
-    Serve(#[from] aftersales_runtime::grpc::ServeError),
-    #[error("NATS: {0}")]
-    Messaging(#[from] aftersales_messaging::MessagingError),
-    #[error(transparent)]
-    Templates(#[from] crate::templates::TemplateError),
-}
-
-#[derive(Debug)]
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served, when it is.
-    pub metrics_addr: Option<SocketAddr>,
-    pub store: AnyEventStore,
-    /// The use cases and reactions, for an embedding process that wires its own
-    /// consumers.
-    pub reactions: NotificationReactions,
-    background: aftersales_runtime::service::Background<StartError>,
-}
-
-impl Running {
-    pub async fn stop(self) -> Result<(), StartError> {
-        self.background.stop().await
-    }
-}
-
 fn seconds(name: &str, value: u64) -> Result<chrono::Duration, StartError> {
     i64::try_from(value)
         .ok()
@@ -203,97 +178,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         before_warranty_end: chrono::Duration::days(i64::from(config.warranty_reminder_days)),
     };
     let senders = senders(&config)?;
-    let templates = Arc::new(Templates::builtin()?);
-    let store = config.common.open_store("notification").await?;
-    crate::projections::migrate(&store).await?;
+    let templates =
+        Arc::new(Templates::builtin().map_err(|e| StartError::Config(format!("templates: {e}")))?);
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
     let app = Notifications::new(
         store.clone(),
         templates,
         senders,
         settings,
-        config.common.clock.clone(),
+        common.clock.clone(),
     );
-    let reactions =
-        NotificationReactions::new(app.clone(), config.common.region.clone(), reminders);
-
-    let (listener, addr) = bind(config.listen).await?;
-    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
-    let router = router.add_service(NotificationServiceServer::new(NotificationApi::new(
-        app.clone(),
-        aftersales_runtime::request::Requests::new(
-            config.common.region.clone(),
-            config.common.clock.clone(),
-        ),
-    )));
-    let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr =
-        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
-            .await
-            .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.common.drain_grace_seconds);
-    let messaging = match config.common.nats_url() {
-        Some(url) => {
-            let bus = aftersales_messaging::Bus::connect(
-                url,
-                &config.common.region,
-                "notification",
-                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
-            )
-            .await?;
-            let handler = Arc::new(reactions.clone());
-            let [repair, logistics, warranty] =
-                crate::reactions::subscriptions().map_err(|e| StartError::Config(e.to_string()))?;
-            let consumers = [
-                bus.consumer(repair, store.clone(), Arc::clone(&handler))?,
-                bus.consumer(logistics, store.clone(), Arc::clone(&handler))?,
-                bus.consumer(warranty, store.clone(), handler)?,
-            ];
-            Some((bus, consumers))
-        }
-        None => None,
-    };
-    let background = store.clone();
+    let reactions = NotificationReactions::new(app.clone(), common.region.clone(), reminders);
+    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let region = common.region.clone();
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
-    let sending = crate::dispatch::run(app, config.common.region.clone(), every, shutdown.clone());
-    let projections = crate::projections::all(&background);
-    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
-        let projecting = aftersales_eventstore::projection::run_all(
-            &background,
-            &projections,
-            Duration::from_millis(100),
-            || shutdown.stopped(),
-        );
-        let events = async {
-            if let Some((bus, [repair, logistics, warranty])) = &messaging {
-                tokio::join!(
-                    bus.consume(repair, shutdown.clone()),
-                    bus.consume(logistics, shutdown.clone()),
-                    bus.consume(warranty, shutdown.clone()),
-                );
-            }
-        };
-        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
-        let (served, (), (), ()) = tokio::join!(serving, projecting, events, sending);
-        served.map_err(StartError::from)
-    });
-    tracing::info!(%addr, "notification service listening");
-    Ok(Running {
-        addr,
-        metrics_addr,
-        store,
-        reactions,
-        background,
-    })
-}
-
-impl aftersales_runtime::service::Running for Running {
-    type Error = StartError;
-
-    fn banner(&self) -> Vec<String> {
-        vec![format!("notification gRPC on {}", self.addr)]
-    }
-
-    async fn stop(self) -> Result<(), StartError> {
-        Running::stop(self).await
-    }
+    let assembly = Assembly::new(NotificationServiceServer::new(NotificationApi::new(
+        app.clone(),
+        requests,
+    )))
+    .consumer(reactions)
+    .task(move |shutdown| crate::dispatch::run(app, region, every, shutdown));
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
+    };
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
 }

@@ -15,13 +15,8 @@ use crate::domain::center;
 use crate::domain::centers::ServiceCenter;
 use crate::domain::order::{Channel, Event, OrderState, RepairOrder};
 
-/// One set for both backends.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Creates the read-model tables next to the event store's.
-pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    store.run_migrations(&MIGRATIONS).await
-}
+/// The read models' tables, one set for both backends.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every read model of the repair log: what the service runs and an operator
 /// rebuilds.

@@ -15,13 +15,13 @@ use uuid::Uuid;
 
 use crate::domain::order::{Command, RepairOrder};
 
-/// The durable consumer of logistics events.
-pub fn subscription() -> Result<Subscription, ConfigError> {
-    Subscription::new(
+/// The durable consumers of other services' events: logistics deliveries.
+pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
+    Ok(vec![Subscription::new(
         "repair-from-logistics",
         "logistics",
         [<lpb::Delivered as Name>::NAME],
-    )
+    )?])
 }
 
 /// Turns logistics deliveries into order transitions.

@@ -1,19 +1,29 @@
 //! The repair service as a running process.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::AnyEventStore;
 use aftersales_proto::repair::repair_service_server::RepairServiceServer;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::config::Common;
-use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::Shutdown;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
 
 use crate::api::RepairApi;
 use crate::app::Repairs;
+use crate::reactions::LogisticsReactions;
 
-pub const GRPC_SERVICE: &str = "aftersales.repair.v1.RepairService";
+/// The repair service, as its binary, `aftersales up` and operators see it.
+pub static SERVICE: Description = Description {
+    name: "repair",
+    grpc_services: &["aftersales.repair.v1.RepairService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: crate::reactions::subscriptions,
+    publishes: Some(|| Arc::new(crate::integration::RepairEvents)),
+};
 
 /// How the service runs; flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
@@ -51,45 +61,13 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Task(#[from] aftersales_runtime::service::TaskFailed),
-    #[error("DATABASE_URL: {0}")]
-    Store(#[from] aftersales_eventstore::StoreError),
-    #[error("{0}")]
-    Config(String),
-    #[error("{}", .0.chain())]
-    App(#[from] aftersales_core::Error),
-    #[error(transparent)]
-    Serve(#[from] aftersales_runtime::grpc::ServeError),
-    #[error("NATS: {0}")]
-    Messaging(#[from] aftersales_messaging::MessagingError),
-}
-
-#[derive(Debug)]
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served, when it is.
-    pub metrics_addr: Option<SocketAddr>,
-    pub store: AnyEventStore,
-    background: aftersales_runtime::service::Background<StartError>,
-}
-
-impl Running {
-    pub async fn stop(self) -> Result<(), StartError> {
-        self.background.stop().await
-    }
-}
-
+/// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     if !(config.center_radius_km.is_finite() && config.center_radius_km > 0.0) {
         return Err(StartError::Config(
             "center radius must be a positive number of km".into(),
         ));
     }
-    let store = config.common.open_store("repair").await?;
-    crate::projections::migrate(&store).await?;
     let warranty = match &config.warranty_url {
         Some(url) => Some(WarrantyServiceClient::new(
             aftersales_runtime::telemetry::traced(
@@ -101,85 +79,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )),
         None => None,
     };
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
     let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
-    let (listener, addr) = bind(config.listen).await?;
-    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
-    let router = router.add_service(RepairServiceServer::new(RepairApi::new(
-        app,
-        aftersales_runtime::request::Requests::new(
-            config.common.region.clone(),
-            config.common.clock.clone(),
-        ),
-    )));
-    let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr =
-        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
-            .await
-            .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.common.drain_grace_seconds);
-    let messaging = match config.common.nats_url() {
-        Some(url) => {
-            let bus = aftersales_messaging::Bus::connect(
-                url,
-                &config.common.region,
-                "repair",
-                aftersales_messaging::StreamSettings::with_replicas(config.common.stream_replicas),
-            )
-            .await?;
-            let relay = bus.relay(
-                store.clone(),
-                std::sync::Arc::new(crate::integration::RepairEvents),
-            )?;
-            let consumer = bus.consumer(
-                crate::reactions::subscription().map_err(|e| StartError::Config(e.to_string()))?,
-                store.clone(),
-                std::sync::Arc::new(crate::reactions::LogisticsReactions::new(
-                    store.clone(),
-                    config.common.region.clone(),
-                )),
-            )?;
-            Some((bus, relay, consumer))
-        }
-        None => None,
+    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let assembly = Assembly::new(RepairServiceServer::new(RepairApi::new(app, requests))).consumer(
+        LogisticsReactions::new(store.clone(), common.region.clone()),
+    );
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
     };
-    let projections = crate::projections::all(&store);
-    let background = store.clone();
-    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
-        let projecting = aftersales_eventstore::projection::run_all(
-            &background,
-            &projections,
-            Duration::from_millis(200),
-            || shutdown.stopped(),
-        );
-        let events = async {
-            if let Some((bus, relay, consumer)) = &messaging {
-                tokio::join!(
-                    relay.run(shutdown.clone()),
-                    bus.consume(consumer, shutdown.clone())
-                );
-            }
-        };
-        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
-        let (served, (), ()) = tokio::join!(serving, projecting, events);
-        served.map_err(StartError::from)
-    });
-    tracing::info!(%addr, "repair service listening");
-    Ok(Running {
-        addr,
-        metrics_addr,
-        store,
-        background,
-    })
-}
-
-impl aftersales_runtime::service::Running for Running {
-    type Error = StartError;
-
-    fn banner(&self) -> Vec<String> {
-        vec![format!("repair gRPC on {}", self.addr)]
-    }
-
-    async fn stop(self) -> Result<(), StartError> {
-        Running::stop(self).await
-    }
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
 }

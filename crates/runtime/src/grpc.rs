@@ -51,7 +51,7 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeEr
     Ok((listener, local))
 }
 
-/// A server builder with health and reflection already routed.
+/// A server with health and reflection routed beside the service's own routes.
 #[derive(Debug)]
 pub struct Grpc {
     health: HealthReporter,
@@ -61,7 +61,10 @@ pub struct Grpc {
 impl Grpc {
     /// `services` are the fully qualified names reported SERVING, e.g.
     /// `aftersales.warranty.v1.WarrantyService`.
-    pub async fn new(services: &[&'static str]) -> Result<(Self, Router), ServeError> {
+    pub async fn new(
+        services: &[&'static str],
+        routes: tonic::service::Routes,
+    ) -> Result<(Self, Router), ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for service in services.iter().copied().chain([""]) {
             health
@@ -95,9 +98,12 @@ impl Grpc {
         let router = Server::builder()
             .layer(GrpcMetrics)
             .layer(GrpcTracing)
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha);
+            .add_routes(
+                routes
+                    .add_service(health_service)
+                    .add_service(reflection)
+                    .add_service(reflection_alpha),
+            );
         Ok((
             Self {
                 health,

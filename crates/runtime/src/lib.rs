@@ -8,7 +8,6 @@
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
 //! - [`request`]: the command context a gRPC request carries.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.
-//! - [`shutdown`]: one trigger telling every long-running part of a service to stop.
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
 
@@ -18,6 +17,5 @@ pub mod grpc;
 pub mod metrics;
 pub mod request;
 pub mod service;
-pub mod shutdown;
 pub mod signal;
 pub mod telemetry;

@@ -30,7 +30,7 @@ fn command_context(
             })
             .transpose()
     };
-    let (traceparent, tracestate) = crate::telemetry::current_trace_context();
+    let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
     Ok(CommandContext {
         command_id: uuid("x-command-id")?,
         correlation_id: uuid("x-correlation-id")?.unwrap_or_else(Uuid::now_v7),

@@ -1,31 +1,450 @@
-//! The life of a service binary, the same for all four: telemetry first, the
-//! signal handlers before start-up, the addresses printed (the first line is the
-//! gRPC address, which tests and scripts read), then serve until SIGTERM or
-//! Ctrl-C, stop cleanly and flush spans. Start-up errors are one line and exit 1.
+//! A service as data, started one way everywhere.
+//!
+//! A service crate says what it is once, in a [`Description`] (its name, gRPC
+//! services, migrations, projections, subscriptions and public events), and what
+//! it runs once configured, in an [`Assembly`] (its gRPC handlers, the handlers of
+//! its subscriptions, its background tasks). [`run`] does the rest for every
+//! service alike: gRPC with health and reflection, metrics, the read models, and
+//! with NATS the relay of its log and a durable consumer per subscription. Its
+//! binary ([`main`]), `aftersales up` ([`Embedded`]) and `aftersales projections
+//! rebuild` all start from the same description.
 
 use std::fmt::Display;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::shutdown::ShutdownTrigger;
+use aftersales_core::{Shutdown, ShutdownTrigger};
+use aftersales_eventstore::{AnyEventStore, Projections, StoreError, projection};
+use aftersales_messaging::{
+    AnyHandler, Bus, ConfigError, Handler, LogConsumer, LogConsumerSettings, MessagingError,
+    Reaction, StreamSettings, Subscription, Translate,
+};
 
-/// A started service, as its binary sees it.
-pub trait Running: Send {
-    type Error: Display;
+use crate::config::Common;
+use crate::grpc::{Grpc, ServeError, bind};
+
+/// What a service is, independent of how it is configured.
+#[derive(Debug)]
+pub struct Description {
+    /// Its name: database file, JetStream stream, logs, e.g. `repair`.
+    pub name: &'static str,
+    /// The gRPC services it serves, fully qualified (reported by health).
+    pub grpc_services: &'static [&'static str],
+    /// Its read models' tables, next to the event store's.
+    pub migrations: &'static sqlx::migrate::Migrator,
+    /// Every read model of its log: what it runs and an operator rebuilds.
+    pub projections: fn(&AnyEventStore) -> Projections,
+    /// The other services' events it consumes.
+    pub subscriptions: fn() -> Result<Vec<Subscription>, ConfigError>,
+    /// Its public events: what its relay publishes (and embedded consumers
+    /// receive) instead of the stored JSON. `None`: nothing of its log leaves it.
+    pub publishes: Option<fn() -> Arc<dyn Translate>>,
+}
+
+impl Description {
+    /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) and
+    /// brings its read-model tables up to date.
+    pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StoreError> {
+        let store = common.open_store(self.name).await?;
+        self.migrate(&store).await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self, store: &AnyEventStore) -> Result<(), StoreError> {
+        store.run_migrations(self.migrations).await
+    }
+
+    /// The durable names of its consumers.
+    pub fn consumers(&self) -> Result<Vec<String>, ConfigError> {
+        Ok((self.subscriptions)()?
+            .into_iter()
+            .map(|s| s.consumer)
+            .collect())
+    }
+}
+
+/// A background task, given the service's shutdown.
+type Task = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What a configured service runs beside the shared parts.
+pub struct Assembly {
+    routes: tonic::service::Routes,
+    handler: Option<AnyHandler>,
+    tasks: Vec<Task>,
+    endpoints: Vec<Endpoint>,
+}
+
+/// Another address a service serves on (a webhook, say), and its banner line.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub banner: String,
+}
+
+impl std::fmt::Debug for Assembly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembly")
+            .field("tasks", &self.tasks.len())
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Assembly {
+    /// Serving `grpc` (one of the description's gRPC services).
+    pub fn new<S>(grpc: S) -> Self
+    where
+        S: tower_service::Service<
+                http::Request<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        Self {
+            routes: tonic::service::Routes::new(grpc),
+            handler: None,
+            tasks: Vec::new(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// `handler` applies the events of every subscription of the description.
+    #[must_use]
+    pub fn consumer(mut self, handler: impl Handler) -> Self {
+        self.handler = Some(AnyHandler::new(handler));
+        self
+    }
+
+    /// A loop that runs until the service stops.
+    #[must_use]
+    pub fn task<F>(mut self, task: impl FnOnce(Shutdown) -> F + Send + 'static) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+        self
+    }
+
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoints.push(endpoint);
+        self
+    }
+}
+
+/// Where a service listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub grpc: SocketAddr,
+    /// Prometheus `/metrics`; `None` serves none.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Why a service did not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("DATABASE_URL: {0}")]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Messaging(#[from] MessagingError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+    #[error("{}", .0.chain())]
+    App(#[from] aftersales_core::Error),
+}
+
+impl From<ConfigError> for StartError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error.to_string())
+    }
+}
+
+/// A started service.
+pub struct Running {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    /// Where `/metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
+    pub store: AnyEventStore,
+    pub endpoints: Vec<Endpoint>,
+    reactions: Vec<Reaction>,
+    publishes: Option<Arc<dyn Translate>>,
+    background: Background,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// The address of the endpoint `name`, when it runs.
+    pub fn endpoint(&self, name: &str) -> Option<SocketAddr> {
+        self.endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.addr)
+    }
 
     /// What to print once started, first line `<name> gRPC on <address>`.
-    fn banner(&self) -> Vec<String>;
+    pub fn banner(&self) -> Vec<String> {
+        std::iter::once(format!("{} gRPC on {}", self.name, self.addr))
+            .chain(self.endpoints.iter().map(|e| e.banner.clone()))
+            .collect()
+    }
 
-    /// Stops taking work, drains and returns.
-    fn stop(self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Stops as on SIGTERM, and waits until everything has.
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.background.stop().await
+    }
+}
+
+/// Runs `assembly` and everything every service runs, on `store` (opened by
+/// [`Description::open`]); returns once the gRPC port is bound.
+pub async fn run(
+    description: &'static Description,
+    common: &Common,
+    listen: Listen,
+    store: AnyEventStore,
+    assembly: Assembly,
+) -> Result<Running, StartError> {
+    let Assembly {
+        routes,
+        handler,
+        tasks,
+        endpoints,
+    } = assembly;
+    let reactions = reactions(description, handler)?;
+    let publishes = description.publishes.map(|publishes| publishes());
+    let (listener, addr) = bind(listen.grpc).await?;
+    let (grpc, router) = Grpc::new(description.grpc_services, routes).await?;
+    let (trigger, shutdown) = Shutdown::new();
+    let metrics_addr = crate::metrics::serve_if(listen.metrics, shutdown.stopped())
+        .await
+        .map_err(StartError::Config)?;
+    let messaging = match common.nats_url() {
+        Some(url) => {
+            let bus = Bus::connect(
+                url,
+                &common.region,
+                description.name,
+                StreamSettings::with_replicas(common.stream_replicas),
+            )
+            .await?;
+            let relay = publishes
+                .clone()
+                .map(|translate| bus.relay(store.clone(), translate))
+                .transpose()?;
+            let consumers = reactions
+                .iter()
+                .map(|r| {
+                    bus.consumer(
+                        r.subscription.clone(),
+                        store.clone(),
+                        Arc::new(r.handler.clone()),
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some((bus, relay, consumers))
+        }
+        None => None,
+    };
+    let projections = (description.projections)(&store);
+    let drain = Duration::from_secs(common.drain_grace_seconds);
+    let tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
+    let background_store = store.clone();
+    let background = Background::spawn(trigger, async move {
+        let projecting =
+            projection::run_all(&background_store, &projections, PROJECTION_POLL, || {
+                shutdown.stopped()
+            });
+        let events = async {
+            if let Some((bus, relay, consumers)) = &messaging {
+                let relaying = async {
+                    if let Some(relay) = relay {
+                        relay.run(shutdown.clone()).await;
+                    }
+                };
+                let consuming = futures::future::join_all(
+                    consumers.iter().map(|c| bus.consume(c, shutdown.clone())),
+                );
+                tokio::join!(relaying, consuming);
+            }
+        };
+        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
+        let (served, (), (), _) = tokio::join!(
+            serving,
+            projecting,
+            events,
+            futures::future::join_all(tasks)
+        );
+        served.map_err(StartError::from)
+    });
+    tracing::info!(%addr, region = %common.region, "{} service listening", description.name);
+    Ok(Running {
+        name: description.name,
+        addr,
+        metrics_addr,
+        store,
+        endpoints,
+        reactions,
+        publishes,
+        background,
+    })
+}
+
+/// How often read models look for new events.
+const PROJECTION_POLL: Duration = Duration::from_millis(100);
+
+/// The description's subscriptions, each with the assembly's handler.
+fn reactions(
+    description: &Description,
+    handler: Option<AnyHandler>,
+) -> Result<Vec<Reaction>, StartError> {
+    let subscriptions = (description.subscriptions)()?;
+    match handler {
+        Some(handler) => Ok(subscriptions
+            .into_iter()
+            .map(|subscription| Reaction {
+                subscription,
+                handler: handler.clone(),
+            })
+            .collect()),
+        None if subscriptions.is_empty() => Ok(Vec::new()),
+        None => Err(StartError::Config(format!(
+            "{} subscribes to events but has no consumer",
+            description.name
+        ))),
+    }
+}
+
+/// Relays the service's log to JetStream and nothing else until `shutdown`: to
+/// drain a log while its service is down. It publishes what the service's own
+/// relay does, under the same checkpoint.
+pub async fn relay(
+    description: &Description,
+    common: &Common,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let Some(publishes) = description.publishes else {
+        return Err(StartError::Config(format!(
+            "{}'s events are private: nothing of its log is relayed",
+            description.name
+        )));
+    };
+    let (Some(_), Some(url)) = (&common.database_url, common.nats_url()) else {
+        return Err(StartError::Config(
+            "the relay needs DATABASE_URL and NATS_URL".into(),
+        ));
+    };
+    let store = common.open_store(description.name).await?;
+    let bus = Bus::connect(
+        url,
+        &common.region,
+        description.name,
+        StreamSettings::with_replicas(common.stream_replicas),
+    )
+    .await?;
+    bus.relay(store, publishes())?.run(shutdown).await;
+    Ok(())
+}
+
+/// Services in one process without a broker: each one's consumers read the
+/// producers' logs directly and receive what the producers' relays would publish.
+#[derive(Debug)]
+pub struct Embedded {
+    services: Vec<Running>,
+    consumers: Background,
+}
+
+impl Embedded {
+    /// Connects `services`' subscriptions to their sources among them.
+    pub fn start(services: Vec<Running>) -> Result<Self, StartError> {
+        let settings = LogConsumerSettings::default();
+        let mut consumers = Vec::new();
+        for service in &services {
+            for reaction in &service.reactions {
+                let source_name = &reaction.subscription.source;
+                let source = services
+                    .iter()
+                    .find(|s| s.name == source_name)
+                    .ok_or_else(|| {
+                        StartError::Config(format!(
+                            "{} consumes {source_name}, which is not running",
+                            service.name
+                        ))
+                    })?;
+                let mut consumer = LogConsumer::new(
+                    source.store.clone(),
+                    service.store.clone(),
+                    reaction.subscription.clone(),
+                    Arc::new(reaction.handler.clone()),
+                    settings.clone(),
+                );
+                if let Some(translate) = &source.publishes {
+                    consumer = consumer.with_translation(Arc::clone(translate));
+                }
+                consumers.push(consumer);
+            }
+        }
+        let (trigger, shutdown) = Shutdown::new();
+        let consumers = Background::spawn(trigger, async move {
+            futures::future::join_all(consumers.iter().map(|c| c.run(shutdown.clone()))).await;
+            Ok(())
+        });
+        Ok(Self {
+            services,
+            consumers,
+        })
+    }
+
+    pub fn services(&self) -> &[Running] {
+        &self.services
+    }
+
+    /// Stops the consumers, then the services, the last started first.
+    pub async fn stop(self) -> Result<(), StartError> {
+        self.consumers.stop().await?;
+        for service in self.services.into_iter().rev() {
+            let name = service.name;
+            service
+                .stop()
+                .await
+                .map_err(|e| StartError::Config(format!("{name}: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs the service `name` until it is told to stop; the process's exit code.
-pub async fn main<R, E, F>(name: &str, region: &str, log_json: bool, start: F) -> ExitCode
+/// Telemetry first, the signal handlers before start-up, the banner printed (its
+/// first line is the gRPC address, which tests and scripts read), then serve until
+/// SIGTERM or Ctrl-C, stop cleanly and flush spans. Start-up errors are one line
+/// and exit 1.
+pub async fn main<E, F>(name: &str, region: &str, log_json: bool, start: F) -> ExitCode
 where
-    R: Running,
     E: Display,
-    F: Future<Output = Result<R, E>>,
+    F: Future<Output = Result<Running, E>>,
 {
     let telemetry = crate::telemetry::init(name, region, log_json);
     // Installed before start-up: a SIGTERM during it still stops cleanly.
@@ -53,12 +472,11 @@ where
     }
 }
 
-/// A started service's work (its gRPC server and every loop beside it), stopped by
-/// one trigger and awaited as one task.
+/// Work stopped by one trigger and awaited as one task.
 #[derive(Debug)]
-pub struct Background<E> {
+struct Background {
     stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), E>>,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
 
 /// The background task itself failed: it panicked or was cancelled.
@@ -66,10 +484,10 @@ pub struct Background<E> {
 #[error("server task failed: {0}")]
 pub struct TaskFailed(String);
 
-impl<E: From<TaskFailed> + Send + 'static> Background<E> {
-    pub fn spawn(
+impl Background {
+    fn spawn(
         stop: ShutdownTrigger,
-        work: impl Future<Output = Result<(), E>> + Send + 'static,
+        work: impl Future<Output = Result<(), StartError>> + Send + 'static,
     ) -> Self {
         Self {
             stop,
@@ -78,10 +496,10 @@ impl<E: From<TaskFailed> + Send + 'static> Background<E> {
     }
 
     /// Stops as on SIGTERM, and waits until everything has.
-    pub async fn stop(self) -> Result<(), E> {
+    async fn stop(self) -> Result<(), StartError> {
         self.stop.trigger();
         self.task
             .await
-            .map_err(|e| E::from(TaskFailed(e.to_string())))?
+            .map_err(|e| StartError::from(TaskFailed(e.to_string())))?
     }
 }

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::WithExportConfig as _;
@@ -162,27 +161,6 @@ pub fn init(service: &str, region: &str, json: bool) -> Telemetry {
     Telemetry { provider }
 }
 
-/// The current span's context as W3C `traceparent` and `tracestate`, for a
-/// command's metadata or an outgoing call. `None` when no span is recorded.
-pub fn current_trace_context() -> (Option<String>, Option<String>) {
-    let context = tracing::Span::current().context();
-    if !context.span().span_context().is_valid() {
-        return (None, None);
-    }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    (
-        carrier.remove("traceparent"),
-        carrier.remove("tracestate").filter(|s| !s.is_empty()),
-    )
-}
-
-/// The remote parent a carrier of W3C headers names, if valid.
-pub fn extract(headers: &HashMap<String, String>) -> Option<opentelemetry::Context> {
-    let context = TraceContextPropagator::new().extract(headers);
-    context.span().span_context().is_valid().then_some(context)
-}
-
 /// A server span for every gRPC call, the child of the caller's span when the
 /// request carries `traceparent`. Health checks and reflection are left out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -248,7 +226,7 @@ where
                 Some((name.to_owned(), value.to_owned()))
             })
             .collect();
-        let parent = extract(&carrier);
+        let parent = aftersales_messaging::trace::extract(&carrier);
         let parent_trace = parent.as_ref().map(|p| p.span().span_context().trace_id());
         if let Some(parent) = parent {
             let _ = span.set_parent(parent);
@@ -284,7 +262,7 @@ where
 
 /// A client interceptor that sends the current span's context with every call.
 pub fn inject(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let (traceparent, tracestate) = current_trace_context();
+    let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
     for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
         if let Some(value) = value.and_then(|v| v.parse().ok()) {
             request.metadata_mut().insert(name, value);

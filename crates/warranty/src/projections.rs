@@ -20,14 +20,8 @@ pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
     ]
 }
 
-/// One set for both backends: the tables use only types and SQL both understand.
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Creates the read-model tables (the event store's own migrations are applied by
-/// the store; each set ignores the other's).
-pub async fn migrate(store: &AnyEventStore) -> Result<(), StoreError> {
-    store.run_migrations(&MIGRATIONS).await
-}
+/// The read models' tables, one set for both backends.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Devices by customer, and by the last day anything covers them.
 #[derive(Debug, Clone)]

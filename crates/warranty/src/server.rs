@@ -6,22 +6,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::{AnyEventStore, projection};
-use aftersales_messaging::{Names, StreamSettings};
+use aftersales_messaging::Names;
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
-use aftersales_runtime::grpc::{Grpc, bind};
-use aftersales_runtime::shutdown::Shutdown;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
 
 use crate::api::WarrantyApi;
 use crate::app::Warranty;
 use crate::domain::PolicyTable;
 use crate::domain::policy::REQUIRED_COUNTRIES;
-use crate::integration::WarrantyEvents;
-use crate::projections;
 
-pub const SERVICE: &str = "warranty";
-pub const GRPC_SERVICE: &str = "aftersales.warranty.v1.WarrantyService";
+/// The warranty service, as its binary, `aftersales up` and operators see it.
+pub static SERVICE: Description = Description {
+    name: "warranty",
+    grpc_services: &["aftersales.warranty.v1.WarrantyService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: || Ok(Vec::new()),
+    publishes: Some(|| Arc::new(crate::integration::WarrantyEvents)),
+};
 
 /// How the service runs. Flags and environment variables (see `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
@@ -55,118 +60,32 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Task(#[from] aftersales_runtime::service::TaskFailed),
-    #[error("policies: {0}")]
-    Policy(#[from] crate::domain::PolicyError),
-    #[error("DATABASE_URL: {0}")]
-    Store(#[from] aftersales_eventstore::StoreError),
-    #[error("{0}")]
-    Config(String),
-    #[error("NATS: {0}")]
-    Messaging(#[from] aftersales_messaging::MessagingError),
-    #[error(transparent)]
-    Serve(#[from] aftersales_runtime::grpc::ServeError),
-}
-
-/// A started service: its address, and how to stop it.
-#[derive(Debug)]
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served, when it is.
-    pub metrics_addr: Option<SocketAddr>,
-    pub store: AnyEventStore,
-    background: aftersales_runtime::service::Background<StartError>,
-}
-
-impl Running {
-    /// Stops as on SIGTERM, and waits until everything has.
-    pub async fn stop(self) -> Result<(), StartError> {
-        self.background.stop().await
-    }
-}
-
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     // A bad region stops the start before anything is touched.
-    Names::new(config.common.region.clone()).map_err(|e| StartError::Config(e.to_string()))?;
+    Names::new(config.common.region.clone())?;
     let policies = match &config.policies {
-        Some(dir) => PolicyTable::load_dir(dir)?,
-        None => PolicyTable::builtin()?,
-    };
-    policies.require(REQUIRED_COUNTRIES)?;
-    let store = config.common.open_store("warranty").await?;
-    projections::migrate(&store).await?;
-
-    let relay = match config.common.nats_url() {
-        Some(url) => {
-            let streams = StreamSettings::with_replicas(config.common.stream_replicas);
-            let bus =
-                aftersales_messaging::Bus::connect(url, &config.common.region, SERVICE, streams)
-                    .await?;
-            Some(bus.relay(store.clone(), Arc::new(WarrantyEvents))?)
-        }
-        None => None,
-    };
-
-    let (listener, addr) = bind(config.listen).await?;
+        Some(dir) => PolicyTable::load_dir(dir),
+        None => PolicyTable::builtin(),
+    }
+    .and_then(|policies| policies.require(REQUIRED_COUNTRIES).map(|()| policies))
+    .map_err(|e| StartError::Config(format!("policies: {e}")))?;
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
     let app = Warranty::new(store.clone(), Arc::new(policies));
     let cache = Arc::clone(app.cache());
-    let api = WarrantyApi::new(
-        app,
-        aftersales_runtime::request::Requests::new(
-            config.common.region.clone(),
-            config.common.clock.clone(),
-        ),
+    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let follower = store.clone();
+    let assembly = Assembly::new(WarrantyServiceServer::new(WarrantyApi::new(app, requests))).task(
+        move |shutdown| async move {
+            cache
+                .follow(&follower, Duration::from_millis(100), shutdown.stopped())
+                .await;
+        },
     );
-    let (grpc, router) = Grpc::new(&[GRPC_SERVICE]).await?;
-    let router = router.add_service(WarrantyServiceServer::new(api));
-    let (trigger, shutdown) = Shutdown::new();
-    let metrics_addr =
-        aftersales_runtime::metrics::serve_if(config.metrics_listen, shutdown.stopped())
-            .await
-            .map_err(StartError::Config)?;
-    let drain = Duration::from_secs(config.common.drain_grace_seconds);
-    let background_store = store.clone();
-    let background = aftersales_runtime::service::Background::spawn(trigger, async move {
-        let all = projections::all(&background_store);
-        let projections =
-            projection::run_all(&background_store, &all, Duration::from_millis(200), || {
-                shutdown.stopped()
-            });
-        let caching = cache.follow(
-            &background_store,
-            Duration::from_millis(100),
-            shutdown.stopped(),
-        );
-        let relaying = async {
-            if let Some(relay) = &relay {
-                relay.run(shutdown.clone()).await;
-            }
-        };
-        let serving = grpc.serve(router, listener, shutdown.stopped(), drain);
-        let (served, (), (), ()) = tokio::join!(serving, projections, relaying, caching);
-        served.map_err(StartError::from)
-    });
-    tracing::info!(%addr, region = %config.common.region, "warranty service listening");
-    Ok(Running {
-        addr,
-        metrics_addr,
-        store,
-        background,
-    })
-}
-
-impl aftersales_runtime::service::Running for Running {
-    type Error = StartError;
-
-    fn banner(&self) -> Vec<String> {
-        vec![format!("warranty gRPC on {}", self.addr)]
-    }
-
-    async fn stop(self) -> Result<(), StartError> {
-        Running::stop(self).await
-    }
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
+    };
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
 }

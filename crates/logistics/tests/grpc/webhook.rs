@@ -55,7 +55,10 @@ const PATH: &str = "/v1/carriers/sandbox/events";
 #[tokio::test]
 async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
     let mut s = Server::start().await;
-    let addr = s.running.webhook_addr.unwrap();
+    let addr = s
+        .running
+        .endpoint(aftersales_logistics::server::WEBHOOK)
+        .unwrap();
     let created = s
         .client
         .create_shipment(new_shipment("order-hook"))

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use aftersales_core::Shutdown;
 use aftersales_eventstore::{AnyEventStore, EventStore};
-use aftersales_messaging::{LogConsumer, LogConsumerSettings, Shutdown};
+use aftersales_messaging::{LogConsumer, LogConsumerSettings};
 
 use crate::harness::{
     Effects, append_events, assert_exactly_once, effect_ids, fast_retry, postgres_store,

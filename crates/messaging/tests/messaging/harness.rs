@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use aftersales_core::{Shutdown, ShutdownTrigger};
 use aftersales_eventstore::{
     AnyEventStore, EventStore, ExpectedVersion, Metadata, NewEvent, StoreTransaction, StreamId,
     TransactionConnection,
 };
 use aftersales_messaging::{
     ConsumerSettings, Handler, HandlerError, InboundEvent, JetStreamConsumer, Names, Relay,
-    RelaySettings, RetryPolicy, Shutdown, ShutdownTrigger, StreamSettings, Subscription, connect,
-    ensure_service_stream,
+    RelaySettings, RetryPolicy, StreamSettings, Subscription, connect, ensure_service_stream,
 };
 use aftersales_testkit::{NatsServer, shared_postgres};
 use async_nats::jetstream;

@@ -223,7 +223,7 @@ async fn reactions_in_one_batch_that_move_the_same_stream_all_land_once() {
         .unwrap();
     // Appended before the consumer starts, so they arrive in full batches.
     let events = append_events(&p.producer, 300, 100).await;
-    let (stop, shutdown) = aftersales_messaging::Shutdown::new();
+    let (stop, shutdown) = aftersales_core::Shutdown::new();
     let running = tokio::spawn(async move { consumer.run(shutdown).await });
     let tally = StreamId::parse("tally").unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -54,17 +54,25 @@ async fn nothing_is_lost_or_doubled_when_nats_server_is_killed_twice() {
     p.stop().await;
 }
 
-/// The `aftersales-relay` binary, killed with SIGKILL when dropped.
+/// Set in the relay process: the value is `<database url> <nats url>`.
+const RELAY_CHILD: &str = "AFTERSALES_TEST_RELAY_CHILD";
+
+/// The relay as a process of its own, killed with SIGKILL when dropped: this test
+/// binary again, running only [`relay_process`].
 struct RelayProcess(Child);
 
 impl RelayProcess {
     fn start(database_url: &str, nats_url: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_aftersales-relay"))
-            .env("DATABASE_URL", database_url)
-            .env("NATS_URL", nats_url)
-            .env("AFTERSALES_REGION", REGION)
-            .env("AFTERSALES_SERVICE", SOURCE)
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "relay::relay_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(RELAY_CHILD, format!("{database_url} {nats_url}"))
             .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         Self(child)
@@ -74,6 +82,31 @@ impl RelayProcess {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
     }
+}
+
+/// The body of [`RelayProcess`]: relays the producer's log until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the relay process the crash tests start and kill; not a test by itself"]
+async fn relay_process() {
+    let setting = std::env::var(RELAY_CHILD).expect("started by RelayProcess");
+    let (database_url, nats_url) = setting.split_once(' ').unwrap();
+    let store = AnyEventStore::connect(database_url).await.unwrap();
+    let js = aftersales_messaging::connect(nats_url, "test-relay")
+        .await
+        .unwrap();
+    aftersales_messaging::ensure_service_stream(&js, &names(), SOURCE, &StreamSettings::default())
+        .await
+        .unwrap();
+    let relay = Relay::new(
+        store,
+        js,
+        names(),
+        SOURCE,
+        RelaySettings::default(),
+        &StreamSettings::default(),
+    )
+    .unwrap();
+    relay.run(aftersales_core::Shutdown::never()).await;
 }
 
 impl Drop for RelayProcess {

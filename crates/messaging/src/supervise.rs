@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-pub use aftersales_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use aftersales_core::Shutdown;
 use tokio::time::Instant;
 
 use crate::consumer::RetryPolicy;
