@@ -299,9 +299,90 @@ impl fmt::Display for Money {
     }
 }
 
+/// The ids objects are known by: 1 to 64 ASCII letters, digits, `-`, `_`, `.`, `:`
+/// or `@`, surrounding blanks dropped. Ids the platform makes are UUIDs; ids people
+/// choose (a service center's) keep to the same characters.
+fn parse_id(field: &'static str, value: &str) -> Result<String, ParseError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ParseError::new(field, "is required"));
+    }
+    if value.len() > 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+    {
+        return Err(ParseError::new(
+            field,
+            "must be 1 to 64 letters, digits, '-', '_', '.', ':' or '@'",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $type:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $type(String);
+
+        impl $type {
+            pub fn parse(field: &'static str, value: &str) -> Result<Self, ParseError> {
+                parse_id(field, value).map(Self)
+            }
+        }
+
+        string_value!($type, $field);
+    };
+}
+
+id_type!(
+    /// A repair order.
+    OrderId,
+    "order_id"
+);
+id_type!(
+    /// A parcel.
+    ShipmentId,
+    "shipment_id"
+);
+id_type!(
+    /// A service center, chosen by whoever adds it (`sc-berlin-01`).
+    CenterId,
+    "service_center_id"
+);
+id_type!(
+    /// One message to a customer.
+    NotificationId,
+    "notification_id"
+);
+id_type!(
+    /// A customer, as the services know them.
+    CustomerId,
+    "customer_id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_keep_to_one_alphabet_and_name_their_field() {
+        assert_eq!(
+            OrderId::parse("order_id", " 0192a4b0-7c1e-7000-8000-000000000001 ")
+                .unwrap()
+                .as_str(),
+            "0192a4b0-7c1e-7000-8000-000000000001"
+        );
+        assert!(CenterId::parse("center.id", "sc-berlin-01").is_ok());
+        assert!(CustomerId::parse("customer_id", "anna@example.com").is_ok());
+        for bad in ["", "  ", "a b", "a/b", "ta\tb", "ü", &"x".repeat(65)] {
+            let error = ShipmentId::parse("shipment_id", bad).unwrap_err();
+            assert_eq!(error.field, "shipment_id", "{bad:?}");
+        }
+        let decoded: Result<NotificationId, _> = serde_json::from_str("\"a b\"");
+        assert!(decoded.unwrap_err().to_string().contains("notification_id"));
+    }
 
     #[test]
     fn imeis_need_fifteen_digits_and_their_check_digit() {

@@ -1,6 +1,7 @@
 //! `aftersales.logistics.v1.LogisticsService` over the use cases in [`crate::app`].
 
 use aftersales_core::Error;
+use aftersales_core::types::{OrderId, ShipmentId};
 use aftersales_eventstore::CommandContext;
 use aftersales_proto::logistics as pb;
 use aftersales_proto::logistics::logistics_service_server::LogisticsService;
@@ -46,6 +47,14 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     } else {
         Ok(value)
     }
+}
+
+fn shipment_id(value: &str) -> Result<ShipmentId, Status> {
+    ShipmentId::parse("shipment_id", value).map_err(|e| status(e.into()))
+}
+
+fn order_id(value: &str) -> Result<OrderId, Status> {
+    OrderId::parse("repair_order_id", value).map_err(|e| status(e.into()))
 }
 
 #[tonic::async_trait]
@@ -96,16 +105,20 @@ impl LogisticsService for LogisticsApi {
     }
 
     async fn get_shipment(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Shipment> {
-        let id = required("shipment_id", &request.get_ref().shipment_id)?;
-        shipment_answer(self.app.shipment(id).await)
+        let id = shipment_id(&request.get_ref().shipment_id)?;
+        shipment_answer(self.app.shipment(id.as_str()).await)
     }
 
     async fn list_shipments_by_repair(
         &self,
         request: Request<pb::ListShipmentsByRepairRequest>,
     ) -> Answer<pb::ListShipmentsResponse> {
-        let id = required("repair_order_id", &request.get_ref().repair_order_id)?;
-        let views = self.app.shipments_of_order(id).await.map_err(status)?;
+        let id = order_id(&request.get_ref().repair_order_id)?;
+        let views = self
+            .app
+            .shipments_of_order(id.as_str())
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ListShipmentsResponse {
             shipments: views.iter().map(shipment_to_proto).collect(),
         }))
@@ -115,8 +128,8 @@ impl LogisticsService for LogisticsApi {
         &self,
         request: Request<pb::ShipmentRef>,
     ) -> Answer<pb::TrackingTimeline> {
-        let id = required("shipment_id", &request.get_ref().shipment_id)?;
-        let view = self.app.shipment(id).await.map_err(status)?;
+        let id = shipment_id(&request.get_ref().shipment_id)?;
+        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
         let s = &view.state;
         Ok(Response::new(pb::TrackingTimeline {
             shipment_id: s.info.shipment_id.clone(),
@@ -184,13 +197,13 @@ impl LogisticsService for LogisticsApi {
     ) -> Answer<pb::Shipment> {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let id = required("shipment_id", &r.shipment_id)?;
-        shipment_answer(self.app.cancel(id, r.reason, &ctx).await)
+        let id = shipment_id(&r.shipment_id)?;
+        shipment_answer(self.app.cancel(id.as_str(), r.reason, &ctx).await)
     }
 
     async fn get_label(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Label> {
-        let id = required("shipment_id", &request.get_ref().shipment_id)?;
-        let view = self.app.shipment(id).await.map_err(status)?;
+        let id = shipment_id(&request.get_ref().shipment_id)?;
+        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
         let label = view
             .state
             .label
@@ -209,10 +222,10 @@ impl LogisticsService for LogisticsApi {
         &self,
         request: Request<pb::CustodyRequest>,
     ) -> Answer<pb::CustodyTimeline> {
-        let id = required("repair_order_id", &request.get_ref().repair_order_id)?;
-        let steps = self.app.custody(id).await.map_err(status)?;
+        let id = order_id(&request.get_ref().repair_order_id)?;
+        let steps = self.app.custody(id.as_str()).await.map_err(status)?;
         Ok(Response::new(pb::CustodyTimeline {
-            repair_order_id: id.to_owned(),
+            repair_order_id: id.to_string(),
             steps: steps
                 .into_iter()
                 .map(|s| pb::CustodyStep {
@@ -232,11 +245,11 @@ impl LogisticsService for LogisticsApi {
     ) -> Answer<pb::PlaySandboxScriptResponse> {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let id = required("shipment_id", &r.shipment_id)?;
+        let id = shipment_id(&r.shipment_id)?;
         if r.step_millis > 60_000 {
             return Err(invalid("step_millis", "must be at most 60000"));
         }
-        let view = self.app.shipment(id).await.map_err(status)?;
+        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
         let count = self
             .app
             .play_sandbox(&view, &r.script, r.step_millis, ctx)

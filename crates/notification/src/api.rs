@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use aftersales_core::types::{CustomerId, NotificationId};
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::notification as pb;
 use aftersales_proto::notification::notification_service_server::NotificationService;
@@ -31,23 +32,12 @@ impl NotificationApi {
     }
 }
 
-fn customer(value: &str) -> Result<&str, Status> {
-    let value = value.trim();
-    if value.is_empty() || value.len() > 100 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            "customer_id",
-            "is required: up to 100 printable characters",
-        ));
-    }
-    Ok(value)
+fn customer(value: &str) -> Result<CustomerId, Status> {
+    CustomerId::parse("customer_id", value).map_err(|e| status(e.into()))
 }
 
-fn notification_id(value: &str) -> Result<&str, Status> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(invalid("notification_id", "is required"));
-    }
-    Ok(value)
+fn notification_id(value: &str) -> Result<NotificationId, Status> {
+    NotificationId::parse("notification_id", value).map_err(|e| status(e.into()))
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -57,20 +47,25 @@ impl NotificationService for NotificationApi {
     async fn set_preferences(&self, request: Request<pb::Preferences>) -> Answer<pb::Preferences> {
         let ctx = self.context(&request)?;
         let p = request.into_inner();
-        let id = customer(&p.customer_id)?.to_owned();
+        let id = customer(&p.customer_id)?;
+        let id = id.as_str();
         let preferences = preferences_from_proto(p)?;
         let (saved, version) = self
             .app
-            .set_preferences(&id, preferences, &ctx)
+            .set_preferences(id, preferences, &ctx)
             .await
             .map_err(status)?;
-        Ok(Response::new(preferences_to_proto(&id, &saved, version)))
+        Ok(Response::new(preferences_to_proto(id, &saved, version)))
     }
 
     async fn get_preferences(&self, request: Request<pb::CustomerRef>) -> Answer<pb::Preferences> {
         let id = customer(&request.get_ref().customer_id)?;
-        let (p, version) = self.app.preferences(id).await.map_err(status)?;
-        Ok(Response::new(preferences_to_proto(id, &p, version)))
+        let (p, version) = self.app.preferences(id.as_str()).await.map_err(status)?;
+        Ok(Response::new(preferences_to_proto(
+            id.as_str(),
+            &p,
+            version,
+        )))
     }
 
     async fn list_notifications(
@@ -79,6 +74,7 @@ impl NotificationService for NotificationApi {
     ) -> Answer<pb::ListNotificationsResponse> {
         let r = request.into_inner();
         let id = customer(&r.customer_id)?;
+        let id = id.as_str();
         let size = match r.page_size {
             0 => 20,
             n @ 1..=100 => n,
@@ -113,6 +109,7 @@ impl NotificationService for NotificationApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let id = customer(&r.customer_id)?;
+        let id = id.as_str();
         if r.notification_ids.is_empty() || r.notification_ids.len() > 100 {
             return Err(invalid("notification_ids", "1 to 100 ids are required"));
         }
@@ -120,7 +117,7 @@ impl NotificationService for NotificationApi {
         for n in &r.notification_ids {
             if self
                 .app
-                .mark_read(id, notification_id(n)?, &ctx)
+                .mark_read(id, notification_id(n)?.as_str(), &ctx)
                 .await
                 .map_err(status)?
             {
@@ -137,7 +134,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<pb::CustomerRef>,
     ) -> Answer<Self::WatchNotificationsStream> {
-        let id = customer(&request.get_ref().customer_id)?.to_owned();
+        let id = customer(&request.get_ref().customer_id)?.to_string();
         let app = self.app.clone();
         let mut seen = app.inbox_head(&id).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -170,8 +167,8 @@ impl NotificationService for NotificationApi {
 
     async fn get_delivery(&self, request: Request<pb::NotificationRef>) -> Answer<pb::Delivery> {
         let id = notification_id(&request.get_ref().notification_id)?;
-        let (n, _) = self.app.notification(id).await.map_err(status)?;
-        Ok(Response::new(delivery_to_proto(id, &n)))
+        let (n, _) = self.app.notification(id.as_str()).await.map_err(status)?;
+        Ok(Response::new(delivery_to_proto(id.as_str(), &n)))
     }
 
     async fn resend_notification(
@@ -181,8 +178,12 @@ impl NotificationService for NotificationApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let id = notification_id(&r.notification_id)?;
-        let n = self.app.resend(id, r.reason, &ctx).await.map_err(status)?;
-        Ok(Response::new(delivery_to_proto(id, &n)))
+        let n = self
+            .app
+            .resend(id.as_str(), r.reason, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(delivery_to_proto(id.as_str(), &n)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `aftersales.repair.v1.RepairService` over gRPC.
 
 use aftersales_core::Error;
+use aftersales_core::types::{CenterId, CustomerId, OrderId};
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
@@ -39,7 +40,7 @@ impl RepairApi {
     ) -> Answer {
         let ctx = self.context(&request)?;
         let id = order_id(&request.get_ref().order_id)?;
-        answer(self.app.command(id, command(&ctx), &ctx).await)
+        answer(self.app.command(&id, command(&ctx), &ctx).await)
     }
 
     /// Who asks, as part of what: from the request's metadata.
@@ -48,13 +49,12 @@ impl RepairApi {
     }
 }
 
-fn order_id(id: &str) -> Result<&str, Status> {
-    let id = id.trim();
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(invalid("order_id", "1 to 64 letters, digits or '-'"));
-    }
-    Ok(id)
+fn order_id(id: &str) -> Result<OrderId, Status> {
+    OrderId::parse("order_id", id).map_err(|e| status(e.into()))
+}
+
+fn center_id(id: &str) -> Result<CenterId, Status> {
+    CenterId::parse("service_center_id", id).map_err(|e| status(e.into()))
 }
 
 fn fault(value: i32) -> Result<wpb::FaultCategory, Status> {
@@ -120,7 +120,9 @@ impl RepairService for RepairApi {
             order_id: ctx.derived_id(b"repair-order").to_string(),
             device,
             channel,
-            customer_id: r.customer_id,
+            customer_id: CustomerId::parse("customer_id", &r.customer_id)
+                .map_err(|e| status(e.into()))?
+                .to_string(),
             symptoms: r.symptoms,
             coverage: Coverage::Pending { why: String::new() },
         };
@@ -140,7 +142,7 @@ impl RepairService for RepairApi {
         };
         answer(
             self.app
-                .command(order_id(&r.order_id)?, command, &ctx)
+                .command(&order_id(&r.order_id)?, command, &ctx)
                 .await,
         )
     }
@@ -152,7 +154,7 @@ impl RepairService for RepairApi {
         answer(
             self.app
                 .diagnose(
-                    order_id(&r.order_id)?,
+                    &order_id(&r.order_id)?,
                     f,
                     f.as_str_name(),
                     r.fault_codes,
@@ -189,7 +191,7 @@ impl RepairService for RepairApi {
         };
         answer(
             self.app
-                .command(order_id(&r.order_id)?, command, &ctx)
+                .command(&order_id(&r.order_id)?, command, &ctx)
                 .await,
         )
     }
@@ -208,7 +210,7 @@ impl RepairService for RepairApi {
         let r = request.into_inner();
         answer(
             self.app
-                .start(order_id(&r.order_id)?, &r.technician, &ctx)
+                .start(&order_id(&r.order_id)?, &r.technician, &ctx)
                 .await,
         )
     }
@@ -223,7 +225,7 @@ impl RepairService for RepairApi {
         });
         answer(
             self.app
-                .command(order_id(&r.order_id)?, command, &ctx)
+                .command(&order_id(&r.order_id)?, command, &ctx)
                 .await,
         )
     }
@@ -234,7 +236,7 @@ impl RepairService for RepairApi {
         answer(
             self.app
                 .command(
-                    order_id(&r.order_id)?,
+                    &order_id(&r.order_id)?,
                     Command::RecordQc {
                         passed: r.passed,
                         notes: r.notes,
@@ -260,7 +262,7 @@ impl RepairService for RepairApi {
         answer(
             self.app
                 .command(
-                    order_id(&r.order_id)?,
+                    &order_id(&r.order_id)?,
                     Command::Cancel { reason: r.reason },
                     &ctx,
                 )
@@ -269,17 +271,17 @@ impl RepairService for RepairApi {
     }
 
     async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
-        answer(self.app.get(order_id(&request.get_ref().order_id)?).await)
+        answer(self.app.get(&order_id(&request.get_ref().order_id)?).await)
     }
 
     async fn get_repair_timeline(
         &self,
         request: Request<pb::OrderRef>,
     ) -> Result<Response<pb::RepairTimeline>, Status> {
-        let id = order_id(&request.get_ref().order_id)?.to_owned();
+        let id = order_id(&request.get_ref().order_id)?;
         let steps = self.app.timeline(&id).await.map_err(status)?;
         Ok(Response::new(pb::RepairTimeline {
-            order_id: id,
+            order_id: id.to_string(),
             steps: steps
                 .iter()
                 .map(|s| pb::TimelineStep {
@@ -304,7 +306,7 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::OrderRef>,
     ) -> Result<Response<Self::WatchRepairStream>, Status> {
-        let id = order_id(&request.get_ref().order_id)?.to_owned();
+        let id = order_id(&request.get_ref().order_id)?;
         let first = self.app.get(&id).await.map_err(status)?;
         let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
         let start = (self.app.clone(), id, Some(first), 0u64, false);
@@ -361,7 +363,7 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::GetCenterStatsRequest>,
     ) -> Result<Response<pb::CenterStats>, Status> {
-        let center = request.into_inner().service_center_id.trim().to_owned();
+        let center = center_id(&request.into_inner().service_center_id)?;
         let times = self.app.stage_times(&center).await.map_err(status)?;
         let stages = Stage::ALL
             .into_iter()
@@ -377,7 +379,7 @@ impl RepairService for RepairApi {
             })
             .collect();
         Ok(Response::new(pb::CenterStats {
-            service_center_id: center,
+            service_center_id: center.to_string(),
             stages,
         }))
     }
@@ -415,7 +417,7 @@ impl RepairService for RepairApi {
         let rows = self
             .app
             .orders_of_center(
-                r.service_center_id.trim(),
+                &center_id(&r.service_center_id)?,
                 stage_filter,
                 &r.page_token,
                 limit,
@@ -511,7 +513,7 @@ impl RepairService for RepairApi {
     ) -> Result<Response<pb::ServiceCenter>, Status> {
         let center = self
             .app
-            .center(request.get_ref().id.trim())
+            .center(&CenterId::parse("id", &request.get_ref().id).map_err(|e| status(e.into()))?)
             .await
             .map_err(status)?;
         Ok(Response::new(center_to_proto(&center)))

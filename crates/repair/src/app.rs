@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Error;
+use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, StreamId, projection,
     read_whole_stream,
@@ -71,13 +72,13 @@ impl Repairs {
 
     async fn run(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
         let handled = self
             .orders
-            .handle(&order_stream(order_id)?, &command, ctx)
+            .handle(&order_stream(order_id.as_str())?, &command, ctx)
             .await?;
         let state = handled
             .state
@@ -122,12 +123,12 @@ impl Repairs {
     }
 
     /// A center as every replica serves it: its last change, or its built-in entry.
-    pub async fn center(&self, id: &str) -> AppResult<ServiceCenter> {
-        if let Some(center) = projections::changed_center(&self.store, id).await? {
+    pub async fn center(&self, id: &CenterId) -> AppResult<ServiceCenter> {
+        if let Some(center) = projections::changed_center(&self.store, id.as_str()).await? {
             return Ok(center);
         }
         self.builtin_centers
-            .get(id)
+            .get(id.as_str())
             .cloned()
             .ok_or_else(|| DomainError::NotFound(format!("service center {id}")).into())
     }
@@ -153,7 +154,9 @@ impl Repairs {
         if let crate::domain::order::Channel::WalkIn { center_id } = channel
             && !center_id.trim().is_empty()
         {
-            let center = self.center(center_id).await?;
+            let center = self
+                .center(&CenterId::parse("service_center_id", center_id)?)
+                .await?;
             let today = ctx.now.date_naive();
             let booked = projections::bookings(&self.store, &center.id, today).await?;
             if center.next_available(today, &booked) != Some(today) {
@@ -166,7 +169,7 @@ impl Repairs {
                 )));
             }
         }
-        let id = order_id.clone();
+        let id = OrderId::parse("order_id", order_id)?;
         let asked = if reported == wpb::FaultCategory::Unspecified {
             wpb::FaultCategory::Mainboard
         } else {
@@ -184,7 +187,7 @@ impl Repairs {
     /// Diagnoses with warranty's final answer, which is required here.
     pub async fn diagnose(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         fault: wpb::FaultCategory,
         fault_name: &str,
         fault_codes: Vec<String>,
@@ -210,7 +213,7 @@ impl Repairs {
     /// Starts the repair; a covered repair records its claim with warranty first.
     pub async fn start(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         technician: &str,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
@@ -233,7 +236,7 @@ impl Repairs {
                 .unwrap_or(wpb::FaultCategory::Unspecified);
             let claim = wpb::RecordClaimRequest {
                 device_id: Some(DeviceId::from(&order.device)),
-                repair_order_id: order_id.to_owned(),
+                repair_order_id: order_id.to_string(),
                 fault_category: fault.into(),
                 under_legal_guarantee: false,
             };
@@ -252,7 +255,7 @@ impl Repairs {
 
     pub async fn command(
         &self,
-        order_id: &str,
+        order_id: &OrderId,
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
@@ -260,8 +263,8 @@ impl Repairs {
         self.run(order_id, command, ctx).await
     }
 
-    pub async fn get(&self, order_id: &str) -> AppResult<(OrderState, u64)> {
-        let loaded = self.orders.load(&order_stream(order_id)?).await?;
+    pub async fn get(&self, order_id: &OrderId) -> AppResult<(OrderState, u64)> {
+        let loaded = self.orders.load(&order_stream(order_id.as_str())?).await?;
         let state = loaded
             .state
             .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
@@ -273,15 +276,15 @@ impl Repairs {
     }
 
     /// Every step of an order (from the timeline projection).
-    pub async fn timeline(&self, order_id: &str) -> AppResult<Vec<projections::Step>> {
+    pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<projections::Step>> {
         self.get(order_id).await?;
-        Ok(projections::timeline(&self.store, order_id).await?)
+        Ok(projections::timeline(&self.store, order_id.as_str()).await?)
     }
 
     /// Per stage, every order's total seconds in it at `center`.
-    pub async fn stage_times(&self, center: &str) -> AppResult<BTreeMap<String, Vec<i64>>> {
+    pub async fn stage_times(&self, center: &CenterId) -> AppResult<BTreeMap<String, Vec<i64>>> {
         self.center(center).await?;
-        Ok(projections::stage_times(&self.store, center).await?)
+        Ok(projections::stage_times(&self.store, center.as_str()).await?)
     }
 
     /// Every order of a device, oldest first (from the order directory).
@@ -292,13 +295,16 @@ impl Repairs {
 
     pub async fn orders_of_center(
         &self,
-        center: &str,
+        center: &CenterId,
         stage: Option<&str>,
         after: &str,
         limit: i64,
     ) -> AppResult<Vec<OrderRow>> {
         self.center(center).await?;
-        Ok(projections::orders_of_center(&self.store, center, stage, after, limit).await?)
+        Ok(
+            projections::orders_of_center(&self.store, center.as_str(), stage, after, limit)
+                .await?,
+        )
     }
 
     /// Verifies the hash chain of every order of a device: the first break, if any,

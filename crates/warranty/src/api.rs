@@ -1,6 +1,7 @@
 //! `aftersales.warranty.v1.WarrantyService` over gRPC: requests checked and turned
 //! into use cases, answers and errors turned into the contract's messages and codes.
 
+use aftersales_core::types::CustomerId;
 use aftersales_eventstore::{CommandContext, StreamHead};
 use aftersales_proto::common::Money;
 use aftersales_proto::warranty as pb;
@@ -61,6 +62,10 @@ fn unhex(field: &str, text: &str) -> Result<[u8; 32], Status> {
 }
 
 /// The page size asked for, within 1..=500 (default 50).
+fn customer(field: &'static str, value: &str) -> Result<CustomerId, Status> {
+    CustomerId::parse(field, value).map_err(|e| status(e.into()))
+}
+
 fn page_size(requested: u32) -> i64 {
     i64::from(if requested == 0 {
         50
@@ -104,7 +109,7 @@ impl WarrantyService for WarrantyApi {
                 .map(|c| c.value.trim().to_ascii_uppercase())
                 .ok_or_else(|| invalid("country_of_purchase", "is required"))?,
             channel: channel(r.channel)?,
-            customer_id: r.customer_id,
+            customer_id: customer("customer_id", &r.customer_id)?.to_string(),
         };
         let state = self
             .app
@@ -128,13 +133,11 @@ impl WarrantyService for WarrantyApi {
         request: Request<pb::ListDevicesByCustomerRequest>,
     ) -> Result<Response<pb::ListDevicesByCustomerResponse>, Status> {
         let r = request.into_inner();
-        if r.customer_id.trim().is_empty() {
-            return Err(invalid("customer_id", "is required"));
-        }
+        let customer = customer("customer_id", &r.customer_id)?;
         let limit = page_size(r.page_size);
         let rows = self
             .app
-            .devices_of_customer(r.customer_id.trim(), &r.page_token, limit)
+            .devices_of_customer(customer.as_str(), &r.page_token, limit)
             .await
             .map_err(status)?;
         let next_page_token = if i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit {
@@ -269,7 +272,11 @@ impl WarrantyService for WarrantyApi {
         let key = device_key(r.device_id.as_ref())?;
         let state = self
             .app
-            .transfer(&key, &r.new_customer_id, &ctx)
+            .transfer(
+                &key,
+                customer("new_customer_id", &r.new_customer_id)?.as_str(),
+                &ctx,
+            )
             .await
             .map_err(status)?;
         Ok(Response::new(self.device_response(&state).await?))

@@ -240,6 +240,12 @@ async fn illegal_transitions_unknown_orders_and_bad_input_write_nothing() {
     let mut r = walk_in(&imei);
     r.channel = 0;
     cases.push((r, "channel"));
+    let mut r = walk_in(&imei);
+    r.customer_id = "ana lopez".into();
+    cases.push((r, "customer_id"));
+    let mut r = walk_in(&imei);
+    r.service_center_id = "sc/../paris".into();
+    cases.push((r, "service_center_id"));
     for (request, field) in cases {
         let (c, m) = code(p.r.open_repair(request).await);
         assert_eq!(c, Code::InvalidArgument, "{field}: {m}");
@@ -253,6 +259,15 @@ async fn illegal_transitions_unknown_orders_and_bad_input_write_nothing() {
         .await,
     );
     assert_eq!(c, Code::NotFound);
+    // Ids parse one way everywhere: the field is named, nothing is looked up.
+    let (c, m) = code(
+        p.r.get_repair(pb::OrderRef {
+            order_id: "no such/order".into(),
+        })
+        .await,
+    );
+    assert_eq!(c, Code::InvalidArgument, "{m}");
+    assert!(m.starts_with("order_id"), "{m}");
 
     // A quote's money: never negative, always an ISO 4217 currency.
     p.r.check_in_device(pb::CheckInDeviceRequest {

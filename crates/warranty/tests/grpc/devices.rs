@@ -131,6 +131,9 @@ async fn bad_input_gets_invalid_argument_naming_the_field_and_stores_nothing() {
     r.customer_id = "  ".into();
     cases.push((r, "customer_id"));
     let mut r = good.clone();
+    r.customer_id = "ana\nlopez".into();
+    cases.push((r, "customer_id"));
+    let mut r = good.clone();
     r.model = "x".repeat(5000);
     cases.push((r, "model"));
     for (request, field) in cases {
