@@ -1,6 +1,6 @@
 //! Backends for the suite, and raw SQL access for tamper tests.
 
-use aftersales_eventstore::{AnyEventStore, Metadata, NewEvent, StreamId};
+use aftersales_eventstore::{AnyEventStore, CommandContext, Metadata, NewEvent, StreamId};
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -117,4 +117,19 @@ pub fn events(n: usize) -> Vec<NewEvent> {
 
 pub fn stream(name: &str) -> StreamId {
     StreamId::parse(format!("{name}-{}", Uuid::now_v7().simple())).unwrap()
+}
+
+pub fn ctx(seconds: i64) -> CommandContext {
+    let m = metadata(seconds);
+    CommandContext {
+        command_id: None,
+        correlation_id: m.correlation_id,
+        causation_id: None,
+        traceparent: m.traceparent,
+        tracestate: None,
+        actor: m.actor,
+        region: m.region,
+        now: m.recorded_at,
+        request_fingerprint: None,
+    }
 }

@@ -1,0 +1,330 @@
+//! The command handler: deciding, retrying lost races, idempotency, upcasting, snapshots.
+
+use aftersales_eventstore::{
+    CommandHandler, EventStore, ExpectedVersion, HandleError, Snapshot, StoreError,
+};
+use uuid::Uuid;
+
+use crate::counter::{self, Counter};
+use crate::harness::{Backend, at, ctx, event, stream};
+
+pub async fn handler_decides_appends_and_refuses_without_writing(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("counter");
+    let error = handler
+        .handle(&s, &counter::Command::Reset, &ctx(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Domain(counter::Error::AlreadyZero)
+    ));
+    let error = handler
+        .handle(&s, &counter::Command::Add(0), &ctx(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Domain(counter::Error::ZeroAmount)
+    ));
+    assert_eq!(b.count().await, 0);
+
+    let done = handler
+        .handle(&s, &counter::Command::Add(5), &ctx(1))
+        .await
+        .unwrap();
+    assert_eq!(done.version, 1);
+    assert_eq!(done.state.total, 5);
+    assert_eq!(done.events, vec![counter::Event::Added { amount: 5 }]);
+    handler
+        .handle(&s, &counter::Command::Add(2), &ctx(2))
+        .await
+        .unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!(loaded.state.total, 7);
+    assert_eq!(loaded.version, 2);
+
+    let stored = b.store.read_stream(&s, 1, 10).await.unwrap();
+    assert_eq!(stored[0].event_type, "Added");
+    assert_eq!(stored[0].schema_version, 2);
+    assert_eq!(stored[1].metadata.actor, "staff:tech-7");
+}
+
+pub async fn handler_retries_a_lost_race_with_fresh_state(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone()).with_max_attempts(50);
+    let s = stream("contended");
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let handler = handler.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            handler.handle(&s, &counter::Command::Add(1), &ctx(i)).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!(loaded.state.total, 12, "no command lost to a race");
+    assert_eq!(loaded.version, 12);
+
+    // With a single attempt, losers report contention instead of retrying.
+    let strict = CommandHandler::<Counter, _>::new(b.store.clone()).with_max_attempts(1);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let handler = strict.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            handler.handle(&s, &counter::Command::Add(1), &ctx(i)).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(HandleError::Contention { attempts: 1, .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(ok >= 1);
+    assert_eq!(handler.load(&s).await.unwrap().state.total, 12 + ok);
+}
+
+pub async fn handler_writes_a_repeated_command_once(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("retry");
+    let mut context = ctx(0);
+    context.command_id = Some(Uuid::now_v7());
+    let first = handler
+        .handle(&s, &counter::Command::Add(3), &context)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    let again = handler
+        .handle(&s, &counter::Command::Add(3), &context)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert!(again.events.is_empty());
+    assert_eq!(again.state.total, 3);
+    assert_eq!(b.count().await, 1);
+    // The same command sent many times at once: written once, every answer the same.
+    let raced = stream("retry-race");
+    let mut racing = ctx(1);
+    racing.command_id = Some(Uuid::now_v7());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (handler, raced, racing) = (handler.clone(), raced.clone(), racing.clone());
+        tasks.push(tokio::spawn(async move {
+            handler
+                .handle(&raced, &counter::Command::Add(4), &racing)
+                .await
+        }));
+    }
+    let mut first_runs = 0;
+    for task in tasks {
+        let done = task.await.unwrap().unwrap();
+        assert_eq!((done.state.total, done.version), (4, 1));
+        if done.duplicate {
+            assert!(done.events.is_empty());
+        } else {
+            first_runs += 1;
+        }
+    }
+    assert_eq!(first_runs, 1);
+    assert_eq!(b.store.read_stream(&raced, 1, 10).await.unwrap().len(), 1);
+
+    // The same command id against another stream is a conflict, not a silent no-op.
+    let error = handler
+        .handle(&stream("elsewhere"), &counter::Command::Add(3), &context)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Store(StoreError::IdempotencyConflict { .. })
+    ));
+}
+
+pub async fn handler_loads_state_as_of_a_date(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("history");
+    for (day, amount) in [(0, 1), (10, 2), (20, 4)] {
+        handler
+            .handle(&s, &counter::Command::Add(amount), &ctx(day * 86_400))
+            .await
+            .unwrap();
+    }
+    let before = handler.load_as_of(&s, at(-1)).await.unwrap();
+    assert_eq!(before.version, 0);
+    let mid = handler.load_as_of(&s, at(15 * 86_400)).await.unwrap();
+    assert_eq!((mid.state.total, mid.version), (3, 2));
+    let exact = handler.load_as_of(&s, at(20 * 86_400)).await.unwrap();
+    assert_eq!(exact.state.total, 7);
+}
+
+pub async fn a_command_id_names_one_request(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("keyed");
+    let mut first = ctx(0);
+    first.command_id = Some(Uuid::new_v4());
+    first.request_fingerprint = Some([1; 32]);
+    let done = handler
+        .handle(&s, &counter::Command::Add(2), &first)
+        .await
+        .unwrap();
+    assert!(!done.duplicate);
+
+    // The same request again, a moment later: its earlier result, nothing written.
+    let mut retry = first.clone();
+    retry.now = at(5);
+    let again = handler
+        .handle(&s, &counter::Command::Add(2), &retry)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.state.total, 2);
+
+    // Another request under the same key, even to another stream: refused.
+    let mut reused = first.clone();
+    reused.request_fingerprint = Some([2; 32]);
+    for target in [&s, &stream("keyed-elsewhere")] {
+        let error = handler
+            .handle(target, &counter::Command::Add(5), &reused)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HandleError::Store(StoreError::CommandIdReused { .. })
+            ),
+            "{error:?}"
+        );
+    }
+    // The same inside a transaction, as reactions and multi-write commands use it.
+    let mut tx = b.store.begin().await.unwrap();
+    let error = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(5), &reused)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Store(StoreError::CommandIdReused { .. })
+    ));
+    let replayed = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(2), &retry)
+        .await
+        .unwrap();
+    assert!(replayed.duplicate);
+    tx.commit().await.unwrap();
+    assert_eq!(b.store.read_stream(&s, 1, 10).await.unwrap().len(), 1);
+    assert!(
+        b.store
+            .read_stream(&stream("keyed-elsewhere"), 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn upcasters_bring_old_events_to_the_current_shape(b: Backend) {
+    let s = stream("legacy");
+    // Written by an older release: v1 of Added had `n`.
+    let mut old = event("Added", r#"{"type":"Added","n":9}"#);
+    old.schema_version = 1;
+    b.store
+        .append(&s, ExpectedVersion::NoStream, vec![old])
+        .await
+        .unwrap();
+
+    // Read as stored, v1 is not today's shape; every reader decodes through the
+    // event type's upcasters instead.
+    let stored = b.store.read_stream(&s, 1, 10).await.unwrap();
+    assert!(serde_json::from_slice::<counter::Event>(&stored[0].payload).is_err());
+    assert_eq!(
+        stored[0].decode::<counter::Event>().unwrap(),
+        counter::Event::Added { amount: 9 }
+    );
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!(loaded.state.total, 9);
+
+    // A version no step leads from is refused, never guessed at.
+    let mut unknown = event("Added", r#"{"type":"Added","count":1}"#);
+    unknown.schema_version = 7;
+    let other = stream("legacy-unknown");
+    b.store
+        .append(&other, ExpectedVersion::NoStream, vec![unknown])
+        .await
+        .unwrap();
+    assert!(matches!(
+        handler.load(&other).await.unwrap_err(),
+        HandleError::Codec(_)
+    ));
+    // The stored bytes are untouched: the chain still verifies.
+    assert!(b.store.verify_stream(&s, None).await.unwrap().is_intact());
+}
+
+pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone()).with_snapshots_every(10);
+    let s = stream("long");
+    for i in 0..25 {
+        handler
+            .handle(&s, &counter::Command::Add(1), &ctx(i))
+            .await
+            .unwrap();
+    }
+    let snapshot = b.store.load_snapshot(&s).await.unwrap().unwrap();
+    assert_eq!(snapshot.stream_version, 20);
+    let state: counter::State = serde_json::from_slice(&snapshot.payload).unwrap();
+    assert_eq!(state.total, 20);
+    assert_eq!(handler.load(&s).await.unwrap().state.total, 25);
+
+    // Prove the snapshot is what loading starts from: plant a distinguishable one.
+    let planted = counter::State {
+        total: 1000,
+        additions: 20,
+    };
+    b.store
+        .save_snapshot(&Snapshot {
+            payload: serde_json::to_vec(&planted).unwrap(),
+            ..snapshot.clone()
+        })
+        .await
+        .unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!((loaded.state.total, loaded.version), (1005, 25));
+
+    // An older snapshot never replaces a newer one.
+    b.store
+        .save_snapshot(&Snapshot {
+            stream_version: 10,
+            ..snapshot.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store
+            .load_snapshot(&s)
+            .await
+            .unwrap()
+            .unwrap()
+            .stream_version,
+        20
+    );
+
+    // A snapshot of another state shape is ignored: rebuilt from events.
+    b.store
+        .save_snapshot(&Snapshot {
+            schema_version: 99,
+            stream_version: 21,
+            ..snapshot
+        })
+        .await
+        .unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!((loaded.state.total, loaded.version), (25, 25));
+
+    // Handlers without snapshots always fold from the start.
+    let plain = CommandHandler::<Counter, _>::new(b.store.clone());
+    assert_eq!(plain.load(&s).await.unwrap().state.total, 25);
+}

@@ -1,0 +1,13 @@
+//! The tests every backend must pass. Each takes a fresh, empty backend.
+
+mod append;
+mod chain;
+mod handler;
+mod read_models;
+mod transaction;
+
+pub use append::*;
+pub use chain::*;
+pub use handler::*;
+pub use read_models::*;
+pub use transaction::*;

@@ -1,0 +1,199 @@
+//! Projections and the state cache.
+
+use std::time::Duration;
+
+use aftersales_eventstore::{CommandHandler, EventStore, ExpectedVersion, StoreError};
+
+use crate::counter::{self, Counter};
+use crate::harness::{Backend, ctx, events, stream};
+
+/// Counts events per stream into `projected`.
+struct PerStream;
+
+impl aftersales_eventstore::Projection for PerStream {
+    fn name(&self) -> &'static str {
+        "per-stream"
+    }
+
+    async fn apply(
+        &self,
+        event: &aftersales_eventstore::RecordedEvent,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), StoreError> {
+        use aftersales_eventstore::TransactionConnection;
+        let sql = "INSERT INTO projected (stream_id, n) VALUES ($1, 1) \
+                   ON CONFLICT (stream_id) DO UPDATE SET n = projected.n + 1";
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                sqlx::query(sql)
+                    .bind(event.stream_id.as_str())
+                    .execute(c)
+                    .await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                sqlx::query(sql)
+                    .bind(event.stream_id.as_str().to_owned())
+                    .execute(c)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(
+        &self,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), StoreError> {
+        use aftersales_eventstore::TransactionConnection;
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                sqlx::query("DELETE FROM projected").execute(c).await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                sqlx::query("DELETE FROM projected").execute(c).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
+    use aftersales_eventstore::projection;
+    b.exec("CREATE TABLE projected (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .await;
+    let streams = [stream("a"), stream("b"), stream("c")];
+    for s in &streams {
+        b.store
+            .append(s, ExpectedVersion::NoStream, events(400))
+            .await
+            .unwrap();
+    }
+    // On PostgreSQL another test's transaction anywhere in the cluster can hold
+    // new events back for a moment (the follower's horizon), so catch up until
+    // everything has been seen.
+    async fn settle(store: &aftersales_eventstore::AnyEventStore, expected: u64) -> Vec<u64> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut read = 0;
+        let mut reported = Vec::new();
+        while read < expected {
+            let mut batch = Vec::new();
+            read += projection::catch_up(store, &PerStream, |n| batch.push(n))
+                .await
+                .unwrap();
+            reported.extend(batch);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{read} of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(read, expected, "nothing applied twice");
+        reported
+    }
+    let reported = settle(&b.store, 1200).await;
+    assert!(
+        reported.len() >= 3,
+        "progress after each batch of 500: {reported:?}"
+    );
+    assert!(reported.windows(2).all(|w| w[0] < w[1] || w[1] <= 500));
+    // Nothing new: nothing applied twice.
+    assert_eq!(
+        projection::catch_up(&b.store, &PerStream, |_| {})
+            .await
+            .unwrap(),
+        0
+    );
+    b.store
+        .append(&streams[0], ExpectedVersion::Exact(400), events(1))
+        .await
+        .unwrap();
+    settle(&b.store, 1).await;
+    let total = |b: &Backend| {
+        let store = b.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let sql = "SELECT CAST(SUM(n) AS BIGINT) FROM projected";
+            let n: i64 = match tx.connection() {
+                aftersales_eventstore::TransactionConnection::Postgres(c) => {
+                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+                }
+                aftersales_eventstore::TransactionConnection::Sqlite(c) => {
+                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
+                }
+            };
+            n
+        }
+    };
+    assert_eq!(total(&b).await, 1201);
+    assert_eq!(
+        projection::rebuild(&b.store, &PerStream, |_| {})
+            .await
+            .unwrap(),
+        1201
+    );
+    assert_eq!(total(&b).await, 1201);
+}
+
+pub async fn state_cache_drops_streams_the_log_moves_on(b: Backend) {
+    use aftersales_eventstore::StateCache;
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let cache = std::sync::Arc::new(StateCache::<Counter>::new(100));
+    let s = stream("cached");
+    handler
+        .handle(&s, &counter::Command::Add(1), &ctx(1))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (cache, store) = (cache.clone(), b.store.clone());
+        tokio::spawn(async move {
+            cache
+                .follow(&store, Duration::from_millis(20), async {
+                    let _ = stopped.await;
+                })
+                .await;
+        })
+    };
+    // Let the follower find the log's end before the writes below.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cache.load(&handler, &s).await.unwrap().state.total, 1);
+
+    // A cache nobody invalidates shows that reads are served from memory.
+    let unfollowed = StateCache::<Counter>::new(100);
+    assert_eq!(unfollowed.load(&handler, &s).await.unwrap().state.total, 1);
+
+    // Another process writes: the cached state is dropped once the log shows it.
+    let other = CommandHandler::<Counter, _>::new(b.another_process().await);
+    other
+        .handle(&s, &counter::Command::Add(2), &ctx(2))
+        .await
+        .unwrap();
+    assert_eq!(unfollowed.load(&handler, &s).await.unwrap().state.total, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let total = cache.load(&handler, &s).await.unwrap().state.total;
+        if total == 3 {
+            break;
+        }
+        assert_eq!(total, 1, "either the old state or the new one");
+        assert!(tokio::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // This process writes and forgets: the next read is fresh at once.
+    handler
+        .handle(&s, &counter::Command::Add(4), &ctx(3))
+        .await
+        .unwrap();
+    cache.forget(&s);
+    assert_eq!(cache.load(&handler, &s).await.unwrap().state.total, 7);
+    // A stream with no events is not kept.
+    let empty = stream("empty");
+    assert_eq!(cache.load(&handler, &empty).await.unwrap().version, 0);
+    handler
+        .handle(&empty, &counter::Command::Add(5), &ctx(4))
+        .await
+        .unwrap();
+    assert_eq!(cache.load(&handler, &empty).await.unwrap().version, 1);
+    stop.send(()).unwrap();
+    follower.await.unwrap();
+}
