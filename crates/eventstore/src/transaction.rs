@@ -169,6 +169,29 @@ impl StoreTransaction {
         }
     }
 
+    /// Forgets the idempotency keys first used before `recorded_before`; how many.
+    ///
+    /// A retry that late with another body under a forgotten key is still refused:
+    /// the ids it derives from the key name events and streams that exist.
+    pub async fn forget_command_keys(
+        &mut self,
+        recorded_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let deleted = match &mut self.inner {
+            Inner::Postgres(tx) => sqlx::query("DELETE FROM command_keys WHERE recorded_at < $1")
+                .bind(recorded_before)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Inner::Sqlite(tx) => sqlx::query("DELETE FROM command_keys WHERE recorded_at < ?1")
+                .bind(recorded_before.timestamp_micros())
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        };
+        Ok(deleted)
+    }
+
     /// The stored event with this id, as this transaction sees it.
     pub async fn event_by_id(
         &mut self,

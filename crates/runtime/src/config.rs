@@ -32,6 +32,10 @@ pub struct Common {
     /// Log as JSON lines.
     #[arg(long, env = "AFTERSALES_LOG_JSON")]
     pub log_json: bool,
+    /// Days an `x-command-id` stays bound to its request; older keys are
+    /// forgotten (a retry that late still finds its events).
+    #[arg(long, env = "AFTERSALES_COMMAND_KEY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub command_key_days: u32,
     /// Where the service reads the time: the system's, or a test's manual clock.
     #[arg(skip = SystemClock::shared())]
     pub clock: SharedClock,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::{Shutdown, ShutdownTrigger};
-use aftersales_eventstore::{AnyEventStore, Projections, StoreError, projection};
+use aftersales_eventstore::{AnyEventStore, EventStore as _, Projections, StoreError, projection};
 use aftersales_messaging::{
     AnyHandler, Bus, ConfigError, Handler, LogConsumer, LogConsumerSettings, MessagingError,
     Reaction, StreamSettings, Subscription, Translate,
@@ -271,7 +271,12 @@ pub async fn run(
     };
     let projections = (description.projections)(&store);
     let drain = Duration::from_secs(common.drain_grace_seconds);
-    let tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
+    let mut tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
+    tasks.push(Box::pin(forget_command_keys(
+        store.clone(),
+        common.clone(),
+        shutdown.clone(),
+    )));
     let background_store = store.clone();
     let background = Background::spawn(trigger, async move {
         let projecting =
@@ -311,6 +316,28 @@ pub async fn run(
         publishes,
         background,
     })
+}
+
+/// Forgets idempotency keys older than `command_key_days`, hourly.
+async fn forget_command_keys(store: AnyEventStore, common: Common, mut shutdown: Shutdown) {
+    let keep = chrono::Duration::days(i64::from(common.command_key_days));
+    loop {
+        let forgotten = async {
+            let mut tx = store.begin().await?;
+            let n = tx.forget_command_keys(common.clock.now() - keep).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(n)
+        };
+        match forgotten.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "old idempotency keys forgotten"),
+            Err(error) => tracing::warn!(%error, "forgetting old idempotency keys failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            () = shutdown.requested() => return,
+        }
+    }
 }
 
 /// How often read models look for new events.

@@ -53,6 +53,7 @@ conformance!(
     handler_loads_state_as_of_a_date,
     upcasters_bring_old_events_to_the_current_shape,
     a_command_id_names_one_request,
+    forgotten_command_keys_still_name_their_first_request,
     snapshots_are_used_and_ignored_when_outdated,
     stores_in_two_processes_never_overwrite_each_other,
     transaction_commits_events_and_checkpoint_together,

@@ -646,3 +646,82 @@ async fn register_device_retried_with_its_command_id_registers_once() {
     assert_eq!(s.events().await, events);
     s.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn idempotency_keys_are_forgotten_after_their_days_and_retries_still_write_once() {
+    use aftersales_runtime::request::with_command_id;
+    let database_url = aftersales_testkit::shared_postgres()
+        .create_database()
+        .unwrap();
+    let clock = aftersales_core::ShiftedClock::new();
+    let config = || aftersales_warranty::server::Config {
+        common: aftersales_runtime::config::Common {
+            clock: clock.shared(),
+            ..aftersales_runtime::config::Common::test(database_url.clone())
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..aftersales_warranty::server::Config::default()
+    };
+    let keys = |running: &aftersales_warranty::server::Running| {
+        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
+            panic!("PostgreSQL");
+        };
+        let pool = pg.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM command_keys")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let imei = fresh_imei();
+    let command_id = uuid::Uuid::new_v4();
+    let request = || {
+        with_command_id(
+            registration(&imei, "DE", &days_ago(3), "cust-1"),
+            command_id,
+        )
+    };
+    let running = aftersales_warranty::server::start(config()).await.unwrap();
+    let mut client = pb::warranty_service_client::WarrantyServiceClient::connect(format!(
+        "http://{}",
+        running.addr
+    ))
+    .await
+    .unwrap();
+    let first = client
+        .register_device(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(keys(&running).await, 1);
+    running.stop().await.unwrap();
+
+    // 31 days on, the next start forgets the key (30 days by default)...
+    clock.advance(chrono::Duration::days(31));
+    let running = aftersales_warranty::server::start(config()).await.unwrap();
+    aftersales_testkit::eventually(|| keys(&running), |n| *n == 0).await;
+    // ...and a retry that late is still the same registration, written once.
+    let mut client = pb::warranty_service_client::WarrantyServiceClient::connect(format!(
+        "http://{}",
+        running.addr
+    ))
+    .await
+    .unwrap();
+    let again = client
+        .register_device(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
+        panic!("PostgreSQL");
+    };
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+    running.stop().await.unwrap();
+}

@@ -328,3 +328,61 @@ pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
     let plain = CommandHandler::<Counter, _>::new(b.store.clone());
     assert_eq!(plain.load(&s).await.unwrap().state.total, 25);
 }
+
+pub async fn forgotten_command_keys_still_name_their_first_request(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let s = stream("forgotten");
+    let mut old = ctx(0);
+    old.command_id = Some(Uuid::new_v4());
+    old.request_fingerprint = Some([1; 32]);
+    handler
+        .handle(&s, &counter::Command::Add(2), &old)
+        .await
+        .unwrap();
+    let mut recent = ctx(100);
+    recent.command_id = Some(Uuid::new_v4());
+    recent.request_fingerprint = Some([2; 32]);
+    handler
+        .handle(&s, &counter::Command::Add(3), &recent)
+        .await
+        .unwrap();
+
+    let mut tx = b.store.begin().await.unwrap();
+    assert_eq!(tx.forget_command_keys(at(50)).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+
+    // The kept key still refuses another body.
+    let mut reused = recent.clone();
+    reused.request_fingerprint = Some([9; 32]);
+    let error = handler
+        .handle(&s, &counter::Command::Add(7), &reused)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        HandleError::Store(StoreError::CommandIdReused { .. })
+    ));
+    // The forgotten one: its retry still finds its events, and another body under
+    // it still cannot write, through the event ids the key derives.
+    let retried = handler
+        .handle(&s, &counter::Command::Add(2), &old)
+        .await
+        .unwrap();
+    assert!(retried.duplicate, "{retried:?}");
+    let mut late = old.clone();
+    late.request_fingerprint = Some([8; 32]);
+    let error = handler
+        .handle(&s, &counter::Command::Add(7), &late)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            HandleError::Store(
+                StoreError::IdempotencyConflict { .. } | StoreError::CommandIdReused { .. }
+            )
+        ),
+        "{error:?}"
+    );
+    assert_eq!(b.store.read_stream(&s, 1, 10).await.unwrap().len(), 2);
+}
