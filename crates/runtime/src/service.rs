@@ -244,13 +244,7 @@ pub async fn run(
         .map_err(StartError::Config)?;
     let messaging = match common.nats_url() {
         Some(url) => {
-            let bus = Bus::connect(
-                url,
-                &common.region,
-                description.name,
-                StreamSettings::with_replicas(common.stream_replicas),
-            )
-            .await?;
+            let bus = bus(description, common, url).await?;
             let relay = publishes
                 .clone()
                 .map(|translate| bus.relay(store.clone(), translate))
@@ -385,15 +379,20 @@ pub async fn relay(
         ));
     };
     let store = common.open_store(description.name).await?;
-    let bus = Bus::connect(
+    let bus = bus(description, common, url).await?;
+    bus.relay(store, publishes())?.run(shutdown).await;
+    Ok(())
+}
+
+/// The service's connection to JetStream, its stream provisioned.
+async fn bus(description: &Description, common: &Common, url: &str) -> Result<Bus, StartError> {
+    Ok(Bus::connect(
         url,
         &common.region,
         description.name,
         StreamSettings::with_replicas(common.stream_replicas),
     )
-    .await?;
-    bus.relay(store, publishes())?.run(shutdown).await;
-    Ok(())
+    .await?)
 }
 
 /// Services in one process without a broker: each one's consumers read the
