@@ -1,0 +1,205 @@
+//! An OpenID Connect issuer's public face: ES256 signing keys, the discovery and
+//! JWKS documents served over HTTP, and tokens signed with the newest key. What
+//! the embedded platform and the tests issue tokens with; services verify them
+//! exactly as they verify an external provider's.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use serde_json::{Value, json};
+
+use crate::principal::Principal;
+use crate::verify::{CENTERS_CLAIM, ON_BEHALF_OF_CLAIM, ROLE_CLAIM};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("generating a signing key: {0}")]
+    Key(String),
+    #[error("signing: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error("serving the issuer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A P-256 key pair and its id (the RFC 7638 thumbprint of its public key).
+pub struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    x: String,
+    y: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn generate() -> Result<Self, IssuerError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| IssuerError::Key(e.to_string()))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|e| IssuerError::Key(e.to_string()))?;
+        // Uncompressed point: 0x04, then x and y.
+        let point = pair.public_key().as_ref();
+        let (x, y) = point
+            .get(1..33)
+            .zip(point.get(33..65))
+            .ok_or_else(|| IssuerError::Key("unexpected public key".into()))?;
+        let (x, y) = (URL_SAFE_NO_PAD.encode(x), URL_SAFE_NO_PAD.encode(y));
+        let thumbprint = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA256, thumbprint.as_bytes()).as_ref());
+        Ok(Self {
+            kid,
+            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            x,
+            y,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> Value {
+        json!({"kty": "EC", "crv": "P-256", "x": self.x, "y": self.y, "kid": self.kid, "use": "sig", "alg": "ES256"})
+    }
+
+    /// `claims` signed as an ES256 JWT under this key's id.
+    pub fn sign(&self, claims: &Value) -> Result<String, IssuerError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+}
+
+/// An issuer on an HTTP address: `/.well-known/openid-configuration` and
+/// `/jwks.json`, signing with the newest of its keys and publishing them all.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    url: String,
+    keys: Arc<RwLock<Vec<SigningKey>>>,
+}
+
+impl Issuer {
+    /// Serves on `listen` (port 0 picks one) until the process ends or `stop`
+    /// resolves.
+    pub async fn serve(
+        listen: SocketAddr,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Self, IssuerError> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let issuer = Self {
+            url: format!("http://{addr}"),
+            keys: Arc::new(RwLock::new(vec![SigningKey::generate()?])),
+        };
+        let discovery = json!({
+            "issuer": issuer.url,
+            "jwks_uri": format!("{}/jwks.json", issuer.url),
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["code"],
+        });
+        let keys = Arc::clone(&issuer.keys);
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let discovery = discovery.clone();
+                    async move { axum::Json(discovery) }
+                }),
+            )
+            .route(
+                "/jwks.json",
+                axum::routing::get(move || {
+                    let published: Vec<Value> = keys
+                        .read()
+                        .map(|keys| keys.iter().map(SigningKey::jwk).collect())
+                        .unwrap_or_default();
+                    async move { axum::Json(json!({ "keys": published })) }
+                }),
+            );
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(%error, "the token issuer stopped");
+            }
+        });
+        Ok(issuer)
+    }
+
+    /// The issuer URL tokens name in `iss`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new signing key; the old ones stay published, so tokens they signed
+    /// verify until they expire.
+    pub fn rotate(&self) -> Result<(), IssuerError> {
+        let key = SigningKey::generate()?;
+        if let Ok(mut keys) = self.keys.write() {
+            keys.push(key);
+        }
+        Ok(())
+    }
+
+    /// `claims` signed with the newest key.
+    pub fn sign(&self, claims: &Value) -> Result<String, IssuerError> {
+        let keys = self
+            .keys
+            .read()
+            .map_err(|_| IssuerError::Key("the key list is poisoned".into()))?;
+        keys.last()
+            .ok_or_else(|| IssuerError::Key("no signing key".into()))?
+            .sign(claims)
+    }
+
+    /// An access token for `principal`, for `audience`, valid for `lifetime`.
+    pub fn token(
+        &self,
+        principal: &Principal,
+        audience: &str,
+        lifetime: Duration,
+    ) -> Result<String, IssuerError> {
+        self.sign(&self.claims(principal, audience, lifetime))
+    }
+
+    /// The claims [`Issuer::token`] signs, for a caller that alters them.
+    pub fn claims(&self, principal: &Principal, audience: &str, lifetime: Duration) -> Value {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut claims = json!({
+            "iss": self.url,
+            "aud": audience,
+            "sub": principal.subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime.as_secs(),
+            ROLE_CLAIM: principal.role.as_str(),
+        });
+        if !principal.centers.is_empty() {
+            claims[CENTERS_CLAIM] = json!(principal.centers);
+        }
+        if let Some(customer) = &principal.on_behalf_of {
+            claims[ON_BEHALF_OF_CLAIM] = json!(customer);
+        }
+        claims
+    }
+}
