@@ -69,6 +69,10 @@ def check_compose(doc):
         env = s.get("environment", {})
         require(env.get("DATABASE_URL", "").endswith(f"/{name}"), f"compose: {name} has its own database")
         require("OTEL_EXPORTER_OTLP_ENDPOINT" in env, f"compose: {name} exports spans")
+        require(
+            ("AFTERSALES_OIDC_ISSUER" in env) != (env.get("AFTERSALES_ALLOW_UNAUTHENTICATED") == "true"),
+            f"compose: {name} needs an OIDC issuer, or unauthenticated calls stated (not both)",
+        )
     require(
         services["repair"]["depends_on"].get("warranty", {}).get("condition") == "service_healthy",
         "compose: repair must wait for a healthy warranty",
@@ -93,6 +97,12 @@ def check_overlay(objects, name):
     require(len(configs) == 1, f"{name}: one aftersales ConfigMap")
     region = configs[0]["data"]["AFTERSALES_REGION"]
     require(region not in ("", "unset"), f"{name}: the region is not set")
+    issuer = configs[0]["data"].get("AFTERSALES_OIDC_ISSUER", "")
+    require(issuer.startswith("https://"), f"{name}: calls must be authenticated by an https OIDC issuer")
+    require(
+        "AFTERSALES_ALLOW_UNAUTHENTICATED" not in configs[0]["data"],
+        f"{name}: unauthenticated calls are for development machines only",
+    )
     deployments = by_kind(objects, "Deployment")
     budgets = by_kind(objects, "PodDisruptionBudget")
     secrets = by_kind(objects, "Secret")
@@ -112,6 +122,10 @@ def check_overlay(objects, name):
             f"{name}: {service} needs cpu and memory requests and a memory limit",
         )
         env = {e["name"]: e for e in container.get("env", [])}
+        require(
+            "AFTERSALES_ALLOW_UNAUTHENTICATED" not in env,
+            f"{name}: {service} must not take unauthenticated calls",
+        )
         grace = int(env["AFTERSALES_DRAIN_GRACE_SECONDS"]["value"])
         require(
             pod.get("terminationGracePeriodSeconds", 30) > grace + DRAIN_SECONDS,
@@ -166,6 +180,11 @@ def main(paths):
         must_fail(lambda b: check_overlay(b, path), broken, "overlay (no readiness probe)")
         broken = [o for o in copy.deepcopy(objects) if not (o and o.get("kind") == "PodDisruptionBudget")]
         must_fail(lambda b: check_overlay(b, path), broken, "overlay (no disruption budgets)")
+        broken = copy.deepcopy(objects)
+        for o in broken:
+            if o and o.get("kind") == "ConfigMap" and "AFTERSALES_OIDC_ISSUER" in o.get("data", {}):
+                del o["data"]["AFTERSALES_OIDC_ISSUER"]
+        must_fail(lambda b: check_overlay(b, path), broken, "overlay (no OIDC issuer)")
         print(f"{path}: valid")
     if paths:
         require(len(regions) == len(paths), "every overlay is its own region")

@@ -161,6 +161,10 @@ impl Platform {
                 ("DATABASE_URL".to_owned(), db.to_owned()),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
+                (
+                    "AFTERSALES_ALLOW_UNAUTHENTICATED".to_owned(),
+                    "true".to_owned(),
+                ),
             ]
             .into_iter()
             .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))

@@ -18,6 +18,7 @@ async fn the_relay_alone_publishes_the_public_contract_and_never_private_events(
         vec![
             ("DATABASE_URL".into(), database.clone()),
             ("AFTERSALES_REGION".into(), "e2e".into()),
+            ("AFTERSALES_ALLOW_UNAUTHENTICATED".into(), "true".into()),
         ],
     );
     let channel = tonic::transport::Endpoint::from_shared(warranty.url())

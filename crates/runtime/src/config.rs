@@ -32,6 +32,18 @@ pub struct Common {
     /// Log as JSON lines.
     #[arg(long, env = "AFTERSALES_LOG_JSON")]
     pub log_json: bool,
+    /// The OpenID Connect issuer whose tokens callers present, e.g.
+    /// `https://login.example.com/realms/aftersales`; its keys are found by
+    /// discovery. Required unless `--allow-unauthenticated`.
+    #[arg(long, env = "AFTERSALES_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The audience tokens must be issued for.
+    #[arg(long, env = "AFTERSALES_OIDC_AUDIENCE", default_value = "aftersales")]
+    pub oidc_audience: String,
+    /// Take calls without tokens (a development machine only): every RPC is
+    /// open and `x-actor` names the actor.
+    #[arg(long, env = "AFTERSALES_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
     /// Days an `x-command-id` stays bound to its request; older keys are
     /// forgotten (a retry that late still finds its events).
     #[arg(long, env = "AFTERSALES_COMMAND_KEY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
@@ -48,13 +60,45 @@ impl Default for Common {
 }
 
 impl Common {
-    /// What tests run a service with: `database_url`, region `test`, no drain wait.
+    /// What tests run a service with: `database_url`, region `test`, no drain
+    /// wait, no authentication (tests of authentication set an issuer).
     pub fn test(database_url: impl Into<String>) -> Self {
         Self {
             database_url: Some(database_url.into().into()),
             region: "test".into(),
             drain_grace_seconds: 0,
+            allow_unauthenticated: true,
             ..Self::default()
+        }
+    }
+
+    /// How calls are authenticated: tokens from `oidc_issuer`, or none at all
+    /// when that is explicitly allowed. Neither, or both, is a configuration error.
+    pub fn authorization(&self) -> Result<crate::auth::Authorization, String> {
+        let policy = aftersales_auth::Policy::builtin().map_err(|e| e.to_string())?;
+        match (&self.oidc_issuer, self.allow_unauthenticated) {
+            (Some(issuer), false) => {
+                let settings = aftersales_auth::VerifierSettings::new(
+                    issuer.clone(),
+                    self.oidc_audience.clone(),
+                );
+                let verifier =
+                    aftersales_auth::Verifier::new(settings).map_err(|e| e.to_string())?;
+                Ok(crate::auth::Authorization::new(verifier, policy))
+            }
+            (None, true) => {
+                tracing::warn!(
+                    "authentication is off: every RPC is open to anyone who can reach it"
+                );
+                Ok(crate::auth::Authorization::off(policy))
+            }
+            (None, false) => Err("no identity provider: set AFTERSALES_OIDC_ISSUER \
+                 (or AFTERSALES_ALLOW_UNAUTHENTICATED=true on a development machine)"
+                .into()),
+            (Some(_), true) => Err(
+                "AFTERSALES_OIDC_ISSUER and AFTERSALES_ALLOW_UNAUTHENTICATED contradict each other"
+                    .into(),
+            ),
         }
     }
 

@@ -15,11 +15,14 @@ use tonic::transport::Server;
 use tonic::transport::server::{Router as TonicRouter, TcpIncoming};
 use tower_layer::{Identity, Stack};
 
+use crate::auth::Authorization;
 use crate::metrics::GrpcMetrics;
 use crate::telemetry::GrpcTracing;
 
-/// A service's routes behind the tracing and metrics layers.
-pub type Router = TonicRouter<Stack<GrpcTracing, Stack<GrpcMetrics, Identity>>>;
+/// A service's routes behind the metrics, tracing and authorization layers (a
+/// refused call is still counted and traced).
+pub type Router =
+    TonicRouter<Stack<Authorization, Stack<GrpcTracing, Stack<GrpcMetrics, Identity>>>>;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -64,6 +67,7 @@ impl Grpc {
     pub async fn new(
         services: &[&'static str],
         routes: tonic::service::Routes,
+        authorization: Authorization,
     ) -> Result<(Self, Router), ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for service in services.iter().copied().chain([""]) {
@@ -98,6 +102,7 @@ impl Grpc {
         let router = Server::builder()
             .layer(GrpcMetrics)
             .layer(GrpcTracing)
+            .layer(authorization)
             .add_routes(
                 routes
                     .add_service(health_service)

@@ -1,5 +1,6 @@
 //! What every service binary shares.
 //!
+//! - [`auth`]: every call authenticated and checked against the policy table.
 //! - [`config`]: the flags every service shares, secrets kept secret, and each
 //!   service's defaults read from its own flags.
 //! - [`errors`]: a use case's error as a gRPC status, through the one table.
@@ -11,6 +12,7 @@
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
 
+pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod grpc;

@@ -1,5 +1,6 @@
 //! What a gRPC request says about who sends it, as part of what.
 
+use aftersales_auth::Principal;
 use aftersales_core::clock::SharedClock;
 use aftersales_eventstore::CommandContext;
 use chrono::{DateTime, Utc};
@@ -72,20 +73,35 @@ impl Requests {
         request: &tonic::Request<M>,
     ) -> Result<CommandContext, Status> {
         let mut ctx = command_context(request.metadata(), &self.region, self.clock.now())?;
+        // With authentication the token says who acts, whatever `x-actor` claims;
+        // a key is bound to its caller as well as its request.
+        let caller = request.extensions().get::<Principal>();
+        if let Some(principal) = caller {
+            ctx.actor = principal.actor();
+        }
         if ctx.command_id.is_some() {
-            ctx.request_fingerprint = Some(fingerprint(request.get_ref()));
+            ctx.request_fingerprint = Some(fingerprint(
+                request.get_ref(),
+                caller.map(Principal::actor).as_deref(),
+            ));
         }
         Ok(ctx)
     }
 }
 
-/// SHA-256 of a message's type and encoding. Our requests have no map fields, so
-/// prost encodes equal messages to equal bytes.
-pub fn fingerprint<M: prost::Message>(message: &M) -> [u8; 32] {
+/// SHA-256 of a message's type, its caller (when authenticated) and its encoding.
+/// Our requests have no map fields, so prost encodes equal messages to equal bytes.
+pub fn fingerprint<M: prost::Message>(message: &M, caller: Option<&str>) -> [u8; 32] {
     use sha2::Digest as _;
     let mut hasher = sha2::Sha256::new();
     hasher.update(std::any::type_name::<M>().as_bytes());
     hasher.update([0]);
+    // Without a caller the digest is what it always was, so keys stored before
+    // authentication keep matching their retries.
+    if let Some(caller) = caller {
+        hasher.update(caller.as_bytes());
+        hasher.update([0]);
+    }
     hasher.update(message.encode_to_vec());
     hasher.finalize().into()
 }

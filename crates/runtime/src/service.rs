@@ -236,8 +236,18 @@ pub async fn run(
     } = assembly;
     let reactions = reactions(description, handler)?;
     let publishes = description.publishes.map(|publishes| publishes());
+    let authorization = common.authorization().map_err(StartError::Config)?;
+    if let Some(verifier) = authorization.verifier().cloned() {
+        // The issuer's keys, before the first call needs them; a failure here is
+        // retried on first use.
+        tokio::spawn(async move {
+            if let Err(error) = verifier.prefetch().await {
+                tracing::warn!(%error, "the identity provider's keys are not fetched yet");
+            }
+        });
+    }
     let (listener, addr) = bind(listen.grpc).await?;
-    let (grpc, router) = Grpc::new(description.grpc_services, routes).await?;
+    let (grpc, router) = Grpc::new(description.grpc_services, routes, authorization).await?;
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr = crate::metrics::serve_if(listen.metrics, shutdown.stopped())
         .await

@@ -2,6 +2,7 @@
 //! the published events).
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod auth;
 mod devices;
 mod harness;
 mod history;

@@ -1,0 +1,144 @@
+//! Every gRPC call authenticated and checked against the policy table before it
+//! reaches a service: the bearer token verified, the caller's role allowed for the
+//! RPC, and the [`Principal`] handed to the handler in the request's extensions.
+//! Health checks need no token. Without an issuer (a development machine, stated
+//! by `--allow-unauthenticated`) calls pass unchecked.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use aftersales_auth::{AuthError, Object, Policy, Principal, Verifier};
+
+/// Who may call what, and how callers are recognised.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    verifier: Option<Arc<Verifier>>,
+    policy: Arc<Policy>,
+}
+
+/// What the policy lets the caller touch on this call, beside its [`Principal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed(pub Object);
+
+impl Authorization {
+    /// Tokens verified by `verifier`, calls checked against `policy`.
+    pub fn new(verifier: Verifier, policy: Policy) -> Self {
+        Self {
+            verifier: Some(Arc::new(verifier)),
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// No authentication: a development machine only.
+    pub fn off(policy: Policy) -> Self {
+        Self {
+            verifier: None,
+            policy: Arc::new(policy),
+        }
+    }
+
+    pub fn verifier(&self) -> Option<&Arc<Verifier>> {
+        self.verifier.as_ref()
+    }
+
+    /// The caller of `path` (`/package.Service/Method`) with `authorization`, or
+    /// why not.
+    pub async fn check(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<Option<(Principal, Object)>, AuthError> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(None);
+        };
+        let token = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| AuthError::Unauthenticated("a bearer token is required".into()))?;
+        let principal = verifier.verify(token).await?;
+        let object = self
+            .policy
+            .authorize(path.trim_start_matches('/'), &principal)?;
+        Ok(Some((principal, object)))
+    }
+}
+
+/// The gRPC status for a refusal.
+pub fn status(error: &AuthError) -> tonic::Status {
+    match error {
+        AuthError::Unauthenticated(why) => tonic::Status::unauthenticated(why.clone()),
+        AuthError::PermissionDenied(why) => tonic::Status::permission_denied(why.clone()),
+        AuthError::Unavailable(why) => {
+            tracing::warn!(%why, "tokens cannot be verified");
+            tonic::Status::unavailable("the identity provider cannot be reached")
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for Authorization {
+    type Service = Authorized<S>;
+
+    fn layer(&self, inner: S) -> Authorized<S> {
+        Authorized {
+            inner,
+            authorization: self.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorized<S> {
+    inner: S,
+    authorization: Authorization,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for Authorized<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    B: Send + 'static,
+    R: Default + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if request.uri().path().starts_with("/grpc.health.v1.Health/")
+            || self.authorization.verifier.is_none()
+        {
+            return Box::pin(self.inner.call(request));
+        }
+        // The ready service goes with the call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authorization = self.authorization.clone();
+        Box::pin(async move {
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match authorization.check(request.uri().path(), header).await {
+                Ok(Some((principal, object))) => {
+                    request.extensions_mut().insert(principal);
+                    request.extensions_mut().insert(Allowed(object));
+                    inner.call(request).await
+                }
+                Ok(None) => inner.call(request).await,
+                Err(error) => Ok(status(&error).into_http()),
+            }
+        })
+    }
+}

@@ -1,0 +1,213 @@
+//! The warranty service behind a real token issuer: no token, a forged one or the
+//! wrong role is refused and writes nothing; the actor recorded is the token's.
+
+use std::time::Duration;
+
+use aftersales_auth::issuer::{Issuer, SigningKey};
+use aftersales_auth::{Principal, Role};
+use aftersales_proto::warranty as pb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
+use aftersales_runtime::request::with_command_id;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::harness::*;
+
+/// Presents a bearer token on every call (none if empty).
+#[derive(Clone)]
+struct Bearer(String);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if !self.0.is_empty() {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", self.0).parse().unwrap(),
+            );
+        }
+        Ok(request)
+    }
+}
+
+fn client(
+    channel: &Channel,
+    token: String,
+) -> WarrantyServiceClient<InterceptedService<Channel, Bearer>> {
+    WarrantyServiceClient::with_interceptor(channel.clone(), Bearer(token))
+}
+
+fn principal(subject: &str, role: Role) -> Principal {
+    Principal {
+        subject: subject.into(),
+        role,
+        on_behalf_of: None,
+        centers: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: Common {
+            oidc_issuer: Some(issuer.url().to_owned()),
+            allow_unauthenticated: false,
+            ..Common::test(
+                aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap(),
+            )
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token = |who: &Principal| {
+        issuer
+            .token(who, "aftersales", Duration::from_secs(900))
+            .unwrap()
+    };
+    let events = || async {
+        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
+            panic!("PostgreSQL");
+        };
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    };
+    let imei = fresh_imei();
+    let register = || registration(&imei, "DE", &days_ago(3), "c-1");
+
+    // Health needs no token: probes and load balancers call it.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+
+    // No token, a token from a key the issuer never published, another audience.
+    let stranger = SigningKey::generate().unwrap();
+    let forged = stranger
+        .sign(&issuer.claims(
+            &principal("ops-1", Role::Operator),
+            "aftersales",
+            Duration::from_secs(900),
+        ))
+        .unwrap();
+    let elsewhere = issuer
+        .token(
+            &principal("ops-1", Role::Operator),
+            "another-api",
+            Duration::from_secs(900),
+        )
+        .unwrap();
+    for bad in [String::new(), forged, elsewhere, "not-a-jwt".into()] {
+        let refused = client(&channel, bad)
+            .register_device(register())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    // A customer may not void a warranty or record a claim, nor register a phone
+    // for someone else's account... the role part of that is checked here.
+    let mut customer = client(&channel, token(&principal("c-1", Role::Customer)));
+    let refused = customer
+        .void_warranty(pb::VoidWarrantyRequest {
+            device_id: by_imei(&imei),
+            reason: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = customer
+        .record_claim(pb::RecordClaimRequest {
+            device_id: by_imei(&imei),
+            repair_order_id: "r-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(events().await, 0, "a refused call writes nothing");
+
+    // An operator registers; the history names the token's caller, not x-actor.
+    let mut request = tonic::Request::new(register());
+    request
+        .metadata_mut()
+        .insert("x-actor", "staff:auditor-1".parse().unwrap());
+    client(&channel, token(&principal("ops-1", Role::Operator)))
+        .register_device(request)
+        .await
+        .unwrap();
+    let history = client(&channel, token(&principal("aud-1", Role::Auditor)))
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(&imei),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.events[0].actor, "operator:ops-1");
+
+    // An idempotency key is its caller's: another caller reusing it is refused.
+    let key = uuid::Uuid::new_v4();
+    let other = fresh_imei();
+    let mut agent = client(&channel, token(&principal("agent-7", Role::SupportAgent)));
+    agent
+        .register_device(with_command_id(
+            registration(&other, "DE", &days_ago(3), "c-2"),
+            key,
+        ))
+        .await
+        .unwrap();
+    let reused = client(&channel, token(&principal("ops-1", Role::Operator)))
+        .register_device(with_command_id(
+            registration(&other, "DE", &days_ago(3), "c-2"),
+            key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_without_an_identity_provider_refuses_to_start() {
+    let refused = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: Common {
+            allow_unauthenticated: false,
+            ..Common::test(
+                aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap(),
+            )
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("AFTERSALES_OIDC_ISSUER"),
+        "{refused}"
+    );
+}
