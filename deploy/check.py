@@ -134,6 +134,10 @@ def check_overlay(objects, name):
         secret = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
         require(secret.startswith(f"{service}-database"), f"{name}: {service} reads another's database")
         require(secret in secrets, f"{name}: {service}'s database Secret {secret} is not rendered")
+        if service == "repair":
+            for variable in ("AFTERSALES_OIDC_CLIENT_ID", "AFTERSALES_OIDC_CLIENT_SECRET"):
+                ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
+                require(ref.get("name") in secrets, f"{name}: repair calls warranty as itself: {variable} from a rendered Secret")
         labels = d["spec"]["selector"]["matchLabels"]
         require(
             any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets.values()),

@@ -85,13 +85,32 @@ impl SigningKey {
     }
 }
 
+fn digest(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
 /// An issuer on an HTTP address: `/.well-known/openid-configuration` and
 /// `/jwks.json`, signing with the newest of its keys and publishing them all.
 #[derive(Debug, Clone)]
 pub struct Issuer {
     url: String,
     keys: Arc<RwLock<Vec<SigningKey>>>,
+    clients: Arc<RwLock<Vec<Client>>>,
 }
+
+/// A service allowed the client-credentials grant, and whom its tokens name.
+#[derive(Debug, Clone)]
+struct Client {
+    id: String,
+    secret: String,
+    principal: Principal,
+    audience: String,
+}
+
+/// How long an access token lives.
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 impl Issuer {
     /// Serves on `listen` (port 0 picks one) until the process ends or `stop`
@@ -105,16 +124,28 @@ impl Issuer {
         let issuer = Self {
             url: format!("http://{addr}"),
             keys: Arc::new(RwLock::new(vec![SigningKey::generate()?])),
+            clients: Arc::new(RwLock::new(Vec::new())),
         };
         let discovery = json!({
             "issuer": issuer.url,
             "jwks_uri": format!("{}/jwks.json", issuer.url),
+            "token_endpoint": format!("{}/token", issuer.url),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
             "response_types_supported": ["code"],
         });
         let keys = Arc::clone(&issuer.keys);
+        let granting = issuer.clone();
         let app = axum::Router::new()
+            .route(
+                "/token",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let granting = granting.clone();
+                    async move { granting.grant(&headers, &body) }
+                }),
+            )
             .route(
                 "/.well-known/openid-configuration",
                 axum::routing::get(move || {
@@ -141,6 +172,77 @@ impl Issuer {
             }
         });
         Ok(issuer)
+    }
+
+    /// Lets `client_id` with `secret` take tokens naming `principal` for
+    /// `audience` by the client-credentials grant (a service's own identity).
+    pub fn register_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+        principal: Principal,
+        audience: &str,
+    ) {
+        if let Ok(mut clients) = self.clients.write() {
+            clients.retain(|c| c.id != client_id);
+            clients.push(Client {
+                id: client_id.to_owned(),
+                secret: secret.to_owned(),
+                principal,
+                audience: audience.to_owned(),
+            });
+        }
+    }
+
+    /// The token endpoint: `grant_type=client_credentials` with HTTP Basic
+    /// client authentication (RFC 6749 4.4), errors as RFC 6749 5.2 says.
+    fn grant(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &str,
+    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+        use axum::http::StatusCode;
+        let refuse = |status, error: &str| (status, axum::Json(json!({ "error": error })));
+        if !body
+            .split('&')
+            .any(|pair| pair == "grant_type=client_credentials")
+        {
+            return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+        }
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let client = presented
+            .as_deref()
+            .and_then(|p| p.split_once(':'))
+            .and_then(|(id, secret)| {
+                let clients = self.clients.read().ok()?;
+                clients
+                    .iter()
+                    // Digests compared, so the time taken says nothing of the secret.
+                    .find(|c| c.id == id && digest(&c.secret) == digest(secret))
+                    .cloned()
+            });
+        let Some(client) = client else {
+            return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
+        };
+        match self.token(&client.principal, &client.audience, ACCESS_TOKEN_LIFETIME) {
+            Ok(token) => (
+                StatusCode::OK,
+                axum::Json(json!({
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
+                })),
+            ),
+            Err(error) => {
+                tracing::error!(%error, "signing a token failed");
+                refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
+        }
     }
 
     /// The issuer URL tokens name in `iss`.

@@ -69,14 +69,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ));
     }
     let warranty = match &config.warranty_url {
-        Some(url) => Some(WarrantyServiceClient::new(
-            aftersales_runtime::telemetry::traced(
-                tonic::transport::Endpoint::from_shared(url.clone())
-                    .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .connect_lazy(),
-            ),
-        )),
+        Some(url) => {
+            let token = config
+                .common
+                .service_token(std::future::pending())
+                .map_err(StartError::Config)?;
+            Some(WarrantyServiceClient::new(
+                aftersales_runtime::telemetry::traced(
+                    tonic::transport::Endpoint::from_shared(url.clone())
+                        .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
+                        .connect_timeout(Duration::from_secs(2))
+                        .connect_lazy(),
+                    token,
+                ),
+            ))
+        }
         None => None,
     };
     let common = &config.common;

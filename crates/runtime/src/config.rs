@@ -40,6 +40,13 @@ pub struct Common {
     /// The audience tokens must be issued for.
     #[arg(long, env = "AFTERSALES_OIDC_AUDIENCE", default_value = "aftersales")]
     pub oidc_audience: String,
+    /// This service's client id at the issuer, for its own token when it calls
+    /// other services (client credentials).
+    #[arg(long, env = "AFTERSALES_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The client secret that goes with `--oidc-client-id`.
+    #[arg(long, env = "AFTERSALES_OIDC_CLIENT_SECRET", value_parser = secret, hide_env_values = true)]
+    pub oidc_client_secret: Option<SecretString>,
     /// Take calls without tokens (a development machine only): every RPC is
     /// open and `x-actor` names the actor.
     #[arg(long, env = "AFTERSALES_ALLOW_UNAUTHENTICATED")]
@@ -69,6 +76,29 @@ impl Common {
             drain_grace_seconds: 0,
             allow_unauthenticated: true,
             ..Self::default()
+        }
+    }
+
+    /// The service's own token for calling others, renewed until `stop`: with an
+    /// issuer and client credentials; `None` without authentication.
+    pub fn service_token(
+        &self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Option<std::sync::Arc<aftersales_auth::ServiceToken>>, String> {
+        match (&self.oidc_issuer, &self.oidc_client_id, &self.oidc_client_secret) {
+            (None, _, _) => Ok(None),
+            (Some(issuer), Some(id), Some(secret)) => Ok(Some(aftersales_auth::ServiceToken::start(
+                aftersales_auth::ClientCredentials {
+                    issuer: issuer.clone(),
+                    client_id: id.clone(),
+                    client_secret: secret.expose_secret().to_owned(),
+                },
+                stop,
+            ))),
+            (Some(_), _, _) => Err(
+                "calling another service needs AFTERSALES_OIDC_CLIENT_ID and AFTERSALES_OIDC_CLIENT_SECRET"
+                    .into(),
+            ),
         }
     }
 

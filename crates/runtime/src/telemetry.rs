@@ -260,26 +260,50 @@ where
     }
 }
 
-/// A client interceptor that sends the current span's context with every call.
-pub fn inject(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
-    for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
-        if let Some(value) = value.and_then(|v| v.parse().ok()) {
-            request.metadata_mut().insert(name, value);
-        }
-    }
-    Ok(request)
+/// What every outgoing call carries: the current span's context, and the
+/// service's own token when it has one (client credentials).
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    token: Option<std::sync::Arc<aftersales_auth::ServiceToken>>,
 }
 
-/// A gRPC channel whose calls carry the caller's trace context.
-pub type TracedChannel = tonic::service::interceptor::InterceptedService<
-    tonic::transport::Channel,
-    fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
->;
+impl tonic::service::Interceptor for Outgoing {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
+        for (name, value) in [("traceparent", traceparent), ("tracestate", tracestate)] {
+            if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                request.metadata_mut().insert(name, value);
+            }
+        }
+        if let Some(token) = &self.token {
+            let bearer = token
+                .current()
+                .and_then(|t| format!("Bearer {t}").parse().ok())
+                .ok_or_else(|| {
+                    tonic::Status::unavailable(
+                        "this service has no token from the identity provider yet",
+                    )
+                })?;
+            request.metadata_mut().insert("authorization", bearer);
+        }
+        Ok(request)
+    }
+}
 
-/// `channel` with [`inject`] on every call.
-pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
-    tonic::service::interceptor::InterceptedService::new(channel, inject as fn(_) -> _)
+/// A gRPC channel whose calls carry the caller's trace context and, given one,
+/// the service's token.
+pub type TracedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Outgoing>;
+
+/// `channel` with [`Outgoing`] on every call.
+pub fn traced(
+    channel: tonic::transport::Channel,
+    token: Option<std::sync::Arc<aftersales_auth::ServiceToken>>,
+) -> TracedChannel {
+    tonic::service::interceptor::InterceptedService::new(channel, Outgoing { token })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod auth;
 mod centers;
 mod harness;
 mod history;

@@ -4,41 +4,21 @@
 use std::time::Duration;
 
 use aftersales_auth::issuer::{Issuer, SigningKey};
-use aftersales_auth::{Principal, Role};
+use aftersales_auth::{Principal, Role, ServiceToken};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::request::with_command_id;
+use aftersales_runtime::telemetry::{TracedChannel, traced};
 use tonic::Code;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::harness::*;
 
-/// Presents a bearer token on every call (none if empty).
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if !self.0.is_empty() {
-            request.metadata_mut().insert(
-                "authorization",
-                format!("Bearer {}", self.0).parse().unwrap(),
-            );
-        }
-        Ok(request)
-    }
-}
-
-fn client(
-    channel: &Channel,
-    token: String,
-) -> WarrantyServiceClient<InterceptedService<Channel, Bearer>> {
-    WarrantyServiceClient::with_interceptor(channel.clone(), Bearer(token))
+/// A client presenting `token` (none if empty).
+fn client(channel: &Channel, token: String) -> WarrantyServiceClient<TracedChannel> {
+    let token = (!token.is_empty()).then(|| ServiceToken::fixed(token));
+    WarrantyServiceClient::new(traced(channel.clone(), token))
 }
 
 fn principal(subject: &str, role: Role) -> Principal {

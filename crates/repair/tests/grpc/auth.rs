@@ -1,0 +1,134 @@
+//! Repair calling warranty as itself: with authentication on, repair's own token
+//! (client credentials at the issuer) gets coverage answered and the claim of a
+//! covered repair recorded, which no person's token may do.
+
+use std::time::Duration;
+
+use aftersales_auth::issuer::Issuer;
+use aftersales_auth::{Principal, Role, ServiceToken};
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::config::Common;
+use aftersales_runtime::telemetry::traced;
+use aftersales_testkit::shared_postgres;
+use tonic::Code;
+
+use crate::harness::*;
+
+fn person(subject: &str, role: Role) -> Principal {
+    Principal {
+        subject: subject.into(),
+        role,
+        on_behalf_of: None,
+        centers: vec!["sc-berlin-01".into()],
+    }
+}
+
+#[tokio::test]
+async fn repair_asks_warranty_with_its_own_token() {
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    issuer.register_client(
+        "repair",
+        "repair-secret-0123456789",
+        Principal {
+            subject: "repair".into(),
+            role: Role::Service,
+            on_behalf_of: None,
+            centers: Vec::new(),
+        },
+        "aftersales",
+    );
+    let authenticated = |database: String| Common {
+        oidc_issuer: Some(issuer.url().to_owned()),
+        allow_unauthenticated: false,
+        ..Common::test(database)
+    };
+    let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: authenticated(shared_postgres().create_database().unwrap()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = repair_config(
+        shared_postgres().create_database().unwrap(),
+        Some(format!("http://{}", warranty.addr)),
+    );
+    config.common = Common {
+        oidc_client_id: Some("repair".into()),
+        oidc_client_secret: Some("repair-secret-0123456789".into()),
+        ..authenticated(shared_postgres().create_database().unwrap())
+    };
+    let repair = aftersales_repair::server::start(config).await.unwrap();
+    let token = |who: &Principal| {
+        Some(ServiceToken::fixed(
+            issuer
+                .token(who, "aftersales", Duration::from_secs(900))
+                .unwrap(),
+        ))
+    };
+    let channel = |addr: std::net::SocketAddr| {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy()
+    };
+    let operator = person("ops-1", Role::Operator);
+    let technician = person("tech-1", Role::Technician);
+    let mut w = WarrantyServiceClient::new(traced(channel(warranty.addr), token(&operator)));
+    let r = RepairServiceClient::new(traced(channel(repair.addr), token(&technician)));
+
+    let imei = imei(7_001);
+    w.register_device(wpb::RegisterDeviceRequest {
+        device_id: device(&imei),
+        model: "Aurora 5".into(),
+        purchase_date: days_ago(30),
+        country_of_purchase: Some(aftersales_proto::common::CountryCode { value: "DE".into() }),
+        channel: wpb::SalesChannel::OnlineStore.into(),
+        customer_id: "cust-1".into(),
+    })
+    .await
+    .unwrap();
+
+    // Coverage is answered: repair's own token got through to warranty (the
+    // service token is fetched in the background, so the first open may find it
+    // not granted yet and leave coverage pending; a second device shows it).
+    let order = aftersales_testkit::eventually(
+        || {
+            let mut r = r.clone();
+            let imei = imei.clone();
+            async move {
+                r.open_repair(aftersales_runtime::request::with_command_id(
+                    walk_in(&imei),
+                    uuid::Uuid::new_v4(),
+                ))
+                .await
+                .map(|o| o.into_inner().coverage.unwrap_or_default())
+            }
+        },
+        |coverage| coverage.as_ref().is_ok_and(|c| c.decided),
+    )
+    .await
+    .unwrap();
+    assert!(order.covered, "{order:?}");
+
+    // A person's token may not record a claim, whatever their role.
+    let claim = wpb::RecordClaimRequest {
+        device_id: device(&imei),
+        repair_order_id: "r-1".into(),
+        fault_category: wpb::FaultCategory::Display.into(),
+        under_legal_guarantee: false,
+    };
+    for who in [&operator, &technician] {
+        let refused = WarrantyServiceClient::new(traced(channel(warranty.addr), token(who)))
+            .record_claim(claim.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    }
+    repair.stop().await.unwrap();
+    warranty.stop().await.unwrap();
+}
