@@ -69,6 +69,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The customer whose objects this caller acts on: a customer's own id, or
+    /// the customer a support agent acts for.
+    pub fn customer(&self) -> Option<&str> {
+        if self.role == Role::Customer {
+            Some(&self.subject)
+        } else {
+            self.on_behalf_of.as_deref()
+        }
+    }
+
     /// As events record it: `operator:ops-1`, or
     /// `support_agent:agent-7 for customer:c-42` when acting for a customer.
     pub fn actor(&self) -> String {

@@ -7,6 +7,7 @@ use aftersales_core::types::{CustomerId, NotificationId};
 use aftersales_eventstore::{CommandContext, EventStore as _};
 use aftersales_proto::notification as pb;
 use aftersales_proto::notification::notification_service_server::NotificationService;
+use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::Requests;
 use tonic::{Request, Response, Status};
@@ -15,6 +16,7 @@ use crate::app::Notifications;
 use crate::convert::{
     delivery_to_proto, inbox_to_proto, preferences_from_proto, preferences_to_proto,
 };
+use crate::domain::DomainError;
 
 #[derive(Debug, Clone)]
 pub struct NotificationApi {
@@ -36,6 +38,25 @@ fn customer(value: &str) -> Result<CustomerId, Status> {
     CustomerId::parse("customer_id", value).map_err(|e| status(e.into()))
 }
 
+fn owned_by(customer: &str) -> Owner<'_> {
+    Owner {
+        customer: Some(customer),
+        center: None,
+    }
+}
+
+/// The customer `value` names, if the caller may act for them.
+fn own_customer(caller: &Caller, value: &str) -> Result<CustomerId, Status> {
+    let id = customer(value)?;
+    if caller.may_touch(owned_by(id.as_str())) {
+        Ok(id)
+    } else {
+        Err(Status::permission_denied(
+            "a customer acts on their own account only",
+        ))
+    }
+}
+
 fn notification_id(value: &str) -> Result<NotificationId, Status> {
     NotificationId::parse("notification_id", value).map_err(|e| status(e.into()))
 }
@@ -46,8 +67,9 @@ type Answer<T> = Result<Response<T>, Status>;
 impl NotificationService for NotificationApi {
     async fn set_preferences(&self, request: Request<pb::Preferences>) -> Answer<pb::Preferences> {
         let ctx = self.context(&request)?;
+        let caller = Caller::of(&request);
         let p = request.into_inner();
-        let id = customer(&p.customer_id)?;
+        let id = own_customer(&caller, &p.customer_id)?;
         let id = id.as_str();
         let preferences = preferences_from_proto(p)?;
         let (saved, version) = self
@@ -59,7 +81,7 @@ impl NotificationService for NotificationApi {
     }
 
     async fn get_preferences(&self, request: Request<pb::CustomerRef>) -> Answer<pb::Preferences> {
-        let id = customer(&request.get_ref().customer_id)?;
+        let id = own_customer(&Caller::of(&request), &request.get_ref().customer_id)?;
         let (p, version) = self.app.preferences(id.as_str()).await.map_err(status)?;
         Ok(Response::new(preferences_to_proto(
             id.as_str(),
@@ -72,8 +94,9 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<pb::ListNotificationsRequest>,
     ) -> Answer<pb::ListNotificationsResponse> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let id = customer(&r.customer_id)?;
+        let id = own_customer(&caller, &r.customer_id)?;
         let id = id.as_str();
         let size = match r.page_size {
             0 => 20,
@@ -107,8 +130,9 @@ impl NotificationService for NotificationApi {
         request: Request<pb::MarkReadRequest>,
     ) -> Answer<pb::MarkReadResponse> {
         let ctx = self.context(&request)?;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let id = customer(&r.customer_id)?;
+        let id = own_customer(&caller, &r.customer_id)?;
         let id = id.as_str();
         if r.notification_ids.is_empty() || r.notification_ids.len() > 100 {
             return Err(invalid("notification_ids", "1 to 100 ids are required"));
@@ -134,7 +158,7 @@ impl NotificationService for NotificationApi {
         &self,
         request: Request<pb::CustomerRef>,
     ) -> Answer<Self::WatchNotificationsStream> {
-        let id = customer(&request.get_ref().customer_id)?.to_string();
+        let id = own_customer(&Caller::of(&request), &request.get_ref().customer_id)?.to_string();
         let app = self.app.clone();
         let mut seen = app.inbox_head(&id).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -166,8 +190,15 @@ impl NotificationService for NotificationApi {
     }
 
     async fn get_delivery(&self, request: Request<pb::NotificationRef>) -> Answer<pb::Delivery> {
+        let caller = Caller::of(&request);
         let id = notification_id(&request.get_ref().notification_id)?;
         let (n, _) = self.app.notification(id.as_str()).await.map_err(status)?;
+        // Another customer's message answers as one that does not exist.
+        if !caller.may_touch(owned_by(&n.message.customer_id)) {
+            return Err(status(
+                DomainError::NotFound(format!("notification {id}")).into(),
+            ));
+        }
         Ok(Response::new(delivery_to_proto(id.as_str(), &n)))
     }
 

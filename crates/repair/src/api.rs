@@ -7,6 +7,7 @@ use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
+use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
@@ -14,12 +15,13 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Repairs;
 use crate::convert::{center_to_proto, device_key, order_to_proto, stage, stage_name, summary};
-use crate::domain::Money;
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
     Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
     QuoteLine, Stage,
 };
+use crate::domain::{DomainError, Money};
+use crate::projections::OrderRow;
 
 #[derive(Debug, Clone)]
 pub struct RepairApi {
@@ -39,8 +41,26 @@ impl RepairApi {
         command: impl FnOnce(&CommandContext) -> Command,
     ) -> Answer {
         let ctx = self.context(&request)?;
-        let id = order_id(&request.get_ref().order_id)?;
+        let id = self
+            .order(&Caller::of(&request), &request.get_ref().order_id)
+            .await?;
         answer(self.app.command(&id, command(&ctx), &ctx).await)
+    }
+
+    /// The order `raw` names, if the caller may touch it: another customer's
+    /// order, or one at a center the technician does not work at, answers as if
+    /// it did not exist.
+    async fn order(&self, caller: &Caller, raw: &str) -> Result<OrderId, Status> {
+        let id = order_id(raw)?;
+        if caller.needs_owner() {
+            let (order, _) = self.app.get(&id).await.map_err(status)?;
+            if !caller.may_touch(order_owner(&order)) {
+                return Err(status(
+                    DomainError::NotFound(format!("repair order {id}")).into(),
+                ));
+            }
+        }
+        Ok(id)
     }
 
     /// Who asks, as part of what: from the request's metadata.
@@ -51,6 +71,37 @@ impl RepairApi {
 
 fn order_id(id: &str) -> Result<OrderId, Status> {
     OrderId::parse("order_id", id).map_err(|e| status(e.into()))
+}
+
+/// An order's customer and, for a walk-in, its center.
+fn order_owner(order: &OrderState) -> Owner<'_> {
+    Owner {
+        customer: Some(&order.customer_id),
+        center: match &order.channel {
+            Channel::WalkIn { center_id } => Some(center_id),
+            Channel::MailIn { .. } => None,
+        },
+    }
+}
+
+/// A listed order's customer and center.
+fn row_owner(row: &OrderRow) -> Owner<'_> {
+    Owner {
+        customer: Some(&row.customer_id),
+        center: Some(row.center_id.as_str()).filter(|c| !c.is_empty()),
+    }
+}
+
+/// Staff see the centers they work at.
+fn own_center(caller: &Caller, center: &CenterId) -> Result<(), Status> {
+    if caller.may_touch(Owner {
+        customer: None,
+        center: Some(center.as_str()),
+    }) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied("not a center you work at"))
+    }
 }
 
 fn center_id(id: &str) -> Result<CenterId, Status> {
@@ -89,6 +140,7 @@ fn answer(result: Result<(OrderState, u64), Error>) -> Answer {
 impl RepairService for RepairApi {
     async fn open_repair(&self, request: Request<pb::OpenRepairRequest>) -> Answer {
         let ctx = self.context(&request)?;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let device = device_key(r.device_id.as_ref()).map_err(status)?;
         let device_id = DeviceId::from(&device);
@@ -116,6 +168,19 @@ impl RepairService for RepairApi {
         };
         let reported = wpb::FaultCategory::try_from(r.reported_fault)
             .unwrap_or(wpb::FaultCategory::Unspecified);
+        // A customer opens repairs for themselves, a technician at their center.
+        let owner = Owner {
+            customer: Some(&r.customer_id),
+            center: match &channel {
+                Channel::WalkIn { center_id } => Some(center_id),
+                Channel::MailIn { .. } => None,
+            },
+        };
+        if !caller.may_touch(owner) {
+            return Err(Status::permission_denied(
+                "a customer opens repairs for themselves, a technician at their own center",
+            ));
+        }
         let command = Command::Open {
             order_id: ctx.derived_id(b"repair-order").to_string(),
             device,
@@ -130,6 +195,7 @@ impl RepairService for RepairApi {
     }
 
     async fn check_in_device(&self, request: Request<pb::CheckInDeviceRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let command = Command::CheckIn {
@@ -142,19 +208,20 @@ impl RepairService for RepairApi {
         };
         answer(
             self.app
-                .command(&order_id(&r.order_id)?, command, &ctx)
+                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
         )
     }
 
     async fn diagnose(&self, request: Request<pb::DiagnoseRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let f = fault(r.fault_category)?;
         answer(
             self.app
                 .diagnose(
-                    &order_id(&r.order_id)?,
+                    &self.order(&caller, &r.order_id).await?,
                     f,
                     f.as_str_name(),
                     r.fault_codes,
@@ -166,6 +233,7 @@ impl RepairService for RepairApi {
     }
 
     async fn issue_quote(&self, request: Request<pb::IssueQuoteRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let mut lines = Vec::with_capacity(r.lines.len());
@@ -191,7 +259,7 @@ impl RepairService for RepairApi {
         };
         answer(
             self.app
-                .command(&order_id(&r.order_id)?, command, &ctx)
+                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
         )
     }
@@ -206,16 +274,22 @@ impl RepairService for RepairApi {
     }
 
     async fn start_repair(&self, request: Request<pb::StartRepairRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         answer(
             self.app
-                .start(&order_id(&r.order_id)?, &r.technician, &ctx)
+                .start(
+                    &self.order(&caller, &r.order_id).await?,
+                    &r.technician,
+                    &ctx,
+                )
                 .await,
         )
     }
 
     async fn replace_part(&self, request: Request<pb::ReplacePartRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let command = Command::ReplacePart(PartReplacement {
@@ -225,18 +299,19 @@ impl RepairService for RepairApi {
         });
         answer(
             self.app
-                .command(&order_id(&r.order_id)?, command, &ctx)
+                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
         )
     }
 
     async fn record_qc_result(&self, request: Request<pb::RecordQcResultRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         answer(
             self.app
                 .command(
-                    &order_id(&r.order_id)?,
+                    &self.order(&caller, &r.order_id).await?,
                     Command::RecordQc {
                         passed: r.passed,
                         notes: r.notes,
@@ -257,12 +332,13 @@ impl RepairService for RepairApi {
     }
 
     async fn cancel_repair(&self, request: Request<pb::CancelRepairRequest>) -> Answer {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         answer(
             self.app
                 .command(
-                    &order_id(&r.order_id)?,
+                    &self.order(&caller, &r.order_id).await?,
                     Command::Cancel { reason: r.reason },
                     &ctx,
                 )
@@ -271,14 +347,19 @@ impl RepairService for RepairApi {
     }
 
     async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
-        answer(self.app.get(&order_id(&request.get_ref().order_id)?).await)
+        let id = self
+            .order(&Caller::of(&request), &request.get_ref().order_id)
+            .await?;
+        answer(self.app.get(&id).await)
     }
 
     async fn get_repair_timeline(
         &self,
         request: Request<pb::OrderRef>,
     ) -> Result<Response<pb::RepairTimeline>, Status> {
-        let id = order_id(&request.get_ref().order_id)?;
+        let id = self
+            .order(&Caller::of(&request), &request.get_ref().order_id)
+            .await?;
         let steps = self.app.timeline(&id).await.map_err(status)?;
         Ok(Response::new(pb::RepairTimeline {
             order_id: id.to_string(),
@@ -306,7 +387,9 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::OrderRef>,
     ) -> Result<Response<Self::WatchRepairStream>, Status> {
-        let id = order_id(&request.get_ref().order_id)?;
+        let id = self
+            .order(&Caller::of(&request), &request.get_ref().order_id)
+            .await?;
         let first = self.app.get(&id).await.map_err(status)?;
         let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
         let start = (self.app.clone(), id, Some(first), 0u64, false);
@@ -363,7 +446,9 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::GetCenterStatsRequest>,
     ) -> Result<Response<pb::CenterStats>, Status> {
+        let caller = Caller::of(&request);
         let center = center_id(&request.into_inner().service_center_id)?;
+        own_center(&caller, &center)?;
         let times = self.app.stage_times(&center).await.map_err(status)?;
         let stages = Stage::ALL
             .into_iter()
@@ -388,11 +473,13 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::ListRepairsByDeviceRequest>,
     ) -> Result<Response<pb::ListRepairsResponse>, Status> {
+        let caller = Caller::of(&request);
         let device = request
             .into_inner()
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let rows = self.app.orders_of_device(&device).await.map_err(status)?;
+        let mut rows = self.app.orders_of_device(&device).await.map_err(status)?;
+        rows.retain(|row| caller.may_touch(row_owner(row)));
         Ok(Response::new(pb::ListRepairsResponse {
             repairs: rows.iter().map(summary).collect(),
             next_page_token: String::new(),
@@ -403,7 +490,9 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::ListRepairsByCenterRequest>,
     ) -> Result<Response<pb::ListRepairsResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
+        own_center(&caller, &center_id(&r.service_center_id)?)?;
         let stage_filter = match pb::Stage::try_from(r.stage) {
             Ok(pb::Stage::Unspecified) => None,
             Ok(s) => Some(stage_name(s)),
@@ -458,11 +547,27 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::VerifyRepairHistoryRequest>,
     ) -> Result<Response<pb::RepairHistory>, Status> {
+        let caller = Caller::of(&request);
         let device = request
             .into_inner()
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let history = self.app.device_history(&device).await.map_err(status)?;
+        let mut history = self.app.device_history(&device).await.map_err(status)?;
+        if caller.needs_owner() {
+            // A customer sees the orders that were theirs, and none is as none at all.
+            let rows = self.app.orders_of_device(&device).await.map_err(status)?;
+            let theirs: std::collections::HashSet<_> = rows
+                .iter()
+                .filter(|row| caller.may_touch(row_owner(row)))
+                .map(|row| row.order_id.clone())
+                .collect();
+            history.retain(|(order_id, _)| theirs.contains(order_id));
+            if history.is_empty() {
+                return Err(status(
+                    DomainError::NotFound("repair history of this device".into()).into(),
+                ));
+            }
+        }
         Ok(Response::new(pb::RepairHistory {
             events: history
                 .into_iter()

@@ -65,6 +65,72 @@ impl Authorization {
     }
 }
 
+/// Who owns an object, as far as the policy's objects go.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Owner<'a> {
+    /// The customer it belongs to.
+    pub customer: Option<&'a str>,
+    /// The service center it is at.
+    pub center: Option<&'a str>,
+}
+
+/// A request's caller and what the policy lets it touch, kept past `into_inner`.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(Option<(Principal, Object)>);
+
+impl Caller {
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        let extensions = request.extensions();
+        Self(
+            extensions
+                .get::<Principal>()
+                .cloned()
+                .zip(extensions.get::<Allowed>().map(|a| a.0)),
+        )
+    }
+
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref().map(|(p, _)| p)
+    }
+
+    /// Whether the caller's access depends on who owns the object, so the
+    /// handler must look it up first.
+    pub fn needs_owner(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|(_, object)| *object != Object::Any)
+    }
+
+    /// Whether the caller may touch an object owned by `owner`. `false` is
+    /// answered exactly as if the object did not exist, so ids cannot be probed.
+    /// Without authentication everything may be touched.
+    pub fn may_touch(&self, owner: Owner<'_>) -> bool {
+        let Some((principal, object)) = &self.0 else {
+            return true;
+        };
+        match object {
+            Object::Any => true,
+            Object::OwnCenter => owner.center.is_some_and(|center| {
+                principal
+                    .centers
+                    .iter()
+                    .any(|mine| mine == center || mine == ALL_CENTERS)
+            }),
+            Object::OwnCustomer
+            | Object::OwnDevice
+            | Object::OwnOrder
+            | Object::OwnShipment
+            | Object::OwnNotification => owner
+                .customer
+                .is_some_and(|customer| principal.customer() == Some(customer)),
+        }
+    }
+}
+
+/// In `aftersales_centers`, every center: staff of the central repair depot, who
+/// take mail-in orders.
+pub const ALL_CENTERS: &str = "*";
+
 /// The gRPC status for a refusal.
 pub fn status(error: &AuthError) -> tonic::Status {
     match error {

@@ -6,6 +6,7 @@ use aftersales_eventstore::{CommandContext, StreamHead};
 use aftersales_proto::common::Money;
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
+use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_from_proto;
@@ -18,6 +19,7 @@ use crate::convert::{
     history_event, summary,
 };
 use crate::domain::device::DeviceState;
+use crate::domain::{DeviceKey, DomainError};
 
 /// The gRPC face of [`Warranty`].
 #[derive(Debug, Clone)]
@@ -74,7 +76,42 @@ fn page_size(requested: u32) -> i64 {
     })
 }
 
+/// A device's owner, for the policy's objects.
+fn owned_by(customer: &str) -> Owner<'_> {
+    Owner {
+        customer: Some(customer),
+        center: None,
+    }
+}
+
+/// What an unknown device answers, and so what another customer's device answers.
+fn not_found(key: &DeviceKey) -> Status {
+    status(DomainError::NotFound(key.to_string()).into())
+}
+
+/// A customer acts for themselves only.
+fn own_customer(caller: &Caller, customer: &str) -> Result<(), Status> {
+    if caller.may_touch(owned_by(customer)) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(
+            "a customer acts on their own account only",
+        ))
+    }
+}
+
 impl WarrantyApi {
+    /// Refuses, as if it did not exist, a device the caller may not touch.
+    async fn own_device(&self, caller: &Caller, key: &DeviceKey) -> Result<(), Status> {
+        if caller.needs_owner() {
+            let state = self.app.device(key, None).await.map_err(status)?;
+            if !caller.may_touch(owned_by(&state.customer_id)) {
+                return Err(not_found(key));
+            }
+        }
+        Ok(())
+    }
+
     async fn device_response(&self, state: &DeviceState) -> Result<pb::Device, Status> {
         let version = self
             .app
@@ -98,6 +135,7 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::RegisterDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let registration = Registration {
@@ -111,6 +149,7 @@ impl WarrantyService for WarrantyApi {
             channel: channel(r.channel)?,
             customer_id: customer("customer_id", &r.customer_id)?.to_string(),
         };
+        own_customer(&caller, &registration.customer_id)?;
         let state = self
             .app
             .register(registration, &ctx)
@@ -123,8 +162,12 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let caller = Caller::of(&request);
         let key = device_key(request.get_ref().device_id.as_ref())?;
         let state = self.app.device(&key, None).await.map_err(status)?;
+        if !caller.may_touch(owned_by(&state.customer_id)) {
+            return Err(not_found(&key));
+        }
         Ok(Response::new(self.device_response(&state).await?))
     }
 
@@ -132,14 +175,19 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::ListDevicesByCustomerRequest>,
     ) -> Result<Response<pb::ListDevicesByCustomerResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let customer = customer("customer_id", &r.customer_id)?;
         let limit = page_size(r.page_size);
-        let rows = self
-            .app
-            .devices_of_customer(customer.as_str(), &r.page_token, limit)
-            .await
-            .map_err(status)?;
+        // Another customer's devices are listed as none, as for a stranger.
+        let rows = if caller.may_touch(owned_by(customer.as_str())) {
+            self.app
+                .devices_of_customer(customer.as_str(), &r.page_token, limit)
+                .await
+                .map_err(status)?
+        } else {
+            Vec::new()
+        };
         let next_page_token = if i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit {
             rows.last().map(|r| r.stream_id.clone()).unwrap_or_default()
         } else {
@@ -155,9 +203,11 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::CheckCoverageRequest>,
     ) -> Result<Response<pb::CoverageDecision>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let decision = self
             .app
             .check_coverage(
@@ -176,9 +226,11 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::PurchaseExtendedWarrantyRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         if r.plan_id.trim().is_empty() {
             return Err(invalid("plan_id", "is required"));
         }
@@ -194,8 +246,10 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::CancelExtendedWarrantyRequest>,
     ) -> Result<Response<pb::CancelExtendedWarrantyResponse>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let key = device_key(request.get_ref().device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let (state, refund, currency) = self.app.cancel_plan(&key, &ctx).await.map_err(status)?;
         Ok(Response::new(pb::CancelExtendedWarrantyResponse {
             device: Some(self.device_response(&state).await?),
@@ -210,9 +264,11 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::RegisterAccessoryRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let state = self
             .app
             .register_accessory(
@@ -231,9 +287,11 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::CheckAccessoryCoverageRequest>,
     ) -> Result<Response<pb::CoverageDecision>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let decision = self
             .app
             .check_accessory_coverage(
@@ -267,9 +325,11 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::TransferOwnershipRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let state = self
             .app
             .transfer(
@@ -310,8 +370,10 @@ impl WarrantyService for WarrantyApi {
         &self,
         request: Request<pb::GetDeviceHistoryRequest>,
     ) -> Result<Response<pb::GetDeviceHistoryResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
+        self.own_device(&caller, &key).await?;
         let events = self
             .app
             .history(&key, as_of(r.as_of.as_ref())?)

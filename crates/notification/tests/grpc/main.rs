@@ -3,6 +3,7 @@
 //! provider.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod auth;
 mod delivery;
 mod preferences;
 

@@ -106,14 +106,18 @@ async fn repair_asks_warranty_with_its_own_token() {
                     uuid::Uuid::new_v4(),
                 ))
                 .await
-                .map(|o| o.into_inner().coverage.unwrap_or_default())
+                .map(tonic::Response::into_inner)
             }
         },
-        |coverage| coverage.as_ref().is_ok_and(|c| c.decided),
+        |order| {
+            order
+                .as_ref()
+                .is_ok_and(|o| o.coverage.as_ref().is_some_and(|c| c.decided))
+        },
     )
     .await
     .unwrap();
-    assert!(order.covered, "{order:?}");
+    assert!(order.coverage.as_ref().unwrap().covered, "{order:?}");
 
     // A person's token may not record a claim, whatever their role.
     let claim = wpb::RecordClaimRequest {
@@ -129,6 +133,83 @@ async fn repair_asks_warranty_with_its_own_token() {
             .unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     }
+
+    // Objects: another customer's order, and an order at another center, answer
+    // exactly as an order that does not exist.
+    let as_whom =
+        |who: &Principal| RepairServiceClient::new(traced(channel(repair.addr), token(who)));
+    let customer = |id: &str| Principal {
+        centers: Vec::new(),
+        ..person(id, Role::Customer)
+    };
+    let missing = code(
+        as_whom(&customer("cust-1"))
+            .get_repair(crate::harness::order(
+                "00000000-0000-0000-0000-000000000000",
+            ))
+            .await,
+    );
+    assert_eq!(missing.0, Code::NotFound);
+    let expected = |id: &str| (Code::NotFound, format!("repair order {id} not found"));
+    assert!(
+        as_whom(&customer("cust-1"))
+            .get_repair(crate::harness::order(&order.order_id))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        code(
+            as_whom(&customer("bob"))
+                .get_repair(crate::harness::order(&order.order_id))
+                .await
+        ),
+        expected(&order.order_id)
+    );
+    let paris = Principal {
+        centers: vec!["sc-paris-01".into()],
+        ..person("tech-paris", Role::Technician)
+    };
+    let check_in = aftersales_proto::repair::CheckInDeviceRequest {
+        order_id: order.order_id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(as_whom(&paris).check_in_device(check_in.clone()).await),
+        expected(&order.order_id)
+    );
+    let refused = as_whom(&paris)
+        .list_repairs_by_center(aftersales_proto::repair::ListRepairsByCenterRequest {
+            service_center_id: "sc-berlin-01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // Bob lists none of the device's repairs; its customer sees them.
+    let by_device = |who: Principal| {
+        let mut client = as_whom(&who);
+        let imei = imei.clone();
+        async move {
+            client
+                .list_repairs_by_device(aftersales_proto::repair::ListRepairsByDeviceRequest {
+                    device_id: device(&imei),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .repairs
+                .len()
+        }
+    };
+    assert_eq!(by_device(customer("bob")).await, 0);
+    assert!(by_device(customer("cust-1")).await >= 1);
+    // Depot staff ("*") work on every center's orders; Berlin's own technician too.
+    let depot = Principal {
+        centers: vec!["*".into()],
+        ..person("tech-depot", Role::Technician)
+    };
+    as_whom(&depot).check_in_device(check_in).await.unwrap();
     repair.stop().await.unwrap();
     warranty.stop().await.unwrap();
 }

@@ -191,3 +191,131 @@ async fn a_service_without_an_identity_provider_refuses_to_start() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn another_customers_device_answers_as_if_it_did_not_exist() {
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: Common {
+            oidc_issuer: Some(issuer.url().to_owned()),
+            allow_unauthenticated: false,
+            ..Common::test(
+                aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap(),
+            )
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let as_customer = |id: &str| {
+        client(
+            &channel,
+            issuer
+                .token(
+                    &principal(id, Role::Customer),
+                    "aftersales",
+                    Duration::from_secs(900),
+                )
+                .unwrap(),
+        )
+    };
+    let (mut anna, mut bob) = (as_customer("anna"), as_customer("bob"));
+    let annas: Vec<String> = (0..5).map(|_| fresh_imei()).collect();
+    for imei in &annas {
+        anna.register_device(registration(imei, "DE", &days_ago(3), "anna"))
+            .await
+            .unwrap();
+    }
+    // Bob may not register a phone to Anna's account.
+    let refused = bob
+        .register_device(registration(&fresh_imei(), "DE", &days_ago(3), "anna"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Bob walks Anna's IMEIs among IMEIs nobody registered: every answer is the
+    // one a missing device gets, for every call a customer may make on a device.
+    let nobodys: Vec<String> = (0..5).map(|_| fresh_imei()).collect();
+    for imei in annas.iter().chain(&nobodys) {
+        let expected = format!("IMEI {imei} not found");
+        let answers = [
+            bob.get_device(pb::GetDeviceRequest {
+                device_id: by_imei(imei),
+            })
+            .await
+            .map(drop),
+            bob.check_coverage(pb::CheckCoverageRequest {
+                device_id: by_imei(imei),
+                fault_category: pb::FaultCategory::Display.into(),
+                as_of: None,
+                record_decision: true,
+            })
+            .await
+            .map(drop),
+            bob.transfer_ownership(pb::TransferOwnershipRequest {
+                device_id: by_imei(imei),
+                new_customer_id: "bob".into(),
+            })
+            .await
+            .map(drop),
+            bob.get_device_history(pb::GetDeviceHistoryRequest {
+                device_id: by_imei(imei),
+                as_of: None,
+            })
+            .await
+            .map(drop),
+        ];
+        for answer in answers {
+            let status = answer.unwrap_err();
+            assert_eq!(
+                (status.code(), status.message()),
+                (Code::NotFound, expected.as_str()),
+                "{imei}"
+            );
+        }
+    }
+    // Bob's list of Anna's devices is as empty as a stranger's.
+    let listed = bob
+        .list_devices_by_customer(pb::ListDevicesByCustomerRequest {
+            customer_id: "anna".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.devices.is_empty());
+    // Anna sees hers; nothing Bob tried was written.
+    let listed = anna
+        .list_devices_by_customer(pb::ListDevicesByCustomerRequest {
+            customer_id: "anna".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.devices.len(), annas.len());
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
+        panic!("PostgreSQL");
+    };
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        i64::try_from(annas.len()).unwrap(),
+        "only Anna's registrations"
+    );
+    running.stop().await.unwrap();
+}

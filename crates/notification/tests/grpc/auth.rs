@@ -1,0 +1,109 @@
+//! The notification service behind a real token issuer: a customer reads and
+//! changes their own preferences and messages only; another's message answers as
+//! one that does not exist.
+
+use std::time::Duration;
+
+use aftersales_auth::issuer::Issuer;
+use aftersales_auth::{Principal, Role, ServiceToken};
+use aftersales_proto::notification as pb;
+use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
+use aftersales_runtime::telemetry::{TracedChannel, traced};
+use aftersales_testkit::eventually;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::{Harness, opened, preferences, publish};
+
+#[tokio::test]
+async fn a_customer_reaches_their_own_messages_only() {
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    let url = issuer.url().to_owned();
+    let h = Harness::start(0, move |cfg| {
+        cfg.common.oidc_issuer = Some(url.clone());
+        cfg.common.allow_unauthenticated = false;
+    })
+    .await;
+    let addr = h.running.as_ref().unwrap().addr;
+    let as_customer = |id: &str| -> NotificationServiceClient<TracedChannel> {
+        let who = Principal {
+            subject: id.into(),
+            role: Role::Customer,
+            on_behalf_of: None,
+            centers: Vec::new(),
+        };
+        let token = issuer
+            .token(&who, "aftersales", Duration::from_secs(900))
+            .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        NotificationServiceClient::new(traced(channel, Some(ServiceToken::fixed(token))))
+    };
+    let (mut anna, mut bob) = (as_customer("anna"), as_customer("bob"));
+    anna.set_preferences(preferences("anna", &[pb::ChannelKind::Email]))
+        .await
+        .unwrap();
+    let refused = bob
+        .set_preferences(preferences("anna", &[pb::ChannelKind::Sms]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = bob
+        .get_preferences(pb::CustomerRef {
+            customer_id: "anna".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-anna", "anna"),
+        Uuid::now_v7(),
+        "m-anna",
+    )
+    .await;
+    let list = |client: &NotificationServiceClient<TracedChannel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_notifications(pb::ListNotificationsRequest {
+                    customer_id: "anna".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().notifications)
+        }
+    };
+    let annas = eventually(|| list(&anna), |n| n.as_ref().is_ok_and(|n| !n.is_empty()))
+        .await
+        .unwrap();
+    assert_eq!(list(&bob).await.unwrap_err().code(), Code::PermissionDenied);
+    let theirs = annas[0].notification_id.clone();
+    let made_up = Uuid::now_v7().to_string();
+    for id in [&theirs, &made_up] {
+        let status = bob
+            .get_delivery(pb::NotificationRef {
+                notification_id: id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                Code::NotFound,
+                format!("notification {id} not found").as_str()
+            )
+        );
+    }
+    anna.get_delivery(pb::NotificationRef {
+        notification_id: theirs,
+    })
+    .await
+    .unwrap();
+}
