@@ -5,6 +5,7 @@ use aftersales_core::types::{OrderId, ShipmentId};
 use aftersales_eventstore::CommandContext;
 use aftersales_proto::logistics as pb;
 use aftersales_proto::logistics::logistics_service_server::LogisticsService;
+use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_from_proto;
@@ -13,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::{Logistics, NewShipment, ShipmentView};
 use crate::convert::{address_from_proto, shipment_to_proto, status_from_proto, status_to_proto};
+use crate::domain::DomainError;
 use crate::domain::shipment::{Direction, Parcel, Purpose};
 use crate::domain::tracking::Scan;
 
@@ -55,6 +57,34 @@ fn shipment_id(value: &str) -> Result<ShipmentId, Status> {
 
 fn order_id(value: &str) -> Result<OrderId, Status> {
     OrderId::parse("repair_order_id", value).map_err(|e| status(e.into()))
+}
+
+impl LogisticsApi {
+    /// Whether the caller may see the order `order_id`'s logistics: its customer,
+    /// or staff.
+    async fn may_see_order(&self, caller: &Caller, order_id: &str) -> Result<bool, Status> {
+        if !caller.needs_owner() {
+            return Ok(true);
+        }
+        let order = self.app.order(order_id).await.map_err(status)?;
+        Ok(caller.may_touch(Owner {
+            customer: order.customer_id.as_deref(),
+            center: None,
+        }))
+    }
+
+    /// The shipment `id`, if the caller may see it: a parcel of another
+    /// customer's order answers as one that does not exist.
+    async fn shipment(&self, caller: &Caller, id: &ShipmentId) -> Result<ShipmentView, Status> {
+        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
+        let order = view.state.info.purpose.repair_order().unwrap_or_default();
+        if caller.needs_owner() && !self.may_see_order(caller, order).await? {
+            return Err(status(
+                DomainError::NotFound(format!("shipment {id}")).into(),
+            ));
+        }
+        Ok(view)
+    }
 }
 
 #[tonic::async_trait]
@@ -106,7 +136,8 @@ impl LogisticsService for LogisticsApi {
 
     async fn get_shipment(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Shipment> {
         let id = shipment_id(&request.get_ref().shipment_id)?;
-        shipment_answer(self.app.shipment(id.as_str()).await)
+        let view = self.shipment(&Caller::of(&request), &id).await?;
+        Ok(Response::new(shipment_to_proto(&view)))
     }
 
     async fn list_shipments_by_repair(
@@ -114,11 +145,18 @@ impl LogisticsService for LogisticsApi {
         request: Request<pb::ListShipmentsByRepairRequest>,
     ) -> Answer<pb::ListShipmentsResponse> {
         let id = order_id(&request.get_ref().repair_order_id)?;
-        let views = self
-            .app
-            .shipments_of_order(id.as_str())
-            .await
-            .map_err(status)?;
+        // Another customer's order has no parcels, as an unknown order has none.
+        let views = if self
+            .may_see_order(&Caller::of(&request), id.as_str())
+            .await?
+        {
+            self.app
+                .shipments_of_order(id.as_str())
+                .await
+                .map_err(status)?
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::ListShipmentsResponse {
             shipments: views.iter().map(shipment_to_proto).collect(),
         }))
@@ -129,7 +167,7 @@ impl LogisticsService for LogisticsApi {
         request: Request<pb::ShipmentRef>,
     ) -> Answer<pb::TrackingTimeline> {
         let id = shipment_id(&request.get_ref().shipment_id)?;
-        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
+        let view = self.shipment(&Caller::of(&request), &id).await?;
         let s = &view.state;
         Ok(Response::new(pb::TrackingTimeline {
             shipment_id: s.info.shipment_id.clone(),
@@ -203,7 +241,7 @@ impl LogisticsService for LogisticsApi {
 
     async fn get_label(&self, request: Request<pb::ShipmentRef>) -> Answer<pb::Label> {
         let id = shipment_id(&request.get_ref().shipment_id)?;
-        let view = self.app.shipment(id.as_str()).await.map_err(status)?;
+        let view = self.shipment(&Caller::of(&request), &id).await?;
         let label = view
             .state
             .label
@@ -223,6 +261,14 @@ impl LogisticsService for LogisticsApi {
         request: Request<pb::CustodyRequest>,
     ) -> Answer<pb::CustodyTimeline> {
         let id = order_id(&request.get_ref().repair_order_id)?;
+        if !self
+            .may_see_order(&Caller::of(&request), id.as_str())
+            .await?
+        {
+            return Err(status(
+                DomainError::NotFound(format!("repair order {id}")).into(),
+            ));
+        }
         let steps = self.app.custody(id.as_str()).await.map_err(status)?;
         Ok(Response::new(pb::CustodyTimeline {
             repair_order_id: id.to_string(),

@@ -96,6 +96,7 @@ impl RepairReactions {
     ) -> Result<(), HandlerError> {
         let opened: rpb::RepairOrderOpened = event.proto().map_err(HandlerError::permanent)?;
         let at = event.metadata.recorded_at;
+        let customer_id = Some(opened.customer_id.clone()).filter(|c| !c.is_empty());
         let command = match rpb::Channel::try_from(opened.channel) {
             Ok(rpb::Channel::MailIn) => {
                 let customer = address_from_proto(opened.contact_address.ok_or_else(|| {
@@ -116,6 +117,7 @@ impl RepairReactions {
                     .await
                     .map_err(HandlerError::from)?;
                 OrderCommand::Opened {
+                    customer_id: customer_id.clone(),
                     center_id: None,
                     mail_in: Some(MailIn {
                         customer,
@@ -126,6 +128,7 @@ impl RepairReactions {
                 }
             }
             Ok(rpb::Channel::WalkIn) => OrderCommand::Opened {
+                customer_id,
                 center_id: Some(opened.service_center_id.clone()),
                 mail_in: None,
                 at,

@@ -11,6 +11,7 @@
 //! - [`provision`]: streams created or updated at start-up, durable by default.
 //! - [`trace`]: the producer's trace continued by the consumer.
 //! - [`bus`]: all of it for one service: its stream, relay and consumers.
+//! - [`testing`]: publishing as another service's relay would, for tests.
 
 pub mod bus;
 pub mod consumer;
@@ -24,6 +25,7 @@ pub mod names;
 pub mod provision;
 pub mod relay;
 mod supervise;
+pub mod testing;
 pub mod trace;
 
 pub use bus::Bus;

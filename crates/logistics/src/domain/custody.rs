@@ -73,6 +73,9 @@ pub struct MailIn {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OrderState {
     pub known: bool,
+    /// The order's customer, whose shipments these are (unknown for orders
+    /// opened before it was recorded).
+    pub customer_id: Option<String>,
     /// Walk-in orders.
     pub center_id: Option<String>,
     pub mail_in: Option<MailIn>,
@@ -85,6 +88,7 @@ pub struct OrderState {
 pub enum Command {
     /// The order was opened: the customer holds the device.
     Opened {
+        customer_id: Option<String>,
         center_id: Option<String>,
         mail_in: Option<MailIn>,
         at: DateTime<Utc>,
@@ -102,6 +106,9 @@ pub enum Command {
 #[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Event {
     RepairOrderKnown {
+        /// Absent from events recorded before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_id: Option<String>,
         center_id: Option<String>,
         mail_in: Option<MailIn>,
         at: DateTime<Utc>,
@@ -149,10 +156,12 @@ impl Decider for OrderLogistics {
         match command {
             Command::Opened { .. } if state.known => Ok(vec![]),
             Command::Opened {
+                customer_id,
                 center_id,
                 mail_in,
                 at,
             } => Ok(vec![Event::RepairOrderKnown {
+                customer_id: customer_id.clone(),
                 center_id: center_id.clone(),
                 mail_in: mail_in.clone(),
                 at: *at,
@@ -186,11 +195,13 @@ impl Decider for OrderLogistics {
     fn evolve(mut state: OrderState, event: &Event) -> OrderState {
         match event {
             Event::RepairOrderKnown {
+                customer_id,
                 center_id,
                 mail_in,
                 at,
             } => {
                 state.known = true;
+                state.customer_id.clone_from(customer_id);
                 state.center_id.clone_from(center_id);
                 state.mail_in.clone_from(mail_in);
                 state.evidence.push(Custody {
@@ -283,6 +294,7 @@ mod tests {
     #[test]
     fn walk_in_check_in_names_the_center() {
         let opened = Command::Opened {
+            customer_id: Some("c-1".into()),
             center_id: Some("de-ber-1".into()),
             mail_in: None,
             at: at(1),

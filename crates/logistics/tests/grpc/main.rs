@@ -2,6 +2,7 @@
 //! the mail-in journey with warranty and repair over a real nats-server.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod auth;
 mod journey;
 mod shipments;
 mod webhook;

@@ -162,9 +162,7 @@ impl Harness {
     }
 }
 
-/// Publishes a protobuf event as `source`'s relay would, with `msg_id` as the
-/// JetStream message id (a re-publish with another id is a redelivery the
-/// broker cannot drop).
+/// Publishes a protobuf event as `source`'s relay would, in region `test`.
 pub async fn publish<M: prost::Message>(
     js: &async_nats::jetstream::Context,
     source: &str,
@@ -173,52 +171,10 @@ pub async fn publish<M: prost::Message>(
     event_id: Uuid,
     msg_id: &str,
 ) {
-    #[allow(clippy::disallowed_methods)]
-    let recorded_at = chrono::Utc::now();
-    let payload = message.encode_to_vec();
-    let recorded = aftersales_eventstore::RecordedEvent {
-        position: 1,
-        checkpoint: aftersales_eventstore::Checkpoint {
-            transaction: 0,
-            position: 1,
-        },
-        stream_id: aftersales_eventstore::StreamId::parse(format!("{source}-{event_id}")).unwrap(),
-        stream_version: 1,
-        event_id,
-        event_type: event_type.into(),
-        schema_version: 1,
-        payload: payload.clone(),
-        metadata: aftersales_eventstore::Metadata {
-            correlation_id: event_id,
-            causation_id: None,
-            traceparent: None,
-            tracestate: None,
-            actor: format!("service:{source}"),
-            region: "test".into(),
-            recorded_at,
-        },
-        hash: [0; 32],
-    };
-    let package = match source {
-        "warranty" => "warranty",
-        "logistics" => "logistics",
-        _ => "repair",
-    };
-    let mut headers = aftersales_messaging::envelope::headers_for(
-        source,
-        &recorded,
-        &aftersales_messaging::envelope::protobuf(&format!("aftersales.{package}.v1.{event_type}")),
-    );
-    headers.insert("Nats-Msg-Id", msg_id);
-    js.publish_with_headers(
-        format!("aftersales.test.{source}.{event_type}"),
-        headers,
-        payload.into(),
+    aftersales_messaging::testing::publish(
+        js, "test", source, event_type, message, event_id, msg_id,
     )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    .await;
 }
 
 /// The notification id a source event makes on a channel.
