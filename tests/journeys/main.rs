@@ -4,6 +4,7 @@
 //! would; parcels move by the sandbox carrier's autoplay.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod auth;
 mod crash;
 mod journey;
 mod relay;

@@ -5,6 +5,7 @@ use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::telemetry::{TracedChannel, traced};
 use serde_json::json;
 
 /// Where the services are.
@@ -45,6 +46,22 @@ pub struct Endpoints {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A bearer token from the identity provider, sent with every call (services
+    /// that authenticate refuse calls without one).
+    #[arg(long, global = true, env = "AFTERSALES_TOKEN", value_parser = aftersales_runtime::config::secret, hide_env_values = true)]
+    pub token: Option<secrecy::SecretString>,
+}
+
+impl Endpoints {
+    /// A channel to `service` at `url` whose calls carry the token, if given.
+    pub async fn channel(&self, service: &str, url: &str) -> Result<TracedChannel, String> {
+        use secrecy::ExposeSecret as _;
+        let token = self
+            .token
+            .as_ref()
+            .map(|t| aftersales_auth::ServiceToken::fixed(t.expose_secret()));
+        Ok(traced(connect(service, url).await?, token))
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -129,17 +146,19 @@ pub async fn connect(service: &str, url: &str) -> Result<tonic::transport::Chann
 
 pub async fn warranty(
     endpoints: &Endpoints,
-) -> Result<WarrantyServiceClient<tonic::transport::Channel>, String> {
+) -> Result<WarrantyServiceClient<TracedChannel>, String> {
     Ok(WarrantyServiceClient::new(
-        connect("warranty", &endpoints.warranty_url).await?,
+        endpoints
+            .channel("warranty", &endpoints.warranty_url)
+            .await?,
     ))
 }
 
 pub async fn repair_client(
     endpoints: &Endpoints,
-) -> Result<RepairServiceClient<tonic::transport::Channel>, String> {
+) -> Result<RepairServiceClient<TracedChannel>, String> {
     Ok(RepairServiceClient::new(
-        connect("repair", &endpoints.repair_url).await?,
+        endpoints.channel("repair", &endpoints.repair_url).await?,
     ))
 }
 
@@ -461,7 +480,7 @@ fn fault_category(fault: &str) -> Result<wpb::FaultCategory, String> {
 }
 
 async fn advance(
-    client: &mut RepairServiceClient<tonic::transport::Channel>,
+    client: &mut RepairServiceClient<TracedChannel>,
     order_id: String,
     step: Step,
     fields: AdvanceFields,
@@ -707,7 +726,9 @@ pub async fn shipment(command: Shipment, endpoints: &Endpoints) -> Result<(), St
     use aftersales_proto::logistics as lpb;
     let Shipment::Track { order } = command;
     let mut client = lpb::logistics_service_client::LogisticsServiceClient::new(
-        connect("logistics", &endpoints.logistics_url).await?,
+        endpoints
+            .channel("logistics", &endpoints.logistics_url)
+            .await?,
     );
     let shipments = client
         .list_shipments_by_repair(lpb::ListShipmentsByRepairRequest {
@@ -779,7 +800,9 @@ pub async fn notify(command: Notify, endpoints: &Endpoints) -> Result<(), String
     use aftersales_proto::notification as npb;
     let Notify::Inbox { customer, limit } = command;
     let inbox = npb::notification_service_client::NotificationServiceClient::new(
-        connect("notification", &endpoints.notification_url).await?,
+        endpoints
+            .channel("notification", &endpoints.notification_url)
+            .await?,
     )
     .list_notifications(npb::ListNotificationsRequest {
         customer_id: customer,

@@ -150,7 +150,9 @@ pub async fn seed(endpoints: &Endpoints, email: bool) -> Result<(), String> {
     let mut w = warranty(endpoints).await?;
     let mut r = repair_client(endpoints).await?;
     let mut n = npb::notification_service_client::NotificationServiceClient::new(
-        crate::client::connect("notification", &endpoints.notification_url).await?,
+        endpoints
+            .channel("notification", &endpoints.notification_url)
+            .await?,
     );
     let first = with_check_digit(DEVICES[0].0);
     if w.get_device(wpb::GetDeviceRequest {
@@ -253,7 +255,9 @@ pub async fn seed(endpoints: &Endpoints, email: bool) -> Result<(), String> {
 
 /// Walks a walk-in order to `target`.
 async fn advance_to(
-    r: &mut rpb::repair_service_client::RepairServiceClient<tonic::transport::Channel>,
+    r: &mut rpb::repair_service_client::RepairServiceClient<
+        aftersales_runtime::telemetry::TracedChannel,
+    >,
     order: &rpb::RepairOrder,
     target: rpb::Stage,
     today: chrono::DateTime<Utc>,

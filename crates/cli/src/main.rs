@@ -221,6 +221,7 @@ async fn up(args: Up) -> Result<(), String> {
         logistics_url: format!("http://{}", logistics.addr),
         notification_url: format!("http://{}", notification.addr),
         json: false,
+        token: None,
     };
     let platform = Embedded::start(vec![warranty, repair, logistics, notification])
         .map_err(|e| e.to_string())?;
