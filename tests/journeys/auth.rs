@@ -88,3 +88,120 @@ async fn the_tool_signs_its_calls_with_the_token_it_is_given() {
     let why = String::from_utf8_lossy(&other.stderr);
     assert!(why.contains("NotFound"), "{why}");
 }
+
+/// Every RPC in the policy table (reflection aside) as every role, against the
+/// four services as processes: a role the table leaves out is PERMISSION_DENIED
+/// and writes nothing; a role it names gets past authorization (the empty request
+/// is then the handler's to judge). The table drives the test, so a new RPC or
+/// role is covered as soon as it has an entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_matrix_matches_the_policy_table() {
+    use aftersales_auth::Policy;
+    use tonic::Code;
+
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    let service = Principal {
+        subject: "repair".into(),
+        role: Role::Service,
+        on_behalf_of: None,
+        centers: Vec::new(),
+    };
+    issuer.register_client("repair", "repair-secret-0123456789", service, "aftersales");
+    let platform = crate::Platform::start_with(
+        200,
+        &[
+            ("AFTERSALES_OIDC_ISSUER", issuer.url().to_owned()),
+            ("AFTERSALES_OIDC_CLIENT_ID", "repair".to_owned()),
+            (
+                "AFTERSALES_OIDC_CLIENT_SECRET",
+                "repair-secret-0123456789".to_owned(),
+            ),
+        ],
+    );
+    let policy = Policy::builtin().unwrap();
+    let server_of = |method: &str| match method.split('.').nth(1) {
+        Some("warranty") => Some(platform.warranty.url()),
+        Some("repair") => Some(platform.repair.url()),
+        Some("logistics") => Some(platform.logistics.url()),
+        Some("notification") => Some(platform.notification.url()),
+        _ => None,
+    };
+    let streaming = ["WatchRepair", "WatchNotifications"];
+    let call = |url: String, method: String, token: String| async move {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let mut request = tonic::Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let path: tonic::codegen::http::uri::PathAndQuery = format!("/{method}").parse().unwrap();
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let name = method.rsplit('/').next().unwrap_or_default();
+        if streaming.contains(&name) {
+            grpc.server_streaming(request, path, codec).await.map(drop)
+        } else {
+            grpc.unary(request, path, codec).await.map(drop)
+        }
+    };
+    let events = || async {
+        let mut total = 0i64;
+        for database in &platform.databases {
+            let pool = sqlx::PgPool::connect(database).await.unwrap();
+            total += sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        }
+        total
+    };
+    let before = events().await;
+    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+    for method in policy.methods() {
+        let Some(url) = server_of(method) else {
+            continue;
+        };
+        let rule = policy.rule(method).unwrap();
+        for role in Role::ALL {
+            let who = Principal {
+                subject: format!("matrix-{role}"),
+                role,
+                on_behalf_of: None,
+                centers: vec!["sc-berlin-01".into()],
+            };
+            let token = issuer
+                .token(&who, "aftersales", Duration::from_secs(900))
+                .unwrap();
+            let answer = call(url.clone(), method.to_owned(), token).await;
+            let code = answer.err().map_or(Code::Ok, |s| s.code());
+            if rule.contains_key(&role) {
+                allowed.push((method, role, code));
+            } else {
+                denied.push((method, role, code));
+            }
+        }
+    }
+    let cells = allowed.len() + denied.len();
+    eprintln!(
+        "authorization matrix: {cells} cells, {} allowed, {} denied",
+        allowed.len(),
+        denied.len()
+    );
+    assert!(cells >= 50 * Role::ALL.len(), "{cells} cells");
+    for (method, role, code) in &denied {
+        assert_eq!(*code, Code::PermissionDenied, "{role} on {method}");
+    }
+    for (method, role, code) in &allowed {
+        assert!(
+            !matches!(code, Code::PermissionDenied | Code::Unauthenticated),
+            "{role} on {method}: {code:?}"
+        );
+    }
+    assert_eq!(events().await, before, "a refused call writes nothing");
+}

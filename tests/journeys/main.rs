@@ -157,17 +157,21 @@ impl Platform {
         let nats = NatsServer::start().unwrap();
         let smtp = SmtpServer::start().unwrap();
         let databases = std::array::from_fn(|_| shared_postgres().create_database().unwrap());
+        // Without an issuer among `extra`, calls are not authenticated.
+        let authenticated = extra.iter().any(|(k, _)| *k == "AFTERSALES_OIDC_ISSUER");
         let common = |db: &str| {
             vec![
                 ("DATABASE_URL".to_owned(), db.to_owned()),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
+            ]
+            .into_iter()
+            .chain((!authenticated).then(|| {
                 (
                     "AFTERSALES_ALLOW_UNAUTHENTICATED".to_owned(),
                     "true".to_owned(),
-                ),
-            ]
-            .into_iter()
+                )
+            }))
             .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
             .collect::<Vec<_>>()
         };
