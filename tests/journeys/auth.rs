@@ -28,12 +28,7 @@ async fn the_tool_signs_its_calls_with_the_token_it_is_given() {
         ],
     );
     let token = |subject: &str, role: Role| {
-        let who = Principal {
-            subject: subject.into(),
-            role,
-            on_behalf_of: None,
-            centers: Vec::new(),
-        };
+        let who = Principal::new(subject, role);
         issuer
             .token(&who, "aftersales", Duration::from_secs(900))
             .unwrap()
@@ -102,12 +97,7 @@ async fn the_authorization_matrix_matches_the_policy_table() {
     let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
         .await
         .unwrap();
-    let service = Principal {
-        subject: "repair".into(),
-        role: Role::Service,
-        on_behalf_of: None,
-        centers: Vec::new(),
-    };
+    let service = Principal::new("repair", Role::Service);
     issuer.register_client("repair", "repair-secret-0123456789", service, "aftersales");
     let platform = crate::Platform::start_with(
         200,

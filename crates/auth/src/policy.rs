@@ -126,12 +126,7 @@ mod tests {
     #[test]
     fn roles_are_refused_what_the_table_does_not_give_them() {
         let policy = Policy::builtin().unwrap();
-        let caller = |role| Principal {
-            subject: "x".into(),
-            role,
-            on_behalf_of: None,
-            centers: Vec::new(),
-        };
+        let caller = |role| Principal::new("x", role);
         let claim = "aftersales.warranty.v1.WarrantyService/RecordClaim";
         assert_eq!(
             policy.authorize(claim, &caller(Role::Service)).unwrap(),

@@ -69,6 +69,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// `subject` in `role`, for no one else and at no center.
+    pub fn new(subject: impl Into<String>, role: Role) -> Self {
+        Self {
+            subject: subject.into(),
+            role,
+            on_behalf_of: None,
+            centers: Vec::new(),
+        }
+    }
+
     /// The customer whose objects this caller acts on: a customer's own id, or
     /// the customer a support agent acts for.
     pub fn customer(&self) -> Option<&str> {

@@ -14,12 +14,7 @@ use serde_json::{Value, json};
 const AUDIENCE: &str = "aftersales";
 
 fn operator() -> Principal {
-    Principal {
-        subject: "ops-1".into(),
-        role: Role::Operator,
-        on_behalf_of: None,
-        centers: Vec::new(),
-    }
+    Principal::new("ops-1", Role::Operator)
 }
 
 async fn issuer_and_verifier() -> (Issuer, Verifier) {

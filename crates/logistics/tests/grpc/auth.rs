@@ -40,12 +40,7 @@ async fn a_customer_follows_their_own_parcels_only() {
     cfg.common.allow_unauthenticated = false;
     let running = aftersales_logistics::server::start(cfg).await.unwrap();
     let as_customer = |id: &str| -> LogisticsServiceClient<TracedChannel> {
-        let who = Principal {
-            subject: id.into(),
-            role: Role::Customer,
-            on_behalf_of: None,
-            centers: Vec::new(),
-        };
+        let who = Principal::new(id, Role::Customer);
         let token = issuer
             .token(&who, "aftersales", Duration::from_secs(900))
             .unwrap();

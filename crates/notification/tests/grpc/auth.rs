@@ -28,12 +28,7 @@ async fn a_customer_reaches_their_own_messages_only() {
     .await;
     let addr = h.running.as_ref().unwrap().addr;
     let as_customer = |id: &str| -> NotificationServiceClient<TracedChannel> {
-        let who = Principal {
-            subject: id.into(),
-            role: Role::Customer,
-            on_behalf_of: None,
-            centers: Vec::new(),
-        };
+        let who = Principal::new(id, Role::Customer);
         let token = issuer
             .token(&who, "aftersales", Duration::from_secs(900))
             .unwrap();

@@ -33,12 +33,7 @@ async fn repair_asks_warranty_with_its_own_token() {
     issuer.register_client(
         "repair",
         "repair-secret-0123456789",
-        Principal {
-            subject: "repair".into(),
-            role: Role::Service,
-            on_behalf_of: None,
-            centers: Vec::new(),
-        },
+        Principal::new("repair", Role::Service),
         "aftersales",
     );
     let authenticated = |database: String| Common {

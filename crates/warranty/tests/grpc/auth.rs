@@ -21,17 +21,8 @@ fn client(channel: &Channel, token: String) -> WarrantyServiceClient<TracedChann
     WarrantyServiceClient::new(traced(channel.clone(), token))
 }
 
-fn principal(subject: &str, role: Role) -> Principal {
-    Principal {
-        subject: subject.into(),
-        role,
-        on_behalf_of: None,
-        centers: Vec::new(),
-    }
-}
-
-#[tokio::test]
-async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
+/// A token issuer, and warranty on a fresh database trusting it.
+async fn authenticated() -> (Issuer, aftersales_warranty::server::Running, Channel) {
     let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
         .await
         .unwrap();
@@ -56,6 +47,12 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
         .connect()
         .await
         .unwrap();
+    (issuer, running, channel)
+}
+
+#[tokio::test]
+async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
+    let (issuer, running, channel) = authenticated().await;
     let token = |who: &Principal| {
         issuer
             .token(who, "aftersales", Duration::from_secs(900))
@@ -86,14 +83,14 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
     let stranger = SigningKey::generate().unwrap();
     let forged = stranger
         .sign(&issuer.claims(
-            &principal("ops-1", Role::Operator),
+            &Principal::new("ops-1", Role::Operator),
             "aftersales",
             Duration::from_secs(900),
         ))
         .unwrap();
     let elsewhere = issuer
         .token(
-            &principal("ops-1", Role::Operator),
+            &Principal::new("ops-1", Role::Operator),
             "another-api",
             Duration::from_secs(900),
         )
@@ -107,7 +104,7 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
     }
     // A customer may not void a warranty or record a claim, nor register a phone
     // for someone else's account... the role part of that is checked here.
-    let mut customer = client(&channel, token(&principal("c-1", Role::Customer)));
+    let mut customer = client(&channel, token(&Principal::new("c-1", Role::Customer)));
     let refused = customer
         .void_warranty(pb::VoidWarrantyRequest {
             device_id: by_imei(&imei),
@@ -133,11 +130,11 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
     request
         .metadata_mut()
         .insert("x-actor", "staff:auditor-1".parse().unwrap());
-    client(&channel, token(&principal("ops-1", Role::Operator)))
+    client(&channel, token(&Principal::new("ops-1", Role::Operator)))
         .register_device(request)
         .await
         .unwrap();
-    let history = client(&channel, token(&principal("aud-1", Role::Auditor)))
+    let history = client(&channel, token(&Principal::new("aud-1", Role::Auditor)))
         .get_device_history(pb::GetDeviceHistoryRequest {
             device_id: by_imei(&imei),
             as_of: None,
@@ -150,7 +147,10 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
     // An idempotency key is its caller's: another caller reusing it is refused.
     let key = uuid::Uuid::new_v4();
     let other = fresh_imei();
-    let mut agent = client(&channel, token(&principal("agent-7", Role::SupportAgent)));
+    let mut agent = client(
+        &channel,
+        token(&Principal::new("agent-7", Role::SupportAgent)),
+    );
     agent
         .register_device(with_command_id(
             registration(&other, "DE", &days_ago(3), "c-2"),
@@ -158,7 +158,7 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
         ))
         .await
         .unwrap();
-    let reused = client(&channel, token(&principal("ops-1", Role::Operator)))
+    let reused = client(&channel, token(&Principal::new("ops-1", Role::Operator)))
         .register_device(with_command_id(
             registration(&other, "DE", &days_ago(3), "c-2"),
             key,
@@ -194,36 +194,13 @@ async fn a_service_without_an_identity_provider_refuses_to_start() {
 
 #[tokio::test]
 async fn another_customers_device_answers_as_if_it_did_not_exist() {
-    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
-        .await
-        .unwrap();
-    let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
-        common: Common {
-            oidc_issuer: Some(issuer.url().to_owned()),
-            allow_unauthenticated: false,
-            ..Common::test(
-                aftersales_testkit::shared_postgres()
-                    .create_database()
-                    .unwrap(),
-            )
-        },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (issuer, running, channel) = authenticated().await;
     let as_customer = |id: &str| {
         client(
             &channel,
             issuer
                 .token(
-                    &principal(id, Role::Customer),
+                    &Principal::new(id, Role::Customer),
                     "aftersales",
                     Duration::from_secs(900),
                 )
