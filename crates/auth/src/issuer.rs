@@ -98,6 +98,8 @@ pub struct Issuer {
     url: String,
     keys: Arc<RwLock<Vec<SigningKey>>>,
     clients: Arc<RwLock<Vec<Client>>>,
+    /// How often the key set was fetched: verifiers cache it.
+    key_fetches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A service allowed the client-credentials grant, and whom its tokens name.
@@ -125,6 +127,7 @@ impl Issuer {
             url: format!("http://{addr}"),
             keys: Arc::new(RwLock::new(vec![SigningKey::generate()?])),
             clients: Arc::new(RwLock::new(Vec::new())),
+            key_fetches: Arc::default(),
         };
         let discovery = json!({
             "issuer": issuer.url,
@@ -137,6 +140,7 @@ impl Issuer {
             "response_types_supported": ["code"],
         });
         let keys = Arc::clone(&issuer.keys);
+        let fetches = Arc::clone(&issuer.key_fetches);
         let granting = issuer.clone();
         let app = axum::Router::new()
             .route(
@@ -156,6 +160,7 @@ impl Issuer {
             .route(
                 "/jwks.json",
                 axum::routing::get(move || {
+                    fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let published: Vec<Value> = keys
                         .read()
                         .map(|keys| keys.iter().map(SigningKey::jwk).collect())
@@ -243,6 +248,11 @@ impl Issuer {
                 refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
         }
+    }
+
+    /// How many times the key set has been fetched.
+    pub fn key_fetches(&self) -> usize {
+        self.key_fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The issuer URL tokens name in `iss`.

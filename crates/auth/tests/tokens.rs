@@ -160,6 +160,18 @@ async fn forged_and_broken_tokens_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn verifying_does_not_ask_the_issuer_each_time() {
+    let (issuer, verifier) = issuer_and_verifier().await;
+    let token = issuer
+        .token(&operator(), AUDIENCE, Duration::from_secs(900))
+        .unwrap();
+    for _ in 0..200 {
+        verifier.verify(&token).await.unwrap();
+    }
+    assert_eq!(issuer.key_fetches(), 1, "the keys, fetched once and cached");
+}
+
+#[tokio::test]
 async fn a_token_without_a_known_role_has_no_rights() {
     let (issuer, verifier) = issuer_and_verifier().await;
     let mut claims = issuer.claims(&operator(), AUDIENCE, Duration::from_secs(900));

@@ -1,6 +1,8 @@
 //! `RegisterDevice` and `CheckCoverage` over gRPC at 50 concurrent clients, next to
 //! a trivial tonic service (`grpc.health.v1.Health/Check`) on the same server, in
-//! the same run.
+//! the same run; then `CheckCoverage` with authentication on (a second server on
+//! the same database, trusting a token issuer; every call carries a bearer token)
+//! next to the same call with it off.
 //!
 //! `cargo bench -p aftersales-warranty --bench grpc` (a release build). The server
 //! runs in this process on a durable PostgreSQL (fsync on) started by the test kit;
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::telemetry::TracedChannel;
 use aftersales_testkit::{PostgresOptions, PostgresServer};
 use aftersales_warranty::server::{Config, start};
 use tonic::transport::Channel;
@@ -112,8 +115,9 @@ async fn main() {
     let seconds = Duration::from_secs(env_usize("BENCH_SECONDS", 10) as u64);
     let devices = env_usize("BENCH_DEVICES", 5000);
     let pg = PostgresServer::start(PostgresOptions::Durable).unwrap();
+    let database = pg.create_database().unwrap();
     let running = start(Config {
-        common: aftersales_runtime::config::Common::test(pg.create_database().unwrap()),
+        common: aftersales_runtime::config::Common::test(database.clone()),
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: None,
         ..Config::default()
@@ -200,5 +204,70 @@ async fn main() {
         coverage_rate / echo_rate,
         register_rate / echo_rate
     );
+
+    // Authentication on: the same database, a server that verifies every call.
+    let issuer = aftersales_auth::issuer::Issuer::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let authenticated = start(Config {
+        common: aftersales_runtime::config::Common {
+            oidc_issuer: Some(issuer.url().to_owned()),
+            allow_unauthenticated: false,
+            ..aftersales_runtime::config::Common::test(database)
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let token = issuer
+        .token(
+            &aftersales_auth::Principal::new("bench", aftersales_auth::Role::Technician),
+            "aftersales",
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let mut signed = Vec::new();
+    for _ in 0..clients {
+        let channel = Channel::from_shared(format!("http://{}", authenticated.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        signed.push(aftersales_runtime::telemetry::traced(
+            channel,
+            Some(aftersales_auth::ServiceToken::fixed(token.clone())),
+        ));
+    }
+    let signed_coverage = move |channel: TracedChannel, i: usize| async move {
+        WarrantyServiceClient::new(channel)
+            .check_coverage(pb::CheckCoverageRequest {
+                device_id: device((i * 7919 % devices) as u64),
+                fault_category: pb::FaultCategory::Display.into(),
+                as_of: None,
+                record_decision: false,
+            })
+            .await
+            .unwrap();
+    };
+    // Warm both, then alternate: off, on, on, off.
+    phase(&channels, Duration::from_secs(1), usize::MAX, coverage).await;
+    phase(&signed, Duration::from_secs(1), usize::MAX, signed_coverage).await;
+    let off_a = phase(&channels, seconds / 2, usize::MAX, coverage).await;
+    let on_a = phase(&signed, seconds / 2, usize::MAX, signed_coverage).await;
+    let on_b = phase(&signed, seconds / 2, usize::MAX, signed_coverage).await;
+    let off_b = phase(&channels, seconds / 2, usize::MAX, coverage).await;
+    let off_rate = merge(off_a, off_b).report("CheckCoverage, authentication off");
+    let on_rate = merge(on_a, on_b).report("CheckCoverage, authentication on");
+    println!(
+        "authentication on / off = {:.2}x; the issuer's keys were fetched {} time(s)",
+        on_rate / off_rate,
+        issuer.key_fetches()
+    );
+    authenticated.stop().await.unwrap();
     running.stop().await.unwrap();
 }
