@@ -29,7 +29,7 @@ impl std::fmt::Debug for ClientCredentials {
 /// The service's current access token, renewed a minute before it expires.
 #[derive(Debug, Default)]
 pub struct ServiceToken {
-    current: RwLock<Option<String>>,
+    current: RwLock<Option<Arc<str>>>,
 }
 
 #[derive(Deserialize)]
@@ -64,12 +64,12 @@ impl ServiceToken {
     /// Always `token`: a token obtained elsewhere (a person's, a script's).
     pub fn fixed(token: impl Into<String>) -> Arc<Self> {
         Arc::new(Self {
-            current: RwLock::new(Some(token.into())),
+            current: RwLock::new(Some(Arc::from(token.into()))),
         })
     }
 
     /// The token to present now, once one has been granted.
-    pub fn current(&self) -> Option<String> {
+    pub fn current(&self) -> Option<Arc<str>> {
         self.current.read().ok().and_then(|t| t.clone())
     }
 
@@ -84,7 +84,7 @@ impl ServiceToken {
                 Ok(granted) => {
                     failures = 0;
                     if let Ok(mut current) = self.current.write() {
-                        *current = Some(granted.access_token);
+                        *current = Some(Arc::from(granted.access_token));
                     }
                     let lifetime = granted.expires_in.unwrap_or(300);
                     Duration::from_secs(lifetime.saturating_sub(60).max(5))

@@ -33,6 +33,12 @@ const ACCEPTED: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// Tokens verified are remembered for at most this long, or until they expire,
+/// so a client presenting the same token again costs a hash, not a signature check.
+const REMEMBER_FOR: Duration = Duration::from_secs(60);
+/// At most this many tokens are remembered; beyond it the memory starts afresh.
+const REMEMBER_AT_MOST: usize = 10_000;
+
 /// A token longer than this is refused unread.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Discovery and key documents larger than this are refused.
@@ -87,6 +93,9 @@ pub struct Verifier {
     http: reqwest::Client,
     keys: RwLock<Keys>,
     fetching: Mutex<()>,
+    /// Tokens verified lately, by their SHA-256: the caller, the token's expiry
+    /// (seconds since the epoch) and when it was verified.
+    verified: std::sync::Mutex<HashMap<[u8; 32], (Principal, u64, Instant)>>,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +123,7 @@ impl std::fmt::Debug for Key {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(default, rename = "aftersales_role")]
     role: Option<String>,
     #[serde(default, rename = "aftersales_centers")]
@@ -139,6 +149,7 @@ impl Verifier {
             http,
             keys: RwLock::new(Keys::default()),
             fetching: Mutex::new(()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -155,10 +166,37 @@ impl Verifier {
 
     /// Who `token` says is calling, if it verifies.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let unauthenticated = |why: &str| AuthError::Unauthenticated(why.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(unauthenticated("the token is too long"));
+            return Err(AuthError::Unauthenticated("the token is too long".into()));
         }
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| AuthError::Unauthenticated("not a signed JWT".into()))?;
+        let now = now_seconds();
+        if let Some(principal) = self.remembered(&digest, now) {
+            return Ok(principal);
+        }
+        let (principal, expires) = self.verify_signed(token).await?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= REMEMBER_AT_MOST {
+                verified.clear();
+            }
+            verified.insert(digest, (principal.clone(), expires, Instant::now()));
+        }
+        Ok(principal)
+    }
+
+    /// A token verified lately that has not expired since.
+    fn remembered(&self, digest: &[u8; 32], now: u64) -> Option<Principal> {
+        let verified = self.verified.lock().ok()?;
+        let (principal, expires, at) = verified.get(digest)?;
+        (*expires + self.settings.leeway.as_secs() > now && at.elapsed() < REMEMBER_FOR)
+            .then(|| principal.clone())
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<(Principal, u64), AuthError> {
+        let unauthenticated = |why: &str| AuthError::Unauthenticated(why.to_owned());
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("not a signed JWT"))?;
         if !ACCEPTED.contains(&header.alg) {
@@ -195,12 +233,15 @@ impl Verifier {
         if claims.sub.is_empty() {
             return Err(unauthenticated("the token names no subject"));
         }
-        Ok(Principal {
-            subject: claims.sub,
-            role,
-            on_behalf_of: claims.on_behalf_of.filter(|c| !c.is_empty()),
-            centers: claims.centers,
-        })
+        Ok((
+            Principal {
+                subject: claims.sub,
+                role,
+                on_behalf_of: claims.on_behalf_of.filter(|c| !c.is_empty()),
+                centers: claims.centers,
+            },
+            claims.exp,
+        ))
     }
 
     /// The key `kid`, fetching the issuer's keys again when they are old or do not
@@ -296,6 +337,12 @@ impl Verifier {
         }
         serde_json::from_slice(&body).map_err(|e| unavailable(&e))
     }
+}
+
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The published keys a token may be signed with: asymmetric, for signatures,

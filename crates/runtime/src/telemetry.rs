@@ -265,7 +265,15 @@ where
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
     token: Option<std::sync::Arc<aftersales_auth::ServiceToken>>,
+    /// The header made from the current token, kept (across clones of the
+    /// channel) until the token changes.
+    bearer: std::sync::Arc<std::sync::Mutex<Option<Bearer>>>,
 }
+
+type Bearer = (
+    std::sync::Arc<str>,
+    tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+);
 
 impl tonic::service::Interceptor for Outgoing {
     fn call(
@@ -279,15 +287,29 @@ impl tonic::service::Interceptor for Outgoing {
             }
         }
         if let Some(token) = &self.token {
-            let bearer = token
-                .current()
-                .and_then(|t| format!("Bearer {t}").parse().ok())
-                .ok_or_else(|| {
-                    tonic::Status::unavailable(
-                        "this service has no token from the identity provider yet",
-                    )
+            let current = token.current().ok_or_else(|| {
+                tonic::Status::unavailable(
+                    "this service has no token from the identity provider yet",
+                )
+            })?;
+            let mut bearer = self
+                .bearer
+                .lock()
+                .map_err(|_| tonic::Status::internal("the service token cache is poisoned"))?;
+            let stale = bearer
+                .as_ref()
+                .is_none_or(|(made_from, _)| !std::sync::Arc::ptr_eq(made_from, &current));
+            if stale {
+                let value = format!("Bearer {current}").parse().map_err(|_| {
+                    tonic::Status::internal("the service token is not a header value")
                 })?;
-            request.metadata_mut().insert("authorization", bearer);
+                *bearer = Some((current, value));
+            }
+            if let Some((_, value)) = bearer.as_ref() {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
         }
         Ok(request)
     }
@@ -303,7 +325,13 @@ pub fn traced(
     channel: tonic::transport::Channel,
     token: Option<std::sync::Arc<aftersales_auth::ServiceToken>>,
 ) -> TracedChannel {
-    tonic::service::interceptor::InterceptedService::new(channel, Outgoing { token })
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        Outgoing {
+            token,
+            bearer: std::sync::Arc::default(),
+        },
+    )
 }
 
 #[cfg(test)]
