@@ -127,13 +127,14 @@ async fn main() {
     let url = format!("http://{}", running.addr);
     let mut channels = Vec::new();
     for _ in 0..clients {
-        channels.push(
+        channels.push(aftersales_runtime::telemetry::traced(
             Channel::from_shared(url.clone())
                 .unwrap()
                 .connect()
                 .await
                 .unwrap(),
-        );
+            None,
+        ));
     }
     #[allow(clippy::disallowed_methods)]
     let purchase = (chrono::Utc::now().date_naive() - chrono::Duration::days(100)).to_string();
@@ -146,7 +147,7 @@ async fn main() {
         &channels,
         Duration::from_secs(600),
         devices,
-        move |channel: Channel, i| {
+        move |channel: TracedChannel, i| {
             let purchase = purchase.clone();
             async move {
                 WarrantyServiceClient::new(channel)
@@ -165,7 +166,7 @@ async fn main() {
     )
     .await;
 
-    let health = |channel: Channel, _| async move {
+    let health = |channel: TracedChannel, _| async move {
         tonic_health::pb::health_client::HealthClient::new(channel)
             .check(tonic_health::pb::HealthCheckRequest {
                 service: "aftersales.warranty.v1.WarrantyService".into(),
@@ -173,7 +174,7 @@ async fn main() {
             .await
             .unwrap();
     };
-    let coverage = move |channel: Channel, i: usize| async move {
+    let coverage = move |channel: TracedChannel, i: usize| async move {
         WarrantyServiceClient::new(channel)
             .check_coverage(pb::CheckCoverageRequest {
                 device_id: device((i * 7919 % devices) as u64),
@@ -243,23 +244,12 @@ async fn main() {
             Some(aftersales_auth::ServiceToken::fixed(token.clone())),
         ));
     }
-    let signed_coverage = move |channel: TracedChannel, i: usize| async move {
-        WarrantyServiceClient::new(channel)
-            .check_coverage(pb::CheckCoverageRequest {
-                device_id: device((i * 7919 % devices) as u64),
-                fault_category: pb::FaultCategory::Display.into(),
-                as_of: None,
-                record_decision: false,
-            })
-            .await
-            .unwrap();
-    };
     // Warm both, then alternate: off, on, on, off.
     phase(&channels, Duration::from_secs(1), usize::MAX, coverage).await;
-    phase(&signed, Duration::from_secs(1), usize::MAX, signed_coverage).await;
+    phase(&signed, Duration::from_secs(1), usize::MAX, coverage).await;
     let off_a = phase(&channels, seconds / 2, usize::MAX, coverage).await;
-    let on_a = phase(&signed, seconds / 2, usize::MAX, signed_coverage).await;
-    let on_b = phase(&signed, seconds / 2, usize::MAX, signed_coverage).await;
+    let on_a = phase(&signed, seconds / 2, usize::MAX, coverage).await;
+    let on_b = phase(&signed, seconds / 2, usize::MAX, coverage).await;
     let off_b = phase(&channels, seconds / 2, usize::MAX, coverage).await;
     let off_rate = merge(off_a, off_b).report("CheckCoverage, authentication off");
     let on_rate = merge(on_a, on_b).report("CheckCoverage, authentication on");
