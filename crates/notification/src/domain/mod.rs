@@ -31,6 +31,9 @@ pub enum DomainError {
     /// FAILED_PRECONDITION.
     #[error("{0}")]
     Precondition(String),
+    /// RESOURCE_EXHAUSTED: a limit reached (resends of one message).
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl From<DomainError> for aftersales_core::Error {
@@ -39,6 +42,7 @@ impl From<DomainError> for aftersales_core::Error {
             DomainError::Invalid { field, reason } => Self::invalid(field, reason),
             DomainError::NotFound(what) => Self::not_found(what),
             DomainError::Precondition(why) => Self::precondition(why),
+            DomainError::Exhausted(why) => Self::exhausted(why),
         }
     }
 }

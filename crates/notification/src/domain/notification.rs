@@ -84,7 +84,15 @@ pub struct NotificationState {
     pub lease_until: Option<DateTime<Utc>>,
     pub attempts: Vec<Attempt>,
     pub read_at: Option<DateTime<Utc>>,
+    /// When staff asked for it to be sent again.
+    #[serde(default)]
+    pub resent_at: Vec<DateTime<Utc>>,
 }
+
+/// A message is sent again at most this many times...
+pub const MAX_RESENDS: usize = 3;
+/// ...and never sooner than this after the last time.
+pub const RESEND_INTERVAL: Duration = Duration::minutes(15);
 
 /// How failures are retried: exponential from `base`, at most `max` apart, with
 /// `jitter` (0 to 1, drawn by the caller) adding up to half again.
@@ -332,6 +340,20 @@ impl Decider for Notification {
                         "must say why, in at most 500 bytes",
                     ));
                 }
+                // Resending cannot be used to flood a customer.
+                if n.resent_at.len() >= MAX_RESENDS {
+                    return Err(DomainError::Exhausted(format!(
+                        "this message was sent again {MAX_RESENDS} times already"
+                    )));
+                }
+                if let Some(last) = n.resent_at.last()
+                    && *now < *last + RESEND_INTERVAL
+                {
+                    return Err(DomainError::Exhausted(format!(
+                        "sent again at {last}; once more from {}",
+                        *last + RESEND_INTERVAL
+                    )));
+                }
                 Ok(vec![Event::ResendRequested {
                     reason: reason.clone(),
                     at: *now,
@@ -355,6 +377,7 @@ impl Decider for Notification {
                 lease_until: None,
                 attempts: Vec::new(),
                 read_at: None,
+                resent_at: Vec::new(),
             });
         }
         let mut n = state?;
@@ -414,6 +437,7 @@ impl Decider for Notification {
             Event::ResendRequested { at, .. } => {
                 n.status = Status::Scheduled;
                 n.next_attempt_at = Some(*at);
+                n.resent_at.push(*at);
             }
         }
         Some(n)
@@ -608,6 +632,49 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn resends_are_spaced_and_few() {
+        let resend = |now: i64| Command::Resend {
+            reason: "customer asked".into(),
+            now: at(now),
+        };
+        // Each resend is delivered at once; the next may follow 15 minutes on.
+        let resend_and_deliver = |s: Option<NotificationState>, now: i64| {
+            let s = start(run(s, &resend(now)), now);
+            let number = s
+                .as_ref()
+                .and_then(|n| n.attempts.last())
+                .map_or(0, |a| a.number);
+            run(
+                s,
+                &Command::Finish {
+                    number,
+                    sent: Sent::Delivered,
+                    now: at(now + 1),
+                    retry: RETRY,
+                },
+            )
+        };
+        let quarter = RESEND_INTERVAL.num_seconds();
+        let s = run(
+            start(requested(Channel::Email), 0),
+            &Command::Interrupt { now: at(31) },
+        );
+        let s = resend_and_deliver(s, 100);
+        // Again within the quarter hour: refused, as a flood would be.
+        assert!(matches!(
+            Notification::decide(&s, &resend(105)),
+            Err(DomainError::Exhausted(_))
+        ));
+        let s = resend_and_deliver(s, 100 + quarter);
+        let s = resend_and_deliver(s, 100 + 2 * quarter);
+        // Three resends in all, however long one waits.
+        assert!(matches!(
+            Notification::decide(&s, &resend(100 + 10 * quarter)),
+            Err(DomainError::Exhausted(_))
+        ));
     }
 
     #[test]

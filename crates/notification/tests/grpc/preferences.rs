@@ -204,6 +204,16 @@ async fn the_inbox_pages_marks_read_streams_live_and_an_operator_can_resend() {
     )
     .await;
     assert_eq!(d.attempts.len(), 2);
+    // Delivered again at once; resending it again straight away is refused.
+    let flood = h
+        .client
+        .resend_notification(pb::ResendRequest {
+            notification_id: email.clone(),
+            reason: "and again".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(flood.code(), Code::ResourceExhausted, "{flood:?}");
     let missing = h
         .client
         .get_delivery(pb::NotificationRef {
