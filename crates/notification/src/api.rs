@@ -159,10 +159,13 @@ impl NotificationService for NotificationApi {
         request: Request<pb::CustomerRef>,
     ) -> Answer<Self::WatchNotificationsStream> {
         let id = own_customer(&Caller::of(&request), &request.get_ref().customer_id)?.to_string();
+        let permit = self.requests.live_stream(&request)?;
         let app = self.app.clone();
         let mut seen = app.inbox_head(&id).await.map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
+            // The caller's place among the live streams, until this stream ends.
+            let _permit = permit;
             loop {
                 // Registered before the read, so an append in between still wakes us.
                 let appended = app.store().appended().notified();

@@ -390,6 +390,7 @@ impl RepairService for RepairApi {
         let id = self
             .order(&Caller::of(&request), &request.get_ref().order_id)
             .await?;
+        let permit = self.requests.live_stream(&request)?;
         let first = self.app.get(&id).await.map_err(status)?;
         let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
         let start = (self.app.clone(), id, Some(first), 0u64, false);
@@ -439,6 +440,11 @@ impl RepairService for RepairApi {
                 }
             },
         );
+        // The caller's place among the live streams, until this stream is dropped.
+        let stream = futures::StreamExt::map(stream, move |order| {
+            let _held = &permit;
+            order
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -1,5 +1,8 @@
 //! What a gRPC request says about who sends it, as part of what.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use aftersales_auth::Principal;
 use aftersales_core::clock::SharedClock;
 use aftersales_eventstore::CommandContext;
@@ -50,11 +53,39 @@ fn command_context(
 }
 
 /// What a service's API needs to turn requests into commands: its region and its
-/// clock (the API is where time enters a command).
+/// clock (the API is where time enters a command), and the live streams open.
 #[derive(Debug, Clone)]
 pub struct Requests {
     pub region: String,
     pub clock: SharedClock,
+    streams: LiveStreams,
+}
+
+/// Live streams (watches) one caller may hold open on one server.
+pub const MAX_LIVE_STREAMS: usize = 10;
+
+/// Live streams open per caller.
+#[derive(Debug, Clone, Default)]
+struct LiveStreams(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open live stream; dropping it (the stream ends) frees its place.
+#[derive(Debug)]
+pub struct StreamPermit {
+    streams: LiveStreams,
+    caller: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.streams.0.lock()
+            && let Some(count) = open.get_mut(&self.caller)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Requests {
@@ -62,7 +93,37 @@ impl Requests {
         Self {
             region: region.into(),
             clock,
+            streams: LiveStreams::default(),
         }
+    }
+
+    /// A place for one more live stream of the request's caller, or
+    /// RESOURCE_EXHAUSTED when they hold [`MAX_LIVE_STREAMS`] already. Without
+    /// authentication there is no caller to count (`None`).
+    pub fn live_stream<M>(
+        &self,
+        request: &tonic::Request<M>,
+    ) -> Result<Option<StreamPermit>, Status> {
+        let Some(principal) = request.extensions().get::<Principal>() else {
+            return Ok(None);
+        };
+        let caller = principal.actor();
+        let mut open = self
+            .streams
+            .0
+            .lock()
+            .map_err(|_| Status::internal("the stream count is poisoned"))?;
+        let count = open.entry(caller.clone()).or_insert(0);
+        if *count >= MAX_LIVE_STREAMS {
+            return Err(Status::resource_exhausted(format!(
+                "at most {MAX_LIVE_STREAMS} live streams per caller; close one first"
+            )));
+        }
+        *count += 1;
+        Ok(Some(StreamPermit {
+            streams: self.streams.clone(),
+            caller,
+        }))
     }
 
     /// The command context of a request, bound to its body: with an

@@ -101,4 +101,33 @@ async fn a_customer_reaches_their_own_messages_only() {
     })
     .await
     .unwrap();
+
+    // Live streams are capped per caller: Anna's eleventh is refused, Bob's first
+    // is not, and closing one of hers makes room again.
+    let watch = |client: &NotificationServiceClient<TracedChannel>, customer: &str| {
+        let mut client = client.clone();
+        let customer = customer.to_owned();
+        async move {
+            client
+                .watch_notifications(pb::CustomerRef {
+                    customer_id: customer,
+                })
+                .await
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..aftersales_runtime::request::MAX_LIVE_STREAMS {
+        open.push(watch(&anna, "anna").await.unwrap());
+    }
+    let refused = watch(&anna, "anna").await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let bobs = watch(&bob, "bob").await.unwrap();
+    drop(open.pop());
+    let again = eventually(
+        || async { watch(&anna, "anna").await.map(drop).map_err(|s| s.code()) },
+        Result::is_ok,
+    )
+    .await;
+    assert!(again.is_ok());
+    drop((open, bobs));
 }
