@@ -2,12 +2,12 @@
 //! at the issuer's token endpoint (found by discovery), kept fresh in the
 //! background so a call never waits for the issuer.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::verify::AuthError;
+use crate::verify::{AuthError, json};
 
 /// Who the service is to the issuer.
 #[derive(Clone)]
@@ -44,20 +44,11 @@ struct Granted {
 }
 
 impl ServiceToken {
-    /// Starts renewing with `credentials` until `stop` resolves; the first token
-    /// is asked for at once.
-    pub fn start(
-        credentials: ClientCredentials,
-        stop: impl Future<Output = ()> + Send + 'static,
-    ) -> Arc<Self> {
+    /// Starts renewing with `credentials`, the first token asked for at once,
+    /// until the last holder of the token drops it.
+    pub fn start(credentials: ClientCredentials) -> Arc<Self> {
         let token = Arc::new(Self::default());
-        let renewing = Arc::clone(&token);
-        tokio::spawn(async move {
-            tokio::select! {
-                () = renewing.renew(credentials) => {}
-                () = stop => {}
-            }
-        });
+        tokio::spawn(renew(Arc::downgrade(&token), credentials));
         token
     }
 
@@ -72,62 +63,53 @@ impl ServiceToken {
     pub fn current(&self) -> Option<Arc<str>> {
         self.current.read().ok().and_then(|t| t.clone())
     }
+}
 
-    async fn renew(&self, credentials: ClientCredentials) {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        let mut failures = 0u32;
-        loop {
-            let wait = match grant(&http, &credentials).await {
-                Ok(granted) => {
-                    failures = 0;
-                    if let Ok(mut current) = self.current.write() {
-                        *current = Some(Arc::from(granted.access_token));
-                    }
-                    let lifetime = granted.expires_in.unwrap_or(300);
-                    Duration::from_secs(lifetime.saturating_sub(60).max(5))
+/// Keeps `token` fresh while anyone holds it.
+async fn renew(token: Weak<ServiceToken>, credentials: ClientCredentials) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let mut failures = 0u32;
+    loop {
+        let granted = grant(&http, &credentials).await;
+        let Some(token) = token.upgrade() else {
+            return;
+        };
+        let wait = match granted {
+            Ok(granted) => {
+                failures = 0;
+                if let Ok(mut current) = token.current.write() {
+                    *current = Some(Arc::from(granted.access_token));
                 }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, "no service token from the identity provider; retrying");
-                    Duration::from_secs(u64::from(failures.min(5)).pow(2).max(1))
-                }
-            };
-            tokio::time::sleep(wait).await;
-        }
+                let lifetime = granted.expires_in.unwrap_or(300);
+                Duration::from_secs(lifetime.saturating_sub(60).max(5))
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "no service token from the identity provider; retrying");
+                Duration::from_secs(u64::from(failures.min(5)).pow(2).max(1))
+            }
+        };
+        drop(token);
+        tokio::time::sleep(wait).await;
     }
 }
 
+/// The token endpoint from discovery, then a client-credentials grant there.
 async fn grant(
     http: &reqwest::Client,
     credentials: &ClientCredentials,
 ) -> Result<Granted, AuthError> {
-    let unavailable = |e: &dyn std::fmt::Display| AuthError::Unavailable(e.to_string());
-    let discovery: Discovery = http
-        .get(format!(
-            "{}/.well-known/openid-configuration",
-            credentials.issuer.trim_end_matches('/')
-        ))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| unavailable(&e))?
-        .bytes()
-        .await
-        .map_err(|e| unavailable(&e))
-        .and_then(|body| serde_json::from_slice(&body).map_err(|e| unavailable(&e)))?;
-    let body = http
-        .post(&discovery.token_endpoint)
+    let discovery = format!(
+        "{}/.well-known/openid-configuration",
+        credentials.issuer.trim_end_matches('/')
+    );
+    let Discovery { token_endpoint } = json(&discovery, http.get(&discovery)).await?;
+    let request = http
+        .post(&token_endpoint)
         .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| unavailable(&e))?
-        .bytes()
-        .await
-        .map_err(|e| unavailable(&e))?;
-    serde_json::from_slice(&body).map_err(|e| unavailable(&e))
+        .form(&[("grant_type", "client_credentials")]);
+    json(&token_endpoint, request).await
 }

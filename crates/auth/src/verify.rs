@@ -153,10 +153,6 @@ impl Verifier {
         })
     }
 
-    pub fn settings(&self) -> &VerifierSettings {
-        &self.settings
-    }
-
     /// Fetches the issuer's keys now (at start-up, so the first call waits for
     /// nothing); a failure is retried on first use.
     pub async fn prefetch(&self) -> Result<(), AuthError> {
@@ -317,26 +313,33 @@ impl Verifier {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, AuthError> {
-        let unavailable = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("{url}: {e}"));
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unavailable(&e))?;
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(unavailable(&"the document is too large"));
-        }
-        let body = response.bytes().await.map_err(|e| unavailable(&e))?;
-        if body.len() > MAX_DOCUMENT_BYTES {
-            return Err(unavailable(&"the document is too large"));
-        }
-        serde_json::from_slice(&body).map_err(|e| unavailable(&e))
+        json(url, self.http.get(url)).await
     }
+}
+
+/// The JSON document `request` answers, at most [`MAX_DOCUMENT_BYTES`] of it; any
+/// failure is the identity provider being unavailable (`what` names it).
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<T, AuthError> {
+    let unavailable = |e: &dyn std::fmt::Display| AuthError::Unavailable(format!("{what}: {e}"));
+    let response = request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| unavailable(&e))?;
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(unavailable(&"the document is too large"));
+    }
+    let body = response.bytes().await.map_err(|e| unavailable(&e))?;
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(unavailable(&"the document is too large"));
+    }
+    serde_json::from_slice(&body).map_err(|e| unavailable(&e))
 }
 
 fn now_seconds() -> u64 {

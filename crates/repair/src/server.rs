@@ -70,10 +70,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let warranty = match &config.warranty_url {
         Some(url) => {
-            let token = config
-                .common
-                .service_token(std::future::pending())
-                .map_err(StartError::Config)?;
+            let token = config.common.service_token().map_err(StartError::Config)?;
             Some(WarrantyServiceClient::new(
                 aftersales_runtime::telemetry::traced(
                     tonic::transport::Endpoint::from_shared(url.clone())

@@ -89,10 +89,6 @@ impl Caller {
         )
     }
 
-    pub fn principal(&self) -> Option<&Principal> {
-        self.0.as_ref().map(|(p, _)| p)
-    }
-
     /// Whether the caller's access depends on who owns the object, so the
     /// handler must look it up first.
     pub fn needs_owner(&self) -> bool {

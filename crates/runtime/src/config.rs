@@ -79,11 +79,10 @@ impl Common {
         }
     }
 
-    /// The service's own token for calling others, renewed until `stop`: with an
-    /// issuer and client credentials; `None` without authentication.
+    /// The service's own token for calling others, renewed while it is held: with
+    /// an issuer and client credentials; `None` without authentication.
     pub fn service_token(
         &self,
-        stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Option<std::sync::Arc<aftersales_auth::ServiceToken>>, String> {
         match (&self.oidc_issuer, &self.oidc_client_id, &self.oidc_client_secret) {
             (None, _, _) => Ok(None),
@@ -93,7 +92,6 @@ impl Common {
                     client_id: id.clone(),
                     client_secret: secret.expose_secret().to_owned(),
                 },
-                stop,
             ))),
             (Some(_), _, _) => Err(
                 "calling another service needs AFTERSALES_OIDC_CLIENT_ID and AFTERSALES_OIDC_CLIENT_SECRET"
