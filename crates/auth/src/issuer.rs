@@ -33,6 +33,8 @@ pub struct SigningKey {
     encoding: EncodingKey,
     x: String,
     y: String,
+    /// The private key, PKCS #8 DER: what a provider that keeps its keys stores.
+    pkcs8: Vec<u8>,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -45,11 +47,20 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     pub fn generate() -> Result<Self, IssuerError> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|e| IssuerError::Key(e.to_string()))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|e| IssuerError::Key(e.to_string()))?;
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|e| IssuerError::Key(e.to_string()))?;
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A key kept earlier ([`SigningKey::pkcs8`]).
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, IssuerError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(|e| IssuerError::Key(e.to_string()))?;
         // Uncompressed point: 0x04, then x and y.
         let point = pair.public_key().as_ref();
         let (x, y) = point
@@ -62,10 +73,16 @@ impl SigningKey {
             .encode(ring::digest::digest(&ring::digest::SHA256, thumbprint.as_bytes()).as_ref());
         Ok(Self {
             kid,
-            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            encoding: EncodingKey::from_ec_der(pkcs8),
             x,
             y,
+            pkcs8: pkcs8.to_vec(),
         })
+    }
+
+    /// The private key as PKCS #8 DER, to keep it across restarts.
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
     }
 
     pub fn kid(&self) -> &str {
@@ -83,6 +100,14 @@ impl SigningKey {
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
+}
+
+/// A token endpoint's answer: the status and its JSON body.
+pub type GrantAnswer = (axum::http::StatusCode, axum::Json<Value>);
+
+/// An RFC 6749 5.2 error answer.
+pub fn grant_error(status: axum::http::StatusCode, error: &str) -> GrantAnswer {
+    (status, axum::Json(json!({ "error": error })))
 }
 
 fn digest(secret: &str) -> Vec<u8> {
@@ -115,41 +140,81 @@ struct Client {
 pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 impl Issuer {
+    /// An issuer named `url` that signs with the last of `keys` (a new key if
+    /// there are none) and publishes them all.
+    pub fn new(url: impl Into<String>, keys: Vec<SigningKey>) -> Result<Self, IssuerError> {
+        let keys = if keys.is_empty() {
+            vec![SigningKey::generate()?]
+        } else {
+            keys
+        };
+        Ok(Self {
+            url: url.into(),
+            keys: Arc::new(RwLock::new(keys)),
+            clients: Arc::new(RwLock::new(Vec::new())),
+            key_fetches: Arc::default(),
+        })
+    }
+
     /// Serves on `listen` (port 0 picks one) until the process ends or `stop`
-    /// resolves.
+    /// resolves: discovery, the key set, and the client-credentials grant.
     pub async fn serve(
         listen: SocketAddr,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self, IssuerError> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
-        let issuer = Self {
-            url: format!("http://{addr}"),
-            keys: Arc::new(RwLock::new(vec![SigningKey::generate()?])),
-            clients: Arc::new(RwLock::new(Vec::new())),
-            key_fetches: Arc::default(),
-        };
-        let discovery = json!({
-            "issuer": issuer.url,
-            "jwks_uri": format!("{}/jwks.json", issuer.url),
-            "token_endpoint": format!("{}/token", issuer.url),
-            "grant_types_supported": ["client_credentials"],
+        let issuer = Self::new(format!("http://{}", listener.local_addr()?), Vec::new())?;
+        let granting = issuer.clone();
+        let app = issuer.published(&["client_credentials"], json!({})).route(
+            "/token",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let granting = granting.clone();
+                async move {
+                    if body
+                        .split('&')
+                        .any(|pair| pair == "grant_type=client_credentials")
+                    {
+                        granting.client_credentials(&headers)
+                    } else {
+                        grant_error(
+                            axum::http::StatusCode::BAD_REQUEST,
+                            "unsupported_grant_type",
+                        )
+                    }
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(%error, "the token issuer stopped");
+            }
+        });
+        Ok(issuer)
+    }
+
+    /// What every issuer publishes: `/.well-known/openid-configuration`
+    /// (naming `grant_types`, with `extra` fields merged in) and `/jwks.json`.
+    /// The caller adds `/token`.
+    pub fn published(&self, grant_types: &[&str], extra: Value) -> axum::Router {
+        let mut discovery = json!({
+            "issuer": self.url,
+            "jwks_uri": format!("{}/jwks.json", self.url),
+            "token_endpoint": format!("{}/token", self.url),
+            "grant_types_supported": grant_types,
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
             "response_types_supported": ["code"],
         });
-        let keys = Arc::clone(&issuer.keys);
-        let fetches = Arc::clone(&issuer.key_fetches);
-        let granting = issuer.clone();
-        let app = axum::Router::new()
-            .route(
-                "/token",
-                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                    let granting = granting.clone();
-                    async move { granting.grant(&headers, &body) }
-                }),
-            )
+        if let (Some(fields), Value::Object(extra)) = (discovery.as_object_mut(), extra) {
+            fields.extend(extra);
+        }
+        let keys = Arc::clone(&self.keys);
+        let fetches = Arc::clone(&self.key_fetches);
+        axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
                 axum::routing::get(move || {
@@ -167,16 +232,7 @@ impl Issuer {
                         .unwrap_or_default();
                     async move { axum::Json(json!({ "keys": published })) }
                 }),
-            );
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(%error, "the token issuer stopped");
-            }
-        });
-        Ok(issuer)
+            )
     }
 
     /// Lets `client_id` with `secret` take tokens naming `principal` for
@@ -199,21 +255,10 @@ impl Issuer {
         }
     }
 
-    /// The token endpoint: `grant_type=client_credentials` with HTTP Basic
-    /// client authentication (RFC 6749 4.4), errors as RFC 6749 5.2 says.
-    fn grant(
-        &self,
-        headers: &axum::http::HeaderMap,
-        body: &str,
-    ) -> (axum::http::StatusCode, axum::Json<Value>) {
+    /// The client-credentials grant (RFC 6749 4.4) with HTTP Basic client
+    /// authentication, errors as RFC 6749 5.2 says.
+    pub fn client_credentials(&self, headers: &axum::http::HeaderMap) -> GrantAnswer {
         use axum::http::StatusCode;
-        let refuse = |status, error: &str| (status, axum::Json(json!({ "error": error })));
-        if !body
-            .split('&')
-            .any(|pair| pair == "grant_type=client_credentials")
-        {
-            return refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type");
-        }
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -232,7 +277,7 @@ impl Issuer {
                     .cloned()
             });
         let Some(client) = client else {
-            return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
+            return grant_error(StatusCode::UNAUTHORIZED, "invalid_client");
         };
         match self.token(&client.principal, &client.audience, ACCESS_TOKEN_LIFETIME) {
             Ok(token) => (
@@ -245,9 +290,14 @@ impl Issuer {
             ),
             Err(error) => {
                 tracing::error!(%error, "signing a token failed");
-                refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+                grant_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
         }
+    }
+
+    /// The keys, oldest first: what a provider that keeps them stores.
+    pub fn with_keys<T>(&self, read: impl FnOnce(&[SigningKey]) -> T) -> Option<T> {
+        self.keys.read().ok().map(|keys| read(&keys))
     }
 
     /// How many times the key set has been fetched.

@@ -1,0 +1,385 @@
+//! Signing in over HTTP as people do, with tokens checked by the same verifier
+//! the services use. Codes go to a stand-in sender here; the real path through
+//! the notification service and an SMTP listener is the CLI's `up` test.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aftersales_auth::{Principal, Role, Verifier, VerifierSettings};
+use aftersales_identity::codes::SendFuture;
+use aftersales_identity::{CodeSender, NewAccount, Provider, Store, secrets};
+use serde_json::Value;
+
+const AUDIENCE: &str = "aftersales";
+const ONE_TIME_CODE: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
+
+/// Knows one customer's address and keeps the codes it was asked to send.
+#[derive(Debug, Default)]
+struct Outbox {
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+impl CodeSender for Outbox {
+    fn send<'a>(&'a self, address: &'a str, code: &'a str, _language: &'a str) -> SendFuture<'a> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((address.to_owned(), code.to_owned()));
+        let customer = (address == "anna@example.com").then(|| "cust-anna".to_owned());
+        Box::pin(async move { Ok(customer) })
+    }
+}
+
+impl Outbox {
+    fn last_code(&self) -> String {
+        self.sent.lock().unwrap().last().unwrap().1.clone()
+    }
+}
+
+struct Running {
+    provider: Provider,
+    outbox: Arc<Outbox>,
+    verifier: Verifier,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(db: &str, listen: &str) -> Running {
+    let store = Store::open(db).await.unwrap();
+    let outbox = Arc::new(Outbox::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let provider = Provider::serve(
+        listen.parse().unwrap(),
+        store,
+        AUDIENCE,
+        outbox.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let mut settings = VerifierSettings::new(provider.url(), AUDIENCE);
+    settings.refetch_interval = Duration::ZERO;
+    Running {
+        verifier: Verifier::new(settings).unwrap(),
+        provider,
+        outbox,
+        http: reqwest::Client::new(),
+        _stop: stop,
+    }
+}
+
+impl Running {
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.provider.url()))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn password(&self, username: &str, password: &str, totp: &str) -> (u16, Value) {
+        self.post(
+            "/token",
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+                ("totp", totp),
+            ],
+        )
+        .await
+    }
+
+    async fn principal(&self, answer: &Value) -> Principal {
+        self.verifier
+            .verify(answer["access_token"].as_str().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+fn technician() -> Principal {
+    Principal {
+        centers: vec!["sc-berlin-01".into()],
+        ..Principal::new("tech-1", Role::Technician)
+    }
+}
+
+async fn add(
+    provider: &Provider,
+    username: &str,
+    principal: Principal,
+    totp: bool,
+) -> Option<String> {
+    provider
+        .add_account(NewAccount {
+            username: username.into(),
+            password: "a long enough password".into(),
+            principal,
+            totp,
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn staff_sign_in_with_a_password_and_operators_also_with_their_authenticator() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("identity.db").display());
+    let p = start(&db, "127.0.0.1:0").await;
+    add(&p.provider, "tech", technician(), false).await;
+    let secret = add(
+        &p.provider,
+        "ops",
+        Principal::new("ops-1", Role::Operator),
+        true,
+    )
+    .await
+    .unwrap();
+
+    let (status, answer) = p.password("tech", "a long enough password", "").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(p.principal(&answer).await, technician());
+    assert_eq!(answer["expires_in"], 900);
+    assert!(answer["refresh_token"].as_str().is_some());
+
+    let (status, answer) = p.password("tech", "a long enough passworD", "").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, unknown) = p.password("nobody", "a long enough password", "").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        unknown, answer,
+        "an unknown user answers like a wrong password"
+    );
+
+    // The operator's password alone is not enough; with the code it is.
+    let (status, _) = p.password("ops", "a long enough password", "").await;
+    assert_eq!(status, 400);
+    let code = secrets::totp_now(&secret).unwrap();
+    let (status, answer) = p.password("ops", "a long enough password", &code).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(p.principal(&answer).await.role, Role::Operator);
+    let (status, _) = p.password("ops", "a long enough password", &code).await;
+    assert_eq!(status, 400, "an authenticator code is taken once");
+
+    // Guessing: after ten tries the account waits, whatever the password.
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(p.password("tech", "wrong wrong wrong", "").await.0);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let (status, _) = p.password("tech", "a long enough password", "").await;
+    assert_eq!(status, 429, "the right password waits too");
+}
+
+#[tokio::test]
+async fn a_customer_signs_in_with_the_code_sent_to_their_address_and_five_wrong_codes_lock_it() {
+    let p = start("sqlite::memory:", "127.0.0.1:0").await;
+    let (status, _) = p
+        .post("/one-time-code", &[("address", " Anna@Example.com ")])
+        .await;
+    assert_eq!(status, 200);
+    let code = p.outbox.last_code();
+    assert_eq!(code.len(), 6);
+    let (status, answer) = p
+        .post(
+            "/token",
+            &[
+                ("grant_type", ONE_TIME_CODE),
+                ("address", "anna@example.com"),
+                ("code", &code),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        p.principal(&answer).await,
+        Principal::new("cust-anna", Role::Customer)
+    );
+    // Used once.
+    let again = [
+        ("grant_type", ONE_TIME_CODE),
+        ("address", "anna@example.com"),
+        ("code", code.as_str()),
+    ];
+    assert_eq!(p.post("/token", &again).await.0, 400);
+
+    // An address that is nobody's answers exactly as a registered one.
+    let (status, nobody) = p
+        .post("/one-time-code", &[("address", "nobody@example.com")])
+        .await;
+    assert_eq!(status, 200);
+    let (_, anna) = p
+        .post("/one-time-code", &[("address", "anna@example.com")])
+        .await;
+    assert_eq!(nobody, anna);
+
+    let real = p.outbox.last_code();
+    let wrong = format!("{:06}", (real.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let attempt = [
+        ("grant_type", ONE_TIME_CODE),
+        ("address", "anna@example.com"),
+        ("code", wrong.as_str()),
+    ];
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(p.post("/token", &attempt).await.0);
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 429]);
+    let right = [
+        ("grant_type", ONE_TIME_CODE),
+        ("address", "anna@example.com"),
+        ("code", real.as_str()),
+    ];
+    assert_eq!(p.post("/token", &right).await.0, 429, "locked out");
+    assert_eq!(
+        p.post("/one-time-code", &[("address", "anna@example.com")])
+            .await
+            .0,
+        429,
+        "no new code while locked out"
+    );
+}
+
+async fn refresh(p: &Running, token: &str) -> (u16, Value) {
+    p.post(
+        "/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_a_reused_one_ends_the_session_and_sign_out_revokes() {
+    let p = start("sqlite::memory:", "127.0.0.1:0").await;
+    add(&p.provider, "tech", technician(), false).await;
+    let (_, signed_in) = p.password("tech", "a long enough password", "").await;
+    let first = signed_in["refresh_token"].as_str().unwrap().to_owned();
+    let (status, renewed) = refresh(&p, &first).await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(p.principal(&renewed).await, technician());
+    let second = renewed["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    // The first one again: stolen, so the whole session ends.
+    assert_eq!(refresh(&p, &first).await.0, 400);
+    assert_eq!(refresh(&p, &second).await.0, 400);
+
+    // Sign-out.
+    let (_, signed_in) = p.password("tech", "a long enough password", "").await;
+    let token = signed_in["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(p.post("/revoke", &[("token", &token)]).await.0, 200);
+    assert_eq!(refresh(&p, &token).await.0, 400);
+    assert_eq!(
+        p.post("/revoke", &[("token", "never-issued")]).await.0,
+        200,
+        "revocation says nothing about tokens the caller does not hold"
+    );
+}
+
+#[tokio::test]
+async fn discovery_names_every_grant_and_keys_and_sessions_outlive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("identity.db").display());
+    let first = start(&db, "127.0.0.1:0").await;
+    let listen = first
+        .provider
+        .url()
+        .trim_start_matches("http://")
+        .to_owned();
+    add(&first.provider, "tech", technician(), false).await;
+    let discovery: Value = first
+        .http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            first.provider.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for grant in [
+        "client_credentials",
+        "password",
+        "refresh_token",
+        ONE_TIME_CODE,
+    ] {
+        assert!(
+            discovery["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(grant)),
+            "{grant}"
+        );
+    }
+    let (_, signed_in) = first.password("tech", "a long enough password", "").await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let second = start(&db, &listen).await;
+    assert_eq!(
+        second.principal(&signed_in).await,
+        technician(),
+        "the access token from before the restart still verifies"
+    );
+    let (status, _) = second
+        .post(
+            "/token",
+            &[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    signed_in["refresh_token"].as_str().unwrap(),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_are_refused_and_write_nothing() {
+    let p = start("sqlite::memory:", "127.0.0.1:0").await;
+    let huge = "x".repeat(10_000);
+    let (status, _) = p.password("tech", &huge, "").await;
+    assert_eq!(status, 413);
+    let (status, answer) = p.post("/token", &[("grant_type", "implicit")]).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (status, _) = p
+        .post("/one-time-code", &[("address", &"a".repeat(300))])
+        .await;
+    assert_eq!(status, 400);
+    assert!(p.outbox.sent.lock().unwrap().is_empty(), "nothing was sent");
+    let refused = p
+        .provider
+        .add_account(NewAccount {
+            username: "bad name!".into(),
+            password: "a long enough password".into(),
+            principal: technician(),
+            totp: false,
+        })
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        p.provider
+            .store()
+            .account("bad name!")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
