@@ -437,3 +437,32 @@ mod tests {
         }
     }
 }
+
+/// An email address or phone number as a sign-in name: case and spaces in an
+/// email, and spaces, dashes, dots and brackets in a phone number, do not matter.
+pub fn sign_in_address(raw: &str) -> String {
+    let trimmed = raw.trim();
+    if trimmed.contains('@') {
+        trimmed.to_lowercase()
+    } else {
+        trimmed
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '+')
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod sign_in_address_tests {
+    use super::sign_in_address;
+
+    #[test]
+    fn the_ways_people_type_an_address_name_the_same_one() {
+        assert_eq!(sign_in_address(" Anna@Example.COM "), "anna@example.com");
+        assert_eq!(sign_in_address("+49 (170) 123-45.67"), "+491701234567");
+        assert_ne!(
+            sign_in_address("+491701234567"),
+            sign_in_address("+491701234568")
+        );
+    }
+}

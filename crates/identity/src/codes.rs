@@ -56,10 +56,7 @@ pub struct Codes {
     challenges: Mutex<HashMap<String, Challenge>>,
 }
 
-/// An address as people type it: case and surrounding spaces do not matter.
-pub fn normalize(address: &str) -> String {
-    address.trim().to_lowercase()
-}
+pub use aftersales_core::types::sign_in_address as normalize;
 
 /// Six uniformly random digits.
 pub fn new_code() -> Result<String, IdentityError> {

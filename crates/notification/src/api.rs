@@ -219,6 +219,34 @@ impl NotificationService for NotificationApi {
             .map_err(status)?;
         Ok(Response::new(delivery_to_proto(id.as_str(), &n)))
     }
+
+    async fn send_sign_in_code(
+        &self,
+        request: Request<pb::SignInCodeRequest>,
+    ) -> Answer<pb::SignInCodeResponse> {
+        let r = request.into_inner();
+        if r.address.trim().is_empty() || r.address.len() > 254 {
+            return Err(invalid(
+                "address",
+                "an email address or phone number, at most 254 bytes",
+            ));
+        }
+        if r.code.len() != 6 || !r.code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("code", "six digits"));
+        }
+        if r.language.len() > 35 {
+            return Err(invalid("language", "a BCP 47 tag"));
+        }
+        match self
+            .app
+            .send_sign_in_code(&r.address, &r.code, &r.language)
+            .await
+            .map_err(status)?
+        {
+            Some(customer_id) => Ok(Response::new(pb::SignInCodeResponse { customer_id })),
+            None => Err(Status::not_found("no customer has this address")),
+        }
+    }
 }
 
 /// An mpsc receiver as a stream.

@@ -478,6 +478,68 @@ impl Notifications {
         self.clock.now()
     }
 
+    /// Sends `code` to the customer whose email or phone `address` is, in
+    /// `language` (theirs when empty), at once and without a trace in the log
+    /// or the inbox: a code is a key. `None` when the address is nobody's, or
+    /// more than one customer's.
+    pub async fn send_sign_in_code(
+        &self,
+        address: &str,
+        code: &str,
+        language: &str,
+    ) -> AppResult<Option<String>> {
+        let normalized = aftersales_core::types::sign_in_address(address);
+        let sql = "SELECT customer_id FROM sign_in_addresses WHERE address_digest = $1 LIMIT 2";
+        let customers: Vec<String> = on_read_pool!(&self.store, pool => {
+            sqlx::query_scalar(sql)
+                .bind(crate::projections::address_digest(&normalized))
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        let [customer] = customers.as_slice() else {
+            return Ok(None);
+        };
+        let (preferences, _) = self.preferences(customer).await?;
+        let same = |registered: &str| {
+            !registered.is_empty()
+                && aftersales_core::types::sign_in_address(registered) == normalized
+        };
+        let (channel, to) = if same(&preferences.email) {
+            (Channel::Email, preferences.email.clone())
+        } else if same(&preferences.phone) {
+            (Channel::Sms, preferences.phone.clone())
+        } else {
+            return Ok(None); // changed since the read model saw it
+        };
+        let sender = self.senders.for_channel(channel).ok_or_else(|| {
+            Error::unavailable(format!("no {} provider is configured", channel.as_str()))
+        })?;
+        let language = if language.is_empty() {
+            preferences.language.as_str()
+        } else {
+            language
+        };
+        let variables = BTreeMap::from([
+            ("code".to_owned(), code.to_owned()),
+            ("minutes".to_owned(), "10".to_owned()),
+        ]);
+        let rendered = self
+            .templates
+            .render(Kind::SignInCode, language, &variables)?;
+        sender
+            .send(&Outgoing {
+                id: Uuid::new_v4().to_string(),
+                address: to,
+                subject: rendered.subject,
+                text: rendered.text,
+                html: rendered.html,
+            })
+            .await
+            .map_err(|e| Error::unavailable(format!("sending the sign-in code: {e}")))?;
+        Ok(Some(customer.clone()))
+    }
+
     /// A page of a customer's inbox, newest first, and the unread count.
     pub async fn inbox(
         &self,

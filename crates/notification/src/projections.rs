@@ -9,6 +9,7 @@ use aftersales_eventstore::{
 use chrono::{DateTime, Utc};
 
 use crate::domain::notification::Notification;
+use crate::domain::preferences::CustomerPreferences;
 use crate::domain::reminder::Reminder;
 
 /// The read models' tables, one set for both backends.
@@ -17,7 +18,80 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Every read model of the notification log: what the service runs and an
 /// operator rebuilds.
 pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
-    vec![std::sync::Arc::new(Queues::new(store.clone()))]
+    vec![
+        std::sync::Arc::new(Queues::new(store.clone())),
+        std::sync::Arc::new(SignInAddresses::new(store.clone())),
+    ]
+}
+
+/// The SHA-256 of a normalised sign-in address, hex: how the read model keeps it.
+pub fn address_digest(normalized: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(normalized.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whose email or phone each address is, digested, for sign-in codes.
+#[derive(Debug, Clone)]
+pub struct SignInAddresses {
+    store: AnyEventStore,
+}
+
+impl SignInAddresses {
+    pub fn new(store: AnyEventStore) -> Self {
+        Self { store }
+    }
+}
+
+impl Projection for SignInAddresses {
+    fn name(&self) -> &'static str {
+        "notification-sign-in-addresses"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let Some(customer) = event.stream_id.as_str().strip_prefix("customer-") else {
+            return Ok(());
+        };
+        let (preferences, _) = Queues::new(self.store.clone())
+            .fold::<CustomerPreferences>(event)
+            .await?;
+        let digests: Vec<String> = preferences
+            .iter()
+            .flat_map(|p| [&p.email, &p.phone])
+            .filter(|a| !a.is_empty())
+            .map(|a| address_digest(&aftersales_core::types::sign_in_address(a)))
+            .collect();
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM sign_in_addresses WHERE customer_id = $1")
+                .bind(customer.to_owned())
+                .execute(&mut *c)
+                .await?;
+            for digest in &digests {
+                sqlx::query(
+                    "INSERT INTO sign_in_addresses (address_digest, customer_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(digest.clone())
+                .bind(customer.to_owned())
+                .execute(&mut *c)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM sign_in_addresses").execute(c).await?;
+        });
+        Ok(())
+    }
 }
 
 /// How the read models write times: sortable as text.

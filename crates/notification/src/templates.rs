@@ -188,6 +188,8 @@ pub fn sample(kind: Kind) -> BTreeMap<String, String> {
                 "model" => "Aurora 5",
                 "warranty_end" | "coverage_end" => "2027-11-25",
                 "plan" => "Care+ 24 months",
+                "code" => "042917",
+                "minutes" => "10",
                 other => other,
             };
             ((*name).to_owned(), value.to_owned())

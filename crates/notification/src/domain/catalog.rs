@@ -13,15 +13,18 @@ pub enum Topic {
     Warranty,
     Reminders,
     Offers,
+    /// Signing in: always sent, whatever the preferences.
+    Account,
 }
 
 impl Topic {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::RepairUpdates,
         Self::Shipping,
         Self::Warranty,
         Self::Reminders,
         Self::Offers,
+        Self::Account,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Topic {
             Self::Warranty => "warranty",
             Self::Reminders => "reminders",
             Self::Offers => "offers",
+            Self::Account => "account",
         }
     }
 
@@ -61,6 +65,8 @@ pub enum Kind {
     ReminderWarrantyExpiring,
     ReminderQuoteWaiting,
     ReminderPickupWaiting,
+    /// The code that signs a customer in; sent at once, never kept.
+    SignInCode,
 }
 
 /// What a kind is, for the plan.
@@ -74,7 +80,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -94,6 +100,7 @@ impl Kind {
         Self::ReminderWarrantyExpiring,
         Self::ReminderQuoteWaiting,
         Self::ReminderPickupWaiting,
+        Self::SignInCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +124,7 @@ impl Kind {
             Self::ReminderWarrantyExpiring => "reminder_warranty_expiring",
             Self::ReminderQuoteWaiting => "reminder_quote_waiting",
             Self::ReminderPickupWaiting => "reminder_pickup_waiting",
+            Self::SignInCode => "sign_in_code",
         }
     }
 
@@ -125,7 +133,7 @@ impl Kind {
     }
 
     pub fn spec(self) -> Spec {
-        use Topic::{Offers, Reminders, RepairUpdates, Shipping, Warranty};
+        use Topic::{Account, Offers, Reminders, RepairUpdates, Shipping, Warranty};
         let spec = |topic, urgent, transactional, variables| Spec {
             topic,
             urgent,
@@ -179,6 +187,7 @@ impl Kind {
             }
             Self::ReminderQuoteWaiting => spec(Reminders, false, false, &["order_id", "total"]),
             Self::ReminderPickupWaiting => spec(Reminders, false, false, &["order_id"]),
+            Self::SignInCode => spec(Account, true, true, &["code", "minutes"]),
         }
     }
 }

@@ -131,3 +131,100 @@ async fn a_customer_reaches_their_own_messages_only() {
     assert!(again.is_ok());
     drop((open, bobs));
 }
+
+#[tokio::test]
+async fn a_sign_in_code_goes_to_the_registered_address_at_once_for_the_identity_provider_only() {
+    use aftersales_eventstore::EventStore as _;
+
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    let url = issuer.url().to_owned();
+    let h = Harness::start(0, move |cfg| {
+        cfg.common.oidc_issuer = Some(url.clone());
+        cfg.common.allow_unauthenticated = false;
+    })
+    .await;
+    let addr = h.running.as_ref().unwrap().addr;
+    let client = |who: Principal| -> NotificationServiceClient<TracedChannel> {
+        let token = issuer
+            .token(&who, "aftersales", Duration::from_secs(900))
+            .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        NotificationServiceClient::new(traced(channel, Some(ServiceToken::fixed(token))))
+    };
+    let mut anna = client(Principal::new("anna", Role::Customer));
+    let mut identity = client(Principal::new("aftersales-identity", Role::Service));
+    let mut german = preferences("anna", &[]);
+    german.language = "de".into();
+    anna.set_preferences(german).await.unwrap();
+    let code = |address: &str, code: &str| pb::SignInCodeRequest {
+        address: address.into(),
+        code: code.into(),
+        language: String::new(),
+    };
+
+    let refused = anna
+        .send_sign_in_code(code("anna@example.com", "123456"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::PermissionDenied,
+        "customers cannot send codes"
+    );
+
+    // Typed with other case and spaces; the read model catches up first.
+    let sent = eventually(
+        || {
+            let mut identity = identity.clone();
+            async move {
+                identity
+                    .send_sign_in_code(code(" Anna@Example.com", "402917"))
+                    .await
+                    .map(|r| r.into_inner().customer_id)
+            }
+        },
+        Result::is_ok,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, "anna");
+    let mail = eventually(|| async { h.smtp.messages() }, |m| !m.is_empty()).await;
+    let mail = crate::readable(&mail[0]);
+    assert!(mail.contains("anna@example.com"), "{mail}");
+    assert!(mail.contains("402917"), "{mail}");
+    assert!(mail.contains("Anmeldecode"), "in her language: {mail}");
+
+    for (request, expected) in [
+        (code("nobody@example.com", "402917"), Code::NotFound),
+        (code("anna@example.com", "40291"), Code::InvalidArgument),
+        (code("anna@example.com", "40291x"), Code::InvalidArgument),
+        (code(&"a".repeat(300), "402917"), Code::InvalidArgument),
+    ] {
+        let status = identity.send_sign_in_code(request).await.unwrap_err();
+        assert_eq!(status.code(), expected, "{status:?}");
+    }
+
+    // A code is a key: neither the log nor the inbox keeps it.
+    let store = &h.running.as_ref().unwrap().store;
+    let events = store.read_all(0, 10_000).await.unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| !String::from_utf8_lossy(&e.payload).contains("402917")),
+        "the code is in the log"
+    );
+    let inbox = anna
+        .list_notifications(pb::ListNotificationsRequest {
+            customer_id: "anna".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(inbox.notifications.iter().all(|n| n.kind != "sign_in_code"));
+}
