@@ -50,17 +50,30 @@ pub struct Endpoints {
     /// that authenticate refuse calls without one).
     #[arg(long, global = true, env = "AFTERSALES_TOKEN", value_parser = aftersales_runtime::config::secret, hide_env_values = true)]
     pub token: Option<secrecy::SecretString>,
+    /// The identity provider `aftersales login` signs in at (`up`'s by default).
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_ISSUER_URL",
+        default_value = "http://127.0.0.1:8079"
+    )]
+    pub issuer_url: String,
 }
 
 impl Endpoints {
-    /// A channel to `service` at `url` whose calls carry the token, if given.
+    /// A channel to `service` at `url` whose calls carry the token: `--token`
+    /// (an empty one: none), or else the signed-in user's (`aftersales login`).
     pub async fn channel(&self, service: &str, url: &str) -> Result<TracedChannel, String> {
         use secrecy::ExposeSecret as _;
-        let token = self
-            .token
-            .as_ref()
-            .map(|t| aftersales_auth::ServiceToken::fixed(t.expose_secret()));
-        Ok(traced(connect(service, url).await?, token))
+        let token = match &self.token {
+            Some(token) if token.expose_secret().is_empty() => None,
+            Some(token) => Some(token.expose_secret().to_owned()),
+            None => crate::login::current_token().await?,
+        };
+        Ok(traced(
+            connect(service, url).await?,
+            token.map(aftersales_auth::ServiceToken::fixed),
+        ))
     }
 }
 
@@ -130,7 +143,12 @@ fn imei(value: &str) -> Option<DeviceId> {
 }
 
 fn failed(status: tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+    let hint = if status.code() == tonic::Code::Unauthenticated {
+        " (sign in with `aftersales login`, or give --token)"
+    } else {
+        ""
+    };
+    format!("{:?}: {}{hint}", status.code(), status.message())
 }
 
 /// A channel to `url`, or a message naming the service that cannot be reached.

@@ -146,13 +146,14 @@ fn failed(what: &str) -> impl Fn(tonic::Status) -> String + '_ {
     move |status| format!("demo {what}: {:?}: {}", status.code(), status.message())
 }
 
-pub async fn seed(endpoints: &Endpoints, email: bool) -> Result<(), String> {
-    let mut w = warranty(endpoints).await?;
-    let mut r = repair_client(endpoints).await?;
+/// Seeds as a support agent at the desk (`desk`) and as staff of every center
+/// (`center`).
+pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(), String> {
+    let mut w = warranty(desk).await?;
+    let mut r = repair_client(desk).await?;
+    let mut staff = repair_client(center).await?;
     let mut n = npb::notification_service_client::NotificationServiceClient::new(
-        endpoints
-            .channel("notification", &endpoints.notification_url)
-            .await?,
+        desk.channel("notification", &desk.notification_url).await?,
     );
     let first = with_check_digit(DEVICES[0].0);
     if w.get_device(wpb::GetDeviceRequest {
@@ -244,7 +245,7 @@ pub async fn seed(endpoints: &Endpoints, email: bool) -> Result<(), String> {
             "ZA" => "ZAR",
             _ => "EUR",
         };
-        advance_to(&mut r, &order, target, today, currency).await?;
+        advance_to(&mut staff, &mut r, &order, target, today, currency).await?;
     }
     println!(
         "demo data: {} devices, repairs in every stage",
@@ -253,11 +254,14 @@ pub async fn seed(endpoints: &Endpoints, email: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Walks a walk-in order to `target`.
+type RepairClient =
+    rpb::repair_service_client::RepairServiceClient<aftersales_runtime::telemetry::TracedChannel>;
+
+/// Walks a walk-in order to `target`: the center's steps as `r`, the
+/// customer's answer to a quote as `desk`.
 async fn advance_to(
-    r: &mut rpb::repair_service_client::RepairServiceClient<
-        aftersales_runtime::telemetry::TracedChannel,
-    >,
+    r: &mut RepairClient,
+    desk: &mut RepairClient,
     order: &rpb::RepairOrder,
     target: rpb::Stage,
     today: chrono::DateTime<Utc>,
@@ -333,7 +337,9 @@ async fn advance_to(
         if target == S::Quoted {
             return Ok(());
         }
-        r.approve_quote(at(&id)).await.map_err(failed("approve"))?;
+        desk.approve_quote(at(&id))
+            .await
+            .map_err(failed("approve"))?;
         if target == S::Approved {
             return Ok(());
         }

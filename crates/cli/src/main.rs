@@ -1,18 +1,22 @@
 //! `aftersales`: the platform on one machine.
 //!
 //! `aftersales up` starts every service in this one process, on the embedded
-//! default: SQLite event stores under a data directory, no broker. Repair asks
-//! warranty over gRPC; each service's consumers follow the others' logs directly.
+//! default: SQLite event stores under a data directory, no broker, and an
+//! identity provider whose tokens every call carries. Repair asks warranty over
+//! gRPC as itself; each service's consumers follow the others' logs directly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aftersales_runtime::service::Embedded;
 use clap::{Parser, Subcommand};
 
 mod client;
 mod demo;
+mod identity;
+mod login;
 mod operator;
 
 #[derive(Debug, Parser)]
@@ -31,6 +35,12 @@ struct Cli {
 enum Command {
     /// Run the services in this process, with SQLite under the data directory.
     Up(Up),
+    /// Sign in at the identity provider; later commands carry the token.
+    Login(login::Login),
+    /// Sign out: the session ends at the provider and the tokens are forgotten.
+    Logout,
+    /// Who the tool is signed in as.
+    Whoami,
     /// Devices and their warranty.
     #[command(subcommand)]
     Device(client::Device),
@@ -150,6 +160,13 @@ struct Up {
     /// This deployment's region.
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     region: String,
+    /// The identity provider: services verify its tokens; people sign in there.
+    #[arg(long, default_value = "127.0.0.1:8079")]
+    issuer_listen: SocketAddr,
+    /// No identity provider: calls without tokens, every RPC open. For poking at
+    /// the API with grpcurl on a development machine only.
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 async fn up(args: Up) -> Result<(), String> {
@@ -159,24 +176,57 @@ async fn up(args: Up) -> Result<(), String> {
     tokio::pin!(terminate);
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+    let (stop_identity, identity_stopped) = tokio::sync::oneshot::channel::<()>();
+    let codes = Arc::new(identity::NotificationCodes::default());
+    let provider = if args.allow_unauthenticated {
+        None
+    } else {
+        let store = aftersales_identity::Store::open(&format!(
+            "sqlite:{}",
+            args.data_dir.join("identity.db").display()
+        ))
+        .await
+        .map_err(|e| format!("identity: {e}"))?;
+        let provider = aftersales_identity::Provider::serve(
+            args.issuer_listen,
+            store,
+            identity::AUDIENCE,
+            codes.clone(),
+            async move {
+                let _ = identity_stopped.await;
+            },
+        )
+        .await
+        .map_err(|e| format!("--issuer-listen {}: {e}", args.issuer_listen))?;
+        Some(provider)
+    };
     // Each service at its own defaults, but for what one process on one machine
     // needs: its own SQLite file, no broker, no separate metrics, a quick stop,
-    // and no identity provider (calls are not authenticated: development only).
-    let common = |service: &str| aftersales_runtime::config::Common {
-        database_url: Some(
-            format!(
-                "sqlite:{}",
-                args.data_dir.join(format!("{service}.db")).display()
-            )
-            .into(),
-        ),
-        region: args.region.clone(),
-        drain_grace_seconds: 0,
-        allow_unauthenticated: true,
-        ..Default::default()
+    // and the embedded identity provider (or, asked for, none at all).
+    let common = |service: &str| -> Result<aftersales_runtime::config::Common, String> {
+        let client = match (&provider, service) {
+            (Some(provider), "repair") => Some(identity::service_client(provider, service)?),
+            _ => None,
+        };
+        Ok(aftersales_runtime::config::Common {
+            database_url: Some(
+                format!(
+                    "sqlite:{}",
+                    args.data_dir.join(format!("{service}.db")).display()
+                )
+                .into(),
+            ),
+            region: args.region.clone(),
+            drain_grace_seconds: 0,
+            allow_unauthenticated: provider.is_none(),
+            oidc_issuer: provider.as_ref().map(|p| p.url().to_owned()),
+            oidc_client_id: client.as_ref().map(|c| c.client_id.clone()),
+            oidc_client_secret: client.map(|c| c.client_secret.into()),
+            ..Default::default()
+        })
     };
     let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
-        common: common("warranty"),
+        common: common("warranty")?,
         listen: args.warranty_listen,
         metrics_listen: None,
         ..Default::default()
@@ -184,7 +234,7 @@ async fn up(args: Up) -> Result<(), String> {
     .await
     .map_err(|e| format!("warranty: {e}"))?;
     let repair = aftersales_repair::server::start(aftersales_repair::server::Config {
-        common: common("repair"),
+        common: common("repair")?,
         listen: args.repair_listen,
         warranty_url: Some(format!("http://{}", warranty.addr)),
         metrics_listen: None,
@@ -193,7 +243,7 @@ async fn up(args: Up) -> Result<(), String> {
     .await
     .map_err(|e| format!("repair: {e}"))?;
     let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
-        common: common("logistics"),
+        common: common("logistics")?,
         listen: args.logistics_listen,
         webhook_listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
         sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
@@ -205,7 +255,7 @@ async fn up(args: Up) -> Result<(), String> {
     .map_err(|e| format!("logistics: {e}"))?;
     let notification =
         aftersales_notification::server::start(aftersales_notification::server::Config {
-            common: common("notification"),
+            common: common("notification")?,
             listen: args.notification_listen,
             smtp_url: args.smtp_url.clone().map(Into::into),
             sms_url: args.sms_url.clone().map(Into::into),
@@ -215,14 +265,41 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
-    let endpoints = client::Endpoints {
-        warranty_url: format!("http://{}", warranty.addr),
-        repair_url: format!("http://{}", repair.addr),
-        logistics_url: format!("http://{}", logistics.addr),
-        notification_url: format!("http://{}", notification.addr),
-        json: false,
-        token: None,
+    if let Some(provider) = &provider {
+        codes.connect(provider, notification.addr)?;
+    }
+    // The seed acts as a support agent at the desk and as staff of every center,
+    // with tokens the provider signs in-process.
+    let seeder = |principal: aftersales_auth::Principal| -> Result<client::Endpoints, String> {
+        let token = provider
+            .as_ref()
+            .map(|p| {
+                p.issuer().token(
+                    &principal,
+                    identity::AUDIENCE,
+                    aftersales_auth::issuer::ACCESS_TOKEN_LIFETIME,
+                )
+            })
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(client::Endpoints {
+            warranty_url: format!("http://{}", warranty.addr),
+            repair_url: format!("http://{}", repair.addr),
+            logistics_url: format!("http://{}", logistics.addr),
+            notification_url: format!("http://{}", notification.addr),
+            json: false,
+            token: Some(token.unwrap_or_default().into()),
+            issuer_url: String::new(),
+        })
     };
+    let desk = seeder(aftersales_auth::Principal::new(
+        "demo-seed",
+        aftersales_auth::Role::SupportAgent,
+    ))?;
+    let center = seeder(aftersales_auth::Principal {
+        centers: vec![aftersales_runtime::auth::ALL_CENTERS.to_owned()],
+        ..aftersales_auth::Principal::new("demo-seed", aftersales_auth::Role::CenterManager)
+    })?;
     let platform = Embedded::start(vec![warranty, repair, logistics, notification])
         .map_err(|e| e.to_string())?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -235,9 +312,16 @@ async fn up(args: Up) -> Result<(), String> {
         println!("{:<12} grpc://{}", service.name, service.addr);
     }
     println!("{:<12} http://{metrics}/metrics", "metrics");
+    match &provider {
+        Some(provider) => println!("{:<12} {}", "identity", provider.url()),
+        None => println!("{:<12} none: calls are not authenticated", "identity"),
+    }
     let seeding = async {
         if args.demo {
-            demo::seed(&endpoints, args.smtp_url.is_some()).await
+            if let Some(provider) = &provider {
+                identity::demo_accounts(provider, &args.data_dir).await?;
+            }
+            demo::seed(&desk, &center, args.smtp_url.is_some()).await
         } else {
             Ok(())
         }
@@ -255,6 +339,7 @@ async fn up(args: Up) -> Result<(), String> {
     }
     let _ = stop_metrics.send(());
     platform.stop().await.map_err(|e| e.to_string())?;
+    let _ = stop_identity.send(());
     println!("stopped");
     Ok(())
 }
@@ -287,6 +372,9 @@ async fn main() -> ExitCode {
     let telemetry = aftersales_runtime::telemetry::init(name, &region, cli.log_json);
     let result = match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Login(args) => login::login(args, &cli.endpoints.issuer_url).await,
+        Command::Logout => login::logout().await,
+        Command::Whoami => login::whoami(),
         Command::Device(command) => client::device(command, &cli.endpoints).await,
         Command::Center(command) => client::center(command, &cli.endpoints).await,
         Command::Repair(command) => client::repair(command, &cli.endpoints).await,

@@ -17,15 +17,33 @@ fn up(data: &std::path::Path) -> (String, String, Process) {
     (warranty, repair, process)
 }
 
-/// Starts `aftersales up` on free ports, with sandbox parcels moving every 50 ms;
-/// the warranty, repair, logistics and notification addresses and the process.
+/// Starts `aftersales up` on free ports, with sandbox parcels moving every 50 ms,
+/// taking calls without tokens (signing in is the README test's and
+/// `signing_in_*`'s); the warranty, repair, logistics and notification
+/// addresses and the process.
 fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
-    up_with(data, &[])
+    up_with(data, &["--allow-unauthenticated"])
 }
 
-/// `up_all` with more arguments.
+/// `aftersales up` on free ports with `extra` arguments.
 fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, String, Process) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+    let mut child = up_command(data, extra).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = || {
+        let line = lines.next().unwrap().unwrap();
+        line.split("grpc://").nth(1).unwrap().trim().to_owned()
+    };
+    let warranty = address();
+    let repair = address();
+    let logistics = address();
+    let notification = address();
+    std::thread::spawn(move || lines.for_each(drop));
+    (warranty, repair, logistics, notification, Process(child))
+}
+
+fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_aftersales"));
+    command
         .args([
             "up",
             "--warranty-listen",
@@ -40,25 +58,15 @@ fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, S
             "127.0.0.1:0",
             "--sandbox-step-millis",
             "50",
+            "--issuer-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data)
         .args(extra)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut address = || {
-        let line = lines.next().unwrap().unwrap();
-        line.split("grpc://").nth(1).unwrap().trim().to_owned()
-    };
-    let warranty = address();
-    let repair = address();
-    let logistics = address();
-    let notification = address();
-    std::thread::spawn(move || lines.for_each(drop));
-    (warranty, repair, logistics, notification, Process(child))
+        .stdout(Stdio::piped());
+    command
 }
 
 /// The `aftersales up` process, killed if a test fails before stopping it.
@@ -559,6 +567,11 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
 /// Runs `aftersales <args>` against all four services; stdout, or stderr as the
 /// error.
 fn run(urls: &[&str; 4], args: &[&str]) -> Result<String, String> {
+    run_env(urls, &[], args)
+}
+
+/// `run` with more environment variables.
+fn run_env(urls: &[&str; 4], env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
             "--warranty-url",
@@ -571,6 +584,7 @@ fn run(urls: &[&str; 4], args: &[&str]) -> Result<String, String> {
             &format!("http://{}", urls[3]),
         ])
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -801,7 +815,7 @@ fn bad_input_gets_a_clear_message_and_a_non_zero_exit() {
 async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
     use rpb::Stage as S;
     let data = tempfile::tempdir().unwrap();
-    let (_, repair, _, _, child) = up_with(data.path(), &["--demo"]);
+    let (_, repair, _, _, child) = up_with(data.path(), &["--demo", "--allow-unauthenticated"]);
     let r = RepairServiceClient::connect(format!("http://{repair}"))
         .await
         .unwrap();
@@ -865,7 +879,7 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
     }
     assert!(terminate(child).success());
     // Started again with --demo, nothing is added.
-    let (_, repair, _, _, child) = up_with(data.path(), &["--demo"]);
+    let (_, repair, _, _, child) = up_with(data.path(), &["--demo", "--allow-unauthenticated"]);
     let r = RepairServiceClient::connect(format!("http://{repair}"))
         .await
         .unwrap();
@@ -951,29 +965,165 @@ fn words(line: &str) -> Vec<String> {
     words
 }
 
+/// `aftersales up --demo` with its identity provider and email to `smtp`: the
+/// four service addresses, the provider's URL and the process.
+fn up_signed_in(data: &std::path::Path, smtp: &str) -> ([String; 4], String, Process) {
+    let mut child = up_command(data, &["--demo", "--smtp-url", smtp])
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut services = Vec::new();
+    let issuer = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(address) = line.split("grpc://").nth(1) {
+            services.push(address.trim().to_owned());
+        }
+        if let Some(url) = line.strip_prefix("identity") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (services.try_into().unwrap(), issuer, Process(child))
+}
+
+/// The demo accounts' passwords and authenticator secrets, as `up` keeps them.
+async fn demo_accounts(
+    data: &std::path::Path,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let path = data.join("demo-accounts.txt");
+    // Written once `up` has created them, after it prints its addresses.
+    let text = aftersales_testkit::eventually(
+        || async { std::fs::read_to_string(&path).unwrap_or_default() },
+        |text| text.lines().count() > 5,
+    )
+    .await;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let secret = f.get(3).copied().unwrap_or_default().to_owned();
+            (f[1].to_owned(), (f[2].to_owned(), secret))
+        })
+        .collect()
+}
+
+/// The code in the sign-in email number `seen` (from 0) to `address`.
+async fn code_sent_to(smtp: &aftersales_testkit::SmtpServer, address: &str, seen: usize) -> String {
+    let code_in = |mail: &String| -> Option<String> {
+        let mail = aftersales_testkit::smtp::readable(mail);
+        if !mail.contains(&format!("To: {address}")) {
+            return None;
+        }
+        // The demo customer reads German.
+        let line = mail.lines().find(|l| l.contains("Anmeldecode lautet"))?;
+        line.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .map(str::to_owned)
+    };
+    let codes = aftersales_testkit::eventually(
+        || async {
+            smtp.messages()
+                .iter()
+                .filter_map(code_in)
+                .collect::<Vec<_>>()
+        },
+        |codes| codes.len() > seen,
+    )
+    .await;
+    codes[seen].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_examples_work_as_written_after_the_demo() {
     let commands = readme_commands();
     assert!(commands.len() >= 8, "{commands:?}");
     let data = tempfile::tempdir().unwrap();
-    let (w, r, l, n, child) = up_with(data.path(), &["--demo"]);
-    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str()];
+    let config = tempfile::tempdir().unwrap();
+    let smtp = aftersales_testkit::SmtpServer::start().unwrap();
+    let (services, issuer, child) = up_signed_in(data.path(), &smtp.url());
+    let urls = [
+        services[0].as_str(),
+        services[1].as_str(),
+        services[2].as_str(),
+        services[3].as_str(),
+    ];
+    let env = [
+        ("AFTERSALES_CONFIG_DIR", config.path().to_str().unwrap()),
+        ("AFTERSALES_ISSUER_URL", issuer.as_str()),
+    ];
+    let accounts = demo_accounts(data.path()).await;
+    let (agent_password, _) = &accounts["agent"];
+    // Not signed in: refused, with a hint.
+    let refused = run_env(
+        &urls,
+        &env,
+        &["device", "show", "--imei", "356938035643809"],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("Unauthenticated") && refused.contains("aftersales login"),
+        "{refused}"
+    );
+    run_env(
+        &urls,
+        &env,
+        &["login", "--username", "agent", "--password", agent_password],
+    )
+    .unwrap();
     // The demo's devices are registered first; wait until they are.
     aftersales_testkit::eventually(
-        || async { run(&urls, &["device", "show", "--imei", "356938035643809"]).is_ok() },
+        || async {
+            run_env(
+                &urls,
+                &env,
+                &["device", "show", "--imei", "356938035643809"],
+            )
+            .is_ok()
+        },
         |seeded| *seeded,
     )
     .await;
     let mut order = String::new();
+    let mut codes_sent = 0;
     for command in &commands {
-        let command = command.replace("<id>", &order);
+        let mut command = command.replace("<id>", &order);
+        if let Some(username) = command.strip_prefix("login --username ") {
+            let username = username.split_whitespace().next().unwrap();
+            command = command.replace("<password>", &accounts[username].0);
+        }
         let args = words(&command);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if let Some(address) = command.strip_prefix("login --email ") {
+            // The tool asks for the code the customer finds in her email.
+            let mut login = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+                .args(&args)
+                .envs(env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let code = code_sent_to(&smtp, address.trim(), codes_sent).await;
+            codes_sent += 1;
+            std::io::Write::write_all(
+                &mut login.stdin.take().unwrap(),
+                format!("{code}\n").as_bytes(),
+            )
+            .unwrap();
+            let output = login.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{command}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            continue;
+        }
         if args.get(1) == Some(&"watch") {
             // A live stream: it prints the order, then waits for more.
             let mut watch = Command::new(env!("CARGO_BIN_EXE_aftersales"))
                 .args(["--repair-url", &format!("http://{}", urls[1])])
                 .args(&args)
+                .envs(env)
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -988,9 +1138,10 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
         }
         // A mail-in order's label comes a moment after the order, from logistics.
         let out = if command.starts_with("shipment track") {
-            aftersales_testkit::eventually(|| async { run(&urls, &args) }, Result::is_ok).await
+            aftersales_testkit::eventually(|| async { run_env(&urls, &env, &args) }, Result::is_ok)
+                .await
         } else {
-            run(&urls, &args)
+            run_env(&urls, &env, &args)
         }
         .unwrap_or_else(|e| panic!("aftersales {command}: {e}"));
         if command.starts_with("device coverage") {
@@ -998,6 +1149,9 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
                 out.contains("covered") && !out.contains("not covered"),
                 "{command}: {out}"
             );
+        }
+        if command == "whoami" {
+            assert!(out.contains("demo-lena as customer"), "{out}");
         }
         if command.starts_with("repair open") {
             order = out
@@ -1008,5 +1162,180 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
         }
     }
     assert!(!order.is_empty(), "the README opens a repair");
+    assert!(codes_sent > 0, "the README signs a customer in");
+    let after = run_env(
+        &urls,
+        &env,
+        &["device", "show", "--imei", "356938035643809"],
+    )
+    .unwrap_err();
+    assert!(after.contains("Unauthenticated"), "signed out: {after}");
+    assert!(terminate(child).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_objects() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let smtp = aftersales_testkit::SmtpServer::start().unwrap();
+    let (services, issuer, child) = up_signed_in(data.path(), &smtp.url());
+    let urls = [
+        services[0].as_str(),
+        services[1].as_str(),
+        services[2].as_str(),
+        services[3].as_str(),
+    ];
+    let env = [
+        ("AFTERSALES_CONFIG_DIR", config.path().to_str().unwrap()),
+        ("AFTERSALES_ISSUER_URL", issuer.as_str()),
+    ];
+    let accounts = demo_accounts(data.path()).await;
+    assert_eq!(
+        std::fs::metadata(data.path().join("demo-accounts.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // The operator needs the authenticator's code as well as the password.
+    let (ops_password, secret) = &accounts["ops"];
+    let refused = run_env(
+        &urls,
+        &env,
+        &["login", "--username", "ops", "--password", ops_password],
+    )
+    .unwrap_err();
+    assert!(refused.contains("--totp"), "{refused}");
+    let code = aftersales_identity::secrets::totp_now(secret).unwrap();
+    run_env(
+        &urls,
+        &env,
+        &[
+            "login",
+            "--username",
+            "ops",
+            "--password",
+            ops_password,
+            "--totp",
+            &code,
+        ],
+    )
+    .unwrap();
+    let credentials = config.path().join("credentials.json");
+    assert_eq!(
+        std::fs::metadata(&credentials)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "the tokens are the user's alone"
+    );
+    assert!(
+        run_env(&urls, &env, &["whoami"])
+            .unwrap()
+            .contains("ops as operator")
+    );
+
+    // A customer, by the code in her email, two steps for a script.
+    let sent = reqwest::Client::new()
+        .post(format!("{issuer}/one-time-code"))
+        .form(&[("address", "demo-lena@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success());
+    let code = code_sent_to(&smtp, "demo-lena@example.com", 0).await;
+    run_env(
+        &urls,
+        &env,
+        &["login", "--email", "demo-lena@example.com", "--code", &code],
+    )
+    .unwrap();
+    let inbox = |customer: &str| run_env(&urls, &env, &["notify", "inbox", "--customer", customer]);
+    aftersales_testkit::eventually(|| async { inbox("demo-lena") }, Result::is_ok)
+        .await
+        .unwrap();
+    let others = inbox("demo-jonas").unwrap_err();
+    assert!(others.contains("PermissionDenied"), "{others}");
+
+    // Run out the access token: the next command renews it with the refresh
+    // token, which rotates.
+    let mut kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    let first_refresh = kept["refresh_token"].as_str().unwrap().to_owned();
+    kept["expires_at"] = 0.into();
+    std::fs::write(&credentials, kept.to_string()).unwrap();
+    inbox("demo-lena").unwrap();
+    let renewed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    assert_ne!(renewed["refresh_token"].as_str().unwrap(), first_refresh);
+    assert!(renewed["expires_at"].as_u64().unwrap() > 0);
+    // The old refresh token, replayed (as a thief would): refused, and the
+    // session it belongs to ends.
+    let replayed = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first_refresh),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status().as_u16(), 400);
+    let mut expired = renewed.clone();
+    expired["expires_at"] = 0.into();
+    std::fs::write(&credentials, expired.to_string()).unwrap();
+    let ended = inbox("demo-lena").unwrap_err();
+    assert!(ended.contains("aftersales login"), "{ended}");
+
+    // Guessing a code: five wrong ones lock the address, the right one too.
+    let sent = reqwest::Client::new()
+        .post(format!("{issuer}/one-time-code"))
+        .form(&[("address", "demo-lena@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert!(sent.status().is_success());
+    let right = code_sent_to(&smtp, "demo-lena@example.com", 1).await;
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = reqwest::Client::new()
+            .post(format!("{issuer}/token"))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:aftersales:params:oauth:grant-type:one-time-code",
+                ),
+                ("address", "demo-lena@example.com"),
+                ("code", wrong),
+            ])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 429]);
+    let locked = run_env(
+        &urls,
+        &env,
+        &[
+            "login",
+            "--email",
+            "demo-lena@example.com",
+            "--code",
+            &right,
+        ],
+    )
+    .unwrap_err();
+    assert!(locked.contains("too many attempts"), "{locked}");
     assert!(terminate(child).success());
 }

@@ -51,7 +51,7 @@ fn seconds(duration: Duration) -> i64 {
 }
 
 /// A fresh random value, URL-safe: session ids and refresh tokens.
-pub(crate) fn random_token() -> Result<String, IdentityError> {
+pub fn random_token() -> Result<String, IdentityError> {
     use base64::Engine as _;
     use ring::rand::SecureRandom as _;
     let mut bytes = [0_u8; 32];
