@@ -295,3 +295,167 @@ async fn another_customers_device_answers_as_if_it_did_not_exist() {
     );
     running.stop().await.unwrap();
 }
+
+/// panva's `oidc-provider` (OpenID Certified), run by Node.js from where the test
+/// command installs it, with the script in `tests/interop`.
+struct ExternalProvider {
+    child: std::process::Child,
+}
+
+impl Drop for ExternalProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ExternalProvider {
+    fn start(port: u16, dir: &std::path::Path, rotate: bool) -> Self {
+        use std::io::BufRead as _;
+        let module = std::env::var("AFTERSALES_OIDC_PROVIDER_MODULE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/aftersales/node/node_modules/oidc-provider/lib/index.js",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        assert!(
+            std::path::Path::new(&module).exists(),
+            "oidc-provider is not installed at {module}: ./scripts/test installs it"
+        );
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop/oidc-provider.mjs"
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir.join("keys.json"))
+            .arg(dir.join("clients.json"))
+            .env("OIDC_PROVIDER_MODULE", module)
+            .env("ROTATE", if rotate { "1" } else { "0" })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().unwrap().unwrap();
+        assert!(first.starts_with("listening"), "{first}");
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_certified_external_provider_work_and_its_key_rotation_needs_no_restart() {
+    use aftersales_auth::ClientCredentials;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clients.json"),
+        r#"[{"client_id":"repair","client_secret":"repair-secret-0123456789","role":"service"},
+            {"client_id":"ops-robot","client_secret":"ops-secret-0123456789","role":"operator"}]"#,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let provider = ExternalProvider::start(port, dir.path(), false);
+    let issuer = format!("http://127.0.0.1:{port}");
+    let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
+        common: Common {
+            oidc_issuer: Some(issuer.clone()),
+            allow_unauthenticated: false,
+            ..Common::test(
+                aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap(),
+            )
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // Our client-credentials client against their token endpoint.
+    let token_of = |client_id: &str, secret: &str| {
+        let credentials = ClientCredentials {
+            issuer: issuer.clone(),
+            client_id: client_id.into(),
+            client_secret: secret.into(),
+        };
+        async move {
+            let token = ServiceToken::start(credentials);
+            aftersales_testkit::eventually(|| async { token.current() }, Option::is_some)
+                .await
+                .unwrap()
+                .to_string()
+        }
+    };
+    let service = token_of("repair", "repair-secret-0123456789").await;
+    let operator = token_of("ops-robot", "ops-secret-0123456789").await;
+
+    let imei = fresh_imei();
+    let verified_at = std::time::Instant::now();
+    client(&channel, service.clone())
+        .register_device(registration(&imei, "DE", &days_ago(3), "c-1"))
+        .await
+        .unwrap();
+    let refused = client(&channel, service.clone())
+        .void_warranty(pb::VoidWarrantyRequest {
+            device_id: by_imei(&imei),
+            reason: "tampering".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::PermissionDenied,
+        "a service may not void"
+    );
+    let history = client(&channel, operator.clone())
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(&imei),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        history.events.iter().any(|e| e.actor == "service:repair"),
+        "the actor is the external token's subject and role: {:?}",
+        history.events
+    );
+
+    // The provider rotates its key (restarted with a new signing key first, the
+    // old one still published) while warranty runs on.
+    drop(provider);
+    let _provider = ExternalProvider::start(port, dir.path(), true);
+    let rotated = token_of("repair", "repair-secret-0123456789").await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    assert_ne!(kid(&rotated), kid(&service), "signed with the new key");
+    // Unknown kids fetch the key set at most every 30 s, so made-up ones cost
+    // nothing; after that, the new key is picked up without a restart.
+    tokio::time::sleep(Duration::from_secs(31).saturating_sub(verified_at.elapsed())).await;
+    client(&channel, rotated)
+        .get_device(pb::GetDeviceRequest {
+            device_id: by_imei(&imei),
+        })
+        .await
+        .unwrap();
+    client(&channel, service)
+        .get_device(pb::GetDeviceRequest {
+            device_id: by_imei(&imei),
+        })
+        .await
+        .expect("a token of the old key is good until it expires");
+}
