@@ -43,6 +43,13 @@ def check_compose(doc):
     except Exception as error:  # the binding raises plain ValueErrors
         raise Invalid(f"not a valid Compose file: {error}") from error
     services = doc["services"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            require(str(port).startswith("127.0.0.1:"), f"compose: {name} publishes {port} beyond this machine")
+    require(
+        "${POSTGRES_PASSWORD:?" in str(services.get("postgres", {}).get("environment", {}).get("POSTGRES_PASSWORD")),
+        "compose: PostgreSQL's password has no default",
+    )
     for name in ("nats", "postgres", "otel-collector", "jaeger"):
         require(name in services, f"compose: no {name} service")
     nats = services["nats"]
@@ -97,6 +104,8 @@ def check_overlay(objects, name):
     require(len(configs) == 1, f"{name}: one aftersales ConfigMap")
     region = configs[0]["data"]["AFTERSALES_REGION"]
     require(region not in ("", "unset"), f"{name}: the region is not set")
+    for variable in ("AFTERSALES_TLS_CERT", "AFTERSALES_TLS_KEY", "AFTERSALES_TLS_CA"):
+        require(configs[0]["data"].get(variable, "").startswith("/tls/"), f"{name}: gRPC over TLS needs {variable}")
     issuer = configs[0]["data"].get("AFTERSALES_OIDC_ISSUER", "")
     require(issuer.startswith("https://"), f"{name}: calls must be authenticated by an https OIDC issuer")
     require(
@@ -113,9 +122,21 @@ def check_overlay(objects, name):
         (container,) = pod["containers"]
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             require(
-                container.get(probe, {}).get("grpc", {}).get("port") == port,
-                f"{name}: {service} needs a gRPC {probe} on {port}",
+                container.get(probe, {}).get("exec", {}).get("command")
+                == ["aftersales", "health", "--url", f"https://localhost:{port}"],
+                f"{name}: {service} needs a gRPC health {probe} over TLS on {port}",
             )
+        tls = {v["name"]: v for v in pod.get("volumes", [])}.get("tls", {})
+        require(
+            tls.get("secret", {}).get("secretName") == f"{service}-tls"
+            and any(m["name"] == "tls" for m in container.get("volumeMounts", [])),
+            f"{name}: {service} serves gRPC over TLS from the Secret {service}-tls",
+        )
+        certificate = by_kind(objects, "Certificate").get(service, {})
+        require(
+            certificate.get("spec", {}).get("secretName") == f"{service}-tls",
+            f"{name}: {service}-tls must be issued by cert-manager",
+        )
         resources = container.get("resources", {})
         require(
             {"cpu", "memory"} <= set(resources.get("requests", {})) and "memory" in resources.get("limits", {}),
@@ -135,6 +156,8 @@ def check_overlay(objects, name):
         require(secret.startswith(f"{service}-database"), f"{name}: {service} reads another's database")
         require(secret in secrets, f"{name}: {service}'s database Secret {secret} is not rendered")
         if service == "repair":
+            url = env.get("AFTERSALES_WARRANTY_URL", {}).get("value", "")
+            require(url.startswith("https://"), f"{name}: repair calls warranty over TLS")
             for variable in ("AFTERSALES_OIDC_CLIENT_ID", "AFTERSALES_OIDC_CLIENT_SECRET"):
                 ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
                 require(ref.get("name") in secrets, f"{name}: repair calls warranty as itself: {variable} from a rendered Secret")
@@ -171,6 +194,9 @@ def main(paths):
     broken = copy.deepcopy(compose)
     del broken["services"]["repair"]["healthcheck"]
     must_fail(check_compose, broken, "compose file (a service without a health check)")
+    broken = copy.deepcopy(compose)
+    broken["services"]["postgres"]["ports"] = ["5432:5432"]
+    must_fail(check_compose, broken, "compose file (PostgreSQL on every interface)")
     print("docker-compose.yml: valid")
 
     regions = set()
@@ -189,6 +215,8 @@ def main(paths):
             if o and o.get("kind") == "ConfigMap" and "AFTERSALES_OIDC_ISSUER" in o.get("data", {}):
                 del o["data"]["AFTERSALES_OIDC_ISSUER"]
         must_fail(lambda b: check_overlay(b, path), broken, "overlay (no OIDC issuer)")
+        broken = [o for o in copy.deepcopy(objects) if not (o and o.get("kind") == "Certificate")]
+        must_fail(lambda b: check_overlay(b, path), broken, "overlay (no certificates)")
         print(f"{path}: valid")
     if paths:
         require(len(regions) == len(paths), "every overlay is its own region")

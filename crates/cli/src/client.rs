@@ -58,6 +58,9 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:8079"
     )]
     pub issuer_url: String,
+    /// A CA (PEM) to trust, besides the system's, for services at `https://` URLs.
+    #[arg(long, global = true, env = "AFTERSALES_TLS_CA")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Endpoints {
@@ -71,7 +74,7 @@ impl Endpoints {
             None => crate::login::current_token().await?,
         };
         Ok(traced(
-            connect(service, url).await?,
+            connect(service, url, self.ca_cert.as_deref()).await?,
             token.map(aftersales_auth::ServiceToken::fixed),
         ))
     }
@@ -152,9 +155,13 @@ fn failed(status: tonic::Status) -> String {
 }
 
 /// A channel to `url`, or a message naming the service that cannot be reached.
-pub async fn connect(service: &str, url: &str) -> Result<tonic::transport::Channel, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| format!("{service} URL {url:?}: {e}"))?
+pub async fn connect(
+    service: &str,
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = aftersales_runtime::tls::endpoint(url, ca)
+        .map_err(|e| format!("{service} URL {e}"))?
         .connect_timeout(std::time::Duration::from_secs(3));
     endpoint
         .connect()

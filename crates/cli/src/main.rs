@@ -290,6 +290,7 @@ async fn up(args: Up) -> Result<(), String> {
             json: false,
             token: Some(token.unwrap_or_default().into()),
             issuer_url: String::new(),
+            ca_cert: None,
         })
     };
     let desk = seeder(aftersales_auth::Principal::new(
@@ -344,9 +345,9 @@ async fn up(args: Up) -> Result<(), String> {
     Ok(())
 }
 
-async fn health(url: &str, service: String) -> Result<(), String> {
+async fn health(url: &str, service: String, ca: Option<&std::path::Path>) -> Result<(), String> {
     use tonic_health::pb::health_check_response::ServingStatus;
-    let channel = client::connect("the server", url).await?;
+    let channel = client::connect("the server", url, ca).await?;
     let status = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest { service })
         .await
@@ -386,7 +387,9 @@ async fn main() -> ExitCode {
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
         Command::Relay(args) => relay(args).await,
-        Command::Health { url, service } => health(&url, service).await,
+        Command::Health { url, service } => {
+            health(&url, service, cli.endpoints.ca_cert.as_deref()).await
+        }
     };
     telemetry.shutdown();
     match result {

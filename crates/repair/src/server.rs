@@ -73,7 +73,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let token = config.common.service_token().map_err(StartError::Config)?;
             Some(WarrantyServiceClient::new(
                 aftersales_runtime::telemetry::traced(
-                    tonic::transport::Endpoint::from_shared(url.clone())
+                    config
+                        .common
+                        .endpoint(url)
                         .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
                         .connect_timeout(Duration::from_secs(2))
                         .connect_lazy(),

@@ -55,6 +55,16 @@ pub struct Common {
     /// forgotten (a retry that late still finds its events).
     #[arg(long, env = "AFTERSALES_COMMAND_KEY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub command_key_days: u32,
+    /// Serve gRPC over TLS with this certificate chain (PEM), with `--tls-key`.
+    #[arg(long, env = "AFTERSALES_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "AFTERSALES_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// A CA (PEM) trusted besides the system's roots when calling another
+    /// service at an `https://` URL.
+    #[arg(long, env = "AFTERSALES_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Where the service reads the time: the system's, or a test's manual clock.
     #[arg(skip = SystemClock::shared())]
     pub clock: SharedClock,
@@ -128,6 +138,16 @@ impl Common {
                     .into(),
             ),
         }
+    }
+
+    /// The server's TLS, if configured.
+    pub fn server_tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+        crate::tls::server(self.tls_cert.as_deref(), self.tls_key.as_deref())
+    }
+
+    /// An endpoint for calling another service at `url` (TLS for `https://`).
+    pub fn endpoint(&self, url: &str) -> Result<tonic::transport::Endpoint, String> {
+        crate::tls::endpoint(url, self.tls_ca.as_deref())
     }
 
     /// The same with NATS at `nats_url`.

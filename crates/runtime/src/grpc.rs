@@ -68,6 +68,7 @@ impl Grpc {
         services: &[&'static str],
         routes: tonic::service::Routes,
         authorization: Authorization,
+        tls: Option<tonic::transport::ServerTlsConfig>,
     ) -> Result<(Self, Router), ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for service in services.iter().copied().chain([""]) {
@@ -99,7 +100,11 @@ impl Grpc {
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         // Every call is counted and timed (crate::metrics).
         crate::metrics::handle();
-        let router = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        let router = server
             .layer(GrpcMetrics)
             .layer(GrpcTracing)
             .layer(authorization)

@@ -247,7 +247,8 @@ pub async fn run(
         });
     }
     let (listener, addr) = bind(listen.grpc).await?;
-    let (grpc, router) = Grpc::new(description.grpc_services, routes, authorization).await?;
+    let tls = common.server_tls().map_err(StartError::Config)?;
+    let (grpc, router) = Grpc::new(description.grpc_services, routes, authorization, tls).await?;
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr = crate::metrics::serve_if(listen.metrics, shutdown.stopped())
         .await

@@ -7,3 +7,4 @@ mod devices;
 mod harness;
 mod history;
 mod process;
+mod tls;
