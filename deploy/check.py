@@ -75,6 +75,7 @@ def check_compose(doc):
             )
         env = s.get("environment", {})
         require(env.get("DATABASE_URL", "").endswith(f"/{name}"), f"compose: {name} has its own database")
+        require(env.get("NATS_URL", "").startswith(f"nats://{name}:"), f"compose: {name} connects to NATS as its own user")
         require("OTEL_EXPORTER_OTLP_ENDPOINT" in env, f"compose: {name} exports spans")
         require(
             ("AFTERSALES_OIDC_ISSUER" in env) != (env.get("AFTERSALES_ALLOW_UNAUTHENTICATED") == "true"),
@@ -152,6 +153,9 @@ def check_overlay(objects, name):
             pod.get("terminationGracePeriodSeconds", 30) > grace + DRAIN_SECONDS,
             f"{name}: {service}'s termination grace must exceed its drain ({grace} + {DRAIN_SECONDS} s)",
         )
+        nats_secret = env.get("NATS_URL", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        require((nats_secret or "").startswith(f"{service}-nats"), f"{name}: {service} connects to NATS as its own user ({service}-nats)")
+        require(nats_secret in secrets, f"{name}: {service}'s NATS Secret is not rendered")
         secret = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
         require(secret.startswith(f"{service}-database"), f"{name}: {service} reads another's database")
         require(secret in secrets, f"{name}: {service}'s database Secret {secret} is not rendered")
@@ -172,6 +176,12 @@ def check_overlay(objects, name):
     )
     require(f"domain: {region}" in conf, f"{name}: NATS needs JetStream domain {region}")
     require("sync_interval: always" in conf, f"{name}: NATS must fsync before acknowledging")
+    auth = next(
+        (o["data"]["authorization.conf"] for o in by_kind(objects, "ConfigMap").values() if "authorization.conf" in o.get("data", {})),
+        "",
+    )
+    require("include ./authorization.conf" in conf and f'user: "repair"' in auth, f"{name}: NATS needs one user per service")
+    require(f"aftersales.{region}.repair.>" in auth, f"{name}: NATS users are for region {region}")
     require("gateway" in conf and f"name: {region}" in conf, f"{name}: NATS needs a gateway named {region}")
     require(by_kind(objects, "StatefulSet").get("nats", {}).get("spec", {}).get("replicas") == 3, f"{name}: three NATS servers")
     return region

@@ -73,6 +73,12 @@ enum Command {
     Streams(operator::Streams),
     /// Operators: relay a service's log to JetStream while the service is down.
     Relay(Relay),
+    /// Operators: print the NATS users of a region, one per service allowed its
+    /// own subjects only, for nats.conf (`include`d by the deployment files).
+    NatsAuthorization {
+        #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
+        region: String,
+    },
     /// Exit 0 if the gRPC server at `--url` reports SERVING (for health checks).
     Health {
         #[arg(long)]
@@ -387,6 +393,9 @@ async fn main() -> ExitCode {
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
         Command::Relay(args) => relay(args).await,
+        Command::NatsAuthorization { region } => {
+            operator::nats_authorization(&region).map(|block| print!("{block}"))
+        }
         Command::Health { url, service } => {
             health(&url, service, cli.endpoints.ca_cert.as_deref()).await
         }

@@ -24,6 +24,24 @@ pub static SERVICES: [&Description; 4] = [
 ];
 
 /// A service named on the command line.
+/// The `authorization` block of NATS in `region`: one user per service, allowed
+/// its own subjects only (`aftersales nats-authorization`).
+pub fn nats_authorization(region: &str) -> Result<String, String> {
+    let names = Names::new(region).map_err(|e| e.to_string())?;
+    let users = SERVICES
+        .iter()
+        .map(|s| {
+            Ok(aftersales_messaging::permissions::ServiceUser {
+                service: s.name.to_owned(),
+                subscriptions: (s.subscriptions)().map_err(|e| e.to_string())?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(aftersales_messaging::permissions::authorization(
+        &names, &users,
+    ))
+}
+
 pub fn service(name: &str) -> Result<&'static Description, String> {
     SERVICES
         .iter()
@@ -509,4 +527,31 @@ pub async fn streams(command: Streams, endpoints: &Endpoints) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod nats_users {
+    #![allow(clippy::unwrap_used)]
+
+    /// The deployment files include the users this tool generates; a service
+    /// whose subscriptions change makes this fail until they are regenerated.
+    #[test]
+    fn the_deployed_nats_users_are_the_generated_ones() {
+        for (region, path) in [
+            ("local", "deploy/nats/authorization.conf"),
+            (
+                "eu-central",
+                "deploy/k8s/overlays/eu-central/authorization.conf",
+            ),
+            ("cn-east", "deploy/k8s/overlays/cn-east/authorization.conf"),
+        ] {
+            let file =
+                std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
+                    .unwrap();
+            assert!(
+                file == super::nats_authorization(region).unwrap(),
+                "{path} is stale: aftersales nats-authorization --region {region} > {path}"
+            );
+        }
+    }
 }

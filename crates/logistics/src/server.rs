@@ -102,6 +102,8 @@ fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartErr
         return Ok(None);
     };
     let secret = secret.expose_secret();
+    aftersales_runtime::config::refuse_placeholder("AFTERSALES_WEBHOOK_SECRET", secret)
+        .map_err(StartError::Config)?;
     if secret.len() < 16 {
         return Err(StartError::Config(
             "AFTERSALES_WEBHOOK_SECRET must be at least 16 bytes".into(),

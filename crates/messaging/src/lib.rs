@@ -9,6 +9,7 @@
 //!   dead-letter stream; [`dlq`] lists and replays dead letters.
 //! - [`log`]: embedded mode, following the producer's log directly.
 //! - [`provision`]: streams created or updated at start-up, durable by default.
+//! - [`permissions`]: each service's NATS user may touch its own subjects only.
 //! - [`trace`]: the producer's trace continued by the consumer.
 //! - [`bus`]: all of it for one service: its stream, relay and consumers.
 //! - [`testing`]: publishing as another service's relay would, for tests.
@@ -22,6 +23,7 @@ mod inbox;
 pub mod jetstream;
 pub mod log;
 pub mod names;
+pub mod permissions;
 pub mod provision;
 pub mod relay;
 mod supervise;

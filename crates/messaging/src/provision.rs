@@ -94,9 +94,18 @@ impl StreamSettings {
     }
 }
 
-/// Connects to NATS, naming the connection after the service. Reconnects forever.
+/// Connects to NATS, naming the connection after the service, as the user the
+/// URL names (`nats://user:password@host:4222`, the password URL-safe).
+/// Reconnects forever.
 pub async fn connect(url: &str, name: &str) -> Result<jetstream::Context, MessagingError> {
-    let client = async_nats::ConnectOptions::new()
+    let address: async_nats::ServerAddr = url.parse().map_err(MessagingError::nats)?;
+    let options = match (address.username(), address.password()) {
+        (Some(user), Some(password)) => {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        }
+        _ => async_nats::ConnectOptions::new(),
+    };
+    let client = options
         .name(name)
         .max_reconnects(None)
         .connect(url)

@@ -140,6 +140,24 @@ impl Common {
         }
     }
 
+    /// Refuses secrets that are still the deployment files' placeholders.
+    pub fn refuse_placeholders(&self) -> Result<(), String> {
+        let secrets = [
+            ("DATABASE_URL", self.database_url.as_ref()),
+            ("NATS_URL", self.nats_url.as_ref()),
+            (
+                "AFTERSALES_OIDC_CLIENT_SECRET",
+                self.oidc_client_secret.as_ref(),
+            ),
+        ];
+        for (variable, value) in secrets {
+            if let Some(value) = value {
+                refuse_placeholder(variable, value.expose_secret())?;
+            }
+        }
+        Ok(())
+    }
+
     /// The server's TLS, if configured.
     pub fn server_tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
         crate::tls::server(self.tls_cert.as_deref(), self.tls_key.as_deref())
@@ -181,6 +199,19 @@ impl Common {
     /// The NATS URL, exposed for connecting.
     pub fn nats_url(&self) -> Option<&str> {
         self.nats_url.as_ref().map(|u| u.expose_secret())
+    }
+}
+
+/// An error if `value` is a placeholder (`CHANGE_ME`, `change-me`, …) rather
+/// than a secret someone chose.
+pub fn refuse_placeholder(variable: &str, value: &str) -> Result<(), String> {
+    let folded = value.to_ascii_lowercase().replace('-', "_");
+    if folded.contains("change_me") || folded.contains("changeme") {
+        Err(format!(
+            "{variable} is still a placeholder: supply the real secret"
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -229,6 +260,28 @@ mod tests {
         assert_eq!(
             Common::default().database_url("repair").expose_secret(),
             "sqlite:data/repair.db"
+        );
+    }
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::*;
+
+    #[test]
+    fn a_placeholder_secret_stops_the_service_and_names_the_variable() {
+        let common = Common {
+            nats_url: Some("nats://repair:CHANGE_ME@nats:4222".into()),
+            ..Common::test("postgres://repair:a-real-one@db/repair")
+        };
+        let refused = common.refuse_placeholders().unwrap_err();
+        assert!(refused.contains("NATS_URL"), "{refused}");
+        assert!(refuse_placeholder("X", "change-me-compose-0123456789").is_err());
+        assert!(refuse_placeholder("X", "9f2c4e1d8a7b6c5d").is_ok());
+        assert!(
+            Common::test("sqlite:data/x.db")
+                .refuse_placeholders()
+                .is_ok()
         );
     }
 }

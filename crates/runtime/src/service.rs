@@ -47,8 +47,10 @@ pub struct Description {
 
 impl Description {
     /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) and
-    /// brings its read-model tables up to date.
-    pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StoreError> {
+    /// brings its read-model tables up to date; first refuses a configuration
+    /// whose secrets are still placeholders.
+    pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StartError> {
+        common.refuse_placeholders().map_err(StartError::Config)?;
         let store = common.open_store(self.name).await?;
         self.migrate(&store).await?;
         Ok(store)

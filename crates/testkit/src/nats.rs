@@ -29,6 +29,8 @@ pub struct NatsServer {
     binary: std::path::PathBuf,
     port: u16,
     dir: tempfile::TempDir,
+    /// Environment variables the server's configuration reads.
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -38,6 +40,23 @@ impl NatsServer {
     }
 
     pub fn start_with(options: NatsOptions) -> Result<Self, TestkitError> {
+        Self::start_configured(options, "", Vec::new())
+    }
+
+    /// A durable server with `extra` appended to its configuration (users and
+    /// permissions, say), and `env` for the variables it names.
+    pub fn start_with_config(
+        extra: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, TestkitError> {
+        Self::start_configured(NatsOptions::Durable, extra, env)
+    }
+
+    fn start_configured(
+        options: NatsOptions,
+        extra: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, TestkitError> {
         let binary = std::env::var_os("AFTERSALES_NATS_SERVER")
             .map(std::path::PathBuf::from)
             .filter(|p| p.is_file())
@@ -56,7 +75,7 @@ impl NatsServer {
             NatsOptions::Default => "",
         };
         let config = format!(
-            "jetstream {{\n  store_dir: {:?}{sync}\n}}\n",
+            "jetstream {{\n  store_dir: {:?}{sync}\n}}\n{extra}",
             dir.path().join("jetstream")
         );
         std::fs::write(dir.path().join("nats.conf"), config)
@@ -66,6 +85,7 @@ impl NatsServer {
             binary,
             port: 0,
             dir,
+            env,
         };
         let mut last_error = None;
         for _ in 0..3 {
@@ -92,6 +112,7 @@ impl NatsServer {
             .arg(self.dir.path().join("nats.conf"))
             .arg("-l")
             .arg(&log_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -4,4 +4,5 @@
 mod embedded;
 mod harness;
 mod jetstream;
+mod permissions;
 mod relay;
