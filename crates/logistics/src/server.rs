@@ -53,10 +53,12 @@ pub struct Config {
         default_value = "127.0.0.1:8053"
     )]
     pub webhook_listen: SocketAddr,
-    /// The secret carriers sign webhook requests with (at least 16 bytes). Unset:
-    /// no webhook; scans come by gRPC only.
-    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRET", value_parser = secret, hide_env_values = true)]
-    pub webhook_secret: Option<SecretString>,
+    /// Each carrier's webhook signing secret, `carrier=secret` comma-separated
+    /// (at least 16 bytes each). A carrier named twice has two secrets at once,
+    /// to rotate: the new one added, the carrier moved over, the old one
+    /// removed. Unset: no webhook; scans come by gRPC only.
+    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRETS", value_parser = secret, hide_env_values = true)]
+    pub webhook_secrets: Option<SecretString>,
     /// How far a webhook signature's timestamp may be from now.
     #[arg(
         long,
@@ -98,16 +100,32 @@ impl Default for Config {
 }
 
 fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
-    let Some(secret) = &config.webhook_secret else {
+    const VARIABLE: &str = "AFTERSALES_WEBHOOK_SECRETS";
+    let Some(secrets) = &config.webhook_secrets else {
         return Ok(None);
     };
-    let secret = secret.expose_secret();
-    aftersales_runtime::config::refuse_placeholder("AFTERSALES_WEBHOOK_SECRET", secret)
-        .map_err(StartError::Config)?;
-    if secret.len() < 16 {
-        return Err(StartError::Config(
-            "AFTERSALES_WEBHOOK_SECRET must be at least 16 bytes".into(),
-        ));
+    let refuse = |why: String| StartError::Config(format!("{VARIABLE}: {why}"));
+    let mut by_carrier: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for entry in secrets.expose_secret().split(',').map(str::trim) {
+        let Some((carrier, secret)) = entry.split_once('=') else {
+            return Err(refuse("each entry is carrier=secret".into()));
+        };
+        aftersales_core::types::CenterId::parse("carrier", carrier)
+            .map_err(|_| refuse(format!("{carrier:?} is not a carrier name")))?;
+        aftersales_runtime::config::refuse_placeholder(VARIABLE, secret)
+            .map_err(StartError::Config)?;
+        if secret.len() < 16 {
+            return Err(refuse(format!(
+                "{carrier}'s secret must be at least 16 bytes"
+            )));
+        }
+        let active = by_carrier.entry(carrier.to_owned()).or_default();
+        active.push(secret.as_bytes().to_vec());
+        if active.len() > 2 {
+            return Err(refuse(format!(
+                "{carrier} has more than two secrets (two at once, to rotate)"
+            )));
+        }
     }
     if config.webhook_replay_window_seconds == 0 {
         return Err(StartError::Config(
@@ -115,7 +133,7 @@ fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartErr
         ));
     }
     Ok(Some(WebhookSettings {
-        secret: secret.as_bytes().to_vec(),
+        secrets: by_carrier,
         replay_window: Duration::from_secs(config.webhook_replay_window_seconds),
     }))
 }
@@ -199,7 +217,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     }
                 });
         }
-        None => tracing::info!("no AFTERSALES_WEBHOOK_SECRET: the carrier webhook is off"),
+        None => tracing::info!("no AFTERSALES_WEBHOOK_SECRETS: the carrier webhook is off"),
     }
     if let Some(script) = &config.sandbox_autoplay {
         // Scripts cut short by a crash go on; the read model first takes in the

@@ -1,9 +1,11 @@
 //! Carrier scans over HTTP: `POST /v1/carriers/{carrier}/events`.
 //!
-//! The carrier signs each request with the shared secret:
-//! `X-Aftersales-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
-//! A bad or missing signature, or a timestamp outside the replay window, is 401
-//! and records nothing. The body is one scan as JSON:
+//! Each carrier signs its requests with its own secret (two may be active at
+//! once, while it rotates):
+//! `X-Aftersales-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<carrier>.<body>">`.
+//! The carrier's name is signed, so one carrier's secret cannot speak for
+//! another. A bad or missing signature, a carrier without a secret, or a
+//! timestamp outside the replay window is 401 and records nothing. The body is one scan as JSON:
 //!
 //! ```json
 //! {"carrier_event_id": "e-1", "tracking_number": "SB0123", "status": "in_transit",
@@ -42,7 +44,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How requests are authenticated.
 #[derive(Clone)]
 pub struct WebhookSettings {
-    pub secret: Vec<u8>,
+    /// Each carrier's active secrets: one, or two while it rotates.
+    pub secrets: std::collections::BTreeMap<String, Vec<Vec<u8>>>,
     /// How old (or how far ahead) a signature's timestamp may be.
     pub replay_window: Duration,
 }
@@ -50,7 +53,7 @@ pub struct WebhookSettings {
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field("secret", &"<redacted>")
+            .field("carriers", &self.secrets.keys().collect::<Vec<_>>())
             .field("replay_window", &self.replay_window)
             .finish()
     }
@@ -63,25 +66,31 @@ struct Shared {
     region: String,
 }
 
-/// The signature header for `body` at `unix_seconds`: what a carrier sends.
-pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
-    let tag = keyed(secret, unix_seconds, body).finalize().into_bytes();
+/// The signature header `carrier` sends for `body` at `unix_seconds`.
+pub fn sign(secret: &[u8], carrier: &str, unix_seconds: i64, body: &[u8]) -> String {
+    let tag = keyed(secret, carrier, unix_seconds, body)
+        .finalize()
+        .into_bytes();
     format!("t={unix_seconds},v1={}", hex::encode(tag))
 }
 
-/// The MAC over `"<t>.<body>"`, before finalizing.
-fn keyed(secret: &[u8], unix_seconds: i64, body: &[u8]) -> Hmac<Sha256> {
+/// The MAC over `"<t>.<carrier>.<body>"`, before finalizing.
+fn keyed(secret: &[u8], carrier: &str, unix_seconds: i64, body: &[u8]) -> Hmac<Sha256> {
     #[allow(clippy::expect_used)] // HMAC takes keys of any length
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(unix_seconds.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(carrier.as_bytes());
     mac.update(b".");
     mac.update(body);
     mac
 }
 
-/// Checks the signature header against the body, in constant time.
+/// Checks the signature header against the body with each of the carrier's
+/// secrets, in constant time.
 fn verify(
     settings: &WebhookSettings,
+    carrier: &str,
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
@@ -103,12 +112,25 @@ fn verify(
         return Err("malformed signature");
     };
     let window = i64::try_from(settings.replay_window.as_secs()).unwrap_or(i64::MAX);
-    if (now - timestamp).abs() > window {
+    if now
+        .checked_sub(timestamp)
+        .is_none_or(|age| age.checked_abs().is_none_or(|a| a > window))
+    {
         return Err("signature timestamp outside the replay window");
     }
-    keyed(&settings.secret, timestamp, body)
-        .verify_slice(&signature)
-        .map_err(|_| "bad signature")
+    let secrets = settings.secrets.get(carrier).map_or(&[][..], Vec::as_slice);
+    // Every secret is tried, so the time taken does not say which matched.
+    let matched = secrets.iter().fold(false, |matched, secret| {
+        keyed(secret, carrier, timestamp, body)
+            .verify_slice(&signature)
+            .is_ok()
+            | matched
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err("bad signature")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +165,7 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let now = shared.app.now();
-    if let Err(why) = verify(&shared.settings, &headers, &body, now.timestamp()) {
+    if let Err(why) = verify(&shared.settings, &carrier, &headers, &body, now.timestamp()) {
         tracing::warn!(%carrier, why, "webhook refused");
         return error(StatusCode::UNAUTHORIZED, why);
     }
@@ -241,9 +263,21 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener,
 mod tests {
     use super::*;
 
+    const SECRET: &[u8] = b"0123456789abcdef0123";
+
     fn settings() -> WebhookSettings {
         WebhookSettings {
-            secret: b"0123456789abcdef0123".to_vec(),
+            secrets: [
+                ("dhl".to_owned(), vec![SECRET.to_vec()]),
+                (
+                    "ups".to_owned(),
+                    vec![
+                        b"ups-old-secret-0123".to_vec(),
+                        b"ups-new-secret-0123".to_vec(),
+                    ],
+                ),
+            ]
+            .into(),
             replay_window: Duration::from_secs(300),
         }
     }
@@ -258,37 +292,73 @@ mod tests {
     fn a_signed_body_verifies_and_nothing_else_does() {
         let s = settings();
         let body = br#"{"a":1}"#;
-        let good = sign(&s.secret, 1_000, body);
-        assert_eq!(verify(&s, &headers(&good), body, 1_100), Ok(()));
+        let good = sign(SECRET, "dhl", 1_000, body);
+        assert_eq!(verify(&s, "dhl", &headers(&good), body, 1_100), Ok(()));
         assert_eq!(
-            verify(&s, &headers(&good), br#"{"a":2}"#, 1_100),
+            verify(&s, "dhl", &headers(&good), br#"{"a":2}"#, 1_100),
             Err("bad signature")
         );
         assert_eq!(
             verify(
                 &s,
-                &headers(&sign(b"another secret", 1_000, body)),
+                "dhl",
+                &headers(&sign(b"another secret", "dhl", 1_000, body)),
                 body,
                 1_100
             ),
             Err("bad signature")
         );
         assert_eq!(
-            verify(&s, &headers(&good), body, 1_000 + 301),
+            verify(&s, "dhl", &headers(&good), body, 1_000 + 301),
             Err("signature timestamp outside the replay window")
         );
         assert_eq!(
-            verify(&s, &HeaderMap::new(), body, 1_000),
+            verify(&s, "dhl", &HeaderMap::new(), body, 1_000),
             Err("missing signature")
         );
         assert_eq!(
-            verify(&s, &headers("v1=zz"), body, 1_000),
+            verify(&s, "dhl", &headers("v1=zz"), body, 1_000),
             Err("malformed signature")
         );
         // The timestamp is signed: moving it breaks the signature.
         let moved = good.replace("t=1000", "t=1100");
         assert_eq!(
-            verify(&s, &headers(&moved), body, 1_100),
+            verify(&s, "dhl", &headers(&moved), body, 1_100),
+            Err("bad signature")
+        );
+        // Extreme timestamps are outside the window, not an overflow.
+        for t in ["t=-9223372036854775808", "t=9223372036854775807"] {
+            let extreme = good.replace("t=1000", t);
+            assert_eq!(
+                verify(&s, "dhl", &headers(&extreme), body, 1_100),
+                Err("signature timestamp outside the replay window")
+            );
+        }
+    }
+
+    #[test]
+    fn a_carrier_signs_for_itself_only_and_two_secrets_work_while_it_rotates() {
+        let s = settings();
+        let body = br#"{"a":1}"#;
+        // DHL's secret, claiming to be UPS: the carrier's name is signed.
+        let as_dhl = sign(SECRET, "dhl", 1_000, body);
+        assert_eq!(
+            verify(&s, "ups", &headers(&as_dhl), body, 1_000),
+            Err("bad signature")
+        );
+        let as_ups_with_dhls_key = sign(SECRET, "ups", 1_000, body);
+        assert_eq!(
+            verify(&s, "ups", &headers(&as_ups_with_dhls_key), body, 1_000),
+            Err("bad signature")
+        );
+        for secret in [&b"ups-old-secret-0123"[..], b"ups-new-secret-0123"] {
+            let signed = sign(secret, "ups", 1_000, body);
+            assert_eq!(verify(&s, "ups", &headers(&signed), body, 1_000), Ok(()));
+        }
+        // A carrier with no secret configured is refused like a bad signature.
+        let stranger = sign(SECRET, "fedex", 1_000, body);
+        assert_eq!(
+            verify(&s, "fedex", &headers(&stranger), body, 1_000),
             Err("bad signature")
         );
     }

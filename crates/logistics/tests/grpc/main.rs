@@ -21,7 +21,7 @@ pub fn config(database_url: String) -> Config {
         common: aftersales_runtime::config::Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_listen: "127.0.0.1:0".parse().unwrap(),
-        webhook_secret: Some(SECRET.into()),
+        webhook_secrets: Some(format!("sandbox={SECRET}").into()),
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     }

@@ -70,14 +70,14 @@ async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
     let t = now().timestamp();
 
     let body = scan_json(&tn, "w1", "in_transit");
-    let (code, answer) = post(addr, PATH, Some(&sign(secret, t, &body)), &body).await;
+    let (code, answer) = post(addr, PATH, Some(&sign(secret, "sandbox", t, &body)), &body).await;
     assert_eq!(code, 202, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["shipment_id"], created.shipment_id.as_str());
     assert_eq!(answer["duplicate"], false);
     assert_eq!(answer["status"], "in_transit");
     // The same carrier event again: accepted, a duplicate.
-    let (code, answer) = post(addr, PATH, Some(&sign(secret, t, &body)), &body).await;
+    let (code, answer) = post(addr, PATH, Some(&sign(secret, "sandbox", t, &body)), &body).await;
     assert_eq!(code, 202);
     assert!(answer.contains("\"duplicate\":true"), "{answer}");
 
@@ -97,19 +97,19 @@ async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
         ("no signature", None, next.clone(), 401),
         (
             "wrong secret",
-            Some(sign(b"not-the-secret-at-all", t, &next)),
+            Some(sign(b"not-the-secret-at-all", "sandbox", t, &next)),
             next.clone(),
             401,
         ),
         (
             "signed another body",
-            Some(sign(secret, t, &body)),
+            Some(sign(secret, "sandbox", t, &body)),
             next.clone(),
             401,
         ),
         (
             "expired timestamp",
-            Some(sign(secret, stale, &next)),
+            Some(sign(secret, "sandbox", stale, &next)),
             next.clone(),
             401,
         ),
@@ -121,25 +121,25 @@ async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
         ),
         (
             "malformed JSON",
-            Some(sign(secret, t, &malformed)),
+            Some(sign(secret, "sandbox", t, &malformed)),
             malformed.clone(),
             400,
         ),
         (
             "unknown tracking number",
-            Some(sign(secret, t, &unknown_tn)),
+            Some(sign(secret, "sandbox", t, &unknown_tn)),
             unknown_tn.clone(),
             404,
         ),
         (
             "unknown status",
-            Some(sign(secret, t, &bad_status)),
+            Some(sign(secret, "sandbox", t, &bad_status)),
             bad_status.clone(),
             400,
         ),
         (
             "oversized body",
-            Some(sign(secret, t, &oversized)),
+            Some(sign(secret, "sandbox", t, &oversized)),
             oversized.clone(),
             413,
         ),
@@ -154,10 +154,21 @@ async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
             );
         }
     }
+    // Sandbox's secret speaking for a carrier that has none, or signing as it.
+    for signed_as in ["sandbox", "dhl"] {
+        let (code, _) = post(
+            addr,
+            "/v1/carriers/dhl/events",
+            Some(&sign(secret, signed_as, t, &next)),
+            &next,
+        )
+        .await;
+        assert_eq!(code, 401, "a carrier signs for itself only");
+    }
     assert_eq!(s.events().await, before, "nothing refused was recorded");
 
     // And the good one still goes through.
-    let (code, _) = post(addr, PATH, Some(&sign(secret, t, &next)), &next).await;
+    let (code, _) = post(addr, PATH, Some(&sign(secret, "sandbox", t, &next)), &next).await;
     assert_eq!(code, 202);
     let shipment = s
         .client
@@ -175,7 +186,7 @@ async fn signed_scans_are_recorded_and_bad_requests_change_nothing() {
 #[tokio::test]
 async fn a_short_secret_or_zero_window_stops_the_server_at_start() {
     let mut short = crate::config("sqlite::memory:".into());
-    short.webhook_secret = Some("short".into());
+    short.webhook_secrets = Some("sandbox=short".into());
     let error = aftersales_logistics::server::start(short)
         .await
         .unwrap_err();
