@@ -39,6 +39,8 @@ async fn the_tool_signs_its_calls_with_the_token_it_is_given() {
         command
             .args(args)
             .env("AFTERSALES_WARRANTY_URL", warranty.url())
+            // Not the signed-in user's tokens, whoever runs the tests.
+            .env("AFTERSALES_CONFIG_DIR", "/nonexistent/aftersales-test")
             .env_remove("AFTERSALES_TOKEN");
         if let Some(token) = token {
             command.env("AFTERSALES_TOKEN", token);
@@ -194,4 +196,182 @@ async fn the_authorization_matrix_matches_the_policy_table() {
         );
     }
     assert_eq!(events().await, before, "a refused call writes nothing");
+}
+
+/// Customer A walks 1,000 guessed device, order and message ids, B's real ones
+/// among them: every answer is NOT_FOUND, worded alike but for the id, so B's
+/// objects cannot be told from ids that exist nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_for_another_customers_objects_finds_nothing_to_tell_them_apart() {
+    use aftersales_proto::common::{DeviceId, device_id};
+    use aftersales_proto::notification as npb;
+    use aftersales_proto::repair as rpb;
+    use aftersales_proto::warranty as wpb;
+    use std::collections::BTreeSet;
+
+    let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
+        .await
+        .unwrap();
+    issuer.register_client(
+        "repair",
+        "repair-secret-0123456789",
+        Principal::new("repair", Role::Service),
+        "aftersales",
+    );
+    let platform = crate::Platform::start_with(
+        200,
+        &[
+            ("AFTERSALES_OIDC_ISSUER", issuer.url().to_owned()),
+            ("AFTERSALES_OIDC_CLIENT_ID", "repair".to_owned()),
+            (
+                "AFTERSALES_OIDC_CLIENT_SECRET",
+                "repair-secret-0123456789".to_owned(),
+            ),
+        ],
+    );
+    let as_who = |who: Principal, url: String| {
+        let token = issuer
+            .token(&who, "aftersales", Duration::from_secs(900))
+            .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect_lazy();
+        let header: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            move |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", header.clone());
+                Ok(request)
+            },
+        )
+    };
+    let agent = || Principal::new("agent-1", Role::SupportAgent);
+    let warranty = |who| {
+        wpb::warranty_service_client::WarrantyServiceClient::new(as_who(
+            who,
+            platform.warranty.url(),
+        ))
+    };
+    let repair = |who| {
+        rpb::repair_service_client::RepairServiceClient::new(as_who(who, platform.repair.url()))
+    };
+    let notification = |who| {
+        npb::notification_service_client::NotificationServiceClient::new(as_who(
+            who,
+            platform.notification.url(),
+        ))
+    };
+    let device = |imei: &str| {
+        Some(DeviceId {
+            kind: Some(device_id::Kind::Imei(imei.to_owned())),
+        })
+    };
+
+    // B's phone, repair and message, made at the desk.
+    let bs_phone = imei(971);
+    warranty(agent())
+        .register_device(wpb::RegisterDeviceRequest {
+            device_id: device(&bs_phone),
+            model: "Aurora 5".into(),
+            purchase_date: "2026-11-01".into(),
+            country_of_purchase: Some(aftersales_proto::common::CountryCode { value: "DE".into() }),
+            channel: wpb::SalesChannel::OnlineStore.into(),
+            customer_id: "cust-b".into(),
+        })
+        .await
+        .unwrap();
+    let bs_order = repair(agent())
+        .open_repair(rpb::OpenRepairRequest {
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-berlin-01".into(),
+            contact_address: None,
+            ..crate::journey::mail_in(&bs_phone, "cust-b")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let bs_message = aftersales_testkit::eventually(
+        || async {
+            notification(Principal::new("cust-b", Role::Customer))
+                .list_notifications(npb::ListNotificationsRequest {
+                    customer_id: "cust-b".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner().notifications)
+                .unwrap_or_default()
+        },
+        |n| !n.is_empty(),
+    )
+    .await[0]
+        .notification_id
+        .clone();
+
+    // A probes.
+    let a = || Principal::new("cust-a", Role::Customer);
+    let (mut w, mut r, mut n) = (warranty(a()), repair(a()), notification(a()));
+    let mut answers: [BTreeSet<(i32, String)>; 3] = Default::default();
+    for i in 0..1_000_u64 {
+        let kind = usize::try_from(i % 3).unwrap();
+        let (id, status) = match kind {
+            0 => {
+                let id = if i == 0 {
+                    bs_phone.clone()
+                } else {
+                    imei(2_000 + i)
+                };
+                let status = w
+                    .get_device(wpb::GetDeviceRequest {
+                        device_id: device(&id),
+                    })
+                    .await
+                    .unwrap_err();
+                (id, status)
+            }
+            1 => {
+                let id = if i == 1 {
+                    bs_order.clone()
+                } else {
+                    uuid::Uuid::now_v7().to_string()
+                };
+                let status = r
+                    .get_repair(rpb::OrderRef {
+                        order_id: id.clone(),
+                    })
+                    .await
+                    .unwrap_err();
+                (id, status)
+            }
+            _ => {
+                let id = if i == 2 {
+                    bs_message.clone()
+                } else {
+                    uuid::Uuid::now_v7().to_string()
+                };
+                let status = n
+                    .get_delivery(npb::NotificationRef {
+                        notification_id: id.clone(),
+                    })
+                    .await
+                    .unwrap_err();
+                (id, status)
+            }
+        };
+        answers[kind].insert((
+            i32::from(status.code()),
+            status.message().replace(&id, "<id>"),
+        ));
+    }
+    for (kind, seen) in ["device", "repair order", "message"].iter().zip(&answers) {
+        assert_eq!(
+            seen.len(),
+            1,
+            "{kind}: B's answer differs from a missing one: {seen:?}"
+        );
+        let (code, _) = seen.first().unwrap();
+        assert_eq!(*code, i32::from(tonic::Code::NotFound), "{kind}: {seen:?}");
+    }
 }
