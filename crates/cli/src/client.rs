@@ -194,6 +194,7 @@ fn device_json(d: &wpb::Device) -> serde_json::Value {
         }),
         "model": d.model,
         "purchase_date": d.purchase_date,
+        "purchase_date_declared": d.purchase_date_declared,
         "country": d.country_of_purchase.as_ref().map(|c| c.value.clone()),
         "customer_id": d.customer_id,
         "policy": format!("{} v{}", d.policy_id, d.policy_version),

@@ -89,6 +89,14 @@ impl Caller {
         )
     }
 
+    /// Whether the caller is a customer acting for themself (what they say is
+    /// theirs to declare, not a checked fact). Without authentication, no.
+    pub fn is_customer(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|(principal, _)| principal.role == aftersales_auth::Role::Customer)
+    }
+
     /// Whether the caller's access depends on who owns the object, so the
     /// handler must look it up first.
     pub fn needs_owner(&self) -> bool {

@@ -19,7 +19,7 @@ use crate::convert::{
     history_event, summary,
 };
 use crate::domain::device::DeviceState;
-use crate::domain::{DeviceKey, DomainError};
+use crate::domain::{DeviceKey, DomainError, PurchaseProof};
 
 /// The gRPC face of [`Warranty`].
 #[derive(Debug, Clone)]
@@ -148,6 +148,12 @@ impl WarrantyService for WarrantyApi {
                 .ok_or_else(|| invalid("country_of_purchase", "is required"))?,
             channel: channel(r.channel)?,
             customer_id: customer("customer_id", &r.customer_id)?.to_string(),
+            // A customer's word; staff and the sales record are checked facts.
+            proof: if caller.is_customer() {
+                PurchaseProof::CustomerDeclared
+            } else {
+                PurchaseProof::Verified
+            },
         };
         own_customer(&caller, &registration.customer_id)?;
         let state = self

@@ -12,7 +12,7 @@ use aftersales_eventstore::{
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
-use crate::domain::device::{Command, Device, DeviceState};
+use crate::domain::device::{Command, Device, DeviceState, PurchaseProof};
 use crate::domain::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, SalesChannel,
 };
@@ -30,6 +30,7 @@ pub struct Registration {
     pub country: String,
     pub channel: SalesChannel,
     pub customer_id: String,
+    pub proof: PurchaseProof,
 }
 
 /// The warranty service's use cases.
@@ -112,6 +113,7 @@ impl Warranty {
             channel: r.channel,
             customer_id: r.customer_id,
             terms,
+            proof: r.proof,
             today: ctx.now.date_naive(),
         };
         Ok(self.run(&r.key, command, ctx).await?.0)

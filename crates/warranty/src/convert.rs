@@ -180,6 +180,7 @@ pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
             .collect(),
         claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),
         version,
+        purchase_date_declared: d.proof == crate::domain::PurchaseProof::CustomerDeclared,
     }
 }
 

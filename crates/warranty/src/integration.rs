@@ -24,8 +24,25 @@ impl Translate for WarrantyEvents {
             .ok_or_else(|| format!("stream {} is not a device", event.stream_id))?;
         let domain: Event = event.decode().map_err(|e| e.to_string())?;
         let id = Some(DeviceId::from(&key));
+        let declared = matches!(
+            domain,
+            Event::DeviceRegistered {
+                proof: crate::domain::PurchaseProof::CustomerDeclared,
+                ..
+            }
+        );
         let (name, payload) = match domain {
             Event::DeviceRegistered {
+                model,
+                purchase_date,
+                country,
+                channel,
+                customer_id,
+                terms,
+                base_end,
+                ..
+            }
+            | Event::PurchaseVerified {
                 model,
                 purchase_date,
                 country,
@@ -53,6 +70,7 @@ impl Translate for WarrantyEvents {
                         } else {
                             String::new()
                         },
+                        purchase_date_declared: declared,
                     }
                     .encode_to_vec(),
                 )

@@ -74,7 +74,8 @@ impl Projection for DeviceDirectory {
                    country, purchase_date, coverage_end, voided) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                    ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
-                   model = excluded.model, coverage_end = excluded.coverage_end, \
+                   model = excluded.model, country = excluded.country, \
+                   purchase_date = excluded.purchase_date, coverage_end = excluded.coverage_end, \
                    voided = excluded.voided";
         aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query(sql)

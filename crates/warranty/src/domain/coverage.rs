@@ -236,6 +236,7 @@ mod tests {
             channel: SalesChannel::OnlineStore,
             customer_id: "c-1".into(),
             terms: table.in_force(country, purchase).unwrap().clone(),
+            proof: crate::domain::PurchaseProof::Verified,
             today: purchase,
         };
         let mut state = None;

@@ -29,6 +29,19 @@ pub struct AccessoryState {
     pub coverage_end: NaiveDate,
 }
 
+/// Where a purchase date comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseProof {
+    /// A sales record, or staff who saw the proof of purchase. Registrations
+    /// recorded before the distinction count as this.
+    #[default]
+    Verified,
+    /// The customer's word, until staff check the proof: it never locks out a
+    /// later verified registration of the same phone.
+    CustomerDeclared,
+}
+
 /// A registered device, as its history leaves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
@@ -49,6 +62,8 @@ pub struct DeviceState {
     pub claims: BTreeSet<String>,
     /// Per fault, until when a part replaced under a claim is covered.
     pub part_cover: BTreeMap<FaultCategory, NaiveDate>,
+    #[serde(default)]
+    pub proof: PurchaseProof,
 }
 
 impl DeviceState {
@@ -82,6 +97,7 @@ pub enum Command {
         customer_id: String,
         /// Looked up from the policy table for the country and purchase date.
         terms: PolicyTerms,
+        proof: PurchaseProof,
         today: NaiveDate,
     },
     PurchasePlan {
@@ -130,6 +146,21 @@ pub enum Event {
         customer_id: String,
         terms: PolicyTerms,
         base_end: NaiveDate,
+        #[serde(default)]
+        proof: PurchaseProof,
+    },
+    /// A customer-declared registration replaced by a verified one: the
+    /// purchase as the sales record or the proof of purchase shows it.
+    PurchaseVerified {
+        model: String,
+        purchase_date: NaiveDate,
+        country: String,
+        channel: SalesChannel,
+        customer_id: String,
+        terms: PolicyTerms,
+        base_end: NaiveDate,
+        /// Who had declared it.
+        declared_by: String,
     },
     ExtendedWarrantyPurchased {
         customer_id: String,
@@ -182,6 +213,7 @@ impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
         match self {
             Self::DeviceRegistered { .. } => "DeviceRegistered",
+            Self::PurchaseVerified { .. } => "PurchaseVerified",
             Self::ExtendedWarrantyPurchased { .. } => "ExtendedWarrantyPurchased",
             Self::ExtendedWarrantyCancelled { .. } => "ExtendedWarrantyCancelled",
             Self::AccessoryRegistered { .. } => "AccessoryRegistered",
@@ -236,6 +268,7 @@ impl Decider for Device {
                 channel,
                 customer_id,
                 terms,
+                proof,
                 today,
             } => {
                 text("model", model, 100)?;
@@ -243,32 +276,44 @@ impl Decider for Device {
                 if purchase_date > today {
                     return Err(DomainError::invalid("purchase_date", "is in the future"));
                 }
-                let registered = Event::DeviceRegistered {
-                    key: key.clone(),
-                    model: model.trim().to_owned(),
-                    purchase_date: *purchase_date,
-                    country: country.clone(),
-                    channel: *channel,
-                    customer_id: customer_id.trim().to_owned(),
-                    terms: terms.clone(),
-                    base_end: add_months(*purchase_date, terms.phone_months),
+                let base_end = add_months(*purchase_date, terms.phone_months);
+                let Some(existing) = state else {
+                    return Ok(vec![Event::DeviceRegistered {
+                        key: key.clone(),
+                        model: model.trim().to_owned(),
+                        purchase_date: *purchase_date,
+                        country: country.clone(),
+                        channel: *channel,
+                        customer_id: customer_id.trim().to_owned(),
+                        terms: terms.clone(),
+                        base_end,
+                        proof: *proof,
+                    }]);
                 };
-                match state {
-                    None => Ok(vec![registered]),
-                    Some(existing) => {
-                        let same = existing.model == model.trim()
-                            && existing.purchase_date == *purchase_date
-                            && existing.country == *country
-                            && existing.channel == *channel
-                            && existing.customer_id == customer_id.trim();
-                        if same {
-                            Ok(Vec::new())
-                        } else {
-                            Err(DomainError::AlreadyExists(format!(
-                                "{} is registered with other details",
-                                existing.key
-                            )))
-                        }
+                let same = existing.model == model.trim()
+                    && existing.purchase_date == *purchase_date
+                    && existing.country == *country
+                    && existing.channel == *channel
+                    && existing.customer_id == customer_id.trim();
+                match (existing.proof, proof) {
+                    (PurchaseProof::CustomerDeclared, PurchaseProof::Verified) => {
+                        Ok(vec![Event::PurchaseVerified {
+                            model: model.trim().to_owned(),
+                            purchase_date: *purchase_date,
+                            country: country.clone(),
+                            channel: *channel,
+                            customer_id: customer_id.trim().to_owned(),
+                            terms: terms.clone(),
+                            base_end,
+                            declared_by: existing.customer_id.clone(),
+                        }])
+                    }
+                    _ if same => Ok(Vec::new()),
+                    (PurchaseProof::Verified | PurchaseProof::CustomerDeclared, _) => {
+                        Err(DomainError::AlreadyExists(format!(
+                            "{} is registered with other details",
+                            existing.key
+                        )))
                     }
                 }
             }
@@ -482,6 +527,7 @@ impl Decider for Device {
             customer_id,
             terms,
             base_end,
+            proof,
         } = event
         {
             return Some(DeviceState {
@@ -499,11 +545,31 @@ impl Decider for Device {
                 accessories: BTreeMap::new(),
                 claims: BTreeSet::new(),
                 part_cover: BTreeMap::new(),
+                proof: *proof,
             });
         }
         let mut device = state?;
         match event {
             Event::DeviceRegistered { .. } | Event::CoverageDecided { .. } => {}
+            Event::PurchaseVerified {
+                model,
+                purchase_date,
+                country,
+                channel,
+                customer_id,
+                terms,
+                base_end,
+                ..
+            } => {
+                device.model.clone_from(model);
+                device.purchase_date = *purchase_date;
+                device.country.clone_from(country);
+                device.channel = *channel;
+                device.customer_id.clone_from(customer_id);
+                device.terms = terms.clone();
+                device.base_end = *base_end;
+                device.proof = PurchaseProof::Verified;
+            }
             Event::ExtendedWarrantyPurchased {
                 plan_id,
                 purchased_on,
@@ -591,6 +657,7 @@ mod tests {
             channel: SalesChannel::RetailStore,
             customer_id: "c-1".into(),
             terms: table.in_force(country, purchase).unwrap().clone(),
+            proof: PurchaseProof::Verified,
             today,
         }
     }
@@ -621,6 +688,91 @@ mod tests {
         assert_eq!(
             Device::decide(&None, &future).unwrap_err().field(),
             Some("purchase_date")
+        );
+    }
+
+    fn declared(customer: &str, purchase: NaiveDate, today: NaiveDate) -> Command {
+        let Command::Register {
+            key,
+            model,
+            purchase_date,
+            country,
+            channel,
+            terms,
+            ..
+        } = register("DE", purchase, today)
+        else {
+            unreachable!()
+        };
+        Command::Register {
+            key,
+            model,
+            purchase_date,
+            country,
+            channel,
+            customer_id: customer.into(),
+            terms,
+            proof: PurchaseProof::CustomerDeclared,
+            today,
+        }
+    }
+
+    #[test]
+    fn a_customer_declared_registration_never_locks_out_a_verified_one() {
+        let today = date("2026-12-01");
+        // Someone registers the phone first, as theirs, bought in 2020.
+        let squatted = run(None, &declared("mallory", date("2020-01-10"), today)).unwrap();
+        let device = squatted.as_ref().unwrap();
+        assert_eq!(device.proof, PurchaseProof::CustomerDeclared);
+        // The real buyer's own declaration cannot override another's ...
+        assert!(matches!(
+            Device::decide(&squatted, &declared("anna", date("2026-11-20"), today)),
+            Err(DomainError::AlreadyExists(_))
+        ));
+        // ... but the sales record, or staff with the receipt, can.
+        let Command::Register {
+            key,
+            model,
+            country,
+            channel,
+            terms,
+            ..
+        } = register("DE", date("2026-11-20"), today)
+        else {
+            unreachable!()
+        };
+        let verified = Command::Register {
+            key,
+            model,
+            purchase_date: date("2026-11-20"),
+            country,
+            channel,
+            customer_id: "anna".into(),
+            terms,
+            proof: PurchaseProof::Verified,
+            today,
+        };
+        let events = Device::decide(&squatted, &verified).unwrap();
+        assert!(
+            matches!(&events[..], [Event::PurchaseVerified { declared_by, .. }] if declared_by == "mallory")
+        );
+        let fixed = events.iter().fold(squatted, Device::evolve).unwrap();
+        assert_eq!(fixed.customer_id, "anna");
+        assert_eq!(fixed.purchase_date, date("2026-11-20"));
+        assert_eq!(fixed.proof, PurchaseProof::Verified);
+        assert_eq!(
+            fixed.base_end,
+            add_months(date("2026-11-20"), fixed.terms.phone_months)
+        );
+        // Verified stays: neither a declaration nor another record overrides it.
+        let state = Some(fixed);
+        assert!(matches!(
+            Device::decide(&state, &declared("mallory", date("2020-01-10"), today)),
+            Err(DomainError::AlreadyExists(_))
+        ));
+        assert!(
+            Device::decide(&state, &verified).unwrap().is_empty(),
+            "idempotent"
         );
     }
 

@@ -13,7 +13,7 @@ pub mod policy;
 use serde::{Deserialize, Serialize};
 
 pub use coverage::{Decision, Reason, Remedy};
-pub use device::{Command, Device, DeviceState, Event};
+pub use device::{Command, Device, DeviceState, Event, PurchaseProof};
 pub use ids::DeviceKey;
 pub use policy::{PolicyError, PolicyTable, PolicyTerms};
 

@@ -459,3 +459,71 @@ async fn tokens_from_a_certified_external_provider_work_and_its_key_rotation_nee
         .await
         .expect("a token of the old key is good until it expires");
 }
+
+#[tokio::test]
+async fn registering_someone_elses_phone_first_does_not_lock_the_real_buyer_out() {
+    let (issuer, _running, channel) = authenticated().await;
+    let as_who = |who: Principal| {
+        client(
+            &channel,
+            issuer
+                .token(&who, "aftersales", Duration::from_secs(900))
+                .unwrap(),
+        )
+    };
+    let mallory = || as_who(Principal::new("mallory", Role::Customer));
+    let anna = || as_who(Principal::new("anna", Role::Customer));
+    let imei = fresh_imei();
+
+    // Mallory registers Anna's new phone as hers, bought in 2020.
+    let squatted = mallory()
+        .register_device(registration(&imei, "DE", "2020-01-10", "mallory"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(squatted.purchase_date_declared, "a customer's word only");
+    let refused = anna()
+        .register_device(registration(&imei, "DE", &days_ago(3), "anna"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+
+    // At the desk, with Anna's receipt, the registration is put right.
+    let verified = as_who(Principal::new("agent-1", Role::SupportAgent))
+        .register_device(registration(&imei, "DE", &days_ago(3), "anna"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.customer_id, "anna");
+    assert_eq!(verified.purchase_date, days_ago(3));
+    assert!(!verified.purchase_date_declared);
+    let get = pb::GetDeviceRequest {
+        device_id: by_imei(&imei),
+    };
+    assert_eq!(
+        mallory().get_device(get.clone()).await.unwrap_err().code(),
+        Code::NotFound,
+        "no longer hers"
+    );
+    assert_eq!(
+        anna()
+            .get_device(get)
+            .await
+            .unwrap()
+            .into_inner()
+            .customer_id,
+        "anna"
+    );
+    let mine = anna()
+        .list_devices_by_customer(pb::ListDevicesByCustomerRequest {
+            customer_id: "anna".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        mine.devices.iter().any(|d| d.purchase_date == days_ago(3)),
+        "the directory shows the verified purchase: {mine:?}"
+    );
+}
