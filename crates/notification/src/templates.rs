@@ -139,6 +139,18 @@ impl Templates {
                 return Err(error(format!("variable {name} is not given")));
             }
         }
+        let variables: BTreeMap<String, String> = variables
+            .iter()
+            .map(|(name, value)| {
+                let value = if UNTRUSTED.contains(&name.as_str()) {
+                    quoted_untrusted(value)
+                } else {
+                    value.clone()
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        let variables = &variables;
         let part = |part: &str| -> Result<String, TemplateError> {
             self.env
                 .get_template(&format!("{language}/{kind}/{part}"))
@@ -166,6 +178,50 @@ impl Templates {
             html,
         })
     }
+}
+
+/// Variables whose text someone outside the brand typed: a customer (a phone's
+/// model, a reason), a carrier (an exception's description), staff quoting them.
+pub const UNTRUSTED: &[&str] = &["reason", "description", "model"];
+/// The longest quoted text a message carries.
+const MAX_QUOTED_CHARS: usize = 120;
+
+/// `text` as a message may quote it: one line, at most 120 characters, no
+/// links, addresses or domains (a message from the brand never carries
+/// someone else's link), and in quotation marks so it never reads as the
+/// brand's own words.
+pub fn quoted_untrusted(text: &str) -> String {
+    let looks_like_link = |word: &str| {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        let lower = word.to_ascii_lowercase();
+        lower.contains("://")
+            || lower.starts_with("www.")
+            || word.contains('@')
+            || word.split('/').next().is_some_and(|host| {
+                let labels: Vec<&str> = host.split('.').collect();
+                labels.len() >= 2
+                    && labels.iter().all(|l| !l.is_empty())
+                    && labels.last().is_some_and(|tld| {
+                        tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic())
+                    })
+            })
+    };
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            if looks_like_link(w) {
+                "[link removed]"
+            } else {
+                w
+            }
+        })
+        .collect();
+    let mut line = words.join(" ");
+    if line.chars().count() > MAX_QUOTED_CHARS {
+        line = line.chars().take(MAX_QUOTED_CHARS - 1).collect::<String>() + "…";
+    }
+    format!("“{line}”")
 }
 
 /// Sample values for every variable of a kind, for tests and previews.
@@ -267,5 +323,36 @@ mod tests {
             .expect("renders");
         assert!(!r.html.contains("<script>"));
         assert!(r.html.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn what_outsiders_typed_is_quoted_without_its_links() {
+        let templates = Templates::builtin().expect("valid templates");
+        let mut vars = sample(Kind::ShipmentException);
+        vars.insert(
+            "description".into(),
+            "URGENT customs fee, pay at https://evil.example/pay\nor evil.example/pay or \
+             www.evil.example or pay@evil.example now"
+                .into(),
+        );
+        let r = templates
+            .render(Kind::ShipmentException, "en", &vars)
+            .expect("renders");
+        for part in [&r.text, &r.html] {
+            assert!(!part.contains("evil"), "{part}");
+            assert!(!part.contains("https"), "{part}");
+        }
+        assert!(
+            r.text
+                .contains("“URGENT customs fee, pay at [link removed] or [link removed]"),
+            "{}",
+            r.text
+        );
+        assert_eq!(quoted_untrusted(&"x".repeat(500)).chars().count(), 122);
+        // Ordinary text is quoted, not mangled: versions, decimals, times.
+        assert_eq!(
+            quoted_untrusted("Aurora 5.1 dropped at 10.30, 2.5 m"),
+            "“Aurora 5.1 dropped at 10.30, 2.5 m”"
+        );
     }
 }
