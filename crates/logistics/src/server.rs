@@ -186,10 +186,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = SERVICE.open(common).await?;
     let app = Logistics::new(store.clone(), carriers, depots, common.clock.clone());
     let requests = Requests::new(common.region.clone(), common.clock.clone());
-    let mut assembly = Assembly::new(LogisticsServiceServer::new(LogisticsApi::new(
-        app.clone(),
-        requests,
-    )))
+    let mut assembly = Assembly::new(
+        LogisticsServiceServer::new(LogisticsApi::new(app.clone(), requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
     .consumer(crate::reactions::RepairReactions::new(
         app.clone(),
         common.region.clone(),

@@ -193,10 +193,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let requests = Requests::new(common.region.clone(), common.clock.clone());
     let region = common.region.clone();
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
-    let assembly = Assembly::new(NotificationServiceServer::new(NotificationApi::new(
-        app.clone(),
-        requests,
-    )))
+    let assembly = Assembly::new(
+        NotificationServiceServer::new(NotificationApi::new(app.clone(), requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
     .consumer(reactions)
     .task(move |shutdown| crate::dispatch::run(app, region, every, shutdown));
     let listen = Listen {

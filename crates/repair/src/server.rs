@@ -89,9 +89,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = SERVICE.open(common).await?;
     let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
     let requests = Requests::new(common.region.clone(), common.clock.clone());
-    let assembly = Assembly::new(RepairServiceServer::new(RepairApi::new(app, requests))).consumer(
-        LogisticsReactions::new(store.clone(), common.region.clone()),
-    );
+    let assembly = Assembly::new(
+        RepairServiceServer::new(RepairApi::new(app, requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
+    .consumer(LogisticsReactions::new(
+        store.clone(),
+        common.region.clone(),
+    ));
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,

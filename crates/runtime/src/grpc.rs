@@ -26,6 +26,11 @@ pub type Router =
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+/// The largest request a service decodes (tonic's default is 4 MiB): far above
+/// any real command, far below what would hurt. Larger ones are refused before
+/// any handler runs (OUT_OF_RANGE, as tonic answers).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
 /// How long calls in flight may take to finish once the server stops accepting.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

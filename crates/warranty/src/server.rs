@@ -76,13 +76,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let cache = Arc::clone(app.cache());
     let requests = Requests::new(common.region.clone(), common.clock.clone());
     let follower = store.clone();
-    let assembly = Assembly::new(WarrantyServiceServer::new(WarrantyApi::new(app, requests))).task(
-        move |shutdown| async move {
-            cache
-                .follow(&follower, Duration::from_millis(100), shutdown.stopped())
-                .await;
-        },
-    );
+    let assembly = Assembly::new(
+        WarrantyServiceServer::new(WarrantyApi::new(app, requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
+    .task(move |shutdown| async move {
+        cache
+            .follow(&follower, Duration::from_millis(100), shutdown.stopped())
+            .await;
+    });
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,

@@ -527,3 +527,30 @@ async fn registering_someone_elses_phone_first_does_not_lock_the_real_buyer_out(
         "the directory shows the verified purchase: {mine:?}"
     );
 }
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_before_anything_runs() {
+    let (issuer, running, channel) = authenticated().await;
+    let token = issuer
+        .token(
+            &Principal::new("ops-1", Role::Operator),
+            "aftersales",
+            Duration::from_secs(900),
+        )
+        .unwrap();
+    let mut huge = registration(&fresh_imei(), "DE", &days_ago(3), "c-1");
+    huge.model = "x".repeat(aftersales_runtime::grpc::MAX_REQUEST_BYTES + 1);
+    let refused = client(&channel, token)
+        .register_device(huge)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
+        panic!("PostgreSQL");
+    };
+    let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(events, 0, "nothing written");
+}
