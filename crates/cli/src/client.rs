@@ -131,11 +131,16 @@ pub enum Center {
 #[derive(Debug, clap::Subcommand)]
 pub enum Warranty {
     /// Buy an extended-warranty plan for a device (e.g. care-12, care-24).
+    /// Order a plan; it is in force once its payment settles (`device show`).
     Extend {
         #[arg(long)]
         imei: String,
         #[arg(long)]
         plan: String,
+        /// The payment method from the provider's checkout (the sandbox's:
+        /// sandbox-ok, sandbox-declined, sandbox-insufficient-funds, sandbox-pending).
+        #[arg(long, default_value = "sandbox-ok")]
+        payment_method: String,
     },
 }
 
@@ -201,6 +206,7 @@ fn device_json(d: &wpb::Device) -> serde_json::Value {
         "warranty_end": d.base_warranty_end,
         "legal_guarantee_end": d.legal_guarantee_end,
         "extended_plan": d.extended_plan.as_ref().map(|p| json!({"plan": p.plan_id, "until": p.coverage_end})),
+        "pending_plan": d.pending_plan.as_ref().map(|p| json!({"plan": p.plan_id, "payment": p.payment_id, "status": "payment pending"})),
         "voided": d.voided,
     })
 }
@@ -232,13 +238,18 @@ fn checked_imei(value: &str) -> Result<String, String> {
 }
 
 pub async fn warranty_command(command: Warranty, endpoints: &Endpoints) -> Result<(), String> {
-    let Warranty::Extend { imei: id, plan } = command;
+    let Warranty::Extend {
+        imei: id,
+        plan,
+        payment_method,
+    } = command;
     let id = checked_imei(&id)?;
     let d = warranty(endpoints)
         .await?
         .purchase_extended_warranty(wpb::PurchaseExtendedWarrantyRequest {
             device_id: imei(&id),
             plan_id: plan,
+            payment_method,
         })
         .await
         .map_err(failed)?

@@ -240,9 +240,15 @@ impl WarrantyService for WarrantyApi {
         if r.plan_id.trim().is_empty() {
             return Err(invalid("plan_id", "is required"));
         }
+        if r.payment_method.trim().is_empty() || r.payment_method.len() > 200 {
+            return Err(invalid(
+                "payment_method",
+                "is required: the payment method from the provider's checkout",
+            ));
+        }
         let state = self
             .app
-            .purchase_plan(&key, r.plan_id.trim(), &ctx)
+            .purchase_plan(&key, r.plan_id.trim(), r.payment_method.trim(), &ctx)
             .await
             .map_err(status)?;
         Ok(Response::new(self.device_response(&state).await?))

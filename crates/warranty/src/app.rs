@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
-use aftersales_core::Error;
 use aftersales_core::types::CountryCode;
+use aftersales_core::{Error, ErrorKind};
+use aftersales_eventstore::Decider as _;
 use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RecordedEvent,
     StateCache, StreamHead, StreamId, VerifyReport, read_whole_stream,
 };
+use aftersales_payments::{PaymentError, PaymentProvider, PaymentRequest, PaymentStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
-use crate::domain::device::{Command, Device, DeviceState, PurchaseProof};
+use crate::domain::device::{Command, Device, DeviceState, PurchaseProof, Settlement};
 use crate::domain::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, SalesChannel,
 };
@@ -33,6 +35,21 @@ pub struct Registration {
     pub proof: PurchaseProof,
 }
 
+/// What the provider's refusal means to a caller.
+fn payment_error(error: PaymentError) -> Error {
+    match error {
+        PaymentError::Invalid(why) => DomainError::invalid("payment_method", why).into(),
+        PaymentError::KeyReused(key) => Error::already_exists(format!(
+            "the payment key {key} was used for another payment"
+        )),
+        PaymentError::NotFound(id) => Error::new(
+            ErrorKind::Internal,
+            format!("the provider does not know payment {id}"),
+        ),
+        PaymentError::Unavailable(why) => Error::unavailable(why),
+    }
+}
+
 /// The warranty service's use cases.
 #[derive(Debug, Clone)]
 pub struct Warranty {
@@ -41,6 +58,7 @@ pub struct Warranty {
     /// Current device states for questions; commands always load fresh.
     cache: Arc<StateCache<Device>>,
     policies: Arc<PolicyTable>,
+    payments: Arc<dyn PaymentProvider>,
 }
 
 fn stream(key: &DeviceKey) -> AppResult<StreamId> {
@@ -49,12 +67,17 @@ fn stream(key: &DeviceKey) -> AppResult<StreamId> {
 }
 
 impl Warranty {
-    pub fn new(store: AnyEventStore, policies: Arc<PolicyTable>) -> Self {
+    pub fn new(
+        store: AnyEventStore,
+        policies: Arc<PolicyTable>,
+        payments: Arc<dyn PaymentProvider>,
+    ) -> Self {
         Self {
             devices: CommandHandler::new(store.clone()).with_snapshots_every(100),
             cache: Arc::new(StateCache::new(100_000)),
             store,
             policies,
+            payments,
         }
     }
 
@@ -182,17 +205,98 @@ impl Warranty {
             .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")).into())
     }
 
+    /// Orders `plan_id`, paid with `payment_method`: the payment is created at
+    /// the provider (once per command, by its idempotency key), and the plan is
+    /// active once it settles ([`Warranty::settle_payments`]).
     pub async fn purchase_plan(
         &self,
         key: &DeviceKey,
         plan_id: &str,
+        payment_method: &str,
         ctx: &CommandContext,
     ) -> AppResult<DeviceState> {
+        let today = ctx.now.date_naive();
+        // Decided once without a payment, so nothing is charged for a plan
+        // that cannot be bought; decided again, with it, when recorded.
+        let current = self.device(key, None).await?;
+        let events = Device::decide(
+            &Some(current),
+            &Command::PurchasePlan {
+                plan_id: plan_id.to_owned(),
+                payment_id: String::new(),
+                today,
+            },
+        )?;
+        let Some(crate::domain::Event::PlanOrdered {
+            price_minor,
+            currency,
+            ..
+        }) = events.first()
+        else {
+            return Err(DomainError::Precondition(format!(
+                "the payment for plan {plan_id} is pending"
+            ))
+            .into());
+        };
+        let idempotency_key = match ctx.command_id {
+            Some(id) => format!("{key}:{id}"),
+            None => format!("{key}:{plan_id}:{}", ctx.correlation_id),
+        };
+        let payment = self
+            .payments
+            .create(&PaymentRequest {
+                idempotency_key,
+                amount_minor: *price_minor,
+                currency: currency.clone(),
+                description: format!("Extended warranty {plan_id}"),
+                method: payment_method.to_owned(),
+            })
+            .await
+            .map_err(payment_error)?;
         let command = Command::PurchasePlan {
             plan_id: plan_id.to_owned(),
-            today: ctx.now.date_naive(),
+            payment_id: payment.id,
+            today,
         };
         Ok(self.run(key, command, ctx).await?.0)
+    }
+
+    /// Asks the provider about every plan waiting for its payment, and records
+    /// each that settled: the plan active, or its payment failed. How many settled.
+    pub async fn settle_payments(&self, ctx: &CommandContext) -> AppResult<usize> {
+        let sql = "SELECT stream_id, payment_id FROM warranty_pending_payments \
+                   ORDER BY ordered_on LIMIT 500";
+        let pending: Vec<(String, String)> = aftersales_eventstore::on_read_pool!(&self.store, pool => {
+            sqlx::query_as(sql)
+                .fetch_all(pool)
+                .await
+                .map_err(aftersales_eventstore::StoreError::from)?
+        });
+        let mut settled = 0;
+        for (stream_id, payment_id) in pending {
+            let payment = match self.payments.get(&payment_id).await {
+                Ok(payment) => payment,
+                Err(error) => {
+                    tracing::warn!(%error, payment_id, "asking about a payment failed");
+                    continue;
+                }
+            };
+            let settlement = match payment.status {
+                PaymentStatus::Pending => continue,
+                PaymentStatus::Succeeded => Settlement::Paid,
+                PaymentStatus::Failed { reason } => Settlement::Failed { reason },
+            };
+            let Some(key) = DeviceKey::from_stream_name(&stream_id) else {
+                continue;
+            };
+            let command = Command::SettlePlanPayment {
+                payment_id,
+                settlement,
+            };
+            self.run(&key, command, ctx).await?;
+            settled += 1;
+        }
+        Ok(settled)
     }
 
     /// Cancels the active plan; the refund in minor units and its currency.

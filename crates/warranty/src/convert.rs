@@ -181,6 +181,14 @@ pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
         claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),
         version,
         purchase_date_declared: d.proof == crate::domain::PurchaseProof::CustomerDeclared,
+        pending_plan: d.pending_plan.as_ref().map(|p| pb::PendingPlan {
+            plan_id: p.plan_id.clone(),
+            payment_id: p.payment_id.clone(),
+            price: Some(Money {
+                minor_units: p.price_minor,
+                currency: p.currency.clone(),
+            }),
+        }),
     }
 }
 

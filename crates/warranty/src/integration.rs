@@ -178,6 +178,8 @@ impl Translate for WarrantyEvents {
                 }
                 .encode_to_vec(),
             ),
+            // A plan is news once it is paid for (ExtendedWarrantyPurchased).
+            Event::PlanOrdered { .. } | Event::PlanPaymentFailed { .. } => return Ok(None),
         };
         Ok(Some(Outbound {
             payload,

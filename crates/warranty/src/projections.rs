@@ -17,7 +17,68 @@ pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
     vec![
         std::sync::Arc::new(DeviceDirectory::new(store.clone())),
         std::sync::Arc::new(CoverageDecisions),
+        std::sync::Arc::new(PendingPayments),
     ]
+}
+
+/// Plans ordered and not yet paid for, by device: what the settlement sweep
+/// asks the payment provider about.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingPayments;
+
+impl Projection for PendingPayments {
+    fn name(&self) -> &'static str {
+        "warranty-pending-payments"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let stream = event.stream_id.as_str().to_owned();
+        match event.event_type.as_str() {
+            "PlanOrdered" => {
+                let Event::PlanOrdered {
+                    payment_id,
+                    ordered_on,
+                    ..
+                } = event.decode()?
+                else {
+                    return Ok(());
+                };
+                aftersales_eventstore::on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "INSERT INTO warranty_pending_payments (stream_id, payment_id, ordered_on) \
+                         VALUES ($1, $2, $3) ON CONFLICT (stream_id) DO UPDATE SET \
+                         payment_id = excluded.payment_id, ordered_on = excluded.ordered_on",
+                    )
+                    .bind(stream)
+                    .bind(payment_id)
+                    .bind(ordered_on.to_string())
+                    .execute(c)
+                    .await?;
+                });
+            }
+            "PlanPaymentFailed" | "ExtendedWarrantyPurchased" => {
+                aftersales_eventstore::on_connection!(tx.connection(), c => {
+                    sqlx::query("DELETE FROM warranty_pending_payments WHERE stream_id = $1")
+                        .bind(stream)
+                        .execute(c)
+                        .await?;
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM warranty_pending_payments").execute(c).await?;
+        });
+        Ok(())
+    }
 }
 
 /// The read models' tables, one set for both backends.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aftersales_eventstore::CommandContext;
 use aftersales_messaging::Names;
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
@@ -51,6 +52,21 @@ pub struct Config {
         default_value = "127.0.0.1:9101"
     )]
     pub metrics_listen: Option<SocketAddr>,
+    /// Who takes payment for extended plans. `sandbox` moves no money: payment
+    /// methods `sandbox-ok`, `sandbox-declined`, `sandbox-insufficient-funds`,
+    /// `sandbox-pending` say how each payment ends.
+    #[arg(long, env = "AFTERSALES_PAYMENTS", default_value = "sandbox")]
+    pub payments: String,
+    /// How long a sandbox payment takes to settle, as a bank's check would.
+    #[arg(
+        long,
+        env = "AFTERSALES_SANDBOX_PAYMENT_SETTLE_MILLIS",
+        default_value_t = 2000
+    )]
+    pub sandbox_payment_settle_millis: u64,
+    /// How often pending payments are asked about.
+    #[arg(long, env = "AFTERSALES_PAYMENT_POLL_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub payment_poll_millis: u64,
 }
 
 impl Default for Config {
@@ -72,8 +88,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .map_err(|e| StartError::Config(format!("policies: {e}")))?;
     let common = &config.common;
     let store = SERVICE.open(common).await?;
-    let app = Warranty::new(store.clone(), Arc::new(policies));
+    let payments: Arc<dyn aftersales_payments::PaymentProvider> = match config.payments.as_str() {
+        "sandbox" => Arc::new(aftersales_payments::Sandbox::new(Duration::from_millis(
+            config.sandbox_payment_settle_millis,
+        ))),
+        other => {
+            return Err(StartError::Config(format!(
+                "AFTERSALES_PAYMENTS: {other:?} is not a payment provider (sandbox)"
+            )));
+        }
+    };
+    let app = Warranty::new(store.clone(), Arc::new(policies), payments);
     let cache = Arc::clone(app.cache());
+    let settling = app.clone();
+    let region = common.region.clone();
+    let clock = common.clock.clone();
+    let poll = Duration::from_millis(config.payment_poll_millis);
     let requests = Requests::new(common.region.clone(), common.clock.clone());
     let follower = store.clone();
     let assembly = Assembly::new(
@@ -84,6 +114,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         cache
             .follow(&follower, Duration::from_millis(100), shutdown.stopped())
             .await;
+    })
+    .task(move |mut shutdown| async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = shutdown.requested() => return,
+            }
+            let ctx = CommandContext::system("service:payments", region.clone(), clock.now());
+            match settling.settle_payments(&ctx).await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "plan payments settled"),
+                Err(error) => tracing::warn!(%error, "settling plan payments failed; retrying"),
+            }
+        }
     });
     let listen = Listen {
         grpc: config.listen,

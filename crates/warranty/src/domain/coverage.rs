@@ -244,6 +244,15 @@ mod tests {
             for event in Device::decide(&state, command).unwrap() {
                 state = Device::evolve(state, &event);
             }
+            if let Command::PurchasePlan { payment_id, .. } = command {
+                let settle = Command::SettlePlanPayment {
+                    payment_id: payment_id.clone(),
+                    settlement: crate::domain::device::Settlement::Paid,
+                };
+                for event in Device::decide(&state, &settle).unwrap() {
+                    state = Device::evolve(state, &event);
+                }
+            }
         }
         state.unwrap()
     }
@@ -257,9 +266,11 @@ mod tests {
         }
     }
 
+    /// A plan ordered on `on` (paid at once: `device` settles it).
     fn plan(id: &str, on: &str) -> Command {
         Command::PurchasePlan {
             plan_id: id.into(),
+            payment_id: format!("pay-{id}"),
             today: date(on),
         }
     }

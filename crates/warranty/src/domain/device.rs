@@ -22,6 +22,24 @@ pub struct ActivePlan {
     pub currency: String,
 }
 
+/// A plan ordered and waiting for its payment to settle: not active yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPlan {
+    pub plan_id: String,
+    pub payment_id: String,
+    pub ordered_on: NaiveDate,
+    pub coverage_end: NaiveDate,
+    pub price_minor: i64,
+    pub currency: String,
+}
+
+/// How a plan's payment settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Paid,
+    Failed { reason: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessoryState {
     pub kind: AccessoryKind,
@@ -64,6 +82,9 @@ pub struct DeviceState {
     pub part_cover: BTreeMap<FaultCategory, NaiveDate>,
     #[serde(default)]
     pub proof: PurchaseProof,
+    /// A plan whose payment has not settled.
+    #[serde(default)]
+    pub pending_plan: Option<PendingPlan>,
 }
 
 impl DeviceState {
@@ -100,9 +121,17 @@ pub enum Command {
         proof: PurchaseProof,
         today: NaiveDate,
     },
+    /// Orders a plan, paid by `payment_id` (created at the provider first); it
+    /// is active once the payment settles.
     PurchasePlan {
         plan_id: String,
+        payment_id: String,
         today: NaiveDate,
+    },
+    /// The provider's answer on a plan's payment.
+    SettlePlanPayment {
+        payment_id: String,
+        settlement: Settlement,
     },
     CancelPlan {
         today: NaiveDate,
@@ -162,6 +191,23 @@ pub enum Event {
         /// Who had declared it.
         declared_by: String,
     },
+    /// A plan ordered; its payment has not settled yet.
+    PlanOrdered {
+        customer_id: String,
+        plan_id: String,
+        payment_id: String,
+        ordered_on: NaiveDate,
+        coverage_end: NaiveDate,
+        price_minor: i64,
+        currency: String,
+    },
+    /// A plan's payment failed: the plan never became active.
+    PlanPaymentFailed {
+        plan_id: String,
+        payment_id: String,
+        reason: String,
+    },
+    /// A plan paid for and active.
     ExtendedWarrantyPurchased {
         customer_id: String,
         plan_id: String,
@@ -214,6 +260,8 @@ impl DomainEvent for Event {
         match self {
             Self::DeviceRegistered { .. } => "DeviceRegistered",
             Self::PurchaseVerified { .. } => "PurchaseVerified",
+            Self::PlanOrdered { .. } => "PlanOrdered",
+            Self::PlanPaymentFailed { .. } => "PlanPaymentFailed",
             Self::ExtendedWarrantyPurchased { .. } => "ExtendedWarrantyPurchased",
             Self::ExtendedWarrantyCancelled { .. } => "ExtendedWarrantyCancelled",
             Self::AccessoryRegistered { .. } => "AccessoryRegistered",
@@ -317,7 +365,11 @@ impl Decider for Device {
                     }
                 }
             }
-            Command::PurchasePlan { plan_id, today } => {
+            Command::PurchasePlan {
+                plan_id,
+                payment_id,
+                today,
+            } => {
                 let device = require(state)?;
                 if device.voided.is_some() {
                     return Err(DomainError::Precondition("the warranty is voided".into()));
@@ -327,6 +379,16 @@ impl Decider for Device {
                         "plan {} is active already",
                         plan.plan_id
                     )));
+                }
+                if let Some(pending) = &device.pending_plan {
+                    return if pending.plan_id == *plan_id && pending.payment_id == *payment_id {
+                        Ok(Vec::new())
+                    } else {
+                        Err(DomainError::Precondition(format!(
+                            "the payment for plan {} is pending",
+                            pending.plan_id
+                        )))
+                    };
                 }
                 let Some(plan) = device.terms.plans.iter().find(|p| p.id == *plan_id) else {
                     return Err(DomainError::invalid(
@@ -345,13 +407,43 @@ impl Decider for Device {
                         window_end.min(device.base_end)
                     )));
                 }
-                Ok(vec![Event::ExtendedWarrantyPurchased {
+                Ok(vec![Event::PlanOrdered {
                     customer_id: device.customer_id.clone(),
                     plan_id: plan.id.clone(),
-                    purchased_on: *today,
+                    payment_id: payment_id.clone(),
+                    ordered_on: *today,
                     coverage_end: add_months(device.base_end, plan.extra_months),
                     price_minor: plan.price_minor,
                     currency: plan.currency.clone(),
+                }])
+            }
+            Command::SettlePlanPayment {
+                payment_id,
+                settlement,
+            } => {
+                let device = require(state)?;
+                // Settled already (or another payment's news): nothing to do.
+                let Some(pending) = device
+                    .pending_plan
+                    .as_ref()
+                    .filter(|p| p.payment_id == *payment_id)
+                else {
+                    return Ok(Vec::new());
+                };
+                Ok(vec![match settlement {
+                    Settlement::Paid => Event::ExtendedWarrantyPurchased {
+                        customer_id: device.customer_id.clone(),
+                        plan_id: pending.plan_id.clone(),
+                        purchased_on: pending.ordered_on,
+                        coverage_end: pending.coverage_end,
+                        price_minor: pending.price_minor,
+                        currency: pending.currency.clone(),
+                    },
+                    Settlement::Failed { reason } => Event::PlanPaymentFailed {
+                        plan_id: pending.plan_id.clone(),
+                        payment_id: payment_id.clone(),
+                        reason: reason.chars().take(200).collect(),
+                    },
                 }])
             }
             Command::CancelPlan { today } => {
@@ -546,6 +638,7 @@ impl Decider for Device {
                 claims: BTreeSet::new(),
                 part_cover: BTreeMap::new(),
                 proof: *proof,
+                pending_plan: None,
             });
         }
         let mut device = state?;
@@ -585,7 +678,27 @@ impl Decider for Device {
                     price_minor: *price_minor,
                     currency: currency.clone(),
                 });
+                device.pending_plan = None;
             }
+            Event::PlanOrdered {
+                plan_id,
+                payment_id,
+                ordered_on,
+                coverage_end,
+                price_minor,
+                currency,
+                ..
+            } => {
+                device.pending_plan = Some(PendingPlan {
+                    plan_id: plan_id.clone(),
+                    payment_id: payment_id.clone(),
+                    ordered_on: *ordered_on,
+                    coverage_end: *coverage_end,
+                    price_minor: *price_minor,
+                    currency: currency.clone(),
+                });
+            }
+            Event::PlanPaymentFailed { .. } => device.pending_plan = None,
             Event::ExtendedWarrantyCancelled { .. } => device.plan = None,
             Event::AccessoryRegistered {
                 serial,
@@ -782,6 +895,7 @@ mod tests {
         let state = run(None, &register("DE", d, d)).unwrap();
         let late = Command::PurchasePlan {
             plan_id: "care-12".into(),
+            payment_id: "pay-1".into(),
             today: date("2025-03-12"),
         };
         assert!(matches!(
@@ -790,6 +904,7 @@ mod tests {
         ));
         let unknown = Command::PurchasePlan {
             plan_id: "gold".into(),
+            payment_id: "pay-1".into(),
             today: d,
         };
         assert_eq!(
@@ -807,31 +922,103 @@ mod tests {
         .unwrap();
         let buy = Command::PurchasePlan {
             plan_id: "care-12".into(),
+            payment_id: "pay-1".into(),
             today: d,
         };
         assert!(matches!(
             Device::decide(&voided, &buy),
             Err(DomainError::Precondition(_))
         ));
-        let bought = run(state, &buy).unwrap();
+        let bought = paid(&state, "care-12", d);
         assert!(matches!(
             Device::decide(&bought, &buy),
             Err(DomainError::Precondition(_))
         ));
     }
 
+    /// `plan` ordered on `today` and its payment settled.
+    fn paid(state: &Option<DeviceState>, plan: &str, today: NaiveDate) -> Option<DeviceState> {
+        let ordered = run(
+            state.clone(),
+            &Command::PurchasePlan {
+                plan_id: plan.into(),
+                payment_id: format!("pay-{plan}"),
+                today,
+            },
+        )
+        .unwrap();
+        run(
+            ordered,
+            &Command::SettlePlanPayment {
+                payment_id: format!("pay-{plan}"),
+                settlement: Settlement::Paid,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_plan_is_active_only_once_its_payment_settles() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("DE", d, d)).unwrap();
+        let order = |payment: &str| Command::PurchasePlan {
+            plan_id: "care-12".into(),
+            payment_id: payment.into(),
+            today: d,
+        };
+        let ordered = run(state, &order("pay-1")).unwrap();
+        let device = ordered.as_ref().unwrap();
+        assert!(device.plan.is_none(), "not before it is paid");
+        assert_eq!(
+            device.coverage_end(),
+            device.legal_guarantee_end().unwrap().max(device.base_end)
+        );
+        assert!(
+            Device::decide(&ordered, &order("pay-1"))
+                .unwrap()
+                .is_empty(),
+            "a retry"
+        );
+        assert!(matches!(
+            Device::decide(&ordered, &order("pay-2")),
+            Err(DomainError::Precondition(_))
+        ));
+        let settle = |payment: &str, settlement| Command::SettlePlanPayment {
+            payment_id: payment.into(),
+            settlement,
+        };
+        // Another payment's news changes nothing.
+        assert!(
+            Device::decide(&ordered, &settle("pay-9", Settlement::Paid))
+                .unwrap()
+                .is_empty()
+        );
+        let failed = run(
+            ordered.clone(),
+            &settle(
+                "pay-1",
+                Settlement::Failed {
+                    reason: "the card was declined".into(),
+                },
+            ),
+        )
+        .unwrap();
+        assert!(failed.as_ref().unwrap().plan.is_none());
+        assert!(
+            failed.as_ref().unwrap().pending_plan.is_none(),
+            "may order again"
+        );
+        let active = run(ordered, &settle("pay-1", Settlement::Paid)).unwrap();
+        let active = active.as_ref().unwrap();
+        assert_eq!(active.plan.as_ref().unwrap().plan_id, "care-12");
+        assert!(active.coverage_end() > active.base_end);
+    }
+
     #[test]
     fn cancelling_refunds_the_unused_share() {
         let d = date("2025-01-10");
         let state = run(None, &register("DE", d, d)).unwrap();
-        let state = run(
-            state,
-            &Command::PurchasePlan {
-                plan_id: "care-12".into(),
-                today: d,
-            },
-        )
-        .unwrap();
+        let state = paid(&state, "care-12", d);
         // Before the plan's period starts: all of it back.
         let events = Device::decide(
             &state,
@@ -861,14 +1048,7 @@ mod tests {
         assert!((3900..=4000).contains(&refund_minor), "{refund_minor}");
         // China's plans are not refunded.
         let cn = run(None, &register("CN", d, d)).unwrap();
-        let cn = run(
-            cn,
-            &Command::PurchasePlan {
-                plan_id: "care-12".into(),
-                today: d,
-            },
-        )
-        .unwrap();
+        let cn = paid(&cn, "care-12", d);
         let events = Device::decide(&cn, &Command::CancelPlan { today: d }).unwrap();
         assert!(matches!(
             events[0],
@@ -934,7 +1114,7 @@ mod tests {
             let purchase = day(bought);
             let mut state = run(None, &register(country, purchase, purchase)).unwrap();
             if plan {
-                state = run(state, &Command::PurchasePlan { plan_id: "care-24".into(), today: purchase }).unwrap();
+                state = paid(&state, "care-24", purchase);
             }
             let device = state.unwrap();
             prop_assert!(device.base_end > purchase);
@@ -967,7 +1147,7 @@ mod tests {
             let mut state = run(None, &register(country, purchase, purchase)).unwrap();
             let before = state.as_ref().unwrap().coverage_end();
             if plan {
-                state = run(state, &Command::PurchasePlan { plan_id: "care-12".into(), today: purchase }).unwrap();
+                state = paid(&state, "care-12", purchase);
                 prop_assert!(state.as_ref().unwrap().coverage_end() >= before);
             }
             let before = state.as_ref().unwrap().coverage_end();

@@ -195,6 +195,7 @@ async fn bad_input_gets_invalid_argument_naming_the_field_and_stores_nothing() {
             .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
                 device_id: by_imei(&imei),
                 plan_id: "gold".into(),
+                payment_method: "sandbox-ok".into(),
             })
             .await,
     );
@@ -268,7 +269,8 @@ async fn unknown_devices_are_not_found() {
             s.client
                 .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
                     device_id: id.clone(),
-                    plan_id: "care-12".into()
+                    plan_id: "care-12".into(),
+                    payment_method: "sandbox-ok".into(),
                 })
                 .await
         )
@@ -330,6 +332,7 @@ async fn plans_voiding_claims_and_ownership() {
             .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
                 device_id: by_imei(&late),
                 plan_id: "care-12".into(),
+                payment_method: "sandbox-ok".into(),
             })
             .await,
     );
@@ -341,15 +344,19 @@ async fn plans_voiding_claims_and_ownership() {
         .register_device(registration(&imei, "US", &days_ago(5), "cust-1"))
         .await
         .unwrap();
-    let device = s
+    let ordered = s
         .client
         .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
             device_id: id.clone(),
             plan_id: "care-24".into(),
+            payment_method: "sandbox-ok".into(),
         })
         .await
         .unwrap()
         .into_inner();
+    assert!(ordered.extended_plan.is_none(), "not before it is paid");
+    assert_eq!(ordered.pending_plan.unwrap().plan_id, "care-24");
+    let device = paid(&s, &imei).await;
     let plan = device.extended_plan.unwrap();
     assert_eq!(plan.plan_id, "care-24");
     assert_eq!(plan.price.unwrap().currency, "USD");
@@ -467,6 +474,7 @@ async fn plans_voiding_claims_and_ownership() {
             .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
                 device_id: id.clone(),
                 plan_id: "care-12".into(),
+                payment_method: "sandbox-ok".into(),
             })
             .await,
     );
@@ -513,6 +521,7 @@ async fn racing_plan_purchases_have_one_winner() {
                 .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
                     device_id: id,
                     plan_id: plan.into(),
+                    payment_method: "sandbox-ok".into(),
                 })
                 .await
         }));
@@ -724,4 +733,97 @@ async fn idempotency_keys_are_forgotten_after_their_days_and_retries_still_write
         .unwrap();
     assert_eq!(events, 1);
     running.stop().await.unwrap();
+}
+
+/// The device once its pending plan's payment has settled.
+async fn paid(s: &Server, imei: &str) -> pb::Device {
+    aftersales_testkit::eventually(
+        || async {
+            s.client
+                .clone()
+                .get_device(pb::GetDeviceRequest {
+                    device_id: by_imei(imei),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        },
+        |d| d.pending_plan.is_none(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_plan_is_in_force_only_once_its_payment_succeeds() {
+    let s = Server::start(None).await;
+    let order = |imei: &str, method: &str| pb::PurchaseExtendedWarrantyRequest {
+        device_id: by_imei(imei),
+        plan_id: "care-12".into(),
+        payment_method: method.into(),
+    };
+    let declined = fresh_imei();
+    s.client
+        .clone()
+        .register_device(registration(&declined, "DE", &days_ago(3), "cust-1"))
+        .await
+        .unwrap();
+    let (c, m) = code(
+        s.client
+            .clone()
+            .purchase_extended_warranty(order(&declined, ""))
+            .await,
+    );
+    assert_eq!(
+        (c, m.starts_with("payment_method")),
+        (Code::InvalidArgument, true),
+        "{m}"
+    );
+    let (c, m) = code(
+        s.client
+            .clone()
+            .purchase_extended_warranty(order(&declined, "a-stolen-card"))
+            .await,
+    );
+    assert_eq!(
+        (c, m.starts_with("payment_method")),
+        (Code::InvalidArgument, true),
+        "{m}"
+    );
+    let pending = s
+        .client
+        .clone()
+        .purchase_extended_warranty(order(&declined, "sandbox-declined"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.pending_plan.is_some());
+    let (c, _) = code(
+        s.client
+            .clone()
+            .purchase_extended_warranty(order(&declined, "sandbox-ok"))
+            .await,
+    );
+    assert_eq!(c, Code::FailedPrecondition, "one payment pending at a time");
+    let after = paid(&s, &declined).await;
+    assert!(
+        after.extended_plan.is_none(),
+        "a declined payment buys nothing"
+    );
+    let covered = s
+        .client
+        .clone()
+        .check_coverage(coverage(&declined, pb::FaultCategory::Display))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(covered.extended_warranty_end.is_empty(), "{covered:?}");
+    // Ordered again, paid: in force.
+    s.client
+        .clone()
+        .purchase_extended_warranty(order(&declined, "sandbox-ok"))
+        .await
+        .unwrap();
+    let bought = paid(&s, &declined).await;
+    assert_eq!(bought.extended_plan.unwrap().plan_id, "care-12");
+    s.running.stop().await.unwrap();
 }

@@ -26,6 +26,9 @@ impl Server {
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: None,
+            // Payments settle at once and are asked about often.
+            sandbox_payment_settle_millis: 0,
+            payment_poll_millis: 20,
             ..Config::default()
         })
         .await

@@ -110,6 +110,7 @@ async fn bad_policy_files_stop_the_start_naming_file_and_field() {
             listen: "127.0.0.1:0".parse().unwrap(),
             policies: Some(dir),
             metrics_listen: None,
+            ..Default::default()
         })
         .await
         .unwrap_err()
@@ -152,6 +153,7 @@ async fn a_changed_policy_file_never_changes_past_decisions() {
         listen: "127.0.0.1:0".parse().unwrap(),
         policies,
         metrics_listen: None,
+        ..Config::default()
     };
     let imei = fresh_imei();
     let purchase = days_ago(400);

@@ -1,0 +1,278 @@
+//! Taking money for what the platform sells (extended warranty plans today;
+//! parts and accessories next), behind one small interface a real payment
+//! service provider implements:
+//!
+//! - a payment is created once per idempotency key (a retried request finds
+//!   the same payment; the same key for another amount is refused);
+//! - it settles later, as a real one does after the customer authenticates
+//!   with their bank: the merchant asks for its status until it succeeded or
+//!   failed, and grants nothing before it succeeded.
+//!
+//! [`Sandbox`] behaves that way without moving money: payment methods name
+//! their outcome (`sandbox-ok`, `sandbox-declined`, `sandbox-insufficient-funds`,
+//! `sandbox-pending`), and a payment settles a configurable delay after it is
+//! created.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What to take, from whom, and the key that makes asking twice harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub idempotency_key: String,
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Shown on the customer's statement.
+    pub description: String,
+    /// The customer's payment method, as the provider's checkout gave it.
+    pub method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentStatus {
+    /// Waiting for the customer or their bank.
+    Pending,
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// The request itself is wrong (amount, currency, method); asking again
+    /// will not help.
+    #[error("{0}")]
+    Invalid(String),
+    /// The idempotency key was used for another payment.
+    #[error("idempotency key {0} was used for another payment")]
+    KeyReused(String),
+    #[error("no payment {0}")]
+    NotFound(String),
+    /// The provider cannot be reached now; asking again may help.
+    #[error("the payment provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type PaymentFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PaymentError>> + Send + 'a>>;
+
+/// A payment service provider.
+pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
+    /// Creates the payment for `request`, or finds the one its key created.
+    fn create<'a>(&'a self, request: &'a PaymentRequest) -> PaymentFuture<'a, Payment>;
+    /// The payment as it stands now.
+    fn get<'a>(&'a self, id: &'a str) -> PaymentFuture<'a, Payment>;
+}
+
+/// A provider without money: outcomes chosen by the payment method, settled a
+/// while after creation.
+#[derive(Debug)]
+pub struct Sandbox {
+    settle_after: Duration,
+    payments: Mutex<HashMap<String, Stored>>,
+    by_key: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    request: PaymentRequest,
+    created: Instant,
+}
+
+/// The sandbox's payment methods and what they come to.
+pub const SANDBOX_METHODS: &[&str] = &[
+    "sandbox-ok",
+    "sandbox-declined",
+    "sandbox-insufficient-funds",
+    "sandbox-pending",
+];
+
+impl Sandbox {
+    pub fn new(settle_after: Duration) -> Self {
+        Self {
+            settle_after,
+            payments: Mutex::default(),
+            by_key: Mutex::default(),
+        }
+    }
+
+    fn status(&self, stored: &Stored) -> PaymentStatus {
+        if stored.created.elapsed() < self.settle_after {
+            return PaymentStatus::Pending;
+        }
+        match stored.request.method.as_str() {
+            "sandbox-ok" => PaymentStatus::Succeeded,
+            "sandbox-declined" => PaymentStatus::Failed {
+                reason: "the card was declined".into(),
+            },
+            "sandbox-insufficient-funds" => PaymentStatus::Failed {
+                reason: "insufficient funds".into(),
+            },
+            _ => PaymentStatus::Pending,
+        }
+    }
+
+    fn payment(&self, id: &str, stored: &Stored) -> Payment {
+        Payment {
+            id: id.to_owned(),
+            amount_minor: stored.request.amount_minor,
+            currency: stored.request.currency.clone(),
+            status: self.status(stored),
+        }
+    }
+
+    fn create_now(&self, request: &PaymentRequest) -> Result<Payment, PaymentError> {
+        if request.amount_minor <= 0 {
+            return Err(PaymentError::Invalid("the amount must be positive".into()));
+        }
+        if request.currency.len() != 3 || !request.currency.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            return Err(PaymentError::Invalid(format!(
+                "{:?} is not an ISO 4217 currency",
+                request.currency
+            )));
+        }
+        if !SANDBOX_METHODS.contains(&request.method.as_str()) {
+            return Err(PaymentError::Invalid(format!(
+                "payment method {:?} is not one of {}",
+                request.method,
+                SANDBOX_METHODS.join(", ")
+            )));
+        }
+        let poisoned = || PaymentError::Unavailable("the sandbox is poisoned".into());
+        let mut by_key = self.by_key.lock().map_err(|_| poisoned())?;
+        let mut payments = self.payments.lock().map_err(|_| poisoned())?;
+        if let Some(id) = by_key.get(&request.idempotency_key) {
+            let stored = payments
+                .get(id)
+                .ok_or_else(|| PaymentError::NotFound(id.clone()))?;
+            return if stored.request == *request {
+                Ok(self.payment(id, stored))
+            } else {
+                Err(PaymentError::KeyReused(request.idempotency_key.clone()))
+            };
+        }
+        let id = format!("pay_{}", uuid::Uuid::new_v4().simple());
+        let stored = Stored {
+            request: request.clone(),
+            created: Instant::now(),
+        };
+        let payment = self.payment(&id, &stored);
+        by_key.insert(request.idempotency_key.clone(), id.clone());
+        payments.insert(id, stored);
+        Ok(payment)
+    }
+
+    fn get_now(&self, id: &str) -> Result<Payment, PaymentError> {
+        let payments = self
+            .payments
+            .lock()
+            .map_err(|_| PaymentError::Unavailable("the sandbox is poisoned".into()))?;
+        let stored = payments
+            .get(id)
+            .ok_or_else(|| PaymentError::NotFound(id.to_owned()))?;
+        Ok(self.payment(id, stored))
+    }
+}
+
+impl PaymentProvider for Sandbox {
+    fn create<'a>(&'a self, request: &'a PaymentRequest) -> PaymentFuture<'a, Payment> {
+        Box::pin(async move { self.create_now(request) })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> PaymentFuture<'a, Payment> {
+        Box::pin(async move { self.get_now(id) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn request(key: &str, method: &str) -> PaymentRequest {
+        PaymentRequest {
+            idempotency_key: key.into(),
+            amount_minor: 4900,
+            currency: "EUR".into(),
+            description: "Care+ 12 months".into(),
+            method: method.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn payments_settle_later_by_their_method_and_a_key_makes_one_payment() {
+        let sandbox = Sandbox::new(Duration::from_secs(2));
+        let ok = sandbox.create(&request("k1", "sandbox-ok")).await.unwrap();
+        assert_eq!(ok.status, PaymentStatus::Pending);
+        let again = sandbox.create(&request("k1", "sandbox-ok")).await.unwrap();
+        assert_eq!(again.id, ok.id, "the same key, the same payment");
+        let mut other = request("k1", "sandbox-ok");
+        other.amount_minor = 1;
+        assert_eq!(
+            sandbox.create(&other).await,
+            Err(PaymentError::KeyReused("k1".into()))
+        );
+        let declined = sandbox
+            .create(&request("k2", "sandbox-declined"))
+            .await
+            .unwrap();
+        let waiting = sandbox
+            .create(&request("k3", "sandbox-pending"))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            sandbox.get(&ok.id).await.unwrap().status,
+            PaymentStatus::Succeeded
+        );
+        assert!(matches!(
+            sandbox.get(&declined.id).await.unwrap().status,
+            PaymentStatus::Failed { .. }
+        ));
+        assert_eq!(
+            sandbox.get(&waiting.id).await.unwrap().status,
+            PaymentStatus::Pending
+        );
+        assert!(matches!(
+            sandbox.get("pay_made_up").await,
+            Err(PaymentError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_requests_create_nothing() {
+        let sandbox = Sandbox::new(Duration::ZERO);
+        let mut free = request("k", "sandbox-ok");
+        free.amount_minor = 0;
+        assert!(matches!(
+            sandbox.create(&free).await,
+            Err(PaymentError::Invalid(_))
+        ));
+        assert!(matches!(
+            sandbox.create(&request("k", "a-real-card")).await,
+            Err(PaymentError::Invalid(_))
+        ));
+        let fine = sandbox.create(&request("k", "sandbox-ok")).await.unwrap();
+        assert_eq!(
+            fine.status,
+            PaymentStatus::Succeeded,
+            "the refused key is free"
+        );
+    }
+}
