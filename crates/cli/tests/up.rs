@@ -636,7 +636,20 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(extended["extended_plan"]["plan"], "care-12", "{extended}");
+    assert_eq!(extended["pending_plan"]["plan"], "care-12", "{extended}");
+    assert!(extended["extended_plan"].is_null(), "not before it is paid");
+    // The sandbox's payment settles a moment later; then the plan is in force.
+    let shown = aftersales_testkit::eventually(
+        || async {
+            serde_json::from_str::<serde_json::Value>(
+                &run(&urls, &["--json", "device", "show", "--imei", imei]).unwrap(),
+            )
+            .unwrap()
+        },
+        |d| d["pending_plan"].is_null(),
+    )
+    .await;
+    assert_eq!(shown["extended_plan"]["plan"], "care-12", "{shown}");
 
     let opened: serde_json::Value = serde_json::from_str(
         &run(
