@@ -978,25 +978,65 @@ fn words(line: &str) -> Vec<String> {
     words
 }
 
-/// `aftersales up --demo` with its identity provider and email to `smtp`: the
-/// four service addresses, the provider's URL and the process.
-fn up_signed_in(data: &std::path::Path, smtp: &str) -> ([String; 4], String, Process) {
-    let mut child = up_command(data, &["--demo", "--smtp-url", smtp])
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut services = Vec::new();
-    let issuer = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(address) = line.split("grpc://").nth(1) {
-            services.push(address.trim().to_owned());
+/// `aftersales up --demo` with its identity provider and email to a real SMTP
+/// listener, and a config directory of its own for the tool's sign-in.
+struct SignedIn {
+    data: tempfile::TempDir,
+    config: tempfile::TempDir,
+    smtp: aftersales_testkit::SmtpServer,
+    services: [String; 4],
+    issuer: String,
+    process: Process,
+}
+
+impl SignedIn {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let smtp = aftersales_testkit::SmtpServer::start().unwrap();
+        let mut child = up_command(data.path(), &["--demo", "--smtp-url", &smtp.url()])
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut services = Vec::new();
+        let issuer = loop {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(address) = line.split("grpc://").nth(1) {
+                services.push(address.trim().to_owned());
+            }
+            if let Some(url) = line.strip_prefix("identity") {
+                break url.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            data,
+            config: tempfile::tempdir().unwrap(),
+            smtp,
+            services: services.try_into().unwrap(),
+            issuer,
+            process: Process(child),
         }
-        if let Some(url) = line.strip_prefix("identity") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (services.try_into().unwrap(), issuer, Process(child))
+    }
+
+    fn urls(&self) -> [&str; 4] {
+        [
+            self.services[0].as_str(),
+            self.services[1].as_str(),
+            self.services[2].as_str(),
+            self.services[3].as_str(),
+        ]
+    }
+
+    /// The tool's environment: this platform's provider and sign-in.
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            (
+                "AFTERSALES_CONFIG_DIR",
+                self.config.path().to_str().unwrap(),
+            ),
+            ("AFTERSALES_ISSUER_URL", self.issuer.as_str()),
+        ]
+    }
 }
 
 /// The demo accounts' passwords and authenticator secrets, as `up` keeps them.
@@ -1050,21 +1090,9 @@ async fn code_sent_to(smtp: &aftersales_testkit::SmtpServer, address: &str, seen
 async fn the_readme_examples_work_as_written_after_the_demo() {
     let commands = readme_commands();
     assert!(commands.len() >= 8, "{commands:?}");
-    let data = tempfile::tempdir().unwrap();
-    let config = tempfile::tempdir().unwrap();
-    let smtp = aftersales_testkit::SmtpServer::start().unwrap();
-    let (services, issuer, child) = up_signed_in(data.path(), &smtp.url());
-    let urls = [
-        services[0].as_str(),
-        services[1].as_str(),
-        services[2].as_str(),
-        services[3].as_str(),
-    ];
-    let env = [
-        ("AFTERSALES_CONFIG_DIR", config.path().to_str().unwrap()),
-        ("AFTERSALES_ISSUER_URL", issuer.as_str()),
-    ];
-    let accounts = demo_accounts(data.path()).await;
+    let up = SignedIn::start();
+    let (urls, env, smtp) = (up.urls(), up.env(), &up.smtp);
+    let accounts = demo_accounts(up.data.path()).await;
     let (agent_password, _) = &accounts["agent"];
     // Not signed in: refused, with a hint.
     let refused = run_env(
@@ -1116,7 +1144,7 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let code = code_sent_to(&smtp, address.trim(), codes_sent).await;
+            let code = code_sent_to(smtp, address.trim(), codes_sent).await;
             codes_sent += 1;
             std::io::Write::write_all(
                 &mut login.stdin.take().unwrap(),
@@ -1183,29 +1211,17 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
     )
     .unwrap_err();
     assert!(after.contains("Unauthenticated"), "signed out: {after}");
-    assert!(terminate(child).success());
+    assert!(terminate(up.process).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_objects() {
     use std::os::unix::fs::PermissionsExt as _;
-    let data = tempfile::tempdir().unwrap();
-    let config = tempfile::tempdir().unwrap();
-    let smtp = aftersales_testkit::SmtpServer::start().unwrap();
-    let (services, issuer, child) = up_signed_in(data.path(), &smtp.url());
-    let urls = [
-        services[0].as_str(),
-        services[1].as_str(),
-        services[2].as_str(),
-        services[3].as_str(),
-    ];
-    let env = [
-        ("AFTERSALES_CONFIG_DIR", config.path().to_str().unwrap()),
-        ("AFTERSALES_ISSUER_URL", issuer.as_str()),
-    ];
-    let accounts = demo_accounts(data.path()).await;
+    let up = SignedIn::start();
+    let (urls, env, smtp, issuer) = (up.urls(), up.env(), &up.smtp, &up.issuer);
+    let accounts = demo_accounts(up.data.path()).await;
     assert_eq!(
-        std::fs::metadata(data.path().join("demo-accounts.txt"))
+        std::fs::metadata(up.data.path().join("demo-accounts.txt"))
             .unwrap()
             .permissions()
             .mode()
@@ -1237,7 +1253,7 @@ async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_obj
         ],
     )
     .unwrap();
-    let credentials = config.path().join("credentials.json");
+    let credentials = up.config.path().join("credentials.json");
     assert_eq!(
         std::fs::metadata(&credentials)
             .unwrap()
@@ -1261,7 +1277,7 @@ async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_obj
         .await
         .unwrap();
     assert!(sent.status().is_success());
-    let code = code_sent_to(&smtp, "demo-lena@example.com", 0).await;
+    let code = code_sent_to(smtp, "demo-lena@example.com", 0).await;
     run_env(
         &urls,
         &env,
@@ -1313,7 +1329,7 @@ async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_obj
         .await
         .unwrap();
     assert!(sent.status().is_success());
-    let right = code_sent_to(&smtp, "demo-lena@example.com", 1).await;
+    let right = code_sent_to(smtp, "demo-lena@example.com", 1).await;
     let wrong = if right == "000000" {
         "111111"
     } else {
@@ -1350,5 +1366,5 @@ async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_obj
     )
     .unwrap_err();
     assert!(locked.contains("too many attempts"), "{locked}");
-    assert!(terminate(child).success());
+    assert!(terminate(up.process).success());
 }

@@ -26,9 +26,15 @@ async fn authenticated() -> (Issuer, aftersales_warranty::server::Running, Chann
     let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
         .await
         .unwrap();
+    let (running, channel) = trusting(issuer.url()).await;
+    (issuer, running, channel)
+}
+
+/// Warranty on a fresh database, trusting the tokens of `issuer`.
+async fn trusting(issuer: &str) -> (aftersales_warranty::server::Running, Channel) {
     let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
         common: Common {
-            oidc_issuer: Some(issuer.url().to_owned()),
+            oidc_issuer: Some(issuer.to_owned()),
             allow_unauthenticated: false,
             ..Common::test(
                 aftersales_testkit::shared_postgres()
@@ -47,7 +53,7 @@ async fn authenticated() -> (Issuer, aftersales_warranty::server::Running, Chann
         .connect()
         .await
         .unwrap();
-    (issuer, running, channel)
+    (running, channel)
 }
 
 #[tokio::test]
@@ -364,27 +370,7 @@ async fn tokens_from_a_certified_external_provider_work_and_its_key_rotation_nee
         .port();
     let provider = ExternalProvider::start(port, dir.path(), false);
     let issuer = format!("http://127.0.0.1:{port}");
-    let running = aftersales_warranty::server::start(aftersales_warranty::server::Config {
-        common: Common {
-            oidc_issuer: Some(issuer.clone()),
-            allow_unauthenticated: false,
-            ..Common::test(
-                aftersales_testkit::shared_postgres()
-                    .create_database()
-                    .unwrap(),
-            )
-        },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (_running, channel) = trusting(&issuer).await;
     // Our client-credentials client against their token endpoint.
     let token_of = |client_id: &str, secret: &str| {
         let credentials = ClientCredentials {
