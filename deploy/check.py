@@ -16,6 +16,7 @@ cannot fail is no check.
 Usage: deploy/check.py <rendered overlay>...   (scripts/test renders them)
 """
 
+import base64
 import copy
 import json
 import sys
@@ -154,6 +155,10 @@ def check_overlay(objects, name):
             f"{name}: {service}'s termination grace must exceed its drain ({grace} + {DRAIN_SECONDS} s)",
         )
         nats_secret = env.get("NATS_URL", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+        nats_url = next(
+            (v for k, v in secrets.get(nats_secret, {}).get("data", {}).items() if k == "url"), ""
+        )
+        require(base64.b64decode(nats_url).startswith(b"tls://"), f"{name}: {service} connects to NATS over TLS")
         require((nats_secret or "").startswith(f"{service}-nats"), f"{name}: {service} connects to NATS as its own user ({service}-nats)")
         require(nats_secret in secrets, f"{name}: {service}'s NATS Secret is not rendered")
         secret = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
@@ -176,6 +181,13 @@ def check_overlay(objects, name):
     )
     require(f"domain: {region}" in conf, f"{name}: NATS needs JetStream domain {region}")
     require("sync_interval: always" in conf, f"{name}: NATS must fsync before acknowledging")
+    require(conf.count("cert_file: /etc/nats-tls/tls.crt") >= 3, f"{name}: NATS clients, routes and gateways over TLS")
+    require("nats://" not in conf, f"{name}: no plaintext NATS URL")
+    gateway = by_kind(objects, "Service").get("nats-gateway", {})
+    require(
+        any("internal" in k for k in gateway.get("metadata", {}).get("annotations", {})),
+        f"{name}: the gateway between regions is an internal load balancer",
+    )
     auth = next(
         (o["data"]["authorization.conf"] for o in by_kind(objects, "ConfigMap").values() if "authorization.conf" in o.get("data", {})),
         "",

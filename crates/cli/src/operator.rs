@@ -97,9 +97,12 @@ pub struct Nats {
 }
 
 impl Nats {
-    async fn connect(&self) -> Result<(async_nats::jetstream::Context, Names), String> {
+    async fn connect(
+        &self,
+        ca: Option<&std::path::Path>,
+    ) -> Result<(async_nats::jetstream::Context, Names), String> {
         let names = Names::new(self.region.clone()).map_err(|e| format!("--region: {e}"))?;
-        let connect = aftersales_messaging::connect(&self.nats_url, "aftersales-cli");
+        let connect = aftersales_messaging::connect_trusting(&self.nats_url, "aftersales-cli", ca);
         let js = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
             .await
             .map_err(|_| format!("cannot reach NATS at {}", self.nats_url))?
@@ -420,7 +423,7 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
                     }
                 }
             } else {
-                let (js, names) = nats.connect().await?;
+                let (js, names) = nats.connect(endpoints.ca_cert.as_deref()).await?;
                 let letters = DeadLetters::new(js, names);
                 for (_, c) in known.iter().filter(|(_, c)| wanted(c)) {
                     for l in letters.list(c).await.map_err(|e| e.to_string())? {
@@ -449,7 +452,7 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
             sequence,
             nats,
         } => {
-            let (js, names) = nats.connect().await?;
+            let (js, names) = nats.connect(endpoints.ca_cert.as_deref()).await?;
             let letters = DeadLetters::new(js, names);
             let sequences = match sequence {
                 Some(s) => vec![s],
@@ -475,7 +478,7 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
 
 pub async fn streams(command: Streams, endpoints: &Endpoints) -> Result<(), String> {
     let Streams::Stats { nats } = command;
-    let (js, names) = nats.connect().await?;
+    let (js, names) = nats.connect(endpoints.ca_cert.as_deref()).await?;
     let mut streams: Vec<String> = SERVICES
         .iter()
         .map(|s| names.service_stream(s.name))

@@ -11,7 +11,7 @@ use crate::consumer::{Handler, Subscription};
 use crate::error::MessagingError;
 use crate::jetstream::{ConsumerSettings, JetStreamConsumer};
 use crate::names::Names;
-use crate::provision::{StreamSettings, connect, ensure_service_stream};
+use crate::provision::{StreamSettings, connect_trusting, ensure_service_stream};
 use crate::relay::{Relay, RelaySettings, Translate};
 use aftersales_core::Shutdown;
 
@@ -25,15 +25,17 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects as `service` and creates or updates its stream.
+    /// Connects as `service` (over TLS for `tls://`, trusting `ca` too) and
+    /// creates or updates its stream.
     pub async fn connect(
         url: &str,
+        ca: Option<&std::path::Path>,
         region: &str,
         service: &str,
         streams: StreamSettings,
     ) -> Result<Self, MessagingError> {
         let names = Names::new(region.to_owned())?;
-        let js = connect(url, service).await?;
+        let js = connect_trusting(url, service, ca).await?;
         ensure_service_stream(&js, &names, service, &streams).await?;
         Ok(Self {
             js,

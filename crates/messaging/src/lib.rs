@@ -39,5 +39,7 @@ pub use inbox::{StoredDeadLetter, open_dead_letters};
 pub use jetstream::{ConsumerSettings, JetStreamConsumer};
 pub use log::{LogConsumer, LogConsumerSettings};
 pub use names::Names;
-pub use provision::{StreamSettings, connect, ensure_dead_letter_stream, ensure_service_stream};
+pub use provision::{
+    StreamSettings, connect, connect_trusting, ensure_dead_letter_stream, ensure_service_stream,
+};
 pub use relay::{AsStored, Outbound, Relay, RelaySettings, Translate};

@@ -98,13 +98,29 @@ impl StreamSettings {
 /// URL names (`nats://user:password@host:4222`, the password URL-safe).
 /// Reconnects forever.
 pub async fn connect(url: &str, name: &str) -> Result<jetstream::Context, MessagingError> {
+    connect_trusting(url, name, None).await
+}
+
+/// [`connect`], over TLS for a `tls://` URL, trusting the system's roots and
+/// `ca` (a PEM file) if given.
+pub async fn connect_trusting(
+    url: &str,
+    name: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<jetstream::Context, MessagingError> {
     let address: async_nats::ServerAddr = url.parse().map_err(MessagingError::nats)?;
-    let options = match (address.username(), address.password()) {
+    let mut options = match (address.username(), address.password()) {
         (Some(user), Some(password)) => {
             async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
         }
         _ => async_nats::ConnectOptions::new(),
     };
+    if address.tls_required() {
+        options = options.require_tls(true);
+        if let Some(ca) = ca {
+            options = options.add_root_certificates(ca.to_path_buf());
+        }
+    }
     let client = options
         .name(name)
         .max_reconnects(None)

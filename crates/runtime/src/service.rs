@@ -401,6 +401,7 @@ pub async fn relay(
 async fn bus(description: &Description, common: &Common, url: &str) -> Result<Bus, StartError> {
     Ok(Bus::connect(
         url,
+        common.tls_ca.as_deref(),
         &common.region,
         description.name,
         StreamSettings::with_replicas(common.stream_replicas),

@@ -12,9 +12,11 @@
 //! - [`postgres`]: `initdb` plus `postgres`, dropping root privileges when needed.
 //! - [`nats`]: `nats-server -js`.
 //! - [`smtp`]: `aiosmtpd` writing what it receives into a Maildir.
+//! - [`pki`]: a test CA and a `localhost` certificate, for TLS.
 //! - [`process`]: the spawner that ties every child's life to the test process.
 
 pub mod nats;
+pub mod pki;
 pub mod postgres;
 mod process;
 pub mod smtp;

@@ -142,3 +142,36 @@ async fn each_service_reaches_its_own_subjects_only() {
     relaying.await.unwrap();
     consuming.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_over_tls_serves_clients_that_trust_its_ca_only() {
+    use aftersales_messaging::{connect_trusting, ensure_service_stream};
+
+    let pki = aftersales_testkit::pki::TestCa::new();
+    let nats = NatsServer::start_with_config(
+        &format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+            pki.cert(),
+            pki.key()
+        ),
+        Vec::new(),
+    )
+    .unwrap();
+    let url = format!("tls://localhost:{}", nats.port());
+    let js = connect_trusting(&url, "producer", Some(&pki.ca()))
+        .await
+        .unwrap();
+    ensure_service_stream(&js, &names(), SOURCE, &StreamSettings::default())
+        .await
+        .unwrap();
+    assert!(
+        connect_trusting(&url, "untrusting", None).await.is_err(),
+        "a client without the CA does not trust the server"
+    );
+    assert!(
+        connect(&format!("nats://127.0.0.1:{}", nats.port()), "plain")
+            .await
+            .is_err(),
+        "no plaintext"
+    );
+}

@@ -7,34 +7,6 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::harness::*;
 
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// A CA and a certificate it signed for `localhost`.
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 async fn serving(endpoint: tonic::transport::Endpoint) -> Result<i32, String> {
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(3))
@@ -52,10 +24,10 @@ async fn serving(endpoint: tonic::transport::Endpoint) -> Result<i32, String> {
 
 #[tokio::test]
 async fn grpc_over_tls_serves_clients_that_trust_its_ca_only() {
-    let pki = Pki::new();
+    let pki = aftersales_testkit::pki::TestCa::new();
     let common = Common {
-        tls_cert: Some(pki.path("cert.pem")),
-        tls_key: Some(pki.path("key.pem")),
+        tls_cert: Some(pki.cert()),
+        tls_key: Some(pki.key()),
         ..Common::test(
             aftersales_testkit::shared_postgres()
                 .create_database()
@@ -72,7 +44,7 @@ async fn grpc_over_tls_serves_clients_that_trust_its_ca_only() {
     .unwrap();
     let port = running.addr.port();
     let url = format!("https://localhost:{port}");
-    let ca = pki.path("ca.pem");
+    let ca = pki.ca();
 
     let trusted = aftersales_runtime::tls::endpoint(&url, Some(&ca)).unwrap();
     assert_eq!(serving(trusted.clone()).await, Ok(1), "SERVING over TLS");
@@ -96,7 +68,7 @@ async fn grpc_over_tls_serves_clients_that_trust_its_ca_only() {
     // A certificate without its key is a configuration error at start-up.
     let half = aftersales_warranty::server::start(aftersales_warranty::server::Config {
         common: Common {
-            tls_cert: Some(pki.path("cert.pem")),
+            tls_cert: Some(pki.cert()),
             ..Common::test(
                 aftersales_testkit::shared_postgres()
                     .create_database()
