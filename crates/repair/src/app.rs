@@ -240,6 +240,7 @@ impl Repairs {
                 fault_category: fault.into(),
                 under_legal_guarantee: false,
             };
+            let claim = aftersales_runtime::request::on_behalf(claim, ctx);
             tokio::time::timeout(Duration::from_secs(2), client.record_claim(claim))
                 .await
                 .map_err(|_| Error::unavailable("warranty did not record the claim in time"))?

@@ -139,6 +139,17 @@ impl Requests {
         let caller = request.extensions().get::<Principal>();
         if let Some(principal) = caller {
             ctx.actor = principal.actor();
+            // A service acting on someone's request names them; the history
+            // records both. Only a service's word on this is taken.
+            if principal.role == aftersales_auth::Role::Service
+                && let Some(person) = request
+                    .metadata()
+                    .get(END_USER_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 200)
+            {
+                ctx.actor = format!("{} for {person}", ctx.actor);
+            }
         }
         if ctx.command_id.is_some() {
             ctx.request_fingerprint = Some(fingerprint(
@@ -148,6 +159,19 @@ impl Requests {
         }
         Ok(ctx)
     }
+}
+
+/// The person a service acts for, as their own request's actor named them
+/// (`technician:tech-1`): recorded with the service's identity.
+pub const END_USER_HEADER: &str = "x-end-user";
+
+/// `message` as a request a service makes for the person behind `ctx`.
+pub fn on_behalf<M>(message: M, ctx: &CommandContext) -> tonic::Request<M> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(actor) = ctx.actor.parse() {
+        request.metadata_mut().insert(END_USER_HEADER, actor);
+    }
+    request
 }
 
 /// SHA-256 of a message's type, its caller (when authenticated) and its encoding.

@@ -206,6 +206,41 @@ async fn repair_asks_warranty_with_its_own_token() {
         ..person("tech-depot", Role::Technician)
     };
     as_whom(&depot).check_in_device(check_in).await.unwrap();
+
+    // Berlin's technician diagnoses and starts the covered repair: repair
+    // records the claim as itself, for the technician, and warranty's history
+    // says both.
+    let mut berlin = as_whom(&technician);
+    berlin
+        .diagnose(aftersales_proto::repair::DiagnoseRequest {
+            order_id: order.order_id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec!["LCD-01".into()],
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap();
+    berlin
+        .start_repair(aftersales_proto::repair::StartRepairRequest {
+            order_id: order.order_id.clone(),
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap();
+    let history = w
+        .get_device_history(wpb::GetDeviceHistoryRequest {
+            device_id: device(&imei),
+            as_of: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let claim = history
+        .events
+        .iter()
+        .find(|e| e.event_type == "ClaimRecorded")
+        .expect("a claim");
+    assert_eq!(claim.actor, "service:repair for technician:tech-1");
     repair.stop().await.unwrap();
     warranty.stop().await.unwrap();
 }
