@@ -537,6 +537,7 @@ async fn racing_plan_purchases_have_one_winner() {
         }
     }
     assert_eq!(won, 1);
+    paid(&s, &imei).await;
     let history = client
         .get_device_history(pb::GetDeviceHistoryRequest {
             device_id: by_imei(&imei),
@@ -545,13 +546,16 @@ async fn racing_plan_purchases_have_one_winner() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(
+    let count = |kind: &str| {
         history
             .events
             .iter()
-            .filter(|e| e.event_type == "ExtendedWarrantyPurchased")
-            .count(),
-        1
+            .filter(|e| e.event_type == kind)
+            .count()
+    };
+    assert_eq!(
+        (count("PlanOrdered"), count("ExtendedWarrantyPurchased")),
+        (1, 1)
     );
     s.running.stop().await.unwrap();
 }
