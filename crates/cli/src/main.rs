@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the services in this process, with SQLite under the data directory.
-    Up(Up),
+    Up(Box<Up>),
     /// Sign in at the identity provider; later commands carry the token.
     Login(login::Login),
     /// Sign out: the session ends at the provider and the tokens are forgotten.
@@ -169,6 +169,9 @@ struct Up {
     /// The identity provider: services verify its tokens; people sign in there.
     #[arg(long, default_value = "127.0.0.1:8079")]
     issuer_listen: SocketAddr,
+    /// The web pages (the customer app).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway_listen: SocketAddr,
     /// No identity provider: calls without tokens, every RPC open. For poking at
     /// the API with grpcurl on a development machine only.
     #[arg(long)]
@@ -274,6 +277,20 @@ async fn up(args: Up) -> Result<(), String> {
     if let Some(provider) = &provider {
         codes.connect(provider, notification.addr)?;
     }
+    let gateway = match &provider {
+        Some(provider) => Some(
+            aftersales_gateway::start(aftersales_gateway::Config {
+                listen: args.gateway_listen,
+                warranty_url: format!("http://{}", warranty.addr),
+                repair_url: format!("http://{}", repair.addr),
+                issuer_url: provider.url().to_owned(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("--gateway-listen {}: {e}", args.gateway_listen))?,
+        ),
+        None => None,
+    };
     // The seed acts as a support agent at the desk and as staff of every center,
     // with tokens the provider signs in-process.
     let seeder = |principal: aftersales_auth::Principal| -> Result<client::Endpoints, String> {
@@ -315,6 +332,9 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    if let Some(gateway) = &gateway {
+        println!("{:<12} http://{}", "web", gateway.addr);
+    }
     for service in platform.services() {
         println!("{:<12} grpc://{}", service.name, service.addr);
     }
@@ -345,6 +365,9 @@ async fn up(args: Up) -> Result<(), String> {
         terminate.await;
     }
     let _ = stop_metrics.send(());
+    if let Some(gateway) = gateway {
+        gateway.stop().await;
+    }
     platform.stop().await.map_err(|e| e.to_string())?;
     let _ = stop_identity.send(());
     println!("stopped");
@@ -378,7 +401,7 @@ async fn main() -> ExitCode {
     };
     let telemetry = aftersales_runtime::telemetry::init(name, &region, cli.log_json);
     let result = match cli.command {
-        Command::Up(args) => up(args).await,
+        Command::Up(args) => up(*args).await,
         Command::Login(args) => login::login(args, &cli.endpoints.issuer_url).await,
         Command::Logout => login::logout().await,
         Command::Whoami => login::whoami(),

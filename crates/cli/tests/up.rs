@@ -29,9 +29,12 @@ fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
 fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, String, Process) {
     let mut child = up_command(data, extra).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut address = || {
+    // The web address comes first (when signing in is on); then the services'.
+    let mut address = || loop {
         let line = lines.next().unwrap().unwrap();
-        line.split("grpc://").nth(1).unwrap().trim().to_owned()
+        if let Some(address) = line.split("grpc://").nth(1) {
+            break address.trim().to_owned();
+        }
     };
     let warranty = address();
     let repair = address();
@@ -59,6 +62,8 @@ fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
             "--sandbox-step-millis",
             "50",
             "--issuer-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
             "127.0.0.1:0",
             "--data-dir",
         ])
@@ -986,6 +991,7 @@ struct SignedIn {
     smtp: aftersales_testkit::SmtpServer,
     services: [String; 4],
     issuer: String,
+    web: String,
     process: Process,
 }
 
@@ -998,10 +1004,14 @@ impl SignedIn {
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut services = Vec::new();
+        let mut web = String::new();
         let issuer = loop {
             let line = lines.next().unwrap().unwrap();
             if let Some(address) = line.split("grpc://").nth(1) {
                 services.push(address.trim().to_owned());
+            }
+            if let Some(url) = line.strip_prefix("web") {
+                url.trim().clone_into(&mut web);
             }
             if let Some(url) = line.strip_prefix("identity") {
                 break url.trim().to_owned();
@@ -1014,6 +1024,7 @@ impl SignedIn {
             smtp,
             services: services.try_into().unwrap(),
             issuer,
+            web,
             process: Process(child),
         }
     }
@@ -1366,5 +1377,330 @@ async fn signing_in_keeps_tokens_private_renews_them_and_guards_each_persons_obj
     )
     .unwrap_err();
     assert!(locked.contains("too many attempts"), "{locked}");
+    assert!(terminate(up.process).success());
+}
+
+/// Headless Chromium driven over WebDriver (chromedriver), with a profile of
+/// its own; `./scripts/test` installs Debian's `chromium` and `chromium-driver`.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: Process,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let driver_path = std::env::var("AFTERSALES_CHROMEDRIVER")
+            .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let chromium =
+            std::env::var("AFTERSALES_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            std::path::Path::new(&driver_path).exists(),
+            "{driver_path} is missing: ./scripts/test installs chromium and chromium-driver"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Process(
+            Command::new(&driver_path)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let profile = tempfile::tempdir().unwrap();
+        // The WebDriver client's TLS stack wants one crypto provider chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let client = aftersales_testkit::eventually(
+            || {
+                let capabilities = capabilities.clone();
+                async move {
+                    fantoccini::ClientBuilder::rustls()
+                        .map_err(|e| e.to_string())?
+                        .capabilities(capabilities)
+                        .connect(&format!("http://127.0.0.1:{port}"))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+            Result::is_ok,
+        )
+        .await
+        .unwrap();
+        Self {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, Vec::new()).await.unwrap()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+
+    async fn submit(&self, css: &str) {
+        self.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// The page at 360 and 1280 pixels wide, as PNGs in `folder`.
+    async fn screenshots(&self, folder: &std::path::Path, name: &str) {
+        for width in [360, 1280] {
+            self.client.set_window_size(width, 900).await.unwrap();
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(folder.join(format!("{name}-{width}.png")), png).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_follows_her_repair_live_in_a_real_browser() {
+    use fantoccini::Locator;
+
+    let up = SignedIn::start();
+    let (urls, env) = (up.urls(), up.env());
+    let accounts = demo_accounts(up.data.path()).await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    eprintln!("screenshots in {}", shots.display());
+    let browser = Browser::start().await;
+    let b = &browser.client;
+
+    // Signing in with the code from her email, in German.
+    b.goto(&format!("{}/sign-in?lang=de", up.web))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.js("return document.documentElement.lang").await,
+        "de"
+    );
+    browser.screenshots(&shots, "sign-in").await;
+    browser.fill("#address", "demo-lena@example.com").await;
+    browser.submit("main form button").await;
+    if b.wait().for_element(Locator::Css("#code")).await.is_err() {
+        panic!("no code page: {}", b.source().await.unwrap());
+    }
+    let code = code_sent_to(&up.smtp, "demo-lena@example.com", 0).await;
+    browser.fill("#code", &code).await;
+    browser.submit("main form button").await;
+    b.wait().for_element(Locator::Css(".cards")).await.unwrap();
+    browser.screenshots(&shots, "devices").await;
+    let devices = browser.text("main").await;
+    assert!(devices.contains("Meine Geräte"), "{devices}");
+    assert!(devices.contains("Aurora 5"), "{devices}");
+    assert_eq!(
+        browser
+            .js("return document.cookie.indexOf('aftersales_session')")
+            .await,
+        -1,
+        "the session cookie is out of the page's reach (HttpOnly)"
+    );
+
+    // Her repair, opened at the demo's Berlin center.
+    let repair_link = b
+        .find(Locator::Css(".cards a[href^='/repairs/']"))
+        .await
+        .unwrap();
+    let href = repair_link.attr("href").await.unwrap().unwrap();
+    let order = href.trim_start_matches("/repairs/").to_owned();
+    repair_link.click().await.unwrap();
+    b.wait()
+        .for_element(Locator::Css("#stepper"))
+        .await
+        .unwrap();
+    browser.screenshots(&shots, "repair").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('stage-label').dataset.stage")
+            .await,
+        "STAGE_OPENED"
+    );
+    browser.js("window.stillThisPage = true; return true").await;
+
+    // The technician checks the phone in; the open page follows, without a reload.
+    let (tech_password, _) = &accounts["tech-berlin"];
+    run_env(
+        &urls,
+        &env,
+        &[
+            "login",
+            "--username",
+            "tech-berlin",
+            "--password",
+            tech_password,
+        ],
+    )
+    .unwrap();
+    run_env(
+        &urls,
+        &env,
+        &[
+            "repair", "advance", "--order", &order, "--step", "check-in", "--notes", "ok",
+        ],
+    )
+    .unwrap();
+    let live = aftersales_testkit::eventually(
+        || async {
+            browser
+                .js("return [document.getElementById('stage-label').dataset.stage, window.stillThisPage === true]")
+                .await
+        },
+        |v| v[0] == "STAGE_RECEIVED",
+    )
+    .await;
+    assert_eq!(live[1], true, "the page was not reloaded");
+    assert_eq!(browser.text("#stage-label").await, "Gerät eingegangen");
+
+    // At the desk: a phone of Lena's with a nasty description, and someone else's repair.
+    let (agent_password, _) = &accounts["agent"];
+    run_env(
+        &urls,
+        &env,
+        &["login", "--username", "agent", "--password", agent_password],
+    )
+    .unwrap();
+    let open = |imei: &'static str, customer: &'static str, symptoms: &'static str| {
+        run_env(
+            &urls,
+            &env,
+            &[
+                "device",
+                "register",
+                "--imei",
+                imei,
+                "--model",
+                "Aurora 5",
+                "--purchased",
+                "today",
+                "--country",
+                "DE",
+                "--customer",
+                customer,
+            ],
+        )
+        .unwrap();
+        let opened = run_env(
+            &urls,
+            &env,
+            &[
+                "--json",
+                "repair",
+                "open",
+                "--imei",
+                imei,
+                "--customer",
+                customer,
+                "--symptoms",
+                symptoms,
+                "--center",
+                "sc-berlin-01",
+            ],
+        )
+        .unwrap();
+        serde_json::from_str::<serde_json::Value>(&opened).unwrap()["order_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let nasty = "<script>alert(1)</script><img src=x onerror=alert(1)>";
+    let lenas = open("353456789012348", "demo-lena", nasty);
+    let someone_elses = open("353456789012355", "cust-someone", "cracked screen");
+    b.goto(&format!("{}/repairs/{lenas}", up.web))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#symptoms").await, nasty, "shown as text");
+    assert!(b.get_alert_text().await.is_err(), "no script ran");
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('#symptoms *').length")
+            .await,
+        0,
+        "no element was made from it"
+    );
+    let page = |id: String| {
+        let b = b.clone();
+        let web = up.web.clone();
+        async move {
+            b.goto(&format!("{web}/repairs/{id}")).await.unwrap();
+            b.find(Locator::Css("main"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let nowhere = page("01234567-89ab-7def-8123-456789abcdef".into()).await;
+    assert!(nowhere.contains("Nicht gefunden"), "{nowhere}");
+    assert_eq!(
+        page(someone_elses).await,
+        nowhere,
+        "indistinguishable from a missing one"
+    );
+
+    // A form posted from another site is refused.
+    b.goto(&format!(
+        "data:text/html,<form method=post action='{}/sign-out'><input name=csrf value=x></form>\
+         <script>document.forms[0].submit()</script>",
+        up.web
+    ))
+    .await
+    .unwrap();
+    b.wait().for_element(Locator::Css("main h1")).await.unwrap();
+    // (In the browser's own language: a cross-site request carries no cookie.)
+    let refused = browser.text("main").await;
+    assert!(
+        refused.contains("Refused"),
+        "{} {refused}",
+        b.current_url().await.unwrap()
+    );
+    b.goto(&format!("{}/devices", up.web)).await.unwrap();
+    assert!(
+        browser.text("main").await.contains("Aurora 5"),
+        "still signed in: the forged sign-out did nothing"
+    );
+
+    browser.client.clone().close().await.unwrap();
     assert!(terminate(up.process).success());
 }

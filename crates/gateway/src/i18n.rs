@@ -1,0 +1,201 @@
+//! The pages' words in four languages (Fluent), chosen by the person's choice
+//! (a cookie) or their browser's `Accept-Language`.
+
+use std::collections::HashMap;
+
+use fluent_bundle::concurrent::FluentBundle;
+use fluent_bundle::{FluentArgs, FluentResource};
+use unic_langid::LanguageIdentifier;
+
+/// The languages served, with their names in themselves; the first is the fallback.
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("zh-CN", "简体中文"),
+    ("hi", "हिन्दी"),
+];
+
+const SOURCES: &[(&str, &str)] = &[
+    ("en", include_str!("../locales/en.ftl")),
+    ("de", include_str!("../locales/de.ftl")),
+    ("zh-CN", include_str!("../locales/zh-CN.ftl")),
+    ("hi", include_str!("../locales/hi.ftl")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum I18nError {
+    #[error("{language}: {reason}")]
+    Bundle { language: String, reason: String },
+}
+
+pub struct Translations {
+    bundles: HashMap<&'static str, FluentBundle<FluentResource>>,
+}
+
+impl std::fmt::Debug for Translations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Translations")
+            .field("languages", &self.bundles.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Translations {
+    /// Every language, each checked to have every message English has.
+    pub fn builtin() -> Result<Self, I18nError> {
+        let mut bundles = HashMap::new();
+        for (tag, source) in SOURCES {
+            let error = |reason: String| I18nError::Bundle {
+                language: (*tag).to_owned(),
+                reason,
+            };
+            let resource = FluentResource::try_new((*source).to_owned())
+                .map_err(|(_, errors)| error(format!("{errors:?}")))?;
+            let id: LanguageIdentifier = tag.parse().map_err(|e| error(format!("{e}")))?;
+            let mut bundle = FluentBundle::new_concurrent(vec![id]);
+            // No Unicode isolation marks around arguments: they would show in
+            // plain-text contexts such as the page title.
+            bundle.set_use_isolating(false);
+            bundle
+                .add_resource(resource)
+                .map_err(|errors| error(format!("{errors:?}")))?;
+            bundles.insert(*tag, bundle);
+        }
+        let translations = Self { bundles };
+        translations.check_complete()?;
+        Ok(translations)
+    }
+
+    fn check_complete(&self) -> Result<(), I18nError> {
+        let english =
+            FluentResource::try_new(SOURCES[0].1.to_owned()).map_err(|_| I18nError::Bundle {
+                language: "en".into(),
+                reason: "unparsable".into(),
+            })?;
+        for entry in english.entries() {
+            if let fluent_syntax::ast::Entry::Message(message) = entry {
+                for (tag, bundle) in &self.bundles {
+                    if !bundle.has_message(message.id.name) {
+                        return Err(I18nError::Bundle {
+                            language: (*tag).to_owned(),
+                            reason: format!("{} is missing", message.id.name),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Message `id` in `language`, with `args`; the id itself if it is unknown.
+    pub fn text(&self, language: &str, id: &str, args: &[(&str, &str)]) -> String {
+        let Some(bundle) = self
+            .bundles
+            .get(language)
+            .or_else(|| self.bundles.get("en"))
+        else {
+            return id.to_owned();
+        };
+        let Some(pattern) = bundle.get_message(id).and_then(|m| m.value()) else {
+            return id.to_owned();
+        };
+        let mut fluent_args = FluentArgs::new();
+        for (name, value) in args {
+            fluent_args.set(*name, *value);
+        }
+        let mut errors = Vec::new();
+        bundle
+            .format_pattern(pattern, Some(&fluent_args), &mut errors)
+            .into_owned()
+    }
+
+    /// Every message without arguments in `language`, for templates.
+    pub fn all(&self, language: &str) -> HashMap<String, String> {
+        let english = FluentResource::try_new(SOURCES[0].1.to_owned()).ok();
+        english
+            .iter()
+            .flat_map(|r| r.entries())
+            .filter_map(|entry| match entry {
+                fluent_syntax::ast::Entry::Message(m) => Some(m.id.name.to_owned()),
+                fluent_syntax::ast::Entry::Term(_)
+                | fluent_syntax::ast::Entry::Comment(_)
+                | fluent_syntax::ast::Entry::GroupComment(_)
+                | fluent_syntax::ast::Entry::ResourceComment(_)
+                | fluent_syntax::ast::Entry::Junk { .. } => None,
+            })
+            .map(|id| {
+                let text = self.text(language, &id, &[]);
+                (id, text)
+            })
+            .collect()
+    }
+}
+
+/// The language to serve: `chosen` if it is one of ours, else the first of the
+/// browser's `Accept-Language` we have (by primary language: de-AT is de,
+/// zh-Hans and zh are zh-CN), else English.
+pub fn negotiate(chosen: Option<&str>, accept_language: Option<&str>) -> &'static str {
+    let ours = |tag: &str| -> Option<&'static str> {
+        let tag = tag.trim();
+        LANGUAGES
+            .iter()
+            .map(|(ours, _)| *ours)
+            .find(|ours| ours.eq_ignore_ascii_case(tag))
+            .or_else(|| {
+                let primary = tag.split(['-', '_']).next().unwrap_or_default();
+                LANGUAGES.iter().map(|(ours, _)| *ours).find(|ours| {
+                    ours.split('-')
+                        .next()
+                        .is_some_and(|p| p.eq_ignore_ascii_case(primary))
+                })
+            })
+    };
+    if let Some(tag) = chosen.and_then(ours) {
+        return tag;
+    }
+    let mut wanted: Vec<(f32, &str)> = accept_language
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let tag = pieces.next()?.trim();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!tag.is_empty()).then_some((q, tag))
+        })
+        .collect();
+    wanted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    wanted
+        .into_iter()
+        .find_map(|(_, tag)| ours(tag))
+        .unwrap_or("en")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_language_has_every_message_and_arguments_are_filled_in() {
+        let t = Translations::builtin().unwrap();
+        for (tag, _) in LANGUAGES {
+            let text = t.text(tag, "device-covered-until", &[("date", "2027-03-01")]);
+            assert!(text.contains("2027-03-01"), "{tag}: {text}");
+            assert_eq!(t.all(tag).len(), t.all("en").len());
+        }
+        assert_eq!(t.text("de", "stage-in-repair", &[]), "In Reparatur");
+    }
+
+    #[test]
+    fn the_choice_wins_then_the_browser_then_english() {
+        assert_eq!(negotiate(Some("de"), Some("hi")), "de");
+        assert_eq!(negotiate(None, Some("fr-FR, de-AT;q=0.8, en;q=0.5")), "de");
+        assert_eq!(negotiate(None, Some("zh-Hans-CN,zh;q=0.9")), "zh-CN");
+        assert_eq!(negotiate(Some("xx"), None), "en");
+        assert_eq!(negotiate(None, Some("hi-IN")), "hi");
+    }
+}

@@ -1,0 +1,123 @@
+//! The identity provider, as the gateway signs people in there: a customer's
+//! one-time code, the refresh token, sign-out.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+const ONE_TIME_CODE_GRANT: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    url: String,
+    http: reqwest::Client,
+}
+
+/// Tokens the provider granted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+}
+
+/// Why signing in did not work, as a person is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong or expired code (or refresh token).
+    Wrong,
+    /// Too many attempts: wait.
+    SlowDown,
+    /// The provider or the message could not be reached.
+    Unavailable,
+}
+
+impl Identity {
+    pub fn new(url: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("the identity provider's client: {e}"))?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, Refusal> {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .form(form)
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "the identity provider cannot be reached");
+                Refusal::Unavailable
+            })
+    }
+
+    fn refusal(status: reqwest::StatusCode) -> Refusal {
+        match status.as_u16() {
+            429 => Refusal::SlowDown,
+            400 | 401 => Refusal::Wrong,
+            _ => Refusal::Unavailable,
+        }
+    }
+
+    /// Sends a sign-in code to `address` (if it is anyone's: the answer is the same).
+    pub async fn send_code(&self, address: &str, language: &str) -> Result<(), Refusal> {
+        let answer = self
+            .post(
+                "/one-time-code",
+                &[("address", address), ("language", language)],
+            )
+            .await?;
+        if answer.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::refusal(answer.status()))
+        }
+    }
+
+    async fn grant(&self, form: &[(&str, &str)]) -> Result<Tokens, Refusal> {
+        let answer = self.post("/token", form).await?;
+        if !answer.status().is_success() {
+            return Err(Self::refusal(answer.status()));
+        }
+        answer.json().await.map_err(|_| Refusal::Unavailable)
+    }
+
+    pub async fn redeem(&self, address: &str, code: &str) -> Result<Tokens, Refusal> {
+        self.grant(&[
+            ("grant_type", ONE_TIME_CODE_GRANT),
+            ("address", address),
+            ("code", code),
+        ])
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, Refusal> {
+        self.grant(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    /// Ends the session at the provider (sign-out).
+    pub async fn revoke(&self, refresh_token: &str) {
+        let _ = self.post("/revoke", &[("token", refresh_token)]).await;
+    }
+}
+
+/// The `sub` of an access token, read (not verified: the services verify it)
+/// to know whose pages to show.
+pub fn subject(access_token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let claims = access_token.split('.').nth(1)?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+    claims["sub"].as_str().map(str::to_owned)
+}

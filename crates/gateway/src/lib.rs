@@ -1,0 +1,133 @@
+//! The web front door: server-rendered pages for customers over the services'
+//! gRPC APIs, each call made with the signed-in person's own token (the
+//! services decide what they may see; the pages only show it), live repair
+//! status by server-sent events, in English, German, Simplified Chinese and
+//! Hindi. The gateway keeps no business state: sessions (the person's tokens,
+//! server-side; the browser holds an HttpOnly cookie) are all it remembers.
+//!
+//! Built to last: HTML first, a small script for live updates only, no build
+//! step; a Content-Security-Policy without inline script or style; every form
+//! same-origin and, once signed in, carrying the session's CSRF token; every
+//! value escaped by the templates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use tonic::transport::Channel;
+
+pub mod i18n;
+mod identity;
+mod pages;
+pub mod session;
+
+/// How the gateway runs: flags and environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP address to serve the pages on.
+    #[arg(
+        long,
+        env = "AFTERSALES_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// The warranty service.
+    #[arg(
+        long,
+        env = "AFTERSALES_WARRANTY_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub warranty_url: String,
+    /// The repair service.
+    #[arg(
+        long,
+        env = "AFTERSALES_REPAIR_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub repair_url: String,
+    /// The identity provider people sign in at.
+    #[arg(
+        long,
+        env = "AFTERSALES_ISSUER_URL",
+        default_value = "http://127.0.0.1:8079"
+    )]
+    pub issuer_url: String,
+    /// A private CA (PEM) trusted for `https://` services.
+    #[arg(long, env = "AFTERSALES_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The pages are served over HTTPS (by a proxy in front): cookies are
+    /// marked Secure and forms must come from the https origin.
+    #[arg(long, env = "AFTERSALES_GATEWAY_SECURE")]
+    pub secure: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(String),
+    #[error("translations: {0}")]
+    I18n(#[from] i18n::I18nError),
+    #[error("templates: {0}")]
+    Template(#[from] minijinja::Error),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops taking connections and waits for requests in flight (live pages
+    /// hold theirs open: at most 5 s).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.served).await;
+    }
+}
+
+fn channel(url: &str, ca: Option<&std::path::Path>) -> Result<Channel, GatewayError> {
+    Ok(aftersales_runtime::tls::endpoint(url, ca)
+        .map_err(GatewayError::Config)?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy())
+}
+
+/// Serves the gateway until [`Running::stop`].
+pub async fn start(config: Config) -> Result<Running, GatewayError> {
+    let ca = config.tls_ca.as_deref();
+    let app = pages::App::new(
+        Arc::new(i18n::Translations::builtin()?),
+        WarrantyServiceClient::new(channel(&config.warranty_url, ca)?),
+        RepairServiceClient::new(channel(&config.repair_url, ca)?),
+        identity::Identity::new(&config.issuer_url).map_err(GatewayError::Config)?,
+        config.secure,
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = pages::router(app);
+    let served = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+        {
+            tracing::error!(%error, "the gateway stopped");
+        }
+    });
+    tracing::info!(%addr, "gateway serving");
+    Ok(Running { addr, stop, served })
+}

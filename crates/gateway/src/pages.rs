@@ -1,0 +1,836 @@
+//! The pages and their routes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aftersales_proto::common::{DeviceId, device_id};
+use aftersales_proto::repair as rpb;
+use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use axum::Form;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures::StreamExt as _;
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::GatewayError;
+use crate::i18n::{LANGUAGES, Translations, negotiate};
+use crate::identity::{self, Identity, Refusal, Tokens};
+use crate::session::{COOKIE, LANGUAGE_COOKIE, Session, Sessions, cookie};
+
+/// The longest form the pages send.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// What every response carries: scripts and styles from this origin only, no
+/// inline code, no framing, no referrer leaving the site.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'none'; form-action 'self'";
+
+/// The repair stages a customer follows, in order; cancelled is shown on its own.
+const STAGES: &[(rpb::Stage, &str)] = &[
+    (rpb::Stage::Opened, "stage-opened"),
+    (rpb::Stage::AwaitingDevice, "stage-awaiting-device"),
+    (rpb::Stage::Received, "stage-received"),
+    (rpb::Stage::Diagnosed, "stage-diagnosed"),
+    (rpb::Stage::Quoted, "stage-quoted"),
+    (rpb::Stage::Approved, "stage-approved"),
+    (rpb::Stage::InRepair, "stage-in-repair"),
+    (rpb::Stage::QcPassed, "stage-qc-passed"),
+    (rpb::Stage::ReadyForReturn, "stage-ready-for-return"),
+    (rpb::Stage::Closed, "stage-closed"),
+];
+
+fn stage_message(stage: rpb::Stage) -> &'static str {
+    match stage {
+        rpb::Stage::Cancelled => "stage-cancelled",
+        rpb::Stage::Unspecified
+        | rpb::Stage::Opened
+        | rpb::Stage::AwaitingDevice
+        | rpb::Stage::Received
+        | rpb::Stage::Diagnosed
+        | rpb::Stage::Quoted
+        | rpb::Stage::Approved
+        | rpb::Stage::InRepair
+        | rpb::Stage::QcPassed
+        | rpb::Stage::ReadyForReturn
+        | rpb::Stage::Closed => STAGES
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or("stage-opened", |(_, m)| m),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    templates: Environment<'static>,
+    translations: Arc<Translations>,
+    sessions: Sessions,
+    warranty: WarrantyServiceClient<Channel>,
+    repair: RepairServiceClient<Channel>,
+    identity: Identity,
+    secure: bool,
+}
+
+impl App {
+    pub fn new(
+        translations: Arc<Translations>,
+        warranty: WarrantyServiceClient<Channel>,
+        repair: RepairServiceClient<Channel>,
+        identity: Identity,
+        secure: bool,
+    ) -> Result<Self, GatewayError> {
+        let mut templates = Environment::new();
+        for (name, source) in [
+            ("layout.html", include_str!("../templates/layout.html")),
+            ("sign_in.html", include_str!("../templates/sign_in.html")),
+            ("code.html", include_str!("../templates/code.html")),
+            ("devices.html", include_str!("../templates/devices.html")),
+            ("repair.html", include_str!("../templates/repair.html")),
+            ("message.html", include_str!("../templates/message.html")),
+        ] {
+            templates.add_template(name, source)?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                templates,
+                translations,
+                sessions: Sessions::default(),
+                warranty,
+                repair,
+                identity,
+                secure,
+            }),
+        })
+    }
+}
+
+pub fn router(app: App) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(home))
+        .route("/sign-in", get(sign_in_page).post(send_code))
+        .route("/sign-in/code", post(redeem_code))
+        .route("/sign-out", post(sign_out))
+        .route("/devices", get(devices))
+        .route("/repairs/{order_id}", get(repair_page))
+        .route("/repairs/{order_id}/events", get(repair_events))
+        .route("/static/{file}", get(asset))
+        .route("/manifest.webmanifest", get(manifest))
+        .fallback(not_found_anywhere)
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(app)
+}
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        // Not no-referrer: with it, browsers send `Origin: null` on our own forms.
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// What a page needs to know of its request.
+struct Visit {
+    language: &'static str,
+    /// Set-Cookie for a language chosen on this request.
+    chosen: Option<&'static str>,
+    session: Option<(String, Session)>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+impl App {
+    fn visit(&self, headers: &HeaderMap, lang: Option<&str>) -> Visit {
+        let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
+        let chosen = lang.map(|l| negotiate(Some(l), None));
+        let language = negotiate(
+            chosen.or_else(|| cookie(cookies, LANGUAGE_COOKIE)),
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let session = cookie(cookies, COOKIE).and_then(|id| {
+            self.inner
+                .sessions
+                .get(id)
+                .map(|session| (id.to_owned(), session))
+        });
+        Visit {
+            language,
+            chosen,
+            session,
+        }
+    }
+
+    fn t(&self, language: &str, id: &str, args: &[(&str, &str)]) -> String {
+        self.inner.translations.text(language, id, args)
+    }
+
+    /// `template` with `context`, inside the layout.
+    fn page(
+        &self,
+        visit: &Visit,
+        status: StatusCode,
+        title: &str,
+        template: &str,
+        context: minijinja::Value,
+    ) -> Response {
+        let t = self.inner.translations.all(visit.language);
+        let languages: Vec<_> = LANGUAGES
+            .iter()
+            .map(|(tag, name)| minijinja::context! { tag => tag, name => name })
+            .collect();
+        let rendered = self
+            .inner
+            .templates
+            .get_template(template)
+            .and_then(|tpl| tpl.render(minijinja::context! { t => &t, ..context }))
+            .and_then(|content| {
+                self.inner
+                    .templates
+                    .get_template("layout.html")?
+                    .render(minijinja::context! {
+                        lang => visit.language,
+                        title => title,
+                        t => &t,
+                        languages => languages,
+                        signed_in => visit.session.is_some(),
+                        csrf => visit.session.as_ref().map(|(_, s)| s.csrf.clone()),
+                        content => minijinja::Value::from_safe_string(content),
+                    })
+            });
+        let mut response = match rendered {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(error) => {
+                tracing::error!(%error, template, "rendering a page failed");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        };
+        if let Some(tag) = visit.chosen
+            && let Ok(value) = format!(
+                "{LANGUAGE_COOKIE}={tag}; Path=/; Max-Age=31536000; SameSite=Lax{}",
+                if self.inner.secure { "; Secure" } else { "" }
+            )
+            .parse()
+        {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+
+    fn message(&self, visit: &Visit, status: StatusCode, heading: &str, text: &str) -> Response {
+        let heading = self.t(visit.language, heading, &[]);
+        let text = self.t(visit.language, text, &[]);
+        self.page(
+            visit,
+            status,
+            &heading,
+            "message.html",
+            minijinja::context! { heading => &heading, text => text },
+        )
+    }
+
+    /// The same page for an object that does not exist and one that is not
+    /// the person's: nothing tells them apart.
+    fn not_found(&self, visit: &Visit) -> Response {
+        self.message(
+            visit,
+            StatusCode::NOT_FOUND,
+            "not-found-title",
+            "not-found-text",
+        )
+    }
+
+    /// The answer to a service's refusal.
+    fn refused(&self, visit: &Visit, status: &tonic::Status) -> Response {
+        let code = status.code();
+        if matches!(
+            code,
+            tonic::Code::NotFound | tonic::Code::PermissionDenied | tonic::Code::InvalidArgument
+        ) {
+            self.not_found(visit)
+        } else if code == tonic::Code::Unauthenticated {
+            Redirect::to("/sign-in").into_response()
+        } else {
+            tracing::warn!(?code, "a service refused a page's call");
+            self.message(
+                visit,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error-title",
+                "error-text",
+            )
+        }
+    }
+
+    /// The session's access token, renewed first if it runs out within a minute.
+    async fn token(&self, id: &str, session: &Session) -> Option<String> {
+        if session.expires > Instant::now() + Duration::from_secs(60) {
+            return Some(session.access_token.clone());
+        }
+        let renewed = self
+            .inner
+            .identity
+            .refresh(session.refresh_token.as_deref()?)
+            .await
+            .ok()?;
+        let fresh = Session {
+            access_token: renewed.access_token.clone(),
+            refresh_token: renewed.refresh_token.or(session.refresh_token.clone()),
+            expires: Instant::now() + Duration::from_secs(renewed.expires_in),
+            ..session.clone()
+        };
+        self.inner.sessions.replace(id, fresh);
+        Some(renewed.access_token)
+    }
+}
+
+/// A request carrying `token`.
+fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// Whether a form post comes from this site: its `Origin` (or, without one,
+/// `Sec-Fetch-Site`) says so. A cross-site post is refused before anything.
+fn same_origin(headers: &HeaderMap, secure: bool) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let scheme = if secure { "https" } else { "http" };
+    let origin_ok = match (origin, host) {
+        (Some(origin), Some(host)) => origin == format!("{scheme}://{host}"),
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let fetch_ok = fetch_site.is_none_or(|site| site == "same-origin" || site == "none");
+    if !(origin_ok && fetch_ok) {
+        tracing::warn!(
+            ?origin,
+            ?host,
+            ?fetch_site,
+            "a form from another site was refused"
+        );
+    }
+    origin_ok && fetch_ok
+}
+
+fn forbidden(app: &App, visit: &Visit) -> Response {
+    app.message(
+        visit,
+        StatusCode::FORBIDDEN,
+        "forbidden-title",
+        "forbidden-text",
+    )
+}
+
+async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+    if app.visit(&headers, None).session.is_some() {
+        Redirect::to("/devices").into_response()
+    } else {
+        Redirect::to("/sign-in").into_response()
+    }
+}
+
+async fn sign_in_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    let title = app.t(visit.language, "sign-in-title", &[]);
+    app.page(
+        &visit,
+        StatusCode::OK,
+        &title,
+        "sign_in.html",
+        minijinja::context! { message => None::<String> },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct AddressForm {
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeForm {
+    address: String,
+    code: String,
+}
+
+fn code_page(app: &App, visit: &Visit, address: &str, message: Option<String>) -> Response {
+    let title = app.t(visit.language, "sign-in-code-title", &[]);
+    let sent = app.t(visit.language, "sign-in-code-sent", &[("address", address)]);
+    app.page(
+        visit,
+        if message.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        &title,
+        "code.html",
+        minijinja::context! { address => address, sent => sent, message => message },
+    )
+}
+
+fn refusal_text(app: &App, visit: &Visit, refusal: Refusal) -> String {
+    let id = match refusal {
+        Refusal::Wrong => "sign-in-wrong",
+        Refusal::SlowDown => "sign-in-slow-down",
+        Refusal::Unavailable => "sign-in-unavailable",
+    };
+    app.t(visit.language, id, &[])
+}
+
+async fn send_code(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<AddressForm>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !same_origin(&headers, app.inner.secure) {
+        return forbidden(&app, &visit);
+    }
+    let address = form.address.trim();
+    if address.is_empty() || address.len() > 254 {
+        let title = app.t(visit.language, "sign-in-title", &[]);
+        let message = app.t(visit.language, "sign-in-wrong", &[]);
+        return app.page(
+            &visit,
+            StatusCode::BAD_REQUEST,
+            &title,
+            "sign_in.html",
+            minijinja::context! { message => message },
+        );
+    }
+    match app.inner.identity.send_code(address, visit.language).await {
+        Ok(()) => code_page(&app, &visit, address, None),
+        Err(refusal) => {
+            let title = app.t(visit.language, "sign-in-title", &[]);
+            let message = refusal_text(&app, &visit, refusal);
+            app.page(
+                &visit,
+                StatusCode::TOO_MANY_REQUESTS,
+                &title,
+                "sign_in.html",
+                minijinja::context! { message => message },
+            )
+        }
+    }
+}
+
+fn session_cookie(id: &str, secure: bool, max_age: u64) -> Option<HeaderValue> {
+    format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
+    .parse()
+    .ok()
+}
+
+async fn redeem_code(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !same_origin(&headers, app.inner.secure) {
+        return forbidden(&app, &visit);
+    }
+    let address = form.address.trim();
+    let granted: Result<Tokens, Refusal> = if address.len() > 254 {
+        Err(Refusal::Wrong)
+    } else {
+        app.inner.identity.redeem(address, form.code.trim()).await
+    };
+    let tokens = match granted {
+        Ok(tokens) => tokens,
+        Err(refusal) => {
+            let message = refusal_text(&app, &visit, refusal);
+            return code_page(&app, &visit, address, Some(message));
+        }
+    };
+    let Some(subject) = identity::subject(&tokens.access_token) else {
+        return app.message(&visit, StatusCode::BAD_GATEWAY, "error-title", "error-text");
+    };
+    let session = Session::new(
+        tokens.access_token,
+        tokens.refresh_token,
+        Duration::from_secs(tokens.expires_in),
+        subject,
+    );
+    // A new id at every sign-in: a session id seen before it cannot be fixed.
+    if let Some((old, _)) = &visit.session {
+        app.inner.sessions.remove(old);
+    }
+    let Some(id) = app.inner.sessions.insert(session) else {
+        return app.message(
+            &visit,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error-title",
+            "error-text",
+        );
+    };
+    let mut response = Redirect::to("/devices").into_response();
+    if let Some(value) = session_cookie(&id, app.inner.secure, 12 * 3600) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !same_origin(&headers, app.inner.secure) {
+        return forbidden(&app, &visit);
+    }
+    let Some((id, session)) = &visit.session else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    if form.csrf != session.csrf {
+        return forbidden(&app, &visit);
+    }
+    app.inner.sessions.remove(id);
+    if let Some(refresh) = &session.refresh_token {
+        app.inner.identity.revoke(refresh).await;
+    }
+    let mut response = Redirect::to("/sign-in").into_response();
+    if let Some(value) = session_cookie("", app.inner.secure, 0) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Debug, Serialize)]
+struct DeviceView {
+    model: String,
+    imei: String,
+    coverage: String,
+    repairs: Vec<RepairLink>,
+}
+
+#[derive(Debug, Serialize)]
+struct RepairLink {
+    order_id: String,
+    stage: String,
+}
+
+fn imei_of(id: Option<&DeviceId>) -> String {
+    match id.and_then(|d| d.kind.as_ref()) {
+        Some(device_id::Kind::Imei(v) | device_id::Kind::Serial(v)) => v.clone(),
+        None => String::new(),
+    }
+}
+
+async fn devices(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    let Some((id, session)) = &visit.session else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    let Some(token) = app.token(id, session).await else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    let listed = app
+        .inner
+        .warranty
+        .clone()
+        .list_devices_by_customer(authorized(
+            wpb::ListDevicesByCustomerRequest {
+                customer_id: session.subject.clone(),
+                page_size: 50,
+                page_token: String::new(),
+            },
+            &token,
+        ))
+        .await;
+    let listed = match listed {
+        Ok(listed) => listed.into_inner().devices,
+        Err(status) => return app.refused(&visit, &status),
+    };
+    let today = chrono_today();
+    let mut views = Vec::new();
+    for device in listed {
+        let repairs = app
+            .inner
+            .repair
+            .clone()
+            .list_repairs_by_device(authorized(
+                rpb::ListRepairsByDeviceRequest {
+                    device_id: device.device_id.clone(),
+                },
+                &token,
+            ))
+            .await
+            .map(|r| r.into_inner().repairs)
+            .unwrap_or_default();
+        let coverage = if device.voided {
+            app.t(visit.language, "device-voided", &[])
+        } else if device.warranty_end.as_str() >= today.as_str() {
+            app.t(
+                visit.language,
+                "device-covered-until",
+                &[("date", &device.warranty_end)],
+            )
+        } else {
+            app.t(
+                visit.language,
+                "device-expired",
+                &[("date", &device.warranty_end)],
+            )
+        };
+        views.push(DeviceView {
+            model: device.model,
+            imei: imei_of(device.device_id.as_ref()),
+            coverage,
+            repairs: repairs
+                .into_iter()
+                .map(|r| RepairLink {
+                    stage: app.t(
+                        visit.language,
+                        stage_message(rpb::Stage::try_from(r.stage).unwrap_or_default()),
+                        &[],
+                    ),
+                    order_id: r.order_id,
+                })
+                .collect(),
+        });
+    }
+    let title = app.t(visit.language, "devices-title", &[]);
+    app.page(
+        &visit,
+        StatusCode::OK,
+        &title,
+        "devices.html",
+        minijinja::context! { devices => views },
+    )
+}
+
+/// Today's date, ISO: the system clock is the one the person lives by.
+#[allow(clippy::disallowed_methods)]
+fn chrono_today() -> String {
+    chrono::Utc::now().date_naive().to_string()
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    stage: &'static str,
+    label: String,
+    state: &'static str,
+}
+
+fn stage_name(stage: rpb::Stage) -> &'static str {
+    stage.as_str_name()
+}
+
+fn steps(app: &App, language: &str, current: rpb::Stage) -> Vec<Step> {
+    let position = STAGES.iter().position(|(s, _)| *s == current);
+    STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, (stage, message))| Step {
+            stage: stage_name(*stage),
+            label: app.t(language, message, &[]),
+            state: match position {
+                Some(p) if i < p => "done",
+                Some(p) if i == p => "current",
+                Some(_) | None => "todo",
+            },
+        })
+        .collect()
+}
+
+async fn repair_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    let Some((id, session)) = &visit.session else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    let Some(token) = app.token(id, session).await else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    if order_id.len() > 64 {
+        return app.not_found(&visit);
+    }
+    let order = match app
+        .inner
+        .repair
+        .clone()
+        .get_repair(authorized(
+            rpb::OrderRef {
+                order_id: order_id.clone(),
+            },
+            &token,
+        ))
+        .await
+    {
+        Ok(order) => order.into_inner(),
+        Err(status) => return app.refused(&visit, &status),
+    };
+    let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
+    let title = app.t(
+        visit.language,
+        "repair-title",
+        &[("order", &order.order_id)],
+    );
+    let context = minijinja::context! {
+        title => &title,
+        order_id => &order.order_id,
+        steps => steps(&app, visit.language, stage),
+        stage => stage_name(stage),
+        stage_label => app.t(visit.language, stage_message(stage), &[]),
+        symptoms => &order.symptoms,
+    };
+    app.page(&visit, StatusCode::OK, &title, "repair.html", context)
+}
+
+/// The repair's stage as it changes: one `stage` event per change, from the
+/// repair service's live stream, with the person's own token.
+async fn repair_events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    let Some((id, session)) = &visit.session else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Some(token) = app.token(id, session).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let stream = match app
+        .inner
+        .repair
+        .clone()
+        .watch_repair(authorized(rpb::OrderRef { order_id }, &token))
+        .await
+    {
+        Ok(stream) => stream.into_inner(),
+        // At most ten live pages per person (the repair service's limit).
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            return StatusCode::TOO_MANY_REQUESTS.into_response();
+        }
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let language = visit.language;
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(move |item| {
+            let app = app.clone();
+            async move {
+                let order = item.ok()?;
+                let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
+                let data = serde_json::json!({
+                    "stage": stage_name(stage),
+                    "label": app.t(language, stage_message(stage), &[]),
+                });
+                Some(Ok::<_, Infallible>(
+                    Event::default().event("stage").data(data.to_string()),
+                ))
+            }
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.js" => (
+            include_str!("../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "app.css" => (include_str!("../static/app.css"), "text/css; charset=utf-8"),
+        "icon.svg" => (include_str!("../static/icon.svg"), "image/svg+xml"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn manifest() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/manifest+json")],
+        include_str!("../static/manifest.webmanifest"),
+    )
+        .into_response()
+}
+
+async fn not_found_anywhere(State(app): State<App>, headers: HeaderMap) -> Response {
+    let visit = app.visit(&headers, None);
+    app.not_found(&visit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_posts_from_this_origin_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(same_origin(&h, false), "no Origin: a same-site navigation");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8080"),
+        );
+        assert!(same_origin(&h, false));
+        assert!(!same_origin(&h, true), "https expected");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h, false));
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, false));
+    }
+}
