@@ -1,4 +1,4 @@
-# One image for the four services and the `aftersales` tool. Build stage: the
+# One image for the four services, the web gateway and the `aftersales` tool. Build stage: the
 # workspace with a cached registry and target; run stage: the binaries on a slim
 # Debian, as an unprivileged user. Pick the service with the command, e.g.
 # `aftersales-repair` (docker-compose.yml, deploy/k8s do).
@@ -11,7 +11,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir /out \
  && cp target/release/aftersales target/release/aftersales-warranty \
        target/release/aftersales-repair target/release/aftersales-logistics \
-       target/release/aftersales-notification /out/
+       target/release/aftersales-notification target/release/aftersales-gateway /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -20,7 +20,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --no-create-home aftersales
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
-# gRPC 50051-50054, metrics 9101-9104, the carrier webhook 8053.
-EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104 8053
+# gRPC 50051-50054, metrics 9101-9104, the carrier webhook 8053, the web 8080.
+EXPOSE 50051 50052 50053 50054 9101 9102 9103 9104 8053 8080
 ENTRYPOINT []
 CMD ["aftersales", "--help"]

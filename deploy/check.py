@@ -175,6 +175,14 @@ def check_overlay(objects, name):
             any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets.values()),
             f"{name}: {service} has no PodDisruptionBudget",
         )
+    gateway = deployments.get("gateway")
+    require(gateway is not None, f"{name}: no gateway Deployment")
+    (web,) = gateway["spec"]["template"]["spec"]["containers"]
+    web_env = {e["name"]: e for e in web.get("env", [])}
+    require(web_env.get("AFTERSALES_GATEWAY_SECURE", {}).get("value") == "true", f"{name}: the gateway's cookies are Secure")
+    for variable in ("AFTERSALES_WARRANTY_URL", "AFTERSALES_REPAIR_URL"):
+        require(web_env.get(variable, {}).get("value", "").startswith("https://"), f"{name}: the gateway calls the services over TLS")
+    require("readinessProbe" in web, f"{name}: the gateway needs a readiness probe")
     conf = next(
         (o["data"]["nats.conf"] for o in by_kind(objects, "ConfigMap").values() if "nats.conf" in o.get("data", {})),
         "",
