@@ -1484,6 +1484,32 @@ impl Browser {
             .unwrap();
     }
 
+    /// The serious and critical WCAG violations axe-core finds on the page.
+    async fn accessibility_violations(&self) -> Vec<serde_json::Value> {
+        let axe = std::env::var("AFTERSALES_AXE_CORE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/aftersales/node/node_modules/axe-core/axe.min.js",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let source = std::fs::read_to_string(&axe)
+            .unwrap_or_else(|e| panic!("{axe}: {e} (./scripts/test installs axe-core)"));
+        self.client.execute(&source, Vec::new()).await.unwrap();
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] })
+                   .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => ({ id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html) }))))
+                   .catch(e => done([{ id: 'axe-failed', error: String(e) }]));",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        found.as_array().cloned().expect("axe answered with a list")
+    }
+
     /// The page at 360 and 1280 pixels wide, as PNGs in `folder`.
     async fn screenshots(&self, folder: &std::path::Path, name: &str) {
         for width in [360, 1280] {
@@ -1516,6 +1542,10 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "de"
     );
     browser.screenshots(&shots, "sign-in").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     browser.fill("#address", "demo-lena@example.com").await;
     browser.submit("main form button").await;
     if b.wait().for_element(Locator::Css("#code")).await.is_err() {
@@ -1526,6 +1556,10 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     browser.submit("main form button").await;
     b.wait().for_element(Locator::Css(".cards")).await.unwrap();
     browser.screenshots(&shots, "devices").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     let devices = browser.text("main").await;
     assert!(devices.contains("Meine Geräte"), "{devices}");
     assert!(devices.contains("Aurora 5"), "{devices}");
@@ -1550,6 +1584,10 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         .await
         .unwrap();
     browser.screenshots(&shots, "repair").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     assert_eq!(
         browser
             .js("return document.getElementById('stage-label').dataset.stage")
