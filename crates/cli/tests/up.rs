@@ -1412,8 +1412,6 @@ impl Browser {
                 .unwrap(),
         );
         let profile = tempfile::tempdir().unwrap();
-        // The WebDriver client's TLS stack wants one crypto provider chosen.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -1431,12 +1429,14 @@ impl Browser {
             || {
                 let capabilities = capabilities.clone();
                 async move {
-                    fantoccini::ClientBuilder::rustls()
-                        .map_err(|e| e.to_string())?
-                        .capabilities(capabilities)
-                        .connect(&format!("http://127.0.0.1:{port}"))
-                        .await
-                        .map_err(|e| e.to_string())
+                    // chromedriver is on loopback: plain HTTP, no TLS stack.
+                    fantoccini::ClientBuilder::new(
+                        hyper_util::client::legacy::connect::HttpConnector::new(),
+                    )
+                    .capabilities(capabilities)
+                    .connect(&format!("http://127.0.0.1:{port}"))
+                    .await
+                    .map_err(|e| e.to_string())
                 }
             },
             Result::is_ok,

@@ -44,16 +44,22 @@ impl Identity {
         })
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<reqwest::Response, Refusal> {
-        self.http
-            .post(format!("{}{path}", self.url))
-            .form(form)
-            .send()
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "the identity provider cannot be reached");
-                Refusal::Unavailable
-            })
+    /// `client`: the browser's address, so the provider counts attempts per
+    /// person rather than per gateway.
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        client: Option<std::net::IpAddr>,
+    ) -> Result<reqwest::Response, Refusal> {
+        let mut request = self.http.post(format!("{}{path}", self.url)).form(form);
+        if let Some(client) = client {
+            request = request.header("x-forwarded-for", client.to_string());
+        }
+        request.send().await.map_err(|error| {
+            tracing::warn!(%error, "the identity provider cannot be reached");
+            Refusal::Unavailable
+        })
     }
 
     fn refusal(status: reqwest::StatusCode) -> Refusal {
@@ -65,11 +71,17 @@ impl Identity {
     }
 
     /// Sends a sign-in code to `address` (if it is anyone's: the answer is the same).
-    pub async fn send_code(&self, address: &str, language: &str) -> Result<(), Refusal> {
+    pub async fn send_code(
+        &self,
+        address: &str,
+        language: &str,
+        client: std::net::IpAddr,
+    ) -> Result<(), Refusal> {
         let answer = self
             .post(
                 "/one-time-code",
                 &[("address", address), ("language", language)],
+                Some(client),
             )
             .await?;
         if answer.status().is_success() {
@@ -79,34 +91,51 @@ impl Identity {
         }
     }
 
-    async fn grant(&self, form: &[(&str, &str)]) -> Result<Tokens, Refusal> {
-        let answer = self.post("/token", form).await?;
+    async fn grant(
+        &self,
+        form: &[(&str, &str)],
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Tokens, Refusal> {
+        let answer = self.post("/token", form, client).await?;
         if !answer.status().is_success() {
             return Err(Self::refusal(answer.status()));
         }
         answer.json().await.map_err(|_| Refusal::Unavailable)
     }
 
-    pub async fn redeem(&self, address: &str, code: &str) -> Result<Tokens, Refusal> {
-        self.grant(&[
-            ("grant_type", ONE_TIME_CODE_GRANT),
-            ("address", address),
-            ("code", code),
-        ])
+    pub async fn redeem(
+        &self,
+        address: &str,
+        code: &str,
+        client: std::net::IpAddr,
+    ) -> Result<Tokens, Refusal> {
+        self.grant(
+            &[
+                ("grant_type", ONE_TIME_CODE_GRANT),
+                ("address", address),
+                ("code", code),
+            ],
+            Some(client),
+        )
         .await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, Refusal> {
-        self.grant(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ])
+        self.grant(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            None,
+        )
         .await
     }
 
     /// Ends the session at the provider (sign-out).
     pub async fn revoke(&self, refresh_token: &str) {
-        let _ = self.post("/revoke", &[("token", refresh_token)]).await;
+        let _ = self
+            .post("/revoke", &[("token", refresh_token)], None)
+            .await;
     }
 }
 

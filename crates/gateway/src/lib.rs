@@ -119,11 +119,14 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = pages::router(app);
     let served = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        if let Err(error) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
         {
             tracing::error!(%error, "the gateway stopped");
         }

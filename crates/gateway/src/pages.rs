@@ -10,7 +10,7 @@ use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use axum::Form;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -410,6 +410,7 @@ fn refusal_text(app: &App, visit: &Visit, refusal: Refusal) -> String {
 
 async fn send_code(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<AddressForm>,
 ) -> Response {
@@ -429,7 +430,12 @@ async fn send_code(
             minijinja::context! { message => message },
         );
     }
-    match app.inner.identity.send_code(address, visit.language).await {
+    match app
+        .inner
+        .identity
+        .send_code(address, visit.language, peer.ip())
+        .await
+    {
         Ok(()) => code_page(&app, &visit, address, None),
         Err(refusal) => {
             let title = app.t(visit.language, "sign-in-title", &[]);
@@ -456,6 +462,7 @@ fn session_cookie(id: &str, secure: bool, max_age: u64) -> Option<HeaderValue> {
 
 async fn redeem_code(
     State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
@@ -467,7 +474,10 @@ async fn redeem_code(
     let granted: Result<Tokens, Refusal> = if address.len() > 254 {
         Err(Refusal::Wrong)
     } else {
-        app.inner.identity.redeem(address, form.code.trim()).await
+        app.inner
+            .identity
+            .redeem(address, form.code.trim(), peer.ip())
+            .await
     };
     let tokens = match granted {
         Ok(tokens) => tokens,

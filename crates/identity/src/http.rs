@@ -218,10 +218,9 @@ impl App {
         }
     }
 
-    async fn refresh(&self, form: &Fields, source: &str) -> Response {
-        if let Err(wait) = self.limits.attempt("refresh", source) {
-            return too_many(wait);
-        }
+    /// Not rate-limited per account: a refresh token is 256 random bits, never
+    /// guessed, and every session's renewals would share one allowance.
+    async fn refresh(&self, form: &Fields) -> Response {
         match self
             .provider
             .store
@@ -238,13 +237,28 @@ impl App {
     }
 }
 
+/// Whom attempts are counted against: the peer, or, for a proxy on this
+/// machine (the web gateway), the address it says the request came from.
+fn source(peer: SocketAddr, headers: &HeaderMap) -> String {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 45);
+    match forwarded {
+        Some(client) if peer.ip().is_loopback() => client.to_owned(),
+        Some(_) | None => peer.ip().to_string(),
+    }
+}
+
 async fn token(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<Fields>,
 ) -> Response {
-    let source = peer.ip().to_string();
+    let source = source(peer, &headers);
     match field(&form, "grant_type") {
         "client_credentials" => app
             .provider
@@ -252,7 +266,7 @@ async fn token(
             .client_credentials(&headers)
             .into_response(),
         "password" => app.password(&form, &source).await,
-        "refresh_token" => app.refresh(&form, &source).await,
+        "refresh_token" => app.refresh(&form).await,
         ONE_TIME_CODE_GRANT => app.one_time_code(&form, &source).await,
         _ => grant_error(StatusCode::BAD_REQUEST, "unsupported_grant_type").into_response(),
     }
@@ -263,6 +277,7 @@ async fn token(
 async fn one_time_code(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(form): Form<Fields>,
 ) -> Response {
     let address = codes::normalize(field(&form, "address"));
@@ -270,7 +285,7 @@ async fn one_time_code(
     if address.is_empty() || address.len() > MAX_ADDRESS_BYTES || language.len() > 35 {
         return grant_error(StatusCode::BAD_REQUEST, "invalid_request").into_response();
     }
-    if let Err(wait) = app.limits.send(&address, &peer.ip().to_string()) {
+    if let Err(wait) = app.limits.send(&address, &source(peer, &headers)) {
         return too_many(wait);
     }
     match app.codes.may_send(&address, Instant::now()) {

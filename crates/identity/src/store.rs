@@ -109,6 +109,12 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// A transaction that writes: it takes SQLite's write lock at once, so two
+    /// writers queue (busy timeout) instead of one failing on upgrading a read.
+    async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, IdentityError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// The signing keys kept, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKey>, IdentityError> {
         let rows = sqlx::query("SELECT pkcs8 FROM signing_keys ORDER BY created_at, kid")
@@ -189,7 +195,7 @@ impl Store {
     ) -> Result<String, IdentityError> {
         let session = random_token()?;
         let refresh = random_token()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "INSERT INTO sessions (session_id, subject, role, centers, started_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -214,7 +220,7 @@ impl Store {
     /// Uses `refresh`: a new one for the same session, or refused. A token used
     /// twice means it leaked, so its session ends for everyone holding it.
     pub async fn rotate(&self, refresh: &str) -> Result<Rotation, IdentityError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "SELECT t.session_id, t.used, s.subject, s.role, s.centers, s.expires_at, s.revoked_at \
              FROM refresh_tokens t JOIN sessions s ON s.session_id = t.session_id \
@@ -286,7 +292,7 @@ impl Store {
     /// Forgets sessions that ended more than a day ago, with their tokens.
     pub async fn forget_ended_sessions(&self) -> Result<u64, IdentityError> {
         let cutoff = now().saturating_sub(86_400);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         sqlx::query(
             "DELETE FROM refresh_tokens WHERE session_id IN \
              (SELECT session_id FROM sessions WHERE expires_at < $1 OR revoked_at < $1)",

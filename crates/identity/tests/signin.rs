@@ -383,3 +383,33 @@ async fn oversized_and_malformed_requests_are_refused_and_write_nothing() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_proxy_on_this_machine_has_attempts_counted_per_browser() {
+    let p = start("sqlite::memory:", "127.0.0.1:0").await;
+    let send = |from: &'static str, n: usize| {
+        let http = p.http.clone();
+        let url = format!("{}/one-time-code", p.provider.url());
+        async move {
+            http.post(url)
+                .header("x-forwarded-for", from)
+                .form(&[("address", format!("someone-{n}@example.com"))])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Fifty requests from one browser, then it waits; another browser does not.
+    let mut statuses = Vec::new();
+    for n in 0..51 {
+        statuses.push(send("203.0.113.7", n).await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(send("198.51.100.9", 99).await, 200);
+}
