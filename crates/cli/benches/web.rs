@@ -40,7 +40,8 @@ impl Drop for Up {
 fn code_in(smtp: &aftersales_testkit::SmtpServer) -> Option<String> {
     smtp.messages().iter().rev().find_map(|mail| {
         let mail = aftersales_testkit::smtp::readable(mail);
-        let line = mail.lines().find(|l| l.contains("Anmeldecode lautet"))?;
+        // The gateway asks in the browser's language: none given, English.
+        let line = mail.lines().find(|l| l.contains("sign-in code is"))?;
         line.split(|c: char| !c.is_ascii_digit())
             .find(|w| w.len() == 6)
             .map(str::to_owned)
