@@ -408,6 +408,18 @@ fn refusal_text(app: &App, visit: &Visit, refusal: Refusal) -> String {
     app.t(visit.language, id, &[])
 }
 
+/// The sign-in page again, saying why.
+fn sign_in_again(app: &App, visit: &Visit, status: StatusCode, message: &str) -> Response {
+    let title = app.t(visit.language, "sign-in-title", &[]);
+    app.page(
+        visit,
+        status,
+        &title,
+        "sign_in.html",
+        minijinja::context! { message => message },
+    )
+}
+
 async fn send_code(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -420,15 +432,8 @@ async fn send_code(
     }
     let address = form.address.trim();
     if address.is_empty() || address.len() > 254 {
-        let title = app.t(visit.language, "sign-in-title", &[]);
         let message = app.t(visit.language, "sign-in-wrong", &[]);
-        return app.page(
-            &visit,
-            StatusCode::BAD_REQUEST,
-            &title,
-            "sign_in.html",
-            minijinja::context! { message => message },
-        );
+        return sign_in_again(&app, &visit, StatusCode::BAD_REQUEST, &message);
     }
     match app
         .inner
@@ -438,15 +443,8 @@ async fn send_code(
     {
         Ok(()) => code_page(&app, &visit, address, None),
         Err(refusal) => {
-            let title = app.t(visit.language, "sign-in-title", &[]);
             let message = refusal_text(&app, &visit, refusal);
-            app.page(
-                &visit,
-                StatusCode::TOO_MANY_REQUESTS,
-                &title,
-                "sign_in.html",
-                minijinja::context! { message => message },
-            )
+            sign_in_again(&app, &visit, StatusCode::TOO_MANY_REQUESTS, &message)
         }
     }
 }
