@@ -6,6 +6,11 @@
 //! `GetRepair` call to the repair service with her token (verified there), and
 //! rendering; the static file costs none of that.
 //!
+//! Then live fan-out: `BENCH_PAGES` (default 1,000) open repair pages (server-sent
+//! event streams) on the gateway, the technician checks the phone in, and the time
+//! from issuing the step to each page's receiving it; with the `up` process's
+//! resident memory before the pages opened and while they are open.
+//!
 //! `cargo bench -p aftersales-cli --bench web`.
 
 #![allow(
@@ -100,6 +105,49 @@ fn report(name: &str, (rate, latencies): &(f64, Vec<Duration>)) {
     );
 }
 
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One open page: the stage events it receives, with when each arrived.
+async fn page(
+    http: reqwest::Client,
+    url: String,
+    cookie: String,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> Option<Instant> {
+    use futures::StreamExt as _;
+    let response = http.get(&url).header("cookie", &cookie).send().await.ok()?;
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let mut events = 0;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = seen.find("\n\n") {
+            let event: String = seen.drain(..end + 2).collect();
+            if !event.contains("event: stage") {
+                continue;
+            }
+            events += 1;
+            if events == 1 {
+                let _ = ready.send(()).await;
+            } else if event.contains("STAGE_RECEIVED") {
+                return Some(Instant::now());
+            }
+        }
+    }
+    None
+}
+
 #[tokio::main]
 async fn main() {
     let clients = env_usize("BENCH_CLIENTS", 50);
@@ -133,12 +181,20 @@ async fn main() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let web = loop {
+    let (mut web, mut issuer, mut repair_grpc) = (String::new(), String::new(), String::new());
+    while issuer.is_empty() {
         let line = lines.next().unwrap().unwrap();
         if let Some(url) = line.strip_prefix("web") {
-            break url.trim().to_owned();
+            url.trim().clone_into(&mut web);
+        } else if let Some(url) = line.strip_prefix("identity") {
+            url.trim().clone_into(&mut issuer);
+        } else if let Some(address) = line.strip_prefix("repair") {
+            address
+                .trim()
+                .trim_start_matches("grpc://")
+                .clone_into(&mut repair_grpc);
         }
-    };
+    }
     // Seeding is done when `up` says where its data is.
     loop {
         let line = lines.next().unwrap().unwrap();
@@ -147,6 +203,7 @@ async fn main() {
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
+    let pid = child.id();
     let _up = Up(child);
 
     let http = reqwest::Client::builder()
@@ -211,4 +268,77 @@ async fn main() {
             &load(&http, &repair, &cookie, clients, seconds).await,
         );
     }
+
+    // Live fan-out.
+    let pages = env_usize("BENCH_PAGES", 1000);
+    let before = rss_mib(pid);
+    let streams = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let (ready, mut opened) = tokio::sync::mpsc::channel(pages);
+    let mut open = Vec::new();
+    for _ in 0..pages {
+        open.push(tokio::spawn(page(
+            streams.clone(),
+            format!("{repair}/events"),
+            cookie.to_string(),
+            ready.clone(),
+        )));
+    }
+    for _ in 0..pages {
+        opened.recv().await.unwrap();
+    }
+    let during = rss_mib(pid);
+    // The technician checks the phone in (signed in with the tool).
+    let config = tempfile::tempdir().unwrap();
+    let accounts = std::fs::read_to_string(data.path().join("demo-accounts.txt")).unwrap();
+    let password = accounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"tech-berlin")).then(|| f[2].to_owned())
+        })
+        .unwrap();
+    let tool = |args: &[&str]| {
+        let status = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(args)
+            .env("AFTERSALES_CONFIG_DIR", config.path())
+            .env("AFTERSALES_ISSUER_URL", &issuer)
+            .env("AFTERSALES_REPAIR_URL", format!("http://{repair_grpc}"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "aftersales {args:?}");
+    };
+    tool(&[
+        "login",
+        "--username",
+        "tech-berlin",
+        "--password",
+        &password,
+    ]);
+    let step = Instant::now();
+    tool(&["repair", "advance", "--order", &order, "--step", "check-in"]);
+    let committed = step.elapsed();
+    let mut arrivals = Vec::new();
+    for page in open {
+        arrivals.push(
+            page.await
+                .unwrap()
+                .expect("the page saw the step")
+                .duration_since(step),
+        );
+    }
+    arrivals.sort();
+    let at = |q: f64| arrivals[((arrivals.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "fan-out to {pages} open pages: from issuing the step (the tool's run took {:.0} ms), \
+         p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms; up's memory {before:.0} MiB before the \
+         pages, {during:.0} MiB with them open",
+        committed.as_secs_f64() * 1e3,
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        arrivals.last().unwrap().as_secs_f64() * 1e3,
+    );
 }

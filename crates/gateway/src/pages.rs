@@ -81,6 +81,7 @@ struct Inner {
     warranty: WarrantyServiceClient<Channel>,
     repair: RepairServiceClient<Channel>,
     identity: Identity,
+    feeds: crate::feeds::Feeds,
     secure: bool,
 }
 
@@ -109,6 +110,7 @@ impl App {
                 translations,
                 sessions: Sessions::default(),
                 warranty,
+                feeds: crate::feeds::Feeds::new(repair.clone()),
                 repair,
                 identity,
                 secure,
@@ -307,7 +309,7 @@ impl App {
 }
 
 /// A request carrying `token`.
-fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {
         request.metadata_mut().insert("authorization", value);
@@ -733,8 +735,8 @@ async fn repair_page(
     app.page(&visit, StatusCode::OK, &title, "repair.html", context)
 }
 
-/// The repair's stage as it changes: one `stage` event per change, from the
-/// repair service's live stream, with the person's own token.
+/// The repair's stage as it changes: one `stage` event now and one per change,
+/// from the order's shared live stream, once the person may see the order.
 async fn repair_events(
     State(app): State<App>,
     headers: HeaderMap,
@@ -747,37 +749,42 @@ async fn repair_events(
     let Some(token) = app.token(id, session).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let stream = match app
+    let order = match app
         .inner
         .repair
         .clone()
-        .watch_repair(authorized(rpb::OrderRef { order_id }, &token))
+        .get_repair(authorized(
+            rpb::OrderRef {
+                order_id: order_id.clone(),
+            },
+            &token,
+        ))
         .await
     {
-        Ok(stream) => stream.into_inner(),
-        // At most ten live pages per person (the repair service's limit).
-        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-            return StatusCode::TOO_MANY_REQUESTS.into_response();
-        }
+        Ok(order) => order.into_inner(),
         Err(_) => return StatusCode::NOT_FOUND.into_response(),
     };
+    let changes = app.inner.feeds.join(&order.order_id, &token);
     let language = visit.language;
-    let events = stream
-        .take_while(|item| std::future::ready(item.is_ok()))
-        .filter_map(move |item| {
-            let app = app.clone();
-            async move {
-                let order = item.ok()?;
-                let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
-                let data = serde_json::json!({
-                    "stage": stage_name(stage),
-                    "label": app.t(language, stage_message(stage), &[]),
-                });
-                Some(Ok::<_, Infallible>(
-                    Event::default().event("stage").data(data.to_string()),
-                ))
+    let now = futures::stream::once(std::future::ready(order.stage));
+    let later = futures::stream::unfold(changes, |mut changes| async move {
+        loop {
+            match changes.recv().await {
+                Ok(stage) => return Some((stage, changes)),
+                // Fell behind: the newest stage is what counts.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
+        }
+    });
+    let events = now.chain(later).map(move |stage| {
+        let stage = rpb::Stage::try_from(stage).unwrap_or_default();
+        let data = serde_json::json!({
+            "stage": stage_name(stage),
+            "label": app.t(language, stage_message(stage), &[]),
         });
+        Ok::<_, Infallible>(Event::default().event("stage").data(data.to_string()))
+    });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -500,16 +500,24 @@ async fn registering_someone_elses_phone_first_does_not_lock_the_real_buyer_out(
             .customer_id,
         "anna"
     );
-    let mine = anna()
-        .list_devices_by_customer(pb::ListDevicesByCustomerRequest {
-            customer_id: "anna".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    // The directory is a read model: it follows the log a moment later.
+    let mine = aftersales_testkit::eventually(
+        || async {
+            anna()
+                .list_devices_by_customer(pb::ListDevicesByCustomerRequest {
+                    customer_id: "anna".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .devices
+        },
+        |devices| !devices.is_empty(),
+    )
+    .await;
     assert!(
-        mine.devices.iter().any(|d| d.purchase_date == days_ago(3)),
+        mine.iter().any(|d| d.purchase_date == days_ago(3)),
         "the directory shows the verified purchase: {mine:?}"
     );
 }
