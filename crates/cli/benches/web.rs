@@ -319,7 +319,9 @@ async fn main() {
         &password,
     ]);
     let step = Instant::now();
-    tool(&["repair", "advance", "--order", &order, "--step", "check-in", "--notes", "ok"]);
+    tool(&[
+        "repair", "advance", "--order", &order, "--step", "check-in", "--notes", "ok",
+    ]);
     let committed = step.elapsed();
     let mut arrivals = Vec::new();
     for page in open {
