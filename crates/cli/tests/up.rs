@@ -1630,6 +1630,66 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     assert_eq!(live[1], true, "the page was not reloaded");
     assert_eq!(browser.text("#stage-label").await, "Gerät eingegangen");
 
+    // Diagnosed out of warranty and quoted; she approves with one click.
+    for step in [
+        &[
+            "repair",
+            "advance",
+            "--order",
+            &order,
+            "--step",
+            "diagnose",
+            "--fault",
+            "liquid_damage",
+        ][..],
+        &[
+            "repair",
+            "advance",
+            "--order",
+            &order,
+            "--step",
+            "quote",
+            "--amount",
+            "6900",
+            "--currency",
+            "EUR",
+        ],
+    ] {
+        run_env(&urls, &env, step).unwrap();
+    }
+    aftersales_testkit::eventually(
+        || async {
+            browser
+                .js("return document.getElementById('stage-label').dataset.stage")
+                .await
+        },
+        |stage| stage == "STAGE_QUOTED",
+    )
+    .await;
+    b.refresh().await.unwrap();
+    let quote = browser.text(".quote").await;
+    assert!(quote.contains("EUR 69.00"), "{quote}");
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.screenshots(&shots, "quote").await;
+    browser.submit(".decision button[value=approve]").await;
+    aftersales_testkit::eventually(
+        || async {
+            browser
+                .js("return document.getElementById('stage-label').dataset.stage")
+                .await
+        },
+        |stage| stage == "STAGE_APPROVED",
+    )
+    .await;
+    let timeline = run_env(&urls, &env, &["repair", "timeline", "--order", &order]).unwrap();
+    assert!(
+        timeline.contains("customer:demo-lena"),
+        "the consent is hers: {timeline}"
+    );
+
     // At the desk: a phone of Lena's with a nasty description, and someone else's repair.
     let (agent_password, _) = &accounts["agent"];
     run_env(

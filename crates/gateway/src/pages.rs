@@ -128,6 +128,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/devices", get(devices))
         .route("/repairs/{order_id}", get(repair_page))
         .route("/repairs/{order_id}/events", get(repair_events))
+        .route("/repairs/{order_id}/quote", post(decide_quote))
         .route("/static/{file}", get(asset))
         .route("/manifest.webmanifest", get(manifest))
         .fallback(not_found_anywhere)
@@ -208,7 +209,13 @@ impl App {
             .inner
             .templates
             .get_template(template)
-            .and_then(|tpl| tpl.render(minijinja::context! { t => &t, ..context }))
+            .and_then(|tpl| {
+                tpl.render(minijinja::context! {
+                    t => &t,
+                    csrf => visit.session.as_ref().map(|(_, s)| s.csrf.clone()),
+                    ..context
+                })
+            })
             .and_then(|content| {
                 self.inner
                     .templates
@@ -731,8 +738,102 @@ async fn repair_page(
         stage => stage_name(stage),
         stage_label => app.t(visit.language, stage_message(stage), &[]),
         symptoms => &order.symptoms,
+        quote => order.quote.as_ref().map(|q| quote_view(q, stage == rpb::Stage::Quoted)),
     };
     app.page(&visit, StatusCode::OK, &title, "repair.html", context)
+}
+
+#[derive(Debug, Serialize)]
+struct QuoteView {
+    revision: u32,
+    lines: Vec<QuoteLineView>,
+    total: String,
+    /// Waiting for the customer's answer.
+    open: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct QuoteLineView {
+    description: String,
+    amount: String,
+}
+
+/// Minor units as `EUR 69.00`.
+fn money(m: Option<&aftersales_proto::common::Money>) -> String {
+    m.map_or_else(String::new, |m| {
+        let sign = if m.minor_units < 0 { "-" } else { "" };
+        let units = m.minor_units.unsigned_abs();
+        format!("{} {sign}{}.{:02}", m.currency, units / 100, units % 100)
+    })
+}
+
+fn quote_view(q: &rpb::Quote, open: bool) -> QuoteView {
+    QuoteView {
+        revision: q.revision,
+        lines: q
+            .lines
+            .iter()
+            .map(|l| QuoteLineView {
+                description: l.description.clone(),
+                amount: money(l.amount.as_ref()),
+            })
+            .collect(),
+        total: money(q.total.as_ref()),
+        open,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DecisionForm {
+    csrf: String,
+    revision: u32,
+    decision: String,
+}
+
+/// The customer's answer to a quote, one click: the repair service records who
+/// answered and when; the revision they saw must still be the current one.
+async fn decide_quote(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !same_origin(&headers, app.inner.secure) {
+        return forbidden(&app, &visit);
+    }
+    let Some((id, session)) = &visit.session else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    if form.csrf != session.csrf {
+        return forbidden(&app, &visit);
+    }
+    let Some(token) = app.token(id, session).await else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    let mut repair = app.inner.repair.clone();
+    let reference = rpb::OrderRef {
+        order_id: order_id.clone(),
+    };
+    let order = match repair
+        .get_repair(authorized(reference.clone(), &token))
+        .await
+    {
+        Ok(order) => order.into_inner(),
+        Err(status) => return app.refused(&visit, &status),
+    };
+    if order.quote.as_ref().map(|q| q.revision) != Some(form.revision) {
+        return app.message(&visit, StatusCode::CONFLICT, "quote-title", "quote-changed");
+    }
+    let answered = match form.decision.as_str() {
+        "approve" => repair.approve_quote(authorized(reference, &token)).await,
+        "decline" => repair.decline_quote(authorized(reference, &token)).await,
+        _ => return app.not_found(&visit),
+    };
+    match answered {
+        Ok(_) => Redirect::to(&format!("/repairs/{}", order.order_id)).into_response(),
+        Err(status) => app.refused(&visit, &status),
+    }
 }
 
 /// The repair's stage as it changes: one `stage` event now and one per change,
