@@ -137,7 +137,12 @@ pub async fn demo_accounts(provider: &Provider, data_dir: &Path) -> Result<(), S
     if !path.exists() {
         let mut lines = String::from("# role username password [authenticator secret]\n");
         for demo in &DEMO {
-            let password = secret()?.chars().take(20).collect::<String>();
+            // Letters and digits only: a leading `-` would read as a flag on the command line.
+            let password = secret()?
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(20)
+                .collect::<String>();
             let totp = provider
                 .add_account(NewAccount {
                     username: demo.username.into(),
