@@ -295,11 +295,6 @@ impl Issuer {
         }
     }
 
-    /// The keys, oldest first: what a provider that keeps them stores.
-    pub fn with_keys<T>(&self, read: impl FnOnce(&[SigningKey]) -> T) -> Option<T> {
-        self.keys.read().ok().map(|keys| read(&keys))
-    }
-
     /// How many times the key set has been fetched.
     pub fn key_fetches(&self) -> usize {
         self.key_fetches.load(std::sync::atomic::Ordering::Relaxed)

@@ -30,6 +30,9 @@ pub enum I18nError {
 
 pub struct Translations {
     bundles: HashMap<&'static str, FluentBundle<FluentResource>>,
+    /// Every message of each language, formatted without arguments: what a
+    /// page's template reads, made once rather than per page.
+    tables: HashMap<&'static str, HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Translations {
@@ -61,30 +64,42 @@ impl Translations {
                 .map_err(|errors| error(format!("{errors:?}")))?;
             bundles.insert(*tag, bundle);
         }
-        let translations = Self { bundles };
-        translations.check_complete()?;
-        Ok(translations)
-    }
-
-    fn check_complete(&self) -> Result<(), I18nError> {
         let english =
             FluentResource::try_new(SOURCES[0].1.to_owned()).map_err(|_| I18nError::Bundle {
                 language: "en".into(),
                 reason: "unparsable".into(),
             })?;
-        for entry in english.entries() {
-            if let fluent_syntax::ast::Entry::Message(message) = entry {
-                for (tag, bundle) in &self.bundles {
-                    if !bundle.has_message(message.id.name) {
-                        return Err(I18nError::Bundle {
-                            language: (*tag).to_owned(),
-                            reason: format!("{} is missing", message.id.name),
-                        });
-                    }
-                }
+        let ids: Vec<String> = english
+            .entries()
+            .filter_map(|entry| match entry {
+                fluent_syntax::ast::Entry::Message(m) => Some(m.id.name.to_owned()),
+                fluent_syntax::ast::Entry::Term(_)
+                | fluent_syntax::ast::Entry::Comment(_)
+                | fluent_syntax::ast::Entry::GroupComment(_)
+                | fluent_syntax::ast::Entry::ResourceComment(_)
+                | fluent_syntax::ast::Entry::Junk { .. } => None,
+            })
+            .collect();
+        for (tag, bundle) in &bundles {
+            if let Some(missing) = ids.iter().find(|id| !bundle.has_message(id)) {
+                return Err(I18nError::Bundle {
+                    language: (*tag).to_owned(),
+                    reason: format!("{missing} is missing"),
+                });
             }
         }
-        Ok(())
+        let mut translations = Self {
+            bundles,
+            tables: HashMap::new(),
+        };
+        for (tag, _) in LANGUAGES {
+            let table = ids
+                .iter()
+                .map(|id| (id.clone(), translations.text(tag, id, &[])))
+                .collect();
+            translations.tables.insert(tag, table);
+        }
+        Ok(translations)
     }
 
     /// Message `id` in `language`, with `args`; the id itself if it is unknown.
@@ -110,24 +125,12 @@ impl Translations {
     }
 
     /// Every message without arguments in `language`, for templates.
-    pub fn all(&self, language: &str) -> HashMap<String, String> {
-        let english = FluentResource::try_new(SOURCES[0].1.to_owned()).ok();
-        english
-            .iter()
-            .flat_map(|r| r.entries())
-            .filter_map(|entry| match entry {
-                fluent_syntax::ast::Entry::Message(m) => Some(m.id.name.to_owned()),
-                fluent_syntax::ast::Entry::Term(_)
-                | fluent_syntax::ast::Entry::Comment(_)
-                | fluent_syntax::ast::Entry::GroupComment(_)
-                | fluent_syntax::ast::Entry::ResourceComment(_)
-                | fluent_syntax::ast::Entry::Junk { .. } => None,
-            })
-            .map(|id| {
-                let text = self.text(language, &id, &[]);
-                (id, text)
-            })
-            .collect()
+    pub fn all(&self, language: &str) -> &HashMap<String, String> {
+        static NONE: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+        self.tables
+            .get(language)
+            .or_else(|| self.tables.get("en"))
+            .unwrap_or_else(|| NONE.get_or_init(HashMap::new))
     }
 }
 

@@ -77,6 +77,8 @@ pub struct App {
 struct Inner {
     templates: Environment<'static>,
     translations: Arc<Translations>,
+    /// Each language's messages as templates read them, built once.
+    words: std::collections::HashMap<&'static str, minijinja::Value>,
     sessions: Sessions,
     warranty: WarrantyServiceClient<Channel>,
     repair: RepairServiceClient<Channel>,
@@ -104,9 +106,19 @@ impl App {
         ] {
             templates.add_template(name, source)?;
         }
+        let words = LANGUAGES
+            .iter()
+            .map(|(tag, _)| {
+                (
+                    *tag,
+                    minijinja::Value::from_serialize(translations.all(tag)),
+                )
+            })
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 templates,
+                words,
                 translations,
                 sessions: Sessions::default(),
                 warranty,
@@ -200,7 +212,12 @@ impl App {
         template: &str,
         context: minijinja::Value,
     ) -> Response {
-        let t = self.inner.translations.all(visit.language);
+        let t = self
+            .inner
+            .words
+            .get(visit.language)
+            .cloned()
+            .unwrap_or_default();
         let languages: Vec<_> = LANGUAGES
             .iter()
             .map(|(tag, name)| minijinja::context! { tag => tag, name => name })
@@ -291,6 +308,32 @@ impl App {
                 "error-text",
             )
         }
+    }
+
+    /// The signed-in person's session and access token, or `None` if nobody is
+    /// signed in (or the session can no longer be renewed).
+    async fn signed_in(&self, visit: &Visit) -> Option<(Session, String)> {
+        let (id, session) = visit.session.as_ref()?;
+        let token = self.token(id, session).await?;
+        Some((session.clone(), token))
+    }
+
+    /// The repair order, as the person whose `token` it is may see it.
+    async fn order(&self, order_id: &str, token: &str) -> Result<rpb::RepairOrder, tonic::Status> {
+        if order_id.len() > 64 {
+            return Err(tonic::Status::not_found("no such order"));
+        }
+        self.inner
+            .repair
+            .clone()
+            .get_repair(authorized(
+                rpb::OrderRef {
+                    order_id: order_id.to_owned(),
+                },
+                token,
+            ))
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// The session's access token, renewed first if it runs out within a minute.
@@ -579,10 +622,7 @@ async fn devices(
     Query(query): Query<LangQuery>,
 ) -> Response {
     let visit = app.visit(&headers, query.lang.as_deref());
-    let Some((id, session)) = &visit.session else {
-        return Redirect::to("/sign-in").into_response();
-    };
-    let Some(token) = app.token(id, session).await else {
+    let Some((session, token)) = app.signed_in(&visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
     let listed = app
@@ -701,28 +741,11 @@ async fn repair_page(
     Query(query): Query<LangQuery>,
 ) -> Response {
     let visit = app.visit(&headers, query.lang.as_deref());
-    let Some((id, session)) = &visit.session else {
+    let Some((_, token)) = app.signed_in(&visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
-    let Some(token) = app.token(id, session).await else {
-        return Redirect::to("/sign-in").into_response();
-    };
-    if order_id.len() > 64 {
-        return app.not_found(&visit);
-    }
-    let order = match app
-        .inner
-        .repair
-        .clone()
-        .get_repair(authorized(
-            rpb::OrderRef {
-                order_id: order_id.clone(),
-            },
-            &token,
-        ))
-        .await
-    {
-        Ok(order) => order.into_inner(),
+    let order = match app.order(&order_id, &token).await {
+        Ok(order) => order,
         Err(status) => return app.refused(&visit, &status),
     };
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
@@ -802,25 +825,19 @@ async fn decide_quote(
     if !same_origin(&headers, app.inner.secure) {
         return forbidden(&app, &visit);
     }
-    let Some((id, session)) = &visit.session else {
+    let Some((session, token)) = app.signed_in(&visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
     if form.csrf != session.csrf {
         return forbidden(&app, &visit);
     }
-    let Some(token) = app.token(id, session).await else {
-        return Redirect::to("/sign-in").into_response();
+    let order = match app.order(&order_id, &token).await {
+        Ok(order) => order,
+        Err(status) => return app.refused(&visit, &status),
     };
     let mut repair = app.inner.repair.clone();
     let reference = rpb::OrderRef {
-        order_id: order_id.clone(),
-    };
-    let order = match repair
-        .get_repair(authorized(reference.clone(), &token))
-        .await
-    {
-        Ok(order) => order.into_inner(),
-        Err(status) => return app.refused(&visit, &status),
+        order_id: order.order_id.clone(),
     };
     if order.quote.as_ref().map(|q| q.revision) != Some(form.revision) {
         return app.message(&visit, StatusCode::CONFLICT, "quote-title", "quote-changed");
@@ -844,26 +861,11 @@ async fn repair_events(
     Path(order_id): Path<String>,
 ) -> Response {
     let visit = app.visit(&headers, None);
-    let Some((id, session)) = &visit.session else {
+    let Some((_, token)) = app.signed_in(&visit).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let Some(token) = app.token(id, session).await else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let order = match app
-        .inner
-        .repair
-        .clone()
-        .get_repair(authorized(
-            rpb::OrderRef {
-                order_id: order_id.clone(),
-            },
-            &token,
-        ))
-        .await
-    {
-        Ok(order) => order.into_inner(),
-        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    let Ok(order) = app.order(&order_id, &token).await else {
+        return StatusCode::NOT_FOUND.into_response();
     };
     let changes = app.inner.feeds.join(&order.order_id, &token);
     let language = visit.language;

@@ -39,7 +39,25 @@ struct App {
     used_totp: Arc<std::sync::Mutex<HashMap<String, (String, Instant)>>>,
 }
 
-pub fn routes(provider: Provider, audience: String, sender: Arc<dyn CodeSender>) -> axum::Router {
+/// What the provider forgets as time passes: expired codes and idle limits.
+#[derive(Debug)]
+pub struct Sweeper {
+    codes: Arc<Codes>,
+    limits: Arc<Limits>,
+}
+
+impl Sweeper {
+    pub fn sweep(&self) {
+        self.codes.forget_expired(Instant::now());
+        self.limits.forget_idle();
+    }
+}
+
+pub fn routes(
+    provider: Provider,
+    audience: String,
+    sender: Arc<dyn CodeSender>,
+) -> (axum::Router, Sweeper) {
     let url = provider.url().to_owned();
     let published = provider.issuer().published(
         &[
@@ -61,25 +79,17 @@ pub fn routes(provider: Provider, audience: String, sender: Arc<dyn CodeSender>)
         limits: Arc::default(),
         used_totp: Arc::default(),
     };
-    let sweeping = app.clone();
-    tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
-            sweeping.codes.forget_expired(Instant::now());
-            sweeping.limits.forget_idle();
-            if Arc::strong_count(&sweeping.codes) == 1 {
-                return; // the server is gone
-            }
-        }
-    });
+    let sweeper = Sweeper {
+        codes: Arc::clone(&app.codes),
+        limits: Arc::clone(&app.limits),
+    };
     let service = axum::Router::new()
         .route("/token", axum::routing::post(token))
         .route("/one-time-code", axum::routing::post(one_time_code))
         .route("/revoke", axum::routing::post(revoke))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app);
-    published.merge(service)
+    (published.merge(service), sweeper)
 }
 
 type Fields = HashMap<String, String>;

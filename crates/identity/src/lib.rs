@@ -93,7 +93,7 @@ impl Provider {
         }
         let issuer = Issuer::new(format!("http://{}", listener.local_addr()?), keys)?;
         let provider = Self { issuer, store };
-        let app = http::routes(provider.clone(), audience.to_owned(), sender);
+        let (app, sweeper) = http::routes(provider.clone(), audience.to_owned(), sender);
         let (stop_sweeping, mut sweeping_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(
@@ -107,15 +107,19 @@ impl Provider {
             }
             let _ = stop_sweeping.send(());
         });
+        // Expired codes and idle limits every minute, ended sessions every hour.
         let store = provider.store.clone();
         tokio::spawn(async move {
-            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-            loop {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            for minute in 0_u64.. {
                 tokio::select! {
-                    _ = hourly.tick() => {}
+                    _ = every_minute.tick() => {}
                     _ = &mut sweeping_stopped => return,
                 }
-                if let Err(error) = store.forget_ended_sessions().await {
+                sweeper.sweep();
+                if minute % 60 == 0
+                    && let Err(error) = store.forget_ended_sessions().await
+                {
                     tracing::warn!(%error, "forgetting ended sessions failed");
                 }
             }
