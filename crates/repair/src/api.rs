@@ -30,6 +30,16 @@ pub struct RepairApi {
 }
 
 impl RepairApi {
+    /// The order as the caller sees it, with what may be done to it now.
+    fn answer(&self, result: Result<(OrderState, u64), Error>) -> Answer {
+        let (order, version) = result.map_err(status)?;
+        Ok(Response::new(order_to_proto(
+            &order,
+            version,
+            self.requests.clock.now(),
+        )))
+    }
+
     pub fn new(app: Repairs, requests: Requests) -> Self {
         Self { app, requests }
     }
@@ -44,7 +54,7 @@ impl RepairApi {
         let id = self
             .order(&Caller::of(&request), &request.get_ref().order_id)
             .await?;
-        answer(self.app.command(&id, command(&ctx), &ctx).await)
+        self.answer(self.app.command(&id, command(&ctx), &ctx).await)
     }
 
     /// The order `raw` names, if the caller may touch it: another customer's
@@ -131,11 +141,6 @@ fn percentile(sorted: &[i64], p: usize) -> f64 {
 
 type Answer = Result<Response<pb::RepairOrder>, Status>;
 
-fn answer(result: Result<(OrderState, u64), Error>) -> Answer {
-    let (order, version) = result.map_err(status)?;
-    Ok(Response::new(order_to_proto(&order, version)))
-}
-
 #[tonic::async_trait]
 impl RepairService for RepairApi {
     async fn open_repair(&self, request: Request<pb::OpenRepairRequest>) -> Answer {
@@ -191,7 +196,7 @@ impl RepairService for RepairApi {
             symptoms: r.symptoms,
             coverage: Coverage::Pending { why: String::new() },
         };
-        answer(self.app.open(command, &device_id, reported, &ctx).await)
+        self.answer(self.app.open(command, &device_id, reported, &ctx).await)
     }
 
     async fn check_in_device(&self, request: Request<pb::CheckInDeviceRequest>) -> Answer {
@@ -206,7 +211,7 @@ impl RepairService for RepairApi {
             },
             accessories: r.accessories_received,
         };
-        answer(
+        self.answer(
             self.app
                 .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
@@ -218,7 +223,7 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let f = fault(r.fault_category)?;
-        answer(
+        self.answer(
             self.app
                 .diagnose(
                     &self.order(&caller, &r.order_id).await?,
@@ -257,7 +262,7 @@ impl RepairService for RepairApi {
             valid_until: timestamp_from_proto("valid_until", r.valid_until.as_ref())?,
             now: ctx.now,
         };
-        answer(
+        self.answer(
             self.app
                 .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
@@ -277,7 +282,7 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        answer(
+        self.answer(
             self.app
                 .start(
                     &self.order(&caller, &r.order_id).await?,
@@ -297,7 +302,7 @@ impl RepairService for RepairApi {
             old_serial: r.old_serial,
             new_serial: r.new_serial,
         });
-        answer(
+        self.answer(
             self.app
                 .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
@@ -308,7 +313,7 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        answer(
+        self.answer(
             self.app
                 .command(
                     &self.order(&caller, &r.order_id).await?,
@@ -335,7 +340,7 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        answer(
+        self.answer(
             self.app
                 .command(
                     &self.order(&caller, &r.order_id).await?,
@@ -350,7 +355,7 @@ impl RepairService for RepairApi {
         let id = self
             .order(&Caller::of(&request), &request.get_ref().order_id)
             .await?;
-        answer(self.app.get(&id).await)
+        self.answer(self.app.get(&id).await)
     }
 
     async fn get_repair_timeline(
@@ -394,16 +399,17 @@ impl RepairService for RepairApi {
         let first = self.app.get(&id).await.map_err(status)?;
         let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
         let start = (self.app.clone(), id, Some(first), 0u64, false);
-        let stream = futures::stream::unfold(
-            start,
-            move |(app, id, pending, last, done)| async move {
+        let clock = self.requests.clock.clone();
+        let stream = futures::stream::unfold(start, move |(app, id, pending, last, done)| {
+            let clock = clock.clone();
+            async move {
                 if done {
                     return None;
                 }
                 if let Some((order, version)) = pending {
                     let finished = ended(&order);
                     return Some((
-                        Ok(order_to_proto(&order, version)),
+                        Ok(order_to_proto(&order, version, clock.now())),
                         (app, id, None, version, finished),
                     ));
                 }
@@ -428,7 +434,7 @@ impl RepairService for RepairApi {
                         Some(Ok((order, version))) => {
                             let finished = ended(&order);
                             return Some((
-                                Ok(order_to_proto(&order, version)),
+                                Ok(order_to_proto(&order, version, clock.now())),
                                 (app, id, None, version, finished),
                             ));
                         }
@@ -438,8 +444,8 @@ impl RepairService for RepairApi {
                         None => {}
                     }
                 }
-            },
-        );
+            }
+        });
         // The caller's place among the live streams, until this stream is dropped.
         let stream = futures::StreamExt::map(stream, move |order| {
             let _held = &permit;

@@ -9,7 +9,11 @@ use aftersales_runtime::request::timestamp_to_proto;
 use crate::app::AppResult;
 use crate::domain::Money;
 use crate::domain::centers::ServiceCenter;
-use crate::domain::order::{Address, Channel, Coverage, LineKind, OrderState, Quote, Stage};
+use chrono::{DateTime, Utc};
+
+use crate::domain::order::{
+    Action, Address, Channel, Coverage, LineKind, OrderState, Quote, Stage,
+};
 
 pub fn stage(s: Stage) -> pb::Stage {
     match s {
@@ -86,7 +90,24 @@ pub fn address_to_proto(a: &Address) -> aftersales_proto::common::Address {
     }
 }
 
-pub fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
+pub fn action(a: Action) -> pb::Action {
+    match a {
+        Action::CheckIn => pb::Action::CheckIn,
+        Action::Diagnose => pb::Action::Diagnose,
+        Action::IssueQuote => pb::Action::IssueQuote,
+        Action::ApproveQuote => pb::Action::ApproveQuote,
+        Action::DeclineQuote => pb::Action::DeclineQuote,
+        Action::StartRepair => pb::Action::StartRepair,
+        Action::ReplacePart => pb::Action::ReplacePart,
+        Action::RecordQc => pb::Action::RecordQc,
+        Action::MarkReadyForReturn => pb::Action::MarkReadyForReturn,
+        Action::ConfirmCollected => pb::Action::ConfirmCollected,
+        Action::Cancel => pb::Action::Cancel,
+    }
+}
+
+/// `o` as the contract has it; `now` decides which actions are open (a quote expires).
+pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::RepairOrder {
     let (channel, center) = match &o.channel {
         Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone()),
         Channel::MailIn { .. } => (pb::Channel::MailIn, String::new()),
@@ -105,6 +126,11 @@ pub fn order_to_proto(o: &OrderState, version: u64) -> pb::RepairOrder {
         parts_replaced: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
         qc_failures: o.qc_failures,
         version,
+        allowed_actions: o
+            .allowed_actions(now)
+            .into_iter()
+            .map(|a| action(a).into())
+            .collect(),
     }
 }
 

@@ -5,7 +5,7 @@ pub mod centers;
 pub mod order;
 
 pub use aftersales_core::types::Money;
-pub use order::{Command, Event, OrderState, RepairOrder, Stage};
+pub use order::{Action, Command, Event, OrderState, RepairOrder, Stage};
 
 /// Why a command was refused. Each maps to one gRPC code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

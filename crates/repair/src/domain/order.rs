@@ -347,6 +347,105 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError>
     Ok(())
 }
 
+/// What a person can do to an order (the parcels' own steps are not theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    CheckIn,
+    Diagnose,
+    IssueQuote,
+    ApproveQuote,
+    DeclineQuote,
+    StartRepair,
+    ReplacePart,
+    RecordQc,
+    MarkReadyForReturn,
+    ConfirmCollected,
+    Cancel,
+}
+
+impl Action {
+    pub const ALL: [Self; 11] = [
+        Self::CheckIn,
+        Self::Diagnose,
+        Self::IssueQuote,
+        Self::ApproveQuote,
+        Self::DeclineQuote,
+        Self::StartRepair,
+        Self::ReplacePart,
+        Self::RecordQc,
+        Self::MarkReadyForReturn,
+        Self::ConfirmCollected,
+        Self::Cancel,
+    ];
+
+    /// A command of this kind, valid in content: what the state machine is asked.
+    fn probe(self, now: DateTime<Utc>) -> Command {
+        let words = || "probe".to_owned();
+        match self {
+            Self::CheckIn => Command::CheckIn {
+                condition: Condition {
+                    notes: words(),
+                    ..Condition::default()
+                },
+                accessories: Vec::new(),
+            },
+            Self::Diagnose => Command::Diagnose {
+                fault: words(),
+                fault_codes: Vec::new(),
+                technician: words(),
+                coverage: Coverage::Decided {
+                    covered: false,
+                    reason: words(),
+                    policy_id: words(),
+                    policy_version: 1,
+                },
+            },
+            Self::IssueQuote => Command::IssueQuote {
+                lines: Money::new("amount", 1, "EUR")
+                    .map(|amount| {
+                        vec![QuoteLine {
+                            description: words(),
+                            kind: LineKind::Part,
+                            amount,
+                        }]
+                    })
+                    .unwrap_or_default(),
+                valid_until: now + chrono::TimeDelta::days(1),
+                now,
+            },
+            Self::ApproveQuote => Command::ApproveQuote { now },
+            Self::DeclineQuote => Command::DeclineQuote,
+            Self::StartRepair => Command::StartRepair {
+                technician: words(),
+            },
+            Self::ReplacePart => Command::ReplacePart(PartReplacement {
+                part_number: words(),
+                old_serial: "old".into(),
+                new_serial: "new".into(),
+            }),
+            Self::RecordQc => Command::RecordQc {
+                passed: true,
+                notes: String::new(),
+            },
+            Self::MarkReadyForReturn => Command::MarkReadyForReturn,
+            Self::ConfirmCollected => Command::ConfirmCollected,
+            Self::Cancel => Command::Cancel { reason: words() },
+        }
+    }
+}
+
+impl OrderState {
+    /// The actions the state machine takes now: each asked of [`RepairOrder::decide`]
+    /// itself, so a page offers exactly what would be accepted.
+    pub fn allowed_actions(&self, now: DateTime<Utc>) -> Vec<Action> {
+        let state = Some(self.clone());
+        Action::ALL
+            .into_iter()
+            .filter(|action| RepairOrder::decide(&state, &action.probe(now)).is_ok())
+            .collect()
+    }
+}
+
 /// Refuses `action` unless the order is in one of `allowed`.
 fn require_stage(
     order: &OrderState,
@@ -919,6 +1018,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_actions_offered_are_exactly_those_the_state_machine_accepts() {
+        for (stage, orders) in orders_in_every_stage() {
+            for order in orders {
+                let offered = order.allowed_actions(at(12));
+                for action in Action::ALL {
+                    let accepted = RepairOrder::decide(&Some(order.clone()), &action.probe(at(12)));
+                    assert_eq!(
+                        offered.contains(&action),
+                        accepted.is_ok(),
+                        "{action:?} in {stage}"
+                    );
+                }
+                if matches!(stage, Stage::Closed | Stage::Cancelled) {
+                    assert!(offered.is_empty(), "{stage}: {offered:?}");
+                }
+            }
+        }
+        let opened = run(None, &open(false, covered(true))).unwrap().unwrap();
+        assert_eq!(
+            opened.allowed_actions(at(12)),
+            vec![Action::CheckIn, Action::Cancel]
+        );
+        let received = run(Some(opened), &every_command()[1]).unwrap().unwrap();
+        assert_eq!(received.allowed_actions(at(12)), vec![Action::Diagnose]);
     }
 
     #[test]
