@@ -1596,28 +1596,54 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     );
     browser.js("window.stillThisPage = true; return true").await;
 
-    // The technician checks the phone in; the open page follows, without a reload.
+    // The technician, in a second browser, finds the order in her center's
+    // queue and checks the phone in; Lena's open page follows, without a reload.
     let (tech_password, _) = &accounts["tech-berlin"];
-    run_env(
-        &urls,
-        &env,
-        &[
-            "login",
-            "--username",
-            "tech-berlin",
-            "--password",
-            tech_password,
-        ],
-    )
-    .unwrap();
-    run_env(
-        &urls,
-        &env,
-        &[
-            "repair", "advance", "--order", &order, "--step", "check-in", "--notes", "ok",
-        ],
-    )
-    .unwrap();
+    let workshop = Browser::start().await;
+    let w = &workshop.client;
+    w.goto(&format!("{}/staff/sign-in", up.web)).await.unwrap();
+    workshop.fill("#username", "tech-berlin").await;
+    workshop.fill("#password", tech_password).await;
+    workshop.submit("main form button").await;
+    w.wait()
+        .for_element(Locator::Css("table.queue"))
+        .await
+        .unwrap();
+    workshop.screenshots(&shots, "staff-queue").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    w.find(Locator::Css(&format!("a[href='/staff/repairs/{order}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.wait()
+        .for_element(Locator::Css("#action-check-in"))
+        .await
+        .unwrap();
+    assert_eq!(
+        workshop
+            .js("return [...document.querySelectorAll('.actions form')].map(f => f.id)")
+            .await,
+        serde_json::json!(["action-check-in", "action-cancel"]),
+        "only what the state machine takes now"
+    );
+    workshop.screenshots(&shots, "staff-order").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    workshop
+        .fill("#check-in-notes", "scratch on the frame")
+        .await;
+    workshop.submit("#action-check-in button").await;
+    w.wait()
+        .for_element(Locator::Css("#action-diagnose"))
+        .await
+        .unwrap();
     let live = aftersales_testkit::eventually(
         || async {
             browser
@@ -1630,33 +1656,41 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     assert_eq!(live[1], true, "the page was not reloaded");
     assert_eq!(browser.text("#stage-label").await, "Gerät eingegangen");
 
-    // Diagnosed out of warranty and quoted; she approves with one click.
-    for step in [
-        &[
-            "repair",
-            "advance",
-            "--order",
-            &order,
-            "--step",
-            "diagnose",
-            "--fault",
-            "liquid_damage",
-        ][..],
-        &[
-            "repair",
-            "advance",
-            "--order",
-            &order,
-            "--step",
-            "quote",
-            "--amount",
-            "6900",
-            "--currency",
-            "EUR",
-        ],
-    ] {
-        run_env(&urls, &env, step).unwrap();
-    }
+    // Diagnosed out of warranty and quoted from the order's page; she approves
+    // with one click.
+    w.find(Locator::Css("#diagnose-fault option[value=liquid_damage]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    workshop.submit("#action-diagnose button").await;
+    w.wait()
+        .for_element(Locator::Css("#action-quote"))
+        .await
+        .unwrap();
+    workshop.fill("input[name=description1]", "Display").await;
+    workshop.fill("input[name=amount1]", "49.00").await;
+    w.find(Locator::Css("select[name=kind2] option[value=labour]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    workshop.fill("input[name=description2]", "Labour").await;
+    workshop.fill("input[name=amount2]", "20").await;
+    workshop.submit("#action-quote button").await;
+    w.wait()
+        .for_element(Locator::Css("table.quote"))
+        .await
+        .unwrap();
+    assert_eq!(
+        workshop
+            .js("return [...document.querySelectorAll('.actions form')].map(f => f.id)")
+            .await,
+        serde_json::json!(["action-quote"]),
+        "a sent quote waits for the customer: the workshop may only revise it"
+    );
     aftersales_testkit::eventually(
         || async {
             browser
@@ -1669,6 +1703,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     b.refresh().await.unwrap();
     let quote = browser.text(".quote").await;
     assert!(quote.contains("EUR 69.00"), "{quote}");
+    assert!(quote.contains("Display"), "{quote}");
     assert_eq!(
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
@@ -1684,10 +1719,37 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         |stage| stage == "STAGE_APPROVED",
     )
     .await;
-    let timeline = run_env(&urls, &env, &["repair", "timeline", "--order", &order]).unwrap();
+    // The workshop repairs it and hands it over; her page (reloaded once, by
+    // her own click) follows to the end.
+    browser.js("window.stillThisPage = true; return true").await;
+    w.refresh().await.unwrap();
+    let timeline = workshop.text(".timeline").await;
     assert!(
         timeline.contains("customer:demo-lena"),
-        "the consent is hers: {timeline}"
+        "the consent is hers, on the order's timeline: {timeline}"
+    );
+    for (form, next) in [
+        ("#action-start", "STAGE_IN_REPAIR"),
+        ("#action-qc", "STAGE_QC_PASSED"),
+        ("#action-ready", "STAGE_READY_FOR_RETURN"),
+        ("#action-hand-over", "STAGE_CLOSED"),
+    ] {
+        w.wait().for_element(Locator::Css(form)).await.unwrap();
+        workshop.submit(&format!("{form} button")).await;
+        aftersales_testkit::eventually(
+            || async {
+                browser
+                    .js("return document.getElementById('stage-label').dataset.stage")
+                    .await
+            },
+            |stage| stage == next,
+        )
+        .await;
+    }
+    assert_eq!(
+        browser.js("return window.stillThisPage === true").await,
+        true,
+        "followed live from approval to closing, never reloaded"
     );
 
     // At the desk: a phone of Lena's with a nasty description, and someone else's repair.
@@ -1756,6 +1818,18 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         0,
         "no element was made from it"
     );
+    // The technician sees the same text as text.
+    w.goto(&format!("{}/staff/repairs/{lenas}", up.web))
+        .await
+        .unwrap();
+    assert_eq!(workshop.text("#symptoms").await, nasty);
+    assert!(w.get_alert_text().await.is_err(), "no script ran");
+    assert_eq!(
+        workshop
+            .js("return document.querySelectorAll('#symptoms *').length")
+            .await,
+        0
+    );
     let page = |id: String| {
         let b = b.clone();
         let web = up.web.clone();
@@ -1800,5 +1874,6 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     );
 
     browser.client.clone().close().await.unwrap();
+    workshop.client.clone().close().await.unwrap();
     assert!(terminate(up.process).success());
 }

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use aftersales_auth::Role;
 use serde::Deserialize;
+
+use crate::session::Person;
 
 const ONE_TIME_CODE_GRANT: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
 
@@ -120,6 +123,27 @@ impl Identity {
         .await
     }
 
+    /// A staff member's sign-in: password, and an authenticator code where
+    /// their account has one.
+    pub async fn password(
+        &self,
+        username: &str,
+        password: &str,
+        totp: &str,
+        client: std::net::IpAddr,
+    ) -> Result<Tokens, Refusal> {
+        self.grant(
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+                ("totp", totp),
+            ],
+            Some(client),
+        )
+        .await
+    }
+
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, Refusal> {
         self.grant(
             &[
@@ -139,14 +163,27 @@ impl Identity {
     }
 }
 
-/// The `sub` of an access token, read (not verified: the services verify it)
-/// to know whose pages to show.
-pub fn subject(access_token: &str) -> Option<String> {
+/// Who an access token is for, read (not verified: the services verify it) to
+/// know which pages to show.
+pub fn person(access_token: &str) -> Option<Person> {
+    use aftersales_auth::verify::{CENTERS_CLAIM, ROLE_CLAIM};
     use base64::Engine as _;
     let claims = access_token.split('.').nth(1)?;
     let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(claims)
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-    claims["sub"].as_str().map(str::to_owned)
+    Some(Person {
+        subject: claims["sub"].as_str()?.to_owned(),
+        role: Role::parse(claims[ROLE_CLAIM].as_str()?)?,
+        centers: claims[CENTERS_CLAIM]
+            .as_array()
+            .map(|centers| {
+                centers
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
 }

@@ -17,6 +17,7 @@ use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use tonic::transport::Channel;
 
+pub mod access;
 mod feeds;
 pub mod i18n;
 mod identity;

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aftersales_auth::Role;
 use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
@@ -14,16 +15,19 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use futures::StreamExt as _;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
 use crate::GatewayError;
+use crate::access::{self, Audience, STAFF, WORKSHOP};
 use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
-use crate::session::{COOKIE, LANGUAGE_COOKIE, Session, Sessions, cookie};
+use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
+
+mod staff;
 
 /// The longest form the pages send.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -103,6 +107,19 @@ impl App {
             ("devices.html", include_str!("../templates/devices.html")),
             ("repair.html", include_str!("../templates/repair.html")),
             ("message.html", include_str!("../templates/message.html")),
+            (
+                "staff_sign_in.html",
+                include_str!("../templates/staff_sign_in.html"),
+            ),
+            (
+                "staff_home.html",
+                include_str!("../templates/staff_home.html"),
+            ),
+            ("queue.html", include_str!("../templates/queue.html")),
+            (
+                "staff_order.html",
+                include_str!("../templates/staff_order.html"),
+            ),
         ] {
             templates.add_template(name, source)?;
         }
@@ -131,18 +148,48 @@ impl App {
     }
 }
 
+/// Every page and who it is for: the gateway's authorization table. A route
+/// is added here or nowhere (a test holds to it), so none goes without a rule.
+fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
+    use Audience::{Anyone, Customer, Staff};
+    vec![
+        ("/", Anyone, get(home)),
+        ("/sign-in", Anyone, get(sign_in_page).post(send_code)),
+        ("/sign-in/code", Anyone, post(redeem_code)),
+        ("/sign-out", Anyone, post(sign_out)),
+        ("/static/{file}", Anyone, get(asset)),
+        ("/manifest.webmanifest", Anyone, get(manifest)),
+        ("/devices", Customer, get(devices)),
+        ("/repairs/{order_id}", Customer, get(repair_page)),
+        ("/repairs/{order_id}/events", Customer, get(repair_events)),
+        ("/repairs/{order_id}/quote", Customer, post(decide_quote)),
+        (
+            "/staff/sign-in",
+            Anyone,
+            get(staff::sign_in_page).post(staff::sign_in),
+        ),
+        ("/staff", Staff(STAFF), get(staff::home)),
+        ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
+        (
+            "/staff/repairs/{order_id}",
+            Staff(WORKSHOP),
+            get(staff::order),
+        ),
+        (
+            "/staff/repairs/{order_id}/{action}",
+            Staff(WORKSHOP),
+            post(staff::act),
+        ),
+    ]
+}
+
 pub fn router(app: App) -> axum::Router {
-    axum::Router::new()
-        .route("/", get(home))
-        .route("/sign-in", get(sign_in_page).post(send_code))
-        .route("/sign-in/code", post(redeem_code))
-        .route("/sign-out", post(sign_out))
-        .route("/devices", get(devices))
-        .route("/repairs/{order_id}", get(repair_page))
-        .route("/repairs/{order_id}/events", get(repair_events))
-        .route("/repairs/{order_id}/quote", post(decide_quote))
-        .route("/static/{file}", get(asset))
-        .route("/manifest.webmanifest", get(manifest))
+    let mut router = axum::Router::new();
+    for (path, audience, handler) in routes() {
+        let guard = axum::middleware::from_fn_with_state((app.clone(), audience), access::guard);
+        router = router.route(path, handler.route_layer(guard));
+    }
+    router
         .fallback(not_found_anywhere)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(security_headers))
@@ -164,11 +211,11 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// What a page needs to know of its request.
-struct Visit {
-    language: &'static str,
+pub(crate) struct Visit {
+    pub(crate) language: &'static str,
     /// Set-Cookie for a language chosen on this request.
     chosen: Option<&'static str>,
-    session: Option<(String, Session)>,
+    pub(crate) session: Option<(String, Session)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +224,7 @@ struct LangQuery {
 }
 
 impl App {
-    fn visit(&self, headers: &HeaderMap, lang: Option<&str>) -> Visit {
+    pub(crate) fn visit(&self, headers: &HeaderMap, lang: Option<&str>) -> Visit {
         let cookies = headers.get(header::COOKIE).and_then(|v| v.to_str().ok());
         let chosen = lang.map(|l| negotiate(Some(l), None));
         let language = negotiate(
@@ -243,6 +290,7 @@ impl App {
                         t => &t,
                         languages => languages,
                         signed_in => visit.session.is_some(),
+                        staff => visit.session.as_ref().is_some_and(|(_, s)| s.person.role != Role::Customer),
                         csrf => visit.session.as_ref().map(|(_, s)| s.csrf.clone()),
                         content => minijinja::Value::from_safe_string(content),
                     })
@@ -280,7 +328,7 @@ impl App {
 
     /// The same page for an object that does not exist and one that is not
     /// the person's: nothing tells them apart.
-    fn not_found(&self, visit: &Visit) -> Response {
+    pub(crate) fn not_found(&self, visit: &Visit) -> Response {
         self.message(
             visit,
             StatusCode::NOT_FOUND,
@@ -298,7 +346,11 @@ impl App {
         ) {
             self.not_found(visit)
         } else if code == tonic::Code::Unauthenticated {
-            Redirect::to("/sign-in").into_response()
+            let page = visit
+                .session
+                .as_ref()
+                .map_or("/sign-in", |(_, s)| sign_in_for(&s.person));
+            Redirect::to(page).into_response()
         } else {
             tracing::warn!(?code, "a service refused a page's call");
             self.message(
@@ -334,6 +386,54 @@ impl App {
             ))
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// A new session for `tokens` (a new id at every sign-in: an id seen before
+    /// cannot be fixed), and on to the person's first page. `role` or staff:
+    /// a customer's code does not open the console, nor a password the app.
+    fn start_session(&self, visit: &Visit, tokens: Tokens, role: Role) -> Response {
+        let Some(person) = identity::person(&tokens.access_token)
+            .filter(|p| (p.role == Role::Customer) == (role == Role::Customer))
+        else {
+            return self.message(visit, StatusCode::BAD_GATEWAY, "error-title", "error-text");
+        };
+        let landing = if person.role == Role::Customer {
+            "/devices"
+        } else {
+            "/staff"
+        };
+        let session = Session::new(
+            tokens.access_token,
+            tokens.refresh_token,
+            Duration::from_secs(tokens.expires_in),
+            person,
+        );
+        if let Some((old, _)) = &visit.session {
+            self.inner.sessions.remove(old);
+        }
+        let Some(id) = self.inner.sessions.insert(session) else {
+            return self.message(
+                visit,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error-title",
+                "error-text",
+            );
+        };
+        let mut response = Redirect::to(landing).into_response();
+        if let Some(value) = session_cookie(&id, self.inner.secure, 12 * 3600) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        response
+    }
+
+    /// Whether a signed-in person's form may act: sent from this site, with
+    /// the session's CSRF token.
+    fn form_allowed(&self, headers: &HeaderMap, visit: &Visit, csrf: &str) -> bool {
+        same_origin(headers, self.inner.secure)
+            && visit
+                .session
+                .as_ref()
+                .is_some_and(|(_, session)| !csrf.is_empty() && csrf == session.csrf)
     }
 
     /// The session's access token, renewed first if it runs out within a minute.
@@ -401,10 +501,21 @@ fn forbidden(app: &App, visit: &Visit) -> Response {
 }
 
 async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
-    if app.visit(&headers, None).session.is_some() {
-        Redirect::to("/devices").into_response()
+    match app.visit(&headers, None).session {
+        Some((_, session)) if session.person.role != Role::Customer => {
+            Redirect::to("/staff").into_response()
+        }
+        Some(_) => Redirect::to("/devices").into_response(),
+        None => Redirect::to("/sign-in").into_response(),
+    }
+}
+
+/// Where `person` signs in again.
+fn sign_in_for(person: &Person) -> &'static str {
+    if person.role == Role::Customer {
+        "/sign-in"
     } else {
-        Redirect::to("/sign-in").into_response()
+        "/staff/sign-in"
     }
 }
 
@@ -536,32 +647,7 @@ async fn redeem_code(
             return code_page(&app, &visit, address, Some(message));
         }
     };
-    let Some(subject) = identity::subject(&tokens.access_token) else {
-        return app.message(&visit, StatusCode::BAD_GATEWAY, "error-title", "error-text");
-    };
-    let session = Session::new(
-        tokens.access_token,
-        tokens.refresh_token,
-        Duration::from_secs(tokens.expires_in),
-        subject,
-    );
-    // A new id at every sign-in: a session id seen before it cannot be fixed.
-    if let Some((old, _)) = &visit.session {
-        app.inner.sessions.remove(old);
-    }
-    let Some(id) = app.inner.sessions.insert(session) else {
-        return app.message(
-            &visit,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error-title",
-            "error-text",
-        );
-    };
-    let mut response = Redirect::to("/devices").into_response();
-    if let Some(value) = session_cookie(&id, app.inner.secure, 12 * 3600) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-    response
+    app.start_session(&visit, tokens, Role::Customer)
 }
 
 #[derive(Debug, Deserialize)]
@@ -588,7 +674,7 @@ async fn sign_out(
     if let Some(refresh) = &session.refresh_token {
         app.inner.identity.revoke(refresh).await;
     }
-    let mut response = Redirect::to("/sign-in").into_response();
+    let mut response = Redirect::to(sign_in_for(&session.person)).into_response();
     if let Some(value) = session_cookie("", app.inner.secure, 0) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -631,7 +717,7 @@ async fn devices(
         .clone()
         .list_devices_by_customer(authorized(
             wpb::ListDevicesByCustomerRequest {
-                customer_id: session.subject.clone(),
+                customer_id: session.person.subject.clone(),
                 page_size: 50,
                 page_token: String::new(),
             },
@@ -822,15 +908,12 @@ async fn decide_quote(
     Form(form): Form<DecisionForm>,
 ) -> Response {
     let visit = app.visit(&headers, None);
-    if !same_origin(&headers, app.inner.secure) {
+    if !app.form_allowed(&headers, &visit, &form.csrf) {
         return forbidden(&app, &visit);
     }
-    let Some((session, token)) = app.signed_in(&visit).await else {
+    let Some((_, token)) = app.signed_in(&visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
-    if form.csrf != session.csrf {
-        return forbidden(&app, &visit);
-    }
     let order = match app.order(&order_id, &token).await {
         Ok(order) => order,
         Err(status) => return app.refused(&visit, &status),

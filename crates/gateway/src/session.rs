@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aftersales_auth::Role;
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 
@@ -16,14 +17,23 @@ const IDLE: Duration = Duration::from_secs(12 * 3600);
 /// Sessions held at most; beyond, the oldest idle ones go first.
 const MAX_SESSIONS: usize = 200_000;
 
+/// Who a session is, as the provider's token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// The token's subject: a customer's id, or a staff member's username.
+    pub subject: String,
+    pub role: Role,
+    /// The service centers a technician or center manager works at.
+    pub centers: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     pub access_token: String,
     pub refresh_token: Option<String>,
     /// When the access token runs out.
     pub expires: Instant,
-    /// The token's subject: the customer's id.
-    pub subject: String,
+    pub person: Person,
     /// Every form of this session carries it.
     pub csrf: String,
     pub(crate) last_seen: Instant,
@@ -34,14 +44,14 @@ impl Session {
         access_token: String,
         refresh_token: Option<String>,
         lifetime: Duration,
-        subject: String,
+        person: Person,
     ) -> Self {
         let now = Instant::now();
         Self {
             access_token,
             refresh_token,
             expires: now + lifetime,
-            subject,
+            person,
             csrf: random_id(),
             last_seen: now,
         }
@@ -126,11 +136,18 @@ mod tests {
                 "at".into(),
                 None,
                 Duration::from_secs(60),
-                "c-1".into(),
+                Person {
+                    subject: "c-1".into(),
+                    role: Role::Customer,
+                    centers: Vec::new(),
+                },
             ))
             .unwrap_or_default();
         assert_eq!(id.len(), 43);
-        assert_eq!(sessions.get(&id).map(|s| s.subject), Some("c-1".into()));
+        assert_eq!(
+            sessions.get(&id).map(|s| s.person.subject),
+            Some("c-1".into())
+        );
         assert!(sessions.get("guessed").is_none());
         assert!(sessions.get("").is_none());
         sessions.remove(&id);

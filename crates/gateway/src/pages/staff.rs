@@ -1,0 +1,698 @@
+//! The staff console: signing in with a password (and an authenticator code
+//! where the account has one), the workshop's queue by stage, and an order's
+//! page offering exactly the steps its state machine takes now.
+
+use aftersales_proto::common::Money;
+use aftersales_proto::repair as rpb;
+use aftersales_proto::warranty::FaultCategory;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    App, LangQuery, STAGES, Visit, authorized, chrono_today, forbidden, imei_of, refusal_text,
+    same_origin, stage_message, stage_name,
+};
+use crate::session::Person;
+use aftersales_auth::Role;
+
+/// An order older than this many days is highlighted in the queue.
+const AGING_DAYS: i64 = 3;
+/// Quote lines the builder offers (blank ones are left out).
+const QUOTE_ROWS: usize = 4;
+/// The longest text field of a staff form, as the repair service allows.
+const MAX_NOTES: usize = 2000;
+/// The currencies the quote builder offers: those of the countries served.
+const CURRENCIES: &[&str] = &["EUR", "GBP", "USD", "INR", "CNY"];
+
+#[derive(Debug, Deserialize)]
+pub struct SignInForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    totp: String,
+}
+
+fn sign_in_form(app: &App, visit: &Visit, status: StatusCode, message: Option<&str>) -> Response {
+    let title = app.t(visit.language, "staff-sign-in-title", &[]);
+    app.page(
+        visit,
+        status,
+        &title,
+        "staff_sign_in.html",
+        minijinja::context! { message => message },
+    )
+}
+
+pub async fn sign_in_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    sign_in_form(&app, &visit, StatusCode::OK, None)
+}
+
+pub async fn sign_in(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !same_origin(&headers, app.inner.secure) {
+        return forbidden(&app, &visit);
+    }
+    let granted = app
+        .inner
+        .identity
+        .password(
+            form.username.trim(),
+            &form.password,
+            form.totp.trim(),
+            peer.ip(),
+        )
+        .await;
+    match granted {
+        Ok(tokens) => app.start_session(&visit, tokens, Role::Technician),
+        Err(refusal) => {
+            let message = refusal_text(&app, &visit, refusal);
+            sign_in_form(&app, &visit, StatusCode::BAD_REQUEST, Some(&message))
+        }
+    }
+}
+
+/// Each role's first page.
+pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
+    let visit = app.visit(&headers, None);
+    let Some((_, session)) = &visit.session else {
+        return Redirect::to("/staff/sign-in").into_response();
+    };
+    if matches!(session.person.role, Role::Technician | Role::CenterManager) {
+        return Redirect::to("/staff/queue").into_response();
+    }
+    let title = app.t(visit.language, "staff-title", &[]);
+    let role = app.t(
+        visit.language,
+        &format!("role-{}", session.person.role),
+        &[],
+    );
+    app.page(
+        &visit,
+        StatusCode::OK,
+        &title,
+        "staff_home.html",
+        minijinja::context! { role => role, who => &session.person.subject },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QueueQuery {
+    center: Option<String>,
+    lang: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueStage {
+    label: String,
+    orders: Vec<QueueEntry>,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueEntry {
+    order_id: String,
+    channel: String,
+    opened_on: String,
+    age_days: i64,
+    aging: bool,
+}
+
+/// The center `wanted` if the person works there, else their first.
+fn center_of<'a>(person: &'a Person, wanted: Option<&str>) -> Option<&'a str> {
+    person
+        .centers
+        .iter()
+        .find(|c| Some(c.as_str()) == wanted)
+        .or_else(|| person.centers.first())
+        .map(String::as_str)
+}
+
+fn days_since(date: &str, today: &str) -> i64 {
+    match (
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d"),
+        chrono::NaiveDate::parse_from_str(today, "%Y-%m-%d"),
+    ) {
+        (Ok(then), Ok(now)) => (now - then).num_days().max(0),
+        (Err(_), _) | (_, Err(_)) => 0,
+    }
+}
+
+/// The center's open orders by stage, oldest first in each.
+pub async fn queue(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<QueueQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    let Some((session, token)) = app.signed_in(&visit).await else {
+        return Redirect::to("/staff/sign-in").into_response();
+    };
+    let Some(center) = center_of(&session.person, query.center.as_deref()) else {
+        return app.message(&visit, StatusCode::OK, "queue-title", "queue-no-center");
+    };
+    let open = STAGES
+        .iter()
+        .filter(|(stage, _)| *stage != rpb::Stage::Closed);
+    let listed = futures::future::join_all(open.clone().map(|(stage, _)| {
+        let mut repair = app.inner.repair.clone();
+        let request = authorized(
+            rpb::ListRepairsByCenterRequest {
+                service_center_id: center.to_owned(),
+                stage: (*stage).into(),
+                page_size: 200,
+                page_token: String::new(),
+            },
+            &token,
+        );
+        async move { repair.list_repairs_by_center(request).await }
+    }))
+    .await;
+    let today = chrono_today();
+    let mut stages = Vec::new();
+    for ((_, message), listed) in open.zip(listed) {
+        let mut repairs = match listed {
+            Ok(listed) => listed.into_inner().repairs,
+            Err(status) => return app.refused(&visit, &status),
+        };
+        repairs.sort_by(|a, b| (&a.opened_on, &a.order_id).cmp(&(&b.opened_on, &b.order_id)));
+        let orders: Vec<_> = repairs
+            .into_iter()
+            .map(|r| {
+                let age_days = days_since(&r.opened_on, &today);
+                QueueEntry {
+                    channel: channel_label(&app, visit.language, r.channel),
+                    order_id: r.order_id,
+                    opened_on: r.opened_on,
+                    age_days,
+                    aging: age_days > AGING_DAYS,
+                }
+            })
+            .collect();
+        stages.push(QueueStage {
+            label: app.t(visit.language, message, &[]),
+            orders,
+        });
+    }
+    let title = app.t(visit.language, "queue-title", &[]);
+    app.page(
+        &visit,
+        StatusCode::OK,
+        &title,
+        "queue.html",
+        minijinja::context! {
+            center => center,
+            centers => &session.person.centers,
+            stages => stages,
+            aging_days => AGING_DAYS,
+        },
+    )
+}
+
+fn channel_label(app: &App, language: &str, channel: i32) -> String {
+    let id = if channel == i32::from(rpb::Channel::MailIn) {
+        "channel-mail-in"
+    } else {
+        "channel-walk-in"
+    };
+    app.t(language, id, &[])
+}
+
+pub async fn order(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    Query(query): Query<LangQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    order_page(&app, &visit, &order_id, StatusCode::OK, None).await
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineEntry {
+    label: String,
+    actor: String,
+    at: String,
+}
+
+/// What the page offers for one action the state machine takes now.
+fn action_name(action: rpb::Action) -> Option<&'static str> {
+    Some(match action {
+        rpb::Action::CheckIn => "check-in",
+        rpb::Action::Diagnose => "diagnose",
+        rpb::Action::IssueQuote => "quote",
+        rpb::Action::StartRepair => "start",
+        rpb::Action::ReplacePart => "part",
+        rpb::Action::RecordQc => "qc",
+        rpb::Action::MarkReadyForReturn => "ready",
+        rpb::Action::ConfirmCollected => "hand-over",
+        rpb::Action::Cancel => "cancel",
+        // The customer's to give.
+        rpb::Action::ApproveQuote | rpb::Action::DeclineQuote | rpb::Action::Unspecified => {
+            return None;
+        }
+    })
+}
+
+async fn order_page(
+    app: &App,
+    visit: &Visit,
+    order_id: &str,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    let Some((_, token)) = app.signed_in(visit).await else {
+        return Redirect::to("/staff/sign-in").into_response();
+    };
+    let order = match app.order(order_id, &token).await {
+        Ok(order) => order,
+        Err(status) => return app.refused(visit, &status),
+    };
+    let timeline = app
+        .inner
+        .repair
+        .clone()
+        .get_repair_timeline(authorized(
+            rpb::OrderRef {
+                order_id: order.order_id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .map(|t| t.into_inner().steps)
+        .unwrap_or_default();
+    let language = visit.language;
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .map(|step| TimelineEntry {
+            label: app.t(
+                language,
+                stage_message(rpb::Stage::try_from(step.stage).unwrap_or_default()),
+                &[],
+            ),
+            actor: step.actor,
+            at: step
+                .at
+                .and_then(|at| {
+                    chrono::DateTime::from_timestamp(at.seconds, 0)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
+    let actions: Vec<&str> = order.allowed_actions().filter_map(action_name).collect();
+    let faults: Vec<_> = (1..=13)
+        .filter_map(|v| FaultCategory::try_from(v).ok())
+        .map(|f| {
+            let name = f
+                .as_str_name()
+                .trim_start_matches("FAULT_CATEGORY_")
+                .to_ascii_lowercase();
+            minijinja::context! {
+                value => name,
+                label => app.t(language, &format!("fault-{}", name.replace('_', "-")), &[]),
+            }
+        })
+        .collect();
+    let coverage = order.coverage.as_ref().map(|c| {
+        if !c.decided {
+            app.t(language, "coverage-pending", &[])
+        } else if c.covered {
+            app.t(
+                language,
+                "coverage-covered",
+                &[("policy", &c.policy_id), ("reason", &c.reason)],
+            )
+        } else {
+            app.t(
+                language,
+                "coverage-not-covered",
+                &[("policy", &c.policy_id), ("reason", &c.reason)],
+            )
+        }
+    });
+    let title = app.t(language, "repair-title", &[("order", &order.order_id)]);
+    app.page(
+        visit,
+        status,
+        &title,
+        "staff_order.html",
+        minijinja::context! {
+            title => &title,
+            order_id => &order.order_id,
+            stage => stage_name(stage),
+            stage_label => app.t(language, stage_message(stage), &[]),
+            imei => imei_of(order.device_id.as_ref()),
+            channel => channel_label(app, language, order.channel),
+            center => &order.service_center_id,
+            customer => &order.customer_id,
+            symptoms => &order.symptoms,
+            coverage => coverage,
+            quote => order.quote.as_ref().map(|q| super::quote_view(q, false)),
+            timeline => timeline,
+            actions => actions,
+            faults => faults,
+            currencies => CURRENCIES,
+            rows => (1..=QUOTE_ROWS).collect::<Vec<_>>(),
+            notice => notice,
+            max_notes => MAX_NOTES,
+        },
+    )
+}
+
+/// A field of a posted form.
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map_or("", |(_, value)| value.trim())
+}
+
+/// `69`, `69.5`, `69.00` or `69,00` as minor units (two decimals).
+fn minor_units(amount: &str) -> Option<i64> {
+    let amount = amount.trim().replace(',', ".");
+    let (whole, fraction) = amount.split_once('.').unwrap_or((&amount, ""));
+    if whole.is_empty()
+        || fraction.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let cents: i64 = format!("{fraction:0<2}").parse().ok()?;
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)
+}
+
+/// Why a staff form cannot be sent as it is: shown on the order's page.
+#[derive(Debug)]
+struct FormError(&'static str);
+
+fn quote_request(
+    order_id: &str,
+    form: &[(String, String)],
+    today: chrono::DateTime<chrono::Utc>,
+) -> Result<rpb::IssueQuoteRequest, FormError> {
+    let currency = field(form, "currency");
+    if !CURRENCIES.contains(&currency) {
+        return Err(FormError("form-currency"));
+    }
+    let mut lines = Vec::new();
+    for row in 1..=QUOTE_ROWS {
+        let description = field(form, &format!("description{row}"));
+        let amount = field(form, &format!("amount{row}"));
+        if description.is_empty() && amount.is_empty() {
+            continue;
+        }
+        let minor_units = minor_units(amount).ok_or(FormError("form-amount"))?;
+        if description.is_empty() || description.len() > 200 {
+            return Err(FormError("form-description"));
+        }
+        lines.push(rpb::QuoteLine {
+            description: description.to_owned(),
+            is_labour: field(form, &format!("kind{row}")) == "labour",
+            amount: Some(Money {
+                minor_units,
+                currency: currency.to_owned(),
+            }),
+        });
+    }
+    if lines.is_empty() {
+        return Err(FormError("form-no-lines"));
+    }
+    let days: i64 = field(form, "valid_days").parse().unwrap_or(14).clamp(1, 90);
+    let until = today + chrono::TimeDelta::days(days);
+    Ok(rpb::IssueQuoteRequest {
+        order_id: order_id.to_owned(),
+        lines,
+        valid_until: Some(prost_types::Timestamp {
+            seconds: until.timestamp(),
+            nanos: 0,
+        }),
+    })
+}
+
+/// The text of a notes field, if it fits.
+fn notes(form: &[(String, String)], name: &str) -> Result<String, FormError> {
+    let text = field(form, name);
+    if text.len() > MAX_NOTES {
+        Err(FormError("form-too-long"))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+/// A list typed as `a, b, c`.
+fn list(form: &[(String, String)], name: &str) -> Result<Vec<String>, FormError> {
+    let items: Vec<String> = field(form, name)
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.len() > 20 || items.iter().any(|item| item.len() > 100) {
+        return Err(FormError("form-too-long"));
+    }
+    Ok(items)
+}
+
+/// One step on an order, from its page; back to the page, or the page again
+/// with the reason it was refused.
+pub async fn act(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((order_id, action)): Path<(String, String)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    if !app.form_allowed(&headers, &visit, field(&form, "csrf")) {
+        return forbidden(&app, &visit);
+    }
+    let Some((session, token)) = app.signed_in(&visit).await else {
+        return Redirect::to("/staff/sign-in").into_response();
+    };
+    let technician = session.person.subject.clone();
+    let reference = || rpb::OrderRef {
+        order_id: order_id.clone(),
+    };
+    let mut repair = app.inner.repair.clone();
+    #[allow(clippy::disallowed_methods)] // the quote's validity starts now
+    let now = chrono::Utc::now();
+    let done = async {
+        let answer = match action.as_str() {
+            "check-in" => {
+                let request = rpb::CheckInDeviceRequest {
+                    order_id: order_id.clone(),
+                    condition_notes: notes(&form, "notes")?,
+                    photos: Vec::new(),
+                    liquid_indicator_tripped: field(&form, "liquid") == "on",
+                    accessories_received: list(&form, "accessories")?,
+                };
+                repair.check_in_device(authorized(request, &token)).await
+            }
+            "diagnose" => {
+                let fault = FaultCategory::from_str_name(&format!(
+                    "FAULT_CATEGORY_{}",
+                    field(&form, "fault").to_ascii_uppercase()
+                ))
+                .ok_or(FormError("form-fault-unknown"))?;
+                let request = rpb::DiagnoseRequest {
+                    order_id: order_id.clone(),
+                    fault_category: fault.into(),
+                    fault_codes: list(&form, "codes")?,
+                    technician: technician.clone(),
+                };
+                repair.diagnose(authorized(request, &token)).await
+            }
+            "quote" => {
+                let request = quote_request(&order_id, &form, now)?;
+                repair.issue_quote(authorized(request, &token)).await
+            }
+            "start" => {
+                let request = rpb::StartRepairRequest {
+                    order_id: order_id.clone(),
+                    technician: technician.clone(),
+                };
+                repair.start_repair(authorized(request, &token)).await
+            }
+            "part" => {
+                let request = rpb::ReplacePartRequest {
+                    order_id: order_id.clone(),
+                    part_number: field(&form, "part_number").to_owned(),
+                    old_serial: field(&form, "old_serial").to_owned(),
+                    new_serial: field(&form, "new_serial").to_owned(),
+                };
+                repair.replace_part(authorized(request, &token)).await
+            }
+            "qc" => {
+                let request = rpb::RecordQcResultRequest {
+                    order_id: order_id.clone(),
+                    passed: field(&form, "result") == "passed",
+                    notes: notes(&form, "notes")?,
+                };
+                repair.record_qc_result(authorized(request, &token)).await
+            }
+            "ready" => {
+                repair
+                    .mark_ready_for_return(authorized(reference(), &token))
+                    .await
+            }
+            "hand-over" => {
+                repair
+                    .confirm_collected(authorized(reference(), &token))
+                    .await
+            }
+            "cancel" => {
+                let request = rpb::CancelRepairRequest {
+                    order_id: order_id.clone(),
+                    reason: notes(&form, "reason")?,
+                };
+                repair.cancel_repair(authorized(request, &token)).await
+            }
+            _ => return Err(FormError("not-found-text")),
+        };
+        Ok(answer)
+    }
+    .await;
+    match done {
+        Ok(Ok(_)) => Redirect::to(&format!("/staff/repairs/{order_id}")).into_response(),
+        Ok(Err(status))
+            if matches!(
+                status.code(),
+                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+            ) =>
+        {
+            // The service's own words: they name the field or the stage.
+            let notice = app.t(
+                visit.language,
+                "staff-refused",
+                &[("reason", status.message())],
+            );
+            order_page(
+                &app,
+                &visit,
+                &order_id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(notice),
+            )
+            .await
+        }
+        Ok(Err(status)) => app.refused(&visit, &status),
+        Err(FormError(message)) => {
+            let notice = app.t(visit.language, message, &[]);
+            order_page(
+                &app,
+                &visit,
+                &order_id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(notice),
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_as_minor_units_or_refused() {
+        assert_eq!(minor_units("69"), Some(6900));
+        assert_eq!(minor_units("69.5"), Some(6950));
+        assert_eq!(minor_units("69,05"), Some(6905));
+        for bad in [
+            "",
+            "-1",
+            "1.234",
+            "abc",
+            "1e3",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(minor_units(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_quote_is_built_from_its_filled_rows_in_one_currency() {
+        let form: Vec<(String, String)> = [
+            ("currency", "EUR"),
+            ("description1", "Display"),
+            ("kind1", "part"),
+            ("amount1", "129.00"),
+            ("description2", "Labour"),
+            ("kind2", "labour"),
+            ("amount2", "40"),
+            ("description3", ""),
+            ("amount3", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let quote = quote_request("r-1", &form, now).map_err(|e| e.0);
+        let quote = quote.as_ref().map(|q| {
+            q.lines
+                .iter()
+                .map(|l| {
+                    (
+                        l.description.as_str(),
+                        l.is_labour,
+                        l.amount.as_ref().map(|a| a.minor_units),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            quote,
+            Ok(vec![
+                ("Display", false, Some(12_900)),
+                ("Labour", true, Some(4_000))
+            ])
+        );
+        let mut no_currency = form.clone();
+        no_currency[0].1 = "XXX".into();
+        assert_eq!(
+            quote_request("r-1", &no_currency, now)
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err("form-currency")
+        );
+        let empty = vec![("currency".to_owned(), "EUR".to_owned())];
+        assert_eq!(
+            quote_request("r-1", &empty, now)
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err("form-no-lines")
+        );
+    }
+
+    #[test]
+    fn a_technician_sees_only_their_own_centers() {
+        let person = Person {
+            subject: "tech".into(),
+            role: Role::Technician,
+            centers: vec!["sc-a".into(), "sc-b".into()],
+        };
+        assert_eq!(center_of(&person, Some("sc-b")), Some("sc-b"));
+        assert_eq!(center_of(&person, Some("sc-elsewhere")), Some("sc-a"));
+        assert_eq!(center_of(&person, None), Some("sc-a"));
+        assert_eq!(days_since("2026-11-28", "2026-12-02"), 4);
+        assert_eq!(days_since("garbage", "2026-12-02"), 0);
+    }
+}
