@@ -1595,6 +1595,16 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "STAGE_OPENED"
     );
     browser.js("window.stillThisPage = true; return true").await;
+    let unread_count = || async {
+        browser
+            .js("return document.getElementById('unread').dataset.count")
+            .await
+            .as_str()
+            .and_then(|c| c.parse::<u64>().ok())
+    };
+    let unread_before = aftersales_testkit::eventually(unread_count, Option::is_some)
+        .await
+        .unwrap_or_default();
 
     // The technician, in a second browser, finds the order in her center's
     // queue and checks the phone in; Lena's open page follows, without a reload.
@@ -1750,6 +1760,71 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         browser.js("return window.stillThisPage === true").await,
         true,
         "followed live from approval to closing, never reloaded"
+    );
+
+    // Each step also reached her inbox: the header's count rose on this open
+    // page; the inbox lists the messages and marks them read.
+    aftersales_testkit::eventually(unread_count, |count| {
+        count.is_some_and(|c| c > unread_before)
+    })
+    .await;
+    b.goto(&format!("{}/inbox", up.web)).await.unwrap();
+    if b.wait()
+        .for_element(Locator::Css(".messages li.unread"))
+        .await
+        .is_err()
+    {
+        panic!("no unread message: {}", browser.text("main").await);
+    }
+    browser.screenshots(&shots, "inbox").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    // (The last steps' messages may still be arriving: read until none is new.)
+    aftersales_testkit::eventually(
+        || async {
+            if let Ok(button) = b.find(Locator::Css("main form button")).await {
+                let _ = button.click().await;
+            }
+            match b.find(Locator::Css("#unread-summary")).await {
+                Ok(summary) => summary.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        },
+        |summary| summary == "0 ungelesen",
+    )
+    .await;
+    aftersales_testkit::eventually(unread_count, |count| *count == Some(0)).await;
+
+    // Her preferences: quiet hours and no offers, kept.
+    b.goto(&format!("{}/preferences", up.web)).await.unwrap();
+    // (A time field's typing differs by locale: its value is set directly.)
+    browser
+        .js("document.getElementById('quiet-start').value = '22:00';
+             document.getElementById('quiet-end').value = '07:00';
+             document.querySelector('input[name=topic-offers]').checked = false;
+             return true")
+        .await;
+    browser.fill("#time-zone", "Europe/Berlin").await;
+    browser.submit("main form button[type=submit]").await;
+    if b.wait()
+        .for_element(Locator::Css("p.status"))
+        .await
+        .is_err()
+    {
+        panic!("not saved: {}", browser.text("main").await);
+    }
+    assert_eq!(
+        browser
+            .js("return [document.getElementById('quiet-start').value, document.getElementById('time-zone').value, document.querySelector('input[name=topic-offers]').checked]")
+            .await,
+        serde_json::json!(["22:00", "Europe/Berlin", false])
+    );
+    browser.screenshots(&shots, "preferences").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
     );
 
     // At the desk: a phone of Lena's with a nasty description, and someone else's repair.

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use aftersales_auth::Role;
 use aftersales_proto::common::{DeviceId, device_id};
+use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
@@ -27,6 +28,7 @@ use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
 
+mod inbox;
 mod staff;
 
 /// The longest form the pages send.
@@ -72,6 +74,34 @@ fn stage_message(stage: rpb::Stage) -> &'static str {
     }
 }
 
+/// Every page template, compiled into the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout.html", include_str!("../templates/layout.html")),
+    ("sign_in.html", include_str!("../templates/sign_in.html")),
+    ("code.html", include_str!("../templates/code.html")),
+    ("devices.html", include_str!("../templates/devices.html")),
+    ("repair.html", include_str!("../templates/repair.html")),
+    ("message.html", include_str!("../templates/message.html")),
+    (
+        "staff_sign_in.html",
+        include_str!("../templates/staff_sign_in.html"),
+    ),
+    (
+        "staff_home.html",
+        include_str!("../templates/staff_home.html"),
+    ),
+    ("queue.html", include_str!("../templates/queue.html")),
+    (
+        "staff_order.html",
+        include_str!("../templates/staff_order.html"),
+    ),
+    ("inbox.html", include_str!("../templates/inbox.html")),
+    (
+        "preferences.html",
+        include_str!("../templates/preferences.html"),
+    ),
+];
+
 #[derive(Debug, Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -86,6 +116,7 @@ struct Inner {
     sessions: Sessions,
     warranty: WarrantyServiceClient<Channel>,
     repair: RepairServiceClient<Channel>,
+    notification: NotificationServiceClient<Channel>,
     identity: Identity,
     feeds: crate::feeds::Feeds,
     secure: bool,
@@ -96,31 +127,12 @@ impl App {
         translations: Arc<Translations>,
         warranty: WarrantyServiceClient<Channel>,
         repair: RepairServiceClient<Channel>,
+        notification: NotificationServiceClient<Channel>,
         identity: Identity,
         secure: bool,
     ) -> Result<Self, GatewayError> {
         let mut templates = Environment::new();
-        for (name, source) in [
-            ("layout.html", include_str!("../templates/layout.html")),
-            ("sign_in.html", include_str!("../templates/sign_in.html")),
-            ("code.html", include_str!("../templates/code.html")),
-            ("devices.html", include_str!("../templates/devices.html")),
-            ("repair.html", include_str!("../templates/repair.html")),
-            ("message.html", include_str!("../templates/message.html")),
-            (
-                "staff_sign_in.html",
-                include_str!("../templates/staff_sign_in.html"),
-            ),
-            (
-                "staff_home.html",
-                include_str!("../templates/staff_home.html"),
-            ),
-            ("queue.html", include_str!("../templates/queue.html")),
-            (
-                "staff_order.html",
-                include_str!("../templates/staff_order.html"),
-            ),
-        ] {
+        for (name, source) in TEMPLATES {
             templates.add_template(name, source)?;
         }
         let words = LANGUAGES
@@ -141,6 +153,7 @@ impl App {
                 warranty,
                 feeds: crate::feeds::Feeds::new(repair.clone()),
                 repair,
+                notification,
                 identity,
                 secure,
             }),
@@ -163,6 +176,14 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/repairs/{order_id}", Customer, get(repair_page)),
         ("/repairs/{order_id}/events", Customer, get(repair_events)),
         ("/repairs/{order_id}/quote", Customer, post(decide_quote)),
+        ("/inbox", Customer, get(inbox::inbox)),
+        ("/inbox/read", Customer, post(inbox::mark_read)),
+        ("/inbox/events", Customer, get(inbox::unread_events)),
+        (
+            "/preferences",
+            Customer,
+            get(inbox::preferences).post(inbox::save_preferences),
+        ),
         (
             "/staff/sign-in",
             Anyone,
@@ -1012,6 +1033,25 @@ async fn not_found_anywhere(State(app): State<App>, headers: HeaderMap) -> Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_template_file_is_compiled_in_and_parses() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files: Vec<String> = std::fs::read_dir(folder)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let mut known: Vec<String> = TEMPLATES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        known.sort();
+        assert_eq!(files, known);
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            assert!(env.add_template(name, source).is_ok(), "{name}");
+        }
+    }
 
     #[test]
     fn only_posts_from_this_origin_pass() {

@@ -1,10 +1,19 @@
 // Progressive enhancement: the repair page works without this; with it, the
 // stepper follows the repair live (server-sent events), without a reload.
 "use strict";
+
+// A live stream that ends when the page is left (or kept in the back-forward
+// cache), so it does not hold one of the browser's few connections to the site.
+function live(url) {
+  var source = new EventSource(url);
+  window.addEventListener("pagehide", function () { source.close(); });
+  return source;
+}
+
 (function () {
   var stepper = document.getElementById("stepper");
   if (!stepper || !window.EventSource) return;
-  var source = new EventSource(stepper.getAttribute("data-events"));
+  var source = live(stepper.getAttribute("data-events"));
   source.addEventListener("stage", function (event) {
     var data = JSON.parse(event.data);
     var reached = true;
@@ -17,5 +26,17 @@
     var label = document.getElementById("stage-label");
     label.setAttribute("data-stage", data.stage);
     label.textContent = data.label;
+  });
+})();
+
+// The unread count in the header, live.
+(function () {
+  var badge = document.getElementById("unread");
+  if (!badge || !window.EventSource) return;
+  var source = live(badge.getAttribute("data-events"));
+  source.addEventListener("unread", function (event) {
+    var count = parseInt(event.data, 10) || 0;
+    badge.textContent = count > 0 ? String(count) : "";
+    badge.setAttribute("data-count", String(count));
   });
 })();
