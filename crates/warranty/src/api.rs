@@ -123,7 +123,11 @@ impl WarrantyApi {
             .await
             .map_err(|e| status(e.into()))?
             .map_or(0, |h| h.version);
-        Ok(device_to_proto(state, version))
+        Ok(device_to_proto(
+            state,
+            version,
+            self.requests.clock.now().date_naive(),
+        ))
     }
 }
 

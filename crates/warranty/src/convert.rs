@@ -143,7 +143,8 @@ pub fn decision_to_proto(d: &Decision) -> pb::CoverageDecision {
     }
 }
 
-pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
+/// `d` as the contract has it; `today` decides which plans are on offer.
+pub fn device_to_proto(d: &DeviceState, version: u64, today: NaiveDate) -> pb::Device {
     pb::Device {
         device_id: Some(DeviceId::from(&d.key)),
         model: d.model.clone(),
@@ -181,6 +182,20 @@ pub fn device_to_proto(d: &DeviceState, version: u64) -> pb::Device {
         claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),
         version,
         purchase_date_declared: d.proof == crate::domain::PurchaseProof::CustomerDeclared,
+        plan_offers: d
+            .plan_offers(today)
+            .into_iter()
+            .map(|offer| pb::PlanOffer {
+                plan_id: offer.plan.id.clone(),
+                extra_months: offer.plan.extra_months,
+                price: Some(Money {
+                    minor_units: offer.plan.price_minor,
+                    currency: offer.plan.currency.clone(),
+                }),
+                buy_by: offer.buy_by.to_string(),
+                coverage_end: offer.coverage_end.to_string(),
+            })
+            .collect(),
         pending_plan: d.pending_plan.as_ref().map(|p| pb::PendingPlan {
             plan_id: p.plan_id.clone(),
             payment_id: p.payment_id.clone(),

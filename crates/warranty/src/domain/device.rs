@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::coverage::{self, Decision};
-use super::policy::{PolicyTerms, Refund};
+use super::policy::{Plan, PolicyTerms, Refund};
 use super::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel, add_days, add_months,
 };
@@ -93,6 +93,29 @@ impl DeviceState {
         (months > 0).then(|| add_months(self.purchase_date, months + self.legal_extension_months))
     }
 
+    /// The plans the device can buy on `today`: none while one is active or
+    /// being paid, or once voided; each until the end of its window, which
+    /// also closes when the maker's warranty ends.
+    pub fn plan_offers(&self, today: NaiveDate) -> Vec<PlanOffer<'_>> {
+        if self.voided.is_some() || self.plan.is_some() || self.pending_plan.is_some() {
+            return Vec::new();
+        }
+        self.terms
+            .plans
+            .iter()
+            .map(|plan| self.offer(plan))
+            .filter(|offer| today <= offer.buy_by)
+            .collect()
+    }
+
+    fn offer<'a>(&self, plan: &'a Plan) -> PlanOffer<'a> {
+        PlanOffer {
+            plan,
+            buy_by: add_days(self.purchase_date, plan.buy_within_days).min(self.base_end),
+            coverage_end: add_months(self.base_end, plan.extra_months),
+        }
+    }
+
     /// The last day anything covers the phone: warranty, guarantee or plan.
     pub fn coverage_end(&self) -> NaiveDate {
         [
@@ -105,6 +128,16 @@ impl DeviceState {
         .max()
         .unwrap_or(self.base_end)
     }
+}
+
+/// A plan on offer to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOffer<'a> {
+    pub plan: &'a Plan,
+    /// The last day it can be bought.
+    pub buy_by: NaiveDate,
+    /// Until when it would cover the phone.
+    pub coverage_end: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,12 +432,11 @@ impl Decider for Device {
                         ),
                     ));
                 };
-                let window_end = add_days(device.purchase_date, plan.buy_within_days);
-                if *today > window_end || *today > device.base_end {
+                let offer = device.offer(plan);
+                if *today > offer.buy_by {
                     return Err(DomainError::Precondition(format!(
                         "{} can be bought until {} while the warranty runs",
-                        plan.id,
-                        window_end.min(device.base_end)
+                        plan.id, offer.buy_by
                     )));
                 }
                 Ok(vec![Event::PlanOrdered {
@@ -412,7 +444,7 @@ impl Decider for Device {
                     plan_id: plan.id.clone(),
                     payment_id: payment_id.clone(),
                     ordered_on: *today,
-                    coverage_end: add_months(device.base_end, plan.extra_months),
+                    coverage_end: offer.coverage_end,
                     price_minor: plan.price_minor,
                     currency: plan.currency.clone(),
                 }])
@@ -934,6 +966,44 @@ mod tests {
             Device::decide(&bought, &buy),
             Err(DomainError::Precondition(_))
         ));
+    }
+
+    #[test]
+    fn the_plans_offered_are_exactly_those_a_purchase_would_accept() {
+        let d = date("2025-01-10");
+        let state = run(None, &register("DE", d, d)).unwrap();
+        let device = state.clone().unwrap();
+        for today in ["2025-01-10", "2025-03-11", "2025-03-12", "2027-01-11"] {
+            let today = date(today);
+            let offered: Vec<&str> = device
+                .plan_offers(today)
+                .iter()
+                .map(|o| o.plan.id.as_str())
+                .collect();
+            for plan in &device.terms.plans {
+                let buy = Command::PurchasePlan {
+                    plan_id: plan.id.clone(),
+                    payment_id: "pay-1".into(),
+                    today,
+                };
+                assert_eq!(
+                    offered.contains(&plan.id.as_str()),
+                    Device::decide(&state, &buy).is_ok(),
+                    "{} on {today}",
+                    plan.id
+                );
+            }
+        }
+        let offers = device.plan_offers(d);
+        assert_eq!(offers.len(), 2);
+        assert_eq!(offers[0].buy_by, date("2025-03-11"));
+        assert_eq!(offers[0].coverage_end, date("2028-01-10"));
+        assert!(
+            paid(&state, "care-12", d)
+                .unwrap()
+                .plan_offers(d)
+                .is_empty()
+        );
     }
 
     /// `plan` ordered on `today` and its payment settled.
