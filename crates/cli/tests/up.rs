@@ -1571,6 +1571,109 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "the session cookie is out of the page's reach (HttpOnly)"
     );
 
+    // She adds a phone by its IMEI, checked as she types and by the server.
+    b.goto(&format!("{}/devices/add", up.web)).await.unwrap();
+    browser.fill("#imei", "354672109876547").await;
+    assert_eq!(
+        browser.text("#imei-check").await,
+        "Das ist keine gültige IMEI: Bitte die Ziffern prüfen.",
+        "a wrong check digit is seen as she types"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('imei').validity.valid")
+            .await,
+        false
+    );
+    browser
+        .js("document.getElementById('imei').value = ''; return true")
+        .await;
+    browser.fill("#imei", "354672109876548").await;
+    assert_eq!(
+        browser.text("#imei-check").await,
+        "Die IMEI sieht richtig aus."
+    );
+    browser.fill("#model", "Aurora 5 Pro").await;
+    b.find(Locator::Css("#country option[value=DE]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .js("document.getElementById('purchased').value = '2026-11-20'; return true")
+        .await;
+    browser.screenshots(&shots, "add-device").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.submit("#add-device button").await;
+    if b.wait()
+        .for_element(Locator::Css("#coverage"))
+        .await
+        .is_err()
+    {
+        panic!("not added: {}", browser.text("main").await);
+    }
+    let coverage = browser.text("#coverage").await;
+    assert!(
+        coverage.contains("24 Monate ab 20. November 2026, bis 20. November 2028"),
+        "in plain words, citing the terms and their dates: {coverage}"
+    );
+    assert!(coverage.contains("de-consumer v2"), "{coverage}");
+
+    // What a cracked display would get; then a plan on offer, and a charger.
+    b.find(Locator::Css("#fault option[value=display]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .submit("form[aria-labelledby=ask-title] button")
+        .await;
+    b.wait().for_element(Locator::Css("#answer")).await.unwrap();
+    let answer = browser.text("#answer").await;
+    assert!(answer.starts_with("Abgedeckt"), "{answer}");
+    assert!(answer.contains("kostenlose Reparatur"), "{answer}");
+    // (WebDriver reads the no-break space before the euro sign as a space.)
+    let offers = browser.text("#buy-plan").await;
+    assert!(
+        offers.contains("79,00 €"),
+        "money as German writes it: {offers}"
+    );
+    browser.screenshots(&shots, "device").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.submit("#buy-plan button").await;
+    aftersales_testkit::eventually(
+        || async {
+            b.refresh().await.unwrap();
+            browser.text("#coverage").await
+        },
+        |coverage| coverage.contains("Garantieverlängerung care-12: bis 20. November 2029"),
+    )
+    .await;
+    browser.fill("#accessory-serial", "CHG-0042").await;
+    browser
+        .js("document.getElementById('accessory-purchased').value = '2026-11-20'; return true")
+        .await;
+    browser.submit("#add-accessory button").await;
+    b.wait()
+        .for_element(Locator::Css("#accessories"))
+        .await
+        .unwrap();
+    assert!(
+        browser
+            .text("#accessories")
+            .await
+            .contains("Ladegerät · CHG-0042")
+    );
+    b.goto(&format!("{}/devices", up.web)).await.unwrap();
+
     // Her repair, opened at the demo's Berlin center.
     let repair_link = b
         .find(Locator::Css(".cards a[href^='/repairs/']"))
@@ -1712,7 +1815,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     .await;
     b.refresh().await.unwrap();
     let quote = browser.text(".quote").await;
-    assert!(quote.contains("EUR 69.00"), "{quote}");
+    assert!(quote.contains("Summe 69,00 €"), "{quote}");
     assert!(quote.contains("Display"), "{quote}");
     assert_eq!(
         browser.accessibility_violations().await,

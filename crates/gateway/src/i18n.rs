@@ -134,6 +134,86 @@ impl Translations {
     }
 }
 
+impl Translations {
+    /// `date` as people of `language` write it: "1 March 2025", "1. März 2025",
+    /// "2025年3月1日" (the pattern and month names are the language's messages).
+    pub fn date(&self, language: &str, date: chrono::NaiveDate) -> String {
+        use chrono::Datelike as _;
+        let month = self.text(language, &format!("month-{}", date.month()), &[]);
+        self.text(
+            language,
+            "date-long",
+            &[
+                ("day", &date.day().to_string()),
+                ("month", &month),
+                ("monthnumber", &date.month().to_string()),
+                ("year", &date.year().to_string()),
+            ],
+        )
+    }
+
+    /// An ISO date (`2025-03-01`) as [`Translations::date`]; anything else as it is.
+    pub fn iso_date(&self, language: &str, iso: &str) -> String {
+        chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d")
+            .map_or_else(|_| iso.to_owned(), |d| self.date(language, d))
+    }
+
+    /// A moment, in UTC, as the language writes a date and a time.
+    pub fn moment(&self, language: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!(
+            "{} {} UTC",
+            self.date(language, at.date_naive()),
+            at.format("%H:%M")
+        )
+    }
+
+    /// An amount in minor units (two decimals) of `currency`, as the language
+    /// writes money: "€1,234.50", "1.234,50 €", "₹1,23,456.00".
+    pub fn money(&self, language: &str, minor_units: i64, currency: &str) -> String {
+        let units = minor_units.unsigned_abs();
+        let whole = self.grouped(language, units / 100);
+        let decimal = self.text(language, "number-decimal", &[]);
+        let amount = format!(
+            "{}{whole}{decimal}{:02}",
+            if minor_units < 0 { "-" } else { "" },
+            units % 100
+        );
+        let symbol_id = format!("currency-{currency}");
+        let symbol = self.text(language, &symbol_id, &[]);
+        let symbol = if symbol == symbol_id {
+            currency.to_owned()
+        } else {
+            symbol
+        };
+        self.text(
+            language,
+            "money",
+            &[("amount", &amount), ("symbol", &symbol)],
+        )
+    }
+
+    /// `value` with the language's group separator: groups of three, or the
+    /// Indian lakh and crore grouping (3, then 2) where the language uses it.
+    fn grouped(&self, language: &str, value: u64) -> String {
+        let separator = self.text(language, "number-group", &[]);
+        let later: usize = self
+            .text(language, "number-group-later", &[])
+            .parse()
+            .unwrap_or(3)
+            .max(1);
+        let digits = value.to_string();
+        let (mut head, last) = digits.split_at(digits.len().saturating_sub(3));
+        let mut groups = vec![last];
+        while !head.is_empty() {
+            let (rest, group) = head.split_at(head.len().saturating_sub(later));
+            groups.push(group);
+            head = rest;
+        }
+        groups.reverse();
+        groups.join(&separator)
+    }
+}
+
 /// The language to serve: `chosen` if it is one of ours, else the first of the
 /// browser's `Accept-Language` we have (by primary language: de-AT is de,
 /// zh-Hans and zh are zh-CN), else English.
@@ -186,11 +266,35 @@ mod tests {
     fn every_language_has_every_message_and_arguments_are_filled_in() {
         let t = Translations::builtin().unwrap();
         for (tag, _) in LANGUAGES {
-            let text = t.text(tag, "device-covered-until", &[("date", "2027-03-01")]);
+            let text = t.text(
+                tag,
+                "coverage-plan",
+                &[("plan", "care-12"), ("until", "2027-03-01")],
+            );
             assert!(text.contains("2027-03-01"), "{tag}: {text}");
             assert_eq!(t.all(tag).len(), t.all("en").len());
         }
         assert_eq!(t.text("de", "stage-in-repair", &[]), "In Reparatur");
+    }
+
+    #[test]
+    fn dates_and_money_are_written_as_each_language_writes_them() {
+        let t = Translations::builtin().unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2025, 3, 1).unwrap();
+        assert_eq!(t.date("en", day), "1 March 2025");
+        assert_eq!(t.date("de", day), "1. März 2025");
+        assert_eq!(t.date("zh-CN", day), "2025年3月1日");
+        assert_eq!(t.date("hi", day), "1 मार्च 2025");
+        assert_eq!(t.iso_date("en", "2027-03-01"), "1 March 2027");
+        assert_eq!(t.iso_date("en", "soon"), "soon");
+        assert_eq!(t.money("en", 123_450, "EUR"), "€1,234.50");
+        assert_eq!(t.money("de", 123_450, "EUR"), "1.234,50\u{a0}€");
+        assert_eq!(t.money("zh-CN", 6_900, "CNY"), "¥69.00");
+        assert_eq!(t.money("en", 6_900, "CNY"), "CN¥69.00");
+        assert_eq!(t.money("hi", 12_345_600, "INR"), "₹1,23,456.00");
+        assert_eq!(t.money("en", -500, "XYZ"), "XYZ-5.00");
+        assert_eq!(t.money("en", 0, "USD"), "$0.00");
+        assert_eq!(t.money("en", 100_000_000, "GBP"), "£1,000,000.00");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
-use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use axum::Form;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
@@ -28,6 +27,7 @@ use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
 
+mod devices;
 mod inbox;
 mod staff;
 
@@ -80,6 +80,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sign_in.html", include_str!("../templates/sign_in.html")),
     ("code.html", include_str!("../templates/code.html")),
     ("devices.html", include_str!("../templates/devices.html")),
+    ("device.html", include_str!("../templates/device.html")),
+    (
+        "add_device.html",
+        include_str!("../templates/add_device.html"),
+    ),
     ("repair.html", include_str!("../templates/repair.html")),
     ("message.html", include_str!("../templates/message.html")),
     (
@@ -172,7 +177,19 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/sign-out", Anyone, post(sign_out)),
         ("/static/{file}", Anyone, get(asset)),
         ("/manifest.webmanifest", Anyone, get(manifest)),
-        ("/devices", Customer, get(devices)),
+        ("/devices", Customer, get(devices::list)),
+        (
+            "/devices/add",
+            Customer,
+            get(devices::add_page).post(devices::add),
+        ),
+        ("/devices/{imei}", Customer, get(devices::device)),
+        ("/devices/{imei}/plan", Customer, post(devices::buy_plan)),
+        (
+            "/devices/{imei}/accessories",
+            Customer,
+            post(devices::register_accessory),
+        ),
         ("/repairs/{order_id}", Customer, get(repair_page)),
         ("/repairs/{order_id}/events", Customer, get(repair_events)),
         ("/repairs/{order_id}/quote", Customer, post(decide_quote)),
@@ -269,6 +286,26 @@ impl App {
 
     fn t(&self, language: &str, id: &str, args: &[(&str, &str)]) -> String {
         self.inner.translations.text(language, id, args)
+    }
+
+    fn money(&self, language: &str, m: Option<&aftersales_proto::common::Money>) -> String {
+        m.map_or_else(String::new, |m| {
+            self.inner
+                .translations
+                .money(language, m.minor_units, &m.currency)
+        })
+    }
+
+    /// An ISO date as the language writes it.
+    fn date(&self, language: &str, iso: &str) -> String {
+        self.inner.translations.iso_date(language, iso)
+    }
+
+    /// A timestamp as the language writes a date and a time (UTC).
+    fn moment(&self, language: &str, at: Option<&prost_types::Timestamp>) -> String {
+        at.and_then(|at| chrono::DateTime::from_timestamp(at.seconds, 0))
+            .map(|at| self.inner.translations.moment(language, at))
+            .unwrap_or_default()
     }
 
     /// `template` with `context`, inside the layout.
@@ -702,109 +739,11 @@ async fn sign_out(
     response
 }
 
-#[derive(Debug, Serialize)]
-struct DeviceView {
-    model: String,
-    imei: String,
-    coverage: String,
-    repairs: Vec<RepairLink>,
-}
-
-#[derive(Debug, Serialize)]
-struct RepairLink {
-    order_id: String,
-    stage: String,
-}
-
 fn imei_of(id: Option<&DeviceId>) -> String {
     match id.and_then(|d| d.kind.as_ref()) {
         Some(device_id::Kind::Imei(v) | device_id::Kind::Serial(v)) => v.clone(),
         None => String::new(),
     }
-}
-
-async fn devices(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Query(query): Query<LangQuery>,
-) -> Response {
-    let visit = app.visit(&headers, query.lang.as_deref());
-    let Some((session, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
-    };
-    let listed = app
-        .inner
-        .warranty
-        .clone()
-        .list_devices_by_customer(authorized(
-            wpb::ListDevicesByCustomerRequest {
-                customer_id: session.person.subject.clone(),
-                page_size: 50,
-                page_token: String::new(),
-            },
-            &token,
-        ))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner().devices,
-        Err(status) => return app.refused(&visit, &status),
-    };
-    let today = chrono_today();
-    let mut views = Vec::new();
-    for device in listed {
-        let repairs = app
-            .inner
-            .repair
-            .clone()
-            .list_repairs_by_device(authorized(
-                rpb::ListRepairsByDeviceRequest {
-                    device_id: device.device_id.clone(),
-                },
-                &token,
-            ))
-            .await
-            .map(|r| r.into_inner().repairs)
-            .unwrap_or_default();
-        let coverage = if device.voided {
-            app.t(visit.language, "device-voided", &[])
-        } else if device.warranty_end.as_str() >= today.as_str() {
-            app.t(
-                visit.language,
-                "device-covered-until",
-                &[("date", &device.warranty_end)],
-            )
-        } else {
-            app.t(
-                visit.language,
-                "device-expired",
-                &[("date", &device.warranty_end)],
-            )
-        };
-        views.push(DeviceView {
-            model: device.model,
-            imei: imei_of(device.device_id.as_ref()),
-            coverage,
-            repairs: repairs
-                .into_iter()
-                .map(|r| RepairLink {
-                    stage: app.t(
-                        visit.language,
-                        stage_message(rpb::Stage::try_from(r.stage).unwrap_or_default()),
-                        &[],
-                    ),
-                    order_id: r.order_id,
-                })
-                .collect(),
-        });
-    }
-    let title = app.t(visit.language, "devices-title", &[]);
-    app.page(
-        &visit,
-        StatusCode::OK,
-        &title,
-        "devices.html",
-        minijinja::context! { devices => views },
-    )
 }
 
 /// Today's date, ISO: the system clock is the one the person lives by.
@@ -868,7 +807,7 @@ async fn repair_page(
         stage => stage_name(stage),
         stage_label => app.t(visit.language, stage_message(stage), &[]),
         symptoms => &order.symptoms,
-        quote => order.quote.as_ref().map(|q| quote_view(q, stage == rpb::Stage::Quoted)),
+        quote => order.quote.as_ref().map(|q| quote_view(&app, visit.language, q, stage == rpb::Stage::Quoted)),
     };
     app.page(&visit, StatusCode::OK, &title, "repair.html", context)
 }
@@ -888,16 +827,7 @@ struct QuoteLineView {
     amount: String,
 }
 
-/// Minor units as `EUR 69.00`.
-fn money(m: Option<&aftersales_proto::common::Money>) -> String {
-    m.map_or_else(String::new, |m| {
-        let sign = if m.minor_units < 0 { "-" } else { "" };
-        let units = m.minor_units.unsigned_abs();
-        format!("{} {sign}{}.{:02}", m.currency, units / 100, units % 100)
-    })
-}
-
-fn quote_view(q: &rpb::Quote, open: bool) -> QuoteView {
+fn quote_view(app: &App, language: &str, q: &rpb::Quote, open: bool) -> QuoteView {
     QuoteView {
         revision: q.revision,
         lines: q
@@ -905,10 +835,10 @@ fn quote_view(q: &rpb::Quote, open: bool) -> QuoteView {
             .iter()
             .map(|l| QuoteLineView {
                 description: l.description.clone(),
-                amount: money(l.amount.as_ref()),
+                amount: app.money(language, l.amount.as_ref()),
             })
             .collect(),
-        total: money(q.total.as_ref()),
+        total: app.money(language, q.total.as_ref()),
         open,
     }
 }

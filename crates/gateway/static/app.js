@@ -40,3 +40,27 @@ function live(url) {
     badge.setAttribute("data-count", String(count));
   });
 })();
+
+// The IMEI checked as it is typed: fifteen digits, the last the Luhn check
+// digit of the others (the server checks it again).
+(function () {
+  var input = document.getElementById("imei");
+  var status = document.getElementById("imei-check");
+  if (!input || !status) return;
+  function luhn(digits) {
+    var sum = 0;
+    for (var i = 0; i < digits.length; i++) {
+      var d = digits.charCodeAt(digits.length - 1 - i) - 48;
+      if (i % 2 === 1) { d *= 2; if (d > 9) d -= 9; }
+      sum += d;
+    }
+    return sum % 10 === 0;
+  }
+  input.addEventListener("input", function () {
+    var value = input.value.replace(/\s/g, "");
+    var ok = /^[0-9]{15}$/.test(value) && luhn(value);
+    input.setCustomValidity(ok || value.length < 15 ? "" : input.getAttribute("data-invalid"));
+    status.textContent = value.length < 15 ? "" : input.getAttribute(ok ? "data-valid" : "data-invalid");
+    status.className = ok ? "valid" : (value.length < 15 ? "" : "invalid");
+  });
+})();

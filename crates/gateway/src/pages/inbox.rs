@@ -42,12 +42,6 @@ struct MessageView {
     urgent: bool,
 }
 
-fn when(at: Option<&prost_types::Timestamp>) -> String {
-    at.and_then(|at| chrono::DateTime::from_timestamp(at.seconds, 0))
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
 pub async fn inbox(
     State(app): State<App>,
     headers: HeaderMap,
@@ -78,7 +72,7 @@ pub async fn inbox(
         .notifications
         .into_iter()
         .map(|n| MessageView {
-            at: when(n.created_at.as_ref()),
+            at: app.moment(visit.language, n.created_at.as_ref()),
             id: n.notification_id,
             subject: n.subject,
             body: n.body,

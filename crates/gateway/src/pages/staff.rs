@@ -194,7 +194,7 @@ pub async fn queue(
                 QueueEntry {
                     channel: channel_label(&app, visit.language, r.channel),
                     order_id: r.order_id,
-                    opened_on: r.opened_on,
+                    opened_on: app.date(visit.language, &r.opened_on),
                     age_days,
                     aging: age_days > AGING_DAYS,
                 }
@@ -302,13 +302,7 @@ async fn order_page(
                 &[],
             ),
             actor: step.actor,
-            at: step
-                .at
-                .and_then(|at| {
-                    chrono::DateTime::from_timestamp(at.seconds, 0)
-                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                })
-                .unwrap_or_default(),
+            at: app.moment(language, step.at.as_ref()),
         })
         .collect();
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
@@ -360,7 +354,7 @@ async fn order_page(
             customer => &order.customer_id,
             symptoms => &order.symptoms,
             coverage => coverage,
-            quote => order.quote.as_ref().map(|q| super::quote_view(q, false)),
+            quote => order.quote.as_ref().map(|q| super::quote_view(app, language, q, false)),
             timeline => timeline,
             actions => actions,
             faults => faults,
