@@ -9,6 +9,7 @@
 //!   once and valid by construction.
 //! - [`shutdown`]: one trigger telling every long-running part of a service to stop.
 
+pub mod address;
 pub mod clock;
 pub mod error;
 pub mod shutdown;

@@ -165,8 +165,10 @@ impl RepairService for RepairApi {
                         recipient: a.recipient,
                         lines: a.lines,
                         city: a.city,
+                        region: a.region,
                         postal_code: a.postal_code,
                         country: a.country.map(|c| c.value).unwrap_or_default(),
+                        phone: a.phone,
                     },
                 }
             }

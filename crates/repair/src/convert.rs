@@ -82,11 +82,12 @@ pub fn address_to_proto(a: &Address) -> aftersales_proto::common::Address {
         recipient: a.recipient.clone(),
         lines: a.lines.clone(),
         city: a.city.clone(),
+        region: a.region.clone(),
         postal_code: a.postal_code.clone(),
         country: Some(CountryCode {
             value: a.country.clone(),
         }),
-        ..Default::default()
+        phone: a.phone.clone(),
     }
 }
 

@@ -75,8 +75,14 @@ pub struct Address {
     pub recipient: String,
     pub lines: Vec<String>,
     pub city: String,
+    /// State or province, where the country's addresses have one.
+    #[serde(default)]
+    pub region: String,
     pub postal_code: String,
     pub country: String,
+    /// For the carrier, where the customer gave one.
+    #[serde(default)]
+    pub phone: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -507,6 +513,12 @@ impl Decider for RepairOrder {
                     }
                     text("contact_address.city", &address.city, 100)?;
                     CountryCode::parse("contact_address.country", &address.country)?;
+                    if address.region.len() > 100 || address.phone.len() > 40 {
+                        return Err(DomainError::invalid(
+                            "contact_address",
+                            "a region of at most 100 and a phone number of at most 40 bytes",
+                        ));
+                    }
                 }
             }
             return Ok(vec![Event::RepairOrderOpened {
@@ -842,8 +854,10 @@ mod tests {
                         recipient: "Ana Lima".into(),
                         lines: vec!["Rua A 1".into()],
                         city: "Lisboa".into(),
+                        region: String::new(),
                         postal_code: "1000-001".into(),
                         country: "PT".into(),
+                        phone: String::new(),
                     },
                 }
             } else {
@@ -1256,8 +1270,10 @@ mod tests {
                 recipient: "A".into(),
                 lines: vec![],
                 city: "B".into(),
+                region: String::new(),
                 postal_code: "1".into(),
                 country: "PT".into(),
+                phone: String::new(),
             },
         };
         assert_eq!(field(&with(no_address, "dead")), "contact_address.lines");
