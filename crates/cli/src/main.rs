@@ -283,6 +283,7 @@ async fn up(args: Up) -> Result<(), String> {
                 listen: args.gateway_listen,
                 warranty_url: format!("http://{}", warranty.addr),
                 repair_url: format!("http://{}", repair.addr),
+                logistics_url: format!("http://{}", logistics.addr),
                 notification_url: format!("http://{}", notification.addr),
                 issuer_url: provider.url().to_owned(),
                 ..Default::default()

@@ -1672,16 +1672,109 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
             .await
             .contains("Ladegerät · CHG-0042")
     );
+
+    // The new phone's display fails: she sends it in by mail, to an address
+    // in Germany's format, and gets a label and a drop-off code.
+    b.goto(&format!("{}/help?imei=354672109876548", up.web))
+        .await
+        .unwrap();
+    b.find(Locator::Css("#help-fault option[value=display]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .fill("#help-symptoms", "Stripes across the screen")
+        .await;
+    browser.submit("#problem button[type=submit]").await;
+    if b.wait()
+        .for_element(Locator::Css("#mail-in-form"))
+        .await
+        .is_err()
+    {
+        panic!("no choices: {}", browser.text("main").await);
+    }
+    let centers = browser.text("#centers").await;
+    assert!(centers.contains("Aftersales Berlin Mitte"), "{centers}");
+    assert!(centers.contains("Entfernungen ab Berlin"), "{centers}");
+    assert_eq!(
+        browser
+            .js("return [...document.querySelectorAll('#mail-in-form fieldset input')].map(i => i.name)")
+            .await,
+        serde_json::json!(["recipient", "line1", "line2", "postal_code", "city", "phone"]),
+        "a German address: street, then postal code and city"
+    );
+    browser.screenshots(&shots, "help").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.fill("#address-recipient", "Lena Schmidt").await;
+    browser.fill("#address-line1", "Torstraße 1").await;
+    browser.fill("#address-postal_code", "1011").await;
+    browser.fill("#address-city", "Berlin").await;
+    browser.submit("#mail-in-form button").await;
+    b.wait().for_element(Locator::Css("#notice")).await.unwrap();
+    assert!(
+        browser
+            .text("#notice")
+            .await
+            .contains("\"1011\" is not a DE postal code"),
+        "a postal code Germany does not have is refused before anything is written"
+    );
+    // (The page kept what she typed: one more digit makes it 10115.)
+    browser.fill("#address-postal_code", "5").await;
+    browser.submit("#mail-in-form button").await;
+    if b.wait()
+        .for_element(Locator::Css("#stepper"))
+        .await
+        .is_err()
+    {
+        panic!("not opened: {}", browser.text("main").await);
+    }
+    assert_eq!(
+        browser
+            .js("return document.getElementById('stage-label').dataset.stage")
+            .await,
+        "STAGE_AWAITING_DEVICE"
+    );
+    // The carrier's code (the sandbox's start SB), once logistics made the parcel.
+    aftersales_testkit::eventually(
+        || async {
+            b.refresh().await.unwrap();
+            match b.find(Locator::Css(".drop-off-code")).await {
+                Ok(code) => code.text().await.unwrap_or_default(),
+                Err(_) => browser.text("main").await,
+            }
+        },
+        |code| code.starts_with("SB"),
+    )
+    .await;
+    browser.screenshots(&shots, "mail-in").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    let label = browser
+        .js("return fetch(document.querySelector('.label-link').href).then(r => r.headers.get('content-type') + ' ' + r.headers.get('content-security-policy'))")
+        .await;
+    assert_eq!(
+        label,
+        "image/svg+xml default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+        "the carrier's label, printable and unable to run anything"
+    );
     b.goto(&format!("{}/devices", up.web)).await.unwrap();
 
     // Her repair, opened at the demo's Berlin center.
-    let repair_link = b
-        .find(Locator::Css(".cards a[href^='/repairs/']"))
-        .await
-        .unwrap();
-    let href = repair_link.attr("href").await.unwrap().unwrap();
+    let href = browser
+        .js("return [...document.querySelectorAll('.card')]
+               .find(c => c.textContent.includes('490154203237518'))
+               .querySelector(\"a[href^='/repairs/']\").getAttribute('href')")
+        .await;
+    let href = href.as_str().unwrap().to_owned();
     let order = href.trim_start_matches("/repairs/").to_owned();
-    repair_link.click().await.unwrap();
+    b.goto(&format!("{}{href}", up.web)).await.unwrap();
     b.wait()
         .for_element(Locator::Css("#stepper"))
         .await

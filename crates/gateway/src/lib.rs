@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
@@ -49,6 +50,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:50052"
     )]
     pub repair_url: String,
+    /// The logistics service (parcels, labels, custody).
+    #[arg(
+        long,
+        env = "AFTERSALES_LOGISTICS_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub logistics_url: String,
     /// The notification service (the inbox and preferences).
     #[arg(
         long,
@@ -121,6 +129,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         Arc::new(i18n::Translations::builtin()?),
         WarrantyServiceClient::new(channel(&config.warranty_url, ca)?),
         RepairServiceClient::new(channel(&config.repair_url, ca)?),
+        LogisticsServiceClient::new(channel(&config.logistics_url, ca)?),
         NotificationServiceClient::new(channel(&config.notification_url, ca)?),
         identity::Identity::new(&config.issuer_url).map_err(GatewayError::Config)?,
         config.secure,

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use aftersales_auth::Role;
 use aftersales_proto::common::{DeviceId, device_id};
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
@@ -28,6 +30,7 @@ use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
 
 mod devices;
+mod help;
 mod inbox;
 mod staff;
 
@@ -85,6 +88,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "add_device.html",
         include_str!("../templates/add_device.html"),
     ),
+    ("help.html", include_str!("../templates/help.html")),
+    (
+        "help_where.html",
+        include_str!("../templates/help_where.html"),
+    ),
     ("repair.html", include_str!("../templates/repair.html")),
     ("message.html", include_str!("../templates/message.html")),
     (
@@ -121,6 +129,7 @@ struct Inner {
     sessions: Sessions,
     warranty: WarrantyServiceClient<Channel>,
     repair: RepairServiceClient<Channel>,
+    logistics: LogisticsServiceClient<Channel>,
     notification: NotificationServiceClient<Channel>,
     identity: Identity,
     feeds: crate::feeds::Feeds,
@@ -132,6 +141,7 @@ impl App {
         translations: Arc<Translations>,
         warranty: WarrantyServiceClient<Channel>,
         repair: RepairServiceClient<Channel>,
+        logistics: LogisticsServiceClient<Channel>,
         notification: NotificationServiceClient<Channel>,
         identity: Identity,
         secure: bool,
@@ -158,6 +168,7 @@ impl App {
                 warranty,
                 feeds: crate::feeds::Feeds::new(repair.clone()),
                 repair,
+                logistics,
                 notification,
                 identity,
                 secure,
@@ -193,6 +204,10 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/repairs/{order_id}", Customer, get(repair_page)),
         ("/repairs/{order_id}/events", Customer, get(repair_events)),
         ("/repairs/{order_id}/quote", Customer, post(decide_quote)),
+        ("/help", Customer, get(help::start).post(help::choose)),
+        ("/help/walk-in", Customer, post(help::walk_in)),
+        ("/help/mail-in", Customer, post(help::mail_in)),
+        ("/repairs/{order_id}/label", Customer, get(repair_label)),
         ("/inbox", Customer, get(inbox::inbox)),
         ("/inbox/read", Customer, post(inbox::mark_read)),
         ("/inbox/events", Customer, get(inbox::unread_events)),
@@ -236,8 +251,10 @@ pub fn router(app: App) -> axum::Router {
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     for (name, value) in [
-        ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-content-type-options", "nosniff"),
         // Not no-referrer: with it, browsers send `Origin: null` on our own forms.
         ("referrer-policy", "same-origin"),
@@ -795,21 +812,231 @@ async fn repair_page(
         Err(status) => return app.refused(&visit, &status),
     };
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
-    let title = app.t(
-        visit.language,
-        "repair-title",
-        &[("order", &order.order_id)],
+    let language = visit.language;
+    let title = app.t(language, "repair-title", &[("order", &order.order_id)]);
+    let (timeline, parcels) = futures::join!(
+        app.timeline(&order.order_id, &token, language),
+        app.parcels(&order.order_id, &token, language)
     );
     let context = minijinja::context! {
         title => &title,
         order_id => &order.order_id,
-        steps => steps(&app, visit.language, stage),
+        steps => steps(&app, language, stage),
         stage => stage_name(stage),
-        stage_label => app.t(visit.language, stage_message(stage), &[]),
+        stage_label => app.t(language, stage_message(stage), &[]),
         symptoms => &order.symptoms,
-        quote => order.quote.as_ref().map(|q| quote_view(&app, visit.language, q, stage == rpb::Stage::Quoted)),
+        quote => order.quote.as_ref().map(|q| quote_view(&app, language, q, stage == rpb::Stage::Quoted)),
+        timeline => timeline,
+        parcels => parcels,
     };
     app.page(&visit, StatusCode::OK, &title, "repair.html", context)
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineEntry {
+    label: String,
+    actor: String,
+    at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ParcelView {
+    shipment_id: String,
+    heading: String,
+    carrier: String,
+    tracking_number: String,
+    status: String,
+    /// On its way to us: the label and drop-off code are still of use.
+    label: bool,
+    /// Not handed in yet: say how.
+    to_drop_off: bool,
+    scans: Vec<ScanView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScanView {
+    at: String,
+    status: String,
+    location: String,
+}
+
+fn tracking_label(app: &App, language: &str, status: i32) -> String {
+    let name = lpb::TrackingStatus::try_from(status)
+        .unwrap_or_default()
+        .as_str_name()
+        .trim_start_matches("TRACKING_STATUS_")
+        .to_ascii_lowercase()
+        .replace('_', "-");
+    app.t(language, &format!("tracking-{name}"), &[])
+}
+
+impl App {
+    /// The order's steps, who took them and when (the service records the actor).
+    async fn timeline(&self, order_id: &str, token: &str, language: &str) -> Vec<TimelineEntry> {
+        self.inner
+            .repair
+            .clone()
+            .get_repair_timeline(authorized(
+                rpb::OrderRef {
+                    order_id: order_id.to_owned(),
+                },
+                token,
+            ))
+            .await
+            .map(|t| t.into_inner().steps)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|step| TimelineEntry {
+                label: self.t(
+                    language,
+                    stage_message(rpb::Stage::try_from(step.stage).unwrap_or_default()),
+                    &[],
+                ),
+                actor: step.actor,
+                at: self.moment(language, step.at.as_ref()),
+            })
+            .collect()
+    }
+
+    /// The order's parcels, each with its scans.
+    async fn parcels(&self, order_id: &str, token: &str, language: &str) -> Vec<ParcelView> {
+        let shipments = self
+            .inner
+            .logistics
+            .clone()
+            .list_shipments_by_repair(authorized(
+                lpb::ListShipmentsByRepairRequest {
+                    repair_order_id: order_id.to_owned(),
+                },
+                token,
+            ))
+            .await
+            .map(|r| r.into_inner().shipments)
+            .unwrap_or_default();
+        let mut parcels = Vec::with_capacity(shipments.len());
+        for shipment in shipments {
+            let scans = self
+                .inner
+                .logistics
+                .clone()
+                .get_tracking_timeline(authorized(
+                    lpb::ShipmentRef {
+                        shipment_id: shipment.shipment_id.clone(),
+                    },
+                    token,
+                ))
+                .await
+                .map(|t| t.into_inner().scans)
+                .unwrap_or_default();
+            let inbound = shipment.direction == i32::from(lpb::Direction::Inbound);
+            let handed_in = scans
+                .iter()
+                .any(|scan| scan.status != i32::from(lpb::TrackingStatus::PreTransit));
+            parcels.push(ParcelView {
+                heading: self.t(
+                    language,
+                    if inbound {
+                        "parcel-inbound"
+                    } else {
+                        "parcel-outbound"
+                    },
+                    &[],
+                ),
+                carrier: shipment.carrier,
+                status: tracking_label(self, language, shipment.status),
+                label: inbound && shipment.state == i32::from(lpb::ShipmentState::Active),
+                to_drop_off: inbound
+                    && !handed_in
+                    && shipment.state == i32::from(lpb::ShipmentState::Active),
+                tracking_number: shipment.tracking_number,
+                shipment_id: shipment.shipment_id,
+                scans: scans
+                    .iter()
+                    .rev()
+                    .map(|scan| ScanView {
+                        at: self.moment(language, scan.occurred_at.as_ref()),
+                        status: tracking_label(self, language, scan.status),
+                        location: scan.location.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        parcels
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelQuery {
+    shipment: String,
+}
+
+/// The printable label of one of the order's parcels, as the carrier made it.
+/// It is shown sandboxed: no script, nothing loaded from anywhere.
+async fn repair_label(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    Query(query): Query<LabelQuery>,
+) -> Response {
+    const PRINTABLE: &[&str] = &["image/svg+xml", "application/pdf", "image/png"];
+    let visit = app.visit(&headers, None);
+    let Some((_, token)) = app.signed_in(&visit).await else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    if order_id.len() > 64 || query.shipment.len() > 64 {
+        return app.not_found(&visit);
+    }
+    // The parcel must be one of this order's, which must be the person's.
+    let listed = app
+        .inner
+        .logistics
+        .clone()
+        .list_shipments_by_repair(authorized(
+            lpb::ListShipmentsByRepairRequest {
+                repair_order_id: order_id.clone(),
+            },
+            &token,
+        ))
+        .await;
+    let owned = listed.is_ok_and(|l| {
+        l.into_inner()
+            .shipments
+            .iter()
+            .any(|s| s.shipment_id == query.shipment)
+    });
+    if !owned {
+        return app.not_found(&visit);
+    }
+    let label = app
+        .inner
+        .logistics
+        .clone()
+        .get_label(authorized(
+            lpb::ShipmentRef {
+                shipment_id: query.shipment,
+            },
+            &token,
+        ))
+        .await;
+    let label = match label {
+        Ok(label) => label.into_inner(),
+        Err(status) => return app.refused(&visit, &status),
+    };
+    if !PRINTABLE.contains(&label.content_type.as_str()) {
+        return app.not_found(&visit);
+    }
+    (
+        [
+            (header::CONTENT_TYPE, label.content_type.as_str()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+            ),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        label.document,
+    )
+        .into_response()
 }
 
 #[derive(Debug, Serialize)]
@@ -979,7 +1206,9 @@ mod tests {
         assert_eq!(files, known);
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
-            assert!(env.add_template(name, source).is_ok(), "{name}");
+            if let Err(error) = env.add_template(name, source) {
+                panic!("{name}: {error:#}");
+            }
         }
     }
 

@@ -64,3 +64,17 @@ function live(url) {
     status.className = ok ? "valid" : (value.length < 15 ? "" : "invalid");
   });
 })();
+
+// "Use my location": the nearest centers from where the person is, if they allow it.
+(function () {
+  var button = document.getElementById("locate");
+  if (!button || !navigator.geolocation) return;
+  button.hidden = false;
+  button.addEventListener("click", function () {
+    navigator.geolocation.getCurrentPosition(function (position) {
+      document.getElementById("lat").value = position.coords.latitude.toFixed(4);
+      document.getElementById("lon").value = position.coords.longitude.toFixed(4);
+      document.getElementById("located").textContent = button.getAttribute("data-located");
+    });
+  });
+})();

@@ -657,15 +657,17 @@ impl RepairService for RepairApi {
                 point,
                 country.as_deref(),
                 usize::try_from(limit).unwrap_or(5),
+                self.requests.clock.now().date_naive(),
             )
             .await
             .map_err(status)?;
         Ok(Response::new(pb::FindNearestCentersResponse {
             centers: found
                 .iter()
-                .map(|(c, d)| pb::NearbyCenter {
+                .map(|(c, d, next)| pb::NearbyCenter {
                     center: Some(center_to_proto(c)),
                     distance_km: *d,
+                    next_walk_in_day: next.map(|day| day.to_string()).unwrap_or_default(),
                 })
                 .collect(),
             recommend_mail_in: mail_in,

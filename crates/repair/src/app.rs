@@ -389,23 +389,28 @@ impl Repairs {
     }
 
     /// Centers near `point`, or a mail-in recommendation.
+    /// The centers nearest `point`, each with its distance and the first day
+    /// from `today` it takes another walk-in; and whether mail-in is advised.
     pub async fn nearest(
         &self,
         point: GeoPoint,
         country: Option<&str>,
         limit: usize,
-    ) -> AppResult<(Vec<(ServiceCenter, f64)>, bool)> {
+        today: chrono::NaiveDate,
+    ) -> AppResult<(Vec<(ServiceCenter, f64, Option<chrono::NaiveDate>)>, bool)> {
         let mut all = (*self.builtin_centers).clone();
         all.extend(projections::changed_centers(&self.store).await?);
         let centers: Vec<ServiceCenter> = all.into_values().collect();
         let found = centers::nearest(&centers, point, country, limit, self.radius_km);
-        Ok((
-            found
-                .centers
-                .iter()
-                .map(|(c, d)| ((*c).clone(), *d))
-                .collect(),
-            found.recommend_mail_in,
-        ))
+        let mut answer = Vec::with_capacity(found.centers.len());
+        for (center, distance) in &found.centers {
+            let booked = projections::bookings(&self.store, &center.id, today).await?;
+            answer.push((
+                (*center).clone(),
+                *distance,
+                center.next_available(today, &booked),
+            ));
+        }
+        Ok((answer, found.recommend_mail_in))
     }
 }

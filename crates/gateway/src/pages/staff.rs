@@ -239,13 +239,6 @@ pub async fn order(
     order_page(&app, &visit, &order_id, StatusCode::OK, None).await
 }
 
-#[derive(Debug, Serialize)]
-struct TimelineEntry {
-    label: String,
-    actor: String,
-    at: String,
-}
-
 /// What the page offers for one action the state machine takes now.
 fn action_name(action: rpb::Action) -> Option<&'static str> {
     Some(match action {
@@ -279,32 +272,8 @@ async fn order_page(
         Ok(order) => order,
         Err(status) => return app.refused(visit, &status),
     };
-    let timeline = app
-        .inner
-        .repair
-        .clone()
-        .get_repair_timeline(authorized(
-            rpb::OrderRef {
-                order_id: order.order_id.clone(),
-            },
-            &token,
-        ))
-        .await
-        .map(|t| t.into_inner().steps)
-        .unwrap_or_default();
     let language = visit.language;
-    let timeline: Vec<_> = timeline
-        .into_iter()
-        .map(|step| TimelineEntry {
-            label: app.t(
-                language,
-                stage_message(rpb::Stage::try_from(step.stage).unwrap_or_default()),
-                &[],
-            ),
-            actor: step.actor,
-            at: app.moment(language, step.at.as_ref()),
-        })
-        .collect();
+    let timeline = app.timeline(&order.order_id, &token, language).await;
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
     let actions: Vec<&str> = order.allowed_actions().filter_map(action_name).collect();
     let faults: Vec<_> = (1..=13)
