@@ -65,6 +65,7 @@ pub fn mail_in(imei: &str, customer: &str) -> rpb::OpenRepairRequest {
             phone: String::new(),
         }),
         reported_fault: wpb::FaultCategory::Battery.into(),
+        walk_in_day: String::new(),
     }
 }
 

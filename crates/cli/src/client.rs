@@ -685,6 +685,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
                     symptoms,
                     contact_address,
                     reported_fault: 0,
+                    walk_in_day: String::new(),
                 })
                 .await
                 .map_err(failed)?

@@ -233,6 +233,7 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
                     phone: String::new(),
                 }),
                 reported_fault: wpb::FaultCategory::Battery.into(),
+                walk_in_day: String::new(),
             })
             .await
             .map_err(failed("open"))?

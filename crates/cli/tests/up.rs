@@ -128,6 +128,7 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
             symptoms: "does not charge".into(),
             contact_address: None,
             reported_fault: pb::FaultCategory::Charging.into(),
+            walk_in_day: String::new(),
         })
         .await
         .unwrap()
@@ -426,6 +427,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
                 phone: String::new(),
             }),
             reported_fault: pb::FaultCategory::Battery.into(),
+            walk_in_day: String::new(),
         })
         .await
         .unwrap()
@@ -2120,6 +2122,86 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         page(someone_elses).await,
         nowhere,
         "indistinguishable from a missing one"
+    );
+
+    // Berlin fills up for today (an operator lowers its capacity): her next
+    // walk-in is offered Berlin's next free day, and booking it holds it.
+    let (ops_password, secret) = &accounts["ops"];
+    let totp = aftersales_identity::secrets::totp_now(secret).unwrap();
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token", up.issuer))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "ops"),
+            ("password", ops_password.as_str()),
+            ("totp", totp.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", tokens["access_token"].as_str().unwrap());
+    fn as_ops<T>(bearer: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.parse().unwrap());
+        request
+    }
+    let mut repair = RepairServiceClient::connect(format!("http://{}", urls[1]))
+        .await
+        .unwrap();
+    let mut berlin = repair
+        .get_service_center(as_ops(
+            &bearer,
+            rpb::GetServiceCenterRequest {
+                id: "sc-berlin-01".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    berlin.daily_capacity = 1;
+    repair
+        .upsert_service_center(as_ops(&bearer, berlin))
+        .await
+        .unwrap();
+    b.goto(&format!("{}/help?imei=354672109876548", up.web))
+        .await
+        .unwrap();
+    browser
+        .fill("#help-symptoms", "The battery drains overnight")
+        .await;
+    browser.submit("#problem button[type=submit]").await;
+    let berlin_card = "li[data-center=sc-berlin-01]";
+    b.wait()
+        .for_element(Locator::Css(berlin_card))
+        .await
+        .unwrap();
+    let card = browser.text(berlin_card).await;
+    assert!(
+        card.contains("Heute ausgebucht; nächster freier Tag:"),
+        "{card}"
+    );
+    let booking = browser
+        .text(&format!("{berlin_card} form.walk-in button"))
+        .await;
+    assert!(booking.starts_with("Termin am "), "{booking}");
+    let day = booking
+        .trim_start_matches("Termin am ")
+        .trim_end_matches(" buchen")
+        .to_owned();
+    browser
+        .submit(&format!("{berlin_card} form.walk-in button"))
+        .await;
+    if b.wait().for_element(Locator::Css("#booked")).await.is_err() {
+        panic!("not booked: {}", browser.text("main").await);
+    }
+    assert_eq!(
+        browser.text("#booked").await,
+        format!("Termin am {day} bei sc-berlin-01 gebucht.")
     );
 
     // A form posted from another site is refused.

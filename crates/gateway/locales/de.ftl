@@ -303,3 +303,6 @@ tracking-available-for-pickup = Abholbereit
 tracking-exception = Verzögert
 tracking-returned-to-sender = An Absender zurück
 device-get-help = Hilfe anfordern
+help-book = Termin am { $date } buchen
+help-full-now = Dieses Servicecenter ist inzwischen ausgebucht; der nächste freie Tag steht unten.
+repair-booked = Termin am { $date } bei { $center } gebucht.

@@ -303,3 +303,6 @@ tracking-available-for-pickup = Ready for pickup
 tracking-exception = Delayed
 tracking-returned-to-sender = Returned to sender
 device-get-help = Get help
+help-book = Book a walk-in on { $date }
+help-full-now = That center filled up in the meantime; its next free day is shown below.
+repair-booked = Walk-in booked for { $date } at { $center }.

@@ -303,3 +303,6 @@ tracking-available-for-pickup = पिकअप के लिए तैयार
 tracking-exception = देरी
 tracking-returned-to-sender = भेजने वाले को लौटाया
 device-get-help = मदद लें
+help-book = { $date } को वॉक-इन बुक करें
+help-full-now = वह केंद्र इस बीच भर गया; उसका अगला खाली दिन नीचे दिखाया गया है।
+repair-booked = { $date } को { $center } पर वॉक-इन बुक है।

@@ -303,3 +303,6 @@ tracking-available-for-pickup = 待取件
 tracking-exception = 延误
 tracking-returned-to-sender = 已退回寄件人
 device-get-help = 报修
+help-book = 预约 { $date } 到店
+help-full-now = 该服务中心刚刚约满；下方显示其下一个可到店日期。
+repair-booked = 已预约 { $date } 到 { $center }。

@@ -828,6 +828,10 @@ async fn repair_page(
         quote => order.quote.as_ref().map(|q| quote_view(&app, language, q, stage == rpb::Stage::Quoted)),
         timeline => timeline,
         parcels => parcels,
+        booked => (!order.walk_in_day.is_empty()).then(|| app.t(language, "repair-booked", &[
+            ("date", &app.date(language, &order.walk_in_day)),
+            ("center", &order.service_center_id),
+        ])),
     };
     app.page(&visit, StatusCode::OK, &title, "repair.html", context)
 }

@@ -88,7 +88,7 @@ fn order_owner(order: &OrderState) -> Owner<'_> {
     Owner {
         customer: Some(&order.customer_id),
         center: match &order.channel {
-            Channel::WalkIn { center_id } => Some(center_id),
+            Channel::WalkIn { center_id, .. } => Some(center_id),
             Channel::MailIn { .. } => None,
         },
     }
@@ -155,6 +155,14 @@ impl RepairService for RepairApi {
             }
             pb::Channel::WalkIn => Channel::WalkIn {
                 center_id: r.service_center_id.trim().to_owned(),
+                visit_on: if r.walk_in_day.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        chrono::NaiveDate::parse_from_str(r.walk_in_day.trim(), "%Y-%m-%d")
+                            .map_err(|_| invalid("walk_in_day", "must be a date, YYYY-MM-DD"))?,
+                    )
+                },
             },
             pb::Channel::MailIn => {
                 let a = r
@@ -179,7 +187,7 @@ impl RepairService for RepairApi {
         let owner = Owner {
             customer: Some(&r.customer_id),
             center: match &channel {
-                Channel::WalkIn { center_id } => Some(center_id),
+                Channel::WalkIn { center_id, .. } => Some(center_id),
                 Channel::MailIn { .. } => None,
             },
         };

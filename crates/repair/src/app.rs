@@ -16,6 +16,9 @@ use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
 
+/// How far ahead a walk-in can be booked.
+const MAX_BOOKING_DAYS: i64 = 60;
+
 use crate::convert::device_key;
 use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
@@ -151,22 +154,36 @@ impl Repairs {
         else {
             return Err(Error::internal("open takes an Open command"));
         };
-        if let crate::domain::order::Channel::WalkIn { center_id } = channel
+        if let crate::domain::order::Channel::WalkIn {
+            center_id,
+            visit_on,
+        } = channel
             && !center_id.trim().is_empty()
         {
             let center = self
                 .center(&CenterId::parse("service_center_id", center_id)?)
                 .await?;
             let today = ctx.now.date_naive();
+            let day = visit_on.unwrap_or(today);
+            if day < today || day > today + chrono::TimeDelta::days(MAX_BOOKING_DAYS) {
+                return Err(Error::invalid(
+                    "walk_in_day",
+                    format!("must be from today to {MAX_BOOKING_DAYS} days ahead"),
+                ));
+            }
             let booked = projections::bookings(&self.store, &center.id, today).await?;
-            if center.next_available(today, &booked) != Some(today) {
+            if center.next_available(day, &booked) != Some(day) {
                 let next = center
-                    .next_available(today, &booked)
+                    .next_available(day, &booked)
                     .map_or_else(|| "none within a year".to_owned(), |d| d.to_string());
                 return Err(Error::exhausted(format!(
-                    "{} takes no more walk-in repairs today; next available: {next}",
+                    "{} takes no more walk-in repairs on {day}; next available: {next}",
                     center.id
                 )));
+            }
+            // Opened for today: no booking to record.
+            if day == today {
+                *visit_on = None;
             }
         }
         let id = OrderId::parse("order_id", order_id)?;

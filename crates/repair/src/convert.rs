@@ -109,9 +109,16 @@ pub fn action(a: Action) -> pb::Action {
 
 /// `o` as the contract has it; `now` decides which actions are open (a quote expires).
 pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::RepairOrder {
-    let (channel, center) = match &o.channel {
-        Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone()),
-        Channel::MailIn { .. } => (pb::Channel::MailIn, String::new()),
+    let (channel, center, walk_in_day) = match &o.channel {
+        Channel::WalkIn {
+            center_id,
+            visit_on,
+        } => (
+            pb::Channel::WalkIn,
+            center_id.clone(),
+            visit_on.map(|day| day.to_string()).unwrap_or_default(),
+        ),
+        Channel::MailIn { .. } => (pb::Channel::MailIn, String::new(), String::new()),
     };
     pb::RepairOrder {
         order_id: o.order_id.clone(),
@@ -127,6 +134,7 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
         parts_replaced: u32::try_from(o.parts.len()).unwrap_or(u32::MAX),
         qc_failures: o.qc_failures,
         version,
+        walk_in_day,
         allowed_actions: o
             .allowed_actions(now)
             .into_iter()

@@ -40,7 +40,9 @@ impl Translate for RepairEvents {
                 ..
             } => {
                 let (kind, center, address) = match &channel {
-                    Channel::WalkIn { center_id } => (pb::Channel::WalkIn, center_id.clone(), None),
+                    Channel::WalkIn { center_id, .. } => {
+                        (pb::Channel::WalkIn, center_id.clone(), None)
+                    }
                     Channel::MailIn { address } => (
                         pb::Channel::MailIn,
                         String::new(),

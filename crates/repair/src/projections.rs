@@ -162,12 +162,19 @@ impl Projection for OrderDirectory {
         let Some(order) = state else {
             return Ok(());
         };
-        let (channel, center) = match &order.channel {
-            Channel::WalkIn { center_id } => ("walk_in", center_id.clone()),
-            Channel::MailIn { .. } => ("mail_in", String::new()),
+        let (channel, center, visit_on) = match &order.channel {
+            Channel::WalkIn {
+                center_id,
+                visit_on,
+            } => (
+                "walk_in",
+                center_id.clone(),
+                visit_on.map(|d| d.to_string()),
+            ),
+            Channel::MailIn { .. } => ("mail_in", String::new(), None),
         };
         let sql = "INSERT INTO repair_orders (order_id, device, channel, center_id, customer_id, \
-                   stage, opened_on, opened_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   stage, opened_on, opened_at, visit_on) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                    ON CONFLICT (order_id) DO UPDATE SET stage = excluded.stage";
         if let Some((stage, since)) = before {
             let seconds = (event.metadata.recorded_at - since).num_seconds().max(0);
@@ -209,6 +216,7 @@ impl Projection for OrderDirectory {
                 .bind(order.stage.as_str())
                 .bind(opened_at.date_naive().to_string())
                 .bind(opened_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .bind(visit_on.clone())
                 .execute(c)
                 .await?;
         });
@@ -298,8 +306,9 @@ pub async fn bookings(
     center: &str,
     from: NaiveDate,
 ) -> Result<BTreeMap<NaiveDate, u32>, StoreError> {
-    let sql = "SELECT opened_on, COUNT(*) AS n FROM repair_orders WHERE center_id = $1 \
-               AND opened_on >= $2 AND stage <> 'cancelled' GROUP BY opened_on";
+    let sql = "SELECT COALESCE(visit_on, opened_on) AS day, COUNT(*) AS n FROM repair_orders \
+               WHERE center_id = $1 AND COALESCE(visit_on, opened_on) >= $2 \
+               AND stage <> 'cancelled' GROUP BY COALESCE(visit_on, opened_on)";
     aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(center.to_owned())
@@ -308,10 +317,10 @@ pub async fn bookings(
             .await?;
         rows.iter()
             .map(|row| {
-                let day: String = row.try_get("opened_on")?;
+                let day: String = row.try_get("day")?;
                 let n: i64 = row.try_get("n")?;
                 Ok((
-                    day.parse().map_err(|_| StoreError::CorruptRow(format!("opened_on {day:?}")))?,
+                    day.parse().map_err(|_| StoreError::CorruptRow(format!("visit day {day:?}")))?,
                     u32::try_from(n).unwrap_or(u32::MAX),
                 ))
             })

@@ -291,6 +291,9 @@ async fn where_page(
                 next => next,
                 today => near.next_walk_in_day == today,
                 day => &near.next_walk_in_day,
+                book => (!near.next_walk_in_day.is_empty() && near.next_walk_in_day != today).then(|| {
+                    app.t(language, "help-book", &[("date", &app.date(language, &near.next_walk_in_day))])
+                }),
             })
         })
         .collect();
@@ -419,6 +422,9 @@ pub struct WalkInForm {
     #[serde(flatten)]
     problem: Problem,
     center: String,
+    /// The day booked; today when empty.
+    #[serde(default)]
+    day: String,
 }
 
 /// Opens a walk-in repair at the chosen center.
@@ -431,18 +437,14 @@ pub async fn walk_in(
     if !app.form_allowed(&headers, &visit, &form.problem.csrf) {
         return forbidden(&app, &visit);
     }
-    if form.center.len() > 100 {
+    if form.center.len() > 100 || form.day.len() > 10 {
         return app.not_found(&visit);
     }
-    open(
-        &app,
-        &visit,
-        &form.problem,
-        rpb::Channel::WalkIn,
-        &form.center,
-        None,
-    )
-    .await
+    let walk_in = WalkIn {
+        center: &form.center,
+        day: &form.day,
+    };
+    open(&app, &visit, &form.problem, Some(walk_in), None).await
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -527,23 +529,21 @@ pub async fn mail_in(
         }),
         phone: a.phone.trim().to_owned(),
     };
-    open(
-        &app,
-        &visit,
-        &form.problem,
-        rpb::Channel::MailIn,
-        "",
-        Some(address),
-    )
-    .await
+    open(&app, &visit, &form.problem, None, Some(address)).await
 }
 
+/// A walk-in at `center` on `day` (ISO; today when empty).
+struct WalkIn<'a> {
+    center: &'a str,
+    day: &'a str,
+}
+
+/// Opens the repair: a walk-in, or a mail-in to `address`.
 async fn open(
     app: &App,
     visit: &Visit,
     problem: &Problem,
-    channel: rpb::Channel,
-    center: &str,
+    walk_in: Option<WalkIn<'_>>,
     address: Option<Address>,
 ) -> Response {
     let Some(fault) = fault_of(&problem.fault) else {
@@ -559,12 +559,24 @@ async fn open(
         .open_repair(authorized(
             rpb::OpenRepairRequest {
                 device_id: Some(imei(&problem.imei)),
-                channel: channel.into(),
-                service_center_id: center.to_owned(),
+                channel: if walk_in.is_some() {
+                    rpb::Channel::WalkIn
+                } else {
+                    rpb::Channel::MailIn
+                }
+                .into(),
+                service_center_id: walk_in
+                    .as_ref()
+                    .map(|w| w.center.to_owned())
+                    .unwrap_or_default(),
                 customer_id: session.person.subject.clone(),
                 symptoms: problem.symptoms.trim().to_owned(),
                 contact_address: address,
                 reported_fault: fault.into(),
+                walk_in_day: walk_in
+                    .as_ref()
+                    .map(|w| w.day.to_owned())
+                    .unwrap_or_default(),
             },
             &token,
         ))
@@ -573,12 +585,23 @@ async fn open(
         Ok(order) => {
             Redirect::to(&format!("/repairs/{}", order.into_inner().order_id)).into_response()
         }
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+            // Filled up since the page was shown: the fresh page has its next free day.
+            let notice = app.t(visit.language, "help-full-now", &[]);
+            where_page(
+                app,
+                visit,
+                StatusCode::CONFLICT,
+                problem,
+                Some(notice),
+                None,
+            )
+            .await
+        }
         Err(status)
             if matches!(
                 status.code(),
-                tonic::Code::ResourceExhausted
-                    | tonic::Code::InvalidArgument
-                    | tonic::Code::FailedPrecondition
+                tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
             ) =>
         {
             let notice = app.t(

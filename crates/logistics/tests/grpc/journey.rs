@@ -159,6 +159,7 @@ fn mail_in(imei: &str) -> rpb::OpenRepairRequest {
         symptoms: "the battery drains in an hour".into(),
         contact_address: Some(address("Ana Weber", "Berlin", "DE")),
         reported_fault: wpb::FaultCategory::Battery.into(),
+        walk_in_day: String::new(),
     }
 }
 

@@ -88,8 +88,16 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Channel {
-    WalkIn { center_id: String },
-    MailIn { address: Address },
+    WalkIn {
+        center_id: String,
+        /// The day booked for bringing the phone in; the day it was opened
+        /// when none was booked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visit_on: Option<chrono::NaiveDate>,
+    },
+    MailIn {
+        address: Address,
+    },
 }
 
 /// What warranty answered, as repair recorded it.
@@ -499,7 +507,7 @@ impl Decider for RepairOrder {
             text("customer_id", customer_id, 100)?;
             text("symptoms", symptoms, 2000)?;
             match channel {
-                Channel::WalkIn { center_id } => text("service_center", center_id, 100)?,
+                Channel::WalkIn { center_id, .. } => text("service_center", center_id, 100)?,
                 Channel::MailIn { address } => {
                     text("contact_address.recipient", &address.recipient, 200)?;
                     if address.lines.is_empty() {
@@ -863,6 +871,7 @@ mod tests {
             } else {
                 Channel::WalkIn {
                     center_id: "sc-berlin-01".into(),
+                    visit_on: None,
                 }
             },
             customer_id: "cust-1".into(),
@@ -1250,6 +1259,7 @@ mod tests {
         };
         let walk_in = Channel::WalkIn {
             center_id: "sc-1".into(),
+            visit_on: None,
         };
         let field = |c: &Command| match RepairOrder::decide(&None, c).unwrap_err() {
             DomainError::Invalid { field, .. } => field,
@@ -1259,7 +1269,8 @@ mod tests {
         assert_eq!(
             field(&with(
                 Channel::WalkIn {
-                    center_id: String::new()
+                    center_id: String::new(),
+                    visit_on: None,
                 },
                 "dead"
             )),

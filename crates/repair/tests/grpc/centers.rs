@@ -186,8 +186,62 @@ async fn a_full_center_refuses_walk_ins_with_the_next_available_day() {
     let (c, m) = code(p.r.open_repair(open()).await);
     assert_eq!(c, Code::ResourceExhausted, "{m}");
     #[allow(clippy::disallowed_methods)]
-    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Duration::days(1)).to_string();
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = (today + chrono::Duration::days(1)).to_string();
     assert!(m.contains(&tomorrow), "{m}");
+
+    // The nearest centers offer that day, and booking it holds it.
+    let near =
+        p.r.find_nearest_centers(pb::FindNearestCentersRequest {
+            point: Some(GeoPoint {
+                latitude: 52.5,
+                longitude: 13.4,
+            }),
+            country: Some(CountryCode { value: "DE".into() }),
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let tiny = near
+        .centers
+        .iter()
+        .find(|n| n.center.as_ref().is_some_and(|c| c.id == "sc-tiny-01"))
+        .expect("the tiny center is near");
+    assert_eq!(tiny.next_walk_in_day, tomorrow);
+    let book = |day: String| pb::OpenRepairRequest {
+        walk_in_day: day,
+        ..open()
+    };
+    let booked =
+        p.r.open_repair(book(tomorrow.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(booked.walk_in_day, tomorrow);
+    let day_after = (today + chrono::Duration::days(2)).to_string();
+    let full_tomorrow = eventually(
+        || {
+            let mut r = p.r.clone();
+            let request = book(tomorrow.clone());
+            async move { code(r.open_repair(request).await) }
+        },
+        |(c, _)| *c == Code::ResourceExhausted,
+    )
+    .await;
+    assert!(full_tomorrow.1.contains(&day_after), "{}", full_tomorrow.1);
+    for (day, why) in [
+        ((today - chrono::Duration::days(1)).to_string(), "yesterday"),
+        (
+            (today + chrono::Duration::days(61)).to_string(),
+            "too far ahead",
+        ),
+        ("next week".to_owned(), "not a date"),
+    ] {
+        let (c, m) = code(p.r.open_repair(book(day)).await);
+        assert_eq!(c, Code::InvalidArgument, "{why}: {m}");
+        assert!(m.contains("walk_in_day"), "{why}: {m}");
+    }
     p.stop().await;
 }
 

@@ -561,6 +561,7 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
         device: aftersales_core::types::DeviceKey::imei(&imei).unwrap(),
         channel: Channel::WalkIn {
             center_id: "sc-berlin-01".into(),
+            visit_on: None,
         },
         customer_id: "cust-old".into(),
         symptoms: "flickers".into(),
