@@ -2103,6 +2103,43 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
             .await,
         0
     );
+    // The center manager sees Berlin's load and turnaround, as charts and tables.
+    let (manager_password, _) = &accounts["manager-berlin"];
+    w.find(Locator::Css("header form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+    workshop.fill("#username", "manager-berlin").await;
+    workshop.fill("#password", manager_password).await;
+    workshop.submit("main form button").await;
+    w.wait()
+        .for_element(Locator::Css("#figures"))
+        .await
+        .unwrap();
+    workshop.submit("#figures").await;
+    w.wait().for_element(Locator::Css("#load")).await.unwrap();
+    let load = workshop.text("#load tbody tr").await;
+    assert!(!load.is_empty(), "today's load: {load}");
+    assert_eq!(
+        workshop
+            .js("return document.querySelectorAll('svg.chart').length")
+            .await,
+        2,
+        "a chart of the load and one of the turnaround"
+    );
+    let turnaround = workshop.text("#turnaround").await;
+    assert!(turnaround.contains("Opened"), "{turnaround}");
+    workshop.screenshots(&shots, "center").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     let page = |id: String| {
         let b = b.clone();
         let web = up.web.clone();

@@ -104,6 +104,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/staff_home.html"),
     ),
     ("queue.html", include_str!("../templates/queue.html")),
+    ("center.html", include_str!("../templates/center.html")),
     (
         "staff_order.html",
         include_str!("../templates/staff_order.html"),
@@ -223,6 +224,11 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ),
         ("/staff", Staff(STAFF), get(staff::home)),
         ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
+        (
+            "/staff/center",
+            Staff(&[Role::CenterManager]),
+            get(staff::center),
+        ),
         (
             "/staff/repairs/{order_id}",
             Staff(WORKSHOP),

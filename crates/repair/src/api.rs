@@ -139,6 +139,9 @@ fn percentile(sorted: &[i64], p: usize) -> f64 {
     value
 }
 
+/// How many days ahead a center's load is shown.
+const LOAD_DAYS: u32 = 14;
+
 type Answer = Result<Response<pb::RepairOrder>, Status>;
 
 #[tonic::async_trait]
@@ -485,9 +488,23 @@ impl RepairService for RepairApi {
                 })
             })
             .collect();
+        let days = self
+            .app
+            .load(&center, self.requests.clock.now().date_naive(), LOAD_DAYS)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|(day, open, booked, capacity)| pb::DayLoad {
+                day: day.to_string(),
+                open,
+                booked,
+                capacity,
+            })
+            .collect();
         Ok(Response::new(pb::CenterStats {
             service_center_id: center.to_string(),
             stages,
+            days,
         }))
     }
 

@@ -406,6 +406,30 @@ impl Repairs {
     }
 
     /// Centers near `point`, or a mail-in recommendation.
+    /// Walk-ins booked per day at `center`, from `today` for `days` days:
+    /// (day, open, booked, capacity).
+    pub async fn load(
+        &self,
+        center: &CenterId,
+        today: chrono::NaiveDate,
+        days: u32,
+    ) -> AppResult<Vec<(chrono::NaiveDate, bool, u32, u32)>> {
+        let center = self.center(center).await?;
+        let booked = projections::bookings(&self.store, &center.id, today).await?;
+        Ok(today
+            .iter_days()
+            .take(days as usize)
+            .map(|day| {
+                (
+                    day,
+                    center.is_open_on(day),
+                    booked.get(&day).copied().unwrap_or(0),
+                    center.daily_capacity,
+                )
+            })
+            .collect())
+    }
+
     /// The centers nearest `point`, each with its distance and the first day
     /// from `today` it takes another walk-in; and whether mail-in is advised.
     pub async fn nearest(

@@ -216,6 +216,7 @@ pub async fn queue(
             centers => &session.person.centers,
             stages => stages,
             aging_days => AGING_DAYS,
+            manager => session.person.role == Role::CenterManager,
         },
     )
 }
@@ -658,4 +659,107 @@ mod tests {
         assert_eq!(days_since("2026-11-28", "2026-12-02"), 4);
         assert_eq!(days_since("garbage", "2026-12-02"), 0);
     }
+}
+
+/// Chart geometry: the width of the longest bar, and each row's height.
+const CHART_WIDTH: f64 = 320.0;
+/// Where the bars start, after the labels.
+const CHART_LEFT: f64 = 200.0;
+const ROW: u32 = 28;
+
+/// The center's figures for its manager: walk-ins booked against capacity per
+/// day, and the time each stage takes (p50 and p90), as charts with their tables.
+pub async fn center(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<QueueQuery>,
+) -> Response {
+    let visit = app.visit(&headers, query.lang.as_deref());
+    let Some((session, token)) = app.signed_in(&visit).await else {
+        return Redirect::to("/staff/sign-in").into_response();
+    };
+    let Some(center) = center_of(&session.person, query.center.as_deref()) else {
+        return app.message(&visit, StatusCode::OK, "queue-title", "queue-no-center");
+    };
+    let stats = app
+        .inner
+        .repair
+        .clone()
+        .get_center_stats(authorized(
+            rpb::GetCenterStatsRequest {
+                service_center_id: center.to_owned(),
+            },
+            &token,
+        ))
+        .await;
+    let stats = match stats {
+        Ok(stats) => stats.into_inner(),
+        Err(status) => return app.refused(&visit, &status),
+    };
+    let language = visit.language;
+    let fullest = stats
+        .days
+        .iter()
+        .map(|d| d.capacity.max(d.booked))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let days: Vec<_> = stats
+        .days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let share = f64::from(d.booked) / f64::from(fullest);
+            minijinja::context! {
+                day => app.date(language, &d.day),
+                open => d.open,
+                booked => d.booked,
+                capacity => d.capacity,
+                full => d.open && d.booked >= d.capacity,
+                y => u32::try_from(i).unwrap_or(0) * ROW,
+                width => format!("{:.1}", share * CHART_WIDTH),
+                capacity_x => format!("{:.1}", CHART_LEFT + f64::from(d.capacity) / f64::from(fullest) * CHART_WIDTH),
+            }
+        })
+        .collect();
+    let slowest = stats
+        .stages
+        .iter()
+        .map(|s| s.p90_hours.max(s.p50_hours))
+        .fold(0.0_f64, f64::max)
+        .max(0.01);
+    let stages: Vec<_> = stats
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let stage = rpb::Stage::try_from(s.stage).unwrap_or_default();
+            minijinja::context! {
+                label => app.t(language, stage_message(stage), &[]),
+                p50 => format!("{:.1}", s.p50_hours),
+                p90 => format!("{:.1}", s.p90_hours),
+                orders => s.orders,
+                y => u32::try_from(i).unwrap_or(0) * ROW,
+                p50_width => format!("{:.1}", s.p50_hours / slowest * CHART_WIDTH),
+                p90_width => format!("{:.1}", s.p90_hours / slowest * CHART_WIDTH),
+            }
+        })
+        .collect();
+    let title = app.t(language, "center-title", &[("center", center)]);
+    app.page(
+        &visit,
+        StatusCode::OK,
+        &title,
+        "center.html",
+        minijinja::context! {
+            title => &title,
+            center => center,
+            centers => &session.person.centers,
+            days => days,
+            days_height => u32::try_from(stats.days.len()).unwrap_or(0) * ROW,
+            stages => stages,
+            stages_height => u32::try_from(stats.stages.len()).unwrap_or(0) * ROW,
+            chart_width => CHART_WIDTH,
+        },
+    )
 }

@@ -220,16 +220,47 @@ async fn a_full_center_refuses_walk_ins_with_the_next_available_day() {
             .into_inner();
     assert_eq!(booked.walk_in_day, tomorrow);
     let day_after = (today + chrono::Duration::days(2)).to_string();
+    // (Counted from the order directory, which follows the log: a booking
+    // made before it caught up is taken, as for today's walk-ins.)
     let full_tomorrow = eventually(
         || {
             let mut r = p.r.clone();
             let request = book(tomorrow.clone());
-            async move { code(r.open_repair(request).await) }
+            async move { r.open_repair(request).await.map(|_| ()) }
         },
-        |(c, _)| *c == Code::ResourceExhausted,
+        |answer| {
+            answer
+                .as_ref()
+                .is_err_and(|s| s.code() == Code::ResourceExhausted)
+        },
     )
-    .await;
-    assert!(full_tomorrow.1.contains(&day_after), "{}", full_tomorrow.1);
+    .await
+    .unwrap_err();
+    assert!(
+        full_tomorrow.message().contains(&day_after),
+        "{}",
+        full_tomorrow.message()
+    );
+    // The center's load: today's walk-in and tomorrow's booking, each against one place.
+    let stats =
+        p.r.get_center_stats(pb::GetCenterStatsRequest {
+            service_center_id: "sc-tiny-01".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.days.len(), 14);
+    let load: Vec<(&str, bool, u32, u32)> = stats.days[..2]
+        .iter()
+        .map(|d| (d.day.as_str(), d.open, d.booked.min(1), d.capacity))
+        .collect();
+    assert_eq!(
+        load,
+        vec![
+            (today.to_string().as_str(), true, 1, 1),
+            (tomorrow.as_str(), true, 1, 1)
+        ]
+    );
     for (day, why) in [
         ((today - chrono::Duration::days(1)).to_string(), "yesterday"),
         (
