@@ -570,97 +570,6 @@ pub async fn act(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_are_read_as_minor_units_or_refused() {
-        assert_eq!(minor_units("69"), Some(6900));
-        assert_eq!(minor_units("69.5"), Some(6950));
-        assert_eq!(minor_units("69,05"), Some(6905));
-        for bad in [
-            "",
-            "-1",
-            "1.234",
-            "abc",
-            "1e3",
-            ".5",
-            "99999999999999999999",
-        ] {
-            assert_eq!(minor_units(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_quote_is_built_from_its_filled_rows_in_one_currency() {
-        let form: Vec<(String, String)> = [
-            ("currency", "EUR"),
-            ("description1", "Display"),
-            ("kind1", "part"),
-            ("amount1", "129.00"),
-            ("description2", "Labour"),
-            ("kind2", "labour"),
-            ("amount2", "40"),
-            ("description3", ""),
-            ("amount3", ""),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
-        let quote = quote_request("r-1", &form, now).map_err(|e| e.0);
-        let quote = quote.as_ref().map(|q| {
-            q.lines
-                .iter()
-                .map(|l| {
-                    (
-                        l.description.as_str(),
-                        l.is_labour,
-                        l.amount.as_ref().map(|a| a.minor_units),
-                    )
-                })
-                .collect::<Vec<_>>()
-        });
-        assert_eq!(
-            quote,
-            Ok(vec![
-                ("Display", false, Some(12_900)),
-                ("Labour", true, Some(4_000))
-            ])
-        );
-        let mut no_currency = form.clone();
-        no_currency[0].1 = "XXX".into();
-        assert_eq!(
-            quote_request("r-1", &no_currency, now)
-                .map(|_| ())
-                .map_err(|e| e.0),
-            Err("form-currency")
-        );
-        let empty = vec![("currency".to_owned(), "EUR".to_owned())];
-        assert_eq!(
-            quote_request("r-1", &empty, now)
-                .map(|_| ())
-                .map_err(|e| e.0),
-            Err("form-no-lines")
-        );
-    }
-
-    #[test]
-    fn a_technician_sees_only_their_own_centers() {
-        let person = Person {
-            subject: "tech".into(),
-            role: Role::Technician,
-            centers: vec!["sc-a".into(), "sc-b".into()],
-        };
-        assert_eq!(center_of(&person, Some("sc-b")), Some("sc-b"));
-        assert_eq!(center_of(&person, Some("sc-elsewhere")), Some("sc-a"));
-        assert_eq!(center_of(&person, None), Some("sc-a"));
-        assert_eq!(days_since("2026-11-28", "2026-12-02"), 4);
-        assert_eq!(days_since("garbage", "2026-12-02"), 0);
-    }
-}
-
 /// Chart geometry: the width of the longest bar, and each row's height.
 const CHART_WIDTH: f64 = 320.0;
 /// Where the bars start, after the labels.
@@ -762,4 +671,95 @@ pub async fn center(
             chart_width => CHART_WIDTH,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_as_minor_units_or_refused() {
+        assert_eq!(minor_units("69"), Some(6900));
+        assert_eq!(minor_units("69.5"), Some(6950));
+        assert_eq!(minor_units("69,05"), Some(6905));
+        for bad in [
+            "",
+            "-1",
+            "1.234",
+            "abc",
+            "1e3",
+            ".5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(minor_units(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_quote_is_built_from_its_filled_rows_in_one_currency() {
+        let form: Vec<(String, String)> = [
+            ("currency", "EUR"),
+            ("description1", "Display"),
+            ("kind1", "part"),
+            ("amount1", "129.00"),
+            ("description2", "Labour"),
+            ("kind2", "labour"),
+            ("amount2", "40"),
+            ("description3", ""),
+            ("amount3", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let quote = quote_request("r-1", &form, now).map_err(|e| e.0);
+        let quote = quote.as_ref().map(|q| {
+            q.lines
+                .iter()
+                .map(|l| {
+                    (
+                        l.description.as_str(),
+                        l.is_labour,
+                        l.amount.as_ref().map(|a| a.minor_units),
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            quote,
+            Ok(vec![
+                ("Display", false, Some(12_900)),
+                ("Labour", true, Some(4_000))
+            ])
+        );
+        let mut no_currency = form.clone();
+        no_currency[0].1 = "XXX".into();
+        assert_eq!(
+            quote_request("r-1", &no_currency, now)
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err("form-currency")
+        );
+        let empty = vec![("currency".to_owned(), "EUR".to_owned())];
+        assert_eq!(
+            quote_request("r-1", &empty, now)
+                .map(|_| ())
+                .map_err(|e| e.0),
+            Err("form-no-lines")
+        );
+    }
+
+    #[test]
+    fn a_technician_sees_only_their_own_centers() {
+        let person = Person {
+            subject: "tech".into(),
+            role: Role::Technician,
+            centers: vec!["sc-a".into(), "sc-b".into()],
+        };
+        assert_eq!(center_of(&person, Some("sc-b")), Some("sc-b"));
+        assert_eq!(center_of(&person, Some("sc-elsewhere")), Some("sc-a"));
+        assert_eq!(center_of(&person, None), Some("sc-a"));
+        assert_eq!(days_since("2026-11-28", "2026-12-02"), 4);
+        assert_eq!(days_since("garbage", "2026-12-02"), 0);
+    }
 }
