@@ -2140,6 +2140,67 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         workshop.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+    // The auditor reads the history of Lena's new phone: intact; after one raw
+    // edit in the database, past its guard trigger, plainly tampered.
+    let (auditor_password, _) = &accounts["auditor"];
+    w.find(Locator::Css("header form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+    workshop.fill("#username", "auditor").await;
+    workshop.fill("#password", auditor_password).await;
+    workshop.submit("main form button").await;
+    w.wait()
+        .for_element(Locator::Css("#audit-imei"))
+        .await
+        .unwrap();
+    workshop.fill("#audit-imei", "354672109876548").await;
+    workshop.submit("main form button").await;
+    w.wait()
+        .for_element(Locator::Css("#verdict"))
+        .await
+        .unwrap();
+    let verdict = workshop.text("#verdict h2").await;
+    assert_eq!(verdict, "Intact: nothing was changed");
+    assert!(
+        workshop.text("#history").await.contains("DeviceRegistered"),
+        "every event, with its chain hash"
+    );
+    workshop.screenshots(&shots, "audit").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    let db = format!("sqlite:{}", up.data.path().join("warranty.db").display());
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER events_no_update; \
+         UPDATE events SET payload = replace(payload, 'Aurora 5 Pro', 'Aurora 9') \
+         WHERE event_type = 'DeviceRegistered' AND payload LIKE '%354672109876548%';",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    w.refresh().await.unwrap();
+    w.wait()
+        .for_element(Locator::Css("#verdict"))
+        .await
+        .unwrap();
+    assert_eq!(
+        workshop.text("#verdict h2").await,
+        "TAMPERED: this history was changed"
+    );
+    let broken = workshop.text("#verdict .broken").await;
+    assert!(broken.starts_with("Broken at v1"), "{broken}");
+    workshop.screenshots(&shots, "audit-tampered").await;
+
     let page = |id: String| {
         let b = b.clone();
         let web = up.web.clone();

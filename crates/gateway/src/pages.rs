@@ -29,6 +29,7 @@ use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
 
+mod audit;
 mod devices;
 mod help;
 mod inbox;
@@ -105,6 +106,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("queue.html", include_str!("../templates/queue.html")),
     ("center.html", include_str!("../templates/center.html")),
+    ("audit.html", include_str!("../templates/audit.html")),
     (
         "staff_order.html",
         include_str!("../templates/staff_order.html"),
@@ -224,6 +226,11 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ),
         ("/staff", Staff(STAFF), get(staff::home)),
         ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
+        (
+            "/staff/audit",
+            Staff(&[Role::Auditor, Role::Operator]),
+            get(audit::device),
+        ),
         (
             "/staff/center",
             Staff(&[Role::CenterManager]),

@@ -93,6 +93,9 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     if matches!(session.person.role, Role::Technician | Role::CenterManager) {
         return Redirect::to("/staff/queue").into_response();
     }
+    if matches!(session.person.role, Role::Auditor | Role::Operator) {
+        return Redirect::to("/staff/audit").into_response();
+    }
     let title = app.t(visit.language, "staff-title", &[]);
     let role = app.t(
         visit.language,
