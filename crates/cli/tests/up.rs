@@ -1562,6 +1562,20 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+    // Installable: the service worker runs and has the offline page at hand.
+    let offline = b
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.serviceWorker.ready
+               .then(r => caches.match('/offline'))
+               .then(page => page ? page.text() : '')
+               .then(text => done(text.includes('Sie sind offline')))
+               .catch(e => done(String(e)));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(offline, true, "the offline page is cached, in her language");
     let devices = browser.text("main").await;
     assert!(devices.contains("Meine Geräte"), "{devices}");
     assert!(devices.contains("Aurora 5"), "{devices}");
@@ -2024,6 +2038,45 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+
+    // The app in Simplified Chinese, end to end: her devices, a phone's coverage
+    // and dates, getting help, the inbox; the choice is remembered.
+    b.goto(&format!("{}/devices?lang=zh-CN", up.web))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.js("return document.documentElement.lang").await,
+        "zh-CN"
+    );
+    assert!(browser.text("main h1").await.contains("我的设备"));
+    b.goto(&format!("{}/devices/354672109876548", up.web))
+        .await
+        .unwrap();
+    let coverage = browser.text("#coverage").await;
+    assert!(
+        coverage.contains(
+            "制造商保修（de-consumer v2）：自 2026年11月20日 起 24 个月，至 2028年11月20日。"
+        ),
+        "{coverage}"
+    );
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.screenshots(&shots, "device-zh-CN").await;
+    b.goto(&format!("{}/help?imei=354672109876548", up.web))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("main h1").await, "手机报修");
+    b.goto(&format!("{}/inbox", up.web)).await.unwrap();
+    assert_eq!(browser.text("main h1").await, "收件箱");
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    b.goto(&format!("{}/devices?lang=de", up.web))
+        .await
+        .unwrap();
 
     // At the desk: a phone of Lena's with a nasty description, and someone else's repair.
     let (agent_password, _) = &accounts["agent"];

@@ -331,3 +331,5 @@ audit-event = Ereignis
 audit-when = Erfasst
 audit-actor = Von
 audit-hash = Kettenhash
+offline-title = Sie sind offline
+offline-text = Diese Seite braucht eine Verbindung. Sobald Sie wieder online sind, funktioniert sie.

@@ -331,3 +331,5 @@ audit-event = Event
 audit-when = Recorded
 audit-actor = By
 audit-hash = Chain hash
+offline-title = You are offline
+offline-text = This page needs the network. It will work again once you are connected.

@@ -331,3 +331,5 @@ audit-event = घटना
 audit-when = दर्ज
 audit-actor = द्वारा
 audit-hash = श्रृंखला हैश
+offline-title = आप ऑफ़लाइन हैं
+offline-text = इस पेज को नेटवर्क चाहिए। कनेक्ट होते ही यह फिर से काम करेगा।

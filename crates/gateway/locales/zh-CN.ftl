@@ -331,3 +331,5 @@ audit-event = 事件
 audit-when = 记录时间
 audit-actor = 操作者
 audit-hash = 链哈希
+offline-title = 您已离线
+offline-text = 此页面需要网络。连接后即可再次使用。

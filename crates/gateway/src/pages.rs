@@ -191,6 +191,8 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/sign-out", Anyone, post(sign_out)),
         ("/static/{file}", Anyone, get(asset)),
         ("/manifest.webmanifest", Anyone, get(manifest)),
+        ("/sw.js", Anyone, get(service_worker)),
+        ("/offline", Anyone, get(offline)),
         ("/devices", Customer, get(devices::list)),
         (
             "/devices/add",
@@ -1189,6 +1191,26 @@ async fn asset(Path(file): Path<String>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Served from the root, so it may look after every page.
+async fn service_worker() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../static/sw.js"),
+    )
+        .into_response()
+}
+
+/// What the app shows with no network (cached by the service worker).
+async fn offline(State(app): State<App>, headers: HeaderMap) -> Response {
+    // Cached for anyone who uses this browser: rendered as for no one signed in.
+    let mut visit = app.visit(&headers, None);
+    visit.session = None;
+    app.message(&visit, StatusCode::OK, "offline-title", "offline-text")
 }
 
 async fn manifest() -> Response {

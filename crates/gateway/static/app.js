@@ -78,3 +78,8 @@ function live(url) {
     });
   });
 })();
+
+// Installable, and a page saying so when there is no network.
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch(function () {});
+}
