@@ -1880,7 +1880,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
 
     // Diagnosed out of warranty and quoted from the order's page; she approves
     // with one click.
-    w.find(Locator::Css("#diagnose-fault option[value=liquid_damage]"))
+    w.find(Locator::Css("#diagnose-fault option[value=liquid-damage]"))
         .await
         .unwrap()
         .click()

@@ -516,6 +516,44 @@ impl App {
         response
     }
 
+    /// The devices registered to `customer` (the first 50).
+    async fn devices_of(
+        &self,
+        customer: &str,
+        token: &str,
+    ) -> Result<Vec<aftersales_proto::warranty::DeviceSummary>, tonic::Status> {
+        self.inner
+            .warranty
+            .clone()
+            .list_devices_by_customer(authorized(
+                aftersales_proto::warranty::ListDevicesByCustomerRequest {
+                    customer_id: customer.to_owned(),
+                    page_size: 50,
+                    page_token: String::new(),
+                },
+                token,
+            ))
+            .await
+            .map(|listed| listed.into_inner().devices)
+    }
+
+    /// A signed-in person's form: sent from this site with the session's CSRF
+    /// token, then their session and a live access token; or the answer to give.
+    async fn acting(
+        &self,
+        headers: &HeaderMap,
+        csrf: &str,
+    ) -> Result<(Visit, Session, String), Response> {
+        let visit = self.visit(headers, None);
+        if !self.form_allowed(headers, &visit, csrf) {
+            return Err(forbidden(self, &visit));
+        }
+        match self.signed_in(&visit).await {
+            Some((session, token)) => Ok((visit, session, token)),
+            None => Err(Redirect::to("/sign-in").into_response()),
+        }
+    }
+
     /// Whether a signed-in person's form may act: sent from this site, with
     /// the session's CSRF token.
     fn form_allowed(&self, headers: &HeaderMap, visit: &Visit, csrf: &str) -> bool {
@@ -546,6 +584,52 @@ impl App {
         self.inner.sessions.replace(id, fresh);
         Some(renewed.access_token)
     }
+}
+
+/// A device named by its IMEI.
+fn by_imei(value: &str) -> DeviceId {
+    DeviceId {
+        kind: Some(device_id::Kind::Imei(value.to_owned())),
+    }
+}
+
+/// A fault category as forms and messages name it: `liquid-damage`.
+fn fault_name(fault: aftersales_proto::warranty::FaultCategory) -> String {
+    fault
+        .as_str_name()
+        .trim_start_matches("FAULT_CATEGORY_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+/// The fault a form names, if it names one.
+fn fault_named(name: &str) -> Option<aftersales_proto::warranty::FaultCategory> {
+    aftersales_proto::warranty::FaultCategory::from_str_name(&format!(
+        "FAULT_CATEGORY_{}",
+        name.replace('-', "_").to_ascii_uppercase()
+    ))
+    .filter(|f| *f != aftersales_proto::warranty::FaultCategory::Unspecified)
+}
+
+/// Every fault category, as a form's options in `language`.
+fn fault_options(app: &App, language: &str) -> Vec<minijinja::Value> {
+    (1..=13)
+        .filter_map(|v| aftersales_proto::warranty::FaultCategory::try_from(v).ok())
+        .map(|fault| {
+            let name = fault_name(fault);
+            minijinja::context! {
+                label => app.t(language, &format!("fault-{name}"), &[]),
+                value => name,
+            }
+        })
+        .collect()
+}
+
+/// A field of a posted form, trimmed; empty if absent.
+fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map_or("", |(_, value)| value.trim())
 }
 
 /// A request carrying `token`.
@@ -1104,12 +1188,9 @@ async fn decide_quote(
     Path(order_id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    if !app.form_allowed(&headers, &visit, &form.csrf) {
-        return forbidden(&app, &visit);
-    }
-    let Some((_, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, _, token) = match app.acting(&headers, &form.csrf).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let order = match app.order(&order_id, &token).await {
         Ok(order) => order,

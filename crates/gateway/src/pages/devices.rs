@@ -2,16 +2,19 @@
 //! what a given fault would get), adding a phone by its IMEI, buying a plan
 //! on offer, registering an accessory.
 
-use aftersales_proto::common::{CountryCode, DeviceId, device_id};
+use aftersales_proto::common::CountryCode;
 use aftersales_proto::repair as rpb;
-use aftersales_proto::warranty::{self as wpb, AccessoryKind, FaultCategory, Remedy, SalesChannel};
+use aftersales_proto::warranty::{self as wpb, AccessoryKind, Remedy, SalesChannel};
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{App, LangQuery, Visit, authorized, chrono_today, forbidden, imei_of, stage_message};
+use super::{
+    App, LangQuery, Visit, authorized, by_imei, chrono_today, fault_name, fault_named,
+    fault_options, imei_of, stage_message,
+};
 
 /// The countries whose terms the platform holds (a phone bought elsewhere
 /// cannot be registered).
@@ -19,12 +22,6 @@ const COUNTRIES: &[&str] = &["AU", "CN", "DE", "ES", "FR", "GB", "IN", "IT", "US
 /// Payment methods the sandbox provider takes (a production checkout hands
 /// the page its own method token instead).
 const PAYMENT_METHODS: &[&str] = &["sandbox-ok", "sandbox-pending", "sandbox-declined"];
-
-fn imei(value: &str) -> DeviceId {
-    DeviceId {
-        kind: Some(device_id::Kind::Imei(value.to_owned())),
-    }
-}
 
 /// The name a proto enum value is shown by: `FAULT_CATEGORY_LIQUID_DAMAGE` is `liquid-damage`.
 fn slug(name: &str, prefix: &str) -> String {
@@ -118,21 +115,8 @@ pub async fn list(
     let Some((session, token)) = app.signed_in(&visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
-    let listed = app
-        .inner
-        .warranty
-        .clone()
-        .list_devices_by_customer(authorized(
-            wpb::ListDevicesByCustomerRequest {
-                customer_id: session.person.subject.clone(),
-                page_size: 50,
-                page_token: String::new(),
-            },
-            &token,
-        ))
-        .await;
-    let listed = match listed {
-        Ok(listed) => listed.into_inner().devices,
+    let listed = match app.devices_of(&session.person.subject, &token).await {
+        Ok(listed) => listed,
         Err(status) => return app.refused(&visit, &status),
     };
     let cards = futures::future::join_all(listed.into_iter().map(|summary| {
@@ -195,19 +179,6 @@ pub struct DeviceQuery {
     fault: Option<String>,
 }
 
-fn faults(app: &App, language: &str) -> Vec<minijinja::Value> {
-    (1..=13)
-        .filter_map(|v| FaultCategory::try_from(v).ok())
-        .map(|f| {
-            let name = slug(f.as_str_name(), "FAULT_CATEGORY_");
-            minijinja::context! {
-                value => &name,
-                label => app.t(language, &format!("fault-{name}"), &[]),
-            }
-        })
-        .collect()
-}
-
 pub async fn device(
     State(app): State<App>,
     headers: HeaderMap,
@@ -247,7 +218,7 @@ async fn device_page(
         .clone()
         .get_device(authorized(
             wpb::GetDeviceRequest {
-                device_id: Some(imei(number)),
+                device_id: Some(by_imei(number)),
             },
             &token,
         ))
@@ -257,12 +228,7 @@ async fn device_page(
         Err(status) => return app.refused(visit, &status),
     };
     // What the asked-about fault would get, decided as of today (not recorded).
-    let asked = fault.and_then(|f| {
-        FaultCategory::from_str_name(&format!(
-            "FAULT_CATEGORY_{}",
-            f.replace('-', "_").to_ascii_uppercase()
-        ))
-    });
+    let asked = fault.and_then(fault_named);
     let answer = match asked {
         Some(fault) => app
             .inner
@@ -337,8 +303,8 @@ async fn device_page(
             model => &device.model,
             imei => &number,
             coverage => coverage_words(app, language, &device),
-            faults => faults(app, language),
-            asked => asked.map(|f| slug(f.as_str_name(), "FAULT_CATEGORY_")),
+            faults => fault_options(app, language),
+            asked => asked.map(fault_name),
             answer => answer,
             offers => offers,
             methods => methods,
@@ -434,12 +400,9 @@ pub async fn add(
     headers: HeaderMap,
     Form(form): Form<AddForm>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    if !app.form_allowed(&headers, &visit, &form.csrf) {
-        return forbidden(&app, &visit);
-    }
-    let Some((session, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, session, token) = match app.acting(&headers, &form.csrf).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let number: String = form.imei.chars().filter(|c| !c.is_whitespace()).collect();
     if aftersales_core::types::Imei::parse("imei", &number).is_err() {
@@ -463,7 +426,7 @@ pub async fn add(
         .clone()
         .register_device(authorized(
             wpb::RegisterDeviceRequest {
-                device_id: Some(imei(&number)),
+                device_id: Some(by_imei(&number)),
                 model: form.model.trim().chars().take(100).collect(),
                 purchase_date: form.purchased.trim().chars().take(10).collect(),
                 country_of_purchase: Some(CountryCode {
@@ -515,12 +478,9 @@ pub async fn buy_plan(
     Path(number): Path<String>,
     Form(form): Form<PlanForm>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    if !app.form_allowed(&headers, &visit, &form.csrf) {
-        return forbidden(&app, &visit);
-    }
-    let Some((_, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, _, token) = match app.acting(&headers, &form.csrf).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     if !PAYMENT_METHODS.contains(&form.payment_method.as_str()) || form.plan_id.len() > 64 {
         return app.not_found(&visit);
@@ -531,7 +491,7 @@ pub async fn buy_plan(
         .clone()
         .purchase_extended_warranty(authorized(
             wpb::PurchaseExtendedWarrantyRequest {
-                device_id: Some(imei(&number)),
+                device_id: Some(by_imei(&number)),
                 plan_id: form.plan_id,
                 payment_method: form.payment_method,
             },
@@ -555,12 +515,9 @@ pub async fn register_accessory(
     Path(number): Path<String>,
     Form(form): Form<AccessoryForm>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    if !app.form_allowed(&headers, &visit, &form.csrf) {
-        return forbidden(&app, &visit);
-    }
-    let Some((_, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, _, token) = match app.acting(&headers, &form.csrf).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let kind = AccessoryKind::from_str_name(&format!(
         "ACCESSORY_KIND_{}",
@@ -573,7 +530,7 @@ pub async fn register_accessory(
         .clone()
         .register_accessory(authorized(
             wpb::RegisterAccessoryRequest {
-                device_id: Some(imei(&number)),
+                device_id: Some(by_imei(&number)),
                 accessory_serial: form.serial.trim().chars().take(64).collect(),
                 kind: kind.into(),
                 purchase_date: form.purchased.trim().chars().take(10).collect(),

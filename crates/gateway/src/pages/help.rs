@@ -4,16 +4,18 @@
 //! center is near, saying why.
 
 use aftersales_core::address::{self, Part};
-use aftersales_proto::common::{Address, CountryCode, DeviceId, GeoPoint, device_id};
+use aftersales_proto::common::{Address, CountryCode, GeoPoint};
 use aftersales_proto::repair as rpb;
-use aftersales_proto::warranty::{self as wpb, FaultCategory};
+use aftersales_proto::warranty as wpb;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{App, Visit, authorized, chrono_today, forbidden, imei_of};
+use super::{
+    App, Visit, authorized, by_imei, chrono_today, fault_named, fault_options, forbidden, imei_of,
+};
 
 /// Where distances are measured from when the person does not share their
 /// location: the capital of the country the phone was bought in.
@@ -60,20 +62,6 @@ pub struct Problem {
     country: String,
 }
 
-fn fault_of(name: &str) -> Option<FaultCategory> {
-    FaultCategory::from_str_name(&format!(
-        "FAULT_CATEGORY_{}",
-        name.replace('-', "_").to_ascii_uppercase()
-    ))
-    .filter(|f| *f != FaultCategory::Unspecified)
-}
-
-fn imei(value: &str) -> DeviceId {
-    DeviceId {
-        kind: Some(device_id::Kind::Imei(value.to_owned())),
-    }
-}
-
 /// Step one: which phone, and what is wrong with it.
 pub async fn start(
     State(app): State<App>,
@@ -98,23 +86,9 @@ async fn problem_page(
     let Some((session, token)) = app.signed_in(visit).await else {
         return Redirect::to("/sign-in").into_response();
     };
-    let listed = app
-        .inner
-        .warranty
-        .clone()
-        .list_devices_by_customer(authorized(
-            wpb::ListDevicesByCustomerRequest {
-                customer_id: session.person.subject.clone(),
-                page_size: 50,
-                page_token: String::new(),
-            },
-            &token,
-        ))
-        .await;
+    let listed = app.devices_of(&session.person.subject, &token).await;
     let devices: Vec<_> = match listed {
         Ok(listed) => listed
-            .into_inner()
-            .devices
             .into_iter()
             .map(|d| {
                 minijinja::context! {
@@ -126,20 +100,7 @@ async fn problem_page(
         Err(status) => return app.refused(visit, &status),
     };
     let language = visit.language;
-    let faults: Vec<_> = (1..=13)
-        .filter_map(|v| FaultCategory::try_from(v).ok())
-        .map(|f| {
-            let name = f
-                .as_str_name()
-                .trim_start_matches("FAULT_CATEGORY_")
-                .to_ascii_lowercase()
-                .replace('_', "-");
-            minijinja::context! {
-                label => app.t(language, &format!("fault-{name}"), &[]),
-                value => name,
-            }
-        })
-        .collect();
+    let faults = fault_options(app, language);
     let title = app.t(language, "help-title", &[]);
     app.page(
         visit,
@@ -171,7 +132,7 @@ pub async fn choose(
 
 /// Why a problem cannot go on as it is, as a message id.
 fn problem_error(problem: &Problem) -> Option<&'static str> {
-    if fault_of(&problem.fault).is_none() {
+    if fault_named(&problem.fault).is_none() {
         Some("form-fault-unknown")
     } else if problem.symptoms.trim().is_empty() || problem.symptoms.len() > MAX_SYMPTOMS {
         Some("help-symptoms-needed")
@@ -211,7 +172,7 @@ async fn where_page(
         .clone()
         .get_device(authorized(
             wpb::GetDeviceRequest {
-                device_id: Some(imei(&problem.imei)),
+                device_id: Some(by_imei(&problem.imei)),
             },
             &token,
         ))
@@ -546,7 +507,7 @@ async fn open(
     walk_in: Option<WalkIn<'_>>,
     address: Option<Address>,
 ) -> Response {
-    let Some(fault) = fault_of(&problem.fault) else {
+    let Some(fault) = fault_named(&problem.fault) else {
         return problem_page(app, visit, StatusCode::UNPROCESSABLE_ENTITY, problem, None).await;
     };
     let Some((session, token)) = app.signed_in(visit).await else {
@@ -558,7 +519,7 @@ async fn open(
         .clone()
         .open_repair(authorized(
             rpb::OpenRepairRequest {
-                device_id: Some(imei(&problem.imei)),
+                device_id: Some(by_imei(&problem.imei)),
                 channel: if walk_in.is_some() {
                     rpb::Channel::WalkIn
                 } else {

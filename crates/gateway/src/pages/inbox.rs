@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::{App, LangQuery, Visit, authorized, forbidden};
+use super::{App, LangQuery, Visit, authorized, form_field};
 use crate::i18n::LANGUAGES;
 
 /// Messages the inbox page shows (the newest).
@@ -101,16 +101,9 @@ pub async fn mark_read(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    let csrf = form
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map_or("", |(_, v)| v.as_str());
-    if !app.form_allowed(&headers, &visit, csrf) {
-        return forbidden(&app, &visit);
-    }
-    let Some((session, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, session, token) = match app.acting(&headers, form_field(&form, "csrf")).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let ids: Vec<String> = form
         .iter()
@@ -304,11 +297,7 @@ pub async fn preferences(
 /// The preferences as the form sets them, over `current` (addresses are kept).
 fn from_form(current: &npb::Preferences, form: &[(String, String)]) -> npb::Preferences {
     let has = |name: &str| form.iter().any(|(k, _)| k == name);
-    let value = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.trim())
-    };
+    let value = |name: &str| form_field(form, name);
     let (start, end, zone) = (value("quiet_start"), value("quiet_end"), value("time_zone"));
     npb::Preferences {
         channels: CHANNELS
@@ -341,17 +330,9 @@ pub async fn save_preferences(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
-    if !app.form_allowed(&headers, &visit, field("csrf")) {
-        return forbidden(&app, &visit);
-    }
-    let Some((session, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/sign-in").into_response();
+    let (visit, session, token) = match app.acting(&headers, form_field(&form, "csrf")).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let current = match load_preferences(&app, &session.person.subject, &token).await {
         Ok(p) => p,
@@ -359,7 +340,7 @@ pub async fn save_preferences(
     };
     // Changed elsewhere since this form was shown: show the new ones instead
     // of overwriting them.
-    if field("version") != current.version.to_string() {
+    if form_field(&form, "version") != current.version.to_string() {
         let notice = app.t(visit.language, "preferences-changed", &[]);
         return preferences_page(
             &app,

@@ -4,7 +4,6 @@
 
 use aftersales_proto::common::Money;
 use aftersales_proto::repair as rpb;
-use aftersales_proto::warranty::FaultCategory;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,8 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    App, LangQuery, STAGES, Visit, authorized, chrono_today, forbidden, imei_of, refusal_text,
-    same_origin, stage_message, stage_name,
+    App, LangQuery, STAGES, Visit, authorized, chrono_today, fault_named, fault_options, forbidden,
+    form_field, imei_of, refusal_text, same_origin, stage_message, stage_name,
 };
 use crate::session::Person;
 use aftersales_auth::Role;
@@ -280,19 +279,7 @@ async fn order_page(
     let timeline = app.timeline(&order.order_id, &token, language).await;
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
     let actions: Vec<&str> = order.allowed_actions().filter_map(action_name).collect();
-    let faults: Vec<_> = (1..=13)
-        .filter_map(|v| FaultCategory::try_from(v).ok())
-        .map(|f| {
-            let name = f
-                .as_str_name()
-                .trim_start_matches("FAULT_CATEGORY_")
-                .to_ascii_lowercase();
-            minijinja::context! {
-                value => name,
-                label => app.t(language, &format!("fault-{}", name.replace('_', "-")), &[]),
-            }
-        })
-        .collect();
+    let faults = fault_options(app, language);
     let coverage = order.coverage.as_ref().map(|c| {
         if !c.decided {
             app.t(language, "coverage-pending", &[])
@@ -339,13 +326,6 @@ async fn order_page(
     )
 }
 
-/// A field of a posted form.
-fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter()
-        .find(|(key, _)| key == name)
-        .map_or("", |(_, value)| value.trim())
-}
-
 /// `69`, `69.5`, `69.00` or `69,00` as minor units (two decimals).
 fn minor_units(amount: &str) -> Option<i64> {
     let amount = amount.trim().replace(',', ".");
@@ -374,14 +354,14 @@ fn quote_request(
     form: &[(String, String)],
     today: chrono::DateTime<chrono::Utc>,
 ) -> Result<rpb::IssueQuoteRequest, FormError> {
-    let currency = field(form, "currency");
+    let currency = form_field(form, "currency");
     if !CURRENCIES.contains(&currency) {
         return Err(FormError("form-currency"));
     }
     let mut lines = Vec::new();
     for row in 1..=QUOTE_ROWS {
-        let description = field(form, &format!("description{row}"));
-        let amount = field(form, &format!("amount{row}"));
+        let description = form_field(form, &format!("description{row}"));
+        let amount = form_field(form, &format!("amount{row}"));
         if description.is_empty() && amount.is_empty() {
             continue;
         }
@@ -391,7 +371,7 @@ fn quote_request(
         }
         lines.push(rpb::QuoteLine {
             description: description.to_owned(),
-            is_labour: field(form, &format!("kind{row}")) == "labour",
+            is_labour: form_field(form, &format!("kind{row}")) == "labour",
             amount: Some(Money {
                 minor_units,
                 currency: currency.to_owned(),
@@ -401,7 +381,10 @@ fn quote_request(
     if lines.is_empty() {
         return Err(FormError("form-no-lines"));
     }
-    let days: i64 = field(form, "valid_days").parse().unwrap_or(14).clamp(1, 90);
+    let days: i64 = form_field(form, "valid_days")
+        .parse()
+        .unwrap_or(14)
+        .clamp(1, 90);
     let until = today + chrono::TimeDelta::days(days);
     Ok(rpb::IssueQuoteRequest {
         order_id: order_id.to_owned(),
@@ -415,7 +398,7 @@ fn quote_request(
 
 /// The text of a notes field, if it fits.
 fn notes(form: &[(String, String)], name: &str) -> Result<String, FormError> {
-    let text = field(form, name);
+    let text = form_field(form, name);
     if text.len() > MAX_NOTES {
         Err(FormError("form-too-long"))
     } else {
@@ -425,7 +408,7 @@ fn notes(form: &[(String, String)], name: &str) -> Result<String, FormError> {
 
 /// A list typed as `a, b, c`.
 fn list(form: &[(String, String)], name: &str) -> Result<Vec<String>, FormError> {
-    let items: Vec<String> = field(form, name)
+    let items: Vec<String> = form_field(form, name)
         .split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
@@ -445,12 +428,9 @@ pub async fn act(
     Path((order_id, action)): Path<(String, String)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let visit = app.visit(&headers, None);
-    if !app.form_allowed(&headers, &visit, field(&form, "csrf")) {
-        return forbidden(&app, &visit);
-    }
-    let Some((session, token)) = app.signed_in(&visit).await else {
-        return Redirect::to("/staff/sign-in").into_response();
+    let (visit, session, token) = match app.acting(&headers, form_field(&form, "csrf")).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
     };
     let technician = session.person.subject.clone();
     let reference = || rpb::OrderRef {
@@ -466,17 +446,14 @@ pub async fn act(
                     order_id: order_id.clone(),
                     condition_notes: notes(&form, "notes")?,
                     photos: Vec::new(),
-                    liquid_indicator_tripped: field(&form, "liquid") == "on",
+                    liquid_indicator_tripped: form_field(&form, "liquid") == "on",
                     accessories_received: list(&form, "accessories")?,
                 };
                 repair.check_in_device(authorized(request, &token)).await
             }
             "diagnose" => {
-                let fault = FaultCategory::from_str_name(&format!(
-                    "FAULT_CATEGORY_{}",
-                    field(&form, "fault").to_ascii_uppercase()
-                ))
-                .ok_or(FormError("form-fault-unknown"))?;
+                let fault = fault_named(form_field(&form, "fault"))
+                    .ok_or(FormError("form-fault-unknown"))?;
                 let request = rpb::DiagnoseRequest {
                     order_id: order_id.clone(),
                     fault_category: fault.into(),
@@ -499,16 +476,16 @@ pub async fn act(
             "part" => {
                 let request = rpb::ReplacePartRequest {
                     order_id: order_id.clone(),
-                    part_number: field(&form, "part_number").to_owned(),
-                    old_serial: field(&form, "old_serial").to_owned(),
-                    new_serial: field(&form, "new_serial").to_owned(),
+                    part_number: form_field(&form, "part_number").to_owned(),
+                    old_serial: form_field(&form, "old_serial").to_owned(),
+                    new_serial: form_field(&form, "new_serial").to_owned(),
                 };
                 repair.replace_part(authorized(request, &token)).await
             }
             "qc" => {
                 let request = rpb::RecordQcResultRequest {
                     order_id: order_id.clone(),
-                    passed: field(&form, "result") == "passed",
+                    passed: form_field(&form, "result") == "passed",
                     notes: notes(&form, "notes")?,
                 };
                 repair.record_qc_result(authorized(request, &token)).await
