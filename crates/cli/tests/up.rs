@@ -44,6 +44,8 @@ fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, S
     (warranty, repair, logistics, notification, Process(child))
 }
 
+/// `aftersales up` on free ports; parcels scan every 50 ms unless `extra`
+/// says otherwise.
 fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_aftersales"));
     command
@@ -59,8 +61,6 @@ fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
             "127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
-            "--sandbox-step-millis",
-            "50",
             "--issuer-listen",
             "127.0.0.1:0",
             "--gateway-listen",
@@ -71,6 +71,9 @@ fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped());
+    if !extra.contains(&"--sandbox-step-millis") {
+        command.args(["--sandbox-step-millis", "50"]);
+    }
     command
 }
 
@@ -999,11 +1002,18 @@ struct SignedIn {
 
 impl SignedIn {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let smtp = aftersales_testkit::SmtpServer::start().unwrap();
-        let mut child = up_command(data.path(), &["--demo", "--smtp-url", &smtp.url()])
-            .spawn()
-            .unwrap();
+        let url = smtp.url();
+        let args: Vec<&str> = ["--demo", "--smtp-url", url.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let mut child = up_command(data.path(), &args).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut services = Vec::new();
         let mut web = String::new();
@@ -1486,6 +1496,17 @@ impl Browser {
             .unwrap();
     }
 
+    /// Signs in to the staff console as `username` (ending any session before).
+    async fn staff_sign_in(&self, web: &str, username: &str, password: &str) {
+        self.client
+            .goto(&format!("{web}/staff/sign-in"))
+            .await
+            .unwrap();
+        self.fill("#username", username).await;
+        self.fill("#password", password).await;
+        self.submit("main form button").await;
+    }
+
     /// The serious and critical WCAG violations axe-core finds on the page.
     async fn accessibility_violations(&self) -> Vec<serde_json::Value> {
         let axe = std::env::var("AFTERSALES_AXE_CORE").unwrap_or_else(|_| {
@@ -1526,7 +1547,9 @@ impl Browser {
 async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     use fantoccini::Locator;
 
-    let up = SignedIn::start();
+    // Parcels move one scan a minute: the label and drop-off code are
+    // there to be seen before the carrier takes the parcel.
+    let up = SignedIn::start_with(&["--sandbox-step-millis", "60000"]);
     let (urls, env) = (up.urls(), up.env());
     let accounts = demo_accounts(up.data.path()).await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -1823,10 +1846,9 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     let (tech_password, _) = &accounts["tech-berlin"];
     let workshop = Browser::start().await;
     let w = &workshop.client;
-    w.goto(&format!("{}/staff/sign-in", up.web)).await.unwrap();
-    workshop.fill("#username", "tech-berlin").await;
-    workshop.fill("#password", tech_password).await;
-    workshop.submit("main form button").await;
+    workshop
+        .staff_sign_in(&up.web, "tech-berlin", tech_password)
+        .await;
     w.wait()
         .for_element(Locator::Css("table.queue"))
         .await
@@ -2158,19 +2180,9 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     );
     // The center manager sees Berlin's load and turnaround, as charts and tables.
     let (manager_password, _) = &accounts["manager-berlin"];
-    w.find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    w.wait()
-        .for_element(Locator::Css("#username"))
-        .await
-        .unwrap();
-    workshop.fill("#username", "manager-berlin").await;
-    workshop.fill("#password", manager_password).await;
-    workshop.submit("main form button").await;
+    workshop
+        .staff_sign_in(&up.web, "manager-berlin", manager_password)
+        .await;
     w.wait()
         .for_element(Locator::Css("#figures"))
         .await
@@ -2196,19 +2208,9 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     // The auditor reads the history of Lena's new phone: intact; after one raw
     // edit in the database, past its guard trigger, plainly tampered.
     let (auditor_password, _) = &accounts["auditor"];
-    w.find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    w.wait()
-        .for_element(Locator::Css("#username"))
-        .await
-        .unwrap();
-    workshop.fill("#username", "auditor").await;
-    workshop.fill("#password", auditor_password).await;
-    workshop.submit("main form button").await;
+    workshop
+        .staff_sign_in(&up.web, "auditor", auditor_password)
+        .await;
     w.wait()
         .for_element(Locator::Css("#audit-imei"))
         .await
