@@ -7,6 +7,7 @@ use std::time::Duration;
 use aftersales_proto::common::{Address, CountryCode, DeviceId, device_id};
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::notification as npb;
+use aftersales_proto::operations::{self as opb, operations_client::OperationsClient};
 use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
 use aftersales_testkit::eventually;
@@ -388,6 +389,70 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
         "{repair_stream}"
     );
     assert_eq!(cli(&["dlq", "list"]), "", "no dead letters");
+    // And each service says so itself, over gRPC: its consumers on NATS, its
+    // relay and read models caught up, no dead letters.
+    for (name, url) in [
+        ("warranty", p.warranty.url()),
+        ("repair", p.repair.url()),
+        ("logistics", p.logistics.url()),
+        ("notification", p.notification.url()),
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect_lazy();
+        let ops = OperationsClient::new(channel);
+        let backlog = eventually(
+            || {
+                let mut ops = ops.clone();
+                async move {
+                    ops.get_backlog(opb::GetBacklogRequest {})
+                        .await
+                        .unwrap()
+                        .into_inner()
+                }
+            },
+            |b| {
+                b.projections.iter().all(|l| l.positions_behind == 0)
+                    && b.consumers.iter().all(|c| c.pending == 0)
+                    && b.relay.as_ref().is_none_or(|r| r.positions_behind == 0)
+            },
+        )
+        .await;
+        assert_eq!(backlog.service, name);
+        assert_eq!(backlog.transport, "nats");
+        assert!(backlog.log_position > 0, "{backlog:?}");
+        assert!(!backlog.projections.is_empty(), "{backlog:?}");
+        if name == "logistics" {
+            assert!(
+                backlog
+                    .consumers
+                    .iter()
+                    .any(|c| c.consumer == "logistics-from-repair" && c.source == "repair"),
+                "{backlog:?}"
+            );
+        }
+        if name != "notification" {
+            assert!(backlog.relay.is_some(), "{name} publishes: {backlog:?}");
+        }
+        let letters = ops
+            .clone()
+            .list_dead_letters(opb::ListDeadLettersRequest {
+                consumer: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(letters.dead_letters.is_empty(), "{letters:?}");
+        let unknown = ops
+            .clone()
+            .replay_dead_letter(opb::ReplayDeadLetterRequest {
+                consumer: "nobody".into(),
+                id: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    }
 
     // SIGTERM: each process reports NOT_SERVING, drains and exits cleanly.
     for service in [

@@ -1496,14 +1496,18 @@ impl Browser {
             .unwrap();
     }
 
-    /// Signs in to the staff console as `username` (ending any session before).
-    async fn staff_sign_in(&self, web: &str, username: &str, password: &str) {
+    /// Signs in to the staff console as `username` (ending any session before),
+    /// with an authenticator's `code` where the account has one.
+    async fn staff_sign_in(&self, web: &str, username: &str, password: &str, code: Option<&str>) {
         self.client
             .goto(&format!("{web}/staff/sign-in"))
             .await
             .unwrap();
         self.fill("#username", username).await;
         self.fill("#password", password).await;
+        if let Some(code) = code {
+            self.fill("#totp", code).await;
+        }
         self.submit("main form button").await;
     }
 
@@ -1547,9 +1551,9 @@ impl Browser {
 async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     use fantoccini::Locator;
 
-    // Parcels move one scan a minute: the label and drop-off code are
-    // there to be seen before the carrier takes the parcel.
-    let up = SignedIn::start_with(&["--sandbox-step-millis", "60000"]);
+    // Parcels move one scan every 15 s: the label and drop-off code are there
+    // to be seen before the carrier takes the parcel, and the scan is seen live.
+    let up = SignedIn::start_with(&["--sandbox-step-millis", "15000"]);
     let (urls, env) = (up.urls(), up.env());
     let accounts = demo_accounts(up.data.path()).await;
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
@@ -1778,18 +1782,20 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
             .await,
         "STAGE_AWAITING_DEVICE"
     );
-    // The carrier's code (the sandbox's start SB), once logistics made the parcel.
+    // The carrier's code (the sandbox's start SB) appears once logistics made
+    // the parcel, on the page as it is.
+    browser.js("window.stillThisPage = true; return true").await;
     aftersales_testkit::eventually(
         || async {
-            b.refresh().await.unwrap();
             match b.find(Locator::Css(".drop-off-code")).await {
                 Ok(code) => code.text().await.unwrap_or_default(),
-                Err(_) => browser.text("main").await,
+                Err(_) => String::new(),
             }
         },
         |code| code.starts_with("SB"),
     )
     .await;
+    let handed_in = browser.text(".parcel-status").await;
     browser.screenshots(&shots, "mail-in").await;
     assert_eq!(
         browser.accessibility_violations().await,
@@ -1803,6 +1809,18 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "image/svg+xml default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
         "the carrier's label, printable and unable to run anything"
     );
+    // The carrier scans it (the sandbox's first step): the parcel's status
+    // moves on this page, live.
+    let scanned = aftersales_testkit::eventually(
+        || async {
+            browser
+                .js("return [document.querySelector('.parcel-status').textContent, window.stillThisPage === true]")
+                .await
+        },
+        |v| v[0] != handed_in.as_str(),
+    )
+    .await;
+    assert_eq!(scanned[1], true, "the page was not reloaded: {scanned}");
     b.goto(&format!("{}/devices", up.web)).await.unwrap();
 
     // Her repair, opened at the demo's Berlin center.
@@ -1847,7 +1865,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     let workshop = Browser::start().await;
     let w = &workshop.client;
     workshop
-        .staff_sign_in(&up.web, "tech-berlin", tech_password)
+        .staff_sign_in(&up.web, "tech-berlin", tech_password, None)
         .await;
     w.wait()
         .for_element(Locator::Css("table.queue"))
@@ -1944,7 +1962,15 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         |stage| stage == "STAGE_QUOTED",
     )
     .await;
-    b.refresh().await.unwrap();
+    // The quote arrives on her open page, without a reload.
+    b.wait()
+        .for_element(Locator::Css("table.quote"))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.js("return window.stillThisPage === true").await,
+        true
+    );
     let quote = browser.text(".quote").await;
     assert!(quote.contains("Summe 69,00 €"), "{quote}");
     assert!(quote.contains("Display"), "{quote}");
@@ -2181,7 +2207,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     // The center manager sees Berlin's load and turnaround, as charts and tables.
     let (manager_password, _) = &accounts["manager-berlin"];
     workshop
-        .staff_sign_in(&up.web, "manager-berlin", manager_password)
+        .staff_sign_in(&up.web, "manager-berlin", manager_password, None)
         .await;
     w.wait()
         .for_element(Locator::Css("#figures"))
@@ -2209,7 +2235,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     // edit in the database, past its guard trigger, plainly tampered.
     let (auditor_password, _) = &accounts["auditor"];
     workshop
-        .staff_sign_in(&up.web, "auditor", auditor_password)
+        .staff_sign_in(&up.web, "auditor", auditor_password, None)
         .await;
     w.wait()
         .for_element(Locator::Css("#audit-imei"))
@@ -2255,6 +2281,76 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     let broken = workshop.text("#verdict .broken").await;
     assert!(broken.starts_with("Broken at v1"), "{broken}");
     workshop.screenshots(&shots, "audit-tampered").await;
+
+    // The support desk finds Lena by her email however it is typed, sees her
+    // phones and the messages sent to her, and registers one more phone for
+    // her: its history names the agent as its author.
+    let (agent_password, _) = &accounts["agent"];
+    workshop
+        .staff_sign_in(&up.web, "agent", agent_password, None)
+        .await;
+    w.wait()
+        .for_element(Locator::Css("#support-q"))
+        .await
+        .unwrap();
+    workshop.fill("#support-q", " Demo-Lena@Example.com").await;
+    workshop.submit("main form button").await;
+    w.wait()
+        .for_element(Locator::Css("#found a"))
+        .await
+        .unwrap();
+    assert_eq!(workshop.text("#found").await, "demo-lena");
+    workshop.submit("#found a").await;
+    w.wait()
+        .for_element(Locator::Css("#devices"))
+        .await
+        .unwrap();
+    assert!(
+        workshop.text("#devices").await.contains("354672109876548"),
+        "her new phone is listed"
+    );
+    assert!(
+        w.find_all(Locator::Css("#messages li"))
+            .await
+            .unwrap()
+            .len()
+            >= 3,
+        "the messages of her repair"
+    );
+    workshop.screenshots(&shots, "support-customer").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    workshop.fill("#add-device #imei", "354672109871119").await;
+    workshop.fill("#add-device #model", "Aurora 5 Mini").await;
+    workshop
+        .js("document.getElementById('purchased').value = '2026-11-25'; return true")
+        .await;
+    workshop.submit("#add-device button").await;
+    let added = "li[data-imei='354672109871119']";
+    w.wait().for_element(Locator::Css(added)).await.unwrap();
+    let history = workshop
+        .js(&format!(
+            "return document.querySelector(\"{added} .history\").textContent"
+        ))
+        .await;
+    let history = history.as_str().unwrap_or_default();
+    assert!(
+        history.contains("DeviceRegistered") && history.contains("for customer:demo-lena"),
+        "recorded as done by the agent for her: {history}"
+    );
+    // Found by that phone too.
+    workshop
+        .client
+        .goto(&format!("{}/staff/support?q=354672109871119", up.web))
+        .await
+        .unwrap();
+    w.wait()
+        .for_element(Locator::Css("#found a"))
+        .await
+        .unwrap();
+    assert_eq!(workshop.text("#found").await, "demo-lena");
 
     let page = |id: String| {
         let b = b.clone();
@@ -2355,6 +2451,45 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     assert_eq!(
         browser.text("#booked").await,
         format!("Termin am {day} bei sc-berlin-01 gebucht.")
+    );
+
+    // The operator sees every service's read models, relay and consumers,
+    // caught up, and no dead letters. (An authenticator code is taken once:
+    // the next one, up to 30 s on.)
+    let code = loop {
+        let code = aftersales_identity::secrets::totp_now(secret).unwrap();
+        if code != totp {
+            break code;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    workshop
+        .staff_sign_in(&up.web, "ops", ops_password, Some(&code))
+        .await;
+    w.wait()
+        .for_element(Locator::Css("#service-notification"))
+        .await
+        .unwrap();
+    let logistics = aftersales_testkit::eventually(
+        || async {
+            w.refresh().await.unwrap();
+            workshop.text("#service-logistics").await
+        },
+        |text| text.contains("Caught up") && !text.contains("Not available"),
+    )
+    .await;
+    assert!(
+        logistics.contains("embedded") && logistics.contains("logistics-from-repair"),
+        "{logistics}"
+    );
+    for service in ["warranty", "repair", "notification"] {
+        let text = workshop.text(&format!("#service-{service}")).await;
+        assert!(text.contains("No dead letters."), "{text}");
+    }
+    workshop.screenshots(&shots, "operations").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
     );
 
     // A form posted from another site is refused.

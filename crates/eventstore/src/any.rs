@@ -118,6 +118,10 @@ impl EventStore for AnyEventStore {
         delegate!(self, s => s.log_end().await)
     }
 
+    async fn last_position(&self) -> Result<u64, StoreError> {
+        delegate!(self, s => s.last_position().await)
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         delegate!(self, s => s.event_by_id(event_id).await)
     }

@@ -412,6 +412,13 @@ impl EventStore for PgEventStore {
         })
     }
 
+    async fn last_position(&self) -> Result<u64, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(last, "position")
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         Ok(select_by_ids(&self.pool, &[event_id]).await?.pop())
     }

@@ -48,7 +48,7 @@ pub async fn catch_up<S: EventStore, P: Projection>(
 ) -> Result<u64, StoreError> {
     let name = checkpoint_name(projection);
     let mut checkpoint = store.load_checkpoint(&name).await?;
-    let end = store.log_end().await?;
+    let end = store.last_position().await?;
     let lag =
         metrics::gauge!("aftersales_projection_lag_events", "projection" => projection.name());
     let mut read = 0u64;
@@ -59,7 +59,7 @@ pub async fn catch_up<S: EventStore, P: Projection>(
             return Ok(read);
         };
         #[allow(clippy::cast_precision_loss)] // a gauge
-        lag.set(end.position.saturating_sub(last.position) as f64);
+        lag.set(end.saturating_sub(last.position) as f64);
         let mut tx = store.begin().await?;
         for event in &batch {
             projection.apply(event, &mut tx).await?;
@@ -72,18 +72,29 @@ pub async fn catch_up<S: EventStore, P: Projection>(
     }
 }
 
-/// Empties the projection and applies the whole log again.
+/// Empties the projection and applies the whole log again: at least every event
+/// stored when it was called (on PostgreSQL a transaction in flight elsewhere
+/// holds a follower back for a moment; the rebuild waits it out).
 pub async fn rebuild<S: EventStore, P: Projection>(
     store: &S,
     projection: &P,
-    progress: impl FnMut(u64),
+    mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
+    let target = store.last_position().await?;
+    let name = checkpoint_name(projection);
     let mut tx = store.begin().await?;
     projection.reset(&mut tx).await?;
-    tx.save_checkpoint(&checkpoint_name(projection), Checkpoint::START)
-        .await?;
+    tx.save_checkpoint(&name, Checkpoint::START).await?;
     tx.commit().await?;
-    catch_up(store, projection, progress).await
+    let mut read = 0;
+    loop {
+        let before = read;
+        read += catch_up(store, projection, |n| progress(before + n)).await?;
+        if store.load_checkpoint(&name).await?.position >= target {
+            return Ok(read);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Keeps the projection up to date until `stop` resolves; failures are logged and

@@ -366,13 +366,17 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {
+        Ok(Checkpoint {
+            transaction: 0,
+            position: self.last_position().await?,
+        })
+    }
+
+    async fn last_position(&self) -> Result<u64, StoreError> {
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&self.reader)
             .await?;
-        Ok(Checkpoint {
-            transaction: 0,
-            position: to_u64(last, "position")?,
-        })
+        to_u64(last, "position")
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {

@@ -105,6 +105,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// few committed just before).
     fn log_end(&self) -> impl Future<Output = Result<Checkpoint, StoreError>> + Send;
 
+    /// The position of the last stored event, 0 for an empty log: how far a
+    /// reader is behind, for operators. A follower must use [`EventStore::read_log`].
+    fn last_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// The stored event with this id.
     fn event_by_id(
         &self,

@@ -1,5 +1,6 @@
 //! The identity provider, as the gateway signs people in there: a customer's
-//! one-time code, the refresh token, sign-out.
+//! one-time code, staff passwords, the refresh token, a support agent's token
+//! to act for a customer, sign-out.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use crate::session::Person;
 
 const ONE_TIME_CODE_GRANT: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -153,6 +155,26 @@ impl Identity {
             None,
         )
         .await
+    }
+
+    /// A short token with which a support agent (signed in with
+    /// `access_token`) acts for `customer`: the services let the agent do what
+    /// the customer may, and record it as done by the agent for them.
+    pub async fn act_for(&self, access_token: &str, customer: &str) -> Result<String, Refusal> {
+        self.grant(
+            &[
+                ("grant_type", TOKEN_EXCHANGE_GRANT),
+                ("subject_token", access_token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("aftersales_on_behalf_of", customer),
+            ],
+            None,
+        )
+        .await
+        .map(|tokens| tokens.access_token)
     }
 
     /// Ends the session at the provider (sign-out).

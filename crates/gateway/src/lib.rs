@@ -13,10 +13,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
-use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
-use aftersales_proto::repair::repair_service_client::RepairServiceClient;
-use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use tonic::transport::Channel;
 
 pub mod access;
@@ -115,6 +111,37 @@ impl Running {
     }
 }
 
+/// Connections to the services, opened lazily and shared by every page.
+#[derive(Debug, Clone)]
+pub(crate) struct Services {
+    pub warranty: Channel,
+    pub repair: Channel,
+    pub logistics: Channel,
+    pub notification: Channel,
+}
+
+impl Services {
+    fn connect(config: &Config) -> Result<Self, GatewayError> {
+        let ca = config.tls_ca.as_deref();
+        Ok(Self {
+            warranty: channel(&config.warranty_url, ca)?,
+            repair: channel(&config.repair_url, ca)?,
+            logistics: channel(&config.logistics_url, ca)?,
+            notification: channel(&config.notification_url, ca)?,
+        })
+    }
+
+    /// Each by its service's name.
+    pub fn all(&self) -> Vec<(&'static str, Channel)> {
+        vec![
+            ("warranty", self.warranty.clone()),
+            ("repair", self.repair.clone()),
+            ("logistics", self.logistics.clone()),
+            ("notification", self.notification.clone()),
+        ]
+    }
+}
+
 fn channel(url: &str, ca: Option<&std::path::Path>) -> Result<Channel, GatewayError> {
     Ok(aftersales_runtime::tls::endpoint(url, ca)
         .map_err(GatewayError::Config)?
@@ -124,13 +151,9 @@ fn channel(url: &str, ca: Option<&std::path::Path>) -> Result<Channel, GatewayEr
 
 /// Serves the gateway until [`Running::stop`].
 pub async fn start(config: Config) -> Result<Running, GatewayError> {
-    let ca = config.tls_ca.as_deref();
     let app = pages::App::new(
         Arc::new(i18n::Translations::builtin()?),
-        WarrantyServiceClient::new(channel(&config.warranty_url, ca)?),
-        RepairServiceClient::new(channel(&config.repair_url, ca)?),
-        LogisticsServiceClient::new(channel(&config.logistics_url, ca)?),
-        NotificationServiceClient::new(channel(&config.notification_url, ca)?),
+        Services::connect(&config)?,
         identity::Identity::new(&config.issuer_url).map_err(GatewayError::Config)?,
         config.secure,
     )?;

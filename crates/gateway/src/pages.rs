@@ -9,6 +9,7 @@ use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
+use aftersales_proto::operations::operations_client::OperationsClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
@@ -25,6 +26,7 @@ use tonic::transport::Channel;
 
 use crate::GatewayError;
 use crate::access::{self, Audience, STAFF, WORKSHOP};
+use crate::feeds::Change;
 use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
@@ -33,7 +35,9 @@ mod audit;
 mod devices;
 mod help;
 mod inbox;
+mod operations;
 mod staff;
+mod support;
 
 /// The longest form the pages send.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -105,6 +109,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/staff_home.html"),
     ),
     ("queue.html", include_str!("../templates/queue.html")),
+    ("support.html", include_str!("../templates/support.html")),
+    (
+        "support_customer.html",
+        include_str!("../templates/support_customer.html"),
+    ),
+    (
+        "operations.html",
+        include_str!("../templates/operations.html"),
+    ),
     ("center.html", include_str!("../templates/center.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     (
@@ -134,18 +147,17 @@ struct Inner {
     repair: RepairServiceClient<Channel>,
     logistics: LogisticsServiceClient<Channel>,
     notification: NotificationServiceClient<Channel>,
+    /// Every service's backlogs and dead letters, by service name.
+    operations: Vec<(&'static str, OperationsClient<Channel>)>,
     identity: Identity,
     feeds: crate::feeds::Feeds,
     secure: bool,
 }
 
 impl App {
-    pub fn new(
+    pub(crate) fn new(
         translations: Arc<Translations>,
-        warranty: WarrantyServiceClient<Channel>,
-        repair: RepairServiceClient<Channel>,
-        logistics: LogisticsServiceClient<Channel>,
-        notification: NotificationServiceClient<Channel>,
+        services: crate::Services,
         identity: Identity,
         secure: bool,
     ) -> Result<Self, GatewayError> {
@@ -168,11 +180,19 @@ impl App {
                 words,
                 translations,
                 sessions: Sessions::default(),
-                warranty,
-                feeds: crate::feeds::Feeds::new(repair.clone()),
-                repair,
-                logistics,
-                notification,
+                warranty: WarrantyServiceClient::new(services.warranty.clone()),
+                feeds: crate::feeds::Feeds::new(
+                    RepairServiceClient::new(services.repair.clone()),
+                    LogisticsServiceClient::new(services.logistics.clone()),
+                ),
+                repair: RepairServiceClient::new(services.repair.clone()),
+                logistics: LogisticsServiceClient::new(services.logistics.clone()),
+                notification: NotificationServiceClient::new(services.notification.clone()),
+                operations: services
+                    .all()
+                    .into_iter()
+                    .map(|(name, channel)| (name, OperationsClient::new(channel)))
+                    .collect(),
                 identity,
                 secure,
             }),
@@ -228,6 +248,36 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ),
         ("/staff", Staff(STAFF), get(staff::home)),
         ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
+        (
+            "/staff/support",
+            Staff(&[Role::SupportAgent]),
+            get(support::find),
+        ),
+        (
+            "/staff/support/customers/{customer}",
+            Staff(&[Role::SupportAgent]),
+            get(support::customer),
+        ),
+        (
+            "/staff/support/customers/{customer}/devices",
+            Staff(&[Role::SupportAgent]),
+            post(support::register_device),
+        ),
+        (
+            "/staff/support/customers/{customer}/resend",
+            Staff(&[Role::SupportAgent]),
+            post(support::resend),
+        ),
+        (
+            "/staff/operations",
+            Staff(&[Role::Operator]),
+            get(operations::overview),
+        ),
+        (
+            "/staff/operations/replay",
+            Staff(&[Role::Operator]),
+            post(operations::replay),
+        ),
         (
             "/staff/audit",
             Staff(&[Role::Auditor, Role::Operator]),
@@ -289,7 +339,7 @@ pub(crate) struct Visit {
 }
 
 #[derive(Debug, Deserialize)]
-struct LangQuery {
+pub(crate) struct LangQuery {
     lang: Option<String>,
 }
 
@@ -913,11 +963,34 @@ async fn repair_page(
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
     let language = visit.language;
     let title = app.t(language, "repair-title", &[("order", &order.order_id)]);
-    let (timeline, parcels) = futures::join!(
+    let mut repair = app.inner.repair.clone();
+    let (timeline, parcels, expected) = futures::join!(
         app.timeline(&order.order_id, &token, language),
-        app.parcels(&order.order_id, &token, language)
+        app.parcels(&order.order_id, &token, language),
+        repair.get_expected_ready(authorized(
+            rpb::OrderRef {
+                order_id: order.order_id.clone(),
+            },
+            &token
+        )),
     );
+    // Without figures to go by (or an answer), no date is promised.
+    let expected = expected
+        .ok()
+        .and_then(|e| e.into_inner().ready_by)
+        .and_then(|at| chrono::DateTime::from_timestamp(at.seconds, 0))
+        .map(|at| {
+            app.t(
+                language,
+                "repair-expected",
+                &[(
+                    "date",
+                    &app.inner.translations.date(language, at.date_naive()),
+                )],
+            )
+        });
     let context = minijinja::context! {
+        expected => expected,
         title => &title,
         order_id => &order.order_id,
         steps => steps(&app, language, stage),
@@ -1230,24 +1303,31 @@ async fn repair_events(
     };
     let changes = app.inner.feeds.join(&order.order_id, &token);
     let language = visit.language;
-    let now = futures::stream::once(std::future::ready(order.stage));
+    let now = futures::stream::once(std::future::ready(Change::Stage(order.stage)));
     let later = futures::stream::unfold(changes, |mut changes| async move {
         loop {
             match changes.recv().await {
-                Ok(stage) => return Some((stage, changes)),
-                // Fell behind: the newest stage is what counts.
+                Ok(change) => return Some((change, changes)),
+                // Fell behind: the page catches up with the newest change.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
-    let events = now.chain(later).map(move |stage| {
-        let stage = rpb::Stage::try_from(stage).unwrap_or_default();
-        let data = serde_json::json!({
-            "stage": stage_name(stage),
-            "label": app.t(language, stage_message(stage), &[]),
-        });
-        Ok::<_, Infallible>(Event::default().event("stage").data(data.to_string()))
+    let events = now.chain(later).map(move |change| {
+        let event = match change {
+            Change::Stage(stage) => {
+                let stage = rpb::Stage::try_from(stage).unwrap_or_default();
+                let data = serde_json::json!({
+                    "stage": stage_name(stage),
+                    "label": app.t(language, stage_message(stage), &[]),
+                });
+                Event::default().event("stage").data(data.to_string())
+            }
+            // The page fetches its parcels section anew.
+            Change::Parcels => Event::default().event("parcels").data("changed"),
+        };
+        Ok::<_, Infallible>(event)
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -1274,6 +1354,27 @@ async fn asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
+/// The service worker, its cache named after what it caches: browsers check
+/// it on every visit (no-cache), so a new release's shell replaces the old.
+static SERVICE_WORKER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut fingerprint = std::hash::DefaultHasher::new();
+    for part in [
+        include_str!("../static/app.js"),
+        include_str!("../static/app.css"),
+        include_str!("../static/icon.svg"),
+        include_str!("../templates/layout.html"),
+        include_str!("../templates/message.html"),
+        include_str!("../locales/en.ftl"),
+        include_str!("../locales/de.ftl"),
+        include_str!("../locales/zh-CN.ftl"),
+        include_str!("../locales/hi.ftl"),
+    ] {
+        part.hash(&mut fingerprint);
+    }
+    include_str!("../static/sw.js").replace("VERSION", &format!("{:016x}", fingerprint.finish()))
+});
+
 /// Served from the root, so it may look after every page.
 async fn service_worker() -> Response {
     (
@@ -1281,7 +1382,7 @@ async fn service_worker() -> Response {
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        include_str!("../static/sw.js"),
+        SERVICE_WORKER.as_str(),
     )
         .into_response()
 }

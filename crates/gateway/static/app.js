@@ -10,12 +10,30 @@ function live(url) {
   return source;
 }
 
+// The page's sections that follow the order (its expected date, quote,
+// parcels and timeline) are fetched anew when it changes, and swapped in place.
+function refreshSections() {
+  fetch(location.href, { credentials: "same-origin" })
+    .then(function (response) { return response.ok ? response.text() : null; })
+    .then(function (html) {
+      if (!html) return;
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      document.querySelectorAll("[data-live]").forEach(function (section) {
+        var now = fresh.getElementById(section.id);
+        if (now && now.innerHTML !== section.innerHTML) section.innerHTML = now.innerHTML;
+      });
+    })
+    .catch(function () {});
+}
+
 (function () {
   var stepper = document.getElementById("stepper");
   if (!stepper || !window.EventSource) return;
   var source = live(stepper.getAttribute("data-events"));
   source.addEventListener("stage", function (event) {
     var data = JSON.parse(event.data);
+    var label = document.getElementById("stage-label");
+    var moved = label.getAttribute("data-stage") !== data.stage;
     var reached = true;
     stepper.querySelectorAll("li").forEach(function (step) {
       var here = step.getAttribute("data-stage") === data.stage;
@@ -23,10 +41,11 @@ function live(url) {
       if (here) { step.setAttribute("aria-current", "step"); reached = false; }
       else { step.removeAttribute("aria-current"); }
     });
-    var label = document.getElementById("stage-label");
     label.setAttribute("data-stage", data.stage);
     label.textContent = data.label;
+    if (moved) refreshSections();
   });
+  source.addEventListener("parcels", refreshSections);
 })();
 
 // The unread count in the header, live.

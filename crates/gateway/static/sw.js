@@ -2,7 +2,8 @@
 // pages from the network; with no network, the offline page, in the language
 // the person last used. Nothing personal is cached: only the shell and that page.
 "use strict";
-var SHELL = "aftersales-shell-v1";
+// VERSION is the served shell's fingerprint: a new release replaces the cache.
+var SHELL = "aftersales-shell-VERSION";
 var FILES = ["/static/app.css", "/static/app.js", "/static/icon.svg", "/offline"];
 
 self.addEventListener("install", function (event) {

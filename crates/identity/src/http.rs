@@ -1,6 +1,7 @@
 //! The provider over HTTP: the issuer's discovery and keys, the token endpoint
-//! (RFC 6749: client credentials, password, refresh token, and one-time codes
-//! under their own grant type), one-time code requests, and revocation (RFC 7009).
+//! (RFC 6749: client credentials, password, refresh token, one-time codes under
+//! their own grant type, and RFC 8693 token exchange for a support agent to act
+//! for a customer), one-time code requests, and revocation (RFC 7009).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,14 @@ use crate::{CUSTOMER_SESSION, Provider, STAFF_SESSION, secrets};
 
 /// The grant type of a one-time code sent to a customer's email or phone.
 pub const ONE_TIME_CODE_GRANT: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
+/// RFC 8693 token exchange: a support agent's access token for one that acts for
+/// the customer named in [`ON_BEHALF_OF`].
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The form field naming the customer an exchanged token acts for.
+pub const ON_BEHALF_OF: &str = "aftersales_on_behalf_of";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// How long a token that acts for a customer lives: one desk conversation.
+const ON_BEHALF_LIFETIME: Duration = Duration::from_secs(300);
 /// The longest form a sign-in request may have.
 const MAX_BODY_BYTES: usize = 4096;
 /// The longest email address (RFC 5321) or phone number.
@@ -37,6 +46,8 @@ struct App {
     /// Each account's last accepted authenticator code: taken once only, so a
     /// code seen over someone's shoulder is worth nothing.
     used_totp: Arc<std::sync::Mutex<HashMap<String, (String, Instant)>>>,
+    /// This provider's own access tokens, checked as any service checks them.
+    verifier: Arc<aftersales_auth::Verifier>,
 }
 
 /// What the provider forgets as time passes: expired codes and idle limits.
@@ -57,7 +68,7 @@ pub fn routes(
     provider: Provider,
     audience: String,
     sender: Arc<dyn CodeSender>,
-) -> (axum::Router, Sweeper) {
+) -> Result<(axum::Router, Sweeper), crate::IdentityError> {
     let url = provider.url().to_owned();
     let published = provider.issuer().published(
         &[
@@ -65,12 +76,18 @@ pub fn routes(
             "password",
             "refresh_token",
             ONE_TIME_CODE_GRANT,
+            TOKEN_EXCHANGE_GRANT,
         ],
         json!({
             "revocation_endpoint": format!("{url}/revoke"),
             "one_time_code_endpoint": format!("{url}/one-time-code"),
         }),
     );
+    let verifier = aftersales_auth::Verifier::new(aftersales_auth::VerifierSettings::new(
+        url.clone(),
+        audience.clone(),
+    ))
+    .map_err(|e| crate::IdentityError::Invalid(e.to_string()))?;
     let app = App {
         provider,
         audience,
@@ -78,6 +95,7 @@ pub fn routes(
         codes: Arc::default(),
         limits: Arc::default(),
         used_totp: Arc::default(),
+        verifier: Arc::new(verifier),
     };
     let sweeper = Sweeper {
         codes: Arc::clone(&app.codes),
@@ -89,7 +107,7 @@ pub fn routes(
         .route("/revoke", axum::routing::post(revoke))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app);
-    (published.merge(service), sweeper)
+    Ok((published.merge(service), sweeper))
 }
 
 type Fields = HashMap<String, String>;
@@ -228,6 +246,60 @@ impl App {
         }
     }
 
+    /// A support agent's access token exchanged for a short one that acts for a
+    /// customer: services then let the agent do what the customer may, and
+    /// record both (`support_agent:agent-7 for customer:c-42`). No refresh
+    /// token; no exchange of a token that already acts for someone.
+    async fn act_for(&self, form: &Fields) -> Response {
+        let customer = field(form, ON_BEHALF_OF);
+        let well_formed = !customer.is_empty()
+            && customer.len() <= 128
+            && customer
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+        let subject = field(form, "subject_token");
+        if !well_formed
+            || subject.is_empty()
+            || subject.len() > 4096
+            || field(form, "subject_token_type") != ACCESS_TOKEN_TYPE
+        {
+            return grant_error(StatusCode::BAD_REQUEST, "invalid_request").into_response();
+        }
+        let agent = match self.verifier.verify(subject).await {
+            Ok(agent) => agent,
+            Err(aftersales_auth::AuthError::Unavailable(error)) => return server_error(&error),
+            Err(_) => return invalid_grant("the subject token is not valid"),
+        };
+        if agent.role != Role::SupportAgent || agent.on_behalf_of.is_some() {
+            return invalid_grant("only a support agent's own token acts for a customer");
+        }
+        let acting = Principal {
+            on_behalf_of: Some(customer.to_owned()),
+            centers: Vec::new(),
+            ..agent
+        };
+        match self
+            .provider
+            .issuer()
+            .token(&acting, &self.audience, ON_BEHALF_LIFETIME)
+        {
+            Ok(access) => {
+                tracing::info!(agent = %acting.subject, customer, "a support agent acts for a customer");
+                let answer: GrantAnswer = (
+                    StatusCode::OK,
+                    axum::Json(json!({
+                        "access_token": access,
+                        "issued_token_type": ACCESS_TOKEN_TYPE,
+                        "token_type": "Bearer",
+                        "expires_in": ON_BEHALF_LIFETIME.as_secs(),
+                    })),
+                );
+                answer.into_response()
+            }
+            Err(error) => server_error(&error),
+        }
+    }
+
     /// Not rate-limited per account: a refresh token is 256 random bits, never
     /// guessed, and every session's renewals would share one allowance.
     async fn refresh(&self, form: &Fields) -> Response {
@@ -278,6 +350,7 @@ async fn token(
         "password" => app.password(&form, &source).await,
         "refresh_token" => app.refresh(&form).await,
         ONE_TIME_CODE_GRANT => app.one_time_code(&form, &source).await,
+        TOKEN_EXCHANGE_GRANT => app.act_for(&form).await,
         _ => grant_error(StatusCode::BAD_REQUEST, "unsupported_grant_type").into_response(),
     }
 }

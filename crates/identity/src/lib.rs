@@ -93,7 +93,7 @@ impl Provider {
         }
         let issuer = Issuer::new(format!("http://{}", listener.local_addr()?), keys)?;
         let provider = Self { issuer, store };
-        let (app, sweeper) = http::routes(provider.clone(), audience.to_owned(), sender);
+        let (app, sweeper) = http::routes(provider.clone(), audience.to_owned(), sender)?;
         let (stop_sweeping, mut sweeping_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 const AUDIENCE: &str = "aftersales";
 const ONE_TIME_CODE: &str = "urn:aftersales:params:oauth:grant-type:one-time-code";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// Knows one customer's address and keeps the codes it was asked to send.
 #[derive(Debug, Default)]
@@ -183,6 +184,72 @@ async fn staff_sign_in_with_a_password_and_operators_also_with_their_authenticat
 }
 
 #[tokio::test]
+async fn a_support_agent_exchanges_their_token_for_one_that_acts_for_a_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("identity.db").display());
+    let p = start(&db, "127.0.0.1:0").await;
+    add(
+        &p.provider,
+        "agent",
+        Principal::new("agent-7", Role::SupportAgent),
+        false,
+    )
+    .await;
+    add(&p.provider, "tech", technician(), false).await;
+    let (_, agent) = p.password("agent", "a long enough password", "").await;
+    let agent = agent["access_token"].as_str().unwrap().to_owned();
+    let exchange = |token: &str, customer: &str| {
+        let (token, customer) = (token.to_owned(), customer.to_owned());
+        let p = &p;
+        async move {
+            p.post(
+                "/token",
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("subject_token", &token),
+                    (
+                        "subject_token_type",
+                        "urn:ietf:params:oauth:token-type:access_token",
+                    ),
+                    ("aftersales_on_behalf_of", &customer),
+                ],
+            )
+            .await
+        }
+    };
+
+    let (status, acting) = exchange(&agent, "cust-anna").await;
+    assert_eq!(status, 200, "{acting}");
+    assert!(acting["refresh_token"].is_null(), "no session of its own");
+    assert!(acting["expires_in"].as_u64().unwrap() <= 300);
+    let principal = p.principal(&acting).await;
+    assert_eq!(principal.on_behalf_of.as_deref(), Some("cust-anna"));
+    assert_eq!(
+        principal.actor(),
+        "support_agent:agent-7 for customer:cust-anna"
+    );
+
+    // Not twice over, not for another role, not with a bad token or customer.
+    let acting = acting["access_token"].as_str().unwrap().to_owned();
+    let (_, tech) = p.password("tech", "a long enough password", "").await;
+    let tech = tech["access_token"].as_str().unwrap().to_owned();
+    for (token, customer, error) in [
+        (acting.as_str(), "cust-bob", "invalid_grant"),
+        (tech.as_str(), "cust-anna", "invalid_grant"),
+        ("not.a.token", "cust-anna", "invalid_grant"),
+        (agent.as_str(), "", "invalid_request"),
+        (agent.as_str(), "cust anna; drop", "invalid_request"),
+    ] {
+        let (status, answer) = exchange(token, customer).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(error)),
+            "{customer}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_customer_signs_in_with_the_code_sent_to_their_address_and_five_wrong_codes_lock_it() {
     let p = start("sqlite::memory:", "127.0.0.1:0").await;
     let (status, _) = p
@@ -314,6 +381,7 @@ async fn discovery_names_every_grant_and_keys_and_sessions_outlive_a_restart() {
         "password",
         "refresh_token",
         ONE_TIME_CODE,
+        TOKEN_EXCHANGE,
     ] {
         assert!(
             discovery["grant_types_supported"]

@@ -8,6 +8,7 @@ use aftersales_eventstore::EventStore;
 use async_nats::jetstream;
 
 use crate::consumer::{Handler, Subscription};
+use crate::dlq::DeadLetters;
 use crate::error::MessagingError;
 use crate::jetstream::{ConsumerSettings, JetStreamConsumer};
 use crate::names::Names;
@@ -77,6 +78,11 @@ impl Bus {
             handler,
             ConsumerSettings::default(),
         )?)
+    }
+
+    /// The region's dead letters, to list and replay.
+    pub fn dead_letters(&self) -> DeadLetters {
+        DeadLetters::new(self.js.clone(), self.names.clone())
     }
 
     /// Runs `consumer` until `shutdown`. The source's stream is its service's to

@@ -174,6 +174,25 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
             .map_err(MessagingError::nats)
     }
 
+    pub fn subscription(&self) -> &Subscription {
+        &self.subscription
+    }
+
+    /// Events the server holds for this consumer that it has not acknowledged
+    /// yet: waiting to be delivered, or delivered and in flight.
+    pub async fn pending(&self) -> Result<u64, MessagingError> {
+        let stream = self
+            .js
+            .get_stream(self.names.service_stream(&self.subscription.source))
+            .await
+            .map_err(MessagingError::nats)?;
+        let info = stream
+            .consumer_info(&self.subscription.consumer)
+            .await
+            .map_err(MessagingError::nats)?;
+        Ok(info.num_pending + u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX))
+    }
+
     /// Consumes events and replays until `shutdown`, reconnecting after failures.
     pub async fn run(&self, shutdown: Shutdown) {
         tokio::join!(

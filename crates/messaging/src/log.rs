@@ -223,35 +223,78 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         Ok(open_dead_letters(&self.store, &self.subscription.consumer).await?)
     }
 
+    pub fn subscription(&self) -> &Subscription {
+        &self.subscription
+    }
+
+    /// Log positions of the source past this consumer's checkpoint (an upper
+    /// bound on the events it has still to apply).
+    pub async fn pending(&self) -> Result<u64, MessagingError> {
+        let checkpoint = self
+            .store
+            .load_checkpoint(&self.subscription.checkpoint_name())
+            .await?;
+        Ok(self
+            .source
+            .last_position()
+            .await?
+            .saturating_sub(checkpoint.position))
+    }
+
     /// Applies every open dead letter once more, each through the inbox and
     /// resolved in the same transaction. Returns how many now succeeded; those that
     /// fail again stay open.
     pub async fn replay_dead_letters(&self) -> Result<usize, MessagingError> {
         let mut replayed = 0;
         for letter in self.dead_letters().await? {
-            let Some(recorded) = self.source.event_by_id(letter.event_id).await? else {
-                tracing::warn!(event_id = %letter.event_id, "dead letter's event is not in the source log");
-                continue;
-            };
-            let Some(event) = self.public(recorded)? else {
-                continue;
-            };
-            let result = apply(
-                &self.store,
-                &self.subscription.consumer,
-                self.handler.as_ref(),
-                &event,
-                AlsoCommit::ResolveDeadLetter(letter.id),
-            )
-            .await;
-            match result {
-                Ok(_) => replayed += 1,
+            match self.replay(&letter).await? {
+                Ok(()) => replayed += 1,
                 Err(error) => {
                     tracing::warn!(%error, event_id = %letter.event_id, "replay failed again");
                 }
             }
         }
         Ok(replayed)
+    }
+
+    /// Applies the open dead letter `id` once more; `Ok(Err(why))` when it failed
+    /// again (it stays open). `None` when no such letter is open.
+    pub async fn replay_dead_letter(
+        &self,
+        id: i64,
+    ) -> Result<Option<Result<(), String>>, MessagingError> {
+        let letters = self.dead_letters().await?;
+        let Some(letter) = letters.iter().find(|l| l.id == id) else {
+            return Ok(None);
+        };
+        Ok(Some(self.replay(letter).await?))
+    }
+
+    async fn replay(
+        &self,
+        letter: &StoredDeadLetter,
+    ) -> Result<Result<(), String>, MessagingError> {
+        let Some(recorded) = self.source.event_by_id(letter.event_id).await? else {
+            return Ok(Err(format!(
+                "event {} is not in {}'s log",
+                letter.event_id, letter.source
+            )));
+        };
+        let Some(event) = self.public(recorded)? else {
+            return Ok(Err(format!(
+                "event {} is not one {} publishes",
+                letter.event_id, letter.source
+            )));
+        };
+        let applied = apply(
+            &self.store,
+            &self.subscription.consumer,
+            self.handler.as_ref(),
+            &event,
+            AlsoCommit::ResolveDeadLetter(letter.id),
+        )
+        .await;
+        Ok(applied.map(|_| ()).map_err(|e| e.to_string()))
     }
 
     /// The event as the producer publishes it; `None` for a private one. An

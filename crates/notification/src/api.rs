@@ -220,6 +220,25 @@ impl NotificationService for NotificationApi {
         Ok(Response::new(delivery_to_proto(id.as_str(), &n)))
     }
 
+    async fn find_customers(
+        &self,
+        request: Request<pb::FindCustomersRequest>,
+    ) -> Answer<pb::FindCustomersResponse> {
+        let address = request.into_inner().address;
+        if address.trim().is_empty() || address.len() > 254 {
+            return Err(invalid(
+                "address",
+                "an email address or phone number, at most 254 bytes",
+            ));
+        }
+        let customer_ids = self
+            .app
+            .customers_at(&address, MAX_FOUND)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FindCustomersResponse { customer_ids }))
+    }
+
     async fn send_sign_in_code(
         &self,
         request: Request<pb::SignInCodeRequest>,
@@ -248,6 +267,9 @@ impl NotificationService for NotificationApi {
         }
     }
 }
+
+/// Most customers one address finds (a shared family address, say).
+const MAX_FOUND: i64 = 20;
 
 /// An mpsc receiver as a stream.
 fn tokio_stream_from<T: Send + 'static>(

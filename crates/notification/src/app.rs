@@ -478,6 +478,22 @@ impl Notifications {
         self.clock.now()
     }
 
+    /// The customers whose registered email or phone `address` is (at most
+    /// `limit`), by id.
+    pub async fn customers_at(&self, address: &str, limit: i64) -> AppResult<Vec<String>> {
+        let normalized = aftersales_core::types::sign_in_address(address);
+        let sql = "SELECT customer_id FROM sign_in_addresses WHERE address_digest = $1 \
+                   ORDER BY customer_id LIMIT $2";
+        Ok(on_read_pool!(&self.store, pool => {
+            sqlx::query_scalar(sql)
+                .bind(crate::projections::address_digest(&normalized))
+                .bind(limit)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        }))
+    }
+
     /// Sends `code` to the customer whose email or phone `address` is, in
     /// `language` (theirs when empty), at once and without a trace in the log
     /// or the inbox: a code is a key. `None` when the address is nobody's, or
@@ -489,14 +505,7 @@ impl Notifications {
         language: &str,
     ) -> AppResult<Option<String>> {
         let normalized = aftersales_core::types::sign_in_address(address);
-        let sql = "SELECT customer_id FROM sign_in_addresses WHERE address_digest = $1 LIMIT 2";
-        let customers: Vec<String> = on_read_pool!(&self.store, pool => {
-            sqlx::query_scalar(sql)
-                .bind(crate::projections::address_digest(&normalized))
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::from)?
-        });
+        let customers = self.customers_at(address, 2).await?;
         let [customer] = customers.as_slice() else {
             return Ok(None);
         };

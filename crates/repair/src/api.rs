@@ -371,6 +371,29 @@ impl RepairService for RepairApi {
         self.answer(self.app.get(&id).await)
     }
 
+    async fn get_expected_ready(
+        &self,
+        request: Request<pb::OrderRef>,
+    ) -> Result<Response<pb::ExpectedReady>, Status> {
+        let id = self
+            .order(&Caller::of(&request), &request.get_ref().order_id)
+            .await?;
+        let ready_by = self
+            .app
+            .expected_ready(&id, self.requests.clock.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ExpectedReady {
+            order_id: id.to_string(),
+            ready_by: ready_by.map(timestamp_to_proto),
+            basis: format!(
+                "the 90th percentile of each stage ahead over the center's past orders, \
+                 added up; at least {} orders per stage",
+                crate::domain::estimate::MIN_ORDERS
+            ),
+        }))
+    }
+
     async fn get_repair_timeline(
         &self,
         request: Request<pb::OrderRef>,

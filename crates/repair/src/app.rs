@@ -23,7 +23,7 @@ use crate::convert::device_key;
 use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
-use crate::domain::order::{Command, Coverage, OrderState, RepairOrder};
+use crate::domain::order::{Command, Coverage, OrderState, RepairOrder, Stage};
 use crate::projections::{self, CenterDirectory, OrderRow};
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
@@ -297,6 +297,41 @@ impl Repairs {
     pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<projections::Step>> {
         self.get(order_id).await?;
         Ok(projections::timeline(&self.store, order_id.as_str()).await?)
+    }
+
+    /// When the order is expected to be ready for return, from how long its
+    /// center's past orders took per stage (mail-ins count together).
+    pub async fn expected_ready(
+        &self,
+        order_id: &OrderId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> AppResult<Option<chrono::DateTime<chrono::Utc>>> {
+        let (order, _) = self.get(order_id).await?;
+        let center = match &order.channel {
+            crate::domain::order::Channel::WalkIn { center_id, .. } => center_id.as_str(),
+            crate::domain::order::Channel::MailIn { .. } => "",
+        };
+        let steps = projections::timeline(&self.store, order_id.as_str()).await?;
+        // Since the first step of the run of steps in the current stage.
+        let entered = steps
+            .iter()
+            .rev()
+            .take_while(|s| s.stage == order.stage.as_str())
+            .last()
+            .map_or(now, |s| s.at);
+        let history = projections::stage_times(&self.store, center)
+            .await?
+            .into_iter()
+            .filter_map(|(name, seconds)| {
+                Stage::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == name)
+                    .map(|s| (s, seconds))
+            })
+            .collect();
+        Ok(crate::domain::estimate::ready_by(
+            &order, entered, now, &history,
+        ))
     }
 
     /// Per stage, every order's total seconds in it at `center`.

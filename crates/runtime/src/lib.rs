@@ -7,6 +7,7 @@
 //! - [`grpc`]: a gRPC server with the health service and server reflection, that
 //!   reports NOT_SERVING and drains in-flight calls before it stops.
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
+//! - [`operations`]: every service's backlogs and dead letters, for operators.
 //! - [`request`]: the command context a gRPC request carries.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod errors;
 pub mod grpc;
 pub mod metrics;
+pub mod operations;
 pub mod request;
 pub mod service;
 pub mod signal;

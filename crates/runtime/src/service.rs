@@ -26,6 +26,7 @@ use aftersales_messaging::{
 
 use crate::config::Common;
 use crate::grpc::{Grpc, ServeError, bind};
+use crate::operations;
 
 /// What a service is, independent of how it is configured.
 #[derive(Debug)]
@@ -186,6 +187,7 @@ pub struct Running {
     pub endpoints: Vec<Endpoint>,
     reactions: Vec<Reaction>,
     publishes: Option<Arc<dyn Translate>>,
+    operations: operations::Service,
     background: Background,
 }
 
@@ -250,7 +252,20 @@ pub async fn run(
     }
     let (listener, addr) = bind(listen.grpc).await?;
     let tls = common.server_tls().map_err(StartError::Config)?;
-    let (grpc, router) = Grpc::new(description.grpc_services, routes, authorization, tls).await?;
+    let projections = (description.projections)(&store);
+    let operations = operations::Service::new(
+        description.name,
+        store.clone(),
+        projections.iter().map(|p| p.name()).collect(),
+    );
+    let served: Vec<_> = description
+        .grpc_services
+        .iter()
+        .copied()
+        .chain([operations::SERVICE_NAME])
+        .collect();
+    let routes = routes.add_service(operations.server());
+    let (grpc, router) = Grpc::new(&served, routes, authorization, tls).await?;
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr = crate::metrics::serve_if(listen.metrics, shutdown.stopped())
         .await
@@ -262,6 +277,9 @@ pub async fn run(
                 .clone()
                 .map(|translate| bus.relay(store.clone(), translate))
                 .transpose()?;
+            if let Some(relay) = &relay {
+                operations.relaying(relay.checkpoint_name());
+            }
             let consumers = reactions
                 .iter()
                 .map(|r| {
@@ -270,13 +288,17 @@ pub async fn run(
                         store.clone(),
                         Arc::new(r.handler.clone()),
                     )
+                    .map(Arc::new)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            operations.consuming(operations::Consumers::Nats {
+                consumers: consumers.clone(),
+                dead_letters: Box::new(bus.dead_letters()),
+            });
             Some((bus, relay, consumers))
         }
         None => None,
     };
-    let projections = (description.projections)(&store);
     let drain = Duration::from_secs(common.drain_grace_seconds);
     let mut tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
     tasks.push(Box::pin(forget_command_keys(
@@ -321,6 +343,7 @@ pub async fn run(
         endpoints,
         reactions,
         publishes,
+        operations,
         background,
     })
 }
@@ -423,6 +446,7 @@ impl Embedded {
         let settings = LogConsumerSettings::default();
         let mut consumers = Vec::new();
         for service in &services {
+            let mut own = Vec::new();
             for reaction in &service.reactions {
                 let source_name = &reaction.subscription.source;
                 let source = services
@@ -444,8 +468,12 @@ impl Embedded {
                 if let Some(translate) = &source.publishes {
                     consumer = consumer.with_translation(Arc::clone(translate));
                 }
-                consumers.push(consumer);
+                own.push(Arc::new(consumer));
             }
+            consumers.extend(own.iter().cloned());
+            service
+                .operations
+                .consuming(operations::Consumers::Embedded(own));
         }
         let (trigger, shutdown) = Shutdown::new();
         let consumers = Background::spawn(trigger, async move {

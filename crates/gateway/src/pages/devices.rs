@@ -18,7 +18,7 @@ use super::{
 
 /// The countries whose terms the platform holds (a phone bought elsewhere
 /// cannot be registered).
-const COUNTRIES: &[&str] = &["AU", "CN", "DE", "ES", "FR", "GB", "IN", "IT", "US", "ZA"];
+pub(super) const COUNTRIES: &[&str] = &["AU", "CN", "DE", "ES", "FR", "GB", "IN", "IT", "US", "ZA"];
 /// Payment methods the sandbox provider takes (a production checkout hands
 /// the page its own method token instead).
 const PAYMENT_METHODS: &[&str] = &["sandbox-ok", "sandbox-pending", "sandbox-declined"];
@@ -344,12 +344,51 @@ fn decision_words(app: &App, language: &str, d: &wpb::CoverageDecision) -> minij
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct AddForm {
     #[serde(skip_serializing)]
-    csrf: String,
+    pub(super) csrf: String,
     imei: String,
     model: String,
     purchased: String,
     country: String,
     channel: String,
+}
+
+/// What the add-a-phone form asks warranty, for `customer_id`; `None` when
+/// the IMEI is not one (its check digit is checked here and by warranty).
+pub(super) fn registration(
+    form: &AddForm,
+    customer_id: &str,
+) -> Option<wpb::RegisterDeviceRequest> {
+    let number: String = form.imei.chars().filter(|c| !c.is_whitespace()).collect();
+    aftersales_core::types::Imei::parse("imei", &number).ok()?;
+    let channel = SalesChannel::from_str_name(&format!(
+        "SALES_CHANNEL_{}",
+        form.channel.replace('-', "_").to_ascii_uppercase()
+    ))
+    .unwrap_or(SalesChannel::Unspecified);
+    Some(wpb::RegisterDeviceRequest {
+        device_id: Some(by_imei(&number)),
+        model: form.model.trim().chars().take(100).collect(),
+        purchase_date: form.purchased.trim().chars().take(10).collect(),
+        country_of_purchase: Some(CountryCode {
+            value: form.country.trim().chars().take(2).collect(),
+        }),
+        channel: channel.into(),
+        customer_id: customer_id.to_owned(),
+    })
+}
+
+/// The sales channels a phone may be registered under, for a `<select>`.
+pub(super) fn sales_channels(app: &App, language: &str) -> Vec<minijinja::Value> {
+    (1..=5)
+        .filter_map(|v| SalesChannel::try_from(v).ok())
+        .map(|c| {
+            let name = slug(c.as_str_name(), "SALES_CHANNEL_");
+            minijinja::context! {
+                value => &name,
+                label => app.t(language, &format!("sales-{name}"), &[]),
+            }
+        })
+        .collect()
 }
 
 fn add_form(
@@ -360,16 +399,7 @@ fn add_form(
     typed: Option<&AddForm>,
 ) -> Response {
     let language = visit.language;
-    let channels: Vec<_> = (1..=5)
-        .filter_map(|v| SalesChannel::try_from(v).ok())
-        .map(|c| {
-            let name = slug(c.as_str_name(), "SALES_CHANNEL_");
-            minijinja::context! {
-                value => &name,
-                label => app.t(language, &format!("sales-{name}"), &[]),
-            }
-        })
-        .collect();
+    let channels = sales_channels(app, language);
     let title = app.t(language, "add-title", &[]);
     app.page(
         visit,
@@ -404,8 +434,7 @@ pub async fn add(
         Ok(acting) => acting,
         Err(response) => return response,
     };
-    let number: String = form.imei.chars().filter(|c| !c.is_whitespace()).collect();
-    if aftersales_core::types::Imei::parse("imei", &number).is_err() {
+    let Some(request) = registration(&form, &session.person.subject) else {
         let notice = app.t(visit.language, "add-imei-invalid", &[]);
         return add_form(
             &app,
@@ -414,29 +443,13 @@ pub async fn add(
             Some(notice),
             Some(&form),
         );
-    }
-    let channel = SalesChannel::from_str_name(&format!(
-        "SALES_CHANNEL_{}",
-        form.channel.replace('-', "_").to_ascii_uppercase()
-    ))
-    .unwrap_or(SalesChannel::Unspecified);
+    };
+    let number = imei_of(request.device_id.as_ref());
     let registered = app
         .inner
         .warranty
         .clone()
-        .register_device(authorized(
-            wpb::RegisterDeviceRequest {
-                device_id: Some(by_imei(&number)),
-                model: form.model.trim().chars().take(100).collect(),
-                purchase_date: form.purchased.trim().chars().take(10).collect(),
-                country_of_purchase: Some(CountryCode {
-                    value: form.country.trim().chars().take(2).collect(),
-                }),
-                channel: channel.into(),
-                customer_id: session.person.subject.clone(),
-            },
-            &token,
-        ))
+        .register_device(authorized(request, &token))
         .await;
     match registered {
         Ok(_) => Redirect::to(&format!("/devices/{number}")).into_response(),

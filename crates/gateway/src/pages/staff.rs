@@ -92,8 +92,14 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     if matches!(session.person.role, Role::Technician | Role::CenterManager) {
         return Redirect::to("/staff/queue").into_response();
     }
-    if matches!(session.person.role, Role::Auditor | Role::Operator) {
+    if session.person.role == Role::Auditor {
         return Redirect::to("/staff/audit").into_response();
+    }
+    if session.person.role == Role::Operator {
+        return Redirect::to("/staff/operations").into_response();
+    }
+    if session.person.role == Role::SupportAgent {
+        return Redirect::to("/staff/support").into_response();
     }
     let title = app.t(visit.language, "staff-title", &[]);
     let role = app.t(

@@ -118,8 +118,27 @@ async fn failing_events_become_dead_letters_and_replay_once_fixed() {
     );
     assert!(effect_ids(&store).await.is_empty());
 
+    // Caught up: the failures are dead letters, not pending.
+    assert_eq!(consumer.pending().await.unwrap(), 0);
+
+    // One letter at a time, as an operator would: still broken, it stays.
+    let first = letters[0].id;
+    let again = consumer.replay_dead_letter(first).await.unwrap();
+    assert_eq!(again, Some(Err("the handler is broken".to_owned())));
+    assert_eq!(consumer.dead_letters().await.unwrap().len(), 3);
     effects.broken.store(false, Ordering::SeqCst);
-    assert_eq!(consumer.replay_dead_letters().await.unwrap(), 3);
+    assert_eq!(
+        consumer.replay_dead_letter(first).await.unwrap(),
+        Some(Ok(()))
+    );
+    assert_eq!(
+        consumer.replay_dead_letter(first).await.unwrap(),
+        None,
+        "resolved"
+    );
+    assert_eq!(effect_ids(&store).await, vec![events[0]]);
+
+    assert_eq!(consumer.replay_dead_letters().await.unwrap(), 2);
     assert_eq!(consumer.replay_dead_letters().await.unwrap(), 0);
     assert!(consumer.dead_letters().await.unwrap().is_empty());
     // The consumer moved on past the dead letters meanwhile.

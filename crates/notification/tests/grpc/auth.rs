@@ -227,4 +227,34 @@ async fn a_sign_in_code_goes_to_the_registered_address_at_once_for_the_identity_
         .unwrap()
         .into_inner();
     assert!(inbox.notifications.iter().all(|n| n.kind != "sign_in_code"));
+
+    // The support desk finds her by the address she gave, typed any way; a
+    // customer may not look anyone up.
+    let mut agent = client(Principal::new("agent-1", Role::SupportAgent));
+    let find = |address: &str| pb::FindCustomersRequest {
+        address: address.into(),
+    };
+    let found = agent
+        .find_customers(find("ANNA@example.com "))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.customer_ids, vec!["anna".to_owned()]);
+    let nobody = agent
+        .find_customers(find("nobody@example.com"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(nobody.customer_ids.is_empty());
+    assert_eq!(
+        agent.find_customers(find("")).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        anna.find_customers(find("anna@example.com"))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
 }

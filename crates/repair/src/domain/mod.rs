@@ -2,6 +2,7 @@
 
 pub mod center;
 pub mod centers;
+pub mod estimate;
 pub mod order;
 
 pub use aftersales_core::types::Money;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{DomainError, Money};
 
 /// Where the order is in the state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Walk-in, before check-in.

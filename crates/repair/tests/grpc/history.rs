@@ -547,6 +547,100 @@ async fn center_turnaround_and_projections_rebuilt_from_the_log() {
 }
 
 #[tokio::test]
+async fn an_expected_ready_date_once_the_center_has_history_to_go_by() {
+    let mut p = Platform::start().await;
+    let imei = imei(12);
+    register(&mut p, &imei, "ZA", 20).await;
+    let open = || pb::OpenRepairRequest {
+        service_center_id: "sc-johannesburg-01".into(),
+        ..walk_in(&imei)
+    };
+    let check_in = |id: &str| pb::CheckInDeviceRequest {
+        order_id: id.to_owned(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    };
+    let followed = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+    p.r.check_in_device(check_in(&followed)).await.unwrap();
+    let reader = p.r.clone();
+    let expected = || {
+        let mut r = reader.clone();
+        let id = followed.clone();
+        async move { r.get_expected_ready(order(&id)).await.unwrap().into_inner() }
+    };
+    let first = expected().await;
+    assert_eq!(first.ready_by, None, "no past orders to go by: {first:?}");
+    assert!(first.basis.contains("90th percentile"), "{first:?}");
+
+    // Three covered orders go all the way to ready.
+    for _ in 0..3 {
+        let id = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
+        p.r.check_in_device(check_in(&id)).await.unwrap();
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: Vec::new(),
+            technician: "tech-7".into(),
+        })
+        .await
+        .unwrap();
+        p.r.start_repair(pb::StartRepairRequest {
+            order_id: id.clone(),
+            technician: "tech-7".into(),
+        })
+        .await
+        .unwrap();
+        p.r.record_qc_result(pb::RecordQcResultRequest {
+            order_id: id.clone(),
+            passed: true,
+            notes: String::new(),
+        })
+        .await
+        .unwrap();
+        p.r.mark_ready_for_return(order(&id)).await.unwrap();
+    }
+    #[allow(clippy::disallowed_methods)]
+    let asked = chrono::Utc::now();
+    let got = eventually(expected, |e| e.ready_by.is_some()).await;
+    let ready_by = got.ready_by.unwrap();
+    // The past orders took milliseconds per stage: ready about now.
+    assert!(
+        (asked.timestamp() - 1..=asked.timestamp() + 60).contains(&ready_by.seconds),
+        "{got:?} asked at {asked}"
+    );
+
+    // Ready: nothing left to estimate.
+    p.r.diagnose(pb::DiagnoseRequest {
+        order_id: followed.clone(),
+        fault_category: wpb::FaultCategory::Display.into(),
+        fault_codes: Vec::new(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: followed.clone(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    p.r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: followed.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    p.r.mark_ready_for_return(order(&followed)).await.unwrap();
+    assert_eq!(expected().await.ready_by, None);
+    assert_eq!(
+        code(p.r.get_expected_ready(order("no-such-order")).await).0,
+        Code::NotFound
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() {
     use aftersales_eventstore::{EventStore as _, ExpectedVersion, Metadata, NewEvent, StreamId};
     use aftersales_repair::domain::order::{Channel, Coverage, Event};

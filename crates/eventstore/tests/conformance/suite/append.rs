@@ -370,6 +370,7 @@ pub async fn bad_input_gets_a_typed_error_and_writes_nothing(b: Backend) {
 
 pub async fn reads_the_log_by_position_and_by_checkpoint(b: Backend) {
     let (s1, s2) = (stream("a"), stream("b"));
+    assert_eq!(b.store.last_position().await.unwrap(), 0);
     b.store
         .append(&s1, ExpectedVersion::Any, events(3))
         .await
@@ -386,6 +387,7 @@ pub async fn reads_the_log_by_position_and_by_checkpoint(b: Backend) {
     let all = b.store.read_all(0, 100).await.unwrap();
     assert_eq!(all.len(), 6);
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(b.store.last_position().await.unwrap(), all[5].position);
     let page = b.store.read_all(all[1].position, 2).await.unwrap();
     assert_eq!(page, all[2..4].to_vec());
 
