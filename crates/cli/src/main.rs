@@ -286,6 +286,7 @@ async fn up(args: Up) -> Result<(), String> {
                 logistics_url: format!("http://{}", logistics.addr),
                 notification_url: format!("http://{}", notification.addr),
                 issuer_url: provider.url().to_owned(),
+                export_key_file: Some(args.data_dir.join("export-key.der")),
                 ..Default::default()
             })
             .await

@@ -929,6 +929,42 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
 
 /// The commands of the README's "With the platform up" block, one per line, with
 /// continuations joined and comments dropped.
+/// The claims of an audit export's signature, once it verifies against `keys`
+/// (the gateway's JWK Set) and its digest is the document's.
+fn verify_export(
+    file: &serde_json::Value,
+    keys: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let signature = file["signature"].as_str().ok_or("no signature")?;
+    let document = file["document"].as_str().ok_or("no document")?;
+    let kid = jsonwebtoken::decode_header(signature)
+        .map_err(|e| e.to_string())?
+        .kid
+        .ok_or("no key id")?;
+    let key = keys["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
+        .ok_or("not a published key")?;
+    let key = jsonwebtoken::DecodingKey::from_ec_components(
+        key["x"].as_str().unwrap_or_default(),
+        key["y"].as_str().unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(signature, &key, &validation)
+        .map_err(|e| e.to_string())?
+        .claims;
+    let digest = ring::digest::digest(&ring::digest::SHA256, document.as_bytes());
+    let digest: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    if claims["sha256"] != digest.as_str() {
+        return Err("the document is not the one signed".into());
+    }
+    Ok(claims)
+}
+
 fn readme_commands() -> Vec<String> {
     let readme = include_str!("../../../README.md");
     let block = readme
@@ -2254,6 +2290,42 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "every event, with its chain hash"
     );
     workshop.screenshots(&shots, "audit").await;
+    // The signed history, downloaded as her browser would, checks out against
+    // the published key; with one word changed it does not.
+    let file = workshop
+        .js("return fetch(document.getElementById('export').href).then(r => r.text())")
+        .await;
+    let file: serde_json::Value = serde_json::from_str(file.as_str().unwrap()).unwrap();
+    let keys: serde_json::Value =
+        reqwest::get(format!("{}/.well-known/aftersales-export-keys", up.web))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let claims = verify_export(&file, &keys).unwrap();
+    assert_eq!(claims["sub"], "354672109876548");
+    assert!(
+        claims["exported_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("auditor:"),
+        "{claims}"
+    );
+    let document: serde_json::Value =
+        serde_json::from_str(file["document"].as_str().unwrap()).unwrap();
+    assert_eq!(document["intact"], true);
+    assert_eq!(
+        document["warranty"]["events"][0]["event_type"],
+        "DeviceRegistered"
+    );
+    let mut forged = file.clone();
+    forged["document"] = file["document"]
+        .as_str()
+        .unwrap()
+        .replace("Aurora 5 Pro", "Aurora 9")
+        .into();
+    assert!(verify_export(&forged, &keys).is_err(), "a changed export");
     assert_eq!(
         workshop.accessibility_violations().await,
         Vec::<serde_json::Value>::new()

@@ -375,3 +375,5 @@ support-resend = Erneut senden
 support-resent = Erneut gesendet.
 support-add-device = Ein Gerät für sie oder ihn registrieren
 support-on-behalf = In Ihrem Namen für diese Person: der Verlauf des Geräts nennt Sie als Urheber.
+audit-export = Signierten Verlauf herunterladen
+audit-export-hint = (JSON: der Verlauf und eine ES256-Signatur darüber, prüfbar mit dem Schlüssel unter /.well-known/aftersales-export-keys)

@@ -375,3 +375,5 @@ support-resend = Send again
 support-resent = Sent again.
 support-add-device = Register a phone for them
 support-on-behalf = Done in your name, for this customer: the phone's history shows you as its author.
+audit-export = Download the signed history
+audit-export-hint = (JSON: the history and an ES256 signature over it, checked with the key at /.well-known/aftersales-export-keys)

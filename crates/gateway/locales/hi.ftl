@@ -375,3 +375,5 @@ support-resend = फिर से भेजें
 support-resent = फिर से भेजा गया।
 support-add-device = उनके लिए फ़ोन पंजीकृत करें
 support-on-behalf = आपके नाम से, इस ग्राहक के लिए: फ़ोन के इतिहास में आप लेखक के रूप में दिखेंगे।
+audit-export = हस्ताक्षरित इतिहास डाउनलोड करें
+audit-export-hint = (JSON: इतिहास और उस पर ES256 हस्ताक्षर, /.well-known/aftersales-export-keys की कुंजी से जाँचें)

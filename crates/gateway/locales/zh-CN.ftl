@@ -375,3 +375,5 @@ support-resend = 重新发送
 support-resent = 已重新发送。
 support-add-device = 为其登记手机
 support-on-behalf = 以您的名义代该客户操作：手机的历史记录会显示您为操作者。
+audit-export = 下载已签名的历史
+audit-export-hint = （JSON：历史记录及其 ES256 签名，可用 /.well-known/aftersales-export-keys 的公钥校验）

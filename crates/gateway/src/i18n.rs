@@ -262,6 +262,42 @@ mod tests {
 
     use super::*;
 
+    /// A repair's status reads the same on its page and in the messages the
+    /// customer is sent about it, in every language.
+    #[test]
+    fn status_words_are_the_notification_templates_words() {
+        let templates = [
+            ("en", include_str!("../../notification/templates/en.toml")),
+            ("de", include_str!("../../notification/templates/de.toml")),
+            (
+                "zh-CN",
+                include_str!("../../notification/templates/zh-CN.toml"),
+            ),
+            ("hi", include_str!("../../notification/templates/hi.toml")),
+        ];
+        assert_eq!(templates.len(), LANGUAGES.len());
+        let t = Translations::builtin().unwrap();
+        for (tag, template) in templates {
+            for stage in [
+                "stage-opened",
+                "stage-awaiting-device",
+                "stage-received",
+                "stage-diagnosed",
+                "stage-quoted",
+                "stage-in-repair",
+                "stage-qc-passed",
+                "stage-ready-for-return",
+                "stage-cancelled",
+            ] {
+                let word = t.text(tag, stage, &[]);
+                assert!(
+                    template.contains(&word),
+                    "{tag}: the messages do not say {word:?} ({stage})"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_language_has_every_message_and_arguments_are_filled_in() {
         let t = Translations::builtin().unwrap();

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 
 pub mod access;
+pub mod export;
 mod feeds;
 pub mod i18n;
 mod identity;
@@ -70,6 +71,10 @@ pub struct Config {
     /// A private CA (PEM) trusted for `https://` services.
     #[arg(long, env = "AFTERSALES_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The key audit exports are signed with (PKCS #8 DER, P-256), made there
+    /// the first time. Without it, a key for this run only.
+    #[arg(long, env = "AFTERSALES_EXPORT_KEY_FILE")]
+    pub export_key_file: Option<std::path::PathBuf>,
     /// The pages are served over HTTPS (by a proxy in front): cookies are
     /// marked Secure and forms must come from the https origin.
     #[arg(long, env = "AFTERSALES_GATEWAY_SECURE")]
@@ -155,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         Arc::new(i18n::Translations::builtin()?),
         Services::connect(&config)?,
         identity::Identity::new(&config.issuer_url).map_err(GatewayError::Config)?,
+        export::ExportKey::load_or_create(config.export_key_file.as_deref())?,
         config.secure,
     )?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -150,6 +150,7 @@ struct Inner {
     /// Every service's backlogs and dead letters, by service name.
     operations: Vec<(&'static str, OperationsClient<Channel>)>,
     identity: Identity,
+    export_key: crate::export::ExportKey,
     feeds: crate::feeds::Feeds,
     secure: bool,
 }
@@ -159,6 +160,7 @@ impl App {
         translations: Arc<Translations>,
         services: crate::Services,
         identity: Identity,
+        export_key: crate::export::ExportKey,
         secure: bool,
     ) -> Result<Self, GatewayError> {
         let mut templates = Environment::new();
@@ -194,6 +196,7 @@ impl App {
                     .map(|(name, channel)| (name, OperationsClient::new(channel)))
                     .collect(),
                 identity,
+                export_key,
                 secure,
             }),
         })
@@ -282,6 +285,16 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
             "/staff/audit",
             Staff(&[Role::Auditor, Role::Operator]),
             get(audit::device),
+        ),
+        (
+            "/staff/audit/export",
+            Staff(&[Role::Auditor, Role::Operator]),
+            get(audit::export),
+        ),
+        (
+            "/.well-known/aftersales-export-keys",
+            Anyone,
+            get(audit::keys),
         ),
         (
             "/staff/center",
