@@ -929,6 +929,15 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
 
 /// The commands of the README's "With the platform up" block, one per line, with
 /// continuations joined and comments dropped.
+/// A 16 × 16 PNG: a photo of a device's condition, as far as tests go.
+const FRAME_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x10, 0x08, 0x02, 0x00, 0x00, 0x00, 0x90, 0x91, 0x68,
+    0x36, 0x00, 0x00, 0x00, 0x16, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x38, 0x61, 0xa3, 0x41,
+    0x12, 0x62, 0x18, 0xd5, 0x30, 0xaa, 0x61, 0xf8, 0x6a, 0x00, 0x00, 0x1e, 0x04, 0x2c, 0x10, 0x31,
+    0xdf, 0x9a, 0xa9, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 /// The claims of an audit export's signature, once it verifies against `keys`
 /// (the gateway's JWK Set) and its digest is the document's.
 fn verify_export(
@@ -1937,11 +1946,34 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     workshop
         .fill("#check-in-notes", "scratch on the frame")
         .await;
+    // With a photo of the frame (a real PNG), and a file that only says it is
+    // one: the second is refused and nothing is checked in.
+    let photo = up.data.path().join("frame.png");
+    std::fs::write(&photo, FRAME_PNG).unwrap();
+    let fake = up.data.path().join("fake.png");
+    std::fs::write(&fake, b"<svg onload=alert(1)></svg>").unwrap();
+    workshop
+        .fill("#check-in-photos", fake.to_str().unwrap())
+        .await;
+    workshop.submit("#action-check-in button").await;
+    w.wait().for_element(Locator::Css("#notice")).await.unwrap();
+    let refused = workshop.text("#notice").await;
+    assert!(refused.contains("not a JPEG, PNG or WebP"), "{refused}");
+    workshop
+        .fill("#check-in-notes", "scratch on the frame")
+        .await;
+    workshop
+        .fill("#check-in-photos", photo.to_str().unwrap())
+        .await;
     workshop.submit("#action-check-in button").await;
     w.wait()
         .for_element(Locator::Css("#action-diagnose"))
         .await
         .unwrap();
+    let shown = workshop
+        .js("const img = document.querySelector('#photos img'); return img.complete && img.naturalWidth")
+        .await;
+    assert_eq!(shown, 16, "the photo is kept and shown");
     let live = aftersales_testkit::eventually(
         || async {
             browser

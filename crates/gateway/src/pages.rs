@@ -307,6 +307,16 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
             get(staff::order),
         ),
         (
+            "/staff/repairs/{order_id}/check-in",
+            Staff(WORKSHOP),
+            post(staff::check_in).layer(DefaultBodyLimit::max(staff::MAX_CHECK_IN_BYTES)),
+        ),
+        (
+            "/staff/repairs/{order_id}/photos/{photo_id}",
+            Staff(WORKSHOP),
+            get(staff::photo),
+        ),
+        (
             "/staff/repairs/{order_id}/{action}",
             Staff(WORKSHOP),
             post(staff::act),

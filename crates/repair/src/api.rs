@@ -139,6 +139,15 @@ fn percentile(sorted: &[i64], p: usize) -> f64 {
     value
 }
 
+fn photo_to_proto(order: &OrderId, photo: &crate::photos::Photo) -> pb::Photo {
+    pb::Photo {
+        order_id: order.to_string(),
+        photo_id: photo.photo_id.clone(),
+        content_type: photo.content_type.to_owned(),
+        size: photo.size,
+    }
+}
+
 /// How many days ahead a center's load is shown.
 const LOAD_DAYS: u32 = 14;
 
@@ -216,6 +225,11 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
+        let id = self.order(&caller, &r.order_id).await?;
+        self.app
+            .check_photos(&id, &r.photos)
+            .await
+            .map_err(status)?;
         let command = Command::CheckIn {
             condition: Condition {
                 notes: r.condition_notes,
@@ -224,11 +238,44 @@ impl RepairService for RepairApi {
             },
             accessories: r.accessories_received,
         };
-        self.answer(
-            self.app
-                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
-                .await,
-        )
+        self.answer(self.app.command(&id, command, &ctx).await)
+    }
+
+    async fn attach_photo(
+        &self,
+        request: Request<pb::AttachPhotoRequest>,
+    ) -> Result<Response<pb::Photo>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let id = self.order(&caller, &r.order_id).await?;
+        let photo = self
+            .app
+            .attach_photo(&id, &r.content_type, &r.data, self.requests.clock.now())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(photo_to_proto(&id, &photo)))
+    }
+
+    async fn get_photo(
+        &self,
+        request: Request<pb::PhotoRef>,
+    ) -> Result<Response<pb::PhotoData>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let id = self.order(&caller, &r.order_id).await?;
+        if r.photo_id.len() != 64 {
+            return Err(invalid("photo_id", "a photo's SHA-256, 64 hex digits"));
+        }
+        let (content_type, data) = self.app.photo(&id, &r.photo_id).await.map_err(status)?;
+        Ok(Response::new(pb::PhotoData {
+            photo: Some(pb::Photo {
+                order_id: id.to_string(),
+                photo_id: r.photo_id,
+                content_type,
+                size: data.len() as u64,
+            }),
+            data,
+        }))
     }
 
     async fn diagnose(&self, request: Request<pb::DiagnoseRequest>) -> Answer {

@@ -334,6 +334,57 @@ impl Repairs {
         ))
     }
 
+    /// Keeps a photo of the device's condition with the order, until it is over.
+    pub async fn attach_photo(
+        &self,
+        order_id: &OrderId,
+        declared: &str,
+        data: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> AppResult<crate::photos::Photo> {
+        let (order, _) = self.get(order_id).await?;
+        if matches!(order.stage, Stage::Closed | Stage::Cancelled) {
+            return Err(DomainError::Precondition(format!(
+                "photos are taken before an order is over; this one is {}",
+                order.stage
+            ))
+            .into());
+        }
+        let photo = crate::photos::check(declared, data)?;
+        crate::photos::attach(&self.store, order_id.as_str(), &photo, data, now).await?;
+        Ok(photo)
+    }
+
+    /// A photo kept with the order: its content type and bytes.
+    pub async fn photo(&self, order_id: &OrderId, photo_id: &str) -> AppResult<(String, Vec<u8>)> {
+        crate::photos::get(&self.store, order_id.as_str(), photo_id)
+            .await?
+            .ok_or_else(|| {
+                DomainError::NotFound(format!("photo {photo_id} of order {order_id}")).into()
+            })
+    }
+
+    /// Refuses check-in photos that are not kept with the order.
+    pub async fn check_photos(&self, order_id: &OrderId, photos: &[String]) -> AppResult<()> {
+        if photos.len() > usize::try_from(crate::photos::MAX_PHOTOS).unwrap_or(usize::MAX) {
+            return Err(Error::invalid(
+                "photos",
+                format!("at most {} photos", crate::photos::MAX_PHOTOS),
+            ));
+        }
+        if photos.is_empty() {
+            return Ok(());
+        }
+        let kept = crate::photos::attached(&self.store, order_id.as_str()).await?;
+        match photos.iter().position(|p| !kept.contains(p)) {
+            Some(i) => Err(Error::invalid(
+                format!("photos[{i}]"),
+                "no photo with this id is attached to the order (AttachPhoto)",
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Per stage, every order's total seconds in it at `center`.
     pub async fn stage_times(&self, center: &CenterId) -> AppResult<BTreeMap<String, Vec<i64>>> {
         self.center(center).await?;

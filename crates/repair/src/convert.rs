@@ -135,6 +135,11 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
         qc_failures: o.qc_failures,
         version,
         walk_in_day,
+        condition_photos: o
+            .condition
+            .as_ref()
+            .map(|c| c.photos.clone())
+            .unwrap_or_default(),
         allowed_actions: o
             .allowed_actions(now)
             .into_iter()

@@ -14,6 +14,7 @@ pub mod app;
 pub mod convert;
 pub mod domain;
 pub mod integration;
+pub mod photos;
 pub mod projections;
 pub mod reactions;
 pub mod server;

@@ -6,7 +6,7 @@ use aftersales_proto::common::Money;
 use aftersales_proto::repair as rpb;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
@@ -322,6 +322,7 @@ async fn order_page(
             coverage => coverage,
             quote => order.quote.as_ref().map(|q| super::quote_view(app, language, q, false)),
             timeline => timeline,
+            photos => &order.condition_photos,
             actions => actions,
             faults => faults,
             currencies => CURRENCIES,
@@ -447,16 +448,6 @@ pub async fn act(
     let now = chrono::Utc::now();
     let done = async {
         let answer = match action.as_str() {
-            "check-in" => {
-                let request = rpb::CheckInDeviceRequest {
-                    order_id: order_id.clone(),
-                    condition_notes: notes(&form, "notes")?,
-                    photos: Vec::new(),
-                    liquid_indicator_tripped: form_field(&form, "liquid") == "on",
-                    accessories_received: list(&form, "accessories")?,
-                };
-                repair.check_in_device(authorized(request, &token)).await
-            }
             "diagnose" => {
                 let fault = fault_named(form_field(&form, "fault"))
                     .ok_or(FormError("form-fault-unknown"))?;
@@ -518,12 +509,25 @@ pub async fn act(
         Ok(answer)
     }
     .await;
+    finish(&app, &visit, &order_id, done).await
+}
+
+/// Back to the order's page after a step, or the page again with why the step
+/// was refused.
+async fn finish(
+    app: &App,
+    visit: &Visit,
+    order_id: &str,
+    done: Result<Result<tonic::Response<rpb::RepairOrder>, tonic::Status>, FormError>,
+) -> Response {
     match done {
         Ok(Ok(_)) => Redirect::to(&format!("/staff/repairs/{order_id}")).into_response(),
         Ok(Err(status))
             if matches!(
                 status.code(),
-                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
+                tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+                    | tonic::Code::ResourceExhausted
             ) =>
         {
             // The service's own words: they name the field or the stage.
@@ -533,26 +537,134 @@ pub async fn act(
                 &[("reason", status.message())],
             );
             order_page(
-                &app,
-                &visit,
-                &order_id,
+                app,
+                visit,
+                order_id,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(notice),
             )
             .await
         }
-        Ok(Err(status)) => app.refused(&visit, &status),
+        Ok(Err(status)) => app.refused(visit, &status),
         Err(FormError(message)) => {
             let notice = app.t(visit.language, message, &[]);
             order_page(
-                &app,
-                &visit,
-                &order_id,
+                app,
+                visit,
+                order_id,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(notice),
             )
             .await
         }
+    }
+}
+
+/// The most a check-in form may carry: its photos and a little text.
+pub const MAX_CHECK_IN_BYTES: usize = 8 * 768 * 1024 + 64 * 1024;
+
+/// Check-in, with photos of the device's condition: each kept with the order
+/// first (the repair service checks what it is), then named by the check-in.
+pub async fn check_in(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(order_id): Path<String>,
+    mut multipart: axum::extract::Multipart,
+) -> Response {
+    let mut form: Vec<(String, String)> = Vec::new();
+    let mut photos: Vec<(String, Vec<u8>)> = Vec::new();
+    let read = async {
+        while let Some(field) = multipart.next_field().await? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "photo" {
+                let content_type = field.content_type().unwrap_or_default().to_owned();
+                let data = field.bytes().await?;
+                // No file chosen: the browser sends an empty part.
+                if !data.is_empty() {
+                    photos.push((content_type, data.to_vec()));
+                }
+            } else {
+                form.push((name, field.text().await?));
+            }
+        }
+        Ok::<_, axum::extract::multipart::MultipartError>(())
+    };
+    if let Err(error) = read.await {
+        tracing::info!(%error, "a check-in form could not be read");
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let (visit, _, token) = match app.acting(&headers, form_field(&form, "csrf")).await {
+        Ok(acting) => acting,
+        Err(response) => return response,
+    };
+    let mut repair = app.inner.repair.clone();
+    let done = async {
+        if photos.len() > 8 {
+            return Err(FormError("form-too-many-photos"));
+        }
+        let mut ids = Vec::new();
+        for (content_type, data) in photos {
+            let request = rpb::AttachPhotoRequest {
+                order_id: order_id.clone(),
+                content_type,
+                data,
+            };
+            match repair.attach_photo(authorized(request, &token)).await {
+                Ok(photo) => ids.push(photo.into_inner().photo_id),
+                Err(status) => return Ok(Err(status)),
+            }
+        }
+        let request = rpb::CheckInDeviceRequest {
+            order_id: order_id.clone(),
+            condition_notes: notes(&form, "notes")?,
+            photos: ids,
+            liquid_indicator_tripped: form_field(&form, "liquid") == "on",
+            accessories_received: list(&form, "accessories")?,
+        };
+        Ok(repair.check_in_device(authorized(request, &token)).await)
+    }
+    .await;
+    finish(&app, &visit, &order_id, done).await
+}
+
+/// A photo kept with an order, for the staff who may see the order.
+pub async fn photo(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((order_id, photo_id)): Path<(String, String)>,
+) -> Response {
+    let visit = app.visit(&headers, None);
+    let Some((_, token)) = app.signed_in(&visit).await else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let request = rpb::PhotoRef { order_id, photo_id };
+    match app
+        .inner
+        .repair
+        .clone()
+        .get_photo(authorized(request, &token))
+        .await
+    {
+        Ok(photo) => {
+            let photo = photo.into_inner();
+            let content_type = photo.photo.map(|p| p.content_type).unwrap_or_default();
+            // Only what the service sniffed as an image is served as one.
+            if !matches!(
+                content_type.as_str(),
+                "image/jpeg" | "image/png" | "image/webp"
+            ) {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+                ],
+                photo.data,
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

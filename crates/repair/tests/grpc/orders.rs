@@ -21,15 +21,27 @@ async fn a_covered_walk_in_repair_from_open_to_collected() {
     assert_eq!(coverage.policy_id, "de-consumer");
     let id = opened.order_id.clone();
 
-    p.r.check_in_device(pb::CheckInDeviceRequest {
-        order_id: id.clone(),
-        condition_notes: "hairline scratch on the back".into(),
-        photos: vec!["photo-1".into()],
-        liquid_indicator_tripped: false,
-        accessories_received: vec!["case".into()],
-    })
-    .await
-    .unwrap();
+    let photo =
+        p.r.attach_photo(pb::AttachPhotoRequest {
+            order_id: id.clone(),
+            content_type: "image/jpeg".into(),
+            data: jpeg(1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let checked_in =
+        p.r.check_in_device(pb::CheckInDeviceRequest {
+            order_id: id.clone(),
+            condition_notes: "hairline scratch on the back".into(),
+            photos: vec![photo.photo_id.clone()],
+            liquid_indicator_tripped: false,
+            accessories_received: vec!["case".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(checked_in.condition_photos, vec![photo.photo_id]);
     let diagnosed =
         p.r.diagnose(pb::DiagnoseRequest {
             order_id: id.clone(),
@@ -93,6 +105,118 @@ async fn a_covered_walk_in_repair_from_open_to_collected() {
     assert_eq!(closed.stage, i32::from(pb::Stage::Closed));
     assert!(closed.repaired);
     assert_eq!(closed.parts_replaced, 1);
+    p.stop().await;
+}
+
+/// The bytes of a tiny JPEG (its magic number, then `n`).
+fn jpeg(n: u8) -> Vec<u8> {
+    vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, n]
+}
+
+#[tokio::test]
+async fn check_in_photos_are_images_kept_with_their_order_and_named_by_their_digest() {
+    let mut p = Platform::start().await;
+    let imei = imei(21);
+    register(&mut p, &imei, "DE", 100).await;
+    let id =
+        p.r.open_repair(walk_in(&imei))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+    let attach = |content_type: &str, data: Vec<u8>| pb::AttachPhotoRequest {
+        order_id: id.clone(),
+        content_type: content_type.into(),
+        data,
+    };
+    let first =
+        p.r.attach_photo(attach("image/jpeg", jpeg(0)))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(first.photo_id.len(), 64);
+    assert_eq!(first.size, 12);
+    let again =
+        p.r.attach_photo(attach("image/jpeg", jpeg(0)))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(again, first, "the same photo is kept once");
+    let kept =
+        p.r.get_photo(pb::PhotoRef {
+            order_id: id.clone(),
+            photo_id: first.photo_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (kept.data, kept.photo.unwrap().content_type),
+        (jpeg(0), "image/jpeg".to_owned())
+    );
+
+    // Only images, as their bytes say, and not too large.
+    let mut big = jpeg(0);
+    big.resize(768 * 1024 + 1, 0);
+    for (request, field) in [
+        (attach("image/png", jpeg(1)), "content_type"),
+        (
+            attach("image/svg+xml", b"<svg onload=alert(1)>".to_vec()),
+            "data",
+        ),
+        (attach("image/jpeg", Vec::new()), "data"),
+        (attach("image/jpeg", big), "data"),
+    ] {
+        let (code, message) = code(p.r.attach_photo(request).await);
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.starts_with(field), "{message}");
+    }
+    // At most eight per order.
+    for n in 1..8 {
+        p.r.attach_photo(attach("image/jpeg", jpeg(n)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        code(p.r.attach_photo(attach("image/jpeg", jpeg(9))).await).0,
+        Code::ResourceExhausted
+    );
+    // Check-in names kept photos only; a refused check-in writes nothing.
+    let events = p.repair_events().await;
+    let (code_, message) = code(
+        p.r.check_in_device(pb::CheckInDeviceRequest {
+            order_id: id.clone(),
+            condition_notes: "ok".into(),
+            photos: vec![first.photo_id.clone(), "0".repeat(64)],
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(code_, Code::InvalidArgument);
+    assert!(message.starts_with("photos[1]"), "{message}");
+    assert_eq!(p.repair_events().await, events);
+    assert_eq!(
+        code(
+            p.r.get_photo(pb::PhotoRef {
+                order_id: id.clone(),
+                photo_id: "0".repeat(64),
+            })
+            .await
+        )
+        .0,
+        Code::NotFound
+    );
+    p.r.cancel_repair(pb::CancelRepairRequest {
+        order_id: id.clone(),
+        reason: "changed her mind".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(p.r.attach_photo(attach("image/jpeg", jpeg(42))).await).0,
+        Code::FailedPrecondition,
+        "an order that is over takes no more photos"
+    );
     p.stop().await;
 }
 
