@@ -14,7 +14,7 @@ use aftersales_testkit::eventually;
 
 use crate::{Clients, Platform, imei};
 
-fn device(imei: &str) -> Option<DeviceId> {
+pub fn device(imei: &str) -> Option<DeviceId> {
     Some(DeviceId {
         kind: Some(device_id::Kind::Imei(imei.into())),
     })

@@ -9,6 +9,7 @@ mod crash;
 mod journey;
 mod relay;
 mod trace;
+mod web;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -83,7 +84,9 @@ impl Service {
             .next()
             .unwrap_or_else(|| panic!("{} exited at start", self.name))
             .unwrap();
-        self.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        // `<name> gRPC on <address>`, or the gateway's `http://<address>`.
+        let addr = line.rsplit(' ').next().unwrap();
+        self.addr = addr.trim_start_matches("http://").parse().unwrap();
         std::thread::spawn(move || lines.for_each(drop));
         self.child = Some(child);
     }

@@ -14,7 +14,9 @@
 //! - [`smtp`]: `aiosmtpd` writing what it receives into a Maildir.
 //! - [`pki`]: a test CA and a `localhost` certificate, for TLS.
 //! - [`process`]: the spawner that ties every child's life to the test process.
+//! - [`browser`]: headless Chromium over WebDriver, for the web pages.
 
+pub mod browser;
 pub mod nats;
 pub mod pki;
 pub mod postgres;

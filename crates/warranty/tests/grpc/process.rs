@@ -52,11 +52,15 @@ async fn health_and_reflection_are_served() {
         "{names:?}"
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    assert!(
+        names.contains(&"aftersales.operations.v1.Operations"),
+        "every service answers operators: {names:?}"
+    );
     // Only what this server runs is advertised, not every contract it knows.
     assert!(
-        names
-            .iter()
-            .all(|n| n.starts_with("grpc.") || *n == "aftersales.warranty.v1.WarrantyService"),
+        names.iter().all(|n| n.starts_with("grpc.")
+            || *n == "aftersales.warranty.v1.WarrantyService"
+            || *n == "aftersales.operations.v1.Operations"),
         "{names:?}"
     );
     s.running.stop().await.unwrap();
