@@ -406,6 +406,12 @@ impl App {
         self.inner.translations.iso_date(language, iso)
     }
 
+    /// "Not done:" and the service's own words for why (they name the field or
+    /// the stage).
+    fn not_done(&self, language: &str, status: &tonic::Status) -> String {
+        self.t(language, "staff-refused", &[("reason", status.message())])
+    }
+
     /// A timestamp as the language writes a date and a time (UTC).
     fn moment(&self, language: &str, at: Option<&prost_types::Timestamp>) -> String {
         at.and_then(|at| chrono::DateTime::from_timestamp(at.seconds, 0))

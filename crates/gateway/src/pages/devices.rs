@@ -461,11 +461,7 @@ pub async fn add(
                     | tonic::Code::FailedPrecondition
             ) =>
         {
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             add_form(
                 &app,
                 &visit,
@@ -571,11 +567,7 @@ async fn after_change(
                     | tonic::Code::AlreadyExists
             ) =>
         {
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             device_page(
                 app,
                 visit,

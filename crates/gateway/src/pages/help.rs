@@ -565,11 +565,7 @@ async fn open(
                 tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
             ) =>
         {
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             where_page(
                 app,
                 visit,

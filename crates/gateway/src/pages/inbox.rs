@@ -363,11 +363,7 @@ pub async fn save_preferences(
             Redirect::to(&format!("/preferences?saved=1&lang={}", wanted.language)).into_response()
         }
         Err(status) if status.code() == tonic::Code::InvalidArgument => {
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             preferences_page(
                 &app,
                 &visit,

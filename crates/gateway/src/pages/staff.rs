@@ -531,11 +531,7 @@ async fn finish(
             ) =>
         {
             // The service's own words: they name the field or the stage.
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             order_page(
                 app,
                 visit,

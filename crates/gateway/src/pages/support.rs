@@ -328,12 +328,7 @@ pub async fn register_device(
                     | tonic::Code::FailedPrecondition
             ) =>
         {
-            refused(app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            ))
-            .await
+            refused(app.not_done(visit.language, &status)).await
         }
         Err(status) => app.refused(&visit, &status),
     }
@@ -380,11 +375,7 @@ pub async fn resend(
                 tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
             ) =>
         {
-            let notice = app.t(
-                visit.language,
-                "staff-refused",
-                &[("reason", status.message())],
-            );
+            let notice = app.not_done(visit.language, &status);
             customer_page(
                 &app,
                 &visit,

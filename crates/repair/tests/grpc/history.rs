@@ -9,6 +9,7 @@ use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_testkit::eventually;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::harness::*;
 
@@ -546,6 +547,32 @@ async fn center_turnaround_and_projections_rebuilt_from_the_log() {
     p.stop().await;
 }
 
+/// A checked-in, covered order diagnosed, repaired, passed and made ready.
+async fn repaired_and_ready(r: &mut RepairServiceClient<Channel>, id: &str) {
+    r.diagnose(pb::DiagnoseRequest {
+        order_id: id.to_owned(),
+        fault_category: wpb::FaultCategory::Display.into(),
+        fault_codes: Vec::new(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    r.start_repair(pb::StartRepairRequest {
+        order_id: id.to_owned(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    r.record_qc_result(pb::RecordQcResultRequest {
+        order_id: id.to_owned(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    r.mark_ready_for_return(order(id)).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_expected_ready_date_once_the_center_has_history_to_go_by() {
     let mut p = Platform::start().await;
@@ -576,28 +603,7 @@ async fn an_expected_ready_date_once_the_center_has_history_to_go_by() {
     for _ in 0..3 {
         let id = p.r.open_repair(open()).await.unwrap().into_inner().order_id;
         p.r.check_in_device(check_in(&id)).await.unwrap();
-        p.r.diagnose(pb::DiagnoseRequest {
-            order_id: id.clone(),
-            fault_category: wpb::FaultCategory::Display.into(),
-            fault_codes: Vec::new(),
-            technician: "tech-7".into(),
-        })
-        .await
-        .unwrap();
-        p.r.start_repair(pb::StartRepairRequest {
-            order_id: id.clone(),
-            technician: "tech-7".into(),
-        })
-        .await
-        .unwrap();
-        p.r.record_qc_result(pb::RecordQcResultRequest {
-            order_id: id.clone(),
-            passed: true,
-            notes: String::new(),
-        })
-        .await
-        .unwrap();
-        p.r.mark_ready_for_return(order(&id)).await.unwrap();
+        repaired_and_ready(&mut p.r, &id).await;
     }
     #[allow(clippy::disallowed_methods)]
     let asked = chrono::Utc::now();
@@ -610,28 +616,7 @@ async fn an_expected_ready_date_once_the_center_has_history_to_go_by() {
     );
 
     // Ready: nothing left to estimate.
-    p.r.diagnose(pb::DiagnoseRequest {
-        order_id: followed.clone(),
-        fault_category: wpb::FaultCategory::Display.into(),
-        fault_codes: Vec::new(),
-        technician: "tech-7".into(),
-    })
-    .await
-    .unwrap();
-    p.r.start_repair(pb::StartRepairRequest {
-        order_id: followed.clone(),
-        technician: "tech-7".into(),
-    })
-    .await
-    .unwrap();
-    p.r.record_qc_result(pb::RecordQcResultRequest {
-        order_id: followed.clone(),
-        passed: true,
-        notes: String::new(),
-    })
-    .await
-    .unwrap();
-    p.r.mark_ready_for_return(order(&followed)).await.unwrap();
+    repaired_and_ready(&mut p.r, &followed).await;
     assert_eq!(expected().await.ready_by, None);
     assert_eq!(
         code(p.r.get_expected_ready(order("no-such-order")).await).0,
