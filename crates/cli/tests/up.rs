@@ -1712,6 +1712,19 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     )
     .await;
     assert_eq!(scanned[1], true, "the page was not reloaded: {scanned}");
+    // And who has the phone now: the carrier.
+    aftersales_testkit::eventually(
+        || async {
+            browser
+                .js("const c = document.getElementById('custody'); return c ? c.textContent : ''")
+                .await
+        },
+        |text| {
+            text.as_str()
+                .is_some_and(|t| t.contains("Der Versanddienst"))
+        },
+    )
+    .await;
     b.goto(&format!("{}/devices", up.web)).await.unwrap();
 
     // Her repair, opened at the demo's Berlin center.

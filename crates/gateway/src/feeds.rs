@@ -51,8 +51,9 @@ impl Feeds {
     }
 
     /// What changes on `order_id`, from the shared stream (opened with `token`
-    /// if none runs). The caller has authorized the person first.
-    pub fn join(&self, order_id: &str, token: &str) -> broadcast::Receiver<Change> {
+    /// if none runs; its parcels looked at only for a mail-in). The caller has
+    /// authorized the person first.
+    pub fn join(&self, order_id: &str, token: &str, mail_in: bool) -> broadcast::Receiver<Change> {
         let Ok(mut feeds) = self.by_order.lock() else {
             // A poisoned map: a feed of one, closed at once.
             return broadcast::channel(1).1;
@@ -93,7 +94,7 @@ impl Feeds {
                             if sender.receiver_count() == 0 {
                                 break;
                             }
-                            if parcels.changed().await {
+                            if mail_in && parcels.changed().await {
                                 let _ = sender.send(Change::Parcels);
                             }
                         }

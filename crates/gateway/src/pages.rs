@@ -992,20 +992,47 @@ async fn repair_page(
     let stage = rpb::Stage::try_from(order.stage).unwrap_or_default();
     let language = visit.language;
     let title = app.t(language, "repair-title", &[("order", &order.order_id)]);
-    let mut repair = app.inner.repair.clone();
-    let (timeline, parcels, expected) = futures::join!(
-        app.timeline(&order.order_id, &token, language),
-        app.parcels(&order.order_id, &token, language),
-        repair.get_expected_ready(authorized(
+    // Only a mail-in has parcels and a carrier among its holders; only an open
+    // order has a date to expect.
+    let mail_in = order.channel == i32::from(rpb::Channel::MailIn);
+    let open = !matches!(
+        stage,
+        rpb::Stage::ReadyForReturn | rpb::Stage::Closed | rpb::Stage::Cancelled
+    );
+    let logistics = async {
+        if mail_in {
+            futures::join!(
+                app.parcels(&order.order_id, &token, language),
+                app.custody(&order.order_id, &token, language)
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        }
+    };
+    let expected = async {
+        if !open {
+            return None;
+        }
+        let request = authorized(
             rpb::OrderRef {
                 order_id: order.order_id.clone(),
             },
-            &token
-        )),
+            &token,
+        );
+        app.inner
+            .repair
+            .clone()
+            .get_expected_ready(request)
+            .await
+            .ok()
+    };
+    let (timeline, (parcels, custody), expected) = futures::join!(
+        app.timeline(&order.order_id, &token, language),
+        logistics,
+        expected,
     );
     // Without figures to go by (or an answer), no date is promised.
     let expected = expected
-        .ok()
         .and_then(|e| e.into_inner().ready_by)
         .and_then(|at| chrono::DateTime::from_timestamp(at.seconds, 0))
         .map(|at| {
@@ -1029,6 +1056,7 @@ async fn repair_page(
         quote => order.quote.as_ref().map(|q| quote_view(&app, language, q, stage == rpb::Stage::Quoted)),
         timeline => timeline,
         parcels => parcels,
+        custody => custody,
         booked => (!order.walk_in_day.is_empty()).then(|| app.t(language, "repair-booked", &[
             ("date", &app.date(language, &order.walk_in_day)),
             ("center", &order.service_center_id),
@@ -1168,6 +1196,51 @@ impl App {
         }
         parcels
     }
+
+    /// Who has held the phone, newest first: the customer, a carrier, a center
+    /// or our depot, each with what showed it.
+    async fn custody(&self, order_id: &str, token: &str, language: &str) -> Vec<CustodyView> {
+        let steps = self
+            .inner
+            .logistics
+            .clone()
+            .get_custody_timeline(authorized(
+                lpb::CustodyRequest {
+                    repair_order_id: order_id.to_owned(),
+                },
+                token,
+            ))
+            .await
+            .map(|c| c.into_inner().steps)
+            .unwrap_or_default();
+        steps
+            .iter()
+            .rev()
+            .map(|step| {
+                let holder = if step.holder == "customer" {
+                    self.t(language, "custody-you", &[])
+                } else if let Some(name) = step.holder.strip_prefix("carrier:") {
+                    self.t(language, "custody-carrier", &[("name", name)])
+                } else if let Some(id) = step.holder.strip_prefix("service_center:") {
+                    self.t(language, "custody-center", &[("center", id)])
+                } else {
+                    self.t(language, "custody-depot", &[])
+                };
+                CustodyView {
+                    holder,
+                    at: self.moment(language, step.at.as_ref()),
+                    location: step.location.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CustodyView {
+    holder: String,
+    at: String,
+    location: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1330,7 +1403,8 @@ async fn repair_events(
     let Ok(order) = app.order(&order_id, &token).await else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let changes = app.inner.feeds.join(&order.order_id, &token);
+    let mail_in = order.channel == i32::from(rpb::Channel::MailIn);
+    let changes = app.inner.feeds.join(&order.order_id, &token, mail_in);
     let language = visit.language;
     let now = futures::stream::once(std::future::ready(Change::Stage(order.stage)));
     let later = futures::stream::unfold(changes, |mut changes| async move {

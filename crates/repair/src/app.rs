@@ -45,7 +45,17 @@ pub struct Repairs {
     warranty: Option<WarrantyServiceClient<GrpcChannel>>,
     /// How far to look for a center before recommending mail-in.
     pub radius_km: f64,
+    /// Each center's time per stage as expected-ready dates read it, kept for
+    /// [`TURNAROUND_FRESH`]: every open repair page asks, and the figures move
+    /// slowly.
+    turnaround: Arc<std::sync::Mutex<BTreeMap<String, (std::time::Instant, Turnaround)>>>,
 }
+
+/// Seconds per past order, by stage.
+type Turnaround = Arc<BTreeMap<Stage, Vec<i64>>>;
+
+/// How long a center's turnaround figures are reused for expected-ready dates.
+const TURNAROUND_FRESH: Duration = Duration::from_secs(5);
 
 fn order_stream(order_id: &str) -> AppResult<StreamId> {
     StreamId::parse(format!("repair-{order_id}"))
@@ -70,6 +80,7 @@ impl Repairs {
             builtin_centers: Arc::new(builtin),
             warranty,
             radius_km,
+            turnaround: Arc::default(),
         })
     }
 
@@ -319,19 +330,41 @@ impl Repairs {
             .take_while(|s| s.stage == order.stage.as_str())
             .last()
             .map_or(now, |s| s.at);
-        let history = projections::stage_times(&self.store, center)
-            .await?
-            .into_iter()
-            .filter_map(|(name, seconds)| {
-                Stage::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == name)
-                    .map(|s| (s, seconds))
-            })
-            .collect();
+        let history = self.turnaround(center).await?;
         Ok(crate::domain::estimate::ready_by(
             &order, entered, now, &history,
         ))
+    }
+
+    /// `center`'s seconds per past order by stage, at most [`TURNAROUND_FRESH`] old.
+    async fn turnaround(&self, center: &str) -> AppResult<Turnaround> {
+        let fresh = |at: &std::time::Instant| at.elapsed() < TURNAROUND_FRESH;
+        if let Ok(kept) = self.turnaround.lock()
+            && let Some((at, figures)) = kept.get(center)
+            && fresh(at)
+        {
+            return Ok(Arc::clone(figures));
+        }
+        let figures: Turnaround = Arc::new(
+            projections::stage_times(&self.store, center)
+                .await?
+                .into_iter()
+                .filter_map(|(name, seconds)| {
+                    Stage::ALL
+                        .into_iter()
+                        .find(|s| s.as_str() == name)
+                        .map(|s| (s, seconds))
+                })
+                .collect(),
+        );
+        if let Ok(mut kept) = self.turnaround.lock() {
+            kept.retain(|_, (at, _)| fresh(at));
+            kept.insert(
+                center.to_owned(),
+                (std::time::Instant::now(), Arc::clone(&figures)),
+            );
+        }
+        Ok(figures)
     }
 
     /// Keeps a photo of the device's condition with the order, until it is over.
