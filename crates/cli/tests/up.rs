@@ -2315,11 +2315,11 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         .unwrap();
     assert_eq!(workshop.text("#found").await, "demo-lena");
 
-    let page = |id: String| {
+    let page = |path: String| {
         let b = b.clone();
         let web = up.web.clone();
         async move {
-            b.goto(&format!("{web}/repairs/{id}")).await.unwrap();
+            b.goto(&format!("{web}{path}")).await.unwrap();
             b.find(Locator::Css("main"))
                 .await
                 .unwrap()
@@ -2328,13 +2328,17 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
                 .unwrap()
         }
     };
-    let nowhere = page("01234567-89ab-7def-8123-456789abcdef".into()).await;
+    let nowhere = page("/repairs/01234567-89ab-7def-8123-456789abcdef".into()).await;
     assert!(nowhere.contains("Nicht gefunden"), "{nowhere}");
     assert_eq!(
-        page(someone_elses).await,
+        page(format!("/repairs/{someone_elses}")).await,
         nowhere,
         "indistinguishable from a missing one"
     );
+    // The same for someone else's phone and one nobody registered.
+    let no_phone = page("/devices/354672109871127".into()).await;
+    assert!(no_phone.contains("Nicht gefunden"), "{no_phone}");
+    assert_eq!(page("/devices/353456789012355".into()).await, no_phone);
 
     // Berlin fills up for today (an operator lowers its capacity): her next
     // walk-in is offered Berlin's next free day, and booking it holds it.
