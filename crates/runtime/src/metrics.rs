@@ -80,6 +80,26 @@ pub async fn serve_if(
     }
 }
 
+/// The `method` label of a call: its path when it names an RPC the platform
+/// has (every one has a rule in the policy, health's two besides), otherwise
+/// `unknown`, so made-up paths cannot grow the metrics without bound.
+pub fn method_label(path: &str) -> &str {
+    static KNOWN: std::sync::LazyLock<std::collections::BTreeSet<String>> =
+        std::sync::LazyLock::new(|| {
+            let mut known: std::collections::BTreeSet<String> = aftersales_auth::Policy::builtin()
+                .map(|policy| policy.methods().map(|m| format!("/{m}")).collect())
+                .unwrap_or_default();
+            known.insert("/grpc.health.v1.Health/Check".to_owned());
+            known.insert("/grpc.health.v1.Health/Watch".to_owned());
+            known
+        });
+    if KNOWN.contains(path) {
+        path
+    } else {
+        "unknown"
+    }
+}
+
 /// Counts and times every gRPC call by method and status code.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcMetrics;
@@ -113,7 +133,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_owned();
+        let method = method_label(request.uri().path()).to_owned();
         let started = Instant::now();
         let call = self.inner.call(request);
         Box::pin(async move {
@@ -134,5 +154,29 @@ where
                 .record(started.elapsed().as_secs_f64());
             result
         })
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::method_label;
+
+    #[test]
+    fn only_the_platforms_rpcs_are_labels() {
+        for known in [
+            "/aftersales.repair.v1.RepairService/GetRepair",
+            "/aftersales.operations.v1.Operations/GetBacklog",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert_eq!(method_label(known), known);
+        }
+        for made_up in [
+            "/x.Y/Z",
+            "/aftersales.repair.v1.RepairService/Nope",
+            "",
+            "/",
+        ] {
+            assert_eq!(method_label(made_up), "unknown", "{made_up}");
+        }
     }
 }
