@@ -33,7 +33,12 @@ pub trait Projection: Send + Sync {
 }
 
 fn checkpoint_name<P: Projection>(projection: &P) -> String {
-    format!("projection:{}", projection.name())
+    checkpoint_of(projection.name())
+}
+
+/// The name the projection called `name` keeps its checkpoint under.
+pub fn checkpoint_of(name: &str) -> String {
+    format!("projection:{name}")
 }
 
 /// Events applied per transaction.

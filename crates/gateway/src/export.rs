@@ -68,16 +68,8 @@ impl ExportKey {
                 "sub": device,
                 "iat": now,
                 "exported_by": actor,
-                "sha256": hex(digest.as_ref()),
+                "sha256": hex::encode(digest.as_ref()),
             }))
             .map_err(|e| GatewayError::Config(e.to_string()))
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

@@ -40,10 +40,7 @@ pub fn sniff(data: &[u8]) -> Option<&'static str> {
 
 /// The photo's id: its SHA-256, hex.
 pub fn photo_id(data: &[u8]) -> String {
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Checks `data` against what it was said to be and the limits; the photo it

@@ -191,9 +191,13 @@ impl Operations for Service {
         let mut projections = Vec::with_capacity(self.projections.len());
         for name in &self.projections {
             projections.push(
-                self.lag((*name).to_owned(), &format!("projection:{name}"), last)
-                    .await
-                    .map_err(unavailable)?,
+                self.lag(
+                    (*name).to_owned(),
+                    &aftersales_eventstore::projection::checkpoint_of(name),
+                    last,
+                )
+                .await
+                .map_err(unavailable)?,
             );
         }
         let relay = match self.relay.get() {
