@@ -25,6 +25,7 @@ pub async fn register(c: &mut Clients, imei: &str, customer: &str, days_ago: i64
     let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(days_ago);
     c.warranty
         .register_device(wpb::RegisterDeviceRequest {
+            activation_date: Default::default(),
             device_id: device(imei),
             model: "Aurora 5".into(),
             purchase_date: bought.to_string(),
@@ -51,6 +52,7 @@ pub async fn wants_email(c: &mut Clients, customer: &str) {
 
 pub fn mail_in(imei: &str, customer: &str) -> rpb::OpenRepairRequest {
     rpb::OpenRepairRequest {
+        fault_date: Default::default(),
         device_id: device(imei),
         channel: rpb::Channel::MailIn.into(),
         service_center_id: String::new(),
@@ -292,6 +294,8 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
     let claims = c
         .warranty
         .get_device_history(wpb::GetDeviceHistoryRequest {
+            effective_until: Default::default(),
+            known_at: Default::default(),
             device_id: device(&recent),
             as_of: None,
         })

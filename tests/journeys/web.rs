@@ -139,6 +139,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
     WarrantyServiceClient::new(channel(p.warranty.url()))
         .register_device(bearer(
             wpb::RegisterDeviceRequest {
+                activation_date: Default::default(),
                 device_id: crate::journey::device(&phone),
                 model: "Aurora 5".into(),
                 #[allow(clippy::disallowed_methods)]
@@ -169,6 +170,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
     let order = repair
         .open_repair(bearer(
             rpb::OpenRepairRequest {
+                fault_date: Default::default(),
                 device_id: crate::journey::device(&phone),
                 channel: rpb::Channel::WalkIn.into(),
                 service_center_id: "sc-berlin-01".into(),

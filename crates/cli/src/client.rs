@@ -103,13 +103,24 @@ pub enum Device {
         #[arg(long)]
         imei: String,
     },
-    /// Is this fault covered today?
+    /// Was this fault covered on the day it appeared, and under which rule?
     Coverage {
         #[arg(long)]
         imei: String,
         /// A fault category, e.g. display, battery, liquid_damage.
         #[arg(long)]
         fault: String,
+        /// The day the fault appeared (YYYY-MM-DD); today if not given.
+        #[arg(long)]
+        fault_date: Option<String>,
+        /// Answer as the platform knew things at this moment (RFC 3339); now if
+        /// not given.
+        #[arg(long)]
+        known_at: Option<String>,
+        /// The country the phone is serviced in (ISO code); its country of
+        /// purchase if not given.
+        #[arg(long)]
+        serviced_in: Option<String>,
     },
 }
 
@@ -275,6 +286,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
         } => {
             let d = client
                 .register_device(wpb::RegisterDeviceRequest {
+                    activation_date: Default::default(),
                     device_id: imei(&id),
                     model,
                     purchase_date: if purchased == "today" {
@@ -302,13 +314,31 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                 .into_inner();
             print(endpoints.json, &device_json(&d));
         }
-        Device::Coverage { imei: id, fault } => {
+        Device::Coverage {
+            imei: id,
+            fault,
+            fault_date,
+            known_at,
+            serviced_in,
+        } => {
+            let known_at = known_at
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t.trim())
+                        .map(|t| aftersales_runtime::request::timestamp_to_proto(t.to_utc()))
+                        .map_err(|_| format!("--known-at: {t:?} is not an RFC 3339 time"))
+                })
+                .transpose()?;
             let name = format!("FAULT_CATEGORY_{}", fault.trim().to_ascii_uppercase());
             let category = wpb::FaultCategory::from_str_name(&name)
                 .filter(|f| *f != wpb::FaultCategory::Unspecified)
                 .ok_or_else(|| format!("--fault: {fault:?} is not a fault category"))?;
             let d = client
                 .check_coverage(wpb::CheckCoverageRequest {
+                    fault_date: fault_date.unwrap_or_default(),
+                    known_at,
+                    serviced_in: serviced_in.map(|c| CountryCode {
+                        value: c.trim().to_ascii_uppercase(),
+                    }),
                     device_id: imei(&id),
                     fault_category: category.into(),
                     as_of: None,
@@ -325,11 +355,48 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                     "explanation": d.explanation,
                     "remedy": wpb::Remedy::try_from(d.remedy).map(|r| r.as_str_name().trim_start_matches("REMEDY_").to_ascii_lowercase()).unwrap_or_default(),
                     "policy": format!("{} v{}", d.policy_id, d.policy_version),
+                    "fault_date": d.decided_for,
+                    "known_at": d.known_at.map(|t| aftersales_runtime::request::timestamp_from_proto("known_at", Some(&t)).map(|t| t.to_rfc3339()).unwrap_or_default()),
+                    "under_legal_guarantee": d.under_legal_guarantee,
+                    "rule": d.rule.as_ref().map(|r| json!({
+                        "figure": r.figure,
+                        "starts": r.starts,
+                        "ends": r.ends,
+                        "source": r.source.as_ref().map(|s| json!({
+                            "kind": s.kind, "title": s.title, "reference": s.reference,
+                            "url": s.url, "checked": s.checked,
+                        })),
+                    })),
+                    "because": d.rule.as_ref().map(rule_in_words),
                 }),
             );
         }
     }
     Ok(())
+}
+
+/// A decision's rule in plain words, for people reading the CLI's answer.
+fn rule_in_words(rule: &wpb::CoverageRule) -> String {
+    let what = match rule.figure.as_str() {
+        "statutory.return_days" => "the statutory return window",
+        "statutory.exchange_days" => "the statutory exchange window",
+        "statutory.legal_guarantee_months" => "the legal guarantee",
+        "phone_months" => "the maker's warranty",
+        "accessory_months" => "the accessory warranty",
+        "plans" => "the extended warranty plan",
+        "replaced_part.minimum_days" => "the replaced part's warranty",
+        "honoured_in" => "where the warranty is honoured",
+        other => other,
+    };
+    let dates = if rule.starts.is_empty() {
+        format!("until {}", rule.ends)
+    } else {
+        format!("from {} to {}", rule.starts, rule.ends)
+    };
+    match &rule.source {
+        Some(s) => format!("{what}, {dates}, per {}: {}", s.title, s.reference),
+        None => format!("{what}, {dates}"),
+    }
 }
 
 pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String> {
@@ -678,6 +745,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
             };
             let order = client
                 .open_repair(rpb::OpenRepairRequest {
+                    fault_date: Default::default(),
                     device_id: imei(&id),
                     channel: channel.into(),
                     service_center_id: center.unwrap_or_default(),

@@ -170,6 +170,7 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
     for (i, (raw, model, country, days, customer, center)) in DEVICES.iter().enumerate() {
         let imei = with_check_digit(raw);
         w.register_device(wpb::RegisterDeviceRequest {
+            activation_date: Default::default(),
             device_id: device(&imei),
             model: (*model).into(),
             purchase_date: (today.date_naive() - Duration::days(*days)).to_string(),
@@ -207,6 +208,7 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
         let mail_in = target == rpb::Stage::AwaitingDevice;
         let order = r
             .open_repair(rpb::OpenRepairRequest {
+                fault_date: Default::default(),
                 device_id: device(&imei),
                 channel: if mail_in {
                     rpb::Channel::MailIn

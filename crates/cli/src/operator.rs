@@ -309,6 +309,8 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             let w = warranty(endpoints)
                 .await?
                 .get_device_history(wpb::GetDeviceHistoryRequest {
+                    effective_until: Default::default(),
+                    known_at: Default::default(),
                     device_id: device(&imei),
                     as_of: None,
                 })

@@ -110,6 +110,7 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
     });
     client
         .register_device(pb::RegisterDeviceRequest {
+            activation_date: Default::default(),
             device_id: id.clone(),
             model: "Aurora 5".into(),
             purchase_date: "2025-11-01".into(),
@@ -125,6 +126,7 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
         .unwrap();
     let opened = repair
         .open_repair(rpb::OpenRepairRequest {
+            fault_date: Default::default(),
             device_id: id.clone(),
             channel: rpb::Channel::WalkIn.into(),
             service_center_id: "sc-bengaluru-01".into(),
@@ -402,6 +404,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         .await
         .unwrap()
         .register_device(pb::RegisterDeviceRequest {
+            activation_date: Default::default(),
             device_id: id.clone(),
             model: "Aurora 5".into(),
             purchase_date: bought.to_string(),
@@ -416,6 +419,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         .unwrap();
     let order_id = r
         .open_repair(rpb::OpenRepairRequest {
+            fault_date: Default::default(),
             device_id: id,
             channel: rpb::Channel::MailIn.into(),
             service_center_id: String::new(),

@@ -248,6 +248,7 @@ help-title = Hilfe für ein Telefon
 help-device = Welches Telefon?
 help-fault = Welche Art von Problem?
 help-symptoms = Was passiert? Beschreiben Sie es in Ihren Worten.
+help-since = Seit wann? (der Tag, an dem es anfing; leer lassen für heute)
 help-use-location = Meinen Standort verwenden
 help-located = Ihr Standort wird verwendet.
 help-next = Meine Möglichkeiten zeigen

@@ -248,6 +248,7 @@ help-title = Get help with a phone
 help-device = Which phone?
 help-fault = What kind of problem?
 help-symptoms = What happens? Tell us in your own words.
+help-since = Since when? (the day it started; today if you leave it empty)
 help-use-location = Use my location
 help-located = Your location will be used.
 help-next = Show my options

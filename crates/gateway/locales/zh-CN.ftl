@@ -248,6 +248,7 @@ help-title = 手机报修
 help-device = 哪部手机？
 help-fault = 什么类型的问题？
 help-symptoms = 发生了什么？请用您自己的话描述。
+help-since = 从哪天开始？（故障出现的日期；留空表示今天）
 help-use-location = 使用我的位置
 help-located = 将使用您的位置。
 help-next = 查看可选方式

@@ -217,6 +217,12 @@ impl RepairService for RepairApi {
                 .to_string(),
             symptoms: r.symptoms,
             coverage: Coverage::Pending { why: String::new() },
+            fault_date: if r.fault_date.trim().is_empty() {
+                ctx.now.date_naive()
+            } else {
+                chrono::NaiveDate::parse_from_str(r.fault_date.trim(), "%Y-%m-%d")
+                    .map_err(|_| invalid("fault_date", "must be a date, YYYY-MM-DD"))?
+            },
         };
         self.answer(self.app.open(command, &device_id, reported, &ctx).await)
     }

@@ -15,6 +15,7 @@ use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
+use chrono::NaiveDate;
 
 /// How far ahead a walk-in can be booked.
 const MAX_BOOKING_DAYS: i64 = 60;
@@ -100,14 +101,26 @@ impl Repairs {
         Ok((state, handled.version))
     }
 
-    /// Asks warranty; `None` when it cannot be reached in time.
-    async fn ask_warranty(&self, device: &DeviceId, fault: wpb::FaultCategory) -> Option<Coverage> {
+    /// Asks warranty about the day the fault appeared, serviced in
+    /// `serviced_in`; `None` when it cannot be reached in time.
+    async fn ask_warranty(
+        &self,
+        device: &DeviceId,
+        fault: wpb::FaultCategory,
+        fault_date: Option<NaiveDate>,
+        serviced_in: Option<&str>,
+    ) -> Option<Coverage> {
         let mut client = self.warranty.clone()?;
         let request = wpb::CheckCoverageRequest {
             device_id: Some(device.clone()),
             fault_category: fault.into(),
             as_of: None,
             record_decision: true,
+            fault_date: fault_date.map(|d| d.to_string()).unwrap_or_default(),
+            known_at: None,
+            serviced_in: serviced_in.map(|c| aftersales_proto::common::CountryCode {
+                value: c.to_owned(),
+            }),
         };
         match tokio::time::timeout(Duration::from_secs(2), client.check_coverage(request)).await {
             Ok(Ok(answer)) => {
@@ -160,11 +173,20 @@ impl Repairs {
             order_id,
             channel,
             coverage,
+            fault_date,
             ..
         } = &mut command
         else {
             return Err(Error::internal("open takes an Open command"));
         };
+        let today = ctx.now.date_naive();
+        if *fault_date > today {
+            return Err(Error::invalid("fault_date", "is in the future"));
+        }
+        if *fault_date < today - chrono::TimeDelta::days(3653) {
+            return Err(Error::invalid("fault_date", "is more than ten years ago"));
+        }
+        let mut serviced_in = None;
         if let crate::domain::order::Channel::WalkIn {
             center_id,
             visit_on,
@@ -174,7 +196,7 @@ impl Repairs {
             let center = self
                 .center(&CenterId::parse("service_center_id", center_id)?)
                 .await?;
-            let today = ctx.now.date_naive();
+            serviced_in = Some(center.country.clone());
             let day = visit_on.unwrap_or(today);
             if day < today || day > today + chrono::TimeDelta::days(MAX_BOOKING_DAYS) {
                 return Err(Error::invalid(
@@ -204,7 +226,7 @@ impl Repairs {
             reported
         };
         *coverage = self
-            .ask_warranty(device_id, asked)
+            .ask_warranty(device_id, asked, Some(*fault_date), serviced_in.as_deref())
             .await
             .unwrap_or(Coverage::Pending {
                 why: "warranty did not answer; decided at diagnosis".into(),
@@ -223,8 +245,14 @@ impl Repairs {
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
         let (order, _) = self.get(order_id).await?;
+        let serviced_in = self.serviced_in(&order).await?;
         let coverage = self
-            .ask_warranty(&DeviceId::from(&order.device), fault)
+            .ask_warranty(
+                &DeviceId::from(&order.device),
+                fault,
+                order.fault_date,
+                serviced_in.as_deref(),
+            )
             .await
             .ok_or_else(|| {
                 Error::unavailable("warranty cannot be reached; diagnose again shortly")
@@ -236,6 +264,21 @@ impl Repairs {
             coverage,
         };
         self.run(order_id, command, ctx).await
+    }
+
+    /// The country a walk-in is serviced in (its center's); a mail-in goes to
+    /// the depot of its home country.
+    async fn serviced_in(&self, order: &OrderState) -> AppResult<Option<String>> {
+        match &order.channel {
+            crate::domain::order::Channel::WalkIn { center_id, .. } if !center_id.is_empty() => {
+                let center = self
+                    .center(&CenterId::parse("service_center_id", center_id)?)
+                    .await?;
+                Ok(Some(center.country))
+            }
+            crate::domain::order::Channel::WalkIn { .. }
+            | crate::domain::order::Channel::MailIn { .. } => Ok(None),
+        }
     }
 
     /// Starts the repair; a covered repair records its claim with warranty first.
@@ -263,6 +306,7 @@ impl Repairs {
                 .and_then(wpb::FaultCategory::from_str_name)
                 .unwrap_or(wpb::FaultCategory::Unspecified);
             let claim = wpb::RecordClaimRequest {
+                fault_date: order.fault_date.map(|d| d.to_string()).unwrap_or_default(),
                 device_id: Some(DeviceId::from(&order.device)),
                 repair_order_id: order_id.to_string(),
                 fault_category: fault.into(),
@@ -530,9 +574,9 @@ impl Repairs {
     pub async fn load(
         &self,
         center: &CenterId,
-        today: chrono::NaiveDate,
+        today: NaiveDate,
         days: u32,
-    ) -> AppResult<Vec<(chrono::NaiveDate, bool, u32, u32)>> {
+    ) -> AppResult<Vec<(NaiveDate, bool, u32, u32)>> {
         let center = self.center(center).await?;
         let booked = projections::bookings(&self.store, &center.id, today).await?;
         Ok(today
@@ -556,8 +600,8 @@ impl Repairs {
         point: GeoPoint,
         country: Option<&str>,
         limit: usize,
-        today: chrono::NaiveDate,
-    ) -> AppResult<(Vec<(ServiceCenter, f64, Option<chrono::NaiveDate>)>, bool)> {
+        today: NaiveDate,
+    ) -> AppResult<(Vec<(ServiceCenter, f64, Option<NaiveDate>)>, bool)> {
         let mut all = (*self.builtin_centers).clone();
         all.extend(projections::changed_centers(&self.store).await?);
         let centers: Vec<ServiceCenter> = all.into_values().collect();

@@ -135,6 +135,7 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
         qc_failures: o.qc_failures,
         version,
         walk_in_day,
+        fault_date: o.fault_date.map(|d| d.to_string()).unwrap_or_default(),
         condition_photos: o
             .condition
             .as_ref()

@@ -152,6 +152,7 @@ async fn main() {
             async move {
                 WarrantyServiceClient::new(channel)
                     .register_device(pb::RegisterDeviceRequest {
+                        activation_date: Default::default(),
                         device_id: device(i as u64),
                         model: "Aurora 5".into(),
                         purchase_date: purchase,
@@ -177,6 +178,9 @@ async fn main() {
     let coverage = move |channel: TracedChannel, i: usize| async move {
         WarrantyServiceClient::new(channel)
             .check_coverage(pb::CheckCoverageRequest {
+                fault_date: Default::default(),
+                known_at: Default::default(),
+                serviced_in: Default::default(),
                 device_id: device((i * 7919 % devices) as u64),
                 fault_category: pb::FaultCategory::Display.into(),
                 as_of: None,

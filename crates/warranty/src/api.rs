@@ -3,7 +3,7 @@
 
 use aftersales_core::types::CustomerId;
 use aftersales_eventstore::{CommandContext, StreamHead};
-use aftersales_proto::common::Money;
+use aftersales_proto::common::{CountryCode, Money};
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
 use aftersales_runtime::auth::{Caller, Owner};
@@ -13,10 +13,10 @@ use aftersales_runtime::request::timestamp_from_proto;
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
 
-use crate::app::{Registration, Warranty, describe_break};
+use crate::app::{Asked, Registration, Warranty, describe_break};
 use crate::convert::{
-    accessory_kind, channel, decision_to_proto, device_key, device_to_proto, fault, hex,
-    history_event, summary,
+    accessory_kind, channel, decision_to_proto, device_key, device_to_proto, effective_on, fault,
+    hex, history_event, summary,
 };
 use crate::domain::device::DeviceState;
 use crate::domain::{DeviceKey, DomainError, PurchaseProof};
@@ -48,6 +48,44 @@ fn as_of(value: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>
     value
         .map(|t| timestamp_from_proto("as_of", Some(t)))
         .transpose()
+}
+
+fn optional_date(field: &str, value: &str) -> Result<Option<NaiveDate>, Status> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| date(field, value)).transpose()
+}
+
+/// A question's two times: `fault_date` and `known_at`, or the older `as_of`
+/// standing for both.
+fn asked(
+    as_of_time: Option<&prost_types::Timestamp>,
+    fault_date: &str,
+    known_at: Option<&prost_types::Timestamp>,
+    serviced_in: Option<&CountryCode>,
+) -> Result<Asked, Status> {
+    let fault_date = optional_date("fault_date", fault_date)?;
+    let known_at = known_at
+        .map(|t| timestamp_from_proto("known_at", Some(t)))
+        .transpose()?;
+    let serviced_in = serviced_in
+        .map(|c| c.value.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    match as_of(as_of_time)? {
+        Some(_) if fault_date.is_some() || known_at.is_some() => Err(invalid(
+            "as_of",
+            "stands for both times; give fault_date and known_at instead",
+        )),
+        Some(at) => Ok(Asked {
+            fault_date: Some(at.date_naive()),
+            known_at: Some(at),
+            serviced_in,
+        }),
+        None => Ok(Asked {
+            fault_date,
+            known_at,
+            serviced_in,
+        }),
+    }
 }
 
 fn unhex(field: &str, text: &str) -> Result<[u8; 32], Status> {
@@ -158,6 +196,7 @@ impl WarrantyService for WarrantyApi {
             } else {
                 PurchaseProof::Verified
             },
+            activation_date: optional_date("activation_date", &r.activation_date)?,
         };
         own_customer(&caller, &registration.customer_id)?;
         let state = self
@@ -218,18 +257,24 @@ impl WarrantyService for WarrantyApi {
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
         self.own_device(&caller, &key).await?;
-        let decision = self
+        let asked = asked(
+            r.as_of.as_ref(),
+            &r.fault_date,
+            r.known_at.as_ref(),
+            r.serviced_in.as_ref(),
+        )?;
+        let (decision, times) = self
             .app
             .check_coverage(
                 &key,
                 fault(r.fault_category)?,
-                as_of(r.as_of.as_ref())?,
+                &asked,
                 r.record_decision,
                 &ctx,
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(decision_to_proto(&decision)))
+        Ok(Response::new(decision_to_proto(&decision, times.known_at)))
     }
 
     async fn purchase_extended_warranty(
@@ -308,18 +353,19 @@ impl WarrantyService for WarrantyApi {
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
         self.own_device(&caller, &key).await?;
-        let decision = self
+        let asked = asked(r.as_of.as_ref(), &r.fault_date, r.known_at.as_ref(), None)?;
+        let (decision, times) = self
             .app
             .check_accessory_coverage(
                 &key,
                 r.accessory_serial.trim(),
                 fault(r.fault_category)?,
-                as_of(r.as_of.as_ref())?,
+                &asked,
                 ctx.now,
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(decision_to_proto(&decision)))
+        Ok(Response::new(decision_to_proto(&decision, times.known_at)))
     }
 
     async fn void_warranty(
@@ -371,7 +417,7 @@ impl WarrantyService for WarrantyApi {
                 &key,
                 &r.repair_order_id,
                 fault(r.fault_category)?,
-                r.under_legal_guarantee,
+                optional_date("fault_date", &r.fault_date)?,
                 &ctx,
             )
             .await
@@ -390,13 +436,21 @@ impl WarrantyService for WarrantyApi {
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
         self.own_device(&caller, &key).await?;
-        let events = self
-            .app
-            .history(&key, as_of(r.as_of.as_ref())?)
-            .await
-            .map_err(status)?;
+        let known_at = match (as_of(r.as_of.as_ref())?, r.known_at.as_ref()) {
+            (Some(_), Some(_)) => return Err(invalid("as_of", "give known_at alone")),
+            (Some(at), None) => Some(at),
+            (None, known_at) => known_at
+                .map(|t| timestamp_from_proto("known_at", Some(t)))
+                .transpose()?,
+        };
+        let effective_until = optional_date("effective_until", &r.effective_until)?;
+        let events = self.app.history(&key, known_at).await.map_err(status)?;
         Ok(Response::new(pb::GetDeviceHistoryResponse {
-            events: events.iter().map(history_event).collect(),
+            events: events
+                .iter()
+                .filter(|e| effective_until.is_none_or(|until| effective_on(e) <= until))
+                .map(history_event)
+                .collect(),
         }))
     }
 

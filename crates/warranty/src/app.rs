@@ -23,6 +23,58 @@ use crate::projections::{self, DeviceRow};
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
 
+/// A coverage question's two times and place, as the caller gave them.
+#[derive(Debug, Clone, Default)]
+pub struct Asked {
+    /// The valid time: the day the fault appeared; the knowledge time's day if unset.
+    pub fault_date: Option<NaiveDate>,
+    /// The knowledge time: the log as it stood then; now if unset.
+    pub known_at: Option<DateTime<Utc>>,
+    /// Where the device is serviced; its home country if unset.
+    pub serviced_in: Option<String>,
+}
+
+/// The two times a question was answered for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub fault_date: NaiveDate,
+    pub known_at: DateTime<Utc>,
+    /// Whether the log was cut at `known_at` (else: everything known now).
+    pub cut: bool,
+}
+
+impl Asked {
+    /// Checks the two times against each other and the clock: neither is in the
+    /// future, and a fault is not dated after what is known about it.
+    pub fn times(&self, now: DateTime<Utc>) -> AppResult<Times> {
+        if let Some(known_at) = self.known_at
+            && known_at > now
+        {
+            return Err(DomainError::invalid("known_at", "is in the future").into());
+        }
+        let known_at = self.known_at.unwrap_or(now);
+        let fault_date = self.fault_date.unwrap_or(known_at.date_naive());
+        if fault_date > now.date_naive() {
+            return Err(DomainError::invalid("fault_date", "is in the future").into());
+        }
+        if fault_date > known_at.date_naive() {
+            return Err(DomainError::invalid(
+                "fault_date",
+                format!("{fault_date} is after known_at ({known_at}): ask as known on or after the fault"),
+            )
+            .into());
+        }
+        if let Some(country) = &self.serviced_in {
+            CountryCode::parse("serviced_in", country)?;
+        }
+        Ok(Times {
+            fault_date,
+            known_at,
+            cut: self.known_at.is_some(),
+        })
+    }
+}
+
 /// What registering a device needs.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -33,6 +85,7 @@ pub struct Registration {
     pub channel: SalesChannel,
     pub customer_id: String,
     pub proof: PurchaseProof,
+    pub activation_date: Option<NaiveDate>,
 }
 
 /// What the provider's refusal means to a caller.
@@ -137,6 +190,7 @@ impl Warranty {
             customer_id: r.customer_id,
             terms,
             proof: r.proof,
+            activation_date: r.activation_date,
             today: ctx.now.date_naive(),
         };
         Ok(self.run(&r.key, command, ctx).await?.0)
@@ -159,28 +213,38 @@ impl Warranty {
             .ok_or_else(|| DomainError::NotFound(key.to_string()).into())
     }
 
-    /// Decides coverage from the log as it stood at `as_of` (or now), for that day.
-    /// With `record`, the decision is appended to the device's history.
+    /// Decides coverage for the fault date, on the log as it stood at the
+    /// knowledge time (now by default). With `record`, the decision is appended
+    /// to the device's history; only what is known now can be recorded.
     pub async fn check_coverage(
         &self,
         key: &DeviceKey,
         fault: FaultCategory,
-        as_of: Option<DateTime<Utc>>,
+        asked: &Asked,
         record: bool,
         ctx: &CommandContext,
-    ) -> AppResult<Decision> {
+    ) -> AppResult<(Decision, Times)> {
+        let times = asked.times(ctx.now)?;
+        if record && times.cut {
+            return Err(DomainError::invalid(
+                "known_at",
+                "a decision is recorded on what is known now; leave known_at unset",
+            )
+            .into());
+        }
         // A decision kept for the record is made on the log itself, not the cache.
-        let device = match (record, as_of) {
-            (true, None) => self
-                .devices
+        let device = if record {
+            self.devices
                 .load(&stream(key)?)
                 .await?
                 .state
-                .ok_or_else(|| DomainError::NotFound(key.to_string()))?,
-            _ => self.device(key, as_of).await?,
+                .ok_or_else(|| DomainError::NotFound(key.to_string()))?
+        } else {
+            self.device(key, times.cut.then_some(times.known_at)).await?
         };
-        let on = as_of.unwrap_or(ctx.now).date_naive();
-        let decision = coverage::decide(&device, fault, on);
+        let mut decision =
+            coverage::decide(&device, fault, times.fault_date, asked.serviced_in.as_deref());
+        self.cite(&device, &mut decision);
         if record {
             let command = Command::RecordDecision {
                 fault,
@@ -188,7 +252,22 @@ impl Warranty {
             };
             self.run(key, command, ctx).await?;
         }
-        Ok(decision)
+        Ok((decision, times))
+    }
+
+    /// Terms recorded before policies named their sources carry none: the
+    /// source is taken from the same policy version in the table, if it is there.
+    fn cite(&self, device: &DeviceState, decision: &mut Decision) {
+        let Some(rule) = decision.rule.as_mut().filter(|r| r.source.is_none()) else {
+            return;
+        };
+        let terms = &device.terms;
+        rule.source = self
+            .policies
+            .in_force(&device.country, terms.effective_from)
+            .filter(|t| t.policy_id == terms.policy_id && t.effective_from == terms.effective_from)
+            .and_then(|t| t.source_of(&rule.figure))
+            .cloned();
     }
 
     pub async fn check_accessory_coverage(
@@ -196,13 +275,16 @@ impl Warranty {
         key: &DeviceKey,
         serial: &str,
         fault: FaultCategory,
-        as_of: Option<DateTime<Utc>>,
+        asked: &Asked,
         now: DateTime<Utc>,
-    ) -> AppResult<Decision> {
-        let device = self.device(key, as_of).await?;
-        let on = as_of.unwrap_or(now).date_naive();
-        coverage::decide_accessory(&device, serial, fault, on)
-            .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")).into())
+    ) -> AppResult<(Decision, Times)> {
+        let times = asked.times(now)?;
+        let device = self.device(key, times.cut.then_some(times.known_at)).await?;
+        let mut decision =
+            coverage::decide_accessory(&device, serial, fault, times.fault_date)
+                .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")))?;
+        self.cite(&device, &mut decision);
+        Ok((decision, times))
     }
 
     /// Orders `plan_id`, paid with `payment_method`: the payment is created at
@@ -372,20 +454,22 @@ impl Warranty {
         Ok(self.run(key, command, ctx).await?.0)
     }
 
-    /// Records a claim once per repair order; `true` if it was recorded before.
+    /// Records a claim once per repair order, decided for the day the fault
+    /// appeared (today if unknown); `true` if it was recorded before.
     pub async fn record_claim(
         &self,
         key: &DeviceKey,
         repair_order_id: &str,
         fault: FaultCategory,
-        under_legal_guarantee: bool,
+        fault_date: Option<NaiveDate>,
         ctx: &CommandContext,
     ) -> AppResult<(DeviceState, bool)> {
+        let today = ctx.now.date_naive();
         let command = Command::RecordClaim {
             repair_order_id: repair_order_id.trim().to_owned(),
             fault,
-            under_legal_guarantee,
-            today: ctx.now.date_naive(),
+            fault_date: fault_date.unwrap_or(today),
+            today,
         };
         self.run(key, command, ctx).await
     }

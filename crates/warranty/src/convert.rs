@@ -6,11 +6,12 @@ use aftersales_proto::common::{CountryCode, DeviceId, Money};
 use aftersales_proto::warranty as pb;
 use aftersales_runtime::errors::{invalid, status};
 use aftersales_runtime::request::timestamp_to_proto;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use tonic::Status;
 
 use crate::domain::coverage::{Decision, Remedy};
-use crate::domain::device::DeviceState;
+use crate::domain::device::{DeviceState, Event};
+use crate::domain::policy::SourceKind;
 use crate::domain::{AccessoryKind, DeviceKey, FaultCategory, SalesChannel};
 use crate::projections::DeviceRow;
 
@@ -128,8 +129,27 @@ pub fn opt_date(d: Option<NaiveDate>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()
 }
 
-pub fn decision_to_proto(d: &Decision) -> pb::CoverageDecision {
+/// `d` as the contract has it, with the knowledge time it was made on.
+pub fn decision_to_proto(d: &Decision, known_at: DateTime<Utc>) -> pb::CoverageDecision {
     pb::CoverageDecision {
+        known_at: Some(timestamp_to_proto(known_at)),
+        rule: d.rule.as_ref().map(|r| pb::CoverageRule {
+            figure: r.figure.clone(),
+            starts: opt_date(r.starts),
+            ends: r.ends.to_string(),
+            source: r.source.as_ref().map(|s| pb::PolicySource {
+                kind: match s.kind {
+                    SourceKind::Maker => "maker",
+                    SourceKind::Statute => "statute",
+                }
+                .to_owned(),
+                title: s.title.clone(),
+                reference: s.reference.clone(),
+                url: s.url.clone().unwrap_or_default(),
+                checked: s.checked.to_string(),
+            }),
+        }),
+        under_legal_guarantee: d.under_legal_guarantee,
         covered: d.covered,
         reason: d.reason.as_str().to_owned(),
         explanation: d.explanation.clone(),
@@ -182,6 +202,8 @@ pub fn device_to_proto(d: &DeviceState, version: u64, today: NaiveDate) -> pb::D
         claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),
         version,
         purchase_date_declared: d.proof == crate::domain::PurchaseProof::CustomerDeclared,
+        warranty_start: d.term_start().to_string(),
+        honoured_in: d.terms.honoured_in.as_str().to_owned(),
         plan_offers: d
             .plan_offers(today)
             .into_iter()
@@ -217,8 +239,17 @@ pub fn summary(row: &DeviceRow) -> pb::DeviceSummary {
     }
 }
 
+/// The day a recorded fact takes effect: its own date, or the day it was recorded.
+pub fn effective_on(e: &RecordedEvent) -> NaiveDate {
+    e.decode::<Event>()
+        .ok()
+        .and_then(|event| event.effective_on())
+        .unwrap_or_else(|| e.metadata.recorded_at.date_naive())
+}
+
 pub fn history_event(e: &RecordedEvent) -> pb::HistoryEvent {
     pb::HistoryEvent {
+        effective_on: effective_on(e).to_string(),
         version: e.stream_version,
         event_id: e.event_id.to_string(),
         event_type: e.event_type.clone(),

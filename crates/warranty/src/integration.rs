@@ -157,7 +157,7 @@ impl Translate for WarrantyEvents {
                 pb::CoverageDecided {
                     device_id: id,
                     fault_category: fault_to_proto(fault).into(),
-                    decision: Some(decision_to_proto(&decision)),
+                    decision: Some(decision_to_proto(&decision, event.metadata.recorded_at)),
                 }
                 .encode_to_vec(),
             ),

@@ -236,6 +236,9 @@ async fn device_page(
             .clone()
             .check_coverage(authorized(
                 wpb::CheckCoverageRequest {
+                    fault_date: Default::default(),
+                    known_at: Default::default(),
+                    serviced_in: Default::default(),
                     device_id: device.device_id.clone(),
                     fault_category: fault.into(),
                     as_of: None,
@@ -366,6 +369,7 @@ pub(super) fn registration(
     ))
     .unwrap_or(SalesChannel::Unspecified);
     Some(wpb::RegisterDeviceRequest {
+        activation_date: Default::default(),
         device_id: Some(by_imei(&number)),
         model: form.model.trim().chars().take(100).collect(),
         purchase_date: form.purchased.trim().chars().take(10).collect(),

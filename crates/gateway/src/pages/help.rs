@@ -52,6 +52,9 @@ pub struct Problem {
     fault: String,
     #[serde(default)]
     symptoms: String,
+    /// The day the fault appeared (YYYY-MM-DD); today when empty.
+    #[serde(default)]
+    since: String,
     /// Where the person is, if they shared it.
     #[serde(default)]
     lat: String,
@@ -534,6 +537,7 @@ async fn open(
                 symptoms: problem.symptoms.trim().to_owned(),
                 contact_address: address,
                 reported_fault: fault.into(),
+                fault_date: problem.since.trim().to_owned(),
                 walk_in_day: walk_in
                     .as_ref()
                     .map(|w| w.day.to_owned())

@@ -139,6 +139,7 @@ async fn register(p: &mut Platform, imei: &str) {
     #[allow(clippy::disallowed_methods)]
     let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(60);
     p.w.register_device(wpb::RegisterDeviceRequest {
+        activation_date: Default::default(),
         device_id: device(imei),
         model: "Aurora 5".into(),
         purchase_date: bought.to_string(),
@@ -152,6 +153,7 @@ async fn register(p: &mut Platform, imei: &str) {
 
 fn mail_in(imei: &str) -> rpb::OpenRepairRequest {
     rpb::OpenRepairRequest {
+        fault_date: Default::default(),
         device_id: device(imei),
         channel: rpb::Channel::MailIn.into(),
         service_center_id: String::new(),

@@ -84,6 +84,7 @@ mod tests {
 
     fn order(stage: Stage, covered: bool) -> OrderState {
         OrderState {
+            fault_date: None,
             order_id: "o".into(),
             stage,
             device: DeviceKey::imei("490154203237518").unwrap(),

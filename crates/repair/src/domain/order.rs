@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use aftersales_core::types::{CountryCode, DeviceKey};
 use aftersales_eventstore::{Decider, DomainEvent, Upcasters};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, Money};
@@ -93,7 +93,7 @@ pub enum Channel {
         /// The day booked for bringing the phone in; the day it was opened
         /// when none was booked.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        visit_on: Option<chrono::NaiveDate>,
+        visit_on: Option<NaiveDate>,
     },
     MailIn {
         address: Address,
@@ -175,6 +175,10 @@ pub struct OrderState {
     pub repaired: bool,
     pub parts: Vec<PartReplacement>,
     pub qc_failures: u32,
+    /// The day the fault appeared, as the customer gave it at opening: coverage
+    /// is decided for it, however late the device arrives.
+    #[serde(default)]
+    pub fault_date: Option<NaiveDate>,
 }
 
 impl OrderState {
@@ -192,6 +196,7 @@ pub enum Command {
         customer_id: String,
         symptoms: String,
         coverage: Coverage,
+        fault_date: NaiveDate,
     },
     CheckIn {
         condition: Condition,
@@ -246,6 +251,8 @@ pub enum Event {
         customer_id: String,
         symptoms: String,
         coverage: Coverage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault_date: Option<NaiveDate>,
     },
     DeviceCheckedIn {
         condition: Condition,
@@ -499,6 +506,7 @@ impl Decider for RepairOrder {
                 customer_id,
                 symptoms,
                 coverage,
+                fault_date,
             } = command
             else {
                 return Err(DomainError::NotFound("repair order".into()));
@@ -536,6 +544,7 @@ impl Decider for RepairOrder {
                 customer_id: customer_id.clone(),
                 symptoms: symptoms.trim().to_owned(),
                 coverage: coverage.clone(),
+                fault_date: Some(*fault_date),
             }]);
         };
         use Stage as S;
@@ -762,6 +771,7 @@ impl Decider for RepairOrder {
             customer_id,
             symptoms,
             coverage,
+            fault_date,
         } = event
         {
             let stage = match channel {
@@ -779,6 +789,7 @@ impl Decider for RepairOrder {
                 condition: None,
                 fault: None,
                 quote: None,
+                fault_date: *fault_date,
                 repaired: false,
                 parts: Vec::new(),
                 qc_failures: 0,
@@ -854,6 +865,7 @@ mod tests {
 
     fn open(mail_in: bool, coverage: Coverage) -> Command {
         Command::Open {
+            fault_date: "2026-11-30".parse().unwrap(),
             order_id: "r-1".into(),
             device: DeviceKey::imei("490154203237518").unwrap(),
             channel: if mail_in {
@@ -1250,6 +1262,7 @@ mod tests {
             unreachable!()
         };
         let with = |channel: Channel, symptoms: &str| Command::Open {
+            fault_date: "2026-11-30".parse().unwrap(),
             order_id: order_id.clone(),
             device: device.clone(),
             channel,

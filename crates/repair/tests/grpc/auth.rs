@@ -78,6 +78,7 @@ async fn repair_asks_warranty_with_its_own_token() {
 
     let imei = imei(7_001);
     w.register_device(wpb::RegisterDeviceRequest {
+        activation_date: Default::default(),
         device_id: device(&imei),
         model: "Aurora 5".into(),
         purchase_date: days_ago(30),
@@ -116,6 +117,7 @@ async fn repair_asks_warranty_with_its_own_token() {
 
     // A person's token may not record a claim, whatever their role.
     let claim = wpb::RecordClaimRequest {
+        fault_date: Default::default(),
         device_id: device(&imei),
         repair_order_id: "r-1".into(),
         fault_category: wpb::FaultCategory::Display.into(),
@@ -229,6 +231,8 @@ async fn repair_asks_warranty_with_its_own_token() {
         .unwrap();
     let history = w
         .get_device_history(wpb::GetDeviceHistoryRequest {
+            effective_until: Default::default(),
+            known_at: Default::default(),
             device_id: device(&imei),
             as_of: None,
         })

@@ -112,6 +112,7 @@ pub fn days_ago(days: i64) -> String {
 
 pub async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
     p.w.register_device(wpb::RegisterDeviceRequest {
+        activation_date: Default::default(),
         device_id: device(imei),
         model: "Aurora 5".into(),
         purchase_date: days_ago(days),
@@ -127,6 +128,7 @@ pub async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
 
 pub fn walk_in(imei: &str) -> pb::OpenRepairRequest {
     pb::OpenRepairRequest {
+        fault_date: Default::default(),
         device_id: device(imei),
         channel: pb::Channel::WalkIn.into(),
         service_center_id: "sc-berlin-01".into(),

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::device::DeviceState;
+use super::policy::Source;
 use super::{FaultCategory, add_days};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub enum Reason {
     WithinReplacedPartWarranty,
     WithinExtendedWarranty,
     Expired,
+    /// Serviced in a country where the home policy is not honoured.
+    NotHonouredHere,
 }
 
 impl Reason {
@@ -45,6 +48,32 @@ impl Reason {
             Self::WithinReplacedPartWarranty => "within_replaced_part_warranty",
             Self::WithinExtendedWarranty => "within_extended_warranty",
             Self::Expired => "expired",
+            Self::NotHonouredHere => "not_honoured_here",
+        }
+    }
+}
+
+/// The rule a decision rests on: the policy figure, the dates it runs between,
+/// and where the figure comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The policy figure, for example `statutory.legal_guarantee_months`.
+    pub figure: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<NaiveDate>,
+    pub ends: NaiveDate,
+    /// The maker's terms or the statute; absent for terms recorded without sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+impl Rule {
+    fn of(device: &DeviceState, figure: &str, starts: Option<NaiveDate>, ends: NaiveDate) -> Self {
+        Self {
+            figure: figure.to_owned(),
+            starts,
+            ends,
+            source: device.terms.source_of(figure).cloned(),
         }
     }
 }
@@ -61,7 +90,15 @@ pub struct Decision {
     pub legal_end: Option<NaiveDate>,
     pub extended_end: Option<NaiveDate>,
     pub remedy: Remedy,
+    /// The valid time: the day the fault appeared or was reported.
     pub decided_for: NaiveDate,
+    /// The rule cited; none for refusals that rest on no figure (a voided
+    /// warranty, an excluded fault, a date before purchase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+    /// The day falls within the legal guarantee: a repair is a remedy under it.
+    #[serde(default)]
+    pub under_legal_guarantee: bool,
 }
 
 /// The refusals every decision starts with: a voided warranty, a fault the user
@@ -95,29 +132,65 @@ fn refused(
     }
 }
 
-/// Decides whether `fault` on the phone is covered on `on`.
-pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Decision {
+/// Decides whether `fault` on the phone is covered on `on` (the day it
+/// appeared), serviced in `serviced_in` (the home country when `None`).
+///
+/// The state is the device as known at the knowledge time; facts recorded
+/// after `on` do not widen its cover for `on` (a plan covers from the end of
+/// the maker's warranty, a replaced part from its repair), and a cancelled
+/// plan still covers the days before it was cancelled. A void applies to
+/// every day: it records that the warranty is forfeit, not when.
+pub fn decide(
+    device: &DeviceState,
+    fault: FaultCategory,
+    on: NaiveDate,
+    serviced_in: Option<&str>,
+) -> Decision {
     let terms = &device.terms;
     let statutory = &terms.statutory;
     let purchase = device.purchase_date;
     let legal_end = device.legal_guarantee_end();
     let extended_end = device.plan.as_ref().map(|p| p.coverage_end);
+    let plan_end_on = device.plan_cover_on(on);
+    let mut rule = None;
     let (reason, remedy, explanation) = if let Some(refusal) = refused(device, fault, on, purchase)
     {
         refusal
+    } else if let Some(country) = serviced_in
+        && !terms.honoured_in.honours(&device.country, country)
+    {
+        rule = Some(Rule::of(device, "honoured_in", None, device.coverage_end()));
+        (
+            Reason::NotHonouredHere,
+            Remedy::None,
+            format!(
+                "bought in {}, whose warranty is honoured in {}; not in {country}",
+                device.country,
+                match terms.honoured_in {
+                    super::policy::Travel::Country => "that country only",
+                    super::policy::Travel::Eu => "the EU, the EEA and Switzerland",
+                    super::policy::Travel::Worldwide => "every country",
+                }
+            ),
+        )
     } else if statutory.return_days > 0 && on <= add_days(purchase, statutory.return_days) {
+        let ends = add_days(purchase, statutory.return_days);
+        rule = Some(Rule::of(device, "statutory.return_days", Some(purchase), ends));
         (
             Reason::WithinReturnWindow,
             Remedy::Refund,
             format!("within the {}-day return window", statutory.return_days),
         )
     } else if statutory.exchange_days > 0 && on <= add_days(purchase, statutory.exchange_days) {
+        let ends = add_days(purchase, statutory.exchange_days);
+        rule = Some(Rule::of(device, "statutory.exchange_days", Some(purchase), ends));
         (
             Reason::WithinExchangeWindow,
             Remedy::Exchange,
             format!("within the {}-day exchange window", statutory.exchange_days),
         )
     } else if on <= device.base_end {
+        rule = Some(Rule::of(device, "phone_months", Some(device.term_start()), device.base_end));
         (
             Reason::WithinBaseWarranty,
             Remedy::Repair,
@@ -127,6 +200,7 @@ pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Deci
             ),
         )
     } else if let Some(end) = legal_end.filter(|end| on <= *end) {
+        rule = Some(Rule::of(device, "statutory.legal_guarantee_months", Some(purchase), end));
         let presumed = super::add_months(purchase, statutory.presumption_months);
         let burden = if on <= presumed {
             "the defect is presumed present at delivery"
@@ -139,26 +213,39 @@ pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Deci
             format!("within the legal guarantee ending {end}; {burden}"),
         )
     } else if let Some(end) = device.part_cover.get(&fault).filter(|end| on <= **end) {
+        rule = Some(Rule::of(device, "replaced_part.minimum_days", None, *end));
         (
             Reason::WithinReplacedPartWarranty,
             Remedy::Repair,
             format!("the part replaced for this fault is covered until {end}"),
         )
-    } else if let Some(end) = extended_end.filter(|end| on <= *end) {
+    } else if let Some(end) = plan_end_on {
+        rule = Some(Rule::of(device, "plans", Some(device.base_end), end));
         (
             Reason::WithinExtendedWarranty,
             Remedy::Repair,
             format!("within the extended warranty ending {end}"),
         )
     } else {
+        let (figure, ends) = [
+            Some(("phone_months", device.base_end)),
+            legal_end.map(|end| ("statutory.legal_guarantee_months", end)),
+            extended_end.map(|end| ("plans", end)),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(_, end)| *end)
+        .unwrap_or(("phone_months", device.base_end));
+        rule = Some(Rule::of(device, figure, None, ends));
         (
             Reason::Expired,
             Remedy::None,
-            "no warranty, guarantee or plan covers this date".into(),
+            format!("no warranty, guarantee or plan covers this date; the last ended {ends}"),
         )
     };
+    let covered = remedy != Remedy::None;
     Decision {
-        covered: remedy != Remedy::None,
+        covered,
         reason,
         explanation,
         policy_id: terms.policy_id.clone(),
@@ -168,6 +255,10 @@ pub fn decide(device: &DeviceState, fault: FaultCategory, on: NaiveDate) -> Deci
         extended_end,
         remedy,
         decided_for: on,
+        rule,
+        under_legal_guarantee: covered
+            && remedy == Remedy::Repair
+            && legal_end.is_some_and(|end| purchase <= on && on <= end),
     }
 }
 
@@ -179,10 +270,17 @@ pub fn decide_accessory(
     on: NaiveDate,
 ) -> Option<Decision> {
     let accessory = device.accessories.get(serial)?;
+    let mut rule = None;
     let (reason, remedy, explanation) =
         if let Some(refusal) = refused(device, fault, on, accessory.purchase_date) {
             refusal
         } else if on <= accessory.coverage_end {
+            rule = Some(Rule::of(
+                device,
+                "accessory_months",
+                Some(accessory.purchase_date),
+                accessory.coverage_end,
+            ));
             (
                 Reason::WithinBaseWarranty,
                 Remedy::Exchange,
@@ -192,6 +290,12 @@ pub fn decide_accessory(
                 ),
             )
         } else {
+            rule = Some(Rule::of(
+                device,
+                "accessory_months",
+                Some(accessory.purchase_date),
+                accessory.coverage_end,
+            ));
             (
                 Reason::Expired,
                 Remedy::None,
@@ -209,6 +313,8 @@ pub fn decide_accessory(
         extended_end: None,
         remedy,
         decided_for: on,
+        rule,
+        under_legal_guarantee: false,
     })
 }
 
@@ -237,6 +343,7 @@ mod tests {
             customer_id: "c-1".into(),
             terms: table.in_force(country, purchase).unwrap().clone(),
             proof: crate::domain::PurchaseProof::Verified,
+            activation_date: None,
             today: purchase,
         };
         let mut state = None;
@@ -257,11 +364,11 @@ mod tests {
         state.unwrap()
     }
 
-    fn claim(on: &str, fault: FaultCategory, legal: bool) -> Command {
+    fn claim(on: &str, fault: FaultCategory) -> Command {
         Command::RecordClaim {
             repair_order_id: format!("r-{on}"),
             fault,
-            under_legal_guarantee: legal,
+            fault_date: date(on),
             today: date(on),
         }
     }
@@ -493,7 +600,7 @@ mod tests {
                 true,
                 Reason::WithinBaseWarranty,
                 Remedy::Repair,
-                1,
+                2,
             ),
             (
                 "DE expired at 24 months",
@@ -505,7 +612,7 @@ mod tests {
                 false,
                 Reason::Expired,
                 Remedy::None,
-                1,
+                2,
             ),
             (
                 "DE bought under v2",
@@ -517,31 +624,31 @@ mod tests {
                 true,
                 Reason::WithinBaseWarranty,
                 Remedy::Repair,
-                2,
+                3,
             ),
             (
                 "DE v2 legal repair extends the guarantee",
                 "DE",
                 "2026-08-01",
-                vec![claim("2027-06-01", Battery, true)],
+                vec![claim("2027-06-01", Battery)],
                 Display,
                 "2028-12-01",
                 true,
                 Reason::WithinLegalGuarantee,
                 Remedy::Repair,
-                2,
+                3,
             ),
             (
                 "DE v1 repair does not extend",
                 "DE",
                 "2025-02-01",
-                vec![claim("2026-09-01", Display, true)],
+                vec![claim("2026-09-01", Display)],
                 Battery,
                 "2027-03-01",
                 false,
                 Reason::Expired,
                 Remedy::None,
-                1,
+                2,
             ),
             (
                 "FR voided",
@@ -577,7 +684,7 @@ mod tests {
                 true,
                 Reason::WithinLegalGuarantee,
                 Remedy::Repair,
-                1,
+                2,
             ),
             (
                 "ES expired after 36 months",
@@ -589,7 +696,7 @@ mod tests {
                 false,
                 Reason::Expired,
                 Remedy::None,
-                1,
+                2,
             ),
             (
                 "IT plan after base warranty",
@@ -601,7 +708,7 @@ mod tests {
                 true,
                 Reason::WithinExtendedWarranty,
                 Remedy::Repair,
-                1,
+                2,
             ),
             (
                 "AU consumer guarantee after 12 months",
@@ -643,7 +750,7 @@ mod tests {
                 "ZA replaced part keeps 90 days",
                 "ZA",
                 "2025-02-01",
-                vec![claim("2026-01-25", Battery, false)],
+                vec![claim("2026-01-25", Battery)],
                 Battery,
                 "2026-04-20",
                 true,
@@ -655,7 +762,7 @@ mod tests {
                 "ZA other fault not extended by the part",
                 "ZA",
                 "2025-02-01",
-                vec![claim("2026-01-25", Battery, false)],
+                vec![claim("2026-01-25", Battery)],
                 Display,
                 "2026-04-20",
                 false,
@@ -673,14 +780,14 @@ mod tests {
                 false,
                 Reason::BeforePurchase,
                 Remedy::None,
-                1,
+                2,
             ),
         ];
         assert!(cases.len() >= 25);
         for (name, country, purchase, history, fault, on, covered, reason, remedy, version) in cases
         {
             let state = device(country, purchase, &history);
-            let decision = decide(&state, fault, date(on));
+            let decision = decide(&state, fault, date(on), None);
             assert_eq!(
                 (
                     decision.covered,
@@ -730,4 +837,167 @@ mod tests {
     }
 
     use FaultCategory::Audio;
+
+    /// Registered today, bought a year ago: each earlier day is judged under the
+    /// purchase date, not unknown.
+    #[test]
+    fn a_late_registration_is_judged_for_earlier_days() {
+        let table = PolicyTable::builtin().unwrap();
+        let register = Command::Register {
+            key: DeviceKey::imei("490154203237518").unwrap(),
+            model: "Phone 12".into(),
+            purchase_date: date("2025-11-20"),
+            country: "US".into(),
+            channel: SalesChannel::OnlineStore,
+            customer_id: "c-1".into(),
+            terms: table.in_force("US", date("2025-11-20")).unwrap().clone(),
+            proof: crate::domain::PurchaseProof::Verified,
+            activation_date: None,
+            today: date("2026-12-02"),
+        };
+        let mut state = None;
+        for event in Device::decide(&state, &register).unwrap() {
+            state = Device::evolve(state, &event);
+        }
+        let state = state.unwrap();
+        let inside = decide(&state, Display, date("2026-03-10"), None);
+        assert_eq!((inside.covered, inside.reason), (true, Reason::WithinBaseWarranty));
+        assert_eq!(inside.decided_for, date("2026-03-10"));
+        let after = decide(&state, Display, date("2026-11-21"), None);
+        assert_eq!((after.covered, after.reason), (false, Reason::Expired));
+        let before = decide(&state, Display, date("2025-11-19"), None);
+        assert_eq!(before.reason, Reason::BeforePurchase);
+    }
+
+    /// Within an EU legal guarantee a covered repair is a remedy under it: the
+    /// first such repair extends it by 12 months, a second does not, and a repair
+    /// under a plan after the guarantee ended extends nothing.
+    #[test]
+    fn an_eu_repair_under_the_legal_guarantee_extends_it_once() {
+        let state = device("DE", "2026-08-01", &[]);
+        assert_eq!(state.legal_guarantee_end(), Some(date("2028-08-01")));
+        let decision = decide(&state, Battery, date("2027-06-01"), None);
+        assert!(decision.under_legal_guarantee, "{decision:?}");
+        let once = device("DE", "2026-08-01", &[claim("2027-06-01", Battery)]);
+        assert_eq!(once.legal_guarantee_end(), Some(date("2029-08-01")));
+        let twice = device(
+            "DE",
+            "2026-08-01",
+            &[claim("2027-06-01", Battery), claim("2028-01-05", Display)],
+        );
+        assert_eq!(twice.legal_guarantee_end(), Some(date("2029-08-01")));
+        // Bought under the 2022 version: no extension whatever the repair.
+        let before = device("DE", "2025-02-01", &[claim("2026-09-01", Display)]);
+        assert_eq!(before.legal_guarantee_end(), Some(date("2027-02-01")));
+        // Spain: maker's 24 months inside a 36-month legal guarantee; a repair in
+        // the third year is under the legal guarantee.
+        let es = device("ES", "2026-08-01", &[plan("care-24", "2026-08-02")]);
+        let third_year = decide(&es, Display, date("2029-02-01"), None);
+        assert_eq!(third_year.reason, Reason::WithinLegalGuarantee);
+        assert!(third_year.under_legal_guarantee);
+        // After the legal guarantee, under the plan: not a legal remedy.
+        let plan_only = decide(&es, Display, date("2029-09-01"), None);
+        assert_eq!(plan_only.reason, Reason::WithinExtendedWarranty);
+        assert!(!plan_only.under_legal_guarantee);
+        let claimed = device(
+            "ES",
+            "2026-08-01",
+            &[plan("care-24", "2026-08-02"), claim("2029-09-01", Display)],
+        );
+        assert_eq!(claimed.legal_extension_months, 0);
+    }
+
+    #[test]
+    fn decisions_cite_their_rule_and_its_source() {
+        let es = device("ES", "2025-02-01", &[]);
+        let decision = decide(&es, Display, date("2027-10-01"), None);
+        let rule = decision.rule.unwrap();
+        assert_eq!(rule.figure, "statutory.legal_guarantee_months");
+        assert_eq!(
+            (rule.starts, rule.ends),
+            (Some(date("2025-02-01")), date("2028-02-01"))
+        );
+        let source = rule.source.unwrap();
+        assert_eq!(source.kind, crate::domain::policy::SourceKind::Statute);
+        assert!(source.reference.starts_with("Art. 120"), "{source:?}");
+        let cn = device("CN", "2025-03-01", &[]);
+        let returned = decide(&cn, Display, date("2025-03-05"), None).rule.unwrap();
+        assert_eq!(returned.figure, "statutory.return_days");
+        assert_eq!(returned.ends, date("2025-03-08"));
+        assert!(returned.source.unwrap().title.contains("移动电话机商品"));
+        let maker = decide(&cn, Battery, date("2025-05-01"), None).rule.unwrap();
+        assert_eq!(maker.figure, "phone_months");
+        let excluded = decide(&cn, LiquidDamage, date("2025-05-01"), None);
+        assert!(excluded.rule.is_none());
+        let expired = decide(&cn, Battery, date("2027-05-01"), None).rule.unwrap();
+        assert_eq!((expired.figure.as_str(), expired.ends), ("phone_months", date("2026-03-01")));
+    }
+
+    #[test]
+    fn a_warranty_travels_as_its_home_policy_says() {
+        let de = device("DE", "2025-02-01", &[]);
+        assert!(decide(&de, Display, date("2025-06-01"), Some("FR")).covered);
+        assert!(decide(&de, Display, date("2025-06-01"), Some("DE")).covered);
+        let abroad = decide(&de, Display, date("2025-06-01"), Some("IN"));
+        assert_eq!((abroad.covered, abroad.reason), (false, Reason::NotHonouredHere));
+        assert_eq!(abroad.rule.unwrap().figure, "honoured_in");
+        let india = device("IN", "2025-01-10", &[]);
+        assert_eq!(
+            decide(&india, Display, date("2025-06-01"), Some("DE")).reason,
+            Reason::NotHonouredHere
+        );
+        assert!(decide(&india, Display, date("2025-06-01"), Some("IN")).covered);
+    }
+
+    #[test]
+    fn a_term_that_starts_at_activation_runs_from_it_within_its_limit() {
+        let table = PolicyTable::builtin().unwrap();
+        let register = |activated: Option<&str>| {
+            let command = Command::Register {
+                key: DeviceKey::imei("490154203237518").unwrap(),
+                model: "Phone 12".into(),
+                purchase_date: date("2025-01-01"),
+                country: "VN".into(),
+                channel: SalesChannel::RetailStore,
+                customer_id: "c-1".into(),
+                terms: table.in_force("VN", date("2025-01-01")).unwrap().clone(),
+                proof: crate::domain::PurchaseProof::Verified,
+                activation_date: activated.map(date),
+                today: date("2026-12-02"),
+            };
+            let mut state = None;
+            for event in Device::decide(&state, &command).unwrap() {
+                state = Device::evolve(state, &event);
+            }
+            state.unwrap()
+        };
+        let soon = register(Some("2025-01-31"));
+        assert_eq!(soon.base_end, date("2026-01-31"));
+        assert!(decide(&soon, Display, date("2026-01-20"), None).covered);
+        // Activated after its limit, or never reported: the limit counts.
+        assert_eq!(register(Some("2025-09-01")).base_end, date("2026-04-01"));
+        assert_eq!(register(None).base_end, date("2026-04-01"));
+        // A market whose term starts at purchase ignores activation.
+        assert_eq!(device("US", "2025-01-01", &[]).base_end, date("2026-01-01"));
+    }
+
+    /// A plan cancelled later still covered the days before its cancellation.
+    #[test]
+    fn a_cancelled_plan_covered_the_days_before_it_was_cancelled() {
+        let cancelled = device(
+            "US",
+            "2025-05-01",
+            &[
+                plan("care-24", "2025-05-02"),
+                Command::CancelPlan {
+                    today: date("2026-09-01"),
+                },
+            ],
+        );
+        assert!(cancelled.plan.is_none());
+        let before = decide(&cancelled, Battery, date("2026-07-01"), None);
+        assert_eq!(before.reason, Reason::WithinExtendedWarranty);
+        let after = decide(&cancelled, Battery, date("2026-10-01"), None);
+        assert_eq!(after.reason, Reason::Expired);
+    }
 }

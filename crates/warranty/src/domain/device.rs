@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::coverage::{self, Decision};
-use super::policy::{Plan, PolicyTerms, Refund};
+use super::policy::{Plan, PolicyTerms, Refund, TermStart};
 use super::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel, add_days, add_months,
 };
@@ -20,6 +20,14 @@ pub struct ActivePlan {
     pub coverage_end: NaiveDate,
     pub price_minor: i64,
     pub currency: String,
+}
+
+/// A plan that was cancelled: it covered the days before its cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastPlan {
+    pub plan_id: String,
+    pub coverage_end: NaiveDate,
+    pub cancelled_on: NaiveDate,
 }
 
 /// A plan ordered and waiting for its payment to settle: not active yet.
@@ -85,9 +93,45 @@ pub struct DeviceState {
     /// A plan whose payment has not settled.
     #[serde(default)]
     pub pending_plan: Option<PendingPlan>,
+    /// First activation, where the policy starts the term there.
+    #[serde(default)]
+    pub activated_on: Option<NaiveDate>,
+    #[serde(default)]
+    pub past_plans: Vec<PastPlan>,
+}
+
+/// The day the maker's warranty starts: the purchase, or the first activation
+/// where the policy says so, but never later than its limit after purchase.
+pub fn term_start(terms: &PolicyTerms, purchase: NaiveDate, activated: Option<NaiveDate>) -> NaiveDate {
+    match terms.term_starts {
+        TermStart::Purchase => purchase,
+        TermStart::Activation { within_days } => {
+            let latest = add_days(purchase, within_days);
+            activated.map_or(latest, |day| day.clamp(purchase, latest))
+        }
+    }
 }
 
 impl DeviceState {
+    pub fn term_start(&self) -> NaiveDate {
+        term_start(&self.terms, self.purchase_date, self.activated_on)
+    }
+
+    /// Until when a plan covered `on`: the active plan, or one cancelled after it.
+    pub fn plan_cover_on(&self, on: NaiveDate) -> Option<NaiveDate> {
+        let active = self.plan.as_ref().map(|p| p.coverage_end);
+        let cancelled = self
+            .past_plans
+            .iter()
+            .filter(|p| on < p.cancelled_on)
+            .map(|p| p.coverage_end.min(p.cancelled_on));
+        active
+            .into_iter()
+            .chain(cancelled)
+            .filter(|end| self.base_end < on && on <= *end)
+            .max()
+    }
+
     pub fn legal_guarantee_end(&self) -> Option<NaiveDate> {
         let months = self.terms.statutory.legal_guarantee_months;
         (months > 0).then(|| add_months(self.purchase_date, months + self.legal_extension_months))
@@ -152,6 +196,8 @@ pub enum Command {
         /// Looked up from the policy table for the country and purchase date.
         terms: PolicyTerms,
         proof: PurchaseProof,
+        /// First activation, for policies whose term starts there.
+        activation_date: Option<NaiveDate>,
         today: NaiveDate,
     },
     /// Orders a plan, paid by `payment_id` (created at the provider first); it
@@ -188,10 +234,12 @@ pub enum Command {
         fault: FaultCategory,
         decision: Decision,
     },
+    /// A covered repair used the warranty: decided for the day the fault
+    /// appeared; within the legal guarantee it is a remedy under it.
     RecordClaim {
         repair_order_id: String,
         fault: FaultCategory,
-        under_legal_guarantee: bool,
+        fault_date: NaiveDate,
         today: NaiveDate,
     },
 }
@@ -210,6 +258,8 @@ pub enum Event {
         base_end: NaiveDate,
         #[serde(default)]
         proof: PurchaseProof,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activated_on: Option<NaiveDate>,
     },
     /// A customer-declared registration replaced by a verified one: the
     /// purchase as the sales record or the proof of purchase shows it.
@@ -223,6 +273,8 @@ pub enum Event {
         base_end: NaiveDate,
         /// Who had declared it.
         declared_by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activated_on: Option<NaiveDate>,
     },
     /// A plan ordered; its payment has not settled yet.
     PlanOrdered {
@@ -280,12 +332,33 @@ pub enum Event {
         repair_order_id: String,
         fault: FaultCategory,
         claimed_on: NaiveDate,
+        /// The day the fault appeared, which the claim was decided for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault_date: Option<NaiveDate>,
         under_legal_guarantee: bool,
         part_covered_until: NaiveDate,
         legal_extension_months: u32,
         /// The legal guarantee's end after this claim, if there is one.
         legal_guarantee_end: Option<NaiveDate>,
     },
+}
+
+impl Event {
+    /// The day the fact takes effect, where it carries one.
+    pub fn effective_on(&self) -> Option<NaiveDate> {
+        match self {
+            Self::DeviceRegistered { purchase_date, .. }
+            | Self::PurchaseVerified { purchase_date, .. }
+            | Self::AccessoryRegistered { purchase_date, .. } => Some(*purchase_date),
+            Self::PlanOrdered { ordered_on, .. } => Some(*ordered_on),
+            Self::ExtendedWarrantyPurchased { purchased_on, .. } => Some(*purchased_on),
+            Self::ExtendedWarrantyCancelled { cancelled_on, .. } => Some(*cancelled_on),
+            Self::WarrantyVoided { voided_on, .. } => Some(*voided_on),
+            Self::CoverageDecided { decision, .. } => Some(decision.decided_for),
+            Self::ClaimRecorded { claimed_on, .. } => Some(*claimed_on),
+            Self::PlanPaymentFailed { .. } | Self::OwnershipTransferred { .. } => None,
+        }
+    }
 }
 
 impl DomainEvent for Event {
@@ -350,6 +423,7 @@ impl Decider for Device {
                 customer_id,
                 terms,
                 proof,
+                activation_date,
                 today,
             } => {
                 text("model", model, 100)?;
@@ -357,7 +431,22 @@ impl Decider for Device {
                 if purchase_date > today {
                     return Err(DomainError::invalid("purchase_date", "is in the future"));
                 }
-                let base_end = add_months(*purchase_date, terms.phone_months);
+                if let Some(activated) = activation_date
+                    && (activated < purchase_date || activated > today)
+                {
+                    return Err(DomainError::invalid(
+                        "activation_date",
+                        "must be between the purchase date and today",
+                    ));
+                }
+                let activated_on = match terms.term_starts {
+                    TermStart::Purchase => None,
+                    TermStart::Activation { .. } => *activation_date,
+                };
+                let base_end = add_months(
+                    term_start(terms, *purchase_date, activated_on),
+                    terms.phone_months,
+                );
                 let Some(existing) = state else {
                     return Ok(vec![Event::DeviceRegistered {
                         key: key.clone(),
@@ -369,6 +458,7 @@ impl Decider for Device {
                         terms: terms.clone(),
                         base_end,
                         proof: *proof,
+                        activated_on,
                     }]);
                 };
                 let same = existing.model == model.trim()
@@ -387,6 +477,7 @@ impl Decider for Device {
                             terms: terms.clone(),
                             base_end,
                             declared_by: existing.customer_id.clone(),
+                            activated_on,
                         }])
                     }
                     _ if same => Ok(Vec::new()),
@@ -590,7 +681,7 @@ impl Decider for Device {
             Command::RecordClaim {
                 repair_order_id,
                 fault,
-                under_legal_guarantee,
+                fault_date,
                 today,
             } => {
                 let device = require(state)?;
@@ -598,22 +689,22 @@ impl Decider for Device {
                 if device.claims.contains(repair_order_id) {
                     return Ok(Vec::new());
                 }
-                let decision = coverage::decide(device, *fault, *today);
+                if fault_date > today {
+                    return Err(DomainError::invalid("fault_date", "is in the future"));
+                }
+                let decision = coverage::decide(device, *fault, *fault_date, None);
                 if !decision.covered {
                     return Err(DomainError::Precondition(format!(
-                        "not covered on {today}: {}",
+                        "not covered on {fault_date}: {}",
                         decision.reason.as_str()
                     )));
                 }
                 let remaining = device.coverage_end();
                 let minimum = add_days(*today, device.terms.replaced_part.minimum_days);
-                let extends = *under_legal_guarantee
+                let under_legal_guarantee = decision.under_legal_guarantee;
+                let extends = under_legal_guarantee
                     && device.terms.repair_extension.as_ref().is_some_and(|ext| {
-                        *today >= ext.applies_from
-                            && !(ext.once && device.legal_extension_months > 0)
-                            && device
-                                .legal_guarantee_end()
-                                .is_some_and(|end| *today <= end)
+                        *today >= ext.applies_from && !(ext.once && device.legal_extension_months > 0)
                     });
                 let legal_extension_months = device.legal_extension_months
                     + if extends {
@@ -630,7 +721,8 @@ impl Decider for Device {
                     repair_order_id: repair_order_id.clone(),
                     fault: *fault,
                     claimed_on: *today,
-                    under_legal_guarantee: *under_legal_guarantee,
+                    fault_date: Some(*fault_date),
+                    under_legal_guarantee,
                     part_covered_until: remaining.max(minimum),
                     legal_extension_months,
                     legal_guarantee_end: (legal_months > 0).then(|| {
@@ -652,6 +744,7 @@ impl Decider for Device {
             terms,
             base_end,
             proof,
+            activated_on,
         } = event
         {
             return Some(DeviceState {
@@ -671,6 +764,8 @@ impl Decider for Device {
                 part_cover: BTreeMap::new(),
                 proof: *proof,
                 pending_plan: None,
+                activated_on: *activated_on,
+                past_plans: Vec::new(),
             });
         }
         let mut device = state?;
@@ -684,8 +779,10 @@ impl Decider for Device {
                 customer_id,
                 terms,
                 base_end,
+                activated_on,
                 ..
             } => {
+                device.activated_on = *activated_on;
                 device.model.clone_from(model);
                 device.purchase_date = *purchase_date;
                 device.country.clone_from(country);
@@ -731,7 +828,15 @@ impl Decider for Device {
                 });
             }
             Event::PlanPaymentFailed { .. } => device.pending_plan = None,
-            Event::ExtendedWarrantyCancelled { .. } => device.plan = None,
+            Event::ExtendedWarrantyCancelled { cancelled_on, .. } => {
+                if let Some(plan) = device.plan.take() {
+                    device.past_plans.push(PastPlan {
+                        plan_id: plan.plan_id,
+                        coverage_end: plan.coverage_end,
+                        cancelled_on: *cancelled_on,
+                    });
+                }
+            }
             Event::AccessoryRegistered {
                 serial,
                 kind,
@@ -803,6 +908,7 @@ mod tests {
             customer_id: "c-1".into(),
             terms: table.in_force(country, purchase).unwrap().clone(),
             proof: PurchaseProof::Verified,
+            activation_date: None,
             today,
         }
     }
@@ -858,6 +964,7 @@ mod tests {
             customer_id: customer.into(),
             terms,
             proof: PurchaseProof::CustomerDeclared,
+            activation_date: None,
             today,
         }
     }
@@ -895,6 +1002,7 @@ mod tests {
             customer_id: "anna".into(),
             terms,
             proof: PurchaseProof::Verified,
+            activation_date: None,
             today,
         };
         let events = Device::decide(&squatted, &verified).unwrap();
@@ -1155,7 +1263,7 @@ mod tests {
         let claim = |on: &str| Command::RecordClaim {
             repair_order_id: "r-1".into(),
             fault: FaultCategory::Battery,
-            under_legal_guarantee: false,
+            fault_date: date(on),
             today: date(on),
         };
         let claimed = run(state.clone(), &claim("2025-06-01")).unwrap();
@@ -1175,7 +1283,7 @@ mod tests {
     }
 
     fn day(offset: i64) -> NaiveDate {
-        date("2020-01-01") + chrono::Duration::days(offset)
+        date("2024-01-01") + chrono::Duration::days(offset)
     }
 
     proptest! {
@@ -1197,7 +1305,7 @@ mod tests {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
             let state = run(state, &Command::Void { reason: "tampering".into(), evidence: vec![], today: purchase }).unwrap();
-            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked));
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None);
             prop_assert!(!decision.covered);
             prop_assert_eq!(decision.remedy, crate::domain::Remedy::None);
         }
@@ -1207,7 +1315,7 @@ mod tests {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
             for fault in FaultCategory::ALL.into_iter().filter(|f| f.is_excluded()) {
-                prop_assert!(!decide(state.as_ref().unwrap(), fault, purchase + chrono::Duration::days(asked)).covered);
+                prop_assert!(!decide(state.as_ref().unwrap(), fault, purchase + chrono::Duration::days(asked), None).covered);
             }
         }
 
@@ -1224,7 +1332,7 @@ mod tests {
             let claim = Command::RecordClaim {
                 repair_order_id: "r-1".into(),
                 fault: FaultCategory::Display,
-                under_legal_guarantee: legal,
+                fault_date: purchase + chrono::Duration::days(claim_after / 2 + i64::from(legal)),
                 today: purchase + chrono::Duration::days(claim_after),
             };
             if let Ok(after) = run(state, &claim) {
@@ -1236,7 +1344,7 @@ mod tests {
         fn every_date_gets_a_decision_that_explains_itself(country in country(), bought in 0i64..3000, asked in -400i64..4000, fault in 0usize..13) {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
-            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked));
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None);
             prop_assert_eq!(decision.covered, decision.remedy != crate::domain::Remedy::None);
             prop_assert!(!decision.explanation.is_empty());
         }

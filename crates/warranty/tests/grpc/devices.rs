@@ -281,6 +281,8 @@ async fn unknown_devices_are_not_found() {
         code(
             s.client
                 .get_device_history(pb::GetDeviceHistoryRequest {
+                    effective_until: Default::default(),
+                    known_at: Default::default(),
                     device_id: id.clone(),
                     as_of: None
                 })
@@ -362,6 +364,7 @@ async fn plans_voiding_claims_and_ownership() {
     assert_eq!(plan.price.unwrap().currency, "USD");
 
     let claim = pb::RecordClaimRequest {
+        fault_date: Default::default(),
         device_id: id.clone(),
         repair_order_id: "r-100".into(),
         fault_category: pb::FaultCategory::Battery.into(),
@@ -413,6 +416,8 @@ async fn plans_voiding_claims_and_ownership() {
     let charger = s
         .client
         .check_accessory_coverage(pb::CheckAccessoryCoverageRequest {
+            fault_date: Default::default(),
+            known_at: Default::default(),
             device_id: id.clone(),
             accessory_serial: "CHG-1".into(),
             fault_category: pb::FaultCategory::Charging.into(),
@@ -426,6 +431,8 @@ async fn plans_voiding_claims_and_ownership() {
         code(
             s.client
                 .check_accessory_coverage(pb::CheckAccessoryCoverageRequest {
+                    fault_date: Default::default(),
+                    known_at: Default::default(),
                     device_id: id.clone(),
                     accessory_serial: "NOPE".into(),
                     fault_category: pb::FaultCategory::Charging.into(),
@@ -540,6 +547,8 @@ async fn racing_plan_purchases_have_one_winner() {
     paid(&s, &imei).await;
     let history = client
         .get_device_history(pb::GetDeviceHistoryRequest {
+            effective_until: Default::default(),
+            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
         })
@@ -599,6 +608,8 @@ async fn a_command_repeated_with_its_command_id_is_applied_once() {
     let history = s
         .client
         .get_device_history(pb::GetDeviceHistoryRequest {
+            effective_until: Default::default(),
+            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
         })
