@@ -240,10 +240,15 @@ impl Warranty {
                 .state
                 .ok_or_else(|| DomainError::NotFound(key.to_string()))?
         } else {
-            self.device(key, times.cut.then_some(times.known_at)).await?
+            self.device(key, times.cut.then_some(times.known_at))
+                .await?
         };
-        let mut decision =
-            coverage::decide(&device, fault, times.fault_date, asked.serviced_in.as_deref());
+        let mut decision = coverage::decide(
+            &device,
+            fault,
+            times.fault_date,
+            asked.serviced_in.as_deref(),
+        );
         self.cite(&device, &mut decision);
         if record {
             let command = Command::RecordDecision {
@@ -279,10 +284,11 @@ impl Warranty {
         now: DateTime<Utc>,
     ) -> AppResult<(Decision, Times)> {
         let times = asked.times(now)?;
-        let device = self.device(key, times.cut.then_some(times.known_at)).await?;
-        let mut decision =
-            coverage::decide_accessory(&device, serial, fault, times.fault_date)
-                .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")))?;
+        let device = self
+            .device(key, times.cut.then_some(times.known_at))
+            .await?;
+        let mut decision = coverage::decide_accessory(&device, serial, fault, times.fault_date)
+            .ok_or_else(|| DomainError::NotFound(format!("accessory {serial}")))?;
         self.cite(&device, &mut decision);
         Ok((decision, times))
     }

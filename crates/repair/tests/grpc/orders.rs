@@ -108,6 +108,103 @@ async fn a_covered_walk_in_repair_from_open_to_collected() {
     p.stop().await;
 }
 
+/// The fault appeared while the phone was covered, and the phone reached the
+/// center after its warranty ended: covered, at opening, at diagnosis and for
+/// the claim. The same fault dated today is not; a phone from a country whose
+/// warranty does not travel is not covered abroad.
+#[tokio::test]
+async fn coverage_is_decided_for_the_day_the_fault_appeared() {
+    let mut p = Platform::start().await;
+    let imei = imei(40);
+    // US: 12 months from purchase, which ended four days ago.
+    register(&mut p, &imei, "US", 369).await;
+    let in_new_york = |fault_date: String| pb::OpenRepairRequest {
+        service_center_id: "sc-newyork-01".into(),
+        fault_date,
+        ..walk_in(&imei)
+    };
+    let opened =
+        p.r.open_repair(in_new_york(days_ago(10)))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(opened.fault_date, days_ago(10));
+    assert!(opened.coverage.unwrap().covered);
+    let id = opened.order_id;
+    p.r.check_in_device(pb::CheckInDeviceRequest {
+        order_id: id.clone(),
+        condition_notes: "ok".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let diagnosed =
+        p.r.diagnose(pb::DiagnoseRequest {
+            order_id: id.clone(),
+            fault_category: wpb::FaultCategory::Display.into(),
+            fault_codes: vec![],
+            technician: "tech-7".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let coverage = diagnosed.coverage.unwrap();
+    assert!(coverage.covered, "{coverage:?}");
+    p.r.start_repair(pb::StartRepairRequest {
+        order_id: id.clone(),
+        technician: "tech-7".into(),
+    })
+    .await
+    .unwrap();
+    let device_now =
+        p.w.get_device(wpb::GetDeviceRequest {
+            device_id: device(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        device_now.claims, 1,
+        "the claim was decided for the fault date"
+    );
+
+    // Another fault (the display's new part is covered for 90 days), from today.
+    let battery = |r: pb::OpenRepairRequest| pb::OpenRepairRequest {
+        reported_fault: wpb::FaultCategory::Battery.into(),
+        ..r
+    };
+    let today =
+        p.r.open_repair(battery(in_new_york(String::new())))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(today.fault_date, days_ago(0));
+    let coverage = today.coverage.unwrap();
+    assert!(!coverage.covered);
+    assert_eq!(coverage.reason, "expired");
+
+    // The same phone at the Berlin center: a US warranty is honoured in the US only.
+    let abroad =
+        p.r.open_repair(battery(walk_in(&imei)))
+            .await
+            .unwrap()
+            .into_inner();
+    assert_eq!(abroad.coverage.unwrap().reason, "not_honoured_here");
+
+    let before = p.repair_events().await;
+    for (date, why) in [
+        (days_ago(-1), "future"),
+        ("2026-02-30".to_owned(), "YYYY-MM-DD"),
+        (days_ago(4000), "ten years"),
+    ] {
+        let (c, m) = code(p.r.open_repair(in_new_york(date)).await);
+        assert_eq!(c, Code::InvalidArgument, "{m}");
+        assert!(m.contains("fault_date") && m.contains(why), "{m}");
+    }
+    assert_eq!(p.repair_events().await, before, "refusals write nothing");
+    p.stop().await;
+}
+
 /// The bytes of a tiny JPEG (its magic number, then `n`).
 fn jpeg(n: u8) -> Vec<u8> {
     vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, n]
@@ -226,11 +323,14 @@ async fn out_of_warranty_needs_a_quote_that_has_not_expired() {
     let imei = imei(2);
     register(&mut p, &imei, "US", 500).await;
     let id =
-        p.r.open_repair(walk_in(&imei))
-            .await
-            .unwrap()
-            .into_inner()
-            .order_id;
+        p.r.open_repair(pb::OpenRepairRequest {
+            service_center_id: "sc-newyork-01".into(),
+            ..walk_in(&imei)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
     p.r.check_in_device(pb::CheckInDeviceRequest {
         order_id: id.clone(),
         condition_notes: "ok".into(),
@@ -437,11 +537,14 @@ async fn racing_decisions_on_one_quote_have_one_winner() {
     let imei = imei(4);
     register(&mut p, &imei, "US", 600).await;
     let id =
-        p.r.open_repair(walk_in(&imei))
-            .await
-            .unwrap()
-            .into_inner()
-            .order_id;
+        p.r.open_repair(pb::OpenRepairRequest {
+            service_center_id: "sc-newyork-01".into(),
+            ..walk_in(&imei)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
     p.r.check_in_device(pb::CheckInDeviceRequest {
         order_id: id.clone(),
         condition_notes: "ok".into(),

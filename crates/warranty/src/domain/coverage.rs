@@ -175,7 +175,12 @@ pub fn decide(
         )
     } else if statutory.return_days > 0 && on <= add_days(purchase, statutory.return_days) {
         let ends = add_days(purchase, statutory.return_days);
-        rule = Some(Rule::of(device, "statutory.return_days", Some(purchase), ends));
+        rule = Some(Rule::of(
+            device,
+            "statutory.return_days",
+            Some(purchase),
+            ends,
+        ));
         (
             Reason::WithinReturnWindow,
             Remedy::Refund,
@@ -183,14 +188,24 @@ pub fn decide(
         )
     } else if statutory.exchange_days > 0 && on <= add_days(purchase, statutory.exchange_days) {
         let ends = add_days(purchase, statutory.exchange_days);
-        rule = Some(Rule::of(device, "statutory.exchange_days", Some(purchase), ends));
+        rule = Some(Rule::of(
+            device,
+            "statutory.exchange_days",
+            Some(purchase),
+            ends,
+        ));
         (
             Reason::WithinExchangeWindow,
             Remedy::Exchange,
             format!("within the {}-day exchange window", statutory.exchange_days),
         )
     } else if on <= device.base_end {
-        rule = Some(Rule::of(device, "phone_months", Some(device.term_start()), device.base_end));
+        rule = Some(Rule::of(
+            device,
+            "phone_months",
+            Some(device.term_start()),
+            device.base_end,
+        ));
         (
             Reason::WithinBaseWarranty,
             Remedy::Repair,
@@ -200,7 +215,12 @@ pub fn decide(
             ),
         )
     } else if let Some(end) = legal_end.filter(|end| on <= *end) {
-        rule = Some(Rule::of(device, "statutory.legal_guarantee_months", Some(purchase), end));
+        rule = Some(Rule::of(
+            device,
+            "statutory.legal_guarantee_months",
+            Some(purchase),
+            end,
+        ));
         let presumed = super::add_months(purchase, statutory.presumption_months);
         let burden = if on <= presumed {
             "the defect is presumed present at delivery"
@@ -861,7 +881,10 @@ mod tests {
         }
         let state = state.unwrap();
         let inside = decide(&state, Display, date("2026-03-10"), None);
-        assert_eq!((inside.covered, inside.reason), (true, Reason::WithinBaseWarranty));
+        assert_eq!(
+            (inside.covered, inside.reason),
+            (true, Reason::WithinBaseWarranty)
+        );
         assert_eq!(inside.decided_for, date("2026-03-10"));
         let after = decide(&state, Display, date("2026-11-21"), None);
         assert_eq!((after.covered, after.reason), (false, Reason::Expired));
@@ -930,7 +953,10 @@ mod tests {
         let excluded = decide(&cn, LiquidDamage, date("2025-05-01"), None);
         assert!(excluded.rule.is_none());
         let expired = decide(&cn, Battery, date("2027-05-01"), None).rule.unwrap();
-        assert_eq!((expired.figure.as_str(), expired.ends), ("phone_months", date("2026-03-01")));
+        assert_eq!(
+            (expired.figure.as_str(), expired.ends),
+            ("phone_months", date("2026-03-01"))
+        );
     }
 
     #[test]
@@ -939,7 +965,10 @@ mod tests {
         assert!(decide(&de, Display, date("2025-06-01"), Some("FR")).covered);
         assert!(decide(&de, Display, date("2025-06-01"), Some("DE")).covered);
         let abroad = decide(&de, Display, date("2025-06-01"), Some("IN"));
-        assert_eq!((abroad.covered, abroad.reason), (false, Reason::NotHonouredHere));
+        assert_eq!(
+            (abroad.covered, abroad.reason),
+            (false, Reason::NotHonouredHere)
+        );
         assert_eq!(abroad.rule.unwrap().figure, "honoured_in");
         let india = device("IN", "2025-01-10", &[]);
         assert_eq!(

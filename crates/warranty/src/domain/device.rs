@@ -102,7 +102,11 @@ pub struct DeviceState {
 
 /// The day the maker's warranty starts: the purchase, or the first activation
 /// where the policy says so, but never later than its limit after purchase.
-pub fn term_start(terms: &PolicyTerms, purchase: NaiveDate, activated: Option<NaiveDate>) -> NaiveDate {
+pub fn term_start(
+    terms: &PolicyTerms,
+    purchase: NaiveDate,
+    activated: Option<NaiveDate>,
+) -> NaiveDate {
     match terms.term_starts {
         TermStart::Purchase => purchase,
         TermStart::Activation { within_days } => {
@@ -704,7 +708,8 @@ impl Decider for Device {
                 let under_legal_guarantee = decision.under_legal_guarantee;
                 let extends = under_legal_guarantee
                     && device.terms.repair_extension.as_ref().is_some_and(|ext| {
-                        *today >= ext.applies_from && !(ext.once && device.legal_extension_months > 0)
+                        *today >= ext.applies_from
+                            && !(ext.once && device.legal_extension_months > 0)
                     });
                 let legal_extension_months = device.legal_extension_months
                     + if extends {

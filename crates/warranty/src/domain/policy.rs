@@ -80,9 +80,8 @@ pub enum Travel {
 
 /// The EU and EEA countries, and Switzerland: where an EU-wide warranty is honoured.
 pub const EU_EEA: &[&str] = &[
-    "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU",
-    "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI",
-    "SK",
+    "AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE",
+    "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SI", "SK",
 ];
 
 impl Travel {
@@ -250,34 +249,8 @@ pub struct PolicyTable {
 
 /// The countries every deployment must be able to sell in.
 pub const REQUIRED_COUNTRIES: &[&str] = &[
-    "AE",
-    "AU",
-    "BR",
-    "CA",
-    "CN",
-    "DE",
-    "EG",
-    "ES",
-    "FR",
-    "GB",
-    "ID",
-    "IN",
-    "IT",
-    "JP",
-    "KE",
-    "KR",
-    "MX",
-    "MY",
-    "NG",
-    "NL",
-    "PH",
-    "PL",
-    "SA",
-    "TH",
-    "TR",
-    "US",
-    "VN",
-    "ZA",
+    "AE", "AU", "BR", "CA", "CN", "DE", "EG", "ES", "FR", "GB", "ID", "IN", "IT", "JP", "KE", "KR",
+    "MX", "MY", "NG", "NL", "PH", "PL", "SA", "TH", "TR", "US", "VN", "ZA",
 ];
 
 impl PolicyTable {
@@ -579,7 +552,9 @@ fn check_sources(sources: &BTreeMap<String, Source>) -> Result<(), (String, Stri
             }
         }
         if let Some(url) = &source.url
-            && (!url.starts_with("https://") || url.len() > 500 || url.contains(char::is_whitespace))
+            && (!url.starts_with("https://")
+                || url.len() > 500
+                || url.contains(char::is_whitespace))
         {
             return Err((at("url"), "must be an https address".into()));
         }
@@ -759,7 +734,11 @@ refund = "pro_rata"
                 "url = \"http://wetten",
                 "sources.bw.url",
             ),
-            ("reference = \"Art. 7:17 and 7:18\"", "reference = \"\"", "sources.bw.reference"),
+            (
+                "reference = \"Art. 7:17 and 7:18\"",
+                "reference = \"\"",
+                "sources.bw.reference",
+            ),
             (
                 "checked = \"2026-12-02\"\n[[versions]]",
                 "checked = \"1999-12-31\"\n[[versions]]",
@@ -806,15 +785,69 @@ refund = "pro_rata"
         ("CA", 0, 0, 0, 0, "qc-cpa-38", "qc-cpa-38", "qc-cpa-38"),
         ("CN", 0, 0, 7, 15, "sanbao", "sanbao", "sanbao"),
         ("DE", 24, 12, 0, 0, "bgb-438", "bgb-477", "bgb-438"),
-        ("EG", 24, 0, 30, 0, "eg-181-2018", "eg-181-2018", "eg-181-2018"),
-        ("ES", 36, 24, 0, 0, "trlgdcu-120", "trlgdcu-121", "trlgdcu-120"),
-        ("FR", 24, 24, 0, 0, "cconso-l217-3", "cconso-l217-7", "cconso-l217-3"),
+        (
+            "EG",
+            24,
+            0,
+            30,
+            0,
+            "eg-181-2018",
+            "eg-181-2018",
+            "eg-181-2018",
+        ),
+        (
+            "ES",
+            36,
+            24,
+            0,
+            0,
+            "trlgdcu-120",
+            "trlgdcu-121",
+            "trlgdcu-120",
+        ),
+        (
+            "FR",
+            24,
+            24,
+            0,
+            0,
+            "cconso-l217-3",
+            "cconso-l217-7",
+            "cconso-l217-3",
+        ),
         ("GB", 0, 6, 30, 0, "cra-19", "cra-19", "cra-22"),
-        ("ID", 0, 0, 0, 0, "permendag-manual", "permendag-manual", "permendag-manual"),
+        (
+            "ID",
+            0,
+            0,
+            0,
+            0,
+            "permendag-manual",
+            "permendag-manual",
+            "permendag-manual",
+        ),
         ("IN", 0, 0, 0, 0, "cpa-2019", "cpa-2019", "cpa-2019"),
         ("IT", 24, 12, 0, 0, "ccons-133", "ccons-135", "ccons-133"),
-        ("JP", 0, 0, 0, 0, "jp-civil-566", "jp-civil-566", "jp-civil-566"),
-        ("KE", 0, 0, 0, 0, "ke-cpa-2012", "ke-cpa-2012", "ke-cpa-2012"),
+        (
+            "JP",
+            0,
+            0,
+            0,
+            0,
+            "jp-civil-566",
+            "jp-civil-566",
+            "jp-civil-566",
+        ),
+        (
+            "KE",
+            0,
+            0,
+            0,
+            0,
+            "ke-cpa-2012",
+            "ke-cpa-2012",
+            "ke-cpa-2012",
+        ),
         ("KR", 24, 0, 0, 0, "kr-cdrs", "kr-cdrs", "kr-cdrs"),
         ("MX", 0, 0, 0, 0, "lfpc-77", "lfpc-77", "lfpc-77"),
         ("MY", 0, 0, 0, 0, "my-cpa-32", "my-cpa-32", "my-cpa-32"),
@@ -826,7 +859,16 @@ refund = "pro_rata"
         ("TH", 0, 0, 0, 0, "th-ccc-472", "th-ccc-472", "th-ccc-472"),
         ("TR", 24, 6, 0, 0, "tr-6502", "tr-6502", "tr-6502"),
         ("US", 0, 0, 0, 0, "mmwa", "mmwa", "mmwa"),
-        ("VN", 0, 0, 0, 0, "vn-consumer-2023", "vn-consumer-2023", "vn-consumer-2023"),
+        (
+            "VN",
+            0,
+            0,
+            0,
+            0,
+            "vn-consumer-2023",
+            "vn-consumer-2023",
+            "vn-consumer-2023",
+        ),
         ("ZA", 6, 6, 0, 0, "cpa-56", "cpa-56", "cpa-56"),
     ];
 
@@ -846,7 +888,12 @@ refund = "pro_rata"
             let terms = table.in_force(country, today).unwrap();
             let s = &terms.statutory;
             assert_eq!(
-                (s.legal_guarantee_months, s.presumption_months, s.return_days, s.exchange_days),
+                (
+                    s.legal_guarantee_months,
+                    s.presumption_months,
+                    s.return_days,
+                    s.exchange_days
+                ),
                 (legal, presumption, ret, exchange),
                 "{country}: statutory figures"
             );
@@ -937,7 +984,11 @@ refund = "pro_rata"
                 }
                 .to_owned(),
             ];
-            assert_eq!(row[2..], published, "{country}: file against published terms");
+            assert_eq!(
+                row[2..],
+                published,
+                "{country}: file against published terms"
+            );
             // The maker's own choices cite its terms; a term the law sets (China's
             // accessories, Egypt's two years) may cite the statute instead.
             for figure in ["plans", "term_starts", "honoured_in"] {
@@ -948,7 +999,10 @@ refund = "pro_rata"
                 if let Some(source) = terms.source_of(figure)
                     && source.kind == SourceKind::Maker
                 {
-                    assert!(source.reference.contains("docs/warranty-terms.md"), "{country}");
+                    assert!(
+                        source.reference.contains("docs/warranty-terms.md"),
+                        "{country}"
+                    );
                 }
             }
         }

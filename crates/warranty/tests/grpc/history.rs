@@ -280,3 +280,305 @@ async fn projections_list_devices_by_customer_and_expiry_and_rebuild() {
     assert_eq!(after.len(), 4);
     s.running.stop().await.unwrap();
 }
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap(),
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// The valid time (the day of the fault) and the knowledge time (what the log
+/// held then) are separate questions: a late registration answers for earlier
+/// days, and "as known at" reproduces what was answered then.
+#[tokio::test]
+async fn coverage_for_the_day_of_the_fault_as_known_at_a_moment() {
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    let before_registration = now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Bought 369 days ago in the US (12 months), registered only today.
+    s.client
+        .register_device(registration(&imei, "US", &days_ago(369), "cust-1"))
+        .await
+        .unwrap();
+    let ask =
+        |fault_date: String, known_at: Option<prost_types::Timestamp>| pb::CheckCoverageRequest {
+            fault_date,
+            known_at,
+            ..coverage(&imei, pb::FaultCategory::Display)
+        };
+    let inside = s
+        .client
+        .check_coverage(ask(days_ago(100), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(inside.covered, "{}", inside.explanation);
+    assert_eq!(inside.reason, "within_base_warranty");
+    assert_eq!(inside.decided_for, days_ago(100));
+    assert!(inside.known_at.is_some());
+    let rule = inside.rule.unwrap();
+    assert_eq!(
+        (
+            rule.figure.as_str(),
+            rule.starts.as_str(),
+            rule.ends.as_str()
+        ),
+        ("phone_months", days_ago(369).as_str(), days_ago(4).as_str())
+    );
+    let source = rule.source.unwrap();
+    assert_eq!(source.kind, "maker");
+    assert!(
+        source.reference.contains("docs/warranty-terms.md"),
+        "{source:?}"
+    );
+    let after = s
+        .client
+        .check_coverage(ask(days_ago(2), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((after.covered, after.reason.as_str()), (false, "expired"));
+    let before_purchase = s
+        .client
+        .check_coverage(ask(days_ago(400), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before_purchase.reason, "before_purchase");
+    // As known before it was registered: nobody knew the phone.
+    let (c, _) = code(
+        s.client
+            .check_coverage(ask(days_ago(400), Some(stamp(before_registration))))
+            .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+
+    // A recorded decision, reproduced exactly as known then after a void.
+    let recorded = s
+        .client
+        .check_coverage(pb::CheckCoverageRequest {
+            record_decision: true,
+            ..ask(days_ago(10), None)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(recorded.covered);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let after_recording = now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.client
+        .void_warranty(pb::VoidWarrantyRequest {
+            device_id: by_imei(&imei),
+            reason: "tampering".into(),
+            evidence: vec![],
+        })
+        .await
+        .unwrap();
+    let then = s
+        .client
+        .check_coverage(ask(days_ago(10), Some(stamp(after_recording))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            then.covered,
+            &then.reason,
+            &then.rule,
+            then.decided_for.as_str()
+        ),
+        (
+            recorded.covered,
+            &recorded.reason,
+            &recorded.rule,
+            recorded.decided_for.as_str()
+        )
+    );
+    let voided = s
+        .client
+        .check_coverage(ask(days_ago(10), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voided.reason, "voided");
+
+    // The history keeps both times: recorded until `known_at`, in effect until
+    // `effective_until`.
+    let history = |known_at, effective_until: String| pb::GetDeviceHistoryRequest {
+        device_id: by_imei(&imei),
+        as_of: None,
+        known_at,
+        effective_until,
+    };
+    let all = s
+        .client
+        .get_device_history(history(None, String::new()))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(
+        all.iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["DeviceRegistered", "CoverageDecided", "WarrantyVoided"]
+    );
+    assert_eq!(all[0].effective_on, days_ago(369));
+    assert_eq!(all[1].effective_on, days_ago(10));
+    let known_then = s
+        .client
+        .get_device_history(history(Some(stamp(after_recording)), String::new()))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(known_then.len(), 2);
+    let in_effect_earlier = s
+        .client
+        .get_device_history(history(None, days_ago(50)))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(
+        in_effect_earlier
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["DeviceRegistered"]
+    );
+
+    // Bad times are refused, naming the field, and write nothing.
+    let written = all.len();
+    let future = stamp(now() + chrono::Duration::hours(1));
+    let yesterday = stamp(now() - chrono::Duration::days(1));
+    let cases = [
+        (ask(days_ago(-1), None), "fault_date"),
+        (ask(days_ago(0), Some(yesterday)), "fault_date"),
+        (ask(String::new(), Some(future)), "known_at"),
+        (ask("2026-13-01".into(), None), "fault_date"),
+        (
+            pb::CheckCoverageRequest {
+                as_of: Some(stamp(now())),
+                ..ask(days_ago(1), None)
+            },
+            "as_of",
+        ),
+        (
+            pb::CheckCoverageRequest {
+                record_decision: true,
+                ..ask(days_ago(3), Some(stamp(after_recording)))
+            },
+            "known_at",
+        ),
+    ];
+    for (request, field) in cases {
+        let (c, m) = code(s.client.check_coverage(request).await);
+        assert_eq!(c, tonic::Code::InvalidArgument, "{m}");
+        assert!(m.starts_with(field), "{field}: {m}");
+    }
+    let unchanged = s
+        .client
+        .get_device_history(history(None, String::new()))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(unchanged.len(), written);
+    s.running.stop().await.unwrap();
+}
+
+/// A repair that reached the center after expiry, for a fault that appeared
+/// before it, is claimed against the warranty; the same claim dated today is not.
+#[tokio::test]
+async fn a_claim_is_decided_for_the_day_the_fault_appeared() {
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    s.client
+        .register_device(registration(&imei, "US", &days_ago(369), "cust-1"))
+        .await
+        .unwrap();
+    let claim = |order: &str, fault_date: String| pb::RecordClaimRequest {
+        device_id: by_imei(&imei),
+        repair_order_id: order.into(),
+        fault_category: pb::FaultCategory::Display.into(),
+        under_legal_guarantee: false,
+        fault_date,
+    };
+    let (c, m) = code(s.client.record_claim(claim("r-late", String::new())).await);
+    assert_eq!(c, tonic::Code::FailedPrecondition, "{m}");
+    let (c, m) = code(s.client.record_claim(claim("r-future", days_ago(-1))).await);
+    assert_eq!(
+        (c, m.starts_with("fault_date")),
+        (tonic::Code::InvalidArgument, true),
+        "{m}"
+    );
+    let recorded = s
+        .client
+        .record_claim(claim("r-1", days_ago(10)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!recorded.duplicate);
+    assert_eq!(recorded.device.unwrap().claims, 1);
+
+    // Germany, bought under the policy of 31 July 2026: the first repair under
+    // the legal guarantee extends it by 12 months, a second does not.
+    let german = fresh_imei();
+    s.client
+        .register_device(registration(&german, "DE", &days_ago(30), "cust-1"))
+        .await
+        .unwrap();
+    let legal_end = |d: Option<pb::Device>| d.unwrap().legal_guarantee_end;
+    let first = s
+        .client
+        .record_claim(pb::RecordClaimRequest {
+            device_id: by_imei(&german),
+            ..claim("r-de-1", days_ago(3))
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let bought: chrono::NaiveDate = days_ago(30).parse().unwrap();
+    let extended = bought + chrono::Months::new(36);
+    assert_eq!(legal_end(first.device), extended.to_string());
+    let second = s
+        .client
+        .record_claim(pb::RecordClaimRequest {
+            device_id: by_imei(&german),
+            ..claim("r-de-2", days_ago(1))
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(legal_end(second.device), extended.to_string());
+    let history = s
+        .client
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(&german),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let claims: Vec<serde_json::Value> = history
+        .events
+        .iter()
+        .filter(|e| e.event_type == "ClaimRecorded")
+        .map(|e| serde_json::from_str(&e.payload_json).unwrap())
+        .collect();
+    assert_eq!(claims.len(), 2);
+    assert!(
+        claims.iter().all(|c| c["under_legal_guarantee"] == true),
+        "{claims:?}"
+    );
+    s.running.stop().await.unwrap();
+}
