@@ -227,7 +227,7 @@ async fn client_commands_talk_to_the_running_services() {
     )
     .unwrap();
     let device: serde_json::Value = serde_json::from_str(&registered).unwrap();
-    assert_eq!(device["policy"], "de-consumer v2");
+    assert_eq!(device["policy"], "de-consumer v3");
     let end = purchased
         .checked_add_months(chrono::Months::new(24))
         .unwrap();
@@ -1559,7 +1559,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         coverage.contains("24 Monate ab 20. November 2026, bis 20. November 2028"),
         "in plain words, citing the terms and their dates: {coverage}"
     );
-    assert!(coverage.contains("de-consumer v2"), "{coverage}");
+    assert!(coverage.contains("de-consumer v3"), "{coverage}");
 
     // What a cracked display would get; then a plan on offer, and a charger.
     b.find(Locator::Css("#fault option[value=display]"))
@@ -1575,6 +1575,19 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     let answer = browser.text("#answer").await;
     assert!(answer.starts_with("Abgedeckt"), "{answer}");
     assert!(answer.contains("kostenlose Reparatur"), "{answer}");
+    // The decision cites its rule, its dates and where the figure comes from,
+    // and says that a repair now is a remedy under the legal guarantee.
+    assert!(
+        answer.contains(
+            "Regel: die Herstellergarantie, vom 20. November 2026 bis 20. November 2028."
+        ),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("Quelle: The maker's limited warranty for Germany"),
+        "{answer}"
+    );
+    assert!(answer.contains("gesetzlichen Gewährleistung"), "{answer}");
     // (WebDriver reads the no-break space before the euro sign as a space.)
     let offers = browser.text("#buy-plan").await;
     assert!(
@@ -2034,7 +2047,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     let coverage = browser.text("#coverage").await;
     assert!(
         coverage.contains(
-            "制造商保修（de-consumer v2）：自 2026年11月20日 起 24 个月，至 2028年11月20日。"
+            "制造商保修（de-consumer v3）：自 2026年11月20日 起 24 个月，至 2028年11月20日。"
         ),
         "{coverage}"
     );

@@ -177,6 +177,8 @@ pub struct DeviceQuery {
     lang: Option<String>,
     /// A fault to ask about: what would it get?
     fault: Option<String>,
+    /// The day it appeared (YYYY-MM-DD); today when empty.
+    since: Option<String>,
 }
 
 pub async fn device(
@@ -186,22 +188,25 @@ pub async fn device(
     Query(query): Query<DeviceQuery>,
 ) -> Response {
     let visit = app.visit(&headers, query.lang.as_deref());
-    device_page(
-        &app,
-        &visit,
-        &number,
-        query.fault.as_deref(),
-        StatusCode::OK,
-        None,
-    )
-    .await
+    let asked = Asked {
+        fault: query.fault.as_deref(),
+        since: query.since.as_deref().map(str::trim).unwrap_or_default(),
+    };
+    device_page(&app, &visit, &number, &asked, StatusCode::OK, None).await
+}
+
+/// A question about a fault: which, and since when.
+#[derive(Debug, Default)]
+struct Asked<'a> {
+    fault: Option<&'a str>,
+    since: &'a str,
 }
 
 async fn device_page(
     app: &App,
     visit: &Visit,
     number: &str,
-    fault: Option<&str>,
+    question: &Asked<'_>,
     status: StatusCode,
     notice: Option<String>,
 ) -> Response {
@@ -227,29 +232,34 @@ async fn device_page(
         Ok(device) => device.into_inner(),
         Err(status) => return app.refused(visit, &status),
     };
-    // What the asked-about fault would get, decided as of today (not recorded).
-    let asked = fault.and_then(fault_named);
+    // What the asked-about fault would get on the day it appeared, as known
+    // now (not recorded); a refused date is said as such.
+    let asked = question.fault.and_then(fault_named);
     let answer = match asked {
-        Some(fault) => app
-            .inner
-            .warranty
-            .clone()
-            .check_coverage(authorized(
-                wpb::CheckCoverageRequest {
-                    fault_date: Default::default(),
-                    known_at: Default::default(),
-                    serviced_in: Default::default(),
-                    device_id: device.device_id.clone(),
-                    fault_category: fault.into(),
-                    as_of: None,
-                    record_decision: false,
-                },
-                &token,
-            ))
-            .await
-            .ok()
-            .map(|d| decision_words(app, language, &d.into_inner())),
+        Some(fault) => Some(
+            app.inner
+                .warranty
+                .clone()
+                .check_coverage(authorized(
+                    wpb::CheckCoverageRequest {
+                        device_id: device.device_id.clone(),
+                        fault_category: fault.into(),
+                        fault_date: question.since.to_owned(),
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await
+                .map(|d| decision_words(app, language, &d.into_inner())),
+        ),
         None => None,
+    };
+    let (answer, notice) = match answer {
+        Some(Ok(words)) => (Some(words), notice),
+        Some(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+            (None, Some(app.not_done(language, &status)))
+        }
+        Some(Err(_)) | None => (None, notice),
     };
     let offers: Vec<_> = device
         .plan_offers
@@ -308,6 +318,7 @@ async fn device_page(
             coverage => coverage_words(app, language, &device),
             faults => fault_options(app, language),
             asked => asked.map(fault_name),
+            since => question.since,
             answer => answer,
             offers => offers,
             methods => methods,
@@ -341,7 +352,49 @@ fn decision_words(app: &App, language: &str, d: &wpb::CoverageDecision) -> minij
         reason => app.t(language, &format!("reason-{}", d.reason.replace('_', "-")), &[]),
         remedy => remedy,
         policy => format!("{} v{}", d.policy_id, d.policy_version),
+        rule => d.rule.as_ref().map(|r| rule_words(app, language, r)),
+        source => d.rule.as_ref().and_then(|r| r.source.as_ref()).map(|s| app.t(
+            language,
+            "answer-source",
+            &[
+                ("title", &s.title),
+                ("reference", &s.reference),
+                ("checked", &app.date(language, &s.checked)),
+            ],
+        )),
+        source_url => d.rule.as_ref().and_then(|r| r.source.as_ref()).map(|s| s.url.clone()).filter(|u| u.starts_with("https://")),
+        legal => d.under_legal_guarantee.then(|| app.t(language, "answer-legal", &[])),
     }
+}
+
+/// "Rule: the legal guarantee, 1 Feb 2025 to 1 Feb 2028."
+fn rule_words(app: &App, language: &str, rule: &wpb::CoverageRule) -> String {
+    let name = app.t(
+        language,
+        &format!("rule-{}", rule.figure.replace(['.', '_'], "-")),
+        &[],
+    );
+    let dates = if rule.starts.is_empty() {
+        app.t(
+            language,
+            "rule-until",
+            &[("until", &app.date(language, &rule.ends))],
+        )
+    } else {
+        app.t(
+            language,
+            "rule-span",
+            &[
+                ("from", &app.date(language, &rule.starts)),
+                ("until", &app.date(language, &rule.ends)),
+            ],
+        )
+    };
+    app.t(
+        language,
+        "answer-rule",
+        &[("rule", &name), ("dates", &dates)],
+    )
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -576,7 +629,7 @@ async fn after_change(
                 app,
                 visit,
                 number,
-                None,
+                &Asked::default(),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(notice),
             )

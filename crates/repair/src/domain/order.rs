@@ -188,6 +188,7 @@ impl OrderState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Command {
     Open {
         order_id: String,
@@ -242,6 +243,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
 pub enum Event {
     /// v2: `device` is a device key; v1 stored it as `imei:…` or `serial:…`.
     RepairOrderOpened {

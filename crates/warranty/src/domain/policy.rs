@@ -778,7 +778,17 @@ refund = "pro_rata"
     /// (country, legal guarantee months, presumption months, return days,
     /// exchange days, source of the legal guarantee, source of the presumption,
     /// source of the return window), for goods bought today.
-    const STATUTE_TABLE: &[(&str, u32, u32, u32, u32, &str, &str, &str)] = &[
+    type StatuteRow = (
+        &'static str,
+        u32,
+        u32,
+        u32,
+        u32,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+    const STATUTE_TABLE: &[StatuteRow] = &[
         ("AE", 0, 0, 0, 0, "ae-15-2020", "ae-15-2020", "ae-15-2020"),
         ("AU", 24, 0, 0, 0, "acl-54", "acl-54", "acl-54"),
         ("BR", 3, 0, 0, 0, "cdc-26", "cdc-26", "cdc-26"),

@@ -56,10 +56,10 @@ async fn registers_a_device_once_and_answers_for_it() {
     assert!(covered.covered);
     assert_eq!(covered.reason, "within_base_warranty");
     assert_eq!(covered.remedy, i32::from(pb::Remedy::Repair));
-    // Bought after 31 July 2026: version 2 of the German policy.
+    // Bought after 31 July 2026: version 3 of the German policy.
     assert_eq!(
         (covered.policy_id.as_str(), covered.policy_version),
-        ("de-consumer", 2)
+        ("de-consumer", 3)
     );
     for excluded in [
         pb::FaultCategory::LiquidDamage,
