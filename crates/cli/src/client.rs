@@ -432,12 +432,13 @@ pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String
             "{}",
             json!({"centers": centers, "recommend_mail_in": found.recommend_mail_in})
         );
-    } else if found.recommend_mail_in {
-        println!(
-            "No service center within {} km: send the device by mail-in repair.",
-            found.radius_km
-        );
     } else {
+        if found.recommend_mail_in {
+            println!(
+                "No service center within {} km: send the device by mail-in repair. The nearest:",
+                found.radius_km
+            );
+        }
         for c in &centers {
             println!(
                 "{:>8} km  {}  ({})",

@@ -144,6 +144,18 @@ struct Up {
     /// Milliseconds between autoplayed scans.
     #[arg(long, default_value_t = 2000)]
     sandbox_step_millis: u32,
+    /// Runs the carrier webhook with each carrier's signing secret,
+    /// `carrier=secret` comma-separated (at least 16 bytes each); unset, no
+    /// webhook and scans come by gRPC only.
+    #[arg(long, env = "AFTERSALES_WEBHOOK_SECRETS", hide_env_values = true)]
+    webhook_secrets: Option<String>,
+    /// The carrier webhook's HTTP address (with `--webhook-secrets`).
+    #[arg(
+        long,
+        env = "AFTERSALES_WEBHOOK_LISTEN",
+        default_value = "127.0.0.1:8053"
+    )]
+    webhook_listen: SocketAddr,
     /// Seed demo data (devices in six countries, repairs in every stage) once.
     #[arg(long)]
     demo: bool,
@@ -254,7 +266,8 @@ async fn up(args: Up) -> Result<(), String> {
     let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
         common: common("logistics")?,
         listen: args.logistics_listen,
-        webhook_listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+        webhook_listen: args.webhook_listen,
+        webhook_secrets: args.webhook_secrets.clone().map(Into::into),
         sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
         sandbox_step_millis: args.sandbox_step_millis,
         metrics_listen: None,
@@ -342,6 +355,16 @@ async fn up(args: Up) -> Result<(), String> {
         println!("{:<12} grpc://{}", service.name, service.addr);
     }
     println!("{:<12} http://{metrics}/metrics", "metrics");
+    if let Some(webhook) = platform
+        .services()
+        .iter()
+        .find_map(|s| s.endpoint(aftersales_logistics::server::WEBHOOK))
+    {
+        println!(
+            "{:<12} http://{webhook}/v1/carriers/{{carrier}}/events",
+            "webhook"
+        );
+    }
     match &provider {
         Some(provider) => println!("{:<12} {}", "identity", provider.url()),
         None => println!("{:<12} none: calls are not authenticated", "identity"),

@@ -78,6 +78,42 @@ fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
     command
 }
 
+/// With a secret, `up` runs the carrier webhook and says where; it checks
+/// signatures like the distributed form's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_the_carrier_webhook_when_given_its_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Process(
+        up_command(
+            data.path(),
+            &["--allow-unauthenticated", "--webhook-listen", "127.0.0.1:0"],
+        )
+        .env(
+            "AFTERSALES_WEBHOOK_SECRETS",
+            "sandbox=a-secret-of-24-bytes-ok",
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.strip_prefix("webhook") {
+            break url.trim().replace("{carrier}", "sandbox");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let unsigned = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), reqwest::StatusCode::UNAUTHORIZED);
+    assert!(terminate(child).success());
+}
+
 /// The `aftersales up` process, killed if a test fails before stopping it.
 struct Process(std::process::Child);
 

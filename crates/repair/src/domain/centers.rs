@@ -209,13 +209,15 @@ pub fn builtin() -> Result<Vec<ServiceCenter>, CenterError> {
 /// The answer to "where can I get this repaired?".
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nearest<'a> {
-    /// Nearest first, each with its distance in km, within the radius.
+    /// Nearest first, each with its distance in km: those within the radius,
+    /// or, when none is, the nearest ones however far.
     pub centers: Vec<(&'a ServiceCenter, f64)>,
     /// Nothing is within the radius: send the device by mail instead.
     pub recommend_mail_in: bool,
 }
 
-/// Up to `limit` centers within `radius_km` of `point`, in `country` if given.
+/// Up to `limit` centers within `radius_km` of `point`, in `country` if given;
+/// when none is that near, mail-in is advised beside the nearest ones.
 pub fn nearest<'a>(
     centers: &'a [ServiceCenter],
     point: GeoPoint,
@@ -227,12 +229,15 @@ pub fn nearest<'a>(
         .iter()
         .filter(|c| country.is_none_or(|country| c.country == country))
         .map(|c| (c, point.distance_km(c.location())))
-        .filter(|(_, d)| *d <= radius_km)
         .collect();
     found.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    let recommend_mail_in = found.first().is_none_or(|(_, d)| *d > radius_km);
+    if !recommend_mail_in {
+        found.retain(|(_, d)| *d <= radius_km);
+    }
     found.truncate(limit);
     Nearest {
-        recommend_mail_in: found.is_empty(),
+        recommend_mail_in,
         centers: found,
     }
 }
@@ -274,7 +279,14 @@ mod tests {
         assert_eq!(in_france.centers.len(), 1);
         let outback = nearest(&centers, point(-23.7, 133.88), Some("AU"), 3, 150.0);
         assert!(outback.recommend_mail_in);
-        assert!(outback.centers.is_empty());
+        // Mail-in first, and still the nearest center and how far it is.
+        assert_eq!(outback.centers[0].0.id, "sc-sydney-01");
+        assert!(outback.centers[0].1 > 1900.0, "{}", outback.centers[0].1);
+        assert!(
+            nearest(&centers, point(-23.7, 133.88), Some("NZ"), 3, 150.0)
+                .centers
+                .is_empty()
+        );
     }
 
     #[test]

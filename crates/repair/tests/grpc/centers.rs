@@ -60,7 +60,9 @@ async fn nearest_centers_mail_in_beyond_the_radius_and_centers_that_persist() {
         .unwrap()
         .into_inner();
     assert!(far.recommend_mail_in);
-    assert!(far.centers.is_empty());
+    // Beside the advice, the nearest center and its distance.
+    assert_eq!(far.centers[0].center.as_ref().unwrap().id, "sc-sydney-01");
+    assert!(far.centers[0].distance_km > far.radius_km);
 
     let center = pb::ServiceCenter {
         id: "sc-alice-springs-01".into(),
