@@ -110,8 +110,42 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
         .unwrap()
         .into_inner()
         .order_id;
+    // A phone whose warranty ended three days ago, for a fault that appeared ten
+    // days ago: it arrives after the end, and is covered all the same.
+    let late = imei(3);
+    register(&mut c, &late, "cust-late", 2 * 365 + 3).await;
+    #[allow(clippy::disallowed_methods)]
+    let fault_day = chrono::Utc::now().date_naive() - chrono::Duration::days(10);
+    let late_order = c
+        .repair
+        .open_repair(rpb::OpenRepairRequest {
+            fault_date: fault_day.to_string(),
+            ..mail_in(&late, "cust-late")
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
     // Label, inbound scans and delivery: the sandbox carrier does it all.
     reaches(&c, &order, rpb::Stage::Received).await;
+    reaches(&c, &late_order, rpb::Stage::Received).await;
+    let late_diagnosis = c
+        .repair
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: late_order.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let coverage = late_diagnosis.coverage.unwrap();
+    assert!(
+        coverage.covered,
+        "decided for the fault's day: {coverage:?}"
+    );
+    assert_eq!(late_diagnosis.fault_date, fault_day.to_string());
     let diagnosed = c
         .repair
         .diagnose(rpb::DiagnoseRequest {

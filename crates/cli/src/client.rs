@@ -472,6 +472,10 @@ pub enum Repair {
         city: Option<String>,
         #[arg(long)]
         country: Option<String>,
+        /// The day the fault appeared (YYYY-MM-DD), which coverage is decided
+        /// for; today if not given.
+        #[arg(long)]
+        fault_date: Option<String>,
     },
     /// Show an order.
     Show {
@@ -567,6 +571,7 @@ fn order_json(o: &rpb::RepairOrder) -> serde_json::Value {
         "center": o.service_center_id,
         "customer_id": o.customer_id,
         "symptoms": o.symptoms,
+        "fault_date": o.fault_date,
         "coverage": if coverage.decided {
             format!("{} ({}, {} v{})", if coverage.covered { "covered" } else { "not covered" }, coverage.reason, coverage.policy_id, coverage.policy_version)
         } else {
@@ -729,6 +734,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
             mail_in,
             city,
             country,
+            fault_date,
         } => {
             let (channel, contact_address) = if mail_in.is_empty() {
                 (rpb::Channel::WalkIn, None)
@@ -746,7 +752,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
             };
             let order = client
                 .open_repair(rpb::OpenRepairRequest {
-                    fault_date: Default::default(),
+                    fault_date: fault_date.unwrap_or_default(),
                     device_id: imei(&id),
                     channel: channel.into(),
                     service_center_id: center.unwrap_or_default(),

@@ -413,20 +413,44 @@ async fn plans_voiding_claims_and_ownership() {
         .unwrap()
         .into_inner();
     assert_eq!(accessory.accessories.len(), 1);
+    let charger_on = |fault_date: String| pb::CheckAccessoryCoverageRequest {
+        device_id: id.clone(),
+        accessory_serial: "CHG-1".into(),
+        fault_category: pb::FaultCategory::Charging.into(),
+        fault_date,
+        ..Default::default()
+    };
     let charger = s
         .client
-        .check_accessory_coverage(pb::CheckAccessoryCoverageRequest {
-            fault_date: Default::default(),
-            known_at: Default::default(),
-            device_id: id.clone(),
-            accessory_serial: "CHG-1".into(),
-            fault_category: pb::FaultCategory::Charging.into(),
-            as_of: None,
-        })
+        .check_accessory_coverage(charger_on(String::new()))
         .await
         .unwrap()
         .into_inner();
     assert!(charger.covered);
+    let rule = charger.rule.unwrap();
+    assert_eq!(
+        (rule.figure.as_str(), rule.starts.as_str()),
+        ("accessory_months", days_ago(5).as_str())
+    );
+    // The same two times as the phone's: a day before the charger was bought
+    // is not covered, and a fault dated tomorrow is refused.
+    let before = s
+        .client
+        .check_accessory_coverage(charger_on(days_ago(6)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.reason, "before_purchase");
+    let (c, m) = code(
+        s.client
+            .check_accessory_coverage(charger_on(days_ago(-1)))
+            .await,
+    );
+    assert_eq!(
+        (c, m.starts_with("fault_date")),
+        (Code::InvalidArgument, true),
+        "{m}"
+    );
     assert_eq!(
         code(
             s.client
