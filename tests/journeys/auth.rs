@@ -273,13 +273,13 @@ async fn probing_for_another_customers_objects_finds_nothing_to_tell_them_apart(
     let bs_phone = imei(971);
     warranty(agent())
         .register_device(wpb::RegisterDeviceRequest {
-            activation_date: Default::default(),
             device_id: device(&bs_phone),
             model: "Aurora 5".into(),
             purchase_date: "2026-11-01".into(),
             country_of_purchase: Some(aftersales_proto::common::CountryCode { value: "DE".into() }),
             channel: wpb::SalesChannel::OnlineStore.into(),
             customer_id: "cust-b".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -25,13 +25,13 @@ pub async fn register(c: &mut Clients, imei: &str, customer: &str, days_ago: i64
     let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(days_ago);
     c.warranty
         .register_device(wpb::RegisterDeviceRequest {
-            activation_date: Default::default(),
             device_id: device(imei),
             model: "Aurora 5".into(),
             purchase_date: bought.to_string(),
             country_of_purchase: Some(CountryCode { value: "DE".into() }),
             channel: wpb::SalesChannel::OnlineStore.into(),
             customer_id: customer.into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -52,7 +52,6 @@ pub async fn wants_email(c: &mut Clients, customer: &str) {
 
 pub fn mail_in(imei: &str, customer: &str) -> rpb::OpenRepairRequest {
     rpb::OpenRepairRequest {
-        fault_date: Default::default(),
         device_id: device(imei),
         channel: rpb::Channel::MailIn.into(),
         service_center_id: String::new(),
@@ -69,6 +68,7 @@ pub fn mail_in(imei: &str, customer: &str) -> rpb::OpenRepairRequest {
         }),
         reported_fault: wpb::FaultCategory::Battery.into(),
         walk_in_day: String::new(),
+        ..Default::default()
     }
 }
 
@@ -328,10 +328,9 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
     let claims = c
         .warranty
         .get_device_history(wpb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: device(&recent),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -139,7 +139,6 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
     WarrantyServiceClient::new(channel(p.warranty.url()))
         .register_device(bearer(
             wpb::RegisterDeviceRequest {
-                activation_date: Default::default(),
                 device_id: crate::journey::device(&phone),
                 model: "Aurora 5".into(),
                 #[allow(clippy::disallowed_methods)]
@@ -148,6 +147,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
                 country_of_purchase: Some(CountryCode { value: "DE".into() }),
                 channel: wpb::SalesChannel::OnlineStore.into(),
                 customer_id: customer.into(),
+                ..Default::default()
             },
             &agent,
         ))
@@ -170,7 +170,6 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
     let order = repair
         .open_repair(bearer(
             rpb::OpenRepairRequest {
-                fault_date: Default::default(),
                 device_id: crate::journey::device(&phone),
                 channel: rpb::Channel::WalkIn.into(),
                 service_center_id: "sc-berlin-01".into(),
@@ -179,6 +178,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
                 contact_address: None,
                 reported_fault: wpb::FaultCategory::Battery.into(),
                 walk_in_day: String::new(),
+                ..Default::default()
             },
             &agent,
         ))

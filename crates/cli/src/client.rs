@@ -110,11 +110,11 @@ pub enum Device {
         /// A fault category, e.g. display, battery, liquid_damage.
         #[arg(long)]
         fault: String,
-        /// The day the fault appeared (YYYY-MM-DD); today if not given.
+        /// The day the fault appeared (YYYY-MM-DD or `today`); today if not given.
         #[arg(long)]
         fault_date: Option<String>,
-        /// Answer as the platform knew things at this moment (RFC 3339); now if
-        /// not given.
+        /// Answer as the platform knew things at this moment (RFC 3339, or
+        /// `now`); now if not given.
         #[arg(long)]
         known_at: Option<String>,
         /// The country the phone is serviced in (ISO code); its country of
@@ -286,18 +286,13 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
         } => {
             let d = client
                 .register_device(wpb::RegisterDeviceRequest {
-                    activation_date: Default::default(),
                     device_id: imei(&id),
                     model,
-                    purchase_date: if purchased == "today" {
-                        #[allow(clippy::disallowed_methods)] // a person's command starts now
-                        chrono::Utc::now().date_naive().to_string()
-                    } else {
-                        purchased
-                    },
+                    purchase_date: day_or_today(&purchased),
                     country_of_purchase: Some(CountryCode { value: country }),
                     channel: wpb::SalesChannel::RetailStore.into(),
                     customer_id: customer,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed)?
@@ -322,12 +317,14 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             serviced_in,
         } => {
             let known_at = known_at
+                .filter(|t| t.trim() != "now")
                 .map(|t| {
                     chrono::DateTime::parse_from_rfc3339(t.trim())
                         .map(|t| aftersales_runtime::request::timestamp_to_proto(t.to_utc()))
                         .map_err(|_| format!("--known-at: {t:?} is not an RFC 3339 time"))
                 })
                 .transpose()?;
+            let fault_date = fault_date.map(|d| day_or_today(&d));
             let name = format!("FAULT_CATEGORY_{}", fault.trim().to_ascii_uppercase());
             let category = wpb::FaultCategory::from_str_name(&name)
                 .filter(|f| *f != wpb::FaultCategory::Unspecified)
@@ -373,6 +370,16 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// `today` as the date it is, any other text as given (the service checks it).
+fn day_or_today(day: &str) -> String {
+    if day.trim() == "today" {
+        #[allow(clippy::disallowed_methods)] // a person's command starts now
+        chrono::Utc::now().date_naive().to_string()
+    } else {
+        day.trim().to_owned()
+    }
 }
 
 /// A decision's rule in plain words, for people reading the CLI's answer.

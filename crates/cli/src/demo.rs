@@ -170,7 +170,6 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
     for (i, (raw, model, country, days, customer, center)) in DEVICES.iter().enumerate() {
         let imei = with_check_digit(raw);
         w.register_device(wpb::RegisterDeviceRequest {
-            activation_date: Default::default(),
             device_id: device(&imei),
             model: (*model).into(),
             purchase_date: (today.date_naive() - Duration::days(*days)).to_string(),
@@ -179,6 +178,7 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
             }),
             channel: wpb::SalesChannel::OnlineStore.into(),
             customer_id: (*customer).into(),
+            ..Default::default()
         })
         .await
         .map_err(failed("register"))?;
@@ -208,7 +208,6 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
         let mail_in = target == rpb::Stage::AwaitingDevice;
         let order = r
             .open_repair(rpb::OpenRepairRequest {
-                fault_date: Default::default(),
                 device_id: device(&imei),
                 channel: if mail_in {
                     rpb::Channel::MailIn
@@ -236,6 +235,7 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
                 }),
                 reported_fault: wpb::FaultCategory::Battery.into(),
                 walk_in_day: String::new(),
+                ..Default::default()
             })
             .await
             .map_err(failed("open"))?

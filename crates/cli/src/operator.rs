@@ -309,10 +309,9 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             let w = warranty(endpoints)
                 .await?
                 .get_device_history(wpb::GetDeviceHistoryRequest {
-                    effective_until: Default::default(),
-                    known_at: Default::default(),
                     device_id: device(&imei),
                     as_of: None,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed)?

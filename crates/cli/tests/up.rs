@@ -146,13 +146,13 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
     });
     client
         .register_device(pb::RegisterDeviceRequest {
-            activation_date: Default::default(),
             device_id: id.clone(),
             model: "Aurora 5".into(),
             purchase_date: "2025-11-01".into(),
             country_of_purchase: Some(CountryCode { value: "IN".into() }),
             channel: pb::SalesChannel::RetailStore.into(),
             customer_id: "cust-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -162,7 +162,6 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
         .unwrap();
     let opened = repair
         .open_repair(rpb::OpenRepairRequest {
-            fault_date: Default::default(),
             device_id: id.clone(),
             channel: rpb::Channel::WalkIn.into(),
             service_center_id: "sc-bengaluru-01".into(),
@@ -171,6 +170,7 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
             contact_address: None,
             reported_fault: pb::FaultCategory::Charging.into(),
             walk_in_day: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -440,13 +440,13 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         .await
         .unwrap()
         .register_device(pb::RegisterDeviceRequest {
-            activation_date: Default::default(),
             device_id: id.clone(),
             model: "Aurora 5".into(),
             purchase_date: bought.to_string(),
             country_of_purchase: Some(CountryCode { value: "CN".into() }),
             channel: pb::SalesChannel::OnlineStore.into(),
             customer_id: "cust-9".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -455,7 +455,6 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         .unwrap();
     let order_id = r
         .open_repair(rpb::OpenRepairRequest {
-            fault_date: Default::default(),
             device_id: id,
             channel: rpb::Channel::MailIn.into(),
             service_center_id: String::new(),
@@ -472,6 +471,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
             }),
             reported_fault: pb::FaultCategory::Battery.into(),
             walk_in_day: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

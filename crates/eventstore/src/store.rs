@@ -287,21 +287,28 @@ pub fn shared_migrator(migrations: &sqlx::migrate::Migrator) -> sqlx::migrate::M
 
 #[cfg(test)]
 mod tests {
+
+    /// This crate's directory as cargo gives it to the running test (a binary
+    /// reused from a checkout elsewhere still reads this checkout's files).
+    fn manifest_dir() -> String {
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    }
     use std::collections::BTreeMap;
 
     /// The store's migrations and every service's share one `_sqlx_migrations`
     /// table, so a version used twice stops a service at start-up.
     #[test]
     fn migration_versions_are_unique_across_the_workspace() {
-        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("crates/");
+        let manifest = manifest_dir();
+        let crates = std::path::Path::new(&manifest).parent().expect("crates/");
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut dirs = vec![
             crates.join("eventstore/migrations/postgres"),
             crates.join("eventstore/migrations/sqlite"),
         ];
-        for entry in std::fs::read_dir(crates).expect("crates/ lists") {
+        for entry in
+            std::fs::read_dir(crates).unwrap_or_else(|e| panic!("{}: {e}", crates.display()))
+        {
             let dir = entry.expect("an entry").path().join("migrations");
             if dir.is_dir() && !dir.ends_with("eventstore/migrations") {
                 dirs.push(dir);

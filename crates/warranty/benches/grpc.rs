@@ -152,13 +152,13 @@ async fn main() {
             async move {
                 WarrantyServiceClient::new(channel)
                     .register_device(pb::RegisterDeviceRequest {
-                        activation_date: Default::default(),
                         device_id: device(i as u64),
                         model: "Aurora 5".into(),
                         purchase_date: purchase,
                         country_of_purchase: Some(CountryCode { value: "DE".into() }),
                         channel: pb::SalesChannel::OnlineStore.into(),
                         customer_id: format!("c-{}", i % 1000),
+                        ..Default::default()
                     })
                     .await
                     .unwrap();
@@ -178,13 +178,11 @@ async fn main() {
     let coverage = move |channel: TracedChannel, i: usize| async move {
         WarrantyServiceClient::new(channel)
             .check_coverage(pb::CheckCoverageRequest {
-                fault_date: Default::default(),
-                known_at: Default::default(),
-                serviced_in: Default::default(),
                 device_id: device((i * 7919 % devices) as u64),
                 fault_category: pb::FaultCategory::Display.into(),
                 as_of: None,
                 record_decision: false,
+                ..Default::default()
             })
             .await
             .unwrap();

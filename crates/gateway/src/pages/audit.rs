@@ -77,10 +77,9 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
         )),
         history_of.get_device_history(authorized(
             wpb::GetDeviceHistoryRequest {
-                effective_until: Default::default(),
-                known_at: Default::default(),
                 device_id: id(),
                 as_of: None,
+                ..Default::default()
             },
             token,
         )),

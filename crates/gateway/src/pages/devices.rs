@@ -422,7 +422,6 @@ pub(super) fn registration(
     ))
     .unwrap_or(SalesChannel::Unspecified);
     Some(wpb::RegisterDeviceRequest {
-        activation_date: Default::default(),
         device_id: Some(by_imei(&number)),
         model: form.model.trim().chars().take(100).collect(),
         purchase_date: form.purchased.trim().chars().take(10).collect(),
@@ -431,6 +430,7 @@ pub(super) fn registration(
         }),
         channel: channel.into(),
         customer_id: customer_id.to_owned(),
+        ..Default::default()
     })
 }
 

@@ -240,10 +240,9 @@ async fn device_view(
     let (history, repairs) = futures::join!(
         warranty.get_device_history(authorized(
             wpb::GetDeviceHistoryRequest {
-                effective_until: Default::default(),
-                known_at: Default::default(),
                 device_id: Some(by_imei(&imei)),
                 as_of: None,
+                ..Default::default()
             },
             token,
         )),

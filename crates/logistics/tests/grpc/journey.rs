@@ -139,13 +139,13 @@ async fn register(p: &mut Platform, imei: &str) {
     #[allow(clippy::disallowed_methods)]
     let bought = chrono::Utc::now().date_naive() - chrono::Duration::days(60);
     p.w.register_device(wpb::RegisterDeviceRequest {
-        activation_date: Default::default(),
         device_id: device(imei),
         model: "Aurora 5".into(),
         purchase_date: bought.to_string(),
         country_of_purchase: Some(CountryCode { value: "DE".into() }),
         channel: wpb::SalesChannel::OnlineStore.into(),
         customer_id: "cust-7".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -153,7 +153,6 @@ async fn register(p: &mut Platform, imei: &str) {
 
 fn mail_in(imei: &str) -> rpb::OpenRepairRequest {
     rpb::OpenRepairRequest {
-        fault_date: Default::default(),
         device_id: device(imei),
         channel: rpb::Channel::MailIn.into(),
         service_center_id: String::new(),
@@ -162,6 +161,7 @@ fn mail_in(imei: &str) -> rpb::OpenRepairRequest {
         contact_address: Some(address("Ana Weber", "Berlin", "DE")),
         reported_fault: wpb::FaultCategory::Battery.into(),
         walk_in_day: String::new(),
+        ..Default::default()
     }
 }
 

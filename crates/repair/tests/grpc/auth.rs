@@ -78,13 +78,13 @@ async fn repair_asks_warranty_with_its_own_token() {
 
     let imei = imei(7_001);
     w.register_device(wpb::RegisterDeviceRequest {
-        activation_date: Default::default(),
         device_id: device(&imei),
         model: "Aurora 5".into(),
         purchase_date: days_ago(30),
         country_of_purchase: Some(aftersales_proto::common::CountryCode { value: "DE".into() }),
         channel: wpb::SalesChannel::OnlineStore.into(),
         customer_id: "cust-1".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -117,11 +117,11 @@ async fn repair_asks_warranty_with_its_own_token() {
 
     // A person's token may not record a claim, whatever their role.
     let claim = wpb::RecordClaimRequest {
-        fault_date: Default::default(),
         device_id: device(&imei),
         repair_order_id: "r-1".into(),
         fault_category: wpb::FaultCategory::Display.into(),
         under_legal_guarantee: false,
+        ..Default::default()
     };
     for who in [&operator, &technician] {
         let refused = WarrantyServiceClient::new(traced(channel(warranty.addr), token(who)))
@@ -231,10 +231,9 @@ async fn repair_asks_warranty_with_its_own_token() {
         .unwrap();
     let history = w
         .get_device_history(wpb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: device(&imei),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -112,7 +112,6 @@ pub fn days_ago(days: i64) -> String {
 
 pub async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
     p.w.register_device(wpb::RegisterDeviceRequest {
-        activation_date: Default::default(),
         device_id: device(imei),
         model: "Aurora 5".into(),
         purchase_date: days_ago(days),
@@ -121,6 +120,7 @@ pub async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
         }),
         channel: wpb::SalesChannel::OnlineStore.into(),
         customer_id: "cust-1".into(),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -128,7 +128,6 @@ pub async fn register(p: &mut Platform, imei: &str, country: &str, days: i64) {
 
 pub fn walk_in(imei: &str) -> pb::OpenRepairRequest {
     pb::OpenRepairRequest {
-        fault_date: Default::default(),
         device_id: device(imei),
         channel: pb::Channel::WalkIn.into(),
         service_center_id: "sc-berlin-01".into(),
@@ -137,6 +136,7 @@ pub fn walk_in(imei: &str) -> pb::OpenRepairRequest {
         contact_address: None,
         reported_fault: wpb::FaultCategory::Display.into(),
         walk_in_day: String::new(),
+        ..Default::default()
     }
 }
 

@@ -636,7 +636,6 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
     let imei = imei(31);
     let order_id = uuid::Uuid::now_v7().to_string();
     let today = Event::RepairOrderOpened {
-        fault_date: Default::default(),
         order_id: order_id.clone(),
         device: aftersales_core::types::DeviceKey::imei(&imei).unwrap(),
         channel: Channel::WalkIn {
@@ -648,6 +647,7 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
         coverage: Coverage::Pending {
             why: "warranty did not answer".into(),
         },
+        fault_date: None,
     };
     let mut v1 = serde_json::to_value(&today).unwrap();
     v1["device"] = serde_json::Value::String(format!("imei:{imei}"));

@@ -142,10 +142,9 @@ async fn calls_need_a_valid_token_with_the_right_role_and_record_its_caller() {
         .unwrap();
     let history = client(&channel, token(&Principal::new("aud-1", Role::Auditor)))
         .get_device_history(pb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -241,13 +240,11 @@ async fn another_customers_device_answers_as_if_it_did_not_exist() {
             .await
             .map(drop),
             bob.check_coverage(pb::CheckCoverageRequest {
-                fault_date: Default::default(),
-                known_at: Default::default(),
-                serviced_in: Default::default(),
                 device_id: by_imei(imei),
                 fault_category: pb::FaultCategory::Display.into(),
                 as_of: None,
                 record_decision: true,
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -258,10 +255,9 @@ async fn another_customers_device_answers_as_if_it_did_not_exist() {
             .await
             .map(drop),
             bob.get_device_history(pb::GetDeviceHistoryRequest {
-                effective_until: Default::default(),
-                known_at: Default::default(),
                 device_id: by_imei(imei),
                 as_of: None,
+                ..Default::default()
             })
             .await
             .map(drop),

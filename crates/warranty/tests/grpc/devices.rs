@@ -281,10 +281,9 @@ async fn unknown_devices_are_not_found() {
         code(
             s.client
                 .get_device_history(pb::GetDeviceHistoryRequest {
-                    effective_until: Default::default(),
-                    known_at: Default::default(),
                     device_id: id.clone(),
-                    as_of: None
+                    as_of: None,
+                    ..Default::default()
                 })
                 .await
         )
@@ -364,11 +363,11 @@ async fn plans_voiding_claims_and_ownership() {
     assert_eq!(plan.price.unwrap().currency, "USD");
 
     let claim = pb::RecordClaimRequest {
-        fault_date: Default::default(),
         device_id: id.clone(),
         repair_order_id: "r-100".into(),
         fault_category: pb::FaultCategory::Battery.into(),
         under_legal_guarantee: false,
+        ..Default::default()
     };
     let first = s
         .client
@@ -455,12 +454,11 @@ async fn plans_voiding_claims_and_ownership() {
         code(
             s.client
                 .check_accessory_coverage(pb::CheckAccessoryCoverageRequest {
-                    fault_date: Default::default(),
-                    known_at: Default::default(),
                     device_id: id.clone(),
                     accessory_serial: "NOPE".into(),
                     fault_category: pb::FaultCategory::Charging.into(),
                     as_of: None,
+                    ..Default::default()
                 })
                 .await
         )
@@ -571,10 +569,9 @@ async fn racing_plan_purchases_have_one_winner() {
     paid(&s, &imei).await;
     let history = client
         .get_device_history(pb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -632,10 +629,9 @@ async fn a_command_repeated_with_its_command_id_is_applied_once() {
     let history = s
         .client
         .get_device_history(pb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()

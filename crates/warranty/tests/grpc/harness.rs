@@ -87,7 +87,6 @@ pub fn registration(
     customer: &str,
 ) -> pb::RegisterDeviceRequest {
     pb::RegisterDeviceRequest {
-        activation_date: Default::default(),
         device_id: by_imei(imei),
         model: "Aurora 5".into(),
         purchase_date: purchase_date.into(),
@@ -96,6 +95,7 @@ pub fn registration(
         }),
         channel: pb::SalesChannel::OnlineStore.into(),
         customer_id: customer.into(),
+        ..Default::default()
     }
 }
 
@@ -113,12 +113,10 @@ pub fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Cod
 
 pub fn coverage(imei: &str, fault: pb::FaultCategory) -> pb::CheckCoverageRequest {
     pb::CheckCoverageRequest {
-        fault_date: Default::default(),
-        known_at: Default::default(),
-        serviced_in: Default::default(),
         device_id: by_imei(imei),
         fault_category: fault.into(),
         as_of: None,
         record_decision: false,
+        ..Default::default()
     }
 }

@@ -53,10 +53,9 @@ async fn coverage_and_history_as_of_an_earlier_time() {
     let history = s
         .client
         .get_device_history(pb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: Some(then),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -72,10 +71,9 @@ async fn coverage_and_history_as_of_an_earlier_time() {
     let full = s
         .client
         .get_device_history(pb::GetDeviceHistoryRequest {
-            effective_until: Default::default(),
-            known_at: Default::default(),
             device_id: by_imei(&imei),
             as_of: None,
+            ..Default::default()
         })
         .await
         .unwrap()
