@@ -185,7 +185,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let common = &config.common;
     let store = SERVICE.open(common).await?;
     let app = Logistics::new(store.clone(), carriers, depots, common.clock.clone());
-    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
     let mut assembly = Assembly::new(
         LogisticsServiceServer::new(LogisticsApi::new(app.clone(), requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),

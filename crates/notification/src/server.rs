@@ -190,7 +190,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         common.clock.clone(),
     );
     let reactions = NotificationReactions::new(app.clone(), common.region.clone(), reminders);
-    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
     let region = common.region.clone();
     let every = Duration::from_millis(config.dispatch_interval_millis.max(10));
     let assembly = Assembly::new(

@@ -88,7 +88,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let common = &config.common;
     let store = SERVICE.open(common).await?;
     let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
-    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
     let assembly = Assembly::new(
         RepairServiceServer::new(RepairApi::new(app, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),

@@ -29,6 +29,29 @@ pub struct Common {
     /// Seconds between reporting NOT_SERVING and refusing new calls on shutdown.
     #[arg(long, env = "AFTERSALES_DRAIN_GRACE_SECONDS", default_value_t = 5)]
     pub drain_grace_seconds: u64,
+    /// Seconds a unary call may take (or the caller's shorter `grpc-timeout`);
+    /// past it, DEADLINE_EXCEEDED. Live streams are not cut by it.
+    #[arg(long, env = "AFTERSALES_CALL_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub call_timeout_seconds: u64,
+    /// Calls one connection may have in flight; more are refused with
+    /// RESOURCE_EXHAUSTED rather than queued.
+    #[arg(
+        long,
+        env = "AFTERSALES_MAX_CALLS_PER_CONNECTION",
+        default_value_t = 64
+    )]
+    pub max_calls_per_connection: usize,
+    /// HTTP/2 streams one connection may open at once (calls and live streams).
+    #[arg(
+        long,
+        env = "AFTERSALES_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_streams_per_connection: u32,
+    /// Live streams (watches) this process serves at once, all callers
+    /// together; past it, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "AFTERSALES_MAX_LIVE_STREAMS", default_value_t = 10_000)]
+    pub max_live_streams: usize,
     /// Log as JSON lines.
     #[arg(long, env = "AFTERSALES_LOG_JSON")]
     pub log_json: bool,

@@ -59,6 +59,25 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeEr
     Ok((listener, local))
 }
 
+/// What one server lets a caller use: how long a call may take, and how many
+/// calls and HTTP/2 streams one connection may have open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub call_timeout: Duration,
+    pub calls_per_connection: usize,
+    pub streams_per_connection: u32,
+}
+
+impl Limits {
+    pub fn of(common: &crate::config::Common) -> Self {
+        Self {
+            call_timeout: Duration::from_secs(common.call_timeout_seconds.max(1)),
+            calls_per_connection: common.max_calls_per_connection.max(1),
+            streams_per_connection: common.max_streams_per_connection.max(1),
+        }
+    }
+}
+
 /// A server with health and reflection routed beside the service's own routes.
 #[derive(Debug)]
 pub struct Grpc {
@@ -74,6 +93,7 @@ impl Grpc {
         routes: tonic::service::Routes,
         authorization: Authorization,
         tls: Option<tonic::transport::ServerTlsConfig>,
+        limits: Limits,
     ) -> Result<(Self, Router), ServeError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         for service in services.iter().copied().chain([""]) {
@@ -105,7 +125,17 @@ impl Grpc {
             .map_err(|e| ServeError::Reflection(e.to_string()))?;
         // Every call is counted and timed (crate::metrics).
         crate::metrics::handle();
-        let mut server = Server::builder();
+        // Load shedding: a slow or greedy client holds at most its share, and is
+        // refused (RESOURCE_EXHAUSTED) rather than queued; idle connections are
+        // probed; HTTP/2 rapid resets are bounded.
+        let mut server = Server::builder()
+            .timeout(limits.call_timeout)
+            .concurrency_limit_per_connection(limits.calls_per_connection)
+            .load_shed(true)
+            .max_concurrent_streams(limits.streams_per_connection)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .http2_max_pending_accept_reset_streams(Some(32));
         if let Some(tls) = tls {
             server = server.tls_config(tls)?;
         }

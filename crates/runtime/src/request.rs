@@ -64,25 +64,35 @@ pub struct Requests {
 /// Live streams (watches) one caller may hold open on one server.
 pub const MAX_LIVE_STREAMS: usize = 10;
 
-/// Live streams open per caller.
-#[derive(Debug, Clone, Default)]
-struct LiveStreams(Arc<Mutex<HashMap<String, usize>>>);
+/// Live streams open per caller, and in all (`""` counts the total).
+#[derive(Debug, Clone)]
+struct LiveStreams {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    /// Live streams the process serves at once, all callers together.
+    cap: usize,
+}
 
 /// One open live stream; dropping it (the stream ends) frees its place.
 #[derive(Debug)]
 pub struct StreamPermit {
     streams: LiveStreams,
-    caller: String,
+    /// `None` without authentication: only the process-wide count applies.
+    caller: Option<String>,
 }
+
+/// The key the process-wide count is kept under (no caller's name is empty).
+const ALL: &str = "";
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.streams.0.lock()
-            && let Some(count) = open.get_mut(&self.caller)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.caller);
+        if let Ok(mut open) = self.streams.open.lock() {
+            for key in [self.caller.as_deref(), Some(ALL)].into_iter().flatten() {
+                if let Some(count) = open.get_mut(key) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        open.remove(key);
+                    }
+                }
             }
         }
     }
@@ -93,37 +103,52 @@ impl Requests {
         Self {
             region: region.into(),
             clock,
-            streams: LiveStreams::default(),
+            streams: LiveStreams {
+                open: Arc::default(),
+                cap: 10_000,
+            },
         }
     }
 
-    /// A place for one more live stream of the request's caller, or
-    /// RESOURCE_EXHAUSTED when they hold [`MAX_LIVE_STREAMS`] already. Without
-    /// authentication there is no caller to count (`None`).
-    pub fn live_stream<M>(
-        &self,
-        request: &tonic::Request<M>,
-    ) -> Result<Option<StreamPermit>, Status> {
-        let Some(principal) = request.extensions().get::<Principal>() else {
-            return Ok(None);
-        };
-        let caller = principal.actor();
+    /// At most `cap` live streams in this process, all callers together.
+    pub fn with_live_stream_cap(mut self, cap: usize) -> Self {
+        self.streams.cap = cap;
+        self
+    }
+
+    /// A place for one more live stream, or RESOURCE_EXHAUSTED when the caller
+    /// holds [`MAX_LIVE_STREAMS`] already or the process serves its cap. Without
+    /// authentication only the process-wide cap applies.
+    pub fn live_stream<M>(&self, request: &tonic::Request<M>) -> Result<StreamPermit, Status> {
+        let caller = request
+            .extensions()
+            .get::<Principal>()
+            .map(Principal::actor);
         let mut open = self
             .streams
-            .0
+            .open
             .lock()
             .map_err(|_| Status::internal("the stream count is poisoned"))?;
-        let count = open.entry(caller.clone()).or_insert(0);
-        if *count >= MAX_LIVE_STREAMS {
+        if open.get(ALL).copied().unwrap_or(0) >= self.streams.cap {
             return Err(Status::resource_exhausted(format!(
-                "at most {MAX_LIVE_STREAMS} live streams per caller; close one first"
+                "this server holds {} live streams, its most; try again later",
+                self.streams.cap
             )));
         }
-        *count += 1;
-        Ok(Some(StreamPermit {
+        if let Some(caller) = &caller {
+            let count = open.entry(caller.clone()).or_insert(0);
+            if *count >= MAX_LIVE_STREAMS {
+                return Err(Status::resource_exhausted(format!(
+                    "at most {MAX_LIVE_STREAMS} live streams per caller; close one first"
+                )));
+            }
+            *count += 1;
+        }
+        *open.entry(ALL.to_owned()).or_insert(0) += 1;
+        Ok(StreamPermit {
             streams: self.streams.clone(),
             caller,
-        }))
+        })
     }
 
     /// The command context of a request, bound to its body: with an

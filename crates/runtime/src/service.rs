@@ -265,7 +265,8 @@ pub async fn run(
         .chain([operations::SERVICE_NAME])
         .collect();
     let routes = routes.add_service(operations.server());
-    let (grpc, router) = Grpc::new(&served, routes, authorization, tls).await?;
+    let limits = crate::grpc::Limits::of(common);
+    let (grpc, router) = Grpc::new(&served, routes, authorization, tls, limits).await?;
     let (trigger, shutdown) = Shutdown::new();
     let metrics_addr = crate::metrics::serve_if(listen.metrics, shutdown.stopped())
         .await

@@ -104,7 +104,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let region = common.region.clone();
     let clock = common.clock.clone();
     let poll = Duration::from_millis(config.payment_poll_millis);
-    let requests = Requests::new(common.region.clone(), common.clock.clone());
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
     let follower = store.clone();
     let assembly = Assembly::new(
         WarrantyServiceServer::new(WarrantyApi::new(app, requests))

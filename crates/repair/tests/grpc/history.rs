@@ -735,3 +735,45 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
     );
     repair.stop().await.unwrap();
 }
+
+/// A process serves at most its configured number of live streams, all callers
+/// together: one more is RESOURCE_EXHAUSTED, and a place frees when a stream ends.
+#[tokio::test]
+async fn live_streams_past_the_process_cap_are_refused() {
+    let database = aftersales_testkit::shared_postgres()
+        .create_database()
+        .unwrap();
+    let mut config = repair_config(database, None);
+    config.common.max_live_streams = 3;
+    let repair = aftersales_repair::server::start(config).await.unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{}", repair.addr))
+        .await
+        .unwrap();
+    let id = r
+        .open_repair(walk_in(&imei(50)))
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut watch = r.watch_repair(order(&id)).await.unwrap().into_inner();
+        watch.message().await.unwrap().unwrap();
+        held.push(watch);
+    }
+    let (c, m) = code(r.watch_repair(order(&id)).await);
+    assert_eq!(c, Code::ResourceExhausted, "{m}");
+    assert!(m.contains("live streams"), "{m}");
+    drop(held.pop());
+    let reopened = eventually(
+        || {
+            let mut r = r.clone();
+            let id = id.clone();
+            async move { r.watch_repair(order(&id)).await.is_ok() }
+        },
+        |ok| *ok,
+    )
+    .await;
+    assert!(reopened, "a place frees when a stream ends");
+    repair.stop().await.unwrap();
+}
