@@ -401,6 +401,44 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         self.fold_from(stream, loaded, None).await
     }
 
+    /// Checks the stream's snapshot against its events: `Some(version)` when
+    /// the state folded from the events up to the snapshot's version is not the
+    /// snapshot (edited, or taken of a history that has changed since). A
+    /// snapshot of another state shape is not checked: loading ignores it.
+    pub async fn verify_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<u64>, HandleError<D::Error>> {
+        let Some(snapshot) = self.store.load_snapshot(stream).await? else {
+            return Ok(None);
+        };
+        if snapshot.schema_version != D::STATE_VERSION {
+            return Ok(None);
+        }
+        let mut loaded = Loaded {
+            state: D::initial_state(),
+            version: 0,
+        };
+        while loaded.version < snapshot.stream_version {
+            let left = usize::try_from(snapshot.stream_version - loaded.version)
+                .unwrap_or(STREAM_PAGE)
+                .min(STREAM_PAGE);
+            let page = self
+                .store
+                .read_stream(stream, loaded.version + 1, left)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            self.fold_page(&mut loaded, page, None)?;
+        }
+        let stored: Option<serde_json::Value> = serde_json::from_slice(&snapshot.payload).ok();
+        let folded = serde_json::to_value(&loaded.state).ok();
+        let agrees =
+            loaded.version == snapshot.stream_version && stored.is_some() && stored == folded;
+        Ok((!agrees).then_some(snapshot.stream_version))
+    }
+
     /// The state of `stream` as `tx` sees it, its own uncommitted appends
     /// included: committed history (from a snapshot) first, then the rest read
     /// through the transaction. Earlier handlers in one batch see each other.

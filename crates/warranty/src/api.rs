@@ -469,13 +469,19 @@ impl WarrantyService for WarrantyApi {
             })
         };
         let report = self.app.verify(&key, trusted).await.map_err(status)?;
-        let (problem, first_bad_version) = report
-            .first_break
-            .as_ref()
-            .map(describe_break)
-            .unwrap_or_default();
+        let snapshot = self.app.verify_snapshot(&key).await.map_err(status)?;
+        let (problem, first_bad_version) = match (&report.first_break, snapshot) {
+            (Some(problem), _) => describe_break(problem),
+            (None, Some(version)) => (
+                format!(
+                    "the snapshot at version {version} does not match the events up to it: edited"
+                ),
+                version,
+            ),
+            (None, None) => Default::default(),
+        };
         Ok(Response::new(pb::VerifyDeviceHistoryResponse {
-            intact: report.is_intact(),
+            intact: report.is_intact() && snapshot.is_none(),
             events_checked: report.events_checked,
             problem,
             first_bad_version,

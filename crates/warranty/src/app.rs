@@ -510,6 +510,12 @@ impl Warranty {
         Ok(self.store.verify_stream(&stream, trusted).await?)
     }
 
+    /// The version of the device's snapshot when it disagrees with the events
+    /// it was taken of (a snapshot is not covered by the hash chain).
+    pub async fn verify_snapshot(&self, key: &DeviceKey) -> AppResult<Option<u64>> {
+        Ok(self.devices.verify_snapshot(&stream(key)?).await?)
+    }
+
     pub async fn devices_of_customer(
         &self,
         customer_id: &str,

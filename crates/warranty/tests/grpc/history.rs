@@ -580,3 +580,58 @@ async fn a_claim_is_decided_for_the_day_the_fault_appeared() {
     );
     s.running.stop().await.unwrap();
 }
+
+/// A snapshot is outside the hash chain: verification folds the events up to
+/// it and names a snapshot that says something else.
+#[tokio::test]
+async fn an_edited_snapshot_fails_verification() {
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    s.client
+        .register_device(registration(&imei, "DE", &days_ago(20), "cust-1"))
+        .await
+        .unwrap();
+    // 99 recorded decisions: the 100th event crosses the snapshot interval.
+    for _ in 0..99 {
+        s.client
+            .check_coverage(pb::CheckCoverageRequest {
+                record_decision: true,
+                ..coverage(&imei, pb::FaultCategory::Display)
+            })
+            .await
+            .unwrap();
+    }
+    let verify =
+        |mut client: aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient<
+            tonic::transport::Channel,
+        >| {
+            let id = by_imei(&imei);
+            async move {
+                client
+                    .verify_device_history(pb::VerifyDeviceHistoryRequest {
+                        device_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        };
+    let intact = verify(s.client.clone()).await;
+    assert!(intact.intact, "{}", intact.problem);
+    assert_eq!(intact.events_checked, 100);
+    s.sql(
+        "UPDATE snapshots SET payload = convert_to(replace(convert_from(payload, 'UTF8'), \
+         '\"cust-1\"', '\"cust-evil\"'), 'UTF8')",
+    )
+    .await;
+    let edited = verify(s.client.clone()).await;
+    assert!(!edited.intact);
+    assert_eq!(edited.first_bad_version, 100);
+    assert!(
+        edited.problem.contains("snapshot at version 100"),
+        "{}",
+        edited.problem
+    );
+    s.running.stop().await.unwrap();
+}
