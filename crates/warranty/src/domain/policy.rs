@@ -449,12 +449,13 @@ impl PolicyTable {
                         ));
                     }
                 }
-                let stated = FIGURES.iter().filter(|f| match **f {
+                // A version states every figure but the optional ones it leaves out.
+                let states = |figure: &str| match figure {
                     "repair_extension" => v.repair_extension.is_some(),
                     "plans" => !v.plans.is_empty(),
                     _ => true,
-                });
-                for figure in stated {
+                };
+                for figure in FIGURES.iter().filter(|f| states(f)) {
                     if !cite.contains_key(*figure) {
                         return Err(fail(
                             &at(&format!("cite.{figure}")),
@@ -462,11 +463,7 @@ impl PolicyTable {
                         ));
                     }
                 }
-                cite.retain(|figure, _| match figure.as_str() {
-                    "repair_extension" => v.repair_extension.is_some(),
-                    "plans" => !v.plans.is_empty(),
-                    _ => true,
-                });
+                cite.retain(|figure, _| states(figure));
                 cited.extend(cite.values().cloned());
                 let sources = cite
                     .values()
