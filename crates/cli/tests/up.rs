@@ -2345,7 +2345,25 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         .await;
     workshop.submit("#add-device button").await;
     let added = "li[data-imei='354672109871119']";
-    w.wait().for_element(Locator::Css(added)).await.unwrap();
+    // The list is a read model: the page after the redirect may come before
+    // the projection has the phone, so it is reloaded until it does.
+    aftersales_testkit::eventually(
+        || async {
+            if w.find(Locator::Css(added)).await.is_ok() {
+                return None;
+            }
+            // What the page says instead, should it never come.
+            let seen = format!(
+                "{}: {}",
+                w.current_url().await.unwrap(),
+                workshop.text("body").await
+            );
+            w.refresh().await.unwrap();
+            Some(seen)
+        },
+        Option::is_none,
+    )
+    .await;
     let history = workshop
         .js(&format!(
             "return document.querySelector(\"{added} .history\").textContent"
