@@ -9,6 +9,7 @@ mod crash;
 mod journey;
 mod relay;
 mod trace;
+mod watchers;
 mod web;
 
 use std::io::{BufRead as _, BufReader};
@@ -93,6 +94,11 @@ impl Service {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown, no flush, as a crash.

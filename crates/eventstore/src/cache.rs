@@ -103,16 +103,20 @@ impl<D: Decider> StateCache<D> {
                 }
             }
         };
+        let mut wait = crate::follow::IdleWait::new(poll_interval);
         loop {
             let appended = store.appended().notified();
             match self.drop_moved(store, &mut from).await {
-                Ok(true) => continue,
+                Ok(true) => {
+                    wait.busy();
+                    continue;
+                }
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "state cache follower failed; retrying"),
             }
             tokio::select! {
                 () = appended => {}
-                () = tokio::time::sleep(poll_interval) => {}
+                () = tokio::time::sleep(wait.idle()) => {}
                 () = &mut stop => return,
             }
         }

@@ -29,6 +29,38 @@ impl Default for FollowOptions {
     }
 }
 
+/// The longest an idle reader waits before it looks at the log again.
+pub const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// How long a reader that found nothing waits before it reads again: its base
+/// interval at first, doubling while the log stays quiet, up to
+/// [`IDLE_WAIT_MAX`]. This process's appends wake readers at once whatever the
+/// wait; it only bounds how late another process's appends are seen, so a quiet
+/// service costs a few reads a second, not tens.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleWait {
+    base: Duration,
+    next: Duration,
+}
+
+impl IdleWait {
+    pub fn new(base: Duration) -> Self {
+        Self { base, next: base }
+    }
+
+    /// The reader found events: the next wait is the base interval again.
+    pub fn busy(&mut self) {
+        self.next = self.base;
+    }
+
+    /// The reader found nothing: how long to wait now.
+    pub fn idle(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(IDLE_WAIT_MAX.max(self.base));
+        wait
+    }
+}
+
 /// Every event after `after`, in follow order, forever: each exactly once, none
 /// skipped. Save each event's [`RecordedEvent::checkpoint`] once it is handled to
 /// resume from there. A read error ends the stream with that error.
@@ -42,12 +74,14 @@ pub fn follow<S: EventStore>(
         checkpoint: Checkpoint,
         buffer: VecDeque<RecordedEvent>,
         failed: bool,
+        wait: IdleWait,
     }
     let state = State {
         store,
         checkpoint: after,
         buffer: VecDeque::new(),
         failed: false,
+        wait: IdleWait::new(options.poll_interval),
     };
     futures::stream::unfold(state, move |mut state| async move {
         if state.failed {
@@ -67,7 +101,9 @@ pub fn follow<S: EventStore>(
                     .read_log(state.checkpoint, options.batch_size)
                     .await;
                 if matches!(&read, Ok(events) if events.is_empty()) {
-                    let _ = tokio::time::timeout(options.poll_interval, appended).await;
+                    let _ = tokio::time::timeout(state.wait.idle(), appended).await;
+                } else {
+                    state.wait.busy();
                 }
                 read
             };

@@ -7,6 +7,7 @@
 //!   [`any`] picks one from a URL. Both share the append algorithm in `append`.
 //! - [`chain`]: the per-stream hash chain and its verification.
 //! - [`follow`]: following the log live from a checkpoint, never skipping an event.
+//! - [`live`]: live watchers of one key each, fed by one follower per process.
 //! - [`cache`]: recently read states in memory, dropped as the log moves on.
 //! - [`transaction`]: appends that commit together with a checkpoint or a reader's
 //!   own rows.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod follow;
 pub mod handler;
+pub mod live;
 pub mod postgres;
 pub mod projection;
 pub mod sqlite;
@@ -39,8 +41,9 @@ pub use event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamHead, StreamId,
 };
-pub use follow::{FollowOptions, follow};
+pub use follow::{FollowOptions, IdleWait, follow};
 pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
+pub use live::{Live, LiveFeed, Watcher};
 pub use postgres::PgEventStore;
 pub use projection::{AnyProjection, Projection, Projections};
 pub use sqlite::SqliteEventStore;

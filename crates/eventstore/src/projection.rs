@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::error::StoreError;
 use crate::event::{Checkpoint, RecordedEvent};
+use crate::follow::IdleWait;
 use crate::store::EventStore;
 use crate::transaction::StoreTransaction;
 
@@ -111,15 +112,21 @@ pub async fn run<S: EventStore, P: Projection>(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let mut wait = IdleWait::new(poll_interval);
     loop {
         // Registered before the read, so an append in between still wakes us.
         let appended = store.appended().notified();
-        if let Err(error) = catch_up(store, projection, |_| {}).await {
-            tracing::warn!(%error, projection = projection.name(), "projection failed; retrying");
+        match catch_up(store, projection, |_| {}).await {
+            Ok(0) => {}
+            Ok(_) => wait.busy(),
+            Err(error) => {
+                wait.busy();
+                tracing::warn!(%error, projection = projection.name(), "projection failed; retrying");
+            }
         }
         tokio::select! {
             () = appended => {}
-            () = tokio::time::sleep(poll_interval) => {}
+            () = tokio::time::sleep(wait.idle()) => {}
             () = &mut stop => return,
         }
     }

@@ -101,6 +101,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         let name = self.subscription.checkpoint_name();
         let mut checkpoint = self.store.load_checkpoint(&name).await?;
         let mut saved = checkpoint;
+        let mut wait = aftersales_eventstore::IdleWait::new(self.settings.poll_interval);
         while !shutdown.is_requested() {
             // Registered before the read, so an append in between still wakes us.
             let appended = self.source.appended().notified();
@@ -115,11 +116,12 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 }
                 tokio::select! {
                     () = appended => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = tokio::time::sleep(wait.idle()) => {}
                     () = shutdown.requested() => {}
                 }
                 continue;
             }
+            wait.busy();
             for recorded in batch {
                 if shutdown.is_requested() {
                     break;

@@ -183,6 +183,7 @@ impl<S: EventStore> Relay<S> {
         let mut last_save = Instant::now();
         // The previous read found nothing new either.
         let mut idle = false;
+        let mut wait = aftersales_eventstore::IdleWait::new(self.settings.poll_interval);
         let mut prefetched: Option<JoinHandle<Result<Vec<RecordedEvent>, StoreError>>> = None;
         let result = loop {
             if shutdown.is_requested() {
@@ -222,12 +223,13 @@ impl<S: EventStore> Relay<S> {
                 idle = true;
                 tokio::select! {
                     () = appended => {}
-                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    () = tokio::time::sleep(wait.idle()) => {}
                     () = shutdown.requested() => {}
                 }
                 continue;
             }
             idle = false;
+            wait.busy();
             if let Some(last) = batch.last() {
                 read_from = last.checkpoint;
                 // Read but not yet acknowledged: how far the stream is behind.

@@ -1,10 +1,8 @@
 //! `aftersales.notification.v1.NotificationService` over the use cases in
 //! [`crate::app`].
 
-use std::time::Duration;
-
 use aftersales_core::types::{CustomerId, NotificationId};
-use aftersales_eventstore::{CommandContext, EventStore as _};
+use aftersales_eventstore::{CommandContext, Live};
 use aftersales_proto::notification as pb;
 use aftersales_proto::notification::notification_service_server::NotificationService;
 use aftersales_runtime::auth::{Caller, Owner};
@@ -14,7 +12,8 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Notifications;
 use crate::convert::{
-    delivery_to_proto, inbox_to_proto, preferences_from_proto, preferences_to_proto,
+    delivery_to_proto, inbox_to_proto, notification_to_proto, preferences_from_proto,
+    preferences_to_proto,
 };
 use crate::domain::DomainError;
 
@@ -161,15 +160,46 @@ impl NotificationService for NotificationApi {
         let id = own_customer(&Caller::of(&request), &request.get_ref().customer_id)?.to_string();
         let permit = self.requests.live_stream(&request)?;
         let app = self.app.clone();
-        let mut seen = app.inbox_head(&id).await.map_err(status)?;
+        // Messages from now on: those the log's follower hands over from here.
+        let mut inbox = app.watch_inbox(&id);
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             // The caller's place among the live streams, until this stream ends.
             let _permit = permit;
+            let mut seen = 0;
             loop {
-                // Registered before the read, so an append in between still wakes us.
-                let appended = app.store().appended().notified();
-                let items = match app.inbox_after(&id, seen).await {
+                let next = tokio::select! {
+                    next = inbox.next() => next,
+                    () = tx.closed() => return,
+                };
+                let items = match next {
+                    Live::Event(event) => {
+                        seen = seen.max(event.position);
+                        let notification = event
+                            .stream_id
+                            .as_str()
+                            .strip_prefix("notification-")
+                            .unwrap_or_default();
+                        app.notification(notification)
+                            .await
+                            .map(|(n, _)| vec![notification_to_proto(notification, &n)])
+                    }
+                    // Fallen behind: what the inbox holds after the last one sent.
+                    Live::Missed => app
+                        .inbox_after(&id, i64::try_from(seen).unwrap_or(i64::MAX))
+                        .await
+                        .map(|items| {
+                            items
+                                .into_iter()
+                                .map(|item| {
+                                    seen = seen.max(u64::try_from(item.seq).unwrap_or(0));
+                                    inbox_to_proto(&id, item)
+                                })
+                                .collect()
+                        }),
+                    Live::Closed => return,
+                };
+                let items = match items {
                     Ok(items) => items,
                     Err(error) => {
                         let _ = tx.send(Err(status(error))).await;
@@ -177,15 +207,9 @@ impl NotificationService for NotificationApi {
                     }
                 };
                 for item in items {
-                    seen = seen.max(item.seq);
-                    if tx.send(Ok(inbox_to_proto(&id, item))).await.is_err() {
-                        return; // the app went away
+                    if tx.send(Ok(item)).await.is_err() {
+                        return; // the caller went away
                     }
-                }
-                tokio::select! {
-                    () = appended => {}
-                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    () = tx.closed() => return,
                 }
             }
         });

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use aftersales_core::{Error, ErrorKind, SharedClock};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, StoreError,
-    StoreTransaction, StreamId, on_read_pool,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, LiveFeed,
+    RecordedEvent, StoreError, StoreTransaction, StreamId, Watcher, on_read_pool,
 };
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row as _;
@@ -74,6 +74,23 @@ pub struct Notifications {
     templates: Arc<Templates>,
     senders: Senders,
     settings: SendSettings,
+    /// Open inboxes, by customer, fed by one follower of the log.
+    inboxes: LiveFeed<String>,
+}
+
+/// How soon an open inbox sees a message written by another process (this
+/// process's own appends wake the follower at once).
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The customer whose inbox `event` puts a new message in, if it does.
+fn inbox_of(event: &RecordedEvent) -> Option<String> {
+    if event.stream_version != 1 || !event.stream_id.as_str().starts_with("notification-") {
+        return None;
+    }
+    let notification::Event::NotificationRequested { message, .. } = event.decode().ok()? else {
+        return None;
+    };
+    (message.channel == Channel::InApp).then_some(message.customer_id)
 }
 
 impl Notifications {
@@ -94,7 +111,19 @@ impl Notifications {
             templates,
             senders,
             settings,
+            inboxes: LiveFeed::new(inbox_of),
         }
+    }
+
+    /// Follows the log for every open inbox until `stop`.
+    pub async fn feed_inboxes(&self, stop: impl Future<Output = ()>) {
+        self.inboxes.run(self.store.clone(), LIVE_POLL, stop).await;
+    }
+
+    /// The customer's new inbox messages from now on: each event is the first
+    /// of a message's stream.
+    pub fn watch_inbox(&self, customer_id: &str) -> Watcher<String> {
+        self.inboxes.watch(customer_id.to_owned())
     }
 
     pub fn store(&self) -> &AnyEventStore {

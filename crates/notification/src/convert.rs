@@ -123,24 +123,29 @@ pub fn inbox_to_proto(customer_id: &str, item: InboxItem) -> pb::Notification {
     }
 }
 
-pub fn delivery_to_proto(id: &str, n: &NotificationState) -> pb::Delivery {
+/// A message as its customer and the support desk see it.
+pub fn notification_to_proto(id: &str, n: &NotificationState) -> pb::Notification {
     let m = &n.message;
+    pb::Notification {
+        notification_id: id.to_owned(),
+        customer_id: m.customer_id.clone(),
+        channel: channel_to_proto(m.channel).into(),
+        kind: m.kind.as_str().to_owned(),
+        topic: m.topic.as_str().to_owned(),
+        language: m.language.clone(),
+        subject: m.subject.clone(),
+        body: m.text.clone(),
+        urgent: m.urgent,
+        read: n.read_at.is_some(),
+        created_at: Some(timestamp_to_proto(n.created_at)),
+        status: n.status.as_str().to_owned(),
+        source_event_id: m.source_event_id.clone(),
+    }
+}
+
+pub fn delivery_to_proto(id: &str, n: &NotificationState) -> pb::Delivery {
     pb::Delivery {
-        notification: Some(pb::Notification {
-            notification_id: id.to_owned(),
-            customer_id: m.customer_id.clone(),
-            channel: channel_to_proto(m.channel).into(),
-            kind: m.kind.as_str().to_owned(),
-            topic: m.topic.as_str().to_owned(),
-            language: m.language.clone(),
-            subject: m.subject.clone(),
-            body: m.text.clone(),
-            urgent: m.urgent,
-            read: n.read_at.is_some(),
-            created_at: Some(timestamp_to_proto(n.created_at)),
-            status: n.status.as_str().to_owned(),
-            source_event_id: m.source_event_id.clone(),
-        }),
+        notification: Some(notification_to_proto(id, n)),
         attempts: n
             .attempts
             .iter()

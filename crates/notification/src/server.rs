@@ -199,6 +199,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(reactions)
+    .task({
+        let app = app.clone();
+        move |shutdown| async move { app.feed_inboxes(shutdown.stopped()).await }
+    })
     .task(move |shutdown| crate::dispatch::run(app, region, every, shutdown));
     let listen = Listen {
         grpc: config.listen,

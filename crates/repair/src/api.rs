@@ -2,14 +2,14 @@
 
 use aftersales_core::Error;
 use aftersales_core::types::{CenterId, CustomerId, OrderId};
-use aftersales_eventstore::{CommandContext, EventStore as _};
+use aftersales_eventstore::{CommandContext, Live, StreamId, Watcher};
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
 use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
-use aftersales_runtime::request::Requests;
+use aftersales_runtime::request::{Requests, StreamPermit};
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
@@ -485,61 +485,34 @@ impl RepairService for RepairApi {
             .order(&Caller::of(&request), &request.get_ref().order_id)
             .await?;
         let permit = self.requests.live_stream(&request)?;
-        let first = self.app.get(&id).await.map_err(status)?;
-        let ended = |order: &OrderState| matches!(order.stage, Stage::Closed | Stage::Cancelled);
-        let start = (self.app.clone(), id, Some(first), 0u64, false);
+        // Subscribed before the first read: a step in between comes after it.
+        let watcher = self.app.watch(&id).map_err(status)?;
+        let (order, version) = self.app.get(&id).await.map_err(status)?;
         let clock = self.requests.clock.clone();
-        let stream = futures::stream::unfold(start, move |(app, id, pending, last, done)| {
+        let first = order_to_proto(&order, version, clock.now());
+        let watch = Watch {
+            app: self.app.clone(),
+            id,
+            watcher,
+            last: version,
+            ended: order_ended(&order),
+            _permit: permit,
+        };
+        let rest = futures::stream::unfold(watch, move |mut watch| {
             let clock = clock.clone();
             async move {
-                if done {
-                    return None;
-                }
-                if let Some((order, version)) = pending {
-                    let finished = ended(&order);
-                    return Some((
-                        Ok(order_to_proto(&order, version, clock.now())),
-                        (app, id, None, version, finished),
-                    ));
-                }
-                loop {
-                    let outcome = {
-                        // Registered before the read: an append in between still
-                        // wakes us; other processes' appends are seen by polling.
-                        let appended = app.store().appended().notified();
-                        match app.get(&id).await {
-                            Ok((order, version)) if version > last => Some(Ok((order, version))),
-                            Ok(_) => {
-                                tokio::select! {
-                                    () = appended => {}
-                                    () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                                }
-                                None
-                            }
-                            Err(error) => Some(Err(error)),
-                        }
-                    };
-                    match outcome {
-                        Some(Ok((order, version))) => {
-                            let finished = ended(&order);
-                            return Some((
-                                Ok(order_to_proto(&order, version, clock.now())),
-                                (app, id, None, version, finished),
-                            ));
-                        }
-                        Some(Err(error)) => {
-                            return Some((Err(status(error)), (app, id, None, last, true)));
-                        }
-                        None => {}
+                let (order, version) = match watch.next().await? {
+                    Ok(changed) => changed,
+                    Err(error) => {
+                        watch.ended = true;
+                        return Some((Err(status(error)), watch));
                     }
-                }
+                };
+                watch.ended = order_ended(&order);
+                Some((Ok(order_to_proto(&order, version, clock.now())), watch))
             }
         });
-        // The caller's place among the live streams, until this stream is dropped.
-        let stream = futures::StreamExt::map(stream, move |order| {
-            let _held = &permit;
-            order
-        });
+        let stream = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), rest);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -775,4 +748,45 @@ impl RepairService for RepairApi {
             radius_km: self.app.radius_km,
         }))
     }
+}
+
+/// One caller following one order: its place among the live streams, the
+/// order's events as they come, and the last version sent.
+struct Watch {
+    app: Repairs,
+    id: OrderId,
+    watcher: Watcher<StreamId>,
+    last: u64,
+    ended: bool,
+    _permit: StreamPermit,
+}
+
+impl Watch {
+    /// The order after its next step; `None` once it has ended or the service
+    /// stops.
+    async fn next(&mut self) -> Option<Result<(OrderState, u64), Error>> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match self.watcher.next().await {
+                // An event sent already (it came while the first read ran).
+                Live::Event(event) if event.stream_version <= self.last => continue,
+                Live::Event(_) | Live::Missed => {}
+                Live::Closed => return None,
+            }
+            return match self.app.get(&self.id).await {
+                Ok((order, version)) if version > self.last => {
+                    self.last = version;
+                    Some(Ok((order, version)))
+                }
+                Ok(_) => continue,
+                Err(error) => Some(Err(error)),
+            };
+        }
+    }
+}
+
+fn order_ended(order: &OrderState) -> bool {
+    matches!(order.stage, Stage::Closed | Stage::Cancelled)
 }

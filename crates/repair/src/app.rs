@@ -8,8 +8,8 @@ use std::time::Duration;
 use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, StreamId, projection,
-    read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StreamId, Watcher,
+    projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -19,6 +19,10 @@ use chrono::NaiveDate;
 
 /// How far ahead a walk-in can be booked.
 const MAX_BOOKING_DAYS: i64 = 60;
+
+/// How soon live watchers see an order changed by another process (this
+/// process's own appends wake the follower at once).
+const LIVE_POLL: Duration = Duration::from_millis(250);
 
 use crate::convert::device_key;
 use crate::domain::DomainError;
@@ -50,6 +54,8 @@ pub struct Repairs {
     /// [`TURNAROUND_FRESH`]: every open repair page asks, and the figures move
     /// slowly.
     turnaround: Arc<std::sync::Mutex<BTreeMap<String, (std::time::Instant, Turnaround)>>>,
+    /// Everyone following an order live, fed by one follower of the log.
+    live: LiveFeed<StreamId>,
 }
 
 /// Seconds per past order, by stage.
@@ -82,7 +88,19 @@ impl Repairs {
             warranty,
             radius_km,
             turnaround: Arc::default(),
+            live: LiveFeed::new(|event| Some(event.stream_id.clone())),
         })
+    }
+
+    /// Follows the log for every live watcher of an order until `stop`.
+    pub async fn feed_watchers(&self, stop: impl Future<Output = ()>) {
+        self.live.run(self.store.clone(), LIVE_POLL, stop).await;
+    }
+
+    /// The order's events from now on. Taken before the order is read, so that
+    /// nothing in between is missed.
+    pub fn watch(&self, order_id: &OrderId) -> AppResult<Watcher<StreamId>> {
+        Ok(self.live.watch(order_stream(order_id.as_str())?))
     }
 
     async fn run(

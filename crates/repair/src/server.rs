@@ -90,6 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
+    let watched = app.clone();
     let assembly = Assembly::new(
         RepairServiceServer::new(RepairApi::new(app, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
@@ -97,7 +98,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .consumer(LogisticsReactions::new(
         store.clone(),
         common.region.clone(),
-    ));
+    ))
+    .task(move |shutdown| async move { watched.feed_watchers(shutdown.stopped()).await });
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,
