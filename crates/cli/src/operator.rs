@@ -306,16 +306,6 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             }
         }
         Audit::Export { device: imei } => {
-            let w = warranty(endpoints)
-                .await?
-                .get_device_history(wpb::GetDeviceHistoryRequest {
-                    device_id: device(&imei),
-                    as_of: None,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
             let time = |t: Option<&prost_types::Timestamp>| {
                 t.and_then(|t| {
                     chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
@@ -324,30 +314,55 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             };
             let payload =
                 |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or(json!(text));
-            for e in &w.events {
-                println!(
-                    "{}",
-                    json!({"service": "warranty", "stream": format!("device-imei-{imei}"), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
-                );
-            }
-            match repair_client(endpoints)
-                .await?
-                .get_repair_history(rpb::VerifyRepairHistoryRequest {
-                    device_id: device(&imei),
-                })
-                .await
-            {
-                Ok(history) => {
-                    for e in history.into_inner().events {
-                        println!(
-                            "{}",
-                            json!({"service": "repair", "stream": format!("repair-{}", e.order_id), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
-                        );
-                    }
-                    Ok(())
+            // Page by page, each written as it comes: a history of any length.
+            let mut warranty = warranty(endpoints).await?;
+            let mut page_token = String::new();
+            loop {
+                let page = warranty
+                    .get_device_history(wpb::GetDeviceHistoryRequest {
+                        device_id: device(&imei),
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
+                for e in &page.events {
+                    println!(
+                        "{}",
+                        json!({"service": "warranty", "stream": format!("device-imei-{imei}"), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
+                    );
                 }
-                Err(status) if status.code() == tonic::Code::NotFound => Ok(()),
-                Err(status) => Err(failed(status)),
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            let mut repair = repair_client(endpoints).await?;
+            let mut page_token = String::new();
+            loop {
+                let page = match repair
+                    .get_repair_history(rpb::GetRepairHistoryRequest {
+                        device_id: device(&imei),
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(page) => page.into_inner(),
+                    Err(status) if status.code() == tonic::Code::NotFound => return Ok(()),
+                    Err(status) => return Err(failed(status)),
+                };
+                for e in page.events {
+                    println!(
+                        "{}",
+                        json!({"service": "repair", "stream": format!("repair-{}", e.order_id), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
+                    );
+                }
+                if page.next_page_token.is_empty() {
+                    return Ok(());
+                }
+                page_token = page.next_page_token;
             }
         }
     }

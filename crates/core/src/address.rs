@@ -38,6 +38,8 @@ pub struct Format {
 
 use Part::{City, PostalCode, Recipient, Region, Street};
 
+use crate::types::{CountryCode, ParseError};
+
 const EUROPEAN: &[Part] = &[Recipient, Street, PostalCode, City];
 const ANGLO: &[Part] = &[Recipient, Street, City, Region, PostalCode];
 
@@ -181,6 +183,113 @@ pub fn check(country: &str, region: &str, postal_code: &str) -> Result<(), Addre
     }
 }
 
+/// The most a carrier's label takes of each part of an address, in bytes, and
+/// of street lines. Every service that keeps or prints an address holds it to
+/// these, so an address one accepts another does not refuse.
+pub const MAX_RECIPIENT: usize = 200;
+pub const MAX_LINES: usize = 4;
+pub const MAX_LINE: usize = 200;
+pub const MAX_CITY: usize = 100;
+pub const MAX_REGION: usize = 100;
+pub const MAX_POSTAL_CODE: usize = 20;
+pub const MAX_PHONE: usize = 40;
+
+/// An address's parts, as every service holds them.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub recipient: &'a str,
+    pub lines: &'a [String],
+    pub city: &'a str,
+    pub region: &'a str,
+    pub postal_code: &'a str,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: &'a str,
+    /// For the carrier; may be empty.
+    pub phone: &'a str,
+}
+
+/// The names of an address's parts in a request, for the field an error names.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    pub recipient: &'static str,
+    pub lines: &'static str,
+    pub city: &'static str,
+    pub region: &'static str,
+    pub postal_code: &'static str,
+    pub country: &'static str,
+    pub phone: &'static str,
+}
+
+/// The [`Fields`] of an address under `prefix`: `address_fields!("to")` names
+/// `to.recipient`, `to.lines`, and so on.
+#[macro_export]
+macro_rules! address_fields {
+    ($prefix:literal) => {
+        $crate::address::Fields {
+            recipient: concat!($prefix, ".recipient"),
+            lines: concat!($prefix, ".lines"),
+            city: concat!($prefix, ".city"),
+            region: concat!($prefix, ".region"),
+            postal_code: concat!($prefix, ".postal_code"),
+            country: concat!($prefix, ".country"),
+            phone: concat!($prefix, ".phone"),
+        }
+    };
+}
+
+/// Whether `address` is one a carrier can print: every part printable and within
+/// its maximum, a recipient, 1 to [`MAX_LINES`] street lines and a city, an
+/// upper-case ISO country code, and the region and postal code its country's
+/// format asks for ([`check`]). The error names the part, under `fields`.
+pub fn validate(address: &Parts<'_>, fields: &Fields) -> Result<(), ParseError> {
+    let text = |field: &'static str, value: &str, max: usize, required: bool| {
+        if required && value.trim().is_empty() {
+            return Err(ParseError::new(field, "must not be empty"));
+        }
+        if value.len() > max || value.chars().any(char::is_control) {
+            return Err(ParseError::new(
+                field,
+                format!("must be at most {max} bytes of printable text"),
+            ));
+        }
+        Ok(())
+    };
+    text(fields.recipient, address.recipient, MAX_RECIPIENT, true)?;
+    if address.lines.is_empty() || address.lines.len() > MAX_LINES {
+        return Err(ParseError::new(
+            fields.lines,
+            format!("needs 1 to {MAX_LINES} street lines"),
+        ));
+    }
+    for line in address.lines {
+        text(fields.lines, line, MAX_LINE, true)?;
+    }
+    text(fields.city, address.city, MAX_CITY, true)?;
+    text(fields.region, address.region, MAX_REGION, false)?;
+    text(
+        fields.postal_code,
+        address.postal_code,
+        MAX_POSTAL_CODE,
+        false,
+    )?;
+    text(fields.phone, address.phone, MAX_PHONE, false)?;
+    let country = CountryCode::parse(fields.country, address.country)?;
+    check(
+        country.as_str(),
+        address.region.trim(),
+        address.postal_code.trim(),
+    )
+    .map_err(|e| {
+        let field = match e {
+            AddressError::MissingRegion { .. } => fields.region,
+            AddressError::PostalCode { .. } => fields.postal_code,
+            AddressError::TooLong("region") => fields.region,
+            AddressError::TooLong(_) => fields.postal_code,
+        };
+        ParseError::new(field, e.to_string())
+    })
+}
+
 fn matches(pattern: &str, value: &str) -> bool {
     pattern.len() == value.len()
         && pattern.bytes().zip(value.bytes()).all(|(p, v)| match p {
@@ -245,6 +354,74 @@ mod tests {
             Err(AddressError::PostalCode { .. })
         ));
         assert!(check("DE", &"x".repeat(101), "10115").is_err());
+    }
+
+    fn berlin(lines: &[String]) -> Parts<'_> {
+        Parts {
+            recipient: "Ana Weber",
+            lines,
+            city: "Berlin",
+            region: "",
+            postal_code: "10119",
+            country: "DE",
+            phone: "",
+        }
+    }
+
+    #[test]
+    fn an_address_is_refused_naming_the_part_a_carrier_could_not_print() {
+        let fields = crate::address_fields!("to");
+        let one = ["Torstrasse 1".to_owned()];
+        assert_eq!(validate(&berlin(&one), &fields), Ok(()));
+        let refused = |address: Parts<'_>| validate(&address, &fields).unwrap_err().field;
+        let five = vec!["x".to_owned(); 5];
+        assert_eq!(refused(berlin(&five)), "to.lines");
+        assert_eq!(refused(berlin(&[])), "to.lines");
+        assert_eq!(
+            refused(Parts {
+                country: "de",
+                ..berlin(&one)
+            }),
+            "to.country"
+        );
+        let long = "1".repeat(5000);
+        assert_eq!(
+            refused(Parts {
+                postal_code: &long,
+                ..berlin(&one)
+            }),
+            "to.postal_code"
+        );
+        assert_eq!(
+            refused(Parts {
+                postal_code: "1011",
+                ..berlin(&one)
+            }),
+            "to.postal_code"
+        );
+        assert_eq!(
+            refused(Parts {
+                recipient: " ",
+                ..berlin(&one)
+            }),
+            "to.recipient"
+        );
+        assert_eq!(
+            refused(Parts {
+                city: "Berlin\u{0}",
+                ..berlin(&one)
+            }),
+            "to.city"
+        );
+        assert_eq!(
+            refused(Parts {
+                country: "IN",
+                postal_code: "560001",
+                ..berlin(&one)
+            }),
+            "to.region",
+            "an Indian address needs its state"
+        );
     }
 
     #[test]

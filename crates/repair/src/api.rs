@@ -9,6 +9,7 @@ use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
 use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
+use aftersales_runtime::paging::{self, Limit};
 use aftersales_runtime::request::{Requests, StreamPermit};
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
@@ -95,6 +96,12 @@ fn order_owner(order: &OrderState) -> Owner<'_> {
 }
 
 /// A listed order's customer and center.
+/// A device's orders per page.
+const DEVICE_ORDERS_PAGE: Limit = Limit {
+    default: 50,
+    max: 200,
+};
+
 fn row_owner(row: &OrderRow) -> Owner<'_> {
     Owner {
         customer: Some(&row.customer_id),
@@ -562,15 +569,33 @@ impl RepairService for RepairApi {
         request: Request<pb::ListRepairsByDeviceRequest>,
     ) -> Result<Response<pb::ListRepairsResponse>, Status> {
         let caller = Caller::of(&request);
-        let device = request
-            .into_inner()
+        let r = request.into_inner();
+        let device = r
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
         let mut rows = self.app.orders_of_device(&device).await.map_err(status)?;
         rows.retain(|row| caller.may_touch(row_owner(row)));
+        // The token is the last order served: the next page starts after it.
+        let start = if r.page_token.is_empty() {
+            0
+        } else {
+            rows.iter()
+                .position(|row| row.order_id == r.page_token)
+                .map(|i| i + 1)
+                .ok_or_else(|| invalid("page_token", "is not one this service gave"))?
+        };
+        let size = DEVICE_ORDERS_PAGE.size(r.page_size);
+        let page = rows.get(start..).unwrap_or_default();
+        let next_page_token = match page.get(..size) {
+            Some(served) if page.len() > size => served
+                .last()
+                .map(|row| row.order_id.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::ListRepairsResponse {
-            repairs: rows.iter().map(summary).collect(),
-            next_page_token: String::new(),
+            repairs: page.iter().take(size).map(summary).collect(),
+            next_page_token,
         }))
     }
 
@@ -633,32 +658,48 @@ impl RepairService for RepairApi {
 
     async fn get_repair_history(
         &self,
-        request: Request<pb::VerifyRepairHistoryRequest>,
+        request: Request<pb::GetRepairHistoryRequest>,
     ) -> Result<Response<pb::RepairHistory>, Status> {
         let caller = Caller::of(&request);
-        let device = request
-            .into_inner()
+        let r = request.into_inner();
+        let device = r
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let mut history = self.app.device_history(&device).await.map_err(status)?;
-        if caller.needs_owner() {
-            // A customer sees the orders that were theirs, and none is as none at all.
-            let rows = self.app.orders_of_device(&device).await.map_err(status)?;
-            let theirs: std::collections::HashSet<_> = rows
-                .iter()
-                .filter(|row| caller.may_touch(row_owner(row)))
-                .map(|row| row.order_id.clone())
-                .collect();
-            history.retain(|(order_id, _)| theirs.contains(order_id));
-            if history.is_empty() {
-                return Err(status(
-                    DomainError::NotFound("repair history of this device".into()).into(),
-                ));
-            }
+        let mut orders = self.app.orders_of_device(&device).await.map_err(status)?;
+        // A customer sees the orders that were theirs, and none is as none at all.
+        orders.retain(|row| !caller.needs_owner() || caller.may_touch(row_owner(row)));
+        if orders.is_empty() {
+            return Err(status(
+                DomainError::NotFound("repair history of this device".into()).into(),
+            ));
         }
+        // A page token names the next page's first event: `order@version`.
+        let start = if r.page_token.is_empty() {
+            (0, 1)
+        } else {
+            r.page_token
+                .rsplit_once('@')
+                .and_then(|(order, version)| {
+                    let index = orders.iter().position(|o| o.order_id == order)?;
+                    Some((index, paging::version_after(version).ok()?))
+                })
+                .ok_or_else(|| invalid("page_token", "is not one this service gave"))?
+        };
+        let size = paging::HISTORY_PAGE.size(r.page_size);
+        let read = self
+            .app
+            .history_of_orders(&orders, start, size.saturating_add(1))
+            .await
+            .map_err(status)?;
+        let taken = paging::fill(&read, size, |(_, e)| e.payload.len());
+        let next_page_token = read
+            .get(taken)
+            .map(|(order, e)| format!("{order}@{}", e.stream_version))
+            .unwrap_or_default();
         Ok(Response::new(pb::RepairHistory {
-            events: history
+            events: read
                 .into_iter()
+                .take(taken)
                 .map(|(order_id, e)| pb::RepairHistoryEvent {
                     order_id,
                     version: e.stream_version,
@@ -671,6 +712,7 @@ impl RepairService for RepairApi {
                     hash: e.hash.iter().map(|b| format!("{b:02x}")).collect(),
                 })
                 .collect(),
+            next_page_token,
         }))
     }
 

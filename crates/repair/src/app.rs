@@ -9,7 +9,7 @@ use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StreamId, Watcher,
-    projection, read_whole_stream,
+    projection,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -534,20 +534,27 @@ impl Repairs {
         Ok((orders.len(), events, None))
     }
 
-    /// Every stored event of every order of a device, order by order.
-    pub async fn device_history(
+    /// Up to `limit` stored events of `orders`, order by order, from the event
+    /// `start` names (an order's index and a version in it).
+    pub async fn history_of_orders(
         &self,
-        device: &DeviceId,
+        orders: &[OrderRow],
+        start: (usize, u64),
+        limit: usize,
     ) -> AppResult<Vec<(String, aftersales_eventstore::RecordedEvent)>> {
-        let orders = self.orders_of_device(device).await?;
-        if orders.is_empty() {
-            return Err(DomainError::NotFound("repair history of this device".into()).into());
-        }
         let mut history = Vec::new();
-        for order in &orders {
-            for event in read_whole_stream(&self.store, &order_stream(&order.order_id)?).await? {
-                history.push((order.order_id.clone(), event));
+        let (first, mut from) = start;
+        for order in orders.iter().skip(first) {
+            let wanted = limit.saturating_sub(history.len());
+            if wanted == 0 {
+                break;
             }
+            let events = self
+                .store
+                .read_stream(&order_stream(&order.order_id)?, from, wanted)
+                .await?;
+            history.extend(events.into_iter().map(|e| (order.order_id.clone(), e)));
+            from = 1;
         }
         Ok(history)
     }

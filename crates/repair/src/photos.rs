@@ -14,8 +14,9 @@ use crate::app::AppResult;
 /// The largest photo (a phone's camera compressed for the record; a gRPC
 /// request holds at most 1 MiB).
 pub const MAX_PHOTO_BYTES: usize = 768 * 1024;
-/// The most photos one order keeps.
-pub const MAX_PHOTOS: i64 = 8;
+/// The most photos one order keeps: what one check-in may name.
+#[allow(clippy::cast_possible_wrap)] // 8
+pub const MAX_PHOTOS: i64 = crate::domain::order::MAX_PHOTOS as i64;
 
 /// A kept photo's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@ pub mod errors;
 pub mod grpc;
 pub mod metrics;
 pub mod operations;
+pub mod paging;
 pub mod request;
 pub mod service;
 pub mod signal;

@@ -8,6 +8,7 @@ use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
 use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
+use aftersales_runtime::paging;
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_from_proto;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -101,11 +102,11 @@ fn unhex(field: &str, text: &str) -> Result<[u8; 32], Status> {
     Ok(out)
 }
 
-/// The page size asked for, within 1..=500 (default 50).
 fn customer(field: &'static str, value: &str) -> Result<CustomerId, Status> {
     CustomerId::parse(field, value).map_err(|e| status(e.into()))
 }
 
+/// The page size asked for, within 1..=500 (default 50).
 fn page_size(requested: u32) -> i64 {
     i64::from(if requested == 0 {
         50
@@ -257,6 +258,12 @@ impl WarrantyService for WarrantyApi {
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
         self.own_device(&caller, &key).await?;
+        // A decision on the record is the workshop's, made at diagnosis or claim.
+        if r.record_decision && caller.is_customer() {
+            return Err(Status::permission_denied(
+                "recording a coverage decision is for staff and services; ask without record_decision",
+            ));
+        }
         let asked = asked(
             r.as_of.as_ref(),
             &r.fault_date,
@@ -444,13 +451,26 @@ impl WarrantyService for WarrantyApi {
                 .transpose()?,
         };
         let effective_until = optional_date("effective_until", &r.effective_until)?;
-        let events = self.app.history(&key, known_at).await.map_err(status)?;
+        let from = paging::version_after(&r.page_token)?;
+        let size = paging::HISTORY_PAGE.size(r.page_size);
+        let read = self
+            .app
+            .history(&key, from, size.saturating_add(1))
+            .await
+            .map_err(status)?;
+        let page = &read[..paging::fill(&read, size, |e| e.payload.len())];
+        let next_page_token = match page.last() {
+            Some(last) if page.len() < read.len() => (last.stream_version + 1).to_string(),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::GetDeviceHistoryResponse {
-            events: events
+            events: page
                 .iter()
+                .filter(|e| known_at.is_none_or(|t| e.metadata.recorded_at <= t))
                 .filter(|e| effective_until.is_none_or(|until| effective_on(e) <= until))
                 .map(history_event)
                 .collect(),
+            next_page_token,
         }))
     }
 

@@ -8,7 +8,7 @@ use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::Decider as _;
 use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RecordedEvent,
-    StateCache, StreamHead, StreamId, VerifyReport, read_whole_stream,
+    StateCache, StreamHead, StreamId, VerifyReport,
 };
 use aftersales_payments::{PaymentError, PaymentProvider, PaymentRequest, PaymentStatus};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -254,6 +254,7 @@ impl Warranty {
             let command = Command::RecordDecision {
                 fault,
                 decision: decision.clone(),
+                today: ctx.now.date_naive(),
             };
             self.run(key, command, ctx).await?;
         }
@@ -484,16 +485,17 @@ impl Warranty {
     pub async fn history(
         &self,
         key: &DeviceKey,
-        as_of: Option<DateTime<Utc>>,
+        from_version: u64,
+        limit: usize,
     ) -> AppResult<Vec<RecordedEvent>> {
-        let events = read_whole_stream(&self.store, &stream(key)?).await?;
-        if events.is_empty() {
+        let events = self
+            .store
+            .read_stream(&stream(key)?, from_version, limit)
+            .await?;
+        if events.is_empty() && from_version == 1 {
             return Err(DomainError::NotFound(key.to_string()).into());
         }
-        Ok(events
-            .into_iter()
-            .filter(|e| as_of.is_none_or(|t| e.metadata.recorded_at <= t))
-            .collect())
+        Ok(events)
     }
 
     /// Recomputes the device's hash chain; with a trusted head kept elsewhere, a

@@ -152,7 +152,9 @@ impl Translate for WarrantyEvents {
                 }
                 .encode_to_vec(),
             ),
-            Event::CoverageDecided { fault, decision } => (
+            Event::CoverageDecided {
+                fault, decision, ..
+            } => (
                 pb::CoverageDecided::NAME,
                 pb::CoverageDecided {
                     device_id: id,

@@ -180,7 +180,10 @@ impl Projection for CoverageDecisions {
         if event.event_type != "CoverageDecided" {
             return Ok(());
         }
-        let Event::CoverageDecided { fault, decision } = event.decode()? else {
+        let Event::CoverageDecided {
+            fault, decision, ..
+        } = event.decode()?
+        else {
             return Ok(());
         };
         let fault = serde_json::to_value(fault)

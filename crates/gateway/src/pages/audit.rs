@@ -75,22 +75,54 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
             },
             token,
         )),
-        history_of.get_device_history(authorized(
-            wpb::GetDeviceHistoryRequest {
-                device_id: id(),
-                as_of: None,
-                ..Default::default()
-            },
-            token,
-        )),
+        async {
+            let mut events = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = history_of
+                    .get_device_history(authorized(
+                        wpb::GetDeviceHistoryRequest {
+                            device_id: id(),
+                            page_token,
+                            ..Default::default()
+                        },
+                        token,
+                    ))
+                    .await?
+                    .into_inner();
+                events.extend(page.events);
+                if page.next_page_token.is_empty() {
+                    return Ok::<_, tonic::Status>(events);
+                }
+                page_token = page.next_page_token;
+            }
+        },
         repair.verify_repair_history(authorized(
             rpb::VerifyRepairHistoryRequest { device_id: id() },
             token,
         )),
-        repairs_of.get_repair_history(authorized(
-            rpb::VerifyRepairHistoryRequest { device_id: id() },
-            token,
-        )),
+        async {
+            let mut events = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = repairs_of
+                    .get_repair_history(authorized(
+                        rpb::GetRepairHistoryRequest {
+                            device_id: id(),
+                            page_token,
+                            ..Default::default()
+                        },
+                        token,
+                    ))
+                    .await?
+                    .into_inner();
+                events.extend(page.events);
+                if page.next_page_token.is_empty() {
+                    return Ok::<_, tonic::Status>(events);
+                }
+                page_token = page.next_page_token;
+            }
+        },
     );
     // A device without repairs has no repair history: nothing to verify.
     let never_repaired = |s: &tonic::Status| s.code() == tonic::Code::NotFound;
@@ -100,13 +132,13 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
         Err(status) => return Err(status),
     };
     let repairs = match repairs {
-        Ok(r) => r.into_inner().events,
+        Ok(events) => events,
         Err(status) if never_repaired(&status) => Vec::new(),
         Err(status) => return Err(status),
     };
     Ok(Histories {
         warranty_verified: verified?.into_inner(),
-        warranty: history?.into_inner().events,
+        warranty: history?,
         repairs_verified,
         repairs,
     })

@@ -133,6 +133,7 @@ pub async fn list(
                 repair.list_repairs_by_device(authorized(
                     rpb::ListRepairsByDeviceRequest {
                         device_id: summary.device_id.clone(),
+                        ..Default::default()
                     },
                     &token,
                 ))

@@ -249,6 +249,7 @@ async fn device_view(
         repair.list_repairs_by_device(authorized(
             rpb::ListRepairsByDeviceRequest {
                 device_id: Some(by_imei(&imei)),
+                ..Default::default()
             },
             token,
         )),

@@ -54,22 +54,20 @@ pub struct Address {
 }
 
 impl Address {
-    fn validate(&self, field: &'static str) -> Result<(), DomainError> {
-        let bad = |reason: &str| DomainError::invalid(field, reason.to_owned());
-        text(field, &self.recipient, 200, true).map_err(|_| bad("needs a recipient"))?;
-        if self.lines.is_empty() || self.lines.len() > 4 {
-            return Err(bad("needs 1 to 4 street lines"));
-        }
-        for line in &self.lines {
-            text(field, line, 200, true).map_err(|_| bad("street lines must be printable"))?;
-        }
-        text(field, &self.city, 100, true).map_err(|_| bad("needs a city"))?;
-        text(field, &self.region, 100, false)?;
-        text(field, &self.postal_code, 20, false)?;
-        text(field, &self.phone, 40, false)?;
-        aftersales_core::types::CountryCode::parse(field, &self.country)
-            .map_err(|_| bad("country must be an ISO 3166-1 alpha-2 code such as DE"))?;
-        Ok(())
+    /// Held to the rules every service holds an address to (what repair
+    /// accepted, the label takes); `fields` names the parts in the request.
+    fn validate(&self, fields: &aftersales_core::address::Fields) -> Result<(), DomainError> {
+        let parts = aftersales_core::address::Parts {
+            recipient: &self.recipient,
+            lines: &self.lines,
+            city: &self.city,
+            region: &self.region,
+            postal_code: &self.postal_code,
+            country: &self.country,
+            phone: &self.phone,
+        };
+        aftersales_core::address::validate(&parts, fields)
+            .map_err(|e| DomainError::invalid(e.field, e.reason))
     }
 }
 
@@ -305,8 +303,9 @@ impl Decider for Shipment {
             text("shipment_id", &info.shipment_id, 100, true)?;
             let (Purpose::RepairOrder(id) | Purpose::AccessoryReplacement(id)) = &info.purpose;
             text("repair_order_id", id, 100, true)?;
-            info.from.validate("from")?;
-            info.to.validate("to")?;
+            info.from
+                .validate(&aftersales_core::address_fields!("from"))?;
+            info.to.validate(&aftersales_core::address_fields!("to"))?;
             info.parcel.validate()?;
             text("carrier", &info.carrier, 50, true)?;
             text("tracking_number", &label.tracking_number, 50, true)?;
@@ -546,7 +545,20 @@ mod tests {
         bad.to.country = "Germany".into();
         assert!(matches!(
             Shipment::decide(&None, &create(bad)),
-            Err(DomainError::Invalid { field: "to", .. })
+            Err(DomainError::Invalid {
+                field: "to.country",
+                ..
+            })
+        ));
+        // What repair would refuse, logistics refuses too, naming the part.
+        let mut five_lines = info();
+        five_lines.to.lines = vec!["x".into(); 5];
+        assert!(matches!(
+            Shipment::decide(&None, &create(five_lines)),
+            Err(DomainError::Invalid {
+                field: "to.lines",
+                ..
+            })
         ));
         let mut heavy = info();
         heavy.parcel.weight_grams = 90_000;

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use aftersales_core::types::{CountryCode, DeviceKey};
+use aftersales_core::types::DeviceKey;
 use aftersales_eventstore::{Decider, DomainEvent, Upcasters};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,26 @@ pub struct Address {
     /// For the carrier, where the customer gave one.
     #[serde(default)]
     pub phone: String,
+}
+
+impl Address {
+    /// Held to the rules every service holds an address to, so logistics can
+    /// print what repair accepted.
+    fn validate(&self) -> Result<(), DomainError> {
+        let parts = aftersales_core::address::Parts {
+            recipient: &self.recipient,
+            lines: &self.lines,
+            city: &self.city,
+            region: &self.region,
+            postal_code: &self.postal_code,
+            country: &self.country,
+            phone: &self.phone,
+        };
+        Ok(aftersales_core::address::validate(
+            &parts,
+            &aftersales_core::address_fields!("contact_address"),
+        )?)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +390,36 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError>
     Ok(())
 }
 
+/// Like [`text`], where nothing at all is allowed too.
+fn optional_text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
+    if value.is_empty() {
+        Ok(())
+    } else {
+        text(field, value, max)
+    }
+}
+
+/// At most `max_items` entries of [`text`] of at most `max_len` bytes each.
+fn list(
+    field: &'static str,
+    items: &[String],
+    max_items: usize,
+    max_len: usize,
+) -> Result<(), DomainError> {
+    if items.len() > max_items {
+        return Err(DomainError::invalid(
+            field,
+            format!("at most {max_items} entries"),
+        ));
+    }
+    items.iter().try_for_each(|item| text(field, item, max_len))
+}
+
+/// Photos one check-in names (the photos themselves are kept by `photos`).
+pub const MAX_PHOTOS: usize = 8;
+/// Lines one quote holds.
+pub const MAX_QUOTE_LINES: usize = 50;
+
 /// What a person can do to an order (the parcels' own steps are not theirs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -518,26 +568,7 @@ impl Decider for RepairOrder {
             text("symptoms", symptoms, 2000)?;
             match channel {
                 Channel::WalkIn { center_id, .. } => text("service_center", center_id, 100)?,
-                Channel::MailIn { address } => {
-                    text("contact_address.recipient", &address.recipient, 200)?;
-                    if address.lines.is_empty() {
-                        return Err(DomainError::invalid(
-                            "contact_address.lines",
-                            "must not be empty",
-                        ));
-                    }
-                    for line in &address.lines {
-                        text("contact_address.lines", line, 200)?;
-                    }
-                    text("contact_address.city", &address.city, 100)?;
-                    CountryCode::parse("contact_address.country", &address.country)?;
-                    if address.region.len() > 100 || address.phone.len() > 40 {
-                        return Err(DomainError::invalid(
-                            "contact_address",
-                            "a region of at most 100 and a phone number of at most 40 bytes",
-                        ));
-                    }
-                }
+                Channel::MailIn { address } => address.validate()?,
             }
             return Ok(vec![Event::RepairOrderOpened {
                 order_id: order_id.clone(),
@@ -566,6 +597,8 @@ impl Decider for RepairOrder {
                 }
                 require_stage(order, "check-in", &[S::Opened])?;
                 text("condition_notes", &condition.notes, 2000)?;
+                list("condition.photos", &condition.photos, MAX_PHOTOS, 200)?;
+                list("accessories", accessories, 20, 100)?;
                 Ok(vec![Event::DeviceCheckedIn {
                     condition: condition.clone(),
                     accessories: accessories.clone(),
@@ -589,6 +622,7 @@ impl Decider for RepairOrder {
                 require_stage(order, "diagnosis", &[S::Received])?;
                 text("fault_category", fault, 50)?;
                 text("technician", technician, 100)?;
+                list("fault_codes", fault_codes, 20, 32)?;
                 if matches!(coverage, Coverage::Pending { .. }) {
                     return Err(DomainError::Precondition(
                         "coverage must be decided at diagnosis".into(),
@@ -618,6 +652,12 @@ impl Decider for RepairOrder {
                         "a quote needs at least one line",
                     ));
                 };
+                if lines.len() > MAX_QUOTE_LINES {
+                    return Err(DomainError::invalid(
+                        "lines",
+                        format!("a quote has at most {MAX_QUOTE_LINES} lines"),
+                    ));
+                }
                 let currency = first.amount.currency().clone();
                 let mut total: i64 = 0;
                 for line in lines {
@@ -715,7 +755,9 @@ impl Decider for RepairOrder {
             }
             Command::RecordQc { passed, notes } => {
                 require_stage(order, "a QC result", &[S::InRepair])?;
-                if !passed {
+                if *passed {
+                    optional_text("notes", notes, 2000)?;
+                } else {
                     text("notes", notes, 2000)?;
                 }
                 Ok(vec![if *passed {
@@ -1303,6 +1345,44 @@ mod tests {
             },
         };
         assert_eq!(field(&with(no_address, "dead")), "contact_address.lines");
+        // The addresses logistics could not put on a label are refused here,
+        // before an order waits for a label that never comes.
+        let lisbon = Address {
+            recipient: "Ana Silva".into(),
+            lines: vec!["Rua Augusta 1".into()],
+            city: "Lisboa".into(),
+            region: String::new(),
+            postal_code: "1100-048".into(),
+            country: "PT".into(),
+            phone: String::new(),
+        };
+        let mail_in = |address: Address| with(Channel::MailIn { address }, "dead");
+        assert!(RepairOrder::decide(&None, &mail_in(lisbon.clone())).is_ok());
+        for (address, named) in [
+            (
+                Address {
+                    country: "pt".into(),
+                    ..lisbon.clone()
+                },
+                "contact_address.country",
+            ),
+            (
+                Address {
+                    lines: vec!["x".into(); 5],
+                    ..lisbon.clone()
+                },
+                "contact_address.lines",
+            ),
+            (
+                Address {
+                    postal_code: "1".repeat(5000),
+                    ..lisbon.clone()
+                },
+                "contact_address.postal_code",
+            ),
+        ] {
+            assert_eq!(field(&mail_in(address)), named);
+        }
     }
 
     #[test]

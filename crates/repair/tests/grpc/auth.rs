@@ -191,6 +191,7 @@ async fn repair_asks_warranty_with_its_own_token() {
             client
                 .list_repairs_by_device(aftersales_proto::repair::ListRepairsByDeviceRequest {
                     device_id: device(&imei),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

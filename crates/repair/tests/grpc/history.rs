@@ -43,6 +43,7 @@ async fn a_devices_repair_history_is_listed_and_verifiable() {
             async move {
                 r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
                     device_id: device(&imei),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -86,6 +87,67 @@ async fn a_devices_repair_history_is_listed_and_verifiable() {
     assert!(intact.intact, "{}", intact.problem);
     let unknown = self::imei(7);
     assert_eq!((intact.orders_checked, intact.events_checked), (2, 3));
+
+    // Both lists page: a device's orders one at a time, its history two events
+    // at a time across its orders, and each token leads on to the next page.
+    let orders_page = |page_token: String| {
+        let mut r = p.r.clone();
+        let device_id = device(&imei);
+        async move {
+            r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                device_id,
+                page_size: 1,
+                page_token,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    let one = orders_page(String::new()).await.unwrap();
+    assert_eq!(one.repairs[0].order_id, first);
+    let two = orders_page(one.next_page_token).await.unwrap();
+    assert_eq!(
+        (
+            two.repairs[0].order_id.as_str(),
+            two.next_page_token.as_str()
+        ),
+        (second.as_str(), "")
+    );
+    let history_page = |page_token: String| {
+        let mut r = p.r.clone();
+        let device_id = device(&imei);
+        async move {
+            r.get_repair_history(pb::GetRepairHistoryRequest {
+                device_id,
+                page_size: 2,
+                page_token,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    let head = history_page(String::new()).await.unwrap();
+    let tail = history_page(head.next_page_token.clone()).await.unwrap();
+    let read: Vec<(String, u64)> = head
+        .events
+        .iter()
+        .chain(&tail.events)
+        .map(|e| (e.order_id.clone(), e.version))
+        .collect();
+    assert_eq!(
+        read,
+        [(first.clone(), 1), (first.clone(), 2), (second.clone(), 1)]
+    );
+    assert_eq!(head.next_page_token, format!("{second}@1"));
+    assert!(tail.next_page_token.is_empty());
+    for forged in ["x", "nobody@1", &format!("{second}@0")] {
+        let refused = history_page(forged.to_owned()).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{forged}");
+    }
+    assert_eq!(
+        orders_page("nobody".into()).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
 
     let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
         panic!()
@@ -508,6 +570,7 @@ async fn center_turnaround_and_projections_rebuilt_from_the_log() {
         async move {
             r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
                 device_id: device(&imei),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -699,11 +762,14 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
             let mut r = r.clone();
             let device_id = device(&imei);
             async move {
-                r.list_repairs_by_device(pb::ListRepairsByDeviceRequest { device_id })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .repairs
+                r.list_repairs_by_device(pb::ListRepairsByDeviceRequest {
+                    device_id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .repairs
             }
         },
         |repairs| !repairs.is_empty(),

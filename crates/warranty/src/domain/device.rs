@@ -98,7 +98,21 @@ pub struct DeviceState {
     pub activated_on: Option<NaiveDate>,
     #[serde(default)]
     pub past_plans: Vec<PastPlan>,
+    /// Decisions recorded on the last day one was: what the daily limit counts.
+    #[serde(default)]
+    pub decisions_on: DecisionsOn,
 }
+
+/// How many coverage decisions were recorded for a device on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DecisionsOn {
+    pub day: Option<NaiveDate>,
+    pub count: u32,
+}
+
+/// Coverage decisions one device may have recorded per day: diagnoses and
+/// claims need a few; more is someone growing its history.
+pub const MAX_DECISIONS_PER_DAY: u32 = 50;
 
 /// The day the maker's warranty starts: the purchase, or the first activation
 /// where the policy says so, but never later than its limit after purchase.
@@ -237,6 +251,7 @@ pub enum Command {
     RecordDecision {
         fault: FaultCategory,
         decision: Decision,
+        today: NaiveDate,
     },
     /// A covered repair used the warranty: decided for the day the fault
     /// appeared; within the legal guarantee it is a remedy under it.
@@ -331,6 +346,9 @@ pub enum Event {
     CoverageDecided {
         fault: FaultCategory,
         decision: Decision,
+        /// The day it was recorded, which the daily limit counts by.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recorded_on: Option<NaiveDate>,
     },
     ClaimRecorded {
         repair_order_id: String,
@@ -675,11 +693,24 @@ impl Decider for Device {
                     to: to.trim().to_owned(),
                 }])
             }
-            Command::RecordDecision { fault, decision } => {
-                require(state)?;
+            Command::RecordDecision {
+                fault,
+                decision,
+                today,
+            } => {
+                let device = require(state)?;
+                if device.decisions_on.day == Some(*today)
+                    && device.decisions_on.count >= MAX_DECISIONS_PER_DAY
+                {
+                    return Err(DomainError::Exhausted(format!(
+                        "{MAX_DECISIONS_PER_DAY} coverage decisions are recorded for this device \
+                         today, its most; ask without recording, or again tomorrow"
+                    )));
+                }
                 Ok(vec![Event::CoverageDecided {
                     fault: *fault,
                     decision: decision.clone(),
+                    recorded_on: Some(*today),
                 }])
             }
             Command::RecordClaim {
@@ -771,11 +802,27 @@ impl Decider for Device {
                 pending_plan: None,
                 activated_on: *activated_on,
                 past_plans: Vec::new(),
+                decisions_on: DecisionsOn::default(),
             });
         }
         let mut device = state?;
         match event {
-            Event::DeviceRegistered { .. } | Event::CoverageDecided { .. } => {}
+            Event::DeviceRegistered { .. } => {}
+            Event::CoverageDecided { recorded_on, .. } => {
+                if let Some(day) = recorded_on {
+                    device.decisions_on = if device.decisions_on.day == Some(*day) {
+                        DecisionsOn {
+                            day: Some(*day),
+                            count: device.decisions_on.count.saturating_add(1),
+                        }
+                    } else {
+                        DecisionsOn {
+                            day: Some(*day),
+                            count: 1,
+                        }
+                    };
+                }
+            }
             Event::PurchaseVerified {
                 model,
                 purchase_date,
@@ -944,6 +991,38 @@ mod tests {
         assert_eq!(
             Device::decide(&None, &future).unwrap_err().field(),
             Some("purchase_date")
+        );
+    }
+
+    #[test]
+    fn a_device_has_at_most_fifty_decisions_recorded_a_day() {
+        let d = date("2025-01-10");
+        let mut state = run(None, &register("DE", d, d)).unwrap();
+        let decision = decide(state.as_ref().unwrap(), FaultCategory::Battery, d, None);
+        let record = |today: NaiveDate| Command::RecordDecision {
+            fault: FaultCategory::Battery,
+            decision: decision.clone(),
+            today,
+        };
+        for _ in 0..MAX_DECISIONS_PER_DAY {
+            state = run(state, &record(d)).unwrap();
+        }
+        assert!(
+            matches!(
+                Device::decide(&state, &record(d)),
+                Err(DomainError::Exhausted(_))
+            ),
+            "the 51st on one day is refused"
+        );
+        let next_day = date("2025-01-11");
+        state = run(state, &record(next_day)).unwrap();
+        assert_eq!(
+            state.unwrap().decisions_on,
+            DecisionsOn {
+                day: Some(next_day),
+                count: 1
+            },
+            "the count starts again the next day"
         );
     }
 

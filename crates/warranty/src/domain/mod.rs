@@ -109,6 +109,9 @@ pub enum DomainError {
     /// FAILED_PRECONDITION: the device's state refuses it.
     #[error("{0}")]
     Precondition(String),
+    /// RESOURCE_EXHAUSTED: a limit on how often, reached for now.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl DomainError {
@@ -122,7 +125,10 @@ impl DomainError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid { field, .. } => Some(field),
-            Self::NotFound(_) | Self::AlreadyExists(_) | Self::Precondition(_) => None,
+            Self::NotFound(_)
+            | Self::AlreadyExists(_)
+            | Self::Precondition(_)
+            | Self::Exhausted(_) => None,
         }
     }
 }
@@ -154,6 +160,7 @@ impl From<DomainError> for aftersales_core::Error {
             DomainError::NotFound(what) => Self::not_found(what),
             DomainError::AlreadyExists(what) => Self::already_exists(what),
             DomainError::Precondition(why) => Self::precondition(why),
+            DomainError::Exhausted(why) => Self::exhausted(why),
         }
     }
 }

@@ -290,6 +290,17 @@ async fn another_customers_device_answers_as_if_it_did_not_exist() {
     };
     aftersales_testkit::eventually(|| list(&anna), |n| *n == annas.len()).await;
     assert_eq!(list(&bob).await, 0);
+    // Anna may ask about her own phone, but not put a decision on its record:
+    // that is the workshop's, and would let anyone grow a history without end.
+    let ask = |record_decision| pb::CheckCoverageRequest {
+        device_id: by_imei(&annas[0]),
+        fault_category: pb::FaultCategory::Display.into(),
+        record_decision,
+        ..Default::default()
+    };
+    anna.check_coverage(ask(false)).await.unwrap();
+    let refused = anna.check_coverage(ask(true)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     let aftersales_eventstore::AnyEventStore::Postgres(pg) = &running.store else {
         panic!("PostgreSQL");
     };

@@ -13,15 +13,19 @@ pub const REGION: &str = "test-region";
 pub struct Server {
     pub running: Running,
     pub client: WarrantyServiceClient<Channel>,
+    /// The server's clock, for a test to move on.
+    pub clock: aftersales_core::ShiftedClock,
 }
 
 impl Server {
     pub async fn start(nats_url: Option<String>) -> Self {
         let database_url = shared_postgres().create_database().unwrap();
+        let clock = aftersales_core::ShiftedClock::new();
         let running = start(Config {
             common: Common {
                 nats_url: nats_url.map(Into::into),
                 region: REGION.into(),
+                clock: clock.shared(),
                 ..Common::test(database_url)
             },
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -36,7 +40,11 @@ impl Server {
         let client = WarrantyServiceClient::connect(format!("http://{}", running.addr))
             .await
             .unwrap();
-        Self { running, client }
+        Self {
+            running,
+            client,
+            clock,
+        }
     }
 
     pub async fn events(&self) -> i64 {

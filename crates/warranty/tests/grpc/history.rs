@@ -415,6 +415,7 @@ async fn coverage_for_the_day_of_the_fault_as_known_at_a_moment() {
         as_of: None,
         known_at,
         effective_until,
+        ..Default::default()
     };
     let all = s
         .client
@@ -581,6 +582,60 @@ async fn a_claim_is_decided_for_the_day_the_fault_appeared() {
     s.running.stop().await.unwrap();
 }
 
+/// A history pages by version, and a token it did not give is refused.
+#[tokio::test]
+async fn a_device_history_is_read_a_page_at_a_time() {
+    let mut s = Server::start(None).await;
+    let imei = fresh_imei();
+    s.client
+        .register_device(registration(&imei, "DE", &days_ago(20), "cust-1"))
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        s.client
+            .check_coverage(pb::CheckCoverageRequest {
+                record_decision: true,
+                ..coverage(&imei, pb::FaultCategory::Display)
+            })
+            .await
+            .unwrap();
+    }
+    let page = |page_token: String| {
+        let mut client = s.client.clone();
+        let device_id = by_imei(&imei);
+        async move {
+            client
+                .get_device_history(pb::GetDeviceHistoryRequest {
+                    device_id,
+                    page_size: 3,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let mut versions = Vec::new();
+    let mut tokens = Vec::new();
+    let mut token = String::new();
+    loop {
+        let read = page(token).await.unwrap();
+        versions.extend(read.events.iter().map(|e| e.version));
+        if read.next_page_token.is_empty() {
+            break;
+        }
+        tokens.push(read.next_page_token.clone());
+        token = read.next_page_token;
+    }
+    assert_eq!(versions, (1..=7).collect::<Vec<u64>>());
+    assert_eq!(tokens, ["4", "7"]);
+    for forged in ["0", "x", "-1"] {
+        let refused = page(forged.into()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{forged}");
+    }
+    s.running.stop().await.unwrap();
+}
+
 /// A snapshot is outside the hash chain: verification folds the events up to
 /// it and names a snapshot that says something else.
 #[tokio::test]
@@ -591,8 +646,26 @@ async fn an_edited_snapshot_fails_verification() {
         .register_device(registration(&imei, "DE", &days_ago(20), "cust-1"))
         .await
         .unwrap();
-    // 99 recorded decisions: the 100th event crosses the snapshot interval.
-    for _ in 0..99 {
+    // 99 recorded decisions over two days (at most 50 a day): the 100th event
+    // crosses the snapshot interval.
+    for n in 0..99 {
+        if n == 50 {
+            let refused = s
+                .client
+                .check_coverage(pb::CheckCoverageRequest {
+                    record_decision: true,
+                    ..coverage(&imei, pb::FaultCategory::Display)
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.code(),
+                tonic::Code::ResourceExhausted,
+                "{refused:?}"
+            );
+            assert_eq!(s.events().await, 51, "the refused decision wrote nothing");
+            s.clock.advance(chrono::Duration::days(1));
+        }
         s.client
             .check_coverage(pb::CheckCoverageRequest {
                 record_decision: true,
