@@ -76,6 +76,11 @@ def check_compose(doc):
             )
         env = s.get("environment", {})
         require(env.get("DATABASE_URL", "").endswith(f"/{name}"), f"compose: {name} has its own database")
+        require(
+            env.get("DATABASE_OWNER_URL", "").startswith(f"postgres://{name}_owner:")
+            and env["DATABASE_OWNER_URL"].endswith(f"/{name}"),
+            f"compose: {name} migrates as {name}_owner and runs as a role that cannot change its log",
+        )
         require(env.get("NATS_URL", "").startswith(f"nats://{name}:"), f"compose: {name} connects to NATS as its own user")
         require("OTEL_EXPORTER_OTLP_ENDPOINT" in env, f"compose: {name} exports spans")
         require(
@@ -164,6 +169,11 @@ def check_overlay(objects, name):
         secret = env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
         require(secret.startswith(f"{service}-database"), f"{name}: {service} reads another's database")
         require(secret in secrets, f"{name}: {service}'s database Secret {secret} is not rendered")
+        owner = env.get("DATABASE_OWNER_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        require(
+            owner.get("name") == secret and "owner-url" in secrets.get(secret, {}).get("data", {}),
+            f"{name}: {service} migrates as its database's owner and runs as a role that cannot change its log (DATABASE_OWNER_URL)",
+        )
         if service == "repair":
             url = env.get("AFTERSALES_WARRANTY_URL", {}).get("value", "")
             require(url.startswith("https://"), f"{name}: repair calls warranty over TLS")

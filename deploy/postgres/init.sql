@@ -1,12 +1,23 @@
--- One database and one role per service: a service can reach only its own data.
--- Passwords here are for the single-host compose form; Kubernetes takes them from
--- per-service Secrets (deploy/k8s).
+-- One database per service, and two roles for each: its owner, which runs the
+-- migrations (DATABASE_OWNER_URL), and the role the service runs as (DATABASE_URL),
+-- which the owner grants at each start what a service needs and no more: it can
+-- append to and read its log but not change, delete or truncate an event, nor drop
+-- the triggers that guard them. Passwords here are for the single-host compose
+-- form; Kubernetes takes them from per-service Secrets (deploy/k8s).
+CREATE ROLE warranty_owner LOGIN PASSWORD 'warranty_owner';
+CREATE ROLE repair_owner LOGIN PASSWORD 'repair_owner';
+CREATE ROLE logistics_owner LOGIN PASSWORD 'logistics_owner';
+CREATE ROLE notification_owner LOGIN PASSWORD 'notification_owner';
 CREATE ROLE warranty LOGIN PASSWORD 'warranty';
 CREATE ROLE repair LOGIN PASSWORD 'repair';
 CREATE ROLE logistics LOGIN PASSWORD 'logistics';
 CREATE ROLE notification LOGIN PASSWORD 'notification';
-CREATE DATABASE warranty OWNER warranty;
-CREATE DATABASE repair OWNER repair;
-CREATE DATABASE logistics OWNER logistics;
-CREATE DATABASE notification OWNER notification;
+CREATE DATABASE warranty OWNER warranty_owner;
+CREATE DATABASE repair OWNER repair_owner;
+CREATE DATABASE logistics OWNER logistics_owner;
+CREATE DATABASE notification OWNER notification_owner;
 REVOKE ALL ON DATABASE warranty, repair, logistics, notification FROM PUBLIC;
+GRANT CONNECT ON DATABASE warranty TO warranty;
+GRANT CONNECT ON DATABASE repair TO repair;
+GRANT CONNECT ON DATABASE logistics TO logistics;
+GRANT CONNECT ON DATABASE notification TO notification;

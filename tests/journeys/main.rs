@@ -165,12 +165,17 @@ impl Platform {
     pub fn start_with(autoplay_step_millis: u32, extra: &[(&str, String)]) -> Self {
         let nats = NatsServer::start().unwrap();
         let smtp = SmtpServer::start().unwrap();
-        let databases = std::array::from_fn(|_| shared_postgres().create_database().unwrap());
+        // Each service runs as a role that can append to its log but not change
+        // it; its database's owner migrates. Tests look in as the superuser.
+        let roles: [aftersales_testkit::DatabaseRoles; 4] =
+            std::array::from_fn(|_| shared_postgres().create_database_with_roles().unwrap());
+        let databases = roles.each_ref().map(|r| r.superuser_url.clone());
         // Without an issuer among `extra`, calls are not authenticated.
         let authenticated = extra.iter().any(|(k, _)| *k == "AFTERSALES_OIDC_ISSUER");
-        let common = |db: &str| {
+        let common = |db: &aftersales_testkit::DatabaseRoles| {
             vec![
-                ("DATABASE_URL".to_owned(), db.to_owned()),
+                ("DATABASE_URL".to_owned(), db.service_url.clone()),
+                ("DATABASE_OWNER_URL".to_owned(), db.owner_url.clone()),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
             ]
@@ -184,11 +189,11 @@ impl Platform {
             .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
             .collect::<Vec<_>>()
         };
-        let warranty = Service::spawn("warranty", common(&databases[0]));
-        let mut repair_env = common(&databases[1]);
+        let warranty = Service::spawn("warranty", common(&roles[0]));
+        let mut repair_env = common(&roles[1]);
         repair_env.push(("AFTERSALES_WARRANTY_URL".into(), warranty.url()));
         let repair = Service::spawn("repair", repair_env);
-        let mut logistics_env = common(&databases[2]);
+        let mut logistics_env = common(&roles[2]);
         logistics_env.push(("AFTERSALES_SANDBOX_AUTOPLAY".into(), "delivered".into()));
         logistics_env.push((
             "AFTERSALES_SANDBOX_STEP_MILLIS".into(),
@@ -196,7 +201,7 @@ impl Platform {
         ));
         logistics_env.push(("AFTERSALES_WEBHOOK_LISTEN".into(), "127.0.0.1:0".into()));
         let logistics = Service::spawn("logistics", logistics_env);
-        let mut notification_env = common(&databases[3]);
+        let mut notification_env = common(&roles[3]);
         notification_env.push(("AFTERSALES_SMTP_URL".into(), smtp.url()));
         notification_env.push(("AFTERSALES_SEND_RETRY_BASE_MILLIS".into(), "200".into()));
         notification_env.push(("AFTERSALES_SEND_LEASE_SECONDS".into(), "5".into()));

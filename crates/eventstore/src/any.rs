@@ -32,6 +32,24 @@ impl AnyEventStore {
         }
     }
 
+    /// On PostgreSQL, migrates as `owner_url` and runs as the role of `url`
+    /// with no more rights than a service needs
+    /// ([`PgEventStore::connect_as_service`]). An embedded SQLite file has no
+    /// roles: asking for one is an error.
+    pub async fn connect_as_service(
+        url: &str,
+        owner_url: &str,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(
+                PgEventStore::connect_as_service(url, owner_url, migrations).await?,
+            ))
+        } else {
+            Err(StoreError::unsupported_url(url))
+        }
+    }
+
     /// Applies a service's own migrations (read models, say) to the store's
     /// database, beside the store's.
     pub async fn run_migrations(

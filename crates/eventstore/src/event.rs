@@ -197,6 +197,10 @@ pub struct StreamHead {
 }
 
 /// A stored snapshot of an aggregate's state.
+///
+/// A snapshot is outside the hash chain, so it names the chain link it was
+/// taken at and carries a seal over everything it says: loading refuses one
+/// whose seal or link does not match, and folds the events instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub stream_id: StreamId,
@@ -206,4 +210,57 @@ pub struct Snapshot {
     pub schema_version: u32,
     pub payload: Vec<u8>,
     pub taken_at: DateTime<Utc>,
+    /// The hash-chain link of the event at `stream_version`.
+    pub chain_hash: Vec<u8>,
+    /// SHA-256 over the stream, version, shape, link and payload.
+    pub seal: Vec<u8>,
+}
+
+impl Snapshot {
+    /// A sealed snapshot of `payload`, taken at the event whose link is `chain_hash`.
+    pub fn new(
+        stream_id: StreamId,
+        stream_version: u64,
+        schema_version: u32,
+        payload: Vec<u8>,
+        taken_at: DateTime<Utc>,
+        chain_hash: [u8; 32],
+    ) -> Self {
+        let mut snapshot = Self {
+            stream_id,
+            stream_version,
+            schema_version,
+            payload,
+            taken_at,
+            chain_hash: chain_hash.to_vec(),
+            seal: Vec::new(),
+        };
+        snapshot.seal = snapshot.digest().to_vec();
+        snapshot
+    }
+
+    /// What the seal must be.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"aftersales-snapshot-v1\0");
+        let stream = self.stream_id.as_str().as_bytes();
+        hasher.update((stream.len() as u64).to_be_bytes());
+        hasher.update(stream);
+        hasher.update(self.stream_version.to_be_bytes());
+        hasher.update(self.schema_version.to_be_bytes());
+        hasher.update((self.chain_hash.len() as u64).to_be_bytes());
+        hasher.update(&self.chain_hash);
+        hasher.update(&self.payload);
+        hasher.finalize().into()
+    }
+
+    /// Whether it is as it was taken, and taken at the event `at` (the stream's
+    /// event at its version, if there is one).
+    pub fn matches(&self, at: Option<&RecordedEvent>) -> bool {
+        self.seal == self.digest()
+            && at.is_some_and(|e| {
+                e.stream_version == self.stream_version && e.hash[..] == self.chain_hash[..]
+            })
+    }
 }

@@ -386,15 +386,40 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             && let Some(snapshot) = self.store.load_snapshot(stream).await?
             && snapshot.schema_version == D::STATE_VERSION
         {
-            match serde_json::from_slice(&snapshot.payload) {
-                Ok(state) => {
-                    loaded = Loaded {
-                        state,
-                        version: snapshot.stream_version,
+            // Read from the snapshot's own event on: its chain link is the one
+            // the snapshot names, or the snapshot is of some other history.
+            let page = self
+                .store
+                .read_stream(stream, snapshot.stream_version, STREAM_PAGE)
+                .await?;
+            let full = page.len() == STREAM_PAGE;
+            if !snapshot.matches(page.first()) {
+                tracing::warn!(
+                    stream = %stream,
+                    version = snapshot.stream_version,
+                    "snapshot refused: its seal or its chain link does not match; folding the events"
+                );
+            } else {
+                match serde_json::from_slice(&snapshot.payload) {
+                    Ok(state) => {
+                        let mut from_snapshot = Loaded {
+                            state,
+                            version: snapshot.stream_version,
+                        };
+                        self.fold_page(
+                            &mut from_snapshot,
+                            page.into_iter().skip(1).collect(),
+                            None,
+                        )?;
+                        return if full {
+                            self.fold_from(stream, from_snapshot, None).await
+                        } else {
+                            Ok(from_snapshot)
+                        };
                     }
-                }
-                Err(error) => {
-                    tracing::warn!(stream = %stream, %error, "unreadable snapshot ignored");
+                    Err(error) => {
+                        tracing::warn!(stream = %stream, %error, "unreadable snapshot ignored");
+                    }
                 }
             }
         }
@@ -414,6 +439,13 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         };
         if snapshot.schema_version != D::STATE_VERSION {
             return Ok(None);
+        }
+        let at = self
+            .store
+            .read_stream(stream, snapshot.stream_version, 1)
+            .await?;
+        if !snapshot.matches(at.first()) {
+            return Ok(Some(snapshot.stream_version));
         }
         let mut loaded = Loaded {
             state: D::initial_state(),
@@ -533,13 +565,24 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 return;
             }
         };
-        let snapshot = Snapshot {
-            stream_id: stream.clone(),
-            stream_version: after,
-            schema_version: D::STATE_VERSION,
-            payload,
-            taken_at: now,
+        // Sealed to the link of the event it was taken at; if another append
+        // came first, the next interval takes one.
+        let head = match self.store.stream_head(stream).await {
+            Ok(Some(head)) if head.version == after => head,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(stream = %stream, error = %error, "snapshot not taken");
+                return;
+            }
         };
+        let snapshot = Snapshot::new(
+            stream.clone(),
+            after,
+            D::STATE_VERSION,
+            payload,
+            now,
+            head.hash,
+        );
         // A snapshot only saves work; the command has already succeeded.
         if let Err(error) = self.store.save_snapshot(&snapshot).await {
             tracing::warn!(stream = %stream, error = %error, "snapshot not saved");

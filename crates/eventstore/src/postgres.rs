@@ -55,12 +55,53 @@ impl PgEventStore {
     /// Uses an existing pool, applying pending migrations.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         migrator().run(&pool).await.map_err(StoreError::Migration)?;
-        Ok(Self {
+        Ok(Self::migrated(pool))
+    }
+
+    /// Least privilege: migrates as `owner_url`'s role (the store's tables and
+    /// the service's `migrations`), grants the role `url` logs in as only what
+    /// a service needs, and connects as that role. The service can then append
+    /// to `events` and read it, but not change, delete or truncate a row, nor
+    /// drop or disable the triggers that guard it: that is the owner's alone.
+    pub async fn connect_as_service(
+        url: &str,
+        owner_url: &str,
+        migrations: &Migrator,
+    ) -> Result<Self, StoreError> {
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let role = options.get_username().to_owned();
+        let owner = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(owner_url)
+            .await?;
+        let prepared = async {
+            migrator()
+                .run(&owner)
+                .await
+                .map_err(StoreError::Migration)?;
+            crate::store::shared_migrator(migrations)
+                .run(&owner)
+                .await
+                .map_err(StoreError::Migration)?;
+            grant_service_role(&owner, &role).await
+        }
+        .await;
+        owner.close().await;
+        prepared?;
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .connect(url)
+            .await?;
+        Ok(Self::migrated(pool))
+    }
+
+    fn migrated(pool: PgPool) -> Self {
+        Self {
             pool,
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
-        })
+        }
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -72,6 +113,24 @@ impl PgEventStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// What a service's role may do in its database: read and write its read
+/// models, inboxes and checkpoints, but only append to and read `events`, and
+/// never touch the migrations' own table. Idempotent: it runs at every start.
+async fn grant_service_role(owner: &PgPool, role: &str) -> Result<(), StoreError> {
+    let role = format!("\"{}\"", role.replace('"', "\"\""));
+    let grants = format!(
+        "GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+         REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON events FROM {role};
+         REVOKE ALL ON _sqlx_migrations FROM {role};"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+        .execute(owner)
+        .await?;
+    Ok(())
 }
 
 /// The event store's migrations. Services add their own with distinct versions to
@@ -425,11 +484,13 @@ impl EventStore for PgEventStore {
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at) \
-             VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at, \
+               chain_hash, seal) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (stream_id) DO UPDATE SET stream_version = EXCLUDED.stream_version, \
                schema_version = EXCLUDED.schema_version, payload = EXCLUDED.payload, \
-               taken_at = EXCLUDED.taken_at \
+               taken_at = EXCLUDED.taken_at, chain_hash = EXCLUDED.chain_hash, \
+               seal = EXCLUDED.seal \
              WHERE snapshots.stream_version <= EXCLUDED.stream_version",
         )
         .bind(snapshot.stream_id.as_str())
@@ -437,6 +498,8 @@ impl EventStore for PgEventStore {
         .bind(i32::try_from(snapshot.schema_version).unwrap_or(i32::MAX))
         .bind(&snapshot.payload)
         .bind(snapshot.taken_at)
+        .bind(&snapshot.chain_hash)
+        .bind(&snapshot.seal)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -444,8 +507,8 @@ impl EventStore for PgEventStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
-            "SELECT stream_version, schema_version, payload, taken_at FROM snapshots \
-             WHERE stream_id = $1",
+            "SELECT stream_version, schema_version, payload, taken_at, chain_hash, seal \
+             FROM snapshots WHERE stream_id = $1",
         )
         .bind(stream.as_str())
         .fetch_optional(&self.pool)
@@ -458,6 +521,8 @@ impl EventStore for PgEventStore {
                     .map_err(|_| StoreError::CorruptRow("negative schema_version".into()))?,
                 payload: row.try_get("payload")?,
                 taken_at: row.try_get("taken_at")?,
+                chain_hash: row.try_get("chain_hash")?,
+                seal: row.try_get("seal")?,
             })
         })
         .transpose()

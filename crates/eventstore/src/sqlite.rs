@@ -385,11 +385,13 @@ impl EventStore for SqliteEventStore {
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
+            "INSERT INTO snapshots (stream_id, stream_version, schema_version, payload, taken_at, \
+               chain_hash, seal) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
              ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, \
                schema_version = excluded.schema_version, payload = excluded.payload, \
-               taken_at = excluded.taken_at \
+               taken_at = excluded.taken_at, chain_hash = excluded.chain_hash, \
+               seal = excluded.seal \
              WHERE snapshots.stream_version <= excluded.stream_version",
         )
         .bind(snapshot.stream_id.as_str().to_owned())
@@ -397,6 +399,8 @@ impl EventStore for SqliteEventStore {
         .bind(i64::from(snapshot.schema_version))
         .bind(snapshot.payload.clone())
         .bind(snapshot.taken_at.timestamp_micros())
+        .bind(snapshot.chain_hash.clone())
+        .bind(snapshot.seal.clone())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -404,8 +408,8 @@ impl EventStore for SqliteEventStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
-            "SELECT stream_version, schema_version, payload, taken_at FROM snapshots \
-             WHERE stream_id = ?1",
+            "SELECT stream_version, schema_version, payload, taken_at, chain_hash, seal \
+             FROM snapshots WHERE stream_id = ?1",
         )
         .bind(stream.as_str().to_owned())
         .fetch_optional(&self.reader)
@@ -418,6 +422,8 @@ impl EventStore for SqliteEventStore {
                     .map_err(|_| StoreError::CorruptRow("schema_version out of range".into()))?,
                 payload: row.try_get("payload")?,
                 taken_at: micros_to_time(row.try_get("taken_at")?)?,
+                chain_hash: row.try_get("chain_hash")?,
+                seal: row.try_get("seal")?,
             })
         })
         .transpose()

@@ -17,6 +17,11 @@ pub struct Common {
     /// `sqlite:data/<service>.db`.
     #[arg(long, env = "DATABASE_URL", value_parser = secret, hide_env_values = true)]
     pub database_url: Option<SecretString>,
+    /// PostgreSQL only: the role that owns the database runs the migrations and
+    /// grants `DATABASE_URL`'s role what a service needs (append to and read the
+    /// log, never change it). Unset: `DATABASE_URL`'s role migrates itself.
+    #[arg(long, env = "DATABASE_OWNER_URL", value_parser = secret, hide_env_values = true)]
+    pub database_owner_url: Option<SecretString>,
     /// NATS with JetStream; unset runs without a broker (embedded mode).
     #[arg(long, env = "NATS_URL", value_parser = secret, hide_env_values = true)]
     pub nats_url: Option<SecretString>,
@@ -167,6 +172,7 @@ impl Common {
     pub fn refuse_placeholders(&self) -> Result<(), String> {
         let secrets = [
             ("DATABASE_URL", self.database_url.as_ref()),
+            ("DATABASE_OWNER_URL", self.database_owner_url.as_ref()),
             ("NATS_URL", self.nats_url.as_ref()),
             (
                 "AFTERSALES_OIDC_CLIENT_SECRET",

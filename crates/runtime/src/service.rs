@@ -24,6 +24,8 @@ use aftersales_messaging::{
     Reaction, StreamSettings, Subscription, Translate,
 };
 
+use secrecy::ExposeSecret as _;
+
 use crate::config::Common;
 use crate::grpc::{Grpc, ServeError, bind};
 use crate::operations;
@@ -52,6 +54,14 @@ impl Description {
     /// whose secrets are still placeholders.
     pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StartError> {
         common.refuse_placeholders().map_err(StartError::Config)?;
+        if let Some(owner) = &common.database_owner_url {
+            return Ok(AnyEventStore::connect_as_service(
+                common.database_url(self.name).expose_secret(),
+                owner.expose_secret(),
+                self.migrations,
+            )
+            .await?);
+        }
         let store = common.open_store(self.name).await?;
         self.migrate(&store).await?;
         Ok(store)
@@ -415,7 +425,7 @@ pub async fn relay(
             "the relay needs DATABASE_URL and NATS_URL".into(),
         ));
     };
-    let store = common.open_store(description.name).await?;
+    let store = description.open(common).await?;
     let bus = bus(description, common, url).await?;
     bus.relay(store, publishes())?.run(shutdown).await;
     Ok(())

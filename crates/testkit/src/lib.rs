@@ -24,7 +24,7 @@ mod process;
 pub mod smtp;
 
 pub use nats::{NatsOptions, NatsServer};
-pub use postgres::{PostgresOptions, PostgresServer, shared_postgres};
+pub use postgres::{DatabaseRoles, PostgresOptions, PostgresServer, shared_postgres};
 pub use smtp::SmtpServer;
 
 use std::path::PathBuf;

@@ -114,21 +114,77 @@ impl PostgresServer {
 
     /// Creates a fresh, uniquely named database and returns its URL.
     pub fn create_database(&self) -> Result<String, TestkitError> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut createdb = Command::new(self.bin_dir.join("createdb"));
-        createdb
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
-            .arg(self.port.to_string())
-            .arg(&name)
-            .current_dir(self.dir.path());
-        run_checked(as_user(&mut createdb, self.run_as))?;
+        let name = unique_name();
+        self.createdb(&name, "postgres")?;
         Ok(self.url(&name))
     }
+
+    /// A fresh database set up as a deployment sets one up: owned by a role that
+    /// runs the migrations, and a second role the service runs as, which is not
+    /// the owner and not a superuser.
+    pub fn create_database_with_roles(&self) -> Result<DatabaseRoles, TestkitError> {
+        let name = unique_name();
+        let (owner, service) = (format!("{name}_owner"), format!("{name}_service"));
+        self.psql(
+            "postgres",
+            &format!("CREATE ROLE {owner} LOGIN; CREATE ROLE {service} LOGIN;"),
+        )?;
+        self.createdb(&name, &owner)?;
+        self.psql(&name, &format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC; GRANT CONNECT ON DATABASE {name} TO {service};"))?;
+        let url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/{name}", self.port);
+        Ok(DatabaseRoles {
+            owner_url: url(&owner),
+            service_url: url(&service),
+            superuser_url: self.url(&name),
+        })
+    }
+
+    fn createdb(&self, name: &str, owner: &str) -> Result<(), TestkitError> {
+        let mut createdb = Command::new(self.bin_dir.join("createdb"));
+        createdb
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-O", owner, "-p"])
+            .arg(self.port.to_string())
+            .arg(name)
+            .current_dir(self.dir.path());
+        run_checked(as_user(&mut createdb, self.run_as))
+    }
+
+    fn psql(&self, database: &str, sql: &str) -> Result<(), TestkitError> {
+        let mut psql = Command::new(self.bin_dir.join("psql"));
+        psql.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
+        .current_dir(self.dir.path());
+        run_checked(as_user(&mut psql, self.run_as))
+    }
+}
+
+/// The URLs of a database made by [`PostgresServer::create_database_with_roles`].
+#[derive(Debug, Clone)]
+pub struct DatabaseRoles {
+    /// The database's owner: runs the migrations (`DATABASE_OWNER_URL`).
+    pub owner_url: String,
+    /// The role the service runs as (`DATABASE_URL`).
+    pub service_url: String,
+    /// The cluster's superuser, for a test that plays someone who has it.
+    pub superuser_url: String,
+}
+
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Drop for PostgresServer {

@@ -127,3 +127,62 @@ async fn follower_passes_positions_of_rolled_back_appends() {
     assert_eq!(read.len(), 2);
     assert_eq!(read[1].position, after.last_position);
 }
+
+/// Least privilege: the role a service runs as appends to and reads its log,
+/// checkpoints and snapshots, and is refused by permission (not only by the
+/// triggers) every way of changing what is written, and of removing the guard.
+#[tokio::test]
+async fn the_service_role_appends_and_reads_but_cannot_change_the_log() {
+    let roles = aftersales_testkit::shared_postgres()
+        .create_database_with_roles()
+        .unwrap();
+    let no_migrations = sqlx::migrate::Migrator::DEFAULT;
+    let store =
+        AnyEventStore::connect_as_service(&roles.service_url, &roles.owner_url, &no_migrations)
+            .await
+            .unwrap();
+    let AnyEventStore::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    let s = stream("guarded");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    assert_eq!(store.read_stream(&s, 1, 10).await.unwrap().len(), 2);
+    store
+        .save_checkpoint("reader", Checkpoint::START)
+        .await
+        .unwrap();
+
+    for change in [
+        "UPDATE events SET event_type = 'Forged'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "DROP TRIGGER events_append_only ON events",
+        "ALTER TABLE events DISABLE TRIGGER USER",
+        "DELETE FROM _sqlx_migrations",
+        "CREATE TABLE shadow (id int)",
+    ] {
+        let refused = sqlx::raw_sql(change)
+            .execute(pg.pool())
+            .await
+            .expect_err(change);
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code().map(|c| c.into_owned()));
+        assert_eq!(
+            code.as_deref(),
+            Some("42501"),
+            "{change}: refused by permission, not by a trigger: {refused}"
+        );
+    }
+    assert_eq!(store.read_stream(&s, 1, 10).await.unwrap().len(), 2);
+
+    // A second start grants again and changes nothing.
+    let again =
+        AnyEventStore::connect_as_service(&roles.service_url, &roles.owner_url, &no_migrations)
+            .await
+            .unwrap();
+    assert_eq!(again.read_stream(&s, 1, 10).await.unwrap().len(), 2);
+}

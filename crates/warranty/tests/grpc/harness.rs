@@ -15,18 +15,21 @@ pub struct Server {
     pub client: WarrantyServiceClient<Channel>,
     /// The server's clock, for a test to move on.
     pub clock: aftersales_core::ShiftedClock,
+    /// The database's owner: the server runs as a role that cannot change its log.
+    pub owner_url: String,
 }
 
 impl Server {
     pub async fn start(nats_url: Option<String>) -> Self {
-        let database_url = shared_postgres().create_database().unwrap();
+        let roles = shared_postgres().create_database_with_roles().unwrap();
         let clock = aftersales_core::ShiftedClock::new();
         let running = start(Config {
             common: Common {
                 nats_url: nats_url.map(Into::into),
                 region: REGION.into(),
                 clock: clock.shared(),
-                ..Common::test(database_url)
+                database_owner_url: Some(roles.owner_url.clone().into()),
+                ..Common::test(roles.service_url)
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: None,
@@ -44,6 +47,7 @@ impl Server {
             running,
             client,
             clock,
+            owner_url: roles.owner_url,
         }
     }
 
@@ -57,11 +61,13 @@ impl Server {
             .unwrap()
     }
 
+    /// Runs `sql` as the database's owner: someone with more rights than the
+    /// service, tampering.
     pub async fn sql(&self, sql: &'static str) {
-        let aftersales_eventstore::AnyEventStore::Postgres(pg) = &self.running.store else {
-            panic!("PostgreSQL");
-        };
-        sqlx::raw_sql(sql).execute(pg.pool()).await.unwrap();
+        let mut owner = <sqlx::PgConnection as sqlx::Connection>::connect(&self.owner_url)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sql).execute(&mut owner).await.unwrap();
     }
 }
 

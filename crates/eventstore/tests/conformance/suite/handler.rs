@@ -279,11 +279,36 @@ pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
     assert_eq!(state.total, 20);
     assert_eq!(handler.load(&s).await.unwrap().state.total, 25);
 
-    // Prove the snapshot is what loading starts from: plant a distinguishable one.
+    assert!(snapshot.matches(b.store.read_stream(&s, 20, 1).await.unwrap().first()));
+
+    // Prove the snapshot is what loading starts from: plant a distinguishable one,
+    // sealed to the event it claims to be taken at.
     let planted = counter::State {
         total: 1000,
         additions: 20,
     };
+    let sealed = |payload: Vec<u8>, chain_hash: &[u8]| {
+        Snapshot::new(
+            s.clone(),
+            20,
+            snapshot.schema_version,
+            payload,
+            snapshot.taken_at,
+            chain_hash.try_into().unwrap(),
+        )
+    };
+    b.store
+        .save_snapshot(&sealed(
+            serde_json::to_vec(&planted).unwrap(),
+            &snapshot.chain_hash,
+        ))
+        .await
+        .unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!((loaded.state.total, loaded.version), (1005, 25));
+
+    // Edited without its seal, or sealed to a link that is not the event's, a
+    // snapshot is refused and the events are folded instead.
     b.store
         .save_snapshot(&Snapshot {
             payload: serde_json::to_vec(&planted).unwrap(),
@@ -292,7 +317,18 @@ pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
         .await
         .unwrap();
     let loaded = handler.load(&s).await.unwrap();
-    assert_eq!((loaded.state.total, loaded.version), (1005, 25));
+    assert_eq!((loaded.state.total, loaded.version), (25, 25), "edited");
+    b.store
+        .save_snapshot(&sealed(serde_json::to_vec(&planted).unwrap(), &[7; 32]))
+        .await
+        .unwrap();
+    let loaded = handler.load(&s).await.unwrap();
+    assert_eq!(
+        (loaded.state.total, loaded.version),
+        (25, 25),
+        "another link"
+    );
+    b.store.save_snapshot(&snapshot).await.unwrap();
 
     // An older snapshot never replaces a newer one.
     b.store
