@@ -17,7 +17,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --no-create-home aftersales
+ && useradd --system --uid 10001 --no-create-home aftersales \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/aftersales
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
 # gRPC 50051-50054, metrics 9101-9104, the carrier webhook 8053, the web 8080.

@@ -174,6 +174,18 @@ def check_overlay(objects, name):
             owner.get("name") == secret and "owner-url" in secrets.get(secret, {}).get("data", {}),
             f"{name}: {service} migrates as its database's owner and runs as a role that cannot change its log (DATABASE_OWNER_URL)",
         )
+        notary = [
+            v["secret"]["secretName"]
+            for v in pod.get("volumes", [])
+            if v.get("name") == "notary" and "secret" in v
+        ]
+        require(
+            env.get("AFTERSALES_NOTARY_KEY_FILE", {}).get("value", "").startswith("/etc/aftersales/notary/")
+            and notary
+            and notary[0].startswith(f"{service}-notary")
+            and notary[0] in secrets,
+            f"{name}: every replica of {service} signs its chain heads with one key, from the Secret {service}-notary",
+        )
         if service == "repair":
             url = env.get("AFTERSALES_WARRANTY_URL", {}).get("value", "")
             require(url.startswith("https://"), f"{name}: repair calls warranty over TLS")

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -99,6 +99,67 @@ impl SigningKey {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+    }
+
+    /// The claims of `token` if this key signed it (ES256; no expiry asked for:
+    /// a signed record stays valid).
+    pub fn verify(&self, token: &str) -> Result<Value, IssuerError> {
+        let key = jsonwebtoken::DecodingKey::from_ec_components(&self.x, &self.y)?;
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
+    }
+
+    /// The key kept at `path` (PKCS #8 DER), made and kept there (mode 0600)
+    /// the first time; without a path, one for this run only, which `what`
+    /// (the signer, for the warning) signs with.
+    pub fn load_or_create(path: Option<&std::path::Path>, what: &str) -> Result<Self, IssuerError> {
+        let Some(path) = path else {
+            tracing::warn!("{what}: no key file; signing with a key for this run only");
+            return Self::generate();
+        };
+        match std::fs::read(path) {
+            Ok(kept) => {
+                let text = String::from_utf8_lossy(&kept);
+                if text.contains("CHANGE_ME") {
+                    return Err(IssuerError::Key(format!(
+                        "{} is still a placeholder: supply the real key",
+                        path.display()
+                    )));
+                }
+                // PEM (as a Secret holds it) or DER (as this makes it).
+                let der = if text.trim_start().starts_with("-----BEGIN") {
+                    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+                    STANDARD
+                        .decode(body.trim())
+                        .map_err(|e| IssuerError::Key(format!("{}: {e}", path.display())))?
+                } else {
+                    kept
+                };
+                Self::from_pkcs8(&der).map_err(|e| {
+                    IssuerError::Key(format!(
+                        "{}: {e} (a PKCS #8 P-256 key, PEM or DER)",
+                        path.display()
+                    ))
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let key = Self::generate()?;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+                file.write_all(key.pkcs8())?;
+                file.sync_all()?;
+                Ok(key)
+            }
+            Err(error) => Err(IssuerError::Key(format!("{}: {error}", path.display()))),
+        }
     }
 }
 
@@ -263,7 +324,7 @@ impl Issuer {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| STANDARD.decode(b).ok())
             .and_then(|b| String::from_utf8(b).ok());
         let client = presented
             .as_deref()

@@ -474,9 +474,14 @@ pub enum Repair {
         /// Send the device by mail; the return address lines follow.
         #[arg(long, num_args = 1.., value_name = "LINE")]
         mail_in: Vec<String>,
-        /// With --mail-in: city and ISO country code.
+        /// With --mail-in: city, postal code, region (state, province) where
+        /// the country's addresses have one, and ISO country code.
         #[arg(long)]
         city: Option<String>,
+        #[arg(long)]
+        postal_code: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long)]
         country: Option<String>,
         /// The day the fault appeared (YYYY-MM-DD), which coverage is decided
@@ -740,6 +745,8 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
             center,
             mail_in,
             city,
+            postal_code,
+            region,
             country,
             fault_date,
         } => {
@@ -750,8 +757,8 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
                     recipient: customer.clone(),
                     lines: mail_in,
                     city: city.unwrap_or_default(),
-                    region: String::new(),
-                    postal_code: String::new(),
+                    region: region.unwrap_or_default(),
+                    postal_code: postal_code.unwrap_or_default(),
                     country: country.map(|value| CountryCode { value }),
                     phone: String::new(),
                 };

@@ -267,8 +267,8 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             let repair_intact = r.as_ref().is_none_or(|r| r.intact);
             let report = json!({
                 "device": imei,
-                "warranty": {"intact": w.intact, "events": w.events_checked, "problem": w.problem, "head": w.head_hash},
-                "repair": r.as_ref().map(|r| json!({"intact": r.intact, "orders": r.orders_checked, "events": r.events_checked, "problem": r.problem, "order": r.first_bad_order_id})),
+                "warranty": {"intact": w.intact, "events": w.events_checked, "problem": w.problem, "head": w.head_hash, "checked_against": w.checked_against},
+                "repair": r.as_ref().map(|r| json!({"intact": r.intact, "orders": r.orders_checked, "events": r.events_checked, "problem": r.problem, "order": r.first_bad_order_id, "checked_against": r.checked_against})),
                 "intact": w.intact && repair_intact,
             });
             if endpoints.json {
@@ -284,18 +284,24 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
                         format!(": {}", w.problem)
                     }
                 );
+                println!("          checked against {}", w.checked_against);
                 match &r {
-                    Some(r) => println!(
-                        "repair:   {} ({} orders, {} events){}",
-                        if r.intact { "intact" } else { "BROKEN" },
-                        r.orders_checked,
-                        r.events_checked,
-                        if r.problem.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": order {} {}", r.first_bad_order_id, r.problem)
+                    Some(r) => {
+                        println!(
+                            "repair:   {} ({} orders, {} events){}",
+                            if r.intact { "intact" } else { "BROKEN" },
+                            r.orders_checked,
+                            r.events_checked,
+                            if r.problem.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": order {} {}", r.first_bad_order_id, r.problem)
+                            }
+                        );
+                        for against in &r.checked_against {
+                            println!("          checked against {against}");
                         }
-                    ),
+                    }
                     None => println!("repair:   no repairs"),
                 }
             }

@@ -464,7 +464,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
                 recipient: "Li Wei".into(),
                 lines: vec!["88 Century Avenue".into()],
                 city: "Shanghai".into(),
-                region: String::new(),
+                region: "Shanghai".into(),
                 postal_code: "200120".into(),
                 country: Some(CountryCode { value: "CN".into() }),
                 phone: String::new(),

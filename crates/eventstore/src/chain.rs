@@ -77,6 +77,12 @@ impl<'a> Canonical<'a> {
     }
 }
 
+/// `event`'s link after `previous` (the link before it, [`GENESIS`] for a
+/// stream's first event): what an auditor's own tool recomputes.
+pub fn link(previous: &[u8; 32], event: &RecordedEvent) -> [u8; 32] {
+    Canonical::of(event).hash(previous)
+}
+
 /// Where and how a chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainBreak {

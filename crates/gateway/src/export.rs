@@ -22,34 +22,9 @@ impl ExportKey {
     /// time; without a path, one for this run only (exports it signs can be
     /// checked only while it runs: say so).
     pub fn load_or_create(path: Option<&Path>) -> Result<Self, GatewayError> {
-        let key_error =
-            |e: aftersales_auth::issuer::IssuerError| GatewayError::Config(e.to_string());
-        let Some(path) = path else {
-            tracing::warn!(
-                "no --export-key-file: audit exports are signed with a key for this run only"
-            );
-            return SigningKey::generate().map(Self).map_err(key_error);
-        };
-        match std::fs::read(path) {
-            Ok(der) => SigningKey::from_pkcs8(&der).map(Self).map_err(key_error),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let key = SigningKey::generate().map_err(key_error)?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-                file.write_all(key.pkcs8())?;
-                file.sync_all()?;
-                Ok(Self(key))
-            }
-            Err(error) => Err(GatewayError::Config(format!(
-                "--export-key-file {}: {error}",
-                path.display()
-            ))),
-        }
+        SigningKey::load_or_create(path, "audit exports (--export-key-file)")
+            .map(Self)
+            .map_err(|e| GatewayError::Config(format!("--export-key-file: {e}")))
     }
 
     /// The public key, as a JWK Set.

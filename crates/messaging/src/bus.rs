@@ -80,6 +80,17 @@ impl Bus {
         )?)
     }
 
+    /// This service's signed chain heads, their stream provisioned.
+    pub async fn heads(&self) -> Result<crate::heads::Heads, MessagingError> {
+        crate::heads::Heads::provision(
+            self.js.clone(),
+            self.names.clone(),
+            &self.service,
+            &self.streams,
+        )
+        .await
+    }
+
     /// The region's dead letters, to list and replay.
     pub fn dead_letters(&self) -> DeadLetters {
         DeadLetters::new(self.js.clone(), self.names.clone())

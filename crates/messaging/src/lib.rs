@@ -19,6 +19,7 @@ pub mod consumer;
 pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod heads;
 mod inbox;
 pub mod jetstream;
 pub mod log;

@@ -67,6 +67,25 @@ impl Names {
         stream_name(&["AFTERSALES", &self.region, service])
     }
 
+    /// `AFTERSALES_<REGION>_HEADS_<SERVICE>`: the service's signed chain heads.
+    pub fn heads_stream(&self, service: &str) -> String {
+        stream_name(&["AFTERSALES", &self.region, "HEADS", service])
+    }
+
+    /// Every subject of `service`'s heads stream (outside its events' subjects).
+    pub fn heads_subjects(&self, service: &str) -> String {
+        format!("aftersales.{}.heads.{service}.>", self.region)
+    }
+
+    /// The subject `stream`'s head is published on: one per stream, named by
+    /// the first 128 bits of the SHA-256 of its id (any id is then one token).
+    pub fn head_subject(&self, service: &str, stream: &str) -> String {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(stream.as_bytes());
+        let token: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("aftersales.{}.heads.{service}.{token}", self.region)
+    }
+
     /// The region's dead-letter stream.
     pub fn dead_letter_stream(&self) -> String {
         stream_name(&["AFTERSALES", &self.region, "DLQ"])

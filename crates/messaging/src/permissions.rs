@@ -40,6 +40,14 @@ pub fn publish_allowed(names: &Names, user: &ServiceUser) -> Vec<String> {
         ]);
     };
     stream_api(&own, &mut subjects);
+    // Its signed chain heads: published, and read back to verify against.
+    let heads = names.heads_stream(&user.service);
+    stream_api(&heads, &mut subjects);
+    subjects.extend([
+        names.heads_subjects(&user.service),
+        format!("$JS.API.DIRECT.GET.{heads}"),
+        format!("$JS.API.DIRECT.GET.{heads}.>"),
+    ]);
     if !user.subscriptions.is_empty() {
         stream_api(&names.dead_letter_stream(), &mut subjects);
     }

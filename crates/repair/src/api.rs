@@ -9,6 +9,7 @@ use aftersales_proto::repair::repair_service_server::RepairService;
 use aftersales_proto::warranty as wpb;
 use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
+use aftersales_runtime::notary::Notary;
 use aftersales_runtime::paging::{self, Limit};
 use aftersales_runtime::request::{Requests, StreamPermit};
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
@@ -28,6 +29,7 @@ use crate::projections::OrderRow;
 pub struct RepairApi {
     app: Repairs,
     requests: Requests,
+    notary: Notary,
 }
 
 impl RepairApi {
@@ -41,8 +43,13 @@ impl RepairApi {
         )))
     }
 
-    pub fn new(app: Repairs, requests: Requests) -> Self {
-        Self { app, requests }
+    /// `notary` reads the heads histories are verified against.
+    pub fn new(app: Repairs, requests: Requests, notary: Notary) -> Self {
+        Self {
+            app,
+            requests,
+            notary,
+        }
     }
 
     /// Runs a command that needs nothing but the order's id.
@@ -645,14 +652,22 @@ impl RepairService for RepairApi {
             .into_inner()
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let (orders, events, problem) = self.app.verify_device(&device).await.map_err(status)?;
-        let (first_bad_order_id, problem) = problem.unwrap_or_default();
+        let verdict = self
+            .app
+            .verify_device(&device, |stream| {
+                let notary = self.notary.clone();
+                async move { notary.trust(&stream, None).await }
+            })
+            .await
+            .map_err(status)?;
+        let (first_bad_order_id, problem) = verdict.first_break.unwrap_or_default();
         Ok(Response::new(pb::VerifyRepairHistoryResponse {
             intact: problem.is_empty(),
-            orders_checked: u32::try_from(orders).unwrap_or(u32::MAX),
-            events_checked: events,
+            orders_checked: u32::try_from(verdict.orders).unwrap_or(u32::MAX),
+            events_checked: verdict.events,
             problem,
             first_bad_order_id,
+            checked_against: verdict.against,
         }))
     }
 

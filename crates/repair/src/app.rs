@@ -64,6 +64,17 @@ type Turnaround = Arc<BTreeMap<Stage, Vec<i64>>>;
 /// How long a center's turnaround figures are reused for expected-ready dates.
 const TURNAROUND_FRESH: Duration = Duration::from_secs(5);
 
+/// What verifying a device's orders found.
+#[derive(Debug, Default)]
+pub struct DeviceVerdict {
+    pub orders: usize,
+    pub events: u64,
+    /// What each order was checked against, in order.
+    pub against: Vec<String>,
+    /// The first order that is not intact, and why.
+    pub first_break: Option<(String, String)>,
+}
+
 fn order_stream(order_id: &str) -> AppResult<StreamId> {
     StreamId::parse(format!("repair-{order_id}"))
         .map_err(|e| DomainError::invalid("order_id", e.to_string()).into())
@@ -506,32 +517,42 @@ impl Repairs {
         )
     }
 
-    /// Verifies the hash chain of every order of a device: the first break, if any,
-    /// with the order it is in.
-    pub async fn verify_device(
-        &self,
-        device: &DeviceId,
-    ) -> AppResult<(usize, u64, Option<(String, String)>)> {
+    /// Verifies the hash chain of every order of a device, each against the
+    /// head `trust` gives for its stream: the orders checked, the events, what
+    /// they were checked against, and the first break with its order.
+    pub async fn verify_device<T, F>(&self, device: &DeviceId, trust: T) -> AppResult<DeviceVerdict>
+    where
+        T: Fn(StreamId) -> F,
+        F: Future<Output = aftersales_runtime::notary::Trust>,
+    {
         let orders = self.orders_of_device(device).await?;
         if orders.is_empty() {
             return Err(DomainError::NotFound("repair history of this device".into()).into());
         }
-        let mut events = 0;
+        let mut verdict = DeviceVerdict {
+            orders: orders.len(),
+            ..DeviceVerdict::default()
+        };
         for order in &orders {
-            let report = self
-                .store
-                .verify_stream(&order_stream(&order.order_id)?, None)
-                .await?;
-            events += report.events_checked;
-            if let Some(problem) = report.first_break {
-                return Ok((
-                    orders.len(),
-                    events,
-                    Some((order.order_id.clone(), format!("{problem:?}"))),
-                ));
+            let stream = order_stream(&order.order_id)?;
+            let trusted = trust(stream.clone()).await;
+            verdict.against.push(trusted.against);
+            let report = self.store.verify_stream(&stream, trusted.head).await?;
+            verdict.events += report.events_checked;
+            let problem = match (report.first_break, trusted.forged) {
+                (Some(aftersales_eventstore::ChainBreak::HeadMismatch { .. }), _) => Some(format!(
+                    "does not contain {}: events were removed, changed or hashed again",
+                    verdict.against.last().map_or("", String::as_str)
+                )),
+                (Some(problem), _) => Some(format!("{problem:?}")),
+                (None, forged) => forged,
+            };
+            if let Some(problem) = problem {
+                verdict.first_break = Some((order.order_id.clone(), problem));
+                return Ok(verdict);
             }
         }
-        Ok((orders.len(), events, None))
+        Ok(verdict)
     }
 
     /// Up to `limit` stored events of `orders`, order by order, from the event

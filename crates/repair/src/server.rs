@@ -91,10 +91,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let watched = app.clone();
+    let notary = aftersales_runtime::notary::Notary::default();
     let assembly = Assembly::new(
-        RepairServiceServer::new(RepairApi::new(app, requests))
+        RepairServiceServer::new(RepairApi::new(app, requests, notary.clone()))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
+    .notary(notary)
     .consumer(LogisticsReactions::new(
         store.clone(),
         common.region.clone(),

@@ -93,6 +93,11 @@ pub struct Common {
     /// service at an `https://` URL.
     #[arg(long, env = "AFTERSALES_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The key (PKCS #8 P-256, DER) the service signs its published chain heads
+    /// with; made there the first time. Unset: a key for this run only, so heads
+    /// published before a restart can no longer be checked.
+    #[arg(long, env = "AFTERSALES_NOTARY_KEY_FILE")]
+    pub notary_key_file: Option<std::path::PathBuf>,
     /// Where the service reads the time: the system's, or a test's manual clock.
     #[arg(skip = SystemClock::shared())]
     pub clock: SharedClock,

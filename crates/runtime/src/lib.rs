@@ -18,6 +18,7 @@ pub mod config;
 pub mod errors;
 pub mod grpc;
 pub mod metrics;
+pub mod notary;
 pub mod operations;
 pub mod paging;
 pub mod request;

@@ -89,6 +89,7 @@ pub struct Assembly {
     handler: Option<AnyHandler>,
     tasks: Vec<Task>,
     endpoints: Vec<Endpoint>,
+    notary: crate::notary::Notary,
 }
 
 /// Another address a service serves on (a webhook, say), and its banner line.
@@ -128,6 +129,7 @@ impl Assembly {
             handler: None,
             tasks: Vec::new(),
             endpoints: Vec::new(),
+            notary: crate::notary::Notary::default(),
         }
     }
 
@@ -146,6 +148,13 @@ impl Assembly {
     {
         self.tasks
             .push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+        self
+    }
+
+    /// The service's API checks histories against the heads `notary` reads.
+    #[must_use]
+    pub fn notary(mut self, notary: crate::notary::Notary) -> Self {
+        self.notary = notary;
         self
     }
 
@@ -247,6 +256,7 @@ pub async fn run(
         handler,
         tasks,
         endpoints,
+        notary,
     } = assembly;
     let reactions = reactions(description, handler)?;
     let publishes = description.publishes.map(|publishes| publishes());
@@ -306,7 +316,15 @@ pub async fn run(
                 consumers: consumers.clone(),
                 dead_letters: Box::new(bus.dead_letters()),
             });
-            Some((bus, relay, consumers))
+            let key = aftersales_auth::issuer::SigningKey::load_or_create(
+                common.notary_key_file.as_deref(),
+                "chain heads (AFTERSALES_NOTARY_KEY_FILE)",
+            )
+            .map(Arc::new)
+            .map_err(|e| StartError::Config(format!("AFTERSALES_NOTARY_KEY_FILE: {e}")))?;
+            let heads = bus.heads().await?;
+            notary.attach(heads.clone(), Arc::clone(&key));
+            Some((bus, relay, consumers, (heads, key)))
         }
         None => None,
     };
@@ -324,7 +342,7 @@ pub async fn run(
                 shutdown.stopped()
             });
         let events = async {
-            if let Some((bus, relay, consumers)) = &messaging {
+            if let Some((bus, relay, consumers, (heads, key))) = &messaging {
                 let relaying = async {
                     if let Some(relay) = relay {
                         relay.run(shutdown.clone()).await;
@@ -333,7 +351,12 @@ pub async fn run(
                 let consuming = futures::future::join_all(
                     consumers.iter().map(|c| bus.consume(c, shutdown.clone())),
                 );
-                tokio::join!(relaying, consuming);
+                let notarising = heads.publish_from(
+                    background_store.clone(),
+                    crate::notary::Notary::seal(Arc::clone(key)),
+                    shutdown.clone(),
+                );
+                tokio::join!(relaying, consuming, notarising);
             }
         };
         let serving = grpc.serve(router, listener, shutdown.stopped(), drain);

@@ -8,6 +8,7 @@ use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_server::WarrantyService;
 use aftersales_runtime::auth::{Caller, Owner};
 use aftersales_runtime::errors::{invalid, status};
+use aftersales_runtime::notary::Notary;
 use aftersales_runtime::paging;
 use aftersales_runtime::request::Requests;
 use aftersales_runtime::request::timestamp_from_proto;
@@ -27,11 +28,17 @@ use crate::domain::{DeviceKey, DomainError, PurchaseProof};
 pub struct WarrantyApi {
     app: Warranty,
     requests: Requests,
+    notary: Notary,
 }
 
 impl WarrantyApi {
-    pub fn new(app: Warranty, requests: Requests) -> Self {
-        Self { app, requests }
+    /// `notary` reads the heads histories are verified against.
+    pub fn new(app: Warranty, requests: Requests, notary: Notary) -> Self {
+        Self {
+            app,
+            requests,
+            notary,
+        }
     }
 
     /// Who asks, as part of what: from the request's metadata.
@@ -488,24 +495,37 @@ impl WarrantyService for WarrantyApi {
                 hash: unhex("trusted_hash", &r.trusted_hash)?,
             })
         };
-        let report = self.app.verify(&key, trusted).await.map_err(status)?;
+        let trust = self
+            .notary
+            .trust(&crate::app::stream(&key).map_err(status)?, trusted)
+            .await;
+        let report = self.app.verify(&key, trust.head).await.map_err(status)?;
         let snapshot = self.app.verify_snapshot(&key).await.map_err(status)?;
-        let (problem, first_bad_version) = match (&report.first_break, snapshot) {
-            (Some(problem), _) => describe_break(problem),
-            (None, Some(version)) => (
+        let (problem, first_bad_version) = match (&report.first_break, snapshot, &trust.forged) {
+            (Some(aftersales_eventstore::ChainBreak::HeadMismatch { expected, .. }), _, _) => (
+                format!(
+                    "the history does not contain {}: events were removed, changed or hashed again",
+                    trust.against
+                ),
+                expected.version,
+            ),
+            (Some(problem), _, _) => describe_break(problem),
+            (None, Some(version), _) => (
                 format!(
                     "the snapshot at version {version} does not match the events up to it: edited"
                 ),
                 version,
             ),
-            (None, None) => Default::default(),
+            (None, None, Some(forged)) => (forged.clone(), 0),
+            (None, None, None) => Default::default(),
         };
         Ok(Response::new(pb::VerifyDeviceHistoryResponse {
-            intact: report.is_intact() && snapshot.is_none(),
+            intact: problem.is_empty(),
             events_checked: report.events_checked,
             problem,
             first_bad_version,
             head_hash: report.head.map(|h| hex(&h.hash)).unwrap_or_default(),
+            checked_against: trust.against,
         }))
     }
 

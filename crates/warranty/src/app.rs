@@ -114,7 +114,8 @@ pub struct Warranty {
     payments: Arc<dyn PaymentProvider>,
 }
 
-fn stream(key: &DeviceKey) -> AppResult<StreamId> {
+/// The device's stream.
+pub fn stream(key: &DeviceKey) -> AppResult<StreamId> {
     StreamId::parse(key.stream_name())
         .map_err(|e| DomainError::invalid("device_id", e.to_string()).into())
 }

@@ -287,6 +287,7 @@ pub async fn export(
             "problem": w.problem,
             "first_bad_version": w.first_bad_version,
             "head_hash": w.head_hash,
+            "checked_against": w.checked_against,
             "events": h.warranty.iter().map(|e| json!({
                 "version": e.version,
                 "event_id": e.event_id,
@@ -306,6 +307,7 @@ pub async fn export(
                 "events_checked": r.events_checked,
                 "problem": r.problem,
                 "first_bad_order_id": r.first_bad_order_id,
+                "checked_against": r.checked_against,
             })),
             "events": h.repairs.iter().map(|e| json!({
                 "order_id": e.order_id,

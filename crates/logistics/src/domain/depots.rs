@@ -63,6 +63,12 @@ impl Depots {
             if !seen.insert(depot.id.as_str()) {
                 return Err(format!("depots: {} is listed twice", depot.id));
             }
+            // Every label to a depot must print: its address keeps the rules
+            // every service holds an address to.
+            depot
+                .address()
+                .validate(&aftersales_core::address_fields!("address"))
+                .map_err(|e| format!("depots: {}: {e}", depot.id))?;
         }
         let defaults: Vec<usize> = (0..file.depot.len())
             .filter(|&i| file.depot[i].default)
@@ -99,8 +105,18 @@ mod tests {
 
     #[test]
     fn exactly_one_default() {
-        let two = "[[depot]]\nid='a'\ncountries=[]\nrecipient='A'\nlines=['1']\ncity='X'\ncountry='DE'\ndefault=true\n\
-                   [[depot]]\nid='b'\ncountries=[]\nrecipient='B'\nlines=['1']\ncity='X'\ncountry='DE'\ndefault=true\n";
+        let two = "[[depot]]\nid='a'\ncountries=[]\nrecipient='A'\nlines=['1']\ncity='X'\npostal_code='10115'\ncountry='DE'\ndefault=true\n\
+                   [[depot]]\nid='b'\ncountries=[]\nrecipient='B'\nlines=['1']\ncity='X'\npostal_code='10115'\ncountry='DE'\ndefault=true\n";
         assert!(Depots::parse(two).unwrap_err().contains("exactly one"));
+    }
+
+    #[test]
+    fn a_depot_whose_label_would_not_print_is_refused() {
+        let no_province = "[[depot]]\nid='cn'\ncountries=['CN']\nrecipient='A'\nlines=['1']\ncity='Shenzhen'\npostal_code='518057'\ncountry='CN'\ndefault=true\n";
+        let refused = Depots::parse(no_province).unwrap_err();
+        assert!(
+            refused.contains("cn") && refused.contains("address.region"),
+            "{refused}"
+        );
     }
 }

@@ -56,7 +56,7 @@ pub struct Address {
 impl Address {
     /// Held to the rules every service holds an address to (what repair
     /// accepted, the label takes); `fields` names the parts in the request.
-    fn validate(&self, fields: &aftersales_core::address::Fields) -> Result<(), DomainError> {
+    pub fn validate(&self, fields: &aftersales_core::address::Fields) -> Result<(), DomainError> {
         let parts = aftersales_core::address::Parts {
             recipient: &self.recipient,
             lines: &self.lines,

@@ -708,3 +708,137 @@ async fn an_edited_snapshot_fails_verification() {
     );
     s.running.stop().await.unwrap();
 }
+
+/// Someone with the database but not the service's notary key rewrites a
+/// history and hashes the chain again: it verifies against its own hashes, but
+/// not against the head the service published outside the database. A message
+/// on the head's subject that the key did not sign is named as forged.
+#[tokio::test]
+async fn a_rehashed_history_fails_against_the_head_published_outside_the_database() {
+    let nats = aftersales_testkit::NatsServer::start().unwrap();
+    let mut s = Server::start(Some(nats.url())).await;
+    let imei = fresh_imei();
+    let id = by_imei(&imei);
+    s.client
+        .register_device(registration(&imei, "IT", &days_ago(20), "cust-1"))
+        .await
+        .unwrap();
+    s.client
+        .transfer_ownership(pb::TransferOwnershipRequest {
+            device_id: id.clone(),
+            new_customer_id: "cust-2".into(),
+        })
+        .await
+        .unwrap();
+    let verify = || {
+        let mut client = s.client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .verify_device_history(pb::VerifyDeviceHistoryRequest {
+                    device_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let anchored = eventually(verify, |v| {
+        v.checked_against.contains("published") && v.checked_against.contains("version 2")
+    })
+    .await;
+    assert!(anchored.intact, "{}", anchored.problem);
+
+    // As the owner: the transfer now names cust-3, and every link is recomputed.
+    let aftersales_eventstore::AnyEventStore::Postgres(pg) = &s.running.store else {
+        panic!("PostgreSQL");
+    };
+    let stream = aftersales_eventstore::StreamId::parse(format!("device-imei-{imei}")).unwrap();
+    let mut events = aftersales_eventstore::EventStore::read_stream(pg, &stream, 1, 10)
+        .await
+        .unwrap();
+    let mut previous = aftersales_eventstore::chain::GENESIS;
+    let mut owner = <sqlx::PgConnection as sqlx::Connection>::connect(&s.owner_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER USER")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    for event in &mut events {
+        event.payload = String::from_utf8(event.payload.clone())
+            .unwrap()
+            .replace("cust-2", "cust-3")
+            .into_bytes();
+        event.hash = aftersales_eventstore::chain::link(&previous, event);
+        previous = event.hash;
+        sqlx::query("UPDATE events SET payload = $1, hash = $2 WHERE event_id = $3")
+            .bind(&event.payload)
+            .bind(&event.hash[..])
+            .bind(event.event_id)
+            .execute(&mut owner)
+            .await
+            .unwrap();
+    }
+    let rewritten = aftersales_eventstore::EventStore::verify_stream(pg, &stream, None)
+        .await
+        .unwrap();
+    assert!(rewritten.is_intact(), "the rewritten chain holds by itself");
+    let verdict = verify().await;
+    assert!(!verdict.intact);
+    assert_eq!(verdict.first_bad_version, 2);
+    assert!(
+        verdict.problem.contains("published") && verdict.problem.contains("hashed again"),
+        "{}",
+        verdict.problem
+    );
+
+    // A head on the stream's subject not signed by the service's key.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let names = aftersales_messaging::Names::new(REGION).unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish(
+        names.head_subject("warranty", stream.as_str()),
+        "eyJhbGciOiJub25lIn0.e30.".into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let forged = verify().await;
+    assert!(!forged.intact);
+    assert!(
+        forged
+            .problem
+            .contains("not signed by this service's notary key"),
+        "{}",
+        forged.problem
+    );
+    // The service appends on top of the rewritten history; the publisher will
+    // not sign a head that does not contain the one it published, so the
+    // verdict stays broken.
+    s.client
+        .clone()
+        .transfer_ownership(pb::TransferOwnershipRequest {
+            device_id: id.clone(),
+            new_customer_id: "cust-4".into(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let still = verify().await;
+        assert!(
+            !still.intact,
+            "a head over a rewritten history was published"
+        );
+        assert!(
+            !still.checked_against.contains("version 3"),
+            "{}",
+            still.checked_against
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    s.running.stop().await.unwrap();
+}
