@@ -6,6 +6,7 @@
 
 mod auth;
 mod crash;
+mod fuzz;
 mod journey;
 mod relay;
 mod trace;
@@ -101,6 +102,13 @@ impl Service {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// SIGKILL: no shutdown, no flush, as a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -150,6 +158,8 @@ pub struct Platform {
     pub nats: NatsServer,
     pub smtp: SmtpServer,
     pub databases: [String; 4],
+    /// Where each service's notary key is kept across its restarts.
+    pub notary_keys: tempfile::TempDir,
     pub warranty: Service,
     pub repair: Service,
     pub logistics: Service,
@@ -172,10 +182,22 @@ impl Platform {
         let databases = roles.each_ref().map(|r| r.superuser_url.clone());
         // Without an issuer among `extra`, calls are not authenticated.
         let authenticated = extra.iter().any(|(k, _)| *k == "AFTERSALES_OIDC_ISSUER");
+        // Each service signs its chain heads with a key kept across restarts.
+        let keys = tempfile::tempdir().unwrap();
         let common = |db: &aftersales_testkit::DatabaseRoles| {
             vec![
                 ("DATABASE_URL".to_owned(), db.service_url.clone()),
                 ("DATABASE_OWNER_URL".to_owned(), db.owner_url.clone()),
+                (
+                    "AFTERSALES_NOTARY_KEY_FILE".to_owned(),
+                    keys.path()
+                        .join(format!(
+                            "{}.der",
+                            db.service_url.rsplit('/').next().unwrap_or("key")
+                        ))
+                        .display()
+                        .to_string(),
+                ),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
             ]
@@ -210,6 +232,7 @@ impl Platform {
             nats,
             smtp,
             databases,
+            notary_keys: keys,
             warranty,
             repair,
             logistics,

@@ -112,6 +112,11 @@ impl SigningKey {
         Ok(jsonwebtoken::decode::<Value>(token, &key, &validation)?.claims)
     }
 
+    /// The id of the key `token` says it is signed with, if it says.
+    pub fn key_id_of(token: &str) -> Option<String> {
+        jsonwebtoken::decode_header(token).ok()?.kid
+    }
+
     /// The key kept at `path` (PKCS #8 DER), made and kept there (mode 0600)
     /// the first time; without a path, one for this run only, which `what`
     /// (the signer, for the warning) signs with.

@@ -86,6 +86,30 @@ fn keyed(secret: &[u8], carrier: &str, unix_seconds: i64, body: &[u8]) -> Hmac<S
     mac
 }
 
+/// The `t=<unix seconds>,v1=<hex>` signature header's timestamp and MAC; `None`
+/// unless it has both, well formed. Any text is answered, never a panic.
+pub fn parse_signature(value: &str) -> Option<(i64, Vec<u8>)> {
+    let mut timestamp = None;
+    let mut signature = None;
+    for part in value.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", s)) => signature = hex::decode(s).ok(),
+            _ => {}
+        }
+    }
+    Some((timestamp?, signature?))
+}
+
+/// Whether `timestamp` is within `window` of `now`, either side; any pair of
+/// numbers is answered, overflow being "no".
+pub fn within_window(now: i64, timestamp: i64, window: Duration) -> bool {
+    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
+    now.checked_sub(timestamp)
+        .and_then(i64::checked_abs)
+        .is_some_and(|age| age <= window)
+}
+
 /// Checks the signature header against the body with each of the carrier's
 /// secrets, in constant time.
 fn verify(
@@ -99,23 +123,8 @@ fn verify(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or("missing signature")?;
-    let mut timestamp = None;
-    let mut signature = None;
-    for part in value.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", s)) => signature = hex::decode(s).ok(),
-            _ => {}
-        }
-    }
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err("malformed signature");
-    };
-    let window = i64::try_from(settings.replay_window.as_secs()).unwrap_or(i64::MAX);
-    if now
-        .checked_sub(timestamp)
-        .is_none_or(|age| age.checked_abs().is_none_or(|a| a > window))
-    {
+    let (timestamp, signature) = parse_signature(value).ok_or("malformed signature")?;
+    if !within_window(now, timestamp, settings.replay_window) {
         return Err("signature timestamp outside the replay window");
     }
     let secrets = settings.secrets.get(carrier).map_or(&[][..], Vec::as_slice);

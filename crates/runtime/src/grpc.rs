@@ -21,8 +21,12 @@ use crate::telemetry::GrpcTracing;
 
 /// A service's routes behind the metrics, tracing and authorization layers (a
 /// refused call is still counted and traced).
-pub type Router =
-    TonicRouter<Stack<Authorization, Stack<GrpcTracing, Stack<GrpcMetrics, Identity>>>>;
+pub type Router = TonicRouter<
+    Stack<
+        UndecodableIsInvalid,
+        Stack<Authorization, Stack<GrpcTracing, Stack<GrpcMetrics, Identity>>>,
+    >,
+>;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -30,6 +34,63 @@ use tonic_health::server::HealthReporter;
 /// any real command, far below what would hurt. Larger ones are refused before
 /// any handler runs (OUT_OF_RANGE, as tonic answers).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// A request body that is not the method's message is the caller's error:
+/// tonic answers INTERNAL ("failed to decode Protobuf message"); this answers
+/// INVALID_ARGUMENT with the same message. Nothing else is touched.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UndecodableIsInvalid;
+
+impl<S> tower_layer::Layer<S> for UndecodableIsInvalid {
+    type Service = Reclassified<S>;
+
+    fn layer(&self, inner: S) -> Reclassified<S> {
+        Reclassified { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reclassified<S> {
+    inner: S,
+}
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for Reclassified<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let call = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = call.await?;
+            // A refusal before any handler ran is a trailers-only response.
+            let headers = response.headers();
+            let undecodable = headers.get("grpc-status").is_some_and(|c| c == "13")
+                && headers.get("grpc-message").is_some_and(|m| {
+                    // Percent-encoded as tonic sends it, or plain.
+                    let m = m.as_bytes();
+                    m.starts_with(b"failed%20to%20decode") || m.starts_with(b"failed to decode")
+                });
+            if undecodable {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static("3"));
+            }
+            Ok(response)
+        })
+    }
+}
 
 /// How long calls in flight may take to finish once the server stops accepting.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,6 +204,7 @@ impl Grpc {
             .layer(GrpcMetrics)
             .layer(GrpcTracing)
             .layer(authorization)
+            .layer(UndecodableIsInvalid)
             .add_routes(
                 routes
                     .add_service(health_service)

@@ -21,6 +21,9 @@ pub struct Notary(Arc<OnceLock<Attached>>);
 struct Attached {
     heads: Heads,
     key: Arc<SigningKey>,
+    /// The key is kept (`AFTERSALES_NOTARY_KEY_FILE`): a head signed by any
+    /// other is forged, not a leftover of an earlier run's key.
+    kept: bool,
 }
 
 /// Heads signed as ES256 JWSs with the service's notary key.
@@ -73,6 +76,9 @@ pub enum Anchor {
     /// A message on the stream's subject this service's key did not sign, or
     /// that names another stream: someone wrote to the heads stream.
     Forged(String),
+    /// Signed by the key (this id) of an earlier run: without a kept key the
+    /// service cannot tell it from a forgery, so it checks nothing against it.
+    EarlierKey(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,9 +97,10 @@ pub struct Trust {
 }
 
 impl Notary {
-    /// Heads are published through `heads`, signed and checked with `key`.
-    pub(crate) fn attach(&self, heads: Heads, key: Arc<SigningKey>) {
-        let _ = self.0.set(Attached { heads, key });
+    /// Heads are published through `heads`, signed and checked with `key`,
+    /// which is `kept` across restarts or made for this run.
+    pub(crate) fn attach(&self, heads: Heads, key: Arc<SigningKey>, kept: bool) {
+        let _ = self.0.set(Attached { heads, key, kept });
     }
 
     /// What `key` signs heads with and opens them by.
@@ -127,6 +134,10 @@ impl Notary {
                 alone("this service publishes no chain heads (it runs without NATS)".into())
             }
             Ok(Anchor::NotYet) => alone("no head of it is published yet".into()),
+            Ok(Anchor::EarlierKey(kid)) => alone(format!(
+                "its published head is signed by key {kid} of an earlier run \
+                 (AFTERSALES_NOTARY_KEY_FILE keeps one key across restarts)"
+            )),
             Ok(Anchor::Forged(why)) => Trust {
                 head: None,
                 against: "the published heads".into(),
@@ -156,6 +167,12 @@ impl Notary {
             )))
         };
         let Ok(claims) = attached.key.verify(&published.token) else {
+            let signer = SigningKey::key_id_of(&published.token);
+            if !attached.kept
+                && let Some(other) = signer.filter(|kid| kid != attached.key.kid())
+            {
+                return Ok(Anchor::EarlierKey(other));
+            }
             return forged("is not signed by this service's notary key");
         };
         let Ok(claims) = serde_json::from_value::<HeadClaims>(claims) else {

@@ -323,7 +323,11 @@ pub async fn run(
             .map(Arc::new)
             .map_err(|e| StartError::Config(format!("AFTERSALES_NOTARY_KEY_FILE: {e}")))?;
             let heads = bus.heads().await?;
-            notary.attach(heads.clone(), Arc::clone(&key));
+            notary.attach(
+                heads.clone(),
+                Arc::clone(&key),
+                common.notary_key_file.is_some(),
+            );
             Some((bus, relay, consumers, (heads, key)))
         }
         None => None,

@@ -790,7 +790,8 @@ async fn paid(s: &Server, imei: &str) -> pb::Device {
 
 #[tokio::test]
 async fn a_plan_is_in_force_only_once_its_payment_succeeds() {
-    let s = Server::start(None).await;
+    // Slow enough that a second order meets the first still pending.
+    let s = Server::start_settling_after(None, 1500).await;
     let order = |imei: &str, method: &str| pb::PurchaseExtendedWarrantyRequest {
         device_id: by_imei(imei),
         plan_id: "care-12".into(),

@@ -21,6 +21,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(nats_url: Option<String>) -> Self {
+        Self::start_settling_after(nats_url, 0).await
+    }
+
+    /// With sandbox payments that take `settle_millis` to settle.
+    pub async fn start_settling_after(nats_url: Option<String>, settle_millis: u64) -> Self {
         let roles = shared_postgres().create_database_with_roles().unwrap();
         let clock = aftersales_core::ShiftedClock::new();
         let running = start(Config {
@@ -33,8 +38,8 @@ impl Server {
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: None,
-            // Payments settle at once and are asked about often.
-            sandbox_payment_settle_millis: 0,
+            // Payments settle when told (at once by default) and are asked about often.
+            sandbox_payment_settle_millis: settle_millis,
             payment_poll_millis: 20,
             ..Config::default()
         })
