@@ -321,8 +321,11 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
             let payload =
                 |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or(json!(text));
             // Page by page, each written as it comes: a history of any length.
+            // The last line counts what was written, for `audit verify` to match.
             let mut warranty = warranty(endpoints).await?;
             let mut page_token = String::new();
+            let (mut warranty_events, mut repair_events) = (0u64, 0u64);
+            let mut repair_orders: Vec<String> = Vec::new();
             loop {
                 let page = warranty
                     .get_device_history(wpb::GetDeviceHistoryRequest {
@@ -333,6 +336,7 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
                     .await
                     .map_err(failed)?
                     .into_inner();
+                warranty_events += page.events.len() as u64;
                 for e in &page.events {
                     println!(
                         "{}",
@@ -356,20 +360,29 @@ pub async fn audit(command: Audit, endpoints: &Endpoints) -> Result<(), String> 
                     .await
                 {
                     Ok(page) => page.into_inner(),
-                    Err(status) if status.code() == tonic::Code::NotFound => return Ok(()),
+                    Err(status) if status.code() == tonic::Code::NotFound => break,
                     Err(status) => return Err(failed(status)),
                 };
+                repair_events += page.events.len() as u64;
                 for e in page.events {
+                    if !repair_orders.contains(&e.order_id) {
+                        repair_orders.push(e.order_id.clone());
+                    }
                     println!(
                         "{}",
                         json!({"service": "repair", "stream": format!("repair-{}", e.order_id), "version": e.version, "event_id": e.event_id, "type": e.event_type, "recorded_at": time(e.recorded_at.as_ref()), "actor": e.actor, "correlation_id": e.correlation_id, "payload": payload(&e.payload_json), "hash": e.hash})
                     );
                 }
                 if page.next_page_token.is_empty() {
-                    return Ok(());
+                    break;
                 }
                 page_token = page.next_page_token;
             }
+            println!(
+                "{}",
+                json!({"summary": {"device": imei, "warranty_events": warranty_events, "repair_orders": repair_orders.len(), "repair_events": repair_events}})
+            );
+            Ok(())
         }
     }
 }

@@ -783,11 +783,27 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
             .iter()
             .any(|l| l["service"] == "repair" && l["type"] == "QcFailed")
     );
+    // The last line counts what the export holds, as verification counts it.
+    let (summary, events) = lines.split_last().unwrap();
     assert!(
-        lines
+        events
             .iter()
             .all(|l| l["hash"].as_str().is_some_and(|h| h.len() == 64)),
         "every event has its hash"
+    );
+    let summary = &summary["summary"];
+    let of = |service: &str| events.iter().filter(|l| l["service"] == service).count();
+    assert_eq!(
+        summary["warranty_events"].as_u64(),
+        Some(of("warranty") as u64)
+    );
+    assert_eq!(summary["repair_events"].as_u64(), Some(of("repair") as u64));
+    assert!(
+        verified.contains(&format!(
+            "repair:   intact ({} orders, {} events)",
+            summary["repair_orders"], summary["repair_events"]
+        )) && verified.contains(&format!("({} events)", summary["warranty_events"])),
+        "{verified}\n{summary}"
     );
     assert!(terminate(child).success());
 

@@ -680,9 +680,16 @@ impl RepairService for RepairApi {
         let device = r
             .device_id
             .ok_or_else(|| invalid("device_id", "is required (imei or serial)"))?;
-        let mut orders = self.app.orders_of_device(&device).await.map_err(status)?;
-        // A customer sees the orders that were theirs, and none is as none at all.
-        orders.retain(|row| !caller.needs_owner() || caller.may_touch(row_owner(row)));
+        // Staff and auditors get every order the log lists for the device; a
+        // customer those of the read model that were theirs, and none is as
+        // none at all.
+        let orders: Vec<String> = if caller.needs_owner() {
+            let mut rows = self.app.orders_of_device(&device).await.map_err(status)?;
+            rows.retain(|row| caller.may_touch(row_owner(row)));
+            rows.into_iter().map(|row| row.order_id).collect()
+        } else {
+            self.app.orders_in_log(&device).await.map_err(status)?
+        };
         if orders.is_empty() {
             return Err(status(
                 DomainError::NotFound("repair history of this device".into()).into(),
@@ -695,7 +702,7 @@ impl RepairService for RepairApi {
             r.page_token
                 .rsplit_once('@')
                 .and_then(|(order, version)| {
-                    let index = orders.iter().position(|o| o.order_id == order)?;
+                    let index = orders.iter().position(|o| o == order)?;
                     Some((index, paging::version_after(version).ok()?))
                 })
                 .ok_or_else(|| invalid("page_token", "is not one this service gave"))?

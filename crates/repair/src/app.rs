@@ -9,7 +9,7 @@ use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StreamId, Watcher,
-    projection,
+    projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -29,7 +29,8 @@ use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
 use crate::domain::order::{Command, Coverage, OrderState, RepairOrder, Stage};
-use crate::projections::{self, CenterDirectory, OrderRow};
+use crate::index;
+use crate::projections::{self, CenterDirectory, OrderDirectory, OrderRow};
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
@@ -517,15 +518,27 @@ impl Repairs {
         )
     }
 
-    /// Verifies the hash chain of every order of a device, each against the
-    /// head `trust` gives for its stream: the orders checked, the events, what
-    /// they were checked against, and the first break with its order.
+    /// The device's orders as the log lists them (its index stream), in the
+    /// order they were opened; empty if it has none.
+    pub async fn orders_in_log(&self, device: &DeviceId) -> AppResult<Vec<String>> {
+        let key = device_key(Some(device))?;
+        let entries = read_whole_stream(&self.store, &index::stream_of(&key)?).await?;
+        Ok(index::orders_in(&entries)?)
+    }
+
+    /// Verifies the device's orders as the log lists them: the index stream
+    /// and every order's chain, each against the head `trust` gives for it,
+    /// then that each order is in the read model that lists it (once that read
+    /// model has passed its opening). The orders and events checked, what each
+    /// was checked against, and the first problem with where it is.
     pub async fn verify_device<T, F>(&self, device: &DeviceId, trust: T) -> AppResult<DeviceVerdict>
     where
         T: Fn(StreamId) -> F,
         F: Future<Output = aftersales_runtime::notary::Trust>,
     {
-        let orders = self.orders_of_device(device).await?;
+        let key = device_key(Some(device))?;
+        let index = index::stream_of(&key)?;
+        let orders = self.orders_in_log(device).await?;
         if orders.is_empty() {
             return Err(DomainError::NotFound("repair history of this device".into()).into());
         }
@@ -533,22 +546,50 @@ impl Repairs {
             orders: orders.len(),
             ..DeviceVerdict::default()
         };
-        for order in &orders {
-            let stream = order_stream(&order.order_id)?;
+        let streams = std::iter::once((String::new(), index)).chain(
+            orders
+                .iter()
+                .map(|order| Ok((order.clone(), order_stream(order)?)))
+                .collect::<AppResult<Vec<_>>>()?,
+        );
+        for (order, stream) in streams {
             let trusted = trust(stream.clone()).await;
             verdict.against.push(trusted.against);
             let report = self.store.verify_stream(&stream, trusted.head).await?;
-            verdict.events += report.events_checked;
+            if !order.is_empty() {
+                verdict.events += report.events_checked;
+            }
             let problem = match (report.first_break, trusted.forged) {
                 (Some(aftersales_eventstore::ChainBreak::HeadMismatch { .. }), _) => Some(format!(
-                    "does not contain {}: events were removed, changed or hashed again",
+                    "{stream} does not contain {}: events were removed, changed or hashed again",
                     verdict.against.last().map_or("", String::as_str)
                 )),
-                (Some(problem), _) => Some(format!("{problem:?}")),
-                (None, forged) => forged,
+                (Some(problem), _) => Some(format!("{stream}: {problem:?}")),
+                (None, forged) => forged.map(|f| format!("{stream}: {f}")),
             };
             if let Some(problem) = problem {
-                verdict.first_break = Some((order.order_id.clone(), problem));
+                verdict.first_break = Some((order, problem));
+                return Ok(verdict);
+            }
+        }
+        // Every order the log lists is in the read model once it has got there.
+        let listed = self.orders_of_device(device).await?;
+        let directory = self
+            .store
+            .load_checkpoint(&projection::checkpoint_of(OrderDirectory::NAME))
+            .await?;
+        for order in &orders {
+            if listed.iter().any(|row| &row.order_id == order) {
+                continue;
+            }
+            let opened = self.store.read_stream(&order_stream(order)?, 1, 1).await?;
+            if opened.first().is_some_and(|e| e.checkpoint <= directory) {
+                verdict.first_break = Some((
+                    order.clone(),
+                    "is in the log but not in the repair_orders read model, which has passed \
+                     its opening: the row was deleted (rebuild the read model)"
+                        .to_owned(),
+                ));
                 return Ok(verdict);
             }
         }
@@ -559,7 +600,7 @@ impl Repairs {
     /// `start` names (an order's index and a version in it).
     pub async fn history_of_orders(
         &self,
-        orders: &[OrderRow],
+        orders: &[String],
         start: (usize, u64),
         limit: usize,
     ) -> AppResult<Vec<(String, aftersales_eventstore::RecordedEvent)>> {
@@ -572,9 +613,9 @@ impl Repairs {
             }
             let events = self
                 .store
-                .read_stream(&order_stream(&order.order_id)?, from, wanted)
+                .read_stream(&order_stream(order)?, from, wanted)
                 .await?;
-            history.extend(events.into_iter().map(|e| (order.order_id.clone(), e)));
+            history.extend(events.into_iter().map(|e| (order.clone(), e)));
             from = 1;
         }
         Ok(history)

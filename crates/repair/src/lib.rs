@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod convert;
 pub mod domain;
+pub mod index;
 pub mod integration;
 pub mod photos;
 pub mod projections;

@@ -24,6 +24,7 @@ pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
     vec![
         std::sync::Arc::new(OrderDirectory::new(store.clone())),
         std::sync::Arc::new(CenterDirectory),
+        std::sync::Arc::new(crate::index::DeviceOrderIndex),
     ]
 }
 
@@ -120,9 +121,14 @@ impl OrderDirectory {
     }
 }
 
+impl OrderDirectory {
+    /// Its name, whose checkpoint says how far the read model has got.
+    pub const NAME: &'static str = "repair-order-directory";
+}
+
 impl Projection for OrderDirectory {
     fn name(&self) -> &'static str {
-        "repair-order-directory"
+        Self::NAME
     }
 
     async fn apply(

@@ -77,16 +77,29 @@ async fn a_devices_repair_history_is_listed_and_verifiable() {
         "filtered by stage"
     );
 
-    let intact =
-        p.r.verify_repair_history(pb::VerifyRepairHistoryRequest {
-            device_id: device(&imei),
-        })
+    // The log lists the device's orders (its index stream, a projection of
+    // the log that appends to it): verification finds both from there.
+    let verify = || {
+        let mut r = p.r.clone();
+        let device_id = device(&imei);
+        async move {
+            r.verify_repair_history(pb::VerifyRepairHistoryRequest { device_id })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let intact = eventually(verify, |v| v.as_ref().is_ok_and(|v| v.orders_checked == 2))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(intact.intact, "{}", intact.problem);
     let unknown = self::imei(7);
     assert_eq!((intact.orders_checked, intact.events_checked), (2, 3));
+    assert_eq!(
+        intact.checked_against.len(),
+        3,
+        "the index stream and each order: {:?}",
+        intact.checked_against
+    );
 
     // Both lists page: a device's orders one at a time, its history two events
     // at a time across its orders, and each token leads on to the next page.
@@ -152,6 +165,32 @@ async fn a_devices_repair_history_is_listed_and_verifiable() {
     let aftersales_eventstore::AnyEventStore::Postgres(pg) = &p.repair.store else {
         panic!()
     };
+    // A deleted read-model row hides nothing: the export still has the order,
+    // and verification names the row that is missing.
+    sqlx::query("DELETE FROM repair_orders WHERE order_id = $1")
+        .bind(&second)
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    let exported =
+        p.r.clone()
+            .get_repair_history(pb::GetRepairHistoryRequest {
+                device_id: device(&imei),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    assert!(exported.events.iter().any(|e| e.order_id == second));
+    let missing = verify().await.unwrap();
+    assert!(!missing.intact);
+    assert_eq!(missing.first_bad_order_id, second);
+    assert!(
+        missing.problem.contains("read model"),
+        "{}",
+        missing.problem
+    );
+
     sqlx::raw_sql("ALTER TABLE events DISABLE TRIGGER USER")
         .execute(pg.pool())
         .await
