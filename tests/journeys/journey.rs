@@ -475,6 +475,7 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
             .clone()
             .list_dead_letters(opb::ListDeadLettersRequest {
                 consumer: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()

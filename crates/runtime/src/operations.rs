@@ -154,6 +154,40 @@ impl Service {
     }
 }
 
+/// One page of `letters`, by consumer then id, after the letter `token`
+/// names (`consumer@id`, as the last page's next token), and the next token.
+fn page_of(
+    mut letters: Vec<DeadLetter>,
+    page_size: u32,
+    token: &str,
+) -> Result<(Vec<DeadLetter>, String), Status> {
+    letters.sort_by(|a, b| (&a.consumer, a.id).cmp(&(&b.consumer, b.id)));
+    let start = if token.is_empty() {
+        0
+    } else {
+        let (after, id) = token
+            .rsplit_once('@')
+            .and_then(|(c, id)| Some((c, id.parse::<u64>().ok()?)))
+            .ok_or_else(|| crate::errors::invalid("page_token", "is not one this service gave"))?;
+        letters.partition_point(|l| (l.consumer.as_str(), l.id) <= (after, id))
+    };
+    let size = DEAD_LETTERS_PAGE.size(page_size);
+    let rest = letters.split_off(start);
+    let more = rest.len() > size;
+    let page: Vec<DeadLetter> = rest.into_iter().take(size).collect();
+    let next = match page.last() {
+        Some(last) if more => format!("{}@{}", last.consumer, last.id),
+        _ => String::new(),
+    };
+    Ok((page, next))
+}
+
+/// Dead letters per page.
+const DEAD_LETTERS_PAGE: crate::paging::Limit = crate::paging::Limit {
+    default: 100,
+    max: 500,
+};
+
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -255,7 +289,11 @@ impl Operations for Service {
         &self,
         request: Request<ListDeadLettersRequest>,
     ) -> Result<Response<ListDeadLettersResponse>, Status> {
-        let consumer = request.into_inner().consumer;
+        let ListDeadLettersRequest {
+            consumer,
+            page_size,
+            page_token,
+        } = request.into_inner();
         if consumer.len() > MAX_CONSUMER_NAME {
             return Err(crate::errors::invalid("consumer", "longer than 128 bytes"));
         }
@@ -263,8 +301,11 @@ impl Operations for Service {
         if !consumer.is_empty() && !known.is_some_and(|k| k.names().contains(&consumer.as_str())) {
             return Err(unknown_consumer(known, &consumer));
         }
+        let letters = self.dead_letters(&consumer).await.map_err(unavailable)?;
+        let (dead_letters, next_page_token) = page_of(letters, page_size, &page_token)?;
         Ok(Response::new(ListDeadLettersResponse {
-            dead_letters: self.dead_letters(&consumer).await.map_err(unavailable)?,
+            dead_letters,
+            next_page_token,
         }))
     }
 
@@ -322,6 +363,46 @@ impl Operations for Service {
                 }))
             }
             None => Err(unknown_consumer(None, &consumer)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(consumer: &str, id: u64) -> DeadLetter {
+        DeadLetter {
+            consumer: consumer.into(),
+            id,
+            ..DeadLetter::default()
+        }
+    }
+
+    #[test]
+    fn dead_letters_page_by_consumer_then_id_and_a_token_leads_on() {
+        let letters = vec![
+            letter("b", 1),
+            letter("a", 9),
+            letter("a", 2),
+            letter("b", 3),
+        ];
+        let (first, next) = page_of(letters.clone(), 3, "").unwrap();
+        let ids: Vec<_> = first.iter().map(|l| (l.consumer.as_str(), l.id)).collect();
+        assert_eq!(ids, [("a", 2), ("a", 9), ("b", 1)]);
+        assert_eq!(next, "b@1");
+        let (rest, last) = page_of(letters.clone(), 3, &next).unwrap();
+        assert_eq!(rest, [letter("b", 3)]);
+        assert!(last.is_empty());
+        let (all, none) = page_of(letters.clone(), 0, "").unwrap();
+        assert_eq!(
+            (all.len(), none.as_str()),
+            (4, ""),
+            "the default page holds them"
+        );
+        for forged in ["b", "b@x", "@"] {
+            let refused = page_of(letters.clone(), 3, forged).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{forged}");
         }
     }
 }

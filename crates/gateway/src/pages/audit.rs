@@ -58,14 +58,33 @@ fn asked(query: &AuditQuery) -> Option<&str> {
     (!imei.is_empty() && imei.len() <= 32).then_some(imei)
 }
 
+/// Every item of a paged list: `page` answers a page token with the page's
+/// items and the next token (empty after the last).
+async fn every_page<T, F, Fut>(mut page: F) -> Result<Vec<T>, tonic::Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (more, next) = page(token).await?;
+        items.extend(more);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
 async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, tonic::Status> {
     let id = || {
         Some(DeviceId {
             kind: Some(device_id::Kind::Imei(imei.to_owned())),
         })
     };
-    let (mut warranty, mut history_of) = (app.inner.warranty.clone(), app.inner.warranty.clone());
-    let (mut repair, mut repairs_of) = (app.inner.repair.clone(), app.inner.repair.clone());
+    let (mut warranty, history_of) = (app.inner.warranty.clone(), app.inner.warranty.clone());
+    let (mut repair, repairs_of) = (app.inner.repair.clone(), app.inner.repair.clone());
     let (verified, history, repairs_verified, repairs) = futures::join!(
         warranty.verify_device_history(authorized(
             wpb::VerifyDeviceHistoryRequest {
@@ -75,10 +94,9 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
             },
             token,
         )),
-        async {
-            let mut events = Vec::new();
-            let mut page_token = String::new();
-            loop {
+        every_page(|page_token| {
+            let mut history_of = history_of.clone();
+            async move {
                 let page = history_of
                     .get_device_history(authorized(
                         wpb::GetDeviceHistoryRequest {
@@ -90,21 +108,16 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
                     ))
                     .await?
                     .into_inner();
-                events.extend(page.events);
-                if page.next_page_token.is_empty() {
-                    return Ok::<_, tonic::Status>(events);
-                }
-                page_token = page.next_page_token;
+                Ok((page.events, page.next_page_token))
             }
-        },
+        }),
         repair.verify_repair_history(authorized(
             rpb::VerifyRepairHistoryRequest { device_id: id() },
             token,
         )),
-        async {
-            let mut events = Vec::new();
-            let mut page_token = String::new();
-            loop {
+        every_page(|page_token| {
+            let mut repairs_of = repairs_of.clone();
+            async move {
                 let page = repairs_of
                     .get_repair_history(authorized(
                         rpb::GetRepairHistoryRequest {
@@ -116,13 +129,9 @@ async fn histories(app: &App, token: &str, imei: &str) -> Result<Histories, toni
                     ))
                     .await?
                     .into_inner();
-                events.extend(page.events);
-                if page.next_page_token.is_empty() {
-                    return Ok::<_, tonic::Status>(events);
-                }
-                page_token = page.next_page_token;
+                Ok((page.events, page.next_page_token))
             }
-        },
+        }),
     );
     // A device without repairs has no repair history: nothing to verify.
     let never_repaired = |s: &tonic::Status| s.code() == tonic::Code::NotFound;

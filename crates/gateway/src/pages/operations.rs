@@ -108,6 +108,8 @@ async fn service_view(
         letters_client.list_dead_letters(authorized(
             ListDeadLettersRequest {
                 consumer: String::new(),
+                page_size: 500,
+                page_token: String::new(),
             },
             token,
         )),
