@@ -23,6 +23,9 @@ pub enum DomainError {
     /// ALREADY_EXISTS.
     #[error("{0}")]
     AlreadyExists(String),
+    /// RESOURCE_EXHAUSTED: a bound on what one shipment keeps is reached.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl DomainError {
@@ -41,6 +44,7 @@ impl From<DomainError> for aftersales_core::Error {
             DomainError::NotFound(what) => Self::not_found(what),
             DomainError::Precondition(why) => Self::precondition(why),
             DomainError::AlreadyExists(what) => Self::already_exists(what),
+            DomainError::Exhausted(why) => Self::exhausted(why),
         }
     }
 }

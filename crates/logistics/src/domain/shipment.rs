@@ -53,6 +53,9 @@ pub struct Address {
     pub phone: String,
 }
 
+/// The scans one parcel keeps (and its tracking timeline shows).
+pub const MAX_SCANS: usize = 200;
+
 impl Address {
     /// Held to the rules every service holds an address to (what repair
     /// accepted, the label takes); `fields` names the parts in the request.
@@ -337,6 +340,14 @@ impl Decider for Shipment {
                 if shipment.label.is_none() || shipment.cancelled.is_some() {
                     return Err(DomainError::Precondition(shipment.describe()));
                 }
+                // A parcel's journey is a few dozen scans; a carrier sending
+                // without end must not grow one shipment (and its timeline) so.
+                if shipment.tracking.scans().len() >= MAX_SCANS {
+                    return Err(DomainError::Exhausted(format!(
+                        "{} has {MAX_SCANS} scans, the most one parcel keeps",
+                        shipment.describe()
+                    )));
+                }
                 Ok(scan_events(shipment, scan))
             }
             Command::Cancel { reason } => {
@@ -590,6 +601,25 @@ mod tests {
         let s = s.expect("exists");
         assert_eq!(s.tracking.status(), Some(Status::Delivered));
         assert!(!s.is_active());
+    }
+
+    #[test]
+    fn a_parcel_keeps_at_most_its_share_of_scans() {
+        let mut state = labelled();
+        for n in 0..MAX_SCANS {
+            let (next, _) = apply(
+                state,
+                &Command::RecordScan(scan(&format!("s-{n}"), Status::InTransit, 5)),
+            );
+            state = next;
+        }
+        assert!(matches!(
+            Shipment::decide(
+                &state,
+                &Command::RecordScan(scan("one-more", Status::InTransit, 5))
+            ),
+            Err(DomainError::Exhausted(_))
+        ));
     }
 
     #[test]
