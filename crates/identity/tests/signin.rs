@@ -393,7 +393,13 @@ async fn discovery_names_every_grant_and_keys_and_sessions_outlive_a_restart() {
     }
     let (_, signed_in) = first.password("tech", "a long enough password", "").await;
     drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first provider lets go of its address once its shutdown is through.
+    for _ in 0..200 {
+        if std::net::TcpListener::bind(&listen).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let second = start(&db, &listen).await;
     assert_eq!(

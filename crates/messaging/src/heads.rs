@@ -24,6 +24,9 @@ use crate::error::MessagingError;
 use crate::names::Names;
 use crate::provision::StreamSettings;
 
+/// Heads this process remembers having published, at most.
+const PUBLISHED_CACHE: usize = 100_000;
+
 /// What a published head says; the signed claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadClaims {
@@ -256,7 +259,13 @@ impl Heads {
                 };
                 let token = seal.sign(&claims).map_err(MessagingError::Malformed)?;
                 self.publish(&event.stream_id, token).await?;
-                published.lock().await.insert(
+                let mut published = published.lock().await;
+                // A cache of what this process published: bounded, since a
+                // forgotten head is read back from JetStream.
+                if published.len() >= PUBLISHED_CACHE {
+                    published.clear();
+                }
+                published.insert(
                     event.stream_id.clone(),
                     StreamHead {
                         version: event.stream_version,
