@@ -103,6 +103,12 @@ fn order_owner(order: &OrderState) -> Owner<'_> {
 }
 
 /// A listed order's customer and center.
+/// A center's orders per page.
+const CENTER_ORDERS_PAGE: Limit = Limit {
+    default: 50,
+    max: 500,
+};
+
 /// A device's orders per page.
 const DEVICE_ORDERS_PAGE: Limit = Limit {
     default: 50,
@@ -618,11 +624,7 @@ impl RepairService for RepairApi {
             Ok(s) => Some(stage_name(s)),
             Err(_) => return Err(invalid("stage", "is not a Stage value")),
         };
-        let limit = i64::from(if r.page_size == 0 {
-            50
-        } else {
-            r.page_size.min(500)
-        });
+        let limit = i64::try_from(CENTER_ORDERS_PAGE.size(r.page_size)).unwrap_or(i64::MAX);
         let rows = self
             .app
             .orders_of_center(

@@ -113,13 +113,15 @@ fn customer(field: &'static str, value: &str) -> Result<CustomerId, Status> {
     CustomerId::parse(field, value).map_err(|e| status(e.into()))
 }
 
-/// The page size asked for, within 1..=500 (default 50).
+/// A page of devices: 50 by default, 500 at most.
+const DEVICES_PAGE: paging::Limit = paging::Limit {
+    default: 50,
+    max: 500,
+};
+
+/// The page size asked for, as SQL takes it.
 fn page_size(requested: u32) -> i64 {
-    i64::from(if requested == 0 {
-        50
-    } else {
-        requested.min(500)
-    })
+    i64::try_from(DEVICES_PAGE.size(requested)).unwrap_or(i64::MAX)
 }
 
 /// A device's owner, for the policy's objects.
