@@ -53,6 +53,7 @@ fn new_event(i: usize) -> NewEvent {
             r#"{{"type":"RepairStarted","repair_id":"r-{i}","technician":"tech-7","bench":"sc-berlin-01"}}"#
         )
         .into_bytes(),
+        personal: None,
         metadata: Metadata {
             correlation_id: Uuid::now_v7(),
             causation_id: Some(Uuid::now_v7()),

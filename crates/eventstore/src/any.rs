@@ -64,6 +64,22 @@ impl AnyEventStore {
         .map_err(StoreError::Migration)
     }
 
+    /// Seals personal data on append and opens it on read with `keyring`.
+    pub fn with_keyring(self, keyring: std::sync::Arc<crate::Keyring>) -> Self {
+        match self {
+            Self::Postgres(s) => Self::Postgres(s.with_keyring(keyring)),
+            Self::Sqlite(s) => Self::Sqlite(s.with_keyring(keyring)),
+        }
+    }
+
+    /// The keyring personal data is sealed with, if one is configured.
+    pub fn keyring(&self) -> Option<&std::sync::Arc<crate::Keyring>> {
+        match self {
+            Self::Postgres(s) => s.keyring(),
+            Self::Sqlite(s) => s.keyring(),
+        }
+    }
+
     pub fn with_limits(self, limits: Limits) -> Self {
         match self {
             Self::Postgres(s) => Self::Postgres(s.with_limits(limits)),

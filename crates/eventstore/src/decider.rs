@@ -64,6 +64,12 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync {
     {
         Upcasters::none()
     }
+
+    /// Whose personal data this event carries, and where: sealed with that
+    /// person's key when stored ([`crate::personal`]). `None`: nothing personal.
+    fn personal(&self) -> Option<crate::PersonalData<'_>> {
+        None
+    }
 }
 
 /// Why a stored event could not be decoded.
@@ -140,12 +146,30 @@ impl Upcasters {
             schema_version,
             source,
         };
-        let mut version = schema_version;
-        let mut step = self.steps.get(&(event_type.to_owned(), version));
-        if step.is_none() {
+        if !self
+            .steps
+            .contains_key(&(event_type.to_owned(), schema_version))
+        {
             return serde_json::from_slice(payload).map_err(decode_error);
         }
-        let mut value: serde_json::Value = serde_json::from_slice(payload).map_err(decode_error)?;
+        let value: serde_json::Value = serde_json::from_slice(payload).map_err(decode_error)?;
+        self.decode_value(event_type, schema_version, value)
+    }
+
+    /// [`Upcasters::decode`] of a payload already parsed.
+    pub fn decode_value<E: DomainEvent>(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        mut value: serde_json::Value,
+    ) -> Result<E, CodecError> {
+        let decode_error = |source| CodecError::Decode {
+            event_type: event_type.to_owned(),
+            schema_version,
+            source,
+        };
+        let mut version = schema_version;
+        let mut step = self.steps.get(&(event_type.to_owned(), version));
         while let Some(upcast) = step {
             value = upcast(value).map_err(|reason| CodecError::Upcast {
                 event_type: event_type.to_owned(),
@@ -159,7 +183,17 @@ impl Upcasters {
     }
 }
 
-/// Serializes an event for the log.
-pub fn encode<E: DomainEvent>(event: &E) -> Result<Vec<u8>, CodecError> {
-    serde_json::to_vec(event).map_err(CodecError::Encode)
+/// Serializes an event for the log, its personal fields taken out to be sealed.
+pub fn encode<E: DomainEvent>(
+    event: &E,
+) -> Result<(Vec<u8>, Option<crate::personal::Unsealed>), CodecError> {
+    let Some(personal) = event.personal() else {
+        return Ok((serde_json::to_vec(event).map_err(CodecError::Encode)?, None));
+    };
+    let mut value = serde_json::to_value(event).map_err(CodecError::Encode)?;
+    let unsealed = crate::personal::split(&mut value, &personal);
+    Ok((
+        serde_json::to_vec(&value).map_err(CodecError::Encode)?,
+        unsealed,
+    ))
 }

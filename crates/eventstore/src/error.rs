@@ -60,6 +60,10 @@ pub enum StoreError {
     #[error("stored row is unreadable: {0}")]
     CorruptRow(String),
 
+    /// Personal data could not be sealed or opened; nothing was written.
+    #[error("personal data: {0}")]
+    Keys(#[from] crate::personal::KeyError),
+
     /// The connection URL names no supported backend. Only its scheme is kept: the
     /// rest may hold a password.
     #[error("unsupported database url scheme {scheme:?}: use postgres://… or sqlite:…")]
@@ -89,6 +93,7 @@ impl StoreError {
             Self::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             ) => ErrorKind::Unavailable,
+            Self::Keys(keys) => keys.kind(),
             Self::Database(_)
             | Self::Migration(_)
             | Self::CorruptRow(_)
@@ -107,6 +112,9 @@ impl From<StoreError> for Error {
             }
             StoreError::WrongExpectedVersion { .. } => {
                 Error::conflict(format!("{error}; retry")).with_source(error)
+            }
+            StoreError::Keys(_) => {
+                Error::new(error.kind(), "personal data keys").with_source(error)
             }
             StoreError::Database(_)
             | StoreError::Migration(_)

@@ -124,8 +124,11 @@ pub struct NewEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
-    /// The serialized event (JSON by convention). Stored byte for byte.
+    /// The serialized event (JSON by convention). Stored byte for byte, with the
+    /// sealed box of `personal` added.
     pub payload: Vec<u8>,
+    /// Personal fields taken out of `payload`, sealed by the store on append.
+    pub personal: Option<crate::personal::Unsealed>,
     pub metadata: Metadata,
 }
 
@@ -166,13 +169,40 @@ pub struct RecordedEvent {
     pub metadata: Metadata,
     /// This event's link in its stream's hash chain.
     pub hash: [u8; 32],
+    /// Its personal fields as this reader could open them (the payload keeps them
+    /// sealed).
+    pub personal: crate::personal::Personal,
 }
 
 impl RecordedEvent {
     /// The event as today's code knows it: older schema versions are upcast first
     /// ([`crate::DomainEvent::upcasters`]). The one way every reader decodes.
+    /// Opened personal fields are put back in place; erased ones read as
+    /// [`crate::personal::ERASED`].
     pub fn decode<E: crate::DomainEvent>(&self) -> Result<E, crate::CodecError> {
-        E::upcasters().decode(&self.event_type, self.schema_version, &self.payload)
+        let crate::personal::Personal::Open(opened) = &self.personal else {
+            return E::upcasters().decode(&self.event_type, self.schema_version, &self.payload);
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&self.payload).map_err(|source| crate::CodecError::Decode {
+                event_type: self.event_type.clone(),
+                schema_version: self.schema_version,
+                source,
+            })?;
+        crate::personal::merge(&mut value, &opened.fields);
+        E::upcasters().decode_value(&self.event_type, self.schema_version, value)
+    }
+
+    /// The key that opened this event's personal fields: to seal the same
+    /// person's data again (in a public event). `None` when it has none, or they
+    /// are erased.
+    pub fn personal_key(&self) -> Option<&std::sync::Arc<crate::personal::DataKey>> {
+        match &self.personal {
+            crate::personal::Personal::Open(opened) => Some(&opened.key),
+            crate::personal::Personal::None
+            | crate::personal::Personal::Unopened
+            | crate::personal::Personal::Erased { .. } => None,
+        }
     }
 }
 

@@ -71,11 +71,13 @@ impl CommandContext {
             .iter()
             .enumerate()
             .map(|(index, event)| {
+                let (payload, personal) = encode(event)?;
                 Ok(NewEvent {
                     event_id: self.event_id(index),
                     event_type: event.event_type().to_owned(),
                     schema_version: event.schema_version(),
-                    payload: encode(event)?,
+                    payload,
+                    personal,
                     metadata: metadata.clone(),
                 })
             })

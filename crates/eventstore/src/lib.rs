@@ -13,6 +13,8 @@
 //!   own rows.
 //! - [`projection`]: read models fed from the log, checkpointed in the same
 //!   transaction, rebuildable.
+//! - [`personal`] and [`keyring`]: personal data sealed per person inside events,
+//!   erased by destroying the person's key.
 //! - [`testing`]: given/when/then for deciders.
 
 pub mod any;
@@ -24,7 +26,9 @@ pub mod error;
 pub mod event;
 pub mod follow;
 pub mod handler;
+pub mod keyring;
 pub mod live;
+pub mod personal;
 pub mod postgres;
 pub mod projection;
 pub mod sqlite;
@@ -43,7 +47,9 @@ pub use event::{
 };
 pub use follow::{FollowOptions, IdleWait, follow};
 pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
+pub use keyring::{Keyring, Kms, LocalKms};
 pub use live::{Live, LiveFeed, Watcher};
+pub use personal::{KeyError, Personal, PersonalData};
 pub use postgres::PgEventStore;
 pub use projection::{AnyProjection, Projection, Projections};
 pub use sqlite::SqliteEventStore;

@@ -229,6 +229,7 @@ mod tests {
                 recorded_at: chrono::DateTime::UNIX_EPOCH,
             },
             hash: [0; 32],
+            personal: Default::default(),
         }
     }
 

@@ -40,6 +40,7 @@ pub struct PgEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
+    keyring: Option<Arc<crate::Keyring>>,
 }
 
 impl PgEventStore {
@@ -101,12 +102,23 @@ impl PgEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
+            keyring: None,
         }
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Seals personal data on append and opens it on read with `keyring`.
+    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    pub fn keyring(&self) -> Option<&Arc<crate::Keyring>> {
+        self.keyring.as_ref()
     }
 
     /// The pool, for projections and inboxes that share the service's database.
@@ -374,6 +386,7 @@ impl EventStore for PgEventStore {
             self.pool.begin().await?,
             self.limits,
             Arc::clone(&self.appended),
+            self.keyring.clone(),
         ))
     }
 
@@ -389,8 +402,9 @@ impl EventStore for PgEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
@@ -403,7 +417,9 @@ impl EventStore for PgEventStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        select_stream(&self.pool, stream, from_version, limit).await
+        let mut events = select_stream(&self.pool, stream, from_version, limit).await?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
@@ -424,7 +440,9 @@ impl EventStore for PgEventStore {
         .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     async fn read_log(
@@ -453,7 +471,9 @@ impl EventStore for PgEventStore {
         .bind(horizon)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {
@@ -479,7 +499,9 @@ impl EventStore for PgEventStore {
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        Ok(select_by_ids(&self.pool, &[event_id]).await?.pop())
+        let mut events = select_by_ids(&self.pool, &[event_id]).await?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events.pop())
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -542,6 +564,7 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let stream_id: String = row.try_get("stream_id")?;
     let recorded_at: DateTime<Utc> = row.try_get("recorded_at")?;
     Ok(RecordedEvent {
+        personal: crate::Personal::None,
         position,
         checkpoint: Checkpoint {
             transaction,

@@ -247,6 +247,7 @@ mod tests {
             event_type: "Tested".into(),
             schema_version: 1,
             payload: b"{}".to_vec(),
+            personal: None,
             metadata: crate::Metadata {
                 correlation_id: uuid::Uuid::now_v7(),
                 causation_id: None,

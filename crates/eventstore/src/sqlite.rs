@@ -44,6 +44,7 @@ pub struct SqliteEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
+    keyring: Option<Arc<crate::Keyring>>,
 }
 
 impl SqliteEventStore {
@@ -75,12 +76,23 @@ impl SqliteEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
+            keyring: None,
         })
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Seals personal data on append and opens it on read with `keyring`.
+    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    pub fn keyring(&self) -> Option<&Arc<crate::Keyring>> {
+        self.keyring.as_ref()
     }
 
     /// The single-connection writer pool, for projections and inboxes that write to
@@ -303,6 +315,7 @@ impl EventStore for SqliteEventStore {
             tx,
             self.limits,
             Arc::clone(&self.appended),
+            self.keyring.clone(),
         ))
     }
 
@@ -318,8 +331,9 @@ impl EventStore for SqliteEventStore {
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
@@ -332,7 +346,9 @@ impl EventStore for SqliteEventStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        select_stream(&self.reader, stream, from_version, limit).await
+        let mut events = select_stream(&self.reader, stream, from_version, limit).await?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
@@ -353,7 +369,9 @@ impl EventStore for SqliteEventStore {
         .bind(sql_limit(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(decode).collect()
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     async fn read_log(
@@ -380,7 +398,9 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        Ok(select_by_ids(&self.writer, &[event_id]).await?.pop())
+        let mut events = select_by_ids(&self.writer, &[event_id]).await?;
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events.pop())
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
@@ -443,6 +463,7 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     let position = to_u64(row.try_get("position")?, "position")?;
     let stream_id: String = row.try_get("stream_id")?;
     Ok(RecordedEvent {
+        personal: crate::Personal::None,
         position,
         checkpoint: Checkpoint {
             transaction: 0,

@@ -27,6 +27,7 @@ pub struct StoreTransaction {
     inner: Inner,
     limits: Limits,
     appended: Arc<Notify>,
+    keyring: Option<Arc<crate::Keyring>>,
     wrote_events: bool,
     /// Counted once committed.
     appends: Vec<(StreamId, AppendOutcome)>,
@@ -50,11 +51,13 @@ impl StoreTransaction {
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
         limits: Limits,
         appended: Arc<Notify>,
+        keyring: Option<Arc<crate::Keyring>>,
     ) -> Self {
         Self {
             inner: Inner::Postgres(tx),
             limits,
             appended,
+            keyring,
             wrote_events: false,
             appends: Vec::new(),
         }
@@ -64,11 +67,13 @@ impl StoreTransaction {
         tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         limits: Limits,
         appended: Arc<Notify>,
+        keyring: Option<Arc<crate::Keyring>>,
     ) -> Self {
         Self {
             inner: Inner::Sqlite(tx),
             limits,
             appended,
+            keyring,
             wrote_events: false,
             appends: Vec::new(),
         }
@@ -79,8 +84,9 @@ impl StoreTransaction {
         &mut self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
         let outcome = match &mut self.inner {
             Inner::Postgres(tx) => {
                 let mut backend = PgTransactionBackend(tx);
@@ -104,14 +110,16 @@ impl StoreTransaction {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match &mut self.inner {
+        let mut events = match &mut self.inner {
             Inner::Postgres(tx) => {
-                postgres::select_stream(&mut **tx, stream, from_version, limit).await
+                postgres::select_stream(&mut **tx, stream, from_version, limit).await?
             }
             Inner::Sqlite(tx) => {
-                sqlite::select_stream(&mut **tx, stream, from_version, limit).await
+                sqlite::select_stream(&mut **tx, stream, from_version, limit).await?
             }
-        }
+        };
+        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        Ok(events)
     }
 
     /// Records that `command_id` is used for the request with `fingerprint` (first

@@ -59,6 +59,7 @@ fn new_event(i: usize, sent_micros: u64) -> NewEvent {
             r#"{{"repair_id":"r-{i}","technician":"tech-7","bench":"sc-berlin-01","sent":{sent_micros}}}"#
         )
         .into_bytes(),
+        personal: None,
         metadata: Metadata {
             correlation_id: Uuid::now_v7(),
             causation_id: Some(Uuid::now_v7()),

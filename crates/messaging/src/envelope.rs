@@ -198,6 +198,7 @@ mod tests {
                 recorded_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
             },
             hash: [7; 32],
+            personal: Default::default(),
         }
     }
 

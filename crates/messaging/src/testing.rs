@@ -41,6 +41,7 @@ pub async fn publish<M: prost::Message>(
             recorded_at,
         },
         hash: [0; 32],
+        personal: Default::default(),
     };
     let package = match source {
         "warranty" => "warranty",

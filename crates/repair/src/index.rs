@@ -72,6 +72,7 @@ impl Projection for DeviceOrderIndex {
             event_type: LINKED.to_owned(),
             schema_version: 1,
             payload,
+            personal: None,
             metadata: Metadata {
                 correlation_id: event.metadata.correlation_id,
                 causation_id: Some(event.event_id),

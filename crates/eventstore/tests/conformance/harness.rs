@@ -105,6 +105,7 @@ pub fn event(kind: &str, body: &str) -> NewEvent {
         event_type: kind.into(),
         schema_version: 1,
         payload: body.as_bytes().to_vec(),
+        personal: None,
         metadata: metadata(0),
     }
 }

@@ -63,4 +63,6 @@ conformance!(
     savepoints_undo_part_of_a_transaction,
     projections_catch_up_once_and_rebuild_from_the_start,
     state_cache_drops_streams_the_log_moves_on,
+    personal_data_is_sealed_and_erased_with_its_key,
+    without_its_keys_personal_data_is_refused_and_nothing_written,
 );

@@ -97,6 +97,7 @@ pub async fn append_events_with(
                 event_type: EVENT_TYPE.into(),
                 schema_version: 1,
                 payload: format!(r#"{{"n":{i}}}"#).into_bytes(),
+                personal: None,
                 metadata: Metadata {
                     correlation_id: run,
                     causation_id: None,
@@ -352,6 +353,7 @@ pub async fn append_raw(store: &AnyEventStore, payload: &[u8]) -> Uuid {
         event_type: EVENT_TYPE.into(),
         schema_version: 1,
         payload: payload.to_vec(),
+        personal: None,
         metadata: Metadata {
             correlation_id: id,
             causation_id: None,

@@ -196,6 +196,7 @@ impl aftersales_messaging::Handler for Tally {
             event_type: "Counted".into(),
             schema_version: 1,
             payload: b"{}".to_vec(),
+            personal: None,
             metadata: event.metadata.clone(),
         };
         tx.append(&stream, expected, vec![counted]).await?;

@@ -362,6 +362,7 @@ async fn centers_recorded_by_the_previous_release_are_still_served() {
         event_type: "ServiceCenterUpserted".into(),
         schema_version: 1,
         payload: serde_json::to_vec(&center).unwrap(),
+        personal: None,
         metadata: Metadata {
             correlation_id: uuid::Uuid::now_v7(),
             causation_id: None,

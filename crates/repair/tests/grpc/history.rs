@@ -266,6 +266,7 @@ async fn publish_delivered(
             recorded_at,
         },
         hash: [0; 32],
+        personal: Default::default(),
     };
     let mut headers = aftersales_messaging::envelope::headers_for(
         "logistics",
@@ -768,6 +769,7 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
                 event_type: "RepairOrderOpened".into(),
                 schema_version: 1,
                 payload: serde_json::to_vec(&v1).unwrap(),
+                personal: None,
                 metadata: Metadata {
                     correlation_id: uuid::Uuid::now_v7(),
                     causation_id: None,

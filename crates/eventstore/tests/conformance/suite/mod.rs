@@ -3,11 +3,13 @@
 mod append;
 mod chain;
 mod handler;
+mod personal;
 mod read_models;
 mod transaction;
 
 pub use append::*;
 pub use chain::*;
 pub use handler::*;
+pub use personal::*;
 pub use read_models::*;
 pub use transaction::*;

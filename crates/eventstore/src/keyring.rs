@@ -1,0 +1,548 @@
+//! Every person's data key, wrapped by a key-encryption key, in one place per
+//! region: erasing a person is destroying their key here.
+//!
+//! The keys sit in a database every service of the region reaches (`sqlite:` for
+//! one machine, `postgres://` for many), each wrapped by a [`Kms`]: a key file
+//! here, a cloud or Vault KMS in production. Unwrapped keys are kept in memory for
+//! [`CACHE_TTL`], so a key destroyed by one process is unusable everywhere within
+//! that time (the erasing process forgets it at once).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use sqlx::Row as _;
+use uuid::Uuid;
+
+use crate::personal::{DATA_KEY_LEN, DataKey, KeyError, Sealed};
+
+/// How long an unwrapped key is used without asking the keyring again.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Most keys kept unwrapped in memory; past this the cache starts afresh.
+const CACHE_KEYS: usize = 100_000;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/keyring");
+
+/// A boxed future, for the object-safe [`Kms`].
+pub type KmsFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KeyError>> + Send + 'a>>;
+
+/// A key-encryption key: wraps data keys for storage, unwraps them for use.
+pub trait Kms: Send + Sync + std::fmt::Debug {
+    /// Names the key-encryption key, stored beside each key it wrapped.
+    fn id(&self) -> &str;
+    fn wrap<'a>(&'a self, key: &'a [u8]) -> KmsFuture<'a, Vec<u8>>;
+    fn unwrap<'a>(&'a self, wrapped: &'a [u8]) -> KmsFuture<'a, Vec<u8>>;
+}
+
+/// A key-encryption key kept in a local file (AES-256-GCM): the embedded default.
+pub struct LocalKms {
+    id: String,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for LocalKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKms")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalKms {
+    /// The key in `path` (64 hex digits), made (0600) when the file is absent.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self, KeyError> {
+        let shown = path.display();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut secret = [0u8; DATA_KEY_LEN];
+                random(&mut secret)?;
+                let text = hex(&secret);
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
+                }
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
+                file.write_all(text.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
+                text
+            }
+            Err(error) => return Err(KeyError::Unavailable(format!("{shown}: {error}"))),
+        };
+        if text.contains("CHANGE_ME") {
+            return Err(KeyError::Corrupt(format!(
+                "{shown} is still a placeholder: supply the real key"
+            )));
+        }
+        let secret = unhex(text.trim())
+            .filter(|bytes| bytes.len() == DATA_KEY_LEN)
+            .ok_or_else(|| KeyError::Corrupt(format!("{shown}: not 64 hex digits")))?;
+        Self::from_secret(&secret)
+    }
+
+    pub fn from_secret(secret: &[u8]) -> Result<Self, KeyError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, secret);
+        let unbound = UnboundKey::new(&AES_256_GCM, secret)
+            .map_err(|_| KeyError::Corrupt("a key-encryption key is 32 bytes".into()))?;
+        Ok(Self {
+            id: format!("local:{}", hex(&digest.as_ref()[..8])),
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// A key for this process only (tests).
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut secret = [0u8; DATA_KEY_LEN];
+        random(&mut secret)?;
+        Self::from_secret(&secret)
+    }
+}
+
+impl Kms for LocalKms {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn wrap<'a>(&'a self, key: &'a [u8]) -> KmsFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            let mut nonce = [0u8; NONCE_LEN];
+            random(&mut nonce)?;
+            let mut data = key.to_vec();
+            self.key
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(self.id.as_bytes()),
+                    &mut data,
+                )
+                .map_err(|_| KeyError::Corrupt("wrapping failed".into()))?;
+            let mut wrapped = nonce.to_vec();
+            wrapped.extend_from_slice(&data);
+            Ok(wrapped)
+        })
+    }
+
+    fn unwrap<'a>(&'a self, wrapped: &'a [u8]) -> KmsFuture<'a, Vec<u8>> {
+        Box::pin(async move {
+            if wrapped.len() < NONCE_LEN {
+                return Err(KeyError::Corrupt("wrapped key too short".into()));
+            }
+            let (nonce, data) = wrapped.split_at(NONCE_LEN);
+            let nonce = Nonce::try_assume_unique_for_key(nonce)
+                .map_err(|_| KeyError::Corrupt("bad nonce".into()))?;
+            let mut data = data.to_vec();
+            let key = self
+                .key
+                .open_in_place(nonce, Aad::from(self.id.as_bytes()), &mut data)
+                .map_err(|_| {
+                    KeyError::Corrupt(
+                        "a data key does not open with this key-encryption key".into(),
+                    )
+                })?;
+            Ok(key.to_vec())
+        })
+    }
+}
+
+fn random(out: &mut [u8]) -> Result<(), KeyError> {
+    SystemRandom::new()
+        .fill(out)
+        .map_err(|_| KeyError::Unavailable("no randomness".into()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[derive(Debug)]
+enum Keys {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+    /// In memory: subject → (key id, wrapped key). For tests.
+    Memory(Mutex<HashMap<String, (Uuid, Vec<u8>)>>),
+}
+
+/// A stored key: its id and its wrapped bytes.
+type StoredKey = (Uuid, Vec<u8>);
+
+#[derive(Debug, Default)]
+struct Cache {
+    by_id: HashMap<Uuid, (Instant, Arc<DataKey>)>,
+    by_subject: HashMap<String, Uuid>,
+}
+
+/// The region's data keys. Cheap to share: clone the `Arc`.
+#[derive(Debug)]
+pub struct Keyring {
+    keys: Keys,
+    kms: Arc<dyn Kms>,
+    cache: Mutex<Cache>,
+}
+
+impl Keyring {
+    /// The keyring in the database at `url` (its tables made if absent), its keys
+    /// wrapped by `kms`.
+    pub async fn connect(url: &str, kms: Arc<dyn Kms>) -> Result<Self, KeyError> {
+        let keys = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            crate::store::shared_migrator(&MIGRATIONS)
+                .run(&pool)
+                .await
+                .map_err(|e| KeyError::Unavailable(format!("keyring migration: {e}")))?;
+            Keys::Postgres(pool)
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.trim_start_matches("//");
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| KeyError::Unavailable(format!("keyring directory: {e}")))?;
+            }
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await?;
+            crate::store::shared_migrator(&MIGRATIONS)
+                .run(&pool)
+                .await
+                .map_err(|e| KeyError::Unavailable(format!("keyring migration: {e}")))?;
+            Keys::Sqlite(pool)
+        } else {
+            return Err(KeyError::Unavailable(
+                "keyring url: use postgres://… or sqlite:…".into(),
+            ));
+        };
+        Ok(Self::with(keys, kms))
+    }
+
+    /// Keys in memory under a key-encryption key of this process: for tests.
+    pub fn ephemeral() -> Result<Self, KeyError> {
+        Ok(Self::with(
+            Keys::Memory(Mutex::default()),
+            Arc::new(LocalKms::generate()?),
+        ))
+    }
+
+    fn with(keys: Keys, kms: Arc<dyn Kms>) -> Self {
+        Self {
+            keys,
+            kms,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// `subject`'s key, made and stored on first use. Fails (and nothing is stored)
+    /// when the key service is unreachable.
+    pub async fn for_writing(&self, subject: &str) -> Result<Arc<DataKey>, KeyError> {
+        if let Some(key) = self.cached_subject(subject) {
+            return Ok(key);
+        }
+        if let Some((id, wrapped)) = self.stored_by_subject(subject).await? {
+            return self.unwrapped(id, subject, &wrapped).await;
+        }
+        let mut secret = [0u8; DATA_KEY_LEN];
+        random(&mut secret)?;
+        let wrapped = self.kms.wrap(&secret).await?;
+        let id = Uuid::now_v7();
+        // Two writers may race to make the first key: the stored one wins.
+        self.insert(subject, id, &wrapped).await?;
+        let (id, wrapped) = self
+            .stored_by_subject(subject)
+            .await?
+            .ok_or_else(|| KeyError::Corrupt("a key just stored is missing".into()))?;
+        self.unwrapped(id, subject, &wrapped).await
+    }
+
+    /// The key a box was sealed with; `None` once it is destroyed.
+    pub async fn for_reading(&self, sealed: &Sealed) -> Result<Option<Arc<DataKey>>, KeyError> {
+        if let Some(key) = self.cached_id(sealed.key) {
+            return Ok(Some(key));
+        }
+        match self.stored_by_subject(&sealed.subject).await? {
+            Some((id, wrapped)) if id == sealed.key => {
+                Ok(Some(self.unwrapped(id, &sealed.subject, &wrapped).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Opens a box; `None` when its key is destroyed (the data is erased).
+    pub async fn open(&self, sealed: &Sealed) -> Result<Option<Vec<u8>>, KeyError> {
+        match self.for_reading(sealed).await? {
+            Some(key) => key.open(sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys `subject`'s key: whatever was sealed with it is unreadable from now
+    /// on. True when there was a key.
+    pub async fn destroy(&self, subject: &str) -> Result<bool, KeyError> {
+        let now = Utc::now().timestamp_micros();
+        let removed = match &self.keys {
+            Keys::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let removed = sqlx::query("DELETE FROM data_keys WHERE subject = $1")
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(
+                    "INSERT INTO erased_subjects (subject, erased_at) VALUES ($1, $2) \
+                     ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(subject)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                removed
+            }
+            Keys::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let removed = sqlx::query("DELETE FROM data_keys WHERE subject = $1")
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(
+                    "INSERT INTO erased_subjects (subject, erased_at) VALUES ($1, $2) \
+                     ON CONFLICT (subject) DO NOTHING",
+                )
+                .bind(subject)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                removed
+            }
+            Keys::Memory(keys) => u64::from(
+                keys.lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?
+                    .remove(subject)
+                    .is_some(),
+            ),
+        };
+        self.forget(subject);
+        Ok(removed > 0)
+    }
+
+    /// Drops `subject`'s key from this process's memory (another process destroyed it).
+    pub fn forget(&self, subject: &str) {
+        if let Ok(mut cache) = self.cache.lock()
+            && let Some(id) = cache.by_subject.remove(subject)
+        {
+            cache.by_id.remove(&id);
+        }
+    }
+
+    fn cached_subject(&self, subject: &str) -> Option<Arc<DataKey>> {
+        let id = *self.cache.lock().ok()?.by_subject.get(subject)?;
+        self.cached_id(id)
+    }
+
+    fn cached_id(&self, id: Uuid) -> Option<Arc<DataKey>> {
+        let cache = self.cache.lock().ok()?;
+        let (at, key) = cache.by_id.get(&id)?;
+        (at.elapsed() < CACHE_TTL).then(|| Arc::clone(key))
+    }
+
+    async fn unwrapped(
+        &self,
+        id: Uuid,
+        subject: &str,
+        wrapped: &[u8],
+    ) -> Result<Arc<DataKey>, KeyError> {
+        let secret = self.kms.unwrap(wrapped).await?;
+        let secret: [u8; DATA_KEY_LEN] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Corrupt("a data key is 32 bytes".into()))?;
+        let key = Arc::new(DataKey::new(id, subject, &secret)?);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.by_id.len() >= CACHE_KEYS {
+                *cache = Cache::default();
+            }
+            cache.by_id.insert(id, (Instant::now(), Arc::clone(&key)));
+            cache.by_subject.insert(subject.to_owned(), id);
+        }
+        Ok(key)
+    }
+
+    async fn stored_by_subject(&self, subject: &str) -> Result<Option<StoredKey>, KeyError> {
+        let row = match &self.keys {
+            Keys::Postgres(pool) => {
+                sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+                    .transpose()?
+            }
+            Keys::Sqlite(pool) => {
+                sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_optional(pool)
+                    .await?
+                    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+                    .transpose()?
+            }
+            Keys::Memory(keys) => {
+                let keys = keys
+                    .lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+                return Ok(keys.get(subject).cloned());
+            }
+        };
+        row.map(|(id, wrapped): (String, Vec<u8>)| {
+            Uuid::parse_str(&id)
+                .map(|id| (id, wrapped))
+                .map_err(|e| KeyError::Corrupt(format!("stored key id: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<(), KeyError> {
+        let sql = "INSERT INTO data_keys (subject, key_id, wrapped, kek, created_at) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING";
+        let now = Utc::now().timestamp_micros();
+        match &self.keys {
+            Keys::Postgres(pool) => {
+                sqlx::query(sql)
+                    .bind(subject)
+                    .bind(id.to_string())
+                    .bind(wrapped)
+                    .bind(self.kms.id())
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Keys::Sqlite(pool) => {
+                sqlx::query(sql)
+                    .bind(subject)
+                    .bind(id.to_string())
+                    .bind(wrapped)
+                    .bind(self.kms.id())
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Keys::Memory(keys) => {
+                keys.lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?
+                    .entry(subject.to_owned())
+                    .or_insert_with(|| (id, wrapped.to_vec()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_is_made_once_and_opens_until_destroyed() {
+        let keyring = Keyring::ephemeral().expect("keyring");
+        let key = keyring.for_writing("c-1").await.expect("key");
+        assert_eq!(
+            keyring.for_writing("c-1").await.expect("again").id(),
+            key.id()
+        );
+        let sealed = key.seal(b"ana@example.com");
+        assert_eq!(
+            keyring.open(&sealed).await.expect("opens").as_deref(),
+            Some(&b"ana@example.com"[..])
+        );
+        assert!(keyring.destroy("c-1").await.expect("destroyed"));
+        assert_eq!(keyring.open(&sealed).await.expect("reads"), None);
+        assert!(!keyring.destroy("c-1").await.expect("again"), "idempotent");
+        let fresh = keyring.for_writing("c-1").await.expect("a new key");
+        assert_ne!(fresh.id(), key.id());
+        assert_eq!(
+            keyring.open(&sealed).await.expect("reads"),
+            None,
+            "still erased"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_key_file_is_made_once_and_refuses_placeholders() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("keys/kek");
+        let first = LocalKms::load_or_create(&path).expect("made");
+        let again = LocalKms::load_or_create(&path).expect("read");
+        assert_eq!(first.id(), again.id());
+        let wrapped = first.wrap(&[1; 32]).await.expect("wrap");
+        assert_eq!(again.unwrap(&wrapped).await.expect("unwrap"), vec![1; 32]);
+        let other = LocalKms::generate().expect("other");
+        assert!(other.unwrap(&wrapped).await.is_err());
+
+        let placeholder = dir.path().join("placeholder");
+        std::fs::write(&placeholder, "CHANGE_ME").expect("write");
+        assert!(LocalKms::load_or_create(&placeholder).is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_survive_in_a_sqlite_keyring() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+        let kms: Arc<dyn Kms> = Arc::new(LocalKms::generate().expect("kms"));
+        let sealed = {
+            let keyring = Keyring::connect(&url, Arc::clone(&kms))
+                .await
+                .expect("open");
+            keyring
+                .for_writing("c-9")
+                .await
+                .expect("key")
+                .seal(b"+4930123456")
+        };
+        let keyring = Keyring::connect(&url, Arc::clone(&kms))
+            .await
+            .expect("reopen");
+        assert_eq!(
+            keyring.open(&sealed).await.expect("opens").as_deref(),
+            Some(&b"+4930123456"[..])
+        );
+        keyring.destroy("c-9").await.expect("destroy");
+        let keyring = Keyring::connect(&url, kms).await.expect("reopen");
+        assert_eq!(keyring.open(&sealed).await.expect("reads"), None);
+    }
+}

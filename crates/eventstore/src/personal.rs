@@ -1,0 +1,462 @@
+//! Personal data inside events: sealed per person, erased by forgetting a key.
+//!
+//! An event that carries personal data names whose it is (its subject, a customer
+//! id) and where it sits (JSON pointers, [`crate::DomainEvent::personal`]). On
+//! append the store takes those fields out of the payload, seals them with the
+//! subject's data key from the [`Keyring`](crate::keyring::Keyring) and keeps the
+//! sealed box in the payload under [`SEALED_FIELD`]; in their place stays
+//! [`ERASED`], so the stored bytes read as the event will once the key is gone.
+//! The hash chain covers the stored bytes: destroying one key erases the fields
+//! wherever they were copied (log, streams, backups) while every chain verifies.
+//!
+//! Sealing is deterministic (the nonce is a MAC of the plaintext, a synthetic IV):
+//! a retried append produces the same bytes and is recognised as a retry, and no
+//! nonce is ever used for two plaintexts under one key.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::{hkdf, hmac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// What a personal field reads as once its key is destroyed (and what the stored
+/// payload holds in its place).
+pub const ERASED: &str = "[erased]";
+
+/// The payload member holding the sealed fields.
+pub const SEALED_FIELD: &str = "_sealed";
+
+/// Bytes of a data key.
+pub const DATA_KEY_LEN: usize = 32;
+
+/// Where an event keeps personal data, and whose it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonalData<'a> {
+    /// The person it is about: a customer id, never a name or an address.
+    pub subject: &'a str,
+    /// JSON pointers into the serialized event (`/channel/address/city`). A pointer
+    /// that is absent in this event is skipped.
+    pub fields: &'static [&'static str],
+}
+
+/// An event's personal fields, taken out of its payload and not yet sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsealed {
+    pub subject: String,
+    /// Pointer → value.
+    pub fields: Map<String, Value>,
+}
+
+/// A sealed box: one subject's fields under one data key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    pub subject: String,
+    pub key: Uuid,
+    #[serde(with = "base64_bytes")]
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+
+    use super::BASE64;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&BASE64.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text: String = serde::Deserialize::deserialize(d)?;
+        BASE64.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a reader could make of an event's personal fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Personal {
+    /// The event carries none.
+    #[default]
+    None,
+    /// Sealed, and this reader has no keyring: the fields read as erased.
+    Unopened,
+    /// Opened with its subject's key.
+    Open(Arc<Opened>),
+    /// The subject's key is destroyed: the fields read as erased, for good.
+    Erased { subject: String },
+}
+
+/// An event's personal fields in the clear, and the key that opened them (to seal
+/// the same person's data again, for a public event).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub key: Arc<DataKey>,
+    pub fields: Map<String, Value>,
+}
+
+/// Why personal data could not be sealed or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The key service or the keyring's database cannot be reached now.
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
+    /// Stored or received bytes are not what was sealed.
+    #[error("sealed data is unreadable: {0}")]
+    Corrupt(String),
+    /// A keyring is needed and none is configured.
+    #[error("personal data needs a keyring and none is configured")]
+    NoKeyring,
+    #[error("keyring database error")]
+    Database(#[source] sqlx::Error),
+}
+
+impl KeyError {
+    pub fn kind(&self) -> aftersales_core::ErrorKind {
+        use aftersales_core::ErrorKind;
+        match self {
+            Self::Unavailable(_) => ErrorKind::Unavailable,
+            Self::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => ErrorKind::Unavailable,
+            Self::Database(_) | Self::Corrupt(_) | Self::NoKeyring => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<sqlx::Error> for KeyError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+/// One subject's data key, ready to seal and open.
+pub struct DataKey {
+    id: Uuid,
+    subject: String,
+    aead: LessSafeKey,
+    nonce_mac: hmac::Key,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for DataKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for DataKey {}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+impl DataKey {
+    /// The key `id` of `subject` from its secret bytes. Separate subkeys for the
+    /// cipher and for the synthetic nonce are derived with HKDF.
+    pub fn new(id: Uuid, subject: &str, secret: &[u8; DATA_KEY_LEN]) -> Result<Self, KeyError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"aftersales.personal.v1").extract(secret);
+        let mut cipher = [0u8; DATA_KEY_LEN];
+        let mut mac = [0u8; DATA_KEY_LEN];
+        let derive = |info: &[u8], out: &mut [u8]| {
+            prk.expand(&[info], Len(out.len()))
+                .and_then(|okm| okm.fill(out))
+                .map_err(|_| KeyError::Corrupt("key derivation failed".into()))
+        };
+        derive(b"cipher", &mut cipher)?;
+        derive(b"nonce", &mut mac)?;
+        let unbound = UnboundKey::new(&AES_256_GCM, &cipher)
+            .map_err(|_| KeyError::Corrupt("bad data key".into()))?;
+        Ok(Self {
+            id,
+            subject: subject.to_owned(),
+            aead: LessSafeKey::new(unbound),
+            nonce_mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
+        })
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = b"aftersales.personal.v1\0".to_vec();
+        aad.extend_from_slice(self.id.as_bytes());
+        aad.extend_from_slice(self.subject.as_bytes());
+        aad
+    }
+
+    /// Seals `plaintext`. The same plaintext under the same key seals to the same box.
+    pub fn seal(&self, plaintext: &[u8]) -> Sealed {
+        let aad = self.aad();
+        let mut context = hmac::Context::with_key(&self.nonce_mac);
+        context.update(&aad);
+        context.update(plaintext);
+        let tag = context.sign();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&tag.as_ref()[..NONCE_LEN]);
+        let mut data = plaintext.to_vec();
+        // Sealing into a Vec fails only past AES-GCM's 64 GiB message limit.
+        if self
+            .aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut data,
+            )
+            .is_err()
+        {
+            data.clear();
+        }
+        Sealed {
+            subject: self.subject.clone(),
+            key: self.id,
+            nonce: nonce.to_vec(),
+            data,
+        }
+    }
+
+    /// Opens a box sealed with this key.
+    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, KeyError> {
+        if sealed.key != self.id || sealed.subject != self.subject {
+            return Err(KeyError::Corrupt("sealed under another key".into()));
+        }
+        let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce)
+            .map_err(|_| KeyError::Corrupt("bad nonce".into()))?;
+        let mut data = sealed.data.clone();
+        let plain = self
+            .aead
+            .open_in_place(nonce, Aad::from(&self.aad()), &mut data)
+            .map_err(|_| KeyError::Corrupt("sealed data fails its tag".into()))?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// Takes the fields `personal` names out of `value`, leaving [`ERASED`] in each
+/// non-empty string they held. `None` when the event holds none of them.
+pub fn split(value: &mut Value, personal: &PersonalData<'_>) -> Option<Unsealed> {
+    let mut fields = Map::new();
+    for pointer in personal.fields {
+        if let Some(field) = value.pointer_mut(pointer) {
+            let mut kept = field.clone();
+            blank(&mut kept);
+            fields.insert((*pointer).to_owned(), std::mem::replace(field, kept));
+        }
+    }
+    (!fields.is_empty()).then(|| Unsealed {
+        subject: personal.subject.to_owned(),
+        fields,
+    })
+}
+
+/// Puts opened fields back where [`split`] took them from.
+pub fn merge(value: &mut Value, fields: &Map<String, Value>) {
+    for (pointer, field) in fields {
+        if let Some(slot) = value.pointer_mut(pointer) {
+            *slot = field.clone();
+        }
+    }
+}
+
+fn blank(value: &mut Value) {
+    match value {
+        Value::String(text) if !text.is_empty() => ERASED.clone_into(text),
+        Value::Array(items) => items.iter_mut().for_each(blank),
+        Value::Object(members) => members.values_mut().for_each(blank),
+        Value::String(_) | Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Seals `unsealed` with `key` into a payload: `payload` (a JSON object) gains the
+/// sealed box as [`SEALED_FIELD`].
+pub fn seal_into(
+    payload: &mut Vec<u8>,
+    key: &DataKey,
+    unsealed: &Unsealed,
+) -> Result<(), KeyError> {
+    let plaintext = serde_json::to_vec(&unsealed.fields)
+        .map_err(|e| KeyError::Corrupt(format!("personal fields: {e}")))?;
+    let sealed = serde_json::to_vec(&key.seal(&plaintext))
+        .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
+    // The payload is a serialized object: its members, then ours.
+    if payload.len() < 2 || payload.first() != Some(&b'{') || payload.last() != Some(&b'}') {
+        return Err(KeyError::Corrupt("payload is not a JSON object".into()));
+    }
+    payload.pop();
+    if payload.len() > 1 {
+        payload.push(b',');
+    }
+    payload.extend_from_slice(b"\"");
+    payload.extend_from_slice(SEALED_FIELD.as_bytes());
+    payload.extend_from_slice(b"\":");
+    payload.extend_from_slice(&sealed);
+    payload.push(b'}');
+    Ok(())
+}
+
+/// The sealed box a stored payload carries, if any.
+pub fn sealed_in(payload: &[u8]) -> Result<Option<Sealed>, KeyError> {
+    const MARK: &[u8] = b"\"_sealed\":";
+    if !payload.windows(MARK.len()).any(|w| w == MARK) {
+        return Ok(None);
+    }
+    #[derive(Deserialize)]
+    struct Carrier {
+        #[serde(rename = "_sealed")]
+        sealed: Option<Sealed>,
+    }
+    let carrier: Carrier = serde_json::from_slice(payload)
+        .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
+    Ok(carrier.sealed)
+}
+
+/// Opened fields from a box's plaintext.
+pub fn fields_of(plaintext: &[u8]) -> Result<Map<String, Value>, KeyError> {
+    serde_json::from_slice(plaintext).map_err(|e| KeyError::Corrupt(format!("opened fields: {e}")))
+}
+
+/// Seals every event's personal fields into its payload, before it is chained.
+pub(crate) async fn seal_all(
+    keyring: Option<&crate::Keyring>,
+    events: &mut [crate::NewEvent],
+) -> Result<(), KeyError> {
+    for event in events.iter_mut() {
+        let Some(unsealed) = event.personal.take() else {
+            continue;
+        };
+        let keyring = keyring.ok_or(KeyError::NoKeyring)?;
+        let key = keyring.for_writing(&unsealed.subject).await?;
+        seal_into(&mut event.payload, &key, &unsealed)?;
+    }
+    Ok(())
+}
+
+/// Opens what each read event sealed, as far as its keys still exist.
+pub(crate) async fn open_all(
+    keyring: Option<&crate::Keyring>,
+    events: &mut [crate::RecordedEvent],
+) -> Result<(), KeyError> {
+    for event in events.iter_mut() {
+        let Some(sealed) = sealed_in(&event.payload)? else {
+            continue;
+        };
+        let Some(keyring) = keyring else {
+            event.personal = Personal::Unopened;
+            continue;
+        };
+        event.personal = match keyring.for_reading(&sealed).await? {
+            Some(key) => {
+                let fields = fields_of(&key.open(&sealed)?)?;
+                Personal::Open(Arc::new(Opened { key, fields }))
+            }
+            None => Personal::Erased {
+                subject: sealed.subject,
+            },
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(subject: &str) -> DataKey {
+        DataKey::new(Uuid::now_v7(), subject, &[7; DATA_KEY_LEN]).expect("key")
+    }
+
+    const FIELDS: PersonalData<'static> = PersonalData {
+        subject: "c-1",
+        fields: &["/address", "/phone", "/missing"],
+    };
+
+    #[test]
+    fn split_leaves_erased_in_place_and_merge_restores() {
+        let original = json!({
+            "type": "Opened",
+            "country": "DE",
+            "address": {"recipient": "Ana Lima", "lines": ["Hauptstr. 1", ""], "country": "DE"},
+            "phone": ""
+        });
+        let mut value = original.clone();
+        let unsealed = split(&mut value, &FIELDS).expect("has fields");
+        assert_eq!(
+            value,
+            json!({
+                "type": "Opened",
+                "country": "DE",
+                "address": {"recipient": ERASED, "lines": [ERASED, ""], "country": ERASED},
+                "phone": ""
+            })
+        );
+        assert_eq!(unsealed.fields.len(), 2, "the missing pointer is skipped");
+        merge(&mut value, &unsealed.fields);
+        assert_eq!(value, original);
+    }
+
+    #[test]
+    fn an_event_without_the_fields_has_nothing_to_seal() {
+        let mut value = json!({"type": "Other"});
+        assert!(split(&mut value, &FIELDS).is_none());
+    }
+
+    #[test]
+    fn sealing_is_deterministic_and_opens_only_with_its_key() {
+        let key = key("c-1");
+        let first = key.seal(b"Ana Lima");
+        assert_eq!(
+            first,
+            key.seal(b"Ana Lima"),
+            "a retry seals to the same bytes"
+        );
+        assert_ne!(first.nonce, key.seal(b"Ana Lim").nonce);
+        assert_eq!(key.open(&first).expect("opens"), b"Ana Lima");
+        assert!(!first.data.windows(3).any(|w| w == b"Ana"));
+
+        let other = DataKey::new(first.key, "c-1", &[8; DATA_KEY_LEN]).expect("key");
+        assert!(matches!(other.open(&first), Err(KeyError::Corrupt(_))));
+        let mut tampered = first.clone();
+        tampered.data[0] ^= 1;
+        assert!(matches!(key.open(&tampered), Err(KeyError::Corrupt(_))));
+        let mut moved = first;
+        moved.subject = "c-2".into();
+        assert!(key.open(&moved).is_err(), "a box names its subject");
+    }
+
+    #[test]
+    fn a_sealed_payload_is_json_with_nothing_readable() {
+        let key = key("c-1");
+        let mut value = json!({"type": "Opened", "address": {"recipient": "Ana Lima"}});
+        let unsealed = split(&mut value, &FIELDS).expect("fields");
+        let mut payload = serde_json::to_vec(&value).expect("json");
+        seal_into(&mut payload, &key, &unsealed).expect("sealed");
+        let text = String::from_utf8(payload.clone()).expect("utf-8");
+        assert!(!text.contains("Ana"), "{text}");
+        let stored: Value = serde_json::from_slice(&payload).expect("still JSON");
+        assert_eq!(stored["address"]["recipient"], ERASED);
+        let sealed = sealed_in(&payload).expect("reads").expect("has a box");
+        let fields = fields_of(&key.open(&sealed).expect("opens")).expect("fields");
+        assert_eq!(fields, unsealed.fields);
+        assert_eq!(sealed_in(br#"{"type":"Plain"}"#).expect("reads"), None);
+    }
+}
