@@ -221,6 +221,14 @@ async fn up(args: Up) -> Result<(), String> {
         .map_err(|e| format!("--issuer-listen {}: {e}", args.issuer_listen))?;
         Some(provider)
     };
+    // One keyring for every service: personal data sealed by one opens in another,
+    // and an erasure is seen by all at once.
+    let keyring = aftersales_runtime::config::Common {
+        keyring_url: Some(format!("sqlite:{}", args.data_dir.join("keys.db").display()).into()),
+        ..Default::default()
+    }
+    .keyring("keys")
+    .await?;
     // Each service at its own defaults, but for what one process on one machine
     // needs: its own SQLite file, no broker, no separate metrics, a quick stop,
     // and the embedded identity provider (or, asked for, none at all).
@@ -243,6 +251,7 @@ async fn up(args: Up) -> Result<(), String> {
             oidc_issuer: provider.as_ref().map(|p| p.url().to_owned()),
             oidc_client_id: client.as_ref().map(|c| c.client_id.clone()),
             oidc_client_secret: client.map(|c| c.client_secret.into()),
+            keyring: Some(Arc::clone(&keyring)),
             ..Default::default()
         })
     };

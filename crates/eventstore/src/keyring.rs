@@ -60,25 +60,10 @@ impl LocalKms {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut secret = [0u8; DATA_KEY_LEN];
-                random(&mut secret)?;
-                let text = hex(&secret);
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
-                }
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
+                create_key_file(path)
                     .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?;
-                text
+                std::fs::read_to_string(path)
+                    .map_err(|e| KeyError::Unavailable(format!("{shown}: {e}")))?
             }
             Err(error) => return Err(KeyError::Unavailable(format!("{shown}: {error}"))),
         };
@@ -154,6 +139,33 @@ impl Kms for LocalKms {
             Ok(key.to_vec())
         })
     }
+}
+
+/// Writes a new key whole under another name and links it into place, so
+/// processes starting together all end up with the one that landed first.
+fn create_key_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut secret = [0u8; DATA_KEY_LEN];
+    random(&mut secret).map_err(std::io::Error::other)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let staged = path.with_extension(format!("new-{}", Uuid::now_v7().simple()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&staged)?;
+    let written = file
+        .write_all(hex(&secret).as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| match std::fs::hard_link(&staged, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            linked => linked,
+        });
+    let _ = std::fs::remove_file(&staged);
+    written
 }
 
 fn random(out: &mut [u8]) -> Result<(), KeyError> {

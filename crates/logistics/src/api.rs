@@ -119,6 +119,7 @@ impl LogisticsService for LogisticsApi {
         let to = r.to.ok_or_else(|| invalid("to", "is required"))?;
         let parcel = r.parcel.ok_or_else(|| invalid("parcel", "is required"))?;
         let new = NewShipment {
+            customer_id: None,
             direction,
             purpose,
             from: address_from_proto(from),

@@ -39,6 +39,8 @@ pub fn order_stream(order_id: &str) -> AppResult<StreamId> {
 /// What a caller asks to ship.
 #[derive(Debug, Clone)]
 pub struct NewShipment {
+    /// Whose parcel it is, when known: its addresses are sealed for them.
+    pub customer_id: Option<String>,
     pub direction: Direction,
     pub purpose: Purpose,
     pub from: Address,
@@ -132,7 +134,15 @@ impl Logistics {
                 format!("{carrier_name:?} is not a configured carrier"),
             )
         })?;
+        let customer_id = match new.customer_id {
+            Some(customer) => Some(customer),
+            None => match &new.purpose {
+                Purpose::RepairOrder(order) => self.order(order).await?.customer_id,
+                Purpose::AccessoryReplacement(_) => None,
+            },
+        };
         let info = ShipmentInfo {
+            customer_id,
             shipment_id: shipment_id.to_owned(),
             direction: new.direction,
             purpose: new.purpose,

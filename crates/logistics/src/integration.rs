@@ -9,6 +9,7 @@ use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::logistics as pb;
 use aftersales_runtime::request::timestamp_to_proto;
+use aftersales_runtime::sealed;
 use prost::{Message as _, Name as _};
 
 use crate::convert::{address_to_proto, direction_to_proto, status_to_proto};
@@ -68,8 +69,16 @@ impl Translate for LogisticsEvents {
                         accessory_replacement_id: c.accessory_replacement_id,
                         direction: c.direction,
                         carrier: c.carrier,
-                        from: Some(address_to_proto(&info.from)),
-                        to: Some(address_to_proto(&info.to)),
+                        personal: event.personal_key().map(|key| {
+                            sealed::seal(
+                                key,
+                                &pb::ShipmentAddresses {
+                                    from: Some(address_to_proto(&info.from)),
+                                    to: Some(address_to_proto(&info.to)),
+                                },
+                            )
+                        }),
+                        ..pb::ShipmentCreated::default()
                     }
                     .encode_to_vec(),
                 )

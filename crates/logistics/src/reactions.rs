@@ -13,6 +13,7 @@
 use aftersales_eventstore::{CommandContext, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::repair as rpb;
+use aftersales_runtime::sealed;
 use prost::Name;
 use uuid::Uuid;
 
@@ -99,12 +100,30 @@ impl RepairReactions {
         let customer_id = Some(opened.customer_id.clone()).filter(|c| !c.is_empty());
         let command = match rpb::Channel::try_from(opened.channel) {
             Ok(rpb::Channel::MailIn) => {
-                let customer = address_from_proto(opened.contact_address.ok_or_else(|| {
-                    HandlerError::permanent("a mail-in order without a contact address")
-                })?);
+                let personal: Option<rpb::RepairOrderPersonal> = match &opened.personal {
+                    Some(sealed) => {
+                        let keyring = self.app.store().keyring().ok_or_else(|| {
+                            HandlerError::permanent("personal data needs a keyring")
+                        })?;
+                        sealed::open(keyring, sealed)
+                            .await
+                            .map_err(sealed::handler_error)?
+                    }
+                    None => None,
+                };
+                // Erased before the parcel was made: there is nobody to collect from.
+                let customer = address_from_proto(
+                    personal
+                        .and_then(|p| p.contact_address)
+                        .or(opened.contact_address)
+                        .ok_or_else(|| {
+                            HandlerError::permanent("a mail-in order without a contact address")
+                        })?,
+                );
                 let depot = self.app.depots().for_country(&customer.country).address();
                 let shipment_id = Uuid::new_v5(&event.event_id, b"inbound").to_string();
                 let new = NewShipment {
+                    customer_id: customer_id.clone(),
                     direction: Direction::Inbound,
                     purpose: Purpose::RepairOrder(opened.order_id.clone()),
                     from: customer.clone(),
@@ -168,6 +187,7 @@ impl RepairReactions {
         };
         let shipment_id = Uuid::new_v5(&event.event_id, b"outbound").to_string();
         let new = NewShipment {
+            customer_id: order.customer_id.clone(),
             direction: Direction::Outbound,
             purpose: Purpose::RepairOrder(ready.order_id.clone()),
             from: mail_in.depot,

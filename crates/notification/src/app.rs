@@ -140,7 +140,10 @@ impl Notifications {
             .preferences
             .handle(
                 &stream("customer", customer_id, "customer_id")?,
-                &preferences::Command::Set(preferences),
+                &preferences::Command::Set {
+                    customer_id: customer_id.to_owned(),
+                    preferences,
+                },
                 ctx,
             )
             .await?;

@@ -9,6 +9,7 @@ use aftersales_messaging::envelope::protobuf;
 use aftersales_messaging::{Outbound, Translate};
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
+use aftersales_runtime::sealed;
 use prost::{Message as _, Name as _};
 
 use crate::convert::{address_to_proto, coverage_to_proto, quote_to_proto};
@@ -49,6 +50,16 @@ impl Translate for RepairEvents {
                         Some(address_to_proto(address)),
                     ),
                 };
+                // Sealed again for the customer; nothing once they are erased.
+                let personal = event.personal_key().map(|key| {
+                    sealed::seal(
+                        key,
+                        &pb::RepairOrderPersonal {
+                            symptoms,
+                            contact_address: address,
+                        },
+                    )
+                });
                 (
                     pb::RepairOrderOpened::NAME,
                     pb::RepairOrderOpened {
@@ -57,9 +68,9 @@ impl Translate for RepairEvents {
                         channel: kind.into(),
                         service_center_id: center,
                         customer_id,
-                        symptoms,
-                        contact_address: address,
                         coverage: Some(coverage_to_proto(&coverage)),
+                        personal,
+                        ..pb::RepairOrderOpened::default()
                     }
                     .encode_to_vec(),
                 )

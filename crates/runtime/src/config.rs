@@ -98,9 +98,36 @@ pub struct Common {
     /// published before a restart can no longer be checked.
     #[arg(long, env = "AFTERSALES_NOTARY_KEY_FILE")]
     pub notary_key_file: Option<std::path::PathBuf>,
+    /// The region's keyring of personal-data keys, one for all its services:
+    /// postgres://… or sqlite:path. Unset with a SQLite database: `keys.db` beside
+    /// it; required with PostgreSQL.
+    #[arg(long, env = "AFTERSALES_KEYRING_URL", value_parser = secret, hide_env_values = true)]
+    pub keyring_url: Option<SecretString>,
+    /// The key-encryption key wrapping every data key (64 hex digits), made there
+    /// the first time. Unset with a SQLite keyring: `keys.kek` beside it; required
+    /// with PostgreSQL.
+    #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<std::path::PathBuf>,
+    /// A keyring already open (`aftersales up` shares one, tests make one in memory).
+    #[arg(skip)]
+    pub keyring: Option<std::sync::Arc<aftersales_eventstore::Keyring>>,
     /// Where the service reads the time: the system's, or a test's manual clock.
     #[arg(skip = SystemClock::shared())]
     pub clock: SharedClock,
+}
+
+/// One keyring in memory for every service a test process starts, as a region
+/// has one for all its services.
+fn test_keyring() -> Option<std::sync::Arc<aftersales_eventstore::Keyring>> {
+    static KEYRING: std::sync::OnceLock<Option<std::sync::Arc<aftersales_eventstore::Keyring>>> =
+        std::sync::OnceLock::new();
+    KEYRING
+        .get_or_init(|| {
+            aftersales_eventstore::Keyring::ephemeral()
+                .ok()
+                .map(std::sync::Arc::new)
+        })
+        .clone()
 }
 
 impl Default for Common {
@@ -111,13 +138,15 @@ impl Default for Common {
 
 impl Common {
     /// What tests run a service with: `database_url`, region `test`, no drain
-    /// wait, no authentication (tests of authentication set an issuer).
+    /// wait, no authentication (tests of authentication set an issuer), and the
+    /// test process's keyring in memory.
     pub fn test(database_url: impl Into<String>) -> Self {
         Self {
             database_url: Some(database_url.into().into()),
             region: "test".into(),
             drain_grace_seconds: 0,
             allow_unauthenticated: true,
+            keyring: test_keyring(),
             ..Self::default()
         }
     }
@@ -178,6 +207,7 @@ impl Common {
         let secrets = [
             ("DATABASE_URL", self.database_url.as_ref()),
             ("DATABASE_OWNER_URL", self.database_owner_url.as_ref()),
+            ("AFTERSALES_KEYRING_URL", self.keyring_url.as_ref()),
             ("NATS_URL", self.nats_url.as_ref()),
             (
                 "AFTERSALES_OIDC_CLIENT_SECRET",
@@ -228,6 +258,53 @@ impl Common {
             std::fs::create_dir_all(parent).map_err(StoreError::from)?;
         }
         AnyEventStore::connect(url).await
+    }
+
+    /// The region's keyring: the one handed in, or the one configured (see
+    /// [`Common::keyring_url`]), opened.
+    pub async fn keyring(
+        &self,
+        service: &str,
+    ) -> Result<std::sync::Arc<aftersales_eventstore::Keyring>, String> {
+        if let Some(keyring) = &self.keyring {
+            return Ok(std::sync::Arc::clone(keyring));
+        }
+        let database = self.database_url(service);
+        let beside_database = database
+            .expose_secret()
+            .strip_prefix("sqlite:")
+            .map(|path| {
+                std::path::Path::new(path.trim_start_matches("//"))
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default()
+            });
+        let url = match (&self.keyring_url, &beside_database) {
+            (Some(url), _) => url.expose_secret().to_owned(),
+            (None, Some(dir)) => format!("sqlite:{}", dir.join("keys.db").display()),
+            (None, None) => {
+                return Err("AFTERSALES_KEYRING_URL is required with a PostgreSQL \
+                     database: one keyring for every service of the region"
+                    .into());
+            }
+        };
+        let key_file = match (&self.key_encryption_key_file, url.strip_prefix("sqlite:")) {
+            (Some(file), _) => file.clone(),
+            (None, Some(path)) => {
+                std::path::Path::new(path.trim_start_matches("//")).with_extension("kek")
+            }
+            (None, None) => {
+                return Err("AFTERSALES_KEY_ENCRYPTION_KEY_FILE is required with a \
+                     PostgreSQL keyring"
+                    .into());
+            }
+        };
+        let kms = aftersales_eventstore::LocalKms::load_or_create(&key_file)
+            .map_err(|e| format!("AFTERSALES_KEY_ENCRYPTION_KEY_FILE: {e}"))?;
+        aftersales_eventstore::Keyring::connect(&url, std::sync::Arc::new(kms))
+            .await
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("AFTERSALES_KEYRING_URL: {e}"))
     }
 
     /// The NATS URL, exposed for connecting.

@@ -9,6 +9,7 @@
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
 //! - [`operations`]: every service's backlogs and dead letters, for operators.
 //! - [`request`]: the command context a gRPC request carries.
+//! - [`sealed`]: personal data in public events, sealed and opened.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.
 //! - [`signal`]: SIGTERM or Ctrl-C as a future.
 //! - [`telemetry`]: logs, and spans exported by OTLP with W3C trace context.
@@ -22,6 +23,7 @@ pub mod notary;
 pub mod operations;
 pub mod paging;
 pub mod request;
+pub mod sealed;
 pub mod service;
 pub mod signal;
 pub mod telemetry;

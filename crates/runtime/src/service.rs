@@ -49,22 +49,27 @@ pub struct Description {
 }
 
 impl Description {
-    /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) and
-    /// brings its read-model tables up to date; first refuses a configuration
-    /// whose secrets are still placeholders.
+    /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) with
+    /// the region's keyring and brings its read-model tables up to date; first
+    /// refuses a configuration whose secrets are still placeholders.
     pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StartError> {
         common.refuse_placeholders().map_err(StartError::Config)?;
+        let keyring = common
+            .keyring(self.name)
+            .await
+            .map_err(StartError::Config)?;
         if let Some(owner) = &common.database_owner_url {
             return Ok(AnyEventStore::connect_as_service(
                 common.database_url(self.name).expose_secret(),
                 owner.expose_secret(),
                 self.migrations,
             )
-            .await?);
+            .await?
+            .with_keyring(keyring));
         }
         let store = common.open_store(self.name).await?;
         self.migrate(&store).await?;
-        Ok(store)
+        Ok(store.with_keyring(keyring))
     }
 
     pub async fn migrate(&self, store: &AnyEventStore) -> Result<(), StoreError> {

@@ -236,6 +236,7 @@ mod tests {
             ..Address::default()
         };
         ShipmentInfo {
+            customer_id: None,
             shipment_id: id.into(),
             direction: Direction::Inbound,
             purpose: Purpose::RepairOrder("r-1".into()),

@@ -127,6 +127,33 @@ impl DomainEvent for Event {
             Self::CustodyRecorded(_) => "CustodyRecorded",
         }
     }
+
+    /// The customer's address (but its country), sealed for the customer, or for
+    /// the inbound parcel when an older order did not name them.
+    fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
+        match self {
+            Self::RepairOrderKnown {
+                customer_id,
+                mail_in: Some(mail_in),
+                ..
+            } => Some(aftersales_eventstore::PersonalData {
+                subject: customer_id
+                    .as_deref()
+                    .unwrap_or(&mail_in.inbound_shipment_id),
+                fields: &[
+                    "/mail_in/customer/recipient",
+                    "/mail_in/customer/lines",
+                    "/mail_in/customer/city",
+                    "/mail_in/customer/region",
+                    "/mail_in/customer/postal_code",
+                    "/mail_in/customer/phone",
+                ],
+            }),
+            Self::RepairOrderKnown { mail_in: None, .. }
+            | Self::ReturnShipmentCreated { .. }
+            | Self::CustodyRecorded(_) => None,
+        }
+    }
 }
 
 /// The per-order decider.

@@ -118,6 +118,9 @@ pub struct Label {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentInfo {
+    /// Whose parcel it is: erasing them erases the parcel's addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     pub shipment_id: String,
     pub direction: Direction,
     pub purpose: Purpose,
@@ -264,6 +267,41 @@ impl DomainEvent for Event {
             Self::ShipmentException { .. } => "ShipmentException",
             Self::ShipmentStalled { .. } => "ShipmentStalled",
             Self::ShipmentCancelled { .. } => "ShipmentCancelled",
+        }
+    }
+
+    /// Both addresses (but their countries) and the label that prints them,
+    /// sealed per parcel: erasing a customer erases each of their parcels, and a
+    /// parcel can be erased on its own once it is past keeping.
+    fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
+        match self {
+            Self::ShipmentCreated(info) => Some(aftersales_eventstore::PersonalData {
+                subject: &info.shipment_id,
+                fields: &[
+                    "/from/recipient",
+                    "/from/lines",
+                    "/from/city",
+                    "/from/region",
+                    "/from/postal_code",
+                    "/from/phone",
+                    "/to/recipient",
+                    "/to/lines",
+                    "/to/city",
+                    "/to/region",
+                    "/to/postal_code",
+                    "/to/phone",
+                ],
+            }),
+            Self::LabelIssued { parcel, .. } => Some(aftersales_eventstore::PersonalData {
+                subject: &parcel.shipment_id,
+                fields: &["/label/document"],
+            }),
+            Self::ScanRecorded(_)
+            | Self::TrackingUpdated { .. }
+            | Self::Delivered { .. }
+            | Self::ShipmentException { .. }
+            | Self::ShipmentStalled { .. }
+            | Self::ShipmentCancelled { .. } => None,
         }
     }
 }
@@ -490,6 +528,7 @@ mod tests {
 
     fn info() -> ShipmentInfo {
         ShipmentInfo {
+            customer_id: None,
             shipment_id: "s-1".into(),
             direction: Direction::Inbound,
             purpose: Purpose::RepairOrder("r-1".into()),

@@ -38,6 +38,7 @@ async fn a_customer_follows_their_own_parcels_only() {
     cfg.common = cfg.common.with_nats(nats.url());
     cfg.common.oidc_issuer = Some(issuer.url().to_owned());
     cfg.common.allow_unauthenticated = false;
+    let keyring = cfg.common.keyring.clone().unwrap();
     let running = aftersales_logistics::server::start(cfg).await.unwrap();
     let as_customer = |id: &str| -> LogisticsServiceClient<TracedChannel> {
         let who = Principal::new(id, Role::Customer);
@@ -61,9 +62,15 @@ async fn a_customer_follows_their_own_parcels_only() {
         channel: rpb::Channel::MailIn.into(),
         service_center_id: String::new(),
         customer_id: "anna".into(),
-        symptoms: "no sound".into(),
-        contact_address: Some(address("Anna", "Berlin", "DE")),
-        coverage: None,
+        // Repair seals the customer's words and address for them.
+        personal: Some(aftersales_runtime::sealed::seal(
+            &keyring.for_writing("anna").await.unwrap(),
+            &rpb::RepairOrderPersonal {
+                symptoms: "no sound".into(),
+                contact_address: Some(address("Anna", "Berlin", "DE")),
+            },
+        )),
+        ..rpb::RepairOrderOpened::default()
     };
     aftersales_messaging::testing::publish(
         &js,

@@ -170,20 +170,38 @@ fn valid_language(value: &str) -> bool {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Set(Preferences),
+    Set {
+        customer_id: String,
+        preferences: Preferences,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
-    PreferencesSet(Preferences),
+    PreferencesSet {
+        /// Whose they are; absent from events recorded before it was kept.
+        #[serde(default)]
+        customer_id: String,
+        #[serde(flatten)]
+        preferences: Preferences,
+    },
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
         match self {
-            Self::PreferencesSet(_) => "PreferencesSet",
+            Self::PreferencesSet { .. } => "PreferencesSet",
         }
+    }
+
+    /// Where the customer is reached: sealed for them.
+    fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
+        let Self::PreferencesSet { customer_id, .. } = self;
+        (!customer_id.is_empty()).then_some(aftersales_eventstore::PersonalData {
+            subject: customer_id,
+            fields: &["/email", "/phone", "/push_token"],
+        })
     }
 }
 
@@ -202,16 +220,22 @@ impl Decider for CustomerPreferences {
     }
 
     fn decide(state: &Self::State, command: &Command) -> Result<Vec<Event>, DomainError> {
-        let Command::Set(preferences) = command;
+        let Command::Set {
+            customer_id,
+            preferences,
+        } = command;
         preferences.validate()?;
         if state.as_ref() == Some(preferences) {
             return Ok(vec![]);
         }
-        Ok(vec![Event::PreferencesSet(preferences.clone())])
+        Ok(vec![Event::PreferencesSet {
+            customer_id: customer_id.clone(),
+            preferences: preferences.clone(),
+        }])
     }
 
     fn evolve(_: Self::State, event: &Event) -> Self::State {
-        let Event::PreferencesSet(preferences) = event;
+        let Event::PreferencesSet { preferences, .. } = event;
         Some(preferences.clone())
     }
 }
@@ -219,6 +243,13 @@ impl Decider for CustomerPreferences {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set(preferences: Preferences) -> Command {
+        Command::Set {
+            customer_id: "c-1".into(),
+            preferences,
+        }
+    }
 
     fn prefs() -> Preferences {
         Preferences {
@@ -311,10 +342,10 @@ mod tests {
 
     #[test]
     fn setting_the_same_preferences_again_writes_nothing() {
-        let events = CustomerPreferences::decide(&None, &Command::Set(prefs())).expect("valid");
+        let events = CustomerPreferences::decide(&None, &set(prefs())).expect("valid");
         let state = CustomerPreferences::fold(&events);
         assert!(
-            CustomerPreferences::decide(&state, &Command::Set(prefs()))
+            CustomerPreferences::decide(&state, &set(prefs()))
                 .expect("valid")
                 .is_empty()
         );

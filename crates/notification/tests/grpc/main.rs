@@ -208,9 +208,7 @@ pub fn opened(order_id: &str, customer: &str) -> aftersales_proto::repair::Repai
         channel: aftersales_proto::repair::Channel::WalkIn.into(),
         service_center_id: "sc-berlin-01".into(),
         customer_id: customer.into(),
-        symptoms: "screen".into(),
-        contact_address: None,
-        coverage: None,
+        ..aftersales_proto::repair::RepairOrderOpened::default()
     }
 }
 

@@ -341,6 +341,40 @@ impl DomainEvent for Event {
         }
     }
 
+    /// The customer's own words, and a mail-in's address but its country.
+    fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
+        match self {
+            Self::RepairOrderOpened { customer_id, .. } => {
+                Some(aftersales_eventstore::PersonalData {
+                    subject: customer_id,
+                    fields: &[
+                        "/symptoms",
+                        "/channel/address/recipient",
+                        "/channel/address/lines",
+                        "/channel/address/city",
+                        "/channel/address/region",
+                        "/channel/address/postal_code",
+                        "/channel/address/phone",
+                    ],
+                })
+            }
+            Self::DeviceCheckedIn { .. }
+            | Self::DeviceReceived { .. }
+            | Self::Diagnosed { .. }
+            | Self::QuoteIssued { .. }
+            | Self::QuoteApproved { .. }
+            | Self::QuoteDeclined { .. }
+            | Self::RepairStarted { .. }
+            | Self::PartReplaced(_)
+            | Self::QcPassed { .. }
+            | Self::QcFailed { .. }
+            | Self::ReadyForReturn { .. }
+            | Self::DeviceCollected
+            | Self::ReturnDelivered { .. }
+            | Self::RepairCancelled { .. } => None,
+        }
+    }
+
     fn schema_version(&self) -> u32 {
         match self {
             Self::RepairOrderOpened { .. } => 2,
