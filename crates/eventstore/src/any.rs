@@ -64,20 +64,27 @@ impl AnyEventStore {
         .map_err(StoreError::Migration)
     }
 
-    /// Seals personal data on append and opens it on read with `keyring`.
-    pub fn with_keyring(self, keyring: std::sync::Arc<crate::Keyring>) -> Self {
+    /// Seals personal data on append, for subjects named `<scope>/<id>` (a
+    /// service's name: each service erases its own), and opens it on read with
+    /// `keyring`.
+    pub fn with_keyring(self, keyring: std::sync::Arc<crate::Keyring>, scope: &str) -> Self {
         match self {
-            Self::Postgres(s) => Self::Postgres(s.with_keyring(keyring)),
-            Self::Sqlite(s) => Self::Sqlite(s.with_keyring(keyring)),
+            Self::Postgres(s) => Self::Postgres(s.with_keyring(keyring, scope)),
+            Self::Sqlite(s) => Self::Sqlite(s.with_keyring(keyring, scope)),
+        }
+    }
+
+    /// How personal data is sealed here, if a keyring is configured.
+    pub fn sealing(&self) -> Option<&crate::personal::Sealing> {
+        match self {
+            Self::Postgres(s) => s.sealing(),
+            Self::Sqlite(s) => s.sealing(),
         }
     }
 
     /// The keyring personal data is sealed with, if one is configured.
     pub fn keyring(&self) -> Option<&std::sync::Arc<crate::Keyring>> {
-        match self {
-            Self::Postgres(s) => s.keyring(),
-            Self::Sqlite(s) => s.keyring(),
-        }
+        self.sealing().map(crate::personal::Sealing::keyring)
     }
 
     pub fn with_limits(self, limits: Limits) -> Self {

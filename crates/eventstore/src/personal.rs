@@ -334,17 +334,44 @@ pub fn fields_of(plaintext: &[u8]) -> Result<Map<String, Value>, KeyError> {
     serde_json::from_slice(plaintext).map_err(|e| KeyError::Corrupt(format!("opened fields: {e}")))
 }
 
+/// A store's keyring and the scope its subjects are named in: `repair/c-42` is
+/// customer `c-42` as the repair service knows them, erased by repair alone.
+#[derive(Debug, Clone)]
+pub struct Sealing {
+    keyring: Arc<crate::Keyring>,
+    scope: Arc<str>,
+}
+
+impl Sealing {
+    pub fn new(keyring: Arc<crate::Keyring>, scope: &str) -> Self {
+        Self {
+            keyring,
+            scope: scope.into(),
+        }
+    }
+
+    pub fn keyring(&self) -> &Arc<crate::Keyring> {
+        &self.keyring
+    }
+
+    /// The keyring's name for `id` (a customer, a parcel) in this scope.
+    pub fn subject(&self, id: &str) -> String {
+        format!("{}/{id}", self.scope)
+    }
+}
+
 /// Seals every event's personal fields into its payload, before it is chained.
 pub(crate) async fn seal_all(
-    keyring: Option<&crate::Keyring>,
+    sealing: Option<&Sealing>,
     events: &mut [crate::NewEvent],
 ) -> Result<(), KeyError> {
     for event in events.iter_mut() {
-        let Some(unsealed) = event.personal.take() else {
+        let Some(mut unsealed) = event.personal.take() else {
             continue;
         };
-        let keyring = keyring.ok_or(KeyError::NoKeyring)?;
-        let key = keyring.for_writing(&unsealed.subject).await?;
+        let sealing = sealing.ok_or(KeyError::NoKeyring)?;
+        unsealed.subject = sealing.subject(&unsealed.subject);
+        let key = sealing.keyring.for_writing(&unsealed.subject).await?;
         seal_into(&mut event.payload, &key, &unsealed)?;
     }
     Ok(())
@@ -352,9 +379,10 @@ pub(crate) async fn seal_all(
 
 /// Opens what each read event sealed, as far as its keys still exist.
 pub(crate) async fn open_all(
-    keyring: Option<&crate::Keyring>,
+    sealing: Option<&Sealing>,
     events: &mut [crate::RecordedEvent],
 ) -> Result<(), KeyError> {
+    let keyring = sealing.map(|s| &*s.keyring);
     for event in events.iter_mut() {
         let Some(sealed) = sealed_in(&event.payload)? else {
             continue;

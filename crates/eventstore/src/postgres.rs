@@ -40,7 +40,7 @@ pub struct PgEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
-    keyring: Option<Arc<crate::Keyring>>,
+    keyring: Option<crate::personal::Sealing>,
 }
 
 impl PgEventStore {
@@ -111,13 +111,14 @@ impl PgEventStore {
         self
     }
 
-    /// Seals personal data on append and opens it on read with `keyring`.
-    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>) -> Self {
-        self.keyring = Some(keyring);
+    /// Seals personal data on append, for subjects named `<scope>/<id>`, and
+    /// opens it on read with `keyring`.
+    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>, scope: &str) -> Self {
+        self.keyring = Some(crate::personal::Sealing::new(keyring, scope));
         self
     }
 
-    pub fn keyring(&self) -> Option<&Arc<crate::Keyring>> {
+    pub fn sealing(&self) -> Option<&crate::personal::Sealing> {
         self.keyring.as_ref()
     }
 
@@ -404,7 +405,7 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
@@ -418,7 +419,7 @@ impl EventStore for PgEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = select_stream(&self.pool, stream, from_version, limit).await?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 
@@ -441,7 +442,7 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 
@@ -472,7 +473,7 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 
@@ -500,7 +501,7 @@ impl EventStore for PgEventStore {
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         let mut events = select_by_ids(&self.pool, &[event_id]).await?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events.pop())
     }
 

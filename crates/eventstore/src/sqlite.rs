@@ -44,7 +44,7 @@ pub struct SqliteEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
-    keyring: Option<Arc<crate::Keyring>>,
+    keyring: Option<crate::personal::Sealing>,
 }
 
 impl SqliteEventStore {
@@ -85,13 +85,14 @@ impl SqliteEventStore {
         self
     }
 
-    /// Seals personal data on append and opens it on read with `keyring`.
-    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>) -> Self {
-        self.keyring = Some(keyring);
+    /// Seals personal data on append, for subjects named `<scope>/<id>`, and
+    /// opens it on read with `keyring`.
+    pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>, scope: &str) -> Self {
+        self.keyring = Some(crate::personal::Sealing::new(keyring, scope));
         self
     }
 
-    pub fn keyring(&self) -> Option<&Arc<crate::Keyring>> {
+    pub fn sealing(&self) -> Option<&crate::personal::Sealing> {
         self.keyring.as_ref()
     }
 
@@ -333,7 +334,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
         self.appended.notify_waiters();
@@ -347,7 +348,7 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = select_stream(&self.reader, stream, from_version, limit).await?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 
@@ -370,7 +371,7 @@ impl EventStore for SqliteEventStore {
         .fetch_all(&self.reader)
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 
@@ -399,7 +400,7 @@ impl EventStore for SqliteEventStore {
 
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         let mut events = select_by_ids(&self.writer, &[event_id]).await?;
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events.pop())
     }
 

@@ -27,7 +27,7 @@ pub struct StoreTransaction {
     inner: Inner,
     limits: Limits,
     appended: Arc<Notify>,
-    keyring: Option<Arc<crate::Keyring>>,
+    keyring: Option<crate::personal::Sealing>,
     wrote_events: bool,
     /// Counted once committed.
     appends: Vec<(StreamId, AppendOutcome)>,
@@ -51,7 +51,7 @@ impl StoreTransaction {
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
         limits: Limits,
         appended: Arc<Notify>,
-        keyring: Option<Arc<crate::Keyring>>,
+        keyring: Option<crate::personal::Sealing>,
     ) -> Self {
         Self {
             inner: Inner::Postgres(tx),
@@ -67,7 +67,7 @@ impl StoreTransaction {
         tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         limits: Limits,
         appended: Arc<Notify>,
-        keyring: Option<Arc<crate::Keyring>>,
+        keyring: Option<crate::personal::Sealing>,
     ) -> Self {
         Self {
             inner: Inner::Sqlite(tx),
@@ -86,7 +86,7 @@ impl StoreTransaction {
         expected: ExpectedVersion,
         mut events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        crate::personal::seal_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = match &mut self.inner {
             Inner::Postgres(tx) => {
                 let mut backend = PgTransactionBackend(tx);
@@ -118,7 +118,7 @@ impl StoreTransaction {
                 sqlite::select_stream(&mut **tx, stream, from_version, limit).await?
             }
         };
-        crate::personal::open_all(self.keyring.as_deref(), &mut events).await?;
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }
 

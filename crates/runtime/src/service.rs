@@ -65,11 +65,11 @@ impl Description {
                 self.migrations,
             )
             .await?
-            .with_keyring(keyring));
+            .with_keyring(keyring, self.name));
         }
         let store = common.open_store(self.name).await?;
         self.migrate(&store).await?;
-        Ok(store.with_keyring(keyring))
+        Ok(store.with_keyring(keyring, self.name))
     }
 
     pub async fn migrate(&self, store: &AnyEventStore) -> Result<(), StoreError> {

@@ -64,7 +64,7 @@ async fn a_customer_follows_their_own_parcels_only() {
         customer_id: "anna".into(),
         // Repair seals the customer's words and address for them.
         personal: Some(aftersales_runtime::sealed::seal(
-            &keyring.for_writing("anna").await.unwrap(),
+            &keyring.for_writing("repair/anna").await.unwrap(),
             &rpb::RepairOrderPersonal {
                 symptoms: "no sound".into(),
                 contact_address: Some(address("Anna", "Berlin", "DE")),

@@ -100,7 +100,7 @@ async fn raw_payloads(b: &Backend) -> String {
 
 pub async fn personal_data_is_sealed_and_erased_with_its_key(b: Backend) {
     let keyring = Arc::new(Keyring::ephemeral().unwrap());
-    let store = b.store.clone().with_keyring(Arc::clone(&keyring));
+    let store = b.store.clone().with_keyring(Arc::clone(&keyring), "test");
     let handler = CommandHandler::<Contact, _>::new(store.clone());
     let (ana, bo) = (stream("contact"), stream("contact"));
     let mut context = ctx(0);
@@ -133,7 +133,7 @@ pub async fn personal_data_is_sealed_and_erased_with_its_key(b: Backend) {
     assert!(again.duplicate);
     assert_eq!(b.count().await, 2);
 
-    assert!(keyring.destroy("c-ana").await.unwrap());
+    assert!(keyring.destroy("test/c-ana").await.unwrap());
     let erased = read_whole_stream(&store, &ana).await.unwrap();
     let Event::ContactNoted {
         email,
@@ -195,12 +195,12 @@ pub async fn without_its_keys_personal_data_is_refused_and_nothing_written(b: Ba
     let kms: Arc<dyn Kms> = Arc::new(LocalKms::generate().unwrap());
     let up = Arc::new(Keyring::connect(&url, kms).await.unwrap());
     let known = stream("contact");
-    CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(Arc::clone(&up)))
+    CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(Arc::clone(&up), "test"))
         .handle(&known, &noted("c-known", "known@example.com"), &ctx(1))
         .await
         .unwrap();
     let down = Arc::new(Keyring::connect(&url, Arc::new(Down)).await.unwrap());
-    let handler = CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(down));
+    let handler = CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(down, "test"));
     let error = handler
         .handle(
             &stream("contact"),
@@ -216,7 +216,7 @@ pub async fn without_its_keys_personal_data_is_refused_and_nothing_written(b: Ba
     assert_eq!(b.count().await, 1);
 
     // A process that had the known key in hand still reads it.
-    let still = CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(up));
+    let still = CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(up, "test"));
     assert_eq!(
         still.load(&known).await.unwrap().state,
         vec![noted("c-known", "known@example.com")]
