@@ -186,6 +186,21 @@ def check_overlay(objects, name):
             and notary[0] in secrets,
             f"{name}: every replica of {service} signs its chain heads with one key, from the Secret {service}-notary",
         )
+        keyring = [
+            v["secret"]["secretName"]
+            for v in pod.get("volumes", [])
+            if v.get("name") == "keyring" and "secret" in v
+        ]
+        keyring_url = env.get("AFTERSALES_KEYRING_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        require(
+            (keyring_url.get("name") or "").startswith("keyring-database")
+            and keyring_url.get("name") in secrets
+            and env.get("AFTERSALES_KEY_ENCRYPTION_KEY_FILE", {}).get("value", "").startswith("/etc/aftersales/keyring/")
+            and keyring
+            and keyring[0].startswith("keyring-kek")
+            and keyring[0] in secrets,
+            f"{name}: {service} seals personal data with the region's one keyring (keyring-database, keyring-kek)",
+        )
         if service == "repair":
             url = env.get("AFTERSALES_WARRANTY_URL", {}).get("value", "")
             require(url.startswith("https://"), f"{name}: repair calls warranty over TLS")

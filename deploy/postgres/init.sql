@@ -21,3 +21,10 @@ GRANT CONNECT ON DATABASE warranty TO warranty;
 GRANT CONNECT ON DATABASE repair TO repair;
 GRANT CONNECT ON DATABASE logistics TO logistics;
 GRANT CONNECT ON DATABASE notification TO notification;
+
+-- The region's keyring: every service's data keys for personal data (wrapped by
+-- the key-encryption key), one database all services reach; deleting a row
+-- erases what that key sealed.
+CREATE ROLE keyring LOGIN PASSWORD 'keyring';
+CREATE DATABASE keyring OWNER keyring;
+REVOKE ALL ON DATABASE keyring FROM PUBLIC;

@@ -184,6 +184,10 @@ impl Platform {
         let authenticated = extra.iter().any(|(k, _)| *k == "AFTERSALES_OIDC_ISSUER");
         // Each service signs its chain heads with a key kept across restarts.
         let keys = tempfile::tempdir().unwrap();
+        // One keyring for the region: a database of its own, its key-encryption
+        // key in a file every service reads.
+        let keyring_url = shared_postgres().create_database().unwrap();
+        let key_encryption_key = keys.path().join("keyring.kek");
         let common = |db: &aftersales_testkit::DatabaseRoles| {
             vec![
                 ("DATABASE_URL".to_owned(), db.service_url.clone()),
@@ -197,6 +201,11 @@ impl Platform {
                         ))
                         .display()
                         .to_string(),
+                ),
+                ("AFTERSALES_KEYRING_URL".to_owned(), keyring_url.clone()),
+                (
+                    "AFTERSALES_KEY_ENCRYPTION_KEY_FILE".to_owned(),
+                    key_encryption_key.display().to_string(),
                 ),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
