@@ -13,7 +13,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use sqlx::Row as _;
@@ -215,6 +214,8 @@ pub struct Keyring {
     keys: Keys,
     kms: Arc<dyn Kms>,
     cache: Mutex<Cache>,
+    /// When keys are made and destroyed, as recorded.
+    clock: aftersales_core::SharedClock,
 }
 
 impl Keyring {
@@ -276,7 +277,15 @@ impl Keyring {
             keys,
             kms,
             cache: Mutex::default(),
+            clock: aftersales_core::SystemClock::shared(),
         }
+    }
+
+    /// Records when keys are made and destroyed by `clock` (a test's).
+    #[must_use]
+    pub fn with_clock(mut self, clock: aftersales_core::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// `subject`'s key, made and stored on first use. Fails (and nothing is stored)
@@ -325,7 +334,7 @@ impl Keyring {
     /// Destroys `subject`'s key: whatever was sealed with it is unreadable from now
     /// on. True when there was a key.
     pub async fn destroy(&self, subject: &str) -> Result<bool, KeyError> {
-        let now = Utc::now().timestamp_micros();
+        let now = self.clock.now().timestamp_micros();
         let removed = match &self.keys {
             Keys::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -452,7 +461,7 @@ impl Keyring {
     async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<(), KeyError> {
         let sql = "INSERT INTO data_keys (subject, key_id, wrapped, kek, created_at) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING";
-        let now = Utc::now().timestamp_micros();
+        let now = self.clock.now().timestamp_micros();
         match &self.keys {
             Keys::Postgres(pool) => {
                 sqlx::query(sql)
