@@ -190,8 +190,9 @@ pub fn encode<E: DomainEvent>(
     let Some(personal) = event.personal() else {
         return Ok((serde_json::to_vec(event).map_err(CodecError::Encode)?, None));
     };
+    let plaintext = serde_json::to_vec(event).map_err(CodecError::Encode)?;
     let mut value = serde_json::to_value(event).map_err(CodecError::Encode)?;
-    let unsealed = crate::personal::split(&mut value, &personal);
+    let unsealed = crate::personal::split(&mut value, plaintext, &personal);
     Ok((
         serde_json::to_vec(&value).map_err(CodecError::Encode)?,
         unsealed,

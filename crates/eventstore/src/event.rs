@@ -177,20 +177,16 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// The event as today's code knows it: older schema versions are upcast first
     /// ([`crate::DomainEvent::upcasters`]). The one way every reader decodes.
-    /// Opened personal fields are put back in place; erased ones read as
+    /// Opened personal data is in place; erased fields read as
     /// [`crate::personal::ERASED`].
     pub fn decode<E: crate::DomainEvent>(&self) -> Result<E, crate::CodecError> {
-        let crate::personal::Personal::Open(opened) = &self.personal else {
-            return E::upcasters().decode(&self.event_type, self.schema_version, &self.payload);
+        let payload = match &self.personal {
+            crate::personal::Personal::Open(opened) => &opened.payload,
+            crate::personal::Personal::None
+            | crate::personal::Personal::Unopened
+            | crate::personal::Personal::Erased { .. } => &self.payload,
         };
-        let mut value: serde_json::Value =
-            serde_json::from_slice(&self.payload).map_err(|source| crate::CodecError::Decode {
-                event_type: self.event_type.clone(),
-                schema_version: self.schema_version,
-                source,
-            })?;
-        crate::personal::merge(&mut value, &opened.fields);
-        E::upcasters().decode_value(&self.event_type, self.schema_version, value)
+        E::upcasters().decode(&self.event_type, self.schema_version, payload)
     }
 
     /// The key that opened this event's personal fields: to seal the same

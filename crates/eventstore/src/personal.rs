@@ -2,10 +2,11 @@
 //!
 //! An event that carries personal data names whose it is (its subject, a customer
 //! id) and where it sits (JSON pointers, [`crate::DomainEvent::personal`]). On
-//! append the store takes those fields out of the payload, seals them with the
-//! subject's data key from the [`Keyring`](crate::keyring::Keyring) and keeps the
-//! sealed box in the payload under [`SEALED_FIELD`]; in their place stays
-//! [`ERASED`], so the stored bytes read as the event will once the key is gone.
+//! append the store seals the event with the subject's data key from the
+//! [`Keyring`](crate::keyring::Keyring) and keeps the sealed box in the payload
+//! under [`SEALED_FIELD`]; the rest of the payload is the event with [`ERASED`] in
+//! each personal field, so the stored bytes read as the event will once the key is
+//! gone. A reader with the key decodes the opened event in one parse.
 //! The hash chain covers the stored bytes: destroying one key erases the fields
 //! wherever they were copied (log, streams, backups) while every chain verifies.
 //!
@@ -19,14 +20,14 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// What a personal field reads as once its key is destroyed (and what the stored
 /// payload holds in its place).
 pub const ERASED: &str = "[erased]";
 
-/// The payload member holding the sealed fields.
+/// The payload member holding the sealed event.
 pub const SEALED_FIELD: &str = "_sealed";
 
 /// Bytes of a data key.
@@ -42,12 +43,12 @@ pub struct PersonalData<'a> {
     pub fields: &'static [&'static str],
 }
 
-/// An event's personal fields, taken out of its payload and not yet sealed.
+/// An event with personal data, not yet sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsealed {
     pub subject: String,
-    /// Pointer → value.
-    pub fields: Map<String, Value>,
+    /// The whole event, serialized, its personal fields in place.
+    pub plaintext: Vec<u8>,
 }
 
 /// A sealed box: one subject's fields under one data key.
@@ -91,12 +92,13 @@ pub enum Personal {
     Erased { subject: String },
 }
 
-/// An event's personal fields in the clear, and the key that opened them (to seal
-/// the same person's data again, for a public event).
+/// An event opened, and the key that opened it (to seal the same person's data
+/// again, for a public event).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened {
     pub key: Arc<DataKey>,
-    pub fields: Map<String, Value>,
+    /// The event as it was appended, personal fields in place.
+    pub payload: Vec<u8>,
 }
 
 /// Why personal data could not be sealed or opened.
@@ -251,30 +253,25 @@ impl DataKey {
     }
 }
 
-/// Takes the fields `personal` names out of `value`, leaving [`ERASED`] in each
-/// non-empty string they held. `None` when the event holds none of them.
-pub fn split(value: &mut Value, personal: &PersonalData<'_>) -> Option<Unsealed> {
-    let mut fields = Map::new();
+/// Blanks the fields `personal` names in `value` (the event, serialized as
+/// `plaintext`): [`ERASED`] in each non-empty string they hold. `None` when the
+/// event holds none of them.
+pub fn split(
+    value: &mut Value,
+    plaintext: Vec<u8>,
+    personal: &PersonalData<'_>,
+) -> Option<Unsealed> {
+    let mut found = false;
     for pointer in personal.fields {
         if let Some(field) = value.pointer_mut(pointer) {
-            let mut kept = field.clone();
-            blank(&mut kept);
-            fields.insert((*pointer).to_owned(), std::mem::replace(field, kept));
+            blank(field);
+            found = true;
         }
     }
-    (!fields.is_empty()).then(|| Unsealed {
+    found.then(|| Unsealed {
         subject: personal.subject.to_owned(),
-        fields,
+        plaintext,
     })
-}
-
-/// Puts opened fields back where [`split`] took them from.
-pub fn merge(value: &mut Value, fields: &Map<String, Value>) {
-    for (pointer, field) in fields {
-        if let Some(slot) = value.pointer_mut(pointer) {
-            *slot = field.clone();
-        }
-    }
 }
 
 fn blank(value: &mut Value) {
@@ -293,9 +290,7 @@ pub fn seal_into(
     key: &DataKey,
     unsealed: &Unsealed,
 ) -> Result<(), KeyError> {
-    let plaintext = serde_json::to_vec(&unsealed.fields)
-        .map_err(|e| KeyError::Corrupt(format!("personal fields: {e}")))?;
-    let sealed = serde_json::to_vec(&key.seal(&plaintext))
+    let sealed = serde_json::to_vec(&key.seal(&unsealed.plaintext))
         .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
     // The payload is a serialized object: its members, then ours.
     if payload.len() < 2 || payload.first() != Some(&b'{') || payload.last() != Some(&b'}') {
@@ -316,8 +311,16 @@ pub fn seal_into(
 /// The sealed box a stored payload carries, if any.
 pub fn sealed_in(payload: &[u8]) -> Result<Option<Sealed>, KeyError> {
     const MARK: &[u8] = b"\"_sealed\":";
-    if !payload.windows(MARK.len()).any(|w| w == MARK) {
+    let Some(at) = memchr::memmem::rfind(payload, MARK) else {
         return Ok(None);
+    };
+    // The box is the payload's last member (`seal_into` puts it there): read it
+    // alone, not the whole event.
+    if let Some(sealed) = payload
+        .get(at + MARK.len()..payload.len().saturating_sub(1))
+        .and_then(|tail| serde_json::from_slice::<Sealed>(tail).ok())
+    {
+        return Ok(Some(sealed));
     }
     #[derive(Deserialize)]
     struct Carrier {
@@ -327,11 +330,6 @@ pub fn sealed_in(payload: &[u8]) -> Result<Option<Sealed>, KeyError> {
     let carrier: Carrier = serde_json::from_slice(payload)
         .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
     Ok(carrier.sealed)
-}
-
-/// Opened fields from a box's plaintext.
-pub fn fields_of(plaintext: &[u8]) -> Result<Map<String, Value>, KeyError> {
-    serde_json::from_slice(plaintext).map_err(|e| KeyError::Corrupt(format!("opened fields: {e}")))
 }
 
 /// A store's keyring and the scope its subjects are named in: `repair/c-42` is
@@ -393,8 +391,8 @@ pub(crate) async fn open_all(
         };
         event.personal = match keyring.for_reading(&sealed).await? {
             Some(key) => {
-                let fields = fields_of(&key.open(&sealed)?)?;
-                Personal::Open(Arc::new(Opened { key, fields }))
+                let payload = key.open(&sealed)?;
+                Personal::Open(Arc::new(Opened { key, payload }))
             }
             None => Personal::Erased {
                 subject: sealed.subject,
@@ -418,8 +416,13 @@ mod tests {
         fields: &["/address", "/phone", "/missing"],
     };
 
+    fn split_json(value: &mut Value) -> Option<Unsealed> {
+        let plaintext = serde_json::to_vec(value).expect("json");
+        split(value, plaintext, &FIELDS)
+    }
+
     #[test]
-    fn split_leaves_erased_in_place_and_merge_restores() {
+    fn split_leaves_erased_in_place_and_keeps_the_whole_event() {
         let original = json!({
             "type": "Opened",
             "country": "DE",
@@ -427,7 +430,7 @@ mod tests {
             "phone": ""
         });
         let mut value = original.clone();
-        let unsealed = split(&mut value, &FIELDS).expect("has fields");
+        let unsealed = split_json(&mut value).expect("has fields");
         assert_eq!(
             value,
             json!({
@@ -437,15 +440,14 @@ mod tests {
                 "phone": ""
             })
         );
-        assert_eq!(unsealed.fields.len(), 2, "the missing pointer is skipped");
-        merge(&mut value, &unsealed.fields);
-        assert_eq!(value, original);
+        let kept: Value = serde_json::from_slice(&unsealed.plaintext).expect("json");
+        assert_eq!(kept, original);
     }
 
     #[test]
     fn an_event_without_the_fields_has_nothing_to_seal() {
         let mut value = json!({"type": "Other"});
-        assert!(split(&mut value, &FIELDS).is_none());
+        assert!(split_json(&mut value).is_none());
     }
 
     #[test]
@@ -475,7 +477,7 @@ mod tests {
     fn a_sealed_payload_is_json_with_nothing_readable() {
         let key = key("c-1");
         let mut value = json!({"type": "Opened", "address": {"recipient": "Ana Lima"}});
-        let unsealed = split(&mut value, &FIELDS).expect("fields");
+        let unsealed = split_json(&mut value).expect("fields");
         let mut payload = serde_json::to_vec(&value).expect("json");
         seal_into(&mut payload, &key, &unsealed).expect("sealed");
         let text = String::from_utf8(payload.clone()).expect("utf-8");
@@ -483,8 +485,7 @@ mod tests {
         let stored: Value = serde_json::from_slice(&payload).expect("still JSON");
         assert_eq!(stored["address"]["recipient"], ERASED);
         let sealed = sealed_in(&payload).expect("reads").expect("has a box");
-        let fields = fields_of(&key.open(&sealed).expect("opens")).expect("fields");
-        assert_eq!(fields, unsealed.fields);
+        assert_eq!(key.open(&sealed).expect("opens"), unsealed.plaintext);
         assert_eq!(sealed_in(br#"{"type":"Plain"}"#).expect("reads"), None);
     }
 }

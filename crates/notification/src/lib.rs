@@ -19,6 +19,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod domain;
 pub mod mask;
+pub mod privacy;
 pub mod projections;
 pub mod reactions;
 pub mod server;

@@ -64,7 +64,7 @@ impl Projection for SignInAddresses {
         let digests: Vec<String> = preferences
             .iter()
             .flat_map(|p| [&p.email, &p.phone])
-            .filter(|a| !a.is_empty())
+            .filter(|a| !a.is_empty() && *a != aftersales_eventstore::personal::ERASED)
             .map(|a| address_digest(&aftersales_core::types::sign_in_address(a)))
             .collect();
         on_connection!(tx.connection(), c => {

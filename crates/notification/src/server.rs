@@ -199,6 +199,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(reactions)
+    .privacy(crate::privacy::NotificationRecords::new(app.clone()))
     .task({
         let app = app.clone();
         move |shutdown| async move { app.feed_inboxes(shutdown.stopped()).await }

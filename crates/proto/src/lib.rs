@@ -32,6 +32,11 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.operations.v1.rs"));
         }
     }
+    pub mod privacy {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.privacy.v1.rs"));
+        }
+    }
     pub mod repair {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/aftersales.repair.v1.rs"));
@@ -48,6 +53,7 @@ pub use aftersales::common::v1 as common;
 pub use aftersales::logistics::v1 as logistics;
 pub use aftersales::notification::v1 as notification;
 pub use aftersales::operations::v1 as operations;
+pub use aftersales::privacy::v1 as privacy;
 pub use aftersales::repair::v1 as repair;
 pub use aftersales::warranty::v1 as warranty;
 

@@ -8,6 +8,7 @@
 //!   reports NOT_SERVING and drains in-flight calls before it stops.
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
 //! - [`operations`]: every service's backlogs and dead letters, for operators.
+//! - [`privacy`]: a customer's data exported and erased, in every service.
 //! - [`request`]: the command context a gRPC request carries.
 //! - [`sealed`]: personal data in public events, sealed and opened.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod notary;
 pub mod operations;
 pub mod paging;
+pub mod privacy;
 pub mod request;
 pub mod sealed;
 pub mod service;

@@ -95,6 +95,7 @@ pub struct Assembly {
     tasks: Vec<Task>,
     endpoints: Vec<Endpoint>,
     notary: crate::notary::Notary,
+    privacy: Option<Arc<dyn crate::privacy::CustomerRecords>>,
 }
 
 /// Another address a service serves on (a webhook, say), and its banner line.
@@ -135,7 +136,16 @@ impl Assembly {
             tasks: Vec::new(),
             endpoints: Vec::new(),
             notary: crate::notary::Notary::default(),
+            privacy: None,
         }
+    }
+
+    /// What the service holds about customers: exported and erased through
+    /// `aftersales.privacy.v1.Privacy`, deferred erasures swept.
+    #[must_use]
+    pub fn privacy(mut self, records: impl crate::privacy::CustomerRecords) -> Self {
+        self.privacy = Some(Arc::new(records));
+        self
     }
 
     /// `handler` applies the events of every subscription of the description.
@@ -262,6 +272,7 @@ pub async fn run(
         tasks,
         endpoints,
         notary,
+        privacy,
     } = assembly;
     let reactions = reactions(description, handler)?;
     let publishes = description.publishes.map(|publishes| publishes());
@@ -283,13 +294,26 @@ pub async fn run(
         store.clone(),
         projections.iter().map(|p| p.name()).collect(),
     );
+    let privacy = privacy.map(|records| {
+        crate::privacy::Service::new(
+            description.name,
+            store.clone(),
+            records,
+            &common.region,
+            common.clock.clone(),
+        )
+    });
     let served: Vec<_> = description
         .grpc_services
         .iter()
         .copied()
         .chain([operations::SERVICE_NAME])
+        .chain(privacy.as_ref().map(|_| crate::privacy::SERVICE_NAME))
         .collect();
-    let routes = routes.add_service(operations.server());
+    let mut routes = routes.add_service(operations.server());
+    if let Some(privacy) = &privacy {
+        routes = routes.add_service(privacy.server());
+    }
     let limits = crate::grpc::Limits::of(common);
     let (grpc, router) = Grpc::new(&served, routes, authorization, tls, limits).await?;
     let (trigger, shutdown) = Shutdown::new();
@@ -339,6 +363,11 @@ pub async fn run(
     };
     let drain = Duration::from_secs(common.drain_grace_seconds);
     let mut tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
+    if let Some(privacy) = privacy {
+        tasks.push(Box::pin(
+            privacy.sweeping(common.region.clone(), shutdown.clone()),
+        ));
+    }
     tasks.push(Box::pin(forget_command_keys(
         store.clone(),
         common.clone(),
