@@ -8,6 +8,7 @@ mod auth;
 mod crash;
 mod fuzz;
 mod journey;
+mod privacy;
 mod relay;
 mod trace;
 mod watchers;
@@ -158,6 +159,8 @@ pub struct Platform {
     pub nats: NatsServer,
     pub smtp: SmtpServer,
     pub databases: [String; 4],
+    /// The region's keyring, shared by the four.
+    pub keyring: String,
     /// Where each service's notary key is kept across its restarts.
     pub notary_keys: tempfile::TempDir,
     pub warranty: Service,
@@ -241,6 +244,7 @@ impl Platform {
             nats,
             smtp,
             databases,
+            keyring: keyring_url,
             notary_keys: keys,
             warranty,
             repair,

@@ -195,8 +195,15 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 enum Keys {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
-    /// In memory: subject → (key id, wrapped key). For tests.
-    Memory(Mutex<HashMap<String, (Uuid, Vec<u8>)>>),
+    /// In memory, for tests.
+    Memory(Mutex<MemoryKeys>),
+}
+
+#[derive(Debug, Default)]
+struct MemoryKeys {
+    /// Subject → (key id, wrapped key).
+    live: HashMap<String, (Uuid, Vec<u8>)>,
+    erased: std::collections::HashSet<String>,
 }
 
 /// A stored key: its id and its wrapped bytes.
@@ -289,13 +296,16 @@ impl Keyring {
     }
 
     /// `subject`'s key, made and stored on first use. Fails (and nothing is stored)
-    /// when the key service is unreachable.
+    /// when the key service is unreachable, or the subject was erased.
     pub async fn for_writing(&self, subject: &str) -> Result<Arc<DataKey>, KeyError> {
         if let Some(key) = self.cached_subject(subject) {
             return Ok(key);
         }
         if let Some((id, wrapped)) = self.stored_by_subject(subject).await? {
             return self.unwrapped(id, subject, &wrapped).await;
+        }
+        if self.is_erased(subject).await? {
+            return Err(KeyError::Erased(subject.to_owned()));
         }
         let mut secret = [0u8; DATA_KEY_LEN];
         random(&mut secret)?;
@@ -372,15 +382,45 @@ impl Keyring {
                 tx.commit().await?;
                 removed
             }
-            Keys::Memory(keys) => u64::from(
-                keys.lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?
-                    .remove(subject)
-                    .is_some(),
-            ),
+            Keys::Memory(keys) => {
+                let mut keys = keys
+                    .lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+                keys.erased.insert(subject.to_owned());
+                u64::from(keys.live.remove(subject).is_some())
+            }
         };
         self.forget(subject);
         Ok(removed > 0)
+    }
+
+    /// Whether `subject` was erased (a subject with a live key was not).
+    pub async fn is_erased(&self, subject: &str) -> Result<bool, KeyError> {
+        if self.cached_subject(subject).is_some() {
+            return Ok(false);
+        }
+        let sql = "SELECT COUNT(*) FROM erased_subjects WHERE subject = $1";
+        let count: i64 = match &self.keys {
+            Keys::Postgres(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(subject)
+                    .fetch_one(pool)
+                    .await?
+            }
+            Keys::Sqlite(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(subject)
+                    .fetch_one(pool)
+                    .await?
+            }
+            Keys::Memory(keys) => {
+                let keys = keys
+                    .lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+                return Ok(keys.erased.contains(subject));
+            }
+        };
+        Ok(count > 0)
     }
 
     /// Drops `subject`'s key from this process's memory (another process destroyed it).
@@ -447,7 +487,7 @@ impl Keyring {
                 let keys = keys
                     .lock()
                     .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
-                return Ok(keys.get(subject).cloned());
+                return Ok(keys.live.get(subject).cloned());
             }
         };
         row.map(|(id, wrapped): (String, Vec<u8>)| {
@@ -486,6 +526,7 @@ impl Keyring {
             Keys::Memory(keys) => {
                 keys.lock()
                     .map_err(|_| KeyError::Unavailable("keyring lock".into()))?
+                    .live
                     .entry(subject.to_owned())
                     .or_insert_with(|| (id, wrapped.to_vec()));
             }

@@ -110,6 +110,9 @@ pub enum KeyError {
     /// Stored or received bytes are not what was sealed.
     #[error("sealed data is unreadable: {0}")]
     Corrupt(String),
+    /// The subject was erased: nothing personal is written for them again.
+    #[error("{0} was erased: no personal data is kept for them any more")]
+    Erased(String),
     /// A keyring is needed and none is configured.
     #[error("personal data needs a keyring and none is configured")]
     NoKeyring,
@@ -125,6 +128,7 @@ impl KeyError {
             Self::Database(
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
             ) => ErrorKind::Unavailable,
+            Self::Erased(_) => ErrorKind::FailedPrecondition,
             Self::Database(_) | Self::Corrupt(_) | Self::NoKeyring => ErrorKind::Internal,
         }
     }

@@ -17,6 +17,7 @@ pub mod carrier;
 pub mod convert;
 pub mod domain;
 pub mod integration;
+pub mod privacy;
 pub mod projections;
 pub mod reactions;
 pub mod server;

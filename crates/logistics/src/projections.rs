@@ -77,7 +77,8 @@ impl Projection for ShipmentDirectory {
         let last_activity = state.last_activity().unwrap_or(first.metadata.recorded_at);
         let sql = "INSERT INTO shipments (shipment_id, direction, repair_order_id, \
                    accessory_replacement_id, carrier, tracking_number, status, active, stalled, \
-                   last_activity_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                   last_activity_at, created_at, customer_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                    ON CONFLICT (shipment_id) DO UPDATE SET tracking_number = excluded.tracking_number, \
                    status = excluded.status, active = excluded.active, stalled = excluded.stalled, \
                    last_activity_at = excluded.last_activity_at";
@@ -99,6 +100,7 @@ impl Projection for ShipmentDirectory {
                 .bind(i32::from(state.is_stalled()))
                 .bind(timestamp(last_activity))
                 .bind(timestamp(first.metadata.recorded_at))
+                .bind(info.customer_id.clone())
                 .execute(&mut *c)
                 .await?;
             if let (Some(issued), false) = (state.label_issued_at, tracking_number.is_empty()) {

@@ -194,7 +194,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .consumer(crate::reactions::RepairReactions::new(
         app.clone(),
         common.region.clone(),
-    ));
+    ))
+    .privacy(crate::privacy::LogisticsRecords::new(app.clone()));
     match webhook {
         Some(settings) => {
             let (listener, addr) = crate::webhook::bind(config.webhook_listen)

@@ -197,6 +197,16 @@ impl Notifications {
         variables: &BTreeMap<String, String>,
         ctx: &CommandContext,
     ) -> AppResult<usize> {
+        // An erased customer is not written to again.
+        if let Some(sealing) = self.store.sealing()
+            && sealing
+                .keyring()
+                .is_erased(&sealing.subject(customer_id))
+                .await
+                .map_err(StoreError::from)?
+        {
+            return Ok(0);
+        }
         let (preferences, _) = self.preferences(customer_id).await?;
         let rendered = self
             .templates

@@ -136,8 +136,7 @@ impl CustomerRecords for NotificationRecords {
     fn kept(&self) -> Vec<Kept> {
         vec![Kept {
             what: "that each message was sent: its kind, channel, time and outcome".into(),
-            why: "proof that notices the law requires went out; without address or content"
-                .into(),
+            why: "proof that notices the law requires went out; without address or content".into(),
         }]
     }
 }

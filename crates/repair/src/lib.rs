@@ -16,6 +16,7 @@ pub mod domain;
 pub mod index;
 pub mod integration;
 pub mod photos;
+pub mod privacy;
 pub mod projections;
 pub mod reactions;
 pub mod server;

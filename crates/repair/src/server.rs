@@ -91,12 +91,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let watched = app.clone();
+    let records = crate::privacy::RepairRecords::new(app.clone());
     let notary = aftersales_runtime::notary::Notary::default();
     let assembly = Assembly::new(
         RepairServiceServer::new(RepairApi::new(app, requests, notary.clone()))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .notary(notary)
+    .privacy(records)
     .consumer(LogisticsReactions::new(
         store.clone(),
         common.region.clone(),

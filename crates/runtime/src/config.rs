@@ -108,6 +108,10 @@ pub struct Common {
     /// with PostgreSQL.
     #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<std::path::PathBuf>,
+    /// How often an erasure waiting for an obligation (a parcel on its way) is
+    /// looked at again.
+    #[arg(long, env = "AFTERSALES_ERASURE_SWEEP_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub erasure_sweep_seconds: u64,
     /// A keyring already open (`aftersales up` shares one, tests make one in memory).
     #[arg(skip)]
     pub keyring: Option<std::sync::Arc<aftersales_eventstore::Keyring>>,

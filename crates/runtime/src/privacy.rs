@@ -31,9 +31,6 @@ use crate::request::Requests;
 /// The gRPC name reported by health and reflection.
 pub const SERVICE_NAME: &str = "aftersales.privacy.v1.Privacy";
 
-/// How often deferred erasures are looked at again.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
 /// A service's answer, boxed so [`CustomerRecords`] can be held as a trait object.
 pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
@@ -171,11 +168,14 @@ impl Decider for Erasure {
                 kept,
                 now,
             } => {
-                let requested = state.requested_at.is_none().then(|| Event::ErasureRequested {
-                    customer_id: customer_id.clone(),
-                    requested_at: *now,
-                    waiting_for: vec![],
-                });
+                let requested = state
+                    .requested_at
+                    .is_none()
+                    .then(|| Event::ErasureRequested {
+                        customer_id: customer_id.clone(),
+                        requested_at: *now,
+                        waiting_for: vec![],
+                    });
                 requested
                     .into_iter()
                     .chain([Event::CustomerErased {
@@ -295,7 +295,11 @@ impl Service {
                 )
                 .await
                 .map_err(handled)?;
-            let requested = done.state.requested_at.unwrap_or(ctx.now).timestamp_micros();
+            let requested = done
+                .state
+                .requested_at
+                .unwrap_or(ctx.now)
+                .timestamp_micros();
             on_connection!(tx.connection(), c => {
                 sqlx::query(
                     "INSERT INTO pending_erasures (customer_id, requested_at) VALUES ($1, $2) \
@@ -413,15 +417,15 @@ impl Service {
         Ok(())
     }
 
-    /// The sweep, until the service stops.
-    pub(crate) async fn sweeping(self, region: String, shutdown: Shutdown) {
+    /// The sweep, every `every`, until the service stops.
+    pub(crate) async fn sweeping(self, region: String, every: Duration, shutdown: Shutdown) {
         loop {
             if let Err(error) = self.sweep(&region).await {
                 tracing::warn!(service = self.name, error = %error.chain(), "erasure sweep failed; retrying");
             }
             tokio::select! {
                 () = shutdown.stopped() => return,
-                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                () = tokio::time::sleep(every) => {}
             }
         }
     }
@@ -549,7 +553,10 @@ mod tests {
     fn an_erasure_with_nothing_waiting_records_its_request_and_itself() {
         let (state, written) = run(&[complete(2)]);
         assert_eq!(written, 2);
-        assert_eq!((state.requested_at, state.erased_at), (Some(at(2)), Some(at(2))));
+        assert_eq!(
+            (state.requested_at, state.erased_at),
+            (Some(at(2)), Some(at(2)))
+        );
     }
 
     #[test]

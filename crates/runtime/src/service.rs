@@ -364,9 +364,11 @@ pub async fn run(
     let drain = Duration::from_secs(common.drain_grace_seconds);
     let mut tasks: Vec<_> = tasks.into_iter().map(|t| t(shutdown.clone())).collect();
     if let Some(privacy) = privacy {
-        tasks.push(Box::pin(
-            privacy.sweeping(common.region.clone(), shutdown.clone()),
-        ));
+        tasks.push(Box::pin(privacy.sweeping(
+            common.region.clone(),
+            Duration::from_secs(common.erasure_sweep_seconds),
+            shutdown.clone(),
+        )));
     }
     tasks.push(Box::pin(forget_command_keys(
         store.clone(),

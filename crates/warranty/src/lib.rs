@@ -12,5 +12,6 @@ pub mod app;
 pub mod convert;
 pub mod domain;
 pub mod integration;
+pub mod privacy;
 pub mod projections;
 pub mod server;

@@ -107,12 +107,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let follower = store.clone();
+    let records = crate::privacy::WarrantyRecords::new(app.clone());
     let notary = aftersales_runtime::notary::Notary::default();
     let assembly = Assembly::new(
         WarrantyServiceServer::new(WarrantyApi::new(app, requests, notary.clone()))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .notary(notary)
+    .privacy(records)
     .task(move |shutdown| async move {
         cache
             .follow(&follower, Duration::from_millis(100), shutdown.stopped())

@@ -85,7 +85,9 @@ impl Preferences {
             Channel::Push => &self.push_token,
             Channel::InApp => return Some(""),
         };
-        (!address.is_empty()).then_some(address.as_str())
+        // An erased address reaches nobody.
+        (!address.is_empty() && address != aftersales_eventstore::personal::ERASED)
+            .then_some(address.as_str())
     }
 
     pub fn validate(&self) -> Result<(), DomainError> {
