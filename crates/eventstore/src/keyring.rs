@@ -555,13 +555,17 @@ mod tests {
         assert!(keyring.destroy("c-1").await.expect("destroyed"));
         assert_eq!(keyring.open(&sealed).await.expect("reads"), None);
         assert!(!keyring.destroy("c-1").await.expect("again"), "idempotent");
-        let fresh = keyring.for_writing("c-1").await.expect("a new key");
-        assert_ne!(fresh.id(), key.id());
+        assert!(keyring.is_erased("c-1").await.expect("reads"));
+        assert!(
+            matches!(keyring.for_writing("c-1").await, Err(KeyError::Erased(_))),
+            "nothing is sealed for an erased subject again"
+        );
         assert_eq!(
             keyring.open(&sealed).await.expect("reads"),
             None,
             "still erased"
         );
+        assert!(!keyring.is_erased("c-2").await.expect("reads"));
     }
 
     #[tokio::test]

@@ -56,11 +56,16 @@ async fn health_and_reflection_are_served() {
         names.contains(&"aftersales.operations.v1.Operations"),
         "every service answers operators: {names:?}"
     );
+    assert!(
+        names.contains(&"aftersales.privacy.v1.Privacy"),
+        "every service answers a customer's rights: {names:?}"
+    );
     // Only what this server runs is advertised, not every contract it knows.
     assert!(
         names.iter().all(|n| n.starts_with("grpc.")
             || *n == "aftersales.warranty.v1.WarrantyService"
-            || *n == "aftersales.operations.v1.Operations"),
+            || *n == "aftersales.operations.v1.Operations"
+            || *n == "aftersales.privacy.v1.Privacy"),
         "{names:?}"
     );
     s.running.stop().await.unwrap();
