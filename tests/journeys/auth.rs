@@ -9,24 +9,24 @@ use aftersales_auth::issuer::Issuer;
 use aftersales_auth::{Principal, Role};
 use aftersales_testkit::shared_postgres;
 
-use crate::{Service, binary, imei};
+use crate::{Service, binary, imei, keyring_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tool_signs_its_calls_with_the_token_it_is_given() {
     let issuer = Issuer::serve("127.0.0.1:0".parse().unwrap(), std::future::pending())
         .await
         .unwrap();
-    let warranty = Service::spawn(
-        "warranty",
-        vec![
-            (
-                "DATABASE_URL".into(),
-                shared_postgres().create_database().unwrap(),
-            ),
-            ("AFTERSALES_REGION".into(), "e2e".into()),
-            ("AFTERSALES_OIDC_ISSUER".into(), issuer.url().to_owned()),
-        ],
-    );
+    let keys = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        (
+            "DATABASE_URL".into(),
+            shared_postgres().create_database().unwrap(),
+        ),
+        ("AFTERSALES_REGION".into(), "e2e".into()),
+        ("AFTERSALES_OIDC_ISSUER".into(), issuer.url().to_owned()),
+    ];
+    env.extend(keyring_env(keys.path()));
+    let warranty = Service::spawn("warranty", env);
     let token = |subject: &str, role: Role| {
         let who = Principal::new(subject, role);
         issuer

@@ -153,6 +153,21 @@ impl Drop for Service {
     }
 }
 
+/// A keyring of its own for a service started alone: a database and, in `dir`, the
+/// key-encryption key.
+pub fn keyring_env(dir: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "AFTERSALES_KEYRING_URL".into(),
+            shared_postgres().create_database().unwrap(),
+        ),
+        (
+            "AFTERSALES_KEY_ENCRYPTION_KEY_FILE".into(),
+            dir.join("keyring.kek").display().to_string(),
+        ),
+    ]
+}
+
 /// The platform: infrastructure and the four processes.
 #[derive(Debug)]
 pub struct Platform {

@@ -6,21 +6,22 @@ use aftersales_testkit::{NatsServer, eventually, shared_postgres};
 use prost::Message as _;
 use std::process::{Command, Stdio};
 
-use crate::{Clients, Service, binary, imei};
+use crate::{Clients, Service, binary, imei, keyring_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_alone_publishes_the_public_contract_and_never_private_events() {
     let nats = NatsServer::start().unwrap();
     let database = shared_postgres().create_database().unwrap();
     // The warranty service without NATS: its events wait in its log.
-    let mut warranty = Service::spawn(
-        "warranty",
-        vec![
-            ("DATABASE_URL".into(), database.clone()),
-            ("AFTERSALES_REGION".into(), "e2e".into()),
-            ("AFTERSALES_ALLOW_UNAUTHENTICATED".into(), "true".into()),
-        ],
-    );
+    let keys = tempfile::tempdir().unwrap();
+    let keyring = keyring_env(keys.path());
+    let mut env = vec![
+        ("DATABASE_URL".into(), database.clone()),
+        ("AFTERSALES_REGION".into(), "e2e".into()),
+        ("AFTERSALES_ALLOW_UNAUTHENTICATED".into(), "true".into()),
+    ];
+    env.extend(keyring.iter().cloned());
+    let mut warranty = Service::spawn("warranty", env);
     let channel = tonic::transport::Endpoint::from_shared(warranty.url())
         .unwrap()
         .connect_lazy();
@@ -48,6 +49,7 @@ async fn the_relay_alone_publishes_the_public_contract_and_never_private_events(
             .args(["relay", service, "--region", "e2e"])
             .env("DATABASE_URL", &database)
             .env("NATS_URL", nats.url())
+            .envs(keyring.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -96,21 +96,32 @@ struct Relay {
     /// The service's database: postgres://… or sqlite:path.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// PostgreSQL: the owner migrates; the relay runs as `DATABASE_URL`'s role.
+    #[arg(long, env = "DATABASE_OWNER_URL", hide_env_values = true)]
+    database_owner_url: Option<String>,
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     nats_url: String,
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     region: String,
     #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
+    /// The region's keyring: public events carry personal data sealed with it.
+    #[arg(long, env = "AFTERSALES_KEYRING_URL", hide_env_values = true)]
+    keyring_url: Option<String>,
+    #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
+    key_encryption_key_file: Option<PathBuf>,
 }
 
 async fn relay(args: Relay) -> Result<(), String> {
     let terminate = aftersales_runtime::signal::terminate();
     let common = aftersales_runtime::config::Common {
         database_url: Some(args.database_url.into()),
+        database_owner_url: args.database_owner_url.map(Into::into),
         nats_url: Some(args.nats_url.into()),
         region: args.region,
         stream_replicas: args.stream_replicas,
+        keyring_url: args.keyring_url.map(Into::into),
+        key_encryption_key_file: args.key_encryption_key_file,
         ..Default::default()
     };
     let (trigger, shutdown) = aftersales_core::Shutdown::new();

@@ -219,7 +219,9 @@ impl Decider for Erasure {
 fn handled(error: HandleError<std::convert::Infallible>) -> Error {
     match error {
         HandleError::Store(store) => store.into(),
-        other => Error::internal("erasure").with_source(other),
+        other @ (HandleError::Domain(_)
+        | HandleError::Codec(_)
+        | HandleError::Contention { .. }) => Error::internal("erasure").with_source(other),
     }
 }
 

@@ -41,13 +41,12 @@ pub async fn open<M: Message + Default>(
         .map_err(|e| KeyError::Corrupt(format!("sealed message: {e}")))
 }
 
-/// What a consumer does when sealed data cannot be opened: later when the key
-/// service is down, never when the bytes are bad.
+/// What a consumer does when sealed data cannot be opened, by the one retry
+/// table: later when the key service is down, never when the bytes are bad.
 pub fn handler_error(error: KeyError) -> HandlerError {
-    match error.kind() {
-        aftersales_core::ErrorKind::Unavailable => HandlerError::transient(error.to_string()),
-        _ => HandlerError::permanent(error.to_string()),
-    }
+    HandlerError::from(aftersales_core::Error::from(
+        aftersales_eventstore::StoreError::from(error),
+    ))
 }
 
 #[cfg(test)]
