@@ -320,22 +320,20 @@ impl Keyring {
         self.unwrapped(id, subject, &wrapped).await
     }
 
-    /// The key a box was sealed with; `None` once it is destroyed.
-    pub async fn for_reading(&self, sealed: &Sealed) -> Result<Option<Arc<DataKey>>, KeyError> {
-        if let Some(key) = self.cached_id(sealed.key) {
+    /// Key `id`; `None` once it is destroyed.
+    pub async fn for_reading(&self, id: Uuid) -> Result<Option<Arc<DataKey>>, KeyError> {
+        if let Some(key) = self.cached_id(id) {
             return Ok(Some(key));
         }
-        match self.stored_by_subject(&sealed.subject).await? {
-            Some((id, wrapped)) if id == sealed.key => {
-                Ok(Some(self.unwrapped(id, &sealed.subject, &wrapped).await?))
-            }
-            _ => Ok(None),
+        match self.stored_by_id(id).await? {
+            Some((subject, wrapped)) => Ok(Some(self.unwrapped(id, &subject, &wrapped).await?)),
+            None => Ok(None),
         }
     }
 
     /// Opens a box; `None` when its key is destroyed (the data is erased).
-    pub async fn open(&self, sealed: &Sealed) -> Result<Option<Vec<u8>>, KeyError> {
-        match self.for_reading(sealed).await? {
+    pub async fn open(&self, sealed: Sealed) -> Result<Option<Vec<u8>>, KeyError> {
+        match self.for_reading(sealed.key).await? {
             Some(key) => key.open(sealed).map(Some),
             None => Ok(None),
         }
@@ -498,6 +496,34 @@ impl Keyring {
         .transpose()
     }
 
+    async fn stored_by_id(&self, id: Uuid) -> Result<Option<(String, Vec<u8>)>, KeyError> {
+        let sql = "SELECT subject, wrapped FROM data_keys WHERE key_id = $1";
+        let row = match &self.keys {
+            Keys::Postgres(pool) => sqlx::query(sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+                .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+                .transpose()?,
+            Keys::Sqlite(pool) => sqlx::query(sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+                .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
+                .transpose()?,
+            Keys::Memory(keys) => {
+                let keys = keys
+                    .lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+                keys.live
+                    .iter()
+                    .find(|(_, (key, _))| *key == id)
+                    .map(|(subject, (_, wrapped))| (subject.clone(), wrapped.clone()))
+            }
+        };
+        Ok(row)
+    }
+
     async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<(), KeyError> {
         let sql = "INSERT INTO data_keys (subject, key_id, wrapped, kek, created_at) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING";
@@ -549,11 +575,15 @@ mod tests {
         );
         let sealed = key.seal(b"ana@example.com");
         assert_eq!(
-            keyring.open(&sealed).await.expect("opens").as_deref(),
+            keyring
+                .open(sealed.clone())
+                .await
+                .expect("opens")
+                .as_deref(),
             Some(&b"ana@example.com"[..])
         );
         assert!(keyring.destroy("c-1").await.expect("destroyed"));
-        assert_eq!(keyring.open(&sealed).await.expect("reads"), None);
+        assert_eq!(keyring.open(sealed.clone()).await.expect("reads"), None);
         assert!(!keyring.destroy("c-1").await.expect("again"), "idempotent");
         assert!(keyring.is_erased("c-1").await.expect("reads"));
         assert!(
@@ -561,7 +591,7 @@ mod tests {
             "nothing is sealed for an erased subject again"
         );
         assert_eq!(
-            keyring.open(&sealed).await.expect("reads"),
+            keyring.open(sealed.clone()).await.expect("reads"),
             None,
             "still erased"
         );
@@ -604,11 +634,15 @@ mod tests {
             .await
             .expect("reopen");
         assert_eq!(
-            keyring.open(&sealed).await.expect("opens").as_deref(),
+            keyring
+                .open(sealed.clone())
+                .await
+                .expect("opens")
+                .as_deref(),
             Some(&b"+4930123456"[..])
         );
         keyring.destroy("c-9").await.expect("destroy");
         let keyring = Keyring::connect(&url, kms).await.expect("reopen");
-        assert_eq!(keyring.open(&sealed).await.expect("reads"), None);
+        assert_eq!(keyring.open(sealed.clone()).await.expect("reads"), None);
     }
 }

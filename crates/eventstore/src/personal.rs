@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as BASE64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -51,30 +51,45 @@ pub struct Unsealed {
     pub plaintext: Vec<u8>,
 }
 
-/// A sealed box: one subject's fields under one data key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A sealed box: an event, or a message, under one data key. Stored as one string,
+/// `v1.` and the base64 of the key id, the nonce and the ciphertext with its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
-    pub subject: String,
     pub key: Uuid,
-    #[serde(with = "base64_bytes")]
-    pub nonce: Vec<u8>,
+    pub nonce: [u8; NONCE_LEN],
     /// Ciphertext and tag.
-    #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
 }
 
-mod base64_bytes {
-    use base64::Engine as _;
+const BOX_VERSION: &str = "v1.";
 
-    use super::BASE64;
-
-    pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&BASE64.encode(bytes))
+impl Sealed {
+    pub fn to_text(&self) -> String {
+        let mut bytes = Vec::with_capacity(16 + NONCE_LEN + self.data.len());
+        bytes.extend_from_slice(self.key.as_bytes());
+        bytes.extend_from_slice(&self.nonce);
+        bytes.extend_from_slice(&self.data);
+        let mut text = String::from(BOX_VERSION);
+        BASE64.encode_string(&bytes, &mut text);
+        text
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text: String = serde::Deserialize::deserialize(d)?;
-        BASE64.decode(text).map_err(serde::de::Error::custom)
+    pub fn parse(text: &[u8]) -> Result<Self, KeyError> {
+        let corrupt = || KeyError::Corrupt("not a sealed box".into());
+        let encoded = text
+            .strip_prefix(BOX_VERSION.as_bytes())
+            .ok_or_else(corrupt)?;
+        let mut bytes = BASE64.decode(encoded).map_err(|_| corrupt())?;
+        if bytes.len() < 16 + NONCE_LEN {
+            return Err(corrupt());
+        }
+        let data = bytes.split_off(16 + NONCE_LEN);
+        let (key, nonce) = bytes.split_at(16);
+        Ok(Self {
+            key: Uuid::from_slice(key).map_err(|_| corrupt())?,
+            nonce: nonce.try_into().map_err(|_| corrupt())?,
+            data,
+        })
     }
 }
 
@@ -88,8 +103,8 @@ pub enum Personal {
     Unopened,
     /// Opened with its subject's key.
     Open(Arc<Opened>),
-    /// The subject's key is destroyed: the fields read as erased, for good.
-    Erased { subject: String },
+    /// Its key is destroyed: the fields read as erased, for good.
+    Erased { key: Uuid },
 }
 
 /// An event opened, and the key that opened it (to seal the same person's data
@@ -144,6 +159,8 @@ impl From<sqlx::Error> for KeyError {
 pub struct DataKey {
     id: Uuid,
     subject: String,
+    /// Binds every box to this key and its subject.
+    aad: Vec<u8>,
     aead: LessSafeKey,
     nonce_mac: hmac::Key,
 }
@@ -188,9 +205,13 @@ impl DataKey {
         derive(b"nonce", &mut mac)?;
         let unbound = UnboundKey::new(&AES_256_GCM, &cipher)
             .map_err(|_| KeyError::Corrupt("bad data key".into()))?;
+        let mut aad = b"aftersales.personal.v1\0".to_vec();
+        aad.extend_from_slice(id.as_bytes());
+        aad.extend_from_slice(subject.as_bytes());
         Ok(Self {
             id,
             subject: subject.to_owned(),
+            aad,
             aead: LessSafeKey::new(unbound),
             nonce_mac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
         })
@@ -204,18 +225,10 @@ impl DataKey {
         &self.subject
     }
 
-    fn aad(&self) -> Vec<u8> {
-        let mut aad = b"aftersales.personal.v1\0".to_vec();
-        aad.extend_from_slice(self.id.as_bytes());
-        aad.extend_from_slice(self.subject.as_bytes());
-        aad
-    }
-
     /// Seals `plaintext`. The same plaintext under the same key seals to the same box.
     pub fn seal(&self, plaintext: &[u8]) -> Sealed {
-        let aad = self.aad();
         let mut context = hmac::Context::with_key(&self.nonce_mac);
-        context.update(&aad);
+        context.update(&self.aad);
         context.update(plaintext);
         let tag = context.sign();
         let mut nonce = [0u8; NONCE_LEN];
@@ -226,7 +239,7 @@ impl DataKey {
             .aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad),
+                Aad::from(&self.aad),
                 &mut data,
             )
             .is_err()
@@ -234,26 +247,29 @@ impl DataKey {
             data.clear();
         }
         Sealed {
-            subject: self.subject.clone(),
             key: self.id,
-            nonce: nonce.to_vec(),
+            nonce,
             data,
         }
     }
 
     /// Opens a box sealed with this key.
-    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, KeyError> {
-        if sealed.key != self.id || sealed.subject != self.subject {
+    pub fn open(&self, sealed: Sealed) -> Result<Vec<u8>, KeyError> {
+        if sealed.key != self.id {
             return Err(KeyError::Corrupt("sealed under another key".into()));
         }
-        let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce)
-            .map_err(|_| KeyError::Corrupt("bad nonce".into()))?;
-        let mut data = sealed.data.clone();
+        let mut data = sealed.data;
         let plain = self
             .aead
-            .open_in_place(nonce, Aad::from(&self.aad()), &mut data)
-            .map_err(|_| KeyError::Corrupt("sealed data fails its tag".into()))?;
-        Ok(plain.to_vec())
+            .open_in_place(
+                Nonce::assume_unique_for_key(sealed.nonce),
+                Aad::from(&self.aad),
+                &mut data,
+            )
+            .map_err(|_| KeyError::Corrupt("sealed data fails its tag".into()))?
+            .len();
+        data.truncate(plain);
+        Ok(data)
     }
 }
 
@@ -294,8 +310,7 @@ pub fn seal_into(
     key: &DataKey,
     unsealed: &Unsealed,
 ) -> Result<(), KeyError> {
-    let sealed = serde_json::to_vec(&key.seal(&unsealed.plaintext))
-        .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
+    let sealed = key.seal(&unsealed.plaintext).to_text();
     // The payload is a serialized object: its members, then ours.
     if payload.len() < 2 || payload.first() != Some(&b'{') || payload.last() != Some(&b'}') {
         return Err(KeyError::Corrupt("payload is not a JSON object".into()));
@@ -306,34 +321,24 @@ pub fn seal_into(
     }
     payload.extend_from_slice(b"\"");
     payload.extend_from_slice(SEALED_FIELD.as_bytes());
-    payload.extend_from_slice(b"\":");
-    payload.extend_from_slice(&sealed);
-    payload.push(b'}');
+    payload.extend_from_slice(b"\":\"");
+    payload.extend_from_slice(sealed.as_bytes());
+    payload.extend_from_slice(b"\"}");
     Ok(())
 }
 
-/// The sealed box a stored payload carries, if any.
+/// The sealed box a stored payload carries, if any: its last member, where
+/// [`seal_into`] puts it (a base64 string holds no quote, so the box ends at the
+/// next one).
 pub fn sealed_in(payload: &[u8]) -> Result<Option<Sealed>, KeyError> {
-    const MARK: &[u8] = b"\"_sealed\":";
+    const MARK: &[u8] = b"\"_sealed\":\"";
     let Some(at) = memchr::memmem::rfind(payload, MARK) else {
         return Ok(None);
     };
-    // The box is the payload's last member (`seal_into` puts it there): read it
-    // alone, not the whole event.
-    if let Some(sealed) = payload
-        .get(at + MARK.len()..payload.len().saturating_sub(1))
-        .and_then(|tail| serde_json::from_slice::<Sealed>(tail).ok())
-    {
-        return Ok(Some(sealed));
-    }
-    #[derive(Deserialize)]
-    struct Carrier {
-        #[serde(rename = "_sealed")]
-        sealed: Option<Sealed>,
-    }
-    let carrier: Carrier = serde_json::from_slice(payload)
-        .map_err(|e| KeyError::Corrupt(format!("sealed box: {e}")))?;
-    Ok(carrier.sealed)
+    let tail = &payload[at + MARK.len()..];
+    let end = memchr::memchr(b'"', tail)
+        .ok_or_else(|| KeyError::Corrupt("an unterminated sealed box".into()))?;
+    Sealed::parse(&tail[..end]).map(Some)
 }
 
 /// A store's keyring and the scope its subjects are named in: `repair/c-42` is
@@ -385,6 +390,7 @@ pub(crate) async fn open_all(
     events: &mut [crate::RecordedEvent],
 ) -> Result<(), KeyError> {
     let keyring = sealing.map(|s| &*s.keyring);
+    let mut last: Option<Arc<DataKey>> = None;
     for event in events.iter_mut() {
         let Some(sealed) = sealed_in(&event.payload)? else {
             continue;
@@ -393,14 +399,18 @@ pub(crate) async fn open_all(
             event.personal = Personal::Unopened;
             continue;
         };
-        event.personal = match keyring.for_reading(&sealed).await? {
+        // A page often holds one person's events in a row: their key is at hand.
+        let key = match &last {
+            Some(key) if key.id() == sealed.key => Some(Arc::clone(key)),
+            _ => keyring.for_reading(sealed.key).await?,
+        };
+        last.clone_from(&key);
+        event.personal = match key {
             Some(key) => {
-                let payload = key.open(&sealed)?;
+                let payload = key.open(sealed)?;
                 Personal::Open(Arc::new(Opened { key, payload }))
             }
-            None => Personal::Erased {
-                subject: sealed.subject,
-            },
+            None => Personal::Erased { key: sealed.key },
         };
     }
     Ok(())
@@ -464,17 +474,26 @@ mod tests {
             "a retry seals to the same bytes"
         );
         assert_ne!(first.nonce, key.seal(b"Ana Lim").nonce);
-        assert_eq!(key.open(&first).expect("opens"), b"Ana Lima");
+        assert_eq!(key.open(first.clone()).expect("opens"), b"Ana Lima");
         assert!(!first.data.windows(3).any(|w| w == b"Ana"));
+        assert_eq!(
+            Sealed::parse(first.to_text().as_bytes()).expect("parses"),
+            first
+        );
 
         let other = DataKey::new(first.key, "c-1", &[8; DATA_KEY_LEN]).expect("key");
-        assert!(matches!(other.open(&first), Err(KeyError::Corrupt(_))));
+        assert!(matches!(
+            other.open(first.clone()),
+            Err(KeyError::Corrupt(_))
+        ));
         let mut tampered = first.clone();
         tampered.data[0] ^= 1;
-        assert!(matches!(key.open(&tampered), Err(KeyError::Corrupt(_))));
-        let mut moved = first;
-        moved.subject = "c-2".into();
-        assert!(key.open(&moved).is_err(), "a box names its subject");
+        assert!(matches!(key.open(tampered), Err(KeyError::Corrupt(_))));
+        let elsewhere = DataKey::new(first.key, "c-2", &[7; DATA_KEY_LEN]).expect("key");
+        assert!(
+            elsewhere.open(first).is_err(),
+            "a box is bound to its subject"
+        );
     }
 
     #[test]
@@ -489,7 +508,7 @@ mod tests {
         let stored: Value = serde_json::from_slice(&payload).expect("still JSON");
         assert_eq!(stored["address"]["recipient"], ERASED);
         let sealed = sealed_in(&payload).expect("reads").expect("has a box");
-        assert_eq!(key.open(&sealed).expect("opens"), unsealed.plaintext);
+        assert_eq!(key.open(sealed).expect("opens"), unsealed.plaintext);
         assert_eq!(sealed_in(br#"{"type":"Plain"}"#).expect("reads"), None);
     }
 }

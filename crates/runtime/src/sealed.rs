@@ -13,9 +13,9 @@ use uuid::Uuid;
 pub fn seal<M: Message>(key: &DataKey, message: &M) -> pb::Sealed {
     let sealed = key.seal(&message.encode_to_vec());
     pb::Sealed {
-        subject: sealed.subject,
+        subject: key.subject().to_owned(),
         key_id: sealed.key.to_string(),
-        nonce: sealed.nonce,
+        nonce: sealed.nonce.to_vec(),
         data: sealed.data,
     }
 }
@@ -28,12 +28,15 @@ pub async fn open<M: Message + Default>(
     let key = Uuid::parse_str(&sealed.key_id)
         .map_err(|e| KeyError::Corrupt(format!("sealed key id: {e}")))?;
     let boxed = Sealed {
-        subject: sealed.subject.clone(),
         key,
-        nonce: sealed.nonce.clone(),
+        nonce: sealed
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Corrupt("sealed nonce".into()))?,
         data: sealed.data.clone(),
     };
-    let Some(plain) = keyring.open(&boxed).await? else {
+    let Some(plain) = keyring.open(boxed).await? else {
         return Ok(None);
     };
     M::decode(plain.as_slice())
