@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
-use sqlx::Row as _;
 use uuid::Uuid;
 
 use crate::personal::{DATA_KEY_LEN, DataKey, KeyError, Sealed};
@@ -191,6 +190,24 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Runs the same sqlx code on either database's pool, or the second arm on the
+/// keys in memory (locked).
+macro_rules! on_keys {
+    ($keys:expr, $pool:ident => $sql:expr, $memory:ident => $in_memory:expr) => {
+        match $keys {
+            Keys::Postgres($pool) => $sql,
+            Keys::Sqlite($pool) => $sql,
+            Keys::Memory(keys) => {
+                #[allow(unused_mut)]
+                let mut $memory = keys
+                    .lock()
+                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+                $in_memory
+            }
+        }
+    };
+}
+
 #[derive(Debug)]
 enum Keys {
     Postgres(sqlx::PgPool),
@@ -343,8 +360,8 @@ impl Keyring {
     /// on. True when there was a key.
     pub async fn destroy(&self, subject: &str) -> Result<bool, KeyError> {
         let now = self.clock.now().timestamp_micros();
-        let removed = match &self.keys {
-            Keys::Postgres(pool) => {
+        let removed = on_keys!(&self.keys,
+            pool => {
                 let mut tx = pool.begin().await?;
                 let removed = sqlx::query("DELETE FROM data_keys WHERE subject = $1")
                     .bind(subject)
@@ -361,33 +378,12 @@ impl Keyring {
                 .await?;
                 tx.commit().await?;
                 removed
-            }
-            Keys::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let removed = sqlx::query("DELETE FROM data_keys WHERE subject = $1")
-                    .bind(subject)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                sqlx::query(
-                    "INSERT INTO erased_subjects (subject, erased_at) VALUES ($1, $2) \
-                     ON CONFLICT (subject) DO NOTHING",
-                )
-                .bind(subject)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                removed
-            }
-            Keys::Memory(keys) => {
-                let mut keys = keys
-                    .lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
+            },
+            keys => {
                 keys.erased.insert(subject.to_owned());
                 u64::from(keys.live.remove(subject).is_some())
             }
-        };
+        );
         self.forget(subject);
         Ok(removed > 0)
     }
@@ -398,27 +394,13 @@ impl Keyring {
             return Ok(false);
         }
         let sql = "SELECT COUNT(*) FROM erased_subjects WHERE subject = $1";
-        let count: i64 = match &self.keys {
-            Keys::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(subject)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Keys::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(subject)
-                    .fetch_one(pool)
-                    .await?
-            }
-            Keys::Memory(keys) => {
-                let keys = keys
-                    .lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
-                return Ok(keys.erased.contains(subject));
-            }
-        };
-        Ok(count > 0)
+        Ok(on_keys!(&self.keys,
+            pool => sqlx::query_scalar::<_, i64>(sql)
+                .bind(subject)
+                .fetch_one(pool)
+                .await? > 0,
+            keys => keys.erased.contains(subject)
+        ))
     }
 
     /// Drops `subject`'s key from this process's memory (another process destroyed it).
@@ -464,31 +446,12 @@ impl Keyring {
     }
 
     async fn stored_by_subject(&self, subject: &str) -> Result<Option<StoredKey>, KeyError> {
-        let row = match &self.keys {
-            Keys::Postgres(pool) => {
-                sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE subject = $1")
-                    .bind(subject)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-                    .transpose()?
-            }
-            Keys::Sqlite(pool) => {
-                sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE subject = $1")
-                    .bind(subject)
-                    .fetch_optional(pool)
-                    .await?
-                    .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-                    .transpose()?
-            }
-            Keys::Memory(keys) => {
-                let keys = keys
-                    .lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
-                return Ok(keys.live.get(subject).cloned());
-            }
-        };
-        row.map(|(id, wrapped): (String, Vec<u8>)| {
+        let sql = "SELECT key_id, wrapped FROM data_keys WHERE subject = $1";
+        let row: Option<(String, Vec<u8>)> = on_keys!(&self.keys,
+            pool => sqlx::query_as(sql).bind(subject).fetch_optional(pool).await?,
+            keys => return Ok(keys.live.get(subject).cloned())
+        );
+        row.map(|(id, wrapped)| {
             Uuid::parse_str(&id)
                 .map(|id| (id, wrapped))
                 .map_err(|e| KeyError::Corrupt(format!("stored key id: {e}")))
@@ -498,38 +461,25 @@ impl Keyring {
 
     async fn stored_by_id(&self, id: Uuid) -> Result<Option<(String, Vec<u8>)>, KeyError> {
         let sql = "SELECT subject, wrapped FROM data_keys WHERE key_id = $1";
-        let row = match &self.keys {
-            Keys::Postgres(pool) => sqlx::query(sql)
+        Ok(on_keys!(&self.keys,
+            pool => sqlx::query_as(sql)
                 .bind(id.to_string())
                 .fetch_optional(pool)
-                .await?
-                .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-                .transpose()?,
-            Keys::Sqlite(pool) => sqlx::query(sql)
-                .bind(id.to_string())
-                .fetch_optional(pool)
-                .await?
-                .map(|row| Ok::<_, sqlx::Error>((row.try_get(0)?, row.try_get(1)?)))
-                .transpose()?,
-            Keys::Memory(keys) => {
-                let keys = keys
-                    .lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?;
-                keys.live
-                    .iter()
-                    .find(|(_, (key, _))| *key == id)
-                    .map(|(subject, (_, wrapped))| (subject.clone(), wrapped.clone()))
-            }
-        };
-        Ok(row)
+                .await?,
+            keys => keys
+                .live
+                .iter()
+                .find(|(_, (key, _))| *key == id)
+                .map(|(subject, (_, wrapped))| (subject.clone(), wrapped.clone()))
+        ))
     }
 
     async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<(), KeyError> {
         let sql = "INSERT INTO data_keys (subject, key_id, wrapped, kek, created_at) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING";
         let now = self.clock.now().timestamp_micros();
-        match &self.keys {
-            Keys::Postgres(pool) => {
+        on_keys!(&self.keys,
+            pool => {
                 sqlx::query(sql)
                     .bind(subject)
                     .bind(id.to_string())
@@ -538,25 +488,13 @@ impl Keyring {
                     .bind(now)
                     .execute(pool)
                     .await?;
-            }
-            Keys::Sqlite(pool) => {
-                sqlx::query(sql)
-                    .bind(subject)
-                    .bind(id.to_string())
-                    .bind(wrapped)
-                    .bind(self.kms.id())
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
-            }
-            Keys::Memory(keys) => {
-                keys.lock()
-                    .map_err(|_| KeyError::Unavailable("keyring lock".into()))?
-                    .live
+            },
+            keys => {
+                keys.live
                     .entry(subject.to_owned())
                     .or_insert_with(|| (id, wrapped.to_vec()));
             }
-        }
+        );
         Ok(())
     }
 }

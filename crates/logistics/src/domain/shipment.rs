@@ -274,8 +274,8 @@ impl DomainEvent for Event {
     /// sealed per parcel: erasing a customer erases each of their parcels, and a
     /// parcel can be erased on its own once it is past keeping.
     fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
-        match self {
-            Self::ShipmentCreated(info) => Some(aftersales_eventstore::PersonalData {
+        if let Self::ShipmentCreated(info) = self {
+            return Some(aftersales_eventstore::PersonalData {
                 subject: &info.shipment_id,
                 fields: &[
                     "/from/recipient",
@@ -291,18 +291,15 @@ impl DomainEvent for Event {
                     "/to/postal_code",
                     "/to/phone",
                 ],
-            }),
-            Self::LabelIssued { parcel, .. } => Some(aftersales_eventstore::PersonalData {
-                subject: &parcel.shipment_id,
-                fields: &["/label/document"],
-            }),
-            Self::ScanRecorded(_)
-            | Self::TrackingUpdated { .. }
-            | Self::Delivered { .. }
-            | Self::ShipmentException { .. }
-            | Self::ShipmentStalled { .. }
-            | Self::ShipmentCancelled { .. } => None,
+            });
         }
+        let Self::LabelIssued { parcel, .. } = self else {
+            return None;
+        };
+        Some(aftersales_eventstore::PersonalData {
+            subject: &parcel.shipment_id,
+            fields: &["/label/document"],
+        })
     }
 }
 

@@ -218,26 +218,18 @@ impl DomainEvent for Event {
 
     /// Where the message goes and what it says, sealed for its customer.
     fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
-        match self {
-            Self::NotificationRequested { message, .. } => {
-                Some(aftersales_eventstore::PersonalData {
-                    subject: &message.customer_id,
-                    fields: &[
-                        "/message/address",
-                        "/message/subject",
-                        "/message/text",
-                        "/message/html",
-                    ],
-                })
-            }
-            Self::PlacedInInbox { .. }
-            | Self::AttemptStarted { .. }
-            | Self::AttemptSucceeded { .. }
-            | Self::AttemptFailed { .. }
-            | Self::AttemptInterrupted { .. }
-            | Self::NotificationRead { .. }
-            | Self::ResendRequested { .. } => None,
-        }
+        let Self::NotificationRequested { message, .. } = self else {
+            return None;
+        };
+        Some(aftersales_eventstore::PersonalData {
+            subject: &message.customer_id,
+            fields: &[
+                "/message/address",
+                "/message/subject",
+                "/message/text",
+                "/message/html",
+            ],
+        })
     }
 }
 

@@ -343,36 +343,21 @@ impl DomainEvent for Event {
 
     /// The customer's own words, and a mail-in's address but its country.
     fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
-        match self {
-            Self::RepairOrderOpened { customer_id, .. } => {
-                Some(aftersales_eventstore::PersonalData {
-                    subject: customer_id,
-                    fields: &[
-                        "/symptoms",
-                        "/channel/address/recipient",
-                        "/channel/address/lines",
-                        "/channel/address/city",
-                        "/channel/address/region",
-                        "/channel/address/postal_code",
-                        "/channel/address/phone",
-                    ],
-                })
-            }
-            Self::DeviceCheckedIn { .. }
-            | Self::DeviceReceived { .. }
-            | Self::Diagnosed { .. }
-            | Self::QuoteIssued { .. }
-            | Self::QuoteApproved { .. }
-            | Self::QuoteDeclined { .. }
-            | Self::RepairStarted { .. }
-            | Self::PartReplaced(_)
-            | Self::QcPassed { .. }
-            | Self::QcFailed { .. }
-            | Self::ReadyForReturn { .. }
-            | Self::DeviceCollected
-            | Self::ReturnDelivered { .. }
-            | Self::RepairCancelled { .. } => None,
-        }
+        let Self::RepairOrderOpened { customer_id, .. } = self else {
+            return None;
+        };
+        Some(aftersales_eventstore::PersonalData {
+            subject: customer_id,
+            fields: &[
+                "/symptoms",
+                "/channel/address/recipient",
+                "/channel/address/lines",
+                "/channel/address/city",
+                "/channel/address/region",
+                "/channel/address/postal_code",
+                "/channel/address/phone",
+            ],
+        })
     }
 
     fn schema_version(&self) -> u32 {
