@@ -53,15 +53,26 @@ pub struct Service {
     pub name: &'static str,
     pub addr: SocketAddr,
     env: Vec<(String, String)>,
+    /// Where its logs go (appended across restarts); the test's stderr otherwise.
+    log: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Service {
     fn spawn(name: &'static str, env: Vec<(String, String)>) -> Self {
+        Self::spawn_logging(name, env, None)
+    }
+
+    fn spawn_logging(
+        name: &'static str,
+        env: Vec<(String, String)>,
+        logs: Option<&std::path::Path>,
+    ) -> Self {
         let mut service = Self {
             name,
             addr: "127.0.0.1:0".parse().unwrap(),
             env,
+            log: logs.map(|dir| dir.join(format!("{name}.log"))),
             child: None,
         };
         service.start();
@@ -70,7 +81,18 @@ impl Service {
 
     fn start(&mut self) {
         let mut command = Command::new(binary(&format!("aftersales-{}", self.name)));
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::inherit(),
+        };
         command
+            .env("RUST_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 format!("AFTERSALES_{}_LISTEN", self.name.to_uppercase()),
@@ -78,9 +100,8 @@ impl Service {
             )
             .env("AFTERSALES_METRICS_LISTEN", "127.0.0.1:0")
             .env("AFTERSALES_DRAIN_GRACE_SECONDS", "0")
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = command.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = lines
@@ -191,6 +212,15 @@ impl Platform {
 
     /// With `extra` environment for every service.
     pub fn start_with(autoplay_step_millis: u32, extra: &[(&str, String)]) -> Self {
+        Self::start_logging(autoplay_step_millis, extra, None)
+    }
+
+    /// With each service's logs in `<logs>/<service>.log`.
+    pub fn start_logging(
+        autoplay_step_millis: u32,
+        extra: &[(&str, String)],
+        logs: Option<&std::path::Path>,
+    ) -> Self {
         let nats = NatsServer::start().unwrap();
         let smtp = SmtpServer::start().unwrap();
         // Each service runs as a role that can append to its log but not change
@@ -238,10 +268,10 @@ impl Platform {
             .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())))
             .collect::<Vec<_>>()
         };
-        let warranty = Service::spawn("warranty", common(&roles[0]));
+        let warranty = Service::spawn_logging("warranty", common(&roles[0]), logs);
         let mut repair_env = common(&roles[1]);
         repair_env.push(("AFTERSALES_WARRANTY_URL".into(), warranty.url()));
-        let repair = Service::spawn("repair", repair_env);
+        let repair = Service::spawn_logging("repair", repair_env, logs);
         let mut logistics_env = common(&roles[2]);
         logistics_env.push(("AFTERSALES_SANDBOX_AUTOPLAY".into(), "delivered".into()));
         logistics_env.push((
@@ -249,12 +279,12 @@ impl Platform {
             autoplay_step_millis.to_string(),
         ));
         logistics_env.push(("AFTERSALES_WEBHOOK_LISTEN".into(), "127.0.0.1:0".into()));
-        let logistics = Service::spawn("logistics", logistics_env);
+        let logistics = Service::spawn_logging("logistics", logistics_env, logs);
         let mut notification_env = common(&roles[3]);
         notification_env.push(("AFTERSALES_SMTP_URL".into(), smtp.url()));
         notification_env.push(("AFTERSALES_SEND_RETRY_BASE_MILLIS".into(), "200".into()));
         notification_env.push(("AFTERSALES_SEND_LEASE_SECONDS".into(), "5".into()));
-        let notification = Service::spawn("notification", notification_env);
+        let notification = Service::spawn_logging("notification", notification_env, logs);
         Self {
             nats,
             smtp,

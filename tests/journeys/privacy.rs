@@ -2,7 +2,8 @@
 //! their data exported, their erasure deferred while a mail-in repair still
 //! needs the address, then carried out by each service on its own; afterwards
 //! no database, no event stream and no copy of a key holds anything readable of
-//! them, every hash chain verifies, and another customer is untouched.
+//! them, every hash chain verifies, another customer is untouched, and no log
+//! line of the whole journey names them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,7 +158,17 @@ fn no_needles(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies() {
-    let p = Platform::start_with(40, &[("AFTERSALES_ERASURE_SWEEP_SECONDS", "1".into())]);
+    // JSON logs at info, kept to be read at the end.
+    let logs = tempfile::tempdir().unwrap();
+    let p = Platform::start_logging(
+        40,
+        &[
+            ("AFTERSALES_ERASURE_SWEEP_SECONDS", "1".into()),
+            ("AFTERSALES_LOG_JSON", "true".into()),
+            ("RUST_LOG", "debug".into()),
+        ],
+        Some(logs.path()),
+    );
     let mut c = p.clients().await;
     for (customer, email) in [(WHO, EMAIL), ("cust-stays", "stays@example.com")] {
         c.notification
@@ -426,4 +437,39 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         .unwrap()
         .into_inner();
     assert_eq!(stays.email, "stays@example.com");
+
+    // No log line names the customer's contact, address or a whole IMEI.
+    let mut lines = 0;
+    for service in ["warranty", "repair", "logistics", "notification"] {
+        let log = std::fs::read_to_string(logs.path().join(format!("{service}.log"))).unwrap();
+        for line in log.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| {
+                panic!("{service} logged a line that is not JSON ({e}): {line}")
+            });
+            lines += 1;
+            for needle in
+                NEEDLES
+                    .iter()
+                    .chain([&"stays@example.com", &first.as_str(), &second.as_str()])
+            {
+                assert!(
+                    !line.contains(needle),
+                    "{service} logged {needle:?}: {line}"
+                );
+            }
+        }
+    }
+    eprintln!(
+        "LOGSAMPLE {lines} {}",
+        std::fs::read_to_string(logs.path().join("repair.log"))
+            .unwrap()
+            .lines()
+            .take(6)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        lines > 20,
+        "the services logged the journey ({lines} lines)"
+    );
 }

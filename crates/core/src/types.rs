@@ -187,6 +187,26 @@ impl fmt::Display for DeviceKey {
     }
 }
 
+/// A stream id as logs may show it: a device's IMEI or serial cut to its last four
+/// characters (`device-imei-…0213`), so a log names no whole device.
+pub fn masked_stream_id(stream: &str) -> String {
+    for marker in ["imei-", "serial-"] {
+        if let Some(at) = stream.find(marker) {
+            let (head, value) = stream.split_at(at + marker.len());
+            let tail: String = value
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return format!("{head}…{tail}");
+        }
+    }
+    stream.to_owned()
+}
+
 /// The Luhn check over all digits, the check digit included. Non-digits fail.
 pub fn luhn_valid(digits: &str) -> bool {
     let mut sum = 0u32;
@@ -364,6 +384,22 @@ id_type!(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_stream_id_in_a_log_names_no_whole_device() {
+        assert_eq!(
+            super::masked_stream_id("device-imei-351000223250213"),
+            "device-imei-…0213"
+        );
+        assert_eq!(
+            super::masked_stream_id("device-orders-serial-R58M12ABC"),
+            "device-orders-serial-…2ABC"
+        );
+        assert_eq!(
+            super::masked_stream_id("repair-0192a4b0"),
+            "repair-0192a4b0"
+        );
+    }
+
     use super::*;
 
     #[test]

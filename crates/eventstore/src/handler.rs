@@ -269,7 +269,10 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    tracing::debug!(stream = %stream, "lost an append race, deciding again");
+                    tracing::debug!(
+                        stream = aftersales_core::types::masked_stream_id(stream.as_str()),
+                        "lost an append race, deciding again"
+                    );
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -397,7 +400,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             let full = page.len() == STREAM_PAGE;
             if !snapshot.matches(page.first()) {
                 tracing::warn!(
-                    stream = %stream,
+                    stream = aftersales_core::types::masked_stream_id(stream.as_str()),
                     version = snapshot.stream_version,
                     "snapshot refused: its seal or its chain link does not match; folding the events"
                 );
@@ -420,7 +423,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                         };
                     }
                     Err(error) => {
-                        tracing::warn!(stream = %stream, %error, "unreadable snapshot ignored");
+                        tracing::warn!(stream = aftersales_core::types::masked_stream_id(stream.as_str()), %error, "unreadable snapshot ignored");
                     }
                 }
             }
@@ -563,7 +566,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         let payload = match serde_json::to_vec(state) {
             Ok(payload) => payload,
             Err(error) => {
-                tracing::warn!(stream = %stream, %error, "state not snapshotted");
+                tracing::warn!(stream = aftersales_core::types::masked_stream_id(stream.as_str()), %error, "state not snapshotted");
                 return;
             }
         };
@@ -573,7 +576,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             Ok(Some(head)) if head.version == after => head,
             Ok(_) => return,
             Err(error) => {
-                tracing::warn!(stream = %stream, error = %error, "snapshot not taken");
+                tracing::warn!(stream = aftersales_core::types::masked_stream_id(stream.as_str()), error = %error, "snapshot not taken");
                 return;
             }
         };
@@ -587,7 +590,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         );
         // A snapshot only saves work; the command has already succeeded.
         if let Err(error) = self.store.save_snapshot(&snapshot).await {
-            tracing::warn!(stream = %stream, error = %error, "snapshot not saved");
+            tracing::warn!(stream = aftersales_core::types::masked_stream_id(stream.as_str()), error = %error, "snapshot not saved");
         }
     }
 }

@@ -68,7 +68,7 @@ pub fn consumer_span(
         messaging.message.conversation_id = %event.metadata.correlation_id,
         messaging.message.body.size = event.payload.len(),
         aftersales.event_type = %event.event_type,
-        aftersales.stream_id = %event.stream_id,
+        aftersales.stream_id = aftersales_core::types::masked_stream_id(event.stream_id.as_str()),
         aftersales.delivery_attempt = attempt,
         trace_id = tracing::field::Empty,
     );
