@@ -387,17 +387,14 @@ mod tests {
     #[test]
     fn a_stream_id_in_a_log_names_no_whole_device() {
         assert_eq!(
-            super::masked_stream_id("device-imei-351000223250213"),
+            masked_stream_id("device-imei-351000223250213"),
             "device-imei-…0213"
         );
         assert_eq!(
-            super::masked_stream_id("device-orders-serial-R58M12ABC"),
+            masked_stream_id("device-orders-serial-R58M12ABC"),
             "device-orders-serial-…2ABC"
         );
-        assert_eq!(
-            super::masked_stream_id("repair-0192a4b0"),
-            "repair-0192a4b0"
-        );
+        assert_eq!(masked_stream_id("repair-0192a4b0"), "repair-0192a4b0");
     }
 
     use super::*;
