@@ -438,6 +438,36 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         .into_inner();
     assert_eq!(stays.email, "stays@example.com");
 
+    // The tool carries one request to every service.
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new(crate::binary("aftersales"))
+            .args(args)
+            .args(["--warranty-url", &p.warranty.url()])
+            .args(["--repair-url", &p.repair.url()])
+            .args(["--logistics-url", &p.logistics.url()])
+            .args(["--notification-url", &p.notification.url()])
+            .args(["--token", ""])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let exported = tool(&["customer", "export", "--customer", WHO]);
+    assert_eq!(exported.lines().count(), 4, "one object per service");
+    assert!(exported.contains(ERASED));
+    no_needles("the tool's export", &exported);
+    let erased = tool(&["customer", "erase", "--customer", WHO]);
+    assert_eq!(
+        erased.lines().filter(|l| l.ends_with(": done")).count(),
+        4,
+        "{erased}"
+    );
+    assert!(erased.contains("kept: "), "{erased}");
+
     // No log line (thousands, SQL and spans included) names the customer's
     // contact, address or words, or a whole IMEI.
     let mut lines = 0;

@@ -959,3 +959,118 @@ pub async fn notify(command: Notify, endpoints: &Endpoints) -> Result<(), String
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Customer {
+    /// Everything every service holds about a customer, as JSON (one object per
+    /// service), personal fields opened or `[erased]`.
+    Export {
+        #[arg(long)]
+        customer: String,
+    },
+    /// Erases a customer in every service; prints each service's receipt: what was
+    /// erased, what is kept and why, and what an erasure still waits for.
+    Erase {
+        #[arg(long)]
+        customer: String,
+    },
+}
+
+/// Customer ids as the services take them: checked before any call.
+fn customer_id(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("--customer: 1 to 128 printable characters without spaces".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn receipt_json(receipt: &aftersales_proto::privacy::ErasureReceipt) -> serde_json::Value {
+    use aftersales_proto::privacy as ppb;
+    json!({
+        "service": receipt.service,
+        "state": ppb::ErasureState::try_from(receipt.state)
+            .map(|s| s.as_str_name().trim_start_matches("ERASURE_STATE_").to_ascii_lowercase())
+            .unwrap_or_default(),
+        "requested_at": time(receipt.requested_at.as_ref()),
+        "erased_at": receipt.erased_at.as_ref().map(|t| time(Some(t))),
+        "erased": receipt.erased.iter().map(|e| json!({"what": e.what, "count": e.count})).collect::<Vec<_>>(),
+        "kept": receipt.kept.iter().map(|k| json!({"what": k.what, "why": k.why})).collect::<Vec<_>>(),
+        "waiting_for": receipt.waiting_for.iter().map(|o| json!({"what": o.what, "id": o.id})).collect::<Vec<_>>(),
+    })
+}
+
+/// One request for the person, carried to every service in turn.
+pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), String> {
+    use aftersales_proto::privacy as ppb;
+    use ppb::privacy_client::PrivacyClient;
+    let services = [
+        ("warranty", &endpoints.warranty_url),
+        ("repair", &endpoints.repair_url),
+        ("logistics", &endpoints.logistics_url),
+        ("notification", &endpoints.notification_url),
+    ];
+    match command {
+        Customer::Export { customer } => {
+            let customer_id = customer_id(&customer)?;
+            for (service, url) in services {
+                let data = PrivacyClient::new(endpoints.channel(service, url).await?)
+                    .export_customer_data(ppb::ExportCustomerDataRequest {
+                        customer_id: customer_id.clone(),
+                    })
+                    .await
+                    .map_err(|s| format!("{service}: {}", failed(s)))?
+                    .into_inner();
+                let records: Vec<serde_json::Value> = data
+                    .records
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "kind": r.kind,
+                            "id": r.id,
+                            "data": serde_json::from_str::<serde_json::Value>(&r.json)
+                                .unwrap_or_else(|_| serde_json::Value::String(r.json.clone())),
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({
+                        "service": data.service,
+                        "customer_id": data.customer_id,
+                        "records": records,
+                        "erasure": data.erasure.as_ref().map(receipt_json),
+                    })
+                );
+            }
+        }
+        Customer::Erase { customer } => {
+            let customer_id = customer_id(&customer)?;
+            for (service, url) in services {
+                let receipt = PrivacyClient::new(endpoints.channel(service, url).await?)
+                    .erase_customer(ppb::EraseCustomerRequest {
+                        customer_id: customer_id.clone(),
+                    })
+                    .await
+                    .map_err(|s| format!("{service}: {}", failed(s)))?
+                    .into_inner();
+                let shown = receipt_json(&receipt);
+                if endpoints.json {
+                    println!("{shown}");
+                    continue;
+                }
+                println!("{service}: {}", shown["state"].as_str().unwrap_or(""));
+                for e in &receipt.erased {
+                    println!("  erased: {} ({})", e.what, e.count);
+                }
+                for k in &receipt.kept {
+                    println!("  kept: {} ({})", k.what, k.why);
+                }
+                for o in &receipt.waiting_for {
+                    println!("  waiting for: {} ({})", o.what, o.id);
+                }
+            }
+        }
+    }
+    Ok(())
+}

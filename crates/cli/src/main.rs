@@ -59,6 +59,9 @@ enum Command {
     /// What customers were told.
     #[command(subcommand)]
     Notify(client::Notify),
+    /// A customer's rights over their data: export, erasure, in every service.
+    #[command(subcommand)]
+    Customer(client::Customer),
     /// Operators: rebuild read models from the log.
     #[command(subcommand)]
     Projections(operator::Projections),
@@ -457,6 +460,7 @@ async fn main() -> ExitCode {
         Command::Warranty(command) => client::warranty_command(command, &cli.endpoints).await,
         Command::Shipment(command) => client::shipment(command, &cli.endpoints).await,
         Command::Notify(command) => client::notify(command, &cli.endpoints).await,
+        Command::Customer(command) => client::customer(command, &cli.endpoints).await,
         Command::Projections(command) => operator::projections(command).await,
         Command::Audit(command) => operator::audit(command, &cli.endpoints).await,
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
