@@ -200,6 +200,45 @@ impl StoreTransaction {
         Ok(deleted)
     }
 
+    /// Forgets that consumers handled events before `handled_before` (a redelivery
+    /// that late is no longer possible), and dead letters resolved before
+    /// `resolved_before` (open ones wait for an operator). Returns both counts.
+    pub async fn forget_handled(
+        &mut self,
+        handled_before: DateTime<Utc>,
+        resolved_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let handled = "DELETE FROM inbox WHERE handled_at < $1";
+        let resolved =
+            "DELETE FROM dead_letters WHERE resolved_at IS NOT NULL AND resolved_at < $1";
+        Ok(match &mut self.inner {
+            Inner::Postgres(tx) => (
+                sqlx::query(handled)
+                    .bind(handled_before)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected(),
+                sqlx::query(resolved)
+                    .bind(resolved_before)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected(),
+            ),
+            Inner::Sqlite(tx) => (
+                sqlx::query(handled)
+                    .bind(handled_before.timestamp_micros())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected(),
+                sqlx::query(resolved)
+                    .bind(resolved_before.timestamp_micros())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected(),
+            ),
+        })
+    }
+
     /// The stored event with this id, as this transaction sees it.
     pub async fn event_by_id(
         &mut self,

@@ -130,6 +130,29 @@ impl Notifications {
         &self.store
     }
 
+    /// [`projections::forget_past_retention`] as of the service's clock, hourly,
+    /// until the service stops.
+    pub async fn forgetting(
+        &self,
+        retention: crate::projections::Retention,
+        shutdown: aftersales_core::Shutdown,
+    ) {
+        loop {
+            let now = self.clock.now();
+            match crate::projections::forget_past_retention(&self.store, now, retention).await {
+                Ok((0, 0)) => {}
+                Ok((removed, blanked)) => {
+                    tracing::info!(removed, blanked, "messages past retention forgotten");
+                }
+                Err(error) => tracing::warn!(%error, "message retention failed"),
+            }
+            tokio::select! {
+                () = shutdown.stopped() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            }
+        }
+    }
+
     pub async fn set_preferences(
         &self,
         customer_id: &str,

@@ -94,6 +94,47 @@ impl Projection for SignInAddresses {
     }
 }
 
+/// How long the read models keep messages (the log keeps them sealed, erased
+/// with their customer).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub inbox_days: u32,
+    pub sent_body_days: u32,
+}
+
+/// Removes in-app messages past `inbox_days` and blanks the bodies of emails and
+/// SMS that went out more than `sent_body_days` before `now`. Returns (messages
+/// removed, bodies blanked).
+pub async fn forget_past_retention(
+    store: &AnyEventStore,
+    now: DateTime<Utc>,
+    retention: Retention,
+) -> Result<(u64, u64), StoreError> {
+    let before = |days: u32| timestamp(now - chrono::Duration::days(i64::from(days)));
+    let mut tx = store.begin().await?;
+    let counts = on_connection!(tx.connection(), c => {
+        let removed = sqlx::query(
+            "DELETE FROM notifications WHERE channel = 'in_app' AND created_at < $1",
+        )
+        .bind(before(retention.inbox_days))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        let blanked = sqlx::query(
+            "UPDATE notifications SET body = '' WHERE channel <> 'in_app' \
+             AND status IN ('delivered', 'failed', 'unknown') AND body <> '' \
+             AND created_at < $1",
+        )
+        .bind(before(retention.sent_body_days))
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+        (removed, blanked)
+    });
+    tx.commit().await?;
+    Ok(counts)
+}
+
 /// How the read models write times: sortable as text.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)

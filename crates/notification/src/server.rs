@@ -95,6 +95,13 @@ pub struct Config {
     /// A device ready this long and not collected gets a reminder.
     #[arg(long, env = "AFTERSALES_PICKUP_REMINDER_SECONDS", default_value_t = 7 * 24 * 3600)]
     pub pickup_reminder_seconds: u64,
+    /// Days an in-app message stays in the inbox.
+    #[arg(long, env = "AFTERSALES_INBOX_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub inbox_days: u32,
+    /// Days the body of an email or SMS that went out is kept (its kind, time
+    /// and outcome stay).
+    #[arg(long, env = "AFTERSALES_SENT_BODY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub sent_body_days: u32,
     /// Days before a warranty ends that its reminder goes out.
     #[arg(long, env = "AFTERSALES_WARRANTY_REMINDER_DAYS", default_value_t = 30)]
     pub warranty_reminder_days: u32,
@@ -203,6 +210,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .task({
         let app = app.clone();
         move |shutdown| async move { app.feed_inboxes(shutdown.stopped()).await }
+    })
+    .task({
+        let app = app.clone();
+        let retention = crate::projections::Retention {
+            inbox_days: config.inbox_days,
+            sent_body_days: config.sent_body_days,
+        };
+        move |shutdown| async move { app.forgetting(retention, shutdown).await }
     })
     .task(move |shutdown| crate::dispatch::run(app, region, every, shutdown));
     let listen = Listen {

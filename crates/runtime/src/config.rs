@@ -83,6 +83,13 @@ pub struct Common {
     /// forgotten (a retry that late still finds its events).
     #[arg(long, env = "AFTERSALES_COMMAND_KEY_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub command_key_days: u32,
+    /// Days a consumer remembers it handled an event (to apply a redelivery once);
+    /// longer than any redelivery can come.
+    #[arg(long, env = "AFTERSALES_HANDLED_EVENT_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub handled_event_days: u32,
+    /// Days a resolved dead letter is kept (open ones stay until resolved).
+    #[arg(long, env = "AFTERSALES_DEAD_LETTER_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub dead_letter_days: u32,
     /// Serve gRPC over TLS with this certificate chain (PEM), with `--tls-key`.
     #[arg(long, env = "AFTERSALES_TLS_CERT")]
     pub tls_cert: Option<std::path::PathBuf>,

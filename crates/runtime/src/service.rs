@@ -370,7 +370,7 @@ pub async fn run(
             shutdown.clone(),
         )));
     }
-    tasks.push(Box::pin(forget_command_keys(
+    tasks.push(Box::pin(compacting(
         store.clone(),
         common.clone(),
         shutdown.clone(),
@@ -422,20 +422,46 @@ pub async fn run(
     })
 }
 
-/// Forgets idempotency keys older than `command_key_days`, hourly.
-async fn forget_command_keys(store: AnyEventStore, common: Common, mut shutdown: Shutdown) {
-    let keep = chrono::Duration::days(i64::from(common.command_key_days));
+/// What one compaction removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compacted {
+    pub command_keys: u64,
+    pub handled_events: u64,
+    pub dead_letters: u64,
+}
+
+/// Removes what is past its retention from the store's bookkeeping (never the
+/// log): idempotency keys older than `command_key_days`, handled-event records
+/// older than `handled_event_days`, dead letters resolved more than
+/// `dead_letter_days` ago. Times are the service's clock's.
+pub async fn compact(store: &AnyEventStore, common: &Common) -> Result<Compacted, StoreError> {
+    let now = common.clock.now();
+    let days = |n: u32| chrono::Duration::days(i64::from(n));
+    let mut tx = store.begin().await?;
+    let command_keys = tx
+        .forget_command_keys(now - days(common.command_key_days))
+        .await?;
+    let (handled_events, dead_letters) = tx
+        .forget_handled(
+            now - days(common.handled_event_days),
+            now - days(common.dead_letter_days),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Compacted {
+        command_keys,
+        handled_events,
+        dead_letters,
+    })
+}
+
+/// [`compact`], hourly.
+async fn compacting(store: AnyEventStore, common: Common, mut shutdown: Shutdown) {
     loop {
-        let forgotten = async {
-            let mut tx = store.begin().await?;
-            let n = tx.forget_command_keys(common.clock.now() - keep).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(n)
-        };
-        match forgotten.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(forgotten = n, "old idempotency keys forgotten"),
-            Err(error) => tracing::warn!(%error, "forgetting old idempotency keys failed"),
+        match compact(&store, &common).await {
+            Ok(compacted) if compacted == Compacted::default() => {}
+            Ok(compacted) => tracing::info!(?compacted, "past retention, removed"),
+            Err(error) => tracing::warn!(%error, "compaction failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
@@ -643,5 +669,67 @@ impl Background {
         self.task
             .await
             .map_err(|e| StartError::from(TaskFailed(e.to_string())))?
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+
+    async fn count(store: &AnyEventStore, table: &str) -> i64 {
+        let AnyEventStore::Sqlite(s) = store else {
+            unreachable!("a SQLite store")
+        };
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(s.reader())
+            .await
+            .expect("count")
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_past_its_retention_goes_and_the_rest_stays() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite:{}", dir.path().join("s.db").display());
+        let store = AnyEventStore::connect(&url).await.expect("store");
+        let clock = aftersales_core::ShiftedClock::new();
+        let common = Common {
+            clock: clock.shared(),
+            ..Common::default()
+        };
+        let AnyEventStore::Sqlite(s) = &store else {
+            unreachable!()
+        };
+        let at = |days: i64| (clock.now() - chrono::Duration::days(days)).timestamp_micros();
+        for (id, days) in [(1, 40), (2, 1)] {
+            sqlx::query("INSERT INTO inbox (consumer, event_id, handled_at) VALUES ('c', ?1, ?2)")
+                .bind(uuid::Uuid::from_u128(id))
+                .bind(at(days))
+                .execute(s.writer())
+                .await
+                .expect("inbox");
+        }
+        for (resolved, days) in [(Some(at(100)), 120), (Some(at(10)), 120), (None, 400)] {
+            sqlx::query(
+                "INSERT INTO dead_letters (consumer, source, event_id, event_type, position, \
+                 attempts, error, failed_at, resolved_at) \
+                 VALUES ('c', 'repair', ?1, 'X', 1, 5, 'e', ?2, ?3)",
+            )
+            .bind(uuid::Uuid::now_v7())
+            .bind(at(days))
+            .bind(resolved)
+            .execute(s.writer())
+            .await
+            .expect("dead letter");
+        }
+        let first = compact(&store, &common).await.expect("compacts");
+        assert_eq!((first.handled_events, first.dead_letters), (1, 1));
+        assert_eq!(count(&store, "inbox").await, 1);
+        assert_eq!(count(&store, "dead_letters").await, 2, "open ones stay");
+
+        // A year on, the rest of what was resolved or handled goes too.
+        clock.advance(chrono::Duration::days(365));
+        let later = compact(&store, &common).await.expect("compacts");
+        assert_eq!((later.handled_events, later.dead_letters), (1, 1));
+        assert_eq!(count(&store, "dead_letters").await, 1, "the open one");
     }
 }

@@ -82,12 +82,50 @@ async fn one_source_event_delivered_five_times_sends_one_email() {
         email.contains(&format!("<{id}@aftersales>")),
         "the Message-ID names the notification"
     );
-    let inbox = eventually(|| inbox(&h, "cust-a"), |i| !i.is_empty()).await;
-    assert_eq!(inbox.len(), 1, "one inbox entry too");
-    assert_eq!(inbox[0].kind, "repair_opened");
+    let entries = eventually(|| inbox(&h, "cust-a"), |i| !i.is_empty()).await;
+    assert_eq!(entries.len(), 1, "one inbox entry too");
+    assert_eq!(entries[0].kind, "repair_opened");
     let d = delivery(&h, &id).await.unwrap();
     assert_eq!(d.attempts.len(), 1);
     assert_eq!(d.notification.unwrap().status, "delivered");
+
+    // Retention of the read models, by the service's clock moved on: the sent
+    // email's body goes after a month, the inbox entry after a year; the email's
+    // record stays. (The log keeps both, sealed, until the customer is erased.)
+    let store = aftersales_eventstore::AnyEventStore::connect(&h.database_url)
+        .await
+        .unwrap();
+    let retention = aftersales_notification::projections::Retention {
+        inbox_days: 365,
+        sent_body_days: 30,
+    };
+    let forget = |days: i64| {
+        let store = store.clone();
+        h.clock.advance(chrono::Duration::days(days));
+        let now = h.clock.now();
+        async move {
+            aftersales_notification::projections::forget_past_retention(&store, now, retention)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(forget(0).await, (0, 0), "nothing is old yet");
+    assert_eq!(
+        forget(40).await,
+        (0, 1),
+        "the email's body, not the inbox entry"
+    );
+    let kept: (String, String) = aftersales_eventstore::on_read_pool!(&store, pool => {
+        sqlx::query_as("SELECT status, body FROM notifications WHERE notification_id = $1")
+            .bind(&id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(kept, ("delivered".to_owned(), String::new()));
+    assert_eq!(inbox(&h, "cust-a").await.len(), 1);
+    assert_eq!(forget(400).await, (1, 0), "the inbox entry");
+    assert!(inbox(&h, "cust-a").await.is_empty());
     h.stop().await;
 }
 
