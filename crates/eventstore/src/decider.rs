@@ -146,30 +146,12 @@ impl Upcasters {
             schema_version,
             source,
         };
-        if !self
-            .steps
-            .contains_key(&(event_type.to_owned(), schema_version))
-        {
-            return serde_json::from_slice(payload).map_err(decode_error);
-        }
-        let value: serde_json::Value = serde_json::from_slice(payload).map_err(decode_error)?;
-        self.decode_value(event_type, schema_version, value)
-    }
-
-    /// [`Upcasters::decode`] of a payload already parsed.
-    pub fn decode_value<E: DomainEvent>(
-        &self,
-        event_type: &str,
-        schema_version: u32,
-        mut value: serde_json::Value,
-    ) -> Result<E, CodecError> {
-        let decode_error = |source| CodecError::Decode {
-            event_type: event_type.to_owned(),
-            schema_version,
-            source,
-        };
         let mut version = schema_version;
         let mut step = self.steps.get(&(event_type.to_owned(), version));
+        if step.is_none() {
+            return serde_json::from_slice(payload).map_err(decode_error);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(payload).map_err(decode_error)?;
         while let Some(upcast) = step {
             value = upcast(value).map_err(|reason| CodecError::Upcast {
                 event_type: event_type.to_owned(),
@@ -183,7 +165,8 @@ impl Upcasters {
     }
 }
 
-/// Serializes an event for the log, its personal fields taken out to be sealed.
+/// Serializes an event for the log: with personal data, the event with `[erased]`
+/// in those fields, and the whole event to be sealed beside it.
 pub fn encode<E: DomainEvent>(
     event: &E,
 ) -> Result<(Vec<u8>, Option<crate::personal::Unsealed>), CodecError> {

@@ -127,7 +127,8 @@ pub struct NewEvent {
     /// The serialized event (JSON by convention). Stored byte for byte, with the
     /// sealed box of `personal` added.
     pub payload: Vec<u8>,
-    /// Personal fields taken out of `payload`, sealed by the store on append.
+    /// The event whole, when it carries personal data (`payload` then has
+    /// `[erased]` in those fields): sealed into `payload` by the store on append.
     pub personal: Option<crate::personal::Unsealed>,
     pub metadata: Metadata,
 }
@@ -169,7 +170,7 @@ pub struct RecordedEvent {
     pub metadata: Metadata,
     /// This event's link in its stream's hash chain.
     pub hash: [u8; 32],
-    /// Its personal fields as this reader could open them (the payload keeps them
+    /// Its personal data as this reader could open it (the payload keeps it
     /// sealed).
     pub personal: crate::personal::Personal,
 }
@@ -189,9 +190,9 @@ impl RecordedEvent {
         E::upcasters().decode(&self.event_type, self.schema_version, payload)
     }
 
-    /// The key that opened this event's personal fields: to seal the same
-    /// person's data again (in a public event). `None` when it has none, or they
-    /// are erased.
+    /// The key that opened this event's personal data: to seal the same
+    /// person's data again (in a public event). `None` when it has none, or it
+    /// is erased.
     pub fn personal_key(&self) -> Option<&std::sync::Arc<crate::personal::DataKey>> {
         match &self.personal {
             crate::personal::Personal::Open(opened) => Some(&opened.key),
