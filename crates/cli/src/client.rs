@@ -979,8 +979,8 @@ pub enum Customer {
 /// Customer ids as the services take them: checked before any call.
 fn customer_id(value: &str) -> Result<String, String> {
     let value = value.trim();
-    if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("--customer: 1 to 128 printable characters without spaces".into());
+    if value.is_empty() || value.len() > 100 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("--customer: 1 to 100 printable characters without spaces".into());
     }
     Ok(value.to_owned())
 }

@@ -403,8 +403,8 @@ impl Keyring {
         ))
     }
 
-    /// Drops `subject`'s key from this process's memory (another process destroyed it).
-    pub fn forget(&self, subject: &str) {
+    /// Drops `subject`'s key from this process's memory.
+    fn forget(&self, subject: &str) {
         if let Ok(mut cache) = self.cache.lock()
             && let Some(id) = cache.by_subject.remove(subject)
         {

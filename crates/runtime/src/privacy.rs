@@ -227,10 +227,10 @@ fn handled(error: HandleError<std::convert::Infallible>) -> Error {
 
 /// A customer id as a stream's suffix: printable ASCII without spaces.
 fn customer(value: &str) -> Result<StreamId, Error> {
-    if value.is_empty() || value.len() > 128 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+    if value.is_empty() || value.len() > 100 || !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::invalid(
             "customer_id",
-            "must be 1 to 128 printable ASCII characters without spaces",
+            "must be 1 to 100 printable ASCII characters without spaces",
         ));
     }
     StreamId::parse(format!("erasure-{value}")).map_err(|e| Error::invalid("customer_id", e.reason))
@@ -563,7 +563,7 @@ mod tests {
 
     #[test]
     fn customer_ids_are_checked_before_anything() {
-        for bad in ["", "a b", &"x".repeat(129)] {
+        for bad in ["", "a b", &"x".repeat(101)] {
             assert!(customer(bad).is_err(), "{bad:?}");
         }
         assert!(customer("c-42").is_ok());
