@@ -378,10 +378,17 @@ impl Repairs {
         &self.store
     }
 
-    /// Every step of an order (from the timeline projection).
+    /// Every step of an order, from its stream: a page that follows the order
+    /// live finds the step it was told of.
     pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<projections::Step>> {
-        self.get(order_id).await?;
-        Ok(projections::timeline(&self.store, order_id.as_str()).await?)
+        let events = self
+            .store
+            .read_stream(&order_stream(order_id.as_str())?, 1, usize::MAX)
+            .await?;
+        if events.is_empty() {
+            return Err(DomainError::NotFound(format!("repair order {order_id}")).into());
+        }
+        Ok(projections::steps(&events)?)
     }
 
     /// When the order is expected to be ready for return, from how long its
@@ -396,7 +403,7 @@ impl Repairs {
             crate::domain::order::Channel::WalkIn { center_id, .. } => center_id.as_str(),
             crate::domain::order::Channel::MailIn { .. } => "",
         };
-        let steps = projections::timeline(&self.store, order_id.as_str()).await?;
+        let steps = self.timeline(order_id).await?;
         // Since the first step of the run of steps in the current stage.
         let entered = steps
             .iter()

@@ -199,20 +199,7 @@ impl Projection for OrderDirectory {
                     .await?;
             });
         }
-        let step = "INSERT INTO repair_timeline (order_id, version, event_type, stage, actor, at) \
-                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, version) DO NOTHING";
-        let version = i64::try_from(event.stream_version)
-            .map_err(|_| StoreError::CorruptRow("stream_version out of range".into()))?;
         aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query(step)
-                .bind(order.order_id.clone())
-                .bind(version)
-                .bind(event.event_type.clone())
-                .bind(order.stage.as_str())
-                .bind(event.metadata.actor.clone())
-                .bind(event.metadata.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                .execute(&mut *c)
-                .await?;
             sqlx::query(sql)
                 .bind(order.order_id.clone())
                 .bind(order.device.name())
@@ -232,7 +219,6 @@ impl Projection for OrderDirectory {
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         aftersales_eventstore::on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM repair_orders").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM repair_timeline").execute(&mut *c).await?;
             sqlx::query("DELETE FROM repair_stage_durations").execute(c).await?;
         });
         Ok(())
@@ -344,28 +330,24 @@ pub struct Step {
     pub at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Every step of `order_id`, in order.
-pub async fn timeline(store: &AnyEventStore, order_id: &str) -> Result<Vec<Step>, StoreError> {
-    let sql = "SELECT version, event_type, stage, actor, at FROM repair_timeline \
-               WHERE order_id = $1 ORDER BY version";
-    aftersales_eventstore::on_read_pool!(store, pool => {
-        let rows = sqlx::query(sql).bind(order_id.to_owned()).fetch_all(pool).await?;
-        rows.iter()
-            .map(|row| {
-                let version: i64 = row.try_get("version")?;
-                let at: String = row.try_get("at")?;
-                Ok(Step {
-                    version: u64::try_from(version).map_err(|_| StoreError::CorruptRow(format!("version {version}")))?,
-                    event_type: row.try_get("event_type")?,
-                    stage: row.try_get("stage")?,
-                    actor: row.try_get("actor")?,
-                    at: chrono::DateTime::parse_from_rfc3339(&at)
-                        .map_err(|_| StoreError::CorruptRow(format!("at {at:?}")))?
-                        .with_timezone(&chrono::Utc),
-                })
-            })
-            .collect()
-    })
+/// Every step of an order, folded from its own stream's events (in order):
+/// as current as the order itself, which a projection would not be.
+pub fn steps(events: &[RecordedEvent]) -> Result<Vec<Step>, StoreError> {
+    let mut state: Option<OrderState> = None;
+    let mut steps = Vec::with_capacity(events.len());
+    for recorded in events {
+        state = RepairOrder::evolve(state, &recorded.decode::<Event>()?);
+        if let Some(order) = &state {
+            steps.push(Step {
+                version: recorded.stream_version,
+                event_type: recorded.event_type.clone(),
+                stage: order.stage.as_str().to_owned(),
+                actor: recorded.metadata.actor.clone(),
+                at: recorded.metadata.recorded_at,
+            });
+        }
+    }
+    Ok(steps)
 }
 
 /// When the event before `recorded` was recorded (or `recorded` itself, for the first).

@@ -488,20 +488,14 @@ async fn watch_follows_an_order_live_and_the_timeline_names_who_did_what() {
         "ends when closed: {seen:?}"
     );
 
-    let timeline = eventually(
-        || {
-            let mut r = p.r.clone();
-            let id = id.clone();
-            async move {
-                r.get_repair_timeline(order(&id))
-                    .await
-                    .unwrap()
-                    .into_inner()
-            }
-        },
-        |t| t.steps.len() == 7,
-    )
-    .await;
+    // Read from the order's own stream: every step is there as soon as the
+    // command that made it returned.
+    let timeline =
+        p.r.clone()
+            .get_repair_timeline(order(&id))
+            .await
+            .unwrap()
+            .into_inner();
     let kinds: Vec<_> = timeline
         .steps
         .iter()
