@@ -2,7 +2,7 @@
 
 use aftersales_core::Error;
 use aftersales_core::types::{CenterId, CustomerId, OrderId};
-use aftersales_eventstore::{CommandContext, Live, StreamId, Watcher};
+use aftersales_eventstore::{CommandContext, Decider as _, Live, StreamId, Watcher};
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_server::RepairService;
@@ -16,11 +16,15 @@ use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
 use crate::app::Repairs;
-use crate::convert::{center_to_proto, device_key, order_to_proto, stage, stage_name, summary};
+use crate::convert::{
+    address_to_proto, category_from_proto, category_to_proto, center_to_proto,
+    data_protection_from_proto, data_protection_to_proto, device_key, order_to_proto,
+    purpose_from_proto, purpose_to_proto, stage, stage_name, summary, withheld,
+};
 use crate::domain::centers::{GeoPoint, ServiceCenter};
 use crate::domain::order::{
-    Address, Channel, Command, Condition, Coverage, LineKind, OrderState, PartReplacement,
-    QuoteLine, Stage,
+    Address, Channel, Command, Condition, Coverage, DataCategory, LineKind, OrderState,
+    PartReplacement, QuoteLine, RepairOrder, Stage,
 };
 use crate::domain::{DomainError, Money};
 use crate::projections::OrderRow;
@@ -34,12 +38,12 @@ pub struct RepairApi {
 
 impl RepairApi {
     /// The order as the caller sees it, with what may be done to it now.
-    fn answer(&self, result: Result<(OrderState, u64), Error>) -> Answer {
+    /// The order after a command or a read, as `caller` may see it.
+    fn answer(&self, caller: &Caller, result: Result<(OrderState, u64), Error>) -> Answer {
         let (order, version) = result.map_err(status)?;
-        Ok(Response::new(order_to_proto(
-            &order,
-            version,
-            self.requests.clock.now(),
+        Ok(Response::new(as_seen_by(
+            caller,
+            order_to_proto(&order, version, self.requests.clock.now()),
         )))
     }
 
@@ -59,10 +63,9 @@ impl RepairApi {
         command: impl FnOnce(&CommandContext) -> Command,
     ) -> Answer {
         let ctx = self.context(&request)?;
-        let id = self
-            .order(&Caller::of(&request), &request.get_ref().order_id)
-            .await?;
-        self.answer(self.app.command(&id, command(&ctx), &ctx).await)
+        let caller = Caller::of(&request);
+        let id = self.order(&caller, &request.get_ref().order_id).await?;
+        self.answer(&caller, self.app.command(&id, command(&ctx), &ctx).await)
     }
 
     /// The order `raw` names, if the caller may touch it: another customer's
@@ -89,6 +92,16 @@ impl RepairApi {
 
 fn order_id(id: &str) -> Result<OrderId, Status> {
     OrderId::parse("order_id", id).map_err(|e| status(e.into()))
+}
+
+/// `order` as `caller` may see it: whole for its customer (the handlers let a
+/// customer reach their own orders only), withheld for everyone else.
+fn as_seen_by(caller: &Caller, order: pb::RepairOrder) -> pb::RepairOrder {
+    if caller.is_customer() {
+        order
+    } else {
+        withheld(order)
+    }
 }
 
 /// An order's customer and, for a walk-in, its center.
@@ -244,7 +257,10 @@ impl RepairService for RepairApi {
                     .map_err(|_| invalid("fault_date", "must be a date, YYYY-MM-DD"))?
             },
         };
-        self.answer(self.app.open(command, &device_id, reported, &ctx).await)
+        self.answer(
+            &caller,
+            self.app.open(command, &device_id, reported, &ctx).await,
+        )
     }
 
     async fn check_in_device(&self, request: Request<pb::CheckInDeviceRequest>) -> Answer {
@@ -264,7 +280,7 @@ impl RepairService for RepairApi {
             },
             accessories: r.accessories_received,
         };
-        self.answer(self.app.command(&id, command, &ctx).await)
+        self.answer(&caller, self.app.command(&id, command, &ctx).await)
     }
 
     async fn attach_photo(
@@ -310,6 +326,7 @@ impl RepairService for RepairApi {
         let r = request.into_inner();
         let f = fault(r.fault_category)?;
         self.answer(
+            &caller,
             self.app
                 .diagnose(
                     &self.order(&caller, &r.order_id).await?,
@@ -349,6 +366,7 @@ impl RepairService for RepairApi {
             now: ctx.now,
         };
         self.answer(
+            &caller,
             self.app
                 .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
@@ -369,6 +387,7 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         self.answer(
+            &caller,
             self.app
                 .start(
                     &self.order(&caller, &r.order_id).await?,
@@ -389,6 +408,7 @@ impl RepairService for RepairApi {
             new_serial: r.new_serial,
         });
         self.answer(
+            &caller,
             self.app
                 .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
                 .await,
@@ -400,6 +420,7 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         self.answer(
+            &caller,
             self.app
                 .command(
                     &self.order(&caller, &r.order_id).await?,
@@ -427,6 +448,7 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         self.answer(
+            &caller,
             self.app
                 .command(
                     &self.order(&caller, &r.order_id).await?,
@@ -438,10 +460,75 @@ impl RepairService for RepairApi {
     }
 
     async fn get_repair(&self, request: Request<pb::OrderRef>) -> Answer {
-        let id = self
-            .order(&Caller::of(&request), &request.get_ref().order_id)
-            .await?;
-        self.answer(self.app.get(&id).await)
+        let caller = Caller::of(&request);
+        let id = self.order(&caller, &request.get_ref().order_id).await?;
+        self.answer(&caller, self.app.get(&id).await)
+    }
+
+    async fn open_personal_data(
+        &self,
+        request: Request<pb::OpenPersonalDataRequest>,
+    ) -> Result<Response<pb::PersonalData>, Status> {
+        let caller = Caller::of(&request);
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let id = self.order(&caller, &r.order_id).await?;
+        let categories = r
+            .categories
+            .iter()
+            .map(|c| category_from_proto(*c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let purpose = purpose_from_proto(r.purpose)?;
+        let command = Command::OpenPersonalData {
+            by: ctx.actor.clone(),
+            categories: categories.clone(),
+            purpose,
+            now: ctx.now,
+        };
+        // A customer's own data is theirs to read: checked, not recorded.
+        let (order, _) = if caller.is_customer() {
+            let (order, version) = self.app.get(&id).await.map_err(status)?;
+            RepairOrder::decide(&Some(order.clone()), &command).map_err(|e| status(e.into()))?;
+            (order, version)
+        } else {
+            self.app.command(&id, command, &ctx).await.map_err(status)?
+        };
+        let has = |c: DataCategory| categories.contains(&c);
+        Ok(Response::new(pb::PersonalData {
+            order_id: id.to_string(),
+            symptoms: if has(DataCategory::CustomerWords) {
+                order.symptoms.clone()
+            } else {
+                String::new()
+            },
+            contact_address: match &order.channel {
+                Channel::MailIn { address } if has(DataCategory::ContactAddress) => {
+                    Some(address_to_proto(address))
+                }
+                Channel::MailIn { .. } | Channel::WalkIn { .. } => None,
+            },
+            data_protection: order
+                .data_protection
+                .filter(|_| has(DataCategory::DataProtection))
+                .map(data_protection_to_proto),
+        }))
+    }
+
+    async fn record_data_protection(
+        &self,
+        request: Request<pb::RecordDataProtectionRequest>,
+    ) -> Answer {
+        let caller = Caller::of(&request);
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let checklist = data_protection_from_proto(r.data_protection.as_ref())?;
+        let id = self.order(&caller, &r.order_id).await?;
+        self.answer(
+            &caller,
+            self.app
+                .command(&id, Command::RecordDataProtection(checklist), &ctx)
+                .await,
+        )
     }
 
     async fn get_expected_ready(
@@ -482,13 +569,19 @@ impl RepairService for RepairApi {
                 .map(|s| pb::TimelineStep {
                     version: s.version,
                     event_type: s.event_type.clone(),
-                    stage: Stage::ALL
-                        .into_iter()
-                        .find(|st| st.as_str() == s.stage)
-                        .map_or(pb::Stage::Unspecified, stage)
-                        .into(),
+                    stage: stage(s.stage).into(),
                     actor: s.actor.clone(),
                     at: Some(timestamp_to_proto(s.at)),
+                    access: s
+                        .access
+                        .as_ref()
+                        .map(|(categories, purpose)| pb::DataAccess {
+                            categories: categories
+                                .iter()
+                                .map(|c| category_to_proto(*c).into())
+                                .collect(),
+                            purpose: purpose_to_proto(*purpose).into(),
+                        }),
                 })
                 .collect(),
         }))
@@ -501,15 +594,14 @@ impl RepairService for RepairApi {
         &self,
         request: Request<pb::OrderRef>,
     ) -> Result<Response<Self::WatchRepairStream>, Status> {
-        let id = self
-            .order(&Caller::of(&request), &request.get_ref().order_id)
-            .await?;
+        let caller = Caller::of(&request);
+        let id = self.order(&caller, &request.get_ref().order_id).await?;
         let permit = self.requests.live_stream(&request)?;
         // Subscribed before the first read: a step in between comes after it.
         let watcher = self.app.watch(&id).map_err(status)?;
         let (order, version) = self.app.get(&id).await.map_err(status)?;
         let clock = self.requests.clock.clone();
-        let first = order_to_proto(&order, version, clock.now());
+        let first = as_seen_by(&caller, order_to_proto(&order, version, clock.now()));
         let watch = Watch {
             app: self.app.clone(),
             id,
@@ -519,7 +611,7 @@ impl RepairService for RepairApi {
             _permit: permit,
         };
         let rest = futures::stream::unfold(watch, move |mut watch| {
-            let clock = clock.clone();
+            let (clock, caller) = (clock.clone(), caller.clone());
             async move {
                 let (order, version) = match watch.next().await? {
                     Ok(changed) => changed,
@@ -529,7 +621,8 @@ impl RepairService for RepairApi {
                     }
                 };
                 watch.ended = order_ended(&order);
-                Some((Ok(order_to_proto(&order, version, clock.now())), watch))
+                let seen = as_seen_by(&caller, order_to_proto(&order, version, clock.now()));
+                Some((Ok(seen), watch))
             }
         });
         let stream = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), rest);

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StreamId, Watcher,
-    projection, read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StoreError, StreamId,
+    Watcher, projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -28,7 +28,9 @@ use crate::convert::device_key;
 use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
-use crate::domain::order::{Command, Coverage, OrderState, RepairOrder, Stage};
+use crate::domain::order::{
+    AccessPurpose, Command, Coverage, DataCategory, Event, OrderState, RepairOrder, Stage,
+};
 use crate::index;
 use crate::projections::{self, CenterDirectory, OrderDirectory, OrderRow};
 
@@ -57,6 +59,19 @@ pub struct Repairs {
     turnaround: Arc<std::sync::Mutex<BTreeMap<String, (std::time::Instant, Turnaround)>>>,
     /// Everyone following an order live, fed by one follower of the log.
     live: LiveFeed<StreamId>,
+}
+
+/// One step of an order's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub version: u64,
+    pub event_type: String,
+    /// The stage after the step.
+    pub stage: Stage,
+    pub actor: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What of the customer's was opened, and why, where the step is an opening.
+    pub access: Option<(Vec<DataCategory>, AccessPurpose)>,
 }
 
 /// Seconds per past order, by stage.
@@ -378,17 +393,36 @@ impl Repairs {
         &self.store
     }
 
-    /// Every step of an order, from its stream: a page that follows the order
-    /// live finds the step it was told of.
-    pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<projections::Step>> {
-        let events = self
-            .store
-            .read_stream(&order_stream(order_id.as_str())?, 1, usize::MAX)
-            .await?;
-        if events.is_empty() {
+    /// Every step of an order, folded from its stream: a page that follows the
+    /// order live finds the step it was told of.
+    pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<Step>> {
+        let events = read_whole_stream(&self.store, &order_stream(order_id.as_str())?).await?;
+        let mut state: Option<OrderState> = None;
+        let mut steps = Vec::with_capacity(events.len());
+        for recorded in &events {
+            let event: Event = recorded.decode().map_err(StoreError::from)?;
+            state = <RepairOrder as aftersales_eventstore::Decider>::evolve(state, &event);
+            let Some(order) = &state else { continue };
+            steps.push(Step {
+                version: recorded.stream_version,
+                event_type: recorded.event_type.clone(),
+                stage: order.stage,
+                actor: recorded.metadata.actor.clone(),
+                at: recorded.metadata.recorded_at,
+                access: match event {
+                    Event::PersonalDataAccessed {
+                        categories,
+                        purpose,
+                        ..
+                    } => Some((categories, purpose)),
+                    _ => None,
+                },
+            });
+        }
+        if steps.is_empty() {
             return Err(DomainError::NotFound(format!("repair order {order_id}")).into());
         }
-        Ok(projections::steps(&events)?)
+        Ok(steps)
     }
 
     /// When the order is expected to be ready for return, from how long its
@@ -408,7 +442,7 @@ impl Repairs {
         let entered = steps
             .iter()
             .rev()
-            .take_while(|s| s.stage == order.stage.as_str())
+            .take_while(|s| s.stage == order.stage)
             .last()
             .map_or(now, |s| s.at);
         let history = self.turnaround(center).await?;

@@ -12,7 +12,8 @@ use crate::domain::centers::ServiceCenter;
 use chrono::{DateTime, Utc};
 
 use crate::domain::order::{
-    Action, Address, Channel, Coverage, LineKind, OrderState, Quote, Stage,
+    AccessPurpose, Action, Address, Channel, Coverage, DataCategory, DataProtection, LineKind,
+    OrderState, Passcode, Quote, Stage,
 };
 
 pub fn stage(s: Stage) -> pb::Stage {
@@ -146,6 +147,95 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
             .into_iter()
             .map(|a| action(a).into())
             .collect(),
+        personal_withheld: false,
+        data_protection: o.data_protection.map(data_protection_to_proto),
+    }
+}
+
+/// `order` as anyone but its customer sees it: what the customer told and the
+/// device's checklist are opened on purpose, with `OpenPersonalData`.
+pub fn withheld(order: pb::RepairOrder) -> pb::RepairOrder {
+    pb::RepairOrder {
+        symptoms: String::new(),
+        data_protection: None,
+        personal_withheld: true,
+        ..order
+    }
+}
+
+pub fn data_protection_to_proto(d: DataProtection) -> pb::DataProtection {
+    pb::DataProtection {
+        backup_reminded: d.backup_reminded,
+        find_my_device_off: d.find_my_device_off,
+        passcode: match d.passcode {
+            Passcode::NotNeeded => pb::PasscodeHandling::NotNeeded,
+            Passcode::CustomerUnlocks => pb::PasscodeHandling::CustomerUnlocks,
+            Passcode::ResetAgreed => pb::PasscodeHandling::ResetAgreed,
+        }
+        .into(),
+    }
+}
+
+pub fn data_protection_from_proto(
+    d: Option<&pb::DataProtection>,
+) -> Result<DataProtection, tonic::Status> {
+    let d = d.ok_or_else(|| tonic::Status::invalid_argument("data_protection: is required"))?;
+    let passcode = match pb::PasscodeHandling::try_from(d.passcode) {
+        Ok(pb::PasscodeHandling::NotNeeded) => Passcode::NotNeeded,
+        Ok(pb::PasscodeHandling::CustomerUnlocks) => Passcode::CustomerUnlocks,
+        Ok(pb::PasscodeHandling::ResetAgreed) => Passcode::ResetAgreed,
+        Ok(pb::PasscodeHandling::Unspecified) | Err(_) => {
+            return Err(tonic::Status::invalid_argument(
+                "data_protection.passcode: must be NOT_NEEDED, CUSTOMER_UNLOCKS or RESET_AGREED",
+            ));
+        }
+    };
+    Ok(DataProtection {
+        backup_reminded: d.backup_reminded,
+        find_my_device_off: d.find_my_device_off,
+        passcode,
+    })
+}
+
+pub fn category_to_proto(c: DataCategory) -> pb::DataCategory {
+    match c {
+        DataCategory::CustomerWords => pb::DataCategory::CustomerWords,
+        DataCategory::ContactAddress => pb::DataCategory::ContactAddress,
+        DataCategory::DataProtection => pb::DataCategory::DataProtection,
+    }
+}
+
+pub fn category_from_proto(c: i32) -> Result<DataCategory, tonic::Status> {
+    match pb::DataCategory::try_from(c) {
+        Ok(pb::DataCategory::CustomerWords) => Ok(DataCategory::CustomerWords),
+        Ok(pb::DataCategory::ContactAddress) => Ok(DataCategory::ContactAddress),
+        Ok(pb::DataCategory::DataProtection) => Ok(DataCategory::DataProtection),
+        Ok(pb::DataCategory::Unspecified) | Err(_) => Err(tonic::Status::invalid_argument(
+            "categories: each must be CUSTOMER_WORDS, CONTACT_ADDRESS or DATA_PROTECTION",
+        )),
+    }
+}
+
+pub fn purpose_to_proto(p: AccessPurpose) -> pb::AccessPurpose {
+    match p {
+        AccessPurpose::Diagnosis => pb::AccessPurpose::Diagnosis,
+        AccessPurpose::Repair => pb::AccessPurpose::Repair,
+        AccessPurpose::ReturnShipping => pb::AccessPurpose::ReturnShipping,
+        AccessPurpose::CustomerContact => pb::AccessPurpose::CustomerContact,
+        AccessPurpose::Complaint => pb::AccessPurpose::Complaint,
+    }
+}
+
+pub fn purpose_from_proto(p: i32) -> Result<AccessPurpose, tonic::Status> {
+    match pb::AccessPurpose::try_from(p) {
+        Ok(pb::AccessPurpose::Diagnosis) => Ok(AccessPurpose::Diagnosis),
+        Ok(pb::AccessPurpose::Repair) => Ok(AccessPurpose::Repair),
+        Ok(pb::AccessPurpose::ReturnShipping) => Ok(AccessPurpose::ReturnShipping),
+        Ok(pb::AccessPurpose::CustomerContact) => Ok(AccessPurpose::CustomerContact),
+        Ok(pb::AccessPurpose::Complaint) => Ok(AccessPurpose::Complaint),
+        Ok(pb::AccessPurpose::Unspecified) | Err(_) => Err(tonic::Status::invalid_argument(
+            "purpose: must name why (DIAGNOSIS, REPAIR, RETURN_SHIPPING, CUSTOMER_CONTACT or COMPLAINT)",
+        )),
     }
 }
 

@@ -32,6 +32,10 @@ impl Translate for RepairEvents {
         let order_id = order.to_owned();
         let domain: Event = event.decode().map_err(|e| e.to_string())?;
         let (name, payload) = match domain {
+            // Shown in the order's own timeline; nothing another service acts on.
+            Event::PersonalDataAccessed { .. } | Event::DataProtectionRecorded { .. } => {
+                return Ok(None);
+            }
             Event::RepairOrderOpened {
                 device,
                 channel,

@@ -320,36 +320,6 @@ pub async fn bookings(
     })
 }
 
-/// One step of an order's timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub version: u64,
-    pub event_type: String,
-    pub stage: String,
-    pub actor: String,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Every step of an order, folded from its own stream's events (in order):
-/// as current as the order itself, which a projection would not be.
-pub fn steps(events: &[RecordedEvent]) -> Result<Vec<Step>, StoreError> {
-    let mut state: Option<OrderState> = None;
-    let mut steps = Vec::with_capacity(events.len());
-    for recorded in events {
-        state = RepairOrder::evolve(state, &recorded.decode::<Event>()?);
-        if let Some(order) = &state {
-            steps.push(Step {
-                version: recorded.stream_version,
-                event_type: recorded.event_type.clone(),
-                stage: order.stage.as_str().to_owned(),
-                actor: recorded.metadata.actor.clone(),
-                at: recorded.metadata.recorded_at,
-            });
-        }
-    }
-    Ok(steps)
-}
-
 /// When the event before `recorded` was recorded (or `recorded` itself, for the first).
 fn previous_at(
     events: &[RecordedEvent],

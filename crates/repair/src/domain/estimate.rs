@@ -85,6 +85,8 @@ mod tests {
     fn order(stage: Stage, covered: bool) -> OrderState {
         OrderState {
             fault_date: None,
+            data_protection: None,
+            last_accesses: Vec::new(),
             order_id: "o".into(),
             stage,
             device: DeviceKey::imei("490154203237518").unwrap(),

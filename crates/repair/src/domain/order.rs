@@ -178,6 +178,58 @@ pub struct PartReplacement {
     pub new_serial: String,
 }
 
+/// What of a customer's staff can open on an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataCategory {
+    /// What the customer wrote about the fault.
+    CustomerWords,
+    /// A mail-in's contact address.
+    ContactAddress,
+    DataProtection,
+}
+
+/// Why staff open a customer's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessPurpose {
+    Diagnosis,
+    Repair,
+    ReturnShipping,
+    CustomerContact,
+    Complaint,
+}
+
+/// How the workshop gets into a locked device. No passcode is ever kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Passcode {
+    NotNeeded,
+    CustomerUnlocks,
+    ResetAgreed,
+}
+
+/// The device's data-protection checklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DataProtection {
+    pub backup_reminded: bool,
+    pub find_my_device_off: bool,
+    pub passcode: Passcode,
+}
+
+/// A person's latest opening of the customer's data on an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    pub by: String,
+    pub categories: Vec<DataCategory>,
+    pub purpose: AccessPurpose,
+    pub at: DateTime<Utc>,
+}
+
+/// The same person opening the same data for the same purpose again within
+/// this time is the step already recorded, not a new one.
+pub const ACCESS_REPEAT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
 /// A repair order as its history leaves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderState {
@@ -199,6 +251,11 @@ pub struct OrderState {
     /// is decided for it, however late the device arrives.
     #[serde(default)]
     pub fault_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub data_protection: Option<DataProtection>,
+    /// Each person's latest opening of the customer's data.
+    #[serde(default)]
+    pub last_accesses: Vec<Access>,
 }
 
 impl OrderState {
@@ -259,6 +316,14 @@ pub enum Command {
     Cancel {
         reason: String,
     },
+    /// Staff open the customer's data (`by` is who, as the log names actors).
+    OpenPersonalData {
+        by: String,
+        categories: Vec<DataCategory>,
+        purpose: AccessPurpose,
+        now: DateTime<Utc>,
+    },
+    RecordDataProtection(DataProtection),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +383,15 @@ pub enum Event {
     RepairCancelled {
         reason: String,
     },
+    PersonalDataAccessed {
+        by: String,
+        categories: Vec<DataCategory>,
+        purpose: AccessPurpose,
+        at: DateTime<Utc>,
+    },
+    DataProtectionRecorded {
+        checklist: DataProtection,
+    },
 }
 
 impl DomainEvent for Event {
@@ -338,6 +412,8 @@ impl DomainEvent for Event {
             Self::DeviceCollected => "DeviceCollected",
             Self::ReturnDelivered { .. } => "ReturnDelivered",
             Self::RepairCancelled { .. } => "RepairCancelled",
+            Self::PersonalDataAccessed { .. } => "PersonalDataAccessed",
+            Self::DataProtectionRecorded { .. } => "DataProtectionRecorded",
         }
     }
 
@@ -376,7 +452,9 @@ impl DomainEvent for Event {
             | Self::ReadyForReturn { .. }
             | Self::DeviceCollected
             | Self::ReturnDelivered { .. }
-            | Self::RepairCancelled { .. } => 1,
+            | Self::RepairCancelled { .. }
+            | Self::PersonalDataAccessed { .. }
+            | Self::DataProtectionRecorded { .. } => 1,
         }
     }
 
@@ -552,6 +630,48 @@ fn require_stage(
             state: order.stage,
         })
     }
+}
+
+/// An opening of the customer's data, in any stage: one step per person, data
+/// and purpose within [`ACCESS_REPEAT_WINDOW`].
+fn open_personal_data(
+    order: &OrderState,
+    by: &str,
+    categories: &[DataCategory],
+    purpose: AccessPurpose,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, DomainError> {
+    text("actor", by, 200)?;
+    let mut asked = categories.to_vec();
+    asked.sort_unstable();
+    asked.dedup();
+    if asked.is_empty() || asked.len() != categories.len() {
+        return Err(DomainError::invalid(
+            "categories",
+            "name at least one, each at most once",
+        ));
+    }
+    if asked.contains(&DataCategory::ContactAddress) && !order.is_mail_in() {
+        return Err(DomainError::Precondition(
+            "a walk-in order has no contact address".into(),
+        ));
+    }
+    let seen = order.last_accesses.iter().any(|last| {
+        last.by == by
+            && last.purpose == purpose
+            && asked.iter().all(|c| last.categories.contains(c))
+            && now >= last.at
+            && now - last.at < ACCESS_REPEAT_WINDOW
+    });
+    if seen {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::PersonalDataAccessed {
+        by: by.to_owned(),
+        categories: asked,
+        purpose,
+        at: now,
+    }])
 }
 
 /// The repair order decider.
@@ -823,6 +943,32 @@ impl Decider for RepairOrder {
                     reason: reason.clone(),
                 }])
             }
+            Command::OpenPersonalData {
+                by,
+                categories,
+                purpose,
+                now,
+            } => open_personal_data(order, by, categories, *purpose, *now),
+            Command::RecordDataProtection(checklist) => {
+                require_stage(
+                    order,
+                    "recording data protection",
+                    &[
+                        S::Opened,
+                        S::AwaitingDevice,
+                        S::Received,
+                        S::Diagnosed,
+                        S::Quoted,
+                        S::Approved,
+                    ],
+                )?;
+                if order.data_protection.as_ref() == Some(checklist) {
+                    return Ok(Vec::new()); // nothing changed
+                }
+                Ok(vec![Event::DataProtectionRecorded {
+                    checklist: *checklist,
+                }])
+            }
         }
     }
 
@@ -856,6 +1002,8 @@ impl Decider for RepairOrder {
                 repaired: false,
                 parts: Vec::new(),
                 qc_failures: 0,
+                data_protection: None,
+                last_accesses: Vec::new(),
             });
         }
         let mut order = state?;
@@ -893,6 +1041,23 @@ impl Decider for RepairOrder {
             }
             Event::DeviceCollected | Event::ReturnDelivered { .. } => order.stage = Stage::Closed,
             Event::RepairCancelled { .. } => order.stage = Stage::Cancelled,
+            Event::PersonalDataAccessed {
+                by,
+                categories,
+                purpose,
+                at,
+            } => {
+                order.last_accesses.retain(|a| a.by != *by);
+                order.last_accesses.push(Access {
+                    by: by.clone(),
+                    categories: categories.clone(),
+                    purpose: *purpose,
+                    at: *at,
+                });
+            }
+            Event::DataProtectionRecorded { checklist } => {
+                order.data_protection = Some(*checklist);
+            }
         }
         Some(order)
     }
@@ -1010,7 +1175,129 @@ mod tests {
             Command::Cancel {
                 reason: "customer changed their mind".into(),
             },
+            Command::OpenPersonalData {
+                by: "staff:anna".into(),
+                categories: vec![DataCategory::CustomerWords],
+                purpose: AccessPurpose::Diagnosis,
+                now: at(9),
+            },
+            Command::RecordDataProtection(DataProtection {
+                backup_reminded: true,
+                find_my_device_off: true,
+                passcode: Passcode::CustomerUnlocks,
+            }),
         ]
+    }
+
+    fn opening(by: &str, categories: &[DataCategory], minute: u32) -> Command {
+        Command::OpenPersonalData {
+            by: by.into(),
+            categories: categories.to_vec(),
+            purpose: AccessPurpose::Diagnosis,
+            now: at(9) + chrono::TimeDelta::minutes(minute.into()),
+        }
+    }
+
+    #[test]
+    fn each_opening_of_a_customers_data_is_one_step_per_person_and_quarter_hour() {
+        use DataCategory as C;
+        let order = run(None, &open(true, covered(true))).unwrap();
+        let steps = |order: &Option<OrderState>, command: &Command| {
+            RepairOrder::decide(order, command).unwrap().len()
+        };
+        let opened = run(
+            order.clone(),
+            &opening("staff:anna", &[C::CustomerWords], 0),
+        )
+        .unwrap();
+        let stage = opened.as_ref().map(|o| o.stage);
+        assert_eq!(stage, order.as_ref().map(|o| o.stage), "no stage moves");
+        // Again within the window: the step already there.
+        assert_eq!(
+            steps(&opened, &opening("staff:anna", &[C::CustomerWords], 14)),
+            0
+        );
+        // Someone else, more data, or another purpose: a step each.
+        assert_eq!(
+            steps(&opened, &opening("staff:ben", &[C::CustomerWords], 1)),
+            1
+        );
+        assert_eq!(
+            steps(
+                &opened,
+                &opening("staff:anna", &[C::CustomerWords, C::ContactAddress], 1)
+            ),
+            1
+        );
+        let mut shipping = opening("staff:anna", &[C::CustomerWords], 1);
+        if let Command::OpenPersonalData { purpose, .. } = &mut shipping {
+            *purpose = AccessPurpose::ReturnShipping;
+        }
+        assert_eq!(steps(&opened, &shipping), 1);
+        // After the window, a new step.
+        assert_eq!(
+            steps(&opened, &opening("staff:anna", &[C::CustomerWords], 15)),
+            1
+        );
+        // Nothing, or the same twice, is refused; a walk-in has no address.
+        for bad in [vec![], vec![C::CustomerWords, C::CustomerWords]] {
+            assert!(matches!(
+                RepairOrder::decide(&opened, &opening("staff:anna", &bad, 20)),
+                Err(DomainError::Invalid {
+                    field: "categories",
+                    ..
+                })
+            ));
+        }
+        let walk_in = run(None, &open(false, covered(true))).unwrap();
+        assert!(matches!(
+            RepairOrder::decide(&walk_in, &opening("staff:anna", &[C::ContactAddress], 0)),
+            Err(DomainError::Precondition(_))
+        ));
+    }
+
+    #[test]
+    fn data_protection_is_recorded_before_the_repair_starts_and_only_when_it_changes() {
+        let checklist = DataProtection {
+            backup_reminded: true,
+            find_my_device_off: false,
+            passcode: Passcode::ResetAgreed,
+        };
+        let order = run(None, &open(false, covered(true))).unwrap();
+        let recorded = run(order, &Command::RecordDataProtection(checklist)).unwrap();
+        assert_eq!(
+            recorded.as_ref().and_then(|o| o.data_protection),
+            Some(checklist)
+        );
+        assert_eq!(
+            RepairOrder::decide(&recorded, &Command::RecordDataProtection(checklist)).unwrap(),
+            Vec::new()
+        );
+        let mut in_repair = recorded;
+        for command in [
+            &every_command()[1],
+            &Command::Diagnose {
+                fault: "display".into(),
+                fault_codes: vec![],
+                technician: "tech-7".into(),
+                coverage: covered(true),
+            },
+            &every_command()[7],
+        ] {
+            in_repair = run(in_repair, command).unwrap();
+        }
+        let error = RepairOrder::decide(
+            &in_repair,
+            &Command::RecordDataProtection(DataProtection {
+                find_my_device_off: true,
+                ..checklist
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "recording data protection is not allowed while the order is in_repair"
+        );
     }
 
     fn run(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aftersales_auth::issuer::Issuer;
 use aftersales_auth::{Principal, Role, ServiceToken};
+use aftersales_proto::repair as pb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
@@ -210,10 +211,139 @@ async fn repair_asks_warranty_with_its_own_token() {
     };
     as_whom(&depot).check_in_device(check_in).await.unwrap();
 
+    // What the customer told is hers: staff see it withheld and open it for a
+    // purpose, and each opening is a step of the timeline she sees.
+    let mut berlin = as_whom(&technician);
+    let mut owner = as_whom(&customer("cust-1"));
+    let this = || crate::harness::order(&order.order_id);
+    let own = owner.get_repair(this()).await.unwrap().into_inner();
+    assert_eq!(
+        (own.symptoms.as_str(), own.personal_withheld),
+        (walk_in(&imei).symptoms.as_str(), false)
+    );
+    let staff_view = berlin.get_repair(this()).await.unwrap().into_inner();
+    assert_eq!(
+        (staff_view.symptoms.as_str(), staff_view.personal_withheld),
+        ("", true)
+    );
+    let checklist = pb::DataProtection {
+        backup_reminded: true,
+        find_my_device_off: true,
+        passcode: pb::PasscodeHandling::CustomerUnlocks.into(),
+    };
+    let recorded = berlin
+        .record_data_protection(pb::RecordDataProtectionRequest {
+            order_id: order.order_id.clone(),
+            data_protection: Some(checklist),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(recorded.data_protection, None, "withheld from staff too");
+    let steps = |mut client: RepairServiceClient<_>| {
+        let this = this();
+        async move {
+            client
+                .get_repair_timeline(this)
+                .await
+                .unwrap()
+                .into_inner()
+                .steps
+        }
+    };
+    let before = steps(owner.clone()).await.len();
+    let opening =
+        |categories: &[pb::DataCategory], purpose: pb::AccessPurpose| pb::OpenPersonalDataRequest {
+            order_id: order.order_id.clone(),
+            categories: categories.iter().map(|c| i32::from(*c)).collect(),
+            purpose: purpose.into(),
+        };
+    let words_and_checklist = [
+        pb::DataCategory::CustomerWords,
+        pb::DataCategory::DataProtection,
+    ];
+    // Refused openings write nothing: no purpose, the same twice, an address a
+    // walk-in does not have, another center's technician.
+    for (bad, expected_code) in [
+        (
+            opening(&words_and_checklist, pb::AccessPurpose::Unspecified),
+            Code::InvalidArgument,
+        ),
+        (
+            opening(
+                &[
+                    pb::DataCategory::CustomerWords,
+                    pb::DataCategory::CustomerWords,
+                ],
+                pb::AccessPurpose::Diagnosis,
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            opening(
+                &[pb::DataCategory::ContactAddress],
+                pb::AccessPurpose::Diagnosis,
+            ),
+            Code::FailedPrecondition,
+        ),
+    ] {
+        assert_eq!(code(berlin.open_personal_data(bad).await).0, expected_code);
+    }
+    assert_eq!(
+        code(
+            as_whom(&paris)
+                .open_personal_data(opening(&words_and_checklist, pb::AccessPurpose::Diagnosis))
+                .await
+        ),
+        expected(&order.order_id)
+    );
+    assert_eq!(steps(owner.clone()).await.len(), before);
+    let opened = berlin
+        .open_personal_data(opening(&words_and_checklist, pb::AccessPurpose::Diagnosis))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.symptoms, own.symptoms);
+    assert_eq!(opened.data_protection, Some(checklist));
+    assert_eq!(opened.contact_address, None);
+    // The same opening again, and the customer reading her own: no new step.
+    berlin
+        .open_personal_data(opening(&words_and_checklist, pb::AccessPurpose::Diagnosis))
+        .await
+        .unwrap();
+    let hers = owner
+        .open_personal_data(opening(&words_and_checklist, pb::AccessPurpose::Complaint))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hers.data_protection, Some(checklist));
+    let seen = steps(owner.clone()).await;
+    assert_eq!(seen.len(), before + 1, "{seen:?}");
+    let access = seen.last().unwrap();
+    assert_eq!(
+        (access.event_type.as_str(), access.actor.as_str()),
+        ("PersonalDataAccessed", "technician:tech-1")
+    );
+    assert_eq!(
+        access.access,
+        Some(pb::DataAccess {
+            categories: words_and_checklist.iter().map(|c| i32::from(*c)).collect(),
+            purpose: pb::AccessPurpose::Diagnosis.into(),
+        })
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.event_type == "DataProtectionRecorded" && s.actor == "technician:tech-1")
+    );
+    assert_eq!(
+        access.stage,
+        i32::from(pb::Stage::Received),
+        "an opening moves no stage"
+    );
+
     // Berlin's technician diagnoses and starts the covered repair: repair
     // records the claim as itself, for the technician, and warranty's history
     // says both.
-    let mut berlin = as_whom(&technician);
     berlin
         .diagnose(aftersales_proto::repair::DiagnoseRequest {
             order_id: order.order_id.clone(),
