@@ -354,7 +354,16 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     );
 
     // Read models and APIs show the fields as erased.
-    let repaired = c.repair.get_repair(order_ref()).await.unwrap().into_inner();
+    let repaired = c
+        .repair
+        .open_personal_data(rpb::OpenPersonalDataRequest {
+            order_id: order.clone(),
+            categories: vec![rpb::DataCategory::CustomerWords.into()],
+            purpose: rpb::AccessPurpose::Complaint.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(repaired.symptoms, ERASED);
     let shipments = c
         .logistics

@@ -2188,11 +2188,69 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         0,
         "no element was made from it"
     );
-    // The technician sees the same text as text.
+    // The technician sees Lena's words withheld. She records the phone's
+    // data-protection checklist, opens the words for the diagnosis, and sees
+    // the same text as text; Lena's timeline names the opening.
     w.goto(&format!("{}/staff/repairs/{lenas}", up.web))
         .await
         .unwrap();
+    w.wait()
+        .for_element(Locator::Css("#open-data"))
+        .await
+        .unwrap();
+    assert!(w.find(Locator::Css("#symptoms")).await.is_err(), "withheld");
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    w.find(Locator::Css("#data-protection input[name=backup]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    w.find(Locator::Css(
+        "#data-protection-passcode option[value=reset-agreed]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    workshop.submit("#data-protection button").await;
+    w.wait()
+        .for_element(Locator::Css("#open-data"))
+        .await
+        .unwrap();
+    w.find(Locator::Css("#open-purpose option[value=diagnosis]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    workshop.submit("#open-data button").await;
+    w.wait()
+        .for_element(Locator::Css("#symptoms"))
+        .await
+        .unwrap();
     assert_eq!(workshop.text("#symptoms").await, nasty);
+    let checklist = workshop.text("#checklist").await;
+    assert!(
+        checklist.contains("factory reset") || checklist.contains("Werkseinstellungen"),
+        "{checklist}"
+    );
+    b.goto(&format!("{}/repairs/{lenas}", up.web))
+        .await
+        .unwrap();
+    let timeline = browser.text("#timeline").await;
+    assert!(
+        timeline.contains("tech-berlin hat Ihre Schilderung, die Datenschutz-Checkliste geöffnet, für die Diagnose"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("Datenschutz-Checkliste erfasst"),
+        "{timeline}"
+    );
     assert!(w.get_alert_text().await.is_err(), "no script ran");
     assert_eq!(
         workshop

@@ -704,6 +704,28 @@ fn fault_options(app: &App, language: &str) -> Vec<minijinja::Value> {
         .collect()
 }
 
+/// A category of a customer's data as messages name it (`data-<name>`).
+fn data_category_name(category: rpb::DataCategory) -> Option<&'static str> {
+    match category {
+        rpb::DataCategory::CustomerWords => Some("customer-words"),
+        rpb::DataCategory::ContactAddress => Some("contact-address"),
+        rpb::DataCategory::DataProtection => Some("data-protection"),
+        rpb::DataCategory::Unspecified => None,
+    }
+}
+
+/// Why staff open a customer's data, as forms and messages name it (`purpose-<name>`).
+fn purpose_name(purpose: rpb::AccessPurpose) -> Option<&'static str> {
+    match purpose {
+        rpb::AccessPurpose::Diagnosis => Some("diagnosis"),
+        rpb::AccessPurpose::Repair => Some("repair"),
+        rpb::AccessPurpose::ReturnShipping => Some("return-shipping"),
+        rpb::AccessPurpose::CustomerContact => Some("customer-contact"),
+        rpb::AccessPurpose::Complaint => Some("complaint"),
+        rpb::AccessPurpose::Unspecified => None,
+    }
+}
+
 /// A field of a posted form, trimmed; empty if absent.
 fn form_field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter()
@@ -1120,15 +1142,47 @@ impl App {
             .unwrap_or_default()
             .into_iter()
             .map(|step| TimelineEntry {
-                label: self.t(
-                    language,
-                    stage_message(rpb::Stage::try_from(step.stage).unwrap_or_default()),
-                    &[],
-                ),
-                actor: step.actor,
+                label: self.step_label(language, &step),
                 at: self.moment(language, step.at.as_ref()),
+                actor: step.actor,
             })
             .collect()
+    }
+
+    /// What a step of an order did, in `language`: an opening of the
+    /// customer's data says who opened what and why; other steps the stage.
+    fn step_label(&self, language: &str, step: &rpb::TimelineStep) -> String {
+        if let Some(access) = &step.access {
+            let what: Vec<String> = access
+                .categories
+                .iter()
+                .filter_map(|c| rpb::DataCategory::try_from(*c).ok())
+                .filter_map(data_category_name)
+                .map(|name| self.t(language, &format!("data-{name}"), &[]))
+                .collect();
+            let purpose = rpb::AccessPurpose::try_from(access.purpose)
+                .ok()
+                .and_then(purpose_name)
+                .map(|name| self.t(language, &format!("purpose-{name}"), &[]))
+                .unwrap_or_default();
+            return self.t(
+                language,
+                "timeline-data-opened",
+                &[
+                    ("who", &step.actor),
+                    ("what", &what.join(", ")),
+                    ("purpose", &purpose),
+                ],
+            );
+        }
+        if step.event_type == "DataProtectionRecorded" {
+            return self.t(language, "timeline-data-protection", &[]);
+        }
+        self.t(
+            language,
+            stage_message(rpb::Stage::try_from(step.stage).unwrap_or_default()),
+            &[],
+        )
     }
 
     /// The order's parcels, each with its scans.

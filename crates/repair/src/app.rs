@@ -409,13 +409,15 @@ impl Repairs {
                 stage: order.stage,
                 actor: recorded.metadata.actor.clone(),
                 at: recorded.metadata.recorded_at,
-                access: match event {
-                    Event::PersonalDataAccessed {
-                        categories,
-                        purpose,
-                        ..
-                    } => Some((categories, purpose)),
-                    _ => None,
+                access: if let Event::PersonalDataAccessed {
+                    categories,
+                    purpose,
+                    ..
+                } = event
+                {
+                    Some((categories, purpose))
+                } else {
+                    None
                 },
             });
         }

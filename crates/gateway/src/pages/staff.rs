@@ -245,7 +245,7 @@ pub async fn order(
     Query(query): Query<LangQuery>,
 ) -> Response {
     let visit = app.visit(&headers, query.lang.as_deref());
-    order_page(&app, &visit, &order_id, StatusCode::OK, None).await
+    order_page(&app, &visit, &order_id, StatusCode::OK, None, None).await
 }
 
 /// What the page offers for one action the state machine takes now.
@@ -267,12 +267,69 @@ fn action_name(action: rpb::Action) -> Option<&'static str> {
     })
 }
 
+/// Stages in which the workshop records the data-protection checklist.
+const CHECKLIST_STAGES: [rpb::Stage; 6] = [
+    rpb::Stage::Opened,
+    rpb::Stage::AwaitingDevice,
+    rpb::Stage::Received,
+    rpb::Stage::Diagnosed,
+    rpb::Stage::Quoted,
+    rpb::Stage::Approved,
+];
+
+/// How the checklist's passcode choices are posted.
+const PASSCODES: [(rpb::PasscodeHandling, &str); 3] = [
+    (rpb::PasscodeHandling::CustomerUnlocks, "customer-unlocks"),
+    (rpb::PasscodeHandling::NotNeeded, "not-needed"),
+    (rpb::PasscodeHandling::ResetAgreed, "reset-agreed"),
+];
+
+/// What of the customer's was opened, as the page shows it.
+fn opened_view(app: &App, language: &str, opened: &rpb::PersonalData) -> minijinja::Value {
+    let address = opened.contact_address.as_ref().map(|a| {
+        let mut lines = vec![a.recipient.clone()];
+        lines.extend(a.lines.iter().cloned());
+        lines.push(format!("{} {}", a.postal_code, a.city).trim().to_owned());
+        let country = a
+            .country
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default();
+        lines.extend([a.region.clone(), country, a.phone.clone()]);
+        lines.retain(|l| !l.is_empty());
+        lines
+    });
+    let yes_no = |yes: bool| app.t(language, if yes { "answer-yes" } else { "answer-no" }, &[]);
+    let checklist = opened.data_protection.as_ref().map(|d| {
+        let passcode = PASSCODES
+            .iter()
+            .find(|(p, _)| i32::from(*p) == d.passcode)
+            .map(|(_, name)| app.t(language, &format!("passcode-{name}"), &[]))
+            .unwrap_or_default();
+        app.t(
+            language,
+            "checklist-summary",
+            &[
+                ("backup", &yes_no(d.backup_reminded)),
+                ("find", &yes_no(d.find_my_device_off)),
+                ("passcode", &passcode),
+            ],
+        )
+    });
+    minijinja::context! {
+        symptoms => &opened.symptoms,
+        address => address,
+        checklist => checklist,
+    }
+}
+
 async fn order_page(
     app: &App,
     visit: &Visit,
     order_id: &str,
     status: StatusCode,
     notice: Option<String>,
+    opened: Option<rpb::PersonalData>,
 ) -> Response {
     let Some((_, token)) = app.signed_in(visit).await else {
         return Redirect::to("/staff/sign-in").into_response();
@@ -318,11 +375,21 @@ async fn order_page(
             channel => channel_label(app, language, order.channel),
             center => &order.service_center_id,
             customer => &order.customer_id,
-            symptoms => &order.symptoms,
             coverage => coverage,
             quote => order.quote.as_ref().map(|q| super::quote_view(app, language, q, false)),
             timeline => timeline,
             photos => &order.condition_photos,
+            mail_in => order.channel == i32::from(rpb::Channel::MailIn),
+            opened => opened.as_ref().map(|o| opened_view(app, language, o)),
+            purposes => purpose_options(app, language),
+            passcodes => PASSCODES
+                .iter()
+                .map(|(_, name)| minijinja::context! {
+                    value => name,
+                    label => app.t(language, &format!("passcode-{name}"), &[]),
+                })
+                .collect::<Vec<_>>(),
+            checklist_open => CHECKLIST_STAGES.contains(&stage),
             actions => actions,
             faults => faults,
             currencies => CURRENCIES,
@@ -444,10 +511,31 @@ pub async fn act(
         order_id: order_id.clone(),
     };
     let mut repair = app.inner.repair.clone();
+    if action == "open-data" {
+        return open_data(&app, &visit, &order_id, &form, &token).await;
+    }
     #[allow(clippy::disallowed_methods)] // the quote's validity starts now
     let now = chrono::Utc::now();
     let done = async {
         let answer = match action.as_str() {
+            "data-protection" => {
+                let passcode = PASSCODES
+                    .iter()
+                    .find(|(_, name)| *name == form_field(&form, "passcode"))
+                    .map(|(p, _)| *p)
+                    .ok_or(FormError("form-passcode-unknown"))?;
+                let request = rpb::RecordDataProtectionRequest {
+                    order_id: order_id.clone(),
+                    data_protection: Some(rpb::DataProtection {
+                        backup_reminded: !form_field(&form, "backup").is_empty(),
+                        find_my_device_off: !form_field(&form, "find_my_off").is_empty(),
+                        passcode: passcode.into(),
+                    }),
+                };
+                repair
+                    .record_data_protection(authorized(request, &token))
+                    .await
+            }
             "diagnose" => {
                 let fault = fault_named(form_field(&form, "fault"))
                     .ok_or(FormError("form-fault-unknown"))?;
@@ -512,6 +600,73 @@ pub async fn act(
     finish(&app, &visit, &order_id, done).await
 }
 
+/// The order's page with the customer's words, address (mail-in) and the
+/// checklist opened for the purpose the form names: the repair service records
+/// the opening as a step the customer sees.
+async fn open_data(
+    app: &App,
+    visit: &Visit,
+    order_id: &str,
+    form: &[(String, String)],
+    token: &str,
+) -> Response {
+    let Some(purpose) = PURPOSES
+        .iter()
+        .find(|p| super::purpose_name(**p) == Some(form_field(form, "purpose")))
+    else {
+        let notice = app.t(visit.language, "form-purpose-unknown", &[]);
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return order_page(app, visit, order_id, status, Some(notice), None).await;
+    };
+    let mut categories = vec![
+        rpb::DataCategory::CustomerWords.into(),
+        rpb::DataCategory::DataProtection.into(),
+    ];
+    if form_field(form, "mail_in") == "yes" {
+        categories.push(rpb::DataCategory::ContactAddress.into());
+    }
+    let request = rpb::OpenPersonalDataRequest {
+        order_id: order_id.to_owned(),
+        categories,
+        purpose: (*purpose).into(),
+    };
+    match app
+        .inner
+        .repair
+        .clone()
+        .open_personal_data(authorized(request, token))
+        .await
+    {
+        Ok(opened) => {
+            let opened = Some(opened.into_inner());
+            order_page(app, visit, order_id, StatusCode::OK, None, opened).await
+        }
+        Err(status) => finish(app, visit, order_id, Ok(Err(status))).await,
+    }
+}
+
+/// Every purpose staff may open a customer's data for, as the form offers them.
+const PURPOSES: [rpb::AccessPurpose; 5] = [
+    rpb::AccessPurpose::Diagnosis,
+    rpb::AccessPurpose::Repair,
+    rpb::AccessPurpose::ReturnShipping,
+    rpb::AccessPurpose::CustomerContact,
+    rpb::AccessPurpose::Complaint,
+];
+
+fn purpose_options(app: &App, language: &str) -> Vec<minijinja::Value> {
+    PURPOSES
+        .iter()
+        .filter_map(|p| super::purpose_name(*p))
+        .map(|name| {
+            minijinja::context! {
+                value => name,
+                label => app.t(language, &format!("purpose-{name}"), &[]),
+            }
+        })
+        .collect()
+}
+
 /// Back to the order's page after a step, or the page again with why the step
 /// was refused.
 async fn finish(
@@ -538,6 +693,7 @@ async fn finish(
                 order_id,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(notice),
+                None,
             )
             .await
         }
@@ -550,6 +706,7 @@ async fn finish(
                 order_id,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some(notice),
+                None,
             )
             .await
         }
