@@ -79,17 +79,14 @@ impl Sealed {
         let encoded = text
             .strip_prefix(BOX_VERSION.as_bytes())
             .ok_or_else(corrupt)?;
-        let mut bytes = BASE64.decode(encoded).map_err(|_| corrupt())?;
-        if bytes.len() < 16 + NONCE_LEN {
+        let mut data = BASE64.decode(encoded).map_err(|_| corrupt())?;
+        if data.len() < 16 + NONCE_LEN {
             return Err(corrupt());
         }
-        let data = bytes.split_off(16 + NONCE_LEN);
-        let (key, nonce) = bytes.split_at(16);
-        Ok(Self {
-            key: Uuid::from_slice(key).map_err(|_| corrupt())?,
-            nonce: nonce.try_into().map_err(|_| corrupt())?,
-            data,
-        })
+        let key = Uuid::from_slice(&data[..16]).map_err(|_| corrupt())?;
+        let nonce = data[16..16 + NONCE_LEN].try_into().map_err(|_| corrupt())?;
+        data.drain(..16 + NONCE_LEN);
+        Ok(Self { key, nonce, data })
     }
 }
 
@@ -332,13 +329,18 @@ pub fn seal_into(
 /// next one).
 pub fn sealed_in(payload: &[u8]) -> Result<Option<Sealed>, KeyError> {
     const MARK: &[u8] = b"\"_sealed\":\"";
-    let Some(at) = memchr::memmem::rfind(payload, MARK) else {
+    // `…,"_sealed":"v1.<base64>"}`: the box is the last string, and base64
+    // holds no quote, so one scan back from its end finds its start.
+    let Some(inner) = payload.strip_suffix(b"\"}") else {
         return Ok(None);
     };
-    let tail = &payload[at + MARK.len()..];
-    let end = memchr::memchr(b'"', tail)
-        .ok_or_else(|| KeyError::Corrupt("an unterminated sealed box".into()))?;
-    Sealed::parse(&tail[..end]).map(Some)
+    let Some(open) = memchr::memrchr(b'"', inner) else {
+        return Ok(None);
+    };
+    if !inner[..=open].ends_with(MARK) {
+        return Ok(None);
+    }
+    Sealed::parse(&inner[open + 1..]).map(Some)
 }
 
 /// A store's keyring and the scope its subjects are named in: `repair/c-42` is
