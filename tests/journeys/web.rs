@@ -266,5 +266,79 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+
+    // Her data: a copy to keep, then its erasure, every service answering.
+    b.goto(&format!("{web}/preferences")).await.unwrap();
+    b.find(Locator::Css("#your-data"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("#data-erase"))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    let copy = || {
+        browser.js("return fetch('/account/data/export', {credentials: 'same-origin'}).then(r => r.json())")
+    };
+    let before = copy().await;
+    let services: Vec<&str> = before["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["service"].as_str())
+        .collect();
+    assert_eq!(
+        services,
+        ["warranty", "repair", "logistics", "notification"]
+    );
+    let orders = before["services"][1]["records"].to_string();
+    assert!(orders.contains("battery drains"), "{orders}");
+    assert!(
+        before["services"][0]["records"]
+            .to_string()
+            .contains(&phone)
+    );
+    b.find(Locator::Css("#data-erase input[name=confirm]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.submit("#data-erase button").await;
+    b.wait()
+        .for_element(Locator::Css("#receipts"))
+        .await
+        .unwrap();
+    let receipts = browser
+        .js("return [...document.querySelectorAll('#receipts > li')].map(li => [li.dataset.service, li.dataset.state])")
+        .await;
+    assert_eq!(
+        receipts.as_array().map(Vec::len),
+        Some(4),
+        "one receipt per service: {receipts}"
+    );
+    // A walk-in repair has no parcel waiting for her address: done at once.
+    assert_eq!(receipts[0], serde_json::json!(["warranty", "done"]));
+    assert_eq!(receipts[1], serde_json::json!(["repair", "done"]));
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    let after = copy().await;
+    let orders = after["services"][1]["records"].to_string();
+    assert!(
+        !orders.contains("battery drains") && orders.contains("[erased]"),
+        "{orders}"
+    );
+    assert!(
+        after["services"][0]["records"].to_string().contains(&phone),
+        "the phone and its warranty are kept"
+    );
     browser.client.clone().close().await.unwrap();
 }

@@ -433,3 +433,21 @@ timeline-data-opened = { $who } hat { $what } geöffnet, für { $purpose }
 timeline-data-protection = Datenschutz-Checkliste erfasst
 form-purpose-unknown = Bitte einen Zweck aus der Liste wählen.
 form-passcode-unknown = Bitte wählen, wie mit dem Code umgegangen wird.
+
+# Die eigenen Daten: eine Kopie, und ihre Löschung.
+data-title = Ihre Daten
+data-link = Ihre Daten: Kopie herunterladen oder löschen lassen
+data-intro = Sie können eine Kopie aller Daten erhalten, die wir über Sie speichern, und sie löschen lassen.
+data-copy-title = Eine Kopie Ihrer Daten
+data-copy-text = Eine Datei im JSON-Format mit allem, was jeder unserer Dienste über Sie speichert: Ihre Telefone, Reparaturen, Pakete, Nachrichten und Einstellungen.
+data-copy-download = Kopie herunterladen
+data-erase-title = Ihre Daten löschen
+data-erase-text = Ihre Kontaktdaten, Adressen, Ihre Fehlerbeschreibungen und Ihre Nachrichten werden endgültig gelöscht, in jeder Kopie, die wir je angelegt haben. Was wir gesetzlich aufbewahren müssen (Garantie und Rechnungen Ihrer Telefone), bleibt ohne Ihre persönlichen Angaben erhalten. Eine laufende Reparatur per Post wird zuerst abgeschlossen, da ihr Paket Ihre Adresse braucht. Um den Dienst wieder zu nutzen, müssen Sie sich neu registrieren.
+data-erase-confirm = Mir ist bewusst, dass dies nicht rückgängig gemacht werden kann.
+data-erase-button = Meine Daten löschen
+data-erase-confirm-needed = Bitte bestätigen Sie mit dem Kästchen, dass Ihre Daten gelöscht werden sollen.
+data-erased-at = gelöscht am
+data-deferred-since = Löschung wartet seit
+data-waiting-for = Wartet auf:
+data-erased = Gelöscht:
+data-kept = Aufbewahrt, und warum:

@@ -433,3 +433,21 @@ timeline-data-opened = { $who } opened { $what }, for { $purpose }
 timeline-data-protection = Data-protection checklist recorded
 form-purpose-unknown = Choose a purpose from the list.
 form-passcode-unknown = Choose how the passcode is handled.
+
+# The customer's own data: a copy, and its erasure.
+data-title = Your data
+data-link = Your data: download a copy, or have it erased
+data-intro = You can have a copy of everything we hold about you, and have it erased.
+data-copy-title = A copy of your data
+data-copy-text = One file, in JSON, with what each of our services holds about you: your phones, repairs, parcels, messages and preferences.
+data-copy-download = Download a copy
+data-erase-title = Erase your data
+data-erase-text = Your contact details, addresses, what you told us about faults and your messages are erased for good, in every copy we ever made. What the law requires us to keep (your phones' warranty and invoices) stays, without your personal details. An open mail-in repair is finished first, since its parcel needs your address. You will need to register again to use the service.
+data-erase-confirm = I understand that this cannot be undone.
+data-erase-button = Erase my data
+data-erase-confirm-needed = Tick the box to confirm that you want your data erased.
+data-erased-at = erased on
+data-deferred-since = erasure waiting since
+data-waiting-for = Waiting for:
+data-erased = Erased:
+data-kept = Kept, and why:

@@ -433,3 +433,21 @@ timeline-data-opened = { $who } 为{ $purpose }打开了{ $what }
 timeline-data-protection = 已记录数据保护检查单
 form-purpose-unknown = 请从列表中选择目的。
 form-passcode-unknown = 请选择密码的处理方式。
+
+# 客户自己的数据：副本与删除。
+data-title = 您的数据
+data-link = 您的数据：下载副本或申请删除
+data-intro = 您可以获取我们保存的关于您的全部数据的副本，也可以申请删除。
+data-copy-title = 您的数据副本
+data-copy-text = 一个 JSON 文件，包含我们每项服务保存的关于您的内容：您的手机、维修、包裹、消息和偏好设置。
+data-copy-download = 下载副本
+data-erase-title = 删除您的数据
+data-erase-text = 您的联系方式、地址、您对故障的描述以及您的消息将被永久删除，包括我们制作过的每一份副本。法律要求我们保留的内容（手机的保修和发票）会保留，但不含您的个人信息。进行中的寄修会先完成，因为包裹需要您的地址。如需再次使用本服务，您需要重新注册。
+data-erase-confirm = 我明白此操作无法撤销。
+data-erase-button = 删除我的数据
+data-erase-confirm-needed = 请勾选方框，确认您要删除您的数据。
+data-erased-at = 删除于
+data-deferred-since = 删除等待中，自
+data-waiting-for = 正在等待：
+data-erased = 已删除：
+data-kept = 保留的内容及原因：

@@ -10,6 +10,7 @@ use aftersales_proto::logistics as lpb;
 use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::operations::operations_client::OperationsClient;
+use aftersales_proto::privacy::privacy_client::PrivacyClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
@@ -31,6 +32,7 @@ use crate::i18n::{LANGUAGES, Translations, negotiate};
 use crate::identity::{self, Identity, Refusal, Tokens};
 use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie};
 
+mod account;
 mod audit;
 mod devices;
 mod help;
@@ -129,6 +131,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "preferences.html",
         include_str!("../templates/preferences.html"),
     ),
+    (
+        "account_data.html",
+        include_str!("../templates/account_data.html"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -149,6 +155,8 @@ struct Inner {
     notification: NotificationServiceClient<Channel>,
     /// Every service's backlogs and dead letters, by service name.
     operations: Vec<(&'static str, OperationsClient<Channel>)>,
+    /// Every service's answer for a customer's data, by service name.
+    privacy: Vec<(&'static str, PrivacyClient<Channel>)>,
     identity: Identity,
     export_key: crate::export::ExportKey,
     feeds: crate::feeds::Feeds,
@@ -194,6 +202,11 @@ impl App {
                     .all()
                     .into_iter()
                     .map(|(name, channel)| (name, OperationsClient::new(channel)))
+                    .collect(),
+                privacy: services
+                    .all()
+                    .into_iter()
+                    .map(|(name, channel)| (name, PrivacyClient::new(channel)))
                     .collect(),
                 identity,
                 export_key,
@@ -244,6 +257,9 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
             Customer,
             get(inbox::preferences).post(inbox::save_preferences),
         ),
+        ("/account/data", Customer, get(account::page)),
+        ("/account/data/export", Customer, get(account::export)),
+        ("/account/data/erase", Customer, post(account::erase)),
         (
             "/staff/sign-in",
             Anyone,
