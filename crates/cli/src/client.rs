@@ -985,21 +985,6 @@ fn customer_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-fn receipt_json(receipt: &aftersales_proto::privacy::ErasureReceipt) -> serde_json::Value {
-    use aftersales_proto::privacy as ppb;
-    json!({
-        "service": receipt.service,
-        "state": ppb::ErasureState::try_from(receipt.state)
-            .map(|s| s.as_str_name().trim_start_matches("ERASURE_STATE_").to_ascii_lowercase())
-            .unwrap_or_default(),
-        "requested_at": time(receipt.requested_at.as_ref()),
-        "erased_at": receipt.erased_at.as_ref().map(|t| time(Some(t))),
-        "erased": receipt.erased.iter().map(|e| json!({"what": e.what, "count": e.count})).collect::<Vec<_>>(),
-        "kept": receipt.kept.iter().map(|k| json!({"what": k.what, "why": k.why})).collect::<Vec<_>>(),
-        "waiting_for": receipt.waiting_for.iter().map(|o| json!({"what": o.what, "id": o.id})).collect::<Vec<_>>(),
-    })
-}
-
 /// One request for the person, carried to every service in turn.
 pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), String> {
     use aftersales_proto::privacy as ppb;
@@ -1021,27 +1006,7 @@ pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), St
                     .await
                     .map_err(|s| format!("{service}: {}", failed(s)))?
                     .into_inner();
-                let records: Vec<serde_json::Value> = data
-                    .records
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "kind": r.kind,
-                            "id": r.id,
-                            "data": serde_json::from_str::<serde_json::Value>(&r.json)
-                                .unwrap_or_else(|_| serde_json::Value::String(r.json.clone())),
-                        })
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    json!({
-                        "service": data.service,
-                        "customer_id": data.customer_id,
-                        "records": records,
-                        "erasure": data.erasure.as_ref().map(receipt_json),
-                    })
-                );
+                println!("{}", aftersales_runtime::privacy::data_json(&data));
             }
         }
         Customer::Erase { customer } => {
@@ -1054,7 +1019,7 @@ pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), St
                     .await
                     .map_err(|s| format!("{service}: {}", failed(s)))?
                     .into_inner();
-                let shown = receipt_json(&receipt);
+                let shown = aftersales_runtime::privacy::receipt_json(&receipt);
                 if endpoints.json {
                     println!("{shown}");
                     continue;

@@ -493,6 +493,48 @@ impl pb::privacy_server::Privacy for Service {
     }
 }
 
+/// A service's answer for a customer as one JSON document (for a person to
+/// keep, or a tool to read): each record's JSON parsed in place.
+pub fn data_json(data: &pb::CustomerData) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = data
+        .records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "kind": r.kind,
+                "id": r.id,
+                "data": serde_json::from_str::<serde_json::Value>(&r.json)
+                    .unwrap_or_else(|_| serde_json::Value::String(r.json.clone())),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "service": data.service,
+        "customer_id": data.customer_id,
+        "records": records,
+        "erasure": data.erasure.as_ref().map(receipt_json),
+    })
+}
+
+/// An erasure receipt as JSON, its state as `deferred` or `done`.
+pub fn receipt_json(receipt: &pb::ErasureReceipt) -> serde_json::Value {
+    let time = |t: Option<&prost_types::Timestamp>| {
+        t.and_then(|t| DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.to_rfc3339())
+    };
+    serde_json::json!({
+        "service": receipt.service,
+        "state": pb::ErasureState::try_from(receipt.state)
+            .map(|s| s.as_str_name().trim_start_matches("ERASURE_STATE_").to_ascii_lowercase())
+            .unwrap_or_default(),
+        "requested_at": time(receipt.requested_at.as_ref()).unwrap_or_default(),
+        "erased_at": time(receipt.erased_at.as_ref()),
+        "erased": receipt.erased.iter().map(|e| serde_json::json!({"what": e.what, "count": e.count})).collect::<Vec<_>>(),
+        "kept": receipt.kept.iter().map(|k| serde_json::json!({"what": k.what, "why": k.why})).collect::<Vec<_>>(),
+        "waiting_for": receipt.waiting_for.iter().map(|o| serde_json::json!({"what": o.what, "id": o.id})).collect::<Vec<_>>(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

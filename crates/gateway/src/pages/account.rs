@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Serialize;
 
+use aftersales_runtime::privacy::data_json;
+
 use super::{App, LangQuery, Visit, authorized, form_field};
 
 /// One service's receipt, as the page shows it. Its words are the service's
@@ -135,34 +137,7 @@ pub async fn export(
     };
     #[allow(clippy::disallowed_methods)] // when the copy was made, for its reader
     let now = chrono::Utc::now();
-    let services: Vec<serde_json::Value> = all
-        .iter()
-        .map(|data| {
-            let records: Vec<serde_json::Value> = data
-                .records
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "kind": r.kind,
-                        "id": r.id,
-                        "data": serde_json::from_str::<serde_json::Value>(&r.json)
-                            .unwrap_or_else(|_| serde_json::Value::String(r.json.clone())),
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "service": data.service,
-                "records": records,
-                "erasure": data.erasure.as_ref().map(|r| serde_json::json!({
-                    "state": ppb::ErasureState::try_from(r.state)
-                        .map_or("unknown", |s| s.as_str_name()),
-                    "erased": r.erased.iter().map(|e| serde_json::json!({"what": e.what, "count": e.count})).collect::<Vec<_>>(),
-                    "kept": r.kept.iter().map(|k| serde_json::json!({"what": k.what, "why": k.why})).collect::<Vec<_>>(),
-                    "waiting_for": r.waiting_for.iter().map(|o| serde_json::json!({"what": o.what, "id": o.id})).collect::<Vec<_>>(),
-                })),
-            })
-        })
-        .collect();
+    let services: Vec<serde_json::Value> = all.iter().map(data_json).collect();
     let body = serde_json::json!({
         "customer_id": customer,
         "exported_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
