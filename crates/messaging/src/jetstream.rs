@@ -248,6 +248,7 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                     if let Some(work) = working.take() {
                         work.await;
                     }
+                    hand_back(waiting).await;
                     return Err(error);
                 }
                 () = async { if let Some(work) = working.as_mut() { work.await } }, if working.is_some() => {
@@ -259,10 +260,17 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                     }
                 }
                 () = shutdown.requested() => {
-                    // Finish the event at hand; the waiting ones are redelivered.
+                    // Finish the batch at hand; what waits, and what the server
+                    // sent meanwhile, goes back to it to be delivered next.
                     if let Some(work) = working.take() {
                         work.await;
                     }
+                    while let Ok(Some(Ok(message))) =
+                        tokio::time::timeout(HAND_BACK_GRACE, messages.next()).await
+                    {
+                        waiting.push_back(message);
+                    }
+                    hand_back(waiting).await;
                     return Ok(());
                 }
             }
@@ -543,6 +551,20 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                 tracing::debug!(%error, seq, "dead letter already removed");
             }
         }
+    }
+}
+
+/// How long a stopping consumer waits for deliveries still on their way, to
+/// hand them back with the rest.
+const HAND_BACK_GRACE: Duration = Duration::from_millis(50);
+
+/// Gives deliveries not handled yet back to the server to be delivered again
+/// now, so the next subscription (this process's, or the next deployment's)
+/// does not wait out their ack wait. Order is not promised: one handed back
+/// while the old pull is still open can reach it again and wait after all.
+async fn hand_back(waiting: VecDeque<jetstream::Message>) {
+    for message in &waiting {
+        ack(message, AckKind::Nak(None)).await;
     }
 }
 

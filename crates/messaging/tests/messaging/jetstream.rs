@@ -363,3 +363,97 @@ async fn provisioning_is_idempotent_and_applies_changed_settings() {
     assert_eq!(error.field, "max_in_flight");
     p.stop().await;
 }
+
+/// [`Tally`], taking its time: deliveries queue up behind it.
+struct SlowTally(Tally);
+
+impl aftersales_messaging::Handler for SlowTally {
+    async fn handle(
+        &self,
+        event: &aftersales_messaging::InboundEvent,
+        tx: &mut aftersales_eventstore::StoreTransaction,
+    ) -> Result<(), aftersales_messaging::HandlerError> {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        self.0.handle(event, tx).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_mid_stream_hands_back_what_waits_for_the_next_at_once() {
+    use aftersales_eventstore::{EventStore as _, StreamId, read_whole_stream};
+    let mut p = Pipeline::postgres().await;
+    p.start_relay();
+    let settings = ConsumerSettings {
+        max_in_flight: 32,
+        max_batch: 4,
+        ack_wait: Duration::from_secs(30),
+        ..consumer_settings()
+    };
+    let consumer = || {
+        aftersales_messaging::JetStreamConsumer::new(
+            p.js.clone(),
+            names(),
+            crate::harness::subscription(),
+            p.consumer.clone(),
+            std::sync::Arc::new(SlowTally(Tally(p.consumer.clone()))),
+            settings.clone(),
+        )
+        .unwrap()
+    };
+    consumer()
+        .provision(&aftersales_messaging::StreamSettings::default())
+        .await
+        .unwrap();
+    let events = append_events(&p.producer, 120, 120).await;
+    let tally = StreamId::parse("tally").unwrap();
+    let counted = || async {
+        p.consumer
+            .stream_head(&tally)
+            .await
+            .unwrap()
+            .map_or(0, |h| h.version)
+    };
+    let until = |n: u64| async move {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while counted().await < n {
+            assert!(tokio::time::Instant::now() < deadline, "tally short of {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // Stopped with deliveries waiting behind the slow handler, then started
+    // again at once: what waited is delivered again now, not once its ack
+    // wait (30 s) runs out.
+    let first = consumer();
+    let (stop, shutdown) = aftersales_core::Shutdown::new();
+    let running = tokio::spawn(async move { first.run(shutdown).await });
+    until(20).await;
+    stop.trigger();
+    running.await.unwrap();
+    let second = consumer();
+    let (stop, shutdown) = aftersales_core::Shutdown::new();
+    let running = tokio::spawn(async move { second.run(shutdown).await });
+    let started = tokio::time::Instant::now();
+    until(120).await;
+    assert!(
+        started.elapsed() < settings.ack_wait / 2,
+        "the handed-back deliveries waited out their ack wait"
+    );
+    stop.trigger();
+    running.await.unwrap();
+    // Each once. (Not necessarily in order: a delivery handed back can reach
+    // the stopping subscription again and wait out its ack wait after all.)
+    let mut applied: Vec<_> = read_whole_stream(&p.consumer, &tally)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    let mut sent: Vec<_> = events
+        .iter()
+        .map(|id| uuid::Uuid::new_v5(id, b"tally"))
+        .collect();
+    applied.sort();
+    sent.sort();
+    assert_eq!(applied, sent);
+    p.stop().await;
+}
