@@ -494,6 +494,18 @@ pub enum Repair {
         #[arg(long)]
         order: String,
     },
+    /// Staff: open the customer's words and the phone's data-protection
+    /// checklist (with --address, a mail-in's address too), for a purpose the
+    /// customer sees in the order's timeline.
+    Personal {
+        #[arg(long)]
+        order: String,
+        /// diagnosis, repair, return-shipping, customer-contact or complaint.
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        address: bool,
+    },
     /// Every step of an order, with who and when.
     Timeline {
         #[arg(long)]
@@ -582,7 +594,9 @@ fn order_json(o: &rpb::RepairOrder) -> serde_json::Value {
         "stage": stage_name(o.stage),
         "center": o.service_center_id,
         "customer_id": o.customer_id,
-        "symptoms": o.symptoms,
+        // Withheld from staff until opened (`repair personal`).
+        "symptoms": (!o.personal_withheld).then_some(&o.symptoms),
+        "personal_withheld": o.personal_withheld,
         "fault_date": o.fault_date,
         "coverage": if coverage.decided {
             format!("{} ({}, {} v{})", if coverage.covered { "covered" } else { "not covered" }, coverage.reason, coverage.policy_id, coverage.policy_version)
@@ -788,6 +802,68 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
                 .map_err(failed)?
                 .into_inner();
             print(endpoints.json, &order_json(&order));
+        }
+        Repair::Personal {
+            order,
+            purpose,
+            address,
+        } => {
+            let name = format!(
+                "ACCESS_PURPOSE_{}",
+                purpose.trim().replace('-', "_").to_ascii_uppercase()
+            );
+            let purpose = rpb::AccessPurpose::from_str_name(&name)
+                .filter(|p| *p != rpb::AccessPurpose::Unspecified)
+                .ok_or_else(|| {
+                    format!(
+                        "--purpose: {purpose:?} is not one of diagnosis, repair, return-shipping, customer-contact, complaint"
+                    )
+                })?;
+            let mut categories = vec![
+                rpb::DataCategory::CustomerWords.into(),
+                rpb::DataCategory::DataProtection.into(),
+            ];
+            if address {
+                categories.push(rpb::DataCategory::ContactAddress.into());
+            }
+            let opened = client
+                .open_personal_data(rpb::OpenPersonalDataRequest {
+                    order_id: order,
+                    categories,
+                    purpose: purpose.into(),
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let checklist = opened.data_protection.map(|d| {
+                json!({
+                    "backup_reminded": d.backup_reminded,
+                    "find_my_device_off": d.find_my_device_off,
+                    "passcode": rpb::PasscodeHandling::try_from(d.passcode)
+                        .map(|p| p.as_str_name().trim_start_matches("PASSCODE_HANDLING_").to_ascii_lowercase())
+                        .unwrap_or_default(),
+                })
+            });
+            let contact = opened.contact_address.map(|a| {
+                json!({
+                    "recipient": a.recipient,
+                    "lines": a.lines,
+                    "city": a.city,
+                    "region": a.region,
+                    "postal_code": a.postal_code,
+                    "country": a.country.map(|c| c.value).unwrap_or_default(),
+                    "phone": a.phone,
+                })
+            });
+            print(
+                endpoints.json,
+                &json!({
+                    "order_id": opened.order_id,
+                    "symptoms": opened.symptoms,
+                    "data_protection": checklist,
+                    "contact_address": contact,
+                }),
+            );
         }
         Repair::Timeline { order } => {
             let timeline = client

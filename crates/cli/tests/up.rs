@@ -744,6 +744,50 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
         (shown["stage"].as_str(), shown["qc_failures"].as_u64()),
         (Some("closed"), Some(1))
     );
+    // The customer's words are withheld from staff until opened for a purpose,
+    // and the opening is a step of the order's timeline.
+    assert_eq!(
+        (&shown["symptoms"], &shown["personal_withheld"]),
+        (&serde_json::Value::Null, &serde_json::Value::Bool(true))
+    );
+    let refused = run(
+        &urls,
+        &[
+            "repair",
+            "personal",
+            "--order",
+            &order,
+            "--purpose",
+            "curiosity",
+        ],
+    )
+    .unwrap_err();
+    assert!(refused.contains("--purpose"), "{refused}");
+    let opened: serde_json::Value = serde_json::from_str(
+        &run(
+            &urls,
+            &[
+                "--json",
+                "repair",
+                "personal",
+                "--order",
+                &order,
+                "--purpose",
+                "complaint",
+            ],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(opened["symptoms"], "no sound");
+    let timeline = run(&urls, &["repair", "timeline", "--order", &order]).unwrap();
+    assert!(
+        timeline
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("PersonalDataAccessed")),
+        "{timeline}"
+    );
     let refused = run(
         &urls,
         &["repair", "advance", "--order", &order, "--step", "start"],

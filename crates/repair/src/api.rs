@@ -486,12 +486,16 @@ impl RepairService for RepairApi {
             now: ctx.now,
         };
         // A customer's own data is theirs to read: checked, not recorded.
-        let (order, _) = if caller.is_customer() {
-            let (order, version) = self.app.get(&id).await.map_err(status)?;
+        let order = if caller.is_customer() {
+            let (order, _) = self.app.get(&id).await.map_err(status)?;
             RepairOrder::decide(&Some(order.clone()), &command).map_err(|e| status(e.into()))?;
-            (order, version)
+            order
         } else {
-            self.app.command(&id, command, &ctx).await.map_err(status)?
+            self.app
+                .command(&id, command, &ctx)
+                .await
+                .map_err(status)?
+                .0
         };
         let has = |c: DataCategory| categories.contains(&c);
         Ok(Response::new(pb::PersonalData {
