@@ -110,6 +110,9 @@ pub struct Loaded<S> {
     pub state: S,
     /// 0 for a stream with no events.
     pub version: u64,
+    /// Whether an event folded in carried personal data: such a state holds it
+    /// opened, so it is never snapshotted (a snapshot is not sealed per person).
+    pub personal: bool,
 }
 
 /// The result of a handled command.
@@ -252,15 +255,18 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 // A concurrent run of the same command got there first.
                 Ok(outcome) if outcome.duplicate => return self.already_handled(stream).await,
                 Ok(outcome) => {
+                    let personal = loaded.personal || events.iter().any(|e| e.personal().is_some());
                     let state = events.iter().fold(loaded.state, D::evolve);
-                    self.maybe_snapshot(
-                        stream,
-                        &state,
-                        loaded.version,
-                        outcome.stream_version,
-                        ctx.now,
-                    )
-                    .await;
+                    if !personal {
+                        self.maybe_snapshot(
+                            stream,
+                            &state,
+                            loaded.version,
+                            outcome.stream_version,
+                            ctx.now,
+                        )
+                        .await;
+                    }
                     return Ok(Handled {
                         state,
                         version: outcome.stream_version,
@@ -374,6 +380,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         let mut loaded = Loaded {
             state: D::initial_state(),
             version: 0,
+            personal: false,
         };
         if let Some(every) = self.snapshot_every {
             // A stream shorter than one snapshot interval has no snapshot: read it
@@ -410,6 +417,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                         let mut from_snapshot = Loaded {
                             state,
                             version: snapshot.stream_version,
+                            personal: false,
                         };
                         self.fold_page(
                             &mut from_snapshot,
@@ -455,6 +463,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         let mut loaded = Loaded {
             state: D::initial_state(),
             version: 0,
+            personal: false,
         };
         while loaded.version < snapshot.stream_version {
             let left = usize::try_from(snapshot.stream_version - loaded.version)
@@ -506,6 +515,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         let initial = Loaded {
             state: D::initial_state(),
             version: 0,
+            personal: false,
         };
         self.fold_from(stream, initial, Some(as_of)).await
     }
@@ -542,6 +552,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 return Ok(true);
             }
             let event: D::Event = recorded.decode()?;
+            loaded.personal |= !matches!(recorded.personal, crate::personal::Personal::None);
             let state = std::mem::replace(&mut loaded.state, D::initial_state());
             loaded.state = D::evolve(state, &event);
             loaded.version = recorded.stream_version;

@@ -65,4 +65,5 @@ conformance!(
     state_cache_drops_streams_the_log_moves_on,
     personal_data_is_sealed_and_erased_with_its_key,
     without_its_keys_personal_data_is_refused_and_nothing_written,
+    a_stream_with_personal_data_is_never_snapshotted,
 );

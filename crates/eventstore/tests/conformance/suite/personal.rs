@@ -222,3 +222,20 @@ pub async fn without_its_keys_personal_data_is_refused_and_nothing_written(b: Ba
         vec![noted("c-known", "known@example.com")]
     );
 }
+
+/// A snapshot is not sealed per person, so a stream that carries personal data
+/// is never snapshotted: its state would hold the data opened.
+pub async fn a_stream_with_personal_data_is_never_snapshotted(b: Backend) {
+    let keyring = Arc::new(Keyring::ephemeral().unwrap());
+    let store = b.store.clone().with_keyring(Arc::clone(&keyring), "test");
+    let handler = CommandHandler::<Contact, _>::new(store.clone()).with_snapshots_every(1);
+    let ana = stream("contact");
+    for i in 0..3 {
+        handler
+            .handle(&ana, &noted("c-ana", "ana@example.com"), &ctx(i))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.load_snapshot(&ana).await.unwrap(), None);
+    assert_eq!(handler.load(&ana).await.unwrap().state.len(), 3);
+}
