@@ -2295,6 +2295,9 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         timeline.contains("Datenschutz-Checkliste erfasst"),
         "{timeline}"
     );
+    // The checklist is hers to read, as recorded.
+    let hers = browser.text("#checklist").await;
+    assert!(hers.contains("Werkseinstellungen"), "{hers}");
     assert!(w.get_alert_text().await.is_err(), "no script ran");
     assert_eq!(
         workshop

@@ -720,6 +720,33 @@ fn fault_options(app: &App, language: &str) -> Vec<minijinja::Value> {
         .collect()
 }
 
+/// How the passcode is handled, as forms post it and messages name it
+/// (`passcode-<name>`).
+pub(crate) const PASSCODES: [(rpb::PasscodeHandling, &str); 3] = [
+    (rpb::PasscodeHandling::CustomerUnlocks, "customer-unlocks"),
+    (rpb::PasscodeHandling::NotNeeded, "not-needed"),
+    (rpb::PasscodeHandling::ResetAgreed, "reset-agreed"),
+];
+
+/// The phone's data-protection checklist in a sentence.
+pub(crate) fn checklist_summary(app: &App, language: &str, d: &rpb::DataProtection) -> String {
+    let yes_no = |yes: bool| app.t(language, if yes { "answer-yes" } else { "answer-no" }, &[]);
+    let passcode = PASSCODES
+        .iter()
+        .find(|(p, _)| i32::from(*p) == d.passcode)
+        .map(|(_, name)| app.t(language, &format!("passcode-{name}"), &[]))
+        .unwrap_or_default();
+    app.t(
+        language,
+        "checklist-summary",
+        &[
+            ("backup", &yes_no(d.backup_reminded)),
+            ("find", &yes_no(d.find_my_device_off)),
+            ("passcode", &passcode),
+        ],
+    )
+}
+
 /// A category of a customer's data as messages name it (`data-<name>`).
 fn data_category_name(category: rpb::DataCategory) -> Option<&'static str> {
     match category {
@@ -1091,6 +1118,7 @@ async fn repair_page(
         stage => stage_name(stage),
         stage_label => app.t(language, stage_message(stage), &[]),
         symptoms => &order.symptoms,
+        checklist => order.data_protection.as_ref().map(|d| checklist_summary(&app, language, d)),
         quote => order.quote.as_ref().map(|q| quote_view(&app, language, q, stage == rpb::Stage::Quoted)),
         timeline => timeline,
         parcels => parcels,

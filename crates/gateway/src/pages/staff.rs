@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    App, LangQuery, STAGES, Visit, authorized, chrono_today, fault_named, fault_options, forbidden,
-    form_field, imei_of, refusal_text, same_origin, stage_message, stage_name,
+    App, LangQuery, PASSCODES, STAGES, Visit, authorized, chrono_today, fault_named, fault_options,
+    forbidden, form_field, imei_of, refusal_text, same_origin, stage_message, stage_name,
 };
 use crate::session::Person;
 use aftersales_auth::Role;
@@ -277,13 +277,6 @@ const CHECKLIST_STAGES: [rpb::Stage; 6] = [
     rpb::Stage::Approved,
 ];
 
-/// How the checklist's passcode choices are posted.
-const PASSCODES: [(rpb::PasscodeHandling, &str); 3] = [
-    (rpb::PasscodeHandling::CustomerUnlocks, "customer-unlocks"),
-    (rpb::PasscodeHandling::NotNeeded, "not-needed"),
-    (rpb::PasscodeHandling::ResetAgreed, "reset-agreed"),
-];
-
 /// What of the customer's was opened, as the page shows it.
 fn opened_view(app: &App, language: &str, opened: &rpb::PersonalData) -> minijinja::Value {
     let address = opened.contact_address.as_ref().map(|a| {
@@ -299,23 +292,10 @@ fn opened_view(app: &App, language: &str, opened: &rpb::PersonalData) -> minijin
         lines.retain(|l| !l.is_empty());
         lines
     });
-    let yes_no = |yes: bool| app.t(language, if yes { "answer-yes" } else { "answer-no" }, &[]);
-    let checklist = opened.data_protection.as_ref().map(|d| {
-        let passcode = PASSCODES
-            .iter()
-            .find(|(p, _)| i32::from(*p) == d.passcode)
-            .map(|(_, name)| app.t(language, &format!("passcode-{name}"), &[]))
-            .unwrap_or_default();
-        app.t(
-            language,
-            "checklist-summary",
-            &[
-                ("backup", &yes_no(d.backup_reminded)),
-                ("find", &yes_no(d.find_my_device_off)),
-                ("passcode", &passcode),
-            ],
-        )
-    });
+    let checklist = opened
+        .data_protection
+        .as_ref()
+        .map(|d| super::checklist_summary(app, language, d));
     minijinja::context! {
         symptoms => &opened.symptoms,
         address => address,
