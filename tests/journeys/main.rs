@@ -18,6 +18,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
@@ -56,6 +57,8 @@ pub struct Service {
     /// Where its logs go (appended across restarts); the test's stderr otherwise.
     log: Option<PathBuf>,
     child: Option<Child>,
+    /// Its metrics endpoint, once its banner has named it.
+    metrics: Arc<OnceLock<String>>,
 }
 
 impl Service {
@@ -74,6 +77,7 @@ impl Service {
             env,
             log: logs.map(|dir| dir.join(format!("{name}.log"))),
             child: None,
+            metrics: Arc::default(),
         };
         service.start();
         service
@@ -111,12 +115,31 @@ impl Service {
         // `<name> gRPC on <address>`, or the gateway's `http://<address>`.
         let addr = line.rsplit(' ').next().unwrap();
         self.addr = addr.trim_start_matches("http://").parse().unwrap();
-        std::thread::spawn(move || lines.for_each(drop));
+        self.metrics = Arc::default();
+        let metrics = Arc::clone(&self.metrics);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some((_, url)) = line.split_once(" metrics on ") {
+                    let _ = metrics.set(url.to_owned());
+                }
+            }
+        });
         self.child = Some(child);
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// What its metrics endpoint serves now.
+    pub async fn metrics(&self) -> String {
+        let url = aftersales_testkit::eventually(
+            || async { self.metrics.get().cloned() },
+            Option::is_some,
+        )
+        .await
+        .unwrap_or_default();
+        reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
     /// The running process's id.

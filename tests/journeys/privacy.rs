@@ -503,4 +503,24 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         lines > 20,
         "the services logged the journey ({lines} lines)"
     );
+    // Nor does any metric, its labels included.
+    for service in [&p.warranty, &p.repair, &p.logistics, &p.notification] {
+        let metrics = service.metrics().await;
+        assert!(
+            metrics.contains("aftersales_grpc"),
+            "{} serves its metrics: {metrics}",
+            service.name
+        );
+        for needle in
+            NEEDLES
+                .iter()
+                .chain([&"stays@example.com", &first.as_str(), &second.as_str()])
+        {
+            assert!(
+                !metrics.contains(needle),
+                "{} has {needle:?} in a metric",
+                service.name
+            );
+        }
+    }
 }

@@ -248,6 +248,10 @@ impl Running {
     pub fn banner(&self) -> Vec<String> {
         std::iter::once(format!("{} gRPC on {}", self.name, self.addr))
             .chain(self.endpoints.iter().map(|e| e.banner.clone()))
+            .chain(
+                self.metrics_addr
+                    .map(|addr| format!("{} metrics on http://{addr}/metrics", self.name)),
+            )
             .collect()
     }
 
