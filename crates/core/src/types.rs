@@ -193,15 +193,8 @@ pub fn masked_stream_id(stream: &str) -> String {
     for marker in ["imei-", "serial-"] {
         if let Some(at) = stream.find(marker) {
             let (head, value) = stream.split_at(at + marker.len());
-            let tail: String = value
-                .chars()
-                .rev()
-                .take(4)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return format!("{head}…{tail}");
+            let last_four = value.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+            return format!("{head}…{}", &value[last_four..]);
         }
     }
     stream.to_owned()
@@ -384,6 +377,8 @@ id_type!(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_stream_id_in_a_log_names_no_whole_device() {
         assert_eq!(
@@ -395,9 +390,8 @@ mod tests {
             "device-orders-serial-…2ABC"
         );
         assert_eq!(masked_stream_id("repair-0192a4b0"), "repair-0192a4b0");
+        assert_eq!(masked_stream_id("device-imei-12"), "device-imei-…12");
     }
-
-    use super::*;
 
     #[test]
     fn ids_keep_to_one_alphabet_and_name_their_field() {
