@@ -4,8 +4,7 @@
 //! digests customers sign in by; that each message was sent stays.
 
 use aftersales_core::Error;
-use aftersales_eventstore::personal::ERASED;
-use aftersales_eventstore::{EventStore as _, StoreError, on_connection, on_read_pool};
+use aftersales_eventstore::{EventStore as _, StoreError, on_read_pool};
 use aftersales_runtime::privacy::{Answer, CustomerRecords, Erased, Kept, Obligation, Record};
 use sqlx::Row as _;
 
@@ -100,25 +99,11 @@ impl CustomerRecords for NotificationRecords {
 
     fn scrub<'a>(&'a self, customer: &'a str) -> Answer<'a, Vec<Erased>> {
         Box::pin(async move {
+            // At once, for the receipt's counts; each read model does it again
+            // when it reaches `CustomerErased`, after anything it copied before.
             let mut tx = self.app.store().begin().await?;
-            let (messages, digests) = on_connection!(tx.connection(), c => {
-                let messages = sqlx::query(
-                    "UPDATE notifications SET subject = $2, body = $2 WHERE customer_id = $1",
-                )
-                .bind(customer)
-                .bind(ERASED)
-                .execute(&mut *c)
-                .await
-                .map_err(StoreError::from)?
-                .rows_affected();
-                let digests = sqlx::query("DELETE FROM sign_in_addresses WHERE customer_id = $1")
-                    .bind(customer)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(StoreError::from)?
-                    .rows_affected();
-                (messages, digests)
-            });
+            let messages = crate::projections::blank_messages(&mut tx, customer).await?;
+            let digests = crate::projections::drop_sign_in_digests(&mut tx, customer).await?;
             tx.commit().await?;
             Ok(vec![
                 Erased {

@@ -55,6 +55,10 @@ impl Projection for SignInAddresses {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
+        if let Some(customer) = erased_customer(event) {
+            drop_sign_in_digests(tx, customer).await?;
+            return Ok(());
+        }
         let Some(customer) = event.stream_id.as_str().strip_prefix("customer-") else {
             return Ok(());
         };
@@ -92,6 +96,42 @@ impl Projection for SignInAddresses {
         });
         Ok(())
     }
+}
+
+/// The stream and event by which a service records a customer's erasure as done
+/// (after their keys are destroyed): each read model drops its copy on it, in
+/// log order, so no copy made from before the erasure outlives it.
+fn erased_customer(event: &RecordedEvent) -> Option<&str> {
+    (event.event_type == "CustomerErased")
+        .then(|| event.stream_id.as_str().strip_prefix("erasure-"))
+        .flatten()
+}
+
+/// An erased customer's messages as the read model keeps them: the subject and
+/// text read `[erased]`. Returns how many.
+pub async fn blank_messages(tx: &mut StoreTransaction, customer: &str) -> Result<u64, StoreError> {
+    Ok(on_connection!(tx.connection(), c => {
+        sqlx::query("UPDATE notifications SET subject = $2, body = $2 WHERE customer_id = $1")
+            .bind(customer.to_owned())
+            .bind(aftersales_eventstore::personal::ERASED)
+            .execute(c)
+            .await?
+            .rows_affected()
+    }))
+}
+
+/// Forgets the digests an erased customer signed in by. Returns how many.
+pub async fn drop_sign_in_digests(
+    tx: &mut StoreTransaction,
+    customer: &str,
+) -> Result<u64, StoreError> {
+    Ok(on_connection!(tx.connection(), c => {
+        sqlx::query("DELETE FROM sign_in_addresses WHERE customer_id = $1")
+            .bind(customer.to_owned())
+            .execute(c)
+            .await?
+            .rows_affected()
+    }))
 }
 
 /// How long the read models keep messages (the log keeps them sealed, erased
@@ -184,7 +224,9 @@ impl Projection for Queues {
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
         let stream = event.stream_id.as_str();
-        if let Some(id) = stream.strip_prefix("notification-") {
+        if let Some(customer) = erased_customer(event) {
+            blank_messages(tx, customer).await?;
+        } else if let Some(id) = stream.strip_prefix("notification-") {
             let (state, seq) = self.fold::<Notification>(event).await?;
             let Some(n) = state else { return Ok(()) };
             let seq = i64::try_from(seq)
