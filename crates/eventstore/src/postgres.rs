@@ -2,9 +2,10 @@
 //!
 //! Appends are two statements and no explicit transaction (see [`crate::append`]).
 //! Followers read with a horizon: only events whose writing transaction is older
-//! than every transaction in flight when the read began (`pg_snapshot_xmin`),
+//! than every transaction of this database in flight when the read began,
 //! ordered by (transaction id, position). Nothing can commit below that line any more, so the
-//! order is final and a checkpoint never skips a late commit.
+//! order is final and a checkpoint never skips a late commit. Transactions of other
+//! databases on the same server never write this log, so they do not hold it back.
 
 use std::sync::Arc;
 
@@ -125,6 +126,46 @@ impl PgEventStore {
     /// The pool, for projections and inboxes that share the service's database.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The oldest transaction of this database that may still commit: every
+    /// older one has ended. The server-wide snapshot's `xmin` would also wait for
+    /// other databases' transactions (another service's long write, a bulk job),
+    /// which never write this log. Prepared transactions count too.
+    async fn horizon(&self) -> Result<u64, StoreError> {
+        // One statement: the snapshot is taken as it starts, the backends are read
+        // while it runs, so a transaction not yet holding an id then gets one at or
+        // above the snapshot's `xmax`.
+        let (next, running): (String, Vec<String>) = sqlx::query_as(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text, ARRAY( \
+               SELECT backend_xid::text FROM pg_stat_activity \
+                WHERE datname = current_database() AND backend_xid IS NOT NULL \
+               UNION ALL \
+               SELECT transaction::text FROM pg_prepared_xacts \
+                WHERE database = current_database())",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let corrupt = |text: &str| StoreError::CorruptRow(format!("transaction id {text:?}"));
+        let next: u64 = next.parse().map_err(|_| corrupt(&next))?;
+        running.iter().try_fold(next, |oldest, xid| {
+            let xid: u32 = xid.parse().map_err(|_| corrupt(xid))?;
+            Ok(oldest.min(widen(xid, next)))
+        })
+    }
+}
+
+/// The 64-bit id of a running transaction known by its 32-bit `xid`, given the
+/// snapshot's next id `next`: the one at most 2^31 below it. An id at or past
+/// `next` was handed out after the snapshot and is `next` as far as the
+/// horizon is concerned.
+fn widen(xid: u32, next: u64) -> u64 {
+    #[allow(clippy::cast_possible_truncation)] // the low 32 bits, on purpose
+    let behind = (next as u32).wrapping_sub(xid);
+    if behind == 0 || behind > 1 << 31 {
+        next
+    } else {
+        next - u64::from(behind)
     }
 }
 
@@ -454,10 +495,7 @@ impl EventStore for PgEventStore {
         // The horizon comes from an earlier statement than the scan: every transaction
         // below it had finished when it was taken, so the later scan sees all of their
         // rows, whichever snapshot each part of a single statement would have used.
-        let horizon: String =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-                .fetch_one(&self.pool)
-                .await?;
+        let horizon = self.horizon().await?.to_string();
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -479,13 +517,7 @@ impl EventStore for PgEventStore {
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {
         // Transactions below the horizon are over; any later one may still commit.
-        let horizon: String =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-                .fetch_one(&self.pool)
-                .await?;
-        let horizon: u64 = horizon
-            .parse()
-            .map_err(|_| StoreError::CorruptRow(format!("horizon {horizon:?}")))?;
+        let horizon = self.horizon().await?;
         Ok(Checkpoint {
             transaction: horizon.saturating_sub(1),
             position: i64::MAX.unsigned_abs(),
@@ -589,4 +621,26 @@ fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         },
         hash: hash_from(row.try_get("hash")?)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widen;
+
+    #[test]
+    fn a_running_transaction_id_is_widened_below_the_next_id_across_epochs() {
+        let epoch = 7u64 << 32;
+        assert_eq!(widen(100, epoch + 150), epoch + 100);
+        assert_eq!(
+            widen(u32::MAX - 9, epoch + 5),
+            epoch - 10,
+            "the previous epoch"
+        );
+        assert_eq!(
+            widen(150, epoch + 150),
+            epoch + 150,
+            "handed out at the snapshot"
+        );
+        assert_eq!(widen(160, epoch + 150), epoch + 150, "handed out after it");
+    }
 }

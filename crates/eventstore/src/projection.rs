@@ -103,6 +103,28 @@ pub async fn rebuild<S: EventStore, P: Projection>(
     }
 }
 
+/// Waits, for at most `timeout`, until the projection called `name` has read
+/// the log as far as it reached when called (judged as [`rebuild`] judges it):
+/// how a request reads a write that was just made. Whether it got there.
+pub async fn wait_for<S: EventStore>(
+    store: &S,
+    name: &str,
+    timeout: Duration,
+) -> Result<bool, StoreError> {
+    let target = store.last_position().await?;
+    let checkpoint = checkpoint_of(name);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if store.load_checkpoint(&checkpoint).await?.position >= target {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Keeps the projection up to date until `stop` resolves; failures are logged and
 /// retried after `poll_interval`.
 pub async fn run<S: EventStore, P: Projection>(

@@ -81,6 +81,9 @@ pub struct Notifications {
 /// How soon an open inbox sees a message written by another process (this
 /// process's own appends wake the follower at once).
 const LIVE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a sign-in code request for an unknown address waits for the
+/// addresses' read model to catch up with the log.
+const SIGN_IN_READ_MODEL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The customer whose inbox `event` puts a new message in, if it does.
 fn inbox_of(event: &RecordedEvent) -> Option<String> {
@@ -570,7 +573,18 @@ impl Notifications {
         language: &str,
     ) -> AppResult<Option<String>> {
         let normalized = aftersales_core::types::sign_in_address(address);
-        let customers = self.customers_at(address, 2).await?;
+        let mut customers = self.customers_at(address, 2).await?;
+        if customers.is_empty()
+            && aftersales_eventstore::projection::wait_for(
+                &self.store,
+                crate::projections::SignInAddresses::NAME,
+                SIGN_IN_READ_MODEL_WAIT,
+            )
+            .await?
+        {
+            // An address registered a moment ago may just have reached the read model.
+            customers = self.customers_at(address, 2).await?;
+        }
         let [customer] = customers.as_slice() else {
             return Ok(None);
         };

@@ -40,6 +40,8 @@ pub struct SignInAddresses {
 }
 
 impl SignInAddresses {
+    pub const NAME: &'static str = "notification-sign-in-addresses";
+
     pub fn new(store: AnyEventStore) -> Self {
         Self { store }
     }
@@ -47,7 +49,7 @@ impl SignInAddresses {
 
 impl Projection for SignInAddresses {
     fn name(&self) -> &'static str {
-        "notification-sign-in-addresses"
+        Self::NAME
     }
 
     async fn apply(

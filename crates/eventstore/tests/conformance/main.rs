@@ -62,6 +62,7 @@ conformance!(
     commands_in_one_transaction_see_each_others_events,
     savepoints_undo_part_of_a_transaction,
     projections_catch_up_once_and_rebuild_from_the_start,
+    a_request_waits_for_a_projection_to_reach_its_write,
     state_cache_drops_streams_the_log_moves_on,
     personal_data_is_sealed_and_erased_with_its_key,
     without_its_keys_personal_data_is_refused_and_nothing_written,

@@ -90,6 +90,40 @@ async fn follower_waits_for_a_transaction_that_commits_late() {
     );
 }
 
+/// A long write in another database on the same server (another service, a
+/// bulk job) never writes this log, so the follower does not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_in_another_database_does_not_hold_the_follower_back() {
+    let b = Backend::postgres().await;
+    let neighbour = Backend::postgres().await;
+    let AnyEventStore::Postgres(other) = &neighbour.store else {
+        unreachable!()
+    };
+    let mut long = other.pool().begin().await.unwrap();
+    let long_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *long)
+        .await
+        .unwrap();
+
+    let appended = b
+        .store
+        .append(&stream("here"), ExpectedVersion::Any, events(2))
+        .await
+        .unwrap();
+    let read = b.store.read_log(Checkpoint::START, 10).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![appended.first_position, appended.last_position],
+        "both events, while transaction {long_xid} of another database is open"
+    );
+    let end = b.store.log_end().await.unwrap();
+    assert!(
+        end.transaction >= read[1].checkpoint.transaction,
+        "the log's end is past them too"
+    );
+    long.rollback().await.unwrap();
+}
+
 /// A transaction that rolls back leaves a hole in positions that the follower
 /// passes without waiting forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -115,7 +149,7 @@ async fn follower_passes_positions_of_rolled_back_appends() {
         .append(&stream("after"), ExpectedVersion::Any, events(2))
         .await
         .unwrap();
-    // Other tests' transactions can hold the horizon back for a moment.
+    // Other tests' stores in this database can hold the horizon back for a moment.
     let mut read = Vec::new();
     for _ in 0..1000 {
         read = b.store.read_log(Checkpoint::START, 10).await.unwrap();

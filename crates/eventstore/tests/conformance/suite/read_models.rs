@@ -68,9 +68,9 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
             .await
             .unwrap();
     }
-    // On PostgreSQL another test's transaction anywhere in the cluster can hold
-    // new events back for a moment (the follower's horizon), so catch up until
-    // everything has been seen.
+    // On PostgreSQL a transaction in flight in this database holds new events
+    // back for a moment (the follower's horizon), so catch up until everything
+    // has been seen.
     async fn settle(store: &aftersales_eventstore::AnyEventStore, expected: u64) -> Vec<u64> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut read = 0;
@@ -132,6 +132,42 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         1201
     );
     assert_eq!(total(&b).await, 1201);
+}
+
+/// A request that just wrote waits for a read model to read that far, and is
+/// told when it does not get there in time.
+pub async fn a_request_waits_for_a_projection_to_reach_its_write(b: Backend) {
+    use aftersales_eventstore::projection;
+    b.exec("CREATE TABLE projected (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .await;
+    let name = aftersales_eventstore::Projection::name(&PerStream);
+    let wait = |timeout| projection::wait_for(&b.store, name, Duration::from_millis(timeout));
+    assert!(
+        wait(0).await.unwrap(),
+        "an empty log is read as far as it goes"
+    );
+    b.store
+        .append(&stream("a"), ExpectedVersion::NoStream, events(3))
+        .await
+        .unwrap();
+    assert!(!wait(100).await.unwrap(), "nobody is applying the events");
+
+    let store = b.store.clone();
+    let applier = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut read = 0;
+        while read < 3 {
+            read += projection::catch_up(&store, &PerStream, |_| {})
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(
+        wait(20_000).await.unwrap(),
+        "it waits until they are applied"
+    );
+    applier.await.unwrap();
 }
 
 pub async fn state_cache_drops_streams_the_log_moves_on(b: Backend) {
