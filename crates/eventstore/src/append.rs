@@ -62,6 +62,23 @@ impl HeadCache {
         }
     }
 
+    /// Remembers where a read of `stream` that reached its end found it: the
+    /// last event read. A command that loads a stream and then appends to it
+    /// then needs no second read for the head.
+    pub(crate) fn saw(&self, stream: &StreamId, read: &[RecordedEvent], limit: usize) {
+        if let Some(last) = read.last()
+            && read.len() < limit
+        {
+            self.put(
+                stream,
+                StreamHead {
+                    version: last.stream_version,
+                    hash: last.hash,
+                },
+            );
+        }
+    }
+
     fn forget(&self, stream: &StreamId) {
         if let Ok(mut heads) = self.0.lock() {
             heads.remove(stream);
@@ -148,6 +165,9 @@ pub(crate) async fn append<B: AppendBackend>(
         };
         let head = match cached {
             Some(head) => Some(head),
+            // A new stream has no head to read; if it exists after all, its
+            // version 1 is taken and the insert says so.
+            None if expected == ExpectedVersion::NoStream => None,
             None => backend.head(stream).await?,
         };
         let actual = head.map_or(0, |h| h.version);

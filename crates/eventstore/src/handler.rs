@@ -1,7 +1,9 @@
 //! Running commands against a decider: load the stream, fold it, decide, append with
 //! the expected version, and on a lost race try again with fresh state.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -156,21 +158,81 @@ where
     }
 }
 
+/// The state each stream was left in by this handler's last command on it, so
+/// the next command there decides without loading. Safe across processes: the
+/// append expects the remembered version, and a stream another writer moved on
+/// refuses it, whereupon the command loads afresh. A state holding personal data
+/// is never kept.
+struct RecentStates<S> {
+    entries: Mutex<HashMap<StreamId, (S, u64)>>,
+    capacity: usize,
+}
+
+impl<S: Clone> RecentStates<S> {
+    fn get(&self, stream: &StreamId) -> Option<Loaded<S>> {
+        let entries = self.entries.lock().ok()?;
+        let (state, version) = entries.get(stream)?;
+        Some(Loaded {
+            state: state.clone(),
+            version: *version,
+            personal: false,
+        })
+    }
+
+    fn put(&self, stream: &StreamId, state: S, version: u64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity && !entries.contains_key(stream) {
+                entries.clear();
+            }
+            entries.insert(stream.clone(), (state, version));
+        }
+    }
+
+    fn forget(&self, stream: &StreamId) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(stream);
+        }
+    }
+}
+
+/// How many streams a service's handler remembers the state of
+/// ([`CommandHandler::with_recent_states`]).
+pub const RECENT_STREAMS: usize = 4096;
+
+/// How one decision on a loaded state ended.
+enum Attempt<S, E> {
+    Done(Handled<S, E>),
+    /// The state was not the stream's latest: load it and decide again.
+    Stale,
+}
+
 /// Handles commands for one kind of aggregate over one store.
-#[derive(Debug)]
-pub struct CommandHandler<D, S> {
+pub struct CommandHandler<D: Decider, S> {
     store: S,
     max_attempts: u32,
     snapshot_every: Option<u64>,
+    recent: Option<Arc<RecentStates<D::State>>>,
     decider: PhantomData<fn() -> D>,
 }
 
-impl<D, S: Clone> Clone for CommandHandler<D, S> {
+impl<D: Decider, S: std::fmt::Debug> std::fmt::Debug for CommandHandler<D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandHandler")
+            .field("store", &self.store)
+            .field("max_attempts", &self.max_attempts)
+            .field("snapshot_every", &self.snapshot_every)
+            .field("recent_states", &self.recent.as_ref().map(|r| r.capacity))
+            .finish()
+    }
+}
+
+impl<D: Decider, S: Clone> Clone for CommandHandler<D, S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
             max_attempts: self.max_attempts,
             snapshot_every: self.snapshot_every,
+            recent: self.recent.clone(),
             decider: PhantomData,
         }
     }
@@ -182,8 +244,20 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             store,
             max_attempts: 5,
             snapshot_every: None,
+            recent: None,
             decider: PhantomData,
         }
+    }
+
+    /// Remembers the state each command leaves its stream in (for at most
+    /// `streams` streams; past that it starts afresh), so that the next command
+    /// on the stream costs one insert: no read. Clones share what is remembered.
+    pub fn with_recent_states(mut self, streams: usize) -> Self {
+        self.recent = Some(Arc::new(RecentStates {
+            entries: Mutex::new(HashMap::new()),
+            capacity: streams.max(1),
+        }));
+        self
     }
 
     /// Attempts per command when other writers win the race (at least 1).
@@ -238,55 +312,95 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             }
             return self.already_handled(stream).await;
         }
+        let recent = self.recent.as_ref().and_then(|r| r.get(stream));
+        if let Some(remembered) = recent
+            && let Attempt::Done(handled) =
+                self.attempt(stream, remembered, true, command, ctx).await?
+        {
+            return Ok(handled);
+        }
         for _ in 0..self.max_attempts {
             let loaded = self.load(stream).await?;
-            let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
-            if events.is_empty() {
-                return Ok(Handled {
-                    state: loaded.state,
-                    version: loaded.version,
-                    events,
-                    duplicate: false,
-                });
-            }
-            let new_events = ctx.new_events(&events)?;
-            let expected = expected_after(loaded.version);
-            match self.store.append(stream, expected, new_events).await {
-                // A concurrent run of the same command got there first.
-                Ok(outcome) if outcome.duplicate => return self.already_handled(stream).await,
-                Ok(outcome) => {
-                    let personal = loaded.personal || events.iter().any(|e| e.personal().is_some());
-                    let state = events.iter().fold(loaded.state, D::evolve);
-                    if !personal {
-                        self.maybe_snapshot(
-                            stream,
-                            &state,
-                            loaded.version,
-                            outcome.stream_version,
-                            ctx.now,
-                        )
-                        .await;
-                    }
-                    return Ok(Handled {
-                        state,
-                        version: outcome.stream_version,
-                        events,
-                        duplicate: false,
-                    });
-                }
-                Err(StoreError::WrongExpectedVersion { .. }) => {
-                    tracing::debug!(
-                        stream = aftersales_core::types::masked_stream_id(stream.as_str()),
-                        "lost an append race, deciding again"
-                    );
-                }
-                Err(error) => return Err(error.into()),
+            match self.attempt(stream, loaded, false, command, ctx).await? {
+                Attempt::Done(handled) => return Ok(handled),
+                Attempt::Stale => tracing::debug!(
+                    stream = aftersales_core::types::masked_stream_id(stream.as_str()),
+                    "lost an append race, deciding again"
+                ),
             }
         }
         Err(HandleError::Contention {
             stream: stream.clone(),
             attempts: self.max_attempts,
         })
+    }
+
+    /// Decides `command` on `loaded` and appends what it decides. A state
+    /// `remembered` from an earlier command is only trusted by the append: a
+    /// refusal or a no-op decided on it is checked on the stream as stored.
+    async fn attempt(
+        &self,
+        stream: &StreamId,
+        loaded: Loaded<D::State>,
+        remembered: bool,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Attempt<D::State, D::Event>, HandleError<D::Error>> {
+        let events = match D::decide(&loaded.state, command) {
+            Ok(events) if !events.is_empty() => events,
+            Ok(_) | Err(_) if remembered => return Ok(Attempt::Stale),
+            Ok(events) => {
+                return Ok(Attempt::Done(Handled {
+                    state: loaded.state,
+                    version: loaded.version,
+                    events,
+                    duplicate: false,
+                }));
+            }
+            Err(refused) => return Err(HandleError::Domain(refused)),
+        };
+        let new_events = ctx.new_events(&events)?;
+        let expected = expected_after(loaded.version);
+        match self.store.append(stream, expected, new_events).await {
+            // A concurrent run of the same command got there first.
+            Ok(outcome) if outcome.duplicate => {
+                self.already_handled(stream).await.map(Attempt::Done)
+            }
+            Ok(outcome) => {
+                let personal = loaded.personal || events.iter().any(|e| e.personal().is_some());
+                let state = events.iter().fold(loaded.state, D::evolve);
+                if !personal {
+                    self.maybe_snapshot(
+                        stream,
+                        &state,
+                        loaded.version,
+                        outcome.stream_version,
+                        ctx.now,
+                    )
+                    .await;
+                }
+                if let Some(recent) = &self.recent {
+                    if personal {
+                        recent.forget(stream);
+                    } else {
+                        recent.put(stream, state.clone(), outcome.stream_version);
+                    }
+                }
+                Ok(Attempt::Done(Handled {
+                    state,
+                    version: outcome.stream_version,
+                    events,
+                    duplicate: false,
+                }))
+            }
+            Err(StoreError::WrongExpectedVersion { .. }) => {
+                if let Some(recent) = &self.recent {
+                    recent.forget(stream);
+                }
+                Ok(Attempt::Stale)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Like [`Self::handle`], but appends inside `tx`, so the events commit with
@@ -315,6 +429,11 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        // What this transaction appends is not known to be committed, and it
+        // makes a remembered state of the stream outdated.
+        if let Some(recent) = &self.recent {
+            recent.forget(stream);
+        }
         if let (Some(command_id), Some(fingerprint)) = (ctx.command_id, &ctx.request_fingerprint) {
             tx.claim_command(command_id, fingerprint, stream, ctx.now)
                 .await?;

@@ -46,7 +46,7 @@ pub use event::{
     StreamHead, StreamId,
 };
 pub use follow::{FollowOptions, IdleWait, follow};
-pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded};
+pub use handler::{CommandContext, CommandHandler, HandleError, Handled, Loaded, RECENT_STREAMS};
 pub use keyring::{Keyring, Kms, LocalKms};
 pub use live::{Live, LiveFeed, Watcher};
 pub use personal::{KeyError, Personal, PersonalData};

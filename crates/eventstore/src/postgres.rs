@@ -303,6 +303,9 @@ async fn insert_rows<'e>(
     stream: &StreamId,
     rows: &[ChainedEvent],
 ) -> Result<Vec<u64>, InsertError> {
+    if let [row] = rows {
+        return insert_row(db, stream, row).await;
+    }
     let n = rows.len();
     let mut versions = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
@@ -359,18 +362,59 @@ async fn insert_rows<'e>(
     .bind(hashes)
     .fetch_all(db)
     .await;
-    let returned = match result {
-        Ok(returned) => returned,
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(match db.constraint() {
-                Some("events_event_id_key") => InsertError::DuplicateEventId,
-                Some("events_stream_version_key") => InsertError::VersionTaken,
-                _ => InsertError::Store(StoreError::Database(sqlx::Error::Database(db))),
-            });
+    append::positions_in_version_order(&result.map_err(insert_error)?)
+}
+
+/// The common case, one event, as a plain single-row insert: cheaper to plan and
+/// run than unnesting arrays of one.
+async fn insert_row<'e>(
+    db: impl PgExecutor<'e>,
+    stream: &StreamId,
+    row: &ChainedEvent,
+) -> Result<Vec<u64>, InsertError> {
+    let e = &row.event;
+    let m = &e.metadata;
+    let position: i64 = sqlx::query_scalar(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+         actor, region, recorded_at, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING position",
+    )
+    .bind(stream.as_str())
+    .bind(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?)
+    .bind(e.event_id)
+    .bind(e.event_type.as_str())
+    .bind(i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+    .bind(e.payload.as_slice())
+    .bind(m.correlation_id)
+    .bind(m.causation_id)
+    .bind(m.traceparent.as_deref())
+    .bind(m.tracestate.as_deref())
+    .bind(m.actor.as_str())
+    .bind(m.region.as_str())
+    .bind(m.recorded_at)
+    .bind(row.hash.as_slice())
+    .fetch_one(db)
+    .await
+    .map_err(insert_error)?;
+    Ok(vec![
+        to_u64(position, "position").map_err(InsertError::Store)?,
+    ])
+}
+
+/// A refused insert, by the key it ran into.
+fn insert_error(error: sqlx::Error) -> InsertError {
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        match db.constraint() {
+            Some("events_event_id_key") => return InsertError::DuplicateEventId,
+            Some("events_stream_version_key") => return InsertError::VersionTaken,
+            _ => {}
         }
-        Err(error) => return Err(InsertError::Store(error.into())),
-    };
-    append::positions_in_version_order(&returned)
+    }
+    InsertError::Store(error.into())
 }
 
 pub(crate) async fn select_by_ids<'e>(
@@ -460,6 +504,7 @@ impl EventStore for PgEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = select_stream(&self.pool, stream, from_version, limit).await?;
+        self.heads.saw(stream, &events, limit);
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }

@@ -348,6 +348,7 @@ impl EventStore for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = select_stream(&self.reader, stream, from_version, limit).await?;
+        self.heads.saw(stream, &events, limit);
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use aftersales_core::{Error, ErrorKind, SharedClock};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, StoreError, StoreTransaction,
-    StreamId, on_connection, on_read_pool,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS, StoreError,
+    StoreTransaction, StreamId, on_connection, on_read_pool,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
@@ -93,8 +93,8 @@ impl Logistics {
     ) -> Self {
         Self {
             clock,
-            shipments: CommandHandler::new(store.clone()),
-            orders: CommandHandler::new(store.clone()),
+            shipments: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
+            orders: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
             store,
             carriers,
             depots: Arc::new(depots),

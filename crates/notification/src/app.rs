@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aftersales_core::{Error, ErrorKind, SharedClock};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, HandleError, LiveFeed,
-    RecordedEvent, StoreError, StoreTransaction, StreamId, Watcher, on_read_pool,
+    RECENT_STREAMS, RecordedEvent, StoreError, StoreTransaction, StreamId, Watcher, on_read_pool,
 };
 use chrono::{DateTime, Duration, Utc};
 use sqlx::Row as _;
@@ -106,10 +106,10 @@ impl Notifications {
     ) -> Self {
         Self {
             clock,
-            preferences: CommandHandler::new(store.clone()),
-            notifications: CommandHandler::new(store.clone()),
-            reminders: CommandHandler::new(store.clone()),
-            orders: CommandHandler::new(store.clone()),
+            preferences: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
+            notifications: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
+            reminders: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
+            orders: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
             store,
             templates,
             senders,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, StoreError, StreamId,
-    Watcher, projection, read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, RECENT_STREAMS,
+    StoreError, StreamId, Watcher, projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::warranty as wpb;
@@ -108,8 +108,8 @@ impl Repairs {
             .map(|c| (c.id.clone(), c))
             .collect();
         Ok(Self {
-            orders: CommandHandler::new(store.clone()),
-            centers: CommandHandler::new(store.clone()),
+            orders: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
+            centers: CommandHandler::new(store.clone()).with_recent_states(RECENT_STREAMS),
             store,
             builtin_centers: Arc::new(builtin),
             warranty,

@@ -7,8 +7,8 @@ use aftersales_core::types::CountryCode;
 use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::Decider as _;
 use aftersales_eventstore::{
-    AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RecordedEvent,
-    StateCache, StreamHead, StreamId, VerifyReport,
+    AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS,
+    RecordedEvent, StateCache, StreamHead, StreamId, VerifyReport,
 };
 use aftersales_payments::{PaymentError, PaymentProvider, PaymentRequest, PaymentStatus};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -127,7 +127,9 @@ impl Warranty {
         payments: Arc<dyn PaymentProvider>,
     ) -> Self {
         Self {
-            devices: CommandHandler::new(store.clone()).with_snapshots_every(100),
+            devices: CommandHandler::new(store.clone())
+                .with_snapshots_every(100)
+                .with_recent_states(RECENT_STREAMS),
             cache: Arc::new(StateCache::new(100_000)),
             store,
             policies,

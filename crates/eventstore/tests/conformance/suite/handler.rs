@@ -90,6 +90,55 @@ pub async fn handler_retries_a_lost_race_with_fresh_state(b: Backend) {
     assert_eq!(handler.load(&s).await.unwrap().state.total, 12 + ok);
 }
 
+/// A handler that remembers states decides the next command on one without
+/// loading; when another process moved the stream on, the append refuses it and
+/// the command is decided again on the stream as stored, refusals included.
+pub async fn remembered_states_are_checked_against_the_stream(b: Backend) {
+    let here = CommandHandler::<Counter, _>::new(b.store.clone())
+        .with_recent_states(100)
+        .with_max_attempts(1);
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await)
+        .with_recent_states(100)
+        .with_max_attempts(1);
+    let s = stream("remembered");
+    let add = |n| counter::Command::Add(n);
+    assert_eq!(here.handle(&s, &add(5), &ctx(1)).await.unwrap().version, 1);
+    assert_eq!(there.handle(&s, &add(3), &ctx(2)).await.unwrap().version, 2);
+
+    // `here` remembers version 1: its append is refused, and the command is
+    // decided again on version 2 (not counted as a lost attempt).
+    let done = here.handle(&s, &add(1), &ctx(3)).await.unwrap();
+    assert_eq!((done.version, done.state.total), (3, 9));
+
+    // `there` remembers 8 at version 2; the reset is decided again at version 3.
+    let done = there
+        .handle(&s, &counter::Command::Reset, &ctx(4))
+        .await
+        .unwrap();
+    assert_eq!((done.version, done.state.total), (4, 0));
+
+    // `here` remembers 9: a reset looks possible, but the stream is at zero.
+    let refused = here
+        .handle(&s, &counter::Command::Reset, &ctx(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        HandleError::Domain(counter::Error::AlreadyZero)
+    ));
+    let done = here.handle(&s, &add(2), &ctx(6)).await.unwrap();
+    assert_eq!((done.version, done.state.total), (5, 2));
+
+    // `there` remembers zero, where a reset is refused; the stream says 2.
+    let done = there
+        .handle(&s, &counter::Command::Reset, &ctx(7))
+        .await
+        .unwrap();
+    assert_eq!((done.version, done.state.total), (6, 0));
+    assert_eq!(b.count().await, 6, "every event written once");
+    assert_eq!(here.load(&s).await.unwrap().state.total, 0);
+}
+
 pub async fn handler_writes_a_repeated_command_once(b: Backend) {
     let handler = CommandHandler::<Counter, _>::new(b.store.clone());
     let s = stream("retry");
