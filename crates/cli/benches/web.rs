@@ -154,32 +154,14 @@ async fn main() {
     let seconds = env_usize("BENCH_SECONDS", 10) as u64;
     let data = tempfile::tempdir().unwrap();
     let smtp = aftersales_testkit::SmtpServer::start().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aftersales"))
-        .args(["up", "--demo", "--smtp-url", &smtp.url()])
-        .args([
-            "--warranty-listen",
-            "127.0.0.1:0",
-            "--repair-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--logistics-listen",
-            "127.0.0.1:0",
-            "--notification-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--issuer-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--gateway-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = aftersales_testkit::up_on_free_ports(
+        std::path::Path::new(env!("CARGO_BIN_EXE_aftersales")),
+        data.path(),
+    )
+    .args(["--demo", "--smtp-url", &smtp.url()])
+    .env("RUST_LOG", "error")
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut web, mut issuer, mut repair_grpc) = (String::new(), String::new(), String::new());
     while issuer.is_empty() {

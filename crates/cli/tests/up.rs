@@ -48,30 +48,11 @@ fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, S
 /// `aftersales up` on free ports; parcels scan every 50 ms unless `extra`
 /// says otherwise.
 fn up_command(data: &std::path::Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_aftersales"));
-    command
-        .args([
-            "up",
-            "--warranty-listen",
-            "127.0.0.1:0",
-            "--repair-listen",
-            "127.0.0.1:0",
-            "--logistics-listen",
-            "127.0.0.1:0",
-            "--notification-listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--issuer-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped());
+    let mut command = aftersales_testkit::up_on_free_ports(
+        std::path::Path::new(env!("CARGO_BIN_EXE_aftersales")),
+        data,
+    );
+    command.args(extra).env("RUST_LOG", "warn");
     if !extra.contains(&"--sandbox-step-millis") {
         command.args(["--sandbox-step-millis", "50"]);
     }

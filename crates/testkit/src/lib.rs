@@ -29,6 +29,33 @@ pub use smtp::SmtpServer;
 
 use std::path::PathBuf;
 
+/// `aftersales up` (the binary at `aftersales`) with every listener on a free
+/// loopback port and its data in `data`, its standard output piped (where it
+/// says what listens where); more arguments may follow.
+pub fn up_on_free_ports(
+    aftersales: &std::path::Path,
+    data: &std::path::Path,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(aftersales);
+    command.arg("up");
+    for listener in [
+        "warranty",
+        "repair",
+        "logistics",
+        "notification",
+        "metrics",
+        "issuer",
+        "gateway",
+    ] {
+        command.args([&format!("--{listener}-listen"), "127.0.0.1:0"]);
+    }
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
 /// Why a test server could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
