@@ -94,11 +94,18 @@ struct Demo {
     totp: bool,
 }
 
-const DEMO: [Demo; 5] = [
+const DEMO: [Demo; 6] = [
     Demo {
         role: Role::Technician,
         username: "tech-berlin",
         centers: &["sc-berlin-01"],
+        totp: false,
+    },
+    Demo {
+        // The central repair depot: mail-in repairs, and every center's.
+        role: Role::Technician,
+        username: "tech-depot",
+        centers: &[aftersales_runtime::auth::ALL_CENTERS],
         totp: false,
     },
     Demo {

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod demo;
 mod identity;
+mod load;
 mod login;
 mod operator;
 
@@ -62,6 +63,9 @@ enum Command {
     /// A customer's rights over their data: export, erasure, in every service.
     #[command(subcommand)]
     Customer(client::Customer),
+    /// Drive an open-loop workload at a fixed arrival rate against running
+    /// services, and report each operation's latency percentiles and errors.
+    Load(Box<load::Load>),
     /// Operators: rebuild read models from the log.
     #[command(subcommand)]
     Projections(operator::Projections),
@@ -452,6 +456,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up(*args).await,
         Command::Login(args) => login::login(args, &cli.endpoints.issuer_url).await,
+        Command::Load(args) => load::run(*args, &cli.endpoints).await,
         Command::Logout => login::logout().await,
         Command::Whoami => login::whoami(),
         Command::Device(command) => client::device(command, &cli.endpoints).await,

@@ -2658,3 +2658,82 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     workshop.client.clone().close().await.unwrap();
     assert!(terminate(up.process).success());
 }
+
+/// The load generator drives every kind of arrival against `up`, signed in as
+/// its demo support agent and technician, and reports every operation it timed:
+/// the calls, both journeys, and a step's commit reaching the customer's inbox
+/// and a live watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_drives_every_journey_and_reports_each_operation() {
+    let up = SignedIn::start();
+    demo_accounts(up.data.path()).await;
+    let accounts = up.data.path().join("demo-accounts.txt");
+    let report = run_env(
+        &up.urls(),
+        &up.env(),
+        &[
+            "load",
+            "--rate",
+            "4",
+            "--seconds",
+            "4",
+            "--seed-devices",
+            "5",
+            "--mix",
+            "register=1,coverage=2,walk-in=1,mail-in=1,inbox=1",
+            "--demo-accounts",
+            accounts.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    for op in [
+        "RegisterDevice",
+        "SetPreferences",
+        "CheckCoverage",
+        "OpenRepair",
+        "CheckInDevice",
+        "Diagnose",
+        "StartRepair",
+        "RecordQcResult",
+        "MarkReadyForReturn",
+        "ConfirmCollected",
+        "ListNotifications",
+        "WalkInJourney",
+        "MailInJourney",
+        "StepToInbox",
+        "StepToWatcher",
+    ] {
+        let row = report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {op} |")))
+            .unwrap_or_else(|| panic!("no {op} in\n{report}"));
+        let count: u64 = row.split('|').nth(2).unwrap().trim().parse().unwrap();
+        assert!(count > 0, "{row}");
+    }
+    assert!(!report.contains("error:"), "{report}");
+
+    // Wrong accounts and bad numbers are refused before anything is sent.
+    let refused = run_env(
+        &up.urls(),
+        &up.env(),
+        &[
+            "load",
+            "--agent",
+            "agent:wrong",
+            "--technician",
+            "tech-berlin:wrong",
+        ],
+    )
+    .unwrap_err();
+    assert!(refused.contains("sign-in refused"), "{refused}");
+    let refused =
+        run_env(&up.urls(), &up.env(), &["load", "--rate", "0", "--no-auth"]).unwrap_err();
+    assert!(refused.contains("--rate"), "{refused}");
+    let refused = run_env(
+        &up.urls(),
+        &up.env(),
+        &["load", "--mix", "coverage", "--no-auth"],
+    )
+    .unwrap_err();
+    assert!(refused.contains("kind=weight"), "{refused}");
+}

@@ -114,11 +114,10 @@ impl Caller {
         };
         match object {
             Object::Any => true,
-            Object::OwnCenter => owner.center.is_some_and(|center| {
-                principal
-                    .centers
-                    .iter()
-                    .any(|mine| mine == center || mine == ALL_CENTERS)
+            // The depot works on every center's orders and on mail-ins, which
+            // have no center; a center's staff on that center's orders.
+            Object::OwnCenter => principal.centers.iter().any(|mine| {
+                mine == ALL_CENTERS || owner.center.is_some_and(|center| mine == center)
             }),
             Object::OwnCustomer
             | Object::OwnDevice

@@ -210,6 +210,40 @@ async fn repair_asks_warranty_with_its_own_token() {
         ..person("tech-depot", Role::Technician)
     };
     as_whom(&depot).check_in_device(check_in).await.unwrap();
+    // A mail-in order has no center until it is sent back: the depot takes it,
+    // a center's technician does not see it.
+    let mail_in = as_whom(&operator)
+        .open_repair(pb::OpenRepairRequest {
+            channel: pb::Channel::MailIn.into(),
+            service_center_id: String::new(),
+            contact_address: Some(aftersales_proto::common::Address {
+                recipient: "Ana Weber".into(),
+                lines: vec!["Torstrasse 1".into()],
+                city: "Berlin".into(),
+                postal_code: "10119".into(),
+                country: Some(aftersales_proto::common::CountryCode { value: "DE".into() }),
+                ..Default::default()
+            }),
+            ..walk_in(&imei)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    assert!(
+        as_whom(&depot)
+            .get_repair(crate::harness::order(&mail_in))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        code(
+            as_whom(&technician)
+                .get_repair(crate::harness::order(&mail_in))
+                .await
+        ),
+        expected(&mail_in)
+    );
 
     // What the customer told is hers: staff see it withheld and open it for a
     // purpose, and each opening is a step of the timeline she sees.
