@@ -33,19 +33,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Resident memory of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Registers `devices` phones and opens and checks in a walk-in repair for
 /// every fifth, through the gRPC APIs at `warranty` and `repair`.
 async fn some_work(warranty: String, repair: String, devices: u64) {
@@ -134,14 +121,17 @@ async fn main() {
         &platform.notification,
     ];
     tokio::time::sleep(settle).await;
-    let idle: Vec<f64> = services.iter().map(|s| rss_mib(s.pid().unwrap())).collect();
+    let idle: Vec<f64> = services
+        .iter()
+        .map(|s| aftersales_testkit::resident_mib(s.pid().unwrap()))
+        .collect();
     some_work(platform.warranty.url(), platform.repair.url(), devices).await;
     tokio::time::sleep(settle).await;
     for (service, idle) in services.iter().zip(idle) {
         row(
             &format!("aftersales-{} (PostgreSQL, NATS)", service.name),
             idle,
-            rss_mib(service.pid().unwrap()),
+            aftersales_testkit::resident_mib(service.pid().unwrap()),
         );
     }
     drop(platform);
@@ -157,9 +147,13 @@ async fn main() {
     while !lines.next().unwrap().unwrap().starts_with("data in") {}
     std::thread::spawn(move || lines.for_each(drop));
     tokio::time::sleep(settle).await;
-    let idle = rss_mib(up.id());
+    let idle = aftersales_testkit::resident_mib(up.id());
     tokio::time::sleep(settle).await;
-    row("aftersales up (SQLite, all in one)", idle, rss_mib(up.id()));
+    row(
+        "aftersales up (SQLite, all in one)",
+        idle,
+        aftersales_testkit::resident_mib(up.id()),
+    );
     let _ = up.kill();
     let _ = up.wait();
     println!(

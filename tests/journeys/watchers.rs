@@ -44,19 +44,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / per_second as f64
 }
 
-/// Resident memory of the process in MiB, from /proc.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    kib / 1024.0
-}
-
 /// The share of a core the process uses over five quiet seconds.
 async fn idle_cpu(pid: u32) -> f64 {
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -107,7 +94,7 @@ async fn ten_thousand_idle_watchers_cost_next_to_nothing_and_a_step_reaches_them
         .buffered(8)
         .collect()
         .await;
-    let rss_before = rss_mib(pid);
+    let rss_before = aftersales_testkit::resident_mib(pid);
     let idle_before = idle_cpu(pid).await;
 
     // Each watcher on a connection of its own group, as many browsers' worth.
@@ -153,7 +140,7 @@ async fn ten_thousand_idle_watchers_cost_next_to_nothing_and_a_step_reaches_them
     );
 
     let idle_cpu = idle_cpu(pid).await;
-    let rss_after = rss_mib(pid);
+    let rss_after = aftersales_testkit::resident_mib(pid);
     eprintln!(
         "{} watchers on {ORDERS} orders over {connections} connections, opened in {opened_in:?}; \
          idle repair process: {:.2}% of a core ({:.2}% without watchers), RSS {rss_before:.0} MiB before the watchers and \

@@ -105,19 +105,6 @@ fn report(name: &str, (rate, latencies): &(f64, Vec<Duration>)) {
     );
 }
 
-/// Resident memory of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// One open page: the stage events it receives, with when each arrived.
 async fn page(
     http: reqwest::Client,
@@ -253,7 +240,7 @@ async fn main() {
 
     // Live fan-out.
     let pages = env_usize("BENCH_PAGES", 1000);
-    let before = rss_mib(pid);
+    let before = aftersales_testkit::resident_mib(pid);
     let streams = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
@@ -271,7 +258,7 @@ async fn main() {
     for _ in 0..pages {
         opened.recv().await.unwrap();
     }
-    let during = rss_mib(pid);
+    let during = aftersales_testkit::resident_mib(pid);
     // The technician checks the phone in (signed in with the tool).
     let config = tempfile::tempdir().unwrap();
     let accounts = std::fs::read_to_string(data.path().join("demo-accounts.txt")).unwrap();

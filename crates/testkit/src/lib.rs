@@ -56,6 +56,20 @@ pub fn up_on_free_ports(
     command
 }
 
+/// The resident memory (`VmRSS`) of process `pid` in MiB; 0 once it has gone.
+pub fn resident_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// Why a test server could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {

@@ -1,0 +1,180 @@
+//! `aftersales load` against the platform, release builds: the distributed form
+//! (the journeys' platform: four service processes on PostgreSQL and NATS,
+//! authentication off) and then `aftersales up` (one process on SQLite, signed
+//! in as its demo staff). Each is driven with `--find-max`: the arrival rate is
+//! raised by half after each hold until some call's p99 passes the target, and
+//! the highest rate that held is named. Every service's resident memory is
+//! sampled through the run; the largest sample is reported beside its idle
+//! figure before the load.
+//!
+//! `cargo bench -p aftersales-journeys --bench load`; knobs `BENCH_RATE` (first
+//! rate, default 10 arrivals/s), `BENCH_SECONDS` (each hold, default 20),
+//! `BENCH_TARGET_P99_MS` (default 250), `BENCH_MIX` (the load's `--mix`).
+//! The generator shares the machine with what it measures.
+
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code)] // the journeys' harness; this benchmark uses part of it
+#[path = "../journeys/platform.rs"]
+mod platform;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aftersales_testkit::resident_mib;
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// Runs `aftersales load` with `args` until it ends, sampling the resident memory
+/// of `pids` every half second; its report and each pid's largest sample.
+fn drive(args: &[String], pids: &[u32]) -> (String, Vec<f64>) {
+    let mut load = Command::new(platform::binary("aftersales"))
+        .arg("load")
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = load.stdout.take().unwrap();
+    let report = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    let progress = BufReader::new(load.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in progress.lines().map_while(Result::ok) {
+            eprintln!("{line}");
+        }
+    });
+    let mut peaks = vec![0.0f64; pids.len()];
+    while load.try_wait().unwrap().is_none() {
+        for (peak, pid) in peaks.iter_mut().zip(pids) {
+            *peak = peak.max(resident_mib(*pid));
+        }
+        #[allow(clippy::disallowed_methods)] // sampling beside a child process
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(load.wait().unwrap().success(), "aftersales load failed");
+    (report.join().unwrap(), peaks)
+}
+
+fn common_args() -> Vec<String> {
+    [
+        "--find-max",
+        "--rate",
+        &env("BENCH_RATE", "10"),
+        "--seconds",
+        &env("BENCH_SECONDS", "20"),
+        "--target-p99-ms",
+        &env("BENCH_TARGET_P99_MS", "250"),
+        "--mix",
+        &env(
+            "BENCH_MIX",
+            "register=2,coverage=10,walk-in=2,mail-in=1,inbox=5",
+        ),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn memory_table(names: &[&str], idle: &[f64], peaks: &[f64]) {
+    println!("| process | idle before | largest under load |");
+    println!("|---|---|---|");
+    for ((name, idle), peak) in names.iter().zip(idle).zip(peaks) {
+        println!("| {name} | {idle:.1} MiB | {peak:.1} MiB |");
+    }
+}
+
+fn main() {
+    // The distributed form, parcels moving every 100 ms.
+    let platform = platform::Platform::start(100);
+    let services = [
+        &platform.warranty,
+        &platform.repair,
+        &platform.logistics,
+        &platform.notification,
+    ];
+    let pids: Vec<u32> = services.iter().map(|s| s.pid().unwrap()).collect();
+    #[allow(clippy::disallowed_methods)] // settling before the idle reading
+    std::thread::sleep(Duration::from_secs(5));
+    let idle: Vec<f64> = pids.iter().map(|p| resident_mib(*p)).collect();
+    let mut args = common_args();
+    args.extend(
+        [
+            "--no-auth",
+            "--warranty-url",
+            &platform.warranty.url(),
+            "--repair-url",
+            &platform.repair.url(),
+            "--logistics-url",
+            &platform.logistics.url(),
+            "--notification-url",
+            &platform.notification.url(),
+        ]
+        .map(str::to_owned),
+    );
+    let (report, peaks) = drive(&args, &pids);
+    println!("## Distributed form (PostgreSQL, NATS, four processes)\n{report}");
+    let names: Vec<String> = services
+        .iter()
+        .map(|s| format!("aftersales-{}", s.name))
+        .collect();
+    memory_table(
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        &idle,
+        &peaks,
+    );
+    drop(platform);
+
+    // `aftersales up`, signed in as its demo staff.
+    let data = tempfile::tempdir().unwrap();
+    let mut up = aftersales_testkit::up_on_free_ports(&platform::binary("aftersales"), data.path())
+        .args(["--demo", "--sandbox-step-millis", "100"])
+        .env("RUST_LOG", "error")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    let (mut services, mut issuer) = (Vec::new(), String::new());
+    loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(address) = line.split("grpc://").nth(1) {
+            services.push(format!("http://{}", address.trim()));
+        } else if let Some(url) = line.strip_prefix("identity") {
+            url.trim().clone_into(&mut issuer);
+        } else if line.starts_with("data in") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    #[allow(clippy::disallowed_methods)] // settling before the idle reading
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = resident_mib(up.id());
+    let mut args = common_args();
+    args.extend(
+        [
+            "--demo-accounts",
+            &data.path().join("demo-accounts.txt").display().to_string(),
+            "--issuer-url",
+            &issuer,
+            "--warranty-url",
+            &services[0],
+            "--repair-url",
+            &services[1],
+            "--logistics-url",
+            &services[2],
+            "--notification-url",
+            &services[3],
+        ]
+        .map(str::to_owned),
+    );
+    let (report, peaks) = drive(&args, &[up.id()]);
+    println!("## aftersales up (SQLite, one process, authenticated)\n{report}");
+    memory_table(&["aftersales up"], &[idle], &peaks);
+    let _ = up.kill();
+    let _ = up.wait();
+}
