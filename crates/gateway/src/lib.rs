@@ -10,6 +10,7 @@
 //! same-origin and, once signed in, carrying the session's CSRF token; every
 //! value escaped by the templates.
 
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -169,7 +170,10 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let router = pages::router(app);
     let served = tokio::spawn(async move {
         if let Err(error) = axum::serve(
-            listener,
+            listener.tap_io(|stream| {
+                // Small writes (a page's last bytes, a live event) go out at once.
+                let _ = stream.set_nodelay(true);
+            }),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {

@@ -14,6 +14,7 @@
 //!
 //! The distributed form uses an external provider (Keycloak, say) instead.
 
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +98,10 @@ impl Provider {
         let (stop_sweeping, mut sweeping_stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             if let Err(error) = axum::serve(
-                listener,
+                listener.tap_io(|stream| {
+                    // Small writes (a page's last bytes, a live event) go out at once.
+                    let _ = stream.set_nodelay(true);
+                }),
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(stop)

@@ -2,6 +2,7 @@
 //! read models, the stall sweep, and (with NATS) the relay and the consumer of
 //! repair's events.
 
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,9 +212,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     ),
                 })
                 .task(move |shutdown| async move {
-                    if let Err(error) = axum::serve(listener, router)
-                        .with_graceful_shutdown(shutdown.stopped())
-                        .await
+                    if let Err(error) = axum::serve(
+                        listener.tap_io(|stream| {
+                            // Small writes (a page's last bytes, a live event) go out at once.
+                            let _ = stream.set_nodelay(true);
+                        }),
+                        router,
+                    )
+                    .with_graceful_shutdown(shutdown.stopped())
+                    .await
                     {
                         tracing::error!(%error, "carrier webhook stopped");
                     }
