@@ -78,6 +78,10 @@ pub struct Load {
     seed_devices: u64,
 }
 
+/// Connections per service and caller: the load comes from many clients, and a
+/// server limits the calls one connection may have in flight.
+const CONNECTIONS: usize = 8;
+
 /// Weights of the kinds of arrival.
 #[derive(Debug, Clone)]
 pub struct Mix(Vec<(Arrival, u32)>);
@@ -250,7 +254,10 @@ struct Callers {
 
 /// Shared by every arrival of a run.
 struct World {
-    callers: Callers,
+    /// One set of connections per simulated client group, used in turn, so the
+    /// calls spread over connections as many users' would.
+    callers: Vec<Callers>,
+    turn: AtomicU64,
     recorder: Recorder,
     center: String,
     /// This run's prefix for customers and phones, so runs never collide.
@@ -308,6 +315,12 @@ fn imei(run: u64, n: u64) -> String {
 }
 
 impl World {
+    /// The next connections to call on.
+    fn c(&self) -> &Callers {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        &self.callers[usize::try_from(turn).unwrap_or(0) % self.callers.len()]
+    }
+
     /// Registers a new phone for a new customer whose inbox is on; its IMEI and
     /// the customer.
     async fn register(&self, since: Instant) -> Option<(String, String)> {
@@ -318,7 +331,7 @@ impl World {
             self,
             Op::RegisterDevice,
             since,
-            self.callers
+            self.c()
                 .warranty
                 .clone()
                 .register_device(wpb::RegisterDeviceRequest {
@@ -337,7 +350,7 @@ impl World {
             self,
             Op::SetPreferences,
             started,
-            self.callers
+            self.c()
                 .notification
                 .clone()
                 .set_preferences(npb::Preferences {
@@ -371,7 +384,7 @@ impl World {
             self,
             Op::CheckCoverage,
             due,
-            self.callers
+            self.c()
                 .warranty
                 .clone()
                 .check_coverage(wpb::CheckCoverageRequest {
@@ -391,7 +404,7 @@ impl World {
             self,
             Op::ListNotifications,
             due,
-            self.callers
+            self.c()
                 .notification
                 .clone()
                 .list_notifications(npb::ListNotificationsRequest {
@@ -408,7 +421,7 @@ impl World {
     async fn watch(&self, order: &str) -> Option<Seen> {
         let permit = Arc::clone(&self.watchers).try_acquire_owned().ok()?;
         let seen = Seen::default();
-        let mut repair = self.callers.repair_agent.clone();
+        let mut repair = self.c().repair_agent.clone();
         let order = order.to_owned();
         let into = seen.clone();
         let (opened, is_open) = tokio::sync::oneshot::channel();
@@ -472,7 +485,7 @@ impl World {
     /// How soon after `committed` the customer's inbox lists a message of `kind`
     /// (polled every 20 ms, so up to 20 ms late; given up after 30 s).
     fn inbox_gets(&self, customer: &str, kind: &'static str, committed: Instant) {
-        let mut notification = self.callers.notification.clone();
+        let mut notification = self.c().notification.clone();
         let recorder = self.recorder.clone();
         let customer = customer.to_owned();
         let pending = Pending::start(&self.in_flight);
@@ -571,7 +584,7 @@ impl World {
             self,
             Op::OpenRepair,
             Instant::now(),
-            self.callers
+            self.c()
                 .repair_agent
                 .clone()
                 .open_repair(rpb::OpenRepairRequest {
@@ -587,7 +600,7 @@ impl World {
         .await?
         .order_id;
         let seen = self.watch(&order).await;
-        let mut tech = self.callers.repair_technician.clone();
+        let mut tech = self.c().repair_technician.clone();
         let received = self
             .step(
                 Op::CheckInDevice,
@@ -616,7 +629,7 @@ impl World {
     /// refreshing a page might; up to `patience`).
     async fn reaches(&self, order: &str, stage: rpb::Stage, patience: Duration) -> Option<()> {
         let deadline = Instant::now() + patience;
-        let mut repair = self.callers.repair_agent.clone();
+        let mut repair = self.c().repair_agent.clone();
         while Instant::now() < deadline {
             let got = timed(
                 self,
@@ -643,7 +656,7 @@ impl World {
             self,
             Op::OpenRepair,
             Instant::now(),
-            self.callers
+            self.c()
                 .repair_agent
                 .clone()
                 .open_repair(rpb::OpenRepairRequest {
@@ -669,7 +682,7 @@ impl World {
         // The sandbox carrier brings the parcel in, and takes it back.
         let patience = Duration::from_secs(120);
         self.reaches(&order, rpb::Stage::Received, patience).await?;
-        let depot = self.callers.repair_depot.clone();
+        let depot = self.c().repair_depot.clone();
         self.workshop(depot, (&order, &customer), seen.as_ref())
             .await?;
         self.reaches(&order, rpb::Stage::Closed, patience).await?;
@@ -867,27 +880,36 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
             ))
         }
     };
-    let callers = Callers {
-        warranty: WarrantyServiceClient::new(
-            channel("warranty", endpoints.warranty_url.clone(), agent.clone()).await?,
-        ),
-        repair_agent: RepairServiceClient::new(
-            channel("repair", endpoints.repair_url.clone(), agent.clone()).await?,
-        ),
-        repair_technician: RepairServiceClient::new(
-            channel("repair", endpoints.repair_url.clone(), technician).await?,
-        ),
-        repair_depot: RepairServiceClient::new(
-            channel("repair", endpoints.repair_url.clone(), depot).await?,
-        ),
-        notification: NotificationServiceClient::new(
-            channel("notification", endpoints.notification_url.clone(), agent).await?,
-        ),
-    };
+    let mut callers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        callers.push(Callers {
+            warranty: WarrantyServiceClient::new(
+                channel("warranty", endpoints.warranty_url.clone(), agent.clone()).await?,
+            ),
+            repair_agent: RepairServiceClient::new(
+                channel("repair", endpoints.repair_url.clone(), agent.clone()).await?,
+            ),
+            repair_technician: RepairServiceClient::new(
+                channel("repair", endpoints.repair_url.clone(), technician.clone()).await?,
+            ),
+            repair_depot: RepairServiceClient::new(
+                channel("repair", endpoints.repair_url.clone(), depot.clone()).await?,
+            ),
+            notification: NotificationServiceClient::new(
+                channel(
+                    "notification",
+                    endpoints.notification_url.clone(),
+                    agent.clone(),
+                )
+                .await?,
+            ),
+        });
+    }
     #[allow(clippy::disallowed_methods)] // a run's id, not a decision
     let run = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
     let world = Arc::new(World {
         callers,
+        turn: AtomicU64::new(0),
         recorder: Recorder::new(),
         center: args.center.clone(),
         run,
