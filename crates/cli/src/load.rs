@@ -172,6 +172,8 @@ enum Op {
     SetPreferences,
     CheckCoverage,
     OpenRepair,
+    /// A walk-in booked for a later day, the center being full today.
+    BookWalkIn,
     CheckInDevice,
     Diagnose,
     StartRepair,
@@ -580,25 +582,51 @@ impl World {
 
     async fn walk_in(&self, due: Instant) -> Option<()> {
         let (imei, customer) = self.register(due).await?;
-        let order = timed(
-            self,
-            Op::OpenRepair,
-            Instant::now(),
-            self.c()
-                .repair_agent
-                .clone()
-                .open_repair(rpb::OpenRepairRequest {
-                    device_id: device(&imei),
-                    channel: rpb::Channel::WalkIn.into(),
-                    service_center_id: self.center.clone(),
-                    customer_id: customer.clone(),
-                    symptoms: "battery drains".into(),
-                    reported_fault: wpb::FaultCategory::Battery.into(),
-                    ..Default::default()
-                }),
-        )
-        .await?
-        .order_id;
+        let request = rpb::OpenRepairRequest {
+            device_id: device(&imei),
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: self.center.clone(),
+            customer_id: customer.clone(),
+            symptoms: "battery drains".into(),
+            reported_fault: wpb::FaultCategory::Battery.into(),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let order = match self
+            .c()
+            .repair_agent
+            .clone()
+            .open_repair(request.clone())
+            .await
+        {
+            Ok(order) => {
+                self.recorder.time(Op::OpenRepair, started.elapsed());
+                order.into_inner().order_id
+            }
+            // The center takes no more walk-ins today: the desk books the day it
+            // names, and this customer comes back then.
+            Err(full) if full.code() == tonic::Code::ResourceExhausted => {
+                self.recorder.time(Op::OpenRepair, started.elapsed());
+                let day = full.message().rsplit("next available: ").next()?.trim();
+                let booked = rpb::OpenRepairRequest {
+                    walk_in_day: day.to_owned(),
+                    ..request
+                };
+                timed(
+                    self,
+                    Op::BookWalkIn,
+                    Instant::now(),
+                    self.c().repair_agent.clone().open_repair(booked),
+                )
+                .await?;
+                return Some(());
+            }
+            Err(status) => {
+                self.recorder
+                    .error(Op::OpenRepair, format!("{:?}", status.code()));
+                return None;
+            }
+        };
         let seen = self.watch(&order).await;
         let mut tech = self.c().repair_technician.clone();
         let received = self
