@@ -877,6 +877,15 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
     if args.seconds == 0 || args.seconds > 86_400 {
         return Err("--seconds is between 1 and 86400".into());
     }
+    if args.watchers > 10_000 {
+        return Err("--watchers is at most 10000".into());
+    }
+    if args.seed_devices > 1_000_000 {
+        return Err("--seed-devices is at most 1000000".into());
+    }
+    if args.target_p99_ms == 0 || args.target_p99_ms > 600_000 {
+        return Err("--target-p99-ms is between 1 and 600000".into());
+    }
     let token = |username: &'static str, flag: &'static str, given: Option<String>| {
         let file = args.demo_accounts.clone();
         let issuer = endpoints.issuer_url.clone();

@@ -2736,4 +2736,11 @@ async fn the_load_generator_drives_every_journey_and_reports_each_operation() {
     )
     .unwrap_err();
     assert!(refused.contains("kind=weight"), "{refused}");
+    let refused = run_env(
+        &up.urls(),
+        &up.env(),
+        &["load", "--watchers", "18446744073709551615", "--no-auth"],
+    )
+    .unwrap_err();
+    assert!(refused.contains("--watchers"), "{refused}");
 }
