@@ -300,20 +300,10 @@ fn device(imei: &str) -> Option<DeviceId> {
 /// A valid IMEI for phone `n` of run `run`.
 fn imei(run: u64, n: u64) -> String {
     let body = format!("35{:05}{:07}", run % 100_000, n % 10_000_000);
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).unwrap_or(0);
-            if i % 2 == 0 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    (0..10)
+        .map(|check| format!("{body}{check}"))
+        .find(|imei| aftersales_core::types::luhn_valid(imei))
+        .unwrap_or(body)
 }
 
 impl World {
