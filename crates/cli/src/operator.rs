@@ -1,9 +1,10 @@
 //! Commands for operators: rebuild read models, audit a device's history,
 //! dead letters, and what the streams hold.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use aftersales_eventstore::projection::{self, Projection};
+use aftersales_eventstore::projection::{self, AnyProjection};
 use aftersales_eventstore::{AnyEventStore, EventStore as _};
 use aftersales_messaging::{DeadLetters, Names, open_dead_letters};
 use aftersales_proto::common::{DeviceId, device_id};
@@ -174,31 +175,33 @@ pub enum Streams {
     },
 }
 
-async fn rebuild_one<P: Projection>(
+/// Rebuilds `selected` in one pass over the log, with a progress bar.
+async fn rebuild(
     store: &AnyEventStore,
-    projection: &P,
+    selected: &[Arc<dyn AnyProjection>],
     total: u64,
 ) -> Result<(), String> {
+    let names: Vec<_> = selected.iter().map(|p| p.name()).collect();
     let bar = indicatif::ProgressBar::new(total.max(1));
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{msg:28} [{bar:30}] {pos}/{len} events, {per_sec}, {eta} left",
+            "[{bar:30}] {pos}/{len} events, {per_sec}, {eta} left",
         )
         .map_err(|e| e.to_string())?
         .progress_chars("=> "),
     );
-    bar.set_message(projection.name());
+    eprintln!("rebuilding {}", names.join(", "));
     let started = Instant::now();
-    let applied = projection::rebuild(store, projection, |read| bar.set_position(read))
+    let read = projection::rebuild_together(store, selected, |read| bar.set_position(read))
         .await
-        .map_err(|e| format!("{}: {e}", projection.name()))?;
+        .map_err(|e| format!("{}: {e}", names.join(", ")))?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64().max(0.001);
     #[allow(clippy::cast_precision_loss)] // a rate to show
-    let rate = applied as f64 / seconds;
+    let rate = read as f64 / seconds;
     eprintln!(
-        "{}: {applied} events in {seconds:.1} s ({rate:.0} events/s)",
-        projection.name()
+        "{} read models: {read} events in {seconds:.1} s ({rate:.0} events/s)",
+        selected.len()
     );
     Ok(())
 }
@@ -213,22 +216,18 @@ pub async fn projections(command: Projections) -> Result<(), String> {
     let total = store.log_end().await.map_err(|e| e.to_string())?.position;
     let wanted = |name: &str| projection.as_deref().is_none_or(|p| p == name);
     service.migrate(&store).await.map_err(|e| e.to_string())?;
-    let all = (service.projections)(&store);
-    let mut matched = false;
-    for each in &all {
-        if wanted(each.name()) {
-            matched = true;
-            rebuild_one(&store, each, total).await?;
-        }
-    }
-    if !matched {
+    let selected: Vec<_> = (service.projections)(&store)
+        .into_iter()
+        .filter(|each| wanted(each.name()))
+        .collect();
+    if selected.is_empty() {
         return Err(format!(
             "{} has no projection {:?}",
             service.name,
             projection.unwrap_or_default()
         ));
     }
-    Ok(())
+    rebuild(&store, &selected, total).await
 }
 
 fn device(imei: &str) -> Option<DeviceId> {

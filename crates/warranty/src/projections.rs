@@ -6,6 +6,8 @@ use aftersales_eventstore::{
     AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
     StoreTransaction,
 };
+use std::collections::HashMap;
+
 use chrono::NaiveDate;
 use sqlx::Row as _;
 
@@ -95,24 +97,65 @@ impl DeviceDirectory {
         Self { store }
     }
 
-    /// The device as of `event` (the log is read, not this transaction: the event
-    /// is committed).
-    async fn state_at(&self, event: &RecordedEvent) -> Result<Option<DeviceState>, StoreError> {
-        let events = self
-            .store
-            .read_stream(
-                &event.stream_id,
-                1,
-                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
-            )
-            .await?;
-        let mut state = None;
-        for recorded in &events {
-            state = Device::evolve(state, &recorded.decode::<Event>()?);
+    /// The devices `events` change, each as of its last event among them: folded
+    /// from `events` where they hold the stream from its start (a rebuild, a new
+    /// device), else from the stream read once (the log, not this transaction:
+    /// the events are committed).
+    async fn changed_devices(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<Vec<(String, DeviceState)>, StoreError> {
+        let mut streams: Vec<(&RecordedEvent, Vec<&RecordedEvent>, bool)> = Vec::new();
+        let mut index = HashMap::new();
+        for event in events {
+            let at = *index.entry(event.stream_id.as_str()).or_insert_with(|| {
+                streams.push((event, Vec::new(), false));
+                streams.len() - 1
+            });
+            let (_, of_stream, changed) = &mut streams[at];
+            of_stream.push(event);
+            // A coverage decision leaves every field the directory lists as it was.
+            *changed |= event.event_type != "CoverageDecided";
         }
-        Ok(state)
+        let mut devices = Vec::new();
+        for (first, mut of_stream, changed) in streams {
+            if !changed {
+                continue;
+            }
+            of_stream.sort_by_key(|e| e.stream_version);
+            let from_start = of_stream
+                .iter()
+                .zip(1..)
+                .all(|(e, v)| e.stream_version == v);
+            let read;
+            let history = if from_start {
+                of_stream
+            } else {
+                let last = of_stream.last().map_or(0, |e| e.stream_version);
+                read = self
+                    .store
+                    .read_stream(
+                        &first.stream_id,
+                        1,
+                        usize::try_from(last).unwrap_or(usize::MAX),
+                    )
+                    .await?;
+                read.iter().collect()
+            };
+            let mut state = None;
+            for recorded in history {
+                state = Device::evolve(state, &recorded.decode::<Event>()?);
+            }
+            if let Some(device) = state {
+                devices.push((first.stream_id.as_str().to_owned(), device));
+            }
+        }
+        Ok(devices)
     }
 }
+
+/// Rows per statement: well under both backends' limits on bound values.
+const ROWS_PER_STATEMENT: usize = 1_000;
 
 impl Projection for DeviceDirectory {
     fn name(&self) -> &'static str {
@@ -124,34 +167,41 @@ impl Projection for DeviceDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        if matches!(event.event_type.as_str(), "CoverageDecided") {
-            return Ok(());
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let devices = self.changed_devices(events).await?;
+        for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+            aftersales_eventstore::on_connection!(tx.connection(), c => {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO warranty_devices (stream_id, id_kind, id_value, customer_id, \
+                     model, country, purchase_date, coverage_end, voided) ",
+                );
+                insert.push_values(chunk, |mut row, (stream, device)| {
+                    row.push_bind(stream.clone())
+                        .push_bind(device.key.kind())
+                        .push_bind(device.key.value().to_owned())
+                        .push_bind(device.customer_id.clone())
+                        .push_bind(device.model.clone())
+                        .push_bind(device.country.clone())
+                        .push_bind(device.purchase_date.to_string())
+                        .push_bind(device.coverage_end().to_string())
+                        .push_bind(device.voided.is_some());
+                });
+                insert.push(
+                    " ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
+                     model = excluded.model, country = excluded.country, \
+                     purchase_date = excluded.purchase_date, \
+                     coverage_end = excluded.coverage_end, voided = excluded.voided",
+                );
+                insert.build().execute(c).await?;
+            });
         }
-        let Some(device) = self.state_at(event).await? else {
-            return Ok(());
-        };
-        let (kind, value) = (device.key.kind(), device.key.value().to_owned());
-        let sql = "INSERT INTO warranty_devices (stream_id, id_kind, id_value, customer_id, model, \
-                   country, purchase_date, coverage_end, voided) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                   ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
-                   model = excluded.model, country = excluded.country, \
-                   purchase_date = excluded.purchase_date, coverage_end = excluded.coverage_end, \
-                   voided = excluded.voided";
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query(sql)
-                .bind(event.stream_id.as_str().to_owned())
-                .bind(kind)
-                .bind(value)
-                .bind(device.customer_id.clone())
-                .bind(device.model.clone())
-                .bind(device.country.clone())
-                .bind(device.purchase_date.to_string())
-                .bind(device.coverage_end().to_string())
-                .bind(device.voided.is_some())
-                .execute(c)
-                .await?;
-        });
         Ok(())
     }
 
@@ -167,6 +217,46 @@ impl Projection for DeviceDirectory {
 #[derive(Debug, Clone, Copy)]
 pub struct CoverageDecisions;
 
+/// A coverage decision as its row holds it.
+struct DecisionRow {
+    event_id: String,
+    stream_id: String,
+    policy_id: String,
+    policy_version: i64,
+    fault: String,
+    covered: bool,
+    reason: &'static str,
+    decided_for: String,
+}
+
+impl DecisionRow {
+    fn of(event: &RecordedEvent) -> Result<Option<Self>, StoreError> {
+        if event.event_type != "CoverageDecided" {
+            return Ok(None);
+        }
+        let Event::CoverageDecided {
+            fault, decision, ..
+        } = event.decode()?
+        else {
+            return Ok(None);
+        };
+        let fault = serde_json::to_value(fault)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Some(Self {
+            event_id: event.event_id.to_string(),
+            stream_id: event.stream_id.as_str().to_owned(),
+            policy_version: i64::from(decision.policy_version),
+            reason: decision.reason.as_str(),
+            decided_for: decision.decided_for.to_string(),
+            covered: decision.covered,
+            policy_id: decision.policy_id,
+            fault,
+        }))
+    }
+}
+
 impl Projection for CoverageDecisions {
     fn name(&self) -> &'static str {
         "warranty-coverage-decisions"
@@ -177,35 +267,38 @@ impl Projection for CoverageDecisions {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        if event.event_type != "CoverageDecided" {
-            return Ok(());
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::new();
+        for event in events {
+            rows.extend(DecisionRow::of(event)?);
         }
-        let Event::CoverageDecided {
-            fault, decision, ..
-        } = event.decode()?
-        else {
-            return Ok(());
-        };
-        let fault = serde_json::to_value(fault)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let sql = "INSERT INTO warranty_coverage_decisions (event_id, stream_id, policy_id, \
-                   policy_version, fault, covered, reason, decided_for) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING";
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query(sql)
-                .bind(event.event_id.to_string())
-                .bind(event.stream_id.as_str().to_owned())
-                .bind(decision.policy_id.clone())
-                .bind(i64::from(decision.policy_version))
-                .bind(fault.clone())
-                .bind(decision.covered)
-                .bind(decision.reason.as_str())
-                .bind(decision.decided_for.to_string())
-                .execute(c)
-                .await?;
-        });
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            aftersales_eventstore::on_connection!(tx.connection(), c => {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO warranty_coverage_decisions (event_id, stream_id, policy_id, \
+                     policy_version, fault, covered, reason, decided_for) ",
+                );
+                insert.push_values(chunk, |mut row, decision| {
+                    row.push_bind(decision.event_id.clone())
+                        .push_bind(decision.stream_id.clone())
+                        .push_bind(decision.policy_id.clone())
+                        .push_bind(decision.policy_version)
+                        .push_bind(decision.fault.clone())
+                        .push_bind(decision.covered)
+                        .push_bind(decision.reason)
+                        .push_bind(decision.decided_for.clone());
+                });
+                insert.push(" ON CONFLICT (event_id) DO NOTHING");
+                insert.build().execute(c).await?;
+            });
+        }
         Ok(())
     }
 

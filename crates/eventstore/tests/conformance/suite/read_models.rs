@@ -7,12 +7,15 @@ use aftersales_eventstore::{CommandHandler, EventStore, ExpectedVersion, StoreEr
 use crate::counter::{self, Counter};
 use crate::harness::{Backend, ctx, events, stream};
 
-/// Counts events per stream into `projected`.
-struct PerStream;
+/// Counts events per stream into the table it names.
+struct PerStream(&'static str);
+
+/// The read model most tests here use.
+const PER_STREAM: PerStream = PerStream("projected");
 
 impl aftersales_eventstore::Projection for PerStream {
     fn name(&self) -> &'static str {
-        "per-stream"
+        self.0
     }
 
     async fn apply(
@@ -21,17 +24,22 @@ impl aftersales_eventstore::Projection for PerStream {
         tx: &mut aftersales_eventstore::StoreTransaction,
     ) -> Result<(), StoreError> {
         use aftersales_eventstore::TransactionConnection;
-        let sql = "INSERT INTO projected (stream_id, n) VALUES ($1, 1) \
-                   ON CONFLICT (stream_id) DO UPDATE SET n = projected.n + 1";
+        let sql = || {
+            sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {0} (stream_id, n) VALUES ($1, 1) \
+                 ON CONFLICT (stream_id) DO UPDATE SET n = {0}.n + 1",
+                self.0
+            ))
+        };
         match tx.connection() {
             TransactionConnection::Postgres(c) => {
-                sqlx::query(sql)
-                    .bind(event.stream_id.as_str())
+                sqlx::query(sql())
+                    .bind(event.stream_id.as_str().to_owned())
                     .execute(c)
                     .await?;
             }
             TransactionConnection::Sqlite(c) => {
-                sqlx::query(sql)
+                sqlx::query(sql())
                     .bind(event.stream_id.as_str().to_owned())
                     .execute(c)
                     .await?;
@@ -45,15 +53,30 @@ impl aftersales_eventstore::Projection for PerStream {
         tx: &mut aftersales_eventstore::StoreTransaction,
     ) -> Result<(), StoreError> {
         use aftersales_eventstore::TransactionConnection;
+        let sql = || sqlx::AssertSqlSafe(format!("DELETE FROM {}", self.0));
         match tx.connection() {
             TransactionConnection::Postgres(c) => {
-                sqlx::query("DELETE FROM projected").execute(c).await?;
+                sqlx::query(sql()).execute(c).await?;
             }
             TransactionConnection::Sqlite(c) => {
-                sqlx::query("DELETE FROM projected").execute(c).await?;
+                sqlx::query(sql()).execute(c).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// The sum of `n` in a [`PerStream`] table.
+async fn total(b: &Backend, table: &str) -> i64 {
+    let mut tx = b.store.begin().await.unwrap();
+    let sql = || sqlx::AssertSqlSafe(format!("SELECT CAST(SUM(n) AS BIGINT) FROM {table}"));
+    match tx.connection() {
+        aftersales_eventstore::TransactionConnection::Postgres(c) => {
+            sqlx::query_scalar(sql()).fetch_one(c).await.unwrap()
+        }
+        aftersales_eventstore::TransactionConnection::Sqlite(c) => {
+            sqlx::query_scalar(sql()).fetch_one(c).await.unwrap()
+        }
     }
 }
 
@@ -64,7 +87,7 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
     let streams = [stream("a"), stream("b"), stream("c")];
     for s in &streams {
         b.store
-            .append(s, ExpectedVersion::NoStream, events(400))
+            .append(s, ExpectedVersion::NoStream, events(800))
             .await
             .unwrap();
     }
@@ -77,7 +100,7 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         let mut reported = Vec::new();
         while read < expected {
             let mut batch = Vec::new();
-            read += projection::catch_up(store, &PerStream, |n| batch.push(n))
+            read += projection::catch_up(store, &PER_STREAM, |n| batch.push(n))
                 .await
                 .unwrap();
             reported.extend(batch);
@@ -90,48 +113,54 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         assert_eq!(read, expected, "nothing applied twice");
         reported
     }
-    let reported = settle(&b.store, 1200).await;
+    let reported = settle(&b.store, 2400).await;
     assert!(
         reported.len() >= 3,
-        "progress after each batch of 500: {reported:?}"
+        "progress after each batch of 1,000: {reported:?}"
     );
-    assert!(reported.windows(2).all(|w| w[0] < w[1] || w[1] <= 500));
+    assert!(reported.windows(2).all(|w| w[0] < w[1] || w[1] <= 1000));
     // Nothing new: nothing applied twice.
     assert_eq!(
-        projection::catch_up(&b.store, &PerStream, |_| {})
+        projection::catch_up(&b.store, &PER_STREAM, |_| {})
             .await
             .unwrap(),
         0
     );
     b.store
-        .append(&streams[0], ExpectedVersion::Exact(400), events(1))
+        .append(&streams[0], ExpectedVersion::Exact(800), events(1))
         .await
         .unwrap();
     settle(&b.store, 1).await;
-    let total = |b: &Backend| {
-        let store = b.store.clone();
-        async move {
-            let mut tx = store.begin().await.unwrap();
-            let sql = "SELECT CAST(SUM(n) AS BIGINT) FROM projected";
-            let n: i64 = match tx.connection() {
-                aftersales_eventstore::TransactionConnection::Postgres(c) => {
-                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
-                }
-                aftersales_eventstore::TransactionConnection::Sqlite(c) => {
-                    sqlx::query_scalar(sql).fetch_one(c).await.unwrap()
-                }
-            };
-            n
-        }
-    };
-    assert_eq!(total(&b).await, 1201);
+    assert_eq!(total(&b, "projected").await, 2401);
     assert_eq!(
-        projection::rebuild(&b.store, &PerStream, |_| {})
+        projection::rebuild(&b.store, &PER_STREAM, |_| {})
             .await
             .unwrap(),
-        1201
+        2401
     );
-    assert_eq!(total(&b).await, 1201);
+    assert_eq!(total(&b, "projected").await, 2401);
+
+    // Read models rebuilt together: each complete, each at the log's end.
+    b.exec("CREATE TABLE projected_too (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .await;
+    let both: aftersales_eventstore::Projections = vec![
+        std::sync::Arc::new(PER_STREAM),
+        std::sync::Arc::new(PerStream("projected_too")),
+    ];
+    assert_eq!(
+        projection::rebuild_together(&b.store, &both, |_| {})
+            .await
+            .unwrap(),
+        2401
+    );
+    assert_eq!(total(&b, "projected").await, 2401);
+    assert_eq!(total(&b, "projected_too").await, 2401);
+    for each in &both {
+        assert_eq!(
+            projection::catch_up(&b.store, each, |_| {}).await.unwrap(),
+            0
+        );
+    }
 }
 
 /// A request that just wrote waits for a read model to read that far, and is
@@ -140,7 +169,7 @@ pub async fn a_request_waits_for_a_projection_to_reach_its_write(b: Backend) {
     use aftersales_eventstore::projection;
     b.exec("CREATE TABLE projected (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
         .await;
-    let name = aftersales_eventstore::Projection::name(&PerStream);
+    let name = aftersales_eventstore::Projection::name(&PER_STREAM);
     let wait = |timeout| projection::wait_for(&b.store, name, Duration::from_millis(timeout));
     assert!(
         wait(0).await.unwrap(),
@@ -157,7 +186,7 @@ pub async fn a_request_waits_for_a_projection_to_reach_its_write(b: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut read = 0;
         while read < 3 {
-            read += projection::catch_up(&store, &PerStream, |_| {})
+            read += projection::catch_up(&store, &PER_STREAM, |_| {})
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
