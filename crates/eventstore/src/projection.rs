@@ -1,6 +1,8 @@
 //! Read models fed from a service's own log. Each batch of events and the
 //! projection's checkpoint commit in one transaction, so a crash never applies an
-//! event twice or skips one; a projection can be reset and rebuilt from the start.
+//! event twice or skips one (it may undo the last batches, which are applied
+//! again: their commits do not wait for the disk); a projection can be reset and
+//! rebuilt from the start.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,8 +89,8 @@ async fn catch_up_from<S: EventStore, P: Projection>(
         .map(|p| metrics::gauge!("aftersales_projection_lag_events", "projection" => p.name()))
         .collect();
     let mut read = 0u64;
+    let mut batch = store.read_log(checkpoint, BATCH).await?;
     loop {
-        let batch = store.read_log(checkpoint, BATCH).await?;
         let Some(last) = batch.last().map(|e| e.checkpoint) else {
             lags.iter().for_each(|lag| lag.set(0.0));
             return Ok(read);
@@ -96,15 +98,31 @@ async fn catch_up_from<S: EventStore, P: Projection>(
         #[allow(clippy::cast_precision_loss)] // a gauge
         let behind = end.saturating_sub(last.position) as f64;
         lags.iter().for_each(|lag| lag.set(behind));
-        let mut tx = store.begin().await?;
-        for (projection, name) in projections.iter().zip(&names) {
-            projection.apply_batch(&batch, &mut tx).await?;
-            tx.save_checkpoint(name, last).await?;
-        }
-        tx.commit().await?;
+        let apply = async {
+            let mut tx = store.begin().await?;
+            for (projection, name) in projections.iter().zip(&names) {
+                projection.apply_batch(&batch, &mut tx).await?;
+                tx.save_checkpoint(name, last).await?;
+            }
+            // Read models are made again from the log: no need to wait for the disk.
+            tx.commit_unflushed().await
+        };
+        // A full batch says more is waiting: read it while this one is applied.
+        let next = async {
+            if batch.len() < BATCH {
+                return Ok(Vec::new());
+            }
+            store.read_log(last, BATCH).await
+        };
+        let (applied, next) = futures::join!(apply, next);
+        applied?;
         checkpoint = last;
         read += batch.len() as u64;
         progress(read);
+        batch = match next? {
+            next if next.is_empty() => store.read_log(checkpoint, BATCH).await?,
+            next => next,
+        };
     }
 }
 

@@ -318,6 +318,23 @@ impl StoreTransaction {
         Ok(())
     }
 
+    /// Commits without waiting for the commit to reach the disk (PostgreSQL's
+    /// asynchronous commit; SQLite commits as [`Self::commit`] does). For writes
+    /// the log can make again, such as a read model with its checkpoint: a crash
+    /// may undo the last of them whole, never part of one, and any later durable
+    /// commit on the server makes them durable too. A transaction that appended
+    /// events commits durably all the same.
+    pub async fn commit_unflushed(mut self) -> Result<(), StoreError> {
+        if !self.wrote_events {
+            if let Inner::Postgres(tx) = &mut self.inner {
+                sqlx::raw_sql("SET LOCAL synchronous_commit TO off")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        self.commit().await
+    }
+
     /// Undoes everything; the same as dropping, but waits for the database.
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self.inner {

@@ -4,7 +4,7 @@
 
 use aftersales_eventstore::{
     AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
-    StoreTransaction,
+    StoreTransaction, TransactionConnection,
 };
 use std::collections::HashMap;
 
@@ -154,8 +154,33 @@ impl DeviceDirectory {
     }
 }
 
-/// Rows per statement: well under both backends' limits on bound values.
-const ROWS_PER_STATEMENT: usize = 1_000;
+/// Upserts directory rows from `$rows`: a `VALUES` row, or on PostgreSQL arrays
+/// (one statement whatever the batch's size).
+macro_rules! upsert_devices {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO warranty_devices (stream_id, id_kind, id_value, customer_id, model, \
+             country, purchase_date, coverage_end, voided) ",
+            $rows,
+            " ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
+             model = excluded.model, country = excluded.country, \
+             purchase_date = excluded.purchase_date, coverage_end = excluded.coverage_end, \
+             voided = excluded.voided"
+        )
+    };
+}
+
+/// Inserts decision rows from `$rows`, as [`upsert_devices`] does.
+macro_rules! insert_decisions {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO warranty_coverage_decisions (event_id, stream_id, policy_id, \
+             policy_version, fault, covered, reason, decided_for) ",
+            $rows,
+            " ON CONFLICT (event_id) DO NOTHING"
+        )
+    };
+}
 
 impl Projection for DeviceDirectory {
     fn name(&self) -> &'static str {
@@ -176,31 +201,73 @@ impl Projection for DeviceDirectory {
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
         let devices = self.changed_devices(events).await?;
-        for chunk in devices.chunks(ROWS_PER_STATEMENT) {
-            aftersales_eventstore::on_connection!(tx.connection(), c => {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO warranty_devices (stream_id, id_kind, id_value, customer_id, \
-                     model, country, purchase_date, coverage_end, voided) ",
-                );
-                insert.push_values(chunk, |mut row, (stream, device)| {
-                    row.push_bind(stream.clone())
-                        .push_bind(device.key.kind())
-                        .push_bind(device.key.value().to_owned())
-                        .push_bind(device.customer_id.clone())
-                        .push_bind(device.model.clone())
-                        .push_bind(device.country.clone())
-                        .push_bind(device.purchase_date.to_string())
-                        .push_bind(device.coverage_end().to_string())
-                        .push_bind(device.voided.is_some());
-                });
-                insert.push(
-                    " ON CONFLICT (stream_id) DO UPDATE SET customer_id = excluded.customer_id, \
-                     model = excluded.model, country = excluded.country, \
-                     purchase_date = excluded.purchase_date, \
-                     coverage_end = excluded.coverage_end, voided = excluded.voided",
-                );
-                insert.build().execute(c).await?;
-            });
+        if devices.is_empty() {
+            return Ok(());
+        }
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                let mut columns: [Vec<String>; 8] = Default::default();
+                let mut voided = Vec::with_capacity(devices.len());
+                for (stream, device) in devices {
+                    let row = [
+                        stream,
+                        device.key.kind().to_owned(),
+                        device.key.value().to_owned(),
+                        device.customer_id.clone(),
+                        device.model.clone(),
+                        device.country.clone(),
+                        device.purchase_date.to_string(),
+                        device.coverage_end().to_string(),
+                    ];
+                    for (column, value) in columns.iter_mut().zip(row) {
+                        column.push(value);
+                    }
+                    voided.push(device.voided.is_some());
+                }
+                let [
+                    stream_id,
+                    id_kind,
+                    id_value,
+                    customer_id,
+                    model,
+                    country,
+                    purchase_date,
+                    coverage_end,
+                ] = columns;
+                sqlx::query(upsert_devices!(
+                    "SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::bool[])"
+                ))
+                .bind(stream_id)
+                .bind(id_kind)
+                .bind(id_value)
+                .bind(customer_id)
+                .bind(model)
+                .bind(country)
+                .bind(purchase_date)
+                .bind(coverage_end)
+                .bind(voided)
+                .execute(c)
+                .await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                for (stream, device) in devices {
+                    sqlx::query(upsert_devices!(
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                    ))
+                    .bind(stream)
+                    .bind(device.key.kind())
+                    .bind(device.key.value().to_owned())
+                    .bind(device.customer_id.clone())
+                    .bind(device.model.clone())
+                    .bind(device.country.clone())
+                    .bind(device.purchase_date.to_string())
+                    .bind(device.coverage_end().to_string())
+                    .bind(device.voided.is_some())
+                    .execute(&mut *c)
+                    .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -279,25 +346,59 @@ impl Projection for CoverageDecisions {
         for event in events {
             rows.extend(DecisionRow::of(event)?);
         }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            aftersales_eventstore::on_connection!(tx.connection(), c => {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO warranty_coverage_decisions (event_id, stream_id, policy_id, \
-                     policy_version, fault, covered, reason, decided_for) ",
-                );
-                insert.push_values(chunk, |mut row, decision| {
-                    row.push_bind(decision.event_id.clone())
-                        .push_bind(decision.stream_id.clone())
-                        .push_bind(decision.policy_id.clone())
-                        .push_bind(decision.policy_version)
-                        .push_bind(decision.fault.clone())
-                        .push_bind(decision.covered)
-                        .push_bind(decision.reason)
-                        .push_bind(decision.decided_for.clone());
-                });
-                insert.push(" ON CONFLICT (event_id) DO NOTHING");
-                insert.build().execute(c).await?;
-            });
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                let mut texts: [Vec<String>; 6] = Default::default();
+                let (mut versions, mut covered) = (Vec::new(), Vec::new());
+                for row in rows {
+                    let values = [
+                        row.event_id,
+                        row.stream_id,
+                        row.policy_id,
+                        row.fault,
+                        row.reason.to_owned(),
+                        row.decided_for,
+                    ];
+                    for (column, value) in texts.iter_mut().zip(values) {
+                        column.push(value);
+                    }
+                    versions.push(row.policy_version);
+                    covered.push(row.covered);
+                }
+                let [event_id, stream_id, policy_id, fault, reason, decided_for] = texts;
+                sqlx::query(insert_decisions!(
+                    "SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], \
+                     $5::text[], $6::bool[], $7::text[], $8::text[])"
+                ))
+                .bind(event_id)
+                .bind(stream_id)
+                .bind(policy_id)
+                .bind(versions)
+                .bind(fault)
+                .bind(covered)
+                .bind(reason)
+                .bind(decided_for)
+                .execute(c)
+                .await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                for row in rows {
+                    sqlx::query(insert_decisions!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                        .bind(row.event_id)
+                        .bind(row.stream_id)
+                        .bind(row.policy_id)
+                        .bind(row.policy_version)
+                        .bind(row.fault)
+                        .bind(row.covered)
+                        .bind(row.reason)
+                        .bind(row.decided_for)
+                        .execute(&mut *c)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }

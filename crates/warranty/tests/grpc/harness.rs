@@ -1,4 +1,5 @@
-//! A warranty server on a fresh PostgreSQL database, and a client for it.
+//! A warranty server on a fresh PostgreSQL database (or an SQLite file), and a
+//! client for it.
 
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::warranty as pb;
@@ -17,6 +18,8 @@ pub struct Server {
     pub clock: aftersales_core::ShiftedClock,
     /// The database's owner: the server runs as a role that cannot change its log.
     pub owner_url: String,
+    /// Where an SQLite server keeps its database.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -27,14 +30,38 @@ impl Server {
     /// With sandbox payments that take `settle_millis` to settle.
     pub async fn start_settling_after(nats_url: Option<String>, settle_millis: u64) -> Self {
         let roles = shared_postgres().create_database_with_roles().unwrap();
+        Self::start_on(
+            roles.service_url,
+            Some(roles.owner_url),
+            None,
+            nats_url,
+            settle_millis,
+        )
+        .await
+    }
+
+    /// On an SQLite file of its own, without NATS.
+    pub async fn start_on_sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("warranty.db").display());
+        Self::start_on(url, None, Some(dir), None, 0).await
+    }
+
+    async fn start_on(
+        url: String,
+        owner_url: Option<String>,
+        dir: Option<tempfile::TempDir>,
+        nats_url: Option<String>,
+        settle_millis: u64,
+    ) -> Self {
         let clock = aftersales_core::ShiftedClock::new();
         let running = start(Config {
             common: Common {
                 nats_url: nats_url.map(Into::into),
                 region: REGION.into(),
                 clock: clock.shared(),
-                database_owner_url: Some(roles.owner_url.clone().into()),
-                ..Common::test(roles.service_url)
+                database_owner_url: owner_url.clone().map(Into::into),
+                ..Common::test(url)
             },
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: None,
@@ -52,7 +79,8 @@ impl Server {
             running,
             client,
             clock,
-            owner_url: roles.owner_url,
+            owner_url: owner_url.unwrap_or_default(),
+            _dir: dir,
         }
     }
 

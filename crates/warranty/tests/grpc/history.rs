@@ -163,7 +163,15 @@ async fn an_edited_row_fails_verification() {
 
 #[tokio::test]
 async fn projections_list_devices_by_customer_and_expiry_and_rebuild() {
-    let mut s = Server::start(None).await;
+    projections_list_and_rebuild(Server::start(None).await).await;
+}
+
+#[tokio::test]
+async fn projections_list_devices_by_customer_and_expiry_and_rebuild_on_sqlite() {
+    projections_list_and_rebuild(Server::start_on_sqlite().await).await;
+}
+
+async fn projections_list_and_rebuild(mut s: Server) {
     let customer = format!("cust-{}", fresh_imei());
     let mut imeis = Vec::new();
     for days in [10, 20, 30] {
