@@ -325,12 +325,10 @@ impl StoreTransaction {
     /// commit on the server makes them durable too. A transaction that appended
     /// events commits durably all the same.
     pub async fn commit_unflushed(mut self) -> Result<(), StoreError> {
-        if !self.wrote_events {
-            if let Inner::Postgres(tx) = &mut self.inner {
-                sqlx::raw_sql("SET LOCAL synchronous_commit TO off")
-                    .execute(&mut **tx)
-                    .await?;
-            }
+        if let (false, Inner::Postgres(tx)) = (self.wrote_events, &mut self.inner) {
+            sqlx::raw_sql("SET LOCAL synchronous_commit TO off")
+                .execute(&mut **tx)
+                .await?;
         }
         self.commit().await
     }
