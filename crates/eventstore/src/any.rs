@@ -163,6 +163,14 @@ impl EventStore for AnyEventStore {
         delegate!(self, s => s.last_position().await)
     }
 
+    async fn has_read_up_to(
+        &self,
+        checkpoint: Checkpoint,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.has_read_up_to(checkpoint, position).await)
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         delegate!(self, s => s.event_by_id(event_id).await)
     }

@@ -569,6 +569,23 @@ impl EventStore for PgEventStore {
         })
     }
 
+    async fn has_read_up_to(
+        &self,
+        checkpoint: Checkpoint,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let unread: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE position <= $3 \
+               AND (transaction_id, position) > ($1::text::xid8, $2))",
+        )
+        .bind(checkpoint.transaction.to_string())
+        .bind(to_i64(checkpoint.position, "position")?)
+        .bind(to_i64(position, "position")?)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(!unread)
+    }
+
     async fn last_position(&self) -> Result<u64, StoreError> {
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&self.pool)

@@ -160,7 +160,7 @@ pub async fn rebuild_together<S: EventStore, P: Projection>(
         let before = read;
         read += catch_up_from(store, projections, checkpoint, |n| progress(before + n)).await?;
         checkpoint = store.load_checkpoint(&checkpoint_name(first)).await?;
-        if checkpoint.position >= target {
+        if store.has_read_up_to(checkpoint, target).await? {
             return Ok(read);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -179,7 +179,10 @@ pub async fn wait_for<S: EventStore>(
     let checkpoint = checkpoint_of(name);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if store.load_checkpoint(&checkpoint).await?.position >= target {
+        if store
+            .has_read_up_to(store.load_checkpoint(&checkpoint).await?, target)
+            .await?
+        {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {

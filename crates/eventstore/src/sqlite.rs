@@ -399,6 +399,15 @@ impl EventStore for SqliteEventStore {
         to_u64(last, "position")
     }
 
+    async fn has_read_up_to(
+        &self,
+        checkpoint: Checkpoint,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        // One writer at a time: the log's order is the positions' order.
+        Ok(checkpoint.position >= position)
+    }
+
     async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
         let mut events = select_by_ids(&self.writer, &[event_id]).await?;
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;

@@ -109,6 +109,15 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// reader is behind, for operators. A follower must use [`EventStore::read_log`].
     fn last_position(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Whether a follower at `checkpoint` has read every stored event at
+    /// `position` or before. The log is read in commit order, which on PostgreSQL
+    /// is not position order: the checkpoint's own position does not say.
+    fn has_read_up_to(
+        &self,
+        checkpoint: Checkpoint,
+        position: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The stored event with this id.
     fn event_by_id(
         &self,

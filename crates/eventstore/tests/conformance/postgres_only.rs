@@ -220,3 +220,58 @@ async fn the_service_role_appends_and_reads_but_cannot_change_the_log() {
             .unwrap();
     assert_eq!(again.read_stream(&s, 1, 10).await.unwrap().len(), 2);
 }
+
+/// Commit order is not position order: a transaction that started first but
+/// appended last comes first in the log with the highest position. Whether a
+/// follower has read everything up to a position is asked of the log, not of
+/// the checkpoint's position (a rebuild waiting on that waited forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_has_read_up_to_a_position_in_commit_order() {
+    let b = Backend::postgres().await;
+    let mut early = b.store.begin().await.unwrap();
+    early
+        .save_checkpoint("takes-an-id", Checkpoint::START)
+        .await
+        .unwrap();
+    let later = b
+        .store
+        .append(&stream("later"), ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    early
+        .append(&stream("early"), ExpectedVersion::Any, events(1))
+        .await
+        .unwrap();
+    early.commit().await.unwrap();
+    let last = b.store.last_position().await.unwrap();
+    assert!(last > later.last_position);
+
+    let mut read = Vec::new();
+    for _ in 0..1000 {
+        read = b.store.read_log(Checkpoint::START, 10).await.unwrap();
+        if read.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![last, later.last_position],
+        "the early transaction's event comes first"
+    );
+    assert!(
+        !b.store
+            .has_read_up_to(read[0].checkpoint, last)
+            .await
+            .unwrap(),
+        "the later transaction's event, below that position, is still to read"
+    );
+    assert!(
+        b.store
+            .has_read_up_to(read[1].checkpoint, last)
+            .await
+            .unwrap(),
+        "past both, though its own position is lower"
+    );
+    assert!(b.store.has_read_up_to(Checkpoint::START, 0).await.unwrap());
+}
