@@ -13,8 +13,6 @@ pub struct GeoPoint {
     pub longitude: f64,
 }
 
-const EARTH_RADIUS_KM: f64 = 6371.0088;
-
 impl GeoPoint {
     /// Checks the ranges; `field` names the point in errors.
     pub fn new(field: &'static str, latitude: f64, longitude: f64) -> Result<Self, CenterError> {
@@ -38,11 +36,12 @@ impl GeoPoint {
 
     /// Great-circle distance in kilometres (haversine).
     pub fn distance_km(self, other: Self) -> f64 {
-        let (lat1, lat2) = (self.latitude.to_radians(), other.latitude.to_radians());
-        let dlat = lat2 - lat1;
-        let dlon = (other.longitude - self.longitude).to_radians();
-        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
-        2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+        self.point().distance_km(other.point())
+    }
+
+    /// The same place, as the network planner sees it.
+    pub fn point(self) -> aftersales_network::Point {
+        aftersales_network::Point::new(self.latitude, self.longitude)
     }
 }
 
