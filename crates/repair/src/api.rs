@@ -27,6 +27,7 @@ use crate::domain::order::{
     PartReplacement, QuoteLine, RepairOrder, Stage,
 };
 use crate::domain::{DomainError, Money};
+use crate::network;
 use crate::projections::OrderRow;
 
 #[derive(Debug, Clone)]
@@ -674,6 +675,116 @@ impl RepairService for RepairApi {
         }))
     }
 
+    async fn list_demand_areas(
+        &self,
+        request: Request<pb::ListDemandAreasRequest>,
+    ) -> Result<Response<pb::DemandAreas>, Status> {
+        let country = country(request.into_inner().country)?;
+        let demand = self.app.demand(&country).await.map_err(status)?;
+        Ok(Response::new(pb::DemandAreas {
+            areas: demand.areas.iter().map(demand_area_to_proto).collect(),
+            unplaced_customers: demand.unplaced_customers,
+            country,
+        }))
+    }
+
+    async fn plan_network(
+        &self,
+        request: Request<pb::PlanNetworkRequest>,
+    ) -> Result<Response<pb::NetworkPlan>, Status> {
+        let r = request.into_inner();
+        let request = network::PlanRequest {
+            country: country(r.country)?,
+            new_points: usize::try_from(r.new_points).unwrap_or(usize::MAX),
+            within_km: r.within_km.unwrap_or(network::DEFAULT_WITHIN_KM),
+            candidates: r.candidates,
+        };
+        if request.candidates.len() > network::MAX_CANDIDATES
+            || request.candidates.iter().any(|c| c.len() > 200)
+        {
+            return Err(invalid(
+                "candidates",
+                format!(
+                    "at most {} names of at most 200 bytes",
+                    network::MAX_CANDIDATES
+                ),
+            ));
+        }
+        let planned = self.app.plan_network(&request).await.map_err(status)?;
+        let choices = planned
+            .plan
+            .choices
+            .iter()
+            .map(|c| pb::PlanChoice {
+                area_id: c.candidate.id,
+                city: c.candidate.name.clone(),
+                point: Some(point_to_proto(c.candidate.point)),
+                before: Some(plan_figures(c.before)),
+                after: Some(plan_figures(c.after)),
+                areas_reached: u32::try_from(c.areas_reached).unwrap_or(u32::MAX),
+                why: c.why.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::NetworkPlan {
+            country: request.country,
+            within_km: request.within_km,
+            before: Some(plan_figures(planned.plan.before)),
+            after: Some(plan_figures(planned.plan.after)),
+            choices,
+            method: planned.method,
+            walk_in_p90_days: planned.walk_in_p90_days,
+            mail_in_p90_days: planned.mail_in_p90_days,
+            map_svg: planned.map_svg,
+        }))
+    }
+
+    async fn get_network_quality(
+        &self,
+        request: Request<pb::GetNetworkQualityRequest>,
+    ) -> Result<Response<pb::NetworkQuality>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let only = if r.service_center_id.is_empty() {
+            // Every center's rows: only for those who may see every center.
+            if caller.needs_owner()
+                && !caller.may_touch(Owner {
+                    customer: None,
+                    center: None,
+                })
+            {
+                return Err(invalid(
+                    "service_center_id",
+                    "is required: name the center you work at",
+                ));
+            }
+            None
+        } else {
+            let center = center_id(&r.service_center_id)?;
+            own_center(&caller, &center)?;
+            Some(center)
+        };
+        let country = country(r.country)?;
+        let weeks = if r.weeks == 0 { 8 } else { r.weeks };
+        let now = self.requests.clock.now();
+        let quality = self
+            .app
+            .network_quality(
+                &country,
+                weeks,
+                r.by_technician,
+                only.as_ref().map(CenterId::as_str),
+                now,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::NetworkQuality {
+            country,
+            from_week: quality.from_week.to_string(),
+            summary: quality.summary.iter().map(quality_row_to_proto).collect(),
+            weeks: quality.weeks.iter().map(quality_row_to_proto).collect(),
+        }))
+    }
+
     async fn list_repairs_by_device(
         &self,
         request: Request<pb::ListRepairsByDeviceRequest>,
@@ -952,4 +1063,102 @@ impl Watch {
 
 fn order_ended(order: &OrderState) -> bool {
     matches!(order.stage, Stage::Closed | Stage::Cancelled)
+}
+
+fn country(code: Option<aftersales_proto::common::CountryCode>) -> Result<String, Status> {
+    let code = code.map(|c| c.value).unwrap_or_default();
+    if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(code)
+    } else {
+        Err(invalid(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code, e.g. \"IN\"",
+        ))
+    }
+}
+
+fn point_to_proto(p: aftersales_network::Point) -> aftersales_proto::common::GeoPoint {
+    aftersales_proto::common::GeoPoint {
+        latitude: p.latitude,
+        longitude: p.longitude,
+    }
+}
+
+fn plan_figures(f: aftersales_network::Figures) -> pb::PlanFigures {
+    pb::PlanFigures {
+        customers: f.customers,
+        beyond_reach: f.beyond_reach,
+        expected_p90_days: f.expected_p90_days,
+    }
+}
+
+fn demand_area_to_proto(a: &network::DemandArea) -> pb::DemandArea {
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let mail_in_share = if a.repairs == 0 {
+        0.0
+    } else {
+        a.mail_ins as f64 / a.repairs as f64
+    };
+    pb::DemandArea {
+        area_id: a.area,
+        city: a.city.clone(),
+        point: Some(point_to_proto(a.point)),
+        customers: a.customers,
+        devices: a.devices,
+        repairs: a.repairs,
+        mail_in_share,
+        mail_in_p50_days: a.mail_in_p50_days,
+        mail_in_p90_days: a.mail_in_p90_days,
+        nearest_center_km: a.nearest_center.as_ref().map(|n| n.1),
+        nearest_center_id: a
+            .nearest_center
+            .as_ref()
+            .map(|n| n.0.clone())
+            .unwrap_or_default(),
+    }
+}
+
+fn quality_row_to_proto(row: &network::QualityRow) -> pb::QualityRow {
+    let f = &row.figures;
+    let stages = f
+        .stages
+        .iter()
+        .filter_map(|(name, p50, p90, orders)| {
+            let st = Stage::ALL.into_iter().find(|s| s.as_str() == name)?;
+            Some(pb::StageTurnaround {
+                stage: stage(st).into(),
+                p50_hours: *p50,
+                p90_hours: *p90,
+                orders: *orders,
+            })
+        })
+        .collect();
+    pb::QualityRow {
+        service_center_id: row.center_id.clone(),
+        technician: row.technician.clone(),
+        week: row.week.map(|w| w.to_string()).unwrap_or_default(),
+        figures: Some(pb::QualityFigures {
+            orders: f.orders,
+            stages,
+            turnaround_p50_hours: f.turnaround_p50_hours,
+            turnaround_p90_hours: f.turnaround_p90_hours,
+            first_time_fix_rate: f.first_time_fix_rate(),
+            repaired: f.repaired,
+            qc_failure_rate: f.qc_failure_rate(),
+            quotes_issued: f.quotes_issued,
+            quotes_declined: f.quotes_declined,
+            parcels_slow_in: f.parcels_slow_in,
+            parcels_slow_out: f.parcels_slow_out,
+        }),
+        flags: row
+            .flags
+            .iter()
+            .map(|flag| pb::QualityFlag {
+                figure: flag.figure.to_owned(),
+                value: flag.value,
+                network_median: flag.median,
+                why: flag.why.clone(),
+            })
+            .collect(),
+    }
 }

@@ -205,6 +205,13 @@ impl Repairs {
             .ok_or_else(|| DomainError::NotFound(format!("service center {id}")).into())
     }
 
+    /// Every center: the built-in ones as changed through the API, and the new ones.
+    pub async fn all_centers(&self) -> AppResult<Vec<ServiceCenter>> {
+        let mut all = (*self.builtin_centers).clone();
+        all.extend(projections::changed_centers(&self.store).await?);
+        Ok(all.into_values().collect())
+    }
+
     /// Opens an order; coverage is asked at once and recorded, or left pending
     /// when warranty cannot be reached.
     pub async fn open(
@@ -732,9 +739,7 @@ impl Repairs {
         limit: usize,
         today: NaiveDate,
     ) -> AppResult<(Vec<(ServiceCenter, f64, Option<NaiveDate>)>, bool)> {
-        let mut all = (*self.builtin_centers).clone();
-        all.extend(projections::changed_centers(&self.store).await?);
-        let centers: Vec<ServiceCenter> = all.into_values().collect();
+        let centers = self.all_centers().await?;
         let found = centers::nearest(&centers, point, country, limit, self.radius_km);
         let mut answer = Vec::with_capacity(found.centers.len());
         for (center, distance) in &found.centers {

@@ -86,10 +86,19 @@ impl CustomerRecords for RepairRecords {
     fn scrub<'a>(&'a self, customer: &'a str) -> Answer<'a, Vec<Erased>> {
         Box::pin(async move {
             let orders = self.orders(customer).await?.len();
-            Ok(vec![Erased {
-                what: "repair orders: the symptoms described and the mail-in address".into(),
-                count: u64::try_from(orders).unwrap_or(u64::MAX),
-            }])
+            let mut tx = aftersales_eventstore::EventStore::begin(self.app.store()).await?;
+            let placed = crate::network::forget_places(&mut tx, customer).await?;
+            tx.commit().await?;
+            Ok(vec![
+                Erased {
+                    what: "repair orders: the symptoms described and the mail-in address".into(),
+                    count: u64::try_from(orders).unwrap_or(u64::MAX),
+                },
+                Erased {
+                    what: "the city their orders were counted in for network planning".into(),
+                    count: placed,
+                },
+            ])
         })
     }
 

@@ -25,6 +25,7 @@ pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
         std::sync::Arc::new(OrderDirectory::new(store.clone())),
         std::sync::Arc::new(CenterDirectory),
         std::sync::Arc::new(crate::index::DeviceOrderIndex),
+        std::sync::Arc::new(crate::network::NetworkFacts),
     ]
 }
 

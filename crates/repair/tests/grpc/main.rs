@@ -6,4 +6,5 @@ mod auth;
 mod centers;
 mod harness;
 mod history;
+mod network;
 mod orders;
