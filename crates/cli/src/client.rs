@@ -161,7 +161,7 @@ fn imei(value: &str) -> Option<DeviceId> {
     })
 }
 
-fn failed(status: tonic::Status) -> String {
+pub(crate) fn failed(status: tonic::Status) -> String {
     let hint = if status.code() == tonic::Code::Unauthenticated {
         " (sign in with `aftersales login`, or give --token)"
     } else {

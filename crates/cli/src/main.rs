@@ -18,6 +18,7 @@ mod demo;
 mod identity;
 mod load;
 mod login;
+mod network;
 mod operator;
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,10 @@ enum Command {
     /// Service centers.
     #[command(subcommand)]
     Center(client::Center),
+    /// Where the service network is thin, a plan for new service points, and
+    /// each center's quality.
+    #[command(subcommand)]
+    Network(network::Network),
     /// Repair orders.
     #[command(subcommand)]
     Repair(client::Repair),
@@ -461,6 +466,7 @@ async fn main() -> ExitCode {
         Command::Whoami => login::whoami(),
         Command::Device(command) => client::device(command, &cli.endpoints).await,
         Command::Center(command) => client::center(command, &cli.endpoints).await,
+        Command::Network(command) => network::network(command, &cli.endpoints).await,
         Command::Repair(command) => client::repair(command, &cli.endpoints).await,
         Command::Warranty(command) => client::warranty_command(command, &cli.endpoints).await,
         Command::Shipment(command) => client::shipment(command, &cli.endpoints).await,

@@ -593,6 +593,77 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
             "{kind} missing from {kinds:?}"
         );
     }
+
+    // The network's figures count the parcel's round trip, through the CLI.
+    let urls = [
+        warranty.as_str(),
+        repair.as_str(),
+        logistics.as_str(),
+        notification.as_str(),
+    ];
+    let csv = aftersales_testkit::eventually(
+        || async { run(&urls, &["network", "quality", "--country", "CN", "--csv"]).unwrap() },
+        |csv| csv.lines().any(|l| l.starts_with("mail-in,,,1,")),
+    )
+    .await;
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.starts_with("center,technician,week,orders,"),
+        "{csv}"
+    );
+    // One order, repaired, fixed the first time, no QC failure.
+    let window = csv.lines().find(|l| l.starts_with("mail-in,,,")).unwrap();
+    let fields: Vec<&str> = window.split(',').collect();
+    assert_eq!(
+        (fields[6], fields[7], fields[8]),
+        ("1", "100.0", "0.0"),
+        "{csv}"
+    );
+    let areas = run(&urls, &["network", "areas", "--country", "CN"]).unwrap();
+    let shanghai = areas
+        .lines()
+        .find(|l| l.starts_with("Shanghai"))
+        .unwrap_or_default();
+    let cells: Vec<&str> = shanghai.split_whitespace().collect();
+    assert_eq!(
+        cells.get(1..5),
+        Some(&["1", "1", "1", "100%"][..]),
+        "{areas}"
+    );
+    let map = data.path().join("plan.svg");
+    let plan = run(
+        &urls,
+        &[
+            "network",
+            "plan",
+            "--country",
+            "CN",
+            "--new",
+            "1",
+            "--candidate",
+            "Beijing",
+            "--candidate",
+            "Shanghai",
+            "--map",
+            map.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    // The customer is already within reach of the Shanghai center.
+    assert!(plan.contains("CN: 0 of 1 customers beyond 50 km"), "{plan}");
+    assert!(plan.contains("no candidate left brings anyone"), "{plan}");
+    let svg = std::fs::read_to_string(&map).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("1. Beijing"),
+        "{svg}"
+    );
+    let refused = run(&urls, &["network", "plan", "--country", "CN", "--new", "0"]).unwrap_err();
+    assert!(refused.contains("--new: at least 1"), "{refused}");
+    let refused = run(&urls, &["network", "plan", "--country", "XX", "--new", "1"]).unwrap_err();
+    assert!(
+        refused.contains("InvalidArgument") && refused.contains("country"),
+        "{refused}"
+    );
     assert!(terminate(child).success());
 }
 
