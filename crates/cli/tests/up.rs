@@ -2313,7 +2313,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     .click()
     .await
     .unwrap();
-    workshop.submit("#data-protection button").await;
+    workshop.submit_and_reload("#data-protection button").await;
     w.wait()
         .for_element(Locator::Css("#open-data"))
         .await
@@ -2374,11 +2374,18 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         workshop
             .js("return document.querySelectorAll('svg.chart').length")
             .await,
-        2,
-        "a chart of the load and one of the turnaround"
+        3,
+        "a chart of the load, one of the turnaround and one of the weeks' quality"
     );
     let turnaround = workshop.text("#turnaround").await;
     assert!(turnaround.contains("Opened"), "{turnaround}");
+    // This week's orders at Berlin, against the network (Berlin alone in Germany).
+    let weeks = workshop.text("#quality tbody").await;
+    assert!(!weeks.is_empty(), "{weeks}");
+    assert_eq!(
+        workshop.text("#quality-flags").await,
+        "Every figure is in line with the network's median."
+    );
     workshop.screenshots(&shots, "center").await;
     assert_eq!(
         workshop.accessibility_violations().await,

@@ -122,6 +122,24 @@ impl Browser {
             .unwrap();
     }
 
+    /// Clicks `css` and waits until the page it was on has been replaced, so
+    /// what is looked for next is the new page's, not the old one's.
+    pub async fn submit_and_reload(&self, css: &str) {
+        let old = self
+            .client
+            .find(fantoccini::Locator::Css("html"))
+            .await
+            .unwrap();
+        self.submit(css).await;
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{css}: the page was not replaced within 10 s");
+    }
+
     /// Signs in to the staff console as `username` (ending any session before),
     /// with an authenticator's `code` where the account has one.
     pub async fn staff_sign_in(

@@ -885,6 +885,7 @@ pub async fn center(
             }
         })
         .collect();
+    let quality = center_quality(&app, &token, language, center).await;
     let title = app.t(language, "center-title", &[("center", center)]);
     app.page(
         &visit,
@@ -900,9 +901,106 @@ pub async fn center(
             stages => stages,
             stages_height => u32::try_from(stats.stages.len()).unwrap_or(0) * ROW,
             chart_width => CHART_WIDTH,
+            quality => quality,
         },
     )
 }
+
+/// The center's quality over the last eight weeks against the network's
+/// medians: its flags, and per week the turnaround p90 as a chart with its
+/// table. `None` where the figures cannot be had (the page shows the rest).
+async fn center_quality(
+    app: &App,
+    token: &str,
+    language: &str,
+    center: &str,
+) -> Option<minijinja::Value> {
+    let mut repair = app.inner.repair.clone();
+    let country = repair
+        .get_service_center(authorized(
+            rpb::GetServiceCenterRequest {
+                id: center.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .ok()?
+        .into_inner()
+        .country;
+    let quality = repair
+        .get_network_quality(authorized(
+            rpb::GetNetworkQualityRequest {
+                country,
+                weeks: QUALITY_WEEKS,
+                by_technician: false,
+                service_center_id: center.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .ok()?
+        .into_inner();
+    let pct = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{:.0}%", v * 100.0));
+    let hours = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
+    let flags: Vec<String> = quality
+        .summary
+        .iter()
+        .flat_map(|row| &row.flags)
+        .map(|flag| {
+            let (value, median) = match flag.figure.as_str() {
+                "turnaround_p90_hours" => (
+                    format!("{:.0}", flag.value),
+                    format!("{:.0}", flag.network_median),
+                ),
+                // Shown as the first-time-fix rate, which is what managers track.
+                "repeat_rate" => (
+                    pct(Some(1.0 - flag.value)),
+                    pct(Some(1.0 - flag.network_median)),
+                ),
+                _ => (pct(Some(flag.value)), pct(Some(flag.network_median))),
+            };
+            app.t(
+                language,
+                &format!("quality-flag-{}", flag.figure.replace('_', "-")),
+                &[("value", &value), ("median", &median)],
+            )
+        })
+        .collect();
+    let slowest = quality
+        .weeks
+        .iter()
+        .filter_map(|w| w.figures.as_ref()?.turnaround_p90_hours)
+        .fold(0.0_f64, f64::max)
+        .max(0.01);
+    let weeks: Vec<_> = quality
+        .weeks
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let f = w.figures.clone().unwrap_or_default();
+            minijinja::context! {
+                week => app.date(language, &w.week),
+                orders => f.orders,
+                p50 => hours(f.turnaround_p50_hours),
+                p90 => hours(f.turnaround_p90_hours),
+                first_time_fix => pct(f.first_time_fix_rate),
+                qc_failures => pct(f.qc_failure_rate),
+                declined => format!("{} / {}", f.quotes_declined, f.quotes_issued),
+                slow => f.parcels_slow_in + f.parcels_slow_out,
+                y => u32::try_from(i).unwrap_or(0) * ROW,
+                width => format!("{:.1}", f.turnaround_p90_hours.unwrap_or(0.0) / slowest * CHART_WIDTH),
+            }
+        })
+        .collect();
+    Some(minijinja::context! {
+        flags => flags,
+        height => u32::try_from(weeks.len()).unwrap_or(0) * ROW,
+        weeks => weeks,
+    })
+}
+
+/// Weeks of quality figures on a center's page.
+const QUALITY_WEEKS: u32 = 8;
 
 #[cfg(test)]
 mod tests {
