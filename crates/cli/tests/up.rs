@@ -689,6 +689,8 @@ fn run_env(urls: &[&str; 4], env: &[(&str, &str)], args: &[&str]) -> Result<Stri
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
+        // What a command writes (a plan's map) lands outside the repository.
+        .current_dir(std::env::temp_dir())
         .output()
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
