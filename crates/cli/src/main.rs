@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod demo;
+mod history;
 mod identity;
 mod load;
 mod login;
@@ -252,6 +253,9 @@ async fn up(args: Up) -> Result<(), String> {
     }
     .keyring("keys")
     .await?;
+    // One clock for every service: the demo's history turns it back while it is
+    // made, then returns it to now; without --demo it is never moved.
+    let clock = aftersales_core::ShiftedClock::new();
     // Each service at its own defaults, but for what one process on one machine
     // needs: its own SQLite file, no broker, no separate metrics, a quick stop,
     // and the embedded identity provider (or, asked for, none at all).
@@ -275,6 +279,7 @@ async fn up(args: Up) -> Result<(), String> {
             oidc_client_id: client.as_ref().map(|c| c.client_id.clone()),
             oidc_client_secret: client.map(|c| c.client_secret.into()),
             keyring: Some(Arc::clone(&keyring)),
+            clock: clock.shared(),
             ..Default::default()
         })
     };
@@ -372,6 +377,10 @@ async fn up(args: Up) -> Result<(), String> {
         centers: vec![aftersales_runtime::auth::ALL_CENTERS.to_owned()],
         ..aftersales_auth::Principal::new("demo-seed", aftersales_auth::Role::CenterManager)
     })?;
+    let operator = seeder(aftersales_auth::Principal::new(
+        "demo-seed",
+        aftersales_auth::Role::Operator,
+    ))?;
     let platform = Embedded::start(vec![warranty, repair, logistics, notification])
         .map_err(|e| e.to_string())?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -380,6 +389,22 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("--metrics-listen {}: {e}", args.metrics_listen))?;
+    // The history first, before anyone has the addresses: it turns every
+    // service's clock back while it is made.
+    let history = async {
+        if args.demo {
+            history::seed(&clock, &desk, &center, &operator).await
+        } else {
+            Ok(())
+        }
+    };
+    let stopped_early = tokio::select! {
+        made = history => {
+            made?;
+            false
+        }
+        () = &mut terminate => true,
+    };
     if let Some(gateway) = &gateway {
         println!("{:<12} http://{}", "web", gateway.addr);
     }
@@ -411,13 +436,14 @@ async fn up(args: Up) -> Result<(), String> {
             Ok(())
         }
     };
-    let interrupted = tokio::select! {
-        seeded = seeding => {
-            seeded?;
-            false
-        }
-        () = &mut terminate => true,
-    };
+    let interrupted = stopped_early
+        || tokio::select! {
+            seeded = seeding => {
+                seeded?;
+                false
+            }
+            () = &mut terminate => true,
+        };
     if !interrupted {
         println!("data in {}; Ctrl-C stops", args.data_dir.display());
         terminate.await;

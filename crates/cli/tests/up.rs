@@ -1037,6 +1037,11 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
                     .unwrap()
                     .into_inner()
                     .repairs;
+                // The history's orders are India's weeks past, all closed.
+                let listed: Vec<_> = listed
+                    .into_iter()
+                    .filter(|o| !o.customer_id.starts_with("demo-in-"))
+                    .collect();
                 orders += listed.len();
                 stages.extend(listed.iter().map(|o| o.stage));
             }
@@ -1055,6 +1060,61 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
             "{stage:?} missing: {seen:?}"
         );
     }
+    // Twelve weeks of India's history: Delhi stands out, and the first new point
+    // goes where most customers are beyond reach.
+    let india = || Some(CountryCode { value: "IN".into() });
+    let quality = r
+        .clone()
+        .get_network_quality(rpb::GetNetworkQualityRequest {
+            country: india(),
+            weeks: 16,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let delhi = &quality.summary[0];
+    assert_eq!(delhi.service_center_id, "sc-delhi-01", "{quality:?}");
+    let flagged: Vec<_> = delhi.flags.iter().map(|f| f.figure.as_str()).collect();
+    assert_eq!(
+        flagged,
+        ["turnaround_p90_hours", "repeat_rate", "qc_failure_rate"]
+    );
+    assert!(quality.summary[1..].iter().all(|row| row.flags.is_empty()));
+    let weeks: std::collections::BTreeSet<_> = quality.weeks.iter().map(|w| &w.week).collect();
+    // Twelve weeks of history, and this week's demo orders at Bengaluru.
+    assert_eq!(weeks.len(), 13, "{weeks:?}");
+    let demand = r
+        .clone()
+        .list_demand_areas(rpb::ListDemandAreasRequest { country: india() })
+        .await
+        .unwrap()
+        .into_inner();
+    let beyond: u64 = demand
+        .areas
+        .iter()
+        .filter(|a| a.nearest_center_km.unwrap_or(f64::MAX) > 50.0)
+        .map(|a| a.customers)
+        .sum();
+    let biggest = demand
+        .areas
+        .iter()
+        .filter(|a| a.nearest_center_km.unwrap_or(f64::MAX) > 50.0)
+        .max_by_key(|a| a.customers)
+        .unwrap();
+    let plan = r
+        .clone()
+        .plan_network(rpb::PlanNetworkRequest {
+            country: india(),
+            new_points: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plan.before.unwrap().beyond_reach, beyond);
+    assert_eq!(plan.choices[0].city, biggest.city, "{plan:?}");
+    assert!(beyond > 40 && biggest.customers >= 10, "{demand:?}");
     assert!(terminate(child).success());
     // Started again with --demo, nothing is added.
     let (_, repair, _, _, child) = up_with(data.path(), &["--demo", "--allow-unauthenticated"]);
@@ -1076,7 +1136,9 @@ async fn demo_data_has_repairs_in_every_stage_and_is_seeded_once() {
             .unwrap()
             .into_inner()
             .repairs
-            .len();
+            .iter()
+            .filter(|o| !o.customer_id.starts_with("demo-in-"))
+            .count();
     }
     assert_eq!(again, orders, "seeded once");
     assert!(terminate(child).success());
