@@ -248,6 +248,7 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                     if let Some(work) = working.take() {
                         work.await;
                     }
+                    drop(messages);
                     hand_back(waiting).await;
                     return Err(error);
                 }
@@ -270,6 +271,10 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                     {
                         waiting.push_back(message);
                     }
+                    // Unsubscribed first: the server drops a pull request nobody
+                    // listens to, so what is handed back cannot be sent again to
+                    // this subscription, to wait out its ack wait unread.
+                    drop(messages);
                     hand_back(waiting).await;
                     return Ok(());
                 }
@@ -560,8 +565,9 @@ const HAND_BACK_GRACE: Duration = Duration::from_millis(50);
 
 /// Gives deliveries not handled yet back to the server to be delivered again
 /// now, so the next subscription (this process's, or the next deployment's)
-/// does not wait out their ack wait. Order is not promised: one handed back
-/// while the old pull is still open can reach it again and wait after all.
+/// does not wait out their ack wait. Order is not promised. The caller drops
+/// its subscription first: a handed-back delivery could otherwise be sent
+/// again to the old pull request, still open, and wait there unread.
 async fn hand_back(waiting: VecDeque<jetstream::Message>) {
     for message in &waiting {
         ack(message, AckKind::Nak(None)).await;

@@ -267,20 +267,20 @@ macro_rules! fact {
 }
 
 /// Mail-ins from `country` and every walk-in (the caller keeps its country's),
-/// opened in or after the week of `from`.
+/// opened in or after the week of `from`, or ever.
 async fn facts(
     store: &aftersales_eventstore::AnyEventStore,
     country: &str,
-    from: NaiveDate,
+    from: Option<NaiveDate>,
 ) -> Result<Vec<Fact>, StoreError> {
     let sql = "SELECT order_id, customer_id, device, channel, center_id, country, area_id, opened_at, \
                week, fault, technician, received_at, ready_at, finished_at, repaired, quoted, declined, \
                qc_passes, qc_failures, cancelled FROM network_orders \
-               WHERE (country = $1 OR channel = 'walk_in') AND week >= $2 ORDER BY opened_at, order_id";
+               WHERE (country = $1 OR channel = 'walk_in') AND ($2 = '' OR week >= $2) ORDER BY opened_at, order_id";
     aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(country.to_owned())
-            .bind(from.to_string())
+            .bind(from.map(|d| d.to_string()).unwrap_or_default())
             .fetch_all(pool)
             .await?;
         rows.iter().map(|r| Ok(fact!(r))).collect()
@@ -933,7 +933,7 @@ impl Repairs {
     /// A country's demand per city.
     pub async fn demand(&self, country: &str) -> AppResult<Demand> {
         known_country(country)?;
-        let facts = facts(self.store(), country, NaiveDate::MIN).await?;
+        let facts = facts(self.store(), country, None).await?;
         Ok(demand(country, &facts, &self.all_centers().await?))
     }
 
@@ -941,7 +941,7 @@ impl Repairs {
     pub async fn plan_network(&self, request: &PlanRequest) -> AppResult<NetworkPlan> {
         known_country(&request.country)?;
         let centers = self.all_centers().await?;
-        let facts = facts(self.store(), &request.country, NaiveDate::MIN).await?;
+        let facts = facts(self.store(), &request.country, None).await?;
         plan(
             request,
             &demand(&request.country, &facts, &centers),
@@ -969,7 +969,7 @@ impl Repairs {
         {
             return Err(Error::not_found(format!("service center {center}")));
         }
-        let facts = facts(self.store(), country, from_week).await?;
+        let facts = facts(self.store(), country, Some(from_week)).await?;
         let stages = stage_seconds(self.store(), from_week).await?;
         let query = QualityQuery {
             country,
