@@ -21,6 +21,9 @@ CREATE TABLE network_orders (
     received_at     TEXT,
     ready_at        TEXT,
     finished_at     TEXT,
+    -- Check-in or arrival to ready, and a mail-in's opening to back home.
+    ready_seconds       BIGINT,
+    round_trip_seconds  BIGINT,
     repaired        BIGINT NOT NULL DEFAULT 0,
     quoted          BIGINT NOT NULL DEFAULT 0,
     declined        BIGINT NOT NULL DEFAULT 0,
@@ -33,3 +36,17 @@ CREATE INDEX network_orders_country_idx ON network_orders (country, channel);
 CREATE INDEX network_orders_device_idx ON network_orders (device, opened_at);
 CREATE INDEX network_orders_customer_idx ON network_orders (customer_id);
 
+
+-- Where each customer is placed: the city of their latest mail-in address, or,
+-- until they mail a phone in, the center they last walked into.
+CREATE TABLE network_customers (
+    customer_id  TEXT PRIMARY KEY,
+    mail_in      BIGINT NOT NULL,
+    -- The mail-in address's country and city; empty and NULL for walk-ins.
+    country      TEXT NOT NULL,
+    area_id      BIGINT,
+    -- The center last walked into; empty once they mailed in.
+    center_id    TEXT NOT NULL
+);
+
+CREATE INDEX network_customers_place_idx ON network_customers (mail_in, country, area_id, center_id);

@@ -88,6 +88,16 @@ impl Projection for NetworkFacts {
             let sql = "INSERT INTO network_orders (order_id, customer_id, device, channel, center_id, \
                        country, area_id, opened_at, week) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                        ON CONFLICT (order_id) DO NOTHING";
+            // The latest mail-in places a customer; a walk-in only until then.
+            let place = if kind == "mail_in" {
+                "INSERT INTO network_customers (customer_id, mail_in, country, area_id, center_id) \
+                 VALUES ($1, 1, $2, $3, '') ON CONFLICT (customer_id) DO UPDATE SET mail_in = 1, \
+                 country = excluded.country, area_id = excluded.area_id, center_id = ''"
+            } else {
+                "INSERT INTO network_customers (customer_id, mail_in, country, area_id, center_id) \
+                 VALUES ($1, 0, $2, $3, $4) ON CONFLICT (customer_id) DO UPDATE SET \
+                 center_id = excluded.center_id WHERE network_customers.mail_in = 0"
+            };
             aftersales_eventstore::on_connection!(tx.connection(), c => {
                 sqlx::query(sql)
                     .bind(order_id.clone())
@@ -99,6 +109,47 @@ impl Projection for NetworkFacts {
                     .bind(area)
                     .bind(when.clone())
                     .bind(monday(event.metadata.recorded_at).to_string())
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query(place)
+                    .bind(customer_id.clone())
+                    .bind(country.clone())
+                    .bind(area)
+                    .bind(center.clone())
+                    .execute(c)
+                    .await?;
+            });
+            return Ok(());
+        }
+        // Durations kept with the order, so figures need no times parsed.
+        let timed = if let Event::ReadyForReturn { repaired } = &decoded {
+            Some((
+                "SELECT received_at FROM network_orders WHERE order_id = $1",
+                if *repaired {
+                    "UPDATE network_orders SET ready_at = $2, ready_seconds = $3, repaired = 1 WHERE order_id = $1"
+                } else {
+                    "UPDATE network_orders SET ready_at = $2, ready_seconds = $3, repaired = 0 WHERE order_id = $1"
+                },
+            ))
+        } else if let Event::ReturnDelivered { .. } = &decoded {
+            Some((
+                "SELECT opened_at FROM network_orders WHERE order_id = $1",
+                "UPDATE network_orders SET finished_at = $2, round_trip_seconds = $3 WHERE order_id = $1",
+            ))
+        } else {
+            None
+        };
+        if let Some((select, sql)) = timed {
+            let since: Option<Option<String>> = aftersales_eventstore::on_connection!(tx.connection(), c => {
+                sqlx::query_scalar(select).bind(order_id.clone()).fetch_optional(c).await?
+            });
+            let seconds = time(since.flatten())?
+                .map(|since| (event.metadata.recorded_at - since).num_seconds().max(0));
+            aftersales_eventstore::on_connection!(tx.connection(), c => {
+                sqlx::query(sql)
+                    .bind(order_id.clone())
+                    .bind(when.clone())
+                    .bind(seconds)
                     .execute(c)
                     .await?;
             });
@@ -144,15 +195,7 @@ impl Projection for NetworkFacts {
                 "UPDATE network_orders SET qc_failures = qc_failures + 1 WHERE order_id = $1",
                 None,
             ),
-            Event::ReadyForReturn { repaired } => (
-                if *repaired {
-                    "UPDATE network_orders SET ready_at = $2, repaired = 1 WHERE order_id = $1"
-                } else {
-                    "UPDATE network_orders SET ready_at = $2, repaired = 0 WHERE order_id = $1"
-                },
-                Some(when),
-            ),
-            Event::DeviceCollected | Event::ReturnDelivered { .. } => (
+            Event::DeviceCollected => (
                 "UPDATE network_orders SET finished_at = $2 WHERE order_id = $1",
                 Some(when),
             ),
@@ -161,6 +204,8 @@ impl Projection for NetworkFacts {
                 None,
             ),
             Event::RepairOrderOpened { .. }
+            | Event::ReadyForReturn { .. }
+            | Event::ReturnDelivered { .. }
             | Event::QuoteApproved { .. }
             | Event::PartReplaced(_)
             | Event::PersonalDataAccessed { .. }
@@ -178,7 +223,8 @@ impl Projection for NetworkFacts {
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM network_orders").execute(c).await?;
+            sqlx::query("DELETE FROM network_orders").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM network_customers").execute(c).await?;
         });
         Ok(())
     }
@@ -190,6 +236,10 @@ pub async fn forget_places(tx: &mut StoreTransaction, customer: &str) -> Result<
     let sql =
         "UPDATE network_orders SET area_id = NULL WHERE customer_id = $1 AND area_id IS NOT NULL";
     let done = aftersales_eventstore::on_connection!(tx.connection(), c => {
+        sqlx::query("UPDATE network_customers SET area_id = NULL WHERE customer_id = $1")
+            .bind(customer.to_owned())
+            .execute(&mut *c)
+            .await?;
         sqlx::query(sql).bind(customer.to_owned()).execute(c).await?.rows_affected()
     });
     Ok(done)
@@ -267,20 +317,20 @@ macro_rules! fact {
 }
 
 /// Mail-ins from `country` and every walk-in (the caller keeps its country's),
-/// opened in or after the week of `from`, or ever.
+/// opened in or after the week of `from`.
 async fn facts(
     store: &aftersales_eventstore::AnyEventStore,
     country: &str,
-    from: Option<NaiveDate>,
+    from: NaiveDate,
 ) -> Result<Vec<Fact>, StoreError> {
     let sql = "SELECT order_id, customer_id, device, channel, center_id, country, area_id, opened_at, \
                week, fault, technician, received_at, ready_at, finished_at, repaired, quoted, declined, \
                qc_passes, qc_failures, cancelled FROM network_orders \
-               WHERE (country = $1 OR channel = 'walk_in') AND ($2 = '' OR week >= $2) ORDER BY opened_at, order_id";
+               WHERE (country = $1 OR channel = 'walk_in') AND week >= $2 ORDER BY opened_at, order_id";
     aftersales_eventstore::on_read_pool!(store, pool => {
         let rows = sqlx::query(sql)
             .bind(country.to_owned())
-            .bind(from.map(|d| d.to_string()).unwrap_or_default())
+            .bind(from.to_string())
             .fetch_all(pool)
             .await?;
         rows.iter().map(|r| Ok(fact!(r))).collect()
@@ -345,9 +395,101 @@ fn p(values: &[f64], q: f64) -> Option<f64> {
         .flatten()
 }
 
-/// Where each customer is: their latest mail-in's city, else the city of the
-/// center they last walked into; then every order counted in its customer's city.
-pub fn demand(country: &str, facts: &[Fact], centers: &[ServiceCenter]) -> Demand {
+/// Customers placed alike (a mail-in city, or a center walked into) and their orders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    pub mail_in: bool,
+    /// The mail-in address's country; empty for a walk-in.
+    pub country: String,
+    /// The mail-in address's city; `None` when it named no known city.
+    pub area: Option<u32>,
+    /// The center walked into; empty for a mail-in.
+    pub center: String,
+    pub customers: u64,
+    pub repairs: u64,
+    pub devices: u64,
+    pub mail_ins: u64,
+}
+
+/// What the read model holds for a country's demand, aggregated where it can be.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DemandFacts {
+    /// Mail-in customers of the country and every walk-in customer.
+    pub placed: Vec<Placed>,
+    /// The country's finished mail-ins: the customer's city and the round trip.
+    pub round_trips: Vec<(Option<u32>, i64)>,
+    /// The country's walk-ins that got ready: check-in to ready, seconds.
+    pub walk_ins: Vec<i64>,
+}
+
+async fn demand_facts(
+    store: &aftersales_eventstore::AnyEventStore,
+    country: &str,
+    centers: &[&str],
+) -> Result<DemandFacts, StoreError> {
+    let placed = "SELECT c.mail_in AS mail_in, c.country AS country, c.area_id AS area_id, \
+                  c.center_id AS center_id, COUNT(DISTINCT c.customer_id) AS customers, \
+                  COUNT(*) AS repairs, COUNT(DISTINCT o.device) AS devices, \
+                  SUM(CASE WHEN o.channel = 'mail_in' THEN 1 ELSE 0 END) AS mail_ins \
+                  FROM network_customers c JOIN network_orders o ON o.customer_id = c.customer_id \
+                  WHERE (c.mail_in = 1 AND c.country = $1) OR c.mail_in = 0 \
+                  GROUP BY c.mail_in, c.country, c.area_id, c.center_id";
+    let round_trips = "SELECT c.area_id AS area_id, o.round_trip_seconds AS seconds \
+                       FROM network_orders o JOIN network_customers c ON c.customer_id = o.customer_id \
+                       WHERE o.channel = 'mail_in' AND o.country = $1 AND o.round_trip_seconds IS NOT NULL";
+    // The country's centers are few: one placeholder each.
+    let list: Vec<String> = (1..=centers.len()).map(|n| format!("${n}")).collect();
+    let walk_ins = sqlx::AssertSqlSafe(format!(
+        "SELECT ready_seconds FROM network_orders WHERE channel = 'walk_in' \
+         AND ready_seconds IS NOT NULL AND center_id IN ({})",
+        if list.is_empty() {
+            "''".to_owned()
+        } else {
+            list.join(", ")
+        }
+    ));
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        let rows = sqlx::query(placed).bind(country.to_owned()).fetch_all(pool).await?;
+        let mut facts = DemandFacts::default();
+        for row in &rows {
+            let area: Option<i64> = row.try_get("area_id")?;
+            facts.placed.push(Placed {
+                mail_in: row.try_get::<i64, _>("mail_in")? == 1,
+                country: row.try_get("country")?,
+                area: area.and_then(|a| u32::try_from(a).ok()),
+                center: row.try_get("center_id")?,
+                customers: count(row.try_get("customers")?),
+                repairs: count(row.try_get("repairs")?),
+                devices: count(row.try_get("devices")?),
+                mail_ins: count(row.try_get::<Option<i64>, _>("mail_ins")?.unwrap_or(0)),
+            });
+        }
+        let rows = sqlx::query(round_trips).bind(country.to_owned()).fetch_all(pool).await?;
+        for row in &rows {
+            let area: Option<i64> = row.try_get("area_id")?;
+            facts
+                .round_trips
+                .push((area.and_then(|a| u32::try_from(a).ok()), row.try_get("seconds")?));
+        }
+        let mut query = sqlx::query_scalar(walk_ins);
+        for center in centers {
+            query = query.bind((*center).to_owned());
+        }
+        facts.walk_ins = query.fetch_all(pool).await?;
+        Ok(facts)
+    })
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn days(seconds: i64) -> f64 {
+    seconds.max(0) as f64 / 86_400.0
+}
+
+/// Each placement counted in its city: a mail-in customer at their address's
+/// city, a walk-in customer at their center's; the country's round trips and
+/// walk-in times give its p90s.
+pub fn demand(country: &str, facts: &DemandFacts, centers: &[ServiceCenter]) -> Demand {
     let gazetteer = Gazetteer::builtin();
     let ours: Vec<&ServiceCenter> = centers.iter().filter(|c| c.country == country).collect();
     let center_city: HashMap<&str, u32> = ours
@@ -359,66 +501,41 @@ pub fn demand(country: &str, facts: &[Fact], centers: &[ServiceCenter]) -> Deman
             Some((c.id.as_str(), city.id))
         })
         .collect();
-    let facts: Vec<&Fact> = facts
-        .iter()
-        .filter(|f| {
-            if f.mail_in {
-                f.country == country
-            } else {
-                center_city.contains_key(f.center_id.as_str())
-            }
-        })
-        .collect();
-    // Facts come oldest first: the last place seen wins, mail-in over walk-in.
-    let mut placed: HashMap<&str, (bool, Option<u32>)> = HashMap::new();
-    for f in &facts {
-        let here = if f.mail_in {
-            f.area
-        } else {
-            center_city.get(f.center_id.as_str()).copied()
-        };
-        let entry = placed
-            .entry(f.customer_id.as_str())
-            .or_insert((f.mail_in, here));
-        if f.mail_in || !entry.0 {
-            *entry = (f.mail_in, here);
-        }
-    }
     #[derive(Default)]
-    struct Tally<'a> {
+    struct Tally {
         customers: u64,
-        devices: HashSet<&'a str>,
+        devices: u64,
         repairs: u64,
         mail_ins: u64,
         round_trips: Vec<f64>,
     }
     let mut tallies: BTreeMap<u32, Tally> = BTreeMap::new();
     let mut unplaced = 0;
-    for (_, area) in placed.values() {
-        match area {
-            Some(area) => tallies.entry(*area).or_default().customers += 1,
-            None => unplaced += 1,
-        }
-    }
-    let (mut walk_ins, mut mail_ins) = (Vec::new(), Vec::new());
-    for f in &facts {
-        if let (false, Some(from), Some(to)) = (f.mail_in, f.received_at, f.ready_at) {
-            walk_ins.push(days_between(from, to));
-        }
-        let round_trip = f
-            .finished_at
-            .filter(|_| f.mail_in)
-            .map(|to| days_between(f.opened_at, to));
-        mail_ins.extend(round_trip);
-        let Some((_, Some(area))) = placed.get(f.customer_id.as_str()) else {
+    for placed in &facts.placed {
+        let area = if placed.mail_in {
+            if placed.country != country {
+                continue;
+            }
+            placed.area
+        } else {
+            match center_city.get(placed.center.as_str()) {
+                Some(city) => Some(*city),
+                None => continue,
+            }
+        };
+        let Some(area) = area else {
+            unplaced += placed.customers;
             continue;
         };
-        let tally = tallies.entry(*area).or_default();
-        tally.devices.insert(&f.device);
-        tally.repairs += 1;
-        if f.mail_in {
-            tally.mail_ins += 1;
-            tally.round_trips.extend(round_trip);
+        let tally = tallies.entry(area).or_default();
+        tally.customers += placed.customers;
+        tally.devices += placed.devices;
+        tally.repairs += placed.repairs;
+        tally.mail_ins += placed.mail_ins;
+    }
+    for (area, seconds) in &facts.round_trips {
+        if let Some(tally) = area.and_then(|a| tallies.get_mut(&a)) {
+            tally.round_trips.push(days(*seconds));
         }
     }
     let mut areas: Vec<DemandArea> = tallies
@@ -439,7 +556,7 @@ pub fn demand(country: &str, facts: &[Fact], centers: &[ServiceCenter]) -> Deman
                 city: city.name.to_owned(),
                 point: city.point,
                 customers: t.customers,
-                devices: u64::try_from(t.devices.len()).unwrap_or(u64::MAX),
+                devices: t.devices,
                 repairs: t.repairs,
                 mail_ins: t.mail_ins,
                 mail_in_p50_days: p(&t.round_trips, 0.5),
@@ -449,11 +566,13 @@ pub fn demand(country: &str, facts: &[Fact], centers: &[ServiceCenter]) -> Deman
         })
         .collect();
     areas.sort_by(|a, b| b.customers.cmp(&a.customers).then(a.area.cmp(&b.area)));
+    let round_trips: Vec<f64> = facts.round_trips.iter().map(|(_, s)| days(*s)).collect();
+    let walk_ins: Vec<f64> = facts.walk_ins.iter().map(|s| days(*s)).collect();
     Demand {
         areas,
         unplaced_customers: unplaced,
         walk_in_p90_days: p(&walk_ins, 0.9),
-        mail_in_p90_days: p(&mail_ins, 0.9),
+        mail_in_p90_days: p(&round_trips, 0.9),
     }
 }
 
@@ -933,20 +1052,34 @@ impl Repairs {
     /// A country's demand per city.
     pub async fn demand(&self, country: &str) -> AppResult<Demand> {
         known_country(country)?;
-        let facts = facts(self.store(), country, None).await?;
-        Ok(demand(country, &facts, &self.all_centers().await?))
+        let centers = self.all_centers().await?;
+        let facts = self.demand_facts(country, &centers).await?;
+        Ok(demand(country, &facts, &centers))
     }
 
     /// Where `request.new_points` new service points would do most.
     pub async fn plan_network(&self, request: &PlanRequest) -> AppResult<NetworkPlan> {
         known_country(&request.country)?;
         let centers = self.all_centers().await?;
-        let facts = facts(self.store(), &request.country, None).await?;
+        let facts = self.demand_facts(&request.country, &centers).await?;
         plan(
             request,
             &demand(&request.country, &facts, &centers),
             &centers,
         )
+    }
+
+    async fn demand_facts(
+        &self,
+        country: &str,
+        centers: &[ServiceCenter],
+    ) -> AppResult<DemandFacts> {
+        let ours: Vec<&str> = centers
+            .iter()
+            .filter(|c| c.country == country)
+            .map(|c| c.id.as_str())
+            .collect();
+        Ok(demand_facts(self.store(), country, &ours).await?)
     }
 
     /// Quality per center or technician over the `weeks` weeks up to `now`'s.
@@ -969,7 +1102,7 @@ impl Repairs {
         {
             return Err(Error::not_found(format!("service center {center}")));
         }
-        let facts = facts(self.store(), country, Some(from_week)).await?;
+        let facts = facts(self.store(), country, from_week).await?;
         let stages = stage_seconds(self.store(), from_week).await?;
         let query = QualityQuery {
             country,

@@ -73,28 +73,55 @@ fn mail_in(order: &str, customer: &str, city: &str, day: u32, back_after_days: u
     }
 }
 
+fn city(name: &str) -> Option<u32> {
+    Gazetteer::builtin().resolve("IN", name).map(|c| c.id)
+}
+
+/// Customers placed alike: (mail-in, country, city, center, customers, repairs,
+/// devices, mail-ins).
+fn placed(
+    mail_in: bool,
+    country: &str,
+    area: Option<u32>,
+    center: &str,
+    counts: [u64; 4],
+) -> Placed {
+    Placed {
+        mail_in,
+        country: country.into(),
+        area,
+        center: center.into(),
+        customers: counts[0],
+        repairs: counts[1],
+        devices: counts[2],
+        mail_ins: counts[3],
+    }
+}
+
+const DAY: i64 = 86_400;
+
 #[test]
-fn customers_are_placed_at_their_latest_mail_in_city_else_their_center() {
-    let facts = vec![
-        walk_in("o1", "c1", "d1", "in-blr", 0),
-        // c1 later mails in from Nagpur: placed there, both orders counted there.
-        mail_in("o2", "c1", "Nagpur", 10, 6),
-        walk_in("o3", "c2", "d2", "in-blr", 1),
-        walk_in("o4", "c3", "d3", "in-del", 2),
-        mail_in("o5", "c4", "Nagpur", 3, 8),
-        mail_in("o6", "c5", "Nagpur", 4, 10),
-        // Not a city the gazetteer knows.
-        Fact {
-            area: None,
-            ..mail_in("o7", "c6", "Nagpur", 5, 9)
-        },
-        // Another country's mail-in and a center abroad are not India's.
-        Fact {
-            country: "DE".into(),
-            ..mail_in("o8", "c7", "Nagpur", 5, 9)
-        },
-        walk_in("o9", "c8", "d9", "de-ber", 5),
-    ];
+fn each_placement_counts_in_its_city() {
+    let facts = DemandFacts {
+        placed: vec![
+            // Three mail in from Nagpur (one walked into Bengaluru before).
+            placed(true, "IN", city("Nagpur"), "", [3, 4, 4, 3]),
+            // An address naming no city the gazetteer knows.
+            placed(true, "IN", None, "", [1, 1, 1, 1]),
+            // Another country's mail-ins and a center abroad are not India's.
+            placed(true, "DE", city("Nagpur"), "", [5, 5, 5, 5]),
+            placed(false, "", None, "de-ber", [7, 7, 7, 0]),
+            placed(false, "", None, "in-blr", [1, 1, 1, 0]),
+            placed(false, "", None, "in-del", [1, 1, 1, 0]),
+        ],
+        round_trips: vec![
+            (city("Nagpur"), 6 * DAY),
+            (city("Nagpur"), 8 * DAY),
+            (city("Nagpur"), 10 * DAY),
+            (None, 9 * DAY),
+        ],
+        walk_ins: vec![DAY; 4],
+    };
     let d = demand("IN", &facts, &centers());
     let by_city: Vec<_> = d
         .areas
@@ -135,10 +162,16 @@ fn customers_are_placed_at_their_latest_mail_in_city_else_their_center() {
 
 #[test]
 fn a_plan_places_its_points_where_the_customers_are_beyond_reach() {
-    let facts: Vec<Fact> = (0..6)
-        .map(|i| mail_in(&format!("n{i}"), &format!("c{i}"), "Nagpur", i, 7))
-        .chain((0..2).map(|i| mail_in(&format!("p{i}"), &format!("d{i}"), "Patna", i, 9)))
-        .collect();
+    let facts = DemandFacts {
+        placed: vec![
+            placed(true, "IN", city("Nagpur"), "", [6, 6, 6, 6]),
+            placed(true, "IN", city("Patna"), "", [2, 2, 2, 2]),
+        ],
+        round_trips: std::iter::repeat_n((city("Nagpur"), 7 * DAY), 6)
+            .chain(std::iter::repeat_n((city("Patna"), 9 * DAY), 2))
+            .collect(),
+        walk_ins: Vec::new(),
+    };
     let d = demand("IN", &facts, &centers());
     let request = PlanRequest {
         country: "IN".into(),

@@ -138,10 +138,34 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
     .await
     .unwrap();
 
-    // By hand: at the center 4 orders; repaired and ready A1 and B1, of which
+    // E walks in (left checked in), then mails another phone in from Pune:
+    // placed at Pune from then on.
+    let (e, e2) = (imei(35), imei(36));
+    register(&mut p, &e, "IN", 20).await;
+    register(&mut p, &e2, "IN", 20).await;
+    opened(&mut p.r, &e, "cust-5").await;
+    p.r.open_repair(pb::OpenRepairRequest {
+        channel: pb::Channel::MailIn.into(),
+        service_center_id: String::new(),
+        customer_id: "cust-5".into(),
+        contact_address: Some(Address {
+            recipient: "Ravi Patil".into(),
+            lines: vec!["4 FC Road".into()],
+            city: "Pune".into(),
+            region: "Maharashtra".into(),
+            postal_code: "411004".into(),
+            country: india(),
+            phone: String::new(),
+        }),
+        ..walk_in(&e2)
+    })
+    .await
+    .unwrap();
+
+    // By hand: at the center 5 orders (E's only checked in); repaired and ready A1 and B1, of which
     // B1 was fixed the first time (A came back for its display): 50%. QC: A1
     // failed once and passed, B1 passed: 1 failure in 3 checks. One quote,
-    // declined. The mail-in is the depot's, its parcel on its way.
+    // declined. The two mail-ins are the depot's, their parcels on their way.
     let quality = eventually(
         || {
             let mut r = p.r.clone();
@@ -158,8 +182,11 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
                     && row
                         .figures
                         .as_ref()
-                        .is_some_and(|f| f.orders == 4 && f.quotes_declined == 1)
-            }) && q.summary.iter().any(|row| row.service_center_id.is_empty())
+                        .is_some_and(|f| f.orders == 5 && f.quotes_declined == 1)
+            }) && q.summary.iter().any(|row| {
+                row.service_center_id.is_empty()
+                    && row.figures.as_ref().is_some_and(|f| f.orders == 2)
+            })
         },
     )
     .await;
@@ -187,8 +214,8 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
         .filter(|w| w.service_center_id == CENTER)
         .filter_map(|w| w.figures.as_ref().map(|f| f.orders))
         .sum();
-    assert_eq!(weekly, 4);
-    // Per technician: every order here had tech-9.
+    assert_eq!(weekly, 5);
+    // Per technician: every diagnosed order here had tech-9.
     let by_tech =
         p.r.get_network_quality(pb::GetNetworkQualityRequest {
             by_technician: true,
@@ -203,9 +230,11 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
         .iter()
         .map(|r| r.technician.as_str())
         .collect();
-    assert_eq!(techs, ["tech-9"]);
+    // E's walk-in is not diagnosed yet: no technician holds it.
+    assert_eq!(techs, ["", "tech-9"]);
 
-    // Demand: three customers walked into Bengaluru, one mails in from Nagpur.
+    // Demand: three customers walked into Bengaluru, one mails in from Nagpur,
+    // one from Pune after a walk-in (both of theirs counted at Pune).
     let demand =
         p.r.list_demand_areas(pb::ListDemandAreasRequest { country: india() })
             .await
@@ -216,17 +245,25 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
         .iter()
         .map(|a| (a.city.as_str(), a.customers, a.repairs, a.mail_in_share))
         .collect();
-    assert_eq!(areas, [("Bengaluru", 3, 4, 0.0), ("Nagpur", 1, 1, 1.0)]);
+    // Pune before Nagpur: a tie in customers, broken by GeoNames id.
+    assert_eq!(
+        areas,
+        [
+            ("Bengaluru", 3, 4, 0.0),
+            ("Pune", 1, 2, 0.5),
+            ("Nagpur", 1, 1, 1.0)
+        ]
+    );
     assert_eq!(demand.unplaced_customers, 0);
-    assert_eq!(demand.areas[1].nearest_center_id, CENTER);
+    assert!(demand.areas.iter().all(|a| a.nearest_center_id == CENTER));
 
-    // The plan reaches Nagpur first.
+    // The plan reaches Nagpur first: Pune brings as many, and comes second in the list.
     let plan =
         p.r.plan_network(pb::PlanNetworkRequest {
             country: india(),
             new_points: 1,
             within_km: Some(50.0),
-            candidates: vec!["Pune".into(), "Nagpur".into()],
+            candidates: vec!["Nagpur".into(), "Pune".into()],
         })
         .await
         .unwrap()
@@ -235,7 +272,7 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
     let (before, after) = (plan.before.unwrap(), plan.after.unwrap());
     assert_eq!(
         (before.customers, before.beyond_reach, after.beyond_reach),
-        (4, 1, 0)
+        (5, 2, 1)
     );
     assert!(plan.map_svg.starts_with("<svg"));
 
