@@ -16,6 +16,7 @@ use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
 use aftersales_runtime::telemetry::TracedChannel;
 use chrono::{DateTime, Datelike as _, Duration, NaiveDate, Utc};
+use rand::RngExt as _;
 
 use crate::client::{Endpoints, repair_client, warranty};
 
@@ -74,20 +75,17 @@ const CITIES: [(&str, &str, &str, u64); 16] = [
 /// Mail-ins per week.
 const MAIL_INS: u64 = 6;
 
-/// A deterministic stream of numbers (SplitMix64): the same history every time.
-struct Numbers(u64);
+/// The history's choices: the same every time from the same seed.
+struct Numbers(rand::rngs::SmallRng);
 
 impl Numbers {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new() -> Self {
+        Self(rand::SeedableRng::seed_from_u64(2026))
     }
 
+    /// In 0..n.
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.random_range(0..n.max(1))
     }
 }
 
@@ -154,8 +152,9 @@ type Scheduled = (DateTime<Utc>, usize, Step);
 
 /// Every order of the history with each of its steps' times.
 fn plan(start: DateTime<Utc>) -> (Vec<Order>, Vec<Scheduled>) {
-    let mut n = Numbers(2026);
+    let mut n = Numbers::new();
     let mut orders: Vec<Order> = Vec::new();
+    let mut out_of_warranty = 0u32;
     let mut steps = Vec::new();
     let day = Duration::days(1);
     let hour = Duration::hours(1);
@@ -227,7 +226,12 @@ fn plan(start: DateTime<Utc>) -> (Vec<Order>, Vec<Scheduled>) {
             } else {
                 30 + i64::try_from(n.below(300)).unwrap_or(0)
             };
-            order.decline = order.age_days > 365 && n.below(3) == 0;
+            // Every third quote is declined, spread over centers and weeks
+            // rather than left to chance, so no center is uneven by luck.
+            if order.age_days > 365 {
+                out_of_warranty += 1;
+                order.decline = out_of_warranty.is_multiple_of(3);
+            }
             order.fault = if n.below(2) == 0 {
                 wpb::FaultCategory::Display
             } else {

@@ -12,26 +12,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use aftersales_network::{Area, Candidate, Planner, Point, ServicePoint};
+use rand::RngExt as _;
 
 const CANDIDATES: usize = 5_000;
 const CUSTOMERS: usize = 1_000_000;
 
-/// A deterministic stream of numbers (SplitMix64), so every run plans the same country.
-struct Numbers(u64);
+/// The same country every run: a seeded stream of numbers.
+struct Numbers(rand::rngs::SmallRng);
 
 impl Numbers {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// In [0, 1).
-    #[allow(clippy::cast_precision_loss)]
     fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.random::<f64>()
     }
 }
 
@@ -85,7 +77,7 @@ fn resident_kib() -> u64 {
 }
 
 fn main() {
-    let mut n = Numbers(23);
+    let mut n = Numbers(rand::SeedableRng::seed_from_u64(23));
     // 5,000 cities across a country of India's extent, populations skewed
     // (a few metros, many towns).
     let cities: Vec<(Point, f64)> = (0..CANDIDATES)
