@@ -32,6 +32,11 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.operations.v1.rs"));
         }
     }
+    pub mod parts {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.parts.v1.rs"));
+        }
+    }
     pub mod privacy {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/aftersales.privacy.v1.rs"));
@@ -53,6 +58,7 @@ pub use aftersales::common::v1 as common;
 pub use aftersales::logistics::v1 as logistics;
 pub use aftersales::notification::v1 as notification;
 pub use aftersales::operations::v1 as operations;
+pub use aftersales::parts::v1 as parts;
 pub use aftersales::privacy::v1 as privacy;
 pub use aftersales::repair::v1 as repair;
 pub use aftersales::warranty::v1 as warranty;

@@ -1,0 +1,156 @@
+//! The public events of the parts service: stored stock events become the
+//! protobuf messages of `proto/aftersales/parts/v1/events.proto`, published by the
+//! relay on `aftersales.<region>.parts.<EventType>`. A stock stream's name holds
+//! its location and part, so each event translates on its own. Reorder points
+//! are internal and not published.
+
+use aftersales_eventstore::RecordedEvent;
+use aftersales_messaging::envelope::protobuf;
+use aftersales_messaging::{Outbound, Translate};
+use aftersales_proto::parts as pb;
+use aftersales_runtime::request::timestamp_to_proto;
+use prost::{Message as _, Name as _};
+
+use crate::app::parse_stock_stream;
+use crate::domain::stock::Event;
+
+/// The parts service's [`Translate`] for the relay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartsEvents;
+
+fn count(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+impl Translate for PartsEvents {
+    fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        let Some((location, part)) = parse_stock_stream(event.stream_id.as_str()) else {
+            return Ok(None);
+        };
+        let (location, part_number) = (location.to_owned(), part.to_owned());
+        let domain: Event = event.decode().map_err(|e| e.to_string())?;
+        let (name, payload) = match domain {
+            Event::StockReceived {
+                quantity,
+                replenishment_id,
+                ..
+            } => (
+                pb::StockReceived::NAME,
+                pb::StockReceived {
+                    location,
+                    part_number,
+                    quantity: count(quantity),
+                    replenishment_id: replenishment_id.unwrap_or_default(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ReplenishmentOrdered {
+                replenishment_id,
+                quantity,
+                expected_on,
+                due_by,
+                ..
+            } => (
+                pb::ReplenishmentOrdered::NAME,
+                pb::ReplenishmentOrdered {
+                    location,
+                    part_number,
+                    replenishment_id,
+                    quantity: count(quantity),
+                    expected_on: expected_on.to_string(),
+                    due_by: due_by.to_string(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ReorderPointSet { .. } => return Ok(None),
+            Event::PartReserved {
+                order,
+                quantity,
+                from_waitlist,
+            } => (
+                pb::PartReserved::NAME,
+                pb::PartReserved {
+                    location,
+                    part_number,
+                    repair_order_id: order,
+                    quantity: count(quantity),
+                    from_waitlist,
+                }
+                .encode_to_vec(),
+            ),
+            Event::PartBackordered { order, quantity } => (
+                pb::PartBackordered::NAME,
+                pb::PartBackordered {
+                    location,
+                    part_number,
+                    repair_order_id: order,
+                    quantity: count(quantity),
+                    // Known from the stream's state, not the event: left to GetReservation.
+                    expected_on: String::new(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ReservationReleased {
+                order,
+                quantity,
+                was_waiting,
+                reason,
+            } => (
+                pb::ReservationReleased::NAME,
+                pb::ReservationReleased {
+                    location,
+                    part_number,
+                    repair_order_id: order,
+                    quantity: count(quantity),
+                    was_waiting,
+                    reason,
+                }
+                .encode_to_vec(),
+            ),
+            Event::PartConsumed { order, serial } => (
+                pb::PartConsumed::NAME,
+                pb::PartConsumed {
+                    location,
+                    part_number,
+                    repair_order_id: order,
+                    serial,
+                }
+                .encode_to_vec(),
+            ),
+            Event::StockLow {
+                available,
+                reorder_point,
+                on_order,
+            } => (
+                pb::StockLow::NAME,
+                pb::StockLow {
+                    location,
+                    part_number,
+                    available: count(available),
+                    reorder_point: count(reorder_point),
+                    on_order: count(on_order),
+                }
+                .encode_to_vec(),
+            ),
+            Event::ReplenishmentOverdue {
+                replenishment_id,
+                ordered_at,
+                due_by,
+            } => (
+                pb::ReplenishmentOverdue::NAME,
+                pb::ReplenishmentOverdue {
+                    location,
+                    part_number,
+                    replenishment_id,
+                    due_by: due_by.to_string(),
+                    ordered_at: Some(timestamp_to_proto(ordered_at)),
+                }
+                .encode_to_vec(),
+            ),
+        };
+        Ok(Some(Outbound {
+            payload,
+            content_type: protobuf(&format!("aftersales.parts.v1.{name}")),
+        }))
+    }
+}

@@ -1,0 +1,14 @@
+//! The parts service.
+//!
+//! - [`domain`]: pure rules: the catalog, price lists and stock with its reservations.
+//! - [`app`] and [`api`]: the commands and queries, over gRPC.
+//! - [`projections`]: the stock levels read model fed from the log.
+//! - [`integration`]: the public protobuf events the relay publishes.
+//! - [`server`]: the running process.
+
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod integration;
+pub mod projections;
+pub mod server;

@@ -1,0 +1,103 @@
+//! The parts service as a running process: gRPC, the stock levels read model,
+//! the sweep for replenishments past their legal delivery day, and (with NATS)
+//! the relay of its public events.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aftersales_core::Shutdown;
+use aftersales_eventstore::CommandContext;
+use aftersales_proto::parts::parts_service_server::PartsServiceServer;
+use aftersales_runtime::config::Common;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
+
+use crate::api::PartsApi;
+use crate::app::Parts;
+
+/// The parts service, as its binary, `aftersales up` and operators see it.
+pub static SERVICE: Description = Description {
+    name: "parts",
+    grpc_services: &["aftersales.parts.v1.PartsService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: || Ok(Vec::new()),
+    publishes: Some(|| Arc::new(crate::integration::PartsEvents)),
+};
+
+/// How the service runs; flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_PARTS_LISTEN",
+        default_value = "127.0.0.1:50055"
+    )]
+    pub listen: SocketAddr,
+    /// How often to look for replenishments past their legal delivery day.
+    #[arg(long, env = "AFTERSALES_OVERDUE_CHECK_SECONDS", default_value_t = 3600)]
+    pub overdue_check_seconds: u64,
+    /// Prometheus metrics on `http://<address>/metrics`.
+    #[arg(
+        long,
+        env = "AFTERSALES_METRICS_LISTEN",
+        default_value = "127.0.0.1:9105"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
+}
+
+/// Flags overdue replenishments every `every` until shutdown.
+async fn sweep(app: Parts, region: String, every: Duration, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.requested() => return,
+        }
+        let ctx = CommandContext::system("system:overdue-sweep", region.clone(), app.now());
+        match app.flag_overdue(&ctx).await {
+            Ok(0) => {}
+            Ok(flagged) => tracing::warn!(flagged, "replenishments past their legal delivery day"),
+            Err(error) => tracing::warn!(%error, "overdue sweep failed; retrying"),
+        }
+    }
+}
+
+/// Starts everything and returns once the gRPC port is bound.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    if config.overdue_check_seconds == 0 {
+        return Err(StartError::Config(
+            "AFTERSALES_OVERDUE_CHECK_SECONDS must be at least 1".into(),
+        ));
+    }
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
+    let app = Parts::builtin(store.clone(), common.clock.clone()).map_err(StartError::Config)?;
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
+    let region = common.region.clone();
+    let every = Duration::from_secs(config.overdue_check_seconds);
+    let sweeper = app.clone();
+    let assembly = Assembly::new(
+        PartsServiceServer::new(PartsApi::new(app, requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
+    .task(move |shutdown| sweep(sweeper, region, every, shutdown));
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
+    };
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
+}
