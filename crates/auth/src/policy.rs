@@ -24,6 +24,8 @@ pub enum Object {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     rules: BTreeMap<String, BTreeMap<Role, Object>>,
+    /// RPCs anyone may call without a token: published information only.
+    public: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub struct PolicyError(String);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    #[serde(default)]
+    public: Vec<String>,
     rpc: BTreeMap<String, BTreeMap<Role, Object>>,
 }
 
@@ -57,12 +61,25 @@ impl Policy {
                 return Err(PolicyError(format!("{method} allows no role")));
             }
         }
-        Ok(Self { rules: file.rpc })
+        if let Some(stray) = file.public.iter().find(|m| !file.rpc.contains_key(*m)) {
+            return Err(PolicyError(format!(
+                "public {stray} has no [rpc] entry saying what each role may do"
+            )));
+        }
+        Ok(Self {
+            rules: file.rpc,
+            public: file.public.into_iter().collect(),
+        })
     }
 
     /// Every RPC the policy names.
     pub fn methods(&self) -> impl Iterator<Item = &str> {
         self.rules.keys().map(String::as_str)
+    }
+
+    /// Whether `method` answers callers without a token.
+    pub fn is_public(&self, method: &str) -> bool {
+        self.public.contains(method)
     }
 
     /// The roles allowed to call `method`, with their objects.
@@ -121,6 +138,20 @@ mod tests {
             .filter(|m| !rpcs.contains(*m) && !m.starts_with("grpc.reflection."))
             .collect();
         assert!(unknown.is_empty(), "entries naming no RPC: {unknown:?}");
+    }
+
+    #[test]
+    fn only_published_information_answers_without_a_token() {
+        let policy = Policy::builtin().unwrap();
+        assert!(policy.is_public("aftersales.parts.v1.PartsService/GetRepairPriceList"));
+        assert!(!policy.is_public("aftersales.parts.v1.PartsService/GetStock"));
+        let stray = "public = [\"a.B/C\"]\n[rpc.\"a.B/D\"]\noperator = \"any\"\n";
+        assert!(
+            Policy::parse(stray)
+                .unwrap_err()
+                .to_string()
+                .contains("a.B/C")
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 }
 
 /// Stock levels by location and part, kept by each event's change: a hot part's
-/// long stream is never read back.
+/// long stream is never read back. A row remembers the stream version it is at,
+/// so an event applied again (two replicas following one log, or a batch
+/// replayed after a crash) changes nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StockLevels;
 
@@ -129,7 +131,8 @@ impl Projection for StockLevels {
              waiting = stock_levels.waiting + excluded.waiting, \
              reorder_point = COALESCE($7, stock_levels.reorder_point), \
              low = CASE WHEN excluded.low = 1 THEN 1 ELSE stock_levels.low END, \
-             version = excluded.version";
+             version = excluded.version \
+             WHERE stock_levels.version < excluded.version";
         let settle = "UPDATE stock_levels SET low = 0 \
              WHERE location = $1 AND part_number = $2 AND on_hand - reserved > reorder_point";
         on_connection!(tx.connection(), c => {

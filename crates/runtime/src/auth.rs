@@ -52,15 +52,23 @@ impl Authorization {
         let Some(verifier) = &self.verifier else {
             return Ok(None);
         };
+        let method = path.trim_start_matches('/');
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| AuthError::Unauthenticated("a bearer token is required".into()))?;
+            .filter(|token| !token.is_empty());
+        let token = match token {
+            Some(token) => token,
+            // Published information: an anonymous caller gets what everyone may see.
+            None if self.policy.is_public(method) => return Ok(None),
+            None => {
+                return Err(AuthError::Unauthenticated(
+                    "a bearer token is required".into(),
+                ));
+            }
+        };
         let principal = verifier.verify(token).await?;
-        let object = self
-            .policy
-            .authorize(path.trim_start_matches('/'), &principal)?;
+        let object = self.policy.authorize(method, &principal)?;
         Ok(Some((principal, object)))
     }
 }
