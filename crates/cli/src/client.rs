@@ -43,6 +43,14 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50054"
     )]
     pub notification_url: String,
+    /// The parts service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_PARTS_URL",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub parts_url: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -21,6 +21,7 @@ mod load;
 mod login;
 mod network;
 mod operator;
+mod parts;
 
 #[derive(Debug, Parser)]
 #[command(name = "aftersales", version, about = "The Aftersales platform")]
@@ -57,6 +58,9 @@ enum Command {
     /// Repair orders.
     #[command(subcommand)]
     Repair(client::Repair),
+    /// Published repair prices, quotes from them, and stock with reservations.
+    #[command(subcommand)]
+    Parts(parts::Parts),
     /// Extended warranty.
     #[command(subcommand)]
     Warranty(client::Warranty),
@@ -183,12 +187,15 @@ struct Up {
     /// Seed demo data (devices in six countries, repairs in every stage) once.
     #[arg(long)]
     demo: bool,
-    /// Prometheus metrics of all four services, on `http://<address>/metrics`.
+    /// Prometheus metrics of every service, on `http://<address>/metrics`.
     #[arg(long, default_value = "127.0.0.1:9100")]
     metrics_listen: SocketAddr,
     /// The notification service's gRPC address.
     #[arg(long, default_value = "127.0.0.1:50054")]
     notification_listen: SocketAddr,
+    /// The parts service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50055")]
+    parts_listen: SocketAddr,
     /// Email goes out through this SMTP server (smtp://host:port); unset, customers
     /// are told in the in-app inbox only.
     #[arg(long, env = "AFTERSALES_SMTP_URL")]
@@ -324,6 +331,14 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
+    let parts = aftersales_parts::server::start(aftersales_parts::server::Config {
+        common: common("parts")?,
+        listen: args.parts_listen,
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("parts: {e}"))?;
     if let Some(provider) = &provider {
         codes.connect(provider, notification.addr)?;
     }
@@ -363,6 +378,7 @@ async fn up(args: Up) -> Result<(), String> {
             repair_url: format!("http://{}", repair.addr),
             logistics_url: format!("http://{}", logistics.addr),
             notification_url: format!("http://{}", notification.addr),
+            parts_url: format!("http://{}", parts.addr),
             json: false,
             token: Some(token.unwrap_or_default().into()),
             issuer_url: String::new(),
@@ -381,7 +397,7 @@ async fn up(args: Up) -> Result<(), String> {
         "demo-seed",
         aftersales_auth::Role::Operator,
     ))?;
-    let platform = Embedded::start(vec![warranty, repair, logistics, notification])
+    let platform = Embedded::start(vec![warranty, repair, logistics, notification, parts])
         .map_err(|e| e.to_string())?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = aftersales_runtime::metrics::serve(args.metrics_listen, async move {
@@ -494,6 +510,7 @@ async fn main() -> ExitCode {
         Command::Center(command) => client::center(command, &cli.endpoints).await,
         Command::Network(command) => network::network(command, &cli.endpoints).await,
         Command::Repair(command) => client::repair(command, &cli.endpoints).await,
+        Command::Parts(command) => parts::parts(command, &cli.endpoints).await,
         Command::Warranty(command) => client::warranty_command(command, &cli.endpoints).await,
         Command::Shipment(command) => client::shipment(command, &cli.endpoints).await,
         Command::Notify(command) => client::notify(command, &cli.endpoints).await,

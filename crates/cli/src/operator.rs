@@ -17,11 +17,12 @@ use serde_json::json;
 use crate::client::{Endpoints, repair_client, warranty};
 
 /// Every service, as it describes itself: the one place services are listed.
-pub static SERVICES: [&Description; 4] = [
+pub static SERVICES: [&Description; 5] = [
     &aftersales_warranty::server::SERVICE,
     &aftersales_repair::server::SERVICE,
     &aftersales_logistics::server::SERVICE,
     &aftersales_notification::server::SERVICE,
+    &aftersales_parts::server::SERVICE,
 ];
 
 /// A service named on the command line.

@@ -667,6 +667,59 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
     assert!(terminate(child).success());
 }
 
+/// The parts service runs in `up`: anyone reads the published repair prices
+/// without signing in, and stock answers staff only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_publishes_repair_prices_to_anyone_and_stock_to_staff_only() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Process(up_command(data.path(), &[]).spawn().unwrap());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let parts = loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.starts_with("parts ")
+            && let Some(address) = line.split("grpc://").nth(1)
+        {
+            break address.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+            .args(["--parts-url", &format!("http://{parts}"), "--token", ""])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (ok, prices, stderr) = cli(&["parts", "prices", "--model", "Aurora 5", "--country", "DE"]);
+    assert!(ok, "{stderr}");
+    assert!(prices.contains("Display replacement"), "{prices}");
+    assert!(prices.contains("Alle Preise inkl. 19 % MwSt."), "{prices}");
+    assert!(prices.contains(" EUR"), "{prices}");
+    let (ok, json, _) = cli(&[
+        "--json",
+        "parts",
+        "prices",
+        "--model",
+        "Aurora 5",
+        "--country",
+        "IN",
+    ]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(list["currency"], "INR");
+    assert_eq!(list["tax"]["rate_basis_points"], 1800);
+    let (ok, _, refused) = cli(&["parts", "stock", "--location", "sc-berlin-01"]);
+    assert!(!ok);
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+    assert!(terminate(child).success());
+}
+
 /// Runs `aftersales <args>` against all four services; stdout, or stderr as the
 /// error.
 fn run(urls: &[&str; 4], args: &[&str]) -> Result<String, String> {

@@ -43,6 +43,7 @@ pub fn up_on_free_ports(
         "repair",
         "logistics",
         "notification",
+        "parts",
         "metrics",
         "issuer",
         "gateway",

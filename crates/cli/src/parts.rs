@@ -1,0 +1,347 @@
+//! `aftersales parts`: the published repair prices, quotes from them, and a
+//! location's stock and reservations.
+
+use aftersales_proto::common::{CountryCode, Money};
+use aftersales_proto::parts as ppb;
+use aftersales_proto::parts::parts_service_client::PartsServiceClient;
+use aftersales_runtime::telemetry::TracedChannel;
+use serde_json::json;
+
+use crate::client::{Endpoints, failed};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Parts {
+    /// A model's published repair prices in a country (no sign-in needed).
+    Prices {
+        #[arg(long)]
+        model: String,
+        /// ISO country code, e.g. DE.
+        #[arg(long)]
+        country: String,
+    },
+    /// The quote for repairing a fault, from the country's price list.
+    Quote {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        country: String,
+        /// The fault category: display, battery, camera, charging, ...
+        #[arg(long)]
+        fault: String,
+        /// Covered by warranty: the customer pays nothing.
+        #[arg(long)]
+        covered: bool,
+    },
+    /// Every part's stock at a service center or depot.
+    Stock {
+        #[arg(long)]
+        location: String,
+        /// Only parts at or under their reorder point.
+        #[arg(long)]
+        low: bool,
+    },
+    /// Units arriving at a location (a delivery, or a first count).
+    Receive {
+        #[arg(long)]
+        location: String,
+        #[arg(long)]
+        part: String,
+        #[arg(long)]
+        quantity: i32,
+        /// The replenishment this delivers.
+        #[arg(long, default_value = "")]
+        replenishment: String,
+    },
+    /// Hold a unit for a repair order, or join the line for the next one.
+    Reserve {
+        #[arg(long)]
+        location: String,
+        #[arg(long)]
+        part: String,
+        #[arg(long)]
+        order: String,
+    },
+    /// Let go of a repair order's units; the next in line gets them.
+    Release {
+        #[arg(long)]
+        location: String,
+        #[arg(long)]
+        part: String,
+        #[arg(long)]
+        order: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+async fn client(endpoints: &Endpoints) -> Result<PartsServiceClient<TracedChannel>, String> {
+    Ok(PartsServiceClient::new(
+        endpoints.channel("parts", &endpoints.parts_url).await?,
+    ))
+}
+
+fn country(code: &str) -> Option<CountryCode> {
+    Some(CountryCode {
+        value: code.trim().to_ascii_uppercase(),
+    })
+}
+
+/// `12345` `EUR` as `123.45 EUR` (every listed currency has two minor digits).
+fn amount(money: Option<&Money>) -> String {
+    money.map_or_else(String::new, |m| {
+        let sign = if m.minor_units < 0 { "-" } else { "" };
+        let units = m.minor_units.unsigned_abs();
+        format!("{sign}{}.{:02} {}", units / 100, units % 100, m.currency)
+    })
+}
+
+fn shown(price: Option<&ppb::Price>) -> String {
+    amount(price.and_then(|p| p.shown.as_ref()))
+}
+
+fn level_json(l: &ppb::StockLevel) -> serde_json::Value {
+    json!({"location": l.location, "part_number": l.part_number, "on_hand": l.on_hand,
+        "reserved": l.reserved, "available": l.available, "on_order": l.on_order,
+        "waiting_orders": l.waiting_orders, "reorder_point": l.reorder_point, "low": l.low})
+}
+
+fn print_reservation(r: &ppb::Reservation, as_json: bool) {
+    let status = match r.status() {
+        ppb::ReservationStatus::Reserved => "reserved",
+        ppb::ReservationStatus::Waiting => "waiting",
+        ppb::ReservationStatus::None | ppb::ReservationStatus::Unspecified => "none",
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({"repair_order_id": r.repair_order_id, "status": status, "quantity": r.quantity,
+                "position": r.position, "expected_on": r.expected_on,
+                "consumed_serials": r.consumed_serials, "stock": r.stock.as_ref().map(level_json)})
+        );
+        return;
+    }
+    match r.status() {
+        ppb::ReservationStatus::Waiting => println!(
+            "{} waits for {} at {}: number {} in line{}",
+            r.repair_order_id,
+            r.part_number,
+            r.location,
+            r.position,
+            if r.expected_on.is_empty() {
+                ", nothing on order".to_owned()
+            } else {
+                format!(", expected {}", r.expected_on)
+            }
+        ),
+        ppb::ReservationStatus::Reserved
+        | ppb::ReservationStatus::None
+        | ppb::ReservationStatus::Unspecified => println!(
+            "{} {status} {} x {} at {}",
+            r.repair_order_id, r.quantity, r.part_number, r.location
+        ),
+    }
+}
+
+pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> {
+    let mut parts = client(endpoints).await?;
+    match command {
+        Parts::Prices {
+            model,
+            country: code,
+        } => {
+            let list = parts
+                .get_repair_price_list(ppb::GetRepairPriceListRequest {
+                    model,
+                    country: country(&code),
+                    as_of: None,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            let tax = list.tax.clone().unwrap_or_default();
+            if endpoints.json {
+                let lines: Vec<_> = list
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        let total = l.total.clone().unwrap_or_default();
+                        json!({"fault": l.fault, "operation": l.operation, "part_numbers": l.part_numbers,
+                            "labour_minutes": l.labour_minutes,
+                            "net": total.net.map(|m| m.minor_units), "tax": total.tax.map(|m| m.minor_units),
+                            "gross": total.gross.map(|m| m.minor_units), "shown": total.shown.map(|m| m.minor_units)})
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"model": list.model, "country": list.country, "currency": list.currency,
+                        "version": list.version, "valid_from": list.valid_from,
+                        "tax": {"name": tax.name, "rate_basis_points": tax.rate_basis_points, "note": tax.note},
+                        "lines": lines})
+                );
+                return Ok(());
+            }
+            println!(
+                "{} repair prices in {}, list v{} from {}",
+                list.model, list.country, list.version, list.valid_from
+            );
+            println!("{:<22} {:<48} {:>16}", "fault", "operation", "price");
+            for l in &list.lines {
+                println!(
+                    "{:<22} {:<48} {:>16}",
+                    l.fault,
+                    l.operation,
+                    shown(l.total.as_ref())
+                );
+            }
+            println!("{}", tax.note);
+        }
+        Parts::Quote {
+            model,
+            country: code,
+            fault,
+            covered,
+        } => {
+            let quote = parts
+                .propose_quote(ppb::ProposeQuoteRequest {
+                    model,
+                    country: country(&code),
+                    fault,
+                    covered,
+                    overrides: Vec::new(),
+                    as_of: None,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            if endpoints.json {
+                let lines: Vec<_> = quote
+                    .lines
+                    .iter()
+                    .map(|l| json!({"line": l.line, "description": l.description, "is_labour": l.is_labour,
+                        "shown": l.charged.as_ref().and_then(|p| p.shown.as_ref()).map(|m| m.minor_units)}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"operation": quote.operation, "lines": lines,
+                        "customer_pays": quote.customer_pays.as_ref().map(|m| m.minor_units),
+                        "covered_value": quote.covered_value.as_ref().map(|m| m.minor_units),
+                        "currency": quote.customer_pays.as_ref().map(|m| m.currency.clone())})
+                );
+                return Ok(());
+            }
+            println!("{}", quote.operation);
+            for l in &quote.lines {
+                println!("  {:<48} {:>16}", l.description, shown(l.charged.as_ref()));
+            }
+            println!(
+                "  {:<48} {:>16}",
+                "customer pays",
+                amount(quote.customer_pays.as_ref())
+            );
+            if covered {
+                println!(
+                    "  {:<48} {:>16}",
+                    "covered by warranty",
+                    amount(quote.covered_value.as_ref())
+                );
+            }
+        }
+        Parts::Stock { location, low } => {
+            let levels = parts
+                .list_stock(ppb::ListStockRequest {
+                    location,
+                    low_only: low,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner()
+                .levels;
+            if endpoints.json {
+                let rows: Vec<_> = levels.iter().map(level_json).collect();
+                println!("{}", json!(rows));
+                return Ok(());
+            }
+            println!(
+                "{:<14} {:>8} {:>9} {:>10} {:>9} {:>8}",
+                "part", "on hand", "reserved", "available", "on order", "reorder"
+            );
+            for l in &levels {
+                println!(
+                    "{:<14} {:>8} {:>9} {:>10} {:>9} {:>8}{}",
+                    l.part_number,
+                    l.on_hand,
+                    l.reserved,
+                    l.available,
+                    l.on_order,
+                    l.reorder_point,
+                    if l.low { "  low" } else { "" }
+                );
+            }
+        }
+        Parts::Receive {
+            location,
+            part,
+            quantity,
+            replenishment,
+        } => {
+            let level = parts
+                .receive_stock(ppb::ReceiveStockRequest {
+                    location,
+                    part_number: part,
+                    quantity,
+                    replenishment_id: replenishment,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            if endpoints.json {
+                println!("{}", level_json(&level));
+            } else {
+                println!(
+                    "{} at {}: {} on hand, {} available, {} waiting",
+                    level.part_number,
+                    level.location,
+                    level.on_hand,
+                    level.available,
+                    level.waiting_orders.len()
+                );
+            }
+        }
+        Parts::Reserve {
+            location,
+            part,
+            order,
+        } => {
+            let reservation = parts
+                .reserve_part(ppb::ReservePartRequest {
+                    location,
+                    part_number: part,
+                    repair_order_id: order,
+                    quantity: 1,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_reservation(&reservation, endpoints.json);
+        }
+        Parts::Release {
+            location,
+            part,
+            order,
+            reason,
+        } => {
+            let reservation = parts
+                .release_reservation(ppb::ReleaseReservationRequest {
+                    location,
+                    part_number: part,
+                    repair_order_id: order,
+                    reason,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_reservation(&reservation, endpoints.json);
+        }
+    }
+    Ok(())
+}
