@@ -720,15 +720,18 @@ async fn up_publishes_repair_prices_to_anyone_and_stock_to_staff_only() {
     assert!(terminate(child).success());
 }
 
-/// Runs `aftersales <args>` against all four services; stdout, or stderr as the
+/// Runs `aftersales <args>` against the services at `urls` (warranty, repair,
+/// logistics, notification and, when given, parts); stdout, or stderr as the
 /// error.
-fn run(urls: &[&str; 4], args: &[&str]) -> Result<String, String> {
+fn run(urls: &[&str], args: &[&str]) -> Result<String, String> {
     run_env(urls, &[], args)
 }
 
 /// `run` with more environment variables.
-fn run_env(urls: &[&str; 4], env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
+fn run_env(urls: &[&str], env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
+    let parts = urls.get(4).map(|url| format!("http://{url}"));
     let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
+        .args(parts.iter().flat_map(|url| ["--parts-url", url.as_str()]))
         .args([
             "--warranty-url",
             &format!("http://{}", urls[0]),
@@ -1309,7 +1312,7 @@ struct SignedIn {
     data: tempfile::TempDir,
     config: tempfile::TempDir,
     smtp: aftersales_testkit::SmtpServer,
-    services: [String; 4],
+    services: [String; 5],
     issuer: String,
     web: String,
     process: Process,
@@ -1356,13 +1359,8 @@ impl SignedIn {
         }
     }
 
-    fn urls(&self) -> [&str; 4] {
-        [
-            self.services[0].as_str(),
-            self.services[1].as_str(),
-            self.services[2].as_str(),
-            self.services[3].as_str(),
-        ]
+    fn urls(&self) -> [&str; 5] {
+        self.services.each_ref().map(String::as_str)
     }
 
     /// The tool's environment: this platform's provider and sign-in.
