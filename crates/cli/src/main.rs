@@ -350,6 +350,7 @@ async fn up(args: Up) -> Result<(), String> {
                 repair_url: format!("http://{}", repair.addr),
                 logistics_url: format!("http://{}", logistics.addr),
                 notification_url: format!("http://{}", notification.addr),
+                parts_url: format!("http://{}", parts.addr),
                 issuer_url: provider.url().to_owned(),
                 export_key_file: Some(args.data_dir.join("export-key.der")),
                 ..Default::default()

@@ -668,14 +668,19 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
 }
 
 /// The parts service runs in `up`: anyone reads the published repair prices
-/// without signing in, and stock answers staff only.
+/// without signing in, through the tool and on the web, and stock answers
+/// staff only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_publishes_repair_prices_to_anyone_and_stock_to_staff_only() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Process(up_command(data.path(), &[]).spawn().unwrap());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut web = String::new();
     let parts = loop {
         let line = lines.next().unwrap().unwrap();
+        if let Some(url) = line.strip_prefix("web") {
+            url.trim().clone_into(&mut web);
+        }
         if line.starts_with("parts ")
             && let Some(address) = line.split("grpc://").nth(1)
         {
@@ -714,6 +719,51 @@ async fn up_publishes_repair_prices_to_anyone_and_stock_to_staff_only() {
     let list: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(list["currency"], "INR");
     assert_eq!(list["tax"]["rate_basis_points"], 1800);
+
+    // The same list as a public page, in German with VAT included, to someone
+    // who never signed in.
+    let (_, json, _) = cli(&[
+        "--json",
+        "parts",
+        "prices",
+        "--model",
+        "Aurora 5",
+        "--country",
+        "DE",
+    ]);
+    let german: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let display = german["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["fault"] == "display")
+        .unwrap();
+    let cents = display["shown"].as_i64().unwrap();
+    assert!((1_000..100_000).contains(&cents), "{display}");
+    let page = |query: &str| {
+        let url = format!("{web}/prices?{query}");
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, html) = page("model=Aurora+5&country=DE&lang=de").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Reparaturpreise"), "{html}");
+    assert!(html.contains("Display replacement"), "{html}");
+    assert!(
+        html.contains(&format!("{},{:02}", cents / 100, cents % 100)),
+        "{html}"
+    );
+    assert!(html.contains("inklusive MwSt. von 19"), "{html}");
+    let (status, html) = page("model=Aurora+5&country=US&lang=en").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Prices are before sales tax"), "{html}");
+    // Anything not listed is not asked for: the first model, the reader's country.
+    let (status, html) = page("model=%3Cscript%3E&country=XX&lang=hi").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Aurora 4, IN"), "{html}");
+    assert!(!html.contains("<script>"), "{html}");
     let (ok, _, refused) = cli(&["parts", "stock", "--location", "sc-berlin-01"]);
     assert!(!ok);
     assert!(refused.contains("Unauthenticated"), "{refused}");
@@ -1733,6 +1783,26 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+    // The published repair prices, a link away before anyone signs in: Germany's
+    // for a German reader, then India's with GST.
+    browser.submit_and_reload("footer a").await;
+    assert!(browser.text("#prices caption").await.contains(", DE."));
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser.submit("#country option[value='IN']").await;
+    browser.submit_and_reload("main form button").await;
+    assert!(
+        browser.text("#tax-note").await.contains("GST"),
+        "{}",
+        b.source().await.unwrap()
+    );
+    assert!(browser.text("#prices").await.contains('₹'));
+    browser.screenshots(&shots, "prices").await;
+    b.goto(&format!("{}/sign-in?lang=de", up.web))
+        .await
+        .unwrap();
     browser.fill("#address", "demo-lena@example.com").await;
     browser.submit("main form button").await;
     if b.wait().for_element(Locator::Css("#code")).await.is_err() {

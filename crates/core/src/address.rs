@@ -242,18 +242,7 @@ macro_rules! address_fields {
 /// upper-case ISO country code, and the region and postal code its country's
 /// format asks for ([`check`]). The error names the part, under `fields`.
 pub fn validate(address: &Parts<'_>, fields: &Fields) -> Result<(), ParseError> {
-    let text = |field: &'static str, value: &str, max: usize, required: bool| {
-        if required && value.trim().is_empty() {
-            return Err(ParseError::new(field, "must not be empty"));
-        }
-        if value.len() > max || value.chars().any(char::is_control) {
-            return Err(ParseError::new(
-                field,
-                format!("must be at most {max} bytes of printable text"),
-            ));
-        }
-        Ok(())
-    };
+    let text = crate::types::printable_text;
     text(fields.recipient, address.recipient, MAX_RECIPIENT, true)?;
     if address.lines.is_empty() || address.lines.len() > MAX_LINES {
         return Err(ParseError::new(

@@ -39,6 +39,26 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Free text a person typed: printable, at most `max` bytes, and not blank when
+/// `required`.
+pub fn printable_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), ParseError> {
+    if required && value.trim().is_empty() {
+        return Err(ParseError::new(field, "must not be empty"));
+    }
+    if value.len() > max || value.chars().any(char::is_control) {
+        return Err(ParseError::new(
+            field,
+            format!("must be at most {max} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}
+
 impl From<ParseError> for Error {
     fn from(error: ParseError) -> Self {
         Error::invalid(error.field, error.reason)

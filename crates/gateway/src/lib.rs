@@ -62,6 +62,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:50054"
     )]
     pub notification_url: String,
+    /// The parts service (the published repair price list).
+    #[arg(
+        long,
+        env = "AFTERSALES_PARTS_URL",
+        default_value = "http://127.0.0.1:50055"
+    )]
+    pub parts_url: String,
     /// The identity provider people sign in at.
     #[arg(
         long,
@@ -124,6 +131,7 @@ pub(crate) struct Services {
     pub repair: Channel,
     pub logistics: Channel,
     pub notification: Channel,
+    pub parts: Channel,
 }
 
 impl Services {
@@ -134,10 +142,11 @@ impl Services {
             repair: channel(&config.repair_url, ca)?,
             logistics: channel(&config.logistics_url, ca)?,
             notification: channel(&config.notification_url, ca)?,
+            parts: channel(&config.parts_url, ca)?,
         })
     }
 
-    /// Each by its service's name.
+    /// Each service that holds customers' records, by its name.
     pub fn all(&self) -> Vec<(&'static str, Channel)> {
         vec![
             ("warranty", self.warranty.clone()),

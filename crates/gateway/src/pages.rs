@@ -10,6 +10,7 @@ use aftersales_proto::logistics as lpb;
 use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
 use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
 use aftersales_proto::operations::operations_client::OperationsClient;
+use aftersales_proto::parts::parts_service_client::PartsServiceClient;
 use aftersales_proto::privacy::privacy_client::PrivacyClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
@@ -38,6 +39,7 @@ mod devices;
 mod help;
 mod inbox;
 mod operations;
+mod prices;
 mod staff;
 mod support;
 
@@ -135,6 +137,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "account_data.html",
         include_str!("../templates/account_data.html"),
     ),
+    ("prices.html", include_str!("../templates/prices.html")),
 ];
 
 #[derive(Debug, Clone)]
@@ -153,6 +156,7 @@ struct Inner {
     repair: RepairServiceClient<Channel>,
     logistics: LogisticsServiceClient<Channel>,
     notification: NotificationServiceClient<Channel>,
+    parts: PartsServiceClient<Channel>,
     /// Every service's backlogs and dead letters, by service name.
     operations: Vec<(&'static str, OperationsClient<Channel>)>,
     /// Every service's answer for a customer's data, by service name.
@@ -198,6 +202,7 @@ impl App {
                 repair: RepairServiceClient::new(services.repair.clone()),
                 logistics: LogisticsServiceClient::new(services.logistics.clone()),
                 notification: NotificationServiceClient::new(services.notification.clone()),
+                parts: PartsServiceClient::new(services.parts.clone()),
                 operations: services
                     .all()
                     .into_iter()
@@ -229,6 +234,7 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/manifest.webmanifest", Anyone, get(manifest)),
         ("/sw.js", Anyone, get(service_worker)),
         ("/offline", Anyone, get(offline)),
+        ("/prices", Anyone, get(prices::page)),
         ("/devices", Customer, get(devices::list)),
         (
             "/devices/add",

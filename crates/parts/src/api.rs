@@ -252,6 +252,21 @@ impl PartsService for PartsApi {
         )))
     }
 
+    async fn list_price_lists(
+        &self,
+        _request: Request<pb::ListPriceListsRequest>,
+    ) -> Answer<pb::PriceListIndex> {
+        Ok(Response::new(pb::PriceListIndex {
+            models: self
+                .app
+                .catalog()
+                .models()
+                .map(|m| m.name.clone())
+                .collect(),
+            countries: self.app.price_countries(),
+        }))
+    }
+
     async fn propose_quote(
         &self,
         request: Request<pb::ProposeQuoteRequest>,

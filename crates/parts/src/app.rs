@@ -192,6 +192,11 @@ impl Parts {
         &self.store
     }
 
+    /// The countries with a price list, as ISO codes.
+    pub fn price_countries(&self) -> Vec<String> {
+        self.prices.countries().map(str::to_owned).collect()
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }

@@ -56,14 +56,6 @@ pub(crate) fn text(
     max: usize,
     required: bool,
 ) -> Result<(), DomainError> {
-    if required && value.trim().is_empty() {
-        return Err(DomainError::invalid(field, "must not be empty"));
-    }
-    if value.len() > max || value.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} bytes of printable text"),
-        ));
-    }
-    Ok(())
+    aftersales_core::types::printable_text(field, value, max, required)
+        .map_err(|e| DomainError::invalid(e.field, e.reason))
 }
