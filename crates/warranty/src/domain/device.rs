@@ -412,16 +412,8 @@ fn require(state: &Option<DeviceState>) -> Result<&DeviceState, DomainError> {
 }
 
 fn text(field: &'static str, value: &str, max: usize) -> Result<(), DomainError> {
-    if value.trim().is_empty() {
-        return Err(DomainError::invalid(field, "must not be empty"));
-    }
-    if value.len() > max || value.chars().any(char::is_control) {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} bytes of printable text"),
-        ));
-    }
-    Ok(())
+    aftersales_core::types::printable_text(field, value, max, true)
+        .map_err(|e| DomainError::invalid(e.field, e.reason))
 }
 
 impl Decider for Device {
