@@ -146,6 +146,9 @@ fn failed(what: &str) -> impl Fn(tonic::Status) -> String + '_ {
     move |status| format!("demo {what}: {:?}: {}", status.code(), status.message())
 }
 
+/// Units of each part a demo center holds.
+const DEMO_STOCK: i32 = 20;
+
 /// Seeds as a support agent at the desk (`desk`) and as staff of every center
 /// (`center`).
 pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(), String> {
@@ -164,6 +167,11 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
     {
         println!("demo data already there");
         return Ok(());
+    }
+    // Each center counts in the parts its repairs will fit.
+    let mut parts = crate::parts::client(center).await?;
+    for (_, model, _, _, _, location) in DEVICES {
+        crate::parts::stock_for_repairs(&mut parts, location, model, DEMO_STOCK).await?;
     }
     #[allow(clippy::disallowed_methods)] // demo data is dated from today
     let today = Utc::now();

@@ -472,6 +472,11 @@ pub async fn seed(
             .await
             .map_err(failed("center"))?;
         }
+        // Each center counts in the parts its repairs will fit.
+        let mut parts = crate::parts::client(staff).await?;
+        for (center, _, _) in WALK_INS {
+            crate::parts::stock_for_repairs(&mut parts, center, "Aurora 5", 50).await?;
+        }
         // A parcel's delivery reaches repair through logistics' events; it is
         // waited for only when the order's next step needs it, by when it has
         // long arrived, so the clock moves on without waiting.

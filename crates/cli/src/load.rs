@@ -203,6 +203,10 @@ impl Op {
 }
 
 /// Latencies (microseconds) and errors, per operation.
+/// Units of each part the load's center holds: more than its repairs ever
+/// hold at once, since each gives its unit back when the phone is ready.
+const LOAD_STOCK: i32 = 10_000;
+
 #[derive(Default)]
 struct Stats {
     latencies: BTreeMap<Op, Histogram<u64>>,
@@ -946,6 +950,17 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
         watchers: Arc::new(tokio::sync::Semaphore::new(args.watchers)),
         in_flight: Arc::default(),
     });
+    // The center counts in the parts its repairs fit; without a parts service
+    // the repair service holds none.
+    if let Ok(channel) = channel("parts", endpoints.parts_url.clone(), technician.clone()).await {
+        let mut parts =
+            aftersales_proto::parts::parts_service_client::PartsServiceClient::new(channel);
+        if let Err(error) =
+            crate::parts::stock_for_repairs(&mut parts, &args.center, "Aurora 5", LOAD_STOCK).await
+        {
+            eprintln!("not stocking {} with parts: {error}", args.center);
+        }
+    }
     eprintln!(
         "registering {} phones to check coverage on",
         args.seed_devices

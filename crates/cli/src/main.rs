@@ -298,10 +298,19 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("warranty: {e}"))?;
+    let parts = aftersales_parts::server::start(aftersales_parts::server::Config {
+        common: common("parts")?,
+        listen: args.parts_listen,
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("parts: {e}"))?;
     let repair = aftersales_repair::server::start(aftersales_repair::server::Config {
         common: common("repair")?,
         listen: args.repair_listen,
         warranty_url: Some(format!("http://{}", warranty.addr)),
+        parts_url: Some(format!("http://{}", parts.addr)),
         metrics_listen: None,
         ..Default::default()
     })
@@ -331,14 +340,6 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
-    let parts = aftersales_parts::server::start(aftersales_parts::server::Config {
-        common: common("parts")?,
-        listen: args.parts_listen,
-        metrics_listen: None,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("parts: {e}"))?;
     if let Some(provider) = &provider {
         codes.connect(provider, notification.addr)?;
     }

@@ -74,10 +74,73 @@ pub enum Parts {
     },
 }
 
-async fn client(endpoints: &Endpoints) -> Result<PartsServiceClient<TracedChannel>, String> {
+pub async fn client(endpoints: &Endpoints) -> Result<PartsServiceClient<TracedChannel>, String> {
     Ok(PartsServiceClient::new(
         endpoints.channel("parts", &endpoints.parts_url).await?,
     ))
+}
+
+/// Fills `location` up to `units` of every part `model`'s repairs call for, as
+/// a center's staff count in a delivery: what the demo's and the load
+/// generator's repairs fit. Counting again adds only what is missing; a model
+/// the catalog lacks needs nothing.
+pub async fn stock_for_repairs(
+    parts: &mut PartsServiceClient<TracedChannel>,
+    location: &str,
+    model: &str,
+    units: i32,
+) -> Result<(), String> {
+    let index = parts
+        .list_price_lists(ppb::ListPriceListsRequest {})
+        .await
+        .map_err(|s| format!("price lists: {}", failed(s)))?
+        .into_inner();
+    // Every country's list prices the same operations and parts.
+    let Some(any_country) = index.countries.first() else {
+        return Ok(());
+    };
+    if !index.models.iter().any(|m| m == model) {
+        return Ok(());
+    }
+    let list = parts
+        .get_repair_price_list(ppb::GetRepairPriceListRequest {
+            model: model.into(),
+            country: country(any_country),
+            as_of: None,
+        })
+        .await
+        .map_err(|s| format!("price list: {}", failed(s)))?
+        .into_inner();
+    let mut numbers: Vec<String> = list
+        .lines
+        .into_iter()
+        .flat_map(|line| line.part_numbers)
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    for part_number in numbers {
+        let level = parts
+            .get_stock(ppb::StockRef {
+                location: location.into(),
+                part_number: part_number.clone(),
+            })
+            .await
+            .map_err(|s| format!("stock: {}", failed(s)))?
+            .into_inner();
+        let missing = units.saturating_sub(level.on_hand);
+        if missing > 0 {
+            parts
+                .receive_stock(ppb::ReceiveStockRequest {
+                    location: location.into(),
+                    part_number,
+                    quantity: missing,
+                    replenishment_id: String::new(),
+                })
+                .await
+                .map_err(|s| format!("receive stock: {}", failed(s)))?;
+        }
+    }
+    Ok(())
 }
 
 fn country(code: &str) -> Option<CountryCode> {

@@ -1116,8 +1116,20 @@ async fn repair_page(
                 )],
             )
         });
+    let waiting_parts = order.waiting_for_parts.then(|| {
+        if order.parts_expected_on.is_empty() {
+            app.t(language, "repair-waiting-parts-undated", &[])
+        } else {
+            app.t(
+                language,
+                "repair-waiting-parts",
+                &[("date", &app.date(language, &order.parts_expected_on))],
+            )
+        }
+    });
     let context = minijinja::context! {
         expected => expected,
+        waiting_parts => waiting_parts,
         title => &title,
         order_id => &order.order_id,
         steps => steps(&app, language, stage),
@@ -1225,8 +1237,15 @@ impl App {
                 ],
             );
         }
-        if step.event_type == "DataProtectionRecorded" {
-            return self.t(language, "timeline-data-protection", &[]);
+        let own_label = match step.event_type.as_str() {
+            "DataProtectionRecorded" => Some("timeline-data-protection"),
+            "WaitingForParts" => Some("timeline-waiting-parts"),
+            "PartArrived" => Some("timeline-part-arrived"),
+            "PartsReleased" => Some("timeline-parts-released"),
+            _ => None,
+        };
+        if let Some(key) = own_label {
+            return self.t(language, key, &[]);
         }
         self.t(
             language,

@@ -38,6 +38,8 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <rpb::DeviceReceived as Name>::NAME,
                 <rpb::Diagnosed as Name>::NAME,
                 <rpb::QuoteIssued as Name>::NAME,
+                <rpb::WaitingForParts as Name>::NAME,
+                <rpb::PartArrived as Name>::NAME,
                 <rpb::QuoteApproved as Name>::NAME,
                 <rpb::QuoteDeclined as Name>::NAME,
                 <rpb::RepairStarted as Name>::NAME,
@@ -284,6 +286,8 @@ impl NotificationReactions {
             <rpb::DeviceReceived as Name>::NAME => decode::<rpb::DeviceReceived>(event)?.order_id,
             <rpb::Diagnosed as Name>::NAME => decode::<rpb::Diagnosed>(event)?.order_id,
             <rpb::QuoteIssued as Name>::NAME => decode::<rpb::QuoteIssued>(event)?.order_id,
+            <rpb::WaitingForParts as Name>::NAME => decode::<rpb::WaitingForParts>(event)?.order_id,
+            <rpb::PartArrived as Name>::NAME => decode::<rpb::PartArrived>(event)?.order_id,
             <rpb::QuoteApproved as Name>::NAME => decode::<rpb::QuoteApproved>(event)?.order_id,
             <rpb::QuoteDeclined as Name>::NAME => decode::<rpb::QuoteDeclined>(event)?.order_id,
             <rpb::RepairStarted as Name>::NAME => decode::<rpb::RepairStarted>(event)?.order_id,
@@ -334,6 +338,22 @@ impl NotificationReactions {
                     variables: vars([("order_id", order_id.clone()), ("total", total)]),
                 };
                 self.remind(tx, event, &quote_reminder, schedule).await
+            }
+            <rpb::WaitingForParts as Name>::NAME => {
+                let e: rpb::WaitingForParts = decode(event)?;
+                let v = vars([
+                    ("order_id", order_id.clone()),
+                    ("expected_on", e.expected_on),
+                ]);
+                self.notify(tx, event, Kind::WaitingForParts, customer, v)
+                    .await
+            }
+            <rpb::PartArrived as Name>::NAME => {
+                if !decode::<rpb::PartArrived>(event)?.all_arrived {
+                    return Ok(()); // told when the last one is in
+                }
+                self.notify(tx, event, Kind::PartsArrived, customer, just_order())
+                    .await
             }
             <rpb::QuoteApproved as Name>::NAME | <rpb::QuoteDeclined as Name>::NAME => {
                 self.cancel(tx, event, &quote_reminder, "the quote was answered")

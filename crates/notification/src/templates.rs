@@ -237,6 +237,7 @@ pub fn sample(kind: Kind) -> BTreeMap<String, String> {
                 "fault" => "battery",
                 "total" => "EUR 129.00",
                 "valid_until" => "2026-12-09",
+                "expected_on" => "2026-12-18",
                 "carrier" => "sandbox",
                 "tracking_number" => "SB012345678901",
                 "reason" => "customer request",

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::catalog::{Catalog, Item, Operation};
 use crate::domain::prices::{Price, PriceList, PriceLists, Tax, Version, price_operation};
-use crate::domain::stock::{self, Command, Stock, StockState};
+use crate::domain::stock::{self, Command, Restock, Stock, StockState};
 use crate::domain::{DomainError, text};
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
@@ -431,8 +431,7 @@ impl Parts {
         expected_on: Option<NaiveDate>,
         ctx: &CommandContext,
     ) -> AppResult<StockView> {
-        let ordered_on = ctx.now.date_naive();
-        let due_by = stock::add_working_days(ordered_on, self.catalog.delivery_working_days);
+        let due_by = self.delivery_due(ctx.now.date_naive());
         let command = Command::OrderReplenishment {
             replenishment_id: ctx.derived_id(b"replenishment").to_string(),
             quantity,
@@ -441,6 +440,11 @@ impl Parts {
             due_by,
         };
         self.run(location, part_number, &command, ctx).await
+    }
+
+    /// The last day the law's delivery clock allows for a depot order placed on `ordered_on`.
+    fn delivery_due(&self, ordered_on: NaiveDate) -> NaiveDate {
+        stock::add_working_days(ordered_on, self.catalog.delivery_working_days)
     }
 
     pub async fn set_reorder_point(
@@ -471,6 +475,11 @@ impl Parts {
         let command = Command::Reserve {
             order: order.to_string(),
             quantity,
+            restock: Restock {
+                replenishment_id: ctx.derived_id(b"backorder").to_string(),
+                ordered_at: ctx.now,
+                due_by: self.delivery_due(ctx.now.date_naive()),
+            },
         };
         let view = self.run(location, part_number, &command, ctx).await?;
         self.reservation_of(view, order.as_str()).await
@@ -515,6 +524,14 @@ impl Parts {
             serial: serial.clone(),
         };
         let _turn = self.lock(&stream).lock().await;
+        // The same unit reported again for the same order (a retried repair
+        // step) is the fitting already recorded.
+        if !serial.is_empty()
+            && self.fitted_to(part_number, &serial).await?.as_deref() == Some(order.as_str())
+        {
+            let view = self.stock(location, part_number).await?;
+            return self.reservation_of(view, order.as_str()).await;
+        }
         let mut attempts = 0;
         let view = loop {
             attempts += 1;
@@ -563,6 +580,20 @@ impl Parts {
         self.reservation_of(view, order.as_str()).await
     }
 
+    /// The repair order a unit of `part_number` with `serial` was fitted to, if any.
+    async fn fitted_to(&self, part_number: &str, serial: &str) -> AppResult<Option<String>> {
+        let sql =
+            "SELECT repair_order_id FROM consumed_serials WHERE part_number = $1 AND serial = $2";
+        Ok(on_read_pool!(&self.store, pool => {
+            sqlx::query_scalar(sql)
+                .bind(part_number)
+                .bind(serial)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::from)?
+        }))
+    }
+
     pub async fn reservation(
         &self,
         location: &str,
@@ -600,7 +631,7 @@ impl Parts {
             status,
             quantity,
             position,
-            expected_on: position.and_then(|_| state.next_expected()),
+            expected_on: position.and_then(|p| state.expected_for(p)),
             consumed_serials,
             stock,
         })

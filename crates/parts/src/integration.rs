@@ -78,15 +78,18 @@ impl Translate for PartsEvents {
                 }
                 .encode_to_vec(),
             ),
-            Event::PartBackordered { order, quantity } => (
+            Event::PartBackordered {
+                order,
+                quantity,
+                expected_on,
+            } => (
                 pb::PartBackordered::NAME,
                 pb::PartBackordered {
                     location,
                     part_number,
                     repair_order_id: order,
                     quantity: count(quantity),
-                    // Known from the stream's state, not the event: left to GetReservation.
-                    expected_on: String::new(),
+                    expected_on: expected_on.map(|d| d.to_string()).unwrap_or_default(),
                 }
                 .encode_to_vec(),
             ),

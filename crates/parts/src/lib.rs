@@ -4,6 +4,7 @@
 //! - [`app`] and [`api`]: the commands and queries, over gRPC.
 //! - [`projections`]: the stock levels read model fed from the log.
 //! - [`integration`]: the public protobuf events the relay publishes.
+//! - [`reactions`]: what repair's events do to stock.
 //! - [`server`]: the running process.
 
 pub mod api;
@@ -11,4 +12,5 @@ pub mod app;
 pub mod domain;
 pub mod integration;
 pub mod projections;
+pub mod reactions;
 pub mod server;

@@ -1,6 +1,6 @@
 //! The parts service as a running process: gRPC, the stock levels read model,
 //! the sweep for replenishments past their legal delivery day, and (with NATS)
-//! the relay of its public events.
+//! the relay of its public events and the consumer of repair's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub static SERVICE: Description = Description {
     grpc_services: &["aftersales.parts.v1.PartsService"],
     migrations: &crate::projections::MIGRATIONS,
     projections: crate::projections::all,
-    subscriptions: || Ok(Vec::new()),
+    subscriptions: crate::reactions::subscriptions,
     publishes: Some(|| Arc::new(crate::integration::PartsEvents)),
 };
 
@@ -94,6 +94,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         PartsServiceServer::new(PartsApi::new(app, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
+    .consumer(crate::reactions::RepairReactions::new(
+        store.clone(),
+        common.region.clone(),
+    ))
     .task(move |shutdown| sweep(sweeper, region, every, shutdown));
     let listen = Listen {
         grpc: config.listen,

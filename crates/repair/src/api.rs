@@ -361,17 +361,21 @@ impl RepairService for RepairApi {
                     .map_err(|e| status(e.into()))?,
             });
         }
+        let order = self.order(&caller, &r.order_id).await?;
+        if lines.is_empty() {
+            // The lines the price list gave the diagnosis.
+            let (state, _) = self.app.get(&order).await.map_err(status)?;
+            lines = state
+                .parts_plan
+                .map(|plan| plan.proposed)
+                .unwrap_or_default();
+        }
         let command = Command::IssueQuote {
             lines,
             valid_until: timestamp_from_proto("valid_until", r.valid_until.as_ref())?,
             now: ctx.now,
         };
-        self.answer(
-            &caller,
-            self.app
-                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
-                .await,
-        )
+        self.answer(&caller, self.app.command(&order, command, &ctx).await)
     }
 
     async fn approve_quote(&self, request: Request<pb::OrderRef>) -> Answer {
@@ -403,15 +407,15 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let command = Command::ReplacePart(PartReplacement {
+        let part = PartReplacement {
             part_number: r.part_number,
             old_serial: r.old_serial,
             new_serial: r.new_serial,
-        });
+        };
         self.answer(
             &caller,
             self.app
-                .command(&self.order(&caller, &r.order_id).await?, command, &ctx)
+                .replace_part(&self.order(&caller, &r.order_id).await?, part, &ctx)
                 .await,
         )
     }

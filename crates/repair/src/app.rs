@@ -12,6 +12,8 @@ use aftersales_eventstore::{
     StoreError, StreamId, Watcher, projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
+use aftersales_proto::parts as ppb;
+use aftersales_proto::parts::parts_service_client::PartsServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::telemetry::TracedChannel as GrpcChannel;
@@ -29,7 +31,8 @@ use crate::domain::DomainError;
 use crate::domain::center::{Center, Command as CenterCommand};
 use crate::domain::centers::{self, GeoPoint, ServiceCenter};
 use crate::domain::order::{
-    AccessPurpose, Command, Coverage, DataCategory, Event, OrderState, RepairOrder, Stage,
+    AccessPurpose, Command, Coverage, DataCategory, Event, LineKind, OrderState, PartHold,
+    PartReplacement, PartsPlan, QuoteLine, RepairOrder, Stage,
 };
 use crate::index;
 use crate::projections::{self, CenterDirectory, OrderDirectory, OrderRow};
@@ -51,6 +54,9 @@ pub struct Repairs {
     /// `centers.toml`; the read model holds every change made through the API.
     builtin_centers: Arc<BTreeMap<String, ServiceCenter>>,
     warranty: Option<WarrantyServiceClient<GrpcChannel>>,
+    /// Quotes from the price list and parts held at the center; without it a
+    /// diagnosis proposes nothing and holds nothing.
+    parts: Option<PartsServiceClient<GrpcChannel>>,
     /// How far to look for a center before recommending mail-in.
     pub radius_km: f64,
     /// Each center's time per stage as expected-ready dates read it, kept for
@@ -113,10 +119,18 @@ impl Repairs {
             store,
             builtin_centers: Arc::new(builtin),
             warranty,
+            parts: None,
             radius_km,
             turnaround: Arc::default(),
             live: LiveFeed::new(|event| Some(event.stream_id.clone())),
         })
+    }
+
+    /// Diagnoses propose quotes from `parts`' price lists and hold parts there.
+    #[must_use]
+    pub fn with_parts(mut self, parts: Option<PartsServiceClient<GrpcChannel>>) -> Self {
+        self.parts = parts;
+        self
     }
 
     /// Follows the log for every live watcher of an order until `stop`.
@@ -303,30 +317,263 @@ impl Repairs {
                 &DeviceId::from(&order.device),
                 fault,
                 order.fault_date,
-                serviced_in.as_deref(),
+                serviced_in.as_ref().map(|c| c.country.as_str()),
             )
             .await
             .ok_or_else(|| {
                 Error::unavailable("warranty cannot be reached; diagnose again shortly")
             })?;
-        let command = Command::Diagnose {
+        // Refuse an illegal diagnosis before holding any part for it.
+        let probe = Command::Diagnose {
             fault: fault_name.to_owned(),
             fault_codes,
             technician: technician.to_owned(),
             coverage,
+            parts: None,
+        };
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &probe)
+            .map_err(Error::from)?;
+        let parts = self
+            .plan_parts(&order, fault, serviced_in.as_ref(), ctx)
+            .await?;
+        let Command::Diagnose {
+            fault,
+            fault_codes,
+            technician,
+            coverage,
+            ..
+        } = probe
+        else {
+            return Err(Error::internal("diagnose builds a Diagnose command"));
+        };
+        let command = Command::Diagnose {
+            fault,
+            fault_codes,
+            technician,
+            coverage,
+            parts,
         };
         self.run(order_id, command, ctx).await
     }
 
-    /// The country a walk-in is serviced in (its center's); a mail-in goes to
-    /// the depot of its home country.
-    async fn serviced_in(&self, order: &OrderState) -> AppResult<Option<String>> {
+    /// What the parts service gives a diagnosis: the quote lines of the
+    /// country's price list for the fault, and each part held at the walk-in's
+    /// center (or the order put in line for it). None where no parts service is
+    /// configured or it has no operation for the model, country and fault.
+    async fn plan_parts(
+        &self,
+        order: &OrderState,
+        fault: wpb::FaultCategory,
+        center: Option<&ServiceCenter>,
+        ctx: &CommandContext,
+    ) -> AppResult<Option<PartsPlan>> {
+        let Some(mut parts) = self.parts.clone() else {
+            return Ok(None);
+        };
+        let unavailable = |what: &str, status: &tonic::Status| {
+            Error::unavailable(format!(
+                "{what}: {}; diagnose again shortly",
+                status.message()
+            ))
+        };
+        let country = match (&order.channel, center) {
+            (_, Some(center)) => center.country.clone(),
+            (crate::domain::order::Channel::MailIn { address }, None) => address.country.clone(),
+            (crate::domain::order::Channel::WalkIn { .. }, None) => return Ok(None),
+        };
+        let model = self.device_model(&order.device).await?;
+        let request = ppb::ProposeQuoteRequest {
+            model,
+            country: Some(aftersales_proto::common::CountryCode { value: country }),
+            fault: parts_fault(fault),
+            covered: order.coverage.is_covered(),
+            overrides: Vec::new(),
+            as_of: None,
+        };
+        let proposed = match tokio::time::timeout(
+            Duration::from_secs(2),
+            parts.propose_quote(request),
+        )
+        .await
+        {
+            Ok(Ok(proposed)) => proposed.into_inner(),
+            // Nothing priced for this model, country or fault: quoted by hand.
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument
+                ) =>
+            {
+                return Ok(None);
+            }
+            Ok(Err(status)) => {
+                return Err(unavailable("the parts service refused the quote", &status));
+            }
+            Err(_) => {
+                return Err(Error::unavailable(
+                    "the parts service did not answer in time; diagnose again shortly",
+                ));
+            }
+        };
+        let mut plan = PartsPlan {
+            location: center.map(|c| c.id.clone()).unwrap_or_default(),
+            holds: Vec::new(),
+            proposed: proposed
+                .lines
+                .iter()
+                .map(proposed_line)
+                .collect::<AppResult<_>>()?,
+        };
+        if plan.location.is_empty() {
+            return Ok(Some(plan));
+        }
+        for line in proposed.lines.iter().filter(|l| !l.is_labour) {
+            let request = ppb::ReservePartRequest {
+                location: plan.location.clone(),
+                part_number: line.line.clone(),
+                repair_order_id: order.order_id.clone(),
+                quantity: 1,
+            };
+            let request = aftersales_runtime::request::on_behalf(request, ctx);
+            let held = tokio::time::timeout(Duration::from_secs(2), parts.reserve_part(request))
+                .await
+                .map_err(|_| {
+                    Error::unavailable(
+                        "the parts service did not answer in time; diagnose again shortly",
+                    )
+                })?
+                .map_err(|status| unavailable("the parts service did not hold the part", &status))?
+                .into_inner();
+            let waiting = held.status == i32::from(ppb::ReservationStatus::Waiting);
+            plan.holds.push(PartHold {
+                part_number: line.line.clone(),
+                waiting,
+                expected_on: if waiting {
+                    NaiveDate::parse_from_str(&held.expected_on, "%Y-%m-%d").ok()
+                } else {
+                    None
+                },
+                fitted: false,
+            });
+        }
+        Ok(Some(plan))
+    }
+
+    /// The device's model, as warranty registered it.
+    async fn device_model(&self, device: &aftersales_core::types::DeviceKey) -> AppResult<String> {
+        let mut client = self
+            .warranty
+            .clone()
+            .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
+        let request = wpb::GetDeviceRequest {
+            device_id: Some(DeviceId::from(device)),
+        };
+        match tokio::time::timeout(Duration::from_secs(2), client.get_device(request)).await {
+            Ok(Ok(device)) => Ok(device.into_inner().model),
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => Ok(String::new()),
+            Ok(Err(status)) => Err(Error::unavailable(format!(
+                "warranty did not give the device's model: {}",
+                status.message()
+            ))),
+            Err(_) => Err(Error::unavailable("warranty did not answer in time")),
+        }
+    }
+
+    /// Fits a part: a part the diagnosis held leaves the center's stock with
+    /// its serial before the step is recorded (a serial fitted before is
+    /// refused); another part is held and fitted at once, when one is free.
+    pub async fn replace_part(
+        &self,
+        order_id: &OrderId,
+        part: PartReplacement,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let (order, _) = self.get(order_id).await?;
+        let command = Command::ReplacePart(part.clone());
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
+            .map_err(Error::from)?;
+        let location = order
+            .parts_plan
+            .as_ref()
+            .map(|plan| plan.location.clone())
+            .unwrap_or_default();
+        if let (Some(mut parts), false) = (self.parts.clone(), location.is_empty()) {
+            let held = order.parts_plan.as_ref().is_some_and(|plan| {
+                plan.holds
+                    .iter()
+                    .any(|h| !h.fitted && !h.waiting && h.part_number == part.part_number)
+            });
+            let failed = |status: tonic::Status| {
+                let message = status.message().to_owned();
+                if status.code() == tonic::Code::InvalidArgument {
+                    // The parts service names the field: the serial, or the part.
+                    let field = if message.contains("serial") {
+                        "new_serial"
+                    } else {
+                        "part_number"
+                    };
+                    Error::invalid(field, message)
+                } else if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                ) {
+                    Error::precondition(format!("the part cannot be fitted: {message}"))
+                } else {
+                    Error::unavailable(format!("the parts service: {message}"))
+                }
+            };
+            if !held {
+                let reserve = ppb::ReservePartRequest {
+                    location: location.clone(),
+                    part_number: part.part_number.clone(),
+                    repair_order_id: order_id.to_string(),
+                    quantity: 1,
+                };
+                let answer = parts
+                    .reserve_part(aftersales_runtime::request::on_behalf(reserve, ctx))
+                    .await
+                    .map_err(failed)?
+                    .into_inner();
+                if answer.status != i32::from(ppb::ReservationStatus::Reserved) {
+                    let release = ppb::ReleaseReservationRequest {
+                        location: location.clone(),
+                        part_number: part.part_number.clone(),
+                        repair_order_id: order_id.to_string(),
+                        reason: "not in stock when fitted".into(),
+                    };
+                    parts
+                        .release_reservation(aftersales_runtime::request::on_behalf(release, ctx))
+                        .await
+                        .map_err(failed)?;
+                    return Err(Error::precondition(format!(
+                        "no {} in stock at {location}",
+                        part.part_number
+                    )));
+                }
+            }
+            let consume = ppb::ConsumePartRequest {
+                location,
+                part_number: part.part_number.clone(),
+                repair_order_id: order_id.to_string(),
+                serial: part.new_serial.clone(),
+            };
+            parts
+                .consume_part(aftersales_runtime::request::on_behalf(consume, ctx))
+                .await
+                .map_err(failed)?;
+        }
+        self.run(order_id, command, ctx).await
+    }
+
+    /// The center a walk-in is serviced at; a mail-in goes to the depot of its
+    /// home country.
+    async fn serviced_in(&self, order: &OrderState) -> AppResult<Option<ServiceCenter>> {
         match &order.channel {
             crate::domain::order::Channel::WalkIn { center_id, .. } if !center_id.is_empty() => {
                 let center = self
                     .center(&CenterId::parse("service_center_id", center_id)?)
                     .await?;
-                Ok(Some(center.country))
+                Ok(Some(center))
             }
             crate::domain::order::Channel::WalkIn { .. }
             | crate::domain::order::Channel::MailIn { .. } => Ok(None),
@@ -752,4 +999,36 @@ impl Repairs {
         }
         Ok((answer, found.recommend_mail_in))
     }
+}
+
+/// A fault category as the parts catalog names it: `FAULT_CATEGORY_LIQUID_DAMAGE`
+/// is `liquid_damage`.
+fn parts_fault(fault: wpb::FaultCategory) -> String {
+    fault
+        .as_str_name()
+        .trim_start_matches("FAULT_CATEGORY_")
+        .to_ascii_lowercase()
+}
+
+/// A proposed line as the quote shows it: what the customer pays, tax included.
+fn proposed_line(line: &ppb::QuoteLine) -> AppResult<QuoteLine> {
+    let gross = line
+        .charged
+        .as_ref()
+        .and_then(|price| price.gross.as_ref())
+        .ok_or_else(|| Error::unavailable("the parts service sent a line without a price"))?;
+    Ok(QuoteLine {
+        description: if line.description.is_empty() {
+            line.line.clone()
+        } else {
+            line.description.clone()
+        },
+        kind: if line.is_labour {
+            LineKind::Labour
+        } else {
+            LineKind::Part
+        },
+        amount: crate::domain::Money::new("lines.amount", gross.minor_units, &gross.currency)
+            .map_err(|e| Error::unavailable(format!("the parts service sent a bad price: {e}")))?,
+    })
 }

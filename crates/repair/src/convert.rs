@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::order::{
     AccessPurpose, Action, Address, Channel, Coverage, DataCategory, DataProtection, LineKind,
-    OrderState, Passcode, Quote, Stage,
+    OrderState, PartsPlan, Passcode, Quote, QuoteLine, Stage,
 };
 
 pub fn stage(s: Stage) -> pb::Stage {
@@ -61,18 +61,18 @@ pub fn coverage_to_proto(coverage: &Coverage) -> pb::Coverage {
     }
 }
 
+pub fn line_to_proto(l: &QuoteLine) -> pb::QuoteLine {
+    pb::QuoteLine {
+        description: l.description.clone(),
+        is_labour: l.kind == LineKind::Labour,
+        amount: Some(money(&l.amount)),
+    }
+}
+
 pub fn quote_to_proto(q: &Quote) -> pb::Quote {
     pb::Quote {
         revision: q.revision,
-        lines: q
-            .lines
-            .iter()
-            .map(|l| pb::QuoteLine {
-                description: l.description.clone(),
-                is_labour: l.kind == LineKind::Labour,
-                amount: Some(money(&l.amount)),
-            })
-            .collect(),
+        lines: q.lines.iter().map(line_to_proto).collect(),
         total: Some(money(&q.total)),
         valid_until: Some(timestamp_to_proto(q.valid_until)),
     }
@@ -121,6 +121,7 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
         ),
         Channel::MailIn { .. } => (pb::Channel::MailIn, String::new(), String::new()),
     };
+    let awaited = o.parts_plan.as_ref().and_then(PartsPlan::awaited);
     pb::RepairOrder {
         order_id: o.order_id.clone(),
         device_id: Some(DeviceId::from(&o.device)),
@@ -149,7 +150,45 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
             .collect(),
         personal_withheld: false,
         data_protection: o.data_protection.map(data_protection_to_proto),
+        parts: o.parts_plan.as_ref().map_or_else(Vec::new, |plan| {
+            plan.holds
+                .iter()
+                .map(|h| pb::PartHold {
+                    part_number: h.part_number.clone(),
+                    location: plan.location.clone(),
+                    waiting: h.waiting,
+                    expected_on: h.expected_on.map(|d| d.to_string()).unwrap_or_default(),
+                    fitted: h.fitted,
+                })
+                .collect()
+        }),
+        waiting_for_parts: awaited.is_some(),
+        parts_expected_on: awaited
+            .and_then(|(_, day)| day)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        proposed_lines: o.parts_plan.as_ref().map_or_else(Vec::new, |plan| {
+            plan.proposed.iter().map(line_to_proto).collect()
+        }),
+        proposed_total: o
+            .parts_plan
+            .as_ref()
+            .and_then(|plan| proposed_total(&plan.proposed))
+            .map(|m| money(&m)),
     }
+}
+
+/// The sum of `lines`, where they share one currency.
+pub fn proposed_total(lines: &[QuoteLine]) -> Option<Money> {
+    let currency = lines.first()?.amount.currency().clone();
+    let mut total: i64 = 0;
+    for line in lines {
+        if *line.amount.currency() != currency {
+            return None;
+        }
+        total = total.checked_add(line.amount.minor_units())?;
+    }
+    Money::new("amount", total, currency.as_str()).ok()
 }
 
 /// `order` as anyone but its customer sees it: what the customer told and the

@@ -115,6 +115,42 @@ impl Translate for RepairEvents {
                 }
                 .encode_to_vec(),
             ),
+            Event::WaitingForParts {
+                part_numbers,
+                expected_on,
+            } => (
+                pb::WaitingForParts::NAME,
+                pb::WaitingForParts {
+                    order_id,
+                    part_numbers,
+                    expected_on: expected_on.map(|d| d.to_string()).unwrap_or_default(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::PartArrived {
+                part_number,
+                all_arrived,
+            } => (
+                pb::PartArrived::NAME,
+                pb::PartArrived {
+                    order_id,
+                    part_number,
+                    all_arrived,
+                }
+                .encode_to_vec(),
+            ),
+            Event::PartsReleased {
+                location,
+                part_numbers,
+            } => (
+                pb::PartsReleased::NAME,
+                pb::PartsReleased {
+                    order_id,
+                    location,
+                    part_numbers,
+                }
+                .encode_to_vec(),
+            ),
             Event::QuoteIssued { quote } => (
                 pb::QuoteIssued::NAME,
                 pb::QuoteIssued {

@@ -208,6 +208,9 @@ impl Projection for NetworkFacts {
             | Event::ReturnDelivered { .. }
             | Event::QuoteApproved { .. }
             | Event::PartReplaced(_)
+            | Event::WaitingForParts { .. }
+            | Event::PartArrived { .. }
+            | Event::PartsReleased { .. }
             | Event::PersonalDataAccessed { .. }
             | Event::DataProtectionRecorded { .. } => return Ok(()),
         };

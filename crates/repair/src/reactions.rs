@@ -3,35 +3,46 @@
 //!
 //! - logistics `Delivered`, inbound: the mail-in device has arrived (`DeviceReceived`);
 //! - logistics `Delivered`, outbound: the device is back with its owner, the order
-//!   closes (`ReturnDelivered`).
+//!   closes (`ReturnDelivered`);
+//! - parts `PartReserved` from the line: a part the order waited for is held
+//!   for it now (`PartArrived`).
 
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, StoreTransaction, StreamId,
 };
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::logistics as lpb;
+use aftersales_proto::parts as ppb;
 use prost::Name;
 use uuid::Uuid;
 
 use crate::domain::order::{Command, RepairOrder};
 
-/// The durable consumers of other services' events: logistics deliveries.
+/// The durable consumers of other services' events: logistics deliveries and
+/// parts arriving for orders in line.
 pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
-    Ok(vec![Subscription::new(
-        "repair-from-logistics",
-        "logistics",
-        [<lpb::Delivered as Name>::NAME],
-    )?])
+    Ok(vec![
+        Subscription::new(
+            "repair-from-logistics",
+            "logistics",
+            [<lpb::Delivered as Name>::NAME],
+        )?,
+        Subscription::new(
+            "repair-from-parts",
+            "parts",
+            [<ppb::PartReserved as Name>::NAME],
+        )?,
+    ])
 }
 
-/// Turns logistics deliveries into order transitions.
+/// Turns logistics deliveries and parts arriving into order transitions.
 #[derive(Debug, Clone)]
-pub struct LogisticsReactions {
+pub struct OrderReactions {
     orders: CommandHandler<RepairOrder, AnyEventStore>,
     region: String,
 }
 
-impl LogisticsReactions {
+impl OrderReactions {
     pub fn new(store: AnyEventStore, region: impl Into<String>) -> Self {
         Self {
             orders: CommandHandler::new(store),
@@ -40,32 +51,43 @@ impl LogisticsReactions {
     }
 }
 
-impl Handler for LogisticsReactions {
+impl Handler for OrderReactions {
     async fn handle(
         &self,
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
-        if event.event_type != <lpb::Delivered as Name>::NAME {
+        let (order_id, command, actor) = if event.event_type == <lpb::Delivered as Name>::NAME {
+            let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
+            let command = match lpb::Direction::try_from(delivered.direction) {
+                Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
+                    shipment_id: delivered.shipment_id.clone(),
+                },
+                Ok(lpb::Direction::Outbound) => Command::ReturnDelivered {
+                    shipment_id: delivered.shipment_id.clone(),
+                },
+                Ok(lpb::Direction::Unspecified) | Err(_) => {
+                    return Err(HandlerError::permanent("Delivered without a direction"));
+                }
+            };
+            (delivered.repair_order_id, command, "service:logistics")
+        } else if event.event_type == <ppb::PartReserved as Name>::NAME {
+            let reserved: ppb::PartReserved = event.proto().map_err(HandlerError::permanent)?;
+            if !reserved.from_waitlist {
+                return Ok(()); // held at once: the diagnosis recorded it
+            }
+            let command = Command::PartArrived {
+                part_number: reserved.part_number,
+            };
+            (reserved.repair_order_id, command, "service:parts")
+        } else {
             return Err(HandlerError::permanent(format!(
                 "{}: not an event this consumer handles",
                 event.event_type
             )));
-        }
-        let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
-        let command = match lpb::Direction::try_from(delivered.direction) {
-            Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
-                shipment_id: delivered.shipment_id.clone(),
-            },
-            Ok(lpb::Direction::Outbound) => Command::ReturnDelivered {
-                shipment_id: delivered.shipment_id.clone(),
-            },
-            Ok(lpb::Direction::Unspecified) | Err(_) => {
-                return Err(HandlerError::permanent("Delivered without a direction"));
-            }
         };
-        let stream = StreamId::parse(format!("repair-{}", delivered.repair_order_id))
-            .map_err(HandlerError::permanent)?;
+        let stream =
+            StreamId::parse(format!("repair-{order_id}")).map_err(HandlerError::permanent)?;
         let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
         let ctx = CommandContext {
             // The same delivery always yields the same event ids.
@@ -75,7 +97,7 @@ impl Handler for LogisticsReactions {
             // The consumer's span, itself the producer's child, when recorded.
             traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
             tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
-            actor: "service:logistics".into(),
+            actor: actor.into(),
             region: self.region.clone(),
             now: event.metadata.recorded_at,
             request_fingerprint: None,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aftersales_proto::parts::parts_service_client::PartsServiceClient;
 use aftersales_proto::repair::repair_service_server::RepairServiceServer;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_runtime::config::Common;
@@ -13,7 +14,7 @@ pub use aftersales_runtime::service::{Running, StartError};
 
 use crate::api::RepairApi;
 use crate::app::Repairs;
-use crate::reactions::LogisticsReactions;
+use crate::reactions::OrderReactions;
 
 /// The repair service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -42,6 +43,10 @@ pub struct Config {
     /// pending and refuses diagnosis.
     #[arg(long, env = "AFTERSALES_WARRANTY_URL")]
     pub warranty_url: Option<String>,
+    /// The parts service, e.g. http://127.0.0.1:50055: diagnoses propose quotes
+    /// from its price lists and hold parts at the center; unset, they do neither.
+    #[arg(long, env = "AFTERSALES_PARTS_URL")]
+    pub parts_url: Option<String>,
     /// How far to look for a service center before recommending mail-in.
     #[arg(long, env = "AFTERSALES_CENTER_RADIUS_KM", default_value_t = 100.0)]
     pub center_radius_km: f64,
@@ -68,26 +73,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "center radius must be a positive number of km".into(),
         ));
     }
-    let warranty = match &config.warranty_url {
-        Some(url) => {
-            let token = config.common.service_token().map_err(StartError::Config)?;
-            Some(WarrantyServiceClient::new(
-                aftersales_runtime::telemetry::traced(
-                    config
-                        .common
-                        .endpoint(url)
-                        .map_err(|e| StartError::Config(format!("AFTERSALES_WARRANTY_URL: {e}")))?
-                        .connect_timeout(Duration::from_secs(2))
-                        .connect_lazy(),
-                    token,
-                ),
-            ))
-        }
-        None => None,
+    let channel = |url: &Option<String>, variable: &str| -> Result<_, StartError> {
+        let Some(url) = url else { return Ok(None) };
+        let token = config.common.service_token().map_err(StartError::Config)?;
+        Ok(Some(aftersales_runtime::telemetry::traced(
+            config
+                .common
+                .endpoint(url)
+                .map_err(|e| StartError::Config(format!("{variable}: {e}")))?
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy(),
+            token,
+        )))
     };
+    let warranty =
+        channel(&config.warranty_url, "AFTERSALES_WARRANTY_URL")?.map(WarrantyServiceClient::new);
+    let parts = channel(&config.parts_url, "AFTERSALES_PARTS_URL")?.map(PartsServiceClient::new);
     let common = &config.common;
     let store = SERVICE.open(common).await?;
-    let app = Repairs::new(store.clone(), warranty, config.center_radius_km).await?;
+    let app = Repairs::new(store.clone(), warranty, config.center_radius_km)
+        .await?
+        .with_parts(parts);
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let watched = app.clone();
@@ -99,10 +105,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .notary(notary)
     .privacy(records)
-    .consumer(LogisticsReactions::new(
-        store.clone(),
-        common.region.clone(),
-    ))
+    .consumer(OrderReactions::new(store.clone(), common.region.clone()))
     .task(move |shutdown| async move { watched.feed_watchers(shutdown.stopped()).await });
     let listen = Listen {
         grpc: config.listen,

@@ -50,6 +50,10 @@ pub enum Kind {
     DeviceReceived,
     DiagnosedCovered,
     QuoteIssued,
+    /// A part the repair needs is not in stock at the center yet.
+    WaitingForParts,
+    /// The last part waited for is in: the repair can go on.
+    PartsArrived,
     RepairStarted,
     QcPassed,
     ReadyForPickup,
@@ -80,11 +84,13 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
         Self::QuoteIssued,
+        Self::WaitingForParts,
+        Self::PartsArrived,
         Self::RepairStarted,
         Self::QcPassed,
         Self::ReadyForPickup,
@@ -109,6 +115,8 @@ impl Kind {
             Self::DeviceReceived => "device_received",
             Self::DiagnosedCovered => "diagnosed_covered",
             Self::QuoteIssued => "quote_issued",
+            Self::WaitingForParts => "waiting_for_parts",
+            Self::PartsArrived => "parts_arrived",
             Self::RepairStarted => "repair_started",
             Self::QcPassed => "qc_passed",
             Self::ReadyForPickup => "ready_for_pickup",
@@ -155,6 +163,10 @@ impl Kind {
                 true,
                 &["order_id", "total", "valid_until"],
             ),
+            Self::WaitingForParts => {
+                spec(RepairUpdates, false, false, &["order_id", "expected_on"])
+            }
+            Self::PartsArrived => spec(RepairUpdates, false, false, &["order_id"]),
             Self::RepairStarted => spec(RepairUpdates, false, false, &["order_id"]),
             Self::QcPassed => spec(RepairUpdates, false, false, &["order_id"]),
             Self::ReadyForPickup => spec(RepairUpdates, false, true, &["order_id"]),

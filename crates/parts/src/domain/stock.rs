@@ -63,9 +63,24 @@ impl StockState {
         self.replenishments.values().map(|r| r.quantity).sum()
     }
 
-    /// The earliest day an open replenishment is expected.
-    pub fn next_expected(&self) -> Option<NaiveDate> {
-        self.replenishments.values().map(|r| r.expected_on).min()
+    /// The day the replenishments on order bring enough units for the line up
+    /// to and including place `position` (1 is next), if they ever do.
+    pub fn expected_for(&self, position: usize) -> Option<NaiveDate> {
+        let needed: u32 = self.waiting.iter().take(position).map(|w| w.quantity).sum();
+        let mut arriving: Vec<&Replenishment> = self.replenishments.values().collect();
+        arriving.sort_by_key(|r| r.expected_on);
+        let mut units = self.available();
+        for replenishment in arriving {
+            units = units.saturating_add(replenishment.quantity);
+            if units >= needed {
+                return Some(replenishment.expected_on);
+            }
+        }
+        None
+    }
+
+    fn waiting_total(&self) -> u32 {
+        self.waiting.iter().map(|w| w.quantity).sum()
     }
 
     /// Where `order` is in line, 1 being next.
@@ -93,9 +108,12 @@ pub enum Command {
     SetReorderPoint {
         point: u32,
     },
+    /// A unit for a repair, or a place in line; what the line needs beyond
+    /// what is free and on order is ordered from the depot as `restock`.
     Reserve {
         order: String,
         quantity: u32,
+        restock: Restock,
     },
     Release {
         order: String,
@@ -109,6 +127,15 @@ pub enum Command {
     FlagOverdue {
         today: NaiveDate,
     },
+}
+
+/// The depot order a backorder places when what is on order falls short.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restock {
+    pub replenishment_id: String,
+    pub ordered_at: DateTime<Utc>,
+    /// The law's latest delivery day, which the depot is held to.
+    pub due_by: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +167,10 @@ pub enum Event {
     PartBackordered {
         order: String,
         quantity: u32,
+        /// When the units on order reach this place in line; none when
+        /// nothing on order does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_on: Option<NaiveDate>,
     },
     ReservationReleased {
         order: String,
@@ -209,6 +240,37 @@ fn serve_line(state: &StockState) -> Vec<Event> {
         });
     }
     served
+}
+
+/// `order` joins the line; the shortfall of the whole line against what is
+/// free and on order is ordered from the depot in the same append.
+fn backorder(state: &StockState, order: &str, q: u32, restock: &Restock) -> Vec<Event> {
+    let mut events = Vec::new();
+    let needed = state.waiting_total().saturating_add(q);
+    let covered = state.available().saturating_add(state.on_order());
+    if needed > covered
+        && state.replenishments.len() < MAX_OPEN_REPLENISHMENTS
+        && !state.replenishments.contains_key(&restock.replenishment_id)
+    {
+        events.push(Event::ReplenishmentOrdered {
+            replenishment_id: restock.replenishment_id.clone(),
+            quantity: (needed - covered).min(MAX_QUANTITY),
+            ordered_at: restock.ordered_at,
+            expected_on: restock.due_by,
+            due_by: restock.due_by,
+        });
+    }
+    let mut after = events.iter().fold(state.clone(), Stock::evolve);
+    after.waiting.push(Waiting {
+        order: order.to_owned(),
+        quantity: q,
+    });
+    events.push(Event::PartBackordered {
+        order: order.to_owned(),
+        quantity: q,
+        expected_on: after.expected_for(after.waiting.len()),
+    });
+    events
 }
 
 impl Decider for Stock {
@@ -297,7 +359,11 @@ impl Decider for Stock {
                 }
                 vec![Event::ReorderPointSet { point: *point }]
             }
-            Command::Reserve { order, quantity: q } => {
+            Command::Reserve {
+                order,
+                quantity: q,
+                restock,
+            } => {
                 let q = quantity(*q)?;
                 if state.reserved.contains_key(order) || state.position(order).is_some() {
                     return Ok(Vec::new());
@@ -315,10 +381,7 @@ impl Decider for Stock {
                             "{MAX_WAITING} repairs already wait for this part here"
                         )));
                     }
-                    vec![Event::PartBackordered {
-                        order: order.clone(),
-                        quantity: q,
-                    }]
+                    backorder(state, order, q, restock)
                 }
             }
             Command::Release { order, reason } => {
@@ -421,7 +484,9 @@ impl Decider for Stock {
                 state.waiting.retain(|w| w.order != *order);
                 state.reserved.insert(order.clone(), *quantity);
             }
-            Event::PartBackordered { order, quantity } => state.waiting.push(Waiting {
+            Event::PartBackordered {
+                order, quantity, ..
+            } => state.waiting.push(Waiting {
                 order: order.clone(),
                 quantity: *quantity,
             }),

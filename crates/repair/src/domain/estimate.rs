@@ -87,6 +87,7 @@ mod tests {
             fault_date: None,
             data_protection: None,
             last_accesses: Vec::new(),
+            parts_plan: None,
             order_id: "o".into(),
             stage,
             device: DeviceKey::imei("490154203237518").unwrap(),

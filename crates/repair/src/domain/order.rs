@@ -178,6 +178,78 @@ pub struct PartReplacement {
     pub new_serial: String,
 }
 
+/// A part the diagnosis called for, as the parts service holds it for the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartHold {
+    pub part_number: String,
+    /// In line for a unit not yet in stock at the order's center.
+    pub waiting: bool,
+    /// While waiting: the day the units on order reach the order's place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_on: Option<NaiveDate>,
+    /// A unit was fitted to the device.
+    #[serde(default)]
+    pub fitted: bool,
+}
+
+/// What the parts service gave the diagnosis: the quote from the country's
+/// price list, and the parts held at the center.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PartsPlan {
+    /// Where the parts are held (the service center); empty when nothing is
+    /// held there (a mail-in is priced, and stocked by its depot).
+    pub location: String,
+    pub holds: Vec<PartHold>,
+    /// The lines the price list gives for the fault, tax as the country shows it.
+    pub proposed: Vec<QuoteLine>,
+}
+
+impl PartsPlan {
+    /// The parts still awaited, and the last day they are expected (none
+    /// when one of them has no date yet).
+    pub fn awaited(&self) -> Option<(Vec<String>, Option<NaiveDate>)> {
+        let waiting: Vec<&PartHold> = self.holds.iter().filter(|h| h.waiting).collect();
+        if waiting.is_empty() {
+            return None;
+        }
+        let expected = waiting
+            .iter()
+            .map(|h| h.expected_on)
+            .collect::<Option<Vec<_>>>()
+            .and_then(|days| days.into_iter().max());
+        Some((
+            waiting.iter().map(|h| h.part_number.clone()).collect(),
+            expected,
+        ))
+    }
+
+    /// The parts held and not fitted: released when the order is done.
+    fn unfitted(&self) -> Vec<String> {
+        self.holds
+            .iter()
+            .filter(|h| !h.fitted)
+            .map(|h| h.part_number.clone())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), DomainError> {
+        optional_text("parts.location", &self.location, 100)?;
+        if self.holds.len() > MAX_QUOTE_LINES || self.proposed.len() > MAX_QUOTE_LINES {
+            return Err(DomainError::invalid(
+                "parts",
+                format!("at most {MAX_QUOTE_LINES} parts and lines"),
+            ));
+        }
+        for hold in &self.holds {
+            text("parts.part_number", &hold.part_number, 100)?;
+        }
+        for line in &self.proposed {
+            text("parts.proposed.description", &line.description, 200)?;
+        }
+        Ok(())
+    }
+}
+
 /// What of a customer's staff can open on an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,6 +328,9 @@ pub struct OrderState {
     /// Each person's latest opening of the customer's data.
     #[serde(default)]
     pub last_accesses: Vec<Access>,
+    /// What the parts service gave the diagnosis, as the order has used it since.
+    #[serde(default)]
+    pub parts_plan: Option<PartsPlan>,
 }
 
 impl OrderState {
@@ -289,6 +364,9 @@ pub enum Command {
         fault_codes: Vec<String>,
         technician: String,
         coverage: Coverage,
+        /// None where no parts service is configured, or it has nothing for
+        /// the model, country or fault.
+        parts: Option<PartsPlan>,
     },
     IssueQuote {
         lines: Vec<QuoteLine>,
@@ -324,6 +402,10 @@ pub enum Command {
         now: DateTime<Utc>,
     },
     RecordDataProtection(DataProtection),
+    /// The parts service reserved a unit the order waited for.
+    PartArrived {
+        part_number: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,6 +435,26 @@ pub enum Event {
         fault_codes: Vec<String>,
         technician: String,
         coverage: Coverage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parts: Option<PartsPlan>,
+    },
+    /// Some part the diagnosis called for is not in stock at the center.
+    WaitingForParts {
+        part_numbers: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_on: Option<NaiveDate>,
+    },
+    /// A part waited for is now held for the order.
+    PartArrived {
+        part_number: String,
+        /// No other part is still awaited: the repair can go on.
+        #[serde(default)]
+        all_arrived: bool,
+    },
+    /// The order is done with the parts it held and did not fit.
+    PartsReleased {
+        location: String,
+        part_numbers: Vec<String>,
     },
     QuoteIssued {
         quote: Quote,
@@ -401,6 +503,9 @@ impl DomainEvent for Event {
             Self::DeviceCheckedIn { .. } => "DeviceCheckedIn",
             Self::DeviceReceived { .. } => "DeviceReceived",
             Self::Diagnosed { .. } => "Diagnosed",
+            Self::WaitingForParts { .. } => "WaitingForParts",
+            Self::PartArrived { .. } => "PartArrived",
+            Self::PartsReleased { .. } => "PartsReleased",
             Self::QuoteIssued { .. } => "QuoteIssued",
             Self::QuoteApproved { .. } => "QuoteApproved",
             Self::QuoteDeclined { .. } => "QuoteDeclined",
@@ -442,6 +547,9 @@ impl DomainEvent for Event {
             Self::DeviceCheckedIn { .. }
             | Self::DeviceReceived { .. }
             | Self::Diagnosed { .. }
+            | Self::WaitingForParts { .. }
+            | Self::PartArrived { .. }
+            | Self::PartsReleased { .. }
             | Self::QuoteIssued { .. }
             | Self::QuoteApproved { .. }
             | Self::QuoteDeclined { .. }
@@ -569,6 +677,7 @@ impl Action {
                     policy_id: words(),
                     policy_version: 1,
                 },
+                parts: None,
             },
             Self::IssueQuote => Command::IssueQuote {
                 lines: Money::new("amount", 1, "EUR")
@@ -674,6 +783,16 @@ fn open_personal_data(
     }])
 }
 
+/// The parts the order holds and did not fit, let go when it is done with them.
+fn release_parts(order: &OrderState) -> Option<Event> {
+    let plan = order.parts_plan.as_ref()?;
+    let part_numbers = plan.unfitted();
+    (!plan.location.is_empty() && !part_numbers.is_empty()).then(|| Event::PartsReleased {
+        location: plan.location.clone(),
+        part_numbers,
+    })
+}
+
 /// The repair order decider.
 #[derive(Debug)]
 pub struct RepairOrder;
@@ -700,6 +819,9 @@ impl Decider for RepairOrder {
                 fault_date,
             } = command
             else {
+                if matches!(command, Command::PartArrived { .. }) {
+                    return Ok(Vec::new()); // held for no order of ours
+                }
                 return Err(DomainError::NotFound("repair order".into()));
             };
             text("order_id", order_id, 100)?;
@@ -757,6 +879,7 @@ impl Decider for RepairOrder {
                 fault_codes,
                 technician,
                 coverage,
+                parts,
             } => {
                 require_stage(order, "diagnosis", &[S::Received])?;
                 text("fault_category", fault, 50)?;
@@ -767,12 +890,25 @@ impl Decider for RepairOrder {
                         "coverage must be decided at diagnosis".into(),
                     ));
                 }
-                Ok(vec![Event::Diagnosed {
+                if let Some(plan) = parts {
+                    plan.validate()?;
+                }
+                let mut events = vec![Event::Diagnosed {
                     fault: fault.clone(),
                     fault_codes: fault_codes.clone(),
                     technician: technician.clone(),
                     coverage: coverage.clone(),
-                }])
+                    parts: parts.clone(),
+                }];
+                if let Some((part_numbers, expected_on)) =
+                    parts.as_ref().and_then(PartsPlan::awaited)
+                {
+                    events.push(Event::WaitingForParts {
+                        part_numbers,
+                        expected_on,
+                    });
+                }
+                Ok(events)
             }
             Command::IssueQuote {
                 lines,
@@ -845,13 +981,27 @@ impl Decider for RepairOrder {
             Command::DeclineQuote => {
                 require_stage(order, "declining the quote", &[S::Quoted])?;
                 let revision = order.quote.as_ref().map_or(0, |q| q.revision);
-                Ok(vec![
+                let mut events = vec![
                     Event::QuoteDeclined { revision },
                     Event::ReadyForReturn { repaired: false },
-                ])
+                ];
+                events.extend(release_parts(order));
+                Ok(events)
             }
             Command::StartRepair { technician } => {
                 text("technician", technician, 100)?;
+                if let Some((parts, expected)) =
+                    order.parts_plan.as_ref().and_then(PartsPlan::awaited)
+                {
+                    let when = expected.map_or_else(
+                        || "no delivery date yet".to_owned(),
+                        |day| format!("expected by {day}"),
+                    );
+                    return Err(DomainError::Precondition(format!(
+                        "waiting for parts: {} ({when})",
+                        parts.join(", ")
+                    )));
+                }
                 match order.stage {
                     S::Approved => {}
                     S::Diagnosed if order.coverage.is_covered() => {}
@@ -911,7 +1061,9 @@ impl Decider for RepairOrder {
             }
             Command::MarkReadyForReturn => {
                 require_stage(order, "marking ready for return", &[S::QcPassed])?;
-                Ok(vec![Event::ReadyForReturn { repaired: true }])
+                let mut events = vec![Event::ReadyForReturn { repaired: true }];
+                events.extend(release_parts(order));
+                Ok(events)
             }
             Command::ConfirmCollected => {
                 if order.is_mail_in() {
@@ -969,6 +1121,22 @@ impl Decider for RepairOrder {
                     checklist: *checklist,
                 }])
             }
+            Command::PartArrived { part_number } => {
+                let Some(plan) = &order.parts_plan else {
+                    return Ok(Vec::new());
+                };
+                let awaited = plan.holds.iter().filter(|h| h.waiting);
+                let (this, others): (Vec<_>, Vec<_>) =
+                    awaited.partition(|h| h.part_number == *part_number);
+                Ok(if this.is_empty() {
+                    Vec::new() // not waited for here, or told already
+                } else {
+                    vec![Event::PartArrived {
+                        part_number: part_number.clone(),
+                        all_arrived: others.is_empty(),
+                    }]
+                })
+            }
         }
     }
 
@@ -1004,6 +1172,7 @@ impl Decider for RepairOrder {
                 qc_failures: 0,
                 data_protection: None,
                 last_accesses: Vec::new(),
+                parts_plan: None,
             });
         }
         let mut order = state?;
@@ -1015,11 +1184,32 @@ impl Decider for RepairOrder {
             }
             Event::DeviceReceived { .. } => order.stage = Stage::Received,
             Event::Diagnosed {
-                fault, coverage, ..
+                fault,
+                coverage,
+                parts,
+                ..
             } => {
                 order.fault = Some(fault.clone());
                 order.coverage = coverage.clone();
+                order.parts_plan = parts.clone();
                 order.stage = Stage::Diagnosed;
+            }
+            // Its holds say which parts wait.
+            Event::WaitingForParts { .. } => {}
+            Event::PartArrived { part_number, .. } => {
+                if let Some(hold) = order.parts_plan.as_mut().and_then(|plan| {
+                    plan.holds
+                        .iter_mut()
+                        .find(|h| h.waiting && h.part_number == *part_number)
+                }) {
+                    hold.waiting = false;
+                    hold.expected_on = None;
+                }
+            }
+            Event::PartsReleased { .. } => {
+                if let Some(plan) = order.parts_plan.as_mut() {
+                    plan.holds.retain(|h| h.fitted);
+                }
             }
             Event::QuoteIssued { quote } => {
                 order.quote = Some(quote.clone());
@@ -1033,7 +1223,16 @@ impl Decider for RepairOrder {
                 }
                 order.stage = Stage::InRepair;
             }
-            Event::PartReplaced(part) => order.parts.push(part.clone()),
+            Event::PartReplaced(part) => {
+                if let Some(hold) = order.parts_plan.as_mut().and_then(|plan| {
+                    plan.holds
+                        .iter_mut()
+                        .find(|h| !h.fitted && h.part_number == part.part_number)
+                }) {
+                    hold.fitted = true;
+                }
+                order.parts.push(part.clone());
+            }
             Event::QcPassed { .. } => order.stage = Stage::QcPassed,
             Event::ReadyForReturn { repaired } => {
                 order.repaired = *repaired;
@@ -1139,6 +1338,7 @@ mod tests {
                 fault_codes: vec!["E42".into()],
                 technician: "tech-7".into(),
                 coverage: covered(false),
+                parts: None,
             },
             Command::IssueQuote {
                 lines: vec![QuoteLine {
@@ -1186,7 +1386,165 @@ mod tests {
                 find_my_device_off: true,
                 passcode: Passcode::CustomerUnlocks,
             }),
+            Command::PartArrived {
+                part_number: "A5-BAT".into(),
+            },
         ]
+    }
+
+    fn plan() -> PartsPlan {
+        let eur = |minor| Money::new("amount", minor, "EUR").unwrap();
+        PartsPlan {
+            location: "sc-berlin-01".into(),
+            holds: vec![
+                PartHold {
+                    part_number: "A5-DSP".into(),
+                    waiting: false,
+                    expected_on: None,
+                    fitted: false,
+                },
+                PartHold {
+                    part_number: "A5-BAT".into(),
+                    waiting: true,
+                    expected_on: "2026-11-16".parse().ok(),
+                    fitted: false,
+                },
+            ],
+            proposed: vec![
+                QuoteLine {
+                    description: "Aurora 5 display assembly".into(),
+                    kind: LineKind::Part,
+                    amount: eur(18_900),
+                },
+                QuoteLine {
+                    description: "Display replacement (45 min)".into(),
+                    kind: LineKind::Labour,
+                    amount: eur(5_950),
+                },
+            ],
+        }
+    }
+
+    fn diagnosed_with(plan: PartsPlan, coverage: Coverage) -> (Option<OrderState>, Vec<Event>) {
+        let mut order = run(None, &open(false, coverage.clone())).unwrap();
+        order = run(
+            order,
+            &Command::CheckIn {
+                condition: Condition {
+                    notes: "cracked".into(),
+                    ..Condition::default()
+                },
+                accessories: vec![],
+            },
+        )
+        .unwrap();
+        let diagnose = Command::Diagnose {
+            fault: "display".into(),
+            fault_codes: vec![],
+            technician: "tech-7".into(),
+            coverage,
+            parts: Some(plan),
+        };
+        let events = RepairOrder::decide(&order, &diagnose).unwrap();
+        (run(order, &diagnose).unwrap(), events)
+    }
+
+    #[test]
+    fn a_repair_waits_for_its_parts_and_gives_back_what_it_did_not_fit() {
+        let (order, events) = diagnosed_with(plan(), covered(true));
+        assert!(matches!(
+            &events[..],
+            [
+                Event::Diagnosed { parts: Some(_), .. },
+                Event::WaitingForParts { part_numbers, expected_on: Some(day) },
+            ] if part_numbers == &["A5-BAT"] && day.to_string() == "2026-11-16"
+        ));
+        let start = Command::StartRepair {
+            technician: "tech-7".into(),
+        };
+        let refused = RepairOrder::decide(&order, &start).unwrap_err();
+        assert!(
+            matches!(&refused, DomainError::Precondition(why) if why.contains("A5-BAT") && why.contains("2026-11-16")),
+            "{refused:?}"
+        );
+        let waiting = order.as_ref().unwrap();
+        assert!(
+            !waiting
+                .allowed_actions(at(10))
+                .contains(&Action::StartRepair)
+        );
+
+        // A part nobody waits for, or an order that is not ours, changes nothing.
+        let other = Command::PartArrived {
+            part_number: "A5-DSP".into(),
+        };
+        assert!(RepairOrder::decide(&order, &other).unwrap().is_empty());
+        assert!(RepairOrder::decide(&None, &other).unwrap().is_empty());
+
+        let arrived = Command::PartArrived {
+            part_number: "A5-BAT".into(),
+        };
+        assert!(matches!(
+            &RepairOrder::decide(&order, &arrived).unwrap()[..],
+            [Event::PartArrived {
+                all_arrived: true,
+                ..
+            }]
+        ));
+        let order = run(order, &arrived).unwrap();
+        assert!(
+            RepairOrder::decide(&order, &arrived).unwrap().is_empty(),
+            "told once"
+        );
+        let order = run(order, &start).unwrap();
+        let order = run(
+            order,
+            &Command::ReplacePart(PartReplacement {
+                part_number: "A5-DSP".into(),
+                old_serial: "OLD-1".into(),
+                new_serial: "NEW-1".into(),
+            }),
+        )
+        .unwrap();
+        let order = run(
+            order,
+            &Command::RecordQc {
+                passed: true,
+                notes: String::new(),
+            },
+        )
+        .unwrap();
+        let ready = RepairOrder::decide(&order, &Command::MarkReadyForReturn).unwrap();
+        assert!(matches!(
+            &ready[..],
+            [
+                Event::ReadyForReturn { repaired: true },
+                Event::PartsReleased { location, part_numbers },
+            ] if location == "sc-berlin-01" && part_numbers == &["A5-BAT"]
+        ));
+    }
+
+    #[test]
+    fn a_declined_quote_releases_every_part_held() {
+        let mut held = plan();
+        held.holds[1].waiting = false;
+        held.holds[1].expected_on = None;
+        let (order, events) = diagnosed_with(held, covered(false));
+        assert_eq!(events.len(), 1, "nothing waits: {events:?}");
+        let order = run(
+            order,
+            &Command::IssueQuote {
+                lines: plan().proposed,
+                valid_until: at(20),
+                now: at(10),
+            },
+        )
+        .unwrap();
+        let declined = RepairOrder::decide(&order, &Command::DeclineQuote).unwrap();
+        assert!(matches!(
+            declined.last(),
+            Some(Event::PartsReleased { part_numbers, .. }) if part_numbers == &["A5-BAT", "A5-DSP"] || part_numbers == &["A5-DSP", "A5-BAT"]
+        ));
     }
 
     fn opening(by: &str, categories: &[DataCategory], minute: u32) -> Command {
@@ -1281,6 +1639,7 @@ mod tests {
                 fault_codes: vec![],
                 technician: "tech-7".into(),
                 coverage: covered(true),
+                parts: None,
             },
             &every_command()[7],
         ] {
@@ -1358,6 +1717,7 @@ mod tests {
                                 fault_codes,
                                 technician,
                                 coverage: covered(cover),
+                                parts: None,
                             },
                             other => other,
                         };
@@ -1459,6 +1819,7 @@ mod tests {
                 fault_codes: vec![],
                 technician: "t".into(),
                 coverage: covered(false),
+                parts: None,
             },
             Command::IssueQuote {
                 lines: vec![QuoteLine {
@@ -1520,6 +1881,7 @@ mod tests {
                 fault_codes: vec![],
                 technician: "t".into(),
                 coverage: covered(true),
+                parts: None,
             },
         ] {
             covered_order = run(covered_order, &command).unwrap();

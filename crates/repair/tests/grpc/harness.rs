@@ -29,6 +29,7 @@ pub fn repair_config(
         common: Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
         warranty_url,
+        parts_url: None,
         center_radius_km: 150.0,
         metrics_listen: None,
     }

@@ -10,10 +10,19 @@ fn run(state: &StockState, command: Command) -> (StockState, Vec<Event>) {
     (after, events)
 }
 
+fn restock(order: &str) -> Restock {
+    Restock {
+        replenishment_id: format!("r-{order}"),
+        ordered_at: "2026-12-07T09:00:00Z".parse().unwrap(),
+        due_by: NaiveDate::from_ymd_opt(2026, 12, 21).unwrap(),
+    }
+}
+
 fn reserve(order: &str) -> Command {
     Command::Reserve {
         order: order.into(),
         quantity: 1,
+        restock: restock(order),
     }
 }
 
@@ -32,7 +41,14 @@ fn the_last_unit_goes_to_one_order_and_the_next_waits_in_line() {
         matches!(&first[..], [Event::PartReserved { order, from_waitlist: false, .. }] if order == "o-1")
     );
     let (state, second) = run(&state, reserve("o-2"));
-    assert!(matches!(&second[..], [Event::PartBackordered { order, .. }] if order == "o-2"));
+    // Nothing free or on order: the depot is asked for one, due by the law's day.
+    assert!(matches!(
+        &second[..],
+        [
+            Event::ReplenishmentOrdered { quantity: 1, .. },
+            Event::PartBackordered { order, expected_on: Some(day), .. },
+        ] if order == "o-2" && day.to_string() == "2026-12-21"
+    ));
     let (state, _) = run(&state, reserve("o-3"));
     assert_eq!(state.position("o-3"), Some(2));
     // Asking again changes nothing.
@@ -63,6 +79,7 @@ fn a_delivery_serves_the_line_oldest_first_and_nobody_jumps_it() {
         Command::Reserve {
             order: "big".into(),
             quantity: 3,
+            restock: restock("big"),
         },
         reserve("small"),
     ] {
@@ -133,6 +150,7 @@ fn low_stock_is_reported_once_per_fall_to_the_reorder_point() {
         Command::Reserve {
             order: "o-4".into(),
             quantity: 4,
+            restock: restock("o-4"),
         },
     );
     assert!(matches!(events.last(), Some(Event::StockLow { .. })));
@@ -186,6 +204,7 @@ fn bad_quantities_and_unknown_replenishments_are_refused() {
         Command::Reserve {
             order: "o".into(),
             quantity: 0,
+            restock: restock("o"),
         },
     ] {
         let error = Stock::decide(&state, &command).unwrap_err();
@@ -237,7 +256,7 @@ proptest! {
         for step in steps {
             let command = match step {
                 Step::Receive(q) => receive(q),
-                Step::Reserve(o, q) => Command::Reserve { order: format!("o-{o}"), quantity: q },
+                Step::Reserve(o, q) => Command::Reserve { order: format!("o-{o}"), quantity: q, restock: restock(&format!("o-{o}")) },
                 Step::Release(o) => Command::Release { order: format!("o-{o}"), reason: "r".into() },
                 Step::Consume(o) => Command::Consume { order: format!("o-{o}"), serial: "s".into() },
             };

@@ -1,0 +1,83 @@
+//! What parts does when repair's events arrive, exactly once each (the inbox
+//! and the stock's new events commit together).
+//!
+//! - repair `PartsReleased`: the order is done with the parts it held and did
+//!   not fit (returned unrepaired, or repaired without them); each unit goes
+//!   back to the center's stock, or to the next order in line.
+
+use aftersales_eventstore::{AnyEventStore, CommandContext, CommandHandler, StoreTransaction};
+use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
+use aftersales_proto::repair as rpb;
+use prost::Name;
+use uuid::Uuid;
+
+use crate::app::stock_stream;
+use crate::domain::stock::{Command, Stock};
+
+/// The durable consumer of repair's events.
+pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
+    Ok(vec![Subscription::new(
+        "parts-from-repair",
+        "repair",
+        [<rpb::PartsReleased as Name>::NAME],
+    )?])
+}
+
+/// Turns repair orders done with their parts into releases.
+#[derive(Debug, Clone)]
+pub struct RepairReactions {
+    stock: CommandHandler<Stock, AnyEventStore>,
+    region: String,
+}
+
+impl RepairReactions {
+    pub fn new(store: AnyEventStore, region: impl Into<String>) -> Self {
+        Self {
+            stock: CommandHandler::new(store),
+            region: region.into(),
+        }
+    }
+}
+
+impl Handler for RepairReactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != <rpb::PartsReleased as Name>::NAME {
+            return Err(HandlerError::permanent(format!(
+                "{}: not an event this consumer handles",
+                event.event_type
+            )));
+        }
+        let released: rpb::PartsReleased = event.proto().map_err(HandlerError::permanent)?;
+        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
+        for part_number in &released.part_numbers {
+            let stream =
+                stock_stream(&released.location, part_number).map_err(HandlerError::permanent)?;
+            let ctx = CommandContext {
+                // The same event always yields the same stock events.
+                command_id: Some(Uuid::new_v5(&event.event_id, part_number.as_bytes())),
+                correlation_id: event.metadata.correlation_id,
+                causation_id: Some(event.event_id),
+                traceparent: traceparent
+                    .clone()
+                    .or_else(|| event.metadata.traceparent.clone()),
+                tracestate: tracestate
+                    .clone()
+                    .or_else(|| event.metadata.tracestate.clone()),
+                actor: "service:repair".into(),
+                region: self.region.clone(),
+                now: event.metadata.recorded_at,
+                request_fingerprint: None,
+            };
+            let command = Command::Release {
+                order: released.order_id.clone(),
+                reason: "the repair order is done with it".into(),
+            };
+            self.stock.handle_in(tx, &stream, &command, &ctx).await?;
+        }
+        Ok(())
+    }
+}
