@@ -28,21 +28,26 @@ fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
 
 /// `aftersales up` on free ports with `extra` arguments.
 fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, String, Process) {
+    let ([warranty, repair, logistics, notification, _], process) = up_services(data, extra);
+    (warranty, repair, logistics, notification, process)
+}
+
+/// `aftersales up` on free ports with `extra` arguments; the warranty, repair,
+/// logistics, notification and parts addresses and the process.
+fn up_services(data: &std::path::Path, extra: &[&str]) -> ([String; 5], Process) {
     let mut child = up_command(data, extra).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The web address comes first (when signing in is on); then the services'.
-    let mut address = || loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(address) = line.split("grpc://").nth(1) {
-            break address.trim().to_owned();
+    let addresses = std::array::from_fn(|_| {
+        loop {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(address) = line.split("grpc://").nth(1) {
+                break address.trim().to_owned();
+            }
         }
-    };
-    let warranty = address();
-    let repair = address();
-    let logistics = address();
-    let notification = address();
+    });
     std::thread::spawn(move || lines.for_each(drop));
-    (warranty, repair, logistics, notification, Process(child))
+    (addresses, Process(child))
 }
 
 /// `aftersales up` on free ports; parcels scan every 50 ms unless `extra`
@@ -770,6 +775,289 @@ async fn up_publishes_repair_prices_to_anyone_and_stock_to_staff_only() {
     assert!(terminate(child).success());
 }
 
+/// The inbox's message kinds for `customer`, once `done` holds for them.
+async fn inbox_kinds(
+    notification: &str,
+    customer: &str,
+    done: impl Fn(&Vec<String>) -> bool,
+) -> Vec<String> {
+    let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
+        format!("http://{notification}"),
+    )
+    .await
+    .unwrap();
+    aftersales_testkit::eventually(
+        || {
+            let mut inbox = inbox.clone();
+            async move {
+                inbox
+                    .list_notifications(aftersales_proto::notification::ListNotificationsRequest {
+                        customer_id: customer.into(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .notifications
+                    .into_iter()
+                    .map(|n| n.kind)
+                    .collect::<Vec<_>>()
+            }
+        },
+        done,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depot() {
+    use aftersales_proto::parts as ppb;
+    let data = tempfile::tempdir().unwrap();
+    let ([warranty, repair, _, notification, parts], child) =
+        up_services(data.path(), &["--allow-unauthenticated"]);
+    let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
+        .await
+        .unwrap();
+    let mut r = RepairServiceClient::connect(format!("http://{repair}"))
+        .await
+        .unwrap();
+    let mut p = ppb::parts_service_client::PartsServiceClient::connect(format!("http://{parts}"))
+        .await
+        .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    // Lena's phone is a month old (covered); Jonas's three years (he pays).
+    let mut orders = Vec::new();
+    for (imei, customer, age_days) in [
+        ("490154203237518", "cust-lena", 30),
+        ("356938035643809", "cust-jonas", 1100),
+    ] {
+        let id = Some(DeviceId {
+            kind: Some(device_id::Kind::Imei(imei.into())),
+        });
+        w.register_device(pb::RegisterDeviceRequest {
+            device_id: id.clone(),
+            model: "Aurora 5".into(),
+            purchase_date: (today - chrono::Duration::days(age_days)).to_string(),
+            country_of_purchase: Some(CountryCode { value: "DE".into() }),
+            channel: pb::SalesChannel::RetailStore.into(),
+            customer_id: customer.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let order = r
+            .open_repair(rpb::OpenRepairRequest {
+                device_id: id,
+                channel: rpb::Channel::WalkIn.into(),
+                service_center_id: "sc-berlin-01".into(),
+                customer_id: customer.into(),
+                symptoms: "the screen is cracked".into(),
+                reported_fault: pb::FaultCategory::Display.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+        r.check_in_device(rpb::CheckInDeviceRequest {
+            order_id: order.clone(),
+            condition_notes: "cracked glass".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        orders.push(order);
+    }
+    let (lena, jonas) = (orders[0].clone(), orders[1].clone());
+    // Berlin holds one display.
+    p.receive_stock(ppb::ReceiveStockRequest {
+        location: "sc-berlin-01".into(),
+        part_number: "A5-DSP".into(),
+        quantity: 1,
+        replenishment_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let diagnose = |order: &str| rpb::DiagnoseRequest {
+        order_id: order.into(),
+        fault_category: pb::FaultCategory::Display.into(),
+        fault_codes: vec!["DSP-01".into()],
+        technician: "tech-berlin".into(),
+    };
+    let first = r.diagnose(diagnose(&lena)).await.unwrap().into_inner();
+    assert!(!first.waiting_for_parts, "{first:?}");
+    assert!(
+        first
+            .parts
+            .iter()
+            .any(|h| h.part_number == "A5-DSP" && !h.waiting),
+        "{:?}",
+        first.parts
+    );
+    // Priced from the German list, VAT included, though Lena pays nothing.
+    let value = first.proposed_total.clone().unwrap();
+    assert_eq!(value.currency, "EUR");
+    assert!(value.minor_units > 0);
+    let second = r.diagnose(diagnose(&jonas)).await.unwrap().into_inner();
+    assert!(second.waiting_for_parts, "{second:?}");
+    // Ordered from the depot, due within the law's ten working days.
+    let expected: chrono::NaiveDate = second.parts_expected_on.parse().unwrap();
+    assert!(
+        expected > today && expected <= today + chrono::Duration::days(16),
+        "{expected}"
+    );
+    // Jonas's quote is the price list's, issued without typing a line.
+    let quoted = r
+        .issue_quote(rpb::IssueQuoteRequest {
+            order_id: jonas.clone(),
+            lines: vec![],
+            valid_until: Some(prost_types::Timestamp {
+                seconds: (chrono::Utc::now() + chrono::Duration::days(7)).timestamp(),
+                nanos: 0,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let quote = quoted.quote.unwrap();
+    assert_eq!(quote.lines, second.proposed_lines);
+    assert_eq!(quote.total, second.proposed_total);
+    r.approve_quote(rpb::OrderRef {
+        order_id: jonas.clone(),
+    })
+    .await
+    .unwrap();
+    let start = |order: &str| rpb::StartRepairRequest {
+        order_id: order.into(),
+        technician: "tech-berlin".into(),
+    };
+    let refused = r.start_repair(start(&jonas)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("waiting for parts"),
+        "{refused:?}"
+    );
+    let stock =
+        |p: &mut ppb::parts_service_client::PartsServiceClient<tonic::transport::Channel>| {
+            let mut p = p.clone();
+            async move {
+                p.get_stock(ppb::StockRef {
+                    location: "sc-berlin-01".into(),
+                    part_number: "A5-DSP".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        };
+    let level = stock(&mut p).await;
+    assert_eq!(
+        (level.on_hand, level.reserved, level.on_order),
+        (1, 1, 1),
+        "{level:?}"
+    );
+    assert_eq!(level.waiting_orders, vec![jonas.clone()]);
+
+    // Lena's display is fitted with its serial.
+    r.start_repair(start(&lena)).await.unwrap();
+    let replace = |order: &str, serial: &str| rpb::ReplacePartRequest {
+        order_id: order.into(),
+        part_number: "A5-DSP".into(),
+        old_serial: format!("OLD-{order}"),
+        new_serial: serial.into(),
+    };
+    let fitted = r
+        .replace_part(replace(&lena, "DSP-SN-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fitted.parts.iter().all(|h| h.fitted), "{:?}", fitted.parts);
+    let level = stock(&mut p).await;
+    assert_eq!((level.on_hand, level.reserved), (0, 0), "{level:?}");
+
+    // The depot delivers: Jonas's order gets the unit and can start.
+    p.receive_stock(ppb::ReceiveStockRequest {
+        location: "sc-berlin-01".into(),
+        part_number: "A5-DSP".into(),
+        quantity: 1,
+        replenishment_id: level.replenishments[0].replenishment_id.clone(),
+    })
+    .await
+    .unwrap();
+    let arrived = aftersales_testkit::eventually(
+        || {
+            let mut r = r.clone();
+            let jonas = jonas.clone();
+            async move {
+                r.get_repair(rpb::OrderRef { order_id: jonas })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |order| !order.waiting_for_parts,
+    )
+    .await;
+    assert!(
+        arrived.parts.iter().all(|h| !h.waiting),
+        "{:?}",
+        arrived.parts
+    );
+    r.start_repair(start(&jonas)).await.unwrap();
+    // A serial fitted once is refused, and the order records nothing.
+    let reused = r
+        .replace_part(replace(&jonas, "DSP-SN-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), tonic::Code::InvalidArgument, "{reused:?}");
+    let unchanged = r
+        .get_repair(rpb::OrderRef {
+            order_id: jonas.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unchanged.parts_replaced, 0);
+    // Done without fitting it: the unit goes back on the shelf.
+    r.record_qc_result(rpb::RecordQcResultRequest {
+        order_id: jonas.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    r.mark_ready_for_return(rpb::OrderRef {
+        order_id: jonas.clone(),
+    })
+    .await
+    .unwrap();
+    let level = aftersales_testkit::eventually(|| stock(&mut p), |level| level.reserved == 0).await;
+    assert_eq!((level.on_hand, level.available), (1, 1), "{level:?}");
+
+    // Jonas was told he waits, and when the part came; Lena was never told to wait.
+    let kinds = inbox_kinds(&notification, "cust-jonas", |k| {
+        k.iter().any(|k| k == "parts_arrived")
+    })
+    .await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "waiting_for_parts").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "parts_arrived").count(),
+        1,
+        "{kinds:?}"
+    );
+    let kinds = inbox_kinds(&notification, "cust-lena", |k| {
+        k.iter().any(|k| k == "repair_started")
+    })
+    .await;
+    assert!(!kinds.iter().any(|k| k == "waiting_for_parts"), "{kinds:?}");
+    assert!(terminate(child).success());
+}
+
 /// Runs `aftersales <args>` against the services at `urls` (warranty, repair,
 /// logistics, notification and, when given, parts); stdout, or stderr as the
 /// error.
@@ -814,8 +1102,8 @@ fn run_env(urls: &[&str], env: &[(&str, &str)], args: &[&str]) -> Result<String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
     let data = tempfile::tempdir().unwrap();
-    let (w, r, l, n, child) = up_all(data.path());
-    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str()];
+    let ([w, r, l, n, p], child) = up_services(data.path(), &["--allow-unauthenticated"]);
+    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str(), p.as_str()];
     let imei = "352099001761481";
     #[allow(clippy::disallowed_methods)]
     let bought = (chrono::Utc::now().date_naive() - chrono::Duration::days(20)).to_string();
@@ -883,6 +1171,21 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
     )
     .unwrap();
     let order = opened["order_id"].as_str().unwrap().to_owned();
+    // Berlin has the loudspeaker the diagnosis calls for.
+    run(
+        &urls,
+        &[
+            "parts",
+            "receive",
+            "--location",
+            "sc-berlin-01",
+            "--part",
+            "A5-SPK",
+            "--quantity",
+            "2",
+        ],
+    )
+    .unwrap();
     for step in [
         vec!["check-in", "--notes", "scratched"],
         vec!["diagnose", "--fault", "audio"],
