@@ -204,6 +204,8 @@ def check_overlay(objects, name):
         if service == "repair":
             url = env.get("AFTERSALES_WARRANTY_URL", {}).get("value", "")
             require(url.startswith("https://"), f"{name}: repair calls warranty over TLS")
+            parts = env.get("AFTERSALES_PARTS_URL", {}).get("value", "")
+            require(parts.startswith("https://"), f"{name}: repair calls parts over TLS")
             for variable in ("AFTERSALES_OIDC_CLIENT_ID", "AFTERSALES_OIDC_CLIENT_SECRET"):
                 ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
                 require(ref.get("name") in secrets, f"{name}: repair calls warranty as itself: {variable} from a rendered Secret")
@@ -217,7 +219,7 @@ def check_overlay(objects, name):
     (web,) = gateway["spec"]["template"]["spec"]["containers"]
     web_env = {e["name"]: e for e in web.get("env", [])}
     require(web_env.get("AFTERSALES_GATEWAY_SECURE", {}).get("value") == "true", f"{name}: the gateway's cookies are Secure")
-    for variable in ("AFTERSALES_WARRANTY_URL", "AFTERSALES_REPAIR_URL", "AFTERSALES_LOGISTICS_URL", "AFTERSALES_NOTIFICATION_URL"):
+    for variable in ("AFTERSALES_WARRANTY_URL", "AFTERSALES_REPAIR_URL", "AFTERSALES_LOGISTICS_URL", "AFTERSALES_NOTIFICATION_URL", "AFTERSALES_PARTS_URL"):
         require(web_env.get(variable, {}).get("value", "").startswith("https://"), f"{name}: the gateway calls the services over TLS")
     require("readinessProbe" in web, f"{name}: the gateway needs a readiness probe")
     conf = next(
