@@ -553,35 +553,8 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         "the depot serving CN"
     );
     // The customer was told every step, in the in-app inbox.
-    let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
-        format!("http://{notification}"),
-    )
-    .await
-    .unwrap();
-    let kinds = aftersales_testkit::eventually(
-        || {
-            let mut inbox = inbox.clone();
-            async move {
-                let mut kinds: Vec<String> = inbox
-                    .list_notifications(aftersales_proto::notification::ListNotificationsRequest {
-                        customer_id: "cust-9".into(),
-                        page_size: 100,
-                        page_token: String::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .notifications
-                    .into_iter()
-                    .map(|n| n.kind)
-                    .collect();
-                kinds.sort();
-                kinds
-            }
-        },
-        |k| k.len() >= 9,
-    )
-    .await;
+    let mut kinds = inbox_kinds(&notification, "cust-9", |k| k.len() >= 9).await;
+    kinds.sort();
     for kind in [
         "device_registered",
         "repair_opened",
@@ -811,6 +784,7 @@ async fn inbox_kinds(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // `up` runs on the real clock
 async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depot() {
     use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
