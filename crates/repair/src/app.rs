@@ -323,36 +323,23 @@ impl Repairs {
             .ok_or_else(|| {
                 Error::unavailable("warranty cannot be reached; diagnose again shortly")
             })?;
-        // Refuse an illegal diagnosis before holding any part for it.
-        let probe = Command::Diagnose {
+        let covered = coverage.is_covered();
+        let mut command = Command::Diagnose {
             fault: fault_name.to_owned(),
             fault_codes,
             technician: technician.to_owned(),
             coverage,
             parts: None,
         };
-        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &probe)
+        // Refuse an illegal diagnosis before holding any part for it.
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
             .map_err(Error::from)?;
-        let parts = self
-            .plan_parts(&order, fault, serviced_in.as_ref(), ctx)
+        let plan = self
+            .plan_parts(&order, fault, covered, serviced_in.as_ref(), ctx)
             .await?;
-        let Command::Diagnose {
-            fault,
-            fault_codes,
-            technician,
-            coverage,
-            ..
-        } = probe
-        else {
-            return Err(Error::internal("diagnose builds a Diagnose command"));
-        };
-        let command = Command::Diagnose {
-            fault,
-            fault_codes,
-            technician,
-            coverage,
-            parts,
-        };
+        if let Command::Diagnose { parts, .. } = &mut command {
+            *parts = plan;
+        }
         self.run(order_id, command, ctx).await
     }
 
@@ -364,6 +351,7 @@ impl Repairs {
         &self,
         order: &OrderState,
         fault: wpb::FaultCategory,
+        covered: bool,
         center: Option<&ServiceCenter>,
         ctx: &CommandContext,
     ) -> AppResult<Option<PartsPlan>> {
@@ -386,7 +374,7 @@ impl Repairs {
             model,
             country: Some(aftersales_proto::common::CountryCode { value: country }),
             fault: parts_fault(fault),
-            covered: order.coverage.is_covered(),
+            covered,
             overrides: Vec::new(),
             as_of: None,
         };
@@ -522,6 +510,12 @@ impl Repairs {
                     Error::unavailable(format!("the parts service: {message}"))
                 }
             };
+            let release = ppb::ReleaseReservationRequest {
+                location: location.clone(),
+                part_number: part.part_number.clone(),
+                repair_order_id: order_id.to_string(),
+                reason: "not fitted".into(),
+            };
             if !held {
                 let reserve = ppb::ReservePartRequest {
                     location: location.clone(),
@@ -535,14 +529,11 @@ impl Repairs {
                     .map_err(failed)?
                     .into_inner();
                 if answer.status != i32::from(ppb::ReservationStatus::Reserved) {
-                    let release = ppb::ReleaseReservationRequest {
-                        location: location.clone(),
-                        part_number: part.part_number.clone(),
-                        repair_order_id: order_id.to_string(),
-                        reason: "not in stock when fitted".into(),
-                    };
                     parts
-                        .release_reservation(aftersales_runtime::request::on_behalf(release, ctx))
+                        .release_reservation(aftersales_runtime::request::on_behalf(
+                            release.clone(),
+                            ctx,
+                        ))
                         .await
                         .map_err(failed)?;
                     return Err(Error::precondition(format!(
@@ -557,10 +548,20 @@ impl Repairs {
                 repair_order_id: order_id.to_string(),
                 serial: part.new_serial.clone(),
             };
-            parts
+            if let Err(refused) = parts
                 .consume_part(aftersales_runtime::request::on_behalf(consume, ctx))
                 .await
-                .map_err(failed)?;
+            {
+                // A unit held only to be fitted now goes back when it is not.
+                if !held
+                    && let Err(status) = parts
+                        .release_reservation(aftersales_runtime::request::on_behalf(release, ctx))
+                        .await
+                {
+                    tracing::warn!(%status, "a unit held for fitting stays held");
+                }
+                return Err(failed(refused));
+            }
         }
         self.run(order_id, command, ctx).await
     }
