@@ -181,11 +181,25 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
     /// Events the server holds for this consumer that it has not acknowledged
     /// yet: waiting to be delivered, or delivered and in flight.
     pub async fn pending(&self) -> Result<u64, MessagingError> {
-        let stream = self
+        let stream = match self
             .js
             .get_stream(self.names.service_stream(&self.subscription.source))
             .await
-            .map_err(MessagingError::nats)?;
+        {
+            Ok(stream) => stream,
+            // The source has not run yet (services deploy on their own): it
+            // has published nothing, so nothing waits.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                return Ok(0);
+            }
+            Err(error) => return Err(MessagingError::nats(error)),
+        };
         let info = stream
             .consumer_info(&self.subscription.consumer)
             .await

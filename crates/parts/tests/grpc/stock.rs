@@ -174,8 +174,22 @@ async fn a_replenishment_serves_the_line_and_its_legal_day_is_watched() {
         (waiting.status(), waiting.position),
         (pb::ReservationStatus::Waiting, 1)
     );
-    assert_eq!(waiting.expected_on, "", "nothing is on order yet");
+    // Nothing was on order: the depot is asked for the unit, due by the law's day.
+    let level = server
+        .client
+        .get_stock(pb::StockRef {
+            location: CENTER.into(),
+            part_number: DISPLAY.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(level.on_order, 1, "{level:?}");
+    let backorder = level.replenishments[0].clone();
+    assert_eq!(backorder.expected_on, backorder.due_by);
+    assert_eq!(waiting.expected_on, backorder.due_by);
 
+    // More ordered by hand, due the same day.
     let ordered = server
         .client
         .order_replenishment(pb::OrderReplenishmentRequest {
@@ -187,8 +201,13 @@ async fn a_replenishment_serves_the_line_and_its_legal_day_is_watched() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(ordered.on_order, 3);
-    let replenishment = ordered.replenishments[0].clone();
+    assert_eq!(ordered.on_order, 4);
+    let replenishment = ordered
+        .replenishments
+        .iter()
+        .find(|r| r.quantity == 3)
+        .unwrap()
+        .clone();
     assert_eq!(replenishment.expected_on, replenishment.due_by);
     let waiting = server
         .client
@@ -212,14 +231,14 @@ async fn a_replenishment_serves_the_line_and_its_legal_day_is_watched() {
             let parts = parts.clone();
             async move { parts.list_stock(CENTER, false).await.unwrap() }
         },
-        |rows| rows.first().is_some_and(|r| r.on_order == 3),
+        |rows| rows.first().is_some_and(|r| r.on_order == 4),
     )
     .await;
-    assert_eq!(parts.flag_overdue(&ctx()).await.unwrap(), 1);
+    assert_eq!(parts.flag_overdue(&ctx()).await.unwrap(), 2);
     assert_eq!(parts.flag_overdue(&ctx()).await.unwrap(), 0);
     let again = Parts::builtin(server.running.store.clone(), clock.shared()).unwrap();
     assert_eq!(again.flag_overdue(&ctx()).await.unwrap(), 0);
-    assert_eq!(count_events(&server, "ReplenishmentOverdue").await, 1);
+    assert_eq!(count_events(&server, "ReplenishmentOverdue").await, 2);
 
     // The delivery arrives: the waiting repair gets its unit first.
     let received = server
@@ -230,7 +249,7 @@ async fn a_replenishment_serves_the_line_and_its_legal_day_is_watched() {
         .into_inner();
     assert_eq!(
         (received.on_hand, received.reserved, received.on_order),
-        (3, 1, 0)
+        (3, 1, 1)
     );
     assert!(received.waiting_orders.is_empty());
     // A delivery for a replenishment no longer open is refused.
