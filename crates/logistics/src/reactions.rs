@@ -56,19 +56,7 @@ impl RepairReactions {
 
     /// The context of a reaction: ids derived from the source event and `what`.
     fn context(&self, event: &InboundEvent, what: &[u8]) -> CommandContext {
-        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
-        CommandContext {
-            command_id: Some(Uuid::new_v5(&event.event_id, what)),
-            correlation_id: event.metadata.correlation_id,
-            causation_id: Some(event.event_id),
-            // The consumer's span, itself the producer's child, when recorded.
-            traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
-            tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
-            actor: "service:repair".into(),
-            region: self.region.clone(),
-            now: event.metadata.recorded_at,
-            request_fingerprint: None,
-        }
+        event.reaction_context(what, &self.region)
     }
 
     async fn on_order(

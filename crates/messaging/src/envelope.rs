@@ -1,7 +1,7 @@
 //! An event as a consumer sees it, whichever way it arrived: as a JetStream message
 //! with headers, or read straight from the producer's log in embedded mode.
 
-use aftersales_eventstore::{Metadata, RecordedEvent, StreamId};
+use aftersales_eventstore::{CommandContext, Metadata, RecordedEvent, StreamId};
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -49,6 +49,25 @@ impl InboundEvent {
             payload: event.payload,
             content_type: JSON.to_owned(),
             metadata: event.metadata,
+        }
+    }
+
+    /// The context of a command this event causes in `region`, acting as its
+    /// source service: ids derived from the event and `what`, so a redelivery
+    /// yields the same events; the consumer's span (itself the producer's
+    /// child) when recorded, else the producer's.
+    pub fn reaction_context(&self, what: &[u8], region: &str) -> CommandContext {
+        let (traceparent, tracestate) = crate::trace::current_trace_context();
+        CommandContext {
+            command_id: Some(Uuid::new_v5(&self.event_id, what)),
+            correlation_id: self.metadata.correlation_id,
+            causation_id: Some(self.event_id),
+            traceparent: traceparent.or_else(|| self.metadata.traceparent.clone()),
+            tracestate: tracestate.or_else(|| self.metadata.tracestate.clone()),
+            actor: format!("service:{}", self.source),
+            region: region.to_owned(),
+            now: self.metadata.recorded_at,
+            request_fingerprint: None,
         }
     }
 

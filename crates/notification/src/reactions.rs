@@ -20,7 +20,6 @@ use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use prost::Name;
-use uuid::Uuid;
 
 use crate::app::Notifications;
 use crate::domain::catalog::Kind;
@@ -168,19 +167,7 @@ impl NotificationReactions {
     }
 
     fn context(&self, event: &InboundEvent, what: &[u8]) -> CommandContext {
-        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
-        CommandContext {
-            command_id: Some(Uuid::new_v5(&event.event_id, what)),
-            correlation_id: event.metadata.correlation_id,
-            causation_id: Some(event.event_id),
-            // The consumer's span, itself the producer's child, when recorded.
-            traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
-            tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
-            actor: format!("service:{}", event.source),
-            region: self.region.clone(),
-            now: event.metadata.recorded_at,
-            request_fingerprint: None,
-        }
+        event.reaction_context(what, &self.region)
     }
 
     async fn notify(

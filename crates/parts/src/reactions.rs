@@ -5,11 +5,10 @@
 //!   not fit (returned unrepaired, or repaired without them); each unit goes
 //!   back to the center's stock, or to the next order in line.
 
-use aftersales_eventstore::{AnyEventStore, CommandContext, CommandHandler, StoreTransaction};
+use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::repair as rpb;
 use prost::Name;
-use uuid::Uuid;
 
 use crate::app::stock_stream;
 use crate::domain::stock::{Command, Stock};
@@ -52,26 +51,11 @@ impl Handler for RepairReactions {
             )));
         }
         let released: rpb::PartsReleased = event.proto().map_err(HandlerError::permanent)?;
-        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
         for part_number in &released.part_numbers {
             let stream =
                 stock_stream(&released.location, part_number).map_err(HandlerError::permanent)?;
-            let ctx = CommandContext {
-                // The same event always yields the same stock events.
-                command_id: Some(Uuid::new_v5(&event.event_id, part_number.as_bytes())),
-                correlation_id: event.metadata.correlation_id,
-                causation_id: Some(event.event_id),
-                traceparent: traceparent
-                    .clone()
-                    .or_else(|| event.metadata.traceparent.clone()),
-                tracestate: tracestate
-                    .clone()
-                    .or_else(|| event.metadata.tracestate.clone()),
-                actor: "service:repair".into(),
-                region: self.region.clone(),
-                now: event.metadata.recorded_at,
-                request_fingerprint: None,
-            };
+            // The same event always yields the same stock events.
+            let ctx = event.reaction_context(part_number.as_bytes(), &self.region);
             let command = Command::Release {
                 order: released.order_id.clone(),
                 reason: "the repair order is done with it".into(),

@@ -7,14 +7,11 @@
 //! - parts `PartReserved` from the line: a part the order waited for is held
 //!   for it now (`PartArrived`).
 
-use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, StoreTransaction, StreamId,
-};
+use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction, StreamId};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::parts as ppb;
 use prost::Name;
-use uuid::Uuid;
 
 use crate::domain::order::{Command, RepairOrder};
 
@@ -57,7 +54,7 @@ impl Handler for OrderReactions {
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
-        let (order_id, command, actor) = if event.event_type == <lpb::Delivered as Name>::NAME {
+        let (order_id, command) = if event.event_type == <lpb::Delivered as Name>::NAME {
             let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
             let command = match lpb::Direction::try_from(delivered.direction) {
                 Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
@@ -70,7 +67,7 @@ impl Handler for OrderReactions {
                     return Err(HandlerError::permanent("Delivered without a direction"));
                 }
             };
-            (delivered.repair_order_id, command, "service:logistics")
+            (delivered.repair_order_id, command)
         } else if event.event_type == <ppb::PartReserved as Name>::NAME {
             let reserved: ppb::PartReserved = event.proto().map_err(HandlerError::permanent)?;
             if !reserved.from_waitlist {
@@ -79,7 +76,7 @@ impl Handler for OrderReactions {
             let command = Command::PartArrived {
                 part_number: reserved.part_number,
             };
-            (reserved.repair_order_id, command, "service:parts")
+            (reserved.repair_order_id, command)
         } else {
             return Err(HandlerError::permanent(format!(
                 "{}: not an event this consumer handles",
@@ -88,20 +85,7 @@ impl Handler for OrderReactions {
         };
         let stream =
             StreamId::parse(format!("repair-{order_id}")).map_err(HandlerError::permanent)?;
-        let (traceparent, tracestate) = aftersales_messaging::trace::current_trace_context();
-        let ctx = CommandContext {
-            // The same delivery always yields the same event ids.
-            command_id: Some(Uuid::new_v5(&event.event_id, b"repair")),
-            correlation_id: event.metadata.correlation_id,
-            causation_id: Some(event.event_id),
-            // The consumer's span, itself the producer's child, when recorded.
-            traceparent: traceparent.or_else(|| event.metadata.traceparent.clone()),
-            tracestate: tracestate.or_else(|| event.metadata.tracestate.clone()),
-            actor: actor.into(),
-            region: self.region.clone(),
-            now: event.metadata.recorded_at,
-            request_fingerprint: None,
-        };
+        let ctx = event.reaction_context(b"repair", &self.region);
         self.orders.handle_in(tx, &stream, &command, &ctx).await?;
         Ok(())
     }
