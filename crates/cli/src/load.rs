@@ -202,11 +202,11 @@ impl Op {
     }
 }
 
-/// Latencies (microseconds) and errors, per operation.
 /// Units of each part the load's center holds: more than its repairs ever
 /// hold at once, since each gives its unit back when the phone is ready.
 const LOAD_STOCK: i32 = 10_000;
 
+/// Latencies (microseconds) and errors, per operation.
 #[derive(Default)]
 struct Stats {
     latencies: BTreeMap<Op, Histogram<u64>>,
