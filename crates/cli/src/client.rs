@@ -130,6 +130,9 @@ pub enum Device {
         #[arg(long)]
         serviced_in: Option<String>,
     },
+    /// The recall and service programmes, with the devices each affects and
+    /// how many were remedied.
+    Programmes,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -227,6 +230,7 @@ fn device_json(d: &wpb::Device) -> serde_json::Value {
         "extended_plan": d.extended_plan.as_ref().map(|p| json!({"plan": p.plan_id, "until": p.coverage_end})),
         "pending_plan": d.pending_plan.as_ref().map(|p| json!({"plan": p.plan_id, "payment": p.payment_id, "status": "payment pending"})),
         "voided": d.voided,
+        "programmes": d.programmes,
     })
 }
 
@@ -282,6 +286,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
         Device::Register { imei, .. } | Device::Show { imei } | Device::Coverage { imei, .. } => {
             checked_imei(imei)?;
         }
+        Device::Programmes => {}
     }
     let mut client = warranty(endpoints).await?;
     match command {
@@ -373,8 +378,46 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                         })),
                     })),
                     "because": d.rule.as_ref().map(rule_in_words),
+                    "programme": d.programme.as_ref().map(|p| format!("{} v{} ({}): {}", p.id, p.version, p.kind, p.title)),
                 }),
             );
+        }
+        Device::Programmes => {
+            let programmes = client
+                .list_programmes(wpb::ListProgrammesRequest {})
+                .await
+                .map_err(failed)?
+                .into_inner()
+                .programmes;
+            let rows: Vec<_> = programmes
+                .iter()
+                .map(|p| {
+                    json!({
+                        "id": p.id,
+                        "version": p.version,
+                        "kind": p.kind,
+                        "title": p.title,
+                        "models": p.models,
+                        "ranges": p.ranges,
+                        "faults": p.faults().map(|f| f.as_str_name().trim_start_matches("FAULT_CATEGORY_").to_ascii_lowercase()).collect::<Vec<_>>(),
+                        "countries": p.countries.iter().map(|c| c.value.clone()).collect::<Vec<_>>(),
+                        "from": p.starts,
+                        "until": p.ends,
+                        "affected": p.affected,
+                        "remedied": p.remedied,
+                    })
+                })
+                .collect();
+            if endpoints.json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for (i, row) in rows.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    print(false, row);
+                }
+            }
         }
     }
     Ok(())
@@ -401,6 +444,7 @@ fn rule_in_words(rule: &wpb::CoverageRule) -> String {
         "plans" => "the extended warranty plan",
         "replaced_part.minimum_days" => "the replaced part's warranty",
         "honoured_in" => "where the warranty is honoured",
+        "programme" => "a recall or service programme",
         other => other,
     };
     let dates = if rule.starts.is_empty() {

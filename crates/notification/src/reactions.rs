@@ -65,6 +65,7 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <wpb::DeviceRegistered as Name>::NAME,
                 <wpb::ExtendedWarrantyPurchased as Name>::NAME,
                 <wpb::WarrantyVoided as Name>::NAME,
+                <wpb::EnrolledInProgramme as Name>::NAME,
             ],
         )?,
     ])
@@ -520,6 +521,29 @@ impl NotificationReactions {
                     }
                     None => Ok(()),
                 }
+            }
+            <wpb::EnrolledInProgramme as Name>::NAME => {
+                let e: wpb::EnrolledInProgramme = decode(event)?;
+                let faults = e
+                    .faults()
+                    .map(|f| {
+                        f.as_str_name()
+                            .trim_start_matches("FAULT_CATEGORY_")
+                            .to_lowercase()
+                            .replace('_', " ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let v = vars([
+                    ("model", e.model.clone()),
+                    ("device", device_tail(e.device_id.as_ref())),
+                    ("programme", e.programme_id.clone()),
+                    ("kind", e.kind.clone()),
+                    ("faults", faults),
+                    ("until", e.ends.clone()),
+                ]);
+                self.notify(tx, event, Kind::ProgrammeNotice, &e.customer_id, v)
+                    .await
             }
             other => Err(HandlerError::permanent(format!(
                 "{other}: not an event this consumer handles"

@@ -549,4 +549,19 @@ impl WarrantyService for WarrantyApi {
             devices: rows.iter().map(summary).collect(),
         }))
     }
+    async fn list_programmes(
+        &self,
+        request: Request<pb::ListProgrammesRequest>,
+    ) -> Result<Response<pb::ListProgrammesResponse>, Status> {
+        self.context(&request)?;
+        let programmes = self.app.programmes().await.map_err(status)?;
+        Ok(Response::new(pb::ListProgrammesResponse {
+            programmes: programmes
+                .iter()
+                .map(|(p, affected, remedied)| {
+                    crate::convert::programme_to_proto(p, *affected, *remedied)
+                })
+                .collect(),
+        }))
+    }
 }

@@ -16,7 +16,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::domain::coverage::{self, Decision};
 use crate::domain::device::{Command, Device, DeviceState, PurchaseProof, Settlement};
 use crate::domain::{
-    AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, SalesChannel,
+    AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, Programme, ProgrammeTable,
+    SalesChannel,
 };
 use crate::projections::{self, DeviceRow};
 
@@ -111,6 +112,7 @@ pub struct Warranty {
     /// Current device states for questions; commands always load fresh.
     cache: Arc<StateCache<Device>>,
     policies: Arc<PolicyTable>,
+    programmes: Arc<ProgrammeTable>,
     payments: Arc<dyn PaymentProvider>,
 }
 
@@ -124,6 +126,7 @@ impl Warranty {
     pub fn new(
         store: AnyEventStore,
         policies: Arc<PolicyTable>,
+        programmes: Arc<ProgrammeTable>,
         payments: Arc<dyn PaymentProvider>,
     ) -> Self {
         Self {
@@ -133,6 +136,7 @@ impl Warranty {
             cache: Arc::new(StateCache::new(100_000)),
             store,
             policies,
+            programmes,
             payments,
         }
     }
@@ -196,7 +200,73 @@ impl Warranty {
             activation_date: r.activation_date,
             today: ctx.now.date_naive(),
         };
+        let registered = self.run(&r.key, command, ctx).await?.0;
+        // A programme already running tells the owner at once; should this
+        // append fail, the sweep does it.
+        let news = self.programmes.news_for(&registered, ctx.now.date_naive());
+        if news.is_empty() {
+            return Ok(registered);
+        }
+        let command = Command::Enrol {
+            programmes: news,
+            today: ctx.now.date_naive(),
+        };
         Ok(self.run(&r.key, command, ctx).await?.0)
+    }
+
+    /// Tells the owners of the devices a running programme affects and has not
+    /// recorded yet (registered before it began): each device is enrolled once,
+    /// whatever runs the sweep again. How many were enrolled now.
+    pub async fn enrol_affected(&self, ctx: &CommandContext) -> AppResult<usize> {
+        const PAGE: i64 = 500;
+        let today = ctx.now.date_naive();
+        let mut enrolled = 0;
+        for programme in self.programmes.all().iter().filter(|p| p.running_on(today)) {
+            for model in &programme.models {
+                let mut after = String::new();
+                loop {
+                    let page =
+                        projections::not_enrolled(&self.store, &programme.id, model, &after, PAGE)
+                            .await?;
+                    let Some(last) = page.last() else { break };
+                    after.clone_from(&last.stream_id);
+                    for row in page.iter().filter(|row| {
+                        programme.names(&row.key, &row.model)
+                            && programme.countries.contains(&row.country)
+                    }) {
+                        let command = Command::Enrol {
+                            programmes: vec![programme.clone()],
+                            today,
+                        };
+                        match self.run(&row.key, command, ctx).await {
+                            Ok((_, false)) => enrolled += 1,
+                            Ok((_, true)) => {}
+                            // The next sweep tries again; the others go on.
+                            Err(error) => tracing::warn!(
+                                %error,
+                                programme = programme.id,
+                                "enrolling a device in a programme failed"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(enrolled)
+    }
+
+    /// Every programme with its progress: devices affected and remedied.
+    pub async fn programmes(&self) -> AppResult<Vec<(Programme, u64, u64)>> {
+        let progress = projections::programme_progress(&self.store).await?;
+        Ok(self
+            .programmes
+            .all()
+            .iter()
+            .map(|p| {
+                let (affected, remedied) = progress.get(&p.id).copied().unwrap_or_default();
+                (p.clone(), affected, remedied)
+            })
+            .collect())
     }
 
     /// The device now, or as the log stood at `as_of`.
@@ -251,6 +321,7 @@ impl Warranty {
             fault,
             times.fault_date,
             asked.serviced_in.as_deref(),
+            self.programmes.all(),
         );
         self.cite(&device, &mut decision);
         if record {
@@ -480,6 +551,7 @@ impl Warranty {
             fault,
             fault_date: fault_date.unwrap_or(today),
             today,
+            programmes: self.programmes.all().to_vec(),
         };
         self.run(key, command, ctx).await
     }

@@ -9,9 +9,10 @@ use aftersales_runtime::request::timestamp_to_proto;
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::Status;
 
+use crate::domain::Programme;
 use crate::domain::coverage::{Decision, Remedy};
 use crate::domain::device::{DeviceState, Event};
-use crate::domain::policy::SourceKind;
+use crate::domain::policy::{Source, SourceKind};
 use crate::domain::{AccessoryKind, DeviceKey, FaultCategory, SalesChannel};
 use crate::projections::DeviceRow;
 
@@ -129,6 +130,44 @@ pub fn opt_date(d: Option<NaiveDate>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()
 }
 
+pub fn source_to_proto(s: &Source) -> pb::PolicySource {
+    pb::PolicySource {
+        kind: match s.kind {
+            SourceKind::Maker => "maker",
+            SourceKind::Statute => "statute",
+        }
+        .to_owned(),
+        title: s.title.clone(),
+        reference: s.reference.clone(),
+        url: s.url.clone().unwrap_or_default(),
+        checked: s.checked.to_string(),
+    }
+}
+
+/// A programme as the contract has it, with its progress.
+pub fn programme_to_proto(p: &Programme, affected: u64, remedied: u64) -> pb::Programme {
+    pb::Programme {
+        id: p.id.clone(),
+        version: p.version,
+        kind: p.kind.as_str().to_owned(),
+        title: p.title.clone(),
+        models: p.models.clone(),
+        ranges: p.ranges.iter().map(|r| r.describe()).collect(),
+        faults: p.faults.iter().map(|f| fault_to_proto(*f).into()).collect(),
+        remedy: remedy(p.remedy).into(),
+        countries: p
+            .countries
+            .iter()
+            .map(|c| CountryCode { value: c.clone() })
+            .collect(),
+        starts: p.starts.to_string(),
+        ends: p.ends.to_string(),
+        notice: Some(source_to_proto(&p.notice)),
+        affected,
+        remedied,
+    }
+}
+
 /// `d` as the contract has it, with the knowledge time it was made on.
 pub fn decision_to_proto(d: &Decision, known_at: DateTime<Utc>) -> pb::CoverageDecision {
     pb::CoverageDecision {
@@ -137,17 +176,13 @@ pub fn decision_to_proto(d: &Decision, known_at: DateTime<Utc>) -> pb::CoverageD
             figure: r.figure.clone(),
             starts: opt_date(r.starts),
             ends: r.ends.to_string(),
-            source: r.source.as_ref().map(|s| pb::PolicySource {
-                kind: match s.kind {
-                    SourceKind::Maker => "maker",
-                    SourceKind::Statute => "statute",
-                }
-                .to_owned(),
-                title: s.title.clone(),
-                reference: s.reference.clone(),
-                url: s.url.clone().unwrap_or_default(),
-                checked: s.checked.to_string(),
-            }),
+            source: r.source.as_ref().map(source_to_proto),
+        }),
+        programme: d.programme.as_ref().map(|p| pb::ProgrammeCited {
+            id: p.id.clone(),
+            version: p.version,
+            kind: p.kind.as_str().to_owned(),
+            title: p.title.clone(),
         }),
         under_legal_guarantee: d.under_legal_guarantee,
         covered: d.covered,
@@ -204,6 +239,7 @@ pub fn device_to_proto(d: &DeviceState, version: u64, today: NaiveDate) -> pb::D
         purchase_date_declared: d.proof == crate::domain::PurchaseProof::CustomerDeclared,
         warranty_start: d.term_start().to_string(),
         honoured_in: d.terms.honoured_in.as_str().to_owned(),
+        programmes: d.programmes.iter().cloned().collect(),
         plan_offers: d
             .plan_offers(today)
             .into_iter()

@@ -167,6 +167,7 @@ impl Translate for WarrantyEvents {
                 repair_order_id,
                 fault,
                 legal_guarantee_end,
+                programme_id,
                 ..
             } => (
                 pb::ClaimRecorded::NAME,
@@ -177,6 +178,35 @@ impl Translate for WarrantyEvents {
                     legal_guarantee_end: legal_guarantee_end
                         .map(|d| d.to_string())
                         .unwrap_or_default(),
+                    programme_id: programme_id.unwrap_or_default(),
+                }
+                .encode_to_vec(),
+            ),
+            Event::EnrolledInProgramme {
+                customer_id,
+                model,
+                programme_id,
+                programme_version,
+                kind,
+                faults,
+                remedy,
+                ends,
+                ..
+            } => (
+                pb::EnrolledInProgramme::NAME,
+                pb::EnrolledInProgramme {
+                    device_id: id,
+                    customer_id,
+                    model,
+                    programme_id,
+                    programme_version,
+                    kind: kind.as_str().to_owned(),
+                    faults: faults
+                        .into_iter()
+                        .map(|f| fault_to_proto(f).into())
+                        .collect(),
+                    remedy: crate::convert::remedy(remedy).into(),
+                    ends: ends.to_string(),
                 }
                 .encode_to_vec(),
             ),

@@ -20,7 +20,71 @@ pub fn all(store: &AnyEventStore) -> aftersales_eventstore::Projections {
         std::sync::Arc::new(DeviceDirectory::new(store.clone())),
         std::sync::Arc::new(CoverageDecisions),
         std::sync::Arc::new(PendingPayments),
+        std::sync::Arc::new(ProgrammeDevices),
     ]
+}
+
+/// Devices by recall or service programme: told, and remedied.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgrammeDevices;
+
+impl Projection for ProgrammeDevices {
+    fn name(&self) -> &'static str {
+        "warranty-programme-devices"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        // The first day counts: a replay or a second claim changes nothing.
+        if !matches!(
+            event.event_type.as_str(),
+            "EnrolledInProgramme" | "ClaimRecorded"
+        ) {
+            return Ok(());
+        }
+        let decoded: Event = event.decode()?;
+        let (programme, column, day) = if let Event::EnrolledInProgramme {
+            programme_id,
+            enrolled_on,
+            ..
+        } = decoded
+        {
+            (programme_id, "enrolled_on", enrolled_on)
+        } else if let Event::ClaimRecorded {
+            programme_id: Some(programme_id),
+            claimed_on,
+            ..
+        } = decoded
+        {
+            (programme_id, "remedied_on", claimed_on)
+        } else {
+            return Ok(());
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "INSERT INTO warranty_programme_devices (programme_id, stream_id, {column}) \
+             VALUES ($1, $2, $3) ON CONFLICT (programme_id, stream_id) DO UPDATE SET \
+             {column} = COALESCE(warranty_programme_devices.{column}, excluded.{column})"
+        ));
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
+            sqlx::query(sql)
+                .bind(programme)
+                .bind(event.stream_id.as_str().to_owned())
+                .bind(day.to_string())
+                .execute(c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        aftersales_eventstore::on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM warranty_programme_devices").execute(c).await?;
+        });
+        Ok(())
+    }
 }
 
 /// Plans ordered and not yet paid for, by device: what the settlement sweep
@@ -418,6 +482,7 @@ pub struct DeviceRow {
     pub key: DeviceKey,
     pub customer_id: String,
     pub model: String,
+    pub country: String,
     pub purchase_date: NaiveDate,
     pub coverage_end: NaiveDate,
     pub voided: bool,
@@ -439,6 +504,7 @@ macro_rules! device_row {
                 .map_err(|e| StoreError::CorruptRow(format!("warranty_devices: {e}")))?,
             customer_id: row.try_get("customer_id")?,
             model: row.try_get("model")?,
+            country: row.try_get("country")?,
             purchase_date: date("purchase_date")?,
             coverage_end: date("coverage_end")?,
             voided: row.try_get("voided")?,
@@ -446,8 +512,7 @@ macro_rules! device_row {
     }};
 }
 
-const DEVICE_COLUMNS: &str =
-    "stream_id, id_kind, id_value, customer_id, model, purchase_date, coverage_end, voided";
+const DEVICE_COLUMNS: &str = "stream_id, id_kind, id_value, customer_id, model, country, purchase_date, coverage_end, voided";
 
 /// A customer's devices after `after` (a stream id, for paging), by stream id.
 pub async fn devices_of_customer(
@@ -516,6 +581,55 @@ pub async fn decisions_by_policy(
                     number("decisions")?,
                     number("covered")?,
                 ))
+            })
+            .collect()
+    })
+}
+
+/// Devices of `model` after `after` (a stream id, for paging) the directory has
+/// and the programme has not recorded as told, by stream id.
+pub async fn not_enrolled(
+    store: &AnyEventStore,
+    programme_id: &str,
+    model: &str,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<DeviceRow>, StoreError> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {DEVICE_COLUMNS} FROM warranty_devices d WHERE d.model = $1 AND d.stream_id > $2 \
+         AND NOT EXISTS (SELECT 1 FROM warranty_programme_devices p WHERE p.programme_id = $3 \
+         AND p.stream_id = d.stream_id AND p.enrolled_on IS NOT NULL) \
+         ORDER BY d.stream_id LIMIT $4"
+    ));
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        let rows = sqlx::query(sql)
+            .bind(model.to_owned())
+            .bind(after.to_owned())
+            .bind(programme_id.to_owned())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(|r| Ok(device_row!(r))).collect()
+    })
+}
+
+/// Per programme id: devices told or repaired under it (affected), and devices
+/// with a claim under it (remedied).
+pub async fn programme_progress(
+    store: &AnyEventStore,
+) -> Result<HashMap<String, (u64, u64)>, StoreError> {
+    let sql = "SELECT programme_id, COUNT(*) AS affected, \
+               COUNT(remedied_on) AS remedied FROM warranty_programme_devices \
+               GROUP BY programme_id";
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        let rows = sqlx::query(sql).fetch_all(pool).await?;
+        rows.iter()
+            .map(|row| {
+                let count = |column: &str| -> Result<u64, StoreError> {
+                    let n: i64 = row.try_get(column)?;
+                    u64::try_from(n).map_err(|_| StoreError::CorruptRow(format!("{column} {n}")))
+                };
+                Ok((row.try_get("programme_id")?, (count("affected")?, count("remedied")?)))
             })
             .collect()
     })

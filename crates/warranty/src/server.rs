@@ -16,8 +16,8 @@ pub use aftersales_runtime::service::{Running, StartError};
 
 use crate::api::WarrantyApi;
 use crate::app::Warranty;
-use crate::domain::PolicyTable;
 use crate::domain::policy::REQUIRED_COUNTRIES;
+use crate::domain::{PolicyTable, ProgrammeTable};
 
 /// The warranty service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -45,6 +45,14 @@ pub struct Config {
     /// A directory of policy files to use instead of the built-in ones.
     #[arg(long, env = "AFTERSALES_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// A directory of recall and service programme files to use instead of the
+    /// built-in ones.
+    #[arg(long, env = "AFTERSALES_PROGRAMMES")]
+    pub programmes: Option<PathBuf>,
+    /// How often the owners of devices a running programme affects, registered
+    /// before it began, are looked for (and once at start).
+    #[arg(long, env = "AFTERSALES_PROGRAMME_SWEEP_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub programme_sweep_secs: u64,
     /// Prometheus metrics on `http://<address>/metrics`.
     #[arg(
         long,
@@ -86,6 +94,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     .and_then(|policies| policies.require(REQUIRED_COUNTRIES).map(|()| policies))
     .map_err(|e| StartError::Config(format!("policies: {e}")))?;
+    let programmes = match &config.programmes {
+        Some(dir) => ProgrammeTable::load_dir(dir),
+        None => ProgrammeTable::builtin(),
+    }
+    .map_err(|e| StartError::Config(format!("programmes: {e}")))?;
     let common = &config.common;
     let store = SERVICE.open(common).await?;
     let payments: Arc<dyn aftersales_payments::PaymentProvider> = match config.payments.as_str() {
@@ -98,7 +111,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             )));
         }
     };
-    let app = Warranty::new(store.clone(), Arc::new(policies), payments);
+    let app = Warranty::new(
+        store.clone(),
+        Arc::new(policies),
+        Arc::new(programmes),
+        payments,
+    );
     let cache = Arc::clone(app.cache());
     let settling = app.clone();
     let region = common.region.clone();
@@ -107,6 +125,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let follower = store.clone();
+    let sweeping = app.clone();
+    let sweep_region = common.region.clone();
+    let sweep_clock = common.clock.clone();
+    let sweep = Duration::from_secs(config.programme_sweep_secs);
     let records = crate::privacy::WarrantyRecords::new(app.clone());
     let notary = aftersales_runtime::notary::Notary::default();
     let assembly = Assembly::new(
@@ -119,6 +141,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         cache
             .follow(&follower, Duration::from_millis(100), shutdown.stopped())
             .await;
+    })
+    .task(move |mut shutdown| async move {
+        loop {
+            let ctx = CommandContext::system(
+                "service:programmes",
+                sweep_region.clone(),
+                sweep_clock.now(),
+            );
+            match sweeping.enrol_affected(&ctx).await {
+                Ok(0) => {}
+                Ok(enrolled) => tracing::info!(enrolled, "devices enrolled in programmes"),
+                Err(error) => tracing::warn!(%error, "the programme sweep failed; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(sweep) => {}
+                () = shutdown.requested() => return,
+            }
+        }
     })
     .task(move |mut shutdown| async move {
         loop {

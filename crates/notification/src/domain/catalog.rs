@@ -66,6 +66,9 @@ pub enum Kind {
     DeviceRegistered,
     WarrantyExtended,
     WarrantyVoided,
+    /// The device is in a recall or service programme: told once, whatever the
+    /// opt-outs (a safety notice is owed).
+    ProgrammeNotice,
     ReminderWarrantyExpiring,
     ReminderQuoteWaiting,
     ReminderPickupWaiting,
@@ -84,7 +87,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 23] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -103,6 +106,7 @@ impl Kind {
         Self::DeviceRegistered,
         Self::WarrantyExtended,
         Self::WarrantyVoided,
+        Self::ProgrammeNotice,
         Self::ReminderWarrantyExpiring,
         Self::ReminderQuoteWaiting,
         Self::ReminderPickupWaiting,
@@ -129,6 +133,7 @@ impl Kind {
             Self::DeviceRegistered => "device_registered",
             Self::WarrantyExtended => "warranty_extended",
             Self::WarrantyVoided => "warranty_voided",
+            Self::ProgrammeNotice => "programme_notice",
             Self::ReminderWarrantyExpiring => "reminder_warranty_expiring",
             Self::ReminderQuoteWaiting => "reminder_quote_waiting",
             Self::ReminderPickupWaiting => "reminder_pickup_waiting",
@@ -194,6 +199,12 @@ impl Kind {
             Self::DeviceRegistered => spec(Warranty, false, false, &["model", "warranty_end"]),
             Self::WarrantyExtended => spec(Warranty, false, true, &["plan", "coverage_end"]),
             Self::WarrantyVoided => spec(Warranty, false, true, &["reason"]),
+            Self::ProgrammeNotice => spec(
+                Warranty,
+                false,
+                true,
+                &["model", "device", "programme", "kind", "faults", "until"],
+            ),
             Self::ReminderWarrantyExpiring => {
                 spec(Offers, false, false, &["model", "warranty_end"])
             }

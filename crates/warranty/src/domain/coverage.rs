@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::device::DeviceState;
 use super::policy::Source;
+use super::programme::{Programme, ProgrammeKind};
 use super::{FaultCategory, add_days};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,8 @@ pub enum Reason {
     WithinLegalGuarantee,
     WithinReplacedPartWarranty,
     WithinExtendedWarranty,
+    /// A recall or service programme remedies the fault, whatever the warranty says.
+    WithinProgramme,
     Expired,
     /// Serviced in a country where the home policy is not honoured.
     NotHonouredHere,
@@ -47,6 +50,7 @@ impl Reason {
             Self::WithinLegalGuarantee => "within_legal_guarantee",
             Self::WithinReplacedPartWarranty => "within_replaced_part_warranty",
             Self::WithinExtendedWarranty => "within_extended_warranty",
+            Self::WithinProgramme => "within_programme",
             Self::Expired => "expired",
             Self::NotHonouredHere => "not_honoured_here",
         }
@@ -78,6 +82,15 @@ impl Rule {
     }
 }
 
+/// The programme a decision rests on, as it stood when decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgrammeCited {
+    pub id: String,
+    pub version: u32,
+    pub kind: ProgrammeKind,
+    pub title: String,
+}
+
 /// A coverage decision with everything needed to explain and reproduce it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -99,6 +112,9 @@ pub struct Decision {
     /// The day falls within the legal guarantee: a repair is a remedy under it.
     #[serde(default)]
     pub under_legal_guarantee: bool,
+    /// The recall or service programme the decision rests on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programme: Option<ProgrammeCited>,
 }
 
 /// The refusals every decision starts with: a voided warranty, a fault the user
@@ -133,7 +149,13 @@ fn refused(
 }
 
 /// Decides whether `fault` on the phone is covered on `on` (the day it
-/// appeared), serviced in `serviced_in` (the home country when `None`).
+/// appeared), serviced in `serviced_in` (the home country when `None`), under
+/// its warranty, the law, a plan or one of `programmes`.
+///
+/// A programme that remedies the fault is cited ahead of the maker's warranty
+/// and the legal guarantee (its remedy costs the customer nothing and uses up
+/// no guarantee), after the statutory return and exchange windows (which give
+/// the customer more). A recall covers a voided device too.
 ///
 /// The state is the device as known at the knowledge time; facts recorded
 /// after `on` do not widen its cover for `on` (a plan covers from the end of
@@ -145,6 +167,7 @@ pub fn decide(
     fault: FaultCategory,
     on: NaiveDate,
     serviced_in: Option<&str>,
+    programmes: &[Programme],
 ) -> Decision {
     let terms = &device.terms;
     let statutory = &terms.statutory;
@@ -152,13 +175,68 @@ pub fn decide(
     let legal_end = device.legal_guarantee_end();
     let extended_end = device.plan.as_ref().map(|p| p.coverage_end);
     let plan_end_on = device.plan_cover_on(on);
+    let honoured =
+        serviced_in.is_none_or(|country| terms.honoured_in.honours(&device.country, country));
+    let programme = programmes
+        .iter()
+        .find(|p| p.covers(device, fault, on, serviced_in));
     let mut rule = None;
     let (reason, remedy, explanation) = if let Some(refusal) = refused(device, fault, on, purchase)
+        .filter(|(reason, ..)| !(*reason == Reason::Voided && programme.is_some()))
     {
         refusal
-    } else if let Some(country) = serviced_in
-        && !terms.honoured_in.honours(&device.country, country)
+    } else if honoured
+        && statutory.return_days > 0
+        && on <= add_days(purchase, statutory.return_days)
     {
+        let ends = add_days(purchase, statutory.return_days);
+        rule = Some(Rule::of(
+            device,
+            "statutory.return_days",
+            Some(purchase),
+            ends,
+        ));
+        (
+            Reason::WithinReturnWindow,
+            Remedy::Refund,
+            format!("within the {}-day return window", statutory.return_days),
+        )
+    } else if honoured
+        && statutory.exchange_days > 0
+        && on <= add_days(purchase, statutory.exchange_days)
+    {
+        let ends = add_days(purchase, statutory.exchange_days);
+        rule = Some(Rule::of(
+            device,
+            "statutory.exchange_days",
+            Some(purchase),
+            ends,
+        ));
+        (
+            Reason::WithinExchangeWindow,
+            Remedy::Exchange,
+            format!("within the {}-day exchange window", statutory.exchange_days),
+        )
+    } else if let Some(p) = programme {
+        rule = Some(Rule {
+            figure: "programme".into(),
+            starts: Some(p.starts),
+            ends: p.ends,
+            source: Some(p.notice.clone()),
+        });
+        (
+            Reason::WithinProgramme,
+            p.remedy,
+            format!(
+                "covered under {} programme {} (version {}): {}; for faults appearing until {}",
+                p.kind.as_str(),
+                p.id,
+                p.version,
+                p.title,
+                p.ends
+            ),
+        )
+    } else if let Some(country) = serviced_in.filter(|_| !honoured) {
         rule = Some(Rule::of(device, "honoured_in", None, device.coverage_end()));
         (
             Reason::NotHonouredHere,
@@ -172,32 +250,6 @@ pub fn decide(
                     super::policy::Travel::Worldwide => "every country",
                 }
             ),
-        )
-    } else if statutory.return_days > 0 && on <= add_days(purchase, statutory.return_days) {
-        let ends = add_days(purchase, statutory.return_days);
-        rule = Some(Rule::of(
-            device,
-            "statutory.return_days",
-            Some(purchase),
-            ends,
-        ));
-        (
-            Reason::WithinReturnWindow,
-            Remedy::Refund,
-            format!("within the {}-day return window", statutory.return_days),
-        )
-    } else if statutory.exchange_days > 0 && on <= add_days(purchase, statutory.exchange_days) {
-        let ends = add_days(purchase, statutory.exchange_days);
-        rule = Some(Rule::of(
-            device,
-            "statutory.exchange_days",
-            Some(purchase),
-            ends,
-        ));
-        (
-            Reason::WithinExchangeWindow,
-            Remedy::Exchange,
-            format!("within the {}-day exchange window", statutory.exchange_days),
         )
     } else if on <= device.base_end {
         rule = Some(Rule::of(
@@ -277,8 +329,17 @@ pub fn decide(
         decided_for: on,
         rule,
         under_legal_guarantee: covered
+            && reason != Reason::WithinProgramme
             && remedy == Remedy::Repair
             && legal_end.is_some_and(|end| purchase <= on && on <= end),
+        programme: programme
+            .filter(|_| reason == Reason::WithinProgramme)
+            .map(|p| ProgrammeCited {
+                id: p.id.clone(),
+                version: p.version,
+                kind: p.kind,
+                title: p.title.clone(),
+            }),
     }
 }
 
@@ -335,6 +396,7 @@ pub fn decide_accessory(
         decided_for: on,
         rule,
         under_legal_guarantee: false,
+        programme: None,
     })
 }
 
@@ -343,8 +405,10 @@ mod tests {
     use aftersales_eventstore::Decider as _;
 
     use super::*;
+    use crate::domain::device::Event;
     use crate::domain::device::{Command, Device};
-    use crate::domain::{DeviceKey, PolicyTable, SalesChannel};
+    use crate::domain::policy::Source;
+    use crate::domain::{DeviceKey, PolicyTable, Programme, SalesChannel};
 
     fn date(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -390,6 +454,7 @@ mod tests {
             fault,
             fault_date: date(on),
             today: date(on),
+            programmes: Vec::new(),
         }
     }
 
@@ -807,7 +872,7 @@ mod tests {
         for (name, country, purchase, history, fault, on, covered, reason, remedy, version) in cases
         {
             let state = device(country, purchase, &history);
-            let decision = decide(&state, fault, date(on), None);
+            let decision = decide(&state, fault, date(on), None, &[]);
             assert_eq!(
                 (
                     decision.covered,
@@ -880,15 +945,15 @@ mod tests {
             state = Device::evolve(state, &event);
         }
         let state = state.unwrap();
-        let inside = decide(&state, Display, date("2026-03-10"), None);
+        let inside = decide(&state, Display, date("2026-03-10"), None, &[]);
         assert_eq!(
             (inside.covered, inside.reason),
             (true, Reason::WithinBaseWarranty)
         );
         assert_eq!(inside.decided_for, date("2026-03-10"));
-        let after = decide(&state, Display, date("2026-11-21"), None);
+        let after = decide(&state, Display, date("2026-11-21"), None, &[]);
         assert_eq!((after.covered, after.reason), (false, Reason::Expired));
-        let before = decide(&state, Display, date("2025-11-19"), None);
+        let before = decide(&state, Display, date("2025-11-19"), None, &[]);
         assert_eq!(before.reason, Reason::BeforePurchase);
     }
 
@@ -899,7 +964,7 @@ mod tests {
     fn an_eu_repair_under_the_legal_guarantee_extends_it_once() {
         let state = device("DE", "2026-08-01", &[]);
         assert_eq!(state.legal_guarantee_end(), Some(date("2028-08-01")));
-        let decision = decide(&state, Battery, date("2027-06-01"), None);
+        let decision = decide(&state, Battery, date("2027-06-01"), None, &[]);
         assert!(decision.under_legal_guarantee, "{decision:?}");
         let once = device("DE", "2026-08-01", &[claim("2027-06-01", Battery)]);
         assert_eq!(once.legal_guarantee_end(), Some(date("2029-08-01")));
@@ -915,11 +980,11 @@ mod tests {
         // Spain: maker's 24 months inside a 36-month legal guarantee; a repair in
         // the third year is under the legal guarantee.
         let es = device("ES", "2026-08-01", &[plan("care-24", "2026-08-02")]);
-        let third_year = decide(&es, Display, date("2029-02-01"), None);
+        let third_year = decide(&es, Display, date("2029-02-01"), None, &[]);
         assert_eq!(third_year.reason, Reason::WithinLegalGuarantee);
         assert!(third_year.under_legal_guarantee);
         // After the legal guarantee, under the plan: not a legal remedy.
-        let plan_only = decide(&es, Display, date("2029-09-01"), None);
+        let plan_only = decide(&es, Display, date("2029-09-01"), None, &[]);
         assert_eq!(plan_only.reason, Reason::WithinExtendedWarranty);
         assert!(!plan_only.under_legal_guarantee);
         let claimed = device(
@@ -933,7 +998,7 @@ mod tests {
     #[test]
     fn decisions_cite_their_rule_and_its_source() {
         let es = device("ES", "2025-02-01", &[]);
-        let decision = decide(&es, Display, date("2027-10-01"), None);
+        let decision = decide(&es, Display, date("2027-10-01"), None, &[]);
         let rule = decision.rule.unwrap();
         assert_eq!(rule.figure, "statutory.legal_guarantee_months");
         assert_eq!(
@@ -944,15 +1009,21 @@ mod tests {
         assert_eq!(source.kind, crate::domain::policy::SourceKind::Statute);
         assert!(source.reference.starts_with("Art. 120"), "{source:?}");
         let cn = device("CN", "2025-03-01", &[]);
-        let returned = decide(&cn, Display, date("2025-03-05"), None).rule.unwrap();
+        let returned = decide(&cn, Display, date("2025-03-05"), None, &[])
+            .rule
+            .unwrap();
         assert_eq!(returned.figure, "statutory.return_days");
         assert_eq!(returned.ends, date("2025-03-08"));
         assert!(returned.source.unwrap().title.contains("移动电话机商品"));
-        let maker = decide(&cn, Battery, date("2025-05-01"), None).rule.unwrap();
+        let maker = decide(&cn, Battery, date("2025-05-01"), None, &[])
+            .rule
+            .unwrap();
         assert_eq!(maker.figure, "phone_months");
-        let excluded = decide(&cn, LiquidDamage, date("2025-05-01"), None);
+        let excluded = decide(&cn, LiquidDamage, date("2025-05-01"), None, &[]);
         assert!(excluded.rule.is_none());
-        let expired = decide(&cn, Battery, date("2027-05-01"), None).rule.unwrap();
+        let expired = decide(&cn, Battery, date("2027-05-01"), None, &[])
+            .rule
+            .unwrap();
         assert_eq!(
             (expired.figure.as_str(), expired.ends),
             ("phone_months", date("2026-03-01"))
@@ -962,9 +1033,9 @@ mod tests {
     #[test]
     fn a_warranty_travels_as_its_home_policy_says() {
         let de = device("DE", "2025-02-01", &[]);
-        assert!(decide(&de, Display, date("2025-06-01"), Some("FR")).covered);
-        assert!(decide(&de, Display, date("2025-06-01"), Some("DE")).covered);
-        let abroad = decide(&de, Display, date("2025-06-01"), Some("IN"));
+        assert!(decide(&de, Display, date("2025-06-01"), Some("FR"), &[]).covered);
+        assert!(decide(&de, Display, date("2025-06-01"), Some("DE"), &[]).covered);
+        let abroad = decide(&de, Display, date("2025-06-01"), Some("IN"), &[]);
         assert_eq!(
             (abroad.covered, abroad.reason),
             (false, Reason::NotHonouredHere)
@@ -972,10 +1043,10 @@ mod tests {
         assert_eq!(abroad.rule.unwrap().figure, "honoured_in");
         let india = device("IN", "2025-01-10", &[]);
         assert_eq!(
-            decide(&india, Display, date("2025-06-01"), Some("DE")).reason,
+            decide(&india, Display, date("2025-06-01"), Some("DE"), &[]).reason,
             Reason::NotHonouredHere
         );
-        assert!(decide(&india, Display, date("2025-06-01"), Some("IN")).covered);
+        assert!(decide(&india, Display, date("2025-06-01"), Some("IN"), &[]).covered);
     }
 
     #[test]
@@ -1002,7 +1073,7 @@ mod tests {
         };
         let soon = register(Some("2025-01-31"));
         assert_eq!(soon.base_end, date("2026-01-31"));
-        assert!(decide(&soon, Display, date("2026-01-20"), None).covered);
+        assert!(decide(&soon, Display, date("2026-01-20"), None, &[]).covered);
         // Activated after its limit, or never reported: the limit counts.
         assert_eq!(register(Some("2025-09-01")).base_end, date("2026-04-01"));
         assert_eq!(register(None).base_end, date("2026-04-01"));
@@ -1024,9 +1095,155 @@ mod tests {
             ],
         );
         assert!(cancelled.plan.is_none());
-        let before = decide(&cancelled, Battery, date("2026-07-01"), None);
+        let before = decide(&cancelled, Battery, date("2026-07-01"), None, &[]);
         assert_eq!(before.reason, Reason::WithinExtendedWarranty);
-        let after = decide(&cancelled, Battery, date("2026-10-01"), None);
+        let after = decide(&cancelled, Battery, date("2026-10-01"), None, &[]);
         assert_eq!(after.reason, Reason::Expired);
+    }
+
+    /// A battery recall for `Phone 12`s in a range holding the test device,
+    /// offered in Germany during 2026 and 2027.
+    fn recall(kind: ProgrammeKind, from: &str) -> Programme {
+        use crate::domain::policy::SourceKind;
+        use crate::domain::programme::DeviceRange;
+        Programme {
+            id: "P12-BAT-2026".into(),
+            version: 2,
+            kind,
+            title: "Phone 12 batteries that may swell".into(),
+            models: vec!["Phone 12".into()],
+            ranges: vec![DeviceRange::Imei {
+                from: from.into(),
+                to: "490154203299999".into(),
+            }],
+            faults: vec![Battery],
+            remedy: Remedy::Exchange,
+            countries: vec!["DE".into()],
+            starts: date("2026-01-01"),
+            ends: date("2027-12-31"),
+            notice: Source {
+                kind: SourceKind::Maker,
+                title: "Recall notice".into(),
+                reference: "RN-1".into(),
+                url: None,
+                checked: date("2026-01-01"),
+            },
+        }
+    }
+
+    #[test]
+    fn a_programme_covers_a_device_in_its_range_out_of_warranty_and_no_other() {
+        use crate::domain::programme::ProgrammeKind::{Recall, Service};
+        let old = device("DE", "2022-01-10", &[]);
+        let programmes = [recall(Recall, "490154203200000")];
+        let covered = decide(&old, Battery, date("2026-06-01"), None, &programmes);
+        assert!(covered.covered);
+        assert_eq!(covered.reason, Reason::WithinProgramme);
+        assert_eq!(covered.remedy, Remedy::Exchange);
+        assert!(!covered.under_legal_guarantee);
+        let cited = covered.programme.clone().unwrap();
+        assert_eq!((cited.id.as_str(), cited.version), ("P12-BAT-2026", 2));
+        let rule = covered.rule.unwrap();
+        assert_eq!(rule.figure, "programme");
+        assert_eq!(rule.ends, date("2027-12-31"));
+        assert_eq!(rule.source.unwrap().reference, "RN-1");
+        assert!(
+            covered.explanation.contains("P12-BAT-2026"),
+            "{}",
+            covered.explanation
+        );
+
+        // Another fault, a day outside the programme, a device outside the range,
+        // another model, a country it is not offered in: the warranty alone decides.
+        let expired = |d: Decision| {
+            assert_eq!(d.reason, Reason::Expired, "{}", d.explanation);
+            assert!(d.programme.is_none());
+        };
+        expired(decide(&old, Display, date("2026-06-01"), None, &programmes));
+        expired(decide(&old, Battery, date("2025-12-31"), None, &programmes));
+        expired(decide(&old, Battery, date("2028-01-01"), None, &programmes));
+        let outside = [recall(Recall, "490154203237519")];
+        expired(decide(&old, Battery, date("2026-06-01"), None, &outside));
+        let mut other_model = old.clone();
+        other_model.model = "Phone 13".into();
+        expired(decide(
+            &other_model,
+            Battery,
+            date("2026-06-01"),
+            None,
+            &programmes,
+        ));
+        let abroad = decide(&old, Battery, date("2026-06-01"), Some("FR"), &programmes);
+        assert_eq!(abroad.reason, Reason::Expired);
+
+        // A recall covers a voided device; a service programme does not.
+        let voided = device("DE", "2022-01-10", &[void("2023-01-01")]);
+        let recalled = decide(&voided, Battery, date("2026-06-01"), None, &programmes);
+        assert_eq!(recalled.reason, Reason::WithinProgramme);
+        let service = [recall(Service, "490154203200000")];
+        let refused = decide(&voided, Battery, date("2026-06-01"), None, &service);
+        assert_eq!(refused.reason, Reason::Voided);
+        assert!(decide(&old, Battery, date("2026-06-01"), None, &service).covered);
+    }
+
+    #[test]
+    fn the_statutory_windows_come_before_a_programme_and_the_programme_before_the_warranty() {
+        use crate::domain::programme::ProgrammeKind::Recall;
+        let programmes = [recall(Recall, "490154203200000")];
+        // Germany has no return window: the programme, ahead of the warranty.
+        let de = device("DE", "2026-05-30", &[]);
+        let within_warranty = decide(&de, Battery, date("2026-06-01"), None, &programmes);
+        assert_eq!(within_warranty.reason, Reason::WithinProgramme);
+        // A return window (China's terms) gives the customer more: it comes first.
+        let cn_like = {
+            let mut d = device("CN", "2026-05-30", &[]);
+            d.country = "DE".into();
+            d
+        };
+        let returned = decide(&cn_like, Battery, date("2026-06-01"), None, &programmes);
+        assert_eq!(returned.reason, Reason::WithinReturnWindow);
+    }
+
+    #[test]
+    fn a_claim_under_a_programme_names_it_and_extends_no_guarantee() {
+        use crate::domain::programme::ProgrammeKind::Recall;
+        let programme = recall(Recall, "490154203200000");
+        let state = Some(device("DE", "2025-03-01", &[]));
+        let claim = Command::RecordClaim {
+            repair_order_id: "r-1".into(),
+            fault: Battery,
+            fault_date: date("2026-06-01"),
+            today: date("2026-06-02"),
+            programmes: vec![programme.clone()],
+        };
+        let events = Device::decide(&state, &claim).unwrap();
+        let [
+            Event::ClaimRecorded {
+                programme_id,
+                under_legal_guarantee,
+                legal_extension_months,
+                ..
+            },
+        ] = events.as_slice()
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(programme_id.as_deref(), Some("P12-BAT-2026"));
+        assert!(!under_legal_guarantee);
+        assert_eq!(*legal_extension_months, 0);
+
+        // Enrolled once: the second sweep finds it told.
+        let enrol = Command::Enrol {
+            programmes: vec![programme],
+            today: date("2026-06-01"),
+        };
+        let told = Device::decide(&state, &enrol).unwrap();
+        assert_eq!(told.len(), 1);
+        let mut after = state;
+        for event in &told {
+            after = Device::evolve(after, event);
+        }
+        assert!(after.as_ref().unwrap().programmes.contains("P12-BAT-2026"));
+        assert!(Device::decide(&after, &enrol).unwrap().is_empty());
     }
 }

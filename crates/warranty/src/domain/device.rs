@@ -7,8 +7,9 @@ use aftersales_eventstore::{Decider, DomainEvent};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::coverage::{self, Decision};
+use super::coverage::{self, Decision, Remedy};
 use super::policy::{Plan, PolicyTerms, Refund, TermStart};
+use super::programme::{Programme, ProgrammeKind};
 use super::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, SalesChannel, add_days, add_months,
 };
@@ -101,6 +102,9 @@ pub struct DeviceState {
     /// Decisions recorded on the last day one was: what the daily limit counts.
     #[serde(default)]
     pub decisions_on: DecisionsOn,
+    /// The programmes the owner was told the device is in, by id.
+    #[serde(default)]
+    pub programmes: BTreeSet<String>,
 }
 
 /// How many coverage decisions were recorded for a device on one day.
@@ -260,6 +264,14 @@ pub enum Command {
         fault: FaultCategory,
         fault_date: NaiveDate,
         today: NaiveDate,
+        /// The programmes in the table: a claim may rest on one.
+        programmes: Vec<Programme>,
+    },
+    /// Records that the device is in each of `programmes` that affects it and
+    /// was not recorded before: what tells its owner, once.
+    Enrol {
+        programmes: Vec<Programme>,
+        today: NaiveDate,
     },
 }
 
@@ -362,6 +374,22 @@ pub enum Event {
         legal_extension_months: u32,
         /// The legal guarantee's end after this claim, if there is one.
         legal_guarantee_end: Option<NaiveDate>,
+        /// The programme the repair is a remedy under, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        programme_id: Option<String>,
+    },
+    /// The device is one a recall or service programme is offered for.
+    EnrolledInProgramme {
+        customer_id: String,
+        model: String,
+        programme_id: String,
+        programme_version: u32,
+        kind: ProgrammeKind,
+        faults: Vec<FaultCategory>,
+        remedy: Remedy,
+        /// Faults appearing until then are remedied.
+        ends: NaiveDate,
+        enrolled_on: NaiveDate,
     },
 }
 
@@ -378,6 +406,7 @@ impl Event {
             Self::WarrantyVoided { voided_on, .. } => Some(*voided_on),
             Self::CoverageDecided { decision, .. } => Some(decision.decided_for),
             Self::ClaimRecorded { claimed_on, .. } => Some(*claimed_on),
+            Self::EnrolledInProgramme { enrolled_on, .. } => Some(*enrolled_on),
             Self::PlanPaymentFailed { .. } | Self::OwnershipTransferred { .. } => None,
         }
     }
@@ -397,6 +426,7 @@ impl DomainEvent for Event {
             Self::OwnershipTransferred { .. } => "OwnershipTransferred",
             Self::CoverageDecided { .. } => "CoverageDecided",
             Self::ClaimRecorded { .. } => "ClaimRecorded",
+            Self::EnrolledInProgramme { .. } => "EnrolledInProgramme",
         }
     }
 }
@@ -710,6 +740,7 @@ impl Decider for Device {
                 fault,
                 fault_date,
                 today,
+                programmes,
             } => {
                 let device = require(state)?;
                 text("repair_order_id", repair_order_id, 100)?;
@@ -719,7 +750,7 @@ impl Decider for Device {
                 if fault_date > today {
                     return Err(DomainError::invalid("fault_date", "is in the future"));
                 }
-                let decision = coverage::decide(device, *fault, *fault_date, None);
+                let decision = coverage::decide(device, *fault, *fault_date, None, programmes);
                 if !decision.covered {
                     return Err(DomainError::Precondition(format!(
                         "not covered on {fault_date}: {}",
@@ -756,7 +787,26 @@ impl Decider for Device {
                     legal_guarantee_end: (legal_months > 0).then(|| {
                         add_months(device.purchase_date, legal_months + legal_extension_months)
                     }),
+                    programme_id: decision.programme.map(|p| p.id),
                 }])
+            }
+            Command::Enrol { programmes, today } => {
+                let device = require(state)?;
+                Ok(programmes
+                    .iter()
+                    .filter(|p| p.affects(device) && !device.programmes.contains(&p.id))
+                    .map(|p| Event::EnrolledInProgramme {
+                        customer_id: device.customer_id.clone(),
+                        model: device.model.clone(),
+                        programme_id: p.id.clone(),
+                        programme_version: p.version,
+                        kind: p.kind,
+                        faults: p.faults.clone(),
+                        remedy: p.remedy,
+                        ends: p.ends,
+                        enrolled_on: *today,
+                    })
+                    .collect())
             }
         }
     }
@@ -795,6 +845,7 @@ impl Decider for Device {
                 activated_on: *activated_on,
                 past_plans: Vec::new(),
                 decisions_on: DecisionsOn::default(),
+                programmes: BTreeSet::new(),
             });
         }
         let mut device = state?;
@@ -898,6 +949,9 @@ impl Decider for Device {
             }
             Event::WarrantyVoided { reason, .. } => device.voided = Some(reason.clone()),
             Event::OwnershipTransferred { to, .. } => device.customer_id = to.clone(),
+            Event::EnrolledInProgramme { programme_id, .. } => {
+                device.programmes.insert(programme_id.clone());
+            }
             Event::ClaimRecorded {
                 repair_order_id,
                 fault,
@@ -990,7 +1044,13 @@ mod tests {
     fn a_device_has_at_most_fifty_decisions_recorded_a_day() {
         let d = date("2025-01-10");
         let mut state = run(None, &register("DE", d, d)).unwrap();
-        let decision = decide(state.as_ref().unwrap(), FaultCategory::Battery, d, None);
+        let decision = decide(
+            state.as_ref().unwrap(),
+            FaultCategory::Battery,
+            d,
+            None,
+            &[],
+        );
         let record = |today: NaiveDate| Command::RecordDecision {
             fault: FaultCategory::Battery,
             decision: decision.clone(),
@@ -1341,6 +1401,7 @@ mod tests {
             fault: FaultCategory::Battery,
             fault_date: date(on),
             today: date(on),
+            programmes: Vec::new(),
         };
         let claimed = run(state.clone(), &claim("2025-06-01")).unwrap();
         assert!(
@@ -1381,9 +1442,9 @@ mod tests {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
             let state = run(state, &Command::Void { reason: "tampering".into(), evidence: vec![], today: purchase }).unwrap();
-            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None);
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None, &[]);
             prop_assert!(!decision.covered);
-            prop_assert_eq!(decision.remedy, crate::domain::Remedy::None);
+            prop_assert_eq!(decision.remedy, Remedy::None);
         }
 
         #[test]
@@ -1391,7 +1452,7 @@ mod tests {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
             for fault in FaultCategory::ALL.into_iter().filter(|f| f.is_excluded()) {
-                prop_assert!(!decide(state.as_ref().unwrap(), fault, purchase + chrono::Duration::days(asked), None).covered);
+                prop_assert!(!decide(state.as_ref().unwrap(), fault, purchase + chrono::Duration::days(asked), None, &[]).covered);
             }
         }
 
@@ -1410,6 +1471,7 @@ mod tests {
                 fault: FaultCategory::Display,
                 fault_date: purchase + chrono::Duration::days(claim_after / 2 + i64::from(legal)),
                 today: purchase + chrono::Duration::days(claim_after),
+                programmes: Vec::new(),
             };
             if let Ok(after) = run(state, &claim) {
                 prop_assert!(after.as_ref().unwrap().coverage_end() >= before);
@@ -1420,8 +1482,8 @@ mod tests {
         fn every_date_gets_a_decision_that_explains_itself(country in country(), bought in 0i64..3000, asked in -400i64..4000, fault in 0usize..13) {
             let purchase = day(bought);
             let state = run(None, &register(country, purchase, purchase)).unwrap();
-            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None);
-            prop_assert_eq!(decision.covered, decision.remedy != crate::domain::Remedy::None);
+            let decision = decide(state.as_ref().unwrap(), FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked), None, &[]);
+            prop_assert_eq!(decision.covered, decision.remedy != Remedy::None);
             prop_assert!(!decision.explanation.is_empty());
         }
     }

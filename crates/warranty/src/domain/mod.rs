@@ -3,12 +3,14 @@
 //! - [`ids`]: IMEI (Luhn-checked) and serial numbers.
 //! - [`policy`]: the per-country policy table, loaded from TOML and validated.
 //! - [`coverage`]: whether a fault is covered on a date, and why.
+//! - [`programme`]: recall and service programmes, loaded from TOML and validated.
 //! - [`device`]: the device aggregate as a decider.
 
 pub mod coverage;
 pub mod device;
 pub mod ids;
 pub mod policy;
+pub mod programme;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,7 @@ pub use coverage::{Decision, Reason, Remedy};
 pub use device::{Command, Device, DeviceState, Event, PurchaseProof};
 pub use ids::DeviceKey;
 pub use policy::{PolicyError, PolicyTable, PolicyTerms};
+pub use programme::{Programme, ProgrammeTable};
 
 /// What is wrong with a device; a closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

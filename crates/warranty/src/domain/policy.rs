@@ -240,6 +240,32 @@ pub struct PolicyError {
     pub reason: String,
 }
 
+/// Every `*.toml` file in `dir`, by name, as `(path, text)`.
+pub(super) fn read_toml_files(dir: &Path) -> Result<Vec<(String, String)>, PolicyError> {
+    let unreadable = |reason: String| PolicyError {
+        file: dir.display().to_string(),
+        field: "-".into(),
+        reason,
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(e.to_string()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|e| PolicyError {
+            file: path.display().to_string(),
+            field: "-".into(),
+            reason: e.to_string(),
+        })?;
+        files.push((path.display().to_string(), text));
+    }
+    Ok(files)
+}
+
 /// Every country's policies.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyTable {
@@ -256,27 +282,7 @@ pub const REQUIRED_COUNTRIES: &[&str] = &[
 impl PolicyTable {
     /// Loads every `*.toml` in `dir`; all must be valid.
     pub fn load_dir(dir: &Path) -> Result<Self, PolicyError> {
-        let unreadable = |reason: String| PolicyError {
-            file: dir.display().to_string(),
-            field: "-".into(),
-            reason,
-        };
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| unreadable(e.to_string()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|e| PolicyError {
-                file: path.display().to_string(),
-                field: "-".into(),
-                reason: e.to_string(),
-            })?;
-            files.push((path.display().to_string(), text));
-        }
+        let files = read_toml_files(dir)?;
         Self::from_sources(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
     }
 
@@ -526,7 +532,7 @@ impl PolicyTable {
 
 /// Every source names a document and a place in it, an https address if any,
 /// and a plausible date it was checked.
-fn check_sources(sources: &BTreeMap<String, Source>) -> Result<(), (String, String)> {
+pub(super) fn check_sources(sources: &BTreeMap<String, Source>) -> Result<(), (String, String)> {
     if sources.is_empty() {
         return Err(("sources".into(), "at least one source is needed".into()));
     }

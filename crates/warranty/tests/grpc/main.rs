@@ -7,4 +7,5 @@ mod devices;
 mod harness;
 mod history;
 mod process;
+mod programmes;
 mod tls;
