@@ -219,6 +219,10 @@ struct Up {
     /// the API with grpcurl on a development machine only.
     #[arg(long)]
     allow_unauthenticated: bool,
+    /// A directory of recall and service programme files to use instead of the
+    /// built-in ones.
+    #[arg(long, env = "AFTERSALES_PROGRAMMES")]
+    programmes: Option<PathBuf>,
 }
 
 async fn up(args: Up) -> Result<(), String> {
@@ -294,6 +298,7 @@ async fn up(args: Up) -> Result<(), String> {
         common: common("warranty")?,
         listen: args.warranty_listen,
         metrics_listen: None,
+        programmes: args.programmes.clone(),
         ..Default::default()
     })
     .await

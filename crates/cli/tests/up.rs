@@ -1035,6 +1035,148 @@ async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depo
 /// Runs `aftersales <args>` against the services at `urls` (warranty, repair,
 /// logistics, notification and, when given, parts); stdout, or stderr as the
 /// error.
+/// The customer's programme notices, with their subjects.
+async fn programme_notices(notification: &str, customer: &str, at_least: usize) -> Vec<String> {
+    let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
+        format!("http://{notification}"),
+    )
+    .await
+    .unwrap();
+    aftersales_testkit::eventually(
+        || {
+            let mut inbox = inbox.clone();
+            async move {
+                inbox
+                    .list_notifications(aftersales_proto::notification::ListNotificationsRequest {
+                        customer_id: customer.into(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .notifications
+                    .into_iter()
+                    .filter(|n| n.kind == "programme_notice")
+                    .map(|n| n.subject)
+                    .collect::<Vec<_>>()
+            }
+        },
+        |notices: &Vec<String>| notices.len() >= at_least,
+    )
+    .await
+}
+
+/// A recall that begins after Mei registered her phone tells her once, in
+/// German, and never again however often the platform restarts; a phone she
+/// registers while it runs is told at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // `up` runs on the real clock
+async fn a_recall_tells_its_owner_once_in_her_language_across_restarts() {
+    use aftersales_proto::notification as npb;
+    let data = tempfile::tempdir().unwrap();
+    let none = tempfile::tempdir().unwrap();
+    let recall = tempfile::tempdir().unwrap();
+    let in_batch = |n: u64| {
+        let body = format!("{}", 35_209_900_200_000u64 + n);
+        (0..10)
+            .map(|d| format!("{body}{d}"))
+            .find(|imei| aftersales_core::types::luhn_valid(imei))
+            .unwrap()
+    };
+    let today = chrono::Utc::now().date_naive();
+    let register = |imei: String| pb::RegisterDeviceRequest {
+        device_id: Some(DeviceId {
+            kind: Some(device_id::Kind::Imei(imei)),
+        }),
+        model: "Aurora 4".into(),
+        purchase_date: (today - chrono::Duration::days(1200)).to_string(),
+        country_of_purchase: Some(CountryCode { value: "DE".into() }),
+        channel: pb::SalesChannel::RetailStore.into(),
+        customer_id: "cust-mei".into(),
+        ..Default::default()
+    };
+    let up_with_programmes = |dir: &std::path::Path| {
+        up_services(
+            data.path(),
+            &[
+                "--allow-unauthenticated",
+                "--programmes",
+                dir.to_str().unwrap(),
+            ],
+        )
+    };
+
+    // Registered before any programme: nothing to tell.
+    let ([warranty, _, _, notification, _], child) = up_with_programmes(none.path());
+    let mut n = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
+        format!("http://{notification}"),
+    )
+    .await
+    .unwrap();
+    n.set_preferences(npb::Preferences {
+        customer_id: "cust-mei".into(),
+        language: "de".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
+        .await
+        .unwrap();
+    w.register_device(register(in_batch(1))).await.unwrap();
+    inbox_kinds(&notification, "cust-mei", |k| {
+        k.contains(&"device_registered".to_owned())
+    })
+    .await;
+    assert!(terminate(child).success());
+
+    // The recall begins: the sweep at start tells her, in German.
+    let builtin = include_str!("../../warranty/programmes/programmes.toml");
+    std::fs::write(
+        recall.path().join("programmes.toml"),
+        builtin.replace(
+            "starts = \"2026-03-01\"",
+            &format!("starts = \"{}\"", today - chrono::Duration::days(30)),
+        ),
+    )
+    .unwrap();
+    let ([_, _, _, notification, _], child) = up_with_programmes(recall.path());
+    let notices = programme_notices(&notification, "cust-mei", 1).await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("Sicherheitsrückruf"), "{notices:?}");
+    assert!(terminate(child).success());
+
+    // Started again: swept again, nobody told twice; a phone registered now is
+    // told at registration.
+    let ([warranty, _, _, notification, _], child) = up_with_programmes(recall.path());
+    let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
+        .await
+        .unwrap();
+    let second = w
+        .register_device(register(in_batch(2)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.programmes, ["A4-BAT-2026"]);
+    let notices = programme_notices(&notification, "cust-mei", 2).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let settled = programme_notices(&notification, "cust-mei", 2).await;
+    assert_eq!((notices.len(), settled.len()), (2, 2), "{settled:?}");
+    let programmes = w
+        .list_programmes(pb::ListProgrammesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .programmes;
+    assert_eq!(programmes.len(), 1);
+    assert_eq!(
+        (programmes[0].id.as_str(), programmes[0].affected),
+        ("A4-BAT-2026", 2)
+    );
+    assert!(terminate(child).success());
+}
+
 fn run(urls: &[&str], args: &[&str]) -> Result<String, String> {
     run_env(urls, &[], args)
 }
