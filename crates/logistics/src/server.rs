@@ -2,7 +2,6 @@
 //! read models, the stall sweep, and (with NATS) the relay and the consumer of
 //! repair's events.
 
-use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,7 +198,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .privacy(crate::privacy::LogisticsRecords::new(app.clone()));
     match webhook {
         Some(settings) => {
-            let (listener, addr) = crate::webhook::bind(config.webhook_listen)
+            let (listener, addr) = aftersales_runtime::service::bind_http(config.webhook_listen)
                 .await
                 .map_err(|e| StartError::Config(format!("webhook: {e}")))?;
             let router = crate::webhook::router(app.clone(), settings, common.region.clone());
@@ -212,18 +211,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     ),
                 })
                 .task(move |shutdown| async move {
-                    if let Err(error) = axum::serve(
-                        listener.tap_io(|stream| {
-                            // Small writes (a page's last bytes, a live event) go out at once.
-                            let _ = stream.set_nodelay(true);
-                        }),
+                    let stopped = shutdown.stopped();
+                    aftersales_runtime::service::serve_http(
+                        listener,
                         router,
+                        stopped,
+                        "carrier webhook",
                     )
-                    .with_graceful_shutdown(shutdown.stopped())
-                    .await
-                    {
-                        tracing::error!(%error, "carrier webhook stopped");
-                    }
+                    .await;
                 });
         }
         None => tracing::info!("no AFTERSALES_WEBHOOK_SECRETS: the carrier webhook is off"),

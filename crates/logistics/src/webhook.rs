@@ -17,7 +17,6 @@
 //! tracking number; 409 when the shipment takes no scans (cancelled); 413 above
 //! the body limit; 503 when the store is unavailable.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use aftersales_eventstore::CommandContext;
@@ -27,9 +26,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
-use sha2::Sha256;
 use uuid::Uuid;
 
 use aftersales_core::ErrorKind;
@@ -66,52 +63,10 @@ struct Shared {
     region: String,
 }
 
-/// The signature header `carrier` sends for `body` at `unix_seconds`.
-pub fn sign(secret: &[u8], carrier: &str, unix_seconds: i64, body: &[u8]) -> String {
-    let tag = keyed(secret, carrier, unix_seconds, body)
-        .finalize()
-        .into_bytes();
-    format!("t={unix_seconds},v1={}", hex::encode(tag))
-}
-
-/// The MAC over `"<t>.<carrier>.<body>"`, before finalizing.
-fn keyed(secret: &[u8], carrier: &str, unix_seconds: i64, body: &[u8]) -> Hmac<Sha256> {
-    #[allow(clippy::expect_used)] // HMAC takes keys of any length
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(unix_seconds.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(carrier.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
-
-/// The `t=<unix seconds>,v1=<hex>` signature header's timestamp and MAC; `None`
-/// unless it has both, well formed. Any text is answered, never a panic.
-pub fn parse_signature(value: &str) -> Option<(i64, Vec<u8>)> {
-    let mut timestamp = None;
-    let mut signature = None;
-    for part in value.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", s)) => signature = hex::decode(s).ok(),
-            _ => {}
-        }
-    }
-    Some((timestamp?, signature?))
-}
-
-/// Whether `timestamp` is within `window` of `now`, either side; any pair of
-/// numbers is answered, overflow being "no".
-pub fn within_window(now: i64, timestamp: i64, window: Duration) -> bool {
-    let window = i64::try_from(window.as_secs()).unwrap_or(i64::MAX);
-    now.checked_sub(timestamp)
-        .and_then(i64::checked_abs)
-        .is_some_and(|age| age <= window)
-}
+pub use aftersales_runtime::signature::sign;
 
 /// Checks the signature header against the body with each of the carrier's
-/// secrets, in constant time.
+/// secrets (the carrier's name is the signed scope).
 fn verify(
     settings: &WebhookSettings,
     carrier: &str,
@@ -119,27 +74,16 @@ fn verify(
     body: &[u8],
     now: i64,
 ) -> Result<(), &'static str> {
-    let value = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or("missing signature")?;
-    let (timestamp, signature) = parse_signature(value).ok_or("malformed signature")?;
-    if !within_window(now, timestamp, settings.replay_window) {
-        return Err("signature timestamp outside the replay window");
-    }
+    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     let secrets = settings.secrets.get(carrier).map_or(&[][..], Vec::as_slice);
-    // Every secret is tried, so the time taken does not say which matched.
-    let matched = secrets.iter().fold(false, |matched, secret| {
-        keyed(secret, carrier, timestamp, body)
-            .verify_slice(&signature)
-            .is_ok()
-            | matched
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err("bad signature")
-    }
+    aftersales_runtime::signature::verify(
+        secrets,
+        carrier,
+        header,
+        body,
+        now,
+        settings.replay_window,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,13 +203,6 @@ pub fn router(app: Logistics, settings: WebhookSettings, region: String) -> Rout
             settings,
             region,
         })
-}
-
-/// Binds the webhook's listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
 }
 
 #[cfg(test)]

@@ -5,13 +5,19 @@
 //! - a payment is created once per idempotency key (a retried request finds
 //!   the same payment; the same key for another amount is refused);
 //! - it settles later, as a real one does after the customer authenticates
-//!   with their bank: the merchant asks for its status until it succeeded or
-//!   failed, and grants nothing before it succeeded.
+//!   with their bank, and grants nothing before it succeeded. The provider says
+//!   so by signed webhook ([`webhook`]): each event delivered at least once,
+//!   possibly again and out of order, so the merchant applies each outcome
+//!   once and ignores what comes late; asking for the payment's status is the
+//!   merchant's reconciliation for a webhook that never came.
 //!
 //! [`Sandbox`] behaves that way without moving money: payment methods name
 //! their outcome (`sandbox-ok`, `sandbox-declined`, `sandbox-insufficient-funds`,
-//! `sandbox-pending`), and a payment settles a configurable delay after it is
-//! created.
+//! `sandbox-pending`), a payment settles a configurable delay after it is
+//! created, and with a webhook configured its events are posted, signed, as
+//! many times as asked and every other time in reverse order.
+
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +26,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+pub use webhook::SandboxWebhook;
 
 /// What to take, from whom, and the key that makes asking twice harmless.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +93,7 @@ pub struct Sandbox {
     settle_after: Duration,
     payments: Mutex<HashMap<String, Stored>>,
     by_key: Mutex<HashMap<String, String>>,
+    webhook: Option<SandboxWebhook>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,14 +116,26 @@ impl Sandbox {
             settle_after,
             payments: Mutex::default(),
             by_key: Mutex::default(),
+            webhook: None,
         }
+    }
+
+    /// Posts each payment's events to `webhook` once it settles.
+    pub fn with_webhook(mut self, webhook: SandboxWebhook) -> Self {
+        self.webhook = Some(webhook);
+        self
     }
 
     fn status(&self, stored: &Stored) -> PaymentStatus {
         if stored.created.elapsed() < self.settle_after {
             return PaymentStatus::Pending;
         }
-        match stored.request.method.as_str() {
+        Self::outcome(&stored.request.method)
+    }
+
+    /// How a payment with `method` ends.
+    fn outcome(method: &str) -> PaymentStatus {
+        match method {
             "sandbox-ok" => PaymentStatus::Succeeded,
             "sandbox-declined" => PaymentStatus::Failed {
                 reason: "the card was declined".into(),
@@ -173,7 +194,14 @@ impl Sandbox {
         };
         let payment = self.payment(&id, &stored);
         by_key.insert(request.idempotency_key.clone(), id.clone());
-        payments.insert(id, stored);
+        payments.insert(id.clone(), stored);
+        if let Some(webhook) = &self.webhook {
+            let settled = Payment {
+                status: Self::outcome(&request.method),
+                ..payment.clone()
+            };
+            webhook.settle_later(self.settle_after, settled);
+        }
         Ok(payment)
     }
 

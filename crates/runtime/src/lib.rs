@@ -28,5 +28,6 @@ pub mod request;
 pub mod sealed;
 pub mod service;
 pub mod signal;
+pub mod signature;
 pub mod telemetry;
 pub mod tls;

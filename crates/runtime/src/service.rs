@@ -180,6 +180,34 @@ impl Assembly {
     }
 }
 
+/// Binds an HTTP endpoint's listener; its address (the port chosen, for `:0`).
+pub async fn bind_http(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serves `router` on `listener` until `stopped`, as a service's HTTP endpoint
+/// (a webhook); `what` names it in the log should it stop on an error.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stopped: impl Future<Output = ()> + Send + 'static,
+    what: &'static str,
+) {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|stream| {
+        // Small answers go out at once.
+        let _ = stream.set_nodelay(true);
+    });
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!(%error, what, "an HTTP endpoint stopped");
+    }
+}
+
 /// Where a service listens.
 #[derive(Debug, Clone, Copy)]
 pub struct Listen {

@@ -444,22 +444,53 @@ impl Warranty {
                     continue;
                 }
             };
-            let settlement = match payment.status {
-                PaymentStatus::Pending => continue,
-                PaymentStatus::Succeeded => Settlement::Paid,
-                PaymentStatus::Failed { reason } => Settlement::Failed { reason },
-            };
-            let Some(key) = DeviceKey::from_stream_name(&stream_id) else {
-                continue;
-            };
-            let command = Command::SettlePlanPayment {
-                payment_id,
-                settlement,
-            };
-            self.run(&key, command, ctx).await?;
-            settled += 1;
+            if self
+                .settle(&stream_id, &payment_id, payment.status, ctx)
+                .await?
+            {
+                settled += 1;
+            }
         }
         Ok(settled)
+    }
+
+    /// Applies what the provider's webhook says about `payment_id`: `true` if
+    /// that settled its plan now, `false` if there was nothing to do (under way,
+    /// or settled before: a redelivery, or news out of order). NOT_FOUND while
+    /// the payment is not known yet (the provider tries again).
+    pub async fn settle_from_webhook(
+        &self,
+        payment_id: &str,
+        status: PaymentStatus,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        let stream_id = projections::payment_stream(&self.store, payment_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("payment {payment_id}")))?;
+        self.settle(&stream_id, payment_id, status, ctx).await
+    }
+
+    /// Settles the plan `payment_id` pays for on the device `stream_id`, once.
+    async fn settle(
+        &self,
+        stream_id: &str,
+        payment_id: &str,
+        status: PaymentStatus,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        let settlement = match status {
+            PaymentStatus::Pending => return Ok(false),
+            PaymentStatus::Succeeded => Settlement::Paid,
+            PaymentStatus::Failed { reason } => Settlement::Failed { reason },
+        };
+        let Some(key) = DeviceKey::from_stream_name(stream_id) else {
+            return Ok(false);
+        };
+        let command = Command::SettlePlanPayment {
+            payment_id: payment_id.to_owned(),
+            settlement,
+        };
+        Ok(!self.run(&key, command, ctx).await?.1)
     }
 
     /// Cancels the active plan; the refund in minor units and its currency.

@@ -6,6 +6,7 @@
 //! - [`api`]: the gRPC service `aftersales.warranty.v1.WarrantyService`.
 //! - [`projections`]: read models rebuilt from the log.
 //! - [`integration`]: the public events other services receive.
+//! - [`webhook`]: the payment provider's signed events, over HTTP.
 
 pub mod api;
 pub mod app;
@@ -15,3 +16,4 @@ pub mod integration;
 pub mod privacy;
 pub mod projections;
 pub mod server;
+pub mod webhook;

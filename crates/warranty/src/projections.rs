@@ -88,7 +88,8 @@ impl Projection for ProgrammeDevices {
 }
 
 /// Plans ordered and not yet paid for, by device: what the settlement sweep
-/// asks the payment provider about.
+/// asks the payment provider about; and every plan payment by its id, where the
+/// provider's webhook finds the device.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingPayments;
 
@@ -119,9 +120,17 @@ impl Projection for PendingPayments {
                          VALUES ($1, $2, $3) ON CONFLICT (stream_id) DO UPDATE SET \
                          payment_id = excluded.payment_id, ordered_on = excluded.ordered_on",
                     )
-                    .bind(stream)
-                    .bind(payment_id)
+                    .bind(stream.clone())
+                    .bind(payment_id.clone())
                     .bind(ordered_on.to_string())
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO warranty_payments (payment_id, stream_id) VALUES ($1, $2) \
+                         ON CONFLICT (payment_id) DO NOTHING",
+                    )
+                    .bind(payment_id)
+                    .bind(stream)
                     .execute(c)
                     .await?;
                 });
@@ -141,7 +150,8 @@ impl Projection for PendingPayments {
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM warranty_pending_payments").execute(c).await?;
+            sqlx::query("DELETE FROM warranty_pending_payments").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM warranty_payments").execute(c).await?;
         });
         Ok(())
     }
@@ -632,5 +642,18 @@ pub async fn programme_progress(
                 Ok((row.try_get("programme_id")?, (count("affected")?, count("remedied")?)))
             })
             .collect()
+    })
+}
+
+/// The device stream a plan payment was ordered on, once the read model has it.
+pub async fn payment_stream(
+    store: &AnyEventStore,
+    payment_id: &str,
+) -> Result<Option<String>, StoreError> {
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar("SELECT stream_id FROM warranty_payments WHERE payment_id = $1")
+            .bind(payment_id.to_owned())
+            .fetch_optional(pool)
+            .await?)
     })
 }

@@ -8,16 +8,19 @@ use std::time::Duration;
 
 use aftersales_eventstore::CommandContext;
 use aftersales_messaging::Names;
+use aftersales_payments::SandboxWebhook;
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::request::Requests;
-use aftersales_runtime::service::{Assembly, Description, Listen};
+use aftersales_runtime::service::{Assembly, Description, Endpoint, Listen};
 pub use aftersales_runtime::service::{Running, StartError};
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::WarrantyApi;
 use crate::app::Warranty;
 use crate::domain::policy::REQUIRED_COUNTRIES;
 use crate::domain::{PolicyTable, ProgrammeTable};
+use crate::webhook::WebhookSettings;
 
 /// The warranty service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -72,9 +75,64 @@ pub struct Config {
         default_value_t = 2000
     )]
     pub sandbox_payment_settle_millis: u64,
-    /// How often pending payments are asked about.
+    /// How often pending payments are asked about: the reconciliation for a
+    /// webhook that never came.
     #[arg(long, env = "AFTERSALES_PAYMENT_POLL_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub payment_poll_millis: u64,
+    /// The payment provider's webhook signing secrets (at least 16 bytes each;
+    /// two comma-separated while it rotates). Unset: no webhook, payments
+    /// settle by asking the provider only.
+    #[arg(long, env = "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS", value_parser = aftersales_runtime::config::secret, hide_env_values = true)]
+    pub payments_webhook_secrets: Option<SecretString>,
+    /// The payment webhook's HTTP address (with its secret).
+    #[arg(
+        long,
+        env = "AFTERSALES_PAYMENTS_WEBHOOK_LISTEN",
+        default_value = "127.0.0.1:8051"
+    )]
+    pub payments_webhook_listen: SocketAddr,
+    /// How far a webhook signature's timestamp may be from now.
+    #[arg(
+        long,
+        env = "AFTERSALES_PAYMENTS_WEBHOOK_REPLAY_WINDOW_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub payments_webhook_replay_window_seconds: u64,
+    /// How many times the sandbox delivers each webhook event (a real provider
+    /// redelivers; every other round comes in reverse order).
+    #[arg(long, env = "AFTERSALES_SANDBOX_WEBHOOK_DELIVERIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub sandbox_webhook_deliveries: u32,
+}
+
+/// The name of the payment webhook's endpoint in [`Running::endpoint`].
+pub const PAYMENTS_WEBHOOK: &str = "payments-webhook";
+
+fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
+    const VARIABLE: &str = "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS";
+    let Some(secrets) = &config.payments_webhook_secrets else {
+        return Ok(None);
+    };
+    let mut active = Vec::new();
+    for secret in secrets.expose_secret().split(',').map(str::trim) {
+        aftersales_runtime::config::refuse_placeholder(VARIABLE, secret)
+            .map_err(StartError::Config)?;
+        if secret.len() < 16 {
+            return Err(StartError::Config(format!(
+                "{VARIABLE}: each secret must be at least 16 bytes"
+            )));
+        }
+        active.push(secret.as_bytes().to_vec());
+    }
+    if active.len() > 2 {
+        return Err(StartError::Config(format!(
+            "{VARIABLE}: at most two secrets (two at once, to rotate)"
+        )));
+    }
+    Ok(Some(WebhookSettings {
+        secrets: active,
+        replay_window: Duration::from_secs(config.payments_webhook_replay_window_seconds),
+    }))
 }
 
 impl Default for Config {
@@ -100,11 +158,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     .map_err(|e| StartError::Config(format!("programmes: {e}")))?;
     let common = &config.common;
+    let webhook = webhook_settings(&config)?;
     let store = SERVICE.open(common).await?;
+    // Bound first: the sandbox posts its webhooks to the address it got.
+    let webhook = match webhook {
+        Some(settings) => {
+            let (listener, addr) =
+                aftersales_runtime::service::bind_http(config.payments_webhook_listen)
+                    .await
+                    .map_err(|e| StartError::Config(format!("payments webhook: {e}")))?;
+            Some((settings, listener, addr))
+        }
+        None => None,
+    };
     let payments: Arc<dyn aftersales_payments::PaymentProvider> = match config.payments.as_str() {
-        "sandbox" => Arc::new(aftersales_payments::Sandbox::new(Duration::from_millis(
-            config.sandbox_payment_settle_millis,
-        ))),
+        "sandbox" => {
+            let sandbox = aftersales_payments::Sandbox::new(Duration::from_millis(
+                config.sandbox_payment_settle_millis,
+            ));
+            Arc::new(match &webhook {
+                Some((settings, _, addr)) => sandbox.with_webhook(SandboxWebhook::new(
+                    format!("http://{addr}/v1/payments/events"),
+                    settings.secrets.last().cloned().unwrap_or_default(),
+                    config.sandbox_webhook_deliveries,
+                    common.clock.clone(),
+                )),
+                None => sandbox,
+            })
+        }
         other => {
             return Err(StartError::Config(format!(
                 "AFTERSALES_PAYMENTS: {other:?} is not a payment provider (sandbox)"
@@ -118,6 +199,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         payments,
     );
     let cache = Arc::clone(app.cache());
+    let webhook_app = app.clone();
     let settling = app.clone();
     let region = common.region.clone();
     let clock = common.clock.clone();
@@ -174,6 +256,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             }
         }
     });
+    let assembly = match webhook {
+        Some((settings, listener, addr)) => {
+            let router = crate::webhook::router(
+                webhook_app,
+                settings,
+                common.region.clone(),
+                common.clock.clone(),
+            );
+            assembly
+                .endpoint(Endpoint {
+                    name: PAYMENTS_WEBHOOK,
+                    addr,
+                    banner: format!("payment webhook on http://{addr}/v1/payments/events"),
+                })
+                .task(move |shutdown| async move {
+                    let stopped = shutdown.stopped();
+                    aftersales_runtime::service::serve_http(
+                        listener,
+                        router,
+                        stopped,
+                        "payment webhook",
+                    )
+                    .await;
+                })
+        }
+        None => assembly,
+    };
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,

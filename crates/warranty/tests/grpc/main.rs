@@ -6,6 +6,7 @@ mod auth;
 mod devices;
 mod harness;
 mod history;
+mod payments;
 mod process;
 mod programmes;
 mod tls;

@@ -1,0 +1,363 @@
+//! The provider's webhook: the events it posts to the merchant, signed as
+//! [`aftersales_runtime::signature`] describes with the scope `payments`, and
+//! how a merchant reads them. The sandbox's deliveries are here too.
+
+use std::time::Duration;
+
+use aftersales_core::SharedClock;
+use serde::{Deserialize, Serialize};
+
+use crate::{Payment, PaymentStatus};
+
+pub const SIGNATURE_HEADER: &str = "x-payments-signature";
+/// Signed with every body, so no other sender's secret speaks for payments.
+pub const SCOPE: &str = "payments";
+/// Far above any real event, far below what could hurt.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// One event about one payment. A redelivery carries the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub payment_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// When the provider created it, in unix milliseconds.
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// Under way: the customer or their bank has not answered yet.
+    #[serde(rename = "payment.processing")]
+    Processing,
+    #[serde(rename = "payment.succeeded")]
+    Succeeded,
+    #[serde(rename = "payment.failed")]
+    Failed,
+}
+
+impl WebhookEvent {
+    /// How the payment ended, if the event says it did.
+    pub fn outcome(&self) -> Option<PaymentStatus> {
+        match self.kind {
+            EventKind::Processing => None,
+            EventKind::Succeeded => Some(PaymentStatus::Succeeded),
+            EventKind::Failed => Some(PaymentStatus::Failed {
+                reason: self
+                    .failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "the payment failed".into()),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// Not signed by the provider (or not now): nothing may be done with it.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("malformed event: {0}")]
+    Malformed(String),
+}
+
+/// Reads one delivery: its signature checked against `secrets` (one, or two
+/// while they rotate) at `now` (unix seconds), then its event.
+pub fn read(
+    secrets: &[Vec<u8>],
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+    window: Duration,
+) -> Result<WebhookEvent, WebhookError> {
+    aftersales_runtime::signature::verify(secrets, SCOPE, signature, body, now, window)
+        .map_err(WebhookError::Unauthorized)?;
+    let event: WebhookEvent =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    if event.id.is_empty()
+        || event.id.len() > 200
+        || event.payment_id.is_empty()
+        || event.payment_id.len() > 200
+    {
+        return Err(WebhookError::Malformed(
+            "id and payment_id are 1 to 200 bytes".into(),
+        ));
+    }
+    Ok(event)
+}
+
+/// Where the sandbox posts its events, and how often each.
+#[derive(Clone)]
+pub struct SandboxWebhook {
+    url: String,
+    secret: Vec<u8>,
+    deliveries: u32,
+    clock: SharedClock,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for SandboxWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxWebhook")
+            .field("url", &self.url)
+            .field("deliveries", &self.deliveries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempts per delivery before the sandbox gives up on it, as a provider does
+/// after its retry schedule.
+const ATTEMPTS: u32 = 8;
+
+impl SandboxWebhook {
+    /// Posts to `url`, signed with `secret` at `clock`'s time, each event
+    /// `deliveries` times (at least once).
+    pub fn new(url: String, secret: Vec<u8>, deliveries: u32, clock: SharedClock) -> Self {
+        Self {
+            url,
+            secret,
+            deliveries: deliveries.max(1),
+            clock,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// After `after`, posts that `settled` is under way and how it ended;
+    /// every other round the ending comes first. A payment that never settles
+    /// posts nothing.
+    pub(crate) fn settle_later(&self, after: Duration, settled: Payment) {
+        let (kind, failure_reason) = match &settled.status {
+            PaymentStatus::Pending => return,
+            PaymentStatus::Succeeded => (EventKind::Succeeded, None),
+            PaymentStatus::Failed { reason } => (EventKind::Failed, Some(reason.clone())),
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let created = this.clock.now().timestamp_millis();
+            let event = |kind, suffix: &str, failure_reason| WebhookEvent {
+                id: format!("evt_{}_{suffix}", settled.id),
+                kind,
+                payment_id: settled.id.clone(),
+                amount_minor: settled.amount_minor,
+                currency: settled.currency.clone(),
+                failure_reason,
+                created,
+            };
+            let events = [
+                event(EventKind::Processing, "processing", None),
+                event(kind, "outcome", failure_reason),
+            ];
+            for round in 0..this.deliveries {
+                let order: Vec<&WebhookEvent> = if round % 2 == 0 {
+                    events.iter().rev().collect()
+                } else {
+                    events.iter().collect()
+                };
+                for event in order {
+                    this.post(event).await;
+                }
+            }
+        });
+    }
+
+    /// Posts `event` until the merchant answers 2xx, backing off, or gives up.
+    async fn post(&self, event: &WebhookEvent) {
+        let Ok(body) = serde_json::to_vec(event) else {
+            return;
+        };
+        let mut wait = Duration::from_millis(50);
+        for attempt in 1..=ATTEMPTS {
+            let signature = aftersales_runtime::signature::sign(
+                &self.secret,
+                SCOPE,
+                self.clock.now().timestamp(),
+                &body,
+            );
+            let sent = self
+                .client
+                .post(&self.url)
+                .header(SIGNATURE_HEADER, signature)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(answer) if answer.status().is_success() => return,
+                Ok(answer) => {
+                    tracing::debug!(status = %answer.status(), attempt, "webhook not accepted");
+                }
+                Err(error) => tracing::debug!(%error, attempt, "webhook not delivered"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+        tracing::warn!(event = event.id, "the sandbox gave up delivering a webhook");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::{PaymentProvider as _, PaymentRequest, Sandbox};
+
+    const SECRET: &[u8] = b"payments-secret-0123";
+
+    #[derive(Clone, Default)]
+    struct Merchant {
+        received: Arc<Mutex<Vec<WebhookEvent>>>,
+        refused: Arc<Mutex<u32>>,
+    }
+
+    /// A merchant that refuses its first delivery (as a busy one would), then
+    /// keeps what the signature lets through.
+    async fn serve() -> (String, Merchant) {
+        let merchant = Merchant::default();
+        let shared = merchant.clone();
+        let app = axum::Router::new().route(
+            "/events",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+                    #[allow(clippy::disallowed_methods)] // the test's merchant reads the real clock
+                    let now = chrono::Utc::now().timestamp();
+                    let Ok(event) = read(
+                        &[SECRET.to_vec()],
+                        signature,
+                        &body,
+                        now,
+                        Duration::from_secs(300),
+                    ) else {
+                        return StatusCode::UNAUTHORIZED;
+                    };
+                    let mut refused = shared.refused.lock().unwrap();
+                    if *refused == 0 {
+                        *refused += 1;
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    shared.received.lock().unwrap().push(event);
+                    StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/events"), merchant)
+    }
+
+    fn request(key: &str, method: &str) -> PaymentRequest {
+        PaymentRequest {
+            idempotency_key: key.into(),
+            amount_minor: 1999,
+            currency: "EUR".into(),
+            description: "USB-C cable".into(),
+            method: method.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_posts_each_event_as_often_as_asked_signed_retried_and_out_of_order() {
+        let (url, merchant) = serve().await;
+        let webhook = SandboxWebhook::new(
+            url,
+            SECRET.to_vec(),
+            3,
+            Arc::new(aftersales_core::SystemClock),
+        );
+        let sandbox = Sandbox::new(Duration::from_millis(10)).with_webhook(webhook);
+        let declined = sandbox
+            .create(&request("k1", "sandbox-declined"))
+            .await
+            .unwrap();
+        sandbox
+            .create(&request("k2", "sandbox-pending"))
+            .await
+            .unwrap();
+        // The same key again is the same payment: no second set of events.
+        sandbox
+            .create(&request("k1", "sandbox-declined"))
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        for _ in 0..200 {
+            received = merchant.received.lock().unwrap().clone();
+            if received.len() >= 6 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let received_then = merchant.received.lock().unwrap().clone();
+        assert_eq!(received_then.len(), 6, "{received_then:#?}");
+        assert_eq!(received, received_then);
+        assert!(received.iter().all(|e| e.payment_id == declined.id));
+        // Delivered three times each, and the ending came before the news it was under way.
+        assert_eq!(received[0].kind, EventKind::Failed);
+        assert_eq!(
+            received[0].failure_reason.as_deref(),
+            Some("the card was declined")
+        );
+        assert_eq!(received[1].kind, EventKind::Processing);
+        for kind in [EventKind::Processing, EventKind::Failed] {
+            let of_kind: Vec<_> = received.iter().filter(|e| e.kind == kind).collect();
+            assert_eq!(of_kind.len(), 3);
+            assert!(of_kind.iter().all(|e| e.id == of_kind[0].id));
+        }
+        assert_eq!(
+            *merchant.refused.lock().unwrap(),
+            1,
+            "the refused delivery came again"
+        );
+    }
+
+    #[test]
+    fn a_delivery_is_read_only_when_signed_by_the_provider_and_well_formed() {
+        let event = WebhookEvent {
+            id: "evt_1".into(),
+            kind: EventKind::Succeeded,
+            payment_id: "pay_1".into(),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            failure_reason: None,
+            created: 0,
+        };
+        let body = serde_json::to_vec(&event).unwrap();
+        let window = Duration::from_secs(300);
+        let secrets = [SECRET.to_vec()];
+        let signed = aftersales_runtime::signature::sign(SECRET, SCOPE, 1_000, &body);
+        assert_eq!(
+            read(&secrets, Some(&signed), &body, 1_000, window),
+            Ok(event)
+        );
+        assert_eq!(event_outcome(&body), Some(PaymentStatus::Succeeded));
+        let as_carrier = aftersales_runtime::signature::sign(SECRET, "dhl", 1_000, &body);
+        assert_eq!(
+            read(&secrets, Some(&as_carrier), &body, 1_000, window),
+            Err(WebhookError::Unauthorized("bad signature"))
+        );
+        let junk = b"{\"id\": 1}";
+        let signed_junk = aftersales_runtime::signature::sign(SECRET, SCOPE, 1_000, junk);
+        assert!(matches!(
+            read(&secrets, Some(&signed_junk), junk, 1_000, window),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+
+    fn event_outcome(body: &[u8]) -> Option<PaymentStatus> {
+        serde_json::from_slice::<WebhookEvent>(body)
+            .unwrap()
+            .outcome()
+    }
+}
