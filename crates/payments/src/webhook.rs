@@ -1,7 +1,15 @@
 //! The provider's webhook: the events it posts to the merchant, signed as
 //! [`aftersales_runtime::signature`] describes with the scope `payments`, and
-//! how a merchant reads them. The sandbox's deliveries are here too.
+//! the merchant's endpoint for them, `POST /v1/payments/events` ([`router`]).
+//! The sandbox's deliveries are here too.
+//!
+//! The endpoint answers 200 once an event is handled (applied, or nothing to do:
+//! a redelivery, news out of order, a payment under way); 401 for a bad, missing
+//! or stale signature, doing nothing; 400 for a malformed event; 413 above the
+//! body limit; 503 while the payment is not known yet or the merchant's store is
+//! unavailable, so the provider delivers it again.
 
+use std::future::Future;
 use std::time::Duration;
 
 use aftersales_core::SharedClock;
@@ -89,6 +97,153 @@ pub fn read(
         ));
     }
     Ok(event)
+}
+
+/// How deliveries are authenticated.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// The provider's signing secrets: one, or two while it rotates.
+    pub secrets: Vec<Vec<u8>>,
+    /// How old (or how far ahead) a signature's timestamp may be.
+    pub replay_window: Duration,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("secrets", &self.secrets.len())
+            .field("replay_window", &self.replay_window)
+            .finish()
+    }
+}
+
+impl WebhookSettings {
+    /// From `variable`'s value: one secret, or two comma-separated while they
+    /// rotate, each at least 16 bytes.
+    pub fn parse(variable: &str, secrets: &str, replay_window: Duration) -> Result<Self, String> {
+        let mut active = Vec::new();
+        for secret in secrets.split(',').map(str::trim) {
+            aftersales_runtime::config::refuse_placeholder(variable, secret)?;
+            if secret.len() < 16 {
+                return Err(format!("{variable}: each secret must be at least 16 bytes"));
+            }
+            active.push(secret.as_bytes().to_vec());
+        }
+        if active.len() > 2 {
+            return Err(format!(
+                "{variable}: at most two secrets (two at once, to rotate)"
+            ));
+        }
+        if replay_window.is_zero() {
+            return Err(format!(
+                "{variable}: the replay window must be at least a second"
+            ));
+        }
+        Ok(Self {
+            secrets: active,
+            replay_window,
+        })
+    }
+
+    /// The secret new signatures are made with: the newest.
+    pub fn signing_secret(&self) -> Vec<u8> {
+        self.secrets.last().cloned().unwrap_or_default()
+    }
+}
+
+/// How a merchant's store took an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// It settled what the payment pays for, now.
+    Now,
+    /// Nothing to do: settled before, or not waiting for this payment.
+    Before,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    /// The payment is not known yet (a read model behind): deliver again.
+    #[error("payment not known yet")]
+    Unknown,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What a merchant does with a payment's outcome; once per payment whatever
+/// comes again.
+pub trait Merchant: Clone + Send + Sync + 'static {
+    fn settle(
+        &self,
+        payment_id: &str,
+        outcome: PaymentStatus,
+        traceparent: Option<String>,
+    ) -> impl Future<Output = Result<Settled, SettleError>> + Send;
+}
+
+#[derive(Debug, Clone)]
+struct Endpoint<M> {
+    merchant: M,
+    settings: WebhookSettings,
+    clock: SharedClock,
+}
+
+/// The merchant's webhook endpoint, `POST /v1/payments/events`.
+pub fn router<M: Merchant>(
+    merchant: M,
+    settings: WebhookSettings,
+    clock: SharedClock,
+) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/payments/events", axum::routing::post(receive::<M>))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Endpoint {
+            merchant,
+            settings,
+            clock,
+        })
+}
+
+async fn receive<M: Merchant>(
+    axum::extract::State(endpoint): axum::extract::State<Endpoint<M>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let event = match read(
+        &endpoint.settings.secrets,
+        header(SIGNATURE_HEADER),
+        &body,
+        endpoint.clock.now().timestamp(),
+        endpoint.settings.replay_window,
+    ) {
+        Ok(event) => event,
+        Err(WebhookError::Unauthorized(why)) => {
+            tracing::warn!(why, "payment webhook refused");
+            return (StatusCode::UNAUTHORIZED, why);
+        }
+        Err(WebhookError::Malformed(_)) => return (StatusCode::BAD_REQUEST, "malformed event"),
+    };
+    let Some(outcome) = event.outcome() else {
+        return (StatusCode::OK, "under way: nothing to do");
+    };
+    let traceparent = header("traceparent").map(str::to_owned);
+    match endpoint
+        .merchant
+        .settle(&event.payment_id, outcome, traceparent)
+        .await
+    {
+        Ok(Settled::Now) => (StatusCode::OK, "settled"),
+        Ok(Settled::Before) => (StatusCode::OK, "settled before: nothing to do"),
+        Err(SettleError::Unknown) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment not known yet; deliver again",
+        ),
+        Err(SettleError::Unavailable(error)) => {
+            tracing::warn!(%error, "a payment webhook was not applied");
+            (StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
 }
 
 /// Where the sandbox posts its events, and how often each.

@@ -20,7 +20,7 @@ use crate::api::WarrantyApi;
 use crate::app::Warranty;
 use crate::domain::policy::REQUIRED_COUNTRIES;
 use crate::domain::{PolicyTable, ProgrammeTable};
-use crate::webhook::WebhookSettings;
+use aftersales_payments::webhook::WebhookSettings;
 
 /// The warranty service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -109,30 +109,16 @@ pub struct Config {
 pub const PAYMENTS_WEBHOOK: &str = "payments-webhook";
 
 fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
-    const VARIABLE: &str = "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS";
     let Some(secrets) = &config.payments_webhook_secrets else {
         return Ok(None);
     };
-    let mut active = Vec::new();
-    for secret in secrets.expose_secret().split(',').map(str::trim) {
-        aftersales_runtime::config::refuse_placeholder(VARIABLE, secret)
-            .map_err(StartError::Config)?;
-        if secret.len() < 16 {
-            return Err(StartError::Config(format!(
-                "{VARIABLE}: each secret must be at least 16 bytes"
-            )));
-        }
-        active.push(secret.as_bytes().to_vec());
-    }
-    if active.len() > 2 {
-        return Err(StartError::Config(format!(
-            "{VARIABLE}: at most two secrets (two at once, to rotate)"
-        )));
-    }
-    Ok(Some(WebhookSettings {
-        secrets: active,
-        replay_window: Duration::from_secs(config.payments_webhook_replay_window_seconds),
-    }))
+    WebhookSettings::parse(
+        "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS",
+        secrets.expose_secret(),
+        Duration::from_secs(config.payments_webhook_replay_window_seconds),
+    )
+    .map(Some)
+    .map_err(StartError::Config)
 }
 
 impl Default for Config {
@@ -179,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::new(match &webhook {
                 Some((settings, _, addr)) => sandbox.with_webhook(SandboxWebhook::new(
                     format!("http://{addr}/v1/payments/events"),
-                    settings.secrets.last().cloned().unwrap_or_default(),
+                    settings.signing_secret(),
                     config.sandbox_webhook_deliveries,
                     common.clock.clone(),
                 )),
@@ -258,12 +244,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let assembly = match webhook {
         Some((settings, listener, addr)) => {
-            let router = crate::webhook::router(
-                webhook_app,
-                settings,
-                common.region.clone(),
-                common.clock.clone(),
-            );
+            let merchant = crate::webhook::PlanPayments {
+                app: webhook_app,
+                region: common.region.clone(),
+                clock: common.clock.clone(),
+            };
+            let router =
+                aftersales_payments::webhook::router(merchant, settings, common.clock.clone());
             assembly
                 .endpoint(Endpoint {
                     name: PAYMENTS_WEBHOOK,
