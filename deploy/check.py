@@ -209,6 +209,15 @@ def check_overlay(objects, name):
             for variable in ("AFTERSALES_OIDC_CLIENT_ID", "AFTERSALES_OIDC_CLIENT_SECRET"):
                 ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
                 require(ref.get("name") in secrets, f"{name}: repair calls warranty as itself: {variable} from a rendered Secret")
+        if service == "parts":
+            for variable in ("AFTERSALES_LOGISTICS_URL", "AFTERSALES_WARRANTY_URL"):
+                url = env.get(variable, {}).get("value", "")
+                require(url.startswith("https://"), f"{name}: parts calls {variable} over TLS")
+            for variable in ("AFTERSALES_OIDC_CLIENT_ID", "AFTERSALES_OIDC_CLIENT_SECRET"):
+                ref = env.get(variable, {}).get("valueFrom", {}).get("secretKeyRef", {})
+                require(ref.get("name") in secrets, f"{name}: parts calls logistics and warranty as itself: {variable} from a rendered Secret")
+            listen = env.get("AFTERSALES_PARTS_LISTEN", {}).get("value", "")
+            require(listen.startswith("0.0.0.0:"), f"{name}: parts listens beyond its pod (AFTERSALES_PARTS_LISTEN)")
         labels = d["spec"]["selector"]["matchLabels"]
         require(
             any(b["spec"]["selector"]["matchLabels"] == labels for b in budgets.values()),

@@ -294,19 +294,51 @@ async fn up(args: Up) -> Result<(), String> {
             ..Default::default()
         })
     };
+    // The sandbox provider posts its signed webhooks to warranty and parts on
+    // ports of their own, with a secret no one else knows.
+    let payment = aftersales_payments::PaymentArgs {
+        payments_webhook_secrets: Some(
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+            .into(),
+        ),
+        ..Default::default()
+    };
+    let any_port: SocketAddr = ([127, 0, 0, 1], 0).into();
     let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
         common: common("warranty")?,
         listen: args.warranty_listen,
         metrics_listen: None,
         programmes: args.programmes.clone(),
+        payment: payment.clone(),
+        payments_webhook_listen: any_port,
         ..Default::default()
     })
     .await
     .map_err(|e| format!("warranty: {e}"))?;
+    let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
+        common: common("logistics")?,
+        listen: args.logistics_listen,
+        webhook_listen: args.webhook_listen,
+        webhook_secrets: args.webhook_secrets.clone().map(Into::into),
+        sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
+        sandbox_step_millis: args.sandbox_step_millis,
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("logistics: {e}"))?;
     let parts = aftersales_parts::server::start(aftersales_parts::server::Config {
         common: common("parts")?,
         listen: args.parts_listen,
         metrics_listen: None,
+        logistics_url: Some(format!("http://{}", logistics.addr)),
+        warranty_url: Some(format!("http://{}", warranty.addr)),
+        payment,
+        payments_webhook_listen: any_port,
         ..Default::default()
     })
     .await
@@ -321,18 +353,6 @@ async fn up(args: Up) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("repair: {e}"))?;
-    let logistics = aftersales_logistics::server::start(aftersales_logistics::server::Config {
-        common: common("logistics")?,
-        listen: args.logistics_listen,
-        webhook_listen: args.webhook_listen,
-        webhook_secrets: args.webhook_secrets.clone().map(Into::into),
-        sandbox_autoplay: Some(args.sandbox_autoplay.clone()).filter(|s| s != "none"),
-        sandbox_step_millis: args.sandbox_step_millis,
-        metrics_listen: None,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("logistics: {e}"))?;
     let notification =
         aftersales_notification::server::start(aftersales_notification::server::Config {
             common: common("notification")?,

@@ -194,6 +194,42 @@ pub const MAX_REGION: usize = 100;
 pub const MAX_POSTAL_CODE: usize = 20;
 pub const MAX_PHONE: usize = 40;
 
+/// A postal address as a service keeps it (the personal parts sealed by the
+/// store: recipient, lines, city, region, postal code, phone).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PostalAddress {
+    pub recipient: String,
+    pub lines: Vec<String>,
+    pub city: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    #[serde(default)]
+    pub phone: String,
+}
+
+impl PostalAddress {
+    pub fn parts(&self) -> Parts<'_> {
+        Parts {
+            recipient: &self.recipient,
+            lines: &self.lines,
+            city: &self.city,
+            region: &self.region,
+            postal_code: &self.postal_code,
+            country: &self.country,
+            phone: &self.phone,
+        }
+    }
+
+    /// Held to [`validate`], errors naming the parts under `fields`.
+    pub fn validate(&self, fields: &Fields) -> Result<(), ParseError> {
+        validate(&self.parts(), fields)
+    }
+}
+
 /// An address's parts, as every service holds them.
 #[derive(Debug, Clone, Copy)]
 pub struct Parts<'a> {

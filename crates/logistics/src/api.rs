@@ -115,15 +115,22 @@ impl LogisticsService for LogisticsApi {
                 ));
             }
         };
-        let from = r.from.ok_or_else(|| invalid("from", "is required"))?;
-        let to = r.to.ok_or_else(|| invalid("to", "is required"))?;
+        let to = address_from_proto(r.to.ok_or_else(|| invalid("to", "is required"))?);
+        let from = match (r.from, direction, &purpose) {
+            (Some(from), _, _) => address_from_proto(from),
+            // An accessory goes out from the depot that serves its destination.
+            (None, Direction::Outbound, Purpose::AccessoryReplacement(_)) => {
+                self.app.depots().for_country(&to.country).address()
+            }
+            (None, _, _) => return Err(invalid("from", "is required")),
+        };
         let parcel = r.parcel.ok_or_else(|| invalid("parcel", "is required"))?;
         let new = NewShipment {
             customer_id: None,
             direction,
             purpose,
-            from: address_from_proto(from),
-            to: address_from_proto(to),
+            from,
+            to,
             parcel: Parcel {
                 weight_grams: parcel.weight_grams,
                 length_mm: parcel.length_mm,

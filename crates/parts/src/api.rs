@@ -15,7 +15,9 @@ use crate::app::{
     Override, Parts, Quote, QuoteRequest, RepairPrices, ReservationStatus, ReservationView,
     StockRow, StockView,
 };
+use crate::domain::order::{PackedUnit, Payment, Wanted};
 use crate::domain::prices::{Price, Tax, TaxDisplay};
+use crate::orders::{AccessoryOrders, NewOrder, OrderView};
 
 /// Lines a quote request may change at most.
 const MAX_OVERRIDES: usize = 32;
@@ -23,16 +25,28 @@ const MAX_OVERRIDES: usize = 32;
 #[derive(Debug, Clone)]
 pub struct PartsApi {
     app: Parts,
+    orders: AccessoryOrders,
     requests: Requests,
 }
 
 impl PartsApi {
-    pub fn new(app: Parts, requests: Requests) -> Self {
-        Self { app, requests }
+    pub fn new(app: Parts, orders: AccessoryOrders, requests: Requests) -> Self {
+        Self {
+            app,
+            orders,
+            requests,
+        }
     }
 
     fn context<T: prost::Message>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
         self.requests.context(request)
+    }
+
+    fn order(&self, view: &OrderView) -> pb::AccessoryOrder {
+        order_to_proto(
+            view,
+            self.app.price_list(&view.state.country).map(|l| &l.tax),
+        )
     }
 
     /// The day asked for, or today.
@@ -226,6 +240,65 @@ fn reservation_to_proto(view: &ReservationView) -> pb::Reservation {
         expected_on: view.expected_on.map(|d| d.to_string()).unwrap_or_default(),
         consumed_serials: view.consumed_serials.clone(),
         stock: Some(stock_to_proto(&view.stock)),
+    }
+}
+
+/// An order as the contract has it, its prices shown as its country shows them.
+fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder {
+    let o = &view.state;
+    let display = match o.tax_display {
+        crate::domain::order::TaxShown::Included => TaxDisplay::Included,
+        crate::domain::order::TaxShown::Excluded => TaxDisplay::Excluded,
+    };
+    let status = match (&o.payment, &o.shipment_id, o.delivered_on) {
+        (_, _, Some(_)) => pb::AccessoryOrderStatus::Delivered,
+        (_, Some(_), None) => pb::AccessoryOrderStatus::Shipped,
+        (Payment::Pending { .. }, None, None) => pb::AccessoryOrderStatus::AwaitingPayment,
+        (Payment::Failed { .. }, None, None) => pb::AccessoryOrderStatus::PaymentFailed,
+        (Payment::Paid { .. }, None, None) => pb::AccessoryOrderStatus::Paid,
+    };
+    let (payment_id, payment_failure) = match &o.payment {
+        Payment::Pending { payment_id } | Payment::Paid { payment_id } => (payment_id, ""),
+        Payment::Failed { payment_id, reason } => (payment_id, reason.as_str()),
+    };
+    pb::AccessoryOrder {
+        order_id: view.order_id.clone(),
+        customer_id: o.customer_id.clone(),
+        device_id: o
+            .device
+            .as_deref()
+            .and_then(|d| aftersales_core::types::DeviceKey::from_name("device", d).ok())
+            .map(|key| aftersales_proto::common::DeviceId::from(&key)),
+        lines: o
+            .lines
+            .iter()
+            .map(|l| pb::AccessoryOrderLine {
+                number: l.number.clone(),
+                name: l.name.clone(),
+                kind: l.kind.clone(),
+                quantity: l.quantity,
+                unit: Some(price(l.unit, &o.currency, display)),
+                total: Some(price(l.total, &o.currency, display)),
+            })
+            .collect(),
+        total: Some(price(o.total, &o.currency, display)),
+        tax: tax_of.map(tax),
+        address: Some((&o.address).into()),
+        status: status.into(),
+        payment_id: payment_id.clone(),
+        payment_failure: payment_failure.to_owned(),
+        shipment_id: o.shipment_id.clone().unwrap_or_default(),
+        units: o
+            .units
+            .iter()
+            .map(|u| pb::PackedUnit {
+                number: u.number.clone(),
+                serial: u.serial.clone(),
+            })
+            .collect(),
+        placed_on: o.placed_on.to_string(),
+        delivered_on: o.delivered_on.map(|d| d.to_string()).unwrap_or_default(),
+        version: view.version,
     }
 }
 
@@ -466,5 +539,84 @@ impl PartsService for PartsApi {
                 .await,
             reservation_to_proto,
         )
+    }
+
+    async fn place_accessory_order(
+        &self,
+        request: Request<pb::PlaceAccessoryOrderRequest>,
+    ) -> Answer<pb::AccessoryOrder> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let device = match &r.device_id {
+            Some(id) => Some(
+                aftersales_proto::common::DeviceId::parse(Some(id))
+                    .map_err(|e| status(e.into()))?,
+            ),
+            None => None,
+        };
+        if r.lines.len() > crate::domain::order::MAX_LINES {
+            return Err(invalid("lines", "an order has at most 10 lines"));
+        }
+        let new = NewOrder {
+            customer_id: r.customer_id,
+            device,
+            lines: r
+                .lines
+                .into_iter()
+                .map(|l| Wanted {
+                    number: l.number.trim().to_owned(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            address: r
+                .address
+                .ok_or_else(|| invalid("address", "is required"))?
+                .into(),
+            payment_method: r.payment_method,
+        };
+        let placed = self.orders.place(new, &ctx).await.map_err(status)?;
+        Ok(Response::new(self.order(&placed)))
+    }
+
+    async fn get_accessory_order(
+        &self,
+        request: Request<pb::AccessoryOrderRef>,
+    ) -> Answer<pb::AccessoryOrder> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        // A customer sees their own orders only; staff name none.
+        let customer =
+            (caller.is_customer() || !r.customer_id.is_empty()).then_some(r.customer_id.as_str());
+        let view = self
+            .orders
+            .get(&r.order_id, customer)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.order(&view)))
+    }
+
+    async fn ship_accessory_order(
+        &self,
+        request: Request<pb::ShipAccessoryOrderRequest>,
+    ) -> Answer<pb::AccessoryOrder> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        if r.units.len() > 100 {
+            return Err(invalid("units", "at most 100 units"));
+        }
+        let units = r
+            .units
+            .into_iter()
+            .map(|u| PackedUnit {
+                number: u.number.trim().to_owned(),
+                serial: u.serial.trim().to_owned(),
+            })
+            .collect();
+        let shipped = self
+            .orders
+            .ship(&r.order_id, units, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.order(&shipped)))
     }
 }

@@ -201,6 +201,11 @@ impl Parts {
         &self.catalog
     }
 
+    /// The country's price list, if it has one.
+    pub fn price_list(&self, country: &str) -> Option<&PriceList> {
+        self.prices.get(country)
+    }
+
     fn model(&self, model: &str) -> Result<&str, DomainError> {
         text("model", model, 100, true)?;
         self.catalog

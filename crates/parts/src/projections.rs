@@ -1,5 +1,5 @@
-//! Read models of the parts log: each part's stock level at each location, and
-//! the serials fitted. Rebuilt from the log with
+//! Read models of the parts log: each part's stock level at each location, the
+//! serials fitted, and accessory orders by their payment. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
 use aftersales_eventstore::{
@@ -15,7 +15,10 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every rebuildable read model of the parts log.
 pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
-    vec![std::sync::Arc::new(StockLevels)]
+    vec![
+        std::sync::Arc::new(StockLevels),
+        std::sync::Arc::new(OrderPayments),
+    ]
 }
 
 /// How the read models write times: sortable as text.
@@ -176,4 +179,63 @@ impl Projection for StockLevels {
         });
         Ok(())
     }
+}
+
+/// Accessory orders by the id of their payment at the provider.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderPayments;
+
+impl Projection for OrderPayments {
+    fn name(&self) -> &'static str {
+        "parts-order-payments"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if event.event_type != "AccessoryOrderPlaced" {
+            return Ok(());
+        }
+        let Some(order_id) = event.stream_id.as_str().strip_prefix("accessory-order-") else {
+            return Ok(());
+        };
+        let crate::domain::order::Event::AccessoryOrderPlaced { payment_id, .. } =
+            event.decode()?
+        else {
+            return Ok(());
+        };
+        on_connection!(tx.connection(), c => {
+            sqlx::query(
+                "INSERT INTO parts_order_payments (payment_id, order_id) VALUES ($1, $2) \
+                 ON CONFLICT (payment_id) DO NOTHING",
+            )
+            .bind(payment_id)
+            .bind(order_id.to_owned())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM parts_order_payments").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// The accessory order `payment_id` pays for, once the read model has it.
+pub async fn order_of_payment(
+    store: &AnyEventStore,
+    payment_id: &str,
+) -> Result<Option<String>, StoreError> {
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar("SELECT order_id FROM parts_order_payments WHERE payment_id = $1")
+            .bind(payment_id.to_owned())
+            .fetch_optional(pool)
+            .await?)
+    })
 }

@@ -1,25 +1,92 @@
-//! What parts does when repair's events arrive, exactly once each (the inbox
-//! and the stock's new events commit together).
+//! What parts does when other services' events arrive, exactly once each (the
+//! inbox and parts' new events commit together).
 //!
 //! - repair `PartsReleased`: the order is done with the parts it held and did
 //!   not fit (returned unrepaired, or repaired without them); each unit goes
 //!   back to the center's stock, or to the next order in line.
+//! - logistics `Delivered`, for an accessory order's parcel: the order is
+//!   delivered, and its units registered with the phone's warranty.
 
 use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
+use aftersales_proto::logistics as lpb;
 use aftersales_proto::repair as rpb;
 use prost::Name;
 
 use crate::app::stock_stream;
 use crate::domain::stock::{Command, Stock};
+use crate::orders::{AccessoryOrders, order_stream};
 
-/// The durable consumer of repair's events.
+/// The durable consumers, one per source service.
 pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
-    Ok(vec![Subscription::new(
-        "parts-from-repair",
-        "repair",
-        [<rpb::PartsReleased as Name>::NAME],
-    )?])
+    Ok(vec![
+        Subscription::new(
+            "parts-from-repair",
+            "repair",
+            [<rpb::PartsReleased as Name>::NAME],
+        )?,
+        Subscription::new(
+            "parts-from-logistics",
+            "logistics",
+            [<lpb::Delivered as Name>::NAME],
+        )?,
+    ])
+}
+
+/// Turns an accessory order's delivered parcel into its delivery.
+#[derive(Debug, Clone)]
+pub struct LogisticsReactions {
+    orders: AccessoryOrders,
+    region: String,
+}
+
+impl LogisticsReactions {
+    pub fn new(orders: AccessoryOrders, region: impl Into<String>) -> Self {
+        Self {
+            orders,
+            region: region.into(),
+        }
+    }
+}
+
+impl Handler for LogisticsReactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        if event.event_type != <lpb::Delivered as Name>::NAME {
+            return Err(HandlerError::permanent(format!(
+                "{}: not an event this consumer handles",
+                event.event_type
+            )));
+        }
+        let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
+        let order_id = delivered.accessory_replacement_id.trim();
+        if order_id.is_empty() || delivered.direction() != lpb::Direction::Outbound {
+            return Ok(()); // a repair's parcel, or one coming back
+        }
+        // A parcel made for an accessory id that is no order here is not ours.
+        if order_stream(order_id).is_err() {
+            return Ok(());
+        }
+        match self.orders.get(order_id, None).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == aftersales_core::ErrorKind::NotFound => {
+                tracing::debug!(order_id, "a delivered accessory parcel of no order here");
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let on = aftersales_runtime::request::timestamp_from_proto(
+            "delivered_at",
+            delivered.delivered_at.as_ref(),
+        )
+        .map_or(event.metadata.recorded_at.date_naive(), |t| t.date_naive());
+        let ctx = event.reaction_context(order_id.as_bytes(), &self.region);
+        self.orders.delivered_in(tx, order_id, on, &ctx).await?;
+        Ok(())
+    }
 }
 
 /// Turns repair orders done with their parts into releases.

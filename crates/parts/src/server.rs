@@ -1,6 +1,7 @@
 //! The parts service as a running process: gRPC, the stock levels read model,
-//! the sweep for replenishments past their legal delivery day, and (with NATS)
-//! the relay of its public events and the consumer of repair's.
+//! the sweep for replenishments past their legal delivery day, the payment
+//! provider's webhook for accessory orders, and (with NATS) the relay of its
+//! public events and the consumers of repair's and logistics'.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,9 @@ pub use aftersales_runtime::service::{Running, StartError};
 
 use crate::api::PartsApi;
 use crate::app::Parts;
+use crate::orders::AccessoryOrders;
+use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 
 /// The parts service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -50,6 +54,24 @@ pub struct Config {
         default_value = "127.0.0.1:9105"
     )]
     pub metrics_listen: Option<SocketAddr>,
+    /// The logistics service, which ships accessory orders; unset, an order
+    /// cannot be shipped (UNAVAILABLE).
+    #[arg(long, env = "AFTERSALES_LOGISTICS_URL")]
+    pub logistics_url: Option<String>,
+    /// The warranty service: a phone's model (what fits it) and, on delivery,
+    /// its accessories registered; unset, orders naming a phone are UNAVAILABLE.
+    #[arg(long, env = "AFTERSALES_WARRANTY_URL")]
+    pub warranty_url: Option<String>,
+    /// Who takes payment for accessory orders, and how its webhook is checked.
+    #[command(flatten)]
+    pub payment: aftersales_payments::PaymentArgs,
+    /// The payment webhook's HTTP address (with its secret).
+    #[arg(
+        long,
+        env = "AFTERSALES_PAYMENTS_WEBHOOK_LISTEN",
+        default_value = "127.0.0.1:8055"
+    )]
+    pub payments_webhook_listen: SocketAddr,
 }
 
 impl Default for Config {
@@ -83,22 +105,50 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ));
     }
     let common = &config.common;
+    let channel = |url: &Option<String>, variable: &str| {
+        common
+            .service_channel(url.as_deref(), variable)
+            .map_err(StartError::Config)
+    };
+    let logistics = channel(&config.logistics_url, "AFTERSALES_LOGISTICS_URL")?
+        .map(LogisticsServiceClient::new);
+    let warranty =
+        channel(&config.warranty_url, "AFTERSALES_WARRANTY_URL")?.map(WarrantyServiceClient::new);
     let store = SERVICE.open(common).await?;
     let app = Parts::builtin(store.clone(), common.clock.clone()).map_err(StartError::Config)?;
+    let (payments, webhook) = config
+        .payment
+        .start(config.payments_webhook_listen, common.clock.clone())
+        .await
+        .map_err(StartError::Config)?;
+    let orders = AccessoryOrders::new(app.clone(), payments, logistics, warranty);
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let region = common.region.clone();
     let every = Duration::from_secs(config.overdue_check_seconds);
     let sweeper = app.clone();
     let assembly = Assembly::new(
-        PartsServiceServer::new(PartsApi::new(app, requests))
+        PartsServiceServer::new(PartsApi::new(app, orders.clone(), requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(crate::reactions::RepairReactions::new(
         store.clone(),
         common.region.clone(),
     ))
+    .consumer(crate::reactions::LogisticsReactions::new(
+        orders.clone(),
+        common.region.clone(),
+    ))
     .task(move |shutdown| sweep(sweeper, region, every, shutdown));
+    let assembly = match webhook {
+        Some(endpoint) => endpoint.serve(
+            assembly,
+            orders,
+            common.region.clone(),
+            common.clock.clone(),
+        ),
+        None => assembly,
+    };
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,

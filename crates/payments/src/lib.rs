@@ -17,6 +17,7 @@
 //! created, and with a webhook configured its events are posted, signed, as
 //! many times as asked and every other time in reverse order.
 
+pub mod service;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use service::{PAYMENTS_WEBHOOK, PaymentArgs};
 pub use webhook::SandboxWebhook;
 
 /// What to take, from whom, and the key that makes asking twice harmless.
@@ -74,6 +76,22 @@ pub enum PaymentError {
     /// The provider cannot be reached now; asking again may help.
     #[error("the payment provider is unavailable: {0}")]
     Unavailable(String),
+}
+
+/// What the provider's refusal means to a caller.
+impl From<PaymentError> for aftersales_core::Error {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Invalid(why) => Self::invalid("payment_method", why),
+            PaymentError::KeyReused(key) => Self::already_exists(format!(
+                "the payment key {key} was used for another payment"
+            )),
+            PaymentError::NotFound(id) => {
+                Self::internal(format!("the provider does not know payment {id}"))
+            }
+            PaymentError::Unavailable(why) => Self::unavailable(why),
+        }
+    }
 }
 
 pub type PaymentFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PaymentError>> + Send + 'a>>;

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aftersales_core::SharedClock;
+use aftersales_eventstore::CommandContext;
 use serde::{Deserialize, Serialize};
 
 use crate::{Payment, PaymentStatus};
@@ -151,39 +152,25 @@ impl WebhookSettings {
     }
 }
 
-/// How a merchant's store took an outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// It settled what the payment pays for, now.
-    Now,
-    /// Nothing to do: settled before, or not waiting for this payment.
-    Before,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettleError {
-    /// The payment is not known yet (a read model behind): deliver again.
-    #[error("payment not known yet")]
-    Unknown,
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// What a merchant does with a payment's outcome; once per payment whatever
-/// comes again.
+/// What a merchant does with a payment's outcome: settles what the payment
+/// pays for, once, whatever comes again.
 pub trait Merchant: Clone + Send + Sync + 'static {
+    /// `true` if that settled it now, `false` if there was nothing to do
+    /// (settled before, or another payment's news). NOT_FOUND while the payment
+    /// is not known yet, so the provider delivers it again.
     fn settle(
         &self,
         payment_id: &str,
         outcome: PaymentStatus,
-        traceparent: Option<String>,
-    ) -> impl Future<Output = Result<Settled, SettleError>> + Send;
+        ctx: &CommandContext,
+    ) -> impl Future<Output = Result<bool, aftersales_core::Error>> + Send;
 }
 
 #[derive(Debug, Clone)]
 struct Endpoint<M> {
     merchant: M,
     settings: WebhookSettings,
+    region: String,
     clock: SharedClock,
 }
 
@@ -191,6 +178,7 @@ struct Endpoint<M> {
 pub fn router<M: Merchant>(
     merchant: M,
     settings: WebhookSettings,
+    region: String,
     clock: SharedClock,
 ) -> axum::Router {
     axum::Router::new()
@@ -199,6 +187,7 @@ pub fn router<M: Merchant>(
         .with_state(Endpoint {
             merchant,
             settings,
+            region,
             clock,
         })
 }
@@ -210,11 +199,12 @@ async fn receive<M: Merchant>(
 ) -> (axum::http::StatusCode, &'static str) {
     use axum::http::StatusCode;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = endpoint.clock.now();
     let event = match read(
         &endpoint.settings.secrets,
         header(SIGNATURE_HEADER),
         &body,
-        endpoint.clock.now().timestamp(),
+        now.timestamp(),
         endpoint.settings.replay_window,
     ) {
         Ok(event) => event,
@@ -227,19 +217,29 @@ async fn receive<M: Merchant>(
     let Some(outcome) = event.outcome() else {
         return (StatusCode::OK, "under way: nothing to do");
     };
-    let traceparent = header("traceparent").map(str::to_owned);
+    let ctx = CommandContext {
+        command_id: None,
+        correlation_id: uuid::Uuid::now_v7(),
+        causation_id: None,
+        traceparent: header("traceparent").map(str::to_owned),
+        tracestate: None,
+        actor: "service:payments".into(),
+        region: endpoint.region.clone(),
+        now,
+        request_fingerprint: None,
+    };
     match endpoint
         .merchant
-        .settle(&event.payment_id, outcome, traceparent)
+        .settle(&event.payment_id, outcome, &ctx)
         .await
     {
-        Ok(Settled::Now) => (StatusCode::OK, "settled"),
-        Ok(Settled::Before) => (StatusCode::OK, "settled before: nothing to do"),
-        Err(SettleError::Unknown) => (
+        Ok(true) => (StatusCode::OK, "settled"),
+        Ok(false) => (StatusCode::OK, "settled before: nothing to do"),
+        Err(error) if error.kind() == aftersales_core::ErrorKind::NotFound => (
             StatusCode::SERVICE_UNAVAILABLE,
             "payment not known yet; deliver again",
         ),
-        Err(SettleError::Unavailable(error)) => {
+        Err(error) => {
             tracing::warn!(%error, "a payment webhook was not applied");
             (StatusCode::SERVICE_UNAVAILABLE, "try again")
         }

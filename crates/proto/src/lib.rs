@@ -98,6 +98,47 @@ mod tests {
     }
 }
 
+/// A postal address as the contracts carry it and as services keep it.
+mod address {
+    use aftersales_core::address::PostalAddress;
+
+    use crate::common::{Address, CountryCode};
+
+    impl From<&PostalAddress> for Address {
+        fn from(a: &PostalAddress) -> Self {
+            Self {
+                recipient: a.recipient.clone(),
+                lines: a.lines.clone(),
+                city: a.city.clone(),
+                region: a.region.clone(),
+                postal_code: a.postal_code.clone(),
+                country: Some(CountryCode {
+                    value: a.country.clone(),
+                }),
+                phone: a.phone.clone(),
+            }
+        }
+    }
+
+    impl From<Address> for PostalAddress {
+        /// As given, trimmed; checking it is the service's.
+        fn from(a: Address) -> Self {
+            Self {
+                recipient: a.recipient.trim().to_owned(),
+                lines: a.lines.iter().map(|l| l.trim().to_owned()).collect(),
+                city: a.city.trim().to_owned(),
+                region: a.region.trim().to_owned(),
+                postal_code: a.postal_code.trim().to_owned(),
+                country: a
+                    .country
+                    .map(|c| c.value.trim().to_owned())
+                    .unwrap_or_default(),
+                phone: a.phone.trim().to_owned(),
+            }
+        }
+    }
+}
+
 /// A device as the contracts carry it and as every service knows it, converted in
 /// one place.
 mod device {

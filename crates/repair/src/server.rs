@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aftersales_proto::parts::parts_service_client::PartsServiceClient;
 use aftersales_proto::repair::repair_service_server::RepairServiceServer;
@@ -73,18 +72,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "center radius must be a positive number of km".into(),
         ));
     }
-    let channel = |url: &Option<String>, variable: &str| -> Result<_, StartError> {
-        let Some(url) = url else { return Ok(None) };
-        let token = config.common.service_token().map_err(StartError::Config)?;
-        Ok(Some(aftersales_runtime::telemetry::traced(
-            config
-                .common
-                .endpoint(url)
-                .map_err(|e| StartError::Config(format!("{variable}: {e}")))?
-                .connect_timeout(Duration::from_secs(2))
-                .connect_lazy(),
-            token,
-        )))
+    let channel = |url: &Option<String>, variable: &str| {
+        config
+            .common
+            .service_channel(url.as_deref(), variable)
+            .map_err(StartError::Config)
     };
     let warranty =
         channel(&config.warranty_url, "AFTERSALES_WARRANTY_URL")?.map(WarrantyServiceClient::new);

@@ -243,6 +243,24 @@ impl Common {
         crate::tls::endpoint(url, self.tls_ca.as_deref())
     }
 
+    /// A channel to another service at `url` (the value of `variable`), traced
+    /// and carrying this service's token; connected on first use. `None` when
+    /// no URL is set.
+    pub fn service_channel(
+        &self,
+        url: Option<&str>,
+        variable: &str,
+    ) -> Result<Option<crate::telemetry::TracedChannel>, String> {
+        let Some(url) = url else { return Ok(None) };
+        let token = self.service_token()?;
+        let endpoint = self
+            .endpoint(url)
+            .map_err(|e| format!("{variable}: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy();
+        Ok(Some(crate::telemetry::traced(endpoint, token)))
+    }
+
     /// The same with NATS at `nats_url`.
     #[must_use]
     pub fn with_nats(mut self, nats_url: impl Into<String>) -> Self {

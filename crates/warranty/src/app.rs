@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use aftersales_core::Error;
 use aftersales_core::types::CountryCode;
-use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::Decider as _;
 use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS,
     RecordedEvent, StateCache, StreamHead, StreamId, VerifyReport,
 };
-use aftersales_payments::{PaymentError, PaymentProvider, PaymentRequest, PaymentStatus};
+use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
@@ -87,21 +87,6 @@ pub struct Registration {
     pub customer_id: String,
     pub proof: PurchaseProof,
     pub activation_date: Option<NaiveDate>,
-}
-
-/// What the provider's refusal means to a caller.
-fn payment_error(error: PaymentError) -> Error {
-    match error {
-        PaymentError::Invalid(why) => DomainError::invalid("payment_method", why).into(),
-        PaymentError::KeyReused(key) => Error::already_exists(format!(
-            "the payment key {key} was used for another payment"
-        )),
-        PaymentError::NotFound(id) => Error::new(
-            ErrorKind::Internal,
-            format!("the provider does not know payment {id}"),
-        ),
-        PaymentError::Unavailable(why) => Error::unavailable(why),
-    }
 }
 
 /// The warranty service's use cases.
@@ -415,7 +400,7 @@ impl Warranty {
                 method: payment_method.to_owned(),
             })
             .await
-            .map_err(payment_error)?;
+            .map_err(Error::from)?;
         let command = Command::PurchasePlan {
             plan_id: plan_id.to_owned(),
             payment_id: payment.id,
@@ -470,7 +455,8 @@ impl Warranty {
         self.settle(&stream_id, payment_id, status, ctx).await
     }
 
-    /// Settles the plan `payment_id` pays for on the device `stream_id`, once.
+    /// Settles the plan `payment_id` pays for on the device `stream_id`, once
+    /// (the decider applies an outcome only to the payment it waits for).
     async fn settle(
         &self,
         stream_id: &str,
@@ -641,6 +627,19 @@ impl Warranty {
     ) -> AppResult<Vec<DeviceRow>> {
         let until = crate::domain::add_days(today, days);
         Ok(projections::expiring_between(&self.store, today, until, limit).await?)
+    }
+}
+
+/// Warranty as the merchant of extended plans: the provider's webhook settles
+/// their payments.
+impl aftersales_payments::webhook::Merchant for Warranty {
+    async fn settle(
+        &self,
+        payment_id: &str,
+        outcome: PaymentStatus,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        self.settle_from_webhook(payment_id, outcome, ctx).await
     }
 }
 

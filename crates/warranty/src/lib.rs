@@ -6,7 +6,6 @@
 //! - [`api`]: the gRPC service `aftersales.warranty.v1.WarrantyService`.
 //! - [`projections`]: read models rebuilt from the log.
 //! - [`integration`]: the public events other services receive.
-//! - [`webhook`]: the payment provider's signed events, over HTTP.
 
 pub mod api;
 pub mod app;
@@ -16,4 +15,3 @@ pub mod integration;
 pub mod privacy;
 pub mod projections;
 pub mod server;
-pub mod webhook;

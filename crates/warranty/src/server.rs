@@ -8,19 +8,17 @@ use std::time::Duration;
 
 use aftersales_eventstore::CommandContext;
 use aftersales_messaging::Names;
-use aftersales_payments::SandboxWebhook;
+use aftersales_payments::PaymentArgs;
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
 use aftersales_runtime::request::Requests;
-use aftersales_runtime::service::{Assembly, Description, Endpoint, Listen};
+use aftersales_runtime::service::{Assembly, Description, Listen};
 pub use aftersales_runtime::service::{Running, StartError};
-use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::api::WarrantyApi;
 use crate::app::Warranty;
 use crate::domain::policy::REQUIRED_COUNTRIES;
 use crate::domain::{PolicyTable, ProgrammeTable};
-use aftersales_payments::webhook::WebhookSettings;
 
 /// The warranty service, as its binary, `aftersales up` and operators see it.
 pub static SERVICE: Description = Description {
@@ -63,27 +61,13 @@ pub struct Config {
         default_value = "127.0.0.1:9101"
     )]
     pub metrics_listen: Option<SocketAddr>,
-    /// Who takes payment for extended plans. `sandbox` moves no money: payment
-    /// methods `sandbox-ok`, `sandbox-declined`, `sandbox-insufficient-funds`,
-    /// `sandbox-pending` say how each payment ends.
-    #[arg(long, env = "AFTERSALES_PAYMENTS", default_value = "sandbox")]
-    pub payments: String,
-    /// How long a sandbox payment takes to settle, as a bank's check would.
-    #[arg(
-        long,
-        env = "AFTERSALES_SANDBOX_PAYMENT_SETTLE_MILLIS",
-        default_value_t = 2000
-    )]
-    pub sandbox_payment_settle_millis: u64,
+    /// Who takes payment for extended plans, and how its webhook is checked.
+    #[command(flatten)]
+    pub payment: PaymentArgs,
     /// How often pending payments are asked about: the reconciliation for a
     /// webhook that never came.
     #[arg(long, env = "AFTERSALES_PAYMENT_POLL_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     pub payment_poll_millis: u64,
-    /// The payment provider's webhook signing secrets (at least 16 bytes each;
-    /// two comma-separated while it rotates). Unset: no webhook, payments
-    /// settle by asking the provider only.
-    #[arg(long, env = "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS", value_parser = aftersales_runtime::config::secret, hide_env_values = true)]
-    pub payments_webhook_secrets: Option<SecretString>,
     /// The payment webhook's HTTP address (with its secret).
     #[arg(
         long,
@@ -91,35 +75,9 @@ pub struct Config {
         default_value = "127.0.0.1:8051"
     )]
     pub payments_webhook_listen: SocketAddr,
-    /// How far a webhook signature's timestamp may be from now.
-    #[arg(
-        long,
-        env = "AFTERSALES_PAYMENTS_WEBHOOK_REPLAY_WINDOW_SECONDS",
-        default_value_t = 300,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub payments_webhook_replay_window_seconds: u64,
-    /// How many times the sandbox delivers each webhook event (a real provider
-    /// redelivers; every other round comes in reverse order).
-    #[arg(long, env = "AFTERSALES_SANDBOX_WEBHOOK_DELIVERIES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub sandbox_webhook_deliveries: u32,
 }
 
-/// The name of the payment webhook's endpoint in [`Running::endpoint`].
-pub const PAYMENTS_WEBHOOK: &str = "payments-webhook";
-
-fn webhook_settings(config: &Config) -> Result<Option<WebhookSettings>, StartError> {
-    let Some(secrets) = &config.payments_webhook_secrets else {
-        return Ok(None);
-    };
-    WebhookSettings::parse(
-        "AFTERSALES_PAYMENTS_WEBHOOK_SECRETS",
-        secrets.expose_secret(),
-        Duration::from_secs(config.payments_webhook_replay_window_seconds),
-    )
-    .map(Some)
-    .map_err(StartError::Config)
-}
+pub use aftersales_payments::PAYMENTS_WEBHOOK;
 
 impl Default for Config {
     /// Every flag at its default.
@@ -144,40 +102,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     .map_err(|e| StartError::Config(format!("programmes: {e}")))?;
     let common = &config.common;
-    let webhook = webhook_settings(&config)?;
     let store = SERVICE.open(common).await?;
-    // Bound first: the sandbox posts its webhooks to the address it got.
-    let webhook = match webhook {
-        Some(settings) => {
-            let (listener, addr) =
-                aftersales_runtime::service::bind_http(config.payments_webhook_listen)
-                    .await
-                    .map_err(|e| StartError::Config(format!("payments webhook: {e}")))?;
-            Some((settings, listener, addr))
-        }
-        None => None,
-    };
-    let payments: Arc<dyn aftersales_payments::PaymentProvider> = match config.payments.as_str() {
-        "sandbox" => {
-            let sandbox = aftersales_payments::Sandbox::new(Duration::from_millis(
-                config.sandbox_payment_settle_millis,
-            ));
-            Arc::new(match &webhook {
-                Some((settings, _, addr)) => sandbox.with_webhook(SandboxWebhook::new(
-                    format!("http://{addr}/v1/payments/events"),
-                    settings.signing_secret(),
-                    config.sandbox_webhook_deliveries,
-                    common.clock.clone(),
-                )),
-                None => sandbox,
-            })
-        }
-        other => {
-            return Err(StartError::Config(format!(
-                "AFTERSALES_PAYMENTS: {other:?} is not a payment provider (sandbox)"
-            )));
-        }
-    };
+    let (payments, webhook) = config
+        .payment
+        .start(config.payments_webhook_listen, common.clock.clone())
+        .await
+        .map_err(StartError::Config)?;
     let app = Warranty::new(
         store.clone(),
         Arc::new(policies),
@@ -243,31 +173,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let assembly = match webhook {
-        Some((settings, listener, addr)) => {
-            let merchant = crate::webhook::PlanPayments {
-                app: webhook_app,
-                region: common.region.clone(),
-                clock: common.clock.clone(),
-            };
-            let router =
-                aftersales_payments::webhook::router(merchant, settings, common.clock.clone());
-            assembly
-                .endpoint(Endpoint {
-                    name: PAYMENTS_WEBHOOK,
-                    addr,
-                    banner: format!("payment webhook on http://{addr}/v1/payments/events"),
-                })
-                .task(move |shutdown| async move {
-                    let stopped = shutdown.stopped();
-                    aftersales_runtime::service::serve_http(
-                        listener,
-                        router,
-                        stopped,
-                        "payment webhook",
-                    )
-                    .await;
-                })
-        }
+        Some(endpoint) => endpoint.serve(
+            assembly,
+            webhook_app,
+            common.region.clone(),
+            common.clock.clone(),
+        ),
         None => assembly,
     };
     let listen = Listen {

@@ -4,8 +4,10 @@
 //! - [`prices`]: each country's versioned price list, its tax and how it shows it.
 //! - [`stock`]: one part's stock at one location, and the repairs holding or
 //!   waiting for its units.
+//! - [`order`]: an accessory order, from its priced lines to its delivery.
 
 pub mod catalog;
+pub mod order;
 pub mod prices;
 pub mod stock;
 

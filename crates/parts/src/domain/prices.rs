@@ -48,7 +48,7 @@ pub struct PriceList {
 }
 
 /// An amount split as price lists show it, in minor units of one currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
 pub struct Price {
     pub net: i64,
     pub tax: i64,

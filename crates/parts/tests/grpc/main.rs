@@ -2,6 +2,7 @@
 //! default), its price lists, stock and reservations.
 #![allow(clippy::unwrap_used, clippy::wildcard_enum_match_arm)]
 
+mod orders;
 mod prices;
 mod stock;
 

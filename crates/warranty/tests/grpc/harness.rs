@@ -66,7 +66,10 @@ impl Server {
             listen: "127.0.0.1:0".parse().unwrap(),
             metrics_listen: None,
             // Payments settle when told (at once by default) and are asked about often.
-            sandbox_payment_settle_millis: settle_millis,
+            payment: aftersales_payments::PaymentArgs {
+                sandbox_payment_settle_millis: settle_millis,
+                ..Default::default()
+            },
             payment_poll_millis: 20,
             ..Config::default()
         })

@@ -22,10 +22,13 @@ async fn up() -> (Running, WarrantyServiceClient<Channel>) {
         common: aftersales_runtime::config::Common::test(database_url),
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: None,
-        payments_webhook_secrets: Some(SECRET.to_owned().into()),
+        payment: aftersales_payments::PaymentArgs {
+            payments_webhook_secrets: Some(SECRET.to_owned().into()),
+            sandbox_webhook_deliveries: 5,
+            sandbox_payment_settle_millis: 200,
+            ..Default::default()
+        },
         payments_webhook_listen: "127.0.0.1:0".parse().unwrap(),
-        sandbox_webhook_deliveries: 5,
-        sandbox_payment_settle_millis: 200,
         payment_poll_millis: 3_600_000,
         ..Config::default()
     })

@@ -1,0 +1,517 @@
+//! An accessory order: original accessories sold to a customer, priced from the
+//! country's price list with its tax, paid through the payment provider, packed
+//! at the depot with each unit's serial, shipped by logistics and delivered. One
+//! stream per order (`accessory-order-<id>`).
+//!
+//! The payment settles once, whatever the provider's webhook repeats or
+//! reorders; nothing is packed before it is paid; an order is shipped once.
+
+use aftersales_core::address::PostalAddress;
+use aftersales_eventstore::{Decider, DomainEvent};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::Catalog;
+use super::prices::{Price, PriceList, TaxDisplay};
+use super::{DomainError, text};
+
+/// Units of one accessory an order may hold, and lines an order may have.
+pub const MAX_QUANTITY: u32 = 10;
+pub const MAX_LINES: usize = 10;
+
+/// One accessory of an order, as priced when it was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    pub number: String,
+    pub name: String,
+    /// As warranty names accessory kinds: charger, cable, case, earbuds.
+    pub kind: String,
+    pub quantity: u32,
+    pub unit: Price,
+    pub total: Price,
+}
+
+/// What a customer asks for: an accessory number and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub number: String,
+    pub quantity: u32,
+}
+
+/// The order's lines priced from `list` in force on `today`, for a phone of
+/// `model` when the order names one. Bad lines name their field.
+pub fn price(
+    catalog: &Catalog,
+    list: &PriceList,
+    wanted: &[Wanted],
+    model: Option<&str>,
+    today: NaiveDate,
+) -> Result<Vec<OrderLine>, DomainError> {
+    if wanted.is_empty() || wanted.len() > MAX_LINES {
+        return Err(DomainError::invalid(
+            "lines",
+            format!("an order has 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let version = list.version_on(today).ok_or_else(|| {
+        DomainError::Precondition(format!("no price list in force in {}", list.country))
+    })?;
+    let mut lines: Vec<OrderLine> = Vec::with_capacity(wanted.len());
+    for want in wanted {
+        let accessory = catalog
+            .accessories()
+            .find(|a| a.number == want.number)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "lines.number",
+                    format!("{:?} is not an accessory in the catalog", want.number),
+                )
+            })?;
+        if want.quantity == 0 || want.quantity > MAX_QUANTITY {
+            return Err(DomainError::invalid(
+                "lines.quantity",
+                format!("must be 1 to {MAX_QUANTITY}"),
+            ));
+        }
+        if lines.iter().any(|l| l.number == want.number) {
+            return Err(DomainError::invalid(
+                "lines.number",
+                format!("{} is on two lines", want.number),
+            ));
+        }
+        if let Some(model) = model
+            && !accessory.models.is_empty()
+            && !accessory.models.iter().any(|m| m == model)
+        {
+            return Err(DomainError::invalid(
+                "lines.number",
+                format!("{} does not fit the {model}", accessory.number),
+            ));
+        }
+        let net = version.accessories.get(&accessory.number).ok_or_else(|| {
+            DomainError::Precondition(format!(
+                "{} is not sold in {}",
+                accessory.number, list.country
+            ))
+        })?;
+        lines.push(OrderLine {
+            number: accessory.number.clone(),
+            name: accessory.name.clone(),
+            kind: accessory.kind.clone(),
+            quantity: want.quantity,
+            unit: Price::of(*net, &list.tax),
+            total: Price::of(net * i64::from(want.quantity), &list.tax),
+        });
+    }
+    Ok(lines)
+}
+
+/// A unit packed for the order: which accessory, and its serial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedUnit {
+    pub number: String,
+    pub serial: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Payment {
+    Pending { payment_id: String },
+    Paid { payment_id: String },
+    Failed { payment_id: String, reason: String },
+}
+
+/// An order, as its history leaves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderState {
+    pub customer_id: String,
+    pub country: String,
+    pub currency: String,
+    pub tax_display: TaxShown,
+    /// The phone the accessories are for, as `imei:<digits>` or `serial:<value>`.
+    pub device: Option<String>,
+    pub lines: Vec<OrderLine>,
+    pub total: Price,
+    pub address: PostalAddress,
+    pub payment: Payment,
+    pub placed_on: NaiveDate,
+    pub shipment_id: Option<String>,
+    pub units: Vec<PackedUnit>,
+    pub delivered_on: Option<NaiveDate>,
+}
+
+/// How the country shows prices, as recorded with the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxShown {
+    Included,
+    Excluded,
+}
+
+impl From<TaxDisplay> for TaxShown {
+    fn from(display: TaxDisplay) -> Self {
+        match display {
+            TaxDisplay::Included => Self::Included,
+            TaxDisplay::Excluded => Self::Excluded,
+        }
+    }
+}
+
+impl OrderState {
+    /// What the order waits for, in words, for a refusal.
+    pub fn stage(&self) -> &'static str {
+        match (&self.payment, &self.shipment_id, self.delivered_on) {
+            (_, _, Some(_)) => "delivered",
+            (_, Some(_), None) => "shipped",
+            (Payment::Pending { .. }, None, None) => "waiting for its payment",
+            (Payment::Failed { .. }, None, None) => "unpaid: its payment failed",
+            (Payment::Paid { .. }, None, None) => "paid, waiting to be packed",
+        }
+    }
+}
+
+/// How the provider answered on the order's payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Paid,
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
+pub enum Command {
+    Place {
+        customer_id: String,
+        country: String,
+        currency: String,
+        tax_display: TaxShown,
+        device: Option<String>,
+        lines: Vec<OrderLine>,
+        address: PostalAddress,
+        /// Created at the provider for the order's total.
+        payment_id: String,
+        today: NaiveDate,
+    },
+    SettlePayment {
+        payment_id: String,
+        settlement: Settlement,
+    },
+    /// Packed at the depot with each unit's serial, and handed to logistics.
+    Ship {
+        shipment_id: String,
+        units: Vec<PackedUnit>,
+    },
+    MarkDelivered {
+        on: NaiveDate,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing buys nothing
+pub enum Event {
+    AccessoryOrderPlaced {
+        customer_id: String,
+        country: String,
+        currency: String,
+        tax_display: TaxShown,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<String>,
+        lines: Vec<OrderLine>,
+        total: Price,
+        address: PostalAddress,
+        payment_id: String,
+        placed_on: NaiveDate,
+    },
+    AccessoryOrderPaid {
+        payment_id: String,
+    },
+    AccessoryOrderPaymentFailed {
+        payment_id: String,
+        reason: String,
+    },
+    AccessoryOrderShipped {
+        shipment_id: String,
+        units: Vec<PackedUnit>,
+    },
+    AccessoryOrderDelivered {
+        on: NaiveDate,
+    },
+}
+
+impl DomainEvent for Event {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::AccessoryOrderPlaced { .. } => "AccessoryOrderPlaced",
+            Self::AccessoryOrderPaid { .. } => "AccessoryOrderPaid",
+            Self::AccessoryOrderPaymentFailed { .. } => "AccessoryOrderPaymentFailed",
+            Self::AccessoryOrderShipped { .. } => "AccessoryOrderShipped",
+            Self::AccessoryOrderDelivered { .. } => "AccessoryOrderDelivered",
+        }
+    }
+
+    /// The delivery address, sealed under the customer's key.
+    fn personal(&self) -> Option<aftersales_eventstore::PersonalData<'_>> {
+        let Self::AccessoryOrderPlaced { customer_id, .. } = self else {
+            return None;
+        };
+        Some(aftersales_eventstore::PersonalData {
+            subject: customer_id,
+            fields: &[
+                "/address/recipient",
+                "/address/lines",
+                "/address/city",
+                "/address/region",
+                "/address/postal_code",
+                "/address/phone",
+            ],
+        })
+    }
+}
+
+/// The accessory order decider.
+#[derive(Debug)]
+pub struct AccessoryOrder;
+
+fn require(state: &Option<OrderState>) -> Result<&OrderState, DomainError> {
+    state
+        .as_ref()
+        .ok_or_else(|| DomainError::NotFound("accessory order".into()))
+}
+
+fn check_units(order: &OrderState, units: &[PackedUnit]) -> Result<(), DomainError> {
+    for line in &order.lines {
+        let packed = units.iter().filter(|u| u.number == line.number).count();
+        if packed != usize::try_from(line.quantity).unwrap_or(usize::MAX) {
+            return Err(DomainError::invalid(
+                "units",
+                format!(
+                    "{} units of {} are ordered, {packed} packed",
+                    line.quantity, line.number
+                ),
+            ));
+        }
+    }
+    if let Some(stray) = units
+        .iter()
+        .find(|u| !order.lines.iter().any(|l| l.number == u.number))
+    {
+        return Err(DomainError::invalid(
+            "units.number",
+            format!("{} is not in the order", stray.number),
+        ));
+    }
+    for (i, unit) in units.iter().enumerate() {
+        if !(4..=40).contains(&unit.serial.len())
+            || !unit
+                .serial
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(DomainError::invalid(
+                "units.serial",
+                "must be 4 to 40 letters, digits or '-'",
+            ));
+        }
+        if units[..i].iter().any(|u| u.serial == unit.serial) {
+            return Err(DomainError::invalid(
+                "units.serial",
+                format!("{} is packed twice", unit.serial),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Decider for AccessoryOrder {
+    type Command = Command;
+    type Event = Event;
+    type State = Option<OrderState>;
+    type Error = DomainError;
+
+    fn initial_state() -> Self::State {
+        None
+    }
+
+    fn decide(state: &Self::State, command: &Command) -> Result<Vec<Event>, DomainError> {
+        match command {
+            Command::Place {
+                customer_id,
+                country,
+                currency,
+                tax_display,
+                device,
+                lines,
+                address,
+                payment_id,
+                today,
+            } => {
+                text("customer_id", customer_id, 100, true)?;
+                text("payment_id", payment_id, 200, true)?;
+                address
+                    .validate(&aftersales_core::address_fields!("address"))
+                    .map_err(|e| DomainError::invalid(e.field, e.reason))?;
+                if address.country != *country {
+                    return Err(DomainError::invalid(
+                        "address.country",
+                        format!("the order is priced for delivery in {country}"),
+                    ));
+                }
+                if lines.is_empty() || lines.len() > MAX_LINES {
+                    return Err(DomainError::invalid(
+                        "lines",
+                        format!("an order has 1 to {MAX_LINES} lines"),
+                    ));
+                }
+                let total = lines.iter().fold(Price::default(), |sum, l| sum + l.total);
+                let placed = Event::AccessoryOrderPlaced {
+                    customer_id: customer_id.clone(),
+                    country: country.clone(),
+                    currency: currency.clone(),
+                    tax_display: *tax_display,
+                    device: device.clone(),
+                    lines: lines.clone(),
+                    total,
+                    address: address.clone(),
+                    payment_id: payment_id.clone(),
+                    placed_on: *today,
+                };
+                match state {
+                    None => Ok(vec![placed]),
+                    // The same order again (a retried request): nothing new.
+                    Some(existing)
+                        if existing.customer_id == *customer_id
+                            && existing.lines == *lines
+                            && existing.address == *address =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    Some(_) => Err(DomainError::Precondition(
+                        "this order was placed with other details".into(),
+                    )),
+                }
+            }
+            Command::SettlePayment {
+                payment_id,
+                settlement,
+            } => {
+                let order = require(state)?;
+                // Settled before, or news of another payment: nothing to do.
+                let Payment::Pending {
+                    payment_id: waiting,
+                } = &order.payment
+                else {
+                    return Ok(Vec::new());
+                };
+                if waiting != payment_id {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![match settlement {
+                    Settlement::Paid => Event::AccessoryOrderPaid {
+                        payment_id: payment_id.clone(),
+                    },
+                    Settlement::Failed { reason } => Event::AccessoryOrderPaymentFailed {
+                        payment_id: payment_id.clone(),
+                        reason: reason.chars().take(200).collect(),
+                    },
+                }])
+            }
+            Command::Ship { shipment_id, units } => {
+                let order = require(state)?;
+                text("shipment_id", shipment_id, 100, true)?;
+                if let Some(shipped) = &order.shipment_id {
+                    return if shipped == shipment_id && order.units == *units {
+                        Ok(Vec::new())
+                    } else {
+                        Err(DomainError::Precondition(format!(
+                            "the order is {}: shipped once",
+                            order.stage()
+                        )))
+                    };
+                }
+                if !matches!(order.payment, Payment::Paid { .. }) {
+                    return Err(DomainError::Precondition(format!(
+                        "the order is {}: nothing is packed before it is paid",
+                        order.stage()
+                    )));
+                }
+                check_units(order, units)?;
+                Ok(vec![Event::AccessoryOrderShipped {
+                    shipment_id: shipment_id.clone(),
+                    units: units.clone(),
+                }])
+            }
+            Command::MarkDelivered { on } => {
+                let order = require(state)?;
+                if order.delivered_on.is_some() {
+                    return Ok(Vec::new());
+                }
+                if order.shipment_id.is_none() {
+                    return Err(DomainError::Precondition(format!(
+                        "the order is {}: not shipped",
+                        order.stage()
+                    )));
+                }
+                Ok(vec![Event::AccessoryOrderDelivered { on: *on }])
+            }
+        }
+    }
+
+    fn evolve(state: Self::State, event: &Event) -> Self::State {
+        if let Event::AccessoryOrderPlaced {
+            customer_id,
+            country,
+            currency,
+            tax_display,
+            device,
+            lines,
+            total,
+            address,
+            payment_id,
+            placed_on,
+        } = event
+        {
+            return Some(OrderState {
+                customer_id: customer_id.clone(),
+                country: country.clone(),
+                currency: currency.clone(),
+                tax_display: *tax_display,
+                device: device.clone(),
+                lines: lines.clone(),
+                total: *total,
+                address: address.clone(),
+                payment: Payment::Pending {
+                    payment_id: payment_id.clone(),
+                },
+                placed_on: *placed_on,
+                shipment_id: None,
+                units: Vec::new(),
+                delivered_on: None,
+            });
+        }
+        let mut order = state?;
+        match event {
+            Event::AccessoryOrderPlaced { .. } => {}
+            Event::AccessoryOrderPaid { payment_id } => {
+                order.payment = Payment::Paid {
+                    payment_id: payment_id.clone(),
+                };
+            }
+            Event::AccessoryOrderPaymentFailed { payment_id, reason } => {
+                order.payment = Payment::Failed {
+                    payment_id: payment_id.clone(),
+                    reason: reason.clone(),
+                };
+            }
+            Event::AccessoryOrderShipped { shipment_id, units } => {
+                order.shipment_id = Some(shipment_id.clone());
+                order.units.clone_from(units);
+            }
+            Event::AccessoryOrderDelivered { on } => order.delivered_on = Some(*on),
+        }
+        Some(order)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+#![allow(clippy::wildcard_enum_match_arm)]
+
+use super::*;
+use crate::domain::prices::{Price, PriceLists};
+
+fn day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 4).unwrap()
+}
+
+fn want(number: &str, quantity: u32) -> Wanted {
+    Wanted {
+        number: number.into(),
+        quantity,
+    }
+}
+
+fn priced(
+    country: &str,
+    wanted: &[Wanted],
+    model: Option<&str>,
+) -> Result<Vec<OrderLine>, DomainError> {
+    let catalog = Catalog::builtin().unwrap();
+    let lists = PriceLists::builtin(&catalog).unwrap();
+    price(&catalog, lists.get(country).unwrap(), wanted, model, day())
+}
+
+fn address(country: &str) -> PostalAddress {
+    PostalAddress {
+        recipient: "Lena Weber".into(),
+        lines: vec!["Invalidenstr. 1".into()],
+        city: "Berlin".into(),
+        postal_code: "10115".into(),
+        country: country.into(),
+        ..PostalAddress::default()
+    }
+}
+
+fn place(lines: Vec<OrderLine>) -> Command {
+    Command::Place {
+        customer_id: "cust-1".into(),
+        country: "DE".into(),
+        currency: "EUR".into(),
+        tax_display: TaxShown::Included,
+        device: None,
+        lines,
+        address: address("DE"),
+        payment_id: "pay_1".into(),
+        today: day(),
+    }
+}
+
+fn run(state: Option<OrderState>, command: &Command) -> (Option<OrderState>, Vec<Event>) {
+    let events = AccessoryOrder::decide(&state, command).unwrap();
+    let after = events.iter().fold(state, AccessoryOrder::evolve);
+    (after, events)
+}
+
+#[test]
+fn a_cart_is_priced_from_the_country_list_with_its_tax() {
+    let lines = priced(
+        "DE",
+        &[want("ACC-CHG-30W", 2), want("ACC-CBL-C1M", 1)],
+        None,
+    )
+    .unwrap();
+    // 19 % VAT, rounded half up per line: 2 × 24.90 net is 49.80 + 9.46.
+    assert_eq!(
+        lines[0].unit,
+        Price {
+            net: 2490,
+            tax: 473,
+            gross: 2963
+        }
+    );
+    assert_eq!(
+        lines[0].total,
+        Price {
+            net: 4980,
+            tax: 946,
+            gross: 5926
+        }
+    );
+    assert_eq!(
+        lines[1].total,
+        Price {
+            net: 1490,
+            tax: 283,
+            gross: 1773
+        }
+    );
+    assert_eq!(
+        (lines[0].kind.as_str(), lines[1].kind.as_str()),
+        ("charger", "cable")
+    );
+    // India: rupees with 18 % GST.
+    let india = priced("IN", &[want("ACC-CHG-30W", 1)], None).unwrap();
+    assert_eq!(
+        india[0].unit,
+        Price {
+            net: 148_900,
+            tax: 26_802,
+            gross: 175_702
+        }
+    );
+}
+
+#[test]
+fn bad_lines_are_refused_with_the_field_named() {
+    let cases = [
+        (vec![], "lines"),
+        (vec![want("ACC-NOPE", 1)], "lines.number"),
+        (vec![want("A5-DSP", 1)], "lines.number"),
+        (vec![want("ACC-CHG-30W", 0)], "lines.quantity"),
+        (vec![want("ACC-CHG-30W", 11)], "lines.quantity"),
+        (
+            vec![want("ACC-CHG-30W", 1), want("ACC-CHG-30W", 1)],
+            "lines.number",
+        ),
+    ];
+    for (wanted, field) in cases {
+        match priced("DE", &wanted, None) {
+            Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field, "{wanted:?}"),
+            other => panic!("{wanted:?}: {other:?}"),
+        }
+    }
+    // A case for another model does not fit.
+    assert!(matches!(
+        priced("DE", &[want("ACC-CASE-A4", 1)], Some("Aurora 5")),
+        Err(DomainError::Invalid {
+            field: "lines.number",
+            ..
+        })
+    ));
+    assert!(priced("DE", &[want("ACC-CASE-A5", 1)], Some("Aurora 5")).is_ok());
+}
+
+#[test]
+fn an_order_is_paid_once_whatever_the_provider_repeats_and_shipped_once() {
+    let lines = priced("DE", &[want("ACC-CHG-30W", 2)], None).unwrap();
+    let (order, placed) = run(None, &place(lines.clone()));
+    assert_eq!(placed.len(), 1);
+    assert_eq!(order.as_ref().unwrap().total.gross, 5926);
+    // Placed again (a retry): nothing new; other details: refused.
+    assert!(run(order.clone(), &place(lines)).1.is_empty());
+
+    let ship = |units: &[(&str, &str)]| Command::Ship {
+        shipment_id: "shp-1".into(),
+        units: units
+            .iter()
+            .map(|(number, serial)| PackedUnit {
+                number: (*number).into(),
+                serial: (*serial).into(),
+            })
+            .collect(),
+    };
+    let two = [("ACC-CHG-30W", "CHG-0001"), ("ACC-CHG-30W", "CHG-0002")];
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &ship(&two)),
+        Err(DomainError::Precondition(why)) if why.contains("waiting for its payment")
+    ));
+
+    let settle = |settlement| Command::SettlePayment {
+        payment_id: "pay_1".into(),
+        settlement,
+    };
+    // The ending out of order after the success, a stranger's payment, a redelivery.
+    let (order, paid) = run(order, &settle(Settlement::Paid));
+    assert_eq!(paid.len(), 1);
+    for command in [
+        settle(Settlement::Paid),
+        settle(Settlement::Failed {
+            reason: "late".into(),
+        }),
+        Command::SettlePayment {
+            payment_id: "pay_other".into(),
+            settlement: Settlement::Paid,
+        },
+    ] {
+        assert!(run(order.clone(), &command).1.is_empty(), "{command:?}");
+    }
+
+    for (units, field) in [
+        (&two[..1], "units"),
+        (
+            &[("ACC-CHG-30W", "CHG-0001"), ("ACC-CHG-30W", "CHG-0001")][..],
+            "units.serial",
+        ),
+        (
+            &[("ACC-CHG-30W", "CHG-0001"), ("ACC-CHG-30W", "x")][..],
+            "units.serial",
+        ),
+        (
+            &[
+                ("ACC-CHG-30W", "CHG-0001"),
+                ("ACC-CHG-30W", "CHG-0002"),
+                ("ACC-CBL-C1M", "C-0001"),
+            ][..],
+            "units.number",
+        ),
+    ] {
+        match AccessoryOrder::decide(&order, &ship(units)) {
+            Err(DomainError::Invalid { field: f, .. }) => assert_eq!(f, field, "{units:?}"),
+            other => panic!("{units:?}: {other:?}"),
+        }
+    }
+    let (order, shipped) = run(order, &ship(&two));
+    assert_eq!(shipped.len(), 1);
+    assert!(
+        run(order.clone(), &ship(&two)).1.is_empty(),
+        "the same packing again"
+    );
+    let other = [("ACC-CHG-30W", "CHG-0003"), ("ACC-CHG-30W", "CHG-0004")];
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &ship(&other)),
+        Err(DomainError::Precondition(_))
+    ));
+    let delivered = Command::MarkDelivered { on: day() };
+    let (order, once) = run(order, &delivered);
+    assert_eq!(once.len(), 1);
+    assert!(run(order, &delivered).1.is_empty());
+}
+
+#[test]
+fn an_address_elsewhere_or_unprintable_is_refused() {
+    let lines = priced("DE", &[want("ACC-CHG-30W", 1)], None).unwrap();
+    let mut abroad = place(lines.clone());
+    if let Command::Place { address: a, .. } = &mut abroad {
+        *a = address("FR");
+        a.postal_code = "75001".into();
+        a.city = "Paris".into();
+    }
+    assert!(matches!(
+        AccessoryOrder::decide(&None, &abroad),
+        Err(DomainError::Invalid {
+            field: "address.country",
+            ..
+        })
+    ));
+    let mut unprintable = place(lines);
+    if let Command::Place { address: a, .. } = &mut unprintable {
+        a.postal_code = "1011".into();
+    }
+    assert!(matches!(
+        AccessoryOrder::decide(&None, &unprintable),
+        Err(DomainError::Invalid {
+            field: "address.postal_code",
+            ..
+        })
+    ));
+}

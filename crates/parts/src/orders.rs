@@ -1,0 +1,405 @@
+//! Accessory orders over the event store: priced and paid at the provider when
+//! placed, settled by its webhook, packed and handed to logistics at the depot,
+//! delivered when logistics says so (and each unit then registered with the
+//! phone's warranty).
+
+use std::sync::Arc;
+
+use aftersales_core::Error;
+use aftersales_core::address::PostalAddress;
+use aftersales_core::types::{CountryCode, DeviceKey};
+use aftersales_eventstore::{
+    AnyEventStore, CommandContext, CommandHandler, Decider as _, StoreTransaction, StreamId,
+};
+use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus};
+use aftersales_proto::common::DeviceId;
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
+use aftersales_proto::warranty as wpb;
+use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::telemetry::TracedChannel;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use crate::app::{AppResult, Parts};
+use crate::domain::DomainError;
+use crate::domain::order::{
+    self, AccessoryOrder, Command, OrderState, PackedUnit, Settlement, Wanted,
+};
+
+/// The stream of accessory order `id`.
+pub fn order_stream(id: &str) -> AppResult<StreamId> {
+    Uuid::parse_str(id).map_err(|_| DomainError::invalid("order_id", "is not an order id"))?;
+    StreamId::parse(format!("accessory-order-{id}"))
+        .map_err(|e| DomainError::invalid("order_id", e.to_string()).into())
+}
+
+/// What a customer orders.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub customer_id: String,
+    /// The phone the accessories are for, if any.
+    pub device: Option<DeviceKey>,
+    pub lines: Vec<Wanted>,
+    pub address: PostalAddress,
+    pub payment_method: String,
+}
+
+/// An order as its log leaves it.
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub order_id: String,
+    pub state: OrderState,
+    pub version: u64,
+}
+
+/// How long another service may take to answer.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The accessory order use cases.
+#[derive(Debug, Clone)]
+pub struct AccessoryOrders {
+    parts: Parts,
+    orders: CommandHandler<AccessoryOrder, AnyEventStore>,
+    payments: Arc<dyn PaymentProvider>,
+    logistics: Option<LogisticsServiceClient<TracedChannel>>,
+    warranty: Option<WarrantyServiceClient<TracedChannel>>,
+}
+
+fn unavailable(what: &str, status: &tonic::Status) -> Error {
+    Error::unavailable(format!("{what}: {}", status.message()))
+}
+
+impl AccessoryOrders {
+    pub fn new(
+        parts: Parts,
+        payments: Arc<dyn PaymentProvider>,
+        logistics: Option<LogisticsServiceClient<TracedChannel>>,
+        warranty: Option<WarrantyServiceClient<TracedChannel>>,
+    ) -> Self {
+        Self {
+            orders: CommandHandler::new(parts.store().clone()),
+            parts,
+            payments,
+            logistics,
+            warranty,
+        }
+    }
+
+    /// The phone's model, as warranty has it.
+    async fn model_of(&self, device: &DeviceKey, ctx: &CommandContext) -> AppResult<String> {
+        let mut warranty = self
+            .warranty
+            .clone()
+            .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
+        let request = aftersales_runtime::request::on_behalf(
+            wpb::GetDeviceRequest {
+                device_id: Some(DeviceId::from(device)),
+            },
+            ctx,
+        );
+        match tokio::time::timeout(CALL_TIMEOUT, warranty.get_device(request)).await {
+            Ok(Ok(found)) => Ok(found.into_inner().model),
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
+                Err(DomainError::invalid("device_id", "is not a registered phone").into())
+            }
+            Ok(Err(status)) => Err(unavailable("warranty", &status)),
+            Err(_) => Err(Error::unavailable("warranty did not answer in time")),
+        }
+    }
+
+    /// Prices the order from its delivery country's list and creates its
+    /// payment at the provider (once per order: a retried request with the same
+    /// command id finds both), then records it waiting for the payment.
+    pub async fn place(&self, new: NewOrder, ctx: &CommandContext) -> AppResult<OrderView> {
+        let today = ctx.now.date_naive();
+        let country = CountryCode::parse("address.country", &new.address.country)?;
+        let list = self.parts.price_list(country.as_str()).ok_or_else(|| {
+            DomainError::invalid(
+                "address.country",
+                format!("accessories are not sold in {country}"),
+            )
+        })?;
+        let model = match &new.device {
+            Some(device) => Some(self.model_of(device, ctx).await?),
+            None => None,
+        };
+        let lines = order::price(
+            self.parts.catalog(),
+            list,
+            &new.lines,
+            model.as_deref(),
+            today,
+        )?;
+        let order_id = ctx.derived_id(b"accessory-order").to_string();
+        let mut place = Command::Place {
+            customer_id: new.customer_id.trim().to_owned(),
+            country: country.as_str().to_owned(),
+            currency: list.currency.clone(),
+            tax_display: list.tax.display.into(),
+            device: new.device.as_ref().map(DeviceKey::name),
+            lines,
+            address: new.address,
+            payment_id: "to be created".into(),
+            today,
+        };
+        // Decided once before anything is charged, so a bad order costs nothing.
+        let Some(order::Event::AccessoryOrderPlaced { total, .. }) =
+            AccessoryOrder::decide(&None, &place)?.into_iter().next()
+        else {
+            return Err(Error::internal("placing an order decided nothing"));
+        };
+        let payment = self
+            .payments
+            .create(&PaymentRequest {
+                idempotency_key: format!("accessory-order:{order_id}"),
+                amount_minor: total.gross,
+                currency: list.currency.clone(),
+                description: format!("Accessory order {order_id}"),
+                method: new.payment_method,
+            })
+            .await?;
+        if let Command::Place { payment_id, .. } = &mut place {
+            *payment_id = payment.id;
+        }
+        let stream = order_stream(&order_id)?;
+        let handled = self.orders.handle(&stream, &place, ctx).await?;
+        self.view(order_id, handled.state, handled.version)
+    }
+
+    fn view(
+        &self,
+        order_id: String,
+        state: Option<OrderState>,
+        version: u64,
+    ) -> AppResult<OrderView> {
+        let state =
+            state.ok_or_else(|| DomainError::NotFound(format!("accessory order {order_id}")))?;
+        Ok(OrderView {
+            order_id,
+            state,
+            version,
+        })
+    }
+
+    /// The order; NOT_FOUND also when `customer_id` is given and is not its customer.
+    pub async fn get(&self, order_id: &str, customer_id: Option<&str>) -> AppResult<OrderView> {
+        let loaded = self.orders.load(&order_stream(order_id)?).await?;
+        let view = self.view(order_id.to_owned(), loaded.state, loaded.version)?;
+        if customer_id.is_some_and(|c| c != view.state.customer_id) {
+            return Err(DomainError::NotFound(format!("accessory order {order_id}")).into());
+        }
+        Ok(view)
+    }
+
+    /// Applies what the provider's webhook says about `payment_id`: `true` if it
+    /// settled its order now. NOT_FOUND while the payment is not known yet.
+    pub async fn settle_from_webhook(
+        &self,
+        payment_id: &str,
+        status: PaymentStatus,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        let settlement = match status {
+            PaymentStatus::Pending => return Ok(false),
+            PaymentStatus::Succeeded => Settlement::Paid,
+            PaymentStatus::Failed { reason } => Settlement::Failed { reason },
+        };
+        let order_id = crate::projections::order_of_payment(self.parts.store(), payment_id)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("payment {payment_id}")))?;
+        let command = Command::SettlePayment {
+            payment_id: payment_id.to_owned(),
+            settlement,
+        };
+        let handled = self
+            .orders
+            .handle(&order_stream(&order_id)?, &command, ctx)
+            .await?;
+        Ok(!handled.events.is_empty() && !handled.duplicate)
+    }
+
+    /// Packs the paid order with `units` and has logistics ship it from the
+    /// depot serving its country; the same packing again is the same shipment.
+    pub async fn ship(
+        &self,
+        order_id: &str,
+        units: Vec<PackedUnit>,
+        ctx: &CommandContext,
+    ) -> AppResult<OrderView> {
+        let current = self.get(order_id, None).await?;
+        let shipment_id = match &current.state.shipment_id {
+            Some(shipped) => shipped.clone(),
+            None => {
+                // Refused before logistics is asked for anything.
+                AccessoryOrder::decide(
+                    &Some(current.state.clone()),
+                    &Command::Ship {
+                        shipment_id: "to be created".into(),
+                        units: units.clone(),
+                    },
+                )?;
+                self.create_shipment(order_id, &current.state.address, ctx)
+                    .await?
+            }
+        };
+        let command = Command::Ship { shipment_id, units };
+        let handled = self
+            .orders
+            .handle(&order_stream(order_id)?, &command, ctx)
+            .await?;
+        self.view(order_id.to_owned(), handled.state, handled.version)
+    }
+
+    /// The order's parcel, made once: the command id is the order's, so a
+    /// retry after a crash finds the parcel made before.
+    async fn create_shipment(
+        &self,
+        order_id: &str,
+        to: &PostalAddress,
+        ctx: &CommandContext,
+    ) -> AppResult<String> {
+        let mut logistics = self
+            .logistics
+            .clone()
+            .ok_or_else(|| Error::unavailable("no logistics service configured"))?;
+        let command_id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("accessory-order-shipment:{order_id}").as_bytes(),
+        );
+        let mut request = aftersales_runtime::request::with_command_id(
+            lpb::CreateShipmentRequest {
+                direction: lpb::Direction::Outbound.into(),
+                repair_order_id: String::new(),
+                accessory_replacement_id: order_id.to_owned(),
+                from: None,
+                to: Some(to.into()),
+                // A boxed accessory.
+                parcel: Some(lpb::Parcel {
+                    weight_grams: 400,
+                    length_mm: 220,
+                    width_mm: 160,
+                    height_mm: 80,
+                }),
+                carrier: String::new(),
+            },
+            command_id,
+        );
+        if let Ok(actor) = ctx.actor.parse() {
+            request
+                .metadata_mut()
+                .insert(aftersales_runtime::request::END_USER_HEADER, actor);
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, logistics.create_shipment(request)).await {
+            Ok(Ok(shipment)) => Ok(shipment.into_inner().shipment_id),
+            Ok(Err(status)) => Err(unavailable("logistics did not ship the order", &status)),
+            Err(_) => Err(Error::unavailable("logistics did not answer in time")),
+        }
+    }
+
+    /// The order's parcel arrived on `on` (logistics said so, once): each unit
+    /// is registered with the phone's warranty, then the order is delivered, in
+    /// `tx` with the event that said so.
+    pub async fn delivered_in(
+        &self,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+        on: NaiveDate,
+        ctx: &CommandContext,
+    ) -> AppResult<()> {
+        let current = self.get(order_id, None).await?;
+        if current.state.delivered_on.is_none()
+            && let Some(device) = &current.state.device
+        {
+            self.register_units(device, &current.state, on, ctx).await?;
+        }
+        self.orders
+            .handle_in(
+                tx,
+                &order_stream(order_id)?,
+                &Command::MarkDelivered { on },
+                ctx,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Each unit registered with the phone's warranty, bought on the day it
+    /// arrived; registering the same unit again changes nothing there.
+    async fn register_units(
+        &self,
+        device: &str,
+        order: &OrderState,
+        on: NaiveDate,
+        ctx: &CommandContext,
+    ) -> AppResult<()> {
+        let Ok(key) = DeviceKey::from_name("device", device) else {
+            return Ok(());
+        };
+        let mut warranty = self
+            .warranty
+            .clone()
+            .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
+        for unit in &order.units {
+            let kind = order
+                .lines
+                .iter()
+                .find(|l| l.number == unit.number)
+                .map_or("", |l| l.kind.as_str());
+            let kind = wpb::AccessoryKind::from_str_name(&format!(
+                "ACCESSORY_KIND_{}",
+                kind.to_ascii_uppercase()
+            ))
+            .unwrap_or(wpb::AccessoryKind::Unspecified);
+            let request = aftersales_runtime::request::on_behalf(
+                wpb::RegisterAccessoryRequest {
+                    device_id: Some(DeviceId::from(&key)),
+                    accessory_serial: unit.serial.clone(),
+                    kind: kind.into(),
+                    purchase_date: on.to_string(),
+                },
+                ctx,
+            );
+            match tokio::time::timeout(CALL_TIMEOUT, warranty.register_accessory(request)).await {
+                Ok(Ok(_)) => {}
+                // Warranty will not take it (a serial known with other details,
+                // a voided phone): delivered all the same, and said so.
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::AlreadyExists
+                            | tonic::Code::InvalidArgument
+                            | tonic::Code::FailedPrecondition
+                            | tonic::Code::NotFound
+                    ) =>
+                {
+                    tracing::warn!(
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "a delivered accessory was not registered with its phone's warranty"
+                    );
+                }
+                Ok(Err(status)) => {
+                    return Err(unavailable(
+                        "warranty did not register the accessory",
+                        &status,
+                    ));
+                }
+                Err(_) => return Err(Error::unavailable("warranty did not answer in time")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parts as the merchant of accessories: the provider's webhook settles orders.
+impl aftersales_payments::webhook::Merchant for AccessoryOrders {
+    async fn settle(
+        &self,
+        payment_id: &str,
+        outcome: PaymentStatus,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        self.settle_from_webhook(payment_id, outcome, ctx).await
+    }
+}
