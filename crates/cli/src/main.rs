@@ -272,7 +272,10 @@ async fn up(args: Up) -> Result<(), String> {
     // and the embedded identity provider (or, asked for, none at all).
     let common = |service: &str| -> Result<aftersales_runtime::config::Common, String> {
         let client = match (&provider, service) {
-            (Some(provider), "repair") => Some(identity::service_client(provider, service)?),
+            // The services that call others, as themselves.
+            (Some(provider), "repair" | "parts") => {
+                Some(identity::service_client(provider, service)?)
+            }
             _ => None,
         };
         Ok(aftersales_runtime::config::Common {

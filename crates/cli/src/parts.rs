@@ -1,5 +1,5 @@
-//! `aftersales parts`: the published repair prices, quotes from them, and a
-//! location's stock and reservations.
+//! `aftersales parts`: the published repair prices, quotes from them, a
+//! location's stock and reservations, and accessory orders.
 
 use aftersales_proto::common::{CountryCode, Money};
 use aftersales_proto::parts as ppb;
@@ -72,6 +72,104 @@ pub enum Parts {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Order accessories for delivery, paid through the payment provider.
+    Order {
+        #[arg(long)]
+        customer: String,
+        /// An accessory and how many, e.g. ACC-CHG-30W:2 (repeat for more).
+        #[arg(long = "item", required = true, value_name = "NUMBER:QUANTITY")]
+        items: Vec<String>,
+        /// The phone they are for (a case must fit it; on delivery they join its warranty).
+        #[arg(long)]
+        imei: Option<String>,
+        /// The delivery address's street lines; its country's prices and tax apply.
+        #[arg(long, num_args = 1.., value_name = "LINE", required = true)]
+        address: Vec<String>,
+        #[arg(long)]
+        city: String,
+        #[arg(long, default_value = "")]
+        postal_code: String,
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long)]
+        country: String,
+        /// The provider checkout's payment method (the sandbox's: sandbox-ok, ...).
+        #[arg(long, default_value = "sandbox-ok")]
+        payment_method: String,
+    },
+    /// An accessory order: its lines, payment, parcel and delivery.
+    OrderStatus {
+        #[arg(long)]
+        order: String,
+        /// The customer it is for (what a customer must give).
+        #[arg(long, default_value = "")]
+        customer: String,
+    },
+    /// Pack a paid accessory order at the depot and hand it to logistics.
+    Ship {
+        #[arg(long)]
+        order: String,
+        /// A unit packed, NUMBER=SERIAL (one per unit ordered).
+        #[arg(long = "unit", required = true, value_name = "NUMBER=SERIAL")]
+        units: Vec<String>,
+    },
+}
+
+fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
+    let status = o
+        .status()
+        .as_str_name()
+        .trim_start_matches("ACCESSORY_ORDER_STATUS_")
+        .to_ascii_lowercase();
+    if as_json {
+        let lines: Vec<_> = o
+            .lines
+            .iter()
+            .map(|l| {
+                json!({"number": l.number, "name": l.name, "quantity": l.quantity,
+                "total": l.total.as_ref().and_then(|t| t.shown.as_ref()).map(|m| m.minor_units)})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"order_id": o.order_id, "customer_id": o.customer_id, "status": status,
+                "lines": lines, "total": o.total.as_ref().and_then(|t| t.shown.as_ref()).map(|m| m.minor_units),
+                "currency": o.total.as_ref().and_then(|t| t.shown.as_ref()).map(|m| m.currency.clone()),
+                "payment_id": o.payment_id, "payment_failure": o.payment_failure,
+                "shipment_id": o.shipment_id, "placed_on": o.placed_on, "delivered_on": o.delivered_on,
+                "units": o.units.iter().map(|u| json!({"number": u.number, "serial": u.serial})).collect::<Vec<_>>()})
+        );
+        return;
+    }
+    println!("order {} for {}: {status}", o.order_id, o.customer_id);
+    for l in &o.lines {
+        println!(
+            "  {:>2} x {:<14} {:<32} {:>14}",
+            l.quantity,
+            l.number,
+            l.name,
+            shown(l.total.as_ref())
+        );
+    }
+    println!("  total {}", shown(o.total.as_ref()));
+    if let Some(tax) = &o.tax {
+        println!("  {}", tax.note);
+    }
+    if !o.payment_failure.is_empty() {
+        println!("  payment failed: {}", o.payment_failure);
+    }
+    if !o.shipment_id.is_empty() {
+        println!("  parcel {} (aftersales shipment track)", o.shipment_id);
+    }
+}
+
+/// `NUMBER<sep>VALUE`, both present, or what is wrong with it.
+fn pair<'a>(flag: &str, value: &'a str, sep: char) -> Result<(&'a str, &'a str), String> {
+    value
+        .split_once(sep)
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("{flag}: {value:?} is not NUMBER{sep}VALUE"))
 }
 
 pub async fn client(endpoints: &Endpoints) -> Result<PartsServiceClient<TracedChannel>, String> {
@@ -404,6 +502,82 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
                 .map_err(failed)?
                 .into_inner();
             print_reservation(&reservation, endpoints.json);
+        }
+        Parts::Order {
+            customer,
+            items,
+            imei,
+            address,
+            city,
+            postal_code,
+            region,
+            country: code,
+            payment_method,
+        } => {
+            let mut lines = Vec::with_capacity(items.len());
+            for item in &items {
+                let (number, quantity) = pair("--item", item, ':')?;
+                let quantity = quantity
+                    .parse()
+                    .map_err(|_| format!("--item: {quantity:?} is not a number of units"))?;
+                lines.push(ppb::AccessoryLine {
+                    number: number.to_owned(),
+                    quantity,
+                });
+            }
+            let device_id = imei.map(|imei| aftersales_proto::common::DeviceId {
+                kind: Some(aftersales_proto::common::device_id::Kind::Imei(imei)),
+            });
+            let order = parts
+                .place_accessory_order(ppb::PlaceAccessoryOrderRequest {
+                    address: Some(aftersales_proto::common::Address {
+                        recipient: customer.clone(),
+                        lines: address,
+                        city,
+                        region,
+                        postal_code,
+                        country: country(&code),
+                        phone: String::new(),
+                    }),
+                    customer_id: customer,
+                    device_id,
+                    lines,
+                    payment_method,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_order(&order, endpoints.json);
+        }
+        Parts::OrderStatus { order, customer } => {
+            let order = parts
+                .get_accessory_order(ppb::AccessoryOrderRef {
+                    order_id: order,
+                    customer_id: customer,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_order(&order, endpoints.json);
+        }
+        Parts::Ship { order, units } => {
+            let mut packed = Vec::with_capacity(units.len());
+            for unit in &units {
+                let (number, serial) = pair("--unit", unit, '=')?;
+                packed.push(ppb::PackedUnit {
+                    number: number.to_owned(),
+                    serial: serial.to_owned(),
+                });
+            }
+            let order = parts
+                .ship_accessory_order(ppb::ShipAccessoryOrderRequest {
+                    order_id: order,
+                    units: packed,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_order(&order, endpoints.json);
         }
     }
     Ok(())

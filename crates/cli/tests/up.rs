@@ -754,6 +754,18 @@ async fn inbox_kinds(
     customer: &str,
     done: impl Fn(&Vec<String>) -> bool,
 ) -> Vec<String> {
+    let kinds = |ns: &Vec<aftersales_proto::notification::Notification>| {
+        ns.iter().map(|n| n.kind.clone()).collect::<Vec<_>>()
+    };
+    kinds(&inbox(notification, customer, |ns| done(&kinds(ns))).await)
+}
+
+/// The customer's in-app messages once `done` says so.
+async fn inbox(
+    notification: &str,
+    customer: &str,
+    done: impl Fn(&Vec<aftersales_proto::notification::Notification>) -> bool,
+) -> Vec<aftersales_proto::notification::Notification> {
     let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
         format!("http://{notification}"),
     )
@@ -773,9 +785,6 @@ async fn inbox_kinds(
                     .unwrap()
                     .into_inner()
                     .notifications
-                    .into_iter()
-                    .map(|n| n.kind)
-                    .collect::<Vec<_>>()
             }
         },
         done,
@@ -1035,36 +1044,15 @@ async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depo
 /// Runs `aftersales <args>` against the services at `urls` (warranty, repair,
 /// logistics, notification and, when given, parts); stdout, or stderr as the
 /// error.
-/// The customer's programme notices, with their subjects.
+/// The customer's programme notices' subjects, once there are `at_least`.
 async fn programme_notices(notification: &str, customer: &str, at_least: usize) -> Vec<String> {
-    let inbox = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
-        format!("http://{notification}"),
-    )
-    .await
-    .unwrap();
-    aftersales_testkit::eventually(
-        || {
-            let mut inbox = inbox.clone();
-            async move {
-                inbox
-                    .list_notifications(aftersales_proto::notification::ListNotificationsRequest {
-                        customer_id: customer.into(),
-                        page_size: 100,
-                        page_token: String::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .notifications
-                    .into_iter()
-                    .filter(|n| n.kind == "programme_notice")
-                    .map(|n| n.subject)
-                    .collect::<Vec<_>>()
-            }
-        },
-        |notices: &Vec<String>| notices.len() >= at_least,
-    )
-    .await
+    let notices = |ns: &Vec<aftersales_proto::notification::Notification>| {
+        ns.iter()
+            .filter(|n| n.kind == "programme_notice")
+            .map(|n| n.subject.clone())
+            .collect::<Vec<_>>()
+    };
+    notices(&inbox(notification, customer, |ns| notices(ns).len() >= at_least).await)
 }
 
 /// A recall that begins after Mei registered her phone tells her once, in
@@ -1930,9 +1918,12 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
     )
     .await;
     let mut order = String::new();
+    let mut accessory_order = String::new();
     let mut codes_sent = 0;
     for command in &commands {
-        let mut command = command.replace("<id>", &order);
+        let mut command = command
+            .replace("<id>", &order)
+            .replace("<accessory-order>", &accessory_order);
         if let Some(username) = command.strip_prefix("login --username ") {
             let username = username.split_whitespace().next().unwrap();
             command = command.replace("<password>", &accounts[username].0);
@@ -1999,15 +1990,25 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
         if command == "whoami" {
             assert!(out.contains("demo-lena as customer"), "{out}");
         }
-        if command.starts_with("repair open") {
-            order = out
-                .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        let id_in = |out: &str| {
+            out.split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
                 .find(|w| uuid::Uuid::parse_str(w).is_ok())
                 .unwrap_or_else(|| panic!("no order id in: {out}"))
-                .to_owned();
+                .to_owned()
+        };
+        if command.starts_with("repair open") {
+            order = id_in(&out);
+        }
+        if command.starts_with("parts order ") {
+            assert!(
+                out.contains("awaiting_payment") && out.contains("MwSt."),
+                "{out}"
+            );
+            accessory_order = id_in(&out);
         }
     }
     assert!(!order.is_empty(), "the README opens a repair");
+    assert!(!accessory_order.is_empty(), "the README orders accessories");
     assert!(codes_sent > 0, "the README signs a customer in");
     let after = run_env(
         &urls,

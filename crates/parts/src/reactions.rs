@@ -33,34 +33,50 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
     ])
 }
 
-/// Turns an accessory order's delivered parcel into its delivery.
+/// Applies repair's and logistics' events: one handler for every subscription.
 #[derive(Debug, Clone)]
-pub struct LogisticsReactions {
+pub struct PartsReactions {
+    stock: CommandHandler<Stock, AnyEventStore>,
     orders: AccessoryOrders,
     region: String,
 }
 
-impl LogisticsReactions {
-    pub fn new(orders: AccessoryOrders, region: impl Into<String>) -> Self {
+impl PartsReactions {
+    pub fn new(store: AnyEventStore, orders: AccessoryOrders, region: impl Into<String>) -> Self {
         Self {
+            stock: CommandHandler::new(store),
             orders,
             region: region.into(),
         }
     }
-}
 
-impl Handler for LogisticsReactions {
-    async fn handle(
+    /// A repair order is done with the parts it held and did not fit.
+    async fn released(
         &self,
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
-        if event.event_type != <lpb::Delivered as Name>::NAME {
-            return Err(HandlerError::permanent(format!(
-                "{}: not an event this consumer handles",
-                event.event_type
-            )));
+        let released: rpb::PartsReleased = event.proto().map_err(HandlerError::permanent)?;
+        for part_number in &released.part_numbers {
+            let stream =
+                stock_stream(&released.location, part_number).map_err(HandlerError::permanent)?;
+            // The same event always yields the same stock events.
+            let ctx = event.reaction_context(part_number.as_bytes(), &self.region);
+            let command = Command::Release {
+                order: released.order_id.clone(),
+                reason: "the repair order is done with it".into(),
+            };
+            self.stock.handle_in(tx, &stream, &command, &ctx).await?;
         }
+        Ok(())
+    }
+
+    /// An accessory order's parcel arrived.
+    async fn delivered(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
         let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
         let order_id = delivered.accessory_replacement_id.trim();
         if order_id.is_empty() || delivered.direction() != lpb::Direction::Outbound {
@@ -89,46 +105,18 @@ impl Handler for LogisticsReactions {
     }
 }
 
-/// Turns repair orders done with their parts into releases.
-#[derive(Debug, Clone)]
-pub struct RepairReactions {
-    stock: CommandHandler<Stock, AnyEventStore>,
-    region: String,
-}
-
-impl RepairReactions {
-    pub fn new(store: AnyEventStore, region: impl Into<String>) -> Self {
-        Self {
-            stock: CommandHandler::new(store),
-            region: region.into(),
-        }
-    }
-}
-
-impl Handler for RepairReactions {
+impl Handler for PartsReactions {
     async fn handle(
         &self,
         event: &InboundEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), HandlerError> {
-        if event.event_type != <rpb::PartsReleased as Name>::NAME {
-            return Err(HandlerError::permanent(format!(
-                "{}: not an event this consumer handles",
-                event.event_type
-            )));
+        match event.event_type.as_str() {
+            <rpb::PartsReleased as Name>::NAME => self.released(event, tx).await,
+            <lpb::Delivered as Name>::NAME => self.delivered(event, tx).await,
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not an event this consumer handles"
+            ))),
         }
-        let released: rpb::PartsReleased = event.proto().map_err(HandlerError::permanent)?;
-        for part_number in &released.part_numbers {
-            let stream =
-                stock_stream(&released.location, part_number).map_err(HandlerError::permanent)?;
-            // The same event always yields the same stock events.
-            let ctx = event.reaction_context(part_number.as_bytes(), &self.region);
-            let command = Command::Release {
-                order: released.order_id.clone(),
-                reason: "the repair order is done with it".into(),
-            };
-            self.stock.handle_in(tx, &stream, &command, &ctx).await?;
-        }
-        Ok(())
     }
 }

@@ -131,11 +131,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         PartsServiceServer::new(PartsApi::new(app, orders.clone(), requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
-    .consumer(crate::reactions::RepairReactions::new(
+    .consumer(crate::reactions::PartsReactions::new(
         store.clone(),
-        common.region.clone(),
-    ))
-    .consumer(crate::reactions::LogisticsReactions::new(
         orders.clone(),
         common.region.clone(),
     ))

@@ -170,3 +170,19 @@ pub fn coverage(imei: &str, fault: pb::FaultCategory) -> pb::CheckCoverageReques
         ..Default::default()
     }
 }
+
+/// The types of the device's events, in order.
+pub async fn event_types(client: &mut WarrantyServiceClient<Channel>, imei: &str) -> Vec<String> {
+    client
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(imei),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}

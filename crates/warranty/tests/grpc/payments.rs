@@ -8,7 +8,7 @@ use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_warranty::server::{Config, PAYMENTS_WEBHOOK, Running, start};
 use tonic::transport::Channel;
 
-use crate::harness::{by_imei, days_ago, fresh_imei, registration};
+use crate::harness::{by_imei, days_ago, event_types, fresh_imei, registration};
 
 const SECRET: &str = "provider-secret-0123456789";
 
@@ -38,21 +38,6 @@ async fn up() -> (Running, WarrantyServiceClient<Channel>) {
         .await
         .unwrap();
     (running, client)
-}
-
-async fn history(client: &mut WarrantyServiceClient<Channel>, imei: &str) -> Vec<String> {
-    client
-        .get_device_history(pb::GetDeviceHistoryRequest {
-            device_id: by_imei(imei),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
 }
 
 async fn buy(client: &mut WarrantyServiceClient<Channel>, imei: &str, method: &str) {
@@ -86,8 +71,8 @@ async fn a_plan_is_paid_once_however_often_and_in_whatever_order_the_webhook_com
     let mut events = (Vec::new(), Vec::new());
     for _ in 0..200 {
         events = (
-            history(&mut client, &paid).await,
-            history(&mut client, &declined).await,
+            event_types(&mut client, &paid).await,
+            event_types(&mut client, &declined).await,
         );
         if settled(&events.0) && settled(&events.1) {
             break;
@@ -97,8 +82,8 @@ async fn a_plan_is_paid_once_however_often_and_in_whatever_order_the_webhook_com
     // Every redelivery has had time to arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = (
-        history(&mut client, &paid).await,
-        history(&mut client, &declined).await,
+        event_types(&mut client, &paid).await,
+        event_types(&mut client, &declined).await,
     );
     assert_eq!(events, after, "nothing recorded after the first settlement");
     assert_eq!(
@@ -186,7 +171,7 @@ async fn an_unsigned_stale_or_malformed_webhook_changes_nothing() {
     let unknown = body.replace(&payment_id, "pay_nobody_made");
     assert_eq!(post(Some(sign(SECRET, now, &unknown)), unknown).await, 503);
     assert_eq!(
-        history(&mut client, &imei).await,
+        event_types(&mut client, &imei).await,
         ["DeviceRegistered", "PlanOrdered"],
         "nothing recorded"
     );
@@ -200,7 +185,7 @@ async fn an_unsigned_stale_or_malformed_webhook_changes_nothing() {
         200
     );
     assert_eq!(
-        history(&mut client, &imei).await,
+        event_types(&mut client, &imei).await,
         [
             "DeviceRegistered",
             "PlanOrdered",

@@ -10,7 +10,7 @@ use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_warranty::server::{Config, Running, start};
 use tonic::transport::Channel;
 
-use crate::harness::{by_imei, coverage, days_ago, fresh_imei, registration};
+use crate::harness::{by_imei, coverage, days_ago, event_types, fresh_imei, registration};
 
 /// A recall of Aurora 4 batteries for the IMEIs from `from` to `to`, offered in
 /// Germany from a year ago for two more.
@@ -62,17 +62,10 @@ fn aurora_4(imei: &str, country: &str, customer: &str) -> pb::RegisterDeviceRequ
 }
 
 async fn enrolments(client: &mut WarrantyServiceClient<Channel>, imei: &str) -> usize {
-    client
-        .get_device_history(pb::GetDeviceHistoryRequest {
-            device_id: by_imei(imei),
-            ..Default::default()
-        })
+    event_types(client, imei)
         .await
-        .unwrap()
-        .into_inner()
-        .events
         .iter()
-        .filter(|e| e.event_type == "EnrolledInProgramme")
+        .filter(|e| *e == "EnrolledInProgramme")
         .count()
 }
 
