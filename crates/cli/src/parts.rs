@@ -105,6 +105,15 @@ pub enum Parts {
         #[arg(long, default_value = "")]
         customer: String,
     },
+    /// Send a delivered accessory order back within the withdrawal period: a
+    /// label to the depot, and a full refund once it is there.
+    Return {
+        #[arg(long)]
+        order: String,
+        /// The customer it is for (what a customer must give).
+        #[arg(long, default_value = "")]
+        customer: String,
+    },
     /// Pack a paid accessory order at the depot and hand it to logistics.
     Ship {
         #[arg(long)]
@@ -137,6 +146,8 @@ fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
                 "currency": o.total.as_ref().and_then(|t| t.shown.as_ref()).map(|m| m.currency.clone()),
                 "payment_id": o.payment_id, "payment_failure": o.payment_failure,
                 "shipment_id": o.shipment_id, "placed_on": o.placed_on, "delivered_on": o.delivered_on,
+                "withdrawal_ends": o.withdrawal_ends, "return_shipment_id": o.return_shipment_id,
+                "refund_id": o.refund_id,
                 "units": o.units.iter().map(|u| json!({"number": u.number, "serial": u.serial})).collect::<Vec<_>>()})
         );
         return;
@@ -160,6 +171,12 @@ fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
     }
     if !o.shipment_id.is_empty() {
         println!("  parcel {} (aftersales shipment track)", o.shipment_id);
+    }
+    if !o.withdrawal_ends.is_empty() {
+        println!("  may be sent back until {}", o.withdrawal_ends);
+    }
+    if !o.return_shipment_id.is_empty() {
+        println!("  coming back in parcel {}", o.return_shipment_id);
     }
 }
 
@@ -552,6 +569,17 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
         Parts::OrderStatus { order, customer } => {
             let order = parts
                 .get_accessory_order(ppb::AccessoryOrderRef {
+                    order_id: order,
+                    customer_id: customer,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_order(&order, endpoints.json);
+        }
+        Parts::Return { order, customer } => {
+            let order = parts
+                .return_accessory_order(ppb::AccessoryOrderRef {
                     order_id: order,
                     customer_id: customer,
                 })

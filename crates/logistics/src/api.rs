@@ -115,14 +115,20 @@ impl LogisticsService for LogisticsApi {
                 ));
             }
         };
-        let to = address_from_proto(r.to.ok_or_else(|| invalid("to", "is required"))?);
-        let from = match (r.from, direction, &purpose) {
-            (Some(from), _, _) => address_from_proto(from),
-            // An accessory goes out from the depot that serves its destination.
-            (None, Direction::Outbound, Purpose::AccessoryReplacement(_)) => {
-                self.app.depots().for_country(&to.country).address()
+        // An accessory parcel's depot end is the depot serving the customer's country.
+        let accessory = matches!(purpose, Purpose::AccessoryReplacement(_));
+        let depot = |a: &crate::domain::shipment::Address| {
+            self.app.depots().for_country(&a.country).address()
+        };
+        let (from, to) = match (r.from.map(address_from_proto), r.to.map(address_from_proto)) {
+            (Some(from), Some(to)) => (from, to),
+            (None, Some(to)) if accessory && direction == Direction::Outbound => (depot(&to), to),
+            (Some(from), None) if accessory && direction == Direction::Inbound => {
+                let to = depot(&from);
+                (from, to)
             }
-            (None, _, _) => return Err(invalid("from", "is required")),
+            (_, None) => return Err(invalid("to", "is required")),
+            (None, Some(_)) => return Err(invalid("from", "is required")),
         };
         let parcel = r.parcel.ok_or_else(|| invalid("parcel", "is required"))?;
         let new = NewShipment {

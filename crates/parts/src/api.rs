@@ -42,6 +42,13 @@ impl PartsApi {
         self.requests.context(request)
     }
 
+    /// The customer an order request is for: a customer's own (they see theirs
+    /// only), or the one staff name; none when staff name none.
+    fn customer_of(request: &Request<pb::AccessoryOrderRef>) -> Option<String> {
+        let named = &request.get_ref().customer_id;
+        (Caller::of(request).is_customer() || !named.is_empty()).then(|| named.clone())
+    }
+
     fn order(&self, view: &OrderView) -> pb::AccessoryOrder {
         order_to_proto(
             view,
@@ -251,6 +258,17 @@ fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder 
         crate::domain::order::TaxShown::Excluded => TaxDisplay::Excluded,
     };
     let status = match (&o.payment, &o.shipment_id, o.delivered_on) {
+        _ if o.giving_back.as_ref().is_some_and(|b| b.refunded) => {
+            pb::AccessoryOrderStatus::Refunded
+        }
+        _ if o
+            .giving_back
+            .as_ref()
+            .is_some_and(|b| b.received_on.is_some()) =>
+        {
+            pb::AccessoryOrderStatus::Returned
+        }
+        _ if o.giving_back.is_some() => pb::AccessoryOrderStatus::ReturnRequested,
         (_, _, Some(_)) => pb::AccessoryOrderStatus::Delivered,
         (_, Some(_), None) => pb::AccessoryOrderStatus::Shipped,
         (Payment::Pending { .. }, None, None) => pb::AccessoryOrderStatus::AwaitingPayment,
@@ -299,6 +317,20 @@ fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder 
         placed_on: o.placed_on.to_string(),
         delivered_on: o.delivered_on.map(|d| d.to_string()).unwrap_or_default(),
         version: view.version,
+        withdrawal_ends: o
+            .withdrawal_ends()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        return_shipment_id: o
+            .giving_back
+            .as_ref()
+            .map(|b| b.shipment_id.clone())
+            .unwrap_or_default(),
+        refund_id: o
+            .giving_back
+            .as_ref()
+            .and_then(|b| b.refund_id.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -582,14 +614,26 @@ impl PartsService for PartsApi {
         &self,
         request: Request<pb::AccessoryOrderRef>,
     ) -> Answer<pb::AccessoryOrder> {
-        let caller = Caller::of(&request);
+        let customer = Self::customer_of(&request);
         let r = request.into_inner();
-        // A customer sees their own orders only; staff name none.
-        let customer =
-            (caller.is_customer() || !r.customer_id.is_empty()).then_some(r.customer_id.as_str());
         let view = self
             .orders
-            .get(&r.order_id, customer)
+            .get(&r.order_id, customer.as_deref())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.order(&view)))
+    }
+
+    async fn return_accessory_order(
+        &self,
+        request: Request<pb::AccessoryOrderRef>,
+    ) -> Answer<pb::AccessoryOrder> {
+        let ctx = self.context(&request)?;
+        let customer = Self::customer_of(&request);
+        let r = request.into_inner();
+        let view = self
+            .orders
+            .request_return(&r.order_id, customer.as_deref(), &ctx)
             .await
             .map_err(status)?;
         Ok(Response::new(self.order(&view)))

@@ -11,7 +11,8 @@ use aftersales_core::types::{CountryCode, DeviceKey};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, Decider as _, StoreTransaction, StreamId,
 };
-use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus};
+use aftersales_payments::webhook::Outcome;
+use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus, RefundRequest};
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
@@ -51,6 +52,13 @@ pub struct OrderView {
     pub order_id: String,
     pub state: OrderState,
     pub version: u64,
+}
+
+/// Which way a parcel of an order goes.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Out,
+    Back,
 }
 
 /// How long another service may take to answer.
@@ -141,6 +149,7 @@ impl AccessoryOrders {
             lines,
             address: new.address,
             payment_id: "to be created".into(),
+            withdrawal_days: list.withdrawal_days,
             today,
         };
         // Decided once before anything is charged, so a bad order costs nothing.
@@ -192,26 +201,30 @@ impl AccessoryOrders {
         Ok(view)
     }
 
-    /// Applies what the provider's webhook says about `payment_id`: `true` if it
-    /// settled its order now. NOT_FOUND while the payment is not known yet.
+    /// Applies what the provider's webhook says about `payment_id` (how it
+    /// ended, or a refund on it): `true` if that changed its order now.
+    /// NOT_FOUND while the payment is not known yet.
     pub async fn settle_from_webhook(
         &self,
         payment_id: &str,
-        status: PaymentStatus,
+        outcome: Outcome,
         ctx: &CommandContext,
     ) -> AppResult<bool> {
-        let settlement = match status {
-            PaymentStatus::Pending => return Ok(false),
-            PaymentStatus::Succeeded => Settlement::Paid,
-            PaymentStatus::Failed { reason } => Settlement::Failed { reason },
+        let command = match outcome {
+            Outcome::Settled(PaymentStatus::Pending) => return Ok(false),
+            Outcome::Settled(PaymentStatus::Succeeded) => Command::SettlePayment {
+                payment_id: payment_id.to_owned(),
+                settlement: Settlement::Paid,
+            },
+            Outcome::Settled(PaymentStatus::Failed { reason }) => Command::SettlePayment {
+                payment_id: payment_id.to_owned(),
+                settlement: Settlement::Failed { reason },
+            },
+            Outcome::Refunded { refund_id, .. } => Command::SettleRefund { refund_id },
         };
         let order_id = crate::projections::order_of_payment(self.parts.store(), payment_id)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("payment {payment_id}")))?;
-        let command = Command::SettlePayment {
-            payment_id: payment_id.to_owned(),
-            settlement,
-        };
         let handled = self
             .orders
             .handle(&order_stream(&order_id)?, &command, ctx)
@@ -239,7 +252,7 @@ impl AccessoryOrders {
                         units: units.clone(),
                     },
                 )?;
-                self.create_shipment(order_id, &current.state.address, ctx)
+                self.create_shipment(order_id, Direction::Out, &current.state.address, ctx)
                     .await?
             }
         };
@@ -251,29 +264,116 @@ impl AccessoryOrders {
         self.view(order_id.to_owned(), handled.state, handled.version)
     }
 
-    /// The order's parcel, made once: the command id is the order's, so a
-    /// retry after a crash finds the parcel made before.
+    /// The customer withdraws within the period: a parcel back to the depot
+    /// (its label from logistics), refunded in full once it arrives.
+    pub async fn request_return(
+        &self,
+        order_id: &str,
+        customer_id: Option<&str>,
+        ctx: &CommandContext,
+    ) -> AppResult<OrderView> {
+        let current = self.get(order_id, customer_id).await?;
+        let shipment_id = match &current.state.giving_back {
+            Some(back) => back.shipment_id.clone(),
+            None => {
+                // Refused before logistics is asked for a label.
+                AccessoryOrder::decide(
+                    &Some(current.state.clone()),
+                    &Command::RequestReturn {
+                        return_shipment_id: "to be created".into(),
+                        today: ctx.now.date_naive(),
+                    },
+                )?;
+                self.create_shipment(order_id, Direction::Back, &current.state.address, ctx)
+                    .await?
+            }
+        };
+        let command = Command::RequestReturn {
+            return_shipment_id: shipment_id,
+            today: ctx.now.date_naive(),
+        };
+        let handled = self
+            .orders
+            .handle(&order_stream(order_id)?, &command, ctx)
+            .await?;
+        self.view(order_id.to_owned(), handled.state, handled.version)
+    }
+
+    /// The returned parcel arrived on `on` (logistics said so, once): the whole
+    /// payment is refunded at the provider (once per order, by its key), and
+    /// the return recorded in `tx` with the event that said so.
+    pub async fn returned_in(
+        &self,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+        on: NaiveDate,
+        ctx: &CommandContext,
+    ) -> AppResult<()> {
+        let current = self.get(order_id, None).await?;
+        let order::Payment::Paid { payment_id } = &current.state.payment else {
+            return Err(DomainError::Precondition(format!(
+                "the order is {}: nothing was paid",
+                current.state.stage()
+            ))
+            .into());
+        };
+        let refund = self
+            .payments
+            .refund(&RefundRequest {
+                idempotency_key: format!("accessory-order-refund:{order_id}"),
+                payment_id: payment_id.clone(),
+                amount_minor: current.state.total.gross,
+            })
+            .await?;
+        let command = Command::ReceiveReturn {
+            on,
+            refund_id: refund.id,
+        };
+        self.orders
+            .handle_in(tx, &order_stream(order_id)?, &command, ctx)
+            .await?;
+        Ok(())
+    }
+
+    /// The order's parcel out, or back, made once each: the command id is the
+    /// order's, so a retry after a crash finds the parcel made before. The
+    /// depot's end is left to logistics (the depot serving the country).
     async fn create_shipment(
         &self,
         order_id: &str,
-        to: &PostalAddress,
+        direction: Direction,
+        customer: &PostalAddress,
         ctx: &CommandContext,
     ) -> AppResult<String> {
         let mut logistics = self
             .logistics
             .clone()
             .ok_or_else(|| Error::unavailable("no logistics service configured"))?;
+        let (kind, pb_direction, from, to) = match direction {
+            Direction::Out => (
+                "shipment",
+                lpb::Direction::Outbound,
+                None,
+                Some(customer.into()),
+            ),
+            Direction::Back => (
+                "return",
+                lpb::Direction::Inbound,
+                Some(customer.into()),
+                None,
+            ),
+        };
         let command_id = Uuid::new_v5(
             &Uuid::NAMESPACE_OID,
-            format!("accessory-order-shipment:{order_id}").as_bytes(),
+            format!("accessory-order-{kind}:{order_id}").as_bytes(),
         );
         let mut request = aftersales_runtime::request::with_command_id(
             lpb::CreateShipmentRequest {
-                direction: lpb::Direction::Outbound.into(),
+                direction: pb_direction.into(),
                 repair_order_id: String::new(),
                 accessory_replacement_id: order_id.to_owned(),
-                from: None,
-                to: Some(to.into()),
+                from,
+                to,
                 // A boxed accessory.
                 parcel: Some(lpb::Parcel {
                     weight_grams: 400,
@@ -397,7 +497,7 @@ impl aftersales_payments::webhook::Merchant for AccessoryOrders {
     async fn settle(
         &self,
         payment_id: &str,
-        outcome: PaymentStatus,
+        outcome: Outcome,
         ctx: &CommandContext,
     ) -> AppResult<bool> {
         self.settle_from_webhook(payment_id, outcome, ctx).await

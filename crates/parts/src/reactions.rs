@@ -5,7 +5,8 @@
 //!   not fit (returned unrepaired, or repaired without them); each unit goes
 //!   back to the center's stock, or to the next order in line.
 //! - logistics `Delivered`, for an accessory order's parcel: the order is
-//!   delivered, and its units registered with the phone's warranty.
+//!   delivered, and its units registered with the phone's warranty; for its
+//!   parcel coming back, the return is received and the payment refunded.
 
 use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
@@ -71,7 +72,7 @@ impl PartsReactions {
         Ok(())
     }
 
-    /// An accessory order's parcel arrived.
+    /// An accessory order's parcel arrived: at the customer's, or back at the depot.
     async fn delivered(
         &self,
         event: &InboundEvent,
@@ -79,8 +80,8 @@ impl PartsReactions {
     ) -> Result<(), HandlerError> {
         let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
         let order_id = delivered.accessory_replacement_id.trim();
-        if order_id.is_empty() || delivered.direction() != lpb::Direction::Outbound {
-            return Ok(()); // a repair's parcel, or one coming back
+        if order_id.is_empty() {
+            return Ok(()); // a repair's parcel
         }
         // A parcel made for an accessory id that is no order here is not ours.
         if order_stream(order_id).is_err() {
@@ -100,7 +101,12 @@ impl PartsReactions {
         )
         .map_or(event.metadata.recorded_at.date_naive(), |t| t.date_naive());
         let ctx = event.reaction_context(order_id.as_bytes(), &self.region);
-        self.orders.delivered_in(tx, order_id, on, &ctx).await?;
+        match delivered.direction() {
+            lpb::Direction::Inbound => self.orders.returned_in(tx, order_id, on, &ctx).await?,
+            lpb::Direction::Outbound | lpb::Direction::Unspecified => {
+                self.orders.delivered_in(tx, order_id, on, &ctx).await?;
+            }
+        }
         Ok(())
     }
 }

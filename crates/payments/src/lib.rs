@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use service::{PAYMENTS_WEBHOOK, PaymentArgs};
-pub use webhook::SandboxWebhook;
+pub use webhook::{Outcome, SandboxWebhook};
 
 /// What to take, from whom, and the key that makes asking twice harmless.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,23 @@ pub struct Payment {
     pub amount_minor: i64,
     pub currency: String,
     pub status: PaymentStatus,
+}
+
+/// Money given back on a payment that succeeded, once per idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    pub payment_id: String,
+    pub amount_minor: i64,
+}
+
+/// A refund as the provider took it: it succeeds later, by webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: String,
+    pub payment_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +119,9 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     fn create<'a>(&'a self, request: &'a PaymentRequest) -> PaymentFuture<'a, Payment>;
     /// The payment as it stands now.
     fn get<'a>(&'a self, id: &'a str) -> PaymentFuture<'a, Payment>;
+    /// Gives back part or all of a payment that succeeded; the key makes
+    /// asking again the same refund.
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> PaymentFuture<'a, Refund>;
 }
 
 /// A provider without money: outcomes chosen by the payment method, settled a
@@ -111,6 +131,7 @@ pub struct Sandbox {
     settle_after: Duration,
     payments: Mutex<HashMap<String, Stored>>,
     by_key: Mutex<HashMap<String, String>>,
+    refunds: Mutex<HashMap<String, Refund>>,
     webhook: Option<SandboxWebhook>,
 }
 
@@ -134,6 +155,7 @@ impl Sandbox {
             settle_after,
             payments: Mutex::default(),
             by_key: Mutex::default(),
+            refunds: Mutex::default(),
             webhook: None,
         }
     }
@@ -235,7 +257,58 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    fn refund_now(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
+        let payment = self.get_now(&request.payment_id)?;
+        if payment.status != PaymentStatus::Succeeded {
+            return Err(PaymentError::Invalid(format!(
+                "payment {} has not succeeded: nothing to refund",
+                payment.id
+            )));
+        }
+        let poisoned = || PaymentError::Unavailable("the sandbox is poisoned".into());
+        let mut refunds = self.refunds.lock().map_err(|_| poisoned())?;
+        if let Some(refund) = refunds.get(&request.idempotency_key) {
+            return if refund.payment_id == request.payment_id
+                && refund.amount_minor == request.amount_minor
+            {
+                Ok(refund.clone())
+            } else {
+                Err(PaymentError::KeyReused(request.idempotency_key.clone()))
+            };
+        }
+        let refunded: i64 = refunds
+            .values()
+            .filter(|r| r.payment_id == payment.id)
+            .map(|r| r.amount_minor)
+            .sum();
+        if request.amount_minor <= 0 || refunded + request.amount_minor > payment.amount_minor {
+            return Err(PaymentError::Invalid(format!(
+                "a refund of {} is not within the {} left of payment {}",
+                request.amount_minor,
+                payment.amount_minor - refunded,
+                payment.id
+            )));
+        }
+        let refund = Refund {
+            id: format!("re_{}", uuid::Uuid::new_v4().simple()),
+            payment_id: payment.id,
+            amount_minor: request.amount_minor,
+            currency: payment.currency,
+        };
+        refunds.insert(request.idempotency_key.clone(), refund.clone());
+        if let Some(webhook) = &self.webhook {
+            webhook.refund_later(self.settle_after, refund.clone());
+        }
+        Ok(refund)
+    }
+}
+
 impl PaymentProvider for Sandbox {
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> PaymentFuture<'a, Refund> {
+        Box::pin(async move { self.refund_now(request) })
+    }
+
     fn create<'a>(&'a self, request: &'a PaymentRequest) -> PaymentFuture<'a, Payment> {
         Box::pin(async move { self.create_now(request) })
     }
@@ -320,5 +393,39 @@ mod tests {
             PaymentStatus::Succeeded,
             "the refused key is free"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refund_gives_back_no_more_than_was_paid_once_per_key() {
+        let sandbox = Sandbox::new(Duration::from_secs(1));
+        let paid = sandbox.create(&request("k1", "sandbox-ok")).await.unwrap();
+        let refund = |key: &str, amount_minor| RefundRequest {
+            idempotency_key: key.into(),
+            payment_id: paid.id.clone(),
+            amount_minor,
+        };
+        assert!(
+            matches!(
+                sandbox.refund(&refund("r1", 100)).await,
+                Err(PaymentError::Invalid(_))
+            ),
+            "not paid yet"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let first = sandbox.refund(&refund("r1", 4000)).await.unwrap();
+        assert_eq!((first.amount_minor, first.currency.as_str()), (4000, "EUR"));
+        assert_eq!(sandbox.refund(&refund("r1", 4000)).await.unwrap(), first);
+        assert_eq!(
+            sandbox.refund(&refund("r1", 900)).await,
+            Err(PaymentError::KeyReused("r1".into()))
+        );
+        assert!(
+            matches!(
+                sandbox.refund(&refund("r2", 901)).await,
+                Err(PaymentError::Invalid(_))
+            ),
+            "900 is left"
+        );
+        assert!(sandbox.refund(&refund("r2", 900)).await.is_ok());
     }
 }

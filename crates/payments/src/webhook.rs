@@ -35,6 +35,9 @@ pub struct WebhookEvent {
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// The refund a `refund.succeeded` is about; its amount is `amount_minor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_id: Option<String>,
     /// When the provider created it, in unix milliseconds.
     pub created: i64,
 }
@@ -48,19 +51,38 @@ pub enum EventKind {
     Succeeded,
     #[serde(rename = "payment.failed")]
     Failed,
+    /// Money given back on the payment.
+    #[serde(rename = "refund.succeeded")]
+    Refunded,
+}
+
+/// What an event tells the merchant about a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// How the payment ended.
+    Settled(PaymentStatus),
+    /// A refund on it went through.
+    Refunded {
+        refund_id: String,
+        amount_minor: i64,
+    },
 }
 
 impl WebhookEvent {
-    /// How the payment ended, if the event says it did.
-    pub fn outcome(&self) -> Option<PaymentStatus> {
+    /// What the event tells, if anything: a payment under way tells nothing.
+    pub fn outcome(&self) -> Option<Outcome> {
         match self.kind {
             EventKind::Processing => None,
-            EventKind::Succeeded => Some(PaymentStatus::Succeeded),
-            EventKind::Failed => Some(PaymentStatus::Failed {
+            EventKind::Succeeded => Some(Outcome::Settled(PaymentStatus::Succeeded)),
+            EventKind::Failed => Some(Outcome::Settled(PaymentStatus::Failed {
                 reason: self
                     .failure_reason
                     .clone()
                     .unwrap_or_else(|| "the payment failed".into()),
+            })),
+            EventKind::Refunded => self.refund_id.clone().map(|refund_id| Outcome::Refunded {
+                refund_id,
+                amount_minor: self.amount_minor,
             }),
         }
     }
@@ -161,7 +183,7 @@ pub trait Merchant: Clone + Send + Sync + 'static {
     fn settle(
         &self,
         payment_id: &str,
-        outcome: PaymentStatus,
+        outcome: Outcome,
         ctx: &CommandContext,
     ) -> impl Future<Output = Result<bool, aftersales_core::Error>> + Send;
 }
@@ -302,23 +324,48 @@ impl SandboxWebhook {
                 amount_minor: settled.amount_minor,
                 currency: settled.currency.clone(),
                 failure_reason,
+                refund_id: None,
                 created,
             };
-            let events = [
+            this.deliver(&[
                 event(EventKind::Processing, "processing", None),
                 event(kind, "outcome", failure_reason),
-            ];
-            for round in 0..this.deliveries {
-                let order: Vec<&WebhookEvent> = if round % 2 == 0 {
-                    events.iter().rev().collect()
-                } else {
-                    events.iter().collect()
-                };
-                for event in order {
-                    this.post(event).await;
-                }
-            }
+            ])
+            .await;
         });
+    }
+
+    /// After `after`, posts that `refund` went through.
+    pub(crate) fn refund_later(&self, after: Duration, refund: crate::Refund) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let event = WebhookEvent {
+                id: format!("evt_{}", refund.id),
+                kind: EventKind::Refunded,
+                payment_id: refund.payment_id.clone(),
+                amount_minor: refund.amount_minor,
+                currency: refund.currency.clone(),
+                failure_reason: None,
+                refund_id: Some(refund.id.clone()),
+                created: this.clock.now().timestamp_millis(),
+            };
+            this.deliver(&[event]).await;
+        });
+    }
+
+    /// Posts `events` `deliveries` times, every other round in reverse order.
+    async fn deliver(&self, events: &[WebhookEvent]) {
+        for round in 0..self.deliveries {
+            let order: Vec<&WebhookEvent> = if round % 2 == 0 {
+                events.iter().rev().collect()
+            } else {
+                events.iter().collect()
+            };
+            for event in order {
+                self.post(event).await;
+            }
+        }
     }
 
     /// Posts `event` until the merchant answers 2xx, backing off, or gives up.
@@ -486,6 +533,7 @@ mod tests {
             amount_minor: 100,
             currency: "EUR".into(),
             failure_reason: None,
+            refund_id: None,
             created: 0,
         };
         let body = serde_json::to_vec(&event).unwrap();
@@ -496,7 +544,10 @@ mod tests {
             read(&secrets, Some(&signed), &body, 1_000, window),
             Ok(event)
         );
-        assert_eq!(event_outcome(&body), Some(PaymentStatus::Succeeded));
+        assert_eq!(
+            event_outcome(&body),
+            Some(Outcome::Settled(PaymentStatus::Succeeded))
+        );
         let as_carrier = aftersales_runtime::signature::sign(SECRET, "dhl", 1_000, &body);
         assert_eq!(
             read(&secrets, Some(&as_carrier), &body, 1_000, window),
@@ -510,7 +561,7 @@ mod tests {
         ));
     }
 
-    fn event_outcome(body: &[u8]) -> Option<PaymentStatus> {
+    fn event_outcome(body: &[u8]) -> Option<Outcome> {
         serde_json::from_slice::<WebhookEvent>(body)
             .unwrap()
             .outcome()

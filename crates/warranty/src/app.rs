@@ -636,10 +636,16 @@ impl aftersales_payments::webhook::Merchant for Warranty {
     async fn settle(
         &self,
         payment_id: &str,
-        outcome: PaymentStatus,
+        outcome: aftersales_payments::Outcome,
         ctx: &CommandContext,
     ) -> AppResult<bool> {
-        self.settle_from_webhook(payment_id, outcome, ctx).await
+        match outcome {
+            aftersales_payments::Outcome::Settled(status) => {
+                self.settle_from_webhook(payment_id, status, ctx).await
+            }
+            // A plan's refund is recorded when it is cancelled.
+            aftersales_payments::Outcome::Refunded { .. } => Ok(false),
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //!
 //! The payment settles once, whatever the provider's webhook repeats or
 //! reorders; nothing is packed before it is paid; an order is shipped once.
+//! Within the country's withdrawal period after delivery the customer may send
+//! it back; once the parcel is back the whole payment is refunded, once.
 
 use aftersales_core::address::PostalAddress;
 use aftersales_eventstore::{Decider, DomainEvent};
@@ -138,6 +140,24 @@ pub struct OrderState {
     pub shipment_id: Option<String>,
     pub units: Vec<PackedUnit>,
     pub delivered_on: Option<NaiveDate>,
+    /// Days after delivery the customer may withdraw, as the law stood when
+    /// the order was placed; 0 where it gives no such right.
+    #[serde(default)]
+    pub withdrawal_days: u32,
+    #[serde(default)]
+    pub giving_back: Option<Return>,
+}
+
+/// An order the customer withdrew from, on its way back and refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Return {
+    pub requested_on: NaiveDate,
+    /// The parcel coming back to the depot.
+    pub shipment_id: String,
+    /// The day it arrived, and the refund then asked of the provider.
+    pub received_on: Option<NaiveDate>,
+    pub refund_id: Option<String>,
+    pub refunded: bool,
 }
 
 /// How the country shows prices, as recorded with the order.
@@ -158,8 +178,26 @@ impl From<TaxDisplay> for TaxShown {
 }
 
 impl OrderState {
+    /// The last day the customer may withdraw: `None` before delivery, or where
+    /// the law gives no such right.
+    pub fn withdrawal_ends(&self) -> Option<NaiveDate> {
+        let delivered = self.delivered_on?;
+        (self.withdrawal_days > 0).then(|| {
+            delivered
+                .checked_add_days(chrono::Days::new(u64::from(self.withdrawal_days)))
+                .unwrap_or(NaiveDate::MAX)
+        })
+    }
+
     /// What the order waits for, in words, for a refusal.
     pub fn stage(&self) -> &'static str {
+        if let Some(back) = &self.giving_back {
+            return match (back.received_on, back.refunded) {
+                (_, true) => "refunded",
+                (Some(_), false) => "returned, its refund under way",
+                (None, false) => "on its way back",
+            };
+        }
         match (&self.payment, &self.shipment_id, self.delivered_on) {
             (_, _, Some(_)) => "delivered",
             (_, Some(_), None) => "shipped",
@@ -190,6 +228,8 @@ pub enum Command {
         address: PostalAddress,
         /// Created at the provider for the order's total.
         payment_id: String,
+        /// The delivery country's withdrawal period, in days after delivery.
+        withdrawal_days: u32,
         today: NaiveDate,
     },
     SettlePayment {
@@ -203,6 +243,20 @@ pub enum Command {
     },
     MarkDelivered {
         on: NaiveDate,
+    },
+    /// The customer withdraws: the parcel back is `return_shipment_id`.
+    RequestReturn {
+        return_shipment_id: String,
+        today: NaiveDate,
+    },
+    /// The parcel came back on `on`; the refund `refund_id` was asked for.
+    ReceiveReturn {
+        on: NaiveDate,
+        refund_id: String,
+    },
+    /// The provider says the refund went through.
+    SettleRefund {
+        refund_id: String,
     },
 }
 
@@ -222,6 +276,8 @@ pub enum Event {
         address: PostalAddress,
         payment_id: String,
         placed_on: NaiveDate,
+        #[serde(default)]
+        withdrawal_days: u32,
     },
     AccessoryOrderPaid {
         payment_id: String,
@@ -237,6 +293,19 @@ pub enum Event {
     AccessoryOrderDelivered {
         on: NaiveDate,
     },
+    AccessoryOrderReturnRequested {
+        return_shipment_id: String,
+        requested_on: NaiveDate,
+    },
+    AccessoryOrderReturned {
+        on: NaiveDate,
+        refund_id: String,
+        /// What is refunded: everything the customer paid.
+        amount_minor: i64,
+    },
+    AccessoryOrderRefunded {
+        refund_id: String,
+    },
 }
 
 impl DomainEvent for Event {
@@ -247,6 +316,9 @@ impl DomainEvent for Event {
             Self::AccessoryOrderPaymentFailed { .. } => "AccessoryOrderPaymentFailed",
             Self::AccessoryOrderShipped { .. } => "AccessoryOrderShipped",
             Self::AccessoryOrderDelivered { .. } => "AccessoryOrderDelivered",
+            Self::AccessoryOrderReturnRequested { .. } => "AccessoryOrderReturnRequested",
+            Self::AccessoryOrderReturned { .. } => "AccessoryOrderReturned",
+            Self::AccessoryOrderRefunded { .. } => "AccessoryOrderRefunded",
         }
     }
 
@@ -344,6 +416,7 @@ impl Decider for AccessoryOrder {
                 lines,
                 address,
                 payment_id,
+                withdrawal_days,
                 today,
             } => {
                 text("customer_id", customer_id, 100, true)?;
@@ -375,6 +448,7 @@ impl Decider for AccessoryOrder {
                     address: address.clone(),
                     payment_id: payment_id.clone(),
                     placed_on: *today,
+                    withdrawal_days: *withdrawal_days,
                 };
                 match state {
                     None => Ok(vec![placed]),
@@ -454,6 +528,75 @@ impl Decider for AccessoryOrder {
                 }
                 Ok(vec![Event::AccessoryOrderDelivered { on: *on }])
             }
+            Command::RequestReturn {
+                return_shipment_id,
+                today,
+            } => {
+                let order = require(state)?;
+                text("return_shipment_id", return_shipment_id, 100, true)?;
+                if let Some(back) = &order.giving_back {
+                    return if back.shipment_id == *return_shipment_id {
+                        Ok(Vec::new())
+                    } else {
+                        Err(DomainError::Precondition(format!(
+                            "the order is {}: it is sent back once",
+                            order.stage()
+                        )))
+                    };
+                }
+                if order.delivered_on.is_none() {
+                    return Err(DomainError::Precondition(format!(
+                        "the order is {}: a return follows its delivery",
+                        order.stage()
+                    )));
+                }
+                let Some(ends) = order.withdrawal_ends() else {
+                    return Err(DomainError::Precondition(format!(
+                        "{} gives no right to withdraw from a distance sale",
+                        order.country
+                    )));
+                };
+                if *today > ends {
+                    return Err(DomainError::Precondition(format!(
+                        "the {}-day withdrawal period ended on {ends}",
+                        order.withdrawal_days
+                    )));
+                }
+                Ok(vec![Event::AccessoryOrderReturnRequested {
+                    return_shipment_id: return_shipment_id.clone(),
+                    requested_on: *today,
+                }])
+            }
+            Command::ReceiveReturn { on, refund_id } => {
+                let order = require(state)?;
+                let Some(back) = &order.giving_back else {
+                    return Err(DomainError::Precondition(format!(
+                        "the order is {}: no return was asked for",
+                        order.stage()
+                    )));
+                };
+                if back.received_on.is_some() {
+                    return Ok(Vec::new());
+                }
+                text("refund_id", refund_id, 200, true)?;
+                Ok(vec![Event::AccessoryOrderReturned {
+                    on: *on,
+                    refund_id: refund_id.clone(),
+                    amount_minor: order.total.gross,
+                }])
+            }
+            Command::SettleRefund { refund_id } => {
+                let order = require(state)?;
+                // Another refund's news, or this one's again: nothing to do.
+                match &order.giving_back {
+                    Some(back) if back.refund_id.as_ref() == Some(refund_id) && !back.refunded => {
+                        Ok(vec![Event::AccessoryOrderRefunded {
+                            refund_id: refund_id.clone(),
+                        }])
+                    }
+                    Some(_) | None => Ok(Vec::new()),
+                }
+            }
         }
     }
 
@@ -469,6 +612,7 @@ impl Decider for AccessoryOrder {
             address,
             payment_id,
             placed_on,
+            withdrawal_days,
         } = event
         {
             return Some(OrderState {
@@ -487,6 +631,8 @@ impl Decider for AccessoryOrder {
                 shipment_id: None,
                 units: Vec::new(),
                 delivered_on: None,
+                withdrawal_days: *withdrawal_days,
+                giving_back: None,
             });
         }
         let mut order = state?;
@@ -508,6 +654,29 @@ impl Decider for AccessoryOrder {
                 order.units.clone_from(units);
             }
             Event::AccessoryOrderDelivered { on } => order.delivered_on = Some(*on),
+            Event::AccessoryOrderReturnRequested {
+                return_shipment_id,
+                requested_on,
+            } => {
+                order.giving_back = Some(Return {
+                    requested_on: *requested_on,
+                    shipment_id: return_shipment_id.clone(),
+                    received_on: None,
+                    refund_id: None,
+                    refunded: false,
+                });
+            }
+            Event::AccessoryOrderReturned { on, refund_id, .. } => {
+                if let Some(back) = &mut order.giving_back {
+                    back.received_on = Some(*on);
+                    back.refund_id = Some(refund_id.clone());
+                }
+            }
+            Event::AccessoryOrderRefunded { .. } => {
+                if let Some(back) = &mut order.giving_back {
+                    back.refunded = true;
+                }
+            }
         }
         Some(order)
     }

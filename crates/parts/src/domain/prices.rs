@@ -42,6 +42,9 @@ pub struct Version {
 pub struct PriceList {
     pub country: String,
     pub currency: String,
+    /// Days after delivery a consumer may withdraw from a distance sale; 0
+    /// where the law gives no such right.
+    pub withdrawal_days: u32,
     pub tax: Tax,
     /// Oldest first.
     pub version: Vec<Version>,
@@ -95,6 +98,9 @@ impl PriceList {
             .map_err(|e| format!("{name}: {e}"))?;
         if list.tax.rate_basis_points > 10_000 {
             return Err(format!("{name}: a tax rate above 100 %"));
+        }
+        if list.withdrawal_days > 90 {
+            return Err(format!("{name}: a withdrawal period above 90 days"));
         }
         if list.version.is_empty() {
             return Err(format!("{name}: no version"));

@@ -274,6 +274,63 @@ async fn an_order_is_paid_once_shipped_once_and_its_units_registered_on_delivery
             .iter()
             .all(|a| a.purchase_date == delivered.delivered_on)
     );
+
+    // Withdrawn within Germany's 14 days: a label back to the depot, and the
+    // whole payment refunded once the parcel is there, however often the
+    // provider says so.
+    let delivered_on: chrono::NaiveDate = delivered.delivered_on.parse().unwrap();
+    assert_eq!(
+        delivered.withdrawal_ends,
+        (delivered_on + chrono::Days::new(14)).to_string()
+    );
+    let back = pb::AccessoryOrderRef {
+        order_id: placed.order_id.clone(),
+        customer_id: "cust-lena".into(),
+    };
+    let returning = client
+        .return_accessory_order(back.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status(&returning),
+        pb::AccessoryOrderStatus::ReturnRequested
+    );
+    let again = client
+        .return_accessory_order(back)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.return_shipment_id, returning.return_shipment_id);
+    let label = p
+        .logistics
+        .get_shipment(aftersales_proto::logistics::ShipmentRef {
+            shipment_id: returning.return_shipment_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        label.direction(),
+        aftersales_proto::logistics::Direction::Inbound
+    );
+    assert_eq!(label.from.unwrap().city, "Berlin");
+    let refunded = order_when(&mut client, &placed.order_id, |o| {
+        status(o) == pb::AccessoryOrderStatus::Refunded
+    })
+    .await;
+    assert_eq!(status(&refunded), pb::AccessoryOrderStatus::Refunded);
+    assert!(
+        refunded.refund_id.starts_with("re_"),
+        "{}",
+        refunded.refund_id
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = order_when(&mut client, &placed.order_id, |_| true).await;
+    assert_eq!(
+        settled.version, 7,
+        "placed, paid, shipped, delivered, sent back, returned, refunded: each once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

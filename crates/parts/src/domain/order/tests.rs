@@ -45,6 +45,7 @@ fn place(lines: Vec<OrderLine>) -> Command {
         lines,
         address: address("DE"),
         payment_id: "pay_1".into(),
+        withdrawal_days: 14,
         today: day(),
     }
 }
@@ -246,5 +247,123 @@ fn an_address_elsewhere_or_unprintable_is_refused() {
             field: "address.postal_code",
             ..
         })
+    ));
+}
+
+/// An order for two chargers, paid, shipped and delivered on `delivered`.
+fn delivered(delivered: NaiveDate, withdrawal_days: u32) -> Option<OrderState> {
+    let lines = priced("DE", &[want("ACC-CHG-30W", 2)], None).unwrap();
+    let mut placing = place(lines);
+    if let Command::Place {
+        withdrawal_days: days,
+        ..
+    } = &mut placing
+    {
+        *days = withdrawal_days;
+    }
+    let commands = [
+        placing,
+        Command::SettlePayment {
+            payment_id: "pay_1".into(),
+            settlement: Settlement::Paid,
+        },
+        Command::Ship {
+            shipment_id: "shp-1".into(),
+            units: ["CHG-0001", "CHG-0002"]
+                .iter()
+                .map(|serial| PackedUnit {
+                    number: "ACC-CHG-30W".into(),
+                    serial: (*serial).into(),
+                })
+                .collect(),
+        },
+        Command::MarkDelivered { on: delivered },
+    ];
+    commands
+        .iter()
+        .fold(None, |state, command| run(state, command).0)
+}
+
+#[test]
+fn a_return_within_the_withdrawal_period_is_refunded_in_full_once() {
+    let on = day();
+    let order = delivered(on, 14);
+    assert_eq!(
+        order.as_ref().unwrap().withdrawal_ends(),
+        NaiveDate::from_ymd_opt(2026, 12, 18)
+    );
+    let request = |today| Command::RequestReturn {
+        return_shipment_id: "shp-back".into(),
+        today,
+    };
+    // The fifteenth day is too late.
+    let late = NaiveDate::from_ymd_opt(2026, 12, 19).unwrap();
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &request(late)),
+        Err(DomainError::Precondition(why)) if why.contains("ended on 2026-12-18")
+    ));
+    let last_day = NaiveDate::from_ymd_opt(2026, 12, 18).unwrap();
+    let (order, asked) = run(order, &request(last_day));
+    assert_eq!(asked.len(), 1);
+    assert!(
+        run(order.clone(), &request(last_day)).1.is_empty(),
+        "asked again"
+    );
+    // Not refunded before the parcel is back.
+    assert!(
+        run(
+            order.clone(),
+            &Command::SettleRefund {
+                refund_id: "re_1".into()
+            }
+        )
+        .1
+        .is_empty()
+    );
+    let back = Command::ReceiveReturn {
+        on: last_day,
+        refund_id: "re_1".into(),
+    };
+    let (order, returned) = run(order, &back);
+    assert!(matches!(
+        returned.as_slice(),
+        [Event::AccessoryOrderReturned {
+            amount_minor: 5926,
+            ..
+        }]
+    ));
+    assert!(
+        run(order.clone(), &back).1.is_empty(),
+        "the parcel's news again"
+    );
+    let settle = |id: &str| Command::SettleRefund {
+        refund_id: id.into(),
+    };
+    assert!(run(order.clone(), &settle("re_other")).1.is_empty());
+    let (order, refunded) = run(order, &settle("re_1"));
+    assert_eq!(refunded.len(), 1);
+    assert!(
+        run(order.clone(), &settle("re_1")).1.is_empty(),
+        "refunded once"
+    );
+    assert_eq!(order.unwrap().stage(), "refunded");
+}
+
+#[test]
+fn no_return_before_delivery_or_where_the_law_gives_no_right() {
+    let lines = priced("DE", &[want("ACC-CHG-30W", 1)], None).unwrap();
+    let (placed, _) = run(None, &place(lines));
+    let request = Command::RequestReturn {
+        return_shipment_id: "shp-back".into(),
+        today: day(),
+    };
+    assert!(matches!(
+        AccessoryOrder::decide(&placed, &request),
+        Err(DomainError::Precondition(why)) if why.contains("follows its delivery")
+    ));
+    let no_right = delivered(day(), 0);
+    assert!(matches!(
+        AccessoryOrder::decide(&no_right, &request),
+        Err(DomainError::Precondition(why)) if why.contains("no right to withdraw")
     ));
 }
