@@ -1044,6 +1044,114 @@ async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depo
 /// Runs `aftersales <args>` against the services at `urls` (warranty, repair,
 /// logistics, notification and, when given, parts); stdout, or stderr as the
 /// error.
+/// An accessory order through `up`: paid by the sandbox's webhook, packed,
+/// delivered by the sandbox carrier, sent back and refunded; its customer is
+/// told each step once, in her language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accessory_order_tells_its_customer_each_step_once() {
+    use aftersales_proto::notification as npb;
+    use aftersales_proto::parts as ppb;
+    let data = tempfile::tempdir().unwrap();
+    let ([_, _, _, notification, parts], child) =
+        up_services(data.path(), &["--allow-unauthenticated"]);
+    let mut n = npb::notification_service_client::NotificationServiceClient::connect(format!(
+        "http://{notification}"
+    ))
+    .await
+    .unwrap();
+    n.set_preferences(npb::Preferences {
+        customer_id: "cust-ana".into(),
+        language: "de".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut p = ppb::parts_service_client::PartsServiceClient::connect(format!("http://{parts}"))
+        .await
+        .unwrap();
+    let placed = p
+        .place_accessory_order(ppb::PlaceAccessoryOrderRequest {
+            customer_id: "cust-ana".into(),
+            device_id: None,
+            lines: vec![ppb::AccessoryLine {
+                number: "ACC-BUDS-2".into(),
+                quantity: 1,
+            }],
+            address: Some(aftersales_proto::common::Address {
+                recipient: "Ana Schulz".into(),
+                lines: vec!["Invalidenstr. 1".into()],
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: Some(CountryCode { value: "DE".into() }),
+                ..Default::default()
+            }),
+            payment_method: "sandbox-ok".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let watcher = p.clone();
+    let wait_for = |status: ppb::AccessoryOrderStatus| {
+        let (p, id) = (watcher.clone(), placed.order_id.clone());
+        aftersales_testkit::eventually(
+            move || {
+                let (mut p, id) = (p.clone(), id.clone());
+                async move {
+                    p.get_accessory_order(ppb::AccessoryOrderRef {
+                        order_id: id,
+                        customer_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .status()
+                }
+            },
+            move |now: &ppb::AccessoryOrderStatus| *now == status,
+        )
+    };
+    wait_for(ppb::AccessoryOrderStatus::Paid).await;
+    p.ship_accessory_order(ppb::ShipAccessoryOrderRequest {
+        order_id: placed.order_id.clone(),
+        units: vec![ppb::PackedUnit {
+            number: "ACC-BUDS-2".into(),
+            serial: "BUDS2-004711".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    wait_for(ppb::AccessoryOrderStatus::Delivered).await;
+    p.return_accessory_order(ppb::AccessoryOrderRef {
+        order_id: placed.order_id.clone(),
+        customer_id: "cust-ana".into(),
+    })
+    .await
+    .unwrap();
+    wait_for(ppb::AccessoryOrderStatus::Refunded).await;
+    let steps = [
+        "accessory_order_paid",
+        "accessory_order_shipped",
+        "accessory_order_delivered",
+        "accessory_order_refunded",
+    ];
+    let inbox = inbox(&notification, "cust-ana", |ns| {
+        steps.iter().all(|step| ns.iter().any(|m| m.kind == *step))
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut kinds: Vec<_> = inbox.iter().map(|m| m.kind.as_str()).collect();
+    kinds.sort_unstable();
+    let mut expected = steps.to_vec();
+    expected.sort_unstable();
+    assert_eq!(kinds, expected, "each step once");
+    let paid = inbox
+        .iter()
+        .find(|m| m.kind == "accessory_order_paid")
+        .unwrap();
+    assert!(paid.subject.contains("bestätigt"), "{}", paid.subject);
+    assert!(terminate(child).success());
+}
+
 /// The customer's programme notices' subjects, once there are `at_least`.
 async fn programme_notices(notification: &str, customer: &str, at_least: usize) -> Vec<String> {
     let notices = |ns: &Vec<aftersales_proto::notification::Notification>| {

@@ -16,6 +16,7 @@ use aftersales_eventstore::{CommandContext, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::common::{DeviceId, Money, device_id};
 use aftersales_proto::logistics as lpb;
+use aftersales_proto::parts as ppb;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::warranty as wpb;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -66,6 +67,17 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <wpb::ExtendedWarrantyPurchased as Name>::NAME,
                 <wpb::WarrantyVoided as Name>::NAME,
                 <wpb::EnrolledInProgramme as Name>::NAME,
+            ],
+        )?,
+        Subscription::new(
+            "notification-from-parts",
+            "parts",
+            [
+                <ppb::AccessoryOrderPaid as Name>::NAME,
+                <ppb::AccessoryOrderPaymentFailed as Name>::NAME,
+                <ppb::AccessoryOrderShipped as Name>::NAME,
+                <ppb::AccessoryOrderDelivered as Name>::NAME,
+                <ppb::AccessoryOrderRefunded as Name>::NAME,
             ],
         )?,
     ])
@@ -387,6 +399,50 @@ impl NotificationReactions {
         }
     }
 
+    /// An accessory order's steps, each told to its customer.
+    async fn parts(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let (customer, kind, v) = match event.event_type.as_str() {
+            <ppb::AccessoryOrderPaid as Name>::NAME => {
+                let e: ppb::AccessoryOrderPaid = decode(event)?;
+                let v = vars([("order_id", e.order_id), ("total", money(e.total.as_ref()))]);
+                (e.customer_id, Kind::AccessoryOrderPaid, v)
+            }
+            <ppb::AccessoryOrderPaymentFailed as Name>::NAME => {
+                let e: ppb::AccessoryOrderPaymentFailed = decode(event)?;
+                let v = vars([("order_id", e.order_id), ("reason", e.reason)]);
+                (e.customer_id, Kind::AccessoryOrderPaymentFailed, v)
+            }
+            <ppb::AccessoryOrderShipped as Name>::NAME => {
+                let e: ppb::AccessoryOrderShipped = decode(event)?;
+                let v = vars([("order_id", e.order_id)]);
+                (e.customer_id, Kind::AccessoryOrderShipped, v)
+            }
+            <ppb::AccessoryOrderDelivered as Name>::NAME => {
+                let e: ppb::AccessoryOrderDelivered = decode(event)?;
+                let v = vars([("order_id", e.order_id)]);
+                (e.customer_id, Kind::AccessoryOrderDelivered, v)
+            }
+            <ppb::AccessoryOrderRefunded as Name>::NAME => {
+                let e: ppb::AccessoryOrderRefunded = decode(event)?;
+                let v = vars([
+                    ("order_id", e.order_id),
+                    ("total", money(e.amount.as_ref())),
+                ]);
+                (e.customer_id, Kind::AccessoryOrderRefunded, v)
+            }
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "{other}: not an event this consumer handles"
+                )));
+            }
+        };
+        self.notify(tx, event, kind, &customer, v).await
+    }
+
     async fn logistics(
         &self,
         event: &InboundEvent,
@@ -602,6 +658,7 @@ impl Handler for NotificationReactions {
             "repair" => self.repair(event, tx).await,
             "logistics" => self.logistics(event, tx).await,
             "warranty" => self.warranty(event, tx).await,
+            "parts" => self.parts(event, tx).await,
             other => Err(HandlerError::permanent(format!(
                 "events from {other} are not consumed here"
             ))),

@@ -1,7 +1,9 @@
-//! The public events of the parts service: stored stock events become the
-//! protobuf messages of `proto/aftersales/parts/v1/events.proto`, published by the
-//! relay on `aftersales.<region>.parts.<EventType>`. A stock stream's name holds
-//! its location and part, so each event translates on its own. Reorder points
+//! The public events of the parts service: stored stock events and accessory
+//! order steps become the protobuf messages of
+//! `proto/aftersales/parts/v1/events.proto`, published by the relay on
+//! `aftersales.<region>.parts.<EventType>`. A stock stream's name holds its
+//! location and part, an order's its id, so each event translates on its own.
+//! Reorder points, an order's placing and its return's steps before the refund
 //! are internal and not published.
 
 use aftersales_eventstore::RecordedEvent;
@@ -22,8 +24,97 @@ fn count(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// An accessory order's step as its public message, if it is one.
+fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+    use crate::domain::order::Event as Order;
+    use aftersales_proto::common::Money;
+    let order_id = order_id.to_owned();
+    let (name, payload) = match event.decode::<Order>().map_err(|e| e.to_string())? {
+        Order::AccessoryOrderPaid {
+            customer_id,
+            total_minor,
+            currency,
+            ..
+        } => (
+            pb::AccessoryOrderPaid::NAME,
+            pb::AccessoryOrderPaid {
+                order_id,
+                customer_id,
+                total: Some(Money {
+                    minor_units: total_minor,
+                    currency,
+                }),
+            }
+            .encode_to_vec(),
+        ),
+        Order::AccessoryOrderPaymentFailed {
+            customer_id,
+            reason,
+            ..
+        } => (
+            pb::AccessoryOrderPaymentFailed::NAME,
+            pb::AccessoryOrderPaymentFailed {
+                order_id,
+                customer_id,
+                reason,
+            }
+            .encode_to_vec(),
+        ),
+        Order::AccessoryOrderShipped {
+            shipment_id,
+            units,
+            customer_id,
+        } => (
+            pb::AccessoryOrderShipped::NAME,
+            pb::AccessoryOrderShipped {
+                order_id,
+                customer_id,
+                shipment_id,
+                units: i32::try_from(units.len()).unwrap_or(i32::MAX),
+            }
+            .encode_to_vec(),
+        ),
+        Order::AccessoryOrderDelivered { on, customer_id } => (
+            pb::AccessoryOrderDelivered::NAME,
+            pb::AccessoryOrderDelivered {
+                order_id,
+                customer_id,
+                delivered_on: on.to_string(),
+            }
+            .encode_to_vec(),
+        ),
+        Order::AccessoryOrderRefunded {
+            customer_id,
+            amount_minor,
+            currency,
+            ..
+        } => (
+            pb::AccessoryOrderRefunded::NAME,
+            pb::AccessoryOrderRefunded {
+                order_id,
+                customer_id,
+                amount: Some(Money {
+                    minor_units: amount_minor,
+                    currency,
+                }),
+            }
+            .encode_to_vec(),
+        ),
+        Order::AccessoryOrderPlaced { .. }
+        | Order::AccessoryOrderReturnRequested { .. }
+        | Order::AccessoryOrderReturned { .. } => return Ok(None),
+    };
+    Ok(Some(Outbound {
+        payload,
+        content_type: protobuf(&format!("aftersales.parts.v1.{name}")),
+    }))
+}
+
 impl Translate for PartsEvents {
     fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        if let Some(order_id) = event.stream_id.as_str().strip_prefix("accessory-order-") {
+            return order_step(order_id, event);
+        }
         let Some((location, part)) = parse_stock_stream(event.stream_id.as_str()) else {
             return Ok(None);
         };

@@ -74,6 +74,13 @@ pub enum Kind {
     ReminderPickupWaiting,
     /// The code that signs a customer in; sent at once, never kept.
     SignInCode,
+    /// An accessory order's payment went through: the order confirmation.
+    AccessoryOrderPaid,
+    AccessoryOrderPaymentFailed,
+    AccessoryOrderShipped,
+    AccessoryOrderDelivered,
+    /// Sent back within the withdrawal period and refunded.
+    AccessoryOrderRefunded,
 }
 
 /// What a kind is, for the plan.
@@ -87,7 +94,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 28] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -111,6 +118,11 @@ impl Kind {
         Self::ReminderQuoteWaiting,
         Self::ReminderPickupWaiting,
         Self::SignInCode,
+        Self::AccessoryOrderPaid,
+        Self::AccessoryOrderPaymentFailed,
+        Self::AccessoryOrderShipped,
+        Self::AccessoryOrderDelivered,
+        Self::AccessoryOrderRefunded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +150,11 @@ impl Kind {
             Self::ReminderQuoteWaiting => "reminder_quote_waiting",
             Self::ReminderPickupWaiting => "reminder_pickup_waiting",
             Self::SignInCode => "sign_in_code",
+            Self::AccessoryOrderPaid => "accessory_order_paid",
+            Self::AccessoryOrderPaymentFailed => "accessory_order_payment_failed",
+            Self::AccessoryOrderShipped => "accessory_order_shipped",
+            Self::AccessoryOrderDelivered => "accessory_order_delivered",
+            Self::AccessoryOrderRefunded => "accessory_order_refunded",
         }
     }
 
@@ -211,6 +228,15 @@ impl Kind {
             Self::ReminderQuoteWaiting => spec(Reminders, false, false, &["order_id", "total"]),
             Self::ReminderPickupWaiting => spec(Reminders, false, false, &["order_id"]),
             Self::SignInCode => spec(Account, true, true, &["code", "minutes"]),
+            // A distance sale is confirmed, and its refund told, on a durable
+            // medium whatever the opt-outs (Directive 2011/83/EU art. 8(7)).
+            Self::AccessoryOrderPaid => spec(Shipping, false, true, &["order_id", "total"]),
+            Self::AccessoryOrderPaymentFailed => {
+                spec(Shipping, true, true, &["order_id", "reason"])
+            }
+            Self::AccessoryOrderShipped => spec(Shipping, false, false, &["order_id"]),
+            Self::AccessoryOrderDelivered => spec(Shipping, false, false, &["order_id"]),
+            Self::AccessoryOrderRefunded => spec(Shipping, false, true, &["order_id", "total"]),
         }
     }
 }

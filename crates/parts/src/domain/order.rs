@@ -279,19 +279,32 @@ pub enum Event {
         #[serde(default)]
         withdrawal_days: u32,
     },
+    // Each step names the customer, so its public event can tell them.
     AccessoryOrderPaid {
         payment_id: String,
+        #[serde(default)]
+        customer_id: String,
+        #[serde(default)]
+        total_minor: i64,
+        #[serde(default)]
+        currency: String,
     },
     AccessoryOrderPaymentFailed {
         payment_id: String,
         reason: String,
+        #[serde(default)]
+        customer_id: String,
     },
     AccessoryOrderShipped {
         shipment_id: String,
         units: Vec<PackedUnit>,
+        #[serde(default)]
+        customer_id: String,
     },
     AccessoryOrderDelivered {
         on: NaiveDate,
+        #[serde(default)]
+        customer_id: String,
     },
     AccessoryOrderReturnRequested {
         return_shipment_id: String,
@@ -305,6 +318,12 @@ pub enum Event {
     },
     AccessoryOrderRefunded {
         refund_id: String,
+        #[serde(default)]
+        customer_id: String,
+        #[serde(default)]
+        amount_minor: i64,
+        #[serde(default)]
+        currency: String,
     },
 }
 
@@ -483,10 +502,14 @@ impl Decider for AccessoryOrder {
                 Ok(vec![match settlement {
                     Settlement::Paid => Event::AccessoryOrderPaid {
                         payment_id: payment_id.clone(),
+                        customer_id: order.customer_id.clone(),
+                        total_minor: order.total.gross,
+                        currency: order.currency.clone(),
                     },
                     Settlement::Failed { reason } => Event::AccessoryOrderPaymentFailed {
                         payment_id: payment_id.clone(),
                         reason: reason.chars().take(200).collect(),
+                        customer_id: order.customer_id.clone(),
                     },
                 }])
             }
@@ -513,6 +536,7 @@ impl Decider for AccessoryOrder {
                 Ok(vec![Event::AccessoryOrderShipped {
                     shipment_id: shipment_id.clone(),
                     units: units.clone(),
+                    customer_id: order.customer_id.clone(),
                 }])
             }
             Command::MarkDelivered { on } => {
@@ -526,7 +550,10 @@ impl Decider for AccessoryOrder {
                         order.stage()
                     )));
                 }
-                Ok(vec![Event::AccessoryOrderDelivered { on: *on }])
+                Ok(vec![Event::AccessoryOrderDelivered {
+                    on: *on,
+                    customer_id: order.customer_id.clone(),
+                }])
             }
             Command::RequestReturn {
                 return_shipment_id,
@@ -592,6 +619,9 @@ impl Decider for AccessoryOrder {
                     Some(back) if back.refund_id.as_ref() == Some(refund_id) && !back.refunded => {
                         Ok(vec![Event::AccessoryOrderRefunded {
                             refund_id: refund_id.clone(),
+                            customer_id: order.customer_id.clone(),
+                            amount_minor: order.total.gross,
+                            currency: order.currency.clone(),
                         }])
                     }
                     Some(_) | None => Ok(Vec::new()),
@@ -638,22 +668,26 @@ impl Decider for AccessoryOrder {
         let mut order = state?;
         match event {
             Event::AccessoryOrderPlaced { .. } => {}
-            Event::AccessoryOrderPaid { payment_id } => {
+            Event::AccessoryOrderPaid { payment_id, .. } => {
                 order.payment = Payment::Paid {
                     payment_id: payment_id.clone(),
                 };
             }
-            Event::AccessoryOrderPaymentFailed { payment_id, reason } => {
+            Event::AccessoryOrderPaymentFailed {
+                payment_id, reason, ..
+            } => {
                 order.payment = Payment::Failed {
                     payment_id: payment_id.clone(),
                     reason: reason.clone(),
                 };
             }
-            Event::AccessoryOrderShipped { shipment_id, units } => {
+            Event::AccessoryOrderShipped {
+                shipment_id, units, ..
+            } => {
                 order.shipment_id = Some(shipment_id.clone());
                 order.units.clone_from(units);
             }
-            Event::AccessoryOrderDelivered { on } => order.delivered_on = Some(*on),
+            Event::AccessoryOrderDelivered { on, .. } => order.delivered_on = Some(*on),
             Event::AccessoryOrderReturnRequested {
                 return_shipment_id,
                 requested_on,
