@@ -94,6 +94,11 @@ impl AccessoryOrders {
         }
     }
 
+    /// The time, as this service reads it.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.parts.now()
+    }
+
     /// The phone's model, as warranty has it.
     async fn model_of(&self, device: &DeviceKey, ctx: &CommandContext) -> AppResult<String> {
         let mut warranty = self
@@ -230,6 +235,30 @@ impl AccessoryOrders {
             .handle(&order_stream(&order_id)?, &command, ctx)
             .await?;
         Ok(!handled.events.is_empty() && !handled.duplicate)
+    }
+
+    /// Asks the provider about every order still waiting for its payment, and
+    /// settles each that ended: the reconciliation for a webhook that never
+    /// came. How many settled now.
+    pub async fn reconcile(&self, ctx: &CommandContext) -> AppResult<usize> {
+        let pending = crate::projections::pending_payments(self.parts.store(), 500).await?;
+        let mut settled = 0;
+        for (payment_id, _) in pending {
+            let payment = match self.payments.get(&payment_id).await {
+                Ok(payment) => payment,
+                Err(error) => {
+                    tracing::warn!(%error, payment_id, "asking about a payment failed");
+                    continue;
+                }
+            };
+            if self
+                .settle_from_webhook(&payment_id, Outcome::Settled(payment.status), ctx)
+                .await?
+            {
+                settled += 1;
+            }
+        }
+        Ok(settled)
     }
 
     /// Packs the paid order with `units` and has logistics ship it from the

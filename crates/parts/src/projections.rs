@@ -181,7 +181,8 @@ impl Projection for StockLevels {
     }
 }
 
-/// Accessory orders by the id of their payment at the provider.
+/// Accessory orders by the id of their payment at the provider, and those whose
+/// payment has not settled yet.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrderPayments;
 
@@ -195,33 +196,56 @@ impl Projection for OrderPayments {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        if event.event_type != "AccessoryOrderPlaced" {
-            return Ok(());
-        }
         let Some(order_id) = event.stream_id.as_str().strip_prefix("accessory-order-") else {
             return Ok(());
         };
-        let crate::domain::order::Event::AccessoryOrderPlaced { payment_id, .. } =
-            event.decode()?
-        else {
-            return Ok(());
-        };
-        on_connection!(tx.connection(), c => {
-            sqlx::query(
-                "INSERT INTO parts_order_payments (payment_id, order_id) VALUES ($1, $2) \
-                 ON CONFLICT (payment_id) DO NOTHING",
-            )
-            .bind(payment_id)
-            .bind(order_id.to_owned())
-            .execute(c)
-            .await?;
-        });
+        match event.event_type.as_str() {
+            "AccessoryOrderPlaced" => {
+                let crate::domain::order::Event::AccessoryOrderPlaced {
+                    payment_id,
+                    placed_on,
+                    ..
+                } = event.decode()?
+                else {
+                    return Ok(());
+                };
+                on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "INSERT INTO parts_order_payments (payment_id, order_id) VALUES ($1, $2) \
+                         ON CONFLICT (payment_id) DO NOTHING",
+                    )
+                    .bind(payment_id.clone())
+                    .bind(order_id.to_owned())
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO parts_pending_payments (payment_id, order_id, placed_on) \
+                         VALUES ($1, $2, $3) ON CONFLICT (payment_id) DO NOTHING",
+                    )
+                    .bind(payment_id)
+                    .bind(order_id.to_owned())
+                    .bind(placed_on.to_string())
+                    .execute(c)
+                    .await?;
+                });
+            }
+            "AccessoryOrderPaid" | "AccessoryOrderPaymentFailed" => {
+                on_connection!(tx.connection(), c => {
+                    sqlx::query("DELETE FROM parts_pending_payments WHERE order_id = $1")
+                        .bind(order_id.to_owned())
+                        .execute(c)
+                        .await?;
+                });
+            }
+            _ => {}
+        }
         Ok(())
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM parts_order_payments").execute(c).await?;
+            sqlx::query("DELETE FROM parts_order_payments").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM parts_pending_payments").execute(c).await?;
         });
         Ok(())
     }
@@ -237,5 +261,20 @@ pub async fn order_of_payment(
             .bind(payment_id.to_owned())
             .fetch_optional(pool)
             .await?)
+    })
+}
+
+/// Payments of accessory orders not settled yet, oldest first: `(payment id, order id)`.
+pub async fn pending_payments(
+    store: &AnyEventStore,
+    limit: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        Ok(sqlx::query_as(
+            "SELECT payment_id, order_id FROM parts_pending_payments ORDER BY placed_on LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
     })
 }

@@ -72,6 +72,31 @@ pub struct Config {
         default_value = "127.0.0.1:8055"
     )]
     pub payments_webhook_listen: SocketAddr,
+    /// How often orders still waiting for their payment are asked about: the
+    /// reconciliation for a webhook that never came.
+    #[arg(long, env = "AFTERSALES_PAYMENT_POLL_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub payment_poll_millis: u64,
+}
+
+/// Settles orders whose payment ended without a webhook saying so, every `every`.
+async fn reconcile(
+    orders: AccessoryOrders,
+    region: String,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.requested() => return,
+        }
+        let ctx = CommandContext::system("service:payments", region.clone(), orders.now());
+        match orders.reconcile(&ctx).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(settled, "accessory order payments settled by asking"),
+            Err(error) => tracing::warn!(%error, "reconciling payments failed; retrying"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -136,7 +161,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         orders.clone(),
         common.region.clone(),
     ))
-    .task(move |shutdown| sweep(sweeper, region, every, shutdown));
+    .task(move |shutdown| sweep(sweeper, region, every, shutdown))
+    .task({
+        let (orders, region) = (orders.clone(), common.region.clone());
+        let every = Duration::from_millis(config.payment_poll_millis);
+        move |shutdown| reconcile(orders, region, every, shutdown)
+    });
     let assembly = match webhook {
         Some(endpoint) => endpoint.serve(
             assembly,

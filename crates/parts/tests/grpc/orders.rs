@@ -27,7 +27,9 @@ struct Platform {
     _nats: NatsServer,
 }
 
-async fn platform() -> Platform {
+/// With the provider's webhook posting each event five times, or, `webhook`
+/// false, none: payments then settle only by the reconciliation's asking.
+async fn platform_with(webhook: bool) -> Platform {
     let nats = NatsServer::start().unwrap();
     let common =
         || Common::test(shared_postgres().create_database().unwrap()).with_nats(nats.url());
@@ -54,12 +56,14 @@ async fn platform() -> Platform {
     parts.warranty_url = Some(format!("http://{}", warranty.addr));
     parts.logistics_url = Some(format!("http://{}", logistics.addr));
     parts.payment = aftersales_payments::PaymentArgs {
-        payments_webhook_secrets: Some(SECRET.to_owned().into()),
+        payments_webhook_secrets: webhook.then(|| SECRET.to_owned().into()),
         sandbox_webhook_deliveries: 5,
         sandbox_payment_settle_millis: 200,
         ..Default::default()
     };
     parts.payments_webhook_listen = "127.0.0.1:0".parse().unwrap();
+    // The reconciliation asks rarely beside a webhook, often without one.
+    parts.payment_poll_millis = if webhook { 3_600_000 } else { 50 };
     let parts = Server::start_with(parts).await;
     Platform {
         warranty: WarrantyServiceClient::connect(format!("http://{}", warranty.addr))
@@ -72,6 +76,10 @@ async fn platform() -> Platform {
         _others: vec![warranty, logistics],
         _nats: nats,
     }
+}
+
+async fn platform() -> Platform {
+    platform_with(true).await
 }
 
 fn phone(imei: &str) -> Option<DeviceId> {
@@ -438,4 +446,25 @@ async fn bad_orders_are_refused_with_the_field_named_and_a_declined_payment_ship
         .await
         .unwrap_err();
     assert_eq!(stranger.code(), Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_webhook_an_order_is_paid_by_asking_the_provider() {
+    let p = platform_with(false).await;
+    let mut client = p.parts.client.clone();
+    let mut request = order(vec![line("ACC-CBL-C1M", 1)], "sandbox-ok");
+    request.device_id = None;
+    let placed = client
+        .place_accessory_order(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let paid = order_when(&mut client, &placed.order_id, |o| {
+        status(o) == pb::AccessoryOrderStatus::Paid
+    })
+    .await;
+    assert_eq!(status(&paid), pb::AccessoryOrderStatus::Paid);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = order_when(&mut client, &placed.order_id, |_| true).await;
+    assert_eq!(after.version, 2, "asked often, paid once");
 }
