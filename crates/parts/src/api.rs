@@ -15,7 +15,7 @@ use crate::app::{
     Override, Parts, Quote, QuoteRequest, RepairPrices, ReservationStatus, ReservationView,
     StockRow, StockView,
 };
-use crate::domain::order::{PackedUnit, Payment, Wanted};
+use crate::domain::order::{PackedUnit, Payment, Stage, Wanted};
 use crate::domain::prices::{Price, Tax, TaxDisplay};
 use crate::orders::{AccessoryOrders, NewOrder, OrderView};
 
@@ -253,27 +253,16 @@ fn reservation_to_proto(view: &ReservationView) -> pb::Reservation {
 /// An order as the contract has it, its prices shown as its country shows them.
 fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder {
     let o = &view.state;
-    let display = match o.tax_display {
-        crate::domain::order::TaxShown::Included => TaxDisplay::Included,
-        crate::domain::order::TaxShown::Excluded => TaxDisplay::Excluded,
-    };
-    let status = match (&o.payment, &o.shipment_id, o.delivered_on) {
-        _ if o.giving_back.as_ref().is_some_and(|b| b.refunded) => {
-            pb::AccessoryOrderStatus::Refunded
-        }
-        _ if o
-            .giving_back
-            .as_ref()
-            .is_some_and(|b| b.received_on.is_some()) =>
-        {
-            pb::AccessoryOrderStatus::Returned
-        }
-        _ if o.giving_back.is_some() => pb::AccessoryOrderStatus::ReturnRequested,
-        (_, _, Some(_)) => pb::AccessoryOrderStatus::Delivered,
-        (_, Some(_), None) => pb::AccessoryOrderStatus::Shipped,
-        (Payment::Pending { .. }, None, None) => pb::AccessoryOrderStatus::AwaitingPayment,
-        (Payment::Failed { .. }, None, None) => pb::AccessoryOrderStatus::PaymentFailed,
-        (Payment::Paid { .. }, None, None) => pb::AccessoryOrderStatus::Paid,
+    let display = o.tax_display;
+    let status = match o.stage() {
+        Stage::AwaitingPayment => pb::AccessoryOrderStatus::AwaitingPayment,
+        Stage::PaymentFailed => pb::AccessoryOrderStatus::PaymentFailed,
+        Stage::Paid => pb::AccessoryOrderStatus::Paid,
+        Stage::Shipped => pb::AccessoryOrderStatus::Shipped,
+        Stage::Delivered => pb::AccessoryOrderStatus::Delivered,
+        Stage::ReturnRequested => pb::AccessoryOrderStatus::ReturnRequested,
+        Stage::Returned => pb::AccessoryOrderStatus::Returned,
+        Stage::Refunded => pb::AccessoryOrderStatus::Refunded,
     };
     let (payment_id, payment_failure) = match &o.payment {
         Payment::Pending { payment_id } | Payment::Paid { payment_id } => (payment_id, ""),

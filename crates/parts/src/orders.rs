@@ -126,6 +126,7 @@ impl AccessoryOrders {
     /// command id finds both), then records it waiting for the payment.
     pub async fn place(&self, new: NewOrder, ctx: &CommandContext) -> AppResult<OrderView> {
         let today = ctx.now.date_naive();
+        crate::domain::text("payment_method", &new.payment_method, 200, true)?;
         let country = CountryCode::parse("address.country", &new.address.country)?;
         let list = self.parts.price_list(country.as_str()).ok_or_else(|| {
             DomainError::invalid(
@@ -149,7 +150,7 @@ impl AccessoryOrders {
             customer_id: new.customer_id.trim().to_owned(),
             country: country.as_str().to_owned(),
             currency: list.currency.clone(),
-            tax_display: list.tax.display.into(),
+            tax_display: list.tax.display,
             device: new.device.as_ref().map(DeviceKey::name),
             lines,
             address: new.address,
@@ -342,7 +343,7 @@ impl AccessoryOrders {
         let order::Payment::Paid { payment_id } = &current.state.payment else {
             return Err(DomainError::Precondition(format!(
                 "the order is {}: nothing was paid",
-                current.state.stage()
+                current.state.stage().describe()
             ))
             .into());
         };

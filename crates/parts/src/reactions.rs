@@ -87,27 +87,25 @@ impl PartsReactions {
         if order_stream(order_id).is_err() {
             return Ok(());
         }
-        match self.orders.get(order_id, None).await {
-            Ok(_) => {}
-            Err(error) if error.kind() == aftersales_core::ErrorKind::NotFound => {
-                tracing::debug!(order_id, "a delivered accessory parcel of no order here");
-                return Ok(());
-            }
-            Err(error) => return Err(error.into()),
-        }
         let on = aftersales_runtime::request::timestamp_from_proto(
             "delivered_at",
             delivered.delivered_at.as_ref(),
         )
         .map_or(event.metadata.recorded_at.date_naive(), |t| t.date_naive());
         let ctx = event.reaction_context(order_id.as_bytes(), &self.region);
-        match delivered.direction() {
-            lpb::Direction::Inbound => self.orders.returned_in(tx, order_id, on, &ctx).await?,
+        let applied = match delivered.direction() {
+            lpb::Direction::Inbound => self.orders.returned_in(tx, order_id, on, &ctx).await,
             lpb::Direction::Outbound | lpb::Direction::Unspecified => {
-                self.orders.delivered_in(tx, order_id, on, &ctx).await?;
+                self.orders.delivered_in(tx, order_id, on, &ctx).await
             }
+        };
+        match applied {
+            Err(error) if error.kind() == aftersales_core::ErrorKind::NotFound => {
+                tracing::debug!(order_id, "a delivered accessory parcel of no order here");
+                Ok(())
+            }
+            applied => Ok(applied?),
         }
-        Ok(())
     }
 }
 

@@ -129,7 +129,7 @@ pub struct OrderState {
     pub customer_id: String,
     pub country: String,
     pub currency: String,
-    pub tax_display: TaxShown,
+    pub tax_display: TaxDisplay,
     /// The phone the accessories are for, as `imei:<digits>` or `serial:<value>`.
     pub device: Option<String>,
     pub lines: Vec<OrderLine>,
@@ -160,19 +160,34 @@ pub struct Return {
     pub refunded: bool,
 }
 
-/// How the country shows prices, as recorded with the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaxShown {
-    Included,
-    Excluded,
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    AwaitingPayment,
+    PaymentFailed,
+    /// Paid, waiting to be packed.
+    Paid,
+    Shipped,
+    Delivered,
+    /// Sent back within the withdrawal period, on its way to the depot.
+    ReturnRequested,
+    /// Back at the depot, its refund under way.
+    Returned,
+    Refunded,
 }
 
-impl From<TaxDisplay> for TaxShown {
-    fn from(display: TaxDisplay) -> Self {
-        match display {
-            TaxDisplay::Included => Self::Included,
-            TaxDisplay::Excluded => Self::Excluded,
+impl Stage {
+    /// In words, for a refusal.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::AwaitingPayment => "waiting for its payment",
+            Self::PaymentFailed => "unpaid: its payment failed",
+            Self::Paid => "paid, waiting to be packed",
+            Self::Shipped => "shipped",
+            Self::Delivered => "delivered",
+            Self::ReturnRequested => "on its way back",
+            Self::Returned => "returned, its refund under way",
+            Self::Refunded => "refunded",
         }
     }
 }
@@ -189,21 +204,21 @@ impl OrderState {
         })
     }
 
-    /// What the order waits for, in words, for a refusal.
-    pub fn stage(&self) -> &'static str {
+    /// Where the order stands, as its history leaves it.
+    pub fn stage(&self) -> Stage {
         if let Some(back) = &self.giving_back {
             return match (back.received_on, back.refunded) {
-                (_, true) => "refunded",
-                (Some(_), false) => "returned, its refund under way",
-                (None, false) => "on its way back",
+                (_, true) => Stage::Refunded,
+                (Some(_), false) => Stage::Returned,
+                (None, false) => Stage::ReturnRequested,
             };
         }
         match (&self.payment, &self.shipment_id, self.delivered_on) {
-            (_, _, Some(_)) => "delivered",
-            (_, Some(_), None) => "shipped",
-            (Payment::Pending { .. }, None, None) => "waiting for its payment",
-            (Payment::Failed { .. }, None, None) => "unpaid: its payment failed",
-            (Payment::Paid { .. }, None, None) => "paid, waiting to be packed",
+            (_, _, Some(_)) => Stage::Delivered,
+            (_, Some(_), None) => Stage::Shipped,
+            (Payment::Pending { .. }, None, None) => Stage::AwaitingPayment,
+            (Payment::Failed { .. }, None, None) => Stage::PaymentFailed,
+            (Payment::Paid { .. }, None, None) => Stage::Paid,
         }
     }
 }
@@ -222,7 +237,7 @@ pub enum Command {
         customer_id: String,
         country: String,
         currency: String,
-        tax_display: TaxShown,
+        tax_display: TaxDisplay,
         device: Option<String>,
         lines: Vec<OrderLine>,
         address: PostalAddress,
@@ -268,7 +283,7 @@ pub enum Event {
         customer_id: String,
         country: String,
         currency: String,
-        tax_display: TaxShown,
+        tax_display: TaxDisplay,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         device: Option<String>,
         lines: Vec<OrderLine>,
@@ -522,14 +537,14 @@ impl Decider for AccessoryOrder {
                     } else {
                         Err(DomainError::Precondition(format!(
                             "the order is {}: shipped once",
-                            order.stage()
+                            order.stage().describe()
                         )))
                     };
                 }
                 if !matches!(order.payment, Payment::Paid { .. }) {
                     return Err(DomainError::Precondition(format!(
                         "the order is {}: nothing is packed before it is paid",
-                        order.stage()
+                        order.stage().describe()
                     )));
                 }
                 check_units(order, units)?;
@@ -547,7 +562,7 @@ impl Decider for AccessoryOrder {
                 if order.shipment_id.is_none() {
                     return Err(DomainError::Precondition(format!(
                         "the order is {}: not shipped",
-                        order.stage()
+                        order.stage().describe()
                     )));
                 }
                 Ok(vec![Event::AccessoryOrderDelivered {
@@ -567,14 +582,14 @@ impl Decider for AccessoryOrder {
                     } else {
                         Err(DomainError::Precondition(format!(
                             "the order is {}: it is sent back once",
-                            order.stage()
+                            order.stage().describe()
                         )))
                     };
                 }
                 if order.delivered_on.is_none() {
                     return Err(DomainError::Precondition(format!(
                         "the order is {}: a return follows its delivery",
-                        order.stage()
+                        order.stage().describe()
                     )));
                 }
                 let Some(ends) = order.withdrawal_ends() else {
@@ -599,7 +614,7 @@ impl Decider for AccessoryOrder {
                 let Some(back) = &order.giving_back else {
                     return Err(DomainError::Precondition(format!(
                         "the order is {}: no return was asked for",
-                        order.stage()
+                        order.stage().describe()
                     )));
                 };
                 if back.received_on.is_some() {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::DomainError;
 use super::catalog::{Catalog, Operation};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxDisplay {
     Included,

@@ -40,7 +40,7 @@ fn place(lines: Vec<OrderLine>) -> Command {
         customer_id: "cust-1".into(),
         country: "DE".into(),
         currency: "EUR".into(),
-        tax_display: TaxShown::Included,
+        tax_display: TaxDisplay::Included,
         device: None,
         lines,
         address: address("DE"),
@@ -346,7 +346,7 @@ fn a_return_within_the_withdrawal_period_is_refunded_in_full_once() {
         run(order.clone(), &settle("re_1")).1.is_empty(),
         "refunded once"
     );
-    assert_eq!(order.unwrap().stage(), "refunded");
+    assert_eq!(order.unwrap().stage(), Stage::Refunded);
 }
 
 #[test]
