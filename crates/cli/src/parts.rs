@@ -97,6 +97,38 @@ pub enum Parts {
         #[arg(long, default_value = "sandbox-ok")]
         payment_method: String,
     },
+    /// Replace a faulty accessory of a phone: free of charge when its warranty
+    /// covers the fault (the faulty one then comes back where asked), paid at
+    /// the list price when it does not.
+    Replace {
+        #[arg(long)]
+        customer: String,
+        #[arg(long)]
+        imei: String,
+        /// The faulty accessory's serial, as registered with the phone.
+        #[arg(long)]
+        serial: String,
+        /// The fault: charging, audio, connectivity, ...
+        #[arg(long)]
+        fault: String,
+        /// The catalog accessory to send in its place, e.g. ACC-CHG-30W.
+        #[arg(long)]
+        number: String,
+        /// The delivery address's street lines.
+        #[arg(long, num_args = 1.., value_name = "LINE", required = true)]
+        address: Vec<String>,
+        #[arg(long)]
+        city: String,
+        #[arg(long, default_value = "")]
+        postal_code: String,
+        #[arg(long, default_value = "")]
+        region: String,
+        #[arg(long)]
+        country: String,
+        /// Needed only when it is not covered (the sandbox's: sandbox-ok, ...).
+        #[arg(long, default_value = "")]
+        payment_method: String,
+    },
     /// An accessory order: its lines, payment, parcel and delivery.
     OrderStatus {
         #[arg(long)]
@@ -147,7 +179,13 @@ fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
                 "payment_id": o.payment_id, "payment_failure": o.payment_failure,
                 "shipment_id": o.shipment_id, "placed_on": o.placed_on, "delivered_on": o.delivered_on,
                 "withdrawal_ends": o.withdrawal_ends, "return_shipment_id": o.return_shipment_id,
-                "refund_id": o.refund_id,
+"refund_id": o.refund_id,
+                "replacement": o.replacement.as_ref().map(|r| json!({
+                    "faulty_serial": r.faulty_serial, "covered": r.covered, "reason": r.reason,
+                    "faulty_return_shipment_id": r.faulty_return_shipment_id,
+                    "faulty_return_carrier": r.faulty_return_carrier,
+                    "faulty_return_tracking_number": r.faulty_return_tracking_number,
+                    "faulty_received_on": r.faulty_received_on})),
                 "units": o.units.iter().map(|u| json!({"number": u.number, "serial": u.serial})).collect::<Vec<_>>()})
         );
         return;
@@ -177,6 +215,29 @@ fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
     }
     if !o.return_shipment_id.is_empty() {
         println!("  coming back in parcel {}", o.return_shipment_id);
+    }
+    if let Some(r) = &o.replacement {
+        match &r.not_charged {
+            Some(list) => println!(
+                "  replaces {} under warranty ({}): {} not charged",
+                r.faulty_serial,
+                r.reason,
+                shown(Some(list))
+            ),
+            None => println!("  replaces {} ({})", r.faulty_serial, r.reason),
+        }
+        if !r.faulty_return_tracking_number.is_empty() {
+            println!(
+                "  the faulty unit goes back with {} {}{}",
+                r.faulty_return_carrier,
+                r.faulty_return_tracking_number,
+                if r.faulty_received_on.is_empty() {
+                    String::new()
+                } else {
+                    format!(", received {}", r.faulty_received_on)
+                }
+            );
+        }
     }
 }
 
@@ -559,6 +620,44 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
                     customer_id: customer,
                     device_id,
                     lines,
+                    payment_method,
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print_order(&order, endpoints.json);
+        }
+        Parts::Replace {
+            customer,
+            imei,
+            serial,
+            fault,
+            number,
+            address,
+            city,
+            postal_code,
+            region,
+            country: code,
+            payment_method,
+        } => {
+            let order = parts
+                .replace_accessory(ppb::ReplaceAccessoryRequest {
+                    address: Some(aftersales_proto::common::Address {
+                        recipient: customer.clone(),
+                        lines: address,
+                        city,
+                        region,
+                        postal_code,
+                        country: country(&code),
+                        phone: String::new(),
+                    }),
+                    customer_id: customer,
+                    device_id: Some(aftersales_proto::common::DeviceId {
+                        kind: Some(aftersales_proto::common::device_id::Kind::Imei(imei)),
+                    }),
+                    accessory_serial: serial,
+                    fault,
+                    number,
                     payment_method,
                 })
                 .await

@@ -35,7 +35,12 @@ fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, S
 /// `aftersales up` on free ports with `extra` arguments; the warranty, repair,
 /// logistics, notification and parts addresses and the process.
 fn up_services(data: &std::path::Path, extra: &[&str]) -> ([String; 5], Process) {
-    let mut child = up_command(data, extra).spawn().unwrap();
+    services_of(up_command(data, extra))
+}
+
+/// `command` (an `up`) started, and its services' addresses once it says them.
+fn services_of(mut command: Command) -> ([String; 5], Process) {
+    let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The web address comes first (when signing in is on); then the services'.
     let addresses = std::array::from_fn(|_| {
@@ -1052,8 +1057,8 @@ async fn an_accessory_order_tells_its_customer_each_step_once() {
     use aftersales_proto::notification as npb;
     use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
-    let ([_, _, _, notification, parts], child) =
-        up_services(data.path(), &["--allow-unauthenticated"]);
+    let (services, child) = up_services(data.path(), &["--allow-unauthenticated"]);
+    let [_, _, _, notification, parts] = services.clone();
     let mut n = npb::notification_service_client::NotificationServiceClient::connect(format!(
         "http://{notification}"
     ))
@@ -1149,7 +1154,249 @@ async fn an_accessory_order_tells_its_customer_each_step_once() {
         .find(|m| m.kind == "accessory_order_paid")
         .unwrap();
     assert!(paid.subject.contains("bestätigt"), "{}", paid.subject);
+    no_dead_letters(&services).await;
     assert!(terminate(child).success());
+}
+
+/// A charger out of warranty replaced for its price, the provider posting each
+/// payment event five times and out of order: one payment, one parcel; and a
+/// charger under warranty replaced free, the faulty one coming back with a
+/// label sent along. Their customer is told each step once, in Chinese.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // `up` runs on the real clock
+async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
+    use aftersales_proto::notification as npb;
+    use aftersales_proto::parts as ppb;
+    let data = tempfile::tempdir().unwrap();
+    let mut command = up_command(data.path(), &["--allow-unauthenticated"]);
+    command.env("AFTERSALES_SANDBOX_WEBHOOK_DELIVERIES", "5");
+    let (services, child) = services_of(command);
+    let [warranty, _, _, notification, parts] = services.clone();
+    let mut n = npb::notification_service_client::NotificationServiceClient::connect(format!(
+        "http://{notification}"
+    ))
+    .await
+    .unwrap();
+    n.set_preferences(npb::Preferences {
+        customer_id: "cust-wei".into(),
+        language: "zh-CN".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
+        .await
+        .unwrap();
+    let phone = || {
+        Some(DeviceId {
+            kind: Some(device_id::Kind::Imei("490154203237518".into())),
+        })
+    };
+    let bought = (chrono::Utc::now().date_naive() - chrono::Duration::days(1500)).to_string();
+    w.register_device(pb::RegisterDeviceRequest {
+        device_id: phone(),
+        model: "Aurora 5".into(),
+        purchase_date: bought.clone(),
+        country_of_purchase: Some(CountryCode { value: "DE".into() }),
+        channel: pb::SalesChannel::RetailStore.into(),
+        customer_id: "cust-wei".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let recently = (chrono::Utc::now().date_naive() - chrono::Duration::days(30)).to_string();
+    for (serial, purchase_date) in [("CHG-BOX-0001", bought), ("CHG-NEW-0002", recently)] {
+        w.register_accessory(pb::RegisterAccessoryRequest {
+            device_id: phone(),
+            accessory_serial: serial.into(),
+            kind: pb::AccessoryKind::Charger.into(),
+            purchase_date,
+            replaces_serial: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let mut p = ppb::parts_service_client::PartsServiceClient::connect(format!("http://{parts}"))
+        .await
+        .unwrap();
+    let claim = ppb::ReplaceAccessoryRequest {
+        customer_id: "cust-wei".into(),
+        device_id: phone(),
+        accessory_serial: "CHG-BOX-0001".into(),
+        fault: "charging".into(),
+        number: "ACC-CHG-30W".into(),
+        address: Some(aftersales_proto::common::Address {
+            recipient: "Wei Zhang".into(),
+            lines: vec!["Invalidenstr. 1".into()],
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: Some(CountryCode { value: "DE".into() }),
+            ..Default::default()
+        }),
+        payment_method: "sandbox-ok".into(),
+    };
+    let placed = p
+        .replace_accessory(claim.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!placed.replacement.as_ref().unwrap().covered);
+    let watcher = p.clone();
+    let wait_for = |id: &str, status: ppb::AccessoryOrderStatus| {
+        let (p, id) = (watcher.clone(), id.to_owned());
+        aftersales_testkit::eventually(
+            move || {
+                let (mut p, id) = (p.clone(), id.clone());
+                async move {
+                    p.get_accessory_order(ppb::AccessoryOrderRef {
+                        order_id: id,
+                        customer_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                }
+            },
+            move |now: &ppb::AccessoryOrder| now.status() == status,
+        )
+    };
+    wait_for(&placed.order_id, ppb::AccessoryOrderStatus::Paid).await;
+    let again = p
+        .replace_accessory(claim.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.payment_id, placed.payment_id, "one charge");
+    let packed = ppb::ShipAccessoryOrderRequest {
+        order_id: placed.order_id.clone(),
+        units: vec![ppb::PackedUnit {
+            number: "ACC-CHG-30W".into(),
+            serial: "CHG30-008812".into(),
+        }],
+    };
+    let shipped = p
+        .ship_accessory_order(packed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let twice = p.ship_accessory_order(packed).await.unwrap().into_inner();
+    assert_eq!(twice.shipment_id, shipped.shipment_id, "one parcel");
+    let delivered = wait_for(&placed.order_id, ppb::AccessoryOrderStatus::Delivered).await;
+
+    let free = p
+        .replace_accessory(ppb::ReplaceAccessoryRequest {
+            accessory_serial: "CHG-NEW-0002".into(),
+            payment_method: String::new(),
+            ..claim
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(free.replacement.as_ref().unwrap().covered);
+    p.ship_accessory_order(ppb::ShipAccessoryOrderRequest {
+        order_id: free.order_id.clone(),
+        units: vec![ppb::PackedUnit {
+            number: "ACC-CHG-30W".into(),
+            serial: "CHG30-008813".into(),
+        }],
+    })
+    .await
+    .unwrap();
+    let both_back = aftersales_testkit::eventually(
+        || {
+            let (mut p, id) = (p.clone(), free.order_id.clone());
+            async move {
+                p.get_accessory_order(ppb::AccessoryOrderRef {
+                    order_id: id,
+                    customer_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            }
+        },
+        |o: &ppb::AccessoryOrder| {
+            o.status() == ppb::AccessoryOrderStatus::Delivered
+                && o.replacement
+                    .as_ref()
+                    .is_some_and(|r| !r.faulty_received_on.is_empty())
+        },
+    )
+    .await;
+    let label = both_back.replacement.unwrap().faulty_return_tracking_number;
+
+    let steps = [
+        "accessory_replacement_quoted",
+        "accessory_order_paid",
+        "accessory_order_shipped",
+        "accessory_order_delivered",
+        "accessory_replacement_free",
+        "accessory_replacement_shipped",
+        "accessory_order_delivered",
+        "faulty_accessory_received",
+    ];
+    inbox(&notification, "cust-wei", |ns| {
+        steps.iter().all(|step| ns.iter().any(|m| m.kind == *step))
+            && ns
+                .iter()
+                .filter(|m| m.kind == "accessory_order_delivered")
+                .count()
+                == 2
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let inbox = inbox(&notification, "cust-wei", |_| true).await;
+    let mut kinds: Vec<_> = inbox
+        .iter()
+        .map(|m| m.kind.as_str())
+        .filter(|k| k.starts_with("accessory_") || k.starts_with("faulty_"))
+        .collect();
+    kinds.sort_unstable();
+    let mut expected = steps.to_vec();
+    expected.sort_unstable();
+    assert_eq!(kinds, expected, "each step once");
+    let quoted = inbox
+        .iter()
+        .find(|m| m.kind == "accessory_replacement_quoted")
+        .unwrap();
+    assert!(
+        quoted.subject.contains("29.63") && quoted.subject.contains("更换"),
+        "{}",
+        quoted.subject
+    );
+    let send_back = inbox
+        .iter()
+        .find(|m| m.kind == "accessory_replacement_shipped")
+        .unwrap();
+    assert!(
+        send_back.body.contains(&label),
+        "the return number is in the message: {}",
+        send_back.body
+    );
+    assert_eq!(
+        delivered.version, 4,
+        "placed, paid, shipped, delivered: each once"
+    );
+    no_dead_letters(&services).await;
+    assert!(terminate(child).success());
+}
+
+/// Every service handled every event it was given: none gave up on one.
+async fn no_dead_letters(services: &[String]) {
+    use aftersales_proto::operations as opb;
+    for address in services {
+        let mut ops =
+            opb::operations_client::OperationsClient::connect(format!("http://{address}"))
+                .await
+                .unwrap();
+        let dead = ops
+            .list_dead_letters(opb::ListDeadLettersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .dead_letters;
+        assert!(dead.is_empty(), "{address}: {dead:?}");
+    }
 }
 
 /// The customer's programme notices' subjects, once there are `at_least`.

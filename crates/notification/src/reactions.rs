@@ -78,6 +78,8 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <ppb::AccessoryOrderShipped as Name>::NAME,
                 <ppb::AccessoryOrderDelivered as Name>::NAME,
                 <ppb::AccessoryOrderRefunded as Name>::NAME,
+                <ppb::AccessoryReplacementPlaced as Name>::NAME,
+                <ppb::FaultyAccessoryReceived as Name>::NAME,
             ],
         )?,
     ])
@@ -418,8 +420,32 @@ impl NotificationReactions {
             }
             <ppb::AccessoryOrderShipped as Name>::NAME => {
                 let e: ppb::AccessoryOrderShipped = decode(event)?;
+                if e.faulty_return_shipment_id.is_empty() {
+                    let v = vars([("order_id", e.order_id)]);
+                    (e.customer_id, Kind::AccessoryOrderShipped, v)
+                } else {
+                    let v = vars([
+                        ("order_id", e.order_id),
+                        ("carrier", e.faulty_return_carrier),
+                        ("tracking_number", e.faulty_return_tracking_number),
+                    ]);
+                    (e.customer_id, Kind::AccessoryReplacementShipped, v)
+                }
+            }
+            <ppb::AccessoryReplacementPlaced as Name>::NAME => {
+                let e: ppb::AccessoryReplacementPlaced = decode(event)?;
+                if e.covered {
+                    let v = vars([("order_id", e.order_id)]);
+                    (e.customer_id, Kind::AccessoryReplacementFree, v)
+                } else {
+                    let v = vars([("order_id", e.order_id), ("total", money(e.price.as_ref()))]);
+                    (e.customer_id, Kind::AccessoryReplacementQuoted, v)
+                }
+            }
+            <ppb::FaultyAccessoryReceived as Name>::NAME => {
+                let e: ppb::FaultyAccessoryReceived = decode(event)?;
                 let v = vars([("order_id", e.order_id)]);
-                (e.customer_id, Kind::AccessoryOrderShipped, v)
+                (e.customer_id, Kind::FaultyAccessoryReceived, v)
             }
             <ppb::AccessoryOrderDelivered as Name>::NAME => {
                 let e: ppb::AccessoryOrderDelivered = decode(event)?;

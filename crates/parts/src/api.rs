@@ -17,7 +17,7 @@ use crate::app::{
 };
 use crate::domain::order::{PackedUnit, Payment, Stage, Wanted};
 use crate::domain::prices::{Price, Tax, TaxDisplay};
-use crate::orders::{AccessoryOrders, NewOrder, OrderView};
+use crate::orders::{AccessoryClaim, AccessoryOrders, NewOrder, OrderView};
 
 /// Lines a quote request may change at most.
 const MAX_OVERRIDES: usize = 32;
@@ -265,9 +265,33 @@ fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder 
         Stage::Refunded => pb::AccessoryOrderStatus::Refunded,
     };
     let (payment_id, payment_failure) = match &o.payment {
-        Payment::Pending { payment_id } | Payment::Paid { payment_id } => (payment_id, ""),
-        Payment::Failed { payment_id, reason } => (payment_id, reason.as_str()),
+        Payment::Pending { payment_id } | Payment::Paid { payment_id } => (payment_id.as_str(), ""),
+        Payment::Failed { payment_id, reason } => (payment_id.as_str(), reason.as_str()),
+        Payment::NotDue => ("", ""),
     };
+    let replacement = o.replacing.as_ref().map(|r| {
+        let back = o.faulty_back.as_ref();
+        pb::AccessoryReplacement {
+            faulty_serial: r.faulty_serial.clone(),
+            fault: r.fault.clone(),
+            covered: r.covered,
+            reason: r.reason.clone(),
+            not_charged: r
+                .covered
+                .then(|| price(o.list_value(), &o.currency, display)),
+            faulty_return_shipment_id: back
+                .map(|b| b.label.shipment_id.clone())
+                .unwrap_or_default(),
+            faulty_return_carrier: back.map(|b| b.label.carrier.clone()).unwrap_or_default(),
+            faulty_return_tracking_number: back
+                .map(|b| b.label.tracking_number.clone())
+                .unwrap_or_default(),
+            faulty_received_on: back
+                .and_then(|b| b.received_on)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        }
+    });
     pb::AccessoryOrder {
         order_id: view.order_id.clone(),
         customer_id: o.customer_id.clone(),
@@ -292,7 +316,7 @@ fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder 
         tax: tax_of.map(tax),
         address: Some((&o.address).into()),
         status: status.into(),
-        payment_id: payment_id.clone(),
+        payment_id: payment_id.to_owned(),
         payment_failure: payment_failure.to_owned(),
         shipment_id: o.shipment_id.clone().unwrap_or_default(),
         units: o
@@ -320,6 +344,7 @@ fn order_to_proto(view: &OrderView, tax_of: Option<&Tax>) -> pb::AccessoryOrder 
             .as_ref()
             .and_then(|b| b.refund_id.clone())
             .unwrap_or_default(),
+        replacement,
     }
 }
 
@@ -596,6 +621,29 @@ impl PartsService for PartsApi {
             payment_method: r.payment_method,
         };
         let placed = self.orders.place(new, &ctx).await.map_err(status)?;
+        Ok(Response::new(self.order(&placed)))
+    }
+
+    async fn replace_accessory(
+        &self,
+        request: Request<pb::ReplaceAccessoryRequest>,
+    ) -> Answer<pb::AccessoryOrder> {
+        let ctx = self.context(&request)?;
+        let r = request.into_inner();
+        let claim = AccessoryClaim {
+            customer_id: r.customer_id,
+            device: aftersales_proto::common::DeviceId::parse(r.device_id.as_ref())
+                .map_err(|e| status(e.into()))?,
+            faulty_serial: r.accessory_serial,
+            fault: r.fault,
+            number: r.number,
+            address: r
+                .address
+                .ok_or_else(|| invalid("address", "is required"))?
+                .into(),
+            payment_method: r.payment_method,
+        };
+        let placed = self.orders.replace(claim, &ctx).await.map_err(status)?;
         Ok(Response::new(self.order(&placed)))
     }
 

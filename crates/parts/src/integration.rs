@@ -3,8 +3,8 @@
 //! `proto/aftersales/parts/v1/events.proto`, published by the relay on
 //! `aftersales.<region>.parts.<EventType>`. A stock stream's name holds its
 //! location and part, an order's its id, so each event translates on its own.
-//! Reorder points, an order's placing and its return's steps before the refund
-//! are internal and not published.
+//! Reorder points, a sale's placing and its return's steps before the refund
+//! are internal and not published; a replacement's placing is.
 
 use aftersales_eventstore::RecordedEvent;
 use aftersales_messaging::envelope::protobuf;
@@ -24,11 +24,46 @@ fn count(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// What a replacement's placing publishes, read past the delivery address: the
+/// relay reads events sealed, and the address is nothing it publishes.
+#[derive(serde::Deserialize)]
+struct Placed {
+    customer_id: String,
+    currency: String,
+    total: crate::domain::prices::Price,
+    #[serde(default)]
+    replacing: Option<crate::domain::order::Replacing>,
+}
+
 /// An accessory order's step as its public message, if it is one.
 fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
     use crate::domain::order::Event as Order;
     use aftersales_proto::common::Money;
     let order_id = order_id.to_owned();
+    if event.event_type == "AccessoryReplacementPlaced" {
+        let placed: Placed = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
+        let Some(replacing) = placed.replacing else {
+            return Ok(None); // a sale is told when it is paid
+        };
+        let payload = pb::AccessoryReplacementPlaced {
+            order_id,
+            customer_id: placed.customer_id,
+            covered: replacing.covered,
+            price: Some(Money {
+                minor_units: placed.total.gross,
+                currency: placed.currency,
+            }),
+            return_faulty: replacing.return_faulty,
+        }
+        .encode_to_vec();
+        return Ok(Some(Outbound {
+            payload,
+            content_type: protobuf(&format!(
+                "aftersales.parts.v1.{}",
+                pb::AccessoryReplacementPlaced::NAME
+            )),
+        }));
+    }
     let (name, payload) = match event.decode::<Order>().map_err(|e| e.to_string())? {
         Order::AccessoryOrderPaid {
             customer_id,
@@ -64,13 +99,29 @@ fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>,
             shipment_id,
             units,
             customer_id,
-        } => (
-            pb::AccessoryOrderShipped::NAME,
-            pb::AccessoryOrderShipped {
+            faulty_return,
+        } => {
+            let back = faulty_return.unwrap_or_default();
+            (
+                pb::AccessoryOrderShipped::NAME,
+                pb::AccessoryOrderShipped {
+                    order_id,
+                    customer_id,
+                    shipment_id,
+                    units: i32::try_from(units.len()).unwrap_or(i32::MAX),
+                    faulty_return_shipment_id: back.shipment_id,
+                    faulty_return_carrier: back.carrier,
+                    faulty_return_tracking_number: back.tracking_number,
+                }
+                .encode_to_vec(),
+            )
+        }
+        Order::FaultyAccessoryReceived { on, customer_id } => (
+            pb::FaultyAccessoryReceived::NAME,
+            pb::FaultyAccessoryReceived {
                 order_id,
                 customer_id,
-                shipment_id,
-                units: i32::try_from(units.len()).unwrap_or(i32::MAX),
+                received_on: on.to_string(),
             }
             .encode_to_vec(),
         ),

@@ -1,7 +1,8 @@
 //! Accessory orders over the event store: priced and paid at the provider when
 //! placed, settled by its webhook, packed and handed to logistics at the depot,
 //! delivered when logistics says so (and each unit then registered with the
-//! phone's warranty).
+//! phone's warranty). A faulty accessory's replacement is such an order, judged
+//! by warranty first: free of charge when covered, paid like a sale when not.
 
 use std::sync::Arc;
 
@@ -25,7 +26,8 @@ use uuid::Uuid;
 use crate::app::{AppResult, Parts};
 use crate::domain::DomainError;
 use crate::domain::order::{
-    self, AccessoryOrder, Command, OrderState, PackedUnit, Settlement, Wanted,
+    self, AccessoryOrder, Command, Label, OrderState, PackedUnit, Replacing, Settlement, Stage,
+    Wanted,
 };
 
 /// The stream of accessory order `id`.
@@ -46,6 +48,38 @@ pub struct NewOrder {
     pub payment_method: String,
 }
 
+/// A customer's claim for a faulty accessory of their phone.
+#[derive(Debug, Clone)]
+pub struct AccessoryClaim {
+    pub customer_id: String,
+    pub device: DeviceKey,
+    /// The faulty unit, as registered with the phone's warranty.
+    pub faulty_serial: String,
+    /// As warranty names fault categories: "charging", "audio", …
+    pub fault: String,
+    /// The catalog accessory sent in its place.
+    pub number: String,
+    pub address: PostalAddress,
+    /// Needed only when warranty does not cover the fault.
+    pub payment_method: String,
+}
+
+/// The order replacing faulty unit `serial` of `device`: one per unit, so a
+/// claim asked twice finds the first.
+fn replacement_id(device: &DeviceKey, serial: &str) -> String {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("accessory-replacement:{}:{serial}", device.name()).as_bytes(),
+    )
+    .to_string()
+}
+
+/// An amount for a person to read: "29.63 EUR" (every currency sold in has
+/// two decimals).
+fn amount(minor: i64, currency: &str) -> String {
+    format!("{}.{:02} {currency}", minor / 100, (minor % 100).abs())
+}
+
 /// An order as its log leaves it.
 #[derive(Debug, Clone)]
 pub struct OrderView {
@@ -58,7 +92,10 @@ pub struct OrderView {
 #[derive(Debug, Clone, Copy)]
 enum Direction {
     Out,
+    /// The order, withdrawn from, back to the depot.
     Back,
+    /// A replaced faulty unit back to the depot.
+    Faulty,
 }
 
 /// How long another service may take to answer.
@@ -101,6 +138,11 @@ impl AccessoryOrders {
 
     /// The phone's model, as warranty has it.
     async fn model_of(&self, device: &DeviceKey, ctx: &CommandContext) -> AppResult<String> {
+        Ok(self.device(device, ctx).await?.model)
+    }
+
+    /// The phone as warranty has it.
+    async fn device(&self, device: &DeviceKey, ctx: &CommandContext) -> AppResult<wpb::Device> {
         let mut warranty = self
             .warranty
             .clone()
@@ -112,7 +154,7 @@ impl AccessoryOrders {
             ctx,
         );
         match tokio::time::timeout(CALL_TIMEOUT, warranty.get_device(request)).await {
-            Ok(Ok(found)) => Ok(found.into_inner().model),
+            Ok(Ok(found)) => Ok(found.into_inner()),
             Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
                 Err(DomainError::invalid("device_id", "is not a registered phone").into())
             }
@@ -156,6 +198,7 @@ impl AccessoryOrders {
             address: new.address,
             payment_id: "to be created".into(),
             withdrawal_days: list.withdrawal_days,
+            replacing: None,
             today,
         };
         // Decided once before anything is charged, so a bad order costs nothing.
@@ -180,6 +223,188 @@ impl AccessoryOrders {
         let stream = order_stream(&order_id)?;
         let handled = self.orders.handle(&stream, &place, ctx).await?;
         self.view(order_id, handled.state, handled.version)
+    }
+
+    /// A faulty accessory of the customer's phone replaced: warranty judges
+    /// the fault; covered, the replacement is placed free of charge (its faulty
+    /// unit asked back where the catalog says so); not, it is priced from the
+    /// delivery country's list and its payment created, as for a sale. A claim
+    /// for a unit already being replaced answers with that order.
+    pub async fn replace(
+        &self,
+        claim: AccessoryClaim,
+        ctx: &CommandContext,
+    ) -> AppResult<OrderView> {
+        let today = ctx.now.date_naive();
+        let serial = claim.faulty_serial.trim();
+        crate::domain::text("accessory_serial", serial, 40, true)?;
+        crate::domain::text("number", &claim.number, 100, true)?;
+        crate::domain::text("payment_method", &claim.payment_method, 200, false)?;
+        let fault = wpb::FaultCategory::from_str_name(&format!(
+            "FAULT_CATEGORY_{}",
+            claim.fault.trim().to_ascii_uppercase()
+        ))
+        .filter(|f| *f != wpb::FaultCategory::Unspecified && claim.fault.len() <= 40)
+        .ok_or_else(|| DomainError::invalid("fault", "is not a fault category"))?;
+        let country = CountryCode::parse("address.country", &claim.address.country)?;
+        let list = self.parts.price_list(country.as_str()).ok_or_else(|| {
+            DomainError::invalid(
+                "address.country",
+                format!("accessories are not sent to {country}"),
+            )
+        })?;
+        let phone = self.device(&claim.device, ctx).await?;
+        if phone.customer_id != claim.customer_id.trim() {
+            return Err(
+                DomainError::invalid("device_id", "is not a phone of this customer").into(),
+            );
+        }
+        let faulty = phone
+            .accessories
+            .iter()
+            .find(|a| a.serial == serial)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "accessory_serial",
+                    "is not an accessory registered with this phone",
+                )
+            })?;
+        let accessory = self
+            .parts
+            .catalog()
+            .accessories()
+            .find(|a| a.number == claim.number.trim())
+            .ok_or_else(|| DomainError::invalid("number", "is not an accessory in the catalog"))?;
+        let faulty_kind = faulty
+            .kind()
+            .as_str_name()
+            .trim_start_matches("ACCESSORY_KIND_")
+            .to_ascii_lowercase();
+        if accessory.kind != faulty_kind {
+            return Err(DomainError::invalid(
+                "number",
+                format!(
+                    "{} is a {}; the faulty unit is a {faulty_kind}",
+                    accessory.number, accessory.kind
+                ),
+            )
+            .into());
+        }
+        let lines = order::price(
+            self.parts.catalog(),
+            list,
+            &[Wanted {
+                number: accessory.number.clone(),
+                quantity: 1,
+            }],
+            Some(&phone.model),
+            today,
+        )?;
+        let order_id = replacement_id(&claim.device, serial);
+        let stream = order_stream(&order_id)?;
+        let existing = self.orders.load(&stream).await?;
+        if let Some(state) = &existing.state
+            && state.stage() != Stage::PaymentFailed
+        {
+            return self.view(order_id, existing.state, existing.version);
+        }
+        let decision = self
+            .accessory_coverage(&claim.device, serial, fault, ctx)
+            .await?;
+        let mut place = Command::Place {
+            customer_id: claim.customer_id.trim().to_owned(),
+            country: country.as_str().to_owned(),
+            currency: list.currency.clone(),
+            tax_display: list.tax.display,
+            device: Some(claim.device.name()),
+            lines,
+            address: claim.address,
+            payment_id: if decision.covered {
+                String::new()
+            } else {
+                "to be created".into()
+            },
+            withdrawal_days: list.withdrawal_days,
+            replacing: Some(Replacing {
+                faulty_serial: serial.to_owned(),
+                fault: claim.fault.trim().to_ascii_lowercase(),
+                covered: decision.covered,
+                reason: decision.reason.chars().take(100).collect(),
+                return_faulty: decision.covered && accessory.return_faulty,
+            }),
+            today,
+        };
+        // Decided before anything is charged, so a bad claim costs nothing.
+        let Some(order::Event::AccessoryOrderPlaced { total, .. }) =
+            AccessoryOrder::decide(&existing.state, &place)?
+                .into_iter()
+                .next()
+        else {
+            return Err(Error::internal("placing a replacement decided nothing"));
+        };
+        if !decision.covered {
+            let method = claim.payment_method.trim();
+            if method.is_empty() {
+                return Err(DomainError::Precondition(format!(
+                    "{serial} is not covered ({}): its replacement costs {}; give a payment method to order it",
+                    decision.explanation,
+                    amount(total.gross, &list.currency)
+                ))
+                .into());
+            }
+            let payment = self
+                .payments
+                .create(&PaymentRequest {
+                    // One payment per attempt: a new one after a failed payment.
+                    idempotency_key: format!(
+                        "accessory-replacement:{order_id}:{}",
+                        existing.version
+                    ),
+                    amount_minor: total.gross,
+                    currency: list.currency.clone(),
+                    description: format!("Accessory replacement {order_id}"),
+                    method: method.to_owned(),
+                })
+                .await?;
+            if let Command::Place { payment_id, .. } = &mut place {
+                *payment_id = payment.id;
+            }
+        }
+        let handled = self.orders.handle(&stream, &place, ctx).await?;
+        self.view(order_id, handled.state, handled.version)
+    }
+
+    /// Warranty's judgement of the fault of accessory `serial` today.
+    async fn accessory_coverage(
+        &self,
+        device: &DeviceKey,
+        serial: &str,
+        fault: wpb::FaultCategory,
+        ctx: &CommandContext,
+    ) -> AppResult<wpb::CoverageDecision> {
+        let mut warranty = self
+            .warranty
+            .clone()
+            .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
+        let request = aftersales_runtime::request::on_behalf(
+            wpb::CheckAccessoryCoverageRequest {
+                device_id: Some(DeviceId::from(device)),
+                accessory_serial: serial.to_owned(),
+                fault_category: fault.into(),
+                ..Default::default()
+            },
+            ctx,
+        );
+        match tokio::time::timeout(CALL_TIMEOUT, warranty.check_accessory_coverage(request)).await {
+            Ok(Ok(decision)) => Ok(decision.into_inner()),
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => Err(DomainError::invalid(
+                "accessory_serial",
+                "is not registered with this phone",
+            )
+            .into()),
+            Ok(Err(status)) => Err(unavailable("warranty", &status)),
+            Err(_) => Err(Error::unavailable("warranty did not answer in time")),
+        }
     }
 
     fn view(
@@ -271,8 +496,16 @@ impl AccessoryOrders {
         ctx: &CommandContext,
     ) -> AppResult<OrderView> {
         let current = self.get(order_id, None).await?;
-        let shipment_id = match &current.state.shipment_id {
-            Some(shipped) => shipped.clone(),
+        let wants_back = current
+            .state
+            .replacing
+            .as_ref()
+            .is_some_and(|r| r.return_faulty);
+        let (shipment_id, faulty_return) = match &current.state.shipment_id {
+            Some(shipped) => (
+                shipped.clone(),
+                current.state.faulty_back.as_ref().map(|b| b.label.clone()),
+            ),
             None => {
                 // Refused before logistics is asked for anything.
                 AccessoryOrder::decide(
@@ -280,13 +513,32 @@ impl AccessoryOrders {
                     &Command::Ship {
                         shipment_id: "to be created".into(),
                         units: units.clone(),
+                        faulty_return: wants_back.then(|| Label {
+                            shipment_id: "to be created".into(),
+                            carrier: String::new(),
+                            tracking_number: String::new(),
+                        }),
                     },
                 )?;
-                self.create_shipment(order_id, Direction::Out, &current.state.address, ctx)
-                    .await?
+                let address = &current.state.address;
+                let out = self
+                    .create_shipment(order_id, Direction::Out, address, ctx)
+                    .await?;
+                let back = match wants_back {
+                    true => Some(
+                        self.create_shipment(order_id, Direction::Faulty, address, ctx)
+                            .await?,
+                    ),
+                    false => None,
+                };
+                (out.shipment_id, back)
             }
         };
-        let command = Command::Ship { shipment_id, units };
+        let command = Command::Ship {
+            shipment_id,
+            units,
+            faulty_return,
+        };
         let handled = self
             .orders
             .handle(&order_stream(order_id)?, &command, ctx)
@@ -316,6 +568,7 @@ impl AccessoryOrders {
                 )?;
                 self.create_shipment(order_id, Direction::Back, &current.state.address, ctx)
                     .await?
+                    .shipment_id
             }
         };
         let command = Command::RequestReturn {
@@ -329,17 +582,47 @@ impl AccessoryOrders {
         self.view(order_id.to_owned(), handled.state, handled.version)
     }
 
-    /// The returned parcel arrived on `on` (logistics said so, once): the whole
-    /// payment is refunded at the provider (once per order, by its key), and
-    /// the return recorded in `tx` with the event that said so.
-    pub async fn returned_in(
+    /// A parcel of the order arrived at the depot on `on` (logistics said so,
+    /// once), recorded in `tx` with the event that said so: the order withdrawn
+    /// from (refunded), or a replaced faulty unit. NOT_FOUND for a parcel of
+    /// neither.
+    pub async fn back_in(
         &self,
         tx: &mut StoreTransaction,
         order_id: &str,
+        shipment_id: &str,
         on: NaiveDate,
         ctx: &CommandContext,
     ) -> AppResult<()> {
         let current = self.get(order_id, None).await?;
+        let withdrawn = current
+            .state
+            .giving_back
+            .as_ref()
+            .is_some_and(|b| b.shipment_id == shipment_id);
+        if withdrawn {
+            return self.returned_in(tx, &current, on, ctx).await;
+        }
+        let command = Command::ReceiveFaulty {
+            shipment_id: shipment_id.to_owned(),
+            on,
+        };
+        self.orders
+            .handle_in(tx, &order_stream(order_id)?, &command, ctx)
+            .await?;
+        Ok(())
+    }
+
+    /// The order withdrawn from is back: the whole payment is refunded at the
+    /// provider (once per order, by its key), and the return recorded.
+    async fn returned_in(
+        &self,
+        tx: &mut StoreTransaction,
+        current: &OrderView,
+        on: NaiveDate,
+        ctx: &CommandContext,
+    ) -> AppResult<()> {
+        let order_id = current.order_id.as_str();
         let order::Payment::Paid { payment_id } = &current.state.payment else {
             return Err(DomainError::Precondition(format!(
                 "the order is {}: nothing was paid",
@@ -374,7 +657,7 @@ impl AccessoryOrders {
         direction: Direction,
         customer: &PostalAddress,
         ctx: &CommandContext,
-    ) -> AppResult<String> {
+    ) -> AppResult<Label> {
         let mut logistics = self
             .logistics
             .clone()
@@ -388,6 +671,12 @@ impl AccessoryOrders {
             ),
             Direction::Back => (
                 "return",
+                lpb::Direction::Inbound,
+                Some(customer.into()),
+                None,
+            ),
+            Direction::Faulty => (
+                "faulty",
                 lpb::Direction::Inbound,
                 Some(customer.into()),
                 None,
@@ -421,7 +710,14 @@ impl AccessoryOrders {
                 .insert(aftersales_runtime::request::END_USER_HEADER, actor);
         }
         match tokio::time::timeout(CALL_TIMEOUT, logistics.create_shipment(request)).await {
-            Ok(Ok(shipment)) => Ok(shipment.into_inner().shipment_id),
+            Ok(Ok(shipment)) => {
+                let shipment = shipment.into_inner();
+                Ok(Label {
+                    shipment_id: shipment.shipment_id,
+                    carrier: shipment.carrier,
+                    tracking_number: shipment.tracking_number,
+                })
+            }
             Ok(Err(status)) => Err(unavailable("logistics did not ship the order", &status)),
             Err(_) => Err(Error::unavailable("logistics did not answer in time")),
         }
@@ -455,7 +751,9 @@ impl AccessoryOrders {
     }
 
     /// Each unit registered with the phone's warranty, bought on the day it
-    /// arrived; registering the same unit again changes nothing there.
+    /// arrived (a replacement under warranty as replacing the faulty unit, so
+    /// it keeps that one's cover); registering the same unit again changes
+    /// nothing there.
     async fn register_units(
         &self,
         device: &str,
@@ -470,6 +768,12 @@ impl AccessoryOrders {
             .warranty
             .clone()
             .ok_or_else(|| Error::unavailable("no warranty service configured"))?;
+        let replaces = order
+            .replacing
+            .as_ref()
+            .filter(|r| r.covered)
+            .map(|r| r.faulty_serial.clone())
+            .unwrap_or_default();
         for unit in &order.units {
             let kind = order
                 .lines
@@ -487,6 +791,7 @@ impl AccessoryOrders {
                     accessory_serial: unit.serial.clone(),
                     kind: kind.into(),
                     purchase_date: on.to_string(),
+                    replaces_serial: replaces.clone(),
                 },
                 ctx,
             );

@@ -200,7 +200,7 @@ impl Projection for OrderPayments {
             return Ok(());
         };
         match event.event_type.as_str() {
-            "AccessoryOrderPlaced" => {
+            "AccessoryOrderPlaced" | "AccessoryReplacementPlaced" => {
                 let crate::domain::order::Event::AccessoryOrderPlaced {
                     payment_id,
                     placed_on,
@@ -209,6 +209,9 @@ impl Projection for OrderPayments {
                 else {
                     return Ok(());
                 };
+                if payment_id.is_empty() {
+                    return Ok(()); // a replacement under warranty: nothing to pay
+                }
                 on_connection!(tx.connection(), c => {
                     sqlx::query(
                         "INSERT INTO parts_order_payments (payment_id, order_id) VALUES ($1, $2) \

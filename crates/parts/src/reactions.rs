@@ -6,7 +6,8 @@
 //!   back to the center's stock, or to the next order in line.
 //! - logistics `Delivered`, for an accessory order's parcel: the order is
 //!   delivered, and its units registered with the phone's warranty; for its
-//!   parcel coming back, the return is received and the payment refunded.
+//!   parcel coming back, the return is received and the payment refunded; for
+//!   a replaced faulty unit, its arrival at the depot recorded.
 
 use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
@@ -94,7 +95,11 @@ impl PartsReactions {
         .map_or(event.metadata.recorded_at.date_naive(), |t| t.date_naive());
         let ctx = event.reaction_context(order_id.as_bytes(), &self.region);
         let applied = match delivered.direction() {
-            lpb::Direction::Inbound => self.orders.returned_in(tx, order_id, on, &ctx).await,
+            lpb::Direction::Inbound => {
+                self.orders
+                    .back_in(tx, order_id, &delivered.shipment_id, on, &ctx)
+                    .await
+            }
             lpb::Direction::Outbound | lpb::Direction::Unspecified => {
                 self.orders.delivered_in(tx, order_id, on, &ctx).await
             }

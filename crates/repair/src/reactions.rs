@@ -56,6 +56,9 @@ impl Handler for OrderReactions {
     ) -> Result<(), HandlerError> {
         let (order_id, command) = if event.event_type == <lpb::Delivered as Name>::NAME {
             let delivered: lpb::Delivered = event.proto().map_err(HandlerError::permanent)?;
+            if delivered.repair_order_id.trim().is_empty() {
+                return Ok(()); // an accessory parcel: parts follows those
+            }
             let command = match lpb::Direction::try_from(delivered.direction) {
                 Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
                     shipment_id: delivered.shipment_id.clone(),

@@ -353,6 +353,7 @@ impl WarrantyService for WarrantyApi {
                 &r.accessory_serial,
                 accessory_kind(r.kind)?,
                 date("purchase_date", &r.purchase_date)?,
+                Some(r.replaces_serial.trim().to_owned()).filter(|s| !s.is_empty()),
                 &ctx,
             )
             .await

@@ -516,12 +516,14 @@ impl Warranty {
         serial: &str,
         kind: AccessoryKind,
         purchase_date: NaiveDate,
+        replaces: Option<String>,
         ctx: &CommandContext,
     ) -> AppResult<DeviceState> {
         let command = Command::RegisterAccessory {
             serial: serial.trim().to_owned(),
             kind,
             purchase_date,
+            replaces,
             today: ctx.now.date_naive(),
         };
         Ok(self.run(key, command, ctx).await?.0)

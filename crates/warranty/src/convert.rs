@@ -232,6 +232,8 @@ pub fn device_to_proto(d: &DeviceState, version: u64, today: NaiveDate) -> pb::D
                 kind: accessory_kind_to_proto(a.kind).into(),
                 purchase_date: a.purchase_date.to_string(),
                 coverage_end: a.coverage_end.to_string(),
+                replaces_serial: a.replaces.clone().unwrap_or_default(),
+                replaced_by: a.replaced_by.clone().unwrap_or_default(),
             })
             .collect(),
         claims: u32::try_from(d.claims.len()).unwrap_or(u32::MAX),

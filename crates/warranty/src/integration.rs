@@ -119,6 +119,7 @@ impl Translate for WarrantyEvents {
                 serial,
                 kind,
                 coverage_end,
+                replaces,
                 ..
             } => (
                 pb::AccessoryRegistered::NAME,
@@ -127,6 +128,7 @@ impl Translate for WarrantyEvents {
                     accessory_serial: serial,
                     kind: accessory_kind_to_proto(kind).into(),
                     coverage_end: coverage_end.to_string(),
+                    replaces_serial: replaces.unwrap_or_default(),
                 }
                 .encode_to_vec(),
             ),

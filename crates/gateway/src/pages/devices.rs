@@ -601,6 +601,7 @@ pub async fn register_accessory(
                 accessory_serial: form.serial.trim().chars().take(64).collect(),
                 kind: kind.into(),
                 purchase_date: form.purchased.trim().chars().take(10).collect(),
+                replaces_serial: String::new(),
             },
             &token,
         ))

@@ -81,6 +81,14 @@ pub enum Kind {
     AccessoryOrderDelivered,
     /// Sent back within the withdrawal period and refunded.
     AccessoryOrderRefunded,
+    /// A faulty accessory is covered: its replacement is on us.
+    AccessoryReplacementFree,
+    /// A faulty accessory is not covered: its replacement is priced.
+    AccessoryReplacementQuoted,
+    /// The replacement left the depot, with the faulty unit's way back.
+    AccessoryReplacementShipped,
+    /// The faulty unit arrived back at the depot.
+    FaultyAccessoryReceived,
 }
 
 /// What a kind is, for the plan.
@@ -94,7 +102,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 32] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -123,6 +131,10 @@ impl Kind {
         Self::AccessoryOrderShipped,
         Self::AccessoryOrderDelivered,
         Self::AccessoryOrderRefunded,
+        Self::AccessoryReplacementFree,
+        Self::AccessoryReplacementQuoted,
+        Self::AccessoryReplacementShipped,
+        Self::FaultyAccessoryReceived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -155,6 +167,10 @@ impl Kind {
             Self::AccessoryOrderShipped => "accessory_order_shipped",
             Self::AccessoryOrderDelivered => "accessory_order_delivered",
             Self::AccessoryOrderRefunded => "accessory_order_refunded",
+            Self::AccessoryReplacementFree => "accessory_replacement_free",
+            Self::AccessoryReplacementQuoted => "accessory_replacement_quoted",
+            Self::AccessoryReplacementShipped => "accessory_replacement_shipped",
+            Self::FaultyAccessoryReceived => "faulty_accessory_received",
         }
     }
 
@@ -237,6 +253,17 @@ impl Kind {
             Self::AccessoryOrderShipped => spec(Shipping, false, false, &["order_id"]),
             Self::AccessoryOrderDelivered => spec(Shipping, false, false, &["order_id"]),
             Self::AccessoryOrderRefunded => spec(Shipping, false, true, &["order_id", "total"]),
+            // A remedy under the guarantee is told whatever the opt-outs, and
+            // a price to pay or a parcel to send back asks the customer to act.
+            Self::AccessoryReplacementFree => spec(Warranty, false, true, &["order_id"]),
+            Self::AccessoryReplacementQuoted => spec(Warranty, true, true, &["order_id", "total"]),
+            Self::AccessoryReplacementShipped => spec(
+                Shipping,
+                true,
+                true,
+                &["order_id", "carrier", "tracking_number"],
+            ),
+            Self::FaultyAccessoryReceived => spec(Shipping, false, false, &["order_id"]),
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct Accessory {
     pub kind: String,
     /// The models it fits; empty for every model.
     pub models: Vec<String>,
+    /// A faulty unit replaced under warranty comes back to the depot (for
+    /// analysis, or because it holds a battery), with a label sent along.
+    #[serde(default)]
+    pub return_faulty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -7,6 +7,11 @@
 //! reorders; nothing is packed before it is paid; an order is shipped once.
 //! Within the country's withdrawal period after delivery the customer may send
 //! it back; once the parcel is back the whole payment is refunded, once.
+//!
+//! A replacement is an order too: one unit for a faulty accessory of the
+//! customer's phone, free of charge when warranty covers the fault (and then,
+//! where the catalog asks, the faulty unit comes back with a label sent along),
+//! priced and paid like a sale when it does not.
 
 use aftersales_core::address::PostalAddress;
 use aftersales_eventstore::{Decider, DomainEvent};
@@ -118,9 +123,49 @@ pub struct PackedUnit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Payment {
-    Pending { payment_id: String },
-    Paid { payment_id: String },
-    Failed { payment_id: String, reason: String },
+    Pending {
+        payment_id: String,
+    },
+    Paid {
+        payment_id: String,
+    },
+    Failed {
+        payment_id: String,
+        reason: String,
+    },
+    /// A replacement under warranty: nothing to pay.
+    NotDue,
+}
+
+/// The faulty accessory an order replaces, as warranty judged the claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacing {
+    pub faulty_serial: String,
+    /// As warranty names fault categories: "charging", "audio", …
+    pub fault: String,
+    /// Covered by the accessory's warranty: sent free of charge.
+    pub covered: bool,
+    /// Warranty's machine-readable reason ("within_base_warranty", "expired", …).
+    pub reason: String,
+    /// The faulty unit comes back to the depot (free replacements the catalog
+    /// asks back), with a label sent along with the replacement.
+    pub return_faulty: bool,
+}
+
+/// A parcel's label: its shipment at logistics, the carrier and the number it
+/// is handed in with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub shipment_id: String,
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+/// The faulty unit's way back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultyReturn {
+    pub label: Label,
+    pub received_on: Option<NaiveDate>,
 }
 
 /// An order, as its history leaves it.
@@ -146,6 +191,11 @@ pub struct OrderState {
     pub withdrawal_days: u32,
     #[serde(default)]
     pub giving_back: Option<Return>,
+    /// Set when the order replaces a faulty accessory.
+    #[serde(default)]
+    pub replacing: Option<Replacing>,
+    #[serde(default)]
+    pub faulty_back: Option<FaultyReturn>,
 }
 
 /// An order the customer withdrew from, on its way back and refunded.
@@ -165,7 +215,8 @@ pub struct Return {
 pub enum Stage {
     AwaitingPayment,
     PaymentFailed,
-    /// Paid, waiting to be packed.
+    /// Paid (or, for a replacement under warranty, nothing to pay), waiting
+    /// to be packed.
     Paid,
     Shipped,
     Delivered,
@@ -218,8 +269,16 @@ impl OrderState {
             (_, Some(_), None) => Stage::Shipped,
             (Payment::Pending { .. }, None, None) => Stage::AwaitingPayment,
             (Payment::Failed { .. }, None, None) => Stage::PaymentFailed,
-            (Payment::Paid { .. }, None, None) => Stage::Paid,
+            (Payment::Paid { .. } | Payment::NotDue, None, None) => Stage::Paid,
         }
+    }
+
+    /// What the lines are worth at list price: what the customer pays, or for
+    /// a replacement under warranty, what they did not.
+    pub fn list_value(&self) -> Price {
+        self.lines
+            .iter()
+            .fold(Price::default(), |sum, l| sum + l.total)
     }
 }
 
@@ -245,16 +304,25 @@ pub enum Command {
         payment_id: String,
         /// The delivery country's withdrawal period, in days after delivery.
         withdrawal_days: u32,
+        /// The faulty accessory this order replaces, if it does.
+        replacing: Option<Replacing>,
         today: NaiveDate,
     },
     SettlePayment {
         payment_id: String,
         settlement: Settlement,
     },
-    /// Packed at the depot with each unit's serial, and handed to logistics.
+    /// Packed at the depot with each unit's serial, and handed to logistics;
+    /// with the faulty unit's return label when it must come back.
     Ship {
         shipment_id: String,
         units: Vec<PackedUnit>,
+        faulty_return: Option<Label>,
+    },
+    /// The faulty unit a replacement asked back arrived at the depot.
+    ReceiveFaulty {
+        shipment_id: String,
+        on: NaiveDate,
     },
     MarkDelivered {
         on: NaiveDate,
@@ -293,6 +361,8 @@ pub enum Event {
         placed_on: NaiveDate,
         #[serde(default)]
         withdrawal_days: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replacing: Option<Replacing>,
     },
     // Each step names the customer, so its public event can tell them.
     AccessoryOrderPaid {
@@ -315,6 +385,8 @@ pub enum Event {
         units: Vec<PackedUnit>,
         #[serde(default)]
         customer_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        faulty_return: Option<Label>,
     },
     AccessoryOrderDelivered {
         on: NaiveDate,
@@ -340,11 +412,19 @@ pub enum Event {
         #[serde(default)]
         currency: String,
     },
+    FaultyAccessoryReceived {
+        on: NaiveDate,
+        customer_id: String,
+    },
 }
 
 impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
         match self {
+            // A replacement's placing has its own name: it is published, a sale's is not.
+            Self::AccessoryOrderPlaced {
+                replacing: Some(_), ..
+            } => "AccessoryReplacementPlaced",
             Self::AccessoryOrderPlaced { .. } => "AccessoryOrderPlaced",
             Self::AccessoryOrderPaid { .. } => "AccessoryOrderPaid",
             Self::AccessoryOrderPaymentFailed { .. } => "AccessoryOrderPaymentFailed",
@@ -353,6 +433,7 @@ impl DomainEvent for Event {
             Self::AccessoryOrderReturnRequested { .. } => "AccessoryOrderReturnRequested",
             Self::AccessoryOrderReturned { .. } => "AccessoryOrderReturned",
             Self::AccessoryOrderRefunded { .. } => "AccessoryOrderRefunded",
+            Self::FaultyAccessoryReceived { .. } => "FaultyAccessoryReceived",
         }
     }
 
@@ -451,10 +532,23 @@ impl Decider for AccessoryOrder {
                 address,
                 payment_id,
                 withdrawal_days,
+                replacing,
                 today,
             } => {
                 text("customer_id", customer_id, 100, true)?;
-                text("payment_id", payment_id, 200, true)?;
+                let free = replacing.as_ref().is_some_and(|r| r.covered);
+                if !free {
+                    text("payment_id", payment_id, 200, true)?;
+                }
+                if let Some(replacing) = replacing {
+                    text("accessory_serial", &replacing.faulty_serial, 40, true)?;
+                    if device.is_none() || lines.len() != 1 || lines[0].quantity != 1 {
+                        return Err(DomainError::invalid(
+                            "lines",
+                            "a replacement is one unit for a phone's accessory",
+                        ));
+                    }
+                }
                 address
                     .validate(&aftersales_core::address_fields!("address"))
                     .map_err(|e| DomainError::invalid(e.field, e.reason))?;
@@ -470,7 +564,11 @@ impl Decider for AccessoryOrder {
                         format!("an order has 1 to {MAX_LINES} lines"),
                     ));
                 }
-                let total = lines.iter().fold(Price::default(), |sum, l| sum + l.total);
+                let total = if free {
+                    Price::default()
+                } else {
+                    lines.iter().fold(Price::default(), |sum, l| sum + l.total)
+                };
                 let placed = Event::AccessoryOrderPlaced {
                     customer_id: customer_id.clone(),
                     country: country.clone(),
@@ -480,12 +578,26 @@ impl Decider for AccessoryOrder {
                     lines: lines.clone(),
                     total,
                     address: address.clone(),
-                    payment_id: payment_id.clone(),
+                    payment_id: if free {
+                        String::new()
+                    } else {
+                        payment_id.clone()
+                    },
                     placed_on: *today,
-                    withdrawal_days: *withdrawal_days,
+                    // Nothing was sold when nothing was paid.
+                    withdrawal_days: if free { 0 } else { *withdrawal_days },
+                    replacing: replacing.clone(),
                 };
                 match state {
                     None => Ok(vec![placed]),
+                    // A replacement whose payment failed is asked for again.
+                    Some(existing)
+                        if existing.replacing.is_some()
+                            && replacing.is_some()
+                            && existing.stage() == Stage::PaymentFailed =>
+                    {
+                        Ok(vec![placed])
+                    }
                     // The same order again (a retried request): nothing new.
                     Some(existing)
                         if existing.customer_id == *customer_id
@@ -494,9 +606,14 @@ impl Decider for AccessoryOrder {
                     {
                         Ok(Vec::new())
                     }
-                    Some(_) => Err(DomainError::Precondition(
-                        "this order was placed with other details".into(),
-                    )),
+                    Some(existing) => Err(DomainError::Precondition(match &existing.replacing {
+                        Some(r) => format!(
+                            "{} is being replaced already: the replacement is {}",
+                            r.faulty_serial,
+                            existing.stage().describe()
+                        ),
+                        None => "this order was placed with other details".into(),
+                    })),
                 }
             }
             Command::SettlePayment {
@@ -528,7 +645,11 @@ impl Decider for AccessoryOrder {
                     },
                 }])
             }
-            Command::Ship { shipment_id, units } => {
+            Command::Ship {
+                shipment_id,
+                units,
+                faulty_return,
+            } => {
                 let order = require(state)?;
                 text("shipment_id", shipment_id, 100, true)?;
                 if let Some(shipped) = &order.shipment_id {
@@ -541,18 +662,45 @@ impl Decider for AccessoryOrder {
                         )))
                     };
                 }
-                if !matches!(order.payment, Payment::Paid { .. }) {
+                if !matches!(order.payment, Payment::Paid { .. } | Payment::NotDue) {
                     return Err(DomainError::Precondition(format!(
                         "the order is {}: nothing is packed before it is paid",
                         order.stage().describe()
                     )));
                 }
                 check_units(order, units)?;
+                let wants_back = order.replacing.as_ref().is_some_and(|r| r.return_faulty);
+                if wants_back != faulty_return.is_some() {
+                    return Err(DomainError::Precondition(if wants_back {
+                        "the faulty unit comes back: its label goes with the replacement".into()
+                    } else {
+                        "no faulty unit comes back for this order".into()
+                    }));
+                }
                 Ok(vec![Event::AccessoryOrderShipped {
                     shipment_id: shipment_id.clone(),
                     units: units.clone(),
                     customer_id: order.customer_id.clone(),
+                    faulty_return: faulty_return.clone(),
                 }])
+            }
+            Command::ReceiveFaulty { shipment_id, on } => {
+                let order = require(state)?;
+                match &order.faulty_back {
+                    Some(back) if back.label.shipment_id == *shipment_id => {
+                        if back.received_on.is_some() {
+                            Ok(Vec::new())
+                        } else {
+                            Ok(vec![Event::FaultyAccessoryReceived {
+                                on: *on,
+                                customer_id: order.customer_id.clone(),
+                            }])
+                        }
+                    }
+                    Some(_) | None => Err(DomainError::NotFound(format!(
+                        "faulty accessory parcel {shipment_id}"
+                    ))),
+                }
             }
             Command::MarkDelivered { on } => {
                 let order = require(state)?;
@@ -591,6 +739,12 @@ impl Decider for AccessoryOrder {
                         "the order is {}: a return follows its delivery",
                         order.stage().describe()
                     )));
+                }
+                if matches!(order.payment, Payment::NotDue) {
+                    return Err(DomainError::Precondition(
+                        "a replacement sent under warranty was not sold: there is nothing to withdraw from"
+                            .into(),
+                    ));
                 }
                 let Some(ends) = order.withdrawal_ends() else {
                     return Err(DomainError::Precondition(format!(
@@ -658,8 +812,10 @@ impl Decider for AccessoryOrder {
             payment_id,
             placed_on,
             withdrawal_days,
+            replacing,
         } = event
         {
+            let free = replacing.as_ref().is_some_and(|r| r.covered);
             return Some(OrderState {
                 customer_id: customer_id.clone(),
                 country: country.clone(),
@@ -669,8 +825,12 @@ impl Decider for AccessoryOrder {
                 lines: lines.clone(),
                 total: *total,
                 address: address.clone(),
-                payment: Payment::Pending {
-                    payment_id: payment_id.clone(),
+                payment: if free {
+                    Payment::NotDue
+                } else {
+                    Payment::Pending {
+                        payment_id: payment_id.clone(),
+                    }
                 },
                 placed_on: *placed_on,
                 shipment_id: None,
@@ -678,6 +838,8 @@ impl Decider for AccessoryOrder {
                 delivered_on: None,
                 withdrawal_days: *withdrawal_days,
                 giving_back: None,
+                replacing: replacing.clone(),
+                faulty_back: None,
             });
         }
         let mut order = state?;
@@ -697,10 +859,17 @@ impl Decider for AccessoryOrder {
                 };
             }
             Event::AccessoryOrderShipped {
-                shipment_id, units, ..
+                shipment_id,
+                units,
+                faulty_return,
+                ..
             } => {
                 order.shipment_id = Some(shipment_id.clone());
                 order.units.clone_from(units);
+                order.faulty_back = faulty_return.clone().map(|label| FaultyReturn {
+                    label,
+                    received_on: None,
+                });
             }
             Event::AccessoryOrderDelivered { on, .. } => order.delivered_on = Some(*on),
             Event::AccessoryOrderReturnRequested {
@@ -724,6 +893,11 @@ impl Decider for AccessoryOrder {
             Event::AccessoryOrderRefunded { .. } => {
                 if let Some(back) = &mut order.giving_back {
                     back.refunded = true;
+                }
+            }
+            Event::FaultyAccessoryReceived { on, .. } => {
+                if let Some(back) = &mut order.faulty_back {
+                    back.received_on = Some(*on);
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 mod orders;
 mod prices;
+mod replacements;
 mod stock;
 
 use aftersales_parts::server::{Config, Running, start};

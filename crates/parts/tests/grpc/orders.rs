@@ -19,10 +19,10 @@ use crate::{Server, config, country};
 
 const SECRET: &str = "provider-secret-0123456789";
 
-struct Platform {
-    parts: Server,
-    warranty: WarrantyServiceClient<Channel>,
-    logistics: LogisticsServiceClient<Channel>,
+pub struct Platform {
+    pub parts: Server,
+    pub warranty: WarrantyServiceClient<Channel>,
+    pub logistics: LogisticsServiceClient<Channel>,
     _others: Vec<aftersales_runtime::service::Running>,
     _nats: NatsServer,
 }
@@ -78,17 +78,17 @@ async fn platform_with(webhook: bool) -> Platform {
     }
 }
 
-async fn platform() -> Platform {
+pub async fn platform() -> Platform {
     platform_with(true).await
 }
 
-fn phone(imei: &str) -> Option<DeviceId> {
+pub fn phone(imei: &str) -> Option<DeviceId> {
     Some(DeviceId {
         kind: Some(device_id::Kind::Imei(imei.into())),
     })
 }
 
-fn berlin() -> Address {
+pub fn berlin() -> Address {
     Address {
         recipient: "Lena Weber".into(),
         lines: vec!["Invalidenstr. 1".into()],
@@ -117,7 +117,7 @@ fn order(lines: Vec<pb::AccessoryLine>, method: &str) -> pb::PlaceAccessoryOrder
 }
 
 /// The order once `done` says so, or as it stands after fifteen seconds.
-async fn order_when(
+pub async fn order_when(
     client: &mut PartsServiceClient<Channel>,
     id: &str,
     done: impl Fn(&pb::AccessoryOrder) -> bool,
@@ -140,7 +140,7 @@ async fn order_when(
     seen
 }
 
-fn status(o: &pb::AccessoryOrder) -> pb::AccessoryOrderStatus {
+pub fn status(o: &pb::AccessoryOrder) -> pb::AccessoryOrderStatus {
     o.status()
 }
 

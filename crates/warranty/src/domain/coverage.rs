@@ -36,6 +36,8 @@ pub enum Reason {
     Expired,
     /// Serviced in a country where the home policy is not honoured.
     NotHonouredHere,
+    /// An accessory replaced under its warranty: the cover went to its replacement.
+    Replaced,
 }
 
 impl Reason {
@@ -53,6 +55,7 @@ impl Reason {
             Self::WithinProgramme => "within_programme",
             Self::Expired => "expired",
             Self::NotHonouredHere => "not_honoured_here",
+            Self::Replaced => "replaced",
         }
     }
 }
@@ -355,6 +358,12 @@ pub fn decide_accessory(
     let (reason, remedy, explanation) =
         if let Some(refusal) = refused(device, fault, on, accessory.purchase_date) {
             refusal
+        } else if let Some(replacement) = &accessory.replaced_by {
+            (
+                Reason::Replaced,
+                Remedy::None,
+                format!("replaced by {replacement}, which carries the cover"),
+            )
         } else if on <= accessory.coverage_end {
             rule = Some(Rule::of(
                 device,
@@ -911,6 +920,7 @@ mod tests {
                 serial: "EB-77".into(),
                 kind: crate::domain::AccessoryKind::Earbuds,
                 purchase_date: date("2025-03-01"),
+                replaces: None,
                 today: date("2025-03-01"),
             }],
         );
@@ -919,6 +929,62 @@ mod tests {
         let after = decide_accessory(&state, "EB-77", Audio, date("2025-06-02")).unwrap();
         assert_eq!(after.reason, Reason::Expired);
         assert!(decide_accessory(&state, "nope", Audio, date("2025-05-01")).is_none());
+    }
+
+    #[test]
+    fn a_replaced_accessory_hands_its_cover_to_the_replacement() {
+        use crate::domain::AccessoryKind::{Charger, Earbuds};
+        let register =
+            |serial: &str, kind, on: &str, replaces: Option<&str>| Command::RegisterAccessory {
+                serial: serial.into(),
+                kind,
+                purchase_date: date(on),
+                replaces: replaces.map(Into::into),
+                today: date(on),
+            };
+        let bought = register("EB-77", Earbuds, "2025-03-01", None);
+        let replaced = register("EB-78", Earbuds, "2025-05-20", Some("EB-77"));
+        let state = device("CN", "2025-03-01", &[bought.clone(), replaced.clone()]);
+        let old = decide_accessory(&state, "EB-77", Audio, date("2025-05-25")).unwrap();
+        assert_eq!((old.covered, old.reason), (false, Reason::Replaced));
+        // The old cover ended 2025-06-01; the minimum for a replaced part runs
+        // 90 days from the replacement, and is the later of the two.
+        let new = decide_accessory(&state, "EB-78", Audio, date("2025-08-18")).unwrap();
+        assert!(new.covered, "{new:?}");
+        assert_eq!(new.base_end, date("2025-08-18"));
+        assert!(
+            !decide_accessory(&state, "EB-78", Audio, date("2025-08-19"))
+                .unwrap()
+                .covered
+        );
+
+        let once = Device::decide(&Some(state.clone()), &replaced).unwrap();
+        assert!(
+            once.is_empty(),
+            "the same replacement again changes nothing"
+        );
+        let twice = Device::decide(
+            &Some(state.clone()),
+            &register("EB-79", Earbuds, "2025-05-21", Some("EB-77")),
+        );
+        assert!(
+            matches!(twice, Err(crate::domain::DomainError::Precondition(_))),
+            "{twice:?}"
+        );
+        let other_kind = Device::decide(
+            &Some(state),
+            &register("CH-1", Charger, "2025-05-21", Some("EB-78")),
+        );
+        assert!(
+            matches!(
+                &other_kind,
+                Err(crate::domain::DomainError::Invalid {
+                    field: "replaces_serial",
+                    ..
+                })
+            ),
+            "{other_kind:?}"
+        );
     }
 
     use FaultCategory::Audio;

@@ -54,6 +54,12 @@ pub struct AccessoryState {
     pub kind: AccessoryKind,
     pub purchase_date: NaiveDate,
     pub coverage_end: NaiveDate,
+    /// The faulty unit this one replaced under its warranty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// The unit that replaced this one: its cover went with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
 }
 
 /// Where a purchase date comes from.
@@ -241,6 +247,10 @@ pub enum Command {
         serial: String,
         kind: AccessoryKind,
         purchase_date: NaiveDate,
+        /// A faulty unit this one replaces under its warranty: the new unit
+        /// keeps the old one's cover, or the policy's minimum for a replaced
+        /// part, whichever ends later.
+        replaces: Option<String>,
         today: NaiveDate,
     },
     Void {
@@ -344,6 +354,8 @@ pub enum Event {
         kind: AccessoryKind,
         purchase_date: NaiveDate,
         coverage_end: NaiveDate,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<String>,
     },
     WarrantyVoided {
         customer_id: String,
@@ -640,6 +652,7 @@ impl Decider for Device {
                 serial,
                 kind,
                 purchase_date,
+                replaces,
                 today,
             } => {
                 let device = require(state)?;
@@ -663,9 +676,34 @@ impl Decider for Device {
                     .get(kind)
                     .copied()
                     .unwrap_or(0);
-                let coverage_end = add_months(*purchase_date, months);
+                let mut coverage_end = add_months(*purchase_date, months);
+                if let Some(old) = replaces {
+                    let faulty = device.accessories.get(old).ok_or_else(|| {
+                        DomainError::invalid(
+                            "replaces_serial",
+                            format!("{old} is not an accessory of this phone"),
+                        )
+                    })?;
+                    if faulty.kind != *kind || old == serial {
+                        return Err(DomainError::invalid(
+                            "replaces_serial",
+                            format!("{old} is not a {} this unit can replace", kind.as_str()),
+                        ));
+                    }
+                    if let Some(other) = faulty.replaced_by.as_ref().filter(|o| *o != serial) {
+                        return Err(DomainError::Precondition(format!(
+                            "{old} was replaced by {other} already"
+                        )));
+                    }
+                    let minimum = add_days(*purchase_date, device.terms.replaced_part.minimum_days);
+                    coverage_end = faulty.coverage_end.max(minimum);
+                }
                 match device.accessories.get(serial) {
-                    Some(a) if a.kind == *kind && a.purchase_date == *purchase_date => {
+                    Some(a)
+                        if a.kind == *kind
+                            && a.purchase_date == *purchase_date
+                            && a.replaces == *replaces =>
+                    {
                         Ok(Vec::new())
                     }
                     Some(_) => Err(DomainError::AlreadyExists(format!(
@@ -676,6 +714,7 @@ impl Decider for Device {
                         kind: *kind,
                         purchase_date: *purchase_date,
                         coverage_end,
+                        replaces: replaces.clone(),
                     }]),
                 }
             }
@@ -937,13 +976,22 @@ impl Decider for Device {
                 kind,
                 purchase_date,
                 coverage_end,
+                replaces,
             } => {
+                if let Some(faulty) = replaces
+                    .as_ref()
+                    .and_then(|r| device.accessories.get_mut(r))
+                {
+                    faulty.replaced_by = Some(serial.clone());
+                }
                 device.accessories.insert(
                     serial.clone(),
                     AccessoryState {
                         kind: *kind,
                         purchase_date: *purchase_date,
                         coverage_end: *coverage_end,
+                        replaces: replaces.clone(),
+                        replaced_by: None,
                     },
                 );
             }

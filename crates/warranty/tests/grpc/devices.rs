@@ -407,6 +407,7 @@ async fn plans_voiding_claims_and_ownership() {
             accessory_serial: "CHG-1".into(),
             kind: pb::AccessoryKind::Charger.into(),
             purchase_date: days_ago(5),
+            replaces_serial: String::new(),
         })
         .await
         .unwrap()

@@ -46,6 +46,7 @@ fn place(lines: Vec<OrderLine>) -> Command {
         address: address("DE"),
         payment_id: "pay_1".into(),
         withdrawal_days: 14,
+        replacing: None,
         today: day(),
     }
 }
@@ -153,6 +154,7 @@ fn an_order_is_paid_once_whatever_the_provider_repeats_and_shipped_once() {
                 serial: (*serial).into(),
             })
             .collect(),
+        faulty_return: None,
     };
     let two = [("ACC-CHG-30W", "CHG-0001"), ("ACC-CHG-30W", "CHG-0002")];
     assert!(matches!(
@@ -276,6 +278,7 @@ fn delivered(delivered: NaiveDate, withdrawal_days: u32) -> Option<OrderState> {
                     serial: (*serial).into(),
                 })
                 .collect(),
+            faulty_return: None,
         },
         Command::MarkDelivered { on: delivered },
     ];
@@ -366,4 +369,154 @@ fn no_return_before_delivery_or_where_the_law_gives_no_right() {
         AccessoryOrder::decide(&no_right, &request),
         Err(DomainError::Precondition(why)) if why.contains("no right to withdraw")
     ));
+}
+
+/// A replacement of charger CHG-OLD for a phone, as warranty judged it.
+fn replacement(covered: bool, return_faulty: bool) -> Command {
+    let lines = priced("DE", &[want("ACC-CHG-30W", 1)], None).unwrap();
+    let mut placing = place(lines);
+    if let Command::Place {
+        device,
+        replacing,
+        payment_id,
+        ..
+    } = &mut placing
+    {
+        *device = Some("imei:490154203237518".into());
+        *replacing = Some(Replacing {
+            faulty_serial: "CHG-OLD".into(),
+            fault: "charging".into(),
+            covered,
+            reason: if covered {
+                "within_base_warranty"
+            } else {
+                "expired"
+            }
+            .into(),
+            return_faulty,
+        });
+        if covered {
+            payment_id.clear();
+        }
+    }
+    placing
+}
+
+fn label() -> Label {
+    Label {
+        shipment_id: "shp-back".into(),
+        carrier: "sandbox".into(),
+        tracking_number: "SBX123".into(),
+    }
+}
+
+#[test]
+fn a_covered_replacement_costs_nothing_and_asks_the_faulty_unit_back() {
+    let (order, _) = run(None, &replacement(true, true));
+    let state = order.clone().unwrap();
+    assert_eq!(state.stage(), Stage::Paid, "nothing to pay: ready to pack");
+    assert_eq!(state.payment, Payment::NotDue);
+    assert_eq!(state.total, Price::default());
+    assert_eq!(
+        state.list_value().gross,
+        2963,
+        "what the customer did not pay"
+    );
+    assert_eq!(state.withdrawal_ends(), None);
+
+    let unit = vec![PackedUnit {
+        number: "ACC-CHG-30W".into(),
+        serial: "CHG-NEW1".into(),
+    }];
+    let ship = |faulty_return| Command::Ship {
+        shipment_id: "shp-1".into(),
+        units: unit.clone(),
+        faulty_return,
+    };
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &ship(None)),
+        Err(DomainError::Precondition(why)) if why.contains("label goes with")
+    ));
+    let (order, _) = run(order, &ship(Some(label())));
+    let receive = Command::ReceiveFaulty {
+        shipment_id: "shp-back".into(),
+        on: day(),
+    };
+    let (order, received) = run(order, &receive);
+    assert!(matches!(
+        received.as_slice(),
+        [Event::FaultyAccessoryReceived { .. }]
+    ));
+    assert!(run(order.clone(), &receive).1.is_empty(), "received once");
+    let other = Command::ReceiveFaulty {
+        shipment_id: "shp-other".into(),
+        on: day(),
+    };
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &other),
+        Err(DomainError::NotFound(_))
+    ));
+    let (order, _) = run(order, &Command::MarkDelivered { on: day() });
+    let withdraw = Command::RequestReturn {
+        return_shipment_id: "shp-r".into(),
+        today: day(),
+    };
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &withdraw),
+        Err(DomainError::Precondition(why)) if why.contains("not sold")
+    ));
+}
+
+#[test]
+fn a_replacement_out_of_warranty_is_paid_and_asked_again_only_after_a_failed_payment() {
+    let (order, _) = run(None, &replacement(false, false));
+    let state = order.clone().unwrap();
+    assert_eq!(state.stage(), Stage::AwaitingPayment);
+    assert_eq!(state.total.gross, 2963);
+    // Asked again while its payment is under way: refused, naming the serial.
+    let mut again = replacement(false, false);
+    if let Command::Place { address: a, .. } = &mut again {
+        a.city = "Potsdam".into();
+    }
+    assert!(matches!(
+        AccessoryOrder::decide(&order, &again),
+        Err(DomainError::Precondition(why)) if why.contains("CHG-OLD is being replaced")
+    ));
+    let failed = Command::SettlePayment {
+        payment_id: "pay_1".into(),
+        settlement: Settlement::Failed {
+            reason: "declined".into(),
+        },
+    };
+    let (order, _) = run(order, &failed);
+    if let Command::Place { payment_id, .. } = &mut again {
+        *payment_id = "pay_2".into();
+    }
+    let (order, placed) = run(order, &again);
+    assert_eq!(placed.len(), 1, "a new attempt after the failed payment");
+    let state = order.unwrap();
+    assert_eq!(state.stage(), Stage::AwaitingPayment);
+    assert_eq!(
+        state.payment,
+        Payment::Pending {
+            payment_id: "pay_2".into()
+        }
+    );
+}
+
+#[test]
+fn a_replacement_is_one_unit_for_a_phone() {
+    let mut two = replacement(true, false);
+    if let Command::Place { lines, .. } = &mut two {
+        *lines = priced("DE", &[want("ACC-CHG-30W", 2)], None).unwrap();
+    }
+    assert!(matches!(
+        AccessoryOrder::decide(&None, &two),
+        Err(DomainError::Invalid { field: "lines", .. })
+    ));
+    let mut no_phone = replacement(true, false);
+    if let Command::Place { device, .. } = &mut no_phone {
+        *device = None;
+    }
+    assert!(AccessoryOrder::decide(&None, &no_phone).is_err());
 }
