@@ -1,5 +1,6 @@
 //! The web front in the distributed form: the four service binaries on
-//! PostgreSQL and NATS, the gateway binary, and the identity provider whose
+//! PostgreSQL and NATS, parts (the fifth, for its published prices and what it
+//! holds of a customer), the gateway binary, and the identity provider whose
 //! sign-in codes go out through the notification service. A customer signs in
 //! with the code from her email and follows her repair in headless Chromium,
 //! live, while the workshop moves it on; the pages pass axe-core.
@@ -111,9 +112,33 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
             token(Principal::new("aftersales-identity", Role::Service)),
         ))
         .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let mut parts_env = crate::keyring_env(keys.path());
+    parts_env.extend([
+        (
+            "DATABASE_URL".to_owned(),
+            aftersales_testkit::shared_postgres()
+                .create_database()
+                .unwrap(),
+        ),
+        (
+            "AFTERSALES_OIDC_ISSUER".to_owned(),
+            provider.url().to_owned(),
+        ),
+        (
+            "AFTERSALES_OIDC_CLIENT_ID".to_owned(),
+            "e2e-services".to_owned(),
+        ),
+        (
+            "AFTERSALES_OIDC_CLIENT_SECRET".to_owned(),
+            secret.to_owned(),
+        ),
+    ]);
+    let parts = Service::spawn("parts", parts_env);
     let gateway = Service::spawn(
         "gateway",
         vec![
+            ("AFTERSALES_PARTS_URL".into(), parts.url()),
             ("AFTERSALES_WARRANTY_URL".into(), p.warranty.url()),
             ("AFTERSALES_REPAIR_URL".into(), p.repair.url()),
             ("AFTERSALES_LOGISTICS_URL".into(), p.logistics.url()),
@@ -295,7 +320,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
         .collect();
     assert_eq!(
         services,
-        ["warranty", "repair", "logistics", "notification"]
+        ["warranty", "repair", "logistics", "notification", "parts"]
     );
     let orders = before["services"][1]["records"].to_string();
     assert!(orders.contains("battery drains"), "{orders}");
@@ -320,12 +345,13 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
         .await;
     assert_eq!(
         receipts.as_array().map(Vec::len),
-        Some(4),
+        Some(5),
         "one receipt per service: {receipts}"
     );
     // A walk-in repair has no parcel waiting for her address: done at once.
     assert_eq!(receipts[0], serde_json::json!(["warranty", "done"]));
     assert_eq!(receipts[1], serde_json::json!(["repair", "done"]));
+    assert_eq!(receipts[4], serde_json::json!(["parts", "done"]));
     assert_eq!(
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()

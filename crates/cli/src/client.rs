@@ -1122,6 +1122,7 @@ pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), St
         ("repair", &endpoints.repair_url),
         ("logistics", &endpoints.logistics_url),
         ("notification", &endpoints.notification_url),
+        ("parts", &endpoints.parts_url),
     ];
     match command {
         Customer::Export { customer } => {

@@ -3660,7 +3660,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         logistics.contains("embedded") && logistics.contains("logistics-from-repair"),
         "{logistics}"
     );
-    for service in ["warranty", "repair", "notification"] {
+    for service in ["warranty", "repair", "notification", "parts"] {
         let text = workshop.text(&format!("#service-{service}")).await;
         assert!(text.contains("No dead letters."), "{text}");
     }

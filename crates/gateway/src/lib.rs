@@ -153,6 +153,7 @@ impl Services {
             ("repair", self.repair.clone()),
             ("logistics", self.logistics.clone()),
             ("notification", self.notification.clone()),
+            ("parts", self.parts.clone()),
         ]
     }
 }

@@ -24,46 +24,11 @@ fn count(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
-/// What a replacement's placing publishes, read past the delivery address: the
-/// relay reads events sealed, and the address is nothing it publishes.
-#[derive(serde::Deserialize)]
-struct Placed {
-    customer_id: String,
-    currency: String,
-    total: crate::domain::prices::Price,
-    #[serde(default)]
-    replacing: Option<crate::domain::order::Replacing>,
-}
-
 /// An accessory order's step as its public message, if it is one.
 fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
     use crate::domain::order::Event as Order;
     use aftersales_proto::common::Money;
     let order_id = order_id.to_owned();
-    if event.event_type == "AccessoryReplacementPlaced" {
-        let placed: Placed = serde_json::from_slice(&event.payload).map_err(|e| e.to_string())?;
-        let Some(replacing) = placed.replacing else {
-            return Ok(None); // a sale is told when it is paid
-        };
-        let payload = pb::AccessoryReplacementPlaced {
-            order_id,
-            customer_id: placed.customer_id,
-            covered: replacing.covered,
-            price: Some(Money {
-                minor_units: placed.total.gross,
-                currency: placed.currency,
-            }),
-            return_faulty: replacing.return_faulty,
-        }
-        .encode_to_vec();
-        return Ok(Some(Outbound {
-            payload,
-            content_type: protobuf(&format!(
-                "aftersales.parts.v1.{}",
-                pb::AccessoryReplacementPlaced::NAME
-            )),
-        }));
-    }
     let (name, payload) = match event.decode::<Order>().map_err(|e| e.to_string())? {
         Order::AccessoryOrderPaid {
             customer_id,
@@ -116,6 +81,26 @@ fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>,
                 .encode_to_vec(),
             )
         }
+        Order::AccessoryOrderPlaced {
+            customer_id,
+            currency,
+            total,
+            replacing: Some(replacing),
+            ..
+        } => (
+            pb::AccessoryReplacementPlaced::NAME,
+            pb::AccessoryReplacementPlaced {
+                order_id,
+                customer_id,
+                covered: replacing.covered,
+                price: Some(Money {
+                    minor_units: total.gross,
+                    currency,
+                }),
+                return_faulty: replacing.return_faulty,
+            }
+            .encode_to_vec(),
+        ),
         Order::FaultyAccessoryReceived { on, customer_id } => (
             pb::FaultyAccessoryReceived::NAME,
             pb::FaultyAccessoryReceived {
@@ -151,7 +136,9 @@ fn order_step(order_id: &str, event: &RecordedEvent) -> Result<Option<Outbound>,
             }
             .encode_to_vec(),
         ),
-        Order::AccessoryOrderPlaced { .. }
+        Order::AccessoryOrderPlaced {
+            replacing: None, ..
+        }
         | Order::AccessoryOrderReturnRequested { .. }
         | Order::AccessoryOrderReturned { .. } => return Ok(None),
     };

@@ -131,6 +131,11 @@ impl AccessoryOrders {
         }
     }
 
+    /// The parts log the orders are in.
+    pub fn store(&self) -> &AnyEventStore {
+        self.parts.store()
+    }
+
     /// The time, as this service reads it.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.parts.now()

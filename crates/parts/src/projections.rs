@@ -1,5 +1,5 @@
 //! Read models of the parts log: each part's stock level at each location, the
-//! serials fitted, and accessory orders by their payment. Rebuilt from the log with
+//! serials fitted, and accessory orders by their payment and by their customer. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
 use aftersales_eventstore::{
@@ -18,6 +18,7 @@ pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
     vec![
         std::sync::Arc::new(StockLevels),
         std::sync::Arc::new(OrderPayments),
+        std::sync::Arc::new(CustomerOrders),
     ]
 }
 
@@ -252,6 +253,75 @@ impl Projection for OrderPayments {
         });
         Ok(())
     }
+}
+
+/// Accessory orders by their customer, for the customer's rights over their data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CustomerOrders;
+
+impl Projection for CustomerOrders {
+    fn name(&self) -> &'static str {
+        "parts-customer-orders"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let Some(order_id) = event.stream_id.as_str().strip_prefix("accessory-order-") else {
+            return Ok(());
+        };
+        if !matches!(
+            event.event_type.as_str(),
+            "AccessoryOrderPlaced" | "AccessoryReplacementPlaced"
+        ) {
+            return Ok(());
+        }
+        let crate::domain::order::Event::AccessoryOrderPlaced {
+            customer_id,
+            placed_on,
+            ..
+        } = event.decode()?
+        else {
+            return Ok(());
+        };
+        on_connection!(tx.connection(), c => {
+            sqlx::query(
+                "INSERT INTO parts_customer_orders (order_id, customer_id, placed_on) \
+                 VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id.to_owned())
+            .bind(customer_id)
+            .bind(placed_on.to_string())
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM parts_customer_orders").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// The customer's accessory orders, oldest first.
+pub async fn orders_of(
+    store: &AnyEventStore,
+    customer_id: &str,
+) -> Result<Vec<String>, StoreError> {
+    aftersales_eventstore::on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar(
+            "SELECT order_id FROM parts_customer_orders WHERE customer_id = $1 \
+             ORDER BY placed_on, order_id",
+        )
+        .bind(customer_id.to_owned())
+        .fetch_all(pool)
+        .await?)
+    })
 }
 
 /// The accessory order `payment_id` pays for, once the read model has it.

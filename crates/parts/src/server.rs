@@ -161,6 +161,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         orders.clone(),
         common.region.clone(),
     ))
+    .privacy(crate::privacy::PartsRecords::new(orders.clone()))
     .task(move |shutdown| sweep(sweeper, region, every, shutdown))
     .task({
         let (orders, region) = (orders.clone(), common.region.clone());

@@ -4,6 +4,7 @@
 
 mod orders;
 mod prices;
+mod privacy;
 mod replacements;
 mod stock;
 

@@ -31,8 +31,11 @@ pub struct Platform {
 /// false, none: payments then settle only by the reconciliation's asking.
 async fn platform_with(webhook: bool) -> Platform {
     let nats = NatsServer::start().unwrap();
-    let common =
-        || Common::test(shared_postgres().create_database().unwrap()).with_nats(nats.url());
+    let common = || Common {
+        // A deferred erasure is looked at again every second.
+        erasure_sweep_seconds: 1,
+        ..Common::test(shared_postgres().create_database().unwrap()).with_nats(nats.url())
+    };
     let warranty = aftersales_warranty::server::start(aftersales_warranty::server::Config {
         common: common(),
         listen: "127.0.0.1:0".parse().unwrap(),
