@@ -133,6 +133,21 @@ pub enum Device {
     /// The recall and service programmes, with the devices each affects and
     /// how many were remedied.
     Programmes,
+    /// Register an accessory with the phone it came with or was bought for: it
+    /// has its own warranty.
+    Accessory {
+        #[arg(long)]
+        imei: String,
+        /// The accessory's serial: 4 to 40 letters, digits or '-'.
+        #[arg(long)]
+        serial: String,
+        /// charger, cable, case or earbuds.
+        #[arg(long)]
+        kind: String,
+        /// YYYY-MM-DD, or `today`.
+        #[arg(long, default_value = "today")]
+        purchased: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -231,6 +246,14 @@ fn device_json(d: &wpb::Device) -> serde_json::Value {
         "pending_plan": d.pending_plan.as_ref().map(|p| json!({"plan": p.plan_id, "payment": p.payment_id, "status": "payment pending"})),
         "voided": d.voided,
         "programmes": d.programmes,
+        "accessories": d.accessories.iter().map(|a| {
+            let kind = a.kind().as_str_name().trim_start_matches("ACCESSORY_KIND_").to_ascii_lowercase();
+            let mut line = format!("{} {kind} covered until {}", a.serial, a.coverage_end);
+            if !a.replaced_by.is_empty() {
+                line.push_str(&format!(", replaced by {}", a.replaced_by));
+            }
+            line
+        }).collect::<Vec<_>>(),
     })
 }
 
@@ -283,7 +306,10 @@ pub async fn warranty_command(command: Warranty, endpoints: &Endpoints) -> Resul
 
 pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String> {
     match &command {
-        Device::Register { imei, .. } | Device::Show { imei } | Device::Coverage { imei, .. } => {
+        Device::Register { imei, .. }
+        | Device::Show { imei }
+        | Device::Coverage { imei, .. }
+        | Device::Accessory { imei, .. } => {
             checked_imei(imei)?;
         }
         Device::Programmes => {}
@@ -306,6 +332,31 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                     channel: wpb::SalesChannel::RetailStore.into(),
                     customer_id: customer,
                     ..Default::default()
+                })
+                .await
+                .map_err(failed)?
+                .into_inner();
+            print(endpoints.json, &device_json(&d));
+        }
+        Device::Accessory {
+            imei: id,
+            serial,
+            kind,
+            purchased,
+        } => {
+            let kind = wpb::AccessoryKind::from_str_name(&format!(
+                "ACCESSORY_KIND_{}",
+                kind.trim().to_ascii_uppercase()
+            ))
+            .filter(|k| *k != wpb::AccessoryKind::Unspecified)
+            .ok_or_else(|| format!("--kind: {kind:?} is not charger, cable, case or earbuds"))?;
+            let d = client
+                .register_accessory(wpb::RegisterAccessoryRequest {
+                    device_id: imei(&id),
+                    accessory_serial: serial,
+                    kind: kind.into(),
+                    purchase_date: day_or_today(&purchased),
+                    replaces_serial: String::new(),
                 })
                 .await
                 .map_err(failed)?

@@ -75,6 +75,10 @@ const CITIES: [(&str, &str, &str, u64); 16] = [
 /// Mail-ins per week.
 const MAIL_INS: u64 = 6;
 
+/// The depot logistics has serve India (its `depots.toml`): where the mail-ins
+/// arrive and are repaired.
+const INDIA_DEPOT: &str = "in-bengaluru";
+
 /// The history's choices: the same every time from the same seed.
 struct Numbers(rand::rngs::SmallRng);
 
@@ -472,9 +476,14 @@ pub async fn seed(
             .await
             .map_err(failed("center"))?;
         }
-        // Each center counts in the parts its repairs will fit.
+        // Each center, and the depot the mail-ins reach (logistics' depot
+        // serving India), counts in the parts its repairs will fit.
         let mut parts = crate::parts::client(staff).await?;
-        for (center, _, _) in WALK_INS {
+        for center in WALK_INS
+            .iter()
+            .map(|(center, _, _)| *center)
+            .chain([INDIA_DEPOT])
+        {
             crate::parts::stock_for_repairs(&mut parts, center, "Aurora 5", 50).await?;
         }
         // A parcel's delivery reaches repair through logistics' events; it is

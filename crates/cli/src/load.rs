@@ -70,6 +70,10 @@ pub struct Load {
     /// The service center walk-ins go to.
     #[arg(long, default_value = "sc-berlin-01")]
     center: String,
+    /// The repair depot the mail-ins (from Berlin) reach: the depot logistics
+    /// has serve Germany. Its parts are counted in before measuring.
+    #[arg(long, default_value = "eu-leipzig")]
+    depot: String,
     /// Send no tokens: for a platform running with authentication off.
     #[arg(long)]
     no_auth: bool,
@@ -950,15 +954,17 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
         watchers: Arc::new(tokio::sync::Semaphore::new(args.watchers)),
         in_flight: Arc::default(),
     });
-    // The center counts in the parts its repairs fit; without a parts service
-    // the repair service holds none.
-    if let Ok(channel) = channel("parts", endpoints.parts_url.clone(), technician.clone()).await {
-        let mut parts =
-            aftersales_proto::parts::parts_service_client::PartsServiceClient::new(channel);
-        if let Err(error) =
-            crate::parts::stock_for_repairs(&mut parts, &args.center, "Aurora 5", LOAD_STOCK).await
-        {
-            eprintln!("not stocking {} with parts: {error}", args.center);
+    // The center and the depot count in the parts their repairs fit; without a
+    // parts service the repair service holds none.
+    for (location, staff) in [(&args.center, &technician), (&args.depot, &depot)] {
+        if let Ok(channel) = channel("parts", endpoints.parts_url.clone(), staff.clone()).await {
+            let mut parts =
+                aftersales_proto::parts::parts_service_client::PartsServiceClient::new(channel);
+            if let Err(error) =
+                crate::parts::stock_for_repairs(&mut parts, location, "Aurora 5", LOAD_STOCK).await
+            {
+                eprintln!("not stocking {location} with parts: {error}");
+            }
         }
     }
     eprintln!(

@@ -420,8 +420,10 @@ async fn client_commands_talk_to_the_running_services() {
 async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() {
     use aftersales_proto::logistics as lpb;
     use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
+    use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
-    let (warranty, repair, logistics, notification, child) = up_all(data.path());
+    let ([warranty, repair, logistics, notification, parts], child) =
+        up_services(data.path(), &["--allow-unauthenticated"]);
     let id = Some(DeviceId {
         kind: Some(device_id::Kind::Imei("353918057349918".into())),
     });
@@ -495,14 +497,54 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
         stage_becomes(rpb::Stage::Received).await,
         i32::from(rpb::Stage::Received)
     );
-    r.diagnose(rpb::DiagnoseRequest {
-        order_id: order_id.clone(),
-        fault_category: pb::FaultCategory::Battery.into(),
-        fault_codes: vec![],
-        technician: "tech-2".into(),
+    // It arrived at the depot serving China, whose stock its diagnosis holds.
+    let received = r
+        .get_repair(rpb::OrderRef {
+            order_id: order_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(received.depot, "cn-shenzhen");
+    let mut p = ppb::parts_service_client::PartsServiceClient::connect(format!("http://{parts}"))
+        .await
+        .unwrap();
+    p.receive_stock(ppb::ReceiveStockRequest {
+        location: "cn-shenzhen".into(),
+        part_number: "A5-BAT".into(),
+        quantity: 2,
+        replenishment_id: String::new(),
     })
     .await
     .unwrap();
+    let diagnosed = r
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: order_id.clone(),
+            fault_category: pb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!diagnosed.waiting_for_parts, "{diagnosed:?}");
+    assert_eq!(
+        diagnosed
+            .parts
+            .iter()
+            .map(|h| (h.part_number.as_str(), h.location.as_str()))
+            .collect::<Vec<_>>(),
+        [("A5-BAT", "cn-shenzhen")]
+    );
+    let level = p
+        .get_stock(ppb::StockRef {
+            location: "cn-shenzhen".into(),
+            part_number: "A5-BAT".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((level.on_hand, level.reserved), (2, 1));
     r.start_repair(rpb::StartRepairRequest {
         order_id: order_id.clone(),
         technician: "tech-2".into(),

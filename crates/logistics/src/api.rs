@@ -117,15 +117,20 @@ impl LogisticsService for LogisticsApi {
         };
         // An accessory parcel's depot end is the depot serving the customer's country.
         let accessory = matches!(purpose, Purpose::AccessoryReplacement(_));
-        let depot = |a: &crate::domain::shipment::Address| {
-            self.app.depots().for_country(&a.country).address()
+        let serving = |a: &crate::domain::shipment::Address| {
+            let depot = self.app.depots().for_country(&a.country);
+            (depot.address(), Some(depot.id.clone()))
         };
-        let (from, to) = match (r.from.map(address_from_proto), r.to.map(address_from_proto)) {
-            (Some(from), Some(to)) => (from, to),
-            (None, Some(to)) if accessory && direction == Direction::Outbound => (depot(&to), to),
+        let (from, to, depot) = match (r.from.map(address_from_proto), r.to.map(address_from_proto))
+        {
+            (Some(from), Some(to)) => (from, to, None),
+            (None, Some(to)) if accessory && direction == Direction::Outbound => {
+                let (from, depot) = serving(&to);
+                (from, to, depot)
+            }
             (Some(from), None) if accessory && direction == Direction::Inbound => {
-                let to = depot(&from);
-                (from, to)
+                let (to, depot) = serving(&from);
+                (from, to, depot)
             }
             (_, None) => return Err(invalid("to", "is required")),
             (None, Some(_)) => return Err(invalid("from", "is required")),
@@ -144,6 +149,7 @@ impl LogisticsService for LogisticsApi {
                 height_mm: parcel.height_mm,
             },
             carrier: Some(r.carrier),
+            depot,
         };
         shipment_answer(self.app.create_shipment(new, &ctx).await)
     }

@@ -48,6 +48,8 @@ pub struct NewShipment {
     pub parcel: Parcel,
     /// `None` picks the default carrier.
     pub carrier: Option<String>,
+    /// The depot at its depot end, by id, when it has one.
+    pub depot: Option<String>,
 }
 
 /// A phone in a padded box, for parcels the services create themselves.
@@ -150,6 +152,7 @@ impl Logistics {
             to: new.to,
             parcel: new.parcel,
             carrier: carrier_name,
+            depot: new.depot,
         };
         let stream = shipment_stream(shipment_id)?;
         // Validate before asking the carrier for anything.

@@ -60,6 +60,7 @@ impl Translate for LogisticsEvents {
                     purpose: info.purpose.clone(),
                     carrier: info.carrier.clone(),
                     tracking_number: String::new(),
+                    depot: info.depot.clone(),
                 });
                 (
                     pb::ShipmentCreated::NAME,
@@ -128,10 +129,12 @@ impl Translate for LogisticsEvents {
                 delivered_at,
                 ..
             } => {
+                let depot_id = parcel.depot.clone().unwrap_or_default();
                 let c = Common::of(parcel);
                 (
                     pb::Delivered::NAME,
                     pb::Delivered {
+                        depot_id,
                         shipment_id: c.shipment_id,
                         repair_order_id: c.repair_order_id,
                         direction: c.direction,

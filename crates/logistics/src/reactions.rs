@@ -108,7 +108,8 @@ impl RepairReactions {
                             HandlerError::permanent("a mail-in order without a contact address")
                         })?,
                 );
-                let depot = self.app.depots().for_country(&customer.country).address();
+                let serving = self.app.depots().for_country(&customer.country);
+                let (depot, depot_id) = (serving.address(), serving.id.clone());
                 let shipment_id = Uuid::new_v5(&event.event_id, b"inbound").to_string();
                 let new = NewShipment {
                     customer_id: customer_id.clone(),
@@ -118,6 +119,7 @@ impl RepairReactions {
                     to: depot.clone(),
                     parcel: PHONE_PARCEL,
                     carrier: None,
+                    depot: Some(depot_id.clone()),
                 };
                 self.app
                     .create_shipment_in(tx, &shipment_id, new, &self.context(event, b"inbound"))
@@ -130,6 +132,7 @@ impl RepairReactions {
                         customer,
                         depot,
                         inbound_shipment_id: shipment_id,
+                        depot_id: Some(depot_id),
                     }),
                     at,
                 }
@@ -182,6 +185,7 @@ impl RepairReactions {
             to: mail_in.customer,
             parcel: PHONE_PARCEL,
             carrier: None,
+            depot: mail_in.depot_id,
         };
         self.app
             .create_shipment_in(tx, &shipment_id, new, &self.context(event, b"outbound"))

@@ -345,7 +345,7 @@ impl Repairs {
 
     /// What the parts service gives a diagnosis: the quote lines of the
     /// country's price list for the fault, and each part held at the walk-in's
-    /// center (or the order put in line for it). None where no parts service is
+    /// center or the depot a mail-in arrived at (or the order put in line for it). None where no parts service is
     /// configured or it has no operation for the model, country and fault.
     async fn plan_parts(
         &self,
@@ -404,7 +404,10 @@ impl Repairs {
             }
         };
         let mut plan = PartsPlan {
-            location: center.map(|c| c.id.clone()).unwrap_or_default(),
+            location: center
+                .map(|c| c.id.clone())
+                .or_else(|| order.depot.clone())
+                .unwrap_or_default(),
             holds: Vec::new(),
             proposed: proposed
                 .lines

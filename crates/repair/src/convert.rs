@@ -175,6 +175,7 @@ pub fn order_to_proto(o: &OrderState, version: u64, now: DateTime<Utc>) -> pb::R
             .as_ref()
             .and_then(|plan| proposed_total(&plan.proposed))
             .map(|m| money(&m)),
+        depot: o.depot.clone().unwrap_or_default(),
     }
 }
 

@@ -92,7 +92,7 @@ impl Translate for RepairEvents {
                 }
                 .encode_to_vec(),
             ),
-            Event::DeviceReceived { shipment_id } => (
+            Event::DeviceReceived { shipment_id, .. } => (
                 pb::DeviceReceived::NAME,
                 pb::DeviceReceived {
                     order_id,

@@ -62,6 +62,7 @@ impl Handler for OrderReactions {
             let command = match lpb::Direction::try_from(delivered.direction) {
                 Ok(lpb::Direction::Inbound) => Command::ReceiveDevice {
                     shipment_id: delivered.shipment_id.clone(),
+                    depot: Some(delivered.depot_id.trim().to_owned()).filter(|d| !d.is_empty()),
                 },
                 Ok(lpb::Direction::Outbound) => Command::ReturnDelivered {
                     shipment_id: delivered.shipment_id.clone(),

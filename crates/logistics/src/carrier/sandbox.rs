@@ -249,6 +249,7 @@ mod tests {
                 height_mm: 50,
             },
             carrier: NAME.into(),
+            depot: None,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct MailIn {
     pub customer: Address,
     pub depot: Address,
     pub inbound_shipment_id: String,
+    /// The depot's id (orders opened before it was recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depot_id: Option<String>,
 }
 
 /// What repair's steps told logistics about one order (stream `order-<id>`).

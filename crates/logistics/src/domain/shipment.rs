@@ -128,6 +128,9 @@ pub struct ShipmentInfo {
     pub to: Address,
     pub parcel: Parcel,
     pub carrier: String,
+    /// The depot at the parcel's depot end (a mail-in's, an accessory's), by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depot: Option<String>,
 }
 
 /// Which parcel an event is about: carried by every event after creation, so
@@ -139,6 +142,8 @@ pub struct ParcelRef {
     pub purpose: Purpose,
     pub carrier: String,
     pub tracking_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depot: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +174,7 @@ impl ShipmentState {
             direction: self.info.direction,
             purpose: self.info.purpose.clone(),
             carrier: self.info.carrier.clone(),
+            depot: self.info.depot.clone(),
             tracking_number: self
                 .label
                 .as_ref()
@@ -356,6 +362,7 @@ impl Decider for Shipment {
                         purpose: info.purpose.clone(),
                         carrier: info.carrier.clone(),
                         tracking_number: label.tracking_number.clone(),
+                        depot: info.depot.clone(),
                     },
                     label: label.clone(),
                     issued_at: *now,
@@ -538,6 +545,7 @@ mod tests {
                 height_mm: 60,
             },
             carrier: "sandbox".into(),
+            depot: None,
         }
     }
 

@@ -7,7 +7,11 @@ use aftersales_proto::parts as pb;
 use aftersales_proto::privacy::{self as ppb, privacy_client::PrivacyClient};
 use tonic::transport::Channel;
 
-use crate::orders::{berlin, order_when, platform, status};
+use crate::orders::{berlin, platform};
+
+/// A customer of this test alone: the keyring is the test process's, and her
+/// key is destroyed.
+const WHO: &str = "cust-erika";
 
 async fn privacy(p: &crate::orders::Platform) -> PrivacyClient<Channel> {
     PrivacyClient::connect(format!("http://{}", p.parts.running.addr))
@@ -21,7 +25,7 @@ async fn an_erasure_waits_for_the_parcel_then_leaves_the_invoice_without_the_add
     let mut client = p.parts.client.clone();
     let placed = client
         .place_accessory_order(pb::PlaceAccessoryOrderRequest {
-            customer_id: "cust-lena".into(),
+            customer_id: WHO.into(),
             device_id: None,
             lines: vec![pb::AccessoryLine {
                 number: "ACC-CBL-C1M".into(),
@@ -33,14 +37,27 @@ async fn an_erasure_waits_for_the_parcel_then_leaves_the_invoice_without_the_add
         .await
         .unwrap()
         .into_inner();
-    order_when(&mut client, &placed.order_id, |o| {
-        status(o) == pb::AccessoryOrderStatus::Paid
-    })
+    aftersales_testkit::eventually(
+        || {
+            let (mut client, order_id) = (client.clone(), placed.order_id.clone());
+            async move {
+                client
+                    .get_accessory_order(pb::AccessoryOrderRef {
+                        order_id,
+                        customer_id: WHO.into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        |o: &pb::AccessoryOrder| o.status() == pb::AccessoryOrderStatus::Paid,
+    )
     .await;
     let mut privacy = privacy(&p).await;
     let exported = privacy
         .export_customer_data(ppb::ExportCustomerDataRequest {
-            customer_id: "cust-lena".into(),
+            customer_id: WHO.into(),
         })
         .await
         .unwrap()
@@ -57,7 +74,7 @@ async fn an_erasure_waits_for_the_parcel_then_leaves_the_invoice_without_the_add
 
     // Paid, not yet shipped: the parcel still needs the address.
     let erase = ppb::EraseCustomerRequest {
-        customer_id: "cust-lena".into(),
+        customer_id: WHO.into(),
     };
     let deferred = privacy
         .erase_customer(erase.clone())
@@ -101,7 +118,7 @@ async fn an_erasure_waits_for_the_parcel_then_leaves_the_invoice_without_the_add
 
     let after = privacy
         .export_customer_data(ppb::ExportCustomerDataRequest {
-            customer_id: "cust-lena".into(),
+            customer_id: WHO.into(),
         })
         .await
         .unwrap()
@@ -118,7 +135,7 @@ async fn an_erasure_waits_for_the_parcel_then_leaves_the_invoice_without_the_add
     let order = client
         .get_accessory_order(pb::AccessoryOrderRef {
             order_id: placed.order_id.clone(),
-            customer_id: "cust-lena".into(),
+            customer_id: WHO.into(),
         })
         .await
         .unwrap()

@@ -88,6 +88,7 @@ mod tests {
             data_protection: None,
             last_accesses: Vec::new(),
             parts_plan: None,
+            depot: None,
             order_id: "o".into(),
             stage,
             device: DeviceKey::imei("490154203237518").unwrap(),

@@ -331,6 +331,9 @@ pub struct OrderState {
     /// What the parts service gave the diagnosis, as the order has used it since.
     #[serde(default)]
     pub parts_plan: Option<PartsPlan>,
+    /// The depot a mail-in phone arrived at, by id, as logistics said.
+    #[serde(default)]
+    pub depot: Option<String>,
 }
 
 impl OrderState {
@@ -355,9 +358,10 @@ pub enum Command {
         condition: Condition,
         accessories: Vec<String>,
     },
-    /// Logistics delivered the inbound parcel (mail-in).
+    /// Logistics delivered the inbound parcel (mail-in) at `depot`.
     ReceiveDevice {
         shipment_id: String,
+        depot: Option<String>,
     },
     Diagnose {
         fault: String,
@@ -429,6 +433,8 @@ pub enum Event {
     },
     DeviceReceived {
         shipment_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depot: Option<String>,
     },
     Diagnosed {
         fault: String,
@@ -865,13 +871,17 @@ impl Decider for RepairOrder {
                     accessories: accessories.clone(),
                 }])
             }
-            Command::ReceiveDevice { shipment_id } => {
+            Command::ReceiveDevice { shipment_id, depot } => {
                 if order.stage == S::Received && order.is_mail_in() {
                     return Ok(Vec::new()); // a repeated delivery notice
                 }
                 require_stage(order, "receiving the device", &[S::AwaitingDevice])?;
+                if let Some(depot) = depot {
+                    text("depot", depot, 64)?;
+                }
                 Ok(vec![Event::DeviceReceived {
                     shipment_id: shipment_id.clone(),
+                    depot: depot.clone(),
                 }])
             }
             Command::Diagnose {
@@ -1173,6 +1183,7 @@ impl Decider for RepairOrder {
                 data_protection: None,
                 last_accesses: Vec::new(),
                 parts_plan: None,
+                depot: None,
             });
         }
         let mut order = state?;
@@ -1182,7 +1193,10 @@ impl Decider for RepairOrder {
                 order.condition = Some(condition.clone());
                 order.stage = Stage::Received;
             }
-            Event::DeviceReceived { .. } => order.stage = Stage::Received,
+            Event::DeviceReceived { depot, .. } => {
+                order.stage = Stage::Received;
+                order.depot.clone_from(depot);
+            }
             Event::Diagnosed {
                 fault,
                 coverage,
@@ -1332,6 +1346,7 @@ mod tests {
             },
             Command::ReceiveDevice {
                 shipment_id: "s-1".into(),
+                depot: Some("eu-leipzig".into()),
             },
             Command::Diagnose {
                 fault: "display".into(),
@@ -2058,6 +2073,7 @@ mod tests {
         let order = run(None, &open(true, covered(true))).unwrap();
         let receive = Command::ReceiveDevice {
             shipment_id: "s-1".into(),
+            depot: None,
         };
         let received = run(order, &receive).unwrap();
         assert!(RepairOrder::decide(&received, &receive).unwrap().is_empty());

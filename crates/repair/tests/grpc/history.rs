@@ -240,6 +240,7 @@ async fn publish_delivered(
         tracking_number: "SBX123".into(),
         delivered_at: None,
         accessory_replacement_id: String::new(),
+        depot_id: "eu-leipzig".into(),
     }
     .encode_to_vec();
     #[allow(clippy::disallowed_methods)]
