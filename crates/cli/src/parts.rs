@@ -82,17 +82,8 @@ pub enum Parts {
         /// The phone they are for (a case must fit it; on delivery they join its warranty).
         #[arg(long)]
         imei: Option<String>,
-        /// The delivery address's street lines; its country's prices and tax apply.
-        #[arg(long, num_args = 1.., value_name = "LINE", required = true)]
-        address: Vec<String>,
-        #[arg(long)]
-        city: String,
-        #[arg(long, default_value = "")]
-        postal_code: String,
-        #[arg(long, default_value = "")]
-        region: String,
-        #[arg(long)]
-        country: String,
+        #[command(flatten)]
+        delivery: Delivery,
         /// The provider checkout's payment method (the sandbox's: sandbox-ok, ...).
         #[arg(long, default_value = "sandbox-ok")]
         payment_method: String,
@@ -114,17 +105,8 @@ pub enum Parts {
         /// The catalog accessory to send in its place, e.g. ACC-CHG-30W.
         #[arg(long)]
         number: String,
-        /// The delivery address's street lines.
-        #[arg(long, num_args = 1.., value_name = "LINE", required = true)]
-        address: Vec<String>,
-        #[arg(long)]
-        city: String,
-        #[arg(long, default_value = "")]
-        postal_code: String,
-        #[arg(long, default_value = "")]
-        region: String,
-        #[arg(long)]
-        country: String,
+        #[command(flatten)]
+        delivery: Delivery,
         /// Needed only when it is not covered (the sandbox's: sandbox-ok, ...).
         #[arg(long, default_value = "")]
         payment_method: String,
@@ -154,6 +136,37 @@ pub enum Parts {
         #[arg(long = "unit", required = true, value_name = "NUMBER=SERIAL")]
         units: Vec<String>,
     },
+}
+
+/// Where an accessory order goes.
+#[derive(Debug, clap::Args)]
+pub struct Delivery {
+    /// The delivery address's street lines; its country's prices and tax apply.
+    #[arg(long, num_args = 1.., value_name = "LINE", required = true)]
+    address: Vec<String>,
+    #[arg(long)]
+    city: String,
+    #[arg(long, default_value = "")]
+    postal_code: String,
+    #[arg(long, default_value = "")]
+    region: String,
+    #[arg(long)]
+    country: String,
+}
+
+impl Delivery {
+    /// The address, for `recipient`.
+    fn to(self, recipient: &str) -> aftersales_proto::common::Address {
+        aftersales_proto::common::Address {
+            recipient: recipient.to_owned(),
+            lines: self.address,
+            city: self.city,
+            region: self.region,
+            postal_code: self.postal_code,
+            country: country(&self.country),
+            phone: String::new(),
+        }
+    }
 }
 
 fn print_order(o: &ppb::AccessoryOrder, as_json: bool) {
@@ -585,11 +598,7 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
             customer,
             items,
             imei,
-            address,
-            city,
-            postal_code,
-            region,
-            country: code,
+            delivery,
             payment_method,
         } => {
             let mut lines = Vec::with_capacity(items.len());
@@ -608,15 +617,7 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
             });
             let order = parts
                 .place_accessory_order(ppb::PlaceAccessoryOrderRequest {
-                    address: Some(aftersales_proto::common::Address {
-                        recipient: customer.clone(),
-                        lines: address,
-                        city,
-                        region,
-                        postal_code,
-                        country: country(&code),
-                        phone: String::new(),
-                    }),
+                    address: Some(delivery.to(&customer)),
                     customer_id: customer,
                     device_id,
                     lines,
@@ -633,24 +634,12 @@ pub async fn parts(command: Parts, endpoints: &Endpoints) -> Result<(), String> 
             serial,
             fault,
             number,
-            address,
-            city,
-            postal_code,
-            region,
-            country: code,
+            delivery,
             payment_method,
         } => {
             let order = parts
                 .replace_accessory(ppb::ReplaceAccessoryRequest {
-                    address: Some(aftersales_proto::common::Address {
-                        recipient: customer.clone(),
-                        lines: address,
-                        city,
-                        region,
-                        postal_code,
-                        country: country(&code),
-                        phone: String::new(),
-                    }),
+                    address: Some(delivery.to(&customer)),
                     customer_id: customer,
                     device_id: Some(aftersales_proto::common::DeviceId {
                         kind: Some(aftersales_proto::common::device_id::Kind::Imei(imei)),

@@ -1137,27 +1137,10 @@ async fn an_accessory_order_tells_its_customer_each_step_once() {
         .await
         .unwrap()
         .into_inner();
-    let watcher = p.clone();
-    let wait_for = |status: ppb::AccessoryOrderStatus| {
-        let (p, id) = (watcher.clone(), placed.order_id.clone());
-        aftersales_testkit::eventually(
-            move || {
-                let (mut p, id) = (p.clone(), id.clone());
-                async move {
-                    p.get_accessory_order(ppb::AccessoryOrderRef {
-                        order_id: id,
-                        customer_id: String::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .status()
-                }
-            },
-            move |now: &ppb::AccessoryOrderStatus| *now == status,
-        )
-    };
-    wait_for(ppb::AccessoryOrderStatus::Paid).await;
+    accessory_order_when(&p, &placed.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Paid
+    })
+    .await;
     p.ship_accessory_order(ppb::ShipAccessoryOrderRequest {
         order_id: placed.order_id.clone(),
         units: vec![ppb::PackedUnit {
@@ -1167,14 +1150,20 @@ async fn an_accessory_order_tells_its_customer_each_step_once() {
     })
     .await
     .unwrap();
-    wait_for(ppb::AccessoryOrderStatus::Delivered).await;
+    accessory_order_when(&p, &placed.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Delivered
+    })
+    .await;
     p.return_accessory_order(ppb::AccessoryOrderRef {
         order_id: placed.order_id.clone(),
         customer_id: "cust-ana".into(),
     })
     .await
     .unwrap();
-    wait_for(ppb::AccessoryOrderStatus::Refunded).await;
+    accessory_order_when(&p, &placed.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Refunded
+    })
+    .await;
     let steps = [
         "accessory_order_paid",
         "accessory_order_shipped",
@@ -1283,26 +1272,10 @@ async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
         .unwrap()
         .into_inner();
     assert!(!placed.replacement.as_ref().unwrap().covered);
-    let watcher = p.clone();
-    let wait_for = |id: &str, status: ppb::AccessoryOrderStatus| {
-        let (p, id) = (watcher.clone(), id.to_owned());
-        aftersales_testkit::eventually(
-            move || {
-                let (mut p, id) = (p.clone(), id.clone());
-                async move {
-                    p.get_accessory_order(ppb::AccessoryOrderRef {
-                        order_id: id,
-                        customer_id: String::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                }
-            },
-            move |now: &ppb::AccessoryOrder| now.status() == status,
-        )
-    };
-    wait_for(&placed.order_id, ppb::AccessoryOrderStatus::Paid).await;
+    accessory_order_when(&p, &placed.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Paid
+    })
+    .await;
     let again = p
         .replace_accessory(claim.clone())
         .await
@@ -1323,7 +1296,10 @@ async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
         .into_inner();
     let twice = p.ship_accessory_order(packed).await.unwrap().into_inner();
     assert_eq!(twice.shipment_id, shipped.shipment_id, "one parcel");
-    let delivered = wait_for(&placed.order_id, ppb::AccessoryOrderStatus::Delivered).await;
+    let delivered = accessory_order_when(&p, &placed.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Delivered
+    })
+    .await;
 
     let free = p
         .replace_accessory(ppb::ReplaceAccessoryRequest {
@@ -1344,26 +1320,12 @@ async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
     })
     .await
     .unwrap();
-    let both_back = aftersales_testkit::eventually(
-        || {
-            let (mut p, id) = (p.clone(), free.order_id.clone());
-            async move {
-                p.get_accessory_order(ppb::AccessoryOrderRef {
-                    order_id: id,
-                    customer_id: String::new(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-            }
-        },
-        |o: &ppb::AccessoryOrder| {
-            o.status() == ppb::AccessoryOrderStatus::Delivered
-                && o.replacement
-                    .as_ref()
-                    .is_some_and(|r| !r.faulty_received_on.is_empty())
-        },
-    )
+    let both_back = accessory_order_when(&p, &free.order_id, |o| {
+        o.status() == ppb::AccessoryOrderStatus::Delivered
+            && o.replacement
+                .as_ref()
+                .is_some_and(|r| !r.faulty_received_on.is_empty())
+    })
     .await;
     let label = both_back.replacement.unwrap().faulty_return_tracking_number;
 
@@ -1421,6 +1383,33 @@ async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
     );
     no_dead_letters(&services).await;
     assert!(terminate(child).success());
+}
+
+/// The accessory order `id` once `done` says so.
+async fn accessory_order_when(
+    parts: &aftersales_proto::parts::parts_service_client::PartsServiceClient<
+        tonic::transport::Channel,
+    >,
+    id: &str,
+    done: impl Fn(&aftersales_proto::parts::AccessoryOrder) -> bool,
+) -> aftersales_proto::parts::AccessoryOrder {
+    aftersales_testkit::eventually(
+        || {
+            let (mut parts, order_id) = (parts.clone(), id.to_owned());
+            async move {
+                parts
+                    .get_accessory_order(aftersales_proto::parts::AccessoryOrderRef {
+                        order_id,
+                        customer_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        },
+        done,
+    )
+    .await
 }
 
 /// Every service handled every event it was given: none gave up on one.
