@@ -169,6 +169,25 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         ],
         Some(logs.path()),
     );
+    // Parts too, which holds nothing of hers here but answers for what it would.
+    let parts_keys = tempfile::tempdir().unwrap();
+    let mut parts_env = crate::keyring_env(parts_keys.path());
+    parts_env.extend([
+        (
+            "DATABASE_URL".to_owned(),
+            aftersales_testkit::shared_postgres()
+                .create_database()
+                .unwrap(),
+        ),
+        ("AFTERSALES_LOG_JSON".to_owned(), "true".to_owned()),
+        ("RUST_LOG".to_owned(), "debug".to_owned()),
+        // As the platform's four run here.
+        (
+            "AFTERSALES_ALLOW_UNAUTHENTICATED".to_owned(),
+            "true".to_owned(),
+        ),
+    ]);
+    let parts = crate::Service::spawn_logging("parts", parts_env, Some(logs.path()));
     let mut c = p.clients().await;
     for (customer, email) in [(WHO, EMAIL), ("cust-stays", "stays@example.com")] {
         c.notification
@@ -455,6 +474,7 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
             .args(["--repair-url", &p.repair.url()])
             .args(["--logistics-url", &p.logistics.url()])
             .args(["--notification-url", &p.notification.url()])
+            .args(["--parts-url", &parts.url()])
             .args(["--token", ""])
             .output()
             .unwrap();
@@ -466,13 +486,13 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         String::from_utf8(out.stdout).unwrap()
     };
     let exported = tool(&["customer", "export", "--customer", WHO]);
-    assert_eq!(exported.lines().count(), 4, "one object per service");
+    assert_eq!(exported.lines().count(), 5, "one object per service");
     assert!(exported.contains(ERASED));
     no_needles("the tool's export", &exported);
     let erased = tool(&["customer", "erase", "--customer", WHO]);
     assert_eq!(
         erased.lines().filter(|l| l.ends_with(": done")).count(),
-        4,
+        5,
         "{erased}"
     );
     assert!(erased.contains("kept: "), "{erased}");
@@ -480,7 +500,7 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     // No log line (thousands, SQL and spans included) names the customer's
     // contact, address or words, or a whole IMEI.
     let mut lines = 0;
-    for service in ["warranty", "repair", "logistics", "notification"] {
+    for service in ["warranty", "repair", "logistics", "notification", "parts"] {
         let log = std::fs::read_to_string(logs.path().join(format!("{service}.log"))).unwrap();
         for line in log.lines() {
             serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| {

@@ -529,12 +529,13 @@ impl AccessoryOrders {
                 let out = self
                     .create_shipment(order_id, Direction::Out, address, ctx)
                     .await?;
-                let back = match wants_back {
-                    true => Some(
+                let back = if wants_back {
+                    Some(
                         self.create_shipment(order_id, Direction::Faulty, address, ctx)
                             .await?,
-                    ),
-                    false => None,
+                    )
+                } else {
+                    None
                 };
                 (out.shipment_id, back)
             }
