@@ -327,13 +327,14 @@ impl WarrantyService for WarrantyApi {
         let ctx = self.context(&request)?;
         let key = device_key(request.get_ref().device_id.as_ref())?;
         self.own_device(&caller, &key).await?;
-        let (state, refund, currency) = self.app.cancel_plan(&key, &ctx).await.map_err(status)?;
+        let cancelled = self.app.cancel_plan(&key, &ctx).await.map_err(status)?;
         Ok(Response::new(pb::CancelExtendedWarrantyResponse {
-            device: Some(self.device_response(&state).await?),
+            device: Some(self.device_response(&cancelled.state).await?),
             refund: Some(Money {
-                minor_units: refund,
-                currency,
+                minor_units: cancelled.refund_minor,
+                currency: cancelled.currency,
             }),
+            refund_id: cancelled.refund_id.unwrap_or_default(),
         }))
     }
 

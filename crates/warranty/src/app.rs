@@ -10,11 +10,11 @@ use aftersales_eventstore::{
     AnyEventStore, ChainBreak, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS,
     RecordedEvent, StateCache, StreamHead, StreamId, VerifyReport,
 };
-use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus};
+use aftersales_payments::{PaymentProvider, PaymentRequest, PaymentStatus, RefundRequest};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
-use crate::domain::device::{Command, Device, DeviceState, PurchaseProof, Settlement};
+use crate::domain::device::{ActivePlan, Command, Device, DeviceState, PurchaseProof, Settlement};
 use crate::domain::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, Programme, ProgrammeTable,
     SalesChannel,
@@ -87,6 +87,16 @@ pub struct Registration {
     pub customer_id: String,
     pub proof: PurchaseProof,
     pub activation_date: Option<NaiveDate>,
+}
+
+/// A plan cancelled: the device after it, and what was given back.
+#[derive(Debug, Clone)]
+pub struct Cancelled {
+    pub state: DeviceState,
+    pub refund_minor: i64,
+    pub currency: String,
+    /// The refund at the payment provider, for a plan paid there.
+    pub refund_id: Option<String>,
 }
 
 /// The warranty service's use cases.
@@ -480,34 +490,66 @@ impl Warranty {
     }
 
     /// Cancels the active plan; the refund in minor units and its currency.
-    pub async fn cancel_plan(
-        &self,
-        key: &DeviceKey,
-        ctx: &CommandContext,
-    ) -> AppResult<(DeviceState, i64, String)> {
-        let command = Command::CancelPlan {
-            today: ctx.now.date_naive(),
+    /// Cancels the active plan; what its terms give back is refunded at the
+    /// provider on the plan's payment (once per payment, by its key) before the
+    /// cancellation is recorded with the refund's id.
+    pub async fn cancel_plan(&self, key: &DeviceKey, ctx: &CommandContext) -> AppResult<Cancelled> {
+        let today = ctx.now.date_naive();
+        let current = self.device(key, None).await?;
+        // Decided once first, so a refused cancellation refunds nothing.
+        let decided = Device::decide(
+            &Some(current.clone()),
+            &Command::CancelPlan {
+                today,
+                refund_id: None,
+            },
+        )?;
+        let refund_id = match (decided.first(), &current.plan) {
+            (
+                Some(crate::domain::Event::ExtendedWarrantyCancelled { refund_minor, .. }),
+                Some(ActivePlan {
+                    payment_id: Some(payment_id),
+                    ..
+                }),
+            ) if *refund_minor > 0 => Some(
+                self.payments
+                    .refund(&RefundRequest {
+                        idempotency_key: format!("plan-refund:{payment_id}"),
+                        payment_id: payment_id.clone(),
+                        amount_minor: *refund_minor,
+                    })
+                    .await
+                    .map_err(Error::from)?
+                    .id,
+            ),
+            _ => None,
         };
+        let command = Command::CancelPlan { today, refund_id };
         let stream = stream(key)?;
         let handled = self.devices.handle(&stream, &command, ctx).await?;
         self.cache.forget(&stream);
-        let refund = handled.events.iter().find_map(|e| {
+        let mut cancelled = Cancelled {
+            state: handled
+                .state
+                .ok_or_else(|| DomainError::NotFound(key.to_string()))?,
+            refund_minor: 0,
+            currency: String::new(),
+            refund_id: None,
+        };
+        for event in &handled.events {
             if let crate::domain::Event::ExtendedWarrantyCancelled {
                 refund_minor,
                 currency,
+                refund_id,
                 ..
-            } = e
+            } = event
             {
-                Some((*refund_minor, currency.clone()))
-            } else {
-                None
+                cancelled.refund_minor = *refund_minor;
+                cancelled.currency.clone_from(currency);
+                cancelled.refund_id.clone_from(refund_id);
             }
-        });
-        let (refund, currency) = refund.unwrap_or((0, String::new()));
-        let state = handled
-            .state
-            .ok_or_else(|| DomainError::NotFound(key.to_string()))?;
-        Ok((state, refund, currency))
+        }
+        Ok(cancelled)
     }
 
     pub async fn register_accessory(
@@ -645,7 +687,7 @@ impl aftersales_payments::webhook::Merchant for Warranty {
             aftersales_payments::Outcome::Settled(status) => {
                 self.settle_from_webhook(payment_id, status, ctx).await
             }
-            // A plan's refund is recorded when it is cancelled.
+            // A plan's refund is recorded, with its id, when it is cancelled.
             aftersales_payments::Outcome::Refunded { .. } => Ok(false),
         }
     }

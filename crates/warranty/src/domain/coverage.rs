@@ -1157,6 +1157,7 @@ mod tests {
                 plan("care-24", "2025-05-02"),
                 Command::CancelPlan {
                     today: date("2026-09-01"),
+                    refund_id: None,
                 },
             ],
         );

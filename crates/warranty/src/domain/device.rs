@@ -21,6 +21,10 @@ pub struct ActivePlan {
     pub coverage_end: NaiveDate,
     pub price_minor: i64,
     pub currency: String,
+    /// The provider's payment it was bought with (plans bought before
+    /// payments went through the provider have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
 }
 
 /// A plan that was cancelled: it covered the days before its cancellation.
@@ -242,6 +246,8 @@ pub enum Command {
     },
     CancelPlan {
         today: NaiveDate,
+        /// The refund asked of the provider for the plan's payment, if any.
+        refund_id: Option<String>,
     },
     RegisterAccessory {
         serial: String,
@@ -348,6 +354,9 @@ pub enum Event {
         cancelled_on: NaiveDate,
         refund_minor: i64,
         currency: String,
+        /// The refund at the payment provider, when the plan was paid there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refund_id: Option<String>,
     },
     AccessoryRegistered {
         serial: String,
@@ -625,7 +634,7 @@ impl Decider for Device {
                     },
                 }])
             }
-            Command::CancelPlan { today } => {
+            Command::CancelPlan { today, refund_id } => {
                 let device = require(state)?;
                 let Some(plan) = &device.plan else {
                     return Err(DomainError::Precondition("no plan is active".into()));
@@ -646,6 +655,7 @@ impl Decider for Device {
                     cancelled_on: *today,
                     refund_minor,
                     currency: plan.currency.clone(),
+                    refund_id: refund_id.clone().filter(|_| refund_minor > 0),
                 }])
             }
             Command::RegisterAccessory {
@@ -934,12 +944,18 @@ impl Decider for Device {
                 currency,
                 ..
             } => {
+                let payment_id = device
+                    .pending_plan
+                    .as_ref()
+                    .filter(|p| p.plan_id == *plan_id)
+                    .map(|p| p.payment_id.clone());
                 device.plan = Some(ActivePlan {
                     plan_id: plan_id.clone(),
                     purchased_on: *purchased_on,
                     coverage_end: *coverage_end,
                     price_minor: *price_minor,
                     currency: currency.clone(),
+                    payment_id,
                 });
                 device.pending_plan = None;
             }
@@ -1381,26 +1397,34 @@ mod tests {
         let d = date("2025-01-10");
         let state = run(None, &register("DE", d, d)).unwrap();
         let state = paid(&state, "care-12", d);
-        // Before the plan's period starts: all of it back.
+        let plan = state.as_ref().unwrap().plan.as_ref().unwrap();
+        assert!(
+            plan.payment_id.is_some(),
+            "bought with its payment: {plan:?}"
+        );
+        // Before the plan's period starts: all of it back, through the provider.
         let events = Device::decide(
             &state,
             &Command::CancelPlan {
                 today: date("2026-01-01"),
+                refund_id: Some("re_1".into()),
             },
         )
         .unwrap();
         assert!(matches!(
-            events[0],
+            &events[0],
             Event::ExtendedWarrantyCancelled {
                 refund_minor: 7900,
+                refund_id: Some(id),
                 ..
-            }
+            } if id == "re_1"
         ));
         // Halfway through its year: about half.
         let events = Device::decide(
             &state,
             &Command::CancelPlan {
                 today: date("2027-07-11"),
+                refund_id: None,
             },
         )
         .unwrap();
@@ -1411,11 +1435,19 @@ mod tests {
         // China's plans are not refunded.
         let cn = run(None, &register("CN", d, d)).unwrap();
         let cn = paid(&cn, "care-12", d);
-        let events = Device::decide(&cn, &Command::CancelPlan { today: d }).unwrap();
+        let events = Device::decide(
+            &cn,
+            &Command::CancelPlan {
+                today: d,
+                refund_id: Some("re_2".into()),
+            },
+        )
+        .unwrap();
         assert!(matches!(
             events[0],
             Event::ExtendedWarrantyCancelled {
                 refund_minor: 0,
+                refund_id: None,
                 ..
             }
         ));
@@ -1425,7 +1457,10 @@ mod tests {
     fn commands_on_an_unknown_device_are_not_found() {
         let d = date("2025-01-10");
         for command in [
-            Command::CancelPlan { today: d },
+            Command::CancelPlan {
+                today: d,
+                refund_id: None,
+            },
             Command::TransferOwnership { to: "c-2".into() },
             Command::Void {
                 reason: "x".into(),

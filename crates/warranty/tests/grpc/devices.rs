@@ -398,6 +398,11 @@ async fn plans_voiding_claims_and_ownership() {
         14900,
         "not started yet: all back"
     );
+    assert!(
+        cancelled.refund_id.starts_with("re_"),
+        "refunded at the provider: {:?}",
+        cancelled.refund_id
+    );
     assert!(cancelled.device.unwrap().extended_plan.is_none());
 
     let accessory = s
