@@ -489,7 +489,6 @@ impl Warranty {
         Ok(!self.run(&key, command, ctx).await?.1)
     }
 
-    /// Cancels the active plan; the refund in minor units and its currency.
     /// Cancels the active plan; what its terms give back is refunded at the
     /// provider on the plan's payment (once per payment, by its key) before the
     /// cancellation is recorded with the refund's id.
