@@ -11,8 +11,22 @@ use std::time::Duration;
 
 use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
 
-/// A service binary from this workspace's target directory, built if missing.
+/// The binaries the journeys and benchmarks start.
+const BINARIES: [(&str, &str); 6] = [
+    ("aftersales-cli", "aftersales"),
+    ("aftersales-warranty", "aftersales-warranty"),
+    ("aftersales-repair", "aftersales-repair"),
+    ("aftersales-logistics", "aftersales-logistics"),
+    ("aftersales-notification", "aftersales-notification"),
+    ("aftersales-parts", "aftersales-parts"),
+];
+
+/// A service binary from this workspace's target directory. Tests build one if it
+/// is missing; a benchmark (running from the release directory) builds them all
+/// once, in one cargo run so that they share one feature resolution, since it must
+/// not measure an old build (cargo does nothing when they are fresh).
 pub fn binary(name: &str) -> PathBuf {
+    static RELEASE_BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe
         .parent()
@@ -20,18 +34,23 @@ pub fn binary(name: &str) -> PathBuf {
         .unwrap()
         .to_path_buf();
     let path = dir.join(name);
-    if !path.exists() {
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let package = if name == "aftersales" {
-            "aftersales-cli".to_owned()
-        } else {
-            name.to_owned()
-        };
-        // A benchmark runs from the release directory and wants release binaries.
-        let release = dir.ends_with("release").then_some("--release");
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    if dir.ends_with("release") {
+        RELEASE_BUILT.get_or_init(|| {
+            let mut command = Command::new(cargo);
+            command.args(["build", "--release"]);
+            for (package, _) in BINARIES {
+                command.args(["-p", package]);
+            }
+            assert!(command.status().unwrap().success(), "building the binaries");
+        });
+    } else if !path.exists() {
+        let package = BINARIES
+            .iter()
+            .find(|(_, bin)| *bin == name)
+            .map_or(name, |(package, _)| *package);
         let status = Command::new(cargo)
-            .args(["build", "-p", &package, "--bin", name])
-            .args(release)
+            .args(["build", "-p", package, "--bin", name])
             .status()
             .unwrap();
         assert!(status.success(), "building {name}");

@@ -126,18 +126,19 @@ async fn post(
         .map_err(|e| format!("cannot reach the identity provider at {issuer}: {e}"))
 }
 
-/// A staff member's access token by password (no authenticator code), not kept:
-/// for tools that act as several people at once.
+/// A staff member's access token by password (and the authenticator's code,
+/// for those who have one), not kept: for tools that act as several people at once.
 pub async fn password_token(
     issuer: &str,
     username: &str,
     password: &str,
+    totp: &str,
 ) -> Result<String, String> {
     let form = [
         ("grant_type", "password"),
         ("username", username),
         ("password", password),
-        ("totp", ""),
+        ("totp", totp),
     ];
     grant(issuer, &form)
         .await

@@ -219,6 +219,35 @@ pub(crate) async fn apply<S: EventStore, H: Handler>(
     Ok(applied)
 }
 
+/// Applies `event` inside `tx`, one of a batch, under its own savepoint: the
+/// inbox record and the handler's effects, or (when it fails) nothing of it.
+pub(crate) async fn apply_in<H: Handler>(
+    tx: &mut StoreTransaction,
+    consumer: &str,
+    handler: &H,
+    event: &InboundEvent,
+) -> Result<Applied, HandlerError> {
+    tx.savepoint().await?;
+    let result = async {
+        if !inbox::record_handled(tx, consumer, event.event_id).await? {
+            return Ok(Applied::AlreadyHandled);
+        }
+        handler.handle(event, tx).await?;
+        Ok(Applied::Handled)
+    }
+    .await;
+    match result {
+        Ok(applied) => {
+            tx.release_savepoint().await?;
+            Ok(applied)
+        }
+        Err(error) => {
+            tx.rollback_to_savepoint().await?;
+            Err(error)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

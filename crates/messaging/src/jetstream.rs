@@ -11,15 +11,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::{EventStore, StoreTransaction};
+use aftersales_eventstore::EventStore;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
-use crate::consumer::{AlsoCommit, Applied, Handler, RetryPolicy, Subscription, apply};
+use crate::consumer::{AlsoCommit, Applied, Handler, RetryPolicy, Subscription, apply, apply_in};
 use crate::envelope::InboundEvent;
 use crate::error::{ConfigError, HandlerError, MessagingError};
-use crate::inbox::record_handled;
 use crate::names::{Names, header};
 use crate::provision::{StreamSettings, ensure_dead_letter_stream};
 use crate::trace::{NATS, consumer_span};
@@ -383,10 +382,14 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         };
         let mut outcomes = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let outcome = self
-                .apply_one(&mut tx, &delivery.event)
-                .instrument(delivery.span.clone())
-                .await;
+            let outcome = apply_in(
+                &mut tx,
+                &self.subscription.consumer,
+                self.handler.as_ref(),
+                &delivery.event,
+            )
+            .instrument(delivery.span.clone())
+            .await;
             outcomes.push(outcome);
         }
         match tx.commit().await {
@@ -397,32 +400,6 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
                     .into_iter()
                     .map(|outcome| outcome.and(Err(error.clone())))
                     .collect()
-            }
-        }
-    }
-
-    async fn apply_one(
-        &self,
-        tx: &mut StoreTransaction,
-        event: &InboundEvent,
-    ) -> Result<Applied, HandlerError> {
-        tx.savepoint().await?;
-        let result = async {
-            if !record_handled(tx, &self.subscription.consumer, event.event_id).await? {
-                return Ok(Applied::AlreadyHandled);
-            }
-            self.handler.handle(event, tx).await?;
-            Ok(Applied::Handled)
-        }
-        .await;
-        match result {
-            Ok(applied) => {
-                tx.release_savepoint().await?;
-                Ok(applied)
-            }
-            Err(error) => {
-                tx.rollback_to_savepoint().await?;
-                Err(error)
             }
         }
     }

@@ -3,10 +3,12 @@
 //! the same as with JetStream, and so are the payloads: the producer's
 //! [`Translate`] turns each stored event into its public form first.
 //!
-//! Events are applied in log order. The consumer's checkpoint in the source log is
-//! saved in the same transaction as each event's effects, and the inbox still
-//! records every handled event, so switching between modes never applies twice.
-//! A failing event is retried with backoff, in place; after the last attempt it is
+//! Events are applied in log order, up to `max_batch` in one transaction (one
+//! commit for the lot), each under its own savepoint. The consumer's checkpoint in
+//! the source log is saved in the same transaction as the events' effects, and the
+//! inbox still records every handled event, so switching between modes never
+//! applies twice. A failing event ends its batch (what came before it commits)
+//! and is retried alone with backoff, in place; after the last attempt it is
 //! recorded in the `dead_letters` table and the consumer moves on.
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use aftersales_eventstore::{Checkpoint, EventStore};
 use tracing::Instrument as _;
 
-use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply};
+use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply, apply_in};
 use crate::envelope::InboundEvent;
 use crate::error::{HandlerError, MessagingError};
 use crate::inbox::{self, StoredDeadLetter, open_dead_letters};
@@ -27,6 +29,8 @@ use aftersales_core::Shutdown;
 pub struct LogConsumerSettings {
     pub retry: RetryPolicy,
     pub batch_size: usize,
+    /// Events applied in one database transaction at most.
+    pub max_batch: usize,
     /// How often the source log is polled for appends from other processes
     /// (appends in this process wake the consumer at once).
     pub poll_interval: Duration,
@@ -37,6 +41,7 @@ impl Default for LogConsumerSettings {
         Self {
             retry: RetryPolicy::default(),
             batch_size: 500,
+            max_batch: 64,
             poll_interval: Duration::from_millis(100),
         }
     }
@@ -122,21 +127,35 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 continue;
             }
             wait.busy();
+            let mut end = checkpoint;
+            let mut wanted = Vec::new();
             for recorded in batch {
-                if shutdown.is_requested() {
-                    break;
-                }
-                let at = recorded.checkpoint;
+                end = recorded.checkpoint;
                 if self.subscription.wants(&recorded.event_type)
                     && let Some(event) = self.public(recorded)?
                 {
-                    if !self.deliver(&name, at, &event, &mut shutdown).await? {
+                    wanted.push((end, event));
+                }
+            }
+            let mut rest = wanted.as_slice();
+            while !rest.is_empty() && !shutdown.is_requested() {
+                let chunk = &rest[..rest.len().min(self.settings.max_batch.max(1))];
+                let (applied, failed) = self.apply_batch(&name, chunk).await?;
+                if let Some((at, _)) = applied.checked_sub(1).map(|last| &chunk[last]) {
+                    saved = *at;
+                }
+                rest = &rest[applied..];
+                // The event that ended the batch, alone and patiently.
+                if let (Some(error), Some(next)) = (failed, rest.first()) {
+                    if !self.retry(&name, next, error, &mut shutdown).await? {
                         break;
                     }
-                    saved = at;
+                    saved = next.0;
+                    rest = &rest[1..];
                 }
-                checkpoint = at;
             }
+            // Stopped early: resume after the last event applied.
+            checkpoint = if rest.is_empty() { end } else { saved };
         }
         if checkpoint != saved {
             self.store.save_checkpoint(&name, checkpoint).await?;
@@ -144,16 +163,75 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         Ok(())
     }
 
-    /// Applies one event, retrying in place. `false` if shutdown came first.
-    async fn deliver(
+    /// Applies `chunk` in one transaction with the checkpoint of its last applied
+    /// event, stopping at the first that fails (undone, left to the caller): how
+    /// many were applied, and why the next one failed.
+    async fn apply_batch(
         &self,
         name: &str,
-        at: Checkpoint,
-        event: &InboundEvent,
+        chunk: &[(Checkpoint, InboundEvent)],
+    ) -> Result<(usize, Option<HandlerError>), MessagingError> {
+        let mut tx = self.store.begin().await?;
+        let mut applied = 0usize;
+        let mut failed = None;
+        for (_, event) in chunk {
+            let span = consumer_span(
+                EVENT_LOG,
+                &self.subscription.source,
+                &self.subscription.consumer,
+                event,
+                1,
+            );
+            let outcome = apply_in(
+                &mut tx,
+                &self.subscription.consumer,
+                self.handler.as_ref(),
+                event,
+            )
+            .instrument(span)
+            .await;
+            if let Err(error) = outcome {
+                failed = Some(error);
+                break;
+            }
+            applied += 1;
+        }
+        match applied.checked_sub(1) {
+            Some(last) => {
+                tx.save_checkpoint(name, chunk[last].0).await?;
+                tx.commit().await?;
+            }
+            None => tx.rollback().await?,
+        }
+        Ok((applied, failed))
+    }
+
+    /// Tries again, alone and in place, an event whose first attempt (in its
+    /// batch) failed with `error`, until it is applied or buried. `false` if
+    /// shutdown came first.
+    async fn retry(
+        &self,
+        name: &str,
+        (at, event): &(Checkpoint, InboundEvent),
+        mut error: HandlerError,
         shutdown: &mut Shutdown,
     ) -> Result<bool, MessagingError> {
-        let mut attempt = 0u64;
+        let mut attempt = 1u64;
         loop {
+            if error.is_permanent() || self.settings.retry.gives_up_after(attempt) {
+                self.bury(name, *at, event, &error, attempt).await?;
+                return Ok(true);
+            }
+            // An event of the batch before it moved the same stream: the batch
+            // is in now, so go again at once.
+            let conflict = attempt == 1 && matches!(error, HandlerError::Conflict(_));
+            if !conflict {
+                let delay = self.settings.retry.delay(attempt);
+                tracing::warn!(%error, attempt, ?delay, consumer = %self.subscription.consumer, "handler failed; will retry");
+                if !self.pause(delay, shutdown).await {
+                    return Ok(false);
+                }
+            }
             attempt += 1;
             let span = consumer_span(
                 EVENT_LOG,
@@ -167,22 +245,13 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 &self.subscription.consumer,
                 self.handler.as_ref(),
                 event,
-                AlsoCommit::Checkpoint(name, at),
+                AlsoCommit::Checkpoint(name, *at),
             )
             .instrument(span)
             .await;
-            let error = match result {
+            match result {
                 Ok(_) => return Ok(true),
-                Err(error) => error,
-            };
-            if error.is_permanent() || self.settings.retry.gives_up_after(attempt) {
-                self.bury(name, at, event, &error, attempt).await?;
-                return Ok(true);
-            }
-            let delay = self.settings.retry.delay(attempt);
-            tracing::warn!(%error, attempt, ?delay, consumer = %self.subscription.consumer, "handler failed; will retry");
-            if !self.pause(delay, shutdown).await {
-                return Ok(false);
+                Err(failed) => error = failed,
             }
         }
     }

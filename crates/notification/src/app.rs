@@ -186,10 +186,16 @@ impl Notifications {
     }
 
     /// What is known of a repair order, if its opening was seen.
-    pub async fn order(&self, order_id: &str) -> AppResult<Option<OrderFacts>> {
+    /// What is known of an order as `tx` sees it: an order learned earlier in
+    /// the same batch of events included.
+    pub async fn order_in(
+        &self,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+    ) -> AppResult<Option<OrderFacts>> {
         Ok(self
             .orders
-            .load(&stream("order", order_id, "order_id")?)
+            .load_in(tx, &stream("order", order_id, "order_id")?)
             .await?
             .state)
     }

@@ -234,10 +234,16 @@ impl NotificationReactions {
         self.remind(tx, event, reminder_id, command).await
     }
 
-    /// Whose order it is; an order not opened yet here is retried later.
-    async fn customer_of(&self, order_id: &str) -> Result<OrderFacts, HandlerError> {
+    /// Whose order it is; an order not opened yet here is retried later. Read
+    /// through `tx`: the order may have been learned by an earlier event of the
+    /// same batch, not committed yet.
+    async fn customer_of(
+        &self,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+    ) -> Result<OrderFacts, HandlerError> {
         self.app
-            .order(order_id)
+            .order_in(tx, order_id)
             .await
             .map_err(HandlerError::from)?
             .ok_or_else(|| {
@@ -303,7 +309,7 @@ impl NotificationReactions {
                 )));
             }
         };
-        let order = self.customer_of(&order_id).await?;
+        let order = self.customer_of(tx, &order_id).await?;
         let customer = order.customer_id.as_str();
         let quote_reminder = format!("reminder-quote-{order_id}");
         let pickup_reminder = format!("reminder-pickup-{order_id}");
@@ -527,7 +533,7 @@ impl NotificationReactions {
         if order_id.is_empty() {
             return Ok(()); // an accessory replacement: no repair customer to tell
         }
-        let order = self.customer_of(&order_id).await?;
+        let order = self.customer_of(tx, &order_id).await?;
         self.notify(tx, event, kind, &order.customer_id, v).await
     }
 

@@ -19,6 +19,8 @@ fn settings() -> LogConsumerSettings {
     LogConsumerSettings {
         retry: fast_retry(3),
         batch_size: 100,
+        // Small, so that a run spans several transactions.
+        max_batch: 4,
         poll_interval: Duration::from_millis(20),
     }
 }
@@ -148,4 +150,43 @@ async fn failing_events_become_dead_letters_and_replay_once_fixed() {
     running.await.unwrap();
     let all: Vec<_> = events.into_iter().chain(later).collect();
     assert_exactly_once(&effect_ids(&store).await, &all);
+}
+
+/// Events fail once in the middle of batches: what came before each commits, the
+/// failed one leaves nothing of its first attempt (its row was written under a
+/// savepoint) and is applied alone on its second, and the rest follow, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_failing_inside_a_batch_is_retried_alone_and_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_store(&dir, "producer.db").await;
+    let store = sqlite_store(&dir, "consumer.db").await;
+    Effects::create_table(&store).await;
+    let effects = Effects::new();
+    effects.fail_once.lock().unwrap().extend([2, 5, 6, 17]);
+    // Appended before the consumer starts, so that its batches are full.
+    let events = append_events(&source, 20, 5).await;
+    let consumer = LogConsumer::new(
+        source.clone(),
+        store.clone(),
+        subscription(),
+        Arc::clone(&effects),
+        settings(),
+    );
+    let (stop, shutdown) = Shutdown::new();
+    let running = tokio::spawn(async move { consumer.run(shutdown).await });
+    wait_for_effects(&store, 20, WAIT).await;
+    stop.trigger();
+    running.await.unwrap();
+    assert_exactly_once(&effect_ids(&store).await, &events);
+    assert_eq!(
+        effects.calls.load(Ordering::SeqCst),
+        24,
+        "one retry for each of four"
+    );
+    assert!(effects.fail_once.lock().unwrap().is_empty());
+    let checkpoint = store
+        .load_checkpoint("consumer:effects:producer")
+        .await
+        .unwrap();
+    assert!(source.read_log(checkpoint, 1).await.unwrap().is_empty());
 }

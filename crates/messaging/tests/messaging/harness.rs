@@ -126,6 +126,8 @@ pub struct Effects {
     pub broken: AtomicBool,
     pub calls: AtomicU64,
     pub slow: std::sync::Mutex<Option<Duration>>,
+    /// Payloads (`n`) whose first attempt fails, after writing its effect row.
+    pub fail_once: std::sync::Mutex<HashSet<i64>>,
 }
 
 impl Effects {
@@ -182,6 +184,9 @@ impl Handler for Effects {
                     .await
                     .map_err(HandlerError::transient)?;
             }
+        }
+        if self.fail_once.lock().unwrap().remove(&payload.n) {
+            return Err(HandlerError::transient("failing once, after writing"));
         }
         Ok(())
     }

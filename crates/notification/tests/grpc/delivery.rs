@@ -522,3 +522,87 @@ async fn warranty_events_are_told_and_a_warranty_ending_soon_is_reminded_once() 
     assert_eq!(inbox(&h, "cust-w").await.len(), 3);
     h.stop().await;
 }
+
+/// A repair's steps waiting for the service are applied in one batch with the
+/// event that opened their order: each step finds the order through the batch's
+/// transaction, so the customer hears of them in order, none put back to wait
+/// for a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_in_one_batch_with_their_order_are_told_in_order() {
+    let mut h = Harness::start(0, |_| {}).await;
+    h.stop().await;
+    // The first delivery after the start is a batch of its own; the rest arrive
+    // while it is applied and wait to go together.
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-lead", "cust-lead"),
+        Uuid::now_v7(),
+        "b-0",
+    )
+    .await;
+    let order = || "ord-batch".to_owned();
+    publish(
+        &h.js,
+        "repair",
+        "RepairOrderOpened",
+        &opened("ord-batch", "cust-batch"),
+        Uuid::now_v7(),
+        "b-1",
+    )
+    .await;
+    let received = rpb::DeviceReceived {
+        order_id: order(),
+        ..Default::default()
+    };
+    publish(
+        &h.js,
+        "repair",
+        "DeviceReceived",
+        &received,
+        Uuid::now_v7(),
+        "b-2",
+    )
+    .await;
+    let started = rpb::RepairStarted { order_id: order() };
+    publish(
+        &h.js,
+        "repair",
+        "RepairStarted",
+        &started,
+        Uuid::now_v7(),
+        "b-3",
+    )
+    .await;
+    let passed = rpb::QcPassed { order_id: order() };
+    publish(&h.js, "repair", "QcPassed", &passed, Uuid::now_v7(), "b-4").await;
+    let ready = rpb::ReadyForReturn {
+        order_id: order(),
+        ..Default::default()
+    };
+    publish(
+        &h.js,
+        "repair",
+        "ReadyForReturn",
+        &ready,
+        Uuid::now_v7(),
+        "b-5",
+    )
+    .await;
+    h.restart().await;
+    let items = eventually(|| inbox(&h, "cust-batch"), |i| i.len() >= 5).await;
+    // Newest first.
+    let kinds: Vec<&str> = items.iter().rev().map(|n| n.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "repair_opened",
+            "device_received",
+            "repair_started",
+            "qc_passed",
+            "ready_for_pickup"
+        ]
+    );
+    h.stop().await;
+}
