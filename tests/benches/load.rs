@@ -178,9 +178,10 @@ fn up() {
     let mut args = common_args();
     args.extend(
         [
-            // Only a customer may watch their inbox; the agent lists it.
-            "--inbox-by",
-            "poll",
+            // Signed in, the agent lists inboxes (only a customer may watch
+            // theirs) and holds ten live streams at most.
+            "--watchers",
+            "10",
             "--demo-accounts",
             &data.path().join("demo-accounts.txt").display().to_string(),
             "--issuer-url",

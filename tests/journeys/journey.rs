@@ -510,3 +510,117 @@ fn prost_types_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Times
         nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
+
+/// A customer following their inbox, from just after the repair was opened, sees
+/// each later step's message as it is told: the same messages their inbox lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_watching_their_inbox_is_told_each_step_live() {
+    let p = Platform::start(40);
+    let mut c = p.clients().await;
+    let customer = "cust-live";
+    c.notification
+        .set_preferences(npb::Preferences {
+            customer_id: customer.into(),
+            channels: vec![npb::ChannelKind::InApp.into()],
+            language: "en".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let phone = imei(3);
+    register(&mut c, &phone, customer, 30).await;
+    let order = c
+        .repair
+        .open_repair(rpb::OpenRepairRequest {
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-berlin-01".into(),
+            contact_address: None,
+            ..mail_in(&phone, customer)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let mut watch = c
+        .notification
+        .watch_notifications(npb::CustomerRef {
+            customer_id: customer.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let told = tokio::spawn(async move {
+        let mut told = Vec::new();
+        while let Ok(Ok(Some(message))) =
+            tokio::time::timeout(Duration::from_secs(5), watch.message()).await
+        {
+            told.push(message.kind);
+        }
+        told
+    });
+    c.repair
+        .check_in_device(rpb::CheckInDeviceRequest {
+            order_id: order.clone(),
+            condition_notes: "as new".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.repair
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: order.clone(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .start_repair(rpb::StartRepairRequest {
+            order_id: order.clone(),
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .record_qc_result(rpb::RecordQcResultRequest {
+            order_id: order.clone(),
+            passed: true,
+            notes: String::new(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .mark_ready_for_return(order_ref(&order))
+        .await
+        .unwrap();
+    // Once nothing more came for five seconds.
+    let told = told.await.unwrap();
+    let mut listed: Vec<String> = c
+        .notification
+        .list_notifications(npb::ListNotificationsRequest {
+            customer_id: customer.into(),
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
+    listed.reverse();
+    let later = [
+        "diagnosed_covered",
+        "repair_started",
+        "qc_passed",
+        "ready_for_pickup",
+    ];
+    assert_eq!(&listed[listed.len() - later.len()..], later, "{listed:?}");
+    assert_eq!(
+        &told[told.len().saturating_sub(later.len())..],
+        later,
+        "{told:?}"
+    );
+}

@@ -465,6 +465,28 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         .unwrap()
         .into_inner();
     assert_eq!(stays.email, "stays@example.com");
+    // The read models go on past the erasure's own events.
+    let third = imei(23);
+    register(&mut c, &third, "cust-stays", 10).await;
+    let listed = eventually(
+        || {
+            let mut warranty = c.warranty.clone();
+            async move {
+                warranty
+                    .list_devices_by_customer(wpb::ListDevicesByCustomerRequest {
+                        customer_id: "cust-stays".into(),
+                        page_size: 10,
+                        page_token: String::new(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().devices.len())
+                    .unwrap_or_default()
+            }
+        },
+        |n| *n == 1,
+    )
+    .await;
+    assert_eq!(listed, 1, "a phone registered after the erasure is listed");
 
     // The tool carries one request to every service.
     let tool = |args: &[&str]| {

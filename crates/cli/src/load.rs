@@ -59,9 +59,9 @@ pub struct Load {
     target_p99_ms: u64,
     /// How a customer's inbox is followed: live (`WatchNotifications`, which only
     /// the customer may call) or by listing it every 20 ms (`ListNotifications`,
-    /// which a support agent may call too).
-    #[arg(long, value_enum, default_value = "watch")]
-    inbox_by: InboxBy,
+    /// which a support agent may call too). Live with `--no-auth`, else listed.
+    #[arg(long, value_enum)]
+    inbox_by: Option<InboxBy>,
     /// The p99 held for a step's commit to the customer's inbox (none if unset).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     target_inbox_p99_ms: Option<u64>,
@@ -539,13 +539,22 @@ impl World {
                     })
                     .ok()?;
                 let mut stream = stream.into_inner();
+                let recorder = self.recorder.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     loop {
                         tokio::select! {
                             message = stream.message() => match message {
                                 Ok(Some(message)) => into.record(message.kind),
-                                _ => return,
+                                Ok(None) => {
+                                    recorder.error(Op::StepToInbox, "inbox stream ended".into());
+                                    return;
+                                }
+                                Err(status) => {
+                                    let code = status.code();
+                                    recorder.error(Op::StepToInbox, format!("inbox stream {code:?}"));
+                                    return;
+                                }
                             },
                             _ = &mut closed => return,
                         }
@@ -596,7 +605,7 @@ impl World {
             let _pending = pending;
             let deadline = committed + Duration::from_secs(30);
             loop {
-                if let Some(at) = inbox.seen.when(|seen| seen == kind) {
+                if let Some(at) = inbox.shown(kind) {
                     recorder.time(Op::StepToInbox, at.saturating_duration_since(committed));
                     return;
                 }
@@ -893,6 +902,14 @@ struct InboxWatch {
     _open: Arc<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl InboxWatch {
+    /// When a message of `kind` was first shown. A method, so that a task asking
+    /// holds the whole watch open (a closure naming only `seen` would hold that).
+    fn shown(&self, kind: &str) -> Option<Instant> {
+        self.seen.when(|seen| seen == kind)
+    }
+}
+
 /// Arrivals at `rate` per second for `seconds`, each spawned when due; prints
 /// progress every second. What was measured, once every arrival and every
 /// measurement of its effects has ended (or 2 minutes after the last was due).
@@ -1159,7 +1176,11 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
         customers: Mutex::new(Vec::new()),
         watchers: Arc::new(tokio::sync::Semaphore::new(args.watchers)),
         inbox_watchers: Arc::new(tokio::sync::Semaphore::new(args.watchers)),
-        inbox_by: args.inbox_by,
+        inbox_by: args.inbox_by.unwrap_or(if args.no_auth {
+            InboxBy::Watch
+        } else {
+            InboxBy::Poll
+        }),
         in_flight: Arc::default(),
     });
     // The center and the depot count in the parts their repairs fit; without a

@@ -181,7 +181,11 @@ impl DeviceDirectory {
     ) -> Result<Vec<(String, DeviceState)>, StoreError> {
         let mut streams: Vec<(&RecordedEvent, Vec<&RecordedEvent>, bool)> = Vec::new();
         let mut index = HashMap::new();
-        for event in events {
+        // The log holds other streams too (a customer's erasure, say).
+        let of_devices = events
+            .iter()
+            .filter(|e| DeviceKey::from_stream_name(e.stream_id.as_str()).is_some());
+        for event in of_devices {
             let at = *index.entry(event.stream_id.as_str()).or_insert_with(|| {
                 streams.push((event, Vec::new(), false));
                 streams.len() - 1
