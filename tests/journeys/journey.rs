@@ -95,6 +95,67 @@ fn order_ref(order: &str) -> rpb::OrderRef {
     }
 }
 
+/// Opens a walk-in at `sc-berlin-01` for `customer`'s phone and checks it in.
+async fn open_walk_in(c: &mut Clients, imei: &str, customer: &str) -> String {
+    let order = c
+        .repair
+        .open_repair(rpb::OpenRepairRequest {
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-berlin-01".into(),
+            contact_address: None,
+            ..mail_in(imei, customer)
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    c.repair
+        .check_in_device(rpb::CheckInDeviceRequest {
+            order_id: order.clone(),
+            condition_notes: "as new".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    order
+}
+
+/// The workshop's part of a received repair: a battery fault diagnosed, repaired,
+/// through QC and ready to go back; the order as diagnosed.
+pub async fn workshop(c: &mut Clients, order: &str) -> rpb::RepairOrder {
+    let diagnosed = c
+        .repair
+        .diagnose(rpb::DiagnoseRequest {
+            order_id: order.into(),
+            fault_category: wpb::FaultCategory::Battery.into(),
+            fault_codes: vec![],
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.repair
+        .start_repair(rpb::StartRepairRequest {
+            order_id: order.into(),
+            technician: "tech-2".into(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .record_qc_result(rpb::RecordQcResultRequest {
+            order_id: order.into(),
+            passed: true,
+            notes: String::new(),
+        })
+        .await
+        .unwrap();
+    c.repair
+        .mark_ready_for_return(order_ref(order))
+        .await
+        .unwrap();
+    diagnosed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_processes() {
     let mut p = Platform::start(40);
@@ -263,57 +324,9 @@ async fn a_mail_in_repair_out_of_warranty_and_a_covered_walk_in_across_four_proc
     let recent = imei(2);
     wants_email(&mut c, "cust-walk").await;
     register(&mut c, &recent, "cust-walk", 30).await;
-    let walk_in = c
-        .repair
-        .open_repair(rpb::OpenRepairRequest {
-            channel: rpb::Channel::WalkIn.into(),
-            service_center_id: "sc-berlin-01".into(),
-            contact_address: None,
-            ..mail_in(&recent, "cust-walk")
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order_id;
-    c.repair
-        .check_in_device(rpb::CheckInDeviceRequest {
-            order_id: walk_in.clone(),
-            condition_notes: "as new".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let diagnosed = c
-        .repair
-        .diagnose(rpb::DiagnoseRequest {
-            order_id: walk_in.clone(),
-            fault_category: wpb::FaultCategory::Battery.into(),
-            fault_codes: vec![],
-            technician: "tech-2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let walk_in = open_walk_in(&mut c, &recent, "cust-walk").await;
+    let diagnosed = workshop(&mut c, &walk_in).await;
     assert!(diagnosed.coverage.unwrap().covered);
-    c.repair
-        .start_repair(rpb::StartRepairRequest {
-            order_id: walk_in.clone(),
-            technician: "tech-2".into(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .record_qc_result(rpb::RecordQcResultRequest {
-            order_id: walk_in.clone(),
-            passed: true,
-            notes: String::new(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .mark_ready_for_return(order_ref(&walk_in))
-        .await
-        .unwrap();
     c.repair
         .confirm_collected(order_ref(&walk_in))
         .await
@@ -529,18 +542,7 @@ async fn a_customer_watching_their_inbox_is_told_each_step_live() {
         .unwrap();
     let phone = imei(3);
     register(&mut c, &phone, customer, 30).await;
-    let order = c
-        .repair
-        .open_repair(rpb::OpenRepairRequest {
-            channel: rpb::Channel::WalkIn.into(),
-            service_center_id: "sc-berlin-01".into(),
-            contact_address: None,
-            ..mail_in(&phone, customer)
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .order_id;
+    let order = open_walk_in(&mut c, &phone, customer).await;
     let mut watch = c
         .notification
         .watch_notifications(npb::CustomerRef {
@@ -558,42 +560,7 @@ async fn a_customer_watching_their_inbox_is_told_each_step_live() {
         }
         told
     });
-    c.repair
-        .check_in_device(rpb::CheckInDeviceRequest {
-            order_id: order.clone(),
-            condition_notes: "as new".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    c.repair
-        .diagnose(rpb::DiagnoseRequest {
-            order_id: order.clone(),
-            fault_category: wpb::FaultCategory::Battery.into(),
-            fault_codes: vec![],
-            technician: "tech-2".into(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .start_repair(rpb::StartRepairRequest {
-            order_id: order.clone(),
-            technician: "tech-2".into(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .record_qc_result(rpb::RecordQcResultRequest {
-            order_id: order.clone(),
-            passed: true,
-            notes: String::new(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .mark_ready_for_return(order_ref(&order))
-        .await
-        .unwrap();
+    workshop(&mut c, &order).await;
     // Once nothing more came for five seconds.
     let told = told.await.unwrap();
     let mut listed: Vec<String> = c

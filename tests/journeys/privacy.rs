@@ -274,34 +274,7 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     }
 
     // The repair goes on to its end: the return parcel still finds the address.
-    let order_ref = || rpb::OrderRef {
-        order_id: order.clone(),
-    };
-    c.repair
-        .diagnose(rpb::DiagnoseRequest {
-            order_id: order.clone(),
-            fault_category: wpb::FaultCategory::Battery.into(),
-            fault_codes: vec![],
-            technician: "tech-1".into(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .start_repair(rpb::StartRepairRequest {
-            order_id: order.clone(),
-            technician: "tech-1".into(),
-        })
-        .await
-        .unwrap();
-    c.repair
-        .record_qc_result(rpb::RecordQcResultRequest {
-            order_id: order.clone(),
-            passed: true,
-            notes: String::new(),
-        })
-        .await
-        .unwrap();
-    c.repair.mark_ready_for_return(order_ref()).await.unwrap();
+    crate::journey::workshop(&mut c, &order).await;
     let closed = eventually(|| stage(&c, &order), |s| *s == Some(rpb::Stage::Closed)).await;
     assert_eq!(closed, Some(rpb::Stage::Closed));
 
