@@ -179,10 +179,16 @@ async fn first_time_fixes_qc_and_demand_counted_by_hand_and_after_a_rebuild() {
         |q| {
             q.summary.iter().any(|row| {
                 row.service_center_id == CENTER
-                    && row
-                        .figures
-                        .as_ref()
-                        .is_some_and(|f| f.orders == 5 && f.quotes_declined == 1)
+                    && row.figures.as_ref().is_some_and(|f| {
+                        // Stage times are a projection of their own: wait for it too.
+                        let opened = f
+                            .stages
+                            .iter()
+                            .find(|s| s.stage == i32::from(pb::Stage::Opened));
+                        f.orders == 5
+                            && f.quotes_declined == 1
+                            && opened.is_some_and(|s| s.orders == 5)
+                    })
             }) && q.summary.iter().any(|row| {
                 row.service_center_id.is_empty()
                     && row.figures.as_ref().is_some_and(|f| f.orders == 2)
