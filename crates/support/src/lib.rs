@@ -1,0 +1,5 @@
+//! The support service: cases from the hotline, chat, email, the web and the
+//! platform itself, routed to the team and agent that can answer them, with SLA
+//! clocks counted in each team's working hours.
+
+pub mod domain;
