@@ -18,6 +18,9 @@ pub enum Object {
     OwnShipment,
     OwnNotification,
     OwnCenter,
+    /// A support case held (now or before) by the agent's team: the support
+    /// service checks it, as the teams are its data.
+    OwnTeam,
 }
 
 /// For every RPC (`package.Service/Method`), each role allowed and its object.

@@ -47,6 +47,11 @@ pub mod aftersales {
             include!(concat!(env!("OUT_DIR"), "/aftersales.repair.v1.rs"));
         }
     }
+    pub mod support {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/aftersales.support.v1.rs"));
+        }
+    }
     pub mod warranty {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/aftersales.warranty.v1.rs"));
@@ -61,6 +66,7 @@ pub use aftersales::operations::v1 as operations;
 pub use aftersales::parts::v1 as parts;
 pub use aftersales::privacy::v1 as privacy;
 pub use aftersales::repair::v1 as repair;
+pub use aftersales::support::v1 as support;
 pub use aftersales::warranty::v1 as warranty;
 
 #[cfg(test)]

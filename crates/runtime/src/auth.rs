@@ -97,6 +97,11 @@ impl Caller {
         )
     }
 
+    /// Who calls, when authentication is on.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref().map(|(principal, _)| principal)
+    }
+
     /// Whether the caller is a customer acting for themself (what they say is
     /// theirs to declare, not a checked fact). Without authentication, no.
     pub fn is_customer(&self) -> bool {
@@ -127,6 +132,8 @@ impl Caller {
             Object::OwnCenter => principal.centers.iter().any(|mine| {
                 mine == ALL_CENTERS || owner.center.is_some_and(|center| mine == center)
             }),
+            // Teams are the support service's data: it checks them itself.
+            Object::OwnTeam => false,
             Object::OwnCustomer
             | Object::OwnDevice
             | Object::OwnOrder

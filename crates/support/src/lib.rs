@@ -2,4 +2,8 @@
 //! platform itself, routed to the team and agent that can answer them, with SLA
 //! clocks counted in each team's working hours.
 
+pub mod api;
+pub mod app;
 pub mod domain;
+pub mod projections;
+pub mod server;

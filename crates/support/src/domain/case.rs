@@ -183,6 +183,7 @@ pub struct Opening {
     pub source: Option<String>,
     pub subject: String,
     pub text: String,
+    pub attachments: Vec<Attachment>,
     pub routing: Routing,
     pub policy_version: u32,
     pub targets: Targets,
@@ -194,6 +195,8 @@ pub enum Command {
     Open(Box<Opening>),
     Assign {
         agent_id: String,
+        /// Routing's own assignment: it never takes a case from an agent.
+        only_if_unassigned: bool,
         at: DateTime<Utc>,
     },
     AddEntry {
@@ -253,6 +256,7 @@ pub enum Event {
         source: Option<String>,
         subject: String,
         text: String,
+        attachments: Vec<Attachment>,
         team_id: String,
         tier: Tier,
         policy_version: u32,
@@ -349,7 +353,7 @@ impl DomainEvent for Event {
         match self {
             Self::CaseOpened { customer_id, .. } => Some(aftersales_eventstore::PersonalData {
                 subject: customer_id,
-                fields: &["/subject", "/text"],
+                fields: &["/subject", "/text", "/attachments"],
             }),
             Self::EntryAdded { customer_id, .. } => Some(aftersales_eventstore::PersonalData {
                 subject: customer_id,
@@ -484,6 +488,7 @@ impl Case {
     fn open(opening: &Opening) -> Result<Vec<Event>, DomainError> {
         super::text("subject", &opening.subject, MAX_SUBJECT_BYTES, true)?;
         message_text("text", &opening.text)?;
+        check_attachments(&opening.attachments)?;
         let clocks = ClockKind::ALL
             .into_iter()
             .map(|kind| {
@@ -509,6 +514,7 @@ impl Case {
             source: opening.source.clone(),
             subject: opening.subject.clone(),
             text: opening.text.clone(),
+            attachments: opening.attachments.clone(),
             team_id: opening.routing.team_id.clone(),
             tier: opening.routing.tier,
             policy_version: opening.policy_version,
@@ -697,12 +703,18 @@ impl Decider for Case {
                 "case {} is already open",
                 state.case_id
             ))),
-            Command::Assign { agent_id, at } => {
+            Command::Assign {
+                agent_id,
+                only_if_unassigned,
+                at,
+            } => {
                 super::text("agent_id", agent_id, 100, true)?;
                 if !state.status.is_open() {
                     return Err(refuse(state, "assign it"));
                 }
-                if state.agent_id.as_deref() == Some(agent_id.as_str()) {
+                if state.agent_id.as_deref() == Some(agent_id.as_str())
+                    || (*only_if_unassigned && state.agent_id.is_some())
+                {
                     return Ok(vec![]);
                 }
                 Ok(vec![Event::CaseAssigned {

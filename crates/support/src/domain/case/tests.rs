@@ -43,6 +43,7 @@ fn opening() -> Opening {
         source: None,
         subject: "Akku".into(),
         text: "Das Telefon lädt nicht.\nSeit gestern.".into(),
+        attachments: vec![],
         routing: routing("de-front", Tier::FrontLine),
         policy_version: 1,
         targets: TARGETS,
@@ -70,6 +71,7 @@ fn opened() -> CaseState {
 fn assigned() -> CaseState {
     let command = Command::Assign {
         agent_id: "agent-de-anna".into(),
+        only_if_unassigned: true,
         at: t0(),
     };
     run(Some(opened()), &command).unwrap().0.unwrap()
@@ -272,6 +274,23 @@ fn illegal_transitions_name_the_state_and_write_nothing() {
         Case::decide(&Some(new), &Command::Open(Box::new(opening()))),
         Err(DomainError::AlreadyExists(_))
     ));
+}
+
+#[test]
+fn routing_never_takes_a_case_from_an_agent_but_a_person_may_reassign_it() {
+    let case = assigned();
+    let assign = |only_if_unassigned| Command::Assign {
+        agent_id: "agent-de-jonas".into(),
+        only_if_unassigned,
+        at: t0(),
+    };
+    assert!(
+        Case::decide(&Some(case.clone()), &assign(true))
+            .unwrap()
+            .is_empty()
+    );
+    let (case, _) = run(Some(case), &assign(false)).unwrap();
+    assert_eq!(case.unwrap().agent_id.as_deref(), Some("agent-de-jonas"));
 }
 
 #[test]

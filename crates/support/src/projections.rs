@@ -1,0 +1,300 @@
+//! Read models of the support log: every case as its log leaves it (queues,
+//! workload, the SLA sweep's next alarms) and the teams that held each case.
+//! Rebuilt from the log with `aftersales_eventstore::projection::rebuild`.
+
+use aftersales_eventstore::{
+    AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
+    on_connection, on_read_pool,
+};
+use chrono::{DateTime, Utc};
+
+use crate::domain::case::{Case, CaseState, Event, Status};
+
+/// The read models' tables, one set for both backends.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Every rebuildable read model of the support log.
+pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
+    vec![std::sync::Arc::new(Cases)]
+}
+
+/// How the read models write times: sortable as text.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::New => "new",
+        Status::Assigned => "assigned",
+        Status::WaitingOnCustomer => "waiting",
+        Status::Resolved => "resolved",
+        Status::Closed => "closed",
+    }
+}
+
+/// The statuses of open cases, as stored, for `IN (…)`.
+const OPEN: &str = "('new', 'assigned', 'waiting')";
+
+fn corrupt(why: impl std::fmt::Display) -> StoreError {
+    StoreError::CorruptRow(format!("support_cases: {why}"))
+}
+
+/// The case's folded state, kept by each event; an event at or below the row's
+/// version (applied again after a crash) changes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cases;
+
+impl Projection for Cases {
+    fn name(&self) -> &'static str {
+        "support-cases"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if !event.stream_id.as_str().starts_with("case-") {
+            return Ok(());
+        }
+        let case_id = event.stream_id.as_str()["case-".len()..].to_owned();
+        let decoded: Event = event.decode()?;
+        on_connection!(tx.connection(), c => {
+            let row: Option<(i64, String)> =
+                sqlx::query_as("SELECT version, state FROM support_cases WHERE case_id = $1")
+                    .bind(case_id.clone())
+                    .fetch_optional(&mut *c)
+                    .await?;
+            let version = i64::try_from(event.stream_version).map_err(corrupt)?;
+            let before = match row {
+                Some((at, _)) if at >= version => return Ok(()),
+                Some((_, state)) => Some(serde_json::from_str::<CaseState>(&state).map_err(corrupt)?),
+                None => None,
+            };
+            let Some(state) = Case::evolve(before, &decoded) else {
+                return Ok(());
+            };
+            let json = serde_json::to_string(&state).map_err(corrupt)?;
+            let breached = state.clocks.iter().filter(|c| c.breached).count();
+            sqlx::query(
+                "INSERT INTO support_cases (case_id, customer_id, team_id, agent_id, status, \
+                 opened_at, next_alarm, breached, version, state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (case_id) DO UPDATE SET team_id = excluded.team_id, \
+                 agent_id = excluded.agent_id, status = excluded.status, \
+                 next_alarm = excluded.next_alarm, breached = excluded.breached, \
+                 version = excluded.version, state = excluded.state",
+            )
+            .bind(case_id.clone())
+            .bind(state.customer_id.clone())
+            .bind(state.team_id.clone())
+            .bind(state.agent_id.clone())
+            .bind(status_name(state.status))
+            .bind(timestamp(state.opened_at))
+            .bind(state.next_alarm().map(timestamp))
+            .bind(i64::try_from(breached).unwrap_or(i64::MAX))
+            .bind(version)
+            .bind(json)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO support_case_teams (case_id, team_id) VALUES ($1, $2) \
+                 ON CONFLICT (case_id, team_id) DO NOTHING",
+            )
+            .bind(case_id)
+            .bind(state.team_id)
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM support_cases").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM support_case_teams").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// A case row: its state and stream version.
+#[derive(Debug, Clone)]
+pub struct CaseRow {
+    pub state: CaseState,
+    pub version: u64,
+}
+
+fn rows(found: Vec<(String, i64)>) -> Result<Vec<CaseRow>, StoreError> {
+    found
+        .into_iter()
+        .map(|(state, version)| {
+            Ok(CaseRow {
+                state: serde_json::from_str(&state).map_err(corrupt)?,
+                version: u64::try_from(version).map_err(corrupt)?,
+            })
+        })
+        .collect()
+}
+
+/// What a queue asks for; every filter optional.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub team_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub status: Option<Status>,
+    pub customer_id: Option<String>,
+    pub open_only: bool,
+    /// Only cases one of these teams has held; `None`: any.
+    pub visible_to_team: Option<String>,
+    /// After this `(opened_at, case_id)`.
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+/// Cases matching `filter`, oldest first.
+pub async fn list(store: &AnyEventStore, filter: &CaseFilter) -> Result<Vec<CaseRow>, StoreError> {
+    let mut sql = String::from("SELECT c.state, c.version FROM support_cases c WHERE 1 = 1");
+    let mut binds: Vec<String> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, value: &str| {
+        binds.push(value.to_owned());
+        sql.push_str(&clause.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(team) = &filter.team_id {
+        bind(&mut sql, " AND c.team_id = ?", team);
+    }
+    if let Some(agent) = &filter.agent_id {
+        bind(&mut sql, " AND c.agent_id = ?", agent);
+    }
+    if let Some(status) = filter.status {
+        bind(&mut sql, " AND c.status = ?", status_name(status));
+    }
+    if let Some(customer) = &filter.customer_id {
+        bind(&mut sql, " AND c.customer_id = ?", customer);
+    }
+    if let Some(team) = &filter.visible_to_team {
+        bind(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM support_case_teams t WHERE t.case_id = c.case_id AND t.team_id = ?)",
+            team,
+        );
+    }
+    if let Some((opened_at, case_id)) = &filter.after {
+        bind(&mut sql, " AND (c.opened_at > ?", opened_at);
+        bind(&mut sql, " OR (c.opened_at = ?", opened_at);
+        bind(&mut sql, " AND c.case_id > ?))", case_id);
+    }
+    if filter.open_only {
+        sql.push_str(&format!(" AND c.status IN {OPEN}"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY c.opened_at, c.case_id LIMIT {}",
+        filter.limit
+    ));
+    on_read_pool!(store, pool => {
+        // Built from fixed clauses only; every value is bound.
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()));
+        for value in binds {
+            query = query.bind(value);
+        }
+        rows(query.fetch_all(pool).await?)
+    })
+}
+
+/// Whether `team_id` has held the case.
+pub async fn held_by(
+    store: &AnyEventStore,
+    case_id: &str,
+    team_id: &str,
+) -> Result<bool, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM support_case_teams WHERE case_id = $1 AND team_id = $2",
+        )
+        .bind(case_id.to_owned())
+        .bind(team_id.to_owned())
+        .fetch_one(pool)
+        .await?
+            > 0)
+    })
+}
+
+/// Cases with a clock alarm due at `now`, earliest first.
+pub async fn due(
+    store: &AnyEventStore,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<CaseRow>, StoreError> {
+    on_read_pool!(store, pool => {
+        rows(
+            sqlx::query_as(
+                "SELECT state, version FROM support_cases WHERE next_alarm IS NOT NULL \
+                 AND next_alarm <= $1 ORDER BY next_alarm LIMIT $2",
+            )
+            .bind(timestamp(now))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?,
+        )
+    })
+}
+
+/// The earliest alarm of any case, if one runs.
+pub async fn next_alarm(store: &AnyEventStore) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let at: Option<String> = on_read_pool!(store, pool => {
+        sqlx::query_scalar("SELECT MIN(next_alarm) FROM support_cases WHERE next_alarm IS NOT NULL")
+            .fetch_one(pool)
+            .await?
+    });
+    at.map(|at| {
+        DateTime::parse_from_rfc3339(&at)
+            .map(|t| t.to_utc())
+            .map_err(corrupt)
+    })
+    .transpose()
+}
+
+/// Open cases per agent: `(agent id, count)`.
+pub async fn open_by_agent(store: &AnyEventStore) -> Result<Vec<(String, i64)>, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_as(
+            "SELECT agent_id, COUNT(*) FROM support_cases WHERE agent_id IS NOT NULL \
+             AND status IN ('new', 'assigned', 'waiting') GROUP BY agent_id",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// Per team: open cases, unassigned ones, breached ones, and the oldest unassigned.
+pub async fn queues(
+    store: &AnyEventStore,
+) -> Result<Vec<(String, i64, i64, i64, Option<String>)>, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_as(
+            "SELECT team_id, COUNT(*), \
+             SUM(CASE WHEN agent_id IS NULL THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN breached > 0 THEN 1 ELSE 0 END), \
+             MIN(CASE WHEN agent_id IS NULL THEN opened_at END) \
+             FROM support_cases WHERE status IN ('new', 'assigned', 'waiting') GROUP BY team_id",
+        )
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// New cases nobody holds, oldest first.
+pub async fn unassigned(store: &AnyEventStore, limit: i64) -> Result<Vec<CaseRow>, StoreError> {
+    on_read_pool!(store, pool => {
+        rows(
+            sqlx::query_as(
+                "SELECT state, version FROM support_cases WHERE status = 'new' \
+                 AND agent_id IS NULL ORDER BY opened_at LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?,
+        )
+    })
+}

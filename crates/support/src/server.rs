@@ -1,0 +1,98 @@
+//! The support service as a running process: gRPC, the cases read model, and
+//! the sweep that records SLA warnings and breaches as they fall due and gives
+//! waiting cases to agents as they come on shift.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aftersales_core::Shutdown;
+use aftersales_eventstore::CommandContext;
+use aftersales_proto::support::support_service_server::SupportServiceServer;
+use aftersales_runtime::config::Common;
+use aftersales_runtime::request::Requests;
+use aftersales_runtime::service::{Assembly, Description, Listen};
+pub use aftersales_runtime::service::{Running, StartError};
+
+use crate::api::SupportApi;
+use crate::app::Support;
+
+/// The support service, as its binary, `aftersales up` and operators see it.
+pub static SERVICE: Description = Description {
+    name: "support",
+    grpc_services: &["aftersales.support.v1.SupportService"],
+    migrations: &crate::projections::MIGRATIONS,
+    projections: crate::projections::all,
+    subscriptions: || Ok(Vec::new()),
+    publishes: None,
+};
+
+/// How the service runs; flags and environment variables (see `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// What every service binary shares.
+    #[command(flatten)]
+    pub common: Common,
+    /// gRPC address to listen on.
+    #[arg(
+        long,
+        env = "AFTERSALES_SUPPORT_LISTEN",
+        default_value = "127.0.0.1:50056"
+    )]
+    pub listen: SocketAddr,
+    /// Prometheus metrics on `http://<address>/metrics`.
+    #[arg(
+        long,
+        env = "AFTERSALES_METRICS_LISTEN",
+        default_value = "127.0.0.1:9106"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the sweep looks for SLA warnings and breaches due and for
+    /// cases waiting for an agent: the precision of the SLA timers.
+    #[arg(long, env = "AFTERSALES_SLA_SWEEP_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub sla_sweep_millis: u64,
+}
+
+impl Default for Config {
+    /// Every flag at its default.
+    fn default() -> Self {
+        aftersales_runtime::config::defaults()
+    }
+}
+
+/// Records what falls due every `every` until shutdown.
+async fn sweep(app: Support, region: String, every: Duration, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.requested() => return,
+        }
+        let ctx = CommandContext::system("system:sla-sweep", region.clone(), app.now());
+        match app.sweep(&ctx).await {
+            Ok(0) => {}
+            Ok(changed) => tracing::info!(changed, "support cases swept"),
+            Err(error) => tracing::warn!(%error, "the SLA sweep failed; retrying"),
+        }
+    }
+}
+
+/// Starts everything and returns once the gRPC port is bound.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let common = &config.common;
+    let store = SERVICE.open(common).await?;
+    let app = Support::builtin(store.clone(), common.clock.clone()).map_err(StartError::Config)?;
+    let requests = Requests::new(common.region.clone(), common.clock.clone())
+        .with_live_stream_cap(common.max_live_streams);
+    let region = common.region.clone();
+    let every = Duration::from_millis(config.sla_sweep_millis);
+    let sweeper = app.clone();
+    let assembly = Assembly::new(
+        SupportServiceServer::new(SupportApi::new(app, requests))
+            .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
+    )
+    .task(move |shutdown| sweep(sweeper, region, every, shutdown));
+    let listen = Listen {
+        grpc: config.listen,
+        metrics: config.metrics_listen,
+    };
+    aftersales_runtime::service::run(&SERVICE, common, listen, store, assembly).await
+}
