@@ -1,4 +1,4 @@
-# One image for the five services, the web gateway and the `aftersales` tool. Build stage: the
+# One image for the six services, the web gateway and the `aftersales` tool. Build stage: the
 # workspace with a cached registry and target; run stage: the binaries on a slim
 # Debian, as an unprivileged user. Pick the service with the command, e.g.
 # `aftersales-repair` (docker-compose.yml, deploy/k8s do).
@@ -12,7 +12,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/aftersales target/release/aftersales-warranty \
        target/release/aftersales-repair target/release/aftersales-logistics \
        target/release/aftersales-notification target/release/aftersales-parts \
-       target/release/aftersales-gateway /out/
+       target/release/aftersales-support target/release/aftersales-gateway /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -22,7 +22,7 @@ RUN apt-get update \
  && install -d -o 10001 -g 10001 -m 0700 /var/lib/aftersales
 COPY --from=build /out/ /usr/local/bin/
 USER 10001
-# gRPC 50051-50055, metrics 9101-9105, the carrier webhook 8053, the web 8080.
-EXPOSE 50051 50052 50053 50054 50055 9101 9102 9103 9104 9105 8053 8080
+# gRPC 50051-50056, metrics 9101-9106, the carrier webhook 8053, the web 8080.
+EXPOSE 50051 50052 50053 50054 50055 50056 9101 9102 9103 9104 9105 9106 8053 8080
 ENTRYPOINT []
 CMD ["aftersales", "--help"]

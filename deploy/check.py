@@ -24,7 +24,7 @@ import sys
 import compose_spec
 import yaml
 
-SERVICES = {"warranty": 50051, "repair": 50052, "logistics": 50053, "notification": 50054, "parts": 50055}
+SERVICES = {"warranty": 50051, "repair": 50052, "logistics": 50053, "notification": 50054, "parts": 50055, "support": 50056}
 DRAIN_SECONDS = 10  # runtime::grpc::DRAIN_TIMEOUT
 
 

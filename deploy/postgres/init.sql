@@ -9,22 +9,26 @@ CREATE ROLE repair_owner LOGIN PASSWORD 'repair_owner';
 CREATE ROLE logistics_owner LOGIN PASSWORD 'logistics_owner';
 CREATE ROLE notification_owner LOGIN PASSWORD 'notification_owner';
 CREATE ROLE parts_owner LOGIN PASSWORD 'parts_owner';
+CREATE ROLE support_owner LOGIN PASSWORD 'support_owner';
 CREATE ROLE warranty LOGIN PASSWORD 'warranty';
 CREATE ROLE repair LOGIN PASSWORD 'repair';
 CREATE ROLE logistics LOGIN PASSWORD 'logistics';
 CREATE ROLE notification LOGIN PASSWORD 'notification';
 CREATE ROLE parts LOGIN PASSWORD 'parts';
+CREATE ROLE support LOGIN PASSWORD 'support';
 CREATE DATABASE warranty OWNER warranty_owner;
 CREATE DATABASE repair OWNER repair_owner;
 CREATE DATABASE logistics OWNER logistics_owner;
 CREATE DATABASE notification OWNER notification_owner;
 CREATE DATABASE parts OWNER parts_owner;
-REVOKE ALL ON DATABASE warranty, repair, logistics, notification, parts FROM PUBLIC;
+CREATE DATABASE support OWNER support_owner;
+REVOKE ALL ON DATABASE warranty, repair, logistics, notification, parts, support FROM PUBLIC;
 GRANT CONNECT ON DATABASE warranty TO warranty;
 GRANT CONNECT ON DATABASE repair TO repair;
 GRANT CONNECT ON DATABASE logistics TO logistics;
 GRANT CONNECT ON DATABASE notification TO notification;
 GRANT CONNECT ON DATABASE parts TO parts;
+GRANT CONNECT ON DATABASE support TO support;
 
 -- The region's keyring: every service's data keys for personal data (wrapped by
 -- the key-encryption key), one database all services reach; deleting a row

@@ -196,6 +196,9 @@ struct Up {
     /// The parts service's gRPC address.
     #[arg(long, default_value = "127.0.0.1:50055")]
     parts_listen: SocketAddr,
+    /// The support service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50056")]
+    support_listen: SocketAddr,
     /// Email goes out through this SMTP server (smtp://host:port); unset, customers
     /// are told in the in-app inbox only.
     #[arg(long, env = "AFTERSALES_SMTP_URL")]
@@ -368,6 +371,14 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
+    let support = aftersales_support::server::start(aftersales_support::server::Config {
+        common: common("support")?,
+        listen: args.support_listen,
+        metrics_listen: None,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("support: {e}"))?;
     if let Some(provider) = &provider {
         codes.connect(provider, notification.addr)?;
     }
@@ -427,8 +438,15 @@ async fn up(args: Up) -> Result<(), String> {
         "demo-seed",
         aftersales_auth::Role::Operator,
     ))?;
-    let platform = Embedded::start(vec![warranty, repair, logistics, notification, parts])
-        .map_err(|e| e.to_string())?;
+    let platform = Embedded::start(vec![
+        warranty,
+        repair,
+        logistics,
+        notification,
+        parts,
+        support,
+    ])
+    .map_err(|e| e.to_string())?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = aftersales_runtime::metrics::serve(args.metrics_listen, async move {
         let _ = metrics_stopped.await;

@@ -17,12 +17,13 @@ use serde_json::json;
 use crate::client::{Endpoints, repair_client, warranty};
 
 /// Every service, as it describes itself: the one place services are listed.
-pub static SERVICES: [&Description; 5] = [
+pub static SERVICES: [&Description; 6] = [
     &aftersales_warranty::server::SERVICE,
     &aftersales_repair::server::SERVICE,
     &aftersales_logistics::server::SERVICE,
     &aftersales_notification::server::SERVICE,
     &aftersales_parts::server::SERVICE,
+    &aftersales_support::server::SERVICE,
 ];
 
 /// A service named on the command line.

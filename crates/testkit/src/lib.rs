@@ -44,6 +44,7 @@ pub fn up_on_free_ports(
         "logistics",
         "notification",
         "parts",
+        "support",
         "metrics",
         "issuer",
         "gateway",
