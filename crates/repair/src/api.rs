@@ -243,6 +243,7 @@ impl RepairService for RepairApi {
             ));
         }
         let command = Command::Open {
+            serviced_in: None,
             order_id: ctx.derived_id(b"repair-order").to_string(),
             device,
             channel,

@@ -240,6 +240,7 @@ impl Repairs {
             channel,
             coverage,
             fault_date,
+            serviced_in: serviced_in_field,
             ..
         } = &mut command
         else {
@@ -285,6 +286,12 @@ impl Repairs {
                 *visit_on = None;
             }
         }
+        // Recorded with the order (where its customer is served); warranty
+        // is asked about the center's country only.
+        *serviced_in_field = match channel {
+            crate::domain::order::Channel::MailIn { address } => Some(address.country.clone()),
+            crate::domain::order::Channel::WalkIn { .. } => serviced_in.clone(),
+        };
         let id = OrderId::parse("order_id", order_id)?;
         let asked = if reported == wpb::FaultCategory::Unspecified {
             wpb::FaultCategory::Mainboard

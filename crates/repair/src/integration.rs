@@ -42,6 +42,7 @@ impl Translate for RepairEvents {
                 customer_id,
                 symptoms,
                 coverage,
+                serviced_in,
                 ..
             } => {
                 let (kind, center, address) = match &channel {
@@ -74,6 +75,7 @@ impl Translate for RepairEvents {
                         customer_id,
                         coverage: Some(coverage_to_proto(&coverage)),
                         personal,
+                        country: serviced_in.unwrap_or_default(),
                         ..pb::RepairOrderOpened::default()
                     }
                     .encode_to_vec(),

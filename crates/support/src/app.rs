@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use aftersales_core::{Error, SharedClock};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS, StreamId,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, RECENT_STREAMS,
+    StoreTransaction, StreamId,
 };
 use chrono::{DateTime, Duration, Utc};
 
@@ -225,9 +226,9 @@ impl Support {
         })
     }
 
-    /// Opens a case, routed to the front line team for it, and gives it to
-    /// that team's agent on shift with the fewest open cases, if one is.
-    pub async fn open(&self, new: NewCase, ctx: &CommandContext) -> AppResult<CaseView> {
+    /// A new case's opening: checked, routed to the front line team for it and
+    /// timed by the service levels in force there today.
+    fn opening(&self, new: NewCase, case_id: String, at: DateTime<Utc>) -> AppResult<Opening> {
         text("customer_id", &new.customer_id, 100, true)?;
         if !LANGUAGES.contains(&new.language.as_str()) {
             return Err(DomainError::invalid(
@@ -252,7 +253,7 @@ impl Support {
                     new.country
                 ))
             })?;
-        let today = ctx.now.with_timezone(&team.calendar.zone()).date_naive();
+        let today = at.with_timezone(&team.calendar.zone()).date_naive();
         let version = self
             .policy
             .on(today)
@@ -260,10 +261,9 @@ impl Support {
         let targets = version
             .targets(&new.country, new.priority)
             .ok_or_else(|| Error::precondition("no service level for this priority"))?;
-        let case_id = ctx.derived_id(b"support-case").to_string();
-        let opening = Opening {
-            case_id: case_id.clone(),
-            customer_id: new.customer_id.clone(),
+        Ok(Opening {
+            case_id,
+            customer_id: new.customer_id,
             country: new.country,
             language: new.language,
             channel: new.channel,
@@ -278,12 +278,43 @@ impl Support {
             routing: team.routing(),
             policy_version: version.version,
             targets,
-            at: ctx.now,
-        };
+            at,
+        })
+    }
+
+    /// Opens a case, routed to the front line team for it, and gives it to
+    /// that team's agent on shift with the fewest open cases, if one is.
+    pub async fn open(&self, new: NewCase, ctx: &CommandContext) -> AppResult<CaseView> {
+        let case_id = ctx.derived_id(b"support-case").to_string();
+        let opening = self.opening(new, case_id.clone(), ctx.now)?;
         let view = self
             .handle(&case_id, Command::Open(Box::new(opening)), ctx)
             .await?;
         self.assign_on_shift(view, &step(ctx, b"assign")).await
+    }
+
+    /// Opens case `case_id` inside `tx` (a reaction to another service's
+    /// event); once only: a case of that id already open is left as it is.
+    /// Routing gives it to an agent on its next sweep.
+    pub async fn open_in(
+        &self,
+        tx: &mut StoreTransaction,
+        case_id: &str,
+        new: NewCase,
+        ctx: &CommandContext,
+    ) -> AppResult<()> {
+        let opening = self.opening(new, case_id.to_owned(), ctx.now)?;
+        let stream = case_stream(case_id)?;
+        match self
+            .cases
+            .handle_in(tx, &stream, &Command::Open(Box::new(opening)), ctx)
+            .await
+        {
+            Err(aftersales_eventstore::HandleError::Domain(DomainError::AlreadyExists(_))) => {
+                Ok(())
+            }
+            handled => handled.map(drop).map_err(Error::from),
+        }
     }
 
     /// Gives a new case to its team's agent on shift with the fewest open

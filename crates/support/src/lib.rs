@@ -5,5 +5,7 @@
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod integration;
 pub mod projections;
+pub mod reactions;
 pub mod server;

@@ -1,8 +1,10 @@
-//! The support service as a running process: gRPC, the cases read model, and
-//! the sweep that records SLA warnings and breaches as they fall due and gives
-//! waiting cases to agents as they come on shift.
+//! The support service as a running process: gRPC, the cases read model, the
+//! sweep that records SLA warnings and breaches as they fall due and gives
+//! waiting cases to agents as they come on shift, and (with NATS) the relay of
+//! its public events and the consumers of repair's and logistics'.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Shutdown;
@@ -22,8 +24,8 @@ pub static SERVICE: Description = Description {
     grpc_services: &["aftersales.support.v1.SupportService"],
     migrations: &crate::projections::MIGRATIONS,
     projections: crate::projections::all,
-    subscriptions: || Ok(Vec::new()),
-    publishes: None,
+    subscriptions: crate::reactions::subscriptions,
+    publishes: Some(|| Arc::new(crate::integration::SupportEvents)),
 };
 
 /// How the service runs; flags and environment variables (see `main.rs`).
@@ -85,10 +87,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let region = common.region.clone();
     let every = Duration::from_millis(config.sla_sweep_millis);
     let sweeper = app.clone();
+    let reactions =
+        crate::reactions::SupportReactions::new(store.clone(), app.clone(), common.region.clone());
     let assembly = Assembly::new(
         SupportServiceServer::new(SupportApi::new(app, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
+    .consumer(reactions)
     .task(move |shutdown| sweep(sweeper, region, every, shutdown));
     let listen = Listen {
         grpc: config.listen,

@@ -353,6 +353,9 @@ pub enum Command {
         symptoms: String,
         coverage: Coverage,
         fault_date: NaiveDate,
+        /// The country it is repaired in: the center's, or the mail-in
+        /// address's; filled in by the application.
+        serviced_in: Option<String>,
     },
     CheckIn {
         condition: Condition,
@@ -426,6 +429,10 @@ pub enum Event {
         coverage: Coverage,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fault_date: Option<NaiveDate>,
+        /// The country it is repaired in; absent on orders opened before it
+        /// was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serviced_in: Option<String>,
     },
     DeviceCheckedIn {
         condition: Condition,
@@ -823,6 +830,7 @@ impl Decider for RepairOrder {
                 symptoms,
                 coverage,
                 fault_date,
+                serviced_in,
             } = command
             else {
                 if matches!(command, Command::PartArrived { .. }) {
@@ -845,6 +853,7 @@ impl Decider for RepairOrder {
                 symptoms: symptoms.trim().to_owned(),
                 coverage: coverage.clone(),
                 fault_date: Some(*fault_date),
+                serviced_in: serviced_in.clone(),
             }]);
         };
         use Stage as S;
@@ -1159,6 +1168,7 @@ impl Decider for RepairOrder {
             symptoms,
             coverage,
             fault_date,
+            ..
         } = event
         {
             let stage = match channel {
@@ -1306,6 +1316,7 @@ mod tests {
 
     fn open(mail_in: bool, coverage: Coverage) -> Command {
         Command::Open {
+            serviced_in: None,
             fault_date: "2026-11-30".parse().unwrap(),
             order_id: "r-1".into(),
             device: DeviceKey::imei("490154203237518").unwrap(),
@@ -1989,6 +2000,7 @@ mod tests {
             unreachable!()
         };
         let with = |channel: Channel, symptoms: &str| Command::Open {
+            serviced_in: None,
             fault_date: "2026-11-30".parse().unwrap(),
             order_id: order_id.clone(),
             device: device.clone(),

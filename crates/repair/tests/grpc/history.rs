@@ -746,6 +746,7 @@ async fn an_order_opened_by_the_previous_release_is_served_listed_and_relayed() 
             why: "warranty did not answer".into(),
         },
         fault_date: None,
+        serviced_in: None,
     };
     let mut v1 = serde_json::to_value(&today).unwrap();
     v1["device"] = serde_json::Value::String(format!("imei:{imei}"));

@@ -290,6 +290,8 @@ pub enum Event {
     CaseResolved {
         case_id: String,
         customer_id: String,
+        team_id: String,
+        agent_id: Option<String>,
         summary: String,
         clocks: Vec<Clock>,
         at: DateTime<Utc>,
@@ -307,6 +309,7 @@ pub enum Event {
     },
     CaseEscalated {
         case_id: String,
+        customer_id: String,
         reason: EscalationReason,
         note: String,
         from_team_id: String,
@@ -320,12 +323,14 @@ pub enum Event {
     },
     SlaWarningReached {
         case_id: String,
+        team_id: String,
         clock: ClockKind,
         due: DateTime<Utc>,
         at: DateTime<Utc>,
     },
     SlaBreached {
         case_id: String,
+        team_id: String,
         clock: ClockKind,
         due: DateTime<Utc>,
         at: DateTime<Utc>,
@@ -595,6 +600,7 @@ impl Case {
             if warn {
                 events.push(Event::SlaWarningReached {
                     case_id: state.case_id.clone(),
+                    team_id: state.team_id.clone(),
                     clock: clock.kind,
                     due: warn_at,
                     at: now,
@@ -604,6 +610,7 @@ impl Case {
                 resolution_breached |= clock.kind == ClockKind::Resolution;
                 events.push(Event::SlaBreached {
                     case_id: state.case_id.clone(),
+                    team_id: state.team_id.clone(),
                     clock: clock.kind,
                     due,
                     at: now,
@@ -652,6 +659,7 @@ fn escalated(
     };
     Ok(Event::CaseEscalated {
         case_id: state.case_id.clone(),
+        customer_id: state.customer_id.clone(),
         reason,
         note: note.to_owned(),
         from_team_id: state.team_id.clone(),
@@ -747,6 +755,8 @@ impl Decider for Case {
                 Ok(vec![Event::CaseResolved {
                     case_id: state.case_id.clone(),
                     customer_id: state.customer_id.clone(),
+                    team_id: state.team_id.clone(),
+                    agent_id: state.agent_id.clone(),
                     summary: summary.clone(),
                     clocks: state
                         .clocks

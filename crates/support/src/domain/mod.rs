@@ -4,11 +4,14 @@
 //! - [`sla`]: service levels as versioned data, and the clocks that count them.
 //! - [`teams`]: teams, their skills, tiers and agents' shifts, and routing.
 //! - [`case`]: one case, from its opening to its closing.
+//! - [`watch`]: what support keeps of a repair order, to open a case when it
+//!   goes wrong.
 
 pub mod calendar;
 pub mod case;
 pub mod sla;
 pub mod teams;
+pub mod watch;
 
 /// Why a command was refused. Each maps to one gRPC code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

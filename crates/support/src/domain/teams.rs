@@ -261,6 +261,16 @@ impl Teams {
             .or_else(|| candidates().next())
     }
 
+    /// The language a case from `country` is opened in when the customer did
+    /// not say: the first of its front line team's, else English.
+    pub fn language_of(&self, country: &str) -> &str {
+        self.teams
+            .iter()
+            .find(|t| t.tier == Tier::FrontLine && t.countries.iter().any(|c| c == country))
+            .and_then(|t| t.languages.first())
+            .map_or("en", String::as_str)
+    }
+
     /// The agent's team.
     pub fn team_of(&self, agent_id: &str) -> Option<&Team> {
         self.teams
@@ -310,6 +320,10 @@ mod tests {
         assert_eq!(
             route("DE", "de", Category::Hardware, Tier::Expert),
             Some("hardware-experts")
+        );
+        assert_eq!(
+            ["DE", "IN", "CN", "BR"].map(|c| teams.language_of(c)),
+            ["de", "hi", "zh-CN", "en"]
         );
     }
 

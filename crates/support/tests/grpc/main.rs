@@ -4,6 +4,7 @@
 
 mod access;
 mod cases;
+mod platform;
 mod sla;
 
 use aftersales_core::ShiftedClock;

@@ -1,0 +1,272 @@
+//! What support does when other services' events arrive, exactly once each
+//! (the inbox and support's new events commit together): it keeps what it
+//! needs of each repair order and opens a case on the customer's behalf when
+//! the repair goes wrong.
+//!
+//! - repair `RepairOrderOpened`: the order's customer, country and phone noted.
+//! - repair `QcFailed`: counted; at the second failure a case is opened.
+//! - repair `DeviceCollected`, `ReturnDelivered`, `RepairCancelled`: the order
+//!   is done; nothing more is opened for it.
+//! - logistics `ShipmentStalled` for a repair's parcel: a case, once per parcel.
+//!
+//! A case the platform opens has an id derived from what it is about, so a
+//! redelivered or replayed event finds it open and opens nothing.
+
+use aftersales_eventstore::{AnyEventStore, CommandHandler, StoreTransaction, StreamId};
+use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
+use aftersales_proto::common::device_id;
+use aftersales_proto::logistics as lpb;
+use aftersales_proto::repair as rpb;
+use prost::Name;
+
+use crate::app::{NewCase, Support};
+use crate::domain::case::{Category, Channel, Priority};
+use crate::domain::watch::{self, Command, QC_FAILURES_FOR_A_CASE, RepairWatch};
+
+/// The durable consumers, one per source service.
+pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
+    Ok(vec![
+        Subscription::new(
+            "support-from-repair",
+            "repair",
+            [
+                <rpb::RepairOrderOpened as Name>::NAME,
+                <rpb::QcFailed as Name>::NAME,
+                <rpb::DeviceCollected as Name>::NAME,
+                <rpb::ReturnDelivered as Name>::NAME,
+                <rpb::RepairCancelled as Name>::NAME,
+            ],
+        )?,
+        Subscription::new(
+            "support-from-logistics",
+            "logistics",
+            [<lpb::ShipmentStalled as Name>::NAME],
+        )?,
+    ])
+}
+
+fn watch_stream(order_id: &str) -> Result<StreamId, HandlerError> {
+    StreamId::parse(format!("watch-{}", order_id.trim())).map_err(HandlerError::permanent)
+}
+
+/// The id of the case the platform opens about `what`: the same every time.
+pub fn platform_case_id(what: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("support-case:{what}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// What went wrong with a repair, for the case the platform opens about it.
+struct Trouble {
+    /// What the case is about, once: its id derives from it.
+    about: String,
+    category: Category,
+    subject: &'static str,
+    text: String,
+}
+
+/// Applies repair's and logistics' events: one handler for every subscription.
+#[derive(Debug, Clone)]
+pub struct SupportReactions {
+    watches: CommandHandler<RepairWatch, AnyEventStore>,
+    app: Support,
+    region: String,
+}
+
+impl SupportReactions {
+    pub fn new(store: AnyEventStore, app: Support, region: impl Into<String>) -> Self {
+        Self {
+            watches: CommandHandler::new(store),
+            app,
+            region: region.into(),
+        }
+    }
+
+    async fn watch(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+        command: Command,
+    ) -> Result<watch::WatchState, HandlerError> {
+        let stream = watch_stream(order_id)?;
+        let ctx = event.reaction_context(b"watch", &self.region);
+        match self.watches.handle_in(tx, &stream, &command, &ctx).await {
+            Ok(handled) => handled
+                .state
+                .ok_or_else(|| HandlerError::permanent("a repair watch without state")),
+            // Its opening comes on another consumer and may not be here yet:
+            // later (and, if it never comes, to the dead letters).
+            Err(aftersales_eventstore::HandleError::Domain(
+                crate::domain::DomainError::NotFound(_),
+            )) => Err(HandlerError::transient(format!(
+                "repair order {order_id}: its opening has not arrived yet"
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens the platform's case about `watch`'s order.
+    async fn open_for(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+        watch: &watch::WatchState,
+        trouble: Trouble,
+    ) -> Result<(), HandlerError> {
+        let Trouble {
+            about,
+            category,
+            subject,
+            text,
+        } = trouble;
+        let language = self.app.teams().language_of(&watch.country).to_owned();
+        let new = NewCase {
+            customer_id: watch.customer_id.clone(),
+            country: watch.country.clone(),
+            language,
+            channel: Channel::Platform,
+            category,
+            priority: Priority::High,
+            device_imei: watch.device_imei.clone(),
+            repair_order_id: Some(watch.order_id.clone()),
+            source: Some(about.clone()),
+            subject: subject.to_owned(),
+            text,
+            attachments: Vec::new(),
+        };
+        let ctx = event.reaction_context(about.as_bytes(), &self.region);
+        let case_id = platform_case_id(&about);
+        Ok(self.app.open_in(tx, &case_id, new, &ctx).await?)
+    }
+
+    async fn repair(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let decode = |e: prost::DecodeError| HandlerError::permanent(e);
+        match event.event_type.as_str() {
+            <rpb::RepairOrderOpened as Name>::NAME => {
+                // Empty on orders opened before repair published it: their
+                // cases go to the front line for every country.
+                let opened: rpb::RepairOrderOpened = event.proto().map_err(decode)?;
+                let device_imei = match opened.device_id.and_then(|d| d.kind) {
+                    Some(device_id::Kind::Imei(imei)) => Some(imei),
+                    _ => None,
+                };
+                let command = Command::Note {
+                    order_id: opened.order_id.clone(),
+                    customer_id: opened.customer_id,
+                    country: opened.country,
+                    device_imei,
+                };
+                self.watch(event, tx, &opened.order_id, command).await?;
+                Ok(())
+            }
+            <rpb::QcFailed as Name>::NAME => {
+                let failed: rpb::QcFailed = event.proto().map_err(decode)?;
+                let watch = self
+                    .watch(event, tx, &failed.order_id, Command::QcFailed)
+                    .await?;
+                if watch.qc_failures != QC_FAILURES_FOR_A_CASE {
+                    return Ok(());
+                }
+                let about = format!("qc-failed-twice:{}", watch.order_id);
+                let text = format!(
+                    "Repair {} failed quality control {} times. Call the customer, \
+                     explain the delay and offer what the policy allows.",
+                    watch.order_id, watch.qc_failures
+                );
+                let trouble = Trouble {
+                    about,
+                    category: Category::Hardware,
+                    subject: "Repair failed quality control twice",
+                    text,
+                };
+                self.open_for(event, tx, &watch, trouble).await
+            }
+            <rpb::DeviceCollected as Name>::NAME
+            | <rpb::ReturnDelivered as Name>::NAME
+            | <rpb::RepairCancelled as Name>::NAME => {
+                // Each of them names its order first.
+                let order_id = match event.event_type.as_str() {
+                    <rpb::DeviceCollected as Name>::NAME => {
+                        event
+                            .proto::<rpb::DeviceCollected>()
+                            .map_err(decode)?
+                            .order_id
+                    }
+                    <rpb::ReturnDelivered as Name>::NAME => {
+                        event
+                            .proto::<rpb::ReturnDelivered>()
+                            .map_err(decode)?
+                            .order_id
+                    }
+                    _ => {
+                        event
+                            .proto::<rpb::RepairCancelled>()
+                            .map_err(decode)?
+                            .order_id
+                    }
+                };
+                self.watch(event, tx, &order_id, Command::Close).await?;
+                Ok(())
+            }
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not an event this consumer handles"
+            ))),
+        }
+    }
+
+    /// A repair's parcel has had no scan for too long: the customer is called.
+    async fn stalled(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let stalled: lpb::ShipmentStalled = event.proto().map_err(HandlerError::permanent)?;
+        if stalled.repair_order_id.trim().is_empty() {
+            return Ok(()); // an accessory's parcel: the parts desk's
+        }
+        let stream = watch_stream(&stalled.repair_order_id)?;
+        let Some(watch) = self.watches.load_in(tx, &stream).await?.state else {
+            return Err(HandlerError::transient(format!(
+                "repair order {}: its opening has not arrived yet",
+                stalled.repair_order_id
+            )));
+        };
+        let about = format!("parcel-stalled:{}", stalled.shipment_id);
+        let days = stalled.silent_seconds / 86_400;
+        let text = format!(
+            "The parcel of repair {} ({} {}) has had no scan for {} days. Ask the carrier, \
+             tell the customer, and open a claim if it is lost.",
+            watch.order_id, stalled.carrier, stalled.tracking_number, days
+        );
+        let trouble = Trouble {
+            about,
+            category: Category::Shipping,
+            subject: "A repair's parcel has stalled",
+            text,
+        };
+        self.open_for(event, tx, &watch, trouble).await
+    }
+}
+
+impl Handler for SupportReactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        match event.source.as_str() {
+            "repair" => self.repair(event, tx).await,
+            "logistics" => self.stalled(event, tx).await,
+            other => Err(HandlerError::permanent(format!(
+                "{other}: not a service this consumer follows"
+            ))),
+        }
+    }
+}
