@@ -158,6 +158,7 @@ topic-shipping = Versand
 topic-warranty = Garantie
 topic-reminders = Erinnerungen
 topic-offers = Angebote
+topic-support = Support-Fälle
 
 ## Dates, numbers and money
 month-1 = Januar

@@ -158,6 +158,7 @@ topic-shipping = Shipping
 topic-warranty = Warranty
 topic-reminders = Reminders
 topic-offers = Offers
+topic-support = Support cases
 
 ## Dates, numbers and money
 month-1 = January

@@ -158,6 +158,7 @@ topic-shipping = शिपिंग
 topic-warranty = वारंटी
 topic-reminders = अनुस्मारक
 topic-offers = ऑफ़र
+topic-support = सहायता केस
 
 ## Dates, numbers and money
 month-1 = जनवरी

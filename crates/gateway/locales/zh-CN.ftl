@@ -158,6 +158,7 @@ topic-shipping = 物流
 topic-warranty = 保修
 topic-reminders = 提醒
 topic-offers = 优惠
+topic-support = 客服工单
 
 ## Dates, numbers and money
 month-1 = 一月

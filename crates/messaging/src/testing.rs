@@ -46,6 +46,8 @@ pub async fn publish<M: prost::Message>(
     let package = match source {
         "warranty" => "warranty",
         "logistics" => "logistics",
+        "parts" => "parts",
+        "support" => "support",
         _ => "repair",
     };
     let mut headers = crate::envelope::headers_for(

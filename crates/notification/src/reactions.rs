@@ -9,6 +9,8 @@
 //!   delivered, exceptions (urgent) and stalled parcels.
 //! - warranty: registered, extended and voided; registration starts the reminder
 //!   30 days before the warranty ends, an extension moves it, voiding cancels it.
+//! - support: a case acknowledged (or opened for the customer by the platform),
+//!   answered, escalated and resolved.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use aftersales_proto::common::{DeviceId, Money, device_id};
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::parts as ppb;
 use aftersales_proto::repair as rpb;
+use aftersales_proto::support as spb;
 use aftersales_proto::warranty as wpb;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use prost::Name;
@@ -82,7 +85,22 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <ppb::FaultyAccessoryReceived as Name>::NAME,
             ],
         )?,
+        Subscription::new(
+            "notification-from-support",
+            "support",
+            [
+                <spb::CaseOpened as Name>::NAME,
+                <spb::CaseReplied as Name>::NAME,
+                <spb::CaseEscalated as Name>::NAME,
+                <spb::CaseResolved as Name>::NAME,
+            ],
+        )?,
     ])
+}
+
+/// How a message names a case: the first block of its id, enough to find it.
+fn case_reference(case_id: &str) -> String {
+    case_id.split('-').next().unwrap_or(case_id).to_uppercase()
 }
 
 /// When reminders fall due.
@@ -475,6 +493,57 @@ impl NotificationReactions {
         self.notify(tx, event, kind, &customer, v).await
     }
 
+    /// A support case's steps the customer is told of; the answers themselves
+    /// are read in the case.
+    async fn support(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let (customer, kind, v) = match event.event_type.as_str() {
+            <spb::CaseOpened as Name>::NAME => {
+                let e: spb::CaseOpened = decode(event)?;
+                let case = case_reference(&e.case_id);
+                match spb::Channel::try_from(e.channel) {
+                    // Opened by the platform about a repair gone wrong.
+                    Ok(spb::Channel::Platform) => (
+                        e.customer_id,
+                        Kind::SupportCaseOpenedForYou,
+                        vars([("case", case), ("order_id", e.repair_order_id)]),
+                    ),
+                    // Written down by an agent while the customer was on the phone.
+                    Ok(spb::Channel::Phone | spb::Channel::Agent) => return Ok(()),
+                    _ => (
+                        e.customer_id,
+                        Kind::SupportCaseOpened,
+                        vars([("case", case)]),
+                    ),
+                }
+            }
+            <spb::CaseReplied as Name>::NAME => {
+                let e: spb::CaseReplied = decode(event)?;
+                let v = vars([("case", case_reference(&e.case_id))]);
+                (e.customer_id, Kind::SupportCaseReplied, v)
+            }
+            <spb::CaseEscalated as Name>::NAME => {
+                let e: spb::CaseEscalated = decode(event)?;
+                let v = vars([("case", case_reference(&e.case_id))]);
+                (e.customer_id, Kind::SupportCaseEscalated, v)
+            }
+            <spb::CaseResolved as Name>::NAME => {
+                let e: spb::CaseResolved = decode(event)?;
+                let v = vars([("case", case_reference(&e.case_id))]);
+                (e.customer_id, Kind::SupportCaseResolved, v)
+            }
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "{other}: not an event this consumer handles"
+                )));
+            }
+        };
+        self.notify(tx, event, kind, &customer, v).await
+    }
+
     async fn logistics(
         &self,
         event: &InboundEvent,
@@ -691,6 +760,7 @@ impl Handler for NotificationReactions {
             "logistics" => self.logistics(event, tx).await,
             "warranty" => self.warranty(event, tx).await,
             "parts" => self.parts(event, tx).await,
+            "support" => self.support(event, tx).await,
             other => Err(HandlerError::permanent(format!(
                 "events from {other} are not consumed here"
             ))),

@@ -24,6 +24,7 @@ const TOPICS: &[&str] = &[
     "warranty",
     "reminders",
     "offers",
+    "support",
 ];
 /// Channels besides the inbox, which always receives.
 const CHANNELS: &[(npb::ChannelKind, &str)] = &[

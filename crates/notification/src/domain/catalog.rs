@@ -15,16 +15,19 @@ pub enum Topic {
     Offers,
     /// Signing in: always sent, whatever the preferences.
     Account,
+    /// The customer's support cases.
+    Support,
 }
 
 impl Topic {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::RepairUpdates,
         Self::Shipping,
         Self::Warranty,
         Self::Reminders,
         Self::Offers,
         Self::Account,
+        Self::Support,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Topic {
             Self::Reminders => "reminders",
             Self::Offers => "offers",
             Self::Account => "account",
+            Self::Support => "support",
         }
     }
 
@@ -89,6 +93,15 @@ pub enum Kind {
     AccessoryReplacementShipped,
     /// The faulty unit arrived back at the depot.
     FaultyAccessoryReceived,
+    /// The customer's request reached the support desk.
+    SupportCaseOpened,
+    /// The platform opened a case for the customer: their repair went wrong.
+    SupportCaseOpenedForYou,
+    /// An agent answered (the answer is read in the case).
+    SupportCaseReplied,
+    /// The case went to experts.
+    SupportCaseEscalated,
+    SupportCaseResolved,
 }
 
 /// What a kind is, for the plan.
@@ -102,7 +115,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 37] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -135,6 +148,11 @@ impl Kind {
         Self::AccessoryReplacementQuoted,
         Self::AccessoryReplacementShipped,
         Self::FaultyAccessoryReceived,
+        Self::SupportCaseOpened,
+        Self::SupportCaseOpenedForYou,
+        Self::SupportCaseReplied,
+        Self::SupportCaseEscalated,
+        Self::SupportCaseResolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +189,11 @@ impl Kind {
             Self::AccessoryReplacementQuoted => "accessory_replacement_quoted",
             Self::AccessoryReplacementShipped => "accessory_replacement_shipped",
             Self::FaultyAccessoryReceived => "faulty_accessory_received",
+            Self::SupportCaseOpened => "support_case_opened",
+            Self::SupportCaseOpenedForYou => "support_case_opened_for_you",
+            Self::SupportCaseReplied => "support_case_replied",
+            Self::SupportCaseEscalated => "support_case_escalated",
+            Self::SupportCaseResolved => "support_case_resolved",
         }
     }
 
@@ -179,7 +202,7 @@ impl Kind {
     }
 
     pub fn spec(self) -> Spec {
-        use Topic::{Account, Offers, Reminders, RepairUpdates, Shipping, Warranty};
+        use Topic::{Account, Offers, Reminders, RepairUpdates, Shipping, Support, Warranty};
         let spec = |topic, urgent, transactional, variables| Spec {
             topic,
             urgent,
@@ -264,6 +287,13 @@ impl Kind {
                 &["order_id", "carrier", "tracking_number"],
             ),
             Self::FaultyAccessoryReceived => spec(Shipping, false, false, &["order_id"]),
+            // The acknowledgement may be turned off; what answers the
+            // customer's own request, or tells them of trouble, may not.
+            Self::SupportCaseOpened => spec(Support, false, false, &["case"]),
+            Self::SupportCaseOpenedForYou => spec(Support, false, true, &["case", "order_id"]),
+            Self::SupportCaseReplied => spec(Support, false, true, &["case"]),
+            Self::SupportCaseEscalated => spec(Support, false, true, &["case"]),
+            Self::SupportCaseResolved => spec(Support, false, true, &["case"]),
         }
     }
 }

@@ -606,3 +606,139 @@ async fn steps_in_one_batch_with_their_order_are_told_in_order() {
     );
     h.stop().await;
 }
+
+/// A support case's steps reach the customer in their language: the
+/// acknowledgement (which they may turn off for their channels), the answer,
+/// the escalation and the resolution (which they may not); a case written down during a phone
+/// call is not acknowledged, and one the platform opens says which repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_cases_are_told_in_the_customers_language() {
+    use aftersales_proto::support as spb;
+    let mut h = Harness::start(0, |_| {}).await;
+    let mut german = preferences("cust-s", &[]);
+    german.language = "de".into();
+    h.client.set_preferences(german).await.unwrap();
+    let mut quiet = preferences("cust-q", &[pb::ChannelKind::Email]);
+    quiet.opted_out_topics = vec!["support".into()];
+    h.client.set_preferences(quiet).await.unwrap();
+    let case_id = "3f2a9c1e-0000-4000-8000-000000000001";
+    let opened = |customer: &str, channel: spb::Channel| spb::CaseOpened {
+        case_id: case_id.into(),
+        customer_id: customer.into(),
+        channel: channel.into(),
+        repair_order_id: "ord-s".into(),
+        ..Default::default()
+    };
+    let replied = |customer: &str| spb::CaseReplied {
+        case_id: case_id.into(),
+        customer_id: customer.into(),
+        agent_id: "agent-de-anna".into(),
+    };
+    let escalated = spb::CaseEscalated {
+        case_id: case_id.into(),
+        customer_id: "cust-s".into(),
+        ..Default::default()
+    };
+    let resolved = spb::CaseResolved {
+        case_id: case_id.into(),
+        customer_id: "cust-s".into(),
+        ..Default::default()
+    };
+    let js = &h.js;
+    let send = |event_type: &'static str, n: u32| (event_type, format!("s-{n}"));
+    for (n, channel) in [
+        spb::Channel::Web,
+        spb::Channel::Phone,
+        spb::Channel::Platform,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (event_type, msg_id) = send("CaseOpened", u32::try_from(n).unwrap());
+        publish(
+            js,
+            "support",
+            event_type,
+            &opened("cust-s", channel),
+            Uuid::now_v7(),
+            &msg_id,
+        )
+        .await;
+    }
+    publish(
+        js,
+        "support",
+        "CaseReplied",
+        &replied("cust-s"),
+        Uuid::now_v7(),
+        "s-3",
+    )
+    .await;
+    publish(
+        js,
+        "support",
+        "CaseEscalated",
+        &escalated,
+        Uuid::now_v7(),
+        "s-4",
+    )
+    .await;
+    publish(
+        js,
+        "support",
+        "CaseResolved",
+        &resolved,
+        Uuid::now_v7(),
+        "s-5",
+    )
+    .await;
+    publish(
+        js,
+        "support",
+        "CaseOpened",
+        &opened("cust-q", spb::Channel::Chat),
+        Uuid::now_v7(),
+        "s-6",
+    )
+    .await;
+    publish(
+        js,
+        "support",
+        "CaseReplied",
+        &replied("cust-q"),
+        Uuid::now_v7(),
+        "s-7",
+    )
+    .await;
+    let told = eventually(|| inbox(&h, "cust-s"), |i| i.len() == 5).await;
+    let mut subjects: Vec<_> = told.iter().map(|n| n.subject.clone()).collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "Ihr Fall 3F2A9C1E ist gelöst",
+            "Ihr Fall 3F2A9C1E liegt bei unseren Spezialisten",
+            "Neue Antwort in Ihrem Fall 3F2A9C1E",
+            "Wir haben Ihre Anfrage erhalten (3F2A9C1E)",
+            "Wir kümmern uns um Ihre Reparatur (3F2A9C1E)",
+        ]
+    );
+    let platform = told
+        .iter()
+        .find(|n| n.subject.starts_with("Wir kümmern"))
+        .unwrap();
+    assert!(platform.body.contains("ord-s"), "{}", platform.body);
+    // Opted out of support news: the inbox keeps both, but only the answer is
+    // emailed.
+    eventually(|| inbox(&h, "cust-q"), |i| i.len() == 2).await;
+    let mail = eventually(|| async { h.smtp.messages() }, |m| !m.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mail = if mail.len() == 1 {
+        h.smtp.messages()
+    } else {
+        mail
+    };
+    assert_eq!(mail.len(), 1, "only the answer is emailed");
+    assert!(readable(&mail[0]).contains("New answer on your case 3F2A9C1E"));
+    h.stop().await;
+}

@@ -106,7 +106,7 @@ impl Harness {
             .await
             .unwrap();
         let names = aftersales_messaging::Names::new("test").unwrap();
-        for service in ["repair", "logistics", "warranty"] {
+        for service in ["repair", "logistics", "warranty", "support"] {
             aftersales_messaging::ensure_service_stream(
                 &js,
                 &names,
