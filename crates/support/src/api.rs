@@ -13,12 +13,19 @@ use aftersales_runtime::request::{Requests, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
 use crate::app::{CaseView, HistoryEntry, NewCase, Support};
+use crate::domain::article::{ArticleState, Draft};
 use crate::domain::case::{
     Attachment, CaseState, Category, Channel, EntryKind, EscalationReason, Event, Priority,
     Status as CaseStatus, Tier,
 };
 use crate::domain::sla::{Clock, ClockState};
+use crate::knowledge::{Hit, KnowledgeBase};
 use crate::projections::CaseFilter;
+
+/// Hits a search returns unless asked for another number.
+const DEFAULT_HITS: u32 = 10;
+/// Articles suggested for a case.
+const SUGGESTIONS: usize = 5;
 
 /// Cases one page holds at most, and by default.
 const MAX_PAGE: u32 = 500;
@@ -27,6 +34,7 @@ const DEFAULT_PAGE: u32 = 100;
 #[derive(Debug, Clone)]
 pub struct SupportApi {
     app: Support,
+    knowledge: KnowledgeBase,
     requests: Requests,
 }
 
@@ -42,8 +50,12 @@ enum Sight {
 type Answer<T> = Result<Response<T>, Status>;
 
 impl SupportApi {
-    pub fn new(app: Support, requests: Requests) -> Self {
-        Self { app, requests }
+    pub fn new(app: Support, knowledge: KnowledgeBase, requests: Requests) -> Self {
+        Self {
+            app,
+            knowledge,
+            requests,
+        }
     }
 
     fn sight(&self, caller: &Caller) -> Sight {
@@ -343,6 +355,37 @@ fn entry_to_proto(entry: &HistoryEntry, staff: bool) -> Option<pb::Entry> {
         Event::WaitingOnCustomer { .. } | Event::CaseClosed { .. } => {}
     }
     Some(out)
+}
+
+fn hits_to_proto(hits: Vec<Hit>) -> pb::SearchArticlesResponse {
+    pb::SearchArticlesResponse {
+        hits: hits
+            .into_iter()
+            .map(|h| pb::ArticleHit {
+                article_id: h.article_id,
+                language: h.language,
+                version: h.version,
+                title: h.title,
+                score: h.score,
+            })
+            .collect(),
+    }
+}
+
+fn article_to_proto(a: ArticleState) -> pb::KnowledgeArticle {
+    pb::KnowledgeArticle {
+        article_id: a.article_id,
+        language: a.language,
+        version: a.version,
+        title: a.title,
+        body: a.body,
+        categories: a
+            .categories
+            .into_iter()
+            .map(|c| category_to_proto(c).into())
+            .collect(),
+        published_at: Some(timestamp_to_proto(a.published_at)),
+    }
 }
 
 /// `opened_at/case_id`, as a page token.
@@ -682,4 +725,107 @@ impl SupportService for SupportApi {
                 .collect(),
         }))
     }
+
+    async fn search_articles(
+        &self,
+        request: Request<pb::SearchArticlesRequest>,
+    ) -> Answer<pb::SearchArticlesResponse> {
+        let r = request.into_inner();
+        let limit = if r.limit == 0 { DEFAULT_HITS } else { r.limit };
+        let hits = self
+            .knowledge
+            .search(
+                &r.language,
+                &r.query,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )
+            .map_err(status)?;
+        Ok(Response::new(hits_to_proto(hits)))
+    }
+
+    async fn get_article(
+        &self,
+        request: Request<pb::GetArticleRequest>,
+    ) -> Answer<pb::KnowledgeArticle> {
+        let r = request.into_inner();
+        let version = (r.version != 0).then_some(r.version);
+        let article = self
+            .knowledge
+            .get(r.article_id.trim(), r.language.trim(), version)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(article_to_proto(article)))
+    }
+
+    async fn publish_article(
+        &self,
+        request: Request<pb::PublishArticleRequest>,
+    ) -> Answer<pb::KnowledgeArticle> {
+        let ctx = self.requests.context(&request)?;
+        let author = Self::author(&Caller::of(&request));
+        let r = request.into_inner();
+        let draft = Draft {
+            article_id: r.article_id.trim().to_owned(),
+            language: r.language.trim().to_owned(),
+            title: r.title,
+            body: r.body,
+            categories: r
+                .categories
+                .into_iter()
+                .map(category)
+                .collect::<Result<_, _>>()?,
+        };
+        let article = self
+            .knowledge
+            .publish(draft, &author, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(article_to_proto(article)))
+    }
+
+    async fn suggest_articles(
+        &self,
+        request: Request<pb::CaseRef>,
+    ) -> Answer<pb::SearchArticlesResponse> {
+        let caller = Caller::of(&request);
+        let case_id = request.into_inner().case_id;
+        let view = self.visible(&caller, &case_id).await?;
+        let history = self.app.history(&case_id).await.map_err(status)?;
+        // What the customer said: the opening and their messages since, the
+        // latest last, cut to what a query may be.
+        let mut said = String::new();
+        for h in &history {
+            if let Event::CaseOpened { subject, text, .. } = &h.event {
+                said.push_str(subject);
+                said.push('\n');
+                said.push_str(text);
+            } else if let Event::EntryAdded {
+                kind: EntryKind::CustomerMessage,
+                text,
+                ..
+            } = &h.event
+            {
+                said.push('\n');
+                said.push_str(text);
+            }
+        }
+        let query = cut(&said, crate::domain::words::MAX_QUERY_BYTES);
+        if query.trim().is_empty() {
+            return Ok(Response::new(pb::SearchArticlesResponse::default()));
+        }
+        let hits = self
+            .knowledge
+            .search(&view.state.language, query, SUGGESTIONS)
+            .map_err(status)?;
+        Ok(Response::new(hits_to_proto(hits)))
+    }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod domain;
 pub mod integration;
+pub mod knowledge;
 pub mod projections;
 pub mod reactions;
 pub mod server;

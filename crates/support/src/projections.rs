@@ -1,5 +1,6 @@
 //! Read models of the support log: every case as its log leaves it (queues,
-//! workload, the SLA sweep's next alarms) and the teams that held each case.
+//! workload, the SLA sweep's next alarms), the teams that held each case, and
+//! each knowledge-base article's current version.
 //! Rebuilt from the log with `aftersales_eventstore::projection::rebuild`.
 
 use aftersales_eventstore::{
@@ -15,7 +16,7 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every rebuildable read model of the support log.
 pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
-    vec![std::sync::Arc::new(Cases)]
+    vec![std::sync::Arc::new(Cases), std::sync::Arc::new(Articles)]
 }
 
 /// How the read models write times: sortable as text.
@@ -296,5 +297,145 @@ pub async fn unassigned(store: &AnyEventStore, limit: i64) -> Result<Vec<CaseRow
             .fetch_all(pool)
             .await?,
         )
+    })
+}
+
+/// Each article's current version per language.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Articles;
+
+impl Projection for Articles {
+    fn name(&self) -> &'static str {
+        "support-articles"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if event.event_type != "ArticlePublished" {
+            return Ok(());
+        }
+        let crate::domain::article::Event::ArticlePublished {
+            article_id,
+            language,
+            version,
+            title,
+            body,
+            categories,
+            at,
+            ..
+        } = event.decode()?;
+        let categories = serde_json::to_string(&categories).map_err(corrupt)?;
+        on_connection!(tx.connection(), c => {
+            sqlx::query(
+                "INSERT INTO support_articles (article_id, language, version, title, body, \
+                 categories, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (article_id, language) DO UPDATE SET version = excluded.version, \
+                 title = excluded.title, body = excluded.body, categories = excluded.categories, \
+                 published_at = excluded.published_at \
+                 WHERE support_articles.version < excluded.version",
+            )
+            .bind(article_id)
+            .bind(language)
+            .bind(i64::from(version))
+            .bind(title)
+            .bind(body)
+            .bind(categories)
+            .bind(timestamp(at))
+            .execute(c)
+            .await?;
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM support_articles").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// An article as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArticleRow {
+    pub article_id: String,
+    pub language: String,
+    pub version: u32,
+    pub title: String,
+    pub body: String,
+}
+
+type ArticleTuple = (String, String, i64, String, String);
+
+fn article_rows(found: Vec<ArticleTuple>) -> Vec<ArticleRow> {
+    found
+        .into_iter()
+        .map(|(article_id, language, version, title, body)| ArticleRow {
+            article_id,
+            language,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            title,
+            body,
+        })
+        .collect()
+}
+
+/// Every article's current version.
+pub async fn articles(store: &AnyEventStore) -> Result<Vec<ArticleRow>, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(article_rows(
+            sqlx::query_as(
+                "SELECT article_id, language, version, title, body FROM support_articles \
+                 ORDER BY language, article_id",
+            )
+            .fetch_all(pool)
+            .await?,
+        ))
+    })
+}
+
+/// What changes whenever an article does: how many there are and their versions.
+pub async fn articles_fingerprint(store: &AnyEventStore) -> Result<(i64, i64), StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM support_articles",
+        )
+        .fetch_one(pool)
+        .await?)
+    })
+}
+
+/// Articles in `language` whose title or body contains `needle` (any case):
+/// the plain `LIKE` search the index is measured against.
+pub async fn articles_like(
+    store: &AnyEventStore,
+    language: &str,
+    needle: &str,
+    limit: i64,
+) -> Result<Vec<ArticleRow>, StoreError> {
+    let pattern = format!(
+        "%{}%",
+        needle
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    on_read_pool!(store, pool => {
+        Ok(article_rows(
+            sqlx::query_as(
+                "SELECT article_id, language, version, title, body FROM support_articles \
+                 WHERE language = $1 AND (LOWER(title) LIKE $2 ESCAPE '\\' OR LOWER(body) LIKE $2 ESCAPE '\\') \
+                 ORDER BY article_id LIMIT $3",
+            )
+            .bind(language.to_owned())
+            .bind(pattern)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?,
+        ))
     })
 }

@@ -77,6 +77,24 @@ async fn sweep(app: Support, region: String, every: Duration, mut shutdown: Shut
     }
 }
 
+/// How often each replica looks for changed articles to index.
+const INDEX_REFRESH: Duration = Duration::from_secs(2);
+
+/// Keeps the knowledge-base index in step with the articles until shutdown.
+async fn index(knowledge: crate::knowledge::KnowledgeBase, mut shutdown: Shutdown) {
+    loop {
+        match knowledge.refresh().await {
+            Ok(false) => {}
+            Ok(true) => tracing::info!(articles = knowledge.indexed(), "knowledge base indexed"),
+            Err(error) => tracing::warn!(%error, "indexing the knowledge base failed; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(INDEX_REFRESH) => {}
+            () = shutdown.requested() => return,
+        }
+    }
+}
+
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let common = &config.common;
@@ -86,15 +104,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_live_stream_cap(common.max_live_streams);
     let region = common.region.clone();
     let every = Duration::from_millis(config.sla_sweep_millis);
+    let knowledge = crate::knowledge::KnowledgeBase::new(store.clone());
+    let builtin = crate::knowledge::builtin().map_err(StartError::Config)?;
+    let seeding = CommandContext::system("system:knowledge-seed", common.region.clone(), app.now());
+    let seeded = knowledge.seed(builtin, &seeding).await?;
+    if seeded > 0 {
+        tracing::info!(seeded, "built-in knowledge-base articles published");
+    }
     let sweeper = app.clone();
     let reactions =
         crate::reactions::SupportReactions::new(store.clone(), app.clone(), common.region.clone());
     let assembly = Assembly::new(
-        SupportServiceServer::new(SupportApi::new(app, requests))
+        SupportServiceServer::new(SupportApi::new(app, knowledge.clone(), requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(reactions)
-    .task(move |shutdown| sweep(sweeper, region, every, shutdown));
+    .task(move |shutdown| sweep(sweeper, region, every, shutdown))
+    .task(move |shutdown| index(knowledge, shutdown));
     let listen = Listen {
         grpc: config.listen,
         metrics: config.metrics_listen,

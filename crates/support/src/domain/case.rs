@@ -423,17 +423,23 @@ impl CaseState {
 /// Message text: not blank, at most [`MAX_MESSAGE_BYTES`], printable but for
 /// line breaks and tabs.
 pub fn message_text(field: &'static str, text: &str) -> Result<(), DomainError> {
+    long_text(field, text, MAX_MESSAGE_BYTES)
+}
+
+/// Text of several lines: not blank, at most `max` bytes, printable but for
+/// line breaks and tabs.
+pub fn long_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
     if text.trim().is_empty() {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
-    if text.len() > MAX_MESSAGE_BYTES
+    if text.len() > max
         || text
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
     {
         return Err(DomainError::invalid(
             field,
-            format!("must be at most {MAX_MESSAGE_BYTES} bytes of printable text"),
+            format!("must be at most {max} bytes of printable text"),
         ));
     }
     Ok(())

@@ -4,14 +4,18 @@
 //! - [`sla`]: service levels as versioned data, and the clocks that count them.
 //! - [`teams`]: teams, their skills, tiers and agents' shifts, and routing.
 //! - [`case`]: one case, from its opening to its closing.
+//! - [`article`]: a knowledge-base article in one language, versioned.
+//! - [`words`]: how knowledge-base text becomes search terms in four languages.
 //! - [`watch`]: what support keeps of a repair order, to open a case when it
 //!   goes wrong.
 
+pub mod article;
 pub mod calendar;
 pub mod case;
 pub mod sla;
 pub mod teams;
 pub mod watch;
+pub mod words;
 
 /// Why a command was refused. Each maps to one gRPC code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

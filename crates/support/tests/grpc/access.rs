@@ -151,6 +151,44 @@ async fn customers_see_their_own_cases_and_agents_their_teams() {
     assert!(history.iter().any(|e| e.text == "Kunde klingt verärgert"));
     anna.get_case(case_ref(&id)).await.unwrap();
 
+    // Anyone, signed in or not, searches the knowledge base; a customer
+    // publishes nothing.
+    let mut anonymous = SupportServiceClient::new(traced(channel.clone(), None));
+    let found = aftersales_testkit::eventually(
+        || {
+            let mut a = anonymous.clone();
+            async move {
+                a.search_articles(pb::SearchArticlesRequest {
+                    language: "en".into(),
+                    query: "battery".into(),
+                    limit: 3,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .hits
+            }
+        },
+        |hits| !hits.is_empty(),
+    )
+    .await;
+    assert_eq!(found[0].article_id, "battery-drain");
+    let refused = customer
+        .publish_article(pb::PublishArticleRequest {
+            article_id: "battery-drain".into(),
+            language: "en".into(),
+            title: "Mine".into(),
+            body: "Mine".into(),
+            categories: vec![pb::Category::Hardware.into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        anonymous.get_case(case_ref(&id)).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
     // Auditors read, and change nothing; technicians have no business here.
     auditor.get_case(case_ref(&id)).await.unwrap();
     let refused = auditor

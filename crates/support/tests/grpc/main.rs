@@ -4,6 +4,7 @@
 
 mod access;
 mod cases;
+mod knowledge;
 mod platform;
 mod sla;
 
