@@ -18,9 +18,12 @@ use crate::domain::case::{
     Attachment, CaseState, Category, Channel, EntryKind, EscalationReason, Event, Priority,
     Status as CaseStatus, Tier,
 };
+use crate::domain::diagnosis::{Outcome, Phone};
 use crate::domain::sla::{Clock, ClockState};
+use crate::domain::updates::Status as SoftwareState;
 use crate::knowledge::{Hit, KnowledgeBase};
 use crate::projections::CaseFilter;
+use crate::selfhelp::{SelfHelp, Walk};
 
 /// Hits a search returns unless asked for another number.
 const DEFAULT_HITS: u32 = 10;
@@ -35,6 +38,7 @@ const DEFAULT_PAGE: u32 = 100;
 pub struct SupportApi {
     app: Support,
     knowledge: KnowledgeBase,
+    selfhelp: SelfHelp,
     requests: Requests,
 }
 
@@ -50,11 +54,99 @@ enum Sight {
 type Answer<T> = Result<Response<T>, Status>;
 
 impl SupportApi {
-    pub fn new(app: Support, knowledge: KnowledgeBase, requests: Requests) -> Self {
+    pub fn new(
+        app: Support,
+        knowledge: KnowledgeBase,
+        selfhelp: SelfHelp,
+        requests: Requests,
+    ) -> Self {
         Self {
             app,
             knowledge,
+            selfhelp,
             requests,
+        }
+    }
+
+    /// A walk as the API shows it, in its language.
+    async fn step(&self, walk: &Walk) -> pb::SelfHelpStep {
+        let language = walk.state.language.as_str();
+        let text = |texts: &std::collections::BTreeMap<String, String>| {
+            texts.get(language).cloned().unwrap_or_default()
+        };
+        let node = walk
+            .state
+            .at_node
+            .as_deref()
+            .and_then(|n| walk.tree.node(n));
+        let outcome = match &walk.state.outcome {
+            None => None,
+            Some(Outcome::Article { article_id }) => Some(pb::SelfHelpOutcome {
+                kind: "article".into(),
+                article_id: article_id.clone(),
+                article_title: self
+                    .knowledge
+                    .get(article_id, language, None)
+                    .await
+                    .map(|a| a.title)
+                    .unwrap_or_default(),
+                ..Default::default()
+            }),
+            Some(Outcome::Update { issue, build }) => Some(pb::SelfHelpOutcome {
+                kind: "update".into(),
+                issue: issue.clone(),
+                issue_title: self
+                    .selfhelp
+                    .updates()
+                    .issue_title(issue, language)
+                    .unwrap_or_default()
+                    .to_owned(),
+                build: build.clone().unwrap_or_default(),
+                ..Default::default()
+            }),
+            Some(Outcome::Repair { fault }) => Some(pb::SelfHelpOutcome {
+                kind: "repair".into(),
+                fault: fault.clone(),
+                ..Default::default()
+            }),
+        };
+        pb::SelfHelpStep {
+            session_id: walk.state.session_id.clone(),
+            tree_id: walk.state.tree_id.clone(),
+            question: node.map(|n| text(&n.question)).unwrap_or_default(),
+            answers: node
+                .map(|n| n.answers.iter().map(|a| text(&a.label)).collect())
+                .unwrap_or_default(),
+            ended: walk.state.outcome.is_some(),
+            deflected: walk.state.outcome.as_ref().is_some_and(Outcome::deflects),
+            outcome,
+        }
+    }
+
+    fn software(&self, status: SoftwareState, language: &str) -> pb::SoftwareStatus {
+        let updates = self.selfhelp.updates();
+        pb::SoftwareStatus {
+            model: status.model,
+            build: status.build,
+            latest_build: status.latest.map(|l| l.build).unwrap_or_default(),
+            current: status.current,
+            supported: status.supported,
+            supported_until: status
+                .supported_until
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            fixes_waiting: status
+                .fixes_waiting
+                .into_iter()
+                .map(|(issue, build)| pb::PendingFix {
+                    title: updates
+                        .issue_title(&issue, language)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    issue,
+                    build,
+                })
+                .collect(),
         }
     }
 
@@ -818,6 +910,116 @@ impl SupportService for SupportApi {
             .search(&view.state.language, query, SUGGESTIONS)
             .map_err(status)?;
         Ok(Response::new(hits_to_proto(hits)))
+    }
+
+    async fn list_self_help(
+        &self,
+        request: Request<pb::ListSelfHelpRequest>,
+    ) -> Answer<pb::ListSelfHelpResponse> {
+        let language = request.into_inner().language;
+        crate::domain::article::check_language(&language).map_err(|e| status(e.into()))?;
+        let trees = self
+            .selfhelp
+            .trees()
+            .all()
+            .iter()
+            .map(|t| pb::SelfHelpTree {
+                tree_id: t.id.clone(),
+                title: t.title.get(&language).cloned().unwrap_or_default(),
+                category: category_to_proto(t.category).into(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListSelfHelpResponse { trees }))
+    }
+
+    async fn start_self_help(
+        &self,
+        request: Request<pb::StartSelfHelpRequest>,
+    ) -> Answer<pb::SelfHelpStep> {
+        let ctx = self.requests.context(&request)?;
+        let caller = Caller::of(&request);
+        let customer = match self.sight(&caller) {
+            Sight::Customer(me) => Some(me),
+            Sight::All | Sight::Team(_) | Sight::Nothing => None,
+        };
+        let r = request.into_inner();
+        let imei = optional(r.device_imei);
+        let walk = self
+            .selfhelp
+            .start(
+                &r.tree_id,
+                r.language.trim(),
+                customer,
+                imei.as_deref(),
+                &ctx,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.step(&walk).await))
+    }
+
+    async fn answer_self_help(
+        &self,
+        request: Request<pb::AnswerSelfHelpRequest>,
+    ) -> Answer<pb::SelfHelpStep> {
+        let ctx = self.requests.context(&request)?;
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let walk = self.selfhelp.get(&r.session_id).await.map_err(status)?;
+        if let Sight::Customer(me) = self.sight(&caller)
+            && walk.state.customer_id.as_deref() != Some(me.as_str())
+        {
+            return Err(Status::not_found(format!(
+                "self-help session {} not found",
+                r.session_id.trim()
+            )));
+        }
+        let answer = usize::try_from(r.answer).unwrap_or(usize::MAX);
+        let walk = self
+            .selfhelp
+            .answer(&walk, answer, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.step(&walk).await))
+    }
+
+    async fn report_software_build(
+        &self,
+        request: Request<pb::ReportSoftwareBuildRequest>,
+    ) -> Answer<pb::SoftwareStatus> {
+        let ctx = self.requests.context(&request)?;
+        let r = request.into_inner();
+        let phone = Phone {
+            imei: r.device_imei,
+            model: r.model.trim().to_owned(),
+            build: r.build.trim().to_owned(),
+            country: r.country.map(|c| c.value).unwrap_or_default(),
+        };
+        let found = self
+            .selfhelp
+            .report_build(phone, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(self.software(found, "en")))
+    }
+
+    async fn get_software_status(
+        &self,
+        request: Request<pb::GetSoftwareStatusRequest>,
+    ) -> Answer<pb::SoftwareStatus> {
+        let r = request.into_inner();
+        let language = if r.language.is_empty() {
+            "en".to_owned()
+        } else {
+            r.language
+        };
+        crate::domain::article::check_language(&language).map_err(|e| status(e.into()))?;
+        let phone = self.selfhelp.phone(&r.device_imei).await.map_err(status)?;
+        let found = self
+            .selfhelp
+            .status_of(&phone, self.app.now().date_naive())
+            .map_err(status)?;
+        Ok(Response::new(self.software(found, &language)))
     }
 }
 

@@ -9,4 +9,5 @@ pub mod integration;
 pub mod knowledge;
 pub mod projections;
 pub mod reactions;
+pub mod selfhelp;
 pub mod server;

@@ -111,11 +111,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if seeded > 0 {
         tracing::info!(seeded, "built-in knowledge-base articles published");
     }
+    let selfhelp = crate::selfhelp::SelfHelp::builtin(store.clone()).map_err(StartError::Config)?;
     let sweeper = app.clone();
     let reactions =
         crate::reactions::SupportReactions::new(store.clone(), app.clone(), common.region.clone());
     let assembly = Assembly::new(
-        SupportServiceServer::new(SupportApi::new(app, knowledge.clone(), requests))
+        SupportServiceServer::new(SupportApi::new(app, knowledge.clone(), selfhelp, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(reactions)

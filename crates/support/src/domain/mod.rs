@@ -6,14 +6,19 @@
 //! - [`case`]: one case, from its opening to its closing.
 //! - [`article`]: a knowledge-base article in one language, versioned.
 //! - [`words`]: how knowledge-base text becomes search terms in four languages.
+//! - [`updates`]: models' update support windows, releases and the issues
+//!   they fix.
+//! - [`diagnosis`]: self-diagnosis trees as data, and one walk through one.
 //! - [`watch`]: what support keeps of a repair order, to open a case when it
 //!   goes wrong.
 
 pub mod article;
 pub mod calendar;
 pub mod case;
+pub mod diagnosis;
 pub mod sla;
 pub mod teams;
+pub mod updates;
 pub mod watch;
 pub mod words;
 

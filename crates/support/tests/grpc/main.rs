@@ -6,6 +6,7 @@ mod access;
 mod cases;
 mod knowledge;
 mod platform;
+mod selfhelp;
 mod sla;
 
 use aftersales_core::ShiftedClock;
