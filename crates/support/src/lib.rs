@@ -7,6 +7,7 @@ pub mod app;
 pub mod domain;
 pub mod integration;
 pub mod knowledge;
+pub mod privacy;
 pub mod projections;
 pub mod reactions;
 pub mod selfhelp;

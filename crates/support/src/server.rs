@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(reactions)
+    .privacy(crate::privacy::SupportRecords::new(sweeper.clone()))
     .task(move |shutdown| sweep(sweeper, region, every, shutdown))
     .task(move |shutdown| index(knowledge, shutdown));
     let listen = Listen {

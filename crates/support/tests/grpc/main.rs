@@ -6,6 +6,7 @@ mod access;
 mod cases;
 mod knowledge;
 mod platform;
+mod privacy;
 mod selfhelp;
 mod sla;
 
