@@ -1,14 +1,13 @@
 //! The knowledge base: articles published through the decider (one stream per
-//! article and language), the built-in ones seeded where none exists, and a
-//! BM25 index per language held in memory by each replica, rebuilt from the
-//! read model whenever an article changes.
+//! article and language), the built-in ones seeded where none exists, and an
+//! inverted index per language, scored by Okapi BM25, held in memory by each
+//! replica and rebuilt from the read model whenever an article changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use aftersales_core::Error;
 use aftersales_eventstore::{AnyEventStore, CommandContext, CommandHandler, StreamId};
-use bm25::{Document, SearchEngine, SearchEngineBuilder};
 use serde::Deserialize;
 
 use crate::app::AppResult;
@@ -40,11 +39,87 @@ pub struct Hit {
     pub score: f32,
 }
 
-type Engine = SearchEngine<u32, u32, Words>;
+/// BM25's term-frequency saturation and length normalisation, at their usual values.
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+
+/// One language's inverted index: each term's postings (article, count).
+struct Postings {
+    words: Words,
+    terms: HashMap<String, Vec<(u32, u32)>>,
+    /// Per article of this language (by its place in `Index::articles`): its length in terms.
+    lengths: HashMap<u32, u32>,
+    average_length: f32,
+}
+
+impl Postings {
+    fn build(language: &str, articles: &[(u32, &ArticleRow)]) -> Self {
+        let words = Words::for_language(language);
+        let mut terms: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+        let mut lengths = HashMap::with_capacity(articles.len());
+        let mut total = 0_u64;
+        for (id, article) in articles {
+            // The title twice: a word in it weighs more.
+            let text = format!("{0}\n{0}\n{1}", article.title, article.body);
+            let mut counts: HashMap<String, u32> = HashMap::new();
+            let mut length = 0_u32;
+            for term in words.terms(&text) {
+                *counts.entry(term).or_default() += 1;
+                length += 1;
+            }
+            for (term, count) in counts {
+                terms.entry(term).or_default().push((*id, count));
+            }
+            lengths.insert(*id, length);
+            total += u64::from(length);
+        }
+        let average_length = if articles.is_empty() {
+            1.0
+        } else {
+            (total as f32 / articles.len() as f32).max(1.0)
+        };
+        Self {
+            words,
+            terms,
+            lengths,
+            average_length,
+        }
+    }
+
+    /// Articles scored by Okapi BM25 for `query`'s distinct terms, best first.
+    fn search(&self, query: &str, limit: usize) -> Vec<(u32, f32)> {
+        let mut query_terms = self.words.terms(query);
+        query_terms.sort();
+        query_terms.dedup();
+        let n = self.lengths.len() as f32;
+        let mut scores: HashMap<u32, f32> = HashMap::new();
+        for term in &query_terms {
+            let Some(postings) = self.terms.get(term) else {
+                continue;
+            };
+            let df = postings.len() as f32;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for &(id, count) in postings {
+                let length = self.lengths.get(&id).copied().unwrap_or(1) as f32;
+                let tf = count as f32;
+                let norm = K1 * (1.0 - B + B * length / self.average_length);
+                *scores.entry(id).or_default() += idf * tf * (K1 + 1.0) / (tf + norm);
+            }
+        }
+        let mut ranked: Vec<(u32, f32)> = scores.into_iter().collect();
+        let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if ranked.len() > limit {
+            ranked.select_nth_unstable_by(limit, by_score);
+            ranked.truncate(limit);
+        }
+        ranked.sort_by(by_score);
+        ranked
+    }
+}
 
 #[derive(Default)]
 struct Index {
-    engines: HashMap<String, Engine>,
+    by_language: HashMap<String, Postings>,
     articles: Vec<ArticleRow>,
     fingerprint: Option<(i64, i64)>,
 }
@@ -59,50 +134,40 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    /// The index of `articles`: per language, each article's title (twice, so
-    /// a word in the title weighs more) and body.
     fn build(articles: Vec<ArticleRow>, fingerprint: Option<(i64, i64)>) -> Self {
-        let mut by_language: HashMap<String, Vec<Document<u32>>> = HashMap::new();
+        let mut grouped: HashMap<&str, Vec<(u32, &ArticleRow)>> = HashMap::new();
         for (n, a) in articles.iter().enumerate() {
-            let id = u32::try_from(n).unwrap_or(u32::MAX);
-            by_language
-                .entry(a.language.clone())
+            grouped
+                .entry(a.language.as_str())
                 .or_default()
-                .push(Document::new(id, format!("{0}\n{0}\n{1}", a.title, a.body)));
+                .push((u32::try_from(n).unwrap_or(u32::MAX), a));
         }
-        let engines = by_language
+        let by_language = grouped
             .into_iter()
-            .map(|(language, documents)| {
-                let engine = SearchEngineBuilder::<u32, u32, Words>::with_tokenizer_and_documents(
-                    Words::for_language(&language),
-                    documents,
-                )
-                .build();
-                (language, engine)
-            })
+            .map(|(language, of)| (language.to_owned(), Postings::build(language, &of)))
             .collect();
         Self {
-            engines,
+            by_language,
             articles,
             fingerprint,
         }
     }
 
     fn search(&self, language: &str, query: &str, limit: usize) -> Vec<Hit> {
-        let Some(engine) = self.engines.get(language) else {
+        let Some(postings) = self.by_language.get(language) else {
             return Vec::new();
         };
-        engine
+        postings
             .search(query, limit)
             .into_iter()
-            .filter_map(|r| {
-                let a = self.articles.get(r.document.id as usize)?;
+            .filter_map(|(id, score)| {
+                let a = self.articles.get(id as usize)?;
                 Some(Hit {
                     article_id: a.article_id.clone(),
                     language: a.language.clone(),
                     version: a.version,
                     title: a.title.clone(),
-                    score: r.score,
+                    score,
                 })
             })
             .collect()

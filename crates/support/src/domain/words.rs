@@ -113,12 +113,6 @@ fn han_terms(word: &str, terms: &mut Vec<String>) {
     }
 }
 
-impl bm25::Tokenizer for Words {
-    fn tokenize(&self, input_text: &str) -> Vec<String> {
-        self.terms(input_text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
