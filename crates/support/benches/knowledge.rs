@@ -19,39 +19,12 @@
 
 use std::time::{Duration, Instant};
 
-use aftersales_support::knowledge::{builtin, index_of};
+use aftersales_support::knowledge::{SAMPLE_QUERIES, builtin, index_of};
 use aftersales_support::projections::{ArticleRow, articles_like};
 use aftersales_testkit::{PostgresOptions, PostgresServer};
 use rand::{RngExt as _, SeedableRng as _};
 
 const PER_LANGUAGE: usize = 2_500;
-
-const QUERIES: [(&str, &str, &str); 16] = [
-    ("en", "my phone won't charge", "not-charging"),
-    ("en", "battery dies fast", "battery-drain"),
-    (
-        "en",
-        "keeps restarting after the update",
-        "update-boot-loop",
-    ),
-    ("en", "water got in my phone", "liquid-damage"),
-    ("de", "Handy lädt nicht mehr", "not-charging"),
-    ("de", "Akku schnell leer", "battery-drain"),
-    ("de", "Display gesprungen", "cracked-screen"),
-    (
-        "de",
-        "Bluetooth Kopfhörer verbinden nicht",
-        "wifi-bluetooth",
-    ),
-    ("zh-CN", "手机充不进电", "not-charging"),
-    ("zh-CN", "屏幕碎了", "cracked-screen"),
-    ("zh-CN", "更新以后一直重启", "update-boot-loop"),
-    ("zh-CN", "怎么邮寄维修", "mail-in-repair"),
-    ("hi", "फ़ोन चार्ज नहीं हो रहा", "not-charging"),
-    ("hi", "बैटरी जल्दी खत्म", "battery-drain"),
-    ("hi", "वाई-फ़ाई कनेक्ट नहीं", "wifi-bluetooth"),
-    ("hi", "वारंटी में क्या शामिल", "warranty-coverage"),
-];
 
 /// The subject an article is about: a generated one carries its base's id.
 fn subject(article_id: &str) -> &str {
@@ -152,7 +125,7 @@ async fn main() {
     println!(
         "knowledge base: {} articles, {rounds} rounds of {} queries",
         rows.len(),
-        QUERIES.len()
+        SAMPLE_QUERIES.len()
     );
 
     let started = Instant::now();
@@ -200,7 +173,7 @@ async fn main() {
     }
 
     // Warm both.
-    for (language, query, _) in QUERIES {
+    for (language, query, _) in SAMPLE_QUERIES {
         search(language, query, 10);
         articles_like(&store, language, &needle(language, query), 10)
             .await
@@ -209,7 +182,7 @@ async fn main() {
     let (mut index_times, mut like_times) = (Vec::new(), Vec::new());
     let (mut index_right, mut like_right) = (0, 0);
     for round in 0..rounds {
-        for (language, query, expected) in QUERIES {
+        for (language, query, expected) in SAMPLE_QUERIES {
             let started = Instant::now();
             let hits = search(language, query, 10);
             index_times.push(started.elapsed());
@@ -237,13 +210,13 @@ async fn main() {
         "BM25 index, in memory",
         index_times,
         index_right,
-        QUERIES.len(),
+        SAMPLE_QUERIES.len(),
     );
     report(
         "LIKE on PostgreSQL (longest word)",
         like_times,
         like_right,
-        QUERIES.len(),
+        SAMPLE_QUERIES.len(),
     );
     let _ = &server;
 }

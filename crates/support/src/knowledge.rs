@@ -352,6 +352,35 @@ impl KnowledgeBase {
     }
 }
 
+/// Questions as customers ask them, four a language, with the built-in article
+/// each is about: what the ranking is tested and measured with.
+pub const SAMPLE_QUERIES: [(&str, &str, &str); 16] = [
+    ("en", "my phone won't charge", "not-charging"),
+    ("en", "battery dies fast", "battery-drain"),
+    (
+        "en",
+        "keeps restarting after the update",
+        "update-boot-loop",
+    ),
+    ("en", "water got in my phone", "liquid-damage"),
+    ("de", "Handy lädt nicht mehr", "not-charging"),
+    ("de", "Akku schnell leer", "battery-drain"),
+    ("de", "Display gesprungen", "cracked-screen"),
+    (
+        "de",
+        "Bluetooth Kopfhörer verbinden nicht",
+        "wifi-bluetooth",
+    ),
+    ("zh-CN", "手机充不进电", "not-charging"),
+    ("zh-CN", "屏幕碎了", "cracked-screen"),
+    ("zh-CN", "更新以后一直重启", "update-boot-loop"),
+    ("zh-CN", "怎么邮寄维修", "mail-in-repair"),
+    ("hi", "फ़ोन चार्ज नहीं हो रहा", "not-charging"),
+    ("hi", "बैटरी जल्दी खत्म", "battery-drain"),
+    ("hi", "वाई-फ़ाई कनेक्ट नहीं", "wifi-bluetooth"),
+    ("hi", "वारंटी में क्या शामिल", "warranty-coverage"),
+];
+
 /// An index over `articles` without a store: for the benchmark.
 pub fn index_of(articles: Vec<ArticleRow>) -> impl Fn(&str, &str, usize) -> Vec<Hit> {
     let index = Index::build(articles, None);
@@ -386,32 +415,7 @@ mod tests {
                 .map(|h| h.article_id.clone())
                 .unwrap_or_default()
         };
-        for (language, query, expected) in [
-            ("en", "my phone won't charge", "not-charging"),
-            ("en", "battery dies fast", "battery-drain"),
-            (
-                "en",
-                "keeps restarting after the update",
-                "update-boot-loop",
-            ),
-            ("en", "water got in my phone", "liquid-damage"),
-            ("de", "Handy lädt nicht mehr", "not-charging"),
-            ("de", "Akku schnell leer", "battery-drain"),
-            ("de", "Display gesprungen", "cracked-screen"),
-            (
-                "de",
-                "Bluetooth Kopfhörer verbinden nicht",
-                "wifi-bluetooth",
-            ),
-            ("zh-CN", "手机充不进电", "not-charging"),
-            ("zh-CN", "屏幕碎了", "cracked-screen"),
-            ("zh-CN", "更新以后一直重启", "update-boot-loop"),
-            ("zh-CN", "怎么邮寄维修", "mail-in-repair"),
-            ("hi", "फ़ोन चार्ज नहीं हो रहा", "not-charging"),
-            ("hi", "बैटरी जल्दी खत्म", "battery-drain"),
-            ("hi", "वाई-फ़ाई कनेक्ट नहीं", "wifi-bluetooth"),
-            ("hi", "वारंटी में क्या शामिल", "warranty-coverage"),
-        ] {
+        for (language, query, expected) in SAMPLE_QUERIES {
             assert_eq!(first(language, query), expected, "{language}: {query}");
         }
     }
