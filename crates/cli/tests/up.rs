@@ -2155,7 +2155,8 @@ struct SignedIn {
     data: tempfile::TempDir,
     config: tempfile::TempDir,
     smtp: aftersales_testkit::SmtpServer,
-    services: [String; 5],
+    /// Warranty, repair, logistics, notification, parts and support, as `up` says them.
+    services: [String; 6],
     issuer: String,
     web: String,
     process: Process,
@@ -2202,8 +2203,9 @@ impl SignedIn {
         }
     }
 
+    /// The five services the tool's commands reach (support has none yet).
     fn urls(&self) -> [&str; 5] {
-        self.services.each_ref().map(String::as_str)
+        std::array::from_fn(|i| self.services[i].as_str())
     }
 
     /// The tool's environment: this platform's provider and sign-in.

@@ -414,7 +414,10 @@ mod tests {
             p.quiet_hours.map(|q| (q.start, q.end, q.time_zone)),
             Some(("22:00".into(), "07:00".into(), "Europe/Berlin".into()))
         );
-        assert_eq!(p.opted_out_topics, vec!["warranty", "reminders", "offers"]);
+        assert_eq!(
+            p.opted_out_topics,
+            vec!["warranty", "reminders", "offers", "support"]
+        );
         let unknown_language = vec![("language".to_owned(), "xx".to_owned())];
         assert_eq!(from_form(&current, &unknown_language).language, "en");
         assert!(from_form(&current, &unknown_language).quiet_hours.is_none());
