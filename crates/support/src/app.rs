@@ -324,7 +324,17 @@ impl Support {
             return Ok(view);
         }
         let team = self.team(&view.state.team_id)?;
-        let open: HashMap<String, u32> = projections::open_by_agent(&self.store)
+        // Nobody on shift: nothing to count (the night's queue costs no query).
+        let on_shift: Vec<&str> = team
+            .agents
+            .iter()
+            .filter(|a| team.on_shift(a, ctx.now))
+            .map(|a| a.id.as_str())
+            .collect();
+        if on_shift.is_empty() {
+            return Ok(view);
+        }
+        let open: HashMap<String, u32> = projections::open_by_agent(&self.store, &on_shift)
             .await?
             .into_iter()
             .map(|(agent, n)| (agent, count(n)))
@@ -503,7 +513,15 @@ impl Support {
                 Err(error) => tracing::warn!(%case_id, %error, "recording SLA alarms failed"),
             }
         }
-        for row in projections::unassigned(&self.store, 500).await? {
+        // Only the queues of teams with someone on shift can be given out.
+        let staffed: Vec<&str> = self
+            .teams
+            .all()
+            .iter()
+            .filter(|t| t.agents.iter().any(|a| t.on_shift(a, ctx.now)))
+            .map(|t| t.id.as_str())
+            .collect();
+        for row in projections::unassigned(&self.store, &staffed, 500).await? {
             let (case_id, before) = (row.state.case_id.clone(), row.version);
             match self.assign_on_shift(row.into(), ctx).await {
                 Ok(view) if view.version != before => changed += 1,
@@ -560,7 +578,13 @@ impl Support {
             return Err(DomainError::invalid("team_id", format!("{id:?} is not a team")).into());
         }
         let now = self.now();
-        let open: HashMap<String, i64> = projections::open_by_agent(&self.store)
+        let everyone: Vec<&str> = self
+            .teams
+            .all()
+            .iter()
+            .flat_map(|t| t.agents.iter().map(|a| a.id.as_str()))
+            .collect();
+        let open: HashMap<String, i64> = projections::open_by_agent(&self.store, &everyone)
             .await?
             .into_iter()
             .collect();

@@ -256,15 +256,34 @@ pub async fn next_alarm(store: &AnyEventStore) -> Result<Option<DateTime<Utc>>, 
     .transpose()
 }
 
-/// Open cases per agent: `(agent id, count)`.
-pub async fn open_by_agent(store: &AnyEventStore) -> Result<Vec<(String, i64)>, StoreError> {
+/// `$first, $first+1, …` for `n` values: the placeholders of an `IN (…)`.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Open cases of each of `agents`: `(agent id, count)`.
+pub async fn open_by_agent(
+    store: &AnyEventStore,
+    agents: &[&str],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    if agents.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Placeholders only: every value is bound.
+    let sql = format!(
+        "SELECT agent_id, COUNT(*) FROM support_cases WHERE agent_id IN ({}) \
+         AND status IN {OPEN} GROUP BY agent_id",
+        placeholders(1, agents.len())
+    );
     on_read_pool!(store, pool => {
-        Ok(sqlx::query_as(
-            "SELECT agent_id, COUNT(*) FROM support_cases WHERE agent_id IS NOT NULL \
-             AND status IN ('new', 'assigned', 'waiting') GROUP BY agent_id",
-        )
-        .fetch_all(pool)
-        .await?)
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()));
+        for agent in agents {
+            query = query.bind((*agent).to_owned());
+        }
+        Ok(query.fetch_all(pool).await?)
     })
 }
 
@@ -285,18 +304,28 @@ pub async fn queues(
     })
 }
 
-/// New cases nobody holds, oldest first.
-pub async fn unassigned(store: &AnyEventStore, limit: i64) -> Result<Vec<CaseRow>, StoreError> {
+/// New cases nobody holds in `teams`' queues, oldest first.
+pub async fn unassigned(
+    store: &AnyEventStore,
+    teams: &[&str],
+    limit: i64,
+) -> Result<Vec<CaseRow>, StoreError> {
+    if teams.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Placeholders only: every value is bound.
+    let sql = format!(
+        "SELECT state, version FROM support_cases WHERE status = 'new' AND agent_id IS NULL \
+         AND team_id IN ({}) ORDER BY opened_at LIMIT ${}",
+        placeholders(1, teams.len()),
+        teams.len() + 1
+    );
     on_read_pool!(store, pool => {
-        rows(
-            sqlx::query_as(
-                "SELECT state, version FROM support_cases WHERE status = 'new' \
-                 AND agent_id IS NULL ORDER BY opened_at LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(pool)
-            .await?,
-        )
+        let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql.clone()));
+        for team in teams {
+            query = query.bind((*team).to_owned());
+        }
+        rows(query.bind(limit).fetch_all(pool).await?)
     })
 }
 
