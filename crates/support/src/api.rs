@@ -1021,6 +1021,34 @@ impl SupportService for SupportApi {
             .map_err(status)?;
         Ok(Response::new(self.software(found, &language)))
     }
+
+    async fn get_self_help_figures(
+        &self,
+        request: Request<pb::GetSelfHelpFiguresRequest>,
+    ) -> Answer<pb::SelfHelpFigures> {
+        let from = match request.into_inner().from {
+            Some(t) => aftersales_runtime::request::timestamp_from_proto("from", Some(&t))?,
+            None => self.app.now() - chrono::Duration::days(28),
+        };
+        let found = crate::projections::walk_figures(self.app.store(), from)
+            .await
+            .map_err(|e| status(e.into()))?;
+        let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok(Response::new(pb::SelfHelpFigures {
+            trees: found
+                .into_iter()
+                .map(
+                    |(tree_id, started, ended, deflected, repairs)| pb::SelfHelpTreeFigures {
+                        tree_id,
+                        started: n(started),
+                        ended: n(ended),
+                        deflected: n(deflected),
+                        repairs: n(repairs),
+                    },
+                )
+                .collect(),
+        }))
+    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.

@@ -16,7 +16,11 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Every rebuildable read model of the support log.
 pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
-    vec![std::sync::Arc::new(Cases), std::sync::Arc::new(Articles)]
+    vec![
+        std::sync::Arc::new(Cases),
+        std::sync::Arc::new(Articles),
+        std::sync::Arc::new(Walks),
+    ]
 }
 
 /// How the read models write times: sortable as text.
@@ -466,5 +470,96 @@ pub async fn articles_like(
             .fetch_all(pool)
             .await?,
         ))
+    })
+}
+
+/// Self-help walks: started, and how they ended.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Walks;
+
+impl Projection for Walks {
+    fn name(&self) -> &'static str {
+        "support-selfhelp"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        use crate::domain::diagnosis::{Event as Walk, Outcome};
+        let Some(session_id) = event.stream_id.as_str().strip_prefix("selfhelp-") else {
+            return Ok(());
+        };
+        let session_id = session_id.to_owned();
+        match event.decode::<Walk>()? {
+            Walk::SelfHelpStarted {
+                tree_id,
+                language,
+                at,
+                ..
+            } => {
+                on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "INSERT INTO support_selfhelp (session_id, tree_id, language, started_at, \
+                         outcome, deflected) VALUES ($1, $2, $3, $4, NULL, 0) \
+                         ON CONFLICT (session_id) DO NOTHING",
+                    )
+                    .bind(session_id)
+                    .bind(tree_id)
+                    .bind(language)
+                    .bind(timestamp(at))
+                    .execute(c)
+                    .await?;
+                });
+            }
+            Walk::SelfHelpEnded {
+                outcome, deflected, ..
+            } => {
+                let kind = match outcome {
+                    Outcome::Article { .. } => "article",
+                    Outcome::Update { .. } => "update",
+                    Outcome::Repair { .. } => "repair",
+                };
+                on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "UPDATE support_selfhelp SET outcome = $2, deflected = $3 WHERE session_id = $1",
+                    )
+                    .bind(session_id)
+                    .bind(kind)
+                    .bind(i64::from(deflected))
+                    .execute(c)
+                    .await?;
+                });
+            }
+            Walk::QuestionAnswered { .. } => {}
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM support_selfhelp").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// Per tree, walks started at or after `from`: `(tree, started, ended, deflected, repairs)`.
+pub async fn walk_figures(
+    store: &AnyEventStore,
+    from: DateTime<Utc>,
+) -> Result<Vec<(String, i64, i64, i64, i64)>, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_as(
+            "SELECT tree_id, COUNT(*), \
+             SUM(CASE WHEN outcome IS NULL THEN 0 ELSE 1 END), \
+             CAST(SUM(deflected) AS BIGINT), \
+             SUM(CASE WHEN outcome = 'repair' THEN 1 ELSE 0 END) \
+             FROM support_selfhelp WHERE started_at >= $1 GROUP BY tree_id ORDER BY tree_id",
+        )
+        .bind(timestamp(from))
+        .fetch_all(pool)
+        .await?)
     })
 }

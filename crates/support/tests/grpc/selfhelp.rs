@@ -110,6 +110,33 @@ async fn a_walk_in_german_ends_in_a_repair_with_its_fault_filled_in() {
         ),
         ("article", "not-charging", "Ihr Telefon lädt nicht")
     );
+    // Two walks, one deflected and one ending in a repair, and one just begun.
+    c.start_self_help(start("not-charging", "en", ""))
+        .await
+        .unwrap();
+    let figures = aftersales_testkit::eventually(
+        || {
+            let mut c = server.client.clone();
+            async move {
+                c.get_self_help_figures(pb::GetSelfHelpFiguresRequest { from: None })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .trees
+            }
+        },
+        |trees| {
+            trees
+                .first()
+                .is_some_and(|t| t.started == 3 && t.ended == 2)
+        },
+    )
+    .await;
+    let t = &figures[0];
+    assert_eq!(
+        (t.tree_id.as_str(), t.deflected, t.repairs),
+        ("not-charging", 1, 1)
+    );
     server.stop().await;
 }
 
