@@ -16,11 +16,12 @@ use crate::app::{CaseView, HistoryEntry, NewCase, Support};
 use crate::domain::article::{ArticleState, Draft};
 use crate::domain::case::{
     Attachment, CaseState, Category, Channel, EntryKind, EscalationReason, Event, Priority,
-    Status as CaseStatus, Tier,
+    Status as CaseStatus,
 };
 use crate::domain::diagnosis::{Outcome, Phone};
 use crate::domain::sla::{Clock, ClockState};
 use crate::domain::updates::Status as SoftwareState;
+use crate::integration as public;
 use crate::knowledge::{Hit, KnowledgeBase};
 use crate::projections::CaseFilter;
 use crate::selfhelp::{SelfHelp, Walk};
@@ -213,17 +214,6 @@ fn channel(value: i32) -> Result<Channel, Status> {
     })
 }
 
-fn channel_to_proto(value: Channel) -> pb::Channel {
-    match value {
-        Channel::Phone => pb::Channel::Phone,
-        Channel::Chat => pb::Channel::Chat,
-        Channel::Email => pb::Channel::Email,
-        Channel::Web => pb::Channel::Web,
-        Channel::Agent => pb::Channel::Agent,
-        Channel::Platform => pb::Channel::Platform,
-    }
-}
-
 fn category(value: i32) -> Result<Category, Status> {
     Ok(match pb::Category::try_from(value) {
         Ok(pb::Category::Hardware) => Category::Hardware,
@@ -238,17 +228,6 @@ fn category(value: i32) -> Result<Category, Status> {
     })
 }
 
-fn category_to_proto(value: Category) -> pb::Category {
-    match value {
-        Category::Hardware => pb::Category::Hardware,
-        Category::SoftwareAndUpdates => pb::Category::SoftwareAndUpdates,
-        Category::WarrantyQuestion => pb::Category::WarrantyQuestion,
-        Category::Accessory => pb::Category::Accessory,
-        Category::Shipping => pb::Category::Shipping,
-        Category::Complaint => pb::Category::Complaint,
-    }
-}
-
 fn priority(value: i32) -> Result<Priority, Status> {
     Ok(match pb::Priority::try_from(value) {
         Ok(pb::Priority::Low) => Priority::Low,
@@ -257,23 +236,6 @@ fn priority(value: i32) -> Result<Priority, Status> {
         Ok(pb::Priority::Urgent) => Priority::Urgent,
         Err(_) => return Err(invalid("priority", "must be low, normal, high or urgent")),
     })
-}
-
-fn priority_to_proto(value: Priority) -> pb::Priority {
-    match value {
-        Priority::Low => pb::Priority::Low,
-        Priority::Normal => pb::Priority::Normal,
-        Priority::High => pb::Priority::High,
-        Priority::Urgent => pb::Priority::Urgent,
-    }
-}
-
-fn tier_to_proto(value: Tier) -> pb::Tier {
-    match value {
-        Tier::FrontLine => pb::Tier::FrontLine,
-        Tier::Expert => pb::Tier::Expert,
-        Tier::Engineering => pb::Tier::Engineering,
-    }
 }
 
 fn status_to_proto(value: CaseStatus) -> pb::Status {
@@ -303,14 +265,6 @@ fn entry_kind_to_proto(value: EntryKind) -> pb::EntryKind {
         EntryKind::CustomerMessage => pb::EntryKind::CustomerMessage,
         EntryKind::AgentReply => pb::EntryKind::AgentReply,
         EntryKind::InternalNote => pb::EntryKind::InternalNote,
-    }
-}
-
-fn reason_to_proto(value: EscalationReason) -> pb::EscalationReason {
-    match value {
-        EscalationReason::SlaBreach => pb::EscalationReason::SlaBreach,
-        EscalationReason::CustomerRequest => pb::EscalationReason::CustomerRequest,
-        EscalationReason::Agent => pb::EscalationReason::Agent,
     }
 }
 
@@ -365,14 +319,14 @@ fn case_to_proto(view: &CaseView) -> pb::Case {
         customer_id: s.customer_id.clone(),
         country: s.country.clone(),
         language: s.language.clone(),
-        channel: channel_to_proto(s.channel).into(),
-        category: category_to_proto(s.category).into(),
-        priority: priority_to_proto(s.priority).into(),
+        channel: public::channel(s.channel).into(),
+        category: public::category(s.category).into(),
+        priority: public::priority(s.priority).into(),
         device_imei: s.device_imei.clone().unwrap_or_default(),
         repair_order_id: s.repair_order_id.clone().unwrap_or_default(),
         status: status_to_proto(s.status).into(),
         team_id: s.team_id.clone(),
-        tier: tier_to_proto(s.tier).into(),
+        tier: public::tier(s.tier).into(),
         agent_id: s.agent_id.clone().unwrap_or_default(),
         sla_version: s.policy_version,
         clocks: s.clocks.iter().map(clock_to_proto).collect(),
@@ -431,7 +385,7 @@ fn entry_to_proto(entry: &HistoryEntry, staff: bool) -> Option<pb::Entry> {
             team_id,
             ..
         } => {
-            out.escalation_reason = reason_to_proto(*reason).into();
+            out.escalation_reason = public::reason(*reason).into();
             if staff {
                 out.text.clone_from(note);
             }
@@ -474,7 +428,7 @@ fn article_to_proto(a: ArticleState) -> pb::KnowledgeArticle {
         categories: a
             .categories
             .into_iter()
-            .map(|c| category_to_proto(c).into())
+            .map(|c| public::category(c).into())
             .collect(),
         published_at: Some(timestamp_to_proto(a.published_at)),
     }
@@ -777,14 +731,14 @@ impl SupportService for SupportApi {
             .map(|t| pb::Team {
                 team_id: t.id.clone(),
                 name: t.name.clone(),
-                tier: tier_to_proto(t.tier).into(),
+                tier: public::tier(t.tier).into(),
                 time_zone: t.calendar.zone().name().to_owned(),
                 countries: t.countries.clone(),
                 languages: t.languages.clone(),
                 topics: t
                     .topics
                     .iter()
-                    .map(|c| category_to_proto(*c).into())
+                    .map(|c| public::category(*c).into())
                     .collect(),
                 agent_ids: t.agents.iter().map(|a| a.id.clone()).collect(),
             })
@@ -926,7 +880,7 @@ impl SupportService for SupportApi {
             .map(|t| pb::SelfHelpTree {
                 tree_id: t.id.clone(),
                 title: t.title.get(&language).cloned().unwrap_or_default(),
-                category: category_to_proto(t.category).into(),
+                category: public::category(t.category).into(),
             })
             .collect();
         Ok(Response::new(pb::ListSelfHelpResponse { trees }))
