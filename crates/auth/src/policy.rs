@@ -185,9 +185,11 @@ mod tests {
             let name = method.rsplit('/').next().unwrap_or_default();
             if policy.rule(method).unwrap().contains_key(&Role::Auditor) {
                 assert!(
-                    ["Get", "List", "Verify", "Check", "Find", "Watch", "Search"]
-                        .iter()
-                        .any(|read| name.starts_with(read)),
+                    [
+                        "Get", "List", "Verify", "Check", "Find", "Watch", "Search", "Export"
+                    ]
+                    .iter()
+                    .any(|read| name.starts_with(read)),
                     "auditors may call {method}"
                 );
             }

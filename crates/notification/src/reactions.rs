@@ -93,6 +93,7 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <spb::CaseReplied as Name>::NAME,
                 <spb::CaseEscalated as Name>::NAME,
                 <spb::CaseResolved as Name>::NAME,
+                <spb::SurveySent as Name>::NAME,
             ],
         )?,
     ])
@@ -534,6 +535,27 @@ impl NotificationReactions {
                 let e: spb::CaseResolved = decode(event)?;
                 let v = vars([("case", case_reference(&e.case_id))]);
                 (e.customer_id, Kind::SupportCaseResolved, v)
+            }
+            <spb::SurveySent as Name>::NAME => {
+                let e: spb::SurveySent = decode(event)?;
+                if e.answer_link.is_empty() {
+                    return Ok(()); // the customer was erased before it went out
+                }
+                match spb::SurveySubject::try_from(e.subject) {
+                    Ok(spb::SurveySubject::Repair) => (
+                        e.customer_id,
+                        Kind::SupportSurveyRepair,
+                        vars([("order_id", e.repair_order_id), ("link", e.answer_link)]),
+                    ),
+                    _ => (
+                        e.customer_id,
+                        Kind::SupportSurveyCase,
+                        vars([
+                            ("case", case_reference(&e.case_id)),
+                            ("link", e.answer_link),
+                        ]),
+                    ),
+                }
             }
             other => {
                 return Err(HandlerError::permanent(format!(

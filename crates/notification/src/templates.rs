@@ -251,6 +251,7 @@ pub fn sample(kind: Kind) -> BTreeMap<String, String> {
                 "programme" => "A4-BAT-2026",
                 "faults" => "battery",
                 "until" => "2028-02-29",
+                "link" => "https://aftersales.example/survey/5f0c7e0a?t=Zm9v",
                 other => other,
             };
             ((*name).to_owned(), value.to_owned())

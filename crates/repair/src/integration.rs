@@ -169,9 +169,13 @@ impl Translate for RepairEvents {
                 pb::QuoteDeclined::NAME,
                 pb::QuoteDeclined { order_id, revision }.encode_to_vec(),
             ),
-            Event::RepairStarted { .. } => (
+            Event::RepairStarted { technician } => (
                 pb::RepairStarted::NAME,
-                pb::RepairStarted { order_id }.encode_to_vec(),
+                pb::RepairStarted {
+                    order_id,
+                    technician,
+                }
+                .encode_to_vec(),
             ),
             Event::PartReplaced(part) => (
                 pb::PartReplaced::NAME,

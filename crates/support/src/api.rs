@@ -20,10 +20,12 @@ use crate::domain::case::{
 };
 use crate::domain::diagnosis::{Outcome, Phone};
 use crate::domain::sla::{Clock, ClockState};
+use crate::domain::survey::{About, SurveyState};
 use crate::domain::updates::Status as SoftwareState;
 use crate::integration as public;
 use crate::knowledge::{Hit, KnowledgeBase};
-use crate::projections::CaseFilter;
+use crate::projections::{CaseFilter, QualityGroup};
+use crate::quality::QualityRow;
 use crate::selfhelp::{SelfHelp, Walk};
 
 /// Hits a search returns unless asked for another number.
@@ -122,6 +124,24 @@ impl SupportApi {
             deflected: walk.state.outcome.as_ref().is_some_and(Outcome::deflects),
             outcome,
         }
+    }
+
+    /// The quality figures a request asks for, and whom they are grouped by.
+    async fn quality(
+        &self,
+        r: pb::GetQualityFiguresRequest,
+    ) -> Result<(QualityGroup, Vec<QualityRow>), Status> {
+        let group = quality_group(r.group_by)?;
+        let rows = crate::quality::figures(
+            self.app.store(),
+            group,
+            &r.from_week,
+            r.weeks,
+            self.app.now(),
+        )
+        .await
+        .map_err(status)?;
+        Ok((group, rows))
     }
 
     fn software(&self, status: SoftwareState, language: &str) -> pb::SoftwareStatus {
@@ -1002,6 +1022,134 @@ impl SupportService for SupportApi {
                 )
                 .collect(),
         }))
+    }
+
+    async fn get_survey(&self, request: Request<pb::SurveyLink>) -> Answer<pb::Survey> {
+        let r = request.into_inner();
+        let survey = self
+            .app
+            .surveys()
+            .get(&r.survey_id, &r.token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(survey_to_proto(&survey)))
+    }
+
+    async fn answer_survey(&self, request: Request<pb::AnswerSurveyRequest>) -> Answer<pb::Survey> {
+        let ctx = self.requests.context(&request)?;
+        let r = request.into_inner();
+        let survey = self
+            .app
+            .surveys()
+            .answer(&r.survey_id, &r.token, r.score, r.comment, &ctx)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(survey_to_proto(&survey)))
+    }
+
+    async fn list_survey_answers(
+        &self,
+        request: Request<pb::ListSurveyAnswersRequest>,
+    ) -> Answer<pb::ListSurveyAnswersResponse> {
+        let r = request.into_inner();
+        let group = quality_group(r.group_by)?;
+        let answers = self
+            .app
+            .surveys()
+            .answers(group, &r.group_id, r.limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListSurveyAnswersResponse {
+            answers: answers
+                .into_iter()
+                .map(|a| {
+                    let survey = survey_to_proto(&a.survey);
+                    pb::SurveyAnswer {
+                        survey_id: survey.survey_id,
+                        subject: survey.subject,
+                        case_id: survey.case_id,
+                        repair_order_id: survey.repair_order_id,
+                        score: survey.score,
+                        comment: a.comment,
+                        answered_at: a.survey.answered.map(|(_, at)| timestamp_to_proto(at)),
+                    }
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_quality_figures(
+        &self,
+        request: Request<pb::GetQualityFiguresRequest>,
+    ) -> Answer<pb::QualityFigures> {
+        let (_, rows) = self.quality(request.into_inner()).await?;
+        Ok(Response::new(pb::QualityFigures {
+            rows: rows.into_iter().map(quality_row_to_proto).collect(),
+        }))
+    }
+
+    async fn export_quality_figures(
+        &self,
+        request: Request<pb::GetQualityFiguresRequest>,
+    ) -> Answer<pb::CsvFile> {
+        let (group, rows) = self.quality(request.into_inner()).await?;
+        let (first, last) = match (rows.first(), rows.last()) {
+            (Some(first), Some(last)) => (first.week.clone(), last.week.clone()),
+            _ => ("none".to_owned(), "none".to_owned()),
+        };
+        Ok(Response::new(pb::CsvFile {
+            filename: format!("support-quality-{}-{first}-{last}.csv", group.as_str()),
+            content: crate::quality::csv(group, &rows),
+        }))
+    }
+}
+
+fn quality_group(value: i32) -> Result<QualityGroup, Status> {
+    match pb::QualityGroup::try_from(value) {
+        Ok(pb::QualityGroup::Agent) => Ok(QualityGroup::Agent),
+        Ok(pb::QualityGroup::Team) => Ok(QualityGroup::Team),
+        Ok(pb::QualityGroup::Center) => Ok(QualityGroup::Center),
+        Ok(pb::QualityGroup::Technician) => Ok(QualityGroup::Technician),
+        Ok(pb::QualityGroup::Unspecified) | Err(_) => Err(invalid(
+            "group_by",
+            "must be agent, team, center or technician",
+        )),
+    }
+}
+
+fn survey_to_proto(survey: &SurveyState) -> pb::Survey {
+    let (subject, case_id, repair_order_id) = match &survey.about {
+        About::Case { case_id, .. } => (pb::SurveySubject::Case, case_id.clone(), String::new()),
+        About::Repair { order_id, .. } => {
+            (pb::SurveySubject::Repair, String::new(), order_id.clone())
+        }
+    };
+    pb::Survey {
+        survey_id: survey.survey_id.clone(),
+        subject: subject.into(),
+        case_id,
+        repair_order_id,
+        language: survey.language.clone(),
+        sent_at: Some(timestamp_to_proto(survey.sent_at)),
+        expires_at: Some(timestamp_to_proto(survey.expires_at)),
+        answered: survey.answered.is_some(),
+        score: survey.answered.map(|(score, _)| score).unwrap_or_default(),
+    }
+}
+
+fn quality_row_to_proto(r: QualityRow) -> pb::QualityRow {
+    pb::QualityRow {
+        week: r.week,
+        group_id: r.group_id,
+        cases_resolved: r.cases_resolved,
+        mean_first_response_seconds: r.mean_first_response_seconds,
+        mean_resolution_seconds: r.mean_resolution_seconds,
+        sla_attainment: r.sla_attainment,
+        first_contact_resolution: r.first_contact_resolution,
+        reopen_rate: r.reopen_rate,
+        escalation_rate: r.escalation_rate,
+        survey_answers: r.survey_answers,
+        mean_satisfaction: r.mean_satisfaction,
     }
 }
 

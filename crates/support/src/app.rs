@@ -16,9 +16,11 @@ use crate::domain::case::{
     Opening, Priority, Routing, Tier,
 };
 use crate::domain::sla::SlaPolicy;
+use crate::domain::survey::About;
 use crate::domain::teams::{LANGUAGES, Team, Teams};
 use crate::domain::{DomainError, text};
 use crate::projections::{self, CaseFilter, CaseRow};
+use crate::surveys::Surveys;
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
@@ -103,6 +105,7 @@ pub struct Support {
     teams: Arc<Teams>,
     policy: Arc<SlaPolicy>,
     reopen_window: Duration,
+    surveys: Surveys,
 }
 
 /// The same request's next command: its own idempotency key, derived from the
@@ -125,6 +128,7 @@ impl Support {
         teams: Teams,
         policy: SlaPolicy,
         reopen_window: Duration,
+        surveys: Surveys,
         clock: SharedClock,
     ) -> Self {
         Self {
@@ -134,18 +138,28 @@ impl Support {
             teams: Arc::new(teams),
             policy: Arc::new(policy),
             reopen_window,
+            surveys,
         }
     }
 
     /// The built-in teams and service levels.
-    pub fn builtin(store: AnyEventStore, clock: SharedClock) -> Result<Self, String> {
+    pub fn builtin(
+        store: AnyEventStore,
+        surveys: Surveys,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
         Ok(Self::new(
             store,
             Teams::builtin()?,
             SlaPolicy::builtin()?,
             Duration::days(REOPEN_WINDOW_DAYS),
+            surveys,
             clock,
         ))
+    }
+
+    pub fn surveys(&self) -> &Surveys {
+        &self.surveys
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -423,17 +437,55 @@ impl Support {
         self.handle(case_id, command, ctx).await
     }
 
+    /// Resolves a case and, in the same commit, owes the customer a survey
+    /// about it (the first resolution's: a reopened case is not asked again).
     pub async fn resolve(
         &self,
         case_id: &str,
         summary: String,
         ctx: &CommandContext,
     ) -> AppResult<CaseView> {
+        const ATTEMPTS: u32 = 3;
+        let stream = case_stream(case_id)?;
         let command = Command::Resolve {
             summary,
             at: ctx.now,
         };
-        self.handle(case_id, command, ctx).await
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.store.begin().await?;
+            let handled = match self.cases.handle_in(&mut tx, &stream, &command, ctx).await {
+                Ok(handled) => handled,
+                // Another writer won the race: decide again on what it wrote.
+                Err(aftersales_eventstore::HandleError::Store(
+                    aftersales_eventstore::StoreError::WrongExpectedVersion { .. },
+                )) if attempt < ATTEMPTS => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let state = handled
+                .state
+                .ok_or_else(|| Error::not_found(format!("case {}", case_id.trim())))?;
+            let about = About::Case {
+                case_id: state.case_id.clone(),
+                team_id: state.team_id.clone(),
+                agent_id: state.agent_id.clone(),
+            };
+            self.surveys
+                .send_in(
+                    &mut tx,
+                    &state.customer_id,
+                    &state.language,
+                    about,
+                    &step(ctx, b"survey"),
+                )
+                .await?;
+            tx.commit().await?;
+            return Ok(CaseView {
+                state,
+                version: handled.version,
+            });
+        }
     }
 
     pub async fn close(&self, case_id: &str, ctx: &CommandContext) -> AppResult<CaseView> {

@@ -12,6 +12,7 @@ use aftersales_runtime::request::timestamp_to_proto;
 use prost::{Message as _, Name as _};
 
 use crate::domain::case::{Category, Channel, EntryKind, EscalationReason, Event, Priority, Tier};
+use crate::domain::survey::{self, About};
 
 /// The support service's [`Translate`] for the relay.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,8 +67,11 @@ pub fn reason(value: EscalationReason) -> pb::EscalationReason {
 
 impl Translate for SupportEvents {
     fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        if event.stream_id.as_str().starts_with("survey-") {
+            return survey_event(event);
+        }
         if !event.stream_id.as_str().starts_with("case-") {
-            return Ok(None); // a repair watch: support's own bookkeeping
+            return Ok(None); // a repair watch, a walk, an article: support's own
         }
         let (name, payload) = match event.decode::<Event>().map_err(|e| e.to_string())? {
             Event::CaseOpened {
@@ -214,4 +218,72 @@ impl Translate for SupportEvents {
             content_type: protobuf(&format!("aftersales.support.v1.{name}")),
         }))
     }
+}
+
+/// What a survey asks about, as its public events say it.
+fn survey_subject(about: &About) -> (pb::SurveySubject, String, String) {
+    match about {
+        About::Case { case_id, .. } => (pb::SurveySubject::Case, case_id.clone(), String::new()),
+        About::Repair { order_id, .. } => {
+            (pb::SurveySubject::Repair, String::new(), order_id.clone())
+        }
+    }
+}
+
+fn survey_event(event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+    let decoded: survey::Event = event.decode().map_err(|e| e.to_string())?;
+    let (name, payload) = match decoded {
+        survey::Event::SurveySent {
+            survey_id,
+            customer_id,
+            about,
+            link,
+            expires_at,
+            ..
+        } => {
+            let (subject, case_id, repair_order_id) = survey_subject(&about);
+            // Erased before it was published: nobody is left to ask.
+            let answer_link = if link == aftersales_eventstore::personal::ERASED {
+                String::new()
+            } else {
+                link
+            };
+            (
+                pb::SurveySent::NAME,
+                pb::SurveySent {
+                    survey_id,
+                    customer_id,
+                    subject: subject.into(),
+                    case_id,
+                    repair_order_id,
+                    answer_link,
+                    expires_at: Some(timestamp_to_proto(expires_at)),
+                }
+                .encode_to_vec(),
+            )
+        }
+        survey::Event::SurveyAnswered {
+            survey_id,
+            about,
+            score,
+            ..
+        } => {
+            let (subject, case_id, repair_order_id) = survey_subject(&about);
+            (
+                pb::SurveyAnswered::NAME,
+                pb::SurveyAnswered {
+                    survey_id,
+                    subject: subject.into(),
+                    case_id,
+                    repair_order_id,
+                    score,
+                }
+                .encode_to_vec(),
+            )
+        }
+    };
+    Ok(Some(Outbound {
+        payload,
+        content_type: protobuf(&format!("aftersales.support.v1.{name}")),
+    }))
 }

@@ -9,6 +9,8 @@ pub mod integration;
 pub mod knowledge;
 pub mod privacy;
 pub mod projections;
+pub mod quality;
 pub mod reactions;
 pub mod selfhelp;
 pub mod server;
+pub mod surveys;

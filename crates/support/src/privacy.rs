@@ -1,6 +1,7 @@
 //! What support holds about a customer: their cases, whose words (what they and
 //! the agents wrote, attachments' names) are sealed under the customer's key,
-//! and their self-help walks. Erasure needs no wait: a case can be answered
+//! their self-help walks, and their satisfaction surveys (links and comments
+//! sealed likewise). Erasure needs no wait: a case can be answered
 //! without the customer's words. It destroys that key; the cases' steps and
 //! clocks stay under the customer's pseudonymous id.
 
@@ -69,6 +70,13 @@ impl CustomerRecords for SupportRecords {
                     data: json!({"case": case.state, "history": history}),
                 });
             }
+            for survey in self.app.surveys().of_customer(customer).await? {
+                records.push(Record {
+                    kind: "support_survey",
+                    id: survey.survey.survey_id.clone(),
+                    data: json!(survey),
+                });
+            }
             Ok(records)
         })
     }
@@ -86,22 +94,39 @@ impl CustomerRecords for SupportRecords {
     fn scrub<'a>(&'a self, customer: &'a str) -> Answer<'a, Vec<Erased>> {
         Box::pin(async move {
             let cases = self.case_ids(customer).await?;
-            Ok(vec![Erased {
-                what: "support cases: what the customer and the agents wrote, attachments' names"
-                    .into(),
-                count: u64::try_from(cases.len()).unwrap_or(u64::MAX),
-            }])
+            let surveys = crate::projections::surveys_of(self.app.store(), customer).await?;
+            Ok(vec![
+                Erased {
+                    what: "support cases: what the customer and the agents wrote, attachments' \
+                           names"
+                        .into(),
+                    count: u64::try_from(cases.len()).unwrap_or(u64::MAX),
+                },
+                Erased {
+                    what: "satisfaction surveys: their links and the customer's comments".into(),
+                    count: u64::try_from(surveys.len()).unwrap_or(u64::MAX),
+                },
+            ])
         })
     }
 
     fn kept(&self) -> Vec<Kept> {
-        vec![Kept {
-            what: "support cases: category, priority, team and agent, each step's time and the \
+        vec![
+            Kept {
+                what:
+                    "support cases: category, priority, team and agent, each step's time and the \
                    service-level clocks"
-                .into(),
-            why: "the desk's quality figures and the evidence of how each promise was kept; \
+                        .into(),
+                why: "the desk's quality figures and the evidence of how each promise was kept; \
                   under the customer's pseudonymous id, without anything they wrote"
-                .into(),
-        }]
+                    .into(),
+            },
+            Kept {
+                what: "satisfaction surveys: what each asked about and the score given".into(),
+                why: "the quality figures of agents, teams, centers and technicians; under the \
+                  customer's pseudonymous id, without their comment"
+                    .into(),
+            },
+        ]
     }
 }

@@ -1,6 +1,7 @@
 //! Read models of the support log: every case as its log leaves it (queues,
-//! workload, the SLA sweep's next alarms), the teams that held each case, and
-//! each knowledge-base article's current version.
+//! workload, the SLA sweep's next alarms), the teams that held each case, each
+//! resolved case's quality figures, each knowledge-base article's current
+//! version, self-help walks, and satisfaction surveys.
 //! Rebuilt from the log with `aftersales_eventstore::projection::rebuild`.
 
 use aftersales_eventstore::{
@@ -10,6 +11,7 @@ use aftersales_eventstore::{
 use chrono::{DateTime, Utc};
 
 use crate::domain::case::{Case, CaseState, Event, Status};
+use crate::domain::survey::{self, About};
 
 /// The read models' tables, one set for both backends.
 pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -20,12 +22,19 @@ pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
         std::sync::Arc::new(Cases),
         std::sync::Arc::new(Articles),
         std::sync::Arc::new(Walks),
+        std::sync::Arc::new(Surveys),
     ]
 }
 
 /// How the read models write times: sortable as text.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The ISO week of `at` (UTC), as `2026-W49`: sortable as text.
+pub fn iso_week(at: DateTime<Utc>) -> String {
+    let week = chrono::Datelike::iso_week(&at.date_naive());
+    format!("{}-W{:02}", week.year(), week.week())
 }
 
 pub fn status_name(status: Status) -> &'static str {
@@ -107,10 +116,39 @@ impl Projection for Cases {
                 "INSERT INTO support_case_teams (case_id, team_id) VALUES ($1, $2) \
                  ON CONFLICT (case_id, team_id) DO NOTHING",
             )
-            .bind(case_id)
-            .bind(state.team_id)
-            .execute(c)
+            .bind(case_id.clone())
+            .bind(state.team_id.clone())
+            .execute(&mut *c)
             .await?;
+            if let Some(resolved_at) = state.resolved_at {
+                let seconds = |to: DateTime<Utc>| (to - state.opened_at).num_seconds();
+                let flag = |yes: bool| i64::from(yes);
+                sqlx::query(
+                    "INSERT INTO support_quality (case_id, team_id, agent_id, week, \
+                     first_response_seconds, resolution_seconds, breached, first_contact, \
+                     reopened, escalated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (case_id) DO UPDATE SET team_id = excluded.team_id, \
+                     agent_id = excluded.agent_id, week = excluded.week, \
+                     first_response_seconds = excluded.first_response_seconds, \
+                     resolution_seconds = excluded.resolution_seconds, \
+                     breached = excluded.breached, first_contact = excluded.first_contact, \
+                     reopened = excluded.reopened, escalated = excluded.escalated",
+                )
+                .bind(case_id)
+                .bind(state.team_id.clone())
+                .bind(state.agent_id.clone())
+                .bind(iso_week(resolved_at))
+                .bind(state.first_response_at.map(seconds))
+                .bind(seconds(resolved_at))
+                .bind(flag(breached > 0))
+                .bind(flag(
+                    state.agent_replies <= 1 && state.reopened == 0 && state.escalations == 0,
+                ))
+                .bind(flag(state.reopened > 0))
+                .bind(flag(state.escalations > 0))
+                .execute(c)
+                .await?;
+            }
         });
         Ok(())
     }
@@ -118,7 +156,8 @@ impl Projection for Cases {
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
         on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM support_cases").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM support_case_teams").execute(c).await?;
+            sqlx::query("DELETE FROM support_case_teams").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM support_quality").execute(c).await?;
         });
         Ok(())
     }
@@ -559,6 +598,261 @@ pub async fn walk_figures(
              FROM support_selfhelp WHERE started_at >= $1 GROUP BY tree_id ORDER BY tree_id",
         )
         .bind(timestamp(from))
+        .fetch_all(pool)
+        .await?)
+    })
+}
+
+/// Surveys: what each asks about, and its score once answered.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Surveys;
+
+impl Projection for Surveys {
+    fn name(&self) -> &'static str {
+        "support-surveys"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        if !event.stream_id.as_str().starts_with("survey-") {
+            return Ok(());
+        }
+        match event.decode::<survey::Event>()? {
+            survey::Event::SurveySent {
+                survey_id,
+                customer_id,
+                about,
+                at,
+                ..
+            } => {
+                let (subject, case, order, team, agent, center, technician) = match about {
+                    About::Case {
+                        case_id,
+                        team_id,
+                        agent_id,
+                    } => (
+                        "case",
+                        Some(case_id),
+                        None,
+                        Some(team_id),
+                        agent_id,
+                        None,
+                        None,
+                    ),
+                    About::Repair {
+                        order_id,
+                        service_center_id,
+                        technician,
+                    } => (
+                        "repair",
+                        None,
+                        Some(order_id),
+                        None,
+                        None,
+                        Some(service_center_id).filter(|c| !c.is_empty()),
+                        technician,
+                    ),
+                };
+                on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "INSERT INTO support_surveys (survey_id, subject, customer_id, case_id, \
+                         order_id, team_id, agent_id, center_id, technician, sent_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                         ON CONFLICT (survey_id) DO NOTHING",
+                    )
+                    .bind(survey_id)
+                    .bind(subject)
+                    .bind(customer_id)
+                    .bind(case)
+                    .bind(order)
+                    .bind(team)
+                    .bind(agent)
+                    .bind(center)
+                    .bind(technician)
+                    .bind(timestamp(at))
+                    .execute(c)
+                    .await?;
+                });
+            }
+            survey::Event::SurveyAnswered {
+                survey_id,
+                score,
+                at,
+                ..
+            } => {
+                on_connection!(tx.connection(), c => {
+                    sqlx::query(
+                        "UPDATE support_surveys SET answered_at = $2, week = $3, score = $4 \
+                         WHERE survey_id = $1",
+                    )
+                    .bind(survey_id)
+                    .bind(timestamp(at))
+                    .bind(iso_week(at))
+                    .bind(i64::from(score))
+                    .execute(c)
+                    .await?;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM support_surveys").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// Whom quality figures are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityGroup {
+    Agent,
+    Team,
+    Center,
+    Technician,
+}
+
+impl QualityGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Team => "team",
+            Self::Center => "center",
+            Self::Technician => "technician",
+        }
+    }
+
+    /// The column naming the group: in `support_quality` (agents and teams
+    /// only), and in `support_surveys` with the subject its surveys ask about.
+    fn columns(self) -> (Option<&'static str>, &'static str, &'static str) {
+        match self {
+            Self::Agent => (Some("agent_id"), "agent_id", "case"),
+            Self::Team => (Some("team_id"), "team_id", "case"),
+            Self::Center => (None, "center_id", "repair"),
+            Self::Technician => (None, "technician", "repair"),
+        }
+    }
+}
+
+/// One group's figures in one week, as the read models count them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QualityCounts {
+    pub cases_resolved: i64,
+    pub mean_first_response_seconds: Option<f64>,
+    pub mean_resolution_seconds: Option<f64>,
+    pub breached: i64,
+    pub first_contact: i64,
+    pub reopened: i64,
+    pub escalated: i64,
+    pub survey_answers: i64,
+    pub mean_score: Option<f64>,
+}
+
+type CaseFigures = (
+    String,
+    String,
+    i64,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// Figures per `(week, group)` for the ISO weeks `from..=to` (`2026-W49`).
+pub async fn quality(
+    store: &AnyEventStore,
+    group: QualityGroup,
+    from: &str,
+    to: &str,
+) -> Result<std::collections::BTreeMap<(String, String), QualityCounts>, StoreError> {
+    let (case_column, survey_column, subject) = group.columns();
+    let mut figures = std::collections::BTreeMap::<(String, String), QualityCounts>::new();
+    if let Some(column) = case_column {
+        let sql = format!(
+            "SELECT week, {column}, COUNT(*), \
+             CAST(AVG(first_response_seconds) AS DOUBLE PRECISION), \
+             CAST(AVG(resolution_seconds) AS DOUBLE PRECISION), \
+             CAST(SUM(breached) AS BIGINT), CAST(SUM(first_contact) AS BIGINT), \
+             CAST(SUM(reopened) AS BIGINT), CAST(SUM(escalated) AS BIGINT) \
+             FROM support_quality WHERE week >= $1 AND week <= $2 AND {column} IS NOT NULL \
+             GROUP BY week, {column}"
+        );
+        let rows: Vec<CaseFigures> = on_read_pool!(store, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(from.to_owned())
+                .bind(to.to_owned())
+                .fetch_all(pool)
+                .await?
+        });
+        for (week, id, n, response, resolution, breached, first, reopened, escalated) in rows {
+            let counts = figures.entry((week, id)).or_default();
+            counts.cases_resolved = n;
+            counts.mean_first_response_seconds = response;
+            counts.mean_resolution_seconds = resolution;
+            counts.breached = breached;
+            counts.first_contact = first;
+            counts.reopened = reopened;
+            counts.escalated = escalated;
+        }
+    }
+    let sql = format!(
+        "SELECT week, {survey_column}, COUNT(*), CAST(AVG(score) AS DOUBLE PRECISION) \
+         FROM support_surveys WHERE subject = $3 AND answered_at IS NOT NULL \
+         AND week >= $1 AND week <= $2 AND {survey_column} IS NOT NULL \
+         GROUP BY week, {survey_column}"
+    );
+    let rows: Vec<(String, String, i64, Option<f64>)> = on_read_pool!(store, pool => {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(from.to_owned())
+            .bind(to.to_owned())
+            .bind(subject)
+            .fetch_all(pool)
+            .await?
+    });
+    for (week, id, answers, score) in rows {
+        let counts = figures.entry((week, id)).or_default();
+        counts.survey_answers = answers;
+        counts.mean_score = score;
+    }
+    Ok(figures)
+}
+
+/// The newest answered surveys about one group, by id.
+pub async fn answered_surveys(
+    store: &AnyEventStore,
+    group: QualityGroup,
+    group_id: &str,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    let (_, column, subject) = group.columns();
+    let sql = format!(
+        "SELECT survey_id FROM support_surveys WHERE subject = $1 AND {column} = $2 \
+         AND answered_at IS NOT NULL ORDER BY answered_at DESC, survey_id LIMIT $3"
+    );
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(subject)
+            .bind(group_id.to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?)
+    })
+}
+
+/// Every survey sent to `customer`, by id.
+pub async fn surveys_of(store: &AnyEventStore, customer: &str) -> Result<Vec<String>, StoreError> {
+    on_read_pool!(store, pool => {
+        Ok(sqlx::query_scalar(
+            "SELECT survey_id FROM support_surveys WHERE customer_id = $1 ORDER BY sent_at, survey_id",
+        )
+        .bind(customer.to_owned())
         .fetch_all(pool)
         .await?)
     })

@@ -5,6 +5,9 @@
 //!
 //! - repair `RepairOrderOpened`: the order's customer, country and phone noted.
 //! - repair `QcFailed`: counted; at the second failure a case is opened.
+//! - repair `RepairStarted`: its technician noted.
+//! - repair `DeviceCollected`, `ReturnDelivered`: the phone is back with its
+//!   customer; a satisfaction survey about the repair is sent, once.
 //! - repair `DeviceCollected`, `ReturnDelivered`, `RepairCancelled`: the order
 //!   is done; nothing more is opened for it.
 //! - logistics `ShipmentStalled` for a repair's parcel: a case, once per parcel.
@@ -21,6 +24,7 @@ use prost::Name;
 
 use crate::app::{NewCase, Support};
 use crate::domain::case::{Category, Channel, Priority};
+use crate::domain::survey::About;
 use crate::domain::watch::{self, Command, QC_FAILURES_FOR_A_CASE, RepairWatch};
 
 /// The durable consumers, one per source service.
@@ -31,6 +35,7 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
             "repair",
             [
                 <rpb::RepairOrderOpened as Name>::NAME,
+                <rpb::RepairStarted as Name>::NAME,
                 <rpb::QcFailed as Name>::NAME,
                 <rpb::DeviceCollected as Name>::NAME,
                 <rpb::ReturnDelivered as Name>::NAME,
@@ -162,8 +167,20 @@ impl SupportReactions {
                     customer_id: opened.customer_id,
                     country: opened.country,
                     device_imei,
+                    service_center_id: opened.service_center_id,
                 };
                 self.watch(event, tx, &opened.order_id, command).await?;
+                Ok(())
+            }
+            <rpb::RepairStarted as Name>::NAME => {
+                let started: rpb::RepairStarted = event.proto().map_err(decode)?;
+                if started.technician.trim().is_empty() {
+                    return Ok(()); // published before repair named technicians
+                }
+                let command = Command::NoteTechnician {
+                    technician: started.technician,
+                };
+                self.watch(event, tx, &started.order_id, command).await?;
                 Ok(())
             }
             <rpb::QcFailed as Name>::NAME => {
@@ -212,7 +229,22 @@ impl SupportReactions {
                             .order_id
                     }
                 };
-                self.watch(event, tx, &order_id, Command::Close).await?;
+                let watch = self.watch(event, tx, &order_id, Command::Close).await?;
+                if event.event_type == <rpb::RepairCancelled as Name>::NAME {
+                    return Ok(());
+                }
+                // Back with its customer: how did it go?
+                let language = self.app.teams().language_of(&watch.country).to_owned();
+                let about = About::Repair {
+                    order_id: watch.order_id.clone(),
+                    service_center_id: watch.service_center_id.clone(),
+                    technician: watch.technician.clone(),
+                };
+                let ctx = event.reaction_context(b"survey", &self.region);
+                self.app
+                    .surveys()
+                    .send_in(tx, &watch.customer_id, &language, about, &ctx)
+                    .await?;
                 Ok(())
             }
             other => Err(HandlerError::permanent(format!(

@@ -52,6 +52,13 @@ pub struct Config {
     /// cases waiting for an agent: the precision of the SLA timers.
     #[arg(long, env = "AFTERSALES_SLA_SWEEP_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub sla_sweep_millis: u64,
+    /// The customer-facing site (the gateway) that survey links point at.
+    #[arg(
+        long,
+        env = "AFTERSALES_SITE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub site_url: String,
 }
 
 impl Default for Config {
@@ -99,7 +106,9 @@ async fn index(knowledge: crate::knowledge::KnowledgeBase, mut shutdown: Shutdow
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let common = &config.common;
     let store = SERVICE.open(common).await?;
-    let app = Support::builtin(store.clone(), common.clock.clone()).map_err(StartError::Config)?;
+    let surveys = crate::surveys::Surveys::open(store.clone(), &config.site_url).await?;
+    let app = Support::builtin(store.clone(), surveys, common.clock.clone())
+        .map_err(StartError::Config)?;
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
     let region = common.region.clone();

@@ -102,6 +102,10 @@ pub enum Kind {
     /// The case went to experts.
     SupportCaseEscalated,
     SupportCaseResolved,
+    /// How did we do? A survey's signed link, once per case.
+    SupportSurveyCase,
+    /// How did the repair go? Once per repair, when the phone is back.
+    SupportSurveyRepair,
 }
 
 /// What a kind is, for the plan.
@@ -115,7 +119,7 @@ pub struct Spec {
 }
 
 impl Kind {
-    pub const ALL: [Self; 37] = [
+    pub const ALL: [Self; 39] = [
         Self::RepairOpened,
         Self::DeviceReceived,
         Self::DiagnosedCovered,
@@ -153,6 +157,8 @@ impl Kind {
         Self::SupportCaseReplied,
         Self::SupportCaseEscalated,
         Self::SupportCaseResolved,
+        Self::SupportSurveyCase,
+        Self::SupportSurveyRepair,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +200,8 @@ impl Kind {
             Self::SupportCaseReplied => "support_case_replied",
             Self::SupportCaseEscalated => "support_case_escalated",
             Self::SupportCaseResolved => "support_case_resolved",
+            Self::SupportSurveyCase => "support_survey_case",
+            Self::SupportSurveyRepair => "support_survey_repair",
         }
     }
 
@@ -294,6 +302,10 @@ impl Kind {
             Self::SupportCaseReplied => spec(Support, false, true, &["case"]),
             Self::SupportCaseEscalated => spec(Support, false, true, &["case"]),
             Self::SupportCaseResolved => spec(Support, false, true, &["case"]),
+            // Asking is optional: a customer who turned support messages off
+            // is not asked either.
+            Self::SupportSurveyCase => spec(Support, false, false, &["case", "link"]),
+            Self::SupportSurveyRepair => spec(Support, false, false, &["order_id", "link"]),
         }
     }
 }

@@ -113,6 +113,7 @@ async fn the_inbox_pages_marks_read_streams_live_and_an_operator_can_resend() {
     for (i, kind) in ["RepairStarted", "QcPassed"].iter().enumerate() {
         let started = aftersales_proto::repair::RepairStarted {
             order_id: "ord-q".into(),
+            ..Default::default()
         };
         publish(
             &h.js,

@@ -407,6 +407,9 @@ pub struct CaseState {
     pub closed_at: Option<DateTime<Utc>>,
     pub reopened: u32,
     pub escalations: u32,
+    /// Replies the customer got: one at most is a first-contact resolution.
+    #[serde(default)]
+    pub agent_replies: u32,
 }
 
 impl CaseState {
@@ -878,6 +881,7 @@ impl Decider for Case {
                 closed_at: None,
                 reopened: 0,
                 escalations: 0,
+                agent_replies: 0,
             });
         }
         let mut state = state?;
@@ -897,6 +901,7 @@ impl Decider for Case {
                 match kind {
                     EntryKind::AgentReply => {
                         state.first_response_at.get_or_insert(*at);
+                        state.agent_replies += 1;
                     }
                     EntryKind::CustomerMessage if state.status == Status::WaitingOnCustomer => {
                         state.status = Status::Assigned;

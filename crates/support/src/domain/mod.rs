@@ -10,13 +10,15 @@
 //!   they fix.
 //! - [`diagnosis`]: self-diagnosis trees as data, and one walk through one.
 //! - [`watch`]: what support keeps of a repair order, to open a case when it
-//!   goes wrong.
+//!   goes wrong and to ask how it went.
+//! - [`survey`]: a satisfaction survey, answered once by a signed link.
 
 pub mod article;
 pub mod calendar;
 pub mod case;
 pub mod diagnosis;
 pub mod sla;
+pub mod survey;
 pub mod teams;
 pub mod updates;
 pub mod watch;

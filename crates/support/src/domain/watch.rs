@@ -1,6 +1,7 @@
 //! What the support desk keeps of one repair order, from repair's and
 //! logistics' public events, to open a case on the customer's behalf when the
-//! repair goes wrong: QC failed twice, or a parcel stalled. One stream per order
+//! repair goes wrong (QC failed twice, or a parcel stalled) and to ask how the
+//! repair went, about its center and technician, once it is done. One stream per order
 //! (`watch-<order id>`), so it rebuilds from support's own log like the rest.
 
 use aftersales_eventstore::{Decider, DomainEvent};
@@ -19,6 +20,11 @@ pub enum Command {
         customer_id: String,
         country: String,
         device_imei: Option<String>,
+        service_center_id: String,
+    },
+    /// A technician started the repair.
+    NoteTechnician {
+        technician: String,
     },
     QcFailed,
     /// The order is done with: nothing more will be opened for it.
@@ -33,6 +39,12 @@ pub enum Event {
         customer_id: String,
         country: String,
         device_imei: Option<String>,
+        /// Kept since surveys ask about it; empty in older events.
+        #[serde(default)]
+        service_center_id: String,
+    },
+    TechnicianNoted {
+        technician: String,
     },
     QcFailureNoted {
         failures: u32,
@@ -44,6 +56,7 @@ impl DomainEvent for Event {
     fn event_type(&self) -> &'static str {
         match self {
             Self::RepairNoted { .. } => "RepairNoted",
+            Self::TechnicianNoted { .. } => "TechnicianNoted",
             Self::QcFailureNoted { .. } => "QcFailureNoted",
             Self::RepairDone => "RepairDone",
         }
@@ -56,6 +69,10 @@ pub struct WatchState {
     pub customer_id: String,
     pub country: String,
     pub device_imei: Option<String>,
+    #[serde(default)]
+    pub service_center_id: String,
+    #[serde(default)]
+    pub technician: Option<String>,
     pub qc_failures: u32,
     pub done: bool,
 }
@@ -82,17 +99,27 @@ impl Decider for RepairWatch {
                     customer_id,
                     country,
                     device_imei,
+                    service_center_id,
                 },
             ) => Ok(vec![Event::RepairNoted {
                 order_id: order_id.clone(),
                 customer_id: customer_id.clone(),
                 country: country.clone(),
                 device_imei: device_imei.clone(),
+                service_center_id: service_center_id.clone(),
             }]),
             (Some(_), Command::Note { .. }) => Ok(vec![]),
-            (None, Command::QcFailed | Command::Close) => {
+            (None, Command::QcFailed | Command::Close | Command::NoteTechnician { .. }) => {
                 Err(DomainError::NotFound("the repair order".into()))
             }
+            (Some(watch), Command::NoteTechnician { technician })
+                if !watch.done && watch.technician.as_ref() != Some(technician) =>
+            {
+                Ok(vec![Event::TechnicianNoted {
+                    technician: technician.clone(),
+                }])
+            }
+            (Some(_), Command::NoteTechnician { .. }) => Ok(vec![]),
             (Some(watch), Command::QcFailed) if !watch.done => Ok(vec![Event::QcFailureNoted {
                 failures: watch.qc_failures + 1,
             }]),
@@ -110,15 +137,22 @@ impl Decider for RepairWatch {
                     customer_id,
                     country,
                     device_imei,
+                    service_center_id,
                 },
             ) => Some(WatchState {
                 order_id: order_id.clone(),
                 customer_id: customer_id.clone(),
                 country: country.clone(),
                 device_imei: device_imei.clone(),
+                service_center_id: service_center_id.clone(),
+                technician: None,
                 qc_failures: 0,
                 done: false,
             }),
+            (Some(mut watch), Event::TechnicianNoted { technician }) => {
+                watch.technician = Some(technician.clone());
+                Some(watch)
+            }
             (Some(mut watch), Event::QcFailureNoted { failures }) => {
                 watch.qc_failures = *failures;
                 Some(watch)
@@ -127,7 +161,10 @@ impl Decider for RepairWatch {
                 watch.done = true;
                 Some(watch)
             }
-            (None, Event::QcFailureNoted { .. } | Event::RepairDone) => None,
+            (
+                None,
+                Event::QcFailureNoted { .. } | Event::RepairDone | Event::TechnicianNoted { .. },
+            ) => None,
         }
     }
 }
@@ -148,17 +185,27 @@ mod tests {
             customer_id: "cust-1".into(),
             country: "DE".into(),
             device_imei: None,
+            service_center_id: "berlin-mitte".into(),
         };
         let (watch, _) = run(None, &note);
         let (watch, again) = run(watch, &note);
         assert!(again.is_empty());
+        let tech = Command::NoteTechnician {
+            technician: "tech-7".into(),
+        };
+        let (watch, _) = run(watch, &tech);
+        let (watch, same) = run(watch, &tech);
+        assert!(same.is_empty());
         let (watch, _) = run(watch, &Command::QcFailed);
         let (watch, second) = run(watch, &Command::QcFailed);
         assert_eq!(second, [Event::QcFailureNoted { failures: 2 }]);
         let (watch, _) = run(watch, &Command::Close);
         let (watch, after) = run(watch, &Command::QcFailed);
         assert!(after.is_empty());
-        assert_eq!(watch.unwrap().qc_failures, 2);
+        let watch = watch.unwrap();
+        assert_eq!(watch.qc_failures, 2);
+        assert_eq!(watch.technician.as_deref(), Some("tech-7"));
+        assert_eq!(watch.service_center_id, "berlin-mitte");
         assert!(matches!(
             RepairWatch::decide(&None, &Command::QcFailed),
             Err(DomainError::NotFound(_))

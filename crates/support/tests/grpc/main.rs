@@ -9,6 +9,7 @@ mod platform;
 mod privacy;
 mod selfhelp;
 mod sla;
+mod surveys;
 
 use aftersales_core::ShiftedClock;
 use aftersales_proto::common::CountryCode;
@@ -27,6 +28,7 @@ pub fn config(database_url: String, clock: &ShiftedClock) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: None,
         sla_sweep_millis: 20,
+        site_url: "https://aftersales.test".into(),
     }
 }
 
@@ -77,6 +79,42 @@ impl Server {
 
     pub async fn stop(self) {
         self.running.stop().await.unwrap();
+    }
+}
+
+/// The survey id and token of a link `https://aftersales.test/survey/<id>?t=<token>`.
+pub fn survey_link(link: &str) -> pb::SurveyLink {
+    let rest = link
+        .strip_prefix("https://aftersales.test/survey/")
+        .unwrap_or_else(|| panic!("{link}"));
+    let (survey_id, token) = rest.split_once("?t=").unwrap();
+    pb::SurveyLink {
+        survey_id: survey_id.into(),
+        token: token.into(),
+    }
+}
+
+/// The link of the survey about case `case_id`, as its log holds it (what the
+/// customer is sent).
+pub async fn case_survey_link(server: &Server, case_id: &str) -> pb::SurveyLink {
+    use aftersales_eventstore::EventStore as _;
+    use aftersales_support::domain::survey::{About, Event};
+    let about = About::Case {
+        case_id: case_id.into(),
+        team_id: String::new(),
+        agent_id: None,
+    };
+    let stream =
+        aftersales_eventstore::StreamId::parse(format!("survey-{}", about.survey_id())).unwrap();
+    let sent = server
+        .running
+        .store
+        .read_stream(&stream, 1, 1)
+        .await
+        .unwrap();
+    match sent[0].decode::<Event>().unwrap() {
+        Event::SurveySent { link, .. } => survey_link(&link),
+        other => panic!("{other:?}"),
     }
 }
 

@@ -1,12 +1,13 @@
-//! A customer's rights over what support holds: their cases exported with
-//! every word, then erased at once: the words gone from the log's reading,
-//! the case's steps and clocks kept under the pseudonymous id.
+//! A customer's rights over what support holds: their cases and surveys
+//! exported with every word, then erased at once: the words gone from the
+//! log's reading, the case's steps and clocks and the survey's score kept
+//! under the pseudonymous id.
 
 use aftersales_eventstore::personal::ERASED;
 use aftersales_proto::privacy::{self as ppb, privacy_client::PrivacyClient};
 use aftersales_proto::support as pb;
 
-use crate::{Server, case_ref, clock_at, entry, not_charging};
+use crate::{Server, case_ref, case_survey_link, clock_at, entry, not_charging};
 
 /// A customer of this test alone: the keyring is the test process's, and
 /// their key is destroyed.
@@ -31,6 +32,25 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         ))
         .await
         .unwrap();
+    server
+        .client
+        .resolve_case(pb::ResolveCaseRequest {
+            case_id: opened.case_id.clone(),
+            summary: "Kabel war defekt.".into(),
+        })
+        .await
+        .unwrap();
+    let link = case_survey_link(&server, &opened.case_id).await;
+    server
+        .client
+        .answer_survey(pb::AnswerSurveyRequest {
+            survey_id: link.survey_id.clone(),
+            token: link.token.clone(),
+            score: 5,
+            comment: "Frau Weber war sehr hilfsbereit".into(),
+        })
+        .await
+        .unwrap();
     let mut privacy = PrivacyClient::connect(format!("http://{}", server.running.addr))
         .await
         .unwrap();
@@ -48,7 +68,7 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
                     .into_inner()
             }
         },
-        |e: &ppb::CustomerData| !e.records.is_empty(),
+        |e: &ppb::CustomerData| e.records.len() == 2,
     )
     .await;
     assert_eq!(exported.service, "support");
@@ -67,6 +87,12 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         "{}",
         record.json
     );
+    let survey = &exported.records[1];
+    assert_eq!(
+        (survey.kind.as_str(), survey.id.as_str()),
+        ("support_survey", link.survey_id.as_str())
+    );
+    assert!(survey.json.contains("Frau Weber"), "{}", survey.json);
 
     let receipt = privacy
         .erase_customer(ppb::EraseCustomerRequest {
@@ -76,7 +102,8 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         .unwrap()
         .into_inner();
     assert_eq!(receipt.state(), ppb::ErasureState::Done);
-    assert_eq!(receipt.erased.first().map(|e| e.count), Some(1));
+    let counts: Vec<u64> = receipt.erased.iter().map(|e| e.count).collect();
+    assert_eq!(counts, [1, 1], "{receipt:?}");
     assert!(!receipt.kept.is_empty());
 
     // The case reads on, every word erased; its steps are all there.
@@ -87,7 +114,7 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         .unwrap()
         .into_inner();
     assert_eq!(detail.subject, ERASED);
-    assert_eq!(detail.history.len(), 3);
+    assert_eq!(detail.history.len(), 4);
     assert!(
         detail
             .history
@@ -105,5 +132,28 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         "{}",
         again.records[0].json
     );
+    // The survey's score stays; the comment and the link do not.
+    assert!(
+        !again.records[1].json.contains("Weber"),
+        "{}",
+        again.records[1].json
+    );
+    assert!(
+        again.records[1].json.contains(ERASED),
+        "{}",
+        again.records[1].json
+    );
+    let answers = server
+        .client
+        .list_survey_answers(pb::ListSurveyAnswersRequest {
+            group_by: pb::QualityGroup::Team.into(),
+            group_id: "de-front".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .answers;
+    assert_eq!((answers[0].score, answers[0].comment.as_str()), (5, ERASED));
     server.stop().await;
 }
