@@ -228,7 +228,7 @@ def check_overlay(objects, name):
     (web,) = gateway["spec"]["template"]["spec"]["containers"]
     web_env = {e["name"]: e for e in web.get("env", [])}
     require(web_env.get("AFTERSALES_GATEWAY_SECURE", {}).get("value") == "true", f"{name}: the gateway's cookies are Secure")
-    for variable in ("AFTERSALES_WARRANTY_URL", "AFTERSALES_REPAIR_URL", "AFTERSALES_LOGISTICS_URL", "AFTERSALES_NOTIFICATION_URL", "AFTERSALES_PARTS_URL"):
+    for variable in ("AFTERSALES_WARRANTY_URL", "AFTERSALES_REPAIR_URL", "AFTERSALES_LOGISTICS_URL", "AFTERSALES_NOTIFICATION_URL", "AFTERSALES_PARTS_URL", "AFTERSALES_SUPPORT_URL"):
         require(web_env.get(variable, {}).get("value", "").startswith("https://"), f"{name}: the gateway calls the services over TLS")
     require("readinessProbe" in web, f"{name}: the gateway needs a readiness probe")
     conf = next(

@@ -371,10 +371,27 @@ async fn up(args: Up) -> Result<(), String> {
         })
         .await
         .map_err(|e| format!("notification: {e}"))?;
+    // The gateway's address is taken now: survey links point at it.
+    let gateway_listener = match &provider {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(args.gateway_listen)
+                .await
+                .map_err(|e| format!("--gateway-listen {}: {e}", args.gateway_listen))?,
+        ),
+        None => None,
+    };
+    let site_url = match &gateway_listener {
+        Some(listener) => format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        ),
+        None => aftersales_support::server::Config::default().site_url,
+    };
     let support = aftersales_support::server::start(aftersales_support::server::Config {
         common: common("support")?,
         listen: args.support_listen,
         metrics_listen: None,
+        site_url,
         ..Default::default()
     })
     .await
@@ -382,23 +399,27 @@ async fn up(args: Up) -> Result<(), String> {
     if let Some(provider) = &provider {
         codes.connect(provider, notification.addr)?;
     }
-    let gateway = match &provider {
-        Some(provider) => Some(
-            aftersales_gateway::start(aftersales_gateway::Config {
-                listen: args.gateway_listen,
-                warranty_url: format!("http://{}", warranty.addr),
-                repair_url: format!("http://{}", repair.addr),
-                logistics_url: format!("http://{}", logistics.addr),
-                notification_url: format!("http://{}", notification.addr),
-                parts_url: format!("http://{}", parts.addr),
-                issuer_url: provider.url().to_owned(),
-                export_key_file: Some(args.data_dir.join("export-key.der")),
-                ..Default::default()
-            })
+    let gateway = match (&provider, gateway_listener) {
+        (Some(provider), Some(listener)) => Some(
+            aftersales_gateway::start_on(
+                listener,
+                aftersales_gateway::Config {
+                    listen: args.gateway_listen,
+                    warranty_url: format!("http://{}", warranty.addr),
+                    repair_url: format!("http://{}", repair.addr),
+                    logistics_url: format!("http://{}", logistics.addr),
+                    notification_url: format!("http://{}", notification.addr),
+                    parts_url: format!("http://{}", parts.addr),
+                    support_url: format!("http://{}", support.addr),
+                    issuer_url: provider.url().to_owned(),
+                    export_key_file: Some(args.data_dir.join("export-key.der")),
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|e| format!("--gateway-listen {}: {e}", args.gateway_listen))?,
         ),
-        None => None,
+        _ => None,
     };
     // The seed acts as a support agent at the desk and as staff of every center,
     // with tokens the provider signs in-process.

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::support as spb;
+use aftersales_proto::support::support_service_client::SupportServiceClient;
 use aftersales_proto::warranty as pb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use aftersales_testkit::browser::Browser;
@@ -3702,6 +3704,147 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         workshop.accessibility_violations().await,
         Vec::<serde_json::Value>::new()
     );
+
+    // The desk answers a question of Lena's and resolves it; her inbox brings
+    // the survey's signed link, which she answers once, without anything else.
+    let mut support = SupportServiceClient::connect(format!("http://{}", up.services[5]))
+        .await
+        .unwrap();
+    let question = support
+        .open_case(as_ops(
+            &bearer,
+            spb::OpenCaseRequest {
+                customer_id: "demo-lena".into(),
+                country: Some(CountryCode { value: "DE".into() }),
+                language: "de".into(),
+                channel: spb::Channel::Email.into(),
+                category: spb::Category::Hardware.into(),
+                priority: spb::Priority::Normal.into(),
+                subject: "Akku".into(),
+                text: "Hält der neue Akku länger?".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let teams = support
+        .list_teams(as_ops(&bearer, spb::ListTeamsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .teams;
+    let desk = teams
+        .iter()
+        .find(|t| t.team_id == question.team_id)
+        .unwrap();
+    support
+        .assign_case(as_ops(
+            &bearer,
+            spb::AssignCaseRequest {
+                case_id: question.case_id.clone(),
+                agent_id: desk.agent_ids[0].clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    support
+        .add_entry(as_ops(
+            &bearer,
+            spb::AddEntryRequest {
+                case_id: question.case_id.clone(),
+                kind: spb::EntryKind::AgentReply.into(),
+                text: "Ja, etwa zwei Tage.".into(),
+                attachments: Vec::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    support
+        .resolve_case(as_ops(
+            &bearer,
+            spb::ResolveCaseRequest {
+                case_id: question.case_id.clone(),
+                summary: "Frage beantwortet.".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let survey_link = aftersales_testkit::eventually(
+        || async {
+            b.goto(&format!("{}/inbox", up.web)).await.unwrap();
+            browser
+                .js("const m = document.querySelector('main').textContent.match(/https?:\\/\\/\\S+\\/survey\\/[0-9a-f-]+\\?t=[A-Za-z0-9_-]+/); return m && m[0]")
+                .await
+                .as_str()
+                .map(str::to_owned)
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    assert!(
+        survey_link.starts_with(&up.web),
+        "{survey_link} points at the gateway"
+    );
+    b.goto(&survey_link).await.unwrap();
+    b.wait().for_element(Locator::Css("#survey")).await.unwrap();
+    assert!(
+        browser
+            .text("#survey legend")
+            .await
+            .contains("Wie zufrieden sind Sie"),
+        "in her language"
+    );
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    b.find(Locator::Css("label[for=score-5]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.fill("#comment", "Schnelle, klare Antwort").await;
+    browser.submit("#survey button").await;
+    b.wait().for_element(Locator::Css("#thanks")).await.unwrap();
+    browser.screenshots(&shots, "survey").await;
+    b.goto(&survey_link).await.unwrap();
+    b.wait()
+        .for_element(Locator::Css("#answered"))
+        .await
+        .unwrap();
+    // The team's week shows her answer; the same figures download as CSV.
+    w.goto(&format!("{}/staff/quality?group=team", up.web))
+        .await
+        .unwrap();
+    let row = format!("#desk-quality tr[data-group='{}']", question.team_id);
+    let shown = aftersales_testkit::eventually(
+        || async {
+            w.refresh().await.unwrap();
+            w.find(Locator::Css(&format!("{row} .satisfaction")))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        },
+        |s| s.as_deref() == Some("5.0"),
+    )
+    .await;
+    assert_eq!(shown.as_deref(), Some("5.0"));
+    workshop.screenshots(&shots, "quality").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    let csv = workshop
+        .js("return fetch(document.getElementById('desk-quality-csv').href, {credentials: 'same-origin'}).then(r => r.text())")
+        .await;
+    let csv = csv.as_str().unwrap_or_default();
+    assert!(csv.starts_with("week,team,cases_resolved,"), "{csv}");
+    assert!(csv.contains(&format!(",{},", question.team_id)), "{csv}");
 
     // A form posted from another site is refused.
     b.goto(&format!(

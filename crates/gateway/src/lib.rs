@@ -69,6 +69,13 @@ pub struct Config {
         default_value = "http://127.0.0.1:50055"
     )]
     pub parts_url: String,
+    /// The support service (surveys and the desk's quality figures).
+    #[arg(
+        long,
+        env = "AFTERSALES_SUPPORT_URL",
+        default_value = "http://127.0.0.1:50056"
+    )]
+    pub support_url: String,
     /// The identity provider people sign in at.
     #[arg(
         long,
@@ -132,6 +139,7 @@ pub(crate) struct Services {
     pub logistics: Channel,
     pub notification: Channel,
     pub parts: Channel,
+    pub support: Channel,
 }
 
 impl Services {
@@ -143,6 +151,7 @@ impl Services {
             logistics: channel(&config.logistics_url, ca)?,
             notification: channel(&config.notification_url, ca)?,
             parts: channel(&config.parts_url, ca)?,
+            support: channel(&config.support_url, ca)?,
         })
     }
 
@@ -154,6 +163,7 @@ impl Services {
             ("logistics", self.logistics.clone()),
             ("notification", self.notification.clone()),
             ("parts", self.parts.clone()),
+            ("support", self.support.clone()),
         ]
     }
 }
@@ -167,6 +177,16 @@ fn channel(url: &str, ca: Option<&std::path::Path>) -> Result<Channel, GatewayEr
 
 /// Serves the gateway until [`Running::stop`].
 pub async fn start(config: Config) -> Result<Running, GatewayError> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    start_on(listener, config).await
+}
+
+/// Serves the gateway on `listener` (bound already, so its address can be
+/// given out before the gateway starts) until [`Running::stop`].
+pub async fn start_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+) -> Result<Running, GatewayError> {
     let app = pages::App::new(
         Arc::new(i18n::Translations::builtin()?),
         Services::connect(&config)?,
@@ -174,7 +194,6 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         export::ExportKey::load_or_create(config.export_key_file.as_deref())?,
         config.secure,
     )?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let router = pages::router(app);

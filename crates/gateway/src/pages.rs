@@ -14,6 +14,7 @@ use aftersales_proto::parts::parts_service_client::PartsServiceClient;
 use aftersales_proto::privacy::privacy_client::PrivacyClient;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+use aftersales_proto::support::support_service_client::SupportServiceClient;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
 use axum::Form;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
@@ -40,8 +41,10 @@ mod help;
 mod inbox;
 mod operations;
 mod prices;
+mod quality;
 mod staff;
 mod support;
+mod survey;
 
 /// The longest form the pages send.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -138,6 +141,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/account_data.html"),
     ),
     ("prices.html", include_str!("../templates/prices.html")),
+    ("survey.html", include_str!("../templates/survey.html")),
+    ("quality.html", include_str!("../templates/quality.html")),
 ];
 
 #[derive(Debug, Clone)]
@@ -157,6 +162,7 @@ struct Inner {
     logistics: LogisticsServiceClient<Channel>,
     notification: NotificationServiceClient<Channel>,
     parts: PartsServiceClient<Channel>,
+    support: SupportServiceClient<Channel>,
     /// Every service's backlogs and dead letters, by service name.
     operations: Vec<(&'static str, OperationsClient<Channel>)>,
     /// Every service's answer for a customer's data, by service name.
@@ -203,6 +209,7 @@ impl App {
                 logistics: LogisticsServiceClient::new(services.logistics.clone()),
                 notification: NotificationServiceClient::new(services.notification.clone()),
                 parts: PartsServiceClient::new(services.parts.clone()),
+                support: SupportServiceClient::new(services.support.clone()),
                 operations: services
                     .all()
                     .into_iter()
@@ -220,6 +227,14 @@ impl App {
         })
     }
 }
+
+/// Who reads the desk's and the centers' quality figures.
+const QUALITY_READERS: &[Role] = &[
+    Role::SupportAgent,
+    Role::CenterManager,
+    Role::Operator,
+    Role::Auditor,
+];
 
 /// Every page and who it is for: the gateway's authorization table. A route
 /// is added here or nowhere (a test holds to it), so none goes without a rule.
@@ -271,7 +286,19 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
             Anyone,
             get(staff::sign_in_page).post(staff::sign_in),
         ),
+        // A survey's link is its own key: no sign-in.
+        (
+            "/survey/{survey_id}",
+            Anyone,
+            get(survey::page).post(survey::answer),
+        ),
         ("/staff", Staff(STAFF), get(staff::home)),
+        ("/staff/quality", Staff(QUALITY_READERS), get(quality::page)),
+        (
+            "/staff/quality.csv",
+            Staff(QUALITY_READERS),
+            get(quality::csv),
+        ),
         ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
         (
             "/staff/support",

@@ -24,7 +24,7 @@ use prost::Name;
 
 use crate::app::{NewCase, Support};
 use crate::domain::case::{Category, Channel, Priority};
-use crate::domain::survey::About;
+use crate::domain::survey::{self, About};
 use crate::domain::watch::{self, Command, QC_FAILURES_FOR_A_CASE, RepairWatch};
 
 /// The durable consumers, one per source service.
@@ -233,7 +233,14 @@ impl SupportReactions {
                 if event.event_type == <rpb::RepairCancelled as Name>::NAME {
                     return Ok(());
                 }
-                // Back with its customer: how did it go?
+                // Back with its customer: how did it go? Unless the return is
+                // older than a survey's life (a replayed history, a long outage):
+                // a survey that could no longer be answered is not sent.
+                let answerable_until =
+                    event.metadata.recorded_at + chrono::Duration::days(survey::ANSWER_DAYS);
+                if answerable_until <= self.app.now() {
+                    return Ok(());
+                }
                 let language = self.app.teams().language_of(&watch.country).to_owned();
                 let about = About::Repair {
                     order_id: watch.order_id.clone(),

@@ -305,6 +305,20 @@ async fn a_resolved_case_and_a_returned_repair_each_ask_once_and_take_one_answer
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // A collection that arrives more than a survey's life late (the service's
+    // clock is five weeks on) asks nothing: it could no longer be answered.
+    move_to(&clock, "2027-01-12T09:00:00Z");
+    let late = Uuid::new_v4().to_string();
+    let opened = rpb::RepairOrderOpened {
+        order_id: late.clone(),
+        ..opened
+    };
+    publish(&js, "RepairOrderOpened", &opened, Uuid::new_v4()).await;
+    let collected = rpb::DeviceCollected { order_id: late };
+    publish(&js, "DeviceCollected", &collected, Uuid::new_v4()).await;
+    eventually(|| server.events("RepairDone"), |n| *n == 2).await;
+    assert_eq!(server.events("SurveySent").await, 2);
     server.stop().await;
 }
 
