@@ -12,13 +12,14 @@ use std::time::Duration;
 use aftersales_testkit::{NatsServer, SmtpServer, shared_postgres};
 
 /// The binaries the journeys and benchmarks start.
-const BINARIES: [(&str, &str); 6] = [
+const BINARIES: [(&str, &str); 7] = [
     ("aftersales-cli", "aftersales"),
     ("aftersales-warranty", "aftersales-warranty"),
     ("aftersales-repair", "aftersales-repair"),
     ("aftersales-logistics", "aftersales-logistics"),
     ("aftersales-notification", "aftersales-notification"),
     ("aftersales-parts", "aftersales-parts"),
+    ("aftersales-support", "aftersales-support"),
 ];
 
 /// A service binary from this workspace's target directory. Tests build one if it

@@ -187,7 +187,22 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
             "true".to_owned(),
         ),
     ]);
-    let parts = crate::Service::spawn_logging("parts", parts_env, Some(logs.path()));
+    let parts = crate::Service::spawn_logging("parts", parts_env.clone(), Some(logs.path()));
+    // And support, on a database of its own.
+    let support_env = parts_env
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "DATABASE_URL" {
+                let own = aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap();
+                (k, own)
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let support = crate::Service::spawn_logging("support", support_env, Some(logs.path()));
     let mut c = p.clients().await;
     for (customer, email) in [(WHO, EMAIL), ("cust-stays", "stays@example.com")] {
         c.notification
@@ -470,6 +485,7 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
             .args(["--logistics-url", &p.logistics.url()])
             .args(["--notification-url", &p.notification.url()])
             .args(["--parts-url", &parts.url()])
+            .args(["--support-url", &support.url()])
             .args(["--token", ""])
             .output()
             .unwrap();
@@ -481,13 +497,13 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         String::from_utf8(out.stdout).unwrap()
     };
     let exported = tool(&["customer", "export", "--customer", WHO]);
-    assert_eq!(exported.lines().count(), 5, "one object per service");
+    assert_eq!(exported.lines().count(), 6, "one object per service");
     assert!(exported.contains(ERASED));
     no_needles("the tool's export", &exported);
     let erased = tool(&["customer", "erase", "--customer", WHO]);
     assert_eq!(
         erased.lines().filter(|l| l.ends_with(": done")).count(),
-        5,
+        6,
         "{erased}"
     );
     assert!(erased.contains("kept: "), "{erased}");
@@ -495,7 +511,14 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     // No log line (thousands, SQL and spans included) names the customer's
     // contact, address or words, or a whole IMEI.
     let mut lines = 0;
-    for service in ["warranty", "repair", "logistics", "notification", "parts"] {
+    for service in [
+        "warranty",
+        "repair",
+        "logistics",
+        "notification",
+        "parts",
+        "support",
+    ] {
         let log = std::fs::read_to_string(logs.path().join(format!("{service}.log"))).unwrap();
         for line in log.lines() {
             serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| {

@@ -134,11 +134,27 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
             secret.to_owned(),
         ),
     ]);
-    let parts = Service::spawn("parts", parts_env);
+    let parts = Service::spawn("parts", parts_env.clone());
+    // Support on its own database, like parts; its keyring is parts' too.
+    let support_env = parts_env
+        .into_iter()
+        .map(|(k, v)| {
+            if k == "DATABASE_URL" {
+                let own = aftersales_testkit::shared_postgres()
+                    .create_database()
+                    .unwrap();
+                (k, own)
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let support = Service::spawn("support", support_env);
     let gateway = Service::spawn(
         "gateway",
         vec![
             ("AFTERSALES_PARTS_URL".into(), parts.url()),
+            ("AFTERSALES_SUPPORT_URL".into(), support.url()),
             ("AFTERSALES_WARRANTY_URL".into(), p.warranty.url()),
             ("AFTERSALES_REPAIR_URL".into(), p.repair.url()),
             ("AFTERSALES_LOGISTICS_URL".into(), p.logistics.url()),
@@ -320,7 +336,14 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
         .collect();
     assert_eq!(
         services,
-        ["warranty", "repair", "logistics", "notification", "parts"]
+        [
+            "warranty",
+            "repair",
+            "logistics",
+            "notification",
+            "parts",
+            "support"
+        ]
     );
     let orders = before["services"][1]["records"].to_string();
     assert!(orders.contains("battery drains"), "{orders}");
@@ -345,13 +368,14 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
         .await;
     assert_eq!(
         receipts.as_array().map(Vec::len),
-        Some(5),
+        Some(6),
         "one receipt per service: {receipts}"
     );
     // A walk-in repair has no parcel waiting for her address: done at once.
     assert_eq!(receipts[0], serde_json::json!(["warranty", "done"]));
     assert_eq!(receipts[1], serde_json::json!(["repair", "done"]));
     assert_eq!(receipts[4], serde_json::json!(["parts", "done"]));
+    assert_eq!(receipts[5], serde_json::json!(["support", "done"]));
     assert_eq!(
         browser.accessibility_violations().await,
         Vec::<serde_json::Value>::new()

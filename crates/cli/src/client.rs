@@ -51,6 +51,14 @@ pub struct Endpoints {
         default_value = "http://127.0.0.1:50055"
     )]
     pub parts_url: String,
+    /// The support service.
+    #[arg(
+        long,
+        global = true,
+        env = "AFTERSALES_SUPPORT_URL",
+        default_value = "http://127.0.0.1:50056"
+    )]
+    pub support_url: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -1174,6 +1182,7 @@ pub async fn customer(command: Customer, endpoints: &Endpoints) -> Result<(), St
         ("logistics", &endpoints.logistics_url),
         ("notification", &endpoints.notification_url),
         ("parts", &endpoints.parts_url),
+        ("support", &endpoints.support_url),
     ];
     match command {
         Customer::Export { customer } => {

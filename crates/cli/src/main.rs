@@ -22,6 +22,7 @@ mod login;
 mod network;
 mod operator;
 mod parts;
+mod support;
 
 #[derive(Debug, Parser)]
 #[command(name = "aftersales", version, about = "The Aftersales platform")]
@@ -61,6 +62,9 @@ enum Command {
     /// Published repair prices, quotes from them, and stock with reservations.
     #[command(subcommand)]
     Parts(parts::Parts),
+    /// The support desk: cases, the knowledge base, and quality by week.
+    #[command(subcommand)]
+    Support(support::Support),
     /// Extended warranty.
     #[command(subcommand)]
     Warranty(client::Warranty),
@@ -441,6 +445,7 @@ async fn up(args: Up) -> Result<(), String> {
             logistics_url: format!("http://{}", logistics.addr),
             notification_url: format!("http://{}", notification.addr),
             parts_url: format!("http://{}", parts.addr),
+            support_url: format!("http://{}", support.addr),
             json: false,
             token: Some(token.unwrap_or_default().into()),
             issuer_url: String::new(),
@@ -580,6 +585,7 @@ async fn main() -> ExitCode {
         Command::Network(command) => network::network(command, &cli.endpoints).await,
         Command::Repair(command) => client::repair(command, &cli.endpoints).await,
         Command::Parts(command) => parts::parts(command, &cli.endpoints).await,
+        Command::Support(command) => support::support(command, &cli.endpoints).await,
         Command::Warranty(command) => client::warranty_command(command, &cli.endpoints).await,
         Command::Shipment(command) => client::shipment(command, &cli.endpoints).await,
         Command::Notify(command) => client::notify(command, &cli.endpoints).await,

@@ -30,18 +30,18 @@ fn up_all(data: &std::path::Path) -> (String, String, String, String, Process) {
 
 /// `aftersales up` on free ports with `extra` arguments.
 fn up_with(data: &std::path::Path, extra: &[&str]) -> (String, String, String, String, Process) {
-    let ([warranty, repair, logistics, notification, _], process) = up_services(data, extra);
+    let ([warranty, repair, logistics, notification, _, _], process) = up_services(data, extra);
     (warranty, repair, logistics, notification, process)
 }
 
 /// `aftersales up` on free ports with `extra` arguments; the warranty, repair,
-/// logistics, notification and parts addresses and the process.
-fn up_services(data: &std::path::Path, extra: &[&str]) -> ([String; 5], Process) {
+/// logistics, notification, parts and support addresses and the process.
+fn up_services(data: &std::path::Path, extra: &[&str]) -> ([String; 6], Process) {
     services_of(up_command(data, extra))
 }
 
 /// `command` (an `up`) started, and its services' addresses once it says them.
-fn services_of(mut command: Command) -> ([String; 5], Process) {
+fn services_of(mut command: Command) -> ([String; 6], Process) {
     let mut child = command.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // The web address comes first (when signing in is on); then the services'.
@@ -424,7 +424,7 @@ async fn a_mail_in_repair_runs_through_up_with_parcels_that_move_on_their_own() 
     use aftersales_proto::logistics::logistics_service_client::LogisticsServiceClient;
     use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
-    let ([warranty, repair, logistics, notification, parts], child) =
+    let ([warranty, repair, logistics, notification, parts, _], child) =
         up_services(data.path(), &["--allow-unauthenticated"]);
     let id = Some(DeviceId {
         kind: Some(device_id::Kind::Imei("353918057349918".into())),
@@ -846,7 +846,7 @@ async fn inbox(
 async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depot() {
     use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
-    let ([warranty, repair, _, notification, parts], child) =
+    let ([warranty, repair, _, notification, parts, _], child) =
         up_services(data.path(), &["--allow-unauthenticated"]);
     let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
         .await
@@ -1102,7 +1102,7 @@ async fn an_accessory_order_tells_its_customer_each_step_once() {
     use aftersales_proto::parts as ppb;
     let data = tempfile::tempdir().unwrap();
     let (services, child) = up_services(data.path(), &["--allow-unauthenticated"]);
-    let [_, _, _, notification, parts] = services.clone();
+    let [_, _, _, notification, parts, _] = services.clone();
     let mut n = npb::notification_service_client::NotificationServiceClient::connect(format!(
         "http://{notification}"
     ))
@@ -1204,7 +1204,7 @@ async fn a_paid_accessory_replacement_tells_its_customer_each_step_once() {
     let mut command = up_command(data.path(), &["--allow-unauthenticated"]);
     command.env("AFTERSALES_SANDBOX_WEBHOOK_DELIVERIES", "5");
     let (services, child) = services_of(command);
-    let [warranty, _, _, notification, parts] = services.clone();
+    let [warranty, _, _, notification, parts, _] = services.clone();
     let mut n = npb::notification_service_client::NotificationServiceClient::connect(format!(
         "http://{notification}"
     ))
@@ -1484,7 +1484,7 @@ async fn a_recall_tells_its_owner_once_in_her_language_across_restarts() {
     };
 
     // Registered before any programme: nothing to tell.
-    let ([warranty, _, _, notification, _], child) = up_with_programmes(none.path());
+    let ([warranty, _, _, notification, _, _], child) = up_with_programmes(none.path());
     let mut n = aftersales_proto::notification::notification_service_client::NotificationServiceClient::connect(
         format!("http://{notification}"),
     )
@@ -1517,7 +1517,7 @@ async fn a_recall_tells_its_owner_once_in_her_language_across_restarts() {
         ),
     )
     .unwrap();
-    let ([_, _, _, notification, _], child) = up_with_programmes(recall.path());
+    let ([_, _, _, notification, _, _], child) = up_with_programmes(recall.path());
     let notices = programme_notices(&notification, "cust-mei", 1).await;
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert!(notices[0].contains("Sicherheitsrückruf"), "{notices:?}");
@@ -1525,7 +1525,7 @@ async fn a_recall_tells_its_owner_once_in_her_language_across_restarts() {
 
     // Started again: swept again, nobody told twice; a phone registered now is
     // told at registration.
-    let ([warranty, _, _, notification, _], child) = up_with_programmes(recall.path());
+    let ([warranty, _, _, notification, _, _], child) = up_with_programmes(recall.path());
     let mut w = WarrantyServiceClient::connect(format!("http://{warranty}"))
         .await
         .unwrap();
@@ -1560,8 +1560,14 @@ fn run(urls: &[&str], args: &[&str]) -> Result<String, String> {
 /// `run` with more environment variables.
 fn run_env(urls: &[&str], env: &[(&str, &str)], args: &[&str]) -> Result<String, String> {
     let parts = urls.get(4).map(|url| format!("http://{url}"));
+    let support = urls.get(5).map(|url| format!("http://{url}"));
     let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args(parts.iter().flat_map(|url| ["--parts-url", url.as_str()]))
+        .args(
+            support
+                .iter()
+                .flat_map(|url| ["--support-url", url.as_str()]),
+        )
         .args([
             "--warranty-url",
             &format!("http://{}", urls[0]),
@@ -1594,8 +1600,15 @@ fn run_env(urls: &[&str], env: &[(&str, &str)], args: &[&str]) -> Result<String,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
     let data = tempfile::tempdir().unwrap();
-    let ([w, r, l, n, p], child) = up_services(data.path(), &["--allow-unauthenticated"]);
-    let urls = [w.as_str(), r.as_str(), l.as_str(), n.as_str(), p.as_str()];
+    let ([w, r, l, n, p, s], child) = up_services(data.path(), &["--allow-unauthenticated"]);
+    let urls = [
+        w.as_str(),
+        r.as_str(),
+        l.as_str(),
+        n.as_str(),
+        p.as_str(),
+        s.as_str(),
+    ];
     let imei = "352099001761481";
     #[allow(clippy::disallowed_methods)]
     let bought = (chrono::Utc::now().date_naive() - chrono::Duration::days(20)).to_string();
@@ -1804,6 +1817,115 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
         )) && verified.contains(&format!("({} events)", summary["warranty_events"])),
         "{verified}\n{summary}"
     );
+
+    // The desk from the command line: a hotline case answered and resolved,
+    // then the week's figures as CSV; a bad category is named.
+    let opened = run(
+        &urls,
+        &[
+            "--json",
+            "support",
+            "open",
+            "--customer",
+            "cust-cli",
+            "--country",
+            "DE",
+            "--language",
+            "de",
+            "--category",
+            "hardware",
+            "--subject",
+            "Display flackert",
+            "--text",
+            "Seit dem Update flackert das Display.",
+        ],
+    )
+    .unwrap();
+    let opened: serde_json::Value = serde_json::from_str(opened.trim()).unwrap();
+    let case = opened["case_id"].as_str().unwrap().to_owned();
+    let team = opened["team_id"].as_str().unwrap().to_owned();
+    if opened["agent_id"].as_str() == Some("") {
+        // Nobody on shift at this hour: an operator names the agent.
+        let teams = SupportServiceClient::connect(format!("http://{s}"))
+            .await
+            .unwrap()
+            .list_teams(spb::ListTeamsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .teams;
+        let agent = &teams.iter().find(|t| t.team_id == team).unwrap().agent_ids[0];
+        SupportServiceClient::connect(format!("http://{s}"))
+            .await
+            .unwrap()
+            .assign_case(spb::AssignCaseRequest {
+                case_id: case.clone(),
+                agent_id: agent.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    run(
+        &urls,
+        &[
+            "support",
+            "reply",
+            "--case",
+            &case,
+            "--text",
+            "Bitte neu starten.",
+        ],
+    )
+    .unwrap();
+    let resolved = run(
+        &urls,
+        &[
+            "support",
+            "resolve",
+            "--case",
+            &case,
+            "--summary",
+            "Neustart half.",
+        ],
+    )
+    .unwrap();
+    assert!(resolved.contains("resolved"), "{resolved}");
+    let shown = run(&urls, &["support", "show", "--case", &case]).unwrap();
+    assert!(
+        shown.contains("Bitte neu starten.") && shown.contains("CaseResolved"),
+        "{shown}"
+    );
+    let csv = aftersales_testkit::eventually(
+        || async { run(&urls, &["support", "quality", "--group", "team", "--csv"]).unwrap() },
+        |csv| csv.contains(&format!(",{team},1,")),
+    )
+    .await;
+    assert!(csv.starts_with("week,team,cases_resolved,"), "{csv}");
+    let bad = run(
+        &urls,
+        &[
+            "support",
+            "open",
+            "--customer",
+            "c",
+            "--country",
+            "DE",
+            "--language",
+            "de",
+            "--category",
+            "teleport",
+            "--subject",
+            "s",
+            "--text",
+            "t",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        bad.contains("--category: \"teleport\" is not one of hardware"),
+        "{bad}"
+    );
+
     assert!(terminate(child).success());
 
     // Operators, on the stopped platform's files.
