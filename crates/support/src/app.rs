@@ -15,9 +15,11 @@ use crate::domain::case::{
     Attachment, Case, CaseState, Category, Channel, Command, EntryKind, EscalationReason, Event,
     Opening, Priority, Routing, Tier,
 };
+use crate::domain::legal::{DeadlineKind, LegalClocks};
 use crate::domain::sla::SlaPolicy;
 use crate::domain::survey::About;
 use crate::domain::teams::{LANGUAGES, Team, Teams};
+use crate::domain::watch::Deadline;
 use crate::domain::{DomainError, text};
 use crate::projections::{self, CaseFilter, CaseRow};
 use crate::surveys::Surveys;
@@ -106,6 +108,7 @@ pub struct Support {
     policy: Arc<SlaPolicy>,
     reopen_window: Duration,
     surveys: Surveys,
+    legal: Arc<LegalClocks>,
 }
 
 /// The same request's next command: its own idempotency key, derived from the
@@ -129,6 +132,7 @@ impl Support {
         policy: SlaPolicy,
         reopen_window: Duration,
         surveys: Surveys,
+        legal: LegalClocks,
         clock: SharedClock,
     ) -> Self {
         Self {
@@ -139,6 +143,7 @@ impl Support {
             policy: Arc::new(policy),
             reopen_window,
             surveys,
+            legal: Arc::new(legal),
         }
     }
 
@@ -154,8 +159,35 @@ impl Support {
             SlaPolicy::builtin()?,
             Duration::days(REOPEN_WINDOW_DAYS),
             surveys,
+            LegalClocks::builtin()?,
             clock,
         ))
+    }
+
+    /// `kind`'s clock on a repair in `country` started at `at`: the rule in
+    /// force there that day, counted in the working days of the country's front
+    /// line. `None` where no team serves the country.
+    pub fn deadline(
+        &self,
+        kind: DeadlineKind,
+        country: &str,
+        at: DateTime<Utc>,
+    ) -> Option<Deadline> {
+        let language = self.teams.language_of(country);
+        let team = self
+            .teams
+            .route(country, language, Category::Hardware, Tier::FrontLine)?;
+        let day = at.with_timezone(&team.calendar.zone()).date_naive();
+        let (version, rule) = self.legal.rule(kind, country, day)?;
+        Some(Deadline {
+            kind,
+            started_at: at,
+            due: rule.due(at, &team.calendar)?,
+            basis: rule.basis,
+            limit: rule.limit(),
+            version,
+            source: rule.source.clone(),
+        })
     }
 
     pub fn surveys(&self) -> &Surveys {

@@ -23,6 +23,7 @@ pub fn all(_store: &AnyEventStore) -> aftersales_eventstore::Projections {
         std::sync::Arc::new(Articles),
         std::sync::Arc::new(Walks),
         std::sync::Arc::new(Surveys),
+        std::sync::Arc::new(Deadlines),
     ]
 }
 
@@ -856,4 +857,102 @@ pub async fn surveys_of(store: &AnyEventStore, customer: &str) -> Result<Vec<Str
         .fetch_all(pool)
         .await?)
     })
+}
+
+/// The clocks running on repairs, for the sweep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Deadlines;
+
+impl Projection for Deadlines {
+    fn name(&self) -> &'static str {
+        "support-deadlines"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let Some(order_id) = event.stream_id.as_str().strip_prefix("watch-") else {
+            return Ok(());
+        };
+        let order_id = order_id.to_owned();
+        on_connection!(tx.connection(), c => {
+            match event.decode::<crate::domain::watch::Event>()? {
+                crate::domain::watch::Event::DeadlineStarted(deadline) => {
+                    sqlx::query(
+                        "INSERT INTO support_deadlines (order_id, kind, due) VALUES ($1, $2, $3) \
+                         ON CONFLICT (order_id, kind) DO UPDATE SET due = excluded.due",
+                    )
+                    .bind(order_id)
+                    .bind(deadline.kind.as_str())
+                    .bind(timestamp(deadline.due))
+                    .execute(c)
+                    .await?;
+                }
+                crate::domain::watch::Event::DeadlineStopped { kind, .. }
+                | crate::domain::watch::Event::DeadlineMissed { kind, .. } => {
+                    sqlx::query("DELETE FROM support_deadlines WHERE order_id = $1 AND kind = $2")
+                        .bind(order_id)
+                        .bind(kind.as_str())
+                        .execute(c)
+                        .await?;
+                }
+                crate::domain::watch::Event::RepairDone => {
+                    sqlx::query("DELETE FROM support_deadlines WHERE order_id = $1")
+                        .bind(order_id)
+                        .execute(c)
+                        .await?;
+                }
+                crate::domain::watch::Event::RepairNoted { .. }
+                | crate::domain::watch::Event::TechnicianNoted { .. }
+                | crate::domain::watch::Event::QcFailureNoted { .. } => {}
+            }
+        });
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        on_connection!(tx.connection(), c => {
+            sqlx::query("DELETE FROM support_deadlines").execute(c).await?;
+        });
+        Ok(())
+    }
+}
+
+/// The clocks due by `now`, earliest first: `(order, kind, due)`.
+pub async fn deadlines_due(
+    store: &AnyEventStore,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<(String, crate::domain::legal::DeadlineKind, DateTime<Utc>)>, StoreError> {
+    use crate::domain::legal::DeadlineKind;
+    let rows: Vec<(String, String, String)> = on_read_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT order_id, kind, due FROM support_deadlines WHERE due <= $1 \
+             ORDER BY due, order_id LIMIT $2",
+        )
+        .bind(timestamp(now))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+    });
+    rows.into_iter()
+        .map(|(order, kind, due)| {
+            let kind = match kind.as_str() {
+                "parts" => DeadlineKind::Parts,
+                "repair" => DeadlineKind::Repair,
+                "quote" => DeadlineKind::Quote,
+                other => {
+                    return Err(StoreError::CorruptRow(format!(
+                        "support_deadlines: kind {other}"
+                    )));
+                }
+            };
+            let due = DateTime::parse_from_rfc3339(&due)
+                .map_err(|e| StoreError::CorruptRow(format!("support_deadlines: {e}")))?
+                .to_utc();
+            Ok((order, kind, due))
+        })
+        .collect()
 }

@@ -68,8 +68,18 @@ impl Default for Config {
     }
 }
 
-/// Records what falls due every `every` until shutdown.
-async fn sweep(app: Support, region: String, every: Duration, mut shutdown: Shutdown) {
+/// Clocks on repairs one sweep records at most.
+const DEADLINES_PER_SWEEP: u32 = 500;
+
+/// Records what falls due every `every` until shutdown: cases' SLA warnings
+/// and breaches, and repairs' clocks run out.
+async fn sweep(
+    app: Support,
+    reactions: crate::reactions::SupportReactions,
+    region: String,
+    every: Duration,
+    mut shutdown: Shutdown,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
@@ -80,6 +90,14 @@ async fn sweep(app: Support, region: String, every: Duration, mut shutdown: Shut
             Ok(0) => {}
             Ok(changed) => tracing::info!(changed, "support cases swept"),
             Err(error) => tracing::warn!(%error, "the SLA sweep failed; retrying"),
+        }
+        match reactions
+            .sweep_deadlines(app.now(), DEADLINES_PER_SWEEP)
+            .await
+        {
+            Ok(0) => {}
+            Ok(missed) => tracing::info!(missed, "repair clocks run out: cases opened"),
+            Err(error) => tracing::warn!(?error, "the repair clocks' sweep failed; retrying"),
         }
     }
 }
@@ -128,9 +146,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         SupportServiceServer::new(SupportApi::new(app, knowledge.clone(), selfhelp, requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
-    .consumer(reactions)
+    .consumer(reactions.clone())
     .privacy(crate::privacy::SupportRecords::new(sweeper.clone()))
-    .task(move |shutdown| sweep(sweeper, region, every, shutdown))
+    .task(move |shutdown| sweep(sweeper, reactions, region, every, shutdown))
     .task(move |shutdown| index(knowledge, shutdown));
     let listen = Listen {
         grpc: config.listen,

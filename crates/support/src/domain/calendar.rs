@@ -106,6 +106,34 @@ impl BusinessCalendar {
         self.holidays.contains(&day)
     }
 
+    /// Whether `day` is a working day: the week has hours on it and it is not
+    /// a holiday.
+    pub fn works_on(&self, day: NaiveDate) -> bool {
+        !self.week[day.weekday().num_days_from_monday() as usize].is_empty()
+            && !self.is_holiday(day)
+    }
+
+    /// The end of the `days`-th working day after the local day of `from` (the
+    /// day something is asked is not counted): when "within N working days"
+    /// runs out. `None` for no days at all, or past the search horizon.
+    pub fn working_days_after(&self, from: DateTime<Utc>, days: u32) -> Option<DateTime<Utc>> {
+        if days == 0 {
+            return None;
+        }
+        let mut day = from.with_timezone(&self.zone).date_naive();
+        let mut left = days;
+        for _ in 0..HORIZON_DAYS {
+            day = day.succ_opt()?;
+            if self.works_on(day) {
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    return Some(self.instant(day.succ_opt()?, 0));
+                }
+            }
+        }
+        None
+    }
+
     /// The instant a local minute of `day` stands for. A minute skipped by a
     /// spring-forward change is the change itself; one repeated in autumn is
     /// its first occurrence.
@@ -244,6 +272,25 @@ mod tests {
             kolkata().after(at, Duration::hours(4)),
             Some(utc("2026-12-07T08:30:00Z"))
         );
+    }
+
+    #[test]
+    fn working_days_skip_weekends_and_holidays_and_end_at_local_midnight() {
+        let calendar = BusinessCalendar::new(
+            "Europe/Berlin",
+            weekdays("08:00-20:00"),
+            ["2026-12-25".parse().unwrap(), "2026-12-26".parse().unwrap()],
+        )
+        .unwrap();
+        // Asked on Tuesday 22 Dec: Wed 23, Thu 24, (Fri 25 and Sat 26 off,
+        // Sunday off) Mon 28, Tue 29, Wed 30: due at Thursday 00:00 CET.
+        let asked: DateTime<Utc> = "2026-12-22T15:00:00Z".parse().unwrap();
+        assert_eq!(
+            calendar.working_days_after(asked, 5),
+            Some("2026-12-30T23:00:00Z".parse().unwrap())
+        );
+        // Within no working days is no promise at all.
+        assert_eq!(calendar.working_days_after(asked, 0), None);
     }
 
     #[test]

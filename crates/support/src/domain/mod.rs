@@ -12,11 +12,14 @@
 //! - [`watch`]: what support keeps of a repair order, to open a case when it
 //!   goes wrong and to ask how it went.
 //! - [`survey`]: a satisfaction survey, answered once by a signed link.
+//! - [`legal`]: clocks on a repair the law sets (spare parts, repair time) or
+//!   we promise (a quote's answer), as versioned data.
 
 pub mod article;
 pub mod calendar;
 pub mod case;
 pub mod diagnosis;
+pub mod legal;
 pub mod sla;
 pub mod survey;
 pub mod teams;

@@ -212,3 +212,161 @@ async fn qc_failed_twice_and_a_stalled_parcel_each_open_one_case() {
     assert_eq!(seen, ["cust-de", "cust-in"]);
     server.stop().await;
 }
+
+/// Clocks on repairs, as `legal.toml` sets them: a German repair waiting for
+/// parts past 5 working days and unready past 15 days gets a case for each; a
+/// repair whose parts, quote and readiness came in time gets none; a repair
+/// found not covered drops the guarantee's clock but not its quote's; a French
+/// repair runs on the law's 30 days. The clocks start at each event's time and
+/// the service's clock then runs 20 days on.
+#[tokio::test]
+async fn repair_clocks_that_run_out_open_a_case_once() {
+    let nats = NatsServer::start().unwrap();
+    let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
+        .await
+        .unwrap();
+    let names = aftersales_messaging::Names::new("test").unwrap();
+    for service in ["repair", "logistics"] {
+        aftersales_messaging::ensure_service_stream(
+            &js,
+            &names,
+            service,
+            &aftersales_messaging::StreamSettings::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // The service's clock is the real one until it is moved on.
+    let clock = aftersales_core::ShiftedClock::new();
+    let mut cfg = config(shared_postgres().create_database().unwrap(), &clock);
+    cfg.common = cfg.common.with_nats(nats.url());
+    let server = Server::start_with(cfg).await;
+    let order = |customer: &str, country: &str| {
+        let id = Uuid::new_v4().to_string();
+        (id.clone(), opened(&id, customer, country))
+    };
+    let (late, late_opened) = order("cust-late", "DE");
+    let (fine, fine_opened) = order("cust-fine", "DE");
+    let (paid, paid_opened) = order("cust-paid", "DE");
+    let (_, french_opened) = order("cust-fr", "FR");
+    for opening in [&late_opened, &fine_opened, &paid_opened, &french_opened] {
+        publish(&js, "repair", "RepairOrderOpened", opening, Uuid::new_v4()).await;
+    }
+    let waiting = |order_id: &str| rpb::WaitingForParts {
+        order_id: order_id.into(),
+        part_numbers: vec!["BAT-A5".into()],
+        expected_on: String::new(),
+    };
+    publish(
+        &js,
+        "repair",
+        "WaitingForParts",
+        &waiting(&late),
+        Uuid::new_v4(),
+    )
+    .await;
+    publish(
+        &js,
+        "repair",
+        "WaitingForParts",
+        &waiting(&fine),
+        Uuid::new_v4(),
+    )
+    .await;
+    let arrived = rpb::PartArrived {
+        order_id: fine.clone(),
+        part_number: "BAT-A5".into(),
+        all_arrived: true,
+    };
+    publish(&js, "repair", "PartArrived", &arrived, Uuid::new_v4()).await;
+    for order_id in [&fine, &paid] {
+        let issued = rpb::QuoteIssued {
+            order_id: order_id.clone(),
+            quote: None,
+        };
+        publish(&js, "repair", "QuoteIssued", &issued, Uuid::new_v4()).await;
+    }
+    let approved = rpb::QuoteApproved {
+        order_id: fine.clone(),
+        revision: 1,
+    };
+    publish(&js, "repair", "QuoteApproved", &approved, Uuid::new_v4()).await;
+    let ready = rpb::ReadyForReturn {
+        order_id: fine.clone(),
+        repaired: true,
+    };
+    publish(&js, "repair", "ReadyForReturn", &ready, Uuid::new_v4()).await;
+    let not_covered = rpb::Diagnosed {
+        order_id: paid.clone(),
+        fault: "display".into(),
+        coverage: Some(rpb::Coverage {
+            decided: true,
+            covered: false,
+            reason: "liquid damage".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    publish(&js, "repair", "Diagnosed", &not_covered, Uuid::new_v4()).await;
+
+    // Every clock started (4 repairs, 2 parts, 2 quotes) and the stopped ones
+    // stopped (fine: parts, quote, repair; paid: repair) before time moves on.
+    eventually(|| server.events("DeadlineStarted"), |n| *n == 8).await;
+    eventually(|| server.events("DeadlineStopped"), |n| *n == 4).await;
+    assert!(
+        cases_of(&server, "cust-late").await.is_empty(),
+        "nothing due yet"
+    );
+    clock.advance(chrono::Duration::days(20));
+
+    let late_cases = eventually(|| cases_of(&server, "cust-late"), |c| c.len() == 2).await;
+    let paid_cases = eventually(|| cases_of(&server, "cust-paid"), |c| c.len() == 1).await;
+    eventually(|| server.events("DeadlineMissed"), |n| *n == 3).await;
+    // A few more sweeps find nothing more to do.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(cases_of(&server, "cust-late").await.len(), 2);
+    assert!(cases_of(&server, "cust-fine").await.is_empty());
+    assert!(
+        cases_of(&server, "cust-fr").await.is_empty(),
+        "France allows 30 days"
+    );
+    assert_eq!(server.events("DeadlineMissed").await, 3);
+    let mut subjects = Vec::new();
+    for case in late_cases.iter().chain(&paid_cases) {
+        let detail = server
+            .client
+            .clone()
+            .get_case(crate::case_ref(&case.case_id))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(case.channel, i32::from(pb::Channel::Platform));
+        subjects.push((
+            case.customer_id.clone(),
+            detail.subject,
+            detail.history[0].text.clone(),
+        ));
+    }
+    subjects.sort();
+    let [
+        (_, parts, parts_text),
+        (_, guarantee, guarantee_text),
+        (_, quote, _),
+    ] = subjects.as_slice()
+    else {
+        panic!("{subjects:?}")
+    };
+    assert_eq!(parts, "A repair has waited too long for spare parts");
+    assert!(
+        parts_text.contains("5 working days: Regulation (EU) 2023/1670"),
+        "{parts_text}"
+    );
+    assert_eq!(
+        guarantee,
+        "A repair under the legal guarantee is running late"
+    );
+    assert!(guarantee_text.contains("15 days"), "{guarantee_text}");
+    assert_eq!(quote, "A repair quote is waiting for the customer's answer");
+    assert_eq!(french_opened.country, "FR");
+    server.stop().await;
+}
