@@ -27,6 +27,9 @@ use crate::surveys::Surveys;
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
 
+/// Cases one sweep pass looks at, for alarms and for routing each.
+pub const SWEEP_BATCH: u32 = 500;
+
 /// How long after its resolution a case may be reopened, by default.
 pub const REOPEN_WINDOW_DAYS: i64 = 14;
 
@@ -587,7 +590,7 @@ impl Support {
     /// on shift. Returns how many cases it changed.
     pub async fn sweep(&self, ctx: &CommandContext) -> AppResult<usize> {
         let mut changed = 0;
-        for row in projections::due(&self.store, ctx.now, 500).await? {
+        for row in projections::due(&self.store, ctx.now, i64::from(SWEEP_BATCH)).await? {
             let case_id = row.state.case_id.clone();
             match self.record_alarms(row, ctx).await {
                 Ok(true) => changed += 1,
@@ -605,7 +608,7 @@ impl Support {
             .filter(|t| t.agents.iter().any(|a| t.on_shift(a, ctx.now)))
             .map(|t| t.id.as_str())
             .collect();
-        for row in projections::unassigned(&self.store, &staffed, 500).await? {
+        for row in projections::unassigned(&self.store, &staffed, i64::from(SWEEP_BATCH)).await? {
             let (case_id, before) = (row.state.case_id.clone(), row.version);
             match self.assign_on_shift(row.into(), ctx).await {
                 Ok(view) if view.version != before => changed += 1,

@@ -87,9 +87,34 @@ impl Projection for Cases {
                 Some((_, state)) => Some(serde_json::from_str::<CaseState>(&state).map_err(corrupt)?),
                 None => None,
             };
+            // The agent holding it open, before and after: their counts follow.
+            let held = |s: &CaseState| s.agent_id.clone().filter(|_| s.status.is_open());
+            let was = before.as_ref().and_then(held);
             let Some(state) = Case::evolve(before, &decoded) else {
                 return Ok(());
             };
+            let now = held(&state);
+            if was != now {
+                if let Some(agent) = was {
+                    sqlx::query(
+                        "UPDATE support_agent_load SET open_cases = open_cases - 1 \
+                         WHERE agent_id = $1",
+                    )
+                    .bind(agent)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                if let Some(agent) = now {
+                    sqlx::query(
+                        "INSERT INTO support_agent_load (agent_id, open_cases) VALUES ($1, 1) \
+                         ON CONFLICT (agent_id) DO UPDATE \
+                         SET open_cases = support_agent_load.open_cases + 1",
+                    )
+                    .bind(agent)
+                    .execute(&mut *c)
+                    .await?;
+                }
+            }
             let json = serde_json::to_string(&state).map_err(corrupt)?;
             let breached = state.clocks.iter().filter(|c| c.breached).count();
             sqlx::query(
@@ -158,6 +183,7 @@ impl Projection for Cases {
         on_connection!(tx.connection(), c => {
             sqlx::query("DELETE FROM support_cases").execute(&mut *c).await?;
             sqlx::query("DELETE FROM support_case_teams").execute(&mut *c).await?;
+            sqlx::query("DELETE FROM support_agent_load").execute(&mut *c).await?;
             sqlx::query("DELETE FROM support_quality").execute(c).await?;
         });
         Ok(())
@@ -318,8 +344,8 @@ pub async fn open_by_agent(
     }
     // Placeholders only: every value is bound.
     let sql = format!(
-        "SELECT agent_id, COUNT(*) FROM support_cases WHERE agent_id IN ({}) \
-         AND status IN {OPEN} GROUP BY agent_id",
+        "SELECT agent_id, open_cases FROM support_agent_load WHERE agent_id IN ({}) \
+         AND open_cases > 0",
         placeholders(1, agents.len())
     );
     on_read_pool!(store, pool => {

@@ -80,24 +80,46 @@ async fn sweep(
     every: Duration,
     mut shutdown: Shutdown,
 ) {
+    // A pass that found much to do is followed at once by the next: a burst of
+    // alarms falling due together is drained, not spread over many intervals.
+    let mut busy = false;
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = shutdown.requested() => return,
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.requested() => return,
+            }
+        } else if shutdown.is_requested() {
+            return;
         }
         let ctx = CommandContext::system("system:sla-sweep", region.clone(), app.now());
-        match app.sweep(&ctx).await {
-            Ok(0) => {}
-            Ok(changed) => tracing::info!(changed, "support cases swept"),
-            Err(error) => tracing::warn!(%error, "the SLA sweep failed; retrying"),
+        let changed = match app.sweep(&ctx).await {
+            Ok(changed) => changed,
+            Err(error) => {
+                tracing::warn!(%error, "the SLA sweep failed; retrying");
+                0
+            }
+        };
+        if changed > 0 {
+            tracing::debug!(changed, "support cases swept");
         }
-        match reactions
+        let missed = match reactions
             .sweep_deadlines(app.now(), DEADLINES_PER_SWEEP)
             .await
         {
-            Ok(0) => {}
-            Ok(missed) => tracing::info!(missed, "repair clocks run out: cases opened"),
-            Err(error) => tracing::warn!(?error, "the repair clocks' sweep failed; retrying"),
+            Ok(missed) => missed,
+            Err(error) => {
+                tracing::warn!(?error, "the repair clocks' sweep failed; retrying");
+                0
+            }
+        };
+        if missed > 0 {
+            tracing::info!(missed, "repair clocks run out: cases opened");
+        }
+        let half = usize::try_from(crate::app::SWEEP_BATCH / 2).unwrap_or(usize::MAX);
+        busy = changed >= half || missed >= half;
+        if busy {
+            tokio::task::yield_now().await;
         }
     }
 }
