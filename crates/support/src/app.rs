@@ -29,6 +29,8 @@ pub type AppResult<T> = Result<T, Error>;
 
 /// Cases one sweep pass looks at, for alarms and for routing each.
 pub const SWEEP_BATCH: u32 = 500;
+/// Cases a sweep records alarms on at once.
+const SWEEP_CONCURRENCY: usize = 16;
 
 /// How long after its resolution a case may be reopened, by default.
 pub const REOPEN_WINDOW_DAYS: i64 = 14;
@@ -81,6 +83,15 @@ pub struct NewCase {
     pub subject: String,
     pub text: String,
     pub attachments: Vec<Attachment>,
+}
+
+/// What one sweep pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Cases it changed.
+    pub changed: usize,
+    /// It read a full batch of due cases: more may be waiting.
+    pub full: bool,
 }
 
 /// An agent's open cases, and whether they are on shift now.
@@ -587,19 +598,38 @@ impl Support {
 
     /// Records every warning and breach due at `now` (escalating cases whose
     /// resolution promise is broken) and gives unassigned cases to agents now
-    /// on shift. Returns how many cases it changed.
-    pub async fn sweep(&self, ctx: &CommandContext) -> AppResult<usize> {
-        let mut changed = 0;
-        for row in projections::due(&self.store, ctx.now, i64::from(SWEEP_BATCH)).await? {
-            let case_id = row.state.case_id.clone();
-            match self.record_alarms(row, ctx).await {
-                Ok(true) => changed += 1,
-                Ok(false) => {}
-                // One case's trouble (its team gone from the data) does not
-                // hold up the others' clocks.
-                Err(error) => tracing::warn!(%case_id, %error, "recording SLA alarms failed"),
-            }
-        }
+    /// on shift.
+    pub async fn sweep(&self, ctx: &CommandContext) -> AppResult<Swept> {
+        use futures::StreamExt as _;
+        let due = projections::due(&self.store, ctx.now, i64::from(SWEEP_BATCH)).await?;
+        // A full batch: more may be due behind it (or the read model has yet to
+        // see what this pass recorded): the next pass should not wait.
+        let full = due.len() >= usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX);
+        // Cases are streams of their own: several are recorded at once, so a
+        // pass costs a few commits' time, not one per case in a row.
+        let mut changed = futures::stream::iter(due)
+            .map(|row| async move {
+                let case_id = row.state.case_id.clone();
+                // Each case is recorded at the time it is reached, not the
+                // pass's start: what a warning or breach says is when it was seen.
+                let at = CommandContext {
+                    now: self.now().max(ctx.now),
+                    ..ctx.clone()
+                };
+                match self.record_alarms(row, &at).await {
+                    Ok(changed) => changed,
+                    // One case's trouble (its team gone from the data) does not
+                    // hold up the others' clocks.
+                    Err(error) => {
+                        tracing::warn!(%case_id, %error, "recording SLA alarms failed");
+                        false
+                    }
+                }
+            })
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .filter(|changed| std::future::ready(*changed))
+            .count()
+            .await;
         // Only the queues of teams with someone on shift can be given out.
         let staffed: Vec<&str> = self
             .teams
@@ -616,7 +646,7 @@ impl Support {
                 Err(error) => tracing::warn!(%case_id, %error, "routing a case failed"),
             }
         }
-        Ok(changed)
+        Ok(Swept { changed, full })
     }
 
     /// Records what is due on one case; whether anything was.

@@ -68,6 +68,9 @@ impl Default for Config {
     }
 }
 
+/// Between passes while alarms are backed up.
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
 /// Clocks on repairs one sweep records at most.
 const DEADLINES_PER_SWEEP: u32 = 500;
 
@@ -80,8 +83,9 @@ async fn sweep(
     every: Duration,
     mut shutdown: Shutdown,
 ) {
-    // A pass that found much to do is followed at once by the next: a burst of
-    // alarms falling due together is drained, not spread over many intervals.
+    // A pass that found a full batch due is followed at once by the next: a
+    // burst of alarms falling due together is drained, not spread over many
+    // intervals.
     let mut busy = false;
     loop {
         if !busy {
@@ -93,15 +97,18 @@ async fn sweep(
             return;
         }
         let ctx = CommandContext::system("system:sla-sweep", region.clone(), app.now());
-        let changed = match app.sweep(&ctx).await {
-            Ok(changed) => changed,
+        let swept = match app.sweep(&ctx).await {
+            Ok(swept) => swept,
             Err(error) => {
                 tracing::warn!(%error, "the SLA sweep failed; retrying");
-                0
+                crate::app::Swept {
+                    changed: 0,
+                    full: false,
+                }
             }
         };
-        if changed > 0 {
-            tracing::debug!(changed, "support cases swept");
+        if swept.changed > 0 {
+            tracing::debug!(changed = swept.changed, "support cases swept");
         }
         let missed = match reactions
             .sweep_deadlines(app.now(), DEADLINES_PER_SWEEP)
@@ -116,10 +123,11 @@ async fn sweep(
         if missed > 0 {
             tracing::info!(missed, "repair clocks run out: cases opened");
         }
-        let half = usize::try_from(crate::app::SWEEP_BATCH / 2).unwrap_or(usize::MAX);
-        busy = changed >= half || missed >= half;
+        busy = swept.full || missed >= usize::try_from(DEADLINES_PER_SWEEP).unwrap_or(usize::MAX);
         if busy {
-            tokio::task::yield_now().await;
+            // Again soon, but not in a spin: the read model may lag behind
+            // what this pass recorded.
+            tokio::time::sleep(BUSY_PAUSE).await;
         }
     }
 }

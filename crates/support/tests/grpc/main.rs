@@ -118,6 +118,49 @@ pub async fn case_survey_link(server: &Server, case_id: &str) -> pb::SurveyLink 
     }
 }
 
+/// A nats-server with repair's and logistics' streams, and a publisher on it.
+pub async fn nats_with_sources() -> (
+    aftersales_testkit::NatsServer,
+    async_nats::jetstream::Context,
+) {
+    let nats = aftersales_testkit::NatsServer::start().unwrap();
+    let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
+        .await
+        .unwrap();
+    let names = aftersales_messaging::Names::new("test").unwrap();
+    for service in ["repair", "logistics"] {
+        aftersales_messaging::ensure_service_stream(
+            &js,
+            &names,
+            service,
+            &aftersales_messaging::StreamSettings::default(),
+        )
+        .await
+        .unwrap();
+    }
+    (nats, js)
+}
+
+/// Publishes `message` as `source`'s `event_type`, as that service's relay would.
+pub async fn publish<M: prost::Message>(
+    js: &async_nats::jetstream::Context,
+    source: &str,
+    event_type: &str,
+    message: &M,
+    event_id: uuid::Uuid,
+) {
+    aftersales_messaging::testing::publish(
+        js,
+        "test",
+        source,
+        event_type,
+        message,
+        event_id,
+        &uuid::Uuid::new_v4().to_string(),
+    )
+    .await;
+}
+
 pub fn country(code: &str) -> Option<CountryCode> {
     Some(CountryCode { value: code.into() })
 }

@@ -7,31 +7,12 @@ use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::logistics as lpb;
 use aftersales_proto::repair as rpb;
 use aftersales_proto::support as pb;
-use aftersales_testkit::{NatsServer, eventually, shared_postgres};
+use aftersales_testkit::{eventually, shared_postgres};
 use futures::StreamExt as _;
 use prost::Message as _;
 use uuid::Uuid;
 
-use crate::{Server, clock_at, config};
-
-async fn publish<M: prost::Message>(
-    js: &async_nats::jetstream::Context,
-    source: &str,
-    event_type: &str,
-    message: &M,
-    event_id: Uuid,
-) {
-    aftersales_messaging::testing::publish(
-        js,
-        "test",
-        source,
-        event_type,
-        message,
-        event_id,
-        &Uuid::new_v4().to_string(),
-    )
-    .await;
-}
+use crate::{Server, clock_at, config, publish};
 
 fn opened(order_id: &str, customer: &str, country: &str) -> rpb::RepairOrderOpened {
     rpb::RepairOrderOpened {
@@ -62,21 +43,7 @@ async fn cases_of(server: &Server, customer: &str) -> Vec<pb::Case> {
 
 #[tokio::test]
 async fn qc_failed_twice_and_a_stalled_parcel_each_open_one_case() {
-    let nats = NatsServer::start().unwrap();
-    let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
-        .await
-        .unwrap();
-    let names = aftersales_messaging::Names::new("test").unwrap();
-    for service in ["repair", "logistics"] {
-        aftersales_messaging::ensure_service_stream(
-            &js,
-            &names,
-            service,
-            &aftersales_messaging::StreamSettings::default(),
-        )
-        .await
-        .unwrap();
-    }
+    let (nats, js) = crate::nats_with_sources().await;
     // What support publishes, as any subscriber sees it.
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut published = client.subscribe("aftersales.test.support.>").await.unwrap();
@@ -221,21 +188,7 @@ async fn qc_failed_twice_and_a_stalled_parcel_each_open_one_case() {
 /// the service's clock then runs 20 days on.
 #[tokio::test]
 async fn repair_clocks_that_run_out_open_a_case_once() {
-    let nats = NatsServer::start().unwrap();
-    let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
-        .await
-        .unwrap();
-    let names = aftersales_messaging::Names::new("test").unwrap();
-    for service in ["repair", "logistics"] {
-        aftersales_messaging::ensure_service_stream(
-            &js,
-            &names,
-            service,
-            &aftersales_messaging::StreamSettings::default(),
-        )
-        .await
-        .unwrap();
-    }
+    let (nats, js) = crate::nats_with_sources().await;
     // The service's clock is the real one until it is moved on.
     let clock = aftersales_core::ShiftedClock::new();
     let mut cfg = config(shared_postgres().create_database().unwrap(), &clock);

@@ -7,31 +7,13 @@
 use aftersales_proto::common::{DeviceId, device_id};
 use aftersales_proto::repair as rpb;
 use aftersales_proto::support as pb;
-use aftersales_testkit::{NatsServer, eventually, shared_postgres};
+use aftersales_testkit::{eventually, shared_postgres};
 use futures::StreamExt as _;
 use prost::Message as _;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::{Server, clock_at, config, entry, move_to, not_charging, survey_link};
-
-async fn publish<M: prost::Message>(
-    js: &async_nats::jetstream::Context,
-    event_type: &str,
-    message: &M,
-    event_id: Uuid,
-) {
-    aftersales_messaging::testing::publish(
-        js,
-        "test",
-        "repair",
-        event_type,
-        message,
-        event_id,
-        &Uuid::new_v4().to_string(),
-    )
-    .await;
-}
+use crate::{Server, clock_at, config, entry, move_to, not_charging, publish, survey_link};
 
 fn answer(link: &pb::SurveyLink, score: u32, comment: &str) -> pb::AnswerSurveyRequest {
     pb::AnswerSurveyRequest {
@@ -52,21 +34,7 @@ fn figures(group: pb::QualityGroup, from_week: &str, weeks: u32) -> pb::GetQuali
 
 #[tokio::test]
 async fn a_resolved_case_and_a_returned_repair_each_ask_once_and_take_one_answer() {
-    let nats = NatsServer::start().unwrap();
-    let js = aftersales_messaging::connect(&nats.url(), "test-publisher")
-        .await
-        .unwrap();
-    let names = aftersales_messaging::Names::new("test").unwrap();
-    for service in ["repair", "logistics"] {
-        aftersales_messaging::ensure_service_stream(
-            &js,
-            &names,
-            service,
-            &aftersales_messaging::StreamSettings::default(),
-        )
-        .await
-        .unwrap();
-    }
+    let (nats, js) = crate::nats_with_sources().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut published = client
         .subscribe("aftersales.test.support.SurveySent")
@@ -115,19 +83,19 @@ async fn a_resolved_case_and_a_returned_repair_each_ask_once_and_take_one_answer
         country: "DE".into(),
         ..Default::default()
     };
-    publish(&js, "RepairOrderOpened", &opened, Uuid::new_v4()).await;
+    publish(&js, "repair", "RepairOrderOpened", &opened, Uuid::new_v4()).await;
     let started = rpb::RepairStarted {
         order_id: order.clone(),
         technician: "tech-7".into(),
     };
-    publish(&js, "RepairStarted", &started, Uuid::new_v4()).await;
+    publish(&js, "repair", "RepairStarted", &started, Uuid::new_v4()).await;
     let collected = rpb::DeviceCollected {
         order_id: order.clone(),
     };
     let once = Uuid::new_v4();
-    publish(&js, "DeviceCollected", &collected, once).await;
-    publish(&js, "DeviceCollected", &collected, once).await;
-    publish(&js, "DeviceCollected", &collected, Uuid::new_v4()).await;
+    publish(&js, "repair", "DeviceCollected", &collected, once).await;
+    publish(&js, "repair", "DeviceCollected", &collected, once).await;
+    publish(&js, "repair", "DeviceCollected", &collected, Uuid::new_v4()).await;
 
     // One survey each, published with its link.
     let mut links = std::collections::BTreeMap::new();
@@ -314,9 +282,9 @@ async fn a_resolved_case_and_a_returned_repair_each_ask_once_and_take_one_answer
         order_id: late.clone(),
         ..opened
     };
-    publish(&js, "RepairOrderOpened", &opened, Uuid::new_v4()).await;
+    publish(&js, "repair", "RepairOrderOpened", &opened, Uuid::new_v4()).await;
     let collected = rpb::DeviceCollected { order_id: late };
-    publish(&js, "DeviceCollected", &collected, Uuid::new_v4()).await;
+    publish(&js, "repair", "DeviceCollected", &collected, Uuid::new_v4()).await;
     eventually(|| server.events("RepairDone"), |n| *n == 2).await;
     assert_eq!(server.events("SurveySent").await, 2);
     server.stop().await;
