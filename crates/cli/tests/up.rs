@@ -3892,11 +3892,18 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         ))
         .await
         .unwrap();
+    // Her case's survey (the demo's history has asked her about repairs too).
+    let reference: String = question
+        .case_id
+        .chars()
+        .take(8)
+        .collect::<String>()
+        .to_uppercase();
     let survey_link = aftersales_testkit::eventually(
         || async {
             b.goto(&format!("{}/inbox", up.web)).await.unwrap();
             browser
-                .js("const m = document.querySelector('main').textContent.match(/https?:\\/\\/\\S+\\/survey\\/[0-9a-f-]+\\?t=[A-Za-z0-9_-]+/); return m && m[0]")
+                .js(&format!("const li = [...document.querySelectorAll('.messages li')].find(l => l.textContent.includes('{reference}') && l.textContent.includes('/survey/')); const m = li && li.textContent.match(/https?:\\/\\/\\S+\\/survey\\/[0-9a-f-]+\\?t=[A-Za-z0-9_-]+/); return m && m[0]"))
                 .await
                 .as_str()
                 .map(str::to_owned)
