@@ -223,6 +223,21 @@ pub fn keyring_env(dir: &std::path::Path) -> Vec<(String, String)> {
     ]
 }
 
+/// `env` with `DATABASE_URL` a new database of its own: a second service
+/// started like another.
+pub fn on_own_database(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    env.into_iter()
+        .map(|(k, v)| {
+            if k == "DATABASE_URL" {
+                let own = shared_postgres().create_database().unwrap();
+                (k, own)
+            } else {
+                (k, v)
+            }
+        })
+        .collect()
+}
+
 /// The platform: infrastructure and the four processes.
 #[derive(Debug)]
 pub struct Platform {

@@ -189,19 +189,7 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     ]);
     let parts = crate::Service::spawn_logging("parts", parts_env.clone(), Some(logs.path()));
     // And support, on a database of its own.
-    let support_env = parts_env
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "DATABASE_URL" {
-                let own = aftersales_testkit::shared_postgres()
-                    .create_database()
-                    .unwrap();
-                (k, own)
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let support_env = crate::platform::on_own_database(parts_env);
     let support = crate::Service::spawn_logging("support", support_env, Some(logs.path()));
     let mut c = p.clients().await;
     for (customer, email) in [(WHO, EMAIL), ("cust-stays", "stays@example.com")] {

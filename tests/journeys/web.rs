@@ -136,19 +136,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
     ]);
     let parts = Service::spawn("parts", parts_env.clone());
     // Support on its own database, like parts; its keyring is parts' too.
-    let support_env = parts_env
-        .into_iter()
-        .map(|(k, v)| {
-            if k == "DATABASE_URL" {
-                let own = aftersales_testkit::shared_postgres()
-                    .create_database()
-                    .unwrap();
-                (k, own)
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let support_env = crate::platform::on_own_database(parts_env);
     let support = Service::spawn("support", support_env);
     let gateway = Service::spawn(
         "gateway",
