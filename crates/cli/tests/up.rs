@@ -3827,29 +3827,103 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         Vec::<serde_json::Value>::new()
     );
 
-    // The desk answers a question of Lena's and resolves it; her inbox brings
-    // the survey's signed link, which she answers once, without anything else.
+    // Lena looks for an answer herself: the knowledge base in German, then
+    // a walk that ends in a repair with its fault filled in.
+    b.goto(&format!("{}/support?q=Telefon+l%C3%A4dt+nicht", up.web))
+        .await
+        .unwrap();
+    b.wait().for_element(Locator::Css("#hits")).await.unwrap();
+    assert_eq!(
+        browser.text("#hits li:first-child").await,
+        "Ihr Telefon lädt nicht"
+    );
+    browser.screenshots(&shots, "support").await;
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    browser
+        .submit_and_reload("#walks button[value='not-charging']")
+        .await;
+    assert_eq!(
+        browser.text("#question").await,
+        "Lädt es mit einem anderen Kabel und Ladegerät?"
+    );
+    browser
+        .submit_and_reload("#walk-step button[value='1']")
+        .await;
+    assert_eq!(
+        browser.text("#question").await,
+        "Ist die Ladebuchse sauber und geht der Stecker ganz hinein?"
+    );
+    browser
+        .submit_and_reload("#walk-step button[value='2']")
+        .await;
+    assert!(
+        browser
+            .text("#outcome[data-kind=repair]")
+            .await
+            .contains("muss repariert werden"),
+        "{}",
+        browser.text("main").await
+    );
+    browser.submit_and_reload("#outcome-repair").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('help-fault').value")
+            .await,
+        serde_json::json!("charging"),
+        "the repair form comes with the walk's fault"
+    );
+
+    // She writes to the desk instead; the desk answers and resolves it, and
+    // she reads both in her conversation, which she may reopen.
+    b.goto(&format!("{}/support", up.web)).await.unwrap();
+    b.wait()
+        .for_element(Locator::Css("#write-form"))
+        .await
+        .unwrap();
+    browser.fill("#care-subject", "Akku").await;
+    browser
+        .fill("#care-text", "Hält der neue Akku länger?")
+        .await;
+    browser
+        .submit_and_reload("#write-form button[type=submit]")
+        .await;
+    let url = b.current_url().await.unwrap();
+    let Some(case_id) = url.path().strip_prefix("/support/cases/") else {
+        panic!("not on her case: {url}: {}", browser.text("main").await);
+    };
+    let case_id = case_id.to_owned();
+    assert!(
+        browser
+            .text("#conversation")
+            .await
+            .contains("Hält der neue Akku länger?")
+    );
+    assert_eq!(
+        browser.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     let mut support = SupportServiceClient::connect(format!("http://{}", up.services[5]))
         .await
         .unwrap();
     let question = support
-        .open_case(as_ops(
+        .get_case(as_ops(
             &bearer,
-            spb::OpenCaseRequest {
-                customer_id: "demo-lena".into(),
-                country: Some(CountryCode { value: "DE".into() }),
-                language: "de".into(),
-                channel: spb::Channel::Email.into(),
-                category: spb::Category::Hardware.into(),
-                priority: spb::Priority::Normal.into(),
-                subject: "Akku".into(),
-                text: "Hält der neue Akku länger?".into(),
-                ..Default::default()
+            spb::CaseRef {
+                case_id: case_id.clone(),
             },
         ))
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .case
+        .unwrap();
+    assert_eq!(
+        (question.channel(), question.country.as_str()),
+        (spb::Channel::Web, "DE")
+    );
     let teams = support
         .list_teams(as_ops(&bearer, spb::ListTeamsRequest {}))
         .await
@@ -3892,6 +3966,16 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         ))
         .await
         .unwrap();
+    b.refresh().await.unwrap();
+    b.wait().for_element(Locator::Css("#reopen")).await.unwrap();
+    let conversation = browser.text("#conversation").await;
+    assert!(
+        conversation.contains("Ja, etwa zwei Tage.")
+            && conversation.contains("Gelöst: Frage beantwortet."),
+        "{conversation}"
+    );
+    assert_eq!(browser.text("#case-status").await, "Gelöst");
+    browser.screenshots(&shots, "support-case").await;
     // Her case's survey (the demo's history has asked her about repairs too).
     let reference: String = question
         .case_id

@@ -36,6 +36,7 @@ use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie}
 
 mod account;
 mod audit;
+mod care;
 mod devices;
 mod help;
 mod inbox;
@@ -143,6 +144,13 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("prices.html", include_str!("../templates/prices.html")),
     ("survey.html", include_str!("../templates/survey.html")),
     ("quality.html", include_str!("../templates/quality.html")),
+    ("care.html", include_str!("../templates/care.html")),
+    (
+        "care_case.html",
+        include_str!("../templates/care_case.html"),
+    ),
+    ("walk.html", include_str!("../templates/walk.html")),
+    ("article.html", include_str!("../templates/article.html")),
 ];
 
 #[derive(Debug, Clone)]
@@ -270,6 +278,14 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
         ("/help/walk-in", Customer, post(help::walk_in)),
         ("/help/mail-in", Customer, post(help::mail_in)),
         ("/repairs/{order_id}/label", Customer, get(repair_label)),
+        ("/support", Customer, get(care::home).post(care::open)),
+        ("/support/articles/{article_id}", Anyone, get(care::article)),
+        ("/support/walks", Customer, post(care::walk)),
+        (
+            "/support/cases/{case_id}",
+            Customer,
+            get(care::case).post(care::act),
+        ),
         ("/inbox", Customer, get(inbox::inbox)),
         ("/inbox/read", Customer, post(inbox::mark_read)),
         ("/inbox/events", Customer, get(inbox::unread_events)),

@@ -4,6 +4,7 @@
 
 use aftersales_proto::common::CountryCode;
 use aftersales_proto::repair as rpb;
+use aftersales_proto::support as spb;
 use aftersales_proto::warranty::{self as wpb, AccessoryKind, Remedy, SalesChannel};
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -307,6 +308,7 @@ async fn device_page(
         .map(|m| minijinja::context! { value => m, label => app.t(language, &format!("payment-{m}"), &[]) })
         .collect();
     let number = imei_of(device.device_id.as_ref());
+    let software = software_words(app, language, &number, &token).await;
     let title = device.model.clone();
     app.page(
         visit,
@@ -327,8 +329,74 @@ async fn device_page(
             kinds => kinds,
             today => chrono_today(),
             notice => notice,
+            software => software,
         },
     )
+}
+
+/// What the phone's last reported build means: current or the build to
+/// install (and what it fixes), and until when the model gets updates. `None`
+/// when support cannot say now: the rest of the page does not wait on it.
+async fn software_words(
+    app: &App,
+    language: &str,
+    imei: &str,
+    token: &str,
+) -> Option<minijinja::Value> {
+    let asked = app
+        .inner
+        .support
+        .clone()
+        .get_software_status(authorized(
+            spb::GetSoftwareStatusRequest {
+                device_imei: imei.to_owned(),
+                language: language.to_owned(),
+            },
+            token,
+        ))
+        .await;
+    let status = match asked {
+        Ok(status) => status.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            return Some(minijinja::context! {
+                lines => vec![app.t(language, "software-unreported", &[])],
+            });
+        }
+        Err(status) => {
+            tracing::debug!(code = ?status.code(), "software status unavailable");
+            return None;
+        }
+    };
+    let mut lines = vec![if status.current {
+        app.t(language, "software-current", &[("build", &status.build)])
+    } else {
+        app.t(
+            language,
+            "software-behind",
+            &[("build", &status.build), ("latest", &status.latest_build)],
+        )
+    }];
+    lines.extend(status.fixes_waiting.iter().map(|f| {
+        app.t(
+            language,
+            "software-fix",
+            &[("issue", &f.title), ("build", &f.build)],
+        )
+    }));
+    lines.push(match (status.supported, status.supported_until.as_str()) {
+        (true, "") => app.t(language, "software-supported", &[]),
+        (true, until) => app.t(
+            language,
+            "software-supported-until",
+            &[("until", &app.date(language, until))],
+        ),
+        (false, until) => app.t(
+            language,
+            "software-unsupported",
+            &[("until", &app.date(language, until))],
+        ),
+    });
+    Some(minijinja::context! { lines => lines, current => status.current })
 }
 
 /// A coverage decision as the customer reads it.

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    App, Visit, authorized, by_imei, chrono_today, fault_named, fault_options, forbidden, imei_of,
+    App, Visit, authorized, by_imei, chrono_today, fault_name, fault_named, fault_options,
+    forbidden, imei_of,
 };
 
 /// Where distances are measured from when the person does not share their
@@ -38,6 +39,8 @@ const MAX_SYMPTOMS: usize = 2000;
 #[derive(Debug, Deserialize)]
 pub struct HelpQuery {
     imei: Option<String>,
+    /// Filled in by a self-diagnosis walk that ended in a repair.
+    fault: Option<String>,
     lang: Option<String>,
 }
 
@@ -74,6 +77,12 @@ pub async fn start(
     let visit = app.visit(&headers, query.lang.as_deref());
     let chosen = Problem {
         imei: query.imei.unwrap_or_default(),
+        fault: query
+            .fault
+            .as_deref()
+            .and_then(fault_named)
+            .map(fault_name)
+            .unwrap_or_default(),
         ..Problem::default()
     };
     problem_page(&app, &visit, StatusCode::OK, &chosen, None).await
