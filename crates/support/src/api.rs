@@ -500,6 +500,12 @@ impl SupportService for SupportApi {
                     "a customer writes by web, chat, email or phone",
                 ));
             }
+            // The desk sets how urgent a case is, not the one who writes it.
+            Sight::Customer(_) if priority(r.priority)? > Priority::Normal => {
+                return Err(Status::permission_denied(
+                    "priority: the desk sets it; a customer's case opens as normal",
+                ));
+            }
             Sight::Customer(_) | Sight::All | Sight::Team(_) | Sight::Nothing => {}
         }
         let country = r.country.map(|c| c.value).unwrap_or_default();

@@ -50,6 +50,13 @@ async fn customers_see_their_own_cases_and_agents_their_teams() {
     mine.channel = pb::Channel::Web.into();
     let opened = customer.open_case(mine).await.unwrap().into_inner();
     let id = opened.case_id.clone();
+    let mut urgent = not_charging("cust-1");
+    urgent.channel = pb::Channel::Web.into();
+    urgent.priority = pb::Priority::Urgent.into();
+    assert_eq!(
+        customer.open_case(urgent).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     let mut theirs = not_charging("cust-3");
     theirs.channel = pb::Channel::Web.into();
     assert_eq!(
