@@ -116,7 +116,7 @@ const DEMO: [Demo; 6] = [
     },
     Demo {
         role: Role::SupportAgent,
-        username: "agent",
+        username: "agent-de-anna",
         centers: &[],
         totp: false,
     },

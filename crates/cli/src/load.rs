@@ -1100,7 +1100,7 @@ pub async fn run(args: Load, endpoints: &Endpoints) -> Result<(), String> {
                 .map(Some)
         }
     };
-    let agent = token("agent", "agent", args.agent.clone()).await?;
+    let agent = token("agent-de-anna", "agent", args.agent.clone()).await?;
     let technician = token("tech-berlin", "technician", args.technician.clone()).await?;
     let depot = token(
         "tech-depot",

@@ -2398,7 +2398,7 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
     let up = SignedIn::start();
     let (urls, env, smtp) = (up.urls(), up.env(), &up.smtp);
     let accounts = demo_accounts(up.data.path()).await;
-    let (agent_password, _) = &accounts["agent"];
+    let (agent_password, _) = &accounts["agent-de-anna"];
     // Not signed in: refused, with a hint.
     let refused = run_env(
         &urls,
@@ -2413,7 +2413,13 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
     run_env(
         &urls,
         &env,
-        &["login", "--username", "agent", "--password", agent_password],
+        &[
+            "login",
+            "--username",
+            "agent-de-anna",
+            "--password",
+            agent_password,
+        ],
     )
     .unwrap();
     // The demo's devices are registered first; wait until they are.
@@ -3336,11 +3342,17 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         .unwrap();
 
     // At the desk: a phone of Lena's with a nasty description, and someone else's repair.
-    let (agent_password, _) = &accounts["agent"];
+    let (agent_password, _) = &accounts["agent-de-anna"];
     run_env(
         &urls,
         &env,
-        &["login", "--username", "agent", "--password", agent_password],
+        &[
+            "login",
+            "--username",
+            "agent-de-anna",
+            "--password",
+            agent_password,
+        ],
     )
     .unwrap();
     let open = |imei: &'static str, customer: &'static str, symptoms: &'static str| {
@@ -3598,9 +3610,17 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
     // The support desk finds Lena by her email however it is typed, sees her
     // phones and the messages sent to her, and registers one more phone for
     // her: its history names the agent as its author.
-    let (agent_password, _) = &accounts["agent"];
+    let (agent_password, _) = &accounts["agent-de-anna"];
     workshop
-        .staff_sign_in(&up.web, "agent", agent_password, None)
+        .staff_sign_in(&up.web, "agent-de-anna", agent_password, None)
+        .await;
+    // An agent lands on the desk's cases; finding a customer is a link away.
+    w.wait()
+        .for_element(Locator::Css("#desk-teams"))
+        .await
+        .unwrap();
+    workshop
+        .submit_and_reload("main a[href='/staff/support']")
         .await;
     w.wait()
         .for_element(Locator::Css("#support-q"))
@@ -3924,48 +3944,73 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         (question.channel(), question.country.as_str()),
         (spb::Channel::Web, "DE")
     );
-    let teams = support
-        .list_teams(as_ops(&bearer, spb::ListTeamsRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .teams;
-    let desk = teams
-        .iter()
-        .find(|t| t.team_id == question.team_id)
-        .unwrap();
-    support
-        .assign_case(as_ops(
-            &bearer,
-            spb::AssignCaseRequest {
-                case_id: question.case_id.clone(),
-                agent_id: desk.agent_ids[0].clone(),
-            },
-        ))
-        .await
-        .unwrap();
-    support
-        .add_entry(as_ops(
-            &bearer,
-            spb::AddEntryRequest {
-                case_id: question.case_id.clone(),
-                kind: spb::EntryKind::AgentReply.into(),
-                text: "Ja, etwa zwei Tage.".into(),
-                attachments: Vec::new(),
-            },
-        ))
-        .await
-        .unwrap();
-    support
-        .resolve_case(as_ops(
-            &bearer,
-            spb::ResolveCaseRequest {
-                case_id: question.case_id.clone(),
-                summary: "Frage beantwortet.".into(),
-            },
-        ))
-        .await
-        .unwrap();
+    assert_eq!(question.team_id, "de-front");
+
+    // Anna, of the German front line, finds it in her desk's queue, takes
+    // it, answers Lena, leaves her team a note and resolves it.
+    let (agent_password, _) = &accounts["agent-de-anna"];
+    workshop
+        .staff_sign_in(&up.web, "agent-de-anna", agent_password, None)
+        .await;
+    let row = format!("#desk-queue tr[data-case='{case_id}'] a");
+    aftersales_testkit::eventually(
+        || async {
+            w.goto(&format!("{}/staff/desk", up.web)).await.unwrap();
+            w.find(Locator::Css(&row)).await.is_ok()
+        },
+        |listed| *listed,
+    )
+    .await;
+    workshop.screenshots(&shots, "desk").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
+    workshop.submit_and_reload(&row).await;
+    assert!(
+        workshop
+            .text("#conversation")
+            .await
+            .contains("Hält der neue Akku länger?")
+    );
+    workshop
+        .js("document.getElementById('assign-agent').value = 'agent-de-anna'; return true")
+        .await;
+    workshop.submit_and_reload("#assign button").await;
+    assert_eq!(workshop.text("#case-agent").await, "agent-de-anna");
+    workshop.fill("#answer-text", "Ja, etwa zwei Tage.").await;
+    workshop
+        .submit_and_reload("#answer button[value=reply]")
+        .await;
+    workshop
+        .fill("#answer-text", "Kundin fragt nach Akkulaufzeit")
+        .await;
+    workshop
+        .submit_and_reload("#answer button[value=note]")
+        .await;
+    // Sent empty, a resolution is refused with the field named.
+    workshop
+        .js("document.getElementById('resolve-text').removeAttribute('required'); return true")
+        .await;
+    workshop.submit_and_reload("#resolve button").await;
+    assert!(
+        workshop.text("#notice").await.contains("summary"),
+        "{}",
+        workshop.text("#notice").await
+    );
+    workshop.fill("#resolve-text", "Frage beantwortet.").await;
+    workshop.submit_and_reload("#resolve button").await;
+    let history = workshop.text("#conversation").await;
+    assert!(
+        history.contains("Interne Notiz: Kundin fragt nach Akkulaufzeit")
+            || history.contains("Internal note: Kundin fragt nach Akkulaufzeit"),
+        "{history}"
+    );
+    workshop.screenshots(&shots, "desk-case").await;
+    assert_eq!(
+        workshop.accessibility_violations().await,
+        Vec::<serde_json::Value>::new()
+    );
     b.refresh().await.unwrap();
     b.wait().for_element(Locator::Css("#reopen")).await.unwrap();
     let conversation = browser.text("#conversation").await;
@@ -3975,6 +4020,10 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         "{conversation}"
     );
     assert_eq!(browser.text("#case-status").await, "Gelöst");
+    assert!(
+        !conversation.contains("Akkulaufzeit"),
+        "the desk's internal note is not shown to her"
+    );
     browser.screenshots(&shots, "support-case").await;
     // Her case's survey (the demo's history has asked her about repairs too).
     let reference: String = question

@@ -37,6 +37,7 @@ use crate::session::{COOKIE, LANGUAGE_COOKIE, Person, Session, Sessions, cookie}
 mod account;
 mod audit;
 mod care;
+mod desk;
 mod devices;
 mod help;
 mod inbox;
@@ -151,6 +152,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("walk.html", include_str!("../templates/walk.html")),
     ("article.html", include_str!("../templates/article.html")),
+    ("desk.html", include_str!("../templates/desk.html")),
+    (
+        "desk_case.html",
+        include_str!("../templates/desk_case.html"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -244,6 +250,10 @@ const QUALITY_READERS: &[Role] = &[
     Role::Auditor,
 ];
 
+/// Who works the support desk's cases, and who reads them besides.
+const DESK: &[Role] = &[Role::SupportAgent, Role::Operator];
+const DESK_READERS: &[Role] = &[Role::SupportAgent, Role::Operator, Role::Auditor];
+
 /// Every page and who it is for: the gateway's authorization table. A route
 /// is added here or nowhere (a test holds to it), so none goes without a rule.
 fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
@@ -316,6 +326,18 @@ fn routes() -> Vec<(&'static str, Audience, MethodRouter<App>)> {
             get(quality::csv),
         ),
         ("/staff/queue", Staff(WORKSHOP), get(staff::queue)),
+        ("/staff/desk", Staff(DESK_READERS), get(desk::queue)),
+        ("/staff/desk/cases", Staff(DESK), post(desk::open)),
+        (
+            "/staff/desk/cases/{case_id}",
+            Staff(DESK_READERS),
+            get(desk::case),
+        ),
+        (
+            "/staff/desk/cases/{case_id}/act",
+            Staff(DESK),
+            post(desk::act),
+        ),
         (
             "/staff/support",
             Staff(&[Role::SupportAgent]),

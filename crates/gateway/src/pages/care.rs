@@ -24,7 +24,7 @@ const HITS: u32 = 10;
 /// Conversations the page lists (the newest).
 const CASES: u32 = 50;
 /// The topics a customer writes about, as forms post them.
-const CATEGORIES: &[(spb::Category, &str)] = &[
+pub(super) const CATEGORIES: &[(spb::Category, &str)] = &[
     (spb::Category::Hardware, "hardware"),
     (spb::Category::SoftwareAndUpdates, "software"),
     (spb::Category::WarrantyQuestion, "warranty"),
@@ -33,14 +33,14 @@ const CATEGORIES: &[(spb::Category, &str)] = &[
     (spb::Category::Complaint, "complaint"),
 ];
 
-fn category_name(value: i32) -> &'static str {
+pub(super) fn category_name(value: i32) -> &'static str {
     CATEGORIES
         .iter()
         .find(|(c, _)| i32::from(*c) == value)
         .map_or("hardware", |(_, name)| name)
 }
 
-fn status_name(status: spb::Status) -> &'static str {
+pub(super) fn status_name(status: spb::Status) -> &'static str {
     match status {
         spb::Status::New | spb::Status::Unspecified => "new",
         spb::Status::Assigned => "assigned",
@@ -51,12 +51,12 @@ fn status_name(status: spb::Status) -> &'static str {
 }
 
 /// A case as people quote it: the first eight characters of its id.
-fn reference(case_id: &str) -> String {
+pub(super) fn reference(case_id: &str) -> String {
     case_id.chars().take(8).collect::<String>().to_uppercase()
 }
 
 /// Ids as the services make them: anything else is nobody's.
-fn plausible_id(raw: &str) -> bool {
+pub(super) fn plausible_id(raw: &str) -> bool {
     !raw.is_empty()
         && raw.len() <= 64
         && raw
@@ -66,7 +66,7 @@ fn plausible_id(raw: &str) -> bool {
 
 /// The country a case is handled under when no phone names it: the one
 /// the page's language is most spoken in.
-fn country_for(language: &str) -> &'static str {
+pub(super) fn country_for(language: &str) -> &'static str {
     match language {
         "de" => "DE",
         "zh-CN" => "CN",

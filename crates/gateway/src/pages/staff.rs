@@ -99,7 +99,7 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
         return Redirect::to("/staff/operations").into_response();
     }
     if session.person.role == Role::SupportAgent {
-        return Redirect::to("/staff/support").into_response();
+        return Redirect::to("/staff/desk").into_response();
     }
     let title = app.t(visit.language, "staff-title", &[]);
     let role = app.t(

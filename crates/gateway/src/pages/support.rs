@@ -6,6 +6,7 @@
 
 use aftersales_proto::notification as npb;
 use aftersales_proto::repair as rpb;
+use aftersales_proto::support as spb;
 use aftersales_proto::warranty as wpb;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -144,7 +145,7 @@ pub async fn customer(
     customer_page(&app, &visit, &customer, StatusCode::OK, None, None).await
 }
 
-async fn customer_page(
+pub(super) async fn customer_page(
     app: &App,
     visit: &Visit,
     customer: &str,
@@ -192,6 +193,35 @@ async fn customer_page(
         )
     }))
     .await;
+    // The cases the agent's team holds or held for them.
+    let cases = app
+        .inner
+        .support
+        .clone()
+        .list_cases(authorized(
+            spb::ListCasesRequest {
+                customer_id: customer.to_owned(),
+                limit: 50,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await;
+    let cases: Vec<_> = cases
+        .map(|c| c.into_inner().cases)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .map(|c| {
+            minijinja::context! {
+                id => &c.case_id,
+                reference => super::care::reference(&c.case_id),
+                topic => app.t(language, &format!("care-topic-{}", super::care::category_name(c.category)), &[]),
+                status => app.t(language, &format!("care-status-{}", super::care::status_name(c.status())), &[]),
+                opened => app.moment(language, c.opened_at.as_ref()),
+            }
+        })
+        .collect();
     // A customer who never set preferences has none: not an error here.
     let preferences = preferences.map(tonic::Response::into_inner).ok();
     let messages: Vec<_> = messages
@@ -224,6 +254,11 @@ async fn customer_page(
             countries => COUNTRIES,
             channels => sales_channels(app, language),
             typed => typed.unwrap_or(&AddForm::default()),
+            cases => cases,
+            case_form => super::desk::case_form_options(app, language),
+            case_country => super::care::country_for(
+                preferences.as_ref().map_or(language, |p| p.language.as_str()),
+            ),
         },
     )
 }
