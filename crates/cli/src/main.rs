@@ -131,6 +131,14 @@ struct Relay {
     keyring_url: Option<String>,
     #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
     key_encryption_key_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "AFTERSALES_KMS_KEY_ID",
+        conflicts_with = "key_encryption_key_file"
+    )]
+    kms_key_id: Option<String>,
+    #[arg(long, env = "AFTERSALES_KMS_ENDPOINT", requires = "kms_key_id")]
+    kms_endpoint: Option<String>,
 }
 
 async fn relay(args: Relay) -> Result<(), String> {
@@ -143,6 +151,8 @@ async fn relay(args: Relay) -> Result<(), String> {
         stream_replicas: args.stream_replicas,
         keyring_url: args.keyring_url.map(Into::into),
         key_encryption_key_file: args.key_encryption_key_file,
+        kms_key_id: args.kms_key_id,
+        kms_endpoint: args.kms_endpoint,
         ..Default::default()
     };
     let (trigger, shutdown) = aftersales_core::Shutdown::new();

@@ -19,6 +19,7 @@
 
 pub mod any;
 mod append;
+pub mod aws_kms;
 pub mod cache;
 pub mod chain;
 pub mod decider;
@@ -37,6 +38,7 @@ pub mod testing;
 pub mod transaction;
 
 pub use any::AnyEventStore;
+pub use aws_kms::{AwsCredentials, AwsKms};
 pub use cache::StateCache;
 pub use chain::{ChainBreak, VerifyReport, verify_events};
 pub use decider::{CodecError, Decider, DomainEvent, Upcasters};

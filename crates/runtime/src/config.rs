@@ -115,6 +115,18 @@ pub struct Common {
     /// with PostgreSQL.
     #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<std::path::PathBuf>,
+    /// The key-encryption key in AWS KMS instead of a file: a key id, ARN or
+    /// alias. Calls are signed with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
+    /// (and `AWS_SESSION_TOKEN`); the region is the ARN's, or `AWS_REGION`.
+    #[arg(
+        long,
+        env = "AFTERSALES_KMS_KEY_ID",
+        conflicts_with = "key_encryption_key_file"
+    )]
+    pub kms_key_id: Option<String>,
+    /// Another endpoint speaking the AWS KMS API (a VPC endpoint, a FIPS one).
+    #[arg(long, env = "AFTERSALES_KMS_ENDPOINT", requires = "kms_key_id")]
+    pub kms_endpoint: Option<String>,
     /// How often an erasure waiting for an obligation (a parcel on its way) is
     /// looked at again.
     #[arg(long, env = "AFTERSALES_ERASURE_SWEEP_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -317,23 +329,67 @@ impl Common {
                     .into());
             }
         };
-        let key_file = match (&self.key_encryption_key_file, url.strip_prefix("sqlite:")) {
+        let kms = self.key_encryption_key(&url, |name| std::env::var(name).ok())?;
+        aftersales_eventstore::Keyring::connect(&url, kms)
+            .await
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("AFTERSALES_KEYRING_URL: {e}"))
+    }
+
+    /// What wraps the keyring's keys: the AWS KMS key when one is named
+    /// (`env` gives its credentials and region), else the key file.
+    fn key_encryption_key(
+        &self,
+        keyring_url: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<std::sync::Arc<dyn aftersales_eventstore::Kms>, String> {
+        if let Some(key_id) = &self.kms_key_id {
+            let var = |name: &str| env(name).filter(|v| !v.is_empty());
+            let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+                (Some(access_key_id), Some(secret_access_key)) => {
+                    aftersales_eventstore::AwsCredentials {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: var("AWS_SESSION_TOKEN"),
+                    }
+                }
+                _ => {
+                    return Err("AFTERSALES_KMS_KEY_ID: calls to AWS KMS are signed with \
+                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and one is not set"
+                        .into());
+                }
+            };
+            let region = var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_default();
+            let kms = aftersales_eventstore::AwsKms::new(
+                key_id,
+                &region,
+                self.kms_endpoint.as_deref(),
+                credentials,
+            )
+            .map_err(|e| format!("AFTERSALES_KMS_KEY_ID: {e}"))?;
+            return Ok(std::sync::Arc::new(kms));
+        }
+        let key_file = match (
+            &self.key_encryption_key_file,
+            keyring_url.strip_prefix("sqlite:"),
+        ) {
             (Some(file), _) => file.clone(),
             (None, Some(path)) => {
                 std::path::Path::new(path.trim_start_matches("//")).with_extension("kek")
             }
             (None, None) => {
-                return Err("AFTERSALES_KEY_ENCRYPTION_KEY_FILE is required with a \
-                     PostgreSQL keyring"
-                    .into());
+                return Err(
+                    "AFTERSALES_KEY_ENCRYPTION_KEY_FILE or AFTERSALES_KMS_KEY_ID \
+                     is required with a PostgreSQL keyring"
+                        .into(),
+                );
             }
         };
         let kms = aftersales_eventstore::LocalKms::load_or_create(&key_file)
             .map_err(|e| format!("AFTERSALES_KEY_ENCRYPTION_KEY_FILE: {e}"))?;
-        aftersales_eventstore::Keyring::connect(&url, std::sync::Arc::new(kms))
-            .await
-            .map(std::sync::Arc::new)
-            .map_err(|e| format!("AFTERSALES_KEYRING_URL: {e}"))
+        Ok(std::sync::Arc::new(kms))
     }
 
     /// The NATS URL, exposed for connecting.
@@ -401,6 +457,56 @@ mod tests {
             Common::default().database_url("repair").expose_secret(),
             "sqlite:data/repair.db"
         );
+    }
+}
+
+#[cfg(test)]
+mod kms_tests {
+    use super::*;
+
+    #[test]
+    fn a_kms_key_id_wraps_keys_in_aws_kms_with_the_environments_credentials() {
+        let common = Common {
+            kms_key_id: Some(
+                "arn:aws:kms:eu-central-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                    .into(),
+            ),
+            ..Common::default()
+        };
+        let url = "postgres://keys@db/keys";
+        let missing = common.key_encryption_key(url, |_| None).unwrap_err();
+        assert!(missing.contains("AWS_SECRET_ACCESS_KEY"), "{missing}");
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("wJalrXUtnFEMI".to_owned()),
+            _ => None,
+        };
+        let kms = common.key_encryption_key(url, env).unwrap();
+        assert!(
+            kms.id().starts_with("aws-kms:arn:aws:kms:eu-central-1:"),
+            "{}",
+            kms.id()
+        );
+        // An alias names no region: the environment must.
+        let alias = Common {
+            kms_key_id: Some("alias/aftersales".into()),
+            ..Common::default()
+        };
+        assert!(alias.key_encryption_key(url, env).is_err());
+        let with_region = |name: &str| {
+            if name == "AWS_REGION" {
+                Some("ap-south-1".to_owned())
+            } else {
+                env(name)
+            }
+        };
+        assert_eq!(
+            alias.key_encryption_key(url, with_region).unwrap().id(),
+            "aws-kms:alias/aftersales"
+        );
+        // Without either, a PostgreSQL keyring has nothing to wrap its keys.
+        let neither = Common::default().key_encryption_key(url, env).unwrap_err();
+        assert!(neither.contains("AFTERSALES_KMS_KEY_ID"), "{neither}");
     }
 }
 

@@ -12,17 +12,20 @@
 //! - [`postgres`]: `initdb` plus `postgres`, dropping root privileges when needed.
 //! - [`nats`]: `nats-server -js`.
 //! - [`smtp`]: `aiosmtpd` writing what it receives into a Maildir.
+//! - [`kms`]: moto's AWS KMS server, with IAM and signatures enforced.
 //! - [`pki`]: a test CA and a `localhost` certificate, for TLS.
 //! - [`process`]: the spawner that ties every child's life to the test process.
 //! - [`browser`]: headless Chromium over WebDriver, for the web pages.
 
 pub mod browser;
+pub mod kms;
 pub mod nats;
 pub mod pki;
 pub mod postgres;
 mod process;
 pub mod smtp;
 
+pub use kms::KmsServer;
 pub use nats::{NatsOptions, NatsServer};
 pub use postgres::{DatabaseRoles, PostgresOptions, PostgresServer, shared_postgres};
 pub use smtp::SmtpServer;

@@ -68,4 +68,5 @@ conformance!(
     personal_data_is_sealed_and_erased_with_its_key,
     without_its_keys_personal_data_is_refused_and_nothing_written,
     a_stream_with_personal_data_is_never_snapshotted,
+    an_aws_kms_key_wraps_every_data_key,
 );

@@ -239,3 +239,94 @@ pub async fn a_stream_with_personal_data_is_never_snapshotted(b: Backend) {
     assert_eq!(store.load_snapshot(&ana).await.unwrap(), None);
     assert_eq!(handler.load(&ana).await.unwrap().state.len(), 3);
 }
+
+/// The key-encryption key in a KMS speaking AWS's API, with IAM enforced:
+/// data keys are wrapped there and opened there by a process that never saw
+/// them; a wrong secret or the service gone leaves writes UNAVAILABLE with
+/// nothing stored, while keys in hand still open.
+pub async fn an_aws_kms_key_wraps_every_data_key(b: Backend) {
+    use aftersales_eventstore::{AwsCredentials, AwsKms};
+
+    let mut server = tokio::task::spawn_blocking(aftersales_testkit::KmsServer::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let kms = |secret: &str| -> Arc<dyn Kms> {
+        Arc::new(
+            AwsKms::new(
+                server.key_arn(),
+                "",
+                Some(&server.endpoint()),
+                AwsCredentials {
+                    access_key_id: server.access_key_id().to_owned(),
+                    secret_access_key: secret.to_owned(),
+                    session_token: None,
+                },
+            )
+            .unwrap(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+    let writer = Arc::new(
+        Keyring::connect(&url, kms(server.secret_access_key()))
+            .await
+            .unwrap(),
+    );
+    let ana = stream("contact");
+    CommandHandler::<Contact, _>::new(b.store.clone().with_keyring(Arc::clone(&writer), "test"))
+        .handle(&ana, &noted("c-ana", "ana@example.com"), &ctx(0))
+        .await
+        .unwrap();
+    let raw = raw_payloads(&b).await;
+    assert!(!raw.contains("ana@example.com"), "{raw}");
+
+    // Another process: nothing cached, the data key unwrapped by the KMS.
+    let reader = Arc::new(
+        Keyring::connect(&url, kms(server.secret_access_key()))
+            .await
+            .unwrap(),
+    );
+    let handler = CommandHandler::<Contact, _>::new(
+        b.store.clone().with_keyring(Arc::clone(&reader), "test"),
+    );
+    assert_eq!(
+        handler.load(&ana).await.unwrap().state,
+        vec![noted("c-ana", "ana@example.com")]
+    );
+
+    // A wrong secret: the signature is refused, nothing is stored.
+    let forged = Arc::new(Keyring::connect(&url, kms("not-the-secret")).await.unwrap());
+    let error = forged.for_writing("test/c-bo").await.unwrap_err();
+    assert!(
+        matches!(&error, KeyError::Unavailable(said) if said.contains("Signature")),
+        "{error}"
+    );
+    assert_eq!(
+        forged.for_writing("test/c-bo").await.unwrap_err().kind(),
+        ErrorKind::Unavailable
+    );
+
+    // The key service gone: a new person's write is UNAVAILABLE and writes
+    // nothing; the key already in hand still opens Ana's data.
+    server.stop();
+    let error = CommandHandler::<Contact, _>::new(
+        b.store.clone().with_keyring(Arc::clone(&writer), "test"),
+    )
+    .handle(
+        &stream("contact"),
+        &noted("c-cy", "cy@example.com"),
+        &ctx(1),
+    )
+    .await
+    .unwrap_err();
+    let HandleError::Store(error) = error else {
+        panic!("expected a store error, got {error}");
+    };
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert_eq!(b.count().await, 1);
+    assert_eq!(
+        handler.load(&ana).await.unwrap().state,
+        vec![noted("c-ana", "ana@example.com")]
+    );
+}
