@@ -279,6 +279,7 @@ impl Platform {
         let databases = roles.each_ref().map(|r| r.superuser_url.clone());
         // Without an issuer among `extra`, calls are not authenticated.
         let authenticated = extra.iter().any(|(k, _)| *k == "AFTERSALES_OIDC_ISSUER");
+        let in_kms = extra.iter().any(|(k, _)| *k == "AFTERSALES_KMS_KEY_ID");
         // Each service signs its chain heads with a key kept across restarts.
         let keys = tempfile::tempdir().unwrap();
         // One keyring for the region: a database of its own, its key-encryption
@@ -300,14 +301,17 @@ impl Platform {
                         .to_string(),
                 ),
                 ("AFTERSALES_KEYRING_URL".to_owned(), keyring_url.clone()),
-                (
-                    "AFTERSALES_KEY_ENCRYPTION_KEY_FILE".to_owned(),
-                    key_encryption_key.display().to_string(),
-                ),
                 ("NATS_URL".to_owned(), nats.url()),
                 ("AFTERSALES_REGION".to_owned(), "e2e".to_owned()),
             ]
             .into_iter()
+            // The key-encryption key in a file, unless `extra` names a KMS key.
+            .chain((!in_kms).then(|| {
+                (
+                    "AFTERSALES_KEY_ENCRYPTION_KEY_FILE".to_owned(),
+                    key_encryption_key.display().to_string(),
+                )
+            }))
             .chain((!authenticated).then(|| {
                 (
                     "AFTERSALES_ALLOW_UNAUTHENTICATED".to_owned(),

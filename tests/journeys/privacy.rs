@@ -158,14 +158,20 @@ fn no_needles(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies() {
-    // JSON logs, debug and up, kept to be read at the end.
+    // JSON logs, debug and up, kept to be read at the end. The four keep
+    // their key-encryption key in a KMS (as production does), signing each call.
     let logs = tempfile::tempdir().unwrap();
+    let kms = aftersales_testkit::KmsServer::start().unwrap();
     let p = Platform::start_logging(
         40,
         &[
             ("AFTERSALES_ERASURE_SWEEP_SECONDS", "1".into()),
             ("AFTERSALES_LOG_JSON", "true".into()),
             ("RUST_LOG", "debug".into()),
+            ("AFTERSALES_KMS_KEY_ID", kms.key_arn().to_owned()),
+            ("AFTERSALES_KMS_ENDPOINT", kms.endpoint()),
+            ("AWS_ACCESS_KEY_ID", kms.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", kms.secret_access_key().to_owned()),
         ],
         Some(logs.path()),
     );
@@ -326,12 +332,27 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
     no_needles("a database", &database_bytes(&p).await);
     let (streamed, messages) = stream_bytes(&p).await;
     no_needles("an event stream", &streamed);
-    let kek =
-        aftersales_eventstore::LocalKms::load_or_create(&p.notary_keys.path().join("keyring.kek"))
-            .unwrap();
+    let kek = aftersales_eventstore::AwsKms::new(
+        kms.key_arn(),
+        "",
+        Some(&kms.endpoint()),
+        aftersales_eventstore::AwsCredentials {
+            access_key_id: kms.access_key_id().to_owned(),
+            secret_access_key: kms.secret_access_key().to_owned(),
+            session_token: None,
+        },
+    )
+    .unwrap();
     let keyring = aftersales_eventstore::Keyring::connect(&p.keyring, Arc::new(kek))
         .await
         .unwrap();
+    // Every data key the four made is wrapped by the KMS's key, none by a file.
+    let keyring_db = sqlx::PgPool::connect(&p.keyring).await.unwrap();
+    let wrappers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT kek FROM data_keys")
+        .fetch_all(&keyring_db)
+        .await
+        .unwrap();
+    assert_eq!(wrappers, vec![format!("aws-kms:{}", kms.key_arn())]);
     let opened_copy = messages
         .iter()
         .filter(|m| m.subject.as_str().ends_with(".repair.RepairOrderOpened"))
