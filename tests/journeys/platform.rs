@@ -142,6 +142,11 @@ impl Service {
         format!("http://{}", self.addr)
     }
 
+    /// The environment it was started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     /// What its metrics endpoint serves now.
     pub async fn metrics(&self) -> String {
         let url = aftersales_testkit::eventually(

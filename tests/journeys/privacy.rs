@@ -571,3 +571,93 @@ async fn an_erased_customer_is_unreadable_everywhere_while_every_chain_verifies(
         }
     }
 }
+
+/// A region that began with its key-encryption key in a file moves it into the
+/// KMS while it serves: the rewrap moves every data key once, and a service
+/// started with the KMS key alone reads what was written before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_moves_its_keyring_into_the_kms_while_it_serves() {
+    let mut p = Platform::start(40);
+    let c = p.clients().await;
+    let mut notification = c.notification.clone();
+    notification
+        .set_preferences(npb::Preferences {
+            customer_id: "cust-moves".into(),
+            email: EMAIL.into(),
+            language: "de".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kms = aftersales_testkit::KmsServer::start().unwrap();
+    let kek = p.notary_keys.path().join("keyring.kek");
+    let rewrap = || {
+        let out = std::process::Command::new(crate::binary("aftersales"))
+            .args(["keyring", "rewrap", "--keyring-url", &p.keyring])
+            .arg("--key-encryption-key-file")
+            .arg(&kek)
+            .args(["--kms-key-id", kms.key_arn()])
+            .args(["--kms-endpoint", &kms.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", kms.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", kms.secret_access_key())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let moved = rewrap();
+    let count: u64 = moved
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{moved}"));
+    assert!(count >= 1, "{moved}");
+    assert!(moved.contains(kms.key_arn()), "{moved}");
+    assert!(rewrap().starts_with("0 data keys moved"), "once only");
+    let keyring_db = sqlx::PgPool::connect(&p.keyring).await.unwrap();
+    let wrappers: Vec<String> = sqlx::query_scalar("SELECT DISTINCT kek FROM data_keys")
+        .fetch_all(&keyring_db)
+        .await
+        .unwrap();
+    assert_eq!(wrappers, vec![format!("aws-kms:{}", kms.key_arn())]);
+
+    // The file retired: notification started on the KMS key alone reads her
+    // address, written under the file's key before the move.
+    p.notification.kill();
+    let env: Vec<(String, String)> = p
+        .notification
+        .env()
+        .iter()
+        .filter(|(k, _)| k != "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")
+        .cloned()
+        .chain([
+            ("AFTERSALES_KMS_KEY_ID".to_owned(), kms.key_arn().to_owned()),
+            ("AFTERSALES_KMS_ENDPOINT".to_owned(), kms.endpoint()),
+            (
+                "AWS_ACCESS_KEY_ID".to_owned(),
+                kms.access_key_id().to_owned(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                kms.secret_access_key().to_owned(),
+            ),
+        ])
+        .collect();
+    std::fs::remove_file(&kek).unwrap();
+    let moved_on = crate::Service::spawn("notification", env);
+    let channel = tonic::transport::Endpoint::from_shared(moved_on.url())
+        .unwrap()
+        .connect_lazy();
+    let read = npb::notification_service_client::NotificationServiceClient::new(channel)
+        .get_preferences(npb::CustomerRef {
+            customer_id: "cust-moves".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.email, EMAIL);
+}

@@ -94,6 +94,11 @@ enum Command {
     Streams(operator::Streams),
     /// Operators: relay a service's log to JetStream while the service is down.
     Relay(Relay),
+    /// Operators: move every data key of the region's keyring to the current
+    /// key-encryption key (`--kms-key-id`) from the previous one
+    /// (`--key-encryption-key-file`), while the services run.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
     /// Operators: print the NATS users of a region, one per service allowed its
     /// own subjects only, for nats.conf (`include`d by the deployment files).
     NatsAuthorization {
@@ -108,6 +113,47 @@ enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeyringCommand {
+    /// Rewrap every key the previous key-encryption key wrapped; safe to run
+    /// again, and beside running services (each key moves once).
+    Rewrap {
+        #[arg(long, env = "AFTERSALES_KEYRING_URL", hide_env_values = true)]
+        keyring_url: String,
+        /// The previous key-encryption key.
+        #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
+        key_encryption_key_file: PathBuf,
+        /// The current one (credentials and region as for the services).
+        #[arg(long, env = "AFTERSALES_KMS_KEY_ID")]
+        kms_key_id: String,
+        #[arg(long, env = "AFTERSALES_KMS_ENDPOINT")]
+        kms_endpoint: Option<String>,
+    },
+}
+
+async fn keyring(command: KeyringCommand) -> Result<(), String> {
+    let KeyringCommand::Rewrap {
+        keyring_url,
+        key_encryption_key_file,
+        kms_key_id,
+        kms_endpoint,
+    } = command;
+    let common = aftersales_runtime::config::Common {
+        keyring_url: Some(keyring_url.into()),
+        key_encryption_key_file: Some(key_encryption_key_file),
+        kms_key_id: Some(kms_key_id),
+        kms_endpoint,
+        ..Default::default()
+    };
+    let keyring = common.keyring("keyring").await?;
+    let moved = keyring.rewrap().await.map_err(|e| e.to_string())?;
+    println!(
+        "{moved} data keys moved to {}",
+        keyring.key_encryption_key()
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,11 +177,7 @@ struct Relay {
     keyring_url: Option<String>,
     #[arg(long, env = "AFTERSALES_KEY_ENCRYPTION_KEY_FILE")]
     key_encryption_key_file: Option<PathBuf>,
-    #[arg(
-        long,
-        env = "AFTERSALES_KMS_KEY_ID",
-        conflicts_with = "key_encryption_key_file"
-    )]
+    #[arg(long, env = "AFTERSALES_KMS_KEY_ID")]
     kms_key_id: Option<String>,
     #[arg(long, env = "AFTERSALES_KMS_ENDPOINT", requires = "kms_key_id")]
     kms_endpoint: Option<String>,
@@ -605,6 +647,7 @@ async fn main() -> ExitCode {
         Command::Dlq(command) => operator::dlq(command, &cli.endpoints).await,
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
         Command::Relay(args) => relay(args).await,
+        Command::Keyring(command) => keyring(command).await,
         Command::NatsAuthorization { region } => {
             operator::nats_authorization(&region).map(|block| print!("{block}"))
         }

@@ -223,8 +223,8 @@ struct MemoryKeys {
     erased: std::collections::HashSet<String>,
 }
 
-/// A stored key: its id and its wrapped bytes.
-type StoredKey = (Uuid, Vec<u8>);
+/// A stored key: its id, its wrapped bytes and what wrapped them.
+type StoredKey = (Uuid, Vec<u8>, String);
 
 #[derive(Debug, Default)]
 struct Cache {
@@ -237,6 +237,9 @@ struct Cache {
 pub struct Keyring {
     keys: Keys,
     kms: Arc<dyn Kms>,
+    /// Key-encryption keys replaced by `kms`: they still open the keys they
+    /// wrapped until [`Keyring::rewrap`] has moved them.
+    previous: Vec<Arc<dyn Kms>>,
     cache: Mutex<Cache>,
     /// When keys are made and destroyed, as recorded.
     clock: aftersales_core::SharedClock,
@@ -300,9 +303,74 @@ impl Keyring {
         Self {
             keys,
             kms,
+            previous: Vec::new(),
             cache: Mutex::default(),
             clock: aftersales_core::SystemClock::shared(),
         }
+    }
+
+    /// The current key-encryption key's name.
+    pub fn key_encryption_key(&self) -> &str {
+        self.kms.id()
+    }
+
+    /// Also opens keys wrapped by `kms`, the key-encryption key this one
+    /// replaces (new keys are wrapped by the current one only).
+    #[must_use]
+    pub fn with_previous(mut self, kms: Arc<dyn Kms>) -> Self {
+        self.previous.push(kms);
+        self
+    }
+
+    /// Moves every key wrapped by a previous key-encryption key to the current
+    /// one, a hundred at a time; how many it moved. Once it returns, the
+    /// previous keys may be retired. A key erased meanwhile stays erased.
+    pub async fn rewrap(&self) -> Result<u64, KeyError> {
+        let current = self.kms.id();
+        let mut moved = 0;
+        loop {
+            let sql = "SELECT key_id, wrapped, kek FROM data_keys WHERE kek <> $1 \
+                       ORDER BY key_id LIMIT 100";
+            let batch: Vec<(String, Vec<u8>, String)> = on_keys!(&self.keys,
+                pool => sqlx::query_as(sql).bind(current).fetch_all(pool).await?,
+                // In memory every key is wrapped by the one key there is.
+                _keys => return Ok(0)
+            );
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            for (key_id, wrapped, kek) in batch {
+                let secret = self.wrapper(&kek)?.unwrap(&wrapped).await?;
+                let rewrapped = self.kms.wrap(&secret).await?;
+                let sql = "UPDATE data_keys SET wrapped = $1, kek = $2 \
+                           WHERE key_id = $3 AND kek = $4";
+                moved += on_keys!(&self.keys,
+                    pool => sqlx::query(sql)
+                        .bind(&rewrapped)
+                        .bind(current)
+                        .bind(&key_id)
+                        .bind(&kek)
+                        .execute(pool)
+                        .await?
+                        .rows_affected(),
+                    _keys => 0
+                );
+            }
+        }
+    }
+
+    /// The key-encryption key named `kek`: the current one or a previous one.
+    fn wrapper(&self, kek: &str) -> Result<&dyn Kms, KeyError> {
+        std::iter::once(&self.kms)
+            .chain(&self.previous)
+            .find(|kms| kms.id() == kek)
+            .map(AsRef::as_ref)
+            .ok_or_else(|| {
+                KeyError::Corrupt(format!(
+                    "a data key is wrapped by {kek}, which this keyring does not hold \
+                     (give it as the previous key-encryption key)"
+                ))
+            })
     }
 
     /// Records when keys are made and destroyed by `clock` (a test's).
@@ -318,8 +386,8 @@ impl Keyring {
         if let Some(key) = self.cached_subject(subject) {
             return Ok(key);
         }
-        if let Some((id, wrapped)) = self.stored_by_subject(subject).await? {
-            return self.unwrapped(id, subject, &wrapped).await;
+        if let Some((id, wrapped, kek)) = self.stored_by_subject(subject).await? {
+            return self.unwrapped(id, subject, &wrapped, &kek).await;
         }
         if self.is_erased(subject).await? {
             return Err(KeyError::Erased(subject.to_owned()));
@@ -330,11 +398,11 @@ impl Keyring {
         let id = Uuid::now_v7();
         // Two writers may race to make the first key: the stored one wins.
         self.insert(subject, id, &wrapped).await?;
-        let (id, wrapped) = self
+        let (id, wrapped, kek) = self
             .stored_by_subject(subject)
             .await?
             .ok_or_else(|| KeyError::Corrupt("a key just stored is missing".into()))?;
-        self.unwrapped(id, subject, &wrapped).await
+        self.unwrapped(id, subject, &wrapped, &kek).await
     }
 
     /// Key `id`; `None` once it is destroyed.
@@ -343,7 +411,9 @@ impl Keyring {
             return Ok(Some(key));
         }
         match self.stored_by_id(id).await? {
-            Some((subject, wrapped)) => Ok(Some(self.unwrapped(id, &subject, &wrapped).await?)),
+            Some((subject, wrapped, kek)) => {
+                Ok(Some(self.unwrapped(id, &subject, &wrapped, &kek).await?))
+            }
             None => Ok(None),
         }
     }
@@ -428,8 +498,9 @@ impl Keyring {
         id: Uuid,
         subject: &str,
         wrapped: &[u8],
+        kek: &str,
     ) -> Result<Arc<DataKey>, KeyError> {
-        let secret = self.kms.unwrap(wrapped).await?;
+        let secret = self.wrapper(kek)?.unwrap(wrapped).await?;
         let secret: [u8; DATA_KEY_LEN] = secret
             .as_slice()
             .try_into()
@@ -446,21 +517,24 @@ impl Keyring {
     }
 
     async fn stored_by_subject(&self, subject: &str) -> Result<Option<StoredKey>, KeyError> {
-        let sql = "SELECT key_id, wrapped FROM data_keys WHERE subject = $1";
-        let row: Option<(String, Vec<u8>)> = on_keys!(&self.keys,
+        let sql = "SELECT key_id, wrapped, kek FROM data_keys WHERE subject = $1";
+        let row: Option<(String, Vec<u8>, String)> = on_keys!(&self.keys,
             pool => sqlx::query_as(sql).bind(subject).fetch_optional(pool).await?,
-            keys => return Ok(keys.live.get(subject).cloned())
+            keys => return Ok(keys
+                .live
+                .get(subject)
+                .map(|(id, wrapped)| (*id, wrapped.clone(), self.kms.id().to_owned())))
         );
-        row.map(|(id, wrapped)| {
+        row.map(|(id, wrapped, kek)| {
             Uuid::parse_str(&id)
-                .map(|id| (id, wrapped))
+                .map(|id| (id, wrapped, kek))
                 .map_err(|e| KeyError::Corrupt(format!("stored key id: {e}")))
         })
         .transpose()
     }
 
-    async fn stored_by_id(&self, id: Uuid) -> Result<Option<(String, Vec<u8>)>, KeyError> {
-        let sql = "SELECT subject, wrapped FROM data_keys WHERE key_id = $1";
+    async fn stored_by_id(&self, id: Uuid) -> Result<Option<(String, Vec<u8>, String)>, KeyError> {
+        let sql = "SELECT subject, wrapped, kek FROM data_keys WHERE key_id = $1";
         Ok(on_keys!(&self.keys,
             pool => sqlx::query_as(sql)
                 .bind(id.to_string())
@@ -470,7 +544,9 @@ impl Keyring {
                 .live
                 .iter()
                 .find(|(_, (key, _))| *key == id)
-                .map(|(subject, (_, wrapped))| (subject.clone(), wrapped.clone()))
+                .map(|(subject, (_, wrapped))| {
+                    (subject.clone(), wrapped.clone(), self.kms.id().to_owned())
+                })
         ))
     }
 
@@ -534,6 +610,58 @@ mod tests {
             "still erased"
         );
         assert!(!keyring.is_erased("c-2").await.expect("reads"));
+    }
+
+    #[tokio::test]
+    async fn keys_move_to_a_new_key_encryption_key_and_open_throughout() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+        let (old, new): (Arc<dyn Kms>, Arc<dyn Kms>) = (
+            Arc::new(LocalKms::generate().expect("old")),
+            Arc::new(LocalKms::generate().expect("new")),
+        );
+        let before = Keyring::connect(&url, Arc::clone(&old)).await.expect("old");
+        let mut sealed = Vec::new();
+        for subject in ["c-1", "c-2", "c-3"] {
+            let key = before.for_writing(subject).await.expect("key");
+            sealed.push(key.seal(subject.as_bytes()));
+        }
+        assert!(before.destroy("c-3").await.expect("erased"));
+
+        // The new key alone does not open what the old one wrapped, and says so.
+        let alone = Keyring::connect(&url, Arc::clone(&new)).await.expect("new");
+        let refused = alone.open(sealed[0].clone()).await.expect_err("refused");
+        assert!(refused.to_string().contains(old.id()), "{refused}");
+
+        // With the old one as previous: everything opens, new keys take the
+        // new one, and rewrapping moves the rest (the erased key stays gone).
+        let moving = Keyring::connect(&url, Arc::clone(&new))
+            .await
+            .expect("new")
+            .with_previous(Arc::clone(&old));
+        assert_eq!(
+            moving
+                .open(sealed[1].clone())
+                .await
+                .expect("opens")
+                .as_deref(),
+            Some(&b"c-2"[..])
+        );
+        moving.for_writing("c-4").await.expect("a new key");
+        assert_eq!(moving.rewrap().await.expect("moved"), 2);
+        assert_eq!(moving.rewrap().await.expect("nothing left"), 0);
+        let after = Keyring::connect(&url, Arc::clone(&new)).await.expect("new");
+        for (i, subject) in ["c-1", "c-2"].iter().enumerate() {
+            assert_eq!(
+                after
+                    .open(sealed[i].clone())
+                    .await
+                    .expect("opens")
+                    .as_deref(),
+                Some(subject.as_bytes())
+            );
+        }
+        assert_eq!(after.open(sealed[2].clone()).await.expect("reads"), None);
     }
 
     #[tokio::test]

@@ -117,12 +117,10 @@ pub struct Common {
     pub key_encryption_key_file: Option<std::path::PathBuf>,
     /// The key-encryption key in AWS KMS instead of a file: a key id, ARN or
     /// alias. Calls are signed with `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`
-    /// (and `AWS_SESSION_TOKEN`); the region is the ARN's, or `AWS_REGION`.
-    #[arg(
-        long,
-        env = "AFTERSALES_KMS_KEY_ID",
-        conflicts_with = "key_encryption_key_file"
-    )]
+    /// (and `AWS_SESSION_TOKEN`); the region is the ARN's, or `AWS_REGION`. With
+    /// a key file too, the file is the previous key: it still opens the keys it
+    /// wrapped until `aftersales keyring rewrap` has moved them.
+    #[arg(long, env = "AFTERSALES_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,
     /// Another endpoint speaking the AWS KMS API (a VPC endpoint, a FIPS one).
     #[arg(long, env = "AFTERSALES_KMS_ENDPOINT", requires = "kms_key_id")]
@@ -329,20 +327,24 @@ impl Common {
                     .into());
             }
         };
-        let kms = self.key_encryption_key(&url, |name| std::env::var(name).ok())?;
-        aftersales_eventstore::Keyring::connect(&url, kms)
+        let (kms, previous) = self.key_encryption_key(&url, |name| std::env::var(name).ok())?;
+        let keyring = aftersales_eventstore::Keyring::connect(&url, kms)
             .await
-            .map(std::sync::Arc::new)
-            .map_err(|e| format!("AFTERSALES_KEYRING_URL: {e}"))
+            .map_err(|e| format!("AFTERSALES_KEYRING_URL: {e}"))?;
+        Ok(std::sync::Arc::new(match previous {
+            Some(previous) => keyring.with_previous(previous),
+            None => keyring,
+        }))
     }
 
     /// What wraps the keyring's keys: the AWS KMS key when one is named
-    /// (`env` gives its credentials and region), else the key file.
+    /// (`env` gives its credentials and region), with the key file, if one is
+    /// given too, as the previous key; else the key file.
     fn key_encryption_key(
         &self,
         keyring_url: &str,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<std::sync::Arc<dyn aftersales_eventstore::Kms>, String> {
+    ) -> Result<(Kek, Option<Kek>), String> {
         if let Some(key_id) = &self.kms_key_id {
             let var = |name: &str| env(name).filter(|v| !v.is_empty());
             let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
@@ -369,7 +371,23 @@ impl Common {
                 credentials,
             )
             .map_err(|e| format!("AFTERSALES_KMS_KEY_ID: {e}"))?;
-            return Ok(std::sync::Arc::new(kms));
+            // Never made here: a previous key that is missing opens nothing.
+            let previous = match &self.key_encryption_key_file {
+                Some(file) if file.exists() => Some(
+                    aftersales_eventstore::LocalKms::load_or_create(file)
+                        .map(|k| std::sync::Arc::new(k) as Kek)
+                        .map_err(|e| format!("AFTERSALES_KEY_ENCRYPTION_KEY_FILE: {e}"))?,
+                ),
+                Some(file) => {
+                    return Err(format!(
+                        "AFTERSALES_KEY_ENCRYPTION_KEY_FILE: {} does not exist; beside \
+                         AFTERSALES_KMS_KEY_ID it is the previous key, read and never made",
+                        file.display()
+                    ));
+                }
+                None => None,
+            };
+            return Ok((std::sync::Arc::new(kms), previous));
         }
         let key_file = match (
             &self.key_encryption_key_file,
@@ -389,7 +407,7 @@ impl Common {
         };
         let kms = aftersales_eventstore::LocalKms::load_or_create(&key_file)
             .map_err(|e| format!("AFTERSALES_KEY_ENCRYPTION_KEY_FILE: {e}"))?;
-        Ok(std::sync::Arc::new(kms))
+        Ok((std::sync::Arc::new(kms), None))
     }
 
     /// The NATS URL, exposed for connecting.
@@ -397,6 +415,9 @@ impl Common {
         self.nats_url.as_ref().map(|u| u.expose_secret())
     }
 }
+
+/// A key-encryption key, as the keyring holds it.
+type Kek = std::sync::Arc<dyn aftersales_eventstore::Kms>;
 
 /// An error if `value` is a placeholder (`CHANGE_ME`, `change-me`, …) rather
 /// than a secret someone chose.
@@ -481,11 +502,29 @@ mod kms_tests {
             "AWS_SECRET_ACCESS_KEY" => Some("wJalrXUtnFEMI".to_owned()),
             _ => None,
         };
-        let kms = common.key_encryption_key(url, env).unwrap();
+        let (kms, previous) = common.key_encryption_key(url, env).unwrap();
         assert!(
             kms.id().starts_with("aws-kms:arn:aws:kms:eu-central-1:"),
             "{}",
             kms.id()
+        );
+        assert!(previous.is_none());
+        // A key file beside it is the previous key: read, never made.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyring.kek");
+        let moving = Common {
+            key_encryption_key_file: Some(file.clone()),
+            ..common.clone()
+        };
+        let missing_file = moving.key_encryption_key(url, env).map(|_| ()).unwrap_err();
+        assert!(missing_file.contains("previous"), "{missing_file}");
+        assert!(!file.exists());
+        let local = aftersales_eventstore::LocalKms::load_or_create(&file).unwrap();
+        let (kms, previous) = moving.key_encryption_key(url, env).unwrap();
+        assert!(kms.id().starts_with("aws-kms:"));
+        assert_eq!(
+            previous.map(|p| p.id().to_owned()),
+            Some(aftersales_eventstore::Kms::id(&local).to_owned())
         );
         // An alias names no region: the environment must.
         let alias = Common {
@@ -501,11 +540,14 @@ mod kms_tests {
             }
         };
         assert_eq!(
-            alias.key_encryption_key(url, with_region).unwrap().id(),
+            alias.key_encryption_key(url, with_region).unwrap().0.id(),
             "aws-kms:alias/aftersales"
         );
         // Without either, a PostgreSQL keyring has nothing to wrap its keys.
-        let neither = Common::default().key_encryption_key(url, env).unwrap_err();
+        let neither = Common::default()
+            .key_encryption_key(url, env)
+            .map(|_| ())
+            .unwrap_err();
         assert!(neither.contains("AFTERSALES_KMS_KEY_ID"), "{neither}");
     }
 }
