@@ -17,8 +17,8 @@ use crate::session::Session;
 /// Longest search a person types (the service takes 500 bytes).
 const MAX_QUERY: usize = 500;
 /// Longest subject and message the service takes.
-const MAX_SUBJECT: usize = 200;
-const MAX_TEXT: usize = 10_000;
+pub(super) const MAX_SUBJECT: usize = 200;
+pub(super) const MAX_TEXT: usize = 10_000;
 /// Articles a search shows.
 const HITS: u32 = 10;
 /// Conversations the page lists (the newest).
@@ -47,6 +47,22 @@ pub(super) fn status_name(status: spb::Status) -> &'static str {
         spb::Status::WaitingOnCustomer => "waiting",
         spb::Status::Resolved => "resolved",
         spb::Status::Closed => "closed",
+    }
+}
+
+/// What a case's state allows now, for the customer's page and the desk's.
+pub(super) fn case_flags(case: &spb::Case) -> minijinja::Value {
+    let state = case.status();
+    let open = matches!(
+        state,
+        spb::Status::New | spb::Status::Assigned | spb::Status::WaitingOnCustomer
+    );
+    minijinja::context! {
+        open => open,
+        waiting => state == spb::Status::WaitingOnCustomer,
+        resolved => state == spb::Status::Resolved,
+        can_escalate => open && case.tier() != spb::Tier::Engineering,
+        max_text => MAX_TEXT,
     }
 }
 
@@ -584,12 +600,6 @@ async fn case_page(
             })
         })
         .collect();
-    let state = case.status();
-    let open = matches!(
-        state,
-        spb::Status::New | spb::Status::Assigned | spb::Status::WaitingOnCustomer
-    );
-    let can_escalate = open && case.tier() != spb::Tier::Engineering;
     let title = app.t(
         language,
         "care-case-title",
@@ -605,14 +615,10 @@ async fn case_page(
             case_id => &case.case_id,
             subject => &detail.subject,
             topic => app.t(language, &format!("care-topic-{}", category_name(case.category)), &[]),
-            status => app.t(language, &format!("care-status-{}", status_name(state)), &[]),
-            waiting => state == spb::Status::WaitingOnCustomer,
+            status => app.t(language, &format!("care-status-{}", status_name(case.status())), &[]),
             entries => entries,
-            open => open,
-            resolved => state == spb::Status::Resolved,
-            can_escalate => can_escalate,
             notice => notice,
-            max_text => MAX_TEXT,
+            ..case_flags(&case)
         },
     )
 }

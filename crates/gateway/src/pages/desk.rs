@@ -13,14 +13,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::care::{CATEGORIES, category_name, plausible_id, reference, status_name};
+use super::care::{
+    CATEGORIES, MAX_SUBJECT, MAX_TEXT, case_flags, category_name, plausible_id, reference,
+    status_name,
+};
 use super::{App, Visit, authorized, form_field};
 use crate::session::Session;
 
 /// Cases the queue shows.
 const QUEUE: u32 = 100;
-const MAX_TEXT: usize = 10_000;
-const MAX_SUBJECT: usize = 200;
 /// How an agent hears from a customer, as forms post it.
 const CHANNELS: &[(spb::Channel, &str)] = &[
     (spb::Channel::Phone, "phone"),
@@ -411,12 +412,6 @@ async fn case_page(
             }
         })
         .collect();
-    let state = case.status();
-    let open = matches!(
-        state,
-        spb::Status::New | spb::Status::Assigned | spb::Status::WaitingOnCustomer
-    );
-    let me = &session.person.subject;
     let title = app.t(
         language,
         "desk-case-title",
@@ -438,7 +433,7 @@ async fn case_page(
             channel => &case.channel().as_str_name().trim_start_matches("CHANNEL_").to_ascii_lowercase(),
             topic => app.t(language, &format!("care-topic-{}", category_name(case.category)), &[]),
             priority => app.t(language, &format!("desk-priority-{}", priority_name(case.priority)), &[]),
-            status => app.t(language, &format!("care-status-{}", status_name(state)), &[]),
+            status => app.t(language, &format!("care-status-{}", status_name(case.status())), &[]),
             language => &case.language,
             team => &case.team_id,
             tier => app.t(language, &format!("desk-tier-{}", tier_name(case.tier())), &[]),
@@ -447,15 +442,10 @@ async fn case_page(
             clocks => clocks,
             entries => entries,
             suggested => suggested,
-            open => open,
-            mine => &case.agent_id == me,
             // Auditors read; the service would refuse them anything else.
             can_act => matches!(session.person.role, Role::SupportAgent | Role::Operator),
             agents => team_agents,
-            waiting => state == spb::Status::WaitingOnCustomer,
-            resolved => state == spb::Status::Resolved,
-            can_escalate => open && case.tier() != spb::Tier::Engineering,
-            max_text => MAX_TEXT,
+            ..case_flags(&case)
         },
     )
 }
