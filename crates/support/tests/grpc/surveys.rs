@@ -231,37 +231,49 @@ async fn a_resolved_case_and_a_returned_repair_each_ask_once_and_take_one_answer
         (by_agent[0].score, by_agent[0].comment.as_str()),
         (4, "Schnell und freundlich")
     );
-    let by_technician = c
-        .list_survey_answers(pb::ListSurveyAnswersRequest {
-            group_by: pb::QualityGroup::Technician.into(),
-            group_id: "tech-7".into(),
-            limit: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .answers;
+    // The answers read model catches up on its own: the repair's answer may
+    // come after the case's.
+    let by_technician = eventually(
+        || {
+            let mut c = c.clone();
+            async move {
+                c.list_survey_answers(pb::ListSurveyAnswersRequest {
+                    group_by: pb::QualityGroup::Technician.into(),
+                    group_id: "tech-7".into(),
+                    limit: 10,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .answers
+            }
+        },
+        |a| !a.is_empty(),
+    )
+    .await;
     assert_eq!(by_technician.len(), 1);
     assert_eq!(by_technician[0].comment, "Took a week");
     assert_eq!(by_technician[0].repair_order_id, order);
 
     // Satisfaction in the week's figures: the team's, and the center's.
-    let week = c
-        .get_quality_figures(figures(pb::QualityGroup::Team, "2026-W49", 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .rows;
+    // (A read model of its own, which may still be catching up.)
+    let figures_of = |group: pb::QualityGroup| {
+        let mut c = c.clone();
+        async move {
+            c.get_quality_figures(figures(group, "2026-W49", 1))
+                .await
+                .unwrap()
+                .into_inner()
+                .rows
+        }
+    };
+    let answered = |rows: &Vec<pb::QualityRow>| rows.iter().any(|r| r.survey_answers > 0);
+    let week = eventually(|| figures_of(pb::QualityGroup::Team), answered).await;
     let team = week.iter().find(|r| r.group_id == "de-front").unwrap();
     assert_eq!((team.cases_resolved, team.survey_answers), (1, 1));
     assert!((team.mean_satisfaction - 4.0).abs() < 1e-9);
     assert!((team.reopen_rate - 1.0).abs() < 1e-9, "{team:?}");
-    let centers = c
-        .get_quality_figures(figures(pb::QualityGroup::Center, "2026-W49", 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .rows;
+    let centers = eventually(|| figures_of(pb::QualityGroup::Center), answered).await;
     assert_eq!(centers.len(), 1);
     assert_eq!(
         (centers[0].group_id.as_str(), centers[0].survey_answers),
