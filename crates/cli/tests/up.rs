@@ -3702,6 +3702,26 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(workshop.text("#found").await, "demo-lena");
+    // She calls the hotline: the agent opens a case for her from her page.
+    workshop.submit_and_reload("#found a").await;
+    workshop.fill("#case-subject", "Anruf: Akku").await;
+    workshop
+        .fill("#case-text", "Fragt, ob der Akku getauscht werden kann")
+        .await;
+    workshop
+        .submit_and_reload("#open-case button[type=submit]")
+        .await;
+    let opened_for_her = w.current_url().await.unwrap();
+    assert!(
+        opened_for_her.path().starts_with("/staff/desk/cases/"),
+        "{opened_for_her}: {}",
+        workshop.text("main").await
+    );
+    let facts = workshop.text("#case-facts").await;
+    assert!(
+        facts.contains("demo-lena") && facts.contains("Phone") && facts.contains("de-front"),
+        "{facts}"
+    );
 
     let page = |path: String| {
         let b = b.clone();

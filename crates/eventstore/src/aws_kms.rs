@@ -39,19 +39,15 @@ impl std::fmt::Debug for AwsCredentials {
 
 impl AwsCredentials {
     /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if set,
-    /// `AWS_SESSION_TOKEN` (what a pod's or instance's role hands a process).
-    pub fn from_env() -> Result<Self, KeyError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-            (Some(access_key_id), Some(secret_access_key)) => Ok(Self {
-                access_key_id,
-                secret_access_key,
-                session_token: var("AWS_SESSION_TOKEN"),
-            }),
-            _ => Err(KeyError::Unavailable(
-                "AWS KMS needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
-            )),
-        }
+    /// `AWS_SESSION_TOKEN` (what a pod's or instance's role hands a process),
+    /// as `env` gives them; `None` without both keys.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
+        Some(Self {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+            session_token: var("AWS_SESSION_TOKEN"),
+        })
     }
 }
 

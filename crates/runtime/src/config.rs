@@ -346,21 +346,11 @@ impl Common {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(Kek, Option<Kek>), String> {
         if let Some(key_id) = &self.kms_key_id {
+            let credentials = aftersales_eventstore::AwsCredentials::from_env(&env).ok_or(
+                "AFTERSALES_KMS_KEY_ID: calls to AWS KMS are signed with AWS_ACCESS_KEY_ID \
+                 and AWS_SECRET_ACCESS_KEY, and one is not set",
+            )?;
             let var = |name: &str| env(name).filter(|v| !v.is_empty());
-            let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-                (Some(access_key_id), Some(secret_access_key)) => {
-                    aftersales_eventstore::AwsCredentials {
-                        access_key_id,
-                        secret_access_key,
-                        session_token: var("AWS_SESSION_TOKEN"),
-                    }
-                }
-                _ => {
-                    return Err("AFTERSALES_KMS_KEY_ID: calls to AWS KMS are signed with \
-                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and one is not set"
-                        .into());
-                }
-            };
             let region = var("AWS_REGION")
                 .or_else(|| var("AWS_DEFAULT_REGION"))
                 .unwrap_or_default();

@@ -168,14 +168,26 @@ async fn home_page(
             Err(status) => return app.refused(visit, &status),
         }
     };
-    let walks = support
-        .list_self_help(authorized(
+    // The walks, the person's cases and phones: asked at once.
+    let customer = &session.person.subject;
+    let mut cases_of = app.inner.support.clone();
+    let (walks, cases, devices) = futures::join!(
+        support.list_self_help(authorized(
             spb::ListSelfHelpRequest {
                 language: language.to_owned(),
             },
             token,
-        ))
-        .await;
+        )),
+        cases_of.list_cases(authorized(
+            spb::ListCasesRequest {
+                customer_id: customer.clone(),
+                limit: CASES,
+                ..Default::default()
+            },
+            token,
+        )),
+        app.devices_of(customer, token),
+    );
     let walks: Vec<_> = match walks {
         Ok(walks) => walks
             .into_inner()
@@ -185,17 +197,6 @@ async fn home_page(
             .collect(),
         Err(status) => return app.refused(visit, &status),
     };
-    let customer = &session.person.subject;
-    let cases = support
-        .list_cases(authorized(
-            spb::ListCasesRequest {
-                customer_id: customer.clone(),
-                limit: CASES,
-                ..Default::default()
-            },
-            token,
-        ))
-        .await;
     let mut cases = match cases {
         Ok(cases) => cases.into_inner().cases,
         Err(status) => return app.refused(visit, &status),
@@ -214,7 +215,7 @@ async fn home_page(
             }
         })
         .collect();
-    let devices: Vec<_> = match app.devices_of(customer, token).await {
+    let devices: Vec<_> = match devices {
         Ok(devices) => devices
             .iter()
             .map(|d| minijinja::context! { imei => imei_of(d.device_id.as_ref()), model => &d.model })

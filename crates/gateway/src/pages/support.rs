@@ -26,7 +26,7 @@ pub struct FindQuery {
 const MAX_QUERY: usize = 254;
 
 /// Customer ids as the services take them.
-fn customer_id(raw: &str) -> Option<&str> {
+pub(super) fn customer_id(raw: &str) -> Option<&str> {
     let ok = !raw.is_empty()
         && raw.len() <= 128
         && raw
