@@ -177,6 +177,15 @@ async fn run(backend: &str, sealed: AnyEventStore, clear: AnyEventStore) {
     fill(&clear, Mode::Clear, total).await;
     replay(&sealed).await; // warm the page cache
     replay(&clear).await;
+    let width = |store: AnyEventStore| async move {
+        let page = store.read_log(Checkpoint::START, PAGE).await.unwrap();
+        page.iter().map(|e| e.payload.len()).sum::<usize>() / page.len()
+    };
+    println!(
+        "  stored payload: sealed {} bytes, clear {} bytes an event",
+        width(sealed.clone()).await,
+        width(clear.clone()).await
+    );
     // Alternated like the appends, so neither side always reads second.
     let (n, s1) = replay(&sealed).await;
     let (m, c1) = replay(&clear).await;

@@ -166,18 +166,13 @@ impl Upcasters {
 }
 
 /// Serializes an event for the log: with personal data, the event with `[erased]`
-/// in those fields, and the whole event to be sealed beside it.
+/// in those fields, and what was there, to be sealed beside it.
 pub fn encode<E: DomainEvent>(
     event: &E,
 ) -> Result<(Vec<u8>, Option<crate::personal::Unsealed>), CodecError> {
     let Some(personal) = event.personal() else {
         return Ok((serde_json::to_vec(event).map_err(CodecError::Encode)?, None));
     };
-    let plaintext = serde_json::to_vec(event).map_err(CodecError::Encode)?;
-    let mut value = serde_json::to_value(event).map_err(CodecError::Encode)?;
-    let unsealed = crate::personal::split(&mut value, plaintext, &personal);
-    Ok((
-        serde_json::to_vec(&value).map_err(CodecError::Encode)?,
-        unsealed,
-    ))
+    let value = serde_json::to_value(event).map_err(CodecError::Encode)?;
+    crate::personal::split(value, &personal).map_err(CodecError::Encode)
 }
