@@ -41,6 +41,7 @@ pub use jetstream::{ConsumerSettings, JetStreamConsumer};
 pub use log::{LogConsumer, LogConsumerSettings};
 pub use names::Names;
 pub use provision::{
-    StreamSettings, connect, connect_trusting, ensure_dead_letter_stream, ensure_service_stream,
+    StreamSettings, connect, connect_trusting, ensure_dead_letter_stream, ensure_replica_stream,
+    ensure_service_stream,
 };
 pub use relay::{AsStored, Outbound, Relay, RelaySettings, Translate};

@@ -67,6 +67,24 @@ impl Names {
         stream_name(&["AFTERSALES", &self.region, service])
     }
 
+    /// `AFTERSALES_<REGION>_REPLICA_<SOURCE>_<SERVICE>`: `source` region's stream of
+    /// `service`, mirrored into this region.
+    pub fn replica_stream(&self, source: &Names, service: &str) -> String {
+        stream_name(&[
+            "AFTERSALES",
+            &self.region,
+            "REPLICA",
+            &source.region,
+            service,
+        ])
+    }
+
+    /// `$JS.<region>.API`: this region's JetStream as another region reaches it
+    /// (the region is its JetStream domain).
+    pub fn jetstream_api(&self) -> String {
+        format!("$JS.{}.API", self.region)
+    }
+
     /// `AFTERSALES_<REGION>_HEADS_<SERVICE>`: the service's signed chain heads.
     pub fn heads_stream(&self, service: &str) -> String {
         stream_name(&["AFTERSALES", &self.region, "HEADS", service])

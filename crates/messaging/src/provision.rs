@@ -151,6 +151,46 @@ pub async fn ensure_service_stream(
         .map_err(MessagingError::nats)
 }
 
+/// A read-only copy in this region of `service`'s stream in the `source` region,
+/// whose JetStream is reached as its own domain over the link between the regions
+/// (a leaf node connection). A mirror keeps the origin's sequence numbers, so what
+/// it lacks is its lag; it keeps what it holds while the link is down and catches
+/// up by itself when the link returns, storing each message once.
+pub async fn ensure_replica_stream(
+    js: &jetstream::Context,
+    names: &Names,
+    source: &Names,
+    service: &str,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, MessagingError> {
+    settings.validate()?;
+    if source == names {
+        return Err(ConfigError::new("source", "a region does not replicate itself").into());
+    }
+    let name = names.replica_stream(source, service);
+    let mut config = settings.config(
+        name.clone(),
+        Vec::new(),
+        &format!(
+            "Aftersales {service} events of region {}, replicated into region {}",
+            source.region(),
+            names.region()
+        ),
+    );
+    config.mirror = Some(stream::Source {
+        name: source.service_stream(service),
+        external: Some(stream::External {
+            api_prefix: source.jetstream_api(),
+            delivery_prefix: None,
+        }),
+        ..Default::default()
+    });
+    js.create_or_update_stream(config)
+        .await
+        .map_err(MessagingError::nats)?;
+    js.get_stream(name).await.map_err(MessagingError::nats)
+}
+
 /// The region's dead-letter stream, which also carries operator replays.
 pub async fn ensure_dead_letter_stream(
     js: &jetstream::Context,

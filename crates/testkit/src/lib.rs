@@ -23,11 +23,13 @@ pub mod nats;
 pub mod pki;
 pub mod postgres;
 mod process;
+pub mod proxy;
 pub mod smtp;
 
 pub use kms::KmsServer;
 pub use nats::{NatsOptions, NatsServer};
 pub use postgres::{DatabaseRoles, PostgresOptions, PostgresServer, shared_postgres};
+pub use proxy::TcpProxy;
 pub use smtp::SmtpServer;
 
 use std::path::PathBuf;
@@ -120,7 +122,7 @@ fn find_on_path(binary: &str) -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1. The port is released before returning, so a server
 /// started on it may still lose a race; callers retry on a failed start.
-fn free_port() -> Result<u16, TestkitError> {
+pub fn free_port() -> Result<u16, TestkitError> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(TestkitError::io("binding a probe socket"))?;
     let port = listener

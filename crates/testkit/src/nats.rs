@@ -40,7 +40,15 @@ impl NatsServer {
     }
 
     pub fn start_with(options: NatsOptions) -> Result<Self, TestkitError> {
-        Self::start_configured(options, "", Vec::new())
+        Self::start_configured(options, None, "", Vec::new())
+    }
+
+    /// A durable server for `region`: its JetStream is a domain of that name (the
+    /// API also answers as `$JS.<region>.API`), named the same, with `extra`
+    /// appended (a `leafnodes` block linking it to other regions).
+    pub fn start_region(region: &str, extra: &str) -> Result<Self, TestkitError> {
+        let extra = format!("server_name: {region:?}\n{extra}");
+        Self::start_configured(NatsOptions::Durable, Some(region), &extra, Vec::new())
     }
 
     /// A durable server with `extra` appended to its configuration (users and
@@ -49,11 +57,12 @@ impl NatsServer {
         extra: &str,
         env: Vec<(String, String)>,
     ) -> Result<Self, TestkitError> {
-        Self::start_configured(NatsOptions::Durable, extra, env)
+        Self::start_configured(NatsOptions::Durable, None, extra, env)
     }
 
     fn start_configured(
         options: NatsOptions,
+        domain: Option<&str>,
         extra: &str,
         env: Vec<(String, String)>,
     ) -> Result<Self, TestkitError> {
@@ -74,8 +83,11 @@ impl NatsServer {
             NatsOptions::Durable => "\n  sync_interval: always",
             NatsOptions::Default => "",
         };
+        let domain = domain
+            .map(|d| format!("\n  domain: {d:?}"))
+            .unwrap_or_default();
         let config = format!(
-            "jetstream {{\n  store_dir: {:?}{sync}\n}}\n{extra}",
+            "jetstream {{\n  store_dir: {:?}{sync}{domain}\n}}\n{extra}",
             dir.path().join("jetstream")
         );
         std::fs::write(dir.path().join("nats.conf"), config)

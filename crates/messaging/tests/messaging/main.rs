@@ -5,4 +5,5 @@ mod embedded;
 mod harness;
 mod jetstream;
 mod permissions;
+mod regions;
 mod relay;
