@@ -28,6 +28,10 @@ pub struct Common {
     /// This deployment's region: lower-case letters, digits and '-'.
     #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
     pub region: String,
+    /// The region directory (TOML: each region's countries and service URLs);
+    /// unset, this region is home for every country.
+    #[arg(long, env = "AFTERSALES_REGIONS_FILE")]
+    pub regions_file: Option<std::path::PathBuf>,
     /// JetStream replicas of the service's stream (3 in production).
     #[arg(long, env = "AFTERSALES_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
@@ -221,6 +225,22 @@ impl Common {
                     .into(),
             ),
         }
+    }
+
+    /// The region directory, with this service's region in it.
+    pub fn regions(&self) -> Result<crate::regions::Regions, String> {
+        let Some(path) = &self.regions_file else {
+            return Ok(crate::regions::Regions::single(&self.region));
+        };
+        let regions = crate::regions::Regions::load(path).map_err(|e| e.to_string())?;
+        if regions.get(&self.region).is_none() {
+            return Err(format!(
+                "AFTERSALES_REGION {:?} is not in the region directory {}",
+                self.region,
+                path.display()
+            ));
+        }
+        Ok(regions)
     }
 
     /// Refuses secrets that are still the deployment files' placeholders.
@@ -445,6 +465,29 @@ pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_region_must_be_in_the_directory_it_is_given() {
+        let mut common: Common = defaults();
+        assert_eq!(
+            common
+                .regions()
+                .expect("one region")
+                .home_of("DE")
+                .map(|r| r.name.clone()),
+            Some("local".to_owned())
+        );
+        common.regions_file =
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/regions.toml").into());
+        let refused = common.regions().expect_err("local is not in it");
+        assert!(
+            refused.contains("\"local\" is not in the region directory"),
+            "{refused}"
+        );
+        common.region = "ap-south".into();
+        let regions = common.regions().expect("ap-south is");
+        assert_eq!(regions.others("ap-south").count(), 3);
+    }
 
     #[test]
     fn defaults_ignore_the_environment_and_secrets_never_print() {

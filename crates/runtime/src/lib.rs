@@ -9,6 +9,8 @@
 //! - [`metrics`]: Prometheus on `/metrics`, and gRPC calls counted and timed.
 //! - [`operations`]: every service's backlogs and dead letters, for operators.
 //! - [`privacy`]: a customer's data exported and erased, in every service.
+//! - [`regions`]: the region directory: each country's home region, each
+//!   region's services.
 //! - [`request`]: the command context a gRPC request carries.
 //! - [`sealed`]: personal data in public events, sealed and opened.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.
@@ -24,6 +26,7 @@ pub mod notary;
 pub mod operations;
 pub mod paging;
 pub mod privacy;
+pub mod regions;
 pub mod request;
 pub mod sealed;
 pub mod service;

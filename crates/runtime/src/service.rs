@@ -51,9 +51,11 @@ pub struct Description {
 impl Description {
     /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) with
     /// the region's keyring and brings its read-model tables up to date; first
-    /// refuses a configuration whose secrets are still placeholders.
+    /// refuses a configuration whose secrets are still placeholders, or whose
+    /// region directory does not hold.
     pub async fn open(&self, common: &Common) -> Result<AnyEventStore, StartError> {
         common.refuse_placeholders().map_err(StartError::Config)?;
+        common.regions().map_err(StartError::Config)?;
         let keyring = common
             .keyring(self.name)
             .await
