@@ -11,7 +11,7 @@ use aftersales_eventstore::{Checkpoint, EventStore, StoreTransaction};
 use crate::envelope::InboundEvent;
 use crate::error::{ConfigError, HandlerError};
 use crate::inbox;
-use crate::names::{check_event_type, check_token};
+use crate::names::{Names, check_event_type, check_token};
 
 /// Reacts to other services' events.
 ///
@@ -93,6 +93,9 @@ pub struct Subscription {
     /// The producing service, e.g. `repair`.
     pub source: String,
     pub event_types: Vec<String>,
+    /// The region whose events these are, read from its replica in this region;
+    /// `None`: this region's own.
+    pub region: Option<Names>,
 }
 
 impl Subscription {
@@ -105,6 +108,7 @@ impl Subscription {
             consumer: consumer.into(),
             source: source.into(),
             event_types: event_types.into_iter().map(Into::into).collect(),
+            region: None,
         };
         check_token("consumer", &subscription.consumer)?;
         check_token("source", &subscription.source)?;
@@ -115,6 +119,32 @@ impl Subscription {
             check_event_type(event_type)?;
         }
         Ok(subscription)
+    }
+
+    /// The same subscription to `region`'s events, as its replica in this region
+    /// holds them.
+    #[must_use]
+    pub fn from_region(self, region: Names) -> Self {
+        Self {
+            region: Some(region),
+            ..self
+        }
+    }
+
+    /// The stream this subscription reads in region `names`.
+    pub fn stream(&self, names: &Names) -> String {
+        match &self.region {
+            Some(origin) => names.replica_stream(origin, &self.source),
+            None => names.service_stream(&self.source),
+        }
+    }
+
+    /// The subject of one event type it reads in region `names`.
+    pub fn subject(&self, names: &Names, event_type: &str) -> String {
+        self.region
+            .as_ref()
+            .unwrap_or(names)
+            .event_subject(&self.source, event_type)
     }
 
     pub fn wants(&self, event_type: &str) -> bool {
@@ -251,6 +281,28 @@ pub(crate) async fn apply_in<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_regions_events_are_read_from_their_replica_here() {
+        let here = Names::new("ap-south").expect("region");
+        let home = Names::new("eu-central").expect("region");
+        let local = Subscription::new("repair-from-warranty", "warranty", ["DeviceRegistered"])
+            .expect("subscription");
+        assert_eq!(local.stream(&here), "AFTERSALES_AP_SOUTH_WARRANTY");
+        assert_eq!(
+            local.subject(&here, "DeviceRegistered"),
+            "aftersales.ap-south.warranty.DeviceRegistered"
+        );
+        let foreign = local.from_region(home);
+        assert_eq!(
+            foreign.stream(&here),
+            "AFTERSALES_AP_SOUTH_REPLICA_EU_CENTRAL_WARRANTY"
+        );
+        assert_eq!(
+            foreign.subject(&here, "DeviceRegistered"),
+            "aftersales.eu-central.warranty.DeviceRegistered"
+        );
+    }
 
     #[test]
     fn delays_grow_to_the_cap_with_bounded_jitter() {

@@ -134,12 +134,12 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
     ) -> Result<jetstream::consumer::Consumer<pull::Config>, MessagingError> {
         let (stream, name, filter_subjects) = match input {
             Input::Events => (
-                self.names.service_stream(&self.subscription.source),
+                self.subscription.stream(&self.names),
                 self.subscription.consumer.clone(),
                 self.subscription
                     .event_types
                     .iter()
-                    .map(|t| self.names.event_subject(&self.subscription.source, t))
+                    .map(|t| self.subscription.subject(&self.names, t))
                     .collect(),
             ),
             Input::Replays => (
@@ -182,7 +182,7 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
     pub async fn pending(&self) -> Result<u64, MessagingError> {
         let stream = match self
             .js
-            .get_stream(self.names.service_stream(&self.subscription.source))
+            .get_stream(self.subscription.stream(&self.names))
             .await
         {
             Ok(stream) => stream,

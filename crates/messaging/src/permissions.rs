@@ -52,7 +52,7 @@ pub fn publish_allowed(names: &Names, user: &ServiceUser) -> Vec<String> {
         stream_api(&names.dead_letter_stream(), &mut subjects);
     }
     for subscription in &user.subscriptions {
-        let source = names.service_stream(&subscription.source);
+        let source = subscription.stream(names);
         subjects.push(format!("$JS.API.STREAM.INFO.{source}"));
         subjects.push(names.dead_letter_subject(&subscription.consumer));
         consumer_api(&source, &subscription.consumer, &mut subjects);

@@ -3,13 +3,21 @@
 //! into the other, each keeps serving its own while the link is down, and after
 //! it heals every message arrives once, in order.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aftersales_core::Shutdown;
 use aftersales_messaging::{
-    Names, StreamSettings, connect, ensure_replica_stream, ensure_service_stream,
+    JetStreamConsumer, Names, Relay, RelaySettings, StreamSettings, connect, ensure_replica_stream,
+    ensure_service_stream,
 };
 use aftersales_testkit::{NatsServer, TcpProxy};
 use async_nats::jetstream::{self, stream};
+
+use crate::harness::{
+    Effects, SOURCE, append_events, assert_exactly_once, consumer_settings, effect_ids,
+    postgres_store, subscription, wait_for_effects,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -182,4 +190,78 @@ async fn each_region_mirrors_the_other_and_a_cut_link_loses_nothing() {
     assert_copied_once_in_order(&ap, &eu, 100).await;
     assert_copied_once_in_order(&eu, &ap, 100).await;
     assert!(proxy.carried() > 0);
+}
+
+/// A service's events, relayed from its log in eu-central, reach a consumer in
+/// ap-south through ap-south's replica: each applied once, across a cut link,
+/// and the consumer's backlog counts what the replica holds for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_applies_another_regions_events_once_across_a_cut() {
+    let (eu, ap, proxy) = two_regions().await;
+    ensure_service_stream(&eu.js, &eu.names, SOURCE, &StreamSettings::default())
+        .await
+        .unwrap();
+    ensure_replica_stream(
+        &ap.js,
+        &ap.names,
+        &eu.names,
+        SOURCE,
+        &StreamSettings::default(),
+    )
+    .await
+    .unwrap();
+    let producer = postgres_store().await;
+    let consumer_store = postgres_store().await;
+    Effects::create_table(&consumer_store).await;
+    let effects = Effects::new();
+
+    let relay = Relay::new(
+        producer.clone(),
+        eu.js.clone(),
+        eu.names.clone(),
+        SOURCE,
+        RelaySettings::default(),
+        &StreamSettings::default(),
+    )
+    .unwrap();
+    let consumer = JetStreamConsumer::new(
+        ap.js.clone(),
+        ap.names.clone(),
+        subscription().from_region(eu.names.clone()),
+        consumer_store.clone(),
+        Arc::clone(&effects),
+        consumer_settings(),
+    )
+    .unwrap();
+    consumer
+        .provision(&StreamSettings::default())
+        .await
+        .unwrap();
+    let (stop, shutdown) = Shutdown::new();
+    let relaying = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { relay.run(shutdown).await }
+    });
+
+    let mut events = append_events(&producer, 40, 4).await;
+    let consuming = tokio::spawn(async move {
+        consumer.run(shutdown).await;
+    });
+    wait_for_effects(&consumer_store, 40, WAIT).await;
+
+    proxy.cut();
+    events.extend(append_events(&producer, 60, 4).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        effect_ids(&consumer_store).await.len(),
+        40,
+        "nothing of the cut-off region's new events arrives"
+    );
+    proxy.heal();
+    wait_for_effects(&consumer_store, 100, WAIT).await;
+    assert_exactly_once(&effect_ids(&consumer_store).await, &events);
+
+    stop.trigger();
+    relaying.await.unwrap();
+    consuming.await.unwrap();
 }
