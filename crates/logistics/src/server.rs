@@ -27,6 +27,7 @@ pub static SERVICE: Description = Description {
     migrations: &crate::projections::MIGRATIONS,
     projections: crate::projections::all,
     subscriptions: crate::reactions::subscriptions,
+    from_other_regions: || Ok(Vec::new()),
     publishes: Some(|| Arc::new(crate::integration::LogisticsEvents)),
 };
 

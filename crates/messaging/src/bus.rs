@@ -12,7 +12,9 @@ use crate::dlq::DeadLetters;
 use crate::error::MessagingError;
 use crate::jetstream::{ConsumerSettings, JetStreamConsumer};
 use crate::names::Names;
-use crate::provision::{StreamSettings, connect_trusting, ensure_service_stream};
+use crate::provision::{
+    StreamSettings, connect_trusting, ensure_replica_stream, ensure_service_stream,
+};
 use crate::relay::{Relay, RelaySettings, Translate};
 use aftersales_core::Shutdown;
 
@@ -97,12 +99,21 @@ impl Bus {
     }
 
     /// Runs `consumer` until `shutdown`. The source's stream is its service's to
-    /// create: until it exists the consumer keeps retrying.
+    /// create: until it exists the consumer keeps retrying. Another region's
+    /// replica is this region's to create, and is created here.
     pub async fn consume<S: EventStore, H: Handler>(
         &self,
         consumer: &JetStreamConsumer<S, H>,
         shutdown: Shutdown,
     ) {
+        if let Some(origin) = &consumer.subscription().region {
+            let source = &consumer.subscription().source;
+            if let Err(error) =
+                ensure_replica_stream(&self.js, &self.names, origin, source, &self.streams).await
+            {
+                tracing::warn!(%error, region = origin.region(), "the replica is not provisioned yet; the consumer retries");
+            }
+        }
         if let Err(error) = consumer.provision(&self.streams).await {
             tracing::warn!(%error, "source events not provisioned yet; the consumer retries");
         }

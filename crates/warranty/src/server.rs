@@ -27,6 +27,7 @@ pub static SERVICE: Description = Description {
     migrations: &crate::projections::MIGRATIONS,
     projections: crate::projections::all,
     subscriptions: || Ok(Vec::new()),
+    from_other_regions: crate::replica::subscriptions,
     publishes: Some(|| Arc::new(crate::integration::WarrantyEvents)),
 };
 
@@ -135,6 +136,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .notary(notary)
     .privacy(records)
+    .consumer(crate::replica::ForeignDevices)
     .task(move |shutdown| async move {
         cache
             .follow(&follower, Duration::from_millis(100), shutdown.stopped())

@@ -29,22 +29,7 @@ struct Region {
 
 /// Two linked regions: `ap-south` dials `eu-central` through the proxy.
 async fn two_regions() -> (Region, Region, TcpProxy) {
-    let leaf_port = aftersales_testkit::free_port().unwrap();
-    let hub = NatsServer::start_region(
-        "eu-central",
-        // Not advertised: the other region reaches it through the proxy only.
-        &format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true }}"),
-    )
-    .unwrap();
-    let proxy = TcpProxy::start(([127, 0, 0, 1], leaf_port).into()).unwrap();
-    let leaf = NatsServer::start_region(
-        "ap-south",
-        &format!(
-            "leafnodes {{ reconnect: \"1s\", remotes: [ {{ url: \"nats-leaf://127.0.0.1:{}\" }} ] }}",
-            proxy.port()
-        ),
-    )
-    .unwrap();
+    let (hub, leaf, proxy) = NatsServer::linked_regions("eu-central", "ap-south").unwrap();
     let mut regions = Vec::new();
     for (server, region) in [(hub, "eu-central"), (leaf, "ap-south")] {
         let names = Names::new(region).unwrap();

@@ -40,6 +40,24 @@ impl Server {
         .await
     }
 
+    /// In `region` of the directory at `regions`, on NATS at `nats_url`.
+    pub async fn start_in_region(
+        nats_url: String,
+        region: &str,
+        regions: &std::path::Path,
+    ) -> Self {
+        let roles = shared_postgres().create_database_with_roles().unwrap();
+        Self::start_configured(
+            roles.service_url,
+            Some(roles.owner_url),
+            None,
+            Some(nats_url),
+            0,
+            (region, Some(regions)),
+        )
+        .await
+    }
+
     /// On an SQLite file of its own, without NATS.
     pub async fn start_on_sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -54,11 +72,23 @@ impl Server {
         nats_url: Option<String>,
         settle_millis: u64,
     ) -> Self {
+        Self::start_configured(url, owner_url, dir, nats_url, settle_millis, (REGION, None)).await
+    }
+
+    async fn start_configured(
+        url: String,
+        owner_url: Option<String>,
+        dir: Option<tempfile::TempDir>,
+        nats_url: Option<String>,
+        settle_millis: u64,
+        (region, regions): (&str, Option<&std::path::Path>),
+    ) -> Self {
         let clock = aftersales_core::ShiftedClock::new();
         let running = start(Config {
             common: Common {
                 nats_url: nats_url.map(Into::into),
-                region: REGION.into(),
+                region: region.into(),
+                regions_file: regions.map(Into::into),
                 clock: clock.shared(),
                 database_owner_url: owner_url.clone().map(Into::into),
                 ..Common::test(url)

@@ -9,4 +9,5 @@ mod history;
 mod payments;
 mod process;
 mod programmes;
+mod regions;
 mod tls;
