@@ -237,12 +237,12 @@ def check_overlay(objects, name):
     )
     require(f"domain: {region}" in conf, f"{name}: NATS needs JetStream domain {region}")
     require("sync_interval: always" in conf, f"{name}: NATS must fsync before acknowledging")
-    require(conf.count("cert_file: /etc/nats-tls/tls.crt") >= 3, f"{name}: NATS clients, routes and gateways over TLS")
-    require("nats://" not in conf, f"{name}: no plaintext NATS URL")
-    gateway = by_kind(objects, "Service").get("nats-gateway", {})
+    require(conf.count("cert_file: /etc/nats-tls/tls.crt") >= 3, f"{name}: NATS clients, routes and leaf nodes over TLS")
+    require("nats://" not in conf and "nats-leaf://" not in conf, f"{name}: no plaintext NATS URL")
+    leafnodes = by_kind(objects, "Service").get("nats-leafnodes", {})
     require(
-        any("internal" in k for k in gateway.get("metadata", {}).get("annotations", {})),
-        f"{name}: the gateway between regions is an internal load balancer",
+        any("internal" in k for k in leafnodes.get("metadata", {}).get("annotations", {})),
+        f"{name}: the link between regions is an internal load balancer",
     )
     auth = next(
         (o["data"]["authorization.conf"] for o in by_kind(objects, "ConfigMap").values() if "authorization.conf" in o.get("data", {})),
@@ -250,7 +250,19 @@ def check_overlay(objects, name):
     )
     require("include ./authorization.conf" in conf and f'user: "repair"' in auth, f"{name}: NATS needs one user per service")
     require(f"aftersales.{region}.repair.>" in auth, f"{name}: NATS users are for region {region}")
-    require("gateway" in conf and f"name: {region}" in conf, f"{name}: NATS needs a gateway named {region}")
+    require(
+        "leafnodes {" in conf and "verify: true" in conf and "no_advertise: true" in conf,
+        f"{name}: regions link as leaf nodes over mutual TLS, through the load balancer only",
+    )
+    require("gateway {" not in conf, f"{name}: no supercluster gateway (each region keeps its own JetStream)")
+    warranty = deployments.get("warranty", {})
+    (container,) = warranty["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    require(
+        "AFTERSALES_REGIONS_FILE" in env
+        and any(v.get("configMap", {}).get("name", "").startswith("regions") for v in warranty["spec"]["template"]["spec"]["volumes"]),
+        f"{name}: warranty reads the region directory",
+    )
     require(by_kind(objects, "StatefulSet").get("nats", {}).get("spec", {}).get("replicas") == 3, f"{name}: three NATS servers")
     return region
 

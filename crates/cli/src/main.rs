@@ -104,6 +104,10 @@ enum Command {
     NatsAuthorization {
         #[arg(long, env = "AFTERSALES_REGION", default_value = "local")]
         region: String,
+        /// The region directory (`deploy/k8s/base/regions.toml`): the other regions whose
+        /// replicas the services read. Unset: one region.
+        #[arg(long, env = "AFTERSALES_REGIONS_FILE")]
+        regions_file: Option<PathBuf>,
     },
     /// Exit 0 if the gRPC server at `--url` reports SERVING (for health checks).
     Health {
@@ -648,8 +652,19 @@ async fn main() -> ExitCode {
         Command::Streams(command) => operator::streams(command, &cli.endpoints).await,
         Command::Relay(args) => relay(args).await,
         Command::Keyring(command) => keyring(command).await,
-        Command::NatsAuthorization { region } => {
-            operator::nats_authorization(&region).map(|block| print!("{block}"))
+        Command::NatsAuthorization {
+            region,
+            regions_file,
+        } => {
+            let regions = match regions_file {
+                Some(path) => {
+                    aftersales_runtime::regions::Regions::load(&path).map_err(|e| e.to_string())
+                }
+                None => Ok(aftersales_runtime::regions::Regions::single(&region)),
+            };
+            regions
+                .and_then(|regions| operator::nats_authorization(&region, &regions))
+                .map(|block| print!("{block}"))
         }
         Command::Health { url, service } => {
             health(&url, service, cli.endpoints.ca_cert.as_deref()).await

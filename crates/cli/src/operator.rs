@@ -28,15 +28,24 @@ pub static SERVICES: [&Description; 6] = [
 
 /// A service named on the command line.
 /// The `authorization` block of NATS in `region`: one user per service, allowed
-/// its own subjects only (`aftersales nats-authorization`).
-pub fn nats_authorization(region: &str) -> Result<String, String> {
+/// its own subjects only, and the replicas of other regions of the directory
+/// it reads (`aftersales nats-authorization`).
+pub fn nats_authorization(
+    region: &str,
+    regions: &aftersales_runtime::regions::Regions,
+) -> Result<String, String> {
     let names = Names::new(region).map_err(|e| e.to_string())?;
     let users = SERVICES
         .iter()
         .map(|s| {
+            let mut subscriptions = (s.subscriptions)().map_err(|e| e.to_string())?;
+            subscriptions.extend(
+                s.other_region_subscriptions(regions, region)
+                    .map_err(|e| e.to_string())?,
+            );
             Ok(aftersales_messaging::permissions::ServiceUser {
                 service: s.name.to_owned(),
-                subscriptions: (s.subscriptions)().map_err(|e| e.to_string())?,
+                subscriptions,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -576,20 +585,31 @@ mod nats_users {
     /// whose subscriptions change makes this fail until they are regenerated.
     #[test]
     fn the_deployed_nats_users_are_the_generated_ones() {
-        for (region, path) in [
-            ("local", "deploy/nats/authorization.conf"),
+        let root = format!("{}/../..", env!("CARGO_MANIFEST_DIR"));
+        let directory = aftersales_runtime::regions::Regions::load(
+            format!("{root}/deploy/k8s/base/regions.toml").as_ref(),
+        )
+        .unwrap();
+        let single = aftersales_runtime::regions::Regions::single("local");
+        for (region, path, regions, flag) in [
+            ("local", "deploy/nats/authorization.conf", &single, ""),
             (
                 "eu-central",
                 "deploy/k8s/overlays/eu-central/authorization.conf",
+                &directory,
+                " --regions-file deploy/k8s/base/regions.toml",
             ),
-            ("cn-east", "deploy/k8s/overlays/cn-east/authorization.conf"),
+            (
+                "cn-east",
+                "deploy/k8s/overlays/cn-east/authorization.conf",
+                &directory,
+                " --regions-file deploy/k8s/base/regions.toml",
+            ),
         ] {
-            let file =
-                std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
-                    .unwrap();
+            let file = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
             assert!(
-                file == super::nats_authorization(region).unwrap(),
-                "{path} is stale: aftersales nats-authorization --region {region} > {path}"
+                file == super::nats_authorization(region, regions).unwrap(),
+                "{path} is stale: aftersales nats-authorization --region {region}{flag} > {path}"
             );
         }
     }

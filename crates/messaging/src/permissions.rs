@@ -53,7 +53,12 @@ pub fn publish_allowed(names: &Names, user: &ServiceUser) -> Vec<String> {
     }
     for subscription in &user.subscriptions {
         let source = subscription.stream(names);
-        subjects.push(format!("$JS.API.STREAM.INFO.{source}"));
+        if subscription.region.is_some() {
+            // Another region's replica is created by those who read it.
+            stream_api(&source, &mut subjects);
+        } else {
+            subjects.push(format!("$JS.API.STREAM.INFO.{source}"));
+        }
         subjects.push(names.dead_letter_subject(&subscription.consumer));
         consumer_api(&source, &subscription.consumer, &mut subjects);
         consumer_api(
@@ -113,6 +118,39 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_reader_of_another_regions_events_manages_their_replica_here() {
+        let names = Names::new("ap-south").unwrap();
+        let home = Names::new("eu-central").unwrap();
+        let user = ServiceUser {
+            service: "warranty".into(),
+            subscriptions: vec![
+                Subscription::new(
+                    "warranty-replica-eu-central",
+                    "warranty",
+                    ["DeviceRegistered"],
+                )
+                .unwrap()
+                .from_region(home),
+            ],
+        };
+        let allowed = publish_allowed(&names, &user);
+        let replica = "AFTERSALES_AP_SOUTH_REPLICA_EU_CENTRAL_WARRANTY";
+        for subject in [
+            format!("$JS.API.STREAM.CREATE.{replica}"),
+            format!("$JS.API.STREAM.UPDATE.{replica}"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{replica}.warranty-replica-eu-central"),
+        ] {
+            assert!(allowed.contains(&subject), "{subject}: {allowed:?}");
+        }
+        assert!(
+            !allowed
+                .iter()
+                .any(|s| s.starts_with("aftersales.eu-central")),
+            "it publishes nothing as the other region: {allowed:?}"
+        );
+    }
 
     #[test]
     fn a_service_may_publish_its_own_events_and_dead_letters_only() {

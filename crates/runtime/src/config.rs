@@ -477,8 +477,13 @@ mod tests {
                 .map(|r| r.name.clone()),
             Some("local".to_owned())
         );
-        common.regions_file =
-            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/regions.toml").into());
+        common.regions_file = Some(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../deploy/k8s/base/regions.toml"
+            )
+            .into(),
+        );
         let refused = common.regions().expect_err("local is not in it");
         assert!(
             refused.contains("\"local\" is not in the region directory"),

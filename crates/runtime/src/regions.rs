@@ -1,6 +1,6 @@
 //! The region directory: which region is home for each country, and where each
 //! region's services answer. Data, read from the file `AFTERSALES_REGIONS_FILE`
-//! names (`deploy/regions.toml` is the deployment's); without one, the region a
+//! names (`deploy/k8s/base/regions.toml` is the deployment's); without one, the region a
 //! service runs in is home for every country.
 
 use std::collections::{BTreeMap, HashMap};
@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn the_deployment_directory_is_valid_and_homes_each_country_once() {
-        let regions = Regions::parse(include_str!("../../../deploy/regions.toml")).expect("valid");
+        let regions =
+            Regions::parse(include_str!("../../../deploy/k8s/base/regions.toml")).expect("valid");
         let home = |c: &str| regions.home_of(c).map(|r| r.name.as_str());
         assert_eq!(home("DE"), Some("eu-central"));
         assert_eq!(home("FR"), Some("eu-central"));

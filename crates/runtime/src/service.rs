@@ -52,6 +52,33 @@ pub struct Description {
 }
 
 impl Description {
+    /// Its subscriptions to other regions' events in region `here`: one per
+    /// other region of the directory, named `<consumer>-<region>`, reading that
+    /// region's replica here.
+    pub fn other_region_subscriptions(
+        &self,
+        regions: &crate::regions::Regions,
+        here: &str,
+    ) -> Result<Vec<Subscription>, ConfigError> {
+        let subscriptions = (self.from_other_regions)()?;
+        let mut expanded = Vec::new();
+        for region in regions.others(here) {
+            let origin = aftersales_messaging::Names::new(region.name.clone())?;
+            for subscription in &subscriptions {
+                let consumer = format!("{}-{}", subscription.consumer, region.name);
+                aftersales_messaging::names::check_token("consumer", &consumer)?;
+                expanded.push(
+                    Subscription {
+                        consumer,
+                        ..subscription.clone()
+                    }
+                    .from_region(origin.clone()),
+                );
+            }
+        }
+        Ok(expanded)
+    }
+
     /// Opens the service's store (`DATABASE_URL`, or its own SQLite file) with
     /// the region's keyring and brings its read-model tables up to date; first
     /// refuses a configuration whose secrets are still placeholders, or whose
@@ -511,34 +538,25 @@ async fn compacting(store: AnyEventStore, common: Common, mut shutdown: Shutdown
 /// How often read models look for new events.
 const PROJECTION_POLL: Duration = Duration::from_millis(100);
 
-/// The description's subscriptions to other regions, one per region of the
-/// directory but this one, each with the assembly's handler.
+/// The description's subscriptions to other regions, each with the assembly's
+/// handler.
 fn replica_reactions(
     description: &Description,
     common: &Common,
     handler: Option<&AnyHandler>,
 ) -> Result<Vec<Reaction>, StartError> {
-    let subscriptions = (description.from_other_regions)()?;
     let Some(handler) = handler else {
         return Ok(Vec::new());
     };
     let regions = common.regions().map_err(StartError::Config)?;
-    let mut reactions = Vec::new();
-    for region in regions.others(&common.region) {
-        let origin = aftersales_messaging::Names::new(region.name.clone())?;
-        for subscription in &subscriptions {
-            let subscription = Subscription {
-                consumer: format!("{}-{}", subscription.consumer, region.name),
-                ..subscription.clone()
-            };
-            aftersales_messaging::names::check_token("consumer", &subscription.consumer)?;
-            reactions.push(Reaction {
-                subscription: subscription.from_region(origin.clone()),
-                handler: handler.clone(),
-            });
-        }
-    }
-    Ok(reactions)
+    Ok(description
+        .other_region_subscriptions(&regions, &common.region)?
+        .into_iter()
+        .map(|subscription| Reaction {
+            subscription,
+            handler: handler.clone(),
+        })
+        .collect())
 }
 
 /// The description's subscriptions, each with the assembly's handler.
