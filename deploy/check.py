@@ -254,6 +254,12 @@ def check_overlay(objects, name):
         "leafnodes {" in conf and "verify: true" in conf and "no_advertise: true" in conf,
         f"{name}: regions link as leaf nodes over mutual TLS, through the load balancer only",
     )
+    rules = by_kind(objects, "PrometheusRule").get("aftersales", {})
+    alerts = {r.get("alert") for g in rules.get("spec", {}).get("groups", []) for r in g.get("rules", [])}
+    require(
+        {"ReplicaOutOfContact", "ReplicaLagging"} <= alerts,
+        f"{name}: alerts on replication from other regions",
+    )
     require("gateway {" not in conf, f"{name}: no supercluster gateway (each region keeps its own JetStream)")
     warranty = deployments.get("warranty", {})
     (container,) = warranty["spec"]["template"]["spec"]["containers"]

@@ -18,6 +18,9 @@ use crate::provision::{
 use crate::relay::{Relay, RelaySettings, Translate};
 use aftersales_core::Shutdown;
 
+/// How often a replica's lag and contact age are read.
+const REPLICA_WATCH: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One service's connection to JetStream, with its own stream provisioned.
 #[derive(Debug, Clone)]
 pub struct Bus {
@@ -96,6 +99,20 @@ impl Bus {
     /// The region's dead letters, to list and replay.
     pub fn dead_letters(&self) -> DeadLetters {
         DeadLetters::new(self.js.clone(), self.names.clone())
+    }
+
+    /// Reports this region's replica of `source`'s `service` stream as metrics
+    /// until `shutdown` ([`crate::provision::watch_replica`]).
+    pub async fn watch_replica(&self, source: Names, service: String, shutdown: Shutdown) {
+        crate::provision::watch_replica(
+            self.js.clone(),
+            self.names.clone(),
+            source,
+            service,
+            REPLICA_WATCH,
+            shutdown,
+        )
+        .await;
     }
 
     /// Runs `consumer` until `shutdown`. The source's stream is its service's to

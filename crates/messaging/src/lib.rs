@@ -41,7 +41,7 @@ pub use jetstream::{ConsumerSettings, JetStreamConsumer};
 pub use log::{LogConsumer, LogConsumerSettings};
 pub use names::Names;
 pub use provision::{
-    StreamSettings, connect, connect_trusting, ensure_dead_letter_stream, ensure_replica_stream,
-    ensure_service_stream,
+    ReplicaState, StreamSettings, connect, connect_trusting, ensure_dead_letter_stream,
+    ensure_replica_stream, ensure_service_stream, replica_state, watch_replica,
 };
 pub use relay::{AsStored, Outbound, Relay, RelaySettings, Translate};

@@ -191,6 +191,75 @@ pub async fn ensure_replica_stream(
     js.get_stream(name).await.map_err(MessagingError::nats)
 }
 
+/// How far a replica is behind its origin, as its server last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// Messages the replica holds.
+    pub messages: u64,
+    /// Messages the origin had that the replica lacked, when they last spoke.
+    pub lag: u64,
+    /// Since the replica last heard from its origin; `None` when it never has.
+    pub since_contact: Option<Duration>,
+}
+
+/// The state of this region's replica of `service`'s stream in `source`.
+pub async fn replica_state(
+    js: &jetstream::Context,
+    names: &Names,
+    source: &Names,
+    service: &str,
+) -> Result<ReplicaState, MessagingError> {
+    let mut stream = js
+        .get_stream(names.replica_stream(source, service))
+        .await
+        .map_err(MessagingError::nats)?;
+    let info = stream.info().await.map_err(MessagingError::nats)?;
+    let mirror = info.mirror.as_ref();
+    Ok(ReplicaState {
+        messages: info.state.messages,
+        lag: mirror.map_or(0, |m| m.lag),
+        since_contact: mirror.and_then(|m| m.active),
+    })
+}
+
+/// Reports `replica_state` every `every` as the gauges
+/// `aftersales_replica_lag_messages` and `aftersales_replica_contact_age_seconds`
+/// (labels `region`, the origin, and `service`), until `shutdown`. A replica
+/// never in contact reports an age of +Inf.
+pub async fn watch_replica(
+    js: jetstream::Context,
+    names: Names,
+    source: Names,
+    service: String,
+    every: Duration,
+    mut shutdown: aftersales_core::Shutdown,
+) {
+    let labels = [
+        ("region", source.region().to_owned()),
+        ("service", service.clone()),
+    ];
+    loop {
+        match replica_state(&js, &names, &source, &service).await {
+            Ok(state) => {
+                #[allow(clippy::cast_precision_loss)] // a gauge
+                metrics::gauge!("aftersales_replica_lag_messages", &labels).set(state.lag as f64);
+                metrics::gauge!("aftersales_replica_contact_age_seconds", &labels).set(
+                    state
+                        .since_contact
+                        .map_or(f64::INFINITY, |d| d.as_secs_f64()),
+                );
+            }
+            Err(error) => {
+                tracing::debug!(%error, region = source.region(), "replica state unavailable");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.requested() => return,
+        }
+    }
+}
+
 /// The region's dead-letter stream, which also carries operator replays.
 pub async fn ensure_dead_letter_stream(
     js: &jetstream::Context,

@@ -456,12 +456,26 @@ pub async fn run(
                 let consuming = futures::future::join_all(
                     consumers.iter().map(|c| bus.consume(c, shutdown.clone())),
                 );
+                // Each replica read here, once, however many consumers read it.
+                let mut replicas: Vec<_> = consumers
+                    .iter()
+                    .filter_map(|c| {
+                        let s = c.subscription();
+                        s.region.clone().map(|origin| (origin, s.source.clone()))
+                    })
+                    .collect();
+                replicas.sort_by(|a, b| (a.0.region(), &a.1).cmp(&(b.0.region(), &b.1)));
+                replicas.dedup();
+                let watching =
+                    futures::future::join_all(replicas.into_iter().map(|(origin, service)| {
+                        bus.watch_replica(origin, service, shutdown.clone())
+                    }));
                 let notarising = heads.publish_from(
                     background_store.clone(),
                     crate::notary::Notary::seal(Arc::clone(key)),
                     shutdown.clone(),
                 );
-                tokio::join!(relaying, consuming, notarising);
+                tokio::join!(relaying, consuming, watching, notarising);
             }
         };
         let serving = grpc.serve(router, listener, shutdown.stopped(), drain);

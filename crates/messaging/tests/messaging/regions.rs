@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aftersales_core::Shutdown;
 use aftersales_messaging::{
     JetStreamConsumer, Names, Relay, RelaySettings, StreamSettings, connect, ensure_replica_stream,
-    ensure_service_stream,
+    ensure_service_stream, replica_state,
 };
 use aftersales_testkit::{NatsServer, TcpProxy};
 use async_nats::jetstream::{self, stream};
@@ -152,6 +152,16 @@ async fn each_region_mirrors_the_other_and_a_cut_link_loses_nothing() {
     publish(&eu, 50..100).await;
     publish(&ap, 50..100).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let cut_off = replica_state(&ap.js, &ap.names, &eu.names, "warranty")
+        .await
+        .unwrap();
+    assert_eq!(cut_off.messages, 50);
+    assert!(
+        cut_off
+            .since_contact
+            .is_some_and(|d| d >= Duration::from_secs(1)),
+        "a cut replica reports its silence: {cut_off:?}"
+    );
     assert_eq!(held(&ap, &eu).await, 50, "nothing crosses a cut link");
     assert_eq!(held(&eu, &ap).await, 50);
     for region in [&eu, &ap] {
@@ -172,6 +182,14 @@ async fn each_region_mirrors_the_other_and_a_cut_link_loses_nothing() {
     wait_held(&ap, &eu, 100).await;
     wait_held(&eu, &ap, 100).await;
     eprintln!("caught up {:?} after the link healed", healed.elapsed());
+    let healed = replica_state(&ap.js, &ap.names, &eu.names, "warranty")
+        .await
+        .unwrap();
+    assert_eq!((healed.messages, healed.lag), (100, 0), "{healed:?}");
+    assert!(
+        healed.since_contact < cut_off.since_contact,
+        "{healed:?} after {cut_off:?}"
+    );
     assert_copied_once_in_order(&ap, &eu, 100).await;
     assert_copied_once_in_order(&eu, &ap, 100).await;
     assert!(proxy.carried() > 0);
