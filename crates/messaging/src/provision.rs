@@ -209,11 +209,12 @@ pub async fn replica_state(
     source: &Names,
     service: &str,
 ) -> Result<ReplicaState, MessagingError> {
-    let mut stream = js
+    // Fetching the stream reads its info: one request.
+    let stream = js
         .get_stream(names.replica_stream(source, service))
         .await
         .map_err(MessagingError::nats)?;
-    let info = stream.info().await.map_err(MessagingError::nats)?;
+    let info = stream.cached_info();
     let mirror = info.mirror.as_ref();
     Ok(ReplicaState {
         messages: info.state.messages,

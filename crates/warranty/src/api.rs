@@ -163,9 +163,11 @@ impl WarrantyApi {
     /// A device whose home is another region, from this region's replica. Its
     /// owner is not replicated (it is personal), so only staff see it here.
     async fn foreign_device(&self, caller: &Caller, key: &DeviceKey) -> Result<pb::Device, Status> {
-        let device = crate::replica::find(self.app.store(), key)
+        let device = self
+            .app
+            .foreign_device(key)
             .await
-            .map_err(|e| status(aftersales_eventstore::StoreError::from(e).into()))?
+            .map_err(status)?
             .filter(|_| caller.may_touch(owned_by("")))
             .ok_or_else(|| not_found(key))?;
         crate::convert::foreign_device_to_proto(&device)

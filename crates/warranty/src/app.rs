@@ -146,6 +146,16 @@ impl Warranty {
         &self.store
     }
 
+    /// A device whose home is another region, as this region's replica holds it.
+    pub async fn foreign_device(
+        &self,
+        key: &DeviceKey,
+    ) -> AppResult<Option<crate::replica::ForeignDevice>> {
+        Ok(crate::replica::find(&self.store, key)
+            .await
+            .map_err(aftersales_eventstore::StoreError::from)?)
+    }
+
     async fn run(
         &self,
         key: &DeviceKey,

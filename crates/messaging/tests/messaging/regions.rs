@@ -192,6 +192,19 @@ async fn each_region_mirrors_the_other_and_a_cut_link_loses_nothing() {
     );
     assert_copied_once_in_order(&ap, &eu, 100).await;
     assert_copied_once_in_order(&eu, &ap, 100).await;
+
+    // A quiet origin is not a lost one: the link's heartbeats keep the contact
+    // age low while nothing is published (so its alert does not fire).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let quiet = replica_state(&ap.js, &ap.names, &eu.names, "warranty")
+        .await
+        .unwrap();
+    assert!(
+        quiet
+            .since_contact
+            .is_some_and(|d| d < Duration::from_secs(4)),
+        "{quiet:?}"
+    );
     assert!(proxy.carried() > 0);
 }
 
