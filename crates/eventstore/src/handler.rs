@@ -60,7 +60,7 @@ impl CommandContext {
 
     /// The id of the `index`th event this command produces: derived from the command
     /// id when there is one, so a retried command reproduces it.
-    fn event_id(&self, index: usize) -> Uuid {
+    pub fn event_id(&self, index: usize) -> Uuid {
         match self.command_id {
             Some(command_id) => Uuid::new_v5(&command_id, &(index as u64).to_be_bytes()),
             None => Uuid::now_v7(),

@@ -15,7 +15,7 @@ use aftersales_runtime::request::timestamp_from_proto;
 use chrono::{DateTime, NaiveDate, Utc};
 use tonic::{Request, Response, Status};
 
-use crate::app::{Asked, Registration, Warranty, describe_break};
+use crate::app::{Asked, Registration, Warranty, Written, describe_break};
 use crate::convert::{
     accessory_kind, channel, decision_to_proto, device_key, device_to_proto, effective_on, fault,
     hex, history_event, summary,
@@ -170,7 +170,22 @@ impl WarrantyApi {
             .map_err(status)?
             .filter(|_| caller.may_touch(owned_by("")))
             .ok_or_else(|| not_found(key))?;
-        crate::convert::foreign_device_to_proto(&device)
+        Ok(crate::convert::foreign_device_to_proto(
+            &device,
+            self.requests.clock.now().date_naive(),
+            false,
+        ))
+    }
+
+    async fn written_response(&self, written: &Written) -> Result<pb::Device, Status> {
+        match written {
+            Written::Here(state) => self.device_response(state).await,
+            Written::Forwarded(device) => Ok(crate::convert::foreign_device_to_proto(
+                device,
+                self.requests.clock.now().date_naive(),
+                true,
+            )),
+        }
     }
 
     async fn device_response(&self, state: &DeviceState) -> Result<pb::Device, Status> {
@@ -297,7 +312,7 @@ impl WarrantyService for WarrantyApi {
             r.known_at.as_ref(),
             r.serviced_in.as_ref(),
         )?;
-        let (decision, times) = self
+        let decided = self
             .app
             .check_coverage(
                 &key,
@@ -308,7 +323,13 @@ impl WarrantyService for WarrantyApi {
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(decision_to_proto(&decision, times.known_at)))
+        Ok(Response::new(pb::CoverageDecision {
+            replica: decided
+                .replica
+                .as_ref()
+                .map(|d| crate::convert::replica_to_proto(d, false)),
+            ..decision_to_proto(&decided.decision, decided.times.known_at)
+        }))
     }
 
     async fn purchase_extended_warranty(
@@ -411,12 +432,12 @@ impl WarrantyService for WarrantyApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
-        let state = self
+        let written = self
             .app
             .void(&key, &r.reason, r.evidence, &ctx)
             .await
             .map_err(status)?;
-        Ok(Response::new(self.device_response(&state).await?))
+        Ok(Response::new(self.written_response(&written).await?))
     }
 
     async fn transfer_ownership(
@@ -447,7 +468,7 @@ impl WarrantyService for WarrantyApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let key = device_key(r.device_id.as_ref())?;
-        let (state, duplicate) = self
+        let (written, duplicate) = self
             .app
             .record_claim(
                 &key,
@@ -459,7 +480,7 @@ impl WarrantyService for WarrantyApi {
             .await
             .map_err(status)?;
         Ok(Response::new(pb::RecordClaimResponse {
-            device: Some(self.device_response(&state).await?),
+            device: Some(self.written_response(&written).await?),
             duplicate,
         }))
     }

@@ -15,11 +15,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
 use crate::domain::device::{ActivePlan, Command, Device, DeviceState, PurchaseProof, Settlement};
+use crate::domain::forward::{self, Forward, Forwarding, Write};
 use crate::domain::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, Programme, ProgrammeTable,
     SalesChannel,
 };
 use crate::projections::{self, DeviceRow};
+use crate::replica::ForeignDevice;
 
 /// Why a use case failed: the shared error, its kind saying the gRPC code.
 pub type AppResult<T> = Result<T, Error>;
@@ -99,11 +101,32 @@ pub struct Cancelled {
     pub refund_id: Option<String>,
 }
 
+/// A write's outcome: applied to the device here, or, for a device whose home
+/// is another region, queued for it (the device as this region's replica has it).
+#[derive(Debug, Clone)]
+pub enum Written {
+    Here(DeviceState),
+    Forwarded(ForeignDevice),
+}
+
+/// A coverage decision, and the replica it was made from when the device's
+/// home is another region.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub decision: Decision,
+    pub times: Times,
+    pub replica: Option<ForeignDevice>,
+}
+
 /// The warranty service's use cases.
 #[derive(Debug, Clone)]
 pub struct Warranty {
     store: AnyEventStore,
     devices: CommandHandler<Device, AnyEventStore>,
+    forwards: CommandHandler<Forwarding, AnyEventStore>,
+    /// The region this runs in, and which region is home for each country.
+    region: String,
+    regions: Arc<aftersales_runtime::regions::Regions>,
     /// Current device states for questions; commands always load fresh.
     cache: Arc<StateCache<Device>>,
     policies: Arc<PolicyTable>,
@@ -128,12 +151,28 @@ impl Warranty {
             devices: CommandHandler::new(store.clone())
                 .with_snapshots_every(100)
                 .with_recent_states(RECENT_STREAMS),
+            forwards: CommandHandler::new(store.clone()),
             cache: Arc::new(StateCache::new(100_000)),
             store,
+            region: String::new(),
+            regions: Arc::new(aftersales_runtime::regions::Regions::single("")),
             policies,
             programmes,
             payments,
         }
+    }
+
+    /// Runs in `region` among `regions`: devices of countries another region is
+    /// home for are registered there, and written there.
+    #[must_use]
+    pub fn in_region(
+        mut self,
+        region: impl Into<String>,
+        regions: Arc<aftersales_runtime::regions::Regions>,
+    ) -> Self {
+        self.region = region.into();
+        self.regions = regions;
+        self
     }
 
     /// The cache of device states; [`StateCache::follow`] must run for it to see
@@ -147,13 +186,104 @@ impl Warranty {
     }
 
     /// A device whose home is another region, as this region's replica holds it.
-    pub async fn foreign_device(
+    pub async fn foreign_device(&self, key: &DeviceKey) -> AppResult<Option<ForeignDevice>> {
+        Ok(crate::replica::find(&self.store, key).await?)
+    }
+
+    /// Refuses a write that only the device's home region can make (one that
+    /// must be answered at once: a payment, an owner's consent), naming it.
+    async fn home_only(&self, key: &DeviceKey, error: Error) -> Error {
+        if error.kind() != aftersales_core::ErrorKind::NotFound {
+            return error;
+        }
+        match self.foreign_device(key).await {
+            Ok(Some(device)) => Error::precondition(format!(
+                "{key} is registered in {}, the only region that changes it here; ask it there",
+                device.home_region
+            )),
+            Ok(None) => error,
+            Err(other) => other,
+        }
+    }
+
+    /// Runs `command` on a device registered here, or queues `write` for the
+    /// home region of a device registered in another. `true`: done before.
+    async fn write_or_forward(
         &self,
         key: &DeviceKey,
-    ) -> AppResult<Option<crate::replica::ForeignDevice>> {
-        Ok(crate::replica::find(&self.store, key)
-            .await
-            .map_err(aftersales_eventstore::StoreError::from)?)
+        command: Command,
+        write: Write,
+        ctx: &CommandContext,
+    ) -> AppResult<(Written, bool)> {
+        let missing = match self.run(key, command, ctx).await {
+            Err(error) if error.kind() == aftersales_core::ErrorKind::NotFound => error,
+            done => return done.map(|(state, duplicate)| (Written::Here(state), duplicate)),
+        };
+        let Some(device) = self.foreign_device(key).await? else {
+            return Err(missing);
+        };
+        if let (Write::Void { .. }, Some(_)) = (&write, &device.state.voided) {
+            return Err(DomainError::Precondition("the warranty is voided already".into()).into());
+        }
+        let duplicate = self.forward(&device, write, ctx).await?;
+        Ok((Written::Forwarded(device), duplicate))
+    }
+
+    /// Queues `write` in the device's forward stream here, with its entry in
+    /// the forward queue, in one transaction; `true` if it was queued before.
+    async fn forward(
+        &self,
+        device: &ForeignDevice,
+        write: Write,
+        ctx: &CommandContext,
+    ) -> AppResult<bool> {
+        let key = &device.state.key;
+        let stream = StreamId::parse(forward::stream_name(key))
+            .map_err(|e| DomainError::invalid("device_id", e.to_string()))?;
+        // The forward event's id is the queue entry's, and what the home
+        // region's resulting facts name as their cause.
+        let mut ctx = ctx.clone();
+        ctx.command_id.get_or_insert_with(uuid::Uuid::now_v7);
+        let kind = write.kind();
+        let command = Forward {
+            key: key.clone(),
+            home_region: device.home_region.clone(),
+            write,
+            today: ctx.now.date_naive(),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.store.begin().await?;
+            let handled = match self
+                .forwards
+                .handle_in(&mut tx, &stream, &command, &ctx)
+                .await
+            {
+                Ok(handled) => handled,
+                Err(error) => {
+                    let error = Error::from(error);
+                    if attempt < 5 && error.kind().retry() == aftersales_core::Retry::AtOnce {
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
+            if !handled.events.is_empty() {
+                crate::replica::queue_forward(
+                    &mut tx,
+                    ctx.event_id(0),
+                    stream.as_str(),
+                    &device.home_region,
+                    kind,
+                    ctx.now,
+                )
+                .await
+                .map_err(aftersales_eventstore::StoreError::from)?;
+            }
+            tx.commit().await?;
+            return Ok(handled.duplicate || handled.events.is_empty());
+        }
     }
 
     async fn run(
@@ -176,6 +306,29 @@ impl Warranty {
 
     pub async fn register(&self, r: Registration, ctx: &CommandContext) -> AppResult<DeviceState> {
         CountryCode::parse("country_of_purchase", &r.country)?;
+        // One writer per device: its home region, fixed here by the country of
+        // purchase.
+        match self.regions.home_of(&r.country) {
+            Some(home) if home.name == self.region => {}
+            Some(home) => {
+                return Err(Error::precondition(format!(
+                    "devices bought in {} are registered in their home region {}",
+                    r.country, home.name
+                )));
+            }
+            None => {
+                return Err(Error::precondition(format!(
+                    "no region is home for {} in the region directory",
+                    r.country
+                )));
+            }
+        }
+        if let Some(device) = self.foreign_device(&r.key).await? {
+            return Err(Error::already_exists(format!(
+                "{} is registered in {}",
+                r.key, device.home_region
+            )));
+        }
         let terms = match self.policies.in_force(&r.country, r.purchase_date) {
             Some(terms) => terms.clone(),
             None if self.policies.countries().any(|c| c == r.country) => {
@@ -301,7 +454,7 @@ impl Warranty {
         asked: &Asked,
         record: bool,
         ctx: &CommandContext,
-    ) -> AppResult<(Decision, Times)> {
+    ) -> AppResult<Decided> {
         let times = asked.times(ctx.now)?;
         if record && times.cut {
             return Err(DomainError::invalid(
@@ -316,10 +469,30 @@ impl Warranty {
                 .load(&stream(key)?)
                 .await?
                 .state
-                .ok_or_else(|| DomainError::NotFound(key.to_string()))?
+                .ok_or_else(|| DomainError::NotFound(key.to_string()))
+                .map_err(Error::from)
         } else {
-            self.device(key, times.cut.then_some(times.known_at))
-                .await?
+            self.device(key, times.cut.then_some(times.known_at)).await
+        };
+        let (device, replica) = match device {
+            Ok(device) => (device, None),
+            Err(error) => {
+                // Another region's device, decided here under its home policy
+                // on what the replica holds now; only its home records decisions.
+                let replica = match self.foreign_device(key).await? {
+                    Some(replica) if error.kind() == aftersales_core::ErrorKind::NotFound => {
+                        replica
+                    }
+                    _ => return Err(error),
+                };
+                if times.cut {
+                    return Err(Error::precondition(format!(
+                        "{key} is registered in {}: ask its history there",
+                        replica.home_region
+                    )));
+                }
+                (replica.state.clone(), Some(replica))
+            }
         };
         let mut decision = coverage::decide(
             &device,
@@ -329,7 +502,7 @@ impl Warranty {
             self.programmes.all(),
         );
         self.cite(&device, &mut decision);
-        if record {
+        if record && replica.is_none() {
             let command = Command::RecordDecision {
                 fault,
                 decision: decision.clone(),
@@ -337,7 +510,11 @@ impl Warranty {
             };
             self.run(key, command, ctx).await?;
         }
-        Ok((decision, times))
+        Ok(Decided {
+            decision,
+            times,
+            replica,
+        })
     }
 
     /// Terms recorded before policies named their sources carry none: the
@@ -385,8 +562,12 @@ impl Warranty {
     ) -> AppResult<DeviceState> {
         let today = ctx.now.date_naive();
         // Decided once without a payment, so nothing is charged for a plan
-        // that cannot be bought; decided again, with it, when recorded.
-        let current = self.device(key, None).await?;
+        // that cannot be bought; decided again, with it, when recorded. Paid
+        // for at once, so only at home.
+        let current = match self.device(key, None).await {
+            Ok(current) => current,
+            Err(error) => return Err(self.home_only(key, error).await),
+        };
         let events = Device::decide(
             &Some(current),
             &Command::PurchasePlan {
@@ -504,7 +685,10 @@ impl Warranty {
     /// cancellation is recorded with the refund's id.
     pub async fn cancel_plan(&self, key: &DeviceKey, ctx: &CommandContext) -> AppResult<Cancelled> {
         let today = ctx.now.date_naive();
-        let current = self.device(key, None).await?;
+        let current = match self.device(key, None).await {
+            Ok(current) => current,
+            Err(error) => return Err(self.home_only(key, error).await),
+        };
         // Decided once first, so a refused cancellation refunds nothing.
         let decided = Device::decide(
             &Some(current.clone()),
@@ -577,24 +761,34 @@ impl Warranty {
             replaces,
             today: ctx.now.date_naive(),
         };
-        Ok(self.run(key, command, ctx).await?.0)
+        match self.run(key, command, ctx).await {
+            Ok((state, _)) => Ok(state),
+            Err(error) => Err(self.home_only(key, error).await),
+        }
     }
 
+    /// Voids the warranty; for a device of another region, the void is queued
+    /// for its home region.
     pub async fn void(
         &self,
         key: &DeviceKey,
         reason: &str,
         evidence: Vec<String>,
         ctx: &CommandContext,
-    ) -> AppResult<DeviceState> {
+    ) -> AppResult<Written> {
         let command = Command::Void {
             reason: reason.to_owned(),
-            evidence,
+            evidence: evidence.clone(),
             today: ctx.now.date_naive(),
         };
-        Ok(self.run(key, command, ctx).await?.0)
+        let write = Write::Void {
+            reason: reason.to_owned(),
+            evidence,
+        };
+        Ok(self.write_or_forward(key, command, write, ctx).await?.0)
     }
 
+    /// A new owner is the owner's consent, given at home: not queued.
     pub async fn transfer(
         &self,
         key: &DeviceKey,
@@ -602,11 +796,16 @@ impl Warranty {
         ctx: &CommandContext,
     ) -> AppResult<DeviceState> {
         let command = Command::TransferOwnership { to: to.to_owned() };
-        Ok(self.run(key, command, ctx).await?.0)
+        match self.run(key, command, ctx).await {
+            Ok((state, _)) => Ok(state),
+            Err(error) => Err(self.home_only(key, error).await),
+        }
     }
 
     /// Records a claim once per repair order, decided for the day the fault
-    /// appeared (today if unknown); `true` if it was recorded before.
+    /// appeared (today if unknown); `true` if it was recorded (or queued)
+    /// before. A claim for a device of another region is queued for its home
+    /// region, which decides and records it once.
     pub async fn record_claim(
         &self,
         key: &DeviceKey,
@@ -614,7 +813,7 @@ impl Warranty {
         fault: FaultCategory,
         fault_date: Option<NaiveDate>,
         ctx: &CommandContext,
-    ) -> AppResult<(DeviceState, bool)> {
+    ) -> AppResult<(Written, bool)> {
         let today = ctx.now.date_naive();
         let command = Command::RecordClaim {
             repair_order_id: repair_order_id.trim().to_owned(),
@@ -623,7 +822,12 @@ impl Warranty {
             today,
             programmes: self.programmes.all().to_vec(),
         };
-        self.run(key, command, ctx).await
+        let write = Write::Claim {
+            repair_order_id: repair_order_id.trim().to_owned(),
+            fault,
+            fault_date: fault_date.unwrap_or(today),
+        };
+        self.write_or_forward(key, command, write, ctx).await
     }
 
     /// Every event of the device's history recorded up to `as_of`, with hashes.

@@ -195,43 +195,32 @@ pub fn decision_to_proto(d: &Decision, known_at: DateTime<Utc>) -> pb::CoverageD
         extended_warranty_end: opt_date(d.extended_end),
         remedy: remedy(d.remedy).into(),
         decided_for: d.decided_for.to_string(),
+        replica: None,
+    }
+}
+
+/// A device of another region as this region's replica holds it (its owner
+/// blank); `forwarded`: this call's write was queued for its home region.
+pub fn foreign_device_to_proto(
+    d: &crate::replica::ForeignDevice,
+    today: NaiveDate,
+    forwarded: bool,
+) -> pb::Device {
+    pb::Device {
+        replica: Some(replica_to_proto(d, forwarded)),
+        ..device_to_proto(&d.state, 0, today)
+    }
+}
+
+pub fn replica_to_proto(d: &crate::replica::ForeignDevice, forwarded: bool) -> pb::Replica {
+    pb::Replica {
+        home_region: d.home_region.clone(),
+        as_of: d.as_of.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        write_forwarded: forwarded,
     }
 }
 
 /// `d` as the contract has it; `today` decides which plans are on offer.
-/// A device of another region as this region's replica holds it.
-pub fn foreign_device_to_proto(d: &crate::replica::ForeignDevice) -> Result<pb::Device, Status> {
-    let key = DeviceKey::from_stream_name(&d.stream_id)
-        .ok_or_else(|| Status::internal("a replica row without a device"))?;
-    Ok(pb::Device {
-        device_id: Some(DeviceId::from(&key)),
-        model: d.model.clone(),
-        purchase_date: d.purchase_date.clone(),
-        country_of_purchase: Some(CountryCode {
-            value: d.country.clone(),
-        }),
-        channel: d.channel,
-        policy_id: d.policy_id.clone(),
-        policy_version: u32::try_from(d.policy_version).unwrap_or_default(),
-        base_warranty_end: d.base_warranty_end.clone(),
-        legal_guarantee_end: d.legal_guarantee_end.clone(),
-        extended_plan: (!d.plan_id.is_empty()).then(|| pb::ExtendedPlan {
-            plan_id: d.plan_id.clone(),
-            coverage_end: d.plan_coverage_end.clone(),
-            ..Default::default()
-        }),
-        voided: d.voided,
-        void_reason: d.void_reason.clone(),
-        claims: u32::try_from(d.claims).unwrap_or(u32::MAX),
-        purchase_date_declared: d.purchase_declared,
-        replica: Some(pb::Replica {
-            home_region: d.home_region.clone(),
-            as_of: d.as_of.clone(),
-        }),
-        ..Default::default()
-    })
-}
-
 pub fn device_to_proto(d: &DeviceState, version: u64, today: NaiveDate) -> pb::Device {
     pb::Device {
         device_id: Some(DeviceId::from(&d.key)),

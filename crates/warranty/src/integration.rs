@@ -12,6 +12,7 @@ use prost::{Message as _, Name as _};
 use crate::convert::{
     accessory_kind_to_proto, channel_to_proto, decision_to_proto, fault_to_proto,
 };
+use crate::domain::forward::{self, Write};
 use crate::domain::{DeviceKey, Event};
 
 /// Warranty's [`Translate`] for the relay.
@@ -20,6 +21,9 @@ pub struct WarrantyEvents;
 
 impl Translate for WarrantyEvents {
     fn translate(&self, event: &RecordedEvent) -> Result<Option<Outbound>, String> {
+        if let Some(key) = forward::key_of(event.stream_id.as_str()) {
+            return forwarded(event, &key).map(Some);
+        }
         let key = DeviceKey::from_stream_name(event.stream_id.as_str())
             .ok_or_else(|| format!("stream {} is not a device", event.stream_id))?;
         let domain: Event = event.decode().map_err(|e| e.to_string())?;
@@ -170,6 +174,8 @@ impl Translate for WarrantyEvents {
                 fault,
                 legal_guarantee_end,
                 programme_id,
+                part_covered_until,
+                legal_extension_months,
                 ..
             } => (
                 pb::ClaimRecorded::NAME,
@@ -181,6 +187,8 @@ impl Translate for WarrantyEvents {
                         .map(|d| d.to_string())
                         .unwrap_or_default(),
                     programme_id: programme_id.unwrap_or_default(),
+                    part_covered_until: part_covered_until.to_string(),
+                    legal_extension_months,
                 }
                 .encode_to_vec(),
             ),
@@ -220,4 +228,37 @@ impl Translate for WarrantyEvents {
             content_type: protobuf(&format!("aftersales.warranty.v1.{name}")),
         }))
     }
+}
+
+/// A write queued for its home region, as that region reads it.
+fn forwarded(event: &RecordedEvent, key: &DeviceKey) -> Result<Outbound, String> {
+    let forward::Event::WriteForwarded {
+        home_region, write, ..
+    } = event.decode().map_err(|e| e.to_string())?;
+    let write = match write {
+        Write::Claim {
+            repair_order_id,
+            fault,
+            fault_date,
+        } => pb::write_forwarded::Write::Claim(pb::ForwardedClaim {
+            repair_order_id,
+            fault_category: fault_to_proto(fault).into(),
+            fault_date: fault_date.to_string(),
+        }),
+        Write::Void { reason, evidence } => {
+            pb::write_forwarded::Write::Void(pb::ForwardedVoid { reason, evidence })
+        }
+    };
+    Ok(Outbound {
+        payload: pb::WriteForwarded {
+            device_id: Some(DeviceId::from(key)),
+            home_region,
+            write: Some(write),
+        }
+        .encode_to_vec(),
+        content_type: protobuf(&format!(
+            "aftersales.warranty.v1.{}",
+            pb::WriteForwarded::NAME
+        )),
+    })
 }

@@ -1,15 +1,27 @@
-//! Devices whose home is another region, as that region published them: every
-//! other region's warranty events, read from its replica stream here, applied to
-//! `foreign_devices`. Read-only here: only a device's home region writes it. What
-//! crosses regions is pseudonymous (no customer id is kept).
+//! What warranty reads from other regions (each region's warranty events, read
+//! from its replica stream here):
+//!
+//! - their facts, folded into the state of each of their devices in
+//!   `warranty_foreign_devices`: read-only here, decided on under the device's
+//!   home policy, and pseudonymous (the owner is not kept);
+//! - writes they accepted for devices whose home is this region
+//!   (`WriteForwarded`): applied here once, as the home region;
+//! - and, by the causation id of those facts, which of this region's own
+//!   forwarded writes its home region has applied (`warranty_forwards`).
 
-use aftersales_eventstore::{AnyEventStore, StoreTransaction, on_connection, on_read_pool};
+use std::sync::Arc;
+
+use aftersales_eventstore::{
+    AnyEventStore, CommandHandler, Decider as _, StoreTransaction, StreamId, on_connection,
+    on_read_pool,
+};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::warranty as pb;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use prost::Name as _;
 
-use crate::domain::DeviceKey;
+use crate::domain::device::{Command, Device, DeviceState, Event};
+use crate::domain::{DeviceKey, PolicyTable, ProgrammeTable, PurchaseProof};
 
 /// Warranty's events from every other region (the runtime names one consumer
 /// per region, `warranty-replica-<region>`).
@@ -23,55 +35,181 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
             pb::ExtendedWarrantyCancelled::NAME,
             pb::WarrantyVoided::NAME,
             pb::ClaimRecorded::NAME,
+            pb::WriteForwarded::NAME,
         ],
     )?])
 }
 
 /// A device of another region, as of its latest fact here.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForeignDevice {
-    pub stream_id: String,
     pub home_region: String,
-    pub model: String,
-    pub purchase_date: String,
-    pub country: String,
-    pub channel: i32,
-    pub policy_id: String,
-    pub policy_version: i64,
-    pub base_warranty_end: String,
-    pub legal_guarantee_end: String,
-    pub purchase_declared: bool,
-    pub plan_id: String,
-    pub plan_coverage_end: String,
-    pub voided: bool,
-    pub void_reason: String,
-    pub claims: i64,
-    pub as_of: String,
+    /// Its state; the owner is blank.
+    pub state: DeviceState,
+    /// When its home region recorded the latest fact the replica holds.
+    pub as_of: DateTime<Utc>,
 }
 
-/// The replica's row of `key`, if another region registered it.
-pub async fn find(
-    store: &AnyEventStore,
-    key: &DeviceKey,
-) -> Result<Option<ForeignDevice>, sqlx::Error> {
-    on_read_pool!(store, pool => {
-        sqlx::query_as("SELECT * FROM foreign_devices WHERE stream_id = $1")
-            .bind(key.stream_name())
-            .fetch_optional(pool)
-            .await
-    })
+#[derive(sqlx::FromRow)]
+struct Row {
+    home_region: String,
+    state: String,
+    as_of: String,
 }
 
-/// Applies other regions' warranty facts to `foreign_devices`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ForeignDevices;
+impl Row {
+    fn read(self) -> Result<ForeignDevice, String> {
+        Ok(ForeignDevice {
+            home_region: self.home_region,
+            state: serde_json::from_str(&self.state).map_err(|e| e.to_string())?,
+            as_of: DateTime::parse_from_rfc3339(&self.as_of)
+                .map_err(|e| e.to_string())?
+                .with_timezone(&Utc),
+        })
+    }
+}
 
 fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-impl Handler for ForeignDevices {
-    async fn handle(
+/// The replica's device `key`, if another region registered it.
+pub async fn find(
+    store: &AnyEventStore,
+    key: &DeviceKey,
+) -> Result<Option<ForeignDevice>, aftersales_eventstore::StoreError> {
+    let row: Option<Row> = on_read_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT home_region, state, as_of FROM warranty_foreign_devices WHERE stream_id = $1",
+        )
+        .bind(key.stream_name())
+        .fetch_optional(pool)
+        .await
+    })?;
+    row.map(|row| {
+        row.read().map_err(|reason| {
+            aftersales_eventstore::StoreError::CorruptRow(format!("replica of {key}: {reason}"))
+        })
+    })
+    .transpose()
+}
+
+/// The forward queue: writes accepted here that their home region has not
+/// applied yet, per home region, with the age of the oldest.
+pub async fn unsettled_forwards(
+    store: &AnyEventStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, u64, f64)>, aftersales_eventstore::StoreError> {
+    let rows: Vec<(String, i64, String)> = on_read_pool!(store, pool => {
+        sqlx::query_as(
+            "SELECT home_region, COUNT(*), MIN(forwarded_at) FROM warranty_forwards \
+             WHERE applied_at IS NULL GROUP BY home_region",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(region, count, oldest)| {
+            let age = DateTime::parse_from_rfc3339(&oldest)
+                .map(|t| (now - t.with_timezone(&Utc)).as_seconds_f64().max(0.0))
+                .unwrap_or_default();
+            (region, u64::try_from(count).unwrap_or_default(), age)
+        })
+        .collect())
+}
+
+/// Records, with the forward event in `tx`, that a write waits for its home region.
+pub(crate) async fn queue_forward(
+    tx: &mut StoreTransaction,
+    event_id: uuid::Uuid,
+    stream: &str,
+    home_region: &str,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    on_connection!(tx.connection(), c => {
+        sqlx::query(
+            "INSERT INTO warranty_forwards (event_id, stream_id, home_region, kind, forwarded_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id.to_string())
+        .bind(stream)
+        .bind(home_region)
+        .bind(kind)
+        .bind(stamp(at))
+        .execute(c)
+        .await
+        .map(|_| ())
+    })
+}
+
+/// Applies what other regions publish (see the module's summary).
+#[derive(Debug, Clone)]
+pub struct FromOtherRegions {
+    region: String,
+    policies: Arc<PolicyTable>,
+    programmes: Arc<ProgrammeTable>,
+    devices: CommandHandler<Device, AnyEventStore>,
+}
+
+impl FromOtherRegions {
+    pub fn new(
+        region: impl Into<String>,
+        store: AnyEventStore,
+        policies: Arc<PolicyTable>,
+        programmes: Arc<ProgrammeTable>,
+    ) -> Self {
+        Self {
+            region: region.into(),
+            policies,
+            programmes,
+            devices: CommandHandler::new(store),
+        }
+    }
+
+    /// A write another region accepted for a device whose home is here, applied
+    /// as this region's own command: once (the inbox and the device's events
+    /// commit together), dated and attributed as it was accepted there.
+    async fn apply_forwarded(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        let forwarded: pb::WriteForwarded = event.proto().map_err(HandlerError::permanent)?;
+        if forwarded.home_region != self.region {
+            return Ok(()); // queued for a third region
+        }
+        let key = crate::convert::device_key(forwarded.device_id.as_ref())
+            .map_err(|s| HandlerError::permanent(s.message().to_owned()))?;
+        let today = event.metadata.recorded_at.date_naive();
+        let command = match forwarded.write {
+            Some(pb::write_forwarded::Write::Claim(claim)) => Command::RecordClaim {
+                repair_order_id: claim.repair_order_id,
+                fault: crate::convert::fault(claim.fault_category)
+                    .map_err(|s| HandlerError::permanent(s.message().to_owned()))?,
+                fault_date: date(&claim.fault_date)?.unwrap_or(today),
+                today,
+                programmes: self.programmes.all().to_vec(),
+            },
+            Some(pb::write_forwarded::Write::Void(void)) => Command::Void {
+                reason: void.reason,
+                evidence: void.evidence,
+                today,
+            },
+            None => return Err(HandlerError::permanent("a forwarded write without a write")),
+        };
+        let stream = StreamId::parse(key.stream_name()).map_err(HandlerError::permanent)?;
+        let mut ctx = event.reaction_context(b"warranty-forwarded", &self.region);
+        // Whoever made the write abroad made it here; the causation id names
+        // the forward event, so both histories point at each other.
+        ctx.actor.clone_from(&event.metadata.actor);
+        self.devices.handle_in(tx, &stream, &command, &ctx).await?;
+        Ok(())
+    }
+
+    /// A fact of a device of another region, folded into its state here.
+    async fn apply_fact(
         &self,
         event: &InboundEvent,
         tx: &mut StoreTransaction,
@@ -80,87 +218,197 @@ impl Handler for ForeignDevices {
             HandlerError::permanent(format!("stream {} is not a device", event.stream_id))
         })?;
         let stream = key.stream_name();
-        let as_of = stamp(event.metadata.recorded_at);
-        let proto = |e: prost::DecodeError| HandlerError::permanent(e.to_string());
-        // Facts after registration update the row the registration made; the
-        // replica keeps the home region's order, so one always precedes them.
-        let (sql, binds): (&str, Vec<String>) = match event.event_type.as_str() {
-            name if name == pb::DeviceRegistered::NAME => {
-                let e: pb::DeviceRegistered = event.proto().map_err(proto)?;
-                let country = e.country_of_purchase.map(|c| c.value).unwrap_or_default();
-                return on_connection!(tx.connection(), c => sqlx::query(
-                    "INSERT INTO foreign_devices (stream_id, home_region, model, purchase_date, \
-                       country, channel, policy_id, policy_version, base_warranty_end, \
-                       legal_guarantee_end, purchase_declared, as_of) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (stream_id) DO UPDATE SET home_region = excluded.home_region, \
-                       model = excluded.model, purchase_date = excluded.purchase_date, \
-                       country = excluded.country, channel = excluded.channel, \
-                       policy_id = excluded.policy_id, policy_version = excluded.policy_version, \
-                       base_warranty_end = excluded.base_warranty_end, \
-                       legal_guarantee_end = excluded.legal_guarantee_end, \
-                       purchase_declared = excluded.purchase_declared, as_of = excluded.as_of",
+        let row: Option<Row> = on_connection!(tx.connection(), c => {
+            sqlx::query_as(
+                "SELECT home_region, state, as_of FROM warranty_foreign_devices \
+                 WHERE stream_id = $1",
+            )
+            .bind(&stream)
+            .fetch_optional(c)
+            .await
+        })
+        .map_err(HandlerError::transient)?;
+        let state = row
+            .map(|row| row.read().map(|device| device.state))
+            .transpose()
+            .map_err(HandlerError::permanent)?;
+        let fact = self.domain_fact(event, &key, state.as_ref())?;
+        let Some(state) = Device::evolve(state, &fact) else {
+            return Err(HandlerError::permanent(format!(
+                "{} for a device the replica has not seen registered",
+                event.event_type
+            )));
+        };
+        let json = serde_json::to_string(&state).map_err(HandlerError::permanent)?;
+        on_connection!(tx.connection(), c => {
+            sqlx::query(
+                "INSERT INTO warranty_foreign_devices (stream_id, home_region, state, as_of) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id) DO UPDATE SET \
+                 home_region = excluded.home_region, state = excluded.state, as_of = excluded.as_of",
+            )
+            .bind(&stream)
+            .bind(&event.metadata.region)
+            .bind(json)
+            .bind(stamp(event.metadata.recorded_at))
+            .execute(c)
+            .await
+            .map(|_| ())
+        })
+        .map_err(HandlerError::transient)?;
+        Ok(())
+    }
+
+    /// The published fact as the device's own event, with what does not cross
+    /// regions left blank (the owner) and the terms from the policy table by
+    /// the id and version the home region registered it under.
+    fn domain_fact(
+        &self,
+        event: &InboundEvent,
+        key: &DeviceKey,
+        state: Option<&DeviceState>,
+    ) -> Result<Event, HandlerError> {
+        let on = event.metadata.recorded_at.date_naive();
+        let refused = |s: tonic::Status| HandlerError::permanent(s.message().to_owned());
+        let name = event.event_type.as_str();
+        Ok(if name == pb::DeviceRegistered::NAME {
+            let e: pb::DeviceRegistered = event.proto().map_err(HandlerError::permanent)?;
+            let country = e.country_of_purchase.map(|c| c.value).unwrap_or_default();
+            let terms = self
+                .policies
+                .version(&country, &e.policy_id, e.policy_version)
+                .cloned()
+                .ok_or_else(|| {
+                    HandlerError::permanent(format!(
+                        "policy {} version {} of {country} is not in this region's table",
+                        e.policy_id, e.policy_version
+                    ))
+                })?;
+            let purchase_date = required_date("purchase_date", &e.purchase_date)?;
+            let base_end = required_date("base_warranty_end", &e.base_warranty_end)?;
+            let channel = crate::convert::channel(e.channel).map_err(refused)?;
+            match state {
+                None => Event::DeviceRegistered {
+                    key: key.clone(),
+                    model: e.model,
+                    purchase_date,
+                    country,
+                    channel,
+                    customer_id: String::new(),
+                    terms,
+                    base_end,
+                    proof: if e.purchase_date_declared {
+                        PurchaseProof::CustomerDeclared
+                    } else {
+                        PurchaseProof::Verified
+                    },
+                    activated_on: None,
+                },
+                // Published again once the purchase was verified.
+                Some(_) => Event::PurchaseVerified {
+                    model: e.model,
+                    purchase_date,
+                    country,
+                    channel,
+                    customer_id: String::new(),
+                    terms,
+                    base_end,
+                    declared_by: String::new(),
+                    activated_on: None,
+                },
+            }
+        } else if name == pb::ExtendedWarrantyPurchased::NAME {
+            let e: pb::ExtendedWarrantyPurchased =
+                event.proto().map_err(HandlerError::permanent)?;
+            let price = e.price.unwrap_or_default();
+            Event::ExtendedWarrantyPurchased {
+                customer_id: String::new(),
+                plan_id: e.plan_id,
+                purchased_on: on,
+                coverage_end: required_date("coverage_end", &e.coverage_end)?,
+                price_minor: price.minor_units,
+                currency: price.currency,
+            }
+        } else if name == pb::ExtendedWarrantyCancelled::NAME {
+            let e: pb::ExtendedWarrantyCancelled =
+                event.proto().map_err(HandlerError::permanent)?;
+            let refund = e.refund.unwrap_or_default();
+            Event::ExtendedWarrantyCancelled {
+                customer_id: String::new(),
+                plan_id: e.plan_id,
+                cancelled_on: on,
+                refund_minor: refund.minor_units,
+                currency: refund.currency,
+                refund_id: None,
+            }
+        } else if name == pb::WarrantyVoided::NAME {
+            let e: pb::WarrantyVoided = event.proto().map_err(HandlerError::permanent)?;
+            Event::WarrantyVoided {
+                customer_id: String::new(),
+                reason: e.reason,
+                evidence: Vec::new(),
+                voided_on: on,
+            }
+        } else if name == pb::ClaimRecorded::NAME {
+            let e: pb::ClaimRecorded = event.proto().map_err(HandlerError::permanent)?;
+            Event::ClaimRecorded {
+                repair_order_id: e.repair_order_id,
+                fault: crate::convert::fault(e.fault_category).map_err(refused)?,
+                claimed_on: on,
+                fault_date: None,
+                under_legal_guarantee: false,
+                // Published without one before replicas decided coverage.
+                part_covered_until: date(&e.part_covered_until)?.unwrap_or(on),
+                legal_extension_months: e.legal_extension_months,
+                legal_guarantee_end: date(&e.legal_guarantee_end)?,
+                programme_id: Some(e.programme_id).filter(|p| !p.is_empty()),
+            }
+        } else {
+            return Err(HandlerError::permanent(format!(
+                "{name}: not an event the replica applies"
+            )));
+        })
+    }
+}
+
+fn date(value: &str) -> Result<Option<NaiveDate>, HandlerError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|e| HandlerError::permanent(format!("{value:?}: {e}")))
+}
+
+fn required_date(field: &str, value: &str) -> Result<NaiveDate, HandlerError> {
+    date(value)?.ok_or_else(|| HandlerError::permanent(format!("{field} is empty")))
+}
+
+impl Handler for FromOtherRegions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        if event.event_type == pb::WriteForwarded::NAME {
+            return self.apply_forwarded(event, tx).await;
+        }
+        self.apply_fact(event, tx).await?;
+        // A fact the home region wrote for one of this region's forwarded
+        // writes settles it.
+        if let Some(cause) = event.metadata.causation_id {
+            on_connection!(tx.connection(), c => {
+                sqlx::query(
+                    "UPDATE warranty_forwards SET applied_at = $2 \
+                     WHERE event_id = $1 AND applied_at IS NULL",
                 )
-                .bind(&stream)
-                .bind(&event.metadata.region)
-                .bind(&e.model)
-                .bind(&e.purchase_date)
-                .bind(&country)
-                .bind(e.channel)
-                .bind(&e.policy_id)
-                .bind(i64::from(e.policy_version))
-                .bind(&e.base_warranty_end)
-                .bind(&e.legal_guarantee_end)
-                .bind(e.purchase_date_declared)
-                .bind(&as_of)
+                .bind(cause.to_string())
+                .bind(stamp(event.metadata.recorded_at))
                 .execute(c)
                 .await
                 .map(|_| ())
-                .map_err(HandlerError::transient));
-            }
-            name if name == pb::ExtendedWarrantyPurchased::NAME => {
-                let e: pb::ExtendedWarrantyPurchased = event.proto().map_err(proto)?;
-                (
-                    "UPDATE foreign_devices SET plan_id = $2, plan_coverage_end = $3, as_of = $4 \
-                     WHERE stream_id = $1",
-                    vec![e.plan_id, e.coverage_end],
-                )
-            }
-            name if name == pb::ExtendedWarrantyCancelled::NAME => (
-                "UPDATE foreign_devices SET plan_id = '', plan_coverage_end = '', as_of = $2 \
-                 WHERE stream_id = $1",
-                vec![],
-            ),
-            name if name == pb::WarrantyVoided::NAME => {
-                let e: pb::WarrantyVoided = event.proto().map_err(proto)?;
-                (
-                    "UPDATE foreign_devices SET voided = TRUE, void_reason = $2, as_of = $3 \
-                     WHERE stream_id = $1",
-                    vec![e.reason],
-                )
-            }
-            name if name == pb::ClaimRecorded::NAME => {
-                let e: pb::ClaimRecorded = event.proto().map_err(proto)?;
-                (
-                    "UPDATE foreign_devices SET claims = claims + 1, \
-                       legal_guarantee_end = CASE WHEN $2 = '' THEN legal_guarantee_end ELSE $2 END, \
-                       as_of = $3 WHERE stream_id = $1",
-                    vec![e.legal_guarantee_end],
-                )
-            }
-            other => {
-                return Err(HandlerError::permanent(format!(
-                    "{other}: not an event the replica applies"
-                )));
-            }
-        };
-        on_connection!(tx.connection(), c => {
-            let mut query = sqlx::query(sql).bind(&stream);
-            for value in &binds {
-                query = query.bind(value);
-            }
-            query.bind(&as_of).execute(c).await.map(|_| ())
-        })
-        .map_err(HandlerError::transient)
+            })
+            .map_err(HandlerError::transient)?;
+        }
+        Ok(())
     }
 }

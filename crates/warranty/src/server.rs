@@ -87,6 +87,38 @@ impl Default for Config {
     }
 }
 
+/// Sets, every 10 seconds, the forward queue's gauges per home region:
+/// `aftersales_forward_queue_depth` (writes accepted here and not yet applied
+/// there) and `aftersales_forward_queue_oldest_seconds`.
+async fn watch_forwards(
+    store: aftersales_eventstore::AnyEventStore,
+    regions: Arc<aftersales_runtime::regions::Regions>,
+    here: String,
+    clock: aftersales_core::SharedClock,
+    mut shutdown: aftersales_core::Shutdown,
+) {
+    loop {
+        match crate::replica::unsettled_forwards(&store, clock.now()).await {
+            Ok(queued) => {
+                for region in regions.others(&here) {
+                    let (depth, age) = queued
+                        .iter()
+                        .find(|(home, ..)| *home == region.name)
+                        .map_or((0, 0.0), |(_, depth, age)| (*depth, *age));
+                    let labels = [("region", region.name.clone())];
+                    metrics::gauge!("aftersales_forward_queue_depth", &labels).set(depth as f64);
+                    metrics::gauge!("aftersales_forward_queue_oldest_seconds", &labels).set(age);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "reading the forward queue failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            () = shutdown.requested() => return,
+        }
+    }
+}
+
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     // A bad region stops the start before anything is touched.
@@ -109,12 +141,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .start(config.payments_webhook_listen, common.clock.clone())
         .await
         .map_err(StartError::Config)?;
-    let app = Warranty::new(
+    let regions = Arc::new(common.regions().map_err(StartError::Config)?);
+    let policies = Arc::new(policies);
+    let programmes = Arc::new(programmes);
+    let from_other_regions = crate::replica::FromOtherRegions::new(
+        common.region.clone(),
         store.clone(),
-        Arc::new(policies),
-        Arc::new(programmes),
-        payments,
+        Arc::clone(&policies),
+        Arc::clone(&programmes),
     );
+    let app = Warranty::new(store.clone(), policies, programmes, payments)
+        .in_region(common.region.clone(), Arc::clone(&regions));
     let cache = Arc::clone(app.cache());
     let webhook_app = app.clone();
     let settling = app.clone();
@@ -136,7 +173,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .notary(notary)
     .privacy(records)
-    .consumer(crate::replica::ForeignDevices)
+    .consumer(from_other_regions)
+    .task({
+        let (store, region, clock) = (store.clone(), common.region.clone(), common.clock.clone());
+        move |shutdown| watch_forwards(store, regions, region, clock, shutdown)
+    })
     .task(move |shutdown| async move {
         cache
             .follow(&follower, Duration::from_millis(100), shutdown.stopped())

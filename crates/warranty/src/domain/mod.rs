@@ -5,9 +5,11 @@
 //! - [`coverage`]: whether a fault is covered on a date, and why.
 //! - [`programme`]: recall and service programmes, loaded from TOML and validated.
 //! - [`device`]: the device aggregate as a decider.
+//! - [`forward`]: writes for devices whose home is another region, queued for it.
 
 pub mod coverage;
 pub mod device;
+pub mod forward;
 pub mod ids;
 pub mod policy;
 pub mod programme;

@@ -525,6 +525,15 @@ impl PolicyTable {
             .find(|v| v.effective_from <= purchase_date)
     }
 
+    /// The version `version` of the policy `policy_id` of `country`: how another
+    /// region's device is decided here, under the terms it was registered with.
+    pub fn version(&self, country: &str, policy_id: &str, version: u32) -> Option<&PolicyTerms> {
+        self.countries
+            .get(country)?
+            .iter()
+            .find(|v| v.policy_id == policy_id && v.version == version)
+    }
+
     pub fn countries(&self) -> impl Iterator<Item = &str> {
         self.countries.keys().map(String::as_str)
     }

@@ -2,7 +2,8 @@
 //! proxy the test cuts), PostgreSQL database and warranty service: a phone
 //! registered in its home region is known in the other from the replica, says
 //! so and as of when, and what changes at home while the link is cut arrives
-//! once it heals.
+//! once it heals; a phone is registered only in its home region, decided abroad
+//! under its home policy, and a claim made abroad reaches home exactly once.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use aftersales_proto::warranty as pb;
 use aftersales_testkit::NatsServer;
 use tonic::Code;
 
-use crate::harness::{Server, by_imei, fresh_imei, registration};
+use crate::harness::{Server, by_imei, days_ago, fresh_imei, registration};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -38,8 +39,16 @@ async fn eventually(server: &Server, imei: &str, done: impl Fn(&pb::Device) -> b
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_bought_in_germany_is_known_in_india_from_the_replica() {
+/// Germany (home for DE) and India (home for IN), linked through a proxy.
+struct TwoRegions {
+    eu: Server,
+    ap: Server,
+    proxy: aftersales_testkit::TcpProxy,
+    _nats: (NatsServer, NatsServer),
+    _dir: tempfile::TempDir,
+}
+
+async fn two_regions() -> TwoRegions {
     let (eu_nats, ap_nats, proxy) = NatsServer::linked_regions("eu-central", "ap-south").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let regions = dir.path().join("regions.toml");
@@ -51,6 +60,24 @@ async fn a_phone_bought_in_germany_is_known_in_india_from_the_replica() {
     .unwrap();
     let eu = Server::start_in_region(eu_nats.url(), "eu-central", &regions).await;
     let ap = Server::start_in_region(ap_nats.url(), "ap-south", &regions).await;
+    TwoRegions {
+        eu,
+        ap,
+        proxy,
+        _nats: (eu_nats, ap_nats),
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_bought_in_germany_is_known_in_india_from_the_replica() {
+    let TwoRegions {
+        eu,
+        ap,
+        proxy,
+        _nats: _servers,
+        _dir: _directory,
+    } = two_regions().await;
 
     let imei = fresh_imei();
     let home = eu
@@ -124,4 +151,195 @@ async fn a_phone_bought_in_germany_is_known_in_india_from_the_replica() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
+}
+
+fn display_fault(imei: &str, record: bool) -> pb::CheckCoverageRequest {
+    pb::CheckCoverageRequest {
+        device_id: by_imei(imei),
+        fault_category: pb::FaultCategory::Display.into(),
+        record_decision: record,
+        ..Default::default()
+    }
+}
+
+async fn claims_recorded(server: &Server, imei: &str) -> usize {
+    let history = server
+        .client
+        .clone()
+        .get_device_history(pb::GetDeviceHistoryRequest {
+            device_id: by_imei(imei),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    history
+        .events
+        .iter()
+        .filter(|e| e.event_type == "ClaimRecorded")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_phone_repaired_in_india_is_claimed_in_germany_once_across_a_cut() {
+    let TwoRegions {
+        eu,
+        ap,
+        proxy,
+        _nats: _servers,
+        _dir: _directory,
+    } = two_regions().await;
+    let store = ap.running.store.clone();
+    let clock = ap.clock.clone();
+    let queued = || async {
+        aftersales_warranty::replica::unsettled_forwards(&store, clock.now())
+            .await
+            .unwrap()
+    };
+
+    // A phone is registered in its home region only.
+    let imei = fresh_imei();
+    let refused = ap
+        .client
+        .clone()
+        .register_device(registration(&imei, "DE", &days_ago(60), "cust-de-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("eu-central"), "{refused:?}");
+    eu.client
+        .clone()
+        .register_device(registration(&imei, "DE", &days_ago(60), "cust-de-2"))
+        .await
+        .unwrap();
+    eventually(&ap, &imei, |d| d.replica.is_some()).await;
+    let twice = ap
+        .client
+        .clone()
+        .register_device(registration(&imei, "IN", &days_ago(60), "cust-in-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), Code::AlreadyExists, "{twice:?}");
+
+    // India decides under the German policy, as Germany does, and says whence.
+    let home = eu
+        .client
+        .clone()
+        .check_coverage(display_fault(&imei, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let abroad = ap
+        .client
+        .clone()
+        .check_coverage(display_fault(&imei, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(home.covered, "{home:?}");
+    assert_eq!(home.replica, None);
+    let replica = abroad.replica.clone().expect("decided from the replica");
+    assert_eq!(replica.home_region, "eu-central");
+    assert_eq!(
+        pb::CoverageDecision {
+            replica: None,
+            known_at: None,
+            ..abroad.clone()
+        },
+        pb::CoverageDecision {
+            known_at: None,
+            ..home.clone()
+        },
+        "the same decision in both regions"
+    );
+    // Only the home region writes the device: a plan is bought there.
+    let plan = ap
+        .client
+        .clone()
+        .purchase_extended_warranty(pb::PurchaseExtendedWarrantyRequest {
+            device_id: by_imei(&imei),
+            plan_id: "care-12".into(),
+            payment_method: "pm_card_visa".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(plan.code(), Code::FailedPrecondition, "{plan:?}");
+
+    // Cut off, India repairs it: the claim is accepted into the forward queue,
+    // once however often it is sent.
+    proxy.cut();
+    let claim = pb::RecordClaimRequest {
+        device_id: by_imei(&imei),
+        repair_order_id: "r-abroad-1".into(),
+        fault_category: pb::FaultCategory::Display.into(),
+        ..Default::default()
+    };
+    let first = ap
+        .client
+        .clone()
+        .record_claim(claim.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    let device = first.device.unwrap();
+    assert!(
+        device.replica.as_ref().is_some_and(|r| r.write_forwarded),
+        "{device:?}"
+    );
+    let again = ap
+        .client
+        .clone()
+        .record_claim(claim)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate, "a claim is queued once per repair order");
+    let waiting = queued().await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!((waiting[0].0.as_str(), waiting[0].1), ("eu-central", 1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        claims_recorded(&eu, &imei).await,
+        0,
+        "nothing crosses a cut"
+    );
+
+    // Healed: Germany records it once, and India's replica and queue follow.
+    let healed = std::time::Instant::now();
+    proxy.heal();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while claims_recorded(&eu, &imei).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claim never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "claim applied at home {:?} after the heal",
+        healed.elapsed()
+    );
+    let copy = eventually(&ap, &imei, |d| d.claims == 1).await;
+    assert!(copy.replica.is_some());
+    while !queued().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(claims_recorded(&eu, &imei).await, 1, "exactly once");
+    let verified = eu
+        .client
+        .clone()
+        .verify_device_history(pb::VerifyDeviceHistoryRequest {
+            device_id: by_imei(&imei),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.intact, "{verified:?}");
 }
