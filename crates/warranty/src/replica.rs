@@ -412,3 +412,89 @@ impl Handler for FromOtherRegions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+    use prost_types::{DescriptorProto, FileDescriptorSet};
+
+    /// Field names that would carry contact data, an address or a name.
+    const PERSONAL: &[&str] = &[
+        "email",
+        "phone",
+        "address",
+        "recipient",
+        "lines",
+        "street",
+        "city",
+        "postal_code",
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+    ];
+
+    fn messages(set: &FileDescriptorSet) -> Vec<(String, &DescriptorProto)> {
+        fn walk<'a>(
+            prefix: &str,
+            message: &'a DescriptorProto,
+            out: &mut Vec<(String, &'a DescriptorProto)>,
+        ) {
+            let name = format!("{prefix}.{}", message.name());
+            for nested in &message.nested_type {
+                walk(&name, nested, out);
+            }
+            out.push((name, message));
+        }
+        let mut out = Vec::new();
+        for file in &set.file {
+            for message in &file.message_type {
+                walk(&format!(".{}", file.package()), message, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Residency by contract: whatever warranty publishes is what another
+    /// region's replica receives, so no message it publishes (nor any message
+    /// those contain) has a field for contact data, an address or a name.
+    #[test]
+    fn nothing_warranty_publishes_has_room_for_contact_data() {
+        let set = FileDescriptorSet::decode(aftersales_proto::FILE_DESCRIPTOR_SET).expect("set");
+        let all = messages(&set);
+        let find = |name: &str| all.iter().find(|(n, _)| n == name).map(|(_, m)| *m);
+        let published = set
+            .file
+            .iter()
+            .find(|f| f.name().ends_with("warranty/v1/events.proto"))
+            .expect("warranty's events");
+        let mut queue: Vec<String> = published
+            .message_type
+            .iter()
+            .map(|m| format!(".aftersales.warranty.v1.{}", m.name()))
+            .collect();
+        assert!(queue.len() >= 10, "{queue:?}");
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let message = find(&name).unwrap_or_else(|| panic!("{name} is not in the set"));
+            for field in &message.field {
+                assert!(
+                    !PERSONAL.contains(&field.name()),
+                    "{name}.{} would carry personal data across regions",
+                    field.name()
+                );
+                assert_ne!(field.type_name(), ".aftersales.common.v1.Address", "{name}");
+                if !field.type_name().is_empty() && find(field.type_name()).is_some() {
+                    queue.push(field.type_name().to_owned());
+                }
+            }
+        }
+        assert!(
+            seen.contains(".aftersales.warranty.v1.CoverageDecision"),
+            "{seen:?}"
+        );
+    }
+}

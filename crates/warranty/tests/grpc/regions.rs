@@ -153,6 +153,26 @@ async fn a_phone_bought_in_germany_is_known_in_india_from_the_replica() {
     assert_eq!(unknown.code(), Code::NotFound);
 }
 
+/// A published warranty event, decoded, as text.
+fn published(kind: &str, payload: &[u8]) -> String {
+    fn show<M: prost::Message + Default + std::fmt::Debug>(payload: &[u8]) -> String {
+        format!("{:?}", M::decode(payload).unwrap())
+    }
+    match kind {
+        "DeviceRegistered" => show::<pb::DeviceRegistered>(payload),
+        "ExtendedWarrantyPurchased" => show::<pb::ExtendedWarrantyPurchased>(payload),
+        "ExtendedWarrantyCancelled" => show::<pb::ExtendedWarrantyCancelled>(payload),
+        "AccessoryRegistered" => show::<pb::AccessoryRegistered>(payload),
+        "WarrantyVoided" => show::<pb::WarrantyVoided>(payload),
+        "OwnershipTransferred" => show::<pb::OwnershipTransferred>(payload),
+        "CoverageDecided" => show::<pb::CoverageDecided>(payload),
+        "ClaimRecorded" => show::<pb::ClaimRecorded>(payload),
+        "WriteForwarded" => show::<pb::WriteForwarded>(payload),
+        "EnrolledInProgramme" => show::<pb::EnrolledInProgramme>(payload),
+        other => panic!("{other}: not a warranty event"),
+    }
+}
+
 fn display_fault(imei: &str, record: bool) -> pb::CheckCoverageRequest {
     pb::CheckCoverageRequest {
         device_id: by_imei(imei),
@@ -186,7 +206,7 @@ async fn a_german_phone_repaired_in_india_is_claimed_in_germany_once_across_a_cu
         eu,
         ap,
         proxy,
-        _nats: _servers,
+        _nats: (eu_nats, ap_nats),
         _dir: _directory,
     } = two_regions().await;
     let store = ap.running.store.clone();
@@ -342,4 +362,73 @@ async fn a_german_phone_repaired_in_india_is_claimed_in_germany_once_across_a_cu
         .unwrap()
         .into_inner();
     assert!(verified.intact, "{verified:?}");
+
+    // Staff in India find the warranty void: queued, applied at home, back here.
+    let void = ap
+        .client
+        .clone()
+        .void_warranty(pb::VoidWarrantyRequest {
+            device_id: by_imei(&imei),
+            reason: "liquid damage found at the repair".into(),
+            evidence: vec!["photo-17".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(void.replica.is_some_and(|r| r.write_forwarded));
+    let voided = eventually(&ap, &imei, |d| d.voided).await;
+    assert_eq!(voided.void_reason, "liquid damage found at the repair");
+    let home = eu
+        .client
+        .clone()
+        .get_device(pb::GetDeviceRequest {
+            device_id: by_imei(&imei),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(home.voided && home.replica.is_none(), "{home:?}");
+    while !queued().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Residency: every message that crossed, either way, holds no contact data.
+    let mut crossed = 0;
+    for (here, there, url) in [
+        ("ap-south", "eu-central", ap_nats.url()),
+        ("eu-central", "ap-south", eu_nats.url()),
+    ] {
+        let names = |r: &str| aftersales_messaging::Names::new(r.to_owned()).unwrap();
+        let stream = names(here).replica_stream(&names(there), "warranty");
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let mut mirror = js.get_stream(&stream).await.unwrap();
+        let last = mirror.info().await.unwrap().state.last_sequence;
+        assert!(last > 0, "{stream} is empty");
+        for sequence in 1..=last {
+            let message = mirror.get_raw_message(sequence).await.unwrap();
+            let kind = message
+                .headers
+                .get("Aftersales-Event-Type")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            let text = format!(
+                "{:?} {}",
+                message.headers,
+                published(&kind, &message.payload)
+            );
+            assert!(!text.contains('@'), "{stream} #{sequence}: {text}");
+            // A phone number as addresses and contacts carry one.
+            let phone = text
+                .split('+')
+                .skip(1)
+                .any(|rest| rest.bytes().take_while(u8::is_ascii_digit).count() >= 7);
+            assert!(!phone, "{stream} #{sequence}: {text}");
+            crossed += 1;
+        }
+    }
+    eprintln!("{crossed} messages crossed between the regions, none personal");
 }
