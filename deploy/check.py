@@ -257,8 +257,8 @@ def check_overlay(objects, name):
     rules = by_kind(objects, "PrometheusRule").get("aftersales", {})
     alerts = {r.get("alert") for g in rules.get("spec", {}).get("groups", []) for r in g.get("rules", [])}
     require(
-        {"ReplicaOutOfContact", "ReplicaLagging"} <= alerts,
-        f"{name}: alerts on replication from other regions",
+        {"ReplicaOutOfContact", "ReplicaLagging", "ForwardQueueWaiting", "ForwardQueueStuck"} <= alerts,
+        f"{name}: alerts on replication from other regions and the forward queue",
     )
     require("gateway {" not in conf, f"{name}: no supercluster gateway (each region keeps its own JetStream)")
     warranty = deployments.get("warranty", {})
