@@ -8,3 +8,4 @@ mod harness;
 mod history;
 mod network;
 mod orders;
+mod regions;
