@@ -10,7 +10,7 @@
 //! - [`operations`]: every service's backlogs and dead letters, for operators.
 //! - [`privacy`]: a customer's data exported and erased, in every service.
 //! - [`regions`]: the region directory: each country's home region, each
-//!   region's services.
+//!   region's services, and where a client sends a device's reads and writes.
 //! - [`request`]: the command context a gRPC request carries.
 //! - [`sealed`]: personal data in public events, sealed and opened.
 //! - [`service`]: a service binary's life, from telemetry to a clean stop.

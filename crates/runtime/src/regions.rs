@@ -180,6 +180,130 @@ impl Regions {
     }
 }
 
+/// Where a client (the CLI, the gateway) sends its calls to one service when
+/// the platform runs in many regions: reads to the nearest region that can
+/// answer, writes about a device to its home region, the only one that writes
+/// it. Without a directory, every call goes to the nearest.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    service: &'static str,
+    nearest: String,
+    regions: Option<std::sync::Arc<Regions>>,
+}
+
+impl Routes {
+    /// Calls to `service`, whose nearest instance answers at `nearest`.
+    pub fn new(
+        service: &'static str,
+        nearest: impl Into<String>,
+        regions: Option<std::sync::Arc<Regions>>,
+    ) -> Self {
+        Self {
+            service,
+            nearest: nearest.into(),
+            regions,
+        }
+    }
+
+    pub fn nearest(&self) -> &str {
+        &self.nearest
+    }
+
+    /// Where to read, in the order to ask: the nearest, then every other
+    /// region of the directory that names the service, each once.
+    pub fn readers(&self) -> Vec<String> {
+        let mut urls = vec![self.nearest.clone()];
+        for region in self.regions.iter().flat_map(|r| r.all()) {
+            if let Some(url) = region.endpoint(self.service)
+                && !urls.iter().any(|u| u == url)
+            {
+                urls.push(url.to_owned());
+            }
+        }
+        urls
+    }
+
+    /// The service in `region`: from the directory, or the nearest when there
+    /// is none. A region the directory does not know, or whose service it has
+    /// no address for, cannot be called (FAILED_PRECONDITION).
+    pub fn in_region(&self, region: &str) -> Result<String, tonic::Status> {
+        let Some(regions) = &self.regions else {
+            return Ok(self.nearest.clone());
+        };
+        let region = regions.get(region).ok_or_else(|| {
+            tonic::Status::failed_precondition(format!(
+                "region {region:?} is not in the region directory"
+            ))
+        })?;
+        region
+            .endpoint(self.service)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                tonic::Status::failed_precondition(format!(
+                    "the region directory gives no {} address for region {:?}",
+                    self.service, region.name
+                ))
+            })
+    }
+
+    /// The service in the home region of `country` (upper-case ISO code): where
+    /// a device bought there is registered, and where a customer in that country
+    /// finds the service centers near them. The nearest when the directory names
+    /// no home for it (the service then says why it refuses).
+    pub fn home_of_country(&self, country: &str) -> String {
+        self.regions
+            .as_ref()
+            .and_then(|r| r.home_of(country))
+            .and_then(|region| region.endpoint(self.service))
+            .map_or_else(|| self.nearest.clone(), str::to_owned)
+    }
+
+    /// Where a device's writes go, given where it was read (`answered_at`) and
+    /// the home region the answer named if it came from a replica (`""` if the
+    /// region that answered is home).
+    pub fn home_of_device(
+        &self,
+        answered_at: &str,
+        replica_home: &str,
+    ) -> Result<String, tonic::Status> {
+        if replica_home.is_empty() {
+            Ok(answered_at.to_owned())
+        } else {
+            self.in_region(replica_home)
+        }
+    }
+}
+
+/// Asks each of `urls` in turn until one answers: a region that does not know
+/// the thing asked for (NOT_FOUND) or cannot be reached (UNAVAILABLE, a deadline
+/// passed) passes the question on. Gives the answer and where it came from; if
+/// none answers, the first refusal (the nearest's).
+pub async fn first_that_answers<T, F, Fut>(
+    urls: &[String],
+    mut call: F,
+) -> Result<(T, String), tonic::Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut first = None;
+    for url in urls {
+        match call(url.clone()).await {
+            Ok(answer) => return Ok((answer, url.clone())),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                first.get_or_insert(status);
+            }
+            Err(status) => return Err(status),
+        }
+    }
+    Err(first.unwrap_or_else(|| tonic::Status::unavailable("no region to ask")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +377,94 @@ mod tests {
             .contains("not an http(s) URL")
         );
         assert!(refused(&one("countries = [\"DE\"]\ncolour = \"blue\"")).contains("unknown field"));
+    }
+
+    fn two_regions() -> std::sync::Arc<Regions> {
+        std::sync::Arc::new(
+            Regions::parse(
+                "[[region]]\nname = \"eu-central\"\ncountries = [\"DE\"]\n\
+                 [region.endpoints]\nwarranty = \"http://eu.example:50051\"\n\
+                 [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n\
+                 [region.endpoints]\nwarranty = \"http://ap.example:50051\"\n\
+                 [[region]]\nname = \"us-east\"\ncountries = [\"US\"]\n",
+            )
+            .expect("valid"),
+        )
+    }
+
+    #[test]
+    fn reads_go_nearest_first_and_writes_to_the_home_region() {
+        let routes = Routes::new("warranty", "http://ap.example:50051", Some(two_regions()));
+        assert_eq!(
+            routes.readers(),
+            ["http://ap.example:50051", "http://eu.example:50051"],
+            "the nearest once, then the others with an address"
+        );
+        assert_eq!(routes.home_of_country("DE"), "http://eu.example:50051");
+        assert_eq!(routes.home_of_country("IN"), "http://ap.example:50051");
+        assert_eq!(
+            routes.home_of_country("BR"),
+            "http://ap.example:50051",
+            "no home: the nearest, which refuses and says why"
+        );
+        assert_eq!(
+            routes
+                .home_of_device("http://ap.example:50051", "eu-central")
+                .unwrap(),
+            "http://eu.example:50051"
+        );
+        assert_eq!(
+            routes.home_of_device("http://eu.example:50051", "").unwrap(),
+            "http://eu.example:50051",
+            "answered by its home"
+        );
+        let no_address = routes.home_of_device("http://ap.example:50051", "us-east");
+        assert_eq!(
+            no_address.unwrap_err().code(),
+            tonic::Code::FailedPrecondition
+        );
+        let unknown = routes.in_region("mars-1").unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::FailedPrecondition);
+
+        let alone = Routes::new("warranty", "http://localhost:50051", None);
+        assert_eq!(alone.readers(), ["http://localhost:50051"]);
+        assert_eq!(alone.home_of_country("DE"), "http://localhost:50051");
+        assert_eq!(alone.in_region("eu-central").unwrap(), "http://localhost:50051");
+    }
+
+    #[tokio::test]
+    async fn a_read_passes_on_from_a_region_that_cannot_answer_but_not_past_a_refusal() {
+        let urls: Vec<String> = ["near", "far", "farther"].map(String::from).into();
+        let (answer, from) = first_that_answers(&urls, |url| async move {
+            match url.as_str() {
+                "near" => Err(tonic::Status::not_found("no such device")),
+                "far" => Err(tonic::Status::unavailable("link down")),
+                _ => Ok(7),
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((answer, from.as_str()), (7, "farther"));
+
+        let refused = first_that_answers(&urls, |url| async move {
+            match url.as_str() {
+                "near" => Err(tonic::Status::permission_denied("not yours")),
+                _ => Ok(7),
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+        let nobody = first_that_answers(&urls, |url| async move {
+            Err::<u8, _>(if url == "near" {
+                tonic::Status::not_found("no such device")
+            } else {
+                tonic::Status::unavailable("down")
+            })
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(nobody.code(), tonic::Code::NotFound, "the nearest's answer");
     }
 }
