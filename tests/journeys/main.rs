@@ -10,6 +10,7 @@ mod fuzz;
 mod journey;
 mod platform;
 mod privacy;
+mod regions;
 mod relay;
 mod trace;
 mod watchers;

@@ -5,6 +5,7 @@ use aftersales_proto::repair as rpb;
 use aftersales_proto::repair::repair_service_client::RepairServiceClient;
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_runtime::regions::{Routes, first_that_answers};
 use aftersales_runtime::telemetry::{TracedChannel, traced};
 use serde_json::json;
 
@@ -77,6 +78,11 @@ pub struct Endpoints {
     /// A CA (PEM) to trust, besides the system's, for services at `https://` URLs.
     #[arg(long, global = true, env = "AFTERSALES_TLS_CA")]
     pub ca_cert: Option<std::path::PathBuf>,
+    /// The region directory (TOML): with it, a device's writes go to its home
+    /// region and reads to the nearest region that answers (the service URLs
+    /// above are the nearest).
+    #[arg(long, global = true, env = "AFTERSALES_REGIONS_FILE")]
+    pub regions_file: Option<std::path::PathBuf>,
 }
 
 impl Endpoints {
@@ -93,6 +99,67 @@ impl Endpoints {
             connect(service, url, self.ca_cert.as_deref()).await?,
             token.map(aftersales_auth::ServiceToken::fixed),
         ))
+    }
+
+    /// Where calls to `service`, whose nearest instance is at `nearest`, go.
+    pub fn routes(&self, service: &'static str, nearest: &str) -> Result<Routes, String> {
+        let regions = self
+            .regions_file
+            .as_deref()
+            .map(|path| {
+                aftersales_runtime::regions::Regions::load(path)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()?;
+        Ok(Routes::new(service, nearest, regions))
+    }
+
+    /// A warranty client at `url`.
+    pub async fn warranty_at(
+        &self,
+        url: &str,
+    ) -> Result<WarrantyServiceClient<TracedChannel>, String> {
+        Ok(WarrantyServiceClient::new(
+            self.channel("warranty", url).await?,
+        ))
+    }
+
+    /// Reads `imei`'s device from the nearest region that has it; gives the
+    /// device and the warranty service that answered.
+    async fn find_device(&self, id: &str) -> Result<(wpb::Device, String), String> {
+        let routes = self.routes("warranty", &self.warranty_url)?;
+        first_that_answers(&routes.readers(), |url| async move {
+            let mut client = self
+                .warranty_at(&url)
+                .await
+                .map_err(tonic::Status::unavailable)?;
+            client
+                .get_device(wpb::GetDeviceRequest {
+                    device_id: imei(id),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
+        .map_err(failed)
+    }
+
+    /// A warranty client in `imei`'s home region, the only one that changes it.
+    async fn warranty_home_of(
+        &self,
+        id: &str,
+    ) -> Result<WarrantyServiceClient<TracedChannel>, String> {
+        let routes = self.routes("warranty", &self.warranty_url)?;
+        if routes.readers().len() == 1 {
+            return self.warranty_at(routes.nearest()).await;
+        }
+        let (device, answered_at) = self.find_device(id).await?;
+        let replica_home = device.replica.map(|r| r.home_region).unwrap_or_default();
+        let home = routes
+            .home_of_device(&answered_at, &replica_home)
+            .map_err(failed)?;
+        self.warranty_at(&home).await
     }
 }
 
@@ -222,11 +289,7 @@ pub async fn connect(
 pub async fn warranty(
     endpoints: &Endpoints,
 ) -> Result<WarrantyServiceClient<TracedChannel>, String> {
-    Ok(WarrantyServiceClient::new(
-        endpoints
-            .channel("warranty", &endpoints.warranty_url)
-            .await?,
-    ))
+    endpoints.warranty_at(&endpoints.warranty_url).await
 }
 
 pub async fn repair_client(
@@ -253,6 +316,7 @@ fn device_json(d: &wpb::Device) -> serde_json::Value {
         "extended_plan": d.extended_plan.as_ref().map(|p| json!({"plan": p.plan_id, "until": p.coverage_end})),
         "pending_plan": d.pending_plan.as_ref().map(|p| json!({"plan": p.plan_id, "payment": p.payment_id, "status": "payment pending"})),
         "voided": d.voided,
+        "replica": d.replica.as_ref().map(replica_in_words),
         "programmes": d.programmes,
         "accessories": d.accessories.iter().map(|a| {
             let kind = a.kind().as_str_name().trim_start_matches("ACCESSORY_KIND_").to_ascii_lowercase();
@@ -284,6 +348,14 @@ fn print(json_out: bool, value: &serde_json::Value) {
     }
 }
 
+/// Where an answer from a replica came from, and how fresh it is.
+fn replica_in_words(replica: &wpb::Replica) -> String {
+    format!(
+        "answered from this region's replica of {}, as of {}",
+        replica.home_region, replica.as_of
+    )
+}
+
 /// A valid IMEI, or a message saying why not (before any service is asked).
 fn checked_imei(value: &str) -> Result<String, String> {
     aftersales_core::types::Imei::parse("--imei", value)
@@ -298,7 +370,8 @@ pub async fn warranty_command(command: Warranty, endpoints: &Endpoints) -> Resul
         payment_method,
     } = command;
     let id = checked_imei(&id)?;
-    let d = warranty(endpoints)
+    let d = endpoints
+        .warranty_home_of(&id)
         .await?
         .purchase_extended_warranty(wpb::PurchaseExtendedWarrantyRequest {
             device_id: imei(&id),
@@ -322,7 +395,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
         }
         Device::Programmes => {}
     }
-    let mut client = warranty(endpoints).await?;
+    let routes = endpoints.routes("warranty", &endpoints.warranty_url)?;
     match command {
         Device::Register {
             imei: id,
@@ -331,7 +404,9 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             country,
             customer,
         } => {
-            let d = client
+            let d = endpoints
+                .warranty_at(&routes.home_of_country(&country))
+                .await?
                 .register_device(wpb::RegisterDeviceRequest {
                     device_id: imei(&id),
                     model,
@@ -358,7 +433,9 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             ))
             .filter(|k| *k != wpb::AccessoryKind::Unspecified)
             .ok_or_else(|| format!("--kind: {kind:?} is not charger, cable, case or earbuds"))?;
-            let d = client
+            let d = endpoints
+                .warranty_home_of(&id)
+                .await?
                 .register_accessory(wpb::RegisterAccessoryRequest {
                     device_id: imei(&id),
                     accessory_serial: serial,
@@ -372,13 +449,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             print(endpoints.json, &device_json(&d));
         }
         Device::Show { imei: id } => {
-            let d = client
-                .get_device(wpb::GetDeviceRequest {
-                    device_id: imei(&id),
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
+            let (d, _) = endpoints.find_device(&id).await?;
             print(endpoints.json, &device_json(&d));
         }
         Device::Coverage {
@@ -401,21 +472,31 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             let category = wpb::FaultCategory::from_str_name(&name)
                 .filter(|f| *f != wpb::FaultCategory::Unspecified)
                 .ok_or_else(|| format!("--fault: {fault:?} is not a fault category"))?;
-            let d = client
-                .check_coverage(wpb::CheckCoverageRequest {
-                    fault_date: fault_date.unwrap_or_default(),
-                    known_at,
-                    serviced_in: serviced_in.map(|c| CountryCode {
-                        value: c.trim().to_ascii_uppercase(),
-                    }),
-                    device_id: imei(&id),
-                    fault_category: category.into(),
-                    as_of: None,
-                    record_decision: false,
-                })
-                .await
-                .map_err(failed)?
-                .into_inner();
+            let request = wpb::CheckCoverageRequest {
+                fault_date: fault_date.unwrap_or_default(),
+                known_at,
+                serviced_in: serviced_in.map(|c| CountryCode {
+                    value: c.trim().to_ascii_uppercase(),
+                }),
+                device_id: imei(&id),
+                fault_category: category.into(),
+                as_of: None,
+                record_decision: false,
+            };
+            let (d, _) = first_that_answers(&routes.readers(), |url| {
+                let request = request.clone();
+                async move {
+                    endpoints
+                        .warranty_at(&url)
+                        .await
+                        .map_err(tonic::Status::unavailable)?
+                        .check_coverage(request)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .await
+            .map_err(failed)?;
             print(
                 endpoints.json,
                 &json!({
@@ -438,11 +519,14 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
                     })),
                     "because": d.rule.as_ref().map(rule_in_words),
                     "programme": d.programme.as_ref().map(|p| format!("{} v{} ({}): {}", p.id, p.version, p.kind, p.title)),
+                    "replica": d.replica.as_ref().map(replica_in_words),
                 }),
             );
         }
         Device::Programmes => {
-            let programmes = client
+            let programmes = endpoints
+                .warranty_at(routes.nearest())
+                .await?
                 .list_programmes(wpb::ListProgrammesRequest {})
                 .await
                 .map_err(failed)?
@@ -518,14 +602,19 @@ fn rule_in_words(rule: &wpb::CoverageRule) -> String {
 }
 
 pub async fn center(command: Center, endpoints: &Endpoints) -> Result<(), String> {
-    let mut client = repair_client(endpoints).await?;
     let Center::Nearest {
         lat,
         lon,
         country,
         limit,
     } = command;
-    let found = client
+    // The centers of the region the customer is in, wherever the phone is from.
+    let routes = endpoints.routes("repair", &endpoints.repair_url)?;
+    let url = country.as_deref().map_or_else(
+        || routes.nearest().to_owned(),
+        |c| routes.home_of_country(c),
+    );
+    let found = RepairServiceClient::new(endpoints.channel("repair", &url).await?)
         .find_nearest_centers(rpb::FindNearestCentersRequest {
             point: Some(GeoPoint {
                 latitude: lat,

@@ -506,6 +506,7 @@ async fn up(args: Up) -> Result<(), String> {
             token: Some(token.unwrap_or_default().into()),
             issuer_url: String::new(),
             ca_cert: None,
+            regions_file: None,
         })
     };
     let desk = seeder(aftersales_auth::Principal::new(
