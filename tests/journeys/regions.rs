@@ -1,21 +1,35 @@
 //! Two regions as processes (Germany home for DE, India for IN), each with its
 //! own nats-server, linked through a proxy the test cuts, and its own warranty
-//! service on its own database; the `aftersales` CLI in India, given the region
-//! directory, sends a German phone's writes to Germany and its reads to the
-//! nearest region that answers.
+//! service on its own database; the `aftersales` CLI and the gateway in India,
+//! given the region directory, send a German phone's writes to Germany and its
+//! reads to the nearest region that answers.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aftersales_proto::common::{DeviceId, device_id};
+use aftersales_auth::{Principal, Role};
+use aftersales_identity::codes::SendFuture;
+use aftersales_identity::{CodeSender, Provider, Store};
+use aftersales_proto::common::{CountryCode, DeviceId, device_id};
 use aftersales_proto::warranty as wpb;
 use aftersales_proto::warranty::warranty_service_client::WarrantyServiceClient;
+use aftersales_testkit::browser::Browser;
 use aftersales_testkit::{NatsServer, shared_postgres};
+use fantoccini::Locator;
 
+use crate::web::bearer;
 use crate::{Service, keyring_env};
 
-/// The warranty service of `region`, on its own database and keyring.
-fn warranty_in(region: &str, nats: &NatsServer, directory: &Path, keys: &Path) -> Service {
+/// The warranty service of `region`, on its own database and keyring, with
+/// `auth` (the identity provider's settings, or calls unauthenticated).
+fn warranty_in(
+    region: &str,
+    nats: &NatsServer,
+    directory: &Path,
+    keys: &Path,
+    auth: &[(String, String)],
+) -> Service {
     let keys = keys.join(region);
     std::fs::create_dir_all(&keys).unwrap();
     let mut env = keyring_env(&keys);
@@ -30,12 +44,59 @@ fn warranty_in(region: &str, nats: &NatsServer, directory: &Path, keys: &Path) -
             "AFTERSALES_REGIONS_FILE".to_owned(),
             directory.display().to_string(),
         ),
-        (
+    ]);
+    if auth.is_empty() {
+        env.push((
             "AFTERSALES_ALLOW_UNAUTHENTICATED".to_owned(),
             "true".to_owned(),
-        ),
-    ]);
+        ));
+    }
+    env.extend(auth.iter().cloned());
     Service::spawn("warranty", env)
+}
+
+/// Germany and India linked through a proxy, each region's warranty service
+/// reading `services.toml` (homes only), and `clients.toml` beside it: the
+/// same homes and where each region's warranty service answers.
+struct TwoRegions {
+    germany: Service,
+    india: Service,
+    proxy: aftersales_testkit::TcpProxy,
+    directory: std::path::PathBuf,
+    _nats: (NatsServer, NatsServer),
+    _dir: tempfile::TempDir,
+}
+
+fn two_regions(auth: &[(String, String)]) -> TwoRegions {
+    let (eu_nats, ap_nats, proxy) = NatsServer::linked_regions("eu-central", "ap-south").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let homes = "[[region]]\nname = \"eu-central\"\ncountries = [\"DE\"]\n\n\
+                 [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n";
+    let services = dir.path().join("services.toml");
+    std::fs::write(&services, homes).unwrap();
+    let germany = warranty_in("eu-central", &eu_nats, &services, dir.path(), auth);
+    let india = warranty_in("ap-south", &ap_nats, &services, dir.path(), auth);
+    let directory = dir.path().join("clients.toml");
+    std::fs::write(
+        &directory,
+        format!(
+            "[[region]]\nname = \"eu-central\"\ncountries = [\"DE\"]\n\
+             [region.endpoints]\nwarranty = \"{}\"\n\n\
+             [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n\
+             [region.endpoints]\nwarranty = \"{}\"\n",
+            germany.url(),
+            india.url()
+        ),
+    )
+    .unwrap();
+    TwoRegions {
+        germany,
+        india,
+        proxy,
+        directory,
+        _nats: (eu_nats, ap_nats),
+        _dir: dir,
+    }
 }
 
 /// `aftersales <args> --json` with India's services nearest, routed by
@@ -77,30 +138,15 @@ async fn device_at(url: &str, imei: &str) -> Result<wpb::Device, tonic::Status> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_abroad_writes_a_phone_at_home_and_reads_it_from_the_nearest_region() {
-    let (eu_nats, ap_nats, proxy) = NatsServer::linked_regions("eu-central", "ap-south").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let services_directory = dir.path().join("regions.toml");
-    std::fs::write(
-        &services_directory,
-        "[[region]]\nname = \"eu-central\"\ncountries = [\"DE\"]\n\n\
-         [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n",
-    )
-    .unwrap();
-    let mut germany = warranty_in("eu-central", &eu_nats, &services_directory, dir.path());
-    let india = warranty_in("ap-south", &ap_nats, &services_directory, dir.path());
+    let TwoRegions {
+        mut germany,
+        india,
+        proxy,
+        directory,
+        _nats: _servers,
+        _dir: _directory,
+    } = two_regions(&[]);
     let (germany_url, india_url) = (germany.url(), india.url());
-    // The clients' directory: the same homes, and where each region answers.
-    let directory = dir.path().join("clients.toml");
-    std::fs::write(
-        &directory,
-        format!(
-            "[[region]]\nname = \"eu-central\"\ncountries = [\"DE\"]\n\
-             [region.endpoints]\nwarranty = \"{germany_url}\"\n\n\
-             [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n\
-             [region.endpoints]\nwarranty = \"{india_url}\"\n"
-        ),
-    )
-    .unwrap();
     let routed = |args: &[&str]| in_india(&india_url, Some(&directory), args);
 
     // Link cut: a phone bought in Germany, registered from India, lands in
@@ -229,4 +275,190 @@ async fn the_cli_abroad_writes_a_phone_at_home_and_reads_it_from_the_nearest_reg
     .unwrap_err();
     assert!(refused.contains(&germany_url), "{refused}");
     drop(india);
+}
+
+const ADDRESS: &str = "abroad@example.com";
+const CUSTOMER: &str = "cust-abroad-web";
+
+/// Sign-in codes kept for the test to type: this journey is about where the
+/// gateway sends calls (delivery by email is the web journey's).
+#[derive(Debug, Default)]
+struct Codes(Mutex<Vec<String>>);
+
+impl CodeSender for Codes {
+    fn send<'a>(&'a self, address: &'a str, code: &'a str, _language: &'a str) -> SendFuture<'a> {
+        Box::pin(async move {
+            if address != ADDRESS {
+                return Ok(None);
+            }
+            self.0.lock().unwrap().push(code.to_owned());
+            Ok(Some(CUSTOMER.to_owned()))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_abroad_lists_a_phone_from_its_home_and_buys_its_plan_there() {
+    let codes = Arc::new(Codes::default());
+    let provider = Provider::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Store::open("sqlite::memory:").await.unwrap(),
+        "aftersales",
+        codes.clone(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let secret = "regions-services-secret-of-enough-length";
+    provider.issuer().register_client(
+        "regions-services",
+        secret,
+        Principal::new("regions-services", Role::Service),
+        "aftersales",
+    );
+    let auth = [
+        ("AFTERSALES_OIDC_ISSUER", provider.url().to_owned()),
+        ("AFTERSALES_OIDC_CLIENT_ID", "regions-services".to_owned()),
+        ("AFTERSALES_OIDC_CLIENT_SECRET", secret.to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let TwoRegions {
+        mut germany,
+        india,
+        proxy: _link,
+        directory,
+        _nats: _servers,
+        _dir: _directory,
+    } = two_regions(&auth);
+    let agent = provider
+        .issuer()
+        .token(
+            &Principal::new("agent-1", Role::SupportAgent),
+            "aftersales",
+            Duration::from_secs(900),
+        )
+        .unwrap();
+
+    // Her phone, bought in Germany, is registered there; India learns it.
+    let phone = crate::imei(7_420_002);
+    #[allow(clippy::disallowed_methods)] // a purchase some days before the test
+    let purchased = (chrono::Utc::now().date_naive() - chrono::Days::new(10)).to_string();
+    WarrantyServiceClient::connect(germany.url())
+        .await
+        .unwrap()
+        .register_device(bearer(
+            wpb::RegisterDeviceRequest {
+                device_id: Some(DeviceId {
+                    kind: Some(device_id::Kind::Imei(phone.clone())),
+                }),
+                model: "Aurora 5".into(),
+                purchase_date: purchased,
+                country_of_purchase: Some(CountryCode { value: "DE".into() }),
+                channel: wpb::SalesChannel::RetailStore.into(),
+                customer_id: CUSTOMER.into(),
+                ..Default::default()
+            },
+            &agent,
+        ))
+        .await
+        .unwrap();
+    let mut india_client = WarrantyServiceClient::connect(india.url()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while india_client
+        .get_device(bearer(
+            wpb::GetDeviceRequest {
+                device_id: Some(DeviceId {
+                    kind: Some(device_id::Kind::Imei(phone.clone())),
+                }),
+            },
+            &agent,
+        ))
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never replicated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // India's gateway: its warranty service nearest, the others by the
+    // directory; no other service runs (their pages are not asked here).
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    let gateway = Service::spawn(
+        "gateway",
+        vec![
+            ("AFTERSALES_WARRANTY_URL".into(), india.url()),
+            (
+                "AFTERSALES_REGIONS_FILE".into(),
+                directory.display().to_string(),
+            ),
+            ("AFTERSALES_ISSUER_URL".into(), provider.url().to_owned()),
+            ("AFTERSALES_REPAIR_URL".into(), nowhere.clone()),
+            ("AFTERSALES_LOGISTICS_URL".into(), nowhere.clone()),
+            ("AFTERSALES_NOTIFICATION_URL".into(), nowhere.clone()),
+            ("AFTERSALES_PARTS_URL".into(), nowhere.clone()),
+            ("AFTERSALES_SUPPORT_URL".into(), nowhere),
+        ],
+    );
+    let web = gateway.url();
+
+    // Signed in, her phone is listed from Germany: only its home knows whose
+    // it is, so India's copy does not answer her.
+    let browser = Browser::start().await;
+    let b = &browser.client;
+    b.goto(&format!("{web}/sign-in?lang=en")).await.unwrap();
+    browser.fill("#address", ADDRESS).await;
+    browser.submit("main form button").await;
+    b.wait().for_element(Locator::Css("#code")).await.unwrap();
+    let code = codes.0.lock().unwrap().last().cloned().unwrap();
+    browser.fill("#code", &code).await;
+    browser.submit("main form button").await;
+    b.wait().for_element(Locator::Css(".cards")).await.unwrap();
+    let cards = browser.text(".cards").await;
+    assert!(
+        cards.contains(&phone) && cards.contains("de-consumer"),
+        "{cards}"
+    );
+
+    // A plan for it is bought in Germany, the only region that changes it.
+    b.goto(&format!("{web}/devices/{phone}?lang=en"))
+        .await
+        .unwrap();
+    b.wait()
+        .for_element(Locator::Css("#buy-plan"))
+        .await
+        .unwrap();
+    browser.submit_and_reload("#buy-plan button").await;
+    let page = browser.text("main").await;
+    assert!(page.contains("Plan care-12"), "{page}");
+    let at_home = WarrantyServiceClient::connect(germany.url())
+        .await
+        .unwrap()
+        .get_device(bearer(
+            wpb::GetDeviceRequest {
+                device_id: Some(DeviceId {
+                    kind: Some(device_id::Kind::Imei(phone.clone())),
+                }),
+            },
+            &agent,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        at_home
+            .pending_plan
+            .map(|p| p.plan_id)
+            .or(at_home.extended_plan.map(|p| p.plan_id))
+            .as_deref(),
+        Some("care-12")
+    );
+
+    // Germany down: her phone's page cannot be answered, and says so rather
+    // than that she has no such phone.
+    germany.kill();
+    b.goto(&format!("{web}/devices/{phone}?lang=en"))
+        .await
+        .unwrap();
+    let page = browser.text("main").await;
+    assert!(page.contains("Please try again in a moment."), "{page}");
 }

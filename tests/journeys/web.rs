@@ -64,7 +64,7 @@ impl CodeSender for Codes {
     }
 }
 
-fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+pub(crate) fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request
         .metadata_mut()

@@ -22,6 +22,7 @@ mod feeds;
 pub mod i18n;
 mod identity;
 mod pages;
+mod regional;
 pub mod session;
 
 /// How the gateway runs: flags and environment variables.
@@ -86,6 +87,11 @@ pub struct Config {
     /// A private CA (PEM) trusted for `https://` services.
     #[arg(long, env = "AFTERSALES_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The region directory (TOML): with it, a device's writes go to its home
+    /// region and its reads to the nearest region that answers (the service
+    /// URLs above are the nearest).
+    #[arg(long, env = "AFTERSALES_REGIONS_FILE")]
+    pub regions_file: Option<std::path::PathBuf>,
     /// The key audit exports are signed with (PKCS #8 DER, P-256), made there
     /// the first time. Without it, a key for this run only.
     #[arg(long, env = "AFTERSALES_EXPORT_KEY_FILE")]
@@ -135,6 +141,10 @@ impl Running {
 #[derive(Debug, Clone)]
 pub(crate) struct Services {
     pub warranty: Channel,
+    pub warranty_url: String,
+    /// The region directory, if the platform runs in many regions.
+    pub regions: Option<Arc<aftersales_runtime::regions::Regions>>,
+    pub ca: Option<std::path::PathBuf>,
     pub repair: Channel,
     pub logistics: Channel,
     pub notification: Channel,
@@ -145,8 +155,20 @@ pub(crate) struct Services {
 impl Services {
     fn connect(config: &Config) -> Result<Self, GatewayError> {
         let ca = config.tls_ca.as_deref();
+        let regions = config
+            .regions_file
+            .as_deref()
+            .map(|path| {
+                aftersales_runtime::regions::Regions::load(path)
+                    .map(Arc::new)
+                    .map_err(|e| GatewayError::Config(e.to_string()))
+            })
+            .transpose()?;
         Ok(Self {
             warranty: channel(&config.warranty_url, ca)?,
+            warranty_url: config.warranty_url.clone(),
+            regions,
+            ca: config.tls_ca.clone(),
             repair: channel(&config.repair_url, ca)?,
             logistics: channel(&config.logistics_url, ca)?,
             notification: channel(&config.notification_url, ca)?,

@@ -171,7 +171,10 @@ struct Inner {
     /// Each language's messages as templates read them, built once.
     words: std::collections::HashMap<&'static str, minijinja::Value>,
     sessions: Sessions,
+    /// The nearest region's warranty service.
     warranty: WarrantyServiceClient<Channel>,
+    /// The warranty service of every region, for a device's reads and writes.
+    warranties: crate::regional::Warranties,
     repair: RepairServiceClient<Channel>,
     logistics: LogisticsServiceClient<Channel>,
     notification: NotificationServiceClient<Channel>,
@@ -215,6 +218,12 @@ impl App {
                 translations,
                 sessions: Sessions::default(),
                 warranty: WarrantyServiceClient::new(services.warranty.clone()),
+                warranties: crate::regional::Warranties::new(
+                    &services.warranty_url,
+                    services.warranty.clone(),
+                    services.regions.clone(),
+                    services.ca.clone(),
+                ),
                 feeds: crate::feeds::Feeds::new(
                     RepairServiceClient::new(services.repair.clone()),
                     LogisticsServiceClient::new(services.logistics.clone()),
@@ -688,19 +697,7 @@ impl App {
         customer: &str,
         token: &str,
     ) -> Result<Vec<aftersales_proto::warranty::DeviceSummary>, tonic::Status> {
-        self.inner
-            .warranty
-            .clone()
-            .list_devices_by_customer(authorized(
-                aftersales_proto::warranty::ListDevicesByCustomerRequest {
-                    customer_id: customer.to_owned(),
-                    page_size: 50,
-                    page_token: String::new(),
-                },
-                token,
-            ))
-            .await
-            .map(|listed| listed.into_inner().devices)
+        self.inner.warranties.devices_of(customer, token).await
     }
 
     /// A signed-in person's form: sent from this site with the session's CSRF
@@ -753,7 +750,7 @@ impl App {
 }
 
 /// A device named by its IMEI.
-fn by_imei(value: &str) -> DeviceId {
+pub(crate) fn by_imei(value: &str) -> DeviceId {
     DeviceId {
         kind: Some(device_id::Kind::Imei(value.to_owned())),
     }

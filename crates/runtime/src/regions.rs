@@ -276,8 +276,9 @@ impl Routes {
 
 /// Asks each of `urls` in turn until one answers: a region that does not know
 /// the thing asked for (NOT_FOUND) or cannot be reached (UNAVAILABLE, a deadline
-/// passed) passes the question on. Gives the answer and where it came from; if
-/// none answers, the first refusal (the nearest's).
+/// passed) passes the question on; any other refusal is the answer. Gives the
+/// answer and where it came from. If none answers: the first region that could
+/// not be reached (it may know), else the nearest's NOT_FOUND.
 pub async fn first_that_answers<T, F, Fut>(
     urls: &[String],
     mut call: F,
@@ -286,24 +287,27 @@ where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
-    let mut first = None;
+    let (mut unreachable, mut unknown) = (None, None);
     for url in urls {
         match call(url.clone()).await {
             Ok(answer) => return Ok((answer, url.clone())),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                unknown.get_or_insert(status);
+            }
             Err(status)
                 if matches!(
                     status.code(),
-                    tonic::Code::NotFound
-                        | tonic::Code::Unavailable
-                        | tonic::Code::DeadlineExceeded
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
                 ) =>
             {
-                first.get_or_insert(status);
+                unreachable.get_or_insert(status);
             }
             Err(status) => return Err(status),
         }
     }
-    Err(first.unwrap_or_else(|| tonic::Status::unavailable("no region to ask")))
+    Err(unreachable
+        .or(unknown)
+        .unwrap_or_else(|| tonic::Status::unavailable("no region to ask")))
 }
 
 #[cfg(test)]
@@ -463,7 +467,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
-        let nobody = first_that_answers(&urls, |url| async move {
+        let unreachable = first_that_answers(&urls, |url| async move {
             Err::<u8, _>(if url == "near" {
                 tonic::Status::not_found("no such device")
             } else {
@@ -472,6 +476,16 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!(nobody.code(), tonic::Code::NotFound, "the nearest's answer");
+        assert_eq!(
+            unreachable.code(),
+            tonic::Code::Unavailable,
+            "a region that may know could not be asked"
+        );
+        let unknown = first_that_answers(&urls, |_| async move {
+            Err::<u8, _>(tonic::Status::not_found("no such device"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound, "nobody knows it");
     }
 }

@@ -123,14 +123,10 @@ pub async fn list(
     let cards = futures::future::join_all(listed.into_iter().map(|summary| {
         let (app, token, language) = (app.clone(), token.clone(), visit.language);
         async move {
-            let (mut warranty, mut repair) = (app.inner.warranty.clone(), app.inner.repair.clone());
+            let mut repair = app.inner.repair.clone();
+            let imei = imei_of(summary.device_id.as_ref());
             let (device, repairs) = futures::join!(
-                warranty.get_device(authorized(
-                    wpb::GetDeviceRequest {
-                        device_id: summary.device_id.clone(),
-                    },
-                    &token,
-                )),
+                app.inner.warranties.device(&imei, &token),
                 repair.list_repairs_by_device(authorized(
                     rpb::ListRepairsByDeviceRequest {
                         device_id: summary.device_id.clone(),
@@ -141,11 +137,11 @@ pub async fn list(
             );
             let coverage = device.map_or_else(
                 |_| vec![app.t(language, "error-text", &[])],
-                |d| coverage_words(&app, language, &d.into_inner()),
+                |(d, _)| coverage_words(&app, language, &d),
             );
             DeviceCard {
                 model: summary.model,
-                imei: imei_of(summary.device_id.as_ref()),
+                imei,
                 coverage,
                 repairs: repairs
                     .map(|r| r.into_inner().repairs)
@@ -219,29 +215,17 @@ async fn device_page(
         return app.not_found(visit);
     }
     let language = visit.language;
-    let device = app
-        .inner
-        .warranty
-        .clone()
-        .get_device(authorized(
-            wpb::GetDeviceRequest {
-                device_id: Some(by_imei(number)),
-            },
-            &token,
-        ))
-        .await;
-    let device = match device {
-        Ok(device) => device.into_inner(),
+    let (device, mut answered_by) = match app.inner.warranties.device(number, &token).await {
+        Ok(found) => found,
         Err(status) => return app.refused(visit, &status),
     };
     // What the asked-about fault would get on the day it appeared, as known
-    // now (not recorded); a refused date is said as such.
+    // now (not recorded), from the region that knew the device; a refused
+    // date is said as such.
     let asked = question.fault.and_then(fault_named);
     let answer = match asked {
         Some(fault) => Some(
-            app.inner
-                .warranty
-                .clone()
+            answered_by
                 .check_coverage(authorized(
                     wpb::CheckCoverageRequest {
                         device_id: device.device_id.clone(),
@@ -571,12 +555,14 @@ pub async fn add(
         );
     };
     let number = imei_of(request.device_id.as_ref());
-    let registered = app
+    let registered = match app
         .inner
-        .warranty
-        .clone()
-        .register_device(authorized(request, &token))
-        .await;
+        .warranties
+        .home_of_country(request.country_of_purchase.as_ref())
+    {
+        Ok(mut home) => home.register_device(authorized(request, &token)).await,
+        Err(status) => Err(status),
+    };
     match registered {
         Ok(_) => Redirect::to(&format!("/devices/{number}")).into_response(),
         Err(status)
@@ -620,19 +606,20 @@ pub async fn buy_plan(
     if !PAYMENT_METHODS.contains(&form.payment_method.as_str()) || form.plan_id.len() > 64 {
         return app.not_found(&visit);
     }
-    let bought = app
-        .inner
-        .warranty
-        .clone()
-        .purchase_extended_warranty(authorized(
-            wpb::PurchaseExtendedWarrantyRequest {
-                device_id: Some(by_imei(&number)),
-                plan_id: form.plan_id,
-                payment_method: form.payment_method,
-            },
-            &token,
-        ))
-        .await;
+    let bought = match app.inner.warranties.home_of(&number, &token).await {
+        Ok(mut home) => {
+            home.purchase_extended_warranty(authorized(
+                wpb::PurchaseExtendedWarrantyRequest {
+                    device_id: Some(by_imei(&number)),
+                    plan_id: form.plan_id,
+                    payment_method: form.payment_method,
+                },
+                &token,
+            ))
+            .await
+        }
+        Err(status) => Err(status),
+    };
     after_change(&app, &visit, &number, bought.map(|_| ())).await
 }
 
@@ -659,21 +646,22 @@ pub async fn register_accessory(
         form.kind.to_ascii_uppercase()
     ))
     .unwrap_or(AccessoryKind::Unspecified);
-    let registered = app
-        .inner
-        .warranty
-        .clone()
-        .register_accessory(authorized(
-            wpb::RegisterAccessoryRequest {
-                device_id: Some(by_imei(&number)),
-                accessory_serial: form.serial.trim().chars().take(64).collect(),
-                kind: kind.into(),
-                purchase_date: form.purchased.trim().chars().take(10).collect(),
-                replaces_serial: String::new(),
-            },
-            &token,
-        ))
-        .await;
+    let registered = match app.inner.warranties.home_of(&number, &token).await {
+        Ok(mut home) => {
+            home.register_accessory(authorized(
+                wpb::RegisterAccessoryRequest {
+                    device_id: Some(by_imei(&number)),
+                    accessory_serial: form.serial.trim().chars().take(64).collect(),
+                    kind: kind.into(),
+                    purchase_date: form.purchased.trim().chars().take(10).collect(),
+                    replaces_serial: String::new(),
+                },
+                &token,
+            ))
+            .await
+        }
+        Err(status) => Err(status),
+    };
     after_change(&app, &visit, &number, registered.map(|_| ())).await
 }
 

@@ -349,13 +349,15 @@ pub async fn register_device(
     let Ok(acting) = app.inner.identity.act_for(&token, customer).await else {
         return refused(app.t(visit.language, "error-text", &[])).await;
     };
-    match app
+    let home = app
         .inner
-        .warranty
-        .clone()
-        .register_device(authorized(request, &acting))
-        .await
-    {
+        .warranties
+        .home_of_country(request.country_of_purchase.as_ref());
+    let registered = match home {
+        Ok(mut home) => home.register_device(authorized(request, &acting)).await,
+        Err(status) => Err(status),
+    };
+    match registered {
         Ok(_) => Redirect::to(&format!("/staff/support/customers/{customer}")).into_response(),
         Err(status)
             if matches!(
