@@ -462,3 +462,101 @@ async fn the_gateway_abroad_lists_a_phone_from_its_home_and_buys_its_plan_there(
     let page = browser.text("main").await;
     assert!(page.contains("Please try again in a moment."), "{page}");
 }
+
+/// `scripts/two-regions` running in its own process group, stopped (SIGTERM to
+/// the group, as Ctrl-C would) when dropped.
+struct TwoRegionsCommand(std::process::Child);
+
+impl Drop for TwoRegionsCommand {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A first port with the fifteen after it free.
+fn free_ports() -> u16 {
+    (0..100)
+        .map(|i| 40_000 + (std::process::id() as u16 % 200 + i) * 100)
+        .find(|base| (0..15).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_region_command_runs_both_regions_linked() {
+    use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
+
+    let cli = crate::binary("aftersales");
+    crate::binary("aftersales-warranty");
+    crate::binary("aftersales-repair");
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut child = std::process::Command::new(root.join("scripts/two-regions"))
+        .arg(dir.path())
+        .env("AFTERSALES_BIN_DIR", cli.parent().unwrap())
+        .env("AFTERSALES_REGIONS_PORT", base.to_string())
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _running = TwoRegionsCommand(child);
+    let ready = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with("two regions ready"))
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(120), ready)
+            .await
+            .unwrap()
+            .unwrap(),
+        "the command stopped before both regions were ready"
+    );
+
+    // A German phone registered from India lands in Germany and comes back to
+    // India as a replica.
+    let (germany, india) = (
+        format!("http://127.0.0.1:{}", base + 2),
+        format!("http://127.0.0.1:{}", base + 12),
+    );
+    let directory = dir.path().join("regions.toml");
+    let imei = crate::imei(7_420_003);
+    in_india(
+        &india,
+        Some(&directory),
+        &[
+            "device",
+            "register",
+            "--imei",
+            &imei,
+            "--model",
+            "AS-1",
+            "--purchased",
+            "today",
+            "--country",
+            "DE",
+            "--customer",
+            "cust-demo",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        device_at(&germany, &imei).await.unwrap().customer_id,
+        "cust-demo"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let replica = loop {
+        if let Ok(device) = device_at(&india, &imei).await {
+            break device.replica.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never replicated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(replica.home_region, "eu-central");
+}

@@ -605,6 +605,12 @@ mod nats_users {
                 &directory,
                 " --regions-file deploy/k8s/base/regions.toml",
             ),
+            (
+                "ap-south",
+                "deploy/k8s/overlays/ap-south/authorization.conf",
+                &directory,
+                " --regions-file deploy/k8s/base/regions.toml",
+            ),
         ] {
             let file = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
             assert!(
