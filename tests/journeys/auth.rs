@@ -288,6 +288,7 @@ async fn probing_for_another_customers_objects_finds_nothing_to_tell_them_apart(
             channel: rpb::Channel::WalkIn.into(),
             service_center_id: "sc-berlin-01".into(),
             contact_address: None,
+            walk_in_day: aftersales_testkit::walk_in_day(),
             ..crate::journey::mail_in(&bs_phone, "cust-b")
         })
         .await

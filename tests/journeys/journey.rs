@@ -103,6 +103,7 @@ async fn open_walk_in(c: &mut Clients, imei: &str, customer: &str) -> String {
             channel: rpb::Channel::WalkIn.into(),
             service_center_id: "sc-berlin-01".into(),
             contact_address: None,
+            walk_in_day: aftersales_testkit::walk_in_day(),
             ..mail_in(imei, customer)
         })
         .await

@@ -21,18 +21,22 @@ use fantoccini::Locator;
 use crate::web::bearer;
 use crate::{Service, keyring_env};
 
-/// The warranty service of `region`, on its own database and keyring, with
-/// `auth` (the identity provider's settings, or calls unauthenticated).
-fn warranty_in(
+/// Environment.
+type Env = Vec<(String, String)>;
+
+/// Service `name` of `region` on its own database and the region's `keyring`,
+/// with `auth` (the identity provider's settings, or calls unauthenticated) and
+/// `extra`.
+fn service_in(
+    name: &'static str,
     region: &str,
     nats: &NatsServer,
     directory: &Path,
-    keys: &Path,
+    keyring: &[(String, String)],
     auth: &[(String, String)],
+    extra: &[(&str, String)],
 ) -> Service {
-    let keys = keys.join(region);
-    std::fs::create_dir_all(&keys).unwrap();
-    let mut env = keyring_env(&keys);
+    let mut env = keyring.to_vec();
     env.extend([
         (
             "DATABASE_URL".to_owned(),
@@ -52,18 +56,22 @@ fn warranty_in(
         ));
     }
     env.extend(auth.iter().cloned());
-    Service::spawn("warranty", env)
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    Service::spawn(name, env)
 }
 
 /// Germany and India linked through a proxy, each region's warranty service
-/// reading `services.toml` (homes only), and `clients.toml` beside it: the
-/// same homes and where each region's warranty service answers.
+/// reading `services` (homes only), and `directory` beside it: the same homes
+/// and where each region's warranty service answers.
 struct TwoRegions {
     germany: Service,
     india: Service,
     proxy: aftersales_testkit::TcpProxy,
     directory: std::path::PathBuf,
-    _nats: (NatsServer, NatsServer),
+    services: std::path::PathBuf,
+    /// Germany's and India's NATS and keyring, for more services of each.
+    nats: (NatsServer, NatsServer),
+    keyrings: (Env, Env),
     _dir: tempfile::TempDir,
 }
 
@@ -74,8 +82,30 @@ fn two_regions(auth: &[(String, String)]) -> TwoRegions {
                  [[region]]\nname = \"ap-south\"\ncountries = [\"IN\"]\n";
     let services = dir.path().join("services.toml");
     std::fs::write(&services, homes).unwrap();
-    let germany = warranty_in("eu-central", &eu_nats, &services, dir.path(), auth);
-    let india = warranty_in("ap-south", &ap_nats, &services, dir.path(), auth);
+    let keyring = |region: &str| {
+        let keys = dir.path().join(region);
+        std::fs::create_dir_all(&keys).unwrap();
+        keyring_env(&keys)
+    };
+    let keyrings = (keyring("eu-central"), keyring("ap-south"));
+    let germany = service_in(
+        "warranty",
+        "eu-central",
+        &eu_nats,
+        &services,
+        &keyrings.0,
+        auth,
+        &[],
+    );
+    let india = service_in(
+        "warranty",
+        "ap-south",
+        &ap_nats,
+        &services,
+        &keyrings.1,
+        auth,
+        &[],
+    );
     let directory = dir.path().join("clients.toml");
     std::fs::write(
         &directory,
@@ -94,7 +124,9 @@ fn two_regions(auth: &[(String, String)]) -> TwoRegions {
         india,
         proxy,
         directory,
-        _nats: (eu_nats, ap_nats),
+        services,
+        nats: (eu_nats, ap_nats),
+        keyrings,
         _dir: dir,
     }
 }
@@ -143,7 +175,9 @@ async fn the_cli_abroad_writes_a_phone_at_home_and_reads_it_from_the_nearest_reg
         india,
         proxy,
         directory,
-        _nats: _servers,
+        services: _,
+        nats: _servers,
+        keyrings: _,
         _dir: _directory,
     } = two_regions(&[]);
     let (germany_url, india_url) = (germany.url(), india.url());
@@ -327,7 +361,9 @@ async fn the_gateway_abroad_lists_a_phone_from_its_home_and_buys_its_plan_there(
         india,
         proxy: _link,
         directory,
-        _nats: _servers,
+        services: _,
+        nats: _servers,
+        keyrings: _,
         _dir: _directory,
     } = two_regions(&auth);
     let agent = provider
@@ -479,7 +515,7 @@ impl Drop for TwoRegionsCommand {
 /// A first port with the fifteen after it free.
 fn free_ports() -> u16 {
     (0..100)
-        .map(|i| 40_000 + (std::process::id() as u16 % 200 + i) * 100)
+        .map(|i| 40_000 + (u16::try_from(std::process::id() % 200).unwrap() + i) % 200 * 100)
         .find(|base| (0..15).all(|p| std::net::TcpListener::bind(("127.0.0.1", base + p)).is_ok()))
         .unwrap()
 }
@@ -559,4 +595,254 @@ async fn the_two_region_command_runs_both_regions_linked() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(replica.home_region, "eu-central");
+}
+
+/// Germany's notification service and India's repair service beside the two
+/// warranty services: a German phone repaired at Bengaluru, its owner told at
+/// home, in German, of each step, and nothing of her crossing to India.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_phone_repaired_in_india_tells_its_owner_at_home_in_german() {
+    use aftersales_proto::notification as npb;
+    use aftersales_proto::notification::notification_service_client::NotificationServiceClient;
+    use aftersales_proto::repair as rpb;
+    use aftersales_proto::repair::repair_service_client::RepairServiceClient;
+
+    let regions = two_regions(&[]);
+    let smtp = aftersales_testkit::SmtpServer::start().unwrap();
+    let notification = service_in(
+        "notification",
+        "eu-central",
+        &regions.nats.0,
+        &regions.services,
+        &regions.keyrings.0,
+        &[],
+        &[
+            ("AFTERSALES_SMTP_URL", smtp.url()),
+            ("AFTERSALES_SEND_RETRY_BASE_MILLIS", "200".to_owned()),
+        ],
+    );
+    let repair = service_in(
+        "repair",
+        "ap-south",
+        &regions.nats.1,
+        &regions.services,
+        &regions.keyrings.1,
+        &[],
+        &[("AFTERSALES_WARRANTY_URL", regions.india.url())],
+    );
+
+    // Anna's address and language are in Germany, with her phone.
+    let customer = "cust-de-anna";
+    NotificationServiceClient::connect(notification.url())
+        .await
+        .unwrap()
+        .set_preferences(npb::Preferences {
+            customer_id: customer.into(),
+            email: "anna@example.com".into(),
+            channels: vec![npb::ChannelKind::Email.into()],
+            language: "de".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let phone = crate::imei(7_420_004);
+    let device = || {
+        Some(DeviceId {
+            kind: Some(device_id::Kind::Imei(phone.clone())),
+        })
+    };
+    #[allow(clippy::disallowed_methods)] // a purchase some days before the test
+    let purchased = (chrono::Utc::now().date_naive() - chrono::Days::new(30)).to_string();
+    WarrantyServiceClient::connect(regions.germany.url())
+        .await
+        .unwrap()
+        .register_device(wpb::RegisterDeviceRequest {
+            device_id: device(),
+            model: "Aurora 5".into(),
+            purchase_date: purchased,
+            country_of_purchase: Some(CountryCode { value: "DE".into() }),
+            channel: wpb::SalesChannel::RetailStore.into(),
+            customer_id: customer.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while device_at(&regions.india.url(), &phone).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "never replicated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A walk-in repair at Bengaluru, step by step.
+    let mut r = RepairServiceClient::connect(repair.url()).await.unwrap();
+    let order_id = r
+        .open_repair(rpb::OpenRepairRequest {
+            device_id: device(),
+            channel: rpb::Channel::WalkIn.into(),
+            service_center_id: "sc-bengaluru-01".into(),
+            customer_id: customer.into(),
+            symptoms: "the screen flickers".into(),
+            reported_fault: wpb::FaultCategory::Display.into(),
+            walk_in_day: aftersales_testkit::walk_in_day(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let order = || rpb::OrderRef {
+        order_id: order_id.clone(),
+    };
+    r.check_in_device(rpb::CheckInDeviceRequest {
+        order_id: order_id.clone(),
+        condition_notes: "no visible damage".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    r.diagnose(rpb::DiagnoseRequest {
+        order_id: order_id.clone(),
+        fault_category: wpb::FaultCategory::Display.into(),
+        fault_codes: vec!["DSP-17".into()],
+        technician: "tech-in-3".into(),
+    })
+    .await
+    .unwrap();
+    // Germany's terms are honoured in the EU only: here it is paid for.
+    r.issue_quote(rpb::IssueQuoteRequest {
+        order_id: order_id.clone(),
+        lines: vec![rpb::QuoteLine {
+            description: "display".into(),
+            is_labour: false,
+            amount: Some(aftersales_proto::common::Money {
+                minor_units: 1_200_000,
+                currency: "INR".into(),
+            }),
+        }],
+        valid_until: Some(prost_types::Timestamp {
+            seconds: chrono_now_seconds() + 7 * 86_400,
+            nanos: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    r.approve_quote(order()).await.unwrap();
+    r.start_repair(rpb::StartRepairRequest {
+        order_id: order_id.clone(),
+        technician: "tech-in-3".into(),
+    })
+    .await
+    .unwrap();
+    r.record_qc_result(rpb::RecordQcResultRequest {
+        order_id: order_id.clone(),
+        passed: true,
+        notes: String::new(),
+    })
+    .await
+    .unwrap();
+    r.mark_ready_for_return(order()).await.unwrap();
+
+    // Germany tells her of each step once, in German, by email, as it would
+    // a walk-in there (handed over in person: no "received").
+    let subjects = [
+        format!("Ihre Reparatur {order_id} ist eröffnet"),
+        "Ihre Reparatur hat begonnen".to_owned(),
+        "Ihr Gerät ist abholbereit".to_owned(),
+    ];
+    let mut inbox = NotificationServiceClient::connect(notification.url())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let told = loop {
+        let told: Vec<String> = inbox
+            .list_notifications(npb::ListNotificationsRequest {
+                customer_id: customer.into(),
+                page_size: 50,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .notifications
+            .into_iter()
+            .filter(|n| n.language == "de")
+            .map(|n| n.subject)
+            .collect();
+        if subjects.iter().all(|s| told.contains(s)) {
+            break told;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "told so far: {told:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for subject in &subjects {
+        assert_eq!(
+            told.iter().filter(|t| *t == subject).count(),
+            1,
+            "{subject} once: {told:?}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !smtp
+        .messages()
+        .iter()
+        .any(|m| crate::readable(m).contains("Ihr Gerät ist abholbereit"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no email");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // What crossed either way (the steps to Germany, the facts back to India)
+    // holds no contact data: her address never left Germany.
+    for (nats, mirror) in [
+        (
+            &regions.nats.0,
+            "AFTERSALES_EU_CENTRAL_REPLICA_AP_SOUTH_WARRANTY",
+        ),
+        (
+            &regions.nats.1,
+            "AFTERSALES_AP_SOUTH_REPLICA_EU_CENTRAL_WARRANTY",
+        ),
+    ] {
+        let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        let mut stream = js.get_stream(mirror).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        assert!(last > 0, "{mirror} is empty");
+        for sequence in 1..=last {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            let seen = format!("{:?}", message.headers).into_bytes();
+            for bytes in [&seen[..], &message.payload[..]] {
+                assert!(
+                    !bytes.windows(7).any(|w| w == b"example"),
+                    "{mirror} #{sequence} holds her address"
+                );
+            }
+        }
+    }
+
+    // India's forward queue is empty once Germany has recorded every step.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = regions.india.metrics().await;
+        let queued = metrics
+            .lines()
+            .find(|l| l.starts_with("aftersales_forward_queue_depth{region=\"eu-central\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned);
+        if queued.as_deref() == Some("0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "forward queue: {queued:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // a quote valid for a week from the real now
+fn chrono_now_seconds() -> i64 {
+    chrono::Utc::now().timestamp()
 }

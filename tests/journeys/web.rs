@@ -206,7 +206,7 @@ async fn a_customer_follows_her_repair_live_through_the_gateway_in_the_distribut
                 symptoms: "battery drains".into(),
                 contact_address: None,
                 reported_fault: wpb::FaultCategory::Battery.into(),
-                walk_in_day: String::new(),
+                walk_in_day: aftersales_testkit::walk_in_day(),
                 ..Default::default()
             },
             &agent,

@@ -671,6 +671,10 @@ pub enum Repair {
         /// The service center, for a walk-in.
         #[arg(long)]
         center: Option<String>,
+        /// With --center: the day the customer comes in (YYYY-MM-DD, up to 60
+        /// days ahead); today if not given.
+        #[arg(long)]
+        day: Option<String>,
         /// Send the device by mail; the return address lines follow.
         #[arg(long, num_args = 1.., value_name = "LINE")]
         mail_in: Vec<String>,
@@ -957,6 +961,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
             customer,
             symptoms,
             center,
+            day,
             mail_in,
             city,
             postal_code,
@@ -988,7 +993,7 @@ pub async fn repair(command: Repair, endpoints: &Endpoints) -> Result<(), String
                     symptoms,
                     contact_address,
                     reported_fault: 0,
-                    walk_in_day: String::new(),
+                    walk_in_day: day.map(|d| day_or_today(&d)).unwrap_or_default(),
                 })
                 .await
                 .map_err(failed)?

@@ -210,8 +210,9 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
         }
         let target = STAGES[i];
         let mail_in = target == rpb::Stage::AwaitingDevice;
-        let order = r
-            .open_repair(rpb::OpenRepairRequest {
+        let order = open_or_book(
+            &mut r,
+            rpb::OpenRepairRequest {
                 device_id: device(&imei),
                 channel: if mail_in {
                     rpb::Channel::MailIn
@@ -240,10 +241,10 @@ pub async fn seed(desk: &Endpoints, center: &Endpoints, email: bool) -> Result<(
                 reported_fault: wpb::FaultCategory::Battery.into(),
                 walk_in_day: String::new(),
                 ..Default::default()
-            })
-            .await
-            .map_err(failed("open"))?
-            .into_inner();
+            },
+        )
+        .await
+        .map_err(failed("open"))?;
         let currency = match *country {
             "CN" => "CNY",
             "IN" => "INR",
@@ -384,4 +385,31 @@ async fn advance_to(
         .await
         .map_err(failed("collected"))?;
     Ok(())
+}
+
+/// Opens `request`; a walk-in at a center that takes none today (closed on
+/// Sundays, say, or full) is booked for the day the service names instead.
+async fn open_or_book(
+    r: &mut RepairClient,
+    request: rpb::OpenRepairRequest,
+) -> Result<rpb::RepairOrder, tonic::Status> {
+    match r.open_repair(request.clone()).await {
+        Ok(order) => Ok(order.into_inner()),
+        Err(full) if full.code() == tonic::Code::ResourceExhausted => {
+            let day = full
+                .message()
+                .rsplit("next available: ")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            r.open_repair(rpb::OpenRepairRequest {
+                walk_in_day: day,
+                ..request
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        }
+        Err(status) => Err(status),
+    }
 }

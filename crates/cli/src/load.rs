@@ -704,8 +704,8 @@ impl World {
                 self.recorder.time(Op::OpenRepair, started.elapsed());
                 order.into_inner().order_id
             }
-            // The center takes no more walk-ins today: the desk books the day it
-            // names, and this customer comes back then.
+            // The center takes no more walk-ins today (or is closed): the desk
+            // books the day it names, and the journey goes on as on that day.
             Err(full) if full.code() == tonic::Code::ResourceExhausted => {
                 self.recorder.time(Op::OpenRepair, started.elapsed());
                 let day = full.message().rsplit("next available: ").next()?.trim();
@@ -719,8 +719,8 @@ impl World {
                     Instant::now(),
                     self.c().repair_agent.clone().open_repair(booked),
                 )
-                .await?;
-                return Some(());
+                .await?
+                .order_id
             }
             Err(status) => {
                 self.recorder

@@ -162,7 +162,7 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
             symptoms: "does not charge".into(),
             contact_address: None,
             reported_fault: pb::FaultCategory::Charging.into(),
-            walk_in_day: String::new(),
+            walk_in_day: aftersales_testkit::walk_in_day(),
             ..Default::default()
         })
         .await
@@ -341,24 +341,24 @@ async fn client_commands_talk_to_the_running_services() {
     assert!(outback.contains("mail-in"), "{outback}");
 
     // A repair: open, show, follow live, and its timeline.
-    let opened = aftersales(
-        &warranty,
-        &repair,
-        &[
-            "--json",
-            "repair",
-            "open",
-            "--imei",
-            "356938035643809",
-            "--customer",
-            "cust-7",
-            "--symptoms",
-            "cracked screen",
-            "--center",
-            "sc-berlin-01",
-        ],
-    )
-    .unwrap();
+    let day = aftersales_testkit::walk_in_day();
+    let mut open = vec![
+        "--json",
+        "repair",
+        "open",
+        "--imei",
+        "356938035643809",
+        "--customer",
+        "cust-7",
+        "--symptoms",
+        "cracked screen",
+        "--center",
+        "sc-berlin-01",
+    ];
+    if !day.is_empty() {
+        open.extend(["--day", &day]);
+    }
+    let opened = aftersales(&warranty, &repair, &open).unwrap();
     let opened: serde_json::Value = serde_json::from_str(&opened).unwrap();
     let order = opened["order_id"].as_str().unwrap().to_owned();
     assert_eq!(opened["stage"], "opened");
@@ -886,6 +886,7 @@ async fn two_repairs_race_for_the_last_display_and_the_second_waits_for_the_depo
                 customer_id: customer.into(),
                 symptoms: "the screen is cracked".into(),
                 reported_fault: pb::FaultCategory::Display.into(),
+                walk_in_day: aftersales_testkit::walk_in_day(),
                 ..Default::default()
             })
             .await

@@ -8,7 +8,8 @@
 //! - logistics: the inbound label (with instructions), the device shipped back and
 //!   delivered, exceptions (urgent) and stalled parcels.
 //! - warranty: registered, extended and voided; registration starts the reminder
-//!   30 days before the warranty ends, an extension moves it, voiding cancels it.
+//!   30 days before the warranty ends, an extension moves it, voiding cancels it;
+//!   and the steps of a repair abroad, told as a repair here would be.
 //! - support: a case acknowledged (or opened for the customer by the platform),
 //!   answered, escalated and resolved.
 
@@ -70,6 +71,7 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
                 <wpb::ExtendedWarrantyPurchased as Name>::NAME,
                 <wpb::WarrantyVoided as Name>::NAME,
                 <wpb::EnrolledInProgramme as Name>::NAME,
+                <wpb::RepairProgressedAbroad as Name>::NAME,
             ],
         )?,
         Subscription::new(
@@ -723,6 +725,32 @@ impl NotificationReactions {
                 ]);
                 self.notify(tx, event, Kind::ProgrammeNotice, &e.customer_id, v)
                     .await
+            }
+            // A repair abroad: told here, where the owner's details and
+            // language are, as the same step of a repair here would be.
+            <wpb::RepairProgressedAbroad as Name>::NAME => {
+                let e: wpb::RepairProgressedAbroad = decode(event)?;
+                let order = ("order_id", e.repair_order_id.clone());
+                let (kind, v) = match e.step.as_str() {
+                    "opened" => {
+                        let channel = if e.walk_in { "walk_in" } else { "mail_in" };
+                        let v = vars([
+                            order,
+                            ("device", device_tail(e.device_id.as_ref())),
+                            ("channel", channel.to_owned()),
+                        ]);
+                        (Kind::RepairOpened, v)
+                    }
+                    "received" => (Kind::DeviceReceived, vars([order])),
+                    "started" => (Kind::RepairStarted, vars([order])),
+                    "ready" => (Kind::ReadyForPickup, vars([order])),
+                    other => {
+                        return Err(HandlerError::permanent(format!(
+                            "{other:?} is not a repair step"
+                        )));
+                    }
+                };
+                self.notify(tx, event, kind, &e.customer_id, v).await
             }
             other => Err(HandlerError::permanent(format!(
                 "{other}: not an event this consumer handles"

@@ -63,6 +63,20 @@ pub fn up_on_free_ports(
     command
 }
 
+/// The day a test opens a walk-in repair for: empty (the service's today) or,
+/// on a Sunday, tomorrow, since the centers the tests use open Monday to
+/// Saturday. A booked day does not stop the device being checked in at once.
+pub fn walk_in_day() -> String {
+    use chrono::Datelike as _;
+    #[allow(clippy::disallowed_methods)] // the services under test read the real clock
+    let today = chrono::Utc::now().date_naive();
+    if today.weekday() == chrono::Weekday::Sun {
+        today.succ_opt().map(|d| d.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// The resident memory (`VmRSS`) of process `pid` in MiB; 0 once it has gone.
 pub fn resident_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

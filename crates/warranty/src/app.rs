@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::coverage::{self, Decision};
 use crate::domain::device::{ActivePlan, Command, Device, DeviceState, PurchaseProof, Settlement};
-use crate::domain::forward::{self, Forward, Forwarding, Write};
+use crate::domain::forward::{Forward, Forwarding, Write};
 use crate::domain::{
     AccessoryKind, DeviceKey, DomainError, FaultCategory, PolicyTable, Programme, ProgrammeTable,
     SalesChannel,
@@ -237,16 +237,12 @@ impl Warranty {
         write: Write,
         ctx: &CommandContext,
     ) -> AppResult<bool> {
-        let key = &device.state.key;
-        let stream = StreamId::parse(forward::stream_name(key))
-            .map_err(|e| DomainError::invalid("device_id", e.to_string()))?;
         // The forward event's id is the queue entry's, and what the home
         // region's resulting facts name as their cause.
         let mut ctx = ctx.clone();
         ctx.command_id.get_or_insert_with(uuid::Uuid::now_v7);
-        let kind = write.kind();
         let command = Forward {
-            key: key.clone(),
+            key: device.state.key.clone(),
             home_region: device.home_region.clone(),
             write,
             today: ctx.now.date_naive(),
@@ -255,12 +251,11 @@ impl Warranty {
         loop {
             attempt += 1;
             let mut tx = self.store.begin().await?;
-            let handled = match self
-                .forwards
-                .handle_in(&mut tx, &stream, &command, &ctx)
-                .await
-            {
-                Ok(handled) => handled,
+            match crate::replica::forward_in(&self.forwards, &mut tx, &command, &ctx).await {
+                Ok(before) => {
+                    tx.commit().await?;
+                    return Ok(before);
+                }
                 Err(error) => {
                     let error = Error::from(error);
                     if attempt < 5 && error.kind().retry() == aftersales_core::Retry::AtOnce {
@@ -268,21 +263,7 @@ impl Warranty {
                     }
                     return Err(error);
                 }
-            };
-            if !handled.events.is_empty() {
-                crate::replica::queue_forward(
-                    &mut tx,
-                    ctx.event_id(0),
-                    stream.as_str(),
-                    &device.home_region,
-                    kind,
-                    ctx.now,
-                )
-                .await
-                .map_err(aftersales_eventstore::StoreError::from)?;
             }
-            tx.commit().await?;
-            return Ok(handled.duplicate || handled.events.is_empty());
         }
     }
 

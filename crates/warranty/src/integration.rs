@@ -192,6 +192,24 @@ impl Translate for WarrantyEvents {
                 }
                 .encode_to_vec(),
             ),
+            Event::RepairProgressedAbroad {
+                customer_id,
+                repair_order_id,
+                step,
+                walk_in,
+                region,
+            } => (
+                pb::RepairProgressedAbroad::NAME,
+                pb::RepairProgressedAbroad {
+                    device_id: id,
+                    customer_id,
+                    repair_order_id,
+                    step: step.as_str().to_owned(),
+                    region,
+                    walk_in,
+                }
+                .encode_to_vec(),
+            ),
             Event::EnrolledInProgramme {
                 customer_id,
                 model,
@@ -248,6 +266,15 @@ fn forwarded(event: &RecordedEvent, key: &DeviceKey) -> Result<Outbound, String>
         Write::Void { reason, evidence } => {
             pb::write_forwarded::Write::Void(pb::ForwardedVoid { reason, evidence })
         }
+        Write::RepairStep {
+            repair_order_id,
+            step,
+            walk_in,
+        } => pb::write_forwarded::Write::RepairStep(pb::ForwardedRepairStep {
+            repair_order_id,
+            step: step.as_str().to_owned(),
+            walk_in,
+        }),
     };
     Ok(Outbound {
         payload: pb::WriteForwarded {

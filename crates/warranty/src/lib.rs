@@ -6,7 +6,10 @@
 //! - [`api`]: the gRPC service `aftersales.warranty.v1.WarrantyService`.
 //! - [`projections`]: read models rebuilt from the log.
 //! - [`integration`]: the public events other services receive.
+//! - [`replica`]: other regions' devices, and writes forwarded between regions.
+//! - [`abroad`]: repairs here of other regions' devices, told to their owners at home.
 
+pub mod abroad;
 pub mod api;
 pub mod app;
 pub mod convert;

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use aftersales_eventstore::{
-    AnyEventStore, CommandHandler, Decider as _, StoreTransaction, StreamId, on_connection,
-    on_read_pool,
+    AnyEventStore, CommandContext, CommandHandler, Decider as _, HandleError, StoreTransaction,
+    StreamId, on_connection, on_read_pool,
 };
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
 use aftersales_proto::warranty as pb;
@@ -21,7 +21,8 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use prost::Name as _;
 
 use crate::domain::device::{Command, Device, DeviceState, Event};
-use crate::domain::{DeviceKey, PolicyTable, ProgrammeTable, PurchaseProof};
+use crate::domain::forward::{self, Forward, Forwarding, RepairStep};
+use crate::domain::{DeviceKey, DomainError, PolicyTable, ProgrammeTable, PurchaseProof};
 
 /// Warranty's events from every other region (the runtime names one consumer
 /// per region, `warranty-replica-<region>`).
@@ -35,6 +36,7 @@ pub fn subscriptions() -> Result<Vec<Subscription>, ConfigError> {
             pb::ExtendedWarrantyCancelled::NAME,
             pb::WarrantyVoided::NAME,
             pb::ClaimRecorded::NAME,
+            pb::RepairProgressedAbroad::NAME,
             pb::WriteForwarded::NAME,
         ],
     )?])
@@ -119,8 +121,36 @@ pub async fn unsettled_forwards(
         .collect())
 }
 
+/// Queues `command`'s write for its home region in `tx`: the event in the
+/// device's forward stream and its entry in the forward queue. `true`: queued
+/// before (nothing new).
+pub(crate) async fn forward_in(
+    forwards: &CommandHandler<Forwarding, AnyEventStore>,
+    tx: &mut StoreTransaction,
+    command: &Forward,
+    ctx: &CommandContext,
+) -> Result<bool, HandleError<DomainError>> {
+    let stream = StreamId::parse(forward::stream_name(&command.key))
+        .map_err(|e| HandleError::Domain(DomainError::invalid("device_id", e.to_string())))?;
+    let handled = forwards.handle_in(tx, &stream, command, ctx).await?;
+    if handled.events.is_empty() {
+        return Ok(true);
+    }
+    queue_forward(
+        tx,
+        ctx.event_id(0),
+        stream.as_str(),
+        &command.home_region,
+        command.write.kind(),
+        ctx.now,
+    )
+    .await
+    .map_err(|e| HandleError::Store(e.into()))?;
+    Ok(handled.duplicate)
+}
+
 /// Records, with the forward event in `tx`, that a write waits for its home region.
-pub(crate) async fn queue_forward(
+async fn queue_forward(
     tx: &mut StoreTransaction,
     event_id: uuid::Uuid,
     stream: &str,
@@ -196,6 +226,14 @@ impl FromOtherRegions {
                 reason: void.reason,
                 evidence: void.evidence,
                 today,
+            },
+            Some(pb::write_forwarded::Write::RepairStep(step)) => Command::RecordRepairAbroad {
+                repair_order_id: step.repair_order_id,
+                step: RepairStep::parse(&step.step).ok_or_else(|| {
+                    HandlerError::permanent(format!("{:?} is not a repair step", step.step))
+                })?,
+                walk_in: step.walk_in,
+                region: event.metadata.region.clone(),
             },
             None => return Err(HandlerError::permanent("a forwarded write without a write")),
         };
@@ -392,7 +430,10 @@ impl Handler for FromOtherRegions {
         if event.event_type == pb::WriteForwarded::NAME {
             return self.apply_forwarded(event, tx).await;
         }
-        self.apply_fact(event, tx).await?;
+        // A step told to the owner at home changes nothing of the device.
+        if event.event_type != pb::RepairProgressedAbroad::NAME {
+            self.apply_fact(event, tx).await?;
+        }
         // A fact the home region wrote for one of this region's forwarded
         // writes settles it.
         if let Some(cause) = event.metadata.causation_id {

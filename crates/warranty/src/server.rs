@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::CommandContext;
+use aftersales_eventstore::{CommandContext, StoreTransaction};
 use aftersales_messaging::Names;
+use aftersales_messaging::{Handler, HandlerError, InboundEvent};
 use aftersales_payments::PaymentArgs;
 use aftersales_proto::warranty::warranty_service_server::WarrantyServiceServer;
 use aftersales_runtime::config::Common;
@@ -26,7 +27,7 @@ pub static SERVICE: Description = Description {
     grpc_services: &["aftersales.warranty.v1.WarrantyService"],
     migrations: &crate::projections::MIGRATIONS,
     projections: crate::projections::all,
-    subscriptions: || Ok(Vec::new()),
+    subscriptions: crate::abroad::subscriptions,
     from_other_regions: crate::replica::subscriptions,
     publishes: Some(|| Arc::new(crate::integration::WarrantyEvents)),
 };
@@ -119,6 +120,28 @@ async fn watch_forwards(
     }
 }
 
+/// What warranty consumes: other regions' warranty events, and this region's
+/// repairs of their devices.
+#[derive(Debug, Clone)]
+struct Reactions {
+    from_other_regions: crate::replica::FromOtherRegions,
+    repairs_abroad: crate::abroad::RepairsAbroad,
+}
+
+impl Handler for Reactions {
+    async fn handle(
+        &self,
+        event: &InboundEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), HandlerError> {
+        if event.source == "repair" {
+            self.repairs_abroad.handle(event, tx).await
+        } else {
+            self.from_other_regions.handle(event, tx).await
+        }
+    }
+}
+
 /// Starts everything and returns once the gRPC port is bound.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     // A bad region stops the start before anything is touched.
@@ -144,12 +167,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let regions = Arc::new(common.regions().map_err(StartError::Config)?);
     let policies = Arc::new(policies);
     let programmes = Arc::new(programmes);
-    let from_other_regions = crate::replica::FromOtherRegions::new(
-        common.region.clone(),
-        store.clone(),
-        Arc::clone(&policies),
-        Arc::clone(&programmes),
-    );
+    let reactions = Reactions {
+        from_other_regions: crate::replica::FromOtherRegions::new(
+            common.region.clone(),
+            store.clone(),
+            Arc::clone(&policies),
+            Arc::clone(&programmes),
+        ),
+        repairs_abroad: crate::abroad::RepairsAbroad::new(common.region.clone(), store.clone()),
+    };
     let app = Warranty::new(store.clone(), policies, programmes, payments)
         .in_region(common.region.clone(), Arc::clone(&regions));
     let cache = Arc::clone(app.cache());
@@ -173,7 +199,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .notary(notary)
     .privacy(records)
-    .consumer(from_other_regions)
+    .consumer(reactions)
     .task({
         let (store, region, clock) = (store.clone(), common.region.clone(), common.clock.clone());
         move |shutdown| watch_forwards(store, regions, region, clock, shutdown)

@@ -160,8 +160,10 @@ async fn a_full_center_refuses_walk_ins_with_the_next_available_day() {
     .unwrap();
     let imei = imei(8);
     register(&mut p, &imei, "DE", 10).await;
+    // Today: the center opens every day.
     let open = || pb::OpenRepairRequest {
         service_center_id: "sc-tiny-01".into(),
+        walk_in_day: String::new(),
         ..walk_in(&imei)
     };
     p.r.open_repair(open()).await.unwrap();

@@ -138,7 +138,7 @@ pub fn walk_in(imei: &str) -> pb::OpenRepairRequest {
         symptoms: "the screen flickers".into(),
         contact_address: None,
         reported_fault: wpb::FaultCategory::Display.into(),
-        walk_in_day: String::new(),
+        walk_in_day: aftersales_testkit::walk_in_day(),
         ..Default::default()
     }
 }

@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::coverage::{self, Decision, Remedy};
+use super::forward::RepairStep;
 use super::policy::{Plan, PolicyTerms, Refund, TermStart};
 use super::programme::{Programme, ProgrammeKind};
 use super::{
@@ -289,6 +290,13 @@ pub enum Command {
         programmes: Vec<Programme>,
         today: NaiveDate,
     },
+    /// A repair of the device in `region` moved on a step: its owner is told.
+    RecordRepairAbroad {
+        repair_order_id: String,
+        step: RepairStep,
+        walk_in: bool,
+        region: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,6 +420,15 @@ pub enum Event {
         ends: NaiveDate,
         enrolled_on: NaiveDate,
     },
+    /// A repair of the device in another region moved on a step; its owner
+    /// (known here only) is told.
+    RepairProgressedAbroad {
+        customer_id: String,
+        repair_order_id: String,
+        step: RepairStep,
+        walk_in: bool,
+        region: String,
+    },
 }
 
 impl Event {
@@ -428,7 +445,9 @@ impl Event {
             Self::CoverageDecided { decision, .. } => Some(decision.decided_for),
             Self::ClaimRecorded { claimed_on, .. } => Some(*claimed_on),
             Self::EnrolledInProgramme { enrolled_on, .. } => Some(*enrolled_on),
-            Self::PlanPaymentFailed { .. } | Self::OwnershipTransferred { .. } => None,
+            Self::PlanPaymentFailed { .. }
+            | Self::OwnershipTransferred { .. }
+            | Self::RepairProgressedAbroad { .. } => None,
         }
     }
 }
@@ -448,6 +467,7 @@ impl DomainEvent for Event {
             Self::CoverageDecided { .. } => "CoverageDecided",
             Self::ClaimRecorded { .. } => "ClaimRecorded",
             Self::EnrolledInProgramme { .. } => "EnrolledInProgramme",
+            Self::RepairProgressedAbroad { .. } => "RepairProgressedAbroad",
         }
     }
 }
@@ -839,6 +859,22 @@ impl Decider for Device {
                     programme_id: decision.programme.map(|p| p.id),
                 }])
             }
+            Command::RecordRepairAbroad {
+                repair_order_id,
+                step,
+                walk_in,
+                region,
+            } => {
+                let device = require(state)?;
+                text("repair_order_id", repair_order_id, 100)?;
+                Ok(vec![Event::RepairProgressedAbroad {
+                    customer_id: device.customer_id.clone(),
+                    repair_order_id: repair_order_id.clone(),
+                    step: *step,
+                    walk_in: *walk_in,
+                    region: region.clone(),
+                }])
+            }
             Command::Enrol { programmes, today } => {
                 let device = require(state)?;
                 Ok(programmes
@@ -1031,6 +1067,7 @@ impl Decider for Device {
                 *cover = (*cover).max(*part_covered_until);
                 device.legal_extension_months = *legal_extension_months;
             }
+            Event::RepairProgressedAbroad { .. } => {}
         }
         Some(device)
     }
@@ -1102,6 +1139,34 @@ mod tests {
             Device::decide(&None, &future).unwrap_err().field(),
             Some("purchase_date")
         );
+    }
+
+    #[test]
+    fn a_repair_step_abroad_names_the_owner_known_here_and_changes_nothing_else() {
+        let d = date("2025-01-10");
+        let step = Command::RecordRepairAbroad {
+            repair_order_id: "r-1".into(),
+            step: RepairStep::Started,
+            walk_in: true,
+            region: "ap-south".into(),
+        };
+        assert!(matches!(
+            Device::decide(&None, &step),
+            Err(DomainError::NotFound(_))
+        ));
+        let state = run(None, &register("DE", d, d)).unwrap();
+        let events = Device::decide(&state, &step).unwrap();
+        assert_eq!(
+            events,
+            [Event::RepairProgressedAbroad {
+                customer_id: "c-1".into(),
+                repair_order_id: "r-1".into(),
+                step: RepairStep::Started,
+                walk_in: true,
+                region: "ap-south".into(),
+            }]
+        );
+        assert_eq!(events.iter().fold(state.clone(), Device::evolve), state);
     }
 
     #[test]

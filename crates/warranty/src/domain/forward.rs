@@ -1,7 +1,8 @@
 //! Writes for a device whose home is another region. Only the home region
-//! appends to a device's stream; a claim or a void arriving elsewhere is
-//! accepted into the device's forward stream here (`forward-<kind>-<value>`),
-//! published like any event, and applied once by the home region.
+//! appends to a device's stream; a claim or a void arriving elsewhere, or a step
+//! of a repair made here for its owner to be told at home, is accepted into the
+//! device's forward stream here (`forward-<kind>-<value>`), published like any
+//! event, and applied once by the home region.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +27,12 @@ pub enum Write {
         reason: String,
         evidence: Vec<String>,
     },
+    /// A repair of the device here moved on a step.
+    RepairStep {
+        repair_order_id: String,
+        step: RepairStep,
+        walk_in: bool,
+    },
 }
 
 impl Write {
@@ -33,7 +40,37 @@ impl Write {
         match self {
             Self::Claim { .. } => "claim",
             Self::Void { .. } => "void",
+            Self::RepairStep { .. } => "repair_step",
         }
+    }
+}
+
+/// The steps of a repair abroad its owner is told of at home: what needs no
+/// more than the order's id to say (a quote or a parcel is the repairing
+/// region's to tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairStep {
+    Opened,
+    Received,
+    Started,
+    Ready,
+}
+
+impl RepairStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Received => "received",
+            Self::Started => "started",
+            Self::Ready => "ready",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Opened, Self::Received, Self::Started, Self::Ready]
+            .into_iter()
+            .find(|step| step.as_str() == value)
     }
 }
 
@@ -68,6 +105,9 @@ impl DomainEvent for Event {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forwarded {
     pub claims: BTreeSet<String>,
+    /// Each repair step told once: (order, step).
+    #[serde(default)]
+    pub repair_steps: BTreeSet<(String, RepairStep)>,
     pub writes: u64,
 }
 
@@ -107,6 +147,9 @@ fn check(write: &Write) -> Result<(), DomainError> {
                 .iter()
                 .try_for_each(|item| text("evidence", item, 500))
         }
+        Write::RepairStep {
+            repair_order_id, ..
+        } => text("repair_order_id", repair_order_id, 100),
     }
 }
 
@@ -123,11 +166,20 @@ impl Decider for Forwarding {
     fn decide(state: &Forwarded, command: &Forward) -> Result<Vec<Event>, DomainError> {
         check(&command.write)?;
         check_region(&command.home_region)?;
-        if let Write::Claim {
-            repair_order_id, ..
-        } = &command.write
-            && state.claims.contains(repair_order_id.trim())
-        {
+        let done = match &command.write {
+            Write::Claim {
+                repair_order_id, ..
+            } => state.claims.contains(repair_order_id.trim()),
+            Write::RepairStep {
+                repair_order_id,
+                step,
+                ..
+            } => state
+                .repair_steps
+                .contains(&(repair_order_id.trim().to_owned(), *step)),
+            Write::Void { .. } => false,
+        };
+        if done {
             return Ok(Vec::new());
         }
         let write = match &command.write {
@@ -144,6 +196,15 @@ impl Decider for Forwarding {
                 reason: reason.trim().to_owned(),
                 evidence: evidence.clone(),
             },
+            Write::RepairStep {
+                repair_order_id,
+                step,
+                walk_in,
+            } => Write::RepairStep {
+                repair_order_id: repair_order_id.trim().to_owned(),
+                step: *step,
+                walk_in: *walk_in,
+            },
         };
         Ok(vec![Event::WriteForwarded {
             key: command.key.clone(),
@@ -155,11 +216,20 @@ impl Decider for Forwarding {
 
     fn evolve(mut state: Forwarded, event: &Event) -> Forwarded {
         let Event::WriteForwarded { write, .. } = event;
-        if let Write::Claim {
-            repair_order_id, ..
-        } = write
-        {
-            state.claims.insert(repair_order_id.clone());
+        match write {
+            Write::Claim {
+                repair_order_id, ..
+            } => {
+                state.claims.insert(repair_order_id.clone());
+            }
+            Write::RepairStep {
+                repair_order_id,
+                step,
+                ..
+            } => {
+                state.repair_steps.insert((repair_order_id.clone(), *step));
+            }
+            Write::Void { .. } => {}
         }
         state.writes += 1;
         state
@@ -218,6 +288,36 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn each_step_of_a_repair_is_forwarded_once() {
+        let step = |order: &str, step| Forward {
+            write: Write::RepairStep {
+                repair_order_id: order.into(),
+                step,
+                walk_in: true,
+            },
+            ..claim(order)
+        };
+        let opened = Forwarding::decide(&Forwarded::default(), &step("r-1", RepairStep::Opened))
+            .expect("forwarded");
+        let state = Forwarding::fold(&opened);
+        for (order, next, told) in [
+            ("r-1", RepairStep::Opened, false),
+            ("r-1", RepairStep::Received, true),
+            ("r-2", RepairStep::Opened, true),
+        ] {
+            let events = Forwarding::decide(&state, &step(order, next)).expect("decided");
+            assert_eq!(events.len(), usize::from(told), "{order} {next:?}");
+        }
+        for value in ["opened", "received", "started", "ready"] {
+            assert_eq!(
+                RepairStep::parse(value).map(RepairStep::as_str),
+                Some(value)
+            );
+        }
+        assert_eq!(RepairStep::parse("Opened"), None);
     }
 
     #[test]

@@ -169,6 +169,7 @@ fn published(kind: &str, payload: &[u8]) -> String {
         "ClaimRecorded" => show::<pb::ClaimRecorded>(payload),
         "WriteForwarded" => show::<pb::WriteForwarded>(payload),
         "EnrolledInProgramme" => show::<pb::EnrolledInProgramme>(payload),
+        "RepairProgressedAbroad" => show::<pb::RepairProgressedAbroad>(payload),
         other => panic!("{other}: not a warranty event"),
     }
 }
