@@ -210,6 +210,18 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
 
 /// Runs `aftersales <args>` against the given services; its stdout, or its stderr
 /// as the error.
+/// `repair open` arguments with the day a walk-in is opened for, if not today
+/// (see `aftersales_testkit::walk_in_day`).
+fn walk_in<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    static DAY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let day = DAY.get_or_init(aftersales_testkit::walk_in_day);
+    let mut args = args.to_vec();
+    if !day.is_empty() {
+        args.extend(["--day", day.as_str()]);
+    }
+    args
+}
+
 fn aftersales(warranty: &str, repair: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
@@ -341,8 +353,7 @@ async fn client_commands_talk_to_the_running_services() {
     assert!(outback.contains("mail-in"), "{outback}");
 
     // A repair: open, show, follow live, and its timeline.
-    let day = aftersales_testkit::walk_in_day();
-    let mut open = vec![
+    let open = walk_in(&[
         "--json",
         "repair",
         "open",
@@ -354,10 +365,7 @@ async fn client_commands_talk_to_the_running_services() {
         "cracked screen",
         "--center",
         "sc-berlin-01",
-    ];
-    if !day.is_empty() {
-        open.extend(["--day", &day]);
-    }
+    ]);
     let opened = aftersales(&warranty, &repair, &open).unwrap();
     let opened: serde_json::Value = serde_json::from_str(&opened).unwrap();
     let order = opened["order_id"].as_str().unwrap().to_owned();
@@ -1659,7 +1667,7 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
     let opened: serde_json::Value = serde_json::from_str(
         &run(
             &urls,
-            &[
+            &walk_in(&[
                 "--json",
                 "repair",
                 "open",
@@ -1671,7 +1679,7 @@ async fn staff_and_operator_commands_and_an_audit_that_catches_a_raw_edit() {
                 "no sound",
                 "--center",
                 "sc-berlin-01",
-            ],
+            ]),
         )
         .unwrap(),
     )
@@ -2448,7 +2456,12 @@ async fn the_readme_examples_work_as_written_after_the_demo() {
             command = command.replace("<password>", &accounts[username].0);
         }
         let args = words(&command);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // A walk-in on a day Berlin is closed is booked for the next (as the
+        // README says, with --day).
+        if command.starts_with("repair open") && args.contains(&"--center") {
+            args = walk_in(&args);
+        }
         if let Some(address) = command.strip_prefix("login --email ") {
             // The tool asks for the code the customer finds in her email.
             let mut login = Command::new(env!("CARGO_BIN_EXE_aftersales"))
@@ -3379,7 +3392,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
         let opened = run_env(
             &urls,
             &env,
-            &[
+            &walk_in(&[
                 "--json",
                 "repair",
                 "open",
@@ -3391,7 +3404,7 @@ async fn a_customer_follows_her_repair_live_in_a_real_browser() {
                 symptoms,
                 "--center",
                 "sc-berlin-01",
-            ],
+            ]),
         )
         .unwrap();
         serde_json::from_str::<serde_json::Value>(&opened).unwrap()["order_id"]

@@ -325,6 +325,7 @@ async fn a_cancelled_mail_in_order_cancels_its_parcel_and_walk_in_custody_is_kep
             channel: rpb::Channel::WalkIn.into(),
             service_center_id: "sc-berlin-01".into(),
             contact_address: None,
+            walk_in_day: aftersales_testkit::walk_in_day(),
             ..mail_in(&imei)
         })
         .await
