@@ -156,14 +156,29 @@ fn in_india(
 }
 
 async fn device_at(url: &str, imei: &str) -> Result<wpb::Device, tonic::Status> {
+    device_as(url, imei, None).await
+}
+
+/// `imei`'s device as the warranty service at `url` answers, asked with
+/// `token` if one is given.
+async fn device_as(
+    url: &str,
+    imei: &str,
+    token: Option<&str>,
+) -> Result<wpb::Device, tonic::Status> {
+    let request = wpb::GetDeviceRequest {
+        device_id: Some(DeviceId {
+            kind: Some(device_id::Kind::Imei(imei.to_owned())),
+        }),
+    };
+    let request = match token {
+        Some(token) => bearer(request, token),
+        None => tonic::Request::new(request),
+    };
     WarrantyServiceClient::connect(url.to_owned())
         .await
         .unwrap()
-        .get_device(wpb::GetDeviceRequest {
-            device_id: Some(DeviceId {
-                kind: Some(device_id::Kind::Imei(imei.to_owned())),
-            }),
-        })
+        .get_device(request)
         .await
         .map(tonic::Response::into_inner)
 }
@@ -398,20 +413,8 @@ async fn the_gateway_abroad_lists_a_phone_from_its_home_and_buys_its_plan_there(
         ))
         .await
         .unwrap();
-    let mut india_client = WarrantyServiceClient::connect(india.url()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while india_client
-        .get_device(bearer(
-            wpb::GetDeviceRequest {
-                device_id: Some(DeviceId {
-                    kind: Some(device_id::Kind::Imei(phone.clone())),
-                }),
-            },
-            &agent,
-        ))
-        .await
-        .is_err()
-    {
+    while device_as(&india.url(), &phone, Some(&agent)).await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "never replicated");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -466,20 +469,9 @@ async fn the_gateway_abroad_lists_a_phone_from_its_home_and_buys_its_plan_there(
     browser.submit_and_reload("#buy-plan button").await;
     let page = browser.text("main").await;
     assert!(page.contains("Plan care-12"), "{page}");
-    let at_home = WarrantyServiceClient::connect(germany.url())
+    let at_home = device_as(&germany.url(), &phone, Some(&agent))
         .await
-        .unwrap()
-        .get_device(bearer(
-            wpb::GetDeviceRequest {
-                device_id: Some(DeviceId {
-                    kind: Some(device_id::Kind::Imei(phone.clone())),
-                }),
-            },
-            &agent,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(
         at_home
             .pending_plan
