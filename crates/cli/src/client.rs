@@ -127,8 +127,11 @@ impl Endpoints {
 
     /// Reads `imei`'s device from the nearest region that has it; gives the
     /// device and the warranty service that answered.
-    async fn find_device(&self, id: &str) -> Result<(wpb::Device, String), String> {
-        let routes = self.routes("warranty", &self.warranty_url)?;
+    async fn find_device(
+        &self,
+        routes: &Routes,
+        id: &str,
+    ) -> Result<(wpb::Device, String), String> {
         first_that_answers(&routes.readers(), |url| async move {
             let mut client = self
                 .warranty_at(&url)
@@ -151,10 +154,10 @@ impl Endpoints {
         id: &str,
     ) -> Result<WarrantyServiceClient<TracedChannel>, String> {
         let routes = self.routes("warranty", &self.warranty_url)?;
-        if routes.readers().len() == 1 {
+        if routes.nearest_only() {
             return self.warranty_at(routes.nearest()).await;
         }
-        let (device, answered_at) = self.find_device(id).await?;
+        let (device, answered_at) = self.find_device(&routes, id).await?;
         let replica_home = device.replica.map(|r| r.home_region).unwrap_or_default();
         let home = routes
             .home_of_device(&answered_at, &replica_home)
@@ -348,6 +351,13 @@ fn print(json_out: bool, value: &serde_json::Value) {
     }
 }
 
+/// The day a center that refused a walk-in (RESOURCE_EXHAUSTED: closed that
+/// day, or full) names as its next available one.
+pub(crate) fn next_available_day(refused: &tonic::Status) -> Option<&str> {
+    let (_, day) = refused.message().rsplit_once("next available: ")?;
+    Some(day.trim())
+}
+
 /// Where an answer from a replica came from, and how fresh it is.
 fn replica_in_words(replica: &wpb::Replica) -> String {
     format!(
@@ -449,7 +459,7 @@ pub async fn device(command: Device, endpoints: &Endpoints) -> Result<(), String
             print(endpoints.json, &device_json(&d));
         }
         Device::Show { imei: id } => {
-            let (d, _) = endpoints.find_device(&id).await?;
+            let (d, _) = endpoints.find_device(&routes, &id).await?;
             print(endpoints.json, &device_json(&d));
         }
         Device::Coverage {

@@ -396,15 +396,11 @@ async fn open_or_book(
     match r.open_repair(request.clone()).await {
         Ok(order) => Ok(order.into_inner()),
         Err(full) if full.code() == tonic::Code::ResourceExhausted => {
-            let day = full
-                .message()
-                .rsplit("next available: ")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
+            let Some(day) = crate::client::next_available_day(&full) else {
+                return Err(full);
+            };
             r.open_repair(rpb::OpenRepairRequest {
-                walk_in_day: day,
+                walk_in_day: day.to_owned(),
                 ..request
             })
             .await

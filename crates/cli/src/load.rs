@@ -708,7 +708,7 @@ impl World {
             // books the day it names, and the journey goes on as on that day.
             Err(full) if full.code() == tonic::Code::ResourceExhausted => {
                 self.recorder.time(Op::OpenRepair, started.elapsed());
-                let day = full.message().rsplit("next available: ").next()?.trim();
+                let day = crate::client::next_available_day(&full)?;
                 let booked = rpb::OpenRepairRequest {
                     walk_in_day: day.to_owned(),
                     ..request

@@ -222,8 +222,8 @@ impl App {
                     &services.warranty_url,
                     services.warranty.clone(),
                     services.regions.clone(),
-                    services.ca.clone(),
-                ),
+                    services.ca.as_deref(),
+                )?,
                 feeds: crate::feeds::Feeds::new(
                     RepairServiceClient::new(services.repair.clone()),
                     LogisticsServiceClient::new(services.logistics.clone()),

@@ -4,7 +4,7 @@
 //! directory, every call goes to the nearest.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use aftersales_proto::common::CountryCode;
 use aftersales_proto::warranty as wpb;
@@ -19,9 +19,8 @@ type Client = WarrantyServiceClient<Channel>;
 #[derive(Debug)]
 pub(crate) struct Warranties {
     routes: Routes,
-    ca: Option<std::path::PathBuf>,
-    /// One lazy channel per region's address, the nearest's from the start.
-    channels: Mutex<HashMap<String, Channel>>,
+    /// A lazy channel to each region's warranty service, by its address.
+    channels: HashMap<String, Channel>,
 }
 
 impl Warranties {
@@ -29,24 +28,27 @@ impl Warranties {
         nearest_url: &str,
         nearest: Channel,
         regions: Option<Arc<Regions>>,
-        ca: Option<std::path::PathBuf>,
-    ) -> Self {
-        Self {
-            routes: Routes::new("warranty", nearest_url, regions),
-            ca,
-            channels: Mutex::new(HashMap::from([(nearest_url.to_owned(), nearest)])),
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, crate::GatewayError> {
+        let routes = Routes::new("warranty", nearest_url, regions);
+        let mut channels = HashMap::from([(nearest_url.to_owned(), nearest)]);
+        for url in routes.readers() {
+            if let std::collections::hash_map::Entry::Vacant(entry) = channels.entry(url) {
+                let channel = crate::channel(entry.key(), ca)?;
+                entry.insert(channel);
+            }
         }
+        Ok(Self { routes, channels })
     }
 
+    /// The warranty service at `url`, one of the directory's.
     fn at(&self, url: &str) -> Result<Client, tonic::Status> {
-        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(url) {
-            return Ok(Client::new(channel.clone()));
-        }
-        let channel = crate::channel(url, self.ca.as_deref())
-            .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?;
-        channels.insert(url.to_owned(), channel.clone());
-        Ok(Client::new(channel))
+        self.channels
+            .get(url)
+            .map(|channel| Client::new(channel.clone()))
+            .ok_or_else(|| {
+                tonic::Status::failed_precondition(format!("{url} is not in the region directory"))
+            })
     }
 
     /// The nearest region's warranty service.
@@ -83,7 +85,7 @@ impl Warranties {
 
     /// The warranty service of the device's home region.
     pub async fn home_of(&self, imei: &str, token: &str) -> Result<Client, tonic::Status> {
-        if self.routes.readers().len() == 1 {
+        if self.routes.nearest_only() {
             return self.nearest();
         }
         let (device, url) = self.find(imei, token).await?;

@@ -209,6 +209,12 @@ impl Routes {
         &self.nearest
     }
 
+    /// Whether every call goes to the nearest: no other region names the
+    /// service.
+    pub fn nearest_only(&self) -> bool {
+        self.readers().len() == 1
+    }
+
     /// Where to read, in the order to ask: the nearest, then every other
     /// region of the directory that names the service, each once.
     pub fn readers(&self) -> Vec<String> {
@@ -434,7 +440,9 @@ mod tests {
         let unknown = routes.in_region("mars-1").unwrap_err();
         assert_eq!(unknown.code(), tonic::Code::FailedPrecondition);
 
+        assert!(!routes.nearest_only());
         let alone = Routes::new("warranty", "http://localhost:50051", None);
+        assert!(alone.nearest_only());
         assert_eq!(alone.readers(), ["http://localhost:50051"]);
         assert_eq!(alone.home_of_country("DE"), "http://localhost:50051");
         assert_eq!(
