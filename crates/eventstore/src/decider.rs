@@ -100,12 +100,18 @@ type UpcastFn = Box<dyn Fn(serde_json::Value) -> Result<serde_json::Value, Strin
 /// auditor must see what was written. Each upcaster lifts one type by one version.
 #[derive(Default)]
 pub struct Upcasters {
-    steps: HashMap<(String, u32), UpcastFn>,
+    /// By event type, then the version each step lifts from: looked up by the
+    /// stored type without copying it.
+    steps: HashMap<String, HashMap<u32, UpcastFn>>,
 }
 
 impl std::fmt::Debug for Upcasters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut keys: Vec<_> = self.steps.keys().collect();
+        let mut keys: Vec<_> = self
+            .steps
+            .iter()
+            .flat_map(|(event_type, steps)| steps.keys().map(move |from| (event_type, from)))
+            .collect();
         keys.sort();
         f.debug_struct("Upcasters").field("steps", &keys).finish()
     }
@@ -130,7 +136,9 @@ impl Upcasters {
         step: impl Fn(serde_json::Value) -> Result<serde_json::Value, String> + Send + Sync + 'static,
     ) -> Self {
         self.steps
-            .insert((event_type.to_owned(), from), Box::new(step));
+            .entry(event_type.to_owned())
+            .or_default()
+            .insert(from, Box::new(step));
         self
     }
 
@@ -147,7 +155,8 @@ impl Upcasters {
             source,
         };
         let mut version = schema_version;
-        let mut step = self.steps.get(&(event_type.to_owned(), version));
+        let steps = self.steps.get(event_type);
+        let mut step = steps.and_then(|steps| steps.get(&version));
         if step.is_none() {
             return serde_json::from_slice(payload).map_err(decode_error);
         }
@@ -159,7 +168,7 @@ impl Upcasters {
                 reason,
             })?;
             version += 1;
-            step = self.steps.get(&(event_type.to_owned(), version));
+            step = steps.and_then(|steps| steps.get(&version));
         }
         serde_json::from_value(value).map_err(decode_error)
     }

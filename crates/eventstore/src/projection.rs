@@ -75,7 +75,10 @@ pub async fn catch_up<S: EventStore, P: Projection>(
 }
 
 /// Applies every event past `from` to each of `projections`, which all stand at
-/// `from`: one read of the log for all of them, one transaction per batch.
+/// `from`: one read of the log for all of them, each batch applied to each in its
+/// own transaction, side by side (one decodes while another's rows are written).
+/// A failure may leave them at different batches; each resumes from its own
+/// checkpoint.
 async fn catch_up_from<S: EventStore, P: Projection>(
     store: &S,
     projections: &[P],
@@ -98,15 +101,15 @@ async fn catch_up_from<S: EventStore, P: Projection>(
         #[allow(clippy::cast_precision_loss)] // a gauge
         let behind = end.saturating_sub(last.position) as f64;
         lags.iter().for_each(|lag| lag.set(behind));
-        let apply = async {
-            let mut tx = store.begin().await?;
-            for (projection, name) in projections.iter().zip(&names) {
+        let apply = futures::future::try_join_all(projections.iter().zip(&names).map(
+            |(projection, name)| async {
+                let mut tx = store.begin().await?;
                 projection.apply_batch(&batch, &mut tx).await?;
                 tx.save_checkpoint(name, last).await?;
-            }
-            // Read models are made again from the log: no need to wait for the disk.
-            tx.commit_unflushed().await
-        };
+                // Read models are made again from the log: no need to wait for the disk.
+                tx.commit_unflushed().await
+            },
+        ));
         // A full batch says more is waiting: read it while this one is applied.
         let next = async {
             if batch.len() < BATCH {

@@ -1585,6 +1585,22 @@ mod tests {
             prop_assert!(device.plan.iter().all(|p| p.coverage_end > device.base_end));
         }
 
+        /// The device directory folds a device's history without its decisions.
+        #[test]
+        fn a_recorded_decision_changes_only_the_days_count(country in country(), bought in 0i64..3000, asked in 0i64..2000, fault in 0usize..13, plan in any::<bool>()) {
+            let purchase = day(bought);
+            let mut state = run(None, &register(country, purchase, purchase)).unwrap();
+            if plan {
+                state = paid(&state, "care-24", purchase);
+            }
+            let before = state.clone().unwrap();
+            let (fault, today) = (FaultCategory::ALL[fault], purchase + chrono::Duration::days(asked));
+            let decision = decide(&before, fault, today, None, &[]);
+            let after = run(state, &Command::RecordDecision { fault, decision, today }).unwrap().unwrap();
+            prop_assert_ne!(after.decisions_on, before.decisions_on);
+            prop_assert_eq!(DeviceState { decisions_on: before.decisions_on, ..after }, before);
+        }
+
         #[test]
         fn voided_means_never_covered(country in country(), bought in 0i64..3000, asked in -100i64..2000, fault in 0usize..13) {
             let purchase = day(bought);
