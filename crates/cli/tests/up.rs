@@ -208,8 +208,6 @@ async fn up_serves_warranty_keeps_its_data_and_stops_on_sigterm() {
     assert!(terminate(child).success());
 }
 
-/// Runs `aftersales <args>` against the given services; its stdout, or its stderr
-/// as the error.
 /// `repair open` arguments with the day a walk-in is opened for, if not today
 /// (see `aftersales_testkit::walk_in_day`).
 fn walk_in<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -222,6 +220,8 @@ fn walk_in<'a>(args: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// Runs `aftersales <args>` against the given services; its stdout, or its stderr
+/// as the error.
 fn aftersales(warranty: &str, repair: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_aftersales"))
         .args([
