@@ -509,13 +509,19 @@ pub async fn dlq(command: Dlq, endpoints: &Endpoints) -> Result<(), String> {
                     .map(|l| l.sequence)
                     .collect(),
             };
+            let mut put_back = 0;
             for s in &sequences {
-                letters
+                if letters
                     .replay(&consumer, *s)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| e.to_string())?
+                {
+                    put_back += 1;
+                } else {
+                    eprintln!("no dead letter {s} of {consumer}: never was, or applied since");
+                }
             }
-            eprintln!("{} put back for {consumer}", sequences.len());
+            eprintln!("{put_back} put back for {consumer}");
             Ok(())
         }
     }

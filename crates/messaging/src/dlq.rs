@@ -67,17 +67,19 @@ impl DeadLetters {
 
     /// Puts the dead letter at `sequence` back to its consumer, which applies it
     /// through its inbox (so at most once) and then removes it. Replaying the same
-    /// letter twice is harmless.
-    pub async fn replay(&self, consumer: &str, sequence: u64) -> Result<(), MessagingError> {
+    /// letter twice is harmless. `false` when no letter is there: never was, or
+    /// already applied and removed (an earlier replay may have won the race).
+    pub async fn replay(&self, consumer: &str, sequence: u64) -> Result<bool, MessagingError> {
         let stream = self
             .js
             .get_stream(self.names.dead_letter_stream())
             .await
             .map_err(MessagingError::nats)?;
-        let message = stream
-            .direct_get(sequence)
-            .await
-            .map_err(MessagingError::nats)?;
+        let message = match stream.direct_get(sequence).await {
+            Ok(message) => message,
+            Err(error) if error.kind() == DirectGetErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(MessagingError::nats(error)),
+        };
         if message.subject.as_str() != self.names.dead_letter_subject(consumer) {
             return Err(MessagingError::Malformed(format!(
                 "message {sequence} is not a dead letter of {consumer}"
@@ -95,7 +97,7 @@ impl DeadLetters {
             .map_err(MessagingError::nats)?
             .await
             .map_err(MessagingError::nats)?;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -353,10 +353,14 @@ impl Operations for Service {
                 if !open.iter().any(|l| l.sequence == id) {
                     return Err(missing());
                 }
-                dead_letters
+                // Applied and removed since the list: gone, as a letter never there.
+                if !dead_letters
                     .replay(&consumer, id)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(unavailable)?
+                {
+                    return Err(missing());
+                }
                 Ok(Response::new(ReplayDeadLetterResponse {
                     outcome: ReplayOutcome::Queued.into(),
                     error: String::new(),
