@@ -24,7 +24,7 @@ use crate::store::{Limits, validate_batch};
 const ANY_VERSION_ATTEMPTS: u32 = 50;
 
 /// A new event with its place in the stream settled.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ChainedEvent {
     pub event: NewEvent,
     pub stream_version: u64,

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend.
 //!
-//! Appends are two statements and no explicit transaction (see [`crate::append`]).
+//! Appends are two statements and no explicit transaction (see [`crate::append`]);
+//! those that arrive together commit together (see [`group`]).
 //! Followers read with a horizon: only events whose writing transaction is older
 //! than every transaction of this database in flight when the read began,
 //! ordered by (transaction id, position). Nothing can commit below that line any more, so the
@@ -24,6 +25,8 @@ use crate::event::{
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
 use crate::transaction::StoreTransaction;
 
+mod group;
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 macro_rules! columns {
@@ -41,6 +44,7 @@ pub struct PgEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
+    group: Arc<group::GroupCommit>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -103,6 +107,7 @@ impl PgEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
+            group: Arc::default(),
             keyring: None,
         }
     }
@@ -207,7 +212,7 @@ impl AppendBackend for &PgEventStore {
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
-        insert_rows(&self.pool, stream, rows).await
+        self.group.insert(&self.pool, stream, rows).await
     }
 
     async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -303,10 +308,21 @@ async fn insert_rows<'e>(
     stream: &StreamId,
     rows: &[ChainedEvent],
 ) -> Result<Vec<u64>, InsertError> {
-    if let [row] = rows {
-        return insert_row(db, stream, row).await;
+    let mut positions = insert_appends(db, &[(stream, rows)]).await?;
+    Ok(positions.pop().unwrap_or_default())
+}
+
+/// Inserts the rows of every append in `appends` in one statement, so all or none
+/// are written; each append's positions, in its rows' order.
+pub(crate) async fn insert_appends<'e>(
+    db: impl PgExecutor<'e>,
+    appends: &[(&StreamId, &[ChainedEvent])],
+) -> Result<Vec<Vec<u64>>, InsertError> {
+    if let [(stream, [row])] = appends {
+        return Ok(vec![insert_row(db, stream, row).await?]);
     }
-    let n = rows.len();
+    let n = appends.iter().map(|(_, rows)| rows.len()).sum();
+    let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
     let mut event_ids = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
@@ -320,33 +336,37 @@ async fn insert_rows<'e>(
     let mut regions = Vec::with_capacity(n);
     let mut recorded = Vec::with_capacity(n);
     let mut hashes = Vec::with_capacity(n);
-    for row in rows {
-        let e = &row.event;
-        let m = &e.metadata;
-        versions.push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
-        event_ids.push(e.event_id);
-        types.push(e.event_type.as_str());
-        schema_versions.push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
-        payloads.push(e.payload.as_slice());
-        correlations.push(m.correlation_id);
-        causations.push(m.causation_id);
-        traceparents.push(m.traceparent.as_deref());
-        tracestates.push(m.tracestate.as_deref());
-        actors.push(m.actor.as_str());
-        regions.push(m.region.as_str());
-        recorded.push(m.recorded_at);
-        hashes.push(row.hash.as_slice());
+    for (stream, rows) in appends {
+        for row in *rows {
+            let e = &row.event;
+            let m = &e.metadata;
+            streams.push(stream.as_str());
+            versions
+                .push(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?);
+            event_ids.push(e.event_id);
+            types.push(e.event_type.as_str());
+            schema_versions.push(i32::try_from(e.schema_version).unwrap_or(i32::MAX));
+            payloads.push(e.payload.as_slice());
+            correlations.push(m.correlation_id);
+            causations.push(m.causation_id);
+            traceparents.push(m.traceparent.as_deref());
+            tracestates.push(m.tracestate.as_deref());
+            actors.push(m.actor.as_str());
+            regions.push(m.region.as_str());
+            recorded.push(m.recorded_at);
+            hashes.push(row.hash.as_slice());
+        }
     }
-    let result = sqlx::query(
+    let returned = sqlx::query(
         "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
          schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
          actor, region, recorded_at, hash) \
-         SELECT $1, * FROM UNNEST($2::int8[], $3::uuid[], $4::text[], $5::int4[], \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], \
          $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
          $12::text[], $13::timestamptz[], $14::bytea[]) \
-         RETURNING position, stream_version",
+         RETURNING position, stream_id, stream_version",
     )
-    .bind(stream.as_str())
+    .bind(streams)
     .bind(versions)
     .bind(event_ids)
     .bind(types)
@@ -361,8 +381,33 @@ async fn insert_rows<'e>(
     .bind(recorded)
     .bind(hashes)
     .fetch_all(db)
-    .await;
-    append::positions_in_version_order(&result.map_err(insert_error)?)
+    .await
+    .map_err(insert_error)?;
+    // `RETURNING` does not promise the insert order: find each row by its place.
+    let mut positions = std::collections::HashMap::with_capacity(returned.len());
+    for row in &returned {
+        let read = || -> Result<((&str, i64), u64), StoreError> {
+            let place = (row.try_get("stream_id")?, row.try_get("stream_version")?);
+            Ok((place, to_u64(row.try_get("position")?, "position")?))
+        };
+        let (place, position) = read().map_err(InsertError::Store)?;
+        positions.insert(place, position);
+    }
+    appends
+        .iter()
+        .map(|(stream, rows)| {
+            rows.iter()
+                .map(|row| {
+                    let version = to_i64(row.stream_version, "stream_version")?;
+                    positions
+                        .get(&(stream.as_str(), version))
+                        .copied()
+                        .ok_or_else(|| StoreError::CorruptRow("insert returned no row".into()))
+                })
+                .collect::<Result<Vec<u64>, StoreError>>()
+        })
+        .collect::<Result<_, _>>()
+        .map_err(InsertError::Store)
 }
 
 /// The common case, one event, as a plain single-row insert: cheaper to plan and

@@ -36,6 +36,7 @@ conformance!(
     expected_version_is_enforced_and_conflicts_write_nothing,
     racing_exact_appends_have_exactly_one_winner,
     racing_any_appends_all_land_in_order,
+    appends_arriving_together_each_get_their_own_answer,
     reappending_the_same_events_stores_them_once,
     reused_event_ids_with_other_content_are_refused,
     bad_input_gets_a_typed_error_and_writes_nothing,

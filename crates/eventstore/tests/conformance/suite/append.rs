@@ -193,6 +193,66 @@ pub async fn racing_any_appends_all_land_in_order(b: Backend) {
     assert!(b.store.verify_stream(&s, None).await.unwrap().is_intact());
 }
 
+/// Appends to many streams at once (written together where the store groups
+/// them), some refused: each gets its own answer, the refused write nothing, and
+/// every position a writer is told holds its event.
+pub async fn appends_arriving_together_each_get_their_own_answer(b: Backend) {
+    let taken = stream("taken");
+    b.store
+        .append(&taken, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(64));
+    let mut tasks = Vec::new();
+    for n in 0..64usize {
+        let (store, start) = (b.store.clone(), start.clone());
+        let target = if n % 16 == 5 {
+            taken.clone()
+        } else {
+            stream("together")
+        };
+        tasks.push(tokio::spawn(async move {
+            let batch = events(1 + n % 3);
+            start.wait().await;
+            let outcome = store
+                .append(&target, ExpectedVersion::NoStream, batch.clone())
+                .await;
+            (target, batch, outcome)
+        }));
+    }
+    let (mut written, mut positions) = (1, HashSet::new());
+    for task in tasks {
+        let (target, batch, outcome) = task.await.unwrap();
+        if target == taken {
+            match outcome {
+                Err(StoreError::WrongExpectedVersion { actual: 1, .. }) => continue,
+                other => panic!("a taken stream must refuse, got {other:?}"),
+            }
+        }
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.stream_version, batch.len() as u64);
+        let stored = b.store.read_stream(&target, 1, 10).await.unwrap();
+        let ids =
+            |events: &[_]| -> Vec<Uuid> { events.iter().map(|e: &NewEvent| e.event_id).collect() };
+        assert_eq!(
+            stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            ids(&batch)
+        );
+        assert_eq!(stored[0].position, outcome.first_position);
+        assert_eq!(stored[batch.len() - 1].position, outcome.last_position);
+        for event in &stored {
+            assert!(positions.insert(event.position), "one position, one event");
+        }
+        written += i64::try_from(batch.len()).unwrap();
+    }
+    assert_eq!(
+        b.count().await,
+        written,
+        "the refused appends wrote nothing"
+    );
+    assert_eq!(b.store.read_stream(&taken, 1, 10).await.unwrap().len(), 1);
+}
+
 pub async fn reappending_the_same_events_stores_them_once(b: Backend) {
     let s = stream("idem");
     let batch = events(3);
