@@ -26,6 +26,7 @@ pub mod decider;
 pub mod error;
 pub mod event;
 pub mod follow;
+mod group;
 pub mod handler;
 pub mod keyring;
 pub mod live;

@@ -1,7 +1,8 @@
 //! The PostgreSQL backend.
 //!
 //! Appends are two statements and no explicit transaction (see [`crate::append`]);
-//! those that arrive together commit together (see [`group`]).
+//! those that arrive together commit together (see [`crate::group`]), in one
+//! statement.
 //! Followers read with a horizon: only events whose writing transaction is older
 //! than every transaction of this database in flight when the read began,
 //! ordered by (transaction id, position). Nothing can commit below that line any more, so the
@@ -22,10 +23,9 @@ use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamHead, StreamId,
 };
+use crate::group::{Answer, GroupCommit, GroupWrite};
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
 use crate::transaction::StoreTransaction;
-
-mod group;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -37,6 +37,10 @@ macro_rules! columns {
     };
 }
 
+/// Groups written at once: two make groups wait for one another, eight crowd
+/// out the reads of commands that load their stream (measured, BENCHMARKS.md).
+const GROUP_WRITERS: usize = 4;
+
 /// An event store in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
@@ -44,7 +48,7 @@ pub struct PgEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
-    group: Arc<group::GroupCommit>,
+    group: Arc<GroupCommit>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -107,7 +111,7 @@ impl PgEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
-            group: Arc::default(),
+            group: Arc::new(GroupCommit::new(GROUP_WRITERS)),
             keyring: None,
         }
     }
@@ -408,6 +412,24 @@ pub(crate) async fn insert_appends<'e>(
         })
         .collect::<Result<_, _>>()
         .map_err(InsertError::Store)
+}
+
+/// A group is one statement, written whole or not at all. A refused group is
+/// inserted again append by append, so each learns whether the refusal was its own.
+impl GroupWrite for PgPool {
+    async fn write(&self, appends: &[(&StreamId, &[ChainedEvent])]) -> Vec<Answer> {
+        match insert_appends(self, appends).await {
+            Ok(positions) => positions.into_iter().map(Ok).collect(),
+            Err(refused) if appends.len() == 1 => vec![Err(refused)],
+            Err(_) => {
+                let mut answers = Vec::with_capacity(appends.len());
+                for (stream, rows) in appends {
+                    answers.push(insert_rows(self, stream, rows).await);
+                }
+                answers
+            }
+        }
+    }
 }
 
 /// The common case, one event, as a plain single-row insert: cheaper to plan and

@@ -24,6 +24,7 @@ use crate::event::{
     AppendOutcome, Checkpoint, ExpectedVersion, Metadata, NewEvent, RecordedEvent, Snapshot,
     StreamHead, StreamId,
 };
+use crate::group::{Answer, GroupCommit, GroupWrite};
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
 use crate::transaction::StoreTransaction;
 
@@ -44,6 +45,7 @@ pub struct SqliteEventStore {
     limits: Limits,
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
+    group: Arc<GroupCommit>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -76,6 +78,8 @@ impl SqliteEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
+            // One writer connection: one group at a time.
+            group: Arc::new(GroupCommit::new(1)),
             keyring: None,
         })
     }
@@ -126,7 +130,7 @@ impl AppendBackend for &SqliteEventStore {
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
-        insert_rows(&self.writer, stream, rows).await
+        self.group.insert(&self.writer, stream, rows).await
     }
 
     async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -251,6 +255,61 @@ async fn insert_rows<'e>(
         Err(error) => return Err(InsertError::Store(error.into())),
     };
     append::positions_in_version_order(&returned)
+}
+
+/// A group is one transaction. A refused insert rolls back only its own
+/// statement, so the others go on; any other failure may have ended the
+/// transaction, so the group stops there and each append is inserted alone.
+impl GroupWrite for SqlitePool {
+    async fn write(&self, appends: &[(&StreamId, &[ChainedEvent])]) -> Vec<Answer> {
+        if let [(stream, rows)] = appends {
+            return vec![insert_rows(self, stream, rows).await];
+        }
+        match write_together(self, appends).await {
+            Some(answers) => answers,
+            None => {
+                let mut answers = Vec::with_capacity(appends.len());
+                for (stream, rows) in appends {
+                    answers.push(insert_rows(self, stream, rows).await);
+                }
+                answers
+            }
+        }
+    }
+}
+
+/// Each append's answer, committed; `None` when nothing was written.
+async fn write_together(
+    writer: &SqlitePool,
+    appends: &[(&StreamId, &[ChainedEvent])],
+) -> Option<Vec<Answer>> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.ok()?;
+    let mut answers = Vec::with_capacity(appends.len());
+    for (stream, rows) in appends {
+        let answer = insert_rows(&mut *tx, stream, rows).await;
+        if let Err(InsertError::Store(_)) = answer {
+            let _ = tx.rollback().await;
+            return None;
+        }
+        answers.push(answer);
+    }
+    match tx.commit().await {
+        Ok(()) => Some(answers),
+        // Whether a failed commit wrote anything is not known: say so to those
+        // whose rows it held, as a lone append's failed commit would.
+        Err(error) => Some(
+            answers
+                .into_iter()
+                .map(|answer| {
+                    answer.and_then(|_| {
+                        Err(InsertError::Store(StoreError::Database(sqlx::Error::Io(
+                            std::io::Error::other(format!("commit failed: {error}")),
+                        ))))
+                    })
+                })
+                .collect(),
+        ),
+    }
 }
 
 pub(crate) async fn select_by_ids<'e>(

@@ -1,46 +1,46 @@
-//! Group commit for appends through the pool.
+//! Group commit for appends through a store's pool.
 //!
 //! An append that arrives while earlier ones are being written waits for a writer
-//! and is then inserted together with every other append waiting by then: one
-//! statement and one commit for the group, where each append alone costs a round
-//! trip and a commit. An append that finds a writer free is written at once, so a
-//! quiet store answers as fast as before. The insert of a group is one statement,
-//! so it is written whole or not at all; if it is refused (a version taken, an
-//! event id stored already) each append of the group is inserted again on its
-//! own, and gets its own answer.
+//! and is then written together with every other append waiting by then, in one
+//! transaction: one commit for the group, where each append alone costs a commit
+//! (and on PostgreSQL a round trip) of its own. An append that finds a writer free
+//! is written at once, so a quiet store answers as fast as before. Each backend
+//! says how a group is written ([`GroupWrite`]); either way every append gets its
+//! own answer, never another's refusal.
 //!
 //! Writers run as tasks of their own: a caller that gives up waiting cannot cut
 //! short the write of the others in its group.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sqlx::postgres::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::insert_appends;
 use crate::append::{ChainedEvent, InsertError};
 use crate::error::StoreError;
 use crate::event::StreamId;
 
-/// Groups written at the same time. More overlap the statements' round trips;
-/// fewer make larger groups.
-const WRITERS: usize = 4;
-
-/// Most rows in one group's statement.
+/// Most rows in one group.
 const GROUP_ROWS: usize = 1_000;
 
-type Answer = Result<Vec<u64>, InsertError>;
+/// The rows' positions in order, or why the insert was refused.
+pub(crate) type Answer = Result<Vec<u64>, InsertError>;
+
+/// How a backend writes a group of appends.
+pub(crate) trait GroupWrite: Clone + Send + Sync + 'static {
+    /// Writes each of `appends` (a stream and its chained rows) and commits; an
+    /// answer per append, in order. An append refused or failed writes nothing,
+    /// and says so in its own answer.
+    fn write(
+        &self,
+        appends: &[(&StreamId, &[ChainedEvent])],
+    ) -> impl Future<Output = Vec<Answer>> + Send;
+}
 
 struct Waiting {
     stream: StreamId,
     rows: Vec<ChainedEvent>,
     answer: oneshot::Sender<Answer>,
-}
-
-#[derive(Debug)]
-pub(crate) struct GroupCommit {
-    waiting: Mutex<Vec<Waiting>>,
-    writers: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Waiting {
@@ -52,21 +52,27 @@ impl std::fmt::Debug for Waiting {
     }
 }
 
-impl Default for GroupCommit {
-    fn default() -> Self {
-        Self {
-            waiting: Mutex::default(),
-            writers: Arc::new(Semaphore::new(WRITERS)),
-        }
-    }
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    waiting: Mutex<Vec<Waiting>>,
+    writers: Arc<Semaphore>,
 }
 
 impl GroupCommit {
-    /// Inserts `rows` into `stream`, with whatever other appends are waiting; the
-    /// rows' positions in order, or why the insert was refused.
-    pub(crate) async fn insert(
+    /// At most `writers` groups written at the same time: more overlap the
+    /// writes, fewer make larger groups.
+    pub(crate) fn new(writers: usize) -> Self {
+        Self {
+            waiting: Mutex::default(),
+            writers: Arc::new(Semaphore::new(writers.max(1))),
+        }
+    }
+
+    /// Inserts `rows` into `stream` through `backend`, with whatever other appends
+    /// are waiting.
+    pub(crate) async fn insert<W: GroupWrite>(
         self: &Arc<Self>,
-        pool: &PgPool,
+        backend: &W,
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Answer {
@@ -79,7 +85,7 @@ impl GroupCommit {
                 rows: rows.to_vec(),
                 answer,
             });
-        self.start_writers(pool);
+        self.start_writers(backend);
         // A writer answers every append it takes, unless the runtime is stopping.
         answered
             .await
@@ -90,13 +96,13 @@ impl GroupCommit {
 
     /// Starts a writer for the waiting appends while one is free. A writer that
     /// finishes starts again: nothing waits while a writer is free.
-    fn start_writers(self: &Arc<Self>, pool: &PgPool) {
+    fn start_writers<W: GroupWrite>(self: &Arc<Self>, backend: &W) {
         while let Ok(permit) = Arc::clone(&self.writers).try_acquire_owned() {
             let group = self.take_group();
             if group.is_empty() {
                 return;
             }
-            tokio::spawn(Arc::clone(self).write(pool.clone(), group, permit));
+            tokio::spawn(Arc::clone(self).write(backend.clone(), group, permit));
         }
     }
 
@@ -116,41 +122,23 @@ impl GroupCommit {
         waiting.drain(..take).collect()
     }
 
-    async fn write(
+    async fn write<W: GroupWrite>(
         self: Arc<Self>,
-        pool: PgPool,
+        backend: W,
         group: Vec<Waiting>,
         permit: OwnedSemaphorePermit,
     ) {
-        let together = {
+        let answers = {
             let appends: Vec<(&StreamId, &[ChainedEvent])> = group
                 .iter()
                 .map(|w| (&w.stream, w.rows.as_slice()))
                 .collect();
-            insert_appends(&pool, &appends).await
+            backend.write(&appends).await
         };
-        match together {
-            Ok(positions) => {
-                for (waiting, positions) in group.into_iter().zip(positions) {
-                    let _ = waiting.answer.send(Ok(positions));
-                }
-            }
-            Err(refused) if group.len() == 1 => {
-                if let Some(waiting) = group.into_iter().next() {
-                    let _ = waiting.answer.send(Err(refused));
-                }
-            }
-            // Nothing of the group was written: each on its own says whose it was.
-            Err(_) => {
-                for waiting in group {
-                    let alone = insert_appends(&pool, &[(&waiting.stream, &waiting.rows)])
-                        .await
-                        .map(|mut positions| positions.pop().unwrap_or_default());
-                    let _ = waiting.answer.send(alone);
-                }
-            }
+        for (waiting, answer) in group.into_iter().zip(answers) {
+            let _ = waiting.answer.send(answer);
         }
         drop(permit);
-        self.start_writers(&pool);
+        self.start_writers(&backend);
     }
 }
