@@ -318,7 +318,7 @@ async fn insert_rows<'e>(
 
 /// Inserts the rows of every append in `appends` in one statement, so all or none
 /// are written; each append's positions, in its rows' order.
-pub(crate) async fn insert_appends<'e>(
+async fn insert_appends<'e>(
     db: impl PgExecutor<'e>,
     appends: &[(&StreamId, &[ChainedEvent])],
 ) -> Result<Vec<Vec<u64>>, InsertError> {

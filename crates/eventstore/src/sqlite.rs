@@ -1,7 +1,8 @@
 //! The SQLite backend: the embedded default for one machine.
 //!
 //! SQLite has one writer at a time, so appends go through a single-connection writer
-//! pool (queued fairly in process instead of spinning on `SQLITE_BUSY`), and reads use
+//! pool (queued fairly in process instead of spinning on `SQLITE_BUSY`; those that
+//! wait commit together, see [`crate::group`]), and reads use
 //! a separate pool in WAL mode. Positions are handed out under the write lock, in
 //! commit order, so followers read by position alone.
 
