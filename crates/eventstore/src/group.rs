@@ -5,8 +5,9 @@
 //! transaction: one commit for the group, where each append alone costs a commit
 //! (and on PostgreSQL a round trip) of its own. An append that finds a writer free
 //! is written at once, so a quiet store answers as fast as before. Each backend
-//! says how a group is written ([`GroupWrite`]); either way every append gets its
-//! own answer, never another's refusal.
+//! says how a group is written ([`GroupWrite`]); a group whose refusal cannot be
+//! pinned on one append is written again append by append, so every append gets
+//! its own answer, never another's refusal.
 //!
 //! Writers run as tasks of their own: a caller that gives up waiting cannot cut
 //! short the write of the others in its group.
@@ -26,15 +27,23 @@ const GROUP_ROWS: usize = 1_000;
 /// The rows' positions in order, or why the insert was refused.
 pub(crate) type Answer = Result<Vec<u64>, InsertError>;
 
-/// How a backend writes a group of appends.
+/// How a backend writes appends, together and alone.
 pub(crate) trait GroupWrite: Clone + Send + Sync + 'static {
-    /// Writes each of `appends` (a stream and its chained rows) and commits; an
-    /// answer per append, in order. An append refused or failed writes nothing,
-    /// and says so in its own answer.
-    fn write(
+    /// Writes `appends` (each a stream and its chained rows) in one transaction
+    /// and commits: an answer per append, in order, where a refused append wrote
+    /// nothing and says so. `None` when nothing was written and the refusal cannot
+    /// be told apart: each append is then written alone.
+    fn write_together(
         &self,
         appends: &[(&StreamId, &[ChainedEvent])],
-    ) -> impl Future<Output = Vec<Answer>> + Send;
+    ) -> impl Future<Output = Option<Vec<Answer>>> + Send;
+
+    /// Writes one append in a transaction of its own.
+    fn write_alone(
+        &self,
+        stream: &StreamId,
+        rows: &[ChainedEvent],
+    ) -> impl Future<Output = Answer> + Send;
 }
 
 struct Waiting {
@@ -128,13 +137,25 @@ impl GroupCommit {
         group: Vec<Waiting>,
         permit: OwnedSemaphorePermit,
     ) {
-        let answers = {
-            let appends: Vec<(&StreamId, &[ChainedEvent])> = group
-                .iter()
-                .map(|w| (&w.stream, w.rows.as_slice()))
-                .collect();
-            backend.write(&appends).await
+        let appends: Vec<(&StreamId, &[ChainedEvent])> = group
+            .iter()
+            .map(|w| (&w.stream, w.rows.as_slice()))
+            .collect();
+        let together = match appends.as_slice() {
+            [(stream, rows)] => Some(vec![backend.write_alone(stream, rows).await]),
+            _ => backend.write_together(&appends).await,
         };
+        let answers = match together {
+            Some(answers) => answers,
+            None => {
+                let mut answers = Vec::with_capacity(appends.len());
+                for (stream, rows) in &appends {
+                    answers.push(backend.write_alone(stream, rows).await);
+                }
+                answers
+            }
+        };
+        drop(appends);
         for (waiting, answer) in group.into_iter().zip(answers) {
             let _ = waiting.answer.send(answer);
         }

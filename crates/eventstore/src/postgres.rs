@@ -414,21 +414,19 @@ async fn insert_appends<'e>(
         .map_err(InsertError::Store)
 }
 
-/// A group is one statement, written whole or not at all. A refused group is
-/// inserted again append by append, so each learns whether the refusal was its own.
+/// A group is one statement, written whole or not at all: a refused group wrote
+/// nothing, and which append it was is found by writing them alone.
 impl GroupWrite for PgPool {
-    async fn write(&self, appends: &[(&StreamId, &[ChainedEvent])]) -> Vec<Answer> {
-        match insert_appends(self, appends).await {
-            Ok(positions) => positions.into_iter().map(Ok).collect(),
-            Err(refused) if appends.len() == 1 => vec![Err(refused)],
-            Err(_) => {
-                let mut answers = Vec::with_capacity(appends.len());
-                for (stream, rows) in appends {
-                    answers.push(insert_rows(self, stream, rows).await);
-                }
-                answers
-            }
-        }
+    async fn write_together(
+        &self,
+        appends: &[(&StreamId, &[ChainedEvent])],
+    ) -> Option<Vec<Answer>> {
+        let positions = insert_appends(self, appends).await.ok()?;
+        Some(positions.into_iter().map(Ok).collect())
+    }
+
+    async fn write_alone(&self, stream: &StreamId, rows: &[ChainedEvent]) -> Answer {
+        insert_rows(self, stream, rows).await
     }
 }
 

@@ -258,58 +258,45 @@ async fn insert_rows<'e>(
     append::positions_in_version_order(&returned)
 }
 
-/// A group is one transaction. A refused insert rolls back only its own
-/// statement, so the others go on; any other failure may have ended the
-/// transaction, so the group stops there and each append is inserted alone.
+/// A group is one transaction of a statement per append. A refused insert rolls
+/// back only its own statement, so the others go on; any other failure may have
+/// ended the transaction, so the group is rolled back and written alone.
 impl GroupWrite for SqlitePool {
-    async fn write(&self, appends: &[(&StreamId, &[ChainedEvent])]) -> Vec<Answer> {
-        if let [(stream, rows)] = appends {
-            return vec![insert_rows(self, stream, rows).await];
-        }
-        match write_together(self, appends).await {
-            Some(answers) => answers,
-            None => {
-                let mut answers = Vec::with_capacity(appends.len());
-                for (stream, rows) in appends {
-                    answers.push(insert_rows(self, stream, rows).await);
-                }
-                answers
+    async fn write_together(
+        &self,
+        appends: &[(&StreamId, &[ChainedEvent])],
+    ) -> Option<Vec<Answer>> {
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await.ok()?;
+        let mut answers = Vec::with_capacity(appends.len());
+        for (stream, rows) in appends {
+            let answer = insert_rows(&mut *tx, stream, rows).await;
+            if let Err(InsertError::Store(_)) = answer {
+                let _ = tx.rollback().await;
+                return None;
             }
+            answers.push(answer);
         }
-    }
-}
-
-/// Each append's answer, committed; `None` when nothing was written.
-async fn write_together(
-    writer: &SqlitePool,
-    appends: &[(&StreamId, &[ChainedEvent])],
-) -> Option<Vec<Answer>> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.ok()?;
-    let mut answers = Vec::with_capacity(appends.len());
-    for (stream, rows) in appends {
-        let answer = insert_rows(&mut *tx, stream, rows).await;
-        if let Err(InsertError::Store(_)) = answer {
-            let _ = tx.rollback().await;
-            return None;
-        }
-        answers.push(answer);
-    }
-    match tx.commit().await {
-        Ok(()) => Some(answers),
-        // Whether a failed commit wrote anything is not known: say so to those
-        // whose rows it held, as a lone append's failed commit would.
-        Err(error) => Some(
-            answers
-                .into_iter()
-                .map(|answer| {
-                    answer.and_then(|_| {
-                        Err(InsertError::Store(StoreError::Database(sqlx::Error::Io(
-                            std::io::Error::other(format!("commit failed: {error}")),
-                        ))))
+        match tx.commit().await {
+            Ok(()) => Some(answers),
+            // Whether a failed commit wrote anything is not known: say so to those
+            // whose rows it held, as a lone append's failed commit would.
+            Err(error) => Some(
+                answers
+                    .into_iter()
+                    .map(|answer| {
+                        answer.and_then(|_| {
+                            Err(InsertError::Store(StoreError::Database(sqlx::Error::Io(
+                                std::io::Error::other(format!("commit failed: {error}")),
+                            ))))
+                        })
                     })
-                })
-                .collect(),
-        ),
+                    .collect(),
+            ),
+        }
+    }
+
+    async fn write_alone(&self, stream: &StreamId, rows: &[ChainedEvent]) -> Answer {
+        insert_rows(self, stream, rows).await
     }
 }
 
