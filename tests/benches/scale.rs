@@ -403,6 +403,7 @@ async fn run(backend: &str, url: String, sqlite_dir: Option<&std::path::Path>, e
 }
 
 /// A read model that keeps nothing: a rebuild of it is the log read through.
+#[derive(Clone)]
 struct Nothing;
 
 impl aftersales_eventstore::Projection for Nothing {

@@ -63,9 +63,12 @@ pub fn checkpoint_of(name: &str) -> String {
 /// Events applied per transaction.
 const BATCH: usize = 1_000;
 
+/// Batches read ahead of the slowest projection.
+const READ_AHEAD: usize = 4;
+
 /// Applies every event the log holds past the projection's checkpoint. Returns how
 /// many events were read; `progress` is told the running count after each batch.
-pub async fn catch_up<S: EventStore, P: Projection>(
+pub async fn catch_up<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projection: &P,
     progress: impl FnMut(u64),
@@ -76,63 +79,98 @@ pub async fn catch_up<S: EventStore, P: Projection>(
 
 /// Applies every event past `from` to each of `projections`, which all stand at
 /// `from`: one read of the log for all of them, each batch applied to each in its
-/// own transaction, side by side (one decodes while another's rows are written).
+/// own transaction. The reader keeps a few batches ahead, and each projection
+/// takes them on its own task at its own pace: none waits on the slowest at every
+/// batch, and decoding spreads over the runtime's threads while rows are written.
 /// A failure may leave them at different batches; each resumes from its own
 /// checkpoint.
-async fn catch_up_from<S: EventStore, P: Projection>(
+async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projections: &[P],
-    mut checkpoint: Checkpoint,
+    from: Checkpoint,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let names: Vec<String> = projections.iter().map(checkpoint_name).collect();
     let end = store.last_position().await?;
-    let lags: Vec<_> = projections
-        .iter()
-        .map(|p| metrics::gauge!("aftersales_projection_lag_events", "projection" => p.name()))
-        .collect();
-    let mut read = 0u64;
-    let mut batch = store.read_log(checkpoint, BATCH).await?;
-    loop {
-        let Some(last) = batch.last().map(|e| e.checkpoint) else {
-            lags.iter().for_each(|lag| lag.set(0.0));
-            return Ok(read);
-        };
-        #[allow(clippy::cast_precision_loss)] // a gauge
-        let behind = end.saturating_sub(last.position) as f64;
-        lags.iter().for_each(|lag| lag.set(behind));
-        let apply = futures::future::try_join_all(projections.iter().zip(&names).map(
-            |(projection, name)| async {
+    let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
+    let mut appliers = tokio::task::JoinSet::new();
+    let mut batches = Vec::with_capacity(projections.len());
+    for (i, projection) in projections.iter().enumerate() {
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(READ_AHEAD);
+        batches.push(sender);
+        let (store, projection, applied) = (store.clone(), projection.clone(), applied_tx.clone());
+        appliers.spawn(async move {
+            let name = checkpoint_name(&projection);
+            let lag = metrics::gauge!(
+                "aftersales_projection_lag_events", "projection" => projection.name()
+            );
+            while let Some(batch) = receiver.recv().await {
+                let Some(last) = batch.last().map(|e| e.checkpoint) else {
+                    continue;
+                };
+                #[allow(clippy::cast_precision_loss)] // a gauge
+                lag.set(end.saturating_sub(last.position) as f64);
                 let mut tx = store.begin().await?;
                 projection.apply_batch(&batch, &mut tx).await?;
-                tx.save_checkpoint(name, last).await?;
+                tx.save_checkpoint(&name, last).await?;
                 // Read models are made again from the log: no need to wait for the disk.
-                tx.commit_unflushed().await
-            },
-        ));
-        // A full batch says more is waiting: read it while this one is applied.
-        let next = async {
-            if batch.len() < BATCH {
-                return Ok(Vec::new());
+                tx.commit_unflushed().await?;
+                let _ = applied.send((i, batch.len() as u64));
             }
-            store.read_log(last, BATCH).await
-        };
-        let (applied, next) = futures::join!(apply, next);
-        applied?;
-        checkpoint = last;
-        read += batch.len() as u64;
-        progress(read);
-        batch = match next? {
-            next if next.is_empty() => store.read_log(checkpoint, BATCH).await?,
-            next => next,
-        };
+            lag.set(0.0);
+            Ok::<_, StoreError>(())
+        });
     }
+    drop(applied_tx);
+    let read = async move {
+        let (mut checkpoint, mut read) = (from, 0u64);
+        loop {
+            let batch = store.read_log(checkpoint, BATCH).await?;
+            let Some(last) = batch.last().map(|e| e.checkpoint) else {
+                return Ok(read);
+            };
+            (checkpoint, read) = (last, read + batch.len() as u64);
+            let batch = Arc::new(batch);
+            for sender in &batches {
+                // A closed channel is a projection that failed: its error is the answer.
+                if sender.send(Arc::clone(&batch)).await.is_err() {
+                    return Ok(read);
+                }
+            }
+        }
+    };
+    // Tells `progress` how far the slowest projection has come.
+    let report = async {
+        let mut counts = vec![0u64; projections.len()];
+        while let Some((i, n)) = applied_rx.recv().await {
+            counts[i] += n;
+            progress(counts.iter().copied().min().unwrap_or_default());
+        }
+    };
+    let join = async {
+        while let Some(done) = appliers.join_next().await {
+            match done {
+                Ok(applied) => applied?,
+                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+                // Only a runtime shutting down cancels them.
+                Err(cancelled) => {
+                    return Err(StoreError::Database(sqlx::Error::Io(
+                        std::io::Error::other(cancelled),
+                    )));
+                }
+            }
+        }
+        Ok::<_, StoreError>(())
+    };
+    let (read, applied, ()) = futures::join!(read, join, report);
+    applied?;
+    read
 }
 
 /// Empties the projection and applies the whole log again: at least every event
 /// stored when it was called (on PostgreSQL a transaction in flight elsewhere
 /// holds a follower back for a moment; the rebuild waits it out).
-pub async fn rebuild<S: EventStore, P: Projection>(
+pub async fn rebuild<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projection: &P,
     progress: impl FnMut(u64),
@@ -142,7 +180,7 @@ pub async fn rebuild<S: EventStore, P: Projection>(
 
 /// Rebuilds `projections` as [`rebuild`] does, reading the log once for all of
 /// them. Returns how many events were read; `progress` is told the running count.
-pub async fn rebuild_together<S: EventStore, P: Projection>(
+pub async fn rebuild_together<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projections: &[P],
     mut progress: impl FnMut(u64),
@@ -197,7 +235,7 @@ pub async fn wait_for<S: EventStore>(
 
 /// Keeps the projection up to date until `stop` resolves; failures are logged and
 /// retried after `poll_interval`.
-pub async fn run<S: EventStore, P: Projection>(
+pub async fn run<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projection: &P,
     poll_interval: Duration,

@@ -119,10 +119,7 @@ impl Projection for ShipmentDirectory {
     /// The tracking-number index stays: it is written with each label, and
     /// webhooks keep finding their shipments during a rebuild.
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM shipments").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["shipments"]).await
     }
 }
 

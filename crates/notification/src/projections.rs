@@ -93,10 +93,7 @@ impl Projection for SignInAddresses {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM sign_in_addresses").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["sign_in_addresses"]).await
     }
 }
 
@@ -284,10 +281,6 @@ impl Projection for Queues {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM notifications").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM reminders").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["notifications", "reminders"]).await
     }
 }

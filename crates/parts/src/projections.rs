@@ -175,10 +175,7 @@ impl Projection for StockLevels {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM stock_levels").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["stock_levels"]).await
     }
 }
 
@@ -247,11 +244,8 @@ impl Projection for OrderPayments {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM parts_order_payments").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM parts_pending_payments").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["parts_order_payments", "parts_pending_payments"])
+            .await
     }
 }
 
@@ -301,10 +295,7 @@ impl Projection for CustomerOrders {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM parts_customer_orders").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["parts_customer_orders"]).await
     }
 }
 

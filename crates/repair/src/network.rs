@@ -225,11 +225,8 @@ impl Projection for NetworkFacts {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM network_orders").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM network_customers").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["network_orders", "network_customers"])
+            .await
     }
 }
 

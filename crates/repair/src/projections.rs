@@ -67,10 +67,7 @@ impl Projection for CenterDirectory {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM service_centers").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["service_centers"]).await
     }
 }
 
@@ -218,11 +215,8 @@ impl Projection for OrderDirectory {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM repair_orders").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM repair_stage_durations").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["repair_orders", "repair_stage_durations"])
+            .await
     }
 }
 

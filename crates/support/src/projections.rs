@@ -180,13 +180,13 @@ impl Projection for Cases {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM support_cases").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM support_case_teams").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM support_agent_load").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM support_quality").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&[
+            "support_cases",
+            "support_case_teams",
+            "support_agent_load",
+            "support_quality",
+        ])
+        .await
     }
 }
 
@@ -450,10 +450,7 @@ impl Projection for Articles {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM support_articles").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["support_articles"]).await
     }
 }
 
@@ -604,10 +601,7 @@ impl Projection for Walks {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM support_selfhelp").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["support_selfhelp"]).await
     }
 }
 
@@ -728,10 +722,7 @@ impl Projection for Surveys {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM support_surveys").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["support_surveys"]).await
     }
 }
 
@@ -939,10 +930,7 @@ impl Projection for Deadlines {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM support_deadlines").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["support_deadlines"]).await
     }
 }
 

@@ -80,10 +80,7 @@ impl Projection for ProgrammeDevices {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM warranty_programme_devices").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["warranty_programme_devices"]).await
     }
 }
 
@@ -149,11 +146,8 @@ impl Projection for PendingPayments {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM warranty_pending_payments").execute(&mut *c).await?;
-            sqlx::query("DELETE FROM warranty_payments").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["warranty_pending_payments", "warranty_payments"])
+            .await
     }
 }
 
@@ -353,10 +347,7 @@ impl Projection for DeviceDirectory {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM warranty_devices").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["warranty_devices"]).await
     }
 }
 
@@ -484,10 +475,7 @@ impl Projection for CoverageDecisions {
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        aftersales_eventstore::on_connection!(tx.connection(), c => {
-            sqlx::query("DELETE FROM warranty_coverage_decisions").execute(c).await?;
-        });
-        Ok(())
+        tx.empty_tables(&["warranty_coverage_decisions"]).await
     }
 }
 

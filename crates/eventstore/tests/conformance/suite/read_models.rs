@@ -8,6 +8,7 @@ use crate::counter::{self, Counter};
 use crate::harness::{Backend, ctx, events, stream};
 
 /// Counts events per stream into the table it names.
+#[derive(Clone)]
 struct PerStream(&'static str);
 
 /// The read model most tests here use.
@@ -52,17 +53,7 @@ impl aftersales_eventstore::Projection for PerStream {
         &self,
         tx: &mut aftersales_eventstore::StoreTransaction,
     ) -> Result<(), StoreError> {
-        use aftersales_eventstore::TransactionConnection;
-        let sql = || sqlx::AssertSqlSafe(format!("DELETE FROM {}", self.0));
-        match tx.connection() {
-            TransactionConnection::Postgres(c) => {
-                sqlx::query(sql()).execute(c).await?;
-            }
-            TransactionConnection::Sqlite(c) => {
-                sqlx::query(sql()).execute(c).await?;
-            }
-        }
-        Ok(())
+        tx.empty_tables(&[self.0]).await
     }
 }
 
@@ -138,6 +129,15 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
             .unwrap(),
         2401
     );
+    assert_eq!(total(&b, "projected").await, 2401);
+    // A name that is not a table's is refused, and empties nothing.
+    let mut tx = b.store.begin().await.unwrap();
+    let refused = tx
+        .empty_tables(&["projected; DROP TABLE events"])
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::InvalidInput(_)), "{refused}");
+    tx.commit().await.unwrap();
     assert_eq!(total(&b, "projected").await, 2401);
 
     // Read models rebuilt together: each complete, each at the log's end.
