@@ -18,7 +18,9 @@
 //!   then on the same phones again (warm), one at a time.
 //!
 //! `cargo bench -p aftersales-journeys --bench scale`; `BENCH_EVENTS`,
-//! `BENCH_BACKENDS` (default `postgres,sqlite`), `BENCH_RELAY_SECONDS`.
+//! `BENCH_BACKENDS` (default `postgres,sqlite`), `BENCH_RELAY_SECONDS`, and
+//! `BENCH_REBUILD_BEFORE`: the path of another build's `aftersales`, whose
+//! rebuilds are timed on the same log, taking turns with this build's.
 
 #![allow(
     clippy::unwrap_used,
@@ -200,9 +202,9 @@ async fn sizes(store: &AnyEventStore, sqlite_dir: Option<&std::path::Path>) -> (
     }
 }
 
-/// Runs the CLI with `args` and `env`; what it printed on stderr.
-fn cli(args: &[&str], env: &[(String, String)]) -> String {
-    let output = Command::new(platform::binary("aftersales"))
+/// Runs the CLI `binary` with `args` and `env`; what it printed on stderr.
+fn cli(binary: &std::path::Path, args: &[&str], env: &[(String, String)]) -> String {
+    let output = Command::new(binary)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
@@ -296,15 +298,30 @@ async fn run(backend: &str, url: String, sqlite_dir: Option<&std::path::Path>, e
     let read_rate = read as f64 / started.elapsed().as_secs_f64();
 
     eprintln!("{backend}: rebuilding the read models");
-    let rebuild = |only: Option<&str>| {
+    // With `BENCH_REBUILD_BEFORE` (another build's `aftersales`), each rebuild is
+    // timed with both builds, taking turns over two rounds: a baseline on the same log.
+    let this_build = platform::binary("aftersales");
+    let before = std::env::var_os("BENCH_REBUILD_BEFORE").map(std::path::PathBuf::from);
+    let rebuild_with = |binary: &std::path::Path, only: Option<&str>| {
         let mut args = vec!["projections", "rebuild", "warranty", "--database-url", &url];
         args.extend(only);
         let started = Instant::now();
-        cli(&args, &env);
+        cli(binary, &args, &env);
         total as f64 / started.elapsed().as_secs_f64()
     };
+    let rebuild = |only: Option<&str>| match &before {
+        None => (rebuild_with(&this_build, only), None),
+        Some(before) => {
+            let (mut this, mut that) = (0.0, 0.0);
+            for _ in 0..2 {
+                that += rebuild_with(before, only) / 2.0;
+                this += rebuild_with(&this_build, only) / 2.0;
+            }
+            (this, Some(that))
+        }
+    };
     let rebuild_rate = rebuild(None);
-    let each: Vec<(&str, f64)> = READ_MODELS
+    let each: Vec<_> = READ_MODELS
         .iter()
         .map(|&name| (name, rebuild(Some(name))))
         .collect();
@@ -379,9 +396,19 @@ async fn run(backend: &str, url: String, sqlite_dir: Option<&std::path::Path>, e
         per_million(all_bytes)
     );
     println!("| reading the log, nothing applied (baseline) | {read_rate:.0} events/s |");
-    println!("| rebuilding every read model, one pass | {rebuild_rate:.0} events/s |");
-    for (name, rate) in each {
-        println!("| — {name} alone | {rate:.0} events/s |");
+    let rate = |(this, before): (f64, Option<f64>)| match before {
+        None => format!("{this:.0} events/s"),
+        Some(before) => format!(
+            "{this:.0} events/s (the build before: {before:.0}, {:.2}x)",
+            this / before
+        ),
+    };
+    println!(
+        "| rebuilding every read model, one pass | {} |",
+        rate(rebuild_rate)
+    );
+    for (name, rebuilt) in each {
+        println!("| — {name} alone | {} |", rate(rebuilt));
     }
     println!(
         "| relay catching up from the start into JetStream | {last} events in {relay_seconds:.1} s, {:.0} events/s |",
