@@ -178,14 +178,15 @@ fn widen(xid: u32, next: u64) -> u64 {
     }
 }
 
-/// What a service's role may do in its database: read and write its read
-/// models, inboxes and checkpoints, but only append to and read `events`, and
-/// never touch the migrations' own table. Idempotent: it runs at every start.
+/// What a service's role may do in its database: read, write and empty its read
+/// models, inboxes and checkpoints (a rebuild truncates), but only append to and
+/// read `events`, and never touch the migrations' own table. Idempotent: it runs
+/// at every start.
 async fn grant_service_role(owner: &PgPool, role: &str) -> Result<(), StoreError> {
     let role = format!("\"{}\"", role.replace('"', "\"\""));
     let grants = format!(
         "GRANT USAGE ON SCHEMA public TO {role};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public TO {role};
          GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
          REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON events FROM {role};
          REVOKE ALL ON _sqlx_migrations FROM {role};"

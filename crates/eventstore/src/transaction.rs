@@ -302,10 +302,12 @@ impl StoreTransaction {
     /// the dead rows a `DELETE` would leave (readers of the tables wait until
     /// this transaction ends). SQLite truncates on a `DELETE` without a filter.
     pub async fn empty_tables(&mut self, tables: &[&'static str]) -> Result<(), StoreError> {
-        if let Some(bad) = tables
-            .iter()
-            .find(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-        {
+        let is_name = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_lowercase())
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if let Some(bad) = tables.iter().find(|t| !is_name(t)) {
             return Err(InputError::new("table", format!("{bad:?} is not a table name")).into());
         }
         match &mut self.inner {
