@@ -17,7 +17,10 @@
 //! `cargo bench -p aftersales-journeys --bench load`; knobs `BENCH_RATE` (first
 //! rate, default 101.6 arrivals/s), `BENCH_SECONDS` (each hold, default 20),
 //! `BENCH_TARGET_P99_MS` (default 50), `BENCH_TARGET_INBOX_P99_MS` (default 150),
-//! `BENCH_MIX` (the load's `--mix`), `BENCH_FORMS` (default `distributed,up`).
+//! `BENCH_MIX` (the load's `--mix`), `BENCH_FORMS` (default `distributed,up`),
+//! and `BENCH_SERVICES_BEFORE`: a directory of another build's service binaries,
+//! with which the distributed form also runs, taking turns with this build's over
+//! two rounds (the load generator is this build's in both).
 //! The generator shares the machine with what it measures.
 
 #![allow(clippy::unwrap_used)]
@@ -103,14 +106,25 @@ fn memory_table(names: &[&str], idle: &[f64], peaks: &[f64]) {
 fn main() {
     let forms = env("BENCH_FORMS", "distributed,up");
     if forms.split(',').any(|f| f == "distributed") {
-        distributed();
+        match std::env::var_os("BENCH_SERVICES_BEFORE") {
+            None => distributed(""),
+            Some(before) => {
+                for round in 1..=2 {
+                    *platform::SERVICES_FROM.lock().unwrap() = Some(before.clone().into());
+                    distributed(&format!(": the build before, round {round}"));
+                    *platform::SERVICES_FROM.lock().unwrap() = None;
+                    distributed(&format!(": this build, round {round}"));
+                }
+            }
+        }
     }
     if forms.split(',').any(|f| f == "up") {
         up();
     }
 }
 
-fn distributed() {
+/// `which` ends the report's heading.
+fn distributed(which: &str) {
     // The distributed form, parcels moving every 100 ms.
     let platform = platform::Platform::start(100);
     let services = [
@@ -139,7 +153,7 @@ fn distributed() {
         .map(str::to_owned),
     );
     let (report, peaks) = drive(&args, &pids);
-    println!("## Distributed form (PostgreSQL, NATS, four processes)\n{report}");
+    println!("## Distributed form (PostgreSQL, NATS, four processes){which}\n{report}");
     let names: Vec<String> = services
         .iter()
         .map(|s| format!("aftersales-{}", s.name))

@@ -38,8 +38,8 @@ pub fn binary(name: &str) -> PathBuf {
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     if dir.ends_with("release") {
         RELEASE_BUILT.get_or_init(|| {
-            let mut command = Command::new(cargo);
-            command.args(["build", "--release"]);
+            let mut command = cargo_build(cargo);
+            command.arg("--release");
             for (package, _) in BINARIES {
                 command.args(["-p", package]);
             }
@@ -50,13 +50,42 @@ pub fn binary(name: &str) -> PathBuf {
             .iter()
             .find(|(_, bin)| *bin == name)
             .map_or(name, |(package, _)| *package);
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
+        let status = cargo_build(cargo)
+            .args(["-p", package, "--bin", name])
             .status()
             .unwrap();
         assert!(status.success(), "building {name}");
     }
     path
+}
+
+/// Where service processes start from instead of this build, when set: another
+/// build's binaries, for a benchmark's baseline on the same machine.
+pub static SERVICES_FROM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// `cargo build`, without what cargo set for the running test or bench about its
+/// own package: build scripts that watch those variables (ring's does) would run
+/// again, and everything above them be rebuilt, on every switch between a plain
+/// build and this one.
+fn cargo_build(cargo: &str) -> Command {
+    let mut command = Command::new(cargo);
+    command.arg("build");
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let per_package = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+            || ["OUT_DIR", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&key);
+        if per_package {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// One service process; killed when dropped.
@@ -95,7 +124,9 @@ impl Service {
     }
 
     fn start(&mut self) {
-        let mut command = Command::new(binary(&format!("aftersales-{}", self.name)));
+        let name = format!("aftersales-{}", self.name);
+        let from = SERVICES_FROM.lock().unwrap().clone();
+        let mut command = Command::new(from.map_or_else(|| binary(&name), |dir| dir.join(&name)));
         let stderr = match &self.log {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()

@@ -3,12 +3,14 @@
 //! JetStream stream, never from inside a request.
 //!
 //! Publishes are pipelined: up to `max_in_flight` await their acknowledgement at
-//! once, and the checkpoint only moves past events whose acknowledgement came back.
+//! once, new appends are read and published while they wait, and the checkpoint
+//! only moves past events whose acknowledgement came back.
 //! After a crash or an error the relay starts again from the checkpoint; events it
 //! publishes a second time carry the same `Nats-Msg-Id` (the event id) and
 //! JetStream drops them as duplicates within the stream's duplicate window.
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +108,9 @@ impl Translate for AsStored {
     }
 }
 
+/// A publish's acknowledgement, pollable in place.
+type PendingAck = <PublishAckFuture as IntoFuture>::IntoFuture;
+
 /// Publishes one service's log to JetStream.
 pub struct Relay<S> {
     store: S,
@@ -179,13 +184,13 @@ impl<S: EventStore> Relay<S> {
         let mut acked = self.store.load_checkpoint(&name).await?;
         let mut saved = acked;
         let mut read_from = acked;
-        let mut in_flight: VecDeque<(Checkpoint, Option<PublishAckFuture>)> = VecDeque::new();
+        let mut in_flight: VecDeque<(Checkpoint, Option<PendingAck>)> = VecDeque::new();
         let mut last_save = Instant::now();
         // The previous read found nothing new either.
         let mut idle = false;
         let mut wait = aftersales_eventstore::IdleWait::new(self.settings.poll_interval);
         let mut prefetched: Option<JoinHandle<Result<Vec<RecordedEvent>, StoreError>>> = None;
-        let result = loop {
+        let result = 'relay: loop {
             if shutdown.is_requested() {
                 break Ok(());
             }
@@ -208,12 +213,24 @@ impl<S: EventStore> Relay<S> {
                 Err(error) => break Err(error.into()),
             };
             if batch.is_empty() {
-                // Caught up: settle what is in flight; save when idle or due, not on
-                // every catch-up, which at a steady trickle is every event.
-                if let Err(error) = drain(&mut in_flight, &mut acked).await {
-                    break Err(error);
+                // Caught up. Publishes still awaiting their acknowledgement (an
+                // fsync each on a durable stream) settle while the relay waits, so
+                // an append is read and published without waiting for them.
+                let mut appended = std::pin::pin!(appended);
+                while !in_flight.is_empty() {
+                    tokio::select! {
+                        () = &mut appended => continue 'relay,
+                        settled = settle_one(&mut in_flight, &mut acked) => {
+                            if let Err(error) = settled {
+                                break 'relay Err(error);
+                            }
+                        }
+                        () = shutdown.requested() => continue 'relay,
+                    }
                 }
                 metrics::gauge!("aftersales_relay_lag_events", "stream" => name.clone()).set(0.0);
+                // Saved when idle or due, not on every catch-up, which at a steady
+                // trickle is every event.
                 if acked != saved && (idle || last_save.elapsed() >= self.settings.checkpoint_every)
                 {
                     self.store.save_checkpoint(&name, acked).await?;
@@ -292,10 +309,7 @@ impl<S: EventStore> Relay<S> {
     }
 
     /// Publishes the event's public form; `None` for a private event.
-    async fn publish(
-        &self,
-        event: &RecordedEvent,
-    ) -> Result<Option<PublishAckFuture>, MessagingError> {
+    async fn publish(&self, event: &RecordedEvent) -> Result<Option<PendingAck>, MessagingError> {
         let outbound = self.translate.translate(event).map_err(|reason| {
             MessagingError::Malformed(format!(
                 "cannot translate {} {} for publishing: {reason}",
@@ -313,27 +327,30 @@ impl<S: EventStore> Relay<S> {
         self.js
             .send_publish(subject, message)
             .await
-            .map(Some)
+            .map(|ack| Some(ack.into_future()))
             .map_err(MessagingError::nats)
     }
 }
 
 /// Awaits the oldest publish's acknowledgement and moves `acked` past it.
+/// Cancel-safe: the entry stays at the front until its acknowledgement came.
 async fn settle_one(
-    in_flight: &mut VecDeque<(Checkpoint, Option<PublishAckFuture>)>,
+    in_flight: &mut VecDeque<(Checkpoint, Option<PendingAck>)>,
     acked: &mut Checkpoint,
 ) -> Result<(), MessagingError> {
-    if let Some((checkpoint, ack)) = in_flight.pop_front() {
-        if let Some(ack) = ack {
-            ack.await.map_err(MessagingError::nats)?;
-        }
-        *acked = checkpoint;
+    let Some((checkpoint, ack)) = in_flight.front_mut() else {
+        return Ok(());
+    };
+    if let Some(ack) = ack {
+        ack.await.map_err(MessagingError::nats)?;
     }
+    *acked = *checkpoint;
+    in_flight.pop_front();
     Ok(())
 }
 
 async fn drain(
-    in_flight: &mut VecDeque<(Checkpoint, Option<PublishAckFuture>)>,
+    in_flight: &mut VecDeque<(Checkpoint, Option<PendingAck>)>,
     acked: &mut Checkpoint,
 ) -> Result<(), MessagingError> {
     while !in_flight.is_empty() {

@@ -4,12 +4,15 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use aftersales_eventstore::{AnyEventStore, EventStore};
-use aftersales_messaging::{Names, Relay, RelaySettings, StreamSettings};
+use aftersales_core::Shutdown;
+use aftersales_eventstore::{AnyEventStore, Checkpoint, EventStore};
+use aftersales_messaging::{Names, Relay, RelaySettings, StreamSettings, connect};
+use aftersales_testkit::NatsServer;
+use futures::StreamExt as _;
 
 use crate::harness::{
     Pipeline, REGION, SOURCE, append_events, assert_exactly_once, consumer_settings, effect_ids,
-    names, wait_for_effects,
+    names, sqlite_store, wait_for_effects,
 };
 
 const EVENTS: usize = 10_000;
@@ -91,9 +94,7 @@ async fn relay_process() {
     let setting = std::env::var(RELAY_CHILD).expect("started by RelayProcess");
     let (database_url, nats_url) = setting.split_once(' ').unwrap();
     let store = AnyEventStore::connect(database_url).await.unwrap();
-    let js = aftersales_messaging::connect(nats_url, "test-relay")
-        .await
-        .unwrap();
+    let js = connect(nats_url, "test-relay").await.unwrap();
     aftersales_messaging::ensure_service_stream(&js, &names(), SOURCE, &StreamSettings::default())
         .await
         .unwrap();
@@ -106,7 +107,7 @@ async fn relay_process() {
         &StreamSettings::default(),
     )
     .unwrap();
-    relay.run(aftersales_core::Shutdown::never()).await;
+    relay.run(Shutdown::never()).await;
 }
 
 impl Drop for RelayProcess {
@@ -174,6 +175,95 @@ async fn a_relay_killed_between_publish_and_checkpoint_causes_no_double_effects(
         "AFTERSALES_TEST_REGION_PRODUCER"
     );
     p.stop().await;
+}
+
+/// On a durable stream each acknowledgement waits for an fsync. An event appended
+/// meanwhile is published without waiting for it, and the checkpoint never passes
+/// an event whose acknowledgement has not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_published_while_earlier_acknowledgements_are_awaited() {
+    let nats = NatsServer::start().unwrap();
+    let js = connect(&nats.url(), "test").await.unwrap();
+    // No stream holds the subjects: the test answers each publish as JetStream
+    // does, when it chooses to.
+    let broker = async_nats::connect(nats.url()).await.unwrap();
+    let mut publishes = broker
+        .subscribe(names().service_subjects(SOURCE))
+        .await
+        .unwrap();
+    broker.flush().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir, "producer.db").await;
+    let relay = Relay::new(
+        store.clone(),
+        js,
+        names(),
+        SOURCE,
+        RelaySettings::default(),
+        &StreamSettings::default(),
+    )
+    .unwrap();
+    let checkpoint_name = relay.checkpoint_name();
+    let (stop, shutdown) = Shutdown::new();
+    let running = tokio::spawn(async move { relay.run(shutdown).await });
+    let next_publish = async |publishes: &mut async_nats::Subscriber| {
+        tokio::time::timeout(Duration::from_secs(2), publishes.next())
+            .await
+            .ok()
+            .flatten()
+    };
+    let message_id = |message: &async_nats::Message| {
+        let headers = message.headers.as_ref().unwrap();
+        headers
+            .get("Nats-Msg-Id")
+            .unwrap()
+            .as_str()
+            .parse::<uuid::Uuid>()
+            .unwrap()
+    };
+    let acknowledge = async |message: &async_nats::Message, seq: u64| {
+        let ack = format!(
+            r#"{{"stream":"{}","seq":{seq}}}"#,
+            names().service_stream(SOURCE)
+        );
+        broker
+            .publish(message.reply.clone().unwrap(), ack.into())
+            .await
+            .unwrap();
+        broker.flush().await.unwrap();
+    };
+
+    let first = append_events(&store, 1, 1).await;
+    let first_publish = next_publish(&mut publishes).await.unwrap();
+    assert_eq!(message_id(&first_publish), first[0]);
+    let second = append_events(&store, 1, 1).await;
+    let second_publish = next_publish(&mut publishes)
+        .await
+        .expect("the second event waited for the first one's acknowledgement");
+    assert_eq!(message_id(&second_publish), second[0]);
+
+    acknowledge(&second_publish, 2).await;
+    // Longer than the relay's checkpoint interval and its idle wait.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.load_checkpoint(&checkpoint_name).await.unwrap(),
+        Checkpoint::START,
+        "the checkpoint passed an event whose acknowledgement has not come"
+    );
+    acknowledge(&first_publish, 1).await;
+    let last = store.read_log(Checkpoint::START, 10).await.unwrap()[1].checkpoint;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.load_checkpoint(&checkpoint_name).await.unwrap() != last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checkpoint did not move past both acknowledged events"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.trigger();
+    running.await.unwrap();
+    // Each event was published once.
+    assert!(next_publish(&mut publishes).await.is_none());
 }
 
 /// The URL of a PostgreSQL store's database, for another process.
