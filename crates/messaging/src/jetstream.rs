@@ -348,10 +348,19 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         let mut outcomes = self
             .with_progress(&deliveries, self.apply_batch(&deliveries))
             .await;
+        // Another event of the batch may have moved the same stream: try once more
+        // alone, now that the batch is in. An event after a conflict may have
+        // failed only because the conflicting one's effects were undone (a step
+        // whose order that one introduced): it goes again too, in order.
+        let mut after_conflict = false;
         for (delivery, outcome) in deliveries.iter().zip(&mut outcomes) {
-            // Another event of the batch may have moved the same stream: try once
-            // more alone, now that the batch is in.
-            if matches!(outcome, Err(HandlerError::Conflict(_))) && deliveries.len() > 1 {
+            let again = match outcome {
+                Err(HandlerError::Conflict(_)) => true,
+                Err(error) => after_conflict && !error.is_permanent(),
+                Ok(_) => false,
+            };
+            after_conflict |= matches!(outcome, Err(HandlerError::Conflict(_)));
+            if again && deliveries.len() > 1 {
                 *outcome = self
                     .with_progress(
                         &deliveries,

@@ -128,6 +128,10 @@ pub struct Effects {
     pub slow: std::sync::Mutex<Option<Duration>>,
     /// Payloads (`n`) whose first attempt fails, after writing its effect row.
     pub fail_once: std::sync::Mutex<HashSet<i64>>,
+    /// Payloads whose first attempt reports a lost race, after writing its row.
+    pub conflict_once: std::sync::Mutex<HashSet<i64>>,
+    /// Payload `n` fails (transiently) until the effect of payload `needs[n]` is in.
+    pub needs: std::sync::Mutex<std::collections::HashMap<i64, i64>>,
 }
 
 impl Effects {
@@ -167,6 +171,21 @@ impl Handler for Effects {
         if self.broken.load(Ordering::SeqCst) {
             return Err(HandlerError::transient("the handler is broken"));
         }
+        let needed = self.needs.lock().unwrap().get(&payload.n).copied();
+        if let Some(needed) = needed {
+            let TransactionConnection::Postgres(c) = tx.connection() else {
+                panic!("`needs` is for PostgreSQL")
+            };
+            let found: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM effects WHERE n = $1)")
+                    .bind(needed)
+                    .fetch_one(c)
+                    .await
+                    .map_err(HandlerError::transient)?;
+            if !found {
+                return Err(HandlerError::transient(format!("{needed} is not in yet")));
+            }
+        }
         match tx.connection() {
             TransactionConnection::Postgres(c) => {
                 sqlx::query("INSERT INTO effects (event_id, n) VALUES ($1, $2)")
@@ -187,6 +206,11 @@ impl Handler for Effects {
         }
         if self.fail_once.lock().unwrap().remove(&payload.n) {
             return Err(HandlerError::transient("failing once, after writing"));
+        }
+        if self.conflict_once.lock().unwrap().remove(&payload.n) {
+            return Err(HandlerError::Conflict(
+                "losing a race once, after writing".into(),
+            ));
         }
         Ok(())
     }

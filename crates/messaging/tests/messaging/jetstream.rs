@@ -458,3 +458,35 @@ async fn a_consumer_stopped_mid_stream_hands_back_what_waits_for_the_next_at_onc
     assert_eq!(applied, sent);
     p.stop().await;
 }
+
+/// In one batch, an event loses a race and a later one needs its effect: after the
+/// batch, both go again alone at once, not after the retry delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_after_a_conflict_in_its_batch_goes_again_at_once() {
+    let mut p = Pipeline::postgres().await;
+    p.effects.conflict_once.lock().unwrap().insert(1);
+    p.effects.needs.lock().unwrap().insert(2, 1);
+    // The first batch is the first event alone (a batch starts as soon as one
+    // waits); while it takes its time, the other two arrive and make the next.
+    *p.effects.slow.lock().unwrap() = Some(Duration::from_millis(300));
+    let events = append_events(&p.producer, 3, 3).await;
+    p.start_relay();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while p.stream_messages().await.0 < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "not published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let slow_retries = RetryPolicy {
+        max_attempts: 5,
+        first_delay: Duration::from_secs(30),
+        max_delay: Duration::from_secs(60),
+    };
+    p.start_consumer(ConsumerSettings {
+        retry: slow_retries,
+        ..consumer_settings()
+    })
+    .await;
+    wait_for_effects(&p.consumer, 3, Duration::from_secs(5)).await;
+    assert_exactly_once(&effect_ids(&p.consumer).await, &events);
+    p.stop().await;
+}
