@@ -20,7 +20,8 @@
 //! `BENCH_MIX` (the load's `--mix`), `BENCH_FORMS` (default `distributed,up`),
 //! and `BENCH_SERVICES_BEFORE`: a directory of another build's service binaries,
 //! with which the distributed form also runs, taking turns with this build's over
-//! two rounds (the load generator is this build's in both).
+//! two rounds (the load generator is this build's in both). `BENCH_SERVICE_LOG`
+//! is the services' `RUST_LOG` (default `warn`), their logs on the bench's stderr.
 //! The generator shares the machine with what it measures.
 
 #![allow(clippy::unwrap_used)]

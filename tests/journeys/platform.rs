@@ -138,7 +138,11 @@ impl Service {
             None => Stdio::inherit(),
         };
         command
-            .env("RUST_LOG", "warn")
+            // A benchmark may ask for more, to see where time goes.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 format!("AFTERSALES_{}_LISTEN", self.name.to_uppercase()),

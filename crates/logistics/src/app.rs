@@ -326,6 +326,20 @@ impl Logistics {
         Ok(self.orders.load(&order_stream(order_id)?).await?.state)
     }
 
+    /// What logistics knows of a repair order as `tx` sees it: an order opened
+    /// by an earlier event of the same batch included.
+    pub async fn order_in(
+        &self,
+        tx: &mut StoreTransaction,
+        order_id: &str,
+    ) -> AppResult<OrderState> {
+        Ok(self
+            .orders
+            .load_in(tx, &order_stream(order_id)?)
+            .await?
+            .state)
+    }
+
     pub fn orders(&self) -> &CommandHandler<OrderLogistics, AnyEventStore> {
         &self.orders
     }

@@ -9,6 +9,9 @@
 //! - `RepairCancelled`, mail-in: the inbound shipment is cancelled if the carrier
 //!   does not have the parcel yet.
 //! - `DeviceCheckedIn` and `DeviceCollected`: custody at a walk-in center.
+//!
+//! An order is read through the batch's transaction: a step applied in the same
+//! batch as the event that opened its order finds it.
 
 use aftersales_eventstore::{CommandContext, StoreTransaction};
 use aftersales_messaging::{ConfigError, Handler, HandlerError, InboundEvent, Subscription};
@@ -164,7 +167,7 @@ impl RepairReactions {
         let ready: rpb::ReadyForReturn = event.proto().map_err(HandlerError::permanent)?;
         let order = self
             .app
-            .order(&ready.order_id)
+            .order_in(tx, &ready.order_id)
             .await
             .map_err(HandlerError::from)?;
         if !order.known {
@@ -208,7 +211,7 @@ impl RepairReactions {
         let cancelled: rpb::RepairCancelled = event.proto().map_err(HandlerError::permanent)?;
         let order = self
             .app
-            .order(&cancelled.order_id)
+            .order_in(tx, &cancelled.order_id)
             .await
             .map_err(HandlerError::from)?;
         let Some(mail_in) = order.mail_in else {
@@ -250,7 +253,7 @@ impl RepairReactions {
         };
         if !self
             .app
-            .order(&order_id)
+            .order_in(tx, &order_id)
             .await
             .map_err(HandlerError::from)?
             .known

@@ -4,6 +4,7 @@
 
 mod auth;
 mod journey;
+mod reactions;
 mod shipments;
 mod webhook;
 
