@@ -605,14 +605,37 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     }
 
     /// The state of `stream` as `tx` sees it, its own uncommitted appends
-    /// included: committed history (from a snapshot) first, then the rest read
-    /// through the transaction. Earlier handlers in one batch see each other.
+    /// included. Earlier handlers in one batch see each other.
+    ///
+    /// A stream shorter than one snapshot interval (most that a reaction
+    /// touches) is read whole through the transaction, in one query. A longer
+    /// one starts from its committed snapshot, and the rest is read through the
+    /// transaction.
     pub async fn load_in(
         &self,
         tx: &mut StoreTransaction,
         stream: &StreamId,
     ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
-        let mut loaded = self.load(stream).await?;
+        let mut loaded = Loaded {
+            state: D::initial_state(),
+            version: 0,
+            personal: false,
+        };
+        let limit = self.snapshot_every.map_or(STREAM_PAGE, |every| {
+            usize::try_from(every)
+                .unwrap_or(STREAM_PAGE)
+                .min(STREAM_PAGE)
+        });
+        let head = tx.read_stream(stream, 1, limit).await?;
+        if head.len() < limit {
+            self.fold_page(&mut loaded, head, None)?;
+            return Ok(loaded);
+        }
+        if self.snapshot_every.is_some() {
+            loaded = self.load(stream).await?;
+        } else {
+            self.fold_page(&mut loaded, head, None)?;
+        }
         loop {
             let page = tx
                 .read_stream(stream, loaded.version + 1, STREAM_PAGE)

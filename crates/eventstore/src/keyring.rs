@@ -250,8 +250,7 @@ impl Keyring {
     /// wrapped by `kms`.
     pub async fn connect(url: &str, kms: Arc<dyn Kms>) -> Result<Self, KeyError> {
         let keys = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(4)
+            let pool = crate::postgres::pool_options(4)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await?;

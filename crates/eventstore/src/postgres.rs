@@ -37,6 +37,27 @@ macro_rules! columns {
     };
 }
 
+/// A pooled connection idle at least this long is checked before it is handed
+/// out: the server may have closed it meanwhile.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Options for a pool of at most `max_connections`. Only a connection that
+/// sat idle is pinged before use: sqlx pings every one by default, a round
+/// trip added to each query and transaction of a busy service.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(connection).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Groups written at once: two make groups wait for one another, eight crowd
 /// out the reads of commands that load their stream (measured, BENCHMARKS.md).
 const GROUP_WRITERS: usize = 4;
@@ -49,16 +70,14 @@ pub struct PgEventStore {
     appended: Arc<Notify>,
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
+    last_horizon: Arc<tokio::sync::Mutex<Option<Horizon>>>,
     keyring: Option<crate::personal::Sealing>,
 }
 
 impl PgEventStore {
     /// Connects to `url` and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(32)
-            .connect(url)
-            .await?;
+        let pool = pool_options(32).connect(url).await?;
         Self::from_pool(pool).await
     }
 
@@ -80,10 +99,7 @@ impl PgEventStore {
     ) -> Result<Self, StoreError> {
         let options: sqlx::postgres::PgConnectOptions = url.parse()?;
         let role = options.get_username().to_owned();
-        let owner = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(owner_url)
-            .await?;
+        let owner = pool_options(1).connect(owner_url).await?;
         let prepared = async {
             migrator()
                 .run(&owner)
@@ -98,10 +114,7 @@ impl PgEventStore {
         .await;
         owner.close().await;
         prepared?;
-        let pool = PgPoolOptions::new()
-            .max_connections(32)
-            .connect(url)
-            .await?;
+        let pool = pool_options(32).connect(url).await?;
         Ok(Self::migrated(pool))
     }
 
@@ -111,6 +124,7 @@ impl PgEventStore {
             limits: Limits::default(),
             appended: Arc::new(Notify::new()),
             heads: Arc::default(),
+            last_horizon: Arc::default(),
             group: Arc::new(GroupCommit::new(GROUP_WRITERS)),
             keyring: None,
         }
@@ -138,10 +152,32 @@ impl PgEventStore {
     }
 
     /// The oldest transaction of this database that may still commit: every
-    /// older one has ended. The server-wide snapshot's `xmin` would also wait for
-    /// other databases' transactions (another service's long write, a bulk job),
-    /// which never write this log. Prepared transactions count too.
+    /// older one has ended.
+    ///
+    /// The followers of a process (relay, live feed, read models) all ask after
+    /// each append. One asks the server at a time, and its answer serves every
+    /// caller that asked before its query began: as fresh as their own would be.
     async fn horizon(&self) -> Result<u64, StoreError> {
+        let asked = std::time::Instant::now();
+        let mut last = self.last_horizon.lock().await;
+        if let Some(known) = *last
+            && known.asked_at >= asked
+        {
+            return Ok(known.transaction);
+        }
+        let asked_at = std::time::Instant::now();
+        let transaction = self.ask_horizon().await?;
+        *last = Some(Horizon {
+            asked_at,
+            transaction,
+        });
+        Ok(transaction)
+    }
+
+    /// [`Self::horizon`] from the server. Its snapshot's `xmin` would also wait
+    /// for other databases' transactions (another service's long write, a bulk
+    /// job), which never write this log. Prepared transactions count too.
+    async fn ask_horizon(&self) -> Result<u64, StoreError> {
         // One statement: the snapshot is taken as it starts, the backends are read
         // while it runs, so a transaction not yet holding an id then gets one at or
         // above the snapshot's `xmax`.
@@ -162,6 +198,13 @@ impl PgEventStore {
             Ok(oldest.min(widen(xid, next)))
         })
     }
+}
+
+/// A horizon the server gave, and when it was asked for.
+#[derive(Debug, Clone, Copy)]
+struct Horizon {
+    asked_at: std::time::Instant,
+    transaction: u64,
 }
 
 /// The 64-bit id of a running transaction known by its 32-bit `xid`, given the

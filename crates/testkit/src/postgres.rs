@@ -225,7 +225,12 @@ fn start_postmaster(
         .arg("-c")
         .arg(format!("synchronous_commit={}", on_off(durable)))
         .arg("-c")
-        .arg(format!("full_page_writes={}", on_off(durable)))
+        .arg(format!("full_page_writes={}", on_off(durable)));
+    // To see which statements cost a benchmark's server most.
+    if std::env::var_os("AFTERSALES_PG_STAT_STATEMENTS").is_some() {
+        postgres.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
+    }
+    postgres
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log)

@@ -275,3 +275,79 @@ async fn a_follower_has_read_up_to_a_position_in_commit_order() {
     );
     assert!(b.store.has_read_up_to(Checkpoint::START, 0).await.unwrap());
 }
+
+/// The server closed the store's pooled connections (a restart, a proxy's idle
+/// timeout): once they sat idle, the next read finds them closed before using
+/// them and opens fresh ones, instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_are_replaced_once_idle() {
+    let b = Backend::postgres().await;
+    let neighbour = Backend::postgres().await;
+    let (AnyEventStore::Postgres(pg), AnyEventStore::Postgres(other)) =
+        (&b.store, &neighbour.store)
+    else {
+        unreachable!()
+    };
+    let s = stream("kept");
+    b.store
+        .append(&s, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    let closed: i64 = sqlx::query_scalar(
+        "WITH store AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE datname = $1) \
+         SELECT COUNT(*) FROM store WHERE pg_terminate_backend(pid)",
+    )
+    .bind(&database)
+    .fetch_one(other.pool())
+    .await
+    .unwrap();
+    assert!(closed >= 1, "the store had pooled connections to close");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.store.read_stream(&s, 1, 10).await.unwrap().len(), 1);
+}
+
+/// Followers of one store share the server's answer to where the log may be
+/// read up to, but never one asked for before their own question: an append
+/// committed before a read is in that read, however many others read at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
+    let b = Backend::postgres().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (b.store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.log_end().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut after = Checkpoint::START;
+    for i in 0..100 {
+        let appended = b
+            .store
+            .append(
+                &stream(&format!("s{i}")),
+                ExpectedVersion::NoStream,
+                events(1),
+            )
+            .await
+            .unwrap();
+        let read = b.store.read_log(after, 10).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![appended.last_position],
+            "append {i}"
+        );
+        after = read[0].checkpoint;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}

@@ -355,6 +355,16 @@ pub async fn snapshots_are_used_and_ignored_when_outdated(b: Backend) {
         .unwrap();
     let loaded = handler.load(&s).await.unwrap();
     assert_eq!((loaded.state.total, loaded.version), (1005, 25));
+    // Inside a transaction too, with what it appended on top.
+    let mut tx = b.store.begin().await.unwrap();
+    let added = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(1), &ctx(100))
+        .await
+        .unwrap();
+    assert_eq!((added.state.total, added.version), (1006, 26));
+    let loaded = handler.load_in(&mut tx, &s).await.unwrap();
+    assert_eq!((loaded.state.total, loaded.version), (1006, 26));
+    tx.rollback().await.unwrap();
 
     // Edited without its seal, or sealed to a link that is not the event's, a
     // snapshot is refused and the events are folded instead.
