@@ -494,19 +494,30 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         })
     }
 
-    /// The current state of `stream`, from its newest usable snapshot on.
-    pub async fn load(&self, stream: &StreamId) -> Result<Loaded<D::State>, HandleError<D::Error>> {
-        let mut loaded = Loaded {
+    /// A stream's state before its first event.
+    fn empty() -> Loaded<D::State> {
+        Loaded {
             state: D::initial_state(),
             version: 0,
             personal: false,
-        };
+        }
+    }
+
+    /// Events read first when snapshots are taken `every` so many: a stream
+    /// shorter than that has no snapshot and is read whole in one query.
+    fn first_read(every: u64) -> usize {
+        usize::try_from(every)
+            .unwrap_or(STREAM_PAGE)
+            .min(STREAM_PAGE)
+    }
+
+    /// The current state of `stream`, from its newest usable snapshot on.
+    pub async fn load(&self, stream: &StreamId) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        let mut loaded = Self::empty();
         if let Some(every) = self.snapshot_every {
             // A stream shorter than one snapshot interval has no snapshot: read it
             // whole in one query instead of asking for a snapshot first.
-            let limit = usize::try_from(every)
-                .unwrap_or(STREAM_PAGE)
-                .min(STREAM_PAGE);
+            let limit = Self::first_read(every);
             let head = self.store.read_stream(stream, 1, limit).await?;
             if head.len() < limit {
                 self.fold_page(&mut loaded, head, None)?;
@@ -579,11 +590,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         if !snapshot.matches(at.first()) {
             return Ok(Some(snapshot.stream_version));
         }
-        let mut loaded = Loaded {
-            state: D::initial_state(),
-            version: 0,
-            personal: false,
-        };
+        let mut loaded = Self::empty();
         while loaded.version < snapshot.stream_version {
             let left = usize::try_from(snapshot.stream_version - loaded.version)
                 .unwrap_or(STREAM_PAGE)
@@ -616,16 +623,8 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         tx: &mut StoreTransaction,
         stream: &StreamId,
     ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
-        let mut loaded = Loaded {
-            state: D::initial_state(),
-            version: 0,
-            personal: false,
-        };
-        let limit = self.snapshot_every.map_or(STREAM_PAGE, |every| {
-            usize::try_from(every)
-                .unwrap_or(STREAM_PAGE)
-                .min(STREAM_PAGE)
-        });
+        let mut loaded = Self::empty();
+        let limit = self.snapshot_every.map_or(STREAM_PAGE, Self::first_read);
         let head = tx.read_stream(stream, 1, limit).await?;
         if head.len() < limit {
             self.fold_page(&mut loaded, head, None)?;
@@ -654,12 +653,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         stream: &StreamId,
         as_of: DateTime<Utc>,
     ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
-        let initial = Loaded {
-            state: D::initial_state(),
-            version: 0,
-            personal: false,
-        };
-        self.fold_from(stream, initial, Some(as_of)).await
+        self.fold_from(stream, Self::empty(), Some(as_of)).await
     }
 
     async fn fold_from(

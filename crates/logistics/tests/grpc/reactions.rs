@@ -49,7 +49,7 @@ async fn steps_find_the_order_opened_earlier_in_their_batch() {
         store.clone(),
         builtin_carriers(10).unwrap(),
         Depots::builtin().unwrap(),
-        std::sync::Arc::new(aftersales_core::SystemClock),
+        aftersales_core::SystemClock::shared(),
     );
     let reactions = RepairReactions::new(app, "test");
     let order_id = Uuid::now_v7().to_string();

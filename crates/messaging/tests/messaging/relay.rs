@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use aftersales_core::Shutdown;
 use aftersales_eventstore::{AnyEventStore, Checkpoint, EventStore};
-use aftersales_messaging::{Names, Relay, RelaySettings, StreamSettings, connect};
+use aftersales_messaging::{Relay, RelaySettings, StreamSettings, connect};
 use aftersales_testkit::NatsServer;
 use futures::StreamExt as _;
 
 use crate::harness::{
-    Pipeline, REGION, SOURCE, append_events, assert_exactly_once, consumer_settings, effect_ids,
-    names, sqlite_store, wait_for_effects,
+    Pipeline, SOURCE, append_events, assert_exactly_once, consumer_settings, effect_ids, names,
+    sqlite_store, wait_for_effects,
 };
 
 const EVENTS: usize = 10_000;
@@ -98,7 +98,12 @@ async fn relay_process() {
     aftersales_messaging::ensure_service_stream(&js, &names(), SOURCE, &StreamSettings::default())
         .await
         .unwrap();
-    let relay = Relay::new(
+    source_relay(store, js).run(Shutdown::never()).await;
+}
+
+/// `SOURCE`'s relay with the default settings.
+fn source_relay(store: AnyEventStore, js: async_nats::jetstream::Context) -> Relay<AnyEventStore> {
+    Relay::new(
         store,
         js,
         names(),
@@ -106,8 +111,7 @@ async fn relay_process() {
         RelaySettings::default(),
         &StreamSettings::default(),
     )
-    .unwrap();
-    relay.run(Shutdown::never()).await;
+    .unwrap()
 }
 
 impl Drop for RelayProcess {
@@ -124,16 +128,7 @@ async fn a_relay_killed_between_publish_and_checkpoint_causes_no_double_effects(
     p.start_consumer(consumer_settings()).await;
     let events = append_events(&p.producer, EVENTS, 50).await;
     // The checkpoint name the binary uses.
-    let checkpoint_name = Relay::new(
-        p.producer.clone(),
-        p.js.clone(),
-        Names::new(REGION).unwrap(),
-        SOURCE,
-        RelaySettings::default(),
-        &StreamSettings::default(),
-    )
-    .unwrap()
-    .checkpoint_name();
+    let checkpoint_name = source_relay(p.producer.clone(), p.js.clone()).checkpoint_name();
 
     let mut crashes_in_window = 0;
     for _ in 0..6 {
@@ -194,15 +189,7 @@ async fn an_append_is_published_while_earlier_acknowledgements_are_awaited() {
     broker.flush().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir, "producer.db").await;
-    let relay = Relay::new(
-        store.clone(),
-        js,
-        names(),
-        SOURCE,
-        RelaySettings::default(),
-        &StreamSettings::default(),
-    )
-    .unwrap();
+    let relay = source_relay(store.clone(), js);
     let checkpoint_name = relay.checkpoint_name();
     let (stop, shutdown) = Shutdown::new();
     let running = tokio::spawn(async move { relay.run(shutdown).await });
