@@ -143,17 +143,27 @@ async fn a_customers_cases_are_exported_then_their_words_erased() {
         "{}",
         again.records[1].json
     );
-    let answers = server
-        .client
-        .list_survey_answers(pb::ListSurveyAnswersRequest {
-            group_by: pb::QualityGroup::Team.into(),
-            group_id: "de-front".into(),
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .answers;
+    // The list comes from a read model, which may not have taken the answer yet.
+    let answers = aftersales_testkit::eventually(
+        || {
+            let mut client = server.client.clone();
+            async move {
+                client
+                    .list_survey_answers(pb::ListSurveyAnswersRequest {
+                        group_by: pb::QualityGroup::Team.into(),
+                        group_id: "de-front".into(),
+                        limit: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .answers
+            }
+        },
+        |answers: &Vec<pb::SurveyAnswer>| !answers.is_empty(),
+    )
+    .await;
+    assert_eq!(answers.len(), 1);
     assert_eq!((answers[0].score, answers[0].comment.as_str()), (5, ERASED));
     server.stop().await;
 }
