@@ -1,6 +1,7 @@
 //! Following the log live, from a checkpoint.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
@@ -26,6 +27,32 @@ impl Default for FollowOptions {
             batch_size: 500,
             poll_interval: Duration::from_millis(100),
         }
+    }
+}
+
+/// What a store tells its followers in this process: each commit that appended
+/// events through it wakes them and is counted.
+#[derive(Debug, Default)]
+pub struct Appends {
+    notify: tokio::sync::Notify,
+    commits: AtomicU64,
+}
+
+impl Appends {
+    /// A commit that appended events has finished.
+    pub(crate) fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Commits that appended through the store so far: every one of them had
+    /// finished when the count was read.
+    pub(crate) fn count(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn notify(&self) -> &tokio::sync::Notify {
+        &self.notify
     }
 }
 

@@ -438,15 +438,21 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             tx.claim_command(command_id, fingerprint, stream, ctx.now)
                 .await?;
         }
-        if ctx.command_id.is_some()
-            && let Some(first) = tx.event_by_id(ctx.event_id(0)).await?
-        {
+        let loaded = self.load_in(tx, stream).await?;
+        let decided = D::decide(&loaded.state, command);
+        // Whether the command ran before. An empty stream holds none of its
+        // events, and if another stream does, appending them finds their ids
+        // taken: looked up first only when there is no such append.
+        let look_up = ctx.command_id.is_some()
+            && (loaded.version > 0 || !matches!(&decided, Ok(events) if !events.is_empty()));
+        if look_up && let Some(first) = tx.event_by_id(ctx.event_id(0)).await? {
             if first.stream_id != *stream {
                 return Err(StoreError::IdempotencyConflict {
                     event_id: first.event_id,
                 }
                 .into());
             }
+            // As it is now, with what that first run appended.
             let loaded = self.load_in(tx, stream).await?;
             return Ok(Handled {
                 state: loaded.state,
@@ -455,8 +461,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
                 duplicate: true,
             });
         }
-        let loaded = self.load_in(tx, stream).await?;
-        let events = D::decide(&loaded.state, command).map_err(HandleError::Domain)?;
+        let events = decided.map_err(HandleError::Domain)?;
         if events.is_empty() {
             return Ok(Handled {
                 state: loaded.state,

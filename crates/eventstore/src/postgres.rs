@@ -37,6 +37,16 @@ macro_rules! columns {
     };
 }
 
+/// One event's insert; [`bind_row`] gives its parameters.
+macro_rules! insert_row {
+    () => {
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
+         actor, region, recorded_at, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    };
+}
+
 /// A pooled connection idle at least this long is checked before it is handed
 /// out: the server may have closed it meanwhile.
 const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -67,7 +77,7 @@ const GROUP_WRITERS: usize = 4;
 pub struct PgEventStore {
     pool: PgPool,
     limits: Limits,
-    appended: Arc<Notify>,
+    appended: Arc<crate::follow::Appends>,
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
     last_horizon: Arc<tokio::sync::Mutex<Option<Horizon>>>,
@@ -122,7 +132,7 @@ impl PgEventStore {
         Self {
             pool,
             limits: Limits::default(),
-            appended: Arc::new(Notify::new()),
+            appended: Arc::default(),
             heads: Arc::default(),
             last_horizon: Arc::default(),
             group: Arc::new(GroupCommit::new(GROUP_WRITERS)),
@@ -155,20 +165,27 @@ impl PgEventStore {
     /// older one has ended.
     ///
     /// The followers of a process (relay, live feed, read models) all ask after
-    /// each append. One asks the server at a time, and its answer serves every
-    /// caller that asked before its query began: as fresh as their own would be.
+    /// each append, and one answer serves them all: one asks the server at a
+    /// time, and an answer is reused if the server was asked after every append
+    /// committed through this store before the caller asked, and at most
+    /// [`HORIZON_REUSE`] before it. So a read sees this process's appends as if it
+    /// asked itself, and another process's a few milliseconds later at worst.
     async fn horizon(&self) -> Result<u64, StoreError> {
         let asked = std::time::Instant::now();
+        let commits = self.appended.count();
         let mut last = self.last_horizon.lock().await;
         if let Some(known) = *last
-            && known.asked_at >= asked
+            && known.commits >= commits
+            && asked.saturating_duration_since(known.asked_at) <= HORIZON_REUSE
         {
             return Ok(known.transaction);
         }
         let asked_at = std::time::Instant::now();
+        let commits = self.appended.count();
         let transaction = self.ask_horizon().await?;
         *last = Some(Horizon {
             asked_at,
+            commits,
             transaction,
         });
         Ok(transaction)
@@ -200,10 +217,17 @@ impl PgEventStore {
     }
 }
 
-/// A horizon the server gave, and when it was asked for.
+/// How old a horizon may be and still serve a read, for commits made elsewhere
+/// (another process, another store on the same database): a fraction of a
+/// follower's poll interval, which bounds how late it sees them anyway.
+const HORIZON_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A horizon the server gave, when it was asked for, and how many of this
+/// store's appends had committed by then.
 #[derive(Debug, Clone, Copy)]
 struct Horizon {
     asked_at: std::time::Instant,
+    commits: u64,
     transaction: u64,
 }
 
@@ -268,8 +292,6 @@ impl AppendBackend for &PgEventStore {
     }
 }
 
-/// Appends inside a caller's transaction. A refused insert would abort the whole
-/// transaction in PostgreSQL, so each insert runs under a savepoint.
 /// A stream's events from `from_version` on, through any executor (the pool,
 /// or a transaction that must see its own appends).
 pub(crate) async fn select_stream<'e, E: PgExecutor<'e>>(
@@ -292,6 +314,9 @@ pub(crate) async fn select_stream<'e, E: PgExecutor<'e>>(
     rows.iter().map(decode).collect()
 }
 
+/// Appends inside a caller's transaction. A refused insert would abort the whole
+/// transaction in PostgreSQL: one event is inserted unless its key is taken, and
+/// several under a savepoint (two more round trips).
 pub(crate) struct PgTransactionBackend<'c>(pub &'c mut PgConnection);
 
 impl AppendBackend for PgTransactionBackend<'_> {
@@ -308,6 +333,9 @@ impl AppendBackend for PgTransactionBackend<'_> {
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
+        if let [row] = rows {
+            return insert_row_unless_taken(&mut *self.0, stream, row).await;
+        }
         let savepoint = |sql: &'static str| sqlx::raw_sql(sql);
         savepoint("SAVEPOINT aftersales_append")
             .execute(&mut *self.0)
@@ -481,35 +509,75 @@ async fn insert_row<'e>(
     stream: &StreamId,
     row: &ChainedEvent,
 ) -> Result<Vec<u64>, InsertError> {
-    let e = &row.event;
-    let m = &e.metadata;
-    let position: i64 = sqlx::query_scalar(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
-         actor, region, recorded_at, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         RETURNING position",
-    )
-    .bind(stream.as_str())
-    .bind(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?)
-    .bind(e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(i32::try_from(e.schema_version).unwrap_or(i32::MAX))
-    .bind(e.payload.as_slice())
-    .bind(m.correlation_id)
-    .bind(m.causation_id)
-    .bind(m.traceparent.as_deref())
-    .bind(m.tracestate.as_deref())
-    .bind(m.actor.as_str())
-    .bind(m.region.as_str())
-    .bind(m.recorded_at)
-    .bind(row.hash.as_slice())
+    let position: i64 = bind_row(
+        sqlx::query_scalar(concat!(insert_row!(), " RETURNING position")),
+        stream,
+        row,
+    )?
     .fetch_one(db)
     .await
     .map_err(insert_error)?;
     Ok(vec![
         to_u64(position, "position").map_err(InsertError::Store)?,
     ])
+}
+
+/// [`insert_row`] that leaves the transaction usable when a key is taken: the
+/// insert does nothing, and a second query tells which key.
+async fn insert_row_unless_taken(
+    db: &mut PgConnection,
+    stream: &StreamId,
+    row: &ChainedEvent,
+) -> Result<Vec<u64>, InsertError> {
+    let sql = concat!(insert_row!(), " ON CONFLICT DO NOTHING RETURNING position");
+    let inserted: Option<i64> = bind_row(sqlx::query_scalar(sql), stream, row)?
+        .fetch_optional(&mut *db)
+        .await
+        .map_err(insert_error)?;
+    match inserted {
+        Some(position) => Ok(vec![
+            to_u64(position, "position").map_err(InsertError::Store)?,
+        ]),
+        None => {
+            let id_taken: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
+                    .bind(row.event.event_id)
+                    .fetch_one(&mut *db)
+                    .await
+                    .map_err(|e| InsertError::Store(e.into()))?;
+            Err(if id_taken {
+                InsertError::DuplicateEventId
+            } else {
+                InsertError::VersionTaken
+            })
+        }
+    }
+}
+
+/// Binds `row` of `stream` to [`insert_row`]'s parameters.
+fn bind_row<'q, O>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    stream: &'q StreamId,
+    row: &'q ChainedEvent,
+) -> Result<sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>, InsertError>
+{
+    let e = &row.event;
+    let m = &e.metadata;
+    Ok(query
+        .bind(stream.as_str())
+        .bind(to_i64(row.stream_version, "stream_version").map_err(InsertError::Store)?)
+        .bind(e.event_id)
+        .bind(e.event_type.as_str())
+        .bind(i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+        .bind(e.payload.as_slice())
+        .bind(m.correlation_id)
+        .bind(m.causation_id)
+        .bind(m.traceparent.as_deref())
+        .bind(m.tracestate.as_deref())
+        .bind(m.actor.as_str())
+        .bind(m.region.as_str())
+        .bind(m.recorded_at)
+        .bind(row.hash.as_slice()))
 }
 
 /// A refused insert, by the key it ran into.
@@ -602,7 +670,7 @@ impl EventStore for PgEventStore {
         crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
-        self.appended.notify_waiters();
+        self.appended.committed();
         Ok(outcome)
     }
 
@@ -755,7 +823,7 @@ impl EventStore for PgEventStore {
     }
 
     fn appended(&self) -> &Notify {
-        &self.appended
+        self.appended.notify()
     }
 }
 

@@ -44,7 +44,7 @@ pub struct SqliteEventStore {
     writer: SqlitePool,
     reader: SqlitePool,
     limits: Limits,
-    appended: Arc<Notify>,
+    appended: Arc<crate::follow::Appends>,
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
     keyring: Option<crate::personal::Sealing>,
@@ -77,7 +77,7 @@ impl SqliteEventStore {
             writer,
             reader,
             limits: Limits::default(),
-            appended: Arc::new(Notify::new()),
+            appended: Arc::default(),
             heads: Arc::default(),
             // One writer connection: one group at a time.
             group: Arc::new(GroupCommit::new(1)),
@@ -384,7 +384,7 @@ impl EventStore for SqliteEventStore {
         crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = append::append(&mut &*self, &self.limits, stream, expected, events).await?;
         append::record_appended(stream, &outcome);
-        self.appended.notify_waiters();
+        self.appended.committed();
         Ok(outcome)
     }
 
@@ -508,7 +508,7 @@ impl EventStore for SqliteEventStore {
     }
 
     fn appended(&self) -> &Notify {
-        &self.appended
+        self.appended.notify()
     }
 }
 

@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::Notify;
 
 use crate::append;
 use crate::error::{InputError, StoreError};
@@ -26,7 +25,7 @@ use crate::store::Limits;
 pub struct StoreTransaction {
     inner: Inner,
     limits: Limits,
-    appended: Arc<Notify>,
+    appended: Arc<crate::follow::Appends>,
     keyring: Option<crate::personal::Sealing>,
     wrote_events: bool,
     /// Counted once committed.
@@ -50,7 +49,7 @@ impl StoreTransaction {
     pub(crate) fn postgres(
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
         limits: Limits,
-        appended: Arc<Notify>,
+        appended: Arc<crate::follow::Appends>,
         keyring: Option<crate::personal::Sealing>,
     ) -> Self {
         Self {
@@ -66,7 +65,7 @@ impl StoreTransaction {
     pub(crate) fn sqlite(
         tx: sqlx::Transaction<'static, sqlx::Sqlite>,
         limits: Limits,
-        appended: Arc<Notify>,
+        appended: Arc<crate::follow::Appends>,
         keyring: Option<crate::personal::Sealing>,
     ) -> Self {
         Self {
@@ -343,7 +342,7 @@ impl StoreTransaction {
             Inner::Sqlite(tx) => tx.commit().await?,
         }
         if self.wrote_events {
-            self.appended.notify_waiters();
+            self.appended.committed();
         }
         for (stream, outcome) in &self.appends {
             append::record_appended(stream, outcome);

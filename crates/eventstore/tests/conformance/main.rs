@@ -63,6 +63,7 @@ conformance!(
     handler_appends_inside_a_callers_transaction,
     commands_in_one_transaction_see_each_others_events,
     savepoints_undo_part_of_a_transaction,
+    a_command_id_is_known_inside_a_transaction,
     projections_catch_up_once_and_rebuild_from_the_start,
     a_request_waits_for_a_projection_to_reach_its_write,
     state_cache_drops_streams_the_log_moves_on,

@@ -329,15 +329,16 @@ async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
         .collect();
     let mut after = Checkpoint::START;
     for i in 0..100 {
-        let appended = b
-            .store
-            .append(
-                &stream(&format!("s{i}")),
-                ExpectedVersion::NoStream,
-                events(1),
-            )
-            .await
-            .unwrap();
+        let (stream, expected) = (stream(&format!("s{i}")), ExpectedVersion::NoStream);
+        // Half through a transaction, as consumers append.
+        let appended = if i % 2 == 0 {
+            b.store.append(&stream, expected, events(1)).await.unwrap()
+        } else {
+            let mut tx = b.store.begin().await.unwrap();
+            let appended = tx.append(&stream, expected, events(1)).await.unwrap();
+            tx.commit().await.unwrap();
+            appended
+        };
         let read = b.store.read_log(after, 10).await.unwrap();
         assert_eq!(
             read.iter().map(|e| e.position).collect::<Vec<_>>(),
@@ -350,4 +351,94 @@ async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
     for reader in readers {
         reader.await.unwrap();
     }
+}
+
+/// Another process's appends wake no follower here: they are seen by polling, by
+/// a read that starts a few milliseconds after their commit at worst, however
+/// busy this store's followers keep its horizon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_see_another_processs_appends_a_moment_later() {
+    let b = Backend::postgres().await;
+    let elsewhere = b.another_process().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (b.store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.log_end().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut after = Checkpoint::START;
+    for i in 0..20 {
+        let appended = elsewhere
+            .append(
+                &stream(&format!("s{i}")),
+                ExpectedVersion::NoStream,
+                events(1),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let read = b.store.read_log(after, 10).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![appended.last_position],
+            "append {i}, read 30 ms after it committed"
+        );
+        after = read[0].checkpoint;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+/// Another transaction takes the version between this one's head read and its
+/// insert: the insert is refused, the append says so, and the transaction goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_insert_refused_for_a_version_taken_meanwhile_leaves_the_transaction_usable() {
+    let b = Backend::postgres().await;
+    let (s, after) = (stream("raced"), stream("after"));
+    let mut first = b.store.begin().await.unwrap();
+    first
+        .append(&s, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let second = {
+        let (store, s, after) = (b.store.clone(), s.clone(), after.clone());
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            // Sees no stream yet, inserts version 1, and waits on the first's key.
+            let error = tx
+                .append(&s, ExpectedVersion::NoStream, events(1))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    aftersales_eventstore::StoreError::WrongExpectedVersion { actual: 1, .. }
+                ),
+                "{error:?}"
+            );
+            tx.append(&after, ExpectedVersion::NoStream, events(1))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "the second insert waits on the first"
+    );
+    first.commit().await.unwrap();
+    second.await.unwrap();
+    let log = b.store.read_log(Checkpoint::START, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| &e.stream_id).collect::<Vec<_>>(),
+        [&s, &after]
+    );
 }

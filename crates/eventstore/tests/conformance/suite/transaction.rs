@@ -184,6 +184,47 @@ pub async fn commands_in_one_transaction_see_each_others_events(b: Backend) {
     assert_eq!((loaded.version, loaded.state.additions), (2, 1));
 }
 
+/// A command run again inside a transaction, with the same id: a replay on its
+/// own stream, and on another stream (empty there, whether it would append or be
+/// refused) the id is known as another stream's.
+pub async fn a_command_id_is_known_inside_a_transaction(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let (s, elsewhere) = (stream("once"), stream("once-elsewhere"));
+    let keyed = aftersales_eventstore::CommandContext {
+        command_id: Some(uuid::Uuid::now_v7()),
+        ..ctx(1)
+    };
+    let mut tx = b.store.begin().await.unwrap();
+    handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(3), &keyed)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = b.store.begin().await.unwrap();
+    let again = handler
+        .handle_in(&mut tx, &s, &counter::Command::Add(3), &keyed)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.version, again.state.total), (1, 3));
+    for command in [counter::Command::Add(3), counter::Command::Reset] {
+        let error = handler
+            .handle_in(&mut tx, &elsewhere, &command, &keyed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HandleError::Store(StoreError::IdempotencyConflict { .. })
+            ),
+            "{command:?}: {error:?}"
+        );
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(b.count().await, 1);
+}
+
 pub async fn savepoints_undo_part_of_a_transaction(b: Backend) {
     let kept = stream("kept");
     let undone = stream("undone");
