@@ -16,7 +16,9 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt as _;
 use tracing::Instrument as _;
 
-use crate::consumer::{AlsoCommit, Applied, Handler, RetryPolicy, Subscription, apply, apply_in};
+use crate::consumer::{
+    AlsoCommit, Applied, Handler, RetryPolicy, Subscription, apply, apply_batch,
+};
 use crate::envelope::InboundEvent;
 use crate::error::{ConfigError, HandlerError, MessagingError};
 use crate::names::{Names, header};
@@ -295,9 +297,8 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
         }
     }
 
-    /// Handles a batch of deliveries in one database transaction, each under its
-    /// own savepoint: one commit (one fsync) for the lot, and a failing event
-    /// undoes only its own effects.
+    /// Handles a batch of deliveries in one database transaction: one commit (one
+    /// fsync) for the lot, and a failing event undoes only its own effects.
     async fn process_batch(&self, input: Input, messages: Vec<jetstream::Message>) {
         let mut deliveries = Vec::with_capacity(messages.len());
         for message in messages {
@@ -382,25 +383,25 @@ impl<S: EventStore, H: Handler> JetStreamConsumer<S, H> {
     }
 
     async fn apply_batch(&self, deliveries: &[Delivery]) -> Vec<Result<Applied, HandlerError>> {
-        let mut tx = match self.store.begin().await {
-            Ok(tx) => tx,
+        let events: Vec<_> = deliveries
+            .iter()
+            .map(|d| (&d.event, d.span.clone()))
+            .collect();
+        let batch = apply_batch(
+            &self.store,
+            &self.subscription.consumer,
+            self.handler.as_ref(),
+            &events,
+            false,
+        )
+        .await;
+        let (tx, outcomes) = match batch {
+            Ok(batch) => batch,
             Err(error) => {
                 let error = HandlerError::from(error);
                 return deliveries.iter().map(|_| Err(error.clone())).collect();
             }
         };
-        let mut outcomes = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            let outcome = apply_in(
-                &mut tx,
-                &self.subscription.consumer,
-                self.handler.as_ref(),
-                &delivery.event,
-            )
-            .instrument(delivery.span.clone())
-            .await;
-            outcomes.push(outcome);
-        }
         match tx.commit().await {
             Ok(()) => outcomes,
             Err(error) => {

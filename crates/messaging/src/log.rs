@@ -4,7 +4,7 @@
 //! [`Translate`] turns each stored event into its public form first.
 //!
 //! Events are applied in log order, up to `max_batch` in one transaction (one
-//! commit for the lot), each under its own savepoint. The consumer's checkpoint in
+//! commit for the lot), and a failing one undoes only its own effects. The consumer's checkpoint in
 //! the source log is saved in the same transaction as the events' effects, and the
 //! inbox still records every handled event, so switching between modes never
 //! applies twice. A failing event ends its batch (what came before it commits)
@@ -17,7 +17,7 @@ use std::time::Duration;
 use aftersales_eventstore::{Checkpoint, EventStore};
 use tracing::Instrument as _;
 
-use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply, apply_in};
+use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply, apply_batch};
 use crate::envelope::InboundEvent;
 use crate::error::{HandlerError, MessagingError};
 use crate::inbox::{self, StoredDeadLetter, open_dead_letters};
@@ -171,31 +171,29 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         name: &str,
         chunk: &[(Checkpoint, InboundEvent)],
     ) -> Result<(usize, Option<HandlerError>), MessagingError> {
-        let mut tx = self.store.begin().await?;
-        let mut applied = 0usize;
-        let mut failed = None;
-        for (_, event) in chunk {
-            let span = consumer_span(
-                EVENT_LOG,
-                &self.subscription.source,
-                &self.subscription.consumer,
-                event,
-                1,
-            );
-            let outcome = apply_in(
-                &mut tx,
-                &self.subscription.consumer,
-                self.handler.as_ref(),
-                event,
-            )
-            .instrument(span)
-            .await;
-            if let Err(error) = outcome {
-                failed = Some(error);
-                break;
-            }
-            applied += 1;
-        }
+        let spans: Vec<_> = chunk
+            .iter()
+            .map(|(_, event)| {
+                let span = consumer_span(
+                    EVENT_LOG,
+                    &self.subscription.source,
+                    &self.subscription.consumer,
+                    event,
+                    1,
+                );
+                (event, span)
+            })
+            .collect();
+        let (mut tx, outcomes) = apply_batch(
+            &self.store,
+            &self.subscription.consumer,
+            self.handler.as_ref(),
+            &spans,
+            true,
+        )
+        .await?;
+        let applied = outcomes.iter().take_while(|o| o.is_ok()).count();
+        let failed = outcomes.into_iter().find_map(Result::err);
         match applied.checked_sub(1) {
             Some(last) => {
                 tx.save_checkpoint(name, chunk[last].0).await?;
