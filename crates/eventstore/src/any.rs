@@ -109,6 +109,10 @@ impl EventStore for AnyEventStore {
         delegate!(self, s => s.begin().await)
     }
 
+    async fn begin_unflushed(&self) -> Result<StoreTransaction, StoreError> {
+        delegate!(self, s => s.begin_unflushed().await)
+    }
+
     async fn load_checkpoint(&self, name: &str) -> Result<Checkpoint, StoreError> {
         delegate!(self, s => s.load_checkpoint(name).await)
     }

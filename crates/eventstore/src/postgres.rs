@@ -647,6 +647,22 @@ impl EventStore for PgEventStore {
     async fn begin(&self) -> Result<StoreTransaction, StoreError> {
         Ok(StoreTransaction::postgres(
             self.pool.begin().await?,
+            false,
+            self.limits,
+            Arc::clone(&self.appended),
+            self.keyring.clone(),
+        ))
+    }
+
+    async fn begin_unflushed(&self) -> Result<StoreTransaction, StoreError> {
+        // One round trip for both.
+        let tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO off")
+            .await?;
+        Ok(StoreTransaction::postgres(
+            tx,
+            true,
             self.limits,
             Arc::clone(&self.appended),
             self.keyring.clone(),

@@ -90,13 +90,13 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
     from: Checkpoint,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
-    let end = store.last_position().await?;
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
     let mut appliers = tokio::task::JoinSet::new();
     let mut batches = Vec::with_capacity(projections.len());
     for (i, projection) in projections.iter().enumerate() {
+        // Each batch with how far the log went when the reading began.
         let (sender, mut receiver) =
-            tokio::sync::mpsc::channel::<Arc<Vec<RecordedEvent>>>(READ_AHEAD);
+            tokio::sync::mpsc::channel::<(Arc<Vec<RecordedEvent>>, u64)>(READ_AHEAD);
         batches.push(sender);
         let (store, projection, applied) = (store.clone(), projection.clone(), applied_tx.clone());
         appliers.spawn(async move {
@@ -104,17 +104,17 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
             let lag = metrics::gauge!(
                 "aftersales_projection_lag_events", "projection" => projection.name()
             );
-            while let Some(batch) = receiver.recv().await {
+            while let Some((batch, end)) = receiver.recv().await {
                 let Some(last) = batch.last().map(|e| e.checkpoint) else {
                     continue;
                 };
                 #[allow(clippy::cast_precision_loss)] // a gauge
                 lag.set(end.saturating_sub(last.position) as f64);
-                let mut tx = store.begin().await?;
+                // Read models are made again from the log: no need to wait for the disk.
+                let mut tx = store.begin_unflushed().await?;
                 projection.apply_batch(&batch, &mut tx).await?;
                 tx.save_checkpoint(&name, last).await?;
-                // Read models are made again from the log: no need to wait for the disk.
-                tx.commit_unflushed().await?;
+                tx.commit().await?;
                 let _ = applied.send((i, batch.len() as u64));
             }
             lag.set(0.0);
@@ -124,18 +124,30 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
     drop(applied_tx);
     let read = async move {
         let (mut checkpoint, mut read) = (from, 0u64);
+        let mut log_end = None;
         loop {
             let batch = store.read_log(checkpoint, BATCH).await?;
             let Some(last) = batch.last().map(|e| e.checkpoint) else {
                 return Ok(read);
             };
             (checkpoint, read) = (last, read + batch.len() as u64);
+            // A short batch is all the log held: the usual case when following
+            // it, where the next append wakes the follower again.
+            let caught_up = batch.len() < BATCH;
+            let end = match log_end {
+                Some(end) => end,
+                None if caught_up => last.position,
+                None => *log_end.insert(store.last_position().await?),
+            };
             let batch = Arc::new(batch);
             for sender in &batches {
                 // A closed channel is a projection that failed: its error is the answer.
-                if sender.send(Arc::clone(&batch)).await.is_err() {
+                if sender.send((Arc::clone(&batch), end)).await.is_err() {
                     return Ok(read);
                 }
+            }
+            if caught_up {
+                return Ok(read);
             }
         }
     };

@@ -40,6 +40,15 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// with other writes (an inbox record, a checkpoint, read-model rows).
     fn begin(&self) -> impl Future<Output = Result<StoreTransaction, StoreError>> + Send;
 
+    /// [`Self::begin`] for writes the log can make again, such as a read model
+    /// with its checkpoint: the commit does not wait for the disk (PostgreSQL's
+    /// asynchronous commit; SQLite commits as ever) unless the transaction
+    /// appended events. A crash may undo the last of them whole, never part of
+    /// one, and any later durable commit on the server makes them durable too.
+    fn begin_unflushed(&self) -> impl Future<Output = Result<StoreTransaction, StoreError>> + Send {
+        self.begin()
+    }
+
     /// The named reader's checkpoint, or [`Checkpoint::START`] if it has none.
     fn load_checkpoint(
         &self,

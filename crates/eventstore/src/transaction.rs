@@ -24,6 +24,8 @@ use crate::store::Limits;
 #[derive(Debug)]
 pub struct StoreTransaction {
     inner: Inner,
+    /// Its commit need not wait for the disk, unless it appended events.
+    unflushed: bool,
     limits: Limits,
     appended: Arc<crate::follow::Appends>,
     keyring: Option<crate::personal::Sealing>,
@@ -46,14 +48,18 @@ pub enum TransactionConnection<'t> {
 }
 
 impl StoreTransaction {
+    /// `unflushed`: the transaction began with asynchronous commit
+    /// ([`crate::EventStore::begin_unflushed`]).
     pub(crate) fn postgres(
         tx: sqlx::Transaction<'static, sqlx::Postgres>,
+        unflushed: bool,
         limits: Limits,
         appended: Arc<crate::follow::Appends>,
         keyring: Option<crate::personal::Sealing>,
     ) -> Self {
         Self {
             inner: Inner::Postgres(tx),
+            unflushed,
             limits,
             appended,
             keyring,
@@ -70,6 +76,7 @@ impl StoreTransaction {
     ) -> Self {
         Self {
             inner: Inner::Sqlite(tx),
+            unflushed: false,
             limits,
             appended,
             keyring,
@@ -336,7 +343,15 @@ impl StoreTransaction {
         }
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        if let (true, true, Inner::Postgres(tx)) =
+            (self.unflushed, self.wrote_events, &mut self.inner)
+        {
+            // Events are never left to a later commit to make durable.
+            sqlx::raw_sql("SET LOCAL synchronous_commit TO on")
+                .execute(&mut **tx)
+                .await?;
+        }
         match self.inner {
             Inner::Postgres(tx) => tx.commit().await?,
             Inner::Sqlite(tx) => tx.commit().await?,
@@ -348,21 +363,6 @@ impl StoreTransaction {
             append::record_appended(stream, outcome);
         }
         Ok(())
-    }
-
-    /// Commits without waiting for the commit to reach the disk (PostgreSQL's
-    /// asynchronous commit; SQLite commits as [`Self::commit`] does). For writes
-    /// the log can make again, such as a read model with its checkpoint: a crash
-    /// may undo the last of them whole, never part of one, and any later durable
-    /// commit on the server makes them durable too. A transaction that appended
-    /// events commits durably all the same.
-    pub async fn commit_unflushed(mut self) -> Result<(), StoreError> {
-        if let (false, Inner::Postgres(tx)) = (self.wrote_events, &mut self.inner) {
-            sqlx::raw_sql("SET LOCAL synchronous_commit TO off")
-                .execute(&mut **tx)
-                .await?;
-        }
-        self.commit().await
     }
 
     /// Undoes everything; the same as dropping, but waits for the database.

@@ -442,3 +442,40 @@ async fn an_insert_refused_for_a_version_taken_meanwhile_leaves_the_transaction_
         [&s, &after]
     );
 }
+
+/// A read model's transaction commits without waiting for the disk, and an
+/// ordinary one as the server is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_unflushed_transaction_commits_asynchronously() {
+    let b = Backend::postgres().await;
+    // The test server runs without durability; this database asks for it.
+    b.exec(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = on', \
+         current_database()); END $$",
+    )
+    .await;
+    let store = b.another_process().await;
+    async fn setting(tx: &mut aftersales_eventstore::StoreTransaction) -> String {
+        let aftersales_eventstore::transaction::TransactionConnection::Postgres(conn) =
+            tx.connection()
+        else {
+            unreachable!()
+        };
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    }
+    let mut ordinary = store.begin().await.unwrap();
+    assert_eq!(setting(&mut ordinary).await, "on");
+    ordinary.rollback().await.unwrap();
+    let mut unflushed = store.begin_unflushed().await.unwrap();
+    assert_eq!(setting(&mut unflushed).await, "off");
+    let moved = Checkpoint {
+        transaction: 5,
+        position: 7,
+    };
+    unflushed.save_checkpoint("read-model", moved).await.unwrap();
+    unflushed.commit().await.unwrap();
+    assert_eq!(store.load_checkpoint("read-model").await.unwrap(), moved);
+}
