@@ -627,6 +627,33 @@ pub(crate) async fn upsert_checkpoint<'e>(
     Ok(())
 }
 
+/// Moves every checkpoint of `names` that stands at `from` to `to` (one not
+/// stored yet stands at [`Checkpoint::START`]); how many it moved.
+pub(crate) async fn move_checkpoints(
+    db: &mut PgConnection,
+    names: &[&str],
+    from: Checkpoint,
+    to: Checkpoint,
+) -> Result<u64, StoreError> {
+    let moved = sqlx::query(
+        "INSERT INTO checkpoints (name, transaction_id, position) \
+         SELECT wanted.name, $2, $3 FROM unnest($1::text[]) AS wanted(name) \
+          WHERE ($4, $5) = (0::int8, 0::int8) \
+             OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.name = wanted.name) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+           position = EXCLUDED.position, updated_at = now() \
+         WHERE (checkpoints.transaction_id, checkpoints.position) = ($4, $5)",
+    )
+    .bind(names)
+    .bind(to_i64(to.transaction, "transaction")?)
+    .bind(to_i64(to.position, "position")?)
+    .bind(to_i64(from.transaction, "transaction")?)
+    .bind(to_i64(from.position, "position")?)
+    .execute(db)
+    .await?;
+    Ok(moved.rows_affected())
+}
+
 pub(crate) async fn select_checkpoint<'e>(
     db: impl PgExecutor<'e>,
     name: &str,

@@ -263,7 +263,7 @@ pub async fn run<S: EventStore, P: Projection + Clone + 'static>(
             Ok(_) => wait.busy(),
             Err(error) => {
                 wait.busy();
-                tracing::warn!(%error, projection = projection.name(), "projection failed; retrying");
+                tracing::warn!(%error, projection = Projection::name(projection), "projection failed; retrying");
             }
         }
         tokio::select! {
@@ -357,20 +357,138 @@ impl Projection for Arc<dyn AnyProjection + '_> {
     }
 }
 
-/// Runs every projection of `projections` until `stop` resolves, each as [`run`]
-/// does; `stop` makes one such future per projection.
+/// Runs every projection of `projections` until `stop` resolves.
+///
+/// Standing at one checkpoint, as they do while they keep up, they follow the log
+/// together: one read for all of them, and each batch applied to all in one
+/// transaction that moves their checkpoints only if each still stands where this
+/// runner left it (an operator's rebuild may have moved one). A projection that
+/// fails, or a checkpoint moved elsewhere, sends each on its own for that round,
+/// as [`run`] would, until they stand together again.
 pub async fn run_all<S: EventStore, F: Future<Output = ()>>(
     store: &S,
     projections: &[Arc<dyn AnyProjection>],
     poll_interval: Duration,
     stop: impl Fn() -> F,
 ) {
-    futures::future::join_all(
-        projections
-            .iter()
-            .map(|projection| run(store, projection, poll_interval, stop())),
-    )
-    .await;
+    if projections.is_empty() {
+        return;
+    }
+    let stop = stop();
+    tokio::pin!(stop);
+    let names: Vec<String> = projections.iter().map(checkpoint_name).collect();
+    let mut wait = IdleWait::new(poll_interval);
+    // Where they all stand, as far as this runner knows; `None` to ask the store.
+    let mut together = None;
+    loop {
+        // Registered before the read, so an append in between still wakes us.
+        let appended = store.appended().notified();
+        match follow_together(store, projections, &names, &mut together).await {
+            Ok(0) => {}
+            Ok(_) => wait.busy(),
+            Err(error) => {
+                wait.busy();
+                tracing::warn!(%error, "read models failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = appended => {}
+            () = tokio::time::sleep(wait.idle()) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+/// One round of [`run_all`]: how many events were read.
+async fn follow_together<S: EventStore>(
+    store: &S,
+    projections: &[Arc<dyn AnyProjection>],
+    names: &[String],
+    together: &mut Option<Checkpoint>,
+) -> Result<u64, StoreError> {
+    let from = match together.take() {
+        Some(at) => Some(at),
+        None => {
+            let mut at = Vec::with_capacity(names.len());
+            for name in names {
+                at.push(store.load_checkpoint(name).await?);
+            }
+            at.iter().all(|c| *c == at[0]).then(|| at[0])
+        }
+    };
+    let Some(mut checkpoint) = from else {
+        return Ok(each_on_its_own(store, projections).await);
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lags: Vec<_> = projections
+        .iter()
+        .map(|p| metrics::gauge!("aftersales_projection_lag_events", "projection" => Projection::name(p)))
+        .collect();
+    let (mut read, mut log_end) = (0, None);
+    loop {
+        let batch = store.read_log(checkpoint, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.checkpoint) else {
+            break;
+        };
+        let caught_up = batch.len() < BATCH;
+        if !caught_up {
+            let end = match log_end {
+                Some(end) => end,
+                None => *log_end.insert(store.last_position().await?),
+            };
+            for lag in &lags {
+                #[allow(clippy::cast_precision_loss)] // a gauge
+                lag.set(end.saturating_sub(last.position) as f64);
+            }
+        }
+        let mut tx = store.begin_unflushed().await?;
+        if !apply_together(&mut tx, projections, &batch, &names, checkpoint, last).await {
+            drop(tx);
+            return Ok(read + each_on_its_own(store, projections).await);
+        }
+        tx.commit().await?;
+        (checkpoint, read) = (last, read + batch.len() as u64);
+        if caught_up {
+            break;
+        }
+    }
+    for lag in &lags {
+        lag.set(0.0);
+    }
+    *together = Some(checkpoint);
+    Ok(read)
+}
+
+/// Applies `batch` to every projection in `tx` and moves their checkpoints from
+/// `from` to `to`; `false` if a projection failed or a checkpoint stood elsewhere.
+async fn apply_together(
+    tx: &mut StoreTransaction,
+    projections: &[Arc<dyn AnyProjection>],
+    batch: &[RecordedEvent],
+    names: &[&str],
+    from: Checkpoint,
+    to: Checkpoint,
+) -> bool {
+    for projection in projections {
+        if projection.apply_batch(batch, tx).await.is_err() {
+            return false;
+        }
+    }
+    tx.move_checkpoints(names, from, to).await.unwrap_or(false)
+}
+
+/// Each projection catches up on its own, as [`run`] does: a failing one holds
+/// no other back. How many events were read.
+async fn each_on_its_own<S: EventStore>(store: &S, projections: &[Arc<dyn AnyProjection>]) -> u64 {
+    let rounds = projections.iter().map(|projection| async move {
+        catch_up(store, projection, |_| {})
+            .await
+            .inspect_err(|error| {
+                tracing::warn!(%error, projection = Projection::name(projection), "projection failed; retrying");
+            })
+            .unwrap_or(0)
+    });
+    futures::future::join_all(rounds).await.into_iter().sum()
 }
 
 #[cfg(test)]

@@ -269,6 +269,23 @@ impl StoreTransaction {
         }
     }
 
+    /// Moves the checkpoints of `names` from `from` to `to`, if every one of them
+    /// stands at `from` (one not stored yet stands at [`Checkpoint::START`]).
+    /// `false` if one did not: another reader moved it, and the transaction
+    /// may have moved the others, so the caller rolls it back.
+    pub async fn move_checkpoints(
+        &mut self,
+        names: &[&str],
+        from: Checkpoint,
+        to: Checkpoint,
+    ) -> Result<bool, StoreError> {
+        let moved = match &mut self.inner {
+            Inner::Postgres(tx) => postgres::move_checkpoints(tx, names, from, to).await?,
+            Inner::Sqlite(tx) => sqlite::move_checkpoints(tx, names, from, to).await?,
+        };
+        Ok(moved == names.len() as u64)
+    }
+
     /// The named checkpoint as this transaction sees it.
     pub async fn load_checkpoint(&mut self, name: &str) -> Result<Checkpoint, StoreError> {
         match &mut self.inner {

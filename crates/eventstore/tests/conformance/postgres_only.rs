@@ -475,7 +475,10 @@ async fn only_an_unflushed_transaction_commits_asynchronously() {
         transaction: 5,
         position: 7,
     };
-    unflushed.save_checkpoint("read-model", moved).await.unwrap();
+    unflushed
+        .save_checkpoint("read-model", moved)
+        .await
+        .unwrap();
     unflushed.commit().await.unwrap();
     assert_eq!(store.load_checkpoint("read-model").await.unwrap(), moved);
 }

@@ -60,7 +60,11 @@ impl aftersales_eventstore::Projection for PerStream {
 /// The sum of `n` in a [`PerStream`] table.
 async fn total(b: &Backend, table: &str) -> i64 {
     let mut tx = b.store.begin().await.unwrap();
-    let sql = || sqlx::AssertSqlSafe(format!("SELECT CAST(SUM(n) AS BIGINT) FROM {table}"));
+    let sql = || {
+        sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM {table}"
+        ))
+    };
     match tx.connection() {
         aftersales_eventstore::TransactionConnection::Postgres(c) => {
             sqlx::query_scalar(sql()).fetch_one(c).await.unwrap()
@@ -160,6 +164,110 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
             projection::catch_up(&b.store, each, |_| {}).await.unwrap(),
             0
         );
+    }
+}
+
+/// Read models that keep up follow the log together. One whose checkpoint was
+/// moved behind their back (a rebuild starting: its table emptied, its checkpoint
+/// back at the start) is not moved on from where the others stand: it reads the
+/// log again from its own place.
+pub async fn read_models_follow_together_and_notice_a_moved_checkpoint(b: Backend) {
+    use aftersales_eventstore::projection;
+    let run = following(&b, &["together_a", "together_b"]).await;
+    let s = stream("followed");
+    b.store
+        .append(&s, ExpectedVersion::NoStream, events(5))
+        .await
+        .unwrap();
+    let totals = || async { (total(&b, "together_a").await, total(&b, "together_b").await) };
+    aftersales_testkit::eventually(totals, |t| *t == (5, 5)).await;
+
+    let mut tx = b.store.begin().await.unwrap();
+    tx.empty_tables(&["together_a"]).await.unwrap();
+    tx.save_checkpoint(
+        &projection::checkpoint_of("together_a"),
+        aftersales_eventstore::Checkpoint::START,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    b.store
+        .append(&s, ExpectedVersion::Exact(5), events(2))
+        .await
+        .unwrap();
+    aftersales_testkit::eventually(totals, |t| *t == (7, 7)).await;
+    let end = b.store.read_log(Default::default(), 10).await.unwrap()[6].checkpoint;
+    for name in ["together_a", "together_b"] {
+        let at = b
+            .store
+            .load_checkpoint(&projection::checkpoint_of(name))
+            .await;
+        assert_eq!(at.unwrap(), end, "{name}");
+    }
+    run.stop().await;
+}
+
+/// A read model that fails on every event holds none of the others back.
+pub async fn a_failing_read_model_holds_the_others_not_back(b: Backend) {
+    use aftersales_eventstore::projection;
+    // No table for `together_missing`: each of its writes fails.
+    let run = following(&b, &["together_a", "together_b", "together_missing"]).await;
+    b.store
+        .append(&stream("followed"), ExpectedVersion::NoStream, events(5))
+        .await
+        .unwrap();
+    let totals = || async { (total(&b, "together_a").await, total(&b, "together_b").await) };
+    aftersales_testkit::eventually(totals, |t| *t == (5, 5)).await;
+    let missing = projection::checkpoint_of("together_missing");
+    assert_eq!(
+        b.store.load_checkpoint(&missing).await.unwrap(),
+        aftersales_eventstore::Checkpoint::START
+    );
+    run.stop().await;
+}
+
+/// [`aftersales_eventstore::projection::run_all`] over [`PerStream`] read models
+/// named `tables` (each made unless its name ends in `_missing`), until stopped.
+async fn following(b: &Backend, tables: &[&'static str]) -> Following {
+    for table in tables.iter().filter(|t| !t.ends_with("_missing")) {
+        b.exec(&format!(
+            "CREATE TABLE {table} (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)"
+        ))
+        .await;
+    }
+    let projections: aftersales_eventstore::Projections = tables
+        .iter()
+        .map(|t| std::sync::Arc::new(PerStream(t)) as _)
+        .collect();
+    let store = b.store.clone();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let stop = || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        aftersales_eventstore::projection::run_all(
+            &store,
+            &projections,
+            Duration::from_millis(20),
+            stop,
+        )
+        .await;
+    });
+    Following { stop, task }
+}
+
+struct Following {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Following {
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.task.await.unwrap();
     }
 }
 
