@@ -38,6 +38,9 @@ macro_rules! columns {
     };
 }
 
+/// Page cache of each reading connection, in KiB (SQLite's default is 2,000).
+const READER_CACHE_KIB: u32 = 256;
+
 /// An event store in a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteEventStore {
@@ -69,9 +72,18 @@ impl SqliteEventStore {
             .run(&writer)
             .await
             .map_err(StoreError::Migration)?;
+        // A reader's page cache is dropped whenever another connection wrote since
+        // its last read, so on a live store it holds little for long; the OS keeps
+        // the file's pages either way. Small, and readers not needed for a minute
+        // are closed: eight per database, several databases per process.
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options.read_only(true))
+            .idle_timeout(Duration::from_secs(60))
+            .connect_with(
+                options
+                    .read_only(true)
+                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            )
             .await?;
         Ok(Self {
             writer,

@@ -7,6 +7,7 @@
 mod counter;
 mod harness;
 mod postgres_only;
+mod sqlite_only;
 mod suite;
 
 /// Instantiates every suite test once per backend.
