@@ -134,11 +134,7 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
             // A short batch is all the log held: the usual case when following
             // it, where the next append wakes the follower again.
             let caught_up = batch.len() < BATCH;
-            let end = match log_end {
-                Some(end) => end,
-                None if caught_up => last.position,
-                None => *log_end.insert(store.last_position().await?),
-            };
+            let end = log_end_for_lag(store, &mut log_end, caught_up, last).await?;
             let batch = Arc::new(batch);
             for sender in &batches {
                 // A closed channel is a projection that failed: its error is the answer.
@@ -177,6 +173,22 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
     let (read, applied, ()) = futures::join!(read, join, report);
     applied?;
     read
+}
+
+/// How far the log went, for the lag gauge, once a catch-up read a batch that
+/// ends at `last`: asked of the store once, and only after a full batch (a short
+/// one was all the log held).
+async fn log_end_for_lag<S: EventStore>(
+    store: &S,
+    asked: &mut Option<u64>,
+    caught_up: bool,
+    last: Checkpoint,
+) -> Result<u64, StoreError> {
+    Ok(match *asked {
+        Some(end) => end,
+        None if caught_up => last.position,
+        None => *asked.insert(store.last_position().await?),
+    })
 }
 
 /// Empties the projection and applies the whole log again: at least every event
@@ -263,7 +275,7 @@ pub async fn run<S: EventStore, P: Projection + Clone + 'static>(
             Ok(_) => wait.busy(),
             Err(error) => {
                 wait.busy();
-                tracing::warn!(%error, projection = Projection::name(projection), "projection failed; retrying");
+                tracing::warn!(%error, projection = projection.name(), "projection failed; retrying");
             }
         }
         tokio::select! {
@@ -431,15 +443,10 @@ async fn follow_together<S: EventStore>(
             break;
         };
         let caught_up = batch.len() < BATCH;
-        if !caught_up {
-            let end = match log_end {
-                Some(end) => end,
-                None => *log_end.insert(store.last_position().await?),
-            };
-            for lag in &lags {
-                #[allow(clippy::cast_precision_loss)] // a gauge
-                lag.set(end.saturating_sub(last.position) as f64);
-            }
+        let end = log_end_for_lag(store, &mut log_end, caught_up, last).await?;
+        for lag in &lags {
+            #[allow(clippy::cast_precision_loss)] // a gauge
+            lag.set(end.saturating_sub(last.position) as f64);
         }
         let mut tx = store.begin_unflushed().await?;
         if !apply_together(&mut tx, projections, &batch, &names, checkpoint, last).await {

@@ -4,12 +4,12 @@
 //! [`Translate`] turns each stored event into its public form first.
 //!
 //! Events are applied in log order, up to `max_batch` in one transaction (one
-//! commit for the lot), and a failing one undoes only its own effects. The consumer's checkpoint in
-//! the source log is saved in the same transaction as the events' effects, and the
-//! inbox still records every handled event, so switching between modes never
-//! applies twice. A failing event ends its batch (what came before it commits)
-//! and is retried alone with backoff, in place; after the last attempt it is
-//! recorded in the `dead_letters` table and the consumer moves on.
+//! commit for the lot), and a failing one undoes only its own effects. The
+//! consumer's checkpoint in the source log is saved in the same transaction as the
+//! events' effects, and the inbox still records every handled event, so switching
+//! between modes never applies twice. A failing event ends its batch (what came
+//! before it commits) and is retried alone with backoff, in place; after the last
+//! attempt it is recorded in the `dead_letters` table and the consumer moves on.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -316,17 +316,7 @@ async fn connections_the_server_closed_are_replaced_once_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
     let b = Backend::postgres().await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let (store, stop) = (b.store.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    store.log_end().await.unwrap();
-                }
-            })
-        })
-        .collect();
+    let followers = Followers::asking(&b.store);
     let mut after = Checkpoint::START;
     for i in 0..100 {
         let (stream, expected) = (stream(&format!("s{i}")), ExpectedVersion::NoStream);
@@ -347,9 +337,37 @@ async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
         );
         after = read[0].checkpoint;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for reader in readers {
-        reader.await.unwrap();
+    followers.stop().await;
+}
+
+/// Four tasks asking for the log's end without pause, as a busy process's
+/// followers ask for the horizon, until stopped.
+struct Followers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Followers {
+    fn asking(store: &AnyEventStore) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..4)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        store.log_end().await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
     }
 }
 
@@ -360,17 +378,7 @@ async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
 async fn reads_see_another_processs_appends_a_moment_later() {
     let b = Backend::postgres().await;
     let elsewhere = b.another_process().await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let (store, stop) = (b.store.clone(), stop.clone());
-            tokio::spawn(async move {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    store.log_end().await.unwrap();
-                }
-            })
-        })
-        .collect();
+    let followers = Followers::asking(&b.store);
     let mut after = Checkpoint::START;
     for i in 0..20 {
         let appended = elsewhere
@@ -390,10 +398,7 @@ async fn reads_see_another_processs_appends_a_moment_later() {
         );
         after = read[0].checkpoint;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for reader in readers {
-        reader.await.unwrap();
-    }
+    followers.stop().await;
 }
 
 /// Another transaction takes the version between this one's head read and its
