@@ -236,12 +236,7 @@ pub(crate) async fn apply<S: EventStore, H: Handler>(
     also: AlsoCommit<'_>,
 ) -> Result<Applied, HandlerError> {
     let mut tx = store.begin().await?;
-    let applied = if inbox::record_handled(&mut tx, consumer, event.event_id).await? {
-        handler.handle(event, &mut tx).await?;
-        Applied::Handled
-    } else {
-        Applied::AlreadyHandled
-    };
+    let applied = apply_in(&mut tx, consumer, handler, event).await?;
     match also {
         AlsoCommit::Nothing => {}
         AlsoCommit::Checkpoint(name, checkpoint) => tx.save_checkpoint(name, checkpoint).await?,
