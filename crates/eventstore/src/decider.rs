@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 pub trait Decider {
     type Command;
     type Event: DomainEvent;
-    type State: Clone + Serialize + DeserializeOwned + Send + Sync;
+    type State: Clone + Serialize + DeserializeOwned + Send + Sync + 'static;
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Version of `State`'s serialized shape. Bump it when the shape changes, and

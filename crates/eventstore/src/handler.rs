@@ -260,6 +260,12 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         self
     }
 
+    /// The version of `stream` this handler remembers the state of, if any
+    /// ([`Self::with_recent_states`]).
+    pub fn remembered_version(&self, stream: &StreamId) -> Option<u64> {
+        Some(self.recent.as_ref()?.get(stream)?.version)
+    }
+
     /// Attempts per command when other writers win the race (at least 1).
     pub fn with_max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -477,8 +483,16 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         if outcome.duplicate {
             return self.already_handled(stream).await;
         }
+        let personal = loaded.personal || events.iter().any(|e| e.personal().is_some());
+        let state = events.iter().fold(loaded.state, D::evolve);
+        // Remembered once it is committed, as a command outside a transaction is.
+        if let Some(recent) = self.recent.as_ref().filter(|_| !personal) {
+            let (recent, stream, remembered) = (recent.clone(), stream.clone(), state.clone());
+            let version = outcome.stream_version;
+            tx.after_commit(move || recent.put(&stream, remembered, version));
+        }
         Ok(Handled {
-            state: events.iter().fold(loaded.state, D::evolve),
+            state,
             version: outcome.stream_version,
             events,
             duplicate: false,

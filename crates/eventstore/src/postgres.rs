@@ -81,6 +81,9 @@ pub struct PgEventStore {
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
     last_horizon: Arc<tokio::sync::Mutex<Option<Horizon>>>,
+    /// The last read of the log that reached its end, held while the next read
+    /// runs so that followers woken together share one.
+    tail: Arc<tokio::sync::Mutex<Option<TailRead>>>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -135,6 +138,7 @@ impl PgEventStore {
             appended: Arc::default(),
             heads: Arc::default(),
             last_horizon: Arc::default(),
+            tail: Arc::default(),
             group: Arc::new(GroupCommit::new(GROUP_WRITERS)),
             keyring: None,
         }
@@ -149,6 +153,8 @@ impl PgEventStore {
     /// opens it on read with `keyring`.
     pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>, scope: &str) -> Self {
         self.keyring = Some(crate::personal::Sealing::new(keyring, scope));
+        // Reads kept are opened with the keyring they were read with.
+        self.tail = Arc::default();
         self
     }
 
@@ -170,25 +176,25 @@ impl PgEventStore {
     /// committed through this store before the caller asked, and at most
     /// [`HORIZON_REUSE`] before it. So a read sees this process's appends as if it
     /// asked itself, and another process's a few milliseconds later at worst.
-    async fn horizon(&self) -> Result<u64, StoreError> {
+    async fn horizon(&self) -> Result<Horizon, StoreError> {
         let asked = std::time::Instant::now();
         let commits = self.appended.count();
         let mut last = self.last_horizon.lock().await;
         if let Some(known) = *last
-            && known.commits >= commits
-            && asked.saturating_duration_since(known.asked_at) <= HORIZON_REUSE
+            && known.serves(commits, asked)
         {
-            return Ok(known.transaction);
+            return Ok(known);
         }
         let asked_at = std::time::Instant::now();
         let commits = self.appended.count();
         let transaction = self.ask_horizon().await?;
-        *last = Some(Horizon {
+        let horizon = Horizon {
             asked_at,
             commits,
             transaction,
-        });
-        Ok(transaction)
+        };
+        *last = Some(horizon);
+        Ok(horizon)
     }
 
     /// [`Self::horizon`] from the server. Its snapshot's `xmin` would also wait
@@ -229,6 +235,34 @@ struct Horizon {
     asked_at: std::time::Instant,
     commits: u64,
     transaction: u64,
+}
+
+impl Horizon {
+    /// Whether it may serve a caller who asked at `asked`, when `commits` of this
+    /// store's appends had committed.
+    fn serves(&self, commits: u64, asked: std::time::Instant) -> bool {
+        self.commits >= commits && asked.saturating_duration_since(self.asked_at) <= HORIZON_REUSE
+    }
+}
+
+/// A read of the log that came back with fewer events than it asked for: every
+/// event after `after` below `horizon`.
+#[derive(Debug)]
+struct TailRead {
+    horizon: Horizon,
+    after: Checkpoint,
+    events: Vec<RecordedEvent>,
+}
+
+impl TailRead {
+    /// What a read after `from` of at most `limit` events would return under
+    /// this read's horizon, if this read holds it: `from` is not before `after`.
+    fn answer(&self, from: Checkpoint, limit: usize) -> Option<Vec<RecordedEvent>> {
+        (from >= self.after).then(|| {
+            let first = self.events.partition_point(|e| e.checkpoint <= from);
+            self.events[first..].iter().take(limit).cloned().collect()
+        })
+    }
 }
 
 /// The 64-bit id of a running transaction known by its 32-bit `xid`, given the
@@ -757,10 +791,23 @@ impl EventStore for PgEventStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let asked = std::time::Instant::now();
+        let commits = self.appended.count();
+        // Followers woken by one append read the same end of the log: the first
+        // reads it, and the others are answered from that read while its horizon
+        // could serve them (see `horizon`), which is the answer they would get.
+        let mut tail = self.tail.lock().await;
+        if let Some(events) = tail
+            .as_ref()
+            .filter(|read| read.horizon.serves(commits, asked))
+            .and_then(|read| read.answer(after, limit))
+        {
+            return Ok(events);
+        }
         // The horizon comes from an earlier statement than the scan: every transaction
         // below it had finished when it was taken, so the later scan sees all of their
         // rows, whichever snapshot each part of a single statement would have used.
-        let horizon = self.horizon().await?.to_string();
+        let horizon = self.horizon().await?;
         let rows = sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -772,17 +819,24 @@ impl EventStore for PgEventStore {
         .bind(after.transaction.to_string())
         .bind(to_i64(after.position, "position")?)
         .bind(sql_limit(limit))
-        .bind(horizon)
+        .bind(horizon.transaction.to_string())
         .fetch_all(&self.pool)
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
+        if events.len() < limit {
+            *tail = Some(TailRead {
+                horizon,
+                after,
+                events: events.clone(),
+            });
+        }
         Ok(events)
     }
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {
         // Transactions below the horizon are over; any later one may still commit.
-        let horizon = self.horizon().await?;
+        let horizon = self.horizon().await?.transaction;
         Ok(Checkpoint {
             transaction: horizon.saturating_sub(1),
             position: i64::MAX.unsigned_abs(),

@@ -21,7 +21,6 @@ use crate::sqlite::{self, SqliteTransactionBackend};
 use crate::store::Limits;
 
 /// An open transaction on an event store's database. Dropping it rolls back.
-#[derive(Debug)]
 pub struct StoreTransaction {
     inner: Inner,
     /// Its commit need not wait for the disk, unless it appended events.
@@ -32,6 +31,23 @@ pub struct StoreTransaction {
     wrote_events: bool,
     /// Counted once committed.
     appends: Vec<(StreamId, AppendOutcome)>,
+    /// Run once committed, in order.
+    after_commit: Vec<AfterCommit>,
+    /// How many appends and after-commit steps came before the savepoint.
+    savepoint: Option<(usize, usize)>,
+}
+
+type AfterCommit = Box<dyn FnOnce() + Send>;
+
+impl std::fmt::Debug for StoreTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTransaction")
+            .field("inner", &self.inner)
+            .field("unflushed", &self.unflushed)
+            .field("appends", &self.appends)
+            .field("after_commit", &self.after_commit.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +81,8 @@ impl StoreTransaction {
             keyring,
             wrote_events: false,
             appends: Vec::new(),
+            after_commit: Vec::new(),
+            savepoint: None,
         }
     }
 
@@ -82,6 +100,8 @@ impl StoreTransaction {
             keyring,
             wrote_events: false,
             appends: Vec::new(),
+            after_commit: Vec::new(),
+            savepoint: None,
         }
     }
 
@@ -298,18 +318,33 @@ impl StoreTransaction {
     /// [`Self::rollback_to_savepoint`], undoing only what came after it. One at a
     /// time: a consumer puts each event of a batch under one.
     pub async fn savepoint(&mut self) -> Result<(), StoreError> {
-        self.raw("SAVEPOINT aftersales_unit").await
+        self.raw("SAVEPOINT aftersales_unit").await?;
+        self.savepoint = Some((self.appends.len(), self.after_commit.len()));
+        Ok(())
     }
 
     /// Undoes everything since [`Self::savepoint`]; the transaction stays usable.
     pub async fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
         self.raw("ROLLBACK TO SAVEPOINT aftersales_unit").await?;
-        self.raw("RELEASE SAVEPOINT aftersales_unit").await
+        self.raw("RELEASE SAVEPOINT aftersales_unit").await?;
+        if let Some((appends, after_commit)) = self.savepoint.take() {
+            self.appends.truncate(appends);
+            self.after_commit.truncate(after_commit);
+        }
+        Ok(())
     }
 
     /// Keeps what came after [`Self::savepoint`] as part of the transaction.
     pub async fn release_savepoint(&mut self) -> Result<(), StoreError> {
-        self.raw("RELEASE SAVEPOINT aftersales_unit").await
+        self.raw("RELEASE SAVEPOINT aftersales_unit").await?;
+        self.savepoint = None;
+        Ok(())
+    }
+
+    /// Runs `step` once this transaction has committed; never if it does not (nor
+    /// if what came before it is rolled back to a savepoint).
+    pub fn after_commit(&mut self, step: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(step));
     }
 
     async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError> {
@@ -378,6 +413,9 @@ impl StoreTransaction {
         }
         for (stream, outcome) in &self.appends {
             append::record_appended(stream, outcome);
+        }
+        for step in self.after_commit {
+            step();
         }
         Ok(())
     }

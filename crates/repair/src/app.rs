@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_core::Error;
 use aftersales_core::types::{CenterId, OrderId};
+use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::{
     AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, RECENT_STREAMS,
     StoreError, StreamId, Watcher, projection, read_whole_stream,
@@ -642,8 +642,14 @@ impl Repairs {
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        self.get(order_id).await?;
-        self.run(order_id, command, ctx).await
+        // An order that does not exist is refused by the decider: no read first.
+        self.run(order_id, command, ctx).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                DomainError::NotFound(format!("repair order {order_id}")).into()
+            } else {
+                e
+            }
+        })
     }
 
     pub async fn get(&self, order_id: &OrderId) -> AppResult<(OrderState, u64)> {

@@ -340,8 +340,9 @@ async fn reads_that_share_a_horizon_still_see_what_committed_before_them() {
     followers.stop().await;
 }
 
-/// Four tasks asking for the log's end without pause, as a busy process's
-/// followers ask for the horizon, until stopped.
+/// Four tasks reading the log's end without pause, as a busy process's
+/// followers do (each asks for the end, then reads on from it), until stopped:
+/// their horizons and reads are there to be shared.
 struct Followers {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -355,7 +356,12 @@ impl Followers {
                 let (store, stop) = (store.clone(), stop.clone());
                 tokio::spawn(async move {
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        store.log_end().await.unwrap();
+                        let end = store.log_end().await.unwrap();
+                        let from = Checkpoint {
+                            transaction: end.transaction.saturating_sub(3),
+                            position: 0,
+                        };
+                        store.read_log(from, 1000).await.unwrap();
                     }
                 })
             })
@@ -369,6 +375,89 @@ impl Followers {
             task.await.unwrap();
         }
     }
+}
+
+/// Followers of one process share their reads of the log's end: each still
+/// gets every event once, in the log's order, whatever page size it reads with
+/// and wherever it stands, while appends go on (directly, in transactions, and
+/// several events at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_sharing_reads_each_see_the_whole_log_once_in_order() {
+    let b = Backend::postgres().await;
+    const APPENDS: usize = 120;
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                for i in 0..APPENDS {
+                    let s = stream(&format!("w{w}-{i}"));
+                    let n = 1 + i % 3;
+                    if i % 2 == 0 {
+                        store
+                            .append(&s, ExpectedVersion::NoStream, events(n))
+                            .await
+                            .unwrap();
+                    } else {
+                        let mut tx = store.begin().await.unwrap();
+                        tx.append(&s, ExpectedVersion::NoStream, events(n))
+                            .await
+                            .unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let total: usize = 2 * (0..APPENDS).map(|i| 1 + i % 3).sum::<usize>();
+    let followers: Vec<_> = [1, 4, 7, 1000]
+        .into_iter()
+        .map(|page| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                let (mut after, mut seen) = (Checkpoint::START, Vec::new());
+                while seen.len() < total && std::time::Instant::now() < deadline {
+                    let read = store.read_log(after, page).await.unwrap();
+                    assert!(read.len() <= page, "a page of {page} held {}", read.len());
+                    if let Some(last) = read.last() {
+                        after = last.checkpoint;
+                    } else {
+                        store.appended().notified().await;
+                    }
+                    seen.extend(read.iter().map(|e| (e.checkpoint, e.position)));
+                }
+                (page, seen)
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    // Wake any follower still waiting for an append that came before it waited.
+    let wake = {
+        let store = b.store.clone();
+        tokio::spawn(async move {
+            loop {
+                store.appended().notify_waiters();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let whole: Vec<_> = b
+        .another_process()
+        .await
+        .read_log(Checkpoint::START, total + 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.checkpoint, e.position))
+        .collect();
+    assert_eq!(whole.len(), total);
+    for follower in followers {
+        let (page, seen) = follower.await.unwrap();
+        assert_eq!(seen, whole, "the follower reading {page} at a time");
+    }
+    wake.abort();
 }
 
 /// Another process's appends wake no follower here: they are seen by polling, by

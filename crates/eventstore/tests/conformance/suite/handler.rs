@@ -139,6 +139,62 @@ pub async fn remembered_states_are_checked_against_the_stream(b: Backend) {
     assert_eq!(here.load(&s).await.unwrap().state.total, 0);
 }
 
+/// A state decided inside a transaction is remembered once the transaction
+/// commits: never when it rolls back, nor when the savepoint before it is
+/// rolled back to, for another writer may then take that version with
+/// something else.
+pub async fn states_decided_in_a_transaction_are_remembered_once_committed(b: Backend) {
+    let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
+    let add = |n| counter::Command::Add(n);
+
+    let committed = stream("committed");
+    let mut tx = b.store.begin().await.unwrap();
+    here.handle_in(&mut tx, &committed, &add(5), &ctx(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        here.remembered_version(&committed),
+        None,
+        "not yet committed"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(here.remembered_version(&committed), Some(1));
+    let done = here.handle(&committed, &add(1), &ctx(2)).await.unwrap();
+    assert_eq!((done.version, done.state.total), (2, 6));
+
+    let dropped = stream("dropped");
+    let mut tx = b.store.begin().await.unwrap();
+    here.handle_in(&mut tx, &dropped, &add(5), &ctx(3))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(here.remembered_version(&dropped), None);
+
+    let undone = stream("undone");
+    let kept = stream("kept");
+    let mut tx = b.store.begin().await.unwrap();
+    tx.savepoint().await.unwrap();
+    here.handle_in(&mut tx, &undone, &add(5), &ctx(4))
+        .await
+        .unwrap();
+    tx.rollback_to_savepoint().await.unwrap();
+    tx.savepoint().await.unwrap();
+    here.handle_in(&mut tx, &kept, &add(7), &ctx(5))
+        .await
+        .unwrap();
+    tx.release_savepoint().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(here.remembered_version(&undone), None);
+    assert_eq!(here.remembered_version(&kept), Some(1));
+
+    // Version 1 of the undone stream is another writer's 100: a command here
+    // decides on that, not on the 5 that was rolled back.
+    there.handle(&undone, &add(100), &ctx(6)).await.unwrap();
+    let done = here.handle(&undone, &add(1), &ctx(7)).await.unwrap();
+    assert_eq!((done.version, done.state.total), (2, 101));
+}
+
 pub async fn handler_writes_a_repeated_command_once(b: Backend) {
     let handler = CommandHandler::<Counter, _>::new(b.store.clone());
     let s = stream("retry");
