@@ -428,6 +428,81 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         result
     }
 
+    /// Like [`Self::handle_in`], for a stream named afresh (its id derived from
+    /// something handled once, such as the event a reaction answers): the command
+    /// is decided on the empty state without reading the stream. If the stream
+    /// exists after all, its first version is taken, the append says so and
+    /// changes nothing, and the command is handled as [`Self::handle_in`] would.
+    pub async fn handle_new_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        if ctx.request_fingerprint.is_none() {
+            let started = std::time::Instant::now();
+            if let Some(result) = self
+                .append_new_in(tx, stream, command, ctx)
+                .await
+                .transpose()
+            {
+                record_command::<D>(&result, started);
+                return result;
+            }
+        }
+        self.handle_in(tx, stream, command, ctx).await
+    }
+
+    /// [`Self::handle_new_in`]'s append; `None` if the command appends nothing
+    /// to an empty stream, or the stream was there already.
+    async fn append_new_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Option<Handled<D::State, D::Event>>, HandleError<D::Error>> {
+        let events = match D::decide(&D::initial_state(), command) {
+            Ok(events) if !events.is_empty() => events,
+            _ => return Ok(None),
+        };
+        let new_events = ctx.new_events(&events)?;
+        let outcome = match tx
+            .append(stream, ExpectedVersion::NoStream, new_events)
+            .await
+        {
+            Ok(outcome) if !outcome.duplicate => outcome,
+            Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let personal = events.iter().any(|e| e.personal().is_some());
+        let state = events.iter().fold(D::initial_state(), D::evolve);
+        self.remember_once_committed(tx, stream, &state, outcome.stream_version, personal);
+        Ok(Some(Handled {
+            state,
+            version: outcome.stream_version,
+            events,
+            duplicate: false,
+        }))
+    }
+
+    /// Remembers `state` at `version` of `stream` once `tx` commits, as a
+    /// command outside a transaction does at once; a personal state never.
+    fn remember_once_committed(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        state: &D::State,
+        version: u64,
+        personal: bool,
+    ) {
+        if let Some(recent) = self.recent.as_ref().filter(|_| !personal) {
+            let (recent, stream, state) = (recent.clone(), stream.clone(), state.clone());
+            tx.after_commit(move || recent.put(&stream, state, version));
+        }
+    }
+
     async fn decide_and_append_in(
         &self,
         tx: &mut StoreTransaction,
@@ -485,12 +560,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         }
         let personal = loaded.personal || events.iter().any(|e| e.personal().is_some());
         let state = events.iter().fold(loaded.state, D::evolve);
-        // Remembered once it is committed, as a command outside a transaction is.
-        if let Some(recent) = self.recent.as_ref().filter(|_| !personal) {
-            let (recent, stream, remembered) = (recent.clone(), stream.clone(), state.clone());
-            let version = outcome.stream_version;
-            tx.after_commit(move || recent.put(&stream, remembered, version));
-        }
+        self.remember_once_committed(tx, stream, &state, outcome.stream_version, personal);
         Ok(Handled {
             state,
             version: outcome.stream_version,

@@ -185,7 +185,6 @@ impl Notifications {
         Ok((loaded.state.unwrap_or_default(), loaded.version))
     }
 
-    /// What is known of a repair order, if its opening was seen.
     /// What is known of an order as `tx` sees it: an order learned earlier in
     /// the same batch of events included.
     pub async fn order_in(
@@ -208,7 +207,7 @@ impl Notifications {
         ctx: &CommandContext,
     ) -> AppResult<()> {
         self.orders
-            .handle_in(
+            .handle_new_in(
                 tx,
                 &stream("order", order_id, "order_id")?,
                 &facts::Command::Learn(facts),
@@ -269,9 +268,10 @@ impl Notifications {
                 command_id: Some(Uuid::new_v5(&source, format!("request-{id}").as_bytes())),
                 ..ctx.clone()
             };
+            // Named by the source event and the channel: a new stream.
             let handled = self
                 .notifications
-                .handle_in(
+                .handle_new_in(
                     tx,
                     &stream("notification", &id, "notification_id")?,
                     &command,

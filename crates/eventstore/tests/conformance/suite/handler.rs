@@ -195,6 +195,50 @@ pub async fn states_decided_in_a_transaction_are_remembered_once_committed(b: Ba
     assert_eq!((done.version, done.state.total), (2, 101));
 }
 
+/// A command on a stream named afresh is appended without reading the stream;
+/// on a stream that exists after all it is decided on what is stored, and run
+/// again it is known as a repeat.
+pub async fn a_command_on_a_stream_named_afresh_defers_to_one_that_exists(b: Backend) {
+    let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
+    let add = |n| counter::Command::Add(n);
+    let (fresh, taken) = (stream("fresh"), stream("taken"));
+    there.handle(&taken, &add(100), &ctx(1)).await.unwrap();
+    let mut once = ctx(2);
+    once.command_id = Some(Uuid::now_v7());
+
+    let mut tx = b.store.begin().await.unwrap();
+    let done = here
+        .handle_new_in(&mut tx, &fresh, &add(5), &once)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.version, done.state.total, done.duplicate),
+        (1, 5, false)
+    );
+    let done = here
+        .handle_new_in(&mut tx, &taken, &add(1), &ctx(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.version, done.state.total),
+        (2, 101),
+        "decided on what is stored"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(here.remembered_version(&fresh), Some(1));
+
+    let mut tx = b.store.begin().await.unwrap();
+    let again = here
+        .handle_new_in(&mut tx, &fresh, &add(5), &once)
+        .await
+        .unwrap();
+    assert!(again.duplicate && again.events.is_empty());
+    assert_eq!(again.state.total, 5);
+    tx.commit().await.unwrap();
+    assert_eq!(b.count().await, 3, "every event written once");
+}
+
 pub async fn handler_writes_a_repeated_command_once(b: Backend) {
     let handler = CommandHandler::<Counter, _>::new(b.store.clone());
     let s = stream("retry");
