@@ -245,6 +245,9 @@ impl Horizon {
     }
 }
 
+/// The most events a kept read holds: followers read pages of a thousand or so.
+const TAIL_KEPT_AT_MOST: usize = 4096;
+
 /// A read of the log that came back with fewer events than it asked for: every
 /// event after `after` below `horizon`.
 #[derive(Debug)]
@@ -824,7 +827,7 @@ impl EventStore for PgEventStore {
         .await?;
         let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
-        if events.len() < limit {
+        if events.len() < limit && events.len() <= TAIL_KEPT_AT_MOST {
             *tail = Some(TailRead {
                 horizon,
                 after,
