@@ -22,6 +22,9 @@
 //! with which the distributed form also runs, taking turns with this build's over
 //! two rounds (the load generator is this build's in both). `BENCH_SERVICE_LOG`
 //! is the services' `RUST_LOG` (default `warn`), their logs on the bench's stderr.
+//! `BENCH_UP_BEFORE` is another build's `aftersales` binary, with which `up` also
+//! runs, taking turns with this build's over two rounds (the load generator is
+//! this build's in both).
 //! The generator shares the machine with what it measures.
 
 #![allow(clippy::unwrap_used)]
@@ -120,7 +123,21 @@ fn main() {
         }
     }
     if forms.split(',').any(|f| f == "up") {
-        up();
+        match std::env::var_os("BENCH_UP_BEFORE") {
+            None => up(&platform::binary("aftersales"), ""),
+            Some(before) => {
+                for round in 1..=2 {
+                    up(
+                        std::path::Path::new(&before),
+                        &format!(": the build before, round {round}"),
+                    );
+                    up(
+                        &platform::binary("aftersales"),
+                        &format!(": this build, round {round}"),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -166,10 +183,11 @@ fn distributed(which: &str) {
     );
 }
 
-/// `aftersales up`, signed in as its demo staff.
-fn up() {
+/// `aftersales up` run from `binary`, signed in as its demo staff; `which` ends
+/// the report's heading.
+fn up(binary: &std::path::Path, which: &str) {
     let data = tempfile::tempdir().unwrap();
-    let mut up = aftersales_testkit::up_on_free_ports(&platform::binary("aftersales"), data.path())
+    let mut up = aftersales_testkit::up_on_free_ports(binary, data.path())
         .args(["--demo", "--sandbox-step-millis", "100"])
         .env("RUST_LOG", "error")
         .spawn()
@@ -213,7 +231,7 @@ fn up() {
         .map(str::to_owned),
     );
     let (report, peaks) = drive(&args, &[up.id()]);
-    println!("## aftersales up (SQLite, one process, authenticated)\n{report}");
+    println!("## aftersales up (SQLite, one process, authenticated){which}\n{report}");
     memory_table(&["aftersales up"], &[idle], &peaks);
     let _ = up.kill();
     let _ = up.wait();
