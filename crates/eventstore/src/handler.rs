@@ -511,15 +511,17 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
         // What this transaction appends is not known to be committed, and it
-        // makes a remembered state of the stream outdated.
-        if let Some(recent) = &self.recent {
+        // makes a remembered state of the stream outdated: taken, not kept.
+        let remembered = self.recent.as_ref().and_then(|recent| {
+            let remembered = recent.get(stream);
             recent.forget(stream);
-        }
+            remembered
+        });
         if let (Some(command_id), Some(fingerprint)) = (ctx.command_id, &ctx.request_fingerprint) {
             tx.claim_command(command_id, fingerprint, stream, ctx.now)
                 .await?;
         }
-        let loaded = self.load_in(tx, stream).await?;
+        let loaded = self.load_in_from(tx, stream, remembered).await?;
         let decided = D::decide(&loaded.state, command);
         // Whether the command ran before. An empty stream holds none of its
         // events, and if another stream does, appending them finds their ids
@@ -703,15 +705,31 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     /// The state of `stream` as `tx` sees it, its own uncommitted appends
     /// included. Earlier handlers in one batch see each other.
     ///
-    /// A stream shorter than one snapshot interval (most that a reaction
-    /// touches) is read whole through the transaction, in one query. A longer
-    /// one starts from its committed snapshot, and the rest is read through the
-    /// transaction.
+    /// A state this handler remembers ([`Self::with_recent_states`]) was
+    /// committed, so only the events after it are read, through the
+    /// transaction. Otherwise a stream shorter than one snapshot interval (most
+    /// that a reaction touches) is read whole through the transaction, in one
+    /// query, and a longer one starts from its committed snapshot, the rest
+    /// read through the transaction.
     pub async fn load_in(
         &self,
         tx: &mut StoreTransaction,
         stream: &StreamId,
     ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        let remembered = self.recent.as_ref().and_then(|recent| recent.get(stream));
+        self.load_in_from(tx, stream, remembered).await
+    }
+
+    /// [`Self::load_in`] from `remembered`, a committed state of `stream`.
+    async fn load_in_from(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        remembered: Option<Loaded<D::State>>,
+    ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        if let Some(remembered) = remembered {
+            return self.fold_rest_in(tx, stream, remembered).await;
+        }
         let mut loaded = Self::empty();
         let limit = self.snapshot_every.map_or(STREAM_PAGE, Self::first_read);
         let head = tx.read_stream(stream, 1, limit).await?;
@@ -724,6 +742,16 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         } else {
             self.fold_page(&mut loaded, head, None)?;
         }
+        self.fold_rest_in(tx, stream, loaded).await
+    }
+
+    /// Folds into `loaded` the events of `stream` after it, read through `tx`.
+    async fn fold_rest_in(
+        &self,
+        tx: &mut StoreTransaction,
+        stream: &StreamId,
+        mut loaded: Loaded<D::State>,
+    ) -> Result<Loaded<D::State>, HandleError<D::Error>> {
         loop {
             let page = tx
                 .read_stream(stream, loaded.version + 1, STREAM_PAGE)

@@ -192,6 +192,11 @@ impl Parts {
         &self.store
     }
 
+    /// The handler of stock commands; its clones share the states it remembers.
+    pub fn stock_handler(&self) -> &CommandHandler<Stock, AnyEventStore> {
+        &self.stock
+    }
+
     /// The countries with a price list, as ISO codes.
     pub fn price_countries(&self) -> Vec<String> {
         self.prices.countries().map(str::to_owned).collect()

@@ -44,9 +44,16 @@ pub struct PartsReactions {
 }
 
 impl PartsReactions {
-    pub fn new(store: AnyEventStore, orders: AccessoryOrders, region: impl Into<String>) -> Self {
+    /// `stock` is the service's own handler: a part's stream grows with every
+    /// hold and release, and a reaction starts from the state the last command
+    /// left it in (or its snapshot), not from its first event.
+    pub fn new(
+        stock: CommandHandler<Stock, AnyEventStore>,
+        orders: AccessoryOrders,
+        region: impl Into<String>,
+    ) -> Self {
         Self {
-            stock: CommandHandler::new(store),
+            stock,
             orders,
             region: region.into(),
         }

@@ -153,12 +153,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let region = common.region.clone();
     let every = Duration::from_secs(config.overdue_check_seconds);
     let sweeper = app.clone();
+    let stock = app.stock_handler().clone();
     let assembly = Assembly::new(
         PartsServiceServer::new(PartsApi::new(app, orders.clone(), requests))
             .max_decoding_message_size(aftersales_runtime::grpc::MAX_REQUEST_BYTES),
     )
     .consumer(crate::reactions::PartsReactions::new(
-        store.clone(),
+        stock,
         orders.clone(),
         common.region.clone(),
     ))

@@ -664,6 +664,11 @@ impl Repairs {
         &self.store
     }
 
+    /// The handler of order commands; its clones share the states it remembers.
+    pub fn order_handler(&self) -> &CommandHandler<RepairOrder, AnyEventStore> {
+        &self.orders
+    }
+
     /// Every step of an order, folded from its stream: a page that follows the
     /// order live finds the step it was told of.
     pub async fn timeline(&self, order_id: &OrderId) -> AppResult<Vec<Step>> {

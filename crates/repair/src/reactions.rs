@@ -40,9 +40,15 @@ pub struct OrderReactions {
 }
 
 impl OrderReactions {
-    pub fn new(store: AnyEventStore, region: impl Into<String>) -> Self {
+    /// `orders` is the service's own handler, so a reaction starts from the
+    /// state a command left an order in, and the next command from the
+    /// reaction's.
+    pub fn new(
+        orders: CommandHandler<RepairOrder, AnyEventStore>,
+        region: impl Into<String>,
+    ) -> Self {
         Self {
-            orders: CommandHandler::new(store),
+            orders,
             region: region.into(),
         }
     }

@@ -89,6 +89,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .with_parts(parts);
     let requests = Requests::new(common.region.clone(), common.clock.clone())
         .with_live_stream_cap(common.max_live_streams);
+    let reactions = OrderReactions::new(app.order_handler().clone(), common.region.clone());
     let watched = app.clone();
     let records = crate::privacy::RepairRecords::new(app.clone());
     let notary = aftersales_runtime::notary::Notary::default();
@@ -98,7 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .notary(notary)
     .privacy(records)
-    .consumer(OrderReactions::new(store.clone(), common.region.clone()))
+    .consumer(reactions)
     .task(move |shutdown| async move { watched.feed_watchers(shutdown.stopped()).await });
     let listen = Listen {
         grpc: config.listen,

@@ -195,6 +195,36 @@ pub async fn states_decided_in_a_transaction_are_remembered_once_committed(b: Ba
     assert_eq!((done.version, done.state.total), (2, 101));
 }
 
+/// A transaction deciding on a stream this handler remembers starts from that
+/// committed state and reads, through the transaction, only the events after
+/// it: a hot stream costs the same to a reaction at its millionth event as at
+/// its tenth.
+pub async fn a_transaction_starts_from_a_remembered_state(b: Backend) {
+    let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
+    let add = |n| counter::Command::Add(n);
+    let s = stream("remembered");
+    here.handle(&s, &add(5), &ctx(1)).await.unwrap();
+    there.handle(&s, &add(10), &ctx(2)).await.unwrap();
+    // The first event taken away behind the store's back: only a fold of the
+    // whole stream would miss it.
+    b.disable_guard().await;
+    b.exec(&format!(
+        "DELETE FROM events WHERE stream_id = '{s}' AND stream_version = 1"
+    ))
+    .await;
+
+    let mut tx = b.store.begin().await.unwrap();
+    assert_eq!(here.load_in(&mut tx, &s).await.unwrap().state.total, 15);
+    let done = here.handle_in(&mut tx, &s, &add(1), &ctx(3)).await.unwrap();
+    assert_eq!((done.version, done.state.total), (3, 16));
+    tx.commit().await.unwrap();
+    assert_eq!(here.remembered_version(&s), Some(3));
+
+    let whole = CommandHandler::<Counter, _>::new(b.store.clone());
+    assert_eq!(whole.load(&s).await.unwrap().state.total, 11);
+}
+
 /// A command on a stream named afresh is appended without reading the stream;
 /// on a stream that exists after all it is decided on what is stored, and run
 /// again it is known as a repeat.
