@@ -24,7 +24,9 @@
 //! is the services' `RUST_LOG` (default `warn`), their logs on the bench's stderr.
 //! `BENCH_UP_BEFORE` is another build's `aftersales` binary, with which `up` also
 //! runs, taking turns with this build's over two rounds (the load generator is
-//! this build's in both).
+//! this build's in both). `BENCH_HOLDS=<n>` holds `BENCH_RATE` n times in turn
+//! against each platform started, its history growing from one hold to the
+//! next, instead of finding the highest rate.
 //! The generator shares the machine with what it measures.
 
 #![allow(clippy::unwrap_used)]
@@ -78,25 +80,54 @@ fn drive(args: &[String], pids: &[u32]) -> (String, Vec<f64>) {
     (report.join().unwrap(), peaks)
 }
 
+/// How many times `BENCH_RATE` is held against one platform, if it is not
+/// raised until it fails.
+fn holds() -> Option<u32> {
+    std::env::var("BENCH_HOLDS").ok()?.parse().ok()
+}
+
 fn common_args() -> Vec<String> {
-    [
-        "--find-max",
-        "--rate",
-        &env("BENCH_RATE", "101.6"),
-        "--seconds",
-        &env("BENCH_SECONDS", "20"),
-        "--target-p99-ms",
-        &env("BENCH_TARGET_P99_MS", "50"),
-        "--target-inbox-p99-ms",
-        &env("BENCH_TARGET_INBOX_P99_MS", "150"),
-        "--mix",
-        &env("BENCH_MIX", "coverage=35,walk-in=1"),
-        // Walk-ins are worked the day they come, not booked for later.
-        "--center-capacity",
-        "10000",
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    let mut args: Vec<String> = holds()
+        .is_none()
+        .then(|| "--find-max".to_owned())
+        .into_iter()
+        .collect();
+    args.extend(
+        [
+            "--rate",
+            &env("BENCH_RATE", "101.6"),
+            "--seconds",
+            &env("BENCH_SECONDS", "20"),
+            "--target-p99-ms",
+            &env("BENCH_TARGET_P99_MS", "50"),
+            "--target-inbox-p99-ms",
+            &env("BENCH_TARGET_INBOX_P99_MS", "150"),
+            "--mix",
+            &env("BENCH_MIX", "coverage=35,walk-in=1"),
+            // Walk-ins are worked the day they come, not booked for later.
+            "--center-capacity",
+            "10000",
+        ]
+        .map(str::to_owned),
+    );
+    args
+}
+
+/// [`drive`] once, or `BENCH_HOLDS` times in turn: the reports one after the
+/// other, and each pid's largest sample over all of them.
+fn drive_all(args: &[String], pids: &[u32]) -> (String, Vec<f64>) {
+    let Some(holds) = holds() else {
+        return drive(args, pids);
+    };
+    let (mut reports, mut peaks) = (String::new(), vec![0.0f64; pids.len()]);
+    for hold in 1..=holds {
+        let (report, hold_peaks) = drive(args, pids);
+        reports.push_str(&format!("hold {hold} of {holds}:{report}\n"));
+        for (peak, hold_peak) in peaks.iter_mut().zip(hold_peaks) {
+            *peak = peak.max(hold_peak);
+        }
+    }
+    (reports, peaks)
 }
 
 fn memory_table(names: &[&str], idle: &[f64], peaks: &[f64]) {
@@ -170,7 +201,7 @@ fn distributed(which: &str) {
         ]
         .map(str::to_owned),
     );
-    let (report, peaks) = drive(&args, &pids);
+    let (report, peaks) = drive_all(&args, &pids);
     println!("## Distributed form (PostgreSQL, NATS, four processes){which}\n{report}");
     let names: Vec<String> = services
         .iter()
@@ -230,7 +261,7 @@ fn up(binary: &std::path::Path, which: &str) {
         ]
         .map(str::to_owned),
     );
-    let (report, peaks) = drive(&args, &[up.id()]);
+    let (report, peaks) = drive_all(&args, &[up.id()]);
     println!("## aftersales up (SQLite, one process, authenticated){which}\n{report}");
     memory_table(&["aftersales up"], &[idle], &peaks);
     let _ = up.kill();
