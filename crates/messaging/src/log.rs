@@ -7,7 +7,8 @@
 //! commit for the lot), and a failing one undoes only its own effects. The
 //! consumer's checkpoint in the source log is saved in the same transaction as the
 //! events' effects, and the inbox still records every handled event, so switching
-//! between modes never applies twice. A failing event ends its batch (what came
+//! between modes never applies twice. Moved only past events the consumer does
+//! not want, the checkpoint is saved on its own at most once a second. A failing event ends its batch (what came
 //! before it commits) and is retried alone with backoff, in place; after the last
 //! attempt it is recorded in the `dead_letters` table and the consumer moves on.
 
@@ -46,6 +47,11 @@ impl Default for LogConsumerSettings {
         }
     }
 }
+
+/// A checkpoint moved only past events this consumer does not want is saved at
+/// most this often, not after each batch: a commit on the consumer's database
+/// each time, and all a crash costs is reading those events again.
+const PASSED_OVER_SAVED_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs a [`Handler`] on another service's log, read directly.
 pub struct LogConsumer<Src, S, H> {
@@ -106,6 +112,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         let name = self.subscription.checkpoint_name();
         let mut checkpoint = self.store.load_checkpoint(&name).await?;
         let mut saved = checkpoint;
+        let mut saved_alone_at = tokio::time::Instant::now();
         let mut wait = aftersales_eventstore::IdleWait::new(self.settings.poll_interval);
         while !shutdown.is_requested() {
             // Registered before the read, so an append in between still wakes us.
@@ -115,9 +122,10 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 .read_log(checkpoint, self.settings.batch_size)
                 .await?;
             if batch.is_empty() {
-                if checkpoint != saved {
+                if checkpoint != saved && saved_alone_at.elapsed() >= PASSED_OVER_SAVED_EVERY {
                     self.store.save_checkpoint(&name, checkpoint).await?;
                     saved = checkpoint;
+                    saved_alone_at = tokio::time::Instant::now();
                 }
                 tokio::select! {
                     () = appended => {}

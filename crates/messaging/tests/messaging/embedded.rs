@@ -80,6 +80,48 @@ async fn postgres_consumer_applies_each_event_once_across_restarts() {
     applies_each_event_once_across_restarts(postgres_store().await, postgres_store().await).await;
 }
 
+/// Events a consumer does not want move its checkpoint with no transaction of
+/// their own each time; it is still saved while the consumer runs, not only
+/// when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_passing_over_events_saves_its_checkpoint_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_store(&dir, "producer.db").await;
+    let store = sqlite_store(&dir, "consumer.db").await;
+    Effects::create_table(&store).await;
+    let effects = Effects::new();
+    let subscription =
+        aftersales_messaging::Subscription::new("passing", "producer", ["SomethingElse"]).unwrap();
+    let consumer = LogConsumer::new(
+        source.clone(),
+        store.clone(),
+        subscription,
+        Arc::clone(&effects),
+        settings(),
+    );
+    let (stop, shutdown) = Shutdown::new();
+    let running = tokio::spawn(async move { consumer.run(shutdown).await });
+    append_events(&source, 30, 3).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let checkpoint = store
+            .load_checkpoint("consumer:passing:producer")
+            .await
+            .unwrap();
+        if source.read_log(checkpoint, 1).await.unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "checkpoint not saved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.trigger();
+    running.await.unwrap();
+    assert_eq!(effects.calls.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_events_become_dead_letters_and_replay_once_fixed() {
     let dir = tempfile::tempdir().unwrap();
