@@ -8,9 +8,10 @@
 //! consumer's checkpoint in the source log is saved in the same transaction as the
 //! events' effects, and the inbox still records every handled event, so switching
 //! between modes never applies twice. Moved only past events the consumer does
-//! not want, the checkpoint is saved on its own at most once a second. A failing event ends its batch (what came
-//! before it commits) and is retried alone with backoff, in place; after the last
-//! attempt it is recorded in the `dead_letters` table and the consumer moves on.
+//! not want, the checkpoint is saved on its own at most once a second. A failing
+//! event ends its batch (what came before it commits) and is retried alone with
+//! backoff, in place; after the last attempt it is recorded in the `dead_letters`
+//! table and the consumer moves on.
 
 use std::sync::Arc;
 use std::time::Duration;
