@@ -122,7 +122,17 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                 .source
                 .read_log(checkpoint, self.settings.batch_size)
                 .await?;
-            if batch.is_empty() {
+            // A short batch ends at the log's end as the read saw it. Reading again
+            // would mostly find nothing: wait instead, and an append since the read
+            // has already woken `appended`.
+            let at_end = batch.len() < self.settings.batch_size;
+            if !batch.is_empty() {
+                wait.busy();
+                checkpoint = self
+                    .apply_read(&name, batch, &mut saved, &mut shutdown)
+                    .await?;
+            }
+            if at_end && !shutdown.is_requested() {
                 if checkpoint != saved && saved_alone_at.elapsed() >= PASSED_OVER_SAVED_EVERY {
                     self.store.save_checkpoint(&name, checkpoint).await?;
                     saved = checkpoint;
@@ -133,43 +143,53 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
                     () = tokio::time::sleep(wait.idle()) => {}
                     () = shutdown.requested() => {}
                 }
-                continue;
             }
-            wait.busy();
-            let mut end = checkpoint;
-            let mut wanted = Vec::new();
-            for recorded in batch {
-                end = recorded.checkpoint;
-                if self.subscription.wants(&recorded.event_type)
-                    && let Some(event) = self.public(recorded)?
-                {
-                    wanted.push((end, event));
-                }
-            }
-            let mut rest = wanted.as_slice();
-            while !rest.is_empty() && !shutdown.is_requested() {
-                let chunk = &rest[..rest.len().min(self.settings.max_batch.max(1))];
-                let (applied, failed) = self.apply_batch(&name, chunk).await?;
-                if let Some((at, _)) = applied.checked_sub(1).map(|last| &chunk[last]) {
-                    saved = *at;
-                }
-                rest = &rest[applied..];
-                // The event that ended the batch, alone and patiently.
-                if let (Some(error), Some(next)) = (failed, rest.first()) {
-                    if !self.retry(&name, next, error, &mut shutdown).await? {
-                        break;
-                    }
-                    saved = next.0;
-                    rest = &rest[1..];
-                }
-            }
-            // Stopped early: resume after the last event applied.
-            checkpoint = if rest.is_empty() { end } else { saved };
         }
         if checkpoint != saved {
             self.store.save_checkpoint(&name, checkpoint).await?;
         }
         Ok(())
+    }
+
+    /// Applies the wanted events of `batch`, read from the source log, in chunks;
+    /// `saved` follows the checkpoint committed with them. Where the consumer
+    /// stands afterwards: the batch's end, or after the last event applied if
+    /// shutdown came first.
+    async fn apply_read(
+        &self,
+        name: &str,
+        batch: Vec<aftersales_eventstore::RecordedEvent>,
+        saved: &mut Checkpoint,
+        shutdown: &mut Shutdown,
+    ) -> Result<Checkpoint, MessagingError> {
+        let mut end = Checkpoint::START;
+        let mut wanted = Vec::new();
+        for recorded in batch {
+            end = recorded.checkpoint;
+            if self.subscription.wants(&recorded.event_type)
+                && let Some(event) = self.public(recorded)?
+            {
+                wanted.push((end, event));
+            }
+        }
+        let mut rest = wanted.as_slice();
+        while !rest.is_empty() && !shutdown.is_requested() {
+            let chunk = &rest[..rest.len().min(self.settings.max_batch.max(1))];
+            let (applied, failed) = self.apply_batch(name, chunk).await?;
+            if let Some((at, _)) = applied.checked_sub(1).map(|last| &chunk[last]) {
+                *saved = *at;
+            }
+            rest = &rest[applied..];
+            // The event that ended the batch, alone and patiently.
+            if let (Some(error), Some(next)) = (failed, rest.first()) {
+                if !self.retry(name, next, error, shutdown).await? {
+                    break;
+                }
+                *saved = next.0;
+                rest = &rest[1..];
+            }
+        }
+        Ok(if rest.is_empty() { end } else { *saved })
     }
 
     /// Applies `chunk` in one transaction with the checkpoint of its last applied

@@ -122,6 +122,64 @@ async fn a_consumer_passing_over_events_saves_its_checkpoint_while_it_runs() {
     assert_eq!(effects.calls.load(Ordering::SeqCst), 0);
 }
 
+/// A consumer that reached the log's end waits for the next append instead of
+/// reading again, so an append made while it handled the last batch must still
+/// wake it: each event here is appended while the previous one is being
+/// handled (slowly), and the poll interval is too long to hide a missed wake-up.
+async fn wakes_for_an_append_made_while_it_handles_the_last(
+    source: AnyEventStore,
+    store: AnyEventStore,
+) {
+    Effects::create_table(&store).await;
+    let effects = Effects::new();
+    *effects.slow.lock().unwrap() = Some(Duration::from_millis(50));
+    let consumer = LogConsumer::new(
+        source.clone(),
+        store.clone(),
+        subscription(),
+        Arc::clone(&effects),
+        LogConsumerSettings {
+            poll_interval: Duration::from_secs(600),
+            ..settings()
+        },
+    );
+    let (stop, shutdown) = Shutdown::new();
+    let running = tokio::spawn(async move { consumer.run(shutdown).await });
+    let mut events = Vec::new();
+    for i in 1..=20u64 {
+        events.extend(append_events(&source, 1, 1).await);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while effects.calls.load(Ordering::SeqCst) < i {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {i} not handled: the consumer missed its append"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    wait_for_effects(&store, 20, WAIT).await;
+    stop.trigger();
+    running.await.unwrap();
+    assert_exactly_once(&effect_ids(&store).await, &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_consumer_wakes_for_an_append_made_while_it_handles_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite_store(&dir, "producer.db").await;
+    let store = sqlite_store(&dir, "consumer.db").await;
+    wakes_for_an_append_made_while_it_handles_the_last(source, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_consumer_wakes_for_an_append_made_while_it_handles_the_last() {
+    wakes_for_an_append_made_while_it_handles_the_last(
+        postgres_store().await,
+        postgres_store().await,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_events_become_dead_letters_and_replay_once_fixed() {
     let dir = tempfile::tempdir().unwrap();
