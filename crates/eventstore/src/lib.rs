@@ -35,6 +35,7 @@ pub mod postgres;
 pub mod projection;
 pub mod sqlite;
 pub mod store;
+mod tail;
 pub mod testing;
 pub mod transaction;
 

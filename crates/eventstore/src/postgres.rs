@@ -25,6 +25,7 @@ use crate::event::{
 };
 use crate::group::{Answer, GroupCommit, GroupWrite};
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
+use crate::tail::{Seen, Tail};
 use crate::transaction::StoreTransaction;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -81,9 +82,7 @@ pub struct PgEventStore {
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
     last_horizon: Arc<tokio::sync::Mutex<Option<Horizon>>>,
-    /// The last read of the log that reached its end, held while the next read
-    /// runs so that followers woken together share one.
-    tail: Arc<tokio::sync::Mutex<Option<TailRead>>>,
+    tail: Arc<Tail>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -174,25 +173,19 @@ impl PgEventStore {
     /// each append, and one answer serves them all: one asks the server at a
     /// time, and an answer is reused if the server was asked after every append
     /// committed through this store before the caller asked, and at most
-    /// [`HORIZON_REUSE`] before it. So a read sees this process's appends as if it
+    /// [`crate::tail::REUSE`] before it. So a read sees this process's appends as if it
     /// asked itself, and another process's a few milliseconds later at worst.
     async fn horizon(&self) -> Result<Horizon, StoreError> {
-        let asked = std::time::Instant::now();
-        let commits = self.appended.count();
+        let asked = Seen::now(&self.appended);
         let mut last = self.last_horizon.lock().await;
         if let Some(known) = *last
-            && known.serves(commits, asked)
+            && known.seen.serves(&asked)
         {
             return Ok(known);
         }
-        let asked_at = std::time::Instant::now();
-        let commits = self.appended.count();
+        let seen = Seen::now(&self.appended);
         let transaction = self.ask_horizon().await?;
-        let horizon = Horizon {
-            asked_at,
-            commits,
-            transaction,
-        };
+        let horizon = Horizon { seen, transaction };
         *last = Some(horizon);
         Ok(horizon)
     }
@@ -223,49 +216,11 @@ impl PgEventStore {
     }
 }
 
-/// How old a horizon may be and still serve a read, for commits made elsewhere
-/// (another process, another store on the same database): a fraction of a
-/// follower's poll interval, which bounds how late it sees them anyway.
-const HORIZON_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// A horizon the server gave, when it was asked for, and how many of this
-/// store's appends had committed by then.
+/// A horizon the server gave, and as of when.
 #[derive(Debug, Clone, Copy)]
 struct Horizon {
-    asked_at: std::time::Instant,
-    commits: u64,
+    seen: Seen,
     transaction: u64,
-}
-
-impl Horizon {
-    /// Whether it may serve a caller who asked at `asked`, when `commits` of this
-    /// store's appends had committed.
-    fn serves(&self, commits: u64, asked: std::time::Instant) -> bool {
-        self.commits >= commits && asked.saturating_duration_since(self.asked_at) <= HORIZON_REUSE
-    }
-}
-
-/// The most events a kept read holds: followers read pages of a thousand or so.
-const TAIL_KEPT_AT_MOST: usize = 4096;
-
-/// A read of the log that came back with fewer events than it asked for: every
-/// event after `after` below `horizon`.
-#[derive(Debug)]
-struct TailRead {
-    horizon: Horizon,
-    after: Checkpoint,
-    events: Vec<RecordedEvent>,
-}
-
-impl TailRead {
-    /// What a read after `from` of at most `limit` events would return under
-    /// this read's horizon, if this read holds it: `from` is not before `after`.
-    fn answer(&self, from: Checkpoint, limit: usize) -> Option<Vec<RecordedEvent>> {
-        (from >= self.after).then(|| {
-            let first = self.events.partition_point(|e| e.checkpoint <= from);
-            self.events[first..].iter().take(limit).cloned().collect()
-        })
-    }
 }
 
 /// The 64-bit id of a running transaction known by its 32-bit `xid`, given the
@@ -794,47 +749,35 @@ impl EventStore for PgEventStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let asked = std::time::Instant::now();
-        let commits = self.appended.count();
         // Followers woken by one append read the same end of the log: the first
-        // reads it, and the others are answered from that read while its horizon
-        // could serve them (see `horizon`), which is the answer they would get.
-        let mut tail = self.tail.lock().await;
-        if let Some(events) = tail
-            .as_ref()
-            .filter(|read| read.horizon.serves(commits, asked))
-            .and_then(|read| read.answer(after, limit))
-        {
-            return Ok(events);
-        }
-        // The horizon comes from an earlier statement than the scan: every transaction
-        // below it had finished when it was taken, so the later scan sees all of their
-        // rows, whichever snapshot each part of a single statement would have used.
-        let horizon = self.horizon().await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM events \
-             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-               AND transaction_id < $4::text::xid8 \
-             ORDER BY transaction_id, position LIMIT $3"
-        ))
-        .bind(after.transaction.to_string())
-        .bind(to_i64(after.position, "position")?)
-        .bind(sql_limit(limit))
-        .bind(horizon.transaction.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
-        if events.len() < limit && events.len() <= TAIL_KEPT_AT_MOST {
-            *tail = Some(TailRead {
-                horizon,
-                after,
-                events: events.clone(),
-            });
-        }
-        Ok(events)
+        // reads it, and the others are answered from that read while it could
+        // serve them (see `horizon`), which is the answer they would get.
+        self.tail
+            .read(&self.appended, after, limit, || async {
+                // The horizon comes from an earlier statement than the scan: every
+                // transaction below it had finished when it was taken, so the later
+                // scan sees all of their rows, whichever snapshot each part of a
+                // single statement would have used.
+                let horizon = self.horizon().await?;
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM events \
+                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                       AND transaction_id < $4::text::xid8 \
+                     ORDER BY transaction_id, position LIMIT $3"
+                ))
+                .bind(after.transaction.to_string())
+                .bind(to_i64(after.position, "position")?)
+                .bind(sql_limit(limit))
+                .bind(horizon.transaction.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
+                Ok((horizon.seen, events))
+            })
+            .await
     }
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {

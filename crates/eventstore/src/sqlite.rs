@@ -27,6 +27,7 @@ use crate::event::{
 };
 use crate::group::{Answer, GroupCommit, GroupWrite};
 use crate::store::{EventStore, Limits, hash_from, sql_limit, to_i64, to_u64};
+use crate::tail::{Seen, Tail};
 use crate::transaction::StoreTransaction;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -50,6 +51,7 @@ pub struct SqliteEventStore {
     appended: Arc<crate::follow::Appends>,
     heads: Arc<HeadCache>,
     group: Arc<GroupCommit>,
+    tail: Arc<Tail>,
     keyring: Option<crate::personal::Sealing>,
 }
 
@@ -93,6 +95,7 @@ impl SqliteEventStore {
             heads: Arc::default(),
             // One writer connection: one group at a time.
             group: Arc::new(GroupCommit::new(1)),
+            tail: Arc::default(),
             keyring: None,
         })
     }
@@ -106,6 +109,8 @@ impl SqliteEventStore {
     /// opens it on read with `keyring`.
     pub fn with_keyring(mut self, keyring: Arc<crate::Keyring>, scope: &str) -> Self {
         self.keyring = Some(crate::personal::Sealing::new(keyring, scope));
+        // Reads kept are opened with the keyring they were read with.
+        self.tail = Arc::default();
         self
     }
 
@@ -473,8 +478,18 @@ impl EventStore for SqliteEventStore {
         after: Checkpoint,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // One writer at a time: the committed prefix by position is final.
-        self.read_all(after.position, limit).await
+        // One writer at a time: the committed prefix by position is final, and
+        // followers woken by one append share one read of its end.
+        let after = Checkpoint {
+            transaction: 0,
+            position: after.position,
+        };
+        self.tail
+            .read(&self.appended, after, limit, || async {
+                let seen = Seen::now(&self.appended);
+                Ok((seen, self.read_all(after.position, limit).await?))
+            })
+            .await
     }
 
     async fn log_end(&self) -> Result<Checkpoint, StoreError> {

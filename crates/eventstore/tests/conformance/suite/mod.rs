@@ -5,6 +5,7 @@ mod chain;
 mod handler;
 mod personal;
 mod read_models;
+mod shared_reads;
 mod transaction;
 
 pub use append::*;
@@ -12,4 +13,5 @@ pub use chain::*;
 pub use handler::*;
 pub use personal::*;
 pub use read_models::*;
+pub use shared_reads::*;
 pub use transaction::*;
