@@ -365,26 +365,27 @@ pub(crate) async fn move_checkpoints(
 ) -> Result<u64, StoreError> {
     #[allow(clippy::disallowed_methods)] // bookkeeping time, not a domain decision
     let now = Utc::now().timestamp_micros();
-    let mut moved = 0;
-    for name in names {
-        moved += sqlx::query(
-            "INSERT INTO checkpoints (name, transaction_id, position, updated_at) \
-             SELECT ?1, ?2, ?3, ?4 \
-              WHERE (?5, ?6) = (0, 0) OR EXISTS (SELECT 1 FROM checkpoints WHERE name = ?1) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
-               position = excluded.position, updated_at = excluded.updated_at \
-             WHERE (checkpoints.transaction_id, checkpoints.position) = (?5, ?6)",
-        )
-        .bind((*name).to_owned())
-        .bind(to_i64(to.transaction, "transaction")?)
-        .bind(to_i64(to.position, "position")?)
-        .bind(now)
-        .bind(to_i64(from.transaction, "transaction")?)
-        .bind(to_i64(from.position, "position")?)
-        .execute(&mut *db)
-        .await?
-        .rows_affected();
-    }
+    // One statement for them all, the names as a JSON array: it runs while the
+    // transaction holds the database's one writer.
+    let names = serde_json::Value::from(names.to_vec()).to_string();
+    let moved = sqlx::query(
+        "INSERT INTO checkpoints (name, transaction_id, position, updated_at) \
+         SELECT wanted.value, ?2, ?3, ?4 FROM json_each(?1) AS wanted \
+          WHERE (?5, ?6) = (0, 0) \
+             OR EXISTS (SELECT 1 FROM checkpoints c WHERE c.name = wanted.value) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+           position = excluded.position, updated_at = excluded.updated_at \
+         WHERE (checkpoints.transaction_id, checkpoints.position) = (?5, ?6)",
+    )
+    .bind(names)
+    .bind(to_i64(to.transaction, "transaction")?)
+    .bind(to_i64(to.position, "position")?)
+    .bind(now)
+    .bind(to_i64(from.transaction, "transaction")?)
+    .bind(to_i64(from.position, "position")?)
+    .execute(&mut *db)
+    .await?
+    .rows_affected();
     Ok(moved)
 }
 

@@ -74,6 +74,7 @@ conformance!(
     projections_catch_up_once_and_rebuild_from_the_start,
     a_request_waits_for_a_projection_to_reach_its_write,
     read_models_follow_together_and_notice_a_moved_checkpoint,
+    checkpoints_move_together_only_from_where_they_all_stand,
     a_failing_read_model_holds_the_others_not_back,
     state_cache_drops_streams_the_log_moves_on,
     personal_data_is_sealed_and_erased_with_its_key,

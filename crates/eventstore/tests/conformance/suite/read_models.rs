@@ -207,6 +207,67 @@ pub async fn read_models_follow_together_and_notice_a_moved_checkpoint(b: Backen
     run.stop().await;
 }
 
+/// Checkpoints move together only from where they all stand: one not stored
+/// stands at the start, and if any stands elsewhere the move says so.
+pub async fn checkpoints_move_together_only_from_where_they_all_stand(b: Backend) {
+    use aftersales_eventstore::Checkpoint;
+    let at = |position| Checkpoint {
+        transaction: 0,
+        position,
+    };
+    let (one, two) = (at(1), at(2));
+    let names = ["moved_a", "moved_b", "moved_c"];
+    let positions = || checkpoint_positions(&b.store, &names);
+    let moves = |from, to| move_checkpoints(&b.store, &names, from, to);
+    assert!(!moves(one, two).await, "none stored: none stands at 1");
+    assert_eq!(positions().await, [0, 0, 0]);
+    assert!(
+        moves(Checkpoint::START, one).await,
+        "none stored: all at the start"
+    );
+    assert_eq!(positions().await, [1, 1, 1]);
+    assert!(!moves(Checkpoint::START, two).await, "all stand at 1");
+
+    let mut tx = b.store.begin().await.unwrap();
+    tx.save_checkpoint("moved_b", two).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(!moves(one, two).await, "moved_b stands at 2");
+    assert_eq!(positions().await, [1, 2, 1], "nothing moved");
+    let mut tx = b.store.begin().await.unwrap();
+    tx.save_checkpoint("moved_b", one).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(moves(one, two).await);
+    assert_eq!(positions().await, [2, 2, 2]);
+}
+
+async fn checkpoint_positions(
+    store: &aftersales_eventstore::AnyEventStore,
+    names: &[&str],
+) -> Vec<u64> {
+    let mut positions = Vec::new();
+    for name in names {
+        positions.push(store.load_checkpoint(name).await.unwrap().position);
+    }
+    positions
+}
+
+/// Moves the checkpoints in a transaction of their own, kept if they moved.
+async fn move_checkpoints(
+    store: &aftersales_eventstore::AnyEventStore,
+    names: &[&str],
+    from: aftersales_eventstore::Checkpoint,
+    to: aftersales_eventstore::Checkpoint,
+) -> bool {
+    let mut tx = store.begin().await.unwrap();
+    let moved = tx.move_checkpoints(names, from, to).await.unwrap();
+    if moved {
+        tx.commit().await.unwrap();
+    } else {
+        tx.rollback().await.unwrap();
+    }
+    moved
+}
+
 /// A read model that fails on every event holds none of the others back.
 pub async fn a_failing_read_model_holds_the_others_not_back(b: Backend) {
     use aftersales_eventstore::projection;
