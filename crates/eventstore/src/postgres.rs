@@ -173,8 +173,8 @@ impl PgEventStore {
     /// each append, and one answer serves them all: one asks the server at a
     /// time, and an answer is reused if the server was asked after every append
     /// committed through this store before the caller asked, and at most
-    /// [`crate::tail::REUSE`] before it. So a read sees this process's appends as if it
-    /// asked itself, and another process's a few milliseconds later at worst.
+    /// [`crate::tail::REUSE`] before it. So a read sees this process's appends as
+    /// if it asked itself, and another process's a few milliseconds later at worst.
     async fn horizon(&self) -> Result<Horizon, StoreError> {
         let asked = Seen::now(&self.appended);
         let mut last = self.last_horizon.lock().await;
