@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aftersales_eventstore::{Checkpoint, EventStore};
+use aftersales_eventstore::{Checkpoint, EventStore, RecordedEvent};
 use tracing::Instrument as _;
 
 use crate::consumer::{AlsoCommit, Handler, RetryPolicy, Subscription, apply, apply_batch};
@@ -129,7 +129,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
             if !batch.is_empty() {
                 wait.busy();
                 checkpoint = self
-                    .apply_read(&name, batch, &mut saved, &mut shutdown)
+                    .apply_read(&name, checkpoint, batch, &mut saved, &mut shutdown)
                     .await?;
             }
             if at_end && !shutdown.is_requested() {
@@ -151,18 +151,19 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
         Ok(())
     }
 
-    /// Applies the wanted events of `batch`, read from the source log, in chunks;
-    /// `saved` follows the checkpoint committed with them. Where the consumer
-    /// stands afterwards: the batch's end, or after the last event applied if
-    /// shutdown came first.
+    /// Applies the wanted events of `batch`, read from the source log after
+    /// `from`, in chunks; `saved` follows the checkpoint committed with them.
+    /// Where the consumer stands afterwards: the batch's end, or after the last
+    /// event applied if shutdown came first.
     async fn apply_read(
         &self,
         name: &str,
-        batch: Vec<aftersales_eventstore::RecordedEvent>,
+        from: Checkpoint,
+        batch: Vec<RecordedEvent>,
         saved: &mut Checkpoint,
         shutdown: &mut Shutdown,
     ) -> Result<Checkpoint, MessagingError> {
-        let mut end = Checkpoint::START;
+        let mut end = from;
         let mut wanted = Vec::new();
         for recorded in batch {
             end = recorded.checkpoint;
@@ -398,10 +399,7 @@ impl<Src: EventStore, S: EventStore, H: Handler> LogConsumer<Src, S, H> {
     /// The event as the producer publishes it; `None` for a private one. An
     /// event that cannot be translated stops the consumer (to be retried) rather
     /// than be skipped.
-    fn public(
-        &self,
-        recorded: aftersales_eventstore::RecordedEvent,
-    ) -> Result<Option<InboundEvent>, MessagingError> {
+    fn public(&self, recorded: RecordedEvent) -> Result<Option<InboundEvent>, MessagingError> {
         let outbound = self.translate.translate(&recorded).map_err(|reason| {
             MessagingError::Malformed(format!(
                 "cannot translate {} {}: {reason}",
