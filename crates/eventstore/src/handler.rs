@@ -290,7 +290,27 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
         let started = std::time::Instant::now();
-        let result = self.decide_and_append(stream, command, ctx).await;
+        let result = self.decide_and_append(stream, None, command, ctx).await;
+        record_command::<D>(&result, started);
+        result
+    }
+
+    /// Like [`Self::handle`], deciding first on `loaded`: the state of `stream`
+    /// the caller has just read with [`Self::load`] (to check who may touch it,
+    /// say), so that the command reads the stream no second time. It is trusted
+    /// as a load made now: the append expects its version, and should the stream
+    /// have moved on since, the command is decided again on the stream as stored.
+    pub async fn handle_loaded(
+        &self,
+        stream: &StreamId,
+        loaded: Loaded<D::State>,
+        command: &D::Command,
+        ctx: &CommandContext,
+    ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
+        let started = std::time::Instant::now();
+        let result = self
+            .decide_and_append(stream, Some(loaded), command, ctx)
+            .await;
         record_command::<D>(&result, started);
         result
     }
@@ -298,6 +318,7 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
     async fn decide_and_append(
         &self,
         stream: &StreamId,
+        mut loaded_now: Option<Loaded<D::State>>,
         command: &D::Command,
         ctx: &CommandContext,
     ) -> Result<Handled<D::State, D::Event>, HandleError<D::Error>> {
@@ -319,14 +340,17 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             return self.already_handled(stream).await;
         }
         let recent = self.recent.as_ref().and_then(|r| r.get(stream));
-        if let Some(remembered) = recent
+        if let Some(remembered) = recent.filter(|_| loaded_now.is_none())
             && let Attempt::Done(handled) =
                 self.attempt(stream, remembered, true, command, ctx).await?
         {
             return Ok(handled);
         }
         for _ in 0..self.max_attempts {
-            let loaded = self.load(stream).await?;
+            let loaded = match loaded_now.take() {
+                Some(loaded) => loaded,
+                None => self.load(stream).await?,
+            };
             match self.attempt(stream, loaded, false, command, ctx).await? {
                 Attempt::Done(handled) => return Ok(handled),
                 Attempt::Stale => tracing::debug!(
@@ -602,8 +626,13 @@ impl<D: Decider, S: EventStore> CommandHandler<D, S> {
             .min(STREAM_PAGE)
     }
 
-    /// The current state of `stream`, from its newest usable snapshot on.
+    /// The current state of `stream`: from the state this handler remembers of
+    /// it, or its newest usable snapshot, on.
     pub async fn load(&self, stream: &StreamId) -> Result<Loaded<D::State>, HandleError<D::Error>> {
+        if let Some(remembered) = self.recent.as_ref().and_then(|r| r.get(stream)) {
+            // Remembered once committed, so the stream holds it: only what came after is read.
+            return self.fold_from(stream, remembered, None).await;
+        }
         let mut loaded = Self::empty();
         if let Some(every) = self.snapshot_every {
             // A stream shorter than one snapshot interval has no snapshot: read it

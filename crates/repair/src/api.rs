@@ -15,7 +15,7 @@ use aftersales_runtime::request::{Requests, StreamPermit};
 use aftersales_runtime::request::{timestamp_from_proto, timestamp_to_proto};
 use tonic::{Request, Response, Status};
 
-use crate::app::Repairs;
+use crate::app::{ReadOrder, Repairs};
 use crate::convert::{
     address_to_proto, category_from_proto, category_to_proto, center_to_proto,
     data_protection_from_proto, data_protection_to_proto, device_key, order_to_proto,
@@ -65,24 +65,34 @@ impl RepairApi {
     ) -> Answer {
         let ctx = self.context(&request)?;
         let caller = Caller::of(&request);
-        let id = self.order(&caller, &request.get_ref().order_id).await?;
-        self.answer(&caller, self.app.command(&id, command(&ctx), &ctx).await)
+        let order = self
+            .read_order(&caller, &request.get_ref().order_id)
+            .await?;
+        self.answer(&caller, self.app.command(order, command(&ctx), &ctx).await)
     }
 
     /// The order `raw` names, if the caller may touch it: another customer's
     /// order, or one at a center the technician does not work at, answers as if
     /// it did not exist.
     async fn order(&self, caller: &Caller, raw: &str) -> Result<OrderId, Status> {
-        let id = order_id(raw)?;
         if caller.needs_owner() {
-            let (order, _) = self.app.get(&id).await.map_err(status)?;
-            if !caller.may_touch(order_owner(&order)) {
+            return Ok(self.read_order(caller, raw).await?.id);
+        }
+        order_id(raw)
+    }
+
+    /// [`Self::order`], read for a command: the command decides on this read.
+    async fn read_order(&self, caller: &Caller, raw: &str) -> Result<ReadOrder, Status> {
+        let order = self.app.read(&order_id(raw)?).await.map_err(status)?;
+        if caller.needs_owner() {
+            let state = order.state().map_err(status)?;
+            if !caller.may_touch(order_owner(state)) {
                 return Err(status(
-                    DomainError::NotFound(format!("repair order {id}")).into(),
+                    DomainError::NotFound(format!("repair order {}", order.id)).into(),
                 ));
             }
         }
-        Ok(id)
+        Ok(order)
     }
 
     /// Who asks, as part of what: from the request's metadata.
@@ -269,9 +279,9 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let id = self.order(&caller, &r.order_id).await?;
+        let order = self.read_order(&caller, &r.order_id).await?;
         self.app
-            .check_photos(&id, &r.photos)
+            .check_photos(&order.id, &r.photos)
             .await
             .map_err(status)?;
         let command = Command::CheckIn {
@@ -282,7 +292,7 @@ impl RepairService for RepairApi {
             },
             accessories: r.accessories_received,
         };
-        self.answer(&caller, self.app.command(&id, command, &ctx).await)
+        self.answer(&caller, self.app.command(order, command, &ctx).await)
     }
 
     async fn attach_photo(
@@ -331,7 +341,7 @@ impl RepairService for RepairApi {
             &caller,
             self.app
                 .diagnose(
-                    &self.order(&caller, &r.order_id).await?,
+                    self.read_order(&caller, &r.order_id).await?,
                     f,
                     f.as_str_name(),
                     r.fault_codes,
@@ -362,13 +372,15 @@ impl RepairService for RepairApi {
                     .map_err(|e| status(e.into()))?,
             });
         }
-        let order = self.order(&caller, &r.order_id).await?;
+        let order = self.read_order(&caller, &r.order_id).await?;
         if lines.is_empty() {
             // The lines the price list gave the diagnosis.
-            let (state, _) = self.app.get(&order).await.map_err(status)?;
-            lines = state
+            lines = order
+                .state()
+                .map_err(status)?
                 .parts_plan
-                .map(|plan| plan.proposed)
+                .as_ref()
+                .map(|plan| plan.proposed.clone())
                 .unwrap_or_default();
         }
         let command = Command::IssueQuote {
@@ -376,7 +388,7 @@ impl RepairService for RepairApi {
             valid_until: timestamp_from_proto("valid_until", r.valid_until.as_ref())?,
             now: ctx.now,
         };
-        self.answer(&caller, self.app.command(&order, command, &ctx).await)
+        self.answer(&caller, self.app.command(order, command, &ctx).await)
     }
 
     async fn approve_quote(&self, request: Request<pb::OrderRef>) -> Answer {
@@ -396,7 +408,7 @@ impl RepairService for RepairApi {
             &caller,
             self.app
                 .start(
-                    &self.order(&caller, &r.order_id).await?,
+                    self.read_order(&caller, &r.order_id).await?,
                     &r.technician,
                     &ctx,
                 )
@@ -416,7 +428,7 @@ impl RepairService for RepairApi {
         self.answer(
             &caller,
             self.app
-                .replace_part(&self.order(&caller, &r.order_id).await?, part, &ctx)
+                .replace_part(self.read_order(&caller, &r.order_id).await?, part, &ctx)
                 .await,
         )
     }
@@ -429,7 +441,7 @@ impl RepairService for RepairApi {
             &caller,
             self.app
                 .command(
-                    &self.order(&caller, &r.order_id).await?,
+                    self.read_order(&caller, &r.order_id).await?,
                     Command::RecordQc {
                         passed: r.passed,
                         notes: r.notes,
@@ -457,7 +469,7 @@ impl RepairService for RepairApi {
             &caller,
             self.app
                 .command(
-                    &self.order(&caller, &r.order_id).await?,
+                    self.read_order(&caller, &r.order_id).await?,
                     Command::Cancel { reason: r.reason },
                     &ctx,
                 )
@@ -478,7 +490,8 @@ impl RepairService for RepairApi {
         let caller = Caller::of(&request);
         let ctx = self.context(&request)?;
         let r = request.into_inner();
-        let id = self.order(&caller, &r.order_id).await?;
+        let read = self.read_order(&caller, &r.order_id).await?;
+        let id = read.id.clone();
         let categories = r
             .categories
             .iter()
@@ -493,12 +506,12 @@ impl RepairService for RepairApi {
         };
         // A customer's own data is theirs to read: checked, not recorded.
         let order = if caller.is_customer() {
-            let (order, _) = self.app.get(&id).await.map_err(status)?;
+            let order = read.state().map_err(status)?.clone();
             RepairOrder::decide(&Some(order.clone()), &command).map_err(|e| status(e.into()))?;
             order
         } else {
             self.app
-                .command(&id, command, &ctx)
+                .command(read, command, &ctx)
                 .await
                 .map_err(status)?
                 .0
@@ -532,11 +545,11 @@ impl RepairService for RepairApi {
         let ctx = self.context(&request)?;
         let r = request.into_inner();
         let checklist = data_protection_from_proto(r.data_protection.as_ref())?;
-        let id = self.order(&caller, &r.order_id).await?;
+        let order = self.read_order(&caller, &r.order_id).await?;
         self.answer(
             &caller,
             self.app
-                .command(&id, Command::RecordDataProtection(checklist), &ctx)
+                .command(order, Command::RecordDataProtection(checklist), &ctx)
                 .await,
         )
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aftersales_core::types::{CenterId, OrderId};
 use aftersales_core::{Error, ErrorKind};
 use aftersales_eventstore::{
-    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, RECENT_STREAMS,
-    StoreError, StreamId, Watcher, projection, read_whole_stream,
+    AnyEventStore, CommandContext, CommandHandler, EventStore as _, LiveFeed, Loaded,
+    RECENT_STREAMS, StoreError, StreamId, Watcher, projection, read_whole_stream,
 };
 use aftersales_proto::common::DeviceId;
 use aftersales_proto::parts as ppb;
@@ -43,6 +43,25 @@ pub type AppResult<T> = Result<T, Error>;
 fn center_stream(center_id: &str) -> AppResult<StreamId> {
     StreamId::parse(format!("service-center-{center_id}"))
         .map_err(|e| DomainError::invalid("center.id", e.to_string()).into())
+}
+
+/// An order as a request has just read it (to see who may touch it, or what a
+/// command needs): a command on it is decided on this state and reads the
+/// stream again only if the order moved on since.
+#[derive(Debug, Clone)]
+pub struct ReadOrder {
+    pub id: OrderId,
+    loaded: Loaded<Option<OrderState>>,
+}
+
+impl ReadOrder {
+    /// The order; not found when it does not exist.
+    pub fn state(&self) -> AppResult<&OrderState> {
+        self.loaded
+            .state
+            .as_ref()
+            .ok_or_else(|| DomainError::NotFound(format!("repair order {}", self.id)).into())
+    }
 }
 
 /// The repair service's use cases.
@@ -157,6 +176,24 @@ impl Repairs {
         let state = handled
             .state
             .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
+        Ok((state, handled.version))
+    }
+
+    /// [`Self::run`] on the order as `order` read it: no second read.
+    async fn run_on(
+        &self,
+        order: ReadOrder,
+        command: Command,
+        ctx: &CommandContext,
+    ) -> AppResult<(OrderState, u64)> {
+        let ReadOrder { id, loaded } = order;
+        let handled = self
+            .orders
+            .handle_loaded(&order_stream(id.as_str())?, loaded, &command, ctx)
+            .await?;
+        let state = handled
+            .state
+            .ok_or_else(|| DomainError::NotFound(format!("repair order {id}")))?;
         Ok((state, handled.version))
     }
 
@@ -310,15 +347,15 @@ impl Repairs {
     /// Diagnoses with warranty's final answer, which is required here.
     pub async fn diagnose(
         &self,
-        order_id: &OrderId,
+        read: ReadOrder,
         fault: wpb::FaultCategory,
         fault_name: &str,
         fault_codes: Vec<String>,
         technician: &str,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        let (order, _) = self.get(order_id).await?;
-        let serviced_in = self.serviced_in(&order).await?;
+        let order = read.state()?;
+        let serviced_in = self.serviced_in(order).await?;
         let coverage = self
             .ask_warranty(
                 &DeviceId::from(&order.device),
@@ -339,15 +376,15 @@ impl Repairs {
             parts: None,
         };
         // Refuse an illegal diagnosis before holding any part for it.
-        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&read.loaded.state, &command)
             .map_err(Error::from)?;
         let plan = self
-            .plan_parts(&order, fault, covered, serviced_in.as_ref(), ctx)
+            .plan_parts(order, fault, covered, serviced_in.as_ref(), ctx)
             .await?;
         if let Command::Diagnose { parts, .. } = &mut command {
             *parts = plan;
         }
-        self.run(order_id, command, ctx).await
+        self.run_on(read, command, ctx).await
     }
 
     /// What the parts service gives a diagnosis: the quote lines of the
@@ -482,13 +519,14 @@ impl Repairs {
     /// refused); another part is held and fitted at once, when one is free.
     pub async fn replace_part(
         &self,
-        order_id: &OrderId,
+        read: ReadOrder,
         part: PartReplacement,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        let (order, _) = self.get(order_id).await?;
+        let order = read.state()?;
+        let order_id = &read.id;
         let command = Command::ReplacePart(part.clone());
-        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&read.loaded.state, &command)
             .map_err(Error::from)?;
         let location = order
             .parts_plan
@@ -573,7 +611,7 @@ impl Repairs {
                 return Err(failed(refused));
             }
         }
-        self.run(order_id, command, ctx).await
+        self.run_on(read, command, ctx).await
     }
 
     /// The center a walk-in is serviced at; a mail-in goes to the depot of its
@@ -594,16 +632,16 @@ impl Repairs {
     /// Starts the repair; a covered repair records its claim with warranty first.
     pub async fn start(
         &self,
-        order_id: &OrderId,
+        read: ReadOrder,
         technician: &str,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        let (order, _) = self.get(order_id).await?;
+        let order = read.state()?;
         let command = Command::StartRepair {
             technician: technician.to_owned(),
         };
         // Refuse an illegal start before telling warranty anything.
-        <RepairOrder as aftersales_eventstore::Decider>::decide(&Some(order.clone()), &command)
+        <RepairOrder as aftersales_eventstore::Decider>::decide(&read.loaded.state, &command)
             .map_err(Error::from)?;
         if order.coverage.is_covered() {
             let mut client = self
@@ -618,7 +656,7 @@ impl Repairs {
             let claim = wpb::RecordClaimRequest {
                 fault_date: order.fault_date.map(|d| d.to_string()).unwrap_or_default(),
                 device_id: Some(DeviceId::from(&order.device)),
-                repair_order_id: order_id.to_string(),
+                repair_order_id: read.id.to_string(),
                 fault_category: fault.into(),
                 under_legal_guarantee: false,
             };
@@ -633,17 +671,19 @@ impl Repairs {
                     ))
                 })?;
         }
-        self.run(order_id, command, ctx).await
+        self.run_on(read, command, ctx).await
     }
 
+    /// Runs `command` on the order as `read` found it; one that does not exist
+    /// is refused by the decider.
     pub async fn command(
         &self,
-        order_id: &OrderId,
+        read: ReadOrder,
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        // An order that does not exist is refused by the decider: no read first.
-        self.run(order_id, command, ctx).await.map_err(|e| {
+        let order_id = read.id.clone();
+        self.run_on(read, command, ctx).await.map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
                 DomainError::NotFound(format!("repair order {order_id}")).into()
             } else {
@@ -653,11 +693,19 @@ impl Repairs {
     }
 
     pub async fn get(&self, order_id: &OrderId) -> AppResult<(OrderState, u64)> {
+        let read = self.read(order_id).await?;
+        let state = read.state()?.clone();
+        Ok((state, read.loaded.version))
+    }
+
+    /// The order as it stands, for a command that needs its state first: the
+    /// command then decides on this read (see [`ReadOrder`]).
+    pub async fn read(&self, order_id: &OrderId) -> AppResult<ReadOrder> {
         let loaded = self.orders.load(&order_stream(order_id.as_str())?).await?;
-        let state = loaded
-            .state
-            .ok_or_else(|| DomainError::NotFound(format!("repair order {order_id}")))?;
-        Ok((state, loaded.version))
+        Ok(ReadOrder {
+            id: order_id.clone(),
+            loaded,
+        })
     }
 
     pub fn store(&self) -> &AnyEventStore {

@@ -57,6 +57,8 @@ conformance!(
     remembered_states_are_checked_against_the_stream,
     states_decided_in_a_transaction_are_remembered_once_committed,
     a_transaction_starts_from_a_remembered_state,
+    a_load_starts_from_a_remembered_state,
+    a_command_decides_on_the_state_its_caller_read,
     a_command_on_a_stream_named_afresh_defers_to_one_that_exists,
     handler_writes_a_repeated_command_once,
     handler_loads_state_as_of_a_date,

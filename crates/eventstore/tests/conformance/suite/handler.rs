@@ -225,6 +225,79 @@ pub async fn a_transaction_starts_from_a_remembered_state(b: Backend) {
     assert_eq!(whole.load(&s).await.unwrap().state.total, 11);
 }
 
+/// A load starts from the state the handler remembers: only what came after
+/// it is read.
+pub async fn a_load_starts_from_a_remembered_state(b: Backend) {
+    let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
+    let add = |n| counter::Command::Add(n);
+    let s = stream("remembered");
+    here.handle(&s, &add(5), &ctx(1)).await.unwrap();
+    there.handle(&s, &add(10), &ctx(2)).await.unwrap();
+    // The first event taken away behind the store's back: only a fold of the
+    // whole stream would miss it.
+    b.disable_guard().await;
+    b.exec(&format!(
+        "DELETE FROM events WHERE stream_id = '{s}' AND stream_version = 1"
+    ))
+    .await;
+
+    let loaded = here.load(&s).await.unwrap();
+    assert_eq!((loaded.version, loaded.state.total), (2, 15));
+    let whole = CommandHandler::<Counter, _>::new(b.store.clone())
+        .load(&s)
+        .await;
+    assert_eq!(whole.unwrap().state.total, 10);
+}
+
+/// A command handed the state its caller has just read decides on it without
+/// reading the stream; should the stream have moved on since, the append
+/// refuses it and the command is decided again on the stream as stored. A
+/// refusal decided on the state handed in writes nothing.
+pub async fn a_command_decides_on_the_state_its_caller_read(b: Backend) {
+    let handler = CommandHandler::<Counter, _>::new(b.store.clone());
+    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
+    let add = |n| counter::Command::Add(n);
+    let s = stream("read-first");
+    handler.handle(&s, &add(5), &ctx(1)).await.unwrap();
+
+    // Handed a state that is not what the stream folds to, it is what the
+    // command is decided on: nothing read it again.
+    let mut read = handler.load(&s).await.unwrap();
+    read.state.total = 100;
+    let done = handler
+        .handle_loaded(&s, read, &add(1), &ctx(2))
+        .await
+        .unwrap();
+    assert_eq!((done.version, done.state.total), (2, 101));
+
+    // Read at version 2; another process appends version 3 meanwhile.
+    let read = handler.load(&s).await.unwrap();
+    there.handle(&s, &add(10), &ctx(3)).await.unwrap();
+    let done = handler
+        .handle_loaded(&s, read, &add(1), &ctx(4))
+        .await
+        .unwrap();
+    assert_eq!((done.version, done.state.total), (4, 17));
+
+    // A refusal on the state handed in is the answer, and nothing is written.
+    let mut read = handler.load(&s).await.unwrap();
+    read.state.total = 0;
+    let refused = handler
+        .handle_loaded(&s, read, &counter::Command::Reset, &ctx(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        refused,
+        HandleError::Domain(counter::Error::AlreadyZero)
+    ));
+    assert_eq!(
+        b.count().await,
+        4,
+        "every event written once, the refusal none"
+    );
+}
+
 /// A command on a stream named afresh is appended without reading the stream;
 /// on a stream that exists after all it is decided on what is stored, and run
 /// again it is known as a repeat.
