@@ -506,7 +506,7 @@ impl RepairService for RepairApi {
         };
         // A customer's own data is theirs to read: checked, not recorded.
         let order = if caller.is_customer() {
-            let order = read.state().map_err(status)?.clone();
+            let order = read.into_state().map_err(status)?;
             RepairOrder::decide(&Some(order.clone()), &command).map_err(|e| status(e.into()))?;
             order
         } else {

@@ -57,10 +57,17 @@ pub struct ReadOrder {
 impl ReadOrder {
     /// The order; not found when it does not exist.
     pub fn state(&self) -> AppResult<&OrderState> {
-        self.loaded
-            .state
-            .as_ref()
-            .ok_or_else(|| DomainError::NotFound(format!("repair order {}", self.id)).into())
+        self.loaded.state.as_ref().ok_or_else(|| self.not_found())
+    }
+
+    /// [`Self::state`], taken.
+    pub fn into_state(self) -> AppResult<OrderState> {
+        let not_found = self.not_found();
+        self.loaded.state.ok_or(not_found)
+    }
+
+    fn not_found(&self) -> Error {
+        DomainError::NotFound(format!("repair order {}", self.id)).into()
     }
 }
 
@@ -694,8 +701,8 @@ impl Repairs {
 
     pub async fn get(&self, order_id: &OrderId) -> AppResult<(OrderState, u64)> {
         let read = self.read(order_id).await?;
-        let state = read.state()?.clone();
-        Ok((state, read.loaded.version))
+        let version = read.loaded.version;
+        Ok((read.into_state()?, version))
     }
 
     /// The order as it stands, for a command that needs its state first: the
