@@ -1,7 +1,8 @@
 //! The command handler: deciding, retrying lost races, idempotency, upcasting, snapshots.
 
 use aftersales_eventstore::{
-    CommandHandler, EventStore, ExpectedVersion, HandleError, Snapshot, StoreError,
+    AnyEventStore, CommandHandler, EventStore, ExpectedVersion, HandleError, Snapshot, StoreError,
+    StreamId,
 };
 use uuid::Uuid;
 
@@ -195,25 +196,35 @@ pub async fn states_decided_in_a_transaction_are_remembered_once_committed(b: Ba
     assert_eq!((done.version, done.state.total), (2, 101));
 }
 
-/// A transaction deciding on a stream this handler remembers starts from that
-/// committed state and reads, through the transaction, only the events after
-/// it: a hot stream costs the same to a reaction at its millionth event as at
-/// its tenth.
-pub async fn a_transaction_starts_from_a_remembered_state(b: Backend) {
+/// A handler that remembers a stream at 5 (version 1), which another process
+/// then moved to 15 (version 2), and whose first event was then taken away
+/// behind the store's back: only a fold of the whole stream would miss it.
+async fn remembered_then_cut(b: &Backend) -> (CommandHandler<Counter, AnyEventStore>, StreamId) {
     let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
     let there = CommandHandler::<Counter, _>::new(b.another_process().await);
-    let add = |n| counter::Command::Add(n);
     let s = stream("remembered");
-    here.handle(&s, &add(5), &ctx(1)).await.unwrap();
-    there.handle(&s, &add(10), &ctx(2)).await.unwrap();
-    // The first event taken away behind the store's back: only a fold of the
-    // whole stream would miss it.
+    here.handle(&s, &counter::Command::Add(5), &ctx(1))
+        .await
+        .unwrap();
+    there
+        .handle(&s, &counter::Command::Add(10), &ctx(2))
+        .await
+        .unwrap();
     b.disable_guard().await;
     b.exec(&format!(
         "DELETE FROM events WHERE stream_id = '{s}' AND stream_version = 1"
     ))
     .await;
+    (here, s)
+}
 
+/// A transaction deciding on a stream this handler remembers starts from that
+/// committed state and reads, through the transaction, only the events after
+/// it: a hot stream costs the same to a reaction at its millionth event as at
+/// its tenth.
+pub async fn a_transaction_starts_from_a_remembered_state(b: Backend) {
+    let (here, s) = remembered_then_cut(&b).await;
+    let add = |n| counter::Command::Add(n);
     let mut tx = b.store.begin().await.unwrap();
     assert_eq!(here.load_in(&mut tx, &s).await.unwrap().state.total, 15);
     let done = here.handle_in(&mut tx, &s, &add(1), &ctx(3)).await.unwrap();
@@ -228,20 +239,7 @@ pub async fn a_transaction_starts_from_a_remembered_state(b: Backend) {
 /// A load starts from the state the handler remembers: only what came after
 /// it is read.
 pub async fn a_load_starts_from_a_remembered_state(b: Backend) {
-    let here = CommandHandler::<Counter, _>::new(b.store.clone()).with_recent_states(100);
-    let there = CommandHandler::<Counter, _>::new(b.another_process().await);
-    let add = |n| counter::Command::Add(n);
-    let s = stream("remembered");
-    here.handle(&s, &add(5), &ctx(1)).await.unwrap();
-    there.handle(&s, &add(10), &ctx(2)).await.unwrap();
-    // The first event taken away behind the store's back: only a fold of the
-    // whole stream would miss it.
-    b.disable_guard().await;
-    b.exec(&format!(
-        "DELETE FROM events WHERE stream_id = '{s}' AND stream_version = 1"
-    ))
-    .await;
-
+    let (here, s) = remembered_then_cut(&b).await;
     let loaded = here.load(&s).await.unwrap();
     assert_eq!((loaded.version, loaded.state.total), (2, 15));
     let whole = CommandHandler::<Counter, _>::new(b.store.clone())
