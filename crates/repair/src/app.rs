@@ -48,7 +48,7 @@ fn center_stream(center_id: &str) -> AppResult<StreamId> {
 /// An order as a request has just read it (to see who may touch it, or what a
 /// command needs): a command on it is decided on this state and reads the
 /// stream again only if the order moved on since.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReadOrder {
     pub id: OrderId,
     loaded: Loaded<Option<OrderState>>,
@@ -193,15 +193,13 @@ impl Repairs {
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        let ReadOrder { id, loaded } = order;
+        let not_found = order.not_found();
+        let stream = order_stream(order.id.as_str())?;
         let handled = self
             .orders
-            .handle_loaded(&order_stream(id.as_str())?, loaded, &command, ctx)
+            .handle_loaded(&stream, order.loaded, &command, ctx)
             .await?;
-        let state = handled
-            .state
-            .ok_or_else(|| DomainError::NotFound(format!("repair order {id}")))?;
-        Ok((state, handled.version))
+        Ok((handled.state.ok_or(not_found)?, handled.version))
     }
 
     /// Asks warranty about the day the fault appeared, serviced in
