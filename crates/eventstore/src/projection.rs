@@ -2,7 +2,10 @@
 //! projection's checkpoint commit in one transaction, so a crash never applies an
 //! event twice or skips one (it may undo the last batches, which are applied
 //! again: their commits do not wait for the disk); a projection can be reset and
-//! rebuilt from the start.
+//! rebuilt from the start. A batch is claimed by moving the checkpoint before
+//! anything is written: two processes following one read model (two replicas,
+//! or an operator's rebuild beside the service) apply each event once, and a
+//! read model's writes need not be idempotent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -104,6 +107,7 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
             let lag = metrics::gauge!(
                 "aftersales_projection_lag_events", "projection" => projection.name()
             );
+            let mut at = from;
             while let Some((batch, end)) = receiver.recv().await {
                 let Some(last) = batch.last().map(|e| e.checkpoint) else {
                     continue;
@@ -112,9 +116,13 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
                 lag.set(end.saturating_sub(last.position) as f64);
                 // Read models are made again from the log: no need to wait for the disk.
                 let mut tx = store.begin_unflushed().await?;
+                if !tx.move_checkpoints(&[&name], at, last).await? {
+                    // Another runner applied this batch, or a rebuild began.
+                    break;
+                }
                 projection.apply_batch(&batch, &mut tx).await?;
-                tx.save_checkpoint(&name, last).await?;
                 tx.commit().await?;
+                at = last;
                 let _ = applied.send((i, batch.len() as u64));
             }
             lag.set(0.0);
@@ -137,7 +145,8 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
             let end = log_end_for_lag(store, &mut log_end, caught_up, last).await?;
             let batch = Arc::new(batch);
             for sender in &batches {
-                // A closed channel is a projection that failed: its error is the answer.
+                // A closed channel is a projection that failed (its error is the
+                // answer) or found its checkpoint moved: the caller looks again.
                 if sender.send((Arc::clone(&batch), end)).await.is_err() {
                     return Ok(read);
                 }
@@ -211,22 +220,37 @@ pub async fn rebuild_together<S: EventStore, P: Projection + Clone + 'static>(
 ) -> Result<u64, StoreError> {
     let target = store.last_position().await?;
     let mut tx = store.begin().await?;
+    // Checkpoints before tables, the order in which a runner claims a batch and
+    // then writes it: the two never wait on each other in a cycle.
     for projection in projections {
-        projection.reset(&mut tx).await?;
         tx.save_checkpoint(&checkpoint_name(projection), Checkpoint::START)
             .await?;
     }
+    for projection in projections {
+        projection.reset(&mut tx).await?;
+    }
     tx.commit().await?;
-    let (Some(first), mut checkpoint) = (projections.first(), Checkpoint::START) else {
-        return Ok(0);
-    };
     let mut read = 0;
     loop {
-        let before = read;
-        read += catch_up_from(store, projections, checkpoint, |n| progress(before + n)).await?;
-        checkpoint = store.load_checkpoint(&checkpoint_name(first)).await?;
-        if store.has_read_up_to(checkpoint, target).await? {
+        // Each from where it stands: a runner of the service may have taken
+        // some batches of some of them meanwhile.
+        let mut behind: Vec<(Checkpoint, Vec<P>)> = Vec::new();
+        for projection in projections {
+            let at = store.load_checkpoint(&checkpoint_name(projection)).await?;
+            if store.has_read_up_to(at, target).await? {
+                continue;
+            }
+            match behind.iter_mut().find(|(from, _)| *from == at) {
+                Some((_, those)) => those.push(projection.clone()),
+                None => behind.push((at, vec![projection.clone()])),
+            }
+        }
+        if behind.is_empty() {
             return Ok(read);
+        }
+        for (from, those) in behind {
+            let before = read;
+            read += catch_up_from(store, &those, from, |n| progress(before + n)).await?;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -476,12 +500,17 @@ async fn apply_together(
     from: Checkpoint,
     to: Checkpoint,
 ) -> bool {
+    // Claimed first: a second runner waits on the checkpoints' rows, then finds
+    // them moved, and writes nothing.
+    if !tx.move_checkpoints(names, from, to).await.unwrap_or(false) {
+        return false;
+    }
     for projection in projections {
         if projection.apply_batch(batch, tx).await.is_err() {
             return false;
         }
     }
-    tx.move_checkpoints(names, from, to).await.unwrap_or(false)
+    true
 }
 
 /// Each projection catches up on its own, as [`run`] does: a failing one holds

@@ -287,6 +287,62 @@ pub async fn a_failing_read_model_holds_the_others_not_back(b: Backend) {
     run.stop().await;
 }
 
+/// Three runners of one read model, as three replicas of a service would run it,
+/// while the log grows: each event is counted once.
+pub async fn runners_of_one_read_model_apply_each_event_once(b: Backend) {
+    let runners = [
+        following(&b, &["shared_runs"]).await,
+        follower(&b, &["shared_runs"]),
+        follower(&b, &["shared_runs"]),
+    ];
+    let appended = grow_the_log(&b, 40).await;
+    let counted = || total(&b, "shared_runs");
+    aftersales_testkit::eventually(counted, |n| *n >= appended).await;
+    for runner in runners {
+        runner.stop().await;
+    }
+    assert_eq!(total(&b, "shared_runs").await, appended);
+}
+
+/// A rebuild while the service's runner follows the same read models and the log
+/// grows: the two share the work, and every event is counted once in each.
+pub async fn a_rebuild_beside_a_runner_applies_each_event_once(b: Backend) {
+    use aftersales_eventstore::projection;
+    let run = following(&b, &["rebuilt_a", "rebuilt_b"]).await;
+    let before = grow_the_log(&b, 10).await;
+    let totals = || async { (total(&b, "rebuilt_a").await, total(&b, "rebuilt_b").await) };
+    aftersales_testkit::eventually(totals, |t| *t == (before, before)).await;
+    let both: aftersales_eventstore::Projections = vec![
+        std::sync::Arc::new(PerStream("rebuilt_a")),
+        std::sync::Arc::new(PerStream("rebuilt_b")),
+    ];
+    let (rebuilt, grown) = tokio::join!(
+        projection::rebuild_together(&b.store, &both, |_| {}),
+        grow_the_log(&b, 10),
+    );
+    rebuilt.unwrap();
+    let appended = before + grown;
+    aftersales_testkit::eventually(totals, |t| t.0 >= appended && t.1 >= appended).await;
+    run.stop().await;
+    assert_eq!(totals().await, (appended, appended));
+}
+
+/// Appends `rounds` batches of 50 events to streams of their own, a few at a
+/// time; how many events that made.
+async fn grow_the_log(b: &Backend, rounds: usize) -> i64 {
+    for round in 0..rounds {
+        let s = stream(&format!("grown-{}", uuid::Uuid::now_v7().simple()));
+        b.store
+            .append(&s, ExpectedVersion::NoStream, events(50))
+            .await
+            .unwrap();
+        if round % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    i64::try_from(rounds * 50).unwrap()
+}
+
 /// [`aftersales_eventstore::projection::run_all`] over [`PerStream`] read models
 /// named `tables` (each made unless its name ends in `_missing`), until stopped.
 async fn following(b: &Backend, tables: &[&'static str]) -> Following {
@@ -296,6 +352,11 @@ async fn following(b: &Backend, tables: &[&'static str]) -> Following {
         ))
         .await;
     }
+    follower(b, tables)
+}
+
+/// [`following`] over tables already made.
+fn follower(b: &Backend, tables: &[&'static str]) -> Following {
     let projections: aftersales_eventstore::Projections = tables
         .iter()
         .map(|t| std::sync::Arc::new(PerStream(t)) as _)
