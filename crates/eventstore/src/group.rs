@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use crate::append::{ChainedEvent, InsertError};
 use crate::error::StoreError;
@@ -61,10 +61,30 @@ impl std::fmt::Debug for Waiting {
     }
 }
 
+/// The appends waiting and the groups being written, under one lock: an append
+/// either finds a writer free when it arrives, or is taken by the look that a
+/// finishing writer makes once it has given its place back. No append waits for
+/// a writer nobody starts.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    writing: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    waiting: Mutex<Vec<Waiting>>,
-    writers: Arc<Semaphore>,
+    queue: Mutex<Queue>,
+    writers: usize,
+}
+
+/// A writer's place: given back when its group is answered, or when its task is
+/// dropped with the runtime.
+struct Writing(Arc<GroupCommit>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.queue().writing -= 1;
+    }
 }
 
 impl GroupCommit {
@@ -72,9 +92,13 @@ impl GroupCommit {
     /// writes, fewer make larger groups.
     pub(crate) fn new(writers: usize) -> Self {
         Self {
-            waiting: Mutex::default(),
-            writers: Arc::new(Semaphore::new(writers.max(1))),
+            queue: Mutex::default(),
+            writers: writers.max(1),
         }
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Inserts `rows` into `stream` through `backend`, with whatever other appends
@@ -86,14 +110,11 @@ impl GroupCommit {
         rows: &[ChainedEvent],
     ) -> Answer {
         let (answer, answered) = oneshot::channel();
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Waiting {
-                stream: stream.clone(),
-                rows: rows.to_vec(),
-                answer,
-            });
+        self.queue().waiting.push(Waiting {
+            stream: stream.clone(),
+            rows: rows.to_vec(),
+            answer,
+        });
         self.start_writers(backend);
         // A writer answers every append it takes, unless the runtime is stopping.
         answered
@@ -106,33 +127,23 @@ impl GroupCommit {
     /// Starts a writer for the waiting appends while one is free. A writer that
     /// finishes starts again: nothing waits while a writer is free.
     fn start_writers<W: GroupWrite>(self: &Arc<Self>, backend: &W) {
-        while let Ok(permit) = Arc::clone(&self.writers).try_acquire_owned() {
-            let group = self.take_group();
-            if group.is_empty() {
-                drop(permit);
-                // An append that came after the look and found no writer free
-                // (this one held the permit) counts on whoever frees one to look
-                // again: so does this.
-                if self.nothing_waits() {
-                    return;
-                }
-                continue;
-            }
-            tokio::spawn(Arc::clone(self).write(backend.clone(), group, permit));
+        while let Some(group) = self.next_group() {
+            let writing = Writing(Arc::clone(self));
+            tokio::spawn(Arc::clone(self).write(backend.clone(), group, writing));
         }
     }
 
-    fn nothing_waits(&self) -> bool {
-        self.waiting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    }
-
-    fn take_group(&self) -> Vec<Waiting> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The appends the next writer takes, and its place taken; `None` when
+    /// nothing waits or every writer is busy.
+    fn next_group(&self) -> Option<Vec<Waiting>> {
+        let mut queue = self.queue();
+        if queue.waiting.is_empty() || queue.writing >= self.writers {
+            return None;
+        }
+        queue.writing += 1;
         let mut rows = 0;
-        let take = waiting
+        let take = queue
+            .waiting
             .iter()
             .take_while(|w| {
                 rows += w.rows.len();
@@ -140,16 +151,15 @@ impl GroupCommit {
             })
             .count()
             // An append over the cap goes alone.
-            .max(1)
-            .min(waiting.len());
-        waiting.drain(..take).collect()
+            .max(1);
+        Some(queue.waiting.drain(..take).collect())
     }
 
     async fn write<W: GroupWrite>(
         self: Arc<Self>,
         backend: W,
         group: Vec<Waiting>,
-        permit: OwnedSemaphorePermit,
+        writing: Writing,
     ) {
         let appends: Vec<(&StreamId, &[ChainedEvent])> = group
             .iter()
@@ -173,7 +183,7 @@ impl GroupCommit {
         for (waiting, answer) in group.into_iter().zip(answers) {
             let _ = waiting.answer.send(answer);
         }
-        drop(permit);
+        drop(writing);
         self.start_writers(&backend);
     }
 }
@@ -188,6 +198,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Yielding {
         appends: Arc<AtomicUsize>,
+        groups: Arc<AtomicUsize>,
     }
 
     impl GroupWrite for Yielding {
@@ -196,12 +207,14 @@ mod tests {
             appends: &[(&StreamId, &[ChainedEvent])],
         ) -> Option<Vec<Answer>> {
             tokio::task::yield_now().await;
+            self.groups.fetch_add(1, Ordering::SeqCst);
             self.appends.fetch_add(appends.len(), Ordering::SeqCst);
             Some(appends.iter().map(|_| Ok(Vec::new())).collect())
         }
 
         async fn write_alone(&self, _: &StreamId, _: &[ChainedEvent]) -> Answer {
             tokio::task::yield_now().await;
+            self.groups.fetch_add(1, Ordering::SeqCst);
             self.appends.fetch_add(1, Ordering::SeqCst);
             Ok(Vec::new())
         }
@@ -210,29 +223,66 @@ mod tests {
     /// Every append is answered however appends and finishing writers
     /// interleave: one that arrives just as the last writer looks at an empty
     /// queue is not left waiting for a writer nobody starts. One appender, so
-    /// no later append rescues a stranded one; the race is narrow, and this
-    /// only gives it many chances.
+    /// no later append rescues a stranded one. The queue's single lock makes
+    /// that race impossible; this gives it many chances all the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn every_append_is_answered_while_writers_come_and_go() {
         let group = Arc::new(GroupCommit::new(1));
         let backend = Yielding::default();
         let stream = StreamId::parse("group-1").expect("a stream id");
-        let mut appenders = tokio::task::JoinSet::new();
-        for _ in 0..1 {
-            let (group, backend, stream) = (Arc::clone(&group), backend.clone(), stream.clone());
-            appenders.spawn(async move {
-                for _ in 0..20_000 {
-                    group
-                        .insert(&backend, &stream, &[])
-                        .await
-                        .expect("answered");
-                }
-            });
-        }
-        let all = async { while appenders.join_next().await.is_some() {} };
-        tokio::time::timeout(std::time::Duration::from_secs(30), all)
+        let appender = async {
+            for _ in 0..20_000 {
+                group
+                    .insert(&backend, &stream, &[])
+                    .await
+                    .expect("answered");
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), appender)
             .await
             .expect("an append was left waiting");
         assert_eq!(backend.appends.load(Ordering::SeqCst), 20_000);
+        // The last writer gives its place back just after it answers.
+        let given_back = async {
+            while group.queue().writing > 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), given_back)
+            .await
+            .expect("every writer gave its place back");
+    }
+
+    /// Appends that arrive while every writer is busy wait, and are written
+    /// together once one is free.
+    #[tokio::test]
+    async fn appends_that_wait_for_a_writer_are_written_together() {
+        let group = Arc::new(GroupCommit::new(1));
+        let backend = Yielding::default();
+        let stream = StreamId::parse("group-1").expect("a stream id");
+        // The one writer's place, taken as a writer takes it.
+        group.queue().writing += 1;
+        let busy = Writing(Arc::clone(&group));
+        let appends: Vec<_> = (0..3)
+            .map(|_| {
+                let (group, backend, stream) =
+                    (Arc::clone(&group), backend.clone(), stream.clone());
+                tokio::spawn(async move { group.insert(&backend, &stream, &[]).await })
+            })
+            .collect();
+        while group.queue().waiting.len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(backend.appends.load(Ordering::SeqCst), 0, "no writer free");
+        drop(busy);
+        group.start_writers(&backend);
+        for append in appends {
+            append.await.expect("a task").expect("answered");
+        }
+        assert_eq!(
+            backend.groups.load(Ordering::SeqCst),
+            1,
+            "one group of three"
+        );
     }
 }
