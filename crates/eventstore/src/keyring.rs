@@ -396,7 +396,9 @@ impl Keyring {
         let wrapped = self.kms.wrap(&secret).await?;
         let id = Uuid::now_v7();
         // Two writers may race to make the first key: the stored one wins.
-        self.insert(subject, id, &wrapped).await?;
+        if self.insert(subject, id, &wrapped).await? {
+            return self.remember(id, subject, &secret);
+        }
         let (id, wrapped, kek) = self
             .stored_by_subject(subject)
             .await?
@@ -504,7 +506,17 @@ impl Keyring {
             .as_slice()
             .try_into()
             .map_err(|_| KeyError::Corrupt("a data key is 32 bytes".into()))?;
-        let key = Arc::new(DataKey::new(id, subject, &secret)?);
+        self.remember(id, subject, &secret)
+    }
+
+    /// Key `id` of `subject`, kept in this process's memory for a while.
+    fn remember(
+        &self,
+        id: Uuid,
+        subject: &str,
+        secret: &[u8; DATA_KEY_LEN],
+    ) -> Result<Arc<DataKey>, KeyError> {
+        let key = Arc::new(DataKey::new(id, subject, secret)?);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.by_id.len() >= CACHE_KEYS {
                 *cache = Cache::default();
@@ -549,11 +561,12 @@ impl Keyring {
         ))
     }
 
-    async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<(), KeyError> {
+    /// Stores key `id` as `subject`'s; false when another writer stored theirs first.
+    async fn insert(&self, subject: &str, id: Uuid, wrapped: &[u8]) -> Result<bool, KeyError> {
         let sql = "INSERT INTO data_keys (subject, key_id, wrapped, kek, created_at) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject) DO NOTHING";
         let now = self.clock.now().timestamp_micros();
-        on_keys!(&self.keys,
+        Ok(on_keys!(&self.keys,
             pool => {
                 sqlx::query(sql)
                     .bind(subject)
@@ -562,15 +575,18 @@ impl Keyring {
                     .bind(self.kms.id())
                     .bind(now)
                     .execute(pool)
-                    .await?;
+                    .await?
+                    .rows_affected()
+                    == 1
             },
-            keys => {
-                keys.live
-                    .entry(subject.to_owned())
-                    .or_insert_with(|| (id, wrapped.to_vec()));
+            keys => match keys.live.entry(subject.to_owned()) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert((id, wrapped.to_vec()));
+                    true
+                }
             }
-        );
-        Ok(())
+        ))
     }
 }
 
@@ -678,6 +694,29 @@ mod tests {
         let placeholder = dir.path().join("placeholder");
         std::fs::write(&placeholder, "CHANGE_ME").expect("write");
         assert!(LocalKms::load_or_create(&placeholder).is_err());
+    }
+
+    /// Two processes making a subject's first key at once agree on one: the
+    /// key stored first, which opens what either sealed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_racing_for_a_first_key_agree_on_the_one_stored() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite:{}", dir.path().join("keys.db").display());
+        let kms: Arc<dyn Kms> = Arc::new(LocalKms::generate().expect("kms"));
+        let one = Keyring::connect(&url, Arc::clone(&kms)).await.expect("one");
+        let other = Keyring::connect(&url, kms).await.expect("other");
+        for n in 0..50 {
+            let subject = format!("c-{n}");
+            let (mine, theirs) =
+                tokio::join!(one.for_writing(&subject), other.for_writing(&subject));
+            let (mine, theirs) = (mine.expect("key"), theirs.expect("key"));
+            assert_eq!(mine.id(), theirs.id(), "{subject}");
+            let sealed = theirs.seal(b"+4930123456");
+            assert_eq!(
+                one.open(sealed).await.expect("opens").as_deref(),
+                Some(&b"+4930123456"[..])
+            );
+        }
     }
 
     #[tokio::test]
