@@ -69,6 +69,18 @@ const BATCH: usize = 1_000;
 /// Batches read ahead of the slowest projection.
 const READ_AHEAD: usize = 4;
 
+/// The last event of each stream in `events`, in log order: all a read model
+/// that writes a stream's whole state as of an event needs of a batch.
+pub fn last_of_each_stream(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
+    let mut last = std::collections::HashMap::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        last.insert(event.stream_id.as_str(), i);
+    }
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    kept.into_iter().map(|i| &events[i]).collect()
+}
+
 /// Applies every event the log holds past the projection's checkpoint. Returns how
 /// many events were read; `progress` is told the running count after each batch.
 pub async fn catch_up<S: EventStore, P: Projection + Clone + 'static>(
@@ -552,15 +564,8 @@ mod tests {
         }
     }
 
-    /// A listed projection answers as itself (no recursion through the pointer).
-    #[tokio::test]
-    async fn a_listed_projection_is_the_projection_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("p.db").display());
-        let store = crate::AnyEventStore::connect(&url).await.unwrap();
-        let listed: Projections = vec![Arc::new(Counting)];
-        assert_eq!(Projection::name(&listed[0]), "counting");
-        let event = crate::NewEvent {
+    fn tested() -> crate::NewEvent {
+        crate::NewEvent {
             event_id: uuid::Uuid::now_v7(),
             event_type: "Tested".into(),
             schema_version: 1,
@@ -575,16 +580,42 @@ mod tests {
                 region: "test".into(),
                 recorded_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             },
-        };
-        store
-            .append(
-                &crate::StreamId::parse("s-1").unwrap(),
-                crate::ExpectedVersion::Any,
-                vec![event],
-            )
-            .await
-            .unwrap();
-        let recorded = store.read_all(0, 1).await.unwrap();
+        }
+    }
+
+    /// A SQLite store holding one event in each of `streams`, in that order.
+    async fn log_of(streams: &[&str]) -> (tempfile::TempDir, Vec<RecordedEvent>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("p.db").display());
+        let store = crate::AnyEventStore::connect(&url).await.unwrap();
+        for &stream in streams {
+            let stream = crate::StreamId::parse(stream).unwrap();
+            let any = crate::ExpectedVersion::Any;
+            store.append(&stream, any, vec![tested()]).await.unwrap();
+        }
+        let recorded = store.read_all(0, streams.len()).await.unwrap();
+        (dir, recorded)
+    }
+
+    #[tokio::test]
+    async fn a_batch_keeps_the_last_event_of_each_stream_in_log_order() {
+        let (_dir, log) = log_of(&["s-a", "s-b", "s-a", "s-c", "s-b", "s-a"]).await;
+        let kept: Vec<(&str, u64)> = last_of_each_stream(&log)
+            .into_iter()
+            .map(|e| (e.stream_id.as_str(), e.stream_version))
+            .collect();
+        assert_eq!(kept, [("s-c", 1), ("s-b", 2), ("s-a", 3)]);
+        assert!(last_of_each_stream(&[]).is_empty());
+    }
+
+    /// A listed projection answers as itself (no recursion through the pointer).
+    #[tokio::test]
+    async fn a_listed_projection_is_the_projection_itself() {
+        let listed: Projections = vec![Arc::new(Counting)];
+        assert_eq!(Projection::name(&listed[0]), "counting");
+        let (dir, recorded) = log_of(&["s-1"]).await;
+        let url = format!("sqlite:{}", dir.path().join("p.db").display());
+        let store = crate::AnyEventStore::connect(&url).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         listed[0].reset(&mut tx).await.unwrap();
         let error = listed[0].apply(&recorded[0], &mut tx).await.unwrap_err();
