@@ -204,33 +204,9 @@ impl<K: Eq + Hash + Clone + Send + 'static> Drop for Watcher<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Checkpoint, StreamId};
 
     fn event(stream: &str, version: u64) -> RecordedEvent {
-        RecordedEvent {
-            position: version,
-            checkpoint: Checkpoint {
-                transaction: version,
-                position: version,
-            },
-            stream_id: StreamId::parse(stream).unwrap(),
-            stream_version: version,
-            event_id: uuid::Uuid::now_v7(),
-            event_type: "Tested".into(),
-            schema_version: 1,
-            payload: Vec::new(),
-            metadata: crate::event::Metadata {
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-                traceparent: None,
-                tracestate: None,
-                actor: "system:test".into(),
-                region: "test".into(),
-                recorded_at: chrono::DateTime::UNIX_EPOCH,
-            },
-            hash: [0; 32],
-            personal: Default::default(),
-        }
+        crate::testing::recorded(stream, version, "Tested")
     }
 
     fn by_stream() -> LiveFeed<String> {

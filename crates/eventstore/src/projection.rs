@@ -564,42 +564,19 @@ mod tests {
         }
     }
 
-    fn tested() -> crate::NewEvent {
-        crate::NewEvent {
-            event_id: uuid::Uuid::now_v7(),
-            event_type: "Tested".into(),
-            schema_version: 1,
-            payload: b"{}".to_vec(),
-            personal: None,
-            metadata: crate::Metadata {
-                correlation_id: uuid::Uuid::now_v7(),
-                causation_id: None,
-                traceparent: None,
-                tracestate: None,
-                actor: "test".into(),
-                region: "test".into(),
-                recorded_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            },
-        }
-    }
-
-    /// A SQLite store holding one event in each of `streams`, in that order.
-    async fn log_of(streams: &[&str]) -> (tempfile::TempDir, Vec<RecordedEvent>) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("p.db").display());
-        let store = crate::AnyEventStore::connect(&url).await.unwrap();
-        for &stream in streams {
-            let stream = crate::StreamId::parse(stream).unwrap();
-            let any = crate::ExpectedVersion::Any;
-            store.append(&stream, any, vec![tested()]).await.unwrap();
-        }
-        let recorded = store.read_all(0, streams.len()).await.unwrap();
-        (dir, recorded)
-    }
-
-    #[tokio::test]
-    async fn a_batch_keeps_the_last_event_of_each_stream_in_log_order() {
-        let (_dir, log) = log_of(&["s-a", "s-b", "s-a", "s-c", "s-b", "s-a"]).await;
+    #[test]
+    fn a_batch_keeps_the_last_event_of_each_stream_in_log_order() {
+        let log: Vec<RecordedEvent> = [
+            ("s-a", 1),
+            ("s-b", 1),
+            ("s-a", 2),
+            ("s-c", 1),
+            ("s-b", 2),
+            ("s-a", 3),
+        ]
+        .into_iter()
+        .map(|(stream, version)| crate::testing::recorded(stream, version, "Tested"))
+        .collect();
         let kept: Vec<(&str, u64)> = last_of_each_stream(&log)
             .into_iter()
             .map(|e| (e.stream_id.as_str(), e.stream_version))
@@ -611,11 +588,12 @@ mod tests {
     /// A listed projection answers as itself (no recursion through the pointer).
     #[tokio::test]
     async fn a_listed_projection_is_the_projection_itself() {
-        let listed: Projections = vec![Arc::new(Counting)];
-        assert_eq!(Projection::name(&listed[0]), "counting");
-        let (dir, recorded) = log_of(&["s-1"]).await;
+        let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("p.db").display());
         let store = crate::AnyEventStore::connect(&url).await.unwrap();
+        let listed: Projections = vec![Arc::new(Counting)];
+        assert_eq!(Projection::name(&listed[0]), "counting");
+        let recorded = [crate::testing::recorded("s-1", 1, "Tested")];
         let mut tx = store.begin().await.unwrap();
         listed[0].reset(&mut tx).await.unwrap();
         let error = listed[0].apply(&recorded[0], &mut tx).await.unwrap_err();

@@ -70,3 +70,35 @@ where
         }
     }
 }
+
+/// An event as the log hands it out: `event_type` at `version` of `stream`, with
+/// an empty payload. For tests of what reads the log.
+///
+/// # Panics
+/// When `stream` is not a valid stream name.
+pub fn recorded(stream: &str, version: u64, event_type: &str) -> crate::RecordedEvent {
+    crate::RecordedEvent {
+        position: version,
+        checkpoint: crate::Checkpoint {
+            transaction: version,
+            position: version,
+        },
+        stream_id: crate::StreamId::parse(stream).expect("a stream name"),
+        stream_version: version,
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        payload: Vec::new(),
+        metadata: crate::Metadata {
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: None,
+            traceparent: None,
+            tracestate: None,
+            actor: "system:test".into(),
+            region: "test".into(),
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+        },
+        hash: [0; 32],
+        personal: crate::personal::Personal::None,
+    }
+}

@@ -97,10 +97,7 @@ impl Projection for SignInAddresses {
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        for event in latest_states(events) {
-            self.apply(event, tx).await?;
-        }
-        Ok(())
+        apply_latest_states(self, events, tx).await
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
@@ -125,6 +122,18 @@ fn latest_states(events: &[RecordedEvent]) -> impl Iterator<Item = &RecordedEven
     events
         .split_inclusive(|event| erased_customer(event).is_some())
         .flat_map(aftersales_eventstore::projection::last_of_each_stream)
+}
+
+/// Applies the events of `events` that [`latest_states`] keeps, in order.
+async fn apply_latest_states<P: Projection>(
+    projection: &P,
+    events: &[RecordedEvent],
+    tx: &mut StoreTransaction,
+) -> Result<(), StoreError> {
+    for event in latest_states(events) {
+        projection.apply(event, tx).await?;
+    }
+    Ok(())
 }
 
 /// An erased customer's messages as the read model keeps them: the subject and
@@ -306,10 +315,7 @@ impl Projection for Queues {
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        for event in latest_states(events) {
-            self.apply(event, tx).await?;
-        }
-        Ok(())
+        apply_latest_states(self, events, tx).await
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
@@ -319,56 +325,23 @@ impl Projection for Queues {
 
 #[cfg(test)]
 mod tests {
-    use aftersales_eventstore::{EventStore as _, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use aftersales_eventstore::testing::recorded;
 
     use super::*;
 
-    /// A SQLite log holding an event of type `kind` in `stream` for each pair.
-    async fn log_of(events: &[(&str, &str)]) -> (tempfile::TempDir, Vec<RecordedEvent>) {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite:{}", dir.path().join("n.db").display());
-        let store = AnyEventStore::connect(&url).await.expect("store");
-        for &(stream, kind) in events {
-            let event = NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: kind.to_owned(),
-                schema_version: 1,
-                payload: b"{}".to_vec(),
-                personal: None,
-                metadata: Metadata {
-                    correlation_id: uuid::Uuid::now_v7(),
-                    causation_id: None,
-                    traceparent: None,
-                    tracestate: None,
-                    actor: "test".into(),
-                    region: "test".into(),
-                    recorded_at: DateTime::from_timestamp(1_800_000_000, 0).expect("a time"),
-                },
-            };
-            let stream = StreamId::parse(stream).expect("a stream");
-            store
-                .append(&stream, ExpectedVersion::Any, vec![event])
-                .await
-                .expect("appended");
-        }
-        let recorded = store.read_all(0, events.len()).await.expect("read");
-        (dir, recorded)
-    }
-
     /// A batch writes each notification once, as of its last event, except that
     /// what came before an erasure is written before the erasure blanks it.
-    #[tokio::test]
-    async fn a_batch_writes_each_stream_once_between_erasures() {
-        let (_dir, log) = log_of(&[
-            ("notification-1", "NotificationRequested"),
-            ("notification-1", "AttemptStarted"),
-            ("notification-2", "NotificationRequested"),
-            ("erasure-c-1", "CustomerErased"),
-            ("notification-1", "PlacedInInbox"),
-            ("notification-3", "NotificationRequested"),
-            ("notification-3", "PlacedInInbox"),
-        ])
-        .await;
+    #[test]
+    fn a_batch_writes_each_stream_once_between_erasures() {
+        let log = [
+            recorded("notification-1", 1, "NotificationRequested"),
+            recorded("notification-1", 2, "AttemptStarted"),
+            recorded("notification-2", 1, "NotificationRequested"),
+            recorded("erasure-c-1", 1, "CustomerErased"),
+            recorded("notification-1", 3, "PlacedInInbox"),
+            recorded("notification-3", 1, "NotificationRequested"),
+            recorded("notification-3", 2, "PlacedInInbox"),
+        ];
         let written: Vec<(&str, u64)> = latest_states(&log)
             .map(|e| (e.stream_id.as_str(), e.stream_version))
             .collect();
