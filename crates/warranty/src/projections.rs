@@ -369,14 +369,6 @@ struct DecisionRow {
 }
 
 impl DecisionRow {
-    fn of_all(events: &[RecordedEvent]) -> Result<Vec<Self>, StoreError> {
-        let mut rows = Vec::with_capacity(events.len());
-        for event in events {
-            rows.extend(Self::of(event)?);
-        }
-        Ok(rows)
-    }
-
     fn of(event: &RecordedEvent) -> Result<Option<Self>, StoreError> {
         if event.event_type != "CoverageDecided" {
             return Ok(None);
@@ -404,72 +396,6 @@ impl DecisionRow {
     }
 }
 
-/// Events decoded per statement of [`CoverageDecisions`]: a batch's decoding
-/// overlaps its writing.
-const DECODE_CHUNK: usize = 250;
-
-/// Writes decision rows in `tx`: on PostgreSQL in one statement.
-async fn write_decisions(
-    tx: &mut StoreTransaction,
-    rows: Vec<DecisionRow>,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    match tx.connection() {
-        TransactionConnection::Postgres(c) => {
-            let mut texts: [Vec<String>; 6] = Default::default();
-            let (mut versions, mut covered) = (Vec::new(), Vec::new());
-            for row in rows {
-                let values = [
-                    row.event_id,
-                    row.stream_id,
-                    row.policy_id,
-                    row.fault,
-                    row.reason.to_owned(),
-                    row.decided_for,
-                ];
-                for (column, value) in texts.iter_mut().zip(values) {
-                    column.push(value);
-                }
-                versions.push(row.policy_version);
-                covered.push(row.covered);
-            }
-            let [event_id, stream_id, policy_id, fault, reason, decided_for] = texts;
-            sqlx::query(insert_decisions!(
-                "SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], \
-                 $5::text[], $6::bool[], $7::text[], $8::text[])"
-            ))
-            .bind(event_id)
-            .bind(stream_id)
-            .bind(policy_id)
-            .bind(versions)
-            .bind(fault)
-            .bind(covered)
-            .bind(reason)
-            .bind(decided_for)
-            .execute(c)
-            .await?;
-        }
-        TransactionConnection::Sqlite(c) => {
-            for row in rows {
-                sqlx::query(insert_decisions!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-                    .bind(row.event_id)
-                    .bind(row.stream_id)
-                    .bind(row.policy_id)
-                    .bind(row.policy_version)
-                    .bind(row.fault)
-                    .bind(row.covered)
-                    .bind(row.reason)
-                    .bind(row.decided_for)
-                    .execute(&mut *c)
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
 impl Projection for CoverageDecisions {
     fn name(&self) -> &'static str {
         "warranty-coverage-decisions"
@@ -488,21 +414,65 @@ impl Projection for CoverageDecisions {
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        let mut chunks = events.chunks(DECODE_CHUNK);
-        let Some(first) = chunks.next() else {
-            return Ok(());
-        };
-        let mut rows = DecisionRow::of_all(first)?;
-        for chunk in chunks {
-            // The database writes the rows decoded so far while the next are
-            // decoded: a statement sent is worked on without this task.
-            let (written, next) = tokio::join!(biased; write_decisions(tx, rows), async {
-                DecisionRow::of_all(chunk)
-            });
-            written?;
-            rows = next?;
+        let mut rows = Vec::new();
+        for event in events {
+            rows.extend(DecisionRow::of(event)?);
         }
-        write_decisions(tx, rows).await
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match tx.connection() {
+            TransactionConnection::Postgres(c) => {
+                let mut texts: [Vec<String>; 6] = Default::default();
+                let (mut versions, mut covered) = (Vec::new(), Vec::new());
+                for row in rows {
+                    let values = [
+                        row.event_id,
+                        row.stream_id,
+                        row.policy_id,
+                        row.fault,
+                        row.reason.to_owned(),
+                        row.decided_for,
+                    ];
+                    for (column, value) in texts.iter_mut().zip(values) {
+                        column.push(value);
+                    }
+                    versions.push(row.policy_version);
+                    covered.push(row.covered);
+                }
+                let [event_id, stream_id, policy_id, fault, reason, decided_for] = texts;
+                sqlx::query(insert_decisions!(
+                    "SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], \
+                     $5::text[], $6::bool[], $7::text[], $8::text[])"
+                ))
+                .bind(event_id)
+                .bind(stream_id)
+                .bind(policy_id)
+                .bind(versions)
+                .bind(fault)
+                .bind(covered)
+                .bind(reason)
+                .bind(decided_for)
+                .execute(c)
+                .await?;
+            }
+            TransactionConnection::Sqlite(c) => {
+                for row in rows {
+                    sqlx::query(insert_decisions!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                        .bind(row.event_id)
+                        .bind(row.stream_id)
+                        .bind(row.policy_id)
+                        .bind(row.policy_version)
+                        .bind(row.fault)
+                        .bind(row.covered)
+                        .bind(row.reason)
+                        .bind(row.decided_for)
+                        .execute(&mut *c)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
