@@ -217,16 +217,19 @@ fn cli(binary: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Str
 }
 
 /// The relay's position in the log, 0 before it has one.
-const DECISION_ROWS: &str = "SELECT COUNT(*) FROM warranty_coverage_decisions";
-
 async fn relayed(store: &AnyEventStore) -> u64 {
     let sql = "SELECT COALESCE(MAX(position), 0) FROM checkpoints WHERE name LIKE 'relay:%'";
-    let position: i64 = match store {
+    count(store, sql).await
+}
+
+/// The number `sql` answers with.
+async fn count(store: &AnyEventStore, sql: &'static str) -> u64 {
+    let n: i64 = match store {
         AnyEventStore::Postgres(pg) => sqlx::query_scalar(sql).fetch_one(pg.pool()).await,
         AnyEventStore::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(s.reader()).await,
     }
     .unwrap();
-    position as u64
+    n as u64
 }
 
 /// One at a time, `CheckCoverage` for phones `phones` spread over the log; the
@@ -328,16 +331,8 @@ async fn run(backend: &str, url: String, sqlite_dir: Option<&std::path::Path>, e
         .map(|&name| (name, rebuild(Some(name))))
         .collect();
     // Every decision has its row, however the batches fell: four for each phone.
-    let decisions: i64 = match &store {
-        AnyEventStore::Postgres(pg) => sqlx::query_scalar(DECISION_ROWS).fetch_one(pg.pool()).await,
-        AnyEventStore::Sqlite(s) => {
-            sqlx::query_scalar(DECISION_ROWS)
-                .fetch_one(s.reader())
-                .await
-        }
-    }
-    .unwrap();
-    assert_eq!(decisions as u64, total / 5 * 4, "coverage decision rows");
+    let decisions = count(&store, "SELECT COUNT(*) FROM warranty_coverage_decisions").await;
+    assert_eq!(decisions, total / 5 * 4, "coverage decision rows");
 
     eprintln!("{backend}: relaying the log to JetStream");
     let mut relay_env = env.clone();

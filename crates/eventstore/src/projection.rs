@@ -242,8 +242,12 @@ pub async fn rebuild_together<S: EventStore, P: Projection + Clone + 'static>(
         projection.reset(&mut tx).await?;
     }
     tx.commit().await?;
-    let mut read = 0;
+    let (mut read, mut again) = (0, false);
     loop {
+        // A pass came short of the target: a transaction in flight held it back.
+        if std::mem::replace(&mut again, true) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // Each from where it stands: a runner of the service may have taken
         // some batches of some of them meanwhile.
         let mut behind: Vec<(Checkpoint, Vec<P>)> = Vec::new();
@@ -264,7 +268,6 @@ pub async fn rebuild_together<S: EventStore, P: Projection + Clone + 'static>(
             let before = read;
             read += catch_up_from(store, &those, from, |n| progress(before + n)).await?;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -57,18 +57,21 @@ pub struct ReadOrder {
 impl ReadOrder {
     /// The order; not found when it does not exist.
     pub fn state(&self) -> AppResult<&OrderState> {
-        self.loaded.state.as_ref().ok_or_else(|| self.not_found())
+        self.loaded
+            .state
+            .as_ref()
+            .ok_or_else(|| not_found(&self.id))
     }
 
     /// [`Self::state`], taken.
     pub fn into_state(self) -> AppResult<OrderState> {
-        let not_found = self.not_found();
-        self.loaded.state.ok_or(not_found)
+        let Self { id, loaded } = self;
+        loaded.state.ok_or_else(|| not_found(&id))
     }
+}
 
-    fn not_found(&self) -> Error {
-        DomainError::NotFound(format!("repair order {}", self.id)).into()
-    }
+fn not_found(id: &OrderId) -> Error {
+    DomainError::NotFound(format!("repair order {id}")).into()
 }
 
 /// The repair service's use cases.
@@ -193,13 +196,13 @@ impl Repairs {
         command: Command,
         ctx: &CommandContext,
     ) -> AppResult<(OrderState, u64)> {
-        let not_found = order.not_found();
-        let stream = order_stream(order.id.as_str())?;
+        let ReadOrder { id, loaded } = order;
         let handled = self
             .orders
-            .handle_loaded(&stream, order.loaded, &command, ctx)
+            .handle_loaded(&order_stream(id.as_str())?, loaded, &command, ctx)
             .await?;
-        Ok((handled.state.ok_or(not_found)?, handled.version))
+        let state = handled.state.ok_or_else(|| not_found(&id))?;
+        Ok((state, handled.version))
     }
 
     /// Asks warranty about the day the fault appeared, serviced in

@@ -246,7 +246,7 @@ macro_rules! upsert_devices {
 
 /// Inserts decision rows from `$rows`, as [`upsert_devices`] does. A plain insert:
 /// a runner claims each batch before it writes, so no row comes twice, and
-/// `ON CONFLICT` would cost a third more of each row's insert.
+/// `ON CONFLICT` would cost half again each row's insert.
 macro_rules! insert_decisions {
     ($rows:literal) => {
         concat!(
