@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Row as _, migrate::Migrator};
 use tokio::sync::Notify;
@@ -759,7 +760,7 @@ impl EventStore for PgEventStore {
                 // scan sees all of their rows, whichever snapshot each part of a
                 // single statement would have used.
                 let horizon = self.horizon().await?;
-                let rows = sqlx::query(concat!(
+                let mut rows = sqlx::query(concat!(
                     "SELECT ",
                     columns!(),
                     " FROM events \
@@ -771,9 +772,15 @@ impl EventStore for PgEventStore {
                 .bind(to_i64(after.position, "position")?)
                 .bind(sql_limit(limit))
                 .bind(horizon.transaction.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-                let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                .fetch(&self.pool);
+                // Rows decoded as they come, while the server sends the rest: not
+                // after the whole page is in, with the server idle meanwhile.
+                let mut events = Vec::new();
+                while let Some(row) = rows.try_next().await? {
+                    events.push(decode(&row)?);
+                }
+                // Its connection back to the pool before any key is read.
+                drop(rows);
                 crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
                 Ok((horizon.seen, events))
             })

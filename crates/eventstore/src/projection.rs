@@ -63,8 +63,13 @@ pub fn checkpoint_of(name: &str) -> String {
     format!("projection:{name}")
 }
 
-/// Events applied per transaction.
+/// Events a follower of the log applies per transaction.
 const BATCH: usize = 1_000;
+
+/// Events a rebuild applies per transaction: a bulk job, where each batch's fixed
+/// costs (the read's horizon, the claim, the commit) weigh more than the memory
+/// of a few larger batches in flight.
+const REBUILD_BATCH: usize = 4_000;
 
 /// Batches read ahead of the slowest projection.
 const READ_AHEAD: usize = 4;
@@ -89,20 +94,29 @@ pub async fn catch_up<S: EventStore, P: Projection + Clone + 'static>(
     progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     let from = store.load_checkpoint(&checkpoint_name(projection)).await?;
-    catch_up_from(store, std::slice::from_ref(projection), from, progress).await
+    catch_up_from(
+        store,
+        std::slice::from_ref(projection),
+        from,
+        BATCH,
+        progress,
+    )
+    .await
 }
 
 /// Applies every event past `from` to each of `projections`, which all stand at
-/// `from`: one read of the log for all of them, each batch applied to each in its
-/// own transaction. The reader keeps a few batches ahead, and each projection
-/// takes them on its own task at its own pace: none waits on the slowest at every
-/// batch, and decoding spreads over the runtime's threads while rows are written.
+/// `from`: one read of the log for all of them, each batch of up to `batch_size`
+/// events applied to each in its own transaction. The reader keeps a few batches
+/// ahead, and each projection takes them on its own task at its own pace: none
+/// waits on the slowest at every batch, and decoding spreads over the runtime's
+/// threads while rows are written.
 /// A failure may leave them at different batches; each resumes from its own
 /// checkpoint.
 async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
     store: &S,
     projections: &[P],
     from: Checkpoint,
+    batch_size: usize,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
     let (applied_tx, mut applied_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u64)>();
@@ -146,14 +160,14 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
         let (mut checkpoint, mut read) = (from, 0u64);
         let mut log_end = None;
         loop {
-            let batch = store.read_log(checkpoint, BATCH).await?;
+            let batch = store.read_log(checkpoint, batch_size).await?;
             let Some(last) = batch.last().map(|e| e.checkpoint) else {
                 return Ok(read);
             };
             (checkpoint, read) = (last, read + batch.len() as u64);
             // A short batch is all the log held: the usual case when following
             // it, where the next append wakes the follower again.
-            let caught_up = batch.len() < BATCH;
+            let caught_up = batch.len() < batch_size;
             let end = log_end_for_lag(store, &mut log_end, caught_up, last).await?;
             let batch = Arc::new(batch);
             for sender in &batches {
@@ -266,7 +280,10 @@ pub async fn rebuild_together<S: EventStore, P: Projection + Clone + 'static>(
         }
         for (from, those) in behind {
             let before = read;
-            read += catch_up_from(store, &those, from, |n| progress(before + n)).await?;
+            read += catch_up_from(store, &those, from, REBUILD_BATCH, |n| {
+                progress(before + n);
+            })
+            .await?;
         }
     }
 }

@@ -79,7 +79,8 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
     use aftersales_eventstore::projection;
     b.exec("CREATE TABLE projected (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
         .await;
-    let streams = [stream("a"), stream("b"), stream("c")];
+    // More events than a rebuild reads at once (4,000), so that it takes batches too.
+    let streams = ["a", "b", "c", "d", "e", "f"].map(stream);
     for s in &streams {
         b.store
             .append(s, ExpectedVersion::NoStream, events(800))
@@ -108,7 +109,7 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         assert_eq!(read, expected, "nothing applied twice");
         reported
     }
-    let reported = settle(&b.store, 2400).await;
+    let reported = settle(&b.store, 4800).await;
     assert!(
         reported.len() >= 3,
         "progress after each batch of 1,000: {reported:?}"
@@ -126,14 +127,14 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         .await
         .unwrap();
     settle(&b.store, 1).await;
-    assert_eq!(total(&b, "projected").await, 2401);
+    assert_eq!(total(&b, "projected").await, 4801);
     assert_eq!(
         projection::rebuild(&b.store, &PER_STREAM, |_| {})
             .await
             .unwrap(),
-        2401
+        4801
     );
-    assert_eq!(total(&b, "projected").await, 2401);
+    assert_eq!(total(&b, "projected").await, 4801);
     // A name that is not a table's is refused, and empties nothing.
     let mut tx = b.store.begin().await.unwrap();
     let refused = tx
@@ -142,7 +143,7 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         .unwrap_err();
     assert!(matches!(refused, StoreError::InvalidInput(_)), "{refused}");
     tx.commit().await.unwrap();
-    assert_eq!(total(&b, "projected").await, 2401);
+    assert_eq!(total(&b, "projected").await, 4801);
 
     // Read models rebuilt together: each complete, each at the log's end.
     b.exec("CREATE TABLE projected_too (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
@@ -155,10 +156,10 @@ pub async fn projections_catch_up_once_and_rebuild_from_the_start(b: Backend) {
         projection::rebuild_together(&b.store, &both, |_| {})
             .await
             .unwrap(),
-        2401
+        4801
     );
-    assert_eq!(total(&b, "projected").await, 2401);
-    assert_eq!(total(&b, "projected_too").await, 2401);
+    assert_eq!(total(&b, "projected").await, 4801);
+    assert_eq!(total(&b, "projected_too").await, 4801);
     for each in &both {
         assert_eq!(
             projection::catch_up(&b.store, each, |_| {}).await.unwrap(),
