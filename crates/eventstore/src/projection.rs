@@ -7,6 +7,7 @@
 //! or an operator's rebuild beside the service) apply each event once, and a
 //! read model's writes need not be idempotent.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::error::StoreError;
-use crate::event::{Checkpoint, RecordedEvent};
+use crate::event::{Checkpoint, RecordedEvent, StreamId};
 use crate::follow::IdleWait;
 use crate::store::EventStore;
 use crate::transaction::StoreTransaction;
@@ -74,16 +75,120 @@ const REBUILD_BATCH: usize = 4_000;
 /// Batches read ahead of the slowest projection.
 const READ_AHEAD: usize = 4;
 
-/// The last event of each stream in `events`, in log order: all a read model
-/// that writes a stream's whole state as of an event needs of a batch.
+/// The newest event of each stream in `events`, in log order: all a read model
+/// that writes a stream's whole state as of an event needs of a batch. (Usually
+/// each stream's last; the log orders events by writing transaction, so one
+/// stream's can come out of order.)
 pub fn last_of_each_stream(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
-    let mut last = std::collections::HashMap::with_capacity(events.len());
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
-        last.insert(event.stream_id.as_str(), i);
+        let newest = last.entry(event.stream_id.as_str()).or_insert(i);
+        if event.stream_version > events[*newest].stream_version {
+            *newest = i;
+        }
     }
     let mut kept: Vec<usize> = last.into_values().collect();
     kept.sort_unstable();
     kept.into_iter().map(|i| &events[i]).collect()
+}
+
+/// Streams whose histories [`Histories::gather`] reads at once.
+const HISTORY_READS: usize = 8;
+
+/// Each wanted event's stream from its first event up to it, for read models that
+/// fold a stream's whole history. Taken from the batch where it holds all of them
+/// (a stream begun in it), otherwise read from the store, several streams at a
+/// time and all before the read model writes: a read model's transaction holds
+/// back every follower of its database until it commits, so it does not wait on
+/// one read after another.
+#[derive(Debug)]
+pub struct Histories<'a> {
+    batch: BatchStreams<'a>,
+    /// Streams read, each up to the newest version wanted of it.
+    read: HashMap<StreamId, Vec<RecordedEvent>>,
+}
+
+impl<'a> Histories<'a> {
+    /// The histories up to each of `wanted`, events of `batch`.
+    pub async fn gather<S: EventStore>(
+        store: &S,
+        batch: &'a [RecordedEvent],
+        wanted: impl IntoIterator<Item = &RecordedEvent>,
+    ) -> Result<Self, StoreError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let batch = BatchStreams::new(batch);
+        let mut missing: HashMap<StreamId, u64> = HashMap::new();
+        for event in wanted {
+            if batch
+                .span(&event.stream_id, 1, event.stream_version)
+                .is_none()
+            {
+                let newest = missing.entry(event.stream_id.clone()).or_default();
+                *newest = (*newest).max(event.stream_version);
+            }
+        }
+        let read = futures::stream::iter(missing)
+            .map(|(stream, version)| async move {
+                let limit = usize::try_from(version).unwrap_or(usize::MAX);
+                let events = store.read_stream(&stream, 1, limit).await?;
+                Ok::<_, StoreError>((stream, events))
+            })
+            .buffer_unordered(HISTORY_READS)
+            .try_collect()
+            .await?;
+        Ok(Self { batch, read })
+    }
+
+    /// `event`'s stream from its first event to `event`, in version order; empty
+    /// if `event` was not among the wanted.
+    pub fn upto(&self, event: &RecordedEvent) -> Vec<&RecordedEvent> {
+        if let Some(events) = self.batch.span(&event.stream_id, 1, event.stream_version) {
+            return events.to_vec();
+        }
+        self.read
+            .get(&event.stream_id)
+            .map(|events| {
+                events
+                    .iter()
+                    .take_while(|e| e.stream_version <= event.stream_version)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A batch's events by stream, each stream's in version order (the log orders
+/// events by writing transaction, so one stream's can come out of order).
+#[derive(Debug)]
+pub struct BatchStreams<'a> {
+    streams: HashMap<&'a str, Vec<&'a RecordedEvent>>,
+}
+
+impl<'a> BatchStreams<'a> {
+    pub fn new(batch: &'a [RecordedEvent]) -> Self {
+        let mut streams: HashMap<&str, Vec<&RecordedEvent>> = HashMap::new();
+        for event in batch {
+            streams
+                .entry(event.stream_id.as_str())
+                .or_default()
+                .push(event);
+        }
+        for events in streams.values_mut() {
+            events.sort_by_key(|e| e.stream_version);
+            events.dedup_by_key(|e| e.stream_version);
+        }
+        Self { streams }
+    }
+
+    /// The events of `stream` from version `from` to `to`, if the batch holds
+    /// every one of them.
+    pub fn span(&self, stream: &StreamId, from: u64, to: u64) -> Option<&[&'a RecordedEvent]> {
+        let events = self.streams.get(stream.as_str())?;
+        let start = events.partition_point(|e| e.stream_version < from);
+        let end = events.partition_point(|e| e.stream_version <= to);
+        let wanted = usize::try_from(to.checked_sub(from)? + 1).ok()?;
+        (end - start == wanted).then(|| &events[start..end])
+    }
 }
 
 /// Applies every event the log holds past the projection's checkpoint. Returns how
@@ -603,6 +708,44 @@ mod tests {
             .collect();
         assert_eq!(kept, [("s-c", 1), ("s-b", 2), ("s-a", 3)]);
         assert!(last_of_each_stream(&[]).is_empty());
+    }
+
+    fn log(events: &[(&str, u64)]) -> Vec<RecordedEvent> {
+        events
+            .iter()
+            .map(|&(stream, version)| crate::testing::recorded(stream, version, "Tested"))
+            .collect()
+    }
+
+    /// The log orders events by writing transaction: a stream's newer event can
+    /// come before an older one, and the newer is the one kept.
+    #[test]
+    fn a_batch_keeps_each_streams_newest_event_when_they_come_out_of_order() {
+        let log = log(&[("s-a", 2), ("s-b", 1), ("s-a", 1)]);
+        let kept: Vec<(&str, u64)> = last_of_each_stream(&log)
+            .into_iter()
+            .map(|e| (e.stream_id.as_str(), e.stream_version))
+            .collect();
+        assert_eq!(kept, [("s-a", 2), ("s-b", 1)]);
+    }
+
+    #[test]
+    fn a_batch_spans_a_stream_only_where_it_holds_every_version() {
+        let log = log(&[("s-a", 3), ("s-a", 1), ("s-b", 2), ("s-a", 2), ("s-b", 4)]);
+        let held = BatchStreams::new(&log);
+        let a = StreamId::parse("s-a").unwrap();
+        let b = StreamId::parse("s-b").unwrap();
+        let versions = |span: Option<&[&RecordedEvent]>| {
+            span.map(|events| events.iter().map(|e| e.stream_version).collect::<Vec<_>>())
+        };
+        assert_eq!(versions(held.span(&a, 1, 3)), Some(vec![1, 2, 3]));
+        assert_eq!(versions(held.span(&a, 2, 3)), Some(vec![2, 3]));
+        assert_eq!(versions(held.span(&a, 1, 4)), None, "version 4 is not held");
+        assert_eq!(versions(held.span(&b, 2, 4)), None, "version 3 is missing");
+        assert_eq!(versions(held.span(&b, 4, 4)), Some(vec![4]));
+        assert_eq!(versions(held.span(&b, 3, 2)), None);
+        let c = StreamId::parse("s-c").unwrap();
+        assert_eq!(versions(held.span(&c, 1, 1)), None);
     }
 
     /// A listed projection answers as itself (no recursion through the pointer).

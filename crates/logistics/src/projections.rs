@@ -2,9 +2,10 @@
 //! they have been silent, and the tracking-number index. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
+use aftersales_eventstore::projection::{Histories, last_of_each_stream};
 use aftersales_eventstore::{
-    AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
-    StoreTransaction, on_connection,
+    AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
+    on_connection,
 };
 use chrono::{DateTime, Utc};
 
@@ -49,20 +50,44 @@ impl Projection for ShipmentDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        if !event.stream_id.as_str().starts_with("shipment-") {
-            return Ok(());
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
+
+    /// A row holds its shipment's whole state: each stream's last event of the
+    /// batch is all that is written.
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let shipments: Vec<&RecordedEvent> = last_of_each_stream(events)
+            .into_iter()
+            .filter(|e| e.stream_id.as_str().starts_with("shipment-"))
+            .collect();
+        let histories = Histories::gather(&self.store, events, shipments.iter().copied()).await?;
+        for event in shipments {
+            self.write(&histories.upto(event), tx).await?;
         }
-        // The shipment as of this event: the log holds it, committed.
-        let recorded = self
-            .store
-            .read_stream(
-                &event.stream_id,
-                1,
-                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
-            )
-            .await?;
+        Ok(())
+    }
+
+    /// The tracking-number index stays: it is written with each label, and
+    /// webhooks keep finding their shipments during a rebuild.
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        tx.empty_tables(&["shipments"]).await
+    }
+}
+
+impl ShipmentDirectory {
+    /// The shipment's row as of the last of `recorded`, its stream from the first
+    /// event on.
+    async fn write(
+        &self,
+        recorded: &[&RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
         let mut events = Vec::with_capacity(recorded.len());
-        for r in &recorded {
+        for r in recorded {
             events.push(r.decode::<Event>()?);
         }
         let (Some(state), Some(first)) = (Shipment::fold(&events), recorded.first()) else {
@@ -114,12 +139,6 @@ impl Projection for ShipmentDirectory {
             }
         });
         Ok(())
-    }
-
-    /// The tracking-number index stays: it is written with each label, and
-    /// webhooks keep finding their shipments during a rebuild.
-    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        tx.empty_tables(&["shipments"]).await
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aftersales_core::Shutdown;
+use aftersales_eventstore::projection::BatchStreams;
 use aftersales_eventstore::{EventStore, RecordedEvent, StreamHead, StreamId};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
@@ -220,10 +221,16 @@ impl Heads {
             };
             wait.busy();
             let next = last.checkpoint;
+            // Each stream's newest event: one stream's can come out of order in the log.
             let mut grown: BTreeMap<&StreamId, &RecordedEvent> = BTreeMap::new();
             for event in &batch {
-                grown.insert(&event.stream_id, event);
+                let newest = grown.entry(&event.stream_id).or_insert(event);
+                if event.stream_version > newest.stream_version {
+                    *newest = event;
+                }
             }
+            let held = BatchStreams::new(&batch);
+            let held = &held;
             #[allow(clippy::disallowed_methods)] // the moment of signing
             let now = chrono::Utc::now().timestamp();
             let publishing = grown.into_values().map(|event| async move {
@@ -238,7 +245,7 @@ impl Heads {
                 if before.is_some_and(|b| b.version >= event.stream_version) {
                     return Ok(());
                 }
-                if let Err(why) = extends(store, &event.stream_id, before, event).await? {
+                if let Err(why) = extends(store, held, &event.stream_id, before, event).await? {
                     metrics::counter!("aftersales_heads_refused_total", "service" => self.service.clone())
                         .increment(1);
                     tracing::error!(
@@ -285,52 +292,144 @@ impl Heads {
 }
 
 /// Whether `stream`, as stored, runs from `before` (or its start) to `event`
-/// with every link recomputing; if not, why.
+/// with every link recomputing; if not, why. The stored events come from `batch`
+/// where it holds all of them (the log's rows, as a read of the stream would
+/// return them), otherwise they are read.
 async fn extends<S: EventStore>(
     store: &S,
+    batch: &BatchStreams<'_>,
     stream: &StreamId,
     before: Option<StreamHead>,
     event: &RecordedEvent,
 ) -> Result<Result<(), String>, MessagingError> {
     let from = before.map_or(1, |b| b.version);
-    let wanted = usize::try_from(event.stream_version - from + 1).unwrap_or(usize::MAX);
-    let mut previous = aftersales_eventstore::chain::GENESIS;
-    let mut expected = from;
-    let mut read = 0usize;
-    while read < wanted {
-        let page = store
-            .read_stream(stream, expected, (wanted - read).min(1000))
-            .await?;
-        if page.is_empty() {
-            return Ok(Err(format!("the stream ends before version {expected}")));
+    let mut check = Links::new(from, before);
+    if let Some(held) = batch.span(stream, from, event.stream_version) {
+        if let Err(why) = check.extend(held.iter().copied()) {
+            return Ok(Err(why));
         }
-        for stored in &page {
-            if stored.stream_version != expected {
-                return Ok(Err(format!("version {expected} is missing")));
+    } else {
+        let wanted = usize::try_from(event.stream_version - from + 1).unwrap_or(usize::MAX);
+        let mut read = 0usize;
+        while read < wanted {
+            let page = store
+                .read_stream(stream, check.expected, (wanted - read).min(1000))
+                .await?;
+            if page.is_empty() {
+                return Ok(Err(format!(
+                    "the stream ends before version {}",
+                    check.expected
+                )));
             }
-            match before {
-                Some(b) if stored.stream_version == b.version => {
-                    if stored.hash != b.hash {
-                        return Ok(Err(format!(
-                            "version {} is not the one published",
-                            b.version
-                        )));
-                    }
-                }
-                _ => {
-                    if aftersales_eventstore::chain::link(&previous, stored) != stored.hash {
-                        return Ok(Err(format!("version {expected} does not match its link")));
-                    }
-                }
+            if let Err(why) = check.extend(page.iter()) {
+                return Ok(Err(why));
             }
-            previous = stored.hash;
-            expected += 1;
+            read += page.len();
         }
-        read += page.len();
     }
-    Ok(if previous == event.hash {
+    Ok(if check.previous == event.hash {
         Ok(())
     } else {
         Err(format!("version {} has changed", event.stream_version))
     })
+}
+
+/// A stream's events checked one after another from a published head (or the
+/// stream's start).
+struct Links {
+    before: Option<StreamHead>,
+    previous: [u8; 32],
+    expected: u64,
+}
+
+impl Links {
+    fn new(from: u64, before: Option<StreamHead>) -> Self {
+        Self {
+            before,
+            previous: aftersales_eventstore::chain::GENESIS,
+            expected: from,
+        }
+    }
+
+    /// Takes `stored`, the next events in version order.
+    fn extend<'e>(
+        &mut self,
+        stored: impl Iterator<Item = &'e RecordedEvent>,
+    ) -> Result<(), String> {
+        for stored in stored {
+            let expected = self.expected;
+            if stored.stream_version != expected {
+                return Err(format!("version {expected} is missing"));
+            }
+            match self.before {
+                Some(b) if stored.stream_version == b.version => {
+                    if stored.hash != b.hash {
+                        return Err(format!("version {} is not the one published", b.version));
+                    }
+                }
+                _ => {
+                    if aftersales_eventstore::chain::link(&self.previous, stored) != stored.hash {
+                        return Err(format!("version {expected} does not match its link"));
+                    }
+                }
+            }
+            self.previous = stored.hash;
+            self.expected += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aftersales_eventstore::AnyEventStore;
+    use aftersales_eventstore::testing::recorded;
+
+    use super::*;
+
+    /// A stream's events, each linked to the one before as an append links them.
+    fn chained(stream: &str, versions: u64) -> Vec<RecordedEvent> {
+        let mut previous = aftersales_eventstore::chain::GENESIS;
+        (1..=versions)
+            .map(|version| {
+                let mut event = recorded(stream, version, "Tested");
+                event.payload = format!("{{\"n\":{version}}}").into_bytes();
+                event.hash = aftersales_eventstore::chain::link(&previous, &event);
+                previous = event.hash;
+                event
+            })
+            .collect()
+    }
+
+    /// A stream begun in the batch is checked from the batch's own rows: the
+    /// store here is empty, so a read would find no stream at all.
+    #[tokio::test]
+    async fn a_stream_begun_in_the_batch_is_checked_without_a_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("h.db").display());
+        let store = AnyEventStore::connect(&url).await.unwrap();
+        let mut batch = chained("s-new", 2);
+        batch.swap(0, 1); // out of order in the log
+        let stream = StreamId::parse("s-new").unwrap();
+        let newest = batch[0].clone();
+        let held = BatchStreams::new(&batch);
+        let verdict = extends(&store, &held, &stream, None, &newest)
+            .await
+            .unwrap();
+        assert_eq!(verdict, Ok(()));
+
+        batch[1].payload = b"{\"n\":7}".to_vec(); // version 1, edited
+        let held = BatchStreams::new(&batch);
+        let verdict = extends(&store, &held, &stream, None, &newest)
+            .await
+            .unwrap();
+        assert_eq!(verdict, Err("version 1 does not match its link".to_owned()));
+
+        // Only its newest event in the batch: read, and not found.
+        let held = BatchStreams::new(std::slice::from_ref(&newest));
+        let verdict = extends(&store, &held, &stream, None, &newest)
+            .await
+            .unwrap();
+        assert_eq!(verdict, Err("the stream ends before version 1".to_owned()));
+    }
 }

@@ -2,6 +2,7 @@
 //! the send queue) and the reminders waiting to fire. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
+use aftersales_eventstore::projection::Histories;
 use aftersales_eventstore::{
     AnyEventStore, Decider, EventStore as _, Projection, RecordedEvent, StoreError,
     StoreTransaction, on_connection,
@@ -45,16 +46,12 @@ impl SignInAddresses {
     pub fn new(store: AnyEventStore) -> Self {
         Self { store }
     }
-}
 
-impl Projection for SignInAddresses {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    async fn apply(
+    /// The customer's digests as of `event`.
+    async fn write(
         &self,
         event: &RecordedEvent,
+        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
         if let Some(customer) = erased_customer(event) {
@@ -64,9 +61,7 @@ impl Projection for SignInAddresses {
         let Some(customer) = event.stream_id.as_str().strip_prefix("customer-") else {
             return Ok(());
         };
-        let (preferences, _) = Queues::new(self.store.clone())
-            .fold::<CustomerPreferences>(event)
-            .await?;
+        let (preferences, _) = fold::<CustomerPreferences>(&histories.upto(event))?;
         let digests: Vec<String> = preferences
             .iter()
             .flat_map(|p| [&p.email, &p.phone])
@@ -91,13 +86,36 @@ impl Projection for SignInAddresses {
         });
         Ok(())
     }
+}
+
+impl Projection for SignInAddresses {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
 
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_latest_states(self, events, tx).await
+        let latest: Vec<&RecordedEvent> = latest_states(events).collect();
+        let folded = latest
+            .iter()
+            .copied()
+            .filter(|e| e.stream_id.as_str().starts_with("customer-"));
+        let histories = Histories::gather(&self.store, events, folded).await?;
+        for event in latest {
+            self.write(event, &histories, tx).await?;
+        }
+        Ok(())
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
@@ -122,18 +140,6 @@ fn latest_states(events: &[RecordedEvent]) -> impl Iterator<Item = &RecordedEven
     events
         .split_inclusive(|event| erased_customer(event).is_some())
         .flat_map(aftersales_eventstore::projection::last_of_each_stream)
-}
-
-/// Applies the events of `events` that [`latest_states`] keeps, in order.
-async fn apply_latest_states<P: Projection>(
-    projection: &P,
-    events: &[RecordedEvent],
-    tx: &mut StoreTransaction,
-) -> Result<(), StoreError> {
-    for event in latest_states(events) {
-        projection.apply(event, tx).await?;
-    }
-    Ok(())
 }
 
 /// An erased customer's messages as the read model keeps them: the subject and
@@ -219,44 +225,35 @@ impl Queues {
     pub fn new(store: AnyEventStore) -> Self {
         Self { store }
     }
-
-    /// The stream as of `event`, folded; and the first event's position.
-    async fn fold<D: Decider>(&self, event: &RecordedEvent) -> Result<(D::State, u64), StoreError>
-    where
-        D::Event: serde::de::DeserializeOwned,
-    {
-        let recorded = self
-            .store
-            .read_stream(
-                &event.stream_id,
-                1,
-                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
-            )
-            .await?;
-        let mut state = D::initial_state();
-        for r in &recorded {
-            let decoded: D::Event = r.decode()?;
-            state = D::evolve(state, &decoded);
-        }
-        Ok((state, recorded.first().map_or(0, |r| r.position)))
-    }
 }
 
-impl Projection for Queues {
-    fn name(&self) -> &'static str {
-        "notification-queues"
+/// A stream's state as of the last of `history` (its events from the first on),
+/// and its first event's position.
+fn fold<D: Decider>(history: &[&RecordedEvent]) -> Result<(D::State, u64), StoreError>
+where
+    D::Event: serde::de::DeserializeOwned,
+{
+    let mut state = D::initial_state();
+    for r in history {
+        let decoded: D::Event = r.decode()?;
+        state = D::evolve(state, &decoded);
     }
+    Ok((state, history.first().map_or(0, |r| r.position)))
+}
 
-    async fn apply(
+impl Queues {
+    /// The row of `event`'s message or reminder as of `event`.
+    async fn write(
         &self,
         event: &RecordedEvent,
+        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
         let stream = event.stream_id.as_str();
         if let Some(customer) = erased_customer(event) {
             blank_messages(tx, customer).await?;
         } else if let Some(id) = stream.strip_prefix("notification-") {
-            let (state, seq) = self.fold::<Notification>(event).await?;
+            let (state, seq) = fold::<Notification>(&histories.upto(event))?;
             let Some(n) = state else { return Ok(()) };
             let seq = i64::try_from(seq)
                 .map_err(|_| StoreError::CorruptRow("position out of range".into()))?;
@@ -290,7 +287,7 @@ impl Projection for Queues {
                     .await?;
             });
         } else if stream.starts_with("reminder-") {
-            let (state, _) = self.fold::<Reminder>(event).await?;
+            let (state, _) = fold::<Reminder>(&histories.upto(event))?;
             let Some(r) = state else { return Ok(()) };
             let sql = "INSERT INTO reminders (reminder_id, kind, customer_id, due_at, status) \
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (reminder_id) DO UPDATE SET \
@@ -309,13 +306,36 @@ impl Projection for Queues {
         }
         Ok(())
     }
+}
+
+impl Projection for Queues {
+    fn name(&self) -> &'static str {
+        "notification-queues"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
 
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_latest_states(self, events, tx).await
+        let latest: Vec<&RecordedEvent> = latest_states(events).collect();
+        let folded = latest.iter().copied().filter(|e| {
+            let stream = e.stream_id.as_str();
+            stream.starts_with("notification-") || stream.starts_with("reminder-")
+        });
+        let histories = Histories::gather(&self.store, events, folded).await?;
+        for event in latest {
+            self.write(event, &histories, tx).await?;
+        }
+        Ok(())
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use aftersales_eventstore::projection::Histories;
 use aftersales_eventstore::{
-    AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
-    StoreTransaction,
+    AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
 };
 use chrono::NaiveDate;
 use sqlx::Row as _;
@@ -134,18 +134,41 @@ impl Projection for OrderDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        if !event.stream_id.as_str().starts_with("repair-") {
-            return Ok(());
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        let orders = || {
+            events
+                .iter()
+                .filter(|e| e.stream_id.as_str().starts_with("repair-"))
+        };
+        let histories = Histories::gather(&self.store, events, orders()).await?;
+        for event in orders() {
+            self.write(event, &histories.upto(event), tx).await?;
         }
-        // The order as of this event: the log holds it, committed.
-        let events = self
-            .store
-            .read_stream(
-                &event.stream_id,
-                1,
-                usize::try_from(event.stream_version).unwrap_or(usize::MAX),
-            )
-            .await?;
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
+        tx.empty_tables(&["repair_orders", "repair_stage_durations"])
+            .await
+    }
+}
+
+impl OrderDirectory {
+    /// The order's row as of `event`, and how long it was in the stage `event`
+    /// ends; `events` is its stream from the first event to `event`.
+    async fn write(
+        &self,
+        event: &RecordedEvent,
+        events: &[&RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -153,13 +176,13 @@ impl Projection for OrderDirectory {
         let mut state: Option<OrderState> = None;
         // The stage before this event, and since when the order had been in it.
         let mut before: Option<(crate::domain::order::Stage, chrono::DateTime<chrono::Utc>)> = None;
-        for recorded in &events {
+        for recorded in events {
             let decoded: Event = recorded.decode()?;
             if recorded.stream_version == event.stream_version {
                 before = state
                     .as_ref()
                     .map(|s| s.stage)
-                    .zip(Some(previous_at(&events, recorded)));
+                    .zip(Some(previous_at(events, recorded)));
             }
             state = RepairOrder::evolve(state, &decoded);
         }
@@ -212,11 +235,6 @@ impl Projection for OrderDirectory {
                 .await?;
         });
         Ok(())
-    }
-
-    async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
-        tx.empty_tables(&["repair_orders", "repair_stage_durations"])
-            .await
     }
 }
 
@@ -317,7 +335,7 @@ pub async fn bookings(
 
 /// When the event before `recorded` was recorded (or `recorded` itself, for the first).
 fn previous_at(
-    events: &[RecordedEvent],
+    events: &[&RecordedEvent],
     recorded: &RecordedEvent,
 ) -> chrono::DateTime<chrono::Utc> {
     events

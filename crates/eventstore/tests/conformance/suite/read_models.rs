@@ -493,3 +493,44 @@ pub async fn state_cache_drops_streams_the_log_moves_on(b: Backend) {
     stop.send(()).unwrap();
     follower.await.unwrap();
 }
+
+/// A read model folds a stream's history from the batch when the batch holds it
+/// all (the very rows a read would return), and reads it otherwise; a stream's
+/// events out of order in the batch come back in version order.
+pub async fn histories_come_from_the_batch_or_the_store(b: Backend) {
+    use aftersales_eventstore::Checkpoint;
+    use aftersales_eventstore::projection::Histories;
+    let older = stream("hist");
+    let begun = stream("hist");
+    b.store
+        .append(&older, ExpectedVersion::NoStream, events(3))
+        .await
+        .unwrap();
+    b.store
+        .append(&begun, ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    let log = b.store.read_log(Checkpoint::START, 100).await.unwrap();
+    assert_eq!(log.len(), 5);
+    // The older stream's last event only; the new stream whole, its second first.
+    let batch = vec![log[2].clone(), log[4].clone(), log[3].clone()];
+    let histories = Histories::gather(&b.store, &batch, [&batch[0], &batch[1]])
+        .await
+        .unwrap();
+
+    let read = histories.upto(&batch[0]);
+    let versions: Vec<u64> = read.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    let ids: Vec<_> = read.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, [log[0].event_id, log[1].event_id, log[2].event_id]);
+
+    let held = histories.upto(&batch[1]);
+    assert_eq!(held.len(), 2);
+    assert!(std::ptr::eq(held[0], &batch[2]), "version 1 from the batch");
+    assert!(std::ptr::eq(held[1], &batch[1]), "version 2 from the batch");
+
+    // Up to an earlier version of a stream read whole: only that far.
+    let earlier = histories.upto(&log[1]);
+    assert_eq!(earlier.len(), 2);
+    assert_eq!(earlier[1].event_id, log[1].event_id);
+}
