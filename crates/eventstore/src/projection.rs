@@ -92,15 +92,10 @@ pub fn last_of_each_stream(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
     kept.into_iter().map(|i| &events[i]).collect()
 }
 
-/// Streams whose histories [`Histories::gather`] reads at once.
-const HISTORY_READS: usize = 8;
-
 /// Each wanted event's stream from its first event up to it, for read models that
 /// fold a stream's whole history. Taken from the batch where it holds all of them
-/// (a stream begun in it), otherwise read from the store, several streams at a
-/// time and all before the read model writes: a read model's transaction holds
-/// back every follower of its database until it commits, so it does not wait on
-/// one read after another.
+/// (a stream begun in it), otherwise read from the store, each stream once however
+/// many of its events the batch holds.
 #[derive(Debug)]
 pub struct Histories<'a> {
     batch: BatchStreams<'a>,
@@ -115,7 +110,6 @@ impl<'a> Histories<'a> {
         batch: &'a [RecordedEvent],
         wanted: impl IntoIterator<Item = &RecordedEvent>,
     ) -> Result<Self, StoreError> {
-        use futures::{StreamExt as _, TryStreamExt as _};
         let batch = BatchStreams::new(batch);
         let mut missing: HashMap<StreamId, u64> = HashMap::new();
         for event in wanted {
@@ -127,15 +121,14 @@ impl<'a> Histories<'a> {
                 *newest = (*newest).max(event.stream_version);
             }
         }
-        let read = futures::stream::iter(missing)
-            .map(|(stream, version)| async move {
-                let limit = usize::try_from(version).unwrap_or(usize::MAX);
-                let events = store.read_stream(&stream, 1, limit).await?;
-                Ok::<_, StoreError>((stream, events))
-            })
-            .buffer_unordered(HISTORY_READS)
-            .try_collect()
-            .await?;
+        // One read at a time: on a busy server a burst of reads makes every other
+        // statement wait behind it.
+        let mut read = HashMap::with_capacity(missing.len());
+        for (stream, version) in missing {
+            let limit = usize::try_from(version).unwrap_or(usize::MAX);
+            let events = store.read_stream(&stream, 1, limit).await?;
+            read.insert(stream, events);
+        }
         Ok(Self { batch, read })
     }
 

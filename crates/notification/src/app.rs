@@ -228,17 +228,23 @@ impl Notifications {
         variables: &BTreeMap<String, String>,
         ctx: &CommandContext,
     ) -> AppResult<usize> {
-        // An erased customer is not written to again.
-        if let Some(sealing) = self.store.sealing()
-            && sealing
-                .keyring()
-                .is_erased(&sealing.subject(customer_id))
-                .await
-                .map_err(StoreError::from)?
-        {
+        // An erased customer is not written to again. Asked beside the
+        // preferences (another database): a reaction waits for one round trip.
+        let erased = async {
+            match self.store.sealing() {
+                Some(sealing) => sealing
+                    .keyring()
+                    .is_erased(&sealing.subject(customer_id))
+                    .await
+                    .map_err(StoreError::from),
+                None => Ok(false),
+            }
+        };
+        let (erased, preferences) = tokio::join!(erased, self.preferences(customer_id));
+        if erased? {
             return Ok(0);
         }
-        let (preferences, _) = self.preferences(customer_id).await?;
+        let (preferences, _) = preferences?;
         let rendered = self
             .templates
             .render(kind, &preferences.language, variables)?;
