@@ -53,7 +53,7 @@ impl Projection for ShipmentDirectory {
         self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
-    /// A row holds its shipment's whole state: each stream's last event of the
+    /// A row holds its shipment's whole state: each stream's newest event of the
     /// batch is all that is written.
     async fn apply_batch(
         &self,

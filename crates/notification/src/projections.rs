@@ -215,18 +215,6 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The notifications and reminders.
-#[derive(Debug, Clone)]
-pub struct Queues {
-    store: AnyEventStore,
-}
-
-impl Queues {
-    pub fn new(store: AnyEventStore) -> Self {
-        Self { store }
-    }
-}
-
 /// A stream's state as of the last of `history` (its events from the first on),
 /// and its first event's position.
 fn fold<D: Decider>(history: &[&RecordedEvent]) -> Result<(D::State, u64), StoreError>
@@ -241,7 +229,17 @@ where
     Ok((state, history.first().map_or(0, |r| r.position)))
 }
 
+/// The notifications and reminders.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    store: AnyEventStore,
+}
+
 impl Queues {
+    pub fn new(store: AnyEventStore) -> Self {
+        Self { store }
+    }
+
     /// The row of `event`'s message or reminder as of `event`.
     async fn write(
         &self,

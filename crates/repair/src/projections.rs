@@ -142,13 +142,17 @@ impl Projection for OrderDirectory {
         events: &[RecordedEvent],
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        let orders = || {
-            events
-                .iter()
-                .filter(|e| e.stream_id.as_str().starts_with("repair-"))
-        };
-        let histories = Histories::gather(&self.store, events, orders()).await?;
-        for event in orders() {
+        // Each order's events in version order, which the log's order (by writing
+        // transaction) need not be: the row ends as of the newest.
+        let mut orders: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|e| e.stream_id.as_str().starts_with("repair-"))
+            .collect();
+        orders.sort_by(|a, b| {
+            (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version))
+        });
+        let histories = Histories::gather(&self.store, events, orders.iter().copied()).await?;
+        for event in orders {
             self.write(event, &histories.upto(event), tx).await?;
         }
         Ok(())
