@@ -121,8 +121,8 @@ impl<'a> Histories<'a> {
                 *newest = (*newest).max(event.stream_version);
             }
         }
-        // One read at a time: on a busy server a burst of reads makes every other
-        // statement wait behind it.
+        // One read at a time: eight at once made the inbox no faster under load
+        // (decision 0050).
         let mut read = HashMap::with_capacity(missing.len());
         for (stream, version) in missing {
             let limit = usize::try_from(version).unwrap_or(usize::MAX);
