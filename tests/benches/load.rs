@@ -26,7 +26,9 @@
 //! runs, taking turns with this build's over two rounds (the load generator is
 //! this build's in both). `BENCH_HOLDS=<n>` holds `BENCH_RATE` n times in turn
 //! against each platform started, its history growing from one hold to the
-//! next, instead of finding the highest rate.
+//! next, instead of finding the highest rate. `BENCH_NATS_SYNC=default` runs
+//! nats-server with its default sync (every two minutes) instead of an fsync
+//! before each acknowledgement, to measure what that costs.
 //! The generator shares the machine with what it measures.
 
 #![allow(clippy::unwrap_used)]

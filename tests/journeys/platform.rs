@@ -310,7 +310,13 @@ impl Platform {
         extra: &[(&str, String)],
         logs: Option<&std::path::Path>,
     ) -> Self {
-        let nats = NatsServer::start().unwrap();
+        // `BENCH_NATS_SYNC=default`: the load benchmark's measure of what an
+        // fsync per JetStream message costs; everything else runs durable.
+        let nats = match std::env::var("BENCH_NATS_SYNC").as_deref() {
+            Ok("default") => NatsServer::start_with(aftersales_testkit::NatsOptions::Default),
+            _ => NatsServer::start(),
+        }
+        .unwrap();
         let smtp = SmtpServer::start().unwrap();
         // Each service runs as a role that can append to its log but not change
         // it; its database's owner migrates. Tests look in as the superuser.

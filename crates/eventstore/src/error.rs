@@ -56,6 +56,11 @@ pub enum StoreError {
     #[error("migration failed")]
     Migration(#[source] sqlx::migrate::MigrateError),
 
+    /// A statement failed inside a transaction, which the database then undid
+    /// whole: nothing of it was committed.
+    #[error("the transaction was aborted by a failed statement; nothing was committed")]
+    Aborted,
+
     /// A stored row could not be read back into an event.
     #[error("stored row is unreadable: {0}")]
     CorruptRow(String),
@@ -95,6 +100,7 @@ impl StoreError {
             ) => ErrorKind::Unavailable,
             Self::Keys(keys) => keys.kind(),
             Self::Database(_)
+            | Self::Aborted
             | Self::Migration(_)
             | Self::CorruptRow(_)
             | Self::UnsupportedUrl { .. } => ErrorKind::Internal,
@@ -117,6 +123,7 @@ impl From<StoreError> for Error {
                 Error::new(error.kind(), "personal data keys").with_source(error)
             }
             StoreError::Database(_)
+            | StoreError::Aborted
             | StoreError::Migration(_)
             | StoreError::CorruptRow(_)
             | StoreError::UnsupportedUrl { .. } => {

@@ -308,9 +308,14 @@ pub(crate) async fn select_stream<'e, E: PgExecutor<'e>>(
 }
 
 /// Appends inside a caller's transaction. A refused insert would abort the whole
-/// transaction in PostgreSQL: one event is inserted unless its key is taken, and
-/// several under a savepoint (two more round trips).
-pub(crate) struct PgTransactionBackend<'c>(pub &'c mut PgConnection);
+/// transaction in PostgreSQL, so an append's first event is inserted unless its
+/// place or id is taken, and the rest only if it was inserted: the transaction
+/// stays usable when another writer got there first. What else fails (a later
+/// event's id reused) aborts it, and `aborted` says so.
+pub(crate) struct PgTransactionBackend<'c> {
+    pub connection: &'c mut PgConnection,
+    pub aborted: bool,
+}
 
 impl AppendBackend for PgTransactionBackend<'_> {
     fn head_cache(&self) -> Option<&HeadCache> {
@@ -318,7 +323,7 @@ impl AppendBackend for PgTransactionBackend<'_> {
     }
 
     async fn head(&mut self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
-        select_head(&mut *self.0, stream).await
+        select_head(&mut *self.connection, stream).await
     }
 
     async fn insert(
@@ -326,29 +331,60 @@ impl AppendBackend for PgTransactionBackend<'_> {
         stream: &StreamId,
         rows: &[ChainedEvent],
     ) -> Result<Vec<u64>, InsertError> {
-        if let [row] = rows {
-            return insert_row_unless_taken(&mut *self.0, stream, row).await;
-        }
-        let savepoint = |sql: &'static str| sqlx::raw_sql(sql);
-        savepoint("SAVEPOINT aftersales_append")
-            .execute(&mut *self.0)
-            .await
-            .map_err(|e| InsertError::Store(e.into()))?;
-        let result = insert_rows(&mut *self.0, stream, rows).await;
-        let end = if result.is_ok() {
-            "RELEASE SAVEPOINT aftersales_append"
-        } else {
-            "ROLLBACK TO SAVEPOINT aftersales_append"
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
         };
-        savepoint(end)
-            .execute(&mut *self.0)
+        let inserted = if let [row] = rows {
+            bind_row(
+                sqlx::query_scalar(concat!(
+                    insert_row!(),
+                    " ON CONFLICT DO NOTHING RETURNING position"
+                )),
+                stream,
+                row,
+            )?
+            .fetch_optional(&mut *self.connection)
             .await
-            .map_err(|e| InsertError::Store(e.into()))?;
-        result
+            .map(|position: Option<i64>| position.map(|p| to_u64(p, "position").map(|p| vec![p])))
+        } else {
+            let appends = [(stream, rows)];
+            match bind_columns(sqlx::query(INSERT_UNLESS_FIRST_TAKEN), &appends)?
+                .fetch_all(&mut *self.connection)
+                .await
+            {
+                Ok(returned) if returned.is_empty() => Ok(None),
+                Ok(returned) => Ok(Some(
+                    positions_of(&appends, &returned)
+                        .map(|mut positions| positions.pop().unwrap_or_default()),
+                )),
+                Err(error) => Err(error),
+            }
+        };
+        match inserted {
+            Ok(Some(positions)) => positions.map_err(InsertError::Store),
+            Ok(None) => Err(taken_key(&mut *self.connection, first).await),
+            Err(error) => {
+                self.aborted = true;
+                Err(InsertError::Store(error.into()))
+            }
+        }
     }
 
     async fn events_by_ids(&mut self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
-        select_by_ids(&mut *self.0, ids).await
+        select_by_ids(&mut *self.connection, ids).await
+    }
+}
+
+/// Which key of `row`, an event the insert did nothing with, was taken.
+async fn taken_key(db: &mut PgConnection, row: &ChainedEvent) -> InsertError {
+    let id_taken = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
+        .bind(row.event.event_id)
+        .fetch_one(db)
+        .await;
+    match id_taken {
+        Ok(true) => InsertError::DuplicateEventId,
+        Ok(false) => InsertError::VersionTaken,
+        Err(error) => InsertError::Store(error.into()),
     }
 }
 
@@ -390,6 +426,67 @@ async fn insert_appends<'e>(
     if let [(stream, [row])] = appends {
         return Ok(vec![insert_row(db, stream, row).await?]);
     }
+    let returned = bind_columns(sqlx::query(INSERT_ALL), appends)?
+        .fetch_all(db)
+        .await
+        .map_err(insert_error)?;
+    positions_of(appends, &returned).map_err(InsertError::Store)
+}
+
+/// The events table's columns as arrays, one element per row: `$1` to `$14`.
+macro_rules! unnest_rows {
+    () => {
+        "UNNEST($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], \
+         $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
+         $12::text[], $13::timestamptz[], $14::bytea[])"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "stream_id, stream_version, event_id, event_type, schema_version, payload, \
+         correlation_id, causation_id, traceparent, tracestate, actor, region, \
+         recorded_at, hash"
+    };
+}
+
+const INSERT_ALL: &str = concat!(
+    "INSERT INTO events (",
+    event_columns!(),
+    ") SELECT * FROM ",
+    unnest_rows!(),
+    " RETURNING position, stream_id, stream_version"
+);
+
+/// One append's rows: the first unless its place or id is taken, the rest only
+/// if the first went in (an empty answer: nothing was written). The first is
+/// inserted before the rest, which come in their order.
+const INSERT_UNLESS_FIRST_TAKEN: &str = concat!(
+    "WITH new AS (SELECT * FROM ",
+    unnest_rows!(),
+    " WITH ORDINALITY AS n (",
+    event_columns!(),
+    ", place)), \
+     first AS (INSERT INTO events (",
+    event_columns!(),
+    ") SELECT ",
+    event_columns!(),
+    " FROM new WHERE place = 1 \
+     ON CONFLICT DO NOTHING RETURNING position, stream_id, stream_version), \
+     rest AS (INSERT INTO events (",
+    event_columns!(),
+    ") SELECT ",
+    event_columns!(),
+    " FROM new WHERE place > 1 AND EXISTS (SELECT FROM first) ORDER BY place \
+     RETURNING position, stream_id, stream_version) \
+     SELECT * FROM first UNION ALL SELECT * FROM rest"
+);
+
+/// Binds the rows of `appends` to a statement over [`unnest_rows`].
+fn bind_columns<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    appends: &[(&'q StreamId, &'q [ChainedEvent])],
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>, InsertError> {
     let n = appends.iter().map(|(_, rows)| rows.len()).sum();
     let mut streams = Vec::with_capacity(n);
     let mut versions = Vec::with_capacity(n);
@@ -426,41 +523,34 @@ async fn insert_appends<'e>(
             hashes.push(row.hash.as_slice());
         }
     }
-    let returned = sqlx::query(
-        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-         schema_version, payload, correlation_id, causation_id, traceparent, tracestate, \
-         actor, region, recorded_at, hash) \
-         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], \
-         $6::bytea[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
-         $12::text[], $13::timestamptz[], $14::bytea[]) \
-         RETURNING position, stream_id, stream_version",
-    )
-    .bind(streams)
-    .bind(versions)
-    .bind(event_ids)
-    .bind(types)
-    .bind(schema_versions)
-    .bind(payloads)
-    .bind(correlations)
-    .bind(causations)
-    .bind(traceparents)
-    .bind(tracestates)
-    .bind(actors)
-    .bind(regions)
-    .bind(recorded)
-    .bind(hashes)
-    .fetch_all(db)
-    .await
-    .map_err(insert_error)?;
+    Ok(query
+        .bind(streams)
+        .bind(versions)
+        .bind(event_ids)
+        .bind(types)
+        .bind(schema_versions)
+        .bind(payloads)
+        .bind(correlations)
+        .bind(causations)
+        .bind(traceparents)
+        .bind(tracestates)
+        .bind(actors)
+        .bind(regions)
+        .bind(recorded)
+        .bind(hashes))
+}
+
+/// Each append's positions, in its rows' order, from the rows an insert returned
+/// (`position, stream_id, stream_version`).
+fn positions_of(
+    appends: &[(&StreamId, &[ChainedEvent])],
+    returned: &[PgRow],
+) -> Result<Vec<Vec<u64>>, StoreError> {
     // `RETURNING` does not promise the insert order: find each row by its place.
     let mut positions = std::collections::HashMap::with_capacity(returned.len());
-    for row in &returned {
-        let read = || -> Result<((&str, i64), u64), StoreError> {
-            let place = (row.try_get("stream_id")?, row.try_get("stream_version")?);
-            Ok((place, to_u64(row.try_get("position")?, "position")?))
-        };
-        let (place, position) = read().map_err(InsertError::Store)?;
-        positions.insert(place, position);
+    for row in returned {
+        let place = (row.try_get("stream_id")?, row.try_get("stream_version")?);
+        positions.insert(place, to_u64(row.try_get("position")?, "position")?);
     }
     appends
         .iter()
@@ -473,10 +563,9 @@ async fn insert_appends<'e>(
                         .copied()
                         .ok_or_else(|| StoreError::CorruptRow("insert returned no row".into()))
                 })
-                .collect::<Result<Vec<u64>, StoreError>>()
+                .collect()
         })
-        .collect::<Result<_, _>>()
-        .map_err(InsertError::Store)
+        .collect()
 }
 
 /// A group is one statement, written whole or not at all: a refused group wrote
@@ -513,38 +602,6 @@ async fn insert_row<'e>(
     Ok(vec![
         to_u64(position, "position").map_err(InsertError::Store)?,
     ])
-}
-
-/// [`insert_row`] that leaves the transaction usable when a key is taken: the
-/// insert does nothing, and a second query tells which key.
-async fn insert_row_unless_taken(
-    db: &mut PgConnection,
-    stream: &StreamId,
-    row: &ChainedEvent,
-) -> Result<Vec<u64>, InsertError> {
-    let sql = concat!(insert_row!(), " ON CONFLICT DO NOTHING RETURNING position");
-    let inserted: Option<i64> = bind_row(sqlx::query_scalar(sql), stream, row)?
-        .fetch_optional(&mut *db)
-        .await
-        .map_err(insert_error)?;
-    match inserted {
-        Some(position) => Ok(vec![
-            to_u64(position, "position").map_err(InsertError::Store)?,
-        ]),
-        None => {
-            let id_taken: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = $1)")
-                    .bind(row.event.event_id)
-                    .fetch_one(&mut *db)
-                    .await
-                    .map_err(|e| InsertError::Store(e.into()))?;
-            Err(if id_taken {
-                InsertError::DuplicateEventId
-            } else {
-                InsertError::VersionTaken
-            })
-        }
-    }
 }
 
 /// Binds `row` of `stream` to [`insert_row`]'s parameters.
@@ -718,6 +775,34 @@ impl EventStore for PgEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = select_stream(&self.pool, stream, from_version, limit).await?;
         self.heads.saw(stream, &events, limit);
+        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
+        Ok(events)
+    }
+
+    async fn read_histories(
+        &self,
+        streams: &[(StreamId, u64)],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = streams.iter().map(|(s, _)| s.as_str()).collect();
+        let upto = streams
+            .iter()
+            .map(|(_, v)| to_i64(*v, "version"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM UNNEST($1::text[], $2::int8[]) AS wanted (wanted_stream, wanted_upto) \
+             JOIN events ON stream_id = wanted_stream AND stream_version <= wanted_upto \
+             ORDER BY stream_id, stream_version"
+        ))
+        .bind(ids)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
         Ok(events)
     }

@@ -35,6 +35,9 @@ pub struct StoreTransaction {
     after_commit: Vec<AfterCommit>,
     /// How many appends and after-commit steps came before the savepoint.
     savepoint: Option<(usize, usize)>,
+    /// A statement failed and PostgreSQL aborted the transaction (since the
+    /// savepoint, if one is set): it cannot commit.
+    aborted: bool,
 }
 
 type AfterCommit = Box<dyn FnOnce() + Send>;
@@ -83,6 +86,7 @@ impl StoreTransaction {
             appends: Vec::new(),
             after_commit: Vec::new(),
             savepoint: None,
+            aborted: false,
         }
     }
 
@@ -102,6 +106,7 @@ impl StoreTransaction {
             appends: Vec::new(),
             after_commit: Vec::new(),
             savepoint: None,
+            aborted: false,
         }
     }
 
@@ -115,8 +120,14 @@ impl StoreTransaction {
         crate::personal::seal_all(self.keyring.as_ref(), &mut events).await?;
         let outcome = match &mut self.inner {
             Inner::Postgres(tx) => {
-                let mut backend = PgTransactionBackend(tx);
-                append::append(&mut backend, &self.limits, stream, expected, events).await?
+                let mut backend = PgTransactionBackend {
+                    connection: tx,
+                    aborted: false,
+                };
+                let appended =
+                    append::append(&mut backend, &self.limits, stream, expected, events).await;
+                self.aborted |= backend.aborted;
+                appended?
             }
             Inner::Sqlite(tx) => {
                 let mut backend = SqliteTransactionBackend(tx);
@@ -331,6 +342,7 @@ impl StoreTransaction {
             self.appends.truncate(appends);
             self.after_commit.truncate(after_commit);
         }
+        self.aborted = false;
         Ok(())
     }
 
@@ -395,7 +407,13 @@ impl StoreTransaction {
         }
     }
 
+    /// Commits, or fails if a statement failed inside (PostgreSQL answers such a
+    /// `COMMIT` with a rollback, not an error).
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        if self.aborted {
+            self.rollback().await?;
+            return Err(StoreError::Aborted);
+        }
         if let (true, true, Inner::Postgres(tx)) =
             (self.unflushed, self.wrote_events, &mut self.inner)
         {

@@ -312,49 +312,128 @@ async fn connections_the_server_closed_are_replaced_once_idle() {
 
 /// Another transaction takes the version between this one's head read and its
 /// insert: the insert is refused, the append says so, and the transaction goes on.
+/// One event and several (the rest inserted only if the first was) alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_insert_refused_for_a_version_taken_meanwhile_leaves_the_transaction_usable() {
     let b = Backend::postgres().await;
-    let (s, after) = (stream("raced"), stream("after"));
-    let mut first = b.store.begin().await.unwrap();
-    first
-        .append(&s, ExpectedVersion::NoStream, events(1))
+    for n in [1, 3] {
+        let (s, after) = (stream("raced"), stream("after"));
+        let mut first = b.store.begin().await.unwrap();
+        first
+            .append(&s, ExpectedVersion::NoStream, events(1))
+            .await
+            .unwrap();
+        let second = {
+            let (store, s, after) = (b.store.clone(), s.clone(), after.clone());
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                // Sees no stream yet, inserts version 1, and waits on the first's key.
+                let error = tx
+                    .append(&s, ExpectedVersion::NoStream, events(n))
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(
+                        error,
+                        aftersales_eventstore::StoreError::WrongExpectedVersion { actual: 1, .. }
+                    ),
+                    "{n} events: {error:?}"
+                );
+                tx.append(&after, ExpectedVersion::NoStream, events(1))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "the second insert waits on the first"
+        );
+        first.commit().await.unwrap();
+        second.await.unwrap();
+        assert_eq!(
+            b.store.read_stream(&s, 1, 10).await.unwrap().len(),
+            1,
+            "{n} events"
+        );
+        assert_eq!(
+            b.store.read_stream(&after, 1, 10).await.unwrap().len(),
+            1,
+            "{n} events"
+        );
+    }
+}
+
+/// An append refused on a later event's key (its id stored already) fails the
+/// statement, and PostgreSQL then aborts the transaction and answers its `COMMIT`
+/// with a rollback: the commit must fail, not report what was undone as written.
+/// Under a savepoint, rolling back to it makes the transaction usable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_aborted_by_a_refused_append_cannot_commit() {
+    let b = Backend::postgres().await;
+    let stored = stream("stored");
+    let taken = events(1);
+    b.store
+        .append(&stored, ExpectedVersion::NoStream, taken.clone())
         .await
         .unwrap();
-    let second = {
-        let (store, s, after) = (b.store.clone(), s.clone(), after.clone());
-        tokio::spawn(async move {
-            let mut tx = store.begin().await.unwrap();
-            // Sees no stream yet, inserts version 1, and waits on the first's key.
-            let error = tx
-                .append(&s, ExpectedVersion::NoStream, events(1))
-                .await
-                .unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    aftersales_eventstore::StoreError::WrongExpectedVersion { actual: 1, .. }
-                ),
-                "{error:?}"
-            );
-            tx.append(&after, ExpectedVersion::NoStream, events(1))
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        })
+    let reusing = |s: &aftersales_eventstore::StreamId| {
+        let mut batch = events(2);
+        batch[1].event_id = taken[0].event_id;
+        (s.clone(), batch)
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (before, refused) = (stream("before"), stream("refused"));
+    let mut tx = b.store.begin().await.unwrap();
+    tx.append(&before, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    let (s, batch) = reusing(&refused);
+    tx.append(&s, ExpectedVersion::NoStream, batch)
+        .await
+        .unwrap_err();
+    let error = tx.commit().await.unwrap_err();
     assert!(
-        !second.is_finished(),
-        "the second insert waits on the first"
+        matches!(error, aftersales_eventstore::StoreError::Aborted),
+        "{error:?}"
     );
-    first.commit().await.unwrap();
-    second.await.unwrap();
-    let log = b.store.read_log(Checkpoint::START, 10).await.unwrap();
-    assert_eq!(
-        log.iter().map(|e| &e.stream_id).collect::<Vec<_>>(),
-        [&s, &after]
+    assert!(
+        b.store
+            .read_stream(&before, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
+    assert!(
+        b.store
+            .read_stream(&refused, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let (kept, undone) = (stream("kept"), stream("undone"));
+    let mut tx = b.store.begin().await.unwrap();
+    tx.append(&kept, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    tx.savepoint().await.unwrap();
+    let (s, batch) = reusing(&undone);
+    tx.append(&s, ExpectedVersion::NoStream, batch)
+        .await
+        .unwrap_err();
+    tx.rollback_to_savepoint().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(b.store.read_stream(&kept, 1, 10).await.unwrap().len(), 1);
+    assert!(
+        b.store
+            .read_stream(&undone, 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(b.store.read_stream(&stored, 1, 10).await.unwrap().len(), 1);
 }
 
 /// A read model's transaction commits without waiting for the disk, and an

@@ -534,3 +534,61 @@ pub async fn histories_come_from_the_batch_or_the_store(b: Backend) {
     assert_eq!(earlier.len(), 2);
     assert_eq!(earlier[1].event_id, log[1].event_id);
 }
+
+/// Several streams' histories in one read: each from its first event up to the
+/// version asked (no further, and all of a shorter stream), grouped by stream in
+/// version order; a stream never written gives nothing.
+pub async fn histories_are_read_together_up_to_each_version(b: Backend) {
+    let (long, short, none) = (stream("long"), stream("short"), stream("none"));
+    let written = events(5);
+    b.store
+        .append(&long, ExpectedVersion::NoStream, written.clone())
+        .await
+        .unwrap();
+    b.store
+        .append(&short, ExpectedVersion::NoStream, events(2))
+        .await
+        .unwrap();
+    assert!(b.store.read_histories(&[]).await.unwrap().is_empty());
+    let read = b
+        .store
+        .read_histories(&[(short.clone(), 9), (none, 3), (long.clone(), 3)])
+        .await
+        .unwrap();
+    let mut places: Vec<(&str, u64)> = read
+        .iter()
+        .map(|e| (e.stream_id.as_str(), e.stream_version))
+        .collect();
+    let in_read_order = places.clone();
+    places.sort_unstable();
+    places.dedup();
+    assert_eq!(places.len(), 5, "{in_read_order:?}");
+    for (stream, versions) in [(&long, 1..=3), (&short, 1..=2)] {
+        let got: Vec<u64> = read
+            .iter()
+            .filter(|e| &e.stream_id == stream)
+            .map(|e| e.stream_version)
+            .collect();
+        assert_eq!(
+            got,
+            versions.collect::<Vec<_>>(),
+            "{stream} in version order"
+        );
+    }
+    let first_long = read.iter().position(|e| e.stream_id == long).unwrap();
+    assert!(
+        read[first_long..first_long + 3]
+            .iter()
+            .all(|e| e.stream_id == long),
+        "grouped by stream: {in_read_order:?}"
+    );
+    let ids: Vec<_> = read
+        .iter()
+        .filter(|e| e.stream_id == long)
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(
+        ids,
+        written[..3].iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+}
