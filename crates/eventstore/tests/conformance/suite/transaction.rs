@@ -79,6 +79,13 @@ pub async fn transaction_commits_events_and_checkpoint_together(b: Backend) {
     tx.save_checkpoint("reader", moved).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(b.count().await, 2);
+    let stored = b.store.read_stream(&s, 1, 10).await.unwrap();
+    assert_eq!(
+        (stored[0].position, stored[1].position),
+        (outcome.first_position, outcome.last_position),
+        "each version's position, in version order"
+    );
+    assert!(stored[0].position < stored[1].position);
     assert_eq!(b.store.load_checkpoint("reader").await.unwrap(), moved);
     let report = b.store.verify_stream(&s, None).await.unwrap();
     assert!(report.is_intact(), "{report:?}");
