@@ -139,13 +139,6 @@ impl EventStore for AnyEventStore {
         delegate!(self, s => s.read_stream(stream, from_version, limit).await)
     }
 
-    async fn read_histories(
-        &self,
-        streams: &[(StreamId, u64)],
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        delegate!(self, s => s.read_histories(streams).await)
-    }
-
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
         delegate!(self, s => s.stream_head(stream).await)
     }

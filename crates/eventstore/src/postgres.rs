@@ -779,34 +779,6 @@ impl EventStore for PgEventStore {
         Ok(events)
     }
 
-    async fn read_histories(
-        &self,
-        streams: &[(StreamId, u64)],
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if streams.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = streams.iter().map(|(s, _)| s.as_str()).collect();
-        let upto = streams
-            .iter()
-            .map(|(_, v)| to_i64(*v, "version"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM UNNEST($1::text[], $2::int8[]) AS wanted (wanted_stream, wanted_upto) \
-             JOIN events ON stream_id = wanted_stream AND stream_version <= wanted_upto \
-             ORDER BY stream_id, stream_version"
-        ))
-        .bind(ids)
-        .bind(upto)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
-        Ok(events)
-    }
-
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
         select_head(&self.pool, stream).await
     }

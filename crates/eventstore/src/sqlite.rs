@@ -451,20 +451,6 @@ impl EventStore for SqliteEventStore {
         Ok(events)
     }
 
-    /// One read per stream: an embedded database has no round trip to save.
-    async fn read_histories(
-        &self,
-        streams: &[(StreamId, u64)],
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = Vec::new();
-        for (stream, upto) in streams {
-            let limit = usize::try_from(*upto).unwrap_or(usize::MAX);
-            events.extend(select_stream(&self.reader, stream, 1, limit).await?);
-        }
-        crate::personal::open_all(self.keyring.as_ref(), &mut events).await?;
-        Ok(events)
-    }
-
     async fn stream_head(&self, stream: &StreamId) -> Result<Option<StreamHead>, StoreError> {
         select_head(&self.reader, stream).await
     }

@@ -81,14 +81,6 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
 
-    /// Each of `streams` from its first event up to the version named with it,
-    /// grouped by stream, each in version order: what [`EventStore::read_stream`]
-    /// gives for each, in one read where the backend can.
-    fn read_histories(
-        &self,
-        streams: &[(StreamId, u64)],
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
-
     /// The stream's last version and hash, or `None` for an empty stream.
     fn stream_head(
         &self,

@@ -81,7 +81,6 @@ conformance!(
     runners_of_one_read_model_apply_each_event_once,
     a_rebuild_beside_a_runner_applies_each_event_once,
     histories_come_from_the_batch_or_the_store,
-    histories_are_read_together_up_to_each_version,
     state_cache_drops_streams_the_log_moves_on,
     personal_data_is_sealed_and_erased_with_its_key,
     without_its_keys_personal_data_is_refused_and_nothing_written,
