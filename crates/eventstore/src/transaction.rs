@@ -35,8 +35,8 @@ pub struct StoreTransaction {
     after_commit: Vec<AfterCommit>,
     /// How many appends and after-commit steps came before the savepoint.
     savepoint: Option<(usize, usize)>,
-    /// A statement failed and PostgreSQL aborted the transaction (since the
-    /// savepoint, if one is set): it cannot commit.
+    /// An append's statement failed and PostgreSQL aborted the transaction
+    /// (since the savepoint, if one is set): it cannot commit.
     aborted: bool,
 }
 
@@ -407,8 +407,8 @@ impl StoreTransaction {
         }
     }
 
-    /// Commits, or fails if a statement failed inside (PostgreSQL answers such a
-    /// `COMMIT` with a rollback, not an error).
+    /// Commits, or fails if an append's failed statement aborted the transaction
+    /// (PostgreSQL answers such a `COMMIT` with a rollback, not an error).
     pub async fn commit(mut self) -> Result<(), StoreError> {
         if self.aborted {
             self.rollback().await?;
