@@ -32,26 +32,14 @@ pub trait Projection: Send + Sync {
         tx: &mut StoreTransaction,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The events of `events` whose stream, from its first event up to them,
-    /// [`Projection::apply_batch`] folds. The runner reads those histories before
-    /// it claims the batch, so that no transaction stands open while they are read
-    /// (an open transaction holds back every follower of the log).
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
-        let _ = events;
-        Vec::new()
-    }
-
-    /// Applies `events`, in log order, as [`Projection::apply`] would one by one;
-    /// `histories` holds the streams [`Projection::folds`] named. A projection
-    /// overrides it to write a batch's rows in a few statements: what makes a
-    /// rebuild fast.
+    /// Applies `events`, in log order, as [`Projection::apply`] would one by one. A
+    /// projection overrides it to write a batch's rows in a few statements: what
+    /// makes a rebuild fast.
     fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let _ = histories;
         async move {
             for event in events {
                 self.apply(event, tx).await?;
@@ -102,18 +90,6 @@ pub fn last_of_each_stream(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
     let mut kept: Vec<usize> = last.into_values().collect();
     kept.sort_unstable();
     kept.into_iter().map(|i| &events[i]).collect()
-}
-
-/// [`Projection::apply_batch`] of `events` with the histories it folds, read
-/// first: how a projection that folds histories applies one event.
-pub async fn apply_with_histories<S: EventStore, P: Projection + ?Sized>(
-    store: &S,
-    projection: &P,
-    events: &[RecordedEvent],
-    tx: &mut StoreTransaction,
-) -> Result<(), StoreError> {
-    let histories = Histories::gather(store, events, projection.folds(events)).await?;
-    projection.apply_batch(events, &histories, tx).await
 }
 
 /// Each wanted event's stream from its first event up to it, for read models that
@@ -262,14 +238,13 @@ async fn catch_up_from<S: EventStore, P: Projection + Clone + 'static>(
                 };
                 #[allow(clippy::cast_precision_loss)] // a gauge
                 lag.set(end.saturating_sub(last.position) as f64);
-                let histories = Histories::gather(&store, &batch, projection.folds(&batch)).await?;
                 // Read models are made again from the log: no need to wait for the disk.
                 let mut tx = store.begin_unflushed().await?;
                 if !tx.move_checkpoints(&[&name], at, last).await? {
                     // Another runner applied this batch, or a rebuild began.
                     break;
                 }
-                projection.apply_batch(&batch, &histories, &mut tx).await?;
+                projection.apply_batch(&batch, &mut tx).await?;
                 tx.commit().await?;
                 at = last;
                 let _ = applied.send((i, batch.len() as u64));
@@ -479,12 +454,9 @@ pub trait AnyProjection: Send + Sync {
         tx: &'a mut StoreTransaction,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    fn folds<'e>(&self, events: &'e [RecordedEvent]) -> Vec<&'e RecordedEvent>;
-
     fn apply_batch_boxed<'a>(
         &'a self,
         events: &'a [RecordedEvent],
-        histories: &'a Histories<'a>,
         tx: &'a mut StoreTransaction,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
@@ -507,17 +479,12 @@ impl<P: Projection> AnyProjection for P {
         Box::pin(self.apply(event, tx))
     }
 
-    fn folds<'e>(&self, events: &'e [RecordedEvent]) -> Vec<&'e RecordedEvent> {
-        Projection::folds(self, events)
-    }
-
     fn apply_batch_boxed<'a>(
         &'a self,
         events: &'a [RecordedEvent],
-        histories: &'a Histories<'a>,
         tx: &'a mut StoreTransaction,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(self.apply_batch(events, histories, tx))
+        Box::pin(self.apply_batch(events, tx))
     }
 
     fn reset_boxed<'a>(
@@ -543,17 +510,12 @@ impl Projection for Arc<dyn AnyProjection + '_> {
         self.as_ref().apply_boxed(event, tx).await
     }
 
-    fn folds<'e>(&self, events: &'e [RecordedEvent]) -> Vec<&'e RecordedEvent> {
-        AnyProjection::folds(self.as_ref(), events)
-    }
-
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        self.as_ref().apply_batch_boxed(events, histories, tx).await
+        self.as_ref().apply_batch_boxed(events, tx).await
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {
@@ -640,13 +602,8 @@ async fn follow_together<S: EventStore>(
             #[allow(clippy::cast_precision_loss)] // a gauge
             lag.set(end.saturating_sub(last.position) as f64);
         }
-        let folded = projections
-            .iter()
-            .flat_map(|p| Projection::folds(p, &batch));
-        let histories = Histories::gather(store, &batch, folded).await?;
         let mut tx = store.begin_unflushed().await?;
-        let claim = (names.as_slice(), checkpoint, last);
-        if !apply_together(&mut tx, projections, &batch, &histories, claim).await {
+        if !apply_together(&mut tx, projections, &batch, &names, checkpoint, last).await {
             drop(tx);
             return Ok(read + each_on_its_own(store, projections).await);
         }
@@ -663,15 +620,15 @@ async fn follow_together<S: EventStore>(
     Ok(read)
 }
 
-/// Applies `batch` to every projection in `tx` and moves their checkpoints
-/// (`claim`: names, from, to); `false` if a projection failed or a checkpoint
-/// stood elsewhere.
+/// Applies `batch` to every projection in `tx` and moves their checkpoints from
+/// `from` to `to`; `false` if a projection failed or a checkpoint stood elsewhere.
 async fn apply_together(
     tx: &mut StoreTransaction,
     projections: &[Arc<dyn AnyProjection>],
     batch: &[RecordedEvent],
-    histories: &Histories<'_>,
-    (names, from, to): (&[&str], Checkpoint, Checkpoint),
+    names: &[&str],
+    from: Checkpoint,
+    to: Checkpoint,
 ) -> bool {
     // Claimed first: a second runner waits on the checkpoints' rows, then finds
     // them moved, and writes nothing.
@@ -679,7 +636,7 @@ async fn apply_together(
         return false;
     }
     for projection in projections {
-        if projection.apply_batch(batch, histories, tx).await.is_err() {
+        if projection.apply_batch(batch, tx).await.is_err() {
             return false;
         }
     }

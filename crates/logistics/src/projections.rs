@@ -2,7 +2,7 @@
 //! they have been silent, and the tracking-number index. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
-use aftersales_eventstore::projection::{Histories, apply_with_histories, last_of_each_stream};
+use aftersales_eventstore::projection::{Histories, last_of_each_stream};
 use aftersales_eventstore::{
     AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
     on_connection,
@@ -50,25 +50,22 @@ impl Projection for ShipmentDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_with_histories(&self.store, self, std::slice::from_ref(event), tx).await
+        self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
     /// A row holds its shipment's whole state: each stream's newest event of the
     /// batch is all that is written.
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
-        last_of_each_stream(events)
-            .into_iter()
-            .filter(|e| e.stream_id.as_str().starts_with("shipment-"))
-            .collect()
-    }
-
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        for event in self.folds(events) {
+        let shipments: Vec<&RecordedEvent> = last_of_each_stream(events)
+            .into_iter()
+            .filter(|e| e.stream_id.as_str().starts_with("shipment-"))
+            .collect();
+        let histories = Histories::gather(&self.store, events, shipments.iter().copied()).await?;
+        for event in shipments {
             self.write(&histories.upto(event), tx).await?;
         }
         Ok(())

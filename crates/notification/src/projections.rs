@@ -2,7 +2,7 @@
 //! the send queue) and the reminders waiting to fire. Rebuilt from the log with
 //! `aftersales_eventstore::projection::rebuild`.
 
-use aftersales_eventstore::projection::{Histories, apply_with_histories};
+use aftersales_eventstore::projection::Histories;
 use aftersales_eventstore::{
     AnyEventStore, Decider, EventStore as _, Projection, RecordedEvent, StoreError,
     StoreTransaction, on_connection,
@@ -98,23 +98,22 @@ impl Projection for SignInAddresses {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_with_histories(&self.store, self, std::slice::from_ref(event), tx).await
-    }
-
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
-        latest_states(events)
-            .filter(|e| e.stream_id.as_str().starts_with("customer-"))
-            .collect()
+        self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        for event in latest_states(events) {
-            self.write(event, histories, tx).await?;
+        let latest: Vec<&RecordedEvent> = latest_states(events).collect();
+        let folded = latest
+            .iter()
+            .copied()
+            .filter(|e| e.stream_id.as_str().starts_with("customer-"));
+        let histories = Histories::gather(&self.store, events, folded).await?;
+        for event in latest {
+            self.write(event, &histories, tx).await?;
         }
         Ok(())
     }
@@ -317,26 +316,22 @@ impl Projection for Queues {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_with_histories(&self.store, self, std::slice::from_ref(event), tx).await
-    }
-
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
-        latest_states(events)
-            .filter(|e| {
-                let stream = e.stream_id.as_str();
-                stream.starts_with("notification-") || stream.starts_with("reminder-")
-            })
-            .collect()
+        self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        for event in latest_states(events) {
-            self.write(event, histories, tx).await?;
+        let latest: Vec<&RecordedEvent> = latest_states(events).collect();
+        let folded = latest.iter().copied().filter(|e| {
+            let stream = e.stream_id.as_str();
+            stream.starts_with("notification-") || stream.starts_with("reminder-")
+        });
+        let histories = Histories::gather(&self.store, events, folded).await?;
+        for event in latest {
+            self.write(event, &histories, tx).await?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use aftersales_eventstore::projection::{Histories, apply_with_histories};
+use aftersales_eventstore::projection::Histories;
 use aftersales_eventstore::{
     AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
 };
@@ -134,12 +134,16 @@ impl Projection for OrderDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_with_histories(&self.store, self, std::slice::from_ref(event), tx).await
+        self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
-    /// Each order's events in version order, which the log's order (by writing
-    /// transaction) need not be: the row ends as of the newest.
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        // Each order's events in version order, which the log's order (by writing
+        // transaction) need not be: the row ends as of the newest.
         let mut orders: Vec<&RecordedEvent> = events
             .iter()
             .filter(|e| e.stream_id.as_str().starts_with("repair-"))
@@ -147,16 +151,8 @@ impl Projection for OrderDirectory {
         orders.sort_by(|a, b| {
             (&a.stream_id, a.stream_version).cmp(&(&b.stream_id, b.stream_version))
         });
-        orders
-    }
-
-    async fn apply_batch(
-        &self,
-        events: &[RecordedEvent],
-        histories: &Histories<'_>,
-        tx: &mut StoreTransaction,
-    ) -> Result<(), StoreError> {
-        for event in self.folds(events) {
+        let histories = Histories::gather(&self.store, events, orders.iter().copied()).await?;
+        for event in orders {
             self.write(event, &histories.upto(event), tx).await?;
         }
         Ok(())

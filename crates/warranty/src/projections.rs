@@ -2,10 +2,9 @@
 //! warranties by end date for reminders) and coverage decisions by policy version.
 //! Both are rebuilt from the log with `aftersales_eventstore::projection::rebuild`.
 
-use aftersales_eventstore::projection::{Histories, apply_with_histories};
 use aftersales_eventstore::{
-    AnyEventStore, Decider as _, Projection, RecordedEvent, StoreError, StoreTransaction,
-    TransactionConnection,
+    AnyEventStore, Decider as _, EventStore as _, Projection, RecordedEvent, StoreError,
+    StoreTransaction, TransactionConnection,
 };
 use std::collections::HashMap;
 
@@ -166,10 +165,15 @@ impl DeviceDirectory {
         Self { store }
     }
 
-    /// Of each device stream `events` change, its newest event among them: a
-    /// coverage decision alone leaves every field the directory lists as it was.
-    fn changed(events: &[RecordedEvent]) -> Vec<&RecordedEvent> {
-        let mut newest: Vec<(&RecordedEvent, bool)> = Vec::new();
+    /// The devices `events` change, each as of its last event among them: folded
+    /// from `events` where they hold the stream from its start (a rebuild, a new
+    /// device), else from the stream read once (the log, not this transaction:
+    /// the events are committed).
+    async fn changed_devices(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<Vec<(String, DeviceState)>, StoreError> {
+        let mut streams: Vec<(&RecordedEvent, Vec<&RecordedEvent>, bool)> = Vec::new();
         let mut index = HashMap::new();
         // The log holds other streams too (a customer's erasure, say).
         let of_devices = events
@@ -177,37 +181,47 @@ impl DeviceDirectory {
             .filter(|e| DeviceKey::from_stream_name(e.stream_id.as_str()).is_some());
         for event in of_devices {
             let at = *index.entry(event.stream_id.as_str()).or_insert_with(|| {
-                newest.push((event, false));
-                newest.len() - 1
+                streams.push((event, Vec::new(), false));
+                streams.len() - 1
             });
-            let (last, changed) = &mut newest[at];
-            if event.stream_version > last.stream_version {
-                *last = event;
-            }
+            let (_, of_stream, changed) = &mut streams[at];
+            of_stream.push(event);
+            // A coverage decision leaves every field the directory lists as it was.
             *changed |= event.event_type != "CoverageDecided";
         }
-        newest
-            .into_iter()
-            .filter_map(|(event, changed)| changed.then_some(event))
-            .collect()
-    }
-
-    /// The devices `events` change, each as of its last event among them.
-    fn changed_devices(
-        events: &[RecordedEvent],
-        histories: &Histories<'_>,
-    ) -> Result<Vec<(String, DeviceState)>, StoreError> {
         let mut devices = Vec::new();
-        for last in Self::changed(events) {
+        for (first, mut of_stream, changed) in streams {
+            if !changed {
+                continue;
+            }
+            of_stream.sort_by_key(|e| e.stream_version);
+            let from_start = of_stream
+                .iter()
+                .zip(1..)
+                .all(|(e, v)| e.stream_version == v);
+            let read;
+            let history = if from_start {
+                of_stream
+            } else {
+                let last = of_stream.last().map_or(0, |e| e.stream_version);
+                read = self
+                    .store
+                    .read_stream(
+                        &first.stream_id,
+                        1,
+                        usize::try_from(last).unwrap_or(usize::MAX),
+                    )
+                    .await?;
+                read.iter().collect()
+            };
             let mut state = None;
             // Decisions are most of a device's log; decoding them would change
             // nothing the directory lists.
-            let history = histories.upto(last);
             for recorded in history.iter().filter(|e| e.event_type != "CoverageDecided") {
                 state = Device::evolve(state, &recorded.decode::<Event>()?);
             }
             if let Some(device) = state {
-                devices.push((last.stream_id.as_str().to_owned(), device));
+                devices.push((first.stream_id.as_str().to_owned(), device));
             }
         }
         Ok(devices)
@@ -253,20 +267,15 @@ impl Projection for DeviceDirectory {
         event: &RecordedEvent,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        apply_with_histories(&self.store, self, std::slice::from_ref(event), tx).await
-    }
-
-    fn folds<'a>(&self, events: &'a [RecordedEvent]) -> Vec<&'a RecordedEvent> {
-        Self::changed(events)
+        self.apply_batch(std::slice::from_ref(event), tx).await
     }
 
     async fn apply_batch(
         &self,
         events: &[RecordedEvent],
-        histories: &Histories<'_>,
         tx: &mut StoreTransaction,
     ) -> Result<(), StoreError> {
-        let devices = Self::changed_devices(events, histories)?;
+        let devices = self.changed_devices(events).await?;
         if devices.is_empty() {
             return Ok(());
         }
@@ -387,9 +396,24 @@ impl DecisionRow {
     }
 }
 
-impl CoverageDecisions {
-    /// A row for each decision among `events`.
-    async fn insert(events: &[RecordedEvent], tx: &mut StoreTransaction) -> Result<(), StoreError> {
+impl Projection for CoverageDecisions {
+    fn name(&self) -> &'static str {
+        "warranty-coverage-decisions"
+    }
+
+    async fn apply(
+        &self,
+        event: &RecordedEvent,
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
+        self.apply_batch(std::slice::from_ref(event), tx).await
+    }
+
+    async fn apply_batch(
+        &self,
+        events: &[RecordedEvent],
+        tx: &mut StoreTransaction,
+    ) -> Result<(), StoreError> {
         let mut rows = Vec::new();
         for event in events {
             rows.extend(DecisionRow::of(event)?);
@@ -449,29 +473,6 @@ impl CoverageDecisions {
             }
         }
         Ok(())
-    }
-}
-
-impl Projection for CoverageDecisions {
-    fn name(&self) -> &'static str {
-        "warranty-coverage-decisions"
-    }
-
-    async fn apply(
-        &self,
-        event: &RecordedEvent,
-        tx: &mut StoreTransaction,
-    ) -> Result<(), StoreError> {
-        Self::insert(std::slice::from_ref(event), tx).await
-    }
-
-    async fn apply_batch(
-        &self,
-        events: &[RecordedEvent],
-        _: &Histories<'_>,
-        tx: &mut StoreTransaction,
-    ) -> Result<(), StoreError> {
-        Self::insert(events, tx).await
     }
 
     async fn reset(&self, tx: &mut StoreTransaction) -> Result<(), StoreError> {

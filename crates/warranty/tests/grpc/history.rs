@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use aftersales_eventstore::projection::apply_with_histories;
 use aftersales_eventstore::{EventStore as _, Projection as _};
 use aftersales_proto::warranty as pb;
 use aftersales_testkit::eventually;
@@ -308,11 +307,8 @@ async fn projections_list_and_rebuild(mut s: Server) {
     for cut in 0..=log.len() {
         let mut tx = store.begin().await.unwrap();
         directory.reset(&mut tx).await.unwrap();
-        for batch in [&log[..cut], &log[cut..]] {
-            apply_with_histories(&store, &directory, batch, &mut tx)
-                .await
-                .unwrap();
-        }
+        directory.apply_batch(&log[..cut], &mut tx).await.unwrap();
+        directory.apply_batch(&log[cut..], &mut tx).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(listed().await.unwrap(), before, "batches cut at {cut}");
     }
