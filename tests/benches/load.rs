@@ -29,7 +29,9 @@
 //! next, instead of finding the highest rate. `BENCH_NATS_SYNC=default` runs
 //! nats-server with its default sync (every two minutes) instead of an fsync
 //! before each acknowledgement, to measure what that costs.
-//! The generator shares the machine with what it measures.
+//! The generator shares the machine with what it measures; each hold's report
+//! ends with how fast the machine was (a fixed task's time on a core, against
+//! the same before the load, and its wait for a core).
 
 #![allow(clippy::unwrap_used)]
 
@@ -47,9 +49,94 @@ fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
+/// How fast the machine is while the load runs: the same small task every
+/// quarter second, its time on a core (its wall time less its wait for one, the
+/// thread's `run_delay` in `schedstat`, which the kernel adds up exactly at each
+/// switch) and that wait. The same task takes longer on a core when the cores
+/// give less, whether the host shares them out or the platform's own threads
+/// crowd them (the probe cannot tell which): what sets one hold of a build apart
+/// from the next on this machine. The waits are the queue for the two cores that
+/// every hop of a journey also stands in.
+struct MachineProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    samples: std::thread::JoinHandle<Vec<(f64, f64)>>,
+}
+
+impl MachineProbe {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let samples = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                samples.push(Self::sample());
+                #[allow(clippy::disallowed_methods)] // a thread of its own
+                std::thread::sleep(Self::EVERY);
+            }
+            samples
+        });
+        Self { stop, samples }
+    }
+
+    /// The task's time on a core and its wait for one, in ms (about 1 ms on a
+    /// core when the machine is idle).
+    fn sample() -> (f64, f64) {
+        let (waited, started) = (Self::run_delay(), std::time::Instant::now());
+        let mut x = 0u64;
+        for i in 0..1_200_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let wall = started.elapsed().as_secs_f64() * 1e3;
+        #[allow(clippy::cast_precision_loss)] // ns to ms
+        let wait = Self::run_delay().saturating_sub(waited) as f64 / 1e6;
+        ((wall - wait).max(0.0), wait)
+    }
+
+    /// How long this thread has waited for a core so far, in ns.
+    fn run_delay() -> u64 {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The task's time on a core and its wait for one, each at p50 and p90, in ms.
+    fn finish(self) -> [f64; 4] {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.samples.join().unwrap();
+        let quantile = |mut values: Vec<f64>, q: f64| {
+            values.sort_by(f64::total_cmp);
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let at = ((values.len().saturating_sub(1)) as f64 * q).round() as usize;
+            values.get(at).copied().unwrap_or(0.0)
+        };
+        let on_core: Vec<f64> = samples.iter().map(|s| s.0).collect();
+        let waits: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        [
+            quantile(on_core.clone(), 0.5),
+            quantile(on_core, 0.9),
+            quantile(waits.clone(), 0.5),
+            quantile(waits, 0.9),
+        ]
+    }
+}
+
 /// Runs `aftersales load` with `args` until it ends, sampling the resident memory
-/// of `pids` every half second; its report and each pid's largest sample.
+/// of `pids` every half second; its report, with how fast the machine was before
+/// and during it, and each pid's largest sample.
 fn drive(args: &[String], pids: &[u32]) -> (String, Vec<f64>) {
+    let idle = MachineProbe::start();
+    #[allow(clippy::disallowed_methods)] // the platform idle, for the probe's baseline
+    std::thread::sleep(Duration::from_secs(2));
+    let [idle_on_core, ..] = idle.finish();
+    let probe = MachineProbe::start();
     let mut load = Command::new(platform::binary("aftersales"))
         .arg("load")
         .args(args)
@@ -79,7 +166,13 @@ fn drive(args: &[String], pids: &[u32]) -> (String, Vec<f64>) {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(load.wait().unwrap().success(), "aftersales load failed");
-    (report.join().unwrap(), peaks)
+    let [on_core, on_core_p90, wait, wait_p90] = probe.finish();
+    let machine = format!(
+        "machine: a fixed task took {on_core:.2} / {on_core_p90:.2} ms on a core (p50 / p90; \
+         {idle_on_core:.2} ms at p50 idle before the load) and waited {wait:.2} / {wait_p90:.2} ms \
+         for one\n"
+    );
+    (report.join().unwrap() + &machine, peaks)
 }
 
 /// How many times `BENCH_RATE` is held against one platform, if it is not
