@@ -398,20 +398,12 @@ async fn a_transaction_aborted_by_a_refused_append_cannot_commit() {
         matches!(error, aftersales_eventstore::StoreError::Aborted),
         "{error:?}"
     );
-    assert!(
-        b.store
-            .read_stream(&before, 1, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        b.store
-            .read_stream(&refused, 1, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    for s in [&before, &refused] {
+        assert!(
+            b.store.read_stream(s, 1, 10).await.unwrap().is_empty(),
+            "{s}"
+        );
+    }
 
     let (kept, undone) = (stream("kept"), stream("undone"));
     let mut tx = b.store.begin().await.unwrap();
@@ -425,15 +417,13 @@ async fn a_transaction_aborted_by_a_refused_append_cannot_commit() {
         .unwrap_err();
     tx.rollback_to_savepoint().await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(b.store.read_stream(&kept, 1, 10).await.unwrap().len(), 1);
-    assert!(
-        b.store
-            .read_stream(&undone, 1, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(b.store.read_stream(&stored, 1, 10).await.unwrap().len(), 1);
+    for (s, expected) in [(&kept, 1), (&undone, 0), (&stored, 1)] {
+        assert_eq!(
+            b.store.read_stream(s, 1, 10).await.unwrap().len(),
+            expected,
+            "{s}"
+        );
+    }
 }
 
 /// A read model's transaction commits without waiting for the disk, and an
